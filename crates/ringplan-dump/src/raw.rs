@@ -1,0 +1,116 @@
+//! What a backend reads, before it becomes an image.
+//!
+//! Each backend fills a [`RawState`] with facts keyed by kernel identities
+//! (addresses of `io_ring_ctx`, `eventfd_ctx`, `struct file`, or stand-ins
+//! for them); [`crate::assemble`] turns that into an image with small,
+//! deterministic ids. Kernel addresses never reach the image.
+
+use std::collections::HashMap;
+
+use ringplan_image::Buffer;
+
+/// Identity of a `struct file`: its address (BPF) or a stand-in unique within
+/// one dump (fdinfo).
+pub type FileKey = u64;
+/// Identity of an `io_ring_ctx`.
+pub type RingKey = u64;
+/// Identity of an `eventfd_ctx`.
+pub type EventfdKey = u64;
+
+/// Everything one backend read from one process.
+#[derive(Debug, Default, Clone)]
+pub struct RawState {
+    /// Every fd of the process, in ascending fd order.
+    pub fds: Vec<RawFd>,
+    /// Every file an fd or a registered slot refers to, by identity.
+    pub files: HashMap<FileKey, RawFile>,
+    /// Every ring, by identity.
+    pub rings: HashMap<RingKey, RawRing>,
+    /// Every eventfd held by an fd or registered with a ring, by identity.
+    pub eventfds: HashMap<EventfdKey, RawEventfd>,
+}
+
+/// One fd of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawFd {
+    pub fd: i32,
+    pub cloexec: bool,
+    /// The `struct file` it refers to.
+    pub file: FileKey,
+}
+
+/// What a file is, beyond being a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawFileRole {
+    /// The file of an io_uring instance.
+    Ring(RingKey),
+    /// The file of an eventfd.
+    Eventfd(EventfdKey),
+    /// Anything else.
+    Plain,
+}
+
+/// One `struct file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFile {
+    pub role: RawFileRole,
+    /// The path as the kernel prints it (`d_path`); `None` when it has none
+    /// or the backend could not read it.
+    pub path: Option<String>,
+    /// `f_flags`, when known.
+    pub flags: Option<u32>,
+    /// `f_pos`, when known.
+    pub pos: Option<i64>,
+    /// The inode's `i_mode`, when known.
+    pub mode: Option<u32>,
+}
+
+/// One io_uring instance as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRing {
+    /// The inode number of the ring's anonymous inode, which
+    /// `/proc/PID/maps` shows for the ring's mappings; `None` when unknown.
+    pub inode: Option<u64>,
+    /// `ctx->flags`; `None` when the backend cannot read it.
+    pub flags: Option<u32>,
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    /// Identity of the SQ thread (`ctx->sq_data`, or the thread's pid);
+    /// rings with equal values share one. `None` without SQPOLL.
+    pub sq_thread: Option<u64>,
+    /// The SQ thread's CPU as the kernel reports it (meaningful only with
+    /// `IORING_SETUP_SQ_AFF`; the assembler drops it otherwise).
+    pub sq_thread_cpu: Option<u32>,
+    /// This ring's own SQ idle in milliseconds (converted from jiffies).
+    /// `None` without SQPOLL or when unknown (see `idle_known`).
+    pub sq_thread_idle_ms: Option<u32>,
+    pub idle_known: bool,
+    /// The registered eventfd: `Known(None)` when there is none.
+    pub eventfd: Known<Option<RawRingEventfd>>,
+    /// The registered file table, one entry per slot.
+    pub files: Vec<Option<FileKey>>,
+    /// The registered buffer table, one entry per slot.
+    pub buffers: Vec<Option<Buffer>>,
+}
+
+/// A value a backend may be unable to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known<T> {
+    Known(T),
+    Unknown,
+}
+
+/// A ring's registered eventfd as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRingEventfd {
+    pub eventfd: EventfdKey,
+    pub is_async: bool,
+}
+
+/// One eventfd as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawEventfd {
+    pub count: u64,
+    /// `eventfd_ctx->flags` (`EFD_SEMAPHORE`, and `EFD_NONBLOCK` as created).
+    pub flags: u32,
+}

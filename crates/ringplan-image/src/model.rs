@@ -1,0 +1,360 @@
+//! The types of the image. Field order here is the field order on the wire.
+
+use serde::{Deserialize, Serialize};
+
+/// The format name every image carries; a reader refuses any other.
+pub const FORMAT_NAME: &str = "ringplan-image";
+/// The format version this crate reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// io_uring setup flags the image model gives meaning to (`IORING_SETUP_*`).
+pub mod setup_flags {
+    /// `IORING_SETUP_IOPOLL`
+    pub const IOPOLL: u32 = 1 << 0;
+    /// `IORING_SETUP_SQPOLL`: the ring has a kernel SQ thread.
+    pub const SQPOLL: u32 = 1 << 1;
+    /// `IORING_SETUP_SQ_AFF`: the SQ thread is pinned to `sq_thread_cpu`.
+    pub const SQ_AFF: u32 = 1 << 2;
+    /// `IORING_SETUP_CQSIZE`: `cq_entries` was chosen by the caller.
+    pub const CQSIZE: u32 = 1 << 3;
+    /// `IORING_SETUP_CLAMP`
+    pub const CLAMP: u32 = 1 << 4;
+    /// `IORING_SETUP_ATTACH_WQ`: the ring was set up attached to another.
+    pub const ATTACH_WQ: u32 = 1 << 5;
+}
+
+/// Largest SQ size the kernel accepts (`IORING_MAX_ENTRIES`).
+pub const MAX_SQ_ENTRIES: u32 = 32768;
+/// Largest CQ size the kernel accepts (`IORING_MAX_CQ_ENTRIES`).
+pub const MAX_CQ_ENTRIES: u32 = 2 * MAX_SQ_ENTRIES;
+/// Largest registered file table (`IORING_MAX_FIXED_FILES`).
+pub const MAX_FILE_SLOTS: u32 = 1 << 20;
+/// Largest registered buffer table (`IORING_MAX_REG_BUFFERS`).
+pub const MAX_BUFFER_SLOTS: u32 = 1 << 14;
+/// Largest single registered buffer (the kernel refuses more than 1 GiB).
+pub const MAX_BUFFER_LEN: u64 = 1 << 30;
+/// First address above user space on x86-64 with 4-level page tables; a
+/// registered buffer must lie below it.
+pub const USER_ADDRESS_LIMIT: u64 = 0x0000_8000_0000_0000;
+
+/// A dumped process's io_uring state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// Always [`FORMAT_VERSION`] for images this crate accepts.
+    pub version: u32,
+    /// Where and how the image was taken.
+    pub source: Source,
+    /// Every object, in id order.
+    pub objects: Vec<Object>,
+}
+
+impl Image {
+    /// An image with the current format name and version.
+    pub fn new(source: Source, objects: Vec<Object>) -> Self {
+        Image { format: FORMAT_NAME.to_owned(), version: FORMAT_VERSION, source, objects }
+    }
+
+    /// The object with this id, if any. Objects are kept sorted by id, so
+    /// this is a binary search.
+    pub fn object(&self, id: ObjectId) -> Option<&Object> {
+        self.objects.binary_search_by_key(&id, |object| object.id).ok().map(|i| &self.objects[i])
+    }
+}
+
+/// Where and how an image was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The dumped process.
+    pub pid: u32,
+    /// How the state was read.
+    pub backend: Backend,
+    /// `uname -r` of the kernel the state was read from.
+    pub kernel_release: String,
+}
+
+/// How the dumper read the kernel's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// A BPF `task_file` iterator reading `io_ring_ctx` directly: complete.
+    Bpf,
+    /// `/proc/PID/fdinfo`: no setup flags, SQ idle or eventfd (see
+    /// [`Ring::unknown`]).
+    Fdinfo,
+}
+
+/// An object's id, unique within one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ObjectId(pub u32);
+
+impl std::fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// One kernel object the process holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Object {
+    pub id: ObjectId,
+    /// Every fd number at which the process holds this object, in ascending
+    /// order; empty when it closed them all (the object lives on through a
+    /// ring's reference).
+    pub fds: Vec<FdEntry>,
+    pub kind: ObjectKind,
+}
+
+/// One fd number of an object. On the wire: `[fd, cloexec]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(i32, bool)", into = "(i32, bool)")]
+pub struct FdEntry {
+    pub fd: i32,
+    /// The fd's close-on-exec flag.
+    pub cloexec: bool,
+}
+
+impl From<(i32, bool)> for FdEntry {
+    fn from((fd, cloexec): (i32, bool)) -> Self {
+        FdEntry { fd, cloexec }
+    }
+}
+
+impl From<FdEntry> for (i32, bool) {
+    fn from(entry: FdEntry) -> Self {
+        (entry.fd, entry.cloexec)
+    }
+}
+
+/// What an object is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    Ring(Ring),
+    Eventfd(Eventfd),
+    File(File),
+}
+
+impl ObjectKind {
+    /// The kind's name as the JSON view and error messages spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ObjectKind::Ring(_) => "ring",
+            ObjectKind::Eventfd(_) => "eventfd",
+            ObjectKind::File(_) => "file",
+        }
+    }
+}
+
+/// One io_uring instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ring {
+    pub setup: RingSetup,
+    /// The ring whose SQ thread this ring shares (set up with
+    /// `IORING_SETUP_ATTACH_WQ` and that ring's fd). The kernel does not
+    /// remember which fd was passed; the dumper names the ring that created
+    /// the shared SQ thread, or none when that ring is gone.
+    pub wq_parent: Option<ObjectId>,
+    /// Rings with the same value share one SQ thread; `None` without SQPOLL.
+    pub sq_group: Option<u32>,
+    /// The registered eventfd.
+    pub eventfd: Option<RingEventfd>,
+    /// The registered file table: one entry per slot, `None` for an empty
+    /// slot. Its length is the table's size.
+    pub files: Vec<Option<ObjectId>>,
+    /// The registered buffer table: one entry per slot, `None` for an empty
+    /// slot. Its length is the table's size.
+    pub buffers: Vec<Option<Buffer>>,
+    /// Where the process has this ring's regions mapped.
+    pub mappings: Vec<RingMapping>,
+    /// Fields the backend could not read. Their values are `None` and mean
+    /// nothing; a restore must not guess them.
+    pub unknown: Vec<RingField>,
+}
+
+/// The parameters `io_uring_setup` was called with, as the kernel holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingSetup {
+    /// `IORING_SETUP_*` flags exactly as the kernel holds them; `None` when
+    /// unknown.
+    pub flags: Option<u32>,
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    /// The CPU the SQ thread is pinned to; only with `IORING_SETUP_SQ_AFF`.
+    pub sq_thread_cpu: Option<u32>,
+    /// This ring's own SQ idle time in milliseconds (the kernel keeps
+    /// jiffies, so this is a multiple of 1000/HZ); only with SQPOLL.
+    pub sq_thread_idle_ms: Option<u32>,
+}
+
+impl RingSetup {
+    /// Whether `flag` (one of [`setup_flags`]) is set; `false` when the flags
+    /// are unknown.
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags.is_some_and(|flags| flags & flag != 0)
+    }
+}
+
+/// A ring's registered eventfd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingEventfd {
+    /// The eventfd object.
+    pub object: ObjectId,
+    /// Registered with `IORING_REGISTER_EVENTFD_ASYNC`.
+    #[serde(rename = "async")]
+    pub is_async: bool,
+}
+
+/// One occupied registered-buffer slot. On the wire: `[addr, len]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(u64, u64)", into = "(u64, u64)")]
+pub struct Buffer {
+    pub addr: u64,
+    pub len: u64,
+}
+
+impl From<(u64, u64)> for Buffer {
+    fn from((addr, len): (u64, u64)) -> Self {
+        Buffer { addr, len }
+    }
+}
+
+impl From<Buffer> for (u64, u64) {
+    fn from(buffer: Buffer) -> Self {
+        (buffer.addr, buffer.len)
+    }
+}
+
+/// A mapping of one of a ring's regions in the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingMapping {
+    pub region: RingRegion,
+    pub addr: u64,
+    pub len: u64,
+}
+
+/// Which region of a ring a mapping shows, by its mmap offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RingRegion {
+    /// `IORING_OFF_SQ_RING` (with `IORING_FEAT_SINGLE_MMAP`, also the CQ ring).
+    SqRing,
+    /// `IORING_OFF_CQ_RING`
+    CqRing,
+    /// `IORING_OFF_SQES`
+    Sqes,
+}
+
+impl RingRegion {
+    /// The mmap offset that selects this region.
+    pub fn mmap_offset(self) -> u64 {
+        match self {
+            RingRegion::SqRing => 0,
+            RingRegion::CqRing => 0x800_0000,
+            RingRegion::Sqes => 0x1000_0000,
+        }
+    }
+
+    /// The region an mmap offset selects, if any.
+    pub fn from_mmap_offset(offset: u64) -> Option<Self> {
+        [RingRegion::SqRing, RingRegion::CqRing, RingRegion::Sqes]
+            .into_iter()
+            .find(|region| region.mmap_offset() == offset)
+    }
+}
+
+/// A ring field a backend may be unable to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RingField {
+    Flags,
+    SqThreadIdle,
+    Eventfd,
+}
+
+impl RingField {
+    /// The field's name in the JSON view.
+    pub fn name(self) -> &'static str {
+        match self {
+            RingField::Flags => "flags",
+            RingField::SqThreadIdle => "sq_thread_idle_ms",
+            RingField::Eventfd => "eventfd",
+        }
+    }
+}
+
+/// An eventfd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Eventfd {
+    /// The counter.
+    pub count: u64,
+    /// Created with `EFD_SEMAPHORE`.
+    pub semaphore: bool,
+    /// Its file is `O_NONBLOCK`.
+    pub nonblock: bool,
+}
+
+/// An open file (one `struct file`, however many fds or slots hold it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct File {
+    /// The path it was opened at, as the kernel prints it; `None` for files
+    /// without one (pipes, sockets, anonymous inodes).
+    pub path: Option<String>,
+    /// Open flags (`O_*`) as the kernel holds them in `f_flags`; `None`
+    /// when the backend could not read them.
+    pub flags: Option<u32>,
+    /// The file position; `None` when the backend could not read it.
+    pub pos: Option<i64>,
+    #[serde(rename = "type")]
+    pub file_type: FileType,
+}
+
+/// What kind of file an object is, from its inode's mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileType {
+    Regular,
+    Directory,
+    CharDevice,
+    BlockDevice,
+    Pipe,
+    Socket,
+    Symlink,
+    /// Anything else, including anonymous inodes.
+    Other,
+    /// The backend could not tell.
+    Unknown,
+}
+
+impl FileType {
+    /// The type an inode mode (`st_mode`, `i_mode`) names.
+    pub fn from_mode(mode: u32) -> Self {
+        match mode & 0o170000 {
+            0o100000 => FileType::Regular,
+            0o040000 => FileType::Directory,
+            0o020000 => FileType::CharDevice,
+            0o060000 => FileType::BlockDevice,
+            0o010000 => FileType::Pipe,
+            0o140000 => FileType::Socket,
+            0o120000 => FileType::Symlink,
+            _ => FileType::Other,
+        }
+    }
+
+    /// The type's name in the JSON view.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileType::Regular => "regular",
+            FileType::Directory => "directory",
+            FileType::CharDevice => "char_device",
+            FileType::BlockDevice => "block_device",
+            FileType::Pipe => "pipe",
+            FileType::Socket => "socket",
+            FileType::Symlink => "symlink",
+            FileType::Other => "other",
+            FileType::Unknown => "unknown",
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Whole-graph checks: everything a reader may rely on once an image decodes.
+
+use std::collections::HashMap;
+
+use crate::model::*;
+
+/// Why a decoded image cannot be what a kernel held. Every variant names the
+/// object it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    #[error("objects are not in ascending id order: {id} follows {previous}")]
+    UnorderedIds { previous: ObjectId, id: ObjectId },
+    #[error("duplicate object id {id}")]
+    DuplicateId { id: ObjectId },
+    #[error("object {id}: fd {fd} is negative")]
+    NegativeFd { id: ObjectId, fd: i32 },
+    #[error("object {id}: fd {fd} is listed twice or not in ascending order")]
+    UnorderedFds { id: ObjectId, fd: i32 },
+    #[error("objects {first} and {second} both claim fd {fd}")]
+    FdCollision { first: ObjectId, second: ObjectId, fd: i32 },
+    #[error("ring {ring}: {field} refers to {target}, which does not exist")]
+    Dangling { ring: ObjectId, field: String, target: ObjectId },
+    #[error("ring {ring}: {field} refers to {target}, which is a {found}, not a {expected}")]
+    WrongKind { ring: ObjectId, field: String, target: ObjectId, found: &'static str, expected: &'static str },
+    #[error("ring {ring}: {problem}")]
+    BadRing { ring: ObjectId, problem: String },
+    #[error("ring {ring}: buffer slot {index}: {problem}")]
+    BadBuffer { ring: ObjectId, index: usize, problem: String },
+    #[error("ring {ring}: wq_parent chain loops back to it")]
+    WqCycle { ring: ObjectId },
+    #[error("file {id}: path {path:?} is not absolute")]
+    RelativePath { id: ObjectId, path: String },
+}
+
+fn bad_ring(ring: ObjectId, problem: impl Into<String>) -> ImageError {
+    ImageError::BadRing { ring, problem: problem.into() }
+}
+
+/// Checks everything a reader of an image relies on: ids unique and sorted,
+/// references resolve to objects of the right kind, fd numbers valid and
+/// owned by one object each, ring sizes and flags the kernel would accept,
+/// buffers in user space, no wq_parent cycle.
+pub fn validate(image: &Image) -> Result<(), ImageError> {
+    check_ids(image)?;
+    check_fds(image)?;
+    for object in &image.objects {
+        match &object.kind {
+            ObjectKind::Ring(ring) => check_ring(image, object.id, ring)?,
+            ObjectKind::File(file) => check_file(object.id, file)?,
+            ObjectKind::Eventfd(_) => {}
+        }
+    }
+    check_wq_cycles(image)
+}
+
+fn check_ids(image: &Image) -> Result<(), ImageError> {
+    for pair in image.objects.windows(2) {
+        let (previous, id) = (pair[0].id, pair[1].id);
+        if previous == id {
+            return Err(ImageError::DuplicateId { id });
+        }
+        if previous > id {
+            return Err(ImageError::UnorderedIds { previous, id });
+        }
+    }
+    Ok(())
+}
+
+fn check_fds(image: &Image) -> Result<(), ImageError> {
+    let mut owners: HashMap<i32, ObjectId> = HashMap::new();
+    for object in &image.objects {
+        let mut previous: Option<i32> = None;
+        for entry in &object.fds {
+            if entry.fd < 0 {
+                return Err(ImageError::NegativeFd { id: object.id, fd: entry.fd });
+            }
+            if previous.is_some_and(|previous| previous >= entry.fd) {
+                return Err(ImageError::UnorderedFds { id: object.id, fd: entry.fd });
+            }
+            previous = Some(entry.fd);
+            if let Some(first) = owners.insert(entry.fd, object.id) {
+                return Err(ImageError::FdCollision { first, second: object.id, fd: entry.fd });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn resolve<'a>(
+    image: &'a Image,
+    ring: ObjectId,
+    field: impl Fn() -> String,
+    target: ObjectId,
+) -> Result<&'a Object, ImageError> {
+    image.object(target).ok_or_else(|| ImageError::Dangling { ring, field: field(), target })
+}
+
+fn expect_kind(
+    ring: ObjectId,
+    field: impl Fn() -> String,
+    target: &Object,
+    expected: &'static str,
+) -> Result<(), ImageError> {
+    if target.kind.name() == expected {
+        Ok(())
+    } else {
+        Err(ImageError::WrongKind { ring, field: field(), target: target.id, found: target.kind.name(), expected })
+    }
+}
+
+fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
+    let setup = &ring.setup;
+    if setup.sq_entries == 0 || setup.sq_entries > MAX_SQ_ENTRIES {
+        return Err(bad_ring(id, format!("sq_entries {} is outside 1..={MAX_SQ_ENTRIES}", setup.sq_entries)));
+    }
+    if !setup.sq_entries.is_power_of_two() {
+        return Err(bad_ring(id, format!("sq_entries {} is not a power of two", setup.sq_entries)));
+    }
+    if setup.cq_entries < setup.sq_entries || setup.cq_entries > MAX_CQ_ENTRIES {
+        return Err(bad_ring(
+            id,
+            format!("cq_entries {} is outside {}..={MAX_CQ_ENTRIES}", setup.cq_entries, setup.sq_entries),
+        ));
+    }
+    check_unknowns(id, ring)?;
+    if let Some(flags) = setup.flags {
+        check_flags(id, ring, flags)?;
+    }
+
+    if let Some(parent) = ring.wq_parent {
+        if parent == id {
+            return Err(ImageError::WqCycle { ring: id });
+        }
+        let target = resolve(image, id, || "wq_parent".to_owned(), parent)?;
+        expect_kind(id, || "wq_parent".to_owned(), target, "ring")?;
+        if let ObjectKind::Ring(parent_ring) = &target.kind {
+            if ring.sq_group.is_some() && parent_ring.sq_group != ring.sq_group {
+                return Err(bad_ring(id, format!("shares no SQ thread with its wq_parent {parent}")));
+            }
+        }
+    }
+    if let Some(eventfd) = ring.eventfd {
+        let target = resolve(image, id, || "eventfd".to_owned(), eventfd.object)?;
+        expect_kind(id, || "eventfd".to_owned(), target, "eventfd")?;
+    }
+
+    if ring.files.len() > MAX_FILE_SLOTS as usize {
+        return Err(bad_ring(id, format!("{} file slots exceed the kernel's {MAX_FILE_SLOTS}", ring.files.len())));
+    }
+    for (index, slot) in ring.files.iter().enumerate() {
+        if let Some(target) = slot {
+            resolve(image, id, || format!("file slot {index}"), *target)?;
+        }
+    }
+    check_buffers(id, ring)?;
+    Ok(())
+}
+
+fn check_unknowns(id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
+    let unknown = |field| ring.unknown.contains(&field);
+    if ring.setup.flags.is_none() != unknown(RingField::Flags) {
+        return Err(bad_ring(id, "flags must be null exactly when listed as unknown"));
+    }
+    if unknown(RingField::SqThreadIdle) && ring.setup.sq_thread_idle_ms.is_some() {
+        return Err(bad_ring(id, "sq_thread_idle_ms is listed as unknown but has a value"));
+    }
+    if unknown(RingField::Eventfd) && ring.eventfd.is_some() {
+        return Err(bad_ring(id, "eventfd is listed as unknown but has a value"));
+    }
+    Ok(())
+}
+
+fn check_flags(id: ObjectId, ring: &Ring, flags: u32) -> Result<(), ImageError> {
+    let setup = &ring.setup;
+    let sqpoll = flags & setup_flags::SQPOLL != 0;
+    if flags & setup_flags::SQ_AFF != 0 && !sqpoll {
+        return Err(bad_ring(id, "IORING_SETUP_SQ_AFF is set without IORING_SETUP_SQPOLL"));
+    }
+    if setup.sq_thread_cpu.is_some() != (flags & setup_flags::SQ_AFF != 0) {
+        return Err(bad_ring(id, "sq_thread_cpu must be set exactly when IORING_SETUP_SQ_AFF is"));
+    }
+    if !sqpoll && setup.sq_thread_idle_ms.is_some() {
+        return Err(bad_ring(id, "sq_thread_idle_ms is set without IORING_SETUP_SQPOLL"));
+    }
+    if sqpoll && setup.sq_thread_idle_ms.is_none() && !ring.unknown.contains(&RingField::SqThreadIdle) {
+        return Err(bad_ring(id, "IORING_SETUP_SQPOLL is set but sq_thread_idle_ms is missing"));
+    }
+    if ring.sq_group.is_some() != sqpoll {
+        return Err(bad_ring(id, "sq_group must be set exactly when IORING_SETUP_SQPOLL is"));
+    }
+    if ring.wq_parent.is_some() && flags & setup_flags::ATTACH_WQ == 0 {
+        return Err(bad_ring(id, "has a wq_parent but IORING_SETUP_ATTACH_WQ is not set"));
+    }
+    Ok(())
+}
+
+fn check_buffers(id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
+    if ring.buffers.len() > MAX_BUFFER_SLOTS as usize {
+        return Err(bad_ring(
+            id,
+            format!("{} buffer slots exceed the kernel's {MAX_BUFFER_SLOTS}", ring.buffers.len()),
+        ));
+    }
+    for (index, slot) in ring.buffers.iter().enumerate() {
+        let Some(buffer) = slot else { continue };
+        let problem = if buffer.len == 0 {
+            Some("length is 0 (an empty slot is null)".to_owned())
+        } else if buffer.len > MAX_BUFFER_LEN {
+            Some(format!("length {} exceeds the kernel's 1 GiB", buffer.len))
+        } else if buffer.addr == 0 {
+            Some("address is 0".to_owned())
+        } else if buffer.addr.checked_add(buffer.len).is_none_or(|end| end > USER_ADDRESS_LIMIT) {
+            Some(format!("{:#x}+{} is not a user address range", buffer.addr, buffer.len))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(ImageError::BadBuffer { ring: id, index, problem });
+        }
+    }
+    Ok(())
+}
+
+fn check_file(id: ObjectId, file: &File) -> Result<(), ImageError> {
+    match &file.path {
+        Some(path) if !path.starts_with('/') => Err(ImageError::RelativePath { id, path: path.clone() }),
+        _ => Ok(()),
+    }
+}
+
+/// Follows each ring's wq_parent chain; references are already known to
+/// resolve to rings. Each ring is walked at most once overall.
+fn check_wq_cycles(image: &Image) -> Result<(), ImageError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Unseen,
+        OnPath,
+        Done,
+    }
+    let index_of: HashMap<ObjectId, usize> =
+        image.objects.iter().enumerate().map(|(index, object)| (object.id, index)).collect();
+    let parent_of = |index: usize| match &image.objects[index].kind {
+        ObjectKind::Ring(ring) => ring.wq_parent.and_then(|parent| index_of.get(&parent).copied()),
+        _ => None,
+    };
+    let mut marks = vec![Mark::Unseen; image.objects.len()];
+    for start in 0..image.objects.len() {
+        let mut path = Vec::new();
+        let mut current = Some(start);
+        while let Some(index) = current {
+            match marks[index] {
+                Mark::Done => break,
+                Mark::OnPath => return Err(ImageError::WqCycle { ring: image.objects[index].id }),
+                Mark::Unseen => {
+                    marks[index] = Mark::OnPath;
+                    path.push(index);
+                    current = parent_of(index);
+                }
+            }
+        }
+        for index in path {
+            marks[index] = Mark::Done;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! Views of an image for people (text) and programs (JSON).
+//!
+//! The JSON view is a contract other tools script against; its names are
+//! documented in `docs/image-format.md`. Change them only with the format
+//! version.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+use crate::model::*;
+
+/// The JSON view of a whole image: `{"format", "version", "source", "objects": [...]}`.
+pub fn to_json(image: &Image) -> Value {
+    json!({
+        "format": image.format,
+        "version": image.version,
+        "source": {
+            "pid": image.source.pid,
+            "backend": backend_name(image.source.backend),
+            "kernel_release": image.source.kernel_release,
+        },
+        "objects": image.objects.iter().map(object_json).collect::<Vec<_>>(),
+    })
+}
+
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Bpf => "bpf",
+        Backend::Fdinfo => "fdinfo",
+    }
+}
+
+fn object_json(object: &Object) -> Value {
+    let mut value = json!({
+        "id": object.id.0,
+        "kind": object.kind.name(),
+        "fds": object.fds.iter().map(|entry| entry.fd).collect::<Vec<_>>(),
+        "cloexec_fds": object.fds.iter().filter(|entry| entry.cloexec).map(|entry| entry.fd).collect::<Vec<_>>(),
+    });
+    let details = match &object.kind {
+        ObjectKind::Ring(ring) => ring_json(ring),
+        ObjectKind::Eventfd(eventfd) => json!({
+            "count": eventfd.count,
+            "semaphore": eventfd.semaphore,
+            "nonblock": eventfd.nonblock,
+        }),
+        ObjectKind::File(file) => json!({
+            "path": file.path,
+            "pos": file.pos,
+            "flags": file.flags,
+            "type": file.file_type.name(),
+        }),
+    };
+    if let (Value::Object(fields), Value::Object(more)) = (&mut value, details) {
+        fields.extend(more);
+    }
+    value
+}
+
+fn ring_json(ring: &Ring) -> Value {
+    let setup = &ring.setup;
+    json!({
+        "setup": {
+            "flags": setup.flags,
+            "sq_entries": setup.sq_entries,
+            "cq_entries": setup.cq_entries,
+            "sq_thread_cpu": setup.sq_thread_cpu,
+            "sq_thread_idle_ms": setup.sq_thread_idle_ms,
+        },
+        "wq_parent": ring.wq_parent.map(|id| id.0),
+        "sq_group": ring.sq_group,
+        "eventfd": ring.eventfd.map(|eventfd| json!({"object": eventfd.object.0, "async": eventfd.is_async})),
+        "file_slots": ring.files.len(),
+        "files": ring.files.iter().enumerate()
+            .filter_map(|(index, slot)| slot.map(|object| json!({"index": index, "object": object.0})))
+            .collect::<Vec<_>>(),
+        "buffer_slots": ring.buffers.len(),
+        "buffers": ring.buffers.iter().enumerate()
+            .filter_map(|(index, slot)| slot.map(|buffer| json!({"index": index, "addr": buffer.addr, "len": buffer.len})))
+            .collect::<Vec<_>>(),
+        "mappings": ring.mappings.iter()
+            .map(|mapping| json!({"region": region_name(mapping.region), "addr": mapping.addr, "len": mapping.len}))
+            .collect::<Vec<_>>(),
+        "unknown": ring.unknown.iter().map(|field| field.name()).collect::<Vec<_>>(),
+    })
+}
+
+fn region_name(region: RingRegion) -> &'static str {
+    match region {
+        RingRegion::SqRing => "sq_ring",
+        RingRegion::CqRing => "cq_ring",
+        RingRegion::Sqes => "sqes",
+    }
+}
+
+/// Names of the setup flags set in `flags`, `|`-joined, with any bits this
+/// crate has no name for in hex.
+pub fn setup_flag_names(flags: u32) -> String {
+    const NAMES: [&str; 19] = [
+        "IOPOLL", "SQPOLL", "SQ_AFF", "CQSIZE", "CLAMP", "ATTACH_WQ", "R_DISABLED", "SUBMIT_ALL",
+        "COOP_TASKRUN", "TASKRUN_FLAG", "SQE128", "CQE32", "SINGLE_ISSUER", "DEFER_TASKRUN",
+        "NO_MMAP", "REGISTERED_FD_ONLY", "NO_SQARRAY", "HYBRID_IOPOLL", "CQE_MIXED",
+    ];
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = flags;
+    for (bit, name) in NAMES.iter().enumerate() {
+        if flags & (1 << bit) != 0 {
+            names.push((*name).to_owned());
+            rest &= !(1 << bit);
+        }
+    }
+    if rest != 0 {
+        names.push(format!("{rest:#x}"));
+    }
+    if names.is_empty() {
+        "0".to_owned()
+    } else {
+        names.join("|")
+    }
+}
+
+/// The text view of an image for a person: one block per object.
+pub fn to_text(image: &Image) -> String {
+    let mut out = String::new();
+    let source = &image.source;
+    let _ = writeln!(
+        out,
+        "{} v{}: pid {}, {} backend, kernel {}, {} objects",
+        image.format,
+        image.version,
+        source.pid,
+        backend_name(source.backend),
+        source.kernel_release,
+        image.objects.len()
+    );
+    for object in &image.objects {
+        write_object(&mut out, object);
+    }
+    out
+}
+
+fn fds_text(fds: &[FdEntry]) -> String {
+    if fds.is_empty() {
+        return "no fd".to_owned();
+    }
+    let list: Vec<String> =
+        fds.iter().map(|entry| format!("{}{}", entry.fd, if entry.cloexec { "(cloexec)" } else { "" })).collect();
+    format!("fd {}", list.join(" "))
+}
+
+fn write_object(out: &mut String, object: &Object) {
+    let _ = writeln!(out, "{} {}, {}", object.id, object.kind.name(), fds_text(&object.fds));
+    match &object.kind {
+        ObjectKind::Ring(ring) => write_ring(out, ring),
+        ObjectKind::Eventfd(eventfd) => {
+            let _ = writeln!(
+                out,
+                "    count {}, semaphore {}, nonblock {}",
+                eventfd.count,
+                yes_no(eventfd.semaphore),
+                yes_no(eventfd.nonblock)
+            );
+        }
+        ObjectKind::File(file) => {
+            let _ = writeln!(
+                out,
+                "    {} {}, flags {}, pos {}",
+                file.file_type.name(),
+                file.path.as_deref().unwrap_or("(no path)"),
+                file.flags.map_or_else(|| "unknown".to_owned(), |flags| format!("{flags:#o}")),
+                optional(file.pos, true)
+            );
+        }
+    }
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn optional<T: std::fmt::Display>(value: Option<T>, unknown: bool) -> String {
+    match value {
+        Some(value) => value.to_string(),
+        None if unknown => "unknown".to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
+fn write_ring(out: &mut String, ring: &Ring) {
+    let setup = &ring.setup;
+    let unknown = |field| ring.unknown.contains(&field);
+    let flags = match setup.flags {
+        Some(flags) => format!("{flags:#x} ({})", setup_flag_names(flags)),
+        None => "unknown".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "    setup: flags {flags}, sq {}, cq {}, sq_thread_cpu {}, sq_thread_idle {} ms",
+        setup.sq_entries,
+        setup.cq_entries,
+        optional(setup.sq_thread_cpu, false),
+        optional(setup.sq_thread_idle_ms, unknown(RingField::SqThreadIdle)),
+    );
+    let _ = writeln!(
+        out,
+        "    sq thread: group {}, wq_parent {}",
+        optional(ring.sq_group, false),
+        optional(ring.wq_parent, false)
+    );
+    let eventfd = match ring.eventfd {
+        Some(eventfd) => format!("{}{}", eventfd.object, if eventfd.is_async { " (async)" } else { "" }),
+        None => optional::<ObjectId>(None, unknown(RingField::Eventfd)),
+    };
+    let _ = writeln!(out, "    eventfd: {eventfd}");
+    let files: Vec<String> = ring
+        .files
+        .iter()
+        .enumerate()
+        .filter_map(|(index, slot)| slot.map(|object| format!("{index}={object}")))
+        .collect();
+    let _ = writeln!(out, "    files: {} slots, {} used{}", ring.files.len(), files.len(), list_suffix(&files));
+    let buffers: Vec<String> = ring
+        .buffers
+        .iter()
+        .enumerate()
+        .filter_map(|(index, slot)| slot.map(|buffer| format!("{index}={:#x}+{}", buffer.addr, buffer.len)))
+        .collect();
+    let _ = writeln!(out, "    buffers: {} slots, {} used{}", ring.buffers.len(), buffers.len(), list_suffix(&buffers));
+    if !ring.mappings.is_empty() {
+        let mappings: Vec<String> = ring
+            .mappings
+            .iter()
+            .map(|mapping| format!("{} {:#x}+{}", region_name(mapping.region), mapping.addr, mapping.len))
+            .collect();
+        let _ = writeln!(out, "    mapped: {}", mappings.join(", "));
+    }
+}
+
+fn list_suffix(items: &[String]) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", items.join(" "))
+    }
+}
