@@ -270,6 +270,9 @@ impl RingRegion {
 #[serde(rename_all = "snake_case")]
 pub enum RingField {
     Flags,
+    /// Without the flags, whether the SQ thread is pinned is unknown too.
+    SqThreadCpu,
+    #[serde(rename = "sq_thread_idle_ms")]
     SqThreadIdle,
     Eventfd,
 }
@@ -279,6 +282,7 @@ impl RingField {
     pub fn name(self) -> &'static str {
         match self {
             RingField::Flags => "flags",
+            RingField::SqThreadCpu => "sq_thread_cpu",
             RingField::SqThreadIdle => "sq_thread_idle_ms",
             RingField::Eventfd => "eventfd",
         }

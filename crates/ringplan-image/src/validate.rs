@@ -20,7 +20,7 @@ pub enum ImageError {
     FdCollision { first: ObjectId, second: ObjectId, fd: i32 },
     #[error("ring {ring}: {field} refers to {target}, which does not exist")]
     Dangling { ring: ObjectId, field: String, target: ObjectId },
-    #[error("ring {ring}: {field} refers to {target}, which is a {found}, not a {expected}")]
+    #[error("ring {ring}: {field} refers to {target}, which is {}, not {}", with_article(found), with_article(expected))]
     WrongKind { ring: ObjectId, field: String, target: ObjectId, found: &'static str, expected: &'static str },
     #[error("ring {ring}: {problem}")]
     BadRing { ring: ObjectId, problem: String },
@@ -30,6 +30,11 @@ pub enum ImageError {
     WqCycle { ring: ObjectId },
     #[error("file {id}: path {path:?} is not absolute")]
     RelativePath { id: ObjectId, path: String },
+}
+
+fn with_article(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {kind}")
 }
 
 fn bad_ring(ring: ObjectId, problem: impl Into<String>) -> ImageError {
@@ -160,6 +165,9 @@ fn check_unknowns(id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
     let unknown = |field| ring.unknown.contains(&field);
     if ring.setup.flags.is_none() != unknown(RingField::Flags) {
         return Err(bad_ring(id, "flags must be null exactly when listed as unknown"));
+    }
+    if unknown(RingField::SqThreadCpu) && ring.setup.sq_thread_cpu.is_some() {
+        return Err(bad_ring(id, "sq_thread_cpu is listed as unknown but has a value"));
     }
     if unknown(RingField::SqThreadIdle) && ring.setup.sq_thread_idle_ms.is_some() {
         return Err(bad_ring(id, "sq_thread_idle_ms is listed as unknown but has a value"));

@@ -203,7 +203,7 @@ fn write_ring(out: &mut String, ring: &Ring) {
         "    setup: flags {flags}, sq {}, cq {}, sq_thread_cpu {}, sq_thread_idle {} ms",
         setup.sq_entries,
         setup.cq_entries,
-        optional(setup.sq_thread_cpu, false),
+        optional(setup.sq_thread_cpu, unknown(RingField::SqThreadCpu)),
         optional(setup.sq_thread_idle_ms, unknown(RingField::SqThreadIdle)),
     );
     let _ = writeln!(
