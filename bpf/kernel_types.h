@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR MIT */
+/*
+ * The few kernel types ringplan's BPF program reads, instead of a generated
+ * multi-megabyte vmlinux.h.
+ *
+ * Every kernel struct below except the iterator's context is marked
+ * preserve_access_index: clang records each member
+ * access as a CO-RE relocation, and libbpf rewrites it against the running
+ * kernel's BTF at load time. So only the members we read are listed, in any
+ * order, and their offsets here mean nothing. A member the running kernel
+ * lacks either fails the load (if the access is reachable) or is skipped
+ * behind bpf_core_field_exists().
+ *
+ * The layout written for is 6.18 (compared with 6.1 in the team's
+ * kernel-6.1-vs-6.18 notes);
+ * members that only 6.1 has are declared next to their 6.18 counterparts
+ * (see io_ring_ctx below) and only read behind bpf_core_field_exists().
+ */
+#ifndef RINGPLAN_KERNEL_TYPES_H
+#define RINGPLAN_KERNEL_TYPES_H
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef signed char __s8;
+typedef short __s16;
+typedef int __s32;
+typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef _Bool bool;
+#define true 1
+#define false 0
+
+/* The map types the program defines (values from uapi/linux/bpf.h). */
+enum bpf_map_type { BPF_MAP_TYPE_HASH = 1, BPF_MAP_TYPE_PERCPU_ARRAY = 6 };
+
+/* The iterator's context and its meta are ABI the kernel keeps stable (the
+ * verifier checks context accesses by offset), so they are plain structs:
+ * not relocating them saves two CO-RE candidate searches at load. */
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+	__u64 session_id;
+	__u64 seq_num;
+};
+
+struct task_struct;
+struct file;
+
+/* The context of an iter/task_file program. */
+struct bpf_iter__task_file {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+	__u32 fd;
+	struct file *file;
+};
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct fdtable {
+	unsigned long *close_on_exec;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
+};
+
+struct task_struct {
+	int tgid;
+	struct files_struct *files;
+};
+
+struct qstr {
+	const unsigned char *name;
+};
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+};
+
+struct inode {
+	unsigned short i_mode;
+	unsigned long i_ino;
+};
+
+struct vfsmount;
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+};
+
+struct file {
+	struct path f_path;
+	struct inode *f_inode;
+	unsigned int f_flags;
+	long long f_pos;
+	void *private_data;
+};
+
+struct eventfd_ctx {
+	__u64 count;
+	unsigned int flags;
+};
+
+/* eventfd_async is a plain unsigned int on 6.18 and a 1-bit bitfield on
+ * 6.1: read it with BPF_CORE_READ_BITFIELD_PROBED, which handles both. */
+struct io_ev_fd {
+	struct eventfd_ctx *cq_ev_fd;
+	unsigned int eventfd_async;
+};
+
+struct io_sq_data {
+	int sq_cpu;
+};
+
+/* 6.18 has len (and is_kbuf); 6.1 has ubuf_end instead. */
+struct io_mapped_ubuf {
+	__u64 ubuf;
+	unsigned int len;
+	bool is_kbuf;
+	__u64 ubuf_end;
+};
+
+/* 6.18 layout only (6.1 has no such struct). */
+struct io_rsrc_node {
+	unsigned long file_ptr;
+	struct io_mapped_ubuf *buf;
+};
+
+/* 6.18 layout only (6.1 has no such struct). */
+struct io_rsrc_data {
+	unsigned int nr;
+	struct io_rsrc_node **nodes;
+};
+
+/* 6.18 has data; 6.1 has files, an array of struct io_fixed_file, which
+ * is { unsigned long file_ptr; } (read as plain unsigned longs). */
+struct io_file_table {
+	struct io_rsrc_data data;
+	unsigned long *files;
+};
+
+/* Members of both layouts side by side: buf_table is 6.18's, nr_user_files,
+ * nr_user_bufs and user_bufs are 6.1. A member the running kernel lacks
+ * makes bpf_core_field_exists() false, and the code reading it dead. (One
+ * merged struct instead of ___v61 flavours: every distinct relocated type
+ * costs libbpf a scan of all vmlinux BTF types at load, about 0.7 ms each.) */
+struct io_ring_ctx {
+	unsigned int flags;
+	unsigned int sq_thread_idle;
+	unsigned int sq_entries;
+	unsigned int cq_entries;
+	struct io_sq_data *sq_data;
+	struct io_ev_fd *io_ev_fd;
+	struct io_file_table file_table;
+	struct io_rsrc_data buf_table;
+	unsigned int nr_user_files;
+	unsigned int nr_user_bufs;
+	struct io_mapped_ubuf **user_bufs;
+};
+
+#pragma clang attribute pop
+
+#endif

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR MIT */
+/*
+ * The byte stream ringplan's BPF iterator programs write and
+ * crates/ringplan-dump/src/bpf/records.rs parses.
+ *
+ * Every record starts with a struct rp_header; `size` is the whole record's
+ * length in bytes, header included, which frames the stream (an fd record
+ * is followed by its path). Fields are in the host's byte order (BPF runs
+ * on the host) and laid out without implicit padding: the _Static_asserts
+ * below pin each size, and records.rs repeats them as constants. Change both
+ * together.
+ */
+#ifndef RINGPLAN_RECORDS_H
+#define RINGPLAN_RECORDS_H
+
+enum rp_record_kind {
+	/* Pass A, one per fd of the target: struct rp_fd_record, then
+	 * path_len bytes of d_path text (no NUL) when path_len > 0. */
+	RP_RECORD_FD = 1,
+	/* Pass A, after the fd record of every io_uring fd. */
+	RP_RECORD_RING = 2,
+	/* Pass A, after the fd record of every eventfd fd. */
+	RP_RECORD_EVENTFD = 3,
+	/* Pass B, first for every chunk request answered. */
+	RP_RECORD_CHUNK = 4,
+	/* Pass B, one per occupied registered-file slot in a chunk. */
+	RP_RECORD_FILE_SLOT = 5,
+	/* Pass B, one per occupied registered-buffer slot in a chunk. */
+	RP_RECORD_BUFFER_SLOT = 6,
+};
+
+/* What a struct file is, as told from its anon-inode dentry name. */
+enum rp_file_role {
+	RP_ROLE_PLAIN = 0,
+	RP_ROLE_RING = 1,
+	RP_ROLE_EVENTFD = 2,
+};
+
+/* Which io_ring_ctx layout the program found (CO-RE field existence). */
+enum rp_layout {
+	/* No layout the program knows: the dump must fail. */
+	RP_LAYOUT_UNKNOWN = 0,
+	/* 6.18 (and whichever kernels since 6.1 share it; only 6.18 is
+	 * verified): ctx->file_table.data / ctx->buf_table are io_rsrc_data
+	 * {nr, nodes}; a node holds file_ptr or buf. */
+	RP_LAYOUT_RSRC_NODES = 1,
+	/* 6.1: ctx->file_table.files (io_fixed_file[]), nr_user_files,
+	 * user_bufs (io_mapped_ubuf *[]), nr_user_bufs. */
+	RP_LAYOUT_FIXED_FILES = 2,
+};
+
+/* Which table a chunk request reads. */
+enum rp_table {
+	RP_TABLE_FILES = 1,
+	RP_TABLE_BUFFERS = 2,
+};
+
+/* Chunk status, in struct rp_chunk_record. */
+enum rp_chunk_status {
+	RP_CHUNK_OK = 0,
+	/* The requested fd is not an io_uring file. */
+	RP_CHUNK_NOT_A_RING = 1,
+	/* The fd's io_ring_ctx is not the one the request named. */
+	RP_CHUNK_OTHER_RING = 2,
+	/* The program does not know this kernel's io_ring_ctx layout. */
+	RP_CHUNK_UNKNOWN_LAYOUT = 3,
+};
+
+struct rp_header {
+	__u32 kind;
+	__u32 size;
+};
+
+struct rp_fd_record {
+	struct rp_header header;
+	__u64 file;           /* struct file address: the file's identity */
+	__u64 private_data;   /* io_ring_ctx or eventfd_ctx address by role */
+	__s64 pos;            /* f_pos */
+	__u64 inode_number;   /* f_inode->i_ino */
+	__u32 fd;
+	__u32 flags;          /* f_flags */
+	__u32 mode;           /* f_inode->i_mode */
+	__u32 role;           /* enum rp_file_role */
+	__u32 cloexec;        /* 1 when set in the fdtable's close_on_exec */
+	__s32 path_len;       /* bytes of path that follow; < 0: -errno of d_path */
+};
+_Static_assert(sizeof(struct rp_fd_record) == 64, "rp_fd_record");
+
+struct rp_ring_record {
+	struct rp_header header;
+	__u64 ctx;            /* io_ring_ctx address: the ring's identity */
+	__u64 sq_data;        /* ctx->sq_data (0 without SQPOLL) */
+	__u64 eventfd_ctx;    /* ctx->io_ev_fd->cq_ev_fd (0: none registered) */
+	__u64 eventfd_count;  /* that eventfd_ctx's count */
+	__u64 inode_number;   /* the ring file's i_ino */
+	__u32 fd;
+	__u32 flags;          /* ctx->flags */
+	__u32 sq_entries;
+	__u32 cq_entries;
+	__u32 sq_thread_idle; /* ctx->sq_thread_idle, jiffies */
+	__s32 sq_cpu;         /* ctx->sq_data->sq_cpu (0 without sq_data) */
+	__u32 eventfd_async;
+	__u32 eventfd_flags;
+	__u32 file_slots;     /* registered file table size */
+	__u32 buffer_slots;   /* registered buffer table size */
+	__u32 layout;         /* enum rp_layout */
+	__u32 hz;             /* CONFIG_HZ from kconfig; 0 when libbpf found none */
+};
+_Static_assert(sizeof(struct rp_ring_record) == 96, "rp_ring_record");
+
+struct rp_eventfd_record {
+	struct rp_header header;
+	__u64 ctx;            /* eventfd_ctx address */
+	__u64 count;
+	__u32 flags;
+	__u32 fd;
+};
+_Static_assert(sizeof(struct rp_eventfd_record) == 32, "rp_eventfd_record");
+
+/* Value of the chunk_requests map, keyed by the dumper's local fd (__u32). */
+struct rp_chunk_request {
+	__u64 expected_ctx;   /* the io_ring_ctx the local fd must refer to; 0: any */
+	__u32 table;          /* enum rp_table */
+	__u32 start;          /* first slot */
+	__u32 count;          /* slots to read from start (clamped to the table) */
+	__u32 reserved;
+};
+_Static_assert(sizeof(struct rp_chunk_request) == 24, "rp_chunk_request");
+
+struct rp_chunk_record {
+	struct rp_header header;
+	__u64 ctx;            /* io_ring_ctx of the local fd */
+	__u32 fd;             /* the dumper's local fd */
+	__u32 table;          /* enum rp_table */
+	__u32 start;
+	__u32 scanned;        /* slots examined: min(count, table_size - start) */
+	__u32 table_size;     /* size of the table now */
+	__u32 status;         /* enum rp_chunk_status */
+	__u32 sq_thread_idle; /* ctx->sq_thread_idle (jiffies), for measuring HZ */
+	__u32 layout;         /* enum rp_layout */
+};
+_Static_assert(sizeof(struct rp_chunk_record) == 48, "rp_chunk_record");
+
+struct rp_file_slot_record {
+	struct rp_header header;
+	__u64 file;           /* struct file address */
+	__u64 private_data;
+	__s64 pos;
+	__u64 eventfd_count;  /* when role is RP_ROLE_EVENTFD */
+	__u32 index;
+	__u32 flags;
+	__u32 mode;
+	__u32 role;
+	__u32 eventfd_flags;  /* when role is RP_ROLE_EVENTFD */
+	__u32 reserved;
+};
+_Static_assert(sizeof(struct rp_file_slot_record) == 64, "rp_file_slot_record");
+
+struct rp_buffer_slot_record {
+	struct rp_header header;
+	__u64 addr;
+	__u64 len;
+	__u32 index;
+	__u32 kernel_buffer;  /* 1: a kernel-owned (ublk) buffer, not user memory */
+};
+_Static_assert(sizeof(struct rp_buffer_slot_record) == 32, "rp_buffer_slot_record");
+
+/*
+ * Sizing against the bpf_iter seq buffer (8 pages, 32 KiB on 4 KiB pages):
+ * the kernel fills the buffer object by object while it holds less than
+ * the read() size, and an object that overflows it is thrown away and shown
+ * again by the next read. Userspace reads RP_READ_BUFFER_SIZE bytes at a
+ * time and no object writes more than RP_MAX_OBJECT_BYTES, so the buffer
+ * never overflows: RP_READ_BUFFER_SIZE + RP_MAX_OBJECT_BYTES <= 32 KiB.
+ */
+#define RP_READ_BUFFER_SIZE 8192
+#define RP_MAX_OBJECT_BYTES 24576
+#define RP_PATH_MAX 4096
+/* A chunk's output: one chunk record and up to this many slot records. */
+#define RP_FILE_SLOTS_PER_CHUNK 320
+#define RP_BUFFER_SLOTS_PER_CHUNK 640
+_Static_assert(sizeof(struct rp_chunk_record) +
+		       RP_FILE_SLOTS_PER_CHUNK * sizeof(struct rp_file_slot_record) <=
+		       RP_MAX_OBJECT_BYTES,
+	       "file chunk fits one object");
+_Static_assert(sizeof(struct rp_chunk_record) +
+		       RP_BUFFER_SLOTS_PER_CHUNK * sizeof(struct rp_buffer_slot_record) <=
+		       RP_MAX_OBJECT_BYTES,
+	       "buffer chunk fits one object");
+_Static_assert(sizeof(struct rp_fd_record) + RP_PATH_MAX + sizeof(struct rp_ring_record) +
+		       sizeof(struct rp_eventfd_record) <=
+		       RP_MAX_OBJECT_BYTES,
+	       "fd visit fits one object");
+
+#endif

@@ -1,0 +1,327 @@
+//! One io_uring instance set up and mapped the way a real program does it,
+//! and the registrations the scenarios make on it.
+//!
+//! Everything here is a thin, typed layer over `io_uring_setup`,
+//! `io_uring_register` and `mmap` (through rustix); it remembers what it did
+//! so that [`crate::Built::description`] can say exactly what the kernel
+//! holds.
+
+use std::ffi::c_void;
+use std::mem::size_of;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::ptr;
+
+use rustix::io_uring::{
+    io_uring_cqe, io_uring_params, io_uring_register, io_uring_setup, io_uring_sqe, IoringFeatureFlags,
+    IoringRegisterOp, IoringSetupFlags, IORING_OFF_CQ_RING, IORING_OFF_SQES, IORING_OFF_SQ_RING,
+};
+use rustix::mm::{MapFlags, ProtFlags};
+
+use crate::ScenarioError;
+
+/// What to pass to `io_uring_setup`. The flags are given in full; the
+/// optional fields only fill the matching `io_uring_params` members.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RingRequest<'fd> {
+    pub sq_entries: u32,
+    pub flags: IoringSetupFlags,
+    /// `params.cq_entries`, read by the kernel only with `CQSIZE`.
+    pub cq_entries: u32,
+    /// `params.sq_thread_cpu`, read only with `SQ_AFF`.
+    pub sq_thread_cpu: u32,
+    /// `params.sq_thread_idle` in milliseconds, read only with `SQPOLL`.
+    pub sq_thread_idle_ms: u32,
+    /// `params.wq_fd`, read only with `ATTACH_WQ`.
+    pub attach_to: Option<BorrowedFd<'fd>>,
+}
+
+impl RingRequest<'_> {
+    /// A ring with no setup flags.
+    pub(crate) fn plain(sq_entries: u32) -> Self {
+        RingRequest {
+            sq_entries,
+            flags: IoringSetupFlags::empty(),
+            cq_entries: 0,
+            sq_thread_cpu: 0,
+            sq_thread_idle_ms: 0,
+            attach_to: None,
+        }
+    }
+
+    /// A ring with its own SQ thread, idling after `sq_thread_idle_ms`.
+    pub(crate) fn sqpoll(sq_entries: u32, sq_thread_idle_ms: u32) -> Self {
+        RingRequest { flags: IoringSetupFlags::SQPOLL, sq_thread_idle_ms, ..RingRequest::plain(sq_entries) }
+    }
+}
+
+impl<'fd> RingRequest<'fd> {
+    /// The same ring, attached (`IORING_SETUP_ATTACH_WQ`) to `parent`.
+    pub(crate) fn attached_to(self, parent: BorrowedFd<'fd>) -> Self {
+        RingRequest { flags: self.flags | IoringSetupFlags::ATTACH_WQ, attach_to: Some(parent), ..self }
+    }
+}
+
+/// Which part of a ring a mapping shows (named as the image model names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegionName {
+    SqRing,
+    CqRing,
+    Sqes,
+}
+
+impl RegionName {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RegionName::SqRing => "sq_ring",
+            RegionName::CqRing => "cq_ring",
+            RegionName::Sqes => "sqes",
+        }
+    }
+}
+
+/// A shared mapping of one ring region, unmapped on drop. The address is kept
+/// as an integer so that a [`crate::Built`] can move between threads.
+#[derive(Debug)]
+pub(crate) struct RegionMapping {
+    pub region: RegionName,
+    pub addr: usize,
+    pub len: usize,
+}
+
+impl Drop for RegionMapping {
+    fn drop(&mut self) {
+        // SAFETY: `addr`/`len` is a mapping this struct created and nothing
+        // else refers to it (the scenarios never read or write ring memory).
+        // A failure cannot be reported from drop and leaves only a mapping.
+        let _ = unsafe { rustix::mm::munmap(self.addr as *mut c_void, self.len) };
+    }
+}
+
+/// One registered-file slot as the scenario filled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileSlot {
+    /// The fd number passed to `IORING_REGISTER_FILES`.
+    pub fd: RawFd,
+    /// `readlink /proc/self/fd/FD` at registration time.
+    pub path: String,
+}
+
+/// The registered eventfd of a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EventfdRegistration {
+    pub fd: RawFd,
+    pub is_async: bool,
+}
+
+/// A ring the scenario created, with what it registered on it.
+#[derive(Debug)]
+pub(crate) struct ScenarioRing {
+    /// Unmapped before the fd closes (field order is drop order).
+    pub mappings: Vec<RegionMapping>,
+    /// `None` once the scenario closed the ring's fd.
+    pub fd: Option<OwnedFd>,
+    /// Extra fds from `dup` (not close-on-exec, as `dup` makes them).
+    pub dup_fds: Vec<OwnedFd>,
+    /// The fd number `io_uring_setup` returned (kept after a close).
+    pub fd_number: RawFd,
+    /// The flags as passed (the kernel keeps them as given).
+    pub flags: IoringSetupFlags,
+    /// Sizes as the kernel returned them in `io_uring_params`.
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    pub features: IoringFeatureFlags,
+    pub sq_thread_cpu: Option<u32>,
+    pub sq_thread_idle_ms: Option<u32>,
+    pub wq_fd: Option<RawFd>,
+    /// The fd number of the ring whose setup created the SQ thread this ring
+    /// uses; `None` without SQPOLL.
+    pub sq_group: Option<RawFd>,
+    pub eventfd: Option<EventfdRegistration>,
+    /// The registered file table, one entry per slot.
+    pub files: Vec<Option<FileSlot>>,
+    /// The registered buffer table as `(addr, len)`, one entry per slot.
+    pub buffers: Vec<Option<(u64, u64)>>,
+}
+
+/// `struct iovec` for `IORING_REGISTER_BUFFERS`. `std::io::IoSlice` has the
+/// same layout but cannot hold the NULL base an empty slot needs (the kernel
+/// accepts `{NULL, 0}` and refuses any other zero-length iovec).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RegisterIovec {
+    pub base: *mut c_void,
+    pub len: usize,
+}
+
+impl RegisterIovec {
+    pub(crate) const EMPTY: RegisterIovec = RegisterIovec { base: ptr::null_mut(), len: 0 };
+}
+
+impl ScenarioRing {
+    /// Sets up a ring as `request` says and maps its regions.
+    pub(crate) fn set_up(request: &RingRequest<'_>, context: &str) -> Result<ScenarioRing, ScenarioError> {
+        let mut params = io_uring_params::default();
+        params.flags = request.flags;
+        params.cq_entries = request.cq_entries;
+        params.sq_thread_cpu = request.sq_thread_cpu;
+        params.sq_thread_idle = request.sq_thread_idle_ms;
+        params.wq_fd = request.attach_to.map_or(0, |parent| parent.as_raw_fd());
+        // SAFETY: `params` is fully initialized, and when ATTACH_WQ is set,
+        // `wq_fd` is an open ring fd borrowed for the duration of the call.
+        let fd = unsafe { io_uring_setup(request.sq_entries, &mut params) }
+            .map_err(|errno| ScenarioError::syscall(format!("io_uring_setup ({context})"), errno))?;
+        let mappings = map_regions(&fd, &params, context)?;
+        let sqpoll = request.flags.contains(IoringSetupFlags::SQPOLL);
+        Ok(ScenarioRing {
+            mappings,
+            fd_number: fd.as_raw_fd(),
+            fd: Some(fd),
+            dup_fds: Vec::new(),
+            flags: request.flags,
+            sq_entries: params.sq_entries,
+            cq_entries: params.cq_entries,
+            features: params.features,
+            sq_thread_cpu: request.flags.contains(IoringSetupFlags::SQ_AFF).then_some(request.sq_thread_cpu),
+            sq_thread_idle_ms: sqpoll.then_some(request.sq_thread_idle_ms),
+            wq_fd: request.attach_to.map(|parent| parent.as_raw_fd()),
+            sq_group: None,
+            eventfd: None,
+            files: Vec::new(),
+            buffers: Vec::new(),
+        })
+    }
+
+    /// The ring's open fd; an error if the scenario already closed it.
+    pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>, ScenarioError> {
+        self.fd.as_ref().map(|fd| fd.as_fd()).ok_or(ScenarioError::RingAlreadyClosed { fd: self.fd_number })
+    }
+
+    /// `IORING_REGISTER_EVENTFD` or `IORING_REGISTER_EVENTFD_ASYNC`.
+    pub(crate) fn register_eventfd(&mut self, eventfd: BorrowedFd<'_>, is_async: bool) -> Result<(), ScenarioError> {
+        let (opcode, name) = if is_async {
+            (IoringRegisterOp::RegisterEventfdAsync, "IORING_REGISTER_EVENTFD_ASYNC")
+        } else {
+            (IoringRegisterOp::RegisterEventfd, "IORING_REGISTER_EVENTFD")
+        };
+        let eventfd_number: RawFd = eventfd.as_raw_fd();
+        // SAFETY: the argument is one `int` holding an open eventfd, as the
+        // opcode requires; the kernel only reads it during the call.
+        unsafe { io_uring_register(self.fd()?, opcode, ptr::from_ref(&eventfd_number).cast(), 1) }
+            .map_err(|errno| self.register_error(name, errno))?;
+        self.eventfd = Some(EventfdRegistration { fd: eventfd_number, is_async });
+        Ok(())
+    }
+
+    /// `IORING_REGISTER_FILES` with `slots` (`None` = empty slot, passed as
+    /// -1). Each occupied slot's path is read from `/proc/self/fd` first.
+    pub(crate) fn register_files(&mut self, slots: &[Option<BorrowedFd<'_>>]) -> Result<(), ScenarioError> {
+        let table: Vec<RawFd> = slots.iter().map(|slot| slot.map_or(-1, |fd| fd.as_raw_fd())).collect();
+        let described = slots
+            .iter()
+            .map(|slot| slot.map(|fd| Ok(FileSlot { fd: fd.as_raw_fd(), path: fd_path(fd.as_raw_fd())? })).transpose())
+            .collect::<Result<Vec<_>, ScenarioError>>()?;
+        let count = table_len(table.len(), "file table")?;
+        // SAFETY: `table` holds `count` ints, each an open fd or -1; the
+        // kernel takes its own references during the call.
+        unsafe { io_uring_register(self.fd()?, IoringRegisterOp::RegisterFiles, table.as_ptr().cast(), count) }
+            .map_err(|errno| self.register_error("IORING_REGISTER_FILES", errno))?;
+        self.files = described;
+        Ok(())
+    }
+
+    /// `IORING_REGISTER_BUFFERS` with `iovecs`.
+    ///
+    /// # Safety
+    /// Each non-empty iovec must describe memory of this process that stays
+    /// mapped for as long as anything may read or write through the ring
+    /// (the scenarios never submit I/O, so: while the ring lives).
+    pub(crate) unsafe fn register_buffers(&mut self, iovecs: &[RegisterIovec]) -> Result<(), ScenarioError> {
+        let count = table_len(iovecs.len(), "buffer table")?;
+        // SAFETY: `iovecs` holds `count` iovecs; the caller vouches for the
+        // memory they describe. The kernel pins the pages during the call.
+        unsafe { io_uring_register(self.fd()?, IoringRegisterOp::RegisterBuffers, iovecs.as_ptr().cast(), count) }
+            .map_err(|errno| self.register_error("IORING_REGISTER_BUFFERS", errno))?;
+        self.buffers = iovecs
+            .iter()
+            .map(|iovec| (!iovec.base.is_null()).then_some((iovec.base as u64, iovec.len as u64)))
+            .collect();
+        Ok(())
+    }
+
+    /// Closes the ring's fd and unmaps its regions, so that nothing of the
+    /// process holds the ring any more and the kernel tears it down.
+    pub(crate) fn close_and_unmap(&mut self) {
+        self.mappings.clear();
+        self.dup_fds.clear();
+        self.fd = None;
+    }
+
+    fn register_error(&self, opcode: &str, errno: rustix::io::Errno) -> ScenarioError {
+        ScenarioError::syscall(format!("io_uring_register({}, {opcode})", self.fd_number), errno)
+    }
+}
+
+/// Maps the SQ ring, the CQ ring (unless the kernel has
+/// `IORING_FEAT_SINGLE_MMAP`, where one mapping shows both) and the SQE
+/// array, with the sizes liburing computes from the returned offsets.
+fn map_regions(fd: &OwnedFd, params: &io_uring_params, context: &str) -> Result<Vec<RegionMapping>, ScenarioError> {
+    let sq_ring_len = params.sq_off.array as usize + params.sq_entries as usize * size_of::<u32>();
+    let cq_ring_len = params.cq_off.cqes as usize + params.cq_entries as usize * size_of::<io_uring_cqe>();
+    let sqes_len = params.sq_entries as usize * size_of::<io_uring_sqe>();
+    let mut mappings = Vec::with_capacity(3);
+    if params.features.contains(IoringFeatureFlags::SINGLE_MMAP) {
+        mappings.push(map_region(fd, RegionName::SqRing, sq_ring_len.max(cq_ring_len), context)?);
+    } else {
+        mappings.push(map_region(fd, RegionName::SqRing, sq_ring_len, context)?);
+        mappings.push(map_region(fd, RegionName::CqRing, cq_ring_len, context)?);
+    }
+    mappings.push(map_region(fd, RegionName::Sqes, sqes_len, context)?);
+    Ok(mappings)
+}
+
+fn map_region(fd: &OwnedFd, region: RegionName, len: usize, context: &str) -> Result<RegionMapping, ScenarioError> {
+    let offset = match region {
+        RegionName::SqRing => IORING_OFF_SQ_RING,
+        RegionName::CqRing => IORING_OFF_CQ_RING,
+        RegionName::Sqes => IORING_OFF_SQES,
+    };
+    // SAFETY: a fresh shared mapping at an address the kernel picks; it
+    // aliases no Rust object, and `RegionMapping` unmaps it exactly once.
+    let addr = unsafe {
+        rustix::mm::mmap(
+            ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED | MapFlags::POPULATE,
+            fd,
+            offset,
+        )
+    }
+    .map_err(|errno| ScenarioError::syscall(format!("mmap of {} ({context})", region.as_str()), errno))?;
+    Ok(RegionMapping { region, addr: addr as usize, len })
+}
+
+/// What `/proc/self/fd/FD` links to, as the kernel prints it.
+pub(crate) fn fd_path(fd: RawFd) -> Result<String, ScenarioError> {
+    let link = format!("/proc/self/fd/{fd}");
+    let target = std::fs::read_link(&link).map_err(|source| ScenarioError::Io { path: link.into(), source })?;
+    Ok(target.to_string_lossy().into_owned())
+}
+
+fn table_len(len: usize, what: &'static str) -> Result<u32, ScenarioError> {
+    u32::try_from(len).map_err(|_| ScenarioError::TableTooLarge { what, len })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `RegisterIovec` must be laid out like the kernel's `struct iovec`,
+    /// which `std::io::IoSlice` is documented to match on Unix.
+    #[test]
+    fn register_iovec_has_the_layout_of_struct_iovec() {
+        assert_eq!(size_of::<RegisterIovec>(), size_of::<std::io::IoSlice<'_>>());
+        assert_eq!(std::mem::align_of::<RegisterIovec>(), std::mem::align_of::<std::io::IoSlice<'_>>());
+        assert_eq!(std::mem::offset_of!(RegisterIovec, len), size_of::<*mut c_void>());
+    }
+}
