@@ -1,0 +1,445 @@
+//! The checks and facts the planner needs before it builds any step: is
+//! every object plannable, who uses each eventfd and file, where each ring
+//! attaching to another gets its `wq_fd`, and which temporary rings exist.
+//!
+//! Everything here is one pass over the objects, then passes over the rings
+//! and the SQ thread groups only, so it stays linear in the image.
+
+use std::collections::BTreeMap;
+
+use ringplan_image::{setup_flags, validate, Backend, Image, Object, ObjectId, ObjectKind, Ring, RingField};
+
+use crate::error::PlanError;
+use crate::model::{SetupRing, TemporaryRing};
+
+/// `IORING_SETUP_NO_MMAP`: the rings live in memory the task provided.
+pub(crate) const SETUP_NO_MMAP: u32 = 1 << 14;
+/// `IORING_SETUP_REGISTERED_FD_ONLY`: the ring has no fd, only a registered
+/// ring index.
+pub(crate) const SETUP_REGISTERED_FD_ONLY: u32 = 1 << 15;
+/// Every setup flag up to `IORING_SETUP_CQE_MIXED` (bit 18), the last one
+/// this planner knows the meaning of.
+pub(crate) const KNOWN_SETUP_FLAGS: u32 = (1 << 19) - 1;
+
+/// One past the largest fd number Linux can ever hand out
+/// (`sysctl_nr_open_max` on 64-bit: `INT_MAX` rounded down to a multiple
+/// of 64).
+pub(crate) const KERNEL_FD_LIMIT: i32 = 0x7fff_ffc0;
+
+/// The largest count an eventfd holds (`ULLONG_MAX - 1`).
+pub(crate) const MAX_EVENTFD_COUNT: u64 = u64::MAX - 1;
+
+/// Where a ring set up with `IORING_SETUP_ATTACH_WQ` gets its `wq_fd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WqSource {
+    /// The ring is not set up attached.
+    None,
+    /// Another image ring, by object index.
+    Object(u32),
+    /// A temporary ring, by index into [`Analysis::temporaries`].
+    Temporary(u32),
+}
+
+/// A ring the plan sets up that is in no image.
+#[derive(Debug, Clone)]
+pub(crate) struct TemporaryRingPlan {
+    pub setup: SetupRing,
+    /// The object indices of the first and last ring attached to it; the
+    /// planner orders the temporary's setup with the first and its close
+    /// with the last.
+    pub first_user: u32,
+    pub last_user: u32,
+}
+
+/// Finds an object's index from its id, and its id from its index, without
+/// touching the objects themselves (at a million objects, reading an object
+/// to learn its id is a cache miss). Ids are sorted and unique (validated);
+/// when they are also dense, both directions are arithmetic, otherwise a
+/// compact copy of the ids is searched.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectLookup {
+    first_id: u32,
+    /// Empty when ids are dense (`first_id`, `first_id + 1`, ...).
+    sparse_ids: Vec<u32>,
+    len: usize,
+}
+
+impl ObjectLookup {
+    pub fn new(objects: &[Object]) -> Self {
+        let first_id = objects.first().map_or(0, |object| object.id.0);
+        let last_id = objects.last().map_or(0, |object| object.id.0);
+        // Sorted unique ids spanning exactly `len` values are dense.
+        let dense = objects.is_empty() || (last_id - first_id) as usize == objects.len() - 1;
+        let sparse_ids = if dense { Vec::new() } else { objects.iter().map(|object| object.id.0).collect() };
+        ObjectLookup { first_id, sparse_ids, len: objects.len() }
+    }
+
+    pub fn index_of(&self, id: ObjectId) -> Option<usize> {
+        if self.sparse_ids.is_empty() {
+            let index = id.0.checked_sub(self.first_id)? as usize;
+            (index < self.len).then_some(index)
+        } else {
+            self.sparse_ids.binary_search(&id.0).ok()
+        }
+    }
+
+    /// The id of the object at `index` (which must be in range).
+    pub fn id_at(&self, index: usize) -> ObjectId {
+        if self.sparse_ids.is_empty() {
+            ObjectId(self.first_id + index as u32)
+        } else {
+            ObjectId(self.sparse_ids[index])
+        }
+    }
+}
+
+/// What the planner knows about an image once every check passed.
+pub(crate) struct Analysis<'a> {
+    pub image: &'a Image,
+    pub lookup: ObjectLookup,
+    /// Per object index: the object indices of the first and last ring
+    /// that registers it (as their eventfd or in their file table).
+    pub users: Vec<Option<(u32, u32)>>,
+    /// Per object index: where the ring's `wq_fd` comes from (`None` for
+    /// everything else).
+    pub wq_sources: Vec<WqSource>,
+    pub temporaries: Vec<TemporaryRingPlan>,
+    /// Every target fd number, ascending.
+    pub needed_fds: Vec<i32>,
+    /// The object indices of the rings, ascending.
+    pub rings: Vec<u32>,
+    /// How many file slots all rings' tables have together.
+    pub file_slot_count: usize,
+}
+
+/// What the planner learns about one SQ thread group.
+#[derive(Default)]
+struct SqGroupFacts {
+    /// The ring without `IORING_SETUP_ATTACH_WQ`: the one that created the
+    /// thread (index and id).
+    creator: Option<(usize, ObjectId)>,
+    /// The CPU the thread is pinned to, and the first ring that said so.
+    pinned_cpu: Option<(ObjectId, u32)>,
+    /// The largest idle time of any ring in the group: what the kernel's
+    /// shared thread uses.
+    max_idle_ms: u32,
+    /// Rings attached to the thread that name no ring to attach to.
+    orphans: Vec<usize>,
+}
+
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Bpf => "bpf",
+        Backend::Fdinfo => "fdinfo",
+    }
+}
+
+/// Checks that the image can be planned and gathers what the graph builder
+/// needs. Returns the first problem found.
+pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
+    if image.format != ringplan_image::FORMAT_NAME {
+        return Err(PlanError::WrongImageFormat { found: image.format.clone(), expected: ringplan_image::FORMAT_NAME });
+    }
+    if image.version != ringplan_image::FORMAT_VERSION {
+        return Err(PlanError::UnsupportedImageVersion {
+            found: image.version,
+            supported: ringplan_image::FORMAT_VERSION,
+        });
+    }
+    // The planner relies on everything validation guarantees (sorted unique
+    // ids, resolving references of the right kind, distinct fds, acyclic
+    // wq_parent chains), so it checks rather than trusting its caller.
+    validate(image)?;
+
+    let objects = &image.objects;
+    let lookup = ObjectLookup::new(objects);
+    // Object indices fit in u32: ids are unique u32 values.
+    let mut users: Vec<Option<(u32, u32)>> = vec![None; objects.len()];
+    let mut groups: BTreeMap<u32, SqGroupFacts> = BTreeMap::new();
+    let mut needed_fds: Vec<i32> = Vec::new();
+    let mut first_unattached_ring: Option<usize> = None;
+    let mut rings: Vec<u32> = Vec::new();
+    let mut file_slot_count = 0;
+
+    for (index, object) in objects.iter().enumerate() {
+        for entry in &object.fds {
+            if entry.fd >= KERNEL_FD_LIMIT {
+                return Err(PlanError::FdTooLarge { object: object.id, fd: entry.fd, max: KERNEL_FD_LIMIT - 1 });
+            }
+            needed_fds.push(entry.fd);
+        }
+        match &object.kind {
+            ObjectKind::Eventfd(eventfd) => {
+                if eventfd.count > MAX_EVENTFD_COUNT {
+                    return Err(PlanError::EventfdCountTooLarge { eventfd: object.id, count: eventfd.count });
+                }
+            }
+            ObjectKind::File(_) => {}
+            ObjectKind::Ring(ring) => {
+                let flags = check_ring(image, object.id, ring)?;
+                rings.push(index as u32);
+                file_slot_count += ring.files.len();
+                if flags & setup_flags::ATTACH_WQ == 0 && first_unattached_ring.is_none() {
+                    first_unattached_ring = Some(index);
+                }
+                if let Some(sq_group) = ring.sq_group {
+                    record_sq_group_member(
+                        groups.entry(sq_group).or_default(),
+                        sq_group,
+                        index,
+                        object.id,
+                        ring,
+                        flags,
+                    )?;
+                }
+            }
+        }
+    }
+    // Validation checked that no fd belongs to two objects, so sorting
+    // leaves them distinct.
+    needed_fds.sort_unstable();
+
+    // With every ring known, their tables: whether a slot holds a ring is
+    // then a bit, not a read of the object (a cache miss per slot at scale).
+    let mut is_ring = vec![false; objects.len()];
+    for &ring_index in &rings {
+        is_ring[ring_index as usize] = true;
+    }
+    for &ring_index in &rings {
+        let object = &objects[ring_index as usize];
+        if let ObjectKind::Ring(ring) = &object.kind {
+            record_ring_users(&is_ring, &lookup, ring_index, object.id, ring, &mut users)?;
+        }
+    }
+
+    let mut wq_sources = vec![WqSource::None; objects.len()];
+    let mut temporaries: Vec<TemporaryRingPlan> = Vec::new();
+    assign_sq_thread_attachments(&groups, &mut wq_sources, &mut temporaries);
+    assign_plain_attachments(image, &lookup, &rings, first_unattached_ring, &mut wq_sources, &mut temporaries);
+
+    Ok(Analysis { image, lookup, users, wq_sources, temporaries, needed_fds, rings, file_slot_count })
+}
+
+/// Checks one ring's setup; returns its (known) flags.
+fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, PlanError> {
+    let backend = backend_name(image.source.backend);
+    let unknown = |field: RingField| PlanError::UnknownRingField { ring: id, field: field.name(), backend };
+    let Some(flags) = ring.setup.flags else {
+        return Err(unknown(RingField::Flags));
+    };
+    if ring.unknown.contains(&RingField::Eventfd) {
+        return Err(unknown(RingField::Eventfd));
+    }
+    // Without SQPOLL the idle time means nothing, so not knowing it is fine.
+    if flags & setup_flags::SQPOLL != 0 && ring.unknown.contains(&RingField::SqThreadIdle) {
+        return Err(unknown(RingField::SqThreadIdle));
+    }
+
+    let unknown_bits = flags & !KNOWN_SETUP_FLAGS;
+    if unknown_bits != 0 {
+        return Err(PlanError::UnknownSetupFlags { ring: id, bits: unknown_bits });
+    }
+    if flags & SETUP_NO_MMAP != 0 {
+        return Err(PlanError::UnsupportedSetupFlag {
+            ring: id,
+            flag: "NO_MMAP",
+            reason: "its rings live in memory the task provided, which the image does not describe",
+        });
+    }
+    if flags & SETUP_REGISTERED_FD_ONLY != 0 {
+        return Err(PlanError::UnsupportedSetupFlag {
+            ring: id,
+            flag: "REGISTERED_FD_ONLY",
+            reason: "the ring has no fd to install, only a registered ring index the image does not record",
+        });
+    }
+
+    let sq_entries = ring.setup.sq_entries;
+    let cq_entries = ring.setup.cq_entries;
+    if flags & setup_flags::CQSIZE != 0 {
+        if !cq_entries.is_power_of_two() {
+            return Err(PlanError::CqEntriesNotPowerOfTwo {
+                ring: id,
+                cq_entries,
+                rounded: u64::from(cq_entries).next_power_of_two(),
+            });
+        }
+    } else if u64::from(cq_entries) != 2 * u64::from(sq_entries) {
+        return Err(PlanError::CqEntriesWithoutCqsize { ring: id, cq_entries, expected: 2 * u64::from(sq_entries) });
+    }
+    Ok(flags)
+}
+
+/// Notes `ring` as a user of its eventfd and of every object in its file
+/// table, and refuses rings in a file table.
+fn record_ring_users(
+    is_ring: &[bool],
+    lookup: &ObjectLookup,
+    ring_index: u32,
+    ring_id: ObjectId,
+    ring: &Ring,
+    users: &mut [Option<(u32, u32)>],
+) -> Result<(), PlanError> {
+    let mut note_user = |target_index: usize| {
+        let entry = &mut users[target_index];
+        *entry = Some(match *entry {
+            None => (ring_index, ring_index),
+            // Rings are visited in ascending order, so the first user stays
+            // the lowest.
+            Some((first, _)) => (first, ring_index),
+        });
+    };
+    if let Some(eventfd) = ring.eventfd {
+        if let Some(index) = lookup.index_of(eventfd.object) {
+            note_user(index);
+        }
+    }
+    for (slot, target) in ring.files.iter().enumerate() {
+        let Some(target) = target else { continue };
+        // Validation guarantees every slot resolves.
+        let Some(index) = lookup.index_of(*target) else { continue };
+        if is_ring[index] {
+            return Err(PlanError::RingInFileTable { ring: ring_id, slot, target: *target });
+        }
+        note_user(index);
+    }
+    Ok(())
+}
+
+fn record_sq_group_member(
+    facts: &mut SqGroupFacts,
+    sq_group: u32,
+    index: usize,
+    id: ObjectId,
+    ring: &Ring,
+    flags: u32,
+) -> Result<(), PlanError> {
+    if flags & setup_flags::ATTACH_WQ == 0 {
+        if let Some((_, first)) = facts.creator {
+            return Err(PlanError::TwoSqThreadCreators { sq_group, first, second: id });
+        }
+        facts.creator = Some((index, id));
+    } else if ring.wq_parent.is_none() {
+        facts.orphans.push(index);
+    }
+    if flags & setup_flags::SQ_AFF != 0 {
+        if let Some(cpu) = ring.setup.sq_thread_cpu {
+            match facts.pinned_cpu {
+                None => facts.pinned_cpu = Some((id, cpu)),
+                Some((first, first_cpu)) if first_cpu != cpu => {
+                    return Err(PlanError::SqThreadCpuMismatch {
+                        sq_group,
+                        first,
+                        first_cpu,
+                        second: id,
+                        second_cpu: cpu,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    facts.max_idle_ms = facts.max_idle_ms.max(ring.setup.sq_thread_idle_ms.unwrap_or(0));
+    Ok(())
+}
+
+/// Gives every SQPOLL ring that attaches without a named parent a ring to
+/// attach to: its group's creator when the image has it, else a temporary
+/// host ring created with the group's thread parameters.
+fn assign_sq_thread_attachments(
+    groups: &BTreeMap<u32, SqGroupFacts>,
+    wq_sources: &mut [WqSource],
+    temporaries: &mut Vec<TemporaryRingPlan>,
+) {
+    for (&sq_group, facts) in groups {
+        if facts.orphans.is_empty() {
+            continue;
+        }
+        let source = match facts.creator {
+            Some((creator, _)) => WqSource::Object(creator as u32),
+            None => {
+                let mut flags = setup_flags::SQPOLL;
+                if facts.pinned_cpu.is_some() {
+                    flags |= setup_flags::SQ_AFF;
+                }
+                // The orphans are in ascending index (and id) order.
+                let first_user = facts.orphans[0] as u32;
+                let last_user = facts.orphans[facts.orphans.len() - 1] as u32;
+                temporaries.push(TemporaryRingPlan {
+                    setup: SetupRing {
+                        flags,
+                        // The smallest ring the kernel makes; it only hosts
+                        // the thread and never carries I/O.
+                        sq_entries: 1,
+                        cq_entries: 2,
+                        sq_thread_cpu: facts.pinned_cpu.map(|(_, cpu)| cpu),
+                        // The thread's idle time is the largest over its
+                        // rings; giving the host the group's largest means
+                        // closing it changes nothing.
+                        sq_thread_idle_ms: Some(facts.max_idle_ms),
+                        wq_handle: None,
+                        temporary: Some(TemporaryRing::SqThreadHost { sq_group }),
+                    },
+                    first_user,
+                    last_user,
+                });
+                WqSource::Temporary(temporaries.len() as u32 - 1)
+            }
+        };
+        for &orphan in &facts.orphans {
+            wq_sources[orphan] = source;
+        }
+    }
+}
+
+/// Gives every ring its named wq_parent, and every ring set up with
+/// `IORING_SETUP_ATTACH_WQ` but not SQPOLL and without a named parent some
+/// io_uring fd: the kernel only checks that `wq_fd` is one. The lowest-id
+/// ring without `ATTACH_WQ` lends it (its setup waits for nothing, so no
+/// cycle can form); without one, a temporary plain ring does.
+fn assign_plain_attachments(
+    image: &Image,
+    lookup: &ObjectLookup,
+    rings: &[u32],
+    first_unattached_ring: Option<usize>,
+    wq_sources: &mut [WqSource],
+    temporaries: &mut Vec<TemporaryRingPlan>,
+) {
+    let mut shared_target: Option<WqSource> = first_unattached_ring.map(|index| WqSource::Object(index as u32));
+    let mut attach_target_index: Option<usize> = None;
+    for &index in rings {
+        let index = index as usize;
+        let ObjectKind::Ring(ring) = &image.objects[index].kind else { continue };
+        if let Some(parent) = ring.wq_parent {
+            // Validation guarantees the parent resolves.
+            if let Some(parent_index) = lookup.index_of(parent) {
+                wq_sources[index] = WqSource::Object(parent_index as u32);
+            }
+            continue;
+        }
+        if !ring.setup.has(setup_flags::ATTACH_WQ) || ring.setup.has(setup_flags::SQPOLL) {
+            continue;
+        }
+        let source = *shared_target.get_or_insert_with(|| {
+            temporaries.push(TemporaryRingPlan {
+                setup: SetupRing {
+                    flags: 0,
+                    sq_entries: 1,
+                    cq_entries: 2,
+                    sq_thread_cpu: None,
+                    sq_thread_idle_ms: None,
+                    wq_handle: None,
+                    temporary: Some(TemporaryRing::AttachTarget),
+                },
+                first_user: index as u32,
+                last_user: index as u32,
+            });
+            attach_target_index = Some(temporaries.len() - 1);
+            WqSource::Temporary(temporaries.len() as u32 - 1)
+        });
+        if let Some(temporary) = attach_target_index {
+            temporaries[temporary].last_user = index as u32;
+        }
+        wq_sources[index] = source;
+    }
+}

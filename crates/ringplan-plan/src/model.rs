@@ -1,0 +1,382 @@
+//! The plan's types. Field order here is the field order on the wire.
+//!
+//! A plan is a list of [`Step`]s in execution order. Each step carries one
+//! [`Op`] with every parameter the executor needs, the image object it acts
+//! on (if any), and the earlier steps it waits for. Steps that create an fd
+//! define a [`Handle`]: the step's own index. Later steps name fds by handle
+//! only; the executor keeps a table from handle to the real fd it got.
+
+use ringplan_image::{FileType, ObjectId, Source};
+use serde::{Deserialize, Serialize};
+
+/// The format name every plan carries; a reader refuses any other.
+pub const FORMAT_NAME: &str = "ringplan-plan";
+/// The format version this crate reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The index of a step in [`Plan::steps`].
+pub type StepIndex = u32;
+
+/// The fd an earlier step created, named by that step's index.
+///
+/// Only `create_eventfd`, `open_file`, `external_input` and `setup_ring`
+/// define handles. The executor places each such fd at or above
+/// [`Plan::temp_fd_floor`] and records it under the step's index; a
+/// `close_fd` step ends the handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Handle(pub StepIndex);
+
+impl std::fmt::Display for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "h{}", self.0)
+    }
+}
+
+/// A compiled restore plan: everything a restorer needs, without the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// Always [`FORMAT_VERSION`] for plans this crate accepts.
+    pub version: u32,
+    /// Where the image this plan was compiled from was taken.
+    pub source: Source,
+    /// Every fd number some `install_fd` step writes, ascending. All must be
+    /// free before the first step runs: the executor checks, and the plan
+    /// never touches any other fd number below [`Plan::temp_fd_floor`].
+    pub needed_fds: Vec<i32>,
+    /// Every fd a step creates lives at or above this number until an
+    /// `install_fd` step copies it onto its target: one more than the largest
+    /// needed fd (0 when there is none).
+    pub temp_fd_floor: i32,
+    /// The most temporaries the steps keep open at once. With
+    /// [`Plan::temp_fd_floor`] it bounds the fd numbers a run uses, so the
+    /// executor can check `RLIMIT_NOFILE` before it starts.
+    pub peak_temporaries: u32,
+    /// The steps in execution order.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// The fd numbers that must be free before the plan runs (the same as
+    /// the [`Plan::needed_fds`] field).
+    pub fn needed_fds(&self) -> &[i32] {
+        &self.needed_fds
+    }
+
+    /// The largest fd number a run of this plan may use, plus one: what
+    /// `RLIMIT_NOFILE` must allow at least, ignoring fds the executor holds
+    /// itself above the floor.
+    pub fn fd_limit_needed(&self) -> u64 {
+        // Both terms are non-negative and well below u64::MAX.
+        u64::try_from(self.temp_fd_floor).unwrap_or(0) + u64::from(self.peak_temporaries)
+    }
+}
+
+/// One restore action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// The image object this step acts on: the object it creates, installs,
+    /// closes or registers into (for `register_*`, the ring). `None` for the
+    /// memory barrier, for temporary rings that exist in no image, and for a
+    /// `close_fd` of several objects' fds.
+    pub object: Option<ObjectId>,
+    /// The steps this one waits for, ascending, each earlier than this step:
+    /// every step whose handle it uses, and every step that must have used a
+    /// handle before this step closes it.
+    pub after: Vec<StepIndex>,
+    /// What to do.
+    pub op: Op,
+}
+
+/// What a step does, with all its parameters. The variant names are the
+/// `op` names of the JSON view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// `eventfd2` an eventfd; defines a handle.
+    CreateEventfd(CreateEventfd),
+    /// `openat` a file by path and seek it; defines a handle.
+    OpenFile(OpenFile),
+    /// Take an fd the restorer supplies (a pipe, a socket, anything that
+    /// cannot be reopened by path); defines a handle.
+    ExternalInput(ExternalInput),
+    /// `io_uring_setup` a ring; defines a handle.
+    SetupRing(SetupRing),
+    /// `IORING_REGISTER_EVENTFD[_ASYNC]`.
+    RegisterEventfd(RegisterEventfd),
+    /// `IORING_REGISTER_FILES`, the whole table in one call.
+    RegisterFiles(RegisterFiles),
+    /// From here on the task's memory must be in place: a restorer that
+    /// restores memory itself does so when it reaches this step.
+    MemoryBarrier,
+    /// `IORING_REGISTER_BUFFERS`, the whole table in one call; always after
+    /// the memory barrier.
+    RegisterBuffers(RegisterBuffers),
+    /// `dup3` a handle's fd onto its target fd number.
+    InstallFd(InstallFd),
+    /// `close` temporaries' fds (never a target).
+    CloseFd(CloseFd),
+}
+
+impl Op {
+    /// The op's name in the JSON view, the text view and error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::CreateEventfd(_) => "create_eventfd",
+            Op::OpenFile(_) => "open_file",
+            Op::ExternalInput(_) => "external_input",
+            Op::SetupRing(_) => "setup_ring",
+            Op::RegisterEventfd(_) => "register_eventfd",
+            Op::RegisterFiles(_) => "register_files",
+            Op::MemoryBarrier => "memory_barrier",
+            Op::RegisterBuffers(_) => "register_buffers",
+            Op::InstallFd(_) => "install_fd",
+            Op::CloseFd(_) => "close_fd",
+        }
+    }
+
+    /// Whether the step creates an fd that later steps name by its handle.
+    pub fn defines_handle(&self) -> bool {
+        matches!(self, Op::CreateEventfd(_) | Op::OpenFile(_) | Op::ExternalInput(_) | Op::SetupRing(_))
+    }
+}
+
+/// Parameters of `create_eventfd`: `eventfd2(count, flags)`.
+///
+/// `eventfd2` takes a 32-bit initial count; for a larger count the executor
+/// creates the eventfd with 0 and `write`s the count (any count up to
+/// `u64::MAX - 1` can be written to a fresh eventfd without blocking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateEventfd {
+    pub count: u64,
+    /// `EFD_SEMAPHORE`
+    pub semaphore: bool,
+    /// `EFD_NONBLOCK`
+    pub nonblock: bool,
+}
+
+/// Parameters of `open_file`: `openat(AT_FDCWD, path, flags)`, then
+/// `lseek(fd, pos, SEEK_SET)` unless `pos` is 0 (character devices may
+/// refuse to seek).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFile {
+    /// Absolute path.
+    pub path: String,
+    /// The flags to pass as they are: the recorded `f_flags` without
+    /// `O_CREAT`, `O_EXCL` and `O_TRUNC` (a restore never creates or
+    /// truncates; the kernel does not keep them in `f_flags` anyway), with
+    /// `O_NOCTTY` (a reopened terminal must not become the restorer's
+    /// controlling terminal) and `O_CLOEXEC` (every temporary is
+    /// close-on-exec; `install_fd` sets each target's own flag).
+    pub flags: u32,
+    /// The file position to seek to.
+    pub pos: i64,
+}
+
+/// Parameters of `external_input`: a file the planner cannot reopen. The
+/// restorer supplies an fd for the step's object (for instance a pipe it
+/// recreated, or a socket handed over); the executor dups it above the floor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalInput {
+    /// Why the planner could not open it itself.
+    pub reason: ExternalReason,
+    /// What the image says about the file, for the restorer to match on.
+    #[serde(rename = "type")]
+    pub file_type: FileType,
+    pub path: Option<String>,
+    pub flags: Option<u32>,
+    pub pos: Option<i64>,
+}
+
+/// Why a file is an external input rather than an `open_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExternalReason {
+    /// It has no path (pipes, sockets, anonymous inodes).
+    NoPath,
+    /// Its type cannot be reopened by path (a pipe, a socket, a symlink
+    /// opened with `O_PATH`, an anonymous inode, or unknown).
+    NotReopenable,
+    /// The image does not know its open flags.
+    FlagsUnknown,
+    /// The image does not know its position.
+    PositionUnknown,
+}
+
+impl ExternalReason {
+    /// The reason as a phrase for the text view.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ExternalReason::NoPath => "it has no path",
+            ExternalReason::NotReopenable => "its type cannot be reopened by path",
+            ExternalReason::FlagsUnknown => "its open flags are unknown",
+            ExternalReason::PositionUnknown => "its position is unknown",
+        }
+    }
+}
+
+/// Parameters of `setup_ring`: `io_uring_setup(sq_entries, &params)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupRing {
+    /// `params.flags`, exactly as the kernel held them.
+    pub flags: u32,
+    /// The `entries` argument.
+    pub sq_entries: u32,
+    /// `params.cq_entries`; passed only with `IORING_SETUP_CQSIZE`, otherwise
+    /// it is what the kernel derives (2 x `sq_entries`).
+    pub cq_entries: u32,
+    /// `params.sq_thread_cpu`; set exactly with `IORING_SETUP_SQ_AFF`.
+    pub sq_thread_cpu: Option<u32>,
+    /// `params.sq_thread_idle` in milliseconds; set exactly with SQPOLL.
+    pub sq_thread_idle_ms: Option<u32>,
+    /// `params.wq_fd`: the ring to attach to; set exactly with
+    /// `IORING_SETUP_ATTACH_WQ`.
+    pub wq_handle: Option<Handle>,
+    /// Set for a ring that is in no image and exists only during the
+    /// restore; its step's `object` is `None`.
+    pub temporary: Option<TemporaryRing>,
+}
+
+/// Why the plan sets up a ring that is in no image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemporaryRing {
+    /// The ring that created this SQ thread group's thread is gone: this one
+    /// creates the thread, the group's rings attach to it, then it closes.
+    SqThreadHost { sq_group: u32 },
+    /// Rings set up with `IORING_SETUP_ATTACH_WQ` but without SQPOLL need
+    /// some io_uring fd as `wq_fd` (the kernel checks no more), and the
+    /// image has no ring without `ATTACH_WQ` to lend one.
+    AttachTarget,
+}
+
+/// Parameters of `register_eventfd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterEventfd {
+    pub ring_handle: Handle,
+    pub eventfd_handle: Handle,
+    /// `IORING_REGISTER_EVENTFD_ASYNC` rather than `IORING_REGISTER_EVENTFD`.
+    #[serde(rename = "async")]
+    pub is_async: bool,
+}
+
+/// Parameters of `register_files`: one `IORING_REGISTER_FILES` call whose fd
+/// array has one entry per slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterFiles {
+    pub ring_handle: Handle,
+    /// One entry per slot: a handle, or `None` for an empty slot (-1 in the
+    /// call, and -1 on the wire).
+    #[serde(with = "sparse_slots")]
+    pub slots: Vec<Option<Handle>>,
+}
+
+/// Parameters of `register_buffers`: one `IORING_REGISTER_BUFFERS` call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterBuffers {
+    pub ring_handle: Handle,
+    /// One iovec per slot; `{0, 0}` for an empty slot.
+    pub iovecs: Vec<Iovec>,
+}
+
+/// One `struct iovec`. On the wire: `[base, len]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(u64, u64)", into = "(u64, u64)")]
+pub struct Iovec {
+    pub base: u64,
+    pub len: u64,
+}
+
+impl Iovec {
+    /// The iovec of an empty slot.
+    pub const EMPTY: Iovec = Iovec { base: 0, len: 0 };
+
+    /// Whether this is an empty slot.
+    pub fn is_empty(&self) -> bool {
+        *self == Iovec::EMPTY
+    }
+}
+
+impl From<(u64, u64)> for Iovec {
+    fn from((base, len): (u64, u64)) -> Self {
+        Iovec { base, len }
+    }
+}
+
+impl From<Iovec> for (u64, u64) {
+    fn from(iovec: Iovec) -> Self {
+        (iovec.base, iovec.len)
+    }
+}
+
+/// Parameters of `install_fd`: `dup3(handle's fd, fd, cloexec ? O_CLOEXEC : 0)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallFd {
+    pub source_handle: Handle,
+    /// The target fd number, one of [`Plan::needed_fds`].
+    pub fd: i32,
+    /// The target fd's close-on-exec flag.
+    pub cloexec: bool,
+}
+
+/// Parameters of `close_fd`: `close` each handle's fd (temporaries, never
+/// targets).
+///
+/// An installed object's temporary, and a ring's, is closed by a step of its
+/// own. The temporaries of eventfds and files that no fd holds (they live
+/// on in the rings that registered them) are closed together, one step per
+/// ring, right after the last ring that registers them did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseFd {
+    /// Ascending.
+    pub handles: Vec<Handle>,
+}
+
+/// A file table as the kernel's call takes it: each slot an fd handle or -1.
+mod sparse_slots {
+    use serde::de::{Error as _, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserializer, Serializer};
+
+    use super::Handle;
+
+    const EMPTY_SLOT: i64 = -1;
+
+    pub fn serialize<S: Serializer>(slots: &[Option<Handle>], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(slots.len()))?;
+        for slot in slots {
+            seq.serialize_element(&slot.map_or(EMPTY_SLOT, |handle| i64::from(handle.0)))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Option<Handle>>, D::Error> {
+        struct SlotsVisitor;
+        impl<'de> Visitor<'de> for SlotsVisitor {
+            type Value = Vec<Option<Handle>>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of handles or -1")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                // Cap the preallocation: the length comes from the input.
+                let mut slots = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(value) = seq.next_element::<i64>()? {
+                    let slot = if value == EMPTY_SLOT {
+                        None
+                    } else {
+                        let index = u32::try_from(value)
+                            .map_err(|_| A::Error::custom(format!("file slot {value} is neither -1 nor a handle")))?;
+                        Some(Handle(index))
+                    };
+                    slots.push(slot);
+                }
+                Ok(slots)
+            }
+        }
+        deserializer.deserialize_seq(SlotsVisitor)
+    }
+}

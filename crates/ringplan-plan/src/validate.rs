@@ -1,0 +1,451 @@
+//! Whole-plan checks: everything an executor may rely on once a plan decodes.
+//!
+//! A restorer can take a plan without the planner, so a decoded plan is
+//! checked as thoroughly as the planner builds it: order, handles, fds,
+//! phases, and each op's parameters against what the kernel accepts.
+
+use ringplan_image::{
+    setup_flags, MAX_BUFFER_LEN, MAX_BUFFER_SLOTS, MAX_CQ_ENTRIES, MAX_FILE_SLOTS, MAX_SQ_ENTRIES, USER_ADDRESS_LIMIT,
+};
+
+use crate::analyze::MAX_EVENTFD_COUNT;
+use crate::compile::{creates_or_truncates, peak_temporaries};
+use crate::model::*;
+
+/// Why a plan is not one an executor can run. Every variant about a step
+/// names its index and op.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanInvalid {
+    #[error("the plan has {count} steps, more than 32-bit step indices can name")]
+    TooManySteps { count: usize },
+    #[error("needed_fds: fd {fd} is negative")]
+    NegativeNeededFd { fd: i32 },
+    #[error("needed_fds: fd {fd} is listed twice or not in ascending order")]
+    UnorderedNeededFds { fd: i32 },
+    #[error("temp_fd_floor {floor} is not above every needed fd (the largest is {largest})")]
+    FloorNotAboveTargets { floor: i32, largest: i32 },
+    #[error("step {step} ({op}): waits for step {after}, which does not come before it")]
+    AfterNotEarlier { step: usize, op: &'static str, after: StepIndex },
+    #[error("step {step} ({op}): its after list is not ascending or repeats step {after}")]
+    UnorderedAfter { step: usize, op: &'static str, after: StepIndex },
+    #[error("step {step} ({op}): handle {handle} names no earlier step")]
+    HandleNotEarlier { step: usize, op: &'static str, handle: Handle },
+    #[error("step {step} ({op}): handle {handle} names a {found} step, which creates no fd")]
+    NotAHandle { step: usize, op: &'static str, handle: Handle, found: &'static str },
+    #[error("step {step} ({op}): handle {handle} is the fd of a {found} step, not of {expected}")]
+    WrongHandleKind { step: usize, op: &'static str, handle: Handle, found: &'static str, expected: &'static str },
+    #[error("step {step} ({op}): uses handle {handle} without waiting for step {}", handle.0)]
+    HandleNotWaitedFor { step: usize, op: &'static str, handle: Handle },
+    #[error("step {step} ({op}): uses handle {handle}, which step {closed_by} already closed")]
+    HandleClosed { step: usize, op: &'static str, handle: Handle, closed_by: StepIndex },
+    #[error("step {step} (close_fd): closes {handle} without waiting for step {user}, which uses it")]
+    CloseBeforeUse { step: usize, handle: Handle, user: StepIndex },
+    #[error("step {step} ({op}): the fd it creates (h{step}) is never closed")]
+    HandleLeaked { step: usize, op: &'static str },
+    #[error("step {step} ({op}): {problem}")]
+    BadOperands { step: usize, op: &'static str, problem: String },
+    #[error("the plan has {count} memory_barrier steps; it needs exactly one")]
+    BarrierCount { count: usize },
+    #[error("step {step} (register_buffers): does not wait for the memory barrier")]
+    BuffersBeforeBarrier { step: usize },
+    #[error(
+        "step {step} ({op}): comes after the first install_fd (step {first_install}); after it only \
+         install_fd, close_fd, memory_barrier and register_buffers may run"
+    )]
+    BuildAfterInstall { step: usize, op: &'static str, first_install: usize },
+    #[error("step {step} (install_fd): comes after the memory barrier (step {barrier})")]
+    InstallAfterBarrier { step: usize, barrier: usize },
+    #[error("step {step} (install_fd): fd {fd} is not in needed_fds")]
+    InstallNotNeeded { step: usize, fd: i32 },
+    #[error("step {step} (install_fd): fd {fd} was already installed by step {first}")]
+    InstallTwice { step: usize, fd: i32, first: usize },
+    #[error("fd {fd} is in needed_fds but no install_fd step installs it")]
+    NeededNotInstalled { fd: i32 },
+    #[error("peak_temporaries is {stated} but the steps keep up to {actual} temporaries open")]
+    PeakMismatch { stated: u32, actual: u32 },
+}
+
+/// What a handle operand must be the fd of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expected {
+    Ring,
+    Eventfd,
+    /// Anything a file table may hold: a file or an eventfd, not a ring.
+    TableEntry,
+    Any,
+}
+
+impl Expected {
+    fn accepts(self, op: &Op) -> bool {
+        match self {
+            Expected::Ring => matches!(op, Op::SetupRing(_)),
+            Expected::Eventfd => matches!(op, Op::CreateEventfd(_)),
+            Expected::TableEntry => matches!(op, Op::OpenFile(_) | Op::ExternalInput(_) | Op::CreateEventfd(_)),
+            Expected::Any => op.defines_handle(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Expected::Ring => "a ring",
+            Expected::Eventfd => "an eventfd",
+            Expected::TableEntry => "a file or an eventfd",
+            Expected::Any => "any object",
+        }
+    }
+}
+
+const NOT_CLOSED: StepIndex = StepIndex::MAX;
+
+struct Checker<'a> {
+    plan: &'a Plan,
+    /// Per step index: the step that closed its handle.
+    closed_by: Vec<StepIndex>,
+    /// Every (handle, step that used it) pair other than the close itself,
+    /// checked against the closing step's after list at the end.
+    uses: Vec<(StepIndex, StepIndex)>,
+    /// Per needed fd (by position in needed_fds): the step installing it.
+    installed_by: Vec<StepIndex>,
+    barrier: Option<usize>,
+    barrier_count: usize,
+    first_install: Option<usize>,
+}
+
+/// Checks everything an executor relies on; see [`PlanInvalid`] for the
+/// list. Linear in the plan's size (times a logarithm for lookups).
+pub fn validate(plan: &Plan) -> Result<(), PlanInvalid> {
+    let step_count = plan.steps.len();
+    if step_count >= NOT_CLOSED as usize {
+        return Err(PlanInvalid::TooManySteps { count: step_count });
+    }
+    check_fd_header(plan)?;
+    let mut checker = Checker {
+        plan,
+        closed_by: vec![NOT_CLOSED; step_count],
+        uses: Vec::new(),
+        installed_by: vec![NOT_CLOSED; plan.needed_fds.len()],
+        barrier: None,
+        barrier_count: 0,
+        first_install: None,
+    };
+    for (index, step) in plan.steps.iter().enumerate() {
+        checker.check_step(index, step)?;
+    }
+    checker.finish()
+}
+
+fn check_fd_header(plan: &Plan) -> Result<(), PlanInvalid> {
+    let mut previous: Option<i32> = None;
+    for &fd in &plan.needed_fds {
+        if fd < 0 {
+            return Err(PlanInvalid::NegativeNeededFd { fd });
+        }
+        if previous.is_some_and(|previous| previous >= fd) {
+            return Err(PlanInvalid::UnorderedNeededFds { fd });
+        }
+        previous = Some(fd);
+    }
+    if let Some(&largest) = plan.needed_fds.last() {
+        if plan.temp_fd_floor <= largest {
+            return Err(PlanInvalid::FloorNotAboveTargets { floor: plan.temp_fd_floor, largest });
+        }
+    }
+    Ok(())
+}
+
+impl Checker<'_> {
+    fn check_step(&mut self, index: usize, step: &Step) -> Result<(), PlanInvalid> {
+        let op_name = step.op.name();
+        let mut previous: Option<StepIndex> = None;
+        for &after in &step.after {
+            if after as usize >= index {
+                return Err(PlanInvalid::AfterNotEarlier { step: index, op: op_name, after });
+            }
+            if previous.is_some_and(|previous| previous >= after) {
+                return Err(PlanInvalid::UnorderedAfter { step: index, op: op_name, after });
+            }
+            previous = Some(after);
+        }
+        self.check_phase(index, step)?;
+        let bad = |problem: String| PlanInvalid::BadOperands { step: index, op: op_name, problem };
+
+        match &step.op {
+            Op::CreateEventfd(eventfd) => {
+                if eventfd.count > MAX_EVENTFD_COUNT {
+                    return Err(bad(format!("count {:#x} is more than an eventfd holds", eventfd.count)));
+                }
+                require_object(index, step)?;
+            }
+            Op::OpenFile(open) => {
+                if !open.path.starts_with('/') || open.path.contains('\0') {
+                    return Err(bad(format!("path {:?} is not an absolute path", open.path)));
+                }
+                if creates_or_truncates(open.flags) {
+                    return Err(bad(format!("flags {:#o} would create or truncate the file", open.flags)));
+                }
+                require_object(index, step)?;
+            }
+            Op::ExternalInput(_) => require_object(index, step)?,
+            Op::SetupRing(setup) => {
+                check_setup(setup).map_err(bad)?;
+                if setup.temporary.is_some() != step.object.is_none() {
+                    return Err(bad("a ring's step names an object exactly when the ring is not temporary".to_owned()));
+                }
+                if let Some(wq_handle) = setup.wq_handle {
+                    self.use_handle(index, step, wq_handle, Expected::Ring)?;
+                    let wq_is_sqpoll = match &self.plan.steps[wq_handle.0 as usize].op {
+                        Op::SetupRing(wq_setup) => wq_setup.flags & setup_flags::SQPOLL != 0,
+                        _ => false,
+                    };
+                    if setup.flags & setup_flags::SQPOLL != 0 && !wq_is_sqpoll {
+                        return Err(bad(format!("attaches its SQ thread to {wq_handle}, a ring without SQPOLL")));
+                    }
+                }
+            }
+            Op::RegisterEventfd(register) => {
+                self.use_ring_handle(index, step, register.ring_handle)?;
+                self.use_handle(index, step, register.eventfd_handle, Expected::Eventfd)?;
+            }
+            Op::RegisterFiles(register) => {
+                if register.slots.is_empty() || register.slots.len() > MAX_FILE_SLOTS as usize {
+                    return Err(bad(format!("{} file slots is outside 1..={MAX_FILE_SLOTS}", register.slots.len())));
+                }
+                self.use_ring_handle(index, step, register.ring_handle)?;
+                for slot in register.slots.iter().flatten() {
+                    self.use_handle(index, step, *slot, Expected::TableEntry)?;
+                }
+            }
+            Op::MemoryBarrier => {
+                self.barrier_count += 1;
+                self.barrier.get_or_insert(index);
+            }
+            Op::RegisterBuffers(register) => {
+                if register.iovecs.is_empty() || register.iovecs.len() > MAX_BUFFER_SLOTS as usize {
+                    return Err(bad(format!(
+                        "{} buffer slots is outside 1..={MAX_BUFFER_SLOTS}",
+                        register.iovecs.len()
+                    )));
+                }
+                for (slot, iovec) in register.iovecs.iter().enumerate() {
+                    check_iovec(iovec).map_err(|problem| bad(format!("buffer slot {slot}: {problem}")))?;
+                }
+                let waits_for_barrier =
+                    self.barrier.is_some_and(|barrier| step.after.binary_search(&(barrier as StepIndex)).is_ok());
+                if !waits_for_barrier {
+                    return Err(PlanInvalid::BuffersBeforeBarrier { step: index });
+                }
+                self.use_ring_handle(index, step, register.ring_handle)?;
+            }
+            Op::InstallFd(install) => {
+                self.use_handle(index, step, install.source_handle, Expected::Any)?;
+                self.require_same_object(index, step, install.source_handle)?;
+                let Ok(position) = self.plan.needed_fds.binary_search(&install.fd) else {
+                    return Err(PlanInvalid::InstallNotNeeded { step: index, fd: install.fd });
+                };
+                let first = self.installed_by[position];
+                if first != NOT_CLOSED {
+                    return Err(PlanInvalid::InstallTwice { step: index, fd: install.fd, first: first as usize });
+                }
+                self.installed_by[position] = index as StepIndex;
+            }
+            Op::CloseFd(close) => {
+                if close.handles.is_empty() {
+                    return Err(bad("closes nothing".to_owned()));
+                }
+                if !close.handles.windows(2).all(|pair| pair[0] < pair[1]) {
+                    return Err(bad("its handles are not ascending or repeat one".to_owned()));
+                }
+                for &handle in &close.handles {
+                    self.check_handle(index, step, handle, Expected::Any)?;
+                }
+                match close.handles.as_slice() {
+                    [handle] => self.require_same_object(index, step, *handle)?,
+                    _ if step.object.is_some() => {
+                        return Err(bad("a close of several fds names no single object".to_owned()));
+                    }
+                    _ => {}
+                }
+                for &handle in &close.handles {
+                    self.closed_by[handle.0 as usize] = index as StepIndex;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The sequence is: build steps, then installs (and closes), then the
+    /// barrier, then buffer registrations (and closes). Targets are written
+    /// only once nothing else can fail before the barrier.
+    fn check_phase(&mut self, index: usize, step: &Step) -> Result<(), PlanInvalid> {
+        match &step.op {
+            Op::CreateEventfd(_)
+            | Op::OpenFile(_)
+            | Op::ExternalInput(_)
+            | Op::SetupRing(_)
+            | Op::RegisterEventfd(_)
+            | Op::RegisterFiles(_) => {
+                if let Some(first_install) = self.first_install {
+                    return Err(PlanInvalid::BuildAfterInstall { step: index, op: step.op.name(), first_install });
+                }
+            }
+            Op::InstallFd(_) => {
+                if let Some(barrier) = self.barrier {
+                    return Err(PlanInvalid::InstallAfterBarrier { step: index, barrier });
+                }
+                self.first_install.get_or_insert(index);
+            }
+            Op::MemoryBarrier | Op::RegisterBuffers(_) | Op::CloseFd(_) => {}
+        }
+        Ok(())
+    }
+
+    fn use_ring_handle(&mut self, index: usize, step: &Step, handle: Handle) -> Result<(), PlanInvalid> {
+        self.use_handle(index, step, handle, Expected::Ring)?;
+        self.require_same_object(index, step, handle)
+    }
+
+    fn use_handle(&mut self, index: usize, step: &Step, handle: Handle, expected: Expected) -> Result<(), PlanInvalid> {
+        self.check_handle(index, step, handle, expected)?;
+        self.uses.push((handle.0, index as StepIndex));
+        Ok(())
+    }
+
+    fn check_handle(&self, index: usize, step: &Step, handle: Handle, expected: Expected) -> Result<(), PlanInvalid> {
+        let op = step.op.name();
+        let Some(defining) = self.plan.steps.get(handle.0 as usize).filter(|_| (handle.0 as usize) < index) else {
+            return Err(PlanInvalid::HandleNotEarlier { step: index, op, handle });
+        };
+        if !defining.op.defines_handle() {
+            return Err(PlanInvalid::NotAHandle { step: index, op, handle, found: defining.op.name() });
+        }
+        if !expected.accepts(&defining.op) {
+            return Err(PlanInvalid::WrongHandleKind {
+                step: index,
+                op,
+                handle,
+                found: defining.op.name(),
+                expected: expected.name(),
+            });
+        }
+        let closed_by = self.closed_by[handle.0 as usize];
+        if closed_by != NOT_CLOSED {
+            return Err(PlanInvalid::HandleClosed { step: index, op, handle, closed_by });
+        }
+        if step.after.binary_search(&handle.0).is_err() {
+            return Err(PlanInvalid::HandleNotWaitedFor { step: index, op, handle });
+        }
+        Ok(())
+    }
+
+    /// An install, a close or a registration acts on the object whose fd
+    /// its handle is.
+    fn require_same_object(&self, index: usize, step: &Step, handle: Handle) -> Result<(), PlanInvalid> {
+        let defining = &self.plan.steps[handle.0 as usize];
+        if defining.object != step.object {
+            let name = |object: Option<ringplan_image::ObjectId>| {
+                object.map_or_else(|| "no object".to_owned(), |id| format!("object {id}"))
+            };
+            return Err(PlanInvalid::BadOperands {
+                step: index,
+                op: step.op.name(),
+                problem: format!(
+                    "names {} but its handle {handle} is the fd of {}",
+                    name(step.object),
+                    name(defining.object)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), PlanInvalid> {
+        let steps = &self.plan.steps;
+        for (index, step) in steps.iter().enumerate() {
+            if step.op.defines_handle() && self.closed_by[index] == NOT_CLOSED {
+                return Err(PlanInvalid::HandleLeaked { step: index, op: step.op.name() });
+            }
+        }
+        for &(handle, user) in &self.uses {
+            let close = self.closed_by[handle as usize] as usize;
+            if steps[close].after.binary_search(&user).is_err() {
+                return Err(PlanInvalid::CloseBeforeUse { step: close, handle: Handle(handle), user });
+            }
+        }
+        if let Some(position) = self.installed_by.iter().position(|&step| step == NOT_CLOSED) {
+            return Err(PlanInvalid::NeededNotInstalled { fd: self.plan.needed_fds[position] });
+        }
+        if self.barrier_count != 1 {
+            return Err(PlanInvalid::BarrierCount { count: self.barrier_count });
+        }
+        let actual = peak_temporaries(steps);
+        if actual != self.plan.peak_temporaries {
+            return Err(PlanInvalid::PeakMismatch { stated: self.plan.peak_temporaries, actual });
+        }
+        Ok(())
+    }
+}
+
+fn require_object(index: usize, step: &Step) -> Result<(), PlanInvalid> {
+    if step.object.is_none() {
+        return Err(PlanInvalid::BadOperands {
+            step: index,
+            op: step.op.name(),
+            problem: "names no image object".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The setup parameters the kernel accepts and would hold unchanged.
+fn check_setup(setup: &SetupRing) -> Result<(), String> {
+    let flags = setup.flags;
+    let has = |flag: u32| flags & flag != 0;
+    if setup.sq_entries == 0 || setup.sq_entries > MAX_SQ_ENTRIES || !setup.sq_entries.is_power_of_two() {
+        return Err(format!("sq_entries {} is not a power of two in 1..={MAX_SQ_ENTRIES}", setup.sq_entries));
+    }
+    if setup.cq_entries < setup.sq_entries || setup.cq_entries > MAX_CQ_ENTRIES {
+        return Err(format!("cq_entries {} is outside {}..={MAX_CQ_ENTRIES}", setup.cq_entries, setup.sq_entries));
+    }
+    if has(setup_flags::CQSIZE) {
+        if !setup.cq_entries.is_power_of_two() {
+            return Err(format!("cq_entries {} is not a power of two", setup.cq_entries));
+        }
+    } else if u64::from(setup.cq_entries) != 2 * u64::from(setup.sq_entries) {
+        return Err(format!("cq_entries {} without IORING_SETUP_CQSIZE is not 2 x sq_entries", setup.cq_entries));
+    }
+    if flags & !crate::analyze::KNOWN_SETUP_FLAGS != 0
+        || has(crate::analyze::SETUP_NO_MMAP)
+        || has(crate::analyze::SETUP_REGISTERED_FD_ONLY)
+    {
+        return Err(format!("setup flags {flags:#x} include flags a plan cannot carry"));
+    }
+    if has(setup_flags::SQ_AFF) && !has(setup_flags::SQPOLL) {
+        return Err("IORING_SETUP_SQ_AFF without IORING_SETUP_SQPOLL".to_owned());
+    }
+    if setup.sq_thread_cpu.is_some() != has(setup_flags::SQ_AFF) {
+        return Err("sq_thread_cpu must be set exactly with IORING_SETUP_SQ_AFF".to_owned());
+    }
+    if setup.sq_thread_idle_ms.is_some() != has(setup_flags::SQPOLL) {
+        return Err("sq_thread_idle_ms must be set exactly with IORING_SETUP_SQPOLL".to_owned());
+    }
+    if setup.wq_handle.is_some() != has(setup_flags::ATTACH_WQ) {
+        return Err("wq_handle must be set exactly with IORING_SETUP_ATTACH_WQ".to_owned());
+    }
+    Ok(())
+}
+
+fn check_iovec(iovec: &Iovec) -> Result<(), String> {
+    if iovec.is_empty() {
+        return Ok(());
+    }
+    if iovec.base == 0 || iovec.len == 0 {
+        return Err(format!("{:#x}+{} is neither empty nor a buffer", iovec.base, iovec.len));
+    }
+    if iovec.len > MAX_BUFFER_LEN {
+        return Err(format!("length {} exceeds the kernel's 1 GiB", iovec.len));
+    }
+    if iovec.base.checked_add(iovec.len).is_none_or(|end| end > USER_ADDRESS_LIMIT) {
+        return Err(format!("{:#x}+{} is not a user address range", iovec.base, iovec.len));
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! CBOR round trips, and the refusals a decoder gives for plans an executor
+//! must not run.
+
+use ringplan_plan::*;
+
+use crate::scenarios;
+
+fn seed_plan() -> Plan {
+    compile(&scenarios::seed()).expect("the seed scenario plans")
+}
+
+fn index_of(plan: &Plan, wanted: impl Fn(&Step) -> bool) -> usize {
+    plan.steps.iter().position(wanted).expect("the plan has such a step")
+}
+
+/// The message `decode_slice` gives for `plan` after encoding it.
+fn decode_message(plan: &Plan) -> String {
+    let bytes = encode_to_vec(plan).expect("plans encode");
+    match decode_slice(&bytes) {
+        Ok(_) => panic!("expected a refusal"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn plans_round_trip_through_cbor() {
+    for image in [scenarios::seed(), scenarios::mix(), scenarios::sparse_and_closed_files(), scenarios::chain(64)] {
+        let plan = compile(&image).expect("scenarios plan");
+        let bytes = encode_to_vec(&plan).expect("plans encode");
+        let decoded = decode_slice(&bytes).expect("compiled plans decode");
+        assert_eq!(decoded, plan);
+        assert_eq!(encode_to_vec(&decoded).expect("plans encode"), bytes);
+        let read = decode(bytes.as_slice()).expect("compiled plans decode from a reader");
+        assert_eq!(read, plan);
+    }
+}
+
+#[test]
+fn show_takes_an_image_or_a_plan() {
+    let image_bytes = ringplan_image::encode_to_vec(&scenarios::seed()).expect("images encode");
+    let plan_bytes = encode_to_vec(&seed_plan()).expect("plans encode");
+    let from_image = plan_from_image_or_plan(&image_bytes).expect("an image compiles");
+    let from_plan = plan_from_image_or_plan(&plan_bytes).expect("a plan decodes");
+    assert_eq!(from_image, from_plan);
+    assert_eq!(from_image.to_text(), from_plan.to_text());
+}
+
+#[test]
+fn neither_image_nor_plan() {
+    assert_eq!(plan_from_image_or_plan(&[]).map(|_| ()).unwrap_err().to_string(), "input is empty");
+    let mut other = Vec::new();
+    ciborium::into_writer(&serde_json::json!({"format": "zip", "version": 1}), &mut other).expect("encodes");
+    assert_eq!(
+        plan_from_image_or_plan(&other).map(|_| ()).unwrap_err().to_string(),
+        "neither a ringplan image nor a plan: format is \"zip\""
+    );
+}
+
+#[test]
+fn decode_refuses_other_documents() {
+    assert_eq!(decode_slice(&[]).unwrap_err().to_string(), "input is empty");
+    let image_bytes = ringplan_image::encode_to_vec(&scenarios::seed()).expect("images encode");
+    assert_eq!(
+        decode_slice(&image_bytes).unwrap_err().to_string(),
+        "not a ringplan plan: format is \"ringplan-image\", expected \"ringplan-plan\""
+    );
+    let mut plan = seed_plan();
+    plan.version = 9;
+    assert_eq!(decode_message(&plan), "unsupported plan version 9 (this build reads version 1)");
+    let mut bytes = encode_to_vec(&seed_plan()).expect("plans encode");
+    bytes.push(0);
+    assert_eq!(decode_slice(&bytes).unwrap_err().to_string(), "malformed plan: 1 bytes after the end of the plan");
+    let bytes = encode_to_vec(&seed_plan()).expect("plans encode");
+    assert!(decode_slice(&bytes[..bytes.len() / 2]).unwrap_err().to_string().starts_with("not a ringplan plan"));
+}
+
+#[test]
+fn waiting_for_a_later_step() {
+    let mut plan = seed_plan();
+    plan.steps[0].after = vec![3];
+    assert_eq!(
+        decode_message(&plan),
+        "invalid plan: step 0 (setup_ring): waits for step 3, which does not come before it"
+    );
+}
+
+#[test]
+fn using_a_handle_without_waiting_for_it() {
+    let mut plan = seed_plan();
+    let register = index_of(&plan, |step| matches!(step.op, Op::RegisterEventfd(_)));
+    let Op::RegisterEventfd(op) = plan.steps[register].op else { unreachable!() };
+    plan.steps[register].after.retain(|&after| after != op.eventfd_handle.0);
+    assert_eq!(
+        decode_message(&plan),
+        format!(
+            "invalid plan: step {register} (register_eventfd): uses handle {} without waiting for step {}",
+            op.eventfd_handle, op.eventfd_handle.0
+        )
+    );
+}
+
+#[test]
+fn a_handle_of_the_wrong_kind() {
+    let mut plan = seed_plan();
+    let register = index_of(&plan, |step| matches!(step.op, Op::RegisterEventfd(_)));
+    let Op::RegisterEventfd(op) = &mut plan.steps[register].op else { unreachable!() };
+    // Swap the ring and the eventfd.
+    std::mem::swap(&mut op.ring_handle, &mut op.eventfd_handle);
+    let message = decode_message(&plan);
+    assert!(message.contains("is the fd of a create_eventfd step, not of a ring"), "{message}");
+}
+
+#[test]
+fn a_handle_that_names_no_fd() {
+    let mut plan = seed_plan();
+    let barrier = index_of(&plan, |step| matches!(step.op, Op::MemoryBarrier));
+    let close =
+        index_of(&plan, |step| matches!(step.op, Op::CloseFd(_)) && step.after.iter().all(|&a| (a as usize) < barrier));
+    let Op::CloseFd(op) = &mut plan.steps[close].op else { unreachable!() };
+    let original = op.handles[0];
+    op.handles = vec![Handle(barrier as u32)];
+    let message = decode_message(&plan);
+    assert!(
+        message.contains(&format!("handle h{barrier} names no earlier step"))
+            || message.contains(&format!("handle h{barrier} names a memory_barrier step")),
+        "{message} (was {original})"
+    );
+}
+
+#[test]
+fn a_leaked_temporary() {
+    let mut plan = seed_plan();
+    let close = plan.steps.iter().rposition(|step| matches!(step.op, Op::CloseFd(_))).expect("closes exist");
+    let Op::CloseFd(op) = plan.steps.remove(close).op else { unreachable!() };
+    plan.peak_temporaries = 0;
+    let message = decode_message(&plan);
+    let handle = op.handles[0].0;
+    assert_eq!(
+        message,
+        format!(
+            "invalid plan: step {handle} ({}): the fd it creates (h{handle}) is never closed",
+            plan.steps[handle as usize].op.name()
+        )
+    );
+}
+
+#[test]
+fn buffers_registered_without_the_barrier() {
+    let mut plan = seed_plan();
+    let barrier = index_of(&plan, |step| matches!(step.op, Op::MemoryBarrier)) as u32;
+    let register = index_of(&plan, |step| matches!(step.op, Op::RegisterBuffers(_)));
+    plan.steps[register].after.retain(|&after| after != barrier);
+    assert_eq!(
+        decode_message(&plan),
+        format!("invalid plan: step {register} (register_buffers): does not wait for the memory barrier")
+    );
+}
+
+#[test]
+fn an_install_onto_an_fd_not_declared_needed() {
+    let mut plan = seed_plan();
+    plan.needed_fds.retain(|&fd| fd != 5);
+    let install = index_of(&plan, |step| matches!(&step.op, Op::InstallFd(install) if install.fd == 5));
+    assert_eq!(decode_message(&plan), format!("invalid plan: step {install} (install_fd): fd 5 is not in needed_fds"));
+}
+
+#[test]
+fn a_floor_below_a_target() {
+    let mut plan = seed_plan();
+    plan.temp_fd_floor = 5;
+    assert_eq!(decode_message(&plan), "invalid plan: temp_fd_floor 5 is not above every needed fd (the largest is 5)");
+}
+
+#[test]
+fn creating_after_the_installs_began() {
+    let mut plan = seed_plan();
+    let first_install = index_of(&plan, |step| matches!(step.op, Op::InstallFd(_)));
+    let step = plan.steps.remove(0);
+    plan.steps.insert(first_install, step);
+    let message = decode_message(&plan);
+    // Moving step 0 breaks its handles first or its phase; either way the
+    // plan is refused with a typed reason.
+    assert!(message.starts_with("invalid plan: step"), "{message}");
+}
+
+#[test]
+fn an_open_that_would_truncate() {
+    let mut plan = seed_plan();
+    let open = index_of(&plan, |step| matches!(step.op, Op::OpenFile(_)));
+    let Op::OpenFile(op) = &mut plan.steps[open].op else { unreachable!() };
+    op.flags |= 0o1000;
+    let message = decode_message(&plan);
+    assert!(message.ends_with("would create or truncate the file"), "{message}");
+}
+
+#[test]
+fn a_setup_the_kernel_would_change() {
+    let mut plan = seed_plan();
+    let Op::SetupRing(setup) = &mut plan.steps[0].op else { panic!("step 0 sets up a ring") };
+    setup.cq_entries = 6;
+    assert_eq!(decode_message(&plan), "invalid plan: step 0 (setup_ring): cq_entries 6 is not a power of two");
+}
+
+#[test]
+fn a_wrong_peak() {
+    let mut plan = seed_plan();
+    plan.peak_temporaries += 1;
+    let message = decode_message(&plan);
+    assert!(message.starts_with("invalid plan: peak_temporaries is"), "{message}");
+}

@@ -1,0 +1,108 @@
+//! Snapshots of each scenario's plan. The text view is what a person reads;
+//! review a changed snapshot as you would review a changed restore order.
+
+use insta::assert_snapshot;
+use ringplan_image::Image;
+use ringplan_plan::compile;
+
+use crate::scenarios;
+
+fn text(image: &Image) -> String {
+    match compile(image) {
+        Ok(plan) => plan.to_text(),
+        Err(error) => format!("error: {error}"),
+    }
+}
+
+#[test]
+fn seed_text() {
+    assert_snapshot!(text(&scenarios::seed()));
+}
+
+#[test]
+fn seed_dot() {
+    let plan = compile(&scenarios::seed()).expect("the seed scenario plans");
+    assert_snapshot!(plan.to_dot());
+}
+
+#[test]
+fn seed_json() {
+    let plan = compile(&scenarios::seed()).expect("the seed scenario plans");
+    let mut json = Vec::new();
+    plan.write_json(&mut json, true).expect("writing to memory cannot fail");
+    // The streamed view and the value view say the same.
+    let reparsed: serde_json::Value = serde_json::from_slice(&json).expect("the JSON view parses");
+    assert_eq!(reparsed, plan.to_json());
+    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+}
+
+#[test]
+fn chain_of_64_text() {
+    assert_snapshot!(text(&scenarios::chain(64)));
+}
+
+#[test]
+fn fanout_of_64_text() {
+    assert_snapshot!(text(&scenarios::fanout(64)));
+}
+
+#[test]
+fn creator_closed_sq_thread_text() {
+    assert_snapshot!(text(&scenarios::creator_closed()));
+}
+
+#[test]
+fn sparse_and_closed_files_text() {
+    assert_snapshot!(text(&scenarios::sparse_and_closed_files()));
+}
+
+#[test]
+fn closed_eventfds_text() {
+    assert_snapshot!(text(&scenarios::closed_eventfds()));
+}
+
+#[test]
+fn mix_text() {
+    assert_snapshot!(text(&scenarios::mix()));
+}
+
+#[test]
+fn mix_dot() {
+    let plan = compile(&scenarios::mix()).expect("the mix scenario plans");
+    assert_snapshot!(plan.to_dot());
+}
+
+#[test]
+fn attach_without_donor_text() {
+    assert_snapshot!(text(&scenarios::attach_without_donor()));
+}
+
+/// Graphviz accepts the DOT views (when it is installed; the snapshots
+/// above pin the text either way).
+#[test]
+fn dot_renders_with_graphviz() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    for image in [scenarios::seed(), scenarios::mix(), scenarios::creator_closed(), scenarios::chain(64)] {
+        let dot = compile(&image).expect("scenarios plan").to_dot();
+        let child = Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("graphviz's dot is not installed; not rendering");
+                return;
+            }
+            Err(error) => panic!("running dot: {error}"),
+        };
+        child.stdin.take().expect("stdin is piped").write_all(dot.as_bytes()).expect("dot reads its input");
+        let output = child.wait_with_output().expect("dot runs");
+        assert!(output.status.success(), "dot failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stdout).contains("<svg"));
+    }
+}
