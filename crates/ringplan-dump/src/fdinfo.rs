@@ -60,15 +60,20 @@
 //!   Eventfds share one anonymous inode; their identity is `eventfd-id`.
 //!   Every other fd is its own file: fdinfo cannot tell a dup from a second
 //!   open of the same path.
-//! - `SqMask`/`CqMask` are entries - 1. `SqThread` is the SQ thread's pid,
-//!   the same for every ring sharing the thread, and -1 without one (no
-//!   SQPOLL, or an SQPOLL ring whose thread is gone, e.g. after `execve`).
+//! - `SqMask`/`CqMask` are entries - 1. `SqThread` is the SQ thread's
+//!   thread id, the same for every ring sharing the thread, and -1 without
+//!   one (no SQPOLL, or an SQPOLL ring whose thread is gone, e.g. after
+//!   `execve`). Until a new SQ thread first runs it shows its creator's id
+//!   instead; such a read is repeated (see [`sq_thread_has_run`]).
 //!   `SqThreadCpu` is passed on as read.
 //! - `UserFiles:` is the table size; the kernel prints a row (the path,
 //!   escaped like `/proc/PID/mountinfo`) only for occupied slots. Each
 //!   occupied slot becomes a file of its own with only a path: which open
 //!   file it is, its flags, position and mode are not shown.
 //! - `UserBufs:` is the table size with one row per slot, `<none>` when empty.
+//! - An eventfd's [`RawEventfd::flags`] are `EFD_SEMAPHORE` from
+//!   `eventfd-semaphore` and `O_NONBLOCK` from the file's flags; whether it
+//!   was created close-on-exec is not shown (the fd's flag is).
 //!
 //! Not shown at all, so marked unknown ([`RawRing::flags`] `None`,
 //! [`RawRing::idle_known`] false, [`RawRing::eventfd`] [`Known::Unknown`]):
@@ -77,21 +82,20 @@
 //!
 //! The kernel prints a ring's part of fdinfo only when it can take the
 //! ring's lock without waiting; a ring that is busy submitting shows only the
-//! common lines. Such a read is retried a few times, then reported as
-//! [`FdinfoError::RingBusy`].
+//! common lines. Such a read is retried for up to about 100 ms, then
+//! reported as [`FdinfoError::RingBusy`].
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ringplan_image::Buffer;
+use rustix::buffer::spare_capacity;
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 
-use crate::raw::{
-    EventfdKey, FileKey, Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawState, RingKey,
-};
+use crate::raw::{EventfdKey, FileKey, Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawState, RingKey};
 
 /// `O_CLOEXEC`, which fdinfo's `flags:` carries for a close-on-exec fd.
 const O_CLOEXEC: u32 = 0o2_000_000;
@@ -114,6 +118,8 @@ const FIRST_ANONYMOUS_EVENTFD_KEY: EventfdKey = 1 << 63;
 pub enum FdinfoError {
     #[error("process {pid} does not exist")]
     NoSuchProcess { pid: u32 },
+    #[error("process {pid} exited while it was read")]
+    ExitedWhileRead { pid: u32 },
     #[error("permission denied reading {}: reading another process's fds needs the rights ptrace needs", path.display())]
     AccessDenied { path: PathBuf },
     #[error("cannot read {}: {source}", path.display())]
@@ -132,38 +138,132 @@ pub enum FdinfoError {
 
 /// Reads every fd of process `pid` and the io_uring state behind them.
 pub fn read(pid: u32) -> Result<RawState, FdinfoError> {
-    let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
-    let entries = std::fs::read_dir(&fd_dir).map_err(|source| match source.kind() {
-        ErrorKind::NotFound => FdinfoError::NoSuchProcess { pid },
-        _ => io_error(&fd_dir, source),
-    })?;
-    let mut fds = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| io_error(&fd_dir, source))?;
-        // Every name in the directory is an fd number; anything else is not
-        // an fd and has nothing to say.
-        if let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) {
-            fds.push(fd);
-        }
-    }
-    fds.sort_unstable();
-
+    let mut process = ProcessFds::open(pid)?;
     let mut builder = StateBuilder::default();
-    for fd in fds {
-        builder.add_fd(pid, fd)?;
+    for fd in process.fd_numbers()? {
+        builder.add_fd(&mut process, fd)?;
     }
     // An fd that vanished while being read is skipped; a process that
-    // vanished would look like one without fds, so say what happened.
-    if !fd_dir.exists() {
-        return Err(FdinfoError::NoSuchProcess { pid });
+    // exited meanwhile would look like one with fewer fds, so say so.
+    if !process_is_alive(pid) {
+        return Err(FdinfoError::ExitedWhileRead { pid });
     }
     Ok(builder.state)
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> FdinfoError {
-    match source.kind() {
-        ErrorKind::PermissionDenied => FdinfoError::AccessDenied { path: path.to_owned() },
-        _ => FdinfoError::Read { path: path.to_owned(), source },
+/// Whether `pid` is a live process: `/proc/PID/stat` exists and its state
+/// (the field after the command name in parentheses) is not zombie or dead.
+fn process_is_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.iter().rposition(|byte| *byte == b')').and_then(|end| stat.get(end + 2));
+    !matches!(state, None | Some(b'Z' | b'X' | b'x'))
+}
+
+/// Handles on a process's `/proc/PID/fd` and `/proc/PID/fdinfo`. Every
+/// per-fd read is relative to them, so the path to the process is walked
+/// once, not three times per fd (which matters with ~20000 fds).
+struct ProcessFds {
+    pid: u32,
+    fd_dir: OwnedFd,
+    fdinfo_dir: OwnedFd,
+    /// Reused between fds: the link target and the fdinfo text.
+    link: Vec<u8>,
+    text: Vec<u8>,
+}
+
+impl ProcessFds {
+    fn open(pid: u32) -> Result<ProcessFds, FdinfoError> {
+        let open_dir = |name: &str| {
+            let path = PathBuf::from(format!("/proc/{pid}/{name}"));
+            rustix::fs::open(&path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(
+                |errno| match errno {
+                    Errno::NOENT | Errno::SRCH => FdinfoError::NoSuchProcess { pid },
+                    _ => errno_error(&path, errno),
+                },
+            )
+        };
+        Ok(ProcessFds {
+            pid,
+            fd_dir: open_dir("fd")?,
+            fdinfo_dir: open_dir("fdinfo")?,
+            link: Vec::with_capacity(256),
+            text: Vec::with_capacity(4096),
+        })
+    }
+
+    fn fd_path(&self, fd: i32) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/fd/{fd}", self.pid))
+    }
+
+    fn fdinfo_path(&self, fd: i32) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/fdinfo/{fd}", self.pid))
+    }
+
+    /// The process's fd numbers, ascending.
+    fn fd_numbers(&self) -> Result<Vec<i32>, FdinfoError> {
+        let path = PathBuf::from(format!("/proc/{}/fd", self.pid));
+        let mut fds = Vec::new();
+        let mut dir = rustix::fs::Dir::read_from(&self.fd_dir).map_err(|errno| errno_error(&path, errno))?;
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|errno| errno_error(&path, errno))?;
+            // Every name but `.` and `..` is an fd number.
+            if let Some(fd) = entry.file_name().to_str().ok().and_then(|name| name.parse::<i32>().ok()) {
+                fds.push(fd);
+            }
+        }
+        fds.sort_unstable();
+        Ok(fds)
+    }
+
+    /// The target of `/proc/PID/fd/FD` into `self.link`; `false` when the fd
+    /// is gone.
+    fn read_link(&mut self, fd: i32) -> Result<bool, FdinfoError> {
+        match rustix::fs::readlinkat(&self.fd_dir, fd.to_string(), std::mem::take(&mut self.link)) {
+            Ok(target) => {
+                self.link = target.into_bytes();
+                Ok(true)
+            }
+            Err(Errno::NOENT) => Ok(false),
+            Err(errno) => Err(errno_error(&self.fd_path(fd), errno)),
+        }
+    }
+
+    /// `/proc/PID/fdinfo/FD` into `self.text`; `false` when the fd is gone.
+    fn read_fdinfo_text(&mut self, fd: i32) -> Result<bool, FdinfoError> {
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let file = match rustix::fs::openat(&self.fdinfo_dir, fd.to_string(), flags, Mode::empty()) {
+            Ok(file) => file,
+            Err(Errno::NOENT) => return Ok(false),
+            Err(errno) => return Err(errno_error(&self.fdinfo_path(fd), errno)),
+        };
+        self.text.clear();
+        loop {
+            if self.text.capacity() - self.text.len() < 4096 {
+                self.text.reserve(self.text.capacity().max(4096));
+            }
+            match rustix::io::read(&file, spare_capacity(&mut self.text)) {
+                Ok(0) => return Ok(true),
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(errno) => return Err(errno_error(&self.fdinfo_path(fd), errno)),
+            }
+        }
+    }
+
+    /// The inode mode behind fd `fd` (`stat` follows the link); `None` when
+    /// the fd is gone.
+    fn mode(&self, fd: i32) -> Result<Option<u32>, FdinfoError> {
+        match rustix::fs::statat(&self.fd_dir, fd.to_string(), AtFlags::empty()) {
+            Ok(stat) => Ok(Some(stat.st_mode)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(errno) => Err(errno_error(&self.fd_path(fd), errno)),
+        }
+    }
+}
+
+fn errno_error(path: &Path, errno: Errno) -> FdinfoError {
+    match errno {
+        Errno::ACCESS | Errno::PERM => FdinfoError::AccessDenied { path: path.to_owned() },
+        _ => FdinfoError::Read { path: path.to_owned(), source: errno.into() },
     }
 }
 
@@ -218,18 +318,15 @@ impl StateBuilder {
     }
 
     /// Reads one fd. An fd closed in the meantime is skipped.
-    fn add_fd(&mut self, pid: u32, fd: i32) -> Result<(), FdinfoError> {
-        let link_path = PathBuf::from(format!("/proc/{pid}/fd/{fd}"));
-        let link = match std::fs::read_link(&link_path) {
-            Ok(link) => link,
-            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(error) => return Err(io_error(&link_path, error)),
-        };
-        let kind = FdKind::of_link(link.as_os_str().as_bytes());
-        let fdinfo_path = PathBuf::from(format!("/proc/{pid}/fdinfo/{fd}"));
-        let Some(fdinfo) = read_fdinfo(&fdinfo_path, kind)? else { return Ok(()) };
+    fn add_fd(&mut self, process: &mut ProcessFds, fd: i32) -> Result<(), FdinfoError> {
+        if !process.read_link(fd)? {
+            return Ok(());
+        }
+        let kind = FdKind::of_link(&process.link);
         // A path that is not UTF-8 cannot be carried; `None` says unknown.
-        let path = link.to_str().map(str::to_owned);
+        let path = std::str::from_utf8(&process.link).ok().map(str::to_owned);
+        let Some(fdinfo) = read_fdinfo(process, fd, kind)? else { return Ok(()) };
+        let fdinfo_path = process.fdinfo_path(fd);
         let cloexec = fdinfo.flags & O_CLOEXEC != 0;
         let file_flags = fdinfo.flags & !O_CLOEXEC;
 
@@ -282,12 +379,11 @@ impl StateBuilder {
                     }
                 }
             }
+            // Plain files (`parse_fdinfo` gives rows for every ring and
+            // eventfd).
             _ => {
-                let mode = match std::fs::metadata(&link_path) {
-                    Ok(metadata) => Some(metadata.mode()),
-                    Err(error) if error.kind() == ErrorKind::NotFound => return Ok(()),
-                    Err(error) => return Err(io_error(&link_path, error)),
-                };
+                let Some(mode) = process.mode(fd)? else { return Ok(()) };
+                let mode = Some(mode);
                 let raw_file =
                     RawFile { role: RawFileRole::Plain, path, flags: Some(file_flags), pos: Some(fdinfo.pos), mode };
                 self.new_file(raw_file)
@@ -322,22 +418,46 @@ impl StateBuilder {
     }
 }
 
-/// Reads and parses one fdinfo file; `None` when the fd closed meanwhile.
-/// A ring whose state is missing (its lock was taken) is read again.
-fn read_fdinfo(path: &Path, kind: FdKind) -> Result<Option<Fdinfo>, FdinfoError> {
-    for attempt in 1..=RING_READ_ATTEMPTS {
-        let text = match std::fs::read(path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(io_error(path, error)),
-        };
-        match parse_fdinfo(path, &text, kind) {
-            Err(FdinfoError::RingBusy { .. }) if attempt < RING_READ_ATTEMPTS => std::thread::sleep(RING_READ_PAUSE),
-            Err(FdinfoError::RingBusy { path, .. }) => return Err(FdinfoError::RingBusy { path, attempts: attempt }),
-            other => return other.map(Some),
+/// Reads and parses the fdinfo of `fd`; `None` when the fd closed
+/// meanwhile. A ring is read again while its state is missing (its lock was
+/// taken) or while its SQ thread has not run yet (see [`sq_thread_has_run`]).
+fn read_fdinfo(process: &mut ProcessFds, fd: i32, kind: FdKind) -> Result<Option<Fdinfo>, FdinfoError> {
+    let path = process.fdinfo_path(fd);
+    let mut attempt = 1;
+    loop {
+        if !process.read_fdinfo_text(fd)? {
+            return Ok(None);
         }
+        let outcome = parse_fdinfo(&path, &process.text, kind);
+        let settled = match &outcome {
+            Err(FdinfoError::RingBusy { .. }) => false,
+            Ok(Fdinfo { ring: Some(ring), .. }) => ring.sq_thread < 0 || sq_thread_has_run(process.pid, ring.sq_thread),
+            _ => true,
+        };
+        if settled {
+            return outcome.map(Some);
+        }
+        if attempt == RING_READ_ATTEMPTS {
+            return match outcome {
+                Err(FdinfoError::RingBusy { path, .. }) => Err(FdinfoError::RingBusy { path, attempts: attempt }),
+                // An SQ thread id that never settled is believed (see below).
+                other => other.map(Some),
+            };
+        }
+        attempt += 1;
+        std::thread::sleep(RING_READ_PAUSE);
     }
-    Err(FdinfoError::RingBusy { path: path.to_owned(), attempts: RING_READ_ATTEMPTS })
+}
+
+/// Whether the thread `SqThread:` names is the SQ thread itself. A new SQ
+/// thread starts with its creator's name and, until it first runs, fdinfo
+/// shows the creator's thread id instead of its own (6.18 resets it when
+/// the thread names itself `iou-sqp-...`). Rings of one group read on both
+/// sides of that moment would seem to have two SQ threads, so such a read is
+/// repeated. A kernel that never switches is believed after the last
+/// attempt: its value is the same for the whole group anyway.
+fn sq_thread_has_run(pid: u32, sq_thread: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/task/{sq_thread}/comm")).is_ok_and(|comm| comm.starts_with(b"iou-sqp"))
 }
 
 /// One fdinfo file, parsed.
@@ -433,11 +553,19 @@ fn parse_fdinfo(path: &Path, text: &[u8], kind: FdKind) -> Result<Fdinfo, Fdinfo
         let value_text = value.trim_ascii();
         let line_at = |field| (field, line_number);
         match (kind, key) {
-            (_, b"pos") => set(&mut fields.pos, path, line_number, "pos", parse_number(path, line_number, "pos", value_text, 10)?)?,
-            (_, b"flags") => {
-                set(&mut fields.flags, path, line_number, "flags", parse_number(path, line_number, "flags", value_text, 8)?)?
+            (_, b"pos") => {
+                set(&mut fields.pos, path, line_number, "pos", parse_number(path, line_number, "pos", value_text, 10)?)?
             }
-            (_, b"ino") => set(&mut fields.ino, path, line_number, "ino", parse_number(path, line_number, "ino", value_text, 10)?)?,
+            (_, b"flags") => set(
+                &mut fields.flags,
+                path,
+                line_number,
+                "flags",
+                parse_number(path, line_number, "flags", value_text, 8)?,
+            )?,
+            (_, b"ino") => {
+                set(&mut fields.ino, path, line_number, "ino", parse_number(path, line_number, "ino", value_text, 10)?)?
+            }
             (FdKind::Ring, b"SqMask") => {
                 let mask = parse_hex_with_prefix(path, line_number, "SqMask", value_text)?;
                 set(&mut fields.sq_mask, path, line_number, "SqMask", line_at(mask))?;
@@ -488,11 +616,11 @@ fn parse_fdinfo(path: &Path, text: &[u8], kind: FdKind) -> Result<Fdinfo, Fdinfo
 
 /// Checks that the fields an fd of `kind` must have are there and that the
 /// tables fit their sizes.
-fn finish(path: &Path, kind: FdKind, fields: Fields) -> Result<Fdinfo, FdinfoError> {
+fn finish(path: &Path, kind: FdKind, mut fields: Fields) -> Result<Fdinfo, FdinfoError> {
     let pos = fields.pos.ok_or_else(|| missing(path, "pos"))?;
     let flags = fields.flags.ok_or_else(|| missing(path, "flags"))?;
     let ring = match kind {
-        FdKind::Ring => Some(finish_ring(path, &fields)?),
+        FdKind::Ring => Some(finish_ring(path, &mut fields)?),
         _ => None,
     };
     let eventfd = match kind {
@@ -506,7 +634,7 @@ fn finish(path: &Path, kind: FdKind, fields: Fields) -> Result<Fdinfo, FdinfoErr
     Ok(Fdinfo { pos, flags, ino: fields.ino, ring, eventfd })
 }
 
-fn finish_ring(path: &Path, fields: &Fields) -> Result<RingRows, FdinfoError> {
+fn finish_ring(path: &Path, fields: &mut Fields) -> Result<RingRows, FdinfoError> {
     // The kernel prints all of the ring's lines or none of them (none when
     // it could not take the ring's lock at once).
     let Some((sq_mask, sq_mask_line)) = fields.sq_mask else {
@@ -539,7 +667,7 @@ fn finish_ring(path: &Path, fields: &Fields) -> Result<RingRows, FdinfoError> {
         sq_thread: fields.sq_thread.ok_or_else(|| missing(path, "SqThread"))?,
         sq_thread_cpu: fields.sq_thread_cpu.ok_or_else(|| missing(path, "SqThreadCpu"))?,
         user_files,
-        files: fields.file_rows.clone(),
+        files: std::mem::take(&mut fields.file_rows),
         buffers: fields.buffer_rows.iter().map(|(_, buffer)| *buffer).collect(),
     })
 }
@@ -591,7 +719,13 @@ macro_rules! impl_parse_radix {
 }
 impl_parse_radix!(u32, i32, u64, i64);
 
-fn parse_number<T: ParseRadix>(path: &Path, line: usize, what: &str, text: &[u8], radix: u32) -> Result<T, FdinfoError> {
+fn parse_number<T: ParseRadix>(
+    path: &Path,
+    line: usize,
+    what: &str,
+    text: &[u8],
+    radix: u32,
+) -> Result<T, FdinfoError> {
     std::str::from_utf8(text)
         .ok()
         .filter(|text| !text.starts_with('+'))
@@ -617,7 +751,8 @@ fn unescape(text: &[u8]) -> Option<String> {
     let mut bytes = Vec::with_capacity(text.len());
     let mut index = 0;
     while index < text.len() {
-        let octal = text.get(index + 1..index + 4).filter(|digits| digits.iter().all(|digit| matches!(digit, b'0'..=b'7')));
+        let octal =
+            text.get(index + 1..index + 4).filter(|digits| digits.iter().all(|digit| matches!(digit, b'0'..=b'7')));
         match (text[index], octal) {
             (b'\\', Some(digits)) => {
                 let value = digits.iter().fold(0u32, |value, digit| value * 8 + u32::from(digit - b'0'));
@@ -683,6 +818,12 @@ NAPI:\tdisabled
 
     fn problem(text: &str, kind: FdKind) -> String {
         parse(text, kind).expect_err("a malformed fdinfo").to_string()
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_missing_one_is_not() {
+        assert!(process_is_alive(std::process::id()));
+        assert!(!process_is_alive((1 << 22) + 1));
     }
 
     #[test]

@@ -185,7 +185,7 @@ impl ScenarioChild {
 
 impl Drop for ScenarioChild {
     fn drop(&mut self) {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32);
+        let pid = i32::try_from(self.child.id()).ok().and_then(rustix::process::Pid::from_raw);
         if let Some(pid) = pid {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
@@ -485,13 +485,33 @@ fn a_missing_process_is_named() {
     }
 }
 
+/// A zombie still has its `/proc/PID` but no fds: reading it must not pass
+/// for a process without rings.
+#[test]
+fn an_exited_process_is_not_read_as_one_without_fds() {
+    play_child_role_if_asked();
+    let mut exited = Command::new("true").stdin(Stdio::null()).spawn().expect("starting true");
+    let stat_path = format!("/proc/{}/stat", exited.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&stat_path).is_ok_and(|stat| stat.contains(") Z ")) {
+        assert!(Instant::now() < deadline, "true did not exit");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let outcome = fdinfo::read(exited.id());
+    let _ = exited.wait();
+    match outcome {
+        Err(FdinfoError::ExitedWhileRead { pid }) => assert_eq!(pid, exited.id()),
+        other => panic!("expected ExitedWhileRead, got {other:?}"),
+    }
+}
+
 /// An unprivileged reader is refused another user's process. The child runs
 /// as `nobody` from a copy of this binary in a fresh temp dir, so that the
 /// build directory's permissions do not matter.
 #[test]
 fn an_unprivileged_reader_is_told_access_is_denied() {
-    play_child_role_if_asked();
     const NOBODY: u32 = 65534;
+    play_child_role_if_asked();
     let binary = std::env::current_exe().expect("the test binary's path");
     let copy_dir = TempCopyDir::new();
     let copy = copy_dir.0.join("fdinfo_backend");

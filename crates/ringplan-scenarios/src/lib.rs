@@ -215,6 +215,8 @@ pub enum ScenarioError {
     RingAlreadyClosed { fd: RawFd },
     #[error("fd {fd} is already closed")]
     FileAlreadyClosed { fd: RawFd },
+    #[error("the SQ thread of ring fd {fd} did not start")]
+    SqThreadDidNotStart { fd: RawFd },
     #[error("cannot watch for SIGTERM and SIGINT: {0}")]
     SignalSetup(std::io::Error),
     #[error("cannot write the scenario description: {0}")]
@@ -301,6 +303,7 @@ impl Built {
             attach_to: None,
         };
         let mut parent = ScenarioRing::set_up(&parent_request, "seed parent ring")?;
+        parent.wait_for_sq_thread()?;
         let mut attached = ScenarioRing::set_up(&parent_request.attached_to(parent.fd()?), "seed attached ring")?;
         parent.sq_group = Some(parent.fd_number);
         attached.sq_group = Some(parent.fd_number);
@@ -328,7 +331,11 @@ impl Built {
             let request = RingRequest::sqpoll(4, group_member_idle_ms(index));
             let ring_context = format!("{context}, ring {index}");
             let ring = match group.last() {
-                None => ScenarioRing::set_up(&request, &ring_context)?,
+                None => {
+                    let creator = ScenarioRing::set_up(&request, &ring_context)?;
+                    creator.wait_for_sq_thread()?;
+                    creator
+                }
                 Some(previous) => {
                     let parent = if chained { previous } else { &group[0] };
                     ScenarioRing::set_up(&request.attached_to(parent.fd()?), &ring_context)?
@@ -419,8 +426,8 @@ impl Built {
 
     fn build_mix(&mut self) -> Result<(), ScenarioError> {
         let mut ring_a = ScenarioRing::set_up(&RingRequest::sqpoll(8, 2000), "mix ring A")?;
-        let mut ring_b =
-            ScenarioRing::set_up(&RingRequest::sqpoll(4, 500).attached_to(ring_a.fd()?), "mix ring B")?;
+        ring_a.wait_for_sq_thread()?;
+        let mut ring_b = ScenarioRing::set_up(&RingRequest::sqpoll(4, 500).attached_to(ring_a.fd()?), "mix ring B")?;
         ring_a.sq_group = Some(ring_a.fd_number);
         ring_b.sq_group = Some(ring_a.fd_number);
         let ring_a_dup = rustix::io::dup(ring_a.fd()?)

@@ -10,6 +10,7 @@ use std::ffi::c_void;
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr;
+use std::time::{Duration, Instant};
 
 use rustix::io_uring::{
     io_uring_cqe, io_uring_params, io_uring_register, io_uring_setup, io_uring_sqe, IoringFeatureFlags,
@@ -18,6 +19,9 @@ use rustix::io_uring::{
 use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::ScenarioError;
+
+/// How long a new SQ thread may take to run for the first time.
+const SQ_THREAD_START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to pass to `io_uring_setup`. The flags are given in full; the
 /// optional fields only fill the matching `io_uring_params` members.
@@ -246,6 +250,35 @@ impl ScenarioRing {
             .map(|iovec| (!iovec.base.is_null()).then_some((iovec.base as u64, iovec.len as u64)))
             .collect();
         Ok(())
+    }
+
+    /// Waits until the SQ thread this ring created has run once. Until then
+    /// it carries its creator's name and fdinfo shows the creator's thread
+    /// id in `SqThread:`; both change when the thread first runs (it names
+    /// itself `iou-sqp-...`). Waiting makes the announced state settled.
+    pub(crate) fn wait_for_sq_thread(&self) -> Result<(), ScenarioError> {
+        let fdinfo_path = format!("/proc/self/fdinfo/{}", self.fd_number);
+        let deadline = Instant::now() + SQ_THREAD_START_TIMEOUT;
+        loop {
+            let text = std::fs::read_to_string(&fdinfo_path)
+                .map_err(|source| ScenarioError::Io { path: fdinfo_path.clone().into(), source })?;
+            // No `SqThread:` line means the ring's lock was taken: try again.
+            let sq_thread = text
+                .lines()
+                .find_map(|line| line.strip_prefix("SqThread:"))
+                .and_then(|value| value.trim().parse::<i32>().ok())
+                .filter(|thread| *thread >= 0);
+            let has_run = sq_thread.is_some_and(|thread| {
+                std::fs::read(format!("/proc/self/task/{thread}/comm")).is_ok_and(|comm| comm.starts_with(b"iou-sqp"))
+            });
+            if has_run {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ScenarioError::SqThreadDidNotStart { fd: self.fd_number });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Closes the ring's fd and unmaps its regions, so that nothing of the

@@ -211,7 +211,8 @@ fn seed_matches_the_rfc_program_and_the_kernel() {
     assert_eq!(attached["eventfd"]["fd"], eventfd["fd"]);
     assert_eq!(attached["eventfd"]["async"], true);
 
-    let file_fds: Vec<Value> = attached["files"].as_array().expect("files").iter().map(|slot| slot["fd"].clone()).collect();
+    let file_fds: Vec<Value> =
+        attached["files"].as_array().expect("files").iter().map(|slot| slot["fd"].clone()).collect();
     assert_eq!(file_fds, [Value::from(0), Value::Null, Value::from(1), Value::Null, Value::from(2)]);
     assert!(attached["buffers"][0].is_null());
     assert_eq!(attached["buffers"][1]["len"], 120);
@@ -287,7 +288,8 @@ fn closed_keeps_closed_objects_alive_through_the_ring() {
     let eventfd = &description["eventfds"][0];
     assert_eq!(eventfd["open"], false);
     assert_eq!(ring["eventfd"], serde_json::json!({ "fd": eventfd["fd"], "async": false }));
-    let open: Vec<bool> = description["files"].as_array().expect("files").iter().map(|file| file["open"] == true).collect();
+    let open: Vec<bool> =
+        description["files"].as_array().expect("files").iter().map(|file| file["open"] == true).collect();
     assert_eq!(open, [false, true, false, true]);
     let closed_fds = description["closed_fds"].as_array().expect("closed fds");
     assert_eq!(closed_fds.len(), 3);
@@ -332,11 +334,8 @@ fn rings_makes_512_independent_plain_rings() {
         assert_eq!(ring["setup"]["flags"], 0);
         assert_kernel_agrees(ring);
     }
-    let inodes: std::collections::HashSet<u64> = built
-        .ring_fds()
-        .iter()
-        .map(|fd| KernelRingView::read(*fd).field("ino").parse::<u64>().expect("ino"))
-        .collect();
+    let inodes: std::collections::HashSet<u64> =
+        built.ring_fds().iter().map(|fd| KernelRingView::read(*fd).field("ino").parse::<u64>().expect("ino")).collect();
     assert_eq!(inodes.len(), 512, "each ring has its own anonymous inode");
 }
 
@@ -357,7 +356,8 @@ fn mix_has_a_group_a_plain_ring_sparse_files_buffers_and_a_dup() {
     let ino = |fd| KernelRingView::read(fd).field("ino").to_owned();
     assert_eq!(ino(dup_fd), ino(as_fd(&ring_a["fd"])), "a dup is the same ring");
 
-    let buffer_lens: Vec<Value> = ring_b["buffers"].as_array().expect("buffers").iter().map(|slot| slot["len"].clone()).collect();
+    let buffer_lens: Vec<Value> =
+        ring_b["buffers"].as_array().expect("buffers").iter().map(|slot| slot["len"].clone()).collect();
     assert_eq!(buffer_lens, [Value::from(4096), Value::Null, Value::from(100)]);
     assert_eq!(ring_b["buffers"][0]["addr"].as_u64().map(|addr| addr % 4096), Some(0), "a whole page");
 
@@ -365,7 +365,8 @@ fn mix_has_a_group_a_plain_ring_sparse_files_buffers_and_a_dup() {
     assert_eq!(ring_c["eventfd"]["async"], false);
     let data_fd = &description["files"][0]["fd"];
     let null_fd = &description["files"][1]["fd"];
-    let slot_fds: Vec<Value> = ring_c["files"].as_array().expect("files").iter().map(|slot| slot["fd"].clone()).collect();
+    let slot_fds: Vec<Value> =
+        ring_c["files"].as_array().expect("files").iter().map(|slot| slot["fd"].clone()).collect();
     assert_eq!(slot_fds, [data_fd.clone(), Value::Null, null_fd.clone(), data_fd.clone(), Value::Null, Value::Null]);
     assert_eq!(description["files"][0]["pos"], 5);
     assert_eq!(description["eventfds"][0]["semaphore"], true);
