@@ -1,0 +1,17 @@
+//! `plan app`: build a known io_uring state in this process, describe it on
+//! one JSON line, and hold it until SIGTERM or SIGINT.
+
+use crate::error::CliError;
+
+#[derive(clap::Args)]
+pub struct AppArgs {
+    /// seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N or mix.
+    #[arg(default_value = "seed")]
+    scenario: String,
+}
+
+pub fn run(args: AppArgs) -> Result<(), CliError> {
+    let scenario: ringplan_scenarios::Scenario = args.scenario.parse().map_err(CliError::bad_input)?;
+    ringplan_scenarios::hold(&scenario, &mut std::io::stdout().lock()).map_err(CliError::failed)?;
+    Ok(())
+}

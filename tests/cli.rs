@@ -1,0 +1,60 @@
+//! Bad input: a clear one-line error naming the problem, exit status 2.
+
+use crate::support::{plan, scratch_dir, Scenario};
+
+fn assert_bad_input(args: &[&str], expected: &str) {
+    let output = plan(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "plan {args:?} should exit 2; stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "plan {args:?} should print one line, printed: {stderr}");
+    assert!(stderr.contains(expected), "plan {args:?}: {stderr:?} should mention {expected:?}");
+    assert!(output.stdout.is_empty(), "plan {args:?} printed to stdout on error");
+}
+
+#[test]
+fn unreadable_empty_and_foreign_documents() {
+    let dir = scratch_dir("cli-documents");
+    assert_bad_input(&["show", "/nonexistent/image"], "cannot read /nonexistent/image");
+    let empty = dir.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    assert_bad_input(&["show", empty.to_str().unwrap()], "input is empty");
+    let junk = dir.join("junk");
+    std::fs::write(&junk, b"\xff\x00 definitely not cbor").unwrap();
+    assert_bad_input(&["show", junk.to_str().unwrap(), "--objects"], "not a ringplan image");
+}
+
+#[test]
+fn missing_process_and_non_ring_fd() {
+    // Above the kernel's PID_MAX_LIMIT (2^22), so never a process.
+    assert_bad_input(&["dump", "--pid", "99999999", "-o", "/dev/null"], "no process with pid 99999999");
+    let scenario = Scenario::start("seed");
+    let pid = scenario.pid().to_string();
+    assert_bad_input(&["dump", "--pid", &pid, "--fd", "0", "-o", "/dev/null"], "fd 0 is not an io_uring instance");
+    assert_bad_input(&["dump", "--pid", &pid, "--fd", "999", "-o", "/dev/null"], "fd 999 is not open in the target");
+}
+
+#[test]
+fn unknown_scenario() {
+    assert_bad_input(&["app", "no-such-scenario"], "no-such-scenario");
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let output = plan(&["dump", "--no-such-flag"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn refuses_to_write_binary_to_a_terminal() {
+    // `script` runs the command with a pseudo-terminal as its stdout.
+    let scenario = Scenario::start("seed");
+    let command = format!("{} dump --pid {}", crate::support::PLAN, scenario.pid());
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running script(1) from bsdutils");
+    let transcript = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "transcript: {transcript}");
+    assert!(transcript.contains("refusing to write a binary image to a terminal"), "transcript: {transcript}");
+}

@@ -1,0 +1,107 @@
+//! Shared test plumbing: run the `plan` binary, start `plan app` scenarios as
+//! real processes, and clean them up whatever happens.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const PLAN: &str = env!("CARGO_BIN_EXE_plan");
+
+/// A `plan app SCENARIO` process, killed when dropped.
+pub struct Scenario {
+    child: Child,
+    /// The JSON line it printed.
+    pub description: serde_json::Value,
+}
+
+impl Scenario {
+    pub fn start(name: &str) -> Scenario {
+        let mut child = Command::new(PLAN)
+            .args(["app", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            // A pipe, not the test's own stderr, so that fds 0-2 (which the
+            // seed scenario registers) are the same on every machine.
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting `plan app`");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("reading the scenario's line");
+        let description = serde_json::from_str(&line).unwrap_or_else(|error| {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("`plan app {name}` printed {line:?}, not JSON ({error}); stderr: {stderr}")
+        });
+        Scenario { child, description }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.description["pid"].as_u64().expect("pid in the description") as u32
+    }
+}
+
+impl Drop for Scenario {
+    /// SIGTERM, so the scenario tears down (and removes its temp files);
+    /// SIGKILL only if it has not gone within five seconds.
+    fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        for _ in 0..500 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `plan ARGS...`.
+pub fn plan(args: &[&str]) -> Output {
+    Command::new(PLAN).args(args).stdin(Stdio::null()).output().expect("running plan")
+}
+
+/// Runs `plan ARGS...` and returns stdout, failing the test on a non-zero
+/// exit with plan's stderr.
+pub fn plan_ok(args: &[&str]) -> Vec<u8> {
+    let output = plan(args);
+    assert!(
+        output.status.success(),
+        "plan {args:?} failed with {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// A fresh directory under the target dir for one test's files.
+pub fn scratch_dir(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a scratch dir");
+    dir
+}
+
+/// Dumps `pid` with `backend` into a file and returns the JSON object view.
+pub fn dump_json(pid: u32, backend: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let image = dir.join(format!("{pid}-{backend}.img"));
+    let image = image.to_str().expect("utf-8 path");
+    let pid = pid.to_string();
+    let mut args = vec!["dump", "--pid", &pid, "--backend", backend, "-o", image];
+    args.extend_from_slice(extra);
+    plan_ok(&args);
+    let json = plan_ok(&["show", image, "--objects", "--format", "json"]);
+    serde_json::from_slice(&json).expect("show --format json prints JSON")
+}
+
+/// The objects of a JSON view of one kind, in id order.
+pub fn objects_of_kind<'a>(view: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
+    view["objects"].as_array().expect("objects").iter().filter(|object| object["kind"] == kind).collect()
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the `plan` binary against the real kernel. Every
+//! test that dumps starts a real process with real rings; BPF tests need
+//! root, which every machine of this project has.
+//!
+//! Modules:
+//! - `cli`: bad input gets one line and exit status 2, with nothing done.
+//! - `dump_scenarios`: `plan app` scenarios dumped with each backend and
+//!   checked field by field; the seed image pinned as a snapshot.
+
+mod support;
+
+mod cli;
+mod dump_scenarios;
