@@ -30,6 +30,9 @@ enum Command {
     Show(commands::show::ShowArgs),
     /// Compile an image into a CBOR restore plan.
     Compile(commands::compile::CompileArgs),
+    /// Restore an image or plan into this process (preflight, run, undo on
+    /// failure); --verify, --hold, --dry-run.
+    Exec(commands::exec::ExecArgs),
     /// Build a known io_uring state, print it as one JSON line, and wait for
     /// SIGTERM or SIGINT.
     App(commands::app::AppArgs),
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Dump(args) => commands::dump::run(args),
         Command::Show(args) => commands::show::run(args),
         Command::Compile(args) => commands::compile::run(args),
+        Command::Exec(args) => commands::exec::run(args),
         Command::App(args) => commands::app::run(args),
         Command::Demo => commands::demo::run(),
     };

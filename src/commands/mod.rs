@@ -4,6 +4,7 @@ pub mod app;
 pub mod compile;
 pub mod demo;
 pub mod dump;
+pub mod exec;
 pub mod show;
 
 use std::io::{IsTerminal, Write};

@@ -1,0 +1,101 @@
+//! The executor's errors: what preflight refused (nothing was done) and
+//! what failed during a run (everything done was undone).
+
+use ringplan_image::{FileType, ObjectId};
+use ringplan_plan::ExternalReason;
+use rustix::io::Errno;
+
+/// Why the memory hook could not put memory in place.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// A range a buffer needs is already mapped in this process; mapping
+    /// over it would destroy memory the process uses.
+    #[error("buffer memory {start:#x}-{end:#x} is already mapped in this process ({by})")]
+    RangeTaken { start: u64, end: u64, by: String },
+    /// `mmap` refused a range.
+    #[error("mmap of {start:#x}-{end:#x} failed: {errno}")]
+    Map { start: u64, end: u64, errno: Errno },
+    /// A range is not a valid user-space range.
+    #[error("buffer range {start:#x}+{len:#x} is not a user-space range")]
+    BadRange { start: u64, len: u64 },
+    /// `/proc/self/maps` could not be read.
+    #[error("reading /proc/self/maps: {0}")]
+    Maps(std::io::Error),
+    /// Whatever a caller's own hook reports.
+    #[error("{0}")]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why a plan was not (or not completely) executed.
+///
+/// [`ExecError::is_preflight`] tells the two families apart: a preflight
+/// error was found before anything was done; any other error happened
+/// during the run, after which everything done was undone.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A target fd number is already open in this process.
+    #[error("preflight: fd {fd} is already open in this process; the plan installs an object there")]
+    FdTaken { fd: i32 },
+    /// An external input was neither supplied nor allowed to be substituted.
+    #[error(
+        "preflight: step {step} needs an fd for {object} (a {}), which is an external input because {}; \
+         supply it (--input {}=PATH) or allow a substitute (--substitute-external)",
+        file_type.name(), reason.describe(), object.0
+    )]
+    MissingInput { step: usize, object: ObjectId, file_type: FileType, reason: ExternalReason },
+    /// An input was supplied for an object the plan does not take as an
+    /// external input.
+    #[error("preflight: an input was supplied for {object}, which is not an external input of this plan")]
+    UnexpectedInput { object: ObjectId },
+    /// `RLIMIT_NOFILE` is too small for the fds the plan uses.
+    #[error(
+        "preflight: the plan uses fd numbers up to {needed} (RLIMIT_NOFILE must be at least {needed}), \
+         but the limit is {soft} (hard {hard})"
+    )]
+    FdLimit { needed: u64, soft: u64, hard: u64 },
+    /// `RLIMIT_MEMLOCK` is too small for the registered buffers, and the
+    /// process lacks `CAP_IPC_LOCK`.
+    #[error(
+        "preflight: registered buffers pin {needed} bytes, above RLIMIT_MEMLOCK ({limit} bytes), \
+         and this process lacks CAP_IPC_LOCK"
+    )]
+    MemlockLimit { needed: u64, limit: u64 },
+    /// The running kernel refuses something the plan uses.
+    #[error("preflight: this kernel does not support {what}: {errno}")]
+    KernelUnsupported { what: String, errno: Errno },
+    /// A ring's SQ thread is pinned to a CPU this process may not use.
+    #[error("preflight: step {step} pins an SQ thread to CPU {cpu}, which this process may not run on")]
+    CpuUnavailable { step: usize, cpu: u32 },
+    /// The memory hook says the memory cannot be put in place.
+    #[error("preflight: {0}")]
+    MemoryUnavailable(MemoryError),
+    /// A check could not be made because a syscall failed.
+    #[error("preflight: {what} failed: {errno}")]
+    PreflightSyscall { what: &'static str, errno: Errno },
+    /// A step failed; everything done before it was undone.
+    #[error("step {index} ({op}{}): {call} failed: {errno}; everything done was undone", object_suffix(*object))]
+    Step { index: usize, op: &'static str, object: Option<ObjectId>, call: &'static str, errno: Errno },
+    /// The memory hook failed at the barrier; everything done was undone.
+    #[error("step {index} (memory_barrier): {source}; everything done was undone")]
+    Memory { index: usize, source: MemoryError },
+}
+
+fn object_suffix(object: Option<ObjectId>) -> String {
+    object.map_or_else(String::new, |id| format!(" of {id}"))
+}
+
+impl ExecError {
+    /// Whether preflight refused the plan (nothing was done); such errors
+    /// are about the input or the environment, not a failing system.
+    pub fn is_preflight(&self) -> bool {
+        !matches!(self, ExecError::Step { .. } | ExecError::Memory { .. } | ExecError::PreflightSyscall { .. })
+    }
+
+    /// The failing step's index, for run errors.
+    pub fn step(&self) -> Option<usize> {
+        match self {
+            ExecError::Step { index, .. } | ExecError::Memory { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Checks made before the first step: after [`preflight`] passes, every
+//! reason the executor can foresee for a failure has been ruled out.
+//!
+//! The only state changes here are in this process and undone before it
+//! returns: throwaway rings (and their fds) to ask the kernel whether it
+//! accepts the plan's setup flags.
+
+use std::collections::BTreeSet;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use ringplan_image::{setup_flags, ObjectId};
+use ringplan_plan::{Op, Plan};
+use rustix::io::Errno;
+use rustix::io_uring::{io_uring_params, io_uring_setup, IoringFeatureFlags, IoringSetupFlags};
+use rustix::process::{getrlimit, Resource};
+
+use crate::error::ExecError;
+use crate::memory::{pinned_bytes, MemoryHook};
+use crate::{ExecOptions, Inputs};
+
+/// What preflight learned, for a dry run to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreflightReport {
+    /// The target fd numbers, all free.
+    pub needed_fds: Vec<i32>,
+    /// `Plan::fd_limit_needed`, and the soft and hard `RLIMIT_NOFILE`.
+    pub fd_limit_needed: u64,
+    pub fd_limit_soft: u64,
+    pub fd_limit_hard: u64,
+    /// The soft limit must be raised to run (and `raise_fd_limit` allows it).
+    pub raises_fd_limit: bool,
+    /// The distinct setup flag sets the kernel was asked about.
+    pub setup_flag_sets: Vec<u32>,
+    /// The kernel's `IORING_FEAT_*` bits from a throwaway ring.
+    pub features: u32,
+    /// Bytes the registered buffers pin.
+    pub pinned_bytes: u64,
+    /// External inputs: the object and whether the caller supplied it
+    /// (`false`: a substitute will be made).
+    pub external_inputs: Vec<(ObjectId, bool)>,
+}
+
+fn limit_value(value: Option<u64>) -> u64 {
+    value.unwrap_or(u64::MAX)
+}
+
+/// Whether `fd` is open in this process.
+pub(crate) fn fd_is_open(fd: i32) -> Result<bool, ExecError> {
+    if fd < 0 {
+        return Ok(false);
+    }
+    // SAFETY: `fcntl(F_GETFD)` on a number that may not be open only reads
+    // its flags or fails with EBADF; the borrow ends with the call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    match rustix::io::fcntl_getfd(borrowed) {
+        Ok(_) => Ok(true),
+        Err(Errno::BADF) => Ok(false),
+        Err(errno) => Err(ExecError::PreflightSyscall { what: "fcntl(F_GETFD)", errno }),
+    }
+}
+
+/// Whether this process has `CAP_IPC_LOCK` in its effective set.
+fn has_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("CapEff:"))?;
+            u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
+/// Sets up a throwaway ring with `flags` (never SQPOLL: no thread is
+/// started), attached to `attach` when the flags say so.
+fn probe_ring(flags: u32, attach: Option<BorrowedFd<'_>>) -> Result<io_uring_params, Errno> {
+    let mut params = io_uring_params::default();
+    params.flags = IoringSetupFlags::from_bits_retain(flags);
+    if flags & setup_flags::CQSIZE != 0 {
+        params.cq_entries = 2;
+    }
+    if flags & setup_flags::ATTACH_WQ != 0 {
+        params.wq_fd = attach.map_or(-1, |fd| std::os::fd::AsRawFd::as_raw_fd(&fd));
+    }
+    // SAFETY: `params` is initialized; `wq_fd`, when read, is an open ring
+    // fd borrowed for the call.
+    let fd = unsafe { io_uring_setup(1, &mut params) }?;
+    drop(fd);
+    Ok(params)
+}
+
+/// Checks `plan` against this process and kernel; does nothing the run
+/// could notice.
+pub fn preflight(
+    plan: &Plan,
+    inputs: &Inputs,
+    hook: &mut dyn MemoryHook,
+    options: &ExecOptions,
+) -> Result<PreflightReport, ExecError> {
+    for &fd in &plan.needed_fds {
+        if fd_is_open(fd)? {
+            return Err(ExecError::FdTaken { fd });
+        }
+    }
+
+    let mut external_inputs = Vec::new();
+    let mut external_objects = BTreeSet::new();
+    let mut flag_sets = BTreeSet::new();
+    let mut uses_async_eventfd = false;
+    let mut cpus = Vec::new();
+    for (index, step) in plan.steps.iter().enumerate() {
+        match &step.op {
+            Op::ExternalInput(input) => {
+                let Some(object) = step.object else { continue };
+                external_objects.insert(object);
+                let supplied = inputs.fds.contains_key(&object);
+                if !supplied && !options.substitute_external {
+                    return Err(ExecError::MissingInput {
+                        step: index,
+                        object,
+                        file_type: input.file_type,
+                        reason: input.reason,
+                    });
+                }
+                external_inputs.push((object, supplied));
+            }
+            Op::SetupRing(setup) => {
+                flag_sets.insert(setup.flags & !(setup_flags::SQPOLL | setup_flags::SQ_AFF));
+                if let Some(cpu) = setup.sq_thread_cpu {
+                    cpus.push((index, cpu));
+                }
+            }
+            Op::RegisterEventfd(register) => uses_async_eventfd |= register.is_async,
+            _ => {}
+        }
+    }
+    if let Some(&object) = inputs.fds.keys().find(|object| !external_objects.contains(object)) {
+        return Err(ExecError::UnexpectedInput { object });
+    }
+
+    let nofile = getrlimit(Resource::Nofile);
+    let (soft, hard) = (limit_value(nofile.current), limit_value(nofile.maximum));
+    let needed = plan.fd_limit_needed();
+    // The executor's own fds (inputs it holds, a throwaway ring) sit above
+    // the temporaries, a few at a time.
+    let needed_with_slack = needed.saturating_add(u64::try_from(inputs.fds.len()).unwrap_or(u64::MAX)).saturating_add(4);
+    let raises_fd_limit = soft < needed_with_slack;
+    if needed_with_slack > hard || (raises_fd_limit && !options.raise_fd_limit) {
+        return Err(ExecError::FdLimit { needed: needed_with_slack, soft, hard });
+    }
+
+    let pinned = pinned_bytes(plan);
+    if pinned > 0 && !has_ipc_lock() {
+        let limit = limit_value(getrlimit(Resource::Memlock).current);
+        if pinned > limit {
+            return Err(ExecError::MemlockLimit { needed: pinned, limit });
+        }
+    }
+
+    if !cpus.is_empty() {
+        let allowed = rustix::thread::sched_getaffinity(None)
+            .map_err(|errno| ExecError::PreflightSyscall { what: "sched_getaffinity", errno })?;
+        for (step, cpu) in cpus {
+            let usable = usize::try_from(cpu).is_ok_and(|cpu| cpu < rustix::thread::CpuSet::MAX_CPU && allowed.is_set(cpu));
+            if !usable {
+                return Err(ExecError::CpuUnavailable { step, cpu });
+            }
+        }
+    }
+
+    // Ask the kernel: a plain throwaway ring for the features, then one per
+    // distinct flag set (SQPOLL and SQ_AFF left out: they start a thread;
+    // ATTACH_WQ attached to the plain one, which is all a non-SQPOLL attach
+    // checks).
+    let mut params = io_uring_params::default();
+    // SAFETY: `params` is initialized and asks for nothing but a ring.
+    let base = unsafe { io_uring_setup(1, &mut params) }
+        .map_err(|errno| ExecError::KernelUnsupported { what: "io_uring_setup".to_owned(), errno })?;
+    let features = params.features;
+    for &flags in &flag_sets {
+        probe_ring(flags, Some(base.as_fd())).map_err(|errno| ExecError::KernelUnsupported {
+            what: format!("io_uring setup flags {flags:#x}"),
+            errno,
+        })?;
+    }
+    drop(base);
+    // IORING_REGISTER_EVENTFD_ASYNC came with 5.6, as did
+    // IORING_FEAT_CUR_PERSONALITY; files, buffers and the plain eventfd
+    // registration are as old as io_uring_setup itself (5.1/5.2).
+    if uses_async_eventfd && !features.contains(IoringFeatureFlags::CUR_PERSONALITY) {
+        return Err(ExecError::KernelUnsupported {
+            what: "IORING_REGISTER_EVENTFD_ASYNC (Linux 5.6)".to_owned(),
+            errno: Errno::INVAL,
+        });
+    }
+
+    hook.preflight(plan).map_err(ExecError::MemoryUnavailable)?;
+
+    Ok(PreflightReport {
+        needed_fds: plan.needed_fds.clone(),
+        fd_limit_needed: needed_with_slack,
+        fd_limit_soft: soft,
+        fd_limit_hard: hard,
+        raises_fd_limit,
+        setup_flag_sets: flag_sets.into_iter().collect(),
+        features: features.bits(),
+        pinned_bytes: pinned,
+        external_inputs,
+    })
+}

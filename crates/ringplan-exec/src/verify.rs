@@ -1,0 +1,211 @@
+//! Comparing a restored process's image with the original, by structure.
+//!
+//! Object ids may differ between the two (fd-less objects can be numbered
+//! in another order), so objects are matched by what the process can see:
+//! rings by their fds; eventfds and files by their fds, or through the ring
+//! that registered them (its eventfd, its file table slot by slot). Then
+//! every matched pair is compared field by field. Ignored, because they
+//! must differ: the pid and kernel of the source, ring mappings (the
+//! executor does not map rings at their old addresses), and the numbering
+//! of SQ thread groups (only the sharing pattern is compared). Buffer
+//! addresses and lengths are compared exactly: they are restored at the
+//! same addresses. Files the executor substituted are reported as such,
+//! neither as matches nor as differences.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ringplan_image::{Image, Object, ObjectId, ObjectKind};
+
+/// The outcome of [`compare`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    /// One line per difference; empty when the restore is faithful.
+    pub differences: Vec<String>,
+    /// Matched objects by kind name.
+    pub matched: BTreeMap<&'static str, usize>,
+    /// Objects of the original that were substituted, one description each.
+    pub substituted: Vec<String>,
+}
+
+impl Comparison {
+    /// Whether nothing differs.
+    pub fn is_faithful(&self) -> bool {
+        self.differences.is_empty()
+    }
+
+    /// A one-line summary of the matches.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> =
+            self.matched.iter().map(|(kind, count)| format!("{count} {kind}{}", if *count == 1 { "" } else { "s" })).collect();
+        if parts.is_empty() {
+            parts.push("nothing".to_owned());
+        }
+        let mut text = format!("{} match", parts.join(", "));
+        if !self.substituted.is_empty() {
+            text.push_str(&format!("; {} substituted ({})", self.substituted.len(), self.substituted.join(", ")));
+        }
+        text
+    }
+}
+
+struct Matcher<'a> {
+    original: &'a Image,
+    restored: &'a Image,
+    forward: BTreeMap<ObjectId, ObjectId>,
+    backward: BTreeMap<ObjectId, ObjectId>,
+    differences: Vec<String>,
+}
+
+impl Matcher<'_> {
+    fn pair(&mut self, original: ObjectId, restored: ObjectId) {
+        match (self.forward.get(&original), self.backward.get(&restored)) {
+            (Some(&existing), _) if existing != restored => self.differences.push(format!(
+                "{original} matches two restored objects, {existing} and {restored}"
+            )),
+            (_, Some(&existing)) if existing != original => self.differences.push(format!(
+                "restored {restored} matches two original objects, {existing} and {original}"
+            )),
+            _ => {
+                self.forward.insert(original, restored);
+                self.backward.insert(restored, original);
+            }
+        }
+    }
+}
+
+fn describe(object: &Object) -> String {
+    let fds = if object.fds.is_empty() {
+        "no fd".to_owned()
+    } else {
+        format!("fd {}", object.fds.iter().map(|entry| entry.fd.to_string()).collect::<Vec<_>>().join(","))
+    };
+    format!("{} {} ({fds})", object.kind.name(), object.id)
+}
+
+/// Compares `restored` (a dump of the restored process) with `original`
+/// (the image the plan came from). `substituted` lists the original
+/// objects the executor replaced with stand-ins.
+pub fn compare(original: &Image, restored: &Image, substituted: &[ObjectId]) -> Comparison {
+    let substituted: BTreeSet<ObjectId> = substituted.iter().copied().collect();
+    let by_fd: BTreeMap<i32, ObjectId> =
+        restored.objects.iter().flat_map(|object| object.fds.iter().map(move |entry| (entry.fd, object.id))).collect();
+    let mut matcher = Matcher {
+        original,
+        restored,
+        forward: BTreeMap::new(),
+        backward: BTreeMap::new(),
+        differences: Vec::new(),
+    };
+
+    // By fd: every object the process holds at an fd.
+    for object in &original.objects {
+        if let Some(first) = object.fds.first() {
+            match by_fd.get(&first.fd) {
+                Some(&restored_id) => matcher.pair(object.id, restored_id),
+                None => matcher.differences.push(format!("{}: nothing restored at fd {}", describe(object), first.fd)),
+            }
+        }
+    }
+    // Through rings: eventfds and table slots.
+    for object in &original.objects {
+        let ObjectKind::Ring(ring) = &object.kind else { continue };
+        let Some(restored_ring) = matcher.forward.get(&object.id).and_then(|id| matcher.restored.object(*id)) else {
+            continue;
+        };
+        let ObjectKind::Ring(restored_ring) = &restored_ring.kind else { continue };
+        if let (Some(eventfd), Some(restored_eventfd)) = (ring.eventfd, restored_ring.eventfd) {
+            matcher.pair(eventfd.object, restored_eventfd.object);
+        }
+        for (original_slot, restored_slot) in ring.files.iter().zip(&restored_ring.files) {
+            if let (Some(file), Some(restored_file)) = (original_slot, restored_slot) {
+                matcher.pair(*file, *restored_file);
+            }
+        }
+    }
+
+    let mut comparison = Comparison::default();
+    let mut groups: BTreeMap<u32, Option<u32>> = BTreeMap::new();
+    let mut groups_back: BTreeMap<u32, Option<u32>> = BTreeMap::new();
+    for object in &original.objects {
+        let name = describe(object);
+        let Some(restored) = matcher.forward.get(&object.id).and_then(|id| matcher.restored.object(*id)) else {
+            if !object.fds.is_empty() {
+                continue; // reported above
+            }
+            matcher.differences.push(format!("{name}: not restored"));
+            continue;
+        };
+        let mut differ = |what: &str, want: String, got: String| {
+            matcher.differences.push(format!("{name}: {what} is {got}, expected {want}"));
+        };
+        if object.fds != restored.fds {
+            differ("fds", format!("{:?}", object.fds), format!("{:?}", restored.fds));
+        }
+        match (&object.kind, &restored.kind) {
+            (ObjectKind::Ring(ring), ObjectKind::Ring(got)) => {
+                if ring.setup != got.setup {
+                    differ("setup", format!("{:?}", ring.setup), format!("{:?}", got.setup));
+                }
+                let wq_parent = ring.wq_parent.and_then(|id| matcher.forward.get(&id).copied());
+                if ring.wq_parent.is_some() != got.wq_parent.is_some() || wq_parent != got.wq_parent {
+                    differ("wq_parent", format!("{:?}", ring.wq_parent), format!("{:?}", got.wq_parent));
+                }
+                // Same sharing pattern: a one-to-one map between group ids.
+                let same_group = match ring.sq_group {
+                    Some(group) => {
+                        let seen = *groups.entry(group).or_insert(got.sq_group);
+                        let back = got.sq_group.map(|restored| *groups_back.entry(restored).or_insert(Some(group)));
+                        seen == got.sq_group && back.is_some_and(|back| back == Some(group))
+                    }
+                    None => got.sq_group.is_none(),
+                };
+                if !same_group {
+                    differ("SQ thread sharing", format!("group {:?}", ring.sq_group), format!("group {:?}", got.sq_group));
+                }
+                if ring.eventfd.map(|e| e.is_async) != got.eventfd.map(|e| e.is_async) {
+                    differ("eventfd registration", format!("{:?}", ring.eventfd), format!("{:?}", got.eventfd));
+                }
+                let slots = |files: &[Option<ObjectId>]| files.iter().map(Option::is_some).collect::<Vec<_>>();
+                if slots(&ring.files) != slots(&got.files) {
+                    differ(
+                        "file table occupancy",
+                        format!("{} slots {:?}", ring.files.len(), slots(&ring.files)),
+                        format!("{} slots {:?}", got.files.len(), slots(&got.files)),
+                    );
+                }
+                if ring.buffers != got.buffers {
+                    differ("buffer table", format!("{:?}", ring.buffers), format!("{:?}", got.buffers));
+                }
+                if ring.unknown != got.unknown {
+                    differ("unknown fields", format!("{:?}", ring.unknown), format!("{:?}", got.unknown));
+                }
+            }
+            (ObjectKind::Eventfd(eventfd), ObjectKind::Eventfd(got)) => {
+                if eventfd != got {
+                    differ("eventfd", format!("{eventfd:?}"), format!("{got:?}"));
+                }
+            }
+            (ObjectKind::File(file), ObjectKind::File(got)) => {
+                if substituted.contains(&object.id) {
+                    comparison.substituted.push(format!("{} {}", object.id, file.file_type.name()));
+                    continue;
+                }
+                if file != got {
+                    differ("file", format!("{file:?}"), format!("{got:?}"));
+                }
+            }
+            (_, other) => differ("kind", object.kind.name().to_owned(), other.name().to_owned()),
+        }
+        *comparison.matched.entry(object.kind.name()).or_default() += 1;
+    }
+    // Anything restored that matches nothing of the original.
+    for object in &restored.objects {
+        if !matcher.backward.contains_key(&object.id) {
+            matcher.differences.push(format!("restored {}: not in the original", describe(object)));
+        }
+    }
+    // A matched object that differs counts as a difference, not a match.
+    comparison.differences = matcher.differences;
+    let _ = matcher.original;
+    comparison
+}
