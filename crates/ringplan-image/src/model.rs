@@ -56,9 +56,16 @@ impl Image {
         Image { format: FORMAT_NAME.to_owned(), version: FORMAT_VERSION, source, objects }
     }
 
-    /// The object with this id, if any. Objects are kept sorted by id, so
-    /// this is a binary search.
+    /// The object with this id, if any. Objects are kept sorted by id; the
+    /// dumper numbers them 1, 2, 3, ..., so the object is usually at
+    /// position id - 1, and otherwise a binary search away.
     pub fn object(&self, id: ObjectId) -> Option<&Object> {
+        let dense_position = (id.0 as usize).checked_sub(1);
+        if let Some(object) = dense_position.and_then(|position| self.objects.get(position)) {
+            if object.id == id {
+                return Some(object);
+            }
+        }
         self.objects.binary_search_by_key(&id, |object| object.id).ok().map(|i| &self.objects[i])
     }
 }

@@ -237,7 +237,8 @@ fn check_file(id: ObjectId, file: &File) -> Result<(), ImageError> {
 }
 
 /// Follows each ring's wq_parent chain; references are already known to
-/// resolve to rings. Each ring is walked at most once overall.
+/// resolve to rings. Each ring is walked at most once overall, and only rings
+/// are indexed: in a large image almost every object is a file.
 fn check_wq_cycles(image: &Image) -> Result<(), ImageError> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -245,24 +246,28 @@ fn check_wq_cycles(image: &Image) -> Result<(), ImageError> {
         OnPath,
         Done,
     }
-    let index_of: HashMap<ObjectId, usize> =
-        image.objects.iter().enumerate().map(|(index, object)| (object.id, index)).collect();
-    let parent_of = |index: usize| match &image.objects[index].kind {
-        ObjectKind::Ring(ring) => ring.wq_parent.and_then(|parent| index_of.get(&parent).copied()),
-        _ => None,
-    };
-    let mut marks = vec![Mark::Unseen; image.objects.len()];
-    for start in 0..image.objects.len() {
+    let rings: Vec<(ObjectId, Option<ObjectId>)> = image
+        .objects
+        .iter()
+        .filter_map(|object| match &object.kind {
+            ObjectKind::Ring(ring) => Some((object.id, ring.wq_parent)),
+            _ => None,
+        })
+        .collect();
+    // Ids are sorted, so a ring's position is a binary search away.
+    let position = |id: ObjectId| rings.binary_search_by_key(&id, |(ring, _)| *ring).ok();
+    let mut marks = vec![Mark::Unseen; rings.len()];
+    for start in 0..rings.len() {
         let mut path = Vec::new();
         let mut current = Some(start);
         while let Some(index) = current {
             match marks[index] {
                 Mark::Done => break,
-                Mark::OnPath => return Err(ImageError::WqCycle { ring: image.objects[index].id }),
+                Mark::OnPath => return Err(ImageError::WqCycle { ring: rings[index].0 }),
                 Mark::Unseen => {
                     marks[index] = Mark::OnPath;
                     path.push(index);
-                    current = parent_of(index);
+                    current = rings[index].1.and_then(position);
                 }
             }
         }
