@@ -6,8 +6,10 @@
 //! - `cli`: bad input gets one line and exit status 2, with nothing done.
 //! - `dump_scenarios`: `plan app` scenarios dumped with each backend and
 //!   checked field by field; the seed image pinned as a snapshot.
+//! - `plans`: the checked-in example plans under `plans/` still match.
 
 mod support;
 
 mod cli;
 mod dump_scenarios;
+mod plans;
