@@ -6,10 +6,13 @@
 //! - `cli`: bad input gets one line and exit status 2, with nothing done.
 //! - `dump_scenarios`: `plan app` scenarios dumped with each backend and
 //!   checked field by field; the seed image pinned as a snapshot.
+//! - `exec`: `plan exec` round trips (verify, hold + dump + fdinfo),
+//!   injected failures at every step, bad input.
 //! - `plans`: the checked-in example plans under `plans/` still match.
 
 mod support;
 
 mod cli;
 mod dump_scenarios;
+mod exec;
 mod plans;

@@ -1,0 +1,279 @@
+//! `plan exec` against the real kernel: round trips of `plan app` scenarios
+//! (restore, dump the restorer, compare by structure and by the kernel's
+//! own fdinfo), injected failures at every step (the undo leaves the fd
+//! table and memory map as they were), and bad input.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use ringplan_image::{Image, ObjectId, ObjectKind};
+
+use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
+
+const SCENARIOS: [&str; 8] = ["seed", "closed", "chain:8", "fanout:8", "creator-closed:3", "mix", "files:1000", "rings:64"];
+
+/// Dumps `pid` with the BPF backend into `dir` and returns the file.
+fn dump_to(pid: u32, dir: &Path, name: &str) -> String {
+    let path = dir.join(format!("{name}.img"));
+    let path = path.to_str().expect("utf-8 path").to_owned();
+    plan_ok(&["dump", "--pid", &pid.to_string(), "--backend", "bpf", "-o", &path]);
+    path
+}
+
+fn read_image(path: &str) -> Image {
+    ringplan_image::decode_slice(&std::fs::read(path).expect("reading an image")).expect("decoding an image")
+}
+
+fn file_name(scenario: &str) -> String {
+    scenario.replace(':', "-")
+}
+
+#[test]
+fn verify_round_trips_every_scenario() {
+    let dir = scratch_dir("exec-verify");
+    for name in SCENARIOS {
+        let scenario = Scenario::start(name);
+        let image = dump_to(scenario.pid(), &dir, &file_name(name));
+        let output = plan(&["exec", &image, "--verify", "--substitute-external"]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{name}: exec --verify failed ({}): {stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.starts_with("verified"), "{name}: {stdout}");
+    }
+}
+
+/// A `plan exec --hold` process, stopped with SIGTERM when dropped.
+struct Holder {
+    child: Child,
+    line: serde_json::Value,
+}
+
+impl Holder {
+    fn start(image: &str) -> Holder {
+        let mut child = Command::new(PLAN)
+            .args(["exec", image, "--hold", "--substitute-external"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting plan exec --hold");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("reading the holder's line");
+        let line = serde_json::from_str(&line).unwrap_or_else(|error| {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("plan exec --hold printed {line:?} ({error}); stderr: {stderr}")
+        });
+        Holder { child, line }
+    }
+
+    fn pid(&self) -> u32 {
+        self.line["pid"].as_u64().expect("pid") as u32
+    }
+
+    fn substituted(&self) -> Vec<ObjectId> {
+        self.line["substituted"]
+            .as_array()
+            .expect("substituted")
+            .iter()
+            .map(|id| ObjectId(id.as_u64().expect("an id") as u32))
+            .collect()
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        for _ in 0..500 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if !std::thread::panicking() {
+                    assert!(status.success(), "the holder exited with {status} on SIGTERM");
+                }
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the kernel's fdinfo says about one ring, normalized: pipe inode
+/// numbers dropped (a substituted pipe is another pipe), SQ thread pids
+/// replaced by the order in which the process's rings name them.
+#[derive(Debug, PartialEq, Eq)]
+struct RingFdinfo {
+    sq_mask: String,
+    cq_mask: String,
+    sq_thread: Option<usize>,
+    sq_thread_cpu: Option<String>,
+    user_files: Vec<String>,
+    user_bufs: Vec<String>,
+}
+
+/// `fds`: each ring fd and whether its SQ thread is pinned (`SQ_AFF`;
+/// without it SqThreadCpu is only where the thread last ran).
+fn ring_fdinfo(pid: u32, fds: &[(i32, bool)]) -> BTreeMap<i32, RingFdinfo> {
+    let mut threads: Vec<String> = Vec::new();
+    let mut rings = BTreeMap::new();
+    for &(fd, pinned) in fds {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).expect("reading fdinfo");
+        let field = |name: &str| {
+            text.lines().find_map(|line| line.strip_prefix(name).map(|value| value.trim().to_owned()))
+        };
+        let sq_thread = field("SqThread:").filter(|value| value != "-1").map(|thread| {
+            threads.iter().position(|known| *known == thread).unwrap_or_else(|| {
+                threads.push(thread);
+                threads.len() - 1
+            })
+        });
+        let section = |header: &str| -> Vec<String> {
+            let mut lines = text.lines().skip_while(|line| !line.starts_with(header)).skip(1);
+            let mut rows = Vec::new();
+            for line in lines.by_ref() {
+                // Rows are indented "N: value"; the next header is not.
+                let trimmed = line.trim();
+                let is_row = trimmed.split_once(':').is_some_and(|(index, _)| index.trim().parse::<u32>().is_ok());
+                if !is_row {
+                    break;
+                }
+                let row = match trimmed.find("pipe:[") {
+                    Some(at) => format!("{}pipe", &trimmed[..at]),
+                    None => trimmed.to_owned(),
+                };
+                rows.push(row);
+            }
+            rows
+        };
+        rings.insert(
+            fd,
+            RingFdinfo {
+                sq_mask: field("SqMask:").expect("SqMask"),
+                cq_mask: field("CqMask:").expect("CqMask"),
+                sq_thread,
+                sq_thread_cpu: sq_thread.and(field("SqThreadCpu:")).filter(|_| pinned),
+                user_files: section("UserFiles:"),
+                user_bufs: section("UserBufs:"),
+            },
+        );
+    }
+    rings
+}
+
+fn ring_fds(image: &Image) -> Vec<i32> {
+    image
+        .objects
+        .iter()
+        .filter(|object| matches!(object.kind, ObjectKind::Ring(_)))
+        .flat_map(|object| object.fds.iter().map(|entry| entry.fd))
+        .collect()
+}
+
+#[test]
+fn hold_then_dump_matches_the_original() {
+    let dir = scratch_dir("exec-hold");
+    for name in SCENARIOS {
+        let scenario = Scenario::start(name);
+        let original_path = dump_to(scenario.pid(), &dir, &file_name(name));
+        let original = read_image(&original_path);
+        let holder = Holder::start(&original_path);
+        let held_path = dump_to(holder.pid(), &dir, &format!("{}-held", file_name(name)));
+        let held = read_image(&held_path);
+
+        let comparison = ringplan_exec::verify::compare(&original, &held, &holder.substituted());
+        assert!(comparison.is_faithful(), "{name}: differences:\n{}", comparison.differences.join("\n"));
+
+        let fds: Vec<(i32, bool)> = original
+            .objects
+            .iter()
+            .filter_map(|object| match &object.kind {
+                ObjectKind::Ring(ring) => Some((object, ring.setup.has(ringplan_image::setup_flags::SQ_AFF))),
+                _ => None,
+            })
+            .flat_map(|(object, pinned)| object.fds.iter().map(move |entry| (entry.fd, pinned)))
+            .collect();
+        assert!(!fds.is_empty(), "{name}: no ring fds");
+        let want = ring_fdinfo(scenario.pid(), &fds);
+        let got = ring_fdinfo(holder.pid(), &fds);
+        assert_eq!(got, want, "{name}: fdinfo of the holder's rings differs from the original's");
+        drop(holder);
+    }
+}
+
+#[test]
+fn an_injected_failure_at_any_step_is_undone() {
+    let dir = scratch_dir("exec-faults");
+    for name in ["seed", "mix", "closed", "creator-closed:3"] {
+        let scenario = Scenario::start(name);
+        let image = dump_to(scenario.pid(), &dir, &file_name(name));
+        let steps: serde_json::Value =
+            serde_json::from_slice(&plan_ok(&["show", &image, "--format", "json"])).expect("plan JSON");
+        let steps = steps["steps"].as_array().expect("steps");
+        assert!(!steps.is_empty());
+        for (index, step) in steps.iter().enumerate() {
+            let op = step["op"].as_str().expect("op");
+            let output = plan(&["exec", &image, "--substitute-external", "--fail-at", &index.to_string()]);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{name} step {index}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{name} step {index}: {stderr}");
+            assert!(stderr.contains(&format!("step {index} ({op}")), "{name} step {index} ({op}): {stderr}");
+            assert!(stderr.contains("injected"), "{name} step {index}: {stderr}");
+            // The CLI compares /proc/self/fd and /proc/self/maps before and
+            // after and says so if the undo left anything.
+            assert!(!stderr.contains("undo left"), "{name} step {index}: {stderr}");
+        }
+    }
+}
+
+fn assert_bad_input(args: &[&str], expected: &str) {
+    let output = plan(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "plan {args:?} should exit 2; stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "plan {args:?} should print one line: {stderr}");
+    assert!(stderr.contains(expected), "plan {args:?}: {stderr:?} should mention {expected:?}");
+}
+
+#[test]
+fn bad_input_and_preflight_refusals() {
+    let dir = scratch_dir("exec-bad-input");
+    assert_bad_input(&["exec", "/nonexistent/image"], "cannot read /nonexistent/image");
+    let junk = dir.join("junk");
+    std::fs::write(&junk, b"\xff\x00 not cbor").expect("writing junk");
+    assert_bad_input(&["exec", junk.to_str().expect("utf-8")], "not a ringplan image");
+
+    let scenario = Scenario::start("seed");
+    let image = dump_to(scenario.pid(), &dir, "seed");
+    // The seed's fd 1 and 2 are a pipe: an external input.
+    assert_bad_input(&["exec", &image], "external input");
+    assert_bad_input(&["exec", &image, "--input", "999=/dev/null", "--substitute-external"], "not an external input");
+
+    // A target fd (the seed's first ring is at 3 in the scenario's view of
+    // the world; take every target from the image) already open.
+    let target = ring_fds(&read_image(&image))[0];
+    let output = Command::new("sh")
+        .args(["-c", &format!("exec {target}</dev/null; exec \"$0\" exec \"$1\" --substitute-external"), PLAN, &image])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running sh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&format!("fd {target} is already open")), "{stderr}");
+    assert!(output.stdout.is_empty());
+
+    // A dry run prints the plan and the preflight, and changes nothing.
+    let stdout = String::from_utf8(plan_ok(&["exec", &image, "--dry-run", "--substitute-external"])).expect("utf-8");
+    assert!(stdout.contains("setup_ring"), "{stdout}");
+    assert!(stdout.lines().last().is_some_and(|line| line.starts_with("preflight: ok")), "{stdout}");
+}
