@@ -139,7 +139,7 @@ fn roots(raw: &RawState, index: &Index, selection: Selection<'_>) -> Result<Vec<
             let mut rings: Vec<Key> = raw.rings.keys().map(|ring| Key::Ring(*ring)).collect();
             // Rings held at an fd by that fd; any other by identity, which is
             // stable for as long as the process keeps the ring.
-            rings.sort_by_key(|key| (index.lowest_fd(*key).unwrap_or(i32::MAX), ring_key(*key)));
+            rings.sort_by_cached_key(|key| (index.lowest_fd(*key).unwrap_or(i32::MAX), ring_key(*key)));
             Ok(rings)
         }
         Selection::RingFds(fds) => {
@@ -218,7 +218,7 @@ fn kind_rank(key: Key) -> u8 {
 
 fn assign_ids(index: &Index, reached: &[Key]) -> HashMap<Key, ObjectId> {
     let mut ordered: Vec<(usize, Key)> = reached.iter().copied().enumerate().collect();
-    ordered.sort_by_key(|(reached_at, key)| {
+    ordered.sort_by_cached_key(|(reached_at, key)| {
         (kind_rank(*key), index.lowest_fd(*key).map_or((1, 0, *reached_at), |fd| (0, fd, 0)))
     });
     ordered.into_iter().enumerate().map(|(position, (_, key))| (key, ObjectId(position as u32 + 1))).collect()
