@@ -209,3 +209,75 @@ pub fn compare(original: &Image, restored: &Image, substituted: &[ObjectId]) -> 
     let _ = matcher.original;
     comparison
 }
+
+#[cfg(test)]
+mod tests {
+    use ringplan_image::{
+        Backend, Buffer, Eventfd, FdEntry, File, FileType, Image, Object, ObjectId, ObjectKind, Ring, RingSetup, Source,
+    };
+
+    use super::compare;
+
+    fn ring(fd: i32, files: Vec<Option<ObjectId>>) -> Object {
+        Object {
+            id: ObjectId(0),
+            fds: vec![FdEntry { fd, cloexec: true }],
+            kind: ObjectKind::Ring(Ring {
+                setup: RingSetup { flags: Some(0), sq_entries: 8, cq_entries: 16, sq_thread_cpu: None, sq_thread_idle_ms: None },
+                wq_parent: None,
+                sq_group: None,
+                eventfd: None,
+                files,
+                buffers: vec![None, Some(Buffer { addr: 0x1000, len: 10 })],
+                mappings: Vec::new(),
+                unknown: Vec::new(),
+            }),
+        }
+    }
+
+    fn file(id: u32, path: &str) -> Object {
+        Object {
+            id: ObjectId(id),
+            fds: Vec::new(),
+            kind: ObjectKind::File(File { path: Some(path.to_owned()), flags: Some(0), pos: Some(0), file_type: FileType::Regular }),
+        }
+    }
+
+    fn image(objects: Vec<Object>) -> Image {
+        Image::new(Source { pid: 1, backend: Backend::Bpf, kernel_release: "test".to_owned() }, objects)
+    }
+
+    #[test]
+    fn ids_may_differ_structure_may_not() {
+        let original = image(vec![ring(3, vec![Some(ObjectId(1)), None, Some(ObjectId(2))]), file(1, "/a"), file(2, "/b")]);
+        // The same state with the fd-less files numbered the other way.
+        let renumbered = image(vec![ring(3, vec![Some(ObjectId(2)), None, Some(ObjectId(1))]), file(1, "/b"), file(2, "/a")]);
+        let comparison = compare(&original, &renumbered, &[]);
+        assert!(comparison.is_faithful(), "{:?}", comparison.differences);
+        assert_eq!(comparison.summary(), "2 files, 1 ring match");
+
+        let swapped = image(vec![ring(3, vec![Some(ObjectId(1)), None, Some(ObjectId(2))]), file(1, "/b"), file(2, "/a")]);
+        assert_eq!(compare(&original, &swapped, &[]).differences.len(), 2);
+        // A substituted file is reported as such, not as a difference.
+        let comparison = compare(&original, &swapped, &[ObjectId(1), ObjectId(2)]);
+        assert!(comparison.is_faithful());
+        assert_eq!(comparison.substituted.len(), 2);
+
+        let mut moved = original.clone();
+        if let ObjectKind::Ring(ring) = &mut moved.objects[0].kind {
+            ring.buffers[1] = Some(Buffer { addr: 0x2000, len: 10 });
+        }
+        let differences = compare(&original, &moved, &[]).differences;
+        assert_eq!(differences.len(), 1);
+        assert!(differences[0].contains("buffer table"), "{differences:?}");
+
+        let mut extra = original.clone();
+        extra.objects.push(Object {
+            id: ObjectId(3),
+            fds: vec![FdEntry { fd: 9, cloexec: false }],
+            kind: ObjectKind::Eventfd(Eventfd { count: 0, semaphore: false, nonblock: false }),
+        });
+        let differences = compare(&original, &extra, &[]).differences;
+        assert_eq!(differences, vec!["restored eventfd #3 (fd 9): not in the original".to_owned()]);
+    }
+}
