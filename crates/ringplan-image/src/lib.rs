@@ -17,6 +17,7 @@
 //! This crate does no I/O beyond the reader and writer it is handed.
 
 mod codec;
+pub mod document;
 mod model;
 mod validate;
 pub mod view;

@@ -108,7 +108,7 @@ fn truncated_and_trailing_bytes_are_refused() {
     }
     let mut longer = bytes.clone();
     longer.push(0);
-    assert_eq!(decode_slice(&longer).unwrap_err().to_string(), "malformed image: 1 bytes after the end of the image");
+    assert_eq!(decode_slice(&longer).unwrap_err().to_string(), "malformed image: 1 bytes after the end of the document");
 }
 
 #[test]

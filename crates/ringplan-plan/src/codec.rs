@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 
-use serde::Deserialize;
+use ringplan_image::document::{decode_versioned, encode_cbor, read_header, EncodeError, FramingError};
 
 use crate::compile::compile;
 use crate::error::PlanError;
@@ -28,21 +28,24 @@ pub enum PlanDecodeError {
     Io(#[from] std::io::Error),
 }
 
-/// Why a plan could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum PlanEncodeError {
-    #[error("writing plan: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("encoding plan: {0}")]
-    Cbor(String),
+impl From<FramingError> for PlanDecodeError {
+    fn from(error: FramingError) -> Self {
+        match error {
+            FramingError::Empty => PlanDecodeError::Empty,
+            FramingError::NotCbor(message) => PlanDecodeError::NotCbor(message),
+            FramingError::WrongFormat { found } => PlanDecodeError::WrongFormat { found },
+            FramingError::UnsupportedVersion { found } => PlanDecodeError::UnsupportedVersion { found },
+            FramingError::Malformed(message) => PlanDecodeError::Malformed(message),
+        }
+    }
 }
+
+/// Why a plan could not be written.
+pub type PlanEncodeError = EncodeError;
 
 /// Writes `plan` as CBOR.
 pub fn encode<W: Write>(plan: &Plan, writer: W) -> Result<(), PlanEncodeError> {
-    ciborium::into_writer(plan, writer).map_err(|error| match error {
-        ciborium::ser::Error::Io(io) => PlanEncodeError::Io(io),
-        ciborium::ser::Error::Value(message) => PlanEncodeError::Cbor(message),
-    })
+    encode_cbor(plan, writer)
 }
 
 /// Encodes `plan` as CBOR into a new buffer.
@@ -59,54 +62,11 @@ pub fn decode<R: Read>(mut reader: R) -> Result<Plan, PlanDecodeError> {
     decode_slice(&bytes)
 }
 
-/// Just the fields that say what a document is, read first so that a
-/// document of another format or version gets that error rather than
-/// whatever its first unexpected field would cause.
-#[derive(Deserialize)]
-struct Header {
-    format: Option<String>,
-    version: Option<u32>,
-}
-
-fn read_header(bytes: &[u8]) -> Result<Header, String> {
-    ciborium::from_reader(bytes).map_err(describe)
-}
-
 /// Decodes and validates a plan held in memory.
 pub fn decode_slice(bytes: &[u8]) -> Result<Plan, PlanDecodeError> {
-    if bytes.is_empty() {
-        return Err(PlanDecodeError::Empty);
-    }
-    let header = read_header(bytes).map_err(PlanDecodeError::NotCbor)?;
-    match header.format {
-        Some(format) if format == FORMAT_NAME => {}
-        Some(format) => return Err(PlanDecodeError::WrongFormat { found: format }),
-        None => return Err(PlanDecodeError::NotCbor("no \"format\" field".to_owned())),
-    }
-    match header.version {
-        Some(FORMAT_VERSION) => {}
-        Some(found) => return Err(PlanDecodeError::UnsupportedVersion { found }),
-        None => return Err(PlanDecodeError::Malformed("no \"version\" field".to_owned())),
-    }
-    let mut cursor = std::io::Cursor::new(bytes);
-    let plan: Plan = ciborium::from_reader(&mut cursor).map_err(|error| PlanDecodeError::Malformed(describe(error)))?;
-    // The cursor's position is within `bytes`.
-    let consumed = usize::try_from(cursor.position()).unwrap_or(bytes.len()).min(bytes.len());
-    if consumed < bytes.len() {
-        return Err(PlanDecodeError::Malformed(format!("{} bytes after the end of the plan", bytes.len() - consumed)));
-    }
+    let plan: Plan = decode_versioned(bytes, FORMAT_NAME, FORMAT_VERSION)?;
     validate(&plan)?;
     Ok(plan)
-}
-
-fn describe<E: std::fmt::Debug>(error: ciborium::de::Error<E>) -> String {
-    match error {
-        ciborium::de::Error::Io(io) => format!("truncated or unreadable ({io:?})"),
-        ciborium::de::Error::Syntax(offset) => format!("CBOR syntax error at byte {offset}"),
-        ciborium::de::Error::Semantic(Some(offset), message) => format!("{message} (at byte {offset})"),
-        ciborium::de::Error::Semantic(None, message) => message,
-        ciborium::de::Error::RecursionLimitExceeded => "nested too deeply".to_owned(),
-    }
 }
 
 /// Why [`plan_from_image_or_plan`] found no plan.
@@ -130,10 +90,12 @@ pub enum LoadError {
 /// (decoded and validated), telling them apart by their format name: what
 /// `plan show IMAGE|PLAN` takes.
 pub fn plan_from_image_or_plan(bytes: &[u8]) -> Result<Plan, LoadError> {
-    if bytes.is_empty() {
-        return Err(LoadError::Empty);
-    }
-    let header = read_header(bytes).map_err(LoadError::NotCbor)?;
+    let header = read_header(bytes).map_err(|error| match error {
+        FramingError::Empty => LoadError::Empty,
+        FramingError::NotCbor(message) | FramingError::Malformed(message) => LoadError::NotCbor(message),
+        FramingError::WrongFormat { found } => LoadError::UnknownFormat { found },
+        FramingError::UnsupportedVersion { found } => LoadError::NotCbor(format!("version {found}")),
+    })?;
     match header.format.as_deref() {
         Some(ringplan_image::FORMAT_NAME) => {
             let image = ringplan_image::decode_slice(bytes)?;
