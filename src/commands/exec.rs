@@ -79,8 +79,13 @@ impl Stdio {
             if rustix::io::fcntl_getfd(borrowed).is_err() {
                 continue;
             }
-            let copy = rustix::io::fcntl_dupfd_cloexec(borrowed, plan.temp_fd_floor.max(3))
-                .map_err(|errno| CliError::failed(format!("moving fd {fd} out of the plan's way: {errno}")))?;
+            let copy = match rustix::io::fcntl_dupfd_cloexec(borrowed, plan.temp_fd_floor.max(3)) {
+                Ok(copy) => copy,
+                Err(errno) => {
+                    stdio.restore();
+                    return Err(CliError::failed(format!("moving fd {fd} out of the plan's way: {errno}")));
+                }
+            };
             // SAFETY: fd `fd` is open (checked above) and is ours to close:
             // the standard streams are not read or written while moved.
             drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
