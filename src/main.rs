@@ -36,7 +36,8 @@ enum Command {
     /// Build a known io_uring state, print it as one JSON line, and wait for
     /// SIGTERM or SIGINT.
     App(commands::app::AppArgs),
-    /// Start the seed scenario, dump it, show it and its restore plan.
+    /// Start the seed scenario, dump it, show its objects and restore plan,
+    /// restore it with --verify and print what matched.
     Demo,
 }
 

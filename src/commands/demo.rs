@@ -1,6 +1,12 @@
 //! `plan demo`: the whole pipeline on the seed scenario, for a first look.
 //! Starts `plan app seed` as a child, dumps it, shows the objects and the
-//! restore plan, and stops the child.
+//! restore plan, stops the child, then restores the image in a fresh
+//! `plan exec --verify` process and prints what matched.
+//!
+//! The restore runs in a process of its own because it installs objects at
+//! the fds the seed process held (0, 1 and 2 among them); the seed's stdout
+//! pipe is an external input, stood in for by a new pipe
+//! (`--substitute-external`), which the verification reports as such.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -22,7 +28,7 @@ impl Drop for ScenarioProcess {
 
 pub fn run() -> Result<(), CliError> {
     let exe = std::env::current_exe().map_err(|error| CliError::failed(format!("finding this program: {error}")))?;
-    let child = Command::new(exe)
+    let child = Command::new(&exe)
         .args(["app", "seed"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -52,5 +58,24 @@ pub fn run() -> Result<(), CliError> {
     print_text(&format!("\n== plan show --objects\n{}", ringplan_image::view::to_text(&dump.image)))?;
     let plan = ringplan_plan::compile(&dump.image).map_err(CliError::failed)?;
     print_text(&format!("\n== plan show\n{}", plan.to_text()))?;
+    drop(scenario);
+
+    let image_path = std::env::temp_dir().join(format!("ringplan-demo-{}.img", std::process::id()));
+    std::fs::write(&image_path, &bytes)
+        .map_err(|error| CliError::failed(format!("writing {}: {error}", image_path.display())))?;
+    print_text("\n== plan exec IMAGE --substitute-external --verify\n")?;
+    let restore = Command::new(&exe)
+        .arg("exec")
+        .arg(&image_path)
+        .args(["--substitute-external", "--verify"])
+        .stdin(Stdio::null())
+        .output();
+    let _ = std::fs::remove_file(&image_path);
+    let restore = restore.map_err(|error| CliError::failed(format!("starting `plan exec`: {error}")))?;
+    print_text(&String::from_utf8_lossy(&restore.stdout))?;
+    eprint!("{}", String::from_utf8_lossy(&restore.stderr));
+    if !restore.status.success() {
+        return Err(CliError::failed(format!("the restore did not verify ({})", restore.status)));
+    }
     Ok(())
 }
