@@ -58,3 +58,16 @@ fn refuses_to_write_binary_to_a_terminal() {
     assert_eq!(output.status.code(), Some(2), "transcript: {transcript}");
     assert!(transcript.contains("refusing to write a binary image to a terminal"), "transcript: {transcript}");
 }
+
+/// The README's main job: the whole pipeline on the seed scenario.
+#[test]
+fn demo_dumps_plans_restores_and_verifies_the_seed() {
+    let output = plan(&["demo"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "plan demo failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    for expected in ["== plan show --objects", "setup_ring #1", "register_buffers #2", "memory_barrier"] {
+        assert!(stdout.contains(expected), "plan demo printed no {expected:?}:\n{stdout}");
+    }
+    let verified = stdout.lines().find(|line| line.starts_with("verified")).unwrap_or_default();
+    assert!(verified.contains("2 rings match"), "verification line: {verified:?}\n{stdout}");
+}
