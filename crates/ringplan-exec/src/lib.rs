@@ -147,6 +147,20 @@ pub fn execute(
     options: &ExecOptions,
 ) -> Result<Restored, ExecError> {
     let report = preflight(plan, &inputs, hook, options)?;
+    run_preflighted(plan, inputs, hook, options, &report)
+}
+
+/// The run phase of [`execute`] alone, after [`preflight`] passed with the
+/// same plan, inputs, hook and options and nothing changed since. For the
+/// executor's benchmark (run phase vs. a minimal replay); use [`execute`].
+#[doc(hidden)]
+pub fn run_preflighted(
+    plan: &Plan,
+    inputs: Inputs,
+    hook: &mut dyn MemoryHook,
+    options: &ExecOptions,
+    report: &PreflightReport,
+) -> Result<Restored, ExecError> {
     let raise = report.raises_fd_limit.then_some(report.fd_limit_needed);
     run::run(plan, inputs, hook, options, raise)
 }

@@ -131,10 +131,39 @@ fn overlapping_mapping(maps: &str, start: u64, end: u64) -> Option<String> {
     })
 }
 
+/// Whether `[start, end)` (page-aligned) is certainly free: a
+/// `MAP_FIXED_NOREPLACE` mapping of it succeeds at `start` (it is unmapped
+/// at once, untouched, so nothing else changes). `false` also when the
+/// kernel cannot say (an older kernel that treats the flag as a hint, or
+/// any other error): the caller then reads `/proc/self/maps`.
+fn range_is_free(start: u64, end: u64) -> bool {
+    let Ok(len) = usize::try_from(end - start) else { return false };
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; the
+    // new one is unmapped right away and nothing refers to it.
+    let result = unsafe {
+        rustix::mm::mmap_anonymous(start as *mut c_void, len, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::NORESERVE)
+    };
+    match result {
+        Ok(addr) => {
+            // SAFETY: `addr`/`len` is the mapping just made.
+            let _ = unsafe { rustix::mm::munmap(addr, len) };
+            addr as u64 == start
+        }
+        Err(_) => false,
+    }
+}
+
 impl MemoryHook for AnonymousBuffers {
     fn preflight(&mut self, plan: &Plan) -> Result<(), MemoryError> {
         let ranges = buffer_ranges(plan)?;
         if ranges.is_empty() {
+            return Ok(());
+        }
+        // Ask the kernel first: a MAP_FIXED_NOREPLACE mapping of each range,
+        // unmapped at once, is refused (EEXIST) exactly when the range
+        // overlaps a mapping. Only a refusal, or a kernel that cannot answer
+        // this way, needs /proc/self/maps (which also names the mapping).
+        if ranges.iter().all(|&(start, end)| range_is_free(start, end)) {
             return Ok(());
         }
         let maps = std::fs::read_to_string("/proc/self/maps").map_err(MemoryError::Maps)?;

@@ -3,13 +3,15 @@
 //!
 //! The only state changes here are in this process and undone before it
 //! returns: throwaway rings (and their fds) to ask the kernel whether it
-//! accepts the plan's setup flags.
+//! accepts the plan's setup flags, and (in [`crate::AnonymousBuffers`]'s
+//! check) a throwaway `MAP_FIXED_NOREPLACE` mapping of each buffer range.
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use ringplan_image::{setup_flags, ObjectId};
 use ringplan_plan::{Op, Plan};
+use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::io_uring::{io_uring_params, io_uring_setup, IoringFeatureFlags, IoringSetupFlags};
 use rustix::process::{getrlimit, Resource};
@@ -59,16 +61,37 @@ pub(crate) fn fd_is_open(fd: i32) -> Result<bool, ExecError> {
     }
 }
 
+/// The first of `fds` (ascending) that is open in this process. One
+/// `poll` with a zero timeout answers for all of them (`POLLNVAL`: not
+/// open); if poll cannot take them all, one `fcntl(F_GETFD)` each.
+fn first_open_fd(fds: &[i32]) -> Result<Option<i32>, ExecError> {
+    let candidates: Vec<i32> = fds.iter().copied().filter(|&fd| fd >= 0).collect();
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let mut poll_fds: Vec<PollFd<'_>> = candidates
+        .iter()
+        // SAFETY: the borrows live only during the `poll` call below, which
+        // on a number that is not open reports POLLNVAL and nothing else;
+        // with a zero timeout it registers no wait on an open one.
+        .map(|&fd| PollFd::from_borrowed_fd(unsafe { BorrowedFd::borrow_raw(fd) }, PollFlags::empty()))
+        .collect();
+    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    if rustix::event::poll(&mut poll_fds, Some(&zero)).is_ok() {
+        let open = poll_fds.iter().position(|poll_fd| !poll_fd.revents().contains(PollFlags::NVAL));
+        return Ok(open.map(|index| candidates[index]));
+    }
+    for fd in candidates {
+        if fd_is_open(fd)? {
+            return Ok(Some(fd));
+        }
+    }
+    Ok(None)
+}
+
 /// Whether this process has `CAP_IPC_LOCK` in its effective set.
 fn has_ipc_lock() -> bool {
-    const CAP_IPC_LOCK: u32 = 14;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|line| line.starts_with("CapEff:"))?;
-            u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
-        })
-        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+    rustix::thread::capabilities(None).is_ok_and(|caps| caps.effective.contains(rustix::thread::CapabilitySet::IPC_LOCK))
 }
 
 /// Sets up a throwaway ring with `flags` (never SQPOLL: no thread is
@@ -97,10 +120,8 @@ pub fn preflight(
     hook: &mut dyn MemoryHook,
     options: &ExecOptions,
 ) -> Result<PreflightReport, ExecError> {
-    for &fd in &plan.needed_fds {
-        if fd_is_open(fd)? {
-            return Err(ExecError::FdTaken { fd });
-        }
+    if let Some(fd) = first_open_fd(&plan.needed_fds)? {
+        return Err(ExecError::FdTaken { fd });
     }
 
     let mut external_inputs = Vec::new();
@@ -168,20 +189,40 @@ pub fn preflight(
         }
     }
 
-    // Ask the kernel: a plain throwaway ring for the features, then one per
-    // distinct flag set (SQPOLL and SQ_AFF left out: they start a thread;
-    // ATTACH_WQ attached to the plain one, which is all a non-SQPOLL attach
-    // checks).
+    // Ask the kernel: a throwaway base ring for the features, then one per
+    // other distinct flag set (SQPOLL and SQ_AFF left out: they start a
+    // thread; ATTACH_WQ attached to the base, which is all a non-SQPOLL
+    // attach checks). The base is plain, or has the smallest flag set when
+    // that set does not attach (the features do not depend on the flags):
+    // one throwaway ring fewer.
+    let unsupported = |flags: u32| {
+        move |errno| ExecError::KernelUnsupported { what: format!("io_uring setup flags {flags:#x}"), errno }
+    };
+    // Only the first (smallest) set, so the sets are still tried in order.
+    let base_flags = flag_sets.first().copied().filter(|flags| flags & setup_flags::ATTACH_WQ == 0).unwrap_or(0);
     let mut params = io_uring_params::default();
-    // SAFETY: `params` is initialized and asks for nothing but a ring.
-    let base = unsafe { io_uring_setup(1, &mut params) }
-        .map_err(|errno| ExecError::KernelUnsupported { what: "io_uring_setup".to_owned(), errno })?;
+    params.flags = IoringSetupFlags::from_bits_retain(base_flags);
+    if base_flags & setup_flags::CQSIZE != 0 {
+        params.cq_entries = 2;
+    }
+    // SAFETY: `params` is initialized and asks for a ring without SQPOLL
+    // or ATTACH_WQ.
+    let base = match unsafe { io_uring_setup(1, &mut params) } {
+        Ok(base) => base,
+        Err(errno) => {
+            // Tell "no io_uring" from "not these flags", as a plain base
+            // ring would have.
+            if base_flags != 0 {
+                probe_ring(0, None)
+                    .map_err(|errno| ExecError::KernelUnsupported { what: "io_uring_setup".to_owned(), errno })?;
+                return Err(unsupported(base_flags)(errno));
+            }
+            return Err(ExecError::KernelUnsupported { what: "io_uring_setup".to_owned(), errno });
+        }
+    };
     let features = params.features;
-    for &flags in &flag_sets {
-        probe_ring(flags, Some(base.as_fd())).map_err(|errno| ExecError::KernelUnsupported {
-            what: format!("io_uring setup flags {flags:#x}"),
-            errno,
-        })?;
+    for &flags in flag_sets.iter().filter(|&&flags| flags != base_flags) {
+        probe_ring(flags, Some(base.as_fd())).map_err(unsupported(flags))?;
     }
     drop(base);
     // IORING_REGISTER_EVENTFD_ASYNC came with 5.6, as did
