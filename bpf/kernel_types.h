@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR MIT */
 /*
- * The few kernel types ringplan's BPF program reads, instead of a generated
+ * The few kernel types ringplan's BPF programs read, instead of a generated
  * multi-megabyte vmlinux.h.
  *
  * Every kernel struct below except the iterator's context is marked
@@ -70,17 +70,7 @@ struct files_struct {
 };
 
 struct task_struct {
-	int tgid;
 	struct files_struct *files;
-};
-
-struct qstr {
-	const unsigned char *name;
-};
-
-struct dentry {
-	struct dentry *d_parent;
-	struct qstr d_name;
 };
 
 struct inode {
@@ -89,6 +79,10 @@ struct inode {
 };
 
 struct vfsmount;
+/* Only passed on (&file->f_path to bpf_d_path): never relocated. */
+struct dentry;
+/* Only its address is used (file->f_op): never relocated. */
+struct file_operations;
 
 struct path {
 	struct vfsmount *mnt;
@@ -96,6 +90,7 @@ struct path {
 };
 
 struct file {
+	const struct file_operations *f_op;
 	struct path f_path;
 	struct inode *f_inode;
 	unsigned int f_flags;

@@ -1,26 +1,47 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * ringplan's BPF reader of io_uring state: two iter/task_file programs.
+ * ringplan's BPF reader of io_uring state: two iter/task_file programs in
+ * one object. Most of a load is libbpf's CO-RE candidate search, one scan
+ * of the kernel's whole BTF per relocated root type (about 0.5 ms each), so
+ * the object relocates only task_struct, files_struct, fdtable, file,
+ * inode, eventfd_ctx, io_ring_ctx, io_sq_data, io_ev_fd, io_rsrc_node and
+ * io_mapped_ubuf. (Two objects loaded on two threads were measured slower:
+ * the second repeats the BTF parse and the types both read, and wins only
+ * with an idle second core, which a target's spinning SQPOLL thread may
+ * hold.)
  *
- * ringplan_target_fds (pass A) runs over the target process's fds and writes,
- * for each, an rp_fd_record (file identity, flags, position, mode, cloexec,
- * role, d_path text); for an io_uring fd also an rp_ring_record (setup
- * parameters, SQ thread, eventfd, table sizes), for an eventfd fd an
- * rp_eventfd_record.
+ * ringplan_target_fds (pass A) runs over the target process's fds (the link
+ * is limited to the target's pidfd) and writes, for each, an rp_fd_record
+ * (file identity, f_op, flags, position, mode, cloexec, role, d_path text);
+ * for an eventfd fd also an rp_eventfd_record. The role (ring, eventfd) is
+ * told by f_op, compared with ring_fops and eventfd_fops.
  *
- * ringplan_chunk_fds (pass B) runs over the dumper's own fds. The dumper has
- * copied a ring fd of the target into itself (pidfd_getfd) and duplicated
- * it once per chunk of a registered table it wants read; the chunk_requests
- * map says, per local fd, which table and slot range. The program answers
- * each request with an rp_chunk_record and one slot record per occupied
- * slot. Chunking exists because one iterator object (one fd visit) can
- * write at most 32 KiB: a table of 19,000 files cannot be written by one
- * visit, but 60 visits of 320 slots each fit.
+ * ringplan_chunk_fds (pass B) runs over the dumper's *own* fds (the link is
+ * limited to the dumper's process). The dumper has copied a ring fd of the
+ * target into itself (pidfd_getfd) and duplicated it once per request; the
+ * chunk_requests map says, per local fd, what to write:
  *
- * Both programs only read kernel memory and write to the seq_file: an object
- * shown twice (the kernel re-shows an object that overflowed the buffer)
- * writes the same records twice, which userspace drops. The per-CPU path
- * scratch map is the only map written, and only as a buffer.
+ * - RP_REQUEST_RING: the ring's header, an rp_ring_record (setup
+ *   parameters, SQ thread, eventfd, table sizes, layout, inode number);
+ * - RP_REQUEST_CHUNK: an rp_chunk_record and one slot record per occupied
+ *   slot of a range of a registered table. Chunking exists because one
+ *   iterator object (one fd visit) can write at most 32 KiB: a table of
+ *   19,000 files cannot be written by one visit, but 60 visits of 320 slots
+ *   each fit;
+ * - RP_REQUEST_PROBE: an rp_probe_record with the file's f_op. At load the
+ *   dumper asks this of a ring and an eventfd of its own, and writes the
+ *   answers into ring_fops and eventfd_fops.
+ *
+ * Ring and chunk requests name the io_ring_ctx the fd must refer to
+ * (expected_ctx; file->private_data is compared before anything is read
+ * through it); 0 accepts any file and is used only for the dumper's own
+ * probe files. A registered file is reported with its f_op, which userspace
+ * classifies; its eventfd_ctx is read only when f_op is eventfd_fops.
+ *
+ * Both programs only read kernel memory and write to the seq_file: an
+ * object shown twice (the kernel re-shows an object that overflowed the
+ * buffer) writes the same records twice, which userspace drops. The
+ * per-CPU path scratch map is the only map written, and only as a buffer.
  *
  * The iterator's task and file are pointers the verifier knows (BTF-typed):
  * they and what they point to are read with direct loads, which are cheap,
@@ -36,15 +57,20 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Low bits of a registered file pointer are flags (FFS_NOWAIT, FFS_ISREG,
- * and FFS_SCM on 6.1); struct file is at least 8-byte aligned. */
-#define REGISTERED_FILE_FLAG_BITS 7UL
-#define BITS_PER_LONG (sizeof(unsigned long) * 8)
-#define MAX_CHUNK_REQUESTS 1024
+/* The file_operations of io_uring and eventfd files, as userspace learnt
+ * them at load (0: unknown, nothing matches). Written through the
+ * skeleton's .bss. */
+__u64 ring_fops = 0;
+__u64 eventfd_fops = 0;
 
-/* 0 when libbpf found no kernel config (no /proc/config.gz or
- * /boot/config-$(uname -r)); userspace then measures HZ. */
-extern unsigned int CONFIG_HZ __kconfig __weak;
+/* count and flags of an eventfd_ctx (probe reads). */
+static __always_inline void read_eventfd(struct eventfd_ctx *eventfd, __u64 *count, __u32 *flags)
+{
+	*count = BPF_CORE_READ(eventfd, count);
+	*flags = BPF_CORE_READ(eventfd, flags);
+}
+
+#define BITS_PER_LONG (sizeof(unsigned long) * 8)
 
 struct path_scratch {
 	char path[RP_PATH_MAX];
@@ -56,6 +82,100 @@ struct {
 	__type(key, __u32);
 	__type(value, struct path_scratch);
 } path_scratch SEC(".maps");
+
+/* The role of a file, told by its file_operations: io_uring_fops and
+ * eventfd_fops are data symbols that kallsyms lacks without
+ * CONFIG_KALLSYMS_ALL, so userspace learns them from files of its own (a
+ * probe ring and eventfd, see ringplan_chunk_fds) and writes them into
+ * ring_fops and eventfd_fops at load. (Telling them by their anon-inode
+ * dentry name instead would relocate struct dentry too.) */
+static __always_inline __u32 role_of_fops(__u64 f_op)
+{
+	if (f_op && f_op == ring_fops)
+		return RP_ROLE_RING;
+	if (f_op && f_op == eventfd_fops)
+		return RP_ROLE_EVENTFD;
+	return RP_ROLE_PLAIN;
+}
+
+static __always_inline __u32 fd_cloexec(struct task_struct *task, __u32 fd)
+{
+	struct files_struct *files = task->files;
+	if (!files)
+		return 0;
+	unsigned long *bits = files->fdt->close_on_exec;
+	unsigned long word = 0;
+	if (!bits || bpf_probe_read_kernel(&word, sizeof(word), bits + fd / BITS_PER_LONG) < 0)
+		return 0;
+	return (word >> (fd % BITS_PER_LONG)) & 1;
+}
+
+static __always_inline void write_eventfd_record(struct seq_file *seq, struct eventfd_ctx *eventfd,
+						 __u32 fd)
+{
+	struct rp_eventfd_record rec = {};
+
+	rec.header.kind = RP_RECORD_EVENTFD;
+	rec.header.size = sizeof(rec);
+	rec.ctx = (__u64)eventfd;
+	read_eventfd(eventfd, &rec.count, &rec.flags);
+	rec.fd = fd;
+	bpf_seq_write(seq, &rec, sizeof(rec));
+}
+
+SEC("iter/task_file")
+int ringplan_target_fds(struct bpf_iter__task_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	__u32 zero = 0;
+
+	/* The link is limited to the target (its pidfd); kernels without
+	 * task iterator parameters (before 6.1) refuse such a link. */
+	if (!task || !file)
+		return 0;
+	struct path_scratch *scratch = bpf_map_lookup_elem(&path_scratch, &zero);
+	if (!scratch)
+		return 0;
+
+	/* task and file are pointers the verifier trusts: read them (and what
+	 * they point to) with direct loads rather than probe reads. */
+	struct rp_fd_record rec = {};
+	rec.header.kind = RP_RECORD_FD;
+	rec.file = (__u64)file;
+	rec.f_op = (__u64)file->f_op;
+	rec.private_data = (__u64)file->private_data;
+	rec.pos = file->f_pos;
+	struct inode *inode = file->f_inode;
+	rec.inode_number = inode->i_ino;
+	rec.fd = ctx->fd;
+	rec.flags = file->f_flags;
+	rec.mode = inode->i_mode;
+	rec.role = role_of_fops(rec.f_op);
+	rec.cloexec = fd_cloexec(task, ctx->fd);
+
+	/* bpf_d_path returns the length including the NUL; keep the text only. */
+	long path_len = bpf_d_path(&file->f_path, scratch->path, sizeof(scratch->path));
+	if (path_len > 1 && path_len <= RP_PATH_MAX)
+		path_len -= 1;
+	else if (path_len >= 0)
+		path_len = 0;
+	rec.path_len = path_len;
+	rec.header.size = sizeof(rec) + (path_len > 0 ? path_len : 0);
+	bpf_seq_write(seq, &rec, sizeof(rec));
+	if (path_len > 0 && path_len < RP_PATH_MAX)
+		bpf_seq_write(seq, scratch->path, path_len);
+
+	if (rec.role == RP_ROLE_EVENTFD)
+		write_eventfd_record(seq, (struct eventfd_ctx *)rec.private_data, rec.fd);
+	return 0;
+}
+
+/* Low bits of a registered file pointer are flags (FFS_NOWAIT, FFS_ISREG,
+ * and FFS_SCM on 6.1); struct file is at least 8-byte aligned. */
+#define REGISTERED_FILE_FLAG_BITS 7UL
+#define MAX_CHUNK_REQUESTS 1024
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -89,69 +209,6 @@ static __always_inline __u32 detect_layout(void)
 	return RP_LAYOUT_UNKNOWN;
 }
 
-static __always_inline bool name_is(const char *name, const char *expected, int expected_len)
-{
-	for (int i = 0; i < expected_len; i++)
-		if (name[i] != expected[i])
-			return false;
-	return true;
-}
-
-/* The role of a file whose dentry is `dentry`, named `name`.
- *
- * io_uring and eventfd files are anon-inode files named "[io_uring]" and
- * "[eventfd]". Their file_operations would be a better test, but those are
- * data symbols that kallsyms lacks without CONFIG_KALLSYMS_ALL. Pseudo files
- * have a dentry that is its own parent, which keeps a regular file named
- * "[io_uring]" from matching (checked this way rather than through the
- * superblock's magic to spare one relocated type; see kernel_types.h). */
-static __always_inline __u32 role_of_dentry(bool is_own_parent, const unsigned char *name_ptr)
-{
-	char name[16] = {};
-
-	if (!is_own_parent || !name_ptr)
-		return RP_ROLE_PLAIN;
-	if (bpf_probe_read_kernel_str(name, sizeof(name), name_ptr) < 0)
-		return RP_ROLE_PLAIN;
-	/* Compare the terminating NUL too. */
-	if (name_is(name, "[io_uring]", sizeof("[io_uring]")))
-		return RP_ROLE_RING;
-	if (name_is(name, "[eventfd]", sizeof("[eventfd]")))
-		return RP_ROLE_EVENTFD;
-	return RP_ROLE_PLAIN;
-}
-
-/* file_role for a file pointer the verifier knows (ctx->file): direct
- * loads, which cost far less than probe reads. */
-static __always_inline __u32 trusted_file_role(struct file *file)
-{
-	struct dentry *dentry = file->f_path.dentry;
-	if (!dentry || dentry->d_parent != dentry)
-		return RP_ROLE_PLAIN;
-	return role_of_dentry(true, dentry->d_name.name);
-}
-
-/* file_role for a file pointer read out of kernel memory: probe reads. */
-static __always_inline __u32 file_role(struct file *file)
-{
-	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-	if (!dentry || BPF_CORE_READ(dentry, d_parent) != dentry)
-		return RP_ROLE_PLAIN;
-	return role_of_dentry(true, BPF_CORE_READ(dentry, d_name.name));
-}
-
-static __always_inline __u32 fd_cloexec(struct task_struct *task, __u32 fd)
-{
-	struct files_struct *files = task->files;
-	if (!files)
-		return 0;
-	unsigned long *bits = files->fdt->close_on_exec;
-	unsigned long word = 0;
-	if (!bits || bpf_probe_read_kernel(&word, sizeof(word), bits + fd / BITS_PER_LONG) < 0)
-		return 0;
-	return (word >> (fd % BITS_PER_LONG)) & 1;
-}
-
 static __always_inline void read_table_sizes(struct io_ring_ctx *ring, __u32 *file_slots,
 					     __u32 *buffer_slots)
 {
@@ -167,16 +224,22 @@ static __always_inline void read_table_sizes(struct io_ring_ctx *ring, __u32 *fi
 	}
 }
 
-static __always_inline void write_ring_record(struct seq_file *seq, struct io_ring_ctx *ring,
-					      __u32 fd, __u64 inode_number)
+static __always_inline void write_ring_record(struct seq_file *seq, struct file *file,
+					      struct rp_chunk_request *request, __u32 fd)
 {
 	struct rp_ring_record rec = {};
+	struct io_ring_ctx *ring = file->private_data;
 
 	rec.header.kind = RP_RECORD_RING;
 	rec.header.size = sizeof(rec);
 	rec.ctx = (__u64)ring;
 	rec.fd = fd;
-	rec.inode_number = inode_number;
+	if (request->expected_ctx && rec.ctx != request->expected_ctx) {
+		rec.status = RP_CHUNK_OTHER_RING;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return;
+	}
+	rec.inode_number = file->f_inode->i_ino;
 	rec.flags = BPF_CORE_READ(ring, flags);
 	rec.sq_entries = BPF_CORE_READ(ring, sq_entries);
 	rec.cq_entries = BPF_CORE_READ(ring, cq_entries);
@@ -192,81 +255,25 @@ static __always_inline void write_ring_record(struct seq_file *seq, struct io_ri
 		struct eventfd_ctx *eventfd = BPF_CORE_READ(ev_fd, cq_ev_fd);
 		rec.eventfd_ctx = (__u64)eventfd;
 		rec.eventfd_async = BPF_CORE_READ_BITFIELD_PROBED(ev_fd, eventfd_async);
-		if (eventfd) {
-			rec.eventfd_count = BPF_CORE_READ(eventfd, count);
-			rec.eventfd_flags = BPF_CORE_READ(eventfd, flags);
-		}
+		if (eventfd)
+			read_eventfd(eventfd, &rec.eventfd_count, &rec.eventfd_flags);
 	}
 
 	rec.layout = detect_layout();
 	read_table_sizes(ring, &rec.file_slots, &rec.buffer_slots);
-	rec.hz = CONFIG_HZ;
+	rec.status = RP_CHUNK_OK;
 	bpf_seq_write(seq, &rec, sizeof(rec));
 }
 
-static __always_inline void write_eventfd_record(struct seq_file *seq, struct eventfd_ctx *eventfd,
-						 __u32 fd)
+static __always_inline void write_probe_record(struct seq_file *seq, struct file *file, __u32 fd)
 {
-	struct rp_eventfd_record rec = {};
+	struct rp_probe_record rec = {};
 
-	rec.header.kind = RP_RECORD_EVENTFD;
+	rec.header.kind = RP_RECORD_PROBE;
 	rec.header.size = sizeof(rec);
-	rec.ctx = (__u64)eventfd;
-	rec.count = BPF_CORE_READ(eventfd, count);
-	rec.flags = BPF_CORE_READ(eventfd, flags);
+	rec.f_op = (__u64)file->f_op;
 	rec.fd = fd;
 	bpf_seq_write(seq, &rec, sizeof(rec));
-}
-
-SEC("iter/task_file")
-int ringplan_target_fds(struct bpf_iter__task_file *ctx)
-{
-	struct seq_file *seq = ctx->meta->seq;
-	struct task_struct *task = ctx->task;
-	struct file *file = ctx->file;
-	__u32 zero = 0;
-
-	/* The link is limited to the target (its pidfd); kernels without
-	 * task iterator parameters (before 6.1) refuse such a link. */
-	if (!task || !file)
-		return 0;
-	struct path_scratch *scratch = bpf_map_lookup_elem(&path_scratch, &zero);
-	if (!scratch)
-		return 0;
-
-	/* task and file are pointers the verifier trusts: read them (and what
-	 * they point to) with direct loads rather than probe reads. */
-	struct rp_fd_record rec = {};
-	rec.header.kind = RP_RECORD_FD;
-	rec.file = (__u64)file;
-	rec.private_data = (__u64)file->private_data;
-	rec.pos = file->f_pos;
-	struct inode *inode = file->f_inode;
-	rec.inode_number = inode->i_ino;
-	rec.fd = ctx->fd;
-	rec.flags = file->f_flags;
-	rec.mode = inode->i_mode;
-	rec.role = trusted_file_role(file);
-	rec.cloexec = fd_cloexec(task, ctx->fd);
-
-	/* bpf_d_path returns the length including the NUL; keep the text only. */
-	long path_len = bpf_d_path(&file->f_path, scratch->path, sizeof(scratch->path));
-	if (path_len > 1 && path_len <= RP_PATH_MAX)
-		path_len -= 1;
-	else if (path_len >= 0)
-		path_len = 0;
-	rec.path_len = path_len;
-	rec.header.size = sizeof(rec) + (path_len > 0 ? path_len : 0);
-	bpf_seq_write(seq, &rec, sizeof(rec));
-	if (path_len > 0 && path_len < RP_PATH_MAX)
-		bpf_seq_write(seq, scratch->path, path_len);
-
-	if (rec.role == RP_ROLE_RING)
-		write_ring_record(seq, (struct io_ring_ctx *)rec.private_data, rec.fd,
-				  rec.inode_number);
-	else if (rec.role == RP_ROLE_EVENTFD)
-		write_eventfd_record(seq, (struct eventfd_ctx *)rec.private_data, rec.fd);
-	return 0;
 }
 
 /* State of one chunk's bpf_loop, on the program's stack. */
@@ -330,12 +337,10 @@ static long write_file_slot(__u32 step, void *data)
 	rec.pos = BPF_CORE_READ(file, f_pos);
 	rec.flags = BPF_CORE_READ(file, f_flags);
 	rec.mode = BPF_CORE_READ(file, f_inode, i_mode);
-	rec.role = file_role(file);
-	if (rec.role == RP_ROLE_EVENTFD && rec.private_data) {
-		struct eventfd_ctx *eventfd = (void *)rec.private_data;
-		rec.eventfd_count = BPF_CORE_READ(eventfd, count);
-		rec.eventfd_flags = BPF_CORE_READ(eventfd, flags);
-	}
+	rec.f_op = (__u64)BPF_CORE_READ(file, f_op);
+	/* Userspace tells rings and eventfds apart by f_op. */
+	if (eventfd_fops && rec.f_op == eventfd_fops && rec.private_data)
+		read_eventfd((void *)rec.private_data, &rec.eventfd_count, &rec.eventfd_flags);
 	bpf_seq_write(loop->seq, &rec, sizeof(rec));
 	return 0;
 }
@@ -380,25 +385,9 @@ static long write_buffer_slot(__u32 step, void *data)
 	return 0;
 }
 
-SEC("iter/task_file")
-int ringplan_chunk_fds(struct bpf_iter__task_file *ctx)
+static __always_inline void write_chunk(struct seq_file *seq, struct file *file,
+					struct rp_chunk_request *request, __u32 fd)
 {
-	struct seq_file *seq = ctx->meta->seq;
-	struct task_struct *task = ctx->task;
-	struct file *file = ctx->file;
-	__u32 fd = ctx->fd;
-
-	if (!task || !file)
-		return 0;
-	/* Only the dumper's own fds: the task that reads the iterator. The
-	 * global tgid from the helper is right in any pid namespace, where
-	 * getpid() in userspace would not match task->tgid. */
-	if (task->tgid != (int)(bpf_get_current_pid_tgid() >> 32))
-		return 0;
-	struct rp_chunk_request *request = bpf_map_lookup_elem(&chunk_requests, &fd);
-	if (!request)
-		return 0;
-
 	struct rp_chunk_record rec = {};
 	rec.header.kind = RP_RECORD_CHUNK;
 	rec.header.size = sizeof(rec);
@@ -407,23 +396,18 @@ int ringplan_chunk_fds(struct bpf_iter__task_file *ctx)
 	rec.start = request->start;
 	rec.layout = detect_layout();
 
-	if (trusted_file_role(file) != RP_ROLE_RING) {
-		rec.status = RP_CHUNK_NOT_A_RING;
-		bpf_seq_write(seq, &rec, sizeof(rec));
-		return 0;
-	}
 	struct io_ring_ctx *ring = file->private_data;
 	rec.ctx = (__u64)ring;
-	rec.sq_thread_idle = BPF_CORE_READ(ring, sq_thread_idle);
 	if (request->expected_ctx && rec.ctx != request->expected_ctx) {
 		rec.status = RP_CHUNK_OTHER_RING;
 		bpf_seq_write(seq, &rec, sizeof(rec));
-		return 0;
+		return;
 	}
+	rec.sq_thread_idle = BPF_CORE_READ(ring, sq_thread_idle);
 	if (rec.layout == RP_LAYOUT_UNKNOWN) {
 		rec.status = RP_CHUNK_UNKNOWN_LAYOUT;
 		bpf_seq_write(seq, &rec, sizeof(rec));
-		return 0;
+		return;
 	}
 
 	__u32 file_slots = 0, buffer_slots = 0;
@@ -454,5 +438,29 @@ int ringplan_chunk_fds(struct bpf_iter__task_file *ctx)
 		bpf_loop(count, write_file_slot, &loop, 0);
 	else if (request->table == RP_TABLE_BUFFERS)
 		bpf_loop(count, write_buffer_slot, &loop, 0);
+}
+
+SEC("iter/task_file")
+int ringplan_chunk_fds(struct bpf_iter__task_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct file *file = ctx->file;
+	__u32 fd = ctx->fd;
+
+	/* The link is limited to the dumper's own process (kernels before
+	 * 6.1 refuse such a link), so every fd seen is the dumper's; only
+	 * those with a request are answered. */
+	if (!ctx->task || !file)
+		return 0;
+	struct rp_chunk_request *request = bpf_map_lookup_elem(&chunk_requests, &fd);
+	if (!request)
+		return 0;
+
+	if (request->kind == RP_REQUEST_RING)
+		write_ring_record(seq, file, request, fd);
+	else if (request->kind == RP_REQUEST_CHUNK)
+		write_chunk(seq, file, request, fd);
+	else if (request->kind == RP_REQUEST_PROBE)
+		write_probe_record(seq, file, fd);
 	return 0;
 }

@@ -17,7 +17,7 @@ enum rp_record_kind {
 	/* Pass A, one per fd of the target: struct rp_fd_record, then
 	 * path_len bytes of d_path text (no NUL) when path_len > 0. */
 	RP_RECORD_FD = 1,
-	/* Pass A, after the fd record of every io_uring fd. */
+	/* Pass B, the answer to a ring request: the ring's header. */
 	RP_RECORD_RING = 2,
 	/* Pass A, after the fd record of every eventfd fd. */
 	RP_RECORD_EVENTFD = 3,
@@ -27,9 +27,12 @@ enum rp_record_kind {
 	RP_RECORD_FILE_SLOT = 5,
 	/* Pass B, one per occupied registered-buffer slot in a chunk. */
 	RP_RECORD_BUFFER_SLOT = 6,
+	/* Pass B, the answer to a probe request: the file's f_op. */
+	RP_RECORD_PROBE = 7,
 };
 
-/* What a struct file is, as told from its anon-inode dentry name. */
+/* What a struct file is, as told by its f_op (pass A; pass B reports f_op
+ * itself). */
 enum rp_file_role {
 	RP_ROLE_PLAIN = 0,
 	RP_ROLE_RING = 1,
@@ -55,12 +58,24 @@ enum rp_table {
 	RP_TABLE_BUFFERS = 2,
 };
 
-/* Chunk status, in struct rp_chunk_record. */
+/* What a pass-B request asks for, in struct rp_chunk_request. */
+enum rp_request_kind {
+	/* A range of a registered table: struct rp_chunk_record + slots. */
+	RP_REQUEST_CHUNK = 0,
+	/* The ring's header: struct rp_ring_record. */
+	RP_REQUEST_RING = 1,
+	/* The file's f_op: struct rp_probe_record. */
+	RP_REQUEST_PROBE = 2,
+};
+
+/* Status of a chunk or ring request, in struct rp_chunk_record and
+ * struct rp_ring_record. */
 enum rp_chunk_status {
 	RP_CHUNK_OK = 0,
-	/* The requested fd is not an io_uring file. */
-	RP_CHUNK_NOT_A_RING = 1,
-	/* The fd's io_ring_ctx is not the one the request named. */
+	/* 1 was "not an io_uring file" (a test no longer made: expected_ctx
+	 * is what identifies the ring). */
+	/* The fd's file->private_data is not the io_ring_ctx the request named
+	 * (the fd the dumper copied is no longer that ring's). */
 	RP_CHUNK_OTHER_RING = 2,
 	/* The program does not know this kernel's io_ring_ctx layout. */
 	RP_CHUNK_UNKNOWN_LAYOUT = 3,
@@ -74,6 +89,7 @@ struct rp_header {
 struct rp_fd_record {
 	struct rp_header header;
 	__u64 file;           /* struct file address: the file's identity */
+	__u64 f_op;           /* file->f_op */
 	__u64 private_data;   /* io_ring_ctx or eventfd_ctx address by role */
 	__s64 pos;            /* f_pos */
 	__u64 inode_number;   /* f_inode->i_ino */
@@ -84,7 +100,7 @@ struct rp_fd_record {
 	__u32 cloexec;        /* 1 when set in the fdtable's close_on_exec */
 	__s32 path_len;       /* bytes of path that follow; < 0: -errno of d_path */
 };
-_Static_assert(sizeof(struct rp_fd_record) == 64, "rp_fd_record");
+_Static_assert(sizeof(struct rp_fd_record) == 72, "rp_fd_record");
 
 struct rp_ring_record {
 	struct rp_header header;
@@ -93,7 +109,7 @@ struct rp_ring_record {
 	__u64 eventfd_ctx;    /* ctx->io_ev_fd->cq_ev_fd (0: none registered) */
 	__u64 eventfd_count;  /* that eventfd_ctx's count */
 	__u64 inode_number;   /* the ring file's i_ino */
-	__u32 fd;
+	__u32 fd;             /* the dumper's local fd */
 	__u32 flags;          /* ctx->flags */
 	__u32 sq_entries;
 	__u32 cq_entries;
@@ -104,7 +120,7 @@ struct rp_ring_record {
 	__u32 file_slots;     /* registered file table size */
 	__u32 buffer_slots;   /* registered buffer table size */
 	__u32 layout;         /* enum rp_layout */
-	__u32 hz;             /* CONFIG_HZ from kconfig; 0 when libbpf found none */
+	__u32 status;         /* enum rp_chunk_status; on error only ctx and fd are set */
 };
 _Static_assert(sizeof(struct rp_ring_record) == 96, "rp_ring_record");
 
@@ -119,11 +135,12 @@ _Static_assert(sizeof(struct rp_eventfd_record) == 32, "rp_eventfd_record");
 
 /* Value of the chunk_requests map, keyed by the dumper's local fd (__u32). */
 struct rp_chunk_request {
-	__u64 expected_ctx;   /* the io_ring_ctx the local fd must refer to; 0: any */
-	__u32 table;          /* enum rp_table */
-	__u32 start;          /* first slot */
-	__u32 count;          /* slots to read from start (clamped to the table) */
-	__u32 reserved;
+	__u64 expected_ctx;   /* the io_ring_ctx the local fd must refer to; 0: any
+			       * (only the dumper's own probe files) */
+	__u32 table;          /* enum rp_table (chunks) */
+	__u32 start;          /* first slot (chunks) */
+	__u32 count;          /* slots to read from start, clamped to the table (chunks) */
+	__u32 kind;           /* enum rp_request_kind */
 };
 _Static_assert(sizeof(struct rp_chunk_request) == 24, "rp_chunk_request");
 
@@ -136,7 +153,7 @@ struct rp_chunk_record {
 	__u32 scanned;        /* slots examined: min(count, table_size - start) */
 	__u32 table_size;     /* size of the table now */
 	__u32 status;         /* enum rp_chunk_status */
-	__u32 sq_thread_idle; /* ctx->sq_thread_idle (jiffies), for measuring HZ */
+	__u32 sq_thread_idle; /* ctx->sq_thread_idle (jiffies) */
 	__u32 layout;         /* enum rp_layout */
 };
 _Static_assert(sizeof(struct rp_chunk_record) == 48, "rp_chunk_record");
@@ -144,15 +161,14 @@ _Static_assert(sizeof(struct rp_chunk_record) == 48, "rp_chunk_record");
 struct rp_file_slot_record {
 	struct rp_header header;
 	__u64 file;           /* struct file address */
+	__u64 f_op;           /* file->f_op: userspace tells rings and eventfds by it */
 	__u64 private_data;
 	__s64 pos;
-	__u64 eventfd_count;  /* when role is RP_ROLE_EVENTFD */
+	__u64 eventfd_count;  /* when f_op is eventfd_fops */
 	__u32 index;
 	__u32 flags;
 	__u32 mode;
-	__u32 role;
-	__u32 eventfd_flags;  /* when role is RP_ROLE_EVENTFD */
-	__u32 reserved;
+	__u32 eventfd_flags;  /* when f_op is eventfd_fops */
 };
 _Static_assert(sizeof(struct rp_file_slot_record) == 64, "rp_file_slot_record");
 
@@ -164,6 +180,14 @@ struct rp_buffer_slot_record {
 	__u32 kernel_buffer;  /* 1: a kernel-owned (ublk) buffer, not user memory */
 };
 _Static_assert(sizeof(struct rp_buffer_slot_record) == 32, "rp_buffer_slot_record");
+
+struct rp_probe_record {
+	struct rp_header header;
+	__u64 f_op;           /* file->f_op of the local fd */
+	__u32 fd;             /* the dumper's local fd */
+	__u32 reserved;
+};
+_Static_assert(sizeof(struct rp_probe_record) == 24, "rp_probe_record");
 
 /*
  * Sizing against the bpf_iter seq buffer (8 pages, 32 KiB on 4 KiB pages):
@@ -187,8 +211,7 @@ _Static_assert(sizeof(struct rp_chunk_record) +
 		       RP_BUFFER_SLOTS_PER_CHUNK * sizeof(struct rp_buffer_slot_record) <=
 		       RP_MAX_OBJECT_BYTES,
 	       "buffer chunk fits one object");
-_Static_assert(sizeof(struct rp_fd_record) + RP_PATH_MAX + sizeof(struct rp_ring_record) +
-		       sizeof(struct rp_eventfd_record) <=
+_Static_assert(sizeof(struct rp_fd_record) + RP_PATH_MAX + sizeof(struct rp_eventfd_record) <=
 		       RP_MAX_OBJECT_BYTES,
 	       "fd visit fits one object");
 

@@ -3,41 +3,61 @@
 //!
 //! The BPF side is `bpf/ringplan.bpf.c` (built by build.rs into a libbpf-rs
 //! skeleton); it writes binary records (`bpf/ringplan_records.h`, parsed by
-//! `bpf/records.rs`). A read takes two passes:
+//! `bpf/records.rs`). Most of [`BpfDumper::load`] is libbpf's CO-RE
+//! candidate search, one scan of the kernel's whole BTF per relocated kernel
+//! type, so the program relocates as few types as it can (11).
+//!
+//! At load the dumper also learns the kernel's io_uring and eventfd
+//! `file_operations` addresses (data symbols kallsyms lacks without
+//! `CONFIG_KALLSYMS_ALL`): it asks pass B's program for the `f_op` of a ring
+//! and an eventfd of its own, and writes both into the program's `.bss`.
+//! Files are told apart by `f_op` from then on, with no read of dentry
+//! names. This run over its own fds is also the check that the kernel
+//! accepts a task iterator limited to one process (6.1+).
+//!
+//! A read takes two passes:
 //!
 //! - **Pass A** iterates the *target's* fds (the link is parameterised with
-//!   the target's pidfd, kernel 6.1+). For every fd: the file's identity
-//!   (`struct file` address), flags, position, mode, the fd's close-on-exec
-//!   bit, the `d_path` text, and its role (ring or eventfd, from its
-//!   anon-inode name). For a ring fd also the ring's setup (`ctx->flags`,
-//!   entries, SQ thread, per-ring SQ idle, eventfd, table sizes).
-//! - **Pass B** reads the registered file and buffer tables. One iterator
-//!   object (one fd visit) can write at most 32 KiB (the bpf_iter seq
-//!   buffer), far less than a table of 19,000 files needs. So the dumper
-//!   copies one fd of each ring into itself (`pidfd_getfd`, which also keeps
-//!   the ring alive), duplicates it once per chunk of at most a few hundred
-//!   slots, writes one request per local fd into a BPF hash map, and
-//!   iterates *its own* fds: each duplicate's visit writes its chunk.
+//!   the target's pidfd). For every fd: the file's identity (`struct file`
+//!   address), `f_op`, flags, position, mode, the fd's close-on-exec bit,
+//!   the `d_path` text, and its role (ring or eventfd, by `f_op`); for an
+//!   eventfd its count and flags.
+//! - **Pass B** iterates the dumper's *own* fds. The dumper copies one fd of
+//!   each ring into itself (`pidfd_getfd`, which also keeps the ring alive),
+//!   duplicates it once per request, writes one request per local fd into a
+//!   BPF hash map, and iterates its own fds: each duplicate's visit writes
+//!   its answer. The first rounds ask for every ring's header (setup
+//!   parameters, SQ thread, per-ring SQ idle, eventfd, table sizes) and,
+//!   speculatively, the first chunk of each table; later rounds ask for the
+//!   rest of the tables. Tables come in chunks of at most a few hundred
+//!   slots because one iterator object (one fd visit) can write at most
+//!   32 KiB (the bpf_iter seq buffer), far less than a table of 19,000 files
+//!   needs. A registered file comes with its `f_op`, which says whether it
+//!   is a ring or an eventfd (the program reads an eventfd's count itself).
 //!
 //! Reads are sized so the kernel never has to show an object twice (see
 //! ringplan_records.h), and the programs have no side effects that a
 //! re-show could repeat; this side still drops duplicate records (fds by
 //! number, rings by address, slots by table and index) and checks that every
-//! chunk it asked for was answered.
+//! header and chunk it asked for was answered.
 //!
 //! A registered file that no fd of the target holds has no trusted pointer
 //! for `bpf_d_path`, so its path comes from the ring's fdinfo
 //! (`bpf/user_files.rs`), read only when such a file exists.
 //!
-//! SQ idle is kept in jiffies; it is converted with `CONFIG_HZ` from the
-//! kernel config (libbpf's `__kconfig`). Where no config is readable, the
-//! dumper measures HZ: it sets up its own SQPOLL ring with a 1000 ms idle
-//! and reads back that ring's `sq_thread_idle`, which is then HZ. If that
-//! fails too, SQPOLL rings come back with `idle_known: false`.
+//! SQ idle is kept in jiffies; it is converted with HZ, which is the
+//! inverse of the coarse clocks' resolution (`clock_getres` of
+//! `CLOCK_MONOTONIC_COARSE` is one tick, `TICK_NSEC`; this spares libbpf
+//! parsing the kernel config for `CONFIG_HZ` at load). Should that give an
+//! implausible value, the dumper measures HZ: it sets up its own SQPOLL
+//! ring with a 1000 ms idle and reads back that ring's `sq_thread_idle`,
+//! which is then HZ. If that fails too, SQPOLL rings come back with
+//! `idle_known: false`.
 //!
 //! The target must be quiescent for the result to be consistent (the
 //! tables are read without the ring's lock); a table whose size changed
-//! between the passes is reported as [`BpfError::TargetChanged`].
+//! between the header and its chunks is reported as
+//! [`BpfError::TargetChanged`].
 
 mod records;
 mod skeleton;
@@ -57,16 +77,19 @@ use ringplan_image::{setup_flags, Buffer, MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
 use crate::raw::{Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawRingEventfd, RawState};
 use records::{
     BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord, Layout, Record, Records,
-    RingRecord, Role, Table,
+    RequestKind, RingRecord, Role, Table,
 };
 use skeleton::{RingplanSkel, RingplanSkelBuilder};
 
-/// Chunk requests per pass-B iterator run. Each costs the dumper one fd for
+/// Requests per pass-B iterator run. Each costs the dumper one fd for
 /// the duration of the run, so this also bounds the fds the dumper opens.
 const CHUNKS_PER_ROUND: usize = 256;
 const _: () = assert!(CHUNKS_PER_ROUND <= records::MAX_CHUNK_REQUESTS);
 /// The SQ idle, in ms, of the ring the dumper sets up to measure HZ.
 const HZ_PROBE_IDLE_MS: u32 = 1000;
+/// HZ values taken from the coarse clock's resolution; anything else is
+/// measured instead.
+const PLAUSIBLE_HZ: std::ops::RangeInclusive<u32> = 24..=10_000;
 
 /// Why the BPF backend could not read a process.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +157,7 @@ pub enum BpfError {
         #[source]
         source: libbpf_rs::Error,
     },
-    /// HZ is not in the kernel config and measuring it failed.
+    /// HZ could not be told from the clock and measuring it failed.
     #[error("CONFIG_HZ is unknown and measuring it failed: {reason}")]
     MeasureHz { reason: String },
 }
@@ -153,7 +176,8 @@ impl BpfError {
 pub enum Pass {
     /// Pass A: the target's fds.
     TargetFds,
-    /// Pass B: the dumper's own fds, answering chunk requests.
+    /// Pass B: the dumper's own fds, answering ring, chunk and probe
+    /// requests.
     Chunks,
 }
 
@@ -169,35 +193,74 @@ impl std::fmt::Display for Pass {
 /// A loaded BPF reader, reusable for several dumps.
 pub struct BpfDumper {
     skeleton: LoadedSkeleton,
+    /// The kernel's io_uring and eventfd `file_operations` addresses,
+    /// learnt at load from files of the dumper's own.
+    fops: Fops,
     /// The dumper's pid as its own pid namespace numbers it (what a task
     /// iterator link's `pid` means).
     self_pid: u32,
-    /// HZ measured once, when the kernel config does not say.
+    /// HZ measured once, when the clock's resolution does not say.
     measured_hz: Option<u32>,
 }
 
 impl BpfDumper {
-    /// Loads and verifies the BPF programs. Fails with
-    /// [`BpfError::Unavailable`] when BPF cannot be used, or
+    /// Loads and verifies the BPF programs, and learns the io_uring and
+    /// eventfd `file_operations` from a ring and an eventfd of the dumper's
+    /// own. Fails with [`BpfError::Unavailable`] when BPF cannot be used, or
     /// [`BpfError::LayoutNotRecognised`] when the kernel's io_uring
     /// structures lack a field the program reads.
     pub fn load() -> Result<BpfDumper, BpfError> {
         let self_pid = rustix::process::getpid().as_raw_nonzero().get().unsigned_abs();
-        let dumper = BpfDumper { skeleton: LoadedSkeleton::load()?, self_pid, measured_hz: None };
-        // Kernels before 6.1 load the program but refuse a task iterator
-        // limited to one process; find out now, while a caller can still
-        // choose another backend. The link is dropped unused.
-        let mut link_info = libbpf_sys::bpf_iter_link_info::default();
-        link_info.task.pid = self_pid;
-        let probe_link =
-            attach_task_iterator(&dumper.skeleton.skeleton.progs.ringplan_chunk_fds, link_info).map_err(|error| {
-                BpfError::Unavailable {
-                    stage: "attaching a task iterator limited to one process (needs Linux 6.1)",
-                    source: libbpf_rs::Error::from(error),
-                }
-            })?;
-        drop(probe_link);
+        let mut dumper =
+            BpfDumper { skeleton: LoadedSkeleton::load()?, fops: Fops::default(), self_pid, measured_hz: None };
+        dumper.fops = dumper.probe_fops()?;
+        if let Some(bss) = dumper.skeleton.skeleton.maps.bss_data.as_deref_mut() {
+            bss.ring_fops = dumper.fops.ring;
+            bss.eventfd_fops = dumper.fops.eventfd;
+        }
         Ok(dumper)
+    }
+
+    /// The `f_op` of a fresh ring and eventfd of the dumper's own, read by
+    /// pass B's program over the dumper's own fds. Kernels before 6.1 load
+    /// the program but refuse a task iterator limited to one process; this
+    /// finds out too, while a caller can still choose another backend.
+    fn probe_fops(&mut self) -> Result<Fops, BpfError> {
+        let unavailable = |stage: &'static str, error: io::Error| BpfError::Unavailable {
+            stage,
+            source: libbpf_rs::Error::from(error),
+        };
+        let mut params = rustix::io_uring::io_uring_params::default();
+        // SAFETY: io_uring_setup only fills `params`; the ring is never
+        // mapped or submitted to, so the kernel never writes our memory.
+        let ring = unsafe { rustix::io_uring::io_uring_setup(1, &mut params) }
+            .map_err(|errno| unavailable("setting up a probe io_uring", errno.into()))?;
+        let eventfd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
+            .map_err(|errno| unavailable("creating a probe eventfd", errno.into()))?;
+        let requests = [
+            Request { local_fd: ring, expected_ctx: 0, want: Want::Probe },
+            Request { local_fd: eventfd, expected_ctx: 0, want: Want::Probe },
+        ];
+        let bytes = match self.run_chunk_round(&requests) {
+            Err(BpfError::Attach { source, .. }) => {
+                return Err(unavailable("attaching a task iterator limited to one process (needs Linux 6.1)", source))
+            }
+            other => other?,
+        };
+        let mut answers = HashMap::new();
+        for record in Records::new(&bytes) {
+            if let Record::Probe(probe) = record.map_err(|error| malformed(Pass::Chunks, error))? {
+                answers.insert(probe.fd, probe.f_op);
+            }
+        }
+        let answer = |request: &Request| answers.get(&fd_number(&request.local_fd)).copied().filter(|&f_op| f_op != 0);
+        match (answer(&requests[0]), answer(&requests[1])) {
+            (Some(ring), Some(eventfd)) if ring != eventfd => Ok(Fops { ring, eventfd }),
+            _ => Err(BpfError::Inconsistent {
+                pass: Pass::Chunks,
+                reason: "the probe ring's and eventfd's file operations did not come back".into(),
+            }),
+        }
     }
 
     /// Reads the io_uring state of `pid`. `pidfd` is an open pidfd of the
@@ -205,15 +268,16 @@ impl BpfDumper {
     /// and is the handle `pidfd_getfd` copies ring fds through.
     pub fn read(&mut self, pid: u32, pidfd: BorrowedFd<'_>) -> Result<crate::raw::RawState, BpfError> {
         let target_bytes = self.run_target_pass(pid, pidfd)?;
-        let mut reading = Reading::from_target_records(&target_bytes)?;
-        self.read_tables(pid, pidfd, &mut reading)?;
+        let mut reading = Reading::from_target_records(&target_bytes, self.fops)?;
+        self.read_rings(pid, pidfd, &mut reading)?;
         let hz = self.hz_for(&reading);
         reading.fill_slot_only_paths(pid, pidfd)?;
         Ok(reading.into_raw_state(hz))
     }
 
-    /// HZ as the kernel was built with it, measured when the kernel config
-    /// is not readable. Exposed for tests and diagnostics.
+    /// HZ as the kernel was built with it, measured with an SQPOLL ring of
+    /// the dumper's own (the fallback when the clock's resolution does not
+    /// tell). Exposed for tests and diagnostics.
     pub fn measure_hz(&mut self) -> Result<u32, BpfError> {
         if let Some(hz) = self.measured_hz {
             return Ok(hz);
@@ -225,33 +289,33 @@ impl BpfDumper {
         // mapped or submitted to, so the kernel never writes our memory.
         let probe_ring = unsafe { rustix::io_uring::io_uring_setup(1, &mut params) }
             .map_err(|errno| BpfError::MeasureHz { reason: format!("setting up an SQPOLL ring: {errno}") })?;
-        let request = ChunkRequest { local_fd: probe_ring, expected_ctx: 0, table: Table::Files, start: 0, count: 0 };
+        // Its header; expected_ctx 0 accepts the (own) ring as it is.
+        let request = Request { local_fd: probe_ring, expected_ctx: 0, want: Want::Ring };
         let bytes = self.run_chunk_round(std::slice::from_ref(&request))?;
         let mut idle_jiffies = None;
         for record in Records::new(&bytes) {
             let record = record.map_err(|error| malformed(Pass::Chunks, error))?;
-            if let Record::Chunk(chunk) = record {
-                if chunk.fd == fd_number(&request.local_fd) && chunk.status == ChunkStatus::Ok {
-                    idle_jiffies = Some(chunk.sq_thread_idle_jiffies);
+            if let Record::Ring(ring) = record {
+                if ring.fd == fd_number(&request.local_fd) && ring.status == ChunkStatus::Ok {
+                    idle_jiffies = Some(ring.sq_thread_idle_jiffies);
                 }
             }
         }
         // ctx->sq_thread_idle = msecs_to_jiffies(1000) = HZ.
         let hz = idle_jiffies
             .filter(|&jiffies| jiffies > 0)
-            .ok_or_else(|| BpfError::MeasureHz { reason: "the probe ring's chunk record did not come back".into() })?;
+            .ok_or_else(|| BpfError::MeasureHz { reason: "the probe ring's header did not come back".into() })?;
         self.measured_hz = Some(hz);
         Ok(hz)
     }
 
     /// HZ for converting the SQ idle of this reading's rings: from the
-    /// kernel config, else measured. `None` when neither works (the rings'
-    /// idle is then reported unknown rather than failing the dump), or when
-    /// no ring has SQPOLL and nothing needs converting.
+    /// coarse clock's resolution, else measured. `None` when neither works
+    /// (the rings' idle is then reported unknown rather than failing the
+    /// dump), or when no ring has SQPOLL and nothing needs converting.
     fn hz_for(&mut self, reading: &Reading) -> Option<u32> {
         let needs_hz = reading.rings.values().any(|ring| ring.header.flags & setup_flags::SQPOLL != 0);
-        let configured = reading.rings.values().map(|ring| ring.header.hz).find(|&hz| hz > 0);
-        match configured {
+        match tick_hz() {
             Some(hz) => Some(hz),
             None if needs_hz => self.measure_hz().ok(),
             None => None,
@@ -271,7 +335,7 @@ impl BpfDumper {
 
     /// Pass B, one round: asks for `requests` (keyed by their local fds),
     /// iterates the dumper's own fds, and returns what the program wrote.
-    fn run_chunk_round(&mut self, requests: &[ChunkRequest]) -> Result<Vec<u8>, BpfError> {
+    fn run_chunk_round(&mut self, requests: &[Request]) -> Result<Vec<u8>, BpfError> {
         let self_pid = self.self_pid;
         let skeleton = &*self.skeleton.skeleton;
         let map = &skeleton.maps.chunk_requests;
@@ -283,7 +347,7 @@ impl BpfDumper {
         let _clear_on_exit = RequestMapGuard { map, keys: requests.iter().map(|r| fd_number(&r.local_fd)).collect() };
         for request in requests {
             let key = fd_number(&request.local_fd).to_ne_bytes();
-            let value = records::chunk_request_bytes(request.expected_ctx, request.table, request.start, request.count);
+            let value = request.value();
             map.update(&key, &value, MapFlags::ANY).map_err(|source| BpfError::RequestMap { source })?;
         }
         let mut link_info = libbpf_sys::bpf_iter_link_info::default();
@@ -293,57 +357,122 @@ impl BpfDumper {
         drain_iterator(&link).map_err(|source| BpfError::IterRead { pass: Pass::Chunks, source })
     }
 
-    /// Pass B: fills every ring's file and buffer table.
-    fn read_tables(&mut self, pid: u32, pidfd: BorrowedFd<'_>, reading: &mut Reading) -> Result<(), BpfError> {
-        let plan: Vec<PlannedChunk> = reading.rings.values().flat_map(RingFacts::planned_chunks).collect();
-        for round in plan.chunks(CHUNKS_PER_ROUND) {
-            // One pidfd_getfd per ring per round; duplicates for its chunks.
-            let mut copied: HashMap<u64, OwnedFd> = HashMap::new();
-            let mut requests = Vec::with_capacity(round.len());
-            for chunk in round {
-                let base = match copied.entry(chunk.ring) {
-                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(entry) => {
-                        let target_fd = reading.rings.get(&chunk.ring).map_or(-1, |ring| ring.target_fd);
-                        entry.insert(copy_target_fd(pid, pidfd, target_fd)?)
+    /// Pass B: every ring's header, then its file and buffer tables.
+    fn read_rings(&mut self, pid: u32, pidfd: BorrowedFd<'_>, reading: &mut Reading) -> Result<(), BpfError> {
+        if reading.ring_fds.is_empty() {
+            return Ok(());
+        }
+        let mut first: Vec<Planned> = Vec::new();
+        for &ring in reading.ring_fds.keys() {
+            first.push(Planned { ring, want: Want::Ring });
+            // The first chunk of each table, before the header says whether
+            // there is one: most tables fit, and the rounds after the
+            // headers are then not needed. The program clamps the count to
+            // the table.
+            first.push(Planned::chunk(ring, Table::Files, 0, records::FILE_SLOTS_PER_CHUNK));
+            first.push(Planned::chunk(ring, Table::Buffers, 0, records::BUFFER_SLOTS_PER_CHUNK));
+        }
+        self.run_rounds(pid, pidfd, reading, &first)?;
+        reading.check_headers_complete()?;
+        let rest: Vec<Planned> = reading
+            .rings
+            .values()
+            .flat_map(|facts| {
+                facts.planned_chunks().into_iter().filter(|chunk| match chunk.want {
+                    Want::Chunk { table, start, .. } => !facts.answered.contains(&(table, start)),
+                    Want::Ring | Want::Probe => true,
+                })
+            })
+            .collect();
+        self.run_rounds(pid, pidfd, reading, &rest)?;
+        reading.check_tables_complete()
+    }
+
+    /// Asks for `planned` in rounds of at most [`CHUNKS_PER_ROUND`] and
+    /// applies the answers.
+    fn run_rounds(
+        &mut self,
+        pid: u32,
+        pidfd: BorrowedFd<'_>,
+        reading: &mut Reading,
+        planned: &[Planned],
+    ) -> Result<(), BpfError> {
+        for round in planned.chunks(CHUNKS_PER_ROUND) {
+            // One pidfd_getfd per ring per round (its first request's fd);
+            // duplicates of it for the others.
+            let mut copied: HashMap<u64, usize> = HashMap::new();
+            let mut requests: Vec<Request> = Vec::with_capacity(round.len());
+            for wanted in round {
+                let local_fd = match copied.get(&wanted.ring) {
+                    Some(&index) => rustix::io::fcntl_dupfd_cloexec(&requests[index].local_fd, 0).map_err(|errno| {
+                        BpfError::Io { what: "duplicating a copied ring fd".into(), source: errno.into() }
+                    })?,
+                    None => {
+                        copied.insert(wanted.ring, requests.len());
+                        let target_fd = reading.ring_fds.get(&wanted.ring).copied().unwrap_or(-1);
+                        copy_target_fd(pid, pidfd, target_fd)?
                     }
                 };
-                let local_fd = rustix::io::fcntl_dupfd_cloexec(&*base, 0).map_err(|errno| BpfError::Io {
-                    what: "duplicating a copied ring fd".into(),
-                    source: errno.into(),
-                })?;
-                requests.push(ChunkRequest {
-                    local_fd,
-                    expected_ctx: chunk.ring,
-                    table: chunk.table,
-                    start: chunk.start,
-                    count: chunk.count,
-                });
+                requests.push(Request { local_fd, expected_ctx: wanted.ring, want: wanted.want });
             }
             let bytes = self.run_chunk_round(&requests)?;
-            reading.apply_chunk_records(pid, &bytes, &requests)?;
+            reading.apply_round_records(pid, &bytes, &requests)?;
         }
-        reading.check_tables_complete()
+        Ok(())
     }
 }
 
-/// One chunk of a registered table to read in pass B.
-#[derive(Debug, Clone, Copy)]
-struct PlannedChunk {
+/// The `f_op` of io_uring and eventfd files.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fops {
     ring: u64,
-    table: Table,
-    start: u32,
-    count: u32,
+    eventfd: u64,
 }
 
-/// A planned chunk with the dumper's local fd that carries it.
-struct ChunkRequest {
+/// What a pass-B request asks of a ring (or, for a probe, of any fd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// The ring's header.
+    Ring,
+    /// A range of one of its tables.
+    Chunk { table: Table, start: u32, count: u32 },
+    /// The file's f_op.
+    Probe,
+}
+
+/// One request of pass B, before it has a local fd.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    ring: u64,
+    want: Want,
+}
+
+impl Planned {
+    fn chunk(ring: u64, table: Table, start: u32, count: u32) -> Planned {
+        Planned { ring, want: Want::Chunk { table, start, count } }
+    }
+}
+
+/// A request with the dumper's local fd that carries it.
+struct Request {
     local_fd: OwnedFd,
-    /// The ring the local fd must refer to; 0 accepts any ring.
+    /// The ring the local fd must refer to; 0 accepts any file (only the
+    /// dumper's own probe ring and eventfd).
     expected_ctx: u64,
-    table: Table,
-    start: u32,
-    count: u32,
+    want: Want,
+}
+
+impl Request {
+    /// The chunk_requests map value.
+    fn value(&self) -> [u8; 24] {
+        match self.want {
+            Want::Ring => records::chunk_request_bytes(self.expected_ctx, RequestKind::Ring, Table::Files, 0, 0),
+            Want::Probe => records::chunk_request_bytes(self.expected_ctx, RequestKind::Probe, Table::Files, 0, 0),
+            Want::Chunk { table, start, count } => {
+                records::chunk_request_bytes(self.expected_ctx, RequestKind::Chunk, table, start, count)
+            }
+        }
+    }
 }
 
 /// Deletes a round's requests from the map however the round ends.
@@ -369,6 +498,13 @@ struct Reading {
     /// Files that only pass B saw (no fd of the target holds them): their
     /// path must come from fdinfo. Ring → (slot index, file).
     slot_only_files: BTreeMap<u64, Vec<(u32, u64)>>,
+    /// The rings pass A found, each with the lowest fd of the target that
+    /// holds it.
+    ring_fds: BTreeMap<u64, i32>,
+    /// The `f_op` of io_uring and eventfd files, which tell registered
+    /// files apart.
+    fops: Fops,
+    /// The rings whose header pass B returned.
     rings: BTreeMap<u64, RingFacts>,
     eventfds: HashMap<u64, RawEventfd>,
 }
@@ -385,7 +521,7 @@ struct RingFacts {
 }
 
 impl RingFacts {
-    fn planned_chunks(&self) -> Vec<PlannedChunk> {
+    fn planned_chunks(&self) -> Vec<Planned> {
         let mut chunks = Vec::new();
         for (table, size, per_chunk) in [
             (Table::Files, self.header.file_slots, records::FILE_SLOTS_PER_CHUNK),
@@ -394,7 +530,7 @@ impl RingFacts {
             let mut start = 0;
             while start < size {
                 let count = per_chunk.min(size - start);
-                chunks.push(PlannedChunk { ring: self.header.ctx, table, start, count });
+                chunks.push(Planned::chunk(self.header.ctx, table, start, count));
                 start += count;
             }
         }
@@ -404,12 +540,11 @@ impl RingFacts {
 
 impl Reading {
     /// Pass A's records, deduplicated.
-    fn from_target_records(bytes: &[u8]) -> Result<Reading, BpfError> {
-        let mut reading = Reading::default();
+    fn from_target_records(bytes: &[u8], fops: Fops) -> Result<Reading, BpfError> {
+        let mut reading = Reading { fops, ..Reading::default() };
         for record in Records::new(bytes) {
             match record.map_err(|error| malformed(Pass::TargetFds, error))? {
                 Record::Fd(fd) => reading.add_fd(&fd)?,
-                Record::Ring(ring) => reading.add_ring(ring)?,
                 Record::Eventfd(EventfdRecord { ctx, count, flags, .. }) => {
                     reading.eventfds.entry(ctx).or_insert(RawEventfd { count, flags });
                 }
@@ -432,6 +567,10 @@ impl Reading {
         // The first record for an fd wins: the group leader's table comes
         // first, and a re-shown object repeats the same facts.
         self.fds.entry(fd).or_insert(RawFd { fd, cloexec: record.cloexec, file: record.file });
+        if record.role == Role::Ring {
+            let lowest = self.ring_fds.entry(record.private_data).or_insert(fd);
+            *lowest = (*lowest).min(fd);
+        }
         self.files.entry(record.file).or_insert_with(|| RawFile {
             role: role_of(record.role, record.private_data),
             path: record.path.and_then(path_text),
@@ -442,7 +581,14 @@ impl Reading {
         Ok(())
     }
 
-    fn add_ring(&mut self, header: RingRecord) -> Result<(), BpfError> {
+    /// A ring's header, answering `request`.
+    fn add_ring(&mut self, pid: u32, header: RingRecord, request: &Request) -> Result<(), BpfError> {
+        if header.status != ChunkStatus::Ok || header.ctx != request.expected_ctx {
+            return Err(BpfError::TargetChanged {
+                pid,
+                what: format!("the fd copied for ring {:#x} now refers to something else", request.expected_ctx),
+            });
+        }
         if header.layout == Layout::Unknown {
             return Err(BpfError::LayoutNotRecognised {
                 field: "io_ring_ctx.file_table.data (6.18 layout) or io_ring_ctx.nr_user_files (6.1 layout)".into(),
@@ -450,7 +596,7 @@ impl Reading {
         }
         if header.file_slots > MAX_FILE_SLOTS || header.buffer_slots > MAX_BUFFER_SLOTS {
             return Err(BpfError::Inconsistent {
-                pass: Pass::TargetFds,
+                pass: Pass::Chunks,
                 reason: format!(
                     "ring {:#x} reports {} file and {} buffer slots, beyond the kernel's limits",
                     header.ctx, header.file_slots, header.buffer_slots
@@ -462,7 +608,7 @@ impl Reading {
                 .entry(header.eventfd_ctx)
                 .or_insert(RawEventfd { count: header.eventfd_count, flags: header.eventfd_flags });
         }
-        let target_fd = i32::try_from(header.fd).unwrap_or(i32::MAX);
+        let target_fd = self.ring_fds.get(&header.ctx).copied().unwrap_or(i32::MAX);
         self.rings.entry(header.ctx).or_insert_with(|| RingFacts {
             header,
             target_fd,
@@ -473,14 +619,27 @@ impl Reading {
         Ok(())
     }
 
-    /// Applies one pass-B round's records; every request must be answered.
-    fn apply_chunk_records(&mut self, pid: u32, bytes: &[u8], requests: &[ChunkRequest]) -> Result<(), BpfError> {
-        let by_local_fd: HashMap<u32, &ChunkRequest> =
+    /// Applies one pass-B round's records (that every request was
+    /// answered is checked once all rounds are done).
+    fn apply_round_records(&mut self, pid: u32, bytes: &[u8], requests: &[Request]) -> Result<(), BpfError> {
+        let by_local_fd: HashMap<u32, &Request> =
             requests.iter().map(|request| (fd_number(&request.local_fd), request)).collect();
+        let records: Vec<Record<'_>> =
+            Records::new(bytes).collect::<Result<_, _>>().map_err(|error| malformed(Pass::Chunks, error))?;
+        // Headers first: a chunk is checked against its ring's header,
+        // which may come after it (records come in local fd order).
+        for record in &records {
+            if let Record::Ring(header) = record {
+                if let Some(request) = by_local_fd.get(&header.fd).filter(|r| r.want == Want::Ring) {
+                    self.add_ring(pid, *header, request)?;
+                }
+            }
+        }
         // The chunk whose slot records follow, with its slot range.
         let mut current: Option<(u64, Table, std::ops::Range<u32>)> = None;
-        for record in Records::new(bytes) {
-            match record.map_err(|error| malformed(Pass::Chunks, error))? {
+        for record in records {
+            match record {
+                Record::Ring(_) => current = None,
                 Record::Chunk(chunk) => {
                     let request = by_local_fd.get(&chunk.fd).copied();
                     current = self.accept_chunk(pid, &chunk, request)?;
@@ -504,15 +663,29 @@ impl Reading {
         Ok(())
     }
 
+    /// Every ring pass A found must have had its header answered.
+    fn check_headers_complete(&self) -> Result<(), BpfError> {
+        match self.ring_fds.keys().find(|ring| !self.rings.contains_key(ring)) {
+            Some(ring) => Err(BpfError::Inconsistent {
+                pass: Pass::Chunks,
+                reason: format!("no header came back for ring {ring:#x}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Checks a chunk record against its request and marks it answered;
     /// returns where its slot records go.
     fn accept_chunk(
         &mut self,
         pid: u32,
         chunk: &ChunkRecord,
-        request: Option<&ChunkRequest>,
+        request: Option<&Request>,
     ) -> Result<Option<(u64, Table, std::ops::Range<u32>)>, BpfError> {
-        let Some(request) = request else {
+        let Some((request, table, start, count)) = request.and_then(|request| match request.want {
+            Want::Chunk { table, start, count } => Some((request, table, start, count)),
+            Want::Ring | Want::Probe => None,
+        }) else {
             // A request of an earlier, failed read that survived: ignore it.
             return Ok(None);
         };
@@ -521,7 +694,7 @@ impl Reading {
             ChunkStatus::UnknownLayout => {
                 return Err(BpfError::LayoutNotRecognised { field: "io_ring_ctx.file_table / buf_table".into() })
             }
-            ChunkStatus::NotARing | ChunkStatus::OtherRing => {
+            ChunkStatus::OtherRing => {
                 return Err(BpfError::TargetChanged {
                     pid,
                     what: format!("the fd copied for ring {:#x} now refers to something else", request.expected_ctx),
@@ -531,21 +704,23 @@ impl Reading {
         let Some(ring) = self.rings.get_mut(&request.expected_ctx) else {
             return Ok(None);
         };
-        let expected_size = match request.table {
+        let expected_size = match table {
             Table::Files => ring.header.file_slots,
             Table::Buffers => ring.header.buffer_slots,
         };
-        if chunk.table != request.table || chunk.start != request.start {
+        // A speculative first chunk asks for more than the table may hold.
+        let expected_scanned = count.min(expected_size.saturating_sub(start));
+        if chunk.table != table || chunk.start != start {
             return Err(BpfError::Inconsistent {
                 pass: Pass::Chunks,
                 reason: format!("chunk record for fd {} does not match its request", chunk.fd),
             });
         }
-        if chunk.table_size != expected_size || chunk.scanned != request.count {
+        if chunk.table_size != expected_size || chunk.scanned != expected_scanned {
             return Err(BpfError::TargetChanged {
                 pid,
                 what: format!(
-                    "ring {:#x}'s {} table has {} slots now, {} when its fds were read",
+                    "ring {:#x}'s {} table has {} slots now, {} when its header was read",
                     chunk.ctx, chunk.table, chunk.table_size, expected_size
                 ),
             });
@@ -559,14 +734,15 @@ impl Reading {
         let Some(facts) = self.rings.get_mut(&ring) else { return };
         let Some(entry) = facts.files.get_mut(slot.index as usize) else { return };
         *entry = Some(slot.file);
-        if slot.role == Role::Eventfd && slot.private_data != 0 {
+        let role = self.role_of_fop(slot.f_op, slot.private_data);
+        if matches!(role, RawFileRole::Eventfd(_)) && slot.private_data != 0 {
             self.eventfds
                 .entry(slot.private_data)
                 .or_insert(RawEventfd { count: slot.eventfd_count, flags: slot.eventfd_flags });
         }
         if let std::collections::hash_map::Entry::Vacant(entry) = self.files.entry(slot.file) {
             entry.insert(RawFile {
-                role: role_of(slot.role, slot.private_data),
+                role,
                 path: None,
                 flags: Some(slot.flags),
                 pos: Some(slot.pos),
@@ -586,16 +762,28 @@ impl Reading {
         Ok(())
     }
 
+    /// What a registered file is, told by its `f_op`.
+    fn role_of_fop(&self, f_op: u64, private_data: u64) -> RawFileRole {
+        if f_op == self.fops.ring {
+            RawFileRole::Ring(private_data)
+        } else if f_op == self.fops.eventfd {
+            RawFileRole::Eventfd(private_data)
+        } else {
+            RawFileRole::Plain
+        }
+    }
+
     /// Every planned chunk of every ring must have been answered.
     fn check_tables_complete(&self) -> Result<(), BpfError> {
         for facts in self.rings.values() {
             for chunk in facts.planned_chunks() {
-                if !facts.answered.contains(&(chunk.table, chunk.start)) {
+                let Want::Chunk { table, start, count } = chunk.want else { continue };
+                if !facts.answered.contains(&(table, start)) {
                     return Err(BpfError::IncompleteTable {
                         ring: chunk.ring,
-                        table: chunk.table.to_string(),
-                        start: chunk.start,
-                        end: chunk.start + chunk.count,
+                        table: table.to_string(),
+                        start,
+                        end: start + count,
                     });
                 }
             }
@@ -689,9 +877,25 @@ fn path_text(bytes: &[u8]) -> Option<String> {
     bytes.starts_with(b"/").then(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
+/// HZ from the coarse clocks' resolution, which is one tick (TICK_NSEC =
+/// 1e9 / HZ, rounded); `None` when that is not a plausible HZ.
+fn tick_hz() -> Option<u32> {
+    let resolution = rustix::time::clock_getres(rustix::time::ClockId::MonotonicCoarse);
+    let nanos = i128::from(resolution.tv_sec) * 1_000_000_000 + i128::from(resolution.tv_nsec);
+    hz_from_tick_nanos(nanos)
+}
+
+fn hz_from_tick_nanos(nanos: i128) -> Option<u32> {
+    if nanos <= 0 {
+        return None;
+    }
+    let hz = (1_000_000_000 + nanos / 2) / nanos;
+    u32::try_from(hz).ok().filter(|hz| PLAUSIBLE_HZ.contains(hz))
+}
+
 /// `jiffies * 1000 / HZ`, saturating: the kernel got jiffies from a u32 of
 /// milliseconds (rounded up), so this fits except at the very top. `hz` is
-/// never 0 here (a 0 from the config means "unknown" and is measured).
+/// never 0 here.
 fn jiffies_to_ms(jiffies: u32, hz: u32) -> u32 {
     let ms = u64::from(jiffies) * 1000 / u64::from(hz.max(1));
     u32::try_from(ms).unwrap_or(u32::MAX)
@@ -825,6 +1029,7 @@ mod layout {
 
     /// Fields every kernel must have, as (struct, member).
     pub(super) const ALWAYS: &[(&str, &str)] = &[
+        ("file", "f_op"),
         ("file", "f_path"),
         ("file", "f_inode"),
         ("file", "f_flags"),
@@ -832,10 +1037,6 @@ mod layout {
         ("file", "private_data"),
         ("inode", "i_mode"),
         ("inode", "i_ino"),
-        ("dentry", "d_parent"),
-        ("dentry", "d_name"),
-        ("qstr", "name"),
-        ("task_struct", "tgid"),
         ("task_struct", "files"),
         ("files_struct", "fdt"),
         ("fdtable", "close_on_exec"),
@@ -966,6 +1167,18 @@ mod tests {
     }
 
     #[test]
+    fn hz_comes_from_the_tick() {
+        assert_eq!(hz_from_tick_nanos(4_000_000), Some(250));
+        assert_eq!(hz_from_tick_nanos(1_000_000), Some(1000));
+        assert_eq!(hz_from_tick_nanos(3_333_334), Some(300));
+        assert_eq!(hz_from_tick_nanos(10_000_000), Some(100));
+        // A high-resolution clock is no tick.
+        assert_eq!(hz_from_tick_nanos(1), None);
+        assert_eq!(hz_from_tick_nanos(0), None);
+        assert_eq!(hz_from_tick_nanos(1_000_000_000), None);
+    }
+
+    #[test]
     fn only_absolute_paths_are_paths() {
         assert_eq!(path_text(b"/dev/null").as_deref(), Some("/dev/null"));
         assert_eq!(path_text(b"pipe:[1234]"), None);
@@ -991,15 +1204,22 @@ mod tests {
             file_slots: 19_000,
             buffer_slots: 641,
             layout: Layout::RsrcNodes,
-            hz: 250,
+            status: ChunkStatus::Ok,
         };
         let facts =
             RingFacts { header, target_fd: 3, files: Vec::new(), buffers: Vec::new(), answered: HashSet::new() };
-        let chunks = facts.planned_chunks();
-        let files: u32 = chunks.iter().filter(|c| c.table == Table::Files).map(|c| c.count).sum();
-        let buffers: Vec<_> = chunks.iter().filter(|c| c.table == Table::Buffers).map(|c| (c.start, c.count)).collect();
+        let chunks: Vec<(Table, u32, u32)> = facts
+            .planned_chunks()
+            .iter()
+            .filter_map(|c| match c.want {
+                Want::Chunk { table, start, count } => Some((table, start, count)),
+                Want::Ring | Want::Probe => None,
+            })
+            .collect();
+        let files: u32 = chunks.iter().filter(|c| c.0 == Table::Files).map(|c| c.2).sum();
+        let buffers: Vec<_> = chunks.iter().filter(|c| c.0 == Table::Buffers).map(|c| (c.1, c.2)).collect();
         assert_eq!(files, 19_000);
         assert_eq!(buffers, vec![(0, 640), (640, 1)]);
-        assert!(chunks.iter().all(|c| c.count > 0));
+        assert!(chunks.iter().all(|c| c.2 > 0));
     }
 }

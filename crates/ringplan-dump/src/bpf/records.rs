@@ -1,4 +1,5 @@
-//! Parsing the byte stream the BPF programs write (`bpf/ringplan_records.h`).
+//! Parsing the byte stream the BPF programs write (`bpf/ringplan_records.h`),
+//! and the request values pass B reads.
 //!
 //! The stream comes from the kernel and is treated as untrusted input: every
 //! length is checked, and anything that does not parse is a
@@ -10,12 +11,13 @@ use std::fmt;
 
 /// `struct rp_header`: kind and total size.
 const HEADER_LEN: usize = 8;
-const FD_RECORD_LEN: usize = 64;
+const FD_RECORD_LEN: usize = 72;
 const RING_RECORD_LEN: usize = 96;
 const EVENTFD_RECORD_LEN: usize = 32;
 const CHUNK_RECORD_LEN: usize = 48;
 const FILE_SLOT_RECORD_LEN: usize = 64;
 const BUFFER_SLOT_RECORD_LEN: usize = 32;
+const PROBE_RECORD_LEN: usize = 24;
 /// `RP_PATH_MAX`: the longest path the program writes.
 const PATH_MAX: usize = 4096;
 
@@ -25,6 +27,7 @@ const KIND_EVENTFD: u32 = 3;
 const KIND_CHUNK: u32 = 4;
 const KIND_FILE_SLOT: u32 = 5;
 const KIND_BUFFER_SLOT: u32 = 6;
+const KIND_PROBE: u32 = 7;
 
 /// `RP_READ_BUFFER_SIZE`: the read() size that keeps the kernel from
 /// re-showing an object (see the sizing note in ringplan_records.h).
@@ -107,11 +110,31 @@ impl fmt::Display for Table {
     }
 }
 
-/// `enum rp_chunk_status`.
+/// `enum rp_request_kind`: what a pass-B request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestKind {
+    /// A range of a registered table.
+    Chunk,
+    /// The ring's header.
+    Ring,
+    /// The file's f_op.
+    Probe,
+}
+
+impl RequestKind {
+    fn to_raw(self) -> u32 {
+        match self {
+            RequestKind::Chunk => 0,
+            RequestKind::Ring => 1,
+            RequestKind::Probe => 2,
+        }
+    }
+}
+
+/// `enum rp_chunk_status`, of chunk and ring records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChunkStatus {
     Ok,
-    NotARing,
     OtherRing,
     UnknownLayout,
 }
@@ -120,7 +143,6 @@ impl ChunkStatus {
     fn from_raw(raw: u32) -> Result<ChunkStatus, &'static str> {
         match raw {
             0 => Ok(ChunkStatus::Ok),
-            1 => Ok(ChunkStatus::NotARing),
             2 => Ok(ChunkStatus::OtherRing),
             3 => Ok(ChunkStatus::UnknownLayout),
             _ => Err("unknown chunk status"),
@@ -132,6 +154,7 @@ impl ChunkStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FdRecord<'a> {
     pub file: u64,
+    pub f_op: u64,
     pub private_data: u64,
     pub pos: i64,
     pub inode_number: u64,
@@ -144,7 +167,7 @@ pub(crate) struct FdRecord<'a> {
     pub path: Option<&'a [u8]>,
 }
 
-/// `struct rp_ring_record`.
+/// `struct rp_ring_record` (pass B; `fd` is the dumper's local fd).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RingRecord {
     pub ctx: u64,
@@ -163,7 +186,7 @@ pub(crate) struct RingRecord {
     pub file_slots: u32,
     pub buffer_slots: u32,
     pub layout: Layout,
-    pub hz: u32,
+    pub status: ChunkStatus,
 }
 
 /// `struct rp_eventfd_record`.
@@ -193,13 +216,13 @@ pub(crate) struct ChunkRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FileSlotRecord {
     pub file: u64,
+    pub f_op: u64,
     pub private_data: u64,
     pub pos: i64,
     pub eventfd_count: u64,
     pub index: u32,
     pub flags: u32,
     pub mode: u32,
-    pub role: Role,
     pub eventfd_flags: u32,
 }
 
@@ -212,6 +235,13 @@ pub(crate) struct BufferSlotRecord {
     pub kernel_buffer: bool,
 }
 
+/// `struct rp_probe_record`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProbeRecord {
+    pub f_op: u64,
+    pub fd: u32,
+}
+
 /// One record of the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Record<'a> {
@@ -221,6 +251,7 @@ pub(crate) enum Record<'a> {
     Chunk(ChunkRecord),
     FileSlot(FileSlotRecord),
     BufferSlot(BufferSlotRecord),
+    Probe(ProbeRecord),
 }
 
 /// A record that does not parse.
@@ -284,6 +315,7 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
                 return Err("shorter than an fd record");
             }
             let file = c.u64()?;
+            let f_op = c.u64()?;
             let private_data = c.u64()?;
             let pos = c.i64()?;
             let inode_number = c.u64()?;
@@ -300,7 +332,7 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
             }
             expect_len(FD_RECORD_LEN + path_len)?;
             let path = if path_len == 0 { None } else { Some(c.bytes(path_len)?) };
-            Ok(Record::Fd(FdRecord { file, private_data, pos, inode_number, fd, flags, mode, role, cloexec, path }))
+            Ok(Record::Fd(FdRecord { file, f_op, private_data, pos, inode_number, fd, flags, mode, role, cloexec, path }))
         }
         KIND_RING => {
             expect_len(RING_RECORD_LEN)?;
@@ -321,7 +353,7 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
                 file_slots: c.u32()?,
                 buffer_slots: c.u32()?,
                 layout: Layout::from_raw(c.u32()?)?,
-                hz: c.u32()?,
+                status: ChunkStatus::from_raw(c.u32()?)?,
             }))
         }
         KIND_EVENTFD => {
@@ -346,13 +378,13 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
             expect_len(FILE_SLOT_RECORD_LEN)?;
             Ok(Record::FileSlot(FileSlotRecord {
                 file: c.u64()?,
+                f_op: c.u64()?,
                 private_data: c.u64()?,
                 pos: c.i64()?,
                 eventfd_count: c.u64()?,
                 index: c.u32()?,
                 flags: c.u32()?,
                 mode: c.u32()?,
-                role: Role::from_raw(c.u32()?)?,
                 eventfd_flags: c.u32()?,
             }))
         }
@@ -364,6 +396,10 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
                 index: c.u32()?,
                 kernel_buffer: c.u32()? != 0,
             }))
+        }
+        KIND_PROBE => {
+            expect_len(PROBE_RECORD_LEN)?;
+            Ok(Record::Probe(ProbeRecord { f_op: c.u64()?, fd: c.u32()? }))
         }
         _ => Err("unknown kind"),
     }
@@ -409,13 +445,21 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The value bytes of `struct rp_chunk_request` for the chunk_requests map.
-pub(crate) fn chunk_request_bytes(expected_ctx: u64, table: Table, start: u32, count: u32) -> [u8; 24] {
+/// The value bytes of `struct rp_chunk_request` for the chunk_requests map
+/// (`table`, `start` and `count` matter only to chunk requests).
+pub(crate) fn chunk_request_bytes(
+    expected_ctx: u64,
+    kind: RequestKind,
+    table: Table,
+    start: u32,
+    count: u32,
+) -> [u8; 24] {
     let mut value = [0u8; 24];
     value[0..8].copy_from_slice(&expected_ctx.to_ne_bytes());
     value[8..12].copy_from_slice(&table.to_raw().to_ne_bytes());
     value[12..16].copy_from_slice(&start.to_ne_bytes());
     value[16..20].copy_from_slice(&count.to_ne_bytes());
+    value[20..24].copy_from_slice(&kind.to_raw().to_ne_bytes());
     value
 }
 
@@ -431,7 +475,7 @@ mod tests {
 
     fn fd_record(path: &[u8]) -> Vec<u8> {
         let mut bytes = header(KIND_FD, FD_RECORD_LEN + path.len());
-        for value in [0xffff_8880_0000_1000u64, 0, 17, 42] {
+        for value in [0xffff_8880_0000_1000u64, 0xffff_ffff_8200_0000, 0, 17, 42] {
             bytes.extend_from_slice(&value.to_ne_bytes());
         }
         for value in [3u32, 0o2, 0o100644, 0, 1] {
@@ -449,6 +493,7 @@ mod tests {
         assert_eq!(records.len(), 1);
         let Ok(Record::Fd(fd)) = &records[0] else { panic!("not an fd record: {records:?}") };
         assert_eq!(fd.fd, 3);
+        assert_eq!(fd.f_op, 0xffff_ffff_8200_0000);
         assert_eq!(fd.pos, 17);
         assert_eq!(fd.inode_number, 42);
         assert!(fd.cloexec);
