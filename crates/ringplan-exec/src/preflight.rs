@@ -94,6 +94,42 @@ fn has_ipc_lock() -> bool {
     rustix::thread::capabilities(None).is_ok_and(|caps| caps.effective.contains(rustix::thread::CapabilitySet::IPC_LOCK))
 }
 
+/// Setup flags whose acceptance the kernel's feature bits prove, each with
+/// a feature that came in the same release or later: a kernel reporting the
+/// feature is new enough for the flag. The flags here combine freely with
+/// each other (SQ_AFF needs SQPOLL, which image validation guarantees);
+/// those with combination rules (COOP_TASKRUN, DEFER_TASKRUN, ...) and
+/// newer ones are left to a throwaway ring, which asks the kernel itself.
+const FLAGS_PROVEN_BY_FEATURES: [(u32, IoringFeatureFlags); 10] = [
+    (setup_flags::IOPOLL, IoringFeatureFlags::empty()),
+    (setup_flags::SQPOLL, IoringFeatureFlags::empty()),
+    (setup_flags::SQ_AFF, IoringFeatureFlags::empty()),
+    // 5.5
+    (setup_flags::CQSIZE, IoringFeatureFlags::NODROP),
+    // 5.6
+    (setup_flags::CLAMP, IoringFeatureFlags::RW_CUR_POS),
+    (setup_flags::ATTACH_WQ, IoringFeatureFlags::RW_CUR_POS),
+    // IORING_SETUP_R_DISABLED (5.10), shown by SQPOLL_NONFIXED (5.11)
+    (1 << 6, IoringFeatureFlags::SQPOLL_NONFIXED),
+    // SUBMIT_ALL (5.18), SQE128 and CQE32 (5.19), shown by REG_REG_RING (6.3)
+    (1 << 7, IoringFeatureFlags::REG_REG_RING),
+    (1 << 10 | 1 << 11, IoringFeatureFlags::REG_REG_RING),
+    // NO_SQARRAY (6.6), shown by RECVSEND_BUNDLE (6.10)
+    (1 << 16, IoringFeatureFlags::RECVSEND_BUNDLE),
+];
+
+/// Whether `features` (from a ring this kernel set up) prove that it accepts
+/// a ring with `flags`, so no throwaway ring needs to ask.
+fn accepted_by_features(flags: u32, features: IoringFeatureFlags) -> bool {
+    let mut unproven = flags;
+    for (flag_bits, feature) in FLAGS_PROVEN_BY_FEATURES {
+        if features.contains(feature) {
+            unproven &= !flag_bits;
+        }
+    }
+    unproven == 0
+}
+
 /// Sets up a throwaway ring with `flags` (never SQPOLL: no thread is
 /// started), attached to `attach` when the flags say so.
 fn probe_ring(flags: u32, attach: Option<BorrowedFd<'_>>) -> Result<io_uring_params, Errno> {
@@ -190,9 +226,9 @@ pub fn preflight(
     }
 
     // Ask the kernel: a throwaway base ring for the features, then one per
-    // other distinct flag set (SQPOLL and SQ_AFF left out: they start a
-    // thread; ATTACH_WQ attached to the base, which is all a non-SQPOLL
-    // attach checks). The base is plain, or has the smallest flag set when
+    // other distinct flag set that the features do not prove accepted
+    // (SQPOLL and SQ_AFF left out: they start a thread; ATTACH_WQ attached
+    // to the base, which is all a non-SQPOLL attach checks). The base is plain, or has the smallest flag set when
     // that set does not attach (the features do not depend on the flags):
     // one throwaway ring fewer.
     let unsupported = |flags: u32| {
@@ -222,7 +258,9 @@ pub fn preflight(
     };
     let features = params.features;
     for &flags in flag_sets.iter().filter(|&&flags| flags != base_flags) {
-        probe_ring(flags, Some(base.as_fd())).map_err(unsupported(flags))?;
+        if !accepted_by_features(flags, features) {
+            probe_ring(flags, Some(base.as_fd())).map_err(unsupported(flags))?;
+        }
     }
     drop(base);
     // IORING_REGISTER_EVENTFD_ASYNC came with 5.6, as did
@@ -248,4 +286,26 @@ pub fn preflight(
         pinned_bytes: pinned,
         external_inputs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_prove_only_flags_at_least_as_old_as_themselves() {
+        let linux_5_5 = IoringFeatureFlags::SINGLE_MMAP | IoringFeatureFlags::NODROP | IoringFeatureFlags::SUBMIT_STABLE;
+        let seed_child = setup_flags::SQ_AFF | setup_flags::CQSIZE | setup_flags::ATTACH_WQ;
+        assert!(accepted_by_features(setup_flags::CQSIZE, linux_5_5));
+        assert!(!accepted_by_features(seed_child, linux_5_5), "ATTACH_WQ came with 5.6");
+        let linux_6_3 = linux_5_5
+            | IoringFeatureFlags::RW_CUR_POS
+            | IoringFeatureFlags::SQPOLL_NONFIXED
+            | IoringFeatureFlags::REG_REG_RING;
+        assert!(accepted_by_features(seed_child, linux_6_3));
+        assert!(accepted_by_features(1 << 10 | 1 << 11, linux_6_3), "SQE128 and CQE32");
+        assert!(!accepted_by_features(1 << 16, linux_6_3), "NO_SQARRAY came with 6.6");
+        let coop_taskrun = 1 << 8;
+        assert!(!accepted_by_features(coop_taskrun, IoringFeatureFlags::all()), "combination rules: ask the kernel");
+    }
 }
