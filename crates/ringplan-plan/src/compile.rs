@@ -23,7 +23,7 @@ use crate::model::*;
 
 /// Phases: the first component of every step's sort key. Every edge goes
 /// from a phase to the same or a later one, so the plan's steps are sorted
-/// by phase (see `ARCHITECTURE-planner.md`).
+/// by phase (see "The planner and its step graph" in `docs/ARCHITECTURE.md`).
 mod phase {
     /// Create objects, set up rings, register eventfds and file tables,
     /// close temporaries nothing installs.

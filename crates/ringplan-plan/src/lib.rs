@@ -29,8 +29,8 @@
 //! [`plan_from_image_or_plan`] takes either document (what `plan show`
 //! reads). The text, DOT and JSON views are [`Plan::to_text`],
 //! [`Plan::to_dot`] and [`Plan::to_json`] (or [`Plan::write_json`], which
-//! streams). `ARCHITECTURE-planner.md` beside this crate explains the step
-//! graph, its invariants and the rejections.
+//! streams). "The planner and its step graph" in `docs/ARCHITECTURE.md`
+//! explains the step graph, its invariants and the rejections.
 
 mod analyze;
 mod codec;
