@@ -1,6 +1,8 @@
-//! The BPF backend against the real kernel: a C program
-//! (`tests/programs/ring_holder.c`, built here with `cc -luring`) sets up a
-//! known io_uring state, and the dump of it is compared field by field.
+//! Both backends against a program nobody here wrote the io_uring code of:
+//! a C program on liburing (`tests/programs/ring_holder.c`, built here with
+//! `cc -luring`) sets up a known io_uring state, and the BPF backend's dump
+//! of it is compared field by field; the fdinfo backend's must agree on
+//! everything fdinfo shows and mark the rest unknown.
 //!
 //! Needs: root (or CAP_BPF + CAP_PERFMON + ptrace rights), a kernel with BTF
 //! and io_uring, a C compiler and liburing's headers and library. A missing
@@ -334,4 +336,36 @@ fn timings() {
     reads.sort();
     eprintln!("BpfDumper::load(): min {:?}, median {:?}", loads[0], loads[2]);
     eprintln!("read() of the seed-like state: min {:?}, median {:?}", reads[0], reads[2]);
+}
+
+/// The fdinfo backend on the same program: ring sizes, SQ thread sharing,
+/// registered files by slot and path and buffers by slot, address and length
+/// agree with the BPF backend; flags, idle and the eventfd are unknown.
+#[test]
+fn fdinfo_backend_agrees_where_fdinfo_can_see() {
+    let holder = Holder::start(&[]);
+    let exact = dump(&mut load(), &holder);
+    let seen = ringplan_dump::fdinfo::read(holder.pid())
+        .unwrap_or_else(|error| panic!("fdinfo read of pid {}: {error}", holder.pid()));
+    let path_of = |state: &RawState, file: Option<u64>| file.and_then(|file| state.files[&file].path.clone());
+    let mut threads = Vec::new();
+    for name in ["ring_a", "ring_b"] {
+        let fd = holder.fd(name);
+        let (exact_ring, seen_ring) = (&exact.rings[&ring_of(&exact, fd)], &seen.rings[&ring_of(&seen, fd)]);
+        assert_eq!(seen_ring.flags, None, "{name}: fdinfo cannot show flags");
+        assert!(!seen_ring.idle_known, "{name}: fdinfo cannot show the idle");
+        assert_eq!(seen_ring.eventfd, Known::Unknown, "{name}: fdinfo cannot show the eventfd");
+        assert_eq!((seen_ring.sq_entries, seen_ring.cq_entries), (exact_ring.sq_entries, exact_ring.cq_entries));
+        assert_eq!(seen_ring.inode, exact_ring.inode, "{name}: inode");
+        assert_eq!(seen_ring.files.len(), exact_ring.files.len(), "{name}: file slots");
+        for (index, (seen_slot, exact_slot)) in seen_ring.files.iter().zip(&exact_ring.files).enumerate() {
+            assert_eq!(seen_slot.is_some(), exact_slot.is_some(), "{name}: slot {index} occupancy");
+            assert_eq!(path_of(&seen, *seen_slot), path_of(&exact, *exact_slot), "{name}: slot {index} path");
+        }
+        assert_eq!(seen_ring.buffers, exact_ring.buffers, "{name}: buffers");
+        threads.push(seen_ring.sq_thread.expect("both rings have an SQ thread"));
+    }
+    assert_eq!(threads[0], threads[1], "ring_b shares ring_a's SQ thread");
+    let eventfd = &seen.eventfds[&eventfd_of(&seen, holder.fd("eventfd"))];
+    assert_eq!(eventfd.count, 42, "fdinfo shows an eventfd's own count");
 }
