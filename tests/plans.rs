@@ -41,3 +41,26 @@ fn checked_in_plans_render_with_graphviz() {
     assert!(output.status.success(), "dot -Tsvg failed: {}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("<svg"));
 }
+
+/// `plan compile` writes a plan a restorer can take without the planner;
+/// `plan show` of that plan prints exactly what `plan show` of the image does.
+#[test]
+fn a_compiled_plan_shows_like_its_image() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let scratch = crate::support::scratch_dir("compiled-plan");
+    for name in ["seed", "mix"] {
+        let image = dir.join(format!("{name}.img"));
+        let image = image.to_str().expect("utf-8 path");
+        let compiled = scratch.join(format!("{name}.plan"));
+        let compiled = compiled.to_str().expect("utf-8 path");
+        plan_ok(&["compile", image, "-o", compiled]);
+        for extra in [None, Some("--dot"), Some("--format=json")] {
+            let (mut from_image, mut from_plan) = (vec!["show", image], vec!["show", compiled]);
+            from_image.extend(extra);
+            from_plan.extend(extra);
+            assert_eq!(plan_ok(&from_plan), plan_ok(&from_image), "plan show {name} {extra:?}");
+        }
+        let objects = crate::support::plan(&["show", compiled, "--objects"]);
+        assert_eq!(objects.status.code(), Some(2), "--objects needs an image");
+    }
+}
