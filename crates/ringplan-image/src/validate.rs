@@ -91,12 +91,12 @@ fn check_fds(image: &Image) -> Result<(), ImageError> {
     Ok(())
 }
 
-fn resolve<'a>(
-    image: &'a Image,
+fn resolve(
+    image: &Image,
     ring: ObjectId,
     field: impl Fn() -> String,
     target: ObjectId,
-) -> Result<&'a Object, ImageError> {
+) -> Result<&Object, ImageError> {
     image.object(target).ok_or_else(|| ImageError::Dangling { ring, field: field(), target })
 }
 
