@@ -55,6 +55,9 @@ fn seed_like() -> Image {
     )
 }
 
+/// A change to a ring of the test image, and the message it must cause.
+type RingCase = (fn(&mut Ring), &'static str);
+
 fn ring_mut(image: &mut Image, id: u32) -> &mut Ring {
     match &mut image.objects[id as usize - 1].kind {
         ObjectKind::Ring(ring) => ring,
@@ -161,7 +164,7 @@ fn fds_negative_colliding_or_repeated() {
 
 #[test]
 fn sizes_the_kernel_refuses() {
-    let cases: [(fn(&mut Ring), &str); 6] = [
+    let cases: [RingCase; 6] = [
         (|ring| ring.setup.sq_entries = 0, "sq_entries 0 is outside 1..=32768"),
         (|ring| ring.setup.sq_entries = 65536, "sq_entries 65536 is outside 1..=32768"),
         (|ring| ring.setup.sq_entries = 3, "sq_entries 3 is not a power of two"),
@@ -194,7 +197,7 @@ fn buffers_outside_user_space_or_absurd() {
 
 #[test]
 fn flags_must_agree_with_the_fields_they_govern() {
-    let cases: [(fn(&mut Ring), &str); 5] = [
+    let cases: [RingCase; 5] = [
         (|ring| ring.setup.sq_thread_cpu = None, "sq_thread_cpu must be set exactly when IORING_SETUP_SQ_AFF is"),
         (|ring| ring.setup.sq_thread_idle_ms = None, "IORING_SETUP_SQPOLL is set but sq_thread_idle_ms is missing"),
         (|ring| ring.sq_group = None, "sq_group must be set exactly when IORING_SETUP_SQPOLL is"),
