@@ -160,6 +160,7 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
     let mut first_unattached_ring: Option<usize> = None;
     let mut rings: Vec<u32> = Vec::new();
     let mut file_slot_count = 0;
+    let mut mapped_ranges: Vec<(u64, u64, ObjectId)> = Vec::new();
 
     for (index, object) in objects.iter().enumerate() {
         for entry in &object.fds {
@@ -177,6 +178,11 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
             ObjectKind::File(_) => {}
             ObjectKind::Ring(ring) => {
                 let flags = check_ring(image, object.id, ring)?;
+                for mapping in &ring.mappings {
+                    crate::validate::check_ring_mapping(mapping)
+                        .map_err(|problem| PlanError::BadRingMapping { ring: object.id, problem })?;
+                    mapped_ranges.push((mapping.addr, mapping.len, object.id));
+                }
                 rings.push(index as u32);
                 file_slot_count += ring.files.len();
                 if flags & setup_flags::ATTACH_WQ == 0 && first_unattached_ring.is_none() {
@@ -216,6 +222,21 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
     let mut temporaries: Vec<TemporaryRingPlan> = Vec::new();
     assign_sq_thread_attachments(&groups, &mut wq_sources, &mut temporaries);
     assign_plain_attachments(image, &lookup, &rings, first_unattached_ring, &mut wq_sources, &mut temporaries);
+
+    // One address range holds one mapping: a dump never shows two there,
+    // and a plan that maps both could only ever map the first.
+    mapped_ranges.sort_unstable();
+    for pair in mapped_ranges.windows(2) {
+        let ((first_addr, first_len, first), (second_addr, second_len, second)) = (pair[0], pair[1]);
+        if first_addr + first_len > second_addr {
+            return Err(PlanError::BadRingMapping {
+                ring: second,
+                problem: format!(
+                    "{second_addr:#x}+{second_len} overlaps ring {first}'s mapping {first_addr:#x}+{first_len}"
+                ),
+            });
+        }
+    }
 
     Ok(Analysis { image, lookup, users, wq_sources, temporaries, needed_fds, rings, file_slot_count })
 }
@@ -379,6 +400,7 @@ fn assign_sq_thread_attachments(
                         sq_thread_idle_ms: Some(facts.max_idle_ms),
                         wq_handle: None,
                         temporary: Some(TemporaryRing::SqThreadHost { sq_group }),
+                        mappings: Vec::new(),
                     },
                     first_user,
                     last_user,
@@ -430,6 +452,7 @@ fn assign_plain_attachments(
                     sq_thread_idle_ms: None,
                     wq_handle: None,
                     temporary: Some(TemporaryRing::AttachTarget),
+                    mappings: Vec::new(),
                 },
                 first_user: index as u32,
                 last_user: index as u32,

@@ -695,11 +695,12 @@ impl<'a> GraphBuilder<'a> {
                             sq_thread_idle_ms: setup.sq_thread_idle_ms,
                             wq_handle,
                             temporary: None,
+                            mappings: ring.mappings.clone(),
                         })
                     }
                 }
             }
-            NodeKind::SetupTemporary(index) => Op::SetupRing(analysis.temporaries[index as usize].setup),
+            NodeKind::SetupTemporary(index) => Op::SetupRing(analysis.temporaries[index as usize].setup.clone()),
             NodeKind::RegisterEventfd { ring, eventfd } => Op::RegisterEventfd(RegisterEventfd {
                 ring_handle: handle_of(self.create_nodes[ring as usize]),
                 eventfd_handle: handle_of(self.create_nodes[eventfd as usize]),

@@ -44,6 +44,10 @@ pub enum PlanError {
     EventfdCountTooLarge { eventfd: ObjectId, count: u64 },
     #[error("object {object}: fd {fd} is beyond the largest fd number the kernel allows ({max})")]
     FdTooLarge { object: ObjectId, fd: i32, max: i32 },
+    /// A recorded ring mapping no `mmap` could recreate: unaligned, empty,
+    /// outside user space, or overlapping another ring's mapping.
+    #[error("ring {ring}: mapping {problem}")]
+    BadRingMapping { ring: ObjectId, problem: String },
     #[error("the image needs {steps} steps, more than a plan can index")]
     TooManySteps { steps: usize },
     /// The step graph has a cycle. Image validation rules out every cycle the

@@ -6,7 +6,7 @@
 //! define a [`Handle`]: the step's own index. Later steps name fds by handle
 //! only; the executor keeps a table from handle to the real fd it got.
 
-use ringplan_image::{FileType, ObjectId, Source};
+use ringplan_image::{FileType, ObjectId, RingMapping, Source};
 use serde::{Deserialize, Serialize};
 
 /// The format name every plan carries; a reader refuses any other.
@@ -217,8 +217,9 @@ impl ExternalReason {
     }
 }
 
-/// Parameters of `setup_ring`: `io_uring_setup(sq_entries, &params)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Parameters of `setup_ring`: `io_uring_setup(sq_entries, &params)`, then
+/// `mmap` of each recorded ring region at its recorded address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetupRing {
     /// `params.flags`, exactly as the kernel held them.
     pub flags: u32,
@@ -237,6 +238,16 @@ pub struct SetupRing {
     /// Set for a ring that is in no image and exists only during the
     /// restore; its step's `object` is `None`.
     pub temporary: Option<TemporaryRing>,
+    /// Where the dumped task had this ring's regions mapped (the image's
+    /// `Ring::mappings`, in image order): the executor maps each region of
+    /// the new ring there (`MAP_FIXED_NOREPLACE`, offset
+    /// [`ringplan_image::RingRegion::mmap_offset`]) when the range is free.
+    /// Mapping needs the ring's fd, which only this step's handle gives
+    /// (a ring without buffers is closed before the memory barrier), so the
+    /// regions travel with the setup rather than with the barrier. Empty
+    /// (and left off the wire) for temporary rings and unmapped rings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mappings: Vec<RingMapping>,
 }
 
 /// Why the plan sets up a ring that is in no image.

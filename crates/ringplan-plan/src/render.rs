@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::*;
+use crate::validate::region_name;
 
 impl Plan {
     /// The text view: a header with the fd numbers the plan needs and where
@@ -333,6 +334,19 @@ fn setup_call(setup: &SetupRing) -> String {
     call
 }
 
+/// `; mmap sq_ring 0x7f..000+4096, sqes 0x7f..000+4096`: where the
+/// executor maps the ring's regions; empty without mappings.
+fn mappings_text(mappings: &[ringplan_image::RingMapping]) -> String {
+    if mappings.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = mappings
+        .iter()
+        .map(|mapping| format!("{} {:#x}+{}", region_name(mapping.region), mapping.addr, mapping.len))
+        .collect();
+    format!("; mmap {}", parts.join(", "))
+}
+
 /// `0`, or the hex value and the names: `0x2e SQPOLL|SQ_AFF|CQSIZE|ATTACH_WQ`.
 fn flags_text(flags: u32) -> String {
     if flags == 0 {
@@ -410,7 +424,7 @@ fn describe_step(index: usize, step: &Step) -> String {
         }
         Op::SetupRing(setup) => {
             let who = setup.temporary.map_or_else(|| object.clone(), temporary_label);
-            format!("{op}{who}: {} -> h{index}", setup_call(setup))
+            format!("{op}{who}: {} -> h{index}{}", setup_call(setup), mappings_text(&setup.mappings))
         }
         Op::RegisterEventfd(register) => {
             let call = if register.is_async { "IORING_REGISTER_EVENTFD_ASYNC" } else { "IORING_REGISTER_EVENTFD" };
@@ -461,6 +475,10 @@ fn dot_label(index: usize, step: &Step) -> String {
                 let _ = write!(detail, ", wq_fd {wq}");
             }
             let _ = write!(detail, " -> h{index}");
+            if !setup.mappings.is_empty() {
+                let regions: Vec<&str> = setup.mappings.iter().map(|mapping| region_name(mapping.region)).collect();
+                let _ = write!(detail, ", maps {}", regions.join(", "));
+            }
             detail
         }
         Op::RegisterEventfd(register) => format!(

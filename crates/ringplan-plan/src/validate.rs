@@ -61,6 +61,11 @@ pub enum PlanInvalid {
     InstallTwice { step: usize, fd: i32, first: usize },
     #[error("fd {fd} is in needed_fds but no install_fd step installs it")]
     NeededNotInstalled { fd: i32 },
+    #[error(
+        "step {step} (setup_ring): maps {region} at {addr:#x}+{len}, which overlaps the mapping step {other} \
+         makes"
+    )]
+    MappingsOverlap { step: usize, region: &'static str, addr: u64, len: u64, other: usize },
     #[error("peak_temporaries is {stated} but the steps keep up to {actual} temporaries open")]
     PeakMismatch { stated: u32, actual: u32 },
 }
@@ -109,6 +114,9 @@ struct Checker<'a> {
     barrier: Option<usize>,
     barrier_count: usize,
     first_install: Option<usize>,
+    /// Every ring mapping: `(addr, len, step, region)`, checked for overlaps
+    /// at the end.
+    mappings: Vec<(u64, u64, usize, ringplan_image::RingRegion)>,
 }
 
 /// Checks everything an executor relies on; see [`PlanInvalid`] for the
@@ -127,6 +135,7 @@ pub fn validate(plan: &Plan) -> Result<(), PlanInvalid> {
         barrier: None,
         barrier_count: 0,
         first_install: None,
+        mappings: Vec::new(),
     };
     for (index, step) in plan.steps.iter().enumerate() {
         checker.check_step(index, step)?;
@@ -190,6 +199,13 @@ impl Checker<'_> {
                 check_setup(setup).map_err(bad)?;
                 if setup.temporary.is_some() != step.object.is_none() {
                     return Err(bad("a ring's step names an object exactly when the ring is not temporary".to_owned()));
+                }
+                if setup.temporary.is_some() && !setup.mappings.is_empty() {
+                    return Err(bad("a temporary ring was never mapped by the task".to_owned()));
+                }
+                for mapping in &setup.mappings {
+                    check_ring_mapping(mapping).map_err(|problem| bad(format!("mapping {problem}")))?;
+                    self.mappings.push((mapping.addr, mapping.len, index, mapping.region));
                 }
                 if let Some(wq_handle) = setup.wq_handle {
                     self.use_handle(index, step, wq_handle, Expected::Ring)?;
@@ -377,6 +393,17 @@ impl Checker<'_> {
         if self.barrier_count != 1 {
             return Err(PlanInvalid::BarrierCount { count: self.barrier_count });
         }
+        // Two mappings of one range: the executor could only make the
+        // first, and the dumped task cannot have had both.
+        let mut mappings = self.mappings;
+        mappings.sort_unstable_by_key(|&(addr, _, step, _)| (addr, step));
+        for pair in mappings.windows(2) {
+            let ((first_addr, first_len, first_step, _), (addr, len, step, region)) = (pair[0], pair[1]);
+            // check_ring_mapping bounded both below USER_ADDRESS_LIMIT.
+            if first_addr + first_len > addr {
+                return Err(PlanInvalid::MappingsOverlap { step, region: region_name(region), addr, len, other: first_step });
+            }
+        }
         let actual = peak_temporaries(steps);
         if actual != self.plan.peak_temporaries {
             return Err(PlanInvalid::PeakMismatch { stated: self.plan.peak_temporaries, actual });
@@ -430,6 +457,35 @@ fn check_setup(setup: &SetupRing) -> Result<(), String> {
     }
     if setup.wq_handle.is_some() != has(setup_flags::ATTACH_WQ) {
         return Err("wq_handle must be set exactly with IORING_SETUP_ATTACH_WQ".to_owned());
+    }
+    Ok(())
+}
+
+const PAGE_SIZE: u64 = 4096;
+
+/// A region's name as the image and the plan's views spell it.
+pub(crate) fn region_name(region: ringplan_image::RingRegion) -> &'static str {
+    match region {
+        ringplan_image::RingRegion::SqRing => "sq_ring",
+        ringplan_image::RingRegion::CqRing => "cq_ring",
+        ringplan_image::RingRegion::Sqes => "sqes",
+    }
+}
+
+/// A ring mapping `mmap` can make at its address: page-aligned, not empty,
+/// not at 0, wholly in user space. (The region itself is a closed enum, so
+/// decoding already refused unknown ones.)
+pub(crate) fn check_ring_mapping(mapping: &ringplan_image::RingMapping) -> Result<(), String> {
+    let (addr, len) = (mapping.addr, mapping.len);
+    let what = || format!("of {} at {addr:#x}+{len}", region_name(mapping.region));
+    if addr == 0 || len == 0 {
+        return Err(format!("{} is empty or at address 0", what()));
+    }
+    if addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        return Err(format!("{} is not page-aligned", what()));
+    }
+    if addr.checked_add(len).is_none_or(|end| end > USER_ADDRESS_LIMIT) {
+        return Err(format!("{} is not a user address range", what()));
     }
     Ok(())
 }

@@ -208,3 +208,78 @@ fn a_wrong_peak() {
     let message = decode_message(&plan);
     assert!(message.starts_with("invalid plan: peak_temporaries is"), "{message}");
 }
+
+/// The seed with both rings' regions mapped, as a dump records them.
+fn mapped_seed() -> ringplan_image::Image {
+    use ringplan_image::{ObjectKind, RingMapping, RingRegion};
+    let mut image = scenarios::seed();
+    let mut next = 0x7f00_0000_0000u64;
+    for object in &mut image.objects {
+        if let ObjectKind::Ring(ring) = &mut object.kind {
+            for region in [RingRegion::SqRing, RingRegion::Sqes] {
+                ring.mappings.push(RingMapping { region, addr: next, len: 4096 });
+                next += 0x2000;
+            }
+        }
+    }
+    image
+}
+
+#[test]
+fn ring_mappings_travel_with_their_setup() {
+    let image = mapped_seed();
+    let plan = compile(&image).expect("the mapped seed plans");
+    let setups: Vec<&SetupRing> = plan
+        .steps
+        .iter()
+        .filter_map(|step| match &step.op {
+            Op::SetupRing(setup) => Some(setup),
+            _ => None,
+        })
+        .collect();
+    assert!(setups.iter().all(|setup| setup.mappings.len() == 2), "{setups:?}");
+    let bytes = encode_to_vec(&plan).expect("plans encode");
+    assert_eq!(decode_slice(&bytes).expect("decodes"), plan);
+    let text = plan.to_text();
+    assert!(text.contains("; mmap sq_ring 0x7f0000000000+4096, sqes 0x7f0000002000+4096"), "{text}");
+    assert!(plan.to_dot().contains("maps sq_ring, sqes"));
+    let json = plan.to_json();
+    assert_eq!(json["steps"][0]["mappings"][1]["region"], "sqes", "{json}");
+    // Without mappings the field is left off the wire and the views.
+    let plain = seed_plan();
+    assert!(plain.to_json()["steps"][0].get("mappings").is_none());
+}
+
+#[test]
+fn ring_mappings_mmap_cannot_make() {
+    let plan = compile(&mapped_seed()).expect("the mapped seed plans");
+    let with = |change: &dyn Fn(&mut Vec<ringplan_image::RingMapping>)| {
+        let mut plan = plan.clone();
+        let Op::SetupRing(setup) = &mut plan.steps[1].op else { panic!("step 1 sets up a ring") };
+        change(&mut setup.mappings);
+        decode_message(&plan)
+    };
+    let message = with(&|mappings| mappings[0].addr += 1);
+    assert!(message.ends_with("is not page-aligned"), "{message}");
+    let message = with(&|mappings| mappings[0].len = 0);
+    assert!(message.ends_with("is empty or at address 0"), "{message}");
+    let message = with(&|mappings| mappings[0].addr = u64::MAX - 4095);
+    assert!(message.ends_with("is not a user address range"), "{message}");
+    // Onto ring #1's sq_ring (step 0).
+    let message = with(&|mappings| mappings[0].addr = 0x7f00_0000_0000);
+    assert!(message.contains("which overlaps the mapping step 0 makes"), "{message}");
+}
+
+#[test]
+fn a_mapped_temporary_ring() {
+    let mut plan = compile(&scenarios::attach_without_donor()).expect("plans");
+    let temporary = index_of(&plan, |step| matches!(&step.op, Op::SetupRing(setup) if setup.temporary.is_some()));
+    let Op::SetupRing(setup) = &mut plan.steps[temporary].op else { unreachable!() };
+    setup.mappings.push(ringplan_image::RingMapping {
+        region: ringplan_image::RingRegion::SqRing,
+        addr: 0x7f00_0000_0000,
+        len: 4096,
+    });
+    let message = decode_message(&plan);
+    assert!(message.ends_with("a temporary ring was never mapped by the task"), "{message}");
+}

@@ -238,3 +238,26 @@ fn refuses_before_any_step() {
     ]);
     assert!(matches!(refusal(&image), PlanError::CqEntriesWithoutCqsize { ring: ObjectId(2), .. }));
 }
+
+#[test]
+fn ring_mappings_mmap_cannot_make() {
+    let mapped = |mappings: Vec<RingMapping>| {
+        let mut ring = plain_ring(8);
+        ring.mappings = mappings;
+        ring
+    };
+    let sq = RingMapping { region: RingRegion::SqRing, addr: 0x7f00_0000_0000, len: 4096 };
+    let unaligned = RingMapping { addr: 0x7f00_0000_0010, ..sq };
+    assert_eq!(
+        message(&one_ring(mapped(vec![unaligned]))),
+        "ring #1: mapping of sq_ring at 0x7f0000000010+4096 is not page-aligned"
+    );
+    let image = image(vec![
+        ring_object(1, cloexec_fds(&[3]), mapped(vec![sq])),
+        ring_object(2, cloexec_fds(&[4]), mapped(vec![RingMapping { region: RingRegion::Sqes, ..sq }])),
+    ]);
+    assert_eq!(
+        message(&image),
+        "ring #2: mapping 0x7f0000000000+4096 overlaps ring #1's mapping 0x7f0000000000+4096"
+    );
+}
