@@ -1,6 +1,7 @@
 //! `plan exec` against the real kernel: round trips of `plan app` scenarios
 //! (restore, dump the restorer, compare by structure and by the kernel's
-//! own fdinfo), injected failures at every step (the undo leaves the fd
+//! own fdinfo; ring mappings at their recorded addresses, or reported as
+//! skipped), injected failures at every step (the undo leaves the fd
 //! table and memory map as they were), and bad input.
 
 use std::collections::BTreeMap;
@@ -8,7 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use ringplan_image::{Image, ObjectId, ObjectKind};
+use ringplan_exec::{SkipReason, SkippedMapping};
+use ringplan_image::{Image, ObjectId, ObjectKind, RingMapping, RingRegion};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
@@ -45,6 +47,28 @@ fn verify_round_trips_every_scenario() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(stdout.starts_with("verified"), "{name}: {stdout}");
+        // Every ring mapping is either compared (and matched) or reported.
+        let mappings: usize = read_image(&image)
+            .objects
+            .iter()
+            .map(|object| match &object.kind {
+                ObjectKind::Ring(ring) => ring.mappings.len(),
+                _ => 0,
+            })
+            .sum();
+        assert!(mappings > 0, "{name}: the scenario maps no ring");
+        // "verified: 1 ring, 4 ring mappings match; ...; 2 ring mapping(s) not restored, ..."
+        let count = |text: &str| text.parse::<usize>().unwrap_or_else(|_| panic!("{name}: {text:?} in {stdout}"));
+        let head = stdout.trim_start_matches("verified: ").split(" match").next().unwrap_or_default();
+        let matched = head
+            .split(", ")
+            .find_map(|part| part.strip_suffix(" ring mappings").or_else(|| part.strip_suffix(" ring mapping")))
+            .map_or(0, count);
+        let skipped = stdout
+            .split("; ")
+            .find_map(|part| part.split_once(" ring mapping(s) not restored").map(|(number, _)| number))
+            .map_or(0, count);
+        assert_eq!(matched + skipped, mappings, "{name}: {stdout}");
     }
 }
 
@@ -79,6 +103,29 @@ impl Holder {
 
     fn pid(&self) -> u32 {
         self.line["pid"].as_u64().expect("pid") as u32
+    }
+
+    /// The ring mappings the holder did not restore, as it reported them.
+    fn skipped_mappings(&self) -> Vec<SkippedMapping> {
+        self.line["skipped_mappings"]
+            .as_array()
+            .expect("skipped_mappings")
+            .iter()
+            .map(|skip| {
+                let region: RingRegion = serde_json::from_value(skip["region"].clone()).expect("a region");
+                let why = skip["why"].as_str().expect("why");
+                SkippedMapping {
+                    object: ObjectId(skip["object"].as_u64().expect("an id") as u32),
+                    mapping: RingMapping {
+                        region,
+                        addr: skip["addr"].as_u64().expect("addr"),
+                        len: skip["len"].as_u64().expect("len"),
+                    },
+                    // compare() needs only which mappings; keep the gist.
+                    reason: if why.contains("taken") { SkipReason::Taken } else { SkipReason::AddressRefused },
+                }
+            })
+            .collect()
     }
 
     fn substituted(&self) -> Vec<ObjectId> {
@@ -191,8 +238,22 @@ fn hold_then_dump_matches_the_original() {
         let held_path = dump_to(holder.pid(), &dir, &format!("{}-held", file_name(name)));
         let held = read_image(&held_path);
 
-        let comparison = ringplan_exec::verify::compare(&original, &held, &holder.substituted());
+        let skipped = holder.skipped_mappings();
+        let comparison = ringplan_exec::verify::compare(&original, &held, &holder.substituted(), &skipped);
         assert!(comparison.is_faithful(), "{name}: differences:\n{}", comparison.differences.join("\n"));
+        // The holder maps exactly the ring regions it did not skip.
+        let count = |image: &Image| -> usize {
+            image
+                .objects
+                .iter()
+                .map(|object| match &object.kind {
+                    ObjectKind::Ring(ring) => ring.mappings.len(),
+                    _ => 0,
+                })
+                .sum()
+        };
+        assert_eq!(count(&held) + skipped.len(), count(&original), "{name}: {:?}", holder.line);
+        assert_eq!(holder.line["mapped"].as_u64(), Some(count(&held) as u64), "{name}");
 
         let fds: Vec<(i32, bool)> = original
             .objects

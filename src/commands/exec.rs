@@ -6,7 +6,12 @@
 //!
 //! Buffers are restored as fresh anonymous memory mapped at each recorded
 //! range (never over an existing mapping: a taken range is a preflight
-//! error naming it). External inputs (pipes, sockets, anything the plan
+//! error naming it). Ring regions are mapped at their recorded addresses by
+//! the executor when the range is free and the kernel lets it (Linux 6.4+
+//! never does); skipped ones are listed by `--verify` (and not compared)
+//! and in `--hold`'s `skipped_mappings`.
+//!
+//! External inputs (pipes, sockets, anything the plan
 //! cannot reopen by path) are supplied with `--input ID=PATH`; one not
 //! supplied is a preflight error unless `--substitute-external` is given,
 //! which stands in a new pipe end (for a pipe) or `/dev/null`; `--verify`
@@ -41,7 +46,8 @@ pub struct ExecArgs {
     /// with the image: `verified ...`, or one difference per line and exit 1.
     #[arg(long)]
     verify: bool,
-    /// After restoring, print one JSON line (`pid`, ring fds, substitutions)
+    /// After restoring, print one JSON line (`pid`, ring fds, substitutions,
+    /// ring regions mapped and skipped)
     /// and keep the rings until SIGTERM or SIGINT.
     #[arg(long)]
     hold: bool,
@@ -215,6 +221,7 @@ pub fn run(args: ExecArgs) -> Result<(), CliError> {
     let options = ExecOptions {
         substitute_external: args.substitute_external,
         raise_fd_limit: true,
+        skip_ring_mappings: false,
         fail_at_step: args.fail_at,
         injected_errno: rustix::io::Errno::CANCELED.raw_os_error(),
     };
@@ -280,7 +287,7 @@ fn run_with(
 
     if let Some(image) = image.filter(|_| args.verify) {
         let dump = Dumper::new(BackendChoice::Bpf)?.dump(std::process::id(), Selection::All)?;
-        let comparison = ringplan_exec::verify::compare(image, &dump.image, &substituted);
+        let comparison = ringplan_exec::verify::compare(image, &dump.image, &substituted, &restored.skipped_mappings);
         if !comparison.is_faithful() {
             let mut text = String::new();
             for difference in &comparison.differences {
@@ -317,15 +324,26 @@ fn run_with(
             "ring_fds": rings,
             "fds": restored.fds.iter().map(|(object, fds)| (object.0.to_string(), serde_json::Value::from(fds.iter().map(AsRawFd::as_raw_fd).collect::<Vec<_>>()))).collect::<serde_json::Map<String, serde_json::Value>>(),
             "substituted": substituted.iter().map(|object| object.0).collect::<Vec<_>>(),
+            "mapped": restored.mapped.len(),
+            "skipped_mappings": restored.skipped_mappings.iter().map(|skip| serde_json::json!({
+                "object": skip.object.0,
+                "region": serde_json::to_value(skip.mapping.region).unwrap_or_default(),
+                "addr": skip.mapping.addr,
+                "len": skip.mapping.len,
+                "why": skip.to_string(),
+            })).collect::<Vec<_>>(),
         });
         stdio.print(&format!("{line}\n"))?;
         signals.wait();
     } else if !args.verify {
         stdio.print(&format!(
-            "restored: {} objects at {} fds ({} substituted); exiting closes them (use --hold to keep them)\n",
+            "restored: {} objects at {} fds ({} substituted), {} ring regions mapped ({} skipped); exiting closes \
+             them (use --hold to keep them)\n",
             restored.fds.len(),
             restored.fds.values().map(Vec::len).sum::<usize>(),
-            substituted.len()
+            substituted.len(),
+            restored.mapped.len(),
+            restored.skipped_mappings.len(),
         ))?;
     }
     drop(restored);

@@ -20,6 +20,20 @@
 //! [`AnonymousBuffers`] maps fresh anonymous memory at each recorded buffer
 //! range (never over an existing mapping), which is what `plan exec` does.
 //!
+//! Ring regions are the executor's own business, not the hook's: right
+//! after a `setup_ring` step creates a ring, the executor maps each region
+//! the plan recorded for it (`SetupRing::mappings`) at its recorded address
+//! with `MAP_SHARED | MAP_POPULATE | MAP_FIXED_NOREPLACE`, because only it
+//! holds the ring's fd (a ring without buffers is closed before the
+//! barrier). A range that is taken is skipped, not an error, and listed in
+//! [`Restored::skipped_mappings`]; so is a free one when the kernel refuses
+//! to place io_uring regions at chosen addresses (Linux 6.4 and later
+//! refuse every address: [`SkipReason::AddressRefused`]); [`ExecOptions::skip_ring_mappings`]
+//! turns the mapping off. Regions mapped by a run that later fails are
+//! unmapped by the undo; after success they stay mapped for good (they are
+//! the restored task's memory, like the fds in [`Restored::fds`] they are
+//! not unmapped when [`Restored`] is dropped).
+//!
 //! Files a plan cannot reopen by path (`external_input` steps: pipes,
 //! sockets, ...) come from the caller as [`Inputs`], keyed by image object
 //! id; with [`ExecOptions::substitute_external`] a missing one is replaced
@@ -60,7 +74,7 @@ pub mod verify;
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 
-use ringplan_image::{FileType, ObjectId};
+use ringplan_image::{FileType, ObjectId, RingMapping};
 use ringplan_plan::Plan;
 
 pub use error::{ExecError, MemoryError};
@@ -103,6 +117,11 @@ pub struct ExecOptions {
     /// plan needs more; put back if the run fails. Without it, a too-small
     /// soft limit is a preflight error.
     pub raise_fd_limit: bool,
+    /// Do not map ring regions at their recorded addresses; every recorded
+    /// mapping is then listed in [`Restored::skipped_mappings`] with
+    /// [`SkipReason::TurnedOff`]. For a restorer that maps them itself (or
+    /// wants no ring memory at fixed addresses).
+    pub skip_ring_mappings: bool,
     /// Test hook: make step N fail (before its syscall) with
     /// `injected_errno`.
     #[doc(hidden)]
@@ -121,6 +140,47 @@ pub struct Substitution {
     pub with: &'static str,
 }
 
+/// Why a recorded ring mapping was not recreated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Something already occupies (part of) the range in this process
+    /// (`EEXIST`, or a kernel before 4.17 that took the address as a hint).
+    Taken,
+    /// The range is free but the kernel refuses to place io_uring regions
+    /// at any address the caller chooses: Linux 6.4 and later (their
+    /// `get_unmapped_area` answers `EINVAL` to every address, for `mmap`
+    /// and `mremap` alike), so on those kernels no ring region can be put
+    /// back where it was.
+    AddressRefused,
+    /// [`ExecOptions::skip_ring_mappings`] was set.
+    TurnedOff,
+}
+
+/// A ring region the executor did not map at its recorded address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkippedMapping {
+    /// The ring, by its id in the image.
+    pub object: ObjectId,
+    pub mapping: RingMapping,
+    pub reason: SkipReason,
+}
+
+impl std::fmt::Display for SkippedMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let region = match self.mapping.region {
+            ringplan_image::RingRegion::SqRing => "sq_ring",
+            ringplan_image::RingRegion::CqRing => "cq_ring",
+            ringplan_image::RingRegion::Sqes => "sqes",
+        };
+        let why = match self.reason {
+            SkipReason::Taken => "the range is taken",
+            SkipReason::AddressRefused => "the kernel places io_uring regions only where it chooses",
+            SkipReason::TurnedOff => "ring mapping is turned off",
+        };
+        write!(f, "ring {} {region} at {:#x}+{} ({why})", self.object, self.mapping.addr, self.mapping.len)
+    }
+}
+
 /// What a successful run leaves behind.
 #[derive(Debug)]
 pub struct Restored {
@@ -131,6 +191,11 @@ pub struct Restored {
     pub fds: BTreeMap<ObjectId, Vec<OwnedFd>>,
     /// External inputs the executor substituted.
     pub substituted: Vec<Substitution>,
+    /// Ring regions mapped at their recorded addresses, by ring, in plan
+    /// order. They stay mapped: dropping this does not unmap them.
+    pub mapped: Vec<(ObjectId, RingMapping)>,
+    /// Recorded ring regions that were not mapped, and why.
+    pub skipped_mappings: Vec<SkippedMapping>,
 }
 
 /// Reads an image (compiled here) or a plan.

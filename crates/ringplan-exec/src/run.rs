@@ -3,26 +3,44 @@
 //!
 //! Everything the run creates is owned by a value of this module (an
 //! `OwnedFd` in the handle table or the installed list, a mapping in the
-//! memory hook) from the moment it exists, so undoing is dropping: a failed
-//! run closes every fd it created (temporaries and installed targets, which
-//! preflight proved were free), asks the hook to unmap what it mapped, and
-//! puts the `RLIMIT_NOFILE` soft limit back.
+//! memory hook, a ring region in a [`MappedRegion`]) from the moment it
+//! exists, so undoing is dropping: a failed run closes every fd it created
+//! (temporaries and installed targets, which preflight proved were free),
+//! unmaps the ring regions it mapped, asks the hook to unmap what it
+//! mapped, and puts the `RLIMIT_NOFILE` soft limit back.
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use ringplan_image::{setup_flags, FileType, ObjectId};
+use ringplan_image::{setup_flags, FileType, ObjectId, RingMapping};
 use ringplan_plan::{Op, Plan, Step};
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::fs::{Mode, OFlags, SeekFrom};
 use rustix::io::{DupFlags, Errno};
 use rustix::io_uring::{io_uring_params, io_uring_register, io_uring_setup, IoringRegisterOp, IoringSetupFlags};
+use rustix::mm::{MapFlags, ProtFlags};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
 use crate::error::ExecError;
 use crate::memory::MemoryHook;
-use crate::{ExecOptions, Inputs, Restored, Substitution};
+use crate::{ExecOptions, Inputs, Restored, SkipReason, SkippedMapping, Substitution};
+
+/// A ring region this run mapped; unmapped when dropped, so a failed run
+/// gives it back. A successful run forgets it: the region is the restored
+/// task's memory from then on.
+struct MappedRegion {
+    addr: usize,
+    len: usize,
+}
+
+impl Drop for MappedRegion {
+    fn drop(&mut self) {
+        // SAFETY: this run mapped exactly this range (MAP_FIXED_NOREPLACE
+        // replaced nothing) and nothing holds a reference into it.
+        let _ = unsafe { rustix::mm::munmap(self.addr as *mut c_void, self.len) };
+    }
+}
 
 /// `struct iovec` with a NULL base for an empty slot.
 #[repr(C)]
@@ -51,6 +69,13 @@ struct Run<'a> {
     substituted: Vec<Substitution>,
     /// Set when the memory hook failed at the barrier.
     memory_error: Option<crate::error::MemoryError>,
+    /// Whether to map ring regions (`!ExecOptions::skip_ring_mappings`).
+    map_rings: bool,
+    /// Ring regions mapped so far; declared after the fds, so an undo closes
+    /// the rings before it unmaps their regions (either order frees them).
+    regions: Vec<MappedRegion>,
+    mapped: Vec<(ObjectId, RingMapping)>,
+    skipped: Vec<SkippedMapping>,
 }
 
 impl Run<'_> {
@@ -89,6 +114,71 @@ impl Run<'_> {
         };
         self.substituted.push(Substitution { object, file_type: input.file_type, with });
         Ok(fd)
+    }
+
+    /// Maps each of a new ring's recorded regions at its recorded address,
+    /// never over anything: a taken range is skipped and reported.
+    fn map_regions(&mut self, object: Option<ObjectId>, mappings: &[RingMapping], ring: &OwnedFd) -> Result<(), Failure> {
+        const CALL: &str = "mmap(ring region)";
+        for mapping in mappings {
+            // Validation gives mappings only to rings of the image.
+            let object = object.ok_or(Failure { call: CALL, errno: Errno::INVAL })?;
+            if !self.map_rings {
+                self.skipped.push(SkippedMapping { object, mapping: *mapping, reason: SkipReason::TurnedOff });
+                continue;
+            }
+            let (Ok(addr), Ok(len)) = (usize::try_from(mapping.addr), usize::try_from(mapping.len)) else {
+                return Err(Failure { call: CALL, errno: Errno::INVAL });
+            };
+            // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing
+            // mapping, so no memory anyone uses changes; the new mapping is
+            // owned by a `MappedRegion` as soon as it exists.
+            let result = unsafe {
+                rustix::mm::mmap(
+                    addr as *mut c_void,
+                    len,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::SHARED | MapFlags::POPULATE | MapFlags::FIXED_NOREPLACE,
+                    ring,
+                    mapping.region.mmap_offset(),
+                )
+            };
+            match result {
+                Ok(got) => {
+                    let region = MappedRegion { addr: got as usize, len };
+                    if region.addr == addr {
+                        self.regions.push(region);
+                        self.mapped.push((object, *mapping));
+                    } else {
+                        // A kernel before 4.17 takes the address as a hint
+                        // and maps elsewhere when it is taken: give it back.
+                        drop(region);
+                        self.skipped.push(SkippedMapping { object, mapping: *mapping, reason: SkipReason::Taken });
+                    }
+                }
+                Err(Errno::EXIST) => {
+                    self.skipped.push(SkippedMapping { object, mapping: *mapping, reason: SkipReason::Taken });
+                }
+                // Since Linux 6.4 io_uring refuses every caller-chosen
+                // address (its get_unmapped_area returns EINVAL for any
+                // address, before MAP_FIXED_NOREPLACE looks for a clash; so
+                // does mremap), and a bad length is EINVAL too. Tell them
+                // apart: a taken range is still "taken", and a region the
+                // kernel maps where it likes is one it only refuses to place.
+                Err(Errno::INVAL) => {
+                    let reason = if range_is_taken(addr, len).map_err(fail(CALL))? {
+                        SkipReason::Taken
+                    } else if region_maps_anywhere(ring, len, mapping.region.mmap_offset()) {
+                        SkipReason::AddressRefused
+                    } else {
+                        return Err(Failure { call: CALL, errno: Errno::INVAL });
+                    };
+                    self.skipped.push(SkippedMapping { object, mapping: *mapping, reason });
+                }
+                Err(errno) => return Err(Failure { call: CALL, errno }),
+            }
+        }
+        Ok(())
     }
 
     fn step(&mut self, index: usize, step: &Step, hook: &mut dyn MemoryHook) -> Result<(), Failure> {
@@ -142,6 +232,10 @@ impl Run<'_> {
                 // SAFETY: `params` is initialized; `wq_fd`, when set, is an
                 // open ring fd from the handle table, open during the call.
                 let fd = unsafe { io_uring_setup(setup.sq_entries, &mut params) }.map_err(fail("io_uring_setup"))?;
+                // Mapped now, while this step owns the fd: a ring without
+                // buffers is closed before the memory barrier. The mappings
+                // keep their own reference to the ring.
+                self.map_regions(step.object, &setup.mappings, &fd)?;
                 Some(fd)
             }
             Op::RegisterEventfd(register) => {
@@ -231,6 +325,46 @@ impl Run<'_> {
     }
 }
 
+/// Whether anything is mapped in `[addr, addr + len)`: a throwaway
+/// `MAP_FIXED_NOREPLACE` placeholder there fails with `EEXIST` exactly then.
+fn range_is_taken(addr: usize, len: usize) -> Result<bool, Errno> {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; the
+    // placeholder is inaccessible and unmapped at once.
+    let placeholder = unsafe {
+        rustix::mm::mmap_anonymous(
+            addr as *mut c_void,
+            len,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::NORESERVE,
+        )
+    };
+    match placeholder {
+        Ok(got) => {
+            drop(MappedRegion { addr: got as usize, len });
+            // Before 4.17 the flag is a hint: landing elsewhere means taken.
+            Ok(got as usize != addr)
+        }
+        Err(Errno::EXIST) => Ok(true),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// Whether the kernel maps this region of `ring` with this length at an
+/// address of its own choosing (the mapping is undone at once).
+fn region_maps_anywhere(ring: &OwnedFd, len: usize, offset: u64) -> bool {
+    // SAFETY: a fresh mapping where the kernel likes, unmapped at once.
+    let probe = unsafe {
+        rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, ring, offset)
+    };
+    match probe {
+        Ok(got) => {
+            drop(MappedRegion { addr: got as usize, len });
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Runs every step. On failure, undoes everything and returns the error.
 pub(crate) fn run(
     plan: &Plan,
@@ -258,6 +392,10 @@ pub(crate) fn run(
         inputs,
         substituted: Vec::new(),
         memory_error: None,
+        map_rings: !options.skip_ring_mappings,
+        regions: Vec::new(),
+        mapped: Vec::new(),
+        skipped: Vec::new(),
     };
     let mut barrier_reached = false;
     for (index, step) in plan.steps.iter().enumerate() {
@@ -269,8 +407,8 @@ pub(crate) fn run(
         };
         if let Err(failure) = result {
             let memory_error = state.memory_error.take();
-            // Undo: fds first (rings release their buffers), then memory,
-            // then the fd limit.
+            // Undo: fds first (rings release their buffers), then the ring
+            // regions (dropped with `state`), then memory, then the fd limit.
             drop(state);
             if barrier_reached {
                 hook.undo();
@@ -290,5 +428,14 @@ pub(crate) fn run(
             });
         }
     }
-    Ok(Restored { fds: state.installed, substituted: state.substituted })
+    // Success: the ring regions are the restored task's memory now.
+    for region in std::mem::take(&mut state.regions) {
+        std::mem::forget(region);
+    }
+    Ok(Restored {
+        fds: state.installed,
+        substituted: state.substituted,
+        mapped: state.mapped,
+        skipped_mappings: state.skipped,
+    })
 }

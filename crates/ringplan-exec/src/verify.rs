@@ -5,16 +5,20 @@
 //! rings by their fds; eventfds and files by their fds, or through the ring
 //! that registered them (its eventfd, its file table slot by slot). Then
 //! every matched pair is compared field by field. Ignored, because they
-//! must differ: the pid and kernel of the source, ring mappings (the
-//! executor does not map rings at their old addresses), and the numbering
-//! of SQ thread groups (only the sharing pattern is compared). Buffer
-//! addresses and lengths are compared exactly: they are restored at the
-//! same addresses. Files the executor substituted are reported as such,
-//! neither as matches nor as differences.
+//! must differ: the pid and kernel of the source, and the numbering of SQ
+//! thread groups (only the sharing pattern is compared). Buffer addresses
+//! and lengths are compared exactly: they are restored at the same
+//! addresses. So are ring mappings (region, address, length, as a set per
+//! ring), except those the executor skipped (their range was taken, or
+//! mapping was turned off): those are reported, not compared. Files the
+//! executor substituted are reported as such, neither as matches nor as
+//! differences.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ringplan_image::{Image, Object, ObjectId, ObjectKind};
+use ringplan_image::{Image, Object, ObjectId, ObjectKind, RingMapping};
+
+use crate::SkippedMapping;
 
 /// The outcome of [`compare`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -25,6 +29,9 @@ pub struct Comparison {
     pub matched: BTreeMap<&'static str, usize>,
     /// Objects of the original that were substituted, one description each.
     pub substituted: Vec<String>,
+    /// Ring mappings of the original the executor skipped, one description
+    /// each: not compared.
+    pub skipped_mappings: Vec<String>,
 }
 
 impl Comparison {
@@ -43,6 +50,13 @@ impl Comparison {
         let mut text = format!("{} match", parts.join(", "));
         if !self.substituted.is_empty() {
             text.push_str(&format!("; {} substituted ({})", self.substituted.len(), self.substituted.join(", ")));
+        }
+        if !self.skipped_mappings.is_empty() {
+            text.push_str(&format!(
+                "; {} ring mapping(s) not restored, not compared ({})",
+                self.skipped_mappings.len(),
+                self.skipped_mappings.join(", ")
+            ));
         }
         text
     }
@@ -84,8 +98,14 @@ fn describe(object: &Object) -> String {
 
 /// Compares `restored` (a dump of the restored process) with `original`
 /// (the image the plan came from). `substituted` lists the original
-/// objects the executor replaced with stand-ins.
-pub fn compare(original: &Image, restored: &Image, substituted: &[ObjectId]) -> Comparison {
+/// objects the executor replaced with stand-ins, `skipped_mappings` the
+/// ring mappings it did not recreate ([`crate::Restored::skipped_mappings`]).
+pub fn compare(
+    original: &Image,
+    restored: &Image,
+    substituted: &[ObjectId],
+    skipped_mappings: &[SkippedMapping],
+) -> Comparison {
     let substituted: BTreeSet<ObjectId> = substituted.iter().copied().collect();
     let by_fd: BTreeMap<i32, ObjectId> =
         restored.objects.iter().flat_map(|object| object.fds.iter().map(move |entry| (entry.fd, object.id))).collect();
@@ -123,7 +143,13 @@ pub fn compare(original: &Image, restored: &Image, substituted: &[ObjectId]) -> 
         }
     }
 
-    let mut comparison = Comparison::default();
+    let mut comparison = Comparison {
+        skipped_mappings: skipped_mappings.iter().map(ToString::to_string).collect(),
+        ..Comparison::default()
+    };
+    let skipped: BTreeSet<(ObjectId, u64, u64)> =
+        skipped_mappings.iter().map(|skip| (skip.object, skip.mapping.addr, skip.mapping.len)).collect();
+    let mut mappings_compared = 0;
     let mut groups: BTreeMap<u32, Option<u32>> = BTreeMap::new();
     let mut groups_back: BTreeMap<u32, Option<u32>> = BTreeMap::new();
     for object in &original.objects {
@@ -176,6 +202,22 @@ pub fn compare(original: &Image, restored: &Image, substituted: &[ObjectId]) -> 
                 if ring.buffers != got.buffers {
                     differ("buffer table", format!("{:?}", ring.buffers), format!("{:?}", got.buffers));
                 }
+                // A set per ring: the dump lists mappings in address order.
+                let sorted = |mappings: &mut Vec<RingMapping>| mappings.sort_by_key(|m| (m.addr, m.len, m.region));
+                let mut want: Vec<RingMapping> = ring
+                    .mappings
+                    .iter()
+                    .filter(|mapping| !skipped.contains(&(object.id, mapping.addr, mapping.len)))
+                    .copied()
+                    .collect();
+                let mut have = got.mappings.clone();
+                sorted(&mut want);
+                sorted(&mut have);
+                if want != have {
+                    differ("ring mappings", format!("{want:?}"), format!("{have:?}"));
+                } else {
+                    mappings_compared += want.len();
+                }
                 if ring.unknown != got.unknown {
                     differ("unknown fields", format!("{:?}", ring.unknown), format!("{:?}", got.unknown));
                 }
@@ -203,6 +245,9 @@ pub fn compare(original: &Image, restored: &Image, substituted: &[ObjectId]) -> 
         if !matcher.backward.contains_key(&object.id) {
             matcher.differences.push(format!("restored {}: not in the original", describe(object)));
         }
+    }
+    if mappings_compared > 0 {
+        comparison.matched.insert("ring mapping", mappings_compared);
     }
     // A matched object that differs counts as a difference, not a match.
     comparison.differences = matcher.differences;
@@ -252,14 +297,14 @@ mod tests {
         let original = image(vec![ring(3, vec![Some(ObjectId(1)), None, Some(ObjectId(2))]), file(1, "/a"), file(2, "/b")]);
         // The same state with the fd-less files numbered the other way.
         let renumbered = image(vec![ring(3, vec![Some(ObjectId(2)), None, Some(ObjectId(1))]), file(1, "/b"), file(2, "/a")]);
-        let comparison = compare(&original, &renumbered, &[]);
+        let comparison = compare(&original, &renumbered, &[], &[]);
         assert!(comparison.is_faithful(), "{:?}", comparison.differences);
         assert_eq!(comparison.summary(), "2 files, 1 ring match");
 
         let swapped = image(vec![ring(3, vec![Some(ObjectId(1)), None, Some(ObjectId(2))]), file(1, "/b"), file(2, "/a")]);
-        assert_eq!(compare(&original, &swapped, &[]).differences.len(), 2);
+        assert_eq!(compare(&original, &swapped, &[], &[]).differences.len(), 2);
         // A substituted file is reported as such, not as a difference.
-        let comparison = compare(&original, &swapped, &[ObjectId(1), ObjectId(2)]);
+        let comparison = compare(&original, &swapped, &[ObjectId(1), ObjectId(2)], &[]);
         assert!(comparison.is_faithful());
         assert_eq!(comparison.substituted.len(), 2);
 
@@ -267,7 +312,7 @@ mod tests {
         if let ObjectKind::Ring(ring) = &mut moved.objects[0].kind {
             ring.buffers[1] = Some(Buffer { addr: 0x2000, len: 10 });
         }
-        let differences = compare(&original, &moved, &[]).differences;
+        let differences = compare(&original, &moved, &[], &[]).differences;
         assert_eq!(differences.len(), 1);
         assert!(differences[0].contains("buffer table"), "{differences:?}");
 
@@ -277,7 +322,42 @@ mod tests {
             fds: vec![FdEntry { fd: 9, cloexec: false }],
             kind: ObjectKind::Eventfd(Eventfd { count: 0, semaphore: false, nonblock: false }),
         });
-        let differences = compare(&original, &extra, &[]).differences;
+        let differences = compare(&original, &extra, &[], &[]).differences;
         assert_eq!(differences, vec!["restored eventfd #3 (fd 9): not in the original".to_owned()]);
+    }
+
+    #[test]
+    fn ring_mappings_compare_unless_skipped() {
+        use ringplan_image::{RingMapping, RingRegion};
+
+        use crate::{SkipReason, SkippedMapping};
+
+        let sq = RingMapping { region: RingRegion::SqRing, addr: 0x7f00_0000_0000, len: 4096 };
+        let sqes = RingMapping { region: RingRegion::Sqes, addr: 0x7f00_0000_2000, len: 4096 };
+        let mut original = image(vec![ring(3, Vec::new())]);
+        if let ObjectKind::Ring(ring) = &mut original.objects[0].kind {
+            ring.mappings = vec![sqes, sq];
+        }
+        // The dump lists them in another order: a set, not a list.
+        let mut restored = original.clone();
+        if let ObjectKind::Ring(ring) = &mut restored.objects[0].kind {
+            ring.mappings = vec![sq, sqes];
+        }
+        let comparison = compare(&original, &restored, &[], &[]);
+        assert!(comparison.is_faithful(), "{:?}", comparison.differences);
+        assert_eq!(comparison.summary(), "1 ring, 2 ring mappings match");
+
+        // One missing: a difference, unless the executor reported it skipped.
+        if let ObjectKind::Ring(ring) = &mut restored.objects[0].kind {
+            ring.mappings = vec![sq];
+        }
+        let differences = compare(&original, &restored, &[], &[]).differences;
+        assert_eq!(differences.len(), 1);
+        assert!(differences[0].contains("ring mappings"), "{differences:?}");
+        let skipped = [SkippedMapping { object: ObjectId(0), mapping: sqes, reason: SkipReason::Taken }];
+        let comparison = compare(&original, &restored, &[], &skipped);
+        assert!(comparison.is_faithful(), "{:?}", comparison.differences);
+        assert!(comparison.summary().contains("1 ring mapping(s) not restored"), "{}", comparison.summary());
+        assert!(comparison.summary().contains("sqes at 0x7f0000002000+4096 (the range is taken)"), "{}", comparison.summary());
     }
 }
