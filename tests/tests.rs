@@ -9,6 +9,9 @@
 //! - `exec`: `plan exec` round trips (verify, hold + dump + fdinfo),
 //!   injected failures at every step, bad input.
 //! - `plans`: the checked-in example plans under `plans/` still match.
+//! - `real_programs`: fio (io_uring engine, with and without registered
+//!   files, fixed buffers, SQPOLL) and `qemu-img bench`, dumped while they do
+//!   I/O, checked against their job and fdinfo, restored with `--verify`.
 
 mod support;
 
@@ -16,3 +19,4 @@ mod cli;
 mod dump_scenarios;
 mod exec;
 mod plans;
+mod real_programs;
