@@ -92,6 +92,16 @@ pub enum Backend {
     Fdinfo,
 }
 
+impl Backend {
+    /// The backend's name in the JSON views and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Bpf => "bpf",
+            Backend::Fdinfo => "fdinfo",
+        }
+    }
+}
+
 /// An object's id, unique within one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

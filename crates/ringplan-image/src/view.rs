@@ -17,19 +17,13 @@ pub fn to_json(image: &Image) -> Value {
         "version": image.version,
         "source": {
             "pid": image.source.pid,
-            "backend": backend_name(image.source.backend),
+            "backend": image.source.backend.name(),
             "kernel_release": image.source.kernel_release,
         },
         "objects": image.objects.iter().map(object_json).collect::<Vec<_>>(),
     })
 }
 
-fn backend_name(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Bpf => "bpf",
-        Backend::Fdinfo => "fdinfo",
-    }
-}
 
 fn object_json(object: &Object) -> Value {
     let mut value = json!({
@@ -130,7 +124,7 @@ pub fn to_text(image: &Image) -> String {
         image.format,
         image.version,
         source.pid,
-        backend_name(source.backend),
+        source.backend.name(),
         source.kernel_release,
         image.objects.len()
     );

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use ringplan_image::{setup_flags, validate, Backend, Image, Object, ObjectId, ObjectKind, Ring, RingField};
+use ringplan_image::{setup_flags, validate, Image, Object, ObjectId, ObjectKind, Ring, RingField};
 
 use crate::error::PlanError;
 use crate::model::{SetupRing, TemporaryRing};
@@ -127,12 +127,6 @@ struct SqGroupFacts {
     orphans: Vec<usize>,
 }
 
-fn backend_name(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Bpf => "bpf",
-        Backend::Fdinfo => "fdinfo",
-    }
-}
 
 /// Checks that the image can be planned and gathers what the graph builder
 /// needs. Returns the first problem found.
@@ -243,7 +237,7 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
 
 /// Checks one ring's setup; returns its (known) flags.
 fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, PlanError> {
-    let backend = backend_name(image.source.backend);
+    let backend = image.source.backend.name();
     let unknown = |field: RingField| PlanError::UnknownRingField { ring: id, field: field.name(), backend };
     let Some(flags) = ring.setup.flags else {
         return Err(unknown(RingField::Flags));

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use ringplan_image::view::setup_flag_names;
-use ringplan_image::{Backend, ObjectId};
+use ringplan_image::ObjectId;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -26,7 +26,7 @@ impl Plan {
             self.format,
             self.version,
             source.pid,
-            backend_name(source.backend),
+            source.backend.name(),
             source.kernel_release,
             self.steps.len()
         );
@@ -171,7 +171,7 @@ impl<'a> JsonPlan<'a> {
             version: plan.version,
             source: JsonSource {
                 pid: plan.source.pid,
-                backend: backend_name(plan.source.backend),
+                backend: plan.source.backend.name(),
                 kernel_release: &plan.source.kernel_release,
             },
             needed_fds: &plan.needed_fds,
@@ -239,12 +239,6 @@ impl<'a> JsonParameters<'a> {
     }
 }
 
-fn backend_name(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Bpf => "bpf",
-        Backend::Fdinfo => "fdinfo",
-    }
-}
 
 /// `0-5, 7, 9, 10`: ascending numbers with runs of three or more collapsed.
 fn ranges(numbers: impl Iterator<Item = i64>) -> String {
