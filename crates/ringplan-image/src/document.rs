@@ -33,8 +33,15 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, FramingError> {
     if bytes.is_empty() {
         return Err(FramingError::Empty);
     }
-    ciborium::from_reader(bytes).map_err(|error| FramingError::NotCbor(describe(error)))
+    ciborium::from_reader(bytes).map_err(|error| match error {
+        // A CBOR map (major type 5) that ends early: a cut-off document,
+        // not a foreign one.
+        ciborium::de::Error::Io(_) if bytes[0] >> 5 == 5 => FramingError::Malformed(TRUNCATED.to_owned()),
+        error => FramingError::NotCbor(describe(error)),
+    })
 }
+
+const TRUNCATED: &str = "truncated (the CBOR data ends early)";
 
 /// Decodes a whole document of `format` and `version`: the header first,
 /// then the document, then a check that nothing follows it.
@@ -80,7 +87,8 @@ pub fn encode_cbor<T: Serialize, W: Write>(document: &T, writer: W) -> Result<()
 
 fn describe<E: std::fmt::Debug>(error: ciborium::de::Error<E>) -> String {
     match error {
-        ciborium::de::Error::Io(io) => format!("truncated or unreadable ({io:?})"),
+        // Decoding from a slice: the only I/O error is running out of bytes.
+        ciborium::de::Error::Io(_) => TRUNCATED.to_owned(),
         ciborium::de::Error::Syntax(offset) => format!("CBOR syntax error at byte {offset}"),
         ciborium::de::Error::Semantic(Some(offset), message) => format!("{message} (at byte {offset})"),
         ciborium::de::Error::Semantic(None, message) => message,
