@@ -3,6 +3,9 @@
 //! root, which every machine of this project has.
 //!
 //! Modules:
+//! - `bad_input`: every row of `docs/bad-input.md` (bad documents, preflight
+//!   refusals) gets one line and exit status 2 from show, compile and exec,
+//!   and strace shows exec changed nothing; dump refused without ptrace rights.
 //! - `cli`: bad input gets one line and exit status 2, with nothing done.
 //! - `dump_scenarios`: `plan app` scenarios dumped with each backend and
 //!   checked field by field; the seed image pinned as a snapshot.
@@ -15,6 +18,7 @@
 
 mod support;
 
+mod bad_input;
 mod cli;
 mod dump_scenarios;
 mod exec;

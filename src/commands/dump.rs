@@ -41,6 +41,10 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
         BackendArg::Fdinfo => BackendChoice::Fdinfo,
     };
     let selection = if args.fds.is_empty() { Selection::All } else { Selection::RingFds(&args.fds) };
+    // Check the target first: a caller without ptrace rights over it (or a
+    // pid that is no process) is told so on one line, before BPF is loaded
+    // (which, refused, makes libbpf print lines of its own).
+    drop(ringplan_dump::Target::open(args.pid).map_err(ringplan_dump::DumpError::from)?);
     let dump = Dumper::new(choice)?.dump(args.pid, selection)?;
     for warning in &dump.warnings {
         eprintln!("plan: warning: {warning}");

@@ -1,0 +1,456 @@
+//! Every row of `docs/bad-input.md`: a bad document built from
+//! `plans/seed.img` (decoded, mutated, encoded) or written as bytes, given to
+//! `plan show`, `plan compile` and `plan exec` (dry run and real). Each must
+//! exit 2 with exactly one stderr line naming the problem and print nothing
+//! on stdout; `plan exec` runs under strace, which must show no syscall that
+//! changes state (see `assert_no_state_change`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use ringplan_image::{Buffer, Image, ObjectId, ObjectKind, Ring};
+
+use crate::support::{scratch_dir, PLAN};
+
+/// The seed image with its files moved from fds 0-2 to 20-22, so that
+/// `plan exec` has no reason to move its own standard streams (which would
+/// be a `dup3` back at exit) and every state change strace sees is the
+/// restore's.
+fn base() -> Image {
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/plans/seed.img")).expect("reading plans/seed.img");
+    let mut image = ringplan_image::decode_slice(&bytes).expect("plans/seed.img decodes");
+    for object in &mut image.objects {
+        for entry in &mut object.fds {
+            if entry.fd <= 2 {
+                entry.fd += 20;
+            }
+        }
+    }
+    image
+}
+
+fn ring_mut(image: &mut Image, id: u32) -> &mut Ring {
+    let object = image.objects.iter_mut().find(|object| object.id == ObjectId(id)).expect("object in the seed");
+    match &mut object.kind {
+        ObjectKind::Ring(ring) => ring,
+        _ => panic!("#{id} is not a ring"),
+    }
+}
+
+fn encode(image: &Image) -> Vec<u8> {
+    ringplan_image::encode_to_vec(image).expect("encoding a mutated image")
+}
+
+fn mutated(change: impl FnOnce(&mut Image)) -> Vec<u8> {
+    let mut image = base();
+    change(&mut image);
+    encode(&image)
+}
+
+/// One row of docs/bad-input.md: its name, the document, the words the one
+/// error line must contain.
+struct Row {
+    name: &'static str,
+    bytes: Vec<u8>,
+    expected: &'static str,
+    /// Refused by the planner, not by image validation: the image is one a
+    /// kernel could hold, so `show --objects` (a viewer) prints it.
+    planner: bool,
+}
+
+/// The rows that every command refuses while reading the document.
+fn document_rows() -> Vec<Row> {
+    let seed = encode(&base());
+    let mut random = vec![0u8; 4096];
+    // A fixed xorshift: "random" bytes, the same on every run.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for byte in &mut random {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    // {"hello": "world"} and [1, 2], in CBOR.
+    let other_cbor = b"\xa1\x65hello\x65world".to_vec();
+    let cbor_array = b"\x82\x01\x02".to_vec();
+    let high = ringplan_image::USER_ADDRESS_LIMIT;
+    vec![
+        Row { name: "empty", bytes: Vec::new(), expected: "input is empty", planner: false },
+        Row { name: "truncated", bytes: seed[..seed.len() / 2].to_vec(), expected: "malformed image", planner: false },
+        Row { name: "truncated-1-byte", bytes: seed[..seed.len() - 1].to_vec(), expected: "malformed image", planner: false },
+        Row { name: "random-bytes", bytes: random, expected: "not a ringplan image", planner: false },
+        Row { name: "other-cbor-map", bytes: other_cbor, expected: "not a ringplan image", planner: false },
+        Row { name: "other-cbor-array", bytes: cbor_array, expected: "not a ringplan image", planner: false },
+        Row {
+            name: "other-format",
+            bytes: mutated(|image| image.format = "some-other-tool".to_owned()),
+            expected: "format is \"some-other-tool\", expected \"ringplan-image\"", planner: false,
+        },
+        Row { name: "other-version", bytes: mutated(|image| image.version = 2), expected: "unsupported image version 2", planner: false },
+        Row {
+            name: "dangling-id",
+            bytes: mutated(|image| ring_mut(image, 2).eventfd.as_mut().unwrap().object = ObjectId(99)),
+            expected: "ring #2: eventfd refers to #99, which does not exist", planner: false,
+        },
+        Row {
+            name: "dangling-file-slot",
+            bytes: mutated(|image| ring_mut(image, 2).files[0] = Some(ObjectId(77))),
+            expected: "ring #2: file slot 0 refers to #77, which does not exist", planner: false,
+        },
+        Row {
+            name: "duplicate-id",
+            bytes: mutated(|image| image.objects[3].id = ObjectId(3)),
+            expected: "duplicate object id #3", planner: false,
+        },
+        Row {
+            name: "cycle",
+            bytes: mutated(|image| {
+                let ring = ring_mut(image, 1);
+                ring.wq_parent = Some(ObjectId(2));
+                *ring.setup.flags.as_mut().unwrap() |= ringplan_image::setup_flags::ATTACH_WQ;
+            }),
+            expected: "wq_parent chain loops back to it", planner: false,
+        },
+        Row {
+            name: "sq-entries-0",
+            bytes: mutated(|image| ring_mut(image, 1).setup.sq_entries = 0),
+            expected: "ring #1: sq_entries 0 is outside 1..=32768", planner: false,
+        },
+        Row {
+            name: "sq-entries-65536",
+            bytes: mutated(|image| {
+                let setup = &mut ring_mut(image, 1).setup;
+                setup.sq_entries = 65536;
+                setup.cq_entries = 131072;
+            }),
+            expected: "ring #1: sq_entries 65536 is outside 1..=32768", planner: false,
+        },
+        Row {
+            name: "cq-smaller-than-sq",
+            bytes: mutated(|image| ring_mut(image, 1).setup.cq_entries = 1),
+            expected: "ring #1: cq_entries 1 is outside 2..=65536", planner: false,
+        },
+        Row {
+            name: "negative-fd",
+            bytes: mutated(|image| image.objects[2].fds[0].fd = -1),
+            expected: "object #3: fd -1 is negative", planner: false,
+        },
+        Row {
+            name: "fd-collision",
+            bytes: mutated(|image| image.objects[2].fds[0].fd = 5),
+            expected: "objects #1 and #3 both claim fd 5", planner: false,
+        },
+        Row {
+            name: "fd-above-kernel-limit",
+            bytes: mutated(|image| image.objects[2].fds[0].fd = i32::MAX),
+            expected: "object #3: fd 2147483647 is beyond the largest fd number the kernel allows", planner: true,
+        },
+        Row {
+            name: "buffer-kernel-address",
+            bytes: mutated(|image| ring_mut(image, 2).buffers[1] = Some(Buffer { addr: 0xffff_8880_0000_0000, len: 4096 })),
+            expected: "ring #2: buffer slot 1: 0xffff888000000000+4096 is not a user address range", planner: false,
+        },
+        Row {
+            name: "buffer-crosses-user-limit",
+            bytes: mutated(|image| ring_mut(image, 2).buffers[1] = Some(Buffer { addr: high - 4096, len: 8192 })),
+            expected: "is not a user address range", planner: false,
+        },
+        Row {
+            name: "buffer-address-0",
+            bytes: mutated(|image| ring_mut(image, 2).buffers[1] = Some(Buffer { addr: 0, len: 4096 })),
+            expected: "ring #2: buffer slot 1: address is 0", planner: false,
+        },
+        Row {
+            name: "buffer-length-0",
+            bytes: mutated(|image| ring_mut(image, 2).buffers[1] = Some(Buffer { addr: 0x1000_0000, len: 0 })),
+            expected: "ring #2: buffer slot 1: length is 0", planner: false,
+        },
+        Row {
+            name: "buffer-length-over-1-gib",
+            bytes: mutated(|image| {
+                ring_mut(image, 2).buffers[1] = Some(Buffer { addr: 0x1000_0000, len: (1 << 30) + 1 })
+            }),
+            expected: "ring #2: buffer slot 1: length 1073741825 exceeds the kernel's 1 GiB", planner: false,
+        },
+        Row {
+            name: "unknown-setup-flag",
+            bytes: mutated(|image| *ring_mut(image, 1).setup.flags.as_mut().unwrap() |= 1 << 30),
+            expected: "ring #1: ", planner: true,
+        },
+        Row {
+            name: "ring-mappings-overlap",
+            bytes: mutated(|image| {
+                let first = ring_mut(image, 1).mappings[0].clone();
+                ring_mut(image, 2).mappings[0].addr = first.addr;
+            }),
+            expected: "ring #2: mapping ", planner: true,
+        },
+        Row {
+            name: "eventfd-count-max",
+            bytes: mutated(|image| match &mut image.objects[2].kind {
+                ObjectKind::Eventfd(eventfd) => eventfd.count = u64::MAX,
+                _ => panic!("#3 is the seed's eventfd"),
+            }),
+            expected: "eventfd #3: count 0xffffffffffffffff is more than an eventfd holds", planner: true,
+        },
+        Row {
+            name: "file-table-2^20+1",
+            bytes: mutated(|image| ring_mut(image, 2).files.resize((1 << 20) + 1, None)),
+            expected: "ring #2: 1048577 file slots exceed the kernel's 1048576", planner: false,
+        },
+        Row {
+            name: "buffer-table-2^14+1",
+            bytes: mutated(|image| ring_mut(image, 2).buffers.resize((1 << 14) + 1, None)),
+            expected: "ring #2: 16385 buffer slots exceed the kernel's 16384", planner: false,
+        },
+    ]
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(format!("{name}.img"));
+    std::fs::write(&path, bytes).expect("writing a bad document");
+    path
+}
+
+fn assert_one_line(what: &str, output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{what} should exit 2; stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{what} should print one line, printed: {stderr}");
+    assert!(stderr.starts_with("plan: error: "), "{what}: {stderr:?}");
+    assert!(stderr.contains(expected), "{what}: {stderr:?} should mention {expected:?}");
+    assert!(output.stdout.is_empty(), "{what} printed to stdout on error: {}", String::from_utf8_lossy(&output.stdout));
+}
+
+fn run(prefix: &[&str], args: &[&str]) -> Output {
+    let mut command = Command::new(prefix.first().copied().unwrap_or(PLAN));
+    if prefix.is_empty() {
+        command.args(args);
+    } else {
+        command.args(&prefix[1..]).arg(PLAN).args(args);
+    }
+    command.stdin(Stdio::null()).output().expect("running plan")
+}
+
+/// The state-changing syscalls a restore makes, traced: `io_uring_setup`,
+/// `io_uring_register`, `eventfd2`, `dup3` (installing an fd at its number),
+/// and `mmap`/`munmap` (buffers and ring regions at recorded addresses).
+const TRACED: &str = "trace=io_uring_setup,io_uring_register,eventfd2,dup2,dup3,mmap,munmap,close_range";
+
+/// Runs `plan ARGS` under strace (after `prefix`, e.g. prlimit) and checks
+/// the trace: no `io_uring_register`, `eventfd2`, `dup3`; no `mmap` at any
+/// page of a buffer or ring region the image records; and `io_uring_setup`
+/// only as preflight's throwaway probes (`entries` 1, which no image ring
+/// of these rows has: the seed's rings have 2) when `probes_allowed`.
+fn exec_traced(dir: &Path, name: &str, prefix: &[&str], args: &[&str], addresses: &[u64], probes_allowed: bool) -> Output {
+    let trace = dir.join(format!("{name}.strace"));
+    let mut full = vec!["strace", "-f", "-qq", "-e", TRACED, "-o", trace.to_str().unwrap()];
+    full.extend_from_slice(prefix);
+    let output = run(&full, args);
+    let text = std::fs::read_to_string(&trace).expect("reading the strace output");
+    for line in text.lines() {
+        let call = line.split_once(' ').map_or(line, |(_, rest)| rest.trim_start());
+        let failed = line.contains(" = -1 ");
+        let forbidden = ["io_uring_register(", "eventfd2(", "dup3(", "dup2("].iter().any(|name| call.starts_with(name))
+            || (call.starts_with("io_uring_setup(") && !(probes_allowed && call.starts_with("io_uring_setup(1,")))
+            || (call.starts_with("mmap(")
+                && !failed
+                && addresses.iter().any(|addr| call.starts_with(&format!("mmap({:#x},", addr & !0xfff)))
+                || call.starts_with("munmap(")
+                    && addresses.iter().any(|addr| call.starts_with(&format!("munmap({:#x},", addr & !0xfff))));
+        assert!(!forbidden, "plan {args:?} ({name}) changed state before refusing: {line}\nfull trace:\n{text}");
+    }
+    output
+}
+
+/// Every page address the base image records (buffers, ring regions).
+fn recorded_addresses(image: &Image) -> Vec<u64> {
+    let mut addresses = Vec::new();
+    for object in &image.objects {
+        if let ObjectKind::Ring(ring) = &object.kind {
+            addresses.extend(ring.buffers.iter().flatten().map(|buffer| buffer.addr));
+            addresses.extend(ring.mappings.iter().map(|mapping| mapping.addr));
+        }
+    }
+    addresses
+}
+
+fn check_all_commands(dir: &Path, row: &Row, addresses: &[u64]) {
+    let path = write(dir, row.name, &row.bytes);
+    let path = path.to_str().unwrap();
+    let what = |command: &str| format!("plan {command} on {}", row.name);
+    assert_one_line(&what("show"), &run(&[], &["show", path]), row.expected);
+    let objects = run(&[], &["show", path, "--objects"]);
+    if row.planner {
+        assert!(objects.status.success(), "{}: {}", what("show --objects"), String::from_utf8_lossy(&objects.stderr));
+    } else {
+        assert_one_line(&what("show --objects"), &objects, row.expected);
+    }
+    assert_one_line(&what("compile"), &run(&[], &["compile", path, "-o", "/dev/null"]), row.expected);
+    let dry = exec_traced(dir, &format!("{}-dry", row.name), &[], &["exec", path, "--dry-run", "--substitute-external"], addresses, false);
+    assert_one_line(&what("exec --dry-run"), &dry, row.expected);
+    let real = exec_traced(dir, row.name, &[], &["exec", path, "--substitute-external"], addresses, false);
+    assert_one_line(&what("exec"), &real, row.expected);
+}
+
+#[test]
+fn every_bad_document_is_one_line_and_exit_2_everywhere() {
+    let dir = scratch_dir("bad-input-documents");
+    let mut addresses = recorded_addresses(&base());
+    addresses.extend([0x1000_0000, ringplan_image::USER_ADDRESS_LIMIT - 4096]);
+    // Every row runs, and the failures are reported together.
+    let failures: Vec<String> = document_rows()
+        .iter()
+        .filter_map(|row| {
+            std::panic::catch_unwind(|| check_all_commands(&dir, row, &addresses)).err().map(|panic| {
+                let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+                format!("{}: {message}", row.name)
+            })
+        })
+        .collect();
+    assert!(failures.is_empty(), "{} row(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The trace check catches a restore: the base image, restored for real,
+/// shows the syscalls that the refusals above must not.
+#[test]
+fn the_strace_check_sees_a_restore() {
+    let dir = scratch_dir("bad-input-strace-check");
+    let path = write(&dir, "base", &encode(&base()));
+    let addresses = recorded_addresses(&base());
+    let path = path.to_str().unwrap().to_owned();
+    let result = std::panic::catch_unwind(|| {
+        exec_traced(&dir, "base", &[], &["exec", &path, "--substitute-external"], &addresses, true);
+    });
+    assert!(result.is_err(), "a real restore passed the no-state-change check: the check sees nothing");
+}
+
+/// A plan is not an image: `compile` refuses it; a plan with more fds than
+/// RLIMIT_NOFILE allows is refused by `exec`'s preflight.
+#[test]
+fn a_plan_where_an_image_is_needed() {
+    let dir = scratch_dir("bad-input-plan");
+    let image = write(&dir, "base", &encode(&base()));
+    let plan_path = dir.join("base.plan");
+    crate::support::plan_ok(&["compile", image.to_str().unwrap(), "-o", plan_path.to_str().unwrap()]);
+    let plan_path = plan_path.to_str().unwrap();
+    assert_one_line("compile PLAN", &run(&[], &["compile", plan_path, "-o", "/dev/null"]), "is a plan; this needs an image");
+    assert_one_line("show --objects PLAN", &run(&[], &["show", plan_path, "--objects"]), "is a plan; --objects needs an image");
+    let truncated = write(&dir, "truncated-plan", &std::fs::read(plan_path).unwrap()[..40]);
+    assert_one_line("show truncated plan", &run(&[], &["show", truncated.to_str().unwrap()]), "plan");
+}
+
+/// Preflight refusals of `plan exec`: the document is well formed, but this
+/// process or kernel cannot take it.
+#[test]
+fn preflight_refusals_change_nothing() {
+    let dir = scratch_dir("bad-input-preflight");
+    let mut addresses = recorded_addresses(&base());
+
+    // More files than RLIMIT_NOFILE: fd 100 under a hard limit of 64.
+    let bytes = mutated(|image| image.objects[3].fds[0].fd = 100);
+    let path = write(&dir, "rlimit-nofile", &bytes);
+    let path = path.to_str().unwrap();
+    let prlimit = ["prlimit", "--nofile=64:64", "--"];
+    for (name, args) in [("rlimit-dry", vec!["exec", path, "--dry-run", "--substitute-external"]), ("rlimit", vec!["exec", path, "--substitute-external"])] {
+        let output = exec_traced(&dir, name, &prlimit, &args, &addresses, false);
+        assert_one_line(name, &output, "RLIMIT_NOFILE");
+    }
+
+    // A buffer over memory this process already maps: with ASLR off
+    // (`setarch -R`), the plan binary's first page is at 0x555555554000.
+    let taken = 0x5555_5555_4000u64;
+    let bytes = mutated(|image| ring_mut(image, 2).buffers[1] = Some(Buffer { addr: taken, len: 4096 }));
+    let path = write(&dir, "buffer-over-mapping", &bytes);
+    let path = path.to_str().unwrap();
+    addresses.push(taken);
+    let setarch = ["setarch", "-R", "--"];
+    for (name, args) in [("taken-dry", vec!["exec", path, "--dry-run", "--substitute-external"]), ("taken", vec!["exec", path, "--substitute-external"])] {
+        let output = exec_traced(&dir, name, &setarch, &args, &addresses, true);
+        assert_one_line(name, &output, "0x555555554000");
+    }
+
+    // An external input not supplied and no --substitute-external.
+    let path = write(&dir, "base", &encode(&base()));
+    let output = exec_traced(&dir, "missing-input", &[], &["exec", path.to_str().unwrap()], &addresses, false);
+    assert_one_line("missing input", &output, "external input");
+}
+
+/// Buffers that overlap each other (two slots of one ring, or across rings)
+/// are not bad input: the kernel accepts such registrations and the
+/// executor maps the union of the ranges once.
+#[test]
+fn overlapping_buffers_are_accepted() {
+    let dir = scratch_dir("bad-input-overlap");
+    let bytes = mutated(|image| {
+        let ring = ring_mut(image, 2);
+        ring.buffers[0] = Some(Buffer { addr: 0x2000_0000, len: 8192 });
+        ring.buffers[1] = Some(Buffer { addr: 0x2000_1000, len: 8192 });
+        ring_mut(image, 1).buffers = vec![Some(Buffer { addr: 0x2000_0800, len: 100 })];
+    });
+    let path = write(&dir, "overlap", &bytes);
+    let stdout = crate::support::plan_ok(&["exec", path.to_str().unwrap(), "--dry-run", "--substitute-external"]);
+    let stdout = String::from_utf8(stdout).unwrap();
+    assert!(stdout.lines().last().is_some_and(|line| line.starts_with("preflight: ok")), "{stdout}");
+}
+
+/// `plan` copied where `nobody` can run it (every directory on the way
+/// 0755), with the path returned.
+fn plan_for_nobody() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringplan-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("creating a temp dir");
+    let copy = dir.join("plan");
+    std::fs::copy(PLAN, &copy).expect("copying plan");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy
+}
+
+/// Runs `plan ARGS` as `nobody` with no capabilities.
+fn as_nobody(plan: &Path, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", "--"])
+        .arg(plan)
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running setpriv (util-linux)")
+}
+
+/// Dumping a root process as an unprivileged user is refused, with every
+/// backend, on one line that says ptrace rights are missing: exit status 1,
+/// a failure of the system (permissions), as the README says, not bad input.
+/// `show` and `exec --dry-run` need nothing but the file.
+#[test]
+fn an_unprivileged_user_cannot_dump_a_root_process() {
+    assert!(rustix::process::getuid().is_root(), "this test starts a root process and drops to nobody: run as root");
+    let plan = plan_for_nobody();
+    let scenario = crate::support::Scenario::start("seed");
+    let pid = scenario.pid().to_string();
+    for backend in ["auto", "bpf", "fdinfo"] {
+        let output = as_nobody(&plan, &["dump", "--pid", &pid, "--backend", backend, "-o", "/dev/null"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "--backend {backend}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "--backend {backend} should print one line: {stderr}");
+        assert!(
+            stderr.contains(&format!("permission denied reading pid {pid}'s fds: dumping needs ptrace rights")),
+            "--backend {backend}: {stderr}"
+        );
+        assert!(output.stdout.is_empty());
+    }
+
+    // Reading an image (world-readable) needs no privilege.
+    let dir = plan.parent().unwrap();
+    let image = dir.join("seed.img");
+    std::fs::write(&image, encode(&base())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let image = image.to_str().unwrap();
+    for args in [vec!["show", image, "--objects"], vec!["show", image], vec!["exec", image, "--dry-run", "--substitute-external"]] {
+        let output = as_nobody(&plan, &args);
+        assert!(output.status.success(), "plan {args:?} as nobody: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    drop(scenario);
+    let _ = std::fs::remove_dir_all(dir);
+}
