@@ -30,6 +30,8 @@ pub enum ImageError {
     WqCycle { ring: ObjectId },
     #[error("file {id}: path {path:?} is not absolute")]
     RelativePath { id: ObjectId, path: String },
+    #[error("file {id}: path {path:?} contains a NUL byte")]
+    PathHasNul { id: ObjectId, path: String },
 }
 
 fn with_article(kind: &str) -> String {
@@ -232,6 +234,8 @@ fn check_buffers(id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
 fn check_file(id: ObjectId, file: &File) -> Result<(), ImageError> {
     match &file.path {
         Some(path) if !path.starts_with('/') => Err(ImageError::RelativePath { id, path: path.clone() }),
+        // No path with a NUL can be opened (and a plan refuses one).
+        Some(path) if path.contains('\0') => Err(ImageError::PathHasNul { id, path: path.clone() }),
         _ => Ok(()),
     }
 }
