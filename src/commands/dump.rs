@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ringplan_dump::{BackendChoice, Dumper, Selection};
+use ringplan_dump::{BackendChoice, Selection};
 
 use crate::commands::{refuse_binary_to_terminal, write_output};
 use crate::error::CliError;
@@ -41,11 +41,10 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
         BackendArg::Fdinfo => BackendChoice::Fdinfo,
     };
     let selection = if args.fds.is_empty() { Selection::All } else { Selection::RingFds(&args.fds) };
-    // Check the target first: a caller without ptrace rights over it (or a
-    // pid that is no process) is told so on one line, before BPF is loaded
-    // (which, refused, makes libbpf print lines of its own).
-    drop(ringplan_dump::Target::open(args.pid).map_err(ringplan_dump::DumpError::from)?);
-    let dump = Dumper::new(choice)?.dump(args.pid, selection)?;
+    // ringplan_dump::dump opens the target before loading BPF: a caller
+    // without ptrace rights over it (or a pid that is no process) is told so
+    // on one line, before libbpf, refused, prints lines of its own.
+    let dump = ringplan_dump::dump(args.pid, selection, choice)?;
     for warning in &dump.warnings {
         eprintln!("plan: warning: {warning}");
     }

@@ -101,7 +101,13 @@ impl Dumper {
 
     /// Dumps the selected rings of `pid` and everything they depend on.
     pub fn dump(&mut self, pid: u32, selection: Selection<'_>) -> Result<Dump, DumpError> {
-        let target = Target::open(pid)?;
+        self.dump_target(&Target::open(pid)?, selection)
+    }
+
+    /// Dumps the selected rings of an already opened target and everything
+    /// they depend on.
+    pub fn dump_target(&mut self, target: &Target, selection: Selection<'_>) -> Result<Dump, DumpError> {
+        let pid = target.pid();
         let raw = match &mut self.bpf {
             Some(bpf) => bpf.read(pid, target.pidfd())?,
             None => fdinfo::read(pid)?,
@@ -124,9 +130,13 @@ impl Dumper {
     }
 }
 
-/// Dumps `pid` once with `choice`: [`Dumper::new`] then [`Dumper::dump`].
+/// Dumps `pid` once with `choice`. The target is opened (and its access
+/// checked) before the backend is prepared, so a caller without ptrace
+/// rights over it, or a pid that is no process, gets that error rather than
+/// whatever loading BPF would say.
 pub fn dump(pid: u32, selection: Selection<'_>, choice: BackendChoice) -> Result<Dump, DumpError> {
-    Dumper::new(choice)?.dump(pid, selection)
+    let target = Target::open(pid)?;
+    Dumper::new(choice)?.dump_target(&target, selection)
 }
 
 fn kernel_release() -> String {
