@@ -12,6 +12,10 @@ pub enum CliError {
     /// The reader of our stdout went away: not an error for a CLI.
     #[error("broken pipe")]
     BrokenPipe,
+    /// A command `plan` ran for the user ended with this status, which
+    /// becomes `plan`'s own (nothing more to print).
+    #[error("the command exited with status {0}")]
+    CommandStatus(u8),
 }
 
 impl CliError {
@@ -20,6 +24,7 @@ impl CliError {
             CliError::BadInput(_) => 2,
             CliError::Failed(_) => 1,
             CliError::BrokenPipe => 0,
+            CliError::CommandStatus(status) => *status,
         }
     }
 
@@ -43,11 +48,13 @@ impl CliError {
 
 impl From<ringplan_dump::DumpError> for CliError {
     fn from(error: ringplan_dump::DumpError) -> Self {
-        use ringplan_dump::{AssembleError, DumpError, TargetError};
+        use ringplan_dump::{AssembleError, DumpError, FreezeError, TargetError};
         let bad_input = matches!(
             error,
-            DumpError::Target(TargetError::InvalidPid { .. } | TargetError::NoSuchProcess { .. })
-                | DumpError::Assemble(AssembleError::NoSuchFd { .. } | AssembleError::NotARing { .. })
+            DumpError::Target(
+                TargetError::InvalidPid { .. } | TargetError::NoSuchProcess { .. } | TargetError::Exited { .. }
+            ) | DumpError::Assemble(AssembleError::NoSuchFd { .. } | AssembleError::NotARing { .. })
+                | DumpError::Freeze(FreezeError::CgroupUnusable { .. })
         );
         if bad_input {
             CliError::BadInput(error.to_string())

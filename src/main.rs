@@ -33,6 +33,10 @@ enum Command {
     /// Restore an image or plan into this process (preflight, run, undo on
     /// failure); --verify, --hold, --dry-run.
     Exec(commands::exec::ExecArgs),
+    /// Hold a process still (cgroup freezer or SIGSTOP) while a command
+    /// runs, then let it go, also if plan is killed; exits with the
+    /// command's status.
+    Freeze(commands::freeze::FreezeArgs),
     /// Build a known io_uring state, print it as one JSON line, and wait for
     /// SIGTERM or SIGINT.
     App(commands::app::AppArgs),
@@ -56,12 +60,14 @@ fn main() -> ExitCode {
         Command::Show(args) => commands::show::run(args),
         Command::Compile(args) => commands::compile::run(args),
         Command::Exec(args) => commands::exec::run(args),
+        Command::Freeze(args) => commands::freeze::run(args),
         Command::App(args) => commands::app::run(args),
         Command::Demo => commands::demo::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(CliError::CommandStatus(status)) => ExitCode::from(status),
         Err(error) => {
             eprintln!("plan: error: {error}");
             ExitCode::from(error.exit_status())

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ringplan_dump::{BackendChoice, Selection};
+use ringplan_dump::{BackendChoice, DumpOptions, FreezeMethod, Selection};
 
 use crate::commands::{refuse_binary_to_terminal, write_output};
 use crate::error::CliError;
@@ -18,6 +18,13 @@ pub struct DumpArgs {
     /// How to read the kernel's state.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     backend: BackendArg,
+    /// Hold the target still while it is read: `cgroup` (its cgroup's
+    /// freezer; only when it is alone there), `signal` (SIGSTOP/SIGCONT),
+    /// or `auto` (cgroup when it can, else signal; the default with a bare
+    /// --freeze). It is let go before the image is written, also when the
+    /// dump fails or ringplan is killed.
+    #[arg(long, value_enum, value_name = "METHOD", num_args = 0..=1, default_missing_value = "auto")]
+    freeze: Option<FreezeArg>,
     /// Write the image here instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -33,6 +40,24 @@ enum BackendArg {
     Fdinfo,
 }
 
+/// How `--freeze` holds the target (see [`FreezeMethod`]).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FreezeArg {
+    Auto,
+    Cgroup,
+    Signal,
+}
+
+impl From<FreezeArg> for FreezeMethod {
+    fn from(arg: FreezeArg) -> FreezeMethod {
+        match arg {
+            FreezeArg::Auto => FreezeMethod::Auto,
+            FreezeArg::Cgroup => FreezeMethod::Cgroup,
+            FreezeArg::Signal => FreezeMethod::Signal,
+        }
+    }
+}
+
 pub fn run(args: DumpArgs) -> Result<(), CliError> {
     refuse_binary_to_terminal(args.output.as_deref(), "image")?;
     let choice = match args.backend {
@@ -44,9 +69,18 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
     // ringplan_dump::dump opens the target before loading BPF: a caller
     // without ptrace rights over it (or a pid that is no process) is told so
     // on one line, before libbpf, refused, prints lines of its own.
-    let dump = ringplan_dump::dump(args.pid, selection, choice)?;
+    let options = DumpOptions { selection, backend: choice, freeze: args.freeze.map(FreezeMethod::from) };
+    let dump = ringplan_dump::dump_with(args.pid, options)?;
     for warning in &dump.warnings {
         eprintln!("plan: warning: {warning}");
+    }
+    if let Some(held) = &dump.held {
+        eprintln!(
+            "plan: pid {} was held still for {:.1} ms by {}",
+            args.pid,
+            held.duration.as_secs_f64() * 1e3,
+            held.by
+        );
     }
     let bytes = ringplan_image::encode_to_vec(&dump.image).map_err(CliError::failed)?;
     write_output(args.output.as_deref(), &bytes, "image")

@@ -5,6 +5,7 @@ pub mod compile;
 pub mod demo;
 pub mod dump;
 pub mod exec;
+pub mod freeze;
 pub mod show;
 
 use std::io::{IsTerminal, Write};

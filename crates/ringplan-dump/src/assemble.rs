@@ -35,9 +35,10 @@ pub enum AssembleError {
 }
 
 /// Which rings to dump.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub enum Selection<'a> {
     /// Every ring the process holds.
+    #[default]
     All,
     /// The rings at these fds, plus everything they depend on.
     RingFds(&'a [i32]),

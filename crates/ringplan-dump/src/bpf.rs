@@ -275,6 +275,14 @@ impl BpfDumper {
         Ok(reading.into_raw_state(hz))
     }
 
+    /// The target's fd table as pass A sees it now (fd, close-on-exec,
+    /// file identity), in fd order: read again after [`BpfDumper::read`],
+    /// it tells whether the fds changed while the rings were being read.
+    pub fn fd_table(&mut self, pid: u32, pidfd: BorrowedFd<'_>) -> Result<Vec<crate::raw::RawFd>, BpfError> {
+        let bytes = self.run_target_pass(pid, pidfd)?;
+        Ok(Reading::from_target_records(&bytes, self.fops)?.fds.into_values().collect())
+    }
+
     /// HZ as the kernel was built with it, measured with an SQPOLL ring of
     /// the dumper's own (the fallback when the clock's resolution does not
     /// tell). Exposed for tests and diagnostics.

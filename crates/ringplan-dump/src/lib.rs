@@ -16,10 +16,19 @@
 //!
 //! Reading changes nothing in the target: the only state this crate creates
 //! is the dumper's own (BPF links, duplicated fds), all released on return.
+//!
+//! A target that keeps running may change while it is read. A dump is only
+//! returned when its read was consistent: the target did not exit during it
+//! (its pid could otherwise have been reused), and with BPF its fd table
+//! was the same before and after the rings were read, and every table
+//! matched its header; otherwise the read is retried, [`READ_ATTEMPTS`]
+//! times in all. [`freeze`] holds the target still for the read instead
+//! (cgroup freezer or SIGSTOP), and always lets it go.
 
 pub mod assemble;
 pub mod bpf;
 pub mod fdinfo;
+pub mod freeze;
 pub mod maps;
 pub mod raw;
 pub mod target;
@@ -29,6 +38,7 @@ use ringplan_image::{Backend, Image, Source};
 pub use assemble::{AssembleError, Selection};
 pub use bpf::{BpfDumper, BpfError};
 pub use fdinfo::FdinfoError;
+pub use freeze::{FreezeError, FreezeMethod, Frozen, HeldBy};
 pub use maps::MapsError;
 pub use target::{Target, TargetError};
 
@@ -55,6 +65,15 @@ pub enum DumpError {
     Maps(#[from] MapsError),
     #[error(transparent)]
     Assemble(#[from] AssembleError),
+    #[error("pid {pid} exited during the dump; no image was made")]
+    ExitedDuringDump { pid: u32 },
+    #[error(
+        "pid {pid} changed its fds or io_uring tables during each of {attempts} reads (last: {last_change}); \
+         hold it still with --freeze and dump again"
+    )]
+    KeptChanging { pid: u32, attempts: u32, last_change: String },
+    #[error(transparent)]
+    Freeze(#[from] FreezeError),
 }
 
 /// A finished dump: the image and what the caller should be told about it.
@@ -63,6 +82,8 @@ pub struct Dump {
     pub image: Image,
     /// Things the image cannot say for itself, one line each.
     pub warnings: Vec<String>,
+    /// How the target was held still, when it was ([`dump_with`]).
+    pub held: Option<Held>,
 }
 
 /// A dumper with its backend ready; reuse it to dump several times without
@@ -107,14 +128,58 @@ impl Dumper {
     /// Dumps the selected rings of an already opened target and everything
     /// they depend on.
     pub fn dump_target(&mut self, target: &Target, selection: Selection<'_>) -> Result<Dump, DumpError> {
+        let read = self.read_consistent(target)?;
+        self.finish(target, read, selection, None)
+    }
+
+    /// Reads the target until one read is consistent: the target did not
+    /// exit during it, and (BPF) its fd table was the same before and after
+    /// the rings were read. A read that saw the target change is retried,
+    /// up to [`READ_ATTEMPTS`] reads in all.
+    fn read_consistent(&mut self, target: &Target) -> Result<Read, DumpError> {
+        let pid = target.pid();
+        let mut last_change = String::new();
+        for _ in 0..READ_ATTEMPTS {
+            if target.has_exited() {
+                return Err(DumpError::ExitedDuringDump { pid });
+            }
+            let read = self.read_once(target);
+            // Whatever the read says (an fd gone, a table shorter than its
+            // header, or success), a target that exited meanwhile may have
+            // been read half alive, or its pid reused: say that.
+            if target.has_exited() {
+                return Err(DumpError::ExitedDuringDump { pid });
+            }
+            match read {
+                Ok(read) => return Ok(read),
+                Err(DumpError::Bpf(BpfError::TargetChanged { what, .. })) => last_change = what,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(DumpError::KeptChanging { pid, attempts: READ_ATTEMPTS, last_change })
+    }
+
+    fn read_once(&mut self, target: &Target) -> Result<Read, DumpError> {
         let pid = target.pid();
         let raw = match &mut self.bpf {
-            Some(bpf) => bpf.read(pid, target.pidfd())?,
+            Some(bpf) => {
+                let raw = bpf.read(pid, target.pidfd())?;
+                let fds_after = bpf.fd_table(pid, target.pidfd())?;
+                if let Some(what) = fd_table_change(&raw.fds, &fds_after) {
+                    return Err(BpfError::TargetChanged { pid, what }.into());
+                }
+                raw
+            }
             None => fdinfo::read(pid)?,
         };
         let mappings = maps::ring_mappings(pid)?;
+        Ok(Read { raw, mappings })
+    }
+
+    fn finish(&self, target: &Target, read: Read, selection: Selection<'_>, held: Option<Held>) -> Result<Dump, DumpError> {
+        let pid = target.pid();
         let source = Source { pid, backend: self.backend(), kernel_release: kernel_release() };
-        let image = assemble::assemble(&raw, &mappings, source, selection)?;
+        let image = assemble::assemble(&read.raw, &read.mappings, source, selection)?;
         let mut warnings = self.warnings.clone();
         if self.bpf.is_none() && !image.objects.is_empty() {
             warnings.push(
@@ -126,8 +191,58 @@ impl Dumper {
         if image.objects.is_empty() {
             warnings.push(format!("pid {pid} holds no io_uring instance"));
         }
-        Ok(Dump { image, warnings })
+        Ok(Dump { image, warnings, held })
     }
+}
+
+/// How many times a dump reads a target that keeps changing under it
+/// before it gives up and suggests `--freeze`.
+pub const READ_ATTEMPTS: u32 = 3;
+
+/// One read of the kernel's state, before it is assembled into an image.
+struct Read {
+    raw: raw::RawState,
+    mappings: std::collections::HashMap<u64, Vec<ringplan_image::RingMapping>>,
+}
+
+/// The first difference between the fd table read before the rings and the
+/// one read after, as "fd N ...", or `None` when they are equal.
+fn fd_table_change(before: &[raw::RawFd], after: &[raw::RawFd]) -> Option<String> {
+    let describe = |fd: i32| {
+        let was = before.iter().find(|entry| entry.fd == fd);
+        let now = after.iter().find(|entry| entry.fd == fd);
+        match (was, now) {
+            (Some(_), None) => format!("fd {fd} was closed while the rings were read"),
+            (None, Some(_)) => format!("fd {fd} was opened while the rings were read"),
+            _ => format!("fd {fd} was replaced while the rings were read"),
+        }
+    };
+    if before == after {
+        return None;
+    }
+    let first = before.iter().zip(after).find(|(was, now)| was != now).map(|(was, _)| was.fd);
+    let fd = first.or_else(|| {
+        let longer = if before.len() > after.len() { before } else { after };
+        longer.get(before.len().min(after.len())).map(|entry| entry.fd)
+    })?;
+    Some(describe(fd))
+}
+
+/// How a dump should be made.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DumpOptions<'a> {
+    pub selection: Selection<'a>,
+    pub backend: BackendChoice,
+    /// Hold the target still while it is read (see [`freeze`]).
+    pub freeze: Option<FreezeMethod>,
+}
+
+/// How the target was held still during a dump, and for how long.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub by: HeldBy,
+    /// From the freeze to the release: how long the target stood still.
+    pub duration: std::time::Duration,
 }
 
 /// Dumps `pid` once with `choice`. The target is opened (and its access
@@ -135,8 +250,28 @@ impl Dumper {
 /// rights over it, or a pid that is no process, gets that error rather than
 /// whatever loading BPF would say.
 pub fn dump(pid: u32, selection: Selection<'_>, choice: BackendChoice) -> Result<Dump, DumpError> {
+    dump_with(pid, DumpOptions { selection, backend: choice, freeze: None })
+}
+
+/// Dumps `pid` once as `options` say. With `freeze`, the target is held
+/// still only while the kernel's state is read: after the backend is ready
+/// and before the image is assembled; it is let go on every path out
+/// (errors, panics, and the death of this process, through a watchdog).
+pub fn dump_with(pid: u32, options: DumpOptions<'_>) -> Result<Dump, DumpError> {
     let target = Target::open(pid)?;
-    Dumper::new(choice)?.dump_target(&target, selection)
+    let mut dumper = Dumper::new(options.backend)?;
+    let Some(method) = options.freeze else { return dumper.dump_target(&target, options.selection) };
+    let frozen = Frozen::hold(&target, method).map_err(|error| {
+        if target.has_exited() {
+            DumpError::ExitedDuringDump { pid }
+        } else {
+            DumpError::Freeze(error)
+        }
+    })?;
+    let by = frozen.held_by().clone();
+    let read = dumper.read_consistent(&target);
+    let duration = frozen.release()?;
+    dumper.finish(&target, read?, options.selection, Some(Held { by, duration }))
 }
 
 fn kernel_release() -> String {

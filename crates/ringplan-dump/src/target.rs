@@ -1,5 +1,7 @@
-//! Reaching the process to dump: a pidfd, and the access check that tells a
-//! caller without ptrace rights why it is refused before anything is read.
+//! Reaching the process to dump: a pidfd, the access check that tells a
+//! caller without ptrace rights why it is refused before anything is read,
+//! and whether the process has exited since (which is how a dump knows that
+//! its pid was not reused while it read `/proc/PID`).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -17,6 +19,8 @@ pub enum TargetError {
          (run as its user with ptrace allowed, or with CAP_SYS_PTRACE)"
     )]
     PermissionDenied { pid: u32 },
+    #[error("pid {pid} has exited or is exiting; there is nothing left to dump")]
+    Exited { pid: u32 },
     #[error("opening pid {pid}: {source}")]
     Open { pid: u32, source: std::io::Error },
 }
@@ -39,8 +43,12 @@ impl Target {
             rustix::io::Errno::SRCH => TargetError::NoSuchProcess { pid },
             other => TargetError::Open { pid, source: other.into() },
         })?;
+        let target = Target { pid, pidfd };
+        if target.has_exited() {
+            return Err(TargetError::Exited { pid });
+        }
         match std::fs::read_dir(format!("/proc/{pid}/fd")) {
-            Ok(_) => Ok(Target { pid, pidfd }),
+            Ok(_) => Ok(target),
             Err(error) => Err(match error.kind() {
                 std::io::ErrorKind::PermissionDenied => TargetError::PermissionDenied { pid },
                 std::io::ErrorKind::NotFound => TargetError::NoSuchProcess { pid },
@@ -56,4 +64,32 @@ impl Target {
     pub fn pidfd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
     }
+
+    /// Whether the process has exited or is exiting. Its pidfd polls
+    /// readable once it has exited (zombie or reaped), and until then its pid
+    /// cannot have been reused, so a read of `/proc/PID` that ends with this
+    /// false read this process and no other. A process is also "exiting"
+    /// from the moment its leader starts `do_exit` (`PF_EXITING`): it closes
+    /// its whole fd table before the pidfd says anything, which a read in
+    /// that window would take for a process without files.
+    pub fn has_exited(&self) -> bool {
+        let mut poll = [rustix::event::PollFd::new(&self.pidfd, rustix::event::PollFlags::IN)];
+        let now = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        // A pidfd that cannot be polled says nothing; /proc then tells.
+        let exited = rustix::event::poll(&mut poll, Some(&now)).is_ok_and(|ready| ready > 0);
+        exited || leader_is_exiting(self.pid)
+    }
+}
+
+/// `PF_EXITING` in `task_struct.flags`, which `/proc/PID/stat` shows.
+const PF_EXITING: u64 = 0x4;
+
+/// Whether `pid`'s leader thread has begun to exit (or `/proc` no longer
+/// shows it).
+fn leader_is_exiting(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
+    // The fields after the command name: state, ppid, pgrp, session,
+    // tty_nr, tpgid, flags.
+    let flags = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok());
+    flags.is_none_or(|flags| flags & PF_EXITING != 0)
 }

@@ -1,0 +1,46 @@
+//! `plan freeze`: hold a process still while a command runs, then let it
+//! go. For checkpoint pipelines that read a process with several tools
+//! (ringplan for its rings, another for its memory) and need them all to
+//! see one state.
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+
+use ringplan_dump::{DumpError, Frozen, Target};
+
+use crate::commands::dump::FreezeArg;
+use crate::error::CliError;
+
+#[derive(clap::Args)]
+pub struct FreezeArgs {
+    /// The process to hold still.
+    #[arg(long)]
+    pid: u32,
+    /// `cgroup` (its cgroup's freezer; only when it is alone there),
+    /// `signal` (SIGSTOP/SIGCONT), or `auto`: cgroup when it can, else
+    /// signal.
+    #[arg(long, value_enum, default_value_t = FreezeArg::Auto)]
+    method: FreezeArg,
+    /// The command to run while the process is held, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+pub fn run(args: FreezeArgs) -> Result<(), CliError> {
+    let (program, arguments) = args.command.split_first().ok_or_else(|| CliError::bad_input("no command given"))?;
+    let target = Target::open(args.pid).map_err(|error| CliError::from(DumpError::from(error)))?;
+    let frozen = Frozen::hold(&target, args.method.into()).map_err(|error| CliError::from(DumpError::from(error)))?;
+    eprintln!("plan: pid {} is held still by {}", args.pid, frozen.held_by());
+    let status = std::process::Command::new(program).args(arguments).status();
+    let held_for = frozen.release().map_err(|error| CliError::from(DumpError::from(error)))?;
+    eprintln!("plan: pid {} let go after {:.1} ms", args.pid, held_for.as_secs_f64() * 1e3);
+    let status = status
+        .map_err(|error| CliError::bad_input(format!("cannot run {}: {error}", program.to_string_lossy())))?;
+    // A command killed by a signal ends like a shell would say: 128 + signal.
+    let code = status.code().or_else(|| status.signal().map(|signal| 128 + signal)).unwrap_or(1);
+    match u8::try_from(code) {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(CliError::CommandStatus(code)),
+        Err(_) => Err(CliError::CommandStatus(1)),
+    }
+}
