@@ -356,6 +356,17 @@ fn preflight_refusals_change_nothing() {
         assert_one_line(name, &output, "RLIMIT_NOFILE");
     }
 
+    // Registered buffers above RLIMIT_MEMLOCK, without CAP_IPC_LOCK (root
+    // drops it from its bounding set; the kernel would charge the pinned
+    // pages to the limit).
+    let path = write(&dir, "memlock", &encode(&base()));
+    let path = path.to_str().unwrap();
+    let no_ipc_lock = ["setpriv", "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "prlimit", "--memlock=0:0", "--"];
+    for (name, args) in [("memlock-dry", vec!["exec", path, "--dry-run", "--substitute-external"]), ("memlock", vec!["exec", path, "--substitute-external"])] {
+        let output = exec_traced(&dir, name, &no_ipc_lock, &args, &addresses, false);
+        assert_one_line(name, &output, "RLIMIT_MEMLOCK");
+    }
+
     // A buffer over memory this process already maps: with ASLR off
     // (`setarch -R`), the plan binary's first page is at 0x555555554000.
     let taken = 0x5555_5555_4000u64;

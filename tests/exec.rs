@@ -338,3 +338,52 @@ fn bad_input_and_preflight_refusals() {
     assert!(stdout.contains("setup_ring"), "{stdout}");
     assert!(stdout.lines().last().is_some_and(|line| line.starts_with("preflight: ok")), "{stdout}");
 }
+
+/// The kernel refusing an SQ thread in the middle of a restore: under a
+/// pids cgroup limit of 2 tasks (plan and one SQ thread), the second of two
+/// independent SQPOLL rings cannot get its thread (`io_uring_setup` fails
+/// with EAGAIN). The step names the ring and the errno, everything done
+/// before it (the first ring and its thread) is undone, exit status 1.
+#[test]
+fn an_sq_thread_the_kernel_refuses_is_undone() {
+    let dir = scratch_dir("exec-sqpoll-refused");
+    let scenario = Scenario::start("seed");
+    let mut image = read_image(&dump_to(scenario.pid(), &dir, "seed"));
+    drop(scenario);
+    // The seed's second ring shares the first one's SQ thread; give it one
+    // of its own.
+    const ATTACH_WQ: u32 = 1 << 5;
+    let rings: Vec<&mut ringplan_image::Ring> = image
+        .objects
+        .iter_mut()
+        .filter_map(|object| match &mut object.kind {
+            ObjectKind::Ring(ring) => Some(ring),
+            _ => None,
+        })
+        .collect();
+    let [_, second] = <[_; 2]>::try_from(rings).unwrap_or_else(|_| panic!("the seed has two rings"));
+    second.setup.flags = second.setup.flags.map(|flags| flags & !ATTACH_WQ);
+    second.wq_parent = None;
+    second.sq_group = Some(1000);
+    let path = dir.join("two-sq-threads.img");
+    std::fs::write(&path, ringplan_image::encode_to_vec(&image).expect("encoding")).expect("writing the image");
+    let path = path.to_str().expect("utf-8");
+    // Unlimited, it restores.
+    plan_ok(&["exec", path, "--substitute-external"]);
+
+    let cgroup = [(1, "pids"), (2, "")]
+        .into_iter()
+        .filter_map(|(version, controller)| crate::support::TestCgroup::create(version, controller, "sqpoll"))
+        .find(|cgroup| cgroup.dir.join("pids.max").exists())
+        .expect("a cgroup with the pids controller (v1 pids, or v2 with pids enabled)");
+    crate::support::write_file(&cgroup.dir.join("pids.max"), "2");
+    let script = format!("echo $$ > {}/cgroup.procs && exec \"$0\" exec \"$1\" --substitute-external", cgroup.dir.display());
+    let output = Command::new("sh").args(["-c", &script, PLAN, path]).stdin(Stdio::null()).output().expect("running sh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("step 1 (setup_ring of #2): io_uring_setup failed"), "{stderr}");
+    assert!(stderr.contains("Resource temporarily unavailable") && stderr.contains("everything done was undone"), "{stderr}");
+    // The CLI compares /proc/self/fd and /proc/self/maps before and after.
+    assert!(!stderr.contains("undo left"), "{stderr}");
+}

@@ -15,6 +15,9 @@
 //! - `real_programs`: fio (io_uring engine, with and without registered
 //!   files, fixed buffers, SQPOLL) and `qemu-img bench`, dumped while they do
 //!   I/O, checked against their job and fdinfo, restored with `--verify`.
+//! - `vanishing`: targets killed mid-dump, a reused pid, a target that never
+//!   stops changing, `--freeze` and `plan freeze` (cgroup and signal) letting
+//!   go on every path, also when `plan` is SIGKILLed.
 
 mod support;
 
@@ -24,3 +27,4 @@ mod dump_scenarios;
 mod exec;
 mod plans;
 mod real_programs;
+mod vanishing;

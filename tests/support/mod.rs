@@ -105,3 +105,55 @@ pub fn dump_json(pid: u32, backend: &str, dir: &Path, extra: &[&str]) -> serde_j
 pub fn objects_of_kind<'a>(view: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
     view["objects"].as_array().expect("objects").iter().filter(|object| object["kind"] == kind).collect()
 }
+
+/// Writes `value` to a procfs or cgroupfs file.
+pub fn write_file(path: &Path, value: &str) {
+    std::fs::write(path, value).unwrap_or_else(|error| panic!("writing {value:?} to {}: {error}", path.display()));
+}
+
+/// A cgroup made for one test (v2, or a v1 hierarchy with `controller`),
+/// removed on drop after its processes are moved back to the root.
+pub struct TestCgroup {
+    pub dir: PathBuf,
+    root: PathBuf,
+}
+
+impl TestCgroup {
+    /// `None` when this machine mounts no such hierarchy (said on stdout).
+    pub fn create(version: u32, controller: &str, name: &str) -> Option<TestCgroup> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("reading mountinfo");
+        let root = mountinfo.lines().find_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let mut after = after.split(' ');
+            let (fs_type, options) = (after.next()?, after.nth(1)?);
+            let wanted = match version {
+                2 => fs_type == "cgroup2",
+                _ => fs_type == "cgroup" && options.split(',').any(|option| option == controller),
+            };
+            wanted.then(|| PathBuf::from(before.split(' ').nth(4).expect("a mount point")))
+        });
+        let Some(root) = root else {
+            println!("no cgroup v{version} {controller} hierarchy is mounted here");
+            return None;
+        };
+        let dir = root.join(format!("ringplan-test-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
+        Some(TestCgroup { dir, root })
+    }
+
+    pub fn add(&self, pid: u32) {
+        write_file(&self.dir.join("cgroup.procs"), &pid.to_string());
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for pid in procs.lines() {
+                let _ = std::fs::write(self.root.join("cgroup.procs"), pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
