@@ -170,13 +170,24 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Dumps `pid` with the BPF backend; returns the image's path and JSON view.
-fn dump(pid: u32, dir: &Path, name: &str) -> (String, Value) {
+/// Dumps `pid` with the BPF backend; returns the image's path, JSON view and
+/// the dump's warnings (stderr).
+fn dump(pid: u32, dir: &Path, name: &str) -> (String, Value, String) {
     let image = dir.join(format!("{name}.img")).to_str().expect("utf-8 path").to_owned();
-    plan_ok(&["dump", "--pid", &pid.to_string(), "--backend", "bpf", "-o", &image]);
+    let output = plan(&["dump", "--pid", &pid.to_string(), "--backend", "bpf", "-o", &image]);
+    let warnings = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "plan dump of pid {pid} failed: {warnings}");
     let view = serde_json::from_slice(&plan_ok(&["show", &image, "--objects", "--format", "json"]))
         .expect("show --format json prints JSON");
-    (image, view)
+    (image, view, warnings)
+}
+
+/// What the image leaves out is said, naming the ring: its SQ/CQ positions
+/// (the program has done I/O), and SINGLE_ISSUER's thread when set.
+fn assert_caveats(warnings: &str, fd: u32, single_issuer: bool, context: &str) {
+    let positions = format!("ring #1 (fd {fd}): its SQ head/tail are at ");
+    assert!(warnings.contains(&positions) && warnings.contains("the image keeps no positions"), "{context}: {warnings}");
+    assert_eq!(warnings.contains("IORING_SETUP_SINGLE_ISSUER"), single_issuer, "{context}: {warnings}");
 }
 
 fn object<'a>(view: &'a Value, id: &Value) -> &'a Value {
@@ -290,8 +301,9 @@ fn fio(job: FioJob) {
     let main = program.pid();
     let (pid, fd, info) = wait_for_io(&mut program, || children(main).into_iter().find(|child| !ring_fds(*child).is_empty()));
     let context = format!("fio {} (job pid {pid})", job.name);
-    let (image, view) = dump(pid, &dir, job.name);
+    let (image, view, warnings) = dump(pid, &dir, job.name);
     assert_eq!(view["source"]["pid"], pid, "{context}: source pid");
+    assert_caveats(&warnings, fd, !job.sqthread_poll, &context);
     let ring = the_ring(&view, fd, &info, &context);
 
     // The ring agrees with the job file.
@@ -409,8 +421,9 @@ fn qemu_img_bench() {
     let main = program.pid();
     let (pid, fd, info) = wait_for_io(&mut program, || Some(main));
     let context = format!("qemu-img bench -t {cache} (pid {pid})");
-    let (image, view) = dump(pid, &dir, "qemu-img");
+    let (image, view, warnings) = dump(pid, &dir, "qemu-img");
     assert_eq!(view["source"]["pid"], pid, "{context}: source pid");
+    assert_caveats(&warnings, fd, false, &context);
     let ring = the_ring(&view, fd, &info, &context);
     let setup = &ring["setup"];
     assert_eq!(setup["flags"], 0, "{context}: a plain ring");

@@ -27,6 +27,7 @@
 
 pub mod assemble;
 pub mod bpf;
+pub mod caveats;
 pub mod fdinfo;
 pub mod freeze;
 pub mod maps;
@@ -191,6 +192,7 @@ impl Dumper {
         if image.objects.is_empty() {
             warnings.push(format!("pid {pid} holds no io_uring instance"));
         }
+        warnings.extend(caveats::ring_caveats(pid, &image));
         Ok(Dump { image, warnings, held })
     }
 }
