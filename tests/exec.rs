@@ -265,6 +265,15 @@ fn hold_then_dump_matches_the_original() {
             .flat_map(|(object, pinned)| object.fds.iter().map(move |entry| (entry.fd, pinned)))
             .collect();
         assert!(!fds.is_empty(), "{name}: no ring fds");
+        if name == "closed" && !crate::support::kernel_shows_registered_file_paths() {
+            // Its files live only in the ring: their paths come from fdinfo,
+            // which on this kernel (6.1) shows names only, so the image has
+            // no path and exec substitutes /dev/null (checked as faithful
+            // above, substitutions included); fdinfo then differs.
+            eprintln!("{name}: fdinfo not compared: this kernel's fdinfo shows registered files by name only");
+            drop(holder);
+            continue;
+        }
         let want = ring_fdinfo(scenario.pid(), &fds);
         let got = ring_fdinfo(holder.pid(), &fds);
         assert_eq!(got, want, "{name}: fdinfo of the holder's rings differs from the original's");
