@@ -60,8 +60,8 @@ fn registered_file_row() -> Result<String, FdinfoFormatError> {
     // SAFETY: io_uring_setup only fills `params`; the ring is never mapped
     // or submitted to.
     let ring = unsafe { io_uring_setup(1, &mut params) }.map_err(probe("setting up a ring"))?;
-    let null = rustix::fs::open("/dev/null", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-        .map_err(probe("opening /dev/null"))?;
+    let read_only = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC;
+    let null = rustix::fs::open("/dev/null", read_only, rustix::fs::Mode::empty()).map_err(probe("opening /dev/null"))?;
     let fds = [null.as_raw_fd()];
     // SAFETY: the argument is an array of one fd, as REGISTER_FILES with
     // nr_args 1 expects; the kernel only reads it.
