@@ -164,8 +164,15 @@ int ringplan_target_fds(struct bpf_iter__task_file *ctx)
 	rec.path_len = path_len;
 	rec.header.size = sizeof(rec) + (path_len > 0 ? path_len : 0);
 	bpf_seq_write(seq, &rec, sizeof(rec));
-	if (path_len > 0 && path_len < RP_PATH_MAX)
-		bpf_seq_write(seq, scratch->path, path_len);
+	if (path_len > 0 && path_len < RP_PATH_MAX) {
+		/* The 6.1 verifier does not carry the range check above over
+		 * to path_len (clang tests path_len - 1, a copy): bound it with
+		 * a mask clang cannot drop, behind barrier_var. */
+		__u32 text_len = path_len;
+		barrier_var(text_len);
+		text_len &= RP_PATH_MAX - 1;
+		bpf_seq_write(seq, scratch->path, text_len);
+	}
 
 	if (rec.role == RP_ROLE_EVENTFD)
 		write_eventfd_record(seq, (struct eventfd_ctx *)rec.private_data, rec.fd);

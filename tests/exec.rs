@@ -169,13 +169,41 @@ struct RingFdinfo {
     user_bufs: Vec<String>,
 }
 
-/// `fds`: each ring fd and whether its SQ thread is pinned (`SQ_AFF`;
-/// without it SqThreadCpu is only where the thread last ran).
-fn ring_fdinfo(pid: u32, fds: &[(i32, bool)]) -> BTreeMap<i32, RingFdinfo> {
+/// The fdinfo text of a ring, read again (for up to 10 s) while it is
+/// incomplete: 6.1 prints the table counts without their rows while the
+/// ring's lock is taken, and `SqThread: -1` while an SQ thread holds its
+/// own lock, which it does while it polls. (6.18 prints all or nothing.)
+fn settled_fdinfo(pid: u32, fd: i32, sqpoll: bool) -> String {
+    let names_only = !crate::support::kernel_shows_registered_file_paths();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).expect("reading fdinfo");
+        let count = |header: &str| {
+            text.lines().find_map(|line| line.strip_prefix(header)).and_then(|value| value.trim().parse::<usize>().ok())
+        };
+        let is_row = |line: &&str| line.trim().split_once(':').is_some_and(|(index, _)| index.parse::<u32>().is_ok());
+        let rows = |header: &str| {
+            text.lines().skip_while(|line| !line.starts_with(header)).skip(1).take_while(is_row).count()
+        };
+        let rows_complete = !names_only
+            || (count("UserFiles:").is_some_and(|n| n == rows("UserFiles:"))
+                && count("UserBufs:").is_some_and(|n| n == rows("UserBufs:")));
+        let thread_shown = !sqpoll || !text.lines().any(|line| line.starts_with("SqThread:") && line.ends_with("-1"));
+        if (rows_complete && thread_shown) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `fds`: each ring fd, whether its SQ thread is pinned (`SQ_AFF`; without
+/// it SqThreadCpu is only where the thread last ran) and whether it has
+/// one (`SQPOLL`).
+fn ring_fdinfo(pid: u32, fds: &[(i32, bool, bool)]) -> BTreeMap<i32, RingFdinfo> {
     let mut threads: Vec<String> = Vec::new();
     let mut rings = BTreeMap::new();
-    for &(fd, pinned) in fds {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).expect("reading fdinfo");
+    for &(fd, pinned, sqpoll) in fds {
+        let text = settled_fdinfo(pid, fd, sqpoll);
         let field = |name: &str| {
             text.lines().find_map(|line| line.strip_prefix(name).map(|value| value.trim().to_owned()))
         };
@@ -255,16 +283,29 @@ fn hold_then_dump_matches_the_original() {
         assert_eq!(count(&held) + skipped.len(), count(&original), "{name}: {:?}", holder.line);
         assert_eq!(holder.line["mapped"].as_u64(), Some(count(&held) as u64), "{name}");
 
-        let fds: Vec<(i32, bool)> = original
+        let fds: Vec<(i32, bool, bool)> = original
             .objects
             .iter()
             .filter_map(|object| match &object.kind {
-                ObjectKind::Ring(ring) => Some((object, ring.setup.has(ringplan_image::setup_flags::SQ_AFF))),
+                ObjectKind::Ring(ring) => Some((
+                    object,
+                    ring.setup.has(ringplan_image::setup_flags::SQ_AFF),
+                    ring.setup.has(ringplan_image::setup_flags::SQPOLL),
+                )),
                 _ => None,
             })
-            .flat_map(|(object, pinned)| object.fds.iter().map(move |entry| (entry.fd, pinned)))
+            .flat_map(|(object, pinned, sqpoll)| object.fds.iter().map(move |entry| (entry.fd, pinned, sqpoll)))
             .collect();
         assert!(!fds.is_empty(), "{name}: no ring fds");
+        if name == "closed" && !crate::support::kernel_shows_registered_file_paths() {
+            // Its files live only in the ring: their paths come from fdinfo,
+            // which on this kernel (6.1) shows names only, so the image has
+            // no path and exec substitutes /dev/null (checked as faithful
+            // above, substitutions included); fdinfo then differs.
+            eprintln!("{name}: fdinfo not compared: this kernel's fdinfo shows registered files by name only");
+            drop(holder);
+            continue;
+        }
         let want = ring_fdinfo(scenario.pid(), &fds);
         let got = ring_fdinfo(holder.pid(), &fds);
         assert_eq!(got, want, "{name}: fdinfo of the holder's rings differs from the original's");

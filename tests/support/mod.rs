@@ -157,3 +157,30 @@ impl Drop for TestCgroup {
     }
 }
 
+/// Why this kernel's fdinfo cannot serve the fdinfo backend (Linux 6.1:
+/// registered files by name, SqThread hidden, no eventfd-semaphore), or
+/// `None` when it can. Printed by the tests that then expect the refusal.
+pub fn fdinfo_backend_refusal() -> Option<String> {
+    ringplan_dump::fdinfo_format::check().err().map(|error| error.to_string())
+}
+
+/// Whether the kernel's fdinfo prints a registered file's path (6.18) and
+/// not only its name (6.1). Where it does not, a registered file whose fd
+/// was closed has no trusted pointer for bpf_d_path and no path in fdinfo,
+/// so its path is unknown in a dump.
+pub fn kernel_shows_registered_file_paths() -> bool {
+    ringplan_dump::fdinfo_format::shows_registered_file_paths().expect("probing the kernel's fdinfo format")
+}
+
+/// Dumps `pid` with the fdinfo backend on a kernel whose format it cannot
+/// read, and checks that it is refused with `refusal` and writes nothing.
+pub fn expect_fdinfo_refusal(pid: u32, dir: &Path, refusal: &str) {
+    let image = dir.join(format!("{pid}-refused.img"));
+    let image_text = image.to_str().expect("utf-8 path");
+    let output = plan(&["dump", "--pid", &pid.to_string(), "--backend", "fdinfo", "-o", image_text]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the fdinfo dump should be refused on this kernel: {refusal}");
+    assert!(stderr.contains(refusal), "refusal {refusal:?} not in: {stderr}");
+    assert!(!image.exists(), "a refused dump wrote {}", image.display());
+    eprintln!("fdinfo backend refused on this kernel, as it must be: {refusal}");
+}

@@ -61,7 +61,7 @@
 
 mod records;
 mod skeleton;
-mod user_files;
+pub(crate) mod user_files;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read};
@@ -598,9 +598,7 @@ impl Reading {
             });
         }
         if header.layout == Layout::Unknown {
-            return Err(BpfError::LayoutNotRecognised {
-                field: "io_ring_ctx.file_table.data (6.18 layout) or io_ring_ctx.nr_user_files (6.1 layout)".into(),
-            });
+            return Err(unknown_layout());
         }
         if header.file_slots > MAX_FILE_SLOTS || header.buffer_slots > MAX_BUFFER_SLOTS {
             return Err(BpfError::Inconsistent {
@@ -699,9 +697,7 @@ impl Reading {
         };
         match chunk.status {
             ChunkStatus::Ok => {}
-            ChunkStatus::UnknownLayout => {
-                return Err(BpfError::LayoutNotRecognised { field: "io_ring_ctx.file_table / buf_table".into() })
-            }
+            ChunkStatus::UnknownLayout => return Err(unknown_layout()),
             ChunkStatus::OtherRing => {
                 return Err(BpfError::TargetChanged {
                     pid,
@@ -1016,6 +1012,15 @@ impl Drop for LoadedSkeleton {
             drop(Box::from_raw(self.object_slot.as_ptr()));
         }
     }
+}
+
+/// The program found neither table layout it knows: name the fields this
+/// kernel's BTF lacks, or both layouts' key fields when BTF cannot say.
+fn unknown_layout() -> BpfError {
+    let field = layout::missing_field().unwrap_or_else(|| {
+        "io_file_table.data (6.18 layout) or io_ring_ctx.nr_user_files (6.1 layout)".to_owned()
+    });
+    BpfError::LayoutNotRecognised { field }
 }
 
 fn open_and_load(slot: &'static mut MaybeUninit<OpenObject>) -> Result<RingplanSkel<'static>, BpfError> {

@@ -80,6 +80,12 @@
 //! the setup flags, the SQ idle time and the registered eventfd. An eventfd
 //! registered with a ring whose fd the process closed is invisible.
 //!
+//! This is 6.18's format. Linux 6.1 prints registered files by name, hides
+//! `SqThread` while the SQ thread polls and has no `eventfd-semaphore`, so
+//! [`read`] first checks the kernel's format
+//! ([`crate::fdinfo_format::check`]) and refuses one it cannot read with
+//! [`FdinfoError::KernelFormat`] rather than return wrong paths or SQ groups.
+//!
 //! The kernel prints a ring's part of fdinfo only when it can take the
 //! ring's lock without waiting; a ring that is busy submitting shows only the
 //! common lines. Such a read is retried for up to about 100 ms, then
@@ -134,11 +140,14 @@ pub enum FdinfoError {
         path.display()
     )]
     RingBusy { path: PathBuf, attempts: u32 },
+    #[error(transparent)]
+    KernelFormat(#[from] crate::fdinfo_format::FdinfoFormatError),
 }
 
 /// Reads every fd of process `pid` and the io_uring state behind them.
 pub fn read(pid: u32) -> Result<RawState, FdinfoError> {
     let mut process = ProcessFds::open(pid)?;
+    crate::fdinfo_format::check()?;
     let mut builder = StateBuilder::default();
     for fd in process.fd_numbers()? {
         builder.add_fd(&mut process, fd)?;

@@ -7,7 +7,9 @@
 //!   complete (setup flags, SQ idle, eventfd, registered files and buffers).
 //! - [`fdinfo`]: `/proc/PID/fdinfo`, for kernels where BPF cannot load; it
 //!   cannot see setup flags, SQ idle or the registered eventfd, and marks
-//!   them unknown rather than guessing.
+//!   them unknown rather than guessing. It reads 6.18's fdinfo format and
+//!   refuses a kernel whose format hides what it needs (6.1:
+//!   [`fdinfo_format`]).
 //!
 //! [`assemble`] then turns the raw state and the ring mappings from
 //! `/proc/PID/maps` ([`maps`]) into an image with deterministic ids. The
@@ -29,6 +31,7 @@ pub mod assemble;
 pub mod bpf;
 pub mod caveats;
 pub mod fdinfo;
+pub mod fdinfo_format;
 pub mod freeze;
 pub mod maps;
 pub mod raw;

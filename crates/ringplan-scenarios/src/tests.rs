@@ -24,20 +24,96 @@ struct KernelRingView {
     buffers: BTreeMap<u32, String>,
 }
 
+/// Whether this kernel's fdinfo is 6.1's: a registered file's row is its
+/// dentry's name (`null`, not `/dev/null`), every empty slot has a
+/// `<none>` row, an empty buffer slot shows 6.1's dummy buffer
+/// (`0xffffffffffffffff/1`), the counts are printed without rows while the
+/// ring's lock is taken, and `SqThread` is -1 while the SQ thread polls.
+/// Found by registering /dev/null in a probe ring.
+fn kernel_prints_names() -> bool {
+    static NAMES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NAMES.get_or_init(|| {
+        let mut params = rustix::io_uring::io_uring_params::default();
+        // SAFETY: io_uring_setup only fills `params`; the ring is never
+        // mapped or submitted to.
+        let ring = unsafe { rustix::io_uring::io_uring_setup(1, &mut params) }.expect("probe ring");
+        let null = std::fs::File::open("/dev/null").expect("opening /dev/null");
+        let fds = [null.as_raw_fd()];
+        // SAFETY: an array of one fd, as REGISTER_FILES with nr_args 1
+        // expects; the kernel only reads it.
+        unsafe {
+            rustix::io_uring::io_uring_register(
+                &ring,
+                rustix::io_uring::IoringRegisterOp::RegisterFiles,
+                fds.as_ptr().cast(),
+                1,
+            )
+        }
+        .expect("registering /dev/null");
+        // Parsed directly (not `read`, which asks this function): nothing
+        // else holds the probe ring's lock.
+        let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", ring.as_raw_fd())).expect("probe fdinfo");
+        let view = KernelRingView::parse(&text);
+        match view.files.get(&0).map(String::as_str) {
+            Some("/dev/null") => false,
+            Some("null") => true,
+            other => panic!("the probe ring's slot 0 shows {other:?}"),
+        }
+    })
+}
+
+/// 6.1's empty buffer slot: its dummy buffer, ubuf -1 and ubuf_end 0.
+const DUMMY_BUFFER_ROW: &str = "0xffffffffffffffff/1";
+
 impl KernelRingView {
-    /// Reads the ring's fdinfo. The kernel prints the ring part only when it
-    /// gets the ring's lock at once; an SQ thread that is starting may hold
-    /// it for a moment, so a few reads are allowed.
+    /// Reads the ring's fdinfo. The kernel prints the ring part (6.18) or
+    /// its rows (6.1) only when it gets the ring's lock at once; an SQ
+    /// thread that is starting may hold it for a moment, so a few reads are
+    /// allowed.
     fn read(fd: RawFd) -> KernelRingView {
         for _attempt in 0..100 {
             let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).expect("reading fdinfo");
             let view = KernelRingView::parse(&text);
-            if view.fields.contains_key("SqMask") {
+            if view.fields.contains_key("SqMask") && view.rows_complete() {
                 return view;
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         panic!("fdinfo of ring fd {fd} never showed the ring (its lock stayed taken)");
+    }
+
+    /// Reads an SQPOLL ring's fdinfo once it names the SQ thread: 6.1
+    /// prints -1 while the thread holds its lock, which it does while it
+    /// polls, so wait (up to 10 s) for it to idle and sleep.
+    fn read_with_sq_thread(fd: RawFd) -> KernelRingView {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let view = KernelRingView::read(fd);
+            if view.sq_thread() > 0 || std::time::Instant::now() > deadline {
+                return view;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// 6.1 prints a row for every slot when it holds the ring's lock and
+    /// none when it does not (6.18 prints no ring part then).
+    fn rows_complete(&self) -> bool {
+        let count = |key: &str| self.fields.get(key).and_then(|value| value.parse::<usize>().ok());
+        let files_complete = !kernel_prints_names() || count("UserFiles").is_none_or(|slots| self.files.len() == slots);
+        let buffers_complete = count("UserBufs").is_none_or(|slots| self.buffers.len() == slots);
+        files_complete && buffers_complete
+    }
+
+    /// The occupied file slots: 6.1's `<none>` rows dropped.
+    fn occupied_files(&self) -> BTreeMap<u32, String> {
+        self.files.iter().filter(|(_, row)| *row != "<none>").map(|(slot, row)| (*slot, row.clone())).collect()
+    }
+
+    /// Buffer rows with 6.1's dummy buffer shown as `<none>`, as 6.18 shows it.
+    fn buffer_rows(&self) -> BTreeMap<u32, String> {
+        let normalize = |row: &String| if row == DUMMY_BUFFER_ROW { "<none>".to_owned() } else { row.clone() };
+        self.buffers.iter().map(|(slot, row)| (*slot, normalize(row))).collect()
     }
 
     fn parse(text: &str) -> KernelRingView {
@@ -68,6 +144,16 @@ impl KernelRingView {
 
     fn sq_thread(&self) -> i64 {
         self.field("SqThread").parse().expect("SqThread is a number")
+    }
+}
+
+/// A registered file's row as this kernel prints it: its path (6.18), or
+/// its dentry's name (6.1), which is empty for a pipe (`pipe:[N]`).
+fn shown_path(path: &str) -> String {
+    match (kernel_prints_names(), path.starts_with('/')) {
+        (false, _) => path.to_owned(),
+        (true, true) => path.rsplit('/').next().unwrap_or(path).to_owned(),
+        (true, false) => String::new(),
     }
 }
 
@@ -125,9 +211,9 @@ fn assert_kernel_agrees(ring: &Value) {
         .iter()
         .enumerate()
         .filter(|(_, slot)| !slot.is_null())
-        .map(|(index, slot)| (index as u32, slot["path"].as_str().expect("path").to_owned()))
+        .map(|(index, slot)| (index as u32, shown_path(slot["path"].as_str().expect("path"))))
         .collect();
-    assert_eq!(view.files, expected_files);
+    assert_eq!(view.occupied_files(), expected_files);
 
     let buffers = ring["buffers"].as_array().expect("buffers");
     assert_eq!(view.field("UserBufs"), buffers.len().to_string());
@@ -142,9 +228,10 @@ fn assert_kernel_agrees(ring: &Value) {
             (index as u32, row)
         })
         .collect();
-    assert_eq!(view.buffers, expected_buffers);
+    assert_eq!(view.buffer_rows(), expected_buffers);
 
     let sqpoll = setup["flag_names"].as_array().expect("flag names").contains(&Value::from("SQPOLL"));
+    let view = if sqpoll { KernelRingView::read_with_sq_thread(as_fd(&ring["fd"])) } else { view };
     assert_eq!(view.sq_thread() > 0, sqpoll, "SqThread of {ring}");
     if let Some(cpu) = setup["sq_thread_cpu"].as_u64() {
         assert_eq!(view.field("SqThreadCpu"), cpu.to_string());
@@ -154,7 +241,7 @@ fn assert_kernel_agrees(ring: &Value) {
 /// Every ring of an SQPOLL group reports the same SQ thread, and it is a
 /// thread of this process.
 fn assert_one_sq_thread(ring_fds: &[RawFd]) {
-    let threads: Vec<i64> = ring_fds.iter().map(|fd| KernelRingView::read(*fd).sq_thread()).collect();
+    let threads: Vec<i64> = ring_fds.iter().map(|fd| KernelRingView::read_with_sq_thread(*fd).sq_thread()).collect();
     assert!(threads.iter().all(|thread| *thread == threads[0] && *thread > 0), "SQ threads {threads:?}");
     assert!(std::path::Path::new(&format!("/proc/self/task/{}", threads[0])).exists());
 }
