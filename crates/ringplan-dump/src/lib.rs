@@ -168,9 +168,15 @@ impl Dumper {
         let raw = match &mut self.bpf {
             Some(bpf) => {
                 let raw = bpf.read(pid, target.pidfd())?;
-                let fds_after = bpf.fd_table(pid, target.pidfd())?;
-                if let Some(what) = fd_table_change(&raw.fds, &fds_after) {
-                    return Err(BpfError::TargetChanged { pid, what }.into());
+                // A process dumping itself (`plan exec --verify`) changes
+                // its own fd table by reading: each pass's iterator link
+                // and the copied ring fds come and go. Its rings change
+                // only through its own calls, so there is nothing to check.
+                if pid != std::process::id() {
+                    let fds_after = bpf.fd_table(pid, target.pidfd())?;
+                    if let Some(what) = fd_table_change(&raw.fds, &fds_after) {
+                        return Err(BpfError::TargetChanged { pid, what }.into());
+                    }
                 }
                 raw
             }
