@@ -63,27 +63,21 @@ pub fn assemble(
     selection: Selection<'_>,
 ) -> Result<Image, AssembleError> {
     let index = Index::new(raw);
-    let reached = walk(raw, &index, roots(raw, &index, selection)?)?;
-    let ids = assign_ids(&index, &reached);
-    let sq_groups = number_sq_groups(raw, &reached);
+    let walked = walk(raw, &index, roots(raw, &index, selection)?)?;
+    let (ids, by_id) = assign_ids(&index, &walked.order);
+    let sq_groups = number_sq_groups(raw, &walked.order);
 
-    // `ids` numbers `reached` densely from 1, so each object goes straight
-    // to its place.
-    let mut objects: Vec<Option<Object>> = vec![None; reached.len()];
-    for key in &reached {
-        let id = ids.get(*key)?;
-        let fds = index.fds_of(*key).to_vec();
-        let kind = match *key {
-            Key::Ring(ring_key) => ObjectKind::Ring(build_ring(raw, &index, &ids, &sq_groups, mappings, ring_key)?),
+    let mut objects = Vec::with_capacity(by_id.len());
+    for (position, key) in by_id.into_iter().enumerate() {
+        let id = ObjectId(position as u32 + 1);
+        let fds = index.fds_of(key).to_vec();
+        let kind = match key {
+            Key::Ring(ring_key) => ObjectKind::Ring(build_ring(raw, &walked, &ids, &sq_groups, mappings, ring_key)?),
             Key::Eventfd(eventfd_key) => ObjectKind::Eventfd(build_eventfd(raw, &index, eventfd_key)?),
             Key::File(file) => ObjectKind::File(build_file(index.files[file].1)),
         };
-        let place = objects
-            .get_mut(id.0 as usize - 1)
-            .ok_or_else(|| AssembleError::Inconsistent(format!("object id {} out of range", id.0)))?;
-        *place = Some(Object { id, fds, kind });
+        objects.push(Object { id, fds, kind });
     }
-    let objects = objects.into_iter().flatten().collect();
     let image = Image::new(source, objects);
     validate(&image)?;
     Ok(image)
@@ -203,11 +197,19 @@ fn sq_thread_creator(raw: &RawState, ring: &RawRing) -> Option<RingKey> {
     creators.next().map(|(key, _)| *key)
 }
 
-/// Every object reachable from `roots`, in the order first reached.
-fn walk(raw: &RawState, index: &Index<'_>, roots: Vec<Key>) -> Result<Vec<Key>, AssembleError> {
+/// What a walk from the roots reached.
+struct Walked {
+    /// Every object reachable from the roots, in the order first reached.
+    order: Vec<Key>,
+    /// Each reached ring's registered file table, resolved to objects.
+    slots: HashMap<RingKey, Vec<Option<Key>>>,
+}
+
+fn walk(raw: &RawState, index: &Index<'_>, roots: Vec<Key>) -> Result<Walked, AssembleError> {
     let mut seen: HashSet<Key> = HashSet::new();
     let mut seen_files = vec![false; index.files.len()];
     let mut order = Vec::new();
+    let mut slots = HashMap::new();
     let mut queue: VecDeque<Key> = roots.into_iter().collect();
     while let Some(key) = queue.pop_front() {
         let new = match key {
@@ -229,11 +231,15 @@ fn walk(raw: &RawState, index: &Index<'_>, roots: Vec<Key>) -> Result<Vec<Key>, 
         if let Known::Known(Some(eventfd)) = ring.eventfd {
             queue.push_back(Key::Eventfd(eventfd.eventfd));
         }
-        for file in ring.files.iter().flatten() {
-            queue.push_back(index.key_of_file(*file)?);
-        }
+        let table = ring
+            .files
+            .iter()
+            .map(|slot| slot.map(|file| index.key_of_file(file)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        queue.extend(table.iter().flatten());
+        slots.insert(ring_key, table);
     }
-    Ok(order)
+    Ok(Walked { order, slots })
 }
 
 fn kind_rank(key: Key) -> u8 {
@@ -260,22 +266,25 @@ impl Ids {
     }
 }
 
-fn assign_ids(index: &Index<'_>, reached: &[Key]) -> Ids {
+/// Ids in image order: kind, then objects held at an fd by their lowest
+/// fd, then the others in the order reached. Returns the ids and the keys
+/// in id order.
+fn assign_ids(index: &Index<'_>, reached: &[Key]) -> (Ids, Vec<Key>) {
     let mut ordered: Vec<(usize, Key)> = reached.iter().copied().enumerate().collect();
     ordered.sort_by_cached_key(|(reached_at, key)| {
         (kind_rank(*key), index.lowest_fd(*key).map_or((1, 0, *reached_at), |fd| (0, fd, 0)))
     });
     let mut ids = Ids { files: vec![None; index.files.len()], others: HashMap::new() };
-    for (position, (_, key)) in ordered.into_iter().enumerate() {
+    for (position, (_, key)) in ordered.iter().enumerate() {
         let id = ObjectId(position as u32 + 1);
-        match key {
+        match *key {
             Key::File(file) => ids.files[file] = Some(id),
             _ => {
-                ids.others.insert(key, id);
+                ids.others.insert(*key, id);
             }
         }
     }
-    ids
+    (ids, ordered.into_iter().map(|(_, key)| key).collect())
 }
 
 /// Numbers SQ threads 0, 1, ... in the order their first ring is reached.
@@ -294,7 +303,7 @@ fn number_sq_groups(raw: &RawState, reached: &[Key]) -> HashMap<u64, u32> {
 
 fn build_ring(
     raw: &RawState,
-    index: &Index<'_>,
+    walked: &Walked,
     ids: &Ids,
     sq_groups: &HashMap<u64, u32>,
     mappings: &HashMap<u64, Vec<RingMapping>>,
@@ -335,11 +344,11 @@ fn build_ring(
         }
     };
     unknown.sort();
-    let files = raw_ring
-        .files
-        .iter()
-        .map(|slot| slot.map(|file| index.key_of_file(file).and_then(id_of)).transpose())
-        .collect::<Result<Vec<_>, _>>()?;
+    let table = walked
+        .slots
+        .get(&ring_key)
+        .ok_or_else(|| AssembleError::Inconsistent(format!("ring {ring_key:#x} was not walked")))?;
+    let files = table.iter().map(|slot| slot.map(id_of).transpose()).collect::<Result<Vec<_>, _>>()?;
     let ring_mappings = raw_ring.inode.and_then(|inode| mappings.get(&inode)).cloned().unwrap_or_default();
     Ok(Ring {
         setup: RingSetup {
