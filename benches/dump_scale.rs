@@ -156,6 +156,8 @@ struct Phases {
     read: Duration,
     maps: Duration,
     assemble: Duration,
+    /// Of `assemble`: `validate` alone, timed again on the result.
+    validate: Duration,
     encode: Duration,
     image: Image,
     bytes: usize,
@@ -182,9 +184,12 @@ fn phased_dump(bpf: &mut ringplan_dump::BpfDumper, pid: u32) -> Phases {
     let image = ringplan_dump::assemble::assemble(&raw, &mappings, source, Selection::All).expect("assemble");
     let assemble = start.elapsed();
     let start = Instant::now();
+    ringplan_image::validate(&image).expect("valid");
+    let validate = start.elapsed();
+    let start = Instant::now();
     let bytes = encode_to_vec(&image).expect("encode").len();
     let encode = start.elapsed();
-    Phases { read, maps, assemble, encode, image, bytes }
+    Phases { read, maps, assemble, validate, encode, image, bytes }
 }
 
 /// The same through the public entry point, as a restorer would call it.
@@ -324,6 +329,7 @@ fn main() {
         ("BPF read (both passes, pidfd_getfd, parsing)", phase_slope(|p| p.read)),
         ("/proc/PID/maps", phase_slope(|p| p.maps)),
         ("assemble (ids, objects, validation)", phase_slope(|p| p.assemble)),
+        ("  of which validation", phase_slope(|p| p.validate)),
         ("CBOR encoding", phase_slope(|p| p.encode)),
         ("sum", phase_slope(Phases::total)),
     ];
