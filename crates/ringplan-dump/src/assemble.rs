@@ -62,7 +62,7 @@ pub fn assemble(
     source: Source,
     selection: Selection<'_>,
 ) -> Result<Image, AssembleError> {
-    let index = Index::new(raw);
+    let mut index = Index::new(raw);
     let walked = walk(raw, &index, roots(raw, &index, selection)?)?;
     let (ids, by_id) = assign_ids(&index, &walked.order);
     let sq_groups = number_sq_groups(raw, &walked.order);
@@ -70,7 +70,7 @@ pub fn assemble(
     let mut objects = Vec::with_capacity(by_id.len());
     for (position, key) in by_id.into_iter().enumerate() {
         let id = ObjectId(position as u32 + 1);
-        let fds = index.fds_of(key).to_vec();
+        let fds = index.take_fds(key);
         let kind = match key {
             Key::Ring(ring_key) => ObjectKind::Ring(build_ring(raw, &walked, &ids, &sq_groups, mappings, ring_key)?),
             Key::Eventfd(eventfd_key) => ObjectKind::Eventfd(build_eventfd(raw, &index, eventfd_key)?),
@@ -130,6 +130,15 @@ impl<'a> Index<'a> {
             _ => self.file_of.get(&key).copied(),
         };
         file.and_then(|file| self.fds.get(file)).map_or(&[], Vec::as_slice)
+    }
+
+    /// The fds of `key`, moved out: each object is built once.
+    fn take_fds(&mut self, key: Key) -> Vec<FdEntry> {
+        let file = match key {
+            Key::File(file) => Some(file),
+            _ => self.file_of.get(&key).copied(),
+        };
+        file.and_then(|file| self.fds.get_mut(file)).map(std::mem::take).unwrap_or_default()
     }
 
     fn lowest_fd(&self, key: Key) -> Option<i32> {
