@@ -270,12 +270,12 @@ fn without_slots(image: &Image) -> Image {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` does not: run
-    // only when asked to measure.
     if std::env::var_os(SPAWNER_ENV).is_some() {
         spawner_loop();
         return;
     }
+    // `cargo bench` passes --bench; `cargo test --benches` does not: run
+    // only when asked to measure.
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
