@@ -6,6 +6,7 @@
 //! - with ringplan's own BPF object and its first pass (`bpf/ringplan.bpf.c`,
 //!   the same CO-RE reads of io_ring_ctx), the cost of reading what ringplan
 //!   reads, so the ratio shows what ringplan adds around it.
+//!
 //! All are whole processes, run alternately against the same `plan app seed`
 //! process in one run; the ratio of medians is the figure (target: at most
 //! 1.25).

@@ -133,6 +133,8 @@ fn spawner_loop() {
         let line = line.expect("request");
         let (pid, output) = line.split_once(' ').expect("PID OUTPUT");
         let start = Instant::now();
+        // Reaped below by wait4, which std's Child cannot do with rusage.
+        #[allow(clippy::zombie_processes)]
         let child = Command::new(PLAN)
             .args(["dump", "--pid", pid, "--backend", "bpf", "-o", output])
             .stdout(Stdio::null())

@@ -1,7 +1,7 @@
 //! The executor against a minimal replay of the same plan: the same restore
 //! syscalls in the same order (io_uring_setup, eventfd2, openat + lseek,
-//! pipe2 for a substituted pipe, io_uring_register, fcntl(F_DUPFD_CLOEXEC)
-//! + close to move each new fd above the plan's floor, dup3, close, mmap for
+//! pipe2 for a substituted pipe, io_uring_register, `fcntl(F_DUPFD_CLOEXEC)`
+//! and close to move each new fd above the plan's floor, dup3, close, mmap for
 //! the buffers), straight from the plan's steps, with nothing else: no
 //! preflight, no undo bookkeeping, no validation.
 //!
