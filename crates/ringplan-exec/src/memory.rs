@@ -246,3 +246,87 @@ impl MemoryHook for AnonymousBuffers {
         self.release_reserved();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ringplan_image::{Backend, Source};
+    use ringplan_plan::{Handle, Iovec, RegisterBuffers, Step, FORMAT_NAME, FORMAT_VERSION};
+
+    use super::*;
+
+    /// A plan whose only step registers one buffer of two pages at `base`.
+    fn plan_with_buffer(base: u64) -> Plan {
+        let register = RegisterBuffers { ring_handle: Handle(0), iovecs: vec![Iovec { base, len: 2 * PAGE }] };
+        Plan {
+            format: FORMAT_NAME.to_owned(),
+            version: FORMAT_VERSION,
+            source: Source { pid: 1, backend: Backend::Bpf, kernel_release: String::new() },
+            needed_fds: Vec::new(),
+            temp_fd_floor: 0,
+            peak_temporaries: 0,
+            steps: vec![Step { object: None, after: Vec::new(), op: Op::RegisterBuffers(register) }],
+        }
+    }
+
+    fn is_mapped(start: u64, end: u64) -> bool {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+        overlapping_mapping(&maps, start, end).is_some()
+    }
+
+    // Distinct ranges per test (the tests share one address space), far from
+    // anything the test binary maps.
+    const BASE_TAKEN_OVER: u64 = 0x2100_0000_0000;
+    const BASE_DROPPED: u64 = 0x2100_0010_0000;
+    const BASE_UNDONE: u64 = 0x2100_0020_0000;
+    const BASE_TAKEN: u64 = 0x2100_0030_0000;
+
+    #[test]
+    fn preflight_reserves_and_the_barrier_takes_the_reservation_over() {
+        let (start, end) = (BASE_TAKEN_OVER, BASE_TAKEN_OVER + 2 * PAGE);
+        let plan = plan_with_buffer(start);
+        let mut memory = AnonymousBuffers::new();
+        memory.preflight(&plan).expect("preflight");
+        assert!(is_mapped(start, end), "preflight keeps the range mapped for the barrier");
+        memory.restore(&plan).expect("restore");
+        assert_eq!(memory.mapped(), &[(start, end)]);
+        assert!(memory.reserved.is_empty(), "the barrier took the reservation over");
+        drop(memory);
+        assert!(is_mapped(start, end), "after a successful run the mapping is the process's");
+        // SAFETY: the range this test mapped; nothing refers to it.
+        unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) }.expect("munmap");
+    }
+
+    #[test]
+    fn a_reservation_the_run_never_took_is_released_on_drop() {
+        let (start, end) = (BASE_DROPPED, BASE_DROPPED + 2 * PAGE);
+        let mut memory = AnonymousBuffers::new();
+        memory.preflight(&plan_with_buffer(start)).expect("preflight");
+        assert!(is_mapped(start, end));
+        drop(memory);
+        assert!(!is_mapped(start, end), "a dry run leaves nothing mapped");
+    }
+
+    #[test]
+    fn undo_releases_a_reservation_before_the_barrier() {
+        let (start, end) = (BASE_UNDONE, BASE_UNDONE + 2 * PAGE);
+        let mut memory = AnonymousBuffers::new();
+        memory.preflight(&plan_with_buffer(start)).expect("preflight");
+        memory.undo();
+        assert!(!is_mapped(start, end), "a run failing before the barrier leaves nothing mapped");
+        assert!(memory.mapped().is_empty());
+    }
+
+    #[test]
+    fn a_taken_range_is_refused_and_nothing_stays_reserved() {
+        let (start, end) = (BASE_TAKEN, BASE_TAKEN + 2 * PAGE);
+        // Someone else's mapping on the second page.
+        map_range(start + PAGE, end).expect("the test's own mapping");
+        let mut memory = AnonymousBuffers::new();
+        let error = memory.preflight(&plan_with_buffer(start)).expect_err("the range is taken");
+        assert!(matches!(error, MemoryError::RangeTaken { .. }), "{error:?}");
+        assert!(memory.reserved.is_empty());
+        assert!(!is_mapped(start, start + PAGE), "the free first page was not left mapped");
+        // SAFETY: the test's own mapping.
+        unsafe { rustix::mm::munmap((start + PAGE) as *mut c_void, PAGE as usize) }.expect("munmap");
+    }
+}
