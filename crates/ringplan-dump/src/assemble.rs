@@ -124,20 +124,21 @@ impl<'a> Index<'a> {
         Index { files, position, fds, file_of }
     }
 
-    fn fds_of(&self, key: Key) -> &[FdEntry] {
-        let file = match key {
+    /// The position of `key`'s file, when it has one.
+    fn file_position(&self, key: Key) -> Option<usize> {
+        match key {
             Key::File(file) => Some(file),
             _ => self.file_of.get(&key).copied(),
-        };
-        file.and_then(|file| self.fds.get(file)).map_or(&[], Vec::as_slice)
+        }
+    }
+
+    fn fds_of(&self, key: Key) -> &[FdEntry] {
+        self.file_position(key).and_then(|file| self.fds.get(file)).map_or(&[], Vec::as_slice)
     }
 
     /// The fds of `key`, moved out: each object is built once.
     fn take_fds(&mut self, key: Key) -> Vec<FdEntry> {
-        let file = match key {
-            Key::File(file) => Some(file),
-            _ => self.file_of.get(&key).copied(),
-        };
+        let file = self.file_position(key);
         file.and_then(|file| self.fds.get_mut(file)).map(std::mem::take).unwrap_or_default()
     }
 
