@@ -14,7 +14,7 @@ use ringplan_image::{
     RingEventfd, RingField, RingMapping, RingSetup, Source,
 };
 
-use crate::raw::{EventfdKey, FileKey, Known, RawFileRole, RawRing, RawState, RingKey};
+use crate::raw::{EventfdKey, FileKey, Known, RawFile, RawFileRole, RawRing, RawState, RingKey};
 
 /// `EFD_SEMAPHORE`
 const EFD_SEMAPHORE: u32 = 1;
@@ -44,11 +44,15 @@ pub enum Selection<'a> {
     RingFds(&'a [i32]),
 }
 
+/// One object of the image to be. Plain files, the bulk of a large dump,
+/// are named by their position in [`Index::files`], so that the per-entry
+/// work is indexing rather than hashing; rings and eventfds (few) by their
+/// kernel identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
     Ring(RingKey),
     Eventfd(EventfdKey),
-    File(FileKey),
+    File(usize),
 }
 
 /// Builds the image of `raw`. `mappings` maps a ring file's inode number to
@@ -59,82 +63,105 @@ pub fn assemble(
     source: Source,
     selection: Selection<'_>,
 ) -> Result<Image, AssembleError> {
-    let index = Index::new(raw);
-    let reached = walk(raw, roots(raw, &index, selection)?)?;
-    let ids = assign_ids(&index, &reached);
-    let sq_groups = number_sq_groups(raw, &reached);
+    let mut index = Index::new(raw);
+    let walked = walk(raw, &index, roots(raw, &index, selection)?)?;
+    let (ids, by_id) = assign_ids(&index, &walked.order);
+    let sq_groups = number_sq_groups(raw, &walked.order);
 
-    let mut objects = Vec::with_capacity(reached.len());
-    for key in &reached {
-        let id = ids[key];
-        let fds = index.fds_of(*key).to_vec();
-        let kind = match *key {
-            Key::Ring(ring_key) => ObjectKind::Ring(build_ring(raw, &ids, &sq_groups, mappings, ring_key)?),
+    let mut objects = Vec::with_capacity(by_id.len());
+    for (position, key) in by_id.into_iter().enumerate() {
+        let id = ObjectId(position as u32 + 1);
+        let fds = index.take_fds(key);
+        let kind = match key {
+            Key::Ring(ring_key) => ObjectKind::Ring(build_ring(raw, &walked, &ids, &sq_groups, mappings, ring_key)?),
             Key::Eventfd(eventfd_key) => ObjectKind::Eventfd(build_eventfd(raw, &index, eventfd_key)?),
-            Key::File(file_key) => ObjectKind::File(build_file(raw, file_key)?),
+            Key::File(file) => ObjectKind::File(build_file(index.files[file].1)),
         };
         objects.push(Object { id, fds, kind });
     }
-    objects.sort_by_key(|object| object.id);
     let image = Image::new(source, objects);
     validate(&image)?;
     Ok(image)
 }
 
 /// Lookups derived once from the raw state.
-struct Index {
-    fds_by_file: HashMap<FileKey, Vec<FdEntry>>,
-    file_of: HashMap<Key, FileKey>,
-    no_fds: Vec<FdEntry>,
+struct Index<'a> {
+    /// Every file read, in the raw state's order; a plain file's
+    /// [`Key::File`] is its position here.
+    files: Vec<(FileKey, &'a RawFile)>,
+    position: HashMap<FileKey, usize>,
+    /// The fds of each file, by position, ascending and without repeats.
+    fds: Vec<Vec<FdEntry>>,
+    /// The file of each ring and eventfd, by position.
+    file_of: HashMap<Key, usize>,
 }
 
-impl Index {
-    fn new(raw: &RawState) -> Index {
-        let mut fds_by_file: HashMap<FileKey, Vec<FdEntry>> = HashMap::new();
+impl<'a> Index<'a> {
+    fn new(raw: &'a RawState) -> Index<'a> {
+        let files: Vec<(FileKey, &RawFile)> = raw.files.iter().map(|(key, file)| (*key, file)).collect();
+        let position: HashMap<FileKey, usize> =
+            files.iter().enumerate().map(|(position, (key, _))| (*key, position)).collect();
+        let mut fds: Vec<Vec<FdEntry>> = vec![Vec::new(); files.len()];
         for fd in &raw.fds {
-            fds_by_file.entry(fd.file).or_default().push(FdEntry { fd: fd.fd, cloexec: fd.cloexec });
+            if let Some(&file) = position.get(&fd.file) {
+                fds[file].push(FdEntry { fd: fd.fd, cloexec: fd.cloexec });
+            }
         }
-        for entries in fds_by_file.values_mut() {
-            entries.sort_by_key(|entry| entry.fd);
-            entries.dedup_by_key(|entry| entry.fd);
+        for entries in &mut fds {
+            if entries.len() > 1 {
+                entries.sort_by_key(|entry| entry.fd);
+                entries.dedup_by_key(|entry| entry.fd);
+            }
         }
-        let file_of = raw
-            .files
+        let file_of = files
             .iter()
-            .map(|(file_key, file)| {
-                let key = match file.role {
-                    RawFileRole::Ring(ring) => Key::Ring(ring),
-                    RawFileRole::Eventfd(eventfd) => Key::Eventfd(eventfd),
-                    RawFileRole::Plain => Key::File(*file_key),
-                };
-                (key, *file_key)
+            .enumerate()
+            .filter_map(|(position, (_, file))| match file.role {
+                RawFileRole::Ring(ring) => Some((Key::Ring(ring), position)),
+                RawFileRole::Eventfd(eventfd) => Some((Key::Eventfd(eventfd), position)),
+                RawFileRole::Plain => None,
             })
             .collect();
-        Index { fds_by_file, file_of, no_fds: Vec::new() }
+        Index { files, position, fds, file_of }
+    }
+
+    /// The position of `key`'s file, when it has one.
+    fn file_position(&self, key: Key) -> Option<usize> {
+        match key {
+            Key::File(file) => Some(file),
+            _ => self.file_of.get(&key).copied(),
+        }
     }
 
     fn fds_of(&self, key: Key) -> &[FdEntry] {
-        self.file_of.get(&key).and_then(|file| self.fds_by_file.get(file)).unwrap_or(&self.no_fds)
+        self.file_position(key).and_then(|file| self.fds.get(file)).map_or(&[], Vec::as_slice)
+    }
+
+    /// The fds of `key`, moved out: each object is built once.
+    fn take_fds(&mut self, key: Key) -> Vec<FdEntry> {
+        let file = self.file_position(key);
+        file.and_then(|file| self.fds.get_mut(file)).map(std::mem::take).unwrap_or_default()
     }
 
     fn lowest_fd(&self, key: Key) -> Option<i32> {
         self.fds_of(key).first().map(|entry| entry.fd)
     }
+
+    /// The object a file (an fd's or a registered slot's) stands for.
+    fn key_of_file(&self, file: FileKey) -> Result<Key, AssembleError> {
+        let position = *self
+            .position
+            .get(&file)
+            .ok_or_else(|| AssembleError::Inconsistent(format!("a registered file was not read (file {file:#x})")))?;
+        Ok(match self.files[position].1.role {
+            RawFileRole::Ring(ring) => Key::Ring(ring),
+            RawFileRole::Eventfd(eventfd) => Key::Eventfd(eventfd),
+            RawFileRole::Plain => Key::File(position),
+        })
+    }
 }
 
-fn key_of_file(raw: &RawState, file: FileKey) -> Result<Key, AssembleError> {
-    let raw_file = raw
-        .files
-        .get(&file)
-        .ok_or_else(|| AssembleError::Inconsistent(format!("a registered file was not read (file {file:#x})")))?;
-    Ok(match raw_file.role {
-        RawFileRole::Ring(ring) => Key::Ring(ring),
-        RawFileRole::Eventfd(eventfd) => Key::Eventfd(eventfd),
-        RawFileRole::Plain => Key::File(file),
-    })
-}
-
-fn roots(raw: &RawState, index: &Index, selection: Selection<'_>) -> Result<Vec<Key>, AssembleError> {
+fn roots(raw: &RawState, index: &Index<'_>, selection: Selection<'_>) -> Result<Vec<Key>, AssembleError> {
     match selection {
         Selection::All => {
             let mut rings: Vec<Key> = raw.rings.keys().map(|ring| Key::Ring(*ring)).collect();
@@ -148,7 +175,7 @@ fn roots(raw: &RawState, index: &Index, selection: Selection<'_>) -> Result<Vec<
             for &fd in fds {
                 let raw_fd =
                     raw.fds.iter().find(|raw_fd| raw_fd.fd == fd).ok_or(AssembleError::NoSuchFd { fd })?;
-                match key_of_file(raw, raw_fd.file)? {
+                match index.key_of_file(raw_fd.file)? {
                     Key::Ring(ring) if raw.rings.contains_key(&ring) => roots.push(Key::Ring(ring)),
                     _ => return Err(AssembleError::NotARing { fd }),
                 }
@@ -181,13 +208,26 @@ fn sq_thread_creator(raw: &RawState, ring: &RawRing) -> Option<RingKey> {
     creators.next().map(|(key, _)| *key)
 }
 
-/// Every object reachable from `roots`, in the order first reached.
-fn walk(raw: &RawState, roots: Vec<Key>) -> Result<Vec<Key>, AssembleError> {
+/// What a walk from the roots reached.
+struct Walked {
+    /// Every object reachable from the roots, in the order first reached.
+    order: Vec<Key>,
+    /// Each reached ring's registered file table, resolved to objects.
+    slots: HashMap<RingKey, Vec<Option<Key>>>,
+}
+
+fn walk(raw: &RawState, index: &Index<'_>, roots: Vec<Key>) -> Result<Walked, AssembleError> {
     let mut seen: HashSet<Key> = HashSet::new();
+    let mut seen_files = vec![false; index.files.len()];
     let mut order = Vec::new();
+    let mut slots = HashMap::new();
     let mut queue: VecDeque<Key> = roots.into_iter().collect();
     while let Some(key) = queue.pop_front() {
-        if !seen.insert(key) {
+        let new = match key {
+            Key::File(file) => !std::mem::replace(&mut seen_files[file], true),
+            _ => seen.insert(key),
+        };
+        if !new {
             continue;
         }
         order.push(key);
@@ -202,11 +242,15 @@ fn walk(raw: &RawState, roots: Vec<Key>) -> Result<Vec<Key>, AssembleError> {
         if let Known::Known(Some(eventfd)) = ring.eventfd {
             queue.push_back(Key::Eventfd(eventfd.eventfd));
         }
-        for file in ring.files.iter().flatten() {
-            queue.push_back(key_of_file(raw, *file)?);
-        }
+        let table = ring
+            .files
+            .iter()
+            .map(|slot| slot.map(|file| index.key_of_file(file)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        queue.extend(table.iter().flatten());
+        slots.insert(ring_key, table);
     }
-    Ok(order)
+    Ok(Walked { order, slots })
 }
 
 fn kind_rank(key: Key) -> u8 {
@@ -217,12 +261,41 @@ fn kind_rank(key: Key) -> u8 {
     }
 }
 
-fn assign_ids(index: &Index, reached: &[Key]) -> HashMap<Key, ObjectId> {
+/// The id of each reached object: plain files by position, the rest by key.
+struct Ids {
+    files: Vec<Option<ObjectId>>,
+    others: HashMap<Key, ObjectId>,
+}
+
+impl Ids {
+    fn get(&self, key: Key) -> Result<ObjectId, AssembleError> {
+        let id = match key {
+            Key::File(file) => self.files.get(file).copied().flatten(),
+            _ => self.others.get(&key).copied(),
+        };
+        id.ok_or_else(|| AssembleError::Inconsistent(format!("{key:?} has no id")))
+    }
+}
+
+/// Ids in image order: kind, then objects held at an fd by their lowest
+/// fd, then the others in the order reached. Returns the ids and the keys
+/// in id order.
+fn assign_ids(index: &Index<'_>, reached: &[Key]) -> (Ids, Vec<Key>) {
     let mut ordered: Vec<(usize, Key)> = reached.iter().copied().enumerate().collect();
     ordered.sort_by_cached_key(|(reached_at, key)| {
         (kind_rank(*key), index.lowest_fd(*key).map_or((1, 0, *reached_at), |fd| (0, fd, 0)))
     });
-    ordered.into_iter().enumerate().map(|(position, (_, key))| (key, ObjectId(position as u32 + 1))).collect()
+    let mut ids = Ids { files: vec![None; index.files.len()], others: HashMap::new() };
+    for (position, (_, key)) in ordered.iter().enumerate() {
+        let id = ObjectId(position as u32 + 1);
+        match *key {
+            Key::File(file) => ids.files[file] = Some(id),
+            _ => {
+                ids.others.insert(*key, id);
+            }
+        }
+    }
+    (ids, ordered.into_iter().map(|(_, key)| key).collect())
 }
 
 /// Numbers SQ threads 0, 1, ... in the order their first ring is reached.
@@ -241,7 +314,8 @@ fn number_sq_groups(raw: &RawState, reached: &[Key]) -> HashMap<u64, u32> {
 
 fn build_ring(
     raw: &RawState,
-    ids: &HashMap<Key, ObjectId>,
+    walked: &Walked,
+    ids: &Ids,
     sq_groups: &HashMap<u64, u32>,
     mappings: &HashMap<u64, Vec<RingMapping>>,
     ring_key: RingKey,
@@ -250,9 +324,7 @@ fn build_ring(
         .rings
         .get(&ring_key)
         .ok_or_else(|| AssembleError::Inconsistent(format!("ring {ring_key:#x} was not read")))?;
-    let id_of = |key: Key| {
-        ids.get(&key).copied().ok_or_else(|| AssembleError::Inconsistent(format!("{key:?} has no id")))
-    };
+    let id_of = |key: Key| ids.get(key);
     let mut unknown = Vec::new();
     let flags = raw_ring.flags;
     let sqpoll = flags.map(|flags| flags & setup_flags::SQPOLL != 0);
@@ -283,11 +355,11 @@ fn build_ring(
         }
     };
     unknown.sort();
-    let files = raw_ring
-        .files
-        .iter()
-        .map(|slot| slot.map(|file| key_of_file(raw, file).and_then(id_of)).transpose())
-        .collect::<Result<Vec<_>, _>>()?;
+    let table = walked
+        .slots
+        .get(&ring_key)
+        .ok_or_else(|| AssembleError::Inconsistent(format!("ring {ring_key:#x} was not walked")))?;
+    let files = table.iter().map(|slot| slot.map(id_of).transpose()).collect::<Result<Vec<_>, _>>()?;
     let ring_mappings = raw_ring.inode.and_then(|inode| mappings.get(&inode)).cloned().unwrap_or_default();
     Ok(Ring {
         setup: RingSetup {
@@ -307,31 +379,24 @@ fn build_ring(
     })
 }
 
-fn build_eventfd(raw: &RawState, index: &Index, eventfd_key: EventfdKey) -> Result<Eventfd, AssembleError> {
+fn build_eventfd(raw: &RawState, index: &Index<'_>, eventfd_key: EventfdKey) -> Result<Eventfd, AssembleError> {
     let raw_eventfd = raw
         .eventfds
         .get(&eventfd_key)
         .ok_or_else(|| AssembleError::Inconsistent(format!("eventfd {eventfd_key:#x} was not read")))?;
     // The file's flags say whether it is non-blocking now (fcntl can change
     // it); the context's flags only say how it was created.
-    let file_flags = index
-        .file_of
-        .get(&Key::Eventfd(eventfd_key))
-        .and_then(|file| raw.files.get(file))
-        .and_then(|file| file.flags);
+    let file_flags =
+        index.file_of.get(&Key::Eventfd(eventfd_key)).and_then(|&file| index.files[file].1.flags);
     let nonblock = file_flags.unwrap_or(raw_eventfd.flags) & O_NONBLOCK != 0;
     Ok(Eventfd { count: raw_eventfd.count, semaphore: raw_eventfd.flags & EFD_SEMAPHORE != 0, nonblock })
 }
 
-fn build_file(raw: &RawState, file_key: FileKey) -> Result<File, AssembleError> {
-    let raw_file = raw
-        .files
-        .get(&file_key)
-        .ok_or_else(|| AssembleError::Inconsistent(format!("file {file_key:#x} was not read")))?;
-    Ok(File {
+fn build_file(raw_file: &RawFile) -> File {
+    File {
         path: raw_file.path.clone().filter(|path| path.starts_with('/')),
         flags: raw_file.flags,
         pos: raw_file.pos,
         file_type: raw_file.mode.map_or(FileType::Unknown, FileType::from_mode),
-    })
+    }
 }

@@ -1,9 +1,11 @@
 //! The executor against a minimal replay of the same plan: the same restore
 //! syscalls in the same order (io_uring_setup, eventfd2, openat + lseek,
-//! pipe2 for a substituted pipe, io_uring_register, fcntl(F_DUPFD_CLOEXEC)
-//! + close to move each new fd above the plan's floor, dup3, close, mmap for
+//! pipe2 for a substituted pipe, io_uring_register, `fcntl(F_DUPFD_CLOEXEC)`
+//! and close to move each new fd above the plan's floor, dup3, close, mmap for
 //! the buffers), straight from the plan's steps, with nothing else: no
 //! preflight, no undo bookkeeping, no validation.
+//!
+//! Lines starting `TABLE|` are the summary that `scripts/bench` collects.
 //!
 //! Run: `cargo bench -p ringplan-exec --bench exec` (as root: the images are
 //! dumped with the BPF backend). Environment: `EXEC_BENCH_ROUNDS` (default
@@ -97,6 +99,7 @@ fn main() {
         "{:<11} {:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
         "workload", "steps", "whole", "run", "baseline", "whole/base", "run/base", "preflight"
     );
+    let mut summary = Vec::new();
     for (name, plan) in &plans {
         check_same_fds(plan);
         let mut times = [Vec::new(), Vec::new(), Vec::new()];
@@ -126,6 +129,24 @@ fn main() {
             micros(whole) / micros(base),
             micros(run) / micros(base),
             format!("{:.1} us", micros(preflight)),
+        );
+        summary.push((*name, plan.steps.len(), whole, run, base, preflight));
+    }
+    // The summary `scripts/bench` collects.
+    for (name, steps, whole, run, base, preflight) in summary {
+        let ratio = micros(whole) / micros(base);
+        println!(
+            "TABLE|exec, {name} ({steps} steps), whole `execute` vs minimal raw-syscall replay|{:.1} us|{:.1} us|{ratio:.2}x|<= 1.1x|{}",
+            micros(whole),
+            micros(base),
+            if ratio <= 1.1 { "met" } else { "missed" }
+        );
+        println!(
+            "TABLE|exec, {name}, run phase alone (preflight {:.1} us untimed)|{:.1} us|{:.1} us|{:.2}x||",
+            micros(preflight),
+            micros(run),
+            micros(base),
+            micros(run) / micros(base)
         );
     }
     drop(children);

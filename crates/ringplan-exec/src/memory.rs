@@ -28,8 +28,10 @@ pub trait MemoryHook {
     /// At the barrier: put the memory in place.
     fn restore(&mut self, plan: &Plan) -> Result<(), MemoryError>;
 
-    /// A later step failed: undo what [`MemoryHook::restore`] did. Also
-    /// called when `restore` itself failed, to undo its partial work.
+    /// The run failed: undo what [`MemoryHook::restore`] did, and release
+    /// anything [`MemoryHook::preflight`] kept for the run. Called on every
+    /// failure of the run (before the barrier too, and when `restore`
+    /// itself failed, to undo its partial work).
     fn undo(&mut self) {}
 }
 
@@ -100,12 +102,20 @@ pub fn pinned_bytes(plan: &Plan) -> u64 {
 /// Maps anonymous read-write memory at every buffer range of the plan
 /// (`MAP_FIXED_NOREPLACE`); never replaces an existing mapping.
 ///
+/// Its preflight proves each range free by mapping it, exactly as the
+/// barrier would, and keeps those mappings for the barrier to take over (a
+/// reservation: nothing can take the range in between, and the run does not
+/// map it a second time). The run releases them if it fails; dropping this
+/// value releases any the run did not take (after a dry run, say).
+///
 /// After a successful run the mappings belong to the process (dropping this
 /// value keeps them): the restored rings refer to them. [`MemoryHook::undo`]
 /// unmaps what it mapped.
 #[derive(Debug, Default)]
 pub struct AnonymousBuffers {
     mapped: Vec<(u64, u64)>,
+    /// Ranges preflight mapped, not yet taken over by `restore`.
+    reserved: Vec<(u64, u64)>,
 }
 
 impl AnonymousBuffers {
@@ -116,6 +126,19 @@ impl AnonymousBuffers {
     /// The ranges mapped so far, `[start, end)`.
     pub fn mapped(&self) -> &[(u64, u64)] {
         &self.mapped
+    }
+
+    fn release_reserved(&mut self) {
+        for (start, end) in self.reserved.drain(..) {
+            // SAFETY: a mapping preflight made; nothing refers to it yet.
+            let _ = unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) };
+        }
+    }
+}
+
+impl Drop for AnonymousBuffers {
+    fn drop(&mut self) {
+        self.release_reserved();
     }
 }
 
@@ -131,41 +154,66 @@ fn overlapping_mapping(maps: &str, start: u64, end: u64) -> Option<String> {
     })
 }
 
-/// Whether `[start, end)` (page-aligned) is certainly free: a
-/// `MAP_FIXED_NOREPLACE` mapping of it succeeds at `start` (it is unmapped
-/// at once, untouched, so nothing else changes). `false` also when the
-/// kernel cannot say (an older kernel that treats the flag as a hint, or
-/// any other error): the caller then reads `/proc/self/maps`.
-fn range_is_free(start: u64, end: u64) -> bool {
-    let Ok(len) = usize::try_from(end - start) else { return false };
-    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; the
-    // new one is unmapped right away and nothing refers to it.
+/// Maps fresh anonymous read-write memory at exactly `[start, end)`
+/// (page-aligned) with `MAP_FIXED_NOREPLACE`, which never replaces a mapping
+/// (the kernel refuses with EEXIST instead).
+fn map_range(start: u64, end: u64) -> Result<(), MemoryError> {
+    let len = usize::try_from(end - start).map_err(|_| MemoryError::BadRange { start, len: end - start })?;
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no
+    // memory anyone uses is touched; the caller owns the new one.
     let result = unsafe {
-        rustix::mm::mmap_anonymous(start as *mut c_void, len, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::NORESERVE)
+        rustix::mm::mmap_anonymous(
+            start as *mut c_void,
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
+        )
     };
     match result {
+        Ok(addr) if addr as u64 == start => Ok(()),
         Ok(addr) => {
+            // Kernels before 4.17 treat the flag as a hint: undo.
             // SAFETY: `addr`/`len` is the mapping just made.
             let _ = unsafe { rustix::mm::munmap(addr, len) };
-            addr as u64 == start
+            Err(MemoryError::Map { start, end, errno: rustix::io::Errno::EXIST })
         }
-        Err(_) => false,
+        Err(rustix::io::Errno::EXIST) => {
+            let by = std::fs::read_to_string("/proc/self/maps")
+                .ok()
+                .and_then(|maps| overlapping_mapping(&maps, start, end))
+                .unwrap_or_else(|| "a mapping".to_owned());
+            Err(MemoryError::RangeTaken { start, end, by })
+        }
+        Err(errno) => Err(MemoryError::Map { start, end, errno }),
     }
 }
 
 impl MemoryHook for AnonymousBuffers {
     fn preflight(&mut self, plan: &Plan) -> Result<(), MemoryError> {
+        // A second preflight starts afresh.
+        self.release_reserved();
         let ranges = buffer_ranges(plan)?;
-        if ranges.is_empty() {
+        // Ask the kernel: a MAP_FIXED_NOREPLACE mapping of a range succeeds
+        // exactly when nothing overlaps it. Kept, it is the barrier's.
+        let mut kernel_answered = true;
+        for &(start, end) in &ranges {
+            match map_range(start, end) {
+                Ok(()) => self.reserved.push((start, end)),
+                Err(error @ MemoryError::RangeTaken { .. }) => {
+                    self.release_reserved();
+                    return Err(error);
+                }
+                Err(_) => {
+                    // A kernel that cannot say this way: /proc/self/maps.
+                    kernel_answered = false;
+                    break;
+                }
+            }
+        }
+        if kernel_answered {
             return Ok(());
         }
-        // Ask the kernel first: a MAP_FIXED_NOREPLACE mapping of each range,
-        // unmapped at once, is refused (EEXIST) exactly when the range
-        // overlaps a mapping. Only a refusal, or a kernel that cannot answer
-        // this way, needs /proc/self/maps (which also names the mapping).
-        if ranges.iter().all(|&(start, end)| range_is_free(start, end)) {
-            return Ok(());
-        }
+        self.release_reserved();
         let maps = std::fs::read_to_string("/proc/self/maps").map_err(MemoryError::Maps)?;
         for (start, end) in ranges {
             if let Some(by) = overlapping_mapping(&maps, start, end) {
@@ -177,36 +225,15 @@ impl MemoryHook for AnonymousBuffers {
 
     fn restore(&mut self, plan: &Plan) -> Result<(), MemoryError> {
         for (start, end) in buffer_ranges(plan)? {
-            let len = usize::try_from(end - start).map_err(|_| MemoryError::BadRange { start, len: end - start })?;
-            // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping:
-            // the kernel refuses with EEXIST instead, so no memory anyone
-            // uses is touched. The new mapping is owned by this hook.
-            let result = unsafe {
-                rustix::mm::mmap_anonymous(
-                    start as *mut c_void,
-                    len,
-                    ProtFlags::READ | ProtFlags::WRITE,
-                    MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
-                )
-            };
-            match result {
-                Ok(addr) if addr as u64 == start => self.mapped.push((start, end)),
-                Ok(addr) => {
-                    // Kernels before 4.17 treat the flag as a hint: undo.
-                    // SAFETY: `addr`/`len` is the mapping just made.
-                    let _ = unsafe { rustix::mm::munmap(addr, len) };
-                    return Err(MemoryError::Map { start, end, errno: rustix::io::Errno::EXIST });
-                }
-                Err(rustix::io::Errno::EXIST) => {
-                    let by = std::fs::read_to_string("/proc/self/maps")
-                        .ok()
-                        .and_then(|maps| overlapping_mapping(&maps, start, end))
-                        .unwrap_or_else(|| "a mapping".to_owned());
-                    return Err(MemoryError::RangeTaken { start, end, by });
-                }
-                Err(errno) => return Err(MemoryError::Map { start, end, errno }),
+            if let Some(position) = self.reserved.iter().position(|&range| range == (start, end)) {
+                self.reserved.swap_remove(position);
+            } else {
+                map_range(start, end)?;
             }
+            self.mapped.push((start, end));
         }
+        // Reserved for a different plan: not this run's.
+        self.release_reserved();
         Ok(())
     }
 
@@ -216,5 +243,90 @@ impl MemoryHook for AnonymousBuffers {
             // outside the failed run refers to it.
             let _ = unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) };
         }
+        self.release_reserved();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringplan_image::{Backend, Source};
+    use ringplan_plan::{Handle, Iovec, RegisterBuffers, Step, FORMAT_NAME, FORMAT_VERSION};
+
+    use super::*;
+
+    /// A plan whose only step registers one buffer of two pages at `base`.
+    fn plan_with_buffer(base: u64) -> Plan {
+        let register = RegisterBuffers { ring_handle: Handle(0), iovecs: vec![Iovec { base, len: 2 * PAGE }] };
+        Plan {
+            format: FORMAT_NAME.to_owned(),
+            version: FORMAT_VERSION,
+            source: Source { pid: 1, backend: Backend::Bpf, kernel_release: String::new() },
+            needed_fds: Vec::new(),
+            temp_fd_floor: 0,
+            peak_temporaries: 0,
+            steps: vec![Step { object: None, after: Vec::new(), op: Op::RegisterBuffers(register) }],
+        }
+    }
+
+    fn is_mapped(start: u64, end: u64) -> bool {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+        overlapping_mapping(&maps, start, end).is_some()
+    }
+
+    // Distinct ranges per test (the tests share one address space), far from
+    // anything the test binary maps.
+    const BASE_TAKEN_OVER: u64 = 0x2100_0000_0000;
+    const BASE_DROPPED: u64 = 0x2100_0010_0000;
+    const BASE_UNDONE: u64 = 0x2100_0020_0000;
+    const BASE_TAKEN: u64 = 0x2100_0030_0000;
+
+    #[test]
+    fn preflight_reserves_and_the_barrier_takes_the_reservation_over() {
+        let (start, end) = (BASE_TAKEN_OVER, BASE_TAKEN_OVER + 2 * PAGE);
+        let plan = plan_with_buffer(start);
+        let mut memory = AnonymousBuffers::new();
+        memory.preflight(&plan).expect("preflight");
+        assert!(is_mapped(start, end), "preflight keeps the range mapped for the barrier");
+        memory.restore(&plan).expect("restore");
+        assert_eq!(memory.mapped(), &[(start, end)]);
+        assert!(memory.reserved.is_empty(), "the barrier took the reservation over");
+        drop(memory);
+        assert!(is_mapped(start, end), "after a successful run the mapping is the process's");
+        // SAFETY: the range this test mapped; nothing refers to it.
+        unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) }.expect("munmap");
+    }
+
+    #[test]
+    fn a_reservation_the_run_never_took_is_released_on_drop() {
+        let (start, end) = (BASE_DROPPED, BASE_DROPPED + 2 * PAGE);
+        let mut memory = AnonymousBuffers::new();
+        memory.preflight(&plan_with_buffer(start)).expect("preflight");
+        assert!(is_mapped(start, end));
+        drop(memory);
+        assert!(!is_mapped(start, end), "a dry run leaves nothing mapped");
+    }
+
+    #[test]
+    fn undo_releases_a_reservation_before_the_barrier() {
+        let (start, end) = (BASE_UNDONE, BASE_UNDONE + 2 * PAGE);
+        let mut memory = AnonymousBuffers::new();
+        memory.preflight(&plan_with_buffer(start)).expect("preflight");
+        memory.undo();
+        assert!(!is_mapped(start, end), "a run failing before the barrier leaves nothing mapped");
+        assert!(memory.mapped().is_empty());
+    }
+
+    #[test]
+    fn a_taken_range_is_refused_and_nothing_stays_reserved() {
+        let (start, end) = (BASE_TAKEN, BASE_TAKEN + 2 * PAGE);
+        // Someone else's mapping on the second page.
+        map_range(start + PAGE, end).expect("the test's own mapping");
+        let mut memory = AnonymousBuffers::new();
+        let error = memory.preflight(&plan_with_buffer(start)).expect_err("the range is taken");
+        assert!(matches!(error, MemoryError::RangeTaken { .. }), "{error:?}");
+        assert!(memory.reserved.is_empty());
+        assert!(!is_mapped(start, start + PAGE), "the free first page was not left mapped");
+        // SAFETY: the test's own mapping.
+        unsafe { rustix::mm::munmap((start + PAGE) as *mut c_void, PAGE as usize) }.expect("munmap");
     }
 }

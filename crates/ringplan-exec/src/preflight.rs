@@ -1,10 +1,12 @@
 //! Checks made before the first step: after [`preflight`] passes, every
 //! reason the executor can foresee for a failure has been ruled out.
 //!
-//! The only state changes here are in this process and undone before it
-//! returns: throwaway rings (and their fds) to ask the kernel whether it
-//! accepts the plan's setup flags, and (in [`crate::AnonymousBuffers`]'s
-//! check) a throwaway `MAP_FIXED_NOREPLACE` mapping of each buffer range.
+//! The only state changes here are in this process: throwaway rings (and
+//! their fds) to ask the kernel whether it accepts the plan's setup flags,
+//! closed before it returns, and whatever the memory hook's own check keeps
+//! for the run ([`crate::AnonymousBuffers`] maps each buffer range with
+//! `MAP_FIXED_NOREPLACE` to prove it free and keeps the mapping for the
+//! barrier; the run releases it on failure, the hook when dropped unused).
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, BorrowedFd};

@@ -397,12 +397,10 @@ pub(crate) fn run(
         mapped: Vec::new(),
         skipped: Vec::new(),
     };
-    let mut barrier_reached = false;
     for (index, step) in plan.steps.iter().enumerate() {
         let result = if options.fail_at_step == Some(index) {
             Err(Failure { call: "injected failure", errno: Errno::from_raw_os_error(options.injected_errno) })
         } else {
-            barrier_reached |= matches!(step.op, Op::MemoryBarrier);
             state.step(index, step, hook)
         };
         if let Err(failure) = result {
@@ -410,9 +408,8 @@ pub(crate) fn run(
             // Undo: fds first (rings release their buffers), then the ring
             // regions (dropped with `state`), then memory, then the fd limit.
             drop(state);
-            if barrier_reached {
-                hook.undo();
-            }
+            // Before the barrier too: preflight may have reserved memory.
+            hook.undo();
             if raise_fd_limit_to.is_some() {
                 let _ = setrlimit(Resource::Nofile, old_nofile);
             }

@@ -4,6 +4,8 @@
 //! grows per 10x objects. The target: 10^6 objects in at most 1 s, and at
 //! most 11x the time for 10x the objects.
 //!
+//! Lines starting `TABLE|` are the summary that `scripts/bench` collects.
+//!
 //! `cargo bench -p ringplan-plan` runs criterion, then prints criterion's
 //! median for each size with the time per object and the ratio per 10x.
 
@@ -72,6 +74,7 @@ fn main() {
     println!();
     println!("compile, criterion medians ({RINGS} rings x N files):");
     let mut previous: Option<f64> = None;
+    let mut summary = Vec::new();
     for (objects, image) in &images {
         let Some(seconds) = criterion_median(&directory, "compile", &objects.to_string()) else {
             println!("  {objects}: no estimate in {}", directory.display());
@@ -85,6 +88,34 @@ fn main() {
             seconds * 1e3,
             seconds * 1e9 / count as f64
         );
+        let growth = previous.map(|previous| seconds / previous);
+        summary.push((count, seconds, growth));
         previous = Some(seconds);
+    }
+    // The summary `scripts/bench` collects: no baseline here; the targets
+    // are absolute: 10^6 objects in <= 1 s, and linear, taken as at most
+    // 11x the time per 10x objects on average over the whole range (each
+    // single step is shown too; one step alone moves with the load).
+    let first = summary.first().map(|&(count, seconds, _)| (count, seconds));
+    for &(count, seconds, growth) in &summary {
+        let step = growth.map_or_else(String::new, |growth| format!("{growth:.2}x per 10x"));
+        let (ratio, target, verdict) = match first {
+            Some((first_count, first_seconds)) if count >= 1_000_000 && first_count < count => {
+                let decades = (count as f64 / first_count as f64).log10();
+                let average = (seconds / first_seconds).powf(1.0 / decades);
+                let met = seconds <= 1.0 && average <= 11.0;
+                (
+                    format!("{step}; {average:.2}x per 10x on average from {first_count}"),
+                    "<= 1 s; linear (<= 11x per 10x on average)",
+                    if met { "met" } else { "missed" },
+                )
+            }
+            _ => (step, "", ""),
+        };
+        println!(
+            "TABLE|compile, {count} objects ({:.0} ns per object)|{:.2} ms||{ratio}|{target}|{verdict}",
+            seconds * 1e9 / count as f64,
+            seconds * 1e3
+        );
     }
 }
