@@ -62,6 +62,9 @@ char LICENSE[] SEC("license") = "GPL";
  * skeleton's .bss. */
 __u64 ring_fops = 0;
 __u64 eventfd_fops = 0;
+/* Set by the dumper for its second look at the target's fd table, which
+ * only compares each fd's file: pass A then skips d_path and eventfds. */
+__u32 identities_only = 0;
 
 /* count and flags of an eventfd_ctx (probe reads). */
 static __always_inline void read_eventfd(struct eventfd_ctx *eventfd, __u64 *count, __u32 *flags)
@@ -154,6 +157,12 @@ int ringplan_target_fds(struct bpf_iter__task_file *ctx)
 	rec.mode = inode->i_mode;
 	rec.role = role_of_fops(rec.f_op);
 	rec.cloexec = fd_cloexec(task, ctx->fd);
+
+	if (identities_only) {
+		rec.header.size = sizeof(rec);
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return 0;
+	}
 
 	/* bpf_d_path returns the length including the NUL; keep the text only. */
 	long path_len = bpf_d_path(&file->f_path, scratch->path, sizeof(scratch->path));

@@ -6,7 +6,7 @@
 //!   in-flight requests): a restored ring starts at 0. A program that has
 //!   done I/O and resumes with its own cached positions will not find its
 //!   completions. The positions are read from the target's memory, in the
-//!   ring's SQ ring mapping (`/proc/PID/mem`, 16 bytes per ring), at the
+//!   ring's SQ ring mapping (`/proc/PID/mem`, one read per ring), at the
 //!   offsets this kernel gives every ring (`io_uring_params.sq_off` and
 //!   `cq_off`, learned from a throwaway ring of the dumper's own). Not from
 //!   fdinfo: the kernel prints a ring's whole fdinfo, every registered
@@ -100,12 +100,17 @@ struct Positions {
 }
 
 impl Positions {
-    /// Reads the four from the target's memory; `None` if any read fails.
+    /// Reads the four from the target's memory, in one read of the span
+    /// that holds them (a few cache lines); `None` if it fails.
     fn read(memory: &File, sq_ring: u64, offsets: PositionOffsets) -> Option<Positions> {
+        let all = [offsets.sq_head, offsets.sq_tail, offsets.cq_head, offsets.cq_tail];
+        let first = *all.iter().min()?;
+        let end = *all.iter().max()? as usize + 4;
+        let mut span = vec![0u8; end.checked_sub(first as usize)?];
+        memory.read_exact_at(&mut span, sq_ring.checked_add(u64::from(first))?).ok()?;
         let word = |offset: u32| {
-            let mut bytes = [0u8; 4];
-            memory.read_exact_at(&mut bytes, sq_ring.checked_add(u64::from(offset))?).ok()?;
-            Some(u32::from_ne_bytes(bytes))
+            let at = (offset - first) as usize;
+            Some(u32::from_ne_bytes(span.get(at..at + 4)?.try_into().ok()?))
         };
         Some(Positions {
             sq_head: word(offsets.sq_head)?,
