@@ -311,6 +311,14 @@ fn signal_freeze_lets_go_on_every_path() {
     assert!(states.len() >= 2 && states.iter().all(|state| *state == "T"), "threads while held: {stdout}");
     assert!(!stopped());
 
+    // A command that cannot run is bad input, refused before the target
+    // is touched.
+    let output = plan(&["freeze", "--pid", &pid.to_string(), "--", "/nonexistent/command"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no such executable") && !stderr.contains("held still"), "{stderr}");
+
     // The command's failure is plan's exit status; the target is let go.
     let output = plan(&["freeze", "--pid", &pid.to_string(), "--", "sh", "-c", "exit 7"]);
     assert_eq!(output.status.code(), Some(7));

@@ -3,8 +3,10 @@
 //! (ringplan for its rings, another for its memory) and need them all to
 //! see one state.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 
 use ringplan_dump::{DumpError, Frozen, Target};
 
@@ -28,14 +30,18 @@ pub struct FreezeArgs {
 
 pub fn run(args: FreezeArgs) -> Result<(), CliError> {
     let (program, arguments) = args.command.split_first().ok_or_else(|| CliError::bad_input("no command given"))?;
+    // A command that cannot run is bad input: say so before the target is
+    // touched, not after holding it for nothing.
+    let program = find_program(program).ok_or_else(|| {
+        CliError::bad_input(format!("cannot run {}: no such executable", program.to_string_lossy()))
+    })?;
     let target = Target::open(args.pid).map_err(|error| CliError::from(DumpError::from(error)))?;
     let frozen = Frozen::hold(&target, args.method.into()).map_err(|error| CliError::from(DumpError::from(error)))?;
     eprintln!("plan: pid {} is held still by {}", args.pid, frozen.held_by());
-    let status = std::process::Command::new(program).args(arguments).status();
+    let status = std::process::Command::new(&program).args(arguments).status();
     let held_for = frozen.release().map_err(|error| CliError::from(DumpError::from(error)))?;
     eprintln!("plan: pid {} let go after {:.1} ms", args.pid, held_for.as_secs_f64() * 1e3);
-    let status = status
-        .map_err(|error| CliError::bad_input(format!("cannot run {}: {error}", program.to_string_lossy())))?;
+    let status = status.map_err(|error| CliError::failed(format!("running {}: {error}", program.display())))?;
     // A command killed by a signal ends like a shell would say: 128 + signal.
     let code = status.code().or_else(|| status.signal().map(|signal| 128 + signal)).unwrap_or(1);
     match u8::try_from(code) {
@@ -43,4 +49,17 @@ pub fn run(args: FreezeArgs) -> Result<(), CliError> {
         Ok(code) => Err(CliError::CommandStatus(code)),
         Err(_) => Err(CliError::CommandStatus(1)),
     }
+}
+
+/// The executable `program` names: itself when it has a `/`, else the first
+/// match on `PATH`, as `execvp` would find it.
+fn find_program(program: &OsStr) -> Option<PathBuf> {
+    let is_executable =
+        |path: &Path| path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+    if program.as_encoded_bytes().contains(&b'/') {
+        let path = PathBuf::from(program);
+        return is_executable(&path).then_some(path);
+    }
+    let search = std::env::var_os("PATH")?;
+    std::env::split_paths(&search).map(|dir| dir.join(program)).find(|path| is_executable(path))
 }
