@@ -164,7 +164,7 @@ pub fn read(pid: u32) -> Result<RawState, FdinfoError> {
 /// (the field after the command name in parentheses) is not zombie or dead.
 fn process_is_alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { return false };
-    let state = stat.iter().rposition(|byte| *byte == b')').and_then(|end| stat.get(end + 2));
+    let state = crate::target::StatLine::parse(&stat).map(|line| line.state);
     !matches!(state, None | Some(b'Z' | b'X' | b'x'))
 }
 

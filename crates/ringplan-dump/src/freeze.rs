@@ -33,7 +33,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::target::Target;
+use crate::target::{StatLine, Target};
 
 /// How to hold the target still.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -257,17 +257,10 @@ impl Drop for Frozen {
 /// The target's state letter from `/proc/PID/stat`, `None` when it is gone.
 fn process_state(pid: u32) -> std::io::Result<Option<u8>> {
     match std::fs::read(format!("/proc/{pid}/stat")) {
-        Ok(stat) => Ok(state_letter(&stat)),
+        Ok(stat) => Ok(StatLine::parse(&stat).map(|line| line.state)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error),
     }
-}
-
-/// The state field of a `stat` line: after the last `)` (the command name
-/// may contain parentheses and spaces).
-fn state_letter(stat: &[u8]) -> Option<u8> {
-    let end = stat.iter().rposition(|byte| *byte == b')')?;
-    stat.get(end + 2).copied()
 }
 
 /// The first thread of `pid` not yet stopped, as "thread TID (comm) in
@@ -282,7 +275,7 @@ fn threads_not_stopped(pid: u32) -> std::io::Result<Option<String>> {
         let task = task?;
         let Ok(stat) = std::fs::read(task.path().join("stat")) else { continue };
         // T: stopped by a signal; t: traced; Z/X: exiting.
-        match state_letter(&stat) {
+        match StatLine::parse(&stat).map(|line| line.state) {
             Some(b'T' | b't' | b'Z' | b'X' | b'x') | None => {}
             Some(state) => {
                 let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
@@ -535,13 +528,6 @@ fn watchdog_main(listen: i32, thaw: i32, signal_thaw: bool, thaw_value: &[u8]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn state_letter_skips_parentheses_in_the_command_name() {
-        assert_eq!(state_letter(b"42 (a) b) (c) T 1 2"), Some(b'T'));
-        assert_eq!(state_letter(b"42 (plan) S 1"), Some(b'S'));
-        assert_eq!(state_letter(b"garbage"), None);
-    }
 
     #[test]
     fn mount_points_are_found_by_type_and_unescaped() {
