@@ -33,7 +33,10 @@ impl Drop for Held {
 }
 
 fn run(program: &str, args: &[&str]) {
-    let status = Command::new(program).args(args).stdout(Stdio::null()).status();
+    let status = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .status();
     match status {
         Ok(status) if status.success() => {}
         other => panic!("{program} {args:?} failed: {other:?}"),
@@ -42,10 +45,23 @@ fn run(program: &str, args: &[&str]) {
 
 fn compile_bpf(source: &Path, object: &Path) {
     let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("bpf");
-    run("clang", &[
-        "-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-I", include.to_str().expect("utf-8"),
-        "-I/usr/include/x86_64-linux-gnu", "-c", source.to_str().expect("utf-8"), "-o", object.to_str().expect("utf-8"),
-    ]);
+    run(
+        "clang",
+        &[
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-D__TARGET_ARCH_x86",
+            "-I",
+            include.to_str().expect("utf-8"),
+            "-I/usr/include/x86_64-linux-gnu",
+            "-c",
+            source.to_str().expect("utf-8"),
+            "-o",
+            object.to_str().expect("utf-8"),
+        ],
+    );
 }
 
 /// Builds the C loader and both BPF objects: (loader, minimal object, ringplan's object).
@@ -59,7 +75,16 @@ fn build_baselines(out: &Path) -> (PathBuf, PathBuf, PathBuf) {
     compile_bpf(&source.join("task_file_min.bpf.c"), &minimal);
     compile_bpf(&root.join("bpf/ringplan.bpf.c"), &ringplan);
     let c_source = source.join("task_file_min.c");
-    run("cc", &["-O2", c_source.to_str().expect("utf-8"), "-o", loader.to_str().expect("utf-8"), "-lbpf"]);
+    run(
+        "cc",
+        &[
+            "-O2",
+            c_source.to_str().expect("utf-8"),
+            "-o",
+            loader.to_str().expect("utf-8"),
+            "-lbpf",
+        ],
+    );
     (loader, minimal, ringplan)
 }
 
@@ -83,13 +108,21 @@ fn main() {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dump-latency-baseline");
     let (loader, minimal, ringplan) = build_baselines(&out);
     let loader = loader.to_str().expect("utf-8");
-    let (minimal, ringplan) = (minimal.to_str().expect("utf-8"), ringplan.to_str().expect("utf-8"));
+    let (minimal, ringplan) = (
+        minimal.to_str().expect("utf-8"),
+        ringplan.to_str().expect("utf-8"),
+    );
 
-    let mut child = Command::new(PLAN).args(["app", "seed"]).stdout(Stdio::piped()).spawn().expect("plan app seed");
+    let mut child = Command::new(PLAN)
+        .args(["app", "seed"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("plan app seed");
     let stdout = child.stdout.take().expect("piped");
     let held = Held(child);
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("description");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("description");
     let description: serde_json::Value = serde_json::from_str(&line).expect("JSON description");
     let pid = description["pid"].as_u64().expect("pid").to_string();
 
@@ -107,14 +140,33 @@ fn main() {
         floor.push(time(loader, &minimal_args));
         same_reads.push(time(loader, &same_reads_args));
     }
-    let (ours, floor, same_reads) = (median(&mut ours), median(&mut floor), median(&mut same_reads));
+    let (ours, floor, same_reads) = (
+        median(&mut ours),
+        median(&mut floor),
+        median(&mut same_reads),
+    );
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
     println!("dump latency, seed scenario, median of {ROUNDS} alternating runs (whole processes):");
-    println!("  plan dump --backend bpf                        {:8.2} ms", ms(ours));
-    println!("  C loader, minimal task_file iterator           {:8.2} ms", ms(floor));
-    println!("  C loader, ringplan's BPF object, first pass    {:8.2} ms", ms(same_reads));
-    println!("  ratio to the minimal iterator                  {:8.2}x (target <= 1.25x)", ms(ours) / ms(floor));
-    println!("  ratio to the same CO-RE reads                  {:8.2}x", ms(ours) / ms(same_reads));
+    println!(
+        "  plan dump --backend bpf                        {:8.2} ms",
+        ms(ours)
+    );
+    println!(
+        "  C loader, minimal task_file iterator           {:8.2} ms",
+        ms(floor)
+    );
+    println!(
+        "  C loader, ringplan's BPF object, first pass    {:8.2} ms",
+        ms(same_reads)
+    );
+    println!(
+        "  ratio to the minimal iterator                  {:8.2}x (target <= 1.25x)",
+        ms(ours) / ms(floor)
+    );
+    println!(
+        "  ratio to the same CO-RE reads                  {:8.2}x",
+        ms(ours) / ms(same_reads)
+    );
     // The summary `scripts/bench` collects.
     let ratio = ms(ours) / ms(floor);
     println!(

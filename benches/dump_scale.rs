@@ -51,11 +51,16 @@ struct Held {
 
 impl Held {
     fn start(scenario: &str) -> Held {
-        let mut child =
-            Command::new(PLAN).args(["app", scenario]).stdout(Stdio::piped()).spawn().expect("plan app");
+        let mut child = Command::new(PLAN)
+            .args(["app", scenario])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("plan app");
         let stdout = child.stdout.take().expect("piped");
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("description");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("description");
         let description: serde_json::Value = serde_json::from_str(&line).expect("JSON description");
         let pid = description["pid"].as_u64().expect("pid") as u32;
         let ring_fds = description["rings"]
@@ -64,7 +69,11 @@ impl Held {
             .iter()
             .map(|ring| ring["fd"].as_i64().expect("ring fd") as i32)
             .collect();
-        Held { child, pid, ring_fds }
+        Held {
+            child,
+            pid,
+            ring_fds,
+        }
     }
 }
 
@@ -102,7 +111,11 @@ impl Spawner {
             .expect("spawner");
         let requests = child.stdin.take().expect("piped");
         let replies = std::io::BufReader::new(child.stdout.take().expect("piped"));
-        Spawner { child, requests, replies }
+        Spawner {
+            child,
+            requests,
+            replies,
+        }
     }
 
     /// One whole `plan dump` of `pid`: its wall time and peak RSS in bytes.
@@ -111,8 +124,13 @@ impl Spawner {
         writeln!(self.requests, "{pid} {}", output.display()).expect("request");
         let mut line = String::new();
         self.replies.read_line(&mut line).expect("reply");
-        let mut fields = line.split_whitespace().map(|field| field.parse::<u64>().expect("number"));
-        let (nanos, peak) = (fields.next().expect("time"), fields.next().expect("peak RSS"));
+        let mut fields = line
+            .split_whitespace()
+            .map(|field| field.parse::<u64>().expect("number"));
+        let (nanos, peak) = (
+            fields.next().expect("time"),
+            fields.next().expect("peak RSS"),
+        );
         (Duration::from_nanos(nanos), peak)
     }
 }
@@ -147,8 +165,17 @@ fn spawner_loop() {
         // waits for (dropping it neither kills nor reaps).
         let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
         let elapsed = start.elapsed();
-        assert!(waited > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "plan dump failed: {status}");
-        writeln!(out, "{} {}", elapsed.as_nanos(), usage.ru_maxrss as u64 * 1024).expect("reply");
+        assert!(
+            waited > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "plan dump failed: {status}"
+        );
+        writeln!(
+            out,
+            "{} {}",
+            elapsed.as_nanos(),
+            usage.ru_maxrss as u64 * 1024
+        )
+        .expect("reply");
         out.flush().expect("reply");
     }
 }
@@ -182,8 +209,13 @@ fn phased_dump(bpf: &mut ringplan_dump::BpfDumper, pid: u32) -> Phases {
     let mappings = ringplan_dump::maps::ring_mappings(pid).expect("maps");
     let maps = start.elapsed();
     let start = Instant::now();
-    let source = Source { pid, backend: ringplan_image::Backend::Bpf, kernel_release: String::new() };
-    let image = ringplan_dump::assemble::assemble(&raw, &mappings, source, Selection::All).expect("assemble");
+    let source = Source {
+        pid,
+        backend: ringplan_image::Backend::Bpf,
+        kernel_release: String::new(),
+    };
+    let image = ringplan_dump::assemble::assemble(&raw, &mappings, source, Selection::All)
+        .expect("assemble");
     let assemble = start.elapsed();
     let start = Instant::now();
     ringplan_image::validate(&image).expect("valid");
@@ -191,7 +223,15 @@ fn phased_dump(bpf: &mut ringplan_dump::BpfDumper, pid: u32) -> Phases {
     let start = Instant::now();
     let bytes = encode_to_vec(&image).expect("encode").len();
     let encode = start.elapsed();
-    Phases { read, maps, assemble, validate, encode, image, bytes }
+    Phases {
+        read,
+        maps,
+        assemble,
+        validate,
+        encode,
+        image,
+        bytes,
+    }
 }
 
 /// The same through the public entry point, as a restorer would call it.
@@ -224,7 +264,10 @@ fn median_u64(mut values: Vec<u64>) -> u64 {
 
 /// Alternates `measures` for `rounds` rounds (after 2 warm-up rounds),
 /// rotating which goes first, and returns each one's median.
-fn alternate<const N: usize>(rounds: usize, measures: [&mut dyn FnMut() -> Duration; N]) -> [Duration; N] {
+fn alternate<const N: usize>(
+    rounds: usize,
+    measures: [&mut dyn FnMut() -> Duration; N],
+) -> [Duration; N] {
     let mut times: [Vec<Duration>; N] = std::array::from_fn(|_| Vec::new());
     for round in 0..rounds + 2 {
         for k in 0..N {
@@ -282,7 +325,10 @@ fn main() {
         return;
     }
     let spawner = std::cell::RefCell::new(Spawner::start());
-    let rounds: usize = std::env::var("DUMP_SCALE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
+    let rounds: usize = std::env::var("DUMP_SCALE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dump-scale");
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     let output = scratch.join("image");
@@ -290,27 +336,31 @@ fn main() {
     let small = Held::start(&format!("files:{SMALL}"));
     let large = Held::start(&format!("files:{LARGE}"));
     let rings = Held::start(&format!("rings:{RINGS}"));
-    let dumper = std::cell::RefCell::new(Dumper::new(BackendChoice::Bpf).expect("BPF dumper (run as root)"));
+    let dumper =
+        std::cell::RefCell::new(Dumper::new(BackendChoice::Bpf).expect("BPF dumper (run as root)"));
     let mut bpf = ringplan_dump::BpfDumper::load().expect("BPF dumper (run as root)");
 
     // Per entry: whole processes, library dumps and fdinfo, alternating.
     let (mut rss_small, mut rss_large) = (Vec::new(), Vec::new());
-    let [whole_small, whole_large, lib_small, lib_large, fdinfo_small, fdinfo_large] = alternate(rounds, [
-        &mut || {
-            let (time, peak) = spawner.borrow_mut().whole_dump(small.pid, &output);
-            rss_small.push(peak);
-            time
-        },
-        &mut || {
-            let (time, peak) = spawner.borrow_mut().whole_dump(large.pid, &output);
-            rss_large.push(peak);
-            time
-        },
-        &mut || library_dump(&mut dumper.borrow_mut(), small.pid),
-        &mut || library_dump(&mut dumper.borrow_mut(), large.pid),
-        &mut || read_fdinfo(&small),
-        &mut || read_fdinfo(&large),
-    ]);
+    let [whole_small, whole_large, lib_small, lib_large, fdinfo_small, fdinfo_large] = alternate(
+        rounds,
+        [
+            &mut || {
+                let (time, peak) = spawner.borrow_mut().whole_dump(small.pid, &output);
+                rss_small.push(peak);
+                time
+            },
+            &mut || {
+                let (time, peak) = spawner.borrow_mut().whole_dump(large.pid, &output);
+                rss_large.push(peak);
+                time
+            },
+            &mut || library_dump(&mut dumper.borrow_mut(), small.pid),
+            &mut || library_dump(&mut dumper.borrow_mut(), large.pid),
+            &mut || read_fdinfo(&small),
+            &mut || read_fdinfo(&large),
+        ],
+    );
     let (rss_small, rss_large) = (median_u64(rss_small), median_u64(rss_large));
 
     // Where the per-entry time goes.
@@ -328,9 +378,15 @@ fn main() {
         slope(a, b)
     };
     let per_phase = [
-        ("BPF read (both passes, pidfd_getfd, parsing)", phase_slope(|p| p.read)),
+        (
+            "BPF read (both passes, pidfd_getfd, parsing)",
+            phase_slope(|p| p.read),
+        ),
         ("/proc/PID/maps", phase_slope(|p| p.maps)),
-        ("assemble (ids, objects, validation)", phase_slope(|p| p.assemble)),
+        (
+            "assemble (ids, objects, validation)",
+            phase_slope(|p| p.assemble),
+        ),
         ("  of which validation", phase_slope(|p| p.validate)),
         ("CBOR encoding", phase_slope(|p| p.encode)),
         ("sum", phase_slope(Phases::total)),
@@ -338,14 +394,17 @@ fn main() {
 
     // 512 rings.
     let mut whole_rings = Vec::new();
-    let [lib_rings, fdinfo_rings] = alternate(rounds, [
-        &mut || {
-            let (time, _) = spawner.borrow_mut().whole_dump(rings.pid, &output);
-            whole_rings.push(time);
-            library_dump(&mut dumper.borrow_mut(), rings.pid)
-        },
-        &mut || read_fdinfo(&rings),
-    ]);
+    let [lib_rings, fdinfo_rings] = alternate(
+        rounds,
+        [
+            &mut || {
+                let (time, _) = spawner.borrow_mut().whole_dump(rings.pid, &output);
+                whole_rings.push(time);
+                library_dump(&mut dumper.borrow_mut(), rings.pid)
+            },
+            &mut || read_fdinfo(&rings),
+        ],
+    );
     let whole_rings = median(whole_rings);
 
     // Image size.
@@ -360,14 +419,19 @@ fn main() {
         })
         .sum();
     assert_eq!(slots, LARGE, "files:{LARGE} registers {LARGE} slots");
-    let bare = encode_to_vec(&without_slots(large_image)).expect("encode").len();
+    let bare = encode_to_vec(&without_slots(large_image))
+        .expect("encode")
+        .len();
     let slot_table = (large_bytes - bare) as f64 / slots as f64;
     let whole_per_slot = large_bytes as f64 / slots as f64;
     let image_slope = (large_bytes - small_bytes) as f64 / (LARGE - SMALL) as f64;
     let rss_slope = (rss_large as f64 - rss_small as f64) / (LARGE - SMALL) as f64;
 
-    let (ours_slope, lib_slope, fdinfo_slope) =
-        (slope(whole_small, whole_large), slope(lib_small, lib_large), slope(fdinfo_small, fdinfo_large));
+    let (ours_slope, lib_slope, fdinfo_slope) = (
+        slope(whole_small, whole_large),
+        slope(lib_small, lib_large),
+        slope(fdinfo_small, fdinfo_large),
+    );
     println!("dump scale: medians of {rounds} alternating rounds");
     println!("  whole plan dump          files:{SMALL} {:>9.0} us   files:{LARGE} {:>9.0} us   slope {ours_slope:.3} us/entry",
         micros(whole_small), micros(whole_large));
@@ -385,30 +449,88 @@ fn main() {
     println!("  peak RSS of plan dump: files:{SMALL} {rss_small} B, files:{LARGE} {rss_large} B");
 
     let ratio = ours_slope / fdinfo_slope;
-    table("dump cost per registered entry, whole `plan dump` (slope 1,000 -> 19,000)",
-        &format!("{ours_slope:.3} us"), &format!("{fdinfo_slope:.3} us (ring fdinfo)"), &format!("{ratio:.2}x"),
-        "<= 0.5x", verdict(ratio <= 0.5));
+    table(
+        "dump cost per registered entry, whole `plan dump` (slope 1,000 -> 19,000)",
+        &format!("{ours_slope:.3} us"),
+        &format!("{fdinfo_slope:.3} us (ring fdinfo)"),
+        &format!("{ratio:.2}x"),
+        "<= 0.5x",
+        verdict(ratio <= 0.5),
+    );
     let ratio = lib_slope / fdinfo_slope;
-    table("dump cost per registered entry, `Dumper::dump` + encode (BPF loaded once)",
-        &format!("{lib_slope:.3} us"), &format!("{fdinfo_slope:.3} us (ring fdinfo)"), &format!("{ratio:.2}x"),
-        "<= 0.5x", verdict(ratio <= 0.5));
+    table(
+        "dump cost per registered entry, `Dumper::dump` + encode (BPF loaded once)",
+        &format!("{lib_slope:.3} us"),
+        &format!("{fdinfo_slope:.3} us (ring fdinfo)"),
+        &format!("{ratio:.2}x"),
+        "<= 0.5x",
+        verdict(ratio <= 0.5),
+    );
     let ratio = micros(lib_rings) / micros(fdinfo_rings);
-    table(&format!("{RINGS} rings in one process, `Dumper::dump` + encode"),
-        &format!("{:.2} ms", micros(lib_rings) / 1e3), &format!("{:.2} ms ({RINGS} ring fdinfo files)", micros(fdinfo_rings) / 1e3),
-        &format!("{ratio:.2}x"), "", "");
-    table(&format!("{RINGS} rings, whole `plan dump` (includes the BPF load)"),
-        &format!("{:.2} ms", micros(whole_rings) / 1e3), "", "", "", "");
-    table(&format!("image bytes per registered slot, dense {LARGE}-slot table: the slot array"),
-        &format!("{slot_table:.2} B"), "40 B (seed record)", &format!("{:.2}x", slot_table / 40.0), "<= 8 B", verdict(slot_table <= 8.0));
-    table(&format!("image bytes per registered slot, whole image / {LARGE} slots"),
-        &format!("{whole_per_slot:.1} B ({large_bytes} B)"), "40 B (seed record)", &format!("{:.2}x", whole_per_slot / 40.0), "<= 8 B",
-        verdict(whole_per_slot <= 8.0));
-    table("image bytes per registered slot, slope 1,000 -> 19,000 (slot + its file object)",
-        &format!("{image_slope:.1} B"), "", "", "", "");
-    table("dumper peak RSS per entry (slope 1,000 -> 19,000)",
-        &format!("{rss_slope:.0} B ({:.1} -> {:.1} MB)", rss_small as f64 / 1e6, rss_large as f64 / 1e6), "", "", "", "");
+    table(
+        &format!("{RINGS} rings in one process, `Dumper::dump` + encode"),
+        &format!("{:.2} ms", micros(lib_rings) / 1e3),
+        &format!(
+            "{:.2} ms ({RINGS} ring fdinfo files)",
+            micros(fdinfo_rings) / 1e3
+        ),
+        &format!("{ratio:.2}x"),
+        "",
+        "",
+    );
+    table(
+        &format!("{RINGS} rings, whole `plan dump` (includes the BPF load)"),
+        &format!("{:.2} ms", micros(whole_rings) / 1e3),
+        "",
+        "",
+        "",
+        "",
+    );
+    table(
+        &format!("image bytes per registered slot, dense {LARGE}-slot table: the slot array"),
+        &format!("{slot_table:.2} B"),
+        "40 B (seed record)",
+        &format!("{:.2}x", slot_table / 40.0),
+        "<= 8 B",
+        verdict(slot_table <= 8.0),
+    );
+    table(
+        &format!("image bytes per registered slot, whole image / {LARGE} slots"),
+        &format!("{whole_per_slot:.1} B ({large_bytes} B)"),
+        "40 B (seed record)",
+        &format!("{:.2}x", whole_per_slot / 40.0),
+        "<= 8 B",
+        verdict(whole_per_slot <= 8.0),
+    );
+    table(
+        "image bytes per registered slot, slope 1,000 -> 19,000 (slot + its file object)",
+        &format!("{image_slope:.1} B"),
+        "",
+        "",
+        "",
+        "",
+    );
+    table(
+        "dumper peak RSS per entry (slope 1,000 -> 19,000)",
+        &format!(
+            "{rss_slope:.0} B ({:.1} -> {:.1} MB)",
+            rss_small as f64 / 1e6,
+            rss_large as f64 / 1e6
+        ),
+        "",
+        "",
+        "",
+        "",
+    );
     for (phase, value) in per_phase {
-        table(&format!("  per-entry phase: {phase}"), &format!("{value:.3} us"), "", "", "", "");
+        table(
+            &format!("  per-entry phase: {phase}"),
+            &format!("{value:.3} us"),
+            "",
+            "",
+            "",
+            "",
+        );
     }
     drop((small, large, rings));
 }

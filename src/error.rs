@@ -52,9 +52,12 @@ impl From<ringplan_dump::DumpError> for CliError {
         let bad_input = matches!(
             error,
             DumpError::Target(
-                TargetError::InvalidPid { .. } | TargetError::NoSuchProcess { .. } | TargetError::Exited { .. }
-            ) | DumpError::Assemble(AssembleError::NoSuchFd { .. } | AssembleError::NotARing { .. })
-                | DumpError::Freeze(FreezeError::CgroupUnusable { .. })
+                TargetError::InvalidPid { .. }
+                    | TargetError::NoSuchProcess { .. }
+                    | TargetError::Exited { .. }
+            ) | DumpError::Assemble(
+                AssembleError::NoSuchFd { .. } | AssembleError::NotARing { .. }
+            ) | DumpError::Freeze(FreezeError::CgroupUnusable { .. })
         );
         if bad_input {
             CliError::BadInput(error.to_string())

@@ -18,10 +18,13 @@ pub enum Document {
 pub fn read_bytes(path: &str) -> Result<Vec<u8>, CliError> {
     if path == "-" {
         let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).map_err(|error| CliError::failed(format!("reading stdin: {error}")))?;
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|error| CliError::failed(format!("reading stdin: {error}")))?;
         Ok(bytes)
     } else {
-        std::fs::read(path).map_err(|error| CliError::bad_input(format!("cannot read {path}: {error}")))
+        std::fs::read(path)
+            .map_err(|error| CliError::bad_input(format!("cannot read {path}: {error}")))
     }
 }
 
@@ -30,9 +33,11 @@ pub fn read_document(path: &str) -> Result<Document, CliError> {
     let bytes = read_bytes(path)?;
     match ringplan_image::decode_slice(&bytes) {
         Ok(image) => Ok(Document::Image(image)),
-        Err(DecodeError::WrongFormat { found }) if found == ringplan_plan::FORMAT_NAME => ringplan_plan::decode_slice(&bytes)
-            .map(Document::Plan)
-            .map_err(|error| CliError::bad_input(format!("{path}: {error}"))),
+        Err(DecodeError::WrongFormat { found }) if found == ringplan_plan::FORMAT_NAME => {
+            ringplan_plan::decode_slice(&bytes)
+                .map(Document::Plan)
+                .map_err(|error| CliError::bad_input(format!("{path}: {error}")))
+        }
         Err(error) => Err(CliError::bad_input(format!("{path}: {error}"))),
     }
 }
@@ -41,6 +46,8 @@ pub fn read_document(path: &str) -> Result<Document, CliError> {
 pub fn read_image(path: &str) -> Result<Image, CliError> {
     match read_document(path)? {
         Document::Image(image) => Ok(image),
-        Document::Plan(_) => Err(CliError::bad_input(format!("{path} is a plan; this needs an image"))),
+        Document::Plan(_) => Err(CliError::bad_input(format!(
+            "{path} is a plan; this needs an image"
+        ))),
     }
 }

@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 use crate::error::CliError;
 
 #[derive(Parser)]
-#[command(name = "plan", version, about = "Checkpoint and restore io_uring state: dump, plan, exec")]
+#[command(
+    name = "plan",
+    version,
+    about = "Checkpoint and restore io_uring state: dump, plan, exec"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,7 +56,11 @@ fn main() -> ExitCode {
             // clap prints help and version to stdout with success; usage
             // errors are bad input.
             let _ = error.print();
-            return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let result = match cli.command {

@@ -17,7 +17,8 @@ use crate::support::{scratch_dir, PLAN};
 /// be a `dup3` back at exit) and every state change strace sees is the
 /// restore's.
 fn base() -> Image {
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/plans/seed.img")).expect("reading plans/seed.img");
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/plans/seed.img"))
+        .expect("reading plans/seed.img");
     let mut image = ringplan_image::decode_slice(&bytes).expect("plans/seed.img decodes");
     for object in &mut image.objects {
         for entry in &mut object.fds {
@@ -30,7 +31,11 @@ fn base() -> Image {
 }
 
 fn ring_mut(image: &mut Image, id: u32) -> &mut Ring {
-    let object = image.objects.iter_mut().find(|object| object.id == ObjectId(id)).expect("object in the seed");
+    let object = image
+        .objects
+        .iter_mut()
+        .find(|object| object.id == ObjectId(id))
+        .expect("object in the seed");
     match &mut object.kind {
         ObjectKind::Ring(ring) => ring,
         _ => panic!("#{id} is not a ring"),
@@ -75,32 +80,73 @@ fn document_rows() -> Vec<Row> {
     let cbor_array = b"\x82\x01\x02".to_vec();
     let high = ringplan_image::USER_ADDRESS_LIMIT;
     vec![
-        Row { name: "empty", bytes: Vec::new(), expected: "input is empty", planner: false },
-        Row { name: "truncated", bytes: seed[..seed.len() / 2].to_vec(), expected: "malformed image", planner: false },
-        Row { name: "truncated-1-byte", bytes: seed[..seed.len() - 1].to_vec(), expected: "malformed image", planner: false },
-        Row { name: "random-bytes", bytes: random, expected: "not a ringplan image", planner: false },
-        Row { name: "other-cbor-map", bytes: other_cbor, expected: "not a ringplan image", planner: false },
-        Row { name: "other-cbor-array", bytes: cbor_array, expected: "not a ringplan image", planner: false },
+        Row {
+            name: "empty",
+            bytes: Vec::new(),
+            expected: "input is empty",
+            planner: false,
+        },
+        Row {
+            name: "truncated",
+            bytes: seed[..seed.len() / 2].to_vec(),
+            expected: "malformed image",
+            planner: false,
+        },
+        Row {
+            name: "truncated-1-byte",
+            bytes: seed[..seed.len() - 1].to_vec(),
+            expected: "malformed image",
+            planner: false,
+        },
+        Row {
+            name: "random-bytes",
+            bytes: random,
+            expected: "not a ringplan image",
+            planner: false,
+        },
+        Row {
+            name: "other-cbor-map",
+            bytes: other_cbor,
+            expected: "not a ringplan image",
+            planner: false,
+        },
+        Row {
+            name: "other-cbor-array",
+            bytes: cbor_array,
+            expected: "not a ringplan image",
+            planner: false,
+        },
         Row {
             name: "other-format",
             bytes: mutated(|image| image.format = "some-other-tool".to_owned()),
-            expected: "format is \"some-other-tool\", expected \"ringplan-image\"", planner: false,
+            expected: "format is \"some-other-tool\", expected \"ringplan-image\"",
+            planner: false,
         },
-        Row { name: "other-version", bytes: mutated(|image| image.version = 2), expected: "unsupported image version 2", planner: false },
+        Row {
+            name: "other-version",
+            bytes: mutated(|image| image.version = 2),
+            expected: "unsupported image version 2",
+            planner: false,
+        },
         Row {
             name: "dangling-id",
-            bytes: mutated(|image| ring_mut(image, 2).eventfd.as_mut().unwrap().object = ObjectId(99)),
-            expected: "ring #2: eventfd refers to #99, which does not exist", planner: false,
+            bytes: mutated(|image| {
+                ring_mut(image, 2).eventfd.as_mut().unwrap().object = ObjectId(99)
+            }),
+            expected: "ring #2: eventfd refers to #99, which does not exist",
+            planner: false,
         },
         Row {
             name: "dangling-file-slot",
             bytes: mutated(|image| ring_mut(image, 2).files[0] = Some(ObjectId(77))),
-            expected: "ring #2: file slot 0 refers to #77, which does not exist", planner: false,
+            expected: "ring #2: file slot 0 refers to #77, which does not exist",
+            planner: false,
         },
         Row {
             name: "duplicate-id",
             bytes: mutated(|image| image.objects[3].id = ObjectId(3)),
-            expected: "duplicate object id #3", planner: false,
+            expected: "duplicate object id #3",
+            planner: false,
         },
         Row {
             name: "cycle",
@@ -109,12 +155,14 @@ fn document_rows() -> Vec<Row> {
                 ring.wq_parent = Some(ObjectId(2));
                 *ring.setup.flags.as_mut().unwrap() |= ringplan_image::setup_flags::ATTACH_WQ;
             }),
-            expected: "wq_parent chain loops back to it", planner: false,
+            expected: "wq_parent chain loops back to it",
+            planner: false,
         },
         Row {
             name: "sq-entries-0",
             bytes: mutated(|image| ring_mut(image, 1).setup.sq_entries = 0),
-            expected: "ring #1: sq_entries 0 is outside 1..=32768", planner: false,
+            expected: "ring #1: sq_entries 0 is outside 1..=32768",
+            planner: false,
         },
         Row {
             name: "sq-entries-65536",
@@ -123,59 +171,90 @@ fn document_rows() -> Vec<Row> {
                 setup.sq_entries = 65536;
                 setup.cq_entries = 131072;
             }),
-            expected: "ring #1: sq_entries 65536 is outside 1..=32768", planner: false,
+            expected: "ring #1: sq_entries 65536 is outside 1..=32768",
+            planner: false,
         },
         Row {
             name: "cq-smaller-than-sq",
             bytes: mutated(|image| ring_mut(image, 1).setup.cq_entries = 1),
-            expected: "ring #1: cq_entries 1 is outside 2..=65536", planner: false,
+            expected: "ring #1: cq_entries 1 is outside 2..=65536",
+            planner: false,
         },
         Row {
             name: "negative-fd",
             bytes: mutated(|image| image.objects[2].fds[0].fd = -1),
-            expected: "object #3: fd -1 is negative", planner: false,
+            expected: "object #3: fd -1 is negative",
+            planner: false,
         },
         Row {
             name: "fd-collision",
             bytes: mutated(|image| image.objects[2].fds[0].fd = 5),
-            expected: "objects #1 and #3 both claim fd 5", planner: false,
+            expected: "objects #1 and #3 both claim fd 5",
+            planner: false,
         },
         Row {
             name: "fd-above-kernel-limit",
             bytes: mutated(|image| image.objects[2].fds[0].fd = i32::MAX),
-            expected: "object #3: fd 2147483647 is beyond the largest fd number the kernel allows", planner: true,
+            expected: "object #3: fd 2147483647 is beyond the largest fd number the kernel allows",
+            planner: true,
         },
         Row {
             name: "buffer-kernel-address",
-            bytes: mutated(|image| ring_mut(image, 2).buffers[1] = Some(Buffer { addr: 0xffff_8880_0000_0000, len: 4096 })),
-            expected: "ring #2: buffer slot 1: 0xffff888000000000+4096 is not a user address range", planner: false,
+            bytes: mutated(|image| {
+                ring_mut(image, 2).buffers[1] = Some(Buffer {
+                    addr: 0xffff_8880_0000_0000,
+                    len: 4096,
+                })
+            }),
+            expected: "ring #2: buffer slot 1: 0xffff888000000000+4096 is not a user address range",
+            planner: false,
         },
         Row {
             name: "buffer-crosses-user-limit",
-            bytes: mutated(|image| ring_mut(image, 2).buffers[1] = Some(Buffer { addr: high - 4096, len: 8192 })),
-            expected: "is not a user address range", planner: false,
+            bytes: mutated(|image| {
+                ring_mut(image, 2).buffers[1] = Some(Buffer {
+                    addr: high - 4096,
+                    len: 8192,
+                })
+            }),
+            expected: "is not a user address range",
+            planner: false,
         },
         Row {
             name: "buffer-address-0",
-            bytes: mutated(|image| ring_mut(image, 2).buffers[1] = Some(Buffer { addr: 0, len: 4096 })),
-            expected: "ring #2: buffer slot 1: address is 0", planner: false,
+            bytes: mutated(|image| {
+                ring_mut(image, 2).buffers[1] = Some(Buffer { addr: 0, len: 4096 })
+            }),
+            expected: "ring #2: buffer slot 1: address is 0",
+            planner: false,
         },
         Row {
             name: "buffer-length-0",
-            bytes: mutated(|image| ring_mut(image, 2).buffers[1] = Some(Buffer { addr: 0x1000_0000, len: 0 })),
-            expected: "ring #2: buffer slot 1: length is 0", planner: false,
+            bytes: mutated(|image| {
+                ring_mut(image, 2).buffers[1] = Some(Buffer {
+                    addr: 0x1000_0000,
+                    len: 0,
+                })
+            }),
+            expected: "ring #2: buffer slot 1: length is 0",
+            planner: false,
         },
         Row {
             name: "buffer-length-over-1-gib",
             bytes: mutated(|image| {
-                ring_mut(image, 2).buffers[1] = Some(Buffer { addr: 0x1000_0000, len: (1 << 30) + 1 })
+                ring_mut(image, 2).buffers[1] = Some(Buffer {
+                    addr: 0x1000_0000,
+                    len: (1 << 30) + 1,
+                })
             }),
-            expected: "ring #2: buffer slot 1: length 1073741825 exceeds the kernel's 1 GiB", planner: false,
+            expected: "ring #2: buffer slot 1: length 1073741825 exceeds the kernel's 1 GiB",
+            planner: false,
         },
         Row {
             name: "unknown-setup-flag",
             bytes: mutated(|image| *ring_mut(image, 1).setup.flags.as_mut().unwrap() |= 1 << 30),
-            expected: "ring #1: ", planner: true,
+            expected: "ring #1: ",
+            planner: true,
         },
         Row {
             name: "ring-mappings-overlap",
@@ -183,7 +262,8 @@ fn document_rows() -> Vec<Row> {
                 let first = ring_mut(image, 1).mappings[0].clone();
                 ring_mut(image, 2).mappings[0].addr = first.addr;
             }),
-            expected: "ring #2: mapping ", planner: true,
+            expected: "ring #2: mapping ",
+            planner: true,
         },
         Row {
             name: "eventfd-count-max",
@@ -191,17 +271,20 @@ fn document_rows() -> Vec<Row> {
                 ObjectKind::Eventfd(eventfd) => eventfd.count = u64::MAX,
                 _ => panic!("#3 is the seed's eventfd"),
             }),
-            expected: "eventfd #3: count 0xffffffffffffffff is more than an eventfd holds", planner: true,
+            expected: "eventfd #3: count 0xffffffffffffffff is more than an eventfd holds",
+            planner: true,
         },
         Row {
             name: "file-table-2^20+1",
             bytes: mutated(|image| ring_mut(image, 2).files.resize((1 << 20) + 1, None)),
-            expected: "ring #2: 1048577 file slots exceed the kernel's 1048576", planner: false,
+            expected: "ring #2: 1048577 file slots exceed the kernel's 1048576",
+            planner: false,
         },
         Row {
             name: "buffer-table-2^14+1",
             bytes: mutated(|image| ring_mut(image, 2).buffers.resize((1 << 14) + 1, None)),
-            expected: "ring #2: 16385 buffer slots exceed the kernel's 16384", planner: false,
+            expected: "ring #2: 16385 buffer slots exceed the kernel's 16384",
+            planner: false,
         },
     ]
 }
@@ -214,11 +297,26 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 fn assert_one_line(what: &str, output: &Output, expected: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{what} should exit 2; stderr: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{what} should print one line, printed: {stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{what} should exit 2; stderr: {stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{what} should print one line, printed: {stderr}"
+    );
     assert!(stderr.starts_with("plan: error: "), "{what}: {stderr:?}");
-    assert!(stderr.contains(expected), "{what}: {stderr:?} should mention {expected:?}");
-    assert!(output.stdout.is_empty(), "{what} printed to stdout on error: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        stderr.contains(expected),
+        "{what}: {stderr:?} should mention {expected:?}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "{what} printed to stdout on error: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
 
 fn run(prefix: &[&str], args: &[&str]) -> Output {
@@ -234,30 +332,58 @@ fn run(prefix: &[&str], args: &[&str]) -> Output {
 /// The state-changing syscalls a restore makes, traced: `io_uring_setup`,
 /// `io_uring_register`, `eventfd2`, `dup3` (installing an fd at its number),
 /// and `mmap`/`munmap` (buffers and ring regions at recorded addresses).
-const TRACED: &str = "trace=io_uring_setup,io_uring_register,eventfd2,dup2,dup3,mmap,munmap,close_range";
+const TRACED: &str =
+    "trace=io_uring_setup,io_uring_register,eventfd2,dup2,dup3,mmap,munmap,close_range";
 
 /// Runs `plan ARGS` under strace (after `prefix`, e.g. prlimit) and checks
 /// the trace: no `io_uring_register`, `eventfd2`, `dup3`; no `mmap` at any
 /// page of a buffer or ring region the image records; and `io_uring_setup`
 /// only as preflight's throwaway probes (`entries` 1, which no image ring
 /// of these rows has: the seed's rings have 2) when `probes_allowed`.
-fn exec_traced(dir: &Path, name: &str, prefix: &[&str], args: &[&str], addresses: &[u64], probes_allowed: bool) -> Output {
+fn exec_traced(
+    dir: &Path,
+    name: &str,
+    prefix: &[&str],
+    args: &[&str],
+    addresses: &[u64],
+    probes_allowed: bool,
+) -> Output {
     let trace = dir.join(format!("{name}.strace"));
-    let mut full = vec!["strace", "-f", "-qq", "-e", TRACED, "-o", trace.to_str().unwrap()];
+    let mut full = vec![
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        TRACED,
+        "-o",
+        trace.to_str().unwrap(),
+    ];
     full.extend_from_slice(prefix);
     let output = run(&full, args);
     let text = std::fs::read_to_string(&trace).expect("reading the strace output");
     for line in text.lines() {
-        let call = line.split_once(' ').map_or(line, |(_, rest)| rest.trim_start());
+        let call = line
+            .split_once(' ')
+            .map_or(line, |(_, rest)| rest.trim_start());
         let failed = line.contains(" = -1 ");
-        let forbidden = ["io_uring_register(", "eventfd2(", "dup3(", "dup2("].iter().any(|name| call.starts_with(name))
-            || (call.starts_with("io_uring_setup(") && !(probes_allowed && call.starts_with("io_uring_setup(1,")))
+        let forbidden = ["io_uring_register(", "eventfd2(", "dup3(", "dup2("]
+            .iter()
+            .any(|name| call.starts_with(name))
+            || (call.starts_with("io_uring_setup(")
+                && !(probes_allowed && call.starts_with("io_uring_setup(1,")))
             || (call.starts_with("mmap(")
                 && !failed
-                && addresses.iter().any(|addr| call.starts_with(&format!("mmap({:#x},", addr & !0xfff)))
+                && addresses
+                    .iter()
+                    .any(|addr| call.starts_with(&format!("mmap({:#x},", addr & !0xfff)))
                 || call.starts_with("munmap(")
-                    && addresses.iter().any(|addr| call.starts_with(&format!("munmap({:#x},", addr & !0xfff))));
-        assert!(!forbidden, "plan {args:?} ({name}) changed state before refusing: {line}\nfull trace:\n{text}");
+                    && addresses
+                        .iter()
+                        .any(|addr| call.starts_with(&format!("munmap({:#x},", addr & !0xfff))));
+        assert!(
+            !forbidden,
+            "plan {args:?} ({name}) changed state before refusing: {line}\nfull trace:\n{text}"
+        );
     }
     output
 }
@@ -281,14 +407,37 @@ fn check_all_commands(dir: &Path, row: &Row, addresses: &[u64]) {
     assert_one_line(&what("show"), &run(&[], &["show", path]), row.expected);
     let objects = run(&[], &["show", path, "--objects"]);
     if row.planner {
-        assert!(objects.status.success(), "{}: {}", what("show --objects"), String::from_utf8_lossy(&objects.stderr));
+        assert!(
+            objects.status.success(),
+            "{}: {}",
+            what("show --objects"),
+            String::from_utf8_lossy(&objects.stderr)
+        );
     } else {
         assert_one_line(&what("show --objects"), &objects, row.expected);
     }
-    assert_one_line(&what("compile"), &run(&[], &["compile", path, "-o", "/dev/null"]), row.expected);
-    let dry = exec_traced(dir, &format!("{}-dry", row.name), &[], &["exec", path, "--dry-run", "--substitute-external"], addresses, false);
+    assert_one_line(
+        &what("compile"),
+        &run(&[], &["compile", path, "-o", "/dev/null"]),
+        row.expected,
+    );
+    let dry = exec_traced(
+        dir,
+        &format!("{}-dry", row.name),
+        &[],
+        &["exec", path, "--dry-run", "--substitute-external"],
+        addresses,
+        false,
+    );
     assert_one_line(&what("exec --dry-run"), &dry, row.expected);
-    let real = exec_traced(dir, row.name, &[], &["exec", path, "--substitute-external"], addresses, false);
+    let real = exec_traced(
+        dir,
+        row.name,
+        &[],
+        &["exec", path, "--substitute-external"],
+        addresses,
+        false,
+    );
     assert_one_line(&what("exec"), &real, row.expected);
 }
 
@@ -301,13 +450,20 @@ fn every_bad_document_is_one_line_and_exit_2_everywhere() {
     let failures: Vec<String> = document_rows()
         .iter()
         .filter_map(|row| {
-            std::panic::catch_unwind(|| check_all_commands(&dir, row, &addresses)).err().map(|panic| {
-                let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
-                format!("{}: {message}", row.name)
-            })
+            std::panic::catch_unwind(|| check_all_commands(&dir, row, &addresses))
+                .err()
+                .map(|panic| {
+                    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+                    format!("{}: {message}", row.name)
+                })
         })
         .collect();
-    assert!(failures.is_empty(), "{} row(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} row(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// The trace check catches a restore: the base image, restored for real,
@@ -319,9 +475,19 @@ fn the_strace_check_sees_a_restore() {
     let addresses = recorded_addresses(&base());
     let path = path.to_str().unwrap().to_owned();
     let result = std::panic::catch_unwind(|| {
-        exec_traced(&dir, "base", &[], &["exec", &path, "--substitute-external"], &addresses, true);
+        exec_traced(
+            &dir,
+            "base",
+            &[],
+            &["exec", &path, "--substitute-external"],
+            &addresses,
+            true,
+        );
     });
-    assert!(result.is_err(), "a real restore passed the no-state-change check: the check sees nothing");
+    assert!(
+        result.is_err(),
+        "a real restore passed the no-state-change check: the check sees nothing"
+    );
 }
 
 /// A plan is not an image: `compile` refuses it; a plan with more fds than
@@ -331,12 +497,33 @@ fn a_plan_where_an_image_is_needed() {
     let dir = scratch_dir("bad-input-plan");
     let image = write(&dir, "base", &encode(&base()));
     let plan_path = dir.join("base.plan");
-    crate::support::plan_ok(&["compile", image.to_str().unwrap(), "-o", plan_path.to_str().unwrap()]);
+    crate::support::plan_ok(&[
+        "compile",
+        image.to_str().unwrap(),
+        "-o",
+        plan_path.to_str().unwrap(),
+    ]);
     let plan_path = plan_path.to_str().unwrap();
-    assert_one_line("compile PLAN", &run(&[], &["compile", plan_path, "-o", "/dev/null"]), "is a plan; this needs an image");
-    assert_one_line("show --objects PLAN", &run(&[], &["show", plan_path, "--objects"]), "is a plan; --objects needs an image");
-    let truncated = write(&dir, "truncated-plan", &std::fs::read(plan_path).unwrap()[..40]);
-    assert_one_line("show truncated plan", &run(&[], &["show", truncated.to_str().unwrap()]), "plan");
+    assert_one_line(
+        "compile PLAN",
+        &run(&[], &["compile", plan_path, "-o", "/dev/null"]),
+        "is a plan; this needs an image",
+    );
+    assert_one_line(
+        "show --objects PLAN",
+        &run(&[], &["show", plan_path, "--objects"]),
+        "is a plan; --objects needs an image",
+    );
+    let truncated = write(
+        &dir,
+        "truncated-plan",
+        &std::fs::read(plan_path).unwrap()[..40],
+    );
+    assert_one_line(
+        "show truncated plan",
+        &run(&[], &["show", truncated.to_str().unwrap()]),
+        "plan",
+    );
 }
 
 /// Preflight refusals of `plan exec`: the document is well formed, but this
@@ -351,7 +538,13 @@ fn preflight_refusals_change_nothing() {
     let path = write(&dir, "rlimit-nofile", &bytes);
     let path = path.to_str().unwrap();
     let prlimit = ["prlimit", "--nofile=64:64", "--"];
-    for (name, args) in [("rlimit-dry", vec!["exec", path, "--dry-run", "--substitute-external"]), ("rlimit", vec!["exec", path, "--substitute-external"])] {
+    for (name, args) in [
+        (
+            "rlimit-dry",
+            vec!["exec", path, "--dry-run", "--substitute-external"],
+        ),
+        ("rlimit", vec!["exec", path, "--substitute-external"]),
+    ] {
         let output = exec_traced(&dir, name, &prlimit, &args, &addresses, false);
         assert_one_line(name, &output, "RLIMIT_NOFILE");
     }
@@ -361,8 +554,21 @@ fn preflight_refusals_change_nothing() {
     // pages to the limit).
     let path = write(&dir, "memlock", &encode(&base()));
     let path = path.to_str().unwrap();
-    let no_ipc_lock = ["setpriv", "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "prlimit", "--memlock=0:0", "--"];
-    for (name, args) in [("memlock-dry", vec!["exec", path, "--dry-run", "--substitute-external"]), ("memlock", vec!["exec", path, "--substitute-external"])] {
+    let no_ipc_lock = [
+        "setpriv",
+        "--inh-caps=-ipc_lock",
+        "--bounding-set=-ipc_lock",
+        "prlimit",
+        "--memlock=0:0",
+        "--",
+    ];
+    for (name, args) in [
+        (
+            "memlock-dry",
+            vec!["exec", path, "--dry-run", "--substitute-external"],
+        ),
+        ("memlock", vec!["exec", path, "--substitute-external"]),
+    ] {
         let output = exec_traced(&dir, name, &no_ipc_lock, &args, &addresses, false);
         assert_one_line(name, &output, "RLIMIT_MEMLOCK");
     }
@@ -370,19 +576,37 @@ fn preflight_refusals_change_nothing() {
     // A buffer over memory this process already maps: with ASLR off
     // (`setarch -R`), the plan binary's first page is at 0x555555554000.
     let taken = 0x5555_5555_4000u64;
-    let bytes = mutated(|image| ring_mut(image, 2).buffers[1] = Some(Buffer { addr: taken, len: 4096 }));
+    let bytes = mutated(|image| {
+        ring_mut(image, 2).buffers[1] = Some(Buffer {
+            addr: taken,
+            len: 4096,
+        })
+    });
     let path = write(&dir, "buffer-over-mapping", &bytes);
     let path = path.to_str().unwrap();
     addresses.push(taken);
     let setarch = ["setarch", "-R", "--"];
-    for (name, args) in [("taken-dry", vec!["exec", path, "--dry-run", "--substitute-external"]), ("taken", vec!["exec", path, "--substitute-external"])] {
+    for (name, args) in [
+        (
+            "taken-dry",
+            vec!["exec", path, "--dry-run", "--substitute-external"],
+        ),
+        ("taken", vec!["exec", path, "--substitute-external"]),
+    ] {
         let output = exec_traced(&dir, name, &setarch, &args, &addresses, true);
         assert_one_line(name, &output, "0x555555554000");
     }
 
     // An external input not supplied and no --substitute-external.
     let path = write(&dir, "base", &encode(&base()));
-    let output = exec_traced(&dir, "missing-input", &[], &["exec", path.to_str().unwrap()], &addresses, false);
+    let output = exec_traced(
+        &dir,
+        "missing-input",
+        &[],
+        &["exec", path.to_str().unwrap()],
+        &addresses,
+        false,
+    );
     assert_one_line("missing input", &output, "external input");
 }
 
@@ -394,14 +618,34 @@ fn overlapping_buffers_are_accepted() {
     let dir = scratch_dir("bad-input-overlap");
     let bytes = mutated(|image| {
         let ring = ring_mut(image, 2);
-        ring.buffers[0] = Some(Buffer { addr: 0x2000_0000, len: 8192 });
-        ring.buffers[1] = Some(Buffer { addr: 0x2000_1000, len: 8192 });
-        ring_mut(image, 1).buffers = vec![Some(Buffer { addr: 0x2000_0800, len: 100 })];
+        ring.buffers[0] = Some(Buffer {
+            addr: 0x2000_0000,
+            len: 8192,
+        });
+        ring.buffers[1] = Some(Buffer {
+            addr: 0x2000_1000,
+            len: 8192,
+        });
+        ring_mut(image, 1).buffers = vec![Some(Buffer {
+            addr: 0x2000_0800,
+            len: 100,
+        })];
     });
     let path = write(&dir, "overlap", &bytes);
-    let stdout = crate::support::plan_ok(&["exec", path.to_str().unwrap(), "--dry-run", "--substitute-external"]);
+    let stdout = crate::support::plan_ok(&[
+        "exec",
+        path.to_str().unwrap(),
+        "--dry-run",
+        "--substitute-external",
+    ]);
     let stdout = String::from_utf8(stdout).unwrap();
-    assert!(stdout.lines().last().is_some_and(|line| line.starts_with("preflight: ok")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|line| line.starts_with("preflight: ok")),
+        "{stdout}"
+    );
 }
 
 /// `plan` copied where `nobody` can run it (every directory on the way
@@ -420,7 +664,13 @@ fn plan_for_nobody() -> PathBuf {
 /// Runs `plan ARGS` as `nobody` with no capabilities.
 fn as_nobody(plan: &Path, args: &[&str]) -> Output {
     Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", "--"])
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ])
         .arg(plan)
         .args(args)
         .current_dir("/")
@@ -435,17 +685,41 @@ fn as_nobody(plan: &Path, args: &[&str]) -> Output {
 /// `show` and `exec --dry-run` need nothing but the file.
 #[test]
 fn an_unprivileged_user_cannot_dump_a_root_process() {
-    assert!(rustix::process::getuid().is_root(), "this test starts a root process and drops to nobody: run as root");
+    assert!(
+        rustix::process::getuid().is_root(),
+        "this test starts a root process and drops to nobody: run as root"
+    );
     let plan = plan_for_nobody();
     let scenario = crate::support::Scenario::start("seed");
     let pid = scenario.pid().to_string();
     for backend in ["auto", "bpf", "fdinfo"] {
-        let output = as_nobody(&plan, &["dump", "--pid", &pid, "--backend", backend, "-o", "/dev/null"]);
+        let output = as_nobody(
+            &plan,
+            &[
+                "dump",
+                "--pid",
+                &pid,
+                "--backend",
+                backend,
+                "-o",
+                "/dev/null",
+            ],
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "--backend {backend}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "--backend {backend} should print one line: {stderr}");
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "--backend {backend}: {stderr}"
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "--backend {backend} should print one line: {stderr}"
+        );
         assert!(
-            stderr.contains(&format!("permission denied reading pid {pid}'s fds: dumping needs ptrace rights")),
+            stderr.contains(&format!(
+                "permission denied reading pid {pid}'s fds: dumping needs ptrace rights"
+            )),
             "--backend {backend}: {stderr}"
         );
         assert!(output.stdout.is_empty());
@@ -458,9 +732,17 @@ fn an_unprivileged_user_cannot_dump_a_root_process() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o644)).unwrap();
     let image = image.to_str().unwrap();
-    for args in [vec!["show", image, "--objects"], vec!["show", image], vec!["exec", image, "--dry-run", "--substitute-external"]] {
+    for args in [
+        vec!["show", image, "--objects"],
+        vec!["show", image],
+        vec!["exec", image, "--dry-run", "--substitute-external"],
+    ] {
         let output = as_nobody(&plan, &args);
-        assert!(output.status.success(), "plan {args:?} as nobody: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "plan {args:?} as nobody: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     drop(scenario);
     let _ = std::fs::remove_dir_all(dir);

@@ -5,32 +5,61 @@ use crate::support::{plan, scratch_dir, Scenario};
 fn assert_bad_input(args: &[&str], expected: &str) {
     let output = plan(args);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "plan {args:?} should exit 2; stderr: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "plan {args:?} should print one line, printed: {stderr}");
-    assert!(stderr.contains(expected), "plan {args:?}: {stderr:?} should mention {expected:?}");
-    assert!(output.stdout.is_empty(), "plan {args:?} printed to stdout on error");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "plan {args:?} should exit 2; stderr: {stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "plan {args:?} should print one line, printed: {stderr}"
+    );
+    assert!(
+        stderr.contains(expected),
+        "plan {args:?}: {stderr:?} should mention {expected:?}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "plan {args:?} printed to stdout on error"
+    );
 }
 
 #[test]
 fn unreadable_empty_and_foreign_documents() {
     let dir = scratch_dir("cli-documents");
-    assert_bad_input(&["show", "/nonexistent/image"], "cannot read /nonexistent/image");
+    assert_bad_input(
+        &["show", "/nonexistent/image"],
+        "cannot read /nonexistent/image",
+    );
     let empty = dir.join("empty");
     std::fs::write(&empty, b"").unwrap();
     assert_bad_input(&["show", empty.to_str().unwrap()], "input is empty");
     let junk = dir.join("junk");
     std::fs::write(&junk, b"\xff\x00 definitely not cbor").unwrap();
-    assert_bad_input(&["show", junk.to_str().unwrap(), "--objects"], "not a ringplan image");
+    assert_bad_input(
+        &["show", junk.to_str().unwrap(), "--objects"],
+        "not a ringplan image",
+    );
 }
 
 #[test]
 fn missing_process_and_non_ring_fd() {
     // Above the kernel's PID_MAX_LIMIT (2^22), so never a process.
-    assert_bad_input(&["dump", "--pid", "99999999", "-o", "/dev/null"], "no process with pid 99999999");
+    assert_bad_input(
+        &["dump", "--pid", "99999999", "-o", "/dev/null"],
+        "no process with pid 99999999",
+    );
     let scenario = Scenario::start("seed");
     let pid = scenario.pid().to_string();
-    assert_bad_input(&["dump", "--pid", &pid, "--fd", "0", "-o", "/dev/null"], "fd 0 is not an io_uring instance");
-    assert_bad_input(&["dump", "--pid", &pid, "--fd", "999", "-o", "/dev/null"], "fd 999 is not open in the target");
+    assert_bad_input(
+        &["dump", "--pid", &pid, "--fd", "0", "-o", "/dev/null"],
+        "fd 0 is not an io_uring instance",
+    );
+    assert_bad_input(
+        &["dump", "--pid", &pid, "--fd", "999", "-o", "/dev/null"],
+        "fd 999 is not open in the target",
+    );
 }
 
 #[test]
@@ -56,7 +85,10 @@ fn refuses_to_write_binary_to_a_terminal() {
         .expect("running script(1) from bsdutils");
     let transcript = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(2), "transcript: {transcript}");
-    assert!(transcript.contains("refusing to write a binary image to a terminal"), "transcript: {transcript}");
+    assert!(
+        transcript.contains("refusing to write a binary image to a terminal"),
+        "transcript: {transcript}"
+    );
 }
 
 /// The README's main job: the whole pipeline on the seed scenario.
@@ -64,10 +96,28 @@ fn refuses_to_write_binary_to_a_terminal() {
 fn demo_dumps_plans_restores_and_verifies_the_seed() {
     let output = plan(&["demo"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "plan demo failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
-    for expected in ["== plan show --objects", "setup_ring #1", "register_buffers #2", "memory_barrier"] {
-        assert!(stdout.contains(expected), "plan demo printed no {expected:?}:\n{stdout}");
+    assert!(
+        output.status.success(),
+        "plan demo failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "== plan show --objects",
+        "setup_ring #1",
+        "register_buffers #2",
+        "memory_barrier",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "plan demo printed no {expected:?}:\n{stdout}"
+        );
     }
-    let verified = stdout.lines().find(|line| line.starts_with("verified")).unwrap_or_default();
-    assert!(verified.contains("2 rings match"), "verification line: {verified:?}\n{stdout}");
+    let verified = stdout
+        .lines()
+        .find(|line| line.starts_with("verified"))
+        .unwrap_or_default();
+    assert!(
+        verified.contains("2 rings match"),
+        "verification line: {verified:?}\n{stdout}"
+    );
 }

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::support::{
-    dump_json, expect_fdinfo_refusal, fdinfo_backend_refusal, kernel_shows_registered_file_paths, objects_of_kind,
-    scratch_dir, Scenario,
+    dump_json, expect_fdinfo_refusal, fdinfo_backend_refusal, kernel_shows_registered_file_paths,
+    objects_of_kind, scratch_dir, Scenario,
 };
 
 const SQPOLL: u64 = 1 << 1;
@@ -34,13 +34,25 @@ fn holds_fd(object: &Value, fd: &Value) -> bool {
 fn check_dump(view: &Value, description: &Value, backend: &str) {
     let exact = backend == "bpf";
     let rings = objects_of_kind(view, "ring");
-    let described: Vec<&Value> =
-        description["rings"].as_array().expect("rings").iter().filter(|ring| !ring["fd"].is_null()).collect();
+    let described: Vec<&Value> = description["rings"]
+        .as_array()
+        .expect("rings")
+        .iter()
+        .filter(|ring| !ring["fd"].is_null())
+        .collect();
     assert_eq!(rings.len(), described.len(), "number of rings");
-    let closed: BTreeSet<i64> =
-        description["closed_fds"].as_array().expect("closed_fds").iter().filter_map(Value::as_i64).collect();
+    let closed: BTreeSet<i64> = description["closed_fds"]
+        .as_array()
+        .expect("closed_fds")
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
     let ring_at = |fd: &Value| {
-        rings.iter().copied().find(|ring| holds_fd(ring, fd)).unwrap_or_else(|| panic!("no ring holds fd {fd}"))
+        rings
+            .iter()
+            .copied()
+            .find(|ring| holds_fd(ring, fd))
+            .unwrap_or_else(|| panic!("no ring holds fd {fd}"))
     };
     let mut group_map: BTreeMap<String, String> = BTreeMap::new();
     for want in &described {
@@ -51,20 +63,44 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
         }
         let flags = want["setup"]["flags"].as_u64().expect("flags");
         let setup = &got["setup"];
-        assert_eq!(setup["sq_entries"], want["setup"]["sq_entries"], "{context}: sq_entries");
-        assert_eq!(setup["cq_entries"], want["setup"]["cq_entries"], "{context}: cq_entries");
+        assert_eq!(
+            setup["sq_entries"], want["setup"]["sq_entries"],
+            "{context}: sq_entries"
+        );
+        assert_eq!(
+            setup["cq_entries"], want["setup"]["cq_entries"],
+            "{context}: cq_entries"
+        );
         if exact {
             assert_eq!(setup["flags"], flags, "{context}: flags");
-            let cpu = if flags & SQ_AFF != 0 { want["setup"]["sq_thread_cpu"].clone() } else { Value::Null };
+            let cpu = if flags & SQ_AFF != 0 {
+                want["setup"]["sq_thread_cpu"].clone()
+            } else {
+                Value::Null
+            };
             assert_eq!(setup["sq_thread_cpu"], cpu, "{context}: sq_thread_cpu");
-            let idle = if flags & SQPOLL != 0 { want["setup"]["sq_thread_idle_ms"].clone() } else { Value::Null };
-            assert_eq!(setup["sq_thread_idle_ms"], idle, "{context}: sq_thread_idle_ms");
+            let idle = if flags & SQPOLL != 0 {
+                want["setup"]["sq_thread_idle_ms"].clone()
+            } else {
+                Value::Null
+            };
+            assert_eq!(
+                setup["sq_thread_idle_ms"], idle,
+                "{context}: sq_thread_idle_ms"
+            );
             assert_eq!(got["unknown"], serde_json::json!([]), "{context}: unknown");
         } else {
-            assert_eq!(setup["flags"], Value::Null, "{context}: fdinfo cannot know flags");
+            assert_eq!(
+                setup["flags"],
+                Value::Null,
+                "{context}: fdinfo cannot know flags"
+            );
             let unknown = got["unknown"].as_array().expect("unknown");
             for field in ["flags", "sq_thread_idle_ms", "eventfd"] {
-                assert!(unknown.contains(&Value::from(field)), "{context}: {field} should be unknown");
+                assert!(
+                    unknown.contains(&Value::from(field)),
+                    "{context}: {field} should be unknown"
+                );
             }
         }
 
@@ -72,16 +108,25 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
         match (want["sq_group"].is_null(), got["sq_group"].is_null()) {
             (true, true) => {}
             (false, false) => {
-                let (want_group, got_group) = (want["sq_group"].to_string(), got["sq_group"].to_string());
+                let (want_group, got_group) =
+                    (want["sq_group"].to_string(), got["sq_group"].to_string());
                 let previous = group_map.insert(want_group.clone(), got_group.clone());
-                assert!(previous.is_none_or(|previous| previous == got_group), "{context}: sq_group split");
+                assert!(
+                    previous.is_none_or(|previous| previous == got_group),
+                    "{context}: sq_group split"
+                );
             }
-            _ => panic!("{context}: sq_group {} vs described {}", got["sq_group"], want["sq_group"]),
+            _ => panic!(
+                "{context}: sq_group {} vs described {}",
+                got["sq_group"], want["sq_group"]
+            ),
         }
         if exact {
             let creator_alive = described.iter().find(|ring| ring["fd"] == want["sq_group"]);
             let expected_parent = match creator_alive {
-                Some(creator) if flags & ATTACH_WQ != 0 && flags & SQPOLL != 0 => ring_at(&creator["fd"])["id"].clone(),
+                Some(creator) if flags & ATTACH_WQ != 0 && flags & SQPOLL != 0 => {
+                    ring_at(&creator["fd"])["id"].clone()
+                }
                 _ => Value::Null,
             };
             assert_eq!(got["wq_parent"], expected_parent, "{context}: wq_parent");
@@ -92,7 +137,10 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
             (Value::Null, true) => assert_eq!(got["eventfd"], Value::Null, "{context}: eventfd"),
             (registered, true) => {
                 let eventfd = object_by_id(view, &got["eventfd"]["object"]);
-                assert_eq!(got["eventfd"]["async"], registered["async"], "{context}: eventfd async");
+                assert_eq!(
+                    got["eventfd"]["async"], registered["async"],
+                    "{context}: eventfd async"
+                );
                 let known = description["eventfds"]
                     .as_array()
                     .expect("eventfds")
@@ -100,8 +148,15 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
                     .find(|candidate| candidate["fd"] == registered["fd"])
                     .expect("the registered eventfd is described");
                 assert_eq!(eventfd["count"], known["count"], "{context}: eventfd count");
-                assert_eq!(eventfd["semaphore"], known["semaphore"], "{context}: eventfd semaphore");
-                assert_eq!(holds_fd(&eventfd, &registered["fd"]), known["open"] == true, "{context}: eventfd fd");
+                assert_eq!(
+                    eventfd["semaphore"], known["semaphore"],
+                    "{context}: eventfd semaphore"
+                );
+                assert_eq!(
+                    holds_fd(&eventfd, &registered["fd"]),
+                    known["open"] == true,
+                    "{context}: eventfd fd"
+                );
             }
             (_, false) => assert_eq!(got["eventfd"], Value::Null, "{context}: fdinfo eventfd"),
         }
@@ -114,24 +169,51 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
             .as_array()
             .expect("files")
             .iter()
-            .map(|slot| (slot["index"].as_u64().expect("index"), slot["object"].clone()))
+            .map(|slot| {
+                (
+                    slot["index"].as_u64().expect("index"),
+                    slot["object"].clone(),
+                )
+            })
             .collect();
-        let occupied: Vec<u64> =
-            want_files.iter().enumerate().filter(|(_, slot)| !slot.is_null()).map(|(index, _)| index as u64).collect();
-        assert_eq!(got_files.keys().copied().collect::<Vec<_>>(), occupied, "{context}: occupied file slots");
-        for (index, slot) in want_files.iter().enumerate().filter(|(_, slot)| !slot.is_null()) {
+        let occupied: Vec<u64> = want_files
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| !slot.is_null())
+            .map(|(index, _)| index as u64)
+            .collect();
+        assert_eq!(
+            got_files.keys().copied().collect::<Vec<_>>(),
+            occupied,
+            "{context}: occupied file slots"
+        );
+        for (index, slot) in want_files
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| !slot.is_null())
+        {
             let object = object_by_id(view, &got_files[&(index as u64)]);
             // Pipes and sockets have no path; readlink names them "pipe:[N]".
-            let mut path = slot["path"].as_str().filter(|path| path.starts_with('/')).map_or(Value::Null, Value::from);
+            let mut path = slot["path"]
+                .as_str()
+                .filter(|path| path.starts_with('/'))
+                .map_or(Value::Null, Value::from);
             // A file only the ring holds: its path comes from fdinfo, which
             // on 6.1 shows only its name, so it must be unknown there.
-            if closed.contains(&slot["fd"].as_i64().expect("fd")) && !kernel_shows_registered_file_paths() {
+            if closed.contains(&slot["fd"].as_i64().expect("fd"))
+                && !kernel_shows_registered_file_paths()
+            {
                 path = Value::Null;
             }
             assert_eq!(object["path"], path, "{context}: path of file slot {index}");
             if exact {
                 let open = !closed.contains(&slot["fd"].as_i64().expect("fd"));
-                assert_eq!(holds_fd(&object, &slot["fd"]), open, "{context}: file slot {index} held at fd {}", slot["fd"]);
+                assert_eq!(
+                    holds_fd(&object, &slot["fd"]),
+                    open,
+                    "{context}: file slot {index} held at fd {}",
+                    slot["fd"]
+                );
             }
         }
 
@@ -144,8 +226,16 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
             .filter(|(_, slot)| !slot.is_null())
             .map(|(index, slot)| serde_json::json!({"index": index, "addr": slot["addr"], "len": slot["len"]}))
             .collect();
-        assert_eq!(got["buffer_slots"], want["buffers"].as_array().expect("buffers").len(), "{context}: buffer_slots");
-        assert_eq!(got["buffers"].as_array().expect("buffers"), &want_buffers, "{context}: buffers");
+        assert_eq!(
+            got["buffer_slots"],
+            want["buffers"].as_array().expect("buffers").len(),
+            "{context}: buffer_slots"
+        );
+        assert_eq!(
+            got["buffers"].as_array().expect("buffers"),
+            &want_buffers,
+            "{context}: buffers"
+        );
 
         // The scenario says how many bytes it asked mmap for; the maps show
         // whole pages.
@@ -156,13 +246,21 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
                 .iter()
                 .map(|mapping| {
                     let len = mapping["len"].as_u64().expect("len");
-                    (mapping["region"].to_string(), mapping["addr"].as_u64().expect("addr"), len.div_ceil(4096) * 4096)
+                    (
+                        mapping["region"].to_string(),
+                        mapping["addr"].as_u64().expect("addr"),
+                        len.div_ceil(4096) * 4096,
+                    )
                 })
                 .collect();
             list.sort();
             list
         };
-        assert_eq!(sorted(&got["mappings"]), sorted(&want["mappings"]), "{context}: mappings");
+        assert_eq!(
+            sorted(&got["mappings"]),
+            sorted(&want["mappings"]),
+            "{context}: mappings"
+        );
     }
 }
 
@@ -235,11 +333,26 @@ fn selecting_a_ring_fd_brings_its_dependencies() {
     let (parent_fd, child_fd) = (rings[0]["fd"].to_string(), rings[1]["fd"].to_string());
 
     let parent_only = dump_json(process.pid(), "bpf", &dir, &["--fd", &parent_fd]);
-    assert_eq!(objects_of_kind(&parent_only, "ring").len(), 1, "the parent depends on nothing");
+    assert_eq!(
+        objects_of_kind(&parent_only, "ring").len(),
+        1,
+        "the parent depends on nothing"
+    );
     assert_eq!(parent_only["objects"].as_array().expect("objects").len(), 1);
 
     let child = dump_json(process.pid(), "bpf", &dir, &["--fd", &child_fd]);
-    assert_eq!(objects_of_kind(&child, "ring").len(), 2, "the child brings the ring whose SQ thread it shares");
-    assert_eq!(objects_of_kind(&child, "eventfd").len(), 1, "and its eventfd");
-    assert!(!objects_of_kind(&child, "file").is_empty(), "and its registered files");
+    assert_eq!(
+        objects_of_kind(&child, "ring").len(),
+        2,
+        "the child brings the ring whose SQ thread it shares"
+    );
+    assert_eq!(
+        objects_of_kind(&child, "eventfd").len(),
+        1,
+        "and its eventfd"
+    );
+    assert!(
+        !objects_of_kind(&child, "file").is_empty(),
+        "and its registered files"
+    );
 }

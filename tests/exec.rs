@@ -14,18 +14,36 @@ use ringplan_image::{Image, ObjectId, ObjectKind, RingMapping, RingRegion};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
-const SCENARIOS: [&str; 8] = ["seed", "closed", "chain:8", "fanout:8", "creator-closed:3", "mix", "files:1000", "rings:64"];
+const SCENARIOS: [&str; 8] = [
+    "seed",
+    "closed",
+    "chain:8",
+    "fanout:8",
+    "creator-closed:3",
+    "mix",
+    "files:1000",
+    "rings:64",
+];
 
 /// Dumps `pid` with the BPF backend into `dir` and returns the file.
 fn dump_to(pid: u32, dir: &Path, name: &str) -> String {
     let path = dir.join(format!("{name}.img"));
     let path = path.to_str().expect("utf-8 path").to_owned();
-    plan_ok(&["dump", "--pid", &pid.to_string(), "--backend", "bpf", "-o", &path]);
+    plan_ok(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--backend",
+        "bpf",
+        "-o",
+        &path,
+    ]);
     path
 }
 
 fn read_image(path: &str) -> Image {
-    ringplan_image::decode_slice(&std::fs::read(path).expect("reading an image")).expect("decoding an image")
+    ringplan_image::decode_slice(&std::fs::read(path).expect("reading an image"))
+        .expect("decoding an image")
 }
 
 fn file_name(scenario: &str) -> String {
@@ -58,15 +76,28 @@ fn verify_round_trips_every_scenario() {
             .sum();
         assert!(mappings > 0, "{name}: the scenario maps no ring");
         // "verified: 1 ring, 4 ring mappings match; ...; 2 ring mapping(s) not restored, ..."
-        let count = |text: &str| text.parse::<usize>().unwrap_or_else(|_| panic!("{name}: {text:?} in {stdout}"));
-        let head = stdout.trim_start_matches("verified: ").split(" match").next().unwrap_or_default();
+        let count = |text: &str| {
+            text.parse::<usize>()
+                .unwrap_or_else(|_| panic!("{name}: {text:?} in {stdout}"))
+        };
+        let head = stdout
+            .trim_start_matches("verified: ")
+            .split(" match")
+            .next()
+            .unwrap_or_default();
         let matched = head
             .split(", ")
-            .find_map(|part| part.strip_suffix(" ring mappings").or_else(|| part.strip_suffix(" ring mapping")))
+            .find_map(|part| {
+                part.strip_suffix(" ring mappings")
+                    .or_else(|| part.strip_suffix(" ring mapping"))
+            })
             .map_or(0, count);
         let skipped = stdout
             .split("; ")
-            .find_map(|part| part.split_once(" ring mapping(s) not restored").map(|(number, _)| number))
+            .find_map(|part| {
+                part.split_once(" ring mapping(s) not restored")
+                    .map(|(number, _)| number)
+            })
             .map_or(0, count);
         assert_eq!(matched + skipped, mappings, "{name}: {stdout}");
     }
@@ -89,7 +120,9 @@ impl Holder {
             .expect("starting plan exec --hold");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("piped stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("reading the holder's line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading the holder's line");
         let line = serde_json::from_str(&line).unwrap_or_else(|error| {
             let _ = child.kill();
             let mut stderr = String::new();
@@ -112,7 +145,8 @@ impl Holder {
             .expect("skipped_mappings")
             .iter()
             .map(|skip| {
-                let region: RingRegion = serde_json::from_value(skip["region"].clone()).expect("a region");
+                let region: RingRegion =
+                    serde_json::from_value(skip["region"].clone()).expect("a region");
                 let why = skip["why"].as_str().expect("why");
                 SkippedMapping {
                     object: ObjectId(skip["object"].as_u64().expect("an id") as u32),
@@ -122,7 +156,11 @@ impl Holder {
                         len: skip["len"].as_u64().expect("len"),
                     },
                     // compare() needs only which mappings; keep the gist.
-                    reason: if why.contains("taken") { SkipReason::Taken } else { SkipReason::AddressRefused },
+                    reason: if why.contains("taken") {
+                        SkipReason::Taken
+                    } else {
+                        SkipReason::AddressRefused
+                    },
                 }
             })
             .collect()
@@ -145,7 +183,10 @@ impl Drop for Holder {
         for _ in 0..500 {
             if let Ok(Some(status)) = self.child.try_wait() {
                 if !std::thread::panicking() {
-                    assert!(status.success(), "the holder exited with {status} on SIGTERM");
+                    assert!(
+                        status.success(),
+                        "the holder exited with {status} on SIGTERM"
+                    );
                 }
                 return;
             }
@@ -177,18 +218,32 @@ fn settled_fdinfo(pid: u32, fd: i32, sqpoll: bool) -> String {
     let names_only = !crate::support::kernel_shows_registered_file_paths();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).expect("reading fdinfo");
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).expect("reading fdinfo");
         let count = |header: &str| {
-            text.lines().find_map(|line| line.strip_prefix(header)).and_then(|value| value.trim().parse::<usize>().ok())
+            text.lines()
+                .find_map(|line| line.strip_prefix(header))
+                .and_then(|value| value.trim().parse::<usize>().ok())
         };
-        let is_row = |line: &&str| line.trim().split_once(':').is_some_and(|(index, _)| index.parse::<u32>().is_ok());
+        let is_row = |line: &&str| {
+            line.trim()
+                .split_once(':')
+                .is_some_and(|(index, _)| index.parse::<u32>().is_ok())
+        };
         let rows = |header: &str| {
-            text.lines().skip_while(|line| !line.starts_with(header)).skip(1).take_while(is_row).count()
+            text.lines()
+                .skip_while(|line| !line.starts_with(header))
+                .skip(1)
+                .take_while(is_row)
+                .count()
         };
         let rows_complete = !names_only
             || (count("UserFiles:").is_some_and(|n| n == rows("UserFiles:"))
                 && count("UserBufs:").is_some_and(|n| n == rows("UserBufs:")));
-        let thread_shown = !sqpoll || !text.lines().any(|line| line.starts_with("SqThread:") && line.ends_with("-1"));
+        let thread_shown = !sqpoll
+            || !text
+                .lines()
+                .any(|line| line.starts_with("SqThread:") && line.ends_with("-1"));
         if (rows_complete && thread_shown) || std::time::Instant::now() > deadline {
             return text;
         }
@@ -205,21 +260,32 @@ fn ring_fdinfo(pid: u32, fds: &[(i32, bool, bool)]) -> BTreeMap<i32, RingFdinfo>
     for &(fd, pinned, sqpoll) in fds {
         let text = settled_fdinfo(pid, fd, sqpoll);
         let field = |name: &str| {
-            text.lines().find_map(|line| line.strip_prefix(name).map(|value| value.trim().to_owned()))
+            text.lines()
+                .find_map(|line| line.strip_prefix(name).map(|value| value.trim().to_owned()))
         };
-        let sq_thread = field("SqThread:").filter(|value| value != "-1").map(|thread| {
-            threads.iter().position(|known| *known == thread).unwrap_or_else(|| {
-                threads.push(thread);
-                threads.len() - 1
-            })
-        });
+        let sq_thread = field("SqThread:")
+            .filter(|value| value != "-1")
+            .map(|thread| {
+                threads
+                    .iter()
+                    .position(|known| *known == thread)
+                    .unwrap_or_else(|| {
+                        threads.push(thread);
+                        threads.len() - 1
+                    })
+            });
         let section = |header: &str| -> Vec<String> {
-            let mut lines = text.lines().skip_while(|line| !line.starts_with(header)).skip(1);
+            let mut lines = text
+                .lines()
+                .skip_while(|line| !line.starts_with(header))
+                .skip(1);
             let mut rows = Vec::new();
             for line in lines.by_ref() {
                 // Rows are indented "N: value"; the next header is not.
                 let trimmed = line.trim();
-                let is_row = trimmed.split_once(':').is_some_and(|(index, _)| index.trim().parse::<u32>().is_ok());
+                let is_row = trimmed
+                    .split_once(':')
+                    .is_some_and(|(index, _)| index.trim().parse::<u32>().is_ok());
                 if !is_row {
                     break;
                 }
@@ -267,8 +333,13 @@ fn hold_then_dump_matches_the_original() {
         let held = read_image(&held_path);
 
         let skipped = holder.skipped_mappings();
-        let comparison = ringplan_exec::verify::compare(&original, &held, &holder.substituted(), &skipped);
-        assert!(comparison.is_faithful(), "{name}: differences:\n{}", comparison.differences.join("\n"));
+        let comparison =
+            ringplan_exec::verify::compare(&original, &held, &holder.substituted(), &skipped);
+        assert!(
+            comparison.is_faithful(),
+            "{name}: differences:\n{}",
+            comparison.differences.join("\n")
+        );
         // The holder maps exactly the ring regions it did not skip.
         let count = |image: &Image| -> usize {
             image
@@ -280,8 +351,17 @@ fn hold_then_dump_matches_the_original() {
                 })
                 .sum()
         };
-        assert_eq!(count(&held) + skipped.len(), count(&original), "{name}: {:?}", holder.line);
-        assert_eq!(holder.line["mapped"].as_u64(), Some(count(&held) as u64), "{name}");
+        assert_eq!(
+            count(&held) + skipped.len(),
+            count(&original),
+            "{name}: {:?}",
+            holder.line
+        );
+        assert_eq!(
+            holder.line["mapped"].as_u64(),
+            Some(count(&held) as u64),
+            "{name}"
+        );
 
         let fds: Vec<(i32, bool, bool)> = original
             .objects
@@ -294,7 +374,12 @@ fn hold_then_dump_matches_the_original() {
                 )),
                 _ => None,
             })
-            .flat_map(|(object, pinned, sqpoll)| object.fds.iter().map(move |entry| (entry.fd, pinned, sqpoll)))
+            .flat_map(|(object, pinned, sqpoll)| {
+                object
+                    .fds
+                    .iter()
+                    .map(move |entry| (entry.fd, pinned, sqpoll))
+            })
             .collect();
         assert!(!fds.is_empty(), "{name}: no ring fds");
         if name == "closed" && !crate::support::kernel_shows_registered_file_paths() {
@@ -308,7 +393,10 @@ fn hold_then_dump_matches_the_original() {
         }
         let want = ring_fdinfo(scenario.pid(), &fds);
         let got = ring_fdinfo(holder.pid(), &fds);
-        assert_eq!(got, want, "{name}: fdinfo of the holder's rings differs from the original's");
+        assert_eq!(
+            got, want,
+            "{name}: fdinfo of the holder's rings differs from the original's"
+        );
         drop(holder);
     }
 }
@@ -320,20 +408,37 @@ fn an_injected_failure_at_any_step_is_undone() {
         let scenario = Scenario::start(name);
         let image = dump_to(scenario.pid(), &dir, &file_name(name));
         let steps: serde_json::Value =
-            serde_json::from_slice(&plan_ok(&["show", &image, "--format", "json"])).expect("plan JSON");
+            serde_json::from_slice(&plan_ok(&["show", &image, "--format", "json"]))
+                .expect("plan JSON");
         let steps = steps["steps"].as_array().expect("steps");
         assert!(!steps.is_empty());
         for (index, step) in steps.iter().enumerate() {
             let op = step["op"].as_str().expect("op");
-            let output = plan(&["exec", &image, "--substitute-external", "--fail-at", &index.to_string()]);
+            let output = plan(&[
+                "exec",
+                &image,
+                "--substitute-external",
+                "--fail-at",
+                &index.to_string(),
+            ]);
             let stderr = String::from_utf8_lossy(&output.stderr);
-            assert_eq!(output.status.code(), Some(1), "{name} step {index}: {stderr}");
+            assert_eq!(
+                output.status.code(),
+                Some(1),
+                "{name} step {index}: {stderr}"
+            );
             assert_eq!(stderr.lines().count(), 1, "{name} step {index}: {stderr}");
-            assert!(stderr.contains(&format!("step {index} ({op}")), "{name} step {index} ({op}): {stderr}");
+            assert!(
+                stderr.contains(&format!("step {index} ({op}")),
+                "{name} step {index} ({op}): {stderr}"
+            );
             assert!(stderr.contains("injected"), "{name} step {index}: {stderr}");
             // The CLI compares /proc/self/fd and /proc/self/maps before and
             // after and says so if the undo left anything.
-            assert!(!stderr.contains("undo left"), "{name} step {index}: {stderr}");
+            assert!(
+                !stderr.contains("undo left"),
+                "{name} step {index}: {stderr}"
+            );
         }
     }
 }
@@ -341,43 +446,89 @@ fn an_injected_failure_at_any_step_is_undone() {
 fn assert_bad_input(args: &[&str], expected: &str) {
     let output = plan(args);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "plan {args:?} should exit 2; stderr: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "plan {args:?} should print one line: {stderr}");
-    assert!(stderr.contains(expected), "plan {args:?}: {stderr:?} should mention {expected:?}");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "plan {args:?} should exit 2; stderr: {stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "plan {args:?} should print one line: {stderr}"
+    );
+    assert!(
+        stderr.contains(expected),
+        "plan {args:?}: {stderr:?} should mention {expected:?}"
+    );
 }
 
 #[test]
 fn bad_input_and_preflight_refusals() {
     let dir = scratch_dir("exec-bad-input");
-    assert_bad_input(&["exec", "/nonexistent/image"], "cannot read /nonexistent/image");
+    assert_bad_input(
+        &["exec", "/nonexistent/image"],
+        "cannot read /nonexistent/image",
+    );
     let junk = dir.join("junk");
     std::fs::write(&junk, b"\xff\x00 not cbor").expect("writing junk");
-    assert_bad_input(&["exec", junk.to_str().expect("utf-8")], "not a ringplan image");
+    assert_bad_input(
+        &["exec", junk.to_str().expect("utf-8")],
+        "not a ringplan image",
+    );
 
     let scenario = Scenario::start("seed");
     let image = dump_to(scenario.pid(), &dir, "seed");
     // The seed's fd 1 and 2 are a pipe: an external input.
     assert_bad_input(&["exec", &image], "external input");
-    assert_bad_input(&["exec", &image, "--input", "999=/dev/null", "--substitute-external"], "not an external input");
+    assert_bad_input(
+        &[
+            "exec",
+            &image,
+            "--input",
+            "999=/dev/null",
+            "--substitute-external",
+        ],
+        "not an external input",
+    );
 
     // A target fd (the seed's first ring is at 3 in the scenario's view of
     // the world; take every target from the image) already open.
     let target = ring_fds(&read_image(&image))[0];
     let output = Command::new("sh")
-        .args(["-c", &format!("exec {target}</dev/null; exec \"$0\" exec \"$1\" --substitute-external"), PLAN, &image])
+        .args([
+            "-c",
+            &format!("exec {target}</dev/null; exec \"$0\" exec \"$1\" --substitute-external"),
+            PLAN,
+            &image,
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("running sh");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(&format!("fd {target} is already open")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("fd {target} is already open")),
+        "{stderr}"
+    );
     assert!(output.stdout.is_empty());
 
     // A dry run prints the plan and the preflight, and changes nothing.
-    let stdout = String::from_utf8(plan_ok(&["exec", &image, "--dry-run", "--substitute-external"])).expect("utf-8");
+    let stdout = String::from_utf8(plan_ok(&[
+        "exec",
+        &image,
+        "--dry-run",
+        "--substitute-external",
+    ]))
+    .expect("utf-8");
     assert!(stdout.contains("setup_ring"), "{stdout}");
-    assert!(stdout.lines().last().is_some_and(|line| line.starts_with("preflight: ok")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|line| line.starts_with("preflight: ok")),
+        "{stdout}"
+    );
 }
 
 /// The kernel refusing an SQ thread in the middle of a restore: under a
@@ -402,29 +553,50 @@ fn an_sq_thread_the_kernel_refuses_is_undone() {
             _ => None,
         })
         .collect();
-    let [_, second] = <[_; 2]>::try_from(rings).unwrap_or_else(|_| panic!("the seed has two rings"));
+    let [_, second] =
+        <[_; 2]>::try_from(rings).unwrap_or_else(|_| panic!("the seed has two rings"));
     second.setup.flags = second.setup.flags.map(|flags| flags & !ATTACH_WQ);
     second.wq_parent = None;
     second.sq_group = Some(1000);
     let path = dir.join("two-sq-threads.img");
-    std::fs::write(&path, ringplan_image::encode_to_vec(&image).expect("encoding")).expect("writing the image");
+    std::fs::write(
+        &path,
+        ringplan_image::encode_to_vec(&image).expect("encoding"),
+    )
+    .expect("writing the image");
     let path = path.to_str().expect("utf-8");
     // Unlimited, it restores.
     plan_ok(&["exec", path, "--substitute-external"]);
 
     let cgroup = [(1, "pids"), (2, "")]
         .into_iter()
-        .filter_map(|(version, controller)| crate::support::TestCgroup::create(version, controller, "sqpoll"))
+        .filter_map(|(version, controller)| {
+            crate::support::TestCgroup::create(version, controller, "sqpoll")
+        })
         .find(|cgroup| cgroup.dir.join("pids.max").exists())
         .expect("a cgroup with the pids controller (v1 pids, or v2 with pids enabled)");
     crate::support::write_file(&cgroup.dir.join("pids.max"), "2");
-    let script = format!("echo $$ > {}/cgroup.procs && exec \"$0\" exec \"$1\" --substitute-external", cgroup.dir.display());
-    let output = Command::new("sh").args(["-c", &script, PLAN, path]).stdin(Stdio::null()).output().expect("running sh");
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec \"$0\" exec \"$1\" --substitute-external",
+        cgroup.dir.display()
+    );
+    let output = Command::new("sh")
+        .args(["-c", &script, PLAN, path])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running sh");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("step 1 (setup_ring of #2): io_uring_setup failed"), "{stderr}");
-    assert!(stderr.contains("Resource temporarily unavailable") && stderr.contains("everything done was undone"), "{stderr}");
+    assert!(
+        stderr.contains("step 1 (setup_ring of #2): io_uring_setup failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Resource temporarily unavailable")
+            && stderr.contains("everything done was undone"),
+        "{stderr}"
+    );
     // The CLI compares /proc/self/fd and /proc/self/maps before and after.
     assert!(!stderr.contains("undo left"), "{stderr}");
 }

@@ -7,7 +7,15 @@ use std::path::Path;
 
 use crate::support::plan_ok;
 
-const EXAMPLES: [&str; 7] = ["seed", "chain-64", "fanout-64", "creator-closed-3", "closed", "mix", "files-16"];
+const EXAMPLES: [&str; 7] = [
+    "seed",
+    "chain-64",
+    "fanout-64",
+    "creator-closed-3",
+    "closed",
+    "mix",
+    "files-16",
+];
 
 #[test]
 fn checked_in_plans_match_the_planner() {
@@ -17,7 +25,9 @@ fn checked_in_plans_match_the_planner() {
         let image = image.to_str().expect("utf-8 path");
         for (suffix, extra) in [("plan.txt", None), ("plan.dot", Some("--dot"))] {
             let checked_in = std::fs::read_to_string(dir.join(format!("{name}.{suffix}")))
-                .unwrap_or_else(|error| panic!("plans/{name}.{suffix}: {error} (run scripts/regen-plans)"));
+                .unwrap_or_else(|error| {
+                    panic!("plans/{name}.{suffix}: {error} (run scripts/regen-plans)")
+                });
             let mut args = vec!["show", image];
             args.extend(extra);
             let produced = String::from_utf8(plan_ok(&args)).expect("utf-8 output");
@@ -38,7 +48,11 @@ fn checked_in_plans_render_with_graphviz() {
         .args(["-Tsvg", dot.to_str().expect("utf-8 path")])
         .output()
         .expect("running dot (graphviz; scripts/deps installs it)");
-    assert!(output.status.success(), "dot -Tsvg failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "dot -Tsvg failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("<svg"));
 }
 
@@ -58,7 +72,11 @@ fn a_compiled_plan_shows_like_its_image() {
             let (mut from_image, mut from_plan) = (vec!["show", image], vec!["show", compiled]);
             from_image.extend(extra);
             from_plan.extend(extra);
-            assert_eq!(plan_ok(&from_plan), plan_ok(&from_image), "plan show {name} {extra:?}");
+            assert_eq!(
+                plan_ok(&from_plan),
+                plan_ok(&from_image),
+                "plan show {name} {extra:?}"
+            );
         }
         let objects = crate::support::plan(&["show", compiled, "--objects"]);
         assert_eq!(objects.status.code(), Some(2), "--objects needs an image");

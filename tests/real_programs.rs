@@ -69,7 +69,10 @@ impl Program {
             if let Some(mut pipe) = self.child.stderr.take() {
                 let _ = std::io::Read::read_to_string(&mut pipe, &mut output);
             }
-            panic!("{} exited ({status}) before it was dumped: {output}", self.name);
+            panic!(
+                "{} exited ({status}) before it was dumped: {output}",
+                self.name
+            );
         }
     }
 }
@@ -92,11 +95,14 @@ impl Drop for Program {
 
 /// The fds of `pid` that are io_uring instances.
 fn ring_fds(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
     let mut fds: Vec<u32> = entries
         .flatten()
         .filter(|entry| {
-            std::fs::read_link(entry.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:[io_uring]")
+            std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.as_os_str() == "anon_inode:[io_uring]")
         })
         .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
         .collect();
@@ -127,8 +133,14 @@ fn fdinfo(pid: u32, fd: u32) -> Option<Fdinfo> {
             let value = value.trim();
             match key {
                 "SqHead" => info.sq_head = value.parse().ok()?,
-                "SqMask" => info.sq_entries = u64::from_str_radix(value.trim_start_matches("0x"), 16).ok()? + 1,
-                "CqMask" => info.cq_entries = u64::from_str_radix(value.trim_start_matches("0x"), 16).ok()? + 1,
+                "SqMask" => {
+                    info.sq_entries =
+                        u64::from_str_radix(value.trim_start_matches("0x"), 16).ok()? + 1
+                }
+                "CqMask" => {
+                    info.cq_entries =
+                        u64::from_str_radix(value.trim_start_matches("0x"), 16).ok()? + 1
+                }
                 "SqThread" => info.sq_thread = value.parse().ok()?,
                 "UserFiles" | "UserBufs" => {
                     table = key;
@@ -138,7 +150,9 @@ fn fdinfo(pid: u32, fd: u32) -> Option<Fdinfo> {
                         _ => info.buffer_slots = count,
                     }
                 }
-                _ if key.starts_with(' ') && table == "UserFiles" => info.files.push(value.to_owned()),
+                _ if key.starts_with(' ') && table == "UserFiles" => {
+                    info.files.push(value.to_owned())
+                }
                 _ if key.starts_with(' ') && table == "UserBufs" => {
                     let (addr, len) = value.split_once('/')?;
                     let addr = u64::from_str_radix(addr.trim_start_matches("0x"), 16).ok()?;
@@ -169,28 +183,53 @@ fn wait_for_io(program: &mut Program, find: impl Fn() -> Option<u32>) -> (u32, u
                 }
             }
         }
-        assert!(Instant::now() < deadline, "{} did no io_uring I/O within {READY_DEADLINE:?}", program.name);
+        assert!(
+            Instant::now() < deadline,
+            "{} did no io_uring I/O within {READY_DEADLINE:?}",
+            program.name
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// The child processes of `pid` (all its threads').
 fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
     tasks
         .flatten()
         .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| list.split_whitespace().filter_map(|pid| pid.parse().ok()).collect::<Vec<u32>>())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .collect()
 }
 
 /// Dumps `pid` with the BPF backend; returns the image's path, JSON view and
 /// the dump's warnings (stderr).
 fn dump(pid: u32, dir: &Path, name: &str) -> (String, Value, String) {
-    let image = dir.join(format!("{name}.img")).to_str().expect("utf-8 path").to_owned();
-    let output = plan(&["dump", "--pid", &pid.to_string(), "--backend", "bpf", "-o", &image]);
+    let image = dir
+        .join(format!("{name}.img"))
+        .to_str()
+        .expect("utf-8 path")
+        .to_owned();
+    let output = plan(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--backend",
+        "bpf",
+        "-o",
+        &image,
+    ]);
     let warnings = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "plan dump of pid {pid} failed: {warnings}");
+    assert!(
+        output.status.success(),
+        "plan dump of pid {pid} failed: {warnings}"
+    );
     let view = serde_json::from_slice(&plan_ok(&["show", &image, "--objects", "--format", "json"]))
         .expect("show --format json prints JSON");
     (image, view, warnings)
@@ -204,11 +243,29 @@ fn assert_caveats(warnings: &str, fd: u32, info: &Fdinfo, single_issuer: bool, c
     let prefix = format!("ring #1 (fd {fd}): its SQ head/tail are at ");
     let sq_head = warnings
         .lines()
-        .find_map(|line| line.split_once(&prefix)?.1.split_once('/')?.0.parse::<u64>().ok())
+        .find_map(|line| {
+            line.split_once(&prefix)?
+                .1
+                .split_once('/')?
+                .0
+                .parse::<u64>()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("{context}: no positions warning for fd {fd}: {warnings}"));
-    assert!(sq_head >= info.sq_head, "{context}: SQ head {sq_head} behind fdinfo's {}", info.sq_head);
-    assert!(warnings.contains("the image keeps no positions"), "{context}: {warnings}");
-    assert_eq!(warnings.contains("IORING_SETUP_SINGLE_ISSUER"), single_issuer, "{context}: {warnings}");
+    assert!(
+        sq_head >= info.sq_head,
+        "{context}: SQ head {sq_head} behind fdinfo's {}",
+        info.sq_head
+    );
+    assert!(
+        warnings.contains("the image keeps no positions"),
+        "{context}: {warnings}"
+    );
+    assert_eq!(
+        warnings.contains("IORING_SETUP_SINGLE_ISSUER"),
+        single_issuer,
+        "{context}: {warnings}"
+    );
 }
 
 fn object<'a>(view: &'a Value, id: &Value) -> &'a Value {
@@ -226,19 +283,41 @@ fn the_ring<'a>(view: &'a Value, fd: u32, info: &Fdinfo, context: &str) -> &'a V
     let rings = objects_of_kind(view, "ring");
     assert_eq!(rings.len(), 1, "{context}: one ring");
     let ring = rings[0];
-    assert_eq!(ring["fds"], serde_json::json!([fd]), "{context}: the ring's fd");
-    assert_eq!(ring["unknown"], serde_json::json!([]), "{context}: the BPF backend knows everything");
-    assert_eq!(ring["setup"]["sq_entries"], info.sq_entries, "{context}: sq_entries vs fdinfo SqMask");
-    assert_eq!(ring["setup"]["cq_entries"], info.cq_entries, "{context}: cq_entries vs fdinfo CqMask");
+    assert_eq!(
+        ring["fds"],
+        serde_json::json!([fd]),
+        "{context}: the ring's fd"
+    );
+    assert_eq!(
+        ring["unknown"],
+        serde_json::json!([]),
+        "{context}: the BPF backend knows everything"
+    );
+    assert_eq!(
+        ring["setup"]["sq_entries"], info.sq_entries,
+        "{context}: sq_entries vs fdinfo SqMask"
+    );
+    assert_eq!(
+        ring["setup"]["cq_entries"], info.cq_entries,
+        "{context}: cq_entries vs fdinfo CqMask"
+    );
     let paths_shown = crate::support::kernel_shows_registered_file_paths();
     if paths_shown || info.sq_thread >= 0 {
-        assert_eq!(ring["sq_group"].is_null(), info.sq_thread < 0, "{context}: sq_group vs fdinfo SqThread");
+        assert_eq!(
+            ring["sq_group"].is_null(),
+            info.sq_thread < 0,
+            "{context}: sq_group vs fdinfo SqThread"
+        );
     } else {
         // 6.1 prints SqThread -1 whenever the SQ thread holds its lock,
         // i.e. while it polls: fdinfo cannot say, the setup flags can.
         const SQPOLL: u64 = 1 << 1;
         let sqpoll = ring["setup"]["flags"].as_u64().expect("setup flags") & SQPOLL != 0;
-        assert_eq!(ring["sq_group"].is_null(), !sqpoll, "{context}: sq_group vs SQPOLL");
+        assert_eq!(
+            ring["sq_group"].is_null(),
+            !sqpoll,
+            "{context}: sq_group vs SQPOLL"
+        );
         eprintln!("{context}: SqThread not compared: this kernel's fdinfo hides it while the SQ thread polls");
     }
     // 6.1's fdinfo shows a registered file's name, 6.18's its path.
@@ -252,17 +331,40 @@ fn the_ring<'a>(view: &'a Value, fd: u32, info: &Fdinfo, context: &str) -> &'a V
         .iter()
         .map(|slot| shown(&object(view, &slot["object"])["path"]))
         .collect();
-    let want: Vec<Value> = info.files.iter().map(|path| Value::from(path.as_str())).collect();
-    assert_eq!(paths, want, "{context}: registered file paths vs fdinfo UserFiles");
-    assert_eq!(ring["file_slots"], info.files.len(), "{context}: file slots vs fdinfo");
+    let want: Vec<Value> = info
+        .files
+        .iter()
+        .map(|path| Value::from(path.as_str()))
+        .collect();
+    assert_eq!(
+        paths, want,
+        "{context}: registered file paths vs fdinfo UserFiles"
+    );
+    assert_eq!(
+        ring["file_slots"],
+        info.files.len(),
+        "{context}: file slots vs fdinfo"
+    );
     let buffers: Vec<(u64, u64)> = ring["buffers"]
         .as_array()
         .expect("buffers")
         .iter()
-        .map(|slot| (slot["addr"].as_u64().expect("addr"), slot["len"].as_u64().expect("len")))
+        .map(|slot| {
+            (
+                slot["addr"].as_u64().expect("addr"),
+                slot["len"].as_u64().expect("len"),
+            )
+        })
         .collect();
-    assert_eq!(buffers, info.buffers, "{context}: registered buffers vs fdinfo UserBufs");
-    assert_eq!(ring["buffer_slots"], info.buffers.len(), "{context}: buffer slots vs fdinfo");
+    assert_eq!(
+        buffers, info.buffers,
+        "{context}: registered buffers vs fdinfo UserBufs"
+    );
+    assert_eq!(
+        ring["buffer_slots"],
+        info.buffers.len(),
+        "{context}: buffer slots vs fdinfo"
+    );
     ring
 }
 
@@ -283,12 +385,16 @@ fn restore_and_verify(image: &str, files: usize, context: &str) {
         n => format!("verified: {n} files, 1 ring match"),
     };
     assert!(stdout.starts_with(&head), "{context}: {stdout}");
-    assert!(!stdout.contains("substituted"), "{context}: a file was substituted, not reopened: {stdout}");
+    assert!(
+        !stdout.contains("substituted"),
+        "{context}: a file was substituted, not reopened: {stdout}"
+    );
 }
 
 /// The paths the plan reopens, in step order.
 fn reopened_paths(image: &str) -> Vec<String> {
-    let plan: Value = serde_json::from_slice(&plan_ok(&["show", image, "--format", "json"])).expect("plan JSON");
+    let plan: Value =
+        serde_json::from_slice(&plan_ok(&["show", image, "--format", "json"])).expect("plan JSON");
     plan["steps"]
         .as_array()
         .expect("steps")
@@ -310,9 +416,19 @@ struct FioJob {
 
 fn fio(job: FioJob) {
     let dir = scratch_dir(&format!("real-fio-{}", job.name));
-    let files: Vec<PathBuf> = (0..job.files).map(|index| dir.join(format!("file{index}"))).collect();
-    let names: Vec<String> =
-        files.iter().map(|path| path.file_name().expect("name").to_str().expect("utf-8").to_owned()).collect();
+    let files: Vec<PathBuf> = (0..job.files)
+        .map(|index| dir.join(format!("file{index}")))
+        .collect();
+    let names: Vec<String> = files
+        .iter()
+        .map(|path| {
+            path.file_name()
+                .expect("name")
+                .to_str()
+                .expect("utf-8")
+                .to_owned()
+        })
+        .collect();
     let flag = |on: bool| u8::from(on);
     let job_file = dir.join("job.fio");
     std::fs::write(
@@ -335,7 +451,11 @@ fn fio(job: FioJob) {
     let mut program = Program::spawn("fio", Command::new("fio").arg("--eta=never").arg(&job_file));
     // fio forks one process per job; that child owns the ring.
     let main = program.pid();
-    let (pid, fd, info) = wait_for_io(&mut program, || children(main).into_iter().find(|child| !ring_fds(*child).is_empty()));
+    let (pid, fd, info) = wait_for_io(&mut program, || {
+        children(main)
+            .into_iter()
+            .find(|child| !ring_fds(*child).is_empty())
+    });
     let context = format!("fio {} (job pid {pid})", job.name);
     let (image, view, warnings) = dump(pid, &dir, job.name);
     assert_eq!(view["source"]["pid"], pid, "{context}: source pid");
@@ -345,47 +465,102 @@ fn fio(job: FioJob) {
     // The ring agrees with the job file.
     let depth = job.iodepth.next_power_of_two();
     let setup = &ring["setup"];
-    assert_eq!(setup["sq_entries"], depth, "{context}: sq_entries = iodepth rounded up");
-    assert_eq!(setup["cq_entries"], depth, "{context}: fio asks for CQSIZE = its depth");
-    let flags = if job.sqthread_poll { SQPOLL | CQSIZE } else { CQSIZE | COOP_TASKRUN | SINGLE_ISSUER | DEFER_TASKRUN };
+    assert_eq!(
+        setup["sq_entries"], depth,
+        "{context}: sq_entries = iodepth rounded up"
+    );
+    assert_eq!(
+        setup["cq_entries"], depth,
+        "{context}: fio asks for CQSIZE = its depth"
+    );
+    let flags = if job.sqthread_poll {
+        SQPOLL | CQSIZE
+    } else {
+        CQSIZE | COOP_TASKRUN | SINGLE_ISSUER | DEFER_TASKRUN
+    };
     assert_eq!(setup["flags"], flags, "{context}: setup flags");
     if job.sqthread_poll {
-        assert_eq!(setup["sq_thread_idle_ms"], 1000, "{context}: the kernel's default idle");
+        assert_eq!(
+            setup["sq_thread_idle_ms"], 1000,
+            "{context}: the kernel's default idle"
+        );
         assert!(!ring["sq_group"].is_null(), "{context}: an SQ thread");
     } else {
-        assert_eq!(setup["sq_thread_idle_ms"], Value::Null, "{context}: no SQ thread");
+        assert_eq!(
+            setup["sq_thread_idle_ms"],
+            Value::Null,
+            "{context}: no SQ thread"
+        );
         assert_eq!(ring["sq_group"], Value::Null, "{context}: no SQ thread");
     }
     assert_eq!(setup["sq_thread_cpu"], Value::Null, "{context}: no SQ_AFF");
-    assert_eq!(ring["eventfd"], Value::Null, "{context}: fio registers no eventfd");
+    assert_eq!(
+        ring["eventfd"],
+        Value::Null,
+        "{context}: fio registers no eventfd"
+    );
 
     // Registered files: fio's files, in job-file order, each also open.
-    let paths: Vec<Value> = files.iter().map(|path| Value::from(path.to_str().expect("utf-8"))).collect();
+    let paths: Vec<Value> = files
+        .iter()
+        .map(|path| Value::from(path.to_str().expect("utf-8")))
+        .collect();
     let want_files: &[Value] = if job.registerfiles { &paths } else { &[] };
-    assert_eq!(ring["file_slots"], want_files.len(), "{context}: file slots = nrfiles");
+    assert_eq!(
+        ring["file_slots"],
+        want_files.len(),
+        "{context}: file slots = nrfiles"
+    );
     let mut by_path = BTreeMap::new();
     for slot in ring["files"].as_array().expect("files") {
         let file = object(&view, &slot["object"]);
         assert_eq!(file["type"], "regular", "{context}: slot {}", slot["index"]);
-        assert!(!file["fds"].as_array().expect("fds").is_empty(), "{context}: fio keeps slot {} open", slot["index"]);
+        assert!(
+            !file["fds"].as_array().expect("fds").is_empty(),
+            "{context}: fio keeps slot {} open",
+            slot["index"]
+        );
         by_path.insert(slot["index"].as_u64().expect("index"), file["path"].clone());
     }
-    assert_eq!(by_path.into_values().collect::<Vec<_>>(), want_files, "{context}: registered file paths");
+    assert_eq!(
+        by_path.into_values().collect::<Vec<_>>(),
+        want_files,
+        "{context}: registered file paths"
+    );
 
     // Fixed buffers: one of bs bytes per io_u, laid out back to back.
     let buffers = ring["buffers"].as_array().expect("buffers");
     let want_buffers = if job.fixedbufs { depth } else { 0 };
-    assert_eq!(ring["buffer_slots"], want_buffers, "{context}: buffer slots = rounded iodepth");
-    assert_eq!(buffers.len() as u64, want_buffers, "{context}: every buffer slot used");
-    let base = buffers.first().map_or(0, |slot| slot["addr"].as_u64().expect("addr"));
+    assert_eq!(
+        ring["buffer_slots"], want_buffers,
+        "{context}: buffer slots = rounded iodepth"
+    );
+    assert_eq!(
+        buffers.len() as u64,
+        want_buffers,
+        "{context}: every buffer slot used"
+    );
+    let base = buffers
+        .first()
+        .map_or(0, |slot| slot["addr"].as_u64().expect("addr"));
     for (index, slot) in buffers.iter().enumerate() {
         assert_eq!(slot["index"], index, "{context}: buffer slot order");
         assert_eq!(slot["len"], job.bs, "{context}: buffer {index} is bs long");
-        assert_eq!(slot["addr"], base + index as u64 * job.bs, "{context}: buffer {index} follows the previous one");
+        assert_eq!(
+            slot["addr"],
+            base + index as u64 * job.bs,
+            "{context}: buffer {index} follows the previous one"
+        );
     }
 
     // The restore reopens fio's files by path (and only those).
-    assert_eq!(reopened_paths(&image), want_files.iter().map(|path| path.as_str().expect("str")).collect::<Vec<_>>());
+    assert_eq!(
+        reopened_paths(&image),
+        want_files
+            .iter()
+            .map(|path| path.as_str().expect("str"))
+            .collect::<Vec<_>>()
+    );
     restore_and_verify(&image, want_files.len(), &context);
 }
 
@@ -431,7 +606,11 @@ fn fio_sqthread_poll_registerfiles_fixedbufs() {
 /// Whether the filesystem of `path` accepts O_DIRECT (`qemu-img -t none`).
 fn accepts_o_direct(path: &Path) -> bool {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32).open(path).is_ok()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path)
+        .is_ok()
 }
 
 #[test]
@@ -444,14 +623,24 @@ fn qemu_img_bench() {
         .arg("64M")
         .output()
         .expect("running qemu-img create (package qemu-utils)");
-    assert!(created.status.success(), "qemu-img create: {}", String::from_utf8_lossy(&created.stderr));
-    let cache = if accepts_o_direct(&raw) { "none" } else { "writeback" };
+    assert!(
+        created.status.success(),
+        "qemu-img create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let cache = if accepts_o_direct(&raw) {
+        "none"
+    } else {
+        "writeback"
+    };
     // 2M requests take about 5 s here; ten times that leaves room on a busy
     // machine, and the program is killed when the test ends.
     let mut program = Program::spawn(
         "qemu-img",
         Command::new("qemu-img")
-            .args(["bench", "-i", "io_uring", "-t", cache, "-c", "20000000", "-d", "32", "-f", "raw"])
+            .args([
+                "bench", "-i", "io_uring", "-t", cache, "-c", "20000000", "-d", "32", "-f", "raw",
+            ])
             .arg(&raw),
     );
     let main = program.pid();
@@ -466,9 +655,17 @@ fn qemu_img_bench() {
     assert_eq!(setup["sq_entries"], 128, "{context}: sq_entries");
     assert_eq!(setup["cq_entries"], 256, "{context}: cq_entries");
     assert_eq!(ring["sq_group"], Value::Null, "{context}: no SQ thread");
-    assert_eq!(ring["eventfd"], Value::Null, "{context}: no registered eventfd");
+    assert_eq!(
+        ring["eventfd"],
+        Value::Null,
+        "{context}: no registered eventfd"
+    );
     assert_eq!(ring["file_slots"], 0, "{context}: no registered files");
     assert_eq!(ring["buffer_slots"], 0, "{context}: no registered buffers");
-    assert_eq!(view["objects"].as_array().expect("objects").len(), 1, "{context}: the ring depends on nothing");
+    assert_eq!(
+        view["objects"].as_array().expect("objects").len(),
+        1,
+        "{context}: the ring depends on nothing"
+    );
     restore_and_verify(&image, 0, &context);
 }

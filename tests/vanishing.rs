@@ -46,12 +46,18 @@ fn kill(pid: u32, signal: rustix::process::Signal) {
 fn a_zombie_is_refused_with_exit_2() {
     let mut child = Command::new("true").spawn().expect("running true");
     let pid = child.id();
-    assert!(eventually(|| state_of(pid) == Some('Z')), "true did not become a zombie");
+    assert!(
+        eventually(|| state_of(pid) == Some('Z')),
+        "true did not become a zombie"
+    );
     let output = plan(&["dump", "--pid", &pid.to_string(), "-o", "/dev/null"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(&format!("pid {pid} has exited")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {pid} has exited")),
+        "{stderr}"
+    );
     child.wait().expect("reaping true");
 }
 
@@ -80,7 +86,9 @@ fn a_target_killed_while_it_is_read_gives_a_whole_image_or_a_clear_error() {
     let mut read_time = Duration::ZERO;
     for _ in 0..2 {
         let start = Instant::now();
-        let dump = dumper.dump(calm.pid(), Selection::All).expect("dumping an undisturbed target");
+        let dump = dumper
+            .dump(calm.pid(), Selection::All)
+            .expect("dumping an undisturbed target");
         read_time = start.elapsed();
         assert_eq!(slot_counts(&dump.image), vec![FILES]);
     }
@@ -100,9 +108,15 @@ fn a_target_killed_while_it_is_read_gives_a_whole_image_or_a_clear_error() {
         });
         if round == 0 {
             killer.join().expect("the killer thread");
-            assert!(eventually(|| target.has_exited()), "pid {pid} did not exit after SIGKILL");
+            assert!(
+                eventually(|| target.has_exited()),
+                "pid {pid} did not exit after SIGKILL"
+            );
             let result = dumper.dump_target(&target, Selection::All);
-            assert!(matches!(result, Err(DumpError::ExitedDuringDump { .. })), "{result:?}");
+            assert!(
+                matches!(result, Err(DumpError::ExitedDuringDump { .. })),
+                "{result:?}"
+            );
             exited += 1;
             continue;
         }
@@ -110,7 +124,11 @@ fn a_target_killed_while_it_is_read_gives_a_whole_image_or_a_clear_error() {
         killer.join().expect("the killer thread");
         match result {
             Ok(dump) => {
-                assert_eq!(slot_counts(&dump.image), vec![FILES], "round {round}: a partial image");
+                assert_eq!(
+                    slot_counts(&dump.image),
+                    vec![FILES],
+                    "round {round}: a partial image"
+                );
                 ringplan_image::validate(&dump.image).expect("the image validates");
                 whole += 1;
             }
@@ -118,7 +136,9 @@ fn a_target_killed_while_it_is_read_gives_a_whole_image_or_a_clear_error() {
                 assert_eq!(reported, pid);
                 exited += 1;
             }
-            Err(other) => panic!("round {round} (kill after {delay:?} of a {read_time:?} read): {other}"),
+            Err(other) => {
+                panic!("round {round} (kill after {delay:?} of a {read_time:?} read): {other}")
+            }
         }
     }
     println!("{rounds} rounds, read {read_time:?}: {whole} whole images, {exited} 'exited during the dump'");
@@ -149,8 +169,14 @@ fn a_reused_pid_is_not_read_through_an_old_handle() {
             "the old handle read pid {pid}'s new process: {through_old:?}"
         );
         // A fresh handle on the pid reads the new process.
-        let fresh = dumper.dump(pid, Selection::All).expect("dumping the new process");
-        assert_eq!(slot_counts(&fresh.image).len(), 3, "the new process has three rings");
+        let fresh = dumper
+            .dump(pid, Selection::All)
+            .expect("dumping the new process");
+        assert_eq!(
+            slot_counts(&fresh.image).len(),
+            3,
+            "the new process has three rings"
+        );
         return;
     }
     panic!("pid reuse could not be staged in 20 attempts");
@@ -169,7 +195,11 @@ fn churn_binary() -> &'static Path {
             .arg("-luring")
             .output()
             .expect("running cc (scripts/deps installs it)");
-        assert!(output.status.success(), "building churn.c: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "building churn.c: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         binary
     })
 }
@@ -190,8 +220,12 @@ impl Churn {
             .spawn()
             .expect("starting churn");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("reading churn");
-        let pid = line.strip_prefix("ready ").and_then(|pid| pid.trim().parse().ok());
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("reading churn");
+        let pid = line
+            .strip_prefix("ready ")
+            .and_then(|pid| pid.trim().parse().ok());
         let pid = pid.unwrap_or_else(|| {
             let _ = child.kill();
             panic!("churn printed {line:?}")
@@ -211,7 +245,12 @@ impl Drop for Churn {
 /// files (under `dir`) have one name, and every registered one is held by
 /// an fd. Such an image mixes two moments.
 fn mixes_two_moments(image: &Image, dir: &Path) -> bool {
-    let held = |id| image.objects.iter().any(|object| object.id == id && !object.fds.is_empty());
+    let held = |id| {
+        image
+            .objects
+            .iter()
+            .any(|object| object.id == id && !object.fds.is_empty())
+    };
     let unheld_slot = image.objects.iter().any(|object| match &object.kind {
         ObjectKind::Ring(ring) => ring.files.iter().flatten().any(|id| !held(*id)),
         _ => false,
@@ -227,15 +266,29 @@ fn mixes_two_moments(image: &Image, dir: &Path) -> bool {
     unheld_slot || names.len() > 1
 }
 
-fn dump_churn(pid: u32, dir: &Path, round: usize, extra: &[&str]) -> (std::process::Output, Option<Image>) {
+fn dump_churn(
+    pid: u32,
+    dir: &Path,
+    round: usize,
+    extra: &[&str],
+) -> (std::process::Output, Option<Image>) {
     let path = dir.join(format!("churn-{round}.img"));
     let _ = std::fs::remove_file(&path);
     let pid = pid.to_string();
-    let mut args = vec!["dump", "--pid", &pid, "--backend", "bpf", "-o", path.to_str().expect("utf-8")];
+    let mut args = vec![
+        "dump",
+        "--pid",
+        &pid,
+        "--backend",
+        "bpf",
+        "-o",
+        path.to_str().expect("utf-8"),
+    ];
     args.extend_from_slice(extra);
     let output = plan(&args);
     let image = output.status.success().then(|| {
-        ringplan_image::decode_slice(&std::fs::read(&path).expect("reading the image")).expect("decoding the image")
+        ringplan_image::decode_slice(&std::fs::read(&path).expect("reading the image"))
+            .expect("decoding the image")
     });
     (output, image)
 }
@@ -262,7 +315,10 @@ fn a_target_that_keeps_changing_is_dumped_whole_only_when_frozen() {
             None => {
                 assert_eq!(output.status.code(), Some(1), "{stderr}");
                 assert_eq!(stderr.lines().count(), 1, "{stderr}");
-                assert!(stderr.contains("during each of 3 reads") && stderr.contains("--freeze"), "{stderr}");
+                assert!(
+                    stderr.contains("during each of 3 reads") && stderr.contains("--freeze"),
+                    "{stderr}"
+                );
                 refused += 1;
             }
         }
@@ -273,9 +329,18 @@ fn a_target_that_keeps_changing_is_dumped_whole_only_when_frozen() {
         let (output, image) = dump_churn(churn.pid, &dir, round, &["--freeze"]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         let image = image.unwrap_or_else(|| panic!("--freeze round {round}: {stderr}"));
-        assert!(!mixes_two_moments(&image, &files), "--freeze round {round}: an image mixing two moments: {image:?}");
-        assert!(stderr.contains("held still for") && stderr.contains("SIGSTOP/SIGCONT"), "{stderr}");
-        assert!(eventually(|| state_of(churn.pid) != Some('T')), "churn was left stopped after round {round}");
+        assert!(
+            !mixes_two_moments(&image, &files),
+            "--freeze round {round}: an image mixing two moments: {image:?}"
+        );
+        assert!(
+            stderr.contains("held still for") && stderr.contains("SIGSTOP/SIGCONT"),
+            "{stderr}"
+        );
+        assert!(
+            eventually(|| state_of(churn.pid) != Some('T')),
+            "churn was left stopped after round {round}"
+        );
     }
 }
 
@@ -284,17 +349,31 @@ fn a_target_that_keeps_changing_is_dumped_whole_only_when_frozen() {
 /// alone, and checks the watchdog lets the target go.
 fn killed_plan_lets_go(pid: u32, held: impl Fn() -> bool, method: &str) {
     let mut freezer = Command::new(PLAN)
-        .args(["freeze", "--pid", &pid.to_string(), "--method", method, "--", "cat"])
+        .args([
+            "freeze",
+            "--pid",
+            &pid.to_string(),
+            "--method",
+            method,
+            "--",
+            "cat",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting plan freeze");
-    assert!(eventually(&held), "{method}: plan freeze did not hold pid {pid}");
+    assert!(
+        eventually(&held),
+        "{method}: plan freeze did not hold pid {pid}"
+    );
     freezer.kill().expect("SIGKILL to plan freeze");
     freezer.wait().expect("reaping plan freeze");
     drop(freezer.stdin.take()); // cat, now orphaned, ends.
-    assert!(eventually(|| !held()), "{method}: pid {pid} was still held after plan was killed");
+    assert!(
+        eventually(|| !held()),
+        "{method}: pid {pid} was still held after plan was killed"
+    );
 }
 
 #[test]
@@ -304,29 +383,79 @@ fn signal_freeze_lets_go_on_every_path() {
     let stopped = || state_of(pid) == Some('T');
 
     // Success: held, then running again; the SQ thread stopped with it.
-    let output = plan(&["freeze", "--pid", &pid.to_string(), "--", "sh", "-c", "cat /proc/$0/task/*/stat", &pid.to_string()]);
+    let output = plan(&[
+        "freeze",
+        "--pid",
+        &pid.to_string(),
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/$0/task/*/stat",
+        &pid.to_string(),
+    ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let states: Vec<&str> = stdout.lines().filter_map(|line| line.rsplit_once(')')?.1.split_whitespace().next()).collect();
-    assert!(states.len() >= 2 && states.iter().all(|state| *state == "T"), "threads while held: {stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let states: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.rsplit_once(')')?.1.split_whitespace().next())
+        .collect();
+    assert!(
+        states.len() >= 2 && states.iter().all(|state| *state == "T"),
+        "threads while held: {stdout}"
+    );
     assert!(!stopped());
 
     // A command that cannot run is bad input, refused before the target
     // is touched.
-    let output = plan(&["freeze", "--pid", &pid.to_string(), "--", "/nonexistent/command"]);
+    let output = plan(&[
+        "freeze",
+        "--pid",
+        &pid.to_string(),
+        "--",
+        "/nonexistent/command",
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("no such executable") && !stderr.contains("held still"), "{stderr}");
+    assert!(
+        stderr.contains("no such executable") && !stderr.contains("held still"),
+        "{stderr}"
+    );
 
     // The command's failure is plan's exit status; the target is let go.
-    let output = plan(&["freeze", "--pid", &pid.to_string(), "--", "sh", "-c", "exit 7"]);
+    let output = plan(&[
+        "freeze",
+        "--pid",
+        &pid.to_string(),
+        "--",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
     assert_eq!(output.status.code(), Some(7));
     assert!(!stopped());
 
     // A dump that fails after the freeze (no ring at fd 999) lets go too.
-    let output = plan(&["dump", "--pid", &pid.to_string(), "--freeze", "--fd", "999", "-o", "/dev/null"]);
-    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = plan(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--freeze",
+        "--fd",
+        "999",
+        "-o",
+        "/dev/null",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(!stopped());
 
     // plan killed while holding: the watchdog sends SIGCONT.
@@ -335,11 +464,21 @@ fn signal_freeze_lets_go_on_every_path() {
     // A target already stopped is left stopped.
     kill(pid, rustix::process::Signal::STOP);
     assert!(eventually(stopped));
-    let output = plan(&["dump", "--pid", &pid.to_string(), "--freeze", "-o", "/dev/null"]);
+    let output = plan(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--freeze",
+        "-o",
+        "/dev/null",
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("already stopped"), "{stderr}");
-    assert!(stopped(), "a target stopped before the dump was continued by it");
+    assert!(
+        stopped(),
+        "a target stopped before the dump was continued by it"
+    );
     kill(pid, rustix::process::Signal::CONT);
 }
 
@@ -347,11 +486,21 @@ fn signal_freeze_lets_go_on_every_path() {
 fn cgroup_freeze_is_refused_for_a_shared_cgroup() {
     // Scenarios run in the test's own cgroup (shared, or the root).
     let scenario = Scenario::start("seed");
-    let output = plan(&["dump", "--pid", &scenario.pid().to_string(), "--freeze=cgroup", "-o", "/dev/null"]);
+    let output = plan(&[
+        "dump",
+        "--pid",
+        &scenario.pid().to_string(),
+        "--freeze=cgroup",
+        "-o",
+        "/dev/null",
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("cannot freeze pid") && stderr.contains("cgroup"), "{stderr}");
+    assert!(
+        stderr.contains("cannot freeze pid") && stderr.contains("cgroup"),
+        "{stderr}"
+    );
     assert_ne!(state_of(scenario.pid()), Some('T'));
 }
 
@@ -364,7 +513,9 @@ fn cgroup_freeze_holds_and_lets_go() {
         (2, "", "cgroup.events", "frozen 1", "frozen 0"),
         (1, "freezer", "freezer.state", "FROZEN", "THAWED"),
     ] {
-        let Some(cgroup) = TestCgroup::create(version, controller, "freeze") else { continue };
+        let Some(cgroup) = TestCgroup::create(version, controller, "freeze") else {
+            continue;
+        };
         tried += 1;
         let scenario = Scenario::start("seed");
         let pid = scenario.pid();
@@ -372,16 +523,36 @@ fn cgroup_freeze_holds_and_lets_go() {
         let state = || std::fs::read_to_string(cgroup.dir.join(control)).unwrap_or_default();
         let is_frozen = || state().lines().any(|line| line.trim() == frozen);
 
-        let output = plan(&["dump", "--pid", &pid.to_string(), "--freeze", "-o", "/dev/null"]);
+        let output = plan(&[
+            "dump",
+            "--pid",
+            &pid.to_string(),
+            "--freeze",
+            "-o",
+            "/dev/null",
+        ]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "v{version}: {stderr}");
-        assert!(stderr.contains(&format!("cgroup v{version} freezer of {}", cgroup.dir.display())), "{stderr}");
-        assert!(state().lines().any(|line| line.trim() == thawed), "v{version} after the dump: {}", state());
+        assert!(
+            stderr.contains(&format!(
+                "cgroup v{version} freezer of {}",
+                cgroup.dir.display()
+            )),
+            "{stderr}"
+        );
+        assert!(
+            state().lines().any(|line| line.trim() == thawed),
+            "v{version} after the dump: {}",
+            state()
+        );
 
         killed_plan_lets_go(pid, is_frozen, "cgroup");
         drop(scenario);
     }
-    assert!(tried > 0, "no cgroup hierarchy with a freezer is mounted on this machine");
+    assert!(
+        tried > 0,
+        "no cgroup hierarchy with a freezer is mounted on this machine"
+    );
 }
 
 /// `plan dump --freeze` against the scenario files:1000 reads the same

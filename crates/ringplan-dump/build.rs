@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use libbpf_cargo::SkeletonBuilder;
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bpf_dir = manifest_dir.join("../../bpf");
     let source = bpf_dir.join("ringplan.bpf.c");
@@ -20,18 +21,27 @@ fn main() {
     // Rebuild when anything in bpf/ changes, including files added later.
     println!("cargo:rerun-if-changed={}", bpf_dir.display());
     println!("cargo:rerun-if-env-changed=BPF_CLANG");
-    let entries = std::fs::read_dir(&bpf_dir)
-        .unwrap_or_else(|error| panic!("reading the BPF source directory {}: {error}", bpf_dir.display()));
+    let entries = std::fs::read_dir(&bpf_dir).unwrap_or_else(|error| {
+        panic!(
+            "reading the BPF source directory {}: {error}",
+            bpf_dir.display()
+        )
+    });
     for entry in entries.flatten() {
         println!("cargo:rerun-if-changed={}", entry.path().display());
     }
 
     let mut builder = SkeletonBuilder::new();
-    builder.source(&source).clang_args(["-Wall", "-Werror", "-I", &bpf_dir.to_string_lossy()]);
+    builder
+        .source(&source)
+        .clang_args(["-Wall", "-Werror", "-I", &bpf_dir.to_string_lossy()]);
     if let Some(clang) = env::var_os("BPF_CLANG") {
         builder.clang(clang);
     }
     if let Err(error) = builder.build_and_generate(out_dir.join("ringplan.skel.rs")) {
-        panic!("building the BPF program {} (needs clang): {error:#}", source.display());
+        panic!(
+            "building the BPF program {} (needs clang): {error:#}",
+            source.display()
+        );
     }
 }

@@ -11,7 +11,8 @@ pub struct AppArgs {
 }
 
 pub fn run(args: AppArgs) -> Result<(), CliError> {
-    let scenario: ringplan_scenarios::Scenario = args.scenario.parse().map_err(CliError::bad_input)?;
+    let scenario: ringplan_scenarios::Scenario =
+        args.scenario.parse().map_err(CliError::bad_input)?;
     ringplan_scenarios::hold(&scenario, &mut std::io::stdout().lock()).map_err(CliError::failed)?;
     Ok(())
 }

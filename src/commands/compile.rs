@@ -20,7 +20,8 @@ pub struct CompileArgs {
 pub fn run(args: CompileArgs) -> Result<(), CliError> {
     refuse_binary_to_terminal(args.output.as_deref(), "plan")?;
     let image = read_image(&args.input)?;
-    let plan = ringplan_plan::compile(&image).map_err(|error| CliError::bad_input(format!("{}: {error}", args.input)))?;
+    let plan = ringplan_plan::compile(&image)
+        .map_err(|error| CliError::bad_input(format!("{}: {error}", args.input)))?;
     let bytes = ringplan_plan::encode_to_vec(&plan).map_err(CliError::failed)?;
     write_output(args.output.as_deref(), &bytes, "plan")
 }

@@ -27,7 +27,8 @@ impl Drop for ScenarioProcess {
 }
 
 pub fn run() -> Result<(), CliError> {
-    let exe = std::env::current_exe().map_err(|error| CliError::failed(format!("finding this program: {error}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|error| CliError::failed(format!("finding this program: {error}")))?;
     let child = Command::new(&exe)
         .args(["app", "seed"])
         .stdin(Stdio::null())
@@ -35,17 +36,28 @@ pub fn run() -> Result<(), CliError> {
         .spawn()
         .map_err(|error| CliError::failed(format!("starting `plan app seed`: {error}")))?;
     let mut scenario = ScenarioProcess(child);
-    let stdout = scenario.0.stdout.take().ok_or_else(|| CliError::failed("the scenario's stdout is missing"))?;
+    let stdout = scenario
+        .0
+        .stdout
+        .take()
+        .ok_or_else(|| CliError::failed("the scenario's stdout is missing"))?;
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
-        .map_err(|error| CliError::failed(format!("reading the scenario's description: {error}")))?;
-    let description: serde_json::Value = serde_json::from_str(&line)
-        .map_err(|error| CliError::failed(format!("the scenario's description is not JSON ({error}): {line:?}")))?;
+        .map_err(|error| {
+            CliError::failed(format!("reading the scenario's description: {error}"))
+        })?;
+    let description: serde_json::Value = serde_json::from_str(&line).map_err(|error| {
+        CliError::failed(format!(
+            "the scenario's description is not JSON ({error}): {line:?}"
+        ))
+    })?;
     let pid = description["pid"]
         .as_u64()
         .and_then(|pid| u32::try_from(pid).ok())
-        .ok_or_else(|| CliError::failed(format!("the scenario's description has no pid: {line:?}")))?;
+        .ok_or_else(|| {
+            CliError::failed(format!("the scenario's description has no pid: {line:?}"))
+        })?;
 
     print_text(&format!("== plan app seed: {}\n", line.trim_end()))?;
     let mut dumper = Dumper::new(BackendChoice::Auto)?;
@@ -54,8 +66,14 @@ pub fn run() -> Result<(), CliError> {
         eprintln!("plan: warning: {warning}");
     }
     let bytes = ringplan_image::encode_to_vec(&dump.image).map_err(CliError::failed)?;
-    print_text(&format!("\n== plan dump --pid {pid}: {} bytes of CBOR\n", bytes.len()))?;
-    print_text(&format!("\n== plan show --objects\n{}", ringplan_image::view::to_text(&dump.image)))?;
+    print_text(&format!(
+        "\n== plan dump --pid {pid}: {} bytes of CBOR\n",
+        bytes.len()
+    ))?;
+    print_text(&format!(
+        "\n== plan show --objects\n{}",
+        ringplan_image::view::to_text(&dump.image)
+    ))?;
     let plan = ringplan_plan::compile(&dump.image).map_err(CliError::failed)?;
     print_text(&format!("\n== plan show\n{}", plan.to_text()))?;
     drop(scenario);
@@ -71,11 +89,15 @@ pub fn run() -> Result<(), CliError> {
         .stdin(Stdio::null())
         .output();
     let _ = std::fs::remove_file(&image_path);
-    let restore = restore.map_err(|error| CliError::failed(format!("starting `plan exec`: {error}")))?;
+    let restore =
+        restore.map_err(|error| CliError::failed(format!("starting `plan exec`: {error}")))?;
     print_text(&String::from_utf8_lossy(&restore.stdout))?;
     eprint!("{}", String::from_utf8_lossy(&restore.stderr));
     if !restore.status.success() {
-        return Err(CliError::failed(format!("the restore did not verify ({})", restore.status)));
+        return Err(CliError::failed(format!(
+            "the restore did not verify ({})",
+            restore.status
+        )));
     }
     Ok(())
 }

@@ -65,11 +65,19 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
         BackendArg::Bpf => BackendChoice::Bpf,
         BackendArg::Fdinfo => BackendChoice::Fdinfo,
     };
-    let selection = if args.fds.is_empty() { Selection::All } else { Selection::RingFds(&args.fds) };
+    let selection = if args.fds.is_empty() {
+        Selection::All
+    } else {
+        Selection::RingFds(&args.fds)
+    };
     // ringplan_dump::dump opens the target before loading BPF: a caller
     // without ptrace rights over it (or a pid that is no process) is told so
     // on one line, before libbpf, refused, prints lines of its own.
-    let options = DumpOptions { selection, backend: choice, freeze: args.freeze.map(FreezeMethod::from) };
+    let options = DumpOptions {
+        selection,
+        backend: choice,
+        freeze: args.freeze.map(FreezeMethod::from),
+    };
     let dump = ringplan_dump::dump_with(args.pid, options)?;
     for warning in &dump.warnings {
         eprintln!("plan: warning: {warning}");

@@ -89,7 +89,9 @@ impl Stdio {
                 Ok(copy) => copy,
                 Err(errno) => {
                     stdio.restore();
-                    return Err(CliError::failed(format!("moving fd {fd} out of the plan's way: {errno}")));
+                    return Err(CliError::failed(format!(
+                        "moving fd {fd} out of the plan's way: {errno}"
+                    )));
                 }
             };
             // SAFETY: fd `fd` is open (checked above) and is ours to close:
@@ -110,7 +112,9 @@ impl Stdio {
                         Ok(written) => bytes = &bytes[written..],
                         Err(rustix::io::Errno::INTR) => continue,
                         Err(rustix::io::Errno::PIPE) => return Err(CliError::BrokenPipe),
-                        Err(errno) => return Err(CliError::failed(format!("writing output: {errno}"))),
+                        Err(errno) => {
+                            return Err(CliError::failed(format!("writing output: {errno}")))
+                        }
                     }
                 }
                 Ok(())
@@ -147,10 +151,9 @@ fn open_inputs(args: &ExecArgs, plan: &Plan) -> Result<Inputs, CliError> {
         let (id, path) = given
             .split_once('=')
             .ok_or_else(|| CliError::bad_input(format!("--input {given:?}: expected ID=PATH")))?;
-        let id: u32 = id
-            .trim_start_matches('#')
-            .parse()
-            .map_err(|_| CliError::bad_input(format!("--input {given:?}: {id:?} is not an object id")))?;
+        let id: u32 = id.trim_start_matches('#').parse().map_err(|_| {
+            CliError::bad_input(format!("--input {given:?}: {id:?} is not an object id"))
+        })?;
         let access = plan
             .steps
             .iter()
@@ -158,11 +161,21 @@ fn open_inputs(args: &ExecArgs, plan: &Plan) -> Result<Inputs, CliError> {
                 Op::ExternalInput(input) if step.object == Some(ObjectId(id)) => input.flags,
                 _ => None,
             })
-            .map_or(OFlags::RDONLY, |flags| OFlags::from_bits_retain(flags) & OFlags::RWMODE);
-        let fd = rustix::fs::open(path, access | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK, Mode::empty())
-            .map_err(|errno| CliError::bad_input(format!("--input {given}: cannot open {path}: {errno}")))?;
-        let fd: OwnedFd = rustix::io::fcntl_dupfd_cloexec(&fd, plan.temp_fd_floor)
-            .map_err(|errno| CliError::failed(format!("--input {given}: fcntl(F_DUPFD_CLOEXEC): {errno}")))?;
+            .map_or(OFlags::RDONLY, |flags| {
+                OFlags::from_bits_retain(flags) & OFlags::RWMODE
+            });
+        let fd = rustix::fs::open(
+            path,
+            access | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(|errno| {
+            CliError::bad_input(format!("--input {given}: cannot open {path}: {errno}"))
+        })?;
+        let fd: OwnedFd =
+            rustix::io::fcntl_dupfd_cloexec(&fd, plan.temp_fd_floor).map_err(|errno| {
+                CliError::failed(format!("--input {given}: fcntl(F_DUPFD_CLOEXEC): {errno}"))
+            })?;
         inputs.insert(ObjectId(id), fd);
     }
     Ok(inputs)
@@ -177,19 +190,30 @@ fn process_state() -> (Vec<(String, String)>, Vec<String>) {
                 .filter_map(Result::ok)
                 .filter_map(|entry| {
                     let target = std::fs::read_link(entry.path()).ok()?;
-                    Some((entry.file_name().to_string_lossy().into_owned(), target.to_string_lossy().into_owned()))
+                    Some((
+                        entry.file_name().to_string_lossy().into_owned(),
+                        target.to_string_lossy().into_owned(),
+                    ))
                 })
                 .collect()
         })
         .unwrap_or_default();
     fds.sort();
     let maps = std::fs::read_to_string("/proc/self/maps")
-        .map(|text| text.lines().filter(|line| !line.ends_with("[heap]")).map(str::to_owned).collect())
+        .map(|text| {
+            text.lines()
+                .filter(|line| !line.ends_with("[heap]"))
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     (fds, maps)
 }
 
-fn describe_state_change(before: &(Vec<(String, String)>, Vec<String>), after: &(Vec<(String, String)>, Vec<String>)) -> Vec<String> {
+fn describe_state_change(
+    before: &(Vec<(String, String)>, Vec<String>),
+    after: &(Vec<(String, String)>, Vec<String>),
+) -> Vec<String> {
     let mut changes = Vec::new();
     for fd in after.0.iter().filter(|fd| !before.0.contains(fd)) {
         changes.push(format!("fd {} -> {} left open", fd.0, fd.1));
@@ -210,13 +234,16 @@ pub fn run(args: ExecArgs) -> Result<(), CliError> {
     let (image, plan): (Option<Image>, Plan) = match read_document(&args.input)? {
         Document::Plan(plan) => (None, plan),
         Document::Image(image) => {
-            let plan =
-                ringplan_plan::compile(&image).map_err(|error| CliError::bad_input(format!("{}: {error}", args.input)))?;
+            let plan = ringplan_plan::compile(&image)
+                .map_err(|error| CliError::bad_input(format!("{}: {error}", args.input)))?;
             (Some(image), plan)
         }
     };
     if args.verify && image.is_none() {
-        return Err(CliError::bad_input(format!("{} is a plan; --verify needs the image to compare with", args.input)));
+        return Err(CliError::bad_input(format!(
+            "{} is a plan; --verify needs the image to compare with",
+            args.input
+        )));
     }
     let options = ExecOptions {
         substitute_external: args.substitute_external,
@@ -244,7 +271,8 @@ fn run_with(
 
     if args.dry_run {
         let mut text = plan.to_text();
-        let report = ringplan_exec::preflight(plan, &inputs, &mut memory, options).map_err(exec_error)?;
+        let report =
+            ringplan_exec::preflight(plan, &inputs, &mut memory, options).map_err(exec_error)?;
         text.push_str(&format!(
             "preflight: ok: fds {:?} free; RLIMIT_NOFILE {} needed (soft {}, hard {}{}); {} bytes of buffers pinned; \
              kernel accepts setup flags {:?} (features {:#x}); external inputs: {}\n",
@@ -277,17 +305,29 @@ fn run_with(
             if let Some(before) = before {
                 let changes = describe_state_change(&before, &process_state());
                 if !changes.is_empty() {
-                    return Err(CliError::failed(format!("{error}; but the undo left changes: {}", changes.join("; "))));
+                    return Err(CliError::failed(format!(
+                        "{error}; but the undo left changes: {}",
+                        changes.join("; ")
+                    )));
                 }
             }
             return Err(exec_error(error));
         }
     };
-    let substituted: Vec<ObjectId> = restored.substituted.iter().map(|substitution| substitution.object).collect();
+    let substituted: Vec<ObjectId> = restored
+        .substituted
+        .iter()
+        .map(|substitution| substitution.object)
+        .collect();
 
     if let Some(image) = image.filter(|_| args.verify) {
         let dump = Dumper::new(BackendChoice::Bpf)?.dump(std::process::id(), Selection::All)?;
-        let comparison = ringplan_exec::verify::compare(image, &dump.image, &substituted, &restored.skipped_mappings);
+        let comparison = ringplan_exec::verify::compare(
+            image,
+            &dump.image,
+            &substituted,
+            &restored.skipped_mappings,
+        );
         if !comparison.is_faithful() {
             let mut text = String::new();
             for difference in &comparison.differences {
@@ -314,7 +354,11 @@ fn run_with(
                 _ => None,
             })
             .filter(|fd| {
-                restored.fds.values().flatten().any(|owned| owned.as_raw_fd() == *fd)
+                restored
+                    .fds
+                    .values()
+                    .flatten()
+                    .any(|owned| owned.as_raw_fd() == *fd)
                     && std::fs::read_link(format!("/proc/self/fd/{fd}"))
                         .is_ok_and(|target| target.to_string_lossy() == "anon_inode:[io_uring]")
             })

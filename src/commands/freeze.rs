@@ -29,21 +29,44 @@ pub struct FreezeArgs {
 }
 
 pub fn run(args: FreezeArgs) -> Result<(), CliError> {
-    let (program, arguments) = args.command.split_first().ok_or_else(|| CliError::bad_input("no command given"))?;
+    let (program, arguments) = args
+        .command
+        .split_first()
+        .ok_or_else(|| CliError::bad_input("no command given"))?;
     // A command that cannot run is bad input: say so before the target is
     // touched, not after holding it for nothing.
     let program = find_program(program).ok_or_else(|| {
-        CliError::bad_input(format!("cannot run {}: no such executable", program.to_string_lossy()))
+        CliError::bad_input(format!(
+            "cannot run {}: no such executable",
+            program.to_string_lossy()
+        ))
     })?;
     let target = Target::open(args.pid).map_err(|error| CliError::from(DumpError::from(error)))?;
-    let frozen = Frozen::hold(&target, args.method.into()).map_err(|error| CliError::from(DumpError::from(error)))?;
-    eprintln!("plan: pid {} is held still by {}", args.pid, frozen.held_by());
-    let status = std::process::Command::new(&program).args(arguments).status();
-    let held_for = frozen.release().map_err(|error| CliError::from(DumpError::from(error)))?;
-    eprintln!("plan: pid {} let go after {:.1} ms", args.pid, held_for.as_secs_f64() * 1e3);
-    let status = status.map_err(|error| CliError::failed(format!("running {}: {error}", program.display())))?;
+    let frozen = Frozen::hold(&target, args.method.into())
+        .map_err(|error| CliError::from(DumpError::from(error)))?;
+    eprintln!(
+        "plan: pid {} is held still by {}",
+        args.pid,
+        frozen.held_by()
+    );
+    let status = std::process::Command::new(&program)
+        .args(arguments)
+        .status();
+    let held_for = frozen
+        .release()
+        .map_err(|error| CliError::from(DumpError::from(error)))?;
+    eprintln!(
+        "plan: pid {} let go after {:.1} ms",
+        args.pid,
+        held_for.as_secs_f64() * 1e3
+    );
+    let status = status
+        .map_err(|error| CliError::failed(format!("running {}: {error}", program.display())))?;
     // A command killed by a signal ends like a shell would say: 128 + signal.
-    let code = status.code().or_else(|| status.signal().map(|signal| 128 + signal)).unwrap_or(1);
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(1);
     match u8::try_from(code) {
         Ok(0) => Ok(()),
         Ok(code) => Err(CliError::CommandStatus(code)),
@@ -54,12 +77,16 @@ pub fn run(args: FreezeArgs) -> Result<(), CliError> {
 /// The executable `program` names: itself when it has a `/`, else the first
 /// match on `PATH`, as `execvp` would find it.
 fn find_program(program: &OsStr) -> Option<PathBuf> {
-    let is_executable =
-        |path: &Path| path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+    let is_executable = |path: &Path| {
+        path.metadata()
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
     if program.as_encoded_bytes().contains(&b'/') {
         let path = PathBuf::from(program);
         return is_executable(&path).then_some(path);
     }
     let search = std::env::var_os("PATH")?;
-    std::env::split_paths(&search).map(|dir| dir.join(program)).find(|path| is_executable(path))
+    std::env::split_paths(&search)
+        .map(|dir| dir.join(program))
+        .find(|path| is_executable(path))
 }

@@ -27,11 +27,15 @@ pub fn refuse_binary_to_terminal(output: Option<&Path>, what: &str) -> Result<()
 /// Writes `bytes` to `output` (a file), or to stdout.
 pub fn write_output(output: Option<&Path>, bytes: &[u8], what: &str) -> Result<(), CliError> {
     match output {
-        Some(path) => std::fs::write(path, bytes)
-            .map_err(|error| CliError::failed(format!("writing {what} to {}: {error}", path.display()))),
+        Some(path) => std::fs::write(path, bytes).map_err(|error| {
+            CliError::failed(format!("writing {what} to {}: {error}", path.display()))
+        }),
         None => {
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(bytes).and_then(|()| stdout.flush()).map_err(|error| CliError::output(what, error))
+            stdout
+                .write_all(bytes)
+                .and_then(|()| stdout.flush())
+                .map_err(|error| CliError::output(what, error))
         }
     }
 }
@@ -39,5 +43,8 @@ pub fn write_output(output: Option<&Path>, bytes: &[u8], what: &str) -> Result<(
 /// Writes text to stdout.
 pub fn print_text(text: &str) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(|error| CliError::output("output", error))
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| CliError::output("output", error))
 }

@@ -39,7 +39,10 @@ pub fn run(args: ShowArgs) -> Result<(), CliError> {
     let document = read_document(&args.input)?;
     if args.objects {
         let Document::Image(image) = document else {
-            return Err(CliError::bad_input(format!("{} is a plan; --objects needs an image", args.input)));
+            return Err(CliError::bad_input(format!(
+                "{} is a plan; --objects needs an image",
+                args.input
+            )));
         };
         let text = match args.format {
             Format::Text => ringplan_image::view::to_text(&image),
@@ -49,9 +52,8 @@ pub fn run(args: ShowArgs) -> Result<(), CliError> {
     }
     let plan = match document {
         Document::Plan(plan) => plan,
-        Document::Image(image) => {
-            ringplan_plan::compile(&image).map_err(|error| CliError::bad_input(format!("{}: {error}", args.input)))?
-        }
+        Document::Image(image) => ringplan_plan::compile(&image)
+            .map_err(|error| CliError::bad_input(format!("{}: {error}", args.input)))?,
     };
     match (args.dot, args.format) {
         (true, _) => print_text(&plan.to_dot()),

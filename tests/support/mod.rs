@@ -29,7 +29,9 @@ impl Scenario {
             .expect("starting `plan app`");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("reading the scenario's line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading the scenario's line");
         let description = serde_json::from_str(&line).unwrap_or_else(|error| {
             let _ = child.kill();
             let mut stderr = String::new();
@@ -42,7 +44,9 @@ impl Scenario {
     }
 
     pub fn pid(&self) -> u32 {
-        self.description["pid"].as_u64().expect("pid in the description") as u32
+        self.description["pid"]
+            .as_u64()
+            .expect("pid in the description") as u32
     }
 }
 
@@ -65,7 +69,11 @@ impl Drop for Scenario {
 
 /// Runs `plan ARGS...`.
 pub fn plan(args: &[&str]) -> Output {
-    Command::new(PLAN).args(args).stdin(Stdio::null()).output().expect("running plan")
+    Command::new(PLAN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running plan")
 }
 
 /// Runs `plan ARGS...` and returns stdout, failing the test on a non-zero
@@ -103,12 +111,18 @@ pub fn dump_json(pid: u32, backend: &str, dir: &Path, extra: &[&str]) -> serde_j
 
 /// The objects of a JSON view of one kind, in id order.
 pub fn objects_of_kind<'a>(view: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
-    view["objects"].as_array().expect("objects").iter().filter(|object| object["kind"] == kind).collect()
+    view["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter(|object| object["kind"] == kind)
+        .collect()
 }
 
 /// Writes `value` to a procfs or cgroupfs file.
 pub fn write_file(path: &Path, value: &str) {
-    std::fs::write(path, value).unwrap_or_else(|error| panic!("writing {value:?} to {}: {error}", path.display()));
+    std::fs::write(path, value)
+        .unwrap_or_else(|error| panic!("writing {value:?} to {}: {error}", path.display()));
 }
 
 /// A cgroup made for one test (v2, or a v1 hierarchy with `controller`),
@@ -137,7 +151,8 @@ impl TestCgroup {
             return None;
         };
         let dir = root.join(format!("ringplan-test-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
         Some(TestCgroup { dir, root })
     }
 
@@ -161,7 +176,9 @@ impl Drop for TestCgroup {
 /// registered files by name, SqThread hidden, no eventfd-semaphore), or
 /// `None` when it can. Printed by the tests that then expect the refusal.
 pub fn fdinfo_backend_refusal() -> Option<String> {
-    ringplan_dump::fdinfo_format::check().err().map(|error| error.to_string())
+    ringplan_dump::fdinfo_format::check()
+        .err()
+        .map(|error| error.to_string())
 }
 
 /// Whether the kernel's fdinfo prints a registered file's path (6.18) and
@@ -169,7 +186,8 @@ pub fn fdinfo_backend_refusal() -> Option<String> {
 /// was closed has no trusted pointer for bpf_d_path and no path in fdinfo,
 /// so its path is unknown in a dump.
 pub fn kernel_shows_registered_file_paths() -> bool {
-    ringplan_dump::fdinfo_format::shows_registered_file_paths().expect("probing the kernel's fdinfo format")
+    ringplan_dump::fdinfo_format::shows_registered_file_paths()
+        .expect("probing the kernel's fdinfo format")
 }
 
 /// Dumps `pid` with the fdinfo backend on a kernel whose format it cannot
@@ -177,10 +195,24 @@ pub fn kernel_shows_registered_file_paths() -> bool {
 pub fn expect_fdinfo_refusal(pid: u32, dir: &Path, refusal: &str) {
     let image = dir.join(format!("{pid}-refused.img"));
     let image_text = image.to_str().expect("utf-8 path");
-    let output = plan(&["dump", "--pid", &pid.to_string(), "--backend", "fdinfo", "-o", image_text]);
+    let output = plan(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--backend",
+        "fdinfo",
+        "-o",
+        image_text,
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "the fdinfo dump should be refused on this kernel: {refusal}");
-    assert!(stderr.contains(refusal), "refusal {refusal:?} not in: {stderr}");
+    assert!(
+        !output.status.success(),
+        "the fdinfo dump should be refused on this kernel: {refusal}"
+    );
+    assert!(
+        stderr.contains(refusal),
+        "refusal {refusal:?} not in: {stderr}"
+    );
     assert!(!image.exists(), "a refused dump wrote {}", image.display());
     eprintln!("fdinfo backend refused on this kernel, as it must be: {refusal}");
 }

@@ -10,8 +10,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use ringplan_image::{
-    setup_flags, validate, Eventfd, FdEntry, File, FileType, Image, ImageError, Object, ObjectId, ObjectKind, Ring,
-    RingEventfd, RingField, RingMapping, RingSetup, Source,
+    setup_flags, validate, Eventfd, FdEntry, File, FileType, Image, ImageError, Object, ObjectId,
+    ObjectKind, Ring, RingEventfd, RingField, RingMapping, RingSetup, Source,
 };
 
 use crate::raw::{EventfdKey, FileKey, Known, RawFile, RawFileRole, RawRing, RawState, RingKey};
@@ -73,8 +73,12 @@ pub fn assemble(
         let id = ObjectId(position as u32 + 1);
         let fds = index.take_fds(key);
         let kind = match key {
-            Key::Ring(ring_key) => ObjectKind::Ring(build_ring(raw, &walked, &ids, &sq_groups, mappings, ring_key)?),
-            Key::Eventfd(eventfd_key) => ObjectKind::Eventfd(build_eventfd(raw, &index, eventfd_key)?),
+            Key::Ring(ring_key) => ObjectKind::Ring(build_ring(
+                raw, &walked, &ids, &sq_groups, mappings, ring_key,
+            )?),
+            Key::Eventfd(eventfd_key) => {
+                ObjectKind::Eventfd(build_eventfd(raw, &index, eventfd_key)?)
+            }
             Key::File(file) => ObjectKind::File(build_file(index.files[file].1)),
         };
         objects.push(Object { id, fds, kind });
@@ -98,13 +102,20 @@ struct Index<'a> {
 
 impl<'a> Index<'a> {
     fn new(raw: &'a RawState) -> Index<'a> {
-        let files: Vec<(FileKey, &RawFile)> = raw.files.iter().map(|(key, file)| (*key, file)).collect();
-        let position: HashMap<FileKey, usize> =
-            files.iter().enumerate().map(|(position, (key, _))| (*key, position)).collect();
+        let files: Vec<(FileKey, &RawFile)> =
+            raw.files.iter().map(|(key, file)| (*key, file)).collect();
+        let position: HashMap<FileKey, usize> = files
+            .iter()
+            .enumerate()
+            .map(|(position, (key, _))| (*key, position))
+            .collect();
         let mut fds: Vec<Vec<FdEntry>> = vec![Vec::new(); files.len()];
         for fd in &raw.fds {
             if let Some(&file) = position.get(&fd.file) {
-                fds[file].push(FdEntry { fd: fd.fd, cloexec: fd.cloexec });
+                fds[file].push(FdEntry {
+                    fd: fd.fd,
+                    cloexec: fd.cloexec,
+                });
             }
         }
         for entries in &mut fds {
@@ -122,7 +133,12 @@ impl<'a> Index<'a> {
                 RawFileRole::Plain => None,
             })
             .collect();
-        Index { files, position, fds, file_of }
+        Index {
+            files,
+            position,
+            fds,
+            file_of,
+        }
     }
 
     /// The position of `key`'s file, when it has one.
@@ -134,13 +150,17 @@ impl<'a> Index<'a> {
     }
 
     fn fds_of(&self, key: Key) -> &[FdEntry] {
-        self.file_position(key).and_then(|file| self.fds.get(file)).map_or(&[], Vec::as_slice)
+        self.file_position(key)
+            .and_then(|file| self.fds.get(file))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The fds of `key`, moved out: each object is built once.
     fn take_fds(&mut self, key: Key) -> Vec<FdEntry> {
         let file = self.file_position(key);
-        file.and_then(|file| self.fds.get_mut(file)).map(std::mem::take).unwrap_or_default()
+        file.and_then(|file| self.fds.get_mut(file))
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     fn lowest_fd(&self, key: Key) -> Option<i32> {
@@ -149,10 +169,9 @@ impl<'a> Index<'a> {
 
     /// The object a file (an fd's or a registered slot's) stands for.
     fn key_of_file(&self, file: FileKey) -> Result<Key, AssembleError> {
-        let position = *self
-            .position
-            .get(&file)
-            .ok_or_else(|| AssembleError::Inconsistent(format!("a registered file was not read (file {file:#x})")))?;
+        let position = *self.position.get(&file).ok_or_else(|| {
+            AssembleError::Inconsistent(format!("a registered file was not read (file {file:#x})"))
+        })?;
         Ok(match self.files[position].1.role {
             RawFileRole::Ring(ring) => Key::Ring(ring),
             RawFileRole::Eventfd(eventfd) => Key::Eventfd(eventfd),
@@ -161,20 +180,29 @@ impl<'a> Index<'a> {
     }
 }
 
-fn roots(raw: &RawState, index: &Index<'_>, selection: Selection<'_>) -> Result<Vec<Key>, AssembleError> {
+fn roots(
+    raw: &RawState,
+    index: &Index<'_>,
+    selection: Selection<'_>,
+) -> Result<Vec<Key>, AssembleError> {
     match selection {
         Selection::All => {
             let mut rings: Vec<Key> = raw.rings.keys().map(|ring| Key::Ring(*ring)).collect();
             // Rings held at an fd by that fd; any other by identity, which is
             // stable for as long as the process keeps the ring.
-            rings.sort_by_cached_key(|key| (index.lowest_fd(*key).unwrap_or(i32::MAX), ring_key(*key)));
+            rings.sort_by_cached_key(|key| {
+                (index.lowest_fd(*key).unwrap_or(i32::MAX), ring_key(*key))
+            });
             Ok(rings)
         }
         Selection::RingFds(fds) => {
             let mut roots = Vec::new();
             for &fd in fds {
-                let raw_fd =
-                    raw.fds.iter().find(|raw_fd| raw_fd.fd == fd).ok_or(AssembleError::NoSuchFd { fd })?;
+                let raw_fd = raw
+                    .fds
+                    .iter()
+                    .find(|raw_fd| raw_fd.fd == fd)
+                    .ok_or(AssembleError::NoSuchFd { fd })?;
                 match index.key_of_file(raw_fd.file)? {
                     Key::Ring(ring) if raw.rings.contains_key(&ring) => roots.push(Key::Ring(ring)),
                     _ => return Err(AssembleError::NotARing { fd }),
@@ -201,7 +229,10 @@ fn sq_thread_creator(raw: &RawState, ring: &RawRing) -> Option<RingKey> {
     }
     let thread = ring.sq_thread?;
     let mut creators = raw.rings.iter().filter(|(_, other)| {
-        other.sq_thread == Some(thread) && other.flags.is_some_and(|flags| flags & setup_flags::ATTACH_WQ == 0)
+        other.sq_thread == Some(thread)
+            && other
+                .flags
+                .is_some_and(|flags| flags & setup_flags::ATTACH_WQ == 0)
     });
     // Each ring without ATTACH_WQ makes its own SQ thread, so at most one
     // ring can be the creator.
@@ -232,10 +263,11 @@ fn walk(raw: &RawState, index: &Index<'_>, roots: Vec<Key>) -> Result<Walked, As
         }
         order.push(key);
         let Key::Ring(ring_key) = key else { continue };
-        let ring = raw
-            .rings
-            .get(&ring_key)
-            .ok_or_else(|| AssembleError::Inconsistent(format!("ring {ring_key:#x} is referenced but was not read")))?;
+        let ring = raw.rings.get(&ring_key).ok_or_else(|| {
+            AssembleError::Inconsistent(format!(
+                "ring {ring_key:#x} is referenced but was not read"
+            ))
+        })?;
         if let Some(creator) = sq_thread_creator(raw, ring) {
             queue.push_back(Key::Ring(creator));
         }
@@ -283,9 +315,17 @@ impl Ids {
 fn assign_ids(index: &Index<'_>, reached: &[Key]) -> (Ids, Vec<Key>) {
     let mut ordered: Vec<(usize, Key)> = reached.iter().copied().enumerate().collect();
     ordered.sort_by_cached_key(|(reached_at, key)| {
-        (kind_rank(*key), index.lowest_fd(*key).map_or((1, 0, *reached_at), |fd| (0, fd, 0)))
+        (
+            kind_rank(*key),
+            index
+                .lowest_fd(*key)
+                .map_or((1, 0, *reached_at), |fd| (0, fd, 0)),
+        )
     });
-    let mut ids = Ids { files: vec![None; index.files.len()], others: HashMap::new() };
+    let mut ids = Ids {
+        files: vec![None; index.files.len()],
+        others: HashMap::new(),
+    };
     for (position, (_, key)) in ordered.iter().enumerate() {
         let id = ObjectId(position as u32 + 1);
         match *key {
@@ -345,9 +385,10 @@ fn build_ring(
         None
     };
     let eventfd = match raw_ring.eventfd {
-        Known::Known(Some(eventfd)) => {
-            Some(RingEventfd { object: id_of(Key::Eventfd(eventfd.eventfd))?, is_async: eventfd.is_async })
-        }
+        Known::Known(Some(eventfd)) => Some(RingEventfd {
+            object: id_of(Key::Eventfd(eventfd.eventfd))?,
+            is_async: eventfd.is_async,
+        }),
         Known::Known(None) => None,
         Known::Unknown => {
             unknown.push(RingField::Eventfd);
@@ -359,8 +400,15 @@ fn build_ring(
         .slots
         .get(&ring_key)
         .ok_or_else(|| AssembleError::Inconsistent(format!("ring {ring_key:#x} was not walked")))?;
-    let files = table.iter().map(|slot| slot.map(id_of).transpose()).collect::<Result<Vec<_>, _>>()?;
-    let ring_mappings = raw_ring.inode.and_then(|inode| mappings.get(&inode)).cloned().unwrap_or_default();
+    let files = table
+        .iter()
+        .map(|slot| slot.map(id_of).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
+    let ring_mappings = raw_ring
+        .inode
+        .and_then(|inode| mappings.get(&inode))
+        .cloned()
+        .unwrap_or_default();
     Ok(Ring {
         setup: RingSetup {
             flags,
@@ -369,8 +417,12 @@ fn build_ring(
             sq_thread_cpu,
             sq_thread_idle_ms,
         },
-        wq_parent: sq_thread_creator(raw, raw_ring).map(|creator| id_of(Key::Ring(creator))).transpose()?,
-        sq_group: raw_ring.sq_thread.and_then(|thread| sq_groups.get(&thread).copied()),
+        wq_parent: sq_thread_creator(raw, raw_ring)
+            .map(|creator| id_of(Key::Ring(creator)))
+            .transpose()?,
+        sq_group: raw_ring
+            .sq_thread
+            .and_then(|thread| sq_groups.get(&thread).copied()),
         eventfd,
         files,
         buffers: raw_ring.buffers.clone(),
@@ -379,17 +431,26 @@ fn build_ring(
     })
 }
 
-fn build_eventfd(raw: &RawState, index: &Index<'_>, eventfd_key: EventfdKey) -> Result<Eventfd, AssembleError> {
-    let raw_eventfd = raw
-        .eventfds
-        .get(&eventfd_key)
-        .ok_or_else(|| AssembleError::Inconsistent(format!("eventfd {eventfd_key:#x} was not read")))?;
+fn build_eventfd(
+    raw: &RawState,
+    index: &Index<'_>,
+    eventfd_key: EventfdKey,
+) -> Result<Eventfd, AssembleError> {
+    let raw_eventfd = raw.eventfds.get(&eventfd_key).ok_or_else(|| {
+        AssembleError::Inconsistent(format!("eventfd {eventfd_key:#x} was not read"))
+    })?;
     // The file's flags say whether it is non-blocking now (fcntl can change
     // it); the context's flags only say how it was created.
-    let file_flags =
-        index.file_of.get(&Key::Eventfd(eventfd_key)).and_then(|&file| index.files[file].1.flags);
+    let file_flags = index
+        .file_of
+        .get(&Key::Eventfd(eventfd_key))
+        .and_then(|&file| index.files[file].1.flags);
     let nonblock = file_flags.unwrap_or(raw_eventfd.flags) & O_NONBLOCK != 0;
-    Ok(Eventfd { count: raw_eventfd.count, semaphore: raw_eventfd.flags & EFD_SEMAPHORE != 0, nonblock })
+    Ok(Eventfd {
+        count: raw_eventfd.count,
+        semaphore: raw_eventfd.flags & EFD_SEMAPHORE != 0,
+        nonblock,
+    })
 }
 
 fn build_file(raw_file: &RawFile) -> File {

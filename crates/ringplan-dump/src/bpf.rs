@@ -74,10 +74,12 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{AsRawLibbpf, Iter, Link, MapCore, MapFlags, OpenObject};
 use ringplan_image::{setup_flags, Buffer, MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
 
-use crate::raw::{Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawRingEventfd, RawState};
+use crate::raw::{
+    Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawRingEventfd, RawState,
+};
 use records::{
-    BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord, Layout, Record, Records,
-    RequestKind, RingRecord, Role, Table,
+    BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord, Layout,
+    Record, Records, RequestKind, RingRecord, Role, Table,
 };
 use skeleton::{RingplanSkel, RingplanSkelBuilder};
 
@@ -129,7 +131,11 @@ pub enum BpfError {
     },
     /// The BPF program wrote something this side cannot parse.
     #[error("malformed record from the {pass} iterator at byte {offset}: {reason}")]
-    MalformedRecord { pass: Pass, offset: usize, reason: String },
+    MalformedRecord {
+        pass: Pass,
+        offset: usize,
+        reason: String,
+    },
     /// The records parse but do not fit together (a bug on one side).
     #[error("inconsistent records from the {pass} iterator: {reason}")]
     Inconsistent { pass: Pass, reason: String },
@@ -138,8 +144,15 @@ pub enum BpfError {
     #[error("pid {pid} changed while it was read: {what}")]
     TargetChanged { pid: u32, what: String },
     /// A chunk of a registered table was asked for and not answered.
-    #[error("the {table} table of ring {ring:#x} came back incomplete: slots {start}..{end} missing")]
-    IncompleteTable { ring: u64, table: String, start: u32, end: u32 },
+    #[error(
+        "the {table} table of ring {ring:#x} came back incomplete: slots {start}..{end} missing"
+    )]
+    IncompleteTable {
+        ring: u64,
+        table: String,
+        start: u32,
+        end: u32,
+    },
     /// A registered buffer slot holds a kernel-owned buffer (e.g. ublk's),
     /// which an image cannot describe.
     #[error("ring {ring:#x} buffer slot {index} holds a kernel-owned buffer, which cannot be checkpointed")]
@@ -167,7 +180,10 @@ impl BpfError {
     /// load, or the io_uring layout is unknown), so that falling back to
     /// another backend is the right response.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, BpfError::Unavailable { .. } | BpfError::LayoutNotRecognised { .. })
+        matches!(
+            self,
+            BpfError::Unavailable { .. } | BpfError::LayoutNotRecognised { .. }
+        )
     }
 }
 
@@ -210,9 +226,16 @@ impl BpfDumper {
     /// [`BpfError::LayoutNotRecognised`] when the kernel's io_uring
     /// structures lack a field the program reads.
     pub fn load() -> Result<BpfDumper, BpfError> {
-        let self_pid = rustix::process::getpid().as_raw_nonzero().get().unsigned_abs();
-        let mut dumper =
-            BpfDumper { skeleton: LoadedSkeleton::load()?, fops: Fops::default(), self_pid, measured_hz: None };
+        let self_pid = rustix::process::getpid()
+            .as_raw_nonzero()
+            .get()
+            .unsigned_abs();
+        let mut dumper = BpfDumper {
+            skeleton: LoadedSkeleton::load()?,
+            fops: Fops::default(),
+            self_pid,
+            measured_hz: None,
+        };
         dumper.fops = dumper.probe_fops()?;
         if let Some(bss) = dumper.skeleton.skeleton.maps.bss_data.as_deref_mut() {
             bss.ring_fops = dumper.fops.ring;
@@ -238,12 +261,23 @@ impl BpfDumper {
         let eventfd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
             .map_err(|errno| unavailable("creating a probe eventfd", errno.into()))?;
         let requests = [
-            Request { local_fd: ring, expected_ctx: 0, want: Want::Probe },
-            Request { local_fd: eventfd, expected_ctx: 0, want: Want::Probe },
+            Request {
+                local_fd: ring,
+                expected_ctx: 0,
+                want: Want::Probe,
+            },
+            Request {
+                local_fd: eventfd,
+                expected_ctx: 0,
+                want: Want::Probe,
+            },
         ];
         let bytes = match self.run_chunk_round(&requests) {
             Err(BpfError::Attach { source, .. }) => {
-                return Err(unavailable("attaching a task iterator limited to one process (needs Linux 6.1)", source))
+                return Err(unavailable(
+                    "attaching a task iterator limited to one process (needs Linux 6.1)",
+                    source,
+                ))
             }
             other => other?,
         };
@@ -253,7 +287,12 @@ impl BpfDumper {
                 answers.insert(probe.fd, probe.f_op);
             }
         }
-        let answer = |request: &Request| answers.get(&fd_number(&request.local_fd)).copied().filter(|&f_op| f_op != 0);
+        let answer = |request: &Request| {
+            answers
+                .get(&fd_number(&request.local_fd))
+                .copied()
+                .filter(|&f_op| f_op != 0)
+        };
         match (answer(&requests[0]), answer(&requests[1])) {
             (Some(ring), Some(eventfd)) if ring != eventfd => Ok(Fops { ring, eventfd }),
             _ => Err(BpfError::Inconsistent {
@@ -266,7 +305,11 @@ impl BpfDumper {
     /// Reads the io_uring state of `pid`. `pidfd` is an open pidfd of the
     /// same process (`pidfd_open`): it picks the process for the iterator
     /// and is the handle `pidfd_getfd` copies ring fds through.
-    pub fn read(&mut self, pid: u32, pidfd: BorrowedFd<'_>) -> Result<crate::raw::RawState, BpfError> {
+    pub fn read(
+        &mut self,
+        pid: u32,
+        pidfd: BorrowedFd<'_>,
+    ) -> Result<crate::raw::RawState, BpfError> {
         let target_bytes = self.run_target_pass(pid, pidfd)?;
         let mut reading = Reading::from_target_records(&target_bytes, self.fops)?;
         self.read_rings(pid, pidfd, &mut reading)?;
@@ -280,11 +323,18 @@ impl BpfDumper {
     /// it tells whether the fds changed while the rings were being read.
     /// Paths and eventfds are not read this time (`identities_only`),
     /// which takes the second look from 0.8 to 0.6 us per fd.
-    pub fn fd_table(&mut self, pid: u32, pidfd: BorrowedFd<'_>) -> Result<Vec<crate::raw::RawFd>, BpfError> {
+    pub fn fd_table(
+        &mut self,
+        pid: u32,
+        pidfd: BorrowedFd<'_>,
+    ) -> Result<Vec<crate::raw::RawFd>, BpfError> {
         self.set_identities_only(true);
         let bytes = self.run_target_pass(pid, pidfd);
         self.set_identities_only(false);
-        Ok(Reading::from_target_records(&bytes?, self.fops)?.fds.into_values().collect())
+        Ok(Reading::from_target_records(&bytes?, self.fops)?
+            .fds
+            .into_values()
+            .collect())
     }
 
     fn set_identities_only(&mut self, on: bool) {
@@ -305,10 +355,18 @@ impl BpfDumper {
         params.sq_thread_idle = HZ_PROBE_IDLE_MS;
         // SAFETY: io_uring_setup only fills `params`; the ring is never
         // mapped or submitted to, so the kernel never writes our memory.
-        let probe_ring = unsafe { rustix::io_uring::io_uring_setup(1, &mut params) }
-            .map_err(|errno| BpfError::MeasureHz { reason: format!("setting up an SQPOLL ring: {errno}") })?;
+        let probe_ring =
+            unsafe { rustix::io_uring::io_uring_setup(1, &mut params) }.map_err(|errno| {
+                BpfError::MeasureHz {
+                    reason: format!("setting up an SQPOLL ring: {errno}"),
+                }
+            })?;
         // Its header; expected_ctx 0 accepts the (own) ring as it is.
-        let request = Request { local_fd: probe_ring, expected_ctx: 0, want: Want::Ring };
+        let request = Request {
+            local_fd: probe_ring,
+            expected_ctx: 0,
+            want: Want::Ring,
+        };
         let bytes = self.run_chunk_round(std::slice::from_ref(&request))?;
         let mut idle_jiffies = None;
         for record in Records::new(&bytes) {
@@ -320,9 +378,12 @@ impl BpfDumper {
             }
         }
         // ctx->sq_thread_idle = msecs_to_jiffies(1000) = HZ.
-        let hz = idle_jiffies
-            .filter(|&jiffies| jiffies > 0)
-            .ok_or_else(|| BpfError::MeasureHz { reason: "the probe ring's header did not come back".into() })?;
+        let hz =
+            idle_jiffies
+                .filter(|&jiffies| jiffies > 0)
+                .ok_or_else(|| BpfError::MeasureHz {
+                    reason: "the probe ring's header did not come back".into(),
+                })?;
         self.measured_hz = Some(hz);
         Ok(hz)
     }
@@ -332,7 +393,10 @@ impl BpfDumper {
     /// (the rings' idle is then reported unknown rather than failing the
     /// dump), or when no ring has SQPOLL and nothing needs converting.
     fn hz_for(&mut self, reading: &Reading) -> Option<u32> {
-        let needs_hz = reading.rings.values().any(|ring| ring.header.flags & setup_flags::SQPOLL != 0);
+        let needs_hz = reading
+            .rings
+            .values()
+            .any(|ring| ring.header.flags & setup_flags::SQPOLL != 0);
         match tick_hz() {
             Some(hz) => Some(hz),
             None if needs_hz => self.measure_hz().ok(),
@@ -346,9 +410,17 @@ impl BpfDumper {
         // The pidfd, not the pid, picks the process: it cannot be reused.
         let mut link_info = libbpf_sys::bpf_iter_link_info::default();
         link_info.task.pid_fd = fd_number(&pidfd);
-        let link = attach_task_iterator(&skeleton.progs.ringplan_target_fds, link_info)
-            .map_err(|source| BpfError::Attach { pass: Pass::TargetFds, pid, source })?;
-        drain_iterator(&link).map_err(|source| BpfError::IterRead { pass: Pass::TargetFds, source })
+        let link = attach_task_iterator(&skeleton.progs.ringplan_target_fds, link_info).map_err(
+            |source| BpfError::Attach {
+                pass: Pass::TargetFds,
+                pid,
+                source,
+            },
+        )?;
+        drain_iterator(&link).map_err(|source| BpfError::IterRead {
+            pass: Pass::TargetFds,
+            source,
+        })
     }
 
     /// Pass B, one round: asks for `requests` (keyed by their local fds),
@@ -360,35 +432,66 @@ impl BpfDumper {
         // Requests a failed earlier read left behind would be answered again.
         let stale: Vec<Vec<u8>> = map.keys().collect();
         for key in stale {
-            map.delete(&key).map_err(|source| BpfError::RequestMap { source })?;
+            map.delete(&key)
+                .map_err(|source| BpfError::RequestMap { source })?;
         }
-        let _clear_on_exit = RequestMapGuard { map, keys: requests.iter().map(|r| fd_number(&r.local_fd)).collect() };
+        let _clear_on_exit = RequestMapGuard {
+            map,
+            keys: requests.iter().map(|r| fd_number(&r.local_fd)).collect(),
+        };
         for request in requests {
             let key = fd_number(&request.local_fd).to_ne_bytes();
             let value = request.value();
-            map.update(&key, &value, MapFlags::ANY).map_err(|source| BpfError::RequestMap { source })?;
+            map.update(&key, &value, MapFlags::ANY)
+                .map_err(|source| BpfError::RequestMap { source })?;
         }
         let mut link_info = libbpf_sys::bpf_iter_link_info::default();
         link_info.task.pid = self_pid;
-        let link = attach_task_iterator(&skeleton.progs.ringplan_chunk_fds, link_info)
-            .map_err(|source| BpfError::Attach { pass: Pass::Chunks, pid: self_pid, source })?;
-        drain_iterator(&link).map_err(|source| BpfError::IterRead { pass: Pass::Chunks, source })
+        let link = attach_task_iterator(&skeleton.progs.ringplan_chunk_fds, link_info).map_err(
+            |source| BpfError::Attach {
+                pass: Pass::Chunks,
+                pid: self_pid,
+                source,
+            },
+        )?;
+        drain_iterator(&link).map_err(|source| BpfError::IterRead {
+            pass: Pass::Chunks,
+            source,
+        })
     }
 
     /// Pass B: every ring's header, then its file and buffer tables.
-    fn read_rings(&mut self, pid: u32, pidfd: BorrowedFd<'_>, reading: &mut Reading) -> Result<(), BpfError> {
+    fn read_rings(
+        &mut self,
+        pid: u32,
+        pidfd: BorrowedFd<'_>,
+        reading: &mut Reading,
+    ) -> Result<(), BpfError> {
         if reading.ring_fds.is_empty() {
             return Ok(());
         }
         let mut first: Vec<Planned> = Vec::new();
         for &ring in reading.ring_fds.keys() {
-            first.push(Planned { ring, want: Want::Ring });
+            first.push(Planned {
+                ring,
+                want: Want::Ring,
+            });
             // The first chunk of each table, before the header says whether
             // there is one: most tables fit, and the rounds after the
             // headers are then not needed. The program clamps the count to
             // the table.
-            first.push(Planned::chunk(ring, Table::Files, 0, records::FILE_SLOTS_PER_CHUNK));
-            first.push(Planned::chunk(ring, Table::Buffers, 0, records::BUFFER_SLOTS_PER_CHUNK));
+            first.push(Planned::chunk(
+                ring,
+                Table::Files,
+                0,
+                records::FILE_SLOTS_PER_CHUNK,
+            ));
+            first.push(Planned::chunk(
+                ring,
+                Table::Buffers,
+                0,
+                records::BUFFER_SLOTS_PER_CHUNK,
+            ));
         }
         self.run_rounds(pid, pidfd, reading, &first)?;
         reading.check_headers_complete()?;
@@ -396,10 +499,15 @@ impl BpfDumper {
             .rings
             .values()
             .flat_map(|facts| {
-                facts.planned_chunks().into_iter().filter(|chunk| match chunk.want {
-                    Want::Chunk { table, start, .. } => !facts.answered.contains(&(table, start)),
-                    Want::Ring | Want::Probe => true,
-                })
+                facts
+                    .planned_chunks()
+                    .into_iter()
+                    .filter(|chunk| match chunk.want {
+                        Want::Chunk { table, start, .. } => {
+                            !facts.answered.contains(&(table, start))
+                        }
+                        Want::Ring | Want::Probe => true,
+                    })
             })
             .collect();
         self.run_rounds(pid, pidfd, reading, &rest)?;
@@ -422,8 +530,10 @@ impl BpfDumper {
             let mut requests: Vec<Request> = Vec::with_capacity(round.len());
             for wanted in round {
                 let local_fd = match copied.get(&wanted.ring) {
-                    Some(&index) => rustix::io::fcntl_dupfd_cloexec(&requests[index].local_fd, 0).map_err(|errno| {
-                        BpfError::Io { what: "duplicating a copied ring fd".into(), source: errno.into() }
+                    Some(&index) => rustix::io::fcntl_dupfd_cloexec(&requests[index].local_fd, 0)
+                        .map_err(|errno| BpfError::Io {
+                        what: "duplicating a copied ring fd".into(),
+                        source: errno.into(),
                     })?,
                     None => {
                         copied.insert(wanted.ring, requests.len());
@@ -431,7 +541,11 @@ impl BpfDumper {
                         copy_target_fd(pid, pidfd, target_fd)?
                     }
                 };
-                requests.push(Request { local_fd, expected_ctx: wanted.ring, want: wanted.want });
+                requests.push(Request {
+                    local_fd,
+                    expected_ctx: wanted.ring,
+                    want: wanted.want,
+                });
             }
             let bytes = self.run_chunk_round(&requests)?;
             reading.apply_round_records(pid, &bytes, &requests)?;
@@ -453,7 +567,11 @@ enum Want {
     /// The ring's header.
     Ring,
     /// A range of one of its tables.
-    Chunk { table: Table, start: u32, count: u32 },
+    Chunk {
+        table: Table,
+        start: u32,
+        count: u32,
+    },
     /// The file's f_op.
     Probe,
 }
@@ -467,7 +585,14 @@ struct Planned {
 
 impl Planned {
     fn chunk(ring: u64, table: Table, start: u32, count: u32) -> Planned {
-        Planned { ring, want: Want::Chunk { table, start, count } }
+        Planned {
+            ring,
+            want: Want::Chunk {
+                table,
+                start,
+                count,
+            },
+        }
     }
 }
 
@@ -484,11 +609,31 @@ impl Request {
     /// The chunk_requests map value.
     fn value(&self) -> [u8; 24] {
         match self.want {
-            Want::Ring => records::chunk_request_bytes(self.expected_ctx, RequestKind::Ring, Table::Files, 0, 0),
-            Want::Probe => records::chunk_request_bytes(self.expected_ctx, RequestKind::Probe, Table::Files, 0, 0),
-            Want::Chunk { table, start, count } => {
-                records::chunk_request_bytes(self.expected_ctx, RequestKind::Chunk, table, start, count)
-            }
+            Want::Ring => records::chunk_request_bytes(
+                self.expected_ctx,
+                RequestKind::Ring,
+                Table::Files,
+                0,
+                0,
+            ),
+            Want::Probe => records::chunk_request_bytes(
+                self.expected_ctx,
+                RequestKind::Probe,
+                Table::Files,
+                0,
+                0,
+            ),
+            Want::Chunk {
+                table,
+                start,
+                count,
+            } => records::chunk_request_bytes(
+                self.expected_ctx,
+                RequestKind::Chunk,
+                table,
+                start,
+                count,
+            ),
         }
     }
 }
@@ -542,8 +687,16 @@ impl RingFacts {
     fn planned_chunks(&self) -> Vec<Planned> {
         let mut chunks = Vec::new();
         for (table, size, per_chunk) in [
-            (Table::Files, self.header.file_slots, records::FILE_SLOTS_PER_CHUNK),
-            (Table::Buffers, self.header.buffer_slots, records::BUFFER_SLOTS_PER_CHUNK),
+            (
+                Table::Files,
+                self.header.file_slots,
+                records::FILE_SLOTS_PER_CHUNK,
+            ),
+            (
+                Table::Buffers,
+                self.header.buffer_slots,
+                records::BUFFER_SLOTS_PER_CHUNK,
+            ),
         ] {
             let mut start = 0;
             while start < size {
@@ -559,12 +712,20 @@ impl RingFacts {
 impl Reading {
     /// Pass A's records, deduplicated.
     fn from_target_records(bytes: &[u8], fops: Fops) -> Result<Reading, BpfError> {
-        let mut reading = Reading { fops, ..Reading::default() };
+        let mut reading = Reading {
+            fops,
+            ..Reading::default()
+        };
         for record in Records::new(bytes) {
             match record.map_err(|error| malformed(Pass::TargetFds, error))? {
                 Record::Fd(fd) => reading.add_fd(&fd)?,
-                Record::Eventfd(EventfdRecord { ctx, count, flags, .. }) => {
-                    reading.eventfds.entry(ctx).or_insert(RawEventfd { count, flags });
+                Record::Eventfd(EventfdRecord {
+                    ctx, count, flags, ..
+                }) => {
+                    reading
+                        .eventfds
+                        .entry(ctx)
+                        .or_insert(RawEventfd { count, flags });
                 }
                 other => {
                     return Err(BpfError::Inconsistent {
@@ -584,7 +745,11 @@ impl Reading {
         })?;
         // The first record for an fd wins: the group leader's table comes
         // first, and a re-shown object repeats the same facts.
-        self.fds.entry(fd).or_insert(RawFd { fd, cloexec: record.cloexec, file: record.file });
+        self.fds.entry(fd).or_insert(RawFd {
+            fd,
+            cloexec: record.cloexec,
+            file: record.file,
+        });
         if record.role == Role::Ring {
             let lowest = self.ring_fds.entry(record.private_data).or_insert(fd);
             *lowest = (*lowest).min(fd);
@@ -600,11 +765,19 @@ impl Reading {
     }
 
     /// A ring's header, answering `request`.
-    fn add_ring(&mut self, pid: u32, header: RingRecord, request: &Request) -> Result<(), BpfError> {
+    fn add_ring(
+        &mut self,
+        pid: u32,
+        header: RingRecord,
+        request: &Request,
+    ) -> Result<(), BpfError> {
         if header.status != ChunkStatus::Ok || header.ctx != request.expected_ctx {
             return Err(BpfError::TargetChanged {
                 pid,
-                what: format!("the fd copied for ring {:#x} now refers to something else", request.expected_ctx),
+                what: format!(
+                    "the fd copied for ring {:#x} now refers to something else",
+                    request.expected_ctx
+                ),
             });
         }
         if header.layout == Layout::Unknown {
@@ -622,7 +795,10 @@ impl Reading {
         if header.eventfd_ctx != 0 {
             self.eventfds
                 .entry(header.eventfd_ctx)
-                .or_insert(RawEventfd { count: header.eventfd_count, flags: header.eventfd_flags });
+                .or_insert(RawEventfd {
+                    count: header.eventfd_count,
+                    flags: header.eventfd_flags,
+                });
         }
         let target_fd = self.ring_fds.get(&header.ctx).copied().unwrap_or(i32::MAX);
         self.rings.entry(header.ctx).or_insert_with(|| RingFacts {
@@ -637,16 +813,25 @@ impl Reading {
 
     /// Applies one pass-B round's records (that every request was
     /// answered is checked once all rounds are done).
-    fn apply_round_records(&mut self, pid: u32, bytes: &[u8], requests: &[Request]) -> Result<(), BpfError> {
-        let by_local_fd: HashMap<u32, &Request> =
-            requests.iter().map(|request| (fd_number(&request.local_fd), request)).collect();
-        let records: Vec<Record<'_>> =
-            Records::new(bytes).collect::<Result<_, _>>().map_err(|error| malformed(Pass::Chunks, error))?;
+    fn apply_round_records(
+        &mut self,
+        pid: u32,
+        bytes: &[u8],
+        requests: &[Request],
+    ) -> Result<(), BpfError> {
+        let by_local_fd: HashMap<u32, &Request> = requests
+            .iter()
+            .map(|request| (fd_number(&request.local_fd), request))
+            .collect();
+        let records: Vec<Record<'_>> = Records::new(bytes)
+            .collect::<Result<_, _>>()
+            .map_err(|error| malformed(Pass::Chunks, error))?;
         // Headers first: a chunk is checked against its ring's header,
         // which may come after it (records come in local fd order).
         for record in &records {
             if let Record::Ring(header) = record {
-                if let Some(request) = by_local_fd.get(&header.fd).filter(|r| r.want == Want::Ring) {
+                if let Some(request) = by_local_fd.get(&header.fd).filter(|r| r.want == Want::Ring)
+                {
                     self.add_ring(pid, *header, request)?;
                 }
             }
@@ -681,7 +866,11 @@ impl Reading {
 
     /// Every ring pass A found must have had its header answered.
     fn check_headers_complete(&self) -> Result<(), BpfError> {
-        match self.ring_fds.keys().find(|ring| !self.rings.contains_key(ring)) {
+        match self
+            .ring_fds
+            .keys()
+            .find(|ring| !self.rings.contains_key(ring))
+        {
             Some(ring) => Err(BpfError::Inconsistent {
                 pass: Pass::Chunks,
                 reason: format!("no header came back for ring {ring:#x}"),
@@ -699,7 +888,11 @@ impl Reading {
         request: Option<&Request>,
     ) -> Result<Option<(u64, Table, std::ops::Range<u32>)>, BpfError> {
         let Some((request, table, start, count)) = request.and_then(|request| match request.want {
-            Want::Chunk { table, start, count } => Some((request, table, start, count)),
+            Want::Chunk {
+                table,
+                start,
+                count,
+            } => Some((request, table, start, count)),
             Want::Ring | Want::Probe => None,
         }) else {
             // A request of an earlier, failed read that survived: ignore it.
@@ -711,7 +904,10 @@ impl Reading {
             ChunkStatus::OtherRing => {
                 return Err(BpfError::TargetChanged {
                     pid,
-                    what: format!("the fd copied for ring {:#x} now refers to something else", request.expected_ctx),
+                    what: format!(
+                        "the fd copied for ring {:#x} now refers to something else",
+                        request.expected_ctx
+                    ),
                 })
             }
         }
@@ -727,7 +923,10 @@ impl Reading {
         if chunk.table != table || chunk.start != start {
             return Err(BpfError::Inconsistent {
                 pass: Pass::Chunks,
-                reason: format!("chunk record for fd {} does not match its request", chunk.fd),
+                reason: format!(
+                    "chunk record for fd {} does not match its request",
+                    chunk.fd
+                ),
             });
         }
         if chunk.table_size != expected_size || chunk.scanned != expected_scanned {
@@ -745,14 +944,21 @@ impl Reading {
     }
 
     fn add_file_slot(&mut self, ring: u64, slot: &FileSlotRecord) {
-        let Some(facts) = self.rings.get_mut(&ring) else { return };
-        let Some(entry) = facts.files.get_mut(slot.index as usize) else { return };
+        let Some(facts) = self.rings.get_mut(&ring) else {
+            return;
+        };
+        let Some(entry) = facts.files.get_mut(slot.index as usize) else {
+            return;
+        };
         *entry = Some(slot.file);
         let role = self.role_of_fop(slot.f_op, slot.private_data);
         if matches!(role, RawFileRole::Eventfd(_)) && slot.private_data != 0 {
             self.eventfds
                 .entry(slot.private_data)
-                .or_insert(RawEventfd { count: slot.eventfd_count, flags: slot.eventfd_flags });
+                .or_insert(RawEventfd {
+                    count: slot.eventfd_count,
+                    flags: slot.eventfd_flags,
+                });
         }
         if let std::collections::hash_map::Entry::Vacant(entry) = self.files.entry(slot.file) {
             entry.insert(RawFile {
@@ -762,16 +968,29 @@ impl Reading {
                 pos: Some(slot.pos),
                 mode: Some(slot.mode),
             });
-            self.slot_only_files.entry(ring).or_default().push((slot.index, slot.file));
+            self.slot_only_files
+                .entry(ring)
+                .or_default()
+                .push((slot.index, slot.file));
         }
     }
 
     fn add_buffer_slot(&mut self, ring: u64, slot: &BufferSlotRecord) -> Result<(), BpfError> {
         if slot.kernel_buffer {
-            return Err(BpfError::KernelBuffer { ring, index: slot.index });
+            return Err(BpfError::KernelBuffer {
+                ring,
+                index: slot.index,
+            });
         }
-        if let Some(entry) = self.rings.get_mut(&ring).and_then(|facts| facts.buffers.get_mut(slot.index as usize)) {
-            *entry = Some(Buffer { addr: slot.addr, len: slot.len });
+        if let Some(entry) = self
+            .rings
+            .get_mut(&ring)
+            .and_then(|facts| facts.buffers.get_mut(slot.index as usize))
+        {
+            *entry = Some(Buffer {
+                addr: slot.addr,
+                len: slot.len,
+            });
         }
         Ok(())
     }
@@ -791,7 +1010,14 @@ impl Reading {
     fn check_tables_complete(&self) -> Result<(), BpfError> {
         for facts in self.rings.values() {
             for chunk in facts.planned_chunks() {
-                let Want::Chunk { table, start, count } = chunk.want else { continue };
+                let Want::Chunk {
+                    table,
+                    start,
+                    count,
+                } = chunk.want
+                else {
+                    continue;
+                };
                 if !facts.answered.contains(&(table, start)) {
                     return Err(BpfError::IncompleteTable {
                         ring: chunk.ring,
@@ -808,11 +1034,15 @@ impl Reading {
     /// Paths of files only a ring's table holds, from that ring's fdinfo.
     fn fill_slot_only_paths(&mut self, pid: u32, pidfd: BorrowedFd<'_>) -> Result<(), BpfError> {
         for (ring, slots) in &self.slot_only_files {
-            let Some(target_fd) = self.rings.get(ring).map(|facts| facts.target_fd) else { continue };
+            let Some(target_fd) = self.rings.get(ring).map(|facts| facts.target_fd) else {
+                continue;
+            };
             let local = copy_target_fd(pid, pidfd, target_fd)?;
             let fdinfo_path = format!("/proc/self/fdinfo/{}", local.as_raw_fd());
-            let text = std::fs::read(&fdinfo_path)
-                .map_err(|source| BpfError::Io { what: format!("reading {fdinfo_path}"), source })?;
+            let text = std::fs::read(&fdinfo_path).map_err(|source| BpfError::Io {
+                what: format!("reading {fdinfo_path}"),
+                source,
+            })?;
             let rows = user_files::parse_user_files(&text);
             for (index, file) in slots {
                 let path = rows.get(index).and_then(|bytes| path_text(bytes));
@@ -835,7 +1065,10 @@ impl Reading {
                 let sqpoll = header.flags & setup_flags::SQPOLL != 0;
                 let has_sq_thread = sqpoll && header.sq_data != 0;
                 let eventfd = if header.eventfd_ctx != 0 {
-                    Some(RawRingEventfd { eventfd: header.eventfd_ctx, is_async: header.eventfd_async })
+                    Some(RawRingEventfd {
+                        eventfd: header.eventfd_ctx,
+                        is_async: header.eventfd_async,
+                    })
                 } else {
                     None
                 };
@@ -845,8 +1078,14 @@ impl Reading {
                     sq_entries: header.sq_entries,
                     cq_entries: header.cq_entries,
                     sq_thread: has_sq_thread.then_some(header.sq_data),
-                    sq_thread_cpu: if has_sq_thread { u32::try_from(header.sq_cpu).ok() } else { None },
-                    sq_thread_idle_ms: hz.filter(|_| sqpoll).map(|hz| jiffies_to_ms(header.sq_thread_idle_jiffies, hz)),
+                    sq_thread_cpu: if has_sq_thread {
+                        u32::try_from(header.sq_cpu).ok()
+                    } else {
+                        None
+                    },
+                    sq_thread_idle_ms: hz
+                        .filter(|_| sqpoll)
+                        .map(|hz| jiffies_to_ms(header.sq_thread_idle_jiffies, hz)),
                     idle_known: !sqpoll || hz.is_some(),
                     eventfd: Known::Known(eventfd),
                     files: facts.files,
@@ -855,7 +1094,12 @@ impl Reading {
                 (ctx, ring)
             })
             .collect();
-        RawState { fds: self.fds.into_values().collect(), files: self.files, rings, eventfds: self.eventfds }
+        RawState {
+            fds: self.fds.into_values().collect(),
+            files: self.files,
+            rings,
+            eventfds: self.eventfds,
+        }
     }
 }
 
@@ -867,7 +1111,9 @@ fn slot_target(
     index: u32,
 ) -> Result<u64, BpfError> {
     match current {
-        Some((ring, current_table, range)) if *current_table == table && range.contains(&index) => Ok(*ring),
+        Some((ring, current_table, range)) if *current_table == table && range.contains(&index) => {
+            Ok(*ring)
+        }
         _ => Err(BpfError::Inconsistent {
             pass: Pass::Chunks,
             reason: format!("{table} slot {index} outside the chunk it follows"),
@@ -888,7 +1134,9 @@ fn role_of(role: Role, private_data: u64) -> RawFileRole {
 fn path_text(bytes: &[u8]) -> Option<String> {
     // Non-UTF-8 bytes in a file name are replaced (U+FFFD): RawFile holds
     // text.
-    bytes.starts_with(b"/").then(|| String::from_utf8_lossy(bytes).into_owned())
+    bytes
+        .starts_with(b"/")
+        .then(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// HZ from the coarse clocks' resolution, which is one tick (TICK_NSEC =
@@ -904,7 +1152,9 @@ fn hz_from_tick_nanos(nanos: i128) -> Option<u32> {
         return None;
     }
     let hz = (1_000_000_000 + nanos / 2) / nanos;
-    u32::try_from(hz).ok().filter(|hz| PLAUSIBLE_HZ.contains(hz))
+    u32::try_from(hz)
+        .ok()
+        .filter(|hz| PLAUSIBLE_HZ.contains(hz))
 }
 
 /// `jiffies * 1000 / HZ`, saturating: the kernel got jiffies from a u32 of
@@ -916,7 +1166,11 @@ fn jiffies_to_ms(jiffies: u32, hz: u32) -> u32 {
 }
 
 fn malformed(pass: Pass, error: records::MalformedRecord) -> BpfError {
-    BpfError::MalformedRecord { pass, offset: error.offset, reason: error.reason }
+    BpfError::MalformedRecord {
+        pass,
+        offset: error.offset,
+        reason: error.reason,
+    }
 }
 
 fn fd_number(fd: &impl AsFd) -> u32 {
@@ -926,19 +1180,24 @@ fn fd_number(fd: &impl AsFd) -> u32 {
 
 /// Copies fd `target_fd` of the target into the dumper (`pidfd_getfd`).
 fn copy_target_fd(pid: u32, pidfd: BorrowedFd<'_>, target_fd: i32) -> Result<OwnedFd, BpfError> {
-    rustix::process::pidfd_getfd(pidfd, target_fd, rustix::process::PidfdGetfdFlags::empty()).map_err(|errno| {
-        match errno {
-            rustix::io::Errno::PERM | rustix::io::Errno::ACCESS => BpfError::PermissionDenied { pid, fd: target_fd },
-            rustix::io::Errno::BADF => {
-                BpfError::TargetChanged { pid, what: format!("fd {target_fd} was closed after it was listed") }
+    rustix::process::pidfd_getfd(pidfd, target_fd, rustix::process::PidfdGetfdFlags::empty())
+        .map_err(|errno| match errno {
+            rustix::io::Errno::PERM | rustix::io::Errno::ACCESS => {
+                BpfError::PermissionDenied { pid, fd: target_fd }
             }
-            rustix::io::Errno::SRCH => BpfError::TargetChanged { pid, what: "the process exited".into() },
+            rustix::io::Errno::BADF => BpfError::TargetChanged {
+                pid,
+                what: format!("fd {target_fd} was closed after it was listed"),
+            },
+            rustix::io::Errno::SRCH => BpfError::TargetChanged {
+                pid,
+                what: "the process exited".into(),
+            },
             other => BpfError::Io {
                 what: format!("copying fd {target_fd} of pid {pid} (pidfd_getfd)"),
                 source: other.into(),
             },
-        }
-    })
+        })
 }
 
 /// Attaches `program` as a task_file iterator limited by `link_info`
@@ -956,7 +1215,9 @@ fn attach_task_iterator(
     // SAFETY: the program pointer comes from a loaded skeleton that outlives
     // this call; `options` and the `link_info` it points to live until the
     // call returns, and the kernel copies the link info.
-    let link = unsafe { libbpf_sys::bpf_program__attach_iter(program.as_libbpf_object().as_ptr(), &options) };
+    let link = unsafe {
+        libbpf_sys::bpf_program__attach_iter(program.as_libbpf_object().as_ptr(), &options)
+    };
     let link = NonNull::new(link).ok_or_else(io::Error::last_os_error)?;
     // SAFETY: libbpf just created this link and hands its ownership to us.
     Ok(unsafe { Link::from_ptr(link) })
@@ -1001,7 +1262,10 @@ impl LoadedSkeleton {
         // never outlives it.
         let slot: &'static mut MaybeUninit<OpenObject> = unsafe { &mut *object_slot.as_ptr() };
         match open_and_load(slot) {
-            Ok(skeleton) => Ok(LoadedSkeleton { skeleton: ManuallyDrop::new(skeleton), object_slot }),
+            Ok(skeleton) => Ok(LoadedSkeleton {
+                skeleton: ManuallyDrop::new(skeleton),
+                object_slot,
+            }),
             Err(error) => {
                 // SAFETY: open_and_load returned, so its skeleton (and the
                 // object it kept in the slot) is gone; only the allocation is
@@ -1033,13 +1297,21 @@ fn unknown_layout() -> BpfError {
     BpfError::LayoutNotRecognised { field }
 }
 
-fn open_and_load(slot: &'static mut MaybeUninit<OpenObject>) -> Result<RingplanSkel<'static>, BpfError> {
+fn open_and_load(
+    slot: &'static mut MaybeUninit<OpenObject>,
+) -> Result<RingplanSkel<'static>, BpfError> {
     let open = RingplanSkelBuilder::default()
         .open(slot)
-        .map_err(|source| BpfError::Unavailable { stage: "opening the BPF object", source })?;
+        .map_err(|source| BpfError::Unavailable {
+            stage: "opening the BPF object",
+            source,
+        })?;
     open.load().map_err(|source| match layout::missing_field() {
         Some(field) => BpfError::LayoutNotRecognised { field },
-        None => BpfError::Unavailable { stage: "loading and verifying the BPF program", source },
+        None => BpfError::Unavailable {
+            stage: "loading and verifying the BPF program",
+            source,
+        },
     })
 }
 
@@ -1137,7 +1409,12 @@ mod layout {
     }
 
     /// Looks through anonymous struct and union members too, as CO-RE does.
-    fn composite_has_member(btf: &Btf<'_>, composite: &Composite<'_>, member: &str, depth: u32) -> bool {
+    fn composite_has_member(
+        btf: &Btf<'_>,
+        composite: &Composite<'_>,
+        member: &str,
+        depth: u32,
+    ) -> bool {
         if depth > 8 {
             return false;
         }
@@ -1169,14 +1446,23 @@ mod tests {
         assert!(layout::has_member(&btf, "io_ring_ctx", "flags"));
         assert!(layout::has_member(&btf, "file", "f_path"));
         // A layout this kernel lacks is named, and so is a missing field.
-        let neither: &[(&str, &[(&str, &str)])] =
-            &[("imaginary", &[("io_ring_ctx", "no_such_member")]), ("other", &[("no_such_struct", "x")])];
+        let neither: &[(&str, &[(&str, &str)])] = &[
+            ("imaginary", &[("io_ring_ctx", "no_such_member")]),
+            ("other", &[("no_such_struct", "x")]),
+        ];
         assert_eq!(
             layout::missing_field_in(&btf, layout::ALWAYS, neither).as_deref(),
-            Some("io_ring_ctx.no_such_member (imaginary layout) or no_such_struct.x (other layout)")
+            Some(
+                "io_ring_ctx.no_such_member (imaginary layout) or no_such_struct.x (other layout)"
+            )
         );
         assert_eq!(
-            layout::missing_field_in(&btf, &[("io_sq_data", "sq_cpu"), ("io_sq_data", "gone")], &[]).as_deref(),
+            layout::missing_field_in(
+                &btf,
+                &[("io_sq_data", "sq_cpu"), ("io_sq_data", "gone")],
+                &[]
+            )
+            .as_deref(),
             Some("io_sq_data.gone")
         );
     }
@@ -1229,18 +1515,35 @@ mod tests {
             layout: Layout::RsrcNodes,
             status: ChunkStatus::Ok,
         };
-        let facts =
-            RingFacts { header, target_fd: 3, files: Vec::new(), buffers: Vec::new(), answered: HashSet::new() };
+        let facts = RingFacts {
+            header,
+            target_fd: 3,
+            files: Vec::new(),
+            buffers: Vec::new(),
+            answered: HashSet::new(),
+        };
         let chunks: Vec<(Table, u32, u32)> = facts
             .planned_chunks()
             .iter()
             .filter_map(|c| match c.want {
-                Want::Chunk { table, start, count } => Some((table, start, count)),
+                Want::Chunk {
+                    table,
+                    start,
+                    count,
+                } => Some((table, start, count)),
                 Want::Ring | Want::Probe => None,
             })
             .collect();
-        let files: u32 = chunks.iter().filter(|c| c.0 == Table::Files).map(|c| c.2).sum();
-        let buffers: Vec<_> = chunks.iter().filter(|c| c.0 == Table::Buffers).map(|c| (c.1, c.2)).collect();
+        let files: u32 = chunks
+            .iter()
+            .filter(|c| c.0 == Table::Files)
+            .map(|c| c.2)
+            .sum();
+        let buffers: Vec<_> = chunks
+            .iter()
+            .filter(|c| c.0 == Table::Buffers)
+            .map(|c| (c.1, c.2))
+            .collect();
         assert_eq!(files, 19_000);
         assert_eq!(buffers, vec![(0, 640), (640, 1)]);
         assert!(chunks.iter().all(|c| c.2 > 0));

@@ -33,11 +33,20 @@ pub fn ring_caveats(pid: u32, image: &Image) -> Vec<String> {
     let memory = File::open(format!("/proc/{pid}/mem")).ok();
     let offsets = position_offsets();
     for object in &image.objects {
-        let ObjectKind::Ring(ring) = &object.kind else { continue };
-        let Some(fd) = object.fds.first().map(|entry| entry.fd) else { continue };
-        let sq_ring = ring.mappings.iter().find(|mapping| mapping.region == RingRegion::SqRing);
+        let ObjectKind::Ring(ring) = &object.kind else {
+            continue;
+        };
+        let Some(fd) = object.fds.first().map(|entry| entry.fd) else {
+            continue;
+        };
+        let sq_ring = ring
+            .mappings
+            .iter()
+            .find(|mapping| mapping.region == RingRegion::SqRing);
         let positions = match (&memory, offsets, sq_ring) {
-            (Some(memory), Some(offsets), Some(mapping)) => Positions::read(memory, mapping.addr, offsets),
+            (Some(memory), Some(offsets), Some(mapping)) => {
+                Positions::read(memory, mapping.addr, offsets)
+            }
             _ => None,
         };
         if let Some(positions) = positions.filter(Positions::moved) {
@@ -80,7 +89,9 @@ fn position_offsets() -> Option<PositionOffsets> {
         drop(ring);
         // With FEAT_SINGLE_MMAP the CQ shares the SQ ring's mapping, and the
         // offsets of both are into the same `struct io_rings`.
-        let single_mmap = params.features.contains(rustix::io_uring::IoringFeatureFlags::SINGLE_MMAP);
+        let single_mmap = params
+            .features
+            .contains(rustix::io_uring::IoringFeatureFlags::SINGLE_MMAP);
         single_mmap.then_some(PositionOffsets {
             sq_head: params.sq_off.head,
             sq_tail: params.sq_off.tail,
@@ -103,11 +114,18 @@ impl Positions {
     /// Reads the four from the target's memory, in one read of the span
     /// that holds them (a few cache lines); `None` if it fails.
     fn read(memory: &File, sq_ring: u64, offsets: PositionOffsets) -> Option<Positions> {
-        let all = [offsets.sq_head, offsets.sq_tail, offsets.cq_head, offsets.cq_tail];
+        let all = [
+            offsets.sq_head,
+            offsets.sq_tail,
+            offsets.cq_head,
+            offsets.cq_tail,
+        ];
         let first = *all.iter().min()?;
         let end = *all.iter().max()? as usize + 4;
         let mut span = vec![0u8; end.checked_sub(first as usize)?];
-        memory.read_exact_at(&mut span, sq_ring.checked_add(u64::from(first))?).ok()?;
+        memory
+            .read_exact_at(&mut span, sq_ring.checked_add(u64::from(first))?)
+            .ok()?;
         let word = |offset: u32| {
             let at = (offset - first) as usize;
             Some(u32::from_ne_bytes(span.get(at..at + 4)?.try_into().ok()?))

@@ -101,7 +101,9 @@ use rustix::buffer::spare_capacity;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::raw::{EventfdKey, FileKey, Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawState, RingKey};
+use crate::raw::{
+    EventfdKey, FileKey, Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawState, RingKey,
+};
 
 /// `O_CLOEXEC`, which fdinfo's `flags:` carries for a close-on-exec fd.
 const O_CLOEXEC: u32 = 0o2_000_000;
@@ -129,9 +131,16 @@ pub enum FdinfoError {
     #[error("permission denied reading {}: reading another process's fds needs the rights ptrace needs", path.display())]
     AccessDenied { path: PathBuf },
     #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}:{line}: {problem}", path.display())]
-    Malformed { path: PathBuf, line: usize, problem: String },
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
     #[error("{}: no {key:?} line", path.display())]
     MissingKey { path: PathBuf, key: &'static str },
     #[error(
@@ -163,7 +172,9 @@ pub fn read(pid: u32) -> Result<RawState, FdinfoError> {
 /// Whether `pid` is a live process: `/proc/PID/stat` exists and its state
 /// (the field after the command name in parentheses) is not zombie or dead.
 fn process_is_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { return false };
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
     let state = crate::target::StatLine::parse(&stat).map(|line| line.state);
     !matches!(state, None | Some(b'Z' | b'X' | b'x'))
 }
@@ -184,12 +195,15 @@ impl ProcessFds {
     fn open(pid: u32) -> Result<ProcessFds, FdinfoError> {
         let open_dir = |name: &str| {
             let path = PathBuf::from(format!("/proc/{pid}/{name}"));
-            rustix::fs::open(&path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(
-                |errno| match errno {
-                    Errno::NOENT | Errno::SRCH => FdinfoError::NoSuchProcess { pid },
-                    _ => errno_error(&path, errno),
-                },
+            rustix::fs::open(
+                &path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
             )
+            .map_err(|errno| match errno {
+                Errno::NOENT | Errno::SRCH => FdinfoError::NoSuchProcess { pid },
+                _ => errno_error(&path, errno),
+            })
         };
         Ok(ProcessFds {
             pid,
@@ -212,11 +226,17 @@ impl ProcessFds {
     fn fd_numbers(&self) -> Result<Vec<i32>, FdinfoError> {
         let path = PathBuf::from(format!("/proc/{}/fd", self.pid));
         let mut fds = Vec::new();
-        let mut dir = rustix::fs::Dir::read_from(&self.fd_dir).map_err(|errno| errno_error(&path, errno))?;
+        let mut dir =
+            rustix::fs::Dir::read_from(&self.fd_dir).map_err(|errno| errno_error(&path, errno))?;
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(|errno| errno_error(&path, errno))?;
             // Every name but `.` and `..` is an fd number.
-            if let Some(fd) = entry.file_name().to_str().ok().and_then(|name| name.parse::<i32>().ok()) {
+            if let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .ok()
+                .and_then(|name| name.parse::<i32>().ok())
+            {
                 fds.push(fd);
             }
         }
@@ -240,7 +260,8 @@ impl ProcessFds {
     /// `/proc/PID/fdinfo/FD` into `self.text`; `false` when the fd is gone.
     fn read_fdinfo_text(&mut self, fd: i32) -> Result<bool, FdinfoError> {
         let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-        let file = match rustix::fs::openat(&self.fdinfo_dir, fd.to_string(), flags, Mode::empty()) {
+        let file = match rustix::fs::openat(&self.fdinfo_dir, fd.to_string(), flags, Mode::empty())
+        {
             Ok(file) => file,
             Err(Errno::NOENT) => return Ok(false),
             Err(errno) => return Err(errno_error(&self.fdinfo_path(fd), errno)),
@@ -271,8 +292,13 @@ impl ProcessFds {
 
 fn errno_error(path: &Path, errno: Errno) -> FdinfoError {
     match errno {
-        Errno::ACCESS | Errno::PERM => FdinfoError::AccessDenied { path: path.to_owned() },
-        _ => FdinfoError::Read { path: path.to_owned(), source: errno.into() },
+        Errno::ACCESS | Errno::PERM => FdinfoError::AccessDenied {
+            path: path.to_owned(),
+        },
+        _ => FdinfoError::Read {
+            path: path.to_owned(),
+            source: errno.into(),
+        },
     }
 }
 
@@ -334,7 +360,9 @@ impl StateBuilder {
         let kind = FdKind::of_link(&process.link);
         // A path that is not UTF-8 cannot be carried; `None` says unknown.
         let path = std::str::from_utf8(&process.link).ok().map(str::to_owned);
-        let Some(fdinfo) = read_fdinfo(process, fd, kind)? else { return Ok(()) };
+        let Some(fdinfo) = read_fdinfo(process, fd, kind)? else {
+            return Ok(());
+        };
         let fdinfo_path = process.fdinfo_path(fd);
         let cloexec = fdinfo.flags & O_CLOEXEC != 0;
         let file_flags = fdinfo.flags & !O_CLOEXEC;
@@ -382,7 +410,10 @@ impl StateBuilder {
                         // created non-blocking is read off the file's flags,
                         // which is what fcntl left there.
                         let semaphore = if rows.semaphore { EFD_SEMAPHORE } else { 0 };
-                        let eventfd = RawEventfd { count: rows.count, flags: semaphore | (file_flags & O_NONBLOCK) };
+                        let eventfd = RawEventfd {
+                            count: rows.count,
+                            flags: semaphore | (file_flags & O_NONBLOCK),
+                        };
                         self.state.eventfds.insert(eventfd_key, eventfd);
                         file
                     }
@@ -391,10 +422,17 @@ impl StateBuilder {
             // Plain files (`parse_fdinfo` gives rows for every ring and
             // eventfd).
             _ => {
-                let Some(mode) = process.mode(fd)? else { return Ok(()) };
+                let Some(mode) = process.mode(fd)? else {
+                    return Ok(());
+                };
                 let mode = Some(mode);
-                let raw_file =
-                    RawFile { role: RawFileRole::Plain, path, flags: Some(file_flags), pos: Some(fdinfo.pos), mode };
+                let raw_file = RawFile {
+                    role: RawFileRole::Plain,
+                    path,
+                    flags: Some(file_flags),
+                    pos: Some(fdinfo.pos),
+                    mode,
+                };
                 self.new_file(raw_file)
             }
         };
@@ -402,13 +440,25 @@ impl StateBuilder {
         Ok(())
     }
 
-    fn ring_from_rows(&mut self, ring_key: RingKey, rows: RingRows, path: &Path) -> Result<RawRing, FdinfoError> {
+    fn ring_from_rows(
+        &mut self,
+        ring_key: RingKey,
+        rows: RingRows,
+        path: &Path,
+    ) -> Result<RawRing, FdinfoError> {
         let entries = |mask: u32, line: usize, key: &str| {
-            mask.checked_add(1).ok_or_else(|| malformed(path, line, format!("{key} {mask:#x} is not a size - 1")))
+            mask.checked_add(1)
+                .ok_or_else(|| malformed(path, line, format!("{key} {mask:#x} is not a size - 1")))
         };
         let mut files = vec![None; rows.user_files as usize];
         for (slot, file_path) in rows.files {
-            let file = RawFile { role: RawFileRole::Plain, path: file_path, flags: None, pos: None, mode: None };
+            let file = RawFile {
+                role: RawFileRole::Plain,
+                path: file_path,
+                flags: None,
+                pos: None,
+                mode: None,
+            };
             files[slot as usize] = Some(self.new_file(file));
         }
         Ok(RawRing {
@@ -430,7 +480,11 @@ impl StateBuilder {
 /// Reads and parses the fdinfo of `fd`; `None` when the fd closed
 /// meanwhile. A ring is read again while its state is missing (its lock was
 /// taken) or while its SQ thread has not run yet (see [`sq_thread_has_run`]).
-fn read_fdinfo(process: &mut ProcessFds, fd: i32, kind: FdKind) -> Result<Option<Fdinfo>, FdinfoError> {
+fn read_fdinfo(
+    process: &mut ProcessFds,
+    fd: i32,
+    kind: FdKind,
+) -> Result<Option<Fdinfo>, FdinfoError> {
     let path = process.fdinfo_path(fd);
     let mut attempt = 1;
     loop {
@@ -440,7 +494,9 @@ fn read_fdinfo(process: &mut ProcessFds, fd: i32, kind: FdKind) -> Result<Option
         let outcome = parse_fdinfo(&path, &process.text, kind);
         let settled = match &outcome {
             Err(FdinfoError::RingBusy { .. }) => false,
-            Ok(Fdinfo { ring: Some(ring), .. }) => ring.sq_thread < 0 || sq_thread_has_run(process.pid, ring.sq_thread),
+            Ok(Fdinfo {
+                ring: Some(ring), ..
+            }) => ring.sq_thread < 0 || sq_thread_has_run(process.pid, ring.sq_thread),
             _ => true,
         };
         if settled {
@@ -448,7 +504,10 @@ fn read_fdinfo(process: &mut ProcessFds, fd: i32, kind: FdKind) -> Result<Option
         }
         if attempt == RING_READ_ATTEMPTS {
             return match outcome {
-                Err(FdinfoError::RingBusy { path, .. }) => Err(FdinfoError::RingBusy { path, attempts: attempt }),
+                Err(FdinfoError::RingBusy { path, .. }) => Err(FdinfoError::RingBusy {
+                    path,
+                    attempts: attempt,
+                }),
                 // An SQ thread id that never settled is believed (see below).
                 other => other.map(Some),
             };
@@ -466,7 +525,8 @@ fn read_fdinfo(process: &mut ProcessFds, fd: i32, kind: FdKind) -> Result<Option
 /// repeated. A kernel that never switches is believed after the last
 /// attempt: its value is the same for the whole group anyway.
 fn sq_thread_has_run(pid: u32, sq_thread: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/task/{sq_thread}/comm")).is_ok_and(|comm| comm.starts_with(b"iou-sqp"))
+    std::fs::read(format!("/proc/{pid}/task/{sq_thread}/comm"))
+        .is_ok_and(|comm| comm.starts_with(b"iou-sqp"))
 }
 
 /// One fdinfo file, parsed.
@@ -553,7 +613,9 @@ fn parse_fdinfo(path: &Path, text: &[u8], kind: FdKind) -> Result<Fdinfo, Fdinfo
             let slot = parse_number::<u32>(path, line_number, "slot", key, 10)?;
             match section {
                 Section::UserFiles => fields.file_rows.push((slot, unescape(value.trim_ascii()))),
-                Section::UserBufs => fields.buffer_rows.push((slot, parse_buffer_row(path, line_number, value)?)),
+                Section::UserBufs => fields
+                    .buffer_rows
+                    .push((slot, parse_buffer_row(path, line_number, value)?)),
                 Section::Other => {}
             }
             continue;
@@ -562,9 +624,13 @@ fn parse_fdinfo(path: &Path, text: &[u8], kind: FdKind) -> Result<Fdinfo, Fdinfo
         let value_text = value.trim_ascii();
         let line_at = |field| (field, line_number);
         match (kind, key) {
-            (_, b"pos") => {
-                set(&mut fields.pos, path, line_number, "pos", parse_number(path, line_number, "pos", value_text, 10)?)?
-            }
+            (_, b"pos") => set(
+                &mut fields.pos,
+                path,
+                line_number,
+                "pos",
+                parse_number(path, line_number, "pos", value_text, 10)?,
+            )?,
             (_, b"flags") => set(
                 &mut fields.flags,
                 path,
@@ -572,16 +638,32 @@ fn parse_fdinfo(path: &Path, text: &[u8], kind: FdKind) -> Result<Fdinfo, Fdinfo
                 "flags",
                 parse_number(path, line_number, "flags", value_text, 8)?,
             )?,
-            (_, b"ino") => {
-                set(&mut fields.ino, path, line_number, "ino", parse_number(path, line_number, "ino", value_text, 10)?)?
-            }
+            (_, b"ino") => set(
+                &mut fields.ino,
+                path,
+                line_number,
+                "ino",
+                parse_number(path, line_number, "ino", value_text, 10)?,
+            )?,
             (FdKind::Ring, b"SqMask") => {
                 let mask = parse_hex_with_prefix(path, line_number, "SqMask", value_text)?;
-                set(&mut fields.sq_mask, path, line_number, "SqMask", line_at(mask))?;
+                set(
+                    &mut fields.sq_mask,
+                    path,
+                    line_number,
+                    "SqMask",
+                    line_at(mask),
+                )?;
             }
             (FdKind::Ring, b"CqMask") => {
                 let mask = parse_hex_with_prefix(path, line_number, "CqMask", value_text)?;
-                set(&mut fields.cq_mask, path, line_number, "CqMask", line_at(mask))?;
+                set(
+                    &mut fields.cq_mask,
+                    path,
+                    line_number,
+                    "CqMask",
+                    line_at(mask),
+                )?;
             }
             (FdKind::Ring, b"SqThread") => {
                 let thread = parse_number(path, line_number, "SqThread", value_text, 10)?;
@@ -589,21 +671,45 @@ fn parse_fdinfo(path: &Path, text: &[u8], kind: FdKind) -> Result<Fdinfo, Fdinfo
             }
             (FdKind::Ring, b"SqThreadCpu") => {
                 let cpu = parse_number(path, line_number, "SqThreadCpu", value_text, 10)?;
-                set(&mut fields.sq_thread_cpu, path, line_number, "SqThreadCpu", cpu)?;
+                set(
+                    &mut fields.sq_thread_cpu,
+                    path,
+                    line_number,
+                    "SqThreadCpu",
+                    cpu,
+                )?;
             }
             (FdKind::Ring, b"UserFiles") => {
                 let count = parse_number(path, line_number, "UserFiles", value_text, 10)?;
-                set(&mut fields.user_files, path, line_number, "UserFiles", line_at(count))?;
+                set(
+                    &mut fields.user_files,
+                    path,
+                    line_number,
+                    "UserFiles",
+                    line_at(count),
+                )?;
                 section = Section::UserFiles;
             }
             (FdKind::Ring, b"UserBufs") => {
                 let count = parse_number(path, line_number, "UserBufs", value_text, 10)?;
-                set(&mut fields.user_bufs, path, line_number, "UserBufs", line_at(count))?;
+                set(
+                    &mut fields.user_bufs,
+                    path,
+                    line_number,
+                    "UserBufs",
+                    line_at(count),
+                )?;
                 section = Section::UserBufs;
             }
             (FdKind::Eventfd, b"eventfd-count") => {
                 let count = parse_number(path, line_number, "eventfd-count", value_text, 16)?;
-                set(&mut fields.eventfd_count, path, line_number, "eventfd-count", count)?;
+                set(
+                    &mut fields.eventfd_count,
+                    path,
+                    line_number,
+                    "eventfd-count",
+                    count,
+                )?;
             }
             (FdKind::Eventfd, b"eventfd-id") => {
                 let id = parse_number(path, line_number, "eventfd-id", value_text, 10)?;
@@ -613,9 +719,22 @@ fn parse_fdinfo(path: &Path, text: &[u8], kind: FdKind) -> Result<Fdinfo, Fdinfo
                 let semaphore = match value_text {
                     b"0" => false,
                     b"1" => true,
-                    _ => return Err(bad_value(path, line_number, "eventfd-semaphore", value_text)),
+                    _ => {
+                        return Err(bad_value(
+                            path,
+                            line_number,
+                            "eventfd-semaphore",
+                            value_text,
+                        ))
+                    }
                 };
-                set(&mut fields.eventfd_semaphore, path, line_number, "eventfd-semaphore", semaphore)?;
+                set(
+                    &mut fields.eventfd_semaphore,
+                    path,
+                    line_number,
+                    "eventfd-semaphore",
+                    semaphore,
+                )?;
             }
             _ => {}
         }
@@ -634,36 +753,56 @@ fn finish(path: &Path, kind: FdKind, mut fields: Fields) -> Result<Fdinfo, Fdinf
     };
     let eventfd = match kind {
         FdKind::Eventfd => Some(EventfdRows {
-            count: fields.eventfd_count.ok_or_else(|| missing(path, "eventfd-count"))?,
+            count: fields
+                .eventfd_count
+                .ok_or_else(|| missing(path, "eventfd-count"))?,
             id: fields.eventfd_id,
-            semaphore: fields.eventfd_semaphore.ok_or_else(|| missing(path, "eventfd-semaphore"))?,
+            semaphore: fields
+                .eventfd_semaphore
+                .ok_or_else(|| missing(path, "eventfd-semaphore"))?,
         }),
         _ => None,
     };
-    Ok(Fdinfo { pos, flags, ino: fields.ino, ring, eventfd })
+    Ok(Fdinfo {
+        pos,
+        flags,
+        ino: fields.ino,
+        ring,
+        eventfd,
+    })
 }
 
 fn finish_ring(path: &Path, fields: &mut Fields) -> Result<RingRows, FdinfoError> {
     // The kernel prints all of the ring's lines or none of them (none when
     // it could not take the ring's lock at once).
     let Some((sq_mask, sq_mask_line)) = fields.sq_mask else {
-        return Err(FdinfoError::RingBusy { path: path.to_owned(), attempts: 1 });
+        return Err(FdinfoError::RingBusy {
+            path: path.to_owned(),
+            attempts: 1,
+        });
     };
     let (cq_mask, cq_mask_line) = fields.cq_mask.ok_or_else(|| missing(path, "CqMask"))?;
-    let (user_files, user_files_line) = fields.user_files.ok_or_else(|| missing(path, "UserFiles"))?;
+    let (user_files, user_files_line) = fields
+        .user_files
+        .ok_or_else(|| missing(path, "UserFiles"))?;
     let (user_bufs, user_bufs_line) = fields.user_bufs.ok_or_else(|| missing(path, "UserBufs"))?;
 
     // File rows: occupied slots only, ascending, each below the table size.
     let mut previous_slot = None;
     for (slot, _) in &fields.file_rows {
         if *slot >= user_files || previous_slot.is_some_and(|previous| previous >= *slot) {
-            let problem = format!("UserFiles rows are not ascending slots below {user_files} (slot {slot})");
+            let problem =
+                format!("UserFiles rows are not ascending slots below {user_files} (slot {slot})");
             return Err(malformed(path, user_files_line, problem));
         }
         previous_slot = Some(*slot);
     }
     // Buffer rows: exactly one per slot, in order.
-    let slots_in_order = fields.buffer_rows.iter().enumerate().all(|(index, (slot, _))| *slot as usize == index);
+    let slots_in_order = fields
+        .buffer_rows
+        .iter()
+        .enumerate()
+        .all(|(index, (slot, _))| *slot as usize == index);
     if fields.buffer_rows.len() != user_bufs as usize || !slots_in_order {
         let problem = format!("UserBufs is {user_bufs} but the rows are not slots 0..{user_bufs}");
         return Err(malformed(path, user_bufs_line, problem));
@@ -674,15 +813,27 @@ fn finish_ring(path: &Path, fields: &mut Fields) -> Result<RingRows, FdinfoError
         cq_mask,
         cq_mask_line,
         sq_thread: fields.sq_thread.ok_or_else(|| missing(path, "SqThread"))?,
-        sq_thread_cpu: fields.sq_thread_cpu.ok_or_else(|| missing(path, "SqThreadCpu"))?,
+        sq_thread_cpu: fields
+            .sq_thread_cpu
+            .ok_or_else(|| missing(path, "SqThreadCpu"))?,
         user_files,
         files: std::mem::take(&mut fields.file_rows),
-        buffers: fields.buffer_rows.iter().map(|(_, buffer)| *buffer).collect(),
+        buffers: fields
+            .buffer_rows
+            .iter()
+            .map(|(_, buffer)| *buffer)
+            .collect(),
     })
 }
 
 /// Stores a key's value, refusing a second one.
-fn set<T>(field: &mut Option<T>, path: &Path, line: usize, key: &str, value: T) -> Result<(), FdinfoError> {
+fn set<T>(
+    field: &mut Option<T>,
+    path: &Path,
+    line: usize,
+    key: &str,
+    value: T,
+) -> Result<(), FdinfoError> {
     if field.is_some() {
         return Err(malformed(path, line, format!("{key} appears twice")));
     }
@@ -705,7 +856,12 @@ fn parse_buffer_row(path: &Path, line: usize, value: &[u8]) -> Result<Option<Buf
 }
 
 /// A hex number written with a `0x` prefix.
-fn parse_hex_with_prefix<T: ParseRadix>(path: &Path, line: usize, what: &str, text: &[u8]) -> Result<T, FdinfoError> {
+fn parse_hex_with_prefix<T: ParseRadix>(
+    path: &Path,
+    line: usize,
+    what: &str,
+    text: &[u8],
+) -> Result<T, FdinfoError> {
     match text.strip_prefix(b"0x") {
         Some(digits) => parse_number(path, line, what, digits, 16),
         None => Err(bad_value(path, line, what, text)),
@@ -743,15 +899,26 @@ fn parse_number<T: ParseRadix>(
 }
 
 fn bad_value(path: &Path, line: usize, what: &str, text: &[u8]) -> FdinfoError {
-    malformed(path, line, format!("bad {what} {:?}", String::from_utf8_lossy(text)))
+    malformed(
+        path,
+        line,
+        format!("bad {what} {:?}", String::from_utf8_lossy(text)),
+    )
 }
 
 fn malformed(path: &Path, line: usize, problem: String) -> FdinfoError {
-    FdinfoError::Malformed { path: path.to_owned(), line, problem }
+    FdinfoError::Malformed {
+        path: path.to_owned(),
+        line,
+        problem,
+    }
 }
 
 fn missing(path: &Path, key: &'static str) -> FdinfoError {
-    FdinfoError::MissingKey { path: path.to_owned(), key }
+    FdinfoError::MissingKey {
+        path: path.to_owned(),
+        key,
+    }
 }
 
 /// Undoes `seq_file_path`'s escapes (`\ooo` octal for space, tab, newline
@@ -760,11 +927,14 @@ fn unescape(text: &[u8]) -> Option<String> {
     let mut bytes = Vec::with_capacity(text.len());
     let mut index = 0;
     while index < text.len() {
-        let octal =
-            text.get(index + 1..index + 4).filter(|digits| digits.iter().all(|digit| matches!(digit, b'0'..=b'7')));
+        let octal = text
+            .get(index + 1..index + 4)
+            .filter(|digits| digits.iter().all(|digit| matches!(digit, b'0'..=b'7')));
         match (text[index], octal) {
             (b'\\', Some(digits)) => {
-                let value = digits.iter().fold(0u32, |value, digit| value * 8 + u32::from(digit - b'0'));
+                let value = digits
+                    .iter()
+                    .fold(0u32, |value, digit| value * 8 + u32::from(digit - b'0'));
                 // Three octal digits can exceed a byte (\777); the kernel
                 // never writes such an escape, so keep the text as it is.
                 match u8::try_from(value) {
@@ -826,7 +996,9 @@ NAPI:\tdisabled
     }
 
     fn problem(text: &str, kind: FdKind) -> String {
-        parse(text, kind).expect_err("a malformed fdinfo").to_string()
+        parse(text, kind)
+            .expect_err("a malformed fdinfo")
+            .to_string()
     }
 
     #[test]
@@ -838,17 +1010,45 @@ NAPI:\tdisabled
     #[test]
     fn a_ring_with_files_and_buffers_parses_row_by_row() {
         let fdinfo = parse(SEED_ATTACHED_RING, FdKind::Ring).expect("parses");
-        assert_eq!((fdinfo.pos, fdinfo.flags, fdinfo.ino), (0, 0o2000002, Some(17070)));
+        assert_eq!(
+            (fdinfo.pos, fdinfo.flags, fdinfo.ino),
+            (0, 0o2000002, Some(17070))
+        );
         assert_eq!(fdinfo.eventfd, None);
         let ring = fdinfo.ring.expect("ring rows");
-        assert_eq!((ring.sq_mask, ring.cq_mask, ring.sq_thread, ring.sq_thread_cpu), (1, 3, 11206, 0));
+        assert_eq!(
+            (
+                ring.sq_mask,
+                ring.cq_mask,
+                ring.sq_thread,
+                ring.sq_thread_cpu
+            ),
+            (1, 3, 11206, 0)
+        );
         assert_eq!(ring.user_files, 5);
-        let files: Vec<(u32, Option<&str>)> = ring.files.iter().map(|(slot, path)| (*slot, path.as_deref())).collect();
+        let files: Vec<(u32, Option<&str>)> = ring
+            .files
+            .iter()
+            .map(|(slot, path)| (*slot, path.as_deref()))
+            .collect();
         assert_eq!(
             files,
-            [(0, Some("/dev/null")), (2, Some("/tmp/hold-seed.out")), (4, Some("/tmp/jobs/stderr (deleted)"))]
+            [
+                (0, Some("/dev/null")),
+                (2, Some("/tmp/hold-seed.out")),
+                (4, Some("/tmp/jobs/stderr (deleted)"))
+            ]
         );
-        assert_eq!(ring.buffers, [None, Some(Buffer { addr: 0x562b97df8480, len: 120 })]);
+        assert_eq!(
+            ring.buffers,
+            [
+                None,
+                Some(Buffer {
+                    addr: 0x562b97df8480,
+                    len: 120
+                })
+            ]
+        );
     }
 
     #[test]
@@ -858,23 +1058,49 @@ NAPI:\tdisabled
                     flag:0\nSqThread:\t-1\nSqThreadCpu:\t-1\nSomethingNew:\t0x12\nUserFiles:\t0\nUserBufs:\t0\n\
                     Personalities:\n    1\n\tUid:\t0\t0\t0\t0\n\tGroups:\t0\nPollList:\n  op=6 (POLL_ADD), task_works=0, \
                     events=EPOLLIN, path=/a:b\n  op=22, task_works=0\nCqOverflowList:\n  user_data=1, res=0, flags=0\n";
-        let ring = parse(text, FdKind::Ring).expect("parses").ring.expect("ring rows");
-        assert_eq!((ring.sq_mask, ring.cq_mask, ring.sq_thread, ring.sq_thread_cpu), (7, 15, -1, -1));
-        assert_eq!((ring.user_files, ring.files.len(), ring.buffers.len()), (0, 0, 0));
+        let ring = parse(text, FdKind::Ring)
+            .expect("parses")
+            .ring
+            .expect("ring rows");
+        assert_eq!(
+            (
+                ring.sq_mask,
+                ring.cq_mask,
+                ring.sq_thread,
+                ring.sq_thread_cpu
+            ),
+            (7, 15, -1, -1)
+        );
+        assert_eq!(
+            (ring.user_files, ring.files.len(), ring.buffers.len()),
+            (0, 0, 0)
+        );
     }
 
     #[test]
     fn slots_of_six_or_more_digits_have_no_leading_space_and_still_count() {
         let text = "pos:\t0\nflags:\t02\nino:\t9\nSqMask:\t0x0\nCqMask:\t0x1\nSqThread:\t-1\nSqThreadCpu:\t-1\n\
                     UserFiles:\t100002\n    7: /a\n100001: /b\nUserBufs:\t0\n";
-        let ring = parse(text, FdKind::Ring).expect("parses").ring.expect("ring rows");
-        assert_eq!(ring.files, [(7, Some("/a".to_owned())), (100001, Some("/b".to_owned()))]);
+        let ring = parse(text, FdKind::Ring)
+            .expect("parses")
+            .ring
+            .expect("ring rows");
+        assert_eq!(
+            ring.files,
+            [(7, Some("/a".to_owned())), (100001, Some("/b".to_owned()))]
+        );
     }
 
     #[test]
     fn escaped_and_non_utf8_paths() {
-        assert_eq!(unescape(b"/a\\040b\\011c\\012d\\134e").as_deref(), Some("/a b\tc\nd\\e"));
-        assert_eq!(unescape(b"/not\\8escape\\0").as_deref(), Some("/not\\8escape\\0"));
+        assert_eq!(
+            unescape(b"/a\\040b\\011c\\012d\\134e").as_deref(),
+            Some("/a b\tc\nd\\e")
+        );
+        assert_eq!(
+            unescape(b"/not\\8escape\\0").as_deref(),
+            Some("/not\\8escape\\0")
+        );
         assert_eq!(unescape(b"/x\\777").as_deref(), Some("/x\\777"));
         assert_eq!(unescape(b"/latin1-\xe9"), None);
         let text = b"pos:\t0\nflags:\t02\nino:\t9\nSqMask:\t0x0\nCqMask:\t0x1\nSqThread:\t-1\nSqThreadCpu:\t-1\n\
@@ -885,42 +1111,76 @@ NAPI:\tdisabled
 
     #[test]
     fn an_eventfd_reads_count_id_and_semaphore() {
-        let text = "pos:\t0\nflags:\t02004002\nmnt_id:\t17\nino:\t26\neventfd-count:                7\n\
+        let text =
+            "pos:\t0\nflags:\t02004002\nmnt_id:\t17\nino:\t26\neventfd-count:                7\n\
                     eventfd-id: 2\neventfd-semaphore: 1\n";
         let fdinfo = parse(text, FdKind::Eventfd).expect("parses");
-        assert_eq!(fdinfo.eventfd, Some(EventfdRows { count: 7, id: Some(2), semaphore: true }));
+        assert_eq!(
+            fdinfo.eventfd,
+            Some(EventfdRows {
+                count: 7,
+                id: Some(2),
+                semaphore: true
+            })
+        );
         assert_eq!(fdinfo.ring, None);
         let without_semaphore = "pos:\t0\nflags:\t02\neventfd-count: 2a\neventfd-id: 1\n";
-        assert!(problem(without_semaphore, FdKind::Eventfd).ends_with("no \"eventfd-semaphore\" line"));
+        assert!(
+            problem(without_semaphore, FdKind::Eventfd).ends_with("no \"eventfd-semaphore\" line")
+        );
     }
 
     #[test]
     fn ring_keys_on_a_plain_file_are_not_read() {
         let text = "pos:\t42\nflags:\t0100002\nmnt_id:\t3\nino:\t5\nSqMask:\tnot-a-number\n";
         let fdinfo = parse(text, FdKind::Plain).expect("parses");
-        assert_eq!((fdinfo.pos, fdinfo.flags, fdinfo.ring), (42, 0o100002, None));
+        assert_eq!(
+            (fdinfo.pos, fdinfo.flags, fdinfo.ring),
+            (42, 0o100002, None)
+        );
     }
 
     #[test]
     fn a_ring_without_its_rows_is_busy_not_empty() {
         let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t17070\n";
-        assert!(matches!(parse(text, FdKind::Ring), Err(FdinfoError::RingBusy { .. })));
+        assert!(matches!(
+            parse(text, FdKind::Ring),
+            Err(FdinfoError::RingBusy { .. })
+        ));
     }
 
     #[test]
     fn malformed_values_name_the_file_and_line() {
         let bad_mask = SEED_ATTACHED_RING.replace("SqMask:\t0x1", "SqMask:\t1");
-        assert_eq!(problem(&bad_mask, FdKind::Ring), "/proc/1/fdinfo/6:5: bad SqMask \"1\"");
+        assert_eq!(
+            problem(&bad_mask, FdKind::Ring),
+            "/proc/1/fdinfo/6:5: bad SqMask \"1\""
+        );
         let bad_flags = SEED_ATTACHED_RING.replace("flags:\t02000002", "flags:\t09");
-        assert_eq!(problem(&bad_flags, FdKind::Ring), "/proc/1/fdinfo/6:2: bad flags \"09\"");
+        assert_eq!(
+            problem(&bad_flags, FdKind::Ring),
+            "/proc/1/fdinfo/6:2: bad flags \"09\""
+        );
         let bad_buffer = SEED_ATTACHED_RING.replace("0x562b97df8480/120", "0x562b97df8480-120");
-        assert_eq!(problem(&bad_buffer, FdKind::Ring), "/proc/1/fdinfo/6:25: bad UserBufs row \"0x562b97df8480-120\"");
+        assert_eq!(
+            problem(&bad_buffer, FdKind::Ring),
+            "/proc/1/fdinfo/6:25: bad UserBufs row \"0x562b97df8480-120\""
+        );
         let bad_count = "pos:\t0\nflags:\t02\neventfd-count: 0x2a\neventfd-semaphore: 0\n";
-        assert_eq!(problem(bad_count, FdKind::Eventfd), "/proc/1/fdinfo/6:3: bad eventfd-count \"0x2a\"");
+        assert_eq!(
+            problem(bad_count, FdKind::Eventfd),
+            "/proc/1/fdinfo/6:3: bad eventfd-count \"0x2a\""
+        );
         let twice = SEED_ATTACHED_RING.replace("SqThreadCpu:\t0", "SqThreadCpu:\t0\nSqThread:\t1");
-        assert_eq!(problem(&twice, FdKind::Ring), "/proc/1/fdinfo/6:17: SqThread appears twice");
+        assert_eq!(
+            problem(&twice, FdKind::Ring),
+            "/proc/1/fdinfo/6:17: SqThread appears twice"
+        );
         let missing_pos = SEED_ATTACHED_RING.replace("pos:\t0\n", "");
-        assert_eq!(problem(&missing_pos, FdKind::Ring), "/proc/1/fdinfo/6: no \"pos\" line");
+        assert_eq!(
+            problem(&missing_pos, FdKind::Ring),
+            "/proc/1/fdinfo/6: no \"pos\" line"
+        );
     }
 
     #[test]
@@ -931,7 +1191,8 @@ NAPI:\tdisabled
             "/proc/1/fdinfo/6:23: UserBufs is 3 but the rows are not slots 0..3"
         );
         let slot_past_the_end = SEED_ATTACHED_RING.replace("    4: /tmp", "    5: /tmp");
-        assert!(problem(&slot_past_the_end, FdKind::Ring).contains("not ascending slots below 5 (slot 5)"));
+        assert!(problem(&slot_past_the_end, FdKind::Ring)
+            .contains("not ascending slots below 5 (slot 5)"));
         let repeated_slot = SEED_ATTACHED_RING.replace("    2: /tmp", "    0: /tmp");
         assert!(problem(&repeated_slot, FdKind::Ring).contains("(slot 0)"));
     }

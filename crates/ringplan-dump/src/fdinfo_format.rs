@@ -32,7 +32,10 @@ pub enum FdinfoFormatError {
     )]
     NoEventfdSemaphore,
     #[error("probing this kernel's fdinfo format: {what}: {source}")]
-    Probe { what: &'static str, source: std::io::Error },
+    Probe {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// Checks that this kernel's fdinfo is the format the fdinfo backend reads.
@@ -55,30 +58,59 @@ pub fn shows_registered_file_paths() -> Result<bool, FdinfoFormatError> {
 
 /// The fdinfo row of `/dev/null` registered in slot 0 of a probe ring.
 fn registered_file_row() -> Result<String, FdinfoFormatError> {
-    let probe = |what| move |errno: rustix::io::Errno| FdinfoFormatError::Probe { what, source: errno.into() };
+    let probe = |what| {
+        move |errno: rustix::io::Errno| FdinfoFormatError::Probe {
+            what,
+            source: errno.into(),
+        }
+    };
     let mut params = io_uring_params::default();
     // SAFETY: io_uring_setup only fills `params`; the ring is never mapped
     // or submitted to.
     let ring = unsafe { io_uring_setup(1, &mut params) }.map_err(probe("setting up a ring"))?;
     let read_only = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC;
-    let null = rustix::fs::open("/dev/null", read_only, rustix::fs::Mode::empty()).map_err(probe("opening /dev/null"))?;
+    let null = rustix::fs::open("/dev/null", read_only, rustix::fs::Mode::empty())
+        .map_err(probe("opening /dev/null"))?;
     let fds = [null.as_raw_fd()];
     // SAFETY: the argument is an array of one fd, as REGISTER_FILES with
     // nr_args 1 expects; the kernel only reads it.
-    unsafe { io_uring_register(ring.as_fd(), IoringRegisterOp::RegisterFiles, fds.as_ptr().cast(), 1) }
-        .map_err(probe("registering /dev/null"))?;
+    unsafe {
+        io_uring_register(
+            ring.as_fd(),
+            IoringRegisterOp::RegisterFiles,
+            fds.as_ptr().cast(),
+            1,
+        )
+    }
+    .map_err(probe("registering /dev/null"))?;
     let path = format!("/proc/self/fdinfo/{}", ring.as_raw_fd());
-    let text = std::fs::read(&path).map_err(|source| FdinfoFormatError::Probe { what: "reading fdinfo", source })?;
+    let text = std::fs::read(&path).map_err(|source| FdinfoFormatError::Probe {
+        what: "reading fdinfo",
+        source,
+    })?;
     let rows = crate::bpf::user_files::parse_user_files(&text);
-    Ok(rows.get(&0).map(|row| String::from_utf8_lossy(row).into_owned()).unwrap_or_default())
+    Ok(rows
+        .get(&0)
+        .map(|row| String::from_utf8_lossy(row).into_owned())
+        .unwrap_or_default())
 }
 
 fn shows_eventfd_semaphore() -> Result<bool, FdinfoFormatError> {
-    let eventfd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
-        .map_err(|errno| FdinfoFormatError::Probe { what: "creating an eventfd", source: errno.into() })?;
+    let eventfd =
+        rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).map_err(|errno| {
+            FdinfoFormatError::Probe {
+                what: "creating an eventfd",
+                source: errno.into(),
+            }
+        })?;
     let path = format!("/proc/self/fdinfo/{}", eventfd.as_raw_fd());
-    let text = std::fs::read(&path).map_err(|source| FdinfoFormatError::Probe { what: "reading fdinfo", source })?;
-    Ok(text.split(|byte| *byte == b'\n').any(|line| line.starts_with(b"eventfd-semaphore:")))
+    let text = std::fs::read(&path).map_err(|source| FdinfoFormatError::Probe {
+        what: "reading fdinfo",
+        source,
+    })?;
+    Ok(text
+        .split(|byte| *byte == b'\n')
+        .any(|line| line.starts_with(b"eventfd-semaphore:")))
 }
 
 #[cfg(test)]

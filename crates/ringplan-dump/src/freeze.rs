@@ -70,9 +70,15 @@ impl std::fmt::Display for HeldBy {
             HeldBy::CgroupV2(dir) => write!(f, "cgroup v2 freezer of {}", dir.display()),
             HeldBy::CgroupV1(dir) => write!(f, "cgroup v1 freezer of {}", dir.display()),
             HeldBy::Signal => f.write_str("SIGSTOP/SIGCONT"),
-            HeldBy::AlreadyStopped => f.write_str("nothing: it was already stopped and is left stopped"),
+            HeldBy::AlreadyStopped => {
+                f.write_str("nothing: it was already stopped and is left stopped")
+            }
             HeldBy::AlreadyFrozen(dir) => {
-                write!(f, "nothing: its cgroup {} was already frozen and is left frozen", dir.display())
+                write!(
+                    f,
+                    "nothing: its cgroup {} was already frozen and is left frozen",
+                    dir.display()
+                )
             }
         }
     }
@@ -84,11 +90,23 @@ pub enum FreezeError {
     #[error("cannot freeze pid {pid} with its cgroup: {reason}")]
     CgroupUnusable { pid: u32, reason: String },
     #[error("pid {pid} did not stop within {waited_ms} ms ({pending}); it was let go")]
-    DidNotStop { pid: u32, waited_ms: u128, pending: String },
+    DidNotStop {
+        pid: u32,
+        waited_ms: u128,
+        pending: String,
+    },
     #[error("freezing pid {pid}: {what}: {source}")]
-    Io { pid: u32, what: String, source: std::io::Error },
+    Io {
+        pid: u32,
+        what: String,
+        source: std::io::Error,
+    },
     #[error("letting pid {pid} go: {what}: {source}")]
-    Release { pid: u32, what: String, source: std::io::Error },
+    Release {
+        pid: u32,
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 /// How long to wait for a target to reach the stopped or frozen state
@@ -117,7 +135,10 @@ enum ThawHandle {
     /// A duplicate of the target's pidfd, for SIGCONT.
     Signal(OwnedFd),
     /// The cgroup's control file opened for writing, and what thaws it.
-    Cgroup { control: File, thawed: &'static [u8] },
+    Cgroup {
+        control: File,
+        thawed: &'static [u8],
+    },
 }
 
 impl ThawHandle {
@@ -167,10 +188,19 @@ impl Frozen {
         if process_state(pid).map_err(io("reading its state"))? == Some(b'T') {
             return Ok(Frozen::unchanged(pid, HeldBy::AlreadyStopped));
         }
-        let pidfd = target.pidfd().try_clone_to_owned().map_err(io("duplicating its pidfd"))?;
+        let pidfd = target
+            .pidfd()
+            .try_clone_to_owned()
+            .map_err(io("duplicating its pidfd"))?;
         let thaw = ThawHandle::Signal(pidfd);
         let watchdog = Watchdog::start(&thaw).map_err(io("starting the watchdog"))?;
-        let frozen = Frozen { pid, held_by: HeldBy::Signal, thaw: Some(thaw), watchdog: Some(watchdog), since: Instant::now() };
+        let frozen = Frozen {
+            pid,
+            held_by: HeldBy::Signal,
+            thaw: Some(thaw),
+            watchdog: Some(watchdog),
+            since: Instant::now(),
+        };
         rustix::process::pidfd_send_signal(target.pidfd(), rustix::process::Signal::STOP)
             .map_err(|errno| io("sending SIGSTOP")(errno.into()))?;
         frozen.wait_until(|| threads_not_stopped(pid))?;
@@ -180,43 +210,75 @@ impl Frozen {
     fn hold_cgroup(pid: u32, cgroup: CgroupFreezer) -> Result<Frozen, FreezeError> {
         let io = |what: String| move |source: std::io::Error| FreezeError::Io { pid, what, source };
         let control_path = cgroup.control_path();
-        if cgroup.is_frozen().map_err(io(format!("reading {}", control_path.display())))? {
+        if cgroup
+            .is_frozen()
+            .map_err(io(format!("reading {}", control_path.display())))?
+        {
             return Ok(Frozen::unchanged(pid, HeldBy::AlreadyFrozen(cgroup.dir)));
         }
         let control = File::options()
             .write(true)
             .open(&control_path)
             .map_err(io(format!("opening {}", control_path.display())))?;
-        let thaw = ThawHandle::Cgroup { control, thawed: cgroup.thawed_value() };
+        let thaw = ThawHandle::Cgroup {
+            control,
+            thawed: cgroup.thawed_value(),
+        };
         let watchdog = Watchdog::start(&thaw).map_err(io("starting the watchdog".into()))?;
         let held_by = cgroup.held_by();
-        let frozen = Frozen { pid, held_by, thaw: Some(thaw), watchdog: Some(watchdog), since: Instant::now() };
+        let frozen = Frozen {
+            pid,
+            held_by,
+            thaw: Some(thaw),
+            watchdog: Some(watchdog),
+            since: Instant::now(),
+        };
         std::fs::write(&control_path, cgroup.frozen_value())
             .map_err(io(format!("writing {}", control_path.display())))?;
         frozen.wait_until(|| match cgroup.is_frozen() {
             Ok(true) => Ok(None),
-            Ok(false) => Ok(Some(format!("{} does not report frozen", cgroup.dir.display()))),
+            Ok(false) => Ok(Some(format!(
+                "{} does not report frozen",
+                cgroup.dir.display()
+            ))),
             Err(error) => Err(error),
         })?;
         Ok(frozen)
     }
 
     fn unchanged(pid: u32, held_by: HeldBy) -> Frozen {
-        Frozen { pid, held_by, thaw: None, watchdog: None, since: Instant::now() }
+        Frozen {
+            pid,
+            held_by,
+            thaw: None,
+            watchdog: None,
+            since: Instant::now(),
+        }
     }
 
     /// Polls `pending` (what is not yet stopped, or `None`) until the
     /// target is held or the timeout passes; on timeout `self` is dropped,
     /// which lets the target go.
-    fn wait_until(&self, mut pending: impl FnMut() -> std::io::Result<Option<String>>) -> Result<(), FreezeError> {
+    fn wait_until(
+        &self,
+        mut pending: impl FnMut() -> std::io::Result<Option<String>>,
+    ) -> Result<(), FreezeError> {
         let pid = self.pid;
         let start = Instant::now();
         let mut pause = Duration::from_micros(50);
         loop {
-            let still = pending().map_err(|source| FreezeError::Io { pid, what: "waiting for it to stop".into(), source })?;
+            let still = pending().map_err(|source| FreezeError::Io {
+                pid,
+                what: "waiting for it to stop".into(),
+                source,
+            })?;
             let Some(what) = still else { return Ok(()) };
             if start.elapsed() >= STOP_TIMEOUT {
-                return Err(FreezeError::DidNotStop { pid, waited_ms: start.elapsed().as_millis(), pending: what });
+                return Err(FreezeError::DidNotStop {
+                    pid,
+                    waited_ms: start.elapsed().as_millis(),
+                    pending: what,
+                });
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(10));
@@ -243,7 +305,11 @@ impl Frozen {
             // Thawing failed: leave it to the watchdog, which tries again.
             watchdog.finish(thawed.is_ok());
         }
-        thawed.map_err(|source| FreezeError::Release { pid: self.pid, what: "thawing".into(), source })?;
+        thawed.map_err(|source| FreezeError::Release {
+            pid: self.pid,
+            what: "thawing".into(),
+            source,
+        })?;
         Ok(held_for)
     }
 }
@@ -273,7 +339,9 @@ fn threads_not_stopped(pid: u32) -> std::io::Result<Option<String>> {
     };
     for task in tasks {
         let task = task?;
-        let Ok(stat) = std::fs::read(task.path().join("stat")) else { continue };
+        let Ok(stat) = std::fs::read(task.path().join("stat")) else {
+            continue;
+        };
         // T: stopped by a signal; t: traced; Z/X: exiting.
         match StatLine::parse(&stat).map(|line| line.state) {
             Some(b'T' | b't' | b'Z' | b'X' | b'x') | None => {}
@@ -322,7 +390,12 @@ impl CgroupFreezer {
         Err(unusable(reasons.join("; ")))
     }
 
-    fn candidate(pid: u32, version: CgroupVersion, membership: &str, mountinfo: &str) -> Result<CgroupFreezer, String> {
+    fn candidate(
+        pid: u32,
+        version: CgroupVersion,
+        membership: &str,
+        mountinfo: &str,
+    ) -> Result<CgroupFreezer, String> {
         let name = match version {
             CgroupVersion::V2 => "cgroup v2",
             CgroupVersion::V1 => "cgroup v1 freezer",
@@ -334,22 +407,37 @@ impl CgroupFreezer {
                 let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
                 let matches = match version {
                     CgroupVersion::V2 => controllers.is_empty(),
-                    CgroupVersion::V1 => controllers.split(',').any(|controller| controller == "freezer"),
+                    CgroupVersion::V1 => controllers
+                        .split(',')
+                        .any(|controller| controller == "freezer"),
                 };
                 matches.then_some(path)
             })
             .ok_or_else(|| format!("{name}: pid {pid} is in none"))?;
         if path == "/" {
-            return Err(format!("{name}: pid {pid} is in the root cgroup, which cannot be frozen"));
+            return Err(format!(
+                "{name}: pid {pid} is in the root cgroup, which cannot be frozen"
+            ));
         }
-        let mount = cgroup_mount(mountinfo, version).ok_or_else(|| format!("{name}: not mounted"))?;
+        let mount =
+            cgroup_mount(mountinfo, version).ok_or_else(|| format!("{name}: not mounted"))?;
         let dir = mount.join(path.trim_start_matches('/'));
         let freezer = CgroupFreezer { dir, version };
-        let procs = std::fs::read_to_string(freezer.dir.join("cgroup.procs"))
-            .map_err(|error| format!("{name}: reading {}/cgroup.procs: {error}", freezer.dir.display()))?;
-        let others = procs.lines().filter(|line| line.trim() != pid.to_string()).count();
+        let procs = std::fs::read_to_string(freezer.dir.join("cgroup.procs")).map_err(|error| {
+            format!(
+                "{name}: reading {}/cgroup.procs: {error}",
+                freezer.dir.display()
+            )
+        })?;
+        let others = procs
+            .lines()
+            .filter(|line| line.trim() != pid.to_string())
+            .count();
         if others > 0 {
-            return Err(format!("{name}: {} holds {others} other processes", freezer.dir.display()));
+            return Err(format!(
+                "{name}: {} holds {others} other processes",
+                freezer.dir.display()
+            ));
         }
         let children = std::fs::read_dir(&freezer.dir)
             .map_err(|error| format!("{name}: listing {}: {error}", freezer.dir.display()))?
@@ -357,10 +445,16 @@ impl CgroupFreezer {
             .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
             .count();
         if children > 0 {
-            return Err(format!("{name}: {} has child cgroups, which would be frozen too", freezer.dir.display()));
+            return Err(format!(
+                "{name}: {} has child cgroups, which would be frozen too",
+                freezer.dir.display()
+            ));
         }
         if !freezer.control_path().exists() {
-            return Err(format!("{name}: {} does not exist", freezer.control_path().display()));
+            return Err(format!(
+                "{name}: {} does not exist",
+                freezer.control_path().display()
+            ));
         }
         Ok(freezer)
     }
@@ -401,7 +495,9 @@ impl CgroupFreezer {
                 let events = std::fs::read_to_string(self.dir.join("cgroup.events"))?;
                 Ok(events.lines().any(|line| line.trim() == "frozen 1"))
             }
-            CgroupVersion::V1 => Ok(std::fs::read_to_string(self.control_path())?.trim() == "FROZEN"),
+            CgroupVersion::V1 => {
+                Ok(std::fs::read_to_string(self.control_path())?.trim() == "FROZEN")
+            }
         }
     }
 }
@@ -416,7 +512,9 @@ fn cgroup_mount(mountinfo: &str, version: CgroupVersion) -> Option<PathBuf> {
         let (fs_type, super_options) = (after.next()?, after.nth(1)?);
         let wanted = match version {
             CgroupVersion::V2 => fs_type == "cgroup2",
-            CgroupVersion::V1 => fs_type == "cgroup" && super_options.split(',').any(|option| option == "freezer"),
+            CgroupVersion::V1 => {
+                fs_type == "cgroup" && super_options.split(',').any(|option| option == "freezer")
+            }
         };
         wanted.then(|| Path::new(&unescape_mount_path(mount_point)).to_path_buf())
     })
@@ -428,10 +526,14 @@ fn unescape_mount_path(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        let octal = bytes.get(index + 1..index + 4).filter(|digits| digits.iter().all(|d| (b'0'..=b'7').contains(d)));
+        let octal = bytes
+            .get(index + 1..index + 4)
+            .filter(|digits| digits.iter().all(|d| (b'0'..=b'7').contains(d)));
         match (bytes[index], octal) {
             (b'\\', Some(digits)) => {
-                out.push(digits.iter().fold(0u8, |value, digit| value.wrapping_mul(8).wrapping_add(digit - b'0')));
+                out.push(digits.iter().fold(0u8, |value, digit| {
+                    value.wrapping_mul(8).wrapping_add(digit - b'0')
+                }));
                 index += 4;
             }
             (byte, _) => {
@@ -467,8 +569,12 @@ impl Watchdog {
             0 => watchdog_main(listen.as_raw_fd(), thaw_fd, signal_thaw, thaw_value),
             child => {
                 drop(listen);
-                let pid = rustix::process::Pid::from_raw(child).ok_or_else(|| std::io::Error::other("fork returned pid 0"))?;
-                Ok(Watchdog { pid, tell: File::from(tell) })
+                let pid = rustix::process::Pid::from_raw(child)
+                    .ok_or_else(|| std::io::Error::other("fork returned pid 0"))?;
+                Ok(Watchdog {
+                    pid,
+                    tell: File::from(tell),
+                })
             }
         }
     }
@@ -490,7 +596,14 @@ fn watchdog_main(listen: i32, thaw: i32, signal_thaw: bool, thaw_value: &[u8]) -
     // SAFETY: plain system calls on fds this process owns after fork.
     unsafe {
         libc::setsid();
-        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGTSTP, libc::SIGPIPE] {
+        for signal in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGTSTP,
+            libc::SIGPIPE,
+        ] {
             libc::signal(signal, libc::SIG_IGN);
         }
         // Keep only what is needed, at known numbers: 0 listens, 3 thaws;
@@ -516,7 +629,13 @@ fn watchdog_main(listen: i32, thaw: i32, signal_thaw: bool, thaw_value: &[u8]) -
         };
         if word != Some(RELEASED) {
             if signal_thaw {
-                libc::syscall(libc::SYS_pidfd_send_signal, 3, libc::SIGCONT, std::ptr::null::<libc::siginfo_t>(), 0u32);
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    3,
+                    libc::SIGCONT,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0u32,
+                );
             } else {
                 libc::pwrite(3, thaw_value.as_ptr().cast(), thaw_value.len(), 0);
             }
@@ -535,8 +654,14 @@ mod tests {
 30 25 0:26 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
 31 25 0:27 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
 35 25 0:30 / /sys/fs/cgroup/my\\040unified rw,relatime - cgroup2 cgroup2 rw";
-        assert_eq!(cgroup_mount(mountinfo, CgroupVersion::V1), Some(PathBuf::from("/sys/fs/cgroup/freezer")));
-        assert_eq!(cgroup_mount(mountinfo, CgroupVersion::V2), Some(PathBuf::from("/sys/fs/cgroup/my unified")));
+        assert_eq!(
+            cgroup_mount(mountinfo, CgroupVersion::V1),
+            Some(PathBuf::from("/sys/fs/cgroup/freezer"))
+        );
+        assert_eq!(
+            cgroup_mount(mountinfo, CgroupVersion::V2),
+            Some(PathBuf::from("/sys/fs/cgroup/my unified"))
+        );
         assert_eq!(cgroup_mount("", CgroupVersion::V2), None);
     }
 }

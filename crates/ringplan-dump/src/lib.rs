@@ -78,7 +78,11 @@ pub enum DumpError {
         "pid {pid} changed its fds or io_uring tables during each of {attempts} reads (last: {last_change}); \
          hold it still with --freeze and dump again"
     )]
-    KeptChanging { pid: u32, attempts: u32, last_change: String },
+    KeptChanging {
+        pid: u32,
+        attempts: u32,
+        last_change: String,
+    },
     #[error(transparent)]
     Freeze(#[from] FreezeError),
 }
@@ -105,13 +109,24 @@ impl Dumper {
     /// is unavailable; `Bpf` fails instead.
     pub fn new(choice: BackendChoice) -> Result<Dumper, DumpError> {
         match choice {
-            BackendChoice::Fdinfo => Ok(Dumper { bpf: None, warnings: Vec::new() }),
-            BackendChoice::Bpf => Ok(Dumper { bpf: Some(BpfDumper::load()?), warnings: Vec::new() }),
+            BackendChoice::Fdinfo => Ok(Dumper {
+                bpf: None,
+                warnings: Vec::new(),
+            }),
+            BackendChoice::Bpf => Ok(Dumper {
+                bpf: Some(BpfDumper::load()?),
+                warnings: Vec::new(),
+            }),
             BackendChoice::Auto => match BpfDumper::load() {
-                Ok(bpf) => Ok(Dumper { bpf: Some(bpf), warnings: Vec::new() }),
+                Ok(bpf) => Ok(Dumper {
+                    bpf: Some(bpf),
+                    warnings: Vec::new(),
+                }),
                 Err(error) if error.is_unavailable() => Ok(Dumper {
                     bpf: None,
-                    warnings: vec![format!("BPF is unavailable ({error}); using the fdinfo backend")],
+                    warnings: vec![format!(
+                        "BPF is unavailable ({error}); using the fdinfo backend"
+                    )],
                 }),
                 Err(error) => Err(error.into()),
             },
@@ -134,7 +149,11 @@ impl Dumper {
 
     /// Dumps the selected rings of an already opened target and everything
     /// they depend on.
-    pub fn dump_target(&mut self, target: &Target, selection: Selection<'_>) -> Result<Dump, DumpError> {
+    pub fn dump_target(
+        &mut self,
+        target: &Target,
+        selection: Selection<'_>,
+    ) -> Result<Dump, DumpError> {
         let read = self.read_consistent(target, Recheck::FdTable)?;
         self.finish(target, read, selection, None)
     }
@@ -163,7 +182,11 @@ impl Dumper {
                 Err(error) => return Err(error),
             }
         }
-        Err(DumpError::KeptChanging { pid, attempts: READ_ATTEMPTS, last_change })
+        Err(DumpError::KeptChanging {
+            pid,
+            attempts: READ_ATTEMPTS,
+            last_change,
+        })
     }
 
     fn read_once(&mut self, target: &Target, recheck: Recheck) -> Result<Read, DumpError> {
@@ -189,9 +212,19 @@ impl Dumper {
         Ok(Read { raw, mappings })
     }
 
-    fn finish(&self, target: &Target, read: Read, selection: Selection<'_>, held: Option<Held>) -> Result<Dump, DumpError> {
+    fn finish(
+        &self,
+        target: &Target,
+        read: Read,
+        selection: Selection<'_>,
+        held: Option<Held>,
+    ) -> Result<Dump, DumpError> {
         let pid = target.pid();
-        let source = Source { pid, backend: self.backend(), kernel_release: kernel_release() };
+        let source = Source {
+            pid,
+            backend: self.backend(),
+            kernel_release: kernel_release(),
+        };
         let image = assemble::assemble(&read.raw, &read.mappings, source, selection)?;
         let mut warnings = self.warnings.clone();
         if self.bpf.is_none() && !image.objects.is_empty() {
@@ -205,7 +238,11 @@ impl Dumper {
             warnings.push(format!("pid {pid} holds no io_uring instance"));
         }
         warnings.extend(caveats::ring_caveats(pid, &image));
-        Ok(Dump { image, warnings, held })
+        Ok(Dump {
+            image,
+            warnings,
+            held,
+        })
     }
 }
 
@@ -243,10 +280,20 @@ fn fd_table_change(before: &[raw::RawFd], after: &[raw::RawFd]) -> Option<String
     if before == after {
         return None;
     }
-    let first = before.iter().zip(after).find(|(was, now)| was != now).map(|(was, _)| was.fd);
+    let first = before
+        .iter()
+        .zip(after)
+        .find(|(was, now)| was != now)
+        .map(|(was, _)| was.fd);
     let fd = first.or_else(|| {
-        let longer = if before.len() > after.len() { before } else { after };
-        longer.get(before.len().min(after.len())).map(|entry| entry.fd)
+        let longer = if before.len() > after.len() {
+            before
+        } else {
+            after
+        };
+        longer
+            .get(before.len().min(after.len()))
+            .map(|entry| entry.fd)
     })?;
     Some(describe(fd))
 }
@@ -273,7 +320,14 @@ pub struct Held {
 /// rights over it, or a pid that is no process, gets that error rather than
 /// whatever loading BPF would say.
 pub fn dump(pid: u32, selection: Selection<'_>, choice: BackendChoice) -> Result<Dump, DumpError> {
-    dump_with(pid, DumpOptions { selection, backend: choice, freeze: None })
+    dump_with(
+        pid,
+        DumpOptions {
+            selection,
+            backend: choice,
+            freeze: None,
+        },
+    )
 }
 
 /// Dumps `pid` once as `options` say. With `freeze`, the target is held
@@ -283,7 +337,9 @@ pub fn dump(pid: u32, selection: Selection<'_>, choice: BackendChoice) -> Result
 pub fn dump_with(pid: u32, options: DumpOptions<'_>) -> Result<Dump, DumpError> {
     let target = Target::open(pid)?;
     let mut dumper = Dumper::new(options.backend)?;
-    let Some(method) = options.freeze else { return dumper.dump_target(&target, options.selection) };
+    let Some(method) = options.freeze else {
+        return dumper.dump_target(&target, options.selection);
+    };
     let frozen = Frozen::hold(&target, method).map_err(|error| {
         if target.has_exited() {
             DumpError::ExitedDuringDump { pid }
@@ -300,9 +356,17 @@ pub fn dump_with(pid: u32, options: DumpOptions<'_>) -> Result<Dump, DumpError> 
     };
     let read = dumper.read_consistent(&target, recheck);
     let duration = frozen.release()?;
-    dumper.finish(&target, read?, options.selection, Some(Held { by, duration }))
+    dumper.finish(
+        &target,
+        read?,
+        options.selection,
+        Some(Held { by, duration }),
+    )
 }
 
 fn kernel_release() -> String {
-    rustix::system::uname().release().to_string_lossy().into_owned()
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
 }

@@ -18,8 +18,8 @@ pub enum MapsError {
 
 /// Ring mappings of `pid`, keyed by the inode number of the ring's file.
 pub fn ring_mappings(pid: u32) -> Result<HashMap<u64, Vec<RingMapping>>, MapsError> {
-    let text =
-        std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|source| MapsError::Read { pid, source })?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|source| MapsError::Read { pid, source })?;
     parse_ring_mappings(&text).map_err(|(line, text)| MapsError::Parse { pid, line, text })
 }
 
@@ -55,7 +55,16 @@ fn parse_line(line: &str) -> Option<Option<(u64, RingMapping)>> {
     let start = u64::from_str_radix(start, 16).ok()?;
     let end = u64::from_str_radix(end, 16).ok()?;
     let len = end.checked_sub(start)?;
-    Some(RingRegion::from_mmap_offset(offset).map(|region| (inode, RingMapping { region, addr: start, len })))
+    Some(RingRegion::from_mmap_offset(offset).map(|region| {
+        (
+            inode,
+            RingMapping {
+                region,
+                addr: start,
+                len,
+            },
+        )
+    }))
 }
 
 #[cfg(test)]
@@ -75,8 +84,16 @@ mod tests {
         assert_eq!(
             maps[&4242],
             vec![
-                RingMapping { region: RingRegion::SqRing, addr: 0x7f1c2e3ff000, len: 4096 },
-                RingMapping { region: RingRegion::Sqes, addr: 0x7f1c2e3fe000, len: 4096 },
+                RingMapping {
+                    region: RingRegion::SqRing,
+                    addr: 0x7f1c2e3ff000,
+                    len: 4096
+                },
+                RingMapping {
+                    region: RingRegion::Sqes,
+                    addr: 0x7f1c2e3fe000,
+                    len: 4096
+                },
             ]
         );
         assert_eq!(maps[&4243].len(), 1);
@@ -86,6 +103,9 @@ mod tests {
     #[test]
     fn names_a_malformed_io_uring_line() {
         let text = "garbage anon_inode:[io_uring]\n";
-        assert_eq!(parse_ring_mappings(text), Err((1, "garbage anon_inode:[io_uring]".to_owned())));
+        assert_eq!(
+            parse_ring_mappings(text),
+            Err((1, "garbage anon_inode:[io_uring]".to_owned()))
+        );
     }
 }

@@ -38,10 +38,16 @@ impl Target {
     /// same rights as ptrace (`PTRACE_MODE_READ`); `pidfd_getfd` later needs
     /// `PTRACE_MODE_ATTACH`, which the kernel grants under the same rules.
     pub fn open(pid: u32) -> Result<Target, TargetError> {
-        let raw = i32::try_from(pid).ok().and_then(Pid::from_raw).ok_or(TargetError::InvalidPid { pid })?;
+        let raw = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or(TargetError::InvalidPid { pid })?;
         let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(|errno| match errno {
             rustix::io::Errno::SRCH => TargetError::NoSuchProcess { pid },
-            other => TargetError::Open { pid, source: other.into() },
+            other => TargetError::Open {
+                pid,
+                source: other.into(),
+            },
         })?;
         let target = Target { pid, pidfd };
         if target.has_exited() {
@@ -73,8 +79,14 @@ impl Target {
     /// its whole fd table before the pidfd says anything, which a read in
     /// that window would take for a process without files.
     pub fn has_exited(&self) -> bool {
-        let mut poll = [rustix::event::PollFd::new(&self.pidfd, rustix::event::PollFlags::IN)];
-        let now = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut poll = [rustix::event::PollFd::new(
+            &self.pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        let now = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // A pidfd that cannot be polled says nothing; /proc then tells.
         let exited = rustix::event::poll(&mut poll, Some(&now)).is_ok_and(|ready| ready > 0);
         exited || leader_is_exiting(self.pid)
@@ -87,8 +99,12 @@ const PF_EXITING: u64 = 0x4;
 /// Whether `pid`'s leader thread has begun to exit (or `/proc` no longer
 /// shows it).
 fn leader_is_exiting(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { return true };
-    StatLine::parse(&stat).and_then(|line| line.flags).is_none_or(|flags| flags & PF_EXITING != 0)
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    StatLine::parse(&stat)
+        .and_then(|line| line.flags)
+        .is_none_or(|flags| flags & PF_EXITING != 0)
 }
 
 /// What ringplan reads of a `/proc/PID/stat` (or `/proc/PID/task/TID/stat`)
@@ -120,7 +136,10 @@ mod tests {
     fn stat_lines_are_read_after_the_command_name() {
         let line = StatLine::parse(b"42 (a) b) (c) T 1 2 3 4 5 4194564 0").expect("a line");
         assert_eq!((line.state, line.flags), (b'T', Some(4194564)));
-        assert_eq!(StatLine::parse(b"42 (plan) S 1").map(|line| (line.state, line.flags)), Some((b'S', None)));
+        assert_eq!(
+            StatLine::parse(b"42 (plan) S 1").map(|line| (line.state, line.flags)),
+            Some((b'S', None))
+        );
         assert!(StatLine::parse(b"garbage").is_none());
     }
 }

@@ -20,7 +20,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringplan_dump::fdinfo::{self, FdinfoError};
-use ringplan_dump::raw::{FileKey, Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawState, RingKey};
+use ringplan_dump::raw::{
+    FileKey, Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawState, RingKey,
+};
 use ringplan_image::Buffer;
 use serde_json::Value;
 
@@ -41,12 +43,16 @@ const S_IFCHR: u32 = 0o020000;
 /// In a child, plays the role its environment names and exits; in a test,
 /// returns at once.
 fn play_child_role_if_asked() {
-    let Ok(role) = std::env::var(CHILD_ROLE_VARIABLE) else { return };
+    let Ok(role) = std::env::var(CHILD_ROLE_VARIABLE) else {
+        return;
+    };
     let mut stdout = std::io::stdout().lock();
     let exit_code = match role.split_once(':') {
         Some(("hold", scenario)) => {
             // Should the test die without stopping us, stop with it.
-            let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+            let _ = rustix::process::set_parent_process_death_signal(Some(
+                rustix::process::Signal::TERM,
+            ));
             match hold_scenario(scenario, &mut stdout) {
                 Ok(()) => 0,
                 Err(error) => {
@@ -76,7 +82,10 @@ fn play_child_role_if_asked() {
 }
 
 /// `plan app` in the child: the description goes out on the answer line.
-fn hold_scenario(scenario: &str, stdout: &mut impl Write) -> Result<(), ringplan_scenarios::ScenarioError> {
+fn hold_scenario(
+    scenario: &str,
+    stdout: &mut impl Write,
+) -> Result<(), ringplan_scenarios::ScenarioError> {
     let scenario: ringplan_scenarios::Scenario = scenario.parse()?;
     let mut stop_signals = ringplan_scenarios::StopSignals::watch()?;
     let built = ringplan_scenarios::build(&scenario)?;
@@ -102,7 +111,9 @@ fn start_child(test_name: &str, role: &str, binary: &Path, uid: Option<u32>) -> 
         std::os::unix::process::CommandExt::uid(&mut command, uid);
         std::os::unix::process::CommandExt::gid(&mut command, uid);
     }
-    let mut child = command.spawn().unwrap_or_else(|error| panic!("starting {}: {error}", binary.display()));
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {}: {error}", binary.display()));
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let answer = loop {
@@ -133,8 +144,8 @@ impl ScenarioChild {
         play_child_role_if_asked();
         let binary = std::env::current_exe().expect("the test binary's path");
         let (child, answer) = start_child(test_name, &format!("hold:{scenario}"), &binary, None);
-        let description: Value =
-            serde_json::from_str(&answer).unwrap_or_else(|error| panic!("the child printed {answer:?}: {error}"));
+        let description: Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|error| panic!("the child printed {answer:?}: {error}"));
         ScenarioChild { child, description }
     }
 
@@ -143,7 +154,8 @@ impl ScenarioChild {
     }
 
     fn read(&self) -> RawState {
-        fdinfo::read(self.pid()).unwrap_or_else(|error| panic!("reading pid {}: {error}", self.pid()))
+        fdinfo::read(self.pid())
+            .unwrap_or_else(|error| panic!("reading pid {}: {error}", self.pid()))
     }
 
     /// The pid of the child's SQ thread, which names itself `iou-sqp-PID`
@@ -152,15 +164,21 @@ impl ScenarioChild {
     fn sq_thread(&self) -> Option<u64> {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).expect("listing the child's threads");
+            let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+                .expect("listing the child's threads");
             let sq_threads: Vec<u64> = tasks
                 .filter_map(|task| {
                     let task = task.ok()?;
                     let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-                    comm.starts_with("iou-sqp").then(|| task.file_name().to_str()?.parse::<u64>().ok()).flatten()
+                    comm.starts_with("iou-sqp")
+                        .then(|| task.file_name().to_str()?.parse::<u64>().ok())
+                        .flatten()
                 })
                 .collect();
-            assert!(sq_threads.len() <= 1, "at most one SQ thread expected: {sq_threads:?}");
+            assert!(
+                sq_threads.len() <= 1,
+                "at most one SQ thread expected: {sq_threads:?}"
+            );
             if !sq_threads.is_empty() || Instant::now() > deadline {
                 return sq_threads.first().copied();
             }
@@ -171,21 +189,33 @@ impl ScenarioChild {
     /// The inode of the child's fd, by `stat` through `/proc`.
     fn inode_of(&self, fd: i64) -> u64 {
         let path = format!("/proc/{}/fd/{fd}", self.pid());
-        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).expect("stat of the child's fd"))
+        std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(&path).expect("stat of the child's fd"),
+        )
     }
 
     /// The child's fd numbers, listed after a read to check the read saw all.
     fn fd_numbers(&self) -> BTreeSet<i32> {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .expect("listing the child's fds")
-            .map(|entry| entry.expect("an fd entry").file_name().to_str().expect("utf-8").parse().expect("fd number"))
+            .map(|entry| {
+                entry
+                    .expect("an fd entry")
+                    .file_name()
+                    .to_str()
+                    .expect("utf-8")
+                    .parse()
+                    .expect("fd number")
+            })
             .collect()
     }
 }
 
 impl Drop for ScenarioChild {
     fn drop(&mut self) {
-        let pid = i32::try_from(self.child.id()).ok().and_then(rustix::process::Pid::from_raw);
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
         if let Some(pid) = pid {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
@@ -211,7 +241,9 @@ fn refused_on_this_kernel(child: &ScenarioChild) -> bool {
 
 /// `refused_on_this_kernel` for any process.
 fn refused_reading(pid: u32) -> bool {
-    let Err(reason) = ringplan_dump::fdinfo_format::check() else { return false };
+    let Err(reason) = ringplan_dump::fdinfo_format::check() else {
+        return false;
+    };
     match fdinfo::read(pid) {
         Err(FdinfoError::KernelFormat(error)) => assert_eq!(error.to_string(), reason.to_string()),
         other => panic!("the fdinfo backend should refuse this kernel ({reason}), got {other:?}"),
@@ -221,7 +253,11 @@ fn refused_reading(pid: u32) -> bool {
 }
 
 fn fd_entry(state: &RawState, fd: i64) -> RawFd {
-    *state.fds.iter().find(|entry| i64::from(entry.fd) == fd).unwrap_or_else(|| panic!("fd {fd} was not read"))
+    *state
+        .fds
+        .iter()
+        .find(|entry| i64::from(entry.fd) == fd)
+        .unwrap_or_else(|| panic!("fd {fd} was not read"))
 }
 
 fn file_of(state: &RawState, fd: i64) -> &RawFile {
@@ -240,7 +276,9 @@ fn ring_at(state: &RawState, fd: i64) -> &RawRing {
 }
 
 fn number(value: &Value) -> i64 {
-    value.as_i64().unwrap_or_else(|| panic!("{value} is not a number"))
+    value
+        .as_i64()
+        .unwrap_or_else(|| panic!("{value} is not a number"))
 }
 
 /// A ring's file as this backend must see it: `anon_inode:[io_uring]`,
@@ -260,14 +298,26 @@ fn ring_file(key: RingKey) -> RawFile {
 fn assert_registered_file(state: &RawState, key: FileKey, path: &str) {
     assert_eq!(
         state.files[&key],
-        RawFile { role: RawFileRole::Plain, path: Some(path.to_owned()), flags: None, pos: None, mode: None }
+        RawFile {
+            role: RawFileRole::Plain,
+            path: Some(path.to_owned()),
+            flags: None,
+            pos: None,
+            mode: None
+        }
     );
-    assert!(state.fds.iter().all(|entry| entry.file != key), "slot file {key} must not be claimed as an fd's file");
+    assert!(
+        state.fds.iter().all(|entry| entry.file != key),
+        "slot file {key} must not be claimed as an fd's file"
+    );
 }
 
 /// The ring fields this backend cannot know.
 fn assert_unknowns(ring: &RawRing) {
-    assert_eq!((ring.flags, ring.sq_thread_idle_ms, ring.idle_known), (None, None, false));
+    assert_eq!(
+        (ring.flags, ring.sq_thread_idle_ms, ring.idle_known),
+        (None, None, false)
+    );
     assert_eq!(ring.eventfd, Known::Unknown);
 }
 
@@ -276,9 +326,16 @@ fn assert_every_fd_read(child: &ScenarioChild, state: &RawState) {
     let mut sorted = read.clone();
     sorted.sort_unstable();
     assert_eq!(read, sorted, "fds in ascending order");
-    assert_eq!(read.into_iter().collect::<BTreeSet<_>>(), child.fd_numbers());
+    assert_eq!(
+        read.into_iter().collect::<BTreeSet<_>>(),
+        child.fd_numbers()
+    );
     for entry in &state.fds {
-        assert!(state.files.contains_key(&entry.file), "fd {} has its file", entry.fd);
+        assert!(
+            state.files.contains_key(&entry.file),
+            "fd {} has its file",
+            entry.fd
+        );
     }
 }
 
@@ -302,7 +359,10 @@ fn seed_reads_back_field_by_field() {
     for ring_fd in [parent_fd, attached_fd] {
         let key = ring_key_at(&state, ring_fd);
         assert_eq!(key, child.inode_of(ring_fd), "ring identity is the inode");
-        assert!(fd_entry(&state, ring_fd).cloexec, "io_uring fds are created close-on-exec");
+        assert!(
+            fd_entry(&state, ring_fd).cloexec,
+            "io_uring fds are created close-on-exec"
+        );
         assert_eq!(file_of(&state, ring_fd), &ring_file(key));
     }
     assert_eq!(
@@ -323,27 +383,40 @@ fn seed_reads_back_field_by_field() {
     );
 
     let attached = ring_at(&state, attached_fd);
-    assert_eq!((attached.inode, attached.sq_entries, attached.cq_entries), (Some(child.inode_of(attached_fd)), 2, 4));
-    assert_eq!((attached.sq_thread, attached.sq_thread_cpu), (sq_thread, Some(0)));
+    assert_eq!(
+        (attached.inode, attached.sq_entries, attached.cq_entries),
+        (Some(child.inode_of(attached_fd)), 2, 4)
+    );
+    assert_eq!(
+        (attached.sq_thread, attached.sq_thread_cpu),
+        (sq_thread, Some(0))
+    );
     assert_unknowns(attached);
     let slots = &description["rings"][1]["files"];
     assert_eq!(attached.files.len(), 5);
     for (slot, key) in attached.files.iter().enumerate() {
         match (slot % 2, key) {
-            (0, Some(key)) => assert_registered_file(&state, *key, slots[slot]["path"].as_str().expect("path")),
+            (0, Some(key)) => {
+                assert_registered_file(&state, *key, slots[slot]["path"].as_str().expect("path"))
+            }
             (1, None) => {}
             other => panic!("slot {slot}: {other:?}"),
         }
     }
     let buffer = &description["rings"][1]["buffers"][1];
-    let buffer = Buffer { addr: buffer["addr"].as_u64().expect("addr"), len: 120 };
+    let buffer = Buffer {
+        addr: buffer["addr"].as_u64().expect("addr"),
+        len: 120,
+    };
     assert_eq!(attached.buffers, [None, Some(buffer)]);
 
     // eventfd(42, 0): not close-on-exec, blocking, no semaphore.
     let eventfd_entry = fd_entry(&state, eventfd_fd);
     assert!(!eventfd_entry.cloexec);
     let eventfd_file = &state.files[&eventfd_entry.file];
-    let RawFileRole::Eventfd(eventfd_key) = eventfd_file.role else { panic!("{eventfd_file:?} is not an eventfd") };
+    let RawFileRole::Eventfd(eventfd_key) = eventfd_file.role else {
+        panic!("{eventfd_file:?} is not an eventfd")
+    };
     assert_eq!(
         eventfd_file,
         &RawFile {
@@ -354,13 +427,26 @@ fn seed_reads_back_field_by_field() {
             mode: None,
         }
     );
-    assert_eq!(state.eventfds[&eventfd_key], RawEventfd { count: 42, flags: 0 });
+    assert_eq!(
+        state.eventfds[&eventfd_key],
+        RawEventfd {
+            count: 42,
+            flags: 0
+        }
+    );
 
     // stdin is /dev/null (see `start_child`): a plain file with its mode.
     let stdin = file_of(&state, 0);
-    assert_eq!((stdin.role, stdin.path.as_deref(), stdin.pos), (RawFileRole::Plain, Some("/dev/null"), Some(0)));
+    assert_eq!(
+        (stdin.role, stdin.path.as_deref(), stdin.pos),
+        (RawFileRole::Plain, Some("/dev/null"), Some(0))
+    );
     assert_eq!(stdin.mode.map(|mode| mode & S_IFMT), Some(S_IFCHR));
-    assert_eq!(stdin.flags.map(|flags| flags & O_ACCMODE), Some(0), "read-only");
+    assert_eq!(
+        stdin.flags.map(|flags| flags & O_ACCMODE),
+        Some(0),
+        "read-only"
+    );
 }
 
 #[test]
@@ -376,8 +462,15 @@ fn closed_objects_survive_only_in_the_ring() {
     let ring_key = ring_key_at(&state, ring_fd);
     assert_eq!(state.rings.len(), 1);
     let ring = &state.rings[&ring_key];
-    assert_eq!((ring.inode, ring.sq_entries, ring.cq_entries), (Some(child.inode_of(ring_fd)), 8, 16));
-    assert_eq!((ring.sq_thread, ring.sq_thread_cpu), (None, None), "no SQPOLL");
+    assert_eq!(
+        (ring.inode, ring.sq_entries, ring.cq_entries),
+        (Some(child.inode_of(ring_fd)), 8, 16)
+    );
+    assert_eq!(
+        (ring.sq_thread, ring.sq_thread_cpu),
+        (None, None),
+        "no SQPOLL"
+    );
     assert_unknowns(ring);
     assert_eq!(ring.buffers, []);
 
@@ -385,12 +478,21 @@ fn closed_objects_survive_only_in_the_ring() {
     assert!(state.eventfds.is_empty());
     let read_fds: HashSet<i64> = state.fds.iter().map(|entry| i64::from(entry.fd)).collect();
     for closed in description["closed_fds"].as_array().expect("closed fds") {
-        assert!(!read_fds.contains(&number(closed)), "closed fd {closed} was read");
+        assert!(
+            !read_fds.contains(&number(closed)),
+            "closed fd {closed} was read"
+        );
     }
 
     let files = description["files"].as_array().expect("files");
     let path = |index: usize| files[index]["path"].as_str().expect("path");
-    let slot_paths = [Some(path(0)), Some(path(1)), None, Some(path(2)), Some(path(3))];
+    let slot_paths = [
+        Some(path(0)),
+        Some(path(1)),
+        None,
+        Some(path(2)),
+        Some(path(3)),
+    ];
     assert_eq!(ring.files.len(), slot_paths.len());
     for (slot, (key, expected_path)) in ring.files.iter().zip(slot_paths).enumerate() {
         match (key, expected_path) {
@@ -404,7 +506,10 @@ fn closed_objects_survive_only_in_the_ring() {
         let entry = fd_entry(&state, number(&files[index]["fd"]));
         assert!(entry.cloexec);
         let file = &state.files[&entry.file];
-        assert_eq!((file.role, file.path.as_deref(), file.pos), (RawFileRole::Plain, Some(path(index)), Some(0)));
+        assert_eq!(
+            (file.role, file.path.as_deref(), file.pos),
+            (RawFileRole::Plain, Some(path(index)), Some(0))
+        );
         assert_eq!(file.flags.map(|flags| flags & O_ACCMODE), Some(O_RDWR));
         assert_eq!(file.mode.map(|mode| mode & S_IFMT), Some(S_IFREG));
     }
@@ -412,7 +517,10 @@ fn closed_objects_survive_only_in_the_ring() {
 
 #[test]
 fn a_thousand_registered_files_each_get_a_slot_file() {
-    let child = ScenarioChild::start("a_thousand_registered_files_each_get_a_slot_file", "files:1000");
+    let child = ScenarioChild::start(
+        "a_thousand_registered_files_each_get_a_slot_file",
+        "files:1000",
+    );
     if refused_on_this_kernel(&child) {
         return;
     }
@@ -420,7 +528,10 @@ fn a_thousand_registered_files_each_get_a_slot_file() {
     let description = &child.description;
     assert_every_fd_read(&child, &state);
     let ring = ring_at(&state, number(&description["rings"][0]["fd"]));
-    assert_eq!((ring.sq_entries, ring.cq_entries, ring.sq_thread), (8, 16, None));
+    assert_eq!(
+        (ring.sq_entries, ring.cq_entries, ring.sq_thread),
+        (8, 16, None)
+    );
     assert_unknowns(ring);
     let files = description["files"].as_array().expect("files");
     assert_eq!((ring.files.len(), files.len()), (1000, 1000));
@@ -435,7 +546,10 @@ fn a_thousand_registered_files_each_get_a_slot_file() {
         let entry = fd_entry(&state, number(&file["fd"]));
         assert!(entry.cloexec);
         let fd_file = &state.files[&entry.file];
-        assert_eq!((fd_file.role, fd_file.path.as_deref(), fd_file.pos), (RawFileRole::Plain, Some(path), Some(0)));
+        assert_eq!(
+            (fd_file.role, fd_file.path.as_deref(), fd_file.pos),
+            (RawFileRole::Plain, Some(path), Some(0))
+        );
         assert_eq!(fd_file.mode.map(|mode| mode & S_IFMT), Some(S_IFREG));
     }
 }
@@ -449,7 +563,11 @@ fn mix_merges_a_dup_and_shares_one_sq_thread() {
     let state = child.read();
     let rings = &child.description["rings"];
     assert_every_fd_read(&child, &state);
-    let (fd_a, fd_b, fd_c) = (number(&rings[0]["fd"]), number(&rings[1]["fd"]), number(&rings[2]["fd"]));
+    let (fd_a, fd_b, fd_c) = (
+        number(&rings[0]["fd"]),
+        number(&rings[1]["fd"]),
+        number(&rings[2]["fd"]),
+    );
     let dup_fd = number(&rings[0]["dup_fds"][0]);
     assert_eq!(state.rings.len(), 3);
 
@@ -462,18 +580,29 @@ fn mix_merges_a_dup_and_shares_one_sq_thread() {
     assert_eq!(ring_at(&state, fd_a).sq_thread, sq_thread);
     assert_eq!(ring_at(&state, fd_b).sq_thread, sq_thread);
     assert_eq!(ring_at(&state, fd_c).sq_thread, None);
-    assert_eq!((ring_at(&state, fd_c).sq_entries, ring_at(&state, fd_c).cq_entries), (16, 64));
+    assert_eq!(
+        (
+            ring_at(&state, fd_c).sq_entries,
+            ring_at(&state, fd_c).cq_entries
+        ),
+        (16, 64)
+    );
 
     let buffers = &rings[1]["buffers"];
     let buffer = |slot: usize| Buffer {
         addr: buffers[slot]["addr"].as_u64().expect("addr"),
         len: buffers[slot]["len"].as_u64().expect("len"),
     };
-    assert_eq!(ring_at(&state, fd_b).buffers, [Some(buffer(0)), None, Some(buffer(2))]);
+    assert_eq!(
+        ring_at(&state, fd_b).buffers,
+        [Some(buffer(0)), None, Some(buffer(2))]
+    );
 
     // One file at two slots: fdinfo cannot prove it is one, so two keys.
     let slots = &ring_at(&state, fd_c).files;
-    let data_path = child.description["files"][0]["path"].as_str().expect("path");
+    let data_path = child.description["files"][0]["path"]
+        .as_str()
+        .expect("path");
     match slots.as_slice() {
         [Some(first), None, Some(null), Some(second), None, None] => {
             assert_registered_file(&state, *first, data_path);
@@ -487,13 +616,24 @@ fn mix_merges_a_dup_and_shares_one_sq_thread() {
     assert_eq!(data.pos, Some(5));
 
     let eventfd_fd = number(&child.description["eventfds"][0]["fd"]);
-    let RawFileRole::Eventfd(eventfd_key) = file_of(&state, eventfd_fd).role else { panic!("not an eventfd") };
-    assert_eq!(state.eventfds[&eventfd_key], RawEventfd { count: 7, flags: EFD_SEMAPHORE | O_NONBLOCK });
+    let RawFileRole::Eventfd(eventfd_key) = file_of(&state, eventfd_fd).role else {
+        panic!("not an eventfd")
+    };
+    assert_eq!(
+        state.eventfds[&eventfd_key],
+        RawEventfd {
+            count: 7,
+            flags: EFD_SEMAPHORE | O_NONBLOCK
+        }
+    );
 }
 
 #[test]
 fn rings_left_by_a_closed_creator_still_share_its_sq_thread() {
-    let child = ScenarioChild::start("rings_left_by_a_closed_creator_still_share_its_sq_thread", "creator-closed:2");
+    let child = ScenarioChild::start(
+        "rings_left_by_a_closed_creator_still_share_its_sq_thread",
+        "creator-closed:2",
+    );
     if refused_on_this_kernel(&child) {
         return;
     }
@@ -513,7 +653,10 @@ fn a_missing_process_is_named() {
     let missing_pid = (1 << 22) + 1;
     match fdinfo::read(missing_pid) {
         Err(error @ FdinfoError::NoSuchProcess { .. }) => {
-            assert_eq!(error.to_string(), format!("process {missing_pid} does not exist"));
+            assert_eq!(
+                error.to_string(),
+                format!("process {missing_pid} does not exist")
+            );
         }
         other => panic!("expected NoSuchProcess, got {other:?}"),
     }
@@ -524,7 +667,10 @@ fn a_missing_process_is_named() {
 #[test]
 fn an_exited_process_is_not_read_as_one_without_fds() {
     play_child_role_if_asked();
-    let mut exited = Command::new("true").stdin(Stdio::null()).spawn().expect("starting true");
+    let mut exited = Command::new("true")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting true");
     let stat_path = format!("/proc/{}/stat", exited.id());
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(&stat_path).is_ok_and(|stat| stat.contains(") Z ")) {
@@ -555,9 +701,17 @@ fn an_unprivileged_reader_is_told_access_is_denied() {
     let copy_dir = TempCopyDir::new();
     let copy = copy_dir.0.join("fdinfo_backend");
     std::fs::copy(&binary, &copy).expect("copying the test binary");
-    std::fs::set_permissions(&copy_dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-    let (mut child, answer) =
-        start_child("an_unprivileged_reader_is_told_access_is_denied", "read:1", &copy, Some(NOBODY));
+    std::fs::set_permissions(
+        &copy_dir.0,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let (mut child, answer) = start_child(
+        "an_unprivileged_reader_is_told_access_is_denied",
+        "read:1",
+        &copy,
+        Some(NOBODY),
+    );
     let _ = child.wait();
     assert_eq!(
         answer,
@@ -570,7 +724,8 @@ struct TempCopyDir(PathBuf);
 
 impl TempCopyDir {
     fn new() -> TempCopyDir {
-        let path = std::env::temp_dir().join(format!("ringplan-fdinfo-test-{}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("ringplan-fdinfo-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir(&path).expect("creating a temp dir");
         TempCopyDir(path)

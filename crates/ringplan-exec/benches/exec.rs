@@ -50,7 +50,9 @@ use ringplan_plan::{Op, Plan};
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::fs::{Mode, OFlags, SeekFrom};
 use rustix::io::DupFlags;
-use rustix::io_uring::{io_uring_params, io_uring_register, io_uring_setup, IoringRegisterOp, IoringSetupFlags};
+use rustix::io_uring::{
+    io_uring_params, io_uring_register, io_uring_setup, IoringRegisterOp, IoringSetupFlags,
+};
 use rustix::mm::{MapFlags, ProtFlags};
 
 const HOLD_ENV: &str = "RINGPLAN_EXEC_BENCH_HOLD";
@@ -67,25 +69,42 @@ fn main() {
         ringplan_scenarios::hold(&scenario, &mut std::io::stdout().lock()).expect("hold");
         return;
     }
-    let rounds: usize = std::env::var("EXEC_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let rounds: usize = std::env::var("EXEC_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let settle = Duration::from_micros(
-        std::env::var("EXEC_BENCH_SETTLE_US").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
+        std::env::var("EXEC_BENCH_SETTLE_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000),
     );
     let only = std::env::var("EXEC_BENCH_ONLY").ok();
 
     let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    let raised = rustix::process::Rlimit { current: nofile.maximum, maximum: nofile.maximum };
-    rustix::process::setrlimit(rustix::process::Resource::Nofile, raised).expect("raise RLIMIT_NOFILE");
+    let raised = rustix::process::Rlimit {
+        current: nofile.maximum,
+        maximum: nofile.maximum,
+    };
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, raised)
+        .expect("raise RLIMIT_NOFILE");
 
     // Build and hold every scenario in a child, dump each once.
-    let workloads: Vec<&str> = WORKLOADS.iter().copied().filter(|w| only.as_deref().is_none_or(|o| o == *w)).collect();
+    let workloads: Vec<&str> = WORKLOADS
+        .iter()
+        .copied()
+        .filter(|w| only.as_deref().is_none_or(|o| o == *w))
+        .collect();
     let mut children = Vec::new();
     let mut plans = Vec::new();
     {
         let mut dumper = Dumper::new(BackendChoice::Bpf).expect("BPF dumper (run as root)");
         for &name in &workloads {
             let child = Held::spawn(name);
-            let mut image = dumper.dump(child.0.id(), Selection::All).expect("dump").image;
+            let mut image = dumper
+                .dump(child.0.id(), Selection::All)
+                .expect("dump")
+                .image;
             relocate(&mut image);
             let plan = ringplan_plan::compile(&image).expect("compile");
             plans.push((name, plan));
@@ -166,7 +185,9 @@ impl Held {
             .expect("spawn holder");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout");
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("read description");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read description");
         assert!(line.starts_with('{'), "{scenario}: holder printed {line:?}");
         Held(child)
     }
@@ -188,7 +209,12 @@ fn relocate(image: &mut Image) {
         .objects
         .iter()
         .filter_map(|object| match &object.kind {
-            ObjectKind::Ring(ring) => ring.buffers.iter().flatten().map(|buffer| buffer.addr & !0xfff).min(),
+            ObjectKind::Ring(ring) => ring
+                .buffers
+                .iter()
+                .flatten()
+                .map(|buffer| buffer.addr & !0xfff)
+                .min(),
             _ => None,
         })
         .min();
@@ -198,7 +224,10 @@ fn relocate(image: &mut Image) {
         }
         if let (ObjectKind::Ring(ring), Some(lowest)) = (&mut object.kind, lowest) {
             for buffer in ring.buffers.iter_mut().flatten() {
-                assert!(buffer.addr - lowest < 1 << 30, "buffers spread over more than 1 GiB");
+                assert!(
+                    buffer.addr - lowest < 1 << 30,
+                    "buffers spread over more than 1 GiB"
+                );
                 buffer.addr = buffer.addr - lowest + BUFFER_BASE;
             }
         }
@@ -208,14 +237,20 @@ fn relocate(image: &mut Image) {
 fn options() -> ExecOptions {
     // Ring regions are left unmapped: the minimal replay maps none, and a
     // mapping that outlives its run would keep the ring alive across runs.
-    ExecOptions { substitute_external: true, raise_fd_limit: false, skip_ring_mappings: true, ..ExecOptions::default() }
+    ExecOptions {
+        substitute_external: true,
+        raise_fd_limit: false,
+        skip_ring_mappings: true,
+        ..ExecOptions::default()
+    }
 }
 
 fn unmap(ranges: &[(u64, u64)]) {
     for &(start, end) in ranges {
         // SAFETY: a range this bench's restore mapped; nothing uses it after
         // the restored rings are closed.
-        unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) }.expect("munmap");
+        unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) }
+            .expect("munmap");
     }
 }
 
@@ -302,22 +337,37 @@ fn replay(plan: &Plan) -> BaseRestored {
                 Some(fd)
             }
             Op::OpenFile(open) => {
-                let fd = rustix::fs::open(open.path.as_str(), OFlags::from_bits_retain(open.flags), Mode::empty())
-                    .expect("openat");
+                let fd = rustix::fs::open(
+                    open.path.as_str(),
+                    OFlags::from_bits_retain(open.flags),
+                    Mode::empty(),
+                )
+                .expect("openat");
                 if open.pos != 0 {
                     rustix::fs::seek(&fd, SeekFrom::Start(open.pos as u64)).expect("lseek");
                 }
                 Some(fd)
             }
             Op::ExternalInput(input) => {
-                let access = input.flags.map_or(OFlags::RDWR, |flags| OFlags::from_bits_retain(flags) & OFlags::RWMODE);
+                let access = input.flags.map_or(OFlags::RDWR, |flags| {
+                    OFlags::from_bits_retain(flags) & OFlags::RWMODE
+                });
                 if input.file_type == FileType::Pipe {
-                    let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe2");
-                    Some(if access == OFlags::WRONLY { writer } else { reader })
+                    let (reader, writer) =
+                        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe2");
+                    Some(if access == OFlags::WRONLY {
+                        writer
+                    } else {
+                        reader
+                    })
                 } else {
                     Some(
-                        rustix::fs::open("/dev/null", access | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty())
-                            .expect("open"),
+                        rustix::fs::open(
+                            "/dev/null",
+                            access | OFlags::CLOEXEC | OFlags::NOCTTY,
+                            Mode::empty(),
+                        )
+                        .expect("open"),
                     )
                 }
             }
@@ -333,7 +383,10 @@ fn replay(plan: &Plan) -> BaseRestored {
                     params.wq_fd = handles[wq.0 as usize];
                 }
                 // SAFETY: `params` is initialized; `wq_fd` is an open ring.
-                Some(unsafe { io_uring_setup(setup.sq_entries, &mut params) }.expect("io_uring_setup"))
+                Some(
+                    unsafe { io_uring_setup(setup.sq_entries, &mut params) }
+                        .expect("io_uring_setup"),
+                )
             }
             Op::RegisterEventfd(register) => {
                 let opcode = if register.is_async {
@@ -349,12 +402,20 @@ fn replay(plan: &Plan) -> BaseRestored {
                 None
             }
             Op::RegisterFiles(register) => {
-                let table: Vec<RawFd> =
-                    register.slots.iter().map(|slot| slot.map_or(-1, |handle| handles[handle.0 as usize])).collect();
+                let table: Vec<RawFd> = register
+                    .slots
+                    .iter()
+                    .map(|slot| slot.map_or(-1, |handle| handles[handle.0 as usize]))
+                    .collect();
                 let ring = borrow(handles[register.ring_handle.0 as usize]);
                 // SAFETY: `len` ints, each an open fd or -1.
                 unsafe {
-                    io_uring_register(ring, IoringRegisterOp::RegisterFiles, table.as_ptr().cast(), table.len() as u32)
+                    io_uring_register(
+                        ring,
+                        IoringRegisterOp::RegisterFiles,
+                        table.as_ptr().cast(),
+                        table.len() as u32,
+                    )
                 }
                 .expect("register files");
                 None
@@ -376,22 +437,39 @@ fn replay(plan: &Plan) -> BaseRestored {
                 None
             }
             Op::RegisterBuffers(register) => {
-                let iovecs: Vec<[usize; 2]> =
-                    register.iovecs.iter().map(|iovec| [iovec.base as usize, iovec.len as usize]).collect();
+                let iovecs: Vec<[usize; 2]> = register
+                    .iovecs
+                    .iter()
+                    .map(|iovec| [iovec.base as usize, iovec.len as usize])
+                    .collect();
                 let ring = borrow(handles[register.ring_handle.0 as usize]);
                 // SAFETY: `len` iovecs naming memory mapped at the barrier.
                 unsafe {
-                    io_uring_register(ring, IoringRegisterOp::RegisterBuffers, iovecs.as_ptr().cast(), iovecs.len() as u32)
+                    io_uring_register(
+                        ring,
+                        IoringRegisterOp::RegisterBuffers,
+                        iovecs.as_ptr().cast(),
+                        iovecs.len() as u32,
+                    )
                 }
                 .expect("register buffers");
                 None
             }
             Op::InstallFd(install) => {
-                let flags = if install.cloexec { DupFlags::CLOEXEC } else { DupFlags::empty() };
+                let flags = if install.cloexec {
+                    DupFlags::CLOEXEC
+                } else {
+                    DupFlags::empty()
+                };
                 // SAFETY: the target is free (the plan's targets are above
                 // anything this process holds); it is kept as a raw number.
                 let mut target = unsafe { OwnedFd::from_raw_fd(install.fd) };
-                rustix::io::dup3(borrow(handles[install.source_handle.0 as usize]), &mut target, flags).expect("dup3");
+                rustix::io::dup3(
+                    borrow(handles[install.source_handle.0 as usize]),
+                    &mut target,
+                    flags,
+                )
+                .expect("dup3");
                 installed.push(target.as_raw_fd());
                 std::mem::forget(target);
                 None
@@ -424,7 +502,11 @@ fn open_fds() -> Vec<String> {
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let target = std::fs::read_link(entry.path()).ok()?;
-            Some(format!("{} {}", entry.file_name().to_string_lossy(), target.to_string_lossy()))
+            Some(format!(
+                "{} {}",
+                entry.file_name().to_string_lossy(),
+                target.to_string_lossy()
+            ))
         })
         .collect();
     fds.sort();
@@ -434,13 +516,22 @@ fn open_fds() -> Vec<String> {
 /// Once per workload, untimed: both sides leave the same fd numbers open
 /// and their teardown leaves nothing behind.
 fn check_same_fds(plan: &Plan) {
-    let numbers = |fds: Vec<String>| fds.into_iter().map(|fd| fd.split(' ').next().unwrap_or("").to_owned()).collect::<Vec<_>>();
+    let numbers = |fds: Vec<String>| {
+        fds.into_iter()
+            .map(|fd| fd.split(' ').next().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    };
     let before = open_fds();
     let mut memory = AnonymousBuffers::new();
-    let restored = ringplan_exec::execute(plan, Inputs::new(), &mut memory, &options()).expect("execute");
+    let restored =
+        ringplan_exec::execute(plan, Inputs::new(), &mut memory, &options()).expect("execute");
     let ours = numbers(open_fds());
     teardown_ours(restored, memory);
-    assert_eq!(numbers(open_fds()), numbers(before.clone()), "the executor's teardown left fds");
+    assert_eq!(
+        numbers(open_fds()),
+        numbers(before.clone()),
+        "the executor's teardown left fds"
+    );
     let base = replay(plan);
     let theirs = numbers(open_fds());
     for fd in base.installed {
@@ -448,8 +539,15 @@ fn check_same_fds(plan: &Plan) {
         drop(unsafe { OwnedFd::from_raw_fd(fd) });
     }
     unmap(&base.mapped);
-    assert_eq!(numbers(open_fds()), numbers(before), "the baseline's teardown left fds");
-    assert_eq!(ours, theirs, "the executor and the baseline leave different fds open");
+    assert_eq!(
+        numbers(open_fds()),
+        numbers(before),
+        "the baseline's teardown left fds"
+    );
+    assert_eq!(
+        ours, theirs,
+        "the executor and the baseline leave different fds open"
+    );
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -462,10 +560,17 @@ fn micros(duration: Duration) -> f64 {
 }
 
 fn machine() -> String {
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("Linux {release}, {cpus} CPUs, {cpu}")

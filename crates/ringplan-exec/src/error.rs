@@ -34,7 +34,9 @@ pub enum MemoryError {
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// A target fd number is already open in this process.
-    #[error("preflight: fd {fd} is already open in this process; the plan installs an object there")]
+    #[error(
+        "preflight: fd {fd} is already open in this process; the plan installs an object there"
+    )]
     FdTaken { fd: i32 },
     /// An external input was neither supplied nor allowed to be substituted.
     #[error(
@@ -42,7 +44,12 @@ pub enum ExecError {
          supply it (--input {}=PATH) or allow a substitute (--substitute-external)",
         file_type.name(), reason.describe(), object.0
     )]
-    MissingInput { step: usize, object: ObjectId, file_type: FileType, reason: ExternalReason },
+    MissingInput {
+        step: usize,
+        object: ObjectId,
+        file_type: FileType,
+        reason: ExternalReason,
+    },
     /// An input was supplied for an object the plan does not take as an
     /// external input.
     #[error("preflight: an input was supplied for {object}, which is not an external input of this plan")]
@@ -64,7 +71,9 @@ pub enum ExecError {
     #[error("preflight: this kernel does not support {what}: {errno}")]
     KernelUnsupported { what: String, errno: Errno },
     /// A ring's SQ thread is pinned to a CPU this process may not use.
-    #[error("preflight: step {step} pins an SQ thread to CPU {cpu}, which this process may not run on")]
+    #[error(
+        "preflight: step {step} pins an SQ thread to CPU {cpu}, which this process may not run on"
+    )]
     CpuUnavailable { step: usize, cpu: u32 },
     /// The memory hook says the memory cannot be put in place.
     #[error("preflight: {0}")]
@@ -74,7 +83,13 @@ pub enum ExecError {
     PreflightSyscall { what: &'static str, errno: Errno },
     /// A step failed; everything done before it was undone.
     #[error("step {index} ({op}{}): {call} failed: {errno}; everything done was undone", object_suffix(*object))]
-    Step { index: usize, op: &'static str, object: Option<ObjectId>, call: &'static str, errno: Errno },
+    Step {
+        index: usize,
+        op: &'static str,
+        object: Option<ObjectId>,
+        call: &'static str,
+        errno: Errno,
+    },
     /// The memory hook failed at the barrier; everything done was undone.
     #[error("step {index} (memory_barrier): {source}; everything done was undone")]
     Memory { index: usize, source: MemoryError },
@@ -88,7 +103,10 @@ impl ExecError {
     /// Whether preflight refused the plan (nothing was done); such errors
     /// are about the input or the environment, not a failing system.
     pub fn is_preflight(&self) -> bool {
-        !matches!(self, ExecError::Step { .. } | ExecError::Memory { .. } | ExecError::PreflightSyscall { .. })
+        !matches!(
+            self,
+            ExecError::Step { .. } | ExecError::Memory { .. } | ExecError::PreflightSyscall { .. }
+        )
     }
 
     /// The failing step's index, for run errors.

@@ -174,10 +174,16 @@ impl std::fmt::Display for SkippedMapping {
         };
         let why = match self.reason {
             SkipReason::Taken => "the range is taken",
-            SkipReason::AddressRefused => "the kernel places io_uring regions only where it chooses",
+            SkipReason::AddressRefused => {
+                "the kernel places io_uring regions only where it chooses"
+            }
             SkipReason::TurnedOff => "ring mapping is turned off",
         };
-        write!(f, "ring {} {region} at {:#x}+{} ({why})", self.object, self.mapping.addr, self.mapping.len)
+        write!(
+            f,
+            "ring {} {region} at {:#x}+{} ({why})",
+            self.object, self.mapping.addr, self.mapping.len
+        )
     }
 }
 

@@ -61,7 +61,10 @@ pub fn buffer_ranges(plan: &Plan) -> Result<Vec<(u64, u64)>, MemoryError> {
     for step in &plan.steps {
         if let Op::RegisterBuffers(register) = &step.op {
             for iovec in register.iovecs.iter().filter(|iovec| !iovec.is_empty()) {
-                let bad = || MemoryError::BadRange { start: iovec.base, len: iovec.len };
+                let bad = || MemoryError::BadRange {
+                    start: iovec.base,
+                    len: iovec.len,
+                };
                 let end = iovec.base.checked_add(iovec.len).ok_or_else(bad)?;
                 let start = iovec.base & !(PAGE - 1);
                 let end = end.checked_add(PAGE - 1).ok_or_else(bad)? & !(PAGE - 1);
@@ -91,7 +94,11 @@ pub fn pinned_bytes(plan: &Plan) -> u64 {
         if let Op::RegisterBuffers(register) = &step.op {
             for iovec in register.iovecs.iter().filter(|iovec| !iovec.is_empty()) {
                 let start = iovec.base & !(PAGE - 1);
-                let end = iovec.base.saturating_add(iovec.len).saturating_add(PAGE - 1) & !(PAGE - 1);
+                let end = iovec
+                    .base
+                    .saturating_add(iovec.len)
+                    .saturating_add(PAGE - 1)
+                    & !(PAGE - 1);
                 total = total.saturating_add(end.saturating_sub(start));
             }
         }
@@ -158,7 +165,10 @@ fn overlapping_mapping(maps: &str, start: u64, end: u64) -> Option<String> {
 /// (page-aligned) with `MAP_FIXED_NOREPLACE`, which never replaces a mapping
 /// (the kernel refuses with EEXIST instead).
 fn map_range(start: u64, end: u64) -> Result<(), MemoryError> {
-    let len = usize::try_from(end - start).map_err(|_| MemoryError::BadRange { start, len: end - start })?;
+    let len = usize::try_from(end - start).map_err(|_| MemoryError::BadRange {
+        start,
+        len: end - start,
+    })?;
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no
     // memory anyone uses is touched; the caller owns the new one.
     let result = unsafe {
@@ -175,7 +185,11 @@ fn map_range(start: u64, end: u64) -> Result<(), MemoryError> {
             // Kernels before 4.17 treat the flag as a hint: undo.
             // SAFETY: `addr`/`len` is the mapping just made.
             let _ = unsafe { rustix::mm::munmap(addr, len) };
-            Err(MemoryError::Map { start, end, errno: rustix::io::Errno::EXIST })
+            Err(MemoryError::Map {
+                start,
+                end,
+                errno: rustix::io::Errno::EXIST,
+            })
         }
         Err(rustix::io::Errno::EXIST) => {
             let by = std::fs::read_to_string("/proc/self/maps")
@@ -225,7 +239,11 @@ impl MemoryHook for AnonymousBuffers {
 
     fn restore(&mut self, plan: &Plan) -> Result<(), MemoryError> {
         for (start, end) in buffer_ranges(plan)? {
-            if let Some(position) = self.reserved.iter().position(|&range| range == (start, end)) {
+            if let Some(position) = self
+                .reserved
+                .iter()
+                .position(|&range| range == (start, end))
+            {
                 self.reserved.swap_remove(position);
             } else {
                 map_range(start, end)?;
@@ -256,15 +274,29 @@ mod tests {
 
     /// A plan whose only step registers one buffer of two pages at `base`.
     fn plan_with_buffer(base: u64) -> Plan {
-        let register = RegisterBuffers { ring_handle: Handle(0), iovecs: vec![Iovec { base, len: 2 * PAGE }] };
+        let register = RegisterBuffers {
+            ring_handle: Handle(0),
+            iovecs: vec![Iovec {
+                base,
+                len: 2 * PAGE,
+            }],
+        };
         Plan {
             format: FORMAT_NAME.to_owned(),
             version: FORMAT_VERSION,
-            source: Source { pid: 1, backend: Backend::Bpf, kernel_release: String::new() },
+            source: Source {
+                pid: 1,
+                backend: Backend::Bpf,
+                kernel_release: String::new(),
+            },
             needed_fds: Vec::new(),
             temp_fd_floor: 0,
             peak_temporaries: 0,
-            steps: vec![Step { object: None, after: Vec::new(), op: Op::RegisterBuffers(register) }],
+            steps: vec![Step {
+                object: None,
+                after: Vec::new(),
+                op: Op::RegisterBuffers(register),
+            }],
         }
     }
 
@@ -286,21 +318,33 @@ mod tests {
         let plan = plan_with_buffer(start);
         let mut memory = AnonymousBuffers::new();
         memory.preflight(&plan).expect("preflight");
-        assert!(is_mapped(start, end), "preflight keeps the range mapped for the barrier");
+        assert!(
+            is_mapped(start, end),
+            "preflight keeps the range mapped for the barrier"
+        );
         memory.restore(&plan).expect("restore");
         assert_eq!(memory.mapped(), &[(start, end)]);
-        assert!(memory.reserved.is_empty(), "the barrier took the reservation over");
+        assert!(
+            memory.reserved.is_empty(),
+            "the barrier took the reservation over"
+        );
         drop(memory);
-        assert!(is_mapped(start, end), "after a successful run the mapping is the process's");
+        assert!(
+            is_mapped(start, end),
+            "after a successful run the mapping is the process's"
+        );
         // SAFETY: the range this test mapped; nothing refers to it.
-        unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) }.expect("munmap");
+        unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) }
+            .expect("munmap");
     }
 
     #[test]
     fn a_reservation_the_run_never_took_is_released_on_drop() {
         let (start, end) = (BASE_DROPPED, BASE_DROPPED + 2 * PAGE);
         let mut memory = AnonymousBuffers::new();
-        memory.preflight(&plan_with_buffer(start)).expect("preflight");
+        memory
+            .preflight(&plan_with_buffer(start))
+            .expect("preflight");
         assert!(is_mapped(start, end));
         drop(memory);
         assert!(!is_mapped(start, end), "a dry run leaves nothing mapped");
@@ -310,9 +354,14 @@ mod tests {
     fn undo_releases_a_reservation_before_the_barrier() {
         let (start, end) = (BASE_UNDONE, BASE_UNDONE + 2 * PAGE);
         let mut memory = AnonymousBuffers::new();
-        memory.preflight(&plan_with_buffer(start)).expect("preflight");
+        memory
+            .preflight(&plan_with_buffer(start))
+            .expect("preflight");
         memory.undo();
-        assert!(!is_mapped(start, end), "a run failing before the barrier leaves nothing mapped");
+        assert!(
+            !is_mapped(start, end),
+            "a run failing before the barrier leaves nothing mapped"
+        );
         assert!(memory.mapped().is_empty());
     }
 
@@ -322,11 +371,17 @@ mod tests {
         // Someone else's mapping on the second page.
         map_range(start + PAGE, end).expect("the test's own mapping");
         let mut memory = AnonymousBuffers::new();
-        let error = memory.preflight(&plan_with_buffer(start)).expect_err("the range is taken");
+        let error = memory
+            .preflight(&plan_with_buffer(start))
+            .expect_err("the range is taken");
         assert!(matches!(error, MemoryError::RangeTaken { .. }), "{error:?}");
         assert!(memory.reserved.is_empty());
-        assert!(!is_mapped(start, start + PAGE), "the free first page was not left mapped");
+        assert!(
+            !is_mapped(start, start + PAGE),
+            "the free first page was not left mapped"
+        );
         // SAFETY: the test's own mapping.
-        unsafe { rustix::mm::munmap((start + PAGE) as *mut c_void, PAGE as usize) }.expect("munmap");
+        unsafe { rustix::mm::munmap((start + PAGE) as *mut c_void, PAGE as usize) }
+            .expect("munmap");
     }
 }

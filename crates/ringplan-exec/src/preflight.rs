@@ -59,7 +59,10 @@ pub(crate) fn fd_is_open(fd: i32) -> Result<bool, ExecError> {
     match rustix::io::fcntl_getfd(borrowed) {
         Ok(_) => Ok(true),
         Err(Errno::BADF) => Ok(false),
-        Err(errno) => Err(ExecError::PreflightSyscall { what: "fcntl(F_GETFD)", errno }),
+        Err(errno) => Err(ExecError::PreflightSyscall {
+            what: "fcntl(F_GETFD)",
+            errno,
+        }),
     }
 }
 
@@ -76,11 +79,18 @@ fn first_open_fd(fds: &[i32]) -> Result<Option<i32>, ExecError> {
         // SAFETY: the borrows live only during the `poll` call below, which
         // on a number that is not open reports POLLNVAL and nothing else;
         // with a zero timeout it registers no wait on an open one.
-        .map(|&fd| PollFd::from_borrowed_fd(unsafe { BorrowedFd::borrow_raw(fd) }, PollFlags::empty()))
+        .map(|&fd| {
+            PollFd::from_borrowed_fd(unsafe { BorrowedFd::borrow_raw(fd) }, PollFlags::empty())
+        })
         .collect();
-    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     if rustix::event::poll(&mut poll_fds, Some(&zero)).is_ok() {
-        let open = poll_fds.iter().position(|poll_fd| !poll_fd.revents().contains(PollFlags::NVAL));
+        let open = poll_fds
+            .iter()
+            .position(|poll_fd| !poll_fd.revents().contains(PollFlags::NVAL));
         return Ok(open.map(|index| candidates[index]));
     }
     for fd in candidates {
@@ -93,7 +103,10 @@ fn first_open_fd(fds: &[i32]) -> Result<Option<i32>, ExecError> {
 
 /// Whether this process has `CAP_IPC_LOCK` in its effective set.
 fn has_ipc_lock() -> bool {
-    rustix::thread::capabilities(None).is_ok_and(|caps| caps.effective.contains(rustix::thread::CapabilitySet::IPC_LOCK))
+    rustix::thread::capabilities(None).is_ok_and(|caps| {
+        caps.effective
+            .contains(rustix::thread::CapabilitySet::IPC_LOCK)
+    })
 }
 
 /// Setup flags whose acceptance the kernel's feature bits prove, each with
@@ -193,7 +206,11 @@ pub fn preflight(
             _ => {}
         }
     }
-    if let Some(&object) = inputs.fds.keys().find(|object| !external_objects.contains(object)) {
+    if let Some(&object) = inputs
+        .fds
+        .keys()
+        .find(|object| !external_objects.contains(object))
+    {
         return Err(ExecError::UnexpectedInput { object });
     }
 
@@ -202,25 +219,39 @@ pub fn preflight(
     let needed = plan.fd_limit_needed();
     // The executor's own fds (inputs it holds, a throwaway ring) sit above
     // the temporaries, a few at a time.
-    let needed_with_slack = needed.saturating_add(u64::try_from(inputs.fds.len()).unwrap_or(u64::MAX)).saturating_add(4);
+    let needed_with_slack = needed
+        .saturating_add(u64::try_from(inputs.fds.len()).unwrap_or(u64::MAX))
+        .saturating_add(4);
     let raises_fd_limit = soft < needed_with_slack;
     if needed_with_slack > hard || (raises_fd_limit && !options.raise_fd_limit) {
-        return Err(ExecError::FdLimit { needed: needed_with_slack, soft, hard });
+        return Err(ExecError::FdLimit {
+            needed: needed_with_slack,
+            soft,
+            hard,
+        });
     }
 
     let pinned = pinned_bytes(plan);
     if pinned > 0 && !has_ipc_lock() {
         let limit = limit_value(getrlimit(Resource::Memlock).current);
         if pinned > limit {
-            return Err(ExecError::MemlockLimit { needed: pinned, limit });
+            return Err(ExecError::MemlockLimit {
+                needed: pinned,
+                limit,
+            });
         }
     }
 
     if !cpus.is_empty() {
-        let allowed = rustix::thread::sched_getaffinity(None)
-            .map_err(|errno| ExecError::PreflightSyscall { what: "sched_getaffinity", errno })?;
+        let allowed = rustix::thread::sched_getaffinity(None).map_err(|errno| {
+            ExecError::PreflightSyscall {
+                what: "sched_getaffinity",
+                errno,
+            }
+        })?;
         for (step, cpu) in cpus {
-            let usable = usize::try_from(cpu).is_ok_and(|cpu| cpu < rustix::thread::CpuSet::MAX_CPU && allowed.is_set(cpu));
+            let usable = usize::try_from(cpu)
+                .is_ok_and(|cpu| cpu < rustix::thread::CpuSet::MAX_CPU && allowed.is_set(cpu));
             if !usable {
                 return Err(ExecError::CpuUnavailable { step, cpu });
             }
@@ -234,10 +265,17 @@ pub fn preflight(
     // that set does not attach (the features do not depend on the flags):
     // one throwaway ring fewer.
     let unsupported = |flags: u32| {
-        move |errno| ExecError::KernelUnsupported { what: format!("io_uring setup flags {flags:#x}"), errno }
+        move |errno| ExecError::KernelUnsupported {
+            what: format!("io_uring setup flags {flags:#x}"),
+            errno,
+        }
     };
     // Only the first (smallest) set, so the sets are still tried in order.
-    let base_flags = flag_sets.first().copied().filter(|flags| flags & setup_flags::ATTACH_WQ == 0).unwrap_or(0);
+    let base_flags = flag_sets
+        .first()
+        .copied()
+        .filter(|flags| flags & setup_flags::ATTACH_WQ == 0)
+        .unwrap_or(0);
     let mut params = io_uring_params::default();
     params.flags = IoringSetupFlags::from_bits_retain(base_flags);
     if base_flags & setup_flags::CQSIZE != 0 {
@@ -251,11 +289,16 @@ pub fn preflight(
             // Tell "no io_uring" from "not these flags", as a plain base
             // ring would have.
             if base_flags != 0 {
-                probe_ring(0, None)
-                    .map_err(|errno| ExecError::KernelUnsupported { what: "io_uring_setup".to_owned(), errno })?;
+                probe_ring(0, None).map_err(|errno| ExecError::KernelUnsupported {
+                    what: "io_uring_setup".to_owned(),
+                    errno,
+                })?;
                 return Err(unsupported(base_flags)(errno));
             }
-            return Err(ExecError::KernelUnsupported { what: "io_uring_setup".to_owned(), errno });
+            return Err(ExecError::KernelUnsupported {
+                what: "io_uring_setup".to_owned(),
+                errno,
+            });
         }
     };
     let features = params.features;
@@ -296,18 +339,32 @@ mod tests {
 
     #[test]
     fn features_prove_only_flags_at_least_as_old_as_themselves() {
-        let linux_5_5 = IoringFeatureFlags::SINGLE_MMAP | IoringFeatureFlags::NODROP | IoringFeatureFlags::SUBMIT_STABLE;
+        let linux_5_5 = IoringFeatureFlags::SINGLE_MMAP
+            | IoringFeatureFlags::NODROP
+            | IoringFeatureFlags::SUBMIT_STABLE;
         let seed_child = setup_flags::SQ_AFF | setup_flags::CQSIZE | setup_flags::ATTACH_WQ;
         assert!(accepted_by_features(setup_flags::CQSIZE, linux_5_5));
-        assert!(!accepted_by_features(seed_child, linux_5_5), "ATTACH_WQ came with 5.6");
+        assert!(
+            !accepted_by_features(seed_child, linux_5_5),
+            "ATTACH_WQ came with 5.6"
+        );
         let linux_6_3 = linux_5_5
             | IoringFeatureFlags::RW_CUR_POS
             | IoringFeatureFlags::SQPOLL_NONFIXED
             | IoringFeatureFlags::REG_REG_RING;
         assert!(accepted_by_features(seed_child, linux_6_3));
-        assert!(accepted_by_features(1 << 10 | 1 << 11, linux_6_3), "SQE128 and CQE32");
-        assert!(!accepted_by_features(1 << 16, linux_6_3), "NO_SQARRAY came with 6.6");
+        assert!(
+            accepted_by_features(1 << 10 | 1 << 11, linux_6_3),
+            "SQE128 and CQE32"
+        );
+        assert!(
+            !accepted_by_features(1 << 16, linux_6_3),
+            "NO_SQARRAY came with 6.6"
+        );
         let coop_taskrun = 1 << 8;
-        assert!(!accepted_by_features(coop_taskrun, IoringFeatureFlags::all()), "combination rules: ask the kernel");
+        assert!(
+            !accepted_by_features(coop_taskrun, IoringFeatureFlags::all()),
+            "combination rules: ask the kernel"
+        );
     }
 }

@@ -18,7 +18,9 @@ use ringplan_plan::{Op, Plan, Step};
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::fs::{Mode, OFlags, SeekFrom};
 use rustix::io::{DupFlags, Errno};
-use rustix::io_uring::{io_uring_params, io_uring_register, io_uring_setup, IoringRegisterOp, IoringSetupFlags};
+use rustix::io_uring::{
+    io_uring_params, io_uring_register, io_uring_setup, IoringRegisterOp, IoringSetupFlags,
+};
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
@@ -87,7 +89,10 @@ impl Run<'_> {
         rustix::io::fcntl_dupfd_cloexec(&fd, self.floor).map_err(fail("fcntl(F_DUPFD_CLOEXEC)"))
     }
 
-    fn handle(&self, handle: ringplan_plan::Handle) -> Result<std::os::fd::BorrowedFd<'_>, Failure> {
+    fn handle(
+        &self,
+        handle: ringplan_plan::Handle,
+    ) -> Result<std::os::fd::BorrowedFd<'_>, Failure> {
         // A decoded plan was validated: every handle names an earlier,
         // unclosed fd-defining step. A plan built in memory may not be.
         usize::try_from(handle.0)
@@ -95,40 +100,74 @@ impl Run<'_> {
             .and_then(|index| self.handles.get(index))
             .and_then(Option::as_ref)
             .map(AsFd::as_fd)
-            .ok_or(Failure { call: "handle lookup", errno: Errno::BADF })
+            .ok_or(Failure {
+                call: "handle lookup",
+                errno: Errno::BADF,
+            })
     }
 
-    fn substitute(&mut self, object: ObjectId, input: &ringplan_plan::ExternalInput) -> Result<OwnedFd, Failure> {
-        let access = input.flags.map_or(OFlags::RDWR, |flags| OFlags::from_bits_retain(flags) & OFlags::RWMODE);
+    fn substitute(
+        &mut self,
+        object: ObjectId,
+        input: &ringplan_plan::ExternalInput,
+    ) -> Result<OwnedFd, Failure> {
+        let access = input.flags.map_or(OFlags::RDWR, |flags| {
+            OFlags::from_bits_retain(flags) & OFlags::RWMODE
+        });
         let (fd, with) = if input.file_type == FileType::Pipe {
-            let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(fail("pipe2"))?;
+            let (reader, writer) =
+                rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(fail("pipe2"))?;
             if access == OFlags::WRONLY {
                 (writer, "a new pipe (write end)")
             } else {
                 (reader, "a new pipe (read end)")
             }
         } else {
-            let fd = rustix::fs::open("/dev/null", access | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty())
-                .map_err(fail("open(/dev/null)"))?;
+            let fd = rustix::fs::open(
+                "/dev/null",
+                access | OFlags::CLOEXEC | OFlags::NOCTTY,
+                Mode::empty(),
+            )
+            .map_err(fail("open(/dev/null)"))?;
             (fd, "/dev/null")
         };
-        self.substituted.push(Substitution { object, file_type: input.file_type, with });
+        self.substituted.push(Substitution {
+            object,
+            file_type: input.file_type,
+            with,
+        });
         Ok(fd)
     }
 
     /// Maps each of a new ring's recorded regions at its recorded address,
     /// never over anything: a taken range is skipped and reported.
-    fn map_regions(&mut self, object: Option<ObjectId>, mappings: &[RingMapping], ring: &OwnedFd) -> Result<(), Failure> {
+    fn map_regions(
+        &mut self,
+        object: Option<ObjectId>,
+        mappings: &[RingMapping],
+        ring: &OwnedFd,
+    ) -> Result<(), Failure> {
         const CALL: &str = "mmap(ring region)";
         for mapping in mappings {
             // Validation gives mappings only to rings of the image.
-            let object = object.ok_or(Failure { call: CALL, errno: Errno::INVAL })?;
+            let object = object.ok_or(Failure {
+                call: CALL,
+                errno: Errno::INVAL,
+            })?;
             if !self.map_rings {
-                self.skipped.push(SkippedMapping { object, mapping: *mapping, reason: SkipReason::TurnedOff });
+                self.skipped.push(SkippedMapping {
+                    object,
+                    mapping: *mapping,
+                    reason: SkipReason::TurnedOff,
+                });
                 continue;
             }
-            let (Ok(addr), Ok(len)) = (usize::try_from(mapping.addr), usize::try_from(mapping.len)) else {
-                return Err(Failure { call: CALL, errno: Errno::INVAL });
+            let (Ok(addr), Ok(len)) = (usize::try_from(mapping.addr), usize::try_from(mapping.len))
+            else {
+                return Err(Failure {
+                    call: CALL,
+                    errno: Errno::INVAL,
+                });
             };
             // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing
             // mapping, so no memory anyone uses changes; the new mapping is
@@ -145,7 +184,10 @@ impl Run<'_> {
             };
             match result {
                 Ok(got) => {
-                    let region = MappedRegion { addr: got as usize, len };
+                    let region = MappedRegion {
+                        addr: got as usize,
+                        len,
+                    };
                     if region.addr == addr {
                         self.regions.push(region);
                         self.mapped.push((object, *mapping));
@@ -153,11 +195,19 @@ impl Run<'_> {
                         // A kernel before 4.17 takes the address as a hint
                         // and maps elsewhere when it is taken: give it back.
                         drop(region);
-                        self.skipped.push(SkippedMapping { object, mapping: *mapping, reason: SkipReason::Taken });
+                        self.skipped.push(SkippedMapping {
+                            object,
+                            mapping: *mapping,
+                            reason: SkipReason::Taken,
+                        });
                     }
                 }
                 Err(Errno::EXIST) => {
-                    self.skipped.push(SkippedMapping { object, mapping: *mapping, reason: SkipReason::Taken });
+                    self.skipped.push(SkippedMapping {
+                        object,
+                        mapping: *mapping,
+                        reason: SkipReason::Taken,
+                    });
                 }
                 // Since Linux 6.4 io_uring refuses every caller-chosen
                 // address (its get_unmapped_area returns EINVAL for any
@@ -171,9 +221,16 @@ impl Run<'_> {
                     } else if region_maps_anywhere(ring, len, mapping.region.mmap_offset()) {
                         SkipReason::AddressRefused
                     } else {
-                        return Err(Failure { call: CALL, errno: Errno::INVAL });
+                        return Err(Failure {
+                            call: CALL,
+                            errno: Errno::INVAL,
+                        });
                     };
-                    self.skipped.push(SkippedMapping { object, mapping: *mapping, reason });
+                    self.skipped.push(SkippedMapping {
+                        object,
+                        mapping: *mapping,
+                        reason,
+                    });
                 }
                 Err(errno) => return Err(Failure { call: CALL, errno }),
             }
@@ -181,7 +238,12 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn step(&mut self, index: usize, step: &Step, hook: &mut dyn MemoryHook) -> Result<(), Failure> {
+    fn step(
+        &mut self,
+        index: usize,
+        step: &Step,
+        hook: &mut dyn MemoryHook,
+    ) -> Result<(), Failure> {
         let created = match &step.op {
             Op::CreateEventfd(create) => {
                 let mut flags = EventfdFlags::CLOEXEC;
@@ -197,22 +259,35 @@ impl Run<'_> {
                     let bytes = create.count.to_ne_bytes();
                     let written = rustix::io::write(&fd, &bytes).map_err(fail("write(eventfd)"))?;
                     if written != bytes.len() {
-                        return Err(Failure { call: "write(eventfd)", errno: Errno::IO });
+                        return Err(Failure {
+                            call: "write(eventfd)",
+                            errno: Errno::IO,
+                        });
                     }
                 }
                 Some(fd)
             }
             Op::OpenFile(open) => {
-                let fd = rustix::fs::open(open.path.as_str(), OFlags::from_bits_retain(open.flags), Mode::empty())
-                    .map_err(fail("openat"))?;
+                let fd = rustix::fs::open(
+                    open.path.as_str(),
+                    OFlags::from_bits_retain(open.flags),
+                    Mode::empty(),
+                )
+                .map_err(fail("openat"))?;
                 if open.pos != 0 {
-                    let pos = u64::try_from(open.pos).map_err(|_| Failure { call: "lseek", errno: Errno::INVAL })?;
+                    let pos = u64::try_from(open.pos).map_err(|_| Failure {
+                        call: "lseek",
+                        errno: Errno::INVAL,
+                    })?;
                     rustix::fs::seek(&fd, SeekFrom::Start(pos)).map_err(fail("lseek"))?;
                 }
                 Some(fd)
             }
             Op::ExternalInput(input) => {
-                let object = step.object.ok_or(Failure { call: "external input", errno: Errno::INVAL })?;
+                let object = step.object.ok_or(Failure {
+                    call: "external input",
+                    errno: Errno::INVAL,
+                })?;
                 match self.inputs.fds.remove(&object) {
                     Some(fd) => Some(fd),
                     None => Some(self.substitute(object, input)?),
@@ -231,7 +306,8 @@ impl Run<'_> {
                 }
                 // SAFETY: `params` is initialized; `wq_fd`, when set, is an
                 // open ring fd from the handle table, open during the call.
-                let fd = unsafe { io_uring_setup(setup.sq_entries, &mut params) }.map_err(fail("io_uring_setup"))?;
+                let fd = unsafe { io_uring_setup(setup.sq_entries, &mut params) }
+                    .map_err(fail("io_uring_setup"))?;
                 // Mapped now, while this step owns the fd: a ring without
                 // buffers is closed before the memory barrier. The mappings
                 // keep their own reference to the ring.
@@ -240,7 +316,10 @@ impl Run<'_> {
             }
             Op::RegisterEventfd(register) => {
                 let (opcode, call) = if register.is_async {
-                    (IoringRegisterOp::RegisterEventfdAsync, "IORING_REGISTER_EVENTFD_ASYNC")
+                    (
+                        IoringRegisterOp::RegisterEventfdAsync,
+                        "IORING_REGISTER_EVENTFD_ASYNC",
+                    )
                 } else {
                     (IoringRegisterOp::RegisterEventfd, "IORING_REGISTER_EVENTFD")
                 };
@@ -256,21 +335,38 @@ impl Run<'_> {
                 let table = register
                     .slots
                     .iter()
-                    .map(|slot| slot.map_or(Ok(-1), |handle| self.handle(handle).map(|fd| fd.as_raw_fd())))
+                    .map(|slot| {
+                        slot.map_or(Ok(-1), |handle| {
+                            self.handle(handle).map(|fd| fd.as_raw_fd())
+                        })
+                    })
                     .collect::<Result<Vec<RawFd>, Failure>>()?;
-                let count = u32::try_from(table.len()).map_err(|_| Failure { call: "IORING_REGISTER_FILES", errno: Errno::INVAL })?;
+                let count = u32::try_from(table.len()).map_err(|_| Failure {
+                    call: "IORING_REGISTER_FILES",
+                    errno: Errno::INVAL,
+                })?;
                 let ring = self.handle(register.ring_handle)?;
                 // SAFETY: `count` ints, each an open fd or -1; the kernel
                 // takes its own references during the call.
-                unsafe { io_uring_register(ring, IoringRegisterOp::RegisterFiles, table.as_ptr().cast(), count) }
-                    .map_err(fail("IORING_REGISTER_FILES"))?;
+                unsafe {
+                    io_uring_register(
+                        ring,
+                        IoringRegisterOp::RegisterFiles,
+                        table.as_ptr().cast(),
+                        count,
+                    )
+                }
+                .map_err(fail("IORING_REGISTER_FILES"))?;
                 None
             }
             Op::MemoryBarrier => {
                 // Reported as a memory error by the caller of `step`.
                 hook.restore(self.plan).map_err(|error| {
                     self.memory_error = Some(error);
-                    Failure { call: "memory hook", errno: Errno::FAULT }
+                    Failure {
+                        call: "memory hook",
+                        errno: Errno::FAULT,
+                    }
                 })?;
                 None
             }
@@ -278,38 +374,68 @@ impl Run<'_> {
                 let iovecs = register
                     .iovecs
                     .iter()
-                    .map(|iovec| RawIovec { base: iovec.base as usize as *mut c_void, len: iovec.len as usize })
+                    .map(|iovec| RawIovec {
+                        base: iovec.base as usize as *mut c_void,
+                        len: iovec.len as usize,
+                    })
                     .collect::<Vec<_>>();
-                let count = u32::try_from(iovecs.len()).map_err(|_| Failure { call: "IORING_REGISTER_BUFFERS", errno: Errno::INVAL })?;
+                let count = u32::try_from(iovecs.len()).map_err(|_| Failure {
+                    call: "IORING_REGISTER_BUFFERS",
+                    errno: Errno::INVAL,
+                })?;
                 let ring = self.handle(register.ring_handle)?;
                 // SAFETY: `count` iovecs; the kernel pins the pages they name
                 // (the memory hook put them in place at the barrier) and
                 // neither reads nor writes them until I/O is submitted.
-                unsafe { io_uring_register(ring, IoringRegisterOp::RegisterBuffers, iovecs.as_ptr().cast(), count) }
-                    .map_err(fail("IORING_REGISTER_BUFFERS"))?;
+                unsafe {
+                    io_uring_register(
+                        ring,
+                        IoringRegisterOp::RegisterBuffers,
+                        iovecs.as_ptr().cast(),
+                        count,
+                    )
+                }
+                .map_err(fail("IORING_REGISTER_BUFFERS"))?;
                 None
             }
             Op::InstallFd(install) => {
-                let object = step.object.ok_or(Failure { call: "install_fd", errno: Errno::INVAL })?;
+                let object = step.object.ok_or(Failure {
+                    call: "install_fd",
+                    errno: Errno::INVAL,
+                })?;
                 let source = self.handle(install.source_handle)?;
-                let flags = if install.cloexec { DupFlags::CLOEXEC } else { DupFlags::empty() };
+                let flags = if install.cloexec {
+                    DupFlags::CLOEXEC
+                } else {
+                    DupFlags::empty()
+                };
                 // SAFETY: preflight proved `fd` free; it is owned here only
                 // once dup3 made it open (on failure it is forgotten, not
                 // closed).
                 let mut target = unsafe { OwnedFd::from_raw_fd(install.fd) };
                 if let Err(errno) = rustix::io::dup3(source, &mut target, flags) {
                     std::mem::forget(target);
-                    return Err(Failure { call: "dup3", errno });
+                    return Err(Failure {
+                        call: "dup3",
+                        errno,
+                    });
                 }
                 self.installed.entry(object).or_default().push(target);
                 None
             }
             Op::CloseFd(close) => {
                 for handle in &close.handles {
-                    let slot = usize::try_from(handle.0).ok().and_then(|index| self.handles.get_mut(index));
+                    let slot = usize::try_from(handle.0)
+                        .ok()
+                        .and_then(|index| self.handles.get_mut(index));
                     match slot.and_then(Option::take) {
                         Some(fd) => drop(fd),
-                        None => return Err(Failure { call: "close", errno: Errno::BADF }),
+                        None => {
+                            return Err(Failure {
+                                call: "close",
+                                errno: Errno::BADF,
+                            })
+                        }
                     }
                 }
                 None
@@ -340,7 +466,10 @@ fn range_is_taken(addr: usize, len: usize) -> Result<bool, Errno> {
     };
     match placeholder {
         Ok(got) => {
-            drop(MappedRegion { addr: got as usize, len });
+            drop(MappedRegion {
+                addr: got as usize,
+                len,
+            });
             // Before 4.17 the flag is a hint: landing elsewhere means taken.
             Ok(got as usize != addr)
         }
@@ -354,11 +483,21 @@ fn range_is_taken(addr: usize, len: usize) -> Result<bool, Errno> {
 fn region_maps_anywhere(ring: &OwnedFd, len: usize, offset: u64) -> bool {
     // SAFETY: a fresh mapping where the kernel likes, unmapped at once.
     let probe = unsafe {
-        rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, ring, offset)
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            ring,
+            offset,
+        )
     };
     match probe {
         Ok(got) => {
-            drop(MappedRegion { addr: got as usize, len });
+            drop(MappedRegion {
+                addr: got as usize,
+                len,
+            });
             true
         }
         Err(_) => false,
@@ -375,7 +514,10 @@ pub(crate) fn run(
 ) -> Result<Restored, ExecError> {
     let old_nofile = getrlimit(Resource::Nofile);
     if let Some(needed) = raise_fd_limit_to {
-        let raised = Rlimit { current: Some(needed), maximum: old_nofile.maximum };
+        let raised = Rlimit {
+            current: Some(needed),
+            maximum: old_nofile.maximum,
+        };
         setrlimit(Resource::Nofile, raised).map_err(|errno| ExecError::Step {
             index: 0,
             op: plan.steps.first().map_or("none", |step| step.op.name()),
@@ -387,7 +529,9 @@ pub(crate) fn run(
     let mut state = Run {
         plan,
         floor: plan.temp_fd_floor,
-        handles: std::iter::repeat_with(|| None).take(plan.steps.len()).collect(),
+        handles: std::iter::repeat_with(|| None)
+            .take(plan.steps.len())
+            .collect(),
         installed: BTreeMap::new(),
         inputs,
         substituted: Vec::new(),
@@ -399,7 +543,10 @@ pub(crate) fn run(
     };
     for (index, step) in plan.steps.iter().enumerate() {
         let result = if options.fail_at_step == Some(index) {
-            Err(Failure { call: "injected failure", errno: Errno::from_raw_os_error(options.injected_errno) })
+            Err(Failure {
+                call: "injected failure",
+                errno: Errno::from_raw_os_error(options.injected_errno),
+            })
         } else {
             state.step(index, step, hook)
         };

@@ -42,14 +42,21 @@ impl Comparison {
 
     /// A one-line summary of the matches.
     pub fn summary(&self) -> String {
-        let mut parts: Vec<String> =
-            self.matched.iter().map(|(kind, count)| format!("{count} {kind}{}", if *count == 1 { "" } else { "s" })).collect();
+        let mut parts: Vec<String> = self
+            .matched
+            .iter()
+            .map(|(kind, count)| format!("{count} {kind}{}", if *count == 1 { "" } else { "s" }))
+            .collect();
         if parts.is_empty() {
             parts.push("nothing".to_owned());
         }
         let mut text = format!("{} match", parts.join(", "));
         if !self.substituted.is_empty() {
-            text.push_str(&format!("; {} substituted ({})", self.substituted.len(), self.substituted.join(", ")));
+            text.push_str(&format!(
+                "; {} substituted ({})",
+                self.substituted.len(),
+                self.substituted.join(", ")
+            ));
         }
         if !self.skipped_mappings.is_empty() {
             text.push_str(&format!(
@@ -91,7 +98,15 @@ fn describe(object: &Object) -> String {
     let fds = if object.fds.is_empty() {
         "no fd".to_owned()
     } else {
-        format!("fd {}", object.fds.iter().map(|entry| entry.fd.to_string()).collect::<Vec<_>>().join(","))
+        format!(
+            "fd {}",
+            object
+                .fds
+                .iter()
+                .map(|entry| entry.fd.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        )
     };
     format!("{} {} ({fds})", object.kind.name(), object.id)
 }
@@ -107,8 +122,11 @@ pub fn compare(
     skipped_mappings: &[SkippedMapping],
 ) -> Comparison {
     let substituted: BTreeSet<ObjectId> = substituted.iter().copied().collect();
-    let by_fd: BTreeMap<i32, ObjectId> =
-        restored.objects.iter().flat_map(|object| object.fds.iter().map(move |entry| (entry.fd, object.id))).collect();
+    let by_fd: BTreeMap<i32, ObjectId> = restored
+        .objects
+        .iter()
+        .flat_map(|object| object.fds.iter().map(move |entry| (entry.fd, object.id)))
+        .collect();
     let mut matcher = Matcher {
         original,
         restored,
@@ -122,17 +140,29 @@ pub fn compare(
         if let Some(first) = object.fds.first() {
             match by_fd.get(&first.fd) {
                 Some(&restored_id) => matcher.pair(object.id, restored_id),
-                None => matcher.differences.push(format!("{}: nothing restored at fd {}", describe(object), first.fd)),
+                None => matcher.differences.push(format!(
+                    "{}: nothing restored at fd {}",
+                    describe(object),
+                    first.fd
+                )),
             }
         }
     }
     // Through rings: eventfds and table slots.
     for object in &original.objects {
-        let ObjectKind::Ring(ring) = &object.kind else { continue };
-        let Some(restored_ring) = matcher.forward.get(&object.id).and_then(|id| matcher.restored.object(*id)) else {
+        let ObjectKind::Ring(ring) = &object.kind else {
             continue;
         };
-        let ObjectKind::Ring(restored_ring) = &restored_ring.kind else { continue };
+        let Some(restored_ring) = matcher
+            .forward
+            .get(&object.id)
+            .and_then(|id| matcher.restored.object(*id))
+        else {
+            continue;
+        };
+        let ObjectKind::Ring(restored_ring) = &restored_ring.kind else {
+            continue;
+        };
         if let (Some(eventfd), Some(restored_eventfd)) = (ring.eventfd, restored_ring.eventfd) {
             matcher.pair(eventfd.object, restored_eventfd.object);
         }
@@ -147,14 +177,20 @@ pub fn compare(
         skipped_mappings: skipped_mappings.iter().map(ToString::to_string).collect(),
         ..Comparison::default()
     };
-    let skipped: BTreeSet<(ObjectId, u64, u64)> =
-        skipped_mappings.iter().map(|skip| (skip.object, skip.mapping.addr, skip.mapping.len)).collect();
+    let skipped: BTreeSet<(ObjectId, u64, u64)> = skipped_mappings
+        .iter()
+        .map(|skip| (skip.object, skip.mapping.addr, skip.mapping.len))
+        .collect();
     let mut mappings_compared = 0;
     let mut groups: BTreeMap<u32, Option<u32>> = BTreeMap::new();
     let mut groups_back: BTreeMap<u32, Option<u32>> = BTreeMap::new();
     for object in &original.objects {
         let name = describe(object);
-        let Some(restored) = matcher.forward.get(&object.id).and_then(|id| matcher.restored.object(*id)) else {
+        let Some(restored) = matcher
+            .forward
+            .get(&object.id)
+            .and_then(|id| matcher.restored.object(*id))
+        else {
             if !object.fds.is_empty() {
                 continue; // reported above
             }
@@ -162,36 +198,65 @@ pub fn compare(
             continue;
         };
         let mut differ = |what: &str, want: String, got: String| {
-            matcher.differences.push(format!("{name}: {what} is {got}, expected {want}"));
+            matcher
+                .differences
+                .push(format!("{name}: {what} is {got}, expected {want}"));
         };
         if object.fds != restored.fds {
-            differ("fds", format!("{:?}", object.fds), format!("{:?}", restored.fds));
+            differ(
+                "fds",
+                format!("{:?}", object.fds),
+                format!("{:?}", restored.fds),
+            );
         }
         match (&object.kind, &restored.kind) {
             (ObjectKind::Ring(ring), ObjectKind::Ring(got)) => {
                 if ring.setup != got.setup {
-                    differ("setup", format!("{:?}", ring.setup), format!("{:?}", got.setup));
+                    differ(
+                        "setup",
+                        format!("{:?}", ring.setup),
+                        format!("{:?}", got.setup),
+                    );
                 }
-                let wq_parent = ring.wq_parent.and_then(|id| matcher.forward.get(&id).copied());
-                if ring.wq_parent.is_some() != got.wq_parent.is_some() || wq_parent != got.wq_parent {
-                    differ("wq_parent", format!("{:?}", ring.wq_parent), format!("{:?}", got.wq_parent));
+                let wq_parent = ring
+                    .wq_parent
+                    .and_then(|id| matcher.forward.get(&id).copied());
+                if ring.wq_parent.is_some() != got.wq_parent.is_some() || wq_parent != got.wq_parent
+                {
+                    differ(
+                        "wq_parent",
+                        format!("{:?}", ring.wq_parent),
+                        format!("{:?}", got.wq_parent),
+                    );
                 }
                 // Same sharing pattern: a one-to-one map between group ids.
                 let same_group = match ring.sq_group {
                     Some(group) => {
                         let seen = *groups.entry(group).or_insert(got.sq_group);
-                        let back = got.sq_group.map(|restored| *groups_back.entry(restored).or_insert(Some(group)));
+                        let back = got
+                            .sq_group
+                            .map(|restored| *groups_back.entry(restored).or_insert(Some(group)));
                         seen == got.sq_group && back.is_some_and(|back| back == Some(group))
                     }
                     None => got.sq_group.is_none(),
                 };
                 if !same_group {
-                    differ("SQ thread sharing", format!("group {:?}", ring.sq_group), format!("group {:?}", got.sq_group));
+                    differ(
+                        "SQ thread sharing",
+                        format!("group {:?}", ring.sq_group),
+                        format!("group {:?}", got.sq_group),
+                    );
                 }
                 if ring.eventfd.map(|e| e.is_async) != got.eventfd.map(|e| e.is_async) {
-                    differ("eventfd registration", format!("{:?}", ring.eventfd), format!("{:?}", got.eventfd));
+                    differ(
+                        "eventfd registration",
+                        format!("{:?}", ring.eventfd),
+                        format!("{:?}", got.eventfd),
+                    );
                 }
-                let slots = |files: &[Option<ObjectId>]| files.iter().map(Option::is_some).collect::<Vec<_>>();
+                let slots = |files: &[Option<ObjectId>]| {
+                    files.iter().map(Option::is_some).collect::<Vec<_>>()
+                };
                 if slots(&ring.files) != slots(&got.files) {
                     differ(
                         "file table occupancy",
@@ -200,10 +265,16 @@ pub fn compare(
                     );
                 }
                 if ring.buffers != got.buffers {
-                    differ("buffer table", format!("{:?}", ring.buffers), format!("{:?}", got.buffers));
+                    differ(
+                        "buffer table",
+                        format!("{:?}", ring.buffers),
+                        format!("{:?}", got.buffers),
+                    );
                 }
                 // A set per ring: the dump lists mappings in address order.
-                let sorted = |mappings: &mut Vec<RingMapping>| mappings.sort_by_key(|m| (m.addr, m.len, m.region));
+                let sorted = |mappings: &mut Vec<RingMapping>| {
+                    mappings.sort_by_key(|m| (m.addr, m.len, m.region))
+                };
                 let mut want: Vec<RingMapping> = ring
                     .mappings
                     .iter()
@@ -219,7 +290,11 @@ pub fn compare(
                     mappings_compared += want.len();
                 }
                 if ring.unknown != got.unknown {
-                    differ("unknown fields", format!("{:?}", ring.unknown), format!("{:?}", got.unknown));
+                    differ(
+                        "unknown fields",
+                        format!("{:?}", ring.unknown),
+                        format!("{:?}", got.unknown),
+                    );
                 }
             }
             (ObjectKind::Eventfd(eventfd), ObjectKind::Eventfd(got)) => {
@@ -229,21 +304,30 @@ pub fn compare(
             }
             (ObjectKind::File(file), ObjectKind::File(got)) => {
                 if substituted.contains(&object.id) {
-                    comparison.substituted.push(format!("{} {}", object.id, file.file_type.name()));
+                    comparison
+                        .substituted
+                        .push(format!("{} {}", object.id, file.file_type.name()));
                     continue;
                 }
                 if file != got {
                     differ("file", format!("{file:?}"), format!("{got:?}"));
                 }
             }
-            (_, other) => differ("kind", object.kind.name().to_owned(), other.name().to_owned()),
+            (_, other) => differ(
+                "kind",
+                object.kind.name().to_owned(),
+                other.name().to_owned(),
+            ),
         }
         *comparison.matched.entry(object.kind.name()).or_default() += 1;
     }
     // Anything restored that matches nothing of the original.
     for object in &restored.objects {
         if !matcher.backward.contains_key(&object.id) {
-            matcher.differences.push(format!("restored {}: not in the original", describe(object)));
+            matcher.differences.push(format!(
+                "restored {}: not in the original",
+                describe(object)
+            ));
         }
     }
     if mappings_compared > 0 {
@@ -258,7 +342,8 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use ringplan_image::{
-        Backend, Buffer, Eventfd, FdEntry, File, FileType, Image, Object, ObjectId, ObjectKind, Ring, RingSetup, Source,
+        Backend, Buffer, Eventfd, FdEntry, File, FileType, Image, Object, ObjectId, ObjectKind,
+        Ring, RingSetup, Source,
     };
 
     use super::compare;
@@ -268,12 +353,24 @@ mod tests {
             id: ObjectId(0),
             fds: vec![FdEntry { fd, cloexec: true }],
             kind: ObjectKind::Ring(Ring {
-                setup: RingSetup { flags: Some(0), sq_entries: 8, cq_entries: 16, sq_thread_cpu: None, sq_thread_idle_ms: None },
+                setup: RingSetup {
+                    flags: Some(0),
+                    sq_entries: 8,
+                    cq_entries: 16,
+                    sq_thread_cpu: None,
+                    sq_thread_idle_ms: None,
+                },
                 wq_parent: None,
                 sq_group: None,
                 eventfd: None,
                 files,
-                buffers: vec![None, Some(Buffer { addr: 0x1000, len: 10 })],
+                buffers: vec![
+                    None,
+                    Some(Buffer {
+                        addr: 0x1000,
+                        len: 10,
+                    }),
+                ],
                 mappings: Vec::new(),
                 unknown: Vec::new(),
             }),
@@ -284,24 +381,48 @@ mod tests {
         Object {
             id: ObjectId(id),
             fds: Vec::new(),
-            kind: ObjectKind::File(File { path: Some(path.to_owned()), flags: Some(0), pos: Some(0), file_type: FileType::Regular }),
+            kind: ObjectKind::File(File {
+                path: Some(path.to_owned()),
+                flags: Some(0),
+                pos: Some(0),
+                file_type: FileType::Regular,
+            }),
         }
     }
 
     fn image(objects: Vec<Object>) -> Image {
-        Image::new(Source { pid: 1, backend: Backend::Bpf, kernel_release: "test".to_owned() }, objects)
+        Image::new(
+            Source {
+                pid: 1,
+                backend: Backend::Bpf,
+                kernel_release: "test".to_owned(),
+            },
+            objects,
+        )
     }
 
     #[test]
     fn ids_may_differ_structure_may_not() {
-        let original = image(vec![ring(3, vec![Some(ObjectId(1)), None, Some(ObjectId(2))]), file(1, "/a"), file(2, "/b")]);
+        let original = image(vec![
+            ring(3, vec![Some(ObjectId(1)), None, Some(ObjectId(2))]),
+            file(1, "/a"),
+            file(2, "/b"),
+        ]);
         // The same state with the fd-less files numbered the other way.
-        let renumbered = image(vec![ring(3, vec![Some(ObjectId(2)), None, Some(ObjectId(1))]), file(1, "/b"), file(2, "/a")]);
+        let renumbered = image(vec![
+            ring(3, vec![Some(ObjectId(2)), None, Some(ObjectId(1))]),
+            file(1, "/b"),
+            file(2, "/a"),
+        ]);
         let comparison = compare(&original, &renumbered, &[], &[]);
         assert!(comparison.is_faithful(), "{:?}", comparison.differences);
         assert_eq!(comparison.summary(), "2 files, 1 ring match");
 
-        let swapped = image(vec![ring(3, vec![Some(ObjectId(1)), None, Some(ObjectId(2))]), file(1, "/b"), file(2, "/a")]);
+        let swapped = image(vec![
+            ring(3, vec![Some(ObjectId(1)), None, Some(ObjectId(2))]),
+            file(1, "/b"),
+            file(2, "/a"),
+        ]);
         assert_eq!(compare(&original, &swapped, &[], &[]).differences.len(), 2);
         // A substituted file is reported as such, not as a difference.
         let comparison = compare(&original, &swapped, &[ObjectId(1), ObjectId(2)], &[]);
@@ -310,7 +431,10 @@ mod tests {
 
         let mut moved = original.clone();
         if let ObjectKind::Ring(ring) = &mut moved.objects[0].kind {
-            ring.buffers[1] = Some(Buffer { addr: 0x2000, len: 10 });
+            ring.buffers[1] = Some(Buffer {
+                addr: 0x2000,
+                len: 10,
+            });
         }
         let differences = compare(&original, &moved, &[], &[]).differences;
         assert_eq!(differences.len(), 1);
@@ -319,11 +443,21 @@ mod tests {
         let mut extra = original.clone();
         extra.objects.push(Object {
             id: ObjectId(3),
-            fds: vec![FdEntry { fd: 9, cloexec: false }],
-            kind: ObjectKind::Eventfd(Eventfd { count: 0, semaphore: false, nonblock: false }),
+            fds: vec![FdEntry {
+                fd: 9,
+                cloexec: false,
+            }],
+            kind: ObjectKind::Eventfd(Eventfd {
+                count: 0,
+                semaphore: false,
+                nonblock: false,
+            }),
         });
         let differences = compare(&original, &extra, &[], &[]).differences;
-        assert_eq!(differences, vec!["restored eventfd #3 (fd 9): not in the original".to_owned()]);
+        assert_eq!(
+            differences,
+            vec!["restored eventfd #3 (fd 9): not in the original".to_owned()]
+        );
     }
 
     #[test]
@@ -332,8 +466,16 @@ mod tests {
 
         use crate::{SkipReason, SkippedMapping};
 
-        let sq = RingMapping { region: RingRegion::SqRing, addr: 0x7f00_0000_0000, len: 4096 };
-        let sqes = RingMapping { region: RingRegion::Sqes, addr: 0x7f00_0000_2000, len: 4096 };
+        let sq = RingMapping {
+            region: RingRegion::SqRing,
+            addr: 0x7f00_0000_0000,
+            len: 4096,
+        };
+        let sqes = RingMapping {
+            region: RingRegion::Sqes,
+            addr: 0x7f00_0000_2000,
+            len: 4096,
+        };
         let mut original = image(vec![ring(3, Vec::new())]);
         if let ObjectKind::Ring(ring) = &mut original.objects[0].kind {
             ring.mappings = vec![sqes, sq];
@@ -354,10 +496,26 @@ mod tests {
         let differences = compare(&original, &restored, &[], &[]).differences;
         assert_eq!(differences.len(), 1);
         assert!(differences[0].contains("ring mappings"), "{differences:?}");
-        let skipped = [SkippedMapping { object: ObjectId(0), mapping: sqes, reason: SkipReason::Taken }];
+        let skipped = [SkippedMapping {
+            object: ObjectId(0),
+            mapping: sqes,
+            reason: SkipReason::Taken,
+        }];
         let comparison = compare(&original, &restored, &[], &skipped);
         assert!(comparison.is_faithful(), "{:?}", comparison.differences);
-        assert!(comparison.summary().contains("1 ring mapping(s) not restored"), "{}", comparison.summary());
-        assert!(comparison.summary().contains("sqes at 0x7f0000002000+4096 (the range is taken)"), "{}", comparison.summary());
+        assert!(
+            comparison
+                .summary()
+                .contains("1 ring mapping(s) not restored"),
+            "{}",
+            comparison.summary()
+        );
+        assert!(
+            comparison
+                .summary()
+                .contains("sqes at 0x7f0000002000+4096 (the range is taken)"),
+            "{}",
+            comparison.summary()
+        );
     }
 }

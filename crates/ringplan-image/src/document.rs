@@ -15,8 +15,12 @@ pub enum FramingError {
     Empty,
     /// Not a CBOR map with a `"format"` field.
     NotCbor(String),
-    WrongFormat { found: String },
-    UnsupportedVersion { found: u32 },
+    WrongFormat {
+        found: String,
+    },
+    UnsupportedVersion {
+        found: u32,
+    },
     /// The right format and version, but not the right shape.
     Malformed(String),
 }
@@ -36,7 +40,9 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, FramingError> {
     ciborium::from_reader(bytes).map_err(|error| match error {
         // A CBOR map (major type 5) that ends early: a cut-off document,
         // not a foreign one.
-        ciborium::de::Error::Io(_) if bytes[0] >> 5 == 5 => FramingError::Malformed(TRUNCATED.to_owned()),
+        ciborium::de::Error::Io(_) if bytes[0] >> 5 == 5 => {
+            FramingError::Malformed(TRUNCATED.to_owned())
+        }
         error => FramingError::NotCbor(describe(error)),
     })
 }
@@ -45,7 +51,11 @@ const TRUNCATED: &str = "truncated (the CBOR data ends early)";
 
 /// Decodes a whole document of `format` and `version`: the header first,
 /// then the document, then a check that nothing follows it.
-pub fn decode_versioned<T: DeserializeOwned>(bytes: &[u8], format: &str, version: u32) -> Result<T, FramingError> {
+pub fn decode_versioned<T: DeserializeOwned>(
+    bytes: &[u8],
+    format: &str,
+    version: u32,
+) -> Result<T, FramingError> {
     let header = read_header(bytes)?;
     match header.format {
         Some(found) if found == format => {}
@@ -58,12 +68,17 @@ pub fn decode_versioned<T: DeserializeOwned>(bytes: &[u8], format: &str, version
         None => return Err(FramingError::Malformed("no \"version\" field".to_owned())),
     }
     let mut cursor = std::io::Cursor::new(bytes);
-    let document: T =
-        ciborium::from_reader(&mut cursor).map_err(|error| FramingError::Malformed(describe(error)))?;
+    let document: T = ciborium::from_reader(&mut cursor)
+        .map_err(|error| FramingError::Malformed(describe(error)))?;
     // The cursor's position is within `bytes`.
-    let consumed = usize::try_from(cursor.position()).unwrap_or(bytes.len()).min(bytes.len());
+    let consumed = usize::try_from(cursor.position())
+        .unwrap_or(bytes.len())
+        .min(bytes.len());
     if consumed < bytes.len() {
-        return Err(FramingError::Malformed(format!("{} bytes after the end of the document", bytes.len() - consumed)));
+        return Err(FramingError::Malformed(format!(
+            "{} bytes after the end of the document",
+            bytes.len() - consumed
+        )));
     }
     Ok(document)
 }
@@ -90,7 +105,9 @@ fn describe<E: std::fmt::Debug>(error: ciborium::de::Error<E>) -> String {
         // Decoding from a slice: the only I/O error is running out of bytes.
         ciborium::de::Error::Io(_) => TRUNCATED.to_owned(),
         ciborium::de::Error::Syntax(offset) => format!("CBOR syntax error at byte {offset}"),
-        ciborium::de::Error::Semantic(Some(offset), message) => format!("{message} (at byte {offset})"),
+        ciborium::de::Error::Semantic(Some(offset), message) => {
+            format!("{message} (at byte {offset})")
+        }
         ciborium::de::Error::Semantic(None, message) => message,
         ciborium::de::Error::RecursionLimitExceeded => "nested too deeply".to_owned(),
     }

@@ -53,7 +53,12 @@ pub struct Image {
 impl Image {
     /// An image with the current format name and version.
     pub fn new(source: Source, objects: Vec<Object>) -> Self {
-        Image { format: FORMAT_NAME.to_owned(), version: FORMAT_VERSION, source, objects }
+        Image {
+            format: FORMAT_NAME.to_owned(),
+            version: FORMAT_VERSION,
+            source,
+            objects,
+        }
     }
 
     /// The object with this id, if any. Objects are kept sorted by id; the
@@ -66,7 +71,10 @@ impl Image {
                 return Some(object);
             }
         }
-        self.objects.binary_search_by_key(&id, |object| object.id).ok().map(|i| &self.objects[i])
+        self.objects
+            .binary_search_by_key(&id, |object| object.id)
+            .ok()
+            .map(|i| &self.objects[i])
     }
 }
 

@@ -17,15 +17,37 @@ pub enum ImageError {
     #[error("object {id}: fd {fd} is listed twice or not in ascending order")]
     UnorderedFds { id: ObjectId, fd: i32 },
     #[error("objects {first} and {second} both claim fd {fd}")]
-    FdCollision { first: ObjectId, second: ObjectId, fd: i32 },
+    FdCollision {
+        first: ObjectId,
+        second: ObjectId,
+        fd: i32,
+    },
     #[error("ring {ring}: {field} refers to {target}, which does not exist")]
-    Dangling { ring: ObjectId, field: String, target: ObjectId },
-    #[error("ring {ring}: {field} refers to {target}, which is {}, not {}", with_article(found), with_article(expected))]
-    WrongKind { ring: ObjectId, field: String, target: ObjectId, found: &'static str, expected: &'static str },
+    Dangling {
+        ring: ObjectId,
+        field: String,
+        target: ObjectId,
+    },
+    #[error(
+        "ring {ring}: {field} refers to {target}, which is {}, not {}",
+        with_article(found),
+        with_article(expected)
+    )]
+    WrongKind {
+        ring: ObjectId,
+        field: String,
+        target: ObjectId,
+        found: &'static str,
+        expected: &'static str,
+    },
     #[error("ring {ring}: {problem}")]
     BadRing { ring: ObjectId, problem: String },
     #[error("ring {ring}: buffer slot {index}: {problem}")]
-    BadBuffer { ring: ObjectId, index: usize, problem: String },
+    BadBuffer {
+        ring: ObjectId,
+        index: usize,
+        problem: String,
+    },
     #[error("ring {ring}: wq_parent chain loops back to it")]
     WqCycle { ring: ObjectId },
     #[error("file {id}: path {path:?} is not absolute")]
@@ -35,12 +57,19 @@ pub enum ImageError {
 }
 
 fn with_article(kind: &str) -> String {
-    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     format!("{article} {kind}")
 }
 
 fn bad_ring(ring: ObjectId, problem: impl Into<String>) -> ImageError {
-    ImageError::BadRing { ring, problem: problem.into() }
+    ImageError::BadRing {
+        ring,
+        problem: problem.into(),
+    }
 }
 
 /// Checks everything a reader of an image relies on: ids unique and sorted,
@@ -79,14 +108,24 @@ fn check_fds(image: &Image) -> Result<(), ImageError> {
         let mut previous: Option<i32> = None;
         for entry in &object.fds {
             if entry.fd < 0 {
-                return Err(ImageError::NegativeFd { id: object.id, fd: entry.fd });
+                return Err(ImageError::NegativeFd {
+                    id: object.id,
+                    fd: entry.fd,
+                });
             }
             if previous.is_some_and(|previous| previous >= entry.fd) {
-                return Err(ImageError::UnorderedFds { id: object.id, fd: entry.fd });
+                return Err(ImageError::UnorderedFds {
+                    id: object.id,
+                    fd: entry.fd,
+                });
             }
             previous = Some(entry.fd);
             if let Some(first) = owners.insert(entry.fd, object.id) {
-                return Err(ImageError::FdCollision { first, second: object.id, fd: entry.fd });
+                return Err(ImageError::FdCollision {
+                    first,
+                    second: object.id,
+                    fd: entry.fd,
+                });
             }
         }
     }
@@ -99,7 +138,11 @@ fn resolve(
     field: impl Fn() -> String,
     target: ObjectId,
 ) -> Result<&Object, ImageError> {
-    image.object(target).ok_or_else(|| ImageError::Dangling { ring, field: field(), target })
+    image.object(target).ok_or_else(|| ImageError::Dangling {
+        ring,
+        field: field(),
+        target,
+    })
 }
 
 fn expect_kind(
@@ -111,22 +154,40 @@ fn expect_kind(
     if target.kind.name() == expected {
         Ok(())
     } else {
-        Err(ImageError::WrongKind { ring, field: field(), target: target.id, found: target.kind.name(), expected })
+        Err(ImageError::WrongKind {
+            ring,
+            field: field(),
+            target: target.id,
+            found: target.kind.name(),
+            expected,
+        })
     }
 }
 
 fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
     let setup = &ring.setup;
     if setup.sq_entries == 0 || setup.sq_entries > MAX_SQ_ENTRIES {
-        return Err(bad_ring(id, format!("sq_entries {} is outside 1..={MAX_SQ_ENTRIES}", setup.sq_entries)));
+        return Err(bad_ring(
+            id,
+            format!(
+                "sq_entries {} is outside 1..={MAX_SQ_ENTRIES}",
+                setup.sq_entries
+            ),
+        ));
     }
     if !setup.sq_entries.is_power_of_two() {
-        return Err(bad_ring(id, format!("sq_entries {} is not a power of two", setup.sq_entries)));
+        return Err(bad_ring(
+            id,
+            format!("sq_entries {} is not a power of two", setup.sq_entries),
+        ));
     }
     if setup.cq_entries < setup.sq_entries || setup.cq_entries > MAX_CQ_ENTRIES {
         return Err(bad_ring(
             id,
-            format!("cq_entries {} is outside {}..={MAX_CQ_ENTRIES}", setup.cq_entries, setup.sq_entries),
+            format!(
+                "cq_entries {} is outside {}..={MAX_CQ_ENTRIES}",
+                setup.cq_entries, setup.sq_entries
+            ),
         ));
     }
     check_unknowns(id, ring)?;
@@ -142,7 +203,10 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<(), ImageError
         expect_kind(id, || "wq_parent".to_owned(), target, "ring")?;
         if let ObjectKind::Ring(parent_ring) = &target.kind {
             if ring.sq_group.is_some() && parent_ring.sq_group != ring.sq_group {
-                return Err(bad_ring(id, format!("shares no SQ thread with its wq_parent {parent}")));
+                return Err(bad_ring(
+                    id,
+                    format!("shares no SQ thread with its wq_parent {parent}"),
+                ));
             }
         }
     }
@@ -152,7 +216,13 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<(), ImageError
     }
 
     if ring.files.len() > MAX_FILE_SLOTS as usize {
-        return Err(bad_ring(id, format!("{} file slots exceed the kernel's {MAX_FILE_SLOTS}", ring.files.len())));
+        return Err(bad_ring(
+            id,
+            format!(
+                "{} file slots exceed the kernel's {MAX_FILE_SLOTS}",
+                ring.files.len()
+            ),
+        ));
     }
     for (index, slot) in ring.files.iter().enumerate() {
         if let Some(target) = slot {
@@ -166,13 +236,22 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<(), ImageError
 fn check_unknowns(id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
     let unknown = |field| ring.unknown.contains(&field);
     if ring.setup.flags.is_none() != unknown(RingField::Flags) {
-        return Err(bad_ring(id, "flags must be null exactly when listed as unknown"));
+        return Err(bad_ring(
+            id,
+            "flags must be null exactly when listed as unknown",
+        ));
     }
     if unknown(RingField::SqThreadCpu) && ring.setup.sq_thread_cpu.is_some() {
-        return Err(bad_ring(id, "sq_thread_cpu is listed as unknown but has a value"));
+        return Err(bad_ring(
+            id,
+            "sq_thread_cpu is listed as unknown but has a value",
+        ));
     }
     if unknown(RingField::SqThreadIdle) && ring.setup.sq_thread_idle_ms.is_some() {
-        return Err(bad_ring(id, "sq_thread_idle_ms is listed as unknown but has a value"));
+        return Err(bad_ring(
+            id,
+            "sq_thread_idle_ms is listed as unknown but has a value",
+        ));
     }
     if unknown(RingField::Eventfd) && ring.eventfd.is_some() {
         return Err(bad_ring(id, "eventfd is listed as unknown but has a value"));
@@ -184,22 +263,43 @@ fn check_flags(id: ObjectId, ring: &Ring, flags: u32) -> Result<(), ImageError> 
     let setup = &ring.setup;
     let sqpoll = flags & setup_flags::SQPOLL != 0;
     if flags & setup_flags::SQ_AFF != 0 && !sqpoll {
-        return Err(bad_ring(id, "IORING_SETUP_SQ_AFF is set without IORING_SETUP_SQPOLL"));
+        return Err(bad_ring(
+            id,
+            "IORING_SETUP_SQ_AFF is set without IORING_SETUP_SQPOLL",
+        ));
     }
     if setup.sq_thread_cpu.is_some() != (flags & setup_flags::SQ_AFF != 0) {
-        return Err(bad_ring(id, "sq_thread_cpu must be set exactly when IORING_SETUP_SQ_AFF is"));
+        return Err(bad_ring(
+            id,
+            "sq_thread_cpu must be set exactly when IORING_SETUP_SQ_AFF is",
+        ));
     }
     if !sqpoll && setup.sq_thread_idle_ms.is_some() {
-        return Err(bad_ring(id, "sq_thread_idle_ms is set without IORING_SETUP_SQPOLL"));
+        return Err(bad_ring(
+            id,
+            "sq_thread_idle_ms is set without IORING_SETUP_SQPOLL",
+        ));
     }
-    if sqpoll && setup.sq_thread_idle_ms.is_none() && !ring.unknown.contains(&RingField::SqThreadIdle) {
-        return Err(bad_ring(id, "IORING_SETUP_SQPOLL is set but sq_thread_idle_ms is missing"));
+    if sqpoll
+        && setup.sq_thread_idle_ms.is_none()
+        && !ring.unknown.contains(&RingField::SqThreadIdle)
+    {
+        return Err(bad_ring(
+            id,
+            "IORING_SETUP_SQPOLL is set but sq_thread_idle_ms is missing",
+        ));
     }
     if ring.sq_group.is_some() != sqpoll {
-        return Err(bad_ring(id, "sq_group must be set exactly when IORING_SETUP_SQPOLL is"));
+        return Err(bad_ring(
+            id,
+            "sq_group must be set exactly when IORING_SETUP_SQPOLL is",
+        ));
     }
     if ring.wq_parent.is_some() && flags & setup_flags::ATTACH_WQ == 0 {
-        return Err(bad_ring(id, "has a wq_parent but IORING_SETUP_ATTACH_WQ is not set"));
+        return Err(bad_ring(
+            id,
+            "has a wq_parent but IORING_SETUP_ATTACH_WQ is not set",
+        ));
     }
     Ok(())
 }
@@ -208,7 +308,10 @@ fn check_buffers(id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
     if ring.buffers.len() > MAX_BUFFER_SLOTS as usize {
         return Err(bad_ring(
             id,
-            format!("{} buffer slots exceed the kernel's {MAX_BUFFER_SLOTS}", ring.buffers.len()),
+            format!(
+                "{} buffer slots exceed the kernel's {MAX_BUFFER_SLOTS}",
+                ring.buffers.len()
+            ),
         ));
     }
     for (index, slot) in ring.buffers.iter().enumerate() {
@@ -219,13 +322,24 @@ fn check_buffers(id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
             Some(format!("length {} exceeds the kernel's 1 GiB", buffer.len))
         } else if buffer.addr == 0 {
             Some("address is 0".to_owned())
-        } else if buffer.addr.checked_add(buffer.len).is_none_or(|end| end > USER_ADDRESS_LIMIT) {
-            Some(format!("{:#x}+{} is not a user address range", buffer.addr, buffer.len))
+        } else if buffer
+            .addr
+            .checked_add(buffer.len)
+            .is_none_or(|end| end > USER_ADDRESS_LIMIT)
+        {
+            Some(format!(
+                "{:#x}+{} is not a user address range",
+                buffer.addr, buffer.len
+            ))
         } else {
             None
         };
         if let Some(problem) = problem {
-            return Err(ImageError::BadBuffer { ring: id, index, problem });
+            return Err(ImageError::BadBuffer {
+                ring: id,
+                index,
+                problem,
+            });
         }
     }
     Ok(())
@@ -233,9 +347,15 @@ fn check_buffers(id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
 
 fn check_file(id: ObjectId, file: &File) -> Result<(), ImageError> {
     match &file.path {
-        Some(path) if !path.starts_with('/') => Err(ImageError::RelativePath { id, path: path.clone() }),
+        Some(path) if !path.starts_with('/') => Err(ImageError::RelativePath {
+            id,
+            path: path.clone(),
+        }),
         // No path with a NUL can be opened (and a plan refuses one).
-        Some(path) if path.contains('\0') => Err(ImageError::PathHasNul { id, path: path.clone() }),
+        Some(path) if path.contains('\0') => Err(ImageError::PathHasNul {
+            id,
+            path: path.clone(),
+        }),
         _ => Ok(()),
     }
 }
@@ -267,7 +387,11 @@ fn check_wq_cycles(image: &Image) -> Result<(), ImageError> {
         while let Some(index) = current {
             match marks[index] {
                 Mark::Done => break,
-                Mark::OnPath => return Err(ImageError::WqCycle { ring: rings[index].0 }),
+                Mark::OnPath => {
+                    return Err(ImageError::WqCycle {
+                        ring: rings[index].0,
+                    })
+                }
                 Mark::Unseen => {
                     marks[index] = Mark::OnPath;
                     path.push(index);

@@ -24,7 +24,6 @@ pub fn to_json(image: &Image) -> Value {
     })
 }
 
-
 fn object_json(object: &Object) -> Value {
     let mut value = json!({
         "id": object.id.0,
@@ -92,9 +91,25 @@ fn region_name(region: RingRegion) -> &'static str {
 /// crate has no name for in hex.
 pub fn setup_flag_names(flags: u32) -> String {
     const NAMES: [&str; 19] = [
-        "IOPOLL", "SQPOLL", "SQ_AFF", "CQSIZE", "CLAMP", "ATTACH_WQ", "R_DISABLED", "SUBMIT_ALL",
-        "COOP_TASKRUN", "TASKRUN_FLAG", "SQE128", "CQE32", "SINGLE_ISSUER", "DEFER_TASKRUN",
-        "NO_MMAP", "REGISTERED_FD_ONLY", "NO_SQARRAY", "HYBRID_IOPOLL", "CQE_MIXED",
+        "IOPOLL",
+        "SQPOLL",
+        "SQ_AFF",
+        "CQSIZE",
+        "CLAMP",
+        "ATTACH_WQ",
+        "R_DISABLED",
+        "SUBMIT_ALL",
+        "COOP_TASKRUN",
+        "TASKRUN_FLAG",
+        "SQE128",
+        "CQE32",
+        "SINGLE_ISSUER",
+        "DEFER_TASKRUN",
+        "NO_MMAP",
+        "REGISTERED_FD_ONLY",
+        "NO_SQARRAY",
+        "HYBRID_IOPOLL",
+        "CQE_MIXED",
     ];
     let mut names: Vec<String> = Vec::new();
     let mut rest = flags;
@@ -138,13 +153,27 @@ fn fds_text(fds: &[FdEntry]) -> String {
     if fds.is_empty() {
         return "no fd".to_owned();
     }
-    let list: Vec<String> =
-        fds.iter().map(|entry| format!("{}{}", entry.fd, if entry.cloexec { "(cloexec)" } else { "" })).collect();
+    let list: Vec<String> = fds
+        .iter()
+        .map(|entry| {
+            format!(
+                "{}{}",
+                entry.fd,
+                if entry.cloexec { "(cloexec)" } else { "" }
+            )
+        })
+        .collect();
     format!("fd {}", list.join(" "))
 }
 
 fn write_object(out: &mut String, object: &Object) {
-    let _ = writeln!(out, "{} {}, {}", object.id, object.kind.name(), fds_text(&object.fds));
+    let _ = writeln!(
+        out,
+        "{} {}, {}",
+        object.id,
+        object.kind.name(),
+        fds_text(&object.fds)
+    );
     match &object.kind {
         ObjectKind::Ring(ring) => write_ring(out, ring),
         ObjectKind::Eventfd(eventfd) => {
@@ -162,7 +191,8 @@ fn write_object(out: &mut String, object: &Object) {
                 "    {} {}, flags {}, pos {}",
                 file.file_type.name(),
                 file.path.as_deref().unwrap_or("(no path)"),
-                file.flags.map_or_else(|| "unknown".to_owned(), |flags| format!("{flags:#o}")),
+                file.flags
+                    .map_or_else(|| "unknown".to_owned(), |flags| format!("{flags:#o}")),
                 optional(file.pos, true)
             );
         }
@@ -207,7 +237,11 @@ fn write_ring(out: &mut String, ring: &Ring) {
         optional(ring.wq_parent, false)
     );
     let eventfd = match ring.eventfd {
-        Some(eventfd) => format!("{}{}", eventfd.object, if eventfd.is_async { " (async)" } else { "" }),
+        Some(eventfd) => format!(
+            "{}{}",
+            eventfd.object,
+            if eventfd.is_async { " (async)" } else { "" }
+        ),
         None => optional::<ObjectId>(None, unknown(RingField::Eventfd)),
     };
     let _ = writeln!(out, "    eventfd: {eventfd}");
@@ -217,19 +251,40 @@ fn write_ring(out: &mut String, ring: &Ring) {
         .enumerate()
         .filter_map(|(index, slot)| slot.map(|object| format!("{index}={object}")))
         .collect();
-    let _ = writeln!(out, "    files: {} slots, {} used{}", ring.files.len(), files.len(), list_suffix(&files));
+    let _ = writeln!(
+        out,
+        "    files: {} slots, {} used{}",
+        ring.files.len(),
+        files.len(),
+        list_suffix(&files)
+    );
     let buffers: Vec<String> = ring
         .buffers
         .iter()
         .enumerate()
-        .filter_map(|(index, slot)| slot.map(|buffer| format!("{index}={:#x}+{}", buffer.addr, buffer.len)))
+        .filter_map(|(index, slot)| {
+            slot.map(|buffer| format!("{index}={:#x}+{}", buffer.addr, buffer.len))
+        })
         .collect();
-    let _ = writeln!(out, "    buffers: {} slots, {} used{}", ring.buffers.len(), buffers.len(), list_suffix(&buffers));
+    let _ = writeln!(
+        out,
+        "    buffers: {} slots, {} used{}",
+        ring.buffers.len(),
+        buffers.len(),
+        list_suffix(&buffers)
+    );
     if !ring.mappings.is_empty() {
         let mappings: Vec<String> = ring
             .mappings
             .iter()
-            .map(|mapping| format!("{} {:#x}+{}", region_name(mapping.region), mapping.addr, mapping.len))
+            .map(|mapping| {
+                format!(
+                    "{} {:#x}+{}",
+                    region_name(mapping.region),
+                    mapping.addr,
+                    mapping.len
+                )
+            })
             .collect();
         let _ = writeln!(out, "    mapped: {}", mappings.join(", "));
     }

@@ -4,46 +4,96 @@
 use ringplan_image::*;
 
 fn seed_like() -> Image {
-    let ring = |flags: u32, wq_parent: Option<u32>, eventfd: Option<RingEventfd>, files, buffers| Ring {
-        setup: RingSetup {
-            flags: Some(flags),
-            sq_entries: 2,
-            cq_entries: 4,
-            sq_thread_cpu: Some(0),
-            sq_thread_idle_ms: Some(1500),
-        },
-        wq_parent: wq_parent.map(ObjectId),
-        sq_group: Some(0),
-        eventfd,
-        files,
-        buffers,
-        mappings: vec![RingMapping { region: RingRegion::SqRing, addr: 0x7f00_0000_0000, len: 4096 }],
-        unknown: vec![],
-    };
+    let ring =
+        |flags: u32, wq_parent: Option<u32>, eventfd: Option<RingEventfd>, files, buffers| Ring {
+            setup: RingSetup {
+                flags: Some(flags),
+                sq_entries: 2,
+                cq_entries: 4,
+                sq_thread_cpu: Some(0),
+                sq_thread_idle_ms: Some(1500),
+            },
+            wq_parent: wq_parent.map(ObjectId),
+            sq_group: Some(0),
+            eventfd,
+            files,
+            buffers,
+            mappings: vec![RingMapping {
+                region: RingRegion::SqRing,
+                addr: 0x7f00_0000_0000,
+                len: 4096,
+            }],
+            unknown: vec![],
+        };
     let parent_flags = setup_flags::SQPOLL | setup_flags::SQ_AFF | setup_flags::CQSIZE;
     Image::new(
-        Source { pid: 42, backend: Backend::Bpf, kernel_release: "6.18.0".into() },
+        Source {
+            pid: 42,
+            backend: Backend::Bpf,
+            kernel_release: "6.18.0".into(),
+        },
         vec![
-            Object { id: ObjectId(1), fds: vec![FdEntry { fd: 3, cloexec: true }], kind: ObjectKind::Ring(ring(parent_flags, None, None, vec![], vec![])) },
+            Object {
+                id: ObjectId(1),
+                fds: vec![FdEntry {
+                    fd: 3,
+                    cloexec: true,
+                }],
+                kind: ObjectKind::Ring(ring(parent_flags, None, None, vec![], vec![])),
+            },
             Object {
                 id: ObjectId(2),
-                fds: vec![FdEntry { fd: 4, cloexec: true }],
+                fds: vec![FdEntry {
+                    fd: 4,
+                    cloexec: true,
+                }],
                 kind: ObjectKind::Ring(ring(
                     parent_flags | setup_flags::ATTACH_WQ,
                     Some(1),
-                    Some(RingEventfd { object: ObjectId(3), is_async: true }),
-                    vec![Some(ObjectId(4)), None, Some(ObjectId(4)), None, Some(ObjectId(4))],
-                    vec![None, Some(Buffer { addr: 0x7ffd_0000_0000, len: 120 })],
+                    Some(RingEventfd {
+                        object: ObjectId(3),
+                        is_async: true,
+                    }),
+                    vec![
+                        Some(ObjectId(4)),
+                        None,
+                        Some(ObjectId(4)),
+                        None,
+                        Some(ObjectId(4)),
+                    ],
+                    vec![
+                        None,
+                        Some(Buffer {
+                            addr: 0x7ffd_0000_0000,
+                            len: 120,
+                        }),
+                    ],
                 )),
             },
             Object {
                 id: ObjectId(3),
-                fds: vec![FdEntry { fd: 5, cloexec: false }],
-                kind: ObjectKind::Eventfd(Eventfd { count: 42, semaphore: false, nonblock: false }),
+                fds: vec![FdEntry {
+                    fd: 5,
+                    cloexec: false,
+                }],
+                kind: ObjectKind::Eventfd(Eventfd {
+                    count: 42,
+                    semaphore: false,
+                    nonblock: false,
+                }),
             },
             Object {
                 id: ObjectId(4),
-                fds: vec![FdEntry { fd: 0, cloexec: false }, FdEntry { fd: 1, cloexec: false }],
+                fds: vec![
+                    FdEntry {
+                        fd: 0,
+                        cloexec: false,
+                    },
+                    FdEntry {
+                        fd: 1,
+                        cloexec: false,
+                    },
+                ],
                 kind: ObjectKind::File(File {
                     path: Some("/dev/null".into()),
                     flags: Some(0o100002),
@@ -67,7 +117,9 @@ fn ring_mut(image: &mut Image, id: u32) -> &mut Ring {
 
 fn decode_error(image: &Image) -> String {
     let bytes = encode_to_vec(image).expect("encoding a test image");
-    decode_slice(&bytes).expect_err("the image must be refused").to_string()
+    decode_slice(&bytes)
+        .expect_err("the image must be refused")
+        .to_string()
 }
 
 #[test]
@@ -80,23 +132,36 @@ fn round_trip_keeps_every_field() {
 #[test]
 fn empty_random_and_foreign_inputs_are_refused() {
     assert_eq!(decode_slice(&[]).unwrap_err().to_string(), "input is empty");
-    assert!(decode_slice(&[0xff, 0x00, 0x13]).unwrap_err().to_string().starts_with("not a ringplan image"));
+    assert!(decode_slice(&[0xff, 0x00, 0x13])
+        .unwrap_err()
+        .to_string()
+        .starts_with("not a ringplan image"));
     let mut other = Vec::new();
-    ciborium::into_writer(&serde_json::json!({"format": "something-else", "version": 1}), &mut other).unwrap();
+    ciborium::into_writer(
+        &serde_json::json!({"format": "something-else", "version": 1}),
+        &mut other,
+    )
+    .unwrap();
     assert_eq!(
         decode_slice(&other).unwrap_err().to_string(),
         "not a ringplan image: format is \"something-else\", expected \"ringplan-image\""
     );
     let mut list = Vec::new();
     ciborium::into_writer(&vec![1, 2, 3], &mut list).unwrap();
-    assert!(decode_slice(&list).unwrap_err().to_string().starts_with("not a ringplan image"));
+    assert!(decode_slice(&list)
+        .unwrap_err()
+        .to_string()
+        .starts_with("not a ringplan image"));
 }
 
 #[test]
 fn another_version_is_refused_before_its_fields_are_read() {
     let mut future = Vec::new();
-    ciborium::into_writer(&serde_json::json!({"format": "ringplan-image", "version": 2, "objects": "new shape"}), &mut future)
-        .unwrap();
+    ciborium::into_writer(
+        &serde_json::json!({"format": "ringplan-image", "version": 2, "objects": "new shape"}),
+        &mut future,
+    )
+    .unwrap();
     assert_eq!(
         decode_slice(&future).unwrap_err().to_string(),
         "unsupported image version 2 (this build reads version 1)"
@@ -107,41 +172,68 @@ fn another_version_is_refused_before_its_fields_are_read() {
 fn truncated_and_trailing_bytes_are_refused() {
     let bytes = encode_to_vec(&seed_like()).unwrap();
     for cut in [1, bytes.len() / 2, bytes.len() - 1] {
-        assert!(decode_slice(&bytes[..cut]).is_err(), "a cut at {cut} bytes must be refused");
+        assert!(
+            decode_slice(&bytes[..cut]).is_err(),
+            "a cut at {cut} bytes must be refused"
+        );
     }
     let mut longer = bytes.clone();
     longer.push(0);
-    assert_eq!(decode_slice(&longer).unwrap_err().to_string(), "malformed image: 1 bytes after the end of the document");
+    assert_eq!(
+        decode_slice(&longer).unwrap_err().to_string(),
+        "malformed image: 1 bytes after the end of the document"
+    );
 }
 
 #[test]
 fn duplicate_and_unordered_ids() {
     let mut image = seed_like();
     image.objects[1].id = ObjectId(1);
-    assert_eq!(decode_error(&image), "invalid image: duplicate object id #1");
+    assert_eq!(
+        decode_error(&image),
+        "invalid image: duplicate object id #1"
+    );
     let mut image = seed_like();
     image.objects.swap(2, 3);
-    assert_eq!(decode_error(&image), "invalid image: objects are not in ascending id order: #3 follows #4");
+    assert_eq!(
+        decode_error(&image),
+        "invalid image: objects are not in ascending id order: #3 follows #4"
+    );
 }
 
 #[test]
 fn dangling_and_wrongly_typed_references() {
     let mut image = seed_like();
     ring_mut(&mut image, 2).files[2] = Some(ObjectId(9));
-    assert_eq!(decode_error(&image), "invalid image: ring #2: file slot 2 refers to #9, which does not exist");
+    assert_eq!(
+        decode_error(&image),
+        "invalid image: ring #2: file slot 2 refers to #9, which does not exist"
+    );
     let mut image = seed_like();
-    ring_mut(&mut image, 2).eventfd = Some(RingEventfd { object: ObjectId(4), is_async: false });
-    assert_eq!(decode_error(&image), "invalid image: ring #2: eventfd refers to #4, which is a file, not an eventfd");
+    ring_mut(&mut image, 2).eventfd = Some(RingEventfd {
+        object: ObjectId(4),
+        is_async: false,
+    });
+    assert_eq!(
+        decode_error(&image),
+        "invalid image: ring #2: eventfd refers to #4, which is a file, not an eventfd"
+    );
     let mut image = seed_like();
     ring_mut(&mut image, 2).wq_parent = Some(ObjectId(3));
-    assert_eq!(decode_error(&image), "invalid image: ring #2: wq_parent refers to #3, which is an eventfd, not a ring");
+    assert_eq!(
+        decode_error(&image),
+        "invalid image: ring #2: wq_parent refers to #3, which is an eventfd, not a ring"
+    );
 }
 
 #[test]
 fn wq_parent_cycles() {
     let mut image = seed_like();
     ring_mut(&mut image, 2).wq_parent = Some(ObjectId(2));
-    assert_eq!(decode_error(&image), "invalid image: ring #2: wq_parent chain loops back to it");
+    assert_eq!(
+        decode_error(&image),
+        "invalid image: ring #2: wq_parent chain loops back to it"
+    );
     let mut image = seed_like();
     let ring = ring_mut(&mut image, 1);
     ring.wq_parent = Some(ObjectId(2));
@@ -153,64 +245,136 @@ fn wq_parent_cycles() {
 fn fds_negative_colliding_or_repeated() {
     let mut image = seed_like();
     image.objects[2].fds[0].fd = -1;
-    assert_eq!(decode_error(&image), "invalid image: object #3: fd -1 is negative");
+    assert_eq!(
+        decode_error(&image),
+        "invalid image: object #3: fd -1 is negative"
+    );
     let mut image = seed_like();
     image.objects[2].fds[0].fd = 3;
-    assert_eq!(decode_error(&image), "invalid image: objects #1 and #3 both claim fd 3");
+    assert_eq!(
+        decode_error(&image),
+        "invalid image: objects #1 and #3 both claim fd 3"
+    );
     let mut image = seed_like();
     image.objects[3].fds[1].fd = 0;
-    assert_eq!(decode_error(&image), "invalid image: object #4: fd 0 is listed twice or not in ascending order");
+    assert_eq!(
+        decode_error(&image),
+        "invalid image: object #4: fd 0 is listed twice or not in ascending order"
+    );
 }
 
 #[test]
 fn sizes_the_kernel_refuses() {
     let cases: [RingCase; 6] = [
-        (|ring| ring.setup.sq_entries = 0, "sq_entries 0 is outside 1..=32768"),
-        (|ring| ring.setup.sq_entries = 65536, "sq_entries 65536 is outside 1..=32768"),
-        (|ring| ring.setup.sq_entries = 3, "sq_entries 3 is not a power of two"),
-        (|ring| ring.setup.cq_entries = 1, "cq_entries 1 is outside 2..=65536"),
-        (|ring| ring.buffers = vec![None; 16385], "16385 buffer slots exceed the kernel's 16384"),
-        (|ring| ring.files = vec![None; (1 << 20) + 1], "1048577 file slots exceed the kernel's 1048576"),
+        (
+            |ring| ring.setup.sq_entries = 0,
+            "sq_entries 0 is outside 1..=32768",
+        ),
+        (
+            |ring| ring.setup.sq_entries = 65536,
+            "sq_entries 65536 is outside 1..=32768",
+        ),
+        (
+            |ring| ring.setup.sq_entries = 3,
+            "sq_entries 3 is not a power of two",
+        ),
+        (
+            |ring| ring.setup.cq_entries = 1,
+            "cq_entries 1 is outside 2..=65536",
+        ),
+        (
+            |ring| ring.buffers = vec![None; 16385],
+            "16385 buffer slots exceed the kernel's 16384",
+        ),
+        (
+            |ring| ring.files = vec![None; (1 << 20) + 1],
+            "1048577 file slots exceed the kernel's 1048576",
+        ),
     ];
     for (change, message) in cases {
         let mut image = seed_like();
         change(ring_mut(&mut image, 2));
-        assert_eq!(decode_error(&image), format!("invalid image: ring #2: {message}"));
+        assert_eq!(
+            decode_error(&image),
+            format!("invalid image: ring #2: {message}")
+        );
     }
 }
 
 #[test]
 fn buffers_outside_user_space_or_absurd() {
     let cases = [
-        (Buffer { addr: 0x1000, len: 0 }, "length is 0 (an empty slot is null)"),
-        (Buffer { addr: 0x1000, len: (1 << 30) + 1 }, "length 1073741825 exceeds the kernel's 1 GiB"),
+        (
+            Buffer {
+                addr: 0x1000,
+                len: 0,
+            },
+            "length is 0 (an empty slot is null)",
+        ),
+        (
+            Buffer {
+                addr: 0x1000,
+                len: (1 << 30) + 1,
+            },
+            "length 1073741825 exceeds the kernel's 1 GiB",
+        ),
         (Buffer { addr: 0, len: 4096 }, "address is 0"),
-        (Buffer { addr: 0xffff_8880_0000_0000, len: 4096 }, "0xffff888000000000+4096 is not a user address range"),
-        (Buffer { addr: u64::MAX - 10, len: 4096 }, "0xfffffffffffffff5+4096 is not a user address range"),
+        (
+            Buffer {
+                addr: 0xffff_8880_0000_0000,
+                len: 4096,
+            },
+            "0xffff888000000000+4096 is not a user address range",
+        ),
+        (
+            Buffer {
+                addr: u64::MAX - 10,
+                len: 4096,
+            },
+            "0xfffffffffffffff5+4096 is not a user address range",
+        ),
     ];
     for (buffer, message) in cases {
         let mut image = seed_like();
         ring_mut(&mut image, 2).buffers[1] = Some(buffer);
-        assert_eq!(decode_error(&image), format!("invalid image: ring #2: buffer slot 1: {message}"));
+        assert_eq!(
+            decode_error(&image),
+            format!("invalid image: ring #2: buffer slot 1: {message}")
+        );
     }
 }
 
 #[test]
 fn flags_must_agree_with_the_fields_they_govern() {
     let cases: [RingCase; 5] = [
-        (|ring| ring.setup.sq_thread_cpu = None, "sq_thread_cpu must be set exactly when IORING_SETUP_SQ_AFF is"),
-        (|ring| ring.setup.sq_thread_idle_ms = None, "IORING_SETUP_SQPOLL is set but sq_thread_idle_ms is missing"),
-        (|ring| ring.sq_group = None, "sq_group must be set exactly when IORING_SETUP_SQPOLL is"),
+        (
+            |ring| ring.setup.sq_thread_cpu = None,
+            "sq_thread_cpu must be set exactly when IORING_SETUP_SQ_AFF is",
+        ),
+        (
+            |ring| ring.setup.sq_thread_idle_ms = None,
+            "IORING_SETUP_SQPOLL is set but sq_thread_idle_ms is missing",
+        ),
+        (
+            |ring| ring.sq_group = None,
+            "sq_group must be set exactly when IORING_SETUP_SQPOLL is",
+        ),
         (
             |ring| ring.setup.flags = Some(setup_flags::SQPOLL | setup_flags::SQ_AFF),
             "has a wq_parent but IORING_SETUP_ATTACH_WQ is not set",
         ),
-        (|ring| ring.setup.flags = None, "flags must be null exactly when listed as unknown"),
+        (
+            |ring| ring.setup.flags = None,
+            "flags must be null exactly when listed as unknown",
+        ),
     ];
     for (change, message) in cases {
         let mut image = seed_like();
         change(ring_mut(&mut image, 2));
-        assert_eq!(decode_error(&image), format!("invalid image: ring #2: {message}"));
+        assert_eq!(
+            decode_error(&image),
+            format!("invalid image: ring #2: {message}")
+        );
     }
 }
 
@@ -220,7 +384,10 @@ fn relative_paths_are_refused() {
     if let ObjectKind::File(file) = &mut image.objects[3].kind {
         file.path = Some("dev/null".into());
     }
-    assert_eq!(decode_error(&image), "invalid image: file #4: path \"dev/null\" is not absolute");
+    assert_eq!(
+        decode_error(&image),
+        "invalid image: file #4: path \"dev/null\" is not absolute"
+    );
 }
 
 #[test]
@@ -231,11 +398,20 @@ fn json_view_carries_the_contract_names() {
     assert_eq!(ring["fds"], serde_json::json!([4]));
     assert_eq!(ring["setup"]["flags"], 46);
     assert_eq!(ring["wq_parent"], 1);
-    assert_eq!(ring["eventfd"], serde_json::json!({"object": 3, "async": true}));
+    assert_eq!(
+        ring["eventfd"],
+        serde_json::json!({"object": 3, "async": true})
+    );
     assert_eq!(ring["file_slots"], 5);
-    assert_eq!(ring["files"], serde_json::json!([{"index": 0, "object": 4}, {"index": 2, "object": 4}, {"index": 4, "object": 4}]));
+    assert_eq!(
+        ring["files"],
+        serde_json::json!([{"index": 0, "object": 4}, {"index": 2, "object": 4}, {"index": 4, "object": 4}])
+    );
     assert_eq!(ring["buffer_slots"], 2);
-    assert_eq!(ring["buffers"], serde_json::json!([{"index": 1, "addr": 0x7ffd_0000_0000u64, "len": 120}]));
+    assert_eq!(
+        ring["buffers"],
+        serde_json::json!([{"index": 1, "addr": 0x7ffd_0000_0000u64, "len": 120}])
+    );
     assert_eq!(view["objects"][2]["count"], 42);
     assert_eq!(view["objects"][3]["path"], "/dev/null");
 }

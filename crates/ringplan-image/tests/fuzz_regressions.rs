@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use ringplan_image::{decode_slice, DecodeError, ImageError};
 
 fn regression(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/decode_compile").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions/decode_compile")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
@@ -47,7 +49,12 @@ fn image_with(key: &str, tail: &[u8]) -> Vec<u8> {
 #[test]
 fn huge_length_prefixes_are_refused_without_allocating() {
     let huge = [0xff; 8];
-    for (what, major) in [("array", 0x9b_u8), ("text", 0x7b), ("bytes", 0x5b), ("map", 0xbb)] {
+    for (what, major) in [
+        ("array", 0x9b_u8),
+        ("text", 0x7b),
+        ("bytes", 0x5b),
+        ("map", 0xbb),
+    ] {
         let mut tail = vec![major];
         tail.extend_from_slice(&huge);
         tail.push(0x00);

@@ -32,13 +32,20 @@ fn image_of(objects: u32) -> Image {
 /// this bench runs from (`TARGET/release/deps/compile-HASH`).
 fn criterion_directory() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let target = exe.ancestors().nth(3).map_or_else(|| PathBuf::from("target"), Path::to_path_buf);
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf);
     target.join("criterion")
 }
 
 /// Criterion's median estimate, in seconds, for one benchmark.
 fn criterion_median(directory: &Path, group: &str, id: &str) -> Option<f64> {
-    let path = directory.join(group).join(id).join("new").join("estimates.json");
+    let path = directory
+        .join(group)
+        .join(id)
+        .join("new")
+        .join("estimates.json");
     let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     Some(estimates["median"]["point_estimate"].as_f64()? / 1e9)
 }
@@ -46,7 +53,10 @@ fn criterion_median(directory: &Path, group: &str, id: &str) -> Option<f64> {
 fn main() {
     let test_mode = std::env::args().any(|argument| argument == "--test" || argument == "--list");
     let sizes: &[u32] = &[10_000, 100_000, 1_000_000];
-    let images: Vec<(u32, Image)> = sizes.iter().map(|&objects| (objects, image_of(objects))).collect();
+    let images: Vec<(u32, Image)> = sizes
+        .iter()
+        .map(|&objects| (objects, image_of(objects)))
+        .collect();
 
     let directory = criterion_directory();
     let mut criterion = Criterion::default()
@@ -59,10 +69,14 @@ fn main() {
         let mut group = criterion.benchmark_group("compile");
         for (objects, image) in &images {
             group.throughput(Throughput::Elements(image.objects.len() as u64));
-            group.bench_with_input(BenchmarkId::from_parameter(objects), image, |bencher, image| {
-                // Freeing the plan is the caller's business, not compile's.
-                bencher.iter_with_large_drop(|| compile(black_box(image)))
-            });
+            group.bench_with_input(
+                BenchmarkId::from_parameter(objects),
+                image,
+                |bencher, image| {
+                    // Freeing the plan is the caller's business, not compile's.
+                    bencher.iter_with_large_drop(|| compile(black_box(image)))
+                },
+            );
         }
         group.finish();
     }
@@ -81,8 +95,9 @@ fn main() {
             continue;
         };
         let count = image.objects.len();
-        let ratio = previous
-            .map_or_else(String::new, |previous| format!(", {:.2}x the time of 10x fewer objects", seconds / previous));
+        let ratio = previous.map_or_else(String::new, |previous| {
+            format!(", {:.2}x the time of 10x fewer objects", seconds / previous)
+        });
         println!(
             "  {count:>9} objects: {:>9.2} ms ({:.0} ns per object){ratio}",
             seconds * 1e3,

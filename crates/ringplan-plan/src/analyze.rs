@@ -70,8 +70,16 @@ impl ObjectLookup {
         let last_id = objects.last().map_or(0, |object| object.id.0);
         // Sorted unique ids spanning exactly `len` values are dense.
         let dense = objects.is_empty() || (last_id - first_id) as usize == objects.len() - 1;
-        let sparse_ids = if dense { Vec::new() } else { objects.iter().map(|object| object.id.0).collect() };
-        ObjectLookup { first_id, sparse_ids, len: objects.len() }
+        let sparse_ids = if dense {
+            Vec::new()
+        } else {
+            objects.iter().map(|object| object.id.0).collect()
+        };
+        ObjectLookup {
+            first_id,
+            sparse_ids,
+            len: objects.len(),
+        }
     }
 
     pub fn index_of(&self, id: ObjectId) -> Option<usize> {
@@ -127,12 +135,14 @@ struct SqGroupFacts {
     orphans: Vec<usize>,
 }
 
-
 /// Checks that the image can be planned and gathers what the graph builder
 /// needs. Returns the first problem found.
 pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
     if image.format != ringplan_image::FORMAT_NAME {
-        return Err(PlanError::WrongImageFormat { found: image.format.clone(), expected: ringplan_image::FORMAT_NAME });
+        return Err(PlanError::WrongImageFormat {
+            found: image.format.clone(),
+            expected: ringplan_image::FORMAT_NAME,
+        });
     }
     if image.version != ringplan_image::FORMAT_VERSION {
         return Err(PlanError::UnsupportedImageVersion {
@@ -159,22 +169,33 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
     for (index, object) in objects.iter().enumerate() {
         for entry in &object.fds {
             if entry.fd >= KERNEL_FD_LIMIT {
-                return Err(PlanError::FdTooLarge { object: object.id, fd: entry.fd, max: KERNEL_FD_LIMIT - 1 });
+                return Err(PlanError::FdTooLarge {
+                    object: object.id,
+                    fd: entry.fd,
+                    max: KERNEL_FD_LIMIT - 1,
+                });
             }
             needed_fds.push(entry.fd);
         }
         match &object.kind {
             ObjectKind::Eventfd(eventfd) => {
                 if eventfd.count > MAX_EVENTFD_COUNT {
-                    return Err(PlanError::EventfdCountTooLarge { eventfd: object.id, count: eventfd.count });
+                    return Err(PlanError::EventfdCountTooLarge {
+                        eventfd: object.id,
+                        count: eventfd.count,
+                    });
                 }
             }
             ObjectKind::File(_) => {}
             ObjectKind::Ring(ring) => {
                 let flags = check_ring(image, object.id, ring)?;
                 for mapping in &ring.mappings {
-                    crate::validate::check_ring_mapping(mapping)
-                        .map_err(|problem| PlanError::BadRingMapping { ring: object.id, problem })?;
+                    crate::validate::check_ring_mapping(mapping).map_err(|problem| {
+                        PlanError::BadRingMapping {
+                            ring: object.id,
+                            problem,
+                        }
+                    })?;
                     mapped_ranges.push((mapping.addr, mapping.len, object.id));
                 }
                 rings.push(index as u32);
@@ -215,13 +236,21 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
     let mut wq_sources = vec![WqSource::None; objects.len()];
     let mut temporaries: Vec<TemporaryRingPlan> = Vec::new();
     assign_sq_thread_attachments(&groups, &mut wq_sources, &mut temporaries);
-    assign_plain_attachments(image, &lookup, &rings, first_unattached_ring, &mut wq_sources, &mut temporaries);
+    assign_plain_attachments(
+        image,
+        &lookup,
+        &rings,
+        first_unattached_ring,
+        &mut wq_sources,
+        &mut temporaries,
+    );
 
     // One address range holds one mapping: a dump never shows two there,
     // and a plan that maps both could only ever map the first.
     mapped_ranges.sort_unstable();
     for pair in mapped_ranges.windows(2) {
-        let ((first_addr, first_len, first), (second_addr, second_len, second)) = (pair[0], pair[1]);
+        let ((first_addr, first_len, first), (second_addr, second_len, second)) =
+            (pair[0], pair[1]);
         if first_addr + first_len > second_addr {
             return Err(PlanError::BadRingMapping {
                 ring: second,
@@ -232,13 +261,26 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
         }
     }
 
-    Ok(Analysis { image, lookup, users, wq_sources, temporaries, needed_fds, rings, file_slot_count })
+    Ok(Analysis {
+        image,
+        lookup,
+        users,
+        wq_sources,
+        temporaries,
+        needed_fds,
+        rings,
+        file_slot_count,
+    })
 }
 
 /// Checks one ring's setup; returns its (known) flags.
 fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, PlanError> {
     let backend = image.source.backend.name();
-    let unknown = |field: RingField| PlanError::UnknownRingField { ring: id, field: field.name(), backend };
+    let unknown = |field: RingField| PlanError::UnknownRingField {
+        ring: id,
+        field: field.name(),
+        backend,
+    };
     let Some(flags) = ring.setup.flags else {
         return Err(unknown(RingField::Flags));
     };
@@ -252,7 +294,10 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, PlanError
 
     let unknown_bits = flags & !KNOWN_SETUP_FLAGS;
     if unknown_bits != 0 {
-        return Err(PlanError::UnknownSetupFlags { ring: id, bits: unknown_bits });
+        return Err(PlanError::UnknownSetupFlags {
+            ring: id,
+            bits: unknown_bits,
+        });
     }
     if flags & SETUP_NO_MMAP != 0 {
         return Err(PlanError::UnsupportedSetupFlag {
@@ -280,7 +325,11 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, PlanError
             });
         }
     } else if u64::from(cq_entries) != 2 * u64::from(sq_entries) {
-        return Err(PlanError::CqEntriesWithoutCqsize { ring: id, cq_entries, expected: 2 * u64::from(sq_entries) });
+        return Err(PlanError::CqEntriesWithoutCqsize {
+            ring: id,
+            cq_entries,
+            expected: 2 * u64::from(sq_entries),
+        });
     }
     Ok(flags)
 }
@@ -312,9 +361,15 @@ fn record_ring_users(
     for (slot, target) in ring.files.iter().enumerate() {
         let Some(target) = target else { continue };
         // Validation guarantees every slot resolves.
-        let Some(index) = lookup.index_of(*target) else { continue };
+        let Some(index) = lookup.index_of(*target) else {
+            continue;
+        };
         if is_ring[index] {
-            return Err(PlanError::RingInFileTable { ring: ring_id, slot, target: *target });
+            return Err(PlanError::RingInFileTable {
+                ring: ring_id,
+                slot,
+                target: *target,
+            });
         }
         note_user(index);
     }
@@ -331,7 +386,11 @@ fn record_sq_group_member(
 ) -> Result<(), PlanError> {
     if flags & setup_flags::ATTACH_WQ == 0 {
         if let Some((_, first)) = facts.creator {
-            return Err(PlanError::TwoSqThreadCreators { sq_group, first, second: id });
+            return Err(PlanError::TwoSqThreadCreators {
+                sq_group,
+                first,
+                second: id,
+            });
         }
         facts.creator = Some((index, id));
     } else if ring.wq_parent.is_none() {
@@ -354,7 +413,9 @@ fn record_sq_group_member(
             }
         }
     }
-    facts.max_idle_ms = facts.max_idle_ms.max(ring.setup.sq_thread_idle_ms.unwrap_or(0));
+    facts.max_idle_ms = facts
+        .max_idle_ms
+        .max(ring.setup.sq_thread_idle_ms.unwrap_or(0));
     Ok(())
 }
 
@@ -421,11 +482,14 @@ fn assign_plain_attachments(
     wq_sources: &mut [WqSource],
     temporaries: &mut Vec<TemporaryRingPlan>,
 ) {
-    let mut shared_target: Option<WqSource> = first_unattached_ring.map(|index| WqSource::Object(index as u32));
+    let mut shared_target: Option<WqSource> =
+        first_unattached_ring.map(|index| WqSource::Object(index as u32));
     let mut attach_target_index: Option<usize> = None;
     for &index in rings {
         let index = index as usize;
-        let ObjectKind::Ring(ring) = &image.objects[index].kind else { continue };
+        let ObjectKind::Ring(ring) = &image.objects[index].kind else {
+            continue;
+        };
         if let Some(parent) = ring.wq_parent {
             // Validation guarantees the parent resolves.
             if let Some(parent_index) = lookup.index_of(parent) {

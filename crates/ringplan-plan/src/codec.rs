@@ -2,7 +2,9 @@
 
 use std::io::{Read, Write};
 
-use ringplan_image::document::{decode_versioned, encode_cbor, read_header, EncodeError, FramingError};
+use ringplan_image::document::{
+    decode_versioned, encode_cbor, read_header, EncodeError, FramingError,
+};
 
 use crate::compile::compile;
 use crate::error::PlanError;
@@ -34,7 +36,9 @@ impl From<FramingError> for PlanDecodeError {
             FramingError::Empty => PlanDecodeError::Empty,
             FramingError::NotCbor(message) => PlanDecodeError::NotCbor(message),
             FramingError::WrongFormat { found } => PlanDecodeError::WrongFormat { found },
-            FramingError::UnsupportedVersion { found } => PlanDecodeError::UnsupportedVersion { found },
+            FramingError::UnsupportedVersion { found } => {
+                PlanDecodeError::UnsupportedVersion { found }
+            }
             FramingError::Malformed(message) => PlanDecodeError::Malformed(message),
         }
     }
@@ -92,9 +96,13 @@ pub enum LoadError {
 pub fn plan_from_image_or_plan(bytes: &[u8]) -> Result<Plan, LoadError> {
     let header = read_header(bytes).map_err(|error| match error {
         FramingError::Empty => LoadError::Empty,
-        FramingError::NotCbor(message) | FramingError::Malformed(message) => LoadError::NotCbor(message),
+        FramingError::NotCbor(message) | FramingError::Malformed(message) => {
+            LoadError::NotCbor(message)
+        }
         FramingError::WrongFormat { found } => LoadError::UnknownFormat { found },
-        FramingError::UnsupportedVersion { found } => LoadError::NotCbor(format!("version {found}")),
+        FramingError::UnsupportedVersion { found } => {
+            LoadError::NotCbor(format!("version {found}"))
+        }
     })?;
     match header.format.as_deref() {
         Some(ringplan_image::FORMAT_NAME) => {
@@ -102,7 +110,9 @@ pub fn plan_from_image_or_plan(bytes: &[u8]) -> Result<Plan, LoadError> {
             Ok(compile(&image)?)
         }
         Some(FORMAT_NAME) => Ok(decode_slice(bytes)?),
-        Some(other) => Err(LoadError::UnknownFormat { found: other.to_owned() }),
+        Some(other) => Err(LoadError::UnknownFormat {
+            found: other.to_owned(),
+        }),
         None => Err(LoadError::NotCbor("no \"format\" field".to_owned())),
     }
 }

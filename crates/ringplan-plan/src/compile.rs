@@ -164,17 +164,24 @@ impl Adjacency {
             predecessors[next_predecessor[target] as usize] = source as u32;
             next_predecessor[target] += 1;
         }
-        Adjacency { successor_starts, successors, predecessor_starts, predecessors }
+        Adjacency {
+            successor_starts,
+            successors,
+            predecessor_starts,
+            predecessors,
+        }
     }
 
     fn successors(&self, node: u32) -> &[u32] {
         let node = node as usize;
-        &self.successors[self.successor_starts[node] as usize..self.successor_starts[node + 1] as usize]
+        &self.successors
+            [self.successor_starts[node] as usize..self.successor_starts[node + 1] as usize]
     }
 
     fn predecessors(&self, node: u32) -> &[u32] {
         let node = node as usize;
-        &self.predecessors[self.predecessor_starts[node] as usize..self.predecessor_starts[node + 1] as usize]
+        &self.predecessors
+            [self.predecessor_starts[node] as usize..self.predecessor_starts[node + 1] as usize]
     }
 
     fn in_degree(&self, node: u32) -> u32 {
@@ -255,13 +262,23 @@ impl<'a> GraphBuilder<'a> {
     fn add_node(&mut self, phase: u8, unit: u32, rank: u8, sub: u32, kind: NodeKind) -> u32 {
         // `new` checked that every node index fits in u32.
         let index = self.graph.node_count() as u32;
-        self.graph.add_node(Node { kind, phase, rank, unit, sub });
+        self.graph.add_node(Node {
+            kind,
+            phase,
+            rank,
+            unit,
+            sub,
+        });
         index
     }
 
     fn add_edge(&mut self, from: u32, to: u32) {
         debug_assert!(from != NO_NODE && to != NO_NODE);
-        self.graph.add_edge(NodeIndex::new(from as usize), NodeIndex::new(to as usize), ());
+        self.graph.add_edge(
+            NodeIndex::new(from as usize),
+            NodeIndex::new(to as usize),
+            (),
+        );
     }
 
     fn key(&self, node: u32) -> SortKey {
@@ -305,7 +322,8 @@ impl<'a> GraphBuilder<'a> {
             let object_index = index as u32;
             // Eventfds and files are created with the first ring that uses
             // them and, when no fd holds them, closed with the last.
-            let (first_user, last_user) = analysis.users[index].unwrap_or((object_index, object_index));
+            let (first_user, last_user) =
+                analysis.users[index].unwrap_or((object_index, object_index));
             let (create_unit, create_rank) = match &object.kind {
                 ObjectKind::Ring(_) => (object_index, rank::SETUP_RING),
                 ObjectKind::Eventfd(_) => (first_user, rank::CREATE_EVENTFD),
@@ -322,14 +340,19 @@ impl<'a> GraphBuilder<'a> {
             let close_node = match &object.kind {
                 ObjectKind::Ring(ring) => {
                     // Validation guarantees the eventfd resolves.
-                    let eventfd_index = ring.eventfd.and_then(|eventfd| analysis.lookup.index_of(eventfd.object));
+                    let eventfd_index = ring
+                        .eventfd
+                        .and_then(|eventfd| analysis.lookup.index_of(eventfd.object));
                     if let Some(eventfd_index) = eventfd_index {
                         self.register_eventfd_nodes[index] = self.add_node(
                             phase::BUILD,
                             object_index,
                             rank::REGISTER_EVENTFD,
                             object_index,
-                            NodeKind::RegisterEventfd { ring: object_index, eventfd: eventfd_index as u32 },
+                            NodeKind::RegisterEventfd {
+                                ring: object_index,
+                                eventfd: eventfd_index as u32,
+                            },
                         );
                     }
                     if !ring.files.is_empty() {
@@ -368,14 +391,23 @@ impl<'a> GraphBuilder<'a> {
                 }
                 // An installed object's temporary lives until its installs,
                 // which come after every build step.
-                _ if !object.fds.is_empty() => {
-                    self.add_node(phase::RELEASE, object_index, 0, object_index, NodeKind::CloseObject(object_index))
-                }
+                _ if !object.fds.is_empty() => self.add_node(
+                    phase::RELEASE,
+                    object_index,
+                    0,
+                    object_index,
+                    NodeKind::CloseObject(object_index),
+                ),
                 _ => {
                     let unit = last_user as usize;
                     if self.batch_close_nodes[unit] == NO_NODE {
-                        self.batch_close_nodes[unit] =
-                            self.add_node(phase::BUILD, last_user, rank::CLOSE, last_user, NodeKind::CloseBatch);
+                        self.batch_close_nodes[unit] = self.add_node(
+                            phase::BUILD,
+                            last_user,
+                            rank::CLOSE,
+                            last_user,
+                            NodeKind::CloseBatch,
+                        );
                     }
                     self.batch_close_nodes[unit]
                 }
@@ -393,7 +425,10 @@ impl<'a> GraphBuilder<'a> {
                     0,
                     // Validation guarantees fds are non-negative.
                     fd_entry.fd as u32,
-                    NodeKind::InstallFd { object: object_index, entry: entry as u32 },
+                    NodeKind::InstallFd {
+                        object: object_index,
+                        entry: entry as u32,
+                    },
                 );
                 self.add_edge(create, install);
                 self.add_edge(install, close_node);
@@ -415,7 +450,10 @@ impl<'a> GraphBuilder<'a> {
         let mut last_register_into: Vec<u32> = vec![NO_NODE; self.graph.node_count()];
 
         for index in 0..self.temporary_setup_nodes.len() {
-            self.add_edge(self.temporary_setup_nodes[index], self.temporary_close_nodes[index]);
+            self.add_edge(
+                self.temporary_setup_nodes[index],
+                self.temporary_close_nodes[index],
+            );
         }
         for &index in &analysis.rings {
             let index = index as usize;
@@ -446,10 +484,14 @@ impl<'a> GraphBuilder<'a> {
 
         let (wq_setup, wq_close) = match self.analysis.wq_sources[index] {
             WqSource::None => (NO_NODE, NO_NODE),
-            WqSource::Object(parent) => (self.create_nodes[parent as usize], self.close_nodes[parent as usize]),
-            WqSource::Temporary(temporary) => {
-                (self.temporary_setup_nodes[temporary as usize], self.temporary_close_nodes[temporary as usize])
-            }
+            WqSource::Object(parent) => (
+                self.create_nodes[parent as usize],
+                self.close_nodes[parent as usize],
+            ),
+            WqSource::Temporary(temporary) => (
+                self.temporary_setup_nodes[temporary as usize],
+                self.temporary_close_nodes[temporary as usize],
+            ),
         };
         if wq_setup != NO_NODE {
             // The parent's fd must be open while this ring is set up.
@@ -459,7 +501,9 @@ impl<'a> GraphBuilder<'a> {
 
         let register = self.register_eventfd_nodes[index];
         if register != NO_NODE {
-            if let NodeKind::RegisterEventfd { eventfd, .. } = self.graph[NodeIndex::new(register as usize)].kind {
+            if let NodeKind::RegisterEventfd { eventfd, .. } =
+                self.graph[NodeIndex::new(register as usize)].kind
+            {
                 let eventfd = eventfd as usize;
                 self.add_edge(create, register);
                 self.add_edge(self.create_nodes[eventfd], register);
@@ -473,7 +517,9 @@ impl<'a> GraphBuilder<'a> {
             let marker = index as u32 + 1;
             self.add_edge(create, register);
             for target in ring.files.iter().flatten() {
-                let Some(target_index) = lookup.index_of(*target) else { continue };
+                let Some(target_index) = lookup.index_of(*target) else {
+                    continue;
+                };
                 if seen_in_table[target_index] == marker {
                     continue;
                 }
@@ -503,7 +549,10 @@ impl<'a> GraphBuilder<'a> {
         let weight = |node: u32| &graph[NodeIndex::new(node as usize)];
         let all: Vec<u32> = (0..node_count).collect();
         let by_phase = counting_sort(&all, phase::COUNT, |node| usize::from(weight(node).phase));
-        let build_count = by_phase.iter().take_while(|&&node| weight(node).phase == phase::BUILD).count();
+        let build_count = by_phase
+            .iter()
+            .take_while(|&&node| weight(node).phase == phase::BUILD)
+            .count();
         let (build, later) = by_phase.split_at(build_count);
         let by_rank = counting_sort(build, rank::COUNT, |node| usize::from(weight(node).rank));
         let unit_count = self.analysis.image.objects.len();
@@ -512,8 +561,13 @@ impl<'a> GraphBuilder<'a> {
         // Should a change break those creation invariants, the documented
         // tie-break still holds, at the price of a sort (and debug builds,
         // which the tests use, say so).
-        let in_key_order = sorted.windows(2).all(|pair| self.key(pair[0]) < self.key(pair[1]));
-        debug_assert!(in_key_order, "node creation order no longer follows the sort keys");
+        let in_key_order = sorted
+            .windows(2)
+            .all(|pair| self.key(pair[0]) < self.key(pair[1]));
+        debug_assert!(
+            in_key_order,
+            "node creation order no longer follows the sort keys"
+        );
         if !in_key_order {
             sorted.sort_unstable_by_key(|&node| self.key(node));
         }
@@ -532,7 +586,9 @@ impl<'a> GraphBuilder<'a> {
     fn order(&self, adjacency: &Adjacency) -> Result<Vec<u32>, PlanError> {
         let node_count = self.graph.node_count();
         let walk = self.nodes_in_key_order();
-        let mut waiting_on: Vec<u32> = (0..node_count as u32).map(|node| adjacency.in_degree(node)).collect();
+        let mut waiting_on: Vec<u32> = (0..node_count as u32)
+            .map(|node| adjacency.in_degree(node))
+            .collect();
         let mut passed_over = vec![false; node_count];
         let mut waited: BinaryHeap<Reverse<SortKey>> = BinaryHeap::new();
         let mut order = Vec::with_capacity(node_count);
@@ -569,7 +625,8 @@ impl<'a> GraphBuilder<'a> {
         }
         if order.len() < node_count {
             let stuck = (0..node_count).find(|&node| waiting_on[node] > 0);
-            let object = stuck.and_then(|node| self.object_of(self.graph[NodeIndex::new(node)].kind));
+            let object =
+                stuck.and_then(|node| self.object_of(self.graph[NodeIndex::new(node)].kind));
             return Err(PlanError::Cycle { object });
         }
         Ok(order)
@@ -606,8 +663,11 @@ impl<'a> GraphBuilder<'a> {
         let mut open_temporaries: u32 = 0;
         let mut peak_temporaries: u32 = 0;
         for &node in order {
-            let mut after: Vec<StepIndex> =
-                adjacency.predecessors(node).iter().map(|&previous| positions[previous as usize]).collect();
+            let mut after: Vec<StepIndex> = adjacency
+                .predecessors(node)
+                .iter()
+                .map(|&previous| positions[previous as usize])
+                .collect();
             after.sort_unstable();
             after.dedup();
             let kind = graph[NodeIndex::new(node as usize)].kind;
@@ -666,7 +726,11 @@ impl<'a> GraphBuilder<'a> {
         // Every reference was resolved during analysis, so `index_of`
         // cannot miss here; a miss would leave a slot empty rather than
         // panic.
-        let handle_of_id = |id: ObjectId| lookup.index_of(id).map(|index| handle_of(self.create_nodes[index]));
+        let handle_of_id = |id: ObjectId| {
+            lookup
+                .index_of(id)
+                .map(|index| handle_of(self.create_nodes[index]))
+        };
         match kind {
             NodeKind::CreateObject(index) => {
                 let index = index as usize;
@@ -680,7 +744,9 @@ impl<'a> GraphBuilder<'a> {
                     ObjectKind::Ring(ring) => {
                         let wq_handle = match analysis.wq_sources[index] {
                             WqSource::None => None,
-                            WqSource::Object(parent) => Some(handle_of(self.create_nodes[parent as usize])),
+                            WqSource::Object(parent) => {
+                                Some(handle_of(self.create_nodes[parent as usize]))
+                            }
                             WqSource::Temporary(temporary) => {
                                 Some(handle_of(self.temporary_setup_nodes[temporary as usize]))
                             }
@@ -700,7 +766,9 @@ impl<'a> GraphBuilder<'a> {
                     }
                 }
             }
-            NodeKind::SetupTemporary(index) => Op::SetupRing(analysis.temporaries[index as usize].setup.clone()),
+            NodeKind::SetupTemporary(index) => {
+                Op::SetupRing(analysis.temporaries[index as usize].setup.clone())
+            }
             NodeKind::RegisterEventfd { ring, eventfd } => Op::RegisterEventfd(RegisterEventfd {
                 ring_handle: handle_of(self.create_nodes[ring as usize]),
                 eventfd_handle: handle_of(self.create_nodes[eventfd as usize]),
@@ -710,9 +778,17 @@ impl<'a> GraphBuilder<'a> {
             }),
             NodeKind::RegisterFiles(index) => {
                 let slots = ring_at(analysis.image, index)
-                    .map(|ring| ring.files.iter().map(|slot| slot.and_then(handle_of_id)).collect())
+                    .map(|ring| {
+                        ring.files
+                            .iter()
+                            .map(|slot| slot.and_then(handle_of_id))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                Op::RegisterFiles(RegisterFiles { ring_handle: handle_of(self.create_nodes[index as usize]), slots })
+                Op::RegisterFiles(RegisterFiles {
+                    ring_handle: handle_of(self.create_nodes[index as usize]),
+                    slots,
+                })
             }
             NodeKind::MemoryBarrier => Op::MemoryBarrier,
             NodeKind::RegisterBuffers(index) => {
@@ -721,7 +797,10 @@ impl<'a> GraphBuilder<'a> {
                         ring.buffers
                             .iter()
                             .map(|slot| {
-                                slot.map_or(Iovec::EMPTY, |buffer| Iovec { base: buffer.addr, len: buffer.len })
+                                slot.map_or(Iovec::EMPTY, |buffer| Iovec {
+                                    base: buffer.addr,
+                                    len: buffer.len,
+                                })
                             })
                             .collect()
                     })
@@ -739,14 +818,16 @@ impl<'a> GraphBuilder<'a> {
                     cloexec: fd_entry.cloexec,
                 })
             }
-            NodeKind::CloseObject(index) => {
-                Op::CloseFd(CloseFd { handles: vec![handle_of(self.create_nodes[index as usize])] })
-            }
-            NodeKind::CloseTemporary(index) => {
-                Op::CloseFd(CloseFd { handles: vec![handle_of(self.temporary_setup_nodes[index as usize])] })
-            }
+            NodeKind::CloseObject(index) => Op::CloseFd(CloseFd {
+                handles: vec![handle_of(self.create_nodes[index as usize])],
+            }),
+            NodeKind::CloseTemporary(index) => Op::CloseFd(CloseFd {
+                handles: vec![handle_of(self.temporary_setup_nodes[index as usize])],
+            }),
             // Emitted by `batch_close`, which needs the step's after list.
-            NodeKind::CloseBatch => Op::CloseFd(CloseFd { handles: Vec::new() }),
+            NodeKind::CloseBatch => Op::CloseFd(CloseFd {
+                handles: Vec::new(),
+            }),
         }
     }
 }
@@ -803,7 +884,11 @@ fn file_op(file: &File) -> Op {
     );
     let reason = match (&file.path, reopenable, file.flags, file.pos) {
         (Some(path), true, Some(flags), Some(pos)) => {
-            return Op::OpenFile(OpenFile { path: path.clone(), flags: reopen_flags(flags), pos });
+            return Op::OpenFile(OpenFile {
+                path: path.clone(),
+                flags: reopen_flags(flags),
+                pos,
+            });
         }
         (None, _, _, _) => ExternalReason::NoPath,
         (Some(_), false, _, _) => ExternalReason::NotReopenable,

@@ -8,7 +8,10 @@ use ringplan_image::{ImageError, ObjectId};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error("not a ringplan image: format is {found:?}, expected {expected:?}")]
-    WrongImageFormat { found: String, expected: &'static str },
+    WrongImageFormat {
+        found: String,
+        expected: &'static str,
+    },
     #[error("unsupported image version {found} (this planner reads version {supported})")]
     UnsupportedImageVersion { found: u32, supported: u32 },
     /// The image fails the image crate's own validation (a dangling
@@ -19,27 +22,57 @@ pub enum PlanError {
         "ring {ring}: {field} unknown (the image was dumped with the {backend} backend), \
          so the ring cannot be restored exactly"
     )]
-    UnknownRingField { ring: ObjectId, field: &'static str, backend: &'static str },
+    UnknownRingField {
+        ring: ObjectId,
+        field: &'static str,
+        backend: &'static str,
+    },
     #[error("ring {ring}: setup flags {bits:#x} are unknown to this planner")]
     UnknownSetupFlags { ring: ObjectId, bits: u32 },
     #[error("ring {ring}: IORING_SETUP_{flag} cannot be restored: {reason}")]
-    UnsupportedSetupFlag { ring: ObjectId, flag: &'static str, reason: &'static str },
+    UnsupportedSetupFlag {
+        ring: ObjectId,
+        flag: &'static str,
+        reason: &'static str,
+    },
     #[error(
         "ring {ring}: cq_entries {cq_entries} without IORING_SETUP_CQSIZE; the kernel always makes it \
          2 x sq_entries = {expected}"
     )]
-    CqEntriesWithoutCqsize { ring: ObjectId, cq_entries: u32, expected: u64 },
+    CqEntriesWithoutCqsize {
+        ring: ObjectId,
+        cq_entries: u32,
+        expected: u64,
+    },
     #[error("ring {ring}: cq_entries {cq_entries} is not a power of two; the kernel would round it up to {rounded}")]
-    CqEntriesNotPowerOfTwo { ring: ObjectId, cq_entries: u32, rounded: u64 },
+    CqEntriesNotPowerOfTwo {
+        ring: ObjectId,
+        cq_entries: u32,
+        rounded: u64,
+    },
     #[error("ring {ring}: file slot {slot} holds ring {target}; the kernel refuses to register an io_uring fd in a file table")]
-    RingInFileTable { ring: ObjectId, slot: usize, target: ObjectId },
+    RingInFileTable {
+        ring: ObjectId,
+        slot: usize,
+        target: ObjectId,
+    },
     #[error("rings {first} and {second} both created the SQ thread of group {sq_group}; one thread has one creator")]
-    TwoSqThreadCreators { sq_group: u32, first: ObjectId, second: ObjectId },
+    TwoSqThreadCreators {
+        sq_group: u32,
+        first: ObjectId,
+        second: ObjectId,
+    },
     #[error(
         "rings {first} and {second} share the SQ thread of group {sq_group} but pin it to different CPUs \
          ({first_cpu} and {second_cpu})"
     )]
-    SqThreadCpuMismatch { sq_group: u32, first: ObjectId, first_cpu: u32, second: ObjectId, second_cpu: u32 },
+    SqThreadCpuMismatch {
+        sq_group: u32,
+        first: ObjectId,
+        first_cpu: u32,
+        second: ObjectId,
+        second_cpu: u32,
+    },
     #[error("eventfd {eventfd}: count {count:#x} is more than an eventfd holds (at most 0xfffffffffffffffe)")]
     EventfdCountTooLarge { eventfd: ObjectId, count: u64 },
     #[error("object {object}: fd {fd} is beyond the largest fd number the kernel allows ({max})")]

@@ -41,7 +41,8 @@ mod render;
 mod validate;
 
 pub use codec::{
-    decode, decode_slice, encode, encode_to_vec, plan_from_image_or_plan, LoadError, PlanDecodeError, PlanEncodeError,
+    decode, decode_slice, encode, encode_to_vec, plan_from_image_or_plan, LoadError,
+    PlanDecodeError, PlanEncodeError,
 };
 pub use compile::compile;
 pub use error::PlanError;

@@ -139,7 +139,10 @@ impl Op {
 
     /// Whether the step creates an fd that later steps name by its handle.
     pub fn defines_handle(&self) -> bool {
-        matches!(self, Op::CreateEventfd(_) | Op::OpenFile(_) | Op::ExternalInput(_) | Op::SetupRing(_))
+        matches!(
+            self,
+            Op::CreateEventfd(_) | Op::OpenFile(_) | Op::ExternalInput(_) | Op::SetupRing(_)
+        )
     }
 }
 
@@ -355,7 +358,10 @@ mod sparse_slots {
 
     const EMPTY_SLOT: i64 = -1;
 
-    pub fn serialize<S: Serializer>(slots: &[Option<Handle>], serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        slots: &[Option<Handle>],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(slots.len()))?;
         for slot in slots {
             seq.serialize_element(&slot.map_or(EMPTY_SLOT, |handle| i64::from(handle.0)))?;
@@ -363,7 +369,9 @@ mod sparse_slots {
         seq.end()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Option<Handle>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Option<Handle>>, D::Error> {
         struct SlotsVisitor;
         impl<'de> Visitor<'de> for SlotsVisitor {
             type Value = Vec<Option<Handle>>;
@@ -379,8 +387,11 @@ mod sparse_slots {
                     let slot = if value == EMPTY_SLOT {
                         None
                     } else {
-                        let index = u32::try_from(value)
-                            .map_err(|_| A::Error::custom(format!("file slot {value} is neither -1 nor a handle")))?;
+                        let index = u32::try_from(value).map_err(|_| {
+                            A::Error::custom(format!(
+                                "file slot {value} is neither -1 nor a handle"
+                            ))
+                        })?;
                         Some(Handle(index))
                     };
                     slots.push(slot);

@@ -33,7 +33,10 @@ impl Plan {
         let needed = if self.needed_fds.is_empty() {
             "needs no fd free".to_owned()
         } else {
-            format!("needs fds {} free", ranges(self.needed_fds.iter().map(|&fd| i64::from(fd))))
+            format!(
+                "needs fds {} free",
+                ranges(self.needed_fds.iter().map(|&fd| i64::from(fd)))
+            )
         };
         let _ = writeln!(
             out,
@@ -47,7 +50,11 @@ impl Plan {
         for (index, step) in self.steps.iter().enumerate() {
             let _ = write!(out, "{index:>width$}  {}", describe_step(index, step));
             if !step.after.is_empty() {
-                let _ = write!(out, "  (after {})", ranges(step.after.iter().map(|&after| i64::from(after))));
+                let _ = write!(
+                    out,
+                    "  (after {})",
+                    ranges(step.after.iter().map(|&after| i64::from(after)))
+                );
             }
             out.push('\n');
         }
@@ -99,10 +106,16 @@ impl Plan {
         }
         for cluster in &cluster_order {
             let (name, label, style) = match cluster {
-                Cluster::Ring(id) => (format!("cluster_ring_{}", id.0), format!("ring {id}"), "solid"),
-                Cluster::Temporary(step) => {
-                    (format!("cluster_temporary_{step}"), format!("temporary ring h{step}"), "dashed")
-                }
+                Cluster::Ring(id) => (
+                    format!("cluster_ring_{}", id.0),
+                    format!("ring {id}"),
+                    "solid",
+                ),
+                Cluster::Temporary(step) => (
+                    format!("cluster_temporary_{step}"),
+                    format!("temporary ring h{step}"),
+                    "dashed",
+                ),
             };
             let _ = writeln!(out, "  subgraph {name} {{");
             let _ = writeln!(out, "    label=\"{}\"; style={style};", escape(&label));
@@ -239,7 +252,6 @@ impl<'a> JsonParameters<'a> {
     }
 }
 
-
 /// `0-5, 7, 9, 10`: ascending numbers with runs of three or more collapsed.
 fn ranges(numbers: impl Iterator<Item = i64>) -> String {
     let mut out = String::new();
@@ -307,14 +319,22 @@ fn object_label(object: Option<ObjectId>) -> String {
 
 fn temporary_label(temporary: TemporaryRing) -> String {
     match temporary {
-        TemporaryRing::SqThreadHost { sq_group } => format!(" (temporary: hosts the SQ thread of group {sq_group})"),
-        TemporaryRing::AttachTarget => " (temporary: wq_fd for rings attached without SQPOLL)".to_owned(),
+        TemporaryRing::SqThreadHost { sq_group } => {
+            format!(" (temporary: hosts the SQ thread of group {sq_group})")
+        }
+        TemporaryRing::AttachTarget => {
+            " (temporary: wq_fd for rings attached without SQPOLL)".to_owned()
+        }
     }
 }
 
 fn setup_call(setup: &SetupRing) -> String {
-    let mut call =
-        format!("io_uring_setup(sq {}, cq {}, flags {}", setup.sq_entries, setup.cq_entries, flags_text(setup.flags));
+    let mut call = format!(
+        "io_uring_setup(sq {}, cq {}, flags {}",
+        setup.sq_entries,
+        setup.cq_entries,
+        flags_text(setup.flags)
+    );
     if let Some(cpu) = setup.sq_thread_cpu {
         let _ = write!(call, ", sq_thread_cpu {cpu}");
     }
@@ -336,7 +356,14 @@ fn mappings_text(mappings: &[ringplan_image::RingMapping]) -> String {
     }
     let parts: Vec<String> = mappings
         .iter()
-        .map(|mapping| format!("{} {:#x}+{}", region_name(mapping.region), mapping.addr, mapping.len))
+        .map(|mapping| {
+            format!(
+                "{} {:#x}+{}",
+                region_name(mapping.region),
+                mapping.addr,
+                mapping.len
+            )
+        })
         .collect();
     format!("; mmap {}", parts.join(", "))
 }
@@ -395,10 +422,17 @@ fn describe_step(index: usize, step: &Step) -> String {
     let object = object_label(step.object);
     match &step.op {
         Op::CreateEventfd(eventfd) => {
-            format!("{op}{object}: eventfd2({}, {}) -> h{index}", eventfd.count, eventfd_flags(eventfd))
+            format!(
+                "{op}{object}: eventfd2({}, {}) -> h{index}",
+                eventfd.count,
+                eventfd_flags(eventfd)
+            )
         }
         Op::OpenFile(open) => {
-            format!("{op}{object}: open {:?} flags {:#o}, seek to {} -> h{index}", open.path, open.flags, open.pos)
+            format!(
+                "{op}{object}: open {:?} flags {:#o}, seek to {} -> h{index}",
+                open.path, open.flags, open.pos
+            )
         }
         Op::ExternalInput(input) => {
             let mut what = input.file_type.name().replace('_', " ");
@@ -414,20 +448,37 @@ fn describe_step(index: usize, step: &Step) -> String {
             if let Some(pos) = input.pos {
                 let _ = write!(what, ", pos {pos}");
             }
-            format!("{op}{object}: the restorer supplies it ({}): {what} -> h{index}", input.reason.describe())
+            format!(
+                "{op}{object}: the restorer supplies it ({}): {what} -> h{index}",
+                input.reason.describe()
+            )
         }
         Op::SetupRing(setup) => {
-            let who = setup.temporary.map_or_else(|| object.clone(), temporary_label);
-            format!("{op}{who}: {} -> h{index}{}", setup_call(setup), mappings_text(&setup.mappings))
+            let who = setup
+                .temporary
+                .map_or_else(|| object.clone(), temporary_label);
+            format!(
+                "{op}{who}: {} -> h{index}{}",
+                setup_call(setup),
+                mappings_text(&setup.mappings)
+            )
         }
         Op::RegisterEventfd(register) => {
-            let call = if register.is_async { "IORING_REGISTER_EVENTFD_ASYNC" } else { "IORING_REGISTER_EVENTFD" };
-            format!("{op}{object}: {call} on {} with eventfd {}", register.ring_handle, register.eventfd_handle)
+            let call = if register.is_async {
+                "IORING_REGISTER_EVENTFD_ASYNC"
+            } else {
+                "IORING_REGISTER_EVENTFD"
+            };
+            format!(
+                "{op}{object}: {call} on {} with eventfd {}",
+                register.ring_handle, register.eventfd_handle
+            )
         }
         Op::RegisterFiles(register) => format!(
             "{op}{object}: IORING_REGISTER_FILES on {}, {}",
             register.ring_handle,
-            used_slots(&register.slots, Option::is_some, |slot| slot.map_or_else(String::new, |h| h.to_string()))
+            used_slots(&register.slots, Option::is_some, |slot| slot
+                .map_or_else(String::new, |h| h.to_string()))
         ),
         Op::MemoryBarrier => {
             format!("{op}: the task's memory must be in place from here on (restore it now if you restore it yourself)")
@@ -435,7 +486,11 @@ fn describe_step(index: usize, step: &Step) -> String {
         Op::RegisterBuffers(register) => format!(
             "{op}{object}: IORING_REGISTER_BUFFERS on {}, {}",
             register.ring_handle,
-            used_slots(&register.iovecs, |iovec| !iovec.is_empty(), |iovec| format!("{:#x}+{}", iovec.base, iovec.len))
+            used_slots(
+                &register.iovecs,
+                |iovec| !iovec.is_empty(),
+                |iovec| format!("{:#x}+{}", iovec.base, iovec.len)
+            )
         ),
         Op::InstallFd(install) => format!(
             "{op}{object}: dup3({}, {}, {})",
@@ -459,18 +514,32 @@ fn describe_step(index: usize, step: &Step) -> String {
 fn dot_label(index: usize, step: &Step) -> String {
     let head = format!("{index} {}{}", step.op.name(), object_label(step.object));
     let detail = match &step.op {
-        Op::CreateEventfd(eventfd) => format!("count {}, {} -> h{index}", eventfd.count, eventfd_flags(eventfd)),
+        Op::CreateEventfd(eventfd) => format!(
+            "count {}, {} -> h{index}",
+            eventfd.count,
+            eventfd_flags(eventfd)
+        ),
         Op::OpenFile(open) => format!("{} -> h{index}", open.path),
-        Op::ExternalInput(input) => format!("{} from the restorer -> h{index}", input.file_type.name()),
+        Op::ExternalInput(input) => {
+            format!("{} from the restorer -> h{index}", input.file_type.name())
+        }
         Op::SetupRing(setup) => {
-            let mut detail =
-                format!("sq {}, cq {}, {}", setup.sq_entries, setup.cq_entries, setup_flag_names(setup.flags));
+            let mut detail = format!(
+                "sq {}, cq {}, {}",
+                setup.sq_entries,
+                setup.cq_entries,
+                setup_flag_names(setup.flags)
+            );
             if let Some(wq) = setup.wq_handle {
                 let _ = write!(detail, ", wq_fd {wq}");
             }
             let _ = write!(detail, " -> h{index}");
             if !setup.mappings.is_empty() {
-                let regions: Vec<&str> = setup.mappings.iter().map(|mapping| region_name(mapping.region)).collect();
+                let regions: Vec<&str> = setup
+                    .mappings
+                    .iter()
+                    .map(|mapping| region_name(mapping.region))
+                    .collect();
                 let _ = write!(detail, ", maps {}", regions.join(", "));
             }
             detail
@@ -491,11 +560,20 @@ fn dot_label(index: usize, step: &Step) -> String {
         Op::RegisterBuffers(register) => format!(
             "{}, {} used, on {}",
             plural(register.iovecs.len(), "slot"),
-            register.iovecs.iter().filter(|iovec| !iovec.is_empty()).count(),
+            register
+                .iovecs
+                .iter()
+                .filter(|iovec| !iovec.is_empty())
+                .count(),
             register.ring_handle
         ),
         Op::InstallFd(install) => {
-            format!("{} -> fd {}{}", install.source_handle, install.fd, if install.cloexec { " cloexec" } else { "" })
+            format!(
+                "{} -> fd {}{}",
+                install.source_handle,
+                install.fd,
+                if install.cloexec { " cloexec" } else { "" }
+            )
         }
         Op::CloseFd(close) => format!("close {}", handle_list(&close.handles)),
     };
@@ -509,7 +587,11 @@ fn write_dot_node(out: &mut String, indent: &str, index: usize, step: &Step) {
         Op::CloseFd(_) => ", color=gray40",
         _ => "",
     };
-    let _ = writeln!(out, "{indent}s{index} [label=\"{}\"{style}];", escape(&dot_label(index, step)));
+    let _ = writeln!(
+        out,
+        "{indent}s{index} [label=\"{}\"{style}];",
+        escape(&dot_label(index, step))
+    );
 }
 
 /// Escapes text for a double-quoted DOT string; newlines become `\n`.
@@ -549,7 +631,9 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
     let steps = &plan.steps;
     let mut registrants = vec![Registrants::Nobody; steps.len()];
     let mut note = |handle: Handle, ring: Option<ObjectId>| {
-        let (Some(entry), Some(ring)) = (registrants.get_mut(handle.0 as usize), ring) else { return };
+        let (Some(entry), Some(ring)) = (registrants.get_mut(handle.0 as usize), ring) else {
+            return;
+        };
         *entry = match *entry {
             Registrants::Nobody => Registrants::One(ring),
             Registrants::One(previous) if previous == ring => Registrants::One(ring),
@@ -571,7 +655,9 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
     let cluster_of_handle = |handle: Handle| -> Option<Cluster> {
         let defining = steps.get(handle.0 as usize)?;
         match &defining.op {
-            Op::SetupRing(setup) if setup.temporary.is_some() => Some(Cluster::Temporary(handle.0 as usize)),
+            Op::SetupRing(setup) if setup.temporary.is_some() => {
+                Some(Cluster::Temporary(handle.0 as usize))
+            }
             Op::SetupRing(_) => defining.object.map(Cluster::Ring),
             _ => match registrants[handle.0 as usize] {
                 Registrants::One(ring) => Some(Cluster::Ring(ring)),
@@ -586,11 +672,16 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
             Op::CreateEventfd(_) | Op::OpenFile(_) | Op::ExternalInput(_) | Op::SetupRing(_) => {
                 cluster_of_handle(Handle(index as StepIndex))
             }
-            Op::RegisterEventfd(_) | Op::RegisterFiles(_) | Op::RegisterBuffers(_) => step.object.map(Cluster::Ring),
+            Op::RegisterEventfd(_) | Op::RegisterFiles(_) | Op::RegisterBuffers(_) => {
+                step.object.map(Cluster::Ring)
+            }
             Op::InstallFd(install) => cluster_of_handle(install.source_handle),
             Op::CloseFd(close) => {
                 // With its handles' cluster when they all share one.
-                let mut clusters = close.handles.iter().map(|&handle| cluster_of_handle(handle));
+                let mut clusters = close
+                    .handles
+                    .iter()
+                    .map(|&handle| cluster_of_handle(handle));
                 let first = clusters.next().flatten();
                 if clusters.all(|cluster| cluster == first) {
                     first

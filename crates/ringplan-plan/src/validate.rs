@@ -5,7 +5,8 @@
 //! phases, and each op's parameters against what the kernel accepts.
 
 use ringplan_image::{
-    setup_flags, MAX_BUFFER_LEN, MAX_BUFFER_SLOTS, MAX_CQ_ENTRIES, MAX_FILE_SLOTS, MAX_SQ_ENTRIES, USER_ADDRESS_LIMIT,
+    setup_flags, MAX_BUFFER_LEN, MAX_BUFFER_SLOTS, MAX_CQ_ENTRIES, MAX_FILE_SLOTS, MAX_SQ_ENTRIES,
+    USER_ADDRESS_LIMIT,
 };
 
 use crate::analyze::MAX_EVENTFD_COUNT;
@@ -25,25 +26,67 @@ pub enum PlanInvalid {
     #[error("temp_fd_floor {floor} is not above every needed fd (the largest is {largest})")]
     FloorNotAboveTargets { floor: i32, largest: i32 },
     #[error("step {step} ({op}): waits for step {after}, which does not come before it")]
-    AfterNotEarlier { step: usize, op: &'static str, after: StepIndex },
+    AfterNotEarlier {
+        step: usize,
+        op: &'static str,
+        after: StepIndex,
+    },
     #[error("step {step} ({op}): its after list is not ascending or repeats step {after}")]
-    UnorderedAfter { step: usize, op: &'static str, after: StepIndex },
+    UnorderedAfter {
+        step: usize,
+        op: &'static str,
+        after: StepIndex,
+    },
     #[error("step {step} ({op}): handle {handle} names no earlier step")]
-    HandleNotEarlier { step: usize, op: &'static str, handle: Handle },
+    HandleNotEarlier {
+        step: usize,
+        op: &'static str,
+        handle: Handle,
+    },
     #[error("step {step} ({op}): handle {handle} names a {found} step, which creates no fd")]
-    NotAHandle { step: usize, op: &'static str, handle: Handle, found: &'static str },
+    NotAHandle {
+        step: usize,
+        op: &'static str,
+        handle: Handle,
+        found: &'static str,
+    },
     #[error("step {step} ({op}): handle {handle} is the fd of a {found} step, not of {expected}")]
-    WrongHandleKind { step: usize, op: &'static str, handle: Handle, found: &'static str, expected: &'static str },
+    WrongHandleKind {
+        step: usize,
+        op: &'static str,
+        handle: Handle,
+        found: &'static str,
+        expected: &'static str,
+    },
     #[error("step {step} ({op}): uses handle {handle} without waiting for step {}", handle.0)]
-    HandleNotWaitedFor { step: usize, op: &'static str, handle: Handle },
+    HandleNotWaitedFor {
+        step: usize,
+        op: &'static str,
+        handle: Handle,
+    },
     #[error("step {step} ({op}): uses handle {handle}, which step {closed_by} already closed")]
-    HandleClosed { step: usize, op: &'static str, handle: Handle, closed_by: StepIndex },
-    #[error("step {step} (close_fd): closes {handle} without waiting for step {user}, which uses it")]
-    CloseBeforeUse { step: usize, handle: Handle, user: StepIndex },
+    HandleClosed {
+        step: usize,
+        op: &'static str,
+        handle: Handle,
+        closed_by: StepIndex,
+    },
+    #[error(
+        "step {step} (close_fd): closes {handle} without waiting for step {user}, which uses it"
+    )]
+    CloseBeforeUse {
+        step: usize,
+        handle: Handle,
+        user: StepIndex,
+    },
     #[error("step {step} ({op}): the fd it creates (h{step}) is never closed")]
     HandleLeaked { step: usize, op: &'static str },
     #[error("step {step} ({op}): {problem}")]
-    BadOperands { step: usize, op: &'static str, problem: String },
+    BadOperands {
+        step: usize,
+        op: &'static str,
+        problem: String,
+    },
     #[error("the plan has {count} memory_barrier steps; it needs exactly one")]
     BarrierCount { count: usize },
     #[error("step {step} (register_buffers): does not wait for the memory barrier")]
@@ -52,7 +95,11 @@ pub enum PlanInvalid {
         "step {step} ({op}): comes after the first install_fd (step {first_install}); after it only \
          install_fd, close_fd, memory_barrier and register_buffers may run"
     )]
-    BuildAfterInstall { step: usize, op: &'static str, first_install: usize },
+    BuildAfterInstall {
+        step: usize,
+        op: &'static str,
+        first_install: usize,
+    },
     #[error("step {step} (install_fd): comes after the memory barrier (step {barrier})")]
     InstallAfterBarrier { step: usize, barrier: usize },
     #[error("step {step} (install_fd): fd {fd} is not in needed_fds")]
@@ -65,7 +112,13 @@ pub enum PlanInvalid {
         "step {step} (setup_ring): maps {region} at {addr:#x}+{len}, which overlaps the mapping step {other} \
          makes"
     )]
-    MappingsOverlap { step: usize, region: &'static str, addr: u64, len: u64, other: usize },
+    MappingsOverlap {
+        step: usize,
+        region: &'static str,
+        addr: u64,
+        len: u64,
+        other: usize,
+    },
     #[error("peak_temporaries is {stated} but the steps keep up to {actual} temporaries open")]
     PeakMismatch { stated: u32, actual: u32 },
 }
@@ -85,7 +138,10 @@ impl Expected {
         match self {
             Expected::Ring => matches!(op, Op::SetupRing(_)),
             Expected::Eventfd => matches!(op, Op::CreateEventfd(_)),
-            Expected::TableEntry => matches!(op, Op::OpenFile(_) | Op::ExternalInput(_) | Op::CreateEventfd(_)),
+            Expected::TableEntry => matches!(
+                op,
+                Op::OpenFile(_) | Op::ExternalInput(_) | Op::CreateEventfd(_)
+            ),
             Expected::Any => op.defines_handle(),
         }
     }
@@ -156,7 +212,10 @@ fn check_fd_header(plan: &Plan) -> Result<(), PlanInvalid> {
     }
     if let Some(&largest) = plan.needed_fds.last() {
         if plan.temp_fd_floor <= largest {
-            return Err(PlanInvalid::FloorNotAboveTargets { floor: plan.temp_fd_floor, largest });
+            return Err(PlanInvalid::FloorNotAboveTargets {
+                floor: plan.temp_fd_floor,
+                largest,
+            });
         }
     }
     Ok(())
@@ -168,20 +227,35 @@ impl Checker<'_> {
         let mut previous: Option<StepIndex> = None;
         for &after in &step.after {
             if after as usize >= index {
-                return Err(PlanInvalid::AfterNotEarlier { step: index, op: op_name, after });
+                return Err(PlanInvalid::AfterNotEarlier {
+                    step: index,
+                    op: op_name,
+                    after,
+                });
             }
             if previous.is_some_and(|previous| previous >= after) {
-                return Err(PlanInvalid::UnorderedAfter { step: index, op: op_name, after });
+                return Err(PlanInvalid::UnorderedAfter {
+                    step: index,
+                    op: op_name,
+                    after,
+                });
             }
             previous = Some(after);
         }
         self.check_phase(index, step)?;
-        let bad = |problem: String| PlanInvalid::BadOperands { step: index, op: op_name, problem };
+        let bad = |problem: String| PlanInvalid::BadOperands {
+            step: index,
+            op: op_name,
+            problem,
+        };
 
         match &step.op {
             Op::CreateEventfd(eventfd) => {
                 if eventfd.count > MAX_EVENTFD_COUNT {
-                    return Err(bad(format!("count {:#x} is more than an eventfd holds", eventfd.count)));
+                    return Err(bad(format!(
+                        "count {:#x} is more than an eventfd holds",
+                        eventfd.count
+                    )));
                 }
                 require_object(index, step)?;
             }
@@ -190,7 +264,10 @@ impl Checker<'_> {
                     return Err(bad(format!("path {:?} is not an absolute path", open.path)));
                 }
                 if creates_or_truncates(open.flags) {
-                    return Err(bad(format!("flags {:#o} would create or truncate the file", open.flags)));
+                    return Err(bad(format!(
+                        "flags {:#o} would create or truncate the file",
+                        open.flags
+                    )));
                 }
                 require_object(index, step)?;
             }
@@ -198,14 +275,21 @@ impl Checker<'_> {
             Op::SetupRing(setup) => {
                 check_setup(setup).map_err(bad)?;
                 if setup.temporary.is_some() != step.object.is_none() {
-                    return Err(bad("a ring's step names an object exactly when the ring is not temporary".to_owned()));
+                    return Err(bad(
+                        "a ring's step names an object exactly when the ring is not temporary"
+                            .to_owned(),
+                    ));
                 }
                 if setup.temporary.is_some() && !setup.mappings.is_empty() {
-                    return Err(bad("a temporary ring was never mapped by the task".to_owned()));
+                    return Err(bad(
+                        "a temporary ring was never mapped by the task".to_owned()
+                    ));
                 }
                 for mapping in &setup.mappings {
-                    check_ring_mapping(mapping).map_err(|problem| bad(format!("mapping {problem}")))?;
-                    self.mappings.push((mapping.addr, mapping.len, index, mapping.region));
+                    check_ring_mapping(mapping)
+                        .map_err(|problem| bad(format!("mapping {problem}")))?;
+                    self.mappings
+                        .push((mapping.addr, mapping.len, index, mapping.region));
                 }
                 if let Some(wq_handle) = setup.wq_handle {
                     self.use_handle(index, step, wq_handle, Expected::Ring)?;
@@ -214,7 +298,9 @@ impl Checker<'_> {
                         _ => false,
                     };
                     if setup.flags & setup_flags::SQPOLL != 0 && !wq_is_sqpoll {
-                        return Err(bad(format!("attaches its SQ thread to {wq_handle}, a ring without SQPOLL")));
+                        return Err(bad(format!(
+                            "attaches its SQ thread to {wq_handle}, a ring without SQPOLL"
+                        )));
                     }
                 }
             }
@@ -224,7 +310,10 @@ impl Checker<'_> {
             }
             Op::RegisterFiles(register) => {
                 if register.slots.is_empty() || register.slots.len() > MAX_FILE_SLOTS as usize {
-                    return Err(bad(format!("{} file slots is outside 1..={MAX_FILE_SLOTS}", register.slots.len())));
+                    return Err(bad(format!(
+                        "{} file slots is outside 1..={MAX_FILE_SLOTS}",
+                        register.slots.len()
+                    )));
                 }
                 self.use_ring_handle(index, step, register.ring_handle)?;
                 for slot in register.slots.iter().flatten() {
@@ -243,10 +332,12 @@ impl Checker<'_> {
                     )));
                 }
                 for (slot, iovec) in register.iovecs.iter().enumerate() {
-                    check_iovec(iovec).map_err(|problem| bad(format!("buffer slot {slot}: {problem}")))?;
+                    check_iovec(iovec)
+                        .map_err(|problem| bad(format!("buffer slot {slot}: {problem}")))?;
                 }
-                let waits_for_barrier =
-                    self.barrier.is_some_and(|barrier| step.after.binary_search(&(barrier as StepIndex)).is_ok());
+                let waits_for_barrier = self.barrier.is_some_and(|barrier| {
+                    step.after.binary_search(&(barrier as StepIndex)).is_ok()
+                });
                 if !waits_for_barrier {
                     return Err(PlanInvalid::BuffersBeforeBarrier { step: index });
                 }
@@ -256,11 +347,18 @@ impl Checker<'_> {
                 self.use_handle(index, step, install.source_handle, Expected::Any)?;
                 self.require_same_object(index, step, install.source_handle)?;
                 let Ok(position) = self.plan.needed_fds.binary_search(&install.fd) else {
-                    return Err(PlanInvalid::InstallNotNeeded { step: index, fd: install.fd });
+                    return Err(PlanInvalid::InstallNotNeeded {
+                        step: index,
+                        fd: install.fd,
+                    });
                 };
                 let first = self.installed_by[position];
                 if first != NOT_CLOSED {
-                    return Err(PlanInvalid::InstallTwice { step: index, fd: install.fd, first: first as usize });
+                    return Err(PlanInvalid::InstallTwice {
+                        step: index,
+                        fd: install.fd,
+                        first: first as usize,
+                    });
                 }
                 self.installed_by[position] = index as StepIndex;
             }
@@ -277,7 +375,9 @@ impl Checker<'_> {
                 match close.handles.as_slice() {
                     [handle] => self.require_same_object(index, step, *handle)?,
                     _ if step.object.is_some() => {
-                        return Err(bad("a close of several fds names no single object".to_owned()));
+                        return Err(bad(
+                            "a close of several fds names no single object".to_owned()
+                        ));
                     }
                     _ => {}
                 }
@@ -301,12 +401,19 @@ impl Checker<'_> {
             | Op::RegisterEventfd(_)
             | Op::RegisterFiles(_) => {
                 if let Some(first_install) = self.first_install {
-                    return Err(PlanInvalid::BuildAfterInstall { step: index, op: step.op.name(), first_install });
+                    return Err(PlanInvalid::BuildAfterInstall {
+                        step: index,
+                        op: step.op.name(),
+                        first_install,
+                    });
                 }
             }
             Op::InstallFd(_) => {
                 if let Some(barrier) = self.barrier {
-                    return Err(PlanInvalid::InstallAfterBarrier { step: index, barrier });
+                    return Err(PlanInvalid::InstallAfterBarrier {
+                        step: index,
+                        barrier,
+                    });
                 }
                 self.first_install.get_or_insert(index);
             }
@@ -315,24 +422,55 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn use_ring_handle(&mut self, index: usize, step: &Step, handle: Handle) -> Result<(), PlanInvalid> {
+    fn use_ring_handle(
+        &mut self,
+        index: usize,
+        step: &Step,
+        handle: Handle,
+    ) -> Result<(), PlanInvalid> {
         self.use_handle(index, step, handle, Expected::Ring)?;
         self.require_same_object(index, step, handle)
     }
 
-    fn use_handle(&mut self, index: usize, step: &Step, handle: Handle, expected: Expected) -> Result<(), PlanInvalid> {
+    fn use_handle(
+        &mut self,
+        index: usize,
+        step: &Step,
+        handle: Handle,
+        expected: Expected,
+    ) -> Result<(), PlanInvalid> {
         self.check_handle(index, step, handle, expected)?;
         self.uses.push((handle.0, index as StepIndex));
         Ok(())
     }
 
-    fn check_handle(&self, index: usize, step: &Step, handle: Handle, expected: Expected) -> Result<(), PlanInvalid> {
+    fn check_handle(
+        &self,
+        index: usize,
+        step: &Step,
+        handle: Handle,
+        expected: Expected,
+    ) -> Result<(), PlanInvalid> {
         let op = step.op.name();
-        let Some(defining) = self.plan.steps.get(handle.0 as usize).filter(|_| (handle.0 as usize) < index) else {
-            return Err(PlanInvalid::HandleNotEarlier { step: index, op, handle });
+        let Some(defining) = self
+            .plan
+            .steps
+            .get(handle.0 as usize)
+            .filter(|_| (handle.0 as usize) < index)
+        else {
+            return Err(PlanInvalid::HandleNotEarlier {
+                step: index,
+                op,
+                handle,
+            });
         };
         if !defining.op.defines_handle() {
-            return Err(PlanInvalid::NotAHandle { step: index, op, handle, found: defining.op.name() });
+            return Err(PlanInvalid::NotAHandle {
+                step: index,
+                op,
+                handle,
+                found: defining.op.name(),
+            });
         }
         if !expected.accepts(&defining.op) {
             return Err(PlanInvalid::WrongHandleKind {
@@ -345,17 +483,31 @@ impl Checker<'_> {
         }
         let closed_by = self.closed_by[handle.0 as usize];
         if closed_by != NOT_CLOSED {
-            return Err(PlanInvalid::HandleClosed { step: index, op, handle, closed_by });
+            return Err(PlanInvalid::HandleClosed {
+                step: index,
+                op,
+                handle,
+                closed_by,
+            });
         }
         if step.after.binary_search(&handle.0).is_err() {
-            return Err(PlanInvalid::HandleNotWaitedFor { step: index, op, handle });
+            return Err(PlanInvalid::HandleNotWaitedFor {
+                step: index,
+                op,
+                handle,
+            });
         }
         Ok(())
     }
 
     /// An install, a close or a registration acts on the object whose fd
     /// its handle is.
-    fn require_same_object(&self, index: usize, step: &Step, handle: Handle) -> Result<(), PlanInvalid> {
+    fn require_same_object(
+        &self,
+        index: usize,
+        step: &Step,
+        handle: Handle,
+    ) -> Result<(), PlanInvalid> {
         let defining = &self.plan.steps[handle.0 as usize];
         if defining.object != step.object {
             let name = |object: Option<ringplan_image::ObjectId>| {
@@ -378,35 +530,60 @@ impl Checker<'_> {
         let steps = &self.plan.steps;
         for (index, step) in steps.iter().enumerate() {
             if step.op.defines_handle() && self.closed_by[index] == NOT_CLOSED {
-                return Err(PlanInvalid::HandleLeaked { step: index, op: step.op.name() });
+                return Err(PlanInvalid::HandleLeaked {
+                    step: index,
+                    op: step.op.name(),
+                });
             }
         }
         for &(handle, user) in &self.uses {
             let close = self.closed_by[handle as usize] as usize;
             if steps[close].after.binary_search(&user).is_err() {
-                return Err(PlanInvalid::CloseBeforeUse { step: close, handle: Handle(handle), user });
+                return Err(PlanInvalid::CloseBeforeUse {
+                    step: close,
+                    handle: Handle(handle),
+                    user,
+                });
             }
         }
-        if let Some(position) = self.installed_by.iter().position(|&step| step == NOT_CLOSED) {
-            return Err(PlanInvalid::NeededNotInstalled { fd: self.plan.needed_fds[position] });
+        if let Some(position) = self
+            .installed_by
+            .iter()
+            .position(|&step| step == NOT_CLOSED)
+        {
+            return Err(PlanInvalid::NeededNotInstalled {
+                fd: self.plan.needed_fds[position],
+            });
         }
         if self.barrier_count != 1 {
-            return Err(PlanInvalid::BarrierCount { count: self.barrier_count });
+            return Err(PlanInvalid::BarrierCount {
+                count: self.barrier_count,
+            });
         }
         // Two mappings of one range: the executor could only make the
         // first, and the dumped task cannot have had both.
         let mut mappings = self.mappings;
         mappings.sort_unstable_by_key(|&(addr, _, step, _)| (addr, step));
         for pair in mappings.windows(2) {
-            let ((first_addr, first_len, first_step, _), (addr, len, step, region)) = (pair[0], pair[1]);
+            let ((first_addr, first_len, first_step, _), (addr, len, step, region)) =
+                (pair[0], pair[1]);
             // check_ring_mapping bounded both below USER_ADDRESS_LIMIT.
             if first_addr + first_len > addr {
-                return Err(PlanInvalid::MappingsOverlap { step, region: region_name(region), addr, len, other: first_step });
+                return Err(PlanInvalid::MappingsOverlap {
+                    step,
+                    region: region_name(region),
+                    addr,
+                    len,
+                    other: first_step,
+                });
             }
         }
         let actual = peak_temporaries(steps);
         if actual != self.plan.peak_temporaries {
-            return Err(PlanInvalid::PeakMismatch { stated: self.plan.peak_temporaries, actual });
+            return Err(PlanInvalid::PeakMismatch {
+                stated: self.plan.peak_temporaries,
+                actual,
+            });
         }
         Ok(())
     }
@@ -427,24 +604,41 @@ fn require_object(index: usize, step: &Step) -> Result<(), PlanInvalid> {
 fn check_setup(setup: &SetupRing) -> Result<(), String> {
     let flags = setup.flags;
     let has = |flag: u32| flags & flag != 0;
-    if setup.sq_entries == 0 || setup.sq_entries > MAX_SQ_ENTRIES || !setup.sq_entries.is_power_of_two() {
-        return Err(format!("sq_entries {} is not a power of two in 1..={MAX_SQ_ENTRIES}", setup.sq_entries));
+    if setup.sq_entries == 0
+        || setup.sq_entries > MAX_SQ_ENTRIES
+        || !setup.sq_entries.is_power_of_two()
+    {
+        return Err(format!(
+            "sq_entries {} is not a power of two in 1..={MAX_SQ_ENTRIES}",
+            setup.sq_entries
+        ));
     }
     if setup.cq_entries < setup.sq_entries || setup.cq_entries > MAX_CQ_ENTRIES {
-        return Err(format!("cq_entries {} is outside {}..={MAX_CQ_ENTRIES}", setup.cq_entries, setup.sq_entries));
+        return Err(format!(
+            "cq_entries {} is outside {}..={MAX_CQ_ENTRIES}",
+            setup.cq_entries, setup.sq_entries
+        ));
     }
     if has(setup_flags::CQSIZE) {
         if !setup.cq_entries.is_power_of_two() {
-            return Err(format!("cq_entries {} is not a power of two", setup.cq_entries));
+            return Err(format!(
+                "cq_entries {} is not a power of two",
+                setup.cq_entries
+            ));
         }
     } else if u64::from(setup.cq_entries) != 2 * u64::from(setup.sq_entries) {
-        return Err(format!("cq_entries {} without IORING_SETUP_CQSIZE is not 2 x sq_entries", setup.cq_entries));
+        return Err(format!(
+            "cq_entries {} without IORING_SETUP_CQSIZE is not 2 x sq_entries",
+            setup.cq_entries
+        ));
     }
     if flags & !crate::analyze::KNOWN_SETUP_FLAGS != 0
         || has(crate::analyze::SETUP_NO_MMAP)
         || has(crate::analyze::SETUP_REGISTERED_FD_ONLY)
     {
-        return Err(format!("setup flags {flags:#x} include flags a plan cannot carry"));
+        return Err(format!(
+            "setup flags {flags:#x} include flags a plan cannot carry"
+        ));
     }
     if has(setup_flags::SQ_AFF) && !has(setup_flags::SQPOLL) {
         return Err("IORING_SETUP_SQ_AFF without IORING_SETUP_SQPOLL".to_owned());
@@ -484,7 +678,10 @@ pub(crate) fn check_ring_mapping(mapping: &ringplan_image::RingMapping) -> Resul
     if addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
         return Err(format!("{} is not page-aligned", what()));
     }
-    if addr.checked_add(len).is_none_or(|end| end > USER_ADDRESS_LIMIT) {
+    if addr
+        .checked_add(len)
+        .is_none_or(|end| end > USER_ADDRESS_LIMIT)
+    {
         return Err(format!("{} is not a user address range", what()));
     }
     Ok(())
@@ -495,13 +692,23 @@ fn check_iovec(iovec: &Iovec) -> Result<(), String> {
         return Ok(());
     }
     if iovec.base == 0 || iovec.len == 0 {
-        return Err(format!("{:#x}+{} is neither empty nor a buffer", iovec.base, iovec.len));
+        return Err(format!(
+            "{:#x}+{} is neither empty nor a buffer",
+            iovec.base, iovec.len
+        ));
     }
     if iovec.len > MAX_BUFFER_LEN {
         return Err(format!("length {} exceeds the kernel's 1 GiB", iovec.len));
     }
-    if iovec.base.checked_add(iovec.len).is_none_or(|end| end > USER_ADDRESS_LIMIT) {
-        return Err(format!("{:#x}+{} is not a user address range", iovec.base, iovec.len));
+    if iovec
+        .base
+        .checked_add(iovec.len)
+        .is_none_or(|end| end > USER_ADDRESS_LIMIT)
+    {
+        return Err(format!(
+            "{:#x}+{} is not a user address range",
+            iovec.base, iovec.len
+        ));
     }
     Ok(())
 }

@@ -10,7 +10,10 @@ fn seed_plan() -> Plan {
 }
 
 fn index_of(plan: &Plan, wanted: impl Fn(&Step) -> bool) -> usize {
-    plan.steps.iter().position(wanted).expect("the plan has such a step")
+    plan.steps
+        .iter()
+        .position(wanted)
+        .expect("the plan has such a step")
 }
 
 /// The message `decode_slice` gives for `plan` after encoding it.
@@ -24,7 +27,12 @@ fn decode_message(plan: &Plan) -> String {
 
 #[test]
 fn plans_round_trip_through_cbor() {
-    for image in [scenarios::seed(), scenarios::mix(), scenarios::sparse_and_closed_files(), scenarios::chain(64)] {
+    for image in [
+        scenarios::seed(),
+        scenarios::mix(),
+        scenarios::sparse_and_closed_files(),
+        scenarios::chain(64),
+    ] {
         let plan = compile(&image).expect("scenarios plan");
         let bytes = encode_to_vec(&plan).expect("plans encode");
         let decoded = decode_slice(&bytes).expect("compiled plans decode");
@@ -47,11 +55,24 @@ fn show_takes_an_image_or_a_plan() {
 
 #[test]
 fn neither_image_nor_plan() {
-    assert_eq!(plan_from_image_or_plan(&[]).map(|_| ()).unwrap_err().to_string(), "input is empty");
-    let mut other = Vec::new();
-    ciborium::into_writer(&serde_json::json!({"format": "zip", "version": 1}), &mut other).expect("encodes");
     assert_eq!(
-        plan_from_image_or_plan(&other).map(|_| ()).unwrap_err().to_string(),
+        plan_from_image_or_plan(&[])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string(),
+        "input is empty"
+    );
+    let mut other = Vec::new();
+    ciborium::into_writer(
+        &serde_json::json!({"format": "zip", "version": 1}),
+        &mut other,
+    )
+    .expect("encodes");
+    assert_eq!(
+        plan_from_image_or_plan(&other)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string(),
         "neither a ringplan image nor a plan: format is \"zip\""
     );
 }
@@ -66,13 +87,21 @@ fn decode_refuses_other_documents() {
     );
     let mut plan = seed_plan();
     plan.version = 9;
-    assert_eq!(decode_message(&plan), "unsupported plan version 9 (this build reads version 1)");
+    assert_eq!(
+        decode_message(&plan),
+        "unsupported plan version 9 (this build reads version 1)"
+    );
     let mut bytes = encode_to_vec(&seed_plan()).expect("plans encode");
     bytes.push(0);
-    assert_eq!(decode_slice(&bytes).unwrap_err().to_string(), "malformed plan: 1 bytes after the end of the document");
+    assert_eq!(
+        decode_slice(&bytes).unwrap_err().to_string(),
+        "malformed plan: 1 bytes after the end of the document"
+    );
     let bytes = encode_to_vec(&seed_plan()).expect("plans encode");
     assert_eq!(
-        decode_slice(&bytes[..bytes.len() / 2]).unwrap_err().to_string(),
+        decode_slice(&bytes[..bytes.len() / 2])
+            .unwrap_err()
+            .to_string(),
         "malformed plan: truncated (the CBOR data ends early)"
     );
 }
@@ -91,8 +120,12 @@ fn waiting_for_a_later_step() {
 fn using_a_handle_without_waiting_for_it() {
     let mut plan = seed_plan();
     let register = index_of(&plan, |step| matches!(step.op, Op::RegisterEventfd(_)));
-    let Op::RegisterEventfd(op) = plan.steps[register].op else { unreachable!() };
-    plan.steps[register].after.retain(|&after| after != op.eventfd_handle.0);
+    let Op::RegisterEventfd(op) = plan.steps[register].op else {
+        unreachable!()
+    };
+    plan.steps[register]
+        .after
+        .retain(|&after| after != op.eventfd_handle.0);
     assert_eq!(
         decode_message(&plan),
         format!(
@@ -106,20 +139,28 @@ fn using_a_handle_without_waiting_for_it() {
 fn a_handle_of_the_wrong_kind() {
     let mut plan = seed_plan();
     let register = index_of(&plan, |step| matches!(step.op, Op::RegisterEventfd(_)));
-    let Op::RegisterEventfd(op) = &mut plan.steps[register].op else { unreachable!() };
+    let Op::RegisterEventfd(op) = &mut plan.steps[register].op else {
+        unreachable!()
+    };
     // Swap the ring and the eventfd.
     std::mem::swap(&mut op.ring_handle, &mut op.eventfd_handle);
     let message = decode_message(&plan);
-    assert!(message.contains("is the fd of a create_eventfd step, not of a ring"), "{message}");
+    assert!(
+        message.contains("is the fd of a create_eventfd step, not of a ring"),
+        "{message}"
+    );
 }
 
 #[test]
 fn a_handle_that_names_no_fd() {
     let mut plan = seed_plan();
     let barrier = index_of(&plan, |step| matches!(step.op, Op::MemoryBarrier));
-    let close =
-        index_of(&plan, |step| matches!(step.op, Op::CloseFd(_)) && step.after.iter().all(|&a| (a as usize) < barrier));
-    let Op::CloseFd(op) = &mut plan.steps[close].op else { unreachable!() };
+    let close = index_of(&plan, |step| {
+        matches!(step.op, Op::CloseFd(_)) && step.after.iter().all(|&a| (a as usize) < barrier)
+    });
+    let Op::CloseFd(op) = &mut plan.steps[close].op else {
+        unreachable!()
+    };
     let original = op.handles[0];
     op.handles = vec![Handle(barrier as u32)];
     let message = decode_message(&plan);
@@ -133,8 +174,14 @@ fn a_handle_that_names_no_fd() {
 #[test]
 fn a_leaked_temporary() {
     let mut plan = seed_plan();
-    let close = plan.steps.iter().rposition(|step| matches!(step.op, Op::CloseFd(_))).expect("closes exist");
-    let Op::CloseFd(op) = plan.steps.remove(close).op else { unreachable!() };
+    let close = plan
+        .steps
+        .iter()
+        .rposition(|step| matches!(step.op, Op::CloseFd(_)))
+        .expect("closes exist");
+    let Op::CloseFd(op) = plan.steps.remove(close).op else {
+        unreachable!()
+    };
     plan.peak_temporaries = 0;
     let message = decode_message(&plan);
     let handle = op.handles[0].0;
@@ -163,15 +210,24 @@ fn buffers_registered_without_the_barrier() {
 fn an_install_onto_an_fd_not_declared_needed() {
     let mut plan = seed_plan();
     plan.needed_fds.retain(|&fd| fd != 5);
-    let install = index_of(&plan, |step| matches!(&step.op, Op::InstallFd(install) if install.fd == 5));
-    assert_eq!(decode_message(&plan), format!("invalid plan: step {install} (install_fd): fd 5 is not in needed_fds"));
+    let install = index_of(
+        &plan,
+        |step| matches!(&step.op, Op::InstallFd(install) if install.fd == 5),
+    );
+    assert_eq!(
+        decode_message(&plan),
+        format!("invalid plan: step {install} (install_fd): fd 5 is not in needed_fds")
+    );
 }
 
 #[test]
 fn a_floor_below_a_target() {
     let mut plan = seed_plan();
     plan.temp_fd_floor = 5;
-    assert_eq!(decode_message(&plan), "invalid plan: temp_fd_floor 5 is not above every needed fd (the largest is 5)");
+    assert_eq!(
+        decode_message(&plan),
+        "invalid plan: temp_fd_floor 5 is not above every needed fd (the largest is 5)"
+    );
 }
 
 #[test]
@@ -190,18 +246,28 @@ fn creating_after_the_installs_began() {
 fn an_open_that_would_truncate() {
     let mut plan = seed_plan();
     let open = index_of(&plan, |step| matches!(step.op, Op::OpenFile(_)));
-    let Op::OpenFile(op) = &mut plan.steps[open].op else { unreachable!() };
+    let Op::OpenFile(op) = &mut plan.steps[open].op else {
+        unreachable!()
+    };
     op.flags |= 0o1000;
     let message = decode_message(&plan);
-    assert!(message.ends_with("would create or truncate the file"), "{message}");
+    assert!(
+        message.ends_with("would create or truncate the file"),
+        "{message}"
+    );
 }
 
 #[test]
 fn a_setup_the_kernel_would_change() {
     let mut plan = seed_plan();
-    let Op::SetupRing(setup) = &mut plan.steps[0].op else { panic!("step 0 sets up a ring") };
+    let Op::SetupRing(setup) = &mut plan.steps[0].op else {
+        panic!("step 0 sets up a ring")
+    };
     setup.cq_entries = 6;
-    assert_eq!(decode_message(&plan), "invalid plan: step 0 (setup_ring): cq_entries 6 is not a power of two");
+    assert_eq!(
+        decode_message(&plan),
+        "invalid plan: step 0 (setup_ring): cq_entries 6 is not a power of two"
+    );
 }
 
 #[test]
@@ -209,7 +275,10 @@ fn a_wrong_peak() {
     let mut plan = seed_plan();
     plan.peak_temporaries += 1;
     let message = decode_message(&plan);
-    assert!(message.starts_with("invalid plan: peak_temporaries is"), "{message}");
+    assert!(
+        message.starts_with("invalid plan: peak_temporaries is"),
+        "{message}"
+    );
 }
 
 /// The seed with both rings' regions mapped, as a dump records them.
@@ -220,7 +289,11 @@ fn mapped_seed() -> ringplan_image::Image {
     for object in &mut image.objects {
         if let ObjectKind::Ring(ring) = &mut object.kind {
             for region in [RingRegion::SqRing, RingRegion::Sqes] {
-                ring.mappings.push(RingMapping { region, addr: next, len: 4096 });
+                ring.mappings.push(RingMapping {
+                    region,
+                    addr: next,
+                    len: 4096,
+                });
                 next += 0x2000;
             }
         }
@@ -240,11 +313,17 @@ fn ring_mappings_travel_with_their_setup() {
             _ => None,
         })
         .collect();
-    assert!(setups.iter().all(|setup| setup.mappings.len() == 2), "{setups:?}");
+    assert!(
+        setups.iter().all(|setup| setup.mappings.len() == 2),
+        "{setups:?}"
+    );
     let bytes = encode_to_vec(&plan).expect("plans encode");
     assert_eq!(decode_slice(&bytes).expect("decodes"), plan);
     let text = plan.to_text();
-    assert!(text.contains("; mmap sq_ring 0x7f0000000000+4096, sqes 0x7f0000002000+4096"), "{text}");
+    assert!(
+        text.contains("; mmap sq_ring 0x7f0000000000+4096, sqes 0x7f0000002000+4096"),
+        "{text}"
+    );
     assert!(plan.to_dot().contains("maps sq_ring, sqes"));
     let json = plan.to_json();
     assert_eq!(json["steps"][0]["mappings"][1]["region"], "sqes", "{json}");
@@ -258,7 +337,9 @@ fn ring_mappings_mmap_cannot_make() {
     let plan = compile(&mapped_seed()).expect("the mapped seed plans");
     let with = |change: &dyn Fn(&mut Vec<ringplan_image::RingMapping>)| {
         let mut plan = plan.clone();
-        let Op::SetupRing(setup) = &mut plan.steps[1].op else { panic!("step 1 sets up a ring") };
+        let Op::SetupRing(setup) = &mut plan.steps[1].op else {
+            panic!("step 1 sets up a ring")
+        };
         change(&mut setup.mappings);
         decode_message(&plan)
     };
@@ -267,22 +348,36 @@ fn ring_mappings_mmap_cannot_make() {
     let message = with(&|mappings| mappings[0].len = 0);
     assert!(message.ends_with("is empty or at address 0"), "{message}");
     let message = with(&|mappings| mappings[0].addr = u64::MAX - 4095);
-    assert!(message.ends_with("is not a user address range"), "{message}");
+    assert!(
+        message.ends_with("is not a user address range"),
+        "{message}"
+    );
     // Onto ring #1's sq_ring (step 0).
     let message = with(&|mappings| mappings[0].addr = 0x7f00_0000_0000);
-    assert!(message.contains("which overlaps the mapping step 0 makes"), "{message}");
+    assert!(
+        message.contains("which overlaps the mapping step 0 makes"),
+        "{message}"
+    );
 }
 
 #[test]
 fn a_mapped_temporary_ring() {
     let mut plan = compile(&scenarios::attach_without_donor()).expect("plans");
-    let temporary = index_of(&plan, |step| matches!(&step.op, Op::SetupRing(setup) if setup.temporary.is_some()));
-    let Op::SetupRing(setup) = &mut plan.steps[temporary].op else { unreachable!() };
+    let temporary = index_of(
+        &plan,
+        |step| matches!(&step.op, Op::SetupRing(setup) if setup.temporary.is_some()),
+    );
+    let Op::SetupRing(setup) = &mut plan.steps[temporary].op else {
+        unreachable!()
+    };
     setup.mappings.push(ringplan_image::RingMapping {
         region: ringplan_image::RingRegion::SqRing,
         addr: 0x7f00_0000_0000,
         len: 4096,
     });
     let message = decode_message(&plan);
-    assert!(message.ends_with("a temporary ring was never mapped by the task"), "{message}");
+    assert!(
+        message.ends_with("a temporary ring was never mapped by the task"),
+        "{message}"
+    );
 }

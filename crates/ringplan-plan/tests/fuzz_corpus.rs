@@ -16,7 +16,9 @@ fn fuzz_dir() -> PathBuf {
 /// Every file directly under each subdirectory of `fuzz/<kind>/`.
 fn inputs(kind: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let Ok(targets) = std::fs::read_dir(fuzz_dir().join(kind)) else { return files };
+    let Ok(targets) = std::fs::read_dir(fuzz_dir().join(kind)) else {
+        return files;
+    };
     for target in targets {
         let target = target.expect("reading fuzz dir").path();
         // structured_preflight's inputs are `arbitrary` sketches, not
@@ -45,7 +47,8 @@ fn exercise(bytes: &[u8]) {
             let _ = plan.to_json();
             let _ = plan.fd_limit_needed();
             let encoded = ringplan_plan::encode_to_vec(&plan).expect("a compiled plan encodes");
-            let decoded = ringplan_plan::decode_slice(&encoded).expect("a compiled plan decodes and validates");
+            let decoded = ringplan_plan::decode_slice(&encoded)
+                .expect("a compiled plan decodes and validates");
             assert_eq!(decoded, plan, "plan CBOR round trip changed the plan");
         }
     }
@@ -67,11 +70,18 @@ fn replay(files: &[PathBuf]) {
             failures.push(display(path));
         }
     }
-    assert!(failures.is_empty(), "{} fuzz input(s) panicked: {failures:#?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} fuzz input(s) panicked: {failures:#?}",
+        failures.len()
+    );
 }
 
 fn display(path: &Path) -> String {
-    path.strip_prefix(fuzz_dir()).unwrap_or(path).display().to_string()
+    path.strip_prefix(fuzz_dir())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// Each input the fuzzer found a bug with (one per fix).

@@ -14,7 +14,10 @@ fn all_scenarios() -> Vec<(&'static str, Image)> {
         ("reversed_chain", scenarios::reversed_chain(64)),
         ("fanout", scenarios::fanout(64)),
         ("creator_closed", scenarios::creator_closed()),
-        ("sparse_and_closed_files", scenarios::sparse_and_closed_files()),
+        (
+            "sparse_and_closed_files",
+            scenarios::sparse_and_closed_files(),
+        ),
         ("closed_eventfds", scenarios::closed_eventfds()),
         ("mix", scenarios::mix()),
         ("attach_without_donor", scenarios::attach_without_donor()),
@@ -46,7 +49,10 @@ fn compiling_twice_gives_the_same_bytes() {
         let bytes = ringplan_image::encode_to_vec(&image).expect("images encode");
         let decoded = ringplan_image::decode_slice(&bytes).expect("images decode");
         let third = encode_to_vec(&plan_of(name, &decoded)).expect("plans encode");
-        assert!(first == third, "{name}: the decoded image plans differently");
+        assert!(
+            first == third,
+            "{name}: the decoded image plans differently"
+        );
     }
 }
 
@@ -81,13 +87,19 @@ fn another_id_assignment_gives_the_same_plan() {
                 Box::new(|id: u32| id + 1000) as Box<dyn Fn(u32) -> u32>,
                 Box::new(|id: u32| id - 1000) as Box<dyn Fn(u32) -> u32>,
             ),
-            (Box::new(|id: u32| id * 7 + 3), Box::new(|id: u32| (id - 3) / 7)),
+            (
+                Box::new(|id: u32| id * 7 + 3),
+                Box::new(|id: u32| (id - 3) / 7),
+            ),
         ] {
             let mut renamed_plan = plan_of(name, &rename_ids(&image, &rename));
             for step in &mut renamed_plan.steps {
                 step.object = step.object.map(|id| ObjectId(restore(id.0)));
             }
-            assert!(plan == renamed_plan, "{name}: plans differ under renamed ids");
+            assert!(
+                plan == renamed_plan,
+                "{name}: plans differ under renamed ids"
+            );
         }
     }
 }
@@ -97,7 +109,10 @@ fn an_empty_image_plans_a_lone_barrier() {
     let plan = compile(&scenarios::image(Vec::new())).expect("an empty image plans");
     assert_eq!(plan.steps.len(), 1);
     assert!(matches!(plan.steps[0].op, Op::MemoryBarrier));
-    assert_eq!((plan.needed_fds(), plan.temp_fd_floor, plan.peak_temporaries), (&[][..], 0, 0));
+    assert_eq!(
+        (plan.needed_fds(), plan.temp_fd_floor, plan.peak_temporaries),
+        (&[][..], 0, 0)
+    );
     validate(&plan).expect("the lone barrier validates");
 }
 
@@ -119,9 +134,23 @@ fn steps_run_in_phase_order() {
             Op::RegisterBuffers(_) => Some(3),
             Op::CloseFd(_) => None,
         };
-        let phases: Vec<u8> = plan.steps.iter().filter_map(|step| phase(&step.op)).collect();
-        assert!(phases.windows(2).all(|pair| pair[0] <= pair[1]), "{name}: phases out of order");
-        assert_eq!(plan.steps.iter().filter(|step| matches!(step.op, Op::MemoryBarrier)).count(), 1, "{name}");
+        let phases: Vec<u8> = plan
+            .steps
+            .iter()
+            .filter_map(|step| phase(&step.op))
+            .collect();
+        assert!(
+            phases.windows(2).all(|pair| pair[0] <= pair[1]),
+            "{name}: phases out of order"
+        );
+        assert_eq!(
+            plan.steps
+                .iter()
+                .filter(|step| matches!(step.op, Op::MemoryBarrier))
+                .count(),
+            1,
+            "{name}"
+        );
     }
 }
 
@@ -129,11 +158,18 @@ fn steps_run_in_phase_order() {
 fn temporaries_live_above_every_target() {
     for (name, image) in all_scenarios() {
         let plan = plan_of(name, &image);
-        let mut targets: Vec<i32> =
-            image.objects.iter().flat_map(|object| object.fds.iter().map(|entry| entry.fd)).collect();
+        let mut targets: Vec<i32> = image
+            .objects
+            .iter()
+            .flat_map(|object| object.fds.iter().map(|entry| entry.fd))
+            .collect();
         targets.sort_unstable();
         assert_eq!(plan.needed_fds(), targets.as_slice(), "{name}");
-        assert_eq!(plan.temp_fd_floor, targets.last().map_or(0, |fd| fd + 1), "{name}");
+        assert_eq!(
+            plan.temp_fd_floor,
+            targets.last().map_or(0, |fd| fd + 1),
+            "{name}"
+        );
         let installs: Vec<i32> = plan
             .steps
             .iter()
@@ -144,7 +180,10 @@ fn temporaries_live_above_every_target() {
             .collect();
         let mut sorted_installs = installs.clone();
         sorted_installs.sort_unstable();
-        assert_eq!(sorted_installs, targets, "{name}: every target installed exactly once");
+        assert_eq!(
+            sorted_installs, targets,
+            "{name}: every target installed exactly once"
+        );
     }
 }
 
@@ -167,12 +206,25 @@ fn a_chain_of_64_sets_up_parents_first_whatever_the_ids() {
         let setups = setup_positions(&plan);
         assert_eq!(setups.len(), 65);
         for object in &image.objects {
-            let ObjectKind::Ring(ring) = &object.kind else { continue };
-            let Some(parent) = ring.wq_parent else { continue };
+            let ObjectKind::Ring(ring) = &object.kind else {
+                continue;
+            };
+            let Some(parent) = ring.wq_parent else {
+                continue;
+            };
             let (child_step, parent_step) = (setups[&object.id], setups[&parent]);
-            assert!(parent_step < child_step, "ring {} set up before its parent {parent}", object.id);
-            let Op::SetupRing(setup) = &plan.steps[child_step].op else { unreachable!() };
-            assert_eq!(setup.wq_handle.map(|handle| handle.0 as usize), Some(parent_step));
+            assert!(
+                parent_step < child_step,
+                "ring {} set up before its parent {parent}",
+                object.id
+            );
+            let Op::SetupRing(setup) = &plan.steps[child_step].op else {
+                unreachable!()
+            };
+            assert_eq!(
+                setup.wq_handle.map(|handle| handle.0 as usize),
+                Some(parent_step)
+            );
         }
     }
 }
@@ -192,7 +244,9 @@ fn a_fanout_of_64_attaches_every_ring_to_the_root() {
     let root_close = plan
         .steps
         .iter()
-        .position(|step| matches!(&step.op, Op::CloseFd(close) if close.handles == [Handle(root as u32)]))
+        .position(
+            |step| matches!(&step.op, Op::CloseFd(close) if close.handles == [Handle(root as u32)]),
+        )
         .expect("the root's temporary is closed");
     assert!(setups.values().all(|&setup| setup < root_close));
 }
@@ -209,9 +263,14 @@ fn a_creator_closed_group_gets_a_host_ring() {
         .collect();
     assert_eq!(hosts.len(), 1);
     let host = hosts[0];
-    let Op::SetupRing(setup) = &plan.steps[host].op else { unreachable!() };
+    let Op::SetupRing(setup) = &plan.steps[host].op else {
+        unreachable!()
+    };
     // Pinned like the group, idle the group's largest.
-    assert_eq!((setup.sq_thread_cpu, setup.sq_thread_idle_ms), (Some(1), Some(2000)));
+    assert_eq!(
+        (setup.sq_thread_cpu, setup.sq_thread_idle_ms),
+        (Some(1), Some(2000))
+    );
     for step in &plan.steps {
         if let (Op::SetupRing(setup), Some(_)) = (&step.op, step.object) {
             assert_eq!(setup.wq_handle.map(|h| h.0 as usize), Some(host));
@@ -231,7 +290,13 @@ fn files_only_reopen_with_a_path_and_everything_known() {
     kinds.sort_unstable();
     assert_eq!(
         kinds,
-        vec![(2, "open_file"), (3, "external_input"), (4, "external_input"), (5, "open_file"), (6, "external_input")]
+        vec![
+            (2, "open_file"),
+            (3, "external_input"),
+            (4, "external_input"),
+            (5, "open_file"),
+            (6, "external_input")
+        ]
     );
 }
 
@@ -239,6 +304,10 @@ fn files_only_reopen_with_a_path_and_everything_known() {
 fn a_large_plan_is_still_linear_in_shape() {
     // 64 rings x 100 files: one register_files step per ring, not per file.
     let plan = compile(&scenarios::wide(64, 100)).expect("plans");
-    let registrations = plan.steps.iter().filter(|step| matches!(step.op, Op::RegisterFiles(_))).count();
+    let registrations = plan
+        .steps
+        .iter()
+        .filter(|step| matches!(step.op, Op::RegisterFiles(_)))
+        .count();
     assert_eq!(registrations, 64);
 }

@@ -9,7 +9,10 @@ use crate::scenarios::*;
 /// The error `compile` gives for `image`; a test fails if it plans.
 fn refusal(image: &Image) -> PlanError {
     match compile(image) {
-        Ok(plan) => panic!("expected a refusal, got a plan of {} steps", plan.steps.len()),
+        Ok(plan) => panic!(
+            "expected a refusal, got a plan of {} steps",
+            plan.steps.len()
+        ),
         Err(error) => error,
     }
 }
@@ -26,32 +29,55 @@ fn one_ring(ring: Ring) -> Image {
 fn wrong_image_format() {
     let mut image = one_ring(plain_ring(4));
     image.format = "something-else".to_owned();
-    assert_eq!(message(&image), "not a ringplan image: format is \"something-else\", expected \"ringplan-image\"");
+    assert_eq!(
+        message(&image),
+        "not a ringplan image: format is \"something-else\", expected \"ringplan-image\""
+    );
 }
 
 #[test]
 fn unsupported_image_version() {
     let mut image = one_ring(plain_ring(4));
     image.version = 2;
-    assert_eq!(message(&image), "unsupported image version 2 (this planner reads version 1)");
+    assert_eq!(
+        message(&image),
+        "unsupported image version 2 (this planner reads version 1)"
+    );
 }
 
 #[test]
 fn wq_parent_cycle() {
     let image = image(vec![
-        ring_object(1, cloexec_fds(&[3]), attached(sqpoll_ring(1, None, 1000), Some(2))),
-        ring_object(2, cloexec_fds(&[4]), attached(sqpoll_ring(1, None, 1000), Some(1))),
+        ring_object(
+            1,
+            cloexec_fds(&[3]),
+            attached(sqpoll_ring(1, None, 1000), Some(2)),
+        ),
+        ring_object(
+            2,
+            cloexec_fds(&[4]),
+            attached(sqpoll_ring(1, None, 1000), Some(1)),
+        ),
     ]);
     let error = refusal(&image);
-    assert!(matches!(error, PlanError::InvalidImage(ImageError::WqCycle { .. })), "{error:?}");
-    assert_eq!(error.to_string(), "invalid image: ring #1: wq_parent chain loops back to it");
+    assert!(
+        matches!(error, PlanError::InvalidImage(ImageError::WqCycle { .. })),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "invalid image: ring #1: wq_parent chain loops back to it"
+    );
 }
 
 #[test]
 fn reference_to_nothing() {
     let mut ring = plain_ring(4);
     ring.files = slots(&[None, Some(9)]);
-    assert_eq!(message(&one_ring(ring)), "invalid image: ring #1: file slot 1 refers to #9, which does not exist");
+    assert_eq!(
+        message(&one_ring(ring)),
+        "invalid image: ring #1: file slot 1 refers to #9, which does not exist"
+    );
 }
 
 #[test]
@@ -59,18 +85,32 @@ fn size_the_kernel_refuses() {
     let mut ring = plain_ring(4);
     ring.setup.sq_entries = 65536;
     ring.setup.cq_entries = 131072;
-    assert_eq!(message(&one_ring(ring)), "invalid image: ring #1: sq_entries 65536 is outside 1..=32768");
+    assert_eq!(
+        message(&one_ring(ring)),
+        "invalid image: ring #1: sq_entries 65536 is outside 1..=32768"
+    );
 }
 
 #[test]
 fn flags_unknown_from_the_fdinfo_backend() {
     let mut ring = plain_ring(4);
     ring.setup.flags = None;
-    ring.unknown = vec![RingField::Flags, RingField::SqThreadIdle, RingField::Eventfd];
+    ring.unknown = vec![
+        RingField::Flags,
+        RingField::SqThreadIdle,
+        RingField::Eventfd,
+    ];
     let mut image = one_ring(ring);
     image.source.backend = Backend::Fdinfo;
     let error = refusal(&image);
-    assert_eq!(error, PlanError::UnknownRingField { ring: ObjectId(1), field: "flags", backend: "fdinfo" });
+    assert_eq!(
+        error,
+        PlanError::UnknownRingField {
+            ring: ObjectId(1),
+            field: "flags",
+            backend: "fdinfo"
+        }
+    );
     assert_eq!(
         error.to_string(),
         "ring #1: flags unknown (the image was dumped with the fdinfo backend), so the ring cannot be \
@@ -112,7 +152,10 @@ fn idle_unknown_without_sqpoll_is_fine() {
 fn unknown_setup_flag_bits() {
     let mut ring = plain_ring(4);
     ring.setup.flags = Some(1 << 19 | 1 << 30);
-    assert_eq!(message(&one_ring(ring)), "ring #1: setup flags 0x40080000 are unknown to this planner");
+    assert_eq!(
+        message(&one_ring(ring)),
+        "ring #1: setup flags 0x40080000 are unknown to this planner"
+    );
 }
 
 #[test]
@@ -162,7 +205,10 @@ fn cq_entries_not_a_power_of_two() {
 fn ring_in_a_file_table() {
     let mut ring = plain_ring(4);
     ring.files = slots(&[Some(2), None]);
-    let image = image(vec![ring_object(1, cloexec_fds(&[3]), ring), ring_object(2, cloexec_fds(&[4]), plain_ring(4))]);
+    let image = image(vec![
+        ring_object(1, cloexec_fds(&[3]), ring),
+        ring_object(2, cloexec_fds(&[4]), plain_ring(4)),
+    ]);
     assert_eq!(
         message(&image),
         "ring #1: file slot 0 holds ring #2; the kernel refuses to register an io_uring fd in a file table"
@@ -175,14 +221,25 @@ fn two_creators_of_one_sq_thread() {
         ring_object(1, cloexec_fds(&[3]), sqpoll_ring(5, None, 1000)),
         ring_object(2, cloexec_fds(&[4]), sqpoll_ring(5, None, 1000)),
     ]);
-    assert_eq!(message(&image), "rings #1 and #2 both created the SQ thread of group 5; one thread has one creator");
+    assert_eq!(
+        message(&image),
+        "rings #1 and #2 both created the SQ thread of group 5; one thread has one creator"
+    );
 }
 
 #[test]
 fn one_sq_thread_pinned_to_two_cpus() {
     let image = image(vec![
-        ring_object(1, cloexec_fds(&[3]), attached(sqpoll_ring(5, Some(0), 1000), None)),
-        ring_object(2, cloexec_fds(&[4]), attached(sqpoll_ring(5, Some(3), 1000), None)),
+        ring_object(
+            1,
+            cloexec_fds(&[3]),
+            attached(sqpoll_ring(5, Some(0), 1000), None),
+        ),
+        ring_object(
+            2,
+            cloexec_fds(&[4]),
+            attached(sqpoll_ring(5, Some(3), 1000), None),
+        ),
     ]);
     assert_eq!(
         message(&image),
@@ -193,9 +250,14 @@ fn one_sq_thread_pinned_to_two_cpus() {
 #[test]
 fn eventfd_count_beyond_the_kernel() {
     let mut ring = plain_ring(4);
-    ring.eventfd = Some(RingEventfd { object: ObjectId(2), is_async: false });
-    let image =
-        image(vec![ring_object(1, cloexec_fds(&[3]), ring), eventfd_object(2, Vec::new(), u64::MAX, false, false)]);
+    ring.eventfd = Some(RingEventfd {
+        object: ObjectId(2),
+        is_async: false,
+    });
+    let image = image(vec![
+        ring_object(1, cloexec_fds(&[3]), ring),
+        eventfd_object(2, Vec::new(), u64::MAX, false, false),
+    ]);
     assert_eq!(
         message(&image),
         "eventfd #2: count 0xffffffffffffffff is more than an eventfd holds (at most 0xfffffffffffffffe)"
@@ -204,7 +266,11 @@ fn eventfd_count_beyond_the_kernel() {
 
 #[test]
 fn fd_beyond_the_kernel() {
-    let image = image(vec![ring_object(1, cloexec_fds(&[i32::MAX]), plain_ring(4))]);
+    let image = image(vec![ring_object(
+        1,
+        cloexec_fds(&[i32::MAX]),
+        plain_ring(4),
+    )]);
     assert_eq!(
         message(&image),
         "object #1: fd 2147483647 is beyond the largest fd number the kernel allows (2147483583)"
@@ -216,7 +282,10 @@ fn cycle_message_names_the_object() {
     // Image validation rules out every cycle the planner can meet, so this
     // error only checks its wording.
     assert_eq!(
-        PlanError::Cycle { object: Some(ObjectId(4)) }.to_string(),
+        PlanError::Cycle {
+            object: Some(ObjectId(4))
+        }
+        .to_string(),
         "the restore steps depend on each other in a cycle (through object #4)"
     );
     assert_eq!(
@@ -236,7 +305,13 @@ fn refuses_before_any_step() {
         ring_object(2, cloexec_fds(&[4]), bad),
         eventfd_object(3, Vec::new(), u64::MAX, false, false),
     ]);
-    assert!(matches!(refusal(&image), PlanError::CqEntriesWithoutCqsize { ring: ObjectId(2), .. }));
+    assert!(matches!(
+        refusal(&image),
+        PlanError::CqEntriesWithoutCqsize {
+            ring: ObjectId(2),
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -246,15 +321,29 @@ fn ring_mappings_mmap_cannot_make() {
         ring.mappings = mappings;
         ring
     };
-    let sq = RingMapping { region: RingRegion::SqRing, addr: 0x7f00_0000_0000, len: 4096 };
-    let unaligned = RingMapping { addr: 0x7f00_0000_0010, ..sq };
+    let sq = RingMapping {
+        region: RingRegion::SqRing,
+        addr: 0x7f00_0000_0000,
+        len: 4096,
+    };
+    let unaligned = RingMapping {
+        addr: 0x7f00_0000_0010,
+        ..sq
+    };
     assert_eq!(
         message(&one_ring(mapped(vec![unaligned]))),
         "ring #1: mapping of sq_ring at 0x7f0000000010+4096 is not page-aligned"
     );
     let image = image(vec![
         ring_object(1, cloexec_fds(&[3]), mapped(vec![sq])),
-        ring_object(2, cloexec_fds(&[4]), mapped(vec![RingMapping { region: RingRegion::Sqes, ..sq }])),
+        ring_object(
+            2,
+            cloexec_fds(&[4]),
+            mapped(vec![RingMapping {
+                region: RingRegion::Sqes,
+                ..sq
+            }]),
+        ),
     ]);
     assert_eq!(
         message(&image),

@@ -11,7 +11,11 @@ pub const CQSIZE: u32 = setup_flags::CQSIZE;
 pub const ATTACH_WQ: u32 = setup_flags::ATTACH_WQ;
 
 pub fn source() -> Source {
-    Source { pid: 318, backend: Backend::Bpf, kernel_release: "6.18.0".to_owned() }
+    Source {
+        pid: 318,
+        backend: Backend::Bpf,
+        kernel_release: "6.18.0".to_owned(),
+    }
 }
 
 /// An image of `objects`, sorted by id as the format requires.
@@ -22,12 +26,18 @@ pub fn image(mut objects: Vec<Object>) -> Image {
 
 /// fds without close-on-exec.
 pub fn fds(numbers: &[i32]) -> Vec<FdEntry> {
-    numbers.iter().map(|&fd| FdEntry { fd, cloexec: false }).collect()
+    numbers
+        .iter()
+        .map(|&fd| FdEntry { fd, cloexec: false })
+        .collect()
 }
 
 /// fds with close-on-exec (how io_uring_setup creates ring fds).
 pub fn cloexec_fds(numbers: &[i32]) -> Vec<FdEntry> {
-    numbers.iter().map(|&fd| FdEntry { fd, cloexec: true }).collect()
+    numbers
+        .iter()
+        .map(|&fd| FdEntry { fd, cloexec: true })
+        .collect()
 }
 
 /// A ring with no SQ thread, no eventfd and empty tables.
@@ -68,23 +78,55 @@ pub fn attached(mut ring: Ring, parent: Option<u32>) -> Ring {
 }
 
 pub fn ring_object(id: u32, fds: Vec<FdEntry>, ring: Ring) -> Object {
-    Object { id: ObjectId(id), fds, kind: ObjectKind::Ring(ring) }
+    Object {
+        id: ObjectId(id),
+        fds,
+        kind: ObjectKind::Ring(ring),
+    }
 }
 
-pub fn eventfd_object(id: u32, fds: Vec<FdEntry>, count: u64, semaphore: bool, nonblock: bool) -> Object {
-    Object { id: ObjectId(id), fds, kind: ObjectKind::Eventfd(Eventfd { count, semaphore, nonblock }) }
+pub fn eventfd_object(
+    id: u32,
+    fds: Vec<FdEntry>,
+    count: u64,
+    semaphore: bool,
+    nonblock: bool,
+) -> Object {
+    Object {
+        id: ObjectId(id),
+        fds,
+        kind: ObjectKind::Eventfd(Eventfd {
+            count,
+            semaphore,
+            nonblock,
+        }),
+    }
 }
 
 pub fn file_object(id: u32, fds: Vec<FdEntry>, file: File) -> Object {
-    Object { id: ObjectId(id), fds, kind: ObjectKind::File(file) }
+    Object {
+        id: ObjectId(id),
+        fds,
+        kind: ObjectKind::File(file),
+    }
 }
 
 pub fn path_file(path: &str, file_type: FileType, flags: u32, pos: i64) -> File {
-    File { path: Some(path.to_owned()), flags: Some(flags), pos: Some(pos), file_type }
+    File {
+        path: Some(path.to_owned()),
+        flags: Some(flags),
+        pos: Some(pos),
+        file_type,
+    }
 }
 
 pub fn pathless_file(file_type: FileType) -> File {
-    File { path: None, flags: Some(0o2), pos: Some(0), file_type }
+    File {
+        path: None,
+        flags: Some(0o2),
+        pos: Some(0),
+        file_type,
+    }
 }
 
 pub fn slots(entries: &[Option<u32>]) -> Vec<Option<ObjectId>> {
@@ -101,21 +143,38 @@ pub fn seed() -> Image {
     parent.setup.sq_entries = 2;
     parent.setup.cq_entries = 4;
     let mut child = attached(parent.clone(), Some(1));
-    child.eventfd = Some(RingEventfd { object: ObjectId(3), is_async: true });
+    child.eventfd = Some(RingEventfd {
+        object: ObjectId(3),
+        is_async: true,
+    });
     child.files = slots(&[Some(4), None, Some(4), None, Some(4)]);
-    child.buffers = vec![None, Some(Buffer { addr: 0x7ffd_0000, len: 120 })];
+    child.buffers = vec![
+        None,
+        Some(Buffer {
+            addr: 0x7ffd_0000,
+            len: 120,
+        }),
+    ];
     image(vec![
         ring_object(1, cloexec_fds(&[3]), parent),
         ring_object(2, cloexec_fds(&[4]), child),
         eventfd_object(3, fds(&[5]), 42, false, false),
-        file_object(4, fds(&[0, 1, 2]), path_file("/dev/pts/0", FileType::CharDevice, 0o2, 0)),
+        file_object(
+            4,
+            fds(&[0, 1, 2]),
+            path_file("/dev/pts/0", FileType::CharDevice, 0o2, 0),
+        ),
     ])
 }
 
 /// A root SQPOLL ring and `depth` rings each attached to the one before:
 /// a wq_parent chain `depth` links long, all on one SQ thread.
 pub fn chain(depth: u32) -> Image {
-    let mut objects = vec![ring_object(1, cloexec_fds(&[3]), sqpoll_ring(1, Some(2), 1000))];
+    let mut objects = vec![ring_object(
+        1,
+        cloexec_fds(&[3]),
+        sqpoll_ring(1, Some(2), 1000),
+    )];
     for link in 1..=depth {
         let id = link + 1;
         objects.push(ring_object(
@@ -131,7 +190,11 @@ pub fn chain(depth: u32) -> Image {
 /// lowest id, so the planner cannot follow id order.
 pub fn reversed_chain(depth: u32) -> Image {
     let root = depth + 1;
-    let mut objects = vec![ring_object(root, cloexec_fds(&[3]), sqpoll_ring(1, None, 1000))];
+    let mut objects = vec![ring_object(
+        root,
+        cloexec_fds(&[3]),
+        sqpoll_ring(1, None, 1000),
+    )];
     for id in 1..=depth {
         objects.push(ring_object(
             id,
@@ -145,9 +208,17 @@ pub fn reversed_chain(depth: u32) -> Image {
 /// A root SQPOLL ring and `width` rings attached to it: `width + 1` rings
 /// on one SQ thread.
 pub fn fanout(width: u32) -> Image {
-    let mut objects = vec![ring_object(1, cloexec_fds(&[3]), sqpoll_ring(1, None, 1000))];
+    let mut objects = vec![ring_object(
+        1,
+        cloexec_fds(&[3]),
+        sqpoll_ring(1, None, 1000),
+    )];
     for id in 2..=width + 1 {
-        objects.push(ring_object(id, cloexec_fds(&[id as i32 + 2]), attached(sqpoll_ring(1, None, 1000), Some(1))));
+        objects.push(ring_object(
+            id,
+            cloexec_fds(&[id as i32 + 2]),
+            attached(sqpoll_ring(1, None, 1000), Some(1)),
+        ));
     }
     image(objects)
 }
@@ -156,9 +227,21 @@ pub fn fanout(width: u32) -> Image {
 /// none names a parent, idle times 1000, 2000 and 500 ms, pinned to CPU 1.
 pub fn creator_closed() -> Image {
     image(vec![
-        ring_object(1, cloexec_fds(&[3]), attached(sqpoll_ring(7, Some(1), 1000), None)),
-        ring_object(2, cloexec_fds(&[4]), attached(sqpoll_ring(7, Some(1), 2000), None)),
-        ring_object(3, cloexec_fds(&[5]), attached(sqpoll_ring(7, Some(1), 500), None)),
+        ring_object(
+            1,
+            cloexec_fds(&[3]),
+            attached(sqpoll_ring(7, Some(1), 1000), None),
+        ),
+        ring_object(
+            2,
+            cloexec_fds(&[4]),
+            attached(sqpoll_ring(7, Some(1), 2000), None),
+        ),
+        ring_object(
+            3,
+            cloexec_fds(&[5]),
+            attached(sqpoll_ring(7, Some(1), 500), None),
+        ),
     ])
 }
 
@@ -168,15 +251,37 @@ pub fn creator_closed() -> Image {
 /// dump could not read.
 pub fn sparse_and_closed_files() -> Image {
     let mut ring = plain_ring(16);
-    ring.files = slots(&[None, Some(2), None, Some(3), Some(4), None, Some(5), Some(2), Some(6)]);
-    let unknown_flags =
-        File { path: Some("/var/log/app.log".to_owned()), flags: None, pos: Some(10), file_type: FileType::Regular };
+    ring.files = slots(&[
+        None,
+        Some(2),
+        None,
+        Some(3),
+        Some(4),
+        None,
+        Some(5),
+        Some(2),
+        Some(6),
+    ]);
+    let unknown_flags = File {
+        path: Some("/var/log/app.log".to_owned()),
+        flags: None,
+        pos: Some(10),
+        file_type: FileType::Regular,
+    };
     image(vec![
         ring_object(1, cloexec_fds(&[5]), ring),
-        file_object(2, Vec::new(), path_file("/data/a", FileType::Regular, 0o100002, 4096)),
+        file_object(
+            2,
+            Vec::new(),
+            path_file("/data/a", FileType::Regular, 0o100002, 4096),
+        ),
         file_object(3, Vec::new(), pathless_file(FileType::Pipe)),
         file_object(4, cloexec_fds(&[7]), pathless_file(FileType::Socket)),
-        file_object(5, fds(&[9]), path_file("/data", FileType::Directory, 0o200000, 0)),
+        file_object(
+            5,
+            fds(&[9]),
+            path_file("/data", FileType::Directory, 0o200000, 0),
+        ),
         file_object(6, Vec::new(), unknown_flags),
     ])
 }
@@ -185,9 +290,15 @@ pub fn sparse_and_closed_files() -> Image {
 /// semaphore and non-blocking.
 pub fn closed_eventfds() -> Image {
     let mut first = plain_ring(4);
-    first.eventfd = Some(RingEventfd { object: ObjectId(3), is_async: true });
+    first.eventfd = Some(RingEventfd {
+        object: ObjectId(3),
+        is_async: true,
+    });
     let mut second = plain_ring(4);
-    second.eventfd = Some(RingEventfd { object: ObjectId(4), is_async: false });
+    second.eventfd = Some(RingEventfd {
+        object: ObjectId(4),
+        is_async: false,
+    });
     image(vec![
         ring_object(1, cloexec_fds(&[3]), first),
         ring_object(2, cloexec_fds(&[4]), second),
@@ -204,9 +315,21 @@ pub fn closed_eventfds() -> Image {
 pub fn mix() -> Image {
     // Group 1: creator #1 (eventfd #20, buffers), child #2 (files), orphan #3.
     let mut creator = sqpoll_ring(1, Some(0), 1000);
-    creator.eventfd = Some(RingEventfd { object: ObjectId(20), is_async: false });
-    creator.buffers =
-        vec![Some(Buffer { addr: 0x10_0000, len: 4096 }), None, Some(Buffer { addr: 0x20_0000, len: 8192 })];
+    creator.eventfd = Some(RingEventfd {
+        object: ObjectId(20),
+        is_async: false,
+    });
+    creator.buffers = vec![
+        Some(Buffer {
+            addr: 0x10_0000,
+            len: 4096,
+        }),
+        None,
+        Some(Buffer {
+            addr: 0x20_0000,
+            len: 8192,
+        }),
+    ];
     let mut child = attached(sqpoll_ring(1, Some(0), 1500), Some(1));
     child.files = slots(&[Some(30), Some(31), None, Some(20)]);
     let orphan = attached(sqpoll_ring(1, Some(0), 500), None);
@@ -214,8 +337,14 @@ pub fn mix() -> Image {
     let mut held_nowhere = attached(sqpoll_ring(2, None, 2000), None);
     held_nowhere.files = slots(&[Some(31), Some(32)]);
     let mut second_orphan = attached(sqpoll_ring(2, None, 1000), None);
-    second_orphan.eventfd = Some(RingEventfd { object: ObjectId(20), is_async: true });
-    second_orphan.buffers = vec![Some(Buffer { addr: 0x30_0000, len: 64 })];
+    second_orphan.eventfd = Some(RingEventfd {
+        object: ObjectId(20),
+        is_async: true,
+    });
+    second_orphan.buffers = vec![Some(Buffer {
+        addr: 0x30_0000,
+        len: 64,
+    })];
     // #6: attached without SQPOLL and without a parent; #7 the same, plus files.
     let loose = attached(plain_ring(4), None);
     let mut loose_with_files = attached(plain_ring(4), None);
@@ -229,10 +358,22 @@ pub fn mix() -> Image {
         ring_object(6, cloexec_fds(&[14]), loose),
         ring_object(7, cloexec_fds(&[15, 16]), loose_with_files),
         eventfd_object(20, fds(&[4]), 3, false, true),
-        file_object(30, fds(&[0, 1, 2]), path_file("/dev/pts/3", FileType::CharDevice, 0o2, 0)),
-        file_object(31, Vec::new(), path_file("/srv/data.bin", FileType::Regular, 0o40000, 1 << 20)),
+        file_object(
+            30,
+            fds(&[0, 1, 2]),
+            path_file("/dev/pts/3", FileType::CharDevice, 0o2, 0),
+        ),
+        file_object(
+            31,
+            Vec::new(),
+            path_file("/srv/data.bin", FileType::Regular, 0o40000, 1 << 20),
+        ),
         file_object(32, fds(&[3]), pathless_file(FileType::Pipe)),
-        file_object(33, Vec::new(), path_file("/dev/sdb", FileType::BlockDevice, 0o40002, 512)),
+        file_object(
+            33,
+            Vec::new(),
+            path_file("/dev/sdb", FileType::BlockDevice, 0o40002, 512),
+        ),
     ])
 }
 
@@ -253,7 +394,10 @@ pub fn wide(rings: u32, files_per_ring: u32) -> Image {
     let mut objects = Vec::with_capacity((rings * (files_per_ring + 2)) as usize);
     let mut next_fd: i32 = 3;
     let mut take_fd = |cloexec: bool| {
-        let entry = FdEntry { fd: next_fd, cloexec };
+        let entry = FdEntry {
+            fd: next_fd,
+            cloexec,
+        };
         next_fd += 1;
         vec![entry]
     };
@@ -268,17 +412,38 @@ pub fn wide(rings: u32, files_per_ring: u32) -> Image {
         if ring_number > 0 {
             ring = attached(ring, Some(root_id));
         }
-        ring.eventfd = Some(RingEventfd { object: ObjectId(eventfd_id), is_async: false });
-        ring.files = (first_file..first_file + files_per_ring).map(|id| Some(ObjectId(id))).collect();
-        ring.buffers = (0..4u64).map(|slot| Some(Buffer { addr: 0x1000_0000 + slot * 0x1_0000, len: 4096 })).collect();
+        ring.eventfd = Some(RingEventfd {
+            object: ObjectId(eventfd_id),
+            is_async: false,
+        });
+        ring.files = (first_file..first_file + files_per_ring)
+            .map(|id| Some(ObjectId(id)))
+            .collect();
+        ring.buffers = (0..4u64)
+            .map(|slot| {
+                Some(Buffer {
+                    addr: 0x1000_0000 + slot * 0x1_0000,
+                    len: 4096,
+                })
+            })
+            .collect();
         objects.push(ring_object(ring_id, take_fd(true), ring));
         objects.push(eventfd_object(eventfd_id, take_fd(false), 0, false, false));
         for id in first_file..first_file + files_per_ring {
-            let held = if id % 16 == 0 { take_fd(false) } else { Vec::new() };
+            let held = if id % 16 == 0 {
+                take_fd(false)
+            } else {
+                Vec::new()
+            };
             objects.push(file_object(
                 id,
                 held,
-                path_file(&format!("/data/ring{ring_number}/file{id}"), FileType::Regular, 0o2, 0),
+                path_file(
+                    &format!("/data/ring{ring_number}/file{id}"),
+                    FileType::Regular,
+                    0o2,
+                    0,
+                ),
             ));
         }
     }

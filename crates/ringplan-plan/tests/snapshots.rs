@@ -29,7 +29,8 @@ fn seed_dot() {
 fn seed_json() {
     let plan = compile(&scenarios::seed()).expect("the seed scenario plans");
     let mut json = Vec::new();
-    plan.write_json(&mut json, true).expect("writing to memory cannot fail");
+    plan.write_json(&mut json, true)
+        .expect("writing to memory cannot fail");
     // The streamed view and the value view say the same.
     let reparsed: serde_json::Value = serde_json::from_slice(&json).expect("the JSON view parses");
     assert_eq!(reparsed, plan.to_json());
@@ -84,7 +85,12 @@ fn dot_renders_with_graphviz() {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
 
-    for image in [scenarios::seed(), scenarios::mix(), scenarios::creator_closed(), scenarios::chain(64)] {
+    for image in [
+        scenarios::seed(),
+        scenarios::mix(),
+        scenarios::creator_closed(),
+        scenarios::chain(64),
+    ] {
         let dot = compile(&image).expect("scenarios plan").to_dot();
         let child = Command::new("dot")
             .arg("-Tsvg")
@@ -100,9 +106,18 @@ fn dot_renders_with_graphviz() {
             }
             Err(error) => panic!("running dot: {error}"),
         };
-        child.stdin.take().expect("stdin is piped").write_all(dot.as_bytes()).expect("dot reads its input");
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(dot.as_bytes())
+            .expect("dot reads its input");
         let output = child.wait_with_output().expect("dot runs");
-        assert!(output.status.success(), "dot failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "dot failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         assert!(String::from_utf8_lossy(&output.stdout).contains("<svg"));
     }
 }

@@ -162,13 +162,19 @@ impl FromStr for Scenario {
         };
         let without_count = |scenario: Scenario| match count_text {
             None => Ok(scenario),
-            Some(given) => Err(ScenarioError::UnexpectedCount { name: scenario.name(), given: given.to_owned() }),
+            Some(given) => Err(ScenarioError::UnexpectedCount {
+                name: scenario.name(),
+                given: given.to_owned(),
+            }),
         };
         let with_count = |name: &'static str, make: fn(usize) -> Scenario| {
             let given = count_text.ok_or(ScenarioError::MissingCount { name })?;
             match given.parse::<usize>() {
                 Ok(count) if count >= 1 => Ok(make(count)),
-                _ => Err(ScenarioError::BadCount { name, given: given.to_owned() }),
+                _ => Err(ScenarioError::BadCount {
+                    name,
+                    given: given.to_owned(),
+                }),
             }
         };
         match name {
@@ -180,7 +186,9 @@ impl FromStr for Scenario {
             "files" => with_count("files", Scenario::Files),
             "creator-closed" => with_count("creator-closed", Scenario::CreatorClosed),
             "rings" => with_count("rings", Scenario::Rings),
-            _ => Err(ScenarioError::UnknownScenario { given: text.to_owned() }),
+            _ => Err(ScenarioError::UnknownScenario {
+                given: text.to_owned(),
+            }),
         }
     }
 }
@@ -199,18 +207,33 @@ pub enum ScenarioError {
     #[error("scenario {name}: count {given:?} is not a whole number of at least 1")]
     BadCount { name: &'static str, given: String },
     #[error("{call} failed: {errno}")]
-    Syscall { call: String, errno: rustix::io::Errno },
+    Syscall {
+        call: String,
+        errno: rustix::io::Errno,
+    },
     #[error(
         "{scenario} needs {fds_needed} more fds, which do not fit: the RLIMIT_NOFILE hard limit is {hard_limit} \
          and {already_open} fds are already open"
     )]
-    TooManyFds { scenario: String, fds_needed: usize, hard_limit: u64, already_open: usize },
+    TooManyFds {
+        scenario: String,
+        fds_needed: usize,
+        hard_limit: u64,
+        already_open: usize,
+    },
     #[error("a {what} of {len} entries is too large to register")]
     TableTooLarge { what: &'static str, len: usize },
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: wrote {written} of {wanted} bytes", path.display())]
-    ShortWrite { path: PathBuf, written: usize, wanted: usize },
+    ShortWrite {
+        path: PathBuf,
+        written: usize,
+        wanted: usize,
+    },
     #[error("ring fd {fd} is already closed")]
     RingAlreadyClosed { fd: RawFd },
     #[error("fd {fd} is already closed")]
@@ -278,7 +301,9 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
 pub fn hold(scenario: &Scenario, out: &mut dyn Write) -> Result<StopSignal, ScenarioError> {
     let mut stop_signals = StopSignals::watch()?;
     let built = build(scenario)?;
-    writeln!(out, "{}", built.description()).and_then(|()| out.flush()).map_err(ScenarioError::WriteDescription)?;
+    writeln!(out, "{}", built.description())
+        .and_then(|()| out.flush())
+        .map_err(ScenarioError::WriteDescription)?;
     let signal = stop_signals.wait();
     drop(built);
     Ok(signal)
@@ -304,14 +329,23 @@ impl Built {
         };
         let mut parent = ScenarioRing::set_up(&parent_request, "seed parent ring")?;
         parent.wait_for_sq_thread()?;
-        let mut attached = ScenarioRing::set_up(&parent_request.attached_to(parent.fd()?), "seed attached ring")?;
+        let mut attached = ScenarioRing::set_up(
+            &parent_request.attached_to(parent.fd()?),
+            "seed attached ring",
+        )?;
         parent.sq_group = Some(parent.fd_number);
         attached.sq_group = Some(parent.fd_number);
 
         let eventfd = ScenarioEventfd::create(42, EventfdFlags::empty())?;
         attached.register_eventfd(eventfd.fd()?, true)?;
         let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-        attached.register_files(&[Some(stdin.as_fd()), None, Some(stdout.as_fd()), None, Some(stderr.as_fd())])?;
+        attached.register_files(&[
+            Some(stdin.as_fd()),
+            None,
+            Some(stdout.as_fd()),
+            None,
+            Some(stderr.as_fd()),
+        ])?;
         let buffer = BufferMemory::heap(120, b"ringplan seed buffer ");
         // SAFETY: the buffer lives in `self.buffer_memory`, which drops after
         // the rings.
@@ -325,7 +359,12 @@ impl Built {
 
     /// Sets up `count` SQPOLL rings attached to the first (`fanout`) or each
     /// to the one before (`chain`).
-    fn build_sqpoll_group(&mut self, count: usize, chained: bool, context: &str) -> Result<(), ScenarioError> {
+    fn build_sqpoll_group(
+        &mut self,
+        count: usize,
+        chained: bool,
+        context: &str,
+    ) -> Result<(), ScenarioError> {
         let mut group: Vec<ScenarioRing> = Vec::with_capacity(count);
         for index in 0..count {
             let request = RingRequest::sqpoll(4, group_member_idle_ms(index));
@@ -374,7 +413,10 @@ impl Built {
     fn build_rings(&mut self, count: usize) -> Result<(), ScenarioError> {
         make_room_for_fds(count, &self.scenario)?;
         for index in 0..count {
-            self.rings.push(ScenarioRing::set_up(&RingRequest::plain(8), &format!("rings:{count}, ring {index}"))?);
+            self.rings.push(ScenarioRing::set_up(
+                &RingRequest::plain(8),
+                &format!("rings:{count}, ring {index}"),
+            )?);
         }
         Ok(())
     }
@@ -385,10 +427,15 @@ impl Built {
         let temp_dir = self.temp_dir.insert(TempDir::create()?);
         let mut files = Vec::with_capacity(count);
         for index in 0..count {
-            files.push(ScenarioFile::create(temp_dir.path().join(format!("file-{index:05}")))?);
+            files.push(ScenarioFile::create(
+                temp_dir.path().join(format!("file-{index:05}")),
+            )?);
         }
         let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), &format!("files:{count}"))?;
-        let slots = files.iter().map(|file| file.fd().map(Some)).collect::<Result<Vec<_>, _>>()?;
+        let slots = files
+            .iter()
+            .map(|file| file.fd().map(Some))
+            .collect::<Result<Vec<_>, _>>()?;
         ring.register_files(&slots)?;
         self.files = files;
         self.rings.push(ring);
@@ -399,7 +446,9 @@ impl Built {
         let temp_dir = self.temp_dir.insert(TempDir::create()?);
         let mut files = Vec::with_capacity(4);
         for index in 0..4 {
-            files.push(ScenarioFile::create(temp_dir.path().join(format!("closed-{index}")))?);
+            files.push(ScenarioFile::create(
+                temp_dir.path().join(format!("closed-{index}")),
+            )?);
         }
         let mut eventfd = ScenarioEventfd::create(5, EventfdFlags::CLOEXEC)?;
         let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "closed")?;
@@ -427,7 +476,10 @@ impl Built {
     fn build_mix(&mut self) -> Result<(), ScenarioError> {
         let mut ring_a = ScenarioRing::set_up(&RingRequest::sqpoll(8, 2000), "mix ring A")?;
         ring_a.wait_for_sq_thread()?;
-        let mut ring_b = ScenarioRing::set_up(&RingRequest::sqpoll(4, 500).attached_to(ring_a.fd()?), "mix ring B")?;
+        let mut ring_b = ScenarioRing::set_up(
+            &RingRequest::sqpoll(4, 500).attached_to(ring_a.fd()?),
+            "mix ring B",
+        )?;
         ring_a.sq_group = Some(ring_a.fd_number);
         ring_b.sq_group = Some(ring_a.fd_number);
         let ring_a_dup = rustix::io::dup(ring_a.fd()?)
@@ -440,16 +492,29 @@ impl Built {
         // after the rings.
         unsafe { ring_b.register_buffers(&[page.iovec(), RegisterIovec::EMPTY, heap.iovec()]) }?;
 
-        let cq_request = RingRequest { flags: IoringSetupFlags::CQSIZE, cq_entries: 64, ..RingRequest::plain(16) };
+        let cq_request = RingRequest {
+            flags: IoringSetupFlags::CQSIZE,
+            cq_entries: 64,
+            ..RingRequest::plain(16)
+        };
         let mut ring_c = ScenarioRing::set_up(&cq_request, "mix ring C")?;
-        let eventfd =
-            ScenarioEventfd::create(7, EventfdFlags::SEMAPHORE | EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
+        let eventfd = ScenarioEventfd::create(
+            7,
+            EventfdFlags::SEMAPHORE | EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC,
+        )?;
         ring_c.register_eventfd(eventfd.fd()?, false)?;
         let temp_dir = self.temp_dir.insert(TempDir::create()?);
         let mut data = ScenarioFile::create(temp_dir.path().join("data"))?;
         data.write_and_seek(b"ringplan mix data\n", 5)?;
         let null = ScenarioFile::open("/dev/null", OFlags::WRONLY | OFlags::CLOEXEC)?;
-        ring_c.register_files(&[Some(data.fd()?), None, Some(null.fd()?), Some(data.fd()?), None, None])?;
+        ring_c.register_files(&[
+            Some(data.fd()?),
+            None,
+            Some(null.fd()?),
+            Some(data.fd()?),
+            None,
+            None,
+        ])?;
 
         self.buffer_memory.extend([page, heap]);
         self.eventfds.push(eventfd);
@@ -465,13 +530,19 @@ impl Built {
 
     /// The fd numbers of the rings the process holds open, in setup order.
     pub fn ring_fds(&self) -> Vec<RawFd> {
-        self.rings.iter().filter_map(|ring| ring.fd.as_ref().map(AsRawFd::as_raw_fd)).collect()
+        self.rings
+            .iter()
+            .filter_map(|ring| ring.fd.as_ref().map(AsRawFd::as_raw_fd))
+            .collect()
     }
 
     /// An open ring fd, for callers that want to look at the kernel's view
     /// of it themselves.
     pub fn ring_fd(&self, index: usize) -> Option<BorrowedFd<'_>> {
-        self.rings.get(index).and_then(|ring| ring.fd.as_ref()).map(AsFd::as_fd)
+        self.rings
+            .get(index)
+            .and_then(|ring| ring.fd.as_ref())
+            .map(AsFd::as_fd)
     }
 
     /// What was built, as one JSON object (see the crate docs for its shape).

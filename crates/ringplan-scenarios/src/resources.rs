@@ -29,9 +29,16 @@ impl TempDir {
         static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
         let parent = std::env::temp_dir();
         remove_stale_dirs(&parent);
-        let name = format!("{DIR_PREFIX}{}-{}", std::process::id(), NEXT_DIR.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "{DIR_PREFIX}{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        );
         let path = parent.join(name);
-        std::fs::create_dir(&path).map_err(|source| ScenarioError::Io { path: path.clone(), source })?;
+        std::fs::create_dir(&path).map_err(|source| ScenarioError::Io {
+            path: path.clone(),
+            source,
+        })?;
         Ok(TempDir { path })
     }
 
@@ -48,7 +55,9 @@ const DIR_PREFIX: &str = "ringplan-scenario-";
 /// benchmark runs do not fill the temp dir. A directory whose pid is alive
 /// (or was reused) is left alone. Best effort: errors are ignored.
 fn remove_stale_dirs(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name
@@ -91,7 +100,13 @@ impl ScenarioFile {
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
         let fd = rustix::fs::open(&path, flags, Mode::from_raw_mode(0o600))
             .map_err(|errno| ScenarioError::syscall(format!("open {}", path.display()), errno))?;
-        Ok(ScenarioFile { fd_number: fd.as_raw_fd(), fd: Some(fd), path, cloexec: true, pos: 0 })
+        Ok(ScenarioFile {
+            fd_number: fd.as_raw_fd(),
+            fd: Some(fd),
+            path,
+            cloexec: true,
+            pos: 0,
+        })
     }
 
     /// Opens an existing `path` with `flags`.
@@ -108,20 +123,33 @@ impl ScenarioFile {
     }
 
     /// Writes `contents` and leaves the position at `pos`.
-    pub(crate) fn write_and_seek(&mut self, contents: &[u8], pos: u64) -> Result<(), ScenarioError> {
+    pub(crate) fn write_and_seek(
+        &mut self,
+        contents: &[u8],
+        pos: u64,
+    ) -> Result<(), ScenarioError> {
         let context = || format!("write to {}", self.path.display());
         let fd = self.fd()?;
-        let written = rustix::io::write(fd, contents).map_err(|errno| ScenarioError::syscall(context(), errno))?;
+        let written = rustix::io::write(fd, contents)
+            .map_err(|errno| ScenarioError::syscall(context(), errno))?;
         if written != contents.len() {
-            return Err(ScenarioError::ShortWrite { path: self.path.clone(), written, wanted: contents.len() });
+            return Err(ScenarioError::ShortWrite {
+                path: self.path.clone(),
+                written,
+                wanted: contents.len(),
+            });
         }
-        rustix::fs::seek(fd, SeekFrom::Start(pos)).map_err(|errno| ScenarioError::syscall(context(), errno))?;
+        rustix::fs::seek(fd, SeekFrom::Start(pos))
+            .map_err(|errno| ScenarioError::syscall(context(), errno))?;
         self.pos = pos;
         Ok(())
     }
 
     pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>, ScenarioError> {
-        self.fd.as_ref().map(|fd| fd.as_fd()).ok_or(ScenarioError::FileAlreadyClosed { fd: self.fd_number })
+        self.fd
+            .as_ref()
+            .map(|fd| fd.as_fd())
+            .ok_or(ScenarioError::FileAlreadyClosed { fd: self.fd_number })
     }
 }
 
@@ -136,14 +164,26 @@ pub(crate) struct ScenarioEventfd {
 }
 
 impl ScenarioEventfd {
-    pub(crate) fn create(count: u32, flags: EventfdFlags) -> Result<ScenarioEventfd, ScenarioError> {
-        let fd = rustix::event::eventfd(count, flags)
-            .map_err(|errno| ScenarioError::syscall(format!("eventfd({count}, {flags:?})"), errno))?;
-        Ok(ScenarioEventfd { fd_number: fd.as_raw_fd(), fd: Some(fd), count, flags })
+    pub(crate) fn create(
+        count: u32,
+        flags: EventfdFlags,
+    ) -> Result<ScenarioEventfd, ScenarioError> {
+        let fd = rustix::event::eventfd(count, flags).map_err(|errno| {
+            ScenarioError::syscall(format!("eventfd({count}, {flags:?})"), errno)
+        })?;
+        Ok(ScenarioEventfd {
+            fd_number: fd.as_raw_fd(),
+            fd: Some(fd),
+            count,
+            flags,
+        })
     }
 
     pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>, ScenarioError> {
-        self.fd.as_ref().map(|fd| fd.as_fd()).ok_or(ScenarioError::FileAlreadyClosed { fd: self.fd_number })
+        self.fd
+            .as_ref()
+            .map(|fd| fd.as_fd())
+            .ok_or(ScenarioError::FileAlreadyClosed { fd: self.fd_number })
     }
 }
 
@@ -166,7 +206,12 @@ impl BufferMemory {
         // SAFETY: a fresh private anonymous mapping; nothing aliases it and
         // `Drop` unmaps it exactly once.
         let addr = unsafe {
-            rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
         }
         .map_err(|errno| ScenarioError::syscall(format!("mmap of {len} anonymous bytes"), errno))?;
         // SAFETY: the mapping is `len` writable bytes that only this value
@@ -175,14 +220,23 @@ impl BufferMemory {
         for (byte, value) in bytes.iter_mut().zip(pattern.iter().cycle()) {
             *byte = *value;
         }
-        Ok(BufferMemory::Pages { addr: addr as usize, len })
+        Ok(BufferMemory::Pages {
+            addr: addr as usize,
+            len,
+        })
     }
 
     /// The iovec that registers this memory.
     pub(crate) fn iovec(&self) -> RegisterIovec {
         match self {
-            BufferMemory::Heap(bytes) => RegisterIovec { base: bytes.as_ptr().cast_mut().cast(), len: bytes.len() },
-            BufferMemory::Pages { addr, len } => RegisterIovec { base: *addr as *mut c_void, len: *len },
+            BufferMemory::Heap(bytes) => RegisterIovec {
+                base: bytes.as_ptr().cast_mut().cast(),
+                len: bytes.len(),
+            },
+            BufferMemory::Pages { addr, len } => RegisterIovec {
+                base: *addr as *mut c_void,
+                len: *len,
+            },
         }
     }
 }
@@ -200,12 +254,21 @@ impl Drop for BufferMemory {
 /// Raises the RLIMIT_NOFILE soft limit to the hard limit so that `extra_fds`
 /// more fds (and a registered table of that size, which the kernel also
 /// checks against RLIMIT_NOFILE) fit; an error saying so when they cannot.
-pub(crate) fn make_room_for_fds(extra_fds: usize, scenario: &Scenario) -> Result<(), ScenarioError> {
+pub(crate) fn make_room_for_fds(
+    extra_fds: usize,
+    scenario: &Scenario,
+) -> Result<(), ScenarioError> {
     let limit = rustix::process::getrlimit(Resource::Nofile);
     let hard_limit = limit.maximum.unwrap_or(u64::MAX);
     if limit.current != limit.maximum {
-        rustix::process::setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum })
-            .map_err(|errno| ScenarioError::syscall("setrlimit(RLIMIT_NOFILE)".to_owned(), errno))?;
+        rustix::process::setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )
+        .map_err(|errno| ScenarioError::syscall("setrlimit(RLIMIT_NOFILE)".to_owned(), errno))?;
     }
     let already_open = count_open_fds()?;
     if (already_open + extra_fds) as u64 > hard_limit {
@@ -221,7 +284,10 @@ pub(crate) fn make_room_for_fds(extra_fds: usize, scenario: &Scenario) -> Result
 
 fn count_open_fds() -> Result<usize, ScenarioError> {
     let dir = Path::new("/proc/self/fd");
-    let entries = std::fs::read_dir(dir).map_err(|source| ScenarioError::Io { path: dir.into(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| ScenarioError::Io {
+        path: dir.into(),
+        source,
+    })?;
     // The directory handle itself is one of the entries, and is closed again
     // right after.
     Ok(entries.count().saturating_sub(1))

@@ -13,8 +13,9 @@ use std::ptr;
 use std::time::{Duration, Instant};
 
 use rustix::io_uring::{
-    io_uring_cqe, io_uring_params, io_uring_register, io_uring_setup, io_uring_sqe, IoringFeatureFlags,
-    IoringRegisterOp, IoringSetupFlags, IORING_OFF_CQ_RING, IORING_OFF_SQES, IORING_OFF_SQ_RING,
+    io_uring_cqe, io_uring_params, io_uring_register, io_uring_setup, io_uring_sqe,
+    IoringFeatureFlags, IoringRegisterOp, IoringSetupFlags, IORING_OFF_CQ_RING, IORING_OFF_SQES,
+    IORING_OFF_SQ_RING,
 };
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -54,14 +55,22 @@ impl RingRequest<'_> {
 
     /// A ring with its own SQ thread, idling after `sq_thread_idle_ms`.
     pub(crate) fn sqpoll(sq_entries: u32, sq_thread_idle_ms: u32) -> Self {
-        RingRequest { flags: IoringSetupFlags::SQPOLL, sq_thread_idle_ms, ..RingRequest::plain(sq_entries) }
+        RingRequest {
+            flags: IoringSetupFlags::SQPOLL,
+            sq_thread_idle_ms,
+            ..RingRequest::plain(sq_entries)
+        }
     }
 }
 
 impl<'fd> RingRequest<'fd> {
     /// The same ring, attached (`IORING_SETUP_ATTACH_WQ`) to `parent`.
     pub(crate) fn attached_to(self, parent: BorrowedFd<'fd>) -> Self {
-        RingRequest { flags: self.flags | IoringSetupFlags::ATTACH_WQ, attach_to: Some(parent), ..self }
+        RingRequest {
+            flags: self.flags | IoringSetupFlags::ATTACH_WQ,
+            attach_to: Some(parent),
+            ..self
+        }
     }
 }
 
@@ -158,12 +167,18 @@ pub(crate) struct RegisterIovec {
 }
 
 impl RegisterIovec {
-    pub(crate) const EMPTY: RegisterIovec = RegisterIovec { base: ptr::null_mut(), len: 0 };
+    pub(crate) const EMPTY: RegisterIovec = RegisterIovec {
+        base: ptr::null_mut(),
+        len: 0,
+    };
 }
 
 impl ScenarioRing {
     /// Sets up a ring as `request` says and maps its regions.
-    pub(crate) fn set_up(request: &RingRequest<'_>, context: &str) -> Result<ScenarioRing, ScenarioError> {
+    pub(crate) fn set_up(
+        request: &RingRequest<'_>,
+        context: &str,
+    ) -> Result<ScenarioRing, ScenarioError> {
         let mut params = io_uring_params::default();
         params.flags = request.flags;
         params.cq_entries = request.cq_entries;
@@ -172,8 +187,9 @@ impl ScenarioRing {
         params.wq_fd = request.attach_to.map_or(0, |parent| parent.as_raw_fd());
         // SAFETY: `params` is fully initialized, and when ATTACH_WQ is set,
         // `wq_fd` is an open ring fd borrowed for the duration of the call.
-        let fd = unsafe { io_uring_setup(request.sq_entries, &mut params) }
-            .map_err(|errno| ScenarioError::syscall(format!("io_uring_setup ({context})"), errno))?;
+        let fd = unsafe { io_uring_setup(request.sq_entries, &mut params) }.map_err(|errno| {
+            ScenarioError::syscall(format!("io_uring_setup ({context})"), errno)
+        })?;
         let mappings = map_regions(&fd, &params, context)?;
         let sqpoll = request.flags.contains(IoringSetupFlags::SQPOLL);
         Ok(ScenarioRing {
@@ -185,7 +201,10 @@ impl ScenarioRing {
             sq_entries: params.sq_entries,
             cq_entries: params.cq_entries,
             features: params.features,
-            sq_thread_cpu: request.flags.contains(IoringSetupFlags::SQ_AFF).then_some(request.sq_thread_cpu),
+            sq_thread_cpu: request
+                .flags
+                .contains(IoringSetupFlags::SQ_AFF)
+                .then_some(request.sq_thread_cpu),
             sq_thread_idle_ms: sqpoll.then_some(request.sq_thread_idle_ms),
             wq_fd: request.attach_to.map(|parent| parent.as_raw_fd()),
             sq_group: None,
@@ -197,13 +216,23 @@ impl ScenarioRing {
 
     /// The ring's open fd; an error if the scenario already closed it.
     pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>, ScenarioError> {
-        self.fd.as_ref().map(|fd| fd.as_fd()).ok_or(ScenarioError::RingAlreadyClosed { fd: self.fd_number })
+        self.fd
+            .as_ref()
+            .map(|fd| fd.as_fd())
+            .ok_or(ScenarioError::RingAlreadyClosed { fd: self.fd_number })
     }
 
     /// `IORING_REGISTER_EVENTFD` or `IORING_REGISTER_EVENTFD_ASYNC`.
-    pub(crate) fn register_eventfd(&mut self, eventfd: BorrowedFd<'_>, is_async: bool) -> Result<(), ScenarioError> {
+    pub(crate) fn register_eventfd(
+        &mut self,
+        eventfd: BorrowedFd<'_>,
+        is_async: bool,
+    ) -> Result<(), ScenarioError> {
         let (opcode, name) = if is_async {
-            (IoringRegisterOp::RegisterEventfdAsync, "IORING_REGISTER_EVENTFD_ASYNC")
+            (
+                IoringRegisterOp::RegisterEventfdAsync,
+                "IORING_REGISTER_EVENTFD_ASYNC",
+            )
         } else {
             (IoringRegisterOp::RegisterEventfd, "IORING_REGISTER_EVENTFD")
         };
@@ -212,23 +241,47 @@ impl ScenarioRing {
         // opcode requires; the kernel only reads it during the call.
         unsafe { io_uring_register(self.fd()?, opcode, ptr::from_ref(&eventfd_number).cast(), 1) }
             .map_err(|errno| self.register_error(name, errno))?;
-        self.eventfd = Some(EventfdRegistration { fd: eventfd_number, is_async });
+        self.eventfd = Some(EventfdRegistration {
+            fd: eventfd_number,
+            is_async,
+        });
         Ok(())
     }
 
     /// `IORING_REGISTER_FILES` with `slots` (`None` = empty slot, passed as
     /// -1). Each occupied slot's path is read from `/proc/self/fd` first.
-    pub(crate) fn register_files(&mut self, slots: &[Option<BorrowedFd<'_>>]) -> Result<(), ScenarioError> {
-        let table: Vec<RawFd> = slots.iter().map(|slot| slot.map_or(-1, |fd| fd.as_raw_fd())).collect();
+    pub(crate) fn register_files(
+        &mut self,
+        slots: &[Option<BorrowedFd<'_>>],
+    ) -> Result<(), ScenarioError> {
+        let table: Vec<RawFd> = slots
+            .iter()
+            .map(|slot| slot.map_or(-1, |fd| fd.as_raw_fd()))
+            .collect();
         let described = slots
             .iter()
-            .map(|slot| slot.map(|fd| Ok(FileSlot { fd: fd.as_raw_fd(), path: fd_path(fd.as_raw_fd())? })).transpose())
+            .map(|slot| {
+                slot.map(|fd| {
+                    Ok(FileSlot {
+                        fd: fd.as_raw_fd(),
+                        path: fd_path(fd.as_raw_fd())?,
+                    })
+                })
+                .transpose()
+            })
             .collect::<Result<Vec<_>, ScenarioError>>()?;
         let count = table_len(table.len(), "file table")?;
         // SAFETY: `table` holds `count` ints, each an open fd or -1; the
         // kernel takes its own references during the call.
-        unsafe { io_uring_register(self.fd()?, IoringRegisterOp::RegisterFiles, table.as_ptr().cast(), count) }
-            .map_err(|errno| self.register_error("IORING_REGISTER_FILES", errno))?;
+        unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::RegisterFiles,
+                table.as_ptr().cast(),
+                count,
+            )
+        }
+        .map_err(|errno| self.register_error("IORING_REGISTER_FILES", errno))?;
         self.files = described;
         Ok(())
     }
@@ -239,12 +292,22 @@ impl ScenarioRing {
     /// Each non-empty iovec must describe memory of this process that stays
     /// mapped for as long as anything may read or write through the ring
     /// (the scenarios never submit I/O, so: while the ring lives).
-    pub(crate) unsafe fn register_buffers(&mut self, iovecs: &[RegisterIovec]) -> Result<(), ScenarioError> {
+    pub(crate) unsafe fn register_buffers(
+        &mut self,
+        iovecs: &[RegisterIovec],
+    ) -> Result<(), ScenarioError> {
         let count = table_len(iovecs.len(), "buffer table")?;
         // SAFETY: `iovecs` holds `count` iovecs; the caller vouches for the
         // memory they describe. The kernel pins the pages during the call.
-        unsafe { io_uring_register(self.fd()?, IoringRegisterOp::RegisterBuffers, iovecs.as_ptr().cast(), count) }
-            .map_err(|errno| self.register_error("IORING_REGISTER_BUFFERS", errno))?;
+        unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::RegisterBuffers,
+                iovecs.as_ptr().cast(),
+                count,
+            )
+        }
+        .map_err(|errno| self.register_error("IORING_REGISTER_BUFFERS", errno))?;
         self.buffers = iovecs
             .iter()
             .map(|iovec| (!iovec.base.is_null()).then_some((iovec.base as u64, iovec.len as u64)))
@@ -260,8 +323,11 @@ impl ScenarioRing {
         let fdinfo_path = format!("/proc/self/fdinfo/{}", self.fd_number);
         let deadline = Instant::now() + SQ_THREAD_START_TIMEOUT;
         loop {
-            let text = std::fs::read_to_string(&fdinfo_path)
-                .map_err(|source| ScenarioError::Io { path: fdinfo_path.clone().into(), source })?;
+            let text =
+                std::fs::read_to_string(&fdinfo_path).map_err(|source| ScenarioError::Io {
+                    path: fdinfo_path.clone().into(),
+                    source,
+                })?;
             // No `SqThread:` line means the ring's lock was taken: try again.
             let sq_thread = text
                 .lines()
@@ -269,7 +335,8 @@ impl ScenarioRing {
                 .and_then(|value| value.trim().parse::<i32>().ok())
                 .filter(|thread| *thread >= 0);
             let has_run = sq_thread.is_some_and(|thread| {
-                std::fs::read(format!("/proc/self/task/{thread}/comm")).is_ok_and(|comm| comm.starts_with(b"iou-sqp"))
+                std::fs::read(format!("/proc/self/task/{thread}/comm"))
+                    .is_ok_and(|comm| comm.starts_with(b"iou-sqp"))
             });
             if has_run {
                 return Ok(());
@@ -290,20 +357,33 @@ impl ScenarioRing {
     }
 
     fn register_error(&self, opcode: &str, errno: rustix::io::Errno) -> ScenarioError {
-        ScenarioError::syscall(format!("io_uring_register({}, {opcode})", self.fd_number), errno)
+        ScenarioError::syscall(
+            format!("io_uring_register({}, {opcode})", self.fd_number),
+            errno,
+        )
     }
 }
 
 /// Maps the SQ ring, the CQ ring (unless the kernel has
 /// `IORING_FEAT_SINGLE_MMAP`, where one mapping shows both) and the SQE
 /// array, with the sizes liburing computes from the returned offsets.
-fn map_regions(fd: &OwnedFd, params: &io_uring_params, context: &str) -> Result<Vec<RegionMapping>, ScenarioError> {
+fn map_regions(
+    fd: &OwnedFd,
+    params: &io_uring_params,
+    context: &str,
+) -> Result<Vec<RegionMapping>, ScenarioError> {
     let sq_ring_len = params.sq_off.array as usize + params.sq_entries as usize * size_of::<u32>();
-    let cq_ring_len = params.cq_off.cqes as usize + params.cq_entries as usize * size_of::<io_uring_cqe>();
+    let cq_ring_len =
+        params.cq_off.cqes as usize + params.cq_entries as usize * size_of::<io_uring_cqe>();
     let sqes_len = params.sq_entries as usize * size_of::<io_uring_sqe>();
     let mut mappings = Vec::with_capacity(3);
     if params.features.contains(IoringFeatureFlags::SINGLE_MMAP) {
-        mappings.push(map_region(fd, RegionName::SqRing, sq_ring_len.max(cq_ring_len), context)?);
+        mappings.push(map_region(
+            fd,
+            RegionName::SqRing,
+            sq_ring_len.max(cq_ring_len),
+            context,
+        )?);
     } else {
         mappings.push(map_region(fd, RegionName::SqRing, sq_ring_len, context)?);
         mappings.push(map_region(fd, RegionName::CqRing, cq_ring_len, context)?);
@@ -312,7 +392,12 @@ fn map_regions(fd: &OwnedFd, params: &io_uring_params, context: &str) -> Result<
     Ok(mappings)
 }
 
-fn map_region(fd: &OwnedFd, region: RegionName, len: usize, context: &str) -> Result<RegionMapping, ScenarioError> {
+fn map_region(
+    fd: &OwnedFd,
+    region: RegionName,
+    len: usize,
+    context: &str,
+) -> Result<RegionMapping, ScenarioError> {
     let offset = match region {
         RegionName::SqRing => IORING_OFF_SQ_RING,
         RegionName::CqRing => IORING_OFF_CQ_RING,
@@ -330,14 +415,23 @@ fn map_region(fd: &OwnedFd, region: RegionName, len: usize, context: &str) -> Re
             offset,
         )
     }
-    .map_err(|errno| ScenarioError::syscall(format!("mmap of {} ({context})", region.as_str()), errno))?;
-    Ok(RegionMapping { region, addr: addr as usize, len })
+    .map_err(|errno| {
+        ScenarioError::syscall(format!("mmap of {} ({context})", region.as_str()), errno)
+    })?;
+    Ok(RegionMapping {
+        region,
+        addr: addr as usize,
+        len,
+    })
 }
 
 /// What `/proc/self/fd/FD` links to, as the kernel prints it.
 pub(crate) fn fd_path(fd: RawFd) -> Result<String, ScenarioError> {
     let link = format!("/proc/self/fd/{fd}");
-    let target = std::fs::read_link(&link).map_err(|source| ScenarioError::Io { path: link.into(), source })?;
+    let target = std::fs::read_link(&link).map_err(|source| ScenarioError::Io {
+        path: link.into(),
+        source,
+    })?;
     Ok(target.to_string_lossy().into_owned())
 }
 
@@ -353,8 +447,17 @@ mod tests {
     /// which `std::io::IoSlice` is documented to match on Unix.
     #[test]
     fn register_iovec_has_the_layout_of_struct_iovec() {
-        assert_eq!(size_of::<RegisterIovec>(), size_of::<std::io::IoSlice<'_>>());
-        assert_eq!(std::mem::align_of::<RegisterIovec>(), std::mem::align_of::<std::io::IoSlice<'_>>());
-        assert_eq!(std::mem::offset_of!(RegisterIovec, len), size_of::<*mut c_void>());
+        assert_eq!(
+            size_of::<RegisterIovec>(),
+            size_of::<std::io::IoSlice<'_>>()
+        );
+        assert_eq!(
+            std::mem::align_of::<RegisterIovec>(),
+            std::mem::align_of::<std::io::IoSlice<'_>>()
+        );
+        assert_eq!(
+            std::mem::offset_of!(RegisterIovec, len),
+            size_of::<*mut c_void>()
+        );
     }
 }

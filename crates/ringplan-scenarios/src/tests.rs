@@ -52,7 +52,8 @@ fn kernel_prints_names() -> bool {
         .expect("registering /dev/null");
         // Parsed directly (not `read`, which asks this function): nothing
         // else holds the probe ring's lock.
-        let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", ring.as_raw_fd())).expect("probe fdinfo");
+        let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", ring.as_raw_fd()))
+            .expect("probe fdinfo");
         let view = KernelRingView::parse(&text);
         match view.files.get(&0).map(String::as_str) {
             Some("/dev/null") => false,
@@ -72,7 +73,8 @@ impl KernelRingView {
     /// allowed.
     fn read(fd: RawFd) -> KernelRingView {
         for _attempt in 0..100 {
-            let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).expect("reading fdinfo");
+            let text =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).expect("reading fdinfo");
             let view = KernelRingView::parse(&text);
             if view.fields.contains_key("SqMask") && view.rows_complete() {
                 return view;
@@ -99,28 +101,52 @@ impl KernelRingView {
     /// 6.1 prints a row for every slot when it holds the ring's lock and
     /// none when it does not (6.18 prints no ring part then).
     fn rows_complete(&self) -> bool {
-        let count = |key: &str| self.fields.get(key).and_then(|value| value.parse::<usize>().ok());
-        let files_complete = !kernel_prints_names() || count("UserFiles").is_none_or(|slots| self.files.len() == slots);
+        let count = |key: &str| {
+            self.fields
+                .get(key)
+                .and_then(|value| value.parse::<usize>().ok())
+        };
+        let files_complete = !kernel_prints_names()
+            || count("UserFiles").is_none_or(|slots| self.files.len() == slots);
         let buffers_complete = count("UserBufs").is_none_or(|slots| self.buffers.len() == slots);
         files_complete && buffers_complete
     }
 
     /// The occupied file slots: 6.1's `<none>` rows dropped.
     fn occupied_files(&self) -> BTreeMap<u32, String> {
-        self.files.iter().filter(|(_, row)| *row != "<none>").map(|(slot, row)| (*slot, row.clone())).collect()
+        self.files
+            .iter()
+            .filter(|(_, row)| *row != "<none>")
+            .map(|(slot, row)| (*slot, row.clone()))
+            .collect()
     }
 
     /// Buffer rows with 6.1's dummy buffer shown as `<none>`, as 6.18 shows it.
     fn buffer_rows(&self) -> BTreeMap<u32, String> {
-        let normalize = |row: &String| if row == DUMMY_BUFFER_ROW { "<none>".to_owned() } else { row.clone() };
-        self.buffers.iter().map(|(slot, row)| (*slot, normalize(row))).collect()
+        let normalize = |row: &String| {
+            if row == DUMMY_BUFFER_ROW {
+                "<none>".to_owned()
+            } else {
+                row.clone()
+            }
+        };
+        self.buffers
+            .iter()
+            .map(|(slot, row)| (*slot, normalize(row)))
+            .collect()
     }
 
     fn parse(text: &str) -> KernelRingView {
-        let mut view = KernelRingView { fields: BTreeMap::new(), files: BTreeMap::new(), buffers: BTreeMap::new() };
+        let mut view = KernelRingView {
+            fields: BTreeMap::new(),
+            files: BTreeMap::new(),
+            buffers: BTreeMap::new(),
+        };
         let mut section = String::new();
         for line in text.lines() {
-            let Some((key, value)) = line.split_once(':') else { continue };
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
             match key.trim().parse::<u32>() {
                 Ok(slot) if section == "UserFiles" => {
                     view.files.insert(slot, unescape_octal(value.trim()));
@@ -139,11 +165,15 @@ impl KernelRingView {
     }
 
     fn field(&self, key: &str) -> &str {
-        self.fields.get(key).map_or_else(|| panic!("no {key} in fdinfo: {self:?}"), String::as_str)
+        self.fields
+            .get(key)
+            .map_or_else(|| panic!("no {key} in fdinfo: {self:?}"), String::as_str)
     }
 
     fn sq_thread(&self) -> i64 {
-        self.field("SqThread").parse().expect("SqThread is a number")
+        self.field("SqThread")
+            .parse()
+            .expect("SqThread is a number")
     }
 }
 
@@ -163,10 +193,16 @@ fn unescape_octal(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        let escape = bytes.get(index + 1..index + 4).filter(|digits| digits.iter().all(|d| (b'0'..=b'7').contains(d)));
+        let escape = bytes
+            .get(index + 1..index + 4)
+            .filter(|digits| digits.iter().all(|d| (b'0'..=b'7').contains(d)));
         match (bytes[index], escape) {
             (b'\\', Some(digits)) => {
-                out.push(digits.iter().fold(0u8, |value, digit| value.wrapping_mul(8) + (digit - b'0')));
+                out.push(
+                    digits
+                        .iter()
+                        .fold(0u8, |value, digit| value.wrapping_mul(8) + (digit - b'0')),
+                );
                 index += 4;
             }
             (byte, _) => {
@@ -184,17 +220,27 @@ fn build_ok(text: &str) -> Built {
 }
 
 fn as_fd(value: &Value) -> RawFd {
-    value.as_i64().and_then(|fd| RawFd::try_from(fd).ok()).unwrap_or_else(|| panic!("{value} is not an fd"))
+    value
+        .as_i64()
+        .and_then(|fd| RawFd::try_from(fd).ok())
+        .unwrap_or_else(|| panic!("{value} is not an fd"))
 }
 
 fn ring_fds_of(description: &Value) -> Vec<RawFd> {
-    description["rings"].as_array().expect("rings").iter().map(|ring| as_fd(&ring["fd"])).collect()
+    description["rings"]
+        .as_array()
+        .expect("rings")
+        .iter()
+        .map(|ring| as_fd(&ring["fd"]))
+        .collect()
 }
 
 fn fd_is_cloexec(fd: RawFd) -> bool {
     // SAFETY: the fd belongs to a `Built` that outlives this call.
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    rustix::io::fcntl_getfd(fd).expect("F_GETFD").contains(rustix::io::FdFlags::CLOEXEC)
+    rustix::io::fcntl_getfd(fd)
+        .expect("F_GETFD")
+        .contains(rustix::io::FdFlags::CLOEXEC)
 }
 
 /// The kernel's view of a description's ring: sizes and registered tables.
@@ -211,7 +257,12 @@ fn assert_kernel_agrees(ring: &Value) {
         .iter()
         .enumerate()
         .filter(|(_, slot)| !slot.is_null())
-        .map(|(index, slot)| (index as u32, shown_path(slot["path"].as_str().expect("path"))))
+        .map(|(index, slot)| {
+            (
+                index as u32,
+                shown_path(slot["path"].as_str().expect("path")),
+            )
+        })
         .collect();
     assert_eq!(view.occupied_files(), expected_files);
 
@@ -223,15 +274,26 @@ fn assert_kernel_agrees(ring: &Value) {
         .map(|(index, slot)| {
             let row = match slot.is_null() {
                 true => "<none>".to_owned(),
-                false => format!("{:#x}/{}", slot["addr"].as_u64().expect("addr"), slot["len"]),
+                false => format!(
+                    "{:#x}/{}",
+                    slot["addr"].as_u64().expect("addr"),
+                    slot["len"]
+                ),
             };
             (index as u32, row)
         })
         .collect();
     assert_eq!(view.buffer_rows(), expected_buffers);
 
-    let sqpoll = setup["flag_names"].as_array().expect("flag names").contains(&Value::from("SQPOLL"));
-    let view = if sqpoll { KernelRingView::read_with_sq_thread(as_fd(&ring["fd"])) } else { view };
+    let sqpoll = setup["flag_names"]
+        .as_array()
+        .expect("flag names")
+        .contains(&Value::from("SQPOLL"));
+    let view = if sqpoll {
+        KernelRingView::read_with_sq_thread(as_fd(&ring["fd"]))
+    } else {
+        view
+    };
     assert_eq!(view.sq_thread() > 0, sqpoll, "SqThread of {ring}");
     if let Some(cpu) = setup["sq_thread_cpu"].as_u64() {
         assert_eq!(view.field("SqThreadCpu"), cpu.to_string());
@@ -241,14 +303,31 @@ fn assert_kernel_agrees(ring: &Value) {
 /// Every ring of an SQPOLL group reports the same SQ thread, and it is a
 /// thread of this process.
 fn assert_one_sq_thread(ring_fds: &[RawFd]) {
-    let threads: Vec<i64> = ring_fds.iter().map(|fd| KernelRingView::read_with_sq_thread(*fd).sq_thread()).collect();
-    assert!(threads.iter().all(|thread| *thread == threads[0] && *thread > 0), "SQ threads {threads:?}");
+    let threads: Vec<i64> = ring_fds
+        .iter()
+        .map(|fd| KernelRingView::read_with_sq_thread(*fd).sq_thread())
+        .collect();
+    assert!(
+        threads
+            .iter()
+            .all(|thread| *thread == threads[0] && *thread > 0),
+        "SQ threads {threads:?}"
+    );
     assert!(std::path::Path::new(&format!("/proc/self/task/{}", threads[0])).exists());
 }
 
 #[test]
 fn scenario_names_parse_and_print_back() {
-    for text in ["seed", "chain:64", "fanout:64", "files:19000", "closed", "creator-closed:3", "rings:512", "mix"] {
+    for text in [
+        "seed",
+        "chain:64",
+        "fanout:64",
+        "files:19000",
+        "closed",
+        "creator-closed:3",
+        "rings:512",
+        "mix",
+    ] {
         let scenario: Scenario = text.parse().expect(text);
         assert_eq!(scenario.to_string(), text);
     }
@@ -259,7 +338,11 @@ fn scenario_names_parse_and_print_back() {
 #[test]
 fn bad_scenario_names_say_what_is_wrong() {
     let message = |text: &str| text.parse::<Scenario>().expect_err(text).to_string();
-    assert!(message("chain").contains("needs a count, as in chain:N"), "{}", message("chain"));
+    assert!(
+        message("chain").contains("needs a count, as in chain:N"),
+        "{}",
+        message("chain")
+    );
     assert!(message("chain:0").contains("at least 1"));
     assert!(message("rings:many").contains("\"many\""));
     assert!(message("seed:2").contains("takes no count"));
@@ -278,7 +361,10 @@ fn seed_matches_the_rfc_program_and_the_kernel() {
     let (parent, attached) = (&rings[0], &rings[1]);
     let parent_fd = as_fd(&parent["fd"]);
     for ring in rings {
-        assert_eq!(ring["setup"]["flag_names"].as_array().map(Vec::len), Some(if ring == parent { 3 } else { 4 }));
+        assert_eq!(
+            ring["setup"]["flag_names"].as_array().map(Vec::len),
+            Some(if ring == parent { 3 } else { 4 })
+        );
         assert_eq!(ring["setup"]["sq_entries"], 2);
         assert_eq!(ring["setup"]["cq_entries"], 4);
         assert_eq!(ring["setup"]["sq_thread_cpu"], 0);
@@ -287,20 +373,39 @@ fn seed_matches_the_rfc_program_and_the_kernel() {
         assert_kernel_agrees(ring);
     }
     assert_eq!(parent["setup"]["flags"], 0b1110, "SQPOLL|SQ_AFF|CQSIZE");
-    assert_eq!(attached["setup"]["flags"], 0b10_1110, "SQPOLL|SQ_AFF|CQSIZE|ATTACH_WQ");
+    assert_eq!(
+        attached["setup"]["flags"], 0b10_1110,
+        "SQPOLL|SQ_AFF|CQSIZE|ATTACH_WQ"
+    );
     assert_eq!(attached["setup"]["wq_fd"], parent_fd);
     assert_one_sq_thread(&ring_fds_of(&description));
 
     let eventfd = &description["eventfds"][0];
     assert_eq!(eventfd["count"], 42);
     assert_eq!(eventfd["cloexec"], false);
-    assert!(!fd_is_cloexec(as_fd(&eventfd["fd"])), "eventfd(42, 0) is not close-on-exec");
+    assert!(
+        !fd_is_cloexec(as_fd(&eventfd["fd"])),
+        "eventfd(42, 0) is not close-on-exec"
+    );
     assert_eq!(attached["eventfd"]["fd"], eventfd["fd"]);
     assert_eq!(attached["eventfd"]["async"], true);
 
-    let file_fds: Vec<Value> =
-        attached["files"].as_array().expect("files").iter().map(|slot| slot["fd"].clone()).collect();
-    assert_eq!(file_fds, [Value::from(0), Value::Null, Value::from(1), Value::Null, Value::from(2)]);
+    let file_fds: Vec<Value> = attached["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|slot| slot["fd"].clone())
+        .collect();
+    assert_eq!(
+        file_fds,
+        [
+            Value::from(0),
+            Value::Null,
+            Value::from(1),
+            Value::Null,
+            Value::from(2)
+        ]
+    );
     assert!(attached["buffers"][0].is_null());
     assert_eq!(attached["buffers"][1]["len"], 120);
     assert!(parent["files"].as_array().is_some_and(Vec::is_empty));
@@ -315,7 +420,11 @@ fn chain_attaches_each_ring_to_the_one_before() {
     for (index, ring) in rings.iter().enumerate() {
         assert_eq!(ring["sq_group"], rings[0]["fd"]);
         assert_eq!(ring["setup"]["sq_thread_idle_ms"], 1000 + 4 * index);
-        let expected_wq_fd = if index == 0 { Value::Null } else { rings[index - 1]["fd"].clone() };
+        let expected_wq_fd = if index == 0 {
+            Value::Null
+        } else {
+            rings[index - 1]["fd"].clone()
+        };
         assert_eq!(ring["setup"]["wq_fd"], expected_wq_fd);
         assert_kernel_agrees(ring);
     }
@@ -339,7 +448,10 @@ fn fanout_attaches_every_ring_to_the_first() {
 fn files_registers_one_distinct_file_per_slot_and_keeps_the_fds() {
     let built = build_ok("files:1000");
     let description = built.description();
-    let temp_dir = description["temp_dir"].as_str().expect("temp dir").to_owned();
+    let temp_dir = description["temp_dir"]
+        .as_str()
+        .expect("temp dir")
+        .to_owned();
     let ring = &description["rings"][0];
     let slots = ring["files"].as_array().expect("files");
     assert_eq!(slots.len(), 1000);
@@ -350,18 +462,29 @@ fn files_registers_one_distinct_file_per_slot_and_keeps_the_fds() {
     }
     assert_kernel_agrees(ring);
     drop(built);
-    assert!(!std::path::Path::new(&temp_dir).exists(), "dropping the scenario removes its files");
+    assert!(
+        !std::path::Path::new(&temp_dir).exists(),
+        "dropping the scenario removes its files"
+    );
 }
 
 #[test]
 fn files_that_cannot_fit_are_refused_before_anything_is_created() {
-    let hard_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.expect("a hard limit");
+    let hard_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .expect("a hard limit");
     let too_many = usize::try_from(hard_limit).expect("limit fits usize") + 1;
     match build(&Scenario::Files(too_many)) {
         Err(error @ ScenarioError::TooManyFds { .. }) => {
             let message = error.to_string();
-            assert!(message.starts_with(&format!("files:{too_many} needs {} more fds", too_many + 1)), "{message}");
-            assert!(message.contains(&format!("hard limit is {hard_limit}")), "{message}");
+            assert!(
+                message.starts_with(&format!("files:{too_many} needs {} more fds", too_many + 1)),
+                "{message}"
+            );
+            assert!(
+                message.contains(&format!("hard limit is {hard_limit}")),
+                "{message}"
+            );
         }
         other => panic!("expected TooManyFds, got {other:?}"),
     }
@@ -374,22 +497,43 @@ fn closed_keeps_closed_objects_alive_through_the_ring() {
     let ring = &description["rings"][0];
     let eventfd = &description["eventfds"][0];
     assert_eq!(eventfd["open"], false);
-    assert_eq!(ring["eventfd"], serde_json::json!({ "fd": eventfd["fd"], "async": false }));
-    let open: Vec<bool> =
-        description["files"].as_array().expect("files").iter().map(|file| file["open"] == true).collect();
+    assert_eq!(
+        ring["eventfd"],
+        serde_json::json!({ "fd": eventfd["fd"], "async": false })
+    );
+    let open: Vec<bool> = description["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|file| file["open"] == true)
+        .collect();
     assert_eq!(open, [false, true, false, true]);
     let closed_fds = description["closed_fds"].as_array().expect("closed fds");
     assert_eq!(closed_fds.len(), 3);
-    for closed in [&eventfd["fd"], &description["files"][0]["fd"], &description["files"][2]["fd"]] {
+    for closed in [
+        &eventfd["fd"],
+        &description["files"][0]["fd"],
+        &description["files"][2]["fd"],
+    ] {
         assert!(closed_fds.contains(closed), "{closed} in {closed_fds:?}");
     }
     let slot_paths: Vec<Option<String>> = ring["files"]
         .as_array()
         .expect("slots")
         .iter()
-        .map(|slot| slot["path"].as_str().map(|path| path.rsplit('/').next().unwrap_or(path).to_owned()))
+        .map(|slot| {
+            slot["path"]
+                .as_str()
+                .map(|path| path.rsplit('/').next().unwrap_or(path).to_owned())
+        })
         .collect();
-    let expected = [Some("closed-0"), Some("closed-1"), None, Some("closed-2"), Some("closed-3")];
+    let expected = [
+        Some("closed-0"),
+        Some("closed-1"),
+        None,
+        Some("closed-2"),
+        Some("closed-3"),
+    ];
     assert_eq!(slot_paths, expected.map(|name| name.map(str::to_owned)));
     // The kernel still shows every registered file, closed fds or not.
     assert_kernel_agrees(ring);
@@ -407,7 +551,10 @@ fn creator_closed_leaves_attached_rings_sharing_a_live_sq_thread() {
         assert_eq!(ring["sq_group"], gone["former_fd"]);
         assert_kernel_agrees(ring);
     }
-    assert_eq!(description["closed_fds"], serde_json::json!([gone["former_fd"]]));
+    assert_eq!(
+        description["closed_fds"],
+        serde_json::json!([gone["former_fd"]])
+    );
     assert_one_sq_thread(&built.ring_fds());
 }
 
@@ -421,8 +568,16 @@ fn rings_makes_512_independent_plain_rings() {
         assert_eq!(ring["setup"]["flags"], 0);
         assert_kernel_agrees(ring);
     }
-    let inodes: std::collections::HashSet<u64> =
-        built.ring_fds().iter().map(|fd| KernelRingView::read(*fd).field("ino").parse::<u64>().expect("ino")).collect();
+    let inodes: std::collections::HashSet<u64> = built
+        .ring_fds()
+        .iter()
+        .map(|fd| {
+            KernelRingView::read(*fd)
+                .field("ino")
+                .parse::<u64>()
+                .expect("ino")
+        })
+        .collect();
     assert_eq!(inodes.len(), 512, "each ring has its own anonymous inode");
 }
 
@@ -441,20 +596,51 @@ fn mix_has_a_group_a_plain_ring_sparse_files_buffers_and_a_dup() {
     let dup_fd = as_fd(&ring_a["dup_fds"][0]);
     assert!(!fd_is_cloexec(dup_fd) && fd_is_cloexec(as_fd(&ring_a["fd"])));
     let ino = |fd| KernelRingView::read(fd).field("ino").to_owned();
-    assert_eq!(ino(dup_fd), ino(as_fd(&ring_a["fd"])), "a dup is the same ring");
+    assert_eq!(
+        ino(dup_fd),
+        ino(as_fd(&ring_a["fd"])),
+        "a dup is the same ring"
+    );
 
-    let buffer_lens: Vec<Value> =
-        ring_b["buffers"].as_array().expect("buffers").iter().map(|slot| slot["len"].clone()).collect();
-    assert_eq!(buffer_lens, [Value::from(4096), Value::Null, Value::from(100)]);
-    assert_eq!(ring_b["buffers"][0]["addr"].as_u64().map(|addr| addr % 4096), Some(0), "a whole page");
+    let buffer_lens: Vec<Value> = ring_b["buffers"]
+        .as_array()
+        .expect("buffers")
+        .iter()
+        .map(|slot| slot["len"].clone())
+        .collect();
+    assert_eq!(
+        buffer_lens,
+        [Value::from(4096), Value::Null, Value::from(100)]
+    );
+    assert_eq!(
+        ring_b["buffers"][0]["addr"]
+            .as_u64()
+            .map(|addr| addr % 4096),
+        Some(0),
+        "a whole page"
+    );
 
     assert_eq!(ring_c["setup"]["cq_entries"], 64);
     assert_eq!(ring_c["eventfd"]["async"], false);
     let data_fd = &description["files"][0]["fd"];
     let null_fd = &description["files"][1]["fd"];
-    let slot_fds: Vec<Value> =
-        ring_c["files"].as_array().expect("files").iter().map(|slot| slot["fd"].clone()).collect();
-    assert_eq!(slot_fds, [data_fd.clone(), Value::Null, null_fd.clone(), data_fd.clone(), Value::Null, Value::Null]);
+    let slot_fds: Vec<Value> = ring_c["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|slot| slot["fd"].clone())
+        .collect();
+    assert_eq!(
+        slot_fds,
+        [
+            data_fd.clone(),
+            Value::Null,
+            null_fd.clone(),
+            data_fd.clone(),
+            Value::Null,
+            Value::Null
+        ]
+    );
     assert_eq!(description["files"][0]["pos"], 5);
     assert_eq!(description["eventfds"][0]["semaphore"], true);
     assert_eq!(description["eventfds"][0]["nonblock"], true);
@@ -466,7 +652,12 @@ fn mix_has_a_group_a_plain_ring_sparse_files_buffers_and_a_dup() {
 fn ring_regions_are_mapped_where_the_description_says() {
     let built = build_ok("mix");
     let maps = std::fs::read_to_string("/proc/self/maps").expect("reading maps");
-    for (index, ring) in built.description()["rings"].as_array().expect("rings").iter().enumerate() {
+    for (index, ring) in built.description()["rings"]
+        .as_array()
+        .expect("rings")
+        .iter()
+        .enumerate()
+    {
         let ring_fd = built.ring_fd(index).expect("open ring");
         let ino = rustix::fs::fstat(ring_fd).expect("fstat").st_ino;
         assert_eq!(ring_fd.as_raw_fd(), as_fd(&ring["fd"]));
@@ -488,7 +679,11 @@ fn ring_regions_are_mapped_where_the_description_says() {
             let columns: Vec<&str> = line.split_whitespace().collect();
             assert_eq!(columns[2], format!("{offset:08x}"), "{line}");
             assert_eq!(columns[4], ino.to_string(), "{line}");
-            assert_eq!(columns.get(5).copied(), Some("anon_inode:[io_uring]"), "{line}");
+            assert_eq!(
+                columns.get(5).copied(),
+                Some("anon_inode:[io_uring]"),
+                "{line}"
+            );
         }
     }
 }
@@ -499,10 +694,12 @@ fn hold_prints_the_description_and_stops_on_sigterm() {
     let (reader, mut writer) = (std::fs::File::from(reader), std::fs::File::from(writer));
     let holder = std::thread::spawn(move || hold(&Scenario::Rings(1), &mut writer));
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(reader), &mut line).expect("reading the line");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(reader), &mut line)
+        .expect("reading the line");
     let description: Value = serde_json::from_str(&line).expect("one JSON line");
     assert_eq!(description["scenario"], "rings:1");
-    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM).expect("kill");
+    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM)
+        .expect("kill");
     let stopped_by = holder.join().expect("the holder thread").expect("hold");
     assert_eq!(stopped_by, StopSignal::Terminate);
 }

@@ -276,7 +276,10 @@ impl<'a> Records<'a> {
     fn malformed(&mut self, offset: usize, reason: impl Into<String>) -> MalformedRecord {
         // Stop after the first error: what follows cannot be framed.
         self.offset = self.bytes.len();
-        MalformedRecord { offset, reason: reason.into() }
+        MalformedRecord {
+            offset,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -292,22 +295,38 @@ impl<'a> Iterator for Records<'a> {
         let mut header = Cursor::new(rest);
         let (kind, size) = match (header.u32(), header.u32()) {
             (Ok(kind), Ok(size)) => (kind, size as usize),
-            _ => return Some(Err(self.malformed(offset, format!("truncated header ({} bytes left)", rest.len())))),
+            _ => {
+                return Some(Err(self.malformed(
+                    offset,
+                    format!("truncated header ({} bytes left)", rest.len()),
+                )))
+            }
         };
         let Some(record) = rest.get(..size).filter(|_| size >= HEADER_LEN) else {
-            return Some(Err(self.malformed(offset, format!("size {size} does not fit ({} bytes left)", rest.len()))));
+            return Some(Err(self.malformed(
+                offset,
+                format!("size {size} does not fit ({} bytes left)", rest.len()),
+            )));
         };
         self.offset = offset + size;
         match parse_record(kind, record) {
             Ok(parsed) => Some(Ok(parsed)),
-            Err(reason) => Some(Err(self.malformed(offset, format!("kind {kind}, size {size}: {reason}")))),
+            Err(reason) => Some(Err(
+                self.malformed(offset, format!("kind {kind}, size {size}: {reason}"))
+            )),
         }
     }
 }
 
 /// Parses one whole record (header included) of `kind`.
 fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
-    let expect_len = |len: usize| if record.len() == len { Ok(()) } else { Err("wrong size for its kind") };
+    let expect_len = |len: usize| {
+        if record.len() == len {
+            Ok(())
+        } else {
+            Err("wrong size for its kind")
+        }
+    };
     let mut c = Cursor::new(record.get(HEADER_LEN..).ok_or("shorter than a header")?);
     match kind {
         KIND_FD => {
@@ -331,8 +350,24 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
                 return Err("path longer than PATH_MAX");
             }
             expect_len(FD_RECORD_LEN + path_len)?;
-            let path = if path_len == 0 { None } else { Some(c.bytes(path_len)?) };
-            Ok(Record::Fd(FdRecord { file, f_op, private_data, pos, inode_number, fd, flags, mode, role, cloexec, path }))
+            let path = if path_len == 0 {
+                None
+            } else {
+                Some(c.bytes(path_len)?)
+            };
+            Ok(Record::Fd(FdRecord {
+                file,
+                f_op,
+                private_data,
+                pos,
+                inode_number,
+                fd,
+                flags,
+                mode,
+                role,
+                cloexec,
+                path,
+            }))
         }
         KIND_RING => {
             expect_len(RING_RECORD_LEN)?;
@@ -358,7 +393,12 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
         }
         KIND_EVENTFD => {
             expect_len(EVENTFD_RECORD_LEN)?;
-            Ok(Record::Eventfd(EventfdRecord { ctx: c.u64()?, count: c.u64()?, flags: c.u32()?, fd: c.u32()? }))
+            Ok(Record::Eventfd(EventfdRecord {
+                ctx: c.u64()?,
+                count: c.u64()?,
+                flags: c.u32()?,
+                fd: c.u32()?,
+            }))
         }
         KIND_CHUNK => {
             expect_len(CHUNK_RECORD_LEN)?;
@@ -399,7 +439,10 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
         }
         KIND_PROBE => {
             expect_len(PROBE_RECORD_LEN)?;
-            Ok(Record::Probe(ProbeRecord { f_op: c.u64()?, fd: c.u32()? }))
+            Ok(Record::Probe(ProbeRecord {
+                f_op: c.u64()?,
+                fd: c.u32()?,
+            }))
         }
         _ => Err("unknown kind"),
     }
@@ -491,7 +534,9 @@ mod tests {
         let bytes = fd_record(b"/tmp/x");
         let records: Vec<_> = Records::new(&bytes).collect();
         assert_eq!(records.len(), 1);
-        let Ok(Record::Fd(fd)) = &records[0] else { panic!("not an fd record: {records:?}") };
+        let Ok(Record::Fd(fd)) = &records[0] else {
+            panic!("not an fd record: {records:?}")
+        };
         assert_eq!(fd.fd, 3);
         assert_eq!(fd.f_op, 0xffff_ffff_8200_0000);
         assert_eq!(fd.pos, 17);
@@ -508,7 +553,10 @@ mod tests {
             if cut == 0 {
                 assert!(results.is_empty());
             } else {
-                assert!(results.iter().any(Result::is_err), "cut at {cut} parsed: {results:?}");
+                assert!(
+                    results.iter().any(Result::is_err),
+                    "cut at {cut} parsed: {results:?}"
+                );
             }
         }
         let mut lying = header(KIND_RING, 4);

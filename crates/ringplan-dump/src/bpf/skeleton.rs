@@ -1,4 +1,12 @@
 //! The libbpf-rs skeleton that build.rs generates from `bpf/ringplan.bpf.c`.
-#![allow(clippy::all, clippy::pedantic, missing_docs, non_camel_case_types, non_snake_case, dead_code, unused_imports)]
+#![allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code,
+    unused_imports
+)]
 
 include!(concat!(env!("OUT_DIR"), "/ringplan.skel.rs"));

@@ -40,13 +40,20 @@ pub(crate) fn parse_user_files(fdinfo: &[u8]) -> HashMap<u32, Vec<u8>> {
             break;
         }
         let trimmed = trim_leading_whitespace(line);
-        let Some(colon) = trimmed.iter().position(|&byte| byte == b':') else { continue };
+        let Some(colon) = trimmed.iter().position(|&byte| byte == b':') else {
+            continue;
+        };
         let (index, rest) = trimmed.split_at(colon);
-        let Some(index) = std::str::from_utf8(index).ok().and_then(|text| text.parse::<u32>().ok()) else {
+        let Some(index) = std::str::from_utf8(index)
+            .ok()
+            .and_then(|text| text.parse::<u32>().ok())
+        else {
             continue;
         };
         // After the colon comes one space, then the escaped path.
-        let path = rest.get(1..).map(|after_colon| after_colon.strip_prefix(b" ").unwrap_or(after_colon));
+        let path = rest
+            .get(1..)
+            .map(|after_colon| after_colon.strip_prefix(b" ").unwrap_or(after_colon));
         if let Some(path) = path {
             rows.insert(index, unescape_octal(path));
         }
@@ -55,7 +62,10 @@ pub(crate) fn parse_user_files(fdinfo: &[u8]) -> HashMap<u32, Vec<u8>> {
 }
 
 fn trim_leading_whitespace(line: &[u8]) -> &[u8] {
-    let start = line.iter().position(|byte| !byte.is_ascii_whitespace()).unwrap_or(line.len());
+    let start = line
+        .iter()
+        .position(|byte| !byte.is_ascii_whitespace())
+        .unwrap_or(line.len());
     &line[start..]
 }
 
@@ -68,7 +78,9 @@ fn unescape_octal(text: &[u8]) -> Vec<u8> {
         if text[i] == b'\\' {
             if let Some(digits) = text.get(i + 1..i + 4) {
                 if digits.iter().all(|digit| (b'0'..=b'7').contains(digit)) {
-                    let value = digits.iter().fold(0u32, |value, digit| value * 8 + u32::from(digit - b'0'));
+                    let value = digits
+                        .iter()
+                        .fold(0u32, |value, digit| value * 8 + u32::from(digit - b'0'));
                     if let Ok(byte) = u8::try_from(value) {
                         out.push(byte);
                         i += 4;
@@ -102,9 +114,14 @@ mod tests {
     fn stops_at_the_next_section_and_survives_junk() {
         assert!(parse_user_files(b"UserFiles:\t0\nUserBufs:\t1\n    0: 0x1/2\n").is_empty());
         assert!(parse_user_files(b"").is_empty());
-        let rows = parse_user_files(b"UserFiles:\t9\n    x: /a\n    7:\n    8: \\\\134\\9\n12345: /b\n");
+        let rows =
+            parse_user_files(b"UserFiles:\t9\n    x: /a\n    7:\n    8: \\\\134\\9\n12345: /b\n");
         assert_eq!(rows.get(&7), Some(&Vec::new()));
         assert_eq!(rows.get(&8), Some(&b"\\\\\\9".to_vec()));
-        assert_eq!(rows.get(&12345), Some(&b"/b".to_vec()), "wide indices are not indented");
+        assert_eq!(
+            rows.get(&12345),
+            Some(&b"/b".to_vec()),
+            "wide indices are not indented"
+        );
     }
 }
