@@ -131,7 +131,11 @@ fn document_rows() -> Vec<Row> {
         Row {
             name: "dangling-id",
             bytes: mutated(|image| {
-                ring_mut(image, 2).eventfd.as_mut().unwrap().object = ObjectId(99)
+                ring_mut(image, 2)
+                    .eventfd
+                    .as_mut()
+                    .expect("the seed's ring #2 has an eventfd")
+                    .object = ObjectId(99)
             }),
             expected: "ring #2: eventfd refers to #99, which does not exist",
             planner: false,
@@ -153,7 +157,11 @@ fn document_rows() -> Vec<Row> {
             bytes: mutated(|image| {
                 let ring = ring_mut(image, 1);
                 ring.wq_parent = Some(ObjectId(2));
-                *ring.setup.flags.as_mut().unwrap() |= ringplan_image::setup_flags::ATTACH_WQ;
+                *ring
+                    .setup
+                    .flags
+                    .as_mut()
+                    .expect("the BPF dump records flags") |= ringplan_image::setup_flags::ATTACH_WQ;
             }),
             expected: "wq_parent chain loops back to it",
             planner: false,
@@ -252,14 +260,20 @@ fn document_rows() -> Vec<Row> {
         },
         Row {
             name: "unknown-setup-flag",
-            bytes: mutated(|image| *ring_mut(image, 1).setup.flags.as_mut().unwrap() |= 1 << 30),
+            bytes: mutated(|image| {
+                *ring_mut(image, 1)
+                    .setup
+                    .flags
+                    .as_mut()
+                    .expect("the BPF dump records flags") |= 1 << 30
+            }),
             expected: "ring #1: ",
             planner: true,
         },
         Row {
             name: "ring-mappings-overlap",
             bytes: mutated(|image| {
-                let first = ring_mut(image, 1).mappings[0].clone();
+                let first = ring_mut(image, 1).mappings[0];
                 ring_mut(image, 2).mappings[0].addr = first.addr;
             }),
             expected: "ring #2: mapping ",
@@ -356,7 +370,7 @@ fn exec_traced(
         "-e",
         TRACED,
         "-o",
-        trace.to_str().unwrap(),
+        trace.to_str().expect("a temporary path is UTF-8"),
     ];
     full.extend_from_slice(prefix);
     let output = run(&full, args);
@@ -402,7 +416,7 @@ fn recorded_addresses(image: &Image) -> Vec<u64> {
 
 fn check_all_commands(dir: &Path, row: &Row, addresses: &[u64]) {
     let path = write(dir, row.name, &row.bytes);
-    let path = path.to_str().unwrap();
+    let path = path.to_str().expect("a temporary path is UTF-8");
     let what = |command: &str| format!("plan {command} on {}", row.name);
     assert_one_line(&what("show"), &run(&[], &["show", path]), row.expected);
     let objects = run(&[], &["show", path, "--objects"]);
@@ -536,7 +550,7 @@ fn preflight_refusals_change_nothing() {
     // More files than RLIMIT_NOFILE: fd 100 under a hard limit of 64.
     let bytes = mutated(|image| image.objects[3].fds[0].fd = 100);
     let path = write(&dir, "rlimit-nofile", &bytes);
-    let path = path.to_str().unwrap();
+    let path = path.to_str().expect("a temporary path is UTF-8");
     let prlimit = ["prlimit", "--nofile=64:64", "--"];
     for (name, args) in [
         (
@@ -553,7 +567,7 @@ fn preflight_refusals_change_nothing() {
     // drops it from its bounding set; the kernel would charge the pinned
     // pages to the limit).
     let path = write(&dir, "memlock", &encode(&base()));
-    let path = path.to_str().unwrap();
+    let path = path.to_str().expect("a temporary path is UTF-8");
     let no_ipc_lock = [
         "setpriv",
         "--inh-caps=-ipc_lock",
@@ -583,7 +597,7 @@ fn preflight_refusals_change_nothing() {
         })
     });
     let path = write(&dir, "buffer-over-mapping", &bytes);
-    let path = path.to_str().unwrap();
+    let path = path.to_str().expect("a temporary path is UTF-8");
     addresses.push(taken);
     let setarch = ["setarch", "-R", "--"];
     for (name, args) in [
@@ -656,8 +670,10 @@ fn plan_for_nobody() -> PathBuf {
     let copy = dir.join("plan");
     std::fs::copy(PLAN, &copy).expect("copying plan");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the copy's directory");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the copy");
     copy
 }
 

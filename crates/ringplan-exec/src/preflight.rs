@@ -76,11 +76,12 @@ fn first_open_fd(fds: &[i32]) -> Result<Option<i32>, ExecError> {
     }
     let mut poll_fds: Vec<PollFd<'_>> = candidates
         .iter()
-        // SAFETY: the borrows live only during the `poll` call below, which
-        // on a number that is not open reports POLLNVAL and nothing else;
-        // with a zero timeout it registers no wait on an open one.
         .map(|&fd| {
-            PollFd::from_borrowed_fd(unsafe { BorrowedFd::borrow_raw(fd) }, PollFlags::empty())
+            // SAFETY: the borrows live only during the `poll` call below,
+            // which on a number that is not open reports POLLNVAL and nothing
+            // else; with a zero timeout it registers no wait on an open one.
+            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+            PollFd::from_borrowed_fd(borrowed, PollFlags::empty())
         })
         .collect();
     let zero = rustix::event::Timespec {

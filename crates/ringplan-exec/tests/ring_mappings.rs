@@ -62,9 +62,10 @@ fn image(fd: i32, mappings: Vec<RingMapping>) -> Image {
 /// A free fd number well above anything this test process holds.
 fn free_fd() -> i32 {
     (600..900)
-        // SAFETY: only asks for the fd's flags; EBADF when it is not open.
         .find(|fd| {
-            rustix::io::fcntl_getfd(unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) }).is_err()
+            // SAFETY: only asks for the fd's flags; EBADF when it is not open.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+            rustix::io::fcntl_getfd(borrowed).is_err()
         })
         .expect("a free fd")
 }

@@ -27,12 +27,11 @@ fn file_path_with_nul_is_refused() {
 /// A CBOR map with the image's header, then `key` and `tail`.
 fn image_with(key: &str, tail: &[u8]) -> Vec<u8> {
     let mut bytes = vec![0xa3]; // map of 3 pairs
-    for (name, value) in [("format", "ringplan-image")] {
-        bytes.push(0x60 + name.len() as u8);
-        bytes.extend_from_slice(name.as_bytes());
-        bytes.push(0x60 + value.len() as u8);
-        bytes.extend_from_slice(value.as_bytes());
-    }
+    let (name, value) = ("format", "ringplan-image");
+    bytes.push(0x60 + name.len() as u8);
+    bytes.extend_from_slice(name.as_bytes());
+    bytes.push(0x60 + value.len() as u8);
+    bytes.extend_from_slice(value.as_bytes());
     bytes.push(0x67);
     bytes.extend_from_slice(b"version");
     bytes.push(0x01);

@@ -2,6 +2,7 @@
 #![allow(
     clippy::all,
     clippy::pedantic,
+    clippy::restriction,
     missing_docs,
     non_camel_case_types,
     non_snake_case,

@@ -1,0 +1,14 @@
+//! What ringplan knows about the kernel's interfaces, each fact defined once.
+//!
+//! - [`abi`]: the io_uring ABI the project uses (setup flags with the
+//!   kernel's names, ring regions and their mmap offsets) and the Linux
+//!   constants beside it (open flags, eventfd flags, the page size).
+//! - [`procfs`]: the parsers of `/proc/PID/{stat,fd,fdinfo,maps,mem}`.
+//!
+//! Every other crate takes these facts from here rather than writing its own
+//! copy, so that a kernel constant, a flag name or a `/proc` format has one
+//! place to be right or wrong in. `abi` is pure data; `procfs` reads the
+//! files it is asked to and nothing else.
+
+pub mod abi;
+pub mod procfs;

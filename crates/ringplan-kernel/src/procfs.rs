@@ -1,0 +1,1 @@
+//! Reading and parsing `/proc/PID/{stat,fd,fdinfo,maps,mem}`.
