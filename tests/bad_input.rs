@@ -161,7 +161,8 @@ fn document_rows() -> Vec<Row> {
                     .setup
                     .flags
                     .as_mut()
-                    .expect("the BPF dump records flags") |= ringplan_image::setup_flags::ATTACH_WQ;
+                    .expect("the BPF dump records flags") |=
+                    ringplan_image::SetupFlags::ATTACH_WQ.bits();
             }),
             expected: "wq_parent chain loops back to it",
             planner: false,

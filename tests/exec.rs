@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use ringplan_exec::{SkipReason, SkippedMapping};
-use ringplan_image::{Image, ObjectId, ObjectKind, RingMapping, RingRegion};
+use ringplan_image::{Image, ObjectId, ObjectKind, RingMapping, RingRegion, SetupFlags};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
@@ -369,8 +369,8 @@ fn hold_then_dump_matches_the_original() {
             .filter_map(|object| match &object.kind {
                 ObjectKind::Ring(ring) => Some((
                     object,
-                    ring.setup.has(ringplan_image::setup_flags::SQ_AFF),
-                    ring.setup.has(ringplan_image::setup_flags::SQPOLL),
+                    ring.setup.has(SetupFlags::SQ_AFF),
+                    ring.setup.has(SetupFlags::SQPOLL),
                 )),
                 _ => None,
             })

@@ -10,16 +10,14 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use ringplan_image::{
-    setup_flags, validate, Eventfd, FdEntry, File, FileType, Image, ImageError, Object, ObjectId,
-    ObjectKind, Ring, RingEventfd, RingField, RingMapping, RingSetup, Source,
+    validate, Eventfd, FdEntry, File, FileType, Image, ImageError, Object, ObjectId, ObjectKind,
+    Ring, RingEventfd, RingField, RingMapping, RingSetup, SetupFlags, Source,
 };
 
 use crate::raw::{EventfdKey, FileKey, Known, RawFile, RawFileRole, RawRing, RawState, RingKey};
 
-/// `EFD_SEMAPHORE`
-const EFD_SEMAPHORE: u32 = 1;
-/// `O_NONBLOCK` (also `EFD_NONBLOCK`)
-const O_NONBLOCK: u32 = 0o4000;
+// `O_NONBLOCK` is also `EFD_NONBLOCK`.
+use ringplan_kernel::abi::linux::{EFD_SEMAPHORE, O_NONBLOCK};
 
 /// Why read state could not become an image.
 #[derive(Debug, thiserror::Error)]
@@ -224,7 +222,7 @@ fn ring_key(key: Key) -> u64 {
 /// and the creator is still there.
 fn sq_thread_creator(raw: &RawState, ring: &RawRing) -> Option<RingKey> {
     let flags = ring.flags?;
-    if flags & setup_flags::ATTACH_WQ == 0 || flags & setup_flags::SQPOLL == 0 {
+    if flags & SetupFlags::ATTACH_WQ.bits() == 0 || flags & SetupFlags::SQPOLL.bits() == 0 {
         return None;
     }
     let thread = ring.sq_thread?;
@@ -232,7 +230,7 @@ fn sq_thread_creator(raw: &RawState, ring: &RawRing) -> Option<RingKey> {
         other.sq_thread == Some(thread)
             && other
                 .flags
-                .is_some_and(|flags| flags & setup_flags::ATTACH_WQ == 0)
+                .is_some_and(|flags| flags & SetupFlags::ATTACH_WQ.bits() == 0)
     });
     // Each ring without ATTACH_WQ makes its own SQ thread, so at most one
     // ring can be the creator.
@@ -367,9 +365,9 @@ fn build_ring(
     let id_of = |key: Key| ids.get(key);
     let mut unknown = Vec::new();
     let flags = raw_ring.flags;
-    let sqpoll = flags.map(|flags| flags & setup_flags::SQPOLL != 0);
+    let sqpoll = flags.map(|flags| flags & SetupFlags::SQPOLL.bits() != 0);
     let sq_thread_cpu = match flags {
-        Some(flags) if flags & setup_flags::SQ_AFF != 0 => raw_ring.sq_thread_cpu,
+        Some(flags) if flags & SetupFlags::SQ_AFF.bits() != 0 => raw_ring.sq_thread_cpu,
         Some(_) => None,
         None => {
             unknown.extend([RingField::Flags, RingField::SqThreadCpu]);

@@ -72,7 +72,7 @@ use std::ptr::NonNull;
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{AsRawLibbpf, Iter, Link, MapCore, MapFlags, OpenObject};
-use ringplan_image::{setup_flags, Buffer, MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
+use ringplan_image::{Buffer, SetupFlags, MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
 
 use crate::raw::{
     Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawRingEventfd, RawState,
@@ -396,7 +396,7 @@ impl BpfDumper {
         let needs_hz = reading
             .rings
             .values()
-            .any(|ring| ring.header.flags & setup_flags::SQPOLL != 0);
+            .any(|ring| ring.header.flags & SetupFlags::SQPOLL.bits() != 0);
         match tick_hz() {
             Some(hz) => Some(hz),
             None if needs_hz => self.measure_hz().ok(),
@@ -1062,7 +1062,7 @@ impl Reading {
             .into_iter()
             .map(|(ctx, facts)| {
                 let header = facts.header;
-                let sqpoll = header.flags & setup_flags::SQPOLL != 0;
+                let sqpoll = header.flags & SetupFlags::SQPOLL.bits() != 0;
                 let has_sq_thread = sqpoll && header.sq_data != 0;
                 let eventfd = if header.eventfd_ctx != 0 {
                     Some(RawRingEventfd {

@@ -19,10 +19,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 
-use ringplan_image::{Image, ObjectKind, RingRegion};
-
-/// `IORING_SETUP_SINGLE_ISSUER`.
-const SINGLE_ISSUER: u32 = 1 << 12;
+use ringplan_image::{Image, ObjectKind, RingRegion, SetupFlags};
 
 /// One line per thing the image leaves out that matters for `image`'s
 /// rings in `pid` now.
@@ -57,7 +54,7 @@ pub fn ring_caveats(pid: u32, image: &Image) -> Vec<String> {
                 object.id, positions.sq_head, positions.sq_tail, positions.cq_head, positions.cq_tail
             ));
         }
-        if ring.setup.has(SINGLE_ISSUER) {
+        if ring.setup.has(SetupFlags::SINGLE_ISSUER) {
             caveats.push(format!(
                 "ring {} (fd {fd}): IORING_SETUP_SINGLE_ISSUER ties it to one thread, which the image does not \
                  record; plan exec creates it in the thread that runs the plan",

@@ -105,12 +105,9 @@ use crate::raw::{
     EventfdKey, FileKey, Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawState, RingKey,
 };
 
-/// `O_CLOEXEC`, which fdinfo's `flags:` carries for a close-on-exec fd.
-const O_CLOEXEC: u32 = 0o2_000_000;
-/// `O_NONBLOCK`, equal to `EFD_NONBLOCK`.
-const O_NONBLOCK: u32 = 0o4000;
-/// `EFD_SEMAPHORE`
-const EFD_SEMAPHORE: u32 = 1;
+// fdinfo's `flags:` carries `O_CLOEXEC` for a close-on-exec fd;
+// `O_NONBLOCK` equals `EFD_NONBLOCK`.
+use ringplan_kernel::abi::linux::{EFD_SEMAPHORE, O_CLOEXEC, O_NONBLOCK};
 
 /// Reads of a ring's fdinfo before giving up on a ring whose lock stays
 /// taken, and the pause between them.

@@ -94,7 +94,7 @@ impl Target {
 }
 
 /// `PF_EXITING` in `task_struct.flags`, which `/proc/PID/stat` shows.
-const PF_EXITING: u64 = 0x4;
+use ringplan_kernel::abi::linux::PF_EXITING;
 
 /// Whether `pid`'s leader thread has begun to exit (or `/proc` no longer
 /// shows it).

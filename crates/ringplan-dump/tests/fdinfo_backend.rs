@@ -32,10 +32,10 @@ const CHILD_ROLE_VARIABLE: &str = "RINGPLAN_FDINFO_TEST_CHILD";
 /// Marks the child's one line of answer among the test harness's output.
 const ANSWER_MARKER: &str = "ringplan-fdinfo-test-answer: ";
 
+use ringplan_kernel::abi::linux::{EFD_SEMAPHORE, O_NONBLOCK};
+
 const O_ACCMODE: u32 = 0o3;
 const O_RDWR: u32 = 0o2;
-const O_NONBLOCK: u32 = 0o4000;
-const EFD_SEMAPHORE: u32 = 1;
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 const S_IFCHR: u32 = 0o020000;

@@ -21,12 +21,13 @@ use ringplan_dump::raw::{Known, RawFileRole, RawRingEventfd, RawState};
 use ringplan_image::Buffer;
 use serde_json::Value;
 
-const SQPOLL: u32 = 1 << 1;
-const SQ_AFF: u32 = 1 << 2;
-const CQSIZE: u32 = 1 << 3;
-const ATTACH_WQ: u32 = 1 << 5;
-const EFD_SEMAPHORE: u32 = 1;
-const EFD_NONBLOCK: u32 = 0o4000;
+use ringplan_kernel::abi::linux::{EFD_SEMAPHORE, O_NONBLOCK as EFD_NONBLOCK};
+use ringplan_kernel::abi::SetupFlags;
+
+const SQPOLL: u32 = SetupFlags::SQPOLL.bits();
+const SQ_AFF: u32 = SetupFlags::SQ_AFF.bits();
+const CQSIZE: u32 = SetupFlags::CQSIZE.bits();
+const ATTACH_WQ: u32 = SetupFlags::ATTACH_WQ.bits();
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 const S_IFCHR: u32 = 0o020000;

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use ringplan_dump::{BackendChoice, Dumper, Selection};
 use ringplan_exec::{AnonymousBuffers, ExecOptions, Inputs, Restored};
-use ringplan_image::{setup_flags, FileType, Image, ObjectKind};
+use ringplan_image::{FileType, Image, ObjectKind, SetupFlags};
 use ringplan_plan::{Op, Plan};
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::fs::{Mode, OFlags, SeekFrom};
@@ -374,7 +374,7 @@ fn replay(plan: &Plan) -> BaseRestored {
             Op::SetupRing(setup) => {
                 let mut params = io_uring_params::default();
                 params.flags = IoringSetupFlags::from_bits_retain(setup.flags);
-                if setup.flags & setup_flags::CQSIZE != 0 {
+                if setup.flags & SetupFlags::CQSIZE.bits() != 0 {
                     params.cq_entries = setup.cq_entries;
                 }
                 params.sq_thread_cpu = setup.sq_thread_cpu.unwrap_or(0);

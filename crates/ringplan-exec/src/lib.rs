@@ -167,11 +167,7 @@ pub struct SkippedMapping {
 
 impl std::fmt::Display for SkippedMapping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let region = match self.mapping.region {
-            ringplan_image::RingRegion::SqRing => "sq_ring",
-            ringplan_image::RingRegion::CqRing => "cq_ring",
-            ringplan_image::RingRegion::Sqes => "sqes",
-        };
+        let region = self.mapping.region.name();
         let why = match self.reason {
             SkipReason::Taken => "the range is taken",
             SkipReason::AddressRefused => {

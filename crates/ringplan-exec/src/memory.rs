@@ -51,7 +51,7 @@ impl MemoryHook for NoMemory {
     }
 }
 
-const PAGE: u64 = 4096;
+use ringplan_kernel::abi::linux::PAGE_SIZE as PAGE;
 
 /// The page ranges `[start, end)` every registered buffer of `plan` covers,
 /// merged and sorted. A buffer shared by several slots or rings, or several

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use ringplan_image::{setup_flags, ObjectId};
+use ringplan_image::{ObjectId, SetupFlags};
 use ringplan_plan::{Op, Plan};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
@@ -117,14 +117,14 @@ fn has_ipc_lock() -> bool {
 /// those with combination rules (COOP_TASKRUN, DEFER_TASKRUN, ...) and
 /// newer ones are left to a throwaway ring, which asks the kernel itself.
 const FLAGS_PROVEN_BY_FEATURES: [(u32, IoringFeatureFlags); 10] = [
-    (setup_flags::IOPOLL, IoringFeatureFlags::empty()),
-    (setup_flags::SQPOLL, IoringFeatureFlags::empty()),
-    (setup_flags::SQ_AFF, IoringFeatureFlags::empty()),
+    (SetupFlags::IOPOLL.bits(), IoringFeatureFlags::empty()),
+    (SetupFlags::SQPOLL.bits(), IoringFeatureFlags::empty()),
+    (SetupFlags::SQ_AFF.bits(), IoringFeatureFlags::empty()),
     // 5.5
-    (setup_flags::CQSIZE, IoringFeatureFlags::NODROP),
+    (SetupFlags::CQSIZE.bits(), IoringFeatureFlags::NODROP),
     // 5.6
-    (setup_flags::CLAMP, IoringFeatureFlags::RW_CUR_POS),
-    (setup_flags::ATTACH_WQ, IoringFeatureFlags::RW_CUR_POS),
+    (SetupFlags::CLAMP.bits(), IoringFeatureFlags::RW_CUR_POS),
+    (SetupFlags::ATTACH_WQ.bits(), IoringFeatureFlags::RW_CUR_POS),
     // IORING_SETUP_R_DISABLED (5.10), shown by SQPOLL_NONFIXED (5.11)
     (1 << 6, IoringFeatureFlags::SQPOLL_NONFIXED),
     // SUBMIT_ALL (5.18), SQE128 and CQE32 (5.19), shown by REG_REG_RING (6.3)
@@ -151,10 +151,10 @@ fn accepted_by_features(flags: u32, features: IoringFeatureFlags) -> bool {
 fn probe_ring(flags: u32, attach: Option<BorrowedFd<'_>>) -> Result<io_uring_params, Errno> {
     let mut params = io_uring_params::default();
     params.flags = IoringSetupFlags::from_bits_retain(flags);
-    if flags & setup_flags::CQSIZE != 0 {
+    if flags & SetupFlags::CQSIZE.bits() != 0 {
         params.cq_entries = 2;
     }
-    if flags & setup_flags::ATTACH_WQ != 0 {
+    if flags & SetupFlags::ATTACH_WQ.bits() != 0 {
         params.wq_fd = attach.map_or(-1, |fd| std::os::fd::AsRawFd::as_raw_fd(&fd));
     }
     // SAFETY: `params` is initialized; `wq_fd`, when read, is an open ring
@@ -198,7 +198,8 @@ pub fn preflight(
                 external_inputs.push((object, supplied));
             }
             Op::SetupRing(setup) => {
-                flag_sets.insert(setup.flags & !(setup_flags::SQPOLL | setup_flags::SQ_AFF));
+                flag_sets
+                    .insert(setup.flags & !(SetupFlags::SQPOLL.bits() | SetupFlags::SQ_AFF.bits()));
                 if let Some(cpu) = setup.sq_thread_cpu {
                     cpus.push((index, cpu));
                 }
@@ -275,11 +276,11 @@ pub fn preflight(
     let base_flags = flag_sets
         .first()
         .copied()
-        .filter(|flags| flags & setup_flags::ATTACH_WQ == 0)
+        .filter(|flags| flags & SetupFlags::ATTACH_WQ.bits() == 0)
         .unwrap_or(0);
     let mut params = io_uring_params::default();
     params.flags = IoringSetupFlags::from_bits_retain(base_flags);
-    if base_flags & setup_flags::CQSIZE != 0 {
+    if base_flags & SetupFlags::CQSIZE.bits() != 0 {
         params.cq_entries = 2;
     }
     // SAFETY: `params` is initialized and asks for a ring without SQPOLL
@@ -343,8 +344,9 @@ mod tests {
         let linux_5_5 = IoringFeatureFlags::SINGLE_MMAP
             | IoringFeatureFlags::NODROP
             | IoringFeatureFlags::SUBMIT_STABLE;
-        let seed_child = setup_flags::SQ_AFF | setup_flags::CQSIZE | setup_flags::ATTACH_WQ;
-        assert!(accepted_by_features(setup_flags::CQSIZE, linux_5_5));
+        let seed_child =
+            SetupFlags::SQ_AFF.bits() | SetupFlags::CQSIZE.bits() | SetupFlags::ATTACH_WQ.bits();
+        assert!(accepted_by_features(SetupFlags::CQSIZE.bits(), linux_5_5));
         assert!(
             !accepted_by_features(seed_child, linux_5_5),
             "ATTACH_WQ came with 5.6"

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use ringplan_image::{setup_flags, FileType, ObjectId, RingMapping};
+use ringplan_image::{FileType, ObjectId, RingMapping, SetupFlags};
 use ringplan_plan::{Op, Plan, Step};
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::fs::{Mode, OFlags, SeekFrom};
@@ -296,7 +296,7 @@ impl Run<'_> {
             Op::SetupRing(setup) => {
                 let mut params = io_uring_params::default();
                 params.flags = IoringSetupFlags::from_bits_retain(setup.flags);
-                if setup.flags & setup_flags::CQSIZE != 0 {
+                if setup.flags & SetupFlags::CQSIZE.bits() != 0 {
                     params.cq_entries = setup.cq_entries;
                 }
                 params.sq_thread_cpu = setup.sq_thread_cpu.unwrap_or(0);

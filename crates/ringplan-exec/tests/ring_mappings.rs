@@ -14,7 +14,7 @@ use ringplan_image::{
 };
 use rustix::mm::{MapFlags, ProtFlags};
 
-const PAGE: usize = 4096;
+const PAGE: usize = ringplan_kernel::abi::linux::PAGE_SIZE as usize;
 
 /// Whether /proc/self/maps has a mapping starting at `addr`, and its line.
 fn mapping_at(addr: usize) -> Option<String> {

@@ -1,5 +1,6 @@
 //! The types of the image. Field order here is the field order on the wire.
 
+use ringplan_kernel::abi::mmap_offset;
 use serde::{Deserialize, Serialize};
 
 /// The format name every image carries; a reader refuses any other.
@@ -7,35 +8,11 @@ pub const FORMAT_NAME: &str = "ringplan-image";
 /// The format version this crate reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// io_uring setup flags the image model gives meaning to (`IORING_SETUP_*`).
-pub mod setup_flags {
-    /// `IORING_SETUP_IOPOLL`
-    pub const IOPOLL: u32 = 1 << 0;
-    /// `IORING_SETUP_SQPOLL`: the ring has a kernel SQ thread.
-    pub const SQPOLL: u32 = 1 << 1;
-    /// `IORING_SETUP_SQ_AFF`: the SQ thread is pinned to `sq_thread_cpu`.
-    pub const SQ_AFF: u32 = 1 << 2;
-    /// `IORING_SETUP_CQSIZE`: `cq_entries` was chosen by the caller.
-    pub const CQSIZE: u32 = 1 << 3;
-    /// `IORING_SETUP_CLAMP`
-    pub const CLAMP: u32 = 1 << 4;
-    /// `IORING_SETUP_ATTACH_WQ`: the ring was set up attached to another.
-    pub const ATTACH_WQ: u32 = 1 << 5;
-}
-
-/// Largest SQ size the kernel accepts (`IORING_MAX_ENTRIES`).
-pub const MAX_SQ_ENTRIES: u32 = 32768;
-/// Largest CQ size the kernel accepts (`IORING_MAX_CQ_ENTRIES`).
-pub const MAX_CQ_ENTRIES: u32 = 2 * MAX_SQ_ENTRIES;
-/// Largest registered file table (`IORING_MAX_FIXED_FILES`).
-pub const MAX_FILE_SLOTS: u32 = 1 << 20;
-/// Largest registered buffer table (`IORING_MAX_REG_BUFFERS`).
-pub const MAX_BUFFER_SLOTS: u32 = 1 << 14;
-/// Largest single registered buffer (the kernel refuses more than 1 GiB).
-pub const MAX_BUFFER_LEN: u64 = 1 << 30;
-/// First address above user space on x86-64 with 4-level page tables; a
-/// registered buffer must lie below it.
-pub const USER_ADDRESS_LIMIT: u64 = 0x0000_8000_0000_0000;
+pub use ringplan_kernel::abi::limits::{
+    MAX_BUFFER_LEN, MAX_BUFFER_SLOTS, MAX_CQ_ENTRIES, MAX_FILE_SLOTS, MAX_SQ_ENTRIES,
+};
+pub use ringplan_kernel::abi::linux::USER_ADDRESS_LIMIT;
+pub use ringplan_kernel::abi::SetupFlags;
 
 /// A dumped process's io_uring state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,10 +192,9 @@ pub struct RingSetup {
 }
 
 impl RingSetup {
-    /// Whether `flag` (one of [`setup_flags`]) is set; `false` when the flags
-    /// are unknown.
-    pub fn has(&self, flag: u32) -> bool {
-        self.flags.is_some_and(|flags| flags & flag != 0)
+    /// Whether `flag` is set; `false` when the flags are unknown.
+    pub fn has(&self, flag: SetupFlags) -> bool {
+        self.flags.is_some_and(|flags| flags & flag.bits() != 0)
     }
 }
 
@@ -276,9 +252,18 @@ impl RingRegion {
     /// The mmap offset that selects this region.
     pub fn mmap_offset(self) -> u64 {
         match self {
-            RingRegion::SqRing => 0,
-            RingRegion::CqRing => 0x800_0000,
-            RingRegion::Sqes => 0x1000_0000,
+            RingRegion::SqRing => mmap_offset::SQ_RING,
+            RingRegion::CqRing => mmap_offset::CQ_RING,
+            RingRegion::Sqes => mmap_offset::SQES,
+        }
+    }
+
+    /// The region's name as the image's and the plan's views spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RingRegion::SqRing => "sq_ring",
+            RingRegion::CqRing => "cq_ring",
+            RingRegion::Sqes => "sqes",
         }
     }
 

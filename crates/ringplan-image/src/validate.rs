@@ -261,14 +261,14 @@ fn check_unknowns(id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
 
 fn check_flags(id: ObjectId, ring: &Ring, flags: u32) -> Result<(), ImageError> {
     let setup = &ring.setup;
-    let sqpoll = flags & setup_flags::SQPOLL != 0;
-    if flags & setup_flags::SQ_AFF != 0 && !sqpoll {
+    let sqpoll = flags & SetupFlags::SQPOLL.bits() != 0;
+    if flags & SetupFlags::SQ_AFF.bits() != 0 && !sqpoll {
         return Err(bad_ring(
             id,
             "IORING_SETUP_SQ_AFF is set without IORING_SETUP_SQPOLL",
         ));
     }
-    if setup.sq_thread_cpu.is_some() != (flags & setup_flags::SQ_AFF != 0) {
+    if setup.sq_thread_cpu.is_some() != (flags & SetupFlags::SQ_AFF.bits() != 0) {
         return Err(bad_ring(
             id,
             "sq_thread_cpu must be set exactly when IORING_SETUP_SQ_AFF is",
@@ -295,7 +295,7 @@ fn check_flags(id: ObjectId, ring: &Ring, flags: u32) -> Result<(), ImageError> 
             "sq_group must be set exactly when IORING_SETUP_SQPOLL is",
         ));
     }
-    if ring.wq_parent.is_some() && flags & setup_flags::ATTACH_WQ == 0 {
+    if ring.wq_parent.is_some() && flags & SetupFlags::ATTACH_WQ.bits() == 0 {
         return Err(bad_ring(
             id,
             "has a wq_parent but IORING_SETUP_ATTACH_WQ is not set",

@@ -73,60 +73,10 @@ fn ring_json(ring: &Ring) -> Value {
             .filter_map(|(index, slot)| slot.map(|buffer| json!({"index": index, "addr": buffer.addr, "len": buffer.len})))
             .collect::<Vec<_>>(),
         "mappings": ring.mappings.iter()
-            .map(|mapping| json!({"region": region_name(mapping.region), "addr": mapping.addr, "len": mapping.len}))
+            .map(|mapping| json!({"region": mapping.region.name(), "addr": mapping.addr, "len": mapping.len}))
             .collect::<Vec<_>>(),
         "unknown": ring.unknown.iter().map(|field| field.name()).collect::<Vec<_>>(),
     })
-}
-
-fn region_name(region: RingRegion) -> &'static str {
-    match region {
-        RingRegion::SqRing => "sq_ring",
-        RingRegion::CqRing => "cq_ring",
-        RingRegion::Sqes => "sqes",
-    }
-}
-
-/// Names of the setup flags set in `flags`, `|`-joined, with any bits this
-/// crate has no name for in hex.
-pub fn setup_flag_names(flags: u32) -> String {
-    const NAMES: [&str; 19] = [
-        "IOPOLL",
-        "SQPOLL",
-        "SQ_AFF",
-        "CQSIZE",
-        "CLAMP",
-        "ATTACH_WQ",
-        "R_DISABLED",
-        "SUBMIT_ALL",
-        "COOP_TASKRUN",
-        "TASKRUN_FLAG",
-        "SQE128",
-        "CQE32",
-        "SINGLE_ISSUER",
-        "DEFER_TASKRUN",
-        "NO_MMAP",
-        "REGISTERED_FD_ONLY",
-        "NO_SQARRAY",
-        "HYBRID_IOPOLL",
-        "CQE_MIXED",
-    ];
-    let mut names: Vec<String> = Vec::new();
-    let mut rest = flags;
-    for (bit, name) in NAMES.iter().enumerate() {
-        if flags & (1 << bit) != 0 {
-            names.push((*name).to_owned());
-            rest &= !(1 << bit);
-        }
-    }
-    if rest != 0 {
-        names.push(format!("{rest:#x}"));
-    }
-    if names.is_empty() {
-        "0".to_owned()
-    } else {
-        names.join("|")
-    }
 }
 
 /// The text view of an image for a person: one block per object.
@@ -219,7 +169,7 @@ fn write_ring(out: &mut String, ring: &Ring) {
     let setup = &ring.setup;
     let unknown = |field| ring.unknown.contains(&field);
     let flags = match setup.flags {
-        Some(flags) => format!("{flags:#x} ({})", setup_flag_names(flags)),
+        Some(flags) => format!("{flags:#x} ({})", SetupFlags::names(flags)),
         None => "unknown".to_owned(),
     };
     let _ = writeln!(
@@ -280,7 +230,7 @@ fn write_ring(out: &mut String, ring: &Ring) {
             .map(|mapping| {
                 format!(
                     "{} {:#x}+{}",
-                    region_name(mapping.region),
+                    mapping.region.name(),
                     mapping.addr,
                     mapping.len
                 )

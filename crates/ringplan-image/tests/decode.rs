@@ -25,7 +25,8 @@ fn seed_like() -> Image {
             }],
             unknown: vec![],
         };
-    let parent_flags = setup_flags::SQPOLL | setup_flags::SQ_AFF | setup_flags::CQSIZE;
+    let parent_flags =
+        SetupFlags::SQPOLL.bits() | SetupFlags::SQ_AFF.bits() | SetupFlags::CQSIZE.bits();
     Image::new(
         Source {
             pid: 42,
@@ -48,7 +49,7 @@ fn seed_like() -> Image {
                     cloexec: true,
                 }],
                 kind: ObjectKind::Ring(ring(
-                    parent_flags | setup_flags::ATTACH_WQ,
+                    parent_flags | SetupFlags::ATTACH_WQ.bits(),
                     Some(1),
                     Some(RingEventfd {
                         object: ObjectId(3),
@@ -237,7 +238,10 @@ fn wq_parent_cycles() {
     let mut image = seed_like();
     let ring = ring_mut(&mut image, 1);
     ring.wq_parent = Some(ObjectId(2));
-    ring.setup.flags = ring.setup.flags.map(|flags| flags | setup_flags::ATTACH_WQ);
+    ring.setup.flags = ring
+        .setup
+        .flags
+        .map(|flags| flags | SetupFlags::ATTACH_WQ.bits());
     assert!(decode_error(&image).contains("wq_parent chain loops back to it"));
 }
 
@@ -360,7 +364,7 @@ fn flags_must_agree_with_the_fields_they_govern() {
             "sq_group must be set exactly when IORING_SETUP_SQPOLL is",
         ),
         (
-            |ring| ring.setup.flags = Some(setup_flags::SQPOLL | setup_flags::SQ_AFF),
+            |ring| ring.setup.flags = Some(SetupFlags::SQPOLL.bits() | SetupFlags::SQ_AFF.bits()),
             "has a wq_parent but IORING_SETUP_ATTACH_WQ is not set",
         ),
         (

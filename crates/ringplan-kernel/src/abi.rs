@@ -1,1 +1,166 @@
 //! The io_uring ABI ringplan uses, and the Linux constants beside it.
+//!
+//! Values and names are the kernel's (`include/uapi/linux/io_uring.h`,
+//! `fcntl.h`, `eventfd.h`, `include/linux/sched.h`), without their common
+//! prefix where a type carries it (`SetupFlags::SQPOLL` is
+//! `IORING_SETUP_SQPOLL`). Every crate of the workspace takes them from here.
+
+use bitflags::bitflags;
+
+bitflags! {
+    /// `IORING_SETUP_*`: how a ring was set up (`io_uring_params.flags`).
+    ///
+    /// An image stores the raw `u32` the kernel holds, so a flag this type
+    /// has no name for survives a round trip ([`SetupFlags::from_bits_retain`]);
+    /// [`SetupFlags::KNOWN`] says which bits the project knows the meaning of.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub struct SetupFlags: u32 {
+        /// `IORING_SETUP_IOPOLL`: completions are polled, not interrupt-driven.
+        const IOPOLL = 1 << 0;
+        /// `IORING_SETUP_SQPOLL`: the ring has a kernel SQ thread.
+        const SQPOLL = 1 << 1;
+        /// `IORING_SETUP_SQ_AFF`: the SQ thread is pinned to `sq_thread_cpu`.
+        const SQ_AFF = 1 << 2;
+        /// `IORING_SETUP_CQSIZE`: `cq_entries` was chosen by the caller.
+        const CQSIZE = 1 << 3;
+        /// `IORING_SETUP_CLAMP`: sizes above the maximum are clamped.
+        const CLAMP = 1 << 4;
+        /// `IORING_SETUP_ATTACH_WQ`: the ring was set up attached to another.
+        const ATTACH_WQ = 1 << 5;
+        /// `IORING_SETUP_R_DISABLED`: the ring starts disabled until
+        /// `IORING_REGISTER_ENABLE_RINGS`.
+        const R_DISABLED = 1 << 6;
+        /// `IORING_SETUP_SUBMIT_ALL`: submission goes on past an error.
+        const SUBMIT_ALL = 1 << 7;
+        /// `IORING_SETUP_COOP_TASKRUN`
+        const COOP_TASKRUN = 1 << 8;
+        /// `IORING_SETUP_TASKRUN_FLAG`
+        const TASKRUN_FLAG = 1 << 9;
+        /// `IORING_SETUP_SQE128`: 128-byte SQEs.
+        const SQE128 = 1 << 10;
+        /// `IORING_SETUP_CQE32`: 32-byte CQEs.
+        const CQE32 = 1 << 11;
+        /// `IORING_SETUP_SINGLE_ISSUER`: one task (the creator, or the task
+        /// that enables an `R_DISABLED` ring) may submit.
+        const SINGLE_ISSUER = 1 << 12;
+        /// `IORING_SETUP_DEFER_TASKRUN` (requires `SINGLE_ISSUER`).
+        const DEFER_TASKRUN = 1 << 13;
+        /// `IORING_SETUP_NO_MMAP` (6.5): the rings live in memory the task
+        /// provided.
+        const NO_MMAP = 1 << 14;
+        /// `IORING_SETUP_REGISTERED_FD_ONLY`: the ring has no fd, only a
+        /// registered ring index.
+        const REGISTERED_FD_ONLY = 1 << 15;
+        /// `IORING_SETUP_NO_SQARRAY` (6.6): no SQ index array.
+        const NO_SQARRAY = 1 << 16;
+        /// `IORING_SETUP_HYBRID_IOPOLL` (6.13)
+        const HYBRID_IOPOLL = 1 << 17;
+        /// `IORING_SETUP_CQE_MIXED` (6.18): 16- and 32-byte CQEs mixed.
+        const CQE_MIXED = 1 << 18;
+    }
+}
+
+impl SetupFlags {
+    /// Every flag up to `IORING_SETUP_CQE_MIXED`, the last one this project
+    /// knows the meaning of.
+    pub const KNOWN: SetupFlags = SetupFlags::all();
+
+    /// The flags set in `bits` as the kernel names them without
+    /// `IORING_SETUP_`, `|`-joined, with bits that have no name in hex;
+    /// `0` when none is set.
+    pub fn names(bits: u32) -> String {
+        let flags = SetupFlags::from_bits_retain(bits);
+        let mut names: Vec<String> = flags
+            .iter_names()
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let rest = bits & !SetupFlags::KNOWN.bits();
+        if rest != 0 {
+            names.push(format!("{rest:#x}"));
+        }
+        if names.is_empty() {
+            "0".to_owned()
+        } else {
+            names.join("|")
+        }
+    }
+}
+
+/// The mmap offsets that select a ring's regions (`IORING_OFF_*`).
+pub mod mmap_offset {
+    /// `IORING_OFF_SQ_RING`: the SQ ring (with `IORING_FEAT_SINGLE_MMAP`,
+    /// also the CQ ring).
+    pub const SQ_RING: u64 = 0;
+    /// `IORING_OFF_CQ_RING`
+    pub const CQ_RING: u64 = 0x800_0000;
+    /// `IORING_OFF_SQES`: the SQE array.
+    pub const SQES: u64 = 0x1000_0000;
+}
+
+/// The largest sizes the kernel accepts.
+pub mod limits {
+    /// Largest SQ size (`IORING_MAX_ENTRIES`).
+    pub const MAX_SQ_ENTRIES: u32 = 32768;
+    /// Largest CQ size (`IORING_MAX_CQ_ENTRIES`).
+    pub const MAX_CQ_ENTRIES: u32 = 2 * MAX_SQ_ENTRIES;
+    /// Largest registered file table (`IORING_MAX_FIXED_FILES`).
+    pub const MAX_FILE_SLOTS: u32 = 1 << 20;
+    /// Largest registered buffer table (`IORING_MAX_REG_BUFFERS`).
+    pub const MAX_BUFFER_SLOTS: u32 = 1 << 14;
+    /// Largest single registered buffer (the kernel refuses more than 1 GiB).
+    pub const MAX_BUFFER_LEN: u64 = 1 << 30;
+    /// The largest count an eventfd holds (`ULLONG_MAX - 1`).
+    pub const MAX_EVENTFD_COUNT: u64 = u64::MAX - 1;
+    /// One past the largest fd number Linux can ever hand out
+    /// (`sysctl_nr_open_max` on 64-bit: `INT_MAX` rounded down to a
+    /// multiple of 64).
+    pub const KERNEL_FD_LIMIT: i32 = 0x7fff_ffc0;
+}
+
+/// Linux constants beside io_uring: file status flags, eventfd flags, the
+/// page size, task flags (x86-64 values).
+pub mod linux {
+    /// `O_CREAT`
+    pub const O_CREAT: u32 = 0o100;
+    /// `O_EXCL`
+    pub const O_EXCL: u32 = 0o200;
+    /// `O_NOCTTY`
+    pub const O_NOCTTY: u32 = 0o400;
+    /// `O_TRUNC`
+    pub const O_TRUNC: u32 = 0o1000;
+    /// `O_NONBLOCK`
+    pub const O_NONBLOCK: u32 = 0o4000;
+    /// `O_CLOEXEC`
+    pub const O_CLOEXEC: u32 = 0o2_000_000;
+    /// `EFD_SEMAPHORE`: each read takes 1 from the count.
+    pub const EFD_SEMAPHORE: u32 = 1;
+    /// The page size of x86-64 (and of every mapping ringplan checks).
+    pub const PAGE_SIZE: u64 = 4096;
+    /// First address above user space on x86-64 with 4-level page tables;
+    /// a registered buffer or a ring mapping must lie below it.
+    pub const USER_ADDRESS_LIMIT: u64 = 0x0000_8000_0000_0000;
+    /// `PF_EXITING` (`include/linux/sched.h`): the task is exiting; the
+    /// ninth field of `/proc/PID/stat`.
+    pub const PF_EXITING: u64 = 0x4;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_spell_the_kernels_flags_and_keep_unknown_bits() {
+        assert_eq!(SetupFlags::names(0), "0");
+        assert_eq!(SetupFlags::names(0b10_0010), "SQPOLL|ATTACH_WQ");
+        assert_eq!(SetupFlags::names(1 << 18), "CQE_MIXED");
+        assert_eq!(
+            SetupFlags::names((1 << 12) | (1 << 30)),
+            "SINGLE_ISSUER|0x40000000"
+        );
+    }
+
+    #[test]
+    fn known_flags_are_the_nineteen_bits_up_to_cqe_mixed() {
+        assert_eq!(SetupFlags::KNOWN.bits(), (1 << 19) - 1);
+    }
+}

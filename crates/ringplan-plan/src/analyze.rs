@@ -7,27 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use ringplan_image::{setup_flags, validate, Image, Object, ObjectId, ObjectKind, Ring, RingField};
+use ringplan_image::{validate, Image, Object, ObjectId, ObjectKind, Ring, RingField, SetupFlags};
+
+use ringplan_kernel::abi::limits::{KERNEL_FD_LIMIT, MAX_EVENTFD_COUNT};
 
 use crate::error::PlanError;
 use crate::model::{SetupRing, TemporaryRing};
-
-/// `IORING_SETUP_NO_MMAP`: the rings live in memory the task provided.
-pub(crate) const SETUP_NO_MMAP: u32 = 1 << 14;
-/// `IORING_SETUP_REGISTERED_FD_ONLY`: the ring has no fd, only a registered
-/// ring index.
-pub(crate) const SETUP_REGISTERED_FD_ONLY: u32 = 1 << 15;
-/// Every setup flag up to `IORING_SETUP_CQE_MIXED` (bit 18), the last one
-/// this planner knows the meaning of.
-pub(crate) const KNOWN_SETUP_FLAGS: u32 = (1 << 19) - 1;
-
-/// One past the largest fd number Linux can ever hand out
-/// (`sysctl_nr_open_max` on 64-bit: `INT_MAX` rounded down to a multiple
-/// of 64).
-pub(crate) const KERNEL_FD_LIMIT: i32 = 0x7fff_ffc0;
-
-/// The largest count an eventfd holds (`ULLONG_MAX - 1`).
-pub(crate) const MAX_EVENTFD_COUNT: u64 = u64::MAX - 1;
 
 /// Where a ring set up with `IORING_SETUP_ATTACH_WQ` gets its `wq_fd`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +185,7 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
                 }
                 rings.push(index as u32);
                 file_slot_count += ring.files.len();
-                if flags & setup_flags::ATTACH_WQ == 0 && first_unattached_ring.is_none() {
+                if flags & SetupFlags::ATTACH_WQ.bits() == 0 && first_unattached_ring.is_none() {
                     first_unattached_ring = Some(index);
                 }
                 if let Some(sq_group) = ring.sq_group {
@@ -288,25 +273,25 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, PlanError
         return Err(unknown(RingField::Eventfd));
     }
     // Without SQPOLL the idle time means nothing, so not knowing it is fine.
-    if flags & setup_flags::SQPOLL != 0 && ring.unknown.contains(&RingField::SqThreadIdle) {
+    if flags & SetupFlags::SQPOLL.bits() != 0 && ring.unknown.contains(&RingField::SqThreadIdle) {
         return Err(unknown(RingField::SqThreadIdle));
     }
 
-    let unknown_bits = flags & !KNOWN_SETUP_FLAGS;
+    let unknown_bits = flags & !SetupFlags::KNOWN.bits();
     if unknown_bits != 0 {
         return Err(PlanError::UnknownSetupFlags {
             ring: id,
             bits: unknown_bits,
         });
     }
-    if flags & SETUP_NO_MMAP != 0 {
+    if flags & SetupFlags::NO_MMAP.bits() != 0 {
         return Err(PlanError::UnsupportedSetupFlag {
             ring: id,
             flag: "NO_MMAP",
             reason: "its rings live in memory the task provided, which the image does not describe",
         });
     }
-    if flags & SETUP_REGISTERED_FD_ONLY != 0 {
+    if flags & SetupFlags::REGISTERED_FD_ONLY.bits() != 0 {
         return Err(PlanError::UnsupportedSetupFlag {
             ring: id,
             flag: "REGISTERED_FD_ONLY",
@@ -316,7 +301,7 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, PlanError
 
     let sq_entries = ring.setup.sq_entries;
     let cq_entries = ring.setup.cq_entries;
-    if flags & setup_flags::CQSIZE != 0 {
+    if flags & SetupFlags::CQSIZE.bits() != 0 {
         if !cq_entries.is_power_of_two() {
             return Err(PlanError::CqEntriesNotPowerOfTwo {
                 ring: id,
@@ -384,7 +369,7 @@ fn record_sq_group_member(
     ring: &Ring,
     flags: u32,
 ) -> Result<(), PlanError> {
-    if flags & setup_flags::ATTACH_WQ == 0 {
+    if flags & SetupFlags::ATTACH_WQ.bits() == 0 {
         if let Some((_, first)) = facts.creator {
             return Err(PlanError::TwoSqThreadCreators {
                 sq_group,
@@ -396,7 +381,7 @@ fn record_sq_group_member(
     } else if ring.wq_parent.is_none() {
         facts.orphans.push(index);
     }
-    if flags & setup_flags::SQ_AFF != 0 {
+    if flags & SetupFlags::SQ_AFF.bits() != 0 {
         if let Some(cpu) = ring.setup.sq_thread_cpu {
             match facts.pinned_cpu {
                 None => facts.pinned_cpu = Some((id, cpu)),
@@ -434,9 +419,9 @@ fn assign_sq_thread_attachments(
         let source = match facts.creator {
             Some((creator, _)) => WqSource::Object(creator as u32),
             None => {
-                let mut flags = setup_flags::SQPOLL;
+                let mut flags = SetupFlags::SQPOLL.bits();
                 if facts.pinned_cpu.is_some() {
-                    flags |= setup_flags::SQ_AFF;
+                    flags |= SetupFlags::SQ_AFF.bits();
                 }
                 // The orphans are in ascending index (and id) order.
                 let first_user = facts.orphans[0] as u32;
@@ -497,7 +482,7 @@ fn assign_plain_attachments(
             }
             continue;
         }
-        if !ring.setup.has(setup_flags::ATTACH_WQ) || ring.setup.has(setup_flags::SQPOLL) {
+        if !ring.setup.has(SetupFlags::ATTACH_WQ) || ring.setup.has(SetupFlags::SQPOLL) {
             continue;
         }
         let source = *shared_target.get_or_insert_with(|| {

@@ -854,24 +854,15 @@ pub(crate) fn peak_temporaries(steps: &[Step]) -> u32 {
     peak
 }
 
-/// Open flags (x86-64 and asm-generic values).
-mod open_flags {
-    pub const O_CREAT: u32 = 0o100;
-    pub const O_EXCL: u32 = 0o200;
-    pub const O_NOCTTY: u32 = 0o400;
-    pub const O_TRUNC: u32 = 0o1000;
-    pub const O_CLOEXEC: u32 = 0o2000000;
-}
-
 /// The flags `open_file` passes, from the flags the kernel held.
 pub(crate) fn reopen_flags(recorded: u32) -> u32 {
-    use open_flags::*;
+    use ringplan_kernel::abi::linux::{O_CLOEXEC, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC};
     (recorded & !(O_CREAT | O_EXCL | O_TRUNC)) | O_NOCTTY | O_CLOEXEC
 }
 
 /// Whether `flags` would create or truncate a file: `open_file` never may.
 pub(crate) fn creates_or_truncates(flags: u32) -> bool {
-    use open_flags::*;
+    use ringplan_kernel::abi::linux::{O_CREAT, O_EXCL, O_TRUNC};
     flags & (O_CREAT | O_EXCL | O_TRUNC) != 0
 }
 

@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use ringplan_image::view::setup_flag_names;
 use ringplan_image::ObjectId;
+use ringplan_image::SetupFlags;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::*;
-use crate::validate::region_name;
 
 impl Plan {
     /// The text view: a header with the fd numbers the plan needs and where
@@ -359,7 +358,7 @@ fn mappings_text(mappings: &[ringplan_image::RingMapping]) -> String {
         .map(|mapping| {
             format!(
                 "{} {:#x}+{}",
-                region_name(mapping.region),
+                mapping.region.name(),
                 mapping.addr,
                 mapping.len
             )
@@ -373,7 +372,7 @@ fn flags_text(flags: u32) -> String {
     if flags == 0 {
         "0".to_owned()
     } else {
-        format!("{flags:#x} {}", setup_flag_names(flags))
+        format!("{flags:#x} {}", SetupFlags::names(flags))
     }
 }
 
@@ -528,7 +527,7 @@ fn dot_label(index: usize, step: &Step) -> String {
                 "sq {}, cq {}, {}",
                 setup.sq_entries,
                 setup.cq_entries,
-                setup_flag_names(setup.flags)
+                SetupFlags::names(setup.flags)
             );
             if let Some(wq) = setup.wq_handle {
                 let _ = write!(detail, ", wq_fd {wq}");
@@ -538,7 +537,7 @@ fn dot_label(index: usize, step: &Step) -> String {
                 let regions: Vec<&str> = setup
                     .mappings
                     .iter()
-                    .map(|mapping| region_name(mapping.region))
+                    .map(|mapping| mapping.region.name())
                     .collect();
                 let _ = write!(detail, ", maps {}", regions.join(", "));
             }

@@ -5,13 +5,14 @@
 //! phases, and each op's parameters against what the kernel accepts.
 
 use ringplan_image::{
-    setup_flags, MAX_BUFFER_LEN, MAX_BUFFER_SLOTS, MAX_CQ_ENTRIES, MAX_FILE_SLOTS, MAX_SQ_ENTRIES,
+    SetupFlags, MAX_BUFFER_LEN, MAX_BUFFER_SLOTS, MAX_CQ_ENTRIES, MAX_FILE_SLOTS, MAX_SQ_ENTRIES,
     USER_ADDRESS_LIMIT,
 };
 
-use crate::analyze::MAX_EVENTFD_COUNT;
 use crate::compile::{creates_or_truncates, peak_temporaries};
 use crate::model::*;
+use ringplan_kernel::abi::limits::MAX_EVENTFD_COUNT;
+use ringplan_kernel::abi::linux::PAGE_SIZE;
 
 /// Why a plan is not one an executor can run. Every variant about a step
 /// names its index and op.
@@ -294,10 +295,10 @@ impl Checker<'_> {
                 if let Some(wq_handle) = setup.wq_handle {
                     self.use_handle(index, step, wq_handle, Expected::Ring)?;
                     let wq_is_sqpoll = match &self.plan.steps[wq_handle.0 as usize].op {
-                        Op::SetupRing(wq_setup) => wq_setup.flags & setup_flags::SQPOLL != 0,
+                        Op::SetupRing(wq_setup) => wq_setup.flags & SetupFlags::SQPOLL.bits() != 0,
                         _ => false,
                     };
-                    if setup.flags & setup_flags::SQPOLL != 0 && !wq_is_sqpoll {
+                    if setup.flags & SetupFlags::SQPOLL.bits() != 0 && !wq_is_sqpoll {
                         return Err(bad(format!(
                             "attaches its SQ thread to {wq_handle}, a ring without SQPOLL"
                         )));
@@ -571,7 +572,7 @@ impl Checker<'_> {
             if first_addr + first_len > addr {
                 return Err(PlanInvalid::MappingsOverlap {
                     step,
-                    region: region_name(region),
+                    region: region.name(),
                     addr,
                     len,
                     other: first_step,
@@ -619,7 +620,7 @@ fn check_setup(setup: &SetupRing) -> Result<(), String> {
             setup.cq_entries, setup.sq_entries
         ));
     }
-    if has(setup_flags::CQSIZE) {
+    if has(SetupFlags::CQSIZE.bits()) {
         if !setup.cq_entries.is_power_of_two() {
             return Err(format!(
                 "cq_entries {} is not a power of two",
@@ -632,38 +633,27 @@ fn check_setup(setup: &SetupRing) -> Result<(), String> {
             setup.cq_entries
         ));
     }
-    if flags & !crate::analyze::KNOWN_SETUP_FLAGS != 0
-        || has(crate::analyze::SETUP_NO_MMAP)
-        || has(crate::analyze::SETUP_REGISTERED_FD_ONLY)
+    if flags & !SetupFlags::KNOWN.bits() != 0
+        || has(SetupFlags::NO_MMAP.bits())
+        || has(SetupFlags::REGISTERED_FD_ONLY.bits())
     {
         return Err(format!(
             "setup flags {flags:#x} include flags a plan cannot carry"
         ));
     }
-    if has(setup_flags::SQ_AFF) && !has(setup_flags::SQPOLL) {
+    if has(SetupFlags::SQ_AFF.bits()) && !has(SetupFlags::SQPOLL.bits()) {
         return Err("IORING_SETUP_SQ_AFF without IORING_SETUP_SQPOLL".to_owned());
     }
-    if setup.sq_thread_cpu.is_some() != has(setup_flags::SQ_AFF) {
+    if setup.sq_thread_cpu.is_some() != has(SetupFlags::SQ_AFF.bits()) {
         return Err("sq_thread_cpu must be set exactly with IORING_SETUP_SQ_AFF".to_owned());
     }
-    if setup.sq_thread_idle_ms.is_some() != has(setup_flags::SQPOLL) {
+    if setup.sq_thread_idle_ms.is_some() != has(SetupFlags::SQPOLL.bits()) {
         return Err("sq_thread_idle_ms must be set exactly with IORING_SETUP_SQPOLL".to_owned());
     }
-    if setup.wq_handle.is_some() != has(setup_flags::ATTACH_WQ) {
+    if setup.wq_handle.is_some() != has(SetupFlags::ATTACH_WQ.bits()) {
         return Err("wq_handle must be set exactly with IORING_SETUP_ATTACH_WQ".to_owned());
     }
     Ok(())
-}
-
-const PAGE_SIZE: u64 = 4096;
-
-/// A region's name as the image and the plan's views spell it.
-pub(crate) fn region_name(region: ringplan_image::RingRegion) -> &'static str {
-    match region {
-        ringplan_image::RingRegion::SqRing => "sq_ring",
-        ringplan_image::RingRegion::CqRing => "cq_ring",
-        ringplan_image::RingRegion::Sqes => "sqes",
-    }
 }
 
 /// A ring mapping `mmap` can make at its address: page-aligned, not empty,
@@ -671,7 +661,7 @@ pub(crate) fn region_name(region: ringplan_image::RingRegion) -> &'static str {
 /// decoding already refused unknown ones.)
 pub(crate) fn check_ring_mapping(mapping: &ringplan_image::RingMapping) -> Result<(), String> {
     let (addr, len) = (mapping.addr, mapping.len);
-    let what = || format!("of {} at {addr:#x}+{len}", region_name(mapping.region));
+    let what = || format!("of {} at {addr:#x}+{len}", mapping.region.name());
     if addr == 0 || len == 0 {
         return Err(format!("{} is empty or at address 0", what()));
     }

@@ -5,10 +5,10 @@
 
 use ringplan_image::*;
 
-pub const SQPOLL: u32 = setup_flags::SQPOLL;
-pub const SQ_AFF: u32 = setup_flags::SQ_AFF;
-pub const CQSIZE: u32 = setup_flags::CQSIZE;
-pub const ATTACH_WQ: u32 = setup_flags::ATTACH_WQ;
+pub const SQPOLL: u32 = SetupFlags::SQPOLL.bits();
+pub const SQ_AFF: u32 = SetupFlags::SQ_AFF.bits();
+pub const CQSIZE: u32 = SetupFlags::CQSIZE.bits();
+pub const ATTACH_WQ: u32 = SetupFlags::ATTACH_WQ.bits();
 
 pub fn source() -> Source {
     Source {
