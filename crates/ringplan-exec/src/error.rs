@@ -113,12 +113,20 @@ impl ExecError {
     /// Whether preflight refused the plan (nothing was done); such errors
     /// are about the input or the environment, not a failing system.
     pub fn is_preflight(&self) -> bool {
-        !matches!(
-            self,
-            ExecError::StepFailed { .. }
-                | ExecError::MemoryRestoreFailed { .. }
-                | ExecError::CheckSyscallFailed { .. }
-        )
+        // Exhaustive, so that a new variant has to say which family it is.
+        match self {
+            ExecError::FdTaken { .. }
+            | ExecError::MissingInput { .. }
+            | ExecError::UnexpectedInput { .. }
+            | ExecError::FdLimit { .. }
+            | ExecError::MemlockLimit { .. }
+            | ExecError::KernelUnsupported { .. }
+            | ExecError::CpuUnavailable { .. }
+            | ExecError::MemoryUnavailable(_) => true,
+            ExecError::CheckSyscallFailed { .. }
+            | ExecError::StepFailed { .. }
+            | ExecError::MemoryRestoreFailed { .. } => false,
+        }
     }
 
     /// The failing step's index, for run errors.

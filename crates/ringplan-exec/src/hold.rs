@@ -78,3 +78,24 @@ pub fn is_ring_fd(fd: i32) -> bool {
     std::fs::read_link(format!("/proc/self/fd/{fd}"))
         .is_ok_and(|target| target.as_os_str() == RING_FILE_PATH)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use rustix::io_uring::{io_uring_params, io_uring_setup};
+
+    use super::is_ring_fd;
+
+    #[test]
+    fn a_ring_is_a_ring_and_a_pipe_is_not() {
+        let mut params = io_uring_params::default();
+        // SAFETY: `params` is initialized and asks for a plain ring.
+        let ring = unsafe { io_uring_setup(1, &mut params) }.expect("io_uring_setup");
+        assert!(is_ring_fd(ring.as_raw_fd()));
+        let (reader, _writer) = rustix::pipe::pipe().expect("pipe");
+        assert!(!is_ring_fd(reader.as_raw_fd()));
+        drop(ring);
+        assert!(!is_ring_fd(-1));
+    }
+}

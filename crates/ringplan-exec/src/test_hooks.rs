@@ -59,6 +59,8 @@ pub struct ProcessState {
 impl ProcessState {
     /// Reads this process's state now.
     pub fn capture() -> ProcessState {
+        // The listing's own directory fd links to the directory it lists.
+        let listing = format!("/proc/{}/fd", std::process::id());
         let mut fds: Vec<(String, String)> = std::fs::read_dir("/proc/self/fd")
             .map(|entries| {
                 entries
@@ -70,6 +72,7 @@ impl ProcessState {
                             target.to_string_lossy().into_owned(),
                         ))
                     })
+                    .filter(|(_, target)| *target != listing)
                     .collect()
             })
             .unwrap_or_default();
@@ -102,5 +105,40 @@ impl ProcessState {
             changes.push(format!("mapping {line} removed"));
         }
         changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::ProcessState;
+
+    #[test]
+    fn a_new_fd_is_a_change_and_closing_it_undoes_it() {
+        // Other tests of this binary open fds in parallel: look only at ours.
+        let before = ProcessState::capture();
+        let (reader, writer) = rustix::pipe::pipe().expect("pipe");
+        let ours = [reader.as_raw_fd(), writer.as_raw_fd()];
+        let about_ours = |changes: Vec<String>| -> Vec<String> {
+            changes
+                .into_iter()
+                .filter(|change| {
+                    ours.iter()
+                        .any(|fd| change.starts_with(&format!("fd {fd} ")))
+                })
+                .collect()
+        };
+        let changes = about_ours(before.changes_to(&ProcessState::capture()));
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(
+            changes
+                .iter()
+                .all(|change| change.contains("-> pipe:[") && change.ends_with("left open")),
+            "{changes:?}"
+        );
+        drop((reader, writer));
+        let changes = about_ours(before.changes_to(&ProcessState::capture()));
+        assert_eq!(changes, Vec::<String>::new());
     }
 }
