@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ringplan_kernel::abi::RING_FILE_PATH;
 use serde_json::Value;
 
 use crate::support::{objects_of_kind, plan, plan_ok, scratch_dir};
@@ -102,7 +103,7 @@ fn ring_fds(pid: u32) -> Vec<u32> {
         .flatten()
         .filter(|entry| {
             std::fs::read_link(entry.path())
-                .is_ok_and(|target| target.as_os_str() == "anon_inode:[io_uring]")
+                .is_ok_and(|target| target.as_os_str() == RING_FILE_PATH)
         })
         .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
         .collect();

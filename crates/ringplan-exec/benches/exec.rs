@@ -241,7 +241,6 @@ fn options() -> ExecOptions {
         substitute_external: true,
         raise_fd_limit: false,
         skip_ring_mappings: true,
-        ..ExecOptions::default()
     }
 }
 
@@ -283,7 +282,8 @@ fn ours_run(plan: &Plan, settle: Duration) -> Duration {
     // Let the preflight's throwaway rings go away first.
     std::thread::sleep(settle);
     let start = Instant::now();
-    let restored = ringplan_exec::run_preflighted(plan, inputs, &mut memory, &options, &report);
+    let restored =
+        ringplan_exec::test_hooks::run_preflighted(plan, inputs, &mut memory, &options, &report);
     let elapsed = start.elapsed();
     teardown_ours(restored.expect("run"), memory);
     elapsed

@@ -1,5 +1,6 @@
-//! The executor's errors: what preflight refused (nothing was done) and
-//! what failed during a run (everything done was undone).
+//! The executor's errors: what preflight refused (nothing was done), what
+//! failed in the system while checking or running (everything done was
+//! undone), and what went wrong opening an input.
 
 use ringplan_image::{FileType, ObjectId};
 use ringplan_plan::ExternalReason;
@@ -7,6 +8,7 @@ use rustix::io::Errno;
 
 /// Why the memory hook could not put memory in place.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MemoryError {
     /// A range a buffer needs is already mapped in this process; mapping
     /// over it would destroy memory the process uses.
@@ -29,9 +31,12 @@ pub enum MemoryError {
 /// Why a plan was not (or not completely) executed.
 ///
 /// [`ExecError::is_preflight`] tells the two families apart: a preflight
-/// error was found before anything was done; any other error happened
-/// during the run, after which everything done was undone.
+/// refusal was found before anything was done, and is about the input or
+/// the environment; the `...Failed` variants are failures of the system,
+/// while checking ([`ExecError::CheckSyscallFailed`], nothing was done) or
+/// during the run (everything done was undone).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExecError {
     /// A target fd number is already open in this process.
     #[error(
@@ -78,12 +83,13 @@ pub enum ExecError {
     /// The memory hook says the memory cannot be put in place.
     #[error("preflight: {0}")]
     MemoryUnavailable(MemoryError),
-    /// A check could not be made because a syscall failed.
+    /// A check could not be made because a syscall failed: a failure of
+    /// the system, not a refusal of the plan (nothing was done).
     #[error("preflight: {what} failed: {errno}")]
-    PreflightSyscall { what: &'static str, errno: Errno },
+    CheckSyscallFailed { what: &'static str, errno: Errno },
     /// A step failed; everything done before it was undone.
     #[error("step {index} ({op}{}): {call} failed: {errno}; everything done was undone", object_suffix(*object))]
-    Step {
+    StepFailed {
         index: usize,
         op: &'static str,
         object: Option<ObjectId>,
@@ -91,8 +97,12 @@ pub enum ExecError {
         errno: Errno,
     },
     /// The memory hook failed at the barrier; everything done was undone.
-    #[error("step {index} (memory_barrier): {source}; everything done was undone")]
-    Memory { index: usize, source: MemoryError },
+    ///
+    /// The hook's error is part of this one's message, in the middle of it,
+    /// so it is a field and not a [`std::error::Error::source`]: a printer
+    /// of error chains would otherwise print it twice.
+    #[error("step {index} (memory_barrier): {cause}; everything done was undone")]
+    MemoryRestoreFailed { index: usize, cause: MemoryError },
 }
 
 fn object_suffix(object: Option<ObjectId>) -> String {
@@ -103,17 +113,42 @@ impl ExecError {
     /// Whether preflight refused the plan (nothing was done); such errors
     /// are about the input or the environment, not a failing system.
     pub fn is_preflight(&self) -> bool {
-        !matches!(
-            self,
-            ExecError::Step { .. } | ExecError::Memory { .. } | ExecError::PreflightSyscall { .. }
-        )
+        // Exhaustive, so that a new variant has to say which family it is.
+        match self {
+            ExecError::FdTaken { .. }
+            | ExecError::MissingInput { .. }
+            | ExecError::UnexpectedInput { .. }
+            | ExecError::FdLimit { .. }
+            | ExecError::MemlockLimit { .. }
+            | ExecError::KernelUnsupported { .. }
+            | ExecError::CpuUnavailable { .. }
+            | ExecError::MemoryUnavailable(_) => true,
+            ExecError::CheckSyscallFailed { .. }
+            | ExecError::StepFailed { .. }
+            | ExecError::MemoryRestoreFailed { .. } => false,
+        }
     }
 
     /// The failing step's index, for run errors.
     pub fn step(&self) -> Option<usize> {
         match self {
-            ExecError::Step { index, .. } | ExecError::Memory { index, .. } => Some(*index),
+            ExecError::StepFailed { index, .. } | ExecError::MemoryRestoreFailed { index, .. } => {
+                Some(*index)
+            }
             _ => None,
         }
     }
+}
+
+/// Why [`crate::Inputs::open`] could not supply a file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// The file could not be opened: the caller named a wrong path.
+    #[error("cannot open {path}: {errno}")]
+    Open { path: String, errno: Errno },
+    /// The opened file could not be moved above the plan's fd floor: a
+    /// failure of the system.
+    #[error("fcntl(F_DUPFD_CLOEXEC): {errno}")]
+    MoveAboveFloor { errno: Errno },
 }

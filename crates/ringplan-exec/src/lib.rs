@@ -41,7 +41,27 @@
 //! [`Restored::substituted`].
 //!
 //! [`verify::compare`] compares a dump of the restored process with the
-//! original image by structure.
+//! original image by structure; [`hold`] keeps the restored rings in this
+//! process until SIGTERM or SIGINT (what `plan exec --hold` does).
+//!
+//! # Where things are
+//!
+//! - `options.rs`: what the caller hands in ([`ExecOptions`], [`Inputs`]);
+//!   `restored.rs`: what a run leaves behind ([`Restored`] and its parts);
+//!   `error.rs`: [`ExecError`], [`MemoryError`], [`InputError`].
+//! - `preflight.rs`: the checks before the first step; `preflight/kernel.rs`
+//!   asks the kernel about the plan's setup flags, `preflight/open_fds.rs`
+//!   which target fds are open.
+//! - `run.rs`: the run and its undo; `run/ops.rs` the syscalls of each op,
+//!   `run/ring_regions.rs` the mapping of a new ring's regions.
+//! - `memory.rs`: the memory barrier's hook.
+//! - [`stdio`]: a restorer's own standard streams, moved out of the plan's
+//!   way while it restores into itself.
+//! - [`verify`] (`verify/matching.rs` pairs objects, `verify/fields.rs`
+//!   compares a pair), [`hold`]: after a run.
+//! - `test_hooks.rs`: hooks for tests and benchmarks, only with the
+//!   `test-hooks` feature (an injected step failure, the run phase alone, a
+//!   snapshot of this process's fds and mappings).
 //!
 //! # Example
 //!
@@ -66,139 +86,24 @@
 //! ```
 
 mod error;
+pub mod hold;
 mod memory;
+mod options;
 mod preflight;
+mod restored;
 mod run;
+pub mod stdio;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 pub mod verify;
 
-use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
-
-use ringplan_image::{FileType, ObjectId, RingMapping};
 use ringplan_plan::Plan;
 
-pub use error::{ExecError, MemoryError};
+pub use error::{ExecError, InputError, MemoryError};
 pub use memory::{buffer_ranges, AnonymousBuffers, MemoryHook, NoMemory};
+pub use options::{ExecOptions, Inputs};
 pub use preflight::{preflight, PreflightReport};
-
-/// Fds the caller supplies for a plan's `external_input` steps, by the
-/// image object each stands for. The executor consumes them: each is
-/// duplicated above the plan's fd floor and the original closed.
-#[derive(Debug, Default)]
-pub struct Inputs {
-    pub(crate) fds: BTreeMap<ObjectId, OwnedFd>,
-}
-
-impl Inputs {
-    pub fn new() -> Self {
-        Inputs::default()
-    }
-
-    /// Supplies `fd` for `object`; a second fd for the same object replaces
-    /// the first.
-    pub fn insert(&mut self, object: ObjectId, fd: OwnedFd) {
-        self.fds.insert(object, fd);
-    }
-
-    /// The objects supplied so far.
-    pub fn objects(&self) -> impl Iterator<Item = ObjectId> + '_ {
-        self.fds.keys().copied()
-    }
-}
-
-/// How to run a plan.
-#[derive(Debug, Clone, Default)]
-pub struct ExecOptions {
-    /// Replace an external input the caller did not supply with a stand-in
-    /// (a new pipe's matching end for a pipe, `/dev/null` otherwise)
-    /// instead of refusing in preflight.
-    pub substitute_external: bool,
-    /// Raise the `RLIMIT_NOFILE` soft limit (up to the hard limit) when the
-    /// plan needs more; put back if the run fails. Without it, a too-small
-    /// soft limit is a preflight error.
-    pub raise_fd_limit: bool,
-    /// Do not map ring regions at their recorded addresses; every recorded
-    /// mapping is then listed in [`Restored::skipped_mappings`] with
-    /// [`SkipReason::TurnedOff`]. For a restorer that maps them itself (or
-    /// wants no ring memory at fixed addresses).
-    pub skip_ring_mappings: bool,
-    /// Test hook: make step N fail (before its syscall) with
-    /// `injected_errno`.
-    #[doc(hidden)]
-    pub fail_at_step: Option<usize>,
-    #[doc(hidden)]
-    pub injected_errno: i32,
-}
-
-/// A stand-in the executor made for an external input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Substitution {
-    pub object: ObjectId,
-    /// What the image says the original was.
-    pub file_type: FileType,
-    /// What stands in for it.
-    pub with: &'static str,
-}
-
-/// Why a recorded ring mapping was not recreated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipReason {
-    /// Something already occupies (part of) the range in this process
-    /// (`EEXIST`, or a kernel before 4.17 that took the address as a hint).
-    Taken,
-    /// The range is free but the kernel refuses to place io_uring regions
-    /// at any address the caller chooses: Linux 6.4 and later (their
-    /// `get_unmapped_area` answers `EINVAL` to every address, for `mmap`
-    /// and `mremap` alike), so on those kernels no ring region can be put
-    /// back where it was.
-    AddressRefused,
-    /// [`ExecOptions::skip_ring_mappings`] was set.
-    TurnedOff,
-}
-
-/// A ring region the executor did not map at its recorded address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SkippedMapping {
-    /// The ring, by its id in the image.
-    pub object: ObjectId,
-    pub mapping: RingMapping,
-    pub reason: SkipReason,
-}
-
-impl std::fmt::Display for SkippedMapping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let region = self.mapping.region.name();
-        let why = match self.reason {
-            SkipReason::Taken => "the range is taken",
-            SkipReason::AddressRefused => {
-                "the kernel places io_uring regions only where it chooses"
-            }
-            SkipReason::TurnedOff => "ring mapping is turned off",
-        };
-        write!(
-            f,
-            "ring {} {region} at {:#x}+{} ({why})",
-            self.object, self.mapping.addr, self.mapping.len
-        )
-    }
-}
-
-/// What a successful run leaves behind.
-#[derive(Debug)]
-pub struct Restored {
-    /// The installed fds of every object the process holds at an fd, in the
-    /// plan's install order. Dropping this closes them (and so tears down
-    /// rings no other fd holds): keep it for as long as the rings are used,
-    /// or take the fds out.
-    pub fds: BTreeMap<ObjectId, Vec<OwnedFd>>,
-    /// External inputs the executor substituted.
-    pub substituted: Vec<Substitution>,
-    /// Ring regions mapped at their recorded addresses, by ring, in plan
-    /// order. They stay mapped: dropping this does not unmap them.
-    pub mapped: Vec<(ObjectId, RingMapping)>,
-    /// Recorded ring regions that were not mapped, and why.
-    pub skipped_mappings: Vec<SkippedMapping>,
-}
+pub use restored::{Restored, SkipReason, SkippedMapping, Substitution};
 
 /// Reads an image (compiled here) or a plan.
 pub fn load_plan(bytes: &[u8]) -> Result<Plan, ringplan_plan::LoadError> {
@@ -214,20 +119,44 @@ pub fn execute(
     options: &ExecOptions,
 ) -> Result<Restored, ExecError> {
     let report = preflight(plan, &inputs, hook, options)?;
-    run_preflighted(plan, inputs, hook, options, &report)
+    run::run(plan, inputs, hook, options, &report, None)
 }
 
-/// The run phase of [`execute`] alone, after [`preflight`] passed with the
-/// same plan, inputs, hook and options and nothing changed since. For the
-/// executor's benchmark (run phase vs. a minimal replay); use [`execute`].
+/// Expands the items it is given only when this crate is built with the
+/// `test-hooks` feature, so that a binary can compile a hidden test flag
+/// (`plan exec --fail-at`) exactly when the hooks exist: a `cfg` of its own
+/// cannot see a dependency's features. See [`cfg_no_test_hooks!`] for the
+/// other branch.
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
-pub fn run_preflighted(
-    plan: &Plan,
-    inputs: Inputs,
-    hook: &mut dyn MemoryHook,
-    options: &ExecOptions,
-    report: &PreflightReport,
-) -> Result<Restored, ExecError> {
-    let raise = report.raises_fd_limit.then_some(report.fd_limit_needed);
-    run::run(plan, inputs, hook, options, raise)
+#[macro_export]
+macro_rules! cfg_test_hooks {
+    ($($item:item)*) => { $($item)* };
+}
+
+/// Expands the items it is given only when this crate is built with the
+/// `test-hooks` feature; see [`cfg_no_test_hooks!`].
+#[cfg(not(feature = "test-hooks"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! cfg_test_hooks {
+    ($($item:item)*) => {};
+}
+
+/// Expands the items it is given only when this crate is built without the
+/// `test-hooks` feature: the other branch of [`cfg_test_hooks!`].
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! cfg_no_test_hooks {
+    ($($item:item)*) => {};
+}
+
+/// Expands the items it is given only when this crate is built without the
+/// `test-hooks` feature: the other branch of [`cfg_test_hooks!`].
+#[cfg(not(feature = "test-hooks"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! cfg_no_test_hooks {
+    ($($item:item)*) => { $($item)* };
 }

@@ -14,11 +14,20 @@
 //! executor substituted are reported as such, neither as matches nor as
 //! differences.
 
-use std::collections::{BTreeMap, BTreeSet};
+//!
+//! `verify/matching.rs` pairs the objects; `verify/fields.rs` compares a
+//! pair.
 
-use ringplan_image::{Image, Object, ObjectId, ObjectKind, RingMapping};
+mod fields;
+mod matching;
+
+use std::collections::BTreeMap;
+
+use ringplan_image::{Image, ObjectId};
 
 use crate::SkippedMapping;
+use fields::{FieldComparison, Outcome};
+use matching::{describe, Matches};
 
 /// The outcome of [`compare`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -69,48 +78,6 @@ impl Comparison {
     }
 }
 
-struct Matcher<'a> {
-    original: &'a Image,
-    restored: &'a Image,
-    forward: BTreeMap<ObjectId, ObjectId>,
-    backward: BTreeMap<ObjectId, ObjectId>,
-    differences: Vec<String>,
-}
-
-impl Matcher<'_> {
-    fn pair(&mut self, original: ObjectId, restored: ObjectId) {
-        match (self.forward.get(&original), self.backward.get(&restored)) {
-            (Some(&existing), _) if existing != restored => self.differences.push(format!(
-                "{original} matches two restored objects, {existing} and {restored}"
-            )),
-            (_, Some(&existing)) if existing != original => self.differences.push(format!(
-                "restored {restored} matches two original objects, {existing} and {original}"
-            )),
-            _ => {
-                self.forward.insert(original, restored);
-                self.backward.insert(restored, original);
-            }
-        }
-    }
-}
-
-fn describe(object: &Object) -> String {
-    let fds = if object.fds.is_empty() {
-        "no fd".to_owned()
-    } else {
-        format!(
-            "fd {}",
-            object
-                .fds
-                .iter()
-                .map(|entry| entry.fd.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        )
-    };
-    format!("{} {} ({fds})", object.kind.name(), object.id)
-}
-
 /// Compares `restored` (a dump of the restored process) with `original`
 /// (the image the plan came from). `substituted` lists the original
 /// objects the executor replaced with stand-ins, `skipped_mappings` the
@@ -121,221 +88,53 @@ pub fn compare(
     substituted: &[ObjectId],
     skipped_mappings: &[SkippedMapping],
 ) -> Comparison {
-    let substituted: BTreeSet<ObjectId> = substituted.iter().copied().collect();
-    let by_fd: BTreeMap<i32, ObjectId> = restored
-        .objects
-        .iter()
-        .flat_map(|object| object.fds.iter().map(move |entry| (entry.fd, object.id)))
-        .collect();
-    let mut matcher = Matcher {
-        original,
-        restored,
-        forward: BTreeMap::new(),
-        backward: BTreeMap::new(),
-        differences: Vec::new(),
-    };
-
-    // By fd: every object the process holds at an fd.
-    for object in &original.objects {
-        if let Some(first) = object.fds.first() {
-            match by_fd.get(&first.fd) {
-                Some(&restored_id) => matcher.pair(object.id, restored_id),
-                None => matcher.differences.push(format!(
-                    "{}: nothing restored at fd {}",
-                    describe(object),
-                    first.fd
-                )),
-            }
-        }
-    }
-    // Through rings: eventfds and table slots.
-    for object in &original.objects {
-        let ObjectKind::Ring(ring) = &object.kind else {
-            continue;
-        };
-        let Some(restored_ring) = matcher
-            .forward
-            .get(&object.id)
-            .and_then(|id| matcher.restored.object(*id))
-        else {
-            continue;
-        };
-        let ObjectKind::Ring(restored_ring) = &restored_ring.kind else {
-            continue;
-        };
-        if let (Some(eventfd), Some(restored_eventfd)) = (ring.eventfd, restored_ring.eventfd) {
-            matcher.pair(eventfd.object, restored_eventfd.object);
-        }
-        for (original_slot, restored_slot) in ring.files.iter().zip(&restored_ring.files) {
-            if let (Some(file), Some(restored_file)) = (original_slot, restored_slot) {
-                matcher.pair(*file, *restored_file);
-            }
-        }
-    }
-
+    let Matches {
+        forward,
+        backward,
+        mut differences,
+    } = Matches::find(original, restored);
     let mut comparison = Comparison {
         skipped_mappings: skipped_mappings.iter().map(ToString::to_string).collect(),
         ..Comparison::default()
     };
-    let skipped: BTreeSet<(ObjectId, u64, u64)> = skipped_mappings
-        .iter()
-        .map(|skip| (skip.object, skip.mapping.addr, skip.mapping.len))
-        .collect();
-    let mut mappings_compared = 0;
-    let mut groups: BTreeMap<u32, Option<u32>> = BTreeMap::new();
-    let mut groups_back: BTreeMap<u32, Option<u32>> = BTreeMap::new();
+    let mut fields = FieldComparison::new(
+        &forward,
+        substituted.iter().copied().collect(),
+        skipped_mappings
+            .iter()
+            .map(|skip| (skip.object, skip.mapping.addr, skip.mapping.len))
+            .collect(),
+    );
     for object in &original.objects {
         let name = describe(object);
-        let Some(restored) = matcher
-            .forward
-            .get(&object.id)
-            .and_then(|id| matcher.restored.object(*id))
-        else {
-            if !object.fds.is_empty() {
-                continue; // reported above
+        let Some(restored) = forward.get(&object.id).and_then(|id| restored.object(*id)) else {
+            if object.fds.is_empty() {
+                // One with an fd was reported by the matching.
+                differences.push(format!("{name}: not restored"));
             }
-            matcher.differences.push(format!("{name}: not restored"));
             continue;
         };
-        let mut differ = |what: &str, want: String, got: String| {
-            matcher
-                .differences
-                .push(format!("{name}: {what} is {got}, expected {want}"));
-        };
-        if object.fds != restored.fds {
-            differ(
-                "fds",
-                format!("{:?}", object.fds),
-                format!("{:?}", restored.fds),
-            );
+        match fields.object(&name, object, restored, &mut differences) {
+            Outcome::Compared => *comparison.matched.entry(object.kind.name()).or_default() += 1,
+            Outcome::Substituted(description) => comparison.substituted.push(description),
         }
-        match (&object.kind, &restored.kind) {
-            (ObjectKind::Ring(ring), ObjectKind::Ring(got)) => {
-                if ring.setup != got.setup {
-                    differ(
-                        "setup",
-                        format!("{:?}", ring.setup),
-                        format!("{:?}", got.setup),
-                    );
-                }
-                let wq_parent = ring
-                    .wq_parent
-                    .and_then(|id| matcher.forward.get(&id).copied());
-                if ring.wq_parent.is_some() != got.wq_parent.is_some() || wq_parent != got.wq_parent
-                {
-                    differ(
-                        "wq_parent",
-                        format!("{:?}", ring.wq_parent),
-                        format!("{:?}", got.wq_parent),
-                    );
-                }
-                // Same sharing pattern: a one-to-one map between group ids.
-                let same_group = match ring.sq_group {
-                    Some(group) => {
-                        let seen = *groups.entry(group).or_insert(got.sq_group);
-                        let back = got
-                            .sq_group
-                            .map(|restored| *groups_back.entry(restored).or_insert(Some(group)));
-                        seen == got.sq_group && back.is_some_and(|back| back == Some(group))
-                    }
-                    None => got.sq_group.is_none(),
-                };
-                if !same_group {
-                    differ(
-                        "SQ thread sharing",
-                        format!("group {:?}", ring.sq_group),
-                        format!("group {:?}", got.sq_group),
-                    );
-                }
-                if ring.eventfd.map(|e| e.is_async) != got.eventfd.map(|e| e.is_async) {
-                    differ(
-                        "eventfd registration",
-                        format!("{:?}", ring.eventfd),
-                        format!("{:?}", got.eventfd),
-                    );
-                }
-                let slots = |files: &[Option<ObjectId>]| {
-                    files.iter().map(Option::is_some).collect::<Vec<_>>()
-                };
-                if slots(&ring.files) != slots(&got.files) {
-                    differ(
-                        "file table occupancy",
-                        format!("{} slots {:?}", ring.files.len(), slots(&ring.files)),
-                        format!("{} slots {:?}", got.files.len(), slots(&got.files)),
-                    );
-                }
-                if ring.buffers != got.buffers {
-                    differ(
-                        "buffer table",
-                        format!("{:?}", ring.buffers),
-                        format!("{:?}", got.buffers),
-                    );
-                }
-                // A set per ring: the dump lists mappings in address order.
-                let sorted = |mappings: &mut Vec<RingMapping>| {
-                    mappings.sort_by_key(|m| (m.addr, m.len, m.region))
-                };
-                let mut want: Vec<RingMapping> = ring
-                    .mappings
-                    .iter()
-                    .filter(|mapping| !skipped.contains(&(object.id, mapping.addr, mapping.len)))
-                    .copied()
-                    .collect();
-                let mut have = got.mappings.clone();
-                sorted(&mut want);
-                sorted(&mut have);
-                if want != have {
-                    differ("ring mappings", format!("{want:?}"), format!("{have:?}"));
-                } else {
-                    mappings_compared += want.len();
-                }
-                if ring.unknown != got.unknown {
-                    differ(
-                        "unknown fields",
-                        format!("{:?}", ring.unknown),
-                        format!("{:?}", got.unknown),
-                    );
-                }
-            }
-            (ObjectKind::Eventfd(eventfd), ObjectKind::Eventfd(got)) => {
-                if eventfd != got {
-                    differ("eventfd", format!("{eventfd:?}"), format!("{got:?}"));
-                }
-            }
-            (ObjectKind::File(file), ObjectKind::File(got)) => {
-                if substituted.contains(&object.id) {
-                    comparison
-                        .substituted
-                        .push(format!("{} {}", object.id, file.file_type.name()));
-                    continue;
-                }
-                if file != got {
-                    differ("file", format!("{file:?}"), format!("{got:?}"));
-                }
-            }
-            (_, other) => differ(
-                "kind",
-                object.kind.name().to_owned(),
-                other.name().to_owned(),
-            ),
-        }
-        *comparison.matched.entry(object.kind.name()).or_default() += 1;
     }
     // Anything restored that matches nothing of the original.
     for object in &restored.objects {
-        if !matcher.backward.contains_key(&object.id) {
-            matcher.differences.push(format!(
+        if !backward.contains_key(&object.id) {
+            differences.push(format!(
                 "restored {}: not in the original",
                 describe(object)
             ));
         }
     }
-    if mappings_compared > 0 {
-        comparison.matched.insert("ring mapping", mappings_compared);
+    if fields.mappings_compared > 0 {
+        comparison
+            .matched
+            .insert("ring mapping", fields.mappings_compared);
     }
     // A matched object that differs counts as a difference, not a match.
-    comparison.differences = matcher.differences;
-    let _ = matcher.original;
+    comparison.differences = differences;
     comparison
 }
 

@@ -7,6 +7,7 @@
 
 use std::ffi::c_void;
 
+use ringplan_exec::test_hooks::{execute_with_injected_failure, InjectedFailure};
 use ringplan_exec::{execute, ExecOptions, Inputs, NoMemory, SkipReason};
 use ringplan_image::{
     Backend, FdEntry, Image, Object, ObjectId, ObjectKind, Ring, RingMapping, RingRegion,
@@ -106,13 +107,13 @@ fn free_ranges_are_mapped_taken_ones_skipped_and_a_failure_unmaps() {
     // A failure at the last step (after the setup mapped the region) undoes
     // the mapping.
     let last = plan.steps.len() - 1;
-    let failing = ExecOptions {
-        fail_at_step: Some(last),
-        injected_errno: 125,
-        ..options.clone()
+    let failing = InjectedFailure {
+        step: last,
+        errno: rustix::io::Errno::from_raw_os_error(125),
     };
     let error =
-        execute(&plan, Inputs::new(), &mut NoMemory, &failing).expect_err("the injected failure");
+        execute_with_injected_failure(&plan, Inputs::new(), &mut NoMemory, &options, failing)
+            .expect_err("the injected failure");
     assert!(error.to_string().contains("injected"), "{error}");
     assert_eq!(
         mapping_at(base + PAGE),

@@ -86,6 +86,11 @@ impl SetupFlags {
     }
 }
 
+/// The path the kernel gives a ring's file (the anonymous inode
+/// `[io_uring]`): what `/proc/PID/fd/N` links to for a ring fd, and the
+/// path `/proc/PID/maps` shows for a mapping of a ring's regions.
+pub const RING_FILE_PATH: &str = "anon_inode:[io_uring]";
+
 /// The mmap offsets that select a ring's regions (`IORING_OFF_*`).
 pub mod mmap_offset {
     /// `IORING_OFF_SQ_RING`: the SQ ring (with `IORING_FEAT_SINGLE_MMAP`,

@@ -681,7 +681,7 @@ fn ring_regions_are_mapped_where_the_description_says() {
             assert_eq!(columns[4], ino.to_string(), "{line}");
             assert_eq!(
                 columns.get(5).copied(),
-                Some("anon_inode:[io_uring]"),
+                Some(ringplan_kernel::abi::RING_FILE_PATH),
                 "{line}"
             );
         }

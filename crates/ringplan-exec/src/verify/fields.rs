@@ -1,0 +1,197 @@
+//! Comparing one matched pair of objects field by field.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ringplan_image::{Object, ObjectId, ObjectKind, Ring, RingMapping};
+
+/// Collects the differences of one object, each naming it.
+struct Differ<'a> {
+    name: &'a str,
+    differences: &'a mut Vec<String>,
+}
+
+impl Differ<'_> {
+    fn differ(&mut self, what: &str, want: String, got: String) {
+        self.differences
+            .push(format!("{}: {what} is {got}, expected {want}", self.name));
+    }
+}
+
+/// What comparing an object gave, besides its differences.
+pub(super) enum Outcome {
+    /// Compared (matching or not): counts as a match of its kind.
+    Compared,
+    /// A file the executor substituted: reported as such, not compared.
+    Substituted(String),
+}
+
+/// The field comparison of a whole image: what it needs from the matching
+/// and the run, and what it carries from one object to the next.
+pub(super) struct FieldComparison<'a> {
+    /// Original id -> restored id, from the matching.
+    pub(super) forward: &'a BTreeMap<ObjectId, ObjectId>,
+    /// Original objects the executor substituted.
+    pub(super) substituted: BTreeSet<ObjectId>,
+    /// `(ring, addr, len)` of the ring mappings the executor skipped.
+    pub(super) skipped: BTreeSet<(ObjectId, u64, u64)>,
+    /// Ring mappings compared equal so far.
+    pub(super) mappings_compared: usize,
+    /// SQ group ids seen, original -> restored and back: the sharing
+    /// pattern must be a one-to-one map.
+    groups: BTreeMap<u32, Option<u32>>,
+    groups_back: BTreeMap<u32, Option<u32>>,
+}
+
+impl<'a> FieldComparison<'a> {
+    pub(super) fn new(
+        forward: &'a BTreeMap<ObjectId, ObjectId>,
+        substituted: BTreeSet<ObjectId>,
+        skipped: BTreeSet<(ObjectId, u64, u64)>,
+    ) -> Self {
+        FieldComparison {
+            forward,
+            substituted,
+            skipped,
+            mappings_compared: 0,
+            groups: BTreeMap::new(),
+            groups_back: BTreeMap::new(),
+        }
+    }
+
+    /// Compares `object` (named `name` in differences) with the restored
+    /// object it was matched to.
+    pub(super) fn object(
+        &mut self,
+        name: &str,
+        object: &Object,
+        restored: &Object,
+        differences: &mut Vec<String>,
+    ) -> Outcome {
+        let mut differ = Differ { name, differences };
+        if object.fds != restored.fds {
+            differ.differ(
+                "fds",
+                format!("{:?}", object.fds),
+                format!("{:?}", restored.fds),
+            );
+        }
+        match (&object.kind, &restored.kind) {
+            (ObjectKind::Ring(ring), ObjectKind::Ring(got)) => {
+                self.ring(object.id, ring, got, &mut differ);
+            }
+            (ObjectKind::Eventfd(eventfd), ObjectKind::Eventfd(got)) => {
+                if eventfd != got {
+                    differ.differ("eventfd", format!("{eventfd:?}"), format!("{got:?}"));
+                }
+            }
+            (ObjectKind::File(file), ObjectKind::File(got)) => {
+                if self.substituted.contains(&object.id) {
+                    return Outcome::Substituted(format!(
+                        "{} {}",
+                        object.id,
+                        file.file_type.name()
+                    ));
+                }
+                if file != got {
+                    differ.differ("file", format!("{file:?}"), format!("{got:?}"));
+                }
+            }
+            (_, other) => differ.differ(
+                "kind",
+                object.kind.name().to_owned(),
+                other.name().to_owned(),
+            ),
+        }
+        Outcome::Compared
+    }
+
+    fn ring(&mut self, id: ObjectId, ring: &Ring, got: &Ring, differ: &mut Differ<'_>) {
+        if ring.setup != got.setup {
+            differ.differ(
+                "setup",
+                format!("{:?}", ring.setup),
+                format!("{:?}", got.setup),
+            );
+        }
+        let wq_parent = ring.wq_parent.and_then(|id| self.forward.get(&id).copied());
+        if ring.wq_parent.is_some() != got.wq_parent.is_some() || wq_parent != got.wq_parent {
+            differ.differ(
+                "wq_parent",
+                format!("{:?}", ring.wq_parent),
+                format!("{:?}", got.wq_parent),
+            );
+        }
+        if !self.same_sq_group(ring.sq_group, got.sq_group) {
+            differ.differ(
+                "SQ thread sharing",
+                format!("group {:?}", ring.sq_group),
+                format!("group {:?}", got.sq_group),
+            );
+        }
+        if ring.eventfd.map(|e| e.is_async) != got.eventfd.map(|e| e.is_async) {
+            differ.differ(
+                "eventfd registration",
+                format!("{:?}", ring.eventfd),
+                format!("{:?}", got.eventfd),
+            );
+        }
+        let slots =
+            |files: &[Option<ObjectId>]| files.iter().map(Option::is_some).collect::<Vec<_>>();
+        if slots(&ring.files) != slots(&got.files) {
+            differ.differ(
+                "file table occupancy",
+                format!("{} slots {:?}", ring.files.len(), slots(&ring.files)),
+                format!("{} slots {:?}", got.files.len(), slots(&got.files)),
+            );
+        }
+        if ring.buffers != got.buffers {
+            differ.differ(
+                "buffer table",
+                format!("{:?}", ring.buffers),
+                format!("{:?}", got.buffers),
+            );
+        }
+        self.ring_mappings(id, ring, got, differ);
+        if ring.unknown != got.unknown {
+            differ.differ(
+                "unknown fields",
+                format!("{:?}", ring.unknown),
+                format!("{:?}", got.unknown),
+            );
+        }
+    }
+
+    /// Same sharing pattern: a one-to-one map between group ids.
+    fn same_sq_group(&mut self, original: Option<u32>, restored: Option<u32>) -> bool {
+        match original {
+            Some(group) => {
+                let seen = *self.groups.entry(group).or_insert(restored);
+                let back = restored
+                    .map(|restored| *self.groups_back.entry(restored).or_insert(Some(group)));
+                seen == restored && back.is_some_and(|back| back == Some(group))
+            }
+            None => restored.is_none(),
+        }
+    }
+
+    /// The ring's mappings as a set (the dump lists them in address
+    /// order), without those the executor skipped.
+    fn ring_mappings(&mut self, id: ObjectId, ring: &Ring, got: &Ring, differ: &mut Differ<'_>) {
+        let sorted =
+            |mappings: &mut Vec<RingMapping>| mappings.sort_by_key(|m| (m.addr, m.len, m.region));
+        let mut want: Vec<RingMapping> = ring
+            .mappings
+            .iter()
+            .filter(|mapping| !self.skipped.contains(&(id, mapping.addr, mapping.len)))
+            .copied()
+            .collect();
+        let mut have = got.mappings.clone();
+        sorted(&mut want);
+        sorted(&mut have);
+        if want != have {
+            differ.differ("ring mappings", format!("{want:?}"), format!("{have:?}"));
+        } else {
+            self.mappings_compared += want.len();
+        }
+    }
+}
