@@ -88,7 +88,7 @@ fn registered_file_row() -> Result<String, FdinfoFormatError> {
         what: "reading fdinfo",
         source,
     })?;
-    let rows = crate::bpf::user_files::parse_user_files(&text);
+    let rows = ringplan_kernel::procfs::fdinfo::user_file_rows(&text);
     Ok(rows
         .get(&0)
         .map(|row| String::from_utf8_lossy(row).into_owned())
@@ -108,9 +108,7 @@ fn shows_eventfd_semaphore() -> Result<bool, FdinfoFormatError> {
         what: "reading fdinfo",
         source,
     })?;
-    Ok(text
-        .split(|byte| *byte == b'\n')
-        .any(|line| line.starts_with(b"eventfd-semaphore:")))
+    Ok(ringplan_kernel::procfs::fdinfo::field(&text, "eventfd-semaphore").is_some())
 }
 
 #[cfg(test)]

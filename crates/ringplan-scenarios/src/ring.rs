@@ -19,6 +19,8 @@ use rustix::io_uring::{
 };
 use rustix::mm::{MapFlags, ProtFlags};
 
+use ringplan_kernel::procfs::{self, Process};
+
 use crate::ScenarioError;
 
 /// How long a new SQ thread may take to run for the first time.
@@ -329,15 +331,10 @@ impl ScenarioRing {
                     source,
                 })?;
             // No `SqThread:` line means the ring's lock was taken: try again.
-            let sq_thread = text
-                .lines()
-                .find_map(|line| line.strip_prefix("SqThread:"))
-                .and_then(|value| value.trim().parse::<i32>().ok())
-                .filter(|thread| *thread >= 0);
-            let has_run = sq_thread.is_some_and(|thread| {
-                std::fs::read(format!("/proc/self/task/{thread}/comm"))
-                    .is_ok_and(|comm| comm.starts_with(b"iou-sqp"))
-            });
+            let sq_thread = procfs::fdinfo::field(text.as_bytes(), "SqThread")
+                .and_then(|value| std::str::from_utf8(value).ok()?.parse::<u32>().ok());
+            let has_run = sq_thread
+                .is_some_and(|thread| procfs::task::is_running_sq_thread(Process::Current, thread));
             if has_run {
                 return Ok(());
             }
