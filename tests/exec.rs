@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 use ringplan_exec::{SkipReason, SkippedMapping};
 use ringplan_image::{Image, ObjectId, ObjectKind, RingMapping, RingRegion, SetupFlags};
-use ringplan_kernel::procfs::fdinfo;
+use ringplan_kernel::procfs::{fdinfo, Process};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
@@ -215,13 +215,12 @@ struct RingFdinfo {
 /// incomplete: 6.1 prints the table counts without their rows while the
 /// ring's lock is taken, and `SqThread: -1` while an SQ thread holds its
 /// own lock, which it does while it polls. (6.18 prints all or nothing.)
-fn settled_fdinfo(pid: u32, fd: i32, sqpoll: bool) -> String {
+fn settled_fdinfo(pid: u32, fd: i32, sqpoll: bool) -> Vec<u8> {
     let names_only = !crate::support::kernel_shows_registered_file_paths();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let text =
-            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).expect("reading fdinfo");
-        let bytes = text.as_bytes();
+        let text = fdinfo::read(Process::Pid(pid), fd).expect("reading fdinfo");
+        let bytes = text.as_slice();
         let count = |table: &str| {
             fdinfo::field(bytes, table)
                 .and_then(|value| std::str::from_utf8(value).ok()?.parse::<usize>().ok())
@@ -271,7 +270,7 @@ fn ring_fdinfo(pid: u32, fds: &[(i32, bool, bool)]) -> BTreeMap<i32, RingFdinfo>
     let mut rings = BTreeMap::new();
     for &(fd, pinned, sqpoll) in fds {
         let text = settled_fdinfo(pid, fd, sqpoll);
-        let bytes = text.as_bytes();
+        let bytes = text.as_slice();
         let field = |name: &str| {
             fdinfo::field(bytes, name).map(|value| String::from_utf8_lossy(value).into_owned())
         };

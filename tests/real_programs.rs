@@ -26,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringplan_kernel::procfs::fd::FdKind;
-use ringplan_kernel::procfs::fdinfo;
+use ringplan_kernel::procfs::{fdinfo, Process};
 use serde_json::Value;
 
 use crate::support::{objects_of_kind, plan, plan_ok, scratch_dir};
@@ -128,10 +128,10 @@ struct Fdinfo {
 }
 
 fn fdinfo(pid: u32, fd: u32) -> Option<Fdinfo> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let text = fdinfo::read(Process::Pid(pid), i32::try_from(fd).ok()?).ok()?;
     let mut info = Fdinfo::default();
     let hex = |value: &str| u64::from_str_radix(value.trim_start_matches("0x"), 16).ok();
-    for (_, line) in fdinfo::lines(text.as_bytes()) {
+    for (_, line) in fdinfo::lines(&text) {
         match line {
             fdinfo::Line::Field { key, value } => {
                 let value = std::str::from_utf8(value).ok()?;

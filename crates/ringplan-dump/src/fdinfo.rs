@@ -7,7 +7,7 @@
 //! link). Reading and parsing those files is
 //! [`ringplan_kernel::procfs::fd`] and [`ringplan_kernel::procfs::fdinfo`]
 //! (whose doc shows the format); this module decides what to read again,
-//! and [`raw_state`] turns what was read into a [`RawState`]:
+//! and `raw_state.rs` turns what was read into a [`RawState`]:
 //! - `flags` is the file's `f_flags` with `O_CLOEXEC` added when the fd is
 //!   close-on-exec: the bit becomes [`RawFd::cloexec`] and is taken out of
 //!   [`RawFile::flags`].

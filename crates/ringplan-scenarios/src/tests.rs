@@ -11,7 +11,8 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use ringplan_kernel::procfs::escape::unescape_octal;
 use ringplan_kernel::procfs::fdinfo;
-use ringplan_kernel::procfs::maps::MapsEntry;
+use ringplan_kernel::procfs::maps::{self, MapsEntry};
+use ringplan_kernel::procfs::Process;
 use serde_json::Value;
 
 use super::*;
@@ -55,8 +56,7 @@ fn kernel_prints_names() -> bool {
         .expect("registering /dev/null");
         // Parsed directly (not `read`, which asks this function): nothing
         // else holds the probe ring's lock.
-        let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", ring.as_raw_fd()))
-            .expect("probe fdinfo");
+        let text = fdinfo::read(Process::Current, ring.as_raw_fd()).expect("probe fdinfo");
         let view = KernelRingView::parse(&text);
         match view.files.get(&0).map(String::as_str) {
             Some("/dev/null") => false,
@@ -76,8 +76,7 @@ impl KernelRingView {
     /// allowed.
     fn read(fd: RawFd) -> KernelRingView {
         for _attempt in 0..100 {
-            let text =
-                std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).expect("reading fdinfo");
+            let text = fdinfo::read(Process::Current, fd).expect("reading fdinfo");
             let view = KernelRingView::parse(&text);
             if view.fields.contains_key("SqMask") && view.rows_complete() {
                 return view;
@@ -139,14 +138,14 @@ impl KernelRingView {
             .collect()
     }
 
-    fn parse(text: &str) -> KernelRingView {
+    fn parse(text: &[u8]) -> KernelRingView {
         let mut view = KernelRingView {
             fields: BTreeMap::new(),
             files: BTreeMap::new(),
             buffers: BTreeMap::new(),
         };
         let text_of = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-        for (_, line) in fdinfo::lines(text.as_bytes()) {
+        for (_, line) in fdinfo::lines(text) {
             match line {
                 fdinfo::Line::Field { key, value } => {
                     view.fields.insert(text_of(key), text_of(value));
@@ -631,7 +630,7 @@ fn mix_has_a_group_a_plain_ring_sparse_files_buffers_and_a_dup() {
 #[test]
 fn ring_regions_are_mapped_where_the_description_says() {
     let built = build_ok("mix");
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("reading maps");
+    let maps = maps::read(Process::Current).expect("reading maps");
     for (index, ring) in built.description()["rings"]
         .as_array()
         .expect("rings")

@@ -73,7 +73,7 @@ use std::path::Path;
 
 use super::escape::{unescape_octal, unescape_octal_utf8};
 use super::fd::FdKind;
-use super::ProcfsError;
+use super::{read_file, Process, ProcfsError};
 
 /// One line of an fdinfo text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +123,12 @@ pub fn lines(text: &[u8]) -> impl Iterator<Item = (usize, Line<'_>)> {
             };
             (index + 1, parsed)
         })
+}
+
+/// Reads `/proc/PID/fdinfo/FD` whole. (To read many fds of one process,
+/// [`super::fd::ProcessFds`] is cheaper.)
+pub fn read(process: Process, fd: i32) -> Result<Vec<u8>, ProcfsError> {
+    read_file(&process.path(&format!("fdinfo/{fd}")))
 }
 
 /// The value of the first field `key` in `text`.

@@ -313,3 +313,21 @@ fn lines_tell_fields_rows_and_the_rest() {
         ]
     );
 }
+
+#[test]
+fn this_process_eventfd_reads_and_parses() {
+    let eventfd =
+        rustix::event::eventfd(42, rustix::event::EventfdFlags::CLOEXEC).expect("an eventfd");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&eventfd);
+    let text = read(Process::Current, fd).expect("own fdinfo");
+    let fdinfo = Fdinfo::parse(Path::new("self"), &text, FdKind::Eventfd);
+    // 6.1 has no eventfd-semaphore line; the count is there on every kernel.
+    assert_eq!(field(&text, "eventfd-count"), Some(&b"2a"[..]));
+    if field(&text, "eventfd-semaphore").is_some() {
+        let eventfd = fdinfo.expect("parses").eventfd.expect("eventfd part");
+        assert_eq!((eventfd.count, eventfd.semaphore), (42, false));
+    }
+    assert!(read(Process::Current, -1)
+        .expect_err("no such fd")
+        .is_not_found());
+}
