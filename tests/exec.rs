@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 use ringplan_exec::{SkipReason, SkippedMapping};
 use ringplan_image::{Image, ObjectId, ObjectKind, RingMapping, RingRegion, SetupFlags};
+use ringplan_kernel::procfs::{fdinfo, Process};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
@@ -214,41 +215,51 @@ struct RingFdinfo {
 /// incomplete: 6.1 prints the table counts without their rows while the
 /// ring's lock is taken, and `SqThread: -1` while an SQ thread holds its
 /// own lock, which it does while it polls. (6.18 prints all or nothing.)
-fn settled_fdinfo(pid: u32, fd: i32, sqpoll: bool) -> String {
+fn settled_fdinfo(pid: u32, fd: i32, sqpoll: bool) -> Vec<u8> {
     let names_only = !crate::support::kernel_shows_registered_file_paths();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let text =
-            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).expect("reading fdinfo");
-        let count = |header: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(header))
-                .and_then(|value| value.trim().parse::<usize>().ok())
+        let text = fdinfo::read(Process::Pid(pid), fd).expect("reading fdinfo");
+        let bytes = text.as_slice();
+        let count = |table: &str| {
+            fdinfo::field(bytes, table)
+                .and_then(|value| std::str::from_utf8(value).ok()?.parse::<usize>().ok())
         };
-        let is_row = |line: &&str| {
-            line.trim()
-                .split_once(':')
-                .is_some_and(|(index, _)| index.parse::<u32>().is_ok())
-        };
-        let rows = |header: &str| {
-            text.lines()
-                .skip_while(|line| !line.starts_with(header))
-                .skip(1)
-                .take_while(is_row)
-                .count()
-        };
+        let rows = |table: &str| table_rows(bytes, table).len();
         let rows_complete = !names_only
-            || (count("UserFiles:").is_some_and(|n| n == rows("UserFiles:"))
-                && count("UserBufs:").is_some_and(|n| n == rows("UserBufs:")));
-        let thread_shown = !sqpoll
-            || !text
-                .lines()
-                .any(|line| line.starts_with("SqThread:") && line.ends_with("-1"));
+            || (count("UserFiles").is_some_and(|n| n == rows("UserFiles"))
+                && count("UserBufs").is_some_and(|n| n == rows("UserBufs")));
+        let thread_shown = !sqpoll || fdinfo::field(bytes, "SqThread") != Some(b"-1");
         if (rows_complete && thread_shown) || std::time::Instant::now() > deadline {
             return text;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// The rows of `table` in an fdinfo text, each as the kernel prints it
+/// (`N: value`), leading space trimmed.
+fn table_rows(text: &[u8], table: &str) -> Vec<String> {
+    fdinfo::lines(text)
+        .filter_map(|(_, line)| match line {
+            fdinfo::Line::Row {
+                table: found,
+                slot,
+                value,
+            } if found == table.as_bytes() => {
+                let (slot, value) = (
+                    String::from_utf8_lossy(slot),
+                    String::from_utf8_lossy(value),
+                );
+                Some(if value.is_empty() {
+                    format!("{slot}:")
+                } else {
+                    format!("{slot}: {value}")
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// `fds`: each ring fd, whether its SQ thread is pinned (`SQ_AFF`; without
@@ -259,11 +270,11 @@ fn ring_fdinfo(pid: u32, fds: &[(i32, bool, bool)]) -> BTreeMap<i32, RingFdinfo>
     let mut rings = BTreeMap::new();
     for &(fd, pinned, sqpoll) in fds {
         let text = settled_fdinfo(pid, fd, sqpoll);
+        let bytes = text.as_slice();
         let field = |name: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(name).map(|value| value.trim().to_owned()))
+            fdinfo::field(bytes, name).map(|value| String::from_utf8_lossy(value).into_owned())
         };
-        let sq_thread = field("SqThread:")
+        let sq_thread = field("SqThread")
             .filter(|value| value != "-1")
             .map(|thread| {
                 threads
@@ -274,38 +285,24 @@ fn ring_fdinfo(pid: u32, fds: &[(i32, bool, bool)]) -> BTreeMap<i32, RingFdinfo>
                         threads.len() - 1
                     })
             });
-        let section = |header: &str| -> Vec<String> {
-            let mut lines = text
-                .lines()
-                .skip_while(|line| !line.starts_with(header))
-                .skip(1);
-            let mut rows = Vec::new();
-            for line in lines.by_ref() {
-                // Rows are indented "N: value"; the next header is not.
-                let trimmed = line.trim();
-                let is_row = trimmed
-                    .split_once(':')
-                    .is_some_and(|(index, _)| index.trim().parse::<u32>().is_ok());
-                if !is_row {
-                    break;
-                }
-                let row = match trimmed.find("pipe:[") {
-                    Some(at) => format!("{}pipe", &trimmed[..at]),
-                    None => trimmed.to_owned(),
-                };
-                rows.push(row);
-            }
-            rows
+        let section = |table: &str| -> Vec<String> {
+            table_rows(bytes, table)
+                .into_iter()
+                .map(|row| match row.find("pipe:[") {
+                    Some(at) => format!("{}pipe", &row[..at]),
+                    None => row,
+                })
+                .collect()
         };
         rings.insert(
             fd,
             RingFdinfo {
-                sq_mask: field("SqMask:").expect("SqMask"),
-                cq_mask: field("CqMask:").expect("CqMask"),
+                sq_mask: field("SqMask").expect("SqMask"),
+                cq_mask: field("CqMask").expect("CqMask"),
                 sq_thread,
-                sq_thread_cpu: sq_thread.and(field("SqThreadCpu:")).filter(|_| pinned),
-                user_files: section("UserFiles:"),
-                user_bufs: section("UserBufs:"),
+                sq_thread_cpu: sq_thread.and(field("SqThreadCpu")).filter(|_| pinned),
+                user_files: section("UserFiles"),
+                user_bufs: section("UserBufs"),
             },
         );
     }

@@ -20,11 +20,13 @@
 //!   SQ ring's mapping (`IORING_FEAT_SINGLE_MMAP`).
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringplan_kernel::abi::RING_FILE_PATH;
+use ringplan_kernel::procfs::fd::FdKind;
+use ringplan_kernel::procfs::{fdinfo, Process};
 use serde_json::Value;
 
 use crate::support::{objects_of_kind, plan, plan_ok, scratch_dir};
@@ -103,7 +105,7 @@ fn ring_fds(pid: u32) -> Vec<u32> {
         .flatten()
         .filter(|entry| {
             std::fs::read_link(entry.path())
-                .is_ok_and(|target| target.as_os_str() == RING_FILE_PATH)
+                .is_ok_and(|target| FdKind::of_link(target.as_os_str().as_bytes()) == FdKind::Ring)
         })
         .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
         .collect();
@@ -126,41 +128,37 @@ struct Fdinfo {
 }
 
 fn fdinfo(pid: u32, fd: u32) -> Option<Fdinfo> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let text = fdinfo::read(Process::Pid(pid), i32::try_from(fd).ok()?).ok()?;
     let mut info = Fdinfo::default();
-    let mut table = "";
-    for line in text.lines() {
-        if let Some((key, value)) = line.split_once(':') {
-            let value = value.trim();
-            match key {
-                "SqHead" => info.sq_head = value.parse().ok()?,
-                "SqMask" => {
-                    info.sq_entries =
-                        u64::from_str_radix(value.trim_start_matches("0x"), 16).ok()? + 1
+    let hex = |value: &str| u64::from_str_radix(value.trim_start_matches("0x"), 16).ok();
+    for (_, line) in fdinfo::lines(&text) {
+        match line {
+            fdinfo::Line::Field { key, value } => {
+                let value = std::str::from_utf8(value).ok()?;
+                match key {
+                    b"SqHead" => info.sq_head = value.parse().ok()?,
+                    b"SqMask" => info.sq_entries = hex(value)? + 1,
+                    b"CqMask" => info.cq_entries = hex(value)? + 1,
+                    b"SqThread" => info.sq_thread = value.parse().ok()?,
+                    b"UserFiles" => info.file_slots = value.parse().ok()?,
+                    b"UserBufs" => info.buffer_slots = value.parse().ok()?,
+                    _ => {}
                 }
-                "CqMask" => {
-                    info.cq_entries =
-                        u64::from_str_radix(value.trim_start_matches("0x"), 16).ok()? + 1
-                }
-                "SqThread" => info.sq_thread = value.parse().ok()?,
-                "UserFiles" | "UserBufs" => {
-                    table = key;
-                    let count = value.parse().ok()?;
-                    match key {
-                        "UserFiles" => info.file_slots = count,
-                        _ => info.buffer_slots = count,
-                    }
-                }
-                _ if key.starts_with(' ') && table == "UserFiles" => {
-                    info.files.push(value.to_owned())
-                }
-                _ if key.starts_with(' ') && table == "UserBufs" => {
-                    let (addr, len) = value.split_once('/')?;
-                    let addr = u64::from_str_radix(addr.trim_start_matches("0x"), 16).ok()?;
-                    info.buffers.push((addr, len.parse().ok()?));
-                }
-                _ => table = "",
             }
+            fdinfo::Line::Row {
+                table: b"UserFiles",
+                value,
+                ..
+            } => info.files.push(String::from_utf8_lossy(value).into_owned()),
+            fdinfo::Line::Row {
+                table: b"UserBufs",
+                value,
+                ..
+            } => {
+                let (addr, len) = std::str::from_utf8(value).ok()?.split_once('/')?;
+                info.buffers.push((hex(addr)?, len.parse().ok()?));
+            }
+            _ => {}
         }
     }
     // 6.1 prints the counts but not the rows while the ring's lock is

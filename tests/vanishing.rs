@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 
 use ringplan_dump::{BackendChoice, DumpError, Dumper, Selection, Target};
 use ringplan_image::{Image, ObjectKind};
+use ringplan_kernel::procfs::{stat, Process};
 
 use crate::support::{plan, plan_ok, scratch_dir, write_file, Scenario, TestCgroup, PLAN};
 
 /// The state letter of `pid` (`/proc/PID/stat`), `None` once it is gone.
 fn state_of(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    let stat = stat::read(Process::Pid(pid)).ok()?;
+    Some(char::from(stat.state))
 }
 
 /// Waits up to five seconds for `condition`; false if it never held. The

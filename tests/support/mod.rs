@@ -7,6 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use ringplan_kernel::procfs::mountinfo::{self, MountinfoEntry};
+use ringplan_kernel::procfs::Process;
+
 pub const PLAN: &str = env!("CARGO_BIN_EXE_plan");
 
 /// A `plan app SCENARIO` process, killed when dropped.
@@ -135,17 +138,15 @@ pub struct TestCgroup {
 impl TestCgroup {
     /// `None` when this machine mounts no such hierarchy (said on stdout).
     pub fn create(version: u32, controller: &str, name: &str) -> Option<TestCgroup> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("reading mountinfo");
-        let root = mountinfo.lines().find_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let mut after = after.split(' ');
-            let (fs_type, options) = (after.next()?, after.nth(1)?);
-            let wanted = match version {
-                2 => fs_type == "cgroup2",
-                _ => fs_type == "cgroup" && options.split(',').any(|option| option == controller),
-            };
-            wanted.then(|| PathBuf::from(before.split(' ').nth(4).expect("a mount point")))
-        });
+        let mountinfo = mountinfo::read(Process::Current).expect("reading mountinfo");
+        let root = mountinfo
+            .lines()
+            .filter_map(MountinfoEntry::parse)
+            .find(|mount| match version {
+                2 => mount.fs_type == "cgroup2",
+                _ => mount.fs_type == "cgroup" && mount.has_super_option(controller),
+            })
+            .map(|mount| mount.mount_point);
         let Some(root) = root else {
             println!("no cgroup v{version} {controller} hierarchy is mounted here");
             return None;

@@ -43,7 +43,8 @@
 //!
 //! A registered file that no fd of the target holds has no trusted pointer
 //! for `bpf_d_path`, so its path comes from the ring's fdinfo
-//! (`bpf/user_files.rs`), read only when such a file exists.
+//! (`ringplan_kernel::procfs::fdinfo::user_file_rows`), read only when such
+//! a file exists.
 //!
 //! SQ idle is kept in jiffies; it is converted with HZ, which is the
 //! inverse of the coarse clocks' resolution (`clock_getres` of
@@ -61,7 +62,6 @@
 
 mod records;
 mod skeleton;
-pub(crate) mod user_files;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read};
@@ -1043,7 +1043,7 @@ impl Reading {
                 what: format!("reading {fdinfo_path}"),
                 source,
             })?;
-            let rows = user_files::parse_user_files(&text);
+            let rows = ringplan_kernel::procfs::fdinfo::user_file_rows(&text);
             for (index, file) in slots {
                 let path = rows.get(index).and_then(|bytes| path_text(bytes));
                 if let Some(raw_file) = self.files.get_mut(file) {

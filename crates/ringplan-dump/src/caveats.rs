@@ -15,11 +15,11 @@
 //!   or the first submitter); the image does not record which, and
 //!   `plan exec` creates every ring in the thread that runs the plan.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 
 use ringplan_image::{Image, ObjectKind, RingRegion, SetupFlags};
+use ringplan_kernel::procfs::mem::ProcessMemory;
+use ringplan_kernel::procfs::Process;
 
 /// One line per thing the image leaves out that matters for `image`'s
 /// rings in `pid` now.
@@ -27,7 +27,7 @@ pub fn ring_caveats(pid: u32, image: &Image) -> Vec<String> {
     let mut caveats = Vec::new();
     // Without these (no ptrace rights, a ring not mapped), positions go
     // unsaid rather than guessed.
-    let memory = File::open(format!("/proc/{pid}/mem")).ok();
+    let memory = ProcessMemory::open(Process::Pid(pid)).ok();
     let offsets = position_offsets();
     for object in &image.objects {
         let ObjectKind::Ring(ring) = &object.kind else {
@@ -110,7 +110,7 @@ struct Positions {
 impl Positions {
     /// Reads the four from the target's memory, in one read of the span
     /// that holds them (a few cache lines); `None` if it fails.
-    fn read(memory: &File, sq_ring: u64, offsets: PositionOffsets) -> Option<Positions> {
+    fn read(memory: &ProcessMemory, sq_ring: u64, offsets: PositionOffsets) -> Option<Positions> {
         let all = [
             offsets.sq_head,
             offsets.sq_tail,
@@ -121,7 +121,7 @@ impl Positions {
         let end = *all.iter().max()? as usize + 4;
         let mut span = vec![0u8; end.checked_sub(first as usize)?];
         memory
-            .read_exact_at(&mut span, sq_ring.checked_add(u64::from(first))?)
+            .read_exact_at(sq_ring.checked_add(u64::from(first))?, &mut span)
             .ok()?;
         let word = |offset: u32| {
             let at = (offset - first) as usize;

@@ -15,6 +15,7 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 
+use ringplan_kernel::procfs::{fdinfo, Process, ProcfsError};
 use rustix::io_uring::{io_uring_params, io_uring_register, io_uring_setup, IoringRegisterOp};
 
 /// What the probe found missing, or why it could not look.
@@ -83,12 +84,8 @@ fn registered_file_row() -> Result<String, FdinfoFormatError> {
         )
     }
     .map_err(probe("registering /dev/null"))?;
-    let path = format!("/proc/self/fdinfo/{}", ring.as_raw_fd());
-    let text = std::fs::read(&path).map_err(|source| FdinfoFormatError::Probe {
-        what: "reading fdinfo",
-        source,
-    })?;
-    let rows = crate::bpf::user_files::parse_user_files(&text);
+    let text = fdinfo::read(Process::Current, ring.as_raw_fd()).map_err(read_error)?;
+    let rows = fdinfo::user_file_rows(&text);
     Ok(rows
         .get(&0)
         .map(|row| String::from_utf8_lossy(row).into_owned())
@@ -103,14 +100,15 @@ fn shows_eventfd_semaphore() -> Result<bool, FdinfoFormatError> {
                 source: errno.into(),
             }
         })?;
-    let path = format!("/proc/self/fdinfo/{}", eventfd.as_raw_fd());
-    let text = std::fs::read(&path).map_err(|source| FdinfoFormatError::Probe {
+    let text = fdinfo::read(Process::Current, eventfd.as_raw_fd()).map_err(read_error)?;
+    Ok(fdinfo::field(&text, "eventfd-semaphore").is_some())
+}
+
+fn read_error(error: ProcfsError) -> FdinfoFormatError {
+    FdinfoFormatError::Probe {
         what: "reading fdinfo",
-        source,
-    })?;
-    Ok(text
-        .split(|byte| *byte == b'\n')
-        .any(|line| line.starts_with(b"eventfd-semaphore:")))
+        source: error.into_io_error(),
+    }
 }
 
 #[cfg(test)]

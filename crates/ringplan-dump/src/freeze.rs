@@ -30,10 +30,13 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::target::{StatLine, Target};
+use ringplan_kernel::procfs::mountinfo::{self, MountinfoEntry};
+use ringplan_kernel::procfs::{stat, task, Process, ProcfsError};
+
+use crate::target::Target;
 
 /// How to hold the target still.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -322,39 +325,39 @@ impl Drop for Frozen {
 
 /// The target's state letter from `/proc/PID/stat`, `None` when it is gone.
 fn process_state(pid: u32) -> std::io::Result<Option<u8>> {
-    match std::fs::read(format!("/proc/{pid}/stat")) {
-        Ok(stat) => Ok(StatLine::parse(&stat).map(|line| line.state)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error),
+    match stat::read(Process::Pid(pid)) {
+        Ok(stat) => Ok(Some(stat.state)),
+        Err(error) if error.is_not_found() => Ok(None),
+        // A line without a state says nothing of the process.
+        Err(ProcfsError::Malformed { .. }) => Ok(None),
+        Err(error) => Err(error.into_io_error()),
     }
 }
 
 /// The first thread of `pid` not yet stopped, as "thread TID (comm) in
 /// state S"; `None` when all are stopped (or gone).
 fn threads_not_stopped(pid: u32) -> std::io::Result<Option<String>> {
-    let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
-        Ok(tasks) => tasks,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(error),
+    let process = Process::Pid(pid);
+    let tids = match task::ids(process) {
+        Ok(tids) => tids,
+        Err(error) if error.is_not_found() => return Ok(None),
+        Err(error) => return Err(error.into_io_error()),
     };
-    for task in tasks {
-        let task = task?;
-        let Ok(stat) = std::fs::read(task.path().join("stat")) else {
+    for tid in tids {
+        // A thread gone meanwhile, or exiting (Z/X), is not running;
+        // T: stopped by a signal; t: traced.
+        let Ok(stat) = stat::read_task(process, tid) else {
             continue;
         };
-        // T: stopped by a signal; t: traced; Z/X: exiting.
-        match StatLine::parse(&stat).map(|line| line.state) {
-            Some(b'T' | b't' | b'Z' | b'X' | b'x') | None => {}
-            Some(state) => {
-                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-                return Ok(Some(format!(
-                    "thread {} ({}) is in state {}",
-                    task.file_name().to_string_lossy(),
-                    comm.trim_end(),
-                    char::from(state)
-                )));
-            }
+        if stat.is_stopped() || stat.has_exited() {
+            continue;
         }
+        let comm = task::comm(process, tid).unwrap_or_default();
+        return Ok(Some(format!(
+            "thread {tid} ({}) is in state {}",
+            String::from_utf8_lossy(&comm).trim_end(),
+            char::from(stat.state)
+        )));
     }
     Ok(None)
 }
@@ -378,8 +381,10 @@ impl CgroupFreezer {
         let unusable = |reason: String| FreezeError::CgroupUnusable { pid, reason };
         let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .map_err(|error| unusable(format!("reading /proc/{pid}/cgroup: {error}")))?;
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|error| unusable(format!("reading /proc/self/mountinfo: {error}")))?;
+        let mountinfo = mountinfo::read(Process::Current).map_err(|error| {
+            let error = error.into_io_error();
+            unusable(format!("reading /proc/self/mountinfo: {error}"))
+        })?;
         let mut reasons = Vec::new();
         for version in [CgroupVersion::V2, CgroupVersion::V1] {
             match CgroupFreezer::candidate(pid, version, &membership, &mountinfo) {
@@ -502,47 +507,16 @@ impl CgroupFreezer {
     }
 }
 
-/// Where the cgroup hierarchy of `version` is mounted, from mountinfo
-/// (`ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS... - FSTYPE SOURCE SUPEROPTIONS`).
+/// Where the cgroup hierarchy of `version` is mounted, from mountinfo.
 fn cgroup_mount(mountinfo: &str, version: CgroupVersion) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (before, after) = line.split_once(" - ")?;
-        let mount_point = before.split(' ').nth(4)?;
-        let mut after = after.split(' ');
-        let (fs_type, super_options) = (after.next()?, after.nth(1)?);
-        let wanted = match version {
-            CgroupVersion::V2 => fs_type == "cgroup2",
-            CgroupVersion::V1 => {
-                fs_type == "cgroup" && super_options.split(',').any(|option| option == "freezer")
-            }
-        };
-        wanted.then(|| Path::new(&unescape_mount_path(mount_point)).to_path_buf())
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
-fn unescape_mount_path(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let octal = bytes
-            .get(index + 1..index + 4)
-            .filter(|digits| digits.iter().all(|d| (b'0'..=b'7').contains(d)));
-        match (bytes[index], octal) {
-            (b'\\', Some(digits)) => {
-                out.push(digits.iter().fold(0u8, |value, digit| {
-                    value.wrapping_mul(8).wrapping_add(digit - b'0')
-                }));
-                index += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    mountinfo
+        .lines()
+        .filter_map(MountinfoEntry::parse)
+        .find(|mount| match version {
+            CgroupVersion::V2 => mount.fs_type == "cgroup2",
+            CgroupVersion::V1 => mount.fs_type == "cgroup" && mount.has_super_option("freezer"),
+        })
+        .map(|mount| mount.mount_point)
 }
 
 /// The process that lets the target go if ringplan dies while holding it.

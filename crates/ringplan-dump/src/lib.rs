@@ -14,7 +14,9 @@
 //! [`assemble`] then turns the raw state and the ring mappings from
 //! `/proc/PID/maps` ([`maps`]) into an image with deterministic ids. The
 //! target is reached through a pidfd ([`target`]), which needs the same
-//! rights as ptrace.
+//! rights as ptrace. Every `/proc` file is read and parsed by
+//! [`ringplan_kernel::procfs`]; this crate decides what to read and what
+//! it means for the image.
 //!
 //! Reading changes nothing in the target: the only state this crate creates
 //! is the dumper's own (BPF links, duplicated fds), all released on return.

@@ -1,11 +1,14 @@
-//! Where the target has io_uring regions mapped, from `/proc/PID/maps`.
+//! Where the target has io_uring regions mapped, from `/proc/PID/maps`
+//! (read and parsed by [`ringplan_kernel::procfs::maps`]): each ring's
+//! mappings, matched to the ring by the inode number of its anonymous
+//! inode, the region told by the mapping's offset.
 
 use std::collections::HashMap;
 
 use ringplan_image::{RingMapping, RingRegion};
-
-/// The name `/proc/PID/maps` shows for a mapping of an io_uring fd.
-const IO_URING_MAPPING_NAME: &str = "anon_inode:[io_uring]";
+use ringplan_kernel::abi::RING_FILE_PATH;
+use ringplan_kernel::procfs::maps::{self, MapsEntry};
+use ringplan_kernel::procfs::Process;
 
 /// Why the maps could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -18,8 +21,10 @@ pub enum MapsError {
 
 /// Ring mappings of `pid`, keyed by the inode number of the ring's file.
 pub fn ring_mappings(pid: u32) -> Result<HashMap<u64, Vec<RingMapping>>, MapsError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .map_err(|source| MapsError::Read { pid, source })?;
+    let text = maps::read(Process::Pid(pid)).map_err(|error| MapsError::Read {
+        pid,
+        source: error.into_io_error(),
+    })?;
     parse_ring_mappings(&text).map_err(|(line, text)| MapsError::Parse { pid, line, text })
 }
 
@@ -29,10 +34,10 @@ fn parse_ring_mappings(text: &str) -> Result<HashMap<u64, Vec<RingMapping>>, (us
     for (number, line) in text.lines().enumerate() {
         // Only lines naming an io_uring fd matter; skip the rest unparsed so
         // an odd line elsewhere cannot fail the dump.
-        if !line.trim_end().ends_with(IO_URING_MAPPING_NAME) {
+        if !line.trim_end().ends_with(RING_FILE_PATH) {
             continue;
         }
-        let parsed = parse_line(line).ok_or_else(|| (number + 1, line.to_owned()))?;
+        let parsed = ring_mapping(line).ok_or_else(|| (number + 1, line.to_owned()))?;
         if let Some((inode, mapping)) = parsed {
             by_inode.entry(inode).or_default().push(mapping);
         }
@@ -43,24 +48,17 @@ fn parse_ring_mappings(text: &str) -> Result<HashMap<u64, Vec<RingMapping>>, (us
     Ok(by_inode)
 }
 
-/// `start-end perms offset dev inode name`; `Some(None)` for a mapping at an
-/// offset that selects no ring region.
-fn parse_line(line: &str) -> Option<Option<(u64, RingMapping)>> {
-    let mut fields = line.split_whitespace();
-    let (start, end) = fields.next()?.split_once('-')?;
-    let _perms = fields.next()?;
-    let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
-    let _device = fields.next()?;
-    let inode: u64 = fields.next()?.parse().ok()?;
-    let start = u64::from_str_radix(start, 16).ok()?;
-    let end = u64::from_str_radix(end, 16).ok()?;
-    let len = end.checked_sub(start)?;
-    Some(RingRegion::from_mmap_offset(offset).map(|region| {
+/// The ring's inode and the mapping of an io_uring maps line; `Some(None)`
+/// for a mapping at an offset that selects no ring region.
+fn ring_mapping(line: &str) -> Option<Option<(u64, RingMapping)>> {
+    let entry = MapsEntry::parse(line)?;
+    let len = entry.end.checked_sub(entry.start)?;
+    Some(RingRegion::from_mmap_offset(entry.offset).map(|region| {
         (
-            inode,
+            entry.inode,
             RingMapping {
                 region,
-                addr: start,
+                addr: entry.start,
                 len,
             },
         )

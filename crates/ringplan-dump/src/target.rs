@@ -95,51 +95,13 @@ impl Target {
 
 /// `PF_EXITING` in `task_struct.flags`, which `/proc/PID/stat` shows.
 use ringplan_kernel::abi::linux::PF_EXITING;
+use ringplan_kernel::procfs::{stat, Process};
 
 /// Whether `pid`'s leader thread has begun to exit (or `/proc` no longer
 /// shows it).
 fn leader_is_exiting(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
-        return true;
-    };
-    StatLine::parse(&stat)
-        .and_then(|line| line.flags)
+    stat::read(Process::Pid(pid))
+        .ok()
+        .and_then(|stat| stat.flags)
         .is_none_or(|flags| flags & PF_EXITING != 0)
-}
-
-/// What ringplan reads of a `/proc/PID/stat` (or `/proc/PID/task/TID/stat`)
-/// line: the fields after the command name, found after the last `)`
-/// because the name itself may hold parentheses and spaces.
-pub(crate) struct StatLine {
-    /// The state letter (`R`, `S`, `T`, `Z`, ...).
-    pub state: u8,
-    /// `task_struct.flags`, when the line has it.
-    pub flags: Option<u64>,
-}
-
-impl StatLine {
-    pub(crate) fn parse(stat: &[u8]) -> Option<StatLine> {
-        let end = stat.iter().rposition(|byte| *byte == b')')?;
-        let state = *stat.get(end + 2)?;
-        // After the name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
-        let rest = std::str::from_utf8(stat.get(end + 1..)?).ok();
-        let flags = rest.and_then(|rest| rest.split_whitespace().nth(6)?.parse().ok());
-        Some(StatLine { state, flags })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stat_lines_are_read_after_the_command_name() {
-        let line = StatLine::parse(b"42 (a) b) (c) T 1 2 3 4 5 4194564 0").expect("a line");
-        assert_eq!((line.state, line.flags), (b'T', Some(4194564)));
-        assert_eq!(
-            StatLine::parse(b"42 (plan) S 1").map(|line| (line.state, line.flags)),
-            Some((b'S', None))
-        );
-        assert!(StatLine::parse(b"garbage").is_none());
-    }
 }

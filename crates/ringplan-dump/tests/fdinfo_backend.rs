@@ -24,6 +24,7 @@ use ringplan_dump::raw::{
     FileKey, Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawState, RingKey,
 };
 use ringplan_image::Buffer;
+use ringplan_kernel::procfs::{stat, task, Process};
 use serde_json::Value;
 
 /// Tells a re-run test binary which child to play: `hold:SCENARIO` or
@@ -164,16 +165,12 @@ impl ScenarioChild {
     fn sq_thread(&self) -> Option<u64> {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid()))
-                .expect("listing the child's threads");
-            let sq_threads: Vec<u64> = tasks
-                .filter_map(|task| {
-                    let task = task.ok()?;
-                    let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-                    comm.starts_with("iou-sqp")
-                        .then(|| task.file_name().to_str()?.parse::<u64>().ok())
-                        .flatten()
-                })
+            let child = Process::Pid(self.pid());
+            let sq_threads: Vec<u64> = task::ids(child)
+                .expect("listing the child's threads")
+                .into_iter()
+                .filter(|tid| task::is_running_sq_thread(child, *tid))
+                .map(u64::from)
                 .collect();
             assert!(
                 sq_threads.len() <= 1,
@@ -671,9 +668,8 @@ fn an_exited_process_is_not_read_as_one_without_fds() {
         .stdin(Stdio::null())
         .spawn()
         .expect("starting true");
-    let stat_path = format!("/proc/{}/stat", exited.id());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&stat_path).is_ok_and(|stat| stat.contains(") Z ")) {
+    while !stat::read(Process::Pid(exited.id())).is_ok_and(|stat| stat.state == b'Z') {
         assert!(Instant::now() < deadline, "true did not exit");
         std::thread::sleep(Duration::from_millis(2));
     }

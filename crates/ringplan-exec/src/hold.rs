@@ -8,8 +8,9 @@
 //! holder drops [`crate::Restored`] and so closes the rings.
 
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 
-use ringplan_kernel::abi::RING_FILE_PATH;
+use ringplan_kernel::procfs::fd::FdKind;
 use ringplan_plan::{Op, Plan};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -76,7 +77,7 @@ pub fn ring_fds(plan: &Plan, restored: &Restored) -> Vec<i32> {
 /// `/proc/self/fd` link names the ring's anonymous inode.
 pub fn is_ring_fd(fd: i32) -> bool {
     std::fs::read_link(format!("/proc/self/fd/{fd}"))
-        .is_ok_and(|target| target.as_os_str() == RING_FILE_PATH)
+        .is_ok_and(|target| FdKind::of_link(target.as_os_str().as_bytes()) == FdKind::Ring)
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 
 use std::ffi::c_void;
 
+use ringplan_kernel::procfs::maps::{self, MapsEntry};
+use ringplan_kernel::procfs::Process;
 use ringplan_plan::{Op, Plan};
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -153,11 +155,10 @@ impl Drop for AnonymousBuffers {
 /// `/proc/self/maps` line.
 fn overlapping_mapping(maps: &str, start: u64, end: u64) -> Option<String> {
     maps.lines().find_map(|line| {
-        let range = line.split_whitespace().next()?;
-        let (low, high) = range.split_once('-')?;
-        let low = u64::from_str_radix(low, 16).ok()?;
-        let high = u64::from_str_radix(high, 16).ok()?;
-        (low < end && start < high).then(|| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        let entry = MapsEntry::parse(line)?;
+        entry
+            .overlaps(start, end)
+            .then(|| line.split_whitespace().collect::<Vec<_>>().join(" "))
     })
 }
 
@@ -192,7 +193,7 @@ fn map_range(start: u64, end: u64) -> Result<(), MemoryError> {
             })
         }
         Err(rustix::io::Errno::EXIST) => {
-            let by = std::fs::read_to_string("/proc/self/maps")
+            let by = maps::read(Process::Current)
                 .ok()
                 .and_then(|maps| overlapping_mapping(&maps, start, end))
                 .unwrap_or_else(|| "a mapping".to_owned());
@@ -228,7 +229,8 @@ impl MemoryHook for AnonymousBuffers {
             return Ok(());
         }
         self.release_reserved();
-        let maps = std::fs::read_to_string("/proc/self/maps").map_err(MemoryError::Maps)?;
+        let maps = maps::read(Process::Current)
+            .map_err(|error| MemoryError::Maps(error.into_io_error()))?;
         for (start, end) in ranges {
             if let Some(by) = overlapping_mapping(&maps, start, end) {
                 return Err(MemoryError::RangeTaken { start, end, by });
@@ -301,7 +303,7 @@ mod tests {
     }
 
     fn is_mapped(start: u64, end: u64) -> bool {
-        let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+        let maps = maps::read(Process::Current).expect("/proc/self/maps");
         overlapping_mapping(&maps, start, end).is_some()
     }
 

@@ -91,6 +91,10 @@ impl SetupFlags {
 /// path `/proc/PID/maps` shows for a mapping of a ring's regions.
 pub const RING_FILE_PATH: &str = "anon_inode:[io_uring]";
 
+/// The path the kernel gives an eventfd's file (the anonymous inode
+/// `[eventfd]`, which every eventfd shares).
+pub const EVENTFD_FILE_PATH: &str = "anon_inode:[eventfd]";
+
 /// The mmap offsets that select a ring's regions (`IORING_OFF_*`).
 pub mod mmap_offset {
     /// `IORING_OFF_SQ_RING`: the SQ ring (with `IORING_FEAT_SINGLE_MMAP`,

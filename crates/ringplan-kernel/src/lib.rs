@@ -3,7 +3,8 @@
 //! - [`abi`]: the io_uring ABI the project uses (setup flags with the
 //!   kernel's names, ring regions and their mmap offsets) and the Linux
 //!   constants beside it (open flags, eventfd flags, the page size).
-//! - [`procfs`]: the parsers of `/proc/PID/{stat,fd,fdinfo,maps,mem}`.
+//! - [`procfs`]: reading and parsing `/proc/PID/{stat,task,fd,fdinfo,maps,mem}`
+//!   and `/proc/self/mountinfo`.
 //!
 //! Every other crate takes these facts from here rather than writing its own
 //! copy, so that a kernel constant, a flag name or a `/proc` format has one

@@ -19,6 +19,8 @@ use rustix::io_uring::{
 };
 use rustix::mm::{MapFlags, ProtFlags};
 
+use ringplan_kernel::procfs::{self, Process};
+
 use crate::ScenarioError;
 
 /// How long a new SQ thread may take to run for the first time.
@@ -320,24 +322,19 @@ impl ScenarioRing {
     /// id in `SqThread:`; both change when the thread first runs (it names
     /// itself `iou-sqp-...`). Waiting makes the announced state settled.
     pub(crate) fn wait_for_sq_thread(&self) -> Result<(), ScenarioError> {
-        let fdinfo_path = format!("/proc/self/fdinfo/{}", self.fd_number);
         let deadline = Instant::now() + SQ_THREAD_START_TIMEOUT;
         loop {
-            let text =
-                std::fs::read_to_string(&fdinfo_path).map_err(|source| ScenarioError::Io {
-                    path: fdinfo_path.clone().into(),
-                    source,
-                })?;
+            let text = procfs::fdinfo::read(Process::Current, self.fd_number).map_err(|error| {
+                ScenarioError::Io {
+                    path: error.path().to_owned(),
+                    source: error.into_io_error(),
+                }
+            })?;
             // No `SqThread:` line means the ring's lock was taken: try again.
-            let sq_thread = text
-                .lines()
-                .find_map(|line| line.strip_prefix("SqThread:"))
-                .and_then(|value| value.trim().parse::<i32>().ok())
-                .filter(|thread| *thread >= 0);
-            let has_run = sq_thread.is_some_and(|thread| {
-                std::fs::read(format!("/proc/self/task/{thread}/comm"))
-                    .is_ok_and(|comm| comm.starts_with(b"iou-sqp"))
-            });
+            let sq_thread = procfs::fdinfo::field(&text, "SqThread")
+                .and_then(|value| std::str::from_utf8(value).ok()?.parse::<u32>().ok());
+            let has_run = sq_thread
+                .is_some_and(|thread| procfs::task::is_running_sq_thread(Process::Current, thread));
             if has_run {
                 return Ok(());
             }

@@ -9,6 +9,10 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, RawFd};
 
+use ringplan_kernel::procfs::escape::unescape_octal;
+use ringplan_kernel::procfs::fdinfo;
+use ringplan_kernel::procfs::maps::{self, MapsEntry};
+use ringplan_kernel::procfs::Process;
 use serde_json::Value;
 
 use super::*;
@@ -52,8 +56,7 @@ fn kernel_prints_names() -> bool {
         .expect("registering /dev/null");
         // Parsed directly (not `read`, which asks this function): nothing
         // else holds the probe ring's lock.
-        let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", ring.as_raw_fd()))
-            .expect("probe fdinfo");
+        let text = fdinfo::read(Process::Current, ring.as_raw_fd()).expect("probe fdinfo");
         let view = KernelRingView::parse(&text);
         match view.files.get(&0).map(String::as_str) {
             Some("/dev/null") => false,
@@ -73,8 +76,7 @@ impl KernelRingView {
     /// allowed.
     fn read(fd: RawFd) -> KernelRingView {
         for _attempt in 0..100 {
-            let text =
-                std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).expect("reading fdinfo");
+            let text = fdinfo::read(Process::Current, fd).expect("reading fdinfo");
             let view = KernelRingView::parse(&text);
             if view.fields.contains_key("SqMask") && view.rows_complete() {
                 return view;
@@ -136,29 +138,33 @@ impl KernelRingView {
             .collect()
     }
 
-    fn parse(text: &str) -> KernelRingView {
+    fn parse(text: &[u8]) -> KernelRingView {
         let mut view = KernelRingView {
             fields: BTreeMap::new(),
             files: BTreeMap::new(),
             buffers: BTreeMap::new(),
         };
-        let mut section = String::new();
-        for line in text.lines() {
-            let Some((key, value)) = line.split_once(':') else {
-                continue;
-            };
-            match key.trim().parse::<u32>() {
-                Ok(slot) if section == "UserFiles" => {
-                    view.files.insert(slot, unescape_octal(value.trim()));
+        let text_of = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        for (_, line) in fdinfo::lines(text) {
+            match line {
+                fdinfo::Line::Field { key, value } => {
+                    view.fields.insert(text_of(key), text_of(value));
                 }
-                Ok(slot) if section == "UserBufs" => {
-                    view.buffers.insert(slot, value.trim().to_owned());
+                fdinfo::Line::Row { table, slot, value } => {
+                    let Some(slot) = text_of(slot).parse::<u32>().ok() else {
+                        continue;
+                    };
+                    match table {
+                        b"UserFiles" => {
+                            view.files.insert(slot, text_of(&unescape_octal(value)));
+                        }
+                        b"UserBufs" => {
+                            view.buffers.insert(slot, text_of(value));
+                        }
+                        _ => {}
+                    }
                 }
-                Ok(_) => {}
-                Err(_) => {
-                    section = key.to_owned();
-                    view.fields.insert(key.to_owned(), value.trim().to_owned());
-                }
+                fdinfo::Line::Other => {}
             }
         }
         view
@@ -185,33 +191,6 @@ fn shown_path(path: &str) -> String {
         (true, true) => path.rsplit('/').next().unwrap_or(path).to_owned(),
         (true, false) => String::new(),
     }
-}
-
-/// `seq_file_path` escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escape = bytes
-            .get(index + 1..index + 4)
-            .filter(|digits| digits.iter().all(|d| (b'0'..=b'7').contains(d)));
-        match (bytes[index], escape) {
-            (b'\\', Some(digits)) => {
-                out.push(
-                    digits
-                        .iter()
-                        .fold(0u8, |value, digit| value.wrapping_mul(8) + (digit - b'0')),
-                );
-                index += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn build_ok(text: &str) -> Built {
@@ -651,7 +630,7 @@ fn mix_has_a_group_a_plain_ring_sparse_files_buffers_and_a_dup() {
 #[test]
 fn ring_regions_are_mapped_where_the_description_says() {
     let built = build_ok("mix");
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("reading maps");
+    let maps = maps::read(Process::Current).expect("reading maps");
     for (index, ring) in built.description()["rings"]
         .as_array()
         .expect("rings")
@@ -671,19 +650,14 @@ fn ring_regions_are_mapped_where_the_description_says() {
                 Some("sqes") => 0x1000_0000,
                 other => panic!("unknown region {other:?}"),
             };
-            let expected_start = format!("{addr:x}-");
-            let line = maps
+            let (line, entry) = maps
                 .lines()
-                .find(|line| line.starts_with(&expected_start))
+                .filter_map(|line| Some((line, MapsEntry::parse(line)?)))
+                .find(|(_, entry)| entry.start == addr)
                 .unwrap_or_else(|| panic!("no mapping at {addr:#x} in {maps}"));
-            let columns: Vec<&str> = line.split_whitespace().collect();
-            assert_eq!(columns[2], format!("{offset:08x}"), "{line}");
-            assert_eq!(columns[4], ino.to_string(), "{line}");
-            assert_eq!(
-                columns.get(5).copied(),
-                Some(ringplan_kernel::abi::RING_FILE_PATH),
-                "{line}"
-            );
+            assert_eq!(entry.offset, offset, "{line}");
+            assert_eq!(entry.inode, ino, "{line}");
+            assert_eq!(entry.path, ringplan_kernel::abi::RING_FILE_PATH, "{line}");
         }
     }
 }

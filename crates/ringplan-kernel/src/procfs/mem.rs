@@ -1,0 +1,49 @@
+//! `/proc/PID/mem`: reads of another process's memory at its addresses.
+//! Opening it needs the rights ptrace needs (`PTRACE_MODE_ATTACH`).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use super::{Process, ProcfsError};
+
+/// An open `/proc/PID/mem`.
+#[derive(Debug)]
+pub struct ProcessMemory {
+    file: File,
+    path: PathBuf,
+}
+
+impl ProcessMemory {
+    /// Opens `/proc/PID/mem` for reading.
+    pub fn open(process: Process) -> Result<ProcessMemory, ProcfsError> {
+        let path = process.path("mem");
+        let file = File::open(&path).map_err(|source| ProcfsError::io(&path, source))?;
+        Ok(ProcessMemory { file, path })
+    }
+
+    /// Fills `buffer` from the process's memory at `addr`; an error when any
+    /// of it is not mapped or not readable.
+    pub fn read_exact_at(&self, addr: u64, buffer: &mut [u8]) -> Result<(), ProcfsError> {
+        self.file
+            .read_exact_at(buffer, addr)
+            .map_err(|source| ProcfsError::io(&self.path, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_memory_and_not_an_unmapped_page() {
+        let value: u64 = 0x1122_3344_5566_7788;
+        let memory = ProcessMemory::open(Process::Current).expect("own memory");
+        let mut buffer = [0u8; 8];
+        memory
+            .read_exact_at(std::ptr::addr_of!(value) as u64, &mut buffer)
+            .expect("reading a local");
+        assert_eq!(u64::from_ne_bytes(buffer), value);
+        assert!(memory.read_exact_at(0, &mut buffer).is_err());
+    }
+}

@@ -1,0 +1,55 @@
+//! `/proc/PID/task`: a process's threads, their names, and whether one is an
+//! io_uring SQ thread.
+
+use super::{read_file, Process, ProcfsError};
+
+/// The thread ids of `process`, from the entries of `/proc/PID/task`, in
+/// directory order.
+pub fn ids(process: Process) -> Result<Vec<u32>, ProcfsError> {
+    let path = process.path("task");
+    let entries = std::fs::read_dir(&path).map_err(|source| ProcfsError::io(&path, source))?;
+    let mut ids = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ProcfsError::io(&path, source))?;
+        // Every entry is a thread id.
+        if let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        {
+            ids.push(tid);
+        }
+    }
+    Ok(ids)
+}
+
+/// `/proc/PID/task/TID/comm`: the thread's name, with its newline.
+pub fn comm(process: Process, tid: u32) -> Result<Vec<u8>, ProcfsError> {
+    read_file(&process.path(&format!("task/{tid}/comm")))
+}
+
+/// The name an io_uring SQ thread gives itself when it first runs
+/// (`iou-sqp-PID`); until then it carries its creator's name.
+pub const SQ_THREAD_NAME_PREFIX: &[u8] = b"iou-sqp";
+
+/// Whether thread `tid` of `process` is an io_uring SQ thread that has run
+/// (its `comm` starts with [`SQ_THREAD_NAME_PREFIX`]); false when it cannot
+/// be read.
+pub fn is_running_sq_thread(process: Process, tid: u32) -> bool {
+    comm(process, tid).is_ok_and(|comm| comm.starts_with(SQ_THREAD_NAME_PREFIX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_lists_its_own_thread_which_is_no_sq_thread() {
+        let pid = std::process::id();
+        let ids = ids(Process::Current).expect("own threads");
+        assert!(ids.contains(&pid), "{ids:?}");
+        assert!(!comm(Process::Current, pid).expect("own comm").is_empty());
+        assert!(!is_running_sq_thread(Process::Current, pid));
+        assert!(!is_running_sq_thread(Process::Current, u32::MAX));
+    }
+}
