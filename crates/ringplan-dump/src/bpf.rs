@@ -75,7 +75,7 @@ use libbpf_rs::{AsRawLibbpf, Iter, Link, MapCore, MapFlags, OpenObject};
 use ringplan_image::{Buffer, SetupFlags, MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
 
 use crate::raw::{
-    Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawRingEventfd, RawState,
+    Known, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawRing, RawRingEventfd, RawState,
 };
 use records::{
     BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord, Layout,
@@ -327,7 +327,7 @@ impl BpfDumper {
         &mut self,
         pid: u32,
         pidfd: BorrowedFd<'_>,
-    ) -> Result<Vec<crate::raw::RawFd>, BpfError> {
+    ) -> Result<Vec<crate::raw::RawFdEntry>, BpfError> {
         self.set_identities_only(true);
         let bytes = self.run_target_pass(pid, pidfd);
         self.set_identities_only(false);
@@ -656,7 +656,7 @@ impl<M: MapCore> Drop for RequestMapGuard<'_, M> {
 /// What pass A and pass B found, before it becomes a [`RawState`].
 #[derive(Debug, Default)]
 struct Reading {
-    fds: BTreeMap<i32, RawFd>,
+    fds: BTreeMap<i32, RawFdEntry>,
     files: HashMap<u64, RawFile>,
     /// Files that only pass B saw (no fd of the target holds them): their
     /// path must come from fdinfo. Ring → (slot index, file).
@@ -745,7 +745,7 @@ impl Reading {
         })?;
         // The first record for an fd wins: the group leader's table comes
         // first, and a re-shown object repeats the same facts.
-        self.fds.entry(fd).or_insert(RawFd {
+        self.fds.entry(fd).or_insert(RawFdEntry {
             fd,
             cloexec: record.cloexec,
             file: record.file,

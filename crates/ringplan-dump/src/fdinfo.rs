@@ -53,7 +53,7 @@
 //!
 //! What the text gives, and how it becomes a [`RawState`]:
 //! - `flags` is the file's `f_flags` with `O_CLOEXEC` added when the fd is
-//!   close-on-exec: the bit becomes [`RawFd::cloexec`] and is taken out of
+//!   close-on-exec: the bit becomes [`RawFdEntry::cloexec`] and is taken out of
 //!   [`RawFile::flags`].
 //! - Ring identity is the ring's anonymous inode number (`ino:`): each ring
 //!   has its own, so dup'd fds of one ring are one ring and one file.
@@ -102,7 +102,8 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::raw::{
-    EventfdKey, FileKey, Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawState, RingKey,
+    EventfdKey, FileKey, Known, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawRing, RawState,
+    RingKey,
 };
 
 // fdinfo's `flags:` carries `O_CLOEXEC` for a close-on-exec fd;
@@ -433,7 +434,7 @@ impl StateBuilder {
                 self.new_file(raw_file)
             }
         };
-        self.state.fds.push(RawFd { fd, cloexec, file });
+        self.state.fds.push(RawFdEntry { fd, cloexec, file });
         Ok(())
     }
 

@@ -267,7 +267,7 @@ struct Read {
 
 /// The first difference between the fd table read before the rings and the
 /// one read after, as "fd N ...", or `None` when they are equal.
-fn fd_table_change(before: &[raw::RawFd], after: &[raw::RawFd]) -> Option<String> {
+fn fd_table_change(before: &[raw::RawFdEntry], after: &[raw::RawFdEntry]) -> Option<String> {
     let describe = |fd: i32| {
         let was = before.iter().find(|entry| entry.fd == fd);
         let now = after.iter().find(|entry| entry.fd == fd);
