@@ -63,8 +63,8 @@
 //! `requests.rs` (pass B's requests), `iterator.rs` (attaching and reading
 //! an iterator) and `local_fds.rs` (copying the target's fds); `reading.rs`
 //! accumulates and checks what the passes write, which `records.rs` parses
-//! (`ringplan_records.h`); `skeleton.rs` includes the generated skeleton,
-//! `loaded_skeleton.rs` keeps it loaded;
+//! with the types the skeleton generates from `ringplan_records.h`
+//! (`skeleton.rs`); `loaded_skeleton.rs` keeps the loaded skeleton;
 //! `layout.rs` explains a load that fails on the kernel's io_uring layout;
 //! `hz.rs` converts SQ idle from jiffies; `error.rs` holds [`BpfError`].
 

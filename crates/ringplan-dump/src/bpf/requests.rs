@@ -54,7 +54,7 @@ pub(super) struct Request {
 
 impl Request {
     /// The chunk_requests map value.
-    pub(super) fn value(&self) -> [u8; 24] {
+    pub(super) fn value(&self) -> [u8; records::CHUNK_REQUEST_LEN] {
         match self.want {
             Want::Ring => records::chunk_request_bytes(
                 self.expected_ctx,
