@@ -60,13 +60,18 @@ pub enum BackendChoice {
 }
 
 /// Why a dump failed.
+///
+/// A backend's error is the [`source`](std::error::Error::source) of
+/// [`DumpError::Bpf`] and [`DumpError::Fdinfo`], whose own message only
+/// names the backend: print the chain of sources to see the cause.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DumpError {
     #[error(transparent)]
     Target(#[from] TargetError),
-    #[error("BPF backend: {0}")]
+    #[error("BPF backend")]
     Bpf(#[from] BpfError),
-    #[error("fdinfo backend: {0}")]
+    #[error("fdinfo backend")]
     Fdinfo(#[from] FdinfoError),
     #[error(transparent)]
     Maps(#[from] MapsError),
@@ -125,7 +130,8 @@ impl Dumper {
                 Err(error) if error.is_unavailable() => Ok(Dumper {
                     bpf: None,
                     warnings: vec![format!(
-                        "BPF is unavailable ({error}); using the fdinfo backend"
+                        "BPF is unavailable ({}); using the fdinfo backend",
+                        with_sources(&error)
                     )],
                 }),
                 Err(error) => Err(error.into()),
@@ -362,6 +368,18 @@ pub fn dump_with(pid: u32, options: DumpOptions<'_>) -> Result<Dump, DumpError> 
         options.selection,
         Some(Held { by, duration }),
     )
+}
+
+/// `error`'s message followed by its sources' messages, `: ` between them.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }
 
 fn kernel_release() -> String {

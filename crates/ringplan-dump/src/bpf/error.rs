@@ -6,12 +6,16 @@ use std::io;
 use super::records;
 
 /// Why the BPF backend could not read a process.
+///
+/// A variant that wraps a system or libbpf error keeps it as its
+/// [`source`](std::error::Error::source), not in its own message.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BpfError {
     /// BPF cannot be used here (no BPF, no BTF, not privileged, or the
     /// program does not verify on this kernel). A caller should fall back
     /// to another backend.
-    #[error("BPF is unavailable: {stage}: {source}")]
+    #[error("BPF is unavailable: {stage}")]
     Unavailable {
         stage: &'static str,
         #[source]
@@ -27,7 +31,7 @@ pub enum BpfError {
     )]
     PermissionDenied { pid: u32, fd: i32 },
     /// Attaching an iterator link failed.
-    #[error("attaching the {pass} iterator to pid {pid}: {source}")]
+    #[error("attaching the {pass} iterator to pid {pid}")]
     Attach {
         pass: Pass,
         pid: u32,
@@ -35,7 +39,7 @@ pub enum BpfError {
         source: io::Error,
     },
     /// Creating or reading an iterator failed.
-    #[error("reading the {pass} iterator: {source}")]
+    #[error("reading the {pass} iterator")]
     IterRead {
         pass: Pass,
         #[source]
@@ -70,14 +74,14 @@ pub enum BpfError {
     #[error("ring {ring:#x} buffer slot {index} holds a kernel-owned buffer, which cannot be checkpointed")]
     KernelBuffer { ring: u64, index: u32 },
     /// A system call of the dumper's own failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
         source: io::Error,
     },
     /// The chunk request map could not be written.
-    #[error("writing the chunk request map: {source}")]
+    #[error("writing the chunk request map")]
     RequestMap {
         #[source]
         source: libbpf_rs::Error,
