@@ -65,6 +65,9 @@ __u64 eventfd_fops = 0;
 /* Set by the dumper for its second look at the target's fd table, which
  * only compares each fd's file: pass A then skips d_path and eventfds. */
 __u32 identities_only = 0;
+/* Never used by the programs: it is here so that the skeleton generator
+ * emits the record types and constants for userspace (ringplan_records.h). */
+struct rp_shared_types rp_shared_types = {};
 
 /* count and flags of an eventfd_ctx (probe reads). */
 static __always_inline void read_eventfd(struct eventfd_ctx *eventfd, __u64 *count, __u32 *flags)
@@ -191,11 +194,10 @@ int ringplan_target_fds(struct bpf_iter__task_file *ctx)
 /* Low bits of a registered file pointer are flags (FFS_NOWAIT, FFS_ISREG,
  * and FFS_SCM on 6.1); struct file is at least 8-byte aligned. */
 #define REGISTERED_FILE_FLAG_BITS 7UL
-#define MAX_CHUNK_REQUESTS 1024
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_CHUNK_REQUESTS);
+	__uint(max_entries, RP_MAX_CHUNK_REQUESTS);
 	__type(key, __u32);
 	__type(value, struct rp_chunk_request);
 } chunk_requests SEC(".maps");

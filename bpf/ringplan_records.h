@@ -7,8 +7,15 @@
  * length in bytes, header included, which frames the stream (an fd record
  * is followed by its path). Fields are in the host's byte order (BPF runs
  * on the host) and laid out without implicit padding: the _Static_asserts
- * below pin each size, and records.rs repeats them as constants. Change both
- * together.
+ * below pin each size.
+ *
+ * This header is the only definition of the layout. The Rust side does not
+ * repeat it: struct rp_shared_types (at the end) holds every struct and
+ * enum userspace reads, ringplan.bpf.c has a variable of it, and the
+ * libbpf-rs skeleton generator emits them all from the object's BTF into
+ * the skeleton's `types` module, whose sizes, fields and constants
+ * records.rs uses. Constants are enums, not #defines, because only enums
+ * reach BTF.
  */
 #ifndef RINGPLAN_RECORDS_H
 #define RINGPLAN_RECORDS_H
@@ -197,12 +204,17 @@ _Static_assert(sizeof(struct rp_probe_record) == 24, "rp_probe_record");
  * time and no object writes more than RP_MAX_OBJECT_BYTES, so the buffer
  * never overflows: RP_READ_BUFFER_SIZE + RP_MAX_OBJECT_BYTES <= 32 KiB.
  */
-#define RP_READ_BUFFER_SIZE 8192
-#define RP_MAX_OBJECT_BYTES 24576
-#define RP_PATH_MAX 4096
-/* A chunk's output: one chunk record and up to this many slot records. */
-#define RP_FILE_SLOTS_PER_CHUNK 320
-#define RP_BUFFER_SLOTS_PER_CHUNK 640
+enum rp_limits {
+	RP_READ_BUFFER_SIZE = 8192,
+	RP_MAX_OBJECT_BYTES = 24576,
+	/* The longest d_path text an fd record carries. */
+	RP_PATH_MAX = 4096,
+	/* A chunk's output: one chunk record and up to this many slot records. */
+	RP_FILE_SLOTS_PER_CHUNK = 320,
+	RP_BUFFER_SLOTS_PER_CHUNK = 640,
+	/* Capacity of the chunk_requests map: requests in one pass-B round. */
+	RP_MAX_CHUNK_REQUESTS = 1024,
+};
 _Static_assert(sizeof(struct rp_chunk_record) +
 		       RP_FILE_SLOTS_PER_CHUNK * sizeof(struct rp_file_slot_record) <=
 		       RP_MAX_OBJECT_BYTES,
@@ -214,5 +226,30 @@ _Static_assert(sizeof(struct rp_chunk_record) +
 _Static_assert(sizeof(struct rp_fd_record) + RP_PATH_MAX + sizeof(struct rp_eventfd_record) <=
 		       RP_MAX_OBJECT_BYTES,
 	       "fd visit fits one object");
+
+/*
+ * Every type userspace reads or writes, in one struct: ringplan.bpf.c
+ * defines a variable of it (never used by the programs), which puts these
+ * types in the object's BTF and so in the skeleton's generated Rust types.
+ * A type or enum records.rs uses must be listed here.
+ */
+struct rp_shared_types {
+	struct rp_header header;
+	struct rp_fd_record fd_record;
+	struct rp_ring_record ring_record;
+	struct rp_eventfd_record eventfd_record;
+	struct rp_chunk_request chunk_request;
+	struct rp_chunk_record chunk_record;
+	struct rp_file_slot_record file_slot_record;
+	struct rp_buffer_slot_record buffer_slot_record;
+	struct rp_probe_record probe_record;
+	enum rp_record_kind record_kind;
+	enum rp_file_role file_role;
+	enum rp_layout layout;
+	enum rp_table table;
+	enum rp_request_kind request_kind;
+	enum rp_chunk_status chunk_status;
+	enum rp_limits limits;
+};
 
 #endif

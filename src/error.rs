@@ -59,10 +59,62 @@ impl From<ringplan_dump::DumpError> for CliError {
                 AssembleError::NoSuchFd { .. } | AssembleError::NotARing { .. }
             ) | DumpError::Freeze(FreezeError::CgroupUnusable { .. })
         );
+        let message = with_sources(&error);
         if bad_input {
-            CliError::BadInput(error.to_string())
+            CliError::BadInput(message)
         } else {
-            CliError::Failed(error.to_string())
+            CliError::Failed(message)
         }
+    }
+}
+
+/// `error`'s message followed by each of its sources' messages, `: `
+/// between them: the one line the CLI prints for a library error that keeps
+/// its cause as its source. A source whose message already ends the line
+/// (from an error that prints its cause itself) is not repeated.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringplan_dump::{BpfError, DumpError, TargetError};
+
+    fn enoent() -> std::io::Error {
+        std::io::Error::from_raw_os_error(libc::ENOENT)
+    }
+
+    /// The line a dump error prints has each cause once, whether the error
+    /// keeps its cause as its source only (BpfError) or prints it too
+    /// (TargetError::Open).
+    #[test]
+    fn dump_errors_print_each_cause_once() {
+        let bpf = DumpError::from(BpfError::Io {
+            what: "reading /proc/self/fdinfo/7".into(),
+            source: enoent(),
+        });
+        assert_eq!(
+            CliError::from(bpf).to_string(),
+            "BPF backend: reading /proc/self/fdinfo/7: No such file or directory (os error 2)"
+        );
+        let target = DumpError::from(TargetError::Open {
+            pid: 7,
+            source: enoent(),
+        });
+        assert_eq!(
+            CliError::from(target).to_string(),
+            "opening pid 7: No such file or directory (os error 2)"
+        );
     }
 }

@@ -21,6 +21,7 @@ use ringplan_kernel::abi::linux::{EFD_SEMAPHORE, O_NONBLOCK};
 
 /// Why read state could not become an image.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AssembleError {
     #[error("fd {fd} is not open in the target")]
     NoSuchFd { fd: i32 },
@@ -28,7 +29,8 @@ pub enum AssembleError {
     NotARing { fd: i32 },
     #[error("inconsistent dump: {0} (the target changed while it was read?)")]
     Inconsistent(String),
-    #[error("the dump does not form a valid image: {0}")]
+    /// The image's rule it breaks is the source.
+    #[error("the dump does not form a valid image")]
     Invalid(#[from] ImageError),
 }
 

@@ -9,7 +9,7 @@
 //! (whose doc shows the format); this module decides what to read again,
 //! and `raw_state.rs` turns what was read into a [`RawState`]:
 //! - `flags` is the file's `f_flags` with `O_CLOEXEC` added when the fd is
-//!   close-on-exec: the bit becomes [`RawFd::cloexec`] and is taken out of
+//!   close-on-exec: the bit becomes [`RawFdEntry::cloexec`] and is taken out of
 //!   [`RawFile::flags`].
 //! - Ring identity is the ring's anonymous inode number (`ino:`): each ring
 //!   has its own, so dup'd fds of one ring are one ring and one file.
@@ -45,7 +45,7 @@
 //! reported as [`FdinfoError::RingBusy`].
 //!
 //! [`RawState`]: crate::raw::RawState
-//! [`RawFd::cloexec`]: crate::raw::RawFd::cloexec
+//! [`RawFdEntry::cloexec`]: crate::raw::RawFdEntry::cloexec
 //! [`RawFile::flags`]: crate::raw::RawFile::flags
 //! [`RawEventfd::flags`]: crate::raw::RawEventfd::flags
 //! [`RawRing::flags`]: crate::raw::RawRing::flags

@@ -62,13 +62,18 @@ pub enum BackendChoice {
 }
 
 /// Why a dump failed.
+///
+/// A backend's error is the [`source`](std::error::Error::source) of
+/// [`DumpError::Bpf`] and [`DumpError::Fdinfo`], whose own message only
+/// names the backend: print the chain of sources to see the cause.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DumpError {
     #[error(transparent)]
     Target(#[from] TargetError),
-    #[error("BPF backend: {0}")]
+    #[error("BPF backend")]
     Bpf(#[from] BpfError),
-    #[error("fdinfo backend: {0}")]
+    #[error("fdinfo backend")]
     Fdinfo(#[from] FdinfoError),
     #[error(transparent)]
     Maps(#[from] MapsError),
@@ -127,7 +132,8 @@ impl Dumper {
                 Err(error) if error.is_unavailable() => Ok(Dumper {
                     bpf: None,
                     warnings: vec![format!(
-                        "BPF is unavailable ({error}); using the fdinfo backend"
+                        "BPF is unavailable ({}); using the fdinfo backend",
+                        with_sources(&error)
                     )],
                 }),
                 Err(error) => Err(error.into()),
@@ -269,7 +275,7 @@ struct Read {
 
 /// The first difference between the fd table read before the rings and the
 /// one read after, as "fd N ...", or `None` when they are equal.
-fn fd_table_change(before: &[raw::RawFd], after: &[raw::RawFd]) -> Option<String> {
+fn fd_table_change(before: &[raw::RawFdEntry], after: &[raw::RawFdEntry]) -> Option<String> {
     let describe = |fd: i32| {
         let was = before.iter().find(|entry| entry.fd == fd);
         let now = after.iter().find(|entry| entry.fd == fd);
@@ -364,6 +370,18 @@ pub fn dump_with(pid: u32, options: DumpOptions<'_>) -> Result<Dump, DumpError> 
         options.selection,
         Some(Held { by, duration }),
     )
+}
+
+/// `error`'s message followed by its sources' messages, `: ` between them.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }
 
 fn kernel_release() -> String {

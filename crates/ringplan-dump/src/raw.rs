@@ -21,7 +21,7 @@ pub type EventfdKey = u64;
 #[derive(Debug, Default, Clone)]
 pub struct RawState {
     /// Every fd of the process, in ascending fd order.
-    pub fds: Vec<RawFd>,
+    pub fds: Vec<RawFdEntry>,
     /// Every file an fd or a registered slot refers to, by identity.
     pub files: HashMap<FileKey, RawFile>,
     /// Every ring, by identity.
@@ -30,9 +30,10 @@ pub struct RawState {
     pub eventfds: HashMap<EventfdKey, RawEventfd>,
 }
 
-/// One fd of the process.
+/// One entry of the process's fd table: the fd number, its close-on-exec
+/// bit and the file it refers to (std's `RawFd` is the number alone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawFd {
+pub struct RawFdEntry {
     pub fd: i32,
     pub cloexec: bool,
     /// The `struct file` it refers to.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use ringplan_dump::fdinfo::{self, FdinfoError};
 use ringplan_dump::raw::{
-    FileKey, Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawState, RingKey,
+    FileKey, Known, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawRing, RawState, RingKey,
 };
 use ringplan_image::Buffer;
 use ringplan_kernel::procfs::{stat, task, Process};
@@ -249,7 +249,7 @@ fn refused_reading(pid: u32) -> bool {
     true
 }
 
-fn fd_entry(state: &RawState, fd: i64) -> RawFd {
+fn fd_entry(state: &RawState, fd: i64) -> RawFdEntry {
     *state
         .fds
         .iter()

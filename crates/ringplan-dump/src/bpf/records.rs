@@ -3,41 +3,89 @@
 //!
 //! The stream comes from the kernel and is treated as untrusted input: every
 //! length is checked, and anything that does not parse is a
-//! [`MalformedRecord`], never a panic. Sizes and field order mirror the C
-//! structs exactly; the C side pins them with `_Static_assert`, and the
-//! constants here repeat those sizes. Change both together.
+//! [`MalformedRecord`], never a panic.
+//!
+//! Nothing of the layout is written here: the record structs, their sizes,
+//! the kinds, tags and limits are the types and constants the skeleton
+//! generator emits from the header (the skeleton's `types` module, imported
+//! as `records_h`). A field the header renames, retypes or drops fails this
+//! file's build; a size, an offset or a limit it changes is followed.
 
 use std::fmt;
+use std::mem::size_of;
+
+use super::skeleton::types as records_h;
 
 /// `struct rp_header`: kind and total size.
-const HEADER_LEN: usize = 8;
-const FD_RECORD_LEN: usize = 72;
-const RING_RECORD_LEN: usize = 96;
-const EVENTFD_RECORD_LEN: usize = 32;
-const CHUNK_RECORD_LEN: usize = 48;
-const FILE_SLOT_RECORD_LEN: usize = 64;
-const BUFFER_SLOT_RECORD_LEN: usize = 32;
-const PROBE_RECORD_LEN: usize = 24;
+const HEADER_LEN: usize = size_of::<records_h::rp_header>();
+const FD_RECORD_LEN: usize = size_of::<records_h::rp_fd_record>();
+/// The size of a `struct rp_chunk_request`, the chunk_requests map's value.
+pub(crate) const CHUNK_REQUEST_LEN: usize = size_of::<records_h::rp_chunk_request>();
 /// `RP_PATH_MAX`: the longest path the program writes.
-const PATH_MAX: usize = 4096;
+const PATH_MAX: usize = records_h::rp_limits::RP_PATH_MAX.0 as usize;
 
-const KIND_FD: u32 = 1;
-const KIND_RING: u32 = 2;
-const KIND_EVENTFD: u32 = 3;
-const KIND_CHUNK: u32 = 4;
-const KIND_FILE_SLOT: u32 = 5;
-const KIND_BUFFER_SLOT: u32 = 6;
-const KIND_PROBE: u32 = 7;
+const KIND_FD: u32 = records_h::rp_record_kind::RP_RECORD_FD.0;
+const KIND_RING: u32 = records_h::rp_record_kind::RP_RECORD_RING.0;
+const KIND_EVENTFD: u32 = records_h::rp_record_kind::RP_RECORD_EVENTFD.0;
+const KIND_CHUNK: u32 = records_h::rp_record_kind::RP_RECORD_CHUNK.0;
+const KIND_FILE_SLOT: u32 = records_h::rp_record_kind::RP_RECORD_FILE_SLOT.0;
+const KIND_BUFFER_SLOT: u32 = records_h::rp_record_kind::RP_RECORD_BUFFER_SLOT.0;
+const KIND_PROBE: u32 = records_h::rp_record_kind::RP_RECORD_PROBE.0;
 
 /// `RP_READ_BUFFER_SIZE`: the read() size that keeps the kernel from
 /// re-showing an object (see the sizing note in ringplan_records.h).
-pub(crate) const READ_BUFFER_SIZE: usize = 8192;
+pub(crate) const READ_BUFFER_SIZE: usize = records_h::rp_limits::RP_READ_BUFFER_SIZE.0 as usize;
 /// `RP_FILE_SLOTS_PER_CHUNK`: the most file slots one chunk request reads.
-pub(crate) const FILE_SLOTS_PER_CHUNK: u32 = 320;
+pub(crate) const FILE_SLOTS_PER_CHUNK: u32 = records_h::rp_limits::RP_FILE_SLOTS_PER_CHUNK.0;
 /// `RP_BUFFER_SLOTS_PER_CHUNK`: the most buffer slots one chunk request reads.
-pub(crate) const BUFFER_SLOTS_PER_CHUNK: u32 = 640;
-/// `MAX_CHUNK_REQUESTS`: capacity of the chunk_requests map.
-pub(crate) const MAX_CHUNK_REQUESTS: usize = 1024;
+pub(crate) const BUFFER_SLOTS_PER_CHUNK: u32 = records_h::rp_limits::RP_BUFFER_SLOTS_PER_CHUNK.0;
+/// `RP_MAX_CHUNK_REQUESTS`: capacity of the chunk_requests map.
+pub(crate) const MAX_CHUNK_REQUESTS: usize = records_h::rp_limits::RP_MAX_CHUNK_REQUESTS.0 as usize;
+
+/// A struct of `ringplan_records.h` as the skeleton generator emits it.
+///
+/// # Safety
+///
+/// Only for generated `#[repr(C)]` structs made of integers (and structs of
+/// integers): every bit pattern is a valid value, and there are no padding
+/// bytes, since the generator writes every gap as a `__pad_N` byte array.
+unsafe trait HeaderStruct: Copy {}
+
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_header {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_fd_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_ring_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_eventfd_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_chunk_request {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_chunk_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_file_slot_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_buffer_slot_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_probe_record {}
+
+/// The `T` at the start of `bytes`, or an error when `bytes` is shorter.
+fn read_struct<T: HeaderStruct>(bytes: &[u8]) -> Result<T, &'static str> {
+    if bytes.len() < size_of::<T>() {
+        return Err("truncated");
+    }
+    // SAFETY: `bytes` holds at least size_of::<T>() bytes; read_unaligned
+    // needs no alignment; any bit pattern is a T (HeaderStruct).
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// The bytes of `value`, as the C side lays them out.
+fn struct_bytes<T: HeaderStruct>(value: &T) -> &[u8] {
+    // SAFETY: `value` is size_of::<T>() initialised bytes (HeaderStruct:
+    // no padding), borrowed for as long as the slice.
+    unsafe { std::slice::from_raw_parts(std::ptr::from_ref(value).cast::<u8>(), size_of::<T>()) }
+}
 
 /// `enum rp_file_role`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +97,10 @@ pub(crate) enum Role {
 
 impl Role {
     fn from_raw(raw: u32) -> Result<Role, &'static str> {
-        match raw {
-            0 => Ok(Role::Plain),
-            1 => Ok(Role::Ring),
-            2 => Ok(Role::Eventfd),
+        match records_h::rp_file_role(raw) {
+            records_h::rp_file_role::RP_ROLE_PLAIN => Ok(Role::Plain),
+            records_h::rp_file_role::RP_ROLE_RING => Ok(Role::Ring),
+            records_h::rp_file_role::RP_ROLE_EVENTFD => Ok(Role::Eventfd),
             _ => Err("unknown file role"),
         }
     }
@@ -68,10 +116,10 @@ pub(crate) enum Layout {
 
 impl Layout {
     fn from_raw(raw: u32) -> Result<Layout, &'static str> {
-        match raw {
-            0 => Ok(Layout::Unknown),
-            1 => Ok(Layout::RsrcNodes),
-            2 => Ok(Layout::FixedFiles),
+        match records_h::rp_layout(raw) {
+            records_h::rp_layout::RP_LAYOUT_UNKNOWN => Ok(Layout::Unknown),
+            records_h::rp_layout::RP_LAYOUT_RSRC_NODES => Ok(Layout::RsrcNodes),
+            records_h::rp_layout::RP_LAYOUT_FIXED_FILES => Ok(Layout::FixedFiles),
             _ => Err("unknown layout"),
         }
     }
@@ -85,17 +133,17 @@ pub(crate) enum Table {
 }
 
 impl Table {
-    pub(crate) fn to_raw(self) -> u32 {
+    fn to_raw(self) -> u32 {
         match self {
-            Table::Files => 1,
-            Table::Buffers => 2,
+            Table::Files => records_h::rp_table::RP_TABLE_FILES.0,
+            Table::Buffers => records_h::rp_table::RP_TABLE_BUFFERS.0,
         }
     }
 
     fn from_raw(raw: u32) -> Result<Table, &'static str> {
-        match raw {
-            1 => Ok(Table::Files),
-            2 => Ok(Table::Buffers),
+        match records_h::rp_table(raw) {
+            records_h::rp_table::RP_TABLE_FILES => Ok(Table::Files),
+            records_h::rp_table::RP_TABLE_BUFFERS => Ok(Table::Buffers),
             _ => Err("unknown table"),
         }
     }
@@ -124,9 +172,9 @@ pub(crate) enum RequestKind {
 impl RequestKind {
     fn to_raw(self) -> u32 {
         match self {
-            RequestKind::Chunk => 0,
-            RequestKind::Ring => 1,
-            RequestKind::Probe => 2,
+            RequestKind::Chunk => records_h::rp_request_kind::RP_REQUEST_CHUNK.0,
+            RequestKind::Ring => records_h::rp_request_kind::RP_REQUEST_RING.0,
+            RequestKind::Probe => records_h::rp_request_kind::RP_REQUEST_PROBE.0,
         }
     }
 }
@@ -141,10 +189,10 @@ pub(crate) enum ChunkStatus {
 
 impl ChunkStatus {
     fn from_raw(raw: u32) -> Result<ChunkStatus, &'static str> {
-        match raw {
-            0 => Ok(ChunkStatus::Ok),
-            2 => Ok(ChunkStatus::OtherRing),
-            3 => Ok(ChunkStatus::UnknownLayout),
+        match records_h::rp_chunk_status(raw) {
+            records_h::rp_chunk_status::RP_CHUNK_OK => Ok(ChunkStatus::Ok),
+            records_h::rp_chunk_status::RP_CHUNK_OTHER_RING => Ok(ChunkStatus::OtherRing),
+            records_h::rp_chunk_status::RP_CHUNK_UNKNOWN_LAYOUT => Ok(ChunkStatus::UnknownLayout),
             _ => Err("unknown chunk status"),
         }
     }
@@ -292,10 +340,9 @@ impl<'a> Iterator for Records<'a> {
         if rest.is_empty() {
             return None;
         }
-        let mut header = Cursor::new(rest);
-        let (kind, size) = match (header.u32(), header.u32()) {
-            (Ok(kind), Ok(size)) => (kind, size as usize),
-            _ => {
+        let (kind, size) = match read_struct::<records_h::rp_header>(rest) {
+            Ok(header) => (header.kind, header.size as usize),
+            Err(_) => {
                 return Some(Err(self.malformed(
                     offset,
                     format!("truncated header ({} bytes left)", rest.len()),
@@ -320,189 +367,170 @@ impl<'a> Iterator for Records<'a> {
 
 /// Parses one whole record (header included) of `kind`.
 fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
-    let expect_len = |len: usize| {
-        if record.len() == len {
-            Ok(())
-        } else {
-            Err("wrong size for its kind")
-        }
-    };
-    let mut c = Cursor::new(record.get(HEADER_LEN..).ok_or("shorter than a header")?);
     match kind {
-        KIND_FD => {
-            if record.len() < FD_RECORD_LEN {
-                return Err("shorter than an fd record");
-            }
-            let file = c.u64()?;
-            let f_op = c.u64()?;
-            let private_data = c.u64()?;
-            let pos = c.i64()?;
-            let inode_number = c.u64()?;
-            let fd = c.u32()?;
-            let flags = c.u32()?;
-            let mode = c.u32()?;
-            let role = Role::from_raw(c.u32()?)?;
-            let cloexec = c.u32()? != 0;
-            let path_len = c.i32()?;
-            // A negative length is d_path's error: no path, nothing follows.
-            let path_len = usize::try_from(path_len).unwrap_or(0);
-            if path_len > PATH_MAX {
-                return Err("path longer than PATH_MAX");
-            }
-            expect_len(FD_RECORD_LEN + path_len)?;
-            let path = if path_len == 0 {
-                None
-            } else {
-                Some(c.bytes(path_len)?)
-            };
-            Ok(Record::Fd(FdRecord {
-                file,
-                f_op,
-                private_data,
-                pos,
-                inode_number,
-                fd,
-                flags,
-                mode,
-                role,
-                cloexec,
-                path,
-            }))
-        }
-        KIND_RING => {
-            expect_len(RING_RECORD_LEN)?;
-            Ok(Record::Ring(RingRecord {
-                ctx: c.u64()?,
-                sq_data: c.u64()?,
-                eventfd_ctx: c.u64()?,
-                eventfd_count: c.u64()?,
-                inode_number: c.u64()?,
-                fd: c.u32()?,
-                flags: c.u32()?,
-                sq_entries: c.u32()?,
-                cq_entries: c.u32()?,
-                sq_thread_idle_jiffies: c.u32()?,
-                sq_cpu: c.i32()?,
-                eventfd_async: c.u32()? != 0,
-                eventfd_flags: c.u32()?,
-                file_slots: c.u32()?,
-                buffer_slots: c.u32()?,
-                layout: Layout::from_raw(c.u32()?)?,
-                status: ChunkStatus::from_raw(c.u32()?)?,
-            }))
-        }
-        KIND_EVENTFD => {
-            expect_len(EVENTFD_RECORD_LEN)?;
-            Ok(Record::Eventfd(EventfdRecord {
-                ctx: c.u64()?,
-                count: c.u64()?,
-                flags: c.u32()?,
-                fd: c.u32()?,
-            }))
-        }
-        KIND_CHUNK => {
-            expect_len(CHUNK_RECORD_LEN)?;
-            Ok(Record::Chunk(ChunkRecord {
-                ctx: c.u64()?,
-                fd: c.u32()?,
-                table: Table::from_raw(c.u32()?)?,
-                start: c.u32()?,
-                scanned: c.u32()?,
-                table_size: c.u32()?,
-                status: ChunkStatus::from_raw(c.u32()?)?,
-                sq_thread_idle_jiffies: c.u32()?,
-                layout: Layout::from_raw(c.u32()?)?,
-            }))
-        }
-        KIND_FILE_SLOT => {
-            expect_len(FILE_SLOT_RECORD_LEN)?;
-            Ok(Record::FileSlot(FileSlotRecord {
-                file: c.u64()?,
-                f_op: c.u64()?,
-                private_data: c.u64()?,
-                pos: c.i64()?,
-                eventfd_count: c.u64()?,
-                index: c.u32()?,
-                flags: c.u32()?,
-                mode: c.u32()?,
-                eventfd_flags: c.u32()?,
-            }))
-        }
-        KIND_BUFFER_SLOT => {
-            expect_len(BUFFER_SLOT_RECORD_LEN)?;
-            Ok(Record::BufferSlot(BufferSlotRecord {
-                addr: c.u64()?,
-                len: c.u64()?,
-                index: c.u32()?,
-                kernel_buffer: c.u32()? != 0,
-            }))
-        }
-        KIND_PROBE => {
-            expect_len(PROBE_RECORD_LEN)?;
-            Ok(Record::Probe(ProbeRecord {
-                f_op: c.u64()?,
-                fd: c.u32()?,
-            }))
-        }
+        KIND_FD => parse_fd_record(record).map(Record::Fd),
+        KIND_RING => RingRecord::from_c(read_exact(record)?).map(Record::Ring),
+        KIND_EVENTFD => Ok(Record::Eventfd(EventfdRecord::from_c(read_exact(record)?))),
+        KIND_CHUNK => ChunkRecord::from_c(read_exact(record)?).map(Record::Chunk),
+        KIND_FILE_SLOT => Ok(Record::FileSlot(FileSlotRecord::from_c(read_exact(
+            record,
+        )?))),
+        KIND_BUFFER_SLOT => Ok(Record::BufferSlot(BufferSlotRecord::from_c(read_exact(
+            record,
+        )?))),
+        KIND_PROBE => Ok(Record::Probe(ProbeRecord::from_c(read_exact(record)?))),
         _ => Err("unknown kind"),
     }
 }
 
-/// Reads native-endian fields in order; running off the end is an error.
-struct Cursor<'a> {
-    bytes: &'a [u8],
+/// A record of a fixed-size kind, which must be exactly its struct.
+fn read_exact<T: HeaderStruct>(record: &[u8]) -> Result<T, &'static str> {
+    if record.len() != size_of::<T>() {
+        return Err("wrong size for its kind");
+    }
+    read_struct(record)
 }
 
-impl<'a> Cursor<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Cursor { bytes }
+/// An fd record and the path that follows it.
+fn parse_fd_record(record: &[u8]) -> Result<FdRecord<'_>, &'static str> {
+    if record.len() < FD_RECORD_LEN {
+        return Err("shorter than an fd record");
     }
+    let raw: records_h::rp_fd_record = read_struct(record)?;
+    // A negative length is d_path's error: no path, nothing follows.
+    let path_len = usize::try_from(raw.path_len).unwrap_or(0);
+    if path_len > PATH_MAX {
+        return Err("path longer than PATH_MAX");
+    }
+    if record.len() != FD_RECORD_LEN + path_len {
+        return Err("wrong size for its kind");
+    }
+    let path = if path_len == 0 {
+        None
+    } else {
+        Some(record.get(FD_RECORD_LEN..).ok_or("truncated")?)
+    };
+    Ok(FdRecord {
+        file: raw.file,
+        f_op: raw.f_op,
+        private_data: raw.private_data,
+        pos: raw.pos,
+        inode_number: raw.inode_number,
+        fd: raw.fd,
+        flags: raw.flags,
+        mode: raw.mode,
+        role: Role::from_raw(raw.role)?,
+        cloexec: raw.cloexec != 0,
+        path,
+    })
+}
 
-    fn bytes(&mut self, len: usize) -> Result<&'a [u8], &'static str> {
-        if self.bytes.len() < len {
-            return Err("truncated");
+impl RingRecord {
+    fn from_c(raw: records_h::rp_ring_record) -> Result<RingRecord, &'static str> {
+        Ok(RingRecord {
+            ctx: raw.ctx,
+            sq_data: raw.sq_data,
+            eventfd_ctx: raw.eventfd_ctx,
+            eventfd_count: raw.eventfd_count,
+            inode_number: raw.inode_number,
+            fd: raw.fd,
+            flags: raw.flags,
+            sq_entries: raw.sq_entries,
+            cq_entries: raw.cq_entries,
+            sq_thread_idle_jiffies: raw.sq_thread_idle,
+            sq_cpu: raw.sq_cpu,
+            eventfd_async: raw.eventfd_async != 0,
+            eventfd_flags: raw.eventfd_flags,
+            file_slots: raw.file_slots,
+            buffer_slots: raw.buffer_slots,
+            layout: Layout::from_raw(raw.layout)?,
+            status: ChunkStatus::from_raw(raw.status)?,
+        })
+    }
+}
+
+impl EventfdRecord {
+    fn from_c(raw: records_h::rp_eventfd_record) -> EventfdRecord {
+        EventfdRecord {
+            ctx: raw.ctx,
+            count: raw.count,
+            flags: raw.flags,
+            fd: raw.fd,
         }
-        let (head, tail) = self.bytes.split_at(len);
-        self.bytes = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
-        self.bytes(N)?.try_into().map_err(|_| "truncated")
-    }
-
-    fn u32(&mut self) -> Result<u32, &'static str> {
-        self.array().map(u32::from_ne_bytes)
-    }
-
-    fn i32(&mut self) -> Result<i32, &'static str> {
-        self.array().map(i32::from_ne_bytes)
-    }
-
-    fn u64(&mut self) -> Result<u64, &'static str> {
-        self.array().map(u64::from_ne_bytes)
-    }
-
-    fn i64(&mut self) -> Result<i64, &'static str> {
-        self.array().map(i64::from_ne_bytes)
     }
 }
 
-/// The value bytes of `struct rp_chunk_request` for the chunk_requests map
-/// (`table`, `start` and `count` matter only to chunk requests).
+impl ChunkRecord {
+    fn from_c(raw: records_h::rp_chunk_record) -> Result<ChunkRecord, &'static str> {
+        Ok(ChunkRecord {
+            ctx: raw.ctx,
+            fd: raw.fd,
+            table: Table::from_raw(raw.table)?,
+            start: raw.start,
+            scanned: raw.scanned,
+            table_size: raw.table_size,
+            status: ChunkStatus::from_raw(raw.status)?,
+            sq_thread_idle_jiffies: raw.sq_thread_idle,
+            layout: Layout::from_raw(raw.layout)?,
+        })
+    }
+}
+
+impl FileSlotRecord {
+    fn from_c(raw: records_h::rp_file_slot_record) -> FileSlotRecord {
+        FileSlotRecord {
+            file: raw.file,
+            f_op: raw.f_op,
+            private_data: raw.private_data,
+            pos: raw.pos,
+            eventfd_count: raw.eventfd_count,
+            index: raw.index,
+            flags: raw.flags,
+            mode: raw.mode,
+            eventfd_flags: raw.eventfd_flags,
+        }
+    }
+}
+
+impl BufferSlotRecord {
+    fn from_c(raw: records_h::rp_buffer_slot_record) -> BufferSlotRecord {
+        BufferSlotRecord {
+            addr: raw.addr,
+            len: raw.len,
+            index: raw.index,
+            kernel_buffer: raw.kernel_buffer != 0,
+        }
+    }
+}
+
+impl ProbeRecord {
+    fn from_c(raw: records_h::rp_probe_record) -> ProbeRecord {
+        ProbeRecord {
+            f_op: raw.f_op,
+            fd: raw.fd,
+        }
+    }
+}
+
+/// The value of the chunk_requests map for one request, a
+/// `struct rp_chunk_request` (`table`, `start` and `count` matter only to
+/// chunk requests).
 pub(crate) fn chunk_request_bytes(
     expected_ctx: u64,
     kind: RequestKind,
     table: Table,
     start: u32,
     count: u32,
-) -> [u8; 24] {
-    let mut value = [0u8; 24];
-    value[0..8].copy_from_slice(&expected_ctx.to_ne_bytes());
-    value[8..12].copy_from_slice(&table.to_raw().to_ne_bytes());
-    value[12..16].copy_from_slice(&start.to_ne_bytes());
-    value[16..20].copy_from_slice(&count.to_ne_bytes());
-    value[20..24].copy_from_slice(&kind.to_raw().to_ne_bytes());
+) -> [u8; CHUNK_REQUEST_LEN] {
+    let request = records_h::rp_chunk_request {
+        expected_ctx,
+        table: table.to_raw(),
+        start,
+        count,
+        kind: kind.to_raw(),
+    };
+    let mut value = [0u8; CHUNK_REQUEST_LEN];
+    value.copy_from_slice(struct_bytes(&request));
     value
 }
 
@@ -511,20 +539,32 @@ mod tests {
     use super::*;
 
     fn header(kind: u32, size: usize) -> Vec<u8> {
-        let mut bytes = kind.to_ne_bytes().to_vec();
-        bytes.extend_from_slice(&u32::try_from(size).unwrap_or(u32::MAX).to_ne_bytes());
-        bytes
+        let header = records_h::rp_header {
+            kind,
+            size: u32::try_from(size).unwrap_or(u32::MAX),
+        };
+        struct_bytes(&header).to_vec()
     }
 
     fn fd_record(path: &[u8]) -> Vec<u8> {
-        let mut bytes = header(KIND_FD, FD_RECORD_LEN + path.len());
-        for value in [0xffff_8880_0000_1000u64, 0xffff_ffff_8200_0000, 0, 17, 42] {
-            bytes.extend_from_slice(&value.to_ne_bytes());
-        }
-        for value in [3u32, 0o2, 0o100644, 0, 1] {
-            bytes.extend_from_slice(&value.to_ne_bytes());
-        }
-        bytes.extend_from_slice(&i32::try_from(path.len()).unwrap_or(i32::MAX).to_ne_bytes());
+        let record = records_h::rp_fd_record {
+            header: records_h::rp_header {
+                kind: KIND_FD,
+                size: u32::try_from(FD_RECORD_LEN + path.len()).unwrap_or(u32::MAX),
+            },
+            file: 0xffff_8880_0000_1000,
+            f_op: 0xffff_ffff_8200_0000,
+            private_data: 0,
+            pos: 17,
+            inode_number: 42,
+            fd: 3,
+            flags: 0o2,
+            mode: 0o100644,
+            role: records_h::rp_file_role::RP_ROLE_PLAIN.0,
+            cloexec: 1,
+            path_len: i32::try_from(path.len()).unwrap_or(i32::MAX),
+        };
+        let mut bytes = struct_bytes(&record).to_vec();
         bytes.extend_from_slice(path);
         bytes
     }

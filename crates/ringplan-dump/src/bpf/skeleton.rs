@@ -1,4 +1,7 @@
 //! The libbpf-rs skeleton that build.rs generates from `bpf/ringplan.bpf.c`.
+//! Its `types` module holds the record structs and constants of
+//! `bpf/ringplan_records.h`, generated from the object's BTF, which
+//! `records.rs` parses with.
 #![allow(
     clippy::all,
     clippy::pedantic,

@@ -15,7 +15,8 @@ use ringplan_kernel::abi::linux::{EFD_SEMAPHORE, O_CLOEXEC, O_NONBLOCK};
 
 use super::{read_settled_fdinfo, FdinfoError};
 use crate::raw::{
-    EventfdKey, FileKey, Known, RawEventfd, RawFd, RawFile, RawFileRole, RawRing, RawState, RingKey,
+    EventfdKey, FileKey, Known, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawRing, RawState,
+    RingKey,
 };
 
 /// Eventfd keys made up for eventfds whose fdinfo has no `eventfd-id` (old
@@ -148,7 +149,7 @@ impl StateBuilder {
                 self.new_file(raw_file)
             }
         };
-        self.state.fds.push(RawFd { fd, cloexec, file });
+        self.state.fds.push(RawFdEntry { fd, cloexec, file });
         Ok(())
     }
 

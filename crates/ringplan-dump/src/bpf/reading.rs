@@ -1,0 +1,590 @@
+//! [`Reading`]: what pass A and pass B found, accumulated and checked
+//! record by record (duplicates dropped, slots resolved to the chunk they
+//! follow, every header and chunk accounted for), before it becomes a
+//! [`RawState`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use ringplan_image::Buffer;
+use ringplan_kernel::abi::limits::{MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
+use ringplan_kernel::abi::SetupFlags;
+
+use super::error::{malformed, BpfError, Pass};
+use super::hz::jiffies_to_ms;
+use super::layout;
+use super::local_fds::{copy_target_fd, fd_number};
+use super::records::{
+    self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
+    Layout, Record, Records, RingRecord, Role, Table,
+};
+use super::requests::{Planned, Request, Want};
+use crate::raw::{
+    Known, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawRing, RawRingEventfd, RawState,
+};
+
+/// The `f_op` of io_uring and eventfd files.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Fops {
+    pub(super) ring: u64,
+    pub(super) eventfd: u64,
+}
+
+/// What pass A and pass B found, before it becomes a [`RawState`].
+#[derive(Debug, Default)]
+pub(super) struct Reading {
+    pub(super) fds: BTreeMap<i32, RawFdEntry>,
+    files: HashMap<u64, RawFile>,
+    /// Files that only pass B saw (no fd of the target holds them): their
+    /// path must come from fdinfo. Ring → (slot index, file).
+    slot_only_files: BTreeMap<u64, Vec<(u32, u64)>>,
+    /// The rings pass A found, each with the lowest fd of the target that
+    /// holds it.
+    pub(super) ring_fds: BTreeMap<u64, i32>,
+    /// The `f_op` of io_uring and eventfd files, which tell registered
+    /// files apart.
+    fops: Fops,
+    /// The rings whose header pass B returned.
+    pub(super) rings: BTreeMap<u64, RingFacts>,
+    eventfds: HashMap<u64, RawEventfd>,
+}
+
+/// One ring's header and its tables as the chunks fill them.
+#[derive(Debug)]
+pub(super) struct RingFacts {
+    pub(super) header: RingRecord,
+    /// The lowest fd of the target that holds this ring.
+    target_fd: i32,
+    files: Vec<Option<u64>>,
+    buffers: Vec<Option<Buffer>>,
+    /// Chunks answered, by (table, start): a re-shown chunk is applied once.
+    pub(super) answered: HashSet<(Table, u32)>,
+}
+
+impl RingFacts {
+    /// The chunks that read this ring's tables whole.
+    pub(super) fn planned_chunks(&self) -> Vec<Planned> {
+        let mut chunks = Vec::new();
+        for (table, size, per_chunk) in [
+            (
+                Table::Files,
+                self.header.file_slots,
+                records::FILE_SLOTS_PER_CHUNK,
+            ),
+            (
+                Table::Buffers,
+                self.header.buffer_slots,
+                records::BUFFER_SLOTS_PER_CHUNK,
+            ),
+        ] {
+            let mut start = 0;
+            while start < size {
+                let count = per_chunk.min(size - start);
+                chunks.push(Planned::chunk(self.header.ctx, table, start, count));
+                start += count;
+            }
+        }
+        chunks
+    }
+}
+
+impl Reading {
+    /// Pass A's records, deduplicated.
+    pub(super) fn from_target_records(bytes: &[u8], fops: Fops) -> Result<Reading, BpfError> {
+        let mut reading = Reading {
+            fops,
+            ..Reading::default()
+        };
+        for record in Records::new(bytes) {
+            match record.map_err(|error| malformed(Pass::TargetFds, error))? {
+                Record::Fd(fd) => reading.add_fd(&fd)?,
+                Record::Eventfd(EventfdRecord {
+                    ctx, count, flags, ..
+                }) => {
+                    reading
+                        .eventfds
+                        .entry(ctx)
+                        .or_insert(RawEventfd { count, flags });
+                }
+                other => {
+                    return Err(BpfError::Inconsistent {
+                        pass: Pass::TargetFds,
+                        reason: format!("unexpected record in pass A: {other:?}"),
+                    })
+                }
+            }
+        }
+        Ok(reading)
+    }
+
+    fn add_fd(&mut self, record: &FdRecord<'_>) -> Result<(), BpfError> {
+        let fd = i32::try_from(record.fd).map_err(|_| BpfError::Inconsistent {
+            pass: Pass::TargetFds,
+            reason: format!("fd {} out of range", record.fd),
+        })?;
+        // The first record for an fd wins: the group leader's table comes
+        // first, and a re-shown object repeats the same facts.
+        self.fds.entry(fd).or_insert(RawFdEntry {
+            fd,
+            cloexec: record.cloexec,
+            file: record.file,
+        });
+        if record.role == Role::Ring {
+            let lowest = self.ring_fds.entry(record.private_data).or_insert(fd);
+            *lowest = (*lowest).min(fd);
+        }
+        self.files.entry(record.file).or_insert_with(|| RawFile {
+            role: role_of(record.role, record.private_data),
+            path: record.path.and_then(path_text),
+            flags: Some(record.flags),
+            pos: Some(record.pos),
+            mode: Some(record.mode),
+        });
+        Ok(())
+    }
+
+    /// A ring's header, answering `request`.
+    fn add_ring(
+        &mut self,
+        pid: u32,
+        header: RingRecord,
+        request: &Request,
+    ) -> Result<(), BpfError> {
+        if header.status != ChunkStatus::Ok || header.ctx != request.expected_ctx {
+            return Err(BpfError::TargetChanged {
+                pid,
+                what: format!(
+                    "the fd copied for ring {:#x} now refers to something else",
+                    request.expected_ctx
+                ),
+            });
+        }
+        if header.layout == Layout::Unknown {
+            return Err(layout::not_recognised());
+        }
+        if header.file_slots > MAX_FILE_SLOTS || header.buffer_slots > MAX_BUFFER_SLOTS {
+            return Err(BpfError::Inconsistent {
+                pass: Pass::Chunks,
+                reason: format!(
+                    "ring {:#x} reports {} file and {} buffer slots, beyond the kernel's limits",
+                    header.ctx, header.file_slots, header.buffer_slots
+                ),
+            });
+        }
+        if header.eventfd_ctx != 0 {
+            self.eventfds
+                .entry(header.eventfd_ctx)
+                .or_insert(RawEventfd {
+                    count: header.eventfd_count,
+                    flags: header.eventfd_flags,
+                });
+        }
+        let target_fd = self.ring_fds.get(&header.ctx).copied().unwrap_or(i32::MAX);
+        self.rings.entry(header.ctx).or_insert_with(|| RingFacts {
+            header,
+            target_fd,
+            files: vec![None; header.file_slots as usize],
+            buffers: vec![None; header.buffer_slots as usize],
+            answered: HashSet::new(),
+        });
+        Ok(())
+    }
+
+    /// Applies one pass-B round's records (that every request was
+    /// answered is checked once all rounds are done).
+    pub(super) fn apply_round_records(
+        &mut self,
+        pid: u32,
+        bytes: &[u8],
+        requests: &[Request],
+    ) -> Result<(), BpfError> {
+        let by_local_fd: HashMap<u32, &Request> = requests
+            .iter()
+            .map(|request| (fd_number(&request.local_fd), request))
+            .collect();
+        let records: Vec<Record<'_>> = Records::new(bytes)
+            .collect::<Result<_, _>>()
+            .map_err(|error| malformed(Pass::Chunks, error))?;
+        // Headers first: a chunk is checked against its ring's header,
+        // which may come after it (records come in local fd order).
+        for record in &records {
+            if let Record::Ring(header) = record {
+                if let Some(request) = by_local_fd.get(&header.fd).filter(|r| r.want == Want::Ring)
+                {
+                    self.add_ring(pid, *header, request)?;
+                }
+            }
+        }
+        // The chunk whose slot records follow, with its slot range.
+        let mut current: Option<(u64, Table, std::ops::Range<u32>)> = None;
+        for record in records {
+            match record {
+                Record::Ring(_) => current = None,
+                Record::Chunk(chunk) => {
+                    let request = by_local_fd.get(&chunk.fd).copied();
+                    current = self.accept_chunk(pid, &chunk, request)?;
+                }
+                Record::FileSlot(slot) => {
+                    let ring = slot_target(&current, Table::Files, slot.index)?;
+                    self.add_file_slot(ring, &slot);
+                }
+                Record::BufferSlot(slot) => {
+                    let ring = slot_target(&current, Table::Buffers, slot.index)?;
+                    self.add_buffer_slot(ring, &slot)?;
+                }
+                other => {
+                    return Err(BpfError::Inconsistent {
+                        pass: Pass::Chunks,
+                        reason: format!("unexpected record in pass B: {other:?}"),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every ring pass A found must have had its header answered.
+    pub(super) fn check_headers_complete(&self) -> Result<(), BpfError> {
+        match self
+            .ring_fds
+            .keys()
+            .find(|ring| !self.rings.contains_key(ring))
+        {
+            Some(ring) => Err(BpfError::Inconsistent {
+                pass: Pass::Chunks,
+                reason: format!("no header came back for ring {ring:#x}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a chunk record against its request and marks it answered;
+    /// returns where its slot records go.
+    fn accept_chunk(
+        &mut self,
+        pid: u32,
+        chunk: &ChunkRecord,
+        request: Option<&Request>,
+    ) -> Result<Option<(u64, Table, std::ops::Range<u32>)>, BpfError> {
+        let Some((request, table, start, count)) = request.and_then(|request| match request.want {
+            Want::Chunk {
+                table,
+                start,
+                count,
+            } => Some((request, table, start, count)),
+            Want::Ring | Want::Probe => None,
+        }) else {
+            // A request of an earlier, failed read that survived: ignore it.
+            return Ok(None);
+        };
+        match chunk.status {
+            ChunkStatus::Ok => {}
+            ChunkStatus::UnknownLayout => return Err(layout::not_recognised()),
+            ChunkStatus::OtherRing => {
+                return Err(BpfError::TargetChanged {
+                    pid,
+                    what: format!(
+                        "the fd copied for ring {:#x} now refers to something else",
+                        request.expected_ctx
+                    ),
+                })
+            }
+        }
+        let Some(ring) = self.rings.get_mut(&request.expected_ctx) else {
+            return Ok(None);
+        };
+        let expected_size = match table {
+            Table::Files => ring.header.file_slots,
+            Table::Buffers => ring.header.buffer_slots,
+        };
+        // A speculative first chunk asks for more than the table may hold.
+        let expected_scanned = count.min(expected_size.saturating_sub(start));
+        if chunk.table != table || chunk.start != start {
+            return Err(BpfError::Inconsistent {
+                pass: Pass::Chunks,
+                reason: format!(
+                    "chunk record for fd {} does not match its request",
+                    chunk.fd
+                ),
+            });
+        }
+        if chunk.table_size != expected_size || chunk.scanned != expected_scanned {
+            return Err(BpfError::TargetChanged {
+                pid,
+                what: format!(
+                    "ring {:#x}'s {} table has {} slots now, {} when its header was read",
+                    chunk.ctx, chunk.table, chunk.table_size, expected_size
+                ),
+            });
+        }
+        ring.answered.insert((chunk.table, chunk.start));
+        let end = chunk.start.saturating_add(chunk.scanned);
+        Ok(Some((chunk.ctx, chunk.table, chunk.start..end)))
+    }
+
+    fn add_file_slot(&mut self, ring: u64, slot: &FileSlotRecord) {
+        let Some(facts) = self.rings.get_mut(&ring) else {
+            return;
+        };
+        let Some(entry) = facts.files.get_mut(slot.index as usize) else {
+            return;
+        };
+        *entry = Some(slot.file);
+        let role = self.role_of_fop(slot.f_op, slot.private_data);
+        if matches!(role, RawFileRole::Eventfd(_)) && slot.private_data != 0 {
+            self.eventfds
+                .entry(slot.private_data)
+                .or_insert(RawEventfd {
+                    count: slot.eventfd_count,
+                    flags: slot.eventfd_flags,
+                });
+        }
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.files.entry(slot.file) {
+            entry.insert(RawFile {
+                role,
+                path: None,
+                flags: Some(slot.flags),
+                pos: Some(slot.pos),
+                mode: Some(slot.mode),
+            });
+            self.slot_only_files
+                .entry(ring)
+                .or_default()
+                .push((slot.index, slot.file));
+        }
+    }
+
+    fn add_buffer_slot(&mut self, ring: u64, slot: &BufferSlotRecord) -> Result<(), BpfError> {
+        if slot.kernel_buffer {
+            return Err(BpfError::KernelBuffer {
+                ring,
+                index: slot.index,
+            });
+        }
+        if let Some(entry) = self
+            .rings
+            .get_mut(&ring)
+            .and_then(|facts| facts.buffers.get_mut(slot.index as usize))
+        {
+            *entry = Some(Buffer {
+                addr: slot.addr,
+                len: slot.len,
+            });
+        }
+        Ok(())
+    }
+
+    /// What a registered file is, told by its `f_op`.
+    fn role_of_fop(&self, f_op: u64, private_data: u64) -> RawFileRole {
+        if f_op == self.fops.ring {
+            RawFileRole::Ring(private_data)
+        } else if f_op == self.fops.eventfd {
+            RawFileRole::Eventfd(private_data)
+        } else {
+            RawFileRole::Plain
+        }
+    }
+
+    /// Every planned chunk of every ring must have been answered.
+    pub(super) fn check_tables_complete(&self) -> Result<(), BpfError> {
+        for facts in self.rings.values() {
+            for chunk in facts.planned_chunks() {
+                let Want::Chunk {
+                    table,
+                    start,
+                    count,
+                } = chunk.want
+                else {
+                    continue;
+                };
+                if !facts.answered.contains(&(table, start)) {
+                    return Err(BpfError::IncompleteTable {
+                        ring: chunk.ring,
+                        table: table.to_string(),
+                        start,
+                        end: start + count,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Paths of files only a ring's table holds, from that ring's fdinfo.
+    pub(super) fn fill_slot_only_paths(
+        &mut self,
+        pid: u32,
+        pidfd: BorrowedFd<'_>,
+    ) -> Result<(), BpfError> {
+        for (ring, slots) in &self.slot_only_files {
+            let Some(target_fd) = self.rings.get(ring).map(|facts| facts.target_fd) else {
+                continue;
+            };
+            let local = copy_target_fd(pid, pidfd, target_fd)?;
+            let fdinfo_path = format!("/proc/self/fdinfo/{}", local.as_raw_fd());
+            let text = std::fs::read(&fdinfo_path).map_err(|source| BpfError::Io {
+                what: format!("reading {fdinfo_path}"),
+                source,
+            })?;
+            let rows = ringplan_kernel::procfs::fdinfo::user_file_rows(&text);
+            for (index, file) in slots {
+                let path = rows.get(index).and_then(|bytes| path_text(bytes));
+                if let Some(raw_file) = self.files.get_mut(file) {
+                    raw_file.path = path;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The final state. `hz` converts SQ idle from jiffies; `None` leaves the
+    /// SQPOLL rings' idle unknown.
+    pub(super) fn into_raw_state(self, hz: Option<u32>) -> RawState {
+        let rings = self
+            .rings
+            .into_iter()
+            .map(|(ctx, facts)| {
+                let header = facts.header;
+                let sqpoll = header.flags & SetupFlags::SQPOLL.bits() != 0;
+                let has_sq_thread = sqpoll && header.sq_data != 0;
+                let eventfd = if header.eventfd_ctx != 0 {
+                    Some(RawRingEventfd {
+                        eventfd: header.eventfd_ctx,
+                        is_async: header.eventfd_async,
+                    })
+                } else {
+                    None
+                };
+                let ring = RawRing {
+                    inode: Some(header.inode_number),
+                    flags: Some(header.flags),
+                    sq_entries: header.sq_entries,
+                    cq_entries: header.cq_entries,
+                    sq_thread: has_sq_thread.then_some(header.sq_data),
+                    sq_thread_cpu: if has_sq_thread {
+                        u32::try_from(header.sq_cpu).ok()
+                    } else {
+                        None
+                    },
+                    sq_thread_idle_ms: hz
+                        .filter(|_| sqpoll)
+                        .map(|hz| jiffies_to_ms(header.sq_thread_idle_jiffies, hz)),
+                    idle_known: !sqpoll || hz.is_some(),
+                    eventfd: Known::Known(eventfd),
+                    files: facts.files,
+                    buffers: facts.buffers,
+                };
+                (ctx, ring)
+            })
+            .collect();
+        RawState {
+            fds: self.fds.into_values().collect(),
+            files: self.files,
+            rings,
+            eventfds: self.eventfds,
+        }
+    }
+}
+
+/// Where a slot record of `table` at `index` goes: the current chunk's
+/// ring, when the slot lies in that chunk.
+fn slot_target(
+    current: &Option<(u64, Table, std::ops::Range<u32>)>,
+    table: Table,
+    index: u32,
+) -> Result<u64, BpfError> {
+    match current {
+        Some((ring, current_table, range)) if *current_table == table && range.contains(&index) => {
+            Ok(*ring)
+        }
+        _ => Err(BpfError::Inconsistent {
+            pass: Pass::Chunks,
+            reason: format!("{table} slot {index} outside the chunk it follows"),
+        }),
+    }
+}
+
+fn role_of(role: Role, private_data: u64) -> RawFileRole {
+    match role {
+        Role::Ring => RawFileRole::Ring(private_data),
+        Role::Eventfd => RawFileRole::Eventfd(private_data),
+        Role::Plain => RawFileRole::Plain,
+    }
+}
+
+/// d_path text as a path: only absolute paths are paths; `pipe:[…]`,
+/// `socket:[…]`, `anon_inode:[…]` and the like are not.
+fn path_text(bytes: &[u8]) -> Option<String> {
+    // Non-UTF-8 bytes in a file name are replaced (U+FFFD): RawFile holds
+    // text.
+    bytes
+        .starts_with(b"/")
+        .then(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_absolute_paths_are_paths() {
+        assert_eq!(path_text(b"/dev/null").as_deref(), Some("/dev/null"));
+        assert_eq!(path_text(b"pipe:[1234]"), None);
+        assert_eq!(path_text(b"anon_inode:[io_uring]"), None);
+    }
+
+    #[test]
+    fn chunks_cover_tables_exactly() {
+        let header = RingRecord {
+            ctx: 1,
+            sq_data: 0,
+            eventfd_ctx: 0,
+            eventfd_count: 0,
+            inode_number: 0,
+            fd: 3,
+            flags: 0,
+            sq_entries: 1,
+            cq_entries: 2,
+            sq_thread_idle_jiffies: 0,
+            sq_cpu: 0,
+            eventfd_async: false,
+            eventfd_flags: 0,
+            file_slots: 19_000,
+            buffer_slots: 641,
+            layout: Layout::RsrcNodes,
+            status: ChunkStatus::Ok,
+        };
+        let facts = RingFacts {
+            header,
+            target_fd: 3,
+            files: Vec::new(),
+            buffers: Vec::new(),
+            answered: HashSet::new(),
+        };
+        let chunks: Vec<(Table, u32, u32)> = facts
+            .planned_chunks()
+            .iter()
+            .filter_map(|c| match c.want {
+                Want::Chunk {
+                    table,
+                    start,
+                    count,
+                } => Some((table, start, count)),
+                Want::Ring | Want::Probe => None,
+            })
+            .collect();
+        let files: u32 = chunks
+            .iter()
+            .filter(|c| c.0 == Table::Files)
+            .map(|c| c.2)
+            .sum();
+        let buffers: Vec<_> = chunks
+            .iter()
+            .filter(|c| c.0 == Table::Buffers)
+            .map(|c| (c.1, c.2))
+            .collect();
+        assert_eq!(files, 19_000);
+        assert_eq!(buffers, vec![(0, 640), (640, 1)]);
+        assert!(chunks.iter().all(|c| c.2 > 0));
+    }
+}

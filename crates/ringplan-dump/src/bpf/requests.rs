@@ -1,0 +1,101 @@
+//! Pass B's requests: what the dumper asks of a ring ([`Want`]), planned per
+//! ring ([`Planned`]), then carried by a local fd ([`Request`]) into the
+//! `chunk_requests` map, which [`RequestMapGuard`] empties again.
+
+use std::os::fd::OwnedFd;
+
+use libbpf_rs::MapCore;
+
+use super::records::{self, RequestKind, Table};
+
+/// What a pass-B request asks of a ring (or, for a probe, of any fd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Want {
+    /// The ring's header.
+    Ring,
+    /// A range of one of its tables.
+    Chunk {
+        table: Table,
+        start: u32,
+        count: u32,
+    },
+    /// The file's f_op.
+    Probe,
+}
+
+/// One request of pass B, before it has a local fd.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Planned {
+    pub(super) ring: u64,
+    pub(super) want: Want,
+}
+
+impl Planned {
+    pub(super) fn chunk(ring: u64, table: Table, start: u32, count: u32) -> Planned {
+        Planned {
+            ring,
+            want: Want::Chunk {
+                table,
+                start,
+                count,
+            },
+        }
+    }
+}
+
+/// A request with the dumper's local fd that carries it.
+pub(super) struct Request {
+    pub(super) local_fd: OwnedFd,
+    /// The ring the local fd must refer to; 0 accepts any file (only the
+    /// dumper's own probe ring and eventfd).
+    pub(super) expected_ctx: u64,
+    pub(super) want: Want,
+}
+
+impl Request {
+    /// The chunk_requests map value.
+    pub(super) fn value(&self) -> [u8; records::CHUNK_REQUEST_LEN] {
+        match self.want {
+            Want::Ring => records::chunk_request_bytes(
+                self.expected_ctx,
+                RequestKind::Ring,
+                Table::Files,
+                0,
+                0,
+            ),
+            Want::Probe => records::chunk_request_bytes(
+                self.expected_ctx,
+                RequestKind::Probe,
+                Table::Files,
+                0,
+                0,
+            ),
+            Want::Chunk {
+                table,
+                start,
+                count,
+            } => records::chunk_request_bytes(
+                self.expected_ctx,
+                RequestKind::Chunk,
+                table,
+                start,
+                count,
+            ),
+        }
+    }
+}
+
+/// Deletes a round's requests from the map however the round ends.
+pub(super) struct RequestMapGuard<'a, M: MapCore> {
+    pub(super) map: &'a M,
+    pub(super) keys: Vec<u32>,
+}
+
+impl<M: MapCore> Drop for RequestMapGuard<'_, M> {
+    fn drop(&mut self) {
+        for key in &self.keys {
+            // Best effort: the next round purges anything left.
+            let _ = self.map.delete(&key.to_ne_bytes());
+        }
+    }
+}
