@@ -103,6 +103,8 @@ fn estimate_sizes(analysis: &Analysis<'_>) -> (usize, usize) {
     (nodes, edges)
 }
 
+/// The step graph under construction, with the node of each role per
+/// object. `order.rs` orders it and `emit.rs` turns it into steps.
 pub(super) struct GraphBuilder<'a> {
     pub(super) analysis: &'a Analysis<'a>,
     pub(super) graph: StepGraph,
