@@ -3,6 +3,8 @@
 //! root, which every machine of this project has.
 //!
 //! Modules:
+//! - `architecture`: no module of any crate imports one that imports it
+//!   back (reads every crate's `src/`; see its doc for the rule).
 //! - `bad_input`: every row of `docs/bad-input.md` (bad documents, preflight
 //!   refusals) gets one line and exit status 2 from show, compile and exec,
 //!   and strace shows exec changed nothing; dump refused without ptrace rights.
@@ -21,6 +23,7 @@
 
 mod support;
 
+mod architecture;
 mod bad_input;
 mod cli;
 mod dump_scenarios;

@@ -10,6 +10,7 @@ pub use crate::document::EncodeError;
 
 /// Why bytes could not be read as an image.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     #[error("input is empty")]
     Empty,
@@ -21,10 +22,25 @@ pub enum DecodeError {
     UnsupportedVersion { found: u32 },
     #[error("malformed image: {0}")]
     Malformed(String),
+    // The cause is in the message (what the CLI prints) and in the field
+    // (for matching), so it is not also a `source`: a chain would print it
+    // twice.
     #[error("invalid image: {0}")]
-    Invalid(#[from] ImageError),
+    Invalid(ImageError),
     #[error("reading image: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<ImageError> for DecodeError {
+    fn from(error: ImageError) -> Self {
+        DecodeError::Invalid(error)
+    }
+}
+
+impl From<std::io::Error> for DecodeError {
+    fn from(error: std::io::Error) -> Self {
+        DecodeError::Io(error)
+    }
 }
 
 impl From<FramingError> for DecodeError {

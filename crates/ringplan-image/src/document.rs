@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Why bytes are not the expected document. The crate that owns the
-/// document turns this into its own error, with its own words.
+/// document turns this into its own error, with its own words. Not
+/// `#[non_exhaustive]` on purpose: it is the contract between the document
+/// crates, and each must map every case into its own error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FramingError {
     Empty,
@@ -85,11 +87,20 @@ pub fn decode_versioned<T: DeserializeOwned>(
 
 /// Why a document could not be written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
+    // The cause is in the message, so it is not also a `source` (a chain
+    // would print it twice).
     #[error("writing: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("encoding: {0}")]
     Cbor(String),
+}
+
+impl From<std::io::Error> for EncodeError {
+    fn from(error: std::io::Error) -> Self {
+        EncodeError::Io(error)
+    }
 }
 
 /// Writes `document` as CBOR.

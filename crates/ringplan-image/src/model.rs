@@ -69,6 +69,7 @@ pub struct Source {
 /// How the dumper read the kernel's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Backend {
     /// A BPF `task_file` iterator reading `io_ring_ctx` directly: complete.
     Bpf,
@@ -278,6 +279,7 @@ impl RingRegion {
 /// A ring field a backend may be unable to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RingField {
     Flags,
     /// Without the flags, whether the SQ thread is pinned is unknown too.

@@ -7,6 +7,7 @@ use crate::model::*;
 /// Why a decoded image cannot be what a kernel held. Every variant names the
 /// object it is about.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImageError {
     #[error("objects are not in ascending id order: {id} follows {previous}")]
     UnorderedIds { previous: ObjectId, id: ObjectId },

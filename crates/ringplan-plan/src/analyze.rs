@@ -11,8 +11,9 @@ use ringplan_image::{validate, Image, Object, ObjectId, ObjectKind, Ring, RingFi
 
 use ringplan_kernel::abi::limits::{KERNEL_FD_LIMIT, MAX_EVENTFD_COUNT};
 
-use crate::error::PlanError;
+use crate::error::CompileError;
 use crate::model::{SetupRing, TemporaryRing};
+use crate::rules::{self, CqEntriesProblem, SetupFlagProblem};
 
 /// Where a ring set up with `IORING_SETUP_ATTACH_WQ` gets its `wq_fd`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,96 +123,21 @@ struct SqGroupFacts {
 
 /// Checks that the image can be planned and gathers what the graph builder
 /// needs. Returns the first problem found.
-pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
-    if image.format != ringplan_image::FORMAT_NAME {
-        return Err(PlanError::WrongImageFormat {
-            found: image.format.clone(),
-            expected: ringplan_image::FORMAT_NAME,
-        });
-    }
-    if image.version != ringplan_image::FORMAT_VERSION {
-        return Err(PlanError::UnsupportedImageVersion {
-            found: image.version,
-            supported: ringplan_image::FORMAT_VERSION,
-        });
-    }
-    // The planner relies on everything validation guarantees (sorted unique
-    // ids, resolving references of the right kind, distinct fds, acyclic
-    // wq_parent chains), so it checks rather than trusting its caller.
-    validate(image)?;
-
+pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, CompileError> {
+    check_document(image)?;
     let objects = &image.objects;
     let lookup = ObjectLookup::new(objects);
-    // Object indices fit in u32: ids are unique u32 values.
-    let mut users: Vec<Option<(u32, u32)>> = vec![None; objects.len()];
-    let mut groups: BTreeMap<u32, SqGroupFacts> = BTreeMap::new();
-    let mut needed_fds: Vec<i32> = Vec::new();
-    let mut first_unattached_ring: Option<usize> = None;
-    let mut rings: Vec<u32> = Vec::new();
-    let mut file_slot_count = 0;
-    let mut mapped_ranges: Vec<(u64, u64, ObjectId)> = Vec::new();
-
-    for (index, object) in objects.iter().enumerate() {
-        for entry in &object.fds {
-            if entry.fd >= KERNEL_FD_LIMIT {
-                return Err(PlanError::FdTooLarge {
-                    object: object.id,
-                    fd: entry.fd,
-                    max: KERNEL_FD_LIMIT - 1,
-                });
-            }
-            needed_fds.push(entry.fd);
-        }
-        match &object.kind {
-            ObjectKind::Eventfd(eventfd) => {
-                if eventfd.count > MAX_EVENTFD_COUNT {
-                    return Err(PlanError::EventfdCountTooLarge {
-                        eventfd: object.id,
-                        count: eventfd.count,
-                    });
-                }
-            }
-            ObjectKind::File(_) => {}
-            ObjectKind::Ring(ring) => {
-                let flags = check_ring(image, object.id, ring)?;
-                for mapping in &ring.mappings {
-                    crate::validate::check_ring_mapping(mapping).map_err(|problem| {
-                        PlanError::BadRingMapping {
-                            ring: object.id,
-                            problem,
-                        }
-                    })?;
-                    mapped_ranges.push((mapping.addr, mapping.len, object.id));
-                }
-                rings.push(index as u32);
-                file_slot_count += ring.files.len();
-                if flags & SetupFlags::ATTACH_WQ.bits() == 0 && first_unattached_ring.is_none() {
-                    first_unattached_ring = Some(index);
-                }
-                if let Some(sq_group) = ring.sq_group {
-                    record_sq_group_member(
-                        groups.entry(sq_group).or_default(),
-                        sq_group,
-                        index,
-                        object.id,
-                        ring,
-                        flags,
-                    )?;
-                }
-            }
-        }
-    }
-    // Validation checked that no fd belongs to two objects, so sorting
-    // leaves them distinct.
-    needed_fds.sort_unstable();
+    let scan = scan_objects(image)?;
 
     // With every ring known, their tables: whether a slot holds a ring is
     // then a bit, not a read of the object (a cache miss per slot at scale).
+    // Object indices fit in u32: ids are unique u32 values.
+    let mut users: Vec<Option<(u32, u32)>> = vec![None; objects.len()];
     let mut is_ring = vec![false; objects.len()];
-    for &ring_index in &rings {
+    for &ring_index in &scan.rings {
         is_ring[ring_index as usize] = true;
     }
-    for &ring_index in &rings {
+    for &ring_index in &scan.rings {
         let object = &objects[ring_index as usize];
         if let ObjectKind::Ring(ring) = &object.kind {
             record_ring_users(&is_ring, &lookup, ring_index, object.id, ring, &mut users)?;
@@ -220,31 +146,16 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
 
     let mut wq_sources = vec![WqSource::None; objects.len()];
     let mut temporaries: Vec<TemporaryRingPlan> = Vec::new();
-    assign_sq_thread_attachments(&groups, &mut wq_sources, &mut temporaries);
+    assign_sq_thread_attachments(&scan.groups, &mut wq_sources, &mut temporaries);
     assign_plain_attachments(
         image,
         &lookup,
-        &rings,
-        first_unattached_ring,
+        &scan.rings,
+        scan.first_unattached_ring,
         &mut wq_sources,
         &mut temporaries,
     );
-
-    // One address range holds one mapping: a dump never shows two there,
-    // and a plan that maps both could only ever map the first.
-    mapped_ranges.sort_unstable();
-    for pair in mapped_ranges.windows(2) {
-        let ((first_addr, first_len, first), (second_addr, second_len, second)) =
-            (pair[0], pair[1]);
-        if first_addr + first_len > second_addr {
-            return Err(PlanError::BadRingMapping {
-                ring: second,
-                problem: format!(
-                    "{second_addr:#x}+{second_len} overlaps ring {first}'s mapping {first_addr:#x}+{first_len}"
-                ),
-            });
-        }
-    }
+    check_mapping_overlaps(scan.mapped_ranges)?;
 
     Ok(Analysis {
         image,
@@ -252,16 +163,139 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, PlanError> {
         users,
         wq_sources,
         temporaries,
-        needed_fds,
-        rings,
-        file_slot_count,
+        needed_fds: scan.needed_fds,
+        rings: scan.rings,
+        file_slot_count: scan.file_slot_count,
     })
 }
 
+/// Whether this is an image this planner reads, and a valid one.
+fn check_document(image: &Image) -> Result<(), CompileError> {
+    if image.format != ringplan_image::FORMAT_NAME {
+        return Err(CompileError::WrongImageFormat {
+            found: image.format.clone(),
+            expected: ringplan_image::FORMAT_NAME,
+        });
+    }
+    if image.version != ringplan_image::FORMAT_VERSION {
+        return Err(CompileError::UnsupportedImageVersion {
+            found: image.version,
+            supported: ringplan_image::FORMAT_VERSION,
+        });
+    }
+    // The planner relies on everything validation guarantees (sorted unique
+    // ids, resolving references of the right kind, distinct fds, acyclic
+    // wq_parent chains), so it checks rather than trusting its caller.
+    validate(image)?;
+    Ok(())
+}
+
+/// What one pass over the objects learns.
+#[derive(Default)]
+struct ObjectScan {
+    /// Every target fd number, ascending.
+    needed_fds: Vec<i32>,
+    /// The object indices of the rings, ascending.
+    rings: Vec<u32>,
+    groups: BTreeMap<u32, SqGroupFacts>,
+    /// The lowest-index ring set up without `IORING_SETUP_ATTACH_WQ`.
+    first_unattached_ring: Option<usize>,
+    file_slot_count: usize,
+    /// Every ring mapping: `(addr, len, ring)`.
+    mapped_ranges: Vec<(u64, u64, ObjectId)>,
+}
+
+/// Checks every object on its own (fds, eventfd counts, ring setups and
+/// mappings, SQ thread groups) and gathers what later passes need.
+fn scan_objects(image: &Image) -> Result<ObjectScan, CompileError> {
+    let mut scan = ObjectScan::default();
+    for (index, object) in image.objects.iter().enumerate() {
+        for entry in &object.fds {
+            if entry.fd >= KERNEL_FD_LIMIT {
+                return Err(CompileError::FdTooLarge {
+                    object: object.id,
+                    fd: entry.fd,
+                    max: KERNEL_FD_LIMIT - 1,
+                });
+            }
+            scan.needed_fds.push(entry.fd);
+        }
+        match &object.kind {
+            ObjectKind::Eventfd(eventfd) => {
+                if eventfd.count > MAX_EVENTFD_COUNT {
+                    return Err(CompileError::EventfdCountTooLarge {
+                        eventfd: object.id,
+                        count: eventfd.count,
+                    });
+                }
+            }
+            ObjectKind::File(_) => {}
+            ObjectKind::Ring(ring) => scan_ring(image, &mut scan, index, object.id, ring)?,
+        }
+    }
+    // Validation checked that no fd belongs to two objects, so sorting
+    // leaves them distinct.
+    scan.needed_fds.sort_unstable();
+    Ok(scan)
+}
+
+/// One ring's part of [`scan_objects`].
+fn scan_ring(
+    image: &Image,
+    scan: &mut ObjectScan,
+    index: usize,
+    id: ObjectId,
+    ring: &Ring,
+) -> Result<(), CompileError> {
+    let flags = check_ring(image, id, ring)?;
+    for mapping in &ring.mappings {
+        rules::check_ring_mapping(mapping)
+            .map_err(|problem| CompileError::BadRingMapping { ring: id, problem })?;
+        scan.mapped_ranges.push((mapping.addr, mapping.len, id));
+    }
+    scan.rings.push(index as u32);
+    scan.file_slot_count += ring.files.len();
+    if flags & SetupFlags::ATTACH_WQ.bits() == 0 && scan.first_unattached_ring.is_none() {
+        scan.first_unattached_ring = Some(index);
+    }
+    if let Some(sq_group) = ring.sq_group {
+        record_sq_group_member(
+            scan.groups.entry(sq_group).or_default(),
+            sq_group,
+            index,
+            id,
+            ring,
+            flags,
+        )?;
+    }
+    Ok(())
+}
+
+/// One address range holds one mapping: a dump never shows two there, and a
+/// plan that maps both could only ever map the first.
+fn check_mapping_overlaps(
+    mut mapped_ranges: Vec<(u64, u64, ObjectId)>,
+) -> Result<(), CompileError> {
+    mapped_ranges.sort_unstable();
+    for pair in mapped_ranges.windows(2) {
+        let ((first_addr, first_len, first), (second_addr, second_len, second)) =
+            (pair[0], pair[1]);
+        if first_addr + first_len > second_addr {
+            return Err(CompileError::BadRingMapping {
+                ring: second,
+                problem: format!(
+                    "{second_addr:#x}+{second_len} overlaps ring {first}'s mapping {first_addr:#x}+{first_len}"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks one ring's setup; returns its (known) flags.
-fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, PlanError> {
+fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, CompileError> {
     let backend = image.source.backend.name();
-    let unknown = |field: RingField| PlanError::UnknownRingField {
+    let unknown = |field: RingField| CompileError::UnknownRingField {
         ring: id,
         field: field.name(),
         backend,
@@ -277,44 +311,37 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, PlanError
         return Err(unknown(RingField::SqThreadIdle));
     }
 
-    let unknown_bits = flags & !SetupFlags::KNOWN.bits();
-    if unknown_bits != 0 {
-        return Err(PlanError::UnknownSetupFlags {
-            ring: id,
-            bits: unknown_bits,
-        });
-    }
-    if flags & SetupFlags::NO_MMAP.bits() != 0 {
-        return Err(PlanError::UnsupportedSetupFlag {
-            ring: id,
-            flag: "NO_MMAP",
-            reason: "its rings live in memory the task provided, which the image does not describe",
-        });
-    }
-    if flags & SetupFlags::REGISTERED_FD_ONLY.bits() != 0 {
-        return Err(PlanError::UnsupportedSetupFlag {
-            ring: id,
-            flag: "REGISTERED_FD_ONLY",
-            reason: "the ring has no fd to install, only a registered ring index the image does not record",
-        });
-    }
-
-    let sq_entries = ring.setup.sq_entries;
-    let cq_entries = ring.setup.cq_entries;
-    if flags & SetupFlags::CQSIZE.bits() != 0 {
-        if !cq_entries.is_power_of_two() {
-            return Err(PlanError::CqEntriesNotPowerOfTwo {
+    match rules::setup_flag_problem(flags) {
+        Some(SetupFlagProblem::Unknown { bits }) => {
+            return Err(CompileError::UnknownSetupFlags { ring: id, bits });
+        }
+        Some(SetupFlagProblem::Unsupported { flag, reason }) => {
+            return Err(CompileError::UnsupportedSetupFlag {
                 ring: id,
-                cq_entries,
-                rounded: u64::from(cq_entries).next_power_of_two(),
+                flag,
+                reason,
             });
         }
-    } else if u64::from(cq_entries) != 2 * u64::from(sq_entries) {
-        return Err(PlanError::CqEntriesWithoutCqsize {
-            ring: id,
-            cq_entries,
-            expected: 2 * u64::from(sq_entries),
-        });
+        None => {}
+    }
+
+    let cq_entries = ring.setup.cq_entries;
+    match rules::cq_entries_problem(flags, ring.setup.sq_entries, cq_entries) {
+        Some(CqEntriesProblem::NotPowerOfTwo { rounded }) => {
+            return Err(CompileError::CqEntriesNotPowerOfTwo {
+                ring: id,
+                cq_entries,
+                rounded,
+            });
+        }
+        Some(CqEntriesProblem::WithoutCqsize { expected }) => {
+            return Err(CompileError::CqEntriesWithoutCqsize {
+                ring: id,
+                cq_entries,
+                expected,
+            });
+        }
+        None => {}
     }
     Ok(flags)
 }
@@ -328,7 +355,7 @@ fn record_ring_users(
     ring_id: ObjectId,
     ring: &Ring,
     users: &mut [Option<(u32, u32)>],
-) -> Result<(), PlanError> {
+) -> Result<(), CompileError> {
     let mut note_user = |target_index: usize| {
         let entry = &mut users[target_index];
         *entry = Some(match *entry {
@@ -350,7 +377,7 @@ fn record_ring_users(
             continue;
         };
         if is_ring[index] {
-            return Err(PlanError::RingInFileTable {
+            return Err(CompileError::RingInFileTable {
                 ring: ring_id,
                 slot,
                 target: *target,
@@ -368,10 +395,10 @@ fn record_sq_group_member(
     id: ObjectId,
     ring: &Ring,
     flags: u32,
-) -> Result<(), PlanError> {
+) -> Result<(), CompileError> {
     if flags & SetupFlags::ATTACH_WQ.bits() == 0 {
         if let Some((_, first)) = facts.creator {
-            return Err(PlanError::TwoSqThreadCreators {
+            return Err(CompileError::TwoSqThreadCreators {
                 sq_group,
                 first,
                 second: id,
@@ -386,7 +413,7 @@ fn record_sq_group_member(
             match facts.pinned_cpu {
                 None => facts.pinned_cpu = Some((id, cpu)),
                 Some((first, first_cpu)) if first_cpu != cpu => {
-                    return Err(PlanError::SqThreadCpuMismatch {
+                    return Err(CompileError::SqThreadCpuMismatch {
                         sq_group,
                         first,
                         first_cpu,

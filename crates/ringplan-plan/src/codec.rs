@@ -7,12 +7,13 @@ use ringplan_image::document::{
 };
 
 use crate::compile::compile;
-use crate::error::PlanError;
+use crate::error::CompileError;
 use crate::model::{Plan, FORMAT_NAME, FORMAT_VERSION};
 use crate::validate::{validate, PlanInvalid};
 
 /// Why bytes could not be read as a plan.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlanDecodeError {
     #[error("input is empty")]
     Empty,
@@ -24,10 +25,25 @@ pub enum PlanDecodeError {
     UnsupportedVersion { found: u32 },
     #[error("malformed plan: {0}")]
     Malformed(String),
+    // The cause is in the message (what the CLI prints) and in the field
+    // (for matching), so it is not also a `source`: a chain would print it
+    // twice.
     #[error("invalid plan: {0}")]
-    Invalid(#[from] PlanInvalid),
+    Invalid(PlanInvalid),
     #[error("reading plan: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<PlanInvalid> for PlanDecodeError {
+    fn from(error: PlanInvalid) -> Self {
+        PlanDecodeError::Invalid(error)
+    }
+}
+
+impl From<std::io::Error> for PlanDecodeError {
+    fn from(error: std::io::Error) -> Self {
+        PlanDecodeError::Io(error)
+    }
 }
 
 impl From<FramingError> for PlanDecodeError {
@@ -75,6 +91,7 @@ pub fn decode_slice(bytes: &[u8]) -> Result<Plan, PlanDecodeError> {
 
 /// Why [`plan_from_image_or_plan`] found no plan.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
     #[error("input is empty")]
     Empty,
@@ -84,10 +101,17 @@ pub enum LoadError {
     UnknownFormat { found: String },
     #[error(transparent)]
     Image(#[from] ringplan_image::DecodeError),
+    /// The cause is in the message, so it is not also a `source`.
     #[error("cannot plan this image: {0}")]
-    Compile(#[from] PlanError),
+    Compile(CompileError),
     #[error(transparent)]
     Plan(#[from] PlanDecodeError),
+}
+
+impl From<CompileError> for LoadError {
+    fn from(error: CompileError) -> Self {
+        LoadError::Compile(error)
+    }
 }
 
 /// Reads CBOR that is either an image (compiled on the spot) or a plan

@@ -1,4 +1,4 @@
-//! Why an image cannot be planned.
+//! Why an image cannot be compiled into a plan.
 
 use ringplan_image::{ImageError, ObjectId};
 
@@ -6,7 +6,8 @@ use ringplan_image::{ImageError, ObjectId};
 /// object names it; the planner reports the first problem it finds, before
 /// it builds any step.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
+#[non_exhaustive]
+pub enum CompileError {
     #[error("not a ringplan image: format is {found:?}, expected {expected:?}")]
     WrongImageFormat {
         found: String,
@@ -15,9 +16,11 @@ pub enum PlanError {
     #[error("unsupported image version {found} (this planner reads version {supported})")]
     UnsupportedImageVersion { found: u32, supported: u32 },
     /// The image fails the image crate's own validation (a dangling
-    /// reference, a wq_parent cycle, a size the kernel refuses, ...).
+    /// reference, a wq_parent cycle, a size the kernel refuses, ...). The
+    /// cause is in the message, so it is not also a `source` (a chain would
+    /// print it twice).
     #[error("invalid image: {0}")]
-    InvalidImage(#[from] ImageError),
+    InvalidImage(ImageError),
     #[error(
         "ring {ring}: {field} unknown (the image was dumped with the {backend} backend), \
          so the ring cannot be restored exactly"
@@ -88,6 +91,12 @@ pub enum PlanError {
     /// the cycle when there is one.
     #[error("the restore steps depend on each other in a cycle (through {})", describe_object(*object))]
     Cycle { object: Option<ObjectId> },
+}
+
+impl From<ImageError> for CompileError {
+    fn from(error: ImageError) -> Self {
+        CompileError::InvalidImage(error)
+    }
 }
 
 fn describe_object(object: Option<ObjectId>) -> String {

@@ -4,7 +4,7 @@
 //! [`compile`] is a pure function of the [`Image`](ringplan_image::Image):
 //! no I/O, no syscalls. It checks the image (the image crate's validation,
 //! then everything the planner cannot restore, each refusal a typed
-//! [`PlanError`] naming the object), builds a dependency graph of restore
+//! [`CompileError`] naming the object), builds a dependency graph of restore
 //! actions with petgraph, and orders it topologically with a fixed
 //! tie-break, so the same image always gives a byte-identical [`Plan`].
 //!
@@ -38,6 +38,7 @@ mod compile;
 mod error;
 mod model;
 mod render;
+mod rules;
 mod validate;
 
 pub use codec::{
@@ -45,6 +46,6 @@ pub use codec::{
     PlanDecodeError, PlanEncodeError,
 };
 pub use compile::compile;
-pub use error::PlanError;
+pub use error::CompileError;
 pub use model::*;
 pub use validate::{validate, PlanInvalid};

@@ -196,6 +196,7 @@ pub struct ExternalInput {
 /// Why a file is an external input rather than an `open_file`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ExternalReason {
     /// It has no path (pipes, sockets, anonymous inodes).
     NoPath,
@@ -256,6 +257,7 @@ pub struct SetupRing {
 /// Why the plan sets up a ring that is in no image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TemporaryRing {
     /// The ring that created this SQ thread group's thread is gone: this one
     /// creates the thread, the group's rings attach to it, then it closes.

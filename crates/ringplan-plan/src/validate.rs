@@ -9,14 +9,15 @@ use ringplan_image::{
     USER_ADDRESS_LIMIT,
 };
 
-use crate::compile::{creates_or_truncates, peak_temporaries};
-use crate::model::*;
 use ringplan_kernel::abi::limits::MAX_EVENTFD_COUNT;
-use ringplan_kernel::abi::linux::PAGE_SIZE;
+
+use crate::model::*;
+use crate::rules::{self, check_ring_mapping, creates_or_truncates, peak_temporaries};
 
 /// Why a plan is not one an executor can run. Every variant about a step
 /// names its index and op.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlanInvalid {
     #[error("the plan has {count} steps, more than 32-bit step indices can name")]
     TooManySteps { count: usize },
@@ -273,38 +274,7 @@ impl Checker<'_> {
                 require_object(index, step)?;
             }
             Op::ExternalInput(_) => require_object(index, step)?,
-            Op::SetupRing(setup) => {
-                check_setup(setup).map_err(bad)?;
-                if setup.temporary.is_some() != step.object.is_none() {
-                    return Err(bad(
-                        "a ring's step names an object exactly when the ring is not temporary"
-                            .to_owned(),
-                    ));
-                }
-                if setup.temporary.is_some() && !setup.mappings.is_empty() {
-                    return Err(bad(
-                        "a temporary ring was never mapped by the task".to_owned()
-                    ));
-                }
-                for mapping in &setup.mappings {
-                    check_ring_mapping(mapping)
-                        .map_err(|problem| bad(format!("mapping {problem}")))?;
-                    self.mappings
-                        .push((mapping.addr, mapping.len, index, mapping.region));
-                }
-                if let Some(wq_handle) = setup.wq_handle {
-                    self.use_handle(index, step, wq_handle, Expected::Ring)?;
-                    let wq_is_sqpoll = match &self.plan.steps[wq_handle.0 as usize].op {
-                        Op::SetupRing(wq_setup) => wq_setup.flags & SetupFlags::SQPOLL.bits() != 0,
-                        _ => false,
-                    };
-                    if setup.flags & SetupFlags::SQPOLL.bits() != 0 && !wq_is_sqpoll {
-                        return Err(bad(format!(
-                            "attaches its SQ thread to {wq_handle}, a ring without SQPOLL"
-                        )));
-                    }
-                }
-            }
+            Op::SetupRing(setup) => self.check_setup_ring(index, step, setup)?,
             Op::RegisterEventfd(register) => {
                 self.use_ring_handle(index, step, register.ring_handle)?;
                 self.use_handle(index, step, register.eventfd_handle, Expected::Eventfd)?;
@@ -325,67 +295,147 @@ impl Checker<'_> {
                 self.barrier_count += 1;
                 self.barrier.get_or_insert(index);
             }
-            Op::RegisterBuffers(register) => {
-                if register.iovecs.is_empty() || register.iovecs.len() > MAX_BUFFER_SLOTS as usize {
-                    return Err(bad(format!(
-                        "{} buffer slots is outside 1..={MAX_BUFFER_SLOTS}",
-                        register.iovecs.len()
-                    )));
-                }
-                for (slot, iovec) in register.iovecs.iter().enumerate() {
-                    check_iovec(iovec)
-                        .map_err(|problem| bad(format!("buffer slot {slot}: {problem}")))?;
-                }
-                let waits_for_barrier = self.barrier.is_some_and(|barrier| {
-                    step.after.binary_search(&(barrier as StepIndex)).is_ok()
-                });
-                if !waits_for_barrier {
-                    return Err(PlanInvalid::BuffersBeforeBarrier { step: index });
-                }
-                self.use_ring_handle(index, step, register.ring_handle)?;
+            Op::RegisterBuffers(register) => self.check_register_buffers(index, step, register)?,
+            Op::InstallFd(install) => self.check_install(index, step, install)?,
+            Op::CloseFd(close) => self.check_close(index, step, close)?,
+        }
+        Ok(())
+    }
+
+    /// A ring's setup parameters, mappings and `wq_fd`.
+    fn check_setup_ring(
+        &mut self,
+        index: usize,
+        step: &Step,
+        setup: &SetupRing,
+    ) -> Result<(), PlanInvalid> {
+        let bad = |problem: String| PlanInvalid::BadOperands {
+            step: index,
+            op: step.op.name(),
+            problem,
+        };
+        check_setup(setup).map_err(bad)?;
+        if setup.temporary.is_some() != step.object.is_none() {
+            return Err(bad(
+                "a ring's step names an object exactly when the ring is not temporary".to_owned(),
+            ));
+        }
+        if setup.temporary.is_some() && !setup.mappings.is_empty() {
+            return Err(bad(
+                "a temporary ring was never mapped by the task".to_owned()
+            ));
+        }
+        for mapping in &setup.mappings {
+            check_ring_mapping(mapping).map_err(|problem| bad(format!("mapping {problem}")))?;
+            self.mappings
+                .push((mapping.addr, mapping.len, index, mapping.region));
+        }
+        if let Some(wq_handle) = setup.wq_handle {
+            self.use_handle(index, step, wq_handle, Expected::Ring)?;
+            let wq_is_sqpoll = match &self.plan.steps[wq_handle.0 as usize].op {
+                Op::SetupRing(wq_setup) => wq_setup.flags & SetupFlags::SQPOLL.bits() != 0,
+                _ => false,
+            };
+            if setup.flags & SetupFlags::SQPOLL.bits() != 0 && !wq_is_sqpoll {
+                return Err(bad(format!(
+                    "attaches its SQ thread to {wq_handle}, a ring without SQPOLL"
+                )));
             }
-            Op::InstallFd(install) => {
-                self.use_handle(index, step, install.source_handle, Expected::Any)?;
-                self.require_same_object(index, step, install.source_handle)?;
-                let Ok(position) = self.plan.needed_fds.binary_search(&install.fd) else {
-                    return Err(PlanInvalid::InstallNotNeeded {
-                        step: index,
-                        fd: install.fd,
-                    });
-                };
-                let first = self.installed_by[position];
-                if first != NOT_CLOSED {
-                    return Err(PlanInvalid::InstallTwice {
-                        step: index,
-                        fd: install.fd,
-                        first: first as usize,
-                    });
-                }
-                self.installed_by[position] = index as StepIndex;
+        }
+        Ok(())
+    }
+
+    /// A buffer table's iovecs, and its wait for the memory barrier.
+    fn check_register_buffers(
+        &mut self,
+        index: usize,
+        step: &Step,
+        register: &RegisterBuffers,
+    ) -> Result<(), PlanInvalid> {
+        let bad = |problem: String| PlanInvalid::BadOperands {
+            step: index,
+            op: step.op.name(),
+            problem,
+        };
+        if register.iovecs.is_empty() || register.iovecs.len() > MAX_BUFFER_SLOTS as usize {
+            return Err(bad(format!(
+                "{} buffer slots is outside 1..={MAX_BUFFER_SLOTS}",
+                register.iovecs.len()
+            )));
+        }
+        for (slot, iovec) in register.iovecs.iter().enumerate() {
+            check_iovec(iovec).map_err(|problem| bad(format!("buffer slot {slot}: {problem}")))?;
+        }
+        let waits_for_barrier = self
+            .barrier
+            .is_some_and(|barrier| step.after.binary_search(&(barrier as StepIndex)).is_ok());
+        if !waits_for_barrier {
+            return Err(PlanInvalid::BuffersBeforeBarrier { step: index });
+        }
+        self.use_ring_handle(index, step, register.ring_handle)?;
+        Ok(())
+    }
+
+    /// An install: of its own object's handle, onto a needed fd, once.
+    fn check_install(
+        &mut self,
+        index: usize,
+        step: &Step,
+        install: &InstallFd,
+    ) -> Result<(), PlanInvalid> {
+        self.use_handle(index, step, install.source_handle, Expected::Any)?;
+        self.require_same_object(index, step, install.source_handle)?;
+        let Ok(position) = self.plan.needed_fds.binary_search(&install.fd) else {
+            return Err(PlanInvalid::InstallNotNeeded {
+                step: index,
+                fd: install.fd,
+            });
+        };
+        let first = self.installed_by[position];
+        if first != NOT_CLOSED {
+            return Err(PlanInvalid::InstallTwice {
+                step: index,
+                fd: install.fd,
+                first: first as usize,
+            });
+        }
+        self.installed_by[position] = index as StepIndex;
+        Ok(())
+    }
+
+    /// A close: of open handles, ascending, naming its object when it
+    /// closes one.
+    fn check_close(
+        &mut self,
+        index: usize,
+        step: &Step,
+        close: &CloseFd,
+    ) -> Result<(), PlanInvalid> {
+        let bad = |problem: String| PlanInvalid::BadOperands {
+            step: index,
+            op: step.op.name(),
+            problem,
+        };
+        if close.handles.is_empty() {
+            return Err(bad("closes nothing".to_owned()));
+        }
+        if !close.handles.windows(2).all(|pair| pair[0] < pair[1]) {
+            return Err(bad("its handles are not ascending or repeat one".to_owned()));
+        }
+        for &handle in &close.handles {
+            self.check_handle(index, step, handle, Expected::Any)?;
+        }
+        match close.handles.as_slice() {
+            [handle] => self.require_same_object(index, step, *handle)?,
+            _ if step.object.is_some() => {
+                return Err(bad(
+                    "a close of several fds names no single object".to_owned()
+                ));
             }
-            Op::CloseFd(close) => {
-                if close.handles.is_empty() {
-                    return Err(bad("closes nothing".to_owned()));
-                }
-                if !close.handles.windows(2).all(|pair| pair[0] < pair[1]) {
-                    return Err(bad("its handles are not ascending or repeat one".to_owned()));
-                }
-                for &handle in &close.handles {
-                    self.check_handle(index, step, handle, Expected::Any)?;
-                }
-                match close.handles.as_slice() {
-                    [handle] => self.require_same_object(index, step, *handle)?,
-                    _ if step.object.is_some() => {
-                        return Err(bad(
-                            "a close of several fds names no single object".to_owned()
-                        ));
-                    }
-                    _ => {}
-                }
-                for &handle in &close.handles {
-                    self.closed_by[handle.0 as usize] = index as StepIndex;
-                }
-            }
+            _ => {}
+        }
+        for &handle in &close.handles {
+            self.closed_by[handle.0 as usize] = index as StepIndex;
         }
         Ok(())
     }
@@ -620,23 +670,22 @@ fn check_setup(setup: &SetupRing) -> Result<(), String> {
             setup.cq_entries, setup.sq_entries
         ));
     }
-    if has(SetupFlags::CQSIZE.bits()) {
-        if !setup.cq_entries.is_power_of_two() {
+    match rules::cq_entries_problem(flags, setup.sq_entries, setup.cq_entries) {
+        Some(rules::CqEntriesProblem::NotPowerOfTwo { .. }) => {
             return Err(format!(
                 "cq_entries {} is not a power of two",
                 setup.cq_entries
             ));
         }
-    } else if u64::from(setup.cq_entries) != 2 * u64::from(setup.sq_entries) {
-        return Err(format!(
-            "cq_entries {} without IORING_SETUP_CQSIZE is not 2 x sq_entries",
-            setup.cq_entries
-        ));
+        Some(rules::CqEntriesProblem::WithoutCqsize { .. }) => {
+            return Err(format!(
+                "cq_entries {} without IORING_SETUP_CQSIZE is not 2 x sq_entries",
+                setup.cq_entries
+            ));
+        }
+        None => {}
     }
-    if flags & !SetupFlags::KNOWN.bits() != 0
-        || has(SetupFlags::NO_MMAP.bits())
-        || has(SetupFlags::REGISTERED_FD_ONLY.bits())
-    {
+    if rules::setup_flag_problem(flags).is_some() {
         return Err(format!(
             "setup flags {flags:#x} include flags a plan cannot carry"
         ));
@@ -652,27 +701,6 @@ fn check_setup(setup: &SetupRing) -> Result<(), String> {
     }
     if setup.wq_handle.is_some() != has(SetupFlags::ATTACH_WQ.bits()) {
         return Err("wq_handle must be set exactly with IORING_SETUP_ATTACH_WQ".to_owned());
-    }
-    Ok(())
-}
-
-/// A ring mapping `mmap` can make at its address: page-aligned, not empty,
-/// not at 0, wholly in user space. (The region itself is a closed enum, so
-/// decoding already refused unknown ones.)
-pub(crate) fn check_ring_mapping(mapping: &ringplan_image::RingMapping) -> Result<(), String> {
-    let (addr, len) = (mapping.addr, mapping.len);
-    let what = || format!("of {} at {addr:#x}+{len}", mapping.region.name());
-    if addr == 0 || len == 0 {
-        return Err(format!("{} is empty or at address 0", what()));
-    }
-    if addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
-        return Err(format!("{} is not page-aligned", what()));
-    }
-    if addr
-        .checked_add(len)
-        .is_none_or(|end| end > USER_ADDRESS_LIMIT)
-    {
-        return Err(format!("{} is not a user address range", what()));
     }
     Ok(())
 }

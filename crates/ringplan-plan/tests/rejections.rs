@@ -2,12 +2,12 @@
 //! sees. Each message names the object it is about.
 
 use ringplan_image::*;
-use ringplan_plan::{compile, PlanError};
+use ringplan_plan::{compile, CompileError};
 
 use crate::scenarios::*;
 
 /// The error `compile` gives for `image`; a test fails if it plans.
-fn refusal(image: &Image) -> PlanError {
+fn refusal(image: &Image) -> CompileError {
     match compile(image) {
         Ok(plan) => panic!(
             "expected a refusal, got a plan of {} steps",
@@ -61,7 +61,10 @@ fn wq_parent_cycle() {
     ]);
     let error = refusal(&image);
     assert!(
-        matches!(error, PlanError::InvalidImage(ImageError::WqCycle { .. })),
+        matches!(
+            error,
+            CompileError::InvalidImage(ImageError::WqCycle { .. })
+        ),
         "{error:?}"
     );
     assert_eq!(
@@ -105,7 +108,7 @@ fn flags_unknown_from_the_fdinfo_backend() {
     let error = refusal(&image);
     assert_eq!(
         error,
-        PlanError::UnknownRingField {
+        CompileError::UnknownRingField {
             ring: ObjectId(1),
             field: "flags",
             backend: "fdinfo"
@@ -282,14 +285,14 @@ fn cycle_message_names_the_object() {
     // Image validation rules out every cycle the planner can meet, so this
     // error only checks its wording.
     assert_eq!(
-        PlanError::Cycle {
+        CompileError::Cycle {
             object: Some(ObjectId(4))
         }
         .to_string(),
         "the restore steps depend on each other in a cycle (through object #4)"
     );
     assert_eq!(
-        PlanError::Cycle { object: None }.to_string(),
+        CompileError::Cycle { object: None }.to_string(),
         "the restore steps depend on each other in a cycle (through a temporary ring)"
     );
 }
@@ -307,7 +310,7 @@ fn refuses_before_any_step() {
     ]);
     assert!(matches!(
         refusal(&image),
-        PlanError::CqEntriesWithoutCqsize {
+        CompileError::CqEntriesWithoutCqsize {
             ring: ObjectId(2),
             ..
         }

@@ -1,0 +1,239 @@
+//! Turning the ordered step graph into the plan's steps: each node becomes
+//! a [`Step`] whose op carries every parameter, read from the image, with
+//! node references resolved to the step indices (handles) they got.
+
+use petgraph::graph::NodeIndex;
+use ringplan_image::{File, FileType, Image, ObjectId, ObjectKind, Ring};
+
+use super::adjacency::Adjacency;
+use super::graph::{GraphBuilder, NodeKind};
+use crate::analyze::WqSource;
+use crate::model::*;
+use crate::rules::{self, TemporaryCount};
+
+impl GraphBuilder<'_> {
+    /// Turns the ordered nodes into steps, resolving every node reference to
+    /// the step index it got.
+    pub(super) fn emit(&self, order: &[u32], adjacency: &Adjacency) -> Plan {
+        let graph = &self.graph;
+        let mut positions: Vec<u32> = vec![0; graph.node_count()];
+        for (position, &node) in order.iter().enumerate() {
+            positions[node as usize] = position as u32;
+        }
+        let handle_of = |node: u32| Handle(positions[node as usize]);
+
+        let mut steps = Vec::with_capacity(order.len());
+        // Counted here rather than by a later pass over a million steps.
+        let mut temporaries = TemporaryCount::default();
+        for &node in order {
+            let mut after: Vec<StepIndex> = adjacency
+                .predecessors(node)
+                .iter()
+                .map(|&previous| positions[previous as usize])
+                .collect();
+            after.sort_unstable();
+            after.dedup();
+            let kind = graph[NodeIndex::new(node as usize)].kind;
+            let (op, object) = match kind {
+                NodeKind::CloseBatch => self.batch_close(&after, order),
+                _ => (self.op_of(kind, &handle_of), self.object_of(kind)),
+            };
+            temporaries.step(&op);
+            steps.push(Step { object, after, op });
+        }
+
+        let analysis = self.analysis;
+        let needed_fds = analysis.needed_fds.clone();
+        let temp_fd_floor = needed_fds.last().map_or(0, |largest| largest + 1);
+        let peak_temporaries = temporaries.peak();
+        debug_assert_eq!(peak_temporaries, rules::peak_temporaries(&steps));
+        Plan {
+            format: FORMAT_NAME.to_owned(),
+            version: FORMAT_VERSION,
+            source: analysis.image.source.clone(),
+            needed_fds,
+            temp_fd_floor,
+            peak_temporaries,
+            steps,
+        }
+    }
+
+    /// A batch close closes the fd of every object it waits for the
+    /// creation of (its other waits are registrations); it names the object
+    /// when it closes one.
+    fn batch_close(&self, after: &[StepIndex], order: &[u32]) -> (Op, Option<ObjectId>) {
+        let graph = &self.graph;
+        let mut handles = Vec::new();
+        let mut object = None;
+        for &position in after {
+            let kind = graph[NodeIndex::new(order[position as usize] as usize)].kind;
+            if let NodeKind::CreateObject(_) = kind {
+                handles.push(Handle(position));
+                object = self.object_of(kind);
+            }
+        }
+        if handles.len() != 1 {
+            object = None;
+        }
+        (Op::CloseFd(CloseFd { handles }), object)
+    }
+
+    /// The op of a node, with every node reference resolved by `handle_of`.
+    fn op_of(&self, kind: NodeKind, handle_of: &impl Fn(u32) -> Handle) -> Op {
+        let analysis = self.analysis;
+        let ring_handle = |index: u32| handle_of(self.create_nodes[index as usize]);
+        match kind {
+            NodeKind::CreateObject(index) => self.create_op(index as usize, handle_of),
+            NodeKind::SetupTemporary(index) => {
+                Op::SetupRing(analysis.temporaries[index as usize].setup.clone())
+            }
+            NodeKind::RegisterEventfd { ring, eventfd } => Op::RegisterEventfd(RegisterEventfd {
+                ring_handle: ring_handle(ring),
+                eventfd_handle: handle_of(self.create_nodes[eventfd as usize]),
+                is_async: ring_at(analysis.image, ring)
+                    .and_then(|ring| ring.eventfd)
+                    .is_some_and(|eventfd| eventfd.is_async),
+            }),
+            NodeKind::RegisterFiles(index) => Op::RegisterFiles(RegisterFiles {
+                ring_handle: ring_handle(index),
+                slots: self.file_slots(index, handle_of),
+            }),
+            NodeKind::MemoryBarrier => Op::MemoryBarrier,
+            NodeKind::RegisterBuffers(index) => Op::RegisterBuffers(RegisterBuffers {
+                ring_handle: ring_handle(index),
+                iovecs: buffer_iovecs(analysis.image, index),
+            }),
+            NodeKind::InstallFd { object, entry } => {
+                let fd_entry = analysis.image.objects[object as usize].fds[entry as usize];
+                Op::InstallFd(InstallFd {
+                    source_handle: handle_of(self.create_nodes[object as usize]),
+                    fd: fd_entry.fd,
+                    cloexec: fd_entry.cloexec,
+                })
+            }
+            NodeKind::CloseObject(index) => Op::CloseFd(CloseFd {
+                handles: vec![handle_of(self.create_nodes[index as usize])],
+            }),
+            NodeKind::CloseTemporary(index) => Op::CloseFd(CloseFd {
+                handles: vec![handle_of(self.temporary_setup_nodes[index as usize])],
+            }),
+            // Emitted by `batch_close`, which needs the step's after list.
+            NodeKind::CloseBatch => Op::CloseFd(CloseFd {
+                handles: Vec::new(),
+            }),
+        }
+    }
+
+    /// The op creating the object at `index`: an eventfd, a file reopened
+    /// or supplied, or a ring set up with its `wq_fd` resolved.
+    fn create_op(&self, index: usize, handle_of: &impl Fn(u32) -> Handle) -> Op {
+        let analysis = self.analysis;
+        match &analysis.image.objects[index].kind {
+            ObjectKind::Eventfd(eventfd) => Op::CreateEventfd(CreateEventfd {
+                count: eventfd.count,
+                semaphore: eventfd.semaphore,
+                nonblock: eventfd.nonblock,
+            }),
+            ObjectKind::File(file) => file_op(file),
+            ObjectKind::Ring(ring) => {
+                let wq_handle = match analysis.wq_sources[index] {
+                    WqSource::None => None,
+                    WqSource::Object(parent) => Some(handle_of(self.create_nodes[parent as usize])),
+                    WqSource::Temporary(temporary) => {
+                        Some(handle_of(self.temporary_setup_nodes[temporary as usize]))
+                    }
+                };
+                let setup = &ring.setup;
+                Op::SetupRing(SetupRing {
+                    // Analysis refused rings with unknown flags.
+                    flags: setup.flags.unwrap_or(0),
+                    sq_entries: setup.sq_entries,
+                    cq_entries: setup.cq_entries,
+                    sq_thread_cpu: setup.sq_thread_cpu,
+                    sq_thread_idle_ms: setup.sq_thread_idle_ms,
+                    wq_handle,
+                    temporary: None,
+                    mappings: ring.mappings.clone(),
+                })
+            }
+        }
+    }
+
+    /// The handles of a ring's file table, slot by slot (`None` empty).
+    fn file_slots(
+        &self,
+        ring_index: u32,
+        handle_of: &impl Fn(u32) -> Handle,
+    ) -> Vec<Option<Handle>> {
+        let lookup = &self.analysis.lookup;
+        // Every reference was resolved during analysis, so `index_of`
+        // cannot miss here; a miss would leave a slot empty rather than
+        // panic.
+        let handle_of_id = |id: ObjectId| {
+            lookup
+                .index_of(id)
+                .map(|index| handle_of(self.create_nodes[index]))
+        };
+        ring_at(self.analysis.image, ring_index)
+            .map(|ring| {
+                ring.files
+                    .iter()
+                    .map(|slot| slot.and_then(handle_of_id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A ring's buffer table as iovecs, slot by slot (`[0, 0]` empty).
+fn buffer_iovecs(image: &Image, ring_index: u32) -> Vec<Iovec> {
+    ring_at(image, ring_index)
+        .map(|ring| {
+            ring.buffers
+                .iter()
+                .map(|slot| {
+                    slot.map_or(Iovec::EMPTY, |buffer| Iovec {
+                        base: buffer.addr,
+                        len: buffer.len,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ring_at(image: &Image, index: u32) -> Option<&Ring> {
+    match &image.objects.get(index as usize)?.kind {
+        ObjectKind::Ring(ring) => Some(ring),
+        _ => None,
+    }
+}
+
+/// How a file is brought back: reopened by path when the image has
+/// everything that takes, otherwise supplied by the restorer.
+fn file_op(file: &File) -> Op {
+    let reopenable = matches!(
+        file.file_type,
+        FileType::Regular | FileType::Directory | FileType::CharDevice | FileType::BlockDevice
+    );
+    let reason = match (&file.path, reopenable, file.flags, file.pos) {
+        (Some(path), true, Some(flags), Some(pos)) => {
+            return Op::OpenFile(OpenFile {
+                path: path.clone(),
+                flags: rules::reopen_flags(flags),
+                pos,
+            });
+        }
+        (None, _, _, _) => ExternalReason::NoPath,
+        (Some(_), false, _, _) => ExternalReason::NotReopenable,
+        (Some(_), true, None, _) => ExternalReason::FlagsUnknown,
+        (Some(_), true, Some(_), None) => ExternalReason::PositionUnknown,
+    };
+    Op::ExternalInput(ExternalInput {
+        reason,
+        file_type: file.file_type,
+        path: file.path.clone(),
+        flags: file.flags,
+        pos: file.pos,
+    })
+}

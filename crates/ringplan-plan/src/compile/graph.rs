@@ -1,0 +1,455 @@
+//! The step graph: one node per restore step, one edge per "must run
+//! before", and each node's sort key. [`GraphBuilder`] creates the nodes in
+//! image order (which the ordering relies on) and adds the edges of every
+//! object and ring; see "The step graph" in `docs/ARCHITECTURE.md` for the
+//! edges and why each exists.
+
+use petgraph::graph::{Graph, NodeIndex};
+use petgraph::Directed;
+use ringplan_image::{Object, ObjectId, ObjectKind, Ring};
+
+use crate::analyze::{Analysis, WqSource};
+use crate::error::CompileError;
+
+/// Phases: the first component of every step's sort key. Every edge goes
+/// from a phase to the same or a later one, so the plan's steps are sorted
+/// by phase (see "The planner and its step graph" in `docs/ARCHITECTURE.md`).
+pub(super) mod phase {
+    /// Create objects, set up rings, register eventfds and file tables,
+    /// close temporaries nothing installs.
+    pub const BUILD: u8 = 0;
+    /// Copy every object onto its target fds.
+    pub const INSTALL: u8 = 1;
+    /// Close the temporaries of installed objects and of rings without
+    /// buffers.
+    pub const RELEASE: u8 = 2;
+    /// The memory barrier.
+    pub const BARRIER: u8 = 3;
+    /// Register buffer tables.
+    pub const BUFFERS: u8 = 4;
+    /// Close the temporaries of rings that registered buffers.
+    pub const RELEASE_BUFFER_RINGS: u8 = 5;
+    pub const COUNT: usize = 6;
+}
+
+/// Within a build-phase unit (one ring and what it uses first), the order of
+/// op kinds.
+pub(super) mod rank {
+    pub const TEMPORARY_RING: u8 = 0;
+    pub const SETUP_RING: u8 = 1;
+    pub const CREATE_EVENTFD: u8 = 2;
+    pub const OPEN_FILE: u8 = 3;
+    pub const REGISTER_EVENTFD: u8 = 4;
+    pub const REGISTER_FILES: u8 = 5;
+    pub const CLOSE_TEMPORARY_RING: u8 = 6;
+    pub const CLOSE: u8 = 7;
+    pub const COUNT: usize = 8;
+}
+
+/// `(phase, unit, rank, sub, node)` packed into one integer, smallest
+/// first: `phase` 8 bits, `unit` 32 (an object index, so id order), `rank`
+/// 8, `sub` 32 (an object index, a temporary ring's index or an fd number),
+/// `node` 32 (the node index: creation order, unique, so keys never tie).
+pub(super) type SortKey = u128;
+
+/// One step before it has a position. Indices are object indices in the
+/// image (or temporary ring indices); parameters are read at emission.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum NodeKind {
+    CreateObject(u32),
+    SetupTemporary(u32),
+    RegisterEventfd {
+        ring: u32,
+        eventfd: u32,
+    },
+    RegisterFiles(u32),
+    MemoryBarrier,
+    RegisterBuffers(u32),
+    InstallFd {
+        object: u32,
+        entry: u32,
+    },
+    CloseObject(u32),
+    /// Closes the temporaries of every fd-less eventfd and file whose unit
+    /// (last registering ring, or itself) is this object index.
+    CloseBatch,
+    CloseTemporary(u32),
+}
+
+/// A node: what the step is, and the parts of its sort key.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Node {
+    pub(super) kind: NodeKind,
+    pub(super) phase: u8,
+    pub(super) rank: u8,
+    pub(super) unit: u32,
+    sub: u32,
+}
+
+pub(super) type StepGraph = Graph<Node, (), Directed, u32>;
+
+/// Marks a per-object node that does not exist (a ring without an eventfd
+/// has no register_eventfd node).
+const NO_NODE: u32 = u32::MAX;
+
+/// How many nodes and edges the graph gets, at most: to size it up front.
+fn estimate_sizes(analysis: &Analysis<'_>) -> (usize, usize) {
+    let objects = analysis.image.objects.len();
+    let fds = analysis.needed_fds.len();
+    let rings = analysis.rings.len();
+    let temporaries = analysis.temporaries.len();
+    let nodes = 1 + 2 * objects + fds + 3 * rings + 2 * temporaries;
+    let edges = objects + 2 * fds + 10 * rings + 2 * analysis.file_slot_count + temporaries;
+    (nodes, edges)
+}
+
+/// The step graph under construction, with the node of each role per
+/// object. `order.rs` orders it and `emit.rs` turns it into steps.
+pub(super) struct GraphBuilder<'a> {
+    pub(super) analysis: &'a Analysis<'a>,
+    pub(super) graph: StepGraph,
+    /// Per object index: the node creating it, the node closing its
+    /// temporary, and for rings their register nodes (or [`NO_NODE`]).
+    pub(super) create_nodes: Vec<u32>,
+    close_nodes: Vec<u32>,
+    register_eventfd_nodes: Vec<u32>,
+    register_files_nodes: Vec<u32>,
+    register_buffers_nodes: Vec<u32>,
+    /// Per object index used as a unit: the batch close of the fd-less
+    /// eventfds and files last registered there.
+    batch_close_nodes: Vec<u32>,
+    /// Per temporary ring: its setup and close nodes.
+    pub(super) temporary_setup_nodes: Vec<u32>,
+    temporary_close_nodes: Vec<u32>,
+    barrier_node: u32,
+}
+
+impl<'a> GraphBuilder<'a> {
+    pub(super) fn new(analysis: &'a Analysis<'a>) -> Result<Self, CompileError> {
+        let (nodes, edges) = estimate_sizes(analysis);
+        // Node indices, handles and step indices are all u32.
+        if nodes >= u32::MAX as usize {
+            return Err(CompileError::TooManySteps { steps: nodes });
+        }
+        let object_count = analysis.image.objects.len();
+        Ok(GraphBuilder {
+            analysis,
+            graph: StepGraph::with_capacity(nodes, edges),
+            create_nodes: vec![NO_NODE; object_count],
+            close_nodes: vec![NO_NODE; object_count],
+            register_eventfd_nodes: vec![NO_NODE; object_count],
+            register_files_nodes: vec![NO_NODE; object_count],
+            register_buffers_nodes: vec![NO_NODE; object_count],
+            batch_close_nodes: vec![NO_NODE; object_count],
+            temporary_setup_nodes: Vec::new(),
+            temporary_close_nodes: Vec::new(),
+            barrier_node: NO_NODE,
+        })
+    }
+
+    fn add_node(&mut self, phase: u8, unit: u32, rank: u8, sub: u32, kind: NodeKind) -> u32 {
+        // `new` checked that every node index fits in u32.
+        let index = self.graph.node_count() as u32;
+        self.graph.add_node(Node {
+            kind,
+            phase,
+            rank,
+            unit,
+            sub,
+        });
+        index
+    }
+
+    fn add_edge(&mut self, from: u32, to: u32) {
+        debug_assert!(from != NO_NODE && to != NO_NODE);
+        self.graph.add_edge(
+            NodeIndex::new(from as usize),
+            NodeIndex::new(to as usize),
+            (),
+        );
+    }
+
+    pub(super) fn key(&self, node: u32) -> SortKey {
+        let weight = &self.graph[NodeIndex::new(node as usize)];
+        (u128::from(weight.phase) << 104)
+            | (u128::from(weight.unit) << 72)
+            | (u128::from(weight.rank) << 64)
+            | (u128::from(weight.sub) << 32)
+            | u128::from(node)
+    }
+
+    /// Creates every node, and the edges within one object (create, installs,
+    /// close). The creation order is the image's id order, so node indices (the
+    /// last tie-break) are a function of the image; and within one
+    /// `(phase, unit, rank)` it is already `sub` order, which
+    /// [`GraphBuilder::order`] relies on for speed (and checks).
+    pub(super) fn add_nodes(&mut self) {
+        self.add_temporary_ring_nodes();
+        self.barrier_node = self.add_node(phase::BARRIER, 0, 0, 0, NodeKind::MemoryBarrier);
+        let analysis = self.analysis;
+        for (index, object) in analysis.image.objects.iter().enumerate() {
+            self.add_object_nodes(index, object);
+        }
+    }
+
+    /// The setup and close of every temporary ring, with the units of the
+    /// first and last ring attached to it.
+    fn add_temporary_ring_nodes(&mut self) {
+        let analysis = self.analysis;
+        for (index, temporary) in analysis.temporaries.iter().enumerate() {
+            let index = index as u32;
+            let setup = self.add_node(
+                phase::BUILD,
+                temporary.first_user,
+                rank::TEMPORARY_RING,
+                index,
+                NodeKind::SetupTemporary(index),
+            );
+            let close = self.add_node(
+                phase::BUILD,
+                temporary.last_user,
+                rank::CLOSE_TEMPORARY_RING,
+                index,
+                NodeKind::CloseTemporary(index),
+            );
+            self.temporary_setup_nodes.push(setup);
+            self.temporary_close_nodes.push(close);
+        }
+    }
+
+    /// One object's nodes (create, a ring's registrations, installs, the
+    /// close of its temporary) and the edges among them.
+    fn add_object_nodes(&mut self, index: usize, object: &Object) {
+        let object_index = index as u32;
+        // Eventfds and files are created with the first ring that uses
+        // them and, when no fd holds them, closed with the last.
+        let (first_user, last_user) =
+            self.analysis.users[index].unwrap_or((object_index, object_index));
+        let (create_unit, create_rank) = match &object.kind {
+            ObjectKind::Ring(_) => (object_index, rank::SETUP_RING),
+            ObjectKind::Eventfd(_) => (first_user, rank::CREATE_EVENTFD),
+            ObjectKind::File(_) => (first_user, rank::OPEN_FILE),
+        };
+        let create = self.add_node(
+            phase::BUILD,
+            create_unit,
+            create_rank,
+            object_index,
+            NodeKind::CreateObject(object_index),
+        );
+        self.create_nodes[index] = create;
+
+        let close = match &object.kind {
+            ObjectKind::Ring(ring) => self.add_ring_nodes(index, ring),
+            // An installed object's temporary lives until its installs,
+            // which come after every build step.
+            _ if !object.fds.is_empty() => self.add_node(
+                phase::RELEASE,
+                object_index,
+                0,
+                object_index,
+                NodeKind::CloseObject(object_index),
+            ),
+            _ => self.batch_close_node(last_user),
+        };
+        self.close_nodes[index] = close;
+
+        // The object's own edges, now that both ends exist; ring edges
+        // reach objects not created yet and wait for `add_ring_edges`.
+        self.add_edge(create, close);
+        for (entry, fd_entry) in object.fds.iter().enumerate() {
+            let install = self.add_node(
+                phase::INSTALL,
+                object_index,
+                0,
+                // Validation guarantees fds are non-negative.
+                fd_entry.fd as u32,
+                NodeKind::InstallFd {
+                    object: object_index,
+                    entry: entry as u32,
+                },
+            );
+            self.add_edge(create, install);
+            self.add_edge(install, close);
+        }
+    }
+
+    /// A ring's register nodes; returns the node closing its temporary,
+    /// after the barrier when the ring registers buffers.
+    fn add_ring_nodes(&mut self, index: usize, ring: &Ring) -> u32 {
+        let object_index = index as u32;
+        // Validation guarantees the eventfd resolves.
+        let eventfd_index = ring
+            .eventfd
+            .and_then(|eventfd| self.analysis.lookup.index_of(eventfd.object));
+        if let Some(eventfd_index) = eventfd_index {
+            self.register_eventfd_nodes[index] = self.add_node(
+                phase::BUILD,
+                object_index,
+                rank::REGISTER_EVENTFD,
+                object_index,
+                NodeKind::RegisterEventfd {
+                    ring: object_index,
+                    eventfd: eventfd_index as u32,
+                },
+            );
+        }
+        if !ring.files.is_empty() {
+            self.register_files_nodes[index] = self.add_node(
+                phase::BUILD,
+                object_index,
+                rank::REGISTER_FILES,
+                object_index,
+                NodeKind::RegisterFiles(object_index),
+            );
+        }
+        let close_phase = if ring.buffers.is_empty() {
+            phase::RELEASE
+        } else {
+            self.register_buffers_nodes[index] = self.add_node(
+                phase::BUFFERS,
+                object_index,
+                0,
+                object_index,
+                NodeKind::RegisterBuffers(object_index),
+            );
+            phase::RELEASE_BUFFER_RINGS
+        };
+        self.add_node(
+            close_phase,
+            object_index,
+            0,
+            object_index,
+            NodeKind::CloseObject(object_index),
+        )
+    }
+
+    /// The batch close of the fd-less eventfds and files whose last
+    /// registering ring (or themselves) is `unit`, created on first use.
+    fn batch_close_node(&mut self, unit: u32) -> u32 {
+        let slot = unit as usize;
+        if self.batch_close_nodes[slot] == NO_NODE {
+            self.batch_close_nodes[slot] =
+                self.add_node(phase::BUILD, unit, rank::CLOSE, unit, NodeKind::CloseBatch);
+        }
+        self.batch_close_nodes[slot]
+    }
+
+    /// Adds the edges of every ring and temporary ring: one pass over the
+    /// rings only. Each (producer, consumer) pair is added once: a file in
+    /// many slots of one table is one dependency.
+    pub(super) fn add_ring_edges(&mut self) {
+        let analysis = self.analysis;
+        let objects = &analysis.image.objects;
+        // Per object index: 1 + the index of the last ring whose file table
+        // added edges for it, to skip repeated slots in O(1).
+        let mut seen_in_table: Vec<u32> = vec![0; objects.len()];
+        // Per close node: the last register node given an edge to it, so
+        // the many files of one batch close add one edge per register step.
+        let mut last_register_into: Vec<u32> = vec![NO_NODE; self.graph.node_count()];
+
+        for index in 0..self.temporary_setup_nodes.len() {
+            self.add_edge(
+                self.temporary_setup_nodes[index],
+                self.temporary_close_nodes[index],
+            );
+        }
+        for &index in &analysis.rings {
+            let index = index as usize;
+            if let ObjectKind::Ring(ring) = &objects[index].kind {
+                self.add_edges_of_ring(index, ring, &mut seen_in_table, &mut last_register_into);
+            }
+        }
+    }
+
+    /// Adds `register -> close` once per pair.
+    fn add_release_edge(&mut self, register: u32, close: u32, last_register_into: &mut [u32]) {
+        if last_register_into[close as usize] != register {
+            last_register_into[close as usize] = register;
+            self.add_edge(register, close);
+        }
+    }
+
+    fn add_edges_of_ring(
+        &mut self,
+        index: usize,
+        ring: &Ring,
+        seen_in_table: &mut [u32],
+        last_register_into: &mut [u32],
+    ) {
+        let lookup = &self.analysis.lookup;
+        let create = self.create_nodes[index];
+        let close = self.close_nodes[index];
+
+        let (wq_setup, wq_close) = match self.analysis.wq_sources[index] {
+            WqSource::None => (NO_NODE, NO_NODE),
+            WqSource::Object(parent) => (
+                self.create_nodes[parent as usize],
+                self.close_nodes[parent as usize],
+            ),
+            WqSource::Temporary(temporary) => (
+                self.temporary_setup_nodes[temporary as usize],
+                self.temporary_close_nodes[temporary as usize],
+            ),
+        };
+        if wq_setup != NO_NODE {
+            // The parent's fd must be open while this ring is set up.
+            self.add_edge(wq_setup, create);
+            self.add_edge(create, wq_close);
+        }
+
+        let register = self.register_eventfd_nodes[index];
+        if register != NO_NODE {
+            if let NodeKind::RegisterEventfd { eventfd, .. } =
+                self.graph[NodeIndex::new(register as usize)].kind
+            {
+                let eventfd = eventfd as usize;
+                self.add_edge(create, register);
+                self.add_edge(self.create_nodes[eventfd], register);
+                self.add_release_edge(register, self.close_nodes[eventfd], last_register_into);
+                self.add_release_edge(register, close, last_register_into);
+            }
+        }
+
+        if !ring.files.is_empty() {
+            let register = self.register_files_nodes[index];
+            let marker = index as u32 + 1;
+            self.add_edge(create, register);
+            for target in ring.files.iter().flatten() {
+                let Some(target_index) = lookup.index_of(*target) else {
+                    continue;
+                };
+                if seen_in_table[target_index] == marker {
+                    continue;
+                }
+                seen_in_table[target_index] = marker;
+                self.add_edge(self.create_nodes[target_index], register);
+                self.add_release_edge(register, self.close_nodes[target_index], last_register_into);
+            }
+            self.add_release_edge(register, close, last_register_into);
+        }
+
+        if !ring.buffers.is_empty() {
+            let register = self.register_buffers_nodes[index];
+            self.add_edge(self.barrier_node, register);
+            self.add_edge(create, register);
+            self.add_edge(register, close);
+        }
+    }
+
+    pub(super) fn object_of(&self, kind: NodeKind) -> Option<ObjectId> {
+        let id_at = |index: u32| Some(self.analysis.lookup.id_at(index as usize));
+        match kind {
+            NodeKind::CreateObject(index)
+            | NodeKind::RegisterEventfd { ring: index, .. }
+            | NodeKind::RegisterFiles(index)
+            | NodeKind::RegisterBuffers(index)
+            | NodeKind::CloseObject(index)
+            | NodeKind::InstallFd { object: index, .. } => id_at(index),
+            NodeKind::SetupTemporary(_)
+            | NodeKind::CloseTemporary(_)
+            | NodeKind::CloseBatch
+            | NodeKind::MemoryBarrier => None,
+        }
+    }
+}

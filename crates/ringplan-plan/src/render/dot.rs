@@ -1,0 +1,279 @@
+//! The Graphviz DOT view: one node per step, one edge per wait, the steps of
+//! each ring grouped in a cluster.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use ringplan_image::{ObjectId, SetupFlags};
+
+use super::wording::{eventfd_flags, handle_list, object_label, plural, ranges};
+use crate::model::*;
+
+impl Plan {
+    /// Graphviz DOT: one node per step, one edge per wait, steps grouped in
+    /// a `cluster_ring_ID` subgraph per ring (temporary rings in
+    /// `cluster_temporary_STEP`). An eventfd or file joins the cluster of the
+    /// ring that registers it when exactly one ring does.
+    pub fn to_dot(&self) -> String {
+        let clusters = assign_clusters(self);
+        let mut out = String::new();
+        out.push_str("digraph plan {\n");
+        let _ = writeln!(
+            out,
+            "  graph [rankdir=TB, fontname=\"monospace\", labelloc=t, label=\"{}\"];",
+            escape(&format!(
+                "{} v{}: pid {}, needs fds {} free, temporaries at fd {} and up",
+                self.format,
+                self.version,
+                self.source.pid,
+                if self.needed_fds.is_empty() {
+                    "no".to_owned()
+                } else {
+                    ranges(self.needed_fds.iter().map(|&fd| i64::from(fd)))
+                },
+                self.temp_fd_floor
+            ))
+        );
+        out.push_str("  node [shape=box, fontname=\"monospace\", fontsize=10];\n");
+
+        let (cluster_order, members, loose) = group_by_cluster(&clusters);
+        for cluster in &cluster_order {
+            let (name, label, style) = match cluster {
+                Cluster::Ring(id) => (
+                    format!("cluster_ring_{}", id.0),
+                    format!("ring {id}"),
+                    "solid",
+                ),
+                Cluster::Temporary(step) => (
+                    format!("cluster_temporary_{step}"),
+                    format!("temporary ring h{step}"),
+                    "dashed",
+                ),
+            };
+            let _ = writeln!(out, "  subgraph {name} {{");
+            let _ = writeln!(out, "    label=\"{}\"; style={style};", escape(&label));
+            for &index in members.get(cluster).map(Vec::as_slice).unwrap_or_default() {
+                write_dot_node(&mut out, "    ", index, &self.steps[index]);
+            }
+            out.push_str("  }\n");
+        }
+        for &index in &loose {
+            write_dot_node(&mut out, "  ", index, &self.steps[index]);
+        }
+        for (index, step) in self.steps.iter().enumerate() {
+            for after in &step.after {
+                let _ = writeln!(out, "  s{after} -> s{index};");
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+/// A short node label for DOT: the step's number, op and object, then its
+/// key parameters (never a whole file table).
+fn dot_label(index: usize, step: &Step) -> String {
+    let head = format!("{index} {}{}", step.op.name(), object_label(step.object));
+    let detail = match &step.op {
+        Op::CreateEventfd(eventfd) => format!(
+            "count {}, {} -> h{index}",
+            eventfd.count,
+            eventfd_flags(eventfd)
+        ),
+        Op::OpenFile(open) => format!("{} -> h{index}", open.path),
+        Op::ExternalInput(input) => {
+            format!("{} from the restorer -> h{index}", input.file_type.name())
+        }
+        Op::SetupRing(setup) => {
+            let mut detail = format!(
+                "sq {}, cq {}, {}",
+                setup.sq_entries,
+                setup.cq_entries,
+                SetupFlags::names(setup.flags)
+            );
+            if let Some(wq) = setup.wq_handle {
+                let _ = write!(detail, ", wq_fd {wq}");
+            }
+            let _ = write!(detail, " -> h{index}");
+            if !setup.mappings.is_empty() {
+                let regions: Vec<&str> = setup
+                    .mappings
+                    .iter()
+                    .map(|mapping| mapping.region.name())
+                    .collect();
+                let _ = write!(detail, ", maps {}", regions.join(", "));
+            }
+            detail
+        }
+        Op::RegisterEventfd(register) => format!(
+            "{} on {}{}",
+            register.eventfd_handle,
+            register.ring_handle,
+            if register.is_async { " (async)" } else { "" }
+        ),
+        Op::RegisterFiles(register) => format!(
+            "{}, {} used, on {}",
+            plural(register.slots.len(), "slot"),
+            register.slots.iter().flatten().count(),
+            register.ring_handle
+        ),
+        Op::MemoryBarrier => "task memory in place".to_owned(),
+        Op::RegisterBuffers(register) => format!(
+            "{}, {} used, on {}",
+            plural(register.iovecs.len(), "slot"),
+            register
+                .iovecs
+                .iter()
+                .filter(|iovec| !iovec.is_empty())
+                .count(),
+            register.ring_handle
+        ),
+        Op::InstallFd(install) => {
+            format!(
+                "{} -> fd {}{}",
+                install.source_handle,
+                install.fd,
+                if install.cloexec { " cloexec" } else { "" }
+            )
+        }
+        Op::CloseFd(close) => format!("close {}", handle_list(&close.handles)),
+    };
+    format!("{head}\n{detail}")
+}
+
+fn write_dot_node(out: &mut String, indent: &str, index: usize, step: &Step) {
+    let style = match &step.op {
+        Op::MemoryBarrier => ", shape=octagon, style=bold",
+        Op::ExternalInput(_) => ", style=dashed",
+        Op::CloseFd(_) => ", color=gray40",
+        _ => "",
+    };
+    let _ = writeln!(
+        out,
+        "{indent}s{index} [label=\"{}\"{style}];",
+        escape(&dot_label(index, step))
+    );
+}
+
+/// Escapes text for a double-quoted DOT string; newlines become `\n`.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The subgraph a step is drawn in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Cluster {
+    Ring(ObjectId),
+    /// A temporary ring, by the index of its setup step.
+    Temporary(usize),
+}
+
+/// Who registers a handle's object, as far as DOT grouping cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registrants {
+    Nobody,
+    One(ObjectId),
+    Several,
+}
+
+/// Each step's cluster: a ring's own steps in its cluster, an eventfd or
+/// file with the one ring that registers it, the rest loose.
+fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
+    let steps = &plan.steps;
+    let mut registrants = vec![Registrants::Nobody; steps.len()];
+    let mut note = |handle: Handle, ring: Option<ObjectId>| {
+        let (Some(entry), Some(ring)) = (registrants.get_mut(handle.0 as usize), ring) else {
+            return;
+        };
+        *entry = match *entry {
+            Registrants::Nobody => Registrants::One(ring),
+            Registrants::One(previous) if previous == ring => Registrants::One(ring),
+            _ => Registrants::Several,
+        };
+    };
+    for step in steps {
+        match &step.op {
+            Op::RegisterEventfd(register) => note(register.eventfd_handle, step.object),
+            Op::RegisterFiles(register) => {
+                for slot in register.slots.iter().flatten() {
+                    note(*slot, step.object);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let cluster_of_handle = |handle: Handle| -> Option<Cluster> {
+        let defining = steps.get(handle.0 as usize)?;
+        match &defining.op {
+            Op::SetupRing(setup) if setup.temporary.is_some() => {
+                Some(Cluster::Temporary(handle.0 as usize))
+            }
+            Op::SetupRing(_) => defining.object.map(Cluster::Ring),
+            _ => match registrants[handle.0 as usize] {
+                Registrants::One(ring) => Some(Cluster::Ring(ring)),
+                _ => None,
+            },
+        }
+    };
+    steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| match &step.op {
+            Op::CreateEventfd(_) | Op::OpenFile(_) | Op::ExternalInput(_) | Op::SetupRing(_) => {
+                cluster_of_handle(Handle(index as StepIndex))
+            }
+            Op::RegisterEventfd(_) | Op::RegisterFiles(_) | Op::RegisterBuffers(_) => {
+                step.object.map(Cluster::Ring)
+            }
+            Op::InstallFd(install) => cluster_of_handle(install.source_handle),
+            Op::CloseFd(close) => {
+                // With its handles' cluster when they all share one.
+                let mut clusters = close
+                    .handles
+                    .iter()
+                    .map(|&handle| cluster_of_handle(handle));
+                let first = clusters.next().flatten();
+                if clusters.all(|cluster| cluster == first) {
+                    first
+                } else {
+                    None
+                }
+            }
+            Op::MemoryBarrier => None,
+        })
+        .collect()
+}
+
+/// The clusters in the order their first step appears (so the output is a
+/// function of the plan), each cluster's steps, and the steps in none.
+fn group_by_cluster(
+    clusters: &[Option<Cluster>],
+) -> (Vec<Cluster>, HashMap<Cluster, Vec<usize>>, Vec<usize>) {
+    let mut cluster_order: Vec<Cluster> = Vec::new();
+    let mut members: HashMap<Cluster, Vec<usize>> = HashMap::new();
+    let mut loose: Vec<usize> = Vec::new();
+    for (index, cluster) in clusters.iter().enumerate() {
+        match cluster {
+            Some(cluster) => {
+                let list = members.entry(*cluster).or_insert_with(|| {
+                    cluster_order.push(*cluster);
+                    Vec::new()
+                });
+                list.push(index);
+            }
+            None => loose.push(index),
+        }
+    }
+    (cluster_order, members, loose)
+}

@@ -1,0 +1,231 @@
+//! The text view: a header, then one numbered sentence per step.
+
+use std::fmt::Write as _;
+
+use ringplan_image::SetupFlags;
+
+use super::wording::{eventfd_flags, handle_list, object_label, plural, ranges};
+use crate::model::*;
+
+impl Plan {
+    /// The text view: a header with the fd numbers the plan needs and where
+    /// temporaries live, then one numbered line per step saying what it does
+    /// and which steps it waits for.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let source = &self.source;
+        let _ = writeln!(
+            out,
+            "{} v{}: pid {}, {} backend, kernel {}; {} steps",
+            self.format,
+            self.version,
+            source.pid,
+            source.backend.name(),
+            source.kernel_release,
+            self.steps.len()
+        );
+        let needed = if self.needed_fds.is_empty() {
+            "needs no fd free".to_owned()
+        } else {
+            format!(
+                "needs fds {} free",
+                ranges(self.needed_fds.iter().map(|&fd| i64::from(fd)))
+            )
+        };
+        let _ = writeln!(
+            out,
+            "{needed}; temporaries at fd {} and up, at most {} open at once (RLIMIT_NOFILE >= {})",
+            self.temp_fd_floor,
+            self.peak_temporaries,
+            self.fd_limit_needed()
+        );
+        let _ = writeln!(out, "hN is the fd that step N created");
+        let width = self.steps.len().saturating_sub(1).to_string().len();
+        for (index, step) in self.steps.iter().enumerate() {
+            let _ = write!(out, "{index:>width$}  {}", describe_step(index, step));
+            if !step.after.is_empty() {
+                let _ = write!(
+                    out,
+                    "  (after {})",
+                    ranges(step.after.iter().map(|&after| i64::from(after)))
+                );
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn temporary_label(temporary: TemporaryRing) -> String {
+    match temporary {
+        TemporaryRing::SqThreadHost { sq_group } => {
+            format!(" (temporary: hosts the SQ thread of group {sq_group})")
+        }
+        TemporaryRing::AttachTarget => {
+            " (temporary: wq_fd for rings attached without SQPOLL)".to_owned()
+        }
+    }
+}
+
+fn setup_call(setup: &SetupRing) -> String {
+    let mut call = format!(
+        "io_uring_setup(sq {}, cq {}, flags {}",
+        setup.sq_entries,
+        setup.cq_entries,
+        flags_text(setup.flags)
+    );
+    if let Some(cpu) = setup.sq_thread_cpu {
+        let _ = write!(call, ", sq_thread_cpu {cpu}");
+    }
+    if let Some(idle) = setup.sq_thread_idle_ms {
+        let _ = write!(call, ", sq_thread_idle {idle} ms");
+    }
+    if let Some(wq) = setup.wq_handle {
+        let _ = write!(call, ", wq_fd {wq}");
+    }
+    call.push(')');
+    call
+}
+
+/// `; mmap sq_ring 0x7f..000+4096, sqes 0x7f..000+4096`: where the
+/// executor maps the ring's regions; empty without mappings.
+fn mappings_text(mappings: &[ringplan_image::RingMapping]) -> String {
+    if mappings.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = mappings
+        .iter()
+        .map(|mapping| {
+            format!(
+                "{} {:#x}+{}",
+                mapping.region.name(),
+                mapping.addr,
+                mapping.len
+            )
+        })
+        .collect();
+    format!("; mmap {}", parts.join(", "))
+}
+
+/// `0`, or the hex value and the names: `0x2e SQPOLL|SQ_AFF|CQSIZE|ATTACH_WQ`.
+fn flags_text(flags: u32) -> String {
+    if flags == 0 {
+        "0".to_owned()
+    } else {
+        format!("{flags:#x} {}", SetupFlags::names(flags))
+    }
+}
+
+fn used_slots<T>(slots: &[T], is_used: impl Fn(&T) -> bool, show: impl Fn(&T) -> String) -> String {
+    let mut out = String::new();
+    for (index, slot) in slots.iter().enumerate() {
+        if is_used(slot) {
+            let _ = write!(out, " {index}={}", show(slot));
+        }
+    }
+    let used = slots.iter().filter(|slot| is_used(slot)).count();
+    let count = plural(slots.len(), "slot");
+    if used == 0 {
+        format!("{count}, all empty")
+    } else {
+        format!("{count}, {used} used:{out}")
+    }
+}
+
+/// One step as a sentence: the op, the object, the call it makes.
+fn describe_step(index: usize, step: &Step) -> String {
+    let op = step.op.name();
+    let object = object_label(step.object);
+    match &step.op {
+        Op::CreateEventfd(eventfd) => {
+            format!(
+                "{op}{object}: eventfd2({}, {}) -> h{index}",
+                eventfd.count,
+                eventfd_flags(eventfd)
+            )
+        }
+        Op::OpenFile(open) => {
+            format!(
+                "{op}{object}: open {:?} flags {:#o}, seek to {} -> h{index}",
+                open.path, open.flags, open.pos
+            )
+        }
+        Op::ExternalInput(input) => format!(
+            "{op}{object}: the restorer supplies it ({}): {} -> h{index}",
+            input.reason.describe(),
+            external_input_text(input)
+        ),
+        Op::SetupRing(setup) => {
+            let who = setup
+                .temporary
+                .map_or_else(|| object.clone(), temporary_label);
+            format!(
+                "{op}{who}: {} -> h{index}{}",
+                setup_call(setup),
+                mappings_text(&setup.mappings)
+            )
+        }
+        Op::RegisterEventfd(register) => {
+            let call = if register.is_async {
+                "IORING_REGISTER_EVENTFD_ASYNC"
+            } else {
+                "IORING_REGISTER_EVENTFD"
+            };
+            format!(
+                "{op}{object}: {call} on {} with eventfd {}",
+                register.ring_handle, register.eventfd_handle
+            )
+        }
+        Op::RegisterFiles(register) => format!(
+            "{op}{object}: IORING_REGISTER_FILES on {}, {}",
+            register.ring_handle,
+            used_slots(&register.slots, Option::is_some, |slot| slot
+                .map_or_else(String::new, |h| h.to_string()))
+        ),
+        Op::MemoryBarrier => {
+            format!("{op}: the task's memory must be in place from here on (restore it now if you restore it yourself)")
+        }
+        Op::RegisterBuffers(register) => format!(
+            "{op}{object}: IORING_REGISTER_BUFFERS on {}, {}",
+            register.ring_handle,
+            used_slots(
+                &register.iovecs,
+                |iovec| !iovec.is_empty(),
+                |iovec| format!("{:#x}+{}", iovec.base, iovec.len)
+            )
+        ),
+        Op::InstallFd(install) => format!(
+            "{op}{object}: dup3({}, {}, {})",
+            install.source_handle,
+            install.fd,
+            if install.cloexec { "O_CLOEXEC" } else { "0" }
+        ),
+        Op::CloseFd(close) => {
+            // A single handle without an object is a temporary ring's.
+            let who = match (step.object, close.handles.len()) {
+                (None, 1) => " (temporary ring)".to_owned(),
+                _ => object,
+            };
+            format!("{op}{who}: close({})", handle_list(&close.handles))
+        }
+    }
+}
+
+/// What the image knows of an external input, for the restorer to match:
+/// `regular file "/x", flags 0o2, pos 4` or `pipe, no path`.
+fn external_input_text(input: &ExternalInput) -> String {
+    let mut what = input.file_type.name().replace('_', " ");
+    match &input.path {
+        Some(path) => {
+            let _ = write!(what, " {path:?}");
+        }
+        None => what.push_str(", no path"),
+    }
+    if let Some(flags) = input.flags {
+        let _ = write!(what, ", flags {flags:#o}");
+    }
+    if let Some(pos) = input.pos {
+        let _ = write!(what, ", pos {pos}");
+    }
+    what
+}
