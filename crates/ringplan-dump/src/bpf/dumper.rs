@@ -8,13 +8,15 @@ use std::os::fd::BorrowedFd;
 
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::{MapCore, MapFlags};
+use ringplan_kernel::abi::SetupFlags;
 
 use super::error::{malformed, BpfError, Pass};
+use super::hz::{tick_hz, HZ_PROBE_IDLE_MS};
 use super::iterator::{attach_task_iterator, drain_iterator};
 use super::loaded_skeleton::LoadedSkeleton;
 use super::local_fds::{copy_target_fd, fd_number};
 use super::reading::{Fops, Reading};
-use super::records::{self, Record, Records, Table};
+use super::records::{self, ChunkStatus, Record, Records, Table};
 use super::requests::{Planned, Request, RequestMapGuard, Want};
 use crate::raw::{RawFdEntry, RawState};
 
@@ -303,5 +305,69 @@ impl BpfDumper {
             reading.apply_round_records(pid, &bytes, &requests)?;
         }
         Ok(())
+    }
+}
+
+/// HZ: what the SQ idle of a reading's rings is converted with.
+impl BpfDumper {
+    /// HZ as the kernel was built with it, measured with an SQPOLL ring of
+    /// the dumper's own (the fallback when the clock's resolution does not
+    /// tell). Exposed for tests and diagnostics.
+    pub fn measure_hz(&mut self) -> Result<u32, BpfError> {
+        if let Some(hz) = self.measured_hz {
+            return Ok(hz);
+        }
+        let mut params = rustix::io_uring::io_uring_params::default();
+        params.flags = rustix::io_uring::IoringSetupFlags::SQPOLL;
+        params.sq_thread_idle = HZ_PROBE_IDLE_MS;
+        // SAFETY: io_uring_setup only fills `params`; the ring is never
+        // mapped or submitted to, so the kernel never writes our memory.
+        let probe_ring =
+            unsafe { rustix::io_uring::io_uring_setup(1, &mut params) }.map_err(|errno| {
+                BpfError::MeasureHz {
+                    reason: format!("setting up an SQPOLL ring: {errno}"),
+                }
+            })?;
+        // Its header; expected_ctx 0 accepts the (own) ring as it is.
+        let request = Request {
+            local_fd: probe_ring,
+            expected_ctx: 0,
+            want: Want::Ring,
+        };
+        let bytes = self.run_chunk_round(std::slice::from_ref(&request))?;
+        let mut idle_jiffies = None;
+        for record in Records::new(&bytes) {
+            let record = record.map_err(|error| malformed(Pass::Chunks, error))?;
+            if let Record::Ring(ring) = record {
+                if ring.fd == fd_number(&request.local_fd) && ring.status == ChunkStatus::Ok {
+                    idle_jiffies = Some(ring.sq_thread_idle_jiffies);
+                }
+            }
+        }
+        // ctx->sq_thread_idle = msecs_to_jiffies(1000) = HZ.
+        let hz =
+            idle_jiffies
+                .filter(|&jiffies| jiffies > 0)
+                .ok_or_else(|| BpfError::MeasureHz {
+                    reason: "the probe ring's header did not come back".into(),
+                })?;
+        self.measured_hz = Some(hz);
+        Ok(hz)
+    }
+
+    /// HZ for converting the SQ idle of this reading's rings: from the
+    /// coarse clock's resolution, else measured. `None` when neither works
+    /// (the rings' idle is then reported unknown rather than failing the
+    /// dump), or when no ring has SQPOLL and nothing needs converting.
+    pub(super) fn hz_for(&mut self, reading: &Reading) -> Option<u32> {
+        let needs_hz = reading
+            .rings
+            .values()
+            .any(|ring| ring.header.flags & SetupFlags::SQPOLL.bits() != 0);
+        match tick_hz() {
+            Some(hz) => Some(hz),
+            None if needs_hz => self.measure_hz().ok(),
+            None => None,
+        }
     }
 }

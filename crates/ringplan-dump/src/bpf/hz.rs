@@ -1,88 +1,17 @@
 //! HZ, which converts a ring's SQ idle from jiffies to milliseconds: told
 //! by the coarse clock's resolution, else measured with an SQPOLL ring of
-//! the dumper's own.
-
-use ringplan_kernel::abi::SetupFlags;
-
-use super::dumper::BpfDumper;
-use super::error::{malformed, BpfError, Pass};
-use super::local_fds::fd_number;
-use super::reading::Reading;
-use super::records::{ChunkStatus, Record, Records};
-use super::requests::{Request, Want};
+//! the dumper's own (`BpfDumper::measure_hz`, in `dumper.rs`, since it runs
+//! a pass). This module holds the arithmetic and the clock's answer.
 
 /// The SQ idle, in ms, of the ring the dumper sets up to measure HZ.
-const HZ_PROBE_IDLE_MS: u32 = 1000;
+pub(super) const HZ_PROBE_IDLE_MS: u32 = 1000;
 /// HZ values taken from the coarse clock's resolution; anything else is
 /// measured instead.
 const PLAUSIBLE_HZ: std::ops::RangeInclusive<u32> = 24..=10_000;
 
-impl BpfDumper {
-    /// HZ as the kernel was built with it, measured with an SQPOLL ring of
-    /// the dumper's own (the fallback when the clock's resolution does not
-    /// tell). Exposed for tests and diagnostics.
-    pub fn measure_hz(&mut self) -> Result<u32, BpfError> {
-        if let Some(hz) = self.measured_hz {
-            return Ok(hz);
-        }
-        let mut params = rustix::io_uring::io_uring_params::default();
-        params.flags = rustix::io_uring::IoringSetupFlags::SQPOLL;
-        params.sq_thread_idle = HZ_PROBE_IDLE_MS;
-        // SAFETY: io_uring_setup only fills `params`; the ring is never
-        // mapped or submitted to, so the kernel never writes our memory.
-        let probe_ring =
-            unsafe { rustix::io_uring::io_uring_setup(1, &mut params) }.map_err(|errno| {
-                BpfError::MeasureHz {
-                    reason: format!("setting up an SQPOLL ring: {errno}"),
-                }
-            })?;
-        // Its header; expected_ctx 0 accepts the (own) ring as it is.
-        let request = Request {
-            local_fd: probe_ring,
-            expected_ctx: 0,
-            want: Want::Ring,
-        };
-        let bytes = self.run_chunk_round(std::slice::from_ref(&request))?;
-        let mut idle_jiffies = None;
-        for record in Records::new(&bytes) {
-            let record = record.map_err(|error| malformed(Pass::Chunks, error))?;
-            if let Record::Ring(ring) = record {
-                if ring.fd == fd_number(&request.local_fd) && ring.status == ChunkStatus::Ok {
-                    idle_jiffies = Some(ring.sq_thread_idle_jiffies);
-                }
-            }
-        }
-        // ctx->sq_thread_idle = msecs_to_jiffies(1000) = HZ.
-        let hz =
-            idle_jiffies
-                .filter(|&jiffies| jiffies > 0)
-                .ok_or_else(|| BpfError::MeasureHz {
-                    reason: "the probe ring's header did not come back".into(),
-                })?;
-        self.measured_hz = Some(hz);
-        Ok(hz)
-    }
-
-    /// HZ for converting the SQ idle of this reading's rings: from the
-    /// coarse clock's resolution, else measured. `None` when neither works
-    /// (the rings' idle is then reported unknown rather than failing the
-    /// dump), or when no ring has SQPOLL and nothing needs converting.
-    pub(super) fn hz_for(&mut self, reading: &Reading) -> Option<u32> {
-        let needs_hz = reading
-            .rings
-            .values()
-            .any(|ring| ring.header.flags & SetupFlags::SQPOLL.bits() != 0);
-        match tick_hz() {
-            Some(hz) => Some(hz),
-            None if needs_hz => self.measure_hz().ok(),
-            None => None,
-        }
-    }
-}
-
 /// HZ from the coarse clocks' resolution, which is one tick (TICK_NSEC =
 /// 1e9 / HZ, rounded); `None` when that is not a plausible HZ.
-fn tick_hz() -> Option<u32> {
+pub(super) fn tick_hz() -> Option<u32> {
     let resolution = rustix::time::clock_getres(rustix::time::ClockId::MonotonicCoarse);
     let nanos = i128::from(resolution.tv_sec) * 1_000_000_000 + i128::from(resolution.tv_nsec);
     hz_from_tick_nanos(nanos)
