@@ -110,7 +110,7 @@ mod tests {
         );
         let target = DumpError::from(TargetError::Open {
             pid: 7,
-            source: enoent(),
+            cause: enoent(),
         });
         assert_eq!(
             CliError::from(target).to_string(),

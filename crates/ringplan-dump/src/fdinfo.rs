@@ -72,6 +72,7 @@ const RING_READ_PAUSE: Duration = Duration::from_millis(2);
 
 /// Why the fdinfo backend could not read a process.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FdinfoError {
     #[error("process {pid} does not exist")]
     NoSuchProcess { pid: u32 },

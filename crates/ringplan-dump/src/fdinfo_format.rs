@@ -20,6 +20,7 @@ use rustix::io_uring::{io_uring_params, io_uring_register, io_uring_setup, Iorin
 
 /// What the probe found missing, or why it could not look.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FdinfoFormatError {
     #[error(
         "this kernel's io_uring fdinfo shows a registered file by its name ({shown:?}), not its path \
@@ -32,10 +33,11 @@ pub enum FdinfoFormatError {
          backend cannot tell a semaphore eventfd from a counter; use the BPF backend"
     )]
     NoEventfdSemaphore,
-    #[error("probing this kernel's fdinfo format: {what}: {source}")]
+    /// The cause is in the message, so it is not also a `source`.
+    #[error("probing this kernel's fdinfo format: {what}: {cause}")]
     Probe {
         what: &'static str,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -62,7 +64,7 @@ fn registered_file_row() -> Result<String, FdinfoFormatError> {
     let probe = |what| {
         move |errno: rustix::io::Errno| FdinfoFormatError::Probe {
             what,
-            source: errno.into(),
+            cause: errno.into(),
         }
     };
     let mut params = io_uring_params::default();
@@ -97,7 +99,7 @@ fn shows_eventfd_semaphore() -> Result<bool, FdinfoFormatError> {
         rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).map_err(|errno| {
             FdinfoFormatError::Probe {
                 what: "creating an eventfd",
-                source: errno.into(),
+                cause: errno.into(),
             }
         })?;
     let text = fdinfo::read(Process::Current, eventfd.as_raw_fd()).map_err(read_error)?;
@@ -107,7 +109,7 @@ fn shows_eventfd_semaphore() -> Result<bool, FdinfoFormatError> {
 fn read_error(error: ProcfsError) -> FdinfoFormatError {
     FdinfoFormatError::Probe {
         what: "reading fdinfo",
-        source: error.into_io_error(),
+        cause: error.into_io_error(),
     }
 }
 

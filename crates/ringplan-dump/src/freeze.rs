@@ -89,6 +89,7 @@ impl std::fmt::Display for HeldBy {
 
 /// Why the target could not be held still (or let go).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FreezeError {
     #[error("cannot freeze pid {pid} with its cgroup: {reason}")]
     CgroupUnusable { pid: u32, reason: String },
@@ -98,17 +99,19 @@ pub enum FreezeError {
         waited_ms: u128,
         pending: String,
     },
-    #[error("freezing pid {pid}: {what}: {source}")]
+    /// The cause is in the message, so it is not also a `source`.
+    #[error("freezing pid {pid}: {what}: {cause}")]
     Io {
         pid: u32,
         what: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("letting pid {pid} go: {what}: {source}")]
+    /// The cause is in the message, so it is not also a `source`.
+    #[error("letting pid {pid} go: {what}: {cause}")]
     Release {
         pid: u32,
         what: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -186,7 +189,7 @@ impl Frozen {
         let pid = target.pid();
         let io = |what: &str| {
             let what = what.to_owned();
-            move |source: std::io::Error| FreezeError::Io { pid, what, source }
+            move |cause: std::io::Error| FreezeError::Io { pid, what, cause }
         };
         if process_state(pid).map_err(io("reading its state"))? == Some(b'T') {
             return Ok(Frozen::unchanged(pid, HeldBy::AlreadyStopped));
@@ -211,7 +214,7 @@ impl Frozen {
     }
 
     fn hold_cgroup(pid: u32, cgroup: CgroupFreezer) -> Result<Frozen, FreezeError> {
-        let io = |what: String| move |source: std::io::Error| FreezeError::Io { pid, what, source };
+        let io = |what: String| move |cause: std::io::Error| FreezeError::Io { pid, what, cause };
         let control_path = cgroup.control_path();
         if cgroup
             .is_frozen()
@@ -270,10 +273,10 @@ impl Frozen {
         let start = Instant::now();
         let mut pause = Duration::from_micros(50);
         loop {
-            let still = pending().map_err(|source| FreezeError::Io {
+            let still = pending().map_err(|cause| FreezeError::Io {
                 pid,
                 what: "waiting for it to stop".into(),
-                source,
+                cause,
             })?;
             let Some(what) = still else { return Ok(()) };
             if start.elapsed() >= STOP_TIMEOUT {
@@ -308,10 +311,10 @@ impl Frozen {
             // Thawing failed: leave it to the watchdog, which tries again.
             watchdog.finish(thawed.is_ok());
         }
-        thawed.map_err(|source| FreezeError::Release {
+        thawed.map_err(|cause| FreezeError::Release {
             pid: self.pid,
             what: "thawing".into(),
-            source,
+            cause,
         })?;
         Ok(held_for)
     }

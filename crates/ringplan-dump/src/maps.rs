@@ -12,9 +12,11 @@ use ringplan_kernel::procfs::Process;
 
 /// Why the maps could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MapsError {
-    #[error("reading /proc/{pid}/maps: {source}")]
-    Read { pid: u32, source: std::io::Error },
+    /// The cause is in the message, so it is not also a `source`.
+    #[error("reading /proc/{pid}/maps: {cause}")]
+    Read { pid: u32, cause: std::io::Error },
     #[error("/proc/{pid}/maps line {line}: cannot parse {text:?}")]
     Parse { pid: u32, line: usize, text: String },
 }
@@ -23,7 +25,7 @@ pub enum MapsError {
 pub fn ring_mappings(pid: u32) -> Result<HashMap<u64, Vec<RingMapping>>, MapsError> {
     let text = maps::read(Process::Pid(pid)).map_err(|error| MapsError::Read {
         pid,
-        source: error.into_io_error(),
+        cause: error.into_io_error(),
     })?;
     parse_ring_mappings(&text).map_err(|(line, text)| MapsError::Parse { pid, line, text })
 }

@@ -9,6 +9,7 @@ use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
 /// Why the target process cannot be reached.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TargetError {
     #[error("pid {pid} is not a valid process id")]
     InvalidPid { pid: u32 },
@@ -21,8 +22,9 @@ pub enum TargetError {
     PermissionDenied { pid: u32 },
     #[error("pid {pid} has exited or is exiting; there is nothing left to dump")]
     Exited { pid: u32 },
-    #[error("opening pid {pid}: {source}")]
-    Open { pid: u32, source: std::io::Error },
+    /// The cause is in the message, so it is not also a `source`.
+    #[error("opening pid {pid}: {cause}")]
+    Open { pid: u32, cause: std::io::Error },
 }
 
 /// An open handle on the process to dump. The pidfd keeps referring to this
@@ -46,7 +48,7 @@ impl Target {
             rustix::io::Errno::SRCH => TargetError::NoSuchProcess { pid },
             other => TargetError::Open {
                 pid,
-                source: other.into(),
+                cause: other.into(),
             },
         })?;
         let target = Target { pid, pidfd };
@@ -58,7 +60,7 @@ impl Target {
             Err(error) => Err(match error.kind() {
                 std::io::ErrorKind::PermissionDenied => TargetError::PermissionDenied { pid },
                 std::io::ErrorKind::NotFound => TargetError::NoSuchProcess { pid },
-                _ => TargetError::Open { pid, source: error },
+                _ => TargetError::Open { pid, cause: error },
             }),
         }
     }

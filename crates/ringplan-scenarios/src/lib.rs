@@ -195,6 +195,7 @@ impl FromStr for Scenario {
 
 /// Why a scenario could not be parsed, built or held.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScenarioError {
     #[error(
         "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N or mix"
