@@ -665,16 +665,28 @@ fn overlapping_buffers_are_accepted() {
 
 /// `plan` copied where `nobody` can run it (every directory on the way
 /// 0755), with the path returned.
+///
+/// The copy is written by `install`, not by this process: a test thread
+/// that forks while this process holds the copy open for writing hands
+/// the child that fd until it execs, and an exec of the copy meanwhile
+/// fails with ETXTBSY ("Text file busy"), as it once did in a full run.
 fn plan_for_nobody() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ringplan-nobody-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("creating a temp dir");
     let copy = dir.join("plan");
-    std::fs::copy(PLAN, &copy).expect("copying plan");
+    let status = Command::new("install")
+        .args(["-m", "0755", PLAN])
+        .arg(&copy)
+        .status()
+        .expect("running install (coreutils)");
+    assert!(
+        status.success(),
+        "install {PLAN} {}: {status}",
+        copy.display()
+    );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
         .expect("chmod the copy's directory");
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
-        .expect("chmod the copy");
     copy
 }
 
