@@ -599,7 +599,7 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
             .map(|slot| slot.map(|(addr, len)| json!({ "addr": addr, "len": len })))
             .collect::<Vec<_>>(),
         "mappings": ring.mappings.iter()
-            .map(|mapping| json!({ "region": mapping.region.as_str(), "addr": mapping.addr, "len": mapping.len }))
+            .map(|mapping| json!({ "region": mapping.region.name(), "addr": mapping.addr, "len": mapping.len }))
             .collect::<Vec<_>>(),
     })
 }

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use rustix::io_uring::{
     io_uring_cqe, io_uring_params, io_uring_register, io_uring_setup, io_uring_sqe,
-    IoringFeatureFlags, IoringRegisterOp, IoringSetupFlags, IORING_OFF_CQ_RING, IORING_OFF_SQES,
-    IORING_OFF_SQ_RING,
+    IoringFeatureFlags, IoringRegisterOp, IoringSetupFlags,
 };
 use rustix::mm::{MapFlags, ProtFlags};
 
+use ringplan_image::RingRegion;
 use ringplan_kernel::procfs::{self, Process};
 
 use crate::ScenarioError;
@@ -76,29 +76,11 @@ impl<'fd> RingRequest<'fd> {
     }
 }
 
-/// Which part of a ring a mapping shows (named as the image model names it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RegionName {
-    SqRing,
-    CqRing,
-    Sqes,
-}
-
-impl RegionName {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            RegionName::SqRing => "sq_ring",
-            RegionName::CqRing => "cq_ring",
-            RegionName::Sqes => "sqes",
-        }
-    }
-}
-
 /// A shared mapping of one ring region, unmapped on drop. The address is kept
 /// as an integer so that a [`crate::Built`] can move between threads.
 #[derive(Debug)]
 pub(crate) struct RegionMapping {
-    pub region: RegionName,
+    pub region: RingRegion,
     pub addr: usize,
     pub len: usize,
 }
@@ -377,29 +359,25 @@ fn map_regions(
     if params.features.contains(IoringFeatureFlags::SINGLE_MMAP) {
         mappings.push(map_region(
             fd,
-            RegionName::SqRing,
+            RingRegion::SqRing,
             sq_ring_len.max(cq_ring_len),
             context,
         )?);
     } else {
-        mappings.push(map_region(fd, RegionName::SqRing, sq_ring_len, context)?);
-        mappings.push(map_region(fd, RegionName::CqRing, cq_ring_len, context)?);
+        mappings.push(map_region(fd, RingRegion::SqRing, sq_ring_len, context)?);
+        mappings.push(map_region(fd, RingRegion::CqRing, cq_ring_len, context)?);
     }
-    mappings.push(map_region(fd, RegionName::Sqes, sqes_len, context)?);
+    mappings.push(map_region(fd, RingRegion::Sqes, sqes_len, context)?);
     Ok(mappings)
 }
 
 fn map_region(
     fd: &OwnedFd,
-    region: RegionName,
+    region: RingRegion,
     len: usize,
     context: &str,
 ) -> Result<RegionMapping, ScenarioError> {
-    let offset = match region {
-        RegionName::SqRing => IORING_OFF_SQ_RING,
-        RegionName::CqRing => IORING_OFF_CQ_RING,
-        RegionName::Sqes => IORING_OFF_SQES,
-    };
+    let offset = region.mmap_offset();
     // SAFETY: a fresh shared mapping at an address the kernel picks; it
     // aliases no Rust object, and `RegionMapping` unmaps it exactly once.
     let addr = unsafe {
@@ -413,7 +391,7 @@ fn map_region(
         )
     }
     .map_err(|errno| {
-        ScenarioError::syscall(format!("mmap of {} ({context})", region.as_str()), errno)
+        ScenarioError::syscall(format!("mmap of {} ({context})", region.name()), errno)
     })?;
     Ok(RegionMapping {
         region,
