@@ -17,14 +17,18 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let Ok(plan) = ringplan_plan::compile(&image) else { return };
+    let Ok(plan) = ringplan_plan::compile(&image) else {
+        return;
+    };
     let _ = plan.to_text();
     let _ = plan.to_dot();
     let mut sink = Vec::new();
-    plan.write_json(&mut sink, false).expect("plan JSON serializes");
+    plan.write_json(&mut sink, false)
+        .expect("plan JSON serializes");
     let _ = plan.needed_fds();
     let _ = plan.fd_limit_needed();
     let bytes = ringplan_plan::encode_to_vec(&plan).expect("a compiled plan encodes");
-    let decoded = ringplan_plan::decode_slice(&bytes).expect("a compiled plan decodes and validates");
+    let decoded =
+        ringplan_plan::decode_slice(&bytes).expect("a compiled plan decodes and validates");
     assert_eq!(decoded, plan, "plan CBOR round trip changed the plan");
 });

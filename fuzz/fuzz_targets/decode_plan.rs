@@ -5,7 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(plan) = ringplan_plan::decode_slice(data) else { return };
+    let Ok(plan) = ringplan_plan::decode_slice(data) else {
+        return;
+    };
     let _ = plan.to_text();
     let _ = plan.to_dot();
     let _ = plan.to_json();

@@ -16,8 +16,8 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ringplan_image::{
-    Backend, Buffer, Eventfd, FdEntry, File, FileType, Image, Object, ObjectId, ObjectKind, Ring, RingEventfd,
-    RingField, RingMapping, RingRegion, RingSetup, Source,
+    Backend, Buffer, Eventfd, FdEntry, File, FileType, Image, Object, ObjectId, ObjectKind, Ring,
+    RingEventfd, RingField, RingMapping, RingRegion, RingSetup, Source,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -80,7 +80,13 @@ const FILE_TYPES: [FileType; 9] = [
 /// Fds well above what a fuzzing process holds, so that preflight's
 /// "already open" check is reached only by collisions the sketch makes.
 fn fds(sketch: &[(u8, bool)]) -> Vec<FdEntry> {
-    sketch.iter().map(|&(fd, cloexec)| FdEntry { fd: 200 + i32::from(fd), cloexec }).collect()
+    sketch
+        .iter()
+        .map(|&(fd, cloexec)| FdEntry {
+            fd: 200 + i32::from(fd),
+            cloexec,
+        })
+        .collect()
 }
 
 fn build(sketch: &Sketch) -> Image {
@@ -88,8 +94,11 @@ fn build(sketch: &Sketch) -> Image {
     let eventfds = sketch.eventfds.len().min(8);
     let files = sketch.files.len().min(32);
     let ring_id = |index: u8| ObjectId(1 + u32::from(index) % rings.max(1) as u32);
-    let eventfd_id = |index: u8| ObjectId(1 + rings as u32 + u32::from(index) % eventfds.max(1) as u32);
-    let file_id = |index: u8| ObjectId(1 + (rings + eventfds) as u32 + u32::from(index) % files.max(1) as u32);
+    let eventfd_id =
+        |index: u8| ObjectId(1 + rings as u32 + u32::from(index) % eventfds.max(1) as u32);
+    let file_id = |index: u8| {
+        ObjectId(1 + (rings + eventfds) as u32 + u32::from(index) % files.max(1) as u32)
+    };
     let mut objects = Vec::new();
     for (index, ring) in sketch.rings.iter().take(rings).enumerate() {
         let sq_entries = 1u32.checked_shl(u32::from(ring.sq_log % 17)).unwrap_or(1);
@@ -109,18 +118,28 @@ fn build(sketch: &Sketch) -> Image {
                 wq_parent: ring.wq_parent.map(ring_id),
                 sq_group: ring.sq_group.map(u32::from),
                 eventfd: if eventfds > 0 {
-                    ring.eventfd.map(|(index, is_async)| RingEventfd { object: eventfd_id(index), is_async })
+                    ring.eventfd.map(|(index, is_async)| RingEventfd {
+                        object: eventfd_id(index),
+                        is_async,
+                    })
                 } else {
                     None
                 },
-                files: ring.files.iter().take(64).map(|slot| slot.filter(|_| files > 0).map(file_id)).collect(),
+                files: ring
+                    .files
+                    .iter()
+                    .take(64)
+                    .map(|slot| slot.filter(|_| files > 0).map(file_id))
+                    .collect(),
                 buffers: ring
                     .buffers
                     .iter()
                     .take(32)
                     .map(|slot| {
                         slot.map(|(page, offset, len)| Buffer {
-                            addr: 0x2000_0000_0000 + u64::from(page) * 4096 + u64::from(offset % 4096),
+                            addr: 0x2000_0000_0000
+                                + u64::from(page) * 4096
+                                + u64::from(offset % 4096),
                             len: u64::from(len),
                         })
                     })
@@ -130,7 +149,8 @@ fn build(sketch: &Sketch) -> Image {
                     .iter()
                     .take(3)
                     .map(|&(region, page, pages)| RingMapping {
-                        region: [RingRegion::SqRing, RingRegion::CqRing, RingRegion::Sqes][usize::from(region % 3)],
+                        region: [RingRegion::SqRing, RingRegion::CqRing, RingRegion::Sqes]
+                            [usize::from(region % 3)],
                         addr: 0x3000_0000_0000 + u64::from(page) * 4096,
                         len: u64::from(pages) * 4096,
                     })
@@ -140,8 +160,12 @@ fn build(sketch: &Sketch) -> Image {
                     .iter()
                     .take(4)
                     .map(|field| {
-                        [RingField::Flags, RingField::SqThreadCpu, RingField::SqThreadIdle, RingField::Eventfd]
-                            [usize::from(field % 4)]
+                        [
+                            RingField::Flags,
+                            RingField::SqThreadCpu,
+                            RingField::SqThreadIdle,
+                            RingField::Eventfd,
+                        ][usize::from(field % 4)]
                     })
                     .collect(),
             }),
@@ -170,18 +194,29 @@ fn build(sketch: &Sketch) -> Image {
             }),
         });
     }
-    let source = Source { pid: 1, backend: Backend::Bpf, kernel_release: "fuzz".into() };
+    let source = Source {
+        pid: 1,
+        backend: Backend::Bpf,
+        kernel_release: "fuzz".into(),
+    };
     Image::new(source, objects)
 }
 
 fn one_line(what: &str, error: &dyn std::fmt::Display) {
     let text = error.to_string();
-    assert!(!text.contains('\n'), "{what} error is not one line: {text:?}");
+    assert!(
+        !text.contains('\n'),
+        "{what} error is not one line: {text:?}"
+    );
 }
 
 fn open_fds() -> Vec<std::ffi::OsString> {
     let mut fds: Vec<_> = std::fs::read_dir("/proc/self/fd")
-        .map(|dir| dir.filter_map(Result::ok).map(|entry| entry.file_name()).collect())
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|entry| entry.file_name())
+                .collect()
+        })
         .unwrap_or_default();
     fds.sort();
     fds
@@ -201,7 +236,10 @@ fuzz_target!(|sketch: Sketch| {
         Ok(plan) => plan,
         Err(error) => return one_line("compile", &error),
     };
-    let options = ringplan_exec::ExecOptions { substitute_external: true, ..Default::default() };
+    let options = ringplan_exec::ExecOptions {
+        substitute_external: true,
+        ..Default::default()
+    };
     let before = open_fds();
     let result = ringplan_exec::preflight(
         &plan,
