@@ -114,7 +114,7 @@ struct io_sq_data {
 	int sq_cpu;
 };
 
-/* 6.18 has len (and is_kbuf); 6.1 has ubuf_end instead. */
+/* 6.18 has len (and is_kbuf); 6.12 has len; 6.1 has ubuf_end instead. */
 struct io_mapped_ubuf {
 	__u64 ubuf;
 	unsigned int len;

@@ -390,12 +390,20 @@ static long write_buffer_slot(__u32 step, void *data)
 	} else if (layout_is_fixed_files()) {
 		struct io_mapped_ubuf *buf = (void *)word;
 		__u64 start = BPF_CORE_READ(buf, ubuf);
-		__u64 end = BPF_CORE_READ(buf, ubuf_end);
-		/* An empty 6.1 slot points at ctx->dummy_ubuf: ubuf = -1, end = 0. */
-		if (start == ~0ULL || end < start)
+		/* An empty slot points at a dummy buffer whose ubuf is -1 (6.1:
+		 * ctx->dummy_ubuf, end 0; 6.12: a static one, len UINT_MAX). */
+		if (start == ~0ULL)
 			return 0;
 		rec.addr = start;
-		rec.len = end - start;
+		/* 6.1 keeps the end address; 6.12 (same tables) the length. */
+		if (bpf_core_field_exists(buf->ubuf_end)) {
+			__u64 end = BPF_CORE_READ(buf, ubuf_end);
+			if (end < start)
+				return 0;
+			rec.len = end - start;
+		} else {
+			rec.len = BPF_CORE_READ(buf, len);
+		}
 	} else {
 		return 1;
 	}

@@ -28,11 +28,12 @@ struct KernelRingView {
     buffers: BTreeMap<u32, String>,
 }
 
-/// Whether this kernel's fdinfo is 6.1's: a registered file's row is its
-/// dentry's name (`null`, not `/dev/null`), every empty slot has a
-/// `<none>` row, an empty buffer slot shows 6.1's dummy buffer
-/// (`0xffffffffffffffff/1`), the counts are printed without rows while the
-/// ring's lock is taken, and `SqThread` is -1 while the SQ thread polls.
+/// Whether this kernel's fdinfo is 6.1's or 6.12's: a registered file's
+/// row is its dentry's name (`null`, not `/dev/null`), every empty slot has
+/// a `<none>` row, an empty buffer slot shows the dummy buffer (one of
+/// [`DUMMY_BUFFER_ROWS`]), the counts are printed without rows while the
+/// ring's lock is taken, and (6.1 only) `SqThread` is -1 while the SQ
+/// thread polls.
 /// Found by registering /dev/null in a probe ring.
 fn kernel_prints_names() -> bool {
     static NAMES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -66,8 +67,10 @@ fn kernel_prints_names() -> bool {
     })
 }
 
-/// 6.1's empty buffer slot: its dummy buffer, ubuf -1 and ubuf_end 0.
-const DUMMY_BUFFER_ROW: &str = "0xffffffffffffffff/1";
+/// An empty buffer slot on kernels before 6.13: the dummy buffer, ubuf -1.
+/// 6.1 prints its length as ubuf_end (0) - ubuf = 1; 6.12 keeps a length,
+/// UINT_MAX. 6.18 prints `<none>`.
+const DUMMY_BUFFER_ROWS: &[&str] = &["0xffffffffffffffff/1", "0xffffffffffffffff/4294967295"];
 
 impl KernelRingView {
     /// Reads the ring's fdinfo. The kernel prints the ring part (6.18) or
@@ -123,10 +126,10 @@ impl KernelRingView {
             .collect()
     }
 
-    /// Buffer rows with 6.1's dummy buffer shown as `<none>`, as 6.18 shows it.
+    /// Buffer rows with the dummy buffer shown as `<none>`, as 6.18 shows it.
     fn buffer_rows(&self) -> BTreeMap<u32, String> {
         let normalize = |row: &String| {
-            if row == DUMMY_BUFFER_ROW {
+            if DUMMY_BUFFER_ROWS.contains(&row.as_str()) {
                 "<none>".to_owned()
             } else {
                 row.clone()

@@ -61,13 +61,29 @@ pub(super) const FIXED_FILES: &[(&str, &str)] = &[
     ("io_ring_ctx", "user_bufs"),
     ("io_mapped_ubuf", "ubuf_end"),
 ];
+/// 6.12's: 6.1's tables, but a buffer keeps its length, not its end.
+pub(super) const FIXED_FILES_BUFFER_LEN: &[(&str, &str)] = &[
+    ("io_file_table", "files"),
+    ("io_ring_ctx", "nr_user_files"),
+    ("io_ring_ctx", "nr_user_bufs"),
+    ("io_ring_ctx", "user_bufs"),
+    ("io_mapped_ubuf", "len"),
+];
 
 /// The first field the program needs that the running kernel's BTF
 /// lacks, as `struct.member`; `None` when all are there (or BTF cannot
 /// be read, in which case the load error says enough).
 pub(super) fn missing_field() -> Option<String> {
     let btf = Btf::from_vmlinux().ok()?;
-    missing_field_in(&btf, ALWAYS, &[("6.18", RSRC_NODES), ("6.1", FIXED_FILES)])
+    missing_field_in(
+        &btf,
+        ALWAYS,
+        &[
+            ("6.18", RSRC_NODES),
+            ("6.1", FIXED_FILES),
+            ("6.12", FIXED_FILES_BUFFER_LEN),
+        ],
+    )
 }
 
 /// The first of `always` that `btf` lacks; else, when every one of the
