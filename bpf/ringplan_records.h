@@ -54,7 +54,7 @@ enum rp_layout {
 	 * verified): ctx->file_table.data / ctx->buf_table are io_rsrc_data
 	 * {nr, nodes}; a node holds file_ptr or buf. */
 	RP_LAYOUT_RSRC_NODES = 1,
-	/* 6.1: ctx->file_table.files (io_fixed_file[]), nr_user_files,
+	/* 6.1 and 6.12: ctx->file_table.files (io_fixed_file[]), nr_user_files,
 	 * user_bufs (io_mapped_ubuf *[]), nr_user_bufs. */
 	RP_LAYOUT_FIXED_FILES = 2,
 };

@@ -24,8 +24,8 @@ use rustix::io_uring::{io_uring_params, io_uring_register, io_uring_setup, Iorin
 pub enum FdinfoFormatError {
     #[error(
         "this kernel's io_uring fdinfo shows a registered file by its name ({shown:?}), not its path \
-         (\"/dev/null\"), and hides SqThread while the SQ thread polls (Linux 6.1 does both): the fdinfo \
-         backend cannot read this kernel; use the BPF backend"
+         (\"/dev/null\"), as Linux 6.1 and 6.12 do: the fdinfo backend cannot read this kernel; use the \
+         BPF backend"
     )]
     NamesNotPaths { shown: String },
     #[error(
