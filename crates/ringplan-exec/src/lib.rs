@@ -85,6 +85,7 @@
 //! # }
 //! ```
 
+pub mod continuity;
 mod error;
 pub mod hold;
 mod memory;

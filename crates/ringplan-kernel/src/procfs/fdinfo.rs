@@ -539,5 +539,7 @@ fn missing(path: &Path, key: &'static str) -> ProcfsError {
     }
 }
 
+pub mod queues;
+
 #[cfg(test)]
 mod tests;
