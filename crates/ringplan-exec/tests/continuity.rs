@@ -550,3 +550,71 @@ fn a_taken_range_is_refused() {
         "dropping the ring unmaps its memory"
     );
 }
+
+#[test]
+fn create_says_when_the_kernel_has_no_no_mmap() {
+    let setup = RingSetup::new(8, SetupFlags::empty());
+    let placement = placement(80, 64 << 10, 64 << 10, Backing::Memfd);
+    match (
+        kernel_supports_no_mmap(),
+        ContinuousRing::create(&setup, &placement),
+    ) {
+        (Ok(()), Ok(ring)) => assert!(ring.flags().contains(SetupFlags::NO_MMAP)),
+        (Err(_), Err(error)) => {
+            assert!(
+                matches!(error, ContinuityError::NoMmapUnsupported { .. }),
+                "{error}"
+            );
+            assert!(
+                error
+                    .to_string()
+                    .ends_with("IORING_SETUP_NO_MMAP needs Linux 6.5"),
+                "{error}"
+            );
+            assert_eq!(
+                mapping_at(base(80)),
+                None,
+                "refused before mapping anything"
+            );
+        }
+        (supported, created) => panic!(
+            "kernel check {supported:?} but create gave {:?}",
+            created.err()
+        ),
+    }
+}
+
+/// A ring past 2^32 (its SQ head and CQ tail wrapped): about 2^32 NOPs,
+/// minutes on these machines, so run on demand:
+/// `cargo test --release -p ringplan-exec --test continuity -- --ignored`.
+#[test]
+#[ignore = "takes minutes: 2^32 NOPs"]
+fn positions_wrap_past_2_pow_32() {
+    if !no_mmap_here() {
+        return;
+    }
+    let mut ring = create(
+        81,
+        &RingSetup::new(32768, SetupFlags::empty()),
+        Backing::Memfd,
+    );
+    // 2^32 + 7 for the SQ head; the CQ tail 2^32 + 12 (its last 5 by
+    // MSG_RING); the CQ head 10 behind it, across the wrap.
+    let targets = PositionTargets {
+        sq_head: 7,
+        cq_tail: 12,
+        cq_head: 2,
+    };
+    // Counting forward from 0 to 7 is 7 positions: start the wrap by hand
+    // with a first leg to 2^32 - 3, then continue across it.
+    let first = PositionTargets {
+        sq_head: u32::MAX - 2,
+        cq_tail: u32::MAX - 2,
+        cq_head: u32::MAX - 2,
+    };
+    advance_positions(&mut ring, &first, &mut |_, _| {}).expect("to 2^32 - 3");
+    assert_eq!(positions(&queues(ring.fd())), [u32::MAX - 2; 6]);
+    let advanced = advance_positions(&mut ring, &targets, &mut |_, _| {}).expect("across the wrap");
+    assert_eq!((advanced.nops, advanced.messages), (10, 5));
+    assert_eq!(positions(&queues(ring.fd())), [7, 7, 7, 2, 12, 12]);
+}
