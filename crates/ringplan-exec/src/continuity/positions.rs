@@ -7,7 +7,8 @@
 //!
 //! The NOPs are written once: with an SQ array every array entry points at
 //! SQE 0, without one (`NO_SQARRAY`) every slot holds the NOP, so a batch
-//! costs one tail store and one `io_uring_enter`. The CQ head is moved by
+//! costs one tail store and one `io_uring_enter` (batches of at most 1024,
+//! cheaper per NOP than larger ones). The CQ head is moved by
 //! hand between batches (the ring's memory is ours), never backwards past
 //! what the kernel last saw, since the kernel caches free CQ slots.
 
@@ -23,6 +24,11 @@ use super::rings_view::RingsView;
 
 /// How often (in positions) progress is reported, besides start and end.
 const PROGRESS_EVERY: u64 = 1 << 16;
+/// The largest NOP batch: on a 32768-entry ring, batches of 1024 cost about
+/// 10% less per NOP than batches of the whole ring (measured 69-72 ns
+/// against 77-80 ns), as fewer requests are in flight in the kernel at
+/// once.
+const MAX_NOP_BATCH: u32 = 1024;
 /// The largest helper ring for `MSG_RING` batches.
 const HELPER_ENTRIES: u32 = 4096;
 
@@ -190,7 +196,9 @@ impl Advance<'_> {
         let fd = self.ring.fd();
         let mut left = count;
         while left > 0 {
-            let mut batch = left.min(u64::from(self.view().sq_entries)) as u32;
+            let mut batch = left
+                .min(u64::from(self.view().sq_entries))
+                .min(u64::from(MAX_NOP_BATCH)) as u32;
             if !skip_cqe {
                 batch = batch.min(self.make_room());
                 if batch == 0 {
