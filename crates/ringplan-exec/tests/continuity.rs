@@ -618,3 +618,45 @@ fn positions_wrap_past_2_pow_32() {
     assert_eq!((advanced.nops, advanced.messages), (10, 5));
     assert_eq!(positions(&queues(ring.fd())), [7, 7, 7, 2, 12, 12]);
 }
+
+#[test]
+fn placements_the_kernel_cannot_take_are_refused_before_mapping() {
+    if !no_mmap_here() {
+        return;
+    }
+    let setup = RingSetup::new(8, SetupFlags::empty());
+    let layout = ring_layout(&setup).expect("layout");
+    let good = placement(82, layout.rings_len, layout.sqes_len, Backing::Anonymous);
+    let mut cases = Vec::new();
+    // Anonymous memory cannot show at two addresses.
+    let mut two = good.clone();
+    two.rings.push(RegionPlacement {
+        addr: base(82) + 64 * MIB,
+        len: 4096,
+    });
+    cases.push(("two anonymous addresses", two));
+    let mut unaligned = good.clone();
+    unaligned.rings[0].addr += 64;
+    cases.push(("unaligned rings", unaligned));
+    let mut short = good.clone();
+    short.rings[0].len = layout.rings_len - 1;
+    cases.push(("rings too short", short));
+    let mut short_sqes = good.clone();
+    short_sqes.sqes.len = layout.sqes_len - 1;
+    cases.push(("SQEs too short", short_sqes));
+    for (what, placement) in cases {
+        let error = ContinuousRing::create(&setup, &placement)
+            .err()
+            .expect(what);
+        assert!(
+            matches!(error, ContinuityError::BadRequest(_)),
+            "{what}: {error}"
+        );
+        assert_eq!(mapping_at(base(82)), None, "{what}: nothing mapped");
+        assert_eq!(
+            mapping_at(base(82) + 128 * MIB),
+            None,
+            "{what}: nothing mapped"
+        );
+    }
+}
