@@ -153,6 +153,89 @@ pub mod linux {
     pub const PF_EXITING: u64 = 0x4;
 }
 
+/// What restoring a ring's memory, positions and entries needs (issue 12):
+/// entry sizes, the byte layout of the SQE fields the executor writes, the
+/// opcodes and flags of the NOPs and `MSG_RING`s that move a ring's
+/// positions, and the ring flags it watches.
+pub mod continuity {
+    /// The first kernel with `IORING_SETUP_NO_MMAP` (rings in memory the
+    /// task provides), as (major, minor).
+    pub const NO_MMAP_SINCE: (u32, u32) = (6, 5);
+    /// The first kernel with `IORING_OP_MSG_RING`.
+    pub const MSG_RING_SINCE: (u32, u32) = (5, 18);
+
+    /// Bytes of an SQE (`struct io_uring_sqe`).
+    pub const SQE_SIZE: usize = 64;
+    /// Bytes of an SQE with `IORING_SETUP_SQE128`.
+    pub const SQE128_SIZE: usize = 128;
+    /// Bytes of a CQE (`struct io_uring_cqe`).
+    pub const CQE_SIZE: usize = 16;
+    /// Bytes of a CQE with `IORING_SETUP_CQE32` (two extra `u64`s).
+    pub const CQE32_SIZE: usize = 32;
+    /// Bytes of an SQ array entry (a `u32` SQE index).
+    pub const SQ_ARRAY_ENTRY_SIZE: usize = 4;
+
+    /// Byte offsets of the fields of `struct io_uring_sqe` the executor
+    /// writes (little-endian x86-64).
+    pub mod sqe_offset {
+        /// `__u8 opcode`
+        pub const OPCODE: usize = 0;
+        /// `__u8 flags` (`IOSQE_*`)
+        pub const FLAGS: usize = 1;
+        /// `__s32 fd`
+        pub const FD: usize = 4;
+        /// `__u64 off` (for `MSG_RING`: the user_data of the posted CQE)
+        pub const OFF: usize = 8;
+        /// `__u64 addr` (for `MSG_RING`: the command, `IORING_MSG_DATA`)
+        pub const ADDR: usize = 16;
+        /// `__u32 len` (for `MSG_RING`: the res of the posted CQE)
+        pub const LEN: usize = 24;
+        /// The op flags union (`msg_ring_flags` for `MSG_RING`).
+        pub const OP_FLAGS: usize = 28;
+        /// `__u64 user_data`
+        pub const USER_DATA: usize = 32;
+        /// `file_index` (for `MSG_RING` with `IORING_MSG_RING_FLAGS_PASS`:
+        /// the flags of the posted CQE)
+        pub const FILE_INDEX: usize = 44;
+    }
+
+    /// Byte offsets of the fields of `struct io_uring_cqe`.
+    pub mod cqe_offset {
+        /// `__u64 user_data`
+        pub const USER_DATA: usize = 0;
+        /// `__s32 res`
+        pub const RES: usize = 8;
+        /// `__u32 flags`
+        pub const FLAGS: usize = 12;
+        /// `__u64 big_cqe[2]`, only with `IORING_SETUP_CQE32`.
+        pub const EXTRA: usize = 16;
+    }
+
+    /// `IORING_OP_NOP`
+    pub const OP_NOP: u8 = 0;
+    /// `IORING_OP_MSG_RING`
+    pub const OP_MSG_RING: u8 = 40;
+    /// `IOSQE_CQE_SKIP_SUCCESS`: no CQE when the request succeeds.
+    pub const IOSQE_CQE_SKIP_SUCCESS: u8 = 1 << 6;
+    /// `IORING_MSG_DATA`: `MSG_RING` posts a CQE with user_data = `off`,
+    /// res = `len`.
+    pub const IORING_MSG_DATA: u64 = 0;
+    /// `IORING_MSG_RING_FLAGS_PASS` (after 6.1; EINVAL where missing): the
+    /// posted CQE's flags are the SQE's `file_index`.
+    pub const IORING_MSG_RING_FLAGS_PASS: u32 = 1 << 1;
+
+    /// `IORING_SQ_NEED_WAKEUP` in the SQ ring's flags: the SQ thread sleeps.
+    pub const IORING_SQ_NEED_WAKEUP: u32 = 1 << 0;
+    /// `IORING_SQ_CQ_OVERFLOW` in the SQ ring's flags: CQEs wait in the
+    /// kernel's overflow list.
+    pub const IORING_SQ_CQ_OVERFLOW: u32 = 1 << 1;
+
+    /// `IORING_ENTER_GETEVENTS`
+    pub const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
+    /// `IORING_ENTER_SQ_WAKEUP`: wake a sleeping SQ thread.
+    pub const IORING_ENTER_SQ_WAKEUP: u32 = 1 << 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

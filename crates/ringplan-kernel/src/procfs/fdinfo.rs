@@ -539,5 +539,9 @@ fn missing(path: &Path, key: &'static str) -> ProcfsError {
     }
 }
 
+/// The positions and pending entries of a ring's fdinfo (`SqHead` ..
+/// `CachedCqTail`, `SQEs:`, `CQEs:`, `CqOverflowList:` rows).
+pub mod queues;
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,37 @@
+//! The mechanics a continuous restore needs (issue 12), as plain functions
+//! over addresses, sizes, flags, positions and entry bytes, each making real
+//! syscalls. Plan ops that call them come later.
+//!
+//! - [`ContinuousRing::create`] (`ring.rs`, `memory.rs`): a ring whose rings
+//!   and SQEs live in memory placed at given addresses with
+//!   `MAP_FIXED_NOREPLACE` (`IORING_SETUP_NO_MMAP`, Linux 6.5+), the rings
+//!   shown at one address or at two (one memfd mapped twice), laid out as
+//!   the kernel lays out an mmap'd ring of the same sizes and flags
+//!   ([`ring_layout`]).
+//! - [`advance_positions`] (`positions.rs`): the kernel's private
+//!   `cached_sq_head` and `cached_cq_tail` brought to given `u32` values with
+//!   NOPs (`IOSQE_CQE_SKIP_SUCCESS` where only the SQ head moves) and, for a
+//!   CQ tail ahead of the SQ head, `IORING_OP_MSG_RING` from a helper ring
+//!   (`helper.rs`); progress reported through a callback.
+//! - [`restore_entries`] (`contents.rs`): queued SQEs, unconsumed CQEs and
+//!   the kernel's CQ overflow list put back, after checking that they fit the
+//!   ring and the positions, and that the kernel can reproduce them.
+//!
+//! Ownership: everything these functions create (memfds, mappings, the
+//! ring, helper rings) is owned by a value that releases it when dropped, so
+//! an error leaves the process as it found it; [`ContinuousRing::keep`]
+//! hands the ring over for good (its memory stays mapped).
+
+mod contents;
+mod error;
+mod helper;
+mod memory;
+mod positions;
+mod ring;
+mod rings_view;
+
+pub use contents::{restore_entries, OverflowCqe, QueuedSqe, RecordedEntries};
+pub use error::ContinuityError;
+pub use memory::{Backing, RegionPlacement, RingPlacement};
+pub use positions::{advance_positions, Advanced, PositionTargets};
+pub use ring::{kernel_supports_no_mmap, ring_layout, ContinuousRing, RingLayout, RingSetup};

@@ -1,0 +1,212 @@
+//! Putting a ring's pending entries back: queued SQEs (and their SQ array
+//! entries) and unconsumed CQEs into their slots with the recorded bytes,
+//! overflowed CQEs into the kernel's overflow list in order, at the
+//! recorded positions. Everything is checked before anything is done.
+//!
+//! The overflow list is reached the way the kernel fills it: a CQE posted
+//! into a full CQ ring goes there. The positions are advanced with the CQ
+//! head held `cq_entries` behind the tail, the overflowed CQEs are posted
+//! with `MSG_RING` (`IORING_MSG_DATA`: user_data = `off`, res = `len`;
+//! `IORING_MSG_RING_FLAGS_PASS`: flags), then the head moves to its
+//! recorded place. What `MSG_RING` cannot post is refused up front: the
+//! extra words of a `CQE32` ring's overflowed CQEs.
+
+use std::os::fd::AsRawFd;
+
+use ringplan_kernel::abi::continuity::IORING_SQ_CQ_OVERFLOW;
+use ringplan_kernel::abi::SetupFlags;
+
+use super::error::ContinuityError;
+use super::helper::{msg_ring_sqe, HelperRing, Message};
+use super::positions::{advance_positions, Advanced, PositionTargets};
+use super::ring::ContinuousRing;
+
+/// The largest helper ring for overflow batches.
+const HELPER_ENTRIES: u32 = 4096;
+
+/// A queued SQE: the SQE slot it is in (the SQ array's value at its
+/// position where the ring has an array; without one it must be the
+/// position's own slot) and its bytes (one SQE, 64 or 128 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedSqe {
+    pub index: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// A CQE in the kernel's overflow list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverflowCqe {
+    pub user_data: u64,
+    pub res: i32,
+    pub flags: u32,
+    /// The extra words of a `CQE32` ring (zero otherwise).
+    pub extra: [u64; 2],
+}
+
+/// A ring's recorded positions and pending entries.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedEntries<'a> {
+    /// The kernel's SQ head (`cached_sq_head`).
+    pub sq_head: u32,
+    /// The SQ tail the program wrote: `sq_tail - sq_head` queued SQEs.
+    pub sq_tail: u32,
+    /// The CQ head the program wrote.
+    pub cq_head: u32,
+    /// The kernel's CQ tail (`cached_cq_tail`): `cq_tail - cq_head`
+    /// unconsumed CQEs.
+    pub cq_tail: u32,
+    /// The queued SQEs, from the SQ head on.
+    pub queued: &'a [QueuedSqe],
+    /// The unconsumed CQEs' bytes (16 or 32 each), from the CQ head on.
+    pub unconsumed: &'a [Vec<u8>],
+    /// The overflow list, oldest first.
+    pub overflow: &'a [OverflowCqe],
+}
+
+/// Brings a new, empty ring to `recorded`: positions (with
+/// [`advance_positions`], reporting progress), the overflow list, the
+/// unconsumed CQEs, then the queued SQEs. With an SQ thread, queued SQEs
+/// are consumed as soon as the tail is written, as they would have been in
+/// the original.
+pub fn restore_entries(
+    ring: &mut ContinuousRing,
+    recorded: &RecordedEntries<'_>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Advanced, ContinuityError> {
+    check(ring, recorded)?;
+    let cq_entries = ring.view.cq_entries;
+    let holding_full = !recorded.overflow.is_empty();
+    let targets = PositionTargets {
+        sq_head: recorded.sq_head,
+        cq_tail: recorded.cq_tail,
+        cq_head: if holding_full {
+            recorded.cq_tail.wrapping_sub(cq_entries)
+        } else {
+            recorded.cq_head
+        },
+    };
+    let advanced = advance_positions(ring, &targets, progress)?;
+    if holding_full {
+        post_overflow(ring, recorded.overflow)?;
+    }
+    let view = &ring.view;
+    for (index, bytes) in recorded.unconsumed.iter().enumerate() {
+        view.write_cqe(recorded.cq_head.wrapping_add(index as u32), bytes);
+    }
+    view.set_cq_head(recorded.cq_head);
+    for (index, sqe) in recorded.queued.iter().enumerate() {
+        let position = recorded.sq_head.wrapping_add(index as u32);
+        if view.has_sq_array() {
+            view.set_array_entry(position, sqe.index);
+        }
+        view.write_sqe(sqe.index, &sqe.bytes);
+    }
+    view.set_sq_tail(recorded.sq_tail);
+    Ok(advanced)
+}
+
+/// Everything that can be refused without touching the ring.
+fn check(ring: &ContinuousRing, recorded: &RecordedEntries<'_>) -> Result<(), ContinuityError> {
+    let view = &ring.view;
+    let bad = |problem: String| Err(ContinuityError::BadRequest(problem));
+    let queued = recorded.sq_tail.wrapping_sub(recorded.sq_head);
+    if queued > view.sq_entries || queued as usize != recorded.queued.len() {
+        return bad(format!(
+            "SQ head {} and tail {} need {queued} queued SQEs in a ring of {}; {} were given",
+            recorded.sq_head,
+            recorded.sq_tail,
+            view.sq_entries,
+            recorded.queued.len()
+        ));
+    }
+    let unconsumed = recorded.cq_tail.wrapping_sub(recorded.cq_head);
+    if unconsumed > view.cq_entries || unconsumed as usize != recorded.unconsumed.len() {
+        return bad(format!(
+            "CQ head {} and tail {} need {unconsumed} unconsumed CQEs in a ring of {}; {} were given",
+            recorded.cq_head,
+            recorded.cq_tail,
+            view.cq_entries,
+            recorded.unconsumed.len()
+        ));
+    }
+    for (index, sqe) in recorded.queued.iter().enumerate() {
+        let position = recorded.sq_head.wrapping_add(index as u32);
+        if sqe.bytes.len() != view.sqe_size {
+            return bad(format!(
+                "queued SQE {index} has {} bytes, not {}",
+                sqe.bytes.len(),
+                view.sqe_size
+            ));
+        }
+        if sqe.index >= view.sq_entries
+            || (!view.has_sq_array() && sqe.index != position & (view.sq_entries - 1))
+        {
+            return bad(format!(
+                "queued SQE {index} (position {position}) cannot be in slot {} of this ring",
+                sqe.index
+            ));
+        }
+    }
+    if let Some((index, cqe)) = recorded
+        .unconsumed
+        .iter()
+        .enumerate()
+        .find(|(_, cqe)| cqe.len() != view.cqe_size)
+    {
+        return bad(format!(
+            "unconsumed CQE {index} has {} bytes, not {}",
+            cqe.len(),
+            view.cqe_size
+        ));
+    }
+    if let Some((index, cqe)) = recorded
+        .overflow
+        .iter()
+        .enumerate()
+        .find(|(_, cqe)| cqe.extra != [0, 0])
+    {
+        let why = if ring.flags.contains(SetupFlags::CQE32) {
+            "IORING_OP_MSG_RING posts them as zero"
+        } else {
+            "the ring has no CQE32"
+        };
+        return Err(ContinuityError::CannotReproduce(format!(
+            "overflowed CQE {index} (user_data {}): its extra words {:?}: {why}",
+            cqe.user_data, cqe.extra
+        )));
+    }
+    Ok(())
+}
+
+/// Posts `overflow` in order into the ring, which is full, so that each
+/// lands in the kernel's overflow list.
+fn post_overflow(ring: &ContinuousRing, overflow: &[OverflowCqe]) -> Result<(), ContinuityError> {
+    let view = &ring.view;
+    let tail = view.cq_tail();
+    let entries = (overflow.len().min(HELPER_ENTRIES as usize) as u32).max(1);
+    let helper = HelperRing::new(entries)?;
+    let target = ring.fd().as_raw_fd();
+    for chunk in overflow.chunks(helper.entries() as usize) {
+        for (index, cqe) in chunk.iter().enumerate() {
+            let message = Message {
+                user_data: cqe.user_data,
+                res: cqe.res,
+                flags: cqe.flags,
+            };
+            helper.write_next(index as u32, &msg_ring_sqe(target, message));
+        }
+        helper.submit(chunk.len() as u32)?;
+        if ring.flags.contains(SetupFlags::DEFER_TASKRUN) {
+            view.run_task_work(ring.fd())?;
+        }
+    }
+    if view.cq_tail() != tail || view.sq_flags() & IORING_SQ_CQ_OVERFLOW == 0 {
+        return Err(ContinuityError::Diverged(format!(
+            "the overflowed CQEs did not go to the overflow list (CQ tail {} -> {}, SQ flags {:#x})",
+            tail,
+            view.cq_tail(),
+            view.sq_flags()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! [`ContinuousRing`]: a ring created with `IORING_SETUP_NO_MMAP` on memory
+//! placed at given addresses, and [`ring_layout`], the layout the kernel
+//! gives a ring of given sizes and flags.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use ringplan_kernel::abi::continuity::{
+    CQE32_SIZE, CQE_SIZE, SQE128_SIZE, SQE_SIZE, SQ_ARRAY_ENTRY_SIZE,
+};
+use ringplan_kernel::abi::SetupFlags;
+use rustix::io_uring::{io_uring_params, io_uring_setup, IoringSetupFlags};
+
+use super::error::{syscall, ContinuityError};
+use super::memory::{check_range, place, MappedRegion, RingPlacement};
+use super::rings_view::RingsView;
+
+/// How the ring is set up: what `io_uring_setup` is given, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingSetup {
+    pub sq_entries: u32,
+    /// Used when `flags` has `IORING_SETUP_CQSIZE`.
+    pub cq_entries: u32,
+    /// The recorded `IORING_SETUP_*` bits; `NO_MMAP` is added.
+    pub flags: u32,
+    pub sq_thread_cpu: u32,
+    pub sq_thread_idle_ms: u32,
+    /// The ring to attach to, with `IORING_SETUP_ATTACH_WQ`.
+    pub wq_fd: Option<i32>,
+}
+
+impl RingSetup {
+    /// A ring of `sq_entries` with `flags` and nothing else.
+    pub fn new(sq_entries: u32, flags: SetupFlags) -> RingSetup {
+        RingSetup {
+            sq_entries,
+            cq_entries: 0,
+            flags: flags.bits(),
+            sq_thread_cpu: 0,
+            sq_thread_idle_ms: 0,
+            wq_fd: None,
+        }
+    }
+
+    fn setup_flags(&self) -> SetupFlags {
+        SetupFlags::from_bits_retain(self.flags)
+    }
+
+    fn params(&self, flags: SetupFlags) -> io_uring_params {
+        let mut params = io_uring_params::default();
+        params.flags = IoringSetupFlags::from_bits_retain(flags.bits());
+        params.cq_entries = self.cq_entries;
+        params.sq_thread_cpu = self.sq_thread_cpu;
+        params.sq_thread_idle = self.sq_thread_idle_ms;
+        if let Some(fd) = self.wq_fd {
+            params.wq_fd = fd;
+        }
+        params
+    }
+}
+
+/// Where the kernel puts things in a ring's memory, and how much memory the
+/// rings and the SQEs take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingLayout {
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    /// `io_uring_params.sq_off` (without `user_addr`): head, tail,
+    /// ring_mask, ring_entries, flags, dropped, array.
+    pub sq_off: [u32; 7],
+    /// `io_uring_params.cq_off` (without `user_addr`): head, tail,
+    /// ring_mask, ring_entries, overflow, cqes, flags.
+    pub cq_off: [u32; 7],
+    /// Bytes of the rings: up to the end of the SQ array, or of the CQEs
+    /// without one.
+    pub rings_len: u64,
+    /// Bytes of the SQE array.
+    pub sqes_len: u64,
+    pub sqe_size: usize,
+    pub cqe_size: usize,
+}
+
+impl RingLayout {
+    fn from_params(params: &io_uring_params, flags: SetupFlags) -> RingLayout {
+        let sqe_size = if flags.contains(SetupFlags::SQE128) {
+            SQE128_SIZE
+        } else {
+            SQE_SIZE
+        };
+        let cqe_size = if flags.contains(SetupFlags::CQE32) {
+            CQE32_SIZE
+        } else {
+            CQE_SIZE
+        };
+        let (sq, cq) = (&params.sq_off, &params.cq_off);
+        let cqes_end = u64::from(cq.cqes) + u64::from(params.cq_entries) * cqe_size as u64;
+        let array_end = if flags.contains(SetupFlags::NO_SQARRAY) {
+            0
+        } else {
+            u64::from(sq.array) + u64::from(params.sq_entries) * SQ_ARRAY_ENTRY_SIZE as u64
+        };
+        RingLayout {
+            sq_entries: params.sq_entries,
+            cq_entries: params.cq_entries,
+            sq_off: [
+                sq.head,
+                sq.tail,
+                sq.ring_mask,
+                sq.ring_entries,
+                sq.flags,
+                sq.dropped,
+                sq.array,
+            ],
+            cq_off: [
+                cq.head,
+                cq.tail,
+                cq.ring_mask,
+                cq.ring_entries,
+                cq.overflow,
+                cq.cqes,
+                cq.flags,
+            ],
+            rings_len: cqes_end.max(array_end),
+            sqes_len: u64::from(params.sq_entries) * sqe_size as u64,
+            sqe_size,
+            cqe_size,
+        }
+    }
+}
+
+/// The layout the kernel gives an mmap'd ring of `setup`'s sizes and flags,
+/// read from a throwaway ring (closed before returning; without the SQ
+/// thread, the wq attachment, `R_DISABLED` and `NO_MMAP`, which change no
+/// offset).
+pub fn ring_layout(setup: &RingSetup) -> Result<RingLayout, ContinuityError> {
+    let flags = setup.setup_flags()
+        - (SetupFlags::NO_MMAP
+            | SetupFlags::SQPOLL
+            | SetupFlags::SQ_AFF
+            | SetupFlags::ATTACH_WQ
+            | SetupFlags::R_DISABLED);
+    let mut params = setup.params(flags);
+    // SAFETY: no NO_MMAP flag, so the kernel reads no user address from
+    // `params`; the probe ring is closed at once.
+    let probe = unsafe { io_uring_setup(setup.sq_entries, &mut params) }
+        .map_err(syscall("io_uring_setup(layout probe)"))?;
+    drop(probe);
+    Ok(RingLayout::from_params(&params, flags))
+}
+
+/// Whether this kernel has `IORING_SETUP_NO_MMAP` (Linux 6.5): `Err` with
+/// [`ContinuityError::NoMmapUnsupported`] when it does not.
+pub fn kernel_supports_no_mmap() -> Result<(), ContinuityError> {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy().into_owned();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    if version < ringplan_kernel::abi::continuity::NO_MMAP_SINCE {
+        return Err(ContinuityError::NoMmapUnsupported { release });
+    }
+    Ok(())
+}
+
+/// A ring whose rings and SQEs live in memory this process placed at chosen
+/// addresses. Dropping it closes the ring, then unmaps the memory;
+/// [`ContinuousRing::keep`] keeps both.
+pub struct ContinuousRing {
+    // Field order is drop order: the ring goes before its memory.
+    fd: OwnedFd,
+    pub(super) view: RingsView,
+    regions: Vec<MappedRegion>,
+    pub(super) layout: RingLayout,
+    pub(super) flags: SetupFlags,
+    params: io_uring_params,
+    rings_addr: u64,
+    sqes_addr: u64,
+}
+
+impl ContinuousRing {
+    /// Places the ring's memory as `placement` says (never over a mapping)
+    /// and creates the ring on it with `IORING_SETUP_NO_MMAP`: the kernel is
+    /// given the first rings range long enough for the rings, and the SQE
+    /// range. On any error everything made so far is released.
+    pub fn create(
+        setup: &RingSetup,
+        placement: &RingPlacement,
+    ) -> Result<ContinuousRing, ContinuityError> {
+        kernel_supports_no_mmap()?;
+        if placement.rings.is_empty() || placement.rings.len() > 2 {
+            return Err(ContinuityError::BadRequest(format!(
+                "the rings are shown at one or two addresses, not {}",
+                placement.rings.len()
+            )));
+        }
+        let layout = ring_layout(setup)?;
+        let rings_addr = placement
+            .rings
+            .iter()
+            .find(|range| range.len >= layout.rings_len)
+            .map(|range| range.addr)
+            .ok_or_else(|| {
+                ContinuityError::BadRequest(format!(
+                    "no rings range is {:#x} bytes long, which a ring of {} SQ and {} CQ entries needs",
+                    layout.rings_len, layout.sq_entries, layout.cq_entries
+                ))
+            })?;
+        let rings = placement
+            .rings
+            .iter()
+            .map(|range| check_range("ring memory", *range, 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sqes = check_range("SQE memory", placement.sqes, layout.sqes_len)?;
+        let mut regions = place("ring memory", placement.backing, &rings)?;
+        regions.extend(place("SQE memory", placement.backing, &[sqes])?);
+
+        let flags = setup.setup_flags() | SetupFlags::NO_MMAP;
+        let mut params = setup.params(flags);
+        params.sq_off.user_addr = (placement.sqes.addr as *mut std::ffi::c_void).into();
+        params.cq_off.user_addr = (rings_addr as *mut std::ffi::c_void).into();
+        // SAFETY: the user addresses in `params` are the regions just
+        // mapped, each long enough for what the kernel puts there (checked
+        // against the layout probe), and owned by the ring from here on.
+        let fd = unsafe { io_uring_setup(setup.sq_entries, &mut params) }
+            .map_err(syscall("io_uring_setup(NO_MMAP)"))?;
+        let sqpoll = flags.contains(SetupFlags::SQPOLL);
+        // SAFETY: the regions just mapped hold the rings and the SQEs, and
+        // they live in `regions` as long as the view does (same owner).
+        let view = unsafe {
+            RingsView::new(
+                rings_addr as *mut u8,
+                placement.sqes.addr as *mut u8,
+                &params,
+                !flags.contains(SetupFlags::NO_SQARRAY),
+                layout.sqe_size,
+                layout.cqe_size,
+                sqpoll,
+            )
+        };
+        Ok(ContinuousRing {
+            fd,
+            view,
+            regions,
+            layout: RingLayout::from_params(&params, flags),
+            flags,
+            params,
+            rings_addr,
+            sqes_addr: placement.sqes.addr,
+        })
+    }
+
+    /// The ring's fd.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The layout `io_uring_setup` returned for this ring.
+    pub fn layout(&self) -> &RingLayout {
+        &self.layout
+    }
+
+    /// The flags the ring was created with (the recorded ones and `NO_MMAP`).
+    pub fn flags(&self) -> SetupFlags {
+        self.flags
+    }
+
+    /// What `io_uring_setup` returned.
+    pub fn params(&self) -> &io_uring_params {
+        &self.params
+    }
+
+    /// The address the kernel was given for the rings.
+    pub fn rings_addr(&self) -> u64 {
+        self.rings_addr
+    }
+
+    /// The address of the SQEs.
+    pub fn sqes_addr(&self) -> u64 {
+        self.sqes_addr
+    }
+
+    /// (SQ head, SQ tail, CQ head, CQ tail) as the ring's memory holds them.
+    pub fn positions_in_memory(&self) -> (u32, u32, u32, u32) {
+        let view = &self.view;
+        (
+            view.sq_head(),
+            view.sq_tail(),
+            view.cq_head(),
+            view.cq_tail(),
+        )
+    }
+
+    /// Keeps the ring and its memory for good: the memory stays mapped at
+    /// its addresses, the fd is the caller's.
+    pub fn keep(self) -> OwnedFd {
+        let ContinuousRing { fd, regions, .. } = self;
+        regions.into_iter().for_each(MappedRegion::keep);
+        fd
+    }
+}
