@@ -158,12 +158,6 @@ pub mod linux {
 /// opcodes and flags of the NOPs and `MSG_RING`s that move a ring's
 /// positions, and the ring flags it watches.
 pub mod continuity {
-    /// The first kernel with `IORING_SETUP_NO_MMAP` (rings in memory the
-    /// task provides), as (major, minor).
-    pub const NO_MMAP_SINCE: (u32, u32) = (6, 5);
-    /// The first kernel with `IORING_OP_MSG_RING`.
-    pub const MSG_RING_SINCE: (u32, u32) = (5, 18);
-
     /// Bytes of an SQE (`struct io_uring_sqe`).
     pub const SQE_SIZE: usize = 64;
     /// Bytes of an SQE with `IORING_SETUP_SQE128`.

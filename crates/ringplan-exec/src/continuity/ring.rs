@@ -148,18 +148,51 @@ pub fn ring_layout(setup: &RingSetup) -> Result<RingLayout, ContinuityError> {
 }
 
 /// Whether this kernel has `IORING_SETUP_NO_MMAP` (Linux 6.5): `Err` with
-/// [`ContinuityError::NoMmapUnsupported`] when it does not.
+/// [`ContinuityError::NoMmapUnsupported`] when it does not. Asked of the
+/// kernel, not read from its version (a backport would have it): a
+/// 1-entry ring set up on two pages of our own, closed at once; a kernel
+/// that does not know the flag refuses it with `EINVAL`.
 pub fn kernel_supports_no_mmap() -> Result<(), ContinuityError> {
-    let uname = rustix::system::uname();
-    let release = uname.release().to_string_lossy().into_owned();
-    let mut numbers = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|part| part.parse::<u32>().unwrap_or(0));
-    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    if version < ringplan_kernel::abi::continuity::NO_MMAP_SINCE {
-        return Err(ContinuityError::NoMmapUnsupported { release });
+    const PAGE: usize = ringplan_kernel::abi::linux::PAGE_SIZE as usize;
+    // SAFETY: a fresh private mapping at an address the kernel picks; it
+    // aliases nothing and is unmapped below, after the probe ring (which
+    // pins it) is closed.
+    let pages = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            2 * PAGE,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::PRIVATE,
+        )
     }
-    Ok(())
+    .map_err(syscall("mmap(NO_MMAP probe)"))?;
+    let mut params = io_uring_params::default();
+    params.flags = IoringSetupFlags::NO_MMAP;
+    params.cq_off.user_addr = pages.into();
+    // SAFETY: `pages` + PAGE is inside the mapping made above.
+    params.sq_off.user_addr = unsafe { pages.cast::<u8>().add(PAGE) }
+        .cast::<std::ffi::c_void>()
+        .into();
+    // SAFETY: the two user addresses are the pages mapped above, writable
+    // and alive until after the probe ring is dropped.
+    let probe = unsafe { io_uring_setup(1, &mut params) };
+    let supported = match probe {
+        Ok(ring) => {
+            drop(ring);
+            Ok(())
+        }
+        Err(rustix::io::Errno::INVAL) => {
+            let release = rustix::system::uname()
+                .release()
+                .to_string_lossy()
+                .into_owned();
+            Err(ContinuityError::NoMmapUnsupported { release })
+        }
+        Err(errno) => Err(syscall("io_uring_setup(NO_MMAP probe)")(errno)),
+    };
+    // SAFETY: the mapping made above, no longer pinned by any ring.
+    unsafe { rustix::mm::munmap(pages, 2 * PAGE) }.map_err(syscall("munmap(NO_MMAP probe)"))?;
+    supported
 }
 
 /// A ring whose rings and SQEs live in memory this process placed at chosen
