@@ -237,6 +237,13 @@ pub struct RingMapping {
     pub len: u64,
 }
 
+impl std::fmt::Display for RingMapping {
+    /// `sq_ring 0x7f0000000000+4096`: how the views write a mapping.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:#x}+{}", self.region.name(), self.addr, self.len)
+    }
+}
+
 /// Which region of a ring a mapping shows, by its mmap offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -224,18 +224,7 @@ fn write_ring(out: &mut String, ring: &Ring) {
         list_suffix(&buffers)
     );
     if !ring.mappings.is_empty() {
-        let mappings: Vec<String> = ring
-            .mappings
-            .iter()
-            .map(|mapping| {
-                format!(
-                    "{} {:#x}+{}",
-                    mapping.region.name(),
-                    mapping.addr,
-                    mapping.len
-                )
-            })
-            .collect();
+        let mappings: Vec<String> = ring.mappings.iter().map(ToString::to_string).collect();
         let _ = writeln!(out, "    mapped: {}", mappings.join(", "));
     }
 }

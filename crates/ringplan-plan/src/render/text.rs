@@ -93,17 +93,7 @@ fn mappings_text(mappings: &[ringplan_image::RingMapping]) -> String {
     if mappings.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> = mappings
-        .iter()
-        .map(|mapping| {
-            format!(
-                "{} {:#x}+{}",
-                mapping.region.name(),
-                mapping.addr,
-                mapping.len
-            )
-        })
-        .collect();
+    let parts: Vec<String> = mappings.iter().map(ToString::to_string).collect();
     format!("; mmap {}", parts.join(", "))
 }
 
