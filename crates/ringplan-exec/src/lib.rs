@@ -94,6 +94,7 @@ mod error;
 pub mod hold;
 mod memory;
 mod options;
+mod owned_mapping;
 mod preflight;
 mod restored;
 mod run;

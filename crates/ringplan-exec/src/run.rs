@@ -25,8 +25,8 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
 use crate::error::{ExecError, MemoryError};
 use crate::memory::MemoryHook;
+use crate::owned_mapping::OwnedMapping;
 use crate::{ExecOptions, Inputs, PreflightReport, Restored, SkippedMapping, Substitution};
-use ring_regions::MappedRegion;
 
 /// A failure to inject, for tests of the undo: step `step` fails with
 /// `errno` before its syscall. Public only through `test_hooks`.
@@ -61,7 +61,7 @@ struct Run<'a> {
     map_rings: bool,
     /// Ring regions mapped so far; declared after the fds, so an undo closes
     /// the rings before it unmaps their regions (either order frees them).
-    regions: Vec<MappedRegion>,
+    regions: Vec<OwnedMapping>,
     mapped: Vec<(ObjectId, RingMapping)>,
     skipped: Vec<SkippedMapping>,
 }
@@ -106,7 +106,7 @@ pub(crate) fn run(
     }
     // Success: the ring regions are the restored task's memory now.
     for region in std::mem::take(&mut state.regions) {
-        std::mem::forget(region);
+        region.keep();
     }
     Ok(Restored {
         fds: state.installed,

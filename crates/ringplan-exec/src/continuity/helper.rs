@@ -17,8 +17,8 @@ use rustix::io_uring::{io_uring_params, io_uring_setup};
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::error::{syscall, ContinuityError};
-use super::memory::MappedRegion;
 use super::rings_view::RingsView;
+use crate::owned_mapping::OwnedMapping;
 
 /// One CQE to post: user_data, res, and flags (sent with
 /// `IORING_MSG_RING_FLAGS_PASS` when not zero).
@@ -53,8 +53,8 @@ pub(super) struct HelperRing {
     // Drop order: the ring before its memory.
     fd: OwnedFd,
     view: RingsView,
-    _rings: MappedRegion,
-    _sqes: MappedRegion,
+    _rings: OwnedMapping,
+    _sqes: OwnedMapping,
 }
 
 impl HelperRing {
@@ -139,7 +139,7 @@ impl HelperRing {
 }
 
 /// Maps one region of a ring where the kernel chooses.
-fn map_region(fd: &OwnedFd, len: usize, offset: u64) -> Result<MappedRegion, ContinuityError> {
+fn map_region(fd: &OwnedFd, len: usize, offset: u64) -> Result<OwnedMapping, ContinuityError> {
     // SAFETY: a new shared mapping where the kernel chooses; owned at once.
     let addr = unsafe {
         rustix::mm::mmap(
@@ -152,7 +152,7 @@ fn map_region(fd: &OwnedFd, len: usize, offset: u64) -> Result<MappedRegion, Con
         )
     }
     .map_err(syscall("mmap(helper ring)"))?;
-    Ok(MappedRegion {
+    Ok(OwnedMapping {
         addr: addr as usize,
         len,
     })

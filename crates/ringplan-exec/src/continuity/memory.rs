@@ -1,6 +1,6 @@
 //! Memory for a ring's rings and SQEs at chosen addresses, placed with
 //! `MAP_FIXED_NOREPLACE` (never over an existing mapping) and owned until
-//! the ring is kept: [`MappedRegion`] unmaps itself when dropped.
+//! the ring is kept: an `OwnedMapping` unmaps itself when dropped.
 
 use std::ffi::c_void;
 use std::os::fd::OwnedFd;
@@ -11,6 +11,7 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::error::{syscall, ContinuityError};
+use crate::owned_mapping::OwnedMapping;
 
 /// One range of the program's address space: where a region goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,30 +45,6 @@ pub struct RingPlacement {
     /// The SQE array.
     pub sqes: RegionPlacement,
     pub backing: Backing,
-}
-
-/// A range this process mapped; unmapped when dropped.
-#[derive(Debug)]
-pub(super) struct MappedRegion {
-    pub(super) addr: usize,
-    pub(super) len: usize,
-}
-
-impl MappedRegion {
-    /// Leaves the range mapped for good (it is the restored program's
-    /// memory from now on).
-    pub(super) fn keep(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for MappedRegion {
-    fn drop(&mut self) {
-        // SAFETY: this process mapped exactly this range (MAP_FIXED_NOREPLACE
-        // replaced nothing), and the ring that used it is closed before its
-        // memory is dropped (field order of the owners).
-        let _ = unsafe { rustix::mm::munmap(self.addr as *mut c_void, self.len) };
-    }
 }
 
 /// `len` rounded up to whole pages.
@@ -115,12 +92,12 @@ fn map_at(
     addr: usize,
     len: usize,
     fd: Option<&OwnedFd>,
-) -> Result<MappedRegion, ContinuityError> {
+) -> Result<OwnedMapping, ContinuityError> {
     let prot = ProtFlags::READ | ProtFlags::WRITE;
     let flags = MapFlags::FIXED_NOREPLACE | MapFlags::POPULATE;
     let result = match fd {
         // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping, so no memory
-        // in use changes; the result is owned by a MappedRegion at once.
+        // in use changes; the result is owned by an OwnedMapping at once.
         Some(fd) => unsafe {
             rustix::mm::mmap(
                 addr as *mut c_void,
@@ -143,7 +120,7 @@ fn map_at(
     };
     match result {
         Ok(got) => {
-            let region = MappedRegion {
+            let region = OwnedMapping {
                 addr: got as usize,
                 len,
             };
@@ -170,7 +147,7 @@ pub(super) fn place(
     what: &'static str,
     backing: Backing,
     ranges: &[(usize, usize)],
-) -> Result<Vec<MappedRegion>, ContinuityError> {
+) -> Result<Vec<OwnedMapping>, ContinuityError> {
     match backing {
         Backing::Anonymous => {
             let [(addr, len)] = ranges else {

@@ -11,8 +11,9 @@ use ringplan_kernel::abi::SetupFlags;
 use rustix::io_uring::{io_uring_params, io_uring_setup, IoringSetupFlags};
 
 use super::error::{syscall, ContinuityError};
-use super::memory::{check_range, place, MappedRegion, RingPlacement};
+use super::memory::{check_range, place, RingPlacement};
 use super::rings_view::RingsView;
+use crate::owned_mapping::OwnedMapping;
 
 /// How the ring is set up: what `io_uring_setup` is given, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +203,7 @@ pub struct ContinuousRing {
     // Field order is drop order: the ring goes before its memory.
     fd: OwnedFd,
     pub(super) view: RingsView,
-    regions: Vec<MappedRegion>,
+    regions: Vec<OwnedMapping>,
     pub(super) layout: RingLayout,
     pub(super) flags: SetupFlags,
     params: io_uring_params,
@@ -327,7 +328,7 @@ impl ContinuousRing {
     /// its addresses, the fd is the caller's.
     pub fn keep(self) -> OwnedFd {
         let ContinuousRing { fd, regions, .. } = self;
-        regions.into_iter().for_each(MappedRegion::keep);
+        regions.into_iter().for_each(OwnedMapping::keep);
         fd
     }
 }

@@ -10,25 +10,10 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::{fail, Failure, Run};
+use crate::owned_mapping::OwnedMapping;
 use crate::{SkipReason, SkippedMapping};
 
 const CALL: &str = "mmap(ring region)";
-
-/// A ring region this run mapped; unmapped when dropped, so a failed run
-/// gives it back. A successful run forgets it: the region is the restored
-/// task's memory from then on.
-pub(super) struct MappedRegion {
-    addr: usize,
-    len: usize,
-}
-
-impl Drop for MappedRegion {
-    fn drop(&mut self) {
-        // SAFETY: this run mapped exactly this range (MAP_FIXED_NOREPLACE
-        // replaced nothing) and nothing holds a reference into it.
-        let _ = unsafe { rustix::mm::munmap(self.addr as *mut c_void, self.len) };
-    }
-}
 
 impl Run<'_> {
     /// Maps each of a new ring's recorded regions at its recorded address,
@@ -77,7 +62,7 @@ impl Run<'_> {
         };
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping,
         // so no memory anyone uses changes; the new mapping is owned by a
-        // `MappedRegion` as soon as it exists.
+        // `OwnedMapping` as soon as it exists.
         let result = unsafe {
             rustix::mm::mmap(
                 addr as *mut c_void,
@@ -90,7 +75,7 @@ impl Run<'_> {
         };
         match result {
             Ok(got) => {
-                let region = MappedRegion {
+                let region = OwnedMapping {
                     addr: got as usize,
                     len,
                 };
@@ -144,7 +129,7 @@ fn range_is_taken(addr: usize, len: usize) -> Result<bool, Errno> {
     };
     match placeholder {
         Ok(got) => {
-            drop(MappedRegion {
+            drop(OwnedMapping {
                 addr: got as usize,
                 len,
             });
@@ -172,7 +157,7 @@ fn region_maps_anywhere(ring: &OwnedFd, len: usize, offset: u64) -> bool {
     };
     match probe {
         Ok(got) => {
-            drop(MappedRegion {
+            drop(OwnedMapping {
                 addr: got as usize,
                 len,
             });
