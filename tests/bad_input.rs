@@ -124,8 +124,8 @@ fn document_rows() -> Vec<Row> {
         },
         Row {
             name: "other-version",
-            bytes: mutated(|image| image.version = 2),
-            expected: "unsupported image version 2",
+            bytes: mutated(|image| image.version = 3),
+            expected: "unsupported image version 3",
             planner: false,
         },
         Row {

@@ -11,7 +11,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use ringplan_image::{
     validate, Eventfd, FdEntry, File, FileType, Image, ImageError, Object, ObjectId, ObjectKind,
-    Ring, RingEventfd, RingField, RingMapping, RingSetup, SetupFlags, Source,
+    Ring, RingEventfd, RingField, RingMapping, RingMemory, RingSetup, RingState, SetupFlags,
+    Source, StateField,
 };
 
 use crate::raw::{EventfdKey, FileKey, Known, RawFile, RawFileRole, RawRing, RawState, RingKey};
@@ -428,7 +429,53 @@ fn build_ring(
         buffers: raw_ring.buffers.clone(),
         mappings: ring_mappings,
         unknown,
+        state: build_state(raw_ring),
     })
+}
+
+/// The ring's continuity state as far as the kernel told it: positions and
+/// owner, the overflow list. The entries in the ring's memory are unknown here;
+/// [`crate::ring_memory`] reads them from the program's memory and fills
+/// them in. NO_MMAP addresses are unknown: the kernel keeps the pinned
+/// pages, not the address the program gave (`io_mapped_region`).
+fn build_state(raw_ring: &RawRing) -> Option<Box<RingState>> {
+    let flags = raw_ring.flags?;
+    let raw_state = raw_ring.state.as_ref()?;
+    let single_issuer = flags & SetupFlags::SINGLE_ISSUER.bits() != 0;
+    let no_mmap = flags & SetupFlags::NO_MMAP.bits() != 0;
+    let mut unknown = vec![StateField::Entries];
+    let overflow = match &raw_state.overflow {
+        Known::Known(cqes) => Some(cqes.clone()),
+        Known::Unknown => {
+            unknown.push(StateField::Overflow);
+            None
+        }
+    };
+    let owner_tid = match raw_state.owner_tid {
+        Known::Known(tid) => tid.filter(|_| single_issuer),
+        Known::Unknown => {
+            unknown.push(StateField::OwnerTid);
+            None
+        }
+    };
+    if no_mmap {
+        unknown.push(StateField::Memory);
+    }
+    unknown.sort();
+    Some(Box::new(RingState {
+        positions: raw_state.positions,
+        sq_array: None,
+        sqes: None,
+        cqes: None,
+        overflow,
+        memory: RingMemory {
+            no_mmap,
+            rings: None,
+            sqes: None,
+        },
+        owner_tid,
+        unknown,
+    }))
 }
 
 fn build_eventfd(

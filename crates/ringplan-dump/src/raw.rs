@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use ringplan_image::Buffer;
+use ringplan_image::{Buffer, Cqe, RingPositions};
 
 /// Identity of a `struct file`: its address (BPF) or a stand-in unique within
 /// one dump (fdinfo).
@@ -92,6 +92,22 @@ pub struct RawRing {
     pub files: Vec<Option<FileKey>>,
     /// The registered buffer table, one entry per slot.
     pub buffers: Vec<Option<Buffer>>,
+    /// The continuity state the kernel holds (the entries in the ring's
+    /// memory are read later, by `ring_memory`); `None` when the backend
+    /// cannot read the positions (the fdinfo backend, or a kernel without
+    /// the fields).
+    pub state: Option<RawRingState>,
+}
+
+/// A ring's continuity state as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRingState {
+    pub positions: RingPositions,
+    /// The SINGLE_ISSUER owner's tid (as the kernel numbers it, in the
+    /// initial pid namespace); `Known(None)` when no task is bound.
+    pub owner_tid: Known<Option<u32>>,
+    /// The kernel's CQ overflow list, in order.
+    pub overflow: Known<Vec<Cqe>>,
 }
 
 /// A value a backend may be unable to read.

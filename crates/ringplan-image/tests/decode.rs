@@ -24,6 +24,7 @@ fn seed_like() -> Image {
                 len: 4096,
             }],
             unknown: vec![],
+            state: None,
         };
     let parent_flags =
         SetupFlags::SQPOLL.bits() | SetupFlags::SQ_AFF.bits() | SetupFlags::CQSIZE.bits();

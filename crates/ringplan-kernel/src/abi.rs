@@ -153,6 +153,51 @@ pub mod linux {
     pub const PF_EXITING: u64 = 0x4;
 }
 
+/// What lives in a ring's memory (`include/uapi/linux/io_uring.h`): entry
+/// sizes and the flags that change them, for reading a ring's continuity
+/// state (positions, queued SQEs, unconsumed CQEs).
+pub mod ring_state {
+    use super::SetupFlags;
+
+    /// Bytes of one SQE (`struct io_uring_sqe`).
+    pub const SQE_SIZE: usize = 64;
+    /// Bytes of one SQE of a ring set up with `IORING_SETUP_SQE128`.
+    pub const SQE128_SIZE: usize = 128;
+    /// Bytes of one CQE (`struct io_uring_cqe`: user_data, res, flags).
+    pub const CQE_SIZE: usize = 16;
+    /// Bytes of one CQE of a ring set up with `IORING_SETUP_CQE32` (two
+    /// more u64 words, `big_cqe`).
+    pub const CQE32_SIZE: usize = 32;
+
+    /// The size of this ring's SQEs.
+    pub fn sqe_size(flags: u32) -> usize {
+        if flags & SetupFlags::SQE128.bits() != 0 {
+            SQE128_SIZE
+        } else {
+            SQE_SIZE
+        }
+    }
+
+    /// The size of this ring's CQEs; `None` for `IORING_SETUP_CQE_MIXED`,
+    /// whose CQEs are 16 or 32 bytes each (`IORING_CQE_F_32`).
+    pub fn cqe_size(flags: u32) -> Option<usize> {
+        if flags & SetupFlags::CQE_MIXED.bits() != 0 {
+            None
+        } else if flags & SetupFlags::CQE32.bits() != 0 {
+            Some(CQE32_SIZE)
+        } else {
+            Some(CQE_SIZE)
+        }
+    }
+
+    /// The flags that decide where things lie in a ring's memory (the CQE
+    /// size, whether there is an SQ array): a ring set up with these and
+    /// the same sizes has the same `sq_off` and `cq_off`.
+    pub const LAYOUT_FLAGS: SetupFlags = SetupFlags::CQE32
+        .union(SetupFlags::CQE_MIXED)
+        .union(SetupFlags::NO_SQARRAY);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

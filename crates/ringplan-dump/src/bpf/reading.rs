@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use ringplan_image::Buffer;
+use ringplan_image::{Buffer, Cqe};
 use ringplan_kernel::abi::limits::{MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
 use ringplan_kernel::abi::SetupFlags;
 
@@ -16,11 +16,12 @@ use super::layout;
 use super::local_fds::{copy_target_fd, fd_number};
 use super::records::{
     self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
-    Layout, Record, Records, RingRecord, Role, Table,
+    Layout, OverflowCqeRecord, Record, Records, RingRecord, Role, Table,
 };
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
-    Known, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawRing, RawRingEventfd, RawState,
+    Known, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawRing, RawRingEventfd, RawRingState,
+    RawState,
 };
 
 /// The `f_op` of io_uring and eventfd files.
@@ -57,6 +58,8 @@ pub(super) struct RingFacts {
     target_fd: i32,
     files: Vec<Option<u64>>,
     buffers: Vec<Option<Buffer>>,
+    /// The overflow list as its records came, in list order.
+    overflow: Vec<OverflowCqeRecord>,
     /// Chunks answered, by (table, start): a re-shown chunk is applied once.
     pub(super) answered: HashSet<(Table, u32)>,
 }
@@ -185,6 +188,7 @@ impl Reading {
             target_fd,
             files: vec![None; header.file_slots as usize],
             buffers: vec![None; header.buffer_slots as usize],
+            overflow: Vec::new(),
             answered: HashSet::new(),
         });
         Ok(())
@@ -232,6 +236,7 @@ impl Reading {
                     let ring = slot_target(&current, Table::Buffers, slot.index)?;
                     self.add_buffer_slot(ring, &slot)?;
                 }
+                Record::OverflowCqe(cqe) => self.add_overflow_cqe(&cqe)?,
                 other => {
                     return Err(BpfError::Inconsistent {
                         pass: Pass::Chunks,
@@ -241,6 +246,33 @@ impl Reading {
             }
         }
         Ok(())
+    }
+
+    /// One CQE of a ring's overflow list. Records of a re-shown object come
+    /// again with the same indices and are dropped.
+    fn add_overflow_cqe(&mut self, cqe: &OverflowCqeRecord) -> Result<(), BpfError> {
+        let inconsistent = |reason: String| BpfError::Inconsistent {
+            pass: Pass::Chunks,
+            reason,
+        };
+        let facts = self.rings.get_mut(&cqe.ctx).ok_or_else(|| {
+            inconsistent(format!(
+                "an overflow CQE came for ring {:#x}, whose header did not",
+                cqe.ctx
+            ))
+        })?;
+        let next = facts.overflow.len();
+        match (cqe.index as usize).cmp(&next) {
+            std::cmp::Ordering::Less => Ok(()),
+            std::cmp::Ordering::Equal => {
+                facts.overflow.push(*cqe);
+                Ok(())
+            }
+            std::cmp::Ordering::Greater => Err(inconsistent(format!(
+                "ring {:#x}: overflow CQE {} came before CQE {next}",
+                cqe.ctx, cqe.index
+            ))),
+        }
     }
 
     /// Every ring pass A found must have had its header answered.
@@ -473,6 +505,11 @@ impl Reading {
                     eventfd: Known::Known(eventfd),
                     files: facts.files,
                     buffers: facts.buffers,
+                    state: header.positions.map(|positions| RawRingState {
+                        positions,
+                        owner_tid: header.owner_tid,
+                        overflow: overflow_cqes(&header, &facts.overflow),
+                    }),
                 };
                 (ctx, ring)
             })
@@ -483,6 +520,26 @@ impl Reading {
             rings,
             eventfds: self.eventfds,
         }
+    }
+}
+
+/// The ring's overflow list, when the program walked all of it and every
+/// record of it came.
+fn overflow_cqes(header: &RingRecord, records: &[OverflowCqeRecord]) -> Known<Vec<Cqe>> {
+    let cqe32 = header.flags & SetupFlags::CQE32.bits() != 0;
+    match header.overflow_listed {
+        Some(listed) if listed as usize == records.len() => Known::Known(
+            records
+                .iter()
+                .map(|record| Cqe {
+                    user_data: record.user_data,
+                    res: record.res,
+                    flags: record.flags,
+                    extra: cqe32.then_some(record.extra),
+                })
+                .collect(),
+        ),
+        _ => Known::Unknown,
     }
 }
 
@@ -553,12 +610,16 @@ mod tests {
             buffer_slots: 641,
             layout: Layout::RsrcNodes,
             status: ChunkStatus::Ok,
+            positions: None,
+            owner_tid: Known::Unknown,
+            overflow_listed: None,
         };
         let facts = RingFacts {
             header,
             target_fd: 3,
             files: Vec::new(),
             buffers: Vec::new(),
+            overflow: Vec::new(),
             answered: HashSet::new(),
         };
         let chunks: Vec<(Table, u32, u32)> = facts
