@@ -75,6 +75,8 @@ use super::escape::{unescape_octal, unescape_octal_utf8};
 use super::fd::FdKind;
 use super::{read_file, Process, ProcfsError};
 
+pub mod continuity;
+
 /// One line of an fdinfo text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line<'a> {
