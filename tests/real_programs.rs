@@ -268,6 +268,59 @@ fn assert_caveats(warnings: &str, fd: u32, info: &Fdinfo, single_issuer: bool, c
     );
 }
 
+/// The ring's positions in the image lie between what the kernel's fdinfo
+/// showed before the dump (`before`: its SqHead) and after it (the program
+/// kept doing I/O meanwhile; every counter only grows, as u32 differences).
+/// On a kernel whose fdinfo lacks 6.18's `CachedSqHead`, only `before`.
+fn assert_positions_between(ring: &Value, before: &Fdinfo, pid: u32, fd: u32, context: &str) {
+    let positions = &ring["state"]["positions"];
+    let get = |name: &str| {
+        positions[name]
+            .as_u64()
+            .and_then(|value| u32::try_from(value).ok())
+            .unwrap_or_else(|| panic!("{context}: state.positions.{name} in {ring}"))
+    };
+    let not_behind = |earlier: u32, later: u32| later.wrapping_sub(earlier) < 1 << 31;
+    let sq_head = get("cached_sq_head");
+    assert!(
+        not_behind(u32::try_from(before.sq_head).unwrap_or(u32::MAX), sq_head),
+        "{context}: the image's SQ head {sq_head} is behind fdinfo's {} before the dump",
+        before.sq_head
+    );
+    assert!(
+        get("sq_tail").wrapping_sub(sq_head) <= u32::try_from(before.sq_entries).unwrap_or(0),
+        "{context}: more SQEs queued than the ring holds: {positions}"
+    );
+    assert!(
+        get("cq_tail").wrapping_sub(get("cq_head"))
+            <= u32::try_from(before.cq_entries).unwrap_or(0),
+        "{context}: more CQEs unconsumed than the ring holds: {positions}"
+    );
+    let text = fdinfo::read(Process::Pid(pid), i32::try_from(fd).unwrap_or(-1))
+        .expect("fdinfo after the dump");
+    let after = match fdinfo::continuity::RingContinuity::parse(&text) {
+        Ok(after) => after,
+        Err(why) => {
+            eprintln!("{context}: fdinfo without 6.18's positions ({why}): compared with the one before only");
+            return;
+        }
+    };
+    let pairs = [
+        ("cached_sq_head", after.cached_sq_head),
+        ("sq_tail", after.sq_tail),
+        ("cq_head", after.cq_head),
+        ("cq_tail", after.cq_tail),
+        ("cached_cq_tail", after.cached_cq_tail),
+    ];
+    for (name, later) in pairs {
+        assert!(
+            not_behind(get(name), later),
+            "{context}: the image's {name} {} is ahead of fdinfo's {later} after the dump",
+            get(name)
+        );
+    }
+}
+
 fn object<'a>(view: &'a Value, id: &Value) -> &'a Value {
     view["objects"]
         .as_array()
@@ -461,6 +514,17 @@ fn fio(job: FioJob) {
     assert_eq!(view["source"]["pid"], pid, "{context}: source pid");
     assert_caveats(&warnings, fd, &info, !job.sqthread_poll, &context);
     let ring = the_ring(&view, fd, &info, &context);
+    assert_positions_between(ring, &info, pid, fd, &context);
+    if !job.sqthread_poll {
+        // SINGLE_ISSUER: the owner is one of the job's threads.
+        let owner = ring["state"]["owner_tid"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{context}: no owner_tid in {}", ring["state"]));
+        assert!(
+            Path::new(&format!("/proc/{pid}/task/{owner}")).exists(),
+            "{context}: owner {owner} is not a thread of {pid}"
+        );
+    }
 
     // The ring agrees with the job file.
     let depth = job.iodepth.next_power_of_two();
@@ -650,6 +714,7 @@ fn qemu_img_bench() {
     assert_eq!(view["source"]["pid"], pid, "{context}: source pid");
     assert_caveats(&warnings, fd, &info, false, &context);
     let ring = the_ring(&view, fd, &info, &context);
+    assert_positions_between(ring, &info, pid, fd, &context);
     let setup = &ring["setup"];
     assert_eq!(setup["flags"], 0, "{context}: a plain ring");
     assert_eq!(setup["sq_entries"], 128, "{context}: sq_entries");

@@ -120,8 +120,7 @@ fn version_1_images_decode_without_state() {
     let mut image = image_with_state();
     image.version = 1;
     ring(&mut image).state = None;
-    let mut value: serde_json::Value =
-        serde_json::to_value(&image).expect("the image as a value");
+    let mut value: serde_json::Value = serde_json::to_value(&image).expect("the image as a value");
     let ring_value = &mut value["objects"][0]["kind"]["ring"];
     ring_value
         .as_object_mut()
@@ -133,7 +132,10 @@ fn version_1_images_decode_without_state() {
     let decoded = decode_slice(&bytes).expect("a version 1 image decodes");
     assert_eq!(decoded.version, 1);
     assert_eq!(decoded, image);
-    assert_eq!(view::to_json(&decoded)["objects"][0]["state"], serde_json::Value::Null);
+    assert_eq!(
+        view::to_json(&decoded)["objects"][0]["state"],
+        serde_json::Value::Null
+    );
 
     // ... and may not carry a state.
     let mut with_state = image_with_state();
@@ -321,7 +323,9 @@ fn unknown_entries_may_be_null() {
     assert_eq!(decode_slice(&bytes).expect("decoding"), image);
     let text = view::to_text(&image);
     assert!(
-        text.contains("entries: unknown queued SQEs, unknown unconsumed CQEs, unknown overflowed CQEs"),
+        text.contains(
+            "entries: unknown queued SQEs, unknown unconsumed CQEs, unknown overflowed CQEs"
+        ),
         "{text}"
     );
 }
