@@ -12,7 +12,9 @@
 //!   [`fdinfo_format`]).
 //!
 //! [`assemble`] then turns the raw state and the ring mappings from
-//! `/proc/PID/maps` ([`maps`]) into an image with deterministic ids. The
+//! `/proc/PID/maps` ([`maps`]) into an image with deterministic ids, and
+//! [`ring_memory`] fills in each ring state's SQ array, queued SQEs and
+//! unconsumed CQEs from the target's memory. The
 //! target is reached through a pidfd ([`target`]), which needs the same
 //! rights as ptrace. Every `/proc` file is read and parsed by
 //! [`ringplan_kernel::procfs`]; this crate decides what to read and what
