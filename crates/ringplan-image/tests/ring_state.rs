@@ -329,3 +329,32 @@ fn unknown_entries_may_be_null() {
         "{text}"
     );
 }
+
+#[test]
+fn positions_that_wrapped_past_2_32_count_as_the_ring_does() {
+    // Head just below 2^32, tail past it: 3 queued at positions
+    // 2^32-2, 2^32-1, 0 (slots 6, 7, 0 of 8).
+    let mut image = image_with_state();
+    let state = state(&mut image);
+    state.positions.sq_head = u32::MAX - 1;
+    state.positions.cached_sq_head = u32::MAX - 1;
+    state.positions.sq_tail = 1;
+    state.sqes = Some(
+        [(u32::MAX - 1, 6), (u32::MAX, 7), (0, 0)]
+            .into_iter()
+            .map(|(position, slot)| QueuedSqe {
+                position,
+                slot,
+                bytes: SqeBytes(vec![0; 64]),
+            })
+            .collect(),
+    );
+    state.positions.cq_head = u32::MAX;
+    state.positions.cq_tail = 0;
+    state.positions.cached_cq_tail = 0;
+    let bytes = encode_to_vec(&image).expect("encoding");
+    assert_eq!(
+        decode_slice(&bytes).expect("a wrapped ring is valid"),
+        image
+    );
+}
