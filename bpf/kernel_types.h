@@ -162,6 +162,16 @@ struct io_overflow_cqe {
 	struct io_uring_cqe cqe;
 };
 
+/* Only its size is relocated (bpf_core_type_size). */
+struct page {
+	unsigned long flags;
+};
+
+/* 6.13+: a ring's memory (kernel-allocated or the program's). */
+struct io_mapped_region {
+	struct page **pages;
+};
+
 /* The kernel's atomic_t, a struct around one int. */
 typedef struct {
 	int counter;
@@ -208,6 +218,12 @@ struct io_ring_ctx {
 	unsigned int cached_cq_tail;
 	struct task_struct *submitter_task;
 	struct list_head cq_overflow_list;
+	/* The pages of the ring's memory and SQEs: 6.18 */
+	struct io_mapped_region ring_region;
+	struct io_mapped_region sq_region;
+	/* ... and 6.5-6.12 (6.1 has neither: no NO_MMAP) */
+	struct page **ring_pages;
+	struct page **sqe_pages;
 };
 
 #pragma clang attribute pop

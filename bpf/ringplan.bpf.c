@@ -5,7 +5,7 @@
  * of the kernel's whole BTF per relocated root type (about 0.5 ms each), so
  * the object relocates only task_struct, files_struct, fdtable, file,
  * inode, eventfd_ctx, io_ring_ctx, io_sq_data, io_ev_fd, io_rsrc_node,
- * io_mapped_ubuf and io_rings. (Two objects loaded on two threads were measured slower:
+ * io_mapped_ubuf, io_rings, io_overflow_cqe, io_mapped_region and page. (Two objects loaded on two threads were measured slower:
  * the second repeats the BTF parse and the types both read, and wins only
  * with an idle second core, which a target's spinning SQPOLL thread may
  * hold.)
@@ -266,6 +266,23 @@ static __always_inline void read_ring_state(struct io_ring_ctx *ring, struct rp_
 		rec->cached_cq_tail = BPF_CORE_READ(ring, cached_cq_tail);
 		rec->state_known |= RP_STATE_POSITIONS;
 	}
+	/* The first page of the ring's memory and of its SQEs, whichever way
+	 * this kernel keeps them. */
+	struct page **rings_pages = NULL, **sqes_pages = NULL;
+	if (bpf_core_field_exists(ring->ring_region) && bpf_core_field_exists(ring->sq_region)) {
+		rings_pages = BPF_CORE_READ(ring, ring_region.pages);
+		sqes_pages = BPF_CORE_READ(ring, sq_region.pages);
+	} else if (bpf_core_field_exists(ring->ring_pages) &&
+		   bpf_core_field_exists(ring->sqe_pages)) {
+		rings_pages = BPF_CORE_READ(ring, ring_pages);
+		sqes_pages = BPF_CORE_READ(ring, sqe_pages);
+	}
+	if (rings_pages)
+		bpf_probe_read_kernel(&rec->rings_page, sizeof(rec->rings_page), rings_pages);
+	if (sqes_pages)
+		bpf_probe_read_kernel(&rec->sqes_page, sizeof(rec->sqes_page), sqes_pages);
+	rec->page_struct_size = bpf_core_type_size(struct page);
+
 	if (bpf_core_field_exists(ring->submitter_task)) {
 		struct task_struct *owner = BPF_CORE_READ(ring, submitter_task);
 		if (owner)

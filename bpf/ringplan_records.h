@@ -166,9 +166,15 @@ struct rp_ring_record {
 	__u32 owner_tid;      /* ctx->submitter_task->pid (initial pid namespace); 0: none */
 	__u32 state_known;    /* enum rp_state_known bits */
 	__u32 overflow_listed; /* rp_overflow_cqe_records that follow this record */
-	__u32 reserved;
+	__u32 page_struct_size; /* sizeof(struct page) on this kernel */
+	/* The struct page of the first page of the ring's memory and of its
+	 * SQE array (6.18: ring_region/sq_region.pages[0]; 6.5-6.12:
+	 * ring_pages/sqe_pages[0]); 0 when unknown. For a NO_MMAP ring they are
+	 * the program's pages, which userspace finds in /proc/PID/pagemap. */
+	__u64 rings_page;
+	__u64 sqes_page;
 };
-_Static_assert(sizeof(struct rp_ring_record) == 152, "rp_ring_record");
+_Static_assert(sizeof(struct rp_ring_record) == 168, "rp_ring_record");
 
 /* One CQE of a ring's overflow list (struct io_overflow_cqe's cqe). */
 struct rp_overflow_cqe_record {

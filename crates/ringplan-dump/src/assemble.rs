@@ -15,7 +15,9 @@ use ringplan_image::{
     Source, StateField,
 };
 
-use crate::raw::{EventfdKey, FileKey, Known, RawFile, RawFileRole, RawRing, RawState, RingKey};
+use crate::raw::{
+    EventfdKey, FileKey, Known, RawFile, RawFileRole, RawRing, RawState, RingKey, UserMemory,
+};
 
 // `O_NONBLOCK` is also `EFD_NONBLOCK`.
 use ringplan_kernel::abi::linux::{EFD_SEMAPHORE, O_NONBLOCK};
@@ -434,10 +436,10 @@ fn build_ring(
 }
 
 /// The ring's continuity state as far as the kernel told it: positions and
-/// owner, the overflow list. The entries in the ring's memory are unknown here;
-/// [`crate::ring_memory`] reads them from the program's memory and fills
-/// them in. NO_MMAP addresses are unknown: the kernel keeps the pinned
-/// pages, not the address the program gave (`io_mapped_region`).
+/// owner, the overflow list, where a NO_MMAP ring's memory is (as
+/// [`crate::ring_memory::locate_user_memory`] found it). The entries in the
+/// ring's memory are unknown here; [`crate::ring_memory::complete`] reads
+/// them from the program's memory and fills them in.
 fn build_state(raw_ring: &RawRing) -> Option<Box<RingState>> {
     let flags = raw_ring.flags?;
     let raw_state = raw_ring.state.as_ref()?;
@@ -458,9 +460,15 @@ fn build_state(raw_ring: &RawRing) -> Option<Box<RingState>> {
             None
         }
     };
-    if no_mmap {
-        unknown.push(StateField::Memory);
-    }
+    let (rings, sqes) = match &raw_state.user_memory {
+        Some(UserMemory::Found { rings, sqes }) if no_mmap => (Some(*rings), Some(*sqes)),
+        _ => {
+            if no_mmap {
+                unknown.push(StateField::Memory);
+            }
+            (None, None)
+        }
+    };
     unknown.sort();
     Some(Box::new(RingState {
         positions: raw_state.positions,
@@ -470,8 +478,8 @@ fn build_state(raw_ring: &RawRing) -> Option<Box<RingState>> {
         overflow,
         memory: RingMemory {
             no_mmap,
-            rings: None,
-            sqes: None,
+            rings,
+            sqes,
         },
         owner_tid,
         unknown,

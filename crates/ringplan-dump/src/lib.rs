@@ -219,6 +219,8 @@ impl Dumper {
             }
             None => fdinfo::read(pid)?,
         };
+        let mut raw = raw;
+        ring_memory::locate_user_memory(pid, &mut raw);
         let mappings = maps::ring_mappings(pid)?;
         Ok(Read { raw, mappings })
     }

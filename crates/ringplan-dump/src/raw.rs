@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use ringplan_image::{Buffer, Cqe, RingPositions};
+use ringplan_image::{Buffer, Cqe, RingPositions, UserRegion};
 
 /// Identity of a `struct file`: its address (BPF) or a stand-in unique within
 /// one dump (fdinfo).
@@ -108,6 +108,21 @@ pub struct RawRingState {
     pub owner_tid: Known<Option<u32>>,
     /// The kernel's CQ overflow list, in order.
     pub overflow: Known<Vec<Cqe>>,
+    /// For an `IORING_SETUP_NO_MMAP` ring, where the program's memory for
+    /// it is; `None` for a ring whose memory the kernel allocated.
+    pub user_memory: Option<UserMemory>,
+}
+
+/// Where the memory a program gave a NO_MMAP ring lies, as far as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserMemory {
+    /// The page frame numbers of the first page of the rings and of the
+    /// SQEs (from the BPF backend), not yet looked up in the program.
+    Frames { rings: u64, sqes: u64 },
+    /// The program's addresses and the sizes the kernel pinned.
+    Found { rings: UserRegion, sqes: UserRegion },
+    /// Not found, and why.
+    Unknown(String),
 }
 
 /// A value a backend may be unable to read.

@@ -2,7 +2,9 @@
 //! memory: the SQ array, the queued SQEs and the unconsumed CQEs. The BPF
 //! program reads the positions and the owner from the kernel; this module
 //! reads the entries between them from the target's view of the ring
-//! (`/proc/PID/mem` at the ring's mappings), at the offsets the kernel
+//! (`/proc/PID/mem` at the ring's mappings, or for a NO_MMAP ring at the
+//! memory the program gave, which [`locate_user_memory`] finds by page
+//! frame number), at the offsets the kernel
 //! gives a ring of the same sizes and layout flags (learned from a
 //! throwaway ring of the dumper's own, so they are the running kernel's).
 //!
@@ -10,20 +12,23 @@
 //! SQEs and 2 MiB of CQEs per ring, far beyond one iterator object (32
 //! KiB), while one read of the mapping takes them whole; and what the
 //! program sees is what a restore must put back. A ring with no mapping in
-//! the target (or with `IORING_SETUP_NO_MMAP`, whose user address the
-//! kernel does not keep) has its entries marked unknown, with a warning.
+//! the target (or a NO_MMAP ring whose memory was not found) has its
+//! entries marked unknown, with a warning.
 //! A running target may move between the BPF read and this one: only a
 //! frozen read (`--freeze`) is exact.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use ringplan_image::{
     Cqe, Image, ObjectKind, QueuedSqe, Ring, RingRegion, RingState, SetupFlags, SqeBytes,
-    StateField,
+    StateField, UserRegion,
 };
-use ringplan_kernel::abi::ring_state::{cqe_size, sqe_size, CQE32_SIZE, LAYOUT_FLAGS};
+use ringplan_kernel::abi::linux::PAGE_SIZE;
+use ringplan_kernel::abi::ring_state::{cqe_size, sqe_size, CQE32_SIZE, CQE_SIZE, LAYOUT_FLAGS};
 use ringplan_kernel::procfs::mem::ProcessMemory;
-use ringplan_kernel::procfs::{task, Process};
+use ringplan_kernel::procfs::{pagemap, task, Process};
+
+use crate::raw::{RawRingState, RawState, UserMemory};
 
 /// Fills in the entries of every ring of `image` that has a state, from
 /// `pid`'s memory, and checks each SINGLE_ISSUER owner is a thread of
@@ -79,6 +84,81 @@ pub fn complete(pid: u32, image: &mut Image) -> Vec<String> {
         ring.state = Some(state);
     }
     warnings
+}
+
+/// Finds, for every NO_MMAP ring of `raw` whose pages the backend gave as
+/// frame numbers, where the program has that memory: the lowest address in
+/// `pid` that maps each frame (`/proc/PID/pagemap`, one pass over the
+/// process's mappings for all rings), with the sizes the kernel pinned for
+/// a ring of its sizes and flags (page-aligned, as the kernel requires).
+pub fn locate_user_memory(pid: u32, raw: &mut RawState) {
+    let mut wanted = BTreeSet::new();
+    for ring in raw.rings.values() {
+        if let Some(RawRingState {
+            user_memory: Some(UserMemory::Frames { rings, sqes }),
+            ..
+        }) = &ring.state
+        {
+            wanted.extend([*rings, *sqes]);
+        }
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let found = pagemap::find_frames(Process::Pid(pid), &wanted);
+    let mut offsets = OffsetCache::default();
+    for ring in raw.rings.values_mut() {
+        let (sq_entries, cq_entries, flags) = (ring.sq_entries, ring.cq_entries, ring.flags);
+        let Some(state) = &mut ring.state else {
+            continue;
+        };
+        let Some(UserMemory::Frames { rings, sqes }) = state.user_memory else {
+            continue;
+        };
+        let located = match &found {
+            Err(error) => Err(format!("reading the target's pagemap: {error}")),
+            Ok(found) => match (found.get(&rings), found.get(&sqes), flags) {
+                (Some(&rings_addr), Some(&sqes_addr), Some(flags)) => {
+                    user_region_sizes(&mut offsets, sq_entries, cq_entries, flags).map(
+                        |(rings_len, sqes_len)| UserMemory::Found {
+                            rings: UserRegion {
+                                addr: rings_addr,
+                                len: rings_len,
+                            },
+                            sqes: UserRegion {
+                                addr: sqes_addr,
+                                len: sqes_len,
+                            },
+                        },
+                    )
+                }
+                _ => Err("no mapping of the target shows the ring's pages".to_owned()),
+            },
+        };
+        state.user_memory = Some(located.unwrap_or_else(UserMemory::Unknown));
+    }
+}
+
+/// The sizes the kernel pins for a NO_MMAP ring's rings and SQEs: the
+/// rings up to the end of the SQ array (or of the CQEs without one), the
+/// SQE array, each rounded up to whole pages.
+fn user_region_sizes(
+    offsets: &mut OffsetCache,
+    sq_entries: u32,
+    cq_entries: u32,
+    flags: u32,
+) -> Result<(u64, u64), String> {
+    let found = offsets.get(sq_entries, cq_entries, flags)?;
+    let cqe = cqe_size(flags).unwrap_or(CQE_SIZE) as u64;
+    let rings_end = match found.sq_array {
+        Some(array) => u64::from(array) + 4 * u64::from(sq_entries),
+        None => u64::from(found.cqes) + cqe * u64::from(cq_entries),
+    };
+    let sqes_end = sqe_size(flags) as u64 * u64::from(sq_entries);
+    Ok((
+        rings_end.div_ceil(PAGE_SIZE) * PAGE_SIZE,
+        sqes_end.div_ceil(PAGE_SIZE) * PAGE_SIZE,
+    ))
 }
 
 /// The entries read from one ring's memory.
@@ -142,23 +222,46 @@ fn read_entries(
 ) -> Result<Entries, String> {
     let setup = &ring.setup;
     let flags = setup.flags.ok_or("the ring's setup flags are unknown")?;
-    if flags & SetupFlags::NO_MMAP.bits() != 0 {
-        return Err(
-            "the ring lives in the program's own memory (IORING_SETUP_NO_MMAP), whose address the kernel does \
-             not keep"
-                .to_owned(),
-        );
-    }
     let cqe_size = cqe_size(flags).ok_or(
         "its CQEs are of mixed sizes (IORING_SETUP_CQE_MIXED), which this dumper does not read",
     )?;
-    // Both ring mappings show the same `struct io_rings` (every kernel
-    // ringplan runs on has IORING_FEAT_SINGLE_MMAP).
-    let rings = ring
-        .mappings
-        .iter()
-        .find(|mapping| matches!(mapping.region, RingRegion::SqRing | RingRegion::CqRing))
-        .ok_or("the target has no mapping of the ring's memory")?;
+    // Where the program sees the rings and the SQEs: the memory it gave
+    // (NO_MMAP), else its mappings of the kernel's; both ring mappings show
+    // the same `struct io_rings` (every kernel ringplan runs on has
+    // IORING_FEAT_SINGLE_MMAP).
+    let (rings, sqe_region) = if state.memory.no_mmap {
+        match (state.memory.rings, state.memory.sqes) {
+            (Some(rings), Some(sqes)) => (rings, Some(sqes)),
+            _ => {
+                return Err(
+                    "the ring lives in the program's own memory (IORING_SETUP_NO_MMAP), and the dumper did not \
+                     find where (it looks the kernel's pinned pages up in /proc/PID/pagemap, which needs \
+                     CAP_SYS_ADMIN)"
+                        .to_owned(),
+                )
+            }
+        }
+    } else {
+        let rings = ring
+            .mappings
+            .iter()
+            .find(|mapping| matches!(mapping.region, RingRegion::SqRing | RingRegion::CqRing))
+            .ok_or("the target has no mapping of the ring's memory")?;
+        let sqes = ring
+            .mappings
+            .iter()
+            .find(|mapping| mapping.region == RingRegion::Sqes);
+        (
+            UserRegion {
+                addr: rings.addr,
+                len: rings.len,
+            },
+            sqes.map(|mapping| UserRegion {
+                addr: mapping.addr,
+                len: mapping.len,
+            }),
+        )
+    };
     let offsets = offsets.get(setup.sq_entries, setup.cq_entries, flags)?;
     let read = |addr: u64, offset: u64, len: usize, limit: u64, what: &str| {
         if offset.saturating_add(len as u64) > limit {
@@ -200,11 +303,8 @@ fn read_entries(
     }
     let mut sqes = Vec::with_capacity(queued as usize);
     if queued > 0 {
-        let sqe_mapping = ring
-            .mappings
-            .iter()
-            .find(|mapping| mapping.region == RingRegion::Sqes)
-            .ok_or("SQEs are queued but the target has no mapping of the SQE array")?;
+        let sqe_mapping =
+            sqe_region.ok_or("SQEs are queued but the target has no mapping of the SQE array")?;
         let size = sqe_size(flags);
         let all = read(
             sqe_mapping.addr,

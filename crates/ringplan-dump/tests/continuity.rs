@@ -2,7 +2,8 @@
 //! view: `tests/programs/ring_continuity.c` (built here with `cc -luring`)
 //! brings rings into known states with real syscalls (positions past
 //! several wraps, queued SQEs, unconsumed CQEs, an overflow list, SQE128 and
-//! CQE32, NO_MMAP|NO_SQARRAY on its own memory, a DEFER_TASKRUN ring owned
+//! CQE32, NO_MMAP|NO_SQARRAY on its own memory (found again at its
+//! addresses), a DEFER_TASKRUN ring owned
 //! by a second thread, R_DISABLED rings, a CQ ring mapped twice). The BPF
 //! dump of it (frozen, so nothing moves) is compared with what the program
 //! printed and with `/proc/PID/fdinfo` of each ring (6.18's format: on a
@@ -276,28 +277,28 @@ fn every_state_the_program_made_is_in_the_image_as_the_kernel_shows_it() {
     assert_eq!((cqe.user_data, cqe.extra), (0xb0, Some([0, 0])));
     assert_matches_fdinfo(pid, fd, ring);
 
-    // no_mmap: positions from the kernel; memory and entries unknown (the
-    // kernel keeps no user address), and a warning says so.
+    // no_mmap: the program's own memory, found at the addresses it gave
+    // (the kernel keeps the pinned pages; the dumper looks their frames
+    // up in the program's pagemap), and the queued SQE read from it.
     if let Some(fd) = program.ring_fd("no_mmap") {
         let ring = ring_at(&image, fd);
         let no_mmap = state(ring);
         assert!(no_mmap.memory.no_mmap);
+        assert!(no_mmap.unknown.is_empty(), "{no_mmap:?} {warnings:?}");
+        let rings = no_mmap.memory.rings.expect("the rings' memory");
+        let sqes = no_mmap.memory.sqes.expect("the SQEs' memory");
+        assert_eq!(rings.addr, program.number(&["rings", "no_mmap", "rings"]));
+        assert_eq!(sqes.addr, program.number(&["rings", "no_mmap", "sqes"]));
         assert_eq!(
-            no_mmap.unknown,
-            [StateField::Entries, StateField::Memory],
-            "{no_mmap:?}"
+            (rings.len, sqes.len),
+            (4096, 4096),
+            "4 entries fit a page each"
         );
-        assert_eq!(
-            (no_mmap.positions.cached_sq_head, no_mmap.positions.sq_tail),
-            (0, 1)
-        );
-        assert!(
-            warnings
-                .iter()
-                .any(|warning| warning.contains(&format!("(fd {fd})"))
-                    && warning.contains("IORING_SETUP_NO_MMAP")),
-            "{warnings:?}"
-        );
+        assert_eq!(no_mmap.sq_array, None, "NO_SQARRAY");
+        let (sqe_user_data, cqes, _) = user_data(no_mmap);
+        assert_eq!((sqe_user_data, cqes), (vec![0xd1], vec![]));
+        assert_eq!(no_mmap.sqes.as_ref().expect("SQEs")[0].slot, 0);
+        assert_matches_fdinfo(pid, fd, ring);
     } else {
         eprintln!("this kernel refuses IORING_SETUP_NO_MMAP: no_mmap ring not checked");
     }

@@ -14,6 +14,7 @@ use super::error::{malformed, BpfError, Pass};
 use super::hz::jiffies_to_ms;
 use super::layout;
 use super::local_fds::{copy_target_fd, fd_number};
+use super::page_frames::PageFrames;
 use super::records::{
     self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
     Layout, OverflowCqeRecord, Record, Records, RingRecord, Role, Table,
@@ -21,7 +22,7 @@ use super::records::{
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
     Known, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawRing, RawRingEventfd, RawRingState,
-    RawState,
+    RawState, UserMemory,
 };
 
 /// The `f_op` of io_uring and eventfd files.
@@ -469,9 +470,22 @@ impl Reading {
         Ok(())
     }
 
+    /// Whether a ring is set up with `IORING_SETUP_NO_MMAP` (its memory is
+    /// then looked for by page frame number).
+    pub(super) fn has_no_mmap_ring(&self) -> bool {
+        self.rings
+            .values()
+            .any(|ring| ring.header.flags & SetupFlags::NO_MMAP.bits() != 0)
+    }
+
     /// The final state. `hz` converts SQ idle from jiffies; `None` leaves the
-    /// SQPOLL rings' idle unknown.
-    pub(super) fn into_raw_state(self, hz: Option<u32>) -> RawState {
+    /// SQPOLL rings' idle unknown. `frames` turns NO_MMAP rings' pages into
+    /// frame numbers.
+    pub(super) fn into_raw_state(
+        self,
+        hz: Option<u32>,
+        frames: Option<Result<PageFrames, String>>,
+    ) -> RawState {
         let rings = self
             .rings
             .into_iter()
@@ -509,6 +523,7 @@ impl Reading {
                         positions,
                         owner_tid: header.owner_tid,
                         overflow: overflow_cqes(&header, &facts.overflow),
+                        user_memory: user_memory(&header, frames.as_ref()),
                     }),
                 };
                 (ctx, ring)
@@ -521,6 +536,33 @@ impl Reading {
             eventfds: self.eventfds,
         }
     }
+}
+
+/// For a NO_MMAP ring, the frame numbers of its memory's first pages.
+fn user_memory(
+    header: &RingRecord,
+    frames: Option<&Result<PageFrames, String>>,
+) -> Option<UserMemory> {
+    if header.flags & SetupFlags::NO_MMAP.bits() == 0 {
+        return None;
+    }
+    let frames = match frames {
+        Some(Ok(frames)) => frames,
+        Some(Err(why)) => return Some(UserMemory::Unknown(why.clone())),
+        None => return Some(UserMemory::Unknown("not looked for".to_owned())),
+    };
+    Some(
+        match (
+            frames.frame_of(header.rings_page),
+            frames.frame_of(header.sqes_page),
+        ) {
+            (Some(rings), Some(sqes)) => UserMemory::Frames { rings, sqes },
+            _ => UserMemory::Unknown(
+                "the kernel did not show the ring's pages (this kernel keeps them where the dumper does not look)"
+                    .to_owned(),
+            ),
+        },
+    )
 }
 
 /// The ring's overflow list, when the program walked all of it and every
@@ -613,6 +655,9 @@ mod tests {
             positions: None,
             owner_tid: Known::Unknown,
             overflow_listed: None,
+            rings_page: 0,
+            sqes_page: 0,
+            page_struct_size: 0,
         };
         let facts = RingFacts {
             header,

@@ -252,6 +252,11 @@ pub(crate) struct RingRecord {
     /// How many overflow CQE records came before this record, when
     /// `RP_STATE_OVERFLOW` says they are the whole list.
     pub overflow_listed: Option<u32>,
+    /// The `struct page` addresses of the first page of the ring's memory
+    /// and of its SQEs (0: unknown), and `sizeof(struct page)`.
+    pub rings_page: u64,
+    pub sqes_page: u64,
+    pub page_struct_size: u32,
 }
 
 /// `struct rp_overflow_cqe_record`: one CQE of a ring's overflow list.
@@ -496,6 +501,9 @@ impl RingRecord {
                 Known::Unknown
             },
             overflow_listed: (raw.state_known & STATE_OVERFLOW != 0).then_some(raw.overflow_listed),
+            rings_page: raw.rings_page,
+            sqes_page: raw.sqes_page,
+            page_struct_size: raw.page_struct_size,
         })
     }
 }
