@@ -254,16 +254,22 @@ static __always_inline void read_ring_state(struct io_ring_ctx *ring, struct rp_
 
 	if (rings && bpf_core_field_exists(ring->cached_sq_head) &&
 	    bpf_core_field_exists(ring->cached_cq_tail)) {
+		/* A running target moves while this reads. Each pair is read
+		 * lower bound first (published head, then the kernel's head,
+		 * then the program's tail; the program's CQ head, then the
+		 * published tail, then the kernel's), so that every read keeps
+		 * head <= tail; a count between them may still exceed the ring,
+		 * which userspace treats as a torn read. */
 		rec->sq_head = BPF_CORE_READ(rings, sq.head);
+		rec->cached_sq_head = BPF_CORE_READ(ring, cached_sq_head);
 		rec->sq_tail = BPF_CORE_READ(rings, sq.tail);
 		rec->cq_head = BPF_CORE_READ(rings, cq.head);
 		rec->cq_tail = BPF_CORE_READ(rings, cq.tail);
+		rec->cached_cq_tail = BPF_CORE_READ(ring, cached_cq_tail);
 		rec->sq_dropped = BPF_CORE_READ(rings, sq_dropped);
 		rec->cq_overflow = BPF_CORE_READ(rings, cq_overflow);
 		rec->sq_flags = BPF_CORE_READ(rings, sq_flags.counter);
 		rec->cq_flags = BPF_CORE_READ(rings, cq_flags);
-		rec->cached_sq_head = BPF_CORE_READ(ring, cached_sq_head);
-		rec->cached_cq_tail = BPF_CORE_READ(ring, cached_cq_tail);
 		rec->state_known |= RP_STATE_POSITIONS;
 	}
 	/* The first page of the ring's memory and of its SQEs, whichever way

@@ -240,6 +240,7 @@ impl Dumper {
         };
         let mut image = assemble::assemble(&read.raw, &read.mappings, source, selection)?;
         let mut warnings = self.warnings.clone();
+        warnings.extend(read.raw.notes.iter().cloned());
         warnings.extend(ring_memory::complete(pid, &mut image));
         // What the program's memory held must agree with the positions the
         // kernel gave (it does unless the target moved in between).

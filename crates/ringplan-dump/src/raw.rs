@@ -28,6 +28,9 @@ pub struct RawState {
     pub rings: HashMap<RingKey, RawRing>,
     /// Every eventfd held by an fd or registered with a ring, by identity.
     pub eventfds: HashMap<EventfdKey, RawEventfd>,
+    /// What the backend read but could not use, said as warnings (e.g. a
+    /// ring whose positions moved while they were read).
+    pub notes: Vec<String>,
 }
 
 /// One entry of the process's fd table: the fd number, its close-on-exec

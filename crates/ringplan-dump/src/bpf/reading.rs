@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use ringplan_image::{Buffer, Cqe};
+use ringplan_image::{Buffer, Cqe, RingPositions};
 use ringplan_kernel::abi::limits::{MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
 use ringplan_kernel::abi::SetupFlags;
 
@@ -486,6 +486,7 @@ impl Reading {
         hz: Option<u32>,
         frames: Option<Result<PageFrames, String>>,
     ) -> RawState {
+        let mut notes = Vec::new();
         let rings = self
             .rings
             .into_iter()
@@ -519,7 +520,20 @@ impl Reading {
                     eventfd: Known::Known(eventfd),
                     files: facts.files,
                     buffers: facts.buffers,
-                    state: header.positions.map(|positions| RawRingState {
+                    state: header
+                        .positions
+                        .filter(|positions| match torn_positions(&header, positions) {
+                            Some(why) => {
+                                notes.push(format!(
+                                    "the ring at fd {} moved while its positions were read ({why}): the \
+                                     image has no state for it; dump with --freeze for one",
+                                    facts.target_fd
+                                ));
+                                false
+                            }
+                            None => true,
+                        })
+                        .map(|positions| RawRingState {
                         positions,
                         owner_tid: header.owner_tid,
                         overflow: overflow_cqes(&header, &facts.overflow),
@@ -529,13 +543,52 @@ impl Reading {
                 (ctx, ring)
             })
             .collect();
+        notes.sort();
         RawState {
             fds: self.fds.into_values().collect(),
             files: self.files,
             rings,
             eventfds: self.eventfds,
+            notes,
         }
     }
+}
+
+/// Why positions read from a running ring cannot all be true at once, if
+/// they cannot: more entries between a head and its tail than the ring
+/// holds (each pair is read head first, so a count past the ring means the
+/// kernel and the program moved on between the reads).
+fn torn_positions(header: &RingRecord, positions: &RingPositions) -> Option<String> {
+    let pairs = [
+        (
+            "SQ",
+            positions.cached_sq_head,
+            positions.sq_tail,
+            header.sq_entries,
+        ),
+        (
+            "SQ",
+            positions.sq_head,
+            positions.cached_sq_head,
+            header.sq_entries,
+        ),
+        (
+            "CQ",
+            positions.cq_head,
+            positions.cq_tail,
+            header.cq_entries,
+        ),
+        (
+            "CQ",
+            positions.cq_tail,
+            positions.cached_cq_tail,
+            header.cq_entries,
+        ),
+    ];
+    pairs.into_iter().find_map(|(ring, head, tail, entries)| {
+        (tail.wrapping_sub(head) > entries)
+            .then(|| format!("{ring} head {head} and tail {tail} are more than {entries} apart"))
+    })
 }
 
 /// For a NO_MMAP ring, the frame numbers of its memory's first pages.
@@ -630,6 +683,57 @@ mod tests {
         assert_eq!(path_text(b"/dev/null").as_deref(), Some("/dev/null"));
         assert_eq!(path_text(b"pipe:[1234]"), None);
         assert_eq!(path_text(b"anon_inode:[io_uring]"), None);
+    }
+
+    #[test]
+    fn positions_read_across_a_move_are_torn() {
+        // Seen on 6.1 with fio running: the kernel consumed two SQEs the
+        // program wrote between the read of the tail and of the head.
+        let header = RingRecord {
+            ctx: 1,
+            sq_data: 0,
+            eventfd_ctx: 0,
+            eventfd_count: 0,
+            inode_number: 0,
+            fd: 3,
+            flags: 0,
+            sq_entries: 8,
+            cq_entries: 16,
+            sq_thread_idle_jiffies: 0,
+            sq_cpu: 0,
+            eventfd_async: false,
+            eventfd_flags: 0,
+            file_slots: 0,
+            buffer_slots: 0,
+            layout: Layout::RsrcNodes,
+            status: ChunkStatus::Ok,
+            positions: None,
+            owner_tid: Known::Unknown,
+            overflow_listed: None,
+            rings_page: 0,
+            sqes_page: 0,
+            page_struct_size: 0,
+        };
+        let at_rest = RingPositions {
+            sq_head: u32::MAX,
+            cached_sq_head: u32::MAX,
+            sq_tail: 7,
+            cq_head: 5,
+            cq_tail: 21,
+            cached_cq_tail: 21,
+            ..RingPositions::default()
+        };
+        assert_eq!(torn_positions(&header, &at_rest), None);
+        let torn = RingPositions {
+            sq_head: 12945,
+            cached_sq_head: 12947,
+            sq_tail: 12945,
+            ..RingPositions::default()
+        };
+        assert_eq!(
+            torn_positions(&header, &torn).as_deref(),
+            Some("SQ head 12947 and tail 12945 are more than 8 apart")
+        );
     }
 
     #[test]
