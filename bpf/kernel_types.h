@@ -71,6 +71,7 @@ struct files_struct {
 
 struct task_struct {
 	struct files_struct *files;
+	int pid;
 };
 
 struct inode {
@@ -141,6 +142,59 @@ struct io_file_table {
 	unsigned long *files;
 };
 
+struct list_head {
+	struct list_head *next;
+	struct list_head *prev;
+};
+
+/* The uapi CQE: its layout is ABI (user_data, res, flags, then big_cqe
+ * with CQE32), so it is read as bytes, never through its fields. */
+struct io_uring_cqe {
+	__u64 user_data;
+	__s32 res;
+	__u32 flags;
+};
+
+/* A CQE that did not fit the CQ ring, on ctx->cq_overflow_list; only the
+ * offsets of list and cqe are relocated. */
+struct io_overflow_cqe {
+	struct list_head list;
+	struct io_uring_cqe cqe;
+};
+
+/* Only its size is relocated (bpf_core_type_size). */
+struct page {
+	unsigned long flags;
+};
+
+/* 6.13+: a ring's memory (kernel-allocated or the program's). */
+struct io_mapped_region {
+	struct page **pages;
+};
+
+/* The kernel's atomic_t, a struct around one int. */
+typedef struct {
+	int counter;
+} atomic_t;
+
+/* One ring's head and tail in struct io_rings. */
+struct io_uring {
+	__u32 head;
+	__u32 tail;
+};
+
+/* The memory the program shares with the kernel: positions and flags (the
+ * CQEs follow; the SQ array and SQEs lie elsewhere). Same names on 6.1 and
+ * 6.18. */
+struct io_rings {
+	struct io_uring sq;
+	struct io_uring cq;
+	__u32 sq_dropped;
+	atomic_t sq_flags;
+	__u32 cq_flags;
+	__u32 cq_overflow;
+};
+
 /* Members of both layouts side by side: buf_table is 6.18's, nr_user_files,
  * nr_user_bufs and user_bufs are 6.1. A member the running kernel lacks
  * makes bpf_core_field_exists() false, and the code reading it dead. (One
@@ -158,6 +212,18 @@ struct io_ring_ctx {
 	unsigned int nr_user_files;
 	unsigned int nr_user_bufs;
 	struct io_mapped_ubuf **user_bufs;
+	/* Continuity state, on 6.1 and 6.18 alike. */
+	struct io_rings *rings;
+	unsigned int cached_sq_head;
+	unsigned int cached_cq_tail;
+	struct task_struct *submitter_task;
+	struct list_head cq_overflow_list;
+	/* The pages of the ring's memory and SQEs: 6.18 */
+	struct io_mapped_region ring_region;
+	struct io_mapped_region sq_region;
+	/* ... and 6.5-6.12 (6.1 has neither: no NO_MMAP) */
+	struct page **ring_pages;
+	struct page **sqe_pages;
 };
 
 #pragma clang attribute pop

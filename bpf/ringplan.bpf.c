@@ -4,8 +4,8 @@
  * one object. Most of a load is libbpf's CO-RE candidate search, one scan
  * of the kernel's whole BTF per relocated root type (about 0.5 ms each), so
  * the object relocates only task_struct, files_struct, fdtable, file,
- * inode, eventfd_ctx, io_ring_ctx, io_sq_data, io_ev_fd, io_rsrc_node and
- * io_mapped_ubuf. (Two objects loaded on two threads were measured slower:
+ * inode, eventfd_ctx, io_ring_ctx, io_sq_data, io_ev_fd, io_rsrc_node,
+ * io_mapped_ubuf, io_rings, io_overflow_cqe, io_mapped_region and page. (Two objects loaded on two threads were measured slower:
  * the second repeats the BTF parse and the types both read, and wins only
  * with an idle second core, which a target's spinning SQPOLL thread may
  * hold.)
@@ -22,7 +22,9 @@
  * chunk_requests map says, per local fd, what to write:
  *
  * - RP_REQUEST_RING: the ring's header, an rp_ring_record (setup
- *   parameters, SQ thread, eventfd, table sizes, layout, inode number);
+ *   parameters, SQ thread, eventfd, table sizes, layout, inode number,
+ *   positions and the SINGLE_ISSUER owner), after one
+ *   rp_overflow_cqe_record per CQE of its overflow list;
  * - RP_REQUEST_CHUNK: an rp_chunk_record and one slot record per occupied
  *   slot of a range of a registered table. Chunking exists because one
  *   iterator object (one fd visit) can write at most 32 KiB: a table of
@@ -242,6 +244,129 @@ static __always_inline void read_table_sizes(struct io_ring_ctx *ring, __u32 *fi
 	}
 }
 
+/* The ring's continuity state: positions and flags from the memory it
+ * shares with the program (ctx->rings, a kernel mapping of it), the
+ * kernel's own head and tail, and the SINGLE_ISSUER owner. The SQ array,
+ * SQEs and CQEs are read by userspace from the program's memory. */
+static __always_inline void read_ring_state(struct io_ring_ctx *ring, struct rp_ring_record *rec)
+{
+	struct io_rings *rings = BPF_CORE_READ(ring, rings);
+
+	if (rings && bpf_core_field_exists(ring->cached_sq_head) &&
+	    bpf_core_field_exists(ring->cached_cq_tail)) {
+		/* A running target moves while this reads. Each pair is read
+		 * lower bound first (published head, then the kernel's head,
+		 * then the program's tail; the program's CQ head, then the
+		 * published tail, then the kernel's), so that every read keeps
+		 * head <= tail; a count between them may still exceed the ring,
+		 * which userspace treats as a torn read. */
+		rec->sq_head = BPF_CORE_READ(rings, sq.head);
+		rec->cached_sq_head = BPF_CORE_READ(ring, cached_sq_head);
+		rec->sq_tail = BPF_CORE_READ(rings, sq.tail);
+		rec->cq_head = BPF_CORE_READ(rings, cq.head);
+		rec->cq_tail = BPF_CORE_READ(rings, cq.tail);
+		rec->cached_cq_tail = BPF_CORE_READ(ring, cached_cq_tail);
+		rec->sq_dropped = BPF_CORE_READ(rings, sq_dropped);
+		rec->cq_overflow = BPF_CORE_READ(rings, cq_overflow);
+		rec->sq_flags = BPF_CORE_READ(rings, sq_flags.counter);
+		rec->cq_flags = BPF_CORE_READ(rings, cq_flags);
+		rec->state_known |= RP_STATE_POSITIONS;
+	}
+	/* The first page of the ring's memory and of its SQEs, whichever way
+	 * this kernel keeps them. */
+	struct page **rings_pages = NULL, **sqes_pages = NULL;
+	if (bpf_core_field_exists(ring->ring_region) && bpf_core_field_exists(ring->sq_region)) {
+		rings_pages = BPF_CORE_READ(ring, ring_region.pages);
+		sqes_pages = BPF_CORE_READ(ring, sq_region.pages);
+	} else if (bpf_core_field_exists(ring->ring_pages) &&
+		   bpf_core_field_exists(ring->sqe_pages)) {
+		rings_pages = BPF_CORE_READ(ring, ring_pages);
+		sqes_pages = BPF_CORE_READ(ring, sqe_pages);
+	}
+	if (rings_pages)
+		bpf_probe_read_kernel(&rec->rings_page, sizeof(rec->rings_page), rings_pages);
+	if (sqes_pages)
+		bpf_probe_read_kernel(&rec->sqes_page, sizeof(rec->sqes_page), sqes_pages);
+	rec->page_struct_size = bpf_core_type_size(struct page);
+
+	if (bpf_core_field_exists(ring->submitter_task)) {
+		struct task_struct *owner = BPF_CORE_READ(ring, submitter_task);
+		if (owner)
+			rec->owner_tid = BPF_CORE_READ(owner, pid);
+		rec->state_known |= RP_STATE_OWNER;
+	}
+}
+
+/* State of the overflow list walk's bpf_loop, on the program's stack. */
+struct overflow_loop {
+	struct seq_file *seq;
+	__u64 ctx;
+	/* &ctx->cq_overflow_list: the list ends when a next pointer comes back
+	 * to it. */
+	__u64 head;
+	/* The next node (&ocqe->list) to write. */
+	__u64 node;
+	__u32 cqe_bytes;
+	__u32 index;
+	bool ended;
+};
+
+/* Writes the CQE at loop->node and steps to the next node. The list is
+ * read without the kernel's lock, so a running target's flush may change
+ * it under the walk: every read is a probe read, the walk is bounded, and
+ * only a frozen read is exact (as for everything else). */
+static long write_overflow_cqe(__u32 step, void *data)
+{
+	struct overflow_loop *loop = data;
+	struct rp_overflow_cqe_record rec = {};
+	__u64 words[4] = {};
+
+	if (!loop->node || loop->node == loop->head) {
+		loop->ended = loop->node == loop->head;
+		return 1;
+	}
+	if (loop->index >= RP_MAX_OVERFLOW_CQES)
+		return 1;
+	__u64 ocqe = loop->node - bpf_core_field_offset(struct io_overflow_cqe, list);
+	__u64 cqe = ocqe + bpf_core_field_offset(struct io_overflow_cqe, cqe);
+	__u32 size = loop->cqe_bytes == 32 ? 32 : 16;
+	if (bpf_probe_read_kernel(words, size, (void *)cqe) < 0)
+		return 1;
+	rec.header.kind = RP_RECORD_OVERFLOW_CQE;
+	rec.header.size = sizeof(rec);
+	rec.ctx = loop->ctx;
+	rec.user_data = words[0];
+	rec.res = (__s32)(words[1] & 0xffffffff);
+	rec.flags = (__u32)(words[1] >> 32);
+	rec.extra[0] = words[2];
+	rec.extra[1] = words[3];
+	rec.index = loop->index;
+	bpf_seq_write(loop->seq, &rec, sizeof(rec));
+	loop->index++;
+	struct list_head *node = (void *)loop->node;
+	loop->node = (__u64)BPF_CORE_READ(node, next);
+	return 0;
+}
+
+/* Writes the ring's overflow list, before its ring record, which then
+ * says how many records came (userspace files them by ctx). */
+static __always_inline void write_overflow_list(struct seq_file *seq, struct io_ring_ctx *ring,
+						struct rp_ring_record *rec)
+{
+	struct overflow_loop loop = {
+		.seq = seq,
+		.ctx = (__u64)ring,
+		.head = (__u64)ring + bpf_core_field_offset(struct io_ring_ctx, cq_overflow_list),
+		.node = (__u64)BPF_CORE_READ(ring, cq_overflow_list.next),
+		.cqe_bytes = rec->flags & RP_IORING_SETUP_CQE32 ? 32 : 16,
+	};
+
+	bpf_loop(RP_MAX_OVERFLOW_CQES + 1, write_overflow_cqe, &loop, 0);
+	rec->overflow_listed = loop.index;
+	if (loop.ended)
+		rec->state_known |= RP_STATE_OVERFLOW;
+}
+
 static __always_inline void write_ring_record(struct seq_file *seq, struct file *file,
 					      struct rp_chunk_request *request, __u32 fd)
 {
@@ -279,6 +404,8 @@ static __always_inline void write_ring_record(struct seq_file *seq, struct file 
 
 	rec.layout = detect_layout();
 	read_table_sizes(ring, &rec.file_slots, &rec.buffer_slots);
+	read_ring_state(ring, &rec);
+	write_overflow_list(seq, ring, &rec);
 	rec.status = RP_CHUNK_OK;
 	bpf_seq_write(seq, &rec, sizeof(rec));
 }

@@ -36,6 +36,9 @@ enum rp_record_kind {
 	RP_RECORD_BUFFER_SLOT = 6,
 	/* Pass B, the answer to a probe request: the file's f_op. */
 	RP_RECORD_PROBE = 7,
+	/* Pass B, after a ring record: one per CQE of the ring's overflow
+	 * list, in list order (overflow_listed of them). */
+	RP_RECORD_OVERFLOW_CQE = 8,
 };
 
 /* What a struct file is, as told by its f_op (pass A; pass B reports f_op
@@ -88,6 +91,26 @@ enum rp_chunk_status {
 	RP_CHUNK_UNKNOWN_LAYOUT = 3,
 };
 
+/* Which parts of a ring's continuity state an rp_ring_record holds (bits
+ * of state_known): a kernel without a field leaves its part unknown. */
+enum rp_state_known {
+	/* The ten positions: ctx->rings was set, its fields and the cached
+	 * head and tail exist on this kernel. */
+	RP_STATE_POSITIONS = 1,
+	/* owner_tid: io_ring_ctx.submitter_task exists on this kernel (0 in
+	 * owner_tid then means no task is bound). */
+	RP_STATE_OWNER = 2,
+	/* The overflow list was walked to its end within RP_MAX_OVERFLOW_CQES
+	 * entries: the overflow_listed records that follow are all of it. */
+	RP_STATE_OVERFLOW = 4,
+};
+
+/* Kernel uapi values the program needs. The C side cannot take them from
+ * ringplan_kernel::abi, so records.rs tests that they equal it. */
+enum rp_uapi {
+	RP_IORING_SETUP_CQE32 = 1 << 11,
+};
+
 struct rp_header {
 	__u32 kind;
 	__u32 size;
@@ -128,8 +151,43 @@ struct rp_ring_record {
 	__u32 buffer_slots;   /* registered buffer table size */
 	__u32 layout;         /* enum rp_layout */
 	__u32 status;         /* enum rp_chunk_status; on error only ctx and fd are set */
+	/* The continuity state (valid per state_known): what the program's
+	 * view of the ring holds (ctx->rings) and the kernel's own positions. */
+	__u32 sq_head;        /* rings->sq.head */
+	__u32 sq_tail;        /* rings->sq.tail, written by the program */
+	__u32 cached_sq_head; /* ctx->cached_sq_head */
+	__u32 cq_head;        /* rings->cq.head, written by the program */
+	__u32 cq_tail;        /* rings->cq.tail */
+	__u32 cached_cq_tail; /* ctx->cached_cq_tail */
+	__u32 sq_dropped;     /* rings->sq_dropped */
+	__u32 cq_overflow;    /* rings->cq_overflow */
+	__u32 sq_flags;       /* rings->sq_flags */
+	__u32 cq_flags;       /* rings->cq_flags */
+	__u32 owner_tid;      /* ctx->submitter_task->pid (initial pid namespace); 0: none */
+	__u32 state_known;    /* enum rp_state_known bits */
+	__u32 overflow_listed; /* rp_overflow_cqe_records that follow this record */
+	__u32 page_struct_size; /* sizeof(struct page) on this kernel */
+	/* The struct page of the first page of the ring's memory and of its
+	 * SQE array (6.18: ring_region/sq_region.pages[0]; 6.5-6.12:
+	 * ring_pages/sqe_pages[0]); 0 when unknown. For a NO_MMAP ring they are
+	 * the program's pages, which userspace finds in /proc/PID/pagemap. */
+	__u64 rings_page;
+	__u64 sqes_page;
 };
-_Static_assert(sizeof(struct rp_ring_record) == 96, "rp_ring_record");
+_Static_assert(sizeof(struct rp_ring_record) == 168, "rp_ring_record");
+
+/* One CQE of a ring's overflow list (struct io_overflow_cqe's cqe). */
+struct rp_overflow_cqe_record {
+	struct rp_header header;
+	__u64 ctx;            /* the ring's io_ring_ctx */
+	__u64 user_data;
+	__u64 extra[2];       /* big_cqe, with IORING_SETUP_CQE32; else 0 */
+	__s32 res;
+	__u32 flags;
+	__u32 index;          /* its place in the list, from 0 */
+	__u32 reserved;
+};
+_Static_assert(sizeof(struct rp_overflow_cqe_record) == 56, "rp_overflow_cqe_record");
 
 struct rp_eventfd_record {
 	struct rp_header header;
@@ -214,7 +272,14 @@ enum rp_limits {
 	RP_BUFFER_SLOTS_PER_CHUNK = 640,
 	/* Capacity of the chunk_requests map: requests in one pass-B round. */
 	RP_MAX_CHUNK_REQUESTS = 1024,
+	/* The longest overflow list a ring record carries; a longer one is
+	 * reported as not walked (its state's overflow is unknown). */
+	RP_MAX_OVERFLOW_CQES = 256,
 };
+_Static_assert(sizeof(struct rp_ring_record) +
+		       RP_MAX_OVERFLOW_CQES * sizeof(struct rp_overflow_cqe_record) <=
+		       RP_MAX_OBJECT_BYTES,
+	       "ring record and its overflow list fit one object");
 _Static_assert(sizeof(struct rp_chunk_record) +
 		       RP_FILE_SLOTS_PER_CHUNK * sizeof(struct rp_file_slot_record) <=
 		       RP_MAX_OBJECT_BYTES,
@@ -243,12 +308,15 @@ struct rp_shared_types {
 	struct rp_file_slot_record file_slot_record;
 	struct rp_buffer_slot_record buffer_slot_record;
 	struct rp_probe_record probe_record;
+	struct rp_overflow_cqe_record overflow_cqe_record;
 	enum rp_record_kind record_kind;
 	enum rp_file_role file_role;
 	enum rp_layout layout;
 	enum rp_table table;
 	enum rp_request_kind request_kind;
 	enum rp_chunk_status chunk_status;
+	enum rp_state_known state_known;
+	enum rp_uapi uapi;
 	enum rp_limits limits;
 };
 

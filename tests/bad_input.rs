@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use ringplan_image::{Buffer, Image, ObjectId, ObjectKind, Ring};
+use ringplan_image::{
+    Buffer, Cqe, Image, ObjectId, ObjectKind, QueuedSqe, Ring, RingState, SqeBytes,
+};
 
 use crate::support::{scratch_dir, PLAN};
 
@@ -124,8 +126,8 @@ fn document_rows() -> Vec<Row> {
         },
         Row {
             name: "other-version",
-            bytes: mutated(|image| image.version = 2),
-            expected: "unsupported image version 2",
+            bytes: mutated(|image| image.version = 3),
+            expected: "unsupported image version 3",
             planner: false,
         },
         Row {
@@ -301,7 +303,62 @@ fn document_rows() -> Vec<Row> {
             expected: "ring #2: 16385 buffer slots exceed the kernel's 16384",
             planner: false,
         },
+        Row {
+            name: "state-more-queued-than-entries",
+            bytes: mutated(|image| state_mut(image, 1).positions.sq_tail = 3),
+            expected: "ring #1: 3 SQEs queued (SQ tail 3 - head 0), more than sq_entries 2",
+            planner: false,
+        },
+        Row {
+            name: "state-sqes-not-tail-minus-head",
+            bytes: mutated(|image| state_mut(image, 1).positions.sq_tail = 1),
+            expected: "ring #1: 0 SQEs recorded, but SQ tail 1 - head 0 = 1",
+            planner: false,
+        },
+        Row {
+            name: "state-sqe-slot-out-of-range",
+            bytes: mutated(|image| {
+                let state = state_mut(image, 1);
+                state.positions.sq_tail = 1;
+                state.sqes = Some(vec![QueuedSqe {
+                    position: 0,
+                    slot: 2,
+                    bytes: SqeBytes(vec![0; 64]),
+                }]);
+            }),
+            expected: "ring #1: SQE at position 0: slot 2 is outside 0..2",
+            planner: false,
+        },
+        Row {
+            name: "state-cqe-extra-without-cqe32",
+            bytes: mutated(|image| {
+                let state = state_mut(image, 1);
+                state.positions.cq_tail = 1;
+                state.positions.cached_cq_tail = 1;
+                state.cqes = Some(vec![Cqe {
+                    user_data: 1,
+                    res: 0,
+                    flags: 0,
+                    extra: Some([0, 0]),
+                }]);
+            }),
+            expected: "ring #1: CQE 0 has extra words but IORING_SETUP_CQE32 is not set",
+            planner: false,
+        },
+        Row {
+            name: "state-owner-without-single-issuer",
+            bytes: mutated(|image| state_mut(image, 1).owner_tid = Some(1)),
+            expected: "ring #1: has an owner thread 1 but IORING_SETUP_SINGLE_ISSUER is not set",
+            planner: false,
+        },
     ]
+}
+
+fn state_mut(image: &mut Image, id: u32) -> &mut RingState {
+    ring_mut(image, id)
+        .state
+        .as_deref_mut()
+        .expect("plans/seed.img is a version 2 image with ring states")
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {

@@ -1,6 +1,6 @@
 //! Structure-aware: the fuzzer's bytes are read (with `arbitrary`) as a
 //! sketch of an image (rings with setup flags, sizes, SQ thread sharing,
-//! eventfds, file and buffer tables; files; fds), which is built into an
+//! eventfds, file and buffer tables, continuity state; files; fds), which is built into an
 //! `Image` mostly shaped like a dump and sent through what `plan exec
 //! --dry-run` does: encode -> decode (framing, serde, full validation) ->
 //! compile -> the executor's preflight, with its real syscalls (fd checks,
@@ -16,8 +16,9 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ringplan_image::{
-    Backend, Buffer, Eventfd, FdEntry, File, FileType, Image, Object, ObjectId, ObjectKind, Ring,
-    RingEventfd, RingField, RingMapping, RingRegion, RingSetup, Source,
+    Backend, Buffer, Cqe, Eventfd, FdEntry, File, FileType, Image, Object, ObjectId, ObjectKind,
+    QueuedSqe, Ring, RingEventfd, RingField, RingMapping, RingMemory, RingPositions, RingRegion,
+    RingSetup, RingState, Source, SqeBytes, StateField, UserRegion,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -46,6 +47,169 @@ struct RingSketch {
     mappings: Vec<(u8, u16, u8)>,
     unknown: Vec<u8>,
     fds: Vec<(u8, bool)>,
+    /// The continuity state (image version 2).
+    state: Option<StateSketch>,
+}
+
+/// A ring state, built mostly consistent with its ring (positions from one
+/// head, entries counted from them, slots through the SQ array) and
+/// sometimes not (the raw fields override), so that validation is both
+/// passed and exercised.
+/// user_data, res, flags, the CQE32 words.
+type CqeSketch = (u64, i32, u32, Option<(u64, u64)>);
+
+#[derive(Arbitrary, Debug)]
+struct StateSketch {
+    sq_head: u32,
+    queued: u8,
+    cq_head: u32,
+    unconsumed: u8,
+    /// cached_sq_head - sq_head and cached_cq_tail - cq_tail.
+    lags: (u8, u8),
+    counters: (u32, u32, u32, u32),
+    identity_array: bool,
+    array: Vec<u16>,
+    slots: Vec<Option<u16>>,
+    sqe_fill: u8,
+    cqes: Vec<CqeSketch>,
+    overflow: Option<Vec<(u64, i32, u32)>>,
+    owner_tid: Option<u32>,
+    regions: Option<((u16, u8), (u16, u8))>,
+    unknown: Vec<u8>,
+    /// Raw positions instead of the derived ones, now and then.
+    raw_tails: Option<(u32, u32)>,
+}
+
+fn build_state(sketch: &StateSketch, flags: u32, sq_entries: u32, cq_entries: u32) -> RingState {
+    let mask = sq_entries.max(1) - 1;
+    let queued = u32::from(sketch.queued) % (sq_entries + 1);
+    let unconsumed = u32::from(sketch.unconsumed) % (cq_entries + 1);
+    let cached_sq_head = sketch.sq_head.wrapping_add(u32::from(sketch.lags.0 % 2));
+    let (sq_tail, cq_tail) = sketch.raw_tails.unwrap_or((
+        cached_sq_head.wrapping_add(queued),
+        sketch.cq_head.wrapping_add(unconsumed),
+    ));
+    let sq_array: Option<Vec<u32>> = (flags & (1 << 16) == 0).then(|| {
+        (0..sq_entries.min(4096))
+            .map(|index| {
+                if sketch.identity_array {
+                    index
+                } else {
+                    sketch
+                        .array
+                        .get(index as usize)
+                        .map_or(index, |slot| u32::from(*slot) % sq_entries.max(1))
+                }
+            })
+            .collect()
+    });
+    let sqe_size = if flags & (1 << 10) != 0 { 128 } else { 64 };
+    let sqes = (0..queued.min(64))
+        .map(|offset| {
+            let position = cached_sq_head.wrapping_add(offset);
+            let derived = match &sq_array {
+                Some(array) => array.get((position & mask) as usize).copied().unwrap_or(0),
+                None => position & mask,
+            };
+            let slot = sketch
+                .slots
+                .get(offset as usize)
+                .copied()
+                .flatten()
+                .map_or(derived, u32::from);
+            QueuedSqe {
+                position,
+                slot,
+                bytes: SqeBytes(vec![sketch.sqe_fill; sqe_size]),
+            }
+        })
+        .collect();
+    let cqe32 = flags & (1 << 11) != 0;
+    let cqe = |&(user_data, res, flags, extra): &CqeSketch| Cqe {
+        user_data,
+        res,
+        flags,
+        extra: extra.filter(|_| cqe32).map(|(a, b)| [a, b]),
+    };
+    let cqes = (0..unconsumed.min(64) as usize)
+        .map(|index| {
+            sketch.cqes.get(index).map_or(
+                Cqe {
+                    user_data: 0,
+                    res: 0,
+                    flags: 0,
+                    extra: cqe32.then_some([0, 0]),
+                },
+                cqe,
+            )
+        })
+        .collect();
+    let no_mmap = flags & (1 << 14) != 0;
+    let region = |(page, pages): (u16, u8)| UserRegion {
+        addr: 0x4000_0000_0000 + u64::from(page) * 4096,
+        len: u64::from(pages) * 4096,
+    };
+    let mut unknown: Vec<StateField> = sketch
+        .unknown
+        .iter()
+        .take(4)
+        .map(|field| {
+            [
+                StateField::Entries,
+                StateField::Overflow,
+                StateField::Memory,
+                StateField::OwnerTid,
+            ][usize::from(field % 4)]
+        })
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    let has = |field| unknown.contains(&field);
+    RingState {
+        positions: RingPositions {
+            sq_head: sketch.sq_head,
+            sq_tail,
+            cached_sq_head,
+            cq_head: sketch.cq_head,
+            cq_tail,
+            cached_cq_tail: cq_tail.wrapping_add(u32::from(sketch.lags.1 % 2)),
+            sq_dropped: sketch.counters.0,
+            cq_overflow: sketch.counters.1,
+            sq_flags: sketch.counters.2,
+            cq_flags: sketch.counters.3,
+        },
+        sq_array: sq_array.filter(|_| !has(StateField::Entries)),
+        sqes: (!has(StateField::Entries)).then_some(sqes),
+        cqes: (!has(StateField::Entries)).then_some(cqes),
+        overflow: sketch
+            .overflow
+            .as_ref()
+            .filter(|_| !has(StateField::Overflow))
+            .map(|list| {
+                list.iter()
+                    .take(64)
+                    .map(|&(user_data, res, flags)| Cqe {
+                        user_data,
+                        res,
+                        flags,
+                        extra: cqe32.then_some([0, 0]),
+                    })
+                    .collect()
+            }),
+        memory: RingMemory {
+            no_mmap,
+            rings: sketch
+                .regions
+                .filter(|_| !has(StateField::Memory))
+                .map(|r| region(r.0)),
+            sqes: sketch
+                .regions
+                .filter(|_| !has(StateField::Memory))
+                .map(|r| region(r.1)),
+        },
+        owner_tid: sketch.owner_tid.filter(|_| !has(StateField::OwnerTid)),
+        unknown,
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -168,6 +332,10 @@ fn build(sketch: &Sketch) -> Image {
                         ][usize::from(field % 4)]
                     })
                     .collect(),
+                state: ring
+                    .state
+                    .as_ref()
+                    .map(|state| Box::new(build_state(state, flags, sq_entries, cq_entries))),
             }),
         });
     }

@@ -11,10 +11,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use ringplan_image::{
     validate, Eventfd, FdEntry, File, FileType, Image, ImageError, Object, ObjectId, ObjectKind,
-    Ring, RingEventfd, RingField, RingMapping, RingSetup, SetupFlags, Source,
+    Ring, RingEventfd, RingField, RingMapping, RingMemory, RingSetup, RingState, SetupFlags,
+    Source, StateField,
 };
 
-use crate::raw::{EventfdKey, FileKey, Known, RawFile, RawFileRole, RawRing, RawState, RingKey};
+use crate::raw::{
+    EventfdKey, FileKey, Known, RawFile, RawFileRole, RawRing, RawState, RingKey, UserMemory,
+};
 
 // `O_NONBLOCK` is also `EFD_NONBLOCK`.
 use ringplan_kernel::abi::linux::{EFD_SEMAPHORE, O_NONBLOCK};
@@ -428,7 +431,59 @@ fn build_ring(
         buffers: raw_ring.buffers.clone(),
         mappings: ring_mappings,
         unknown,
+        state: build_state(raw_ring),
     })
+}
+
+/// The ring's continuity state as far as the kernel told it: positions and
+/// owner, the overflow list, where a NO_MMAP ring's memory is (as
+/// [`crate::ring_memory::locate_user_memory`] found it). The entries in the
+/// ring's memory are unknown here; [`crate::ring_memory::complete`] reads
+/// them from the program's memory and fills them in.
+fn build_state(raw_ring: &RawRing) -> Option<Box<RingState>> {
+    let flags = raw_ring.flags?;
+    let raw_state = raw_ring.state.as_ref()?;
+    let single_issuer = flags & SetupFlags::SINGLE_ISSUER.bits() != 0;
+    let no_mmap = flags & SetupFlags::NO_MMAP.bits() != 0;
+    let mut unknown = vec![StateField::Entries];
+    let overflow = match &raw_state.overflow {
+        Known::Known(cqes) => Some(cqes.clone()),
+        Known::Unknown => {
+            unknown.push(StateField::Overflow);
+            None
+        }
+    };
+    let owner_tid = match raw_state.owner_tid {
+        Known::Known(tid) => tid.filter(|_| single_issuer),
+        Known::Unknown => {
+            unknown.push(StateField::OwnerTid);
+            None
+        }
+    };
+    let (rings, sqes) = match &raw_state.user_memory {
+        Some(UserMemory::Found { rings, sqes }) if no_mmap => (Some(*rings), Some(*sqes)),
+        _ => {
+            if no_mmap {
+                unknown.push(StateField::Memory);
+            }
+            (None, None)
+        }
+    };
+    unknown.sort();
+    Some(Box::new(RingState {
+        positions: raw_state.positions,
+        sq_array: None,
+        sqes: None,
+        cqes: None,
+        overflow,
+        memory: RingMemory {
+            no_mmap,
+            rings,
+            sqes,
+        },
+        owner_tid,
+        unknown,
+    }))
 }
 
 fn build_eventfd(

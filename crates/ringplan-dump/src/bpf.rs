@@ -76,6 +76,7 @@ mod iterator;
 mod layout;
 mod loaded_skeleton;
 mod local_fds;
+mod page_frames;
 mod reading;
 mod records;
 mod requests;

@@ -12,7 +12,9 @@
 //!   [`fdinfo_format`]).
 //!
 //! [`assemble`] then turns the raw state and the ring mappings from
-//! `/proc/PID/maps` ([`maps`]) into an image with deterministic ids. The
+//! `/proc/PID/maps` ([`maps`]) into an image with deterministic ids, and
+//! [`ring_memory`] fills in each ring state's SQ array, queued SQEs and
+//! unconsumed CQEs from the target's memory. The
 //! target is reached through a pidfd ([`target`]), which needs the same
 //! rights as ptrace. Every `/proc` file is read and parsed by
 //! [`ringplan_kernel::procfs`]; this crate decides what to read and what
@@ -40,6 +42,7 @@ pub mod fdinfo_format;
 pub mod freeze;
 pub mod maps;
 pub mod raw;
+pub mod ring_memory;
 pub mod target;
 
 use ringplan_image::{Backend, Image, Source};
@@ -216,6 +219,8 @@ impl Dumper {
             }
             None => fdinfo::read(pid)?,
         };
+        let mut raw = raw;
+        ring_memory::locate_user_memory(pid, &mut raw);
         let mappings = maps::ring_mappings(pid)?;
         Ok(Read { raw, mappings })
     }
@@ -233,8 +238,13 @@ impl Dumper {
             backend: self.backend(),
             kernel_release: kernel_release(),
         };
-        let image = assemble::assemble(&read.raw, &read.mappings, source, selection)?;
+        let mut image = assemble::assemble(&read.raw, &read.mappings, source, selection)?;
         let mut warnings = self.warnings.clone();
+        warnings.extend(read.raw.notes.iter().cloned());
+        warnings.extend(ring_memory::complete(pid, &mut image));
+        // What the program's memory held must agree with the positions the
+        // kernel gave (it does unless the target moved in between).
+        ringplan_image::validate(&image).map_err(assemble::AssembleError::from)?;
         if self.bpf.is_none() && !image.objects.is_empty() {
             warnings.push(
                 "fdinfo backend: setup flags, SQ idle, SQ thread affinity, the registered eventfd and the \
@@ -245,7 +255,7 @@ impl Dumper {
         if image.objects.is_empty() {
             warnings.push(format!("pid {pid} holds no io_uring instance"));
         }
-        warnings.extend(caveats::ring_caveats(pid, &image));
+        warnings.extend(caveats::ring_caveats(&image));
         Ok(Dump {
             image,
             warnings,
@@ -339,8 +349,9 @@ pub fn dump(pid: u32, selection: Selection<'_>, choice: BackendChoice) -> Result
 }
 
 /// Dumps `pid` once as `options` say. With `freeze`, the target is held
-/// still only while the kernel's state is read: after the backend is ready
-/// and before the image is assembled; it is let go on every path out
+/// still only while the kernel's state and the rings' memory are read:
+/// after the backend is ready until the image is assembled; it is let go
+/// on every path out
 /// (errors, panics, and the death of this process, through a watchdog).
 pub fn dump_with(pid: u32, options: DumpOptions<'_>) -> Result<Dump, DumpError> {
     let target = Target::open(pid)?;
@@ -363,13 +374,13 @@ pub fn dump_with(pid: u32, options: DumpOptions<'_>) -> Result<Dump, DumpError> 
         HeldBy::AlreadyStopped | HeldBy::AlreadyFrozen(_) => Recheck::FdTable,
     };
     let read = dumper.read_consistent(&target, recheck);
+    // Assembling reads the rings' entries from the target's memory
+    // (`ring_memory`), so it happens while the target is still held.
+    let dump = read.and_then(|read| dumper.finish(&target, read, options.selection, None));
     let duration = frozen.release()?;
-    dumper.finish(
-        &target,
-        read?,
-        options.selection,
-        Some(Held { by, duration }),
-    )
+    let mut dump = dump?;
+    dump.held = Some(Held { by, duration });
+    Ok(dump)
 }
 
 /// `error`'s message followed by its sources' messages, `: ` between them.

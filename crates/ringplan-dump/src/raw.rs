@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use ringplan_image::Buffer;
+use ringplan_image::{Buffer, Cqe, RingPositions, UserRegion};
 
 /// Identity of a `struct file`: its address (BPF) or a stand-in unique within
 /// one dump (fdinfo).
@@ -28,6 +28,9 @@ pub struct RawState {
     pub rings: HashMap<RingKey, RawRing>,
     /// Every eventfd held by an fd or registered with a ring, by identity.
     pub eventfds: HashMap<EventfdKey, RawEventfd>,
+    /// What the backend read but could not use, said as warnings (e.g. a
+    /// ring whose positions moved while they were read).
+    pub notes: Vec<String>,
 }
 
 /// One entry of the process's fd table: the fd number, its close-on-exec
@@ -92,6 +95,37 @@ pub struct RawRing {
     pub files: Vec<Option<FileKey>>,
     /// The registered buffer table, one entry per slot.
     pub buffers: Vec<Option<Buffer>>,
+    /// The continuity state the kernel holds (the entries in the ring's
+    /// memory are read later, by `ring_memory`); `None` when the backend
+    /// cannot read the positions (the fdinfo backend, or a kernel without
+    /// the fields).
+    pub state: Option<RawRingState>,
+}
+
+/// A ring's continuity state as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRingState {
+    pub positions: RingPositions,
+    /// The SINGLE_ISSUER owner's tid (as the kernel numbers it, in the
+    /// initial pid namespace); `Known(None)` when no task is bound.
+    pub owner_tid: Known<Option<u32>>,
+    /// The kernel's CQ overflow list, in order.
+    pub overflow: Known<Vec<Cqe>>,
+    /// For an `IORING_SETUP_NO_MMAP` ring, where the program's memory for
+    /// it is; `None` for a ring whose memory the kernel allocated.
+    pub user_memory: Option<UserMemory>,
+}
+
+/// Where the memory a program gave a NO_MMAP ring lies, as far as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserMemory {
+    /// The page frame numbers of the first page of the rings and of the
+    /// SQEs (from the BPF backend), not yet looked up in the program.
+    Frames { rings: u64, sqes: u64 },
+    /// The program's addresses and the sizes the kernel pinned.
+    Found { rings: UserRegion, sqes: UserRegion },
+    /// Not found, and why.
+    Unknown(String),
 }
 
 /// A value a backend may be unable to read.

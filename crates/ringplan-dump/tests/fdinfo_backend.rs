@@ -376,6 +376,7 @@ fn seed_reads_back_field_by_field() {
             eventfd: Known::Unknown,
             files: vec![],
             buffers: vec![],
+            state: None,
         }
     );
 

@@ -172,6 +172,7 @@ mod tests {
                 ],
                 mappings: Vec::new(),
                 unknown: Vec::new(),
+                state: None,
             }),
         }
     }

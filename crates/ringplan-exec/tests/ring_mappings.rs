@@ -44,6 +44,7 @@ fn image(fd: i32, mappings: Vec<RingMapping>) -> Image {
         buffers: Vec::new(),
         mappings,
         unknown: Vec::new(),
+        state: None,
     };
     let object = Object {
         id: ObjectId(1),

@@ -2,8 +2,8 @@
 
 use std::io::{Read, Write};
 
-use crate::document::{decode_versioned, encode_cbor, FramingError};
-use crate::model::{Image, FORMAT_NAME, FORMAT_VERSION};
+use crate::document::{decode_versions, encode_cbor, FramingError};
+use crate::model::{Image, FORMAT_NAME, FORMAT_VERSION, READABLE_VERSIONS};
 use crate::validate::{validate, ImageError};
 
 pub use crate::document::EncodeError;
@@ -18,7 +18,7 @@ pub enum DecodeError {
     NotCbor(String),
     #[error("not a ringplan image: format is {found:?}, expected {FORMAT_NAME:?}")]
     WrongFormat { found: String },
-    #[error("unsupported image version {found} (this build reads version {FORMAT_VERSION})")]
+    #[error("unsupported image version {found} (this build reads versions 1 to {FORMAT_VERSION})")]
     UnsupportedVersion { found: u32 },
     #[error("malformed image: {0}")]
     Malformed(String),
@@ -76,7 +76,7 @@ pub fn decode<R: Read>(mut reader: R) -> Result<Image, DecodeError> {
 
 /// Decodes and validates an image held in memory.
 pub fn decode_slice(bytes: &[u8]) -> Result<Image, DecodeError> {
-    let image: Image = decode_versioned(bytes, FORMAT_NAME, FORMAT_VERSION)?;
+    let image: Image = decode_versions(bytes, FORMAT_NAME, READABLE_VERSIONS)?;
     validate(&image)?;
     Ok(image)
 }

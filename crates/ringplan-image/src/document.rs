@@ -58,6 +58,16 @@ pub fn decode_versioned<T: DeserializeOwned>(
     format: &str,
     version: u32,
 ) -> Result<T, FramingError> {
+    decode_versions(bytes, format, version..=version)
+}
+
+/// [`decode_versioned`] for a reader of several versions: the document's
+/// version must be one of `versions`, and `T` must read them all.
+pub fn decode_versions<T: DeserializeOwned>(
+    bytes: &[u8],
+    format: &str,
+    versions: std::ops::RangeInclusive<u32>,
+) -> Result<T, FramingError> {
     let header = read_header(bytes)?;
     match header.format {
         Some(found) if found == format => {}
@@ -65,7 +75,7 @@ pub fn decode_versioned<T: DeserializeOwned>(
         None => return Err(FramingError::NotCbor("no \"format\" field".to_owned())),
     }
     match header.version {
-        Some(found) if found == version => {}
+        Some(found) if versions.contains(&found) => {}
         Some(found) => return Err(FramingError::UnsupportedVersion { found }),
         None => return Err(FramingError::Malformed("no \"version\" field".to_owned())),
     }

@@ -5,8 +5,11 @@ use serde::{Deserialize, Serialize};
 
 /// The format name every image carries; a reader refuses any other.
 pub const FORMAT_NAME: &str = "ringplan-image";
-/// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this crate writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The versions this crate reads: version 1 has no ring state (every
+/// ring's [`Ring::state`] is `None`), version 2 adds it.
+pub const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
 pub use ringplan_kernel::abi::limits::{
     MAX_BUFFER_LEN, MAX_BUFFER_SLOTS, MAX_CQ_ENTRIES, MAX_FILE_SLOTS, MAX_SQ_ENTRIES,
@@ -19,7 +22,8 @@ pub use ringplan_kernel::abi::SetupFlags;
 pub struct Image {
     /// Always [`FORMAT_NAME`].
     pub format: String,
-    /// Always [`FORMAT_VERSION`] for images this crate accepts.
+    /// One of [`READABLE_VERSIONS`] for images this crate accepts (as read:
+    /// a version 1 image stays version 1).
     pub version: u32,
     /// Where and how the image was taken.
     pub source: Source,
@@ -175,6 +179,170 @@ pub struct Ring {
     /// Fields the backend could not read. Their values are `None` and mean
     /// nothing; a restore must not guess them.
     pub unknown: Vec<RingField>,
+    /// The ring's continuity state (positions, queued and unconsumed
+    /// entries, memory, owner); `None` in version 1 images and when the
+    /// backend cannot read it. Absent on the wire reads as `None`. Boxed:
+    /// it is large and most readers skip it.
+    #[serde(default)]
+    pub state: Option<Box<RingState>>,
+}
+
+/// Where a ring is, what it holds, and whose it is: what a program using
+/// it relies on besides its kernel objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingState {
+    pub positions: RingPositions,
+    /// The whole SQ index array as the program's view of the ring holds it
+    /// (`sq_entries` values); `None` with `IORING_SETUP_NO_SQARRAY` or when
+    /// unknown ([`StateField::Entries`]).
+    pub sq_array: Option<Vec<u32>>,
+    /// Every SQE from the kernel's SQ head (`cached_sq_head`) to the SQ
+    /// tail, in order: queued, not yet submitted. `None` when unknown.
+    pub sqes: Option<Vec<QueuedSqe>>,
+    /// Every CQE from the CQ head to the CQ tail, in order: posted, not yet
+    /// consumed. `None` when unknown.
+    pub cqes: Option<Vec<Cqe>>,
+    /// The kernel's CQ overflow list, in order: completions that did not
+    /// fit the CQ ring. `None` when unknown.
+    pub overflow: Option<Vec<Cqe>>,
+    pub memory: RingMemory,
+    /// With `IORING_SETUP_SINGLE_ISSUER`, the thread that may submit
+    /// (`ctx->submitter_task`) as a tid in the dumper's pid namespace;
+    /// `None` when no thread is bound yet (an `R_DISABLED` ring), without
+    /// `SINGLE_ISSUER`, or when unknown.
+    pub owner_tid: Option<u32>,
+    /// Fields the backend could not read: their `None` means "unknown",
+    /// not "none".
+    pub unknown: Vec<StateField>,
+}
+
+/// A ring's positions, as u32 values the way the ring counts them (they
+/// wrap at 2^32; only their difference is taken modulo the ring size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RingPositions {
+    /// The SQ head the kernel last published (`rings->sq.head`).
+    pub sq_head: u32,
+    /// The SQ tail the program wrote (`rings->sq.tail`).
+    pub sq_tail: u32,
+    /// The kernel's own SQ head (`ctx->cached_sq_head`): the next SQE it
+    /// will consume. Equals `sq_head` except during a submission.
+    pub cached_sq_head: u32,
+    /// The CQ head the program wrote (`rings->cq.head`).
+    pub cq_head: u32,
+    /// The CQ tail the kernel last published (`rings->cq.tail`).
+    pub cq_tail: u32,
+    /// The kernel's own CQ tail (`ctx->cached_cq_tail`); ahead of `cq_tail`
+    /// only while CQEs are posted and not yet committed.
+    pub cached_cq_tail: u32,
+    /// `rings->sq_dropped`: SQEs the kernel dropped as invalid.
+    pub sq_dropped: u32,
+    /// `rings->cq_overflow`: CQEs lost to overflow.
+    pub cq_overflow: u32,
+    /// `rings->sq_flags` (`IORING_SQ_NEED_WAKEUP`, `IORING_SQ_CQ_OVERFLOW`,
+    /// `IORING_SQ_TASKRUN`).
+    pub sq_flags: u32,
+    /// `rings->cq_flags` (`IORING_CQ_EVENTFD_DISABLED`).
+    pub cq_flags: u32,
+}
+
+/// One queued SQE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedSqe {
+    /// Its position (between the kernel's SQ head and the SQ tail).
+    pub position: u32,
+    /// The SQE array slot it is in: the SQ array's entry at
+    /// `position & (sq_entries - 1)`, or that index itself without an SQ
+    /// array.
+    pub slot: u32,
+    /// Its bytes: 64, or 128 with `IORING_SETUP_SQE128`. A CBOR byte string.
+    pub bytes: SqeBytes,
+}
+
+/// The bytes of one SQE, a CBOR byte string on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqeBytes(pub Vec<u8>);
+
+impl Serialize for SqeBytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SqeBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SqeBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<SqeBytes, E> {
+                Ok(SqeBytes(bytes.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<SqeBytes, E> {
+                Ok(SqeBytes(bytes))
+            }
+        }
+        deserializer.deserialize_bytes(Visitor)
+    }
+}
+
+/// One completion (`struct io_uring_cqe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cqe {
+    pub user_data: u64,
+    pub res: i32,
+    pub flags: u32,
+    /// The two extra words of a 32-byte CQE (`IORING_SETUP_CQE32`); `None`
+    /// otherwise.
+    pub extra: Option<[u64; 2]>,
+}
+
+/// Whose memory a ring lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingMemory {
+    /// `IORING_SETUP_NO_MMAP`: the program gave the kernel its own memory
+    /// for the rings and the SQEs. Otherwise the kernel allocated them and
+    /// the program's views of them are [`Ring::mappings`].
+    pub no_mmap: bool,
+    /// With `no_mmap`, the address and size of the memory the kernel was
+    /// given for the rings (`cq_off.user_addr`); `None` otherwise or when
+    /// unknown ([`StateField::Memory`]).
+    pub rings: Option<UserRegion>,
+    /// With `no_mmap`, the memory given for the SQEs (`sq_off.user_addr`).
+    pub sqes: Option<UserRegion>,
+}
+
+/// A range of the program's memory the kernel was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegion {
+    pub addr: u64,
+    pub len: u64,
+}
+
+/// A ring state field a backend may be unable to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StateField {
+    /// `sq_array`, `sqes` and `cqes` (read together from the ring's memory).
+    Entries,
+    Overflow,
+    /// `memory.rings` and `memory.sqes`.
+    Memory,
+    OwnerTid,
+}
+
+impl StateField {
+    /// The field's name in the JSON view.
+    pub fn name(self) -> &'static str {
+        match self {
+            StateField::Entries => "entries",
+            StateField::Overflow => "overflow",
+            StateField::Memory => "memory",
+            StateField::OwnerTid => "owner_tid",
+        }
+    }
 }
 
 /// The parameters `io_uring_setup` was called with, as the kernel holds them.

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use crate::model::*;
 
+mod state;
+
 /// Why a decoded image cannot be what a kernel held. Every variant names the
 /// object it is about.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -231,6 +233,20 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<(), ImageError
         }
     }
     check_buffers(id, ring)?;
+    if let Some(state) = &ring.state {
+        if image.version < 2 {
+            return Err(bad_ring(
+                id,
+                format!(
+                    "has a state, which version {} images do not have",
+                    image.version
+                ),
+            ));
+        }
+        if let Some(problem) = state::state_problem(setup, state) {
+            return Err(bad_ring(id, problem));
+        }
+    }
     Ok(())
 }
 

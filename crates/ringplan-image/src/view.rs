@@ -76,7 +76,55 @@ fn ring_json(ring: &Ring) -> Value {
             .map(|mapping| json!({"region": mapping.region.name(), "addr": mapping.addr, "len": mapping.len}))
             .collect::<Vec<_>>(),
         "unknown": ring.unknown.iter().map(|field| field.name()).collect::<Vec<_>>(),
+        "state": ring.state.as_deref().map(state_json),
     })
+}
+
+fn state_json(state: &RingState) -> Value {
+    let positions = &state.positions;
+    let region = |region: Option<UserRegion>| {
+        region.map(|region| json!({"addr": region.addr, "len": region.len}))
+    };
+    json!({
+        "positions": {
+            "sq_head": positions.sq_head,
+            "sq_tail": positions.sq_tail,
+            "cached_sq_head": positions.cached_sq_head,
+            "cq_head": positions.cq_head,
+            "cq_tail": positions.cq_tail,
+            "cached_cq_tail": positions.cached_cq_tail,
+            "sq_dropped": positions.sq_dropped,
+            "cq_overflow": positions.cq_overflow,
+            "sq_flags": positions.sq_flags,
+            "cq_flags": positions.cq_flags,
+        },
+        "sq_array": state.sq_array,
+        "sqes": state.sqes.as_ref().map(|sqes| sqes.iter()
+            .map(|sqe| json!({"position": sqe.position, "slot": sqe.slot, "bytes": hex(&sqe.bytes.0)}))
+            .collect::<Vec<_>>()),
+        "cqes": state.cqes.as_ref().map(|cqes| cqes.iter().map(cqe_json).collect::<Vec<_>>()),
+        "overflow": state.overflow.as_ref().map(|cqes| cqes.iter().map(cqe_json).collect::<Vec<_>>()),
+        "memory": {
+            "no_mmap": state.memory.no_mmap,
+            "rings": region(state.memory.rings),
+            "sqes": region(state.memory.sqes),
+        },
+        "owner_tid": state.owner_tid,
+        "unknown": state.unknown.iter().map(|field| field.name()).collect::<Vec<_>>(),
+    })
+}
+
+fn cqe_json(cqe: &Cqe) -> Value {
+    json!({"user_data": cqe.user_data, "res": cqe.res, "flags": cqe.flags, "extra": cqe.extra})
+}
+
+/// Lowercase hex, two digits a byte.
+fn hex(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
 }
 
 /// The text view of an image for a person: one block per object.
@@ -226,6 +274,59 @@ fn write_ring(out: &mut String, ring: &Ring) {
     if !ring.mappings.is_empty() {
         let mappings: Vec<String> = ring.mappings.iter().map(ToString::to_string).collect();
         let _ = writeln!(out, "    mapped: {}", mappings.join(", "));
+    }
+    if let Some(state) = &ring.state {
+        write_state(out, state);
+    }
+}
+
+fn write_state(out: &mut String, state: &RingState) {
+    let positions = &state.positions;
+    let unknown = |field| state.unknown.contains(&field);
+    let count = |list: Option<usize>, field| match list {
+        Some(count) => count.to_string(),
+        None if unknown(field) => "unknown".to_owned(),
+        None => "-".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "    positions: sq head/tail {}/{} (kernel head {}), cq head/tail {}/{} (kernel tail {}), \
+         sq_dropped {}, cq_overflow {}, sq_flags {:#x}, cq_flags {:#x}",
+        positions.sq_head,
+        positions.sq_tail,
+        positions.cached_sq_head,
+        positions.cq_head,
+        positions.cq_tail,
+        positions.cached_cq_tail,
+        positions.sq_dropped,
+        positions.cq_overflow,
+        positions.sq_flags,
+        positions.cq_flags,
+    );
+    let owner = match state.owner_tid {
+        Some(tid) => format!("tid {tid}"),
+        None if unknown(StateField::OwnerTid) => "unknown".to_owned(),
+        None => "-".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "    entries: {} queued SQEs, {} unconsumed CQEs, {} overflowed CQEs; owner {owner}",
+        count(state.sqes.as_ref().map(Vec::len), StateField::Entries),
+        count(state.cqes.as_ref().map(Vec::len), StateField::Entries),
+        count(state.overflow.as_ref().map(Vec::len), StateField::Overflow),
+    );
+    if state.memory.no_mmap {
+        let region = |region: Option<UserRegion>| match region {
+            Some(region) => format!("{:#x}+{}", region.addr, region.len),
+            None if unknown(StateField::Memory) => "unknown".to_owned(),
+            None => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "    program's memory (NO_MMAP): rings {}, sqes {}",
+            region(state.memory.rings),
+            region(state.memory.sqes)
+        );
     }
 }
 

@@ -24,6 +24,7 @@ fn seed_like() -> Image {
                 len: 4096,
             }],
             unknown: vec![],
+            state: None,
         };
     let parent_flags =
         SetupFlags::SQPOLL.bits() | SetupFlags::SQ_AFF.bits() | SetupFlags::CQSIZE.bits();
@@ -159,13 +160,13 @@ fn empty_random_and_foreign_inputs_are_refused() {
 fn another_version_is_refused_before_its_fields_are_read() {
     let mut future = Vec::new();
     ciborium::into_writer(
-        &serde_json::json!({"format": "ringplan-image", "version": 2, "objects": "new shape"}),
+        &serde_json::json!({"format": "ringplan-image", "version": 3, "objects": "new shape"}),
         &mut future,
     )
     .unwrap();
     assert_eq!(
         decode_slice(&future).unwrap_err().to_string(),
-        "unsupported image version 2 (this build reads version 1)"
+        "unsupported image version 3 (this build reads versions 1 to 2)"
     );
 }
 

@@ -153,11 +153,15 @@ pub mod linux {
     pub const PF_EXITING: u64 = 0x4;
 }
 
-/// What restoring a ring's memory, positions and entries needs (issue 12):
-/// entry sizes, the byte layout of the SQE fields the executor writes, the
-/// opcodes and flags of the NOPs and `MSG_RING`s that move a ring's
-/// positions, and the ring flags it watches.
+/// What lives in a ring's memory and what moves it
+/// (`include/uapi/linux/io_uring.h`): entry sizes and the flags that change
+/// them, the byte layout of the SQE and CQE fields, the opcodes and flags of
+/// the NOPs and `MSG_RING`s that move a ring's positions, and the ring flags
+/// a restore watches. The dumper reads a ring's continuity state with these;
+/// the executor puts it back with them.
 pub mod continuity {
+    use super::SetupFlags;
+
     /// Bytes of an SQE (`struct io_uring_sqe`).
     pub const SQE_SIZE: usize = 64;
     /// Bytes of an SQE with `IORING_SETUP_SQE128`.
@@ -168,6 +172,34 @@ pub mod continuity {
     pub const CQE32_SIZE: usize = 32;
     /// Bytes of an SQ array entry (a `u32` SQE index).
     pub const SQ_ARRAY_ENTRY_SIZE: usize = 4;
+
+    /// The size of this ring's SQEs.
+    pub fn sqe_size(flags: u32) -> usize {
+        if flags & SetupFlags::SQE128.bits() != 0 {
+            SQE128_SIZE
+        } else {
+            SQE_SIZE
+        }
+    }
+
+    /// The size of this ring's CQEs; `None` for `IORING_SETUP_CQE_MIXED`,
+    /// whose CQEs are 16 or 32 bytes each (`IORING_CQE_F_32`).
+    pub fn cqe_size(flags: u32) -> Option<usize> {
+        if flags & SetupFlags::CQE_MIXED.bits() != 0 {
+            None
+        } else if flags & SetupFlags::CQE32.bits() != 0 {
+            Some(CQE32_SIZE)
+        } else {
+            Some(CQE_SIZE)
+        }
+    }
+
+    /// The flags that decide where things lie in a ring's memory (the CQE
+    /// size, whether there is an SQ array): a ring set up with these and
+    /// the same sizes has the same `sq_off` and `cq_off`.
+    pub const LAYOUT_FLAGS: SetupFlags = SetupFlags::CQE32
+        .union(SetupFlags::CQE_MIXED)
+        .union(SetupFlags::NO_SQARRAY);
 
     /// Byte offsets of the fields of `struct io_uring_sqe` the executor
     /// writes (little-endian x86-64).

@@ -24,6 +24,7 @@ pub mod fdinfo;
 pub mod maps;
 pub mod mem;
 pub mod mountinfo;
+pub mod pagemap;
 pub mod stat;
 pub mod task;
 

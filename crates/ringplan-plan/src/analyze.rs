@@ -177,7 +177,7 @@ fn check_document(image: &Image) -> Result<(), CompileError> {
             expected: ringplan_image::FORMAT_NAME,
         });
     }
-    if image.version != ringplan_image::FORMAT_VERSION {
+    if !ringplan_image::READABLE_VERSIONS.contains(&image.version) {
         return Err(CompileError::UnsupportedImageVersion {
             found: image.version,
             supported: ringplan_image::FORMAT_VERSION,

@@ -13,7 +13,7 @@ pub enum CompileError {
         found: String,
         expected: &'static str,
     },
-    #[error("unsupported image version {found} (this planner reads version {supported})")]
+    #[error("unsupported image version {found} (this planner reads versions 1 to {supported})")]
     UnsupportedImageVersion { found: u32, supported: u32 },
     /// The image fails the image crate's own validation (a dangling
     /// reference, a wq_parent cycle, a size the kernel refuses, ...). The

@@ -38,10 +38,10 @@ fn wrong_image_format() {
 #[test]
 fn unsupported_image_version() {
     let mut image = one_ring(plain_ring(4));
-    image.version = 2;
+    image.version = 3;
     assert_eq!(
         message(&image),
-        "unsupported image version 2 (this planner reads version 1)"
+        "unsupported image version 3 (this planner reads versions 1 to 2)"
     );
 }
 

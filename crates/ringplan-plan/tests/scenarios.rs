@@ -57,6 +57,7 @@ pub fn plain_ring(sq_entries: u32) -> Ring {
         buffers: Vec::new(),
         mappings: Vec::new(),
         unknown: Vec::new(),
+        state: None,
     }
 }
 

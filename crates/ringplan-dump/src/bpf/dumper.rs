@@ -15,6 +15,7 @@ use super::hz::{tick_hz, HZ_PROBE_IDLE_MS};
 use super::iterator::{attach_task_iterator, drain_iterator};
 use super::loaded_skeleton::LoadedSkeleton;
 use super::local_fds::{copy_target_fd, fd_number};
+use super::page_frames::{PageFrames, ProbeRing};
 use super::reading::{Fops, Reading};
 use super::records::{self, ChunkStatus, Record, Records, Table};
 use super::requests::{Planned, Request, RequestMapGuard, Want};
@@ -36,6 +37,8 @@ pub struct BpfDumper {
     self_pid: u32,
     /// HZ measured once, when the clock's resolution does not say.
     pub(super) measured_hz: Option<u32>,
+    /// The `struct page` array, measured once, when a NO_MMAP ring needs it.
+    page_frames: Option<PageFrames>,
 }
 
 impl BpfDumper {
@@ -54,6 +57,7 @@ impl BpfDumper {
             fops: Fops::default(),
             self_pid,
             measured_hz: None,
+            page_frames: None,
         };
         dumper.fops = dumper.probe_fops()?;
         if let Some(bss) = dumper.skeleton.skeleton.maps.bss_data.as_deref_mut() {
@@ -130,7 +134,45 @@ impl BpfDumper {
         self.read_rings(pid, pidfd, &mut reading)?;
         let hz = self.hz_for(&reading);
         reading.fill_slot_only_paths(pid, pidfd)?;
-        Ok(reading.into_raw_state(hz))
+        let frames = if reading.has_no_mmap_ring() {
+            Some(self.page_frames())
+        } else {
+            None
+        };
+        Ok(reading.into_raw_state(hz, frames))
+    }
+
+    /// The `struct page` array (`page_frames`), measured with a NO_MMAP
+    /// probe ring of the dumper's own the first time. `Err` says why not.
+    fn page_frames(&mut self) -> Result<PageFrames, String> {
+        if let Some(frames) = self.page_frames {
+            return Ok(frames);
+        }
+        let probe = ProbeRing::new()?;
+        // Its header; expected_ctx 0 accepts the (own) ring as it is.
+        let request = Request {
+            local_fd: probe.ring.try_clone().map_err(|error| error.to_string())?,
+            expected_ctx: 0,
+            want: Want::Ring,
+        };
+        let bytes = self
+            .run_chunk_round(std::slice::from_ref(&request))
+            .map_err(|error| error.to_string())?;
+        let mut frames = None;
+        for record in Records::new(&bytes) {
+            if let Ok(Record::Ring(ring)) = record {
+                if ring.fd == fd_number(&request.local_fd) && ring.status == ChunkStatus::Ok {
+                    frames = PageFrames::measured(
+                        ring.rings_page,
+                        u64::from(ring.page_struct_size),
+                        probe.frame,
+                    );
+                }
+            }
+        }
+        let frames = frames.ok_or("the NO_MMAP probe ring's page did not come back")?;
+        self.page_frames = Some(frames);
+        Ok(frames)
     }
 
     /// The target's fd table as pass A sees it now (fd, close-on-exec,

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use ringplan_image::Buffer;
+use ringplan_image::{Buffer, Cqe, RingPositions};
 use ringplan_kernel::abi::limits::{MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
 use ringplan_kernel::abi::SetupFlags;
 
@@ -14,13 +14,15 @@ use super::error::{malformed, BpfError, Pass};
 use super::hz::jiffies_to_ms;
 use super::layout;
 use super::local_fds::{copy_target_fd, fd_number};
+use super::page_frames::PageFrames;
 use super::records::{
     self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
-    Layout, Record, Records, RingRecord, Role, Table,
+    Layout, OverflowCqeRecord, Record, Records, RingRecord, Role, Table,
 };
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
-    Known, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawRing, RawRingEventfd, RawState,
+    Known, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawRing, RawRingEventfd, RawRingState,
+    RawState, UserMemory,
 };
 
 /// The `f_op` of io_uring and eventfd files.
@@ -57,6 +59,8 @@ pub(super) struct RingFacts {
     target_fd: i32,
     files: Vec<Option<u64>>,
     buffers: Vec<Option<Buffer>>,
+    /// The overflow list as its records came, in list order.
+    overflow: Vec<OverflowCqeRecord>,
     /// Chunks answered, by (table, start): a re-shown chunk is applied once.
     pub(super) answered: HashSet<(Table, u32)>,
 }
@@ -185,6 +189,7 @@ impl Reading {
             target_fd,
             files: vec![None; header.file_slots as usize],
             buffers: vec![None; header.buffer_slots as usize],
+            overflow: Vec::new(),
             answered: HashSet::new(),
         });
         Ok(())
@@ -232,6 +237,7 @@ impl Reading {
                     let ring = slot_target(&current, Table::Buffers, slot.index)?;
                     self.add_buffer_slot(ring, &slot)?;
                 }
+                Record::OverflowCqe(cqe) => self.add_overflow_cqe(&cqe)?,
                 other => {
                     return Err(BpfError::Inconsistent {
                         pass: Pass::Chunks,
@@ -241,6 +247,33 @@ impl Reading {
             }
         }
         Ok(())
+    }
+
+    /// One CQE of a ring's overflow list. Records of a re-shown object come
+    /// again with the same indices and are dropped.
+    fn add_overflow_cqe(&mut self, cqe: &OverflowCqeRecord) -> Result<(), BpfError> {
+        let inconsistent = |reason: String| BpfError::Inconsistent {
+            pass: Pass::Chunks,
+            reason,
+        };
+        let facts = self.rings.get_mut(&cqe.ctx).ok_or_else(|| {
+            inconsistent(format!(
+                "an overflow CQE came for ring {:#x}, whose header did not",
+                cqe.ctx
+            ))
+        })?;
+        let next = facts.overflow.len();
+        match (cqe.index as usize).cmp(&next) {
+            std::cmp::Ordering::Less => Ok(()),
+            std::cmp::Ordering::Equal => {
+                facts.overflow.push(*cqe);
+                Ok(())
+            }
+            std::cmp::Ordering::Greater => Err(inconsistent(format!(
+                "ring {:#x}: overflow CQE {} came before CQE {next}",
+                cqe.ctx, cqe.index
+            ))),
+        }
     }
 
     /// Every ring pass A found must have had its header answered.
@@ -437,9 +470,23 @@ impl Reading {
         Ok(())
     }
 
+    /// Whether a ring is set up with `IORING_SETUP_NO_MMAP` (its memory is
+    /// then looked for by page frame number).
+    pub(super) fn has_no_mmap_ring(&self) -> bool {
+        self.rings
+            .values()
+            .any(|ring| ring.header.flags & SetupFlags::NO_MMAP.bits() != 0)
+    }
+
     /// The final state. `hz` converts SQ idle from jiffies; `None` leaves the
-    /// SQPOLL rings' idle unknown.
-    pub(super) fn into_raw_state(self, hz: Option<u32>) -> RawState {
+    /// SQPOLL rings' idle unknown. `frames` turns NO_MMAP rings' pages into
+    /// frame numbers.
+    pub(super) fn into_raw_state(
+        self,
+        hz: Option<u32>,
+        frames: Option<Result<PageFrames, String>>,
+    ) -> RawState {
+        let mut notes = Vec::new();
         let rings = self
             .rings
             .into_iter()
@@ -473,16 +520,121 @@ impl Reading {
                     eventfd: Known::Known(eventfd),
                     files: facts.files,
                     buffers: facts.buffers,
+                    state: header
+                        .positions
+                        .filter(|positions| match torn_positions(&header, positions) {
+                            Some(why) => {
+                                notes.push(format!(
+                                    "the ring at fd {} moved while its positions were read ({why}): the \
+                                     image has no state for it; dump with --freeze for one",
+                                    facts.target_fd
+                                ));
+                                false
+                            }
+                            None => true,
+                        })
+                        .map(|positions| RawRingState {
+                        positions,
+                        owner_tid: header.owner_tid,
+                        overflow: overflow_cqes(&header, &facts.overflow),
+                        user_memory: user_memory(&header, frames.as_ref()),
+                    }),
                 };
                 (ctx, ring)
             })
             .collect();
+        notes.sort();
         RawState {
             fds: self.fds.into_values().collect(),
             files: self.files,
             rings,
             eventfds: self.eventfds,
+            notes,
         }
+    }
+}
+
+/// Why positions read from a running ring cannot all be true at once, if
+/// they cannot: more entries between a head and its tail than the ring
+/// holds (each pair is read head first, so a count past the ring means the
+/// kernel and the program moved on between the reads).
+fn torn_positions(header: &RingRecord, positions: &RingPositions) -> Option<String> {
+    let pairs = [
+        (
+            "SQ",
+            positions.cached_sq_head,
+            positions.sq_tail,
+            header.sq_entries,
+        ),
+        (
+            "SQ",
+            positions.sq_head,
+            positions.cached_sq_head,
+            header.sq_entries,
+        ),
+        (
+            "CQ",
+            positions.cq_head,
+            positions.cq_tail,
+            header.cq_entries,
+        ),
+        (
+            "CQ",
+            positions.cq_tail,
+            positions.cached_cq_tail,
+            header.cq_entries,
+        ),
+    ];
+    pairs.into_iter().find_map(|(ring, head, tail, entries)| {
+        (tail.wrapping_sub(head) > entries)
+            .then(|| format!("{ring} head {head} and tail {tail} are more than {entries} apart"))
+    })
+}
+
+/// For a NO_MMAP ring, the frame numbers of its memory's first pages.
+fn user_memory(
+    header: &RingRecord,
+    frames: Option<&Result<PageFrames, String>>,
+) -> Option<UserMemory> {
+    if header.flags & SetupFlags::NO_MMAP.bits() == 0 {
+        return None;
+    }
+    let frames = match frames {
+        Some(Ok(frames)) => frames,
+        Some(Err(why)) => return Some(UserMemory::Unknown(why.clone())),
+        None => return Some(UserMemory::Unknown("not looked for".to_owned())),
+    };
+    Some(
+        match (
+            frames.frame_of(header.rings_page),
+            frames.frame_of(header.sqes_page),
+        ) {
+            (Some(rings), Some(sqes)) => UserMemory::Frames { rings, sqes },
+            _ => UserMemory::Unknown(
+                "the kernel did not show the ring's pages (this kernel keeps them where the dumper does not look)"
+                    .to_owned(),
+            ),
+        },
+    )
+}
+
+/// The ring's overflow list, when the program walked all of it and every
+/// record of it came.
+fn overflow_cqes(header: &RingRecord, records: &[OverflowCqeRecord]) -> Known<Vec<Cqe>> {
+    let cqe32 = header.flags & SetupFlags::CQE32.bits() != 0;
+    match header.overflow_listed {
+        Some(listed) if listed as usize == records.len() => Known::Known(
+            records
+                .iter()
+                .map(|record| Cqe {
+                    user_data: record.user_data,
+                    res: record.res,
+                    flags: record.flags,
+                    extra: cqe32.then_some(record.extra),
+                })
+                .collect(),
+        ),
+        _ => Known::Unknown,
     }
 }
 
@@ -534,6 +686,57 @@ mod tests {
     }
 
     #[test]
+    fn positions_read_across_a_move_are_torn() {
+        // Seen on 6.1 with fio running: the kernel consumed two SQEs the
+        // program wrote between the read of the tail and of the head.
+        let header = RingRecord {
+            ctx: 1,
+            sq_data: 0,
+            eventfd_ctx: 0,
+            eventfd_count: 0,
+            inode_number: 0,
+            fd: 3,
+            flags: 0,
+            sq_entries: 8,
+            cq_entries: 16,
+            sq_thread_idle_jiffies: 0,
+            sq_cpu: 0,
+            eventfd_async: false,
+            eventfd_flags: 0,
+            file_slots: 0,
+            buffer_slots: 0,
+            layout: Layout::RsrcNodes,
+            status: ChunkStatus::Ok,
+            positions: None,
+            owner_tid: Known::Unknown,
+            overflow_listed: None,
+            rings_page: 0,
+            sqes_page: 0,
+            page_struct_size: 0,
+        };
+        let at_rest = RingPositions {
+            sq_head: u32::MAX,
+            cached_sq_head: u32::MAX,
+            sq_tail: 7,
+            cq_head: 5,
+            cq_tail: 21,
+            cached_cq_tail: 21,
+            ..RingPositions::default()
+        };
+        assert_eq!(torn_positions(&header, &at_rest), None);
+        let torn = RingPositions {
+            sq_head: 12945,
+            cached_sq_head: 12947,
+            sq_tail: 12945,
+            ..RingPositions::default()
+        };
+        assert_eq!(
+            torn_positions(&header, &torn).as_deref(),
+            Some("SQ head 12947 and tail 12945 are more than 8 apart")
+        );
+    }
+
+    #[test]
     fn chunks_cover_tables_exactly() {
         let header = RingRecord {
             ctx: 1,
@@ -553,12 +756,19 @@ mod tests {
             buffer_slots: 641,
             layout: Layout::RsrcNodes,
             status: ChunkStatus::Ok,
+            positions: None,
+            owner_tid: Known::Unknown,
+            overflow_listed: None,
+            rings_page: 0,
+            sqes_page: 0,
+            page_struct_size: 0,
         };
         let facts = RingFacts {
             header,
             target_fd: 3,
             files: Vec::new(),
             buffers: Vec::new(),
+            overflow: Vec::new(),
             answered: HashSet::new(),
         };
         let chunks: Vec<(Table, u32, u32)> = facts

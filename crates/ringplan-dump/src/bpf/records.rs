@@ -14,7 +14,10 @@
 use std::fmt;
 use std::mem::size_of;
 
+use ringplan_image::RingPositions;
+
 use super::skeleton::types as records_h;
+use crate::raw::Known;
 
 /// `struct rp_header`: kind and total size.
 const HEADER_LEN: usize = size_of::<records_h::rp_header>();
@@ -31,6 +34,10 @@ const KIND_CHUNK: u32 = records_h::rp_record_kind::RP_RECORD_CHUNK.0;
 const KIND_FILE_SLOT: u32 = records_h::rp_record_kind::RP_RECORD_FILE_SLOT.0;
 const KIND_BUFFER_SLOT: u32 = records_h::rp_record_kind::RP_RECORD_BUFFER_SLOT.0;
 const KIND_PROBE: u32 = records_h::rp_record_kind::RP_RECORD_PROBE.0;
+const STATE_POSITIONS: u32 = records_h::rp_state_known::RP_STATE_POSITIONS.0;
+const STATE_OWNER: u32 = records_h::rp_state_known::RP_STATE_OWNER.0;
+const STATE_OVERFLOW: u32 = records_h::rp_state_known::RP_STATE_OVERFLOW.0;
+const KIND_OVERFLOW_CQE: u32 = records_h::rp_record_kind::RP_RECORD_OVERFLOW_CQE.0;
 
 /// `RP_READ_BUFFER_SIZE`: the read() size that keeps the kernel from
 /// re-showing an object (see the sizing note in ringplan_records.h).
@@ -69,6 +76,8 @@ unsafe impl HeaderStruct for records_h::rp_file_slot_record {}
 unsafe impl HeaderStruct for records_h::rp_buffer_slot_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_probe_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_overflow_cqe_record {}
 
 /// The `T` at the start of `bytes`, or an error when `bytes` is shorter.
 fn read_struct<T: HeaderStruct>(bytes: &[u8]) -> Result<T, &'static str> {
@@ -235,6 +244,31 @@ pub(crate) struct RingRecord {
     pub buffer_slots: u32,
     pub layout: Layout,
     pub status: ChunkStatus,
+    /// The positions, when `RP_STATE_POSITIONS` says they were read.
+    pub positions: Option<RingPositions>,
+    /// `ctx->submitter_task`'s tid (`Known(None)`: no task bound), when
+    /// `RP_STATE_OWNER` says the kernel has the field.
+    pub owner_tid: Known<Option<u32>>,
+    /// How many overflow CQE records came before this record, when
+    /// `RP_STATE_OVERFLOW` says they are the whole list.
+    pub overflow_listed: Option<u32>,
+    /// The `struct page` addresses of the first page of the ring's memory
+    /// and of its SQEs (0: unknown), and `sizeof(struct page)`.
+    pub rings_page: u64,
+    pub sqes_page: u64,
+    pub page_struct_size: u32,
+}
+
+/// `struct rp_overflow_cqe_record`: one CQE of a ring's overflow list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OverflowCqeRecord {
+    pub ctx: u64,
+    pub index: u32,
+    /// The CQE; `extra` is filled in later, from the ring's CQE32 flag.
+    pub user_data: u64,
+    pub res: i32,
+    pub flags: u32,
+    pub extra: [u64; 2],
 }
 
 /// `struct rp_eventfd_record`.
@@ -300,6 +334,7 @@ pub(crate) enum Record<'a> {
     FileSlot(FileSlotRecord),
     BufferSlot(BufferSlotRecord),
     Probe(ProbeRecord),
+    OverflowCqe(OverflowCqeRecord),
 }
 
 /// A record that does not parse.
@@ -379,6 +414,9 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
             record,
         )?))),
         KIND_PROBE => Ok(Record::Probe(ProbeRecord::from_c(read_exact(record)?))),
+        KIND_OVERFLOW_CQE => Ok(Record::OverflowCqe(OverflowCqeRecord::from_c(read_exact(
+            record,
+        )?))),
         _ => Err("unknown kind"),
     }
 }
@@ -445,7 +483,41 @@ impl RingRecord {
             buffer_slots: raw.buffer_slots,
             layout: Layout::from_raw(raw.layout)?,
             status: ChunkStatus::from_raw(raw.status)?,
+            positions: (raw.state_known & STATE_POSITIONS != 0).then_some(RingPositions {
+                sq_head: raw.sq_head,
+                sq_tail: raw.sq_tail,
+                cached_sq_head: raw.cached_sq_head,
+                cq_head: raw.cq_head,
+                cq_tail: raw.cq_tail,
+                cached_cq_tail: raw.cached_cq_tail,
+                sq_dropped: raw.sq_dropped,
+                cq_overflow: raw.cq_overflow,
+                sq_flags: raw.sq_flags,
+                cq_flags: raw.cq_flags,
+            }),
+            owner_tid: if raw.state_known & STATE_OWNER != 0 {
+                Known::Known((raw.owner_tid != 0).then_some(raw.owner_tid))
+            } else {
+                Known::Unknown
+            },
+            overflow_listed: (raw.state_known & STATE_OVERFLOW != 0).then_some(raw.overflow_listed),
+            rings_page: raw.rings_page,
+            sqes_page: raw.sqes_page,
+            page_struct_size: raw.page_struct_size,
         })
+    }
+}
+
+impl OverflowCqeRecord {
+    fn from_c(raw: records_h::rp_overflow_cqe_record) -> OverflowCqeRecord {
+        OverflowCqeRecord {
+            ctx: raw.ctx,
+            index: raw.index,
+            user_data: raw.user_data,
+            res: raw.res,
+            flags: raw.flags,
+            extra: raw.extra,
+        }
     }
 }
 
@@ -537,6 +609,14 @@ pub(crate) fn chunk_request_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_programs_uapi_values_are_the_kernels() {
+        assert_eq!(
+            records_h::rp_uapi::RP_IORING_SETUP_CQE32.0,
+            ringplan_kernel::abi::SetupFlags::CQE32.bits()
+        );
+    }
 
     fn header(kind: u32, size: usize) -> Vec<u8> {
         let header = records_h::rp_header {

@@ -186,6 +186,11 @@ impl StateBuilder {
                     })
                 })
                 .collect(),
+            // fdinfo shows the positions and the entries, but not the
+            // setup flags that say how to read the entries (SQE128,
+            // CQE32, NO_SQARRAY), the SQ flags or the owner: the state is
+            // unknown rather than half read.
+            state: None,
         }
     }
 }

@@ -43,6 +43,9 @@ pub struct RingQueues {
     pub cq_tail: u32,
     /// `CachedCqTail`: the kernel's own `cached_cq_tail`.
     pub cached_cq_tail: u32,
+    /// The `SQEs:` count. The rows may be fewer: 6.18 prints none for a
+    /// ring without an SQ array (`IORING_SETUP_NO_SQARRAY`).
+    pub sqe_count: u32,
     /// The `SQEs:` rows, in order.
     pub sqes: Vec<SqeRow>,
     /// The `CQEs:` rows, in order.
@@ -96,6 +99,12 @@ impl RingQueues {
                 };
                 table = key;
                 let value = value.trim();
+                if key == "SQEs" {
+                    queues.sqe_count = value
+                        .parse()
+                        .map_err(|_| malformed(format!("bad SQEs count {value:?}")))?;
+                    continue;
+                }
                 let position = |bit: u8| -> Result<(u32, u8), ProcfsError> {
                     let parsed = value
                         .parse()
