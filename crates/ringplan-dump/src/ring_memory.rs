@@ -194,19 +194,14 @@ impl OffsetCache {
 }
 
 fn probe_offsets(sq_entries: u32, cq_entries: u32, layout: u32) -> Result<Offsets, String> {
-    use rustix::io_uring::{io_uring_params, io_uring_setup, IoringSetupFlags};
-    let mut params = io_uring_params::default();
-    params.flags = IoringSetupFlags::from_bits_retain(layout | SetupFlags::CQSIZE.bits());
-    params.cq_entries = cq_entries;
-    // SAFETY: io_uring_setup only fills `params`; the ring is closed
-    // unmapped and unused when `ring` drops.
-    let ring = unsafe { io_uring_setup(sq_entries, &mut params) }.map_err(|errno| {
-        format!(
-            "a probe ring of {sq_entries}/{cq_entries} entries with flags {} failed: {errno}",
-            SetupFlags::names(layout | SetupFlags::CQSIZE.bits())
-        )
-    })?;
-    drop(ring);
+    let flags = SetupFlags::from_bits_retain(layout);
+    let params =
+        ringplan_kernel::probe::ring_params(sq_entries, cq_entries, flags).map_err(|errno| {
+            format!(
+                "a probe ring of {sq_entries}/{cq_entries} entries with flags {} failed: {errno}",
+                SetupFlags::names(layout | SetupFlags::CQSIZE.bits())
+            )
+        })?;
     let has_array = layout & SetupFlags::NO_SQARRAY.bits() == 0;
     Ok(Offsets {
         sq_array: has_array.then_some(params.sq_off.array),

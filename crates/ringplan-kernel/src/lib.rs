@@ -5,11 +5,15 @@
 //!   constants beside it (open flags, eventfd flags, the page size).
 //! - [`procfs`]: reading and parsing `/proc/PID/{stat,task,fd,fdinfo,maps,mem}`
 //!   and `/proc/self/mountinfo`.
+//! - [`probe`]: asking the running kernel with throwaway rings (a ring's
+//!   layout for given sizes and flags, whether it has `NO_MMAP`).
 //!
 //! Every other crate takes these facts from here rather than writing its own
 //! copy, so that a kernel constant, a flag name or a `/proc` format has one
 //! place to be right or wrong in. `abi` is pure data; `procfs` reads the
-//! files it is asked to and nothing else.
+//! files it is asked to and nothing else; `probe` sets up and closes rings
+//! of its own and changes nothing else.
 
 pub mod abi;
+pub mod probe;
 pub mod procfs;

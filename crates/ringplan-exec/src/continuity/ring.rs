@@ -129,71 +129,28 @@ impl RingLayout {
 }
 
 /// The layout the kernel gives an mmap'd ring of `setup`'s sizes and flags,
-/// read from a throwaway ring (closed before returning; without the SQ
-/// thread, the wq attachment, `R_DISABLED` and `NO_MMAP`, which change no
-/// offset).
+/// read from a throwaway ring ([`ringplan_kernel::probe::ring_params`]).
 pub fn ring_layout(setup: &RingSetup) -> Result<RingLayout, ContinuityError> {
-    let flags = setup.setup_flags()
-        - (SetupFlags::NO_MMAP
-            | SetupFlags::SQPOLL
-            | SetupFlags::SQ_AFF
-            | SetupFlags::ATTACH_WQ
-            | SetupFlags::R_DISABLED);
-    let mut params = setup.params(flags);
-    // SAFETY: no NO_MMAP flag, so the kernel reads no user address from
-    // `params`; the probe ring is closed at once.
-    let probe = unsafe { io_uring_setup(setup.sq_entries, &mut params) }
+    let flags = setup.setup_flags();
+    let params = ringplan_kernel::probe::ring_params(setup.sq_entries, setup.cq_entries, flags)
         .map_err(syscall("io_uring_setup(layout probe)"))?;
-    drop(probe);
     Ok(RingLayout::from_params(&params, flags))
 }
 
 /// Whether this kernel has `IORING_SETUP_NO_MMAP` (Linux 6.5): `Err` with
 /// [`ContinuityError::NoMmapUnsupported`] when it does not. Asked of the
-/// kernel, not read from its version (a backport would have it): a
-/// 1-entry ring set up on two pages of our own, closed at once; a kernel
-/// that does not know the flag refuses it with `EINVAL`.
+/// kernel ([`ringplan_kernel::probe::has_no_mmap`]), not read from its
+/// version.
 pub fn kernel_supports_no_mmap() -> Result<(), ContinuityError> {
-    const PAGE: usize = ringplan_kernel::abi::linux::PAGE_SIZE as usize;
-    // SAFETY: a fresh private mapping at an address the kernel picks; it
-    // aliases nothing and is unmapped below, after the probe ring (which
-    // pins it) is closed.
-    let pages = unsafe {
-        rustix::mm::mmap_anonymous(
-            std::ptr::null_mut(),
-            2 * PAGE,
-            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-            rustix::mm::MapFlags::PRIVATE,
-        )
+    if ringplan_kernel::probe::has_no_mmap().map_err(syscall("io_uring_setup(NO_MMAP probe)"))? {
+        Ok(())
+    } else {
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        Err(ContinuityError::NoMmapUnsupported { release })
     }
-    .map_err(syscall("mmap(NO_MMAP probe)"))?;
-    let mut params = io_uring_params::default();
-    params.flags = IoringSetupFlags::NO_MMAP;
-    params.cq_off.user_addr = pages.into();
-    // SAFETY: `pages` + PAGE is inside the mapping made above.
-    params.sq_off.user_addr = unsafe { pages.cast::<u8>().add(PAGE) }
-        .cast::<std::ffi::c_void>()
-        .into();
-    // SAFETY: the two user addresses are the pages mapped above, writable
-    // and alive until after the probe ring is dropped.
-    let probe = unsafe { io_uring_setup(1, &mut params) };
-    let supported = match probe {
-        Ok(ring) => {
-            drop(ring);
-            Ok(())
-        }
-        Err(rustix::io::Errno::INVAL) => {
-            let release = rustix::system::uname()
-                .release()
-                .to_string_lossy()
-                .into_owned();
-            Err(ContinuityError::NoMmapUnsupported { release })
-        }
-        Err(errno) => Err(syscall("io_uring_setup(NO_MMAP probe)")(errno)),
-    };
-    // SAFETY: the mapping made above, no longer pinned by any ring.
-    unsafe { rustix::mm::munmap(pages, 2 * PAGE) }.map_err(syscall("munmap(NO_MMAP probe)"))?;
-    supported
 }
 
 /// A ring whose rings and SQEs live in memory this process placed at chosen

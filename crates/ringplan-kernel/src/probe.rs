@@ -1,0 +1,108 @@
+//! Asking the running kernel what it does, with throwaway rings of the
+//! caller's own, rather than reading its version (a backport would fool
+//! that): the layout it gives a ring of given sizes and flags, and whether
+//! it takes ring memory from the program (`IORING_SETUP_NO_MMAP`).
+//!
+//! Each probe sets up one ring, never maps, submits to or keeps it, and
+//! closes it before returning.
+
+use std::ffi::c_void;
+
+use rustix::io::Errno;
+use rustix::io_uring::{io_uring_params, io_uring_setup, IoringSetupFlags};
+
+use crate::abi::linux::PAGE_SIZE;
+use crate::abi::SetupFlags;
+
+/// Flags that change no offset of a ring's memory but would start a thread,
+/// need another ring or need memory of ours: left out of a layout probe.
+const NOT_IN_LAYOUT_PROBE: SetupFlags = SetupFlags::SQPOLL
+    .union(SetupFlags::SQ_AFF)
+    .union(SetupFlags::ATTACH_WQ)
+    .union(SetupFlags::R_DISABLED)
+    .union(SetupFlags::NO_MMAP)
+    .union(SetupFlags::REGISTERED_FD_ONLY);
+
+/// The `io_uring_params` the kernel fills in (`sq_off`, `cq_off`, the
+/// entries it settled on, `features`) for a ring of `sq_entries` and
+/// `cq_entries` (passed with `IORING_SETUP_CQSIZE`; 0 for the kernel's
+/// default, twice `sq_entries`) set up with `flags`, less the flags that
+/// change no offset ([`NOT_IN_LAYOUT_PROBE`]). A ring
+/// set up with the same sizes and flags, mmap'd or on the program's memory,
+/// has its heads, tails, SQ array and CQEs at these offsets.
+pub fn ring_params(
+    sq_entries: u32,
+    cq_entries: u32,
+    flags: SetupFlags,
+) -> Result<io_uring_params, Errno> {
+    let mut flags = flags - NOT_IN_LAYOUT_PROBE - SetupFlags::CQSIZE;
+    if cq_entries != 0 {
+        flags |= SetupFlags::CQSIZE;
+    }
+    let mut params = io_uring_params::default();
+    params.flags = IoringSetupFlags::from_bits_retain(flags.bits());
+    params.cq_entries = cq_entries;
+    // SAFETY: without NO_MMAP the kernel reads no user address from
+    // `params` and only fills it in; the ring is closed when `ring` drops,
+    // unmapped and unused.
+    let ring = unsafe { io_uring_setup(sq_entries, &mut params) }?;
+    drop(ring);
+    Ok(params)
+}
+
+/// Whether this kernel has `IORING_SETUP_NO_MMAP` (Linux 6.5): a 1-entry
+/// ring set up on two pages of our own; a kernel that does not know the
+/// flag refuses it with `EINVAL` (`Ok(false)`). Another error is the
+/// system's, not an answer.
+pub fn has_no_mmap() -> Result<bool, Errno> {
+    let page = PAGE_SIZE as usize;
+    // SAFETY: a fresh private mapping at an address the kernel picks; it
+    // aliases nothing and is unmapped below, after the probe ring (which
+    // pins it) is closed.
+    let pages = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            2 * page,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::PRIVATE,
+        )
+    }?;
+    let mut params = io_uring_params::default();
+    params.flags = IoringSetupFlags::NO_MMAP;
+    params.cq_off.user_addr = pages.into();
+    // SAFETY: `pages` + one page is inside the two-page mapping made above.
+    let sqes = unsafe { pages.cast::<u8>().add(page) }.cast::<c_void>();
+    params.sq_off.user_addr = sqes.into();
+    // SAFETY: the two user addresses are the pages mapped above, writable
+    // and alive until after the probe ring is dropped.
+    let answer = match unsafe { io_uring_setup(1, &mut params) } {
+        Ok(ring) => {
+            drop(ring);
+            Ok(true)
+        }
+        Err(Errno::INVAL) => Ok(false),
+        Err(errno) => Err(errno),
+    };
+    // SAFETY: the mapping made above, no longer pinned by any ring.
+    unsafe { rustix::mm::munmap(pages, 2 * page) }?;
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layout_probe_reports_the_sizes_it_was_given() {
+        let params = ring_params(8, 32, SetupFlags::SQPOLL | SetupFlags::CQE32)
+            .expect("a plain 8/32 ring sets up");
+        assert_eq!((params.sq_entries, params.cq_entries), (8, 32));
+        assert!(params.cq_off.cqes > 0 && params.sq_off.array > params.cq_off.cqes);
+    }
+
+    #[test]
+    fn the_no_mmap_probe_answers_without_failing() {
+        // Either answer is this kernel's; the probe itself must not fail.
+        has_no_mmap().expect("the probe runs");
+    }
+}
