@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use ringplan_dump::{BackendChoice, DumpError, Dumper, Selection, Target};
 use ringplan_image::{Image, ObjectKind};
 use ringplan_kernel::procfs::{stat, Process};
+use ringplan_scenarios::c_programs;
 
 use crate::support::{plan, plan_ok, scratch_dir, write_file, Scenario, TestCgroup, PLAN};
 
@@ -187,21 +188,8 @@ fn a_reused_pid_is_not_read_through_an_old_handle() {
 fn churn_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/churn.c");
-        let binary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("churn");
-        let output = Command::new("cc")
-            .args(["-O2", "-Wall", "-o"])
-            .arg(&binary)
-            .arg(&source)
-            .arg("-luring")
-            .output()
-            .expect("running cc (scripts/deps installs it)");
-        assert!(
-            output.status.success(),
-            "building churn.c: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        binary
+        c_programs::build("churn", Path::new(env!("CARGO_TARGET_TMPDIR")))
+            .unwrap_or_else(|error| panic!("{error}"))
     })
 }
 

@@ -21,28 +21,14 @@ use ringplan_dump::{dump_with, BackendChoice, DumpOptions, FreezeMethod, Selecti
 use ringplan_image::{Image, ObjectKind, Ring, RingRegion, RingState, SetupFlags, StateField};
 use ringplan_kernel::procfs::fdinfo::queues::RingQueues;
 use ringplan_kernel::procfs::{fdinfo, Process};
+use ringplan_scenarios::c_programs;
 use serde_json::Value;
 
 fn program() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        let source =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/programs/ring_continuity.c");
-        let binary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ring_continuity");
-        let output = Command::new("cc")
-            .args(["-O2", "-Wall", "-o"])
-            .arg(&binary)
-            .arg(&source)
-            .args(["-luring", "-lpthread"])
-            .output()
-            .unwrap_or_else(|error| panic!("running cc for {}: {error}", source.display()));
-        assert!(
-            output.status.success(),
-            "building {} failed (needs cc and liburing-dev):\n{}",
-            source.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        binary
+        c_programs::build("ring_continuity", Path::new(env!("CARGO_TARGET_TMPDIR")))
+            .unwrap_or_else(|error| panic!("{error}"))
     })
 }
 

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use ringplan_kernel::abi::linux::{EFD_SEMAPHORE, O_NONBLOCK as EFD_NONBLOCK};
 use ringplan_kernel::abi::SetupFlags;
+use ringplan_scenarios::c_programs;
 
 const SQPOLL: u32 = SetupFlags::SQPOLL.bits();
 const SQ_AFF: u32 = SetupFlags::SQ_AFF.bits();
@@ -43,28 +44,8 @@ fn shows_registered_file_paths() -> bool {
 fn ring_holder_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        let source =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/programs/ring_holder.c");
-        let binary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ring_holder");
-        let output = Command::new("cc")
-            .args(["-O2", "-Wall", "-o"])
-            .arg(&binary)
-            .arg(&source)
-            .arg("-luring")
-            .output()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "running cc (a C compiler is required to build {}): {error}",
-                    source.display()
-                )
-            });
-        assert!(
-            output.status.success(),
-            "building {} failed (needs cc and liburing-dev):\n{}",
-            source.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        binary
+        c_programs::build("ring_holder", Path::new(env!("CARGO_TARGET_TMPDIR")))
+            .unwrap_or_else(|error| panic!("{error}"))
     })
 }
 

@@ -33,6 +33,7 @@ use ringplan_exec::continuity::{
     RingPlacement, RingSetup,
 };
 use ringplan_kernel::abi::SetupFlags;
+use ringplan_scenarios::c_programs;
 
 /// Where the bench places its rings (nothing maps there by itself).
 const BASE: u64 = 0x3c00_0000_0000;
@@ -46,21 +47,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn compile_floor() -> PathBuf {
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/programs/nop_floor.c");
-    let binary = std::env::temp_dir().join(format!("ringplan-nop-floor-{}", std::process::id()));
-    let output = Command::new("cc")
-        .args(["-O2", "-Wall", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .arg("-luring")
-        .output()
-        .expect("running cc (scripts/deps installs it)");
-    assert!(
-        output.status.success(),
-        "cc failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    binary
+    let out_dir = std::env::temp_dir().join(format!("ringplan-nop-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).expect("a temporary directory");
+    c_programs::build("nop_floor", &out_dir).unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// The C loop's own time for `count` NOPs on a fresh ring of `entries`.
@@ -226,5 +215,7 @@ fn main() {
             eprintln!("2^31 on a {entries}-entry ring not measured: estimated {estimate:.0} s > {full_limit} s");
         }
     }
-    let _ = std::fs::remove_file(&binary);
+    if let Some(out_dir) = binary.parent() {
+        let _ = std::fs::remove_dir_all(out_dir);
+    }
 }

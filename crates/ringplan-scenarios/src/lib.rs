@@ -36,6 +36,7 @@
 //! close happens last, so no number is reused). `sq_group` is the fd number
 //! of the ring whose setup created the SQ thread a ring shares.
 
+pub mod c_programs;
 mod resources;
 mod ring;
 mod stop;
