@@ -30,8 +30,11 @@ mod positions;
 mod ring;
 mod rings_view;
 
-pub use contents::{restore_entries, OverflowCqe, QueuedSqe, RecordedEntries};
+pub use contents::{
+    queue_sqes, restore_completions, restore_entries, OverflowCqe, QueuedSqe, RecordedCompletions,
+    RecordedEntries, RecordedSubmissions, RingCounters,
+};
 pub use error::ContinuityError;
-pub use memory::{Backing, RegionPlacement, RingPlacement};
+pub use memory::{Backing, PlacedMemory, RegionPlacement, RingPlacement};
 pub use positions::{advance_positions, Advanced, PositionTargets};
 pub use ring::{kernel_supports_no_mmap, ring_layout, ContinuousRing, RingLayout, RingSetup};

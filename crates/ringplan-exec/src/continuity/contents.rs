@@ -65,15 +65,94 @@ pub struct RecordedEntries<'a> {
 
 /// Brings a new, empty ring to `recorded`: positions (with
 /// [`advance_positions`], reporting progress), the overflow list, the
-/// unconsumed CQEs, then the queued SQEs. With an SQ thread, queued SQEs
-/// are consumed as soon as the tail is written, as they would have been in
-/// the original.
+/// unconsumed CQEs, then the queued SQEs ([`restore_completions`], then
+/// [`queue_sqes`], both checked before either runs). With an SQ thread,
+/// queued SQEs are consumed as soon as the tail is written, as they would
+/// have been in the original.
 pub fn restore_entries(
     ring: &mut ContinuousRing,
     recorded: &RecordedEntries<'_>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Advanced, ContinuityError> {
-    check(ring, recorded)?;
+    let completions = RecordedCompletions {
+        sq_head: recorded.sq_head,
+        cq_head: recorded.cq_head,
+        cq_tail: recorded.cq_tail,
+        unconsumed: recorded.unconsumed,
+        overflow: recorded.overflow,
+        counters: None,
+    };
+    let submissions = RecordedSubmissions {
+        sq_head: recorded.sq_head,
+        sq_tail: recorded.sq_tail,
+        sq_array: None,
+        queued: recorded.queued,
+    };
+    check_completions(ring, &completions)?;
+    check_submissions(ring, &submissions)?;
+    let advanced = restore_completions(ring, &completions, progress)?;
+    queue_sqes(ring, &submissions)?;
+    Ok(advanced)
+}
+
+/// What the program's memory holds beside positions and entries: counters
+/// the kernel increments from their value in memory, and the flags the
+/// program sets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingCounters {
+    /// `rings->sq_dropped`.
+    pub sq_dropped: u32,
+    /// `rings->cq_overflow`: CQEs the kernel dropped.
+    pub cq_overflow: u32,
+    /// `rings->cq_flags` (`IORING_CQ_EVENTFD_DISABLED`).
+    pub cq_flags: u32,
+}
+
+/// A ring's positions and its completions: what [`restore_completions`]
+/// brings a new ring to.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedCompletions<'a> {
+    /// The kernel's SQ head (`cached_sq_head`); the SQ tail ends here too.
+    pub sq_head: u32,
+    /// The CQ head the program wrote.
+    pub cq_head: u32,
+    /// The kernel's CQ tail (`cached_cq_tail`).
+    pub cq_tail: u32,
+    /// The unconsumed CQEs' bytes (16 or 32 each), from the CQ head on.
+    pub unconsumed: &'a [Vec<u8>],
+    /// The overflow list, oldest first.
+    pub overflow: &'a [OverflowCqe],
+    /// Written into the ring's memory at the end; left alone when `None`.
+    pub counters: Option<RingCounters>,
+}
+
+/// A ring's queued submissions: what [`queue_sqes`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedSubmissions<'a> {
+    /// The kernel's SQ head, where the ring's positions already are.
+    pub sq_head: u32,
+    /// The SQ tail the program wrote: `sq_tail - sq_head` queued SQEs.
+    pub sq_tail: u32,
+    /// The whole SQ array as the program's memory held it (`sq_entries`
+    /// values): a program may fill it once at setup and never again, so it
+    /// is put back whole. `None` leaves the array as it is (only the
+    /// queued positions' entries are written).
+    pub sq_array: Option<&'a [u32]>,
+    /// The queued SQEs, from the SQ head on.
+    pub queued: &'a [QueuedSqe],
+}
+
+/// Brings a new, empty ring's positions to `recorded` with
+/// [`advance_positions`] (reporting progress), puts the overflow list and
+/// the unconsumed CQEs back, and writes the counters. The SQ tail ends at
+/// the SQ head: queued SQEs come later ([`queue_sqes`]), once everything
+/// they may name is registered.
+pub fn restore_completions(
+    ring: &mut ContinuousRing,
+    recorded: &RecordedCompletions<'_>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Advanced, ContinuityError> {
+    check_completions(ring, recorded)?;
     let cq_entries = ring.view.cq_entries;
     let holding_full = !recorded.overflow.is_empty();
     let targets = PositionTargets {
@@ -85,7 +164,14 @@ pub fn restore_entries(
             recorded.cq_head
         },
     };
-    let advanced = advance_positions(ring, &targets, progress)?;
+    let nothing_to_move = ring.positions_in_memory() == (0, 0, 0, 0)
+        && (targets.sq_head, targets.cq_tail, targets.cq_head) == (0, 0, 0);
+    let advanced = if nothing_to_move {
+        // Also the only case a disabled ring allows.
+        Advanced::default()
+    } else {
+        advance_positions(ring, &targets, progress)?
+    };
     if holding_full {
         post_overflow(ring, recorded.overflow)?;
     }
@@ -94,6 +180,34 @@ pub fn restore_entries(
         view.write_cqe(recorded.cq_head.wrapping_add(index as u32), bytes);
     }
     view.set_cq_head(recorded.cq_head);
+    if let Some(counters) = recorded.counters {
+        view.set_counters(counters.sq_dropped, counters.cq_overflow, counters.cq_flags);
+    }
+    Ok(advanced)
+}
+
+/// Writes the queued SQEs into their slots (and the SQ array, whole when
+/// given), then publishes the recorded SQ tail. The ring's SQ head must be
+/// at `recorded.sq_head` already.
+pub fn queue_sqes(
+    ring: &mut ContinuousRing,
+    recorded: &RecordedSubmissions<'_>,
+) -> Result<(), ContinuityError> {
+    check_submissions(ring, recorded)?;
+    let view = &ring.view;
+    if view.sq_head() != recorded.sq_head || view.sq_tail() != recorded.sq_head {
+        return Err(ContinuityError::Diverged(format!(
+            "SQEs queued at position {} on a ring whose SQ head and tail are {} and {}",
+            recorded.sq_head,
+            view.sq_head(),
+            view.sq_tail()
+        )));
+    }
+    if let Some(array) = recorded.sq_array {
+        for (index, value) in array.iter().enumerate() {
+            view.set_array_entry(index as u32, *value);
+        }
+    }
     for (index, sqe) in recorded.queued.iter().enumerate() {
         let position = recorded.sq_head.wrapping_add(index as u32);
         if view.has_sq_array() {
@@ -102,11 +216,14 @@ pub fn restore_entries(
         view.write_sqe(sqe.index, &sqe.bytes);
     }
     view.set_sq_tail(recorded.sq_tail);
-    Ok(advanced)
+    Ok(())
 }
 
-/// Everything that can be refused without touching the ring.
-fn check(ring: &ContinuousRing, recorded: &RecordedEntries<'_>) -> Result<(), ContinuityError> {
+/// What [`queue_sqes`] refuses without touching the ring.
+fn check_submissions(
+    ring: &ContinuousRing,
+    recorded: &RecordedSubmissions<'_>,
+) -> Result<(), ContinuityError> {
     let view = &ring.view;
     let bad = |problem: String| Err(ContinuityError::BadRequest(problem));
     let queued = recorded.sq_tail.wrapping_sub(recorded.sq_head);
@@ -119,15 +236,19 @@ fn check(ring: &ContinuousRing, recorded: &RecordedEntries<'_>) -> Result<(), Co
             recorded.queued.len()
         ));
     }
-    let unconsumed = recorded.cq_tail.wrapping_sub(recorded.cq_head);
-    if unconsumed > view.cq_entries || unconsumed as usize != recorded.unconsumed.len() {
-        return bad(format!(
-            "CQ head {} and tail {} need {unconsumed} unconsumed CQEs in a ring of {}; {} were given",
-            recorded.cq_head,
-            recorded.cq_tail,
-            view.cq_entries,
-            recorded.unconsumed.len()
-        ));
+    if let Some(array) = recorded.sq_array {
+        if !view.has_sq_array() || array.len() != view.sq_entries as usize {
+            return bad(format!(
+                "an SQ array of {} entries does not fit this ring ({} entries, {})",
+                array.len(),
+                view.sq_entries,
+                if view.has_sq_array() {
+                    "with an SQ array"
+                } else {
+                    "without an SQ array"
+                }
+            ));
+        }
     }
     for (index, sqe) in recorded.queued.iter().enumerate() {
         let position = recorded.sq_head.wrapping_add(index as u32);
@@ -146,6 +267,26 @@ fn check(ring: &ContinuousRing, recorded: &RecordedEntries<'_>) -> Result<(), Co
                 sqe.index
             ));
         }
+    }
+    Ok(())
+}
+
+/// What [`restore_completions`] refuses without touching the ring.
+fn check_completions(
+    ring: &ContinuousRing,
+    recorded: &RecordedCompletions<'_>,
+) -> Result<(), ContinuityError> {
+    let view = &ring.view;
+    let bad = |problem: String| Err(ContinuityError::BadRequest(problem));
+    let unconsumed = recorded.cq_tail.wrapping_sub(recorded.cq_head);
+    if unconsumed > view.cq_entries || unconsumed as usize != recorded.unconsumed.len() {
+        return bad(format!(
+            "CQ head {} and tail {} need {unconsumed} unconsumed CQEs in a ring of {}; {} were given",
+            recorded.cq_head,
+            recorded.cq_tail,
+            view.cq_entries,
+            recorded.unconsumed.len()
+        ));
     }
     if let Some((index, cqe)) = recorded
         .unconsumed

@@ -47,6 +47,53 @@ pub struct RingPlacement {
     pub backing: Backing,
 }
 
+/// Ring memory placed at its addresses and owned (unmapped when dropped),
+/// not yet given to a ring: what a `place_ring_memory` step makes and the
+/// ring's `setup_ring` step consumes.
+#[derive(Debug)]
+pub struct PlacedMemory {
+    pub(super) regions: Vec<OwnedMapping>,
+    pub(super) placement: RingPlacement,
+}
+
+impl PlacedMemory {
+    /// Maps memory at every range of `placement` with `MAP_FIXED_NOREPLACE`
+    /// (never over a mapping): the rings at one or two addresses showing
+    /// the same memory, the SQEs at theirs. Checks alignment and user
+    /// ranges only; whether the ranges are long enough for a ring is checked
+    /// when a ring is created on them.
+    pub fn place(placement: &RingPlacement) -> Result<PlacedMemory, ContinuityError> {
+        if placement.rings.is_empty() || placement.rings.len() > 2 {
+            return Err(ContinuityError::BadRequest(format!(
+                "the rings are shown at one or two addresses, not {}",
+                placement.rings.len()
+            )));
+        }
+        let rings = placement
+            .rings
+            .iter()
+            .map(|range| check_range("ring memory", *range, 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sqes = check_range("SQE memory", placement.sqes, 1)?;
+        let mut regions = place("ring memory", placement.backing, &rings)?;
+        regions.extend(place("SQE memory", placement.backing, &[sqes])?);
+        Ok(PlacedMemory {
+            regions,
+            placement: placement.clone(),
+        })
+    }
+
+    /// Where the memory is.
+    pub fn placement(&self) -> &RingPlacement {
+        &self.placement
+    }
+
+    /// Hands the mappings over (to be kept or unmapped by their new owner).
+    pub(crate) fn into_regions(self) -> Vec<OwnedMapping> {
+        self.regions
+    }
+}
+
 /// `len` rounded up to whole pages.
 pub(super) fn page_round(len: u64) -> Option<u64> {
     len.checked_add(PAGE_SIZE - 1)

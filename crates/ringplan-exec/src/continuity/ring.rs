@@ -11,7 +11,7 @@ use ringplan_kernel::abi::SetupFlags;
 use rustix::io_uring::{io_uring_params, io_uring_setup, IoringSetupFlags};
 
 use super::error::{syscall, ContinuityError};
-use super::memory::{check_range, place, RingPlacement};
+use super::memory::{PlacedMemory, RingPlacement};
 use super::rings_view::RingsView;
 use crate::owned_mapping::OwnedMapping;
 
@@ -178,13 +178,20 @@ impl ContinuousRing {
         placement: &RingPlacement,
     ) -> Result<ContinuousRing, ContinuityError> {
         kernel_supports_no_mmap()?;
-        if placement.rings.is_empty() || placement.rings.len() > 2 {
-            return Err(ContinuityError::BadRequest(format!(
-                "the rings are shown at one or two addresses, not {}",
-                placement.rings.len()
-            )));
-        }
+        // Probed before anything is mapped, so a bad size maps nothing.
+        ring_layout(setup)?;
+        ContinuousRing::create_on(setup, PlacedMemory::place(placement)?)
+    }
+
+    /// Creates the ring with `IORING_SETUP_NO_MMAP` on memory already
+    /// placed; the memory is the ring's from here on (released with it on
+    /// any error).
+    pub fn create_on(
+        setup: &RingSetup,
+        memory: PlacedMemory,
+    ) -> Result<ContinuousRing, ContinuityError> {
         let layout = ring_layout(setup)?;
+        let placement = memory.placement.clone();
         let rings_addr = placement
             .rings
             .iter()
@@ -196,14 +203,13 @@ impl ContinuousRing {
                     layout.rings_len, layout.sq_entries, layout.cq_entries
                 ))
             })?;
-        let rings = placement
-            .rings
-            .iter()
-            .map(|range| check_range("ring memory", *range, 1))
-            .collect::<Result<Vec<_>, _>>()?;
-        let sqes = check_range("SQE memory", placement.sqes, layout.sqes_len)?;
-        let mut regions = place("ring memory", placement.backing, &rings)?;
-        regions.extend(place("SQE memory", placement.backing, &[sqes])?);
+        if placement.sqes.len < layout.sqes_len {
+            return Err(ContinuityError::BadRequest(format!(
+                "SQE memory {:#x}+{:#x}: the ring needs {:#x} bytes there",
+                placement.sqes.addr, placement.sqes.len, layout.sqes_len
+            )));
+        }
+        let regions = memory.into_regions();
 
         let flags = setup.setup_flags() | SetupFlags::NO_MMAP;
         let mut params = setup.params(flags);
@@ -284,8 +290,15 @@ impl ContinuousRing {
     /// Keeps the ring and its memory for good: the memory stays mapped at
     /// its addresses, the fd is the caller's.
     pub fn keep(self) -> OwnedFd {
-        let ContinuousRing { fd, regions, .. } = self;
+        let (fd, regions) = self.into_parts();
         regions.into_iter().for_each(OwnedMapping::keep);
         fd
+    }
+
+    /// The ring's fd and its memory, each owned by the caller (who must
+    /// close the fd before unmapping the memory, or keep both).
+    pub(crate) fn into_parts(self) -> (OwnedFd, Vec<OwnedMapping>) {
+        let ContinuousRing { fd, regions, .. } = self;
+        (fd, regions)
     }
 }

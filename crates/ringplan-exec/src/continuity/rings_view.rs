@@ -25,10 +25,13 @@ pub(super) struct RingsView {
     sq_head: usize,
     sq_tail: usize,
     sq_flags: usize,
+    sq_dropped: usize,
     sq_array: Option<usize>,
     cq_head: usize,
     cq_tail: usize,
     cqes: usize,
+    cq_overflow: usize,
+    cq_flags: usize,
     pub(super) sq_entries: u32,
     pub(super) cq_entries: u32,
     pub(super) sqe_size: usize,
@@ -58,10 +61,13 @@ impl RingsView {
             sq_head: params.sq_off.head as usize,
             sq_tail: params.sq_off.tail as usize,
             sq_flags: params.sq_off.flags as usize,
+            sq_dropped: params.sq_off.dropped as usize,
             sq_array: has_sq_array.then_some(params.sq_off.array as usize),
             cq_head: params.cq_off.head as usize,
             cq_tail: params.cq_off.tail as usize,
             cqes: params.cq_off.cqes as usize,
+            cq_overflow: params.cq_off.overflow as usize,
+            cq_flags: params.cq_off.flags as usize,
             sq_entries: params.sq_entries,
             cq_entries: params.cq_entries,
             sqe_size,
@@ -98,6 +104,15 @@ impl RingsView {
     }
     pub(super) fn cq_tail(&self) -> u32 {
         self.word(self.cq_tail).load(Ordering::Acquire)
+    }
+    /// Writes the counters the kernel increments from memory
+    /// (`sq_dropped`, `cq_overflow`) and the program's `cq_flags`.
+    pub(super) fn set_counters(&self, sq_dropped: u32, cq_overflow: u32, cq_flags: u32) {
+        self.word(self.sq_dropped)
+            .store(sq_dropped, Ordering::Release);
+        self.word(self.cq_overflow)
+            .store(cq_overflow, Ordering::Release);
+        self.word(self.cq_flags).store(cq_flags, Ordering::Release);
     }
     pub(super) fn has_sq_array(&self) -> bool {
         self.sq_array.is_some()
