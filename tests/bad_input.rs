@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use ringplan_image::{
-    Buffer, Cqe, Image, ObjectId, ObjectKind, QueuedSqe, Ring, RingState, SqeBytes,
+    Buffer, Cqe, Image, ObjectId, ObjectKind, QueuedSqe, Ring, RingState, SqeBytes, StateField,
 };
 
 use crate::support::{scratch_dir, PLAN};
@@ -280,6 +280,21 @@ fn document_rows() -> Vec<Row> {
                 ring_mut(image, 2).mappings[0].addr = first.addr;
             }),
             expected: "ring #2: mapping ",
+            planner: true,
+        },
+        Row {
+            name: "state-entries-unknown",
+            bytes: mutated(|image| {
+                let state = ring_mut(image, 1)
+                    .state
+                    .as_deref_mut()
+                    .expect("the BPF dump records a state");
+                state.sq_array = None;
+                state.sqes = None;
+                state.cqes = None;
+                state.unknown = vec![StateField::Entries];
+            }),
+            expected: "ring #1: cannot be restored where the program left it: its queued SQEs and unconsumed CQEs are unknown",
             planner: true,
         },
         Row {
@@ -658,15 +673,36 @@ fn preflight_refusals_change_nothing() {
     let path = path.to_str().expect("a temporary path is UTF-8");
     addresses.push(taken);
     let setarch = ["setarch", "-R", "--"];
-    for (name, args) in [
-        (
-            "taken-dry",
-            vec!["exec", path, "--dry-run", "--substitute-external"],
-        ),
-        ("taken", vec!["exec", path, "--substitute-external"]),
-    ] {
+    let mut taken_dry = vec!["exec", path, "--dry-run", "--substitute-external"];
+    let mut taken_run = vec!["exec", path, "--substitute-external"];
+    taken_dry.extend_from_slice(crate::support::moved_rings_where_needed());
+    taken_run.extend_from_slice(crate::support::moved_rings_where_needed());
+    for (name, args) in [("taken-dry", taken_dry), ("taken", taken_run)] {
         let output = exec_traced(&dir, name, &setarch, &args, &addresses, true);
         assert_one_line(name, &output, "0x555555554000");
+    }
+
+    // Ring memory over memory this process already maps (ring #1's SQ
+    // ring at the plan binary's first page, ASLR off). Where the kernel
+    // cannot place ring memory at all (before 6.5), the refusal is that,
+    // before any address is looked at.
+    let bytes = mutated(|image| ring_mut(image, 1).mappings[0].addr = taken);
+    let path = write(&dir, "ring-memory-over-mapping", &bytes);
+    let path = path.to_str().expect("a temporary path is UTF-8");
+    let expected = if crate::support::kernel_has_no_mmap() {
+        "which is already mapped in this process (555555554000-"
+    } else {
+        "cannot place io_uring memory at the program's addresses: IORING_SETUP_NO_MMAP needs Linux 6.5"
+    };
+    for (name, args) in [
+        (
+            "ring-taken-dry",
+            vec!["exec", path, "--dry-run", "--substitute-external"],
+        ),
+        ("ring-taken", vec!["exec", path, "--substitute-external"]),
+    ] {
+        let output = exec_traced(&dir, name, &setarch, &args, &addresses, true);
+        assert_one_line(name, &output, expected);
     }
 
     // An external input not supplied and no --substitute-external.

@@ -57,7 +57,9 @@ fn verify_round_trips_every_scenario() {
     for name in SCENARIOS {
         let scenario = Scenario::start(name);
         let image = dump_to(scenario.pid(), &dir, &file_name(name));
-        let output = plan(&["exec", &image, "--verify", "--substitute-external"]);
+        let mut args = vec!["exec", &image, "--verify", "--substitute-external"];
+        args.extend_from_slice(crate::support::moved_rings_where_needed());
+        let output = plan(&args);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
@@ -66,16 +68,28 @@ fn verify_round_trips_every_scenario() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(stdout.starts_with("verified"), "{name}: {stdout}");
-        // Every ring mapping is either compared (and matched) or reported.
-        let mappings: usize = read_image(&image)
+        // Every ring mapping is compared (and matched), reported skipped,
+        // or belongs to a ring restored where the program left it (whose
+        // state, memory addresses included, is compared instead).
+        let original = read_image(&image);
+        let continuous = crate::support::kernel_has_no_mmap();
+        let rings_with_state = original
+            .objects
+            .iter()
+            .filter(|object| {
+                matches!(&object.kind, ObjectKind::Ring(ring) if ring.state.is_some() && !ring.mappings.is_empty())
+            })
+            .count();
+        let mappings: usize = original
             .objects
             .iter()
             .map(|object| match &object.kind {
-                ObjectKind::Ring(ring) => ring.mappings.len(),
+                ObjectKind::Ring(ring) if !(continuous && ring.state.is_some()) => {
+                    ring.mappings.len()
+                }
                 _ => 0,
             })
             .sum();
-        assert!(mappings > 0, "{name}: the scenario maps no ring");
         // "verified: 1 ring, 4 ring mappings match; ...; 2 ring mapping(s) not restored, ..."
         let count = |text: &str| {
             text.parse::<usize>()
@@ -101,6 +115,19 @@ fn verify_round_trips_every_scenario() {
             })
             .map_or(0, count);
         assert_eq!(matched + skipped, mappings, "{name}: {stdout}");
+        let states = head
+            .split(", ")
+            .find_map(|part| {
+                part.strip_suffix(" ring states")
+                    .or_else(|| part.strip_suffix(" ring state"))
+            })
+            .map_or(0, count);
+        let expected_states = if continuous { rings_with_state } else { 0 };
+        assert_eq!(states, expected_states, "{name}: {stdout}");
+        assert!(
+            mappings + states > 0,
+            "{name}: the scenario maps no ring: {stdout}"
+        );
     }
 }
 
@@ -114,6 +141,7 @@ impl Holder {
     fn start(image: &str) -> Holder {
         let mut child = Command::new(PLAN)
             .args(["exec", image, "--hold", "--substitute-external"])
+            .args(crate::support::moved_rings_where_needed())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -164,6 +192,29 @@ impl Holder {
                     },
                 }
             })
+            .collect()
+    }
+
+    /// The rings the holder restored where the program left them.
+    fn continuous_rings(&self) -> Vec<ObjectId> {
+        self.objects("continuous_rings", |ring| &ring["object"])
+    }
+
+    /// The rings it restored as kernel objects only.
+    fn moved_rings(&self) -> Vec<ObjectId> {
+        self.objects("moved_rings", |id| id)
+    }
+
+    fn objects(
+        &self,
+        key: &str,
+        id: impl Fn(&serde_json::Value) -> &serde_json::Value,
+    ) -> Vec<ObjectId> {
+        self.line[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} in {}", self.line))
+            .iter()
+            .map(|entry| ObjectId(id(entry).as_u64().expect("an id") as u32))
             .collect()
     }
 
@@ -330,33 +381,60 @@ fn hold_then_dump_matches_the_original() {
         let held = read_image(&held_path);
 
         let skipped = holder.skipped_mappings();
-        let comparison =
-            ringplan_exec::verify::compare(&original, &held, &holder.substituted(), &skipped);
+        let moved = holder.moved_rings();
+        let facts = ringplan_exec::verify::RunFacts {
+            substituted: &holder.substituted(),
+            skipped_mappings: &skipped,
+            moved_rings: &moved,
+        };
+        let comparison = ringplan_exec::verify::compare_run(&original, &held, &facts);
         assert!(
             comparison.is_faithful(),
             "{name}: differences:\n{}",
             comparison.differences.join("\n")
         );
-        // The holder maps exactly the ring regions it did not skip.
-        let count = |image: &Image| -> usize {
+        // The holder maps exactly the ring regions it did not skip, and has
+        // memory at every recorded address of the rings it restored where
+        // the program left them (placed memory, not a ring mapping).
+        let continuous = holder.continuous_rings();
+        let count = |image: &Image, placed: bool| -> usize {
             image
                 .objects
                 .iter()
                 .map(|object| match &object.kind {
-                    ObjectKind::Ring(ring) => ring.mappings.len(),
+                    ObjectKind::Ring(ring) if continuous.contains(&object.id) == placed => {
+                        ring.mappings.len()
+                    }
                     _ => 0,
                 })
                 .sum()
         };
         assert_eq!(
-            count(&held) + skipped.len(),
-            count(&original),
+            count(&held, false) + skipped.len(),
+            count(&original, false),
             "{name}: {:?}",
             holder.line
         );
+        let holder_maps = std::fs::read_to_string(format!("/proc/{}/maps", holder.pid()))
+            .expect("the holder's maps");
+        for object in &original.objects {
+            let ObjectKind::Ring(ring) = &object.kind else {
+                continue;
+            };
+            if !continuous.contains(&object.id) {
+                continue;
+            }
+            for mapping in &ring.mappings {
+                let start = format!("{:x}-", mapping.addr);
+                assert!(
+                    holder_maps.lines().any(|line| line.starts_with(&start)),
+                    "{name}: nothing at {mapping} in the holder:\n{holder_maps}"
+                );
+            }
+        }
         assert_eq!(
             holder.line["mapped"].as_u64(),
-            Some(count(&held) as u64),
+            Some(count(&held, false) as u64),
             "{name}"
         );
 
@@ -563,7 +641,10 @@ fn an_sq_thread_the_kernel_refuses_is_undone() {
     .expect("writing the image");
     let path = path.to_str().expect("utf-8");
     // Unlimited, it restores.
-    plan_ok(&["exec", path, "--substitute-external"]);
+    let moved = crate::support::moved_rings_where_needed().join(" ");
+    let mut args = vec!["exec", path, "--substitute-external"];
+    args.extend_from_slice(crate::support::moved_rings_where_needed());
+    plan_ok(&args);
 
     let cgroup = [(1, "pids"), (2, "")]
         .into_iter()
@@ -574,7 +655,7 @@ fn an_sq_thread_the_kernel_refuses_is_undone() {
         .expect("a cgroup with the pids controller (v1 pids, or v2 with pids enabled)");
     crate::support::write_file(&cgroup.dir.join("pids.max"), "2");
     let script = format!(
-        "echo $$ > {}/cgroup.procs && exec \"$0\" exec \"$1\" --substitute-external",
+        "echo $$ > {}/cgroup.procs && exec \"$0\" exec \"$1\" --substitute-external {moved}",
         cgroup.dir.display()
     );
     let output = Command::new("sh")
@@ -586,7 +667,7 @@ fn an_sq_thread_the_kernel_refuses_is_undone() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("step 1 (setup_ring of #2): io_uring_setup failed"),
+        stderr.contains("(setup_ring of #2): io_uring_setup"),
         "{stderr}"
     );
     assert!(

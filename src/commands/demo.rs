@@ -81,11 +81,24 @@ pub fn run() -> Result<(), CliError> {
     let image_path = std::env::temp_dir().join(format!("ringplan-demo-{}.img", std::process::id()));
     std::fs::write(&image_path, &bytes)
         .map_err(|error| CliError::failed(format!("writing {}: {error}", image_path.display())))?;
-    print_text("\n== plan exec IMAGE --substitute-external --verify\n")?;
+    // Where the kernel cannot place ring memory (before Linux 6.5), the
+    // demo restores the rings as kernel objects and says so.
+    let moved: &[&str] = match ringplan_exec::continuity::kernel_supports_no_mmap() {
+        Ok(()) => &[],
+        Err(_) => &["--allow-moved-rings"],
+    };
+    print_text(&format!(
+        "\n== plan exec IMAGE --substitute-external --verify{}\n",
+        moved
+            .iter()
+            .map(|flag| format!(" {flag}"))
+            .collect::<String>()
+    ))?;
     let restore = Command::new(&exe)
         .arg("exec")
         .arg(&image_path)
         .args(["--substitute-external", "--verify"])
+        .args(moved)
         .stdin(Stdio::null())
         .output();
     let _ = std::fs::remove_file(&image_path);

@@ -90,6 +90,14 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
             held.by
         );
     }
+    // A plan compiles only for a notice here: an image that does not
+    // compile is still written, and `plan show` says why.
+    if let Some(notice) = ringplan_plan::compile(&dump.image)
+        .ok()
+        .and_then(|plan| crate::commands::slow_restore_notice(&plan))
+    {
+        eprintln!("{notice}");
+    }
     let bytes = ringplan_image::encode_to_vec(&dump.image).map_err(CliError::failed)?;
     write_output(args.output.as_deref(), &bytes, "image")
 }

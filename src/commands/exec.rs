@@ -28,6 +28,7 @@
 //! which fds are rings and the wait for a signal `ringplan_exec::hold`.
 //! `exec/test_hooks.rs` is the hidden `--fail-at` of test builds.
 
+mod progress;
 mod test_hooks;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -68,6 +69,11 @@ pub struct ExecArgs {
     /// not supplied with --input, instead of refusing.
     #[arg(long)]
     substitute_external: bool,
+    /// On a kernel that cannot place a ring's memory at the program's
+    /// addresses (before Linux 6.5), restore rings as kernel objects only
+    /// (new memory, positions at 0, no pending entries) instead of refusing.
+    #[arg(long)]
+    allow_moved_rings: bool,
     /// Hidden flags of test builds only (`--fail-at`).
     #[command(flatten)]
     test_hooks: test_hooks::TestHookArgs,
@@ -92,6 +98,7 @@ pub fn run(args: ExecArgs) -> Result<(), CliError> {
         substitute_external: args.substitute_external,
         raise_fd_limit: true,
         skip_ring_mappings: false,
+        allow_moved_rings: args.allow_moved_rings,
     };
     let inputs = open_inputs(&args, &plan)?;
     let stdio = MovedStdio::make_room(&plan).map_err(CliError::failed)?;
@@ -114,7 +121,15 @@ fn run_with(
             ringplan_exec::preflight(plan, &inputs, &mut memory, options).map_err(exec_error)?;
         return print(stdio, &dry_run_text(plan, &report));
     }
-    let restored = test_hooks::execute(&args.test_hooks, plan, inputs, &mut memory, options)?;
+    let mut progress = progress::RestoreProgress::on_terminal(stdio.is_moved(2));
+    let restored = test_hooks::execute(
+        &args.test_hooks,
+        plan,
+        inputs,
+        &mut memory,
+        options,
+        &mut |report| progress.report(report),
+    )?;
     let substituted: Vec<ObjectId> = restored
         .substituted
         .iter()
@@ -143,14 +158,17 @@ fn exec_error(error: ExecError) -> CliError {
     }
 }
 
-/// `ringplan_exec::execute`, its errors as the CLI reports them.
+/// `ringplan_exec::execute_with_progress`, its errors as the CLI reports
+/// them.
 fn execute(
     plan: &Plan,
     inputs: Inputs,
     memory: &mut AnonymousBuffers,
     options: &ExecOptions,
+    progress: &mut dyn FnMut(ringplan_exec::Progress),
 ) -> Result<Restored, CliError> {
-    ringplan_exec::execute(plan, inputs, memory, options).map_err(exec_error)
+    ringplan_exec::execute_with_progress(plan, inputs, memory, options, progress)
+        .map_err(exec_error)
 }
 
 /// Opens each `--input ID=PATH` (above the plan's fd floor, so it never
@@ -216,8 +234,12 @@ fn verify(
     stdio: &MovedStdio,
 ) -> Result<(), CliError> {
     let dump = Dumper::new(BackendChoice::Bpf)?.dump(std::process::id(), Selection::All)?;
-    let comparison =
-        ringplan_exec::verify::compare(image, &dump.image, substituted, &restored.skipped_mappings);
+    let facts = ringplan_exec::verify::RunFacts {
+        substituted,
+        skipped_mappings: &restored.skipped_mappings,
+        moved_rings: &restored.moved_rings,
+    };
+    let comparison = ringplan_exec::verify::compare_run(image, &dump.image, &facts);
     if !comparison.is_faithful() {
         let mut text = String::new();
         for difference in &comparison.differences {
@@ -257,6 +279,22 @@ fn hold_line(plan: &Plan, restored: &Restored, substituted: &[ObjectId]) -> serd
             })
         })
         .collect();
+    let continuous: Vec<serde_json::Value> = restored
+        .continuous_rings
+        .iter()
+        .map(|ring| {
+            serde_json::json!({
+                "object": ring.ring.0,
+                "rings_addr": ring.rings_addr,
+                "sqes_addr": ring.sqes_addr,
+                "nops": ring.advanced.nops,
+                "skipping_nops": ring.advanced.skipping_nops,
+                "messages": ring.advanced.messages,
+                "owner_tid": ring.owner.map(|owner| owner.tid),
+                "recorded_owner_tid": ring.owner.and_then(|owner| owner.recorded_tid),
+            })
+        })
+        .collect();
     serde_json::json!({
         "pid": std::process::id(),
         "ring_fds": hold::ring_fds(plan, restored),
@@ -264,20 +302,44 @@ fn hold_line(plan: &Plan, restored: &Restored, substituted: &[ObjectId]) -> serd
         "substituted": substituted.iter().map(|object| object.0).collect::<Vec<_>>(),
         "mapped": restored.mapped.len(),
         "skipped_mappings": skipped,
+        "continuous_rings": continuous,
+        "moved_rings": restored.moved_rings.iter().map(|object| object.0).collect::<Vec<_>>(),
     })
 }
 
 /// What a plain run (neither `--verify` nor `--hold`) says it restored.
 fn restored_text(restored: &Restored, substituted: usize) -> String {
-    format!(
-        "restored: {} objects at {} fds ({} substituted), {} ring regions mapped ({} skipped); exiting closes \
-         them (use --hold to keep them)\n",
+    let mut text = format!(
+        "restored: {} objects at {} fds ({} substituted), {} ring regions mapped ({} skipped), {} ring(s) \
+         where the program left them ({} moved); exiting closes them (use --hold to keep them)\n",
         restored.fds.len(),
         restored.fds.values().map(Vec::len).sum::<usize>(),
         substituted,
         restored.mapped.len(),
         restored.skipped_mappings.len(),
-    )
+        restored.continuous_rings.len(),
+        restored.moved_rings.len(),
+    );
+    text.push_str(&owner_text(restored));
+    text
+}
+
+/// One line per `SINGLE_ISSUER` ring: it belongs to the thread that ran
+/// the plan, in this process.
+fn owner_text(restored: &Restored) -> String {
+    let mut text = String::new();
+    for ring in &restored.continuous_rings {
+        if let Some(owner) = ring.owner {
+            let recorded = owner.recorded_tid.map_or_else(String::new, |tid| {
+                format!(" (the image's owner was thread {tid})")
+            });
+            text.push_str(&format!(
+                "ring {}: IORING_SETUP_SINGLE_ISSUER, owned by thread {}, which ran the plan{recorded}\n",
+                ring.ring, owner.tid
+            ));
+        }
+    }
+    text
 }
 
 /// Writes `text` to our stdout, wherever it is now.

@@ -48,3 +48,26 @@ pub fn print_text(text: &str) -> Result<(), CliError> {
         .and_then(|()| stdout.flush())
         .map_err(|error| CliError::output("output", error))
 }
+
+/// The one-line notice `plan dump` and `plan show` print (on stderr) when
+/// restoring `plan` will take more than a second, most of it moving ring
+/// positions with NOPs; `None` otherwise.
+pub fn slow_restore_notice(plan: &ringplan_plan::Plan) -> Option<String> {
+    let estimate = plan.estimated_position_time();
+    if estimate <= std::time::Duration::from_secs(1) {
+        return None;
+    }
+    let positions: u64 = plan
+        .steps
+        .iter()
+        .filter_map(|step| match &step.op {
+            ringplan_plan::Op::RestoreCompletions(restore) => Some(restore.positions_to_move()),
+            _ => None,
+        })
+        .sum();
+    Some(format!(
+        "plan: notice: restoring this will take about {:.0} s: {positions} ring positions are moved with NOPs \
+         (the kernel has no call that sets them)",
+        estimate.as_secs_f64().ceil()
+    ))
+}

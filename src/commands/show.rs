@@ -55,6 +55,9 @@ pub fn run(args: ShowArgs) -> Result<(), CliError> {
         Document::Image(image) => ringplan_plan::compile(&image)
             .map_err(|error| CliError::bad_input(format!("{}: {error}", args.input)))?,
     };
+    if let Some(notice) = crate::commands::slow_restore_notice(&plan) {
+        eprintln!("{notice}");
+    }
     match (args.dot, args.format) {
         (true, _) => print_text(&plan.to_dot()),
         (false, Format::Text) => print_text(&plan.to_text()),

@@ -217,3 +217,22 @@ pub fn expect_fdinfo_refusal(pid: u32, dir: &Path, refusal: &str) {
     assert!(!image.exists(), "a refused dump wrote {}", image.display());
     eprintln!("fdinfo backend refused on this kernel, as it must be: {refusal}");
 }
+
+/// Whether this kernel can place a ring's memory at chosen addresses
+/// (`IORING_SETUP_NO_MMAP`, Linux 6.5): where it cannot, `plan exec` of a
+/// dumped image refuses unless asked for moved rings.
+pub fn kernel_has_no_mmap() -> bool {
+    ringplan_kernel::probe::has_no_mmap().expect("probing IORING_SETUP_NO_MMAP")
+}
+
+/// `plan exec`'s flag for kernels without `IORING_SETUP_NO_MMAP` (6.1):
+/// there the tests restore dumped rings as kernel objects, as before
+/// continuity; where the kernel has it, nothing (the flag would change
+/// nothing either), so the restore is continuous.
+pub fn moved_rings_where_needed() -> &'static [&'static str] {
+    if kernel_has_no_mmap() {
+        &[]
+    } else {
+        &["--allow-moved-rings"]
+    }
+}

@@ -2,18 +2,18 @@
 //! user can judge whether the restore will do for their program. Found on
 //! real programs (fio, qemu-img):
 //!
-//! - **SQ/CQ positions.** The image keeps a ring's heads and tails (its
-//!   continuity state, read by the BPF backend), but `plan exec` does not
-//!   restore them yet: a restored ring starts at 0. A program that has done
-//!   I/O and resumes with its own cached positions will not find its
-//!   completions.
-//! - **Queued SQEs and unconsumed CQEs** are in the image and not put back
-//!   by a restore yet either.
+//! - **A ring whose memory the program did not map** (nor give the kernel)
+//!   is restored as kernel objects only: its positions and pending entries
+//!   are in the image, but no program could see them.
 //! - **`IORING_SETUP_SINGLE_ISSUER`** ties a ring to one task (the creator,
 //!   or the task that enabled it); the image records its tid, and
-//!   `plan exec` still creates every ring in the thread that runs the plan.
+//!   `plan exec` creates every ring in the thread that runs the plan.
+//!
+//! Positions, queued SQEs, unconsumed and overflowed CQEs of a ring whose
+//! memory the program saw are restored (Linux 6.5+, `IORING_SETUP_NO_MMAP`),
+//! so they are no caveat.
 
-use ringplan_image::{Image, ObjectKind, RingPositions, SetupFlags};
+use ringplan_image::{Image, ObjectKind, RingPositions, RingRegion, SetupFlags};
 
 /// One line per thing a restore of `image` leaves out that matters for its
 /// rings.
@@ -28,25 +28,24 @@ pub fn ring_caveats(image: &Image) -> Vec<String> {
         };
         if let Some(state) = &ring.state {
             let positions = &state.positions;
-            if *positions != RingPositions::default() {
+            let pending = state.sqes.as_ref().map_or(0, Vec::len)
+                + state.cqes.as_ref().map_or(0, Vec::len)
+                + state.overflow.as_ref().map_or(0, Vec::len);
+            let seen = state.memory.no_mmap
+                || ring
+                    .mappings
+                    .iter()
+                    .any(|mapping| mapping.region == RingRegion::Sqes);
+            if !seen && (*positions != RingPositions::default() || pending > 0) {
                 caveats.push(format!(
-                    "ring {} (fd {fd}): its SQ head/tail are at {}/{} and its CQ head/tail at {}/{}; the image \
-                     keeps these positions but plan exec does not restore them yet (a restored ring starts at 0), \
-                     so a program resuming with its own cached positions will not find its completions",
+                    "ring {} (fd {fd}): its SQ head/tail are at {}/{} and its CQ head/tail at {}/{}, but the \
+                     program has none of its memory mapped, so plan exec restores it as kernel objects only \
+                     (a restored ring starts at 0)",
                     object.id,
                     positions.cached_sq_head,
                     positions.sq_tail,
                     positions.cq_head,
                     positions.cq_tail
-                ));
-            }
-            let queued = state.sqes.as_ref().map_or(0, Vec::len);
-            let unconsumed = state.cqes.as_ref().map_or(0, Vec::len);
-            if queued > 0 || unconsumed > 0 {
-                caveats.push(format!(
-                    "ring {} (fd {fd}): {queued} queued SQE(s) and {unconsumed} unconsumed CQE(s) are in the \
-                     image; plan exec does not put them back yet",
-                    object.id
                 ));
             }
         }

@@ -241,6 +241,7 @@ fn options() -> ExecOptions {
         substitute_external: true,
         raise_fd_limit: false,
         skip_ring_mappings: true,
+        allow_moved_rings: false,
     }
 }
 
@@ -321,6 +322,9 @@ fn replay(plan: &Plan) -> BaseRestored {
     let mut mapped = Vec::new();
     for (index, step) in plan.steps.iter().enumerate() {
         let created: Option<OwnedFd> = match &step.op {
+            // The baseline restores kernel objects only (these images hold
+            // no ring state, so their plans have none of these steps).
+            Op::PlaceRingMemory(_) | Op::RestoreCompletions(_) | Op::QueueSqes(_) => None,
             Op::CreateEventfd(create) => {
                 let mut flags = EventfdFlags::CLOEXEC;
                 if create.semaphore {

@@ -6,6 +6,8 @@ use ringplan_image::{FileType, ObjectId};
 use ringplan_plan::ExternalReason;
 use rustix::io::Errno;
 
+use crate::continuity::ContinuityError;
+
 /// Why the memory hook could not put memory in place.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,6 +85,35 @@ pub enum ExecError {
     /// The memory hook says the memory cannot be put in place.
     #[error("preflight: {0}")]
     MemoryUnavailable(MemoryError),
+    /// The plan restores a ring where the program left it, and this kernel
+    /// cannot put a ring's memory at chosen addresses.
+    #[error(
+        "preflight: ring {ring}: this kernel ({release}) cannot place io_uring memory at the \
+         program's addresses: IORING_SETUP_NO_MMAP needs Linux 6.5 (--allow-moved-rings restores \
+         the rings' kernel objects only)"
+    )]
+    ContinuityUnsupported { ring: ObjectId, release: String },
+    /// A range where a ring's memory goes is already mapped here.
+    #[error(
+        "preflight: step {step} places ring {ring}'s {what} at {addr:#x}+{len:#x}, which is already \
+         mapped in this process ({by})"
+    )]
+    RingMemoryTaken {
+        step: usize,
+        ring: ObjectId,
+        what: &'static str,
+        addr: u64,
+        len: u64,
+        by: String,
+    },
+    /// The placed memory cannot hold a ring of the recorded sizes on this
+    /// kernel.
+    #[error("preflight: step {step} (ring {ring}): {problem}")]
+    RingMemoryTooSmall {
+        step: usize,
+        ring: ObjectId,
+        problem: String,
+    },
     /// A check could not be made because a syscall failed: a failure of
     /// the system, not a refusal of the plan (nothing was done).
     #[error("preflight: {what} failed: {errno}")]
@@ -103,6 +134,16 @@ pub enum ExecError {
     /// of error chains would otherwise print it twice.
     #[error("step {index} (memory_barrier): {cause}; everything done was undone")]
     MemoryRestoreFailed { index: usize, cause: MemoryError },
+    /// A continuity step (placing ring memory, setting a ring up on it,
+    /// restoring completions, queueing SQEs) failed; everything done was
+    /// undone. The cause is in the message, so it is not also a `source`.
+    #[error("step {index} ({op}{}): {cause}; everything done was undone", object_suffix(*object))]
+    ContinuityFailed {
+        index: usize,
+        op: &'static str,
+        object: Option<ObjectId>,
+        cause: ContinuityError,
+    },
 }
 
 fn object_suffix(object: Option<ObjectId>) -> String {
@@ -122,19 +163,23 @@ impl ExecError {
             | ExecError::MemlockLimit { .. }
             | ExecError::KernelUnsupported { .. }
             | ExecError::CpuUnavailable { .. }
-            | ExecError::MemoryUnavailable(_) => true,
+            | ExecError::MemoryUnavailable(_)
+            | ExecError::ContinuityUnsupported { .. }
+            | ExecError::RingMemoryTaken { .. }
+            | ExecError::RingMemoryTooSmall { .. } => true,
             ExecError::CheckSyscallFailed { .. }
             | ExecError::StepFailed { .. }
-            | ExecError::MemoryRestoreFailed { .. } => false,
+            | ExecError::MemoryRestoreFailed { .. }
+            | ExecError::ContinuityFailed { .. } => false,
         }
     }
 
     /// The failing step's index, for run errors.
     pub fn step(&self) -> Option<usize> {
         match self {
-            ExecError::StepFailed { index, .. } | ExecError::MemoryRestoreFailed { index, .. } => {
-                Some(*index)
-            }
+            ExecError::StepFailed { index, .. }
+            | ExecError::MemoryRestoreFailed { index, .. }
+            | ExecError::ContinuityFailed { index, .. } => Some(*index),
             _ => None,
         }
     }

@@ -109,7 +109,9 @@ pub use error::{ExecError, InputError, MemoryError};
 pub use memory::{buffer_ranges, AnonymousBuffers, MemoryHook, NoMemory};
 pub use options::{ExecOptions, Inputs};
 pub use preflight::{preflight, PreflightReport};
-pub use restored::{Restored, SkipReason, SkippedMapping, Substitution};
+pub use restored::{
+    ContinuousRingReport, Restored, RingOwner, SkipReason, SkippedMapping, Substitution,
+};
 
 /// Reads an image (compiled here) or a plan.
 pub fn load_plan(bytes: &[u8]) -> Result<Plan, ringplan_plan::LoadError> {
@@ -124,8 +126,33 @@ pub fn execute(
     hook: &mut dyn MemoryHook,
     options: &ExecOptions,
 ) -> Result<Restored, ExecError> {
+    execute_with_progress(plan, inputs, hook, options, &mut |_| {})
+}
+
+/// [`execute`], reporting the progress of long steps (moving a ring's
+/// positions) to `progress`: at a step's start, every 65,536 positions and
+/// at its end.
+pub fn execute_with_progress(
+    plan: &Plan,
+    inputs: Inputs,
+    hook: &mut dyn MemoryHook,
+    options: &ExecOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Restored, ExecError> {
     let report = preflight(plan, &inputs, hook, options)?;
-    run::run(plan, inputs, hook, options, &report, None)
+    run::run(plan, inputs, hook, options, &report, None, progress)
+}
+
+/// How far a long step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The step's index in the plan.
+    pub step: usize,
+    /// The ring it acts on.
+    pub ring: Option<ringplan_image::ObjectId>,
+    /// Positions moved so far, and in all.
+    pub done: u64,
+    pub total: u64,
 }
 
 /// Expands the items it is given only when this crate is built with the

@@ -153,7 +153,7 @@ impl Drop for AnonymousBuffers {
 
 /// The first mapping of this process that overlaps `[start, end)`, as its
 /// `/proc/self/maps` line.
-fn overlapping_mapping(maps: &str, start: u64, end: u64) -> Option<String> {
+pub(crate) fn overlapping_mapping(maps: &str, start: u64, end: u64) -> Option<String> {
     maps.lines().find_map(|line| {
         let entry = MapsEntry::parse(line)?;
         entry

@@ -83,4 +83,12 @@ pub struct ExecOptions {
     /// [`crate::SkipReason::TurnedOff`]. For a restorer that maps them
     /// itself (or wants no ring memory at fixed addresses).
     pub skip_ring_mappings: bool,
+    /// On a kernel that cannot place a ring's memory at chosen addresses
+    /// (before Linux 6.5, no `IORING_SETUP_NO_MMAP`), restore the rings a
+    /// plan restores continuously as their kernel objects only: set up
+    /// where the kernel chooses, at position 0, without their pending
+    /// entries (listed in [`crate::Restored::moved_rings`]). Without it,
+    /// preflight refuses such a plan on such a kernel. No effect where the
+    /// kernel can.
+    pub allow_moved_rings: bool,
 }

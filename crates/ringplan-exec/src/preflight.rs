@@ -9,6 +9,7 @@
 //! mapping for the barrier; the run releases it on failure, the hook when
 //! dropped unused). `preflight/open_fds.rs` tells which target fds are open.
 
+mod continuity;
 mod kernel;
 mod open_fds;
 
@@ -42,6 +43,11 @@ pub struct PreflightReport {
     /// External inputs: the object and whether the caller supplied it
     /// (`false`: a substitute will be made).
     pub external_inputs: Vec<(ObjectId, bool)>,
+    /// The run places ring memory at the program's addresses (or the plan
+    /// has no continuity steps); `false` when the kernel cannot and
+    /// [`ExecOptions::allow_moved_rings`] allowed restoring the rings as
+    /// kernel objects only.
+    pub places_ring_memory: bool,
 }
 
 /// Checks `plan` against this process and kernel; does nothing the run
@@ -59,6 +65,7 @@ pub fn preflight(
     let fd_limit = check_fd_limit(plan, inputs, options)?;
     let pinned = check_memlock(plan)?;
     check_cpus(&needs.cpus)?;
+    let places_ring_memory = continuity::check_continuity(plan, options)?;
     let features = kernel::ask_kernel(&needs.flag_sets, needs.uses_async_eventfd)?;
     hook.preflight(plan).map_err(ExecError::MemoryUnavailable)?;
 
@@ -72,6 +79,7 @@ pub fn preflight(
         features: features.bits(),
         pinned_bytes: pinned,
         external_inputs: needs.external_inputs,
+        places_ring_memory,
     })
 }
 

@@ -6,6 +6,8 @@ use std::os::fd::OwnedFd;
 
 use ringplan_image::{FileType, ObjectId, RingMapping};
 
+use crate::continuity::Advanced;
+
 /// A stand-in the executor made for an external input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Substitution {
@@ -75,4 +77,34 @@ pub struct Restored {
     pub mapped: Vec<(ObjectId, RingMapping)>,
     /// Recorded ring regions that were not mapped, and why.
     pub skipped_mappings: Vec<SkippedMapping>,
+    /// The rings restored where the program left them, in plan order.
+    pub continuous_rings: Vec<ContinuousRingReport>,
+    /// Rings the plan restores continuously that were restored as kernel
+    /// objects only ([`crate::ExecOptions::allow_moved_rings`] on a kernel
+    /// without `IORING_SETUP_NO_MMAP`).
+    pub moved_rings: Vec<ObjectId>,
+}
+
+/// One ring restored where the program left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContinuousRingReport {
+    pub ring: ObjectId,
+    /// Where its rings and SQEs are (the kernel was given the first rings
+    /// address).
+    pub rings_addr: u64,
+    pub sqes_addr: u64,
+    /// What moving its positions took.
+    pub advanced: Advanced,
+    /// With `IORING_SETUP_SINGLE_ISSUER`: the thread that owns it now (the
+    /// one that ran the plan), and the owner the image recorded.
+    pub owner: Option<RingOwner>,
+}
+
+/// Who owns a `SINGLE_ISSUER` ring after the restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingOwner {
+    /// The thread that created the ring (ran the plan).
+    pub tid: u32,
+    /// The owner recorded in the image, in the dumped process.
+    pub recorded_tid: Option<u32>,
 }

@@ -10,8 +10,13 @@
 //! mapped, and puts the `RLIMIT_NOFILE` soft limit back.
 //!
 //! This file holds the run and its undo; `run/ops.rs` the syscalls of each
-//! op; `run/ring_regions.rs` the mapping of a new ring's regions.
+//! op; `run/ring_regions.rs` the mapping of a new ring's regions;
+//! `run/continuity_ops.rs` the continuity ops (memory placed at the
+//! program's addresses, rings set up on it, positions, entries).
 
+mod continuity_ops;
+
+pub(crate) use continuity_ops::{placement_of, ring_setup_of};
 mod ops;
 mod ring_regions;
 
@@ -23,10 +28,14 @@ use ringplan_plan::{Op, Plan, Step};
 use rustix::io::Errno;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
+use crate::continuity::{ContinuityError, ContinuousRing, PlacedMemory};
 use crate::error::{ExecError, MemoryError};
 use crate::memory::MemoryHook;
 use crate::owned_mapping::OwnedMapping;
-use crate::{ExecOptions, Inputs, PreflightReport, Restored, SkippedMapping, Substitution};
+use crate::{
+    ContinuousRingReport, ExecOptions, Inputs, PreflightReport, Progress, Restored, SkippedMapping,
+    Substitution,
+};
 
 /// A failure to inject, for tests of the undo: step `step` fails with
 /// `errno` before its syscall. Public only through `test_hooks`.
@@ -64,6 +73,20 @@ struct Run<'a> {
     regions: Vec<OwnedMapping>,
     mapped: Vec<(ObjectId, RingMapping)>,
     skipped: Vec<SkippedMapping>,
+    /// Whether continuity steps run (the kernel can place ring memory);
+    /// otherwise preflight allowed moved rings and they are skipped.
+    continuous: bool,
+    /// Memory placed by `place_ring_memory` steps, by step index, until a
+    /// ring is set up on it.
+    placed: BTreeMap<usize, PlacedMemory>,
+    /// Rings set up on placed memory, by step index (their handle) until
+    /// their handle is closed; their fd is not in `handles`.
+    rings: BTreeMap<usize, ContinuousRing>,
+    /// Set when a continuity op failed.
+    continuity_error: Option<ContinuityError>,
+    continuous_rings: Vec<ContinuousRingReport>,
+    moved_rings: Vec<ObjectId>,
+    progress: &'a mut dyn FnMut(Progress),
 }
 
 /// Runs every step, after [`crate::preflight`] passed with `report`. On
@@ -75,6 +98,7 @@ pub(crate) fn run(
     options: &ExecOptions,
     report: &PreflightReport,
     injected: Option<InjectedFailure>,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<Restored, ExecError> {
     let fd_limit = FdLimitRaise::apply(plan, report)?;
     let mut state = Run {
@@ -91,6 +115,13 @@ pub(crate) fn run(
         regions: Vec::new(),
         mapped: Vec::new(),
         skipped: Vec::new(),
+        continuous: report.places_ring_memory,
+        placed: BTreeMap::new(),
+        rings: BTreeMap::new(),
+        continuity_error: None,
+        continuous_rings: Vec::new(),
+        moved_rings: Vec::new(),
+        progress,
     };
     for (index, step) in plan.steps.iter().enumerate() {
         let result = match injected {
@@ -104,7 +135,15 @@ pub(crate) fn run(
             return Err(undo(state, hook, fd_limit, index, step, failure));
         }
     }
-    // Success: the ring regions are the restored task's memory now.
+    // Success: the ring regions are the restored task's memory now. A
+    // validated plan closes every ring's handle; one built in memory may
+    // not: its temporaries are closed (as `handles` are) and the memory
+    // kept all the same.
+    for (_, ring) in std::mem::take(&mut state.rings) {
+        let (fd, regions) = ring.into_parts();
+        drop(fd);
+        state.regions.extend(regions);
+    }
     for region in std::mem::take(&mut state.regions) {
         region.keep();
     }
@@ -113,6 +152,8 @@ pub(crate) fn run(
         substituted: state.substituted,
         mapped: state.mapped,
         skipped_mappings: state.skipped,
+        continuous_rings: state.continuous_rings,
+        moved_rings: state.moved_rings,
     })
 }
 
@@ -128,13 +169,20 @@ fn undo(
     failure: Failure,
 ) -> ExecError {
     let memory_error = state.memory_error.take();
+    let continuity_error = state.continuity_error.take();
     drop(state);
     // Before the barrier too: preflight may have reserved memory.
     hook.undo();
     fd_limit.put_back();
-    match memory_error {
-        Some(cause) => ExecError::MemoryRestoreFailed { index, cause },
-        None => ExecError::StepFailed {
+    match (memory_error, continuity_error) {
+        (Some(cause), _) => ExecError::MemoryRestoreFailed { index, cause },
+        (None, Some(cause)) => ExecError::ContinuityFailed {
+            index,
+            op: step.op.name(),
+            object: step.object,
+            cause,
+        },
+        (None, None) => ExecError::StepFailed {
             index,
             op: step.op.name(),
             object: step.object,
@@ -190,7 +238,25 @@ impl Run<'_> {
             Op::CreateEventfd(create) => Some(ops::create_eventfd(create)?),
             Op::OpenFile(open) => Some(ops::open_file(open)?),
             Op::ExternalInput(input) => Some(self.external_input(step.object, input)?),
-            Op::SetupRing(setup) => Some(self.setup_ring(step.object, setup)?),
+            Op::SetupRing(setup) => match setup.memory {
+                Some(memory) if self.continuous => {
+                    self.setup_continuous_ring(index, step.object, setup, memory)?;
+                    None
+                }
+                _ => Some(self.setup_ring(step.object, setup)?),
+            },
+            Op::PlaceRingMemory(memory) => {
+                self.place_ring_memory(index, step.object, memory)?;
+                None
+            }
+            Op::RestoreCompletions(restore) => {
+                self.restore_completions(index, step.object, restore)?;
+                None
+            }
+            Op::QueueSqes(queue) => {
+                self.queue_sqes(queue)?;
+                None
+            }
             Op::RegisterEventfd(register) => {
                 self.register_eventfd(register)?;
                 None
@@ -237,11 +303,16 @@ impl Run<'_> {
     fn handle(&self, handle: ringplan_plan::Handle) -> Result<BorrowedFd<'_>, Failure> {
         // A decoded plan was validated: every handle names an earlier,
         // unclosed fd-defining step. A plan built in memory may not be.
-        usize::try_from(handle.0)
-            .ok()
+        let index = usize::try_from(handle.0).ok();
+        index
             .and_then(|index| self.handles.get(index))
             .and_then(Option::as_ref)
             .map(AsFd::as_fd)
+            .or_else(|| {
+                index
+                    .and_then(|index| self.rings.get(&index))
+                    .map(ContinuousRing::fd)
+            })
             .ok_or(Failure {
                 call: "handle lookup",
                 errno: Errno::BADF,

@@ -59,6 +59,12 @@ impl MovedStdio {
         Ok(stdio)
     }
 
+    /// Whether standard stream `fd` (0, 1 or 2) was moved: its number then
+    /// belongs to the plan, and nothing may write to it meanwhile.
+    pub fn is_moved(&self, fd: i32) -> bool {
+        self.moved.iter().any(|(number, _)| *number == fd)
+    }
+
     /// Where this process's stdout is while moved; `None` when it was not
     /// moved (fd 1 is still stdout).
     pub fn stdout(&self) -> Option<BorrowedFd<'_>> {

@@ -30,7 +30,15 @@ pub fn execute_with_injected_failure(
     failure: InjectedFailure,
 ) -> Result<Restored, ExecError> {
     let report = crate::preflight(plan, &inputs, hook, options)?;
-    crate::run::run(plan, inputs, hook, options, &report, Some(failure))
+    crate::run::run(
+        plan,
+        inputs,
+        hook,
+        options,
+        &report,
+        Some(failure),
+        &mut |_| {},
+    )
 }
 
 /// The run phase of [`crate::execute`] alone, after [`crate::preflight`]
@@ -43,7 +51,7 @@ pub fn run_preflighted(
     options: &ExecOptions,
     report: &PreflightReport,
 ) -> Result<Restored, ExecError> {
-    crate::run::run(plan, inputs, hook, options, report, None)
+    crate::run::run(plan, inputs, hook, options, report, None, &mut |_| {})
 }
 
 /// This process's fd table (number and link target, from `/proc/self/fd`)

@@ -18,8 +18,10 @@
 //! `verify/matching.rs` pairs the objects; `verify/fields.rs` compares a
 //! pair.
 
+mod differ;
 mod fields;
 mod matching;
+mod state;
 
 use std::collections::BTreeMap;
 
@@ -41,6 +43,10 @@ pub struct Comparison {
     /// Ring mappings of the original the executor skipped, one description
     /// each: not compared.
     pub skipped_mappings: Vec<String>,
+    /// What differs by design (a ring's owner thread, queued SQEs an SQ
+    /// thread consumed, rings restored as kernel objects only), one line
+    /// each: not differences.
+    pub notes: Vec<String>,
 }
 
 impl Comparison {
@@ -74,8 +80,22 @@ impl Comparison {
                 self.skipped_mappings.join(", ")
             ));
         }
+        if !self.notes.is_empty() {
+            text.push_str(&format!("; {}", self.notes.join("; ")));
+        }
         text
     }
+}
+
+/// What the run reported that the comparison must take into account.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFacts<'a> {
+    /// Original objects the executor replaced with stand-ins.
+    pub substituted: &'a [ObjectId],
+    /// Ring mappings it did not recreate ([`crate::Restored::skipped_mappings`]).
+    pub skipped_mappings: &'a [SkippedMapping],
+    /// Rings restored as kernel objects only ([`crate::Restored::moved_rings`]).
+    pub moved_rings: &'a [ObjectId],
 }
 
 /// Compares `restored` (a dump of the restored process) with `original`
@@ -88,6 +108,26 @@ pub fn compare(
     substituted: &[ObjectId],
     skipped_mappings: &[SkippedMapping],
 ) -> Comparison {
+    compare_run(
+        original,
+        restored,
+        &RunFacts {
+            substituted,
+            skipped_mappings,
+            moved_rings: &[],
+        },
+    )
+}
+
+/// [`compare`], with everything the run reported. Rings restored where the
+/// program left them are compared by their state (memory addresses,
+/// positions, entries, counters, flags), not by their mappings.
+pub fn compare_run(original: &Image, restored: &Image, facts: &RunFacts<'_>) -> Comparison {
+    let RunFacts {
+        substituted,
+        skipped_mappings,
+        moved_rings,
+    } = *facts;
     let Matches {
         forward,
         backward,
@@ -105,6 +145,7 @@ pub fn compare(
             .map(|skip| (skip.object, skip.mapping.addr, skip.mapping.len))
             .collect(),
     );
+    fields.moved = moved_rings.iter().copied().collect();
     for object in &original.objects {
         let name = describe(object);
         let Some(restored) = forward.get(&object.id).and_then(|id| restored.object(*id)) else {
@@ -133,6 +174,12 @@ pub fn compare(
             .matched
             .insert("ring mapping", fields.mappings_compared);
     }
+    if fields.states_compared > 0 {
+        comparison
+            .matched
+            .insert("ring state", fields.states_compared);
+    }
+    comparison.notes = std::mem::take(&mut fields.notes);
     // A matched object that differs counts as a difference, not a match.
     comparison.differences = differences;
     comparison

@@ -133,6 +133,20 @@ fn no_mmap_layout_is_the_layout_of_an_mmapped_ring() {
         let mut setup = RingSetup::new(entries, flags);
         setup.cq_entries = cq_entries;
         let mmapped = ring_layout(&setup).expect("layout probe");
+        // Preflight's sizes, from a 1-entry probe and the kernel's formula,
+        // are those of a full-size probe.
+        let cq = if cq_entries == 0 {
+            2 * entries
+        } else {
+            cq_entries
+        };
+        let sizes =
+            ringplan_kernel::probe::ring_memory_sizes(entries, cq, flags).expect("a 1-entry probe");
+        assert_eq!(
+            sizes,
+            (mmapped.rings_len, mmapped.sqes_len),
+            "{entries} entries, {flags:?}"
+        );
         let ring = create(index as u64, &setup, Backing::Memfd);
         assert_eq!(*ring.layout(), mmapped, "{entries} entries, {flags:?}");
         assert!(ring.flags().contains(SetupFlags::NO_MMAP));

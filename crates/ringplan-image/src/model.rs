@@ -263,8 +263,15 @@ pub struct QueuedSqe {
 pub struct SqeBytes(pub Vec<u8>);
 
 impl Serialize for SqeBytes {
+    /// A byte string in CBOR; lowercase hex in a human-readable format
+    /// (JSON), as the image's JSON view writes it.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.0)
+        if serializer.is_human_readable() {
+            let hex: String = self.0.iter().map(|byte| format!("{byte:02x}")).collect();
+            serializer.serialize_str(&hex)
+        } else {
+            serializer.serialize_bytes(&self.0)
+        }
     }
 }
 
@@ -281,6 +288,22 @@ impl<'de> Deserialize<'de> for SqeBytes {
             }
             fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<SqeBytes, E> {
                 Ok(SqeBytes(bytes))
+            }
+            fn visit_str<E: serde::de::Error>(self, hex: &str) -> Result<SqeBytes, E> {
+                let digits = hex.as_bytes();
+                if digits.len() % 2 != 0 {
+                    return Err(E::custom("an odd number of hex digits"));
+                }
+                digits
+                    .chunks(2)
+                    .map(|pair| {
+                        std::str::from_utf8(pair)
+                            .ok()
+                            .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                            .ok_or_else(|| E::custom("not a hex string"))
+                    })
+                    .collect::<Result<Vec<u8>, E>>()
+                    .map(SqeBytes)
             }
         }
         deserializer.deserialize_bytes(Visitor)

@@ -50,6 +50,43 @@ pub fn ring_params(
     Ok(params)
 }
 
+/// The alignment of the SQ array after the CQEs (`SMP_CACHE_BYTES`, the
+/// L1 cache line of x86-64 and arm64).
+const SQ_ARRAY_ALIGN: u64 = 64;
+
+/// The bytes of ring memory (the `struct io_rings` header, the CQEs and the
+/// SQ array) and of SQE memory that a ring of `sq_entries` and
+/// `cq_entries` set up with `flags` takes, without a ring of that size:
+/// the header's length comes from a 1-entry probe of the same layout flags
+/// (its `cq_off.cqes`), the rest from the kernel's formula
+/// (`rings_size()` in io_uring/io_uring.c: the CQEs follow the header, the
+/// whole doubled with `IORING_SETUP_CQE32`; the SQ array, where there is
+/// one, starts at the next cache line). Checked
+/// against a probe of the full size by the executor's continuity tests.
+pub fn ring_memory_sizes(
+    sq_entries: u32,
+    cq_entries: u32,
+    flags: SetupFlags,
+) -> Result<(u64, u64), Errno> {
+    let layout_flags = flags & crate::abi::continuity::LAYOUT_FLAGS;
+    let probe = ring_params(1, 0, layout_flags)?;
+    let sqe_size = crate::abi::continuity::sqe_size(flags.bits()) as u64;
+    // The kernel sizes the header and 16-byte CQEs, then doubles the whole
+    // for 32-byte CQEs.
+    let mut cqes_end = u64::from(probe.cq_off.cqes)
+        + u64::from(cq_entries) * crate::abi::continuity::CQE_SIZE as u64;
+    if layout_flags.contains(SetupFlags::CQE32) {
+        cqes_end *= 2;
+    }
+    let rings = if layout_flags.contains(SetupFlags::NO_SQARRAY) {
+        cqes_end
+    } else {
+        cqes_end.next_multiple_of(SQ_ARRAY_ALIGN)
+            + u64::from(sq_entries) * crate::abi::continuity::SQ_ARRAY_ENTRY_SIZE as u64
+    };
+    Ok((rings, u64::from(sq_entries) * sqe_size))
+}
+
 /// Whether this kernel has `IORING_SETUP_NO_MMAP` (Linux 6.5): a 1-entry
 /// ring set up on two pages of our own; a kernel that does not know the
 /// flag refuses it with `EINVAL` (`Ok(false)`). Another error is the

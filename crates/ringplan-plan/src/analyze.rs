@@ -11,8 +11,9 @@ use ringplan_image::{validate, Image, Object, ObjectId, ObjectKind, Ring, RingFi
 
 use ringplan_kernel::abi::limits::{KERNEL_FD_LIMIT, MAX_EVENTFD_COUNT};
 
+use crate::continuity::{ring_continuity, RingContinuity};
 use crate::error::CompileError;
-use crate::model::{SetupRing, TemporaryRing};
+use crate::model::{MemoryOrigin, SetupRing, TemporaryRing};
 use crate::rules::{self, CqEntriesProblem, SetupFlagProblem};
 
 /// Where a ring set up with `IORING_SETUP_ATTACH_WQ` gets its `wq_fd`.
@@ -104,6 +105,9 @@ pub(crate) struct Analysis<'a> {
     pub rings: Vec<u32>,
     /// How many file slots all rings' tables have together.
     pub file_slot_count: usize,
+    /// Per object index: the ring's continuity steps (`None` for rings
+    /// restored without, and for everything else).
+    pub continuity: Vec<Option<RingContinuity>>,
 }
 
 /// What the planner learns about one SQ thread group.
@@ -166,6 +170,7 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, CompileError> {
         needed_fds: scan.needed_fds,
         rings: scan.rings,
         file_slot_count: scan.file_slot_count,
+        continuity: scan.continuity,
     })
 }
 
@@ -201,14 +206,20 @@ struct ObjectScan {
     /// The lowest-index ring set up without `IORING_SETUP_ATTACH_WQ`.
     first_unattached_ring: Option<usize>,
     file_slot_count: usize,
-    /// Every ring mapping: `(addr, len, ring)`.
+    /// Every ring mapping, and the program's memory of every `NO_MMAP`
+    /// ring: `(addr, len, ring)`.
     mapped_ranges: Vec<(u64, u64, ObjectId)>,
+    /// Per object index, see [`Analysis::continuity`].
+    continuity: Vec<Option<RingContinuity>>,
 }
 
 /// Checks every object on its own (fds, eventfd counts, ring setups and
 /// mappings, SQ thread groups) and gathers what later passes need.
 fn scan_objects(image: &Image) -> Result<ObjectScan, CompileError> {
-    let mut scan = ObjectScan::default();
+    let mut scan = ObjectScan {
+        continuity: vec![None; image.objects.len()],
+        ..ObjectScan::default()
+    };
     for (index, object) in image.objects.iter().enumerate() {
         for entry in &object.fds {
             if entry.fd >= KERNEL_FD_LIMIT {
@@ -253,6 +264,15 @@ fn scan_ring(
             .map_err(|problem| CompileError::BadRingMapping { ring: id, problem })?;
         scan.mapped_ranges.push((mapping.addr, mapping.len, id));
     }
+    let continuity = ring_continuity(id, ring)?;
+    if let Some(continuity) = &continuity {
+        if continuity.memory.origin == MemoryOrigin::Program {
+            for range in continuity.memory.ranges() {
+                scan.mapped_ranges.push((range.addr, range.len, id));
+            }
+        }
+    }
+    scan.continuity[index] = continuity;
     scan.rings.push(index as u32);
     scan.file_slot_count += ring.files.len();
     if flags & SetupFlags::ATTACH_WQ.bits() == 0 && scan.first_unattached_ring.is_none() {
@@ -311,7 +331,11 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, CompileEr
         return Err(unknown(RingField::SqThreadIdle));
     }
 
-    match rules::setup_flag_problem(flags) {
+    let memory_described = ring
+        .state
+        .as_deref()
+        .is_some_and(|state| state.memory.rings.is_some() && state.memory.sqes.is_some());
+    match rules::setup_flag_problem(flags, memory_described) {
         Some(SetupFlagProblem::Unknown { bits }) => {
             return Err(CompileError::UnknownSetupFlags { ring: id, bits });
         }
@@ -468,6 +492,8 @@ fn assign_sq_thread_attachments(
                         wq_handle: None,
                         temporary: Some(TemporaryRing::SqThreadHost { sq_group }),
                         mappings: Vec::new(),
+                        memory: None,
+                        owner_tid: None,
                     },
                     first_user,
                     last_user,
@@ -523,6 +549,8 @@ fn assign_plain_attachments(
                     wq_handle: None,
                     temporary: Some(TemporaryRing::AttachTarget),
                     mappings: Vec::new(),
+                    memory: None,
+                    owner_tid: None,
                 },
                 first_user: index as u32,
                 last_user: index as u32,

@@ -3,12 +3,12 @@
 use std::io::{Read, Write};
 
 use ringplan_image::document::{
-    decode_versioned, encode_cbor, read_header, EncodeError, FramingError,
+    decode_versions, encode_cbor, read_header, EncodeError, FramingError,
 };
 
 use crate::compile::compile;
 use crate::error::CompileError;
-use crate::model::{Plan, FORMAT_NAME, FORMAT_VERSION};
+use crate::model::{Plan, FORMAT_NAME, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 use crate::validate::{validate, PlanInvalid};
 
 /// Why bytes could not be read as a plan.
@@ -21,7 +21,9 @@ pub enum PlanDecodeError {
     NotCbor(String),
     #[error("not a ringplan plan: format is {found:?}, expected {FORMAT_NAME:?}")]
     WrongFormat { found: String },
-    #[error("unsupported plan version {found} (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "unsupported plan version {found} (this build reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
+    )]
     UnsupportedVersion { found: u32 },
     #[error("malformed plan: {0}")]
     Malformed(String),
@@ -84,7 +86,7 @@ pub fn decode<R: Read>(mut reader: R) -> Result<Plan, PlanDecodeError> {
 
 /// Decodes and validates a plan held in memory.
 pub fn decode_slice(bytes: &[u8]) -> Result<Plan, PlanDecodeError> {
-    let plan: Plan = decode_versioned(bytes, FORMAT_NAME, FORMAT_VERSION)?;
+    let plan: Plan = decode_versions(bytes, FORMAT_NAME, OLDEST_FORMAT_VERSION..=FORMAT_VERSION)?;
     validate(&plan)?;
     Ok(plan)
 }

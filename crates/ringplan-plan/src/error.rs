@@ -84,6 +84,9 @@ pub enum CompileError {
     /// outside user space, or overlapping another ring's mapping.
     #[error("ring {ring}: mapping {problem}")]
     BadRingMapping { ring: ObjectId, problem: String },
+    /// A ring whose recorded state a continuous restore cannot reproduce.
+    #[error("ring {ring}: cannot be restored where the program left it: {reason}")]
+    ContinuityImpossible { ring: ObjectId, reason: String },
     #[error("the image needs {steps} steps, more than a plan can index")]
     TooManySteps { steps: usize },
     /// The step graph has a cycle. Image validation rules out every cycle the

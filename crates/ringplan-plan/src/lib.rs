@@ -35,6 +35,7 @@
 mod analyze;
 mod codec;
 mod compile;
+mod continuity;
 mod error;
 mod model;
 mod render;

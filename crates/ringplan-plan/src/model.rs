@@ -6,13 +6,17 @@
 //! define a [`Handle`]: the step's own index. Later steps name fds by handle
 //! only; the executor keeps a table from handle to the real fd it got.
 
-use ringplan_image::{FileType, ObjectId, RingMapping, Source};
+use ringplan_image::{Cqe, FileType, ObjectId, QueuedSqe, RingMapping, Source, UserRegion};
 use serde::{Deserialize, Serialize};
 
 /// The format name every plan carries; a reader refuses any other.
 pub const FORMAT_NAME: &str = "ringplan-plan";
-/// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this crate writes. Version 2 added the continuity
+/// ops (`place_ring_memory`, `restore_completions`, `queue_sqes`) and the
+/// `memory` and `owner_tid` of `setup_ring`.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this crate reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// The index of a step in [`Plan::steps`].
 pub type StepIndex = u32;
@@ -65,6 +69,19 @@ impl Plan {
         &self.needed_fds
     }
 
+    /// About how long a run's `restore_completions` steps take together
+    /// (see [`RestoreCompletions::estimated_time`]): most of a restore's
+    /// time when a ring's positions are far from 0.
+    pub fn estimated_position_time(&self) -> std::time::Duration {
+        self.steps
+            .iter()
+            .filter_map(|step| match &step.op {
+                Op::RestoreCompletions(restore) => Some(restore.estimated_time()),
+                _ => None,
+            })
+            .sum()
+    }
+
     /// The largest fd number a run of this plan may use, plus one: what
     /// `RLIMIT_NOFILE` must allow at least, ignoring fds the executor holds
     /// itself above the floor.
@@ -108,6 +125,16 @@ pub enum Op {
     RegisterEventfd(RegisterEventfd),
     /// `IORING_REGISTER_FILES`, the whole table in one call.
     RegisterFiles(RegisterFiles),
+    /// Map memory at a ring's recorded addresses (`MAP_FIXED_NOREPLACE`)
+    /// for its `setup_ring` to be created on (`IORING_SETUP_NO_MMAP`).
+    PlaceRingMemory(PlaceRingMemory),
+    /// Bring a new ring's positions to the recorded ones (consumed NOPs),
+    /// and put its overflowed and unconsumed CQEs back.
+    RestoreCompletions(RestoreCompletions),
+    /// Write a ring's queued SQEs and SQ array back and publish its tail:
+    /// after every registration, installed fd and the memory barrier, as an
+    /// SQ thread consumes them at once.
+    QueueSqes(QueueSqes),
     /// From here on the task's memory must be in place: a restorer that
     /// restores memory itself does so when it reaches this step.
     MemoryBarrier,
@@ -130,6 +157,9 @@ impl Op {
             Op::SetupRing(_) => "setup_ring",
             Op::RegisterEventfd(_) => "register_eventfd",
             Op::RegisterFiles(_) => "register_files",
+            Op::PlaceRingMemory(_) => "place_ring_memory",
+            Op::RestoreCompletions(_) => "restore_completions",
+            Op::QueueSqes(_) => "queue_sqes",
             Op::MemoryBarrier => "memory_barrier",
             Op::RegisterBuffers(_) => "register_buffers",
             Op::InstallFd(_) => "install_fd",
@@ -252,6 +282,118 @@ pub struct SetupRing {
     /// (and left off the wire) for temporary rings and unmapped rings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mappings: Vec<RingMapping>,
+    /// The `place_ring_memory` step whose memory this ring is created on,
+    /// with `IORING_SETUP_NO_MMAP` added to `flags`; its `mappings` are
+    /// then not mapped (the placed memory is where they were). Left off the
+    /// wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<StepIndex>,
+    /// With `IORING_SETUP_SINGLE_ISSUER`, the thread of the dumped process
+    /// that owned the ring: a restore into that process creates it there; a
+    /// restore into the executor's own process, in the thread running the
+    /// plan. Left off the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_tid: Option<u32>,
+}
+
+/// Parameters of `place_ring_memory`: memory at the addresses where the
+/// program saw the ring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceRingMemory {
+    /// The rings (`struct io_rings`, the CQEs, the SQ array): one range, or
+    /// two showing the same memory (the program mapped the SQ and CQ rings
+    /// apart). Page-aligned.
+    pub rings: Vec<UserRegion>,
+    /// The SQE array. Page-aligned.
+    pub sqes: UserRegion,
+    /// Whose memory it was.
+    pub origin: MemoryOrigin,
+}
+
+impl PlaceRingMemory {
+    /// Every range, rings first.
+    pub fn ranges(&self) -> impl Iterator<Item = &UserRegion> {
+        self.rings.iter().chain(std::iter::once(&self.sqes))
+    }
+}
+
+/// Whose memory a ring lived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MemoryOrigin {
+    /// The kernel allocated it and the program mapped it (`mmap` of the
+    /// ring fd): the restore maps shared memory there (one memfd, at both
+    /// addresses when the rings were mapped twice).
+    Kernel,
+    /// The program gave the kernel its own memory (`IORING_SETUP_NO_MMAP`):
+    /// a restore into its own process maps private memory there; a restore
+    /// into a process whose memory is back uses that memory as it is.
+    Program,
+}
+
+/// Parameters of `restore_completions`: the ring's kernel positions
+/// brought from 0 to the recorded ones by consumed NOPs (and
+/// `IORING_OP_MSG_RING` where the CQ tail runs ahead of the SQ head), the
+/// overflow list posted into a full CQ ring, the unconsumed CQEs written
+/// into their slots, and the counters and CQ flags written into the ring's
+/// memory. Always before the ring's eventfd is registered: a NOP's
+/// completion would count on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreCompletions {
+    pub ring_handle: Handle,
+    /// The kernel's SQ head (`cached_sq_head`).
+    pub sq_head: u32,
+    /// The CQ head the program wrote.
+    pub cq_head: u32,
+    /// The kernel's CQ tail (`cached_cq_tail`).
+    pub cq_tail: u32,
+    /// The unconsumed CQEs, from `cq_head` to `cq_tail`.
+    pub cqes: Vec<Cqe>,
+    /// The kernel's overflow list, oldest first.
+    pub overflow: Vec<Cqe>,
+    pub sq_dropped: u32,
+    pub cq_overflow: u32,
+    pub cq_flags: u32,
+}
+
+impl RestoreCompletions {
+    /// How many positions the NOPs and messages move, counting from a new
+    /// ring's 0: the step's cost.
+    pub fn positions_to_move(&self) -> u64 {
+        u64::from(self.sq_head).max(u64::from(self.cq_tail))
+    }
+
+    /// About how long moving the positions takes, from what each kind of
+    /// move cost on a 16-entry ring (docs/performance.md, "Position
+    /// advance"; larger rings are cheaper per position): a NOP that moves
+    /// both positions 126 ns, one that moves the SQ head alone 100 ns, a
+    /// `MSG_RING` that moves the CQ tail alone 290 ns.
+    pub fn estimated_time(&self) -> std::time::Duration {
+        let (sq, cq) = (u64::from(self.sq_head), u64::from(self.cq_tail));
+        let both = sq.min(cq);
+        let nanos = both
+            .saturating_mul(126)
+            .saturating_add((sq - both).saturating_mul(100))
+            .saturating_add((cq - both).saturating_mul(290));
+        std::time::Duration::from_nanos(nanos)
+    }
+}
+
+/// Parameters of `queue_sqes`: the whole SQ array (where the ring has one)
+/// and the queued SQEs written back, then the SQ tail published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSqes {
+    pub ring_handle: Handle,
+    /// The ring's SQ head (where `restore_completions` left it).
+    pub sq_head: u32,
+    /// The SQ tail the program wrote.
+    pub sq_tail: u32,
+    /// The SQ array as the program's memory held it; `None` with
+    /// `IORING_SETUP_NO_SQARRAY`.
+    pub sq_array: Option<Vec<u32>>,
+    /// The queued SQEs, from `sq_head` to `sq_tail`.
+    pub sqes: Vec<QueuedSqe>,
 }
 
 /// Why the plan sets up a ring that is in no image.

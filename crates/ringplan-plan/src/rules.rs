@@ -7,7 +7,7 @@
 //! and it depends on neither. Each rule says what is wrong; each caller
 //! words it in its own error type.
 
-use ringplan_image::{RingMapping, SetupFlags, USER_ADDRESS_LIMIT};
+use ringplan_image::{RingMapping, SetupFlags, UserRegion, USER_ADDRESS_LIMIT};
 use ringplan_kernel::abi::linux::{O_CLOEXEC, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, PAGE_SIZE};
 
 use crate::model::{Op, Step};
@@ -26,13 +26,14 @@ pub(crate) enum SetupFlagProblem {
 }
 
 /// The first reason `flags` cannot be restored, if any: unknown bits, then
-/// `NO_MMAP`, then `REGISTERED_FD_ONLY`.
-pub(crate) fn setup_flag_problem(flags: u32) -> Option<SetupFlagProblem> {
+/// `NO_MMAP` on memory the plan does not place (`memory_placed`), then
+/// `REGISTERED_FD_ONLY`.
+pub(crate) fn setup_flag_problem(flags: u32, memory_placed: bool) -> Option<SetupFlagProblem> {
     let unknown_bits = flags & !SetupFlags::KNOWN.bits();
     if unknown_bits != 0 {
         return Some(SetupFlagProblem::Unknown { bits: unknown_bits });
     }
-    if flags & SetupFlags::NO_MMAP.bits() != 0 {
+    if flags & SetupFlags::NO_MMAP.bits() != 0 && !memory_placed {
         return Some(SetupFlagProblem::Unsupported {
             flag: "NO_MMAP",
             reason: "its rings live in memory the task provided, which the image does not describe",
@@ -92,6 +93,33 @@ pub(crate) fn check_ring_mapping(mapping: &RingMapping) -> Result<(), String> {
         return Err(format!("{} is not a user address range", what()));
     }
     Ok(())
+}
+
+/// A range `place_ring_memory` can map at its address: page-aligned, not
+/// empty, not at 0, wholly in user space once rounded up to pages. Returns
+/// the rounded length; the error completes "memory ...".
+pub(crate) fn check_memory_range(what: &str, range: &UserRegion) -> Result<u64, String> {
+    let (addr, len) = (range.addr, range.len);
+    let bad = |problem: &str| Err(format!("of the {what} at {addr:#x}+{len} {problem}"));
+    if addr == 0 || len == 0 {
+        return bad("is empty or at address 0");
+    }
+    if addr % PAGE_SIZE != 0 {
+        return bad("is not page-aligned");
+    }
+    let Some(rounded) = len
+        .checked_add(PAGE_SIZE - 1)
+        .map(|end| end & !(PAGE_SIZE - 1))
+    else {
+        return bad("is not a user address range");
+    };
+    if addr
+        .checked_add(rounded)
+        .is_none_or(|end| end > USER_ADDRESS_LIMIT)
+    {
+        return bad("is not a user address range");
+    }
+    Ok(rounded)
 }
 
 /// The flags `open_file` passes, from the flags the kernel held: never

@@ -11,6 +11,10 @@ use ringplan_image::{
 
 use ringplan_kernel::abi::limits::MAX_EVENTFD_COUNT;
 
+mod continuity;
+
+use std::collections::BTreeMap;
+
 use crate::model::*;
 use crate::rules::{self, check_ring_mapping, creates_or_truncates, peak_temporaries};
 
@@ -172,9 +176,15 @@ struct Checker<'a> {
     barrier: Option<usize>,
     barrier_count: usize,
     first_install: Option<usize>,
-    /// Every ring mapping: `(addr, len, step, region)`, checked for overlaps
-    /// at the end.
+    /// Every ring mapping and placed memory range: `(addr, len, step,
+    /// region)`, checked for overlaps at the end.
     mappings: Vec<(u64, u64, usize, ringplan_image::RingRegion)>,
+    /// Per step index: `continuity::mark` bits of a ring's setup or a
+    /// memory placement.
+    marks: Vec<u8>,
+    /// Per continuous ring's setup step: the SQ head its
+    /// `restore_completions` brought it to.
+    completions_sq_head: BTreeMap<StepIndex, u32>,
 }
 
 /// Checks everything an executor relies on; see [`PlanInvalid`] for the
@@ -194,6 +204,8 @@ pub fn validate(plan: &Plan) -> Result<(), PlanInvalid> {
         barrier_count: 0,
         first_install: None,
         mappings: Vec::new(),
+        marks: vec![0; step_count],
+        completions_sq_head: BTreeMap::new(),
     };
     for (index, step) in plan.steps.iter().enumerate() {
         checker.check_step(index, step)?;
@@ -278,6 +290,7 @@ impl Checker<'_> {
             Op::RegisterEventfd(register) => {
                 self.use_ring_handle(index, step, register.ring_handle)?;
                 self.use_handle(index, step, register.eventfd_handle, Expected::Eventfd)?;
+                self.note_registration(index, step, register.ring_handle, true)?;
             }
             Op::RegisterFiles(register) => {
                 if register.slots.is_empty() || register.slots.len() > MAX_FILE_SLOTS as usize {
@@ -290,6 +303,22 @@ impl Checker<'_> {
                 for slot in register.slots.iter().flatten() {
                     self.use_handle(index, step, *slot, Expected::TableEntry)?;
                 }
+                self.note_registration(index, step, register.ring_handle, false)?;
+            }
+            Op::PlaceRingMemory(memory) => self.check_place_memory(index, step, memory)?,
+            Op::RestoreCompletions(restore) => {
+                self.check_restore_completions(index, step, restore)?;
+                self.completions_sq_head
+                    .insert(restore.ring_handle.0, restore.sq_head);
+            }
+            Op::QueueSqes(queue) => {
+                if self.barrier.is_none() {
+                    return Err(bad(
+                        "comes before the memory barrier (an SQ thread would consume its SQEs at once)"
+                            .to_owned(),
+                    ));
+                }
+                self.check_queue_sqes(index, step, queue)?;
             }
             Op::MemoryBarrier => {
                 self.barrier_count += 1;
@@ -327,8 +356,18 @@ impl Checker<'_> {
         }
         for mapping in &setup.mappings {
             check_ring_mapping(mapping).map_err(|problem| bad(format!("mapping {problem}")))?;
-            self.mappings
-                .push((mapping.addr, mapping.len, index, mapping.region));
+            // On placed memory the mappings are not made: the memory is
+            // where they were.
+            if setup.memory.is_none() {
+                self.mappings
+                    .push((mapping.addr, mapping.len, index, mapping.region));
+            }
+        }
+        if let Some(memory) = setup.memory {
+            if setup.temporary.is_some() {
+                return Err(bad("a temporary ring has no placed memory".to_owned()));
+            }
+            self.check_setup_memory(index, step, memory)?;
         }
         if let Some(wq_handle) = setup.wq_handle {
             self.use_handle(index, step, wq_handle, Expected::Ring)?;
@@ -450,7 +489,9 @@ impl Checker<'_> {
             | Op::ExternalInput(_)
             | Op::SetupRing(_)
             | Op::RegisterEventfd(_)
-            | Op::RegisterFiles(_) => {
+            | Op::RegisterFiles(_)
+            | Op::PlaceRingMemory(_)
+            | Op::RestoreCompletions(_) => {
                 if let Some(first_install) = self.first_install {
                     return Err(PlanInvalid::BuildAfterInstall {
                         step: index,
@@ -468,7 +509,7 @@ impl Checker<'_> {
                 }
                 self.first_install.get_or_insert(index);
             }
-            Op::MemoryBarrier | Op::RegisterBuffers(_) | Op::CloseFd(_) => {}
+            Op::MemoryBarrier | Op::RegisterBuffers(_) | Op::QueueSqes(_) | Op::CloseFd(_) => {}
         }
         Ok(())
     }
@@ -606,6 +647,16 @@ impl Checker<'_> {
                 fd: self.plan.needed_fds[position],
             });
         }
+        if let Some(place) = steps.iter().enumerate().position(|(index, step)| {
+            matches!(step.op, Op::PlaceRingMemory(_))
+                && self.marks[index] & continuity::mark::MEMORY_USED == 0
+        }) {
+            return Err(PlanInvalid::BadOperands {
+                step: place,
+                op: "place_ring_memory",
+                problem: "no ring is set up on this memory".to_owned(),
+            });
+        }
         if self.barrier_count != 1 {
             return Err(PlanInvalid::BarrierCount {
                 count: self.barrier_count,
@@ -685,7 +736,7 @@ fn check_setup(setup: &SetupRing) -> Result<(), String> {
         }
         None => {}
     }
-    if rules::setup_flag_problem(flags).is_some() {
+    if rules::setup_flag_problem(flags, setup.memory.is_some()).is_some() {
         return Err(format!(
             "setup flags {flags:#x} include flags a plan cannot carry"
         ));

@@ -22,6 +22,7 @@ fn all_scenarios() -> Vec<(&'static str, Image)> {
         ("mix", scenarios::mix()),
         ("attach_without_donor", scenarios::attach_without_donor()),
         ("wide", scenarios::wide(4, 100)),
+        ("continuity", scenarios::continuity()),
     ]
 }
 
@@ -118,8 +119,8 @@ fn an_empty_image_plans_a_lone_barrier() {
 
 #[test]
 fn steps_run_in_phase_order() {
-    // Build steps, then installs, then the barrier, then buffers; closes
-    // anywhere after their users.
+    // Build steps, then installs, then the barrier, then buffers, then
+    // queued SQEs; closes anywhere after their users.
     for (name, image) in all_scenarios() {
         let plan = plan_of(name, &image);
         let phase = |op: &Op| match op {
@@ -128,10 +129,13 @@ fn steps_run_in_phase_order() {
             | Op::ExternalInput(_)
             | Op::SetupRing(_)
             | Op::RegisterEventfd(_)
-            | Op::RegisterFiles(_) => Some(0),
+            | Op::RegisterFiles(_)
+            | Op::PlaceRingMemory(_)
+            | Op::RestoreCompletions(_) => Some(0),
             Op::InstallFd(_) => Some(1),
             Op::MemoryBarrier => Some(2),
             Op::RegisterBuffers(_) => Some(3),
+            Op::QueueSqes(_) => Some(4),
             Op::CloseFd(_) => None,
         };
         let phases: Vec<u8> = plan

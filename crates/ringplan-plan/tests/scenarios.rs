@@ -450,3 +450,140 @@ pub fn wide(rings: u32, files_per_ring: u32) -> Image {
     }
     image(objects)
 }
+
+/// A ring state at `sq_head`/`cq_tail` with nothing pending, for a ring of
+/// `flags`; its memory is the kernel's unless `flags` has NO_MMAP.
+pub fn ring_state(flags: u32, sq_entries: u32, position: u32) -> RingState {
+    let has_array = flags & SetupFlags::NO_SQARRAY.bits() == 0;
+    RingState {
+        positions: RingPositions {
+            sq_head: position,
+            sq_tail: position,
+            cached_sq_head: position,
+            cq_head: position,
+            cq_tail: position,
+            cached_cq_tail: position,
+            ..RingPositions::default()
+        },
+        sq_array: has_array.then(|| (0..sq_entries).collect()),
+        sqes: Some(Vec::new()),
+        cqes: Some(Vec::new()),
+        overflow: Some(Vec::new()),
+        memory: RingMemory {
+            no_mmap: flags & SetupFlags::NO_MMAP.bits() != 0,
+            rings: None,
+            sqes: None,
+        },
+        owner_tid: None,
+        unknown: Vec::new(),
+    }
+}
+
+fn nop_sqe(position: u32, slot: u32, user_data: u64) -> QueuedSqe {
+    let mut bytes = vec![0u8; 64];
+    bytes[32..40].copy_from_slice(&user_data.to_ne_bytes());
+    QueuedSqe {
+        position,
+        slot,
+        bytes: SqeBytes(bytes),
+    }
+}
+
+fn cqe(user_data: u64) -> Cqe {
+    Cqe {
+        user_data,
+        res: 0,
+        flags: 0,
+        extra: None,
+    }
+}
+
+/// Rings restored where the program left them (image version 2 state):
+/// ring 1 mapped once, past position 5000 with 2 queued SQEs, 2 unconsumed
+/// CQEs and 1 overflowed, an eventfd, a file and a buffer; ring 2 on the
+/// program's own memory (NO_MMAP|NO_SQARRAY, SINGLE_ISSUER|DEFER_TASKRUN,
+/// owned by thread 1234) with 1 queued SQE; ring 5 with its SQ and CQ rings
+/// mapped at two addresses, at position 300 with nothing pending; ring 6
+/// with a state but no mapping (restored without continuity).
+pub fn continuity() -> Image {
+    let mut queued = plain_ring(8);
+    queued.mappings = vec![
+        RingMapping {
+            region: RingRegion::SqRing,
+            addr: 0x7f00_0000_0000,
+            len: 0x1000,
+        },
+        RingMapping {
+            region: RingRegion::Sqes,
+            addr: 0x7f00_0001_0000,
+            len: 0x1000,
+        },
+    ];
+    let mut state = ring_state(0, 8, 5000);
+    state.positions.sq_tail = 5002;
+    state.positions.cq_head = 4998;
+    state.sqes = Some(vec![nop_sqe(5000, 0, 0xa1), nop_sqe(5001, 1, 0xa2)]);
+    state.cqes = Some(vec![cqe(0xc1), cqe(0xc2)]);
+    state.overflow = Some(vec![cqe(0xf1)]);
+    queued.state = Some(Box::new(state));
+    queued.eventfd = Some(RingEventfd {
+        object: ObjectId(3),
+        is_async: false,
+    });
+    queued.files = slots(&[Some(4)]);
+    queued.buffers = vec![Some(Buffer {
+        addr: 0x7ffd_0000,
+        len: 4096,
+    })];
+
+    let own_flags = SetupFlags::NO_MMAP.bits()
+        | SetupFlags::NO_SQARRAY.bits()
+        | SetupFlags::SINGLE_ISSUER.bits()
+        | SetupFlags::DEFER_TASKRUN.bits();
+    let mut own = plain_ring(4);
+    own.setup.flags = Some(own_flags);
+    let mut state = ring_state(own_flags, 4, 0);
+    state.positions.sq_tail = 1;
+    state.sqes = Some(vec![nop_sqe(0, 0, 0xd1)]);
+    state.memory.rings = Some(UserRegion {
+        addr: 0x7f00_0010_0000,
+        len: 0x1000,
+    });
+    state.memory.sqes = Some(UserRegion {
+        addr: 0x7f00_0010_1000,
+        len: 0x1000,
+    });
+    state.owner_tid = Some(1234);
+    own.state = Some(Box::new(state));
+
+    let mut twice = plain_ring(4);
+    twice.mappings = [
+        (RingRegion::SqRing, 0x7f00_0020_0000),
+        (RingRegion::CqRing, 0x7f00_0030_0000),
+        (RingRegion::Sqes, 0x7f00_0040_0000),
+    ]
+    .into_iter()
+    .map(|(region, addr)| RingMapping {
+        region,
+        addr,
+        len: 0x1000,
+    })
+    .collect();
+    twice.state = Some(Box::new(ring_state(0, 4, 300)));
+
+    let mut unmapped = plain_ring(4);
+    unmapped.state = Some(Box::new(ring_state(0, 4, 7)));
+
+    image(vec![
+        ring_object(1, cloexec_fds(&[5]), queued),
+        ring_object(2, cloexec_fds(&[6]), own),
+        eventfd_object(3, Vec::new(), 0, false, false),
+        file_object(
+            4,
+            fds(&[0]),
+            path_file("/tmp/data", FileType::Regular, 0o2, 0),
+        ),
+        ring_object(5, cloexec_fds(&[7]), twice),
+        ring_object(6, cloexec_fds(&[8]), unmapped),
+    ])
+}

@@ -121,3 +121,23 @@ fn dot_renders_with_graphviz() {
         assert!(String::from_utf8_lossy(&output.stdout).contains("<svg"));
     }
 }
+
+#[test]
+fn continuity_text() {
+    assert_snapshot!(text(&scenarios::continuity()));
+}
+
+#[test]
+fn continuity_dot() {
+    let plan = compile(&scenarios::continuity()).expect("the continuity scenario plans");
+    assert_snapshot!(plan.to_dot());
+}
+
+#[test]
+fn continuity_json() {
+    let plan = compile(&scenarios::continuity()).expect("the continuity scenario plans");
+    let mut json = Vec::new();
+    plan.write_json(&mut json, true)
+        .expect("writing to memory cannot fail");
+    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+}

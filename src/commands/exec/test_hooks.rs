@@ -31,9 +31,10 @@ ringplan_exec::cfg_test_hooks! {
         inputs: Inputs,
         memory: &mut AnonymousBuffers,
         options: &ExecOptions,
+        progress: &mut dyn FnMut(ringplan_exec::Progress),
     ) -> Result<Restored, CliError> {
         let Some(step) = hooks.fail_at else {
-            return super::execute(plan, inputs, memory, options);
+            return super::execute(plan, inputs, memory, options, progress);
         };
         let before = ProcessState::capture();
         let failure = InjectedFailure {
@@ -71,7 +72,8 @@ ringplan_exec::cfg_no_test_hooks! {
         inputs: Inputs,
         memory: &mut AnonymousBuffers,
         options: &ExecOptions,
+        progress: &mut dyn FnMut(ringplan_exec::Progress),
     ) -> Result<Restored, CliError> {
-        super::execute(plan, inputs, memory, options)
+        super::execute(plan, inputs, memory, options, progress)
     }
 }

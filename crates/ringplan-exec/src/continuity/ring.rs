@@ -251,6 +251,12 @@ impl ContinuousRing {
         self.fd.as_fd()
     }
 
+    /// Replaces the ring's fd with `fd`, a duplicate of it (moved to
+    /// another number); the old one is closed.
+    pub(crate) fn replace_fd(&mut self, fd: OwnedFd) {
+        self.fd = fd;
+    }
+
     /// The layout `io_uring_setup` returned for this ring.
     pub fn layout(&self) -> &RingLayout {
         &self.layout

@@ -273,6 +273,7 @@ impl Run<'_> {
                 .and_then(|index| self.handles.get_mut(index));
             match slot.and_then(Option::take) {
                 Some(fd) => drop(fd),
+                None if self.close_continuous_ring(*handle) => {}
                 None => {
                     return Err(Failure {
                         call: "close",

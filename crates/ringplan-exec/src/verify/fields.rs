@@ -4,18 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ringplan_image::{Object, ObjectId, ObjectKind, Ring, RingMapping};
 
-/// Collects the differences of one object, each naming it.
-struct Differ<'a> {
-    name: &'a str,
-    differences: &'a mut Vec<String>,
-}
-
-impl Differ<'_> {
-    fn differ(&mut self, what: &str, want: String, got: String) {
-        self.differences
-            .push(format!("{}: {what} is {got}, expected {want}", self.name));
-    }
-}
+use super::differ::Differ;
+use super::state;
 
 /// What comparing an object gave, besides its differences.
 pub(super) enum Outcome {
@@ -36,6 +26,13 @@ pub(super) struct FieldComparison<'a> {
     pub(super) skipped: BTreeSet<(ObjectId, u64, u64)>,
     /// Ring mappings compared equal so far.
     pub(super) mappings_compared: usize,
+    /// Rings the executor restored as kernel objects only, though the plan
+    /// restores them where the program left them.
+    pub(super) moved: BTreeSet<ObjectId>,
+    /// Rings whose state (positions, entries, memory) was compared.
+    pub(super) states_compared: usize,
+    /// What differs by design, one line each, naming the ring.
+    pub(super) notes: Vec<String>,
     /// SQ group ids seen, original -> restored and back: the sharing
     /// pattern must be a one-to-one map.
     groups: BTreeMap<u32, Option<u32>>,
@@ -53,6 +50,9 @@ impl<'a> FieldComparison<'a> {
             substituted,
             skipped,
             mappings_compared: 0,
+            moved: BTreeSet::new(),
+            states_compared: 0,
+            notes: Vec::new(),
             groups: BTreeMap::new(),
             groups_back: BTreeMap::new(),
         }
@@ -106,12 +106,13 @@ impl<'a> FieldComparison<'a> {
     }
 
     fn ring(&mut self, id: ObjectId, ring: &Ring, got: &Ring, differ: &mut Differ<'_>) {
-        if ring.setup != got.setup {
-            differ.differ(
-                "setup",
-                format!("{:?}", ring.setup),
-                format!("{:?}", got.setup),
-            );
+        let continuous = state::restored_continuously(ring) && !self.moved.contains(&id);
+        let mut setup = ring.setup.clone();
+        if continuous {
+            setup.flags = state::continuous_flags(ring);
+        }
+        if setup != got.setup {
+            differ.differ("setup", format!("{setup:?}"), format!("{:?}", got.setup));
         }
         let wq_parent = ring.wq_parent.and_then(|id| self.forward.get(&id).copied());
         if ring.wq_parent.is_some() != got.wq_parent.is_some() || wq_parent != got.wq_parent {
@@ -151,7 +152,25 @@ impl<'a> FieldComparison<'a> {
                 format!("{:?}", got.buffers),
             );
         }
-        self.ring_mappings(id, ring, got, differ);
+        if continuous {
+            // Its memory is placed, not a mapping of the ring fd: the
+            // state comparison checks its addresses.
+            let notes = state::compare_state(ring, got, differ);
+            self.notes.extend(
+                notes
+                    .into_iter()
+                    .map(|note| format!("{}: {note}", differ.name())),
+            );
+            self.states_compared += 1;
+        } else {
+            self.ring_mappings(id, ring, got, differ);
+        }
+        if self.moved.contains(&id) {
+            self.notes.push(format!(
+                "{}: restored as kernel objects only (new memory, positions at 0), as --allow-moved-rings asked",
+                differ.name()
+            ));
+        }
         if ring.unknown != got.unknown {
             differ.differ(
                 "unknown fields",

@@ -8,6 +8,7 @@ use ringplan_image::{File, FileType, Image, ObjectId, ObjectKind, Ring};
 use super::adjacency::Adjacency;
 use super::graph::{GraphBuilder, NodeKind};
 use crate::analyze::WqSource;
+use crate::continuity::RingContinuity;
 use crate::model::*;
 use crate::rules::{self, TemporaryCount};
 
@@ -98,6 +99,26 @@ impl GraphBuilder<'_> {
                 ring_handle: ring_handle(index),
                 slots: self.file_slots(index, handle_of),
             }),
+            NodeKind::PlaceMemory(index) => match self.continuity_of(index) {
+                Some(continuity) => Op::PlaceRingMemory(continuity.memory.clone()),
+                None => Op::MemoryBarrier,
+            },
+            NodeKind::RestoreCompletions(index) => {
+                match self
+                    .continuity_of(index)
+                    .and_then(|continuity| continuity.completions_op(ring_handle(index)))
+                {
+                    Some(op) => Op::RestoreCompletions(op),
+                    None => Op::MemoryBarrier,
+                }
+            }
+            NodeKind::QueueSqes(index) => match self
+                .continuity_of(index)
+                .and_then(|continuity| continuity.queue_op(ring_handle(index)))
+            {
+                Some(op) => Op::QueueSqes(op),
+                None => Op::MemoryBarrier,
+            },
             NodeKind::MemoryBarrier => Op::MemoryBarrier,
             NodeKind::RegisterBuffers(index) => Op::RegisterBuffers(RegisterBuffers {
                 ring_handle: ring_handle(index),
@@ -144,6 +165,11 @@ impl GraphBuilder<'_> {
                     }
                 };
                 let setup = &ring.setup;
+                let continuity = analysis.continuity[index].as_ref();
+                let memory = continuity.and_then(|_| {
+                    let place = self.place_memory_nodes[index];
+                    (place != u32::MAX).then(|| handle_of(place).0)
+                });
                 Op::SetupRing(SetupRing {
                     // Analysis refused rings with unknown flags.
                     flags: setup.flags.unwrap_or(0),
@@ -154,9 +180,18 @@ impl GraphBuilder<'_> {
                     wq_handle,
                     temporary: None,
                     mappings: ring.mappings.clone(),
+                    memory,
+                    owner_tid: continuity.and_then(|continuity| continuity.owner_tid),
                 })
             }
         }
+    }
+
+    /// The continuity steps of the ring at object index `index`. Nodes of
+    /// those steps exist only for rings that have them, so the fallback
+    /// (an inert barrier) in `op_of` is never emitted.
+    fn continuity_of(&self, index: u32) -> Option<&RingContinuity> {
+        self.analysis.continuity.get(index as usize)?.as_ref()
     }
 
     /// The handles of a ring's file table, slot by slot (`None` empty).

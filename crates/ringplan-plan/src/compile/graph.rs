@@ -27,23 +27,31 @@ pub(super) mod phase {
     pub const BARRIER: u8 = 3;
     /// Register buffer tables.
     pub const BUFFERS: u8 = 4;
-    /// Close the temporaries of rings that registered buffers.
-    pub const RELEASE_BUFFER_RINGS: u8 = 5;
-    pub const COUNT: usize = 6;
+    /// Queue SQEs: after every fd is installed, the memory is in place and
+    /// buffers are registered, since an SQ thread consumes them at once.
+    pub const QUEUE: u8 = 5;
+    /// Close the temporaries of rings that registered buffers or queued
+    /// SQEs.
+    pub const RELEASE_LATE_RINGS: u8 = 6;
+    pub const COUNT: usize = 7;
 }
 
 /// Within a build-phase unit (one ring and what it uses first), the order of
 /// op kinds.
 pub(super) mod rank {
     pub const TEMPORARY_RING: u8 = 0;
-    pub const SETUP_RING: u8 = 1;
-    pub const CREATE_EVENTFD: u8 = 2;
-    pub const OPEN_FILE: u8 = 3;
-    pub const REGISTER_EVENTFD: u8 = 4;
-    pub const REGISTER_FILES: u8 = 5;
-    pub const CLOSE_TEMPORARY_RING: u8 = 6;
-    pub const CLOSE: u8 = 7;
-    pub const COUNT: usize = 8;
+    pub const PLACE_MEMORY: u8 = 1;
+    pub const SETUP_RING: u8 = 2;
+    /// Before the eventfd is registered: a NOP's completion would count on
+    /// it.
+    pub const RESTORE_COMPLETIONS: u8 = 3;
+    pub const CREATE_EVENTFD: u8 = 4;
+    pub const OPEN_FILE: u8 = 5;
+    pub const REGISTER_EVENTFD: u8 = 6;
+    pub const REGISTER_FILES: u8 = 7;
+    pub const CLOSE_TEMPORARY_RING: u8 = 8;
+    pub const CLOSE: u8 = 9;
+    pub const COUNT: usize = 10;
 }
 
 /// `(phase, unit, rank, sub, node)` packed into one integer, smallest
@@ -63,6 +71,9 @@ pub(super) enum NodeKind {
         eventfd: u32,
     },
     RegisterFiles(u32),
+    PlaceMemory(u32),
+    RestoreCompletions(u32),
+    QueueSqes(u32),
     MemoryBarrier,
     RegisterBuffers(u32),
     InstallFd {
@@ -98,8 +109,8 @@ fn estimate_sizes(analysis: &Analysis<'_>) -> (usize, usize) {
     let fds = analysis.needed_fds.len();
     let rings = analysis.rings.len();
     let temporaries = analysis.temporaries.len();
-    let nodes = 1 + 2 * objects + fds + 3 * rings + 2 * temporaries;
-    let edges = objects + 2 * fds + 10 * rings + 2 * analysis.file_slot_count + temporaries;
+    let nodes = 1 + 2 * objects + fds + 6 * rings + 2 * temporaries;
+    let edges = objects + 2 * fds + 20 * rings + 2 * analysis.file_slot_count + temporaries;
     (nodes, edges)
 }
 
@@ -115,6 +126,11 @@ pub(super) struct GraphBuilder<'a> {
     register_eventfd_nodes: Vec<u32>,
     register_files_nodes: Vec<u32>,
     register_buffers_nodes: Vec<u32>,
+    /// Per ring restored continuously: its place_ring_memory,
+    /// restore_completions and queue_sqes nodes (or [`NO_NODE`]).
+    pub(super) place_memory_nodes: Vec<u32>,
+    restore_completions_nodes: Vec<u32>,
+    queue_sqes_nodes: Vec<u32>,
     /// Per object index used as a unit: the batch close of the fd-less
     /// eventfds and files last registered there.
     batch_close_nodes: Vec<u32>,
@@ -140,6 +156,9 @@ impl<'a> GraphBuilder<'a> {
             register_eventfd_nodes: vec![NO_NODE; object_count],
             register_files_nodes: vec![NO_NODE; object_count],
             register_buffers_nodes: vec![NO_NODE; object_count],
+            place_memory_nodes: vec![NO_NODE; object_count],
+            restore_completions_nodes: vec![NO_NODE; object_count],
+            queue_sqes_nodes: vec![NO_NODE; object_count],
             batch_close_nodes: vec![NO_NODE; object_count],
             temporary_setup_nodes: Vec::new(),
             temporary_close_nodes: Vec::new(),
@@ -230,6 +249,16 @@ impl<'a> GraphBuilder<'a> {
             ObjectKind::Eventfd(_) => (first_user, rank::CREATE_EVENTFD),
             ObjectKind::File(_) => (first_user, rank::OPEN_FILE),
         };
+        let continuity = self.analysis.continuity[index].as_ref();
+        if continuity.is_some() {
+            self.place_memory_nodes[index] = self.add_node(
+                phase::BUILD,
+                object_index,
+                rank::PLACE_MEMORY,
+                object_index,
+                NodeKind::PlaceMemory(object_index),
+            );
+        }
         let create = self.add_node(
             phase::BUILD,
             create_unit,
@@ -278,6 +307,16 @@ impl<'a> GraphBuilder<'a> {
     /// after the barrier when the ring registers buffers.
     fn add_ring_nodes(&mut self, index: usize, ring: &Ring) -> u32 {
         let object_index = index as u32;
+        let continuity = self.analysis.continuity[index].as_ref();
+        if continuity.is_some_and(|continuity| continuity.completions.is_some()) {
+            self.restore_completions_nodes[index] = self.add_node(
+                phase::BUILD,
+                object_index,
+                rank::RESTORE_COMPLETIONS,
+                object_index,
+                NodeKind::RestoreCompletions(object_index),
+            );
+        }
         // Validation guarantees the eventfd resolves.
         let eventfd_index = ring
             .eventfd
@@ -303,9 +342,8 @@ impl<'a> GraphBuilder<'a> {
                 NodeKind::RegisterFiles(object_index),
             );
         }
-        let close_phase = if ring.buffers.is_empty() {
-            phase::RELEASE
-        } else {
+        let mut close_phase = phase::RELEASE;
+        if !ring.buffers.is_empty() {
             self.register_buffers_nodes[index] = self.add_node(
                 phase::BUFFERS,
                 object_index,
@@ -313,8 +351,18 @@ impl<'a> GraphBuilder<'a> {
                 object_index,
                 NodeKind::RegisterBuffers(object_index),
             );
-            phase::RELEASE_BUFFER_RINGS
-        };
+            close_phase = phase::RELEASE_LATE_RINGS;
+        }
+        if continuity.is_some_and(|continuity| continuity.queue.is_some()) {
+            self.queue_sqes_nodes[index] = self.add_node(
+                phase::QUEUE,
+                object_index,
+                0,
+                object_index,
+                NodeKind::QueueSqes(object_index),
+            );
+            close_phase = phase::RELEASE_LATE_RINGS;
+        }
         self.add_node(
             close_phase,
             object_index,
@@ -392,6 +440,7 @@ impl<'a> GraphBuilder<'a> {
                 self.temporary_close_nodes[temporary as usize],
             ),
         };
+        self.add_continuity_edges(index, create, close);
         if wq_setup != NO_NODE {
             // The parent's fd must be open while this ring is set up.
             self.add_edge(wq_setup, create);
@@ -437,6 +486,41 @@ impl<'a> GraphBuilder<'a> {
         }
     }
 
+    /// place_ring_memory -> setup_ring -> restore_completions -> the
+    /// eventfd's registration; barrier, file and buffer registrations ->
+    /// queue_sqes -> the ring's close.
+    fn add_continuity_edges(&mut self, index: usize, create: u32, close: u32) {
+        let place = self.place_memory_nodes[index];
+        if place == NO_NODE {
+            return;
+        }
+        self.add_edge(place, create);
+        let restore = self.restore_completions_nodes[index];
+        if restore != NO_NODE {
+            self.add_edge(create, restore);
+            self.add_edge(restore, close);
+            let register = self.register_eventfd_nodes[index];
+            if register != NO_NODE {
+                self.add_edge(restore, register);
+            }
+        }
+        let queue = self.queue_sqes_nodes[index];
+        if queue != NO_NODE {
+            self.add_edge(create, queue);
+            self.add_edge(self.barrier_node, queue);
+            for before in [
+                restore,
+                self.register_files_nodes[index],
+                self.register_buffers_nodes[index],
+            ] {
+                if before != NO_NODE {
+                    self.add_edge(before, queue);
+                }
+            }
+            self.add_edge(queue, close);
+        }
+    }
+
     pub(super) fn object_of(&self, kind: NodeKind) -> Option<ObjectId> {
         let id_at = |index: u32| Some(self.analysis.lookup.id_at(index as usize));
         match kind {
@@ -444,6 +528,9 @@ impl<'a> GraphBuilder<'a> {
             | NodeKind::RegisterEventfd { ring: index, .. }
             | NodeKind::RegisterFiles(index)
             | NodeKind::RegisterBuffers(index)
+            | NodeKind::PlaceMemory(index)
+            | NodeKind::RestoreCompletions(index)
+            | NodeKind::QueueSqes(index)
             | NodeKind::CloseObject(index)
             | NodeKind::InstallFd { object: index, .. } => id_at(index),
             NodeKind::SetupTemporary(_)

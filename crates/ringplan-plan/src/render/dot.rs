@@ -95,7 +95,9 @@ fn dot_label(index: usize, step: &Step) -> String {
                 let _ = write!(detail, ", wq_fd {wq}");
             }
             let _ = write!(detail, " -> h{index}");
-            if !setup.mappings.is_empty() {
+            if let Some(memory) = setup.memory {
+                let _ = write!(detail, ", on the memory of step {memory}");
+            } else if !setup.mappings.is_empty() {
                 let regions: Vec<&str> = setup
                     .mappings
                     .iter()
@@ -116,6 +118,31 @@ fn dot_label(index: usize, step: &Step) -> String {
             plural(register.slots.len(), "slot"),
             register.slots.iter().flatten().count(),
             register.ring_handle
+        ),
+        Op::PlaceRingMemory(memory) => {
+            let rings: Vec<String> = memory
+                .rings
+                .iter()
+                .map(|range| format!("{:#x}", range.addr))
+                .collect();
+            format!(
+                "rings at {}, SQEs at {:#x}",
+                rings.join(" and "),
+                memory.sqes.addr
+            )
+        }
+        Op::RestoreCompletions(restore) => format!(
+            "{} positions, {} CQEs, {} overflowed, on {}",
+            restore.positions_to_move(),
+            restore.cqes.len(),
+            restore.overflow.len(),
+            restore.ring_handle
+        ),
+        Op::QueueSqes(queue) => format!(
+            "{}, SQ tail {}, on {}",
+            plural(queue.sqes.len(), "SQE"),
+            queue.sq_tail,
+            queue.ring_handle
         ),
         Op::MemoryBarrier => "task memory in place".to_owned(),
         Op::RegisterBuffers(register) => format!(
@@ -233,9 +260,12 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
             Op::CreateEventfd(_) | Op::OpenFile(_) | Op::ExternalInput(_) | Op::SetupRing(_) => {
                 cluster_of_handle(Handle(index as StepIndex))
             }
-            Op::RegisterEventfd(_) | Op::RegisterFiles(_) | Op::RegisterBuffers(_) => {
-                step.object.map(Cluster::Ring)
-            }
+            Op::RegisterEventfd(_)
+            | Op::RegisterFiles(_)
+            | Op::RegisterBuffers(_)
+            | Op::PlaceRingMemory(_)
+            | Op::RestoreCompletions(_)
+            | Op::QueueSqes(_) => step.object.map(Cluster::Ring),
             Op::InstallFd(install) => cluster_of_handle(install.source_handle),
             Op::CloseFd(close) => {
                 // With its handles' cluster when they all share one.

@@ -102,6 +102,9 @@ enum JsonParameters<'a> {
     RegisterEventfd(&'a RegisterEventfd),
     RegisterFiles(&'a RegisterFiles),
     RegisterBuffers(&'a RegisterBuffers),
+    PlaceRingMemory(&'a PlaceRingMemory),
+    RestoreCompletions(&'a RestoreCompletions),
+    QueueSqes(&'a QueueSqes),
     InstallFd(&'a InstallFd),
     CloseFd(&'a CloseFd),
 }
@@ -117,6 +120,9 @@ impl<'a> JsonParameters<'a> {
             Op::RegisterFiles(parameters) => JsonParameters::RegisterFiles(parameters),
             Op::MemoryBarrier => return None,
             Op::RegisterBuffers(parameters) => JsonParameters::RegisterBuffers(parameters),
+            Op::PlaceRingMemory(parameters) => JsonParameters::PlaceRingMemory(parameters),
+            Op::RestoreCompletions(parameters) => JsonParameters::RestoreCompletions(parameters),
+            Op::QueueSqes(parameters) => JsonParameters::QueueSqes(parameters),
             Op::InstallFd(parameters) => JsonParameters::InstallFd(parameters),
             Op::CloseFd(parameters) => JsonParameters::CloseFd(parameters),
         })

@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 
 use ringplan_image::SetupFlags;
 
-use super::wording::{eventfd_flags, handle_list, object_label, plural, ranges};
+use super::wording::{
+    eventfd_flags, handle_list, object_label, placed_memory, plural, queued_sqes, ranges,
+    restored_completions,
+};
 use crate::model::*;
 
 impl Plan {
@@ -149,12 +152,36 @@ fn describe_step(index: usize, step: &Step) -> String {
             let who = setup
                 .temporary
                 .map_or_else(|| object.clone(), temporary_label);
-            format!(
-                "{op}{who}: {} -> h{index}{}",
-                setup_call(setup),
-                mappings_text(&setup.mappings)
-            )
+            match setup.memory {
+                Some(memory) => {
+                    let owner = setup.owner_tid.map_or_else(String::new, |tid| {
+                        format!("; the image's owner thread is {tid}")
+                    });
+                    format!(
+                        "{op}{who}: {} on the memory of step {memory} (with IORING_SETUP_NO_MMAP) -> h{index}{owner}",
+                        setup_call(setup)
+                    )
+                }
+                None => format!(
+                    "{op}{who}: {} -> h{index}{}",
+                    setup_call(setup),
+                    mappings_text(&setup.mappings)
+                ),
+            }
         }
+        Op::PlaceRingMemory(memory) => {
+            format!("{op}{object}: map {}", placed_memory(memory))
+        }
+        Op::RestoreCompletions(restore) => format!(
+            "{op}{object} on {}: {}",
+            restore.ring_handle,
+            restored_completions(restore)
+        ),
+        Op::QueueSqes(queue) => format!(
+            "{op}{object} on {}: {}",
+            queue.ring_handle,
+            queued_sqes(queue)
+        ),
         Op::RegisterEventfd(register) => {
             let call = if register.is_async {
                 "IORING_REGISTER_EVENTFD_ASYNC"

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use ringplan_image::ObjectId;
 
-use crate::model::{CreateEventfd, Handle};
+use crate::model::{
+    CreateEventfd, Handle, MemoryOrigin, PlaceRingMemory, QueueSqes, RestoreCompletions,
+};
 
 /// `0-5, 7, 9, 10`: ascending numbers with runs of three or more collapsed.
 pub(super) fn ranges(numbers: impl Iterator<Item = i64>) -> String {
@@ -93,4 +95,74 @@ pub(super) fn plural(count: usize, noun: &str) -> String {
     } else {
         format!("{count} {noun}s")
     }
+}
+
+/// `shared memory at 0x7f..000+16384 and 0x7f..000+16384 (rings, the same
+/// memory), 0x7f..000+4096 (SQEs)`: what a `place_ring_memory` maps.
+pub(super) fn placed_memory(memory: &PlaceRingMemory) -> String {
+    let kind = match memory.origin {
+        MemoryOrigin::Kernel => "shared memory",
+        MemoryOrigin::Program => "the program's own memory",
+    };
+    let rings: Vec<String> = memory
+        .rings
+        .iter()
+        .map(|range| format!("{:#x}+{}", range.addr, range.len))
+        .collect();
+    let same = if rings.len() > 1 {
+        ", the same memory"
+    } else {
+        ""
+    };
+    format!(
+        "{kind} at {} (rings{same}), {:#x}+{} (SQEs)",
+        rings.join(" and "),
+        memory.sqes.addr,
+        memory.sqes.len
+    )
+}
+
+/// `SQ head 5000, CQ head 4998, CQ tail 5000: 5000 positions by NOPs; 2
+/// unconsumed CQEs, 0 overflowed`.
+pub(super) fn restored_completions(restore: &RestoreCompletions) -> String {
+    let mut text = format!(
+        "SQ head {}, CQ head {}, CQ tail {}: {} by NOPs; {}, {} overflowed",
+        restore.sq_head,
+        restore.cq_head,
+        restore.cq_tail,
+        plural(
+            usize::try_from(restore.positions_to_move()).unwrap_or(usize::MAX),
+            "position"
+        ),
+        plural(restore.cqes.len(), "unconsumed CQE"),
+        restore.overflow.len()
+    );
+    if (restore.sq_dropped, restore.cq_overflow, restore.cq_flags) != (0, 0, 0) {
+        let _ = write!(
+            text,
+            "; sq_dropped {}, cq_overflow {}, cq_flags {:#x}",
+            restore.sq_dropped, restore.cq_overflow, restore.cq_flags
+        );
+    }
+    text
+}
+
+/// `3 queued SQEs at positions 5000-5002, the SQ array of 8, SQ tail
+/// 5003`.
+pub(super) fn queued_sqes(queue: &QueueSqes) -> String {
+    let mut text = plural(queue.sqes.len(), "queued SQE");
+    match (queue.sqes.first(), queue.sqes.last()) {
+        (Some(first), Some(last)) if first.position != last.position => {
+            let _ = write!(text, " at positions {}-{}", first.position, last.position);
+        }
+        (Some(first), _) => {
+            let _ = write!(text, " at position {}", first.position);
+        }
+        _ => {}
+    }
+    if let Some(array) = &queue.sq_array {
+        let _ = write!(text, ", the SQ array of {}", array.len());
+    }
+    let _ = write!(text, ", SQ tail {}", queue.sq_tail);
+    text
 }

@@ -1,0 +1,142 @@
+//! Preflight of a plan's continuity steps: whether this kernel can place a
+//! ring's memory at chosen addresses (`IORING_SETUP_NO_MMAP`, Linux 6.5),
+//! whether every address range is free in this process, and whether each
+//! range is long enough for a ring of the recorded sizes on this kernel
+//! (asked of throwaway rings, closed at once).
+
+use ringplan_kernel::procfs::{maps, Process};
+use ringplan_plan::{Op, Plan, SetupRing};
+
+use ringplan_image::SetupFlags;
+
+use crate::continuity::{kernel_supports_no_mmap, ContinuityError};
+use crate::error::ExecError;
+use crate::memory::overlapping_mapping;
+use crate::run::{placement_of, ring_setup_of};
+use crate::ExecOptions;
+
+/// Whether the run places ring memory: `true` when the plan has no
+/// continuity steps or the kernel can; `false` when it cannot and moved
+/// rings are allowed. Refuses otherwise, and refuses taken or short ranges.
+pub(super) fn check_continuity(plan: &Plan, options: &ExecOptions) -> Result<bool, ExecError> {
+    let Some(first) = plan
+        .steps
+        .iter()
+        .find(|step| matches!(step.op, Op::PlaceRingMemory(_)))
+    else {
+        return Ok(true);
+    };
+    match kernel_supports_no_mmap() {
+        Ok(()) => {}
+        Err(ContinuityError::NoMmapUnsupported { release }) => {
+            if options.allow_moved_rings {
+                return Ok(false);
+            }
+            return Err(ExecError::ContinuityUnsupported {
+                ring: first.object.unwrap_or(ringplan_image::ObjectId(0)),
+                release,
+            });
+        }
+        Err(_) => {
+            return Err(ExecError::CheckSyscallFailed {
+                what: "io_uring_setup(NO_MMAP probe)",
+                errno: rustix::io::Errno::INVAL,
+            })
+        }
+    }
+    let maps = maps::read(Process::Current).map_err(|_| ExecError::CheckSyscallFailed {
+        what: "reading /proc/self/maps",
+        errno: rustix::io::Errno::IO,
+    })?;
+    for (index, step) in plan.steps.iter().enumerate() {
+        let Op::PlaceRingMemory(memory) = &step.op else {
+            continue;
+        };
+        let ring = step.object.unwrap_or(ringplan_image::ObjectId(0));
+        let ranges = memory
+            .rings
+            .iter()
+            .map(|range| ("rings", range))
+            .chain(std::iter::once(("SQEs", &memory.sqes)));
+        for (what, range) in ranges {
+            let end = range.addr.saturating_add(page_round(range.len));
+            if let Some(by) = overlapping_mapping(&maps, range.addr, end) {
+                return Err(ExecError::RingMemoryTaken {
+                    step: index,
+                    ring,
+                    what,
+                    addr: range.addr,
+                    len: range.len,
+                    by,
+                });
+            }
+        }
+        if let Some(setup) = setup_on(plan, index) {
+            check_lengths(index, ring, setup, memory)?;
+        }
+    }
+    Ok(true)
+}
+
+/// The ring set up on the memory of step `place`.
+fn setup_on(plan: &Plan, place: usize) -> Option<&SetupRing> {
+    plan.steps.iter().find_map(|step| match &step.op {
+        Op::SetupRing(setup) if setup.memory == Some(place as u32) => Some(setup),
+        _ => None,
+    })
+}
+
+/// The rings and SQEs of a ring of `setup`'s sizes fit the placed ranges.
+fn check_lengths(
+    step: usize,
+    ring: ringplan_image::ObjectId,
+    setup: &SetupRing,
+    memory: &ringplan_plan::PlaceRingMemory,
+) -> Result<(), ExecError> {
+    // Sizes from a 1-entry probe: preflight's throwaway rings are all of
+    // one entry, never of a size the plan sets up.
+    let ring_setup = ring_setup_of(setup);
+    let cq_entries = if ring_setup.cq_entries == 0 {
+        2 * setup.sq_entries
+    } else {
+        ring_setup.cq_entries
+    };
+    let (rings_len, sqes_len) = ringplan_kernel::probe::ring_memory_sizes(
+        setup.sq_entries,
+        cq_entries,
+        SetupFlags::from_bits_retain(setup.flags),
+    )
+    .map_err(|errno| ExecError::CheckSyscallFailed {
+        what: "io_uring_setup(layout probe)",
+        errno,
+    })?;
+    let placement = placement_of(memory);
+    if !placement.rings.iter().any(|range| range.len >= rings_len) {
+        return Err(ExecError::RingMemoryTooSmall {
+            step,
+            ring,
+            problem: format!(
+                "a ring of {} SQ and {cq_entries} CQ entries needs {rings_len:#x} bytes of ring memory on \
+                 this kernel; the placed rings hold {:#x}",
+                setup.sq_entries,
+                placement.rings.iter().map(|range| range.len).max().unwrap_or(0)
+            ),
+        });
+    }
+    if placement.sqes.len < sqes_len {
+        return Err(ExecError::RingMemoryTooSmall {
+            step,
+            ring,
+            problem: format!(
+                "its {} SQEs need {sqes_len:#x} bytes; the placed SQE memory holds {:#x}",
+                setup.sq_entries, placement.sqes.len
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn page_round(len: u64) -> u64 {
+    let page = ringplan_kernel::abi::linux::PAGE_SIZE;
+    len.saturating_add(page - 1) & !(page - 1)
+}

@@ -1,0 +1,266 @@
+//! The continuity ops: memory placed at the program's addresses, a ring
+//! set up on it (`IORING_SETUP_NO_MMAP`), its positions and completions
+//! restored, its SQEs queued; each through [`crate::continuity`]. When the
+//! run is not continuous (preflight allowed moved rings on a kernel without
+//! `NO_MMAP`), the ring is set up the old way and these steps do nothing
+//! but note the ring as moved.
+
+use std::os::fd::AsRawFd;
+
+use ringplan_image::{Cqe, ObjectId, SetupFlags};
+use ringplan_kernel::abi::continuity::CQE_SIZE;
+use ringplan_plan::{
+    Handle, MemoryOrigin, PlaceRingMemory, QueueSqes, RestoreCompletions, SetupRing,
+};
+use rustix::io::Errno;
+
+use super::{Failure, Run};
+use crate::continuity::{
+    queue_sqes, restore_completions, Backing, ContinuityError, ContinuousRing, OverflowCqe,
+    PlacedMemory, QueuedSqe, RecordedCompletions, RecordedSubmissions, RegionPlacement,
+    RingCounters, RingPlacement, RingSetup,
+};
+use crate::{ContinuousRingReport, Progress, RingOwner};
+
+/// The placement a `place_ring_memory` step asks for.
+pub(crate) fn placement_of(memory: &PlaceRingMemory) -> RingPlacement {
+    let range = |region: &ringplan_image::UserRegion| RegionPlacement {
+        addr: region.addr,
+        len: region.len,
+    };
+    RingPlacement {
+        rings: memory.rings.iter().map(range).collect(),
+        sqes: range(&memory.sqes),
+        // Kernel memory the program mapped was shared (a fork shares it),
+        // and may show at two addresses; a program's own memory is taken
+        // to be private.
+        backing: match memory.origin {
+            MemoryOrigin::Program => Backing::Anonymous,
+            _ => Backing::Memfd,
+        },
+    }
+}
+
+/// What `io_uring_setup` is given for a plan's ring, `wq_fd` aside.
+pub(crate) fn ring_setup_of(setup: &SetupRing) -> RingSetup {
+    RingSetup {
+        sq_entries: setup.sq_entries,
+        cq_entries: if setup.flags & SetupFlags::CQSIZE.bits() != 0 {
+            setup.cq_entries
+        } else {
+            0
+        },
+        flags: setup.flags,
+        sq_thread_cpu: setup.sq_thread_cpu.unwrap_or(0),
+        sq_thread_idle_ms: setup.sq_thread_idle_ms.unwrap_or(0),
+        wq_fd: None,
+    }
+}
+
+/// The bytes of a CQE as the ring holds it: user_data, res, flags, and the
+/// extra words of a 32-byte CQE.
+fn cqe_bytes(cqe: &Cqe) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(CQE_SIZE * 2);
+    bytes.extend_from_slice(&cqe.user_data.to_ne_bytes());
+    bytes.extend_from_slice(&cqe.res.to_ne_bytes());
+    bytes.extend_from_slice(&cqe.flags.to_ne_bytes());
+    if let Some(extra) = cqe.extra {
+        bytes.extend_from_slice(&extra[0].to_ne_bytes());
+        bytes.extend_from_slice(&extra[1].to_ne_bytes());
+    }
+    bytes
+}
+
+impl Run<'_> {
+    /// Notes a continuity failure for the undo to report, as a `Failure`.
+    fn continuity_failed(&mut self, error: ContinuityError) -> Failure {
+        let errno = match &error {
+            ContinuityError::Syscall { errno, .. } => *errno,
+            ContinuityError::RangeTaken { .. } => Errno::EXIST,
+            _ => Errno::INVAL,
+        };
+        self.continuity_error = Some(error);
+        Failure {
+            call: "continuity",
+            errno,
+        }
+    }
+
+    /// `place_ring_memory`: maps the memory, kept by step index for the
+    /// ring's setup.
+    pub(super) fn place_ring_memory(
+        &mut self,
+        index: usize,
+        object: Option<ObjectId>,
+        memory: &PlaceRingMemory,
+    ) -> Result<(), Failure> {
+        if !self.continuous {
+            if let Some(object) = object {
+                self.moved_rings.push(object);
+            }
+            return Ok(());
+        }
+        let placed = PlacedMemory::place(&placement_of(memory))
+            .map_err(|error| self.continuity_failed(error))?;
+        self.placed.insert(index, placed);
+        Ok(())
+    }
+
+    /// `setup_ring` on placed memory: the ring is kept by step index (its
+    /// handle), its fd moved above the floor.
+    pub(super) fn setup_continuous_ring(
+        &mut self,
+        index: usize,
+        object: Option<ObjectId>,
+        setup: &SetupRing,
+        memory: u32,
+    ) -> Result<(), Failure> {
+        let Some(placed) = self.placed.remove(&(memory as usize)) else {
+            return Err(Failure {
+                call: "setup_ring on placed memory",
+                errno: Errno::INVAL,
+            });
+        };
+        let mut ring_setup = ring_setup_of(setup);
+        if let Some(wq) = setup.wq_handle {
+            ring_setup.wq_fd = Some(self.handle(wq)?.as_raw_fd());
+        }
+        let mut ring = ContinuousRing::create_on(&ring_setup, placed)
+            .map_err(|error| self.continuity_failed(error))?;
+        if ring.fd().as_raw_fd() < self.floor {
+            let moved = rustix::io::fcntl_dupfd_cloexec(ring.fd(), self.floor)
+                .map_err(super::fail("fcntl(F_DUPFD_CLOEXEC)"))?;
+            ring.replace_fd(moved);
+        }
+        let owner = (setup.flags & SetupFlags::SINGLE_ISSUER.bits() != 0).then(|| RingOwner {
+            tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
+            recorded_tid: setup.owner_tid,
+        });
+        if let Some(ring_id) = object {
+            self.continuous_rings.push(ContinuousRingReport {
+                ring: ring_id,
+                rings_addr: ring.rings_addr(),
+                sqes_addr: ring.sqes_addr(),
+                advanced: Default::default(),
+                owner,
+            });
+        }
+        self.rings.insert(index, ring);
+        Ok(())
+    }
+
+    /// The continuous ring a handle names; `None` when the run is not
+    /// continuous (the step is skipped).
+    fn continuous_ring(&mut self, handle: Handle) -> Result<Option<&mut ContinuousRing>, Failure> {
+        if !self.continuous {
+            return Ok(None);
+        }
+        match self.rings.get_mut(&(handle.0 as usize)) {
+            Some(ring) => Ok(Some(ring)),
+            None => Err(Failure {
+                call: "continuous ring lookup",
+                errno: Errno::BADF,
+            }),
+        }
+    }
+
+    /// `restore_completions`.
+    pub(super) fn restore_completions(
+        &mut self,
+        index: usize,
+        object: Option<ObjectId>,
+        restore: &RestoreCompletions,
+    ) -> Result<(), Failure> {
+        let unconsumed: Vec<Vec<u8>> = restore.cqes.iter().map(cqe_bytes).collect();
+        let overflow: Vec<OverflowCqe> = restore
+            .overflow
+            .iter()
+            .map(|cqe| OverflowCqe {
+                user_data: cqe.user_data,
+                res: cqe.res,
+                flags: cqe.flags,
+                extra: cqe.extra.unwrap_or([0, 0]),
+            })
+            .collect();
+        let recorded = RecordedCompletions {
+            sq_head: restore.sq_head,
+            cq_head: restore.cq_head,
+            cq_tail: restore.cq_tail,
+            unconsumed: &unconsumed,
+            overflow: &overflow,
+            counters: Some(RingCounters {
+                sq_dropped: restore.sq_dropped,
+                cq_overflow: restore.cq_overflow,
+                cq_flags: restore.cq_flags,
+            }),
+        };
+        if self.continuous_ring(restore.ring_handle)?.is_none() {
+            return Ok(());
+        }
+        let progress = &mut *self.progress;
+        let mut report = |done: u64, total: u64| {
+            progress(Progress {
+                step: index,
+                ring: object,
+                done,
+                total,
+            });
+        };
+        let result = match self.rings.get_mut(&(restore.ring_handle.0 as usize)) {
+            Some(ring) => restore_completions(ring, &recorded, &mut report),
+            None => {
+                return Err(Failure {
+                    call: "continuous ring lookup",
+                    errno: Errno::BADF,
+                })
+            }
+        };
+        let advanced = result.map_err(|error| self.continuity_failed(error))?;
+        if let Some(entry) = self
+            .continuous_rings
+            .iter_mut()
+            .rev()
+            .find(|entry| Some(entry.ring) == object)
+        {
+            entry.advanced = advanced;
+        }
+        Ok(())
+    }
+
+    /// `queue_sqes`.
+    pub(super) fn queue_sqes(&mut self, queue: &QueueSqes) -> Result<(), Failure> {
+        let queued: Vec<QueuedSqe> = queue
+            .sqes
+            .iter()
+            .map(|sqe| QueuedSqe {
+                index: sqe.slot,
+                bytes: sqe.bytes.0.clone(),
+            })
+            .collect();
+        let recorded = RecordedSubmissions {
+            sq_head: queue.sq_head,
+            sq_tail: queue.sq_tail,
+            sq_array: queue.sq_array.as_deref(),
+            queued: &queued,
+        };
+        let Some(ring) = self.continuous_ring(queue.ring_handle)? else {
+            return Ok(());
+        };
+        queue_sqes(ring, &recorded).map_err(|error| self.continuity_failed(error))
+    }
+
+    /// Closes a continuous ring's handle: the fd is closed, its memory kept
+    /// with the run's regions (kept on success, unmapped by an undo).
+    /// `false` when `handle` names no continuous ring.
+    pub(super) fn close_continuous_ring(&mut self, handle: Handle) -> bool {
+        match self.rings.remove(&(handle.0 as usize)) {
+            Some(ring) => {
+                let (fd, regions) = ring.into_parts();
+                drop(fd);
+                self.regions.extend(regions);
+                true
+            }
+            None => false,
+        }
+    }
+}
