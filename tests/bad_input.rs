@@ -561,15 +561,10 @@ fn the_strace_check_sees_a_restore() {
     let path = write(&dir, "base", &encode(&base()));
     let addresses = recorded_addresses(&base());
     let path = path.to_str().unwrap().to_owned();
+    let mut args = vec!["exec", path.as_str(), "--substitute-external"];
+    args.extend_from_slice(crate::support::moved_rings_where_needed());
     let result = std::panic::catch_unwind(|| {
-        exec_traced(
-            &dir,
-            "base",
-            &[],
-            &["exec", &path, "--substitute-external"],
-            &addresses,
-            true,
-        );
+        exec_traced(&dir, "base", &[], &args, &addresses, true);
     });
     assert!(
         result.is_err(),
@@ -740,12 +735,14 @@ fn overlapping_buffers_are_accepted() {
         })];
     });
     let path = write(&dir, "overlap", &bytes);
-    let stdout = crate::support::plan_ok(&[
+    let mut args = vec![
         "exec",
         path.to_str().unwrap(),
         "--dry-run",
         "--substitute-external",
-    ]);
+    ];
+    args.extend_from_slice(crate::support::moved_rings_where_needed());
+    let stdout = crate::support::plan_ok(&args);
     let stdout = String::from_utf8(stdout).unwrap();
     assert!(
         stdout
@@ -857,7 +854,11 @@ fn an_unprivileged_user_cannot_dump_a_root_process() {
     for args in [
         vec!["show", image, "--objects"],
         vec!["show", image],
-        vec!["exec", image, "--dry-run", "--substitute-external"],
+        [
+            &["exec", image, "--dry-run", "--substitute-external"][..],
+            crate::support::moved_rings_where_needed(),
+        ]
+        .concat(),
     ] {
         let output = as_nobody(&plan, &args);
         assert!(

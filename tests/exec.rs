@@ -489,13 +489,16 @@ fn an_injected_failure_at_any_step_is_undone() {
         assert!(!steps.is_empty());
         for (index, step) in steps.iter().enumerate() {
             let op = step["op"].as_str().expect("op");
-            let output = plan(&[
+            let index_text = index.to_string();
+            let mut args = vec![
                 "exec",
                 &image,
                 "--substitute-external",
                 "--fail-at",
-                &index.to_string(),
-            ]);
+                &index_text,
+            ];
+            args.extend_from_slice(crate::support::moved_rings_where_needed());
+            let output = plan(&args);
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(
                 output.status.code(),
@@ -572,7 +575,10 @@ fn bad_input_and_preflight_refusals() {
     let output = Command::new("sh")
         .args([
             "-c",
-            &format!("exec {target}</dev/null; exec \"$0\" exec \"$1\" --substitute-external"),
+            &format!(
+                "exec {target}</dev/null; exec \"$0\" exec \"$1\" --substitute-external {}",
+                crate::support::moved_rings_where_needed().join(" ")
+            ),
             PLAN,
             &image,
         ])
@@ -589,13 +595,9 @@ fn bad_input_and_preflight_refusals() {
     assert!(output.stdout.is_empty());
 
     // A dry run prints the plan and the preflight, and changes nothing.
-    let stdout = String::from_utf8(plan_ok(&[
-        "exec",
-        &image,
-        "--dry-run",
-        "--substitute-external",
-    ]))
-    .expect("utf-8");
+    let mut args = vec!["exec", &image, "--dry-run", "--substitute-external"];
+    args.extend_from_slice(crate::support::moved_rings_where_needed());
+    let stdout = String::from_utf8(plan_ok(&args)).expect("utf-8");
     assert!(stdout.contains("setup_ring"), "{stdout}");
     assert!(
         stdout

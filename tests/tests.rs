@@ -9,6 +9,12 @@
 //!   refusals) gets one line and exit status 2 from show, compile and exec,
 //!   and strace shows exec changed nothing; dump refused without ptrace rights.
 //! - `cli`: bad input gets one line and exit status 2, with nothing done.
+//! - `continuity`: every ring state of `tests/programs/ring_continuity.c`
+//!   (positions past wraps, queued SQEs, unconsumed and overflowed CQEs,
+//!   SQE128|CQE32, NO_MMAP on its own memory, DEFER_TASKRUN owned by a
+//!   second thread, R_DISABLED, a CQ ring mapped twice) restored by
+//!   `plan exec --hold` and compared with the original through the
+//!   kernel's fdinfo; refused before anything on kernels without NO_MMAP.
 //! - `dump_scenarios`: `plan app` scenarios dumped with each backend and
 //!   checked field by field; the seed image pinned as a snapshot.
 //! - `exec`: `plan exec` round trips (verify, hold + dump + fdinfo),
@@ -26,6 +32,7 @@ mod support;
 mod architecture;
 mod bad_input;
 mod cli;
+mod continuity;
 mod dump_scenarios;
 mod exec;
 mod plans;

@@ -33,8 +33,7 @@ use crate::raw::{RawRingState, RawState, UserMemory};
 /// Fills in the entries of every ring of `image` that has a state, from
 /// `pid`'s memory, and checks each SINGLE_ISSUER owner is a thread of
 /// `pid`. Returns one warning per ring whose entries or owner stay
-/// unknown, and per ring with entries queued or unconsumed (a restore does
-/// not put them back yet). The image must be validated again afterwards.
+/// unknown. The image must be validated again afterwards.
 pub fn complete(pid: u32, image: &mut Image) -> Vec<String> {
     let mut warnings = Vec::new();
     let memory = ProcessMemory::open(Process::Pid(pid));

@@ -126,7 +126,16 @@ impl PlanNeeds {
                 }
                 Op::SetupRing(setup) => {
                     let thread_flags = SetupFlags::SQPOLL.bits() | SetupFlags::SQ_AFF.bits();
-                    needs.flag_sets.insert(setup.flags & !thread_flags);
+                    // NO_MMAP needs memory a throwaway ring does not have;
+                    // whether the kernel has it is the continuity check's.
+                    let placed = if setup.memory.is_some() {
+                        SetupFlags::NO_MMAP.bits()
+                    } else {
+                        0
+                    };
+                    needs
+                        .flag_sets
+                        .insert(setup.flags & !thread_flags & !placed);
                     if let Some(cpu) = setup.sq_thread_cpu {
                         needs.cpus.push((index, cpu));
                     }

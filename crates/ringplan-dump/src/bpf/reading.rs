@@ -585,9 +585,20 @@ fn torn_positions(header: &RingRecord, positions: &RingPositions) -> Option<Stri
             header.cq_entries,
         ),
     ];
-    pairs.into_iter().find_map(|(ring, head, tail, entries)| {
+    let apart = pairs.into_iter().find_map(|(ring, head, tail, entries)| {
         (tail.wrapping_sub(head) > entries)
             .then(|| format!("{ring} head {head} and tail {tail} are more than {entries} apart"))
+    });
+    // At rest the kernel has published every CQE it posted; a CQ tail of
+    // its own ahead of the published one is a completion being posted, and
+    // the CQE between them is not in the ring's memory for the reader yet.
+    apart.or_else(|| {
+        (positions.cached_cq_tail != positions.cq_tail).then(|| {
+            format!(
+                "completions were being posted: the kernel's CQ tail {} is ahead of the published {}",
+                positions.cached_cq_tail, positions.cq_tail
+            )
+        })
     })
 }
 

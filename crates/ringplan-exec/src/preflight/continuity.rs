@@ -29,13 +29,27 @@ pub(super) fn check_continuity(plan: &Plan, options: &ExecOptions) -> Result<boo
     match kernel_supports_no_mmap() {
         Ok(()) => {}
         Err(ContinuityError::NoMmapUnsupported { release }) => {
-            if options.allow_moved_rings {
-                return Ok(false);
-            }
-            return Err(ExecError::ContinuityUnsupported {
-                ring: first.object.unwrap_or(ringplan_image::ObjectId(0)),
-                release,
+            // A ring on the program's own memory was NO_MMAP already: it
+            // cannot even be moved to memory of the kernel's choosing here.
+            let program_memory = plan.steps.iter().find(|step| {
+                matches!(&step.op, Op::SetupRing(setup)
+                    if setup.memory.is_some() && setup.flags & SetupFlags::NO_MMAP.bits() != 0)
             });
+            match program_memory {
+                None if options.allow_moved_rings => return Ok(false),
+                Some(step) => {
+                    return Err(ExecError::ContinuityUnsupported {
+                        ring: step.object.unwrap_or(ringplan_image::ObjectId(0)),
+                        release,
+                    })
+                }
+                None => {
+                    return Err(ExecError::ContinuityUnsupported {
+                        ring: first.object.unwrap_or(ringplan_image::ObjectId(0)),
+                        release,
+                    })
+                }
+            }
         }
         Err(_) => {
             return Err(ExecError::CheckSyscallFailed {

@@ -132,7 +132,10 @@ impl Run<'_> {
                 .map_err(super::fail("fcntl(F_DUPFD_CLOEXEC)"))?;
             ring.replace_fd(moved);
         }
-        let owner = (setup.flags & SetupFlags::SINGLE_ISSUER.bits() != 0).then(|| RingOwner {
+        // A disabled ring gets its owner when it is enabled, not here.
+        let owned = setup.flags & SetupFlags::SINGLE_ISSUER.bits() != 0
+            && setup.flags & SetupFlags::R_DISABLED.bits() == 0;
+        let owner = owned.then(|| RingOwner {
             tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
             recorded_tid: setup.owner_tid,
         });
