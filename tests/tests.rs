@@ -12,7 +12,7 @@
 //! - `continuity`: every ring state of `tests/programs/ring_continuity.c`
 //!   (positions past wraps, queued SQEs, unconsumed and overflowed CQEs,
 //!   SQE128|CQE32, NO_MMAP on its own memory, DEFER_TASKRUN owned by a
-//!   second thread, R_DISABLED, a CQ ring mapped twice) restored by
+//!   second thread, R_DISABLED, a CQ ring mapped twice, SQPOLL) restored by
 //!   `plan exec --hold` and compared with the original through the
 //!   kernel's fdinfo; refused before anything on kernels without NO_MMAP.
 //! - `dump_scenarios`: `plan app` scenarios dumped with each backend and

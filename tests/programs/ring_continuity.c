@@ -24,6 +24,8 @@
 //   twice:    4 entries, its CQ ring mapped a second time at another
 //             address (IORING_OFF_CQ_RING), as programs without
 //             FEAT_SINGLE_MMAP do; 1 unconsumed CQE (0xe1).
+//   sqpoll:   SQPOLL (idle 10 ms), 8 entries; ADVANCE NOPs consumed by its
+//             SQ thread, then 2 completed and not consumed (0x51, 0x52).
 //
 // Build: cc -O2 -Wall -o ring_continuity ring_continuity.c -luring -lpthread
 #define _GNU_SOURCE
@@ -245,6 +247,23 @@ int main(void)
 	if (ret < 0)
 		die("wait twice", ret);
 
+	struct io_uring sqpoll;
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SQPOLL;
+	p.sq_thread_idle = 10;
+	init(&sqpoll, 8, &p, "sqpoll ring");
+	for (int done = 0; done < ADVANCE; done += 8) {
+		nops(&sqpoll, 8, 1);
+		ret = io_uring_wait_cqe_nr(&sqpoll, &cqe, 8);
+		if (ret < 0)
+			die("wait sqpoll", ret);
+		consume_all(&sqpoll);
+	}
+	nops(&sqpoll, 2, 0x51);
+	ret = io_uring_wait_cqe_nr(&sqpoll, &cqe, 2);
+	if (ret < 0)
+		die("wait sqpoll", ret);
+
 	printf("{\"pid\":%d,\"owner_tid\":%d,\"advance\":%d,\"rings\":{"
 	       "\"queued\":{\"fd\":%d},\"overflow\":{\"fd\":%d},\"big\":{\"fd\":%d},",
 	       getpid(), owner_tid, ADVANCE, queued.ring_fd, overflow.ring_fd, big.ring_fd);
@@ -254,9 +273,9 @@ int main(void)
 	else
 		printf("\"no_mmap\":null,");
 	printf("\"owned\":{\"fd\":%d},\"disabled\":{\"fd\":%d},\"enabled\":{\"fd\":%d},"
-	       "\"twice\":{\"fd\":%d,\"cq_again\":%lu}}}\n",
+	       "\"twice\":{\"fd\":%d,\"cq_again\":%lu},\"sqpoll\":{\"fd\":%d}}}\n",
 	       owned.ring_fd, disabled.ring_fd, enabled.ring_fd, twice.ring_fd,
-	       (unsigned long)cq_again);
+	       (unsigned long)cq_again, sqpoll.ring_fd);
 	fflush(stdout);
 	for (;;)
 		pause();

@@ -4,7 +4,8 @@
 //! several wraps, queued SQEs, unconsumed CQEs, an overflow list, SQE128 and
 //! CQE32, NO_MMAP|NO_SQARRAY on its own memory (found again at its
 //! addresses), a DEFER_TASKRUN ring owned
-//! by a second thread, R_DISABLED rings, a CQ ring mapped twice). The BPF
+//! by a second thread, R_DISABLED rings, a CQ ring mapped twice, SQPOLL).
+//! The BPF
 //! dump of it (frozen, so nothing moves) is compared with what the program
 //! printed and with `/proc/PID/fdinfo` of each ring (6.18's format: on a
 //! kernel whose fdinfo lacks `CachedSqHead` the fdinfo comparison says so
