@@ -83,6 +83,14 @@ static void nops(struct io_uring *ring, int count, uint64_t first_user_data)
 {
 	for (int i = 0; i < count; i++) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+		// An SQ thread may post a batch's CQEs before it publishes its SQ
+		// head (6.1 does): wait for the slots, as liburing's API offers.
+		if (!sqe && (ring->flags & IORING_SETUP_SQPOLL)) {
+			int ret = io_uring_sqring_wait(ring);
+			if (ret < 0)
+				die("sqring_wait", ret);
+			sqe = io_uring_get_sqe(ring);
+		}
 		if (!sqe)
 			die("get_sqe", ENOSPC);
 		io_uring_prep_nop(sqe);
