@@ -128,3 +128,67 @@ fn demo_dumps_plans_restores_and_verifies_the_seed() {
         );
     }
 }
+
+/// `plan show` says when restoring will take more than a second (moving a
+/// ring's positions with NOPs), and says nothing when it will not.
+#[test]
+fn show_says_when_a_restore_will_be_slow() {
+    let dir = scratch_dir("cli-slow-restore");
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/plans/seed.img"))
+        .expect("plans/seed.img");
+    let seed = ringplan_image::decode_slice(&bytes).expect("the seed decodes");
+    let quick = dir.join("quick.img");
+    std::fs::write(&quick, &bytes).expect("writing");
+    let output = plan(&["show", quick.to_str().expect("utf-8")]);
+    assert!(output.status.success());
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("notice"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Ring #1 at position 100,000,000, nothing pending: 100M NOPs.
+    let mut far = seed;
+    let ring = far
+        .objects
+        .iter_mut()
+        .find_map(|object| match &mut object.kind {
+            ringplan_image::ObjectKind::Ring(ring) => Some(ring),
+            _ => None,
+        })
+        .expect("a ring");
+    let positions = &mut ring
+        .state
+        .as_deref_mut()
+        .expect("a BPF dump has a state")
+        .positions;
+    let at = 100_000_000;
+    (
+        positions.sq_head,
+        positions.sq_tail,
+        positions.cached_sq_head,
+        positions.cq_head,
+        positions.cq_tail,
+        positions.cached_cq_tail,
+    ) = (at, at, at, at, at, at);
+    let slow = dir.join("slow.img");
+    std::fs::write(
+        &slow,
+        ringplan_image::encode_to_vec(&far).expect("encoding"),
+    )
+    .expect("writing");
+    let output = plan(&["show", slow.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // 100M NOPs that move both positions, at 126 ns each: 12.6 s.
+    assert_eq!(
+        stderr.trim_end(),
+        "plan: notice: restoring this will take about 13 s: 100000000 ring positions are moved with NOPs \
+         (the kernel has no call that sets them)"
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("restore_completions #1 on h1: SQ head 100000000, CQ head 100000000, CQ tail 100000000: 100000000 positions by NOPs"),
+        "{text}"
+    );
+}
