@@ -365,4 +365,130 @@ mod tests {
             comparison.summary()
         );
     }
+
+    #[test]
+    fn a_continuous_ring_is_compared_by_its_state() {
+        use ringplan_image::{
+            Cqe, RingMapping, RingMemory, RingPositions, RingRegion, RingState, SetupFlags,
+        };
+
+        use super::{compare_run, RunFacts};
+
+        let mut original = image(vec![ring(3, Vec::new())]);
+        if let ObjectKind::Ring(ring) = &mut original.objects[0].kind {
+            ring.setup.flags = Some(SetupFlags::SINGLE_ISSUER.bits());
+            ring.mappings = vec![
+                RingMapping {
+                    region: RingRegion::SqRing,
+                    addr: 0x7f00_0000_0000,
+                    len: 4096,
+                },
+                RingMapping {
+                    region: RingRegion::Sqes,
+                    addr: 0x7f00_0000_2000,
+                    len: 4096,
+                },
+            ];
+            let at = 5000;
+            ring.state = Some(Box::new(RingState {
+                positions: RingPositions {
+                    sq_head: at,
+                    sq_tail: at,
+                    cached_sq_head: at,
+                    cq_head: at - 1,
+                    cq_tail: at,
+                    cached_cq_tail: at,
+                    ..RingPositions::default()
+                },
+                sq_array: Some(vec![0, 1]),
+                sqes: Some(Vec::new()),
+                cqes: Some(vec![Cqe {
+                    user_data: 7,
+                    res: 0,
+                    flags: 0,
+                    extra: None,
+                }]),
+                overflow: Some(Vec::new()),
+                memory: RingMemory {
+                    no_mmap: false,
+                    rings: None,
+                    sqes: None,
+                },
+                owner_tid: Some(100),
+                unknown: Vec::new(),
+            }));
+        }
+        // What a dump of a faithful restore shows: NO_MMAP added, the
+        // memory given at the program's addresses, no ring fd mapping, the
+        // plan's thread as owner.
+        let mut restored = original.clone();
+        if let ObjectKind::Ring(ring) = &mut restored.objects[0].kind {
+            ring.setup.flags = Some(SetupFlags::SINGLE_ISSUER.bits() | SetupFlags::NO_MMAP.bits());
+            ring.mappings = Vec::new();
+            if let Some(state) = ring.state.as_deref_mut() {
+                state.memory = RingMemory {
+                    no_mmap: true,
+                    rings: Some(ringplan_image::UserRegion {
+                        addr: 0x7f00_0000_0000,
+                        len: 4096,
+                    }),
+                    sqes: Some(ringplan_image::UserRegion {
+                        addr: 0x7f00_0000_2000,
+                        len: 4096,
+                    }),
+                };
+                state.owner_tid = Some(200);
+            }
+        }
+        let facts = RunFacts::default();
+        let comparison = compare_run(&original, &restored, &facts);
+        assert!(comparison.is_faithful(), "{:?}", comparison.differences);
+        assert!(
+            comparison
+                .summary()
+                .starts_with("1 ring, 1 ring state match"),
+            "{}",
+            comparison.summary()
+        );
+        assert!(
+            comparison.notes[0].contains("owned by thread 200"),
+            "{:?}",
+            comparison.notes
+        );
+
+        // A position, an entry or an address that differs is a difference.
+        let mut moved = restored.clone();
+        if let ObjectKind::Ring(ring) = &mut moved.objects[0].kind {
+            if let Some(state) = ring.state.as_deref_mut() {
+                state.positions.cached_cq_tail += 1;
+                state.cqes = Some(Vec::new());
+                if let Some(rings) = &mut state.memory.rings {
+                    rings.addr += 0x1000;
+                }
+            }
+        }
+        let differences = compare_run(&original, &moved, &facts).differences;
+        assert_eq!(differences.len(), 3, "{differences:?}");
+        for what in ["CQ tail", "unconsumed CQEs", "ring memory address"] {
+            assert!(
+                differences.iter().any(|line| line.contains(what)),
+                "{what}: {differences:?}"
+            );
+        }
+
+        // Restored as kernel objects only (--allow-moved-rings): a note,
+        // and its mappings compared as without continuity.
+        let moved_rings = [ObjectId(0)];
+        let facts = RunFacts {
+            moved_rings: &moved_rings,
+            ..RunFacts::default()
+        };
+        let comparison = compare_run(&original, &original, &facts);
+        assert!(comparison.is_faithful(), "{:?}", comparison.differences);
+        assert!(
+            comparison.notes[0].contains("restored as kernel objects only"),
+            "{:?}",
+            comparison.notes
+        );
+    }
 }
