@@ -211,8 +211,12 @@ fn main() {
         );
         if let Some(rows) = breakdown {
             for (what, ours, theirs) in rows {
-                let theirs = theirs.map_or(String::new(), |t| format!("{t:.0} ns"));
-                println!("TABLE|  continuity restore breakdown: {what}|{ours:.0} ns|{theirs}|||");
+                let (theirs, ratio) = theirs.map_or((String::new(), String::new()), |t| {
+                    (format!("{t:.0} ns"), format!("{:.2}x", ours / t))
+                });
+                println!(
+                    "TABLE|  continuity restore breakdown: {what}|{ours:.0} ns|{theirs}|{ratio}||"
+                );
             }
         }
     } else if let [[b_whole, ..]] = medians[..] {
@@ -668,6 +672,18 @@ fn breakdown(
         ),
         run_extra,
         Some(difference(1)),
+    ));
+    // What the probes and the maps read cost together: the part of (a) a
+    // restore would not pay if it learned the same from fewer kernel round
+    // trips (docs/performance.md says which).
+    let probes_and_maps = no_mmap_probe + maps_read + rings * (size_probe + layout_probe);
+    rows.push((
+        format!(
+            "whole (a) less its throwaway rings ({} probes) and the maps read, vs whole (b): an estimate",
+            2.0 * rings + 1.0
+        ),
+        ns(measured[0][0]) - probes_and_maps,
+        Some(ns(measured[1][0])),
     ));
     for (what, ours, theirs) in &rows {
         match theirs {
