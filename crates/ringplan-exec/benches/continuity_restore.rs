@@ -112,7 +112,7 @@ fn main() {
         )),
         "(b) still has continuity steps"
     );
-    let can_continue = match ringplan_exec::continuity::kernel_supports_no_mmap() {
+    let can_restore_continuously = match ringplan_exec::continuity::kernel_supports_no_mmap() {
         Ok(()) => true,
         Err(error) => {
             println!("(a) cannot run on this kernel, timing (b) alone: {error}");
@@ -131,11 +131,11 @@ fn main() {
         baseline.steps.len()
     );
     sanity_check(&baseline, false);
-    if can_continue {
+    if can_restore_continuously {
         sanity_check(&continuous, true);
     }
 
-    let sides: Vec<(&str, &Plan)> = if can_continue {
+    let sides: Vec<(&str, &Plan)> = if can_restore_continuously {
         vec![("a", &continuous), ("b", &baseline)]
     } else {
         vec![("b", &baseline)]
@@ -183,7 +183,7 @@ fn main() {
         );
     }
 
-    let breakdown = if can_continue {
+    let breakdown = if can_restore_continuously {
         Some(breakdown(&continuous, &baseline, rounds, settle, &medians))
     } else {
         None
@@ -211,8 +211,15 @@ fn main() {
         );
         if let Some(rows) = breakdown {
             for (what, ours, theirs) in rows {
+                // A ratio of a negative estimate (the pieces timed alone
+                // under load can add up below zero) means nothing.
                 let (theirs, ratio) = theirs.map_or((String::new(), String::new()), |t| {
-                    (format!("{t:.0} ns"), format!("{:.2}x", ours / t))
+                    let ratio = if ours > 0.0 && t > 0.0 {
+                        format!("{:.2}x", ours / t)
+                    } else {
+                        String::new()
+                    };
+                    (format!("{t:.0} ns"), ratio)
                 });
                 println!(
                     "TABLE|  continuity restore breakdown: {what}|{ours:.0} ns|{theirs}|{ratio}||"
