@@ -21,6 +21,11 @@
 //! - registered buffers are moved, keeping their relative layout, to
 //!   [`BUFFER_BASE`], far from anything this process maps (the child's heap
 //!   addresses could fall on ours).
+//! - every ring's continuity state (`Ring::state`) is removed: the minimal
+//!   replay restores kernel objects only, so the executor does too (a
+//!   restore with continuity against one without is
+//!   `benches/continuity_restore.rs`; with the state, each run would also
+//!   leave the rings' placed memory mapped for the next to find taken).
 //!
 //! External inputs (the seed's fd 1, a pipe to us) are substituted
 //! (`substitute_external`): the executor makes a pipe and keeps the matching
@@ -202,8 +207,9 @@ impl Drop for Held {
     }
 }
 
-/// Shifts every fd number by [`FD_SHIFT`] and moves the buffers to
-/// [`BUFFER_BASE`], keeping their relative layout.
+/// Shifts every fd number by [`FD_SHIFT`], moves the buffers to
+/// [`BUFFER_BASE`], keeping their relative layout, and removes every ring's
+/// continuity state.
 fn relocate(image: &mut Image) {
     let lowest = image
         .objects
@@ -221,6 +227,9 @@ fn relocate(image: &mut Image) {
     for object in &mut image.objects {
         for entry in &mut object.fds {
             entry.fd += FD_SHIFT;
+        }
+        if let ObjectKind::Ring(ring) = &mut object.kind {
+            ring.state = None;
         }
         if let (ObjectKind::Ring(ring), Some(lowest)) = (&mut object.kind, lowest) {
             for buffer in ring.buffers.iter_mut().flatten() {
@@ -322,8 +331,8 @@ fn replay(plan: &Plan) -> BaseRestored {
     let mut mapped = Vec::new();
     for (index, step) in plan.steps.iter().enumerate() {
         let created: Option<OwnedFd> = match &step.op {
-            // The baseline restores kernel objects only (these images hold
-            // no ring state, so their plans have none of these steps).
+            // The baseline restores kernel objects only (`relocate` removes
+            // the ring state, so the plans have none of these steps).
             Op::PlaceRingMemory(_) | Op::RestoreCompletions(_) | Op::QueueSqes(_) => None,
             Op::CreateEventfd(create) => {
                 let mut flags = EventfdFlags::CLOEXEC;
