@@ -37,4 +37,6 @@ pub use contents::{
 pub use error::ContinuityError;
 pub use memory::{Backing, PlacedMemory, RegionPlacement, RingPlacement};
 pub use positions::{advance_positions, Advanced, PositionTargets};
-pub use ring::{kernel_supports_no_mmap, ring_layout, ContinuousRing, RingLayout, RingSetup};
+pub use ring::{
+    kernel_supports_no_mmap, memory_sizes, ring_layout, ContinuousRing, RingLayout, RingSetup,
+};

@@ -4,9 +4,14 @@
 //! it takes ring memory from the program (`IORING_SETUP_NO_MMAP`).
 //!
 //! Each probe sets up one ring, never maps, submits to or keeps it, and
-//! closes it before returning.
+//! closes it before returning. The answers that depend on the kernel only
+//! (whether it has `NO_MMAP`, the header length of a layout) are kept for
+//! the life of the process: a restorer that restores many rings, or many
+//! times, asks once.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::{Mutex, OnceLock};
 
 use rustix::io::Errno;
 use rustix::io_uring::{io_uring_params, io_uring_setup, IoringSetupFlags};
@@ -69,12 +74,12 @@ pub fn ring_memory_sizes(
     flags: SetupFlags,
 ) -> Result<(u64, u64), Errno> {
     let layout_flags = flags & crate::abi::continuity::LAYOUT_FLAGS;
-    let probe = ring_params(1, 0, layout_flags)?;
+    let header = ring_header_len(layout_flags)?;
     let sqe_size = crate::abi::continuity::sqe_size(flags.bits()) as u64;
     // The kernel sizes the header and 16-byte CQEs, then doubles the whole
     // for 32-byte CQEs.
-    let mut cqes_end = u64::from(probe.cq_off.cqes)
-        + u64::from(cq_entries) * crate::abi::continuity::CQE_SIZE as u64;
+    let mut cqes_end =
+        u64::from(header) + u64::from(cq_entries) * crate::abi::continuity::CQE_SIZE as u64;
     if layout_flags.contains(SetupFlags::CQE32) {
         cqes_end *= 2;
     }
@@ -87,11 +92,41 @@ pub fn ring_memory_sizes(
     Ok((rings, u64::from(sq_entries) * sqe_size))
 }
 
+/// `cq_off.cqes` (the length of the `struct io_rings` header) of a ring
+/// with `layout_flags`, from a 1-entry probe the first time it is asked in
+/// this process.
+fn ring_header_len(layout_flags: SetupFlags) -> Result<u32, Errno> {
+    static HEADERS: OnceLock<Mutex<HashMap<u32, u32>>> = OnceLock::new();
+    let headers = HEADERS.get_or_init(Mutex::default);
+    let known = headers
+        .lock()
+        .ok()
+        .and_then(|headers| headers.get(&layout_flags.bits()).copied());
+    if let Some(header) = known {
+        return Ok(header);
+    }
+    let header = ring_params(1, 0, layout_flags)?.cq_off.cqes;
+    if let Ok(mut headers) = headers.lock() {
+        headers.insert(layout_flags.bits(), header);
+    }
+    Ok(header)
+}
+
 /// Whether this kernel has `IORING_SETUP_NO_MMAP` (Linux 6.5): a 1-entry
-/// ring set up on two pages of our own; a kernel that does not know the
-/// flag refuses it with `EINVAL` (`Ok(false)`). Another error is the
-/// system's, not an answer.
+/// ring set up on two pages of our own, the first time it is asked in this
+/// process; a kernel that does not know the flag refuses it with `EINVAL`
+/// (`Ok(false)`). Another error is the system's, not an answer (and is
+/// asked again next time).
 pub fn has_no_mmap() -> Result<bool, Errno> {
+    static ANSWER: OnceLock<bool> = OnceLock::new();
+    if let Some(answer) = ANSWER.get() {
+        return Ok(*answer);
+    }
+    let answer = probe_no_mmap()?;
+    Ok(*ANSWER.get_or_init(|| answer))
+}
+
+fn probe_no_mmap() -> Result<bool, Errno> {
     let page = PAGE_SIZE as usize;
     // SAFETY: a fresh private mapping at an address the kernel picks; it
     // aliases nothing and is unmapped below, after the probe ring (which

@@ -137,6 +137,23 @@ pub fn ring_layout(setup: &RingSetup) -> Result<RingLayout, ContinuityError> {
     Ok(RingLayout::from_params(&params, flags))
 }
 
+/// The bytes of ring memory and of SQE memory a ring of `setup` takes on
+/// this kernel ([`ringplan_kernel::probe::ring_memory_sizes`]: no ring of
+/// that size is set up, and the probe behind it is asked once per layout).
+pub fn memory_sizes(setup: &RingSetup) -> Result<(u64, u64), ContinuityError> {
+    let cq_entries = if setup.cq_entries == 0 || !setup.setup_flags().contains(SetupFlags::CQSIZE) {
+        2 * setup.sq_entries.max(1).next_power_of_two()
+    } else {
+        setup.cq_entries.next_power_of_two()
+    };
+    ringplan_kernel::probe::ring_memory_sizes(
+        setup.sq_entries.max(1).next_power_of_two(),
+        cq_entries,
+        setup.setup_flags(),
+    )
+    .map_err(syscall("io_uring_setup(layout probe)"))
+}
+
 /// Whether this kernel has `IORING_SETUP_NO_MMAP` (Linux 6.5): `Err` with
 /// [`ContinuityError::NoMmapUnsupported`] when it does not. Asked of the
 /// kernel ([`ringplan_kernel::probe::has_no_mmap`]), not read from its
@@ -178,8 +195,8 @@ impl ContinuousRing {
         placement: &RingPlacement,
     ) -> Result<ContinuousRing, ContinuityError> {
         kernel_supports_no_mmap()?;
-        // Probed before anything is mapped, so a bad size maps nothing.
-        ring_layout(setup)?;
+        // Sized before anything is mapped, so a bad size maps nothing.
+        memory_sizes(setup)?;
         ContinuousRing::create_on(setup, PlacedMemory::place(placement)?)
     }
 
@@ -190,23 +207,23 @@ impl ContinuousRing {
         setup: &RingSetup,
         memory: PlacedMemory,
     ) -> Result<ContinuousRing, ContinuityError> {
-        let layout = ring_layout(setup)?;
+        let (rings_len, sqes_len) = memory_sizes(setup)?;
         let placement = memory.placement.clone();
         let rings_addr = placement
             .rings
             .iter()
-            .find(|range| range.len >= layout.rings_len)
+            .find(|range| range.len >= rings_len)
             .map(|range| range.addr)
             .ok_or_else(|| {
                 ContinuityError::BadRequest(format!(
-                    "no rings range is {:#x} bytes long, which a ring of {} SQ and {} CQ entries needs",
-                    layout.rings_len, layout.sq_entries, layout.cq_entries
+                    "no rings range is {rings_len:#x} bytes long, which a ring of {} SQ entries needs",
+                    setup.sq_entries
                 ))
             })?;
-        if placement.sqes.len < layout.sqes_len {
+        if placement.sqes.len < sqes_len {
             return Err(ContinuityError::BadRequest(format!(
-                "SQE memory {:#x}+{:#x}: the ring needs {:#x} bytes there",
-                placement.sqes.addr, placement.sqes.len, layout.sqes_len
+                "SQE memory {:#x}+{:#x}: the ring needs {sqes_len:#x} bytes there",
+                placement.sqes.addr, placement.sqes.len
             )));
         }
         let regions = memory.into_regions();
@@ -217,10 +234,11 @@ impl ContinuousRing {
         params.cq_off.user_addr = (rings_addr as *mut std::ffi::c_void).into();
         // SAFETY: the user addresses in `params` are the regions just
         // mapped, each long enough for what the kernel puts there (checked
-        // against the layout probe), and owned by the ring from here on.
+        // against `memory_sizes`), and owned by the ring from here on.
         let fd = unsafe { io_uring_setup(setup.sq_entries, &mut params) }
             .map_err(syscall("io_uring_setup(NO_MMAP)"))?;
         let sqpoll = flags.contains(SetupFlags::SQPOLL);
+        let layout = RingLayout::from_params(&params, flags);
         // SAFETY: the regions just mapped hold the rings and the SQEs, and
         // they live in `regions` as long as the view does (same owner).
         let view = unsafe {
@@ -238,7 +256,7 @@ impl ContinuousRing {
             fd,
             view,
             regions,
-            layout: RingLayout::from_params(&params, flags),
+            layout,
             flags,
             params,
             rings_addr,

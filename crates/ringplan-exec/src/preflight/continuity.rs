@@ -4,12 +4,13 @@
 //! range is long enough for a ring of the recorded sizes on this kernel
 //! (asked of throwaway rings, closed at once).
 
-use ringplan_kernel::procfs::{maps, Process};
+use ringplan_kernel::procfs::maps::{self, MapsQuery};
+use ringplan_kernel::procfs::Process;
 use ringplan_plan::{Op, Plan, SetupRing};
 
 use ringplan_image::SetupFlags;
 
-use crate::continuity::{kernel_supports_no_mmap, ContinuityError};
+use crate::continuity::{kernel_supports_no_mmap, memory_sizes, ContinuityError};
 use crate::error::ExecError;
 use crate::memory::overlapping_mapping;
 use crate::run::{placement_of, ring_setup_of};
@@ -58,10 +59,7 @@ pub(super) fn check_continuity(plan: &Plan, options: &ExecOptions) -> Result<boo
             })
         }
     }
-    let maps = maps::read(Process::Current).map_err(|_| ExecError::CheckSyscallFailed {
-        what: "reading /proc/self/maps",
-        errno: rustix::io::Errno::IO,
-    })?;
+    let mut free = FreeRanges::new();
     for (index, step) in plan.steps.iter().enumerate() {
         let Op::PlaceRingMemory(memory) = &step.op else {
             continue;
@@ -74,7 +72,7 @@ pub(super) fn check_continuity(plan: &Plan, options: &ExecOptions) -> Result<boo
             .chain(std::iter::once(("SQEs", &memory.sqes)));
         for (what, range) in ranges {
             let end = range.addr.saturating_add(page_round(range.len));
-            if let Some(by) = overlapping_mapping(&maps, range.addr, end) {
+            if let Some(by) = free.taken_by(range.addr, end)? {
                 return Err(ExecError::RingMemoryTaken {
                     step: index,
                     ring,
@@ -92,6 +90,48 @@ pub(super) fn check_continuity(plan: &Plan, options: &ExecOptions) -> Result<boo
     Ok(true)
 }
 
+/// Whether ranges of this process are free: one `PROCMAP_QUERY` ioctl per
+/// range (Linux 6.11+), or one read of `/proc/self/maps` for all of them on
+/// an older kernel; the maps text names what took a range.
+struct FreeRanges {
+    query: Option<MapsQuery>,
+    text: Option<String>,
+}
+
+impl FreeRanges {
+    fn new() -> FreeRanges {
+        FreeRanges {
+            query: MapsQuery::open(Process::Current).ok(),
+            text: None,
+        }
+    }
+
+    /// `None` when `[start, end)` is free; else the maps line in the way.
+    fn taken_by(&mut self, start: u64, end: u64) -> Result<Option<String>, ExecError> {
+        if let Some(query) = &self.query {
+            match query.is_free(start, end) {
+                Ok(true) => return Ok(None),
+                Ok(false) => {}
+                // Before 6.11: read the text from now on.
+                Err(_) => self.query = None,
+            }
+        }
+        if self.text.is_none() {
+            self.text =
+                Some(
+                    maps::read(Process::Current).map_err(|_| ExecError::CheckSyscallFailed {
+                        what: "reading /proc/self/maps",
+                        errno: rustix::io::Errno::IO,
+                    })?,
+                );
+        }
+        Ok(self
+            .text
+            .as_deref()
+            .and_then(|text| overlapping_mapping(text, start, end)))
+    }
+}
+
 /// The ring set up on the memory of step `place`.
 fn setup_on(plan: &Plan, place: usize) -> Option<&SetupRing> {
     plan.steps.iter().find_map(|step| match &step.op {
@@ -107,31 +147,27 @@ fn check_lengths(
     setup: &SetupRing,
     memory: &ringplan_plan::PlaceRingMemory,
 ) -> Result<(), ExecError> {
-    // Sizes from a 1-entry probe: preflight's throwaway rings are all of
-    // one entry, never of a size the plan sets up.
-    let ring_setup = ring_setup_of(setup);
-    let cq_entries = if ring_setup.cq_entries == 0 {
-        2 * setup.sq_entries
-    } else {
-        ring_setup.cq_entries
-    };
-    let (rings_len, sqes_len) = ringplan_kernel::probe::ring_memory_sizes(
-        setup.sq_entries,
-        cq_entries,
-        SetupFlags::from_bits_retain(setup.flags),
-    )
-    .map_err(|errno| ExecError::CheckSyscallFailed {
-        what: "io_uring_setup(layout probe)",
-        errno,
-    })?;
+    // Sizes from a 1-entry probe and the kernel's formula: preflight's
+    // throwaway rings are all of one entry, never of a size the plan sets up.
+    let (rings_len, sqes_len) =
+        memory_sizes(&ring_setup_of(setup)).map_err(|error| match error {
+            ContinuityError::Syscall { call, errno } => {
+                ExecError::CheckSyscallFailed { what: call, errno }
+            }
+            other => ExecError::RingMemoryTooSmall {
+                step,
+                ring,
+                problem: other.to_string(),
+            },
+        })?;
     let placement = placement_of(memory);
     if !placement.rings.iter().any(|range| range.len >= rings_len) {
         return Err(ExecError::RingMemoryTooSmall {
             step,
             ring,
             problem: format!(
-                "a ring of {} SQ and {cq_entries} CQ entries needs {rings_len:#x} bytes of ring memory on \
-                 this kernel; the placed rings hold {:#x}",
+                "a ring of {} SQ entries needs {rings_len:#x} bytes of ring memory on this kernel; the \
+                 placed rings hold {:#x}",
                 setup.sq_entries,
                 placement.rings.iter().map(|range| range.len).max().unwrap_or(0)
             ),

@@ -3,6 +3,10 @@
 //! in hex. An io_uring region's path is [`crate::abi::RING_FILE_PATH`] and its
 //! offset the region's mmap offset.
 
+use std::os::fd::OwnedFd;
+
+use rustix::io::Errno;
+
 use super::{read_text, Process, ProcfsError};
 
 /// One line of the maps file.
@@ -67,6 +71,92 @@ pub fn read(process: Process) -> Result<String, ProcfsError> {
     read_text(&process.path("maps"))
 }
 
+/// `struct procmap_query` (include/uapi/linux/fs.h, Linux 6.11): one
+/// mapping of a process asked for by address with an ioctl on its maps
+/// file, instead of the whole text.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct ProcmapQuery {
+    size: u64,
+    query_flags: u64,
+    query_addr: u64,
+    vma_start: u64,
+    vma_end: u64,
+    vma_flags: u64,
+    vma_page_size: u64,
+    vma_offset: u64,
+    inode: u64,
+    dev_major: u32,
+    dev_minor: u32,
+    vma_name_size: u32,
+    build_id_size: u32,
+    vma_name_addr: u64,
+    build_id_addr: u64,
+}
+
+/// `PROCMAP_QUERY_COVERING_OR_NEXT_VMA`: the mapping at the address, or
+/// the first one after it.
+const PROCMAP_QUERY_COVERING_OR_NEXT_VMA: u64 = 0x10;
+/// `PROCMAP_QUERY`: `_IOWR('f', 17, struct procmap_query)`.
+const PROCMAP_QUERY: rustix::ioctl::Opcode =
+    rustix::ioctl::opcode::read_write::<ProcmapQuery>(b'f', 17);
+
+/// A process's maps file held open for `PROCMAP_QUERY` (Linux 6.11+):
+/// asking whether a range is free costs one ioctl, not the text of every
+/// mapping.
+#[derive(Debug)]
+pub struct MapsQuery {
+    file: OwnedFd,
+}
+
+impl MapsQuery {
+    /// Opens `process`'s maps file.
+    pub fn open(process: Process) -> Result<MapsQuery, ProcfsError> {
+        let path = process.path("maps");
+        let file = rustix::fs::open(
+            &path,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|errno| ProcfsError::io(&path, std::io::Error::from(errno)))?;
+        Ok(MapsQuery { file })
+    }
+
+    /// The first mapping (`start`, `end`) that covers `addr` or starts
+    /// after it; `None` when there is none. `Err(ENOTTY)` (or `EINVAL`) on
+    /// a kernel before 6.11, which has no such ioctl.
+    pub fn covering_or_next(&self, addr: u64) -> Result<Option<(u64, u64)>, Errno> {
+        let mut query = ProcmapQuery {
+            size: std::mem::size_of::<ProcmapQuery>() as u64,
+            query_flags: PROCMAP_QUERY_COVERING_OR_NEXT_VMA,
+            query_addr: addr,
+            ..ProcmapQuery::default()
+        };
+        // SAFETY: `query` is a `struct procmap_query` of the size it states,
+        // with no name or build-id buffer (sizes 0), which the kernel reads
+        // and fills in during the call only.
+        let asked = unsafe {
+            rustix::ioctl::ioctl(
+                &self.file,
+                rustix::ioctl::Updater::<PROCMAP_QUERY, ProcmapQuery>::new(&mut query),
+            )
+        };
+        match asked {
+            Ok(()) => Ok(Some((query.vma_start, query.vma_end))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// Whether `[start, end)` overlaps no mapping: `Err` as
+    /// [`MapsQuery::covering_or_next`].
+    pub fn is_free(&self, start: u64, end: u64) -> Result<bool, Errno> {
+        Ok(self
+            .covering_or_next(start)?
+            .is_none_or(|(mapping_start, _)| mapping_start >= end))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +202,26 @@ mod tests {
     fn this_process_maps_parse() {
         let text = read(Process::Current).expect("own maps");
         assert!(text.lines().all(|line| MapsEntry::parse(line).is_some()));
+    }
+
+    #[test]
+    fn a_query_agrees_with_the_text() {
+        let Ok(query) = MapsQuery::open(Process::Current) else {
+            return;
+        };
+        let text = read(Process::Current).expect("our maps");
+        let first = text.lines().find_map(MapsEntry::parse).expect("a mapping");
+        match query.covering_or_next(first.start) {
+            Ok(found) => {
+                assert_eq!(found, Some((first.start, first.end)));
+                assert!(!query.is_free(first.start, first.end).expect("asked"));
+                // Below every mapping: free up to the first one.
+                if first.start > 0x1000 {
+                    assert!(query.is_free(0x1000, first.start).expect("asked"));
+                }
+            }
+            // Before Linux 6.11: no such ioctl.
+            Err(errno) => assert!(matches!(errno, Errno::NOTTY | Errno::INVAL), "{errno}"),
+        }
     }
 }
