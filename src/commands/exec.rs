@@ -121,7 +121,7 @@ fn run_with(
             ringplan_exec::preflight(plan, &inputs, &mut memory, options).map_err(exec_error)?;
         return print(stdio, &dry_run_text(plan, &report));
     }
-    let mut progress = progress::RestoreProgress::on_terminal(stdio.is_moved(2));
+    let mut progress = progress::RestoreProgress::on_terminal(plan, stdio.is_moved(2));
     let restored = test_hooks::execute(
         &args.test_hooks,
         plan,

@@ -6,7 +6,9 @@
 //! define a [`Handle`]: the step's own index. Later steps name fds by handle
 //! only; the executor keeps a table from handle to the real fd it got.
 
-use ringplan_image::{Cqe, FileType, ObjectId, QueuedSqe, RingMapping, Source, UserRegion};
+use ringplan_image::{
+    Cqe, FileType, ObjectId, QueuedSqe, RingMapping, SetupFlags, Source, UserRegion,
+};
 use serde::{Deserialize, Serialize};
 
 /// The format name every plan carries; a reader refuses any other.
@@ -73,13 +75,21 @@ impl Plan {
     /// (see [`RestoreCompletions::estimated_time`]): most of a restore's
     /// time when a ring's positions are far from 0.
     pub fn estimated_position_time(&self) -> std::time::Duration {
-        self.steps
-            .iter()
-            .filter_map(|step| match &step.op {
-                Op::RestoreCompletions(restore) => Some(restore.estimated_time()),
-                _ => None,
-            })
+        (0..self.steps.len())
+            .filter_map(|index| self.estimated_step_time(index))
             .sum()
+    }
+
+    /// About how long step `index` takes, for a `restore_completions` whose
+    /// ring's setup the plan has; `None` for every other step.
+    pub fn estimated_step_time(&self, index: usize) -> Option<std::time::Duration> {
+        let Op::RestoreCompletions(restore) = &self.steps.get(index)?.op else {
+            return None;
+        };
+        match &self.steps.get(restore.ring_handle.0 as usize)?.op {
+            Op::SetupRing(setup) => Some(restore.estimated_time(setup)),
+            _ => None,
+        }
     }
 
     /// The largest fd number a run of this plan may use, plus one: what
@@ -364,18 +374,29 @@ impl RestoreCompletions {
         u64::from(self.sq_head).max(u64::from(self.cq_tail))
     }
 
-    /// About how long moving the positions takes, from what each kind of
-    /// move cost on a 16-entry ring (docs/performance.md, "Position
-    /// advance"; larger rings are cheaper per position): a NOP that moves
-    /// both positions 126 ns, one that moves the SQ head alone 100 ns, a
-    /// `MSG_RING` that moves the CQ tail alone 290 ns.
-    pub fn estimated_time(&self) -> std::time::Duration {
+    /// About how long moving the positions takes on the ring `setup` sets
+    /// up, from what was measured here (docs/performance.md, "Position
+    /// advance"): each move costs a NOP's worth (126 ns for one that moves
+    /// both positions, 100 ns for the SQ head alone, 290 ns for a
+    /// `MSG_RING` that moves the CQ tail alone), and every batch (at most
+    /// the SQ size, 1024 at the most) a round trip to the kernel: about
+    /// 1 us, or about 10 us with an SQ thread, which must pick the batch up
+    /// (a 2-entry SQPOLL ring moved 20M positions in 99 s).
+    pub fn estimated_time(&self, setup: &SetupRing) -> std::time::Duration {
         let (sq, cq) = (u64::from(self.sq_head), u64::from(self.cq_tail));
         let both = sq.min(cq);
+        let batch = u64::from(setup.sq_entries.clamp(1, 1024));
+        let per_batch_ns = if setup.flags & SetupFlags::SQPOLL.bits() != 0 {
+            10_000
+        } else {
+            1_000
+        };
+        let nops = sq.max(cq);
         let nanos = both
             .saturating_mul(126)
             .saturating_add((sq - both).saturating_mul(100))
-            .saturating_add((cq - both).saturating_mul(290));
+            .saturating_add((cq - both).saturating_mul(290))
+            .saturating_add(nops.div_ceil(batch).saturating_mul(per_batch_ns));
         std::time::Duration::from_nanos(nanos)
     }
 }

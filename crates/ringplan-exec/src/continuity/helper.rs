@@ -118,7 +118,8 @@ impl HelperRing {
     /// Submits the next `count` SQEs (at most [`Self::entries`]) and fails
     /// with the first failure any of them posted.
     pub(super) fn submit(&self, count: u32) -> Result<(), ContinuityError> {
-        self.view.submit(self.fd.as_fd(), count)?;
+        // Its SQEs skip their CQEs on success.
+        self.view.submit(self.fd.as_fd(), count, 0)?;
         let (head, tail) = (self.view.cq_head(), self.view.cq_tail());
         if head != tail {
             // Only failures post a CQE (IOSQE_CQE_SKIP_SUCCESS).

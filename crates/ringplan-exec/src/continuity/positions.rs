@@ -209,7 +209,8 @@ impl Advance<'_> {
                 self.view()
                     .cq_tail()
                     .wrapping_add(if skip_cqe { 0 } else { batch });
-            self.view().submit(fd, batch)?;
+            self.view()
+                .submit(fd, batch, if skip_cqe { 0 } else { batch })?;
             self.view().wait_cq_tail(expected_tail)?;
             if skip_cqe {
                 self.advanced.skipping_nops += u64::from(batch);

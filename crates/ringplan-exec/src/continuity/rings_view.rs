@@ -171,7 +171,19 @@ impl RingsView {
     /// Releases `count` more SQEs (already in their slots) to the kernel
     /// and has them consumed: `io_uring_enter`, or with an SQ thread a
     /// wakeup if it sleeps and a wait until its head reaches the tail.
-    pub(super) fn submit(&self, fd: BorrowedFd<'_>, count: u32) -> Result<(), ContinuityError> {
+    /// `cqes` is how many CQEs the batch posts (NOPs that do not skip
+    /// theirs): with an SQ thread, the wait for them sleeps in the kernel
+    /// (`IORING_ENTER_GETEVENTS`) rather than spinning beside the thread
+    /// that does the work.
+    pub(super) fn submit(
+        &self,
+        fd: BorrowedFd<'_>,
+        count: u32,
+        cqes: u32,
+    ) -> Result<(), ContinuityError> {
+        // Where the CQ tail gets once the batch is done, taken before the
+        // batch is released: an SQ thread may post its CQEs at once.
+        let cq_target = self.cq_tail().wrapping_add(cqes);
         let tail = self.sq_tail().wrapping_add(count);
         self.set_sq_tail(tail);
         if !self.sqpoll {
@@ -186,6 +198,7 @@ impl RingsView {
             return Ok(());
         }
         let started = Instant::now();
+        let mut waited_for_cqes = cqes == 0;
         loop {
             // Order the tail store before reading the thread's flag, as the
             // SQ thread orders its flag store before rechecking the tail.
@@ -193,11 +206,34 @@ impl RingsView {
             if self.sq_head() == tail {
                 return Ok(());
             }
+            let mut flags = 0;
             if self.sq_flags() & IORING_SQ_NEED_WAKEUP != 0 {
-                let flags = IoringEnterFlags::from_bits_retain(IORING_ENTER_SQ_WAKEUP);
+                flags |= IORING_ENTER_SQ_WAKEUP;
+            }
+            let mut min_complete = 0;
+            if !waited_for_cqes {
+                if self.cq_tail() == cq_target {
+                    waited_for_cqes = true;
+                } else {
+                    // Counted from the CQ head, as the kernel counts.
+                    min_complete = cq_target.wrapping_sub(self.cq_head());
+                    flags |= IORING_ENTER_GETEVENTS;
+                }
+            }
+            if flags != 0 {
+                let flags = IoringEnterFlags::from_bits_retain(flags);
                 // SAFETY: no EXT_ARG flag.
-                unsafe { io_uring_enter(fd, 0, 0, flags) }
-                    .map_err(syscall("io_uring_enter(SQ_WAKEUP)"))?;
+                match unsafe { io_uring_enter(fd, 0, min_complete, flags) } {
+                    Ok(_) => waited_for_cqes = true,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(errno) => {
+                        return Err(ContinuityError::Syscall {
+                            call: "io_uring_enter(SQ_WAKEUP|GETEVENTS)",
+                            errno,
+                        })
+                    }
+                }
+                continue;
             }
             if started.elapsed() > SQ_THREAD_PATIENCE {
                 return Err(ContinuityError::Diverged(format!(
