@@ -209,6 +209,7 @@ fn syscalls_run_in_each_thread_and_the_process_carries_on_as_before() {
     let attaching = Instant::now();
     let mut process = RemoteProcess::attach(pid, &target.tids()).expect("attach");
     let attach_time = attaching.elapsed();
+    let split = process.timings();
     assert!(!process.was_stopped());
     let mut held = process.threads();
     held.sort();
@@ -366,7 +367,8 @@ fn syscalls_run_in_each_thread_and_the_process_carries_on_as_before() {
     process.detach(true).expect("detach");
     let detach_time = detaching.elapsed();
     eprintln!(
-        "remote: 3-thread target: attach {attach_time:?} (scratch pages included), {per_syscall:?} per injected syscall, detach {detach_time:?}"
+        "remote: 3-thread target: attach {attach_time:?} (threads stopped and recorded {:?}, scratch pages mapped {:?}), {per_syscall:?} per injected syscall, detach {detach_time:?}",
+        split.stop_threads, split.map_scratch
     );
 
     assert_eq!(snapshot(pid), before, "maps and fds after the detach");
