@@ -471,6 +471,56 @@ fn dropping_a_hold_puts_the_process_back() {
     assert_eq!(events["read"]["data"].as_str(), Some("back"));
 }
 
+/// A failure inside the target (here the scratch pages' `mmap`, refused
+/// by an address-space limit at the target's current size) puts back the
+/// bytes borrowed at a thread's instruction pointer, its registers and
+/// masks, and detaches: the process carries on as if never touched.
+#[test]
+fn a_failed_attach_leaves_the_process_as_found() {
+    let mut target = Target::start("plain", 300);
+    target.wait_blocked();
+    let pid = rustix::process::Pid::from_raw(target.pid as i32).expect("a pid");
+    let size = std::fs::read_to_string(format!("/proc/{}/status", target.pid))
+        .expect("status")
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .expect("VmSize");
+    let limit = rustix::process::Rlimit {
+        current: Some(size * 1024),
+        maximum: None,
+    };
+    rustix::process::prlimit(Some(pid), rustix::process::Resource::As, limit).expect("prlimit");
+    let before = snapshot(target.pid);
+    let error = RemoteProcess::attach(target.pid, &[target.main])
+        .expect_err("no room for the scratch pages");
+    match &error {
+        RemoteError::Scratch { tid, errno, .. } => {
+            assert_eq!(
+                (*tid, *errno),
+                (target.main, rustix::io::Errno::NOMEM),
+                "{error}"
+            )
+        }
+        other => panic!("expected a scratch failure, got {other:?}"),
+    }
+    assert_eq!(snapshot(target.pid), before);
+    assert_eq!(tracer_of_every_thread(target.pid), vec![0; 3]);
+    // The main thread's next instructions were borrowed: it runs them.
+    target.write_stdin("intact\n");
+    let events = target.events_until_end();
+    assert_eq!(events["read"]["data"].as_str(), Some("intact"));
+    assert_eq!(events["slept"]["result"].as_i64(), Some(0));
+    assert_eq!(events["end"]["handler_ran"].as_i64(), Some(0));
+}
+
 #[test]
 fn seccomp_is_refused_before_anything_is_injected() {
     for (mode, seccomp) in [("filter", 2), ("strict", 1)] {
