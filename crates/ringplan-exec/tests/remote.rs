@@ -401,7 +401,7 @@ fn syscalls_run_in_each_thread_and_the_process_carries_on_as_before() {
 
 #[test]
 fn a_process_stopped_when_attached_is_left_stopped_and_one_can_be_left_stopped() {
-    let mut stopped = Target::start("plain", 300);
+    let mut stopped = Target::start("plain", 1000);
     stopped.wait_blocked();
     stopped.signal(rustix::process::Signal::STOP);
     stopped.wait_state(b'T');
@@ -422,7 +422,7 @@ fn a_process_stopped_when_attached_is_left_stopped_and_one_can_be_left_stopped()
     assert_eq!(events["read"]["data"].as_str(), Some("go"));
     assert_eq!(events["slept"]["result"].as_i64(), Some(0));
 
-    let mut running = Target::start("plain", 300);
+    let mut running = Target::start("plain", 1000);
     running.wait_blocked();
     let before = snapshot(running.pid);
     let mut process = RemoteProcess::attach(running.pid, &[running.main]).expect("attach");
@@ -447,7 +447,7 @@ fn a_process_stopped_when_attached_is_left_stopped_and_one_can_be_left_stopped()
 /// process back as found.
 #[test]
 fn dropping_a_hold_puts_the_process_back() {
-    let mut target = Target::start("plain", 300);
+    let mut target = Target::start("plain", 1000);
     target.wait_blocked();
     let before = snapshot(target.pid);
     {
@@ -477,7 +477,7 @@ fn dropping_a_hold_puts_the_process_back() {
 /// masks, and detaches: the process carries on as if never touched.
 #[test]
 fn a_failed_attach_leaves_the_process_as_found() {
-    let mut target = Target::start("plain", 300);
+    let mut target = Target::start("plain", 1000);
     target.wait_blocked();
     let pid = rustix::process::Pid::from_raw(target.pid as i32).expect("a pid");
     let size = std::fs::read_to_string(format!("/proc/{}/status", target.pid))
@@ -524,7 +524,7 @@ fn a_failed_attach_leaves_the_process_as_found() {
 #[test]
 fn seccomp_is_refused_before_anything_is_injected() {
     for (mode, seccomp) in [("filter", 2), ("strict", 1)] {
-        let target = Target::start(mode, 300);
+        let target = Target::start(mode, 5000);
         if mode == "strict" {
             // The main thread enters strict mode right before its read.
             target.wait_in_syscall(target.main, libc::SYS_read);
@@ -554,7 +554,7 @@ fn refusals_name_the_process_and_the_reason() {
         RemoteProcess::attach(u32::MAX >> 2, &[]),
         Err(RemoteError::NoSuchProcess { .. })
     ));
-    let target = Target::start("plain", 300);
+    let target = Target::start("plain", 5000);
     target.wait_blocked();
     let error = RemoteProcess::attach(target.pid, &[1]).expect_err("thread 1 is not the target's");
     assert!(
@@ -575,7 +575,7 @@ fn refusals_name_the_process_and_the_reason() {
 /// asked for; the rest of the process is.
 #[test]
 fn io_threads_are_left_alone() {
-    let mut target = Target::start("plain", 300);
+    let mut target = Target::start("plain", 1000);
     target.wait_blocked();
     let before = snapshot(target.pid);
     let mut process = RemoteProcess::attach(target.pid, &[]).expect("attach");
@@ -653,7 +653,7 @@ fn an_unprivileged_user_cannot_hold_a_root_process() {
         rustix::process::getuid().is_root(),
         "this test drops from root to nobody: run as root"
     );
-    let target = Target::start("plain", 300);
+    let target = Target::start("plain", 10000);
     target.wait_blocked();
     let dir = std::env::temp_dir().join(format!("ringplan-remote-nobody-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temp dir");
@@ -706,5 +706,6 @@ fn an_unprivileged_user_cannot_hold_a_root_process() {
             target.pid, target.pid
         )
     );
+    // Its threads are all there (the sleeper sleeps 10 s) and untraced.
     assert_eq!(tracer_of_every_thread(target.pid), vec![0; 3]);
 }

@@ -149,3 +149,57 @@ impl std::fmt::Debug for Registers {
         map.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringplan_kernel::abi::ptrace::{ERESTARTSYS, ERESTART_RESTARTBLOCK};
+
+    fn blocked_in(nr: u64, raw: i64) -> Registers {
+        // SAFETY: user_regs_struct is plain integers, all-zero is valid.
+        let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        regs.orig_rax = nr;
+        regs.rax = raw as u64;
+        regs.rip = 0x1000;
+        regs.rsp = 0x7fff_0000;
+        Registers(regs)
+    }
+
+    #[test]
+    fn injected_registers_carry_the_call_and_no_restart() {
+        let blocked = blocked_in(0, -ERESTARTSYS);
+        assert_eq!(blocked.interrupted_syscall(), Some((0, -ERESTARTSYS)));
+        let injected = blocked.for_syscall(0x5000, 9, [1, 2, 3, 4, 5, 6]);
+        let named: std::collections::BTreeMap<_, _> = injected.named().into_iter().collect();
+        let args: Vec<u64> = ["rdi", "rsi", "rdx", "r10", "r8", "r9"]
+            .iter()
+            .map(|name| named[name])
+            .collect();
+        assert_eq!(args, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            (named["rax"], named["orig_rax"], named["rip"]),
+            (9, u64::MAX, 0x5000)
+        );
+        assert_eq!(named["rsp"], 0x7fff_0000, "the stack is left alone");
+        assert_eq!(injected.interrupted_syscall(), None);
+        // The recorded set is untouched.
+        assert_eq!(blocked.instruction_pointer(), 0x1000);
+    }
+
+    #[test]
+    fn only_restart_codes_after_a_syscall_are_interrupted_syscalls() {
+        assert_eq!(
+            blocked_in(230, -ERESTART_RESTARTBLOCK).interrupted_syscall(),
+            Some((230, -ERESTART_RESTARTBLOCK))
+        );
+        assert_eq!(
+            blocked_in(0, -4).interrupted_syscall(),
+            None,
+            "EINTR is a result"
+        );
+        assert_eq!(
+            blocked_in(u64::MAX, -ERESTARTSYS).interrupted_syscall(),
+            None
+        );
+    }
+}
