@@ -59,6 +59,9 @@
 //!   yet called by any op: a ring on memory placed at given addresses
 //!   (`IORING_SETUP_NO_MMAP`), its kernel positions advanced to given
 //!   values, its pending entries and overflow list put back.
+//! - [`remote`]: syscalls run inside another process through ptrace (the
+//!   base of `plan exec --pid`, not yet called by the executor): hold every
+//!   thread, run syscalls in chosen ones, leave the process as it was found.
 //! - [`stdio`]: a restorer's own standard streams, moved out of the plan's
 //!   way while it restores into itself.
 //! - [`verify`] (`verify/matching.rs` pairs objects, `verify/fields.rs`
@@ -96,6 +99,7 @@ mod memory;
 mod options;
 mod owned_mapping;
 mod preflight;
+pub mod remote;
 mod restored;
 mod run;
 pub mod stdio;

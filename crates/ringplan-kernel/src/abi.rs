@@ -282,3 +282,77 @@ mod tests {
         assert_eq!(SetupFlags::KNOWN.bits(), (1 << 19) - 1);
     }
 }
+
+/// What running syscalls inside another process (ptrace) meets: the
+/// restart codes a syscall interrupted by the attach leaves in its return
+/// register (`include/linux/errno.h`, never seen by user space), the task
+/// flag of io threads, the seccomp modes of `/proc/PID/status`, and the rseq
+/// structures read to tell whether a thread is inside a critical section
+/// (`include/uapi/linux/rseq.h`, `include/uapi/linux/ptrace.h`).
+pub mod ptrace {
+    /// `ERESTARTSYS`: restart the syscall unless a handler without
+    /// `SA_RESTART` runs.
+    pub const ERESTARTSYS: i64 = 512;
+    /// `ERESTARTNOINTR`: always restart.
+    pub const ERESTARTNOINTR: i64 = 513;
+    /// `ERESTARTNOHAND`: restart when no handler runs.
+    pub const ERESTARTNOHAND: i64 = 514;
+    /// `ERESTART_RESTARTBLOCK`: restart through `restart_syscall` and the
+    /// task's `restart_block` (`nanosleep`, `poll`, `futex` with a timeout).
+    pub const ERESTART_RESTARTBLOCK: i64 = 516;
+
+    /// Whether a syscall's raw return value is one of the restart codes
+    /// above: the syscall was interrupted and the kernel restarts it when
+    /// the thread resumes without running a signal handler.
+    pub fn is_restart_code(raw_result: i64) -> bool {
+        matches!(
+            -raw_result,
+            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK
+        )
+    }
+
+    /// `PF_IO_WORKER` (`include/linux/sched.h`): an io_uring SQ thread or
+    /// io-wq worker; it runs no user code and cannot be ptraced.
+    pub const PF_IO_WORKER: u64 = 0x10;
+
+    /// `SECCOMP_MODE_DISABLED`: the `Seccomp:` field of a thread without
+    /// seccomp.
+    pub const SECCOMP_MODE_DISABLED: u32 = 0;
+    /// `SECCOMP_MODE_STRICT`: only `read`, `write`, `exit` and `sigreturn`.
+    pub const SECCOMP_MODE_STRICT: u32 = 1;
+    /// `SECCOMP_MODE_FILTER`: BPF filters decide each syscall.
+    pub const SECCOMP_MODE_FILTER: u32 = 2;
+
+    /// `PTRACE_GET_RSEQ_CONFIGURATION` (Linux 5.13): where a thread's
+    /// `struct rseq` is and its abort signature.
+    pub const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
+
+    /// `struct ptrace_rseq_configuration`.
+    #[repr(C)]
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct RseqConfiguration {
+        /// Address of the thread's `struct rseq`; 0 when it registered none.
+        pub rseq_abi_pointer: u64,
+        /// Size registered.
+        pub rseq_abi_size: u32,
+        /// The signature the 4 bytes before every abort handler must hold.
+        pub signature: u32,
+        /// Registration flags.
+        pub flags: u32,
+        /// Padding.
+        pub pad: u32,
+    }
+
+    /// Offset of `rseq_cs` (a `u64` pointer to the current critical
+    /// section's `struct rseq_cs`, 0 outside one) in `struct rseq`.
+    pub const RSEQ_CS_FIELD_OFFSET: u64 = 8;
+    /// Bytes of `struct rseq_cs`: `version: u32`, `flags: u32`,
+    /// `start_ip: u64`, `post_commit_offset: u64`, `abort_ip: u64`.
+    pub const RSEQ_CS_SIZE: usize = 32;
+    /// Offset of `start_ip` in `struct rseq_cs`.
+    pub const RSEQ_CS_START_IP_OFFSET: usize = 8;
+    /// Offset of `post_commit_offset` in `struct rseq_cs`.
+    pub const RSEQ_CS_POST_COMMIT_OFFSET_OFFSET: usize = 16;
+    /// Offset of `abort_ip` in `struct rseq_cs`.
+    pub const RSEQ_CS_ABORT_IP_OFFSET: usize = 24;
+}

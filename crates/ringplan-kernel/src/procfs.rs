@@ -10,7 +10,9 @@
 //! - [`fdinfo`]: the text of `/proc/PID/fdinfo/FD`: its lines, the typed
 //!   fields of a ring, an eventfd or any other fd, and the `UserFiles:` rows;
 //! - [`maps`]: the lines of `/proc/PID/maps`;
-//! - [`mem`]: reads of a process's memory through `/proc/PID/mem`;
+//! - [`mem`]: reads and writes of a process's memory through `/proc/PID/mem`;
+//! - [`status`]: the state, tracer, owner and seccomp mode in `/proc/PID/status`
+//!   and Yama's `ptrace_scope`;
 //! - [`mountinfo`]: the lines of `/proc/self/mountinfo`;
 //! - [`escape`]: the `\ooo` escapes the kernel writes into paths in all of
 //!   these.
@@ -26,6 +28,7 @@ pub mod mem;
 pub mod mountinfo;
 pub mod pagemap;
 pub mod stat;
+pub mod status;
 pub mod task;
 
 use std::path::{Path, PathBuf};
