@@ -554,3 +554,64 @@ fn a_frozen_dump_equals_an_unfrozen_one_of_a_quiet_target() {
     let frozen = plan_ok(&["dump", "--pid", &pid, "--backend", "bpf", "--freeze"]);
     assert_eq!(plain, frozen);
 }
+
+/// One ringplan command at a time holds a process (issue 13): six frozen
+/// dumps of one process at once each hold it alone (none finds it stopped
+/// by another and reads while that one resumes it), and a dump started
+/// while `plan freeze` holds it waits for the freeze to let go.
+#[test]
+fn holders_of_one_process_take_turns() {
+    let scenario = Scenario::start("seed");
+    let pid = scenario.pid().to_string();
+    let dir = scratch_dir("hold-turns");
+    let dumps: Vec<Child> = (0..6)
+        .map(|index| {
+            let image = dir.join(format!("{index}.img"));
+            Command::new(PLAN)
+                .args(["dump", "--pid", &pid, "--freeze", "-o"])
+                .arg(&image)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("starting plan dump")
+        })
+        .collect();
+    for (index, dump) in dumps.into_iter().enumerate() {
+        let output = dump.wait_with_output().expect("waiting for plan dump");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "dump {index}: {stderr}");
+        assert!(
+            !stderr.contains("already stopped"),
+            "dump {index} found the process stopped by another dump: {stderr}"
+        );
+    }
+    assert!(eventually(|| state_of(scenario.pid()) != Some('T')));
+
+    // A freeze holds it for 2 s; a dump started meanwhile waits for it.
+    let freeze = Command::new(PLAN)
+        .args(["freeze", "--pid", &pid, "--", "sleep", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting plan freeze");
+    assert!(eventually(|| state_of(scenario.pid()) == Some('T')));
+    let started = Instant::now();
+    let output = plan(&["dump", "--pid", &pid, "--freeze", "-o", "/dev/null"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("already stopped"), "{stderr}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the dump did not wait for the freeze ({:?}): {stderr}",
+        started.elapsed()
+    );
+    let freeze = freeze.wait_with_output().expect("waiting for plan freeze");
+    assert!(
+        freeze.status.success(),
+        "{}",
+        String::from_utf8_lossy(&freeze.stderr)
+    );
+    assert!(eventually(|| state_of(scenario.pid()) != Some('T')));
+}

@@ -16,6 +16,11 @@
 //!
 //! A target that is already stopped or frozen is left exactly as found.
 //!
+//! One ringplan command at a time: before anything else, a holder takes the
+//! target's [`HoldLock`], waiting up to [`HOLD_WAIT`] for another ringplan
+//! command that holds it; so a target found stopped was stopped by someone
+//! else, and nobody resumes what it did not stop.
+//!
 //! Letting go when ringplan itself dies: before freezing, a watchdog process
 //! is forked. It holds only the read end of a pipe whose write end is
 //! ringplan's (close-on-exec, so no command ringplan starts inherits it) and
@@ -36,6 +41,7 @@ use std::time::{Duration, Instant};
 use ringplan_kernel::procfs::mountinfo::{self, MountinfoEntry};
 use ringplan_kernel::procfs::{stat, task, Process, ProcfsError};
 
+use crate::hold_lock::{HoldLock, HoldLockError, HOLD_WAIT};
 use crate::target::Target;
 
 /// How to hold the target still.
@@ -91,6 +97,10 @@ impl std::fmt::Display for HeldBy {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FreezeError {
+    /// Another ringplan command holds the target (or the lock could not be
+    /// taken).
+    #[error(transparent)]
+    Held(HoldLockError),
     #[error("cannot freeze pid {pid} with its cgroup: {reason}")]
     CgroupUnusable { pid: u32, reason: String },
     #[error("pid {pid} did not stop within {waited_ms} ms ({pending}); it was let go")]
@@ -134,6 +144,8 @@ pub struct Frozen {
     thaw: Option<ThawHandle>,
     watchdog: Option<Watchdog>,
     since: Instant,
+    /// Dropped after the target is let go (`Drop` releases first).
+    _lock: HoldLock,
 }
 
 #[derive(Debug)]
@@ -174,25 +186,26 @@ impl Frozen {
     /// is stopped (or its cgroup reports frozen).
     pub fn hold(target: &Target, method: FreezeMethod) -> Result<Frozen, FreezeError> {
         let pid = target.pid();
+        let lock = HoldLock::acquire(pid, HOLD_WAIT).map_err(FreezeError::Held)?;
         let cgroup = match method {
             FreezeMethod::Signal => None,
             FreezeMethod::Auto => CgroupFreezer::find(pid).ok(),
             FreezeMethod::Cgroup => Some(CgroupFreezer::find(pid)?),
         };
         match cgroup {
-            Some(cgroup) => Frozen::hold_cgroup(pid, cgroup),
-            None => Frozen::hold_signal(target),
+            Some(cgroup) => Frozen::hold_cgroup(pid, cgroup, lock),
+            None => Frozen::hold_signal(target, lock),
         }
     }
 
-    fn hold_signal(target: &Target) -> Result<Frozen, FreezeError> {
+    fn hold_signal(target: &Target, lock: HoldLock) -> Result<Frozen, FreezeError> {
         let pid = target.pid();
         let io = |what: &str| {
             let what = what.to_owned();
             move |cause: std::io::Error| FreezeError::Io { pid, what, cause }
         };
         if process_state(pid).map_err(io("reading its state"))? == Some(b'T') {
-            return Ok(Frozen::unchanged(pid, HeldBy::AlreadyStopped));
+            return Ok(Frozen::unchanged(pid, HeldBy::AlreadyStopped, lock));
         }
         let pidfd = target
             .pidfd()
@@ -206,6 +219,7 @@ impl Frozen {
             thaw: Some(thaw),
             watchdog: Some(watchdog),
             since: Instant::now(),
+            _lock: lock,
         };
         rustix::process::pidfd_send_signal(target.pidfd(), rustix::process::Signal::STOP)
             .map_err(|errno| io("sending SIGSTOP")(errno.into()))?;
@@ -213,14 +227,18 @@ impl Frozen {
         Ok(frozen)
     }
 
-    fn hold_cgroup(pid: u32, cgroup: CgroupFreezer) -> Result<Frozen, FreezeError> {
+    fn hold_cgroup(pid: u32, cgroup: CgroupFreezer, lock: HoldLock) -> Result<Frozen, FreezeError> {
         let io = |what: String| move |cause: std::io::Error| FreezeError::Io { pid, what, cause };
         let control_path = cgroup.control_path();
         if cgroup
             .is_frozen()
             .map_err(io(format!("reading {}", control_path.display())))?
         {
-            return Ok(Frozen::unchanged(pid, HeldBy::AlreadyFrozen(cgroup.dir)));
+            return Ok(Frozen::unchanged(
+                pid,
+                HeldBy::AlreadyFrozen(cgroup.dir),
+                lock,
+            ));
         }
         let control = File::options()
             .write(true)
@@ -238,6 +256,7 @@ impl Frozen {
             thaw: Some(thaw),
             watchdog: Some(watchdog),
             since: Instant::now(),
+            _lock: lock,
         };
         std::fs::write(&control_path, cgroup.frozen_value())
             .map_err(io(format!("writing {}", control_path.display())))?;
@@ -252,13 +271,14 @@ impl Frozen {
         Ok(frozen)
     }
 
-    fn unchanged(pid: u32, held_by: HeldBy) -> Frozen {
+    fn unchanged(pid: u32, held_by: HeldBy, lock: HoldLock) -> Frozen {
         Frozen {
             pid,
             held_by,
             thaw: None,
             watchdog: None,
             since: Instant::now(),
+            _lock: lock,
         }
     }
 

@@ -40,6 +40,7 @@ pub mod caveats;
 pub mod fdinfo;
 pub mod fdinfo_format;
 pub mod freeze;
+pub mod hold_lock;
 pub mod maps;
 pub mod raw;
 pub mod ring_memory;

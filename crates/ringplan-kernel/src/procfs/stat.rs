@@ -15,6 +15,10 @@ pub struct Stat {
     /// `task_struct.flags` (`PF_*`, e.g. `PF_EXITING`), when the line has
     /// it.
     pub flags: Option<u64>,
+    /// `starttime` (field 22): when the task started, in clock ticks after
+    /// boot; with the pid, it names one process for good (a reused pid has
+    /// another start time).
+    pub start_time: Option<u64>,
 }
 
 impl Stat {
@@ -25,8 +29,14 @@ impl Stat {
         let state = *line.get(end + 2)?;
         // After the name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
         let rest = std::str::from_utf8(line.get(end + 1..)?).ok();
-        let flags = rest.and_then(|rest| rest.split_whitespace().nth(6)?.parse().ok());
-        Some(Stat { state, flags })
+        let field =
+            |index: usize| rest.and_then(|rest| rest.split_whitespace().nth(index)?.parse().ok());
+        // Counted from the state: flags is field 9 of the line, starttime 22.
+        Some(Stat {
+            state,
+            flags: field(6),
+            start_time: field(19),
+        })
     }
 
     /// Zombie (`Z`) or dead (`X`, `x`): the task has exited.
@@ -69,6 +79,12 @@ mod tests {
     fn stat_lines_are_read_after_the_command_name() {
         let line = Stat::parse(b"42 (a) b) (c) T 1 2 3 4 5 4194564 0").expect("a line");
         assert_eq!((line.state, line.flags), (b'T', Some(4194564)));
+        assert_eq!(line.start_time, None);
+        let full = b"7 (x) S 1 7 7 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1000 100";
+        assert_eq!(
+            Stat::parse(full).and_then(|line| line.start_time),
+            Some(98765)
+        );
         assert_eq!(
             Stat::parse(b"42 (plan) S 1").map(|line| (line.state, line.flags)),
             Some((b'S', None))
