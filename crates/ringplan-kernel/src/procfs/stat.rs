@@ -94,7 +94,11 @@ mod tests {
 
     #[test]
     fn states_say_stopped_and_exited() {
-        let stat = |state| Stat { state, flags: None };
+        let stat = |state| Stat {
+            state,
+            flags: None,
+            start_time: None,
+        };
         assert!(stat(b'T').is_stopped() && stat(b't').is_stopped());
         assert!(!stat(b'S').is_stopped() && !stat(b'S').has_exited());
         assert!(stat(b'Z').has_exited() && stat(b'X').has_exited() && stat(b'x').has_exited());
