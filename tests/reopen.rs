@@ -8,7 +8,8 @@
 //! path changes after preflight, is in `crates/ringplan-exec/tests/reopen.rs`.)
 
 use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use ringplan_image::{File, FileType, ObjectId, ObjectKind};
 use ringplan_kernel::abi::linux::O_NONBLOCK;
@@ -48,6 +49,64 @@ fn flags_and_pos(pid: u32, fd: i32) -> (u32, i64) {
     (flags, pos)
 }
 
+/// A `plan exec IMAGE --hold --substitute-external EXTRA...` under
+/// `timeout 60` (a restore that blocks fails the test instead of hanging
+/// it), with the pid of `plan` it printed.
+struct Holder {
+    child: Child,
+    pid: u32,
+}
+
+impl Holder {
+    fn start(image: &Path, extra: &[&str]) -> Holder {
+        let mut child = Command::new("timeout")
+            .args(["60", PLAN, "exec"])
+            .arg(image)
+            .args(["--hold", "--substitute-external"])
+            .args(extra)
+            .args(crate::support::moved_rings_where_needed())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting plan exec --hold");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("reading the holder's line");
+        let held: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("plan exec --hold printed {line:?}: {error}"));
+        let pid = held["pid"].as_u64().expect("the holder's pid") as u32;
+        Holder { child, pid }
+    }
+
+    /// SIGTERM to `plan` (under `timeout`, which then exits with its
+    /// status), which must exit 0.
+    fn stop(mut self) {
+        let status = self.terminate();
+        assert!(
+            status.success(),
+            "the holder exited with {status} on SIGTERM"
+        );
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        self.child.wait().expect("waiting for the holder")
+    }
+}
+
+/// A failed test still stops its holder.
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}
+
 #[test]
 fn reopened_files_keep_their_recorded_status_flags() {
     let dir = scratch_dir("reopen-status-flags");
@@ -67,26 +126,12 @@ fn reopened_files_keep_their_recorded_status_flags() {
     let null = file_mut(&mut image, 6);
     assert_eq!(null.file_type, FileType::CharDevice);
     null.flags = Some(O_WRONLY | O_NONBLOCK | O_LARGEFILE);
+    file_mut(&mut image, 5).flags = Some(O_WRONLY | O_NONBLOCK);
     let document = dir.join("status-flags.img");
     std::fs::write(&document, encode(&image)).expect("writing the image");
 
-    let mut holder = Command::new("timeout")
-        .args(["60", PLAN, "exec"])
-        .arg(&document)
-        .args(["--hold", "--substitute-external"])
-        .args(crate::support::moved_rings_where_needed())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting plan exec --hold");
-    let mut line = String::new();
-    std::io::BufReader::new(holder.stdout.take().expect("piped stdout"))
-        .read_line(&mut line)
-        .expect("reading the holder's line");
-    let held: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|error| panic!("plan exec --hold printed {line:?}: {error}"));
-    let pid = held["pid"].as_u64().expect("the holder's pid") as u32;
+    let holder = Holder::start(&document, &[]);
+    let pid = holder.pid;
 
     let link = std::fs::read_link(format!("/proc/{pid}/fd/20")).expect("the holder's fd 20");
     assert_eq!(link.to_str(), Some(appended_text.as_str()));
@@ -114,19 +159,54 @@ fn reopened_files_keep_their_recorded_status_flags() {
     );
     assert_eq!(flags & O_ACCMODE, O_WRONLY, "flags {flags:#o}");
 
-    // The holder is `plan` itself (the pid it printed), under `timeout`,
-    // which then exits with its status.
-    let plan_pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
-    let _ = rustix::process::kill_process(plan_pid, rustix::process::Signal::TERM);
-    let status = holder.wait().expect("waiting for the holder");
-    assert!(
-        status.success(),
-        "the holder exited with {status} on SIGTERM"
+    // #5, the seed's pipe, substituted: non-blocking as recorded.
+    let (flags, _) = flags_and_pos(pid, 21);
+    assert_eq!(
+        flags & O_NONBLOCK,
+        O_NONBLOCK,
+        "recorded O_NONBLOCK lost: {flags:#o}"
     );
-    // The restored log really appends: nothing written through it here,
-    // but the file is untouched by the restore.
+    holder.stop();
+    // The restore wrote nothing into the file.
     assert_eq!(
         std::fs::read(&appended).expect("reading the log"),
         b"0123456789"
     );
+}
+
+/// A FIFO supplied for the seed's pipe with `--input` is opened without
+/// blocking (for writing, as recorded: a reader is there), then loses the
+/// `O_NONBLOCK` of that open, as the image's pipe had none.
+#[test]
+fn an_input_opened_without_blocking_gets_the_recorded_o_nonblock() {
+    let dir = scratch_dir("reopen-input-flags");
+    let fifo = dir.join("pipe");
+    let status = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("running mkfifo (coreutils)");
+    assert!(status.success());
+    // The reader, so that a non-blocking open for writing succeeds.
+    let _reader = rustix::fs::open(
+        &fifo,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .expect("opening the FIFO's read end");
+    let mut image = base();
+    file_mut(&mut image, 5).flags = Some(O_WRONLY);
+    let document = dir.join("input.img");
+    std::fs::write(&document, encode(&image)).expect("writing the image");
+    let input = format!("5={}", fifo.to_str().expect("a UTF-8 path"));
+    let holder = Holder::start(&document, &["--input", &input]);
+    let link = std::fs::read_link(format!("/proc/{}/fd/21", holder.pid)).expect("fd 21");
+    assert_eq!(link, fifo);
+    let (flags, _) = flags_and_pos(holder.pid, 21);
+    assert_eq!(
+        flags & O_NONBLOCK,
+        0,
+        "O_NONBLOCK of the open left: {flags:#o}"
+    );
+    assert_eq!(flags & O_ACCMODE, O_WRONLY, "flags {flags:#o}");
+    holder.stop();
 }

@@ -239,6 +239,10 @@ pub enum InputError {
     /// The file could not be opened: the caller named a wrong path.
     #[error("cannot open {path}: {errno}")]
     Open { path: String, errno: Errno },
+    /// The recorded status flags could not be set on the opened file: a
+    /// failure of the system.
+    #[error("cannot set the recorded status flags of {path}: fcntl(F_SETFL): {errno}")]
+    StatusFlags { path: String, errno: Errno },
     /// The opened file could not be moved above the plan's fd floor: a
     /// failure of the system.
     #[error("fcntl(F_DUPFD_CLOEXEC): {errno}")]

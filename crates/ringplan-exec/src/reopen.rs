@@ -32,6 +32,31 @@ pub(crate) fn status_flags(open: &OpenFile) -> Option<u32> {
     (open.flags & O_PATH == 0).then_some(open.flags & SETFL_FLAGS)
 }
 
+/// The status flags for an external input's fd (opened by path without
+/// blocking, or a stand-in) with `current` ones (`F_GETFL`): `O_NONBLOCK`
+/// as the step records it (a program's reads and writes depend on it; off
+/// when the step records no flags, as after a plain `open`), the others
+/// as they are. Only `O_NONBLOCK`: the file is another one than the
+/// recorded (a stand-in, or whatever the caller named), on which the
+/// recorded `O_DIRECT` or `O_NOATIME` may not be allowed.
+pub(crate) fn input_status_flags(current: u32, recorded: Option<u32>) -> u32 {
+    (current & !O_NONBLOCK) | (recorded.unwrap_or(0) & O_NONBLOCK)
+}
+
+/// Sets `O_NONBLOCK` of an external input's fd as the step records it
+/// ([`input_status_flags`]): `F_GETFL`, then `F_SETFL` if it changes.
+pub(crate) fn set_input_status_flags(
+    fd: &impl std::os::fd::AsFd,
+    recorded: Option<u32>,
+) -> Result<(), rustix::io::Errno> {
+    let current = rustix::fs::fcntl_getfl(fd)?.bits();
+    let wanted = input_status_flags(current, recorded);
+    if wanted != current {
+        rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::from_bits_retain(wanted))?;
+    }
+    Ok(())
+}
+
 /// Whether the open follows a symlink at the path's end (as `stat` does),
 /// rather than failing on it (`O_NOFOLLOW`, like `lstat`).
 pub(crate) fn follows_symlinks(open: &OpenFile) -> bool {
@@ -94,6 +119,12 @@ mod tests {
             Some(O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT)
         );
         assert_eq!(status_flags(&open(O_PATH)), None);
+        assert_eq!(
+            input_status_flags(O_NONBLOCK | O_APPEND, Some(O_DIRECT | 1)),
+            O_APPEND
+        );
+        assert_eq!(input_status_flags(0, Some(O_NONBLOCK | 1)), O_NONBLOCK);
+        assert_eq!(input_status_flags(O_NONBLOCK, None), 0);
     }
 
     #[test]

@@ -132,7 +132,8 @@ impl Run<'_> {
     }
 
     /// A stand-in for an input the caller did not supply: a new pipe's end
-    /// matching the recorded access mode for a pipe, else `/dev/null`.
+    /// matching the recorded access mode for a pipe, else `/dev/null`;
+    /// non-blocking if the image says so.
     fn substitute(&mut self, object: ObjectId, input: &ExternalInput) -> Result<OwnedFd, Failure> {
         let access = input.flags.map_or(OFlags::RDWR, |flags| {
             OFlags::from_bits_retain(flags) & OFlags::RWMODE
@@ -154,6 +155,8 @@ impl Run<'_> {
             .map_err(fail("open(/dev/null)"))?;
             (fd, "/dev/null")
         };
+        // A program's pipe or socket may have been non-blocking.
+        reopen::set_input_status_flags(&fd, input.flags).map_err(fail("fcntl(F_SETFL)"))?;
         self.substituted.push(Substitution {
             object,
             file_type: input.file_type,
