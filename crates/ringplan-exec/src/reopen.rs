@@ -17,6 +17,7 @@ use ringplan_image::FileType;
 use ringplan_kernel::abi::linux::O_NONBLOCK;
 use ringplan_kernel::abi::reopen::{O_NOFOLLOW, O_PATH, SETFL_FLAGS};
 use ringplan_plan::OpenFile;
+use rustix::fs::AtFlags;
 
 /// The flags to open with: the step's, plus `O_NONBLOCK`, so that the
 /// open itself never waits.
@@ -57,10 +58,15 @@ pub(crate) fn set_input_status_flags(
     Ok(())
 }
 
-/// Whether the open follows a symlink at the path's end (as `stat` does),
-/// rather than failing on it (`O_NOFOLLOW`, like `lstat`).
-pub(crate) fn follows_symlinks(open: &OpenFile) -> bool {
-    open.flags & O_NOFOLLOW == 0
+/// The `statat` flags that look at what the open meets: the file a
+/// symlink at the path's end leads to (as `stat`), or under `O_NOFOLLOW`
+/// the link itself (as `lstat`; the open fails on it).
+pub(crate) fn lookup_flags(open: &OpenFile) -> AtFlags {
+    if open.flags & O_NOFOLLOW == 0 {
+        AtFlags::empty()
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    }
 }
 
 /// The type `stat` reports for a file, in the image's terms.
@@ -129,8 +135,8 @@ mod tests {
 
     #[test]
     fn o_nofollow_looks_at_the_link_itself() {
-        assert!(follows_symlinks(&open(0)));
-        assert!(!follows_symlinks(&open(O_NOFOLLOW)));
+        assert_eq!(lookup_flags(&open(0)), AtFlags::empty());
+        assert_eq!(lookup_flags(&open(O_NOFOLLOW)), AtFlags::SYMLINK_NOFOLLOW);
     }
 
     #[test]

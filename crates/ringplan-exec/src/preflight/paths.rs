@@ -3,10 +3,10 @@
 //! terminal without carrier, would block).
 
 use ringplan_plan::{Op, Plan};
-use rustix::fs::{statat, AtFlags, CWD};
+use rustix::fs::{statat, CWD};
 
 use crate::error::ExecError;
-use crate::reopen::{file_type_of, follows_symlinks};
+use crate::reopen::{file_type_of, lookup_flags};
 
 /// Refuses the first `open_file` step whose path cannot be looked up or
 /// names another type of file than the step's (a FIFO, a directory, a
@@ -16,19 +16,14 @@ pub(super) fn check_paths(plan: &Plan) -> Result<(), ExecError> {
         let Op::OpenFile(open) = &entry.op else {
             continue;
         };
-        // What the open will meet: the link itself under O_NOFOLLOW.
-        let flags = if follows_symlinks(open) {
-            AtFlags::empty()
-        } else {
-            AtFlags::SYMLINK_NOFOLLOW
-        };
-        let stat =
-            statat(CWD, open.path.as_str(), flags).map_err(|errno| ExecError::PathUnavailable {
+        let stat = statat(CWD, open.path.as_str(), lookup_flags(open)).map_err(|errno| {
+            ExecError::PathUnavailable {
                 step,
                 object: entry.object,
                 path: open.path.clone(),
                 errno,
-            })?;
+            }
+        })?;
         let found = file_type_of(&stat);
         if !open.admits(found) {
             return Err(ExecError::PathTypeChanged {

@@ -10,7 +10,7 @@ use ringplan_plan::{
     RegisterFiles, SetupRing,
 };
 use rustix::event::{eventfd, EventfdFlags};
-use rustix::fs::{fcntl_setfl, fstat, statat, AtFlags, Mode, OFlags, SeekFrom, Stat, CWD};
+use rustix::fs::{fcntl_setfl, fstat, statat, Mode, OFlags, SeekFrom, Stat, CWD};
 use rustix::io::{DupFlags, Errno};
 use rustix::io_uring::{
     io_uring_params, io_uring_register, io_uring_setup, IoringRegisterOp, IoringSetupFlags,
@@ -69,12 +69,7 @@ impl Run<'_> {
                 // A FIFO opened for writing without a reader fails with
                 // ENXIO, a socket always: say what is there, if it is the
                 // wrong type, rather than the errno.
-                let flags = if reopen::follows_symlinks(open) {
-                    AtFlags::empty()
-                } else {
-                    AtFlags::SYMLINK_NOFOLLOW
-                };
-                if let Ok(stat) = statat(CWD, open.path.as_str(), flags) {
+                if let Ok(stat) = statat(CWD, open.path.as_str(), reopen::lookup_flags(open)) {
                     self.check_opened_type(open, &stat)?;
                 }
                 return Err(Failure {
@@ -109,6 +104,7 @@ impl Run<'_> {
             recorded: open.file_type,
             found,
         });
+        // The run reports `type_changed`, not this failure's errno.
         Err(Failure {
             call: "fstat",
             errno: Errno::NOENT,
