@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use ringplan_image::{
-    Buffer, Cqe, Image, ObjectId, ObjectKind, QueuedSqe, Ring, RingState, SqeBytes, StateField,
+    Buffer, Cqe, FileType, Image, ObjectId, ObjectKind, QueuedSqe, Ring, RingState, SqeBytes,
+    StateField,
 };
+use ringplan_kernel::abi::reopen::O_LARGEFILE;
 
 use crate::support::{scratch_dir, PLAN};
 
@@ -18,7 +20,7 @@ use crate::support::{scratch_dir, PLAN};
 /// `plan exec` has no reason to move its own standard streams (which would
 /// be a `dup3` back at exit) and every state change strace sees is the
 /// restore's.
-fn base() -> Image {
+pub(crate) fn base() -> Image {
     let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/plans/seed.img"))
         .expect("reading plans/seed.img");
     let mut image = ringplan_image::decode_slice(&bytes).expect("plans/seed.img decodes");
@@ -44,7 +46,7 @@ fn ring_mut(image: &mut Image, id: u32) -> &mut Ring {
     }
 }
 
-fn encode(image: &Image) -> Vec<u8> {
+pub(crate) fn encode(image: &Image) -> Vec<u8> {
     ringplan_image::encode_to_vec(image).expect("encoding a mutated image")
 }
 
@@ -711,6 +713,110 @@ fn preflight_refusals_change_nothing() {
         false,
     );
     assert_one_line("missing input", &output, "external input");
+}
+
+/// File #4 of the base image (the seed's `/dev/null` at fd 20) made a
+/// regular file at `path`, opened read-only at position 0.
+fn regular_file_at(image: &mut Image, path: &Path) {
+    let object = image
+        .objects
+        .iter_mut()
+        .find(|object| object.id == ObjectId(4))
+        .expect("the seed has file #4");
+    let ObjectKind::File(file) = &mut object.kind else {
+        panic!("#4 is not a file")
+    };
+    file.path = Some(path.to_str().expect("a temporary path is UTF-8").to_owned());
+    file.file_type = FileType::Regular;
+    file.flags = Some(O_LARGEFILE);
+    file.pos = Some(0);
+}
+
+/// Runs `plan ARGS` under `strace -e trace=open,openat` and checks that
+/// nothing opened `path`: preflight looks at it with `stat` only.
+fn assert_never_opened(dir: &Path, name: &str, args: &[&str], path: &str) {
+    let trace = dir.join(format!("{name}.opens"));
+    let full = [
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=open,openat",
+        "-o",
+        trace.to_str().expect("a temporary path is UTF-8"),
+        "timeout",
+        "10",
+    ];
+    let output = run(&full, args);
+    assert_eq!(output.status.code(), Some(2), "{name}: {output:?}");
+    let text = std::fs::read_to_string(&trace).expect("reading the strace output");
+    assert!(
+        !text.contains(&format!("{path:?}")),
+        "{name}: plan opened {path}:\n{text}"
+    );
+}
+
+/// A path where the image recorded a regular file that names another kind
+/// of file now (a FIFO, a directory, a symlink to a character device) is
+/// refused by preflight in one line, exit 2, with nothing done and without
+/// opening it: an `open` of a FIFO blocks until a writer comes, so `plan
+/// exec` once hung there until killed. Run under `timeout 10`, so that a
+/// hang fails the test (exit 124) instead of hanging it.
+#[test]
+fn a_path_that_names_another_kind_of_file_now_is_refused() {
+    let dir = scratch_dir("bad-input-path-kind");
+    let addresses = recorded_addresses(&base());
+    let fifo = dir.join("was-regular-now-fifo");
+    let status = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("running mkfifo (coreutils)");
+    assert!(status.success(), "mkfifo {}: {status}", fifo.display());
+    let directory = dir.join("was-regular-now-directory");
+    std::fs::create_dir(&directory).expect("creating a directory");
+    let symlink = dir.join("was-regular-now-dev-null");
+    std::os::unix::fs::symlink("/dev/null", &symlink).expect("symlink to /dev/null");
+    for (name, path, found) in [
+        ("fifo", &fifo, "a FIFO"),
+        ("directory", &directory, "a directory"),
+        ("symlink-to-dev-null", &symlink, "a character device"),
+    ] {
+        let path_text = path.to_str().expect("a temporary path is UTF-8");
+        let expected =
+            format!("#4 at {path_text:?}: the image says a regular file, but it is {found} now");
+        let document = write(&dir, name, &mutated(|image| regular_file_at(image, path)));
+        let document = document.to_str().expect("a temporary path is UTF-8");
+        for dry in [true, false] {
+            let mut args = vec!["exec", document, "--substitute-external"];
+            if dry {
+                args.push("--dry-run");
+            }
+            args.extend_from_slice(crate::support::moved_rings_where_needed());
+            let what = format!("{name}{}", if dry { "-dry" } else { "" });
+            let output = exec_traced(&dir, &what, &["timeout", "10"], &args, &addresses, false);
+            assert_one_line(&what, &output, &expected);
+            assert_never_opened(&dir, &what, &args, path_text);
+        }
+    }
+    // A path that is gone: its open would fail, so preflight says so.
+    let gone = dir.join("gone");
+    let document = write(
+        &dir,
+        "gone",
+        &mutated(|image| regular_file_at(image, &gone)),
+    );
+    let document = document.to_str().expect("a temporary path is UTF-8");
+    let mut args = vec!["exec", document, "--substitute-external"];
+    args.extend_from_slice(crate::support::moved_rings_where_needed());
+    let output = exec_traced(&dir, "gone", &["timeout", "10"], &args, &addresses, false);
+    assert_one_line(
+        "gone",
+        &output,
+        &format!(
+            "step 5 opens #4 at {:?}, which cannot be looked up: No such file or directory",
+            gone.to_str().expect("a temporary path is UTF-8")
+        ),
+    );
 }
 
 /// Buffers that overlap each other (two slots of one ring, or across rings)

@@ -23,6 +23,9 @@
 //! - `real_programs`: fio (io_uring engine, with and without registered
 //!   files, fixed buffers, SQPOLL) and `qemu-img bench`, dumped while they do
 //!   I/O, checked against their job and fdinfo, restored with `--verify`.
+//! - `reopen`: files reopened by path (always without blocking) keep the
+//!   status flags the image recorded (`O_APPEND`; `O_NONBLOCK` only when
+//!   recorded), seen in `/proc/HOLDER/fdinfo` of `plan exec --hold`.
 //! - `vanishing`: targets killed mid-dump, a reused pid, a target that never
 //!   stops changing, `--freeze` and `plan freeze` (cgroup and signal) letting
 //!   go on every path, also when `plan` is SIGKILLed.
@@ -37,4 +40,5 @@ mod dump_scenarios;
 mod exec;
 mod plans;
 mod real_programs;
+mod reopen;
 mod vanishing;

@@ -1,5 +1,6 @@
 //! The executor against a minimal replay of the same plan: the same restore
-//! syscalls in the same order (io_uring_setup, eventfd2, openat + lseek,
+//! syscalls in the same order (io_uring_setup, eventfd2, openat with
+//! `O_NONBLOCK` + fstat + `fcntl(F_SETFL)` + lseek,
 //! pipe2 for a substituted pipe, io_uring_register, `fcntl(F_DUPFD_CLOEXEC)`
 //! and close to move each new fd above the plan's floor, dup3, close, mmap for
 //! the buffers), straight from the plan's steps, with nothing else: no
@@ -51,6 +52,7 @@ use std::time::{Duration, Instant};
 use ringplan_dump::{BackendChoice, Dumper, Selection};
 use ringplan_exec::{AnonymousBuffers, ExecOptions, Inputs, Restored};
 use ringplan_image::{FileType, Image, ObjectKind, SetupFlags};
+use ringplan_kernel::abi::reopen::SETFL_FLAGS;
 use ringplan_plan::{Op, Plan};
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::fs::{Mode, OFlags, SeekFrom};
@@ -350,12 +352,18 @@ fn replay(plan: &Plan) -> BaseRestored {
                 Some(fd)
             }
             Op::OpenFile(open) => {
+                // Opened without blocking, its type checked, its status
+                // flags set: what the executor does.
                 let fd = rustix::fs::open(
                     open.path.as_str(),
-                    OFlags::from_bits_retain(open.flags),
+                    OFlags::from_bits_retain(open.flags) | OFlags::NONBLOCK,
                     Mode::empty(),
                 )
                 .expect("openat");
+                let stat = rustix::fs::fstat(&fd).expect("fstat");
+                assert!(open.admits(FileType::from_mode(stat.st_mode)));
+                rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(open.flags & SETFL_FLAGS))
+                    .expect("fcntl(F_SETFL)");
                 if open.pos != 0 {
                     rustix::fs::seek(&fd, SeekFrom::Start(open.pos as u64)).expect("lseek");
                 }

@@ -7,6 +7,7 @@ use ringplan_plan::ExternalReason;
 use rustix::io::Errno;
 
 use crate::continuity::ContinuityError;
+use crate::reopen::{recorded_phrase, type_phrase};
 
 /// Why the memory hook could not put memory in place.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +115,30 @@ pub enum ExecError {
         ring: ObjectId,
         problem: String,
     },
+    /// A path the plan reopens names another type of file now than the
+    /// image recorded (a FIFO, whose open would block, a directory, a
+    /// device where a regular file was). Found with `stat`, without
+    /// opening anything.
+    #[error(
+        "preflight: step {step} opens {} at {path:?}: the image says {}, but it is {} now",
+        object_label(*object), recorded_phrase(*recorded), type_phrase(*found)
+    )]
+    PathTypeChanged {
+        step: usize,
+        object: Option<ObjectId>,
+        path: String,
+        recorded: Option<FileType>,
+        found: FileType,
+    },
+    /// A path the plan reopens cannot be looked up (it is gone, or this
+    /// process may not search its directories): its open would fail.
+    #[error("preflight: step {step} opens {} at {path:?}, which cannot be looked up: {errno}", object_label(*object))]
+    PathUnavailable {
+        step: usize,
+        object: Option<ObjectId>,
+        path: String,
+        errno: Errno,
+    },
     /// A check could not be made because a syscall failed: a failure of
     /// the system, not a refusal of the plan (nothing was done).
     #[error("preflight: {what} failed: {errno}")]
@@ -134,6 +159,20 @@ pub enum ExecError {
     /// of error chains would otherwise print it twice.
     #[error("step {index} (memory_barrier): {cause}; everything done was undone")]
     MemoryRestoreFailed { index: usize, cause: MemoryError },
+    /// The file an `open_file` step opened (without blocking) is another
+    /// type than the image recorded: the path changed after preflight
+    /// looked at it. Everything done was undone.
+    #[error(
+        "step {index} (open_file{}): {path:?} is {} now, but the image says {}; everything done was undone",
+        object_suffix(*object), type_phrase(*found), recorded_phrase(*recorded)
+    )]
+    OpenedTypeChanged {
+        index: usize,
+        object: Option<ObjectId>,
+        path: String,
+        recorded: Option<FileType>,
+        found: FileType,
+    },
     /// A continuity step (placing ring memory, setting a ring up on it,
     /// restoring completions, queueing SQEs) failed; everything done was
     /// undone. The cause is in the message, so it is not also a `source`.
@@ -148,6 +187,10 @@ pub enum ExecError {
 
 fn object_suffix(object: Option<ObjectId>) -> String {
     object.map_or_else(String::new, |id| format!(" of {id}"))
+}
+
+fn object_label(object: Option<ObjectId>) -> String {
+    object.map_or_else(|| "a file".to_owned(), |id| id.to_string())
 }
 
 impl ExecError {
@@ -166,9 +209,12 @@ impl ExecError {
             | ExecError::MemoryUnavailable(_)
             | ExecError::ContinuityUnsupported { .. }
             | ExecError::RingMemoryTaken { .. }
-            | ExecError::RingMemoryTooSmall { .. } => true,
+            | ExecError::RingMemoryTooSmall { .. }
+            | ExecError::PathTypeChanged { .. }
+            | ExecError::PathUnavailable { .. } => true,
             ExecError::CheckSyscallFailed { .. }
             | ExecError::StepFailed { .. }
+            | ExecError::OpenedTypeChanged { .. }
             | ExecError::MemoryRestoreFailed { .. }
             | ExecError::ContinuityFailed { .. } => false,
         }
@@ -179,6 +225,7 @@ impl ExecError {
         match self {
             ExecError::StepFailed { index, .. }
             | ExecError::MemoryRestoreFailed { index, .. }
+            | ExecError::OpenedTypeChanged { index, .. }
             | ExecError::ContinuityFailed { index, .. } => Some(*index),
             _ => None,
         }
@@ -192,6 +239,10 @@ pub enum InputError {
     /// The file could not be opened: the caller named a wrong path.
     #[error("cannot open {path}: {errno}")]
     Open { path: String, errno: Errno },
+    /// The recorded status flags could not be set on the opened file: a
+    /// failure of the system.
+    #[error("cannot set the recorded status flags of {path}: fcntl(F_SETFL): {errno}")]
+    StatusFlags { path: String, errno: Errno },
     /// The opened file could not be moved above the plan's fd floor: a
     /// failure of the system.
     #[error("fcntl(F_DUPFD_CLOEXEC): {errno}")]

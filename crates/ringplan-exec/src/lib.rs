@@ -51,7 +51,11 @@
 //!   `error.rs`: [`ExecError`], [`MemoryError`], [`InputError`].
 //! - `preflight.rs`: the checks before the first step; `preflight/kernel.rs`
 //!   asks the kernel about the plan's setup flags, `preflight/open_fds.rs`
-//!   which target fds are open.
+//!   which target fds are open, `preflight/paths.rs` whether each path the
+//!   plan reopens still names the type of file the image recorded.
+//! - `reopen.rs`: reopening a file by path without ever blocking (the
+//!   flags of the open and of the `fcntl(F_SETFL)` after it, the type
+//!   check).
 //! - `run.rs`: the run and its undo; `run/ops.rs` the syscalls of each op,
 //!   `run/ring_regions.rs` the mapping of a new ring's regions.
 //! - `memory.rs`: the memory barrier's hook.
@@ -100,6 +104,7 @@ mod options;
 mod owned_mapping;
 mod preflight;
 pub mod remote;
+mod reopen;
 mod restored;
 mod run;
 pub mod stdio;

@@ -9,6 +9,7 @@ use ringplan_plan::{Op, Plan};
 use rustix::fs::{Mode, OFlags};
 
 use crate::error::InputError;
+use crate::reopen;
 
 /// Fds the caller supplies for a plan's `external_input` steps, by the
 /// image object each stands for. The executor consumes them: each is
@@ -33,25 +34,28 @@ impl Inputs {
     /// ID=PATH` does): with the access mode the plan's `external_input`
     /// step for `object` records (read-only when it records none, or when
     /// `object` is no external input: preflight then refuses it by name),
-    /// non-blocking, never as a controlling terminal, and moved at or above
-    /// the plan's fd floor so that it never takes a target fd number.
+    /// opened without blocking (a FIFO would wait for its other end), never
+    /// as a controlling terminal, then given `O_NONBLOCK` only if the step
+    /// records it, and moved at or above the plan's fd floor so that it never
+    /// takes a target fd number.
     pub fn open(&mut self, plan: &Plan, object: ObjectId, path: &str) -> Result<(), InputError> {
-        let access = plan
-            .steps
-            .iter()
-            .find_map(|step| match &step.op {
-                Op::ExternalInput(input) if step.object == Some(object) => input.flags,
-                _ => None,
-            })
-            .map_or(OFlags::RDONLY, |flags| {
-                OFlags::from_bits_retain(flags) & OFlags::RWMODE
-            });
+        let recorded = plan.steps.iter().find_map(|step| match &step.op {
+            Op::ExternalInput(input) if step.object == Some(object) => input.flags,
+            _ => None,
+        });
+        let access = recorded.map_or(OFlags::RDONLY, |flags| {
+            OFlags::from_bits_retain(flags) & OFlags::RWMODE
+        });
         let fd = rustix::fs::open(
             path,
             access | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
             Mode::empty(),
         )
         .map_err(|errno| InputError::Open {
+            path: path.to_owned(),
+            errno,
+        })?;
+        reopen::set_input_status_flags(&fd, recorded).map_err(|errno| InputError::StatusFlags {
             path: path.to_owned(),
             errno,
         })?;

@@ -7,11 +7,15 @@
 //! hook's own check keeps for the run ([`crate::AnonymousBuffers`] maps each
 //! buffer range with `MAP_FIXED_NOREPLACE` to prove it free and keeps the
 //! mapping for the barrier; the run releases it on failure, the hook when
-//! dropped unused). `preflight/open_fds.rs` tells which target fds are open.
+//! dropped unused). `preflight/open_fds.rs` tells which target fds are open;
+//! `preflight/paths.rs` `stat`s every path the plan reopens (never opens
+//! it: an open may block) and refuses one that names another type of file
+//! than the image recorded.
 
 mod continuity;
 mod kernel;
 mod open_fds;
+mod paths;
 
 use std::collections::BTreeSet;
 
@@ -62,6 +66,7 @@ pub fn preflight(
         return Err(ExecError::FdTaken { fd });
     }
     let needs = PlanNeeds::of(plan, inputs, options)?;
+    paths::check_paths(plan)?;
     let fd_limit = check_fd_limit(plan, inputs, options)?;
     let pinned = check_memlock(plan)?;
     check_cpus(&needs.cpus)?;

@@ -23,7 +23,7 @@ mod ring_regions;
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use ringplan_image::{ObjectId, RingMapping};
+use ringplan_image::{FileType, ObjectId, RingMapping};
 use ringplan_plan::{Op, Plan, Step};
 use rustix::io::Errno;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
@@ -56,6 +56,13 @@ fn fail(call: &'static str) -> impl FnOnce(Errno) -> Failure {
     move |errno| Failure { call, errno }
 }
 
+/// A file an `open_file` step met that is not the type the image recorded.
+struct TypeChanged {
+    path: String,
+    recorded: Option<FileType>,
+    found: FileType,
+}
+
 /// The run's state: what it owns so far.
 struct Run<'a> {
     plan: &'a Plan,
@@ -66,6 +73,8 @@ struct Run<'a> {
     substituted: Vec<Substitution>,
     /// Set when the memory hook failed at the barrier.
     memory_error: Option<MemoryError>,
+    /// Set when an `open_file` step met a file of another type.
+    type_changed: Option<TypeChanged>,
     /// Whether to map ring regions (`!ExecOptions::skip_ring_mappings`).
     map_rings: bool,
     /// Ring regions mapped so far; declared after the fds, so an undo closes
@@ -111,6 +120,7 @@ pub(crate) fn run(
         inputs,
         substituted: Vec::new(),
         memory_error: None,
+        type_changed: None,
         map_rings: !options.skip_ring_mappings,
         regions: Vec::new(),
         mapped: Vec::new(),
@@ -170,10 +180,17 @@ fn undo(
 ) -> ExecError {
     let memory_error = state.memory_error.take();
     let continuity_error = state.continuity_error.take();
-    drop(state);
-    // Before the barrier too: preflight may have reserved memory.
-    hook.undo();
-    fd_limit.put_back();
+    if let Some(changed) = state.type_changed.take() {
+        undo_all(state, hook, fd_limit);
+        return ExecError::OpenedTypeChanged {
+            index,
+            object: step.object,
+            path: changed.path,
+            recorded: changed.recorded,
+            found: changed.found,
+        };
+    }
+    undo_all(state, hook, fd_limit);
     match (memory_error, continuity_error) {
         (Some(cause), _) => ExecError::MemoryRestoreFailed { index, cause },
         (None, Some(cause)) => ExecError::ContinuityFailed {
@@ -190,6 +207,15 @@ fn undo(
             errno: failure.errno,
         },
     }
+}
+
+/// Releases everything a failed run made: its fds and ring regions
+/// (dropped with `state`), the hook's memory (before the barrier too:
+/// preflight may have reserved some), the raised fd limit.
+fn undo_all(state: Run<'_>, hook: &mut dyn MemoryHook, fd_limit: FdLimitRaise) {
+    drop(state);
+    hook.undo();
+    fd_limit.put_back();
 }
 
 /// The `RLIMIT_NOFILE` soft limit as the run found it, when the run raised
@@ -236,7 +262,7 @@ impl Run<'_> {
     ) -> Result<(), Failure> {
         let created = match &step.op {
             Op::CreateEventfd(create) => Some(ops::create_eventfd(create)?),
-            Op::OpenFile(open) => Some(ops::open_file(open)?),
+            Op::OpenFile(open) => Some(self.open_file(open)?),
             Op::ExternalInput(input) => Some(self.external_input(step.object, input)?),
             Op::SetupRing(setup) => match setup.memory {
                 Some(memory) if self.continuous => {

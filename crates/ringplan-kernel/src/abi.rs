@@ -262,6 +262,34 @@ pub mod continuity {
     pub const IORING_ENTER_SQ_WAKEUP: u32 = 1 << 1;
 }
 
+/// Reopening a file by path without blocking (`include/uapi/asm-generic/fcntl.h`,
+/// x86-64 values; `fs/fcntl.c`): the open flags a restore adds or looks
+/// at, and the file status flags `fcntl(F_SETFL)` can change afterwards.
+pub mod reopen {
+    use super::linux::O_NONBLOCK;
+
+    /// `O_APPEND`
+    pub const O_APPEND: u32 = 0o2000;
+    /// `O_ASYNC` (`FASYNC`): `open` ignores it; only `F_SETFL` sets it.
+    pub const O_ASYNC: u32 = 0o20000;
+    /// `O_DIRECT`
+    pub const O_DIRECT: u32 = 0o40000;
+    /// `O_LARGEFILE`: the kernel sets it in `f_flags` of every file a
+    /// 64-bit process opens.
+    pub const O_LARGEFILE: u32 = 0o100000;
+    /// `O_NOFOLLOW`: a symlink as the last component fails the open.
+    pub const O_NOFOLLOW: u32 = 0o400000;
+    /// `O_NOATIME`
+    pub const O_NOATIME: u32 = 0o1000000;
+    /// `O_PATH`: an fd that only names the file; `fcntl(F_SETFL)` on it
+    /// fails with `EBADF`.
+    pub const O_PATH: u32 = 0o10000000;
+    /// The flags `fcntl(F_SETFL)` sets (`SETFL_MASK` in `fs/fcntl.c`:
+    /// `O_NDELAY` is `O_NONBLOCK` here); the access mode and the others
+    /// are fixed at open.
+    pub const SETFL_FLAGS: u32 = O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

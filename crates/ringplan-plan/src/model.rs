@@ -216,6 +216,33 @@ pub struct OpenFile {
     pub flags: u32,
     /// The file position to seek to.
     pub pos: i64,
+    /// What the image says the file is (one of [`OpenFile::REOPENABLE`]):
+    /// the executor refuses a path that names anything else now, such as
+    /// a FIFO, whose open would block. Plans written before it existed
+    /// lack it (`None`): then any reopenable type is taken.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub file_type: Option<FileType>,
+}
+
+impl OpenFile {
+    /// The types of file a plan reopens by path: the others (pipes,
+    /// sockets, symlinks opened with `O_PATH`, anonymous inodes) are
+    /// external inputs.
+    pub const REOPENABLE: [FileType; 4] = [
+        FileType::Regular,
+        FileType::Directory,
+        FileType::CharDevice,
+        FileType::BlockDevice,
+    ];
+
+    /// Whether a file of type `found` is what this step may open: the
+    /// recorded type, or, in a plan without one, any reopenable type.
+    pub fn admits(&self, found: FileType) -> bool {
+        match self.file_type {
+            Some(recorded) => recorded == found,
+            None => Self::REOPENABLE.contains(&found),
+        }
+    }
 }
 
 /// Parameters of `external_input`: a file the planner cannot reopen. The

@@ -283,6 +283,15 @@ impl Checker<'_> {
                         open.flags
                     )));
                 }
+                if let Some(file_type) = open
+                    .file_type
+                    .filter(|file_type| !OpenFile::REOPENABLE.contains(file_type))
+                {
+                    return Err(bad(format!(
+                        "a {} cannot be reopened by path (it is an external input)",
+                        file_type.name()
+                    )));
+                }
                 require_object(index, step)?;
             }
             Op::ExternalInput(_) => require_object(index, step)?,

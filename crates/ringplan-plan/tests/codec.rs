@@ -258,6 +258,42 @@ fn an_open_that_would_truncate() {
 }
 
 #[test]
+fn an_open_of_a_pipe() {
+    let mut plan = seed_plan();
+    let open = index_of(&plan, |step| matches!(step.op, Op::OpenFile(_)));
+    let Op::OpenFile(op) = &mut plan.steps[open].op else {
+        unreachable!()
+    };
+    assert_eq!(op.file_type, Some(ringplan_image::FileType::CharDevice));
+    op.file_type = Some(ringplan_image::FileType::Pipe);
+    assert_eq!(
+        decode_message(&plan),
+        format!(
+            "invalid plan: step {open} (open_file): a pipe cannot be reopened by path (it is an external input)"
+        )
+    );
+}
+
+/// A version 2 plan written before `open_file` carried the file's type
+/// decodes, and re-encodes without it.
+#[test]
+fn an_open_without_a_type_still_decodes() {
+    let mut plan = seed_plan();
+    for step in &mut plan.steps {
+        if let Op::OpenFile(open) = &mut step.op {
+            open.file_type = None;
+        }
+    }
+    let bytes = ringplan_plan::encode_to_vec(&plan).expect("encoding");
+    let decoded = ringplan_plan::decode_slice(&bytes).expect("a plan without types decodes");
+    assert_eq!(decoded, plan);
+    assert_eq!(
+        ringplan_plan::encode_to_vec(&decoded).expect("encoding"),
+        bytes
+    );
+}
+
+#[test]
 fn a_setup_the_kernel_would_change() {
     let mut plan = seed_plan();
     let Op::SetupRing(setup) = &mut plan.steps[0].op else {

@@ -10,14 +10,15 @@ use ringplan_plan::{
     RegisterFiles, SetupRing,
 };
 use rustix::event::{eventfd, EventfdFlags};
-use rustix::fs::{Mode, OFlags, SeekFrom};
+use rustix::fs::{fcntl_setfl, fstat, statat, Mode, OFlags, SeekFrom, Stat, CWD};
 use rustix::io::{DupFlags, Errno};
 use rustix::io_uring::{
     io_uring_params, io_uring_register, io_uring_setup, IoringRegisterOp, IoringSetupFlags,
 };
 
-use super::{fail, Failure, Run};
+use super::{fail, Failure, Run, TypeChanged};
 use crate::memory::MemoryHook;
+use crate::reopen;
 use crate::Substitution;
 
 /// `struct iovec` with a NULL base for an empty slot.
@@ -51,25 +52,65 @@ pub(super) fn create_eventfd(create: &CreateEventfd) -> Result<OwnedFd, Failure>
     Ok(fd)
 }
 
-/// `open_file`: `openat`, then `lseek` unless the position is 0.
-pub(super) fn open_file(open: &OpenFile) -> Result<OwnedFd, Failure> {
-    let fd = rustix::fs::open(
-        open.path.as_str(),
-        OFlags::from_bits_retain(open.flags),
-        Mode::empty(),
-    )
-    .map_err(fail("openat"))?;
-    if open.pos != 0 {
-        let pos = u64::try_from(open.pos).map_err(|_| Failure {
-            call: "lseek",
-            errno: Errno::INVAL,
-        })?;
-        rustix::fs::seek(&fd, SeekFrom::Start(pos)).map_err(fail("lseek"))?;
-    }
-    Ok(fd)
-}
-
 impl Run<'_> {
+    /// `open_file`: `openat` with `O_NONBLOCK` added (an open never waits:
+    /// not for a FIFO's other end, a terminal's carrier, a lease), `fstat`
+    /// to refuse a file of another type than the image's (the path changed
+    /// since preflight looked), `fcntl(F_SETFL)` to the recorded status
+    /// flags, then `lseek` unless the position is 0.
+    pub(super) fn open_file(&mut self, open: &OpenFile) -> Result<OwnedFd, Failure> {
+        let fd = match rustix::fs::open(
+            open.path.as_str(),
+            OFlags::from_bits_retain(reopen::nonblocking_open_flags(open)),
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(errno) => {
+                // A FIFO opened for writing without a reader fails with
+                // ENXIO, a socket always: say what is there, if it is the
+                // wrong type, rather than the errno.
+                if let Ok(stat) = statat(CWD, open.path.as_str(), reopen::lookup_flags(open)) {
+                    self.check_opened_type(open, &stat)?;
+                }
+                return Err(Failure {
+                    call: "openat",
+                    errno,
+                });
+            }
+        };
+        self.check_opened_type(open, &fstat(&fd).map_err(fail("fstat"))?)?;
+        if let Some(status) = reopen::status_flags(open) {
+            fcntl_setfl(&fd, OFlags::from_bits_retain(status)).map_err(fail("fcntl(F_SETFL)"))?;
+        }
+        if open.pos != 0 {
+            let pos = u64::try_from(open.pos).map_err(|_| Failure {
+                call: "lseek",
+                errno: Errno::INVAL,
+            })?;
+            rustix::fs::seek(&fd, SeekFrom::Start(pos)).map_err(fail("lseek"))?;
+        }
+        Ok(fd)
+    }
+
+    /// Refuses a file whose type is not the step's, keeping what was found
+    /// for the run's error.
+    fn check_opened_type(&mut self, open: &OpenFile, stat: &Stat) -> Result<(), Failure> {
+        let found = reopen::file_type_of(stat);
+        if open.admits(found) {
+            return Ok(());
+        }
+        self.type_changed = Some(TypeChanged {
+            path: open.path.clone(),
+            recorded: open.file_type,
+            found,
+        });
+        // The run reports `type_changed`, not this failure's errno.
+        Err(Failure {
+            call: "fstat",
+            errno: Errno::NOENT,
+        })
+    }
+
     /// `external_input`: the caller's fd for the object, or a stand-in.
     pub(super) fn external_input(
         &mut self,
@@ -87,7 +128,8 @@ impl Run<'_> {
     }
 
     /// A stand-in for an input the caller did not supply: a new pipe's end
-    /// matching the recorded access mode for a pipe, else `/dev/null`.
+    /// matching the recorded access mode for a pipe, else `/dev/null`;
+    /// non-blocking if the image says so.
     fn substitute(&mut self, object: ObjectId, input: &ExternalInput) -> Result<OwnedFd, Failure> {
         let access = input.flags.map_or(OFlags::RDWR, |flags| {
             OFlags::from_bits_retain(flags) & OFlags::RWMODE
@@ -109,6 +151,8 @@ impl Run<'_> {
             .map_err(fail("open(/dev/null)"))?;
             (fd, "/dev/null")
         };
+        // A program's pipe or socket may have been non-blocking.
+        reopen::set_input_status_flags(&fd, input.flags).map_err(fail("fcntl(F_SETFL)"))?;
         self.substituted.push(Substitution {
             object,
             file_type: input.file_type,

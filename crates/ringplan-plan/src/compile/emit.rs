@@ -3,7 +3,7 @@
 //! node references resolved to the step indices (handles) they got.
 
 use petgraph::graph::NodeIndex;
-use ringplan_image::{File, FileType, Image, ObjectId, ObjectKind, Ring};
+use ringplan_image::{File, Image, ObjectId, ObjectKind, Ring};
 
 use super::adjacency::Adjacency;
 use super::graph::{GraphBuilder, NodeKind};
@@ -247,16 +247,14 @@ fn ring_at(image: &Image, index: u32) -> Option<&Ring> {
 /// How a file is brought back: reopened by path when the image has
 /// everything that takes, otherwise supplied by the restorer.
 fn file_op(file: &File) -> Op {
-    let reopenable = matches!(
-        file.file_type,
-        FileType::Regular | FileType::Directory | FileType::CharDevice | FileType::BlockDevice
-    );
+    let reopenable = OpenFile::REOPENABLE.contains(&file.file_type);
     let reason = match (&file.path, reopenable, file.flags, file.pos) {
         (Some(path), true, Some(flags), Some(pos)) => {
             return Op::OpenFile(OpenFile {
                 path: path.clone(),
                 flags: rules::reopen_flags(flags),
                 pos,
+                file_type: Some(file.file_type),
             });
         }
         (None, _, _, _) => ExternalReason::NoPath,

@@ -138,8 +138,11 @@ fn describe_step(index: usize, step: &Step) -> String {
             )
         }
         Op::OpenFile(open) => {
+            let file_type = open
+                .file_type
+                .map_or_else(String::new, |file_type| format!(" ({})", file_type.name()));
             format!(
-                "{op}{object}: open {:?} flags {:#o}, seek to {} -> h{index}",
+                "{op}{object}: open {:?}{file_type} flags {:#o}, seek to {} -> h{index}",
                 open.path, open.flags, open.pos
             )
         }
