@@ -287,12 +287,12 @@ fn queue_problem(setup: &SetupRing, queue: &QueueSqes) -> Option<String> {
                 array.len()
             ));
         }
-        Some(array) if array.iter().any(|&slot| slot >= entries) => {
-            return Some(format!("its SQ array names a slot outside 0..{entries}"));
-        }
         None if has_array => return Some("lacks the ring's SQ array".to_owned()),
         _ => {}
     }
+    // Entries of the SQ array outside the queued positions may name any
+    // slot, even none (the kernel drops such an SQE when it meets it): a
+    // restore writes them back as the program left them.
     let size = sqe_size(setup.flags);
     let mask = entries - 1;
     for (offset, sqe) in (0u32..).zip(&queue.sqes) {
