@@ -53,14 +53,14 @@ use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
 use ringplan_exec::continuity::{
-    queue_sqes, Backing, ContinuousRing, PlacedMemory, QueuedSqe, RecordedSubmissions,
-    RegionPlacement, RingPlacement, RingSetup,
+    placement_of, queue_sqes, ring_setup_of, ContinuousRing, PlacedMemory, QueuedSqe,
+    RecordedSubmissions,
 };
 use ringplan_exec::{AnonymousBuffers, ExecOptions, Inputs, Restored};
 use ringplan_image::{Image, ObjectKind, RingMapping, SetupFlags, UserRegion};
 use ringplan_kernel::procfs::maps::{self, MapsQuery};
 use ringplan_kernel::procfs::Process;
-use ringplan_plan::{MemoryOrigin, Op, PlaceRingMemory, Plan, SetupRing};
+use ringplan_plan::{Op, PlaceRingMemory, Plan, SetupRing};
 use rustix::io_uring::{io_uring_params, io_uring_setup, IoringSetupFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -755,41 +755,6 @@ fn plain_params(setup: &SetupRing) -> io_uring_params {
     params.sq_thread_idle = setup.sq_thread_idle_ms.unwrap_or(0);
     params
 }
-
-/// The placement a `place_ring_memory` step asks for (as the executor's
-/// `placement_of`).
-fn placement_of(memory: &PlaceRingMemory) -> RingPlacement {
-    let range = |region: &UserRegion| RegionPlacement {
-        addr: region.addr,
-        len: region.len,
-    };
-    RingPlacement {
-        rings: memory.rings.iter().map(range).collect(),
-        sqes: range(&memory.sqes),
-        backing: match memory.origin {
-            MemoryOrigin::Program => Backing::Anonymous,
-            _ => Backing::Memfd,
-        },
-    }
-}
-
-/// What `io_uring_setup` is given for a plan's ring (as the executor's
-/// `ring_setup_of`), without `wq_fd`.
-fn ring_setup_of(setup: &SetupRing) -> RingSetup {
-    RingSetup {
-        sq_entries: setup.sq_entries,
-        cq_entries: if setup.flags & SetupFlags::CQSIZE.bits() != 0 {
-            setup.cq_entries
-        } else {
-            0
-        },
-        flags: setup.flags,
-        sq_thread_cpu: setup.sq_thread_cpu.unwrap_or(0),
-        sq_thread_idle_ms: setup.sq_thread_idle_ms.unwrap_or(0),
-        wq_fd: None,
-    }
-}
-
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort_unstable();
     times[times.len() / 2]

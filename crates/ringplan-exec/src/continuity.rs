@@ -26,6 +26,7 @@ mod contents;
 mod error;
 mod helper;
 mod memory;
+mod plan_ops;
 mod positions;
 mod ring;
 mod rings_view;
@@ -36,6 +37,7 @@ pub use contents::{
 };
 pub use error::ContinuityError;
 pub use memory::{Backing, PlacedMemory, RegionPlacement, RingPlacement};
+pub use plan_ops::{placement_of, ring_setup_of};
 pub use positions::{advance_positions, Advanced, PositionTargets};
 pub use ring::{
     kernel_supports_no_mmap, memory_sizes, ring_layout, ContinuousRing, RingLayout, RingSetup,

@@ -15,8 +15,6 @@
 //! program's addresses, rings set up on it, positions, entries).
 
 mod continuity_ops;
-
-pub(crate) use continuity_ops::{placement_of, ring_setup_of};
 mod ops;
 mod ring_regions;
 

@@ -10,10 +10,11 @@ use ringplan_plan::{Op, Plan, SetupRing};
 
 use ringplan_image::SetupFlags;
 
-use crate::continuity::{kernel_supports_no_mmap, memory_sizes, ContinuityError};
+use crate::continuity::{
+    kernel_supports_no_mmap, memory_sizes, placement_of, ring_setup_of, ContinuityError,
+};
 use crate::error::ExecError;
 use crate::memory::overlapping_mapping;
-use crate::run::{placement_of, ring_setup_of};
 use crate::ExecOptions;
 
 /// Whether the run places ring memory: `true` when the plan has no

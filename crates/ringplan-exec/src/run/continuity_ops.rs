@@ -9,53 +9,15 @@ use std::os::fd::AsRawFd;
 
 use ringplan_image::{Cqe, ObjectId, SetupFlags};
 use ringplan_kernel::abi::continuity::CQE_SIZE;
-use ringplan_plan::{
-    Handle, MemoryOrigin, PlaceRingMemory, QueueSqes, RestoreCompletions, SetupRing,
-};
+use ringplan_plan::{Handle, PlaceRingMemory, QueueSqes, RestoreCompletions, SetupRing};
 use rustix::io::Errno;
 
 use super::{Failure, Run};
 use crate::continuity::{
-    queue_sqes, restore_completions, Backing, ContinuityError, ContinuousRing, OverflowCqe,
-    PlacedMemory, QueuedSqe, RecordedCompletions, RecordedSubmissions, RegionPlacement,
-    RingCounters, RingPlacement, RingSetup,
+    placement_of, queue_sqes, restore_completions, ring_setup_of, ContinuityError, ContinuousRing,
+    OverflowCqe, PlacedMemory, QueuedSqe, RecordedCompletions, RecordedSubmissions, RingCounters,
 };
 use crate::{ContinuousRingReport, Progress, RingOwner};
-
-/// The placement a `place_ring_memory` step asks for.
-pub(crate) fn placement_of(memory: &PlaceRingMemory) -> RingPlacement {
-    let range = |region: &ringplan_image::UserRegion| RegionPlacement {
-        addr: region.addr,
-        len: region.len,
-    };
-    RingPlacement {
-        rings: memory.rings.iter().map(range).collect(),
-        sqes: range(&memory.sqes),
-        // Kernel memory the program mapped was shared (a fork shares it),
-        // and may show at two addresses; a program's own memory is taken
-        // to be private.
-        backing: match memory.origin {
-            MemoryOrigin::Program => Backing::Anonymous,
-            _ => Backing::Memfd,
-        },
-    }
-}
-
-/// What `io_uring_setup` is given for a plan's ring, `wq_fd` aside.
-pub(crate) fn ring_setup_of(setup: &SetupRing) -> RingSetup {
-    RingSetup {
-        sq_entries: setup.sq_entries,
-        cq_entries: if setup.flags & SetupFlags::CQSIZE.bits() != 0 {
-            setup.cq_entries
-        } else {
-            0
-        },
-        flags: setup.flags,
-        sq_thread_cpu: setup.sq_thread_cpu.unwrap_or(0),
-        sq_thread_idle_ms: setup.sq_thread_idle_ms.unwrap_or(0),
-        wq_fd: None,
-    }
-}
 
 /// The bytes of a CQE as the ring holds it: user_data, res, flags, and the
 /// extra words of a 32-byte CQE.
