@@ -96,9 +96,11 @@
 //! # }
 //! ```
 
+mod backend;
 pub mod continuity;
 mod error;
 pub mod hold;
+mod into_process;
 mod memory;
 mod options;
 mod owned_mapping;
@@ -114,7 +116,9 @@ pub mod verify;
 
 use ringplan_plan::Plan;
 
+pub use backend::{Backend, InProcess, RemoteBackend, RemoteFd};
 pub use error::{ExecError, InputError, MemoryError};
+pub use into_process::{execute_in, ProcessOptions, RestoredIn};
 pub use memory::{buffer_ranges, AnonymousBuffers, MemoryHook, NoMemory};
 pub use options::{ExecOptions, Inputs};
 pub use preflight::{preflight, PreflightReport};

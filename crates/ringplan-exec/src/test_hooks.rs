@@ -3,7 +3,8 @@
 //!
 //! - [`execute_with_injected_failure`]: [`crate::execute`] with one step
 //!   made to fail before its syscall, to test the undo (`plan exec
-//!   --fail-at N` in a test build of `plan`).
+//!   --fail-at N` in a test build of `plan`);
+//!   [`execute_in_with_injected_failure`] the same for [`crate::execute_in`].
 //! - [`ProcessState`]: this process's fd table and memory map, to check
 //!   that an undo left them as they were.
 //! - [`run_preflighted`]: the run phase alone, for the executor's
@@ -39,6 +40,20 @@ pub fn execute_with_injected_failure(
         Some(failure),
         &mut |_| {},
     )
+}
+
+/// [`crate::execute_in`], with step `failure.step` failing as in
+/// [`execute_with_injected_failure`], so that everything done inside the
+/// process before it is undone (`plan exec --pid PID --fail-at N`).
+pub fn execute_in_with_injected_failure(
+    pid: u32,
+    plan: &Plan,
+    inputs: Inputs,
+    options: &ExecOptions,
+    process: &crate::ProcessOptions,
+    failure: InjectedFailure,
+) -> Result<crate::RestoredIn, ExecError> {
+    crate::into_process::execute_in_inner(pid, plan, inputs, options, process, Some(failure))
 }
 
 /// The run phase of [`crate::execute`] alone, after [`crate::preflight`]
