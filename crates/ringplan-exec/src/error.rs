@@ -159,6 +159,20 @@ pub enum ExecError {
          {object}); allow stand-ins opened inside the process (--substitute-external)"
     )]
     InputsInProcess { object: ObjectId },
+    /// An external input of a restore into another process, without
+    /// stand-ins allowed: this process's fds cannot be passed in yet.
+    #[error(
+        "preflight: step {step} needs an fd for {object} (a {}), which is an external input because {}; \
+         plan exec --pid cannot take the caller's fds yet: allow stand-ins opened inside the process \
+         (--substitute-external)",
+        file_type.name(), reason.describe()
+    )]
+    MissingInputIn {
+        step: usize,
+        object: ObjectId,
+        file_type: FileType,
+        reason: ExternalReason,
+    },
     /// A target fd number is already open in the process restored into.
     #[error(
         "preflight: fd {fd} is already open in process {pid}; the plan installs an object there"
@@ -275,6 +289,7 @@ impl ExecError {
             | ExecError::PathUnavailable { .. }
             | ExecError::ContinuityInProcess { .. }
             | ExecError::InputsInProcess { .. }
+            | ExecError::MissingInputIn { .. }
             | ExecError::FdTakenIn { .. }
             | ExecError::BufferTakenIn { .. }
             | ExecError::MemlockLimitIn { .. }

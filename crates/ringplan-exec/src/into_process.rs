@@ -63,6 +63,21 @@ pub fn execute_in(
     execute_in_inner(pid, plan, inputs, options, process, None)
 }
 
+/// The preflight of [`execute_in`] alone (`plan exec --pid --dry-run`):
+/// holds the process, checks the plan against it, and lets it go as found.
+pub fn preflight_in_process(
+    pid: u32,
+    plan: &Plan,
+    inputs: &Inputs,
+    options: &ExecOptions,
+) -> Result<PreflightReport, ExecError> {
+    refuse_before_attach(plan, inputs, options)?;
+    let held = RemoteProcess::attach(pid, &[pid]).map_err(ExecError::Attach)?;
+    let report = preflight_in(pid, plan, inputs, options);
+    held.detach(true).map_err(ExecError::Detach)?;
+    report
+}
+
 /// [`execute_in`] with a failure injected (test hooks).
 pub(crate) fn execute_in_inner(
     pid: u32,
@@ -72,7 +87,7 @@ pub(crate) fn execute_in_inner(
     process: &ProcessOptions,
     injected: Option<InjectedFailure>,
 ) -> Result<RestoredIn, ExecError> {
-    refuse_before_attach(plan, &inputs)?;
+    refuse_before_attach(plan, &inputs, options)?;
     let mut held = RemoteProcess::attach(pid, &[pid]).map_err(ExecError::Attach)?;
     let report = match preflight_in(pid, plan, &inputs, options) {
         Ok(report) => report,

@@ -82,9 +82,19 @@ pub struct ProcessState {
 impl ProcessState {
     /// Reads this process's state now.
     pub fn capture() -> ProcessState {
+        ProcessState::capture_in("/proc/self", std::process::id())
+    }
+
+    /// Reads process `pid`'s state now, from outside (what a restore into
+    /// it with `execute_in` must leave as it was when it fails).
+    pub fn capture_of(pid: u32) -> ProcessState {
+        ProcessState::capture_in(&format!("/proc/{pid}"), pid)
+    }
+
+    fn capture_in(dir: &str, pid: u32) -> ProcessState {
         // The listing's own directory fd links to the directory it lists.
-        let listing = format!("/proc/{}/fd", std::process::id());
-        let mut fds: Vec<(String, String)> = std::fs::read_dir("/proc/self/fd")
+        let listing = format!("/proc/{pid}/fd");
+        let mut fds: Vec<(String, String)> = std::fs::read_dir(format!("{dir}/fd"))
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
@@ -100,7 +110,7 @@ impl ProcessState {
             })
             .unwrap_or_default();
         fds.sort();
-        let maps = std::fs::read_to_string("/proc/self/maps")
+        let maps = std::fs::read_to_string(format!("{dir}/maps"))
             .map(|text| {
                 text.lines()
                     .filter(|line| !line.ends_with("[heap]"))

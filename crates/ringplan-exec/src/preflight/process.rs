@@ -11,7 +11,7 @@
 
 use ringplan_kernel::procfs::fd::ProcessFds;
 use ringplan_kernel::procfs::{limits, maps, status, Process};
-use ringplan_plan::Plan;
+use ringplan_plan::{Op, Plan};
 use rustix::process::Pid;
 use rustix::thread::CapabilitySet;
 
@@ -21,9 +21,14 @@ use crate::error::ExecError;
 use crate::memory::{buffer_ranges, overlapping_mapping, pinned_bytes};
 use crate::{ExecOptions, Inputs};
 
-/// What needs no look at the target: refuses a plan with continuity steps
-/// and supplied inputs (this process's fds cannot be passed in yet).
-pub(crate) fn refuse_before_attach(plan: &Plan, inputs: &Inputs) -> Result<(), ExecError> {
+/// What needs no look at the target: refuses a plan with continuity steps,
+/// supplied inputs (this process's fds cannot be passed in yet), and
+/// external inputs unless stand-ins are allowed.
+pub(crate) fn refuse_before_attach(
+    plan: &Plan,
+    inputs: &Inputs,
+    options: &ExecOptions,
+) -> Result<(), ExecError> {
     if let Some((step, continuity)) = plan
         .steps
         .iter()
@@ -39,6 +44,19 @@ pub(crate) fn refuse_before_attach(plan: &Plan, inputs: &Inputs) -> Result<(), E
     if let Some(object) = inputs.objects().next() {
         return Err(ExecError::InputsInProcess { object });
     }
+    if options.substitute_external {
+        return Ok(());
+    }
+    for (step, external) in plan.steps.iter().enumerate() {
+        if let (Op::ExternalInput(input), Some(object)) = (&external.op, external.object) {
+            return Err(ExecError::MissingInputIn {
+                step,
+                object,
+                file_type: input.file_type,
+                reason: input.reason,
+            });
+        }
+    }
     Ok(())
 }
 
@@ -49,7 +67,7 @@ pub(crate) fn preflight_in(
     inputs: &Inputs,
     options: &ExecOptions,
 ) -> Result<PreflightReport, ExecError> {
-    refuse_before_attach(plan, inputs)?;
+    refuse_before_attach(plan, inputs, options)?;
     let unavailable = |cause: &dyn std::fmt::Display| ExecError::ProcessUnavailable {
         pid,
         cause: cause.to_string(),
