@@ -113,11 +113,19 @@ impl Drop for Target {
 /// removed (as `benches/continuity_restore.rs` does for its baseline):
 /// `(path, image)`.
 fn seed_image(dir: &Path, keep_state: bool) -> (String, Image) {
-    let scenario = Scenario::start("seed");
+    let (path, image, _) = scenario_image("seed", dir, keep_state);
+    (path, image)
+}
+
+/// [`seed_image`] of any `plan app` scenario, and the scenario, running
+/// (its temporary files exist while it runs).
+fn scenario_image(name: &str, dir: &Path, keep_state: bool) -> (String, Image, Scenario) {
+    let scenario = Scenario::start(name);
+    let file = name.replace(':', "-");
     let path = dir.join(if keep_state {
-        "seed-state.img"
+        format!("{file}-state.img")
     } else {
-        "seed.img"
+        format!("{file}.img")
     });
     let path = path.to_str().expect("utf-8").to_owned();
     plan_ok(&[
@@ -129,7 +137,6 @@ fn seed_image(dir: &Path, keep_state: bool) -> (String, Image) {
         "-o",
         &path,
     ]);
-    drop(scenario);
     let mut image =
         ringplan_image::decode_slice(&std::fs::read(&path).expect("image")).expect("decodes");
     for object in &mut image.objects {
@@ -154,7 +161,7 @@ fn seed_image(dir: &Path, keep_state: bool) -> (String, Image) {
         ringplan_image::encode_to_vec(&image).expect("encoding"),
     )
     .expect("writing the image");
-    (path, image)
+    (path, image, scenario)
 }
 
 /// The installed fd numbers of every object of `kind` in `image`.
@@ -240,6 +247,18 @@ fn the_seed_restored_into_a_running_process_is_seen_there() {
     }
     assert_ne!(target.state(), b'T');
     assert!(target.answers(), "the target runs on after the restore");
+    // Again: the fds are taken now, in the target.
+    let before = ProcessState::capture_of(target.pid);
+    let taken = refused(&["exec", &path, "--pid", &pid, "--substitute-external"]);
+    assert!(
+        taken.contains(&format!("is already open in process {pid}")),
+        "{taken}"
+    );
+    assert_eq!(
+        before.changes_to(&ProcessState::capture_of(target.pid)),
+        Vec::<String>::new()
+    );
+    assert!(target.answers());
 }
 
 #[test]
@@ -422,4 +441,68 @@ fn execute_in_returns_the_fd_numbers_it_installed_in_the_target() {
         );
     }
     assert!(target.answers());
+}
+
+#[test]
+fn a_files_table_larger_than_the_scratch_page_and_a_raised_fd_limit() {
+    // 1500 registered files: a 6000-byte table, passed in a mapping made
+    // for the call; fds up to ~1600, above the target's soft limit (set
+    // low here), which the run raises with prlimit.
+    let dir = scratch_dir("exec-pid-files");
+    let (path, image, _scenario) = scenario_image("files:1500", &dir, false);
+    let mut target = Target::start();
+    let hard = ringplan_kernel::procfs::limits::read(Process::Pid(target.pid))
+        .expect("/proc/PID/limits")
+        .open_files
+        .hard;
+    assert!(hard.is_none_or(|hard| hard > 2000), "hard limit {hard:?}");
+    let limit = rustix::process::Rlimit {
+        current: Some(1024),
+        maximum: hard,
+    };
+    rustix::process::prlimit(
+        rustix::process::Pid::from_raw(target.pid as i32),
+        rustix::process::Resource::Nofile,
+        limit,
+    )
+    .expect("prlimit");
+    let maps_before = std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).expect("maps");
+    let pid = target.pid.to_string();
+    let output = plan(&["exec", &path, "--pid", &pid, "--substitute-external"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ring = image
+        .objects
+        .iter()
+        .find_map(|object| match &object.kind {
+            ObjectKind::Ring(ring) if ring.files.len() >= 1500 => {
+                Some((object.fds[0].fd, ring.files.len()))
+            }
+            _ => None,
+        })
+        .expect("a ring with the files registered");
+    let text = fdinfo::read(Process::Pid(target.pid), ring.0).expect("fdinfo");
+    let info = fdinfo::Fdinfo::parse(Path::new("fdinfo"), &text, FdKind::Ring)
+        .expect("ring fdinfo")
+        .ring
+        .expect("ring part");
+    assert_eq!(info.user_files as usize, ring.1);
+    assert_eq!(info.files.len(), ring.1, "every slot holds its file");
+    // The call's mapping is gone: only the ring regions the kernel placed
+    // (none on 6.4+) or recorded ranges are new.
+    let maps_after = std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).expect("maps");
+    let new: Vec<&str> = maps_after
+        .lines()
+        .filter(|line| !maps_before.lines().any(|old| old == *line))
+        .filter(|line| !line.contains("anon_inode:[io_uring]"))
+        .collect();
+    assert!(new.is_empty(), "left in the target: {new:?}");
+    assert!(target.answers());
+    let after = ringplan_kernel::procfs::limits::read(Process::Pid(target.pid))
+        .expect("/proc/PID/limits")
+        .open_files;
+    assert!(after.soft > Some(1600), "raised: {after:?}");
 }
