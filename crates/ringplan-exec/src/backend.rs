@@ -23,10 +23,6 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 pub use remote::{RemoteBackend, RemoteFd};
 
-use crate::error::MemoryError;
-use crate::memory::{buffer_ranges, MemoryHook};
-use ringplan_plan::Plan;
-
 /// The state-changing syscalls of a run, in the process the backend acts
 /// in. Fd arguments are numbers in that process.
 pub trait Backend {
@@ -264,81 +260,5 @@ impl Backend for InProcess {
         // SAFETY: a range the run mapped, that nothing outside the run
         // refers to (a ring using it is closed first).
         unsafe { rustix::mm::munmap(addr as *mut c_void, len) }
-    }
-}
-
-/// What puts the task's memory in place at the barrier, in the process a
-/// backend acts in.
-pub(crate) trait BarrierMemory<B: Backend> {
-    /// At the barrier.
-    fn restore(&mut self, plan: &Plan, backend: &mut B) -> Result<(), MemoryError>;
-    /// The run failed: unmap what `restore` mapped, release what preflight
-    /// kept.
-    fn undo(&mut self, backend: &mut B);
-}
-
-/// The caller's [`MemoryHook`], in this process.
-pub(crate) struct HookMemory<'h>(pub(crate) &'h mut dyn MemoryHook);
-
-impl BarrierMemory<InProcess> for HookMemory<'_> {
-    fn restore(&mut self, plan: &Plan, _: &mut InProcess) -> Result<(), MemoryError> {
-        self.0.restore(plan)
-    }
-
-    fn undo(&mut self, _: &mut InProcess) {
-        self.0.undo();
-    }
-}
-
-/// Fresh anonymous read-write memory at every buffer range of the plan,
-/// mapped through the backend with `MAP_FIXED_NOREPLACE` (never over
-/// anything): what [`crate::AnonymousBuffers`] does in this process, for
-/// the process a backend acts in. Preflight proved the ranges free.
-#[derive(Debug, Default)]
-pub(crate) struct BackendBuffers {
-    /// `[start, end)` of each range mapped.
-    pub(crate) mapped: Vec<(u64, u64)>,
-}
-
-impl<B: Backend> BarrierMemory<B> for BackendBuffers {
-    fn restore(&mut self, plan: &Plan, backend: &mut B) -> Result<(), MemoryError> {
-        for (start, end) in buffer_ranges(plan)? {
-            let bad = MemoryError::BadRange {
-                start,
-                len: end - start,
-            };
-            let (Ok(addr), Ok(len)) = (usize::try_from(start), usize::try_from(end - start)) else {
-                return Err(bad);
-            };
-            let got = backend
-                .mmap(
-                    addr,
-                    len,
-                    ProtFlags::READ | ProtFlags::WRITE,
-                    MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
-                    None,
-                    0,
-                )
-                .map_err(|errno| MemoryError::Map { start, end, errno })?;
-            if got != addr {
-                // Kernels before 4.17 treat the flag as a hint: undo.
-                let _ = backend.munmap(got, len);
-                return Err(MemoryError::Map {
-                    start,
-                    end,
-                    errno: Errno::EXIST,
-                });
-            }
-            self.mapped.push((start, end));
-        }
-        Ok(())
-    }
-
-    fn undo(&mut self, backend: &mut B) {
-        for (start, end) in self.mapped.drain(..) {
-            if let (Ok(addr), Ok(len)) = (usize::try_from(start), usize::try_from(end - start)) {
-                let _ = backend.munmap(addr, len);
-            }
-        }
     }
 }

@@ -11,8 +11,9 @@
 
 use ringplan_plan::Plan;
 
-use crate::backend::{BackendBuffers, RemoteBackend, RemoteFd};
+use crate::backend::{RemoteBackend, RemoteFd};
 use crate::error::ExecError;
+use crate::memory::BackendBuffers;
 use crate::preflight::{preflight_in, refuse_before_attach};
 use crate::remote::RemoteProcess;
 use crate::run::{run_with, InjectedFailure, Target};
@@ -98,7 +99,10 @@ pub(crate) fn execute_in_inner(
         }
     };
     let mut backend = RemoteBackend::new(&mut held, pid);
-    let mut buffers = BackendBuffers::default();
+    let mut buffers = BackendBuffers {
+        process: ringplan_kernel::procfs::Process::Pid(pid),
+        mapped: Vec::new(),
+    };
     let target = Target {
         backend: &mut backend,
         memory: &mut buffers,

@@ -26,10 +26,11 @@ use ringplan_plan::{Op, Plan, Step};
 use rustix::io::Errno;
 use rustix::process::{getrlimit, prlimit, setrlimit, Resource, Rlimit};
 
-use crate::backend::{Backend, BarrierMemory, HookMemory, InProcess};
+use crate::backend::{Backend, InProcess};
 use crate::continuity::{is_continuity_step, ContinuityError, ContinuousRing, PlacedMemory};
 use crate::error::{ExecError, MemoryError};
 use crate::memory::MemoryHook;
+use crate::memory::{BarrierMemory, HookMemory};
 use crate::owned_mapping::OwnedMapping;
 use crate::{
     ContinuousRingReport, ExecOptions, Inputs, PreflightReport, Progress, Restored, SkippedMapping,

@@ -16,7 +16,8 @@ use rustix::io::{DupFlags, Errno};
 use rustix::io_uring::{io_uring_params, IoringRegisterOp, IoringSetupFlags};
 
 use super::{fail, Failure, Run, TypeChanged};
-use crate::backend::{Backend, BarrierMemory};
+use crate::backend::Backend;
+use crate::memory::BarrierMemory;
 use crate::reopen;
 use crate::Substitution;
 
