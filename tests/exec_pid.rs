@@ -316,7 +316,7 @@ fn refused(args: &[&str]) -> String {
 }
 
 #[test]
-fn hold_inputs_and_continuity_are_refused_with_pid_and_nothing_changes() {
+fn a_dry_run_hold_inputs_and_continuity_change_nothing_in_the_target() {
     let dir = scratch_dir("exec-pid-refused");
     let (path, _) = seed_image(&dir, false);
     let (with_state, _) = seed_image(&dir, true);
@@ -332,6 +332,21 @@ fn hold_inputs_and_continuity_are_refused_with_pid_and_nothing_changes() {
         ),
         "{continuity}"
     );
+    let dry = plan(&[
+        "exec",
+        &path,
+        "--pid",
+        &pid,
+        "--substitute-external",
+        "--dry-run",
+    ]);
+    let dry_text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(dry_text.contains("preflight: ok: fds [100, "), "{dry_text}");
     let inputs = refused(&["exec", &path, "--pid", &pid]);
     assert!(
         inputs.contains("plan exec --pid cannot take the caller's fds yet"),

@@ -22,7 +22,7 @@
 //! - `exec_pid`: `plan exec --pid` restoring the seed (without its rings'
 //!   continuity state) into a running C program that holds no ring, seen
 //!   from outside (`/proc/PID/fd`, `fdinfo`); `--leave-stopped`,
-//!   `--verify`, `--hold` refused, an injected failure at every step leaving
+//!   `--verify`, `--dry-run`, `--hold` refused, an injected failure at every step leaving
 //!   the target as it was and running, a continuity plan refused.
 //! - `plans`: the checked-in example plans under `plans/` still match.
 //! - `real_programs`: fio (io_uring engine, with and without registered
