@@ -19,6 +19,11 @@
 //!   checked field by field; the seed image pinned as a snapshot.
 //! - `exec`: `plan exec` round trips (verify, hold + dump + fdinfo),
 //!   injected failures at every step, bad input.
+//! - `exec_pid`: `plan exec --pid` restoring the seed (without its rings'
+//!   continuity state) into a running C program that holds no ring, seen
+//!   from outside (`/proc/PID/fd`, `fdinfo`); `--leave-stopped`,
+//!   `--verify`, `--dry-run`, `--hold` refused, an injected failure at every step leaving
+//!   the target as it was and running, a continuity plan refused.
 //! - `plans`: the checked-in example plans under `plans/` still match.
 //! - `real_programs`: fio (io_uring engine, with and without registered
 //!   files, fixed buffers, SQPOLL) and `qemu-img bench`, dumped while they do
@@ -38,6 +43,7 @@ mod cli;
 mod continuity;
 mod dump_scenarios;
 mod exec;
+mod exec_pid;
 mod plans;
 mod real_programs;
 mod reopen;

@@ -27,7 +27,13 @@
 //! streams is `ringplan_exec::stdio`, the comparison `ringplan_exec::verify`,
 //! which fds are rings and the wait for a signal `ringplan_exec::hold`.
 //! `exec/test_hooks.rs` is the hidden `--fail-at` of test builds.
+//!
+//! `--pid PID` restores into another running process instead
+//! (`exec/into_process.rs`, `ringplan_exec::execute_in`): its syscalls run
+//! in that process's main thread, which is let go afterwards (resumed, or
+//! left stopped with `--leave-stopped`).
 
+mod into_process;
 mod progress;
 mod test_hooks;
 
@@ -74,6 +80,16 @@ pub struct ExecArgs {
     /// (new memory, positions at 0, no pending entries) instead of refusing.
     #[arg(long)]
     allow_moved_rings: bool,
+    /// Restore into the running process PID instead of this one (its main
+    /// thread runs the syscalls); plans that restore rings where the
+    /// program left them are refused, and only stand-ins
+    /// (--substitute-external) serve external inputs.
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
+    /// With --pid: leave the process stopped (as by SIGSTOP) after the
+    /// restore.
+    #[arg(long, requires = "pid")]
+    leave_stopped: bool,
     /// Hidden flags of test builds only (`--fail-at`).
     #[command(flatten)]
     test_hooks: test_hooks::TestHookArgs,
@@ -94,6 +110,11 @@ pub fn run(args: ExecArgs) -> Result<(), CliError> {
             args.input
         )));
     }
+    if args.pid.is_some() && args.hold {
+        return Err(CliError::bad_input(
+            "--hold keeps rings in this process; with --pid they are the target's: drop --hold",
+        ));
+    }
     let options = ExecOptions {
         substitute_external: args.substitute_external,
         raise_fd_limit: true,
@@ -101,6 +122,9 @@ pub fn run(args: ExecArgs) -> Result<(), CliError> {
         allow_moved_rings: args.allow_moved_rings,
     };
     let inputs = open_inputs(&args, &plan)?;
+    if let Some(pid) = args.pid {
+        return into_process::run(&args, pid, image.as_ref(), &plan, inputs, &options);
+    }
     let stdio = MovedStdio::make_room(&plan).map_err(CliError::failed)?;
     let result = run_with(&args, image.as_ref(), &plan, inputs, &stdio, &options);
     stdio.restore();

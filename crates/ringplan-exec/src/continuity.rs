@@ -42,3 +42,16 @@ pub use positions::{advance_positions, Advanced, PositionTargets};
 pub use ring::{
     kernel_supports_no_mmap, memory_sizes, ring_layout, ContinuousRing, RingLayout, RingSetup,
 };
+
+/// Whether `op` is a continuity step: one that restores a ring where the
+/// program left it (its memory placed at the program's addresses, its
+/// positions and entries), which only a restore in this process can run
+/// so far.
+pub(crate) fn is_continuity_step(op: &ringplan_plan::Op) -> bool {
+    use ringplan_plan::Op;
+    match op {
+        Op::PlaceRingMemory(_) | Op::RestoreCompletions(_) | Op::QueueSqes(_) => true,
+        Op::SetupRing(setup) => setup.memory.is_some(),
+        _ => false,
+    }
+}

@@ -7,6 +7,7 @@ use ringplan_plan::ExternalReason;
 use rustix::io::Errno;
 
 use crate::continuity::ContinuityError;
+use crate::remote::RemoteError;
 use crate::reopen::{recorded_phrase, type_phrase};
 
 /// Why the memory hook could not put memory in place.
@@ -139,6 +140,80 @@ pub enum ExecError {
         path: String,
         errno: Errno,
     },
+    /// A restore into another process (`execute_in`) of a plan with a
+    /// continuity step: only a restore in this process runs them so far.
+    #[error(
+        "plan exec --pid does not restore rings where the program left them yet: step {step} \
+         ({op}{}) does; restore the image without its rings' state, or into this process",
+        object_suffix(*object)
+    )]
+    ContinuityInProcess {
+        step: usize,
+        op: &'static str,
+        object: Option<ObjectId>,
+    },
+    /// Inputs were supplied for a restore into another process, which
+    /// cannot take this process's fds yet.
+    #[error(
+        "preflight: plan exec --pid cannot take the caller's fds yet (an input was supplied for \
+         {object}); allow stand-ins opened inside the process (--substitute-external)"
+    )]
+    InputsInProcess { object: ObjectId },
+    /// An external input of a restore into another process, without
+    /// stand-ins allowed: this process's fds cannot be passed in yet.
+    #[error(
+        "preflight: step {step} needs an fd for {object} (a {}), which is an external input because {}; \
+         plan exec --pid cannot take the caller's fds yet: allow stand-ins opened inside the process \
+         (--substitute-external)",
+        file_type.name(), reason.describe()
+    )]
+    MissingInputIn {
+        step: usize,
+        object: ObjectId,
+        file_type: FileType,
+        reason: ExternalReason,
+    },
+    /// A target fd number is already open in the process restored into.
+    #[error(
+        "preflight: fd {fd} is already open in process {pid}; the plan installs an object there"
+    )]
+    FdTakenIn { pid: u32, fd: i32 },
+    /// A buffer range is already mapped in the process restored into.
+    #[error(
+        "preflight: buffer memory {start:#x}-{end:#x} is already mapped in process {pid} ({by})"
+    )]
+    BufferTakenIn {
+        pid: u32,
+        start: u64,
+        end: u64,
+        by: String,
+    },
+    /// `RLIMIT_MEMLOCK` of the process restored into is too small for the
+    /// registered buffers, and it lacks `CAP_IPC_LOCK`.
+    #[error(
+        "preflight: registered buffers pin {needed} bytes, above process {pid}'s RLIMIT_MEMLOCK \
+         ({limit} bytes), and it lacks CAP_IPC_LOCK"
+    )]
+    MemlockLimitIn { pid: u32, needed: u64, limit: u64 },
+    /// The process restored into could not be held, or a `/proc` file of it
+    /// read, before anything was done.
+    #[error("preflight: process {pid}: {cause}")]
+    ProcessUnavailable { pid: u32, cause: String },
+    /// Holding the process restored into failed (nothing was done).
+    #[error("preflight: {0}")]
+    Attach(RemoteError),
+    /// The process restored into could not be driven any more during the
+    /// run; what could be undone in it was.
+    #[error("step {index} ({op}): the process could not be driven: {cause}; everything done that could be reached was undone")]
+    ProcessLost {
+        index: usize,
+        op: &'static str,
+        cause: RemoteError,
+    },
+    /// Letting the process restored into go failed after the run (its
+    /// restored fds stay).
+    #[error("letting process go after the restore: {0}")]
+    Detach(RemoteError),
     /// A check could not be made because a syscall failed: a failure of
     /// the system, not a refusal of the plan (nothing was done).
     #[error("preflight: {what} failed: {errno}")]
@@ -211,12 +286,22 @@ impl ExecError {
             | ExecError::RingMemoryTaken { .. }
             | ExecError::RingMemoryTooSmall { .. }
             | ExecError::PathTypeChanged { .. }
-            | ExecError::PathUnavailable { .. } => true,
+            | ExecError::PathUnavailable { .. }
+            | ExecError::ContinuityInProcess { .. }
+            | ExecError::InputsInProcess { .. }
+            | ExecError::MissingInputIn { .. }
+            | ExecError::FdTakenIn { .. }
+            | ExecError::BufferTakenIn { .. }
+            | ExecError::MemlockLimitIn { .. }
+            | ExecError::ProcessUnavailable { .. }
+            | ExecError::Attach(_) => true,
             ExecError::CheckSyscallFailed { .. }
             | ExecError::StepFailed { .. }
             | ExecError::OpenedTypeChanged { .. }
             | ExecError::MemoryRestoreFailed { .. }
-            | ExecError::ContinuityFailed { .. } => false,
+            | ExecError::ContinuityFailed { .. }
+            | ExecError::ProcessLost { .. }
+            | ExecError::Detach(_) => false,
         }
     }
 
@@ -226,7 +311,8 @@ impl ExecError {
             ExecError::StepFailed { index, .. }
             | ExecError::MemoryRestoreFailed { index, .. }
             | ExecError::OpenedTypeChanged { index, .. }
-            | ExecError::ContinuityFailed { index, .. } => Some(*index),
+            | ExecError::ContinuityFailed { index, .. }
+            | ExecError::ProcessLost { index, .. } => Some(*index),
             _ => None,
         }
     }

@@ -13,7 +13,10 @@
 //!
 //! The restore happens **in the calling process**, which must be the
 //! process that keeps the rings: io_uring fds are close-on-exec, and
-//! `execve` kills a ring's SQ thread even when the fd survives.
+//! `execve` kills a ring's SQ thread even when the fd survives. Or, with
+//! [`execute_in`], inside another running process: the same run, its
+//! syscalls made there through ptrace ([`RemoteBackend`]), for plans
+//! without continuity steps.
 //!
 //! At the plan's `memory_barrier` step the executor calls a [`MemoryHook`]:
 //! a restorer that restores memory itself passes its own (a closure works);
@@ -58,13 +61,18 @@
 //!   check).
 //! - `run.rs`: the run and its undo; `run/ops.rs` the syscalls of each op,
 //!   `run/ring_regions.rs` the mapping of a new ring's regions.
+//! - `backend.rs`: [`Backend`], where the run's syscalls happen:
+//!   [`InProcess`] (rustix, this process) and [`RemoteBackend`]
+//!   (`backend/remote.rs`: another process, through [`remote`]).
+//! - `into_process.rs`: [`execute_in`], a restore into another process;
+//!   `preflight/process.rs` its preflight against that process.
 //! - `memory.rs`: the memory barrier's hook.
 //! - [`continuity`]: the mechanics of a continuous restore (issue 12), not
 //!   yet called by any op: a ring on memory placed at given addresses
 //!   (`IORING_SETUP_NO_MMAP`), its kernel positions advanced to given
 //!   values, its pending entries and overflow list put back.
 //! - [`remote`]: syscalls run inside another process through ptrace (the
-//!   base of `plan exec --pid`, not yet called by the executor): hold every
+//!   base of `plan exec --pid`, driven by [`RemoteBackend`]): hold every
 //!   thread, run syscalls in chosen ones, leave the process as it was found.
 //! - [`stdio`]: a restorer's own standard streams, moved out of the plan's
 //!   way while it restores into itself.
@@ -96,9 +104,11 @@
 //! # }
 //! ```
 
+mod backend;
 pub mod continuity;
 mod error;
 pub mod hold;
+mod into_process;
 mod memory;
 mod options;
 mod owned_mapping;
@@ -114,7 +124,9 @@ pub mod verify;
 
 use ringplan_plan::Plan;
 
+pub use backend::{Backend, InProcess, RemoteBackend, RemoteFd};
 pub use error::{ExecError, InputError, MemoryError};
+pub use into_process::{execute_in, preflight_in_process, ProcessOptions, RestoredIn};
 pub use memory::{buffer_ranges, AnonymousBuffers, MemoryHook, NoMemory};
 pub use options::{ExecOptions, Inputs};
 pub use preflight::{preflight, PreflightReport};

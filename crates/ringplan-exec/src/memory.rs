@@ -9,14 +9,18 @@
 //! already mapped, so `IORING_REGISTER_BUFFERS` registers the same
 //! addresses and lengths as the image recorded (the contents are zeros: the
 //! image does not hold memory).
-
-use std::ffi::c_void;
+//!
+//! The mappings go through a [`crate::Backend`]: those of `AnonymousBuffers`
+//! through [`crate::InProcess`]; for a restore into another process
+//! (`execute_in`) the run maps the same ranges there (`BackendBuffers`).
+//! `BarrierMemory` is how the run calls either at the barrier.
 
 use ringplan_kernel::procfs::maps::{self, MapsEntry};
 use ringplan_kernel::procfs::Process;
 use ringplan_plan::{Op, Plan};
 use rustix::mm::{MapFlags, ProtFlags};
 
+use crate::backend::{Backend, InProcess};
 use crate::error::MemoryError;
 
 /// Called at the plan's `memory_barrier` step.
@@ -139,8 +143,8 @@ impl AnonymousBuffers {
 
     fn release_reserved(&mut self) {
         for (start, end) in self.reserved.drain(..) {
-            // SAFETY: a mapping preflight made; nothing refers to it yet.
-            let _ = unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) };
+            // A mapping preflight made; nothing refers to it yet.
+            unmap_range(&mut InProcess, start, end);
         }
     }
 }
@@ -164,28 +168,35 @@ pub(crate) fn overlapping_mapping(maps: &str, start: u64, end: u64) -> Option<St
 
 /// Maps fresh anonymous read-write memory at exactly `[start, end)`
 /// (page-aligned) with `MAP_FIXED_NOREPLACE`, which never replaces a mapping
-/// (the kernel refuses with EEXIST instead).
-fn map_range(start: u64, end: u64) -> Result<(), MemoryError> {
-    let len = usize::try_from(end - start).map_err(|_| MemoryError::BadRange {
+/// (the kernel refuses with EEXIST instead), in the process `backend` acts
+/// in; `process` names it, to say what is in the way.
+fn map_range<B: Backend>(
+    backend: &mut B,
+    process: Process,
+    start: u64,
+    end: u64,
+) -> Result<(), MemoryError> {
+    let bad = || MemoryError::BadRange {
         start,
         len: end - start,
-    })?;
-    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no
-    // memory anyone uses is touched; the caller owns the new one.
-    let result = unsafe {
-        rustix::mm::mmap_anonymous(
-            start as *mut c_void,
-            len,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
-        )
     };
+    let addr = usize::try_from(start).map_err(|_| bad())?;
+    let len = usize::try_from(end - start).map_err(|_| bad())?;
+    // MAP_FIXED_NOREPLACE never replaces an existing mapping, so no memory
+    // anyone uses is touched; the caller owns the new one.
+    let result = backend.mmap(
+        addr,
+        len,
+        ProtFlags::READ | ProtFlags::WRITE,
+        MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
+        None,
+        0,
+    );
     match result {
-        Ok(addr) if addr as u64 == start => Ok(()),
-        Ok(addr) => {
+        Ok(got) if got == addr => Ok(()),
+        Ok(got) => {
             // Kernels before 4.17 treat the flag as a hint: undo.
-            // SAFETY: `addr`/`len` is the mapping just made.
-            let _ = unsafe { rustix::mm::munmap(addr, len) };
+            let _ = backend.munmap(got, len);
             Err(MemoryError::Map {
                 start,
                 end,
@@ -193,13 +204,21 @@ fn map_range(start: u64, end: u64) -> Result<(), MemoryError> {
             })
         }
         Err(rustix::io::Errno::EXIST) => {
-            let by = maps::read(Process::Current)
+            let by = maps::read(process)
                 .ok()
                 .and_then(|maps| overlapping_mapping(&maps, start, end))
                 .unwrap_or_else(|| "a mapping".to_owned());
             Err(MemoryError::RangeTaken { start, end, by })
         }
         Err(errno) => Err(MemoryError::Map { start, end, errno }),
+    }
+}
+
+/// Unmaps `[start, end)`, a range [`map_range`] mapped, in the process
+/// `backend` acts in.
+fn unmap_range<B: Backend>(backend: &mut B, start: u64, end: u64) {
+    if let (Ok(addr), Ok(len)) = (usize::try_from(start), usize::try_from(end - start)) {
+        let _ = backend.munmap(addr, len);
     }
 }
 
@@ -212,7 +231,7 @@ impl MemoryHook for AnonymousBuffers {
         // exactly when nothing overlaps it. Kept, it is the barrier's.
         let mut kernel_answered = true;
         for &(start, end) in &ranges {
-            match map_range(start, end) {
+            match map_range(&mut InProcess, Process::Current, start, end) {
                 Ok(()) => self.reserved.push((start, end)),
                 Err(error @ MemoryError::RangeTaken { .. }) => {
                     self.release_reserved();
@@ -248,7 +267,7 @@ impl MemoryHook for AnonymousBuffers {
             {
                 self.reserved.swap_remove(position);
             } else {
-                map_range(start, end)?;
+                map_range(&mut InProcess, Process::Current, start, end)?;
             }
             self.mapped.push((start, end));
         }
@@ -259,11 +278,63 @@ impl MemoryHook for AnonymousBuffers {
 
     fn undo(&mut self) {
         for (start, end) in self.mapped.drain(..) {
-            // SAFETY: each range is a mapping this hook made and nothing
-            // outside the failed run refers to it.
-            let _ = unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) };
+            // A mapping this hook made; nothing outside the failed run
+            // refers to it.
+            unmap_range(&mut InProcess, start, end);
         }
         self.release_reserved();
+    }
+}
+
+/// What puts the task's memory in place at the barrier, in the process a
+/// backend acts in.
+pub(crate) trait BarrierMemory<B: Backend> {
+    /// At the barrier.
+    fn restore(&mut self, plan: &Plan, backend: &mut B) -> Result<(), MemoryError>;
+    /// The run failed: unmap what `restore` mapped, release what preflight
+    /// kept.
+    fn undo(&mut self, backend: &mut B);
+}
+
+/// The caller's [`MemoryHook`], in this process.
+pub(crate) struct HookMemory<'h>(pub(crate) &'h mut dyn MemoryHook);
+
+impl BarrierMemory<InProcess> for HookMemory<'_> {
+    fn restore(&mut self, plan: &Plan, _: &mut InProcess) -> Result<(), MemoryError> {
+        self.0.restore(plan)
+    }
+
+    fn undo(&mut self, _: &mut InProcess) {
+        self.0.undo();
+    }
+}
+
+/// Fresh anonymous read-write memory at every buffer range of the plan, in
+/// the process a backend acts in: what [`AnonymousBuffers`] does in this
+/// process, without its reservation (that process is held while it is
+/// checked and restored into, so nothing in it can take a range in
+/// between). Its preflight proved the ranges free.
+#[derive(Debug)]
+pub(crate) struct BackendBuffers {
+    /// The process the backend acts in (to name what is in the way).
+    pub(crate) process: Process,
+    /// `[start, end)` of each range mapped.
+    pub(crate) mapped: Vec<(u64, u64)>,
+}
+
+impl<B: Backend> BarrierMemory<B> for BackendBuffers {
+    fn restore(&mut self, plan: &Plan, backend: &mut B) -> Result<(), MemoryError> {
+        for (start, end) in buffer_ranges(plan)? {
+            map_range(backend, self.process, start, end)?;
+            self.mapped.push((start, end));
+        }
+        Ok(())
+    }
+
+    fn undo(&mut self, backend: &mut B) {
+        for (start, end) in self.mapped.drain(..) {
+            unmap_range(backend, start, end);
+        }
     }
 }
 
@@ -271,6 +342,8 @@ impl MemoryHook for AnonymousBuffers {
 mod tests {
     use ringplan_image::{Backend, Source};
     use ringplan_plan::{Handle, Iovec, RegisterBuffers, Step, FORMAT_NAME, FORMAT_VERSION};
+
+    use std::ffi::c_void;
 
     use super::*;
 
@@ -371,7 +444,8 @@ mod tests {
     fn a_taken_range_is_refused_and_nothing_stays_reserved() {
         let (start, end) = (BASE_TAKEN, BASE_TAKEN + 2 * PAGE);
         // Someone else's mapping on the second page.
-        map_range(start + PAGE, end).expect("the test's own mapping");
+        map_range(&mut InProcess, Process::Current, start + PAGE, end)
+            .expect("the test's own mapping");
         let mut memory = AnonymousBuffers::new();
         let error = memory
             .preflight(&plan_with_buffer(start))

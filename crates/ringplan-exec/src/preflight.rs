@@ -16,6 +16,9 @@ mod continuity;
 mod kernel;
 mod open_fds;
 mod paths;
+mod process;
+
+pub(crate) use process::{preflight_in, refuse_before_attach};
 
 use std::collections::BTreeSet;
 

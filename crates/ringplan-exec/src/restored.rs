@@ -62,14 +62,17 @@ impl std::fmt::Display for SkippedMapping {
     }
 }
 
-/// What a successful run leaves behind.
+/// What a successful run leaves behind. `Fd` is how the backend that ran
+/// it names an fd: an `OwnedFd` of this process for [`crate::execute`], a
+/// [`crate::RemoteFd`] (a number in the target) for [`crate::execute_in`].
 #[derive(Debug)]
-pub struct Restored {
+pub struct Restored<Fd = OwnedFd> {
     /// The installed fds of every object the process holds at an fd, in the
-    /// plan's install order. Dropping this closes them (and so tears down
-    /// rings no other fd holds): keep it for as long as the rings are used,
-    /// or take the fds out.
-    pub fds: BTreeMap<ObjectId, Vec<OwnedFd>>,
+    /// plan's install order. In this process, dropping this closes them (and
+    /// so tears down rings no other fd holds): keep it for as long as the
+    /// rings are used, or take the fds out. In another process they are
+    /// that process's: nothing here closes them.
+    pub fds: BTreeMap<ObjectId, Vec<Fd>>,
     /// External inputs the executor substituted.
     pub substituted: Vec<Substitution>,
     /// Ring regions mapped at their recorded addresses, by ring, in plan

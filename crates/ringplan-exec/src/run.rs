@@ -19,16 +19,18 @@ mod ops;
 mod ring_regions;
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
 use ringplan_image::{FileType, ObjectId, RingMapping};
 use ringplan_plan::{Op, Plan, Step};
 use rustix::io::Errno;
-use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+use rustix::process::{getrlimit, prlimit, setrlimit, Resource, Rlimit};
 
-use crate::continuity::{ContinuityError, ContinuousRing, PlacedMemory};
+use crate::backend::{Backend, InProcess};
+use crate::continuity::{is_continuity_step, ContinuityError, ContinuousRing, PlacedMemory};
 use crate::error::{ExecError, MemoryError};
 use crate::memory::MemoryHook;
+use crate::memory::{BarrierMemory, HookMemory};
 use crate::owned_mapping::OwnedMapping;
 use crate::{
     ContinuousRingReport, ExecOptions, Inputs, PreflightReport, Progress, Restored, SkippedMapping,
@@ -61,12 +63,16 @@ struct TypeChanged {
     found: FileType,
 }
 
-/// The run's state: what it owns so far.
-struct Run<'a> {
+/// The run's state: what it owns so far. Its fds are the backend's, in
+/// the process the backend acts in; the continuity state (placed memory,
+/// rings set up on it) is this process's only: preflight refuses a plan
+/// with continuity steps for any other backend.
+struct Run<'a, B: Backend> {
     plan: &'a Plan,
+    backend: &'a mut B,
     floor: RawFd,
-    handles: Vec<Option<OwnedFd>>,
-    installed: BTreeMap<ObjectId, Vec<OwnedFd>>,
+    handles: Vec<Option<B::Fd>>,
+    installed: BTreeMap<ObjectId, Vec<B::Fd>>,
     inputs: Inputs,
     substituted: Vec<Substitution>,
     /// Set when the memory hook failed at the barrier.
@@ -75,8 +81,12 @@ struct Run<'a> {
     type_changed: Option<TypeChanged>,
     /// Whether to map ring regions (`!ExecOptions::skip_ring_mappings`).
     map_rings: bool,
-    /// Ring regions mapped so far; declared after the fds, so an undo closes
-    /// the rings before it unmaps their regions (either order frees them).
+    /// Ring regions mapped through the backend so far, `(addr, len)`; an
+    /// undo closes the fds first, then unmaps them (either order frees
+    /// them).
+    ring_regions: Vec<(usize, usize)>,
+    /// Memory of continuous rings (this process only); declared after the
+    /// fds, so an undo closes the rings before it unmaps their regions.
     regions: Vec<OwnedMapping>,
     mapped: Vec<(ObjectId, RingMapping)>,
     skipped: Vec<SkippedMapping>,
@@ -96,8 +106,8 @@ struct Run<'a> {
     progress: &'a mut dyn FnMut(Progress),
 }
 
-/// Runs every step, after [`crate::preflight`] passed with `report`. On
-/// failure, undoes everything and returns the error.
+/// Runs every step in this process, after [`crate::preflight`] passed
+/// with `report`. On failure, undoes everything and returns the error.
 pub(crate) fn run(
     plan: &Plan,
     inputs: Inputs,
@@ -107,9 +117,44 @@ pub(crate) fn run(
     injected: Option<InjectedFailure>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Restored, ExecError> {
-    let fd_limit = FdLimitRaise::apply(plan, report)?;
+    let target = Target {
+        backend: &mut InProcess,
+        memory: &mut HookMemory(hook),
+        limits_of: None,
+    };
+    run_with(plan, inputs, target, options, report, injected, progress)
+}
+
+/// Where a run acts: the backend its syscalls go through, what puts the
+/// buffer memory in place at the barrier, and the process whose
+/// `RLIMIT_NOFILE` it raises (`None`: this one).
+pub(crate) struct Target<'t, B: Backend> {
+    pub(crate) backend: &'t mut B,
+    pub(crate) memory: &'t mut dyn BarrierMemory<B>,
+    pub(crate) limits_of: Option<rustix::process::Pid>,
+}
+
+/// Runs every step through `target`'s backend, after preflight passed
+/// with `report`. On failure, undoes everything (through the backend) and
+/// returns the error.
+pub(crate) fn run_with<B: Backend>(
+    plan: &Plan,
+    inputs: Inputs,
+    target: Target<'_, B>,
+    options: &ExecOptions,
+    report: &PreflightReport,
+    injected: Option<InjectedFailure>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Restored<B::Fd>, ExecError> {
+    let Target {
+        backend,
+        memory,
+        limits_of,
+    } = target;
+    let fd_limit = FdLimitRaise::apply(plan, report, limits_of)?;
     let mut state = Run {
         plan,
+        backend,
         floor: plan.temp_fd_floor,
         handles: std::iter::repeat_with(|| None)
             .take(plan.steps.len())
@@ -120,6 +165,7 @@ pub(crate) fn run(
         memory_error: None,
         type_changed: None,
         map_rings: !options.skip_ring_mappings,
+        ring_regions: Vec::new(),
         regions: Vec::new(),
         mapped: Vec::new(),
         skipped: Vec::new(),
@@ -137,10 +183,10 @@ pub(crate) fn run(
                 call: "injected failure",
                 errno: injected.errno,
             }),
-            _ => state.step(index, step, hook),
+            _ => state.step(index, step, memory),
         };
         if let Err(failure) = result {
-            return Err(undo(state, hook, fd_limit, index, step, failure));
+            return Err(undo(state, memory, fd_limit, index, step, failure));
         }
     }
     // Success: the ring regions are the restored task's memory now. A
@@ -155,22 +201,27 @@ pub(crate) fn run(
     for region in std::mem::take(&mut state.regions) {
         region.keep();
     }
+    state.ring_regions.clear();
+    let handles = std::mem::take(&mut state.handles);
+    for fd in handles.into_iter().flatten() {
+        state.backend.close(fd);
+    }
     Ok(Restored {
-        fds: state.installed,
-        substituted: state.substituted,
-        mapped: state.mapped,
-        skipped_mappings: state.skipped,
-        continuous_rings: state.continuous_rings,
-        moved_rings: state.moved_rings,
+        fds: std::mem::take(&mut state.installed),
+        substituted: std::mem::take(&mut state.substituted),
+        mapped: std::mem::take(&mut state.mapped),
+        skipped_mappings: std::mem::take(&mut state.skipped),
+        continuous_rings: std::mem::take(&mut state.continuous_rings),
+        moved_rings: std::mem::take(&mut state.moved_rings),
     })
 }
 
 /// Undoes a failed run and names its failing step: fds first (rings
-/// release their buffers), then the ring regions (dropped with `state`),
-/// then memory, then the fd limit.
-fn undo(
-    mut state: Run<'_>,
-    hook: &mut dyn MemoryHook,
+/// release their buffers), then the ring regions, then memory, then the fd
+/// limit.
+fn undo<B: Backend>(
+    mut state: Run<'_, B>,
+    memory: &mut dyn BarrierMemory<B>,
     fd_limit: FdLimitRaise,
     index: usize,
     step: &Step,
@@ -179,7 +230,7 @@ fn undo(
     let memory_error = state.memory_error.take();
     let continuity_error = state.continuity_error.take();
     if let Some(changed) = state.type_changed.take() {
-        undo_all(state, hook, fd_limit);
+        undo_all(state, memory, fd_limit);
         return ExecError::OpenedTypeChanged {
             index,
             object: step.object,
@@ -188,7 +239,7 @@ fn undo(
             found: changed.found,
         };
     }
-    undo_all(state, hook, fd_limit);
+    undo_all(state, memory, fd_limit);
     match (memory_error, continuity_error) {
         (Some(cause), _) => ExecError::MemoryRestoreFailed { index, cause },
         (None, Some(cause)) => ExecError::ContinuityFailed {
@@ -207,59 +258,110 @@ fn undo(
     }
 }
 
-/// Releases everything a failed run made: its fds and ring regions
-/// (dropped with `state`), the hook's memory (before the barrier too:
-/// preflight may have reserved some), the raised fd limit.
-fn undo_all(state: Run<'_>, hook: &mut dyn MemoryHook, fd_limit: FdLimitRaise) {
-    drop(state);
-    hook.undo();
+/// Releases everything a failed run made: its fds (closed through the
+/// backend: in this process that is dropping them, as before), the ring
+/// regions it mapped, the continuity memory (dropped with `state`), the
+/// barrier's memory (before the barrier too: preflight may have reserved
+/// some), the raised fd limit.
+fn undo_all<B: Backend>(
+    mut state: Run<'_, B>,
+    memory: &mut dyn BarrierMemory<B>,
+    fd_limit: FdLimitRaise,
+) {
+    let handles = std::mem::take(&mut state.handles);
+    for fd in handles.into_iter().flatten() {
+        state.backend.close(fd);
+    }
+    let installed = std::mem::take(&mut state.installed);
+    for fd in installed.into_values().flatten() {
+        state.backend.close(fd);
+    }
+    for (addr, len) in std::mem::take(&mut state.ring_regions) {
+        let _ = state.backend.munmap(addr, len);
+    }
+    // What else the run holds, in the order it was always dropped in: the
+    // caller's unused inputs, then the continuity state (this process's).
+    drop(std::mem::take(&mut state.inputs));
+    drop(std::mem::take(&mut state.regions));
+    drop(std::mem::take(&mut state.placed));
+    drop(std::mem::take(&mut state.rings));
+    memory.undo(state.backend);
     fd_limit.put_back();
 }
 
 /// The `RLIMIT_NOFILE` soft limit as the run found it, when the run raised
-/// it (as preflight said it must).
+/// it (as preflight said it must), and whose it is (`None`: this process).
 struct FdLimitRaise {
     old: Option<Rlimit>,
+    of: Option<rustix::process::Pid>,
 }
 
 impl FdLimitRaise {
-    fn apply(plan: &Plan, report: &PreflightReport) -> Result<FdLimitRaise, ExecError> {
+    fn apply(
+        plan: &Plan,
+        report: &PreflightReport,
+        of: Option<rustix::process::Pid>,
+    ) -> Result<FdLimitRaise, ExecError> {
         if !report.raises_fd_limit {
-            return Ok(FdLimitRaise { old: None });
+            return Ok(FdLimitRaise { old: None, of });
         }
-        let old = getrlimit(Resource::Nofile);
-        let raised = Rlimit {
-            current: Some(report.fd_limit_needed),
-            maximum: old.maximum,
-        };
-        setrlimit(Resource::Nofile, raised).map_err(|errno| ExecError::StepFailed {
+        let failed = |errno| ExecError::StepFailed {
             index: 0,
             op: plan.steps.first().map_or("none", |step| step.op.name()),
             object: None,
             call: "setrlimit(RLIMIT_NOFILE)",
             errno,
-        })?;
-        Ok(FdLimitRaise { old: Some(old) })
+        };
+        let old = match of {
+            None => {
+                let old = getrlimit(Resource::Nofile);
+                let raised = Rlimit {
+                    current: Some(report.fd_limit_needed),
+                    maximum: old.maximum,
+                };
+                setrlimit(Resource::Nofile, raised).map_err(failed)?;
+                old
+            }
+            // prlimit sets and answers the old value in one call.
+            Some(pid) => {
+                let raised = Rlimit {
+                    current: Some(report.fd_limit_needed),
+                    maximum: (report.fd_limit_hard != u64::MAX).then_some(report.fd_limit_hard),
+                };
+                prlimit(Some(pid), Resource::Nofile, raised).map_err(failed)?
+            }
+        };
+        Ok(FdLimitRaise { old: Some(old), of })
     }
 
     fn put_back(self) {
         if let Some(old) = self.old {
-            let _ = setrlimit(Resource::Nofile, old);
+            match self.of {
+                None => drop(setrlimit(Resource::Nofile, old)),
+                Some(pid) => drop(prlimit(Some(pid), Resource::Nofile, old)),
+            }
         }
     }
 }
 
-impl Run<'_> {
+impl<B: Backend> Run<'_, B> {
     /// Runs one step; an fd it creates goes into the handle table at the
     /// step's index, at or above the floor.
     fn step(
         &mut self,
         index: usize,
         step: &Step,
-        hook: &mut dyn MemoryHook,
+        memory: &mut dyn BarrierMemory<B>,
     ) -> Result<(), Failure> {
+        if !B::IN_THIS_PROCESS && is_continuity_step(&step.op) {
+            // Preflight refuses such a plan for another process already.
+            return Err(Failure {
+                call: step.op.name(),
+                errno: Errno::NOTSUP,
+            });
+        }
         let created = match &step.op {
-            Op::CreateEventfd(create) => Some(ops::create_eventfd(create)?),
+            Op::CreateEventfd(create) => Some(self.create_eventfd(create)?),
             Op::OpenFile(open) => Some(self.open_file(open)?),
             Op::ExternalInput(input) => Some(self.external_input(step.object, input)?),
             Op::SetupRing(setup) => match setup.memory {
@@ -290,7 +392,7 @@ impl Run<'_> {
                 None
             }
             Op::MemoryBarrier => {
-                self.memory_barrier(hook)?;
+                self.memory_barrier(memory)?;
                 None
             }
             Op::RegisterBuffers(register) => {
@@ -316,26 +418,29 @@ impl Run<'_> {
     }
 
     /// Moves a new fd at or above the floor, closing the original.
-    fn above_floor(&self, fd: OwnedFd) -> Result<OwnedFd, Failure> {
-        if fd.as_raw_fd() >= self.floor {
+    fn above_floor(&mut self, fd: B::Fd) -> Result<B::Fd, Failure> {
+        let number = B::number(&fd);
+        if number >= self.floor {
             return Ok(fd);
         }
-        rustix::io::fcntl_dupfd_cloexec(&fd, self.floor).map_err(fail("fcntl(F_DUPFD_CLOEXEC)"))
+        let moved = self.backend.fcntl_dupfd_cloexec(number, self.floor);
+        self.backend.close(fd);
+        moved.map_err(fail("fcntl(F_DUPFD_CLOEXEC)"))
     }
 
-    /// The fd a handle names.
-    fn handle(&self, handle: ringplan_plan::Handle) -> Result<BorrowedFd<'_>, Failure> {
+    /// The fd number a handle names.
+    fn handle(&self, handle: ringplan_plan::Handle) -> Result<RawFd, Failure> {
         // A decoded plan was validated: every handle names an earlier,
         // unclosed fd-defining step. A plan built in memory may not be.
         let index = usize::try_from(handle.0).ok();
         index
             .and_then(|index| self.handles.get(index))
             .and_then(Option::as_ref)
-            .map(AsFd::as_fd)
+            .map(B::number)
             .or_else(|| {
                 index
                     .and_then(|index| self.rings.get(&index))
-                    .map(ContinuousRing::fd)
+                    .map(|ring| ring.fd().as_raw_fd())
             })
             .ok_or(Failure {
                 call: "handle lookup",

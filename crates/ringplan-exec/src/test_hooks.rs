@@ -3,7 +3,8 @@
 //!
 //! - [`execute_with_injected_failure`]: [`crate::execute`] with one step
 //!   made to fail before its syscall, to test the undo (`plan exec
-//!   --fail-at N` in a test build of `plan`).
+//!   --fail-at N` in a test build of `plan`);
+//!   [`execute_in_with_injected_failure`] the same for [`crate::execute_in`].
 //! - [`ProcessState`]: this process's fd table and memory map, to check
 //!   that an undo left them as they were.
 //! - [`run_preflighted`]: the run phase alone, for the executor's
@@ -41,6 +42,20 @@ pub fn execute_with_injected_failure(
     )
 }
 
+/// [`crate::execute_in`], with step `failure.step` failing as in
+/// [`execute_with_injected_failure`], so that everything done inside the
+/// process before it is undone (`plan exec --pid PID --fail-at N`).
+pub fn execute_in_with_injected_failure(
+    pid: u32,
+    plan: &Plan,
+    inputs: Inputs,
+    options: &ExecOptions,
+    process: &crate::ProcessOptions,
+    failure: InjectedFailure,
+) -> Result<crate::RestoredIn, ExecError> {
+    crate::into_process::execute_in_inner(pid, plan, inputs, options, process, Some(failure))
+}
+
 /// The run phase of [`crate::execute`] alone, after [`crate::preflight`]
 /// passed with the same plan, inputs, hook and options and nothing changed
 /// since. For the executor's benchmark (run phase vs. a minimal replay).
@@ -67,9 +82,19 @@ pub struct ProcessState {
 impl ProcessState {
     /// Reads this process's state now.
     pub fn capture() -> ProcessState {
+        ProcessState::capture_in("/proc/self", std::process::id())
+    }
+
+    /// Reads process `pid`'s state now, from outside (what a restore into
+    /// it with `execute_in` must leave as it was when it fails).
+    pub fn capture_of(pid: u32) -> ProcessState {
+        ProcessState::capture_in(&format!("/proc/{pid}"), pid)
+    }
+
+    fn capture_in(dir: &str, pid: u32) -> ProcessState {
         // The listing's own directory fd links to the directory it lists.
-        let listing = format!("/proc/{}/fd", std::process::id());
-        let mut fds: Vec<(String, String)> = std::fs::read_dir("/proc/self/fd")
+        let listing = format!("/proc/{pid}/fd");
+        let mut fds: Vec<(String, String)> = std::fs::read_dir(format!("{dir}/fd"))
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
@@ -85,7 +110,7 @@ impl ProcessState {
             })
             .unwrap_or_default();
         fds.sort();
-        let maps = std::fs::read_to_string("/proc/self/maps")
+        let maps = std::fs::read_to_string(format!("{dir}/maps"))
             .map(|text| {
                 text.lines()
                     .filter(|line| !line.ends_with("[heap]"))

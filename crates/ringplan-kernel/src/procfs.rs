@@ -9,6 +9,7 @@
 //!   targets, the inode mode behind an fd, the fdinfo text);
 //! - [`fdinfo`]: the text of `/proc/PID/fdinfo/FD`: its lines, the typed
 //!   fields of a ring, an eventfd or any other fd, and the `UserFiles:` rows;
+//! - [`limits`]: `RLIMIT_NOFILE` and `RLIMIT_MEMLOCK` in `/proc/PID/limits`;
 //! - [`maps`]: the lines of `/proc/PID/maps`;
 //! - [`mem`]: reads and writes of a process's memory through `/proc/PID/mem`;
 //! - [`status`]: the state, tracer, owner and seccomp mode in `/proc/PID/status`
@@ -23,6 +24,7 @@
 pub mod escape;
 pub mod fd;
 pub mod fdinfo;
+pub mod limits;
 pub mod maps;
 pub mod mem;
 pub mod mountinfo;

@@ -6,11 +6,15 @@
 //! `--fail-at N`: step N fails with `ECANCELED` before its syscall; then
 //! this process's fd table and memory map are compared with what they were
 //! before the run, and the error says "but the undo left changes: ..." if
-//! anything differs (tests/exec.rs runs it at every step).
+//! anything differs (tests/exec.rs runs it at every step). With `--pid`,
+//! the same for the process restored into, read from outside.
 
 ringplan_exec::cfg_test_hooks! {
-    use ringplan_exec::test_hooks::{execute_with_injected_failure, InjectedFailure, ProcessState};
-    use ringplan_exec::{AnonymousBuffers, ExecOptions, Inputs, Restored};
+    use ringplan_exec::test_hooks::{
+        execute_in_with_injected_failure, execute_with_injected_failure, InjectedFailure,
+        ProcessState,
+    };
+    use ringplan_exec::{AnonymousBuffers, ExecOptions, Inputs, ProcessOptions, Restored, RestoredIn};
     use ringplan_plan::Plan;
 
     use crate::error::CliError;
@@ -53,10 +57,45 @@ ringplan_exec::cfg_test_hooks! {
             }
         })
     }
+
+    /// Restores `plan` into process `pid`; with `--fail-at N`, with step N
+    /// failing, and checks that the undo left the process's fd table and
+    /// memory map as they were.
+    pub fn execute_in(
+        hooks: &TestHookArgs,
+        pid: u32,
+        plan: &Plan,
+        inputs: Inputs,
+        options: &ExecOptions,
+        process: &ProcessOptions,
+    ) -> Result<RestoredIn, CliError> {
+        let Some(step) = hooks.fail_at else {
+            return ringplan_exec::execute_in(pid, plan, inputs, options, process)
+                .map_err(super::exec_error);
+        };
+        let before = ProcessState::capture_of(pid);
+        let failure = InjectedFailure {
+            step,
+            errno: rustix::io::Errno::CANCELED,
+        };
+        execute_in_with_injected_failure(pid, plan, inputs, options, process, failure).map_err(
+            |error| {
+                let changes = before.changes_to(&ProcessState::capture_of(pid));
+                if changes.is_empty() {
+                    super::exec_error(error)
+                } else {
+                    CliError::failed(format!(
+                        "{error}; but the undo left changes in process {pid}: {}",
+                        changes.join("; ")
+                    ))
+                }
+            },
+        )
+    }
 }
 
 ringplan_exec::cfg_no_test_hooks! {
-    use ringplan_exec::{AnonymousBuffers, ExecOptions, Inputs, Restored};
+    use ringplan_exec::{AnonymousBuffers, ExecOptions, Inputs, ProcessOptions, Restored, RestoredIn};
     use ringplan_plan::Plan;
 
     use crate::error::CliError;
@@ -75,5 +114,17 @@ ringplan_exec::cfg_no_test_hooks! {
         progress: &mut dyn FnMut(ringplan_exec::Progress),
     ) -> Result<Restored, CliError> {
         super::execute(plan, inputs, memory, options, progress)
+    }
+
+    /// Restores `plan` into process `pid`.
+    pub fn execute_in(
+        _hooks: &TestHookArgs,
+        pid: u32,
+        plan: &Plan,
+        inputs: Inputs,
+        options: &ExecOptions,
+        process: &ProcessOptions,
+    ) -> Result<RestoredIn, CliError> {
+        ringplan_exec::execute_in(pid, plan, inputs, options, process).map_err(super::exec_error)
     }
 }

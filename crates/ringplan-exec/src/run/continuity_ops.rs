@@ -13,6 +13,7 @@ use ringplan_plan::{Handle, PlaceRingMemory, QueueSqes, RestoreCompletions, Setu
 use rustix::io::Errno;
 
 use super::{Failure, Run};
+use crate::backend::Backend;
 use crate::continuity::{
     placement_of, queue_sqes, restore_completions, ring_setup_of, ContinuityError, ContinuousRing,
     OverflowCqe, PlacedMemory, QueuedSqe, RecordedCompletions, RecordedSubmissions, RingCounters,
@@ -33,7 +34,7 @@ fn cqe_bytes(cqe: &Cqe) -> Vec<u8> {
     bytes
 }
 
-impl Run<'_> {
+impl<B: Backend> Run<'_, B> {
     /// Notes a continuity failure for the undo to report, as a `Failure`.
     fn continuity_failed(&mut self, error: ContinuityError) -> Failure {
         let errno = match &error {
@@ -85,7 +86,7 @@ impl Run<'_> {
         };
         let mut ring_setup = ring_setup_of(setup);
         if let Some(wq) = setup.wq_handle {
-            ring_setup.wq_fd = Some(self.handle(wq)?.as_raw_fd());
+            ring_setup.wq_fd = Some(self.handle(wq)?);
         }
         let mut ring = ContinuousRing::create_on(&ring_setup, placed)
             .map_err(|error| self.continuity_failed(error))?;

@@ -1,65 +1,70 @@
-//! The syscalls of each op: what one step of each kind does to this
-//! process (the table in docs/ARCHITECTURE.md, "Ops").
+//! The syscalls of each op: what one step of each kind does to the process
+//! the backend acts in (the table in docs/ARCHITECTURE.md, "Ops"). Every fd
+//! a step creates and then gives up on (a later call of the same step
+//! failed) is closed through the backend before the step returns.
 
-use std::ffi::c_void;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
 use ringplan_image::{FileType, ObjectId, SetupFlags};
 use ringplan_plan::{
     CloseFd, CreateEventfd, ExternalInput, InstallFd, OpenFile, RegisterBuffers, RegisterEventfd,
     RegisterFiles, SetupRing,
 };
-use rustix::event::{eventfd, EventfdFlags};
-use rustix::fs::{fcntl_setfl, fstat, statat, Mode, OFlags, SeekFrom, Stat, CWD};
+use rustix::event::EventfdFlags;
+use rustix::fs::{Mode, OFlags};
 use rustix::io::{DupFlags, Errno};
-use rustix::io_uring::{
-    io_uring_params, io_uring_register, io_uring_setup, IoringRegisterOp, IoringSetupFlags,
-};
+use rustix::io_uring::{io_uring_params, IoringRegisterOp, IoringSetupFlags};
 
 use super::{fail, Failure, Run, TypeChanged};
-use crate::memory::MemoryHook;
+use crate::backend::Backend;
+use crate::memory::BarrierMemory;
 use crate::reopen;
 use crate::Substitution;
 
-/// `struct iovec` with a NULL base for an empty slot.
-#[repr(C)]
-struct RawIovec {
-    base: *mut c_void,
-    len: usize,
-}
-
-/// `create_eventfd`: `eventfd2`, then a `write` for a count above 32 bits.
-pub(super) fn create_eventfd(create: &CreateEventfd) -> Result<OwnedFd, Failure> {
-    let mut flags = EventfdFlags::CLOEXEC;
-    if create.semaphore {
-        flags |= EventfdFlags::SEMAPHORE;
-    }
-    if create.nonblock {
-        flags |= EventfdFlags::NONBLOCK;
-    }
-    let initial = u32::try_from(create.count).unwrap_or(0);
-    let fd = eventfd(initial, flags).map_err(fail("eventfd2"))?;
-    if u64::from(initial) != create.count {
-        let bytes = create.count.to_ne_bytes();
-        let written = rustix::io::write(&fd, &bytes).map_err(fail("write(eventfd)"))?;
-        if written != bytes.len() {
-            return Err(Failure {
-                call: "write(eventfd)",
-                errno: Errno::IO,
-            });
+impl<B: Backend> Run<'_, B> {
+    /// `create_eventfd`: `eventfd2`, then a `write` for a count above 32
+    /// bits.
+    pub(super) fn create_eventfd(&mut self, create: &CreateEventfd) -> Result<B::Fd, Failure> {
+        let mut flags = EventfdFlags::CLOEXEC;
+        if create.semaphore {
+            flags |= EventfdFlags::SEMAPHORE;
         }
+        if create.nonblock {
+            flags |= EventfdFlags::NONBLOCK;
+        }
+        let initial = u32::try_from(create.count).unwrap_or(0);
+        let fd = self
+            .backend
+            .eventfd(initial, flags)
+            .map_err(fail("eventfd2"))?;
+        if u64::from(initial) != create.count {
+            let bytes = create.count.to_ne_bytes();
+            let written = match self.backend.write(B::number(&fd), &bytes) {
+                Ok(written) if written == bytes.len() => Ok(()),
+                Ok(_) => Err(Failure {
+                    call: "write(eventfd)",
+                    errno: Errno::IO,
+                }),
+                Err(errno) => Err(Failure {
+                    call: "write(eventfd)",
+                    errno,
+                }),
+            };
+            if let Err(failure) = written {
+                self.backend.close(fd);
+                return Err(failure);
+            }
+        }
+        Ok(fd)
     }
-    Ok(fd)
-}
 
-impl Run<'_> {
     /// `open_file`: `openat` with `O_NONBLOCK` added (an open never waits:
     /// not for a FIFO's other end, a terminal's carrier, a lease), `fstat`
     /// to refuse a file of another type than the image's (the path changed
     /// since preflight looked), `fcntl(F_SETFL)` to the recorded status
     /// flags, then `lseek` unless the position is 0.
-    pub(super) fn open_file(&mut self, open: &OpenFile) -> Result<OwnedFd, Failure> {
-        let fd = match rustix::fs::open(
+    pub(super) fn open_file(&mut self, open: &OpenFile) -> Result<B::Fd, Failure> {
+        let fd = match self.backend.open(
             open.path.as_str(),
             OFlags::from_bits_retain(reopen::nonblocking_open_flags(open)),
             Mode::empty(),
@@ -69,8 +74,11 @@ impl Run<'_> {
                 // A FIFO opened for writing without a reader fails with
                 // ENXIO, a socket always: say what is there, if it is the
                 // wrong type, rather than the errno.
-                if let Ok(stat) = statat(CWD, open.path.as_str(), reopen::lookup_flags(open)) {
-                    self.check_opened_type(open, &stat)?;
+                if let Ok(mode) = self
+                    .backend
+                    .stat_path_mode(open.path.as_str(), reopen::lookup_flags(open))
+                {
+                    self.check_opened_type(open, mode)?;
                 }
                 return Err(Failure {
                     call: "openat",
@@ -78,24 +86,39 @@ impl Run<'_> {
                 });
             }
         };
-        self.check_opened_type(open, &fstat(&fd).map_err(fail("fstat"))?)?;
+        match self.finish_open(open, B::number(&fd)) {
+            Ok(()) => Ok(fd),
+            Err(failure) => {
+                self.backend.close(fd);
+                Err(failure)
+            }
+        }
+    }
+
+    /// The calls of `open_file` after the open: type check, status flags,
+    /// position.
+    fn finish_open(&mut self, open: &OpenFile, fd: RawFd) -> Result<(), Failure> {
+        let mode = self.backend.fstat_mode(fd).map_err(fail("fstat"))?;
+        self.check_opened_type(open, mode)?;
         if let Some(status) = reopen::status_flags(open) {
-            fcntl_setfl(&fd, OFlags::from_bits_retain(status)).map_err(fail("fcntl(F_SETFL)"))?;
+            self.backend
+                .fcntl_setfl(fd, OFlags::from_bits_retain(status))
+                .map_err(fail("fcntl(F_SETFL)"))?;
         }
         if open.pos != 0 {
             let pos = u64::try_from(open.pos).map_err(|_| Failure {
                 call: "lseek",
                 errno: Errno::INVAL,
             })?;
-            rustix::fs::seek(&fd, SeekFrom::Start(pos)).map_err(fail("lseek"))?;
+            self.backend.lseek(fd, pos).map_err(fail("lseek"))?;
         }
-        Ok(fd)
+        Ok(())
     }
 
     /// Refuses a file whose type is not the step's, keeping what was found
     /// for the run's error.
-    fn check_opened_type(&mut self, open: &OpenFile, stat: &Stat) -> Result<(), Failure> {
-        let found = reopen::file_type_of(stat);
+    fn check_opened_type(&mut self, open: &OpenFile, mode: u32) -> Result<(), Failure> {
+        let found = FileType::from_mode(mode);
         if open.admits(found) {
             return Ok(());
         }
@@ -116,13 +139,13 @@ impl Run<'_> {
         &mut self,
         object: Option<ObjectId>,
         input: &ExternalInput,
-    ) -> Result<OwnedFd, Failure> {
+    ) -> Result<B::Fd, Failure> {
         let object = object.ok_or(Failure {
             call: "external input",
             errno: Errno::INVAL,
         })?;
         match self.inputs.fds.remove(&object) {
-            Some(fd) => Ok(fd),
+            Some(fd) => self.backend.adopt(fd).map_err(fail("external input")),
             None => self.substitute(object, input),
         }
     }
@@ -130,29 +153,38 @@ impl Run<'_> {
     /// A stand-in for an input the caller did not supply: a new pipe's end
     /// matching the recorded access mode for a pipe, else `/dev/null`;
     /// non-blocking if the image says so.
-    fn substitute(&mut self, object: ObjectId, input: &ExternalInput) -> Result<OwnedFd, Failure> {
+    fn substitute(&mut self, object: ObjectId, input: &ExternalInput) -> Result<B::Fd, Failure> {
         let access = input.flags.map_or(OFlags::RDWR, |flags| {
             OFlags::from_bits_retain(flags) & OFlags::RWMODE
         });
         let (fd, with) = if input.file_type == FileType::Pipe {
-            let (reader, writer) =
-                rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(fail("pipe2"))?;
+            let (reader, writer) = self.backend.pipe().map_err(fail("pipe2"))?;
             if access == OFlags::WRONLY {
+                self.backend.close(reader);
                 (writer, "a new pipe (write end)")
             } else {
+                self.backend.close(writer);
                 (reader, "a new pipe (read end)")
             }
         } else {
-            let fd = rustix::fs::open(
-                "/dev/null",
-                access | OFlags::CLOEXEC | OFlags::NOCTTY,
-                Mode::empty(),
-            )
-            .map_err(fail("open(/dev/null)"))?;
+            let fd = self
+                .backend
+                .open(
+                    "/dev/null",
+                    access | OFlags::CLOEXEC | OFlags::NOCTTY,
+                    Mode::empty(),
+                )
+                .map_err(fail("open(/dev/null)"))?;
             (fd, "/dev/null")
         };
         // A program's pipe or socket may have been non-blocking.
-        reopen::set_input_status_flags(&fd, input.flags).map_err(fail("fcntl(F_SETFL)"))?;
+        if let Err(errno) = self.set_input_status_flags(B::number(&fd), input.flags) {
+            self.backend.close(fd);
+            return Err(Failure {
+                call: "fcntl(F_SETFL)",
+                errno,
+            });
+        }
         self.substituted.push(Substitution {
             object,
             file_type: input.file_type,
@@ -161,12 +193,24 @@ impl Run<'_> {
         Ok(fd)
     }
 
+    /// [`reopen::set_input_status_flags`] through the backend: `F_GETFL`,
+    /// then `F_SETFL` if `O_NONBLOCK` changes.
+    fn set_input_status_flags(&mut self, fd: RawFd, recorded: Option<u32>) -> Result<(), Errno> {
+        let current = self.backend.fcntl_getfl(fd)?.bits();
+        let wanted = reopen::input_status_flags(current, recorded);
+        if wanted != current {
+            self.backend
+                .fcntl_setfl(fd, OFlags::from_bits_retain(wanted))?;
+        }
+        Ok(())
+    }
+
     /// `setup_ring`: `io_uring_setup`, then the ring's recorded regions.
     pub(super) fn setup_ring(
         &mut self,
         object: Option<ObjectId>,
         setup: &SetupRing,
-    ) -> Result<OwnedFd, Failure> {
+    ) -> Result<B::Fd, Failure> {
         let mut params = io_uring_params::default();
         params.flags = IoringSetupFlags::from_bits_retain(setup.flags);
         if setup.flags & SetupFlags::CQSIZE.bits() != 0 {
@@ -175,21 +219,24 @@ impl Run<'_> {
         params.sq_thread_cpu = setup.sq_thread_cpu.unwrap_or(0);
         params.sq_thread_idle = setup.sq_thread_idle_ms.unwrap_or(0);
         if let Some(wq) = setup.wq_handle {
-            params.wq_fd = self.handle(wq)?.as_raw_fd();
+            params.wq_fd = self.handle(wq)?;
         }
-        // SAFETY: `params` is initialized; `wq_fd`, when set, is an open
-        // ring fd from the handle table, open during the call.
-        let fd = unsafe { io_uring_setup(setup.sq_entries, &mut params) }
+        let fd = self
+            .backend
+            .io_uring_setup(setup.sq_entries, &mut params)
             .map_err(fail("io_uring_setup"))?;
         // Mapped now, while this step owns the fd: a ring without buffers
         // is closed before the memory barrier. The mappings keep their own
         // reference to the ring.
-        self.map_regions(object, &setup.mappings, &fd)?;
+        if let Err(failure) = self.map_regions(object, &setup.mappings, B::number(&fd)) {
+            self.backend.close(fd);
+            return Err(failure);
+        }
         Ok(fd)
     }
 
     /// `register_eventfd`: `IORING_REGISTER_EVENTFD[_ASYNC]`.
-    pub(super) fn register_eventfd(&self, register: &RegisterEventfd) -> Result<(), Failure> {
+    pub(super) fn register_eventfd(&mut self, register: &RegisterEventfd) -> Result<(), Failure> {
         let (opcode, call) = if register.is_async {
             (
                 IoringRegisterOp::RegisterEventfdAsync,
@@ -198,49 +245,43 @@ impl Run<'_> {
         } else {
             (IoringRegisterOp::RegisterEventfd, "IORING_REGISTER_EVENTFD")
         };
-        let eventfd: RawFd = self.handle(register.eventfd_handle)?.as_raw_fd();
+        let eventfd: RawFd = self.handle(register.eventfd_handle)?;
         let ring = self.handle(register.ring_handle)?;
-        // SAFETY: one int holding an open eventfd, as the opcode takes; read
-        // during the call only.
-        unsafe { io_uring_register(ring, opcode, std::ptr::from_ref(&eventfd).cast(), 1) }
-            .map_err(fail(call))?;
-        Ok(())
+        // One int holding an open eventfd, as the opcode takes.
+        self.backend
+            .io_uring_register(ring, opcode, &eventfd.to_ne_bytes(), 1)
+            .map_err(fail(call))
     }
 
     /// `register_files`: one `IORING_REGISTER_FILES` call, the whole table.
-    pub(super) fn register_files(&self, register: &RegisterFiles) -> Result<(), Failure> {
-        let table = register
-            .slots
-            .iter()
-            .map(|slot| {
-                slot.map_or(Ok(-1), |handle| {
-                    self.handle(handle).map(|fd| fd.as_raw_fd())
-                })
-            })
-            .collect::<Result<Vec<RawFd>, Failure>>()?;
-        let count = u32::try_from(table.len()).map_err(|_| Failure {
+    pub(super) fn register_files(&mut self, register: &RegisterFiles) -> Result<(), Failure> {
+        let mut table = Vec::with_capacity(register.slots.len() * 4);
+        for slot in &register.slots {
+            let fd = match slot {
+                Some(handle) => self.handle(*handle)?,
+                None => -1,
+            };
+            table.extend_from_slice(&fd.to_ne_bytes());
+        }
+        let count = u32::try_from(register.slots.len()).map_err(|_| Failure {
             call: "IORING_REGISTER_FILES",
             errno: Errno::INVAL,
         })?;
         let ring = self.handle(register.ring_handle)?;
-        // SAFETY: `count` ints, each an open fd or -1; the kernel takes its
-        // own references during the call.
-        unsafe {
-            io_uring_register(
-                ring,
-                IoringRegisterOp::RegisterFiles,
-                table.as_ptr().cast(),
-                count,
-            )
-        }
-        .map_err(fail("IORING_REGISTER_FILES"))?;
-        Ok(())
+        // `count` ints, each an open fd or -1; the kernel takes its own
+        // references during the call.
+        self.backend
+            .io_uring_register(ring, IoringRegisterOp::RegisterFiles, &table, count)
+            .map_err(fail("IORING_REGISTER_FILES"))
     }
 
-    /// `memory_barrier`: the memory hook puts the task's memory in place.
-    /// Its error is kept for the run to report as a memory error.
-    pub(super) fn memory_barrier(&mut self, hook: &mut dyn MemoryHook) -> Result<(), Failure> {
-        hook.restore(self.plan).map_err(|error| {
+    /// `memory_barrier`: the task's memory is put in place. Its error is
+    /// kept for the run to report as a memory error.
+    pub(super) fn memory_barrier(
+        &mut self,
+        memory: &mut dyn BarrierMemory<B>,
+    ) -> Result<(), Failure> {
+        memory.restore(self.plan, self.backend).map_err(|error| {
             self.memory_error = Some(error);
             Failure {
                 call: "memory hook",
@@ -250,33 +291,25 @@ impl Run<'_> {
     }
 
     /// `register_buffers`: one `IORING_REGISTER_BUFFERS` call.
-    pub(super) fn register_buffers(&self, register: &RegisterBuffers) -> Result<(), Failure> {
-        let iovecs = register
-            .iovecs
-            .iter()
-            .map(|iovec| RawIovec {
-                base: iovec.base as usize as *mut c_void,
-                len: iovec.len as usize,
-            })
-            .collect::<Vec<_>>();
-        let count = u32::try_from(iovecs.len()).map_err(|_| Failure {
+    pub(super) fn register_buffers(&mut self, register: &RegisterBuffers) -> Result<(), Failure> {
+        // `struct iovec` as the kernel reads it: base, then length, each a
+        // word; a NULL base for an empty slot.
+        let mut iovecs = Vec::with_capacity(register.iovecs.len() * 16);
+        for iovec in &register.iovecs {
+            iovecs.extend_from_slice(&(iovec.base as usize).to_ne_bytes());
+            iovecs.extend_from_slice(&(iovec.len as usize).to_ne_bytes());
+        }
+        let count = u32::try_from(register.iovecs.len()).map_err(|_| Failure {
             call: "IORING_REGISTER_BUFFERS",
             errno: Errno::INVAL,
         })?;
         let ring = self.handle(register.ring_handle)?;
-        // SAFETY: `count` iovecs; the kernel pins the pages they name (the
-        // memory hook put them in place at the barrier) and neither reads
-        // nor writes them until I/O is submitted.
-        unsafe {
-            io_uring_register(
-                ring,
-                IoringRegisterOp::RegisterBuffers,
-                iovecs.as_ptr().cast(),
-                count,
-            )
-        }
-        .map_err(fail("IORING_REGISTER_BUFFERS"))?;
-        Ok(())
+        // The kernel pins the pages the iovecs name (the barrier put them
+        // in place) and neither reads nor writes them until I/O is
+        // submitted.
+        self.backend
+            .io_uring_register(ring, IoringRegisterOp::RegisterBuffers, &iovecs, count)
+            .map_err(fail("IORING_REGISTER_BUFFERS"))
     }
 
     /// `install_fd`: `dup3` onto a target number preflight proved free.
@@ -295,16 +328,10 @@ impl Run<'_> {
         } else {
             DupFlags::empty()
         };
-        // SAFETY: preflight proved `fd` free; it is owned here only once
-        // dup3 made it open (on failure it is forgotten, not closed).
-        let mut target = unsafe { OwnedFd::from_raw_fd(install.fd) };
-        if let Err(errno) = rustix::io::dup3(source, &mut target, flags) {
-            std::mem::forget(target);
-            return Err(Failure {
-                call: "dup3",
-                errno,
-            });
-        }
+        let target = self
+            .backend
+            .dup3(source, install.fd, flags)
+            .map_err(fail("dup3"))?;
         self.installed.entry(object).or_default().push(target);
         Ok(())
     }
@@ -316,7 +343,7 @@ impl Run<'_> {
                 .ok()
                 .and_then(|index| self.handles.get_mut(index));
             match slot.and_then(Option::take) {
-                Some(fd) => drop(fd),
+                Some(fd) => self.backend.close(fd),
                 None if self.close_continuous_ring(*handle) => {}
                 None => {
                     return Err(Failure {

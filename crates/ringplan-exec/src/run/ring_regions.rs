@@ -2,27 +2,26 @@
 //! never over anything: a taken range, or one the kernel will not place
 //! there (Linux 6.4+), is skipped and reported, not an error.
 
-use std::ffi::c_void;
-use std::os::fd::OwnedFd;
+use std::os::fd::RawFd;
 
 use ringplan_image::{ObjectId, RingMapping};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::{fail, Failure, Run};
-use crate::owned_mapping::OwnedMapping;
+use crate::backend::Backend;
 use crate::{SkipReason, SkippedMapping};
 
 const CALL: &str = "mmap(ring region)";
 
-impl Run<'_> {
+impl<B: Backend> Run<'_, B> {
     /// Maps each of a new ring's recorded regions at its recorded address,
     /// never over anything: a taken range is skipped and reported.
     pub(super) fn map_regions(
         &mut self,
         object: Option<ObjectId>,
         mappings: &[RingMapping],
-        ring: &OwnedFd,
+        ring: RawFd,
     ) -> Result<(), Failure> {
         for mapping in mappings {
             // Validation gives mappings only to rings of the image.
@@ -51,7 +50,7 @@ impl Run<'_> {
         &mut self,
         object: ObjectId,
         mapping: &RingMapping,
-        ring: &OwnedFd,
+        ring: RawFd,
     ) -> Result<Option<SkipReason>, Failure> {
         let (Ok(addr), Ok(len)) = (usize::try_from(mapping.addr), usize::try_from(mapping.len))
         else {
@@ -60,33 +59,26 @@ impl Run<'_> {
                 errno: Errno::INVAL,
             });
         };
-        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping,
-        // so no memory anyone uses changes; the new mapping is owned by a
-        // `OwnedMapping` as soon as it exists.
-        let result = unsafe {
-            rustix::mm::mmap(
-                addr as *mut c_void,
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED | MapFlags::POPULATE | MapFlags::FIXED_NOREPLACE,
-                ring,
-                mapping.region.mmap_offset(),
-            )
-        };
+        // MAP_FIXED_NOREPLACE never replaces an existing mapping; the new
+        // one is the run's (unmapped by an undo) as soon as it exists.
+        let result = self.backend.mmap(
+            addr,
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED | MapFlags::POPULATE | MapFlags::FIXED_NOREPLACE,
+            Some(ring),
+            mapping.region.mmap_offset(),
+        );
         match result {
             Ok(got) => {
-                let region = OwnedMapping {
-                    addr: got as usize,
-                    len,
-                };
-                if region.addr == addr {
-                    self.regions.push(region);
+                if got == addr {
+                    self.ring_regions.push((got, len));
                     self.mapped.push((object, *mapping));
                     Ok(None)
                 } else {
                     // A kernel before 4.17 takes the address as a hint and
                     // maps elsewhere when it is taken: give it back.
-                    drop(region);
+                    let _ = self.backend.munmap(got, len);
                     Ok(Some(SkipReason::Taken))
                 }
             }
@@ -98,9 +90,14 @@ impl Run<'_> {
             // still "taken", and a region the kernel maps where it likes is
             // one it only refuses to place.
             Err(Errno::INVAL) => {
-                if range_is_taken(addr, len).map_err(fail(CALL))? {
+                if range_is_taken(self.backend, addr, len).map_err(fail(CALL))? {
                     Ok(Some(SkipReason::Taken))
-                } else if region_maps_anywhere(ring, len, mapping.region.mmap_offset()) {
+                } else if region_maps_anywhere(
+                    self.backend,
+                    ring,
+                    len,
+                    mapping.region.mmap_offset(),
+                ) {
                     Ok(Some(SkipReason::AddressRefused))
                 } else {
                     Err(Failure {
@@ -116,25 +113,22 @@ impl Run<'_> {
 
 /// Whether anything is mapped in `[addr, addr + len)`: a throwaway
 /// `MAP_FIXED_NOREPLACE` placeholder there fails with `EEXIST` exactly then.
-fn range_is_taken(addr: usize, len: usize) -> Result<bool, Errno> {
-    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; the
+fn range_is_taken<B: Backend>(backend: &mut B, addr: usize, len: usize) -> Result<bool, Errno> {
+    // MAP_FIXED_NOREPLACE never replaces an existing mapping; the
     // placeholder is inaccessible and unmapped at once.
-    let placeholder = unsafe {
-        rustix::mm::mmap_anonymous(
-            addr as *mut c_void,
-            len,
-            ProtFlags::empty(),
-            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::NORESERVE,
-        )
-    };
+    let placeholder = backend.mmap(
+        addr,
+        len,
+        ProtFlags::empty(),
+        MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::NORESERVE,
+        None,
+        0,
+    );
     match placeholder {
         Ok(got) => {
-            drop(OwnedMapping {
-                addr: got as usize,
-                len,
-            });
+            let _ = backend.munmap(got, len);
             // Before 4.17 the flag is a hint: landing elsewhere means taken.
-            Ok(got as usize != addr)
+            Ok(got != addr)
         }
         Err(Errno::EXIST) => Ok(true),
         Err(errno) => Err(errno),
@@ -143,24 +137,18 @@ fn range_is_taken(addr: usize, len: usize) -> Result<bool, Errno> {
 
 /// Whether the kernel maps this region of `ring` with this length at an
 /// address of its own choosing (the mapping is undone at once).
-fn region_maps_anywhere(ring: &OwnedFd, len: usize, offset: u64) -> bool {
-    // SAFETY: a fresh mapping where the kernel likes, unmapped at once.
-    let probe = unsafe {
-        rustix::mm::mmap(
-            std::ptr::null_mut(),
-            len,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::SHARED,
-            ring,
-            offset,
-        )
-    };
+fn region_maps_anywhere<B: Backend>(backend: &mut B, ring: RawFd, len: usize, offset: u64) -> bool {
+    let probe = backend.mmap(
+        0,
+        len,
+        ProtFlags::READ | ProtFlags::WRITE,
+        MapFlags::SHARED,
+        Some(ring),
+        offset,
+    );
     match probe {
         Ok(got) => {
-            drop(OwnedMapping {
-                addr: got as usize,
-                len,
-            });
+            let _ = backend.munmap(got, len);
             true
         }
         Err(_) => false,

@@ -83,6 +83,24 @@ pub fn yama_ptrace_scope() -> Option<u32> {
         .ok()
 }
 
+/// The effective capability set (`CapEff:`, a hex mask of `CAP_*` bits) of
+/// process `process`'s leader thread.
+pub fn effective_capabilities(process: Process) -> Result<u64, ProcfsError> {
+    let path = process.path("status");
+    let text = read_text(&path)?;
+    for (index, line) in text.lines().enumerate() {
+        if let Some(value) = line.strip_prefix("CapEff:") {
+            return u64::from_str_radix(value.trim(), 16).map_err(|_| {
+                ProcfsError::malformed(&path, index + 1, format!("bad CapEff: {line:?}"))
+            });
+        }
+    }
+    Err(ProcfsError::MissingKey {
+        path,
+        key: "CapEff",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,264 @@
+//! Where the run's state-changing syscalls happen: one small trait,
+//! [`Backend`], with two implementations: [`InProcess`] (this process,
+//! through rustix: the fast path `execute` uses) and `RemoteBackend`
+//! (`backend/remote.rs`: inside another process, through ptrace; what
+//! `execute_in` uses).
+//!
+//! Every method takes and returns fd *numbers* of the process the backend
+//! acts in; a created fd comes back as the backend's own [`Backend::Fd`]
+//! (an `OwnedFd` in this process, so dropping it closes it exactly as
+//! before there was a trait; a bare number in another process, closed
+//! only by [`Backend::close`]). The run therefore closes through the
+//! backend on every path that gives an fd up.
+
+mod remote;
+
+use std::ffi::c_void;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use rustix::fs::{AtFlags, Mode, OFlags, SeekFrom};
+use rustix::io::{DupFlags, Errno};
+use rustix::io_uring::{io_uring_params, IoringRegisterOp};
+use rustix::mm::{MapFlags, ProtFlags};
+
+pub use remote::{RemoteBackend, RemoteFd};
+
+/// The state-changing syscalls of a run, in the process the backend acts
+/// in. Fd arguments are numbers in that process.
+pub trait Backend {
+    /// An fd the run created and owns in the target process.
+    type Fd;
+
+    /// Whether the backend acts in this process (where the continuity ops,
+    /// which are this process's only so far, can run).
+    const IN_THIS_PROCESS: bool;
+
+    /// The number of `fd` in the target process.
+    fn number(fd: &Self::Fd) -> RawFd;
+
+    /// Takes over an fd of this process that the caller supplied for an
+    /// external input, as an fd of the target.
+    fn adopt(&mut self, fd: OwnedFd) -> Result<Self::Fd, Errno>;
+
+    /// `eventfd2(initval, flags)`.
+    fn eventfd(
+        &mut self,
+        initval: u32,
+        flags: rustix::event::EventfdFlags,
+    ) -> Result<Self::Fd, Errno>;
+
+    /// `write(fd, bytes)`: the bytes written.
+    fn write(&mut self, fd: RawFd, bytes: &[u8]) -> Result<usize, Errno>;
+
+    /// `openat(AT_FDCWD, path, flags, mode)`.
+    fn open(&mut self, path: &str, flags: OFlags, mode: Mode) -> Result<Self::Fd, Errno>;
+
+    /// `newfstatat(AT_FDCWD, path, flags)`: the `st_mode` of what an open
+    /// met.
+    fn stat_path_mode(&mut self, path: &str, flags: AtFlags) -> Result<u32, Errno>;
+
+    /// `fstat(fd)`: its `st_mode`.
+    fn fstat_mode(&mut self, fd: RawFd) -> Result<u32, Errno>;
+
+    /// `fcntl(fd, F_GETFL)`.
+    fn fcntl_getfl(&mut self, fd: RawFd) -> Result<OFlags, Errno>;
+
+    /// `fcntl(fd, F_SETFL, flags)`.
+    fn fcntl_setfl(&mut self, fd: RawFd, flags: OFlags) -> Result<(), Errno>;
+
+    /// `lseek(fd, pos, SEEK_SET)`.
+    fn lseek(&mut self, fd: RawFd, pos: u64) -> Result<(), Errno>;
+
+    /// `pipe2(O_CLOEXEC)`: the read end, then the write end.
+    fn pipe(&mut self) -> Result<(Self::Fd, Self::Fd), Errno>;
+
+    /// `io_uring_setup(entries, params)`; `params` is updated as the kernel
+    /// fills it in. `params.wq_fd`, when set, is a number in the target.
+    fn io_uring_setup(
+        &mut self,
+        entries: u32,
+        params: &mut io_uring_params,
+    ) -> Result<Self::Fd, Errno>;
+
+    /// `io_uring_register(ring, opcode, arg, count)`, `arg` the bytes the
+    /// opcode reads (ints, iovecs) as they are laid out in memory.
+    fn io_uring_register(
+        &mut self,
+        ring: RawFd,
+        opcode: IoringRegisterOp,
+        arg: &[u8],
+        count: u32,
+    ) -> Result<(), Errno>;
+
+    /// `fcntl(fd, F_DUPFD_CLOEXEC, floor)`.
+    fn fcntl_dupfd_cloexec(&mut self, fd: RawFd, floor: RawFd) -> Result<Self::Fd, Errno>;
+
+    /// `dup3(source, target, flags)` onto a number known to be free.
+    fn dup3(&mut self, source: RawFd, target: RawFd, flags: DupFlags) -> Result<Self::Fd, Errno>;
+
+    /// Closes an fd the run created.
+    fn close(&mut self, fd: Self::Fd);
+
+    /// `mmap(addr, len, prot, flags, fd or -1, offset)`: the address mapped.
+    fn mmap(
+        &mut self,
+        addr: usize,
+        len: usize,
+        prot: ProtFlags,
+        flags: MapFlags,
+        fd: Option<RawFd>,
+        offset: u64,
+    ) -> Result<usize, Errno>;
+
+    /// `munmap(addr, len)` of a range the run mapped.
+    fn munmap(&mut self, addr: usize, len: usize) -> Result<(), Errno>;
+}
+
+/// The calling process: rustix syscalls, fds owned as `OwnedFd`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InProcess;
+
+/// Borrows fd number `fd` of this process for one call.
+fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: the run passes only numbers of fds it owns (its handle table,
+    // the fds it just created), open for the whole call; and the kernel
+    // answers EBADF for a number that is not open, nothing worse.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+impl Backend for InProcess {
+    type Fd = OwnedFd;
+    const IN_THIS_PROCESS: bool = true;
+
+    #[inline]
+    fn number(fd: &OwnedFd) -> RawFd {
+        fd.as_raw_fd()
+    }
+
+    #[inline]
+    fn adopt(&mut self, fd: OwnedFd) -> Result<OwnedFd, Errno> {
+        Ok(fd)
+    }
+
+    fn eventfd(
+        &mut self,
+        initval: u32,
+        flags: rustix::event::EventfdFlags,
+    ) -> Result<OwnedFd, Errno> {
+        rustix::event::eventfd(initval, flags)
+    }
+
+    fn write(&mut self, fd: RawFd, bytes: &[u8]) -> Result<usize, Errno> {
+        rustix::io::write(borrow(fd), bytes)
+    }
+
+    fn open(&mut self, path: &str, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+        rustix::fs::open(path, flags, mode)
+    }
+
+    fn stat_path_mode(&mut self, path: &str, flags: AtFlags) -> Result<u32, Errno> {
+        rustix::fs::statat(rustix::fs::CWD, path, flags).map(|stat| stat.st_mode)
+    }
+
+    fn fstat_mode(&mut self, fd: RawFd) -> Result<u32, Errno> {
+        rustix::fs::fstat(borrow(fd)).map(|stat| stat.st_mode)
+    }
+
+    fn fcntl_getfl(&mut self, fd: RawFd) -> Result<OFlags, Errno> {
+        rustix::fs::fcntl_getfl(borrow(fd))
+    }
+
+    fn fcntl_setfl(&mut self, fd: RawFd, flags: OFlags) -> Result<(), Errno> {
+        rustix::fs::fcntl_setfl(borrow(fd), flags)
+    }
+
+    fn lseek(&mut self, fd: RawFd, pos: u64) -> Result<(), Errno> {
+        rustix::fs::seek(borrow(fd), SeekFrom::Start(pos)).map(drop)
+    }
+
+    fn pipe(&mut self) -> Result<(OwnedFd, OwnedFd), Errno> {
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+    }
+
+    fn io_uring_setup(
+        &mut self,
+        entries: u32,
+        params: &mut io_uring_params,
+    ) -> Result<OwnedFd, Errno> {
+        // SAFETY: `params` is initialized; `wq_fd`, when set, is an open
+        // ring fd from the run's handle table, open during the call.
+        unsafe { rustix::io_uring::io_uring_setup(entries, params) }
+    }
+
+    fn io_uring_register(
+        &mut self,
+        ring: RawFd,
+        opcode: IoringRegisterOp,
+        arg: &[u8],
+        count: u32,
+    ) -> Result<(), Errno> {
+        // SAFETY: `arg` holds `count` of what the opcode reads (ints that
+        // are open fds or -1, iovecs naming memory the barrier put in
+        // place), read during the call only (buffers are pinned, not read).
+        unsafe {
+            rustix::io_uring::io_uring_register(
+                borrow(ring),
+                opcode,
+                arg.as_ptr().cast::<c_void>(),
+                count,
+            )
+        }
+        .map(drop)
+    }
+
+    fn fcntl_dupfd_cloexec(&mut self, fd: RawFd, floor: RawFd) -> Result<OwnedFd, Errno> {
+        rustix::io::fcntl_dupfd_cloexec(borrow(fd), floor)
+    }
+
+    fn dup3(&mut self, source: RawFd, target: RawFd, flags: DupFlags) -> Result<OwnedFd, Errno> {
+        // SAFETY: the caller proved `target` free; it is owned here only
+        // once dup3 made it open (on failure it is forgotten, not closed).
+        let mut owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(target) };
+        match rustix::io::dup3(borrow(source), &mut owned, flags) {
+            Ok(()) => Ok(owned),
+            Err(errno) => {
+                std::mem::forget(owned);
+                Err(errno)
+            }
+        }
+    }
+
+    #[inline]
+    fn close(&mut self, fd: OwnedFd) {
+        drop(fd);
+    }
+
+    fn mmap(
+        &mut self,
+        addr: usize,
+        len: usize,
+        prot: ProtFlags,
+        flags: MapFlags,
+        fd: Option<RawFd>,
+        offset: u64,
+    ) -> Result<usize, Errno> {
+        // SAFETY: the run maps only with MAP_FIXED_NOREPLACE or at an
+        // address the kernel chooses, so no existing mapping is replaced;
+        // the caller owns the new mapping.
+        let got = unsafe {
+            match fd {
+                Some(fd) => {
+                    rustix::mm::mmap(addr as *mut c_void, len, prot, flags, borrow(fd), offset)
+                }
+                None => rustix::mm::mmap_anonymous(addr as *mut c_void, len, prot, flags),
+            }
+        }?;
+        Ok(got as usize)
+    }
+
+    fn munmap(&mut self, addr: usize, len: usize) -> Result<(), Errno> {
+        // SAFETY: a range the run mapped, that nothing outside the run
+        // refers to (a ring using it is closed first).
+        unsafe { rustix::mm::munmap(addr as *mut c_void, len) }
+    }
+}

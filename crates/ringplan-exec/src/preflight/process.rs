@@ -1,0 +1,153 @@
+//! Preflight of a restore into another process ([`crate::execute_in`]):
+//! the same checks as for this process, made against the target from
+//! outside while it is held (so nothing in it can change between the check
+//! and the run): its open fds (`/proc/PID/fd`), its `RLIMIT_NOFILE` and
+//! `RLIMIT_MEMLOCK` (`/proc/PID/limits`) and `CAP_IPC_LOCK`
+//! (`/proc/PID/status`), the CPUs it may run on, and whether every buffer
+//! range is free in its address space (`/proc/PID/maps`). What is the
+//! kernel's (the setup flags it accepts) is asked in this process: it is
+//! the same kernel. Paths are looked up from this process (the open
+//! inside the target checks the type again).
+
+use ringplan_kernel::procfs::fd::ProcessFds;
+use ringplan_kernel::procfs::{limits, maps, status, Process};
+use ringplan_plan::{Op, Plan};
+use rustix::process::Pid;
+use rustix::thread::CapabilitySet;
+
+use super::{kernel, paths, PlanNeeds, PreflightReport};
+use crate::continuity::is_continuity_step;
+use crate::error::ExecError;
+use crate::memory::{buffer_ranges, overlapping_mapping, pinned_bytes};
+use crate::{ExecOptions, Inputs};
+
+/// What needs no look at the target: refuses a plan with continuity steps,
+/// supplied inputs (this process's fds cannot be passed in yet), and
+/// external inputs unless stand-ins are allowed.
+pub(crate) fn refuse_before_attach(
+    plan: &Plan,
+    inputs: &Inputs,
+    options: &ExecOptions,
+) -> Result<(), ExecError> {
+    if let Some((step, continuity)) = plan
+        .steps
+        .iter()
+        .enumerate()
+        .find(|(_, step)| is_continuity_step(&step.op))
+    {
+        return Err(ExecError::ContinuityInProcess {
+            step,
+            op: continuity.op.name(),
+            object: continuity.object,
+        });
+    }
+    if let Some(object) = inputs.objects().next() {
+        return Err(ExecError::InputsInProcess { object });
+    }
+    if options.substitute_external {
+        return Ok(());
+    }
+    for (step, external) in plan.steps.iter().enumerate() {
+        if let (Op::ExternalInput(input), Some(object)) = (&external.op, external.object) {
+            return Err(ExecError::MissingInputIn {
+                step,
+                object,
+                file_type: input.file_type,
+                reason: input.reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks `plan` against process `pid` (held) and this kernel.
+pub(crate) fn preflight_in(
+    pid: u32,
+    plan: &Plan,
+    inputs: &Inputs,
+    options: &ExecOptions,
+) -> Result<PreflightReport, ExecError> {
+    refuse_before_attach(plan, inputs, options)?;
+    let unavailable = |cause: &dyn std::fmt::Display| ExecError::ProcessUnavailable {
+        pid,
+        cause: cause.to_string(),
+    };
+    let process = Process::Pid(pid);
+    let open = ProcessFds::open(process)
+        .and_then(|fds| fds.fd_numbers())
+        .map_err(|error| unavailable(&error))?;
+    if let Some(&fd) = plan
+        .needed_fds
+        .iter()
+        .find(|fd| open.binary_search(fd).is_ok())
+    {
+        return Err(ExecError::FdTakenIn { pid, fd });
+    }
+    let needs = PlanNeeds::of(plan, inputs, options)?;
+    paths::check_paths(plan)?;
+    let limits = limits::read(process).map_err(|error| unavailable(&error))?;
+    let soft = limits.open_files.soft.unwrap_or(u64::MAX);
+    let hard = limits.open_files.hard.unwrap_or(u64::MAX);
+    let needed = plan.fd_limit_needed().saturating_add(4);
+    let raise = soft < needed;
+    if needed > hard || (raise && !options.raise_fd_limit) {
+        return Err(ExecError::FdLimit { needed, soft, hard });
+    }
+    let pinned = pinned_bytes(plan);
+    if pinned > 0 {
+        let capabilities =
+            status::effective_capabilities(process).map_err(|error| unavailable(&error))?;
+        let ipc_lock = capabilities & CapabilitySet::IPC_LOCK.bits() != 0;
+        let limit = limits.locked_memory.soft.unwrap_or(u64::MAX);
+        if !ipc_lock && pinned > limit {
+            return Err(ExecError::MemlockLimitIn {
+                pid,
+                needed: pinned,
+                limit,
+            });
+        }
+    }
+    if !needs.cpus.is_empty() {
+        let allowed =
+            rustix::thread::sched_getaffinity(Pid::from_raw(pid as i32)).map_err(|errno| {
+                ExecError::CheckSyscallFailed {
+                    what: "sched_getaffinity",
+                    errno,
+                }
+            })?;
+        for &(step, cpu) in &needs.cpus {
+            let usable = usize::try_from(cpu)
+                .is_ok_and(|cpu| cpu < rustix::thread::CpuSet::MAX_CPU && allowed.is_set(cpu));
+            if !usable {
+                return Err(ExecError::CpuUnavailable { step, cpu });
+            }
+        }
+    }
+    let ranges = buffer_ranges(plan).map_err(ExecError::MemoryUnavailable)?;
+    if !ranges.is_empty() {
+        let maps = maps::read(process).map_err(|error| unavailable(&error))?;
+        for (start, end) in ranges {
+            if let Some(by) = overlapping_mapping(&maps, start, end) {
+                return Err(ExecError::BufferTakenIn {
+                    pid,
+                    start,
+                    end,
+                    by,
+                });
+            }
+        }
+    }
+    let features = kernel::ask_kernel(&needs.flag_sets, needs.uses_async_eventfd)?;
+    Ok(PreflightReport {
+        needed_fds: plan.needed_fds.clone(),
+        fd_limit_needed: needed,
+        fd_limit_soft: soft,
+        fd_limit_hard: hard,
+        raises_fd_limit: raise,
+        setup_flag_sets: needs.flag_sets.into_iter().collect(),
+        features: features.bits(),
+        pinned_bytes: pinned,
+        external_inputs: needs.external_inputs,
+        places_ring_memory: true,
+    })
+}

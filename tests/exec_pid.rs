@@ -1,0 +1,523 @@
+//! `plan exec IMAGE --pid PID` (and `ringplan_exec::execute_in`): the seed
+//! scenario, dumped live, its fds moved to numbers free in the target and
+//! its rings' continuity state removed, restored into
+//! `tests/programs/restore_target.c` (a process that holds no ring), and
+//! checked from outside: `/proc/TARGET/fd` and `fdinfo`, its state, and
+//! whether it still answers. A failure injected at every step leaves the
+//! target's fds and mappings as they were and the target running; a plan
+//! with continuity steps is refused in one line with nothing changed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use ringplan_exec::test_hooks::ProcessState;
+use ringplan_image::{Image, ObjectKind};
+use ringplan_kernel::procfs::fd::FdKind;
+use ringplan_kernel::procfs::{fdinfo, stat, Process};
+use ringplan_scenarios::c_programs;
+
+use crate::support::{plan, plan_ok, scratch_dir, Scenario};
+
+/// Added to every fd number of the image: the target holds 0-2 (and the
+/// seed installs there).
+const FD_SHIFT: i32 = 100;
+
+/// Where the image's buffers are moved (32 TiB: between the heap and the
+/// mmap area on x86-64).
+const BUFFER_BASE: u64 = 0x2000_0000_0000;
+
+/// The target program, killed when dropped.
+struct Target {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pid: u32,
+}
+
+impl Target {
+    fn start() -> Target {
+        static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+        let binary = BINARY.get_or_init(|| {
+            c_programs::build("restore_target", Path::new(env!("CARGO_TARGET_TMPDIR")))
+                .unwrap_or_else(|error| panic!("{error}"))
+        });
+        let mut child = Command::new(binary)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting restore_target");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("the target's first line");
+        let first: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        let pid = first["pid"].as_u64().expect("pid") as u32;
+        assert_eq!(pid, child.id());
+        Target {
+            child,
+            stdin,
+            stdout,
+            pid,
+        }
+    }
+
+    /// Whether it answers a line (it runs, and its read survived).
+    fn answers(&mut self) -> bool {
+        if self.stdin.write_all(b"ping\n").is_err() {
+            return false;
+        }
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).is_ok() && line == "alive\n"
+    }
+
+    /// Its state letter in `/proc/PID/stat`.
+    fn state(&self) -> u8 {
+        stat::read(Process::Pid(self.pid))
+            .expect("target stat")
+            .state
+    }
+
+    /// Waits up to five seconds for state letter `state` (a stop requested
+    /// at detach takes effect when the thread next runs).
+    fn wait_state(&self, state: u8) -> u8 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let now = self.state();
+            if now == state || std::time::Instant::now() > deadline {
+                return now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// `/proc/PID/fd/FD`'s link, if open.
+    fn link(&self, fd: i32) -> Option<String> {
+        std::fs::read_link(format!("/proc/{}/fd/{fd}", self.pid))
+            .ok()
+            .map(|target| target.to_string_lossy().into_owned())
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The seed dumped live, fds moved up by [`FD_SHIFT`], continuity state
+/// removed (as `benches/continuity_restore.rs` does for its baseline):
+/// `(path, image)`.
+fn seed_image(dir: &Path, keep_state: bool) -> (String, Image) {
+    let (path, image, _) = scenario_image("seed", dir, keep_state);
+    (path, image)
+}
+
+/// [`seed_image`] of any `plan app` scenario, and the scenario, running
+/// (its temporary files exist while it runs).
+fn scenario_image(name: &str, dir: &Path, keep_state: bool) -> (String, Image, Scenario) {
+    let scenario = Scenario::start(name);
+    let file = name.replace(':', "-");
+    let path = dir.join(if keep_state {
+        format!("{file}-state.img")
+    } else {
+        format!("{file}.img")
+    });
+    let path = path.to_str().expect("utf-8").to_owned();
+    plan_ok(&[
+        "dump",
+        "--pid",
+        &scenario.pid().to_string(),
+        "--backend",
+        "bpf",
+        "-o",
+        &path,
+    ]);
+    let mut image =
+        ringplan_image::decode_slice(&std::fs::read(&path).expect("image")).expect("decodes");
+    for object in &mut image.objects {
+        for entry in &mut object.fds {
+            entry.fd += FD_SHIFT;
+        }
+        if let ObjectKind::Ring(ring) = &mut object.kind {
+            if !keep_state {
+                ring.state = None;
+            }
+            // Buffers move, keeping their offsets within a page, to where
+            // nothing maps by itself (the seed's heap could be anywhere).
+            for (slot, buffer) in ring.buffers.iter_mut().enumerate() {
+                if let Some(buffer) = buffer {
+                    buffer.addr = BUFFER_BASE + (slot as u64) * 0x10_0000 + (buffer.addr & 0xfff);
+                }
+            }
+        }
+    }
+    std::fs::write(
+        &path,
+        ringplan_image::encode_to_vec(&image).expect("encoding"),
+    )
+    .expect("writing the image");
+    (path, image, scenario)
+}
+
+/// The installed fd numbers of every object of `kind` in `image`.
+fn fds_of(image: &Image, kind: &str) -> Vec<i32> {
+    image
+        .objects
+        .iter()
+        .filter(|object| object.kind.name() == kind)
+        .flat_map(|object| object.fds.iter().map(|entry| entry.fd))
+        .collect()
+}
+
+#[test]
+fn the_seed_restored_into_a_running_process_is_seen_there() {
+    let dir = scratch_dir("exec-pid");
+    let (path, image) = seed_image(&dir, false);
+    let mut target = Target::start();
+    let pid = target.pid.to_string();
+    let output = plan(&["exec", &path, "--pid", &pid, "--substitute-external"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exec --pid failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("the process was resumed"), "{stdout}");
+    let rings = fds_of(&image, "ring");
+    assert!(!rings.is_empty());
+    for &fd in &rings {
+        assert_eq!(
+            target.link(fd).as_deref(),
+            Some("anon_inode:[io_uring]"),
+            "ring fd {fd}"
+        );
+    }
+    for fd in fds_of(&image, "eventfd") {
+        assert_eq!(
+            target.link(fd).as_deref(),
+            Some("anon_inode:[eventfd]"),
+            "fd {fd}"
+        );
+    }
+    for object in &image.objects {
+        if let ObjectKind::File(file) = &object.kind {
+            for entry in &object.fds {
+                if let Some(path) = &file.path {
+                    if file.file_type == ringplan_image::FileType::Regular {
+                        assert_eq!(target.link(entry.fd).as_deref(), Some(path.as_str()));
+                    }
+                }
+            }
+        }
+    }
+    // Each ring's fdinfo shows as many registered files and buffers as the
+    // image recorded.
+    for object in &image.objects {
+        let ObjectKind::Ring(ring) = &object.kind else {
+            continue;
+        };
+        let Some(fd) = object.fds.first().map(|entry| entry.fd) else {
+            continue;
+        };
+        let path = format!("/proc/{pid}/fdinfo/{fd}");
+        let text = fdinfo::read(Process::Pid(target.pid), fd).expect("fdinfo");
+        let info = fdinfo::Fdinfo::parse(Path::new(&path), &text, FdKind::Ring)
+            .expect("ring fdinfo")
+            .ring
+            .expect("ring part");
+        assert_eq!(info.user_files as usize, ring.files.len(), "ring at {fd}");
+        assert_eq!(
+            info.files.len(),
+            ring.files.iter().flatten().count(),
+            "ring at {fd}"
+        );
+        assert_eq!(info.buffers.len(), ring.buffers.len(), "ring at {fd}");
+        for (restored, recorded) in info.buffers.iter().zip(&ring.buffers) {
+            assert_eq!(
+                restored.map(|buffer| (buffer.addr, buffer.len)),
+                recorded.as_ref().map(|buffer| (buffer.addr, buffer.len)),
+                "ring at {fd}"
+            );
+        }
+    }
+    assert_ne!(target.state(), b'T');
+    assert!(target.answers(), "the target runs on after the restore");
+    // Again: the fds are taken now, in the target.
+    let before = ProcessState::capture_of(target.pid);
+    let taken = refused(&["exec", &path, "--pid", &pid, "--substitute-external"]);
+    assert!(
+        taken.contains(&format!("is already open in process {pid}")),
+        "{taken}"
+    );
+    assert_eq!(
+        before.changes_to(&ProcessState::capture_of(target.pid)),
+        Vec::<String>::new()
+    );
+    assert!(target.answers());
+}
+
+#[test]
+fn leave_stopped_leaves_it_stopped_and_verify_compares_the_target() {
+    let dir = scratch_dir("exec-pid-verify");
+    let (path, _) = seed_image(&dir, false);
+    let target = Target::start();
+    let pid = target.pid.to_string();
+    let output = plan(&[
+        "exec",
+        &path,
+        "--pid",
+        &pid,
+        "--substitute-external",
+        "--leave-stopped",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("left stopped"));
+    assert_eq!(target.wait_state(b'T'), b'T', "left stopped");
+    drop(target);
+
+    let mut target = Target::start();
+    let pid = target.pid.to_string();
+    let output = plan(&[
+        "exec",
+        &path,
+        "--pid",
+        &pid,
+        "--substitute-external",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exec --pid --verify: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("verified: "), "{stdout}");
+    assert!(target.answers());
+}
+
+/// `plan ARGS` fails with exit status 2 and exactly one stderr line, which
+/// is returned.
+fn refused(args: &[&str]) -> String {
+    let output = plan(args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    assert!(output.stdout.is_empty(), "{args:?}");
+    stderr
+}
+
+#[test]
+fn a_dry_run_hold_inputs_and_continuity_change_nothing_in_the_target() {
+    let dir = scratch_dir("exec-pid-refused");
+    let (path, _) = seed_image(&dir, false);
+    let (with_state, _) = seed_image(&dir, true);
+    let mut target = Target::start();
+    let pid = target.pid.to_string();
+    let before = ProcessState::capture_of(target.pid);
+    let hold = refused(&["exec", &path, "--pid", &pid, "--hold"]);
+    assert!(hold.contains("--hold"), "{hold}");
+    let continuity = refused(&["exec", &with_state, "--pid", &pid, "--substitute-external"]);
+    assert!(
+        continuity.contains(
+            "plan exec --pid does not restore rings where the program left them yet: step"
+        ),
+        "{continuity}"
+    );
+    let dry = plan(&[
+        "exec",
+        &path,
+        "--pid",
+        &pid,
+        "--substitute-external",
+        "--dry-run",
+    ]);
+    let dry_text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(dry_text.contains("preflight: ok: fds [100, "), "{dry_text}");
+    let inputs = refused(&["exec", &path, "--pid", &pid]);
+    assert!(
+        inputs.contains("plan exec --pid cannot take the caller's fds yet"),
+        "{inputs}"
+    );
+    assert_eq!(
+        before.changes_to(&ProcessState::capture_of(target.pid)),
+        Vec::<String>::new()
+    );
+    assert!(target.answers());
+}
+
+#[test]
+fn an_injected_failure_at_any_step_leaves_the_target_as_it_was() {
+    let dir = scratch_dir("exec-pid-fail");
+    let (path, image) = seed_image(&dir, false);
+    let steps = ringplan_plan::compile(&image)
+        .expect("compiles")
+        .steps
+        .len();
+    let mut target = Target::start();
+    let pid = target.pid.to_string();
+    let before = ProcessState::capture_of(target.pid);
+    for step in 0..steps {
+        let step_text = step.to_string();
+        let output = plan(&[
+            "exec",
+            &path,
+            "--pid",
+            &pid,
+            "--substitute-external",
+            "--fail-at",
+            &step_text,
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "step {step}: {stderr}");
+        assert!(stderr.contains("injected failure"), "step {step}: {stderr}");
+        assert!(!stderr.contains("left changes"), "step {step}: {stderr}");
+        assert_eq!(
+            before.changes_to(&ProcessState::capture_of(target.pid)),
+            Vec::<String>::new(),
+            "step {step}"
+        );
+        assert_ne!(target.state(), b'T', "step {step}");
+        assert!(target.answers(), "step {step}: the target runs on");
+    }
+}
+
+#[test]
+fn execute_in_returns_the_fd_numbers_it_installed_in_the_target() {
+    let dir = scratch_dir("exec-pid-library");
+    let (_, image) = seed_image(&dir, false);
+    let plan = ringplan_plan::compile(&image).expect("compiles");
+    let mut target = Target::start();
+    let fd_numbers = |pid: u32| -> Vec<i32> {
+        let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("fd dir")
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        fds.sort_unstable();
+        fds
+    };
+    let before = fd_numbers(target.pid);
+    let options = ringplan_exec::ExecOptions {
+        substitute_external: true,
+        ..Default::default()
+    };
+    let restored = ringplan_exec::execute_in(
+        target.pid,
+        &plan,
+        ringplan_exec::Inputs::new(),
+        &options,
+        &ringplan_exec::ProcessOptions::default(),
+    )
+    .expect("execute_in");
+    assert_eq!(
+        restored.thread, target.pid,
+        "syscalls ran in the main thread"
+    );
+    let installed: Vec<i32> = restored
+        .restored
+        .fds
+        .values()
+        .flatten()
+        .map(|fd| fd.0)
+        .collect();
+    let mut expected = plan.needed_fds.clone();
+    let mut got = installed.clone();
+    expected.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, expected);
+    for fd in installed {
+        assert!(target.link(fd).is_some(), "fd {fd} open in the target");
+    }
+    // No temporary is left open: the target holds its own fds and the
+    // plan's, nothing else.
+    let mut expected_open = before;
+    expected_open.extend(&plan.needed_fds);
+    expected_open.sort_unstable();
+    assert_eq!(fd_numbers(target.pid), expected_open);
+    for &(start, end) in &restored.buffers {
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).expect("maps");
+        assert!(
+            maps.lines()
+                .any(|line| line.starts_with(&format!("{start:x}-{end:x}"))),
+            "buffer {start:#x}-{end:#x} mapped in the target"
+        );
+    }
+    assert!(target.answers());
+}
+
+#[test]
+fn a_files_table_larger_than_the_scratch_page_and_a_raised_fd_limit() {
+    // 1500 registered files: a 6000-byte table, passed in a mapping made
+    // for the call; fds up to ~1600, above the target's soft limit (set
+    // low here), which the run raises with prlimit.
+    let dir = scratch_dir("exec-pid-files");
+    let (path, image, _scenario) = scenario_image("files:1500", &dir, false);
+    let mut target = Target::start();
+    let hard = ringplan_kernel::procfs::limits::read(Process::Pid(target.pid))
+        .expect("/proc/PID/limits")
+        .open_files
+        .hard;
+    assert!(hard.is_none_or(|hard| hard > 2000), "hard limit {hard:?}");
+    let limit = rustix::process::Rlimit {
+        current: Some(1024),
+        maximum: hard,
+    };
+    rustix::process::prlimit(
+        rustix::process::Pid::from_raw(target.pid as i32),
+        rustix::process::Resource::Nofile,
+        limit,
+    )
+    .expect("prlimit");
+    let maps_before = std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).expect("maps");
+    let pid = target.pid.to_string();
+    let output = plan(&["exec", &path, "--pid", &pid, "--substitute-external"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ring = image
+        .objects
+        .iter()
+        .find_map(|object| match &object.kind {
+            ObjectKind::Ring(ring) if ring.files.len() >= 1500 => {
+                Some((object.fds[0].fd, ring.files.len()))
+            }
+            _ => None,
+        })
+        .expect("a ring with the files registered");
+    let text = fdinfo::read(Process::Pid(target.pid), ring.0).expect("fdinfo");
+    let info = fdinfo::Fdinfo::parse(Path::new("fdinfo"), &text, FdKind::Ring)
+        .expect("ring fdinfo")
+        .ring
+        .expect("ring part");
+    assert_eq!(info.user_files as usize, ring.1);
+    assert_eq!(info.files.len(), ring.1, "every slot holds its file");
+    // The call's mapping is gone: only the ring regions the kernel placed
+    // (none on 6.4+) or recorded ranges are new.
+    let maps_after = std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).expect("maps");
+    let new: Vec<&str> = maps_after
+        .lines()
+        .filter(|line| !maps_before.lines().any(|old| old == *line))
+        .filter(|line| !line.contains("anon_inode:[io_uring]"))
+        .collect();
+    assert!(new.is_empty(), "left in the target: {new:?}");
+    assert!(target.answers());
+    let after = ringplan_kernel::procfs::limits::read(Process::Pid(target.pid))
+        .expect("/proc/PID/limits")
+        .open_files;
+    assert!(after.soft > Some(1600), "raised: {after:?}");
+}
