@@ -13,7 +13,7 @@
 //! memory the program saw are restored (Linux 6.5+, `IORING_SETUP_NO_MMAP`),
 //! so they are no caveat.
 
-use ringplan_image::{Image, ObjectKind, RingPositions, RingRegion, SetupFlags};
+use ringplan_image::{Image, ObjectKind, RingPositions, SetupFlags};
 
 /// One line per thing a restore of `image` leaves out that matters for its
 /// rings.
@@ -31,12 +31,8 @@ pub fn ring_caveats(image: &Image) -> Vec<String> {
             let pending = state.sqes.as_ref().map_or(0, Vec::len)
                 + state.cqes.as_ref().map_or(0, Vec::len)
                 + state.overflow.as_ref().map_or(0, Vec::len);
-            let seen = state.memory.no_mmap
-                || ring
-                    .mappings
-                    .iter()
-                    .any(|mapping| mapping.region == RingRegion::Sqes);
-            if !seen && (*positions != RingPositions::default() || pending > 0) {
+            if !ring.program_saw_memory() && (*positions != RingPositions::default() || pending > 0)
+            {
                 caveats.push(format!(
                     "ring {} (fd {fd}): its SQ head/tail are at {}/{} and its CQ head/tail at {}/{}, but the \
                      program has none of its memory mapped, so plan exec restores it as kernel objects only \

@@ -86,7 +86,8 @@ impl HoldLock {
             .create(true)
             .truncate(false)
             .mode(0o666)
-            .custom_flags(libc_o_cloexec())
+            // std opens with O_CLOEXEC: no command a holder starts inherits
+            // the lock (`fork`, as the watchdog does, keeps it).
             .open(&path)
             .map_err(io)?;
         // Others' umask may have narrowed the mode; everyone must open it.
@@ -160,12 +161,6 @@ fn make_shared_dir(dir: &Path) -> std::io::Result<()> {
     // Only the owner can change the mode; another user's dir stays as made.
     let _ = std::fs::set_permissions(dir, sticky);
     Ok(())
-}
-
-/// `O_CLOEXEC`: no command a holder starts inherits the lock (`fork`, as
-/// the watchdog does, keeps it).
-fn libc_o_cloexec() -> i32 {
-    rustix::fs::OFlags::CLOEXEC.bits() as i32
 }
 
 #[cfg(test)]

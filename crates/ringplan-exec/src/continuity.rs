@@ -36,6 +36,7 @@ pub use contents::{
     RecordedEntries, RecordedSubmissions, RingCounters,
 };
 pub use error::ContinuityError;
+pub(crate) use memory::page_round;
 pub use memory::{Backing, PlacedMemory, RegionPlacement, RingPlacement};
 pub use plan_ops::{placement_of, ring_setup_of};
 pub use positions::{advance_positions, Advanced, PositionTargets};

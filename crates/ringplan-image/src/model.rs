@@ -187,6 +187,21 @@ pub struct Ring {
     pub state: Option<Box<RingState>>,
 }
 
+impl Ring {
+    /// Whether the program saw this ring's memory: it gave the kernel its
+    /// own (`IORING_SETUP_NO_MMAP`) or mapped the ring's SQEs. Only then can
+    /// a restore that puts the ring's state back matter to the program.
+    pub fn program_saw_memory(&self) -> bool {
+        self.state
+            .as_deref()
+            .is_some_and(|state| state.memory.no_mmap)
+            || self
+                .mappings
+                .iter()
+                .any(|mapping| mapping.region == RingRegion::Sqes)
+    }
+}
+
 /// Where a ring is, what it holds, and whose it is: what a program using
 /// it relies on besides its kernel objects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -95,7 +95,7 @@ impl PlacedMemory {
 }
 
 /// `len` rounded up to whole pages.
-pub(super) fn page_round(len: u64) -> Option<u64> {
+pub(crate) fn page_round(len: u64) -> Option<u64> {
     len.checked_add(PAGE_SIZE - 1)
         .map(|end| end & !(PAGE_SIZE - 1))
 }

@@ -11,7 +11,7 @@ use ringplan_plan::{Op, Plan, SetupRing};
 use ringplan_image::SetupFlags;
 
 use crate::continuity::{
-    kernel_supports_no_mmap, memory_sizes, placement_of, ring_setup_of, ContinuityError,
+    kernel_supports_no_mmap, memory_sizes, page_round, placement_of, ring_setup_of, ContinuityError,
 };
 use crate::error::ExecError;
 use crate::memory::overlapping_mapping;
@@ -72,7 +72,9 @@ pub(super) fn check_continuity(plan: &Plan, options: &ExecOptions) -> Result<boo
             .map(|range| ("rings", range))
             .chain(std::iter::once(("SQEs", &memory.sqes)));
         for (what, range) in ranges {
-            let end = range.addr.saturating_add(page_round(range.len));
+            let end = range
+                .addr
+                .saturating_add(page_round(range.len).unwrap_or(u64::MAX));
             if let Some(by) = free.taken_by(range.addr, end)? {
                 return Err(ExecError::RingMemoryTaken {
                     step: index,
@@ -185,9 +187,4 @@ fn check_lengths(
         });
     }
     Ok(())
-}
-
-fn page_round(len: u64) -> u64 {
-    let page = ringplan_kernel::abi::linux::PAGE_SIZE;
-    len.saturating_add(page - 1) & !(page - 1)
 }

@@ -19,13 +19,7 @@ use super::differ::Differ;
 /// state and the program saw its memory (the rule of
 /// `ringplan_plan`'s continuity analysis).
 pub(super) fn restored_continuously(ring: &Ring) -> bool {
-    ring.state.as_deref().is_some_and(|state| {
-        state.memory.no_mmap
-            || ring
-                .mappings
-                .iter()
-                .any(|mapping| mapping.region == RingRegion::Sqes)
-    })
+    ring.state.is_some() && ring.program_saw_memory()
 }
 
 /// The setup flags a continuous restore gives `ring`.
