@@ -171,6 +171,34 @@ fn every_ring_state_comes_back_as_the_kernel_held_it() {
     let queued_fd = rings["queued"]["fd"].as_i64().expect("queued ring") as i32;
     let advanced = queues(holder.pid(), queued_fd);
     assert!(advanced.cached_sq_head >= 5000, "{advanced:?}");
+    // Its SQE array, prepared-but-unpublished SQE included, is the
+    // original's byte for byte, at the same address.
+    let sqes_addr = image
+        .objects
+        .iter()
+        .find_map(|object| match &object.kind {
+            ObjectKind::Ring(ring) if object.fds.iter().any(|entry| entry.fd == queued_fd) => ring
+                .mappings
+                .iter()
+                .find(|mapping| mapping.region == RingRegion::Sqes)
+                .map(|mapping| mapping.addr),
+            _ => None,
+        })
+        .expect("the queued ring's SQE mapping");
+    let sqe_bytes = |pid: u32| {
+        let mut bytes = vec![0u8; 8 * 64];
+        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("mem");
+        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut bytes, sqes_addr).expect("SQEs");
+        bytes
+    };
+    let original_sqes = sqe_bytes(original.pid());
+    assert_eq!(sqe_bytes(holder.pid()), original_sqes);
+    assert!(
+        original_sqes
+            .chunks_exact(64)
+            .any(|sqe| sqe[32..40] == 0xa9u64.to_ne_bytes()),
+        "the prepared SQE is in the original's array"
+    );
     let continuous = holder.line["continuous_rings"]
         .as_array()
         .expect("continuous_rings");

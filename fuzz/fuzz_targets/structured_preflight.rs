@@ -180,6 +180,7 @@ fn build_state(sketch: &StateSketch, flags: u32, sq_entries: u32, cq_entries: u3
         },
         sq_array: sq_array.filter(|_| !has(StateField::Entries)),
         sqes: (!has(StateField::Entries)).then_some(sqes),
+        unqueued_sqes: Vec::new(),
         cqes: (!has(StateField::Entries)).then_some(cqes),
         overflow: sketch
             .overflow

@@ -7,7 +7,9 @@
 //   queued:   8 entries; ADVANCE NOPs submitted and consumed (so its
 //             positions are past several wraps), then 2 NOPs completed and
 //             not consumed (user_data 0xc1, 0xc2), then 3 NOPs written and
-//             the tail advanced without io_uring_enter (user_data 0xa1..).
+//             the tail advanced without io_uring_enter (user_data 0xa1..),
+//             then 1 prepared with io_uring_get_sqe and not published
+//             (0xa9: only its slot holds it).
 //   overflow: 4 SQ / 8 CQ entries; 12 NOPs completed, none consumed: 8 in
 //             the CQ ring (0x100..0x107), 4 on the kernel's overflow list
 //             (0x108..0x10b).
@@ -193,6 +195,13 @@ int main(void)
 	if (ret < 0)
 		die("wait", ret);
 	queue_without_submit(&queued, 3, 0xa1);
+	// One more prepared and not published: only the SQE slot and
+	// liburing's own tail know of it.
+	struct io_uring_sqe *prepared = io_uring_get_sqe(&queued);
+	if (!prepared)
+		die("get_sqe", ENOSPC);
+	io_uring_prep_nop(prepared);
+	prepared->user_data = 0xa9;
 
 	struct io_uring overflow;
 	memset(&p, 0, sizeof(p));

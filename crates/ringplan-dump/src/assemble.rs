@@ -474,6 +474,7 @@ fn build_state(raw_ring: &RawRing) -> Option<Box<RingState>> {
         positions: raw_state.positions,
         sq_array: None,
         sqes: None,
+        unqueued_sqes: Vec::new(),
         cqes: None,
         overflow,
         memory: RingMemory {

@@ -20,7 +20,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ringplan_image::{
-    Cqe, Image, ObjectKind, QueuedSqe, Ring, RingRegion, RingState, SetupFlags, SqeBytes,
+    Cqe, Image, ObjectKind, QueuedSqe, Ring, RingRegion, RingState, SetupFlags, SlotSqe, SqeBytes,
     StateField, UserRegion,
 };
 use ringplan_kernel::abi::continuity::{cqe_size, sqe_size, CQE32_SIZE, CQE_SIZE, LAYOUT_FLAGS};
@@ -59,6 +59,7 @@ pub fn complete(pid: u32, image: &mut Image) -> Vec<String> {
             Ok(entries) => {
                 state.sq_array = entries.sq_array;
                 state.sqes = Some(entries.sqes);
+                state.unqueued_sqes = entries.unqueued_sqes;
                 state.cqes = Some(entries.cqes);
                 state.unknown.retain(|field| *field != StateField::Entries);
             }
@@ -164,6 +165,7 @@ fn user_region_sizes(
 struct Entries {
     sq_array: Option<Vec<u32>>,
     sqes: Vec<QueuedSqe>,
+    unqueued_sqes: Vec<SlotSqe>,
     cqes: Vec<Cqe>,
 }
 
@@ -296,17 +298,26 @@ fn read_entries(
         ));
     }
     let mut sqes = Vec::with_capacity(queued as usize);
-    if queued > 0 {
-        let sqe_mapping =
-            sqe_region.ok_or("SQEs are queued but the target has no mapping of the SQE array")?;
-        let size = sqe_size(flags);
-        let all = read(
+    let mut unqueued_sqes = Vec::new();
+    // The whole SQE array, when the program sees it: besides the queued
+    // SQEs, a program may have prepared SQEs it has not published yet
+    // (liburing writes the slot and its own tail; the ring's tail only at
+    // submit), which exist nowhere else.
+    let size = sqe_size(flags);
+    let all = match sqe_region {
+        Some(sqe_mapping) => Some(read(
             sqe_mapping.addr,
             0,
             sq_entries as usize * size,
             sqe_mapping.len,
             "SQE array",
-        )?;
+        )?),
+        None if queued > 0 => {
+            return Err("SQEs are queued but the target has no mapping of the SQE array".to_owned())
+        }
+        None => None,
+    };
+    if let Some(all) = &all {
         for offset in 0..queued {
             let position = positions.cached_sq_head.wrapping_add(offset);
             let index = position & sq_mask;
@@ -326,6 +337,18 @@ fn read_entries(
                 slot,
                 bytes: SqeBytes(all[start..start + size].to_vec()),
             });
+        }
+        let mut queued_slots = vec![false; sq_entries as usize];
+        for sqe in &sqes {
+            queued_slots[sqe.slot as usize] = true;
+        }
+        for ((slot, bytes), queued_here) in (0u32..).zip(all.chunks_exact(size)).zip(queued_slots) {
+            if !queued_here && bytes.iter().any(|byte| *byte != 0) {
+                unqueued_sqes.push(SlotSqe {
+                    slot,
+                    bytes: SqeBytes(bytes.to_vec()),
+                });
+            }
         }
     }
 
@@ -354,6 +377,7 @@ fn read_entries(
     Ok(Entries {
         sq_array,
         sqes,
+        unqueued_sqes,
         cqes,
     })
 }

@@ -593,6 +593,14 @@ fn breakdown(
                 bytes: sqe.bytes.0.clone(),
             })
             .collect();
+        let unqueued: Vec<QueuedSqe> = queue
+            .unqueued_sqes
+            .iter()
+            .map(|sqe| QueuedSqe {
+                index: sqe.slot,
+                bytes: sqe.bytes.0.clone(),
+            })
+            .collect();
         time_each(rounds, settle, || {
             let mut ring = ContinuousRing::create(&ring_setup, &placement).expect("create");
             let recorded = RecordedSubmissions {
@@ -600,6 +608,7 @@ fn breakdown(
                 sq_tail: queue.sq_tail,
                 sq_array: queue.sq_array.as_deref(),
                 queued: &queued,
+                unqueued: &unqueued,
             };
             let start = Instant::now();
             queue_sqes(&mut ring, &recorded).expect("queue_sqes");

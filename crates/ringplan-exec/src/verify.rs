@@ -402,6 +402,7 @@ mod tests {
                 },
                 sq_array: Some(vec![0, 1]),
                 sqes: Some(Vec::new()),
+                unqueued_sqes: Vec::new(),
                 cqes: Some(vec![Cqe {
                     user_data: 7,
                     res: 0,

@@ -214,6 +214,14 @@ pub struct RingState {
     /// Every SQE from the kernel's SQ head (`cached_sq_head`) to the SQ
     /// tail, in order: queued, not yet submitted. `None` when unknown.
     pub sqes: Option<Vec<QueuedSqe>>,
+    /// Every other SQE slot whose bytes are not all zero, by slot: SQEs the
+    /// program prepared and has not published (liburing's `io_uring_get_sqe`
+    /// before `io_uring_submit` writes only the slot and its own tail), and
+    /// old ones. They live only in the ring's memory. Empty when the
+    /// program has no view of the SQEs or the entries are unknown; absent
+    /// on the wire reads as empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unqueued_sqes: Vec<SlotSqe>,
     /// Every CQE from the CQ head to the CQ tail, in order: posted, not yet
     /// consumed. `None` when unknown.
     pub cqes: Option<Vec<Cqe>>,
@@ -270,6 +278,16 @@ pub struct QueuedSqe {
     /// array.
     pub slot: u32,
     /// Its bytes: 64, or 128 with `IORING_SETUP_SQE128`. A CBOR byte string.
+    pub bytes: SqeBytes,
+}
+
+/// An SQE slot's bytes outside the queued positions
+/// ([`RingState::unqueued_sqes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotSqe {
+    /// The SQE array slot.
+    pub slot: u32,
+    /// Its bytes: 64, or 128 with `IORING_SETUP_SQE128`.
     pub bytes: SqeBytes,
 }
 

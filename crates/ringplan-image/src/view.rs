@@ -102,6 +102,9 @@ fn state_json(state: &RingState) -> Value {
         "sqes": state.sqes.as_ref().map(|sqes| sqes.iter()
             .map(|sqe| json!({"position": sqe.position, "slot": sqe.slot, "bytes": hex(&sqe.bytes.0)}))
             .collect::<Vec<_>>()),
+        "unqueued_sqes": state.unqueued_sqes.iter()
+            .map(|sqe| json!({"slot": sqe.slot, "bytes": hex(&sqe.bytes.0)}))
+            .collect::<Vec<_>>(),
         "cqes": state.cqes.as_ref().map(|cqes| cqes.iter().map(cqe_json).collect::<Vec<_>>()),
         "overflow": state.overflow.as_ref().map(|cqes| cqes.iter().map(cqe_json).collect::<Vec<_>>()),
         "memory": {

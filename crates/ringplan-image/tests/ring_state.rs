@@ -28,6 +28,7 @@ fn image_with_state() -> Image {
         },
         sq_array: Some((0..8).collect()),
         sqes: Some(vec![sqe(4_000_000_001, 1), sqe(4_000_000_002, 2)]),
+        unqueued_sqes: Vec::new(),
         cqes: Some(vec![Cqe {
             user_data: 0xc1,
             res: -11,
@@ -357,4 +358,38 @@ fn positions_that_wrapped_past_2_32_count_as_the_ring_does() {
         decode_slice(&bytes).expect("a wrapped ring is valid"),
         image
     );
+}
+
+#[test]
+fn unqueued_sqe_slots_round_trip_and_are_checked() {
+    let slot = |slot: u32, len: usize| SlotSqe {
+        slot,
+        bytes: SqeBytes(vec![0xa9; len]),
+    };
+    let mut image = image_with_state();
+    state(&mut image).unqueued_sqes = vec![slot(3, 64), slot(7, 64)];
+    let bytes = encode_to_vec(&image).expect("encoding");
+    assert_eq!(decode_slice(&bytes).expect("decoding"), image);
+    assert_eq!(
+        view::to_json(&image)["objects"][0]["state"]["unqueued_sqes"][1]["slot"],
+        7
+    );
+
+    for (slots, problem) in [
+        (vec![slot(8, 64)], "unqueued SQE slot 8 is outside 0..8"),
+        (vec![slot(2, 64)], "unqueued SQE slot 2 holds a queued SQE"),
+        (
+            vec![slot(5, 64), slot(4, 64)],
+            "unqueued SQE slot 4 is not after slot 5",
+        ),
+        (
+            vec![slot(4, 128)],
+            "unqueued SQE slot 4 has 128 bytes, expected 64",
+        ),
+    ] {
+        let mut bad = image_with_state();
+        state(&mut bad).unqueued_sqes = slots;
+        let error = decode_error(&bad);
+        assert!(error.contains(problem), "{error}");
+    }
 }

@@ -180,7 +180,7 @@ fn queue(ring: &Ring, state: &RingState) -> Option<QueueSqes> {
     } else {
         None
     };
-    if sq_array.is_none() && sqes.is_empty() {
+    if sq_array.is_none() && sqes.is_empty() && state.unqueued_sqes.is_empty() {
         return None;
     }
     Some(QueueSqes {
@@ -189,5 +189,6 @@ fn queue(ring: &Ring, state: &RingState) -> Option<QueueSqes> {
         sq_tail: state.positions.sq_tail,
         sq_array,
         sqes,
+        unqueued_sqes: state.unqueued_sqes.clone(),
     })
 }

@@ -7,7 +7,7 @@
 //! only; the executor keeps a table from handle to the real fd it got.
 
 use ringplan_image::{
-    Cqe, FileType, ObjectId, QueuedSqe, RingMapping, SetupFlags, Source, UserRegion,
+    Cqe, FileType, ObjectId, QueuedSqe, RingMapping, SetupFlags, SlotSqe, Source, UserRegion,
 };
 use serde::{Deserialize, Serialize};
 
@@ -428,8 +428,9 @@ impl RestoreCompletions {
     }
 }
 
-/// Parameters of `queue_sqes`: the whole SQ array (where the ring has one)
-/// and the queued SQEs written back, then the SQ tail published.
+/// Parameters of `queue_sqes`: the whole SQ array (where the ring has one),
+/// the SQEs the program prepared but did not publish, and the queued SQEs
+/// written back, then the SQ tail published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueSqes {
     pub ring_handle: Handle,
@@ -442,6 +443,10 @@ pub struct QueueSqes {
     pub sq_array: Option<Vec<u32>>,
     /// The queued SQEs, from `sq_head` to `sq_tail`.
     pub sqes: Vec<QueuedSqe>,
+    /// The other SQE slots with content (`RingState::unqueued_sqes`),
+    /// written before the queued ones. Absent on the wire reads as empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unqueued_sqes: Vec<SlotSqe>,
 }
 
 /// Why the plan sets up a ring that is in no image.

@@ -467,6 +467,7 @@ pub fn ring_state(flags: u32, sq_entries: u32, position: u32) -> RingState {
         },
         sq_array: has_array.then(|| (0..sq_entries).collect()),
         sqes: Some(Vec::new()),
+        unqueued_sqes: Vec::new(),
         cqes: Some(Vec::new()),
         overflow: Some(Vec::new()),
         memory: RingMemory {

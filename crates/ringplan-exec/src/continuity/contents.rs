@@ -87,6 +87,7 @@ pub fn restore_entries(
         sq_tail: recorded.sq_tail,
         sq_array: None,
         queued: recorded.queued,
+        unqueued: &[],
     };
     check_completions(ring, &completions)?;
     check_submissions(ring, &submissions)?;
@@ -140,6 +141,10 @@ pub struct RecordedSubmissions<'a> {
     pub sq_array: Option<&'a [u32]>,
     /// The queued SQEs, from the SQ head on.
     pub queued: &'a [QueuedSqe],
+    /// The other SQE slots the program's memory held with content (SQEs
+    /// prepared and not published), written first: only the ring's memory
+    /// remembers them.
+    pub unqueued: &'a [QueuedSqe],
 }
 
 /// Brings a new, empty ring's positions to `recorded` with
@@ -170,7 +175,9 @@ pub fn restore_completions(
         // Also the only case a disabled ring allows.
         Advanced::default()
     } else {
-        advance_positions(ring, &targets, progress)?
+        let advanced = advance_positions(ring, &targets, progress)?;
+        ring.view.clear_sqes();
+        advanced
     };
     if holding_full {
         post_overflow(ring, recorded.overflow)?;
@@ -207,6 +214,9 @@ pub fn queue_sqes(
         for (index, value) in array.iter().enumerate() {
             view.set_array_entry(index as u32, *value);
         }
+    }
+    for sqe in recorded.unqueued {
+        view.write_sqe(sqe.index, &sqe.bytes);
     }
     for (index, sqe) in recorded.queued.iter().enumerate() {
         let position = recorded.sq_head.wrapping_add(index as u32);
@@ -267,6 +277,17 @@ fn check_submissions(
                 sqe.index
             ));
         }
+    }
+    if let Some(sqe) = recorded
+        .unqueued
+        .iter()
+        .find(|sqe| sqe.index >= view.sq_entries || sqe.bytes.len() != view.sqe_size)
+    {
+        return bad(format!(
+            "an unqueued SQE of {} bytes cannot be in slot {} of this ring",
+            sqe.bytes.len(),
+            sqe.index
+        ));
     }
     Ok(())
 }

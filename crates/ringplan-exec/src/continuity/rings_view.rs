@@ -138,6 +138,16 @@ impl RingsView {
         }
     }
 
+    /// Zeroes every SQE slot: the NOPs that moved the positions leave
+    /// their bytes behind, where the program's ring may have had zeros.
+    pub(super) fn clear_sqes(&self) {
+        // SAFETY: the whole mapped SQE array (contract of `new`); called
+        // only when the kernel has consumed every SQE (SQ head == tail).
+        unsafe {
+            std::ptr::write_bytes(self.sqes, 0, self.sq_entries as usize * self.sqe_size);
+        }
+    }
+
     /// Writes `bytes` (at most one CQE) into CQ slot `slot`.
     pub(super) fn write_cqe(&self, slot: u32, bytes: &[u8]) {
         let slot = (slot & (self.cq_entries - 1)) as usize;

@@ -203,11 +203,20 @@ impl<B: Backend> Run<'_, B> {
                 bytes: sqe.bytes.0.clone(),
             })
             .collect();
+        let unqueued: Vec<QueuedSqe> = queue
+            .unqueued_sqes
+            .iter()
+            .map(|sqe| QueuedSqe {
+                index: sqe.slot,
+                bytes: sqe.bytes.0.clone(),
+            })
+            .collect();
         let recorded = RecordedSubmissions {
             sq_head: queue.sq_head,
             sq_tail: queue.sq_tail,
             sq_array: queue.sq_array.as_deref(),
             queued: &queued,
+            unqueued: &unqueued,
         };
         let Some(ring) = self.continuous_ring(queue.ring_handle)? else {
             return Ok(());

@@ -70,6 +70,20 @@ pub(super) fn compare_state(ring: &Ring, got: &Ring, differ: &mut Differ<'_>) ->
             ),
         ]);
         compare_list("queued SQEs", &want.sqes, &have.sqes, differ);
+        if want.unqueued_sqes != have.unqueued_sqes {
+            let slots = |sqes: &[ringplan_image::SlotSqe]| {
+                format!(
+                    "{} slot(s) {:?}",
+                    sqes.len(),
+                    sqes.iter().map(|sqe| sqe.slot).collect::<Vec<_>>()
+                )
+            };
+            differ.differ(
+                "unqueued SQE slots (slots, or bytes)",
+                slots(&want.unqueued_sqes),
+                slots(&have.unqueued_sqes),
+            );
+        }
         compare_list("unconsumed CQEs", &want.cqes, &have.cqes, differ);
         compare_list("CQ overflow list", &want.overflow, &have.overflow, differ);
     }

@@ -15,9 +15,52 @@ pub(super) fn state_problem(setup: &RingSetup, state: &RingState) -> Option<Stri
     };
     unknown_problem(state)
         .or_else(|| sq_problem(setup, flags, state))
+        .or_else(|| unqueued_problem(setup, flags, state))
         .or_else(|| cq_problem(setup, flags, state))
         .or_else(|| memory_problem(flags, state))
         .or_else(|| owner_problem(flags, state))
+}
+
+/// The slots of `unqueued_sqes`: ascending, inside the SQE array, none
+/// holding a queued SQE, each of the ring's SQE size.
+fn unqueued_problem(setup: &RingSetup, flags: u32, state: &RingState) -> Option<String> {
+    if state.unqueued_sqes.is_empty() {
+        return None;
+    }
+    if state.unknown.contains(&StateField::Entries) {
+        return Some("entries are listed as unknown but unqueued_sqes is not empty".to_owned());
+    }
+    let size = sqe_size(flags);
+    let queued_slots: std::collections::BTreeSet<u32> =
+        state.sqes.iter().flatten().map(|sqe| sqe.slot).collect();
+    let mut previous: Option<u32> = None;
+    for sqe in &state.unqueued_sqes {
+        if sqe.slot >= setup.sq_entries {
+            return Some(format!(
+                "unqueued SQE slot {} is outside 0..{}",
+                sqe.slot, setup.sq_entries
+            ));
+        }
+        if previous.is_some_and(|previous| previous >= sqe.slot) {
+            return Some(format!(
+                "unqueued SQE slot {} is not after slot {} (slots ascend, each once)",
+                sqe.slot,
+                previous.unwrap_or_default()
+            ));
+        }
+        if queued_slots.contains(&sqe.slot) {
+            return Some(format!("unqueued SQE slot {} holds a queued SQE", sqe.slot));
+        }
+        if sqe.bytes.0.len() != size {
+            return Some(format!(
+                "unqueued SQE slot {} has {} bytes, expected {size}",
+                sqe.slot,
+                sqe.bytes.0.len()
+            ));
+        }
+        previous = Some(sqe.slot);
+    }
+    None
 }
 
 fn unknown_problem(state: &RingState) -> Option<String> {

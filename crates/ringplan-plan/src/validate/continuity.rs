@@ -314,5 +314,32 @@ fn queue_problem(setup: &SetupRing, queue: &QueueSqes) -> Option<String> {
             ));
         }
     }
+    unqueued_problem(entries, size, queue)
+}
+
+/// The unqueued SQE slots of a `queue_sqes`: ascending, inside the SQE
+/// array, none a queued SQE's, each of the ring's SQE size.
+fn unqueued_problem(entries: u32, size: usize, queue: &QueueSqes) -> Option<String> {
+    let queued: std::collections::BTreeSet<u32> = queue.sqes.iter().map(|sqe| sqe.slot).collect();
+    let mut previous: Option<u32> = None;
+    for sqe in &queue.unqueued_sqes {
+        if sqe.slot >= entries || previous.is_some_and(|previous| previous >= sqe.slot) {
+            return Some(format!(
+                "unqueued SQE slot {} is outside 0..{entries} or not after the previous one",
+                sqe.slot
+            ));
+        }
+        if queued.contains(&sqe.slot) {
+            return Some(format!("unqueued SQE slot {} holds a queued SQE", sqe.slot));
+        }
+        if sqe.bytes.0.len() != size {
+            return Some(format!(
+                "unqueued SQE slot {} has {} bytes, not {size}",
+                sqe.slot,
+                sqe.bytes.0.len()
+            ));
+        }
+        previous = Some(sqe.slot);
+    }
     None
 }
