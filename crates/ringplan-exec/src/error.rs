@@ -178,9 +178,10 @@ pub enum ExecError {
         "preflight: fd {fd} is already open in process {pid}; the plan installs an object there"
     )]
     FdTakenIn { pid: u32, fd: i32 },
-    /// A buffer range is already mapped in the process restored into.
+    /// A buffer range is partly mapped in the process restored into, or
+    /// mapped there as something other than its own writable memory.
     #[error(
-        "preflight: buffer memory {start:#x}-{end:#x} is already mapped in process {pid} ({by})"
+        "preflight: buffer memory {start:#x}-{end:#x} is mapped in process {pid}, but not wholly as its own writable memory ({by})"
     )]
     BufferTakenIn {
         pid: u32,

@@ -102,6 +102,7 @@ pub(crate) fn execute_in_inner(
     let mut buffers = BackendBuffers {
         process: ringplan_kernel::procfs::Process::Pid(pid),
         mapped: Vec::new(),
+        own: Vec::new(),
     };
     let target = Target {
         backend: &mut backend,

@@ -12,7 +12,10 @@
 //!
 //! The mappings go through a [`crate::Backend`]: those of `AnonymousBuffers`
 //! through [`crate::InProcess`]; for a restore into another process
-//! (`execute_in`) the run maps the same ranges there (`BackendBuffers`).
+//! (`execute_in`) the run maps the same ranges there (`BackendBuffers`),
+//! except ranges the process already holds as its own writable memory
+//! (the program's heap after `plan dump --detach`, or memory a restorer
+//! brought back), which are registered as they are.
 //! `BarrierMemory` is how the run calls either at the barrier.
 
 use ringplan_kernel::procfs::maps::{self, MapsEntry};
@@ -164,6 +167,35 @@ pub(crate) fn overlapping_mapping(maps: &str, start: u64, end: u64) -> Option<St
             .overlaps(start, end)
             .then(|| line.split_whitespace().collect::<Vec<_>>().join(" "))
     })
+}
+
+/// Whether `[start, end)` lies wholly in writable memory of the process
+/// whose `maps` these are, none of it io_uring's: memory the process
+/// already has there (its own heap, kept by `plan dump --detach` or brought
+/// back by a restorer), which a restore into it registers as it is. `None`
+/// when no byte of the range is mapped.
+pub(crate) fn own_memory_covers(maps: &str, start: u64, end: u64) -> Option<bool> {
+    let mut covering: Vec<(u64, u64, bool)> = maps
+        .lines()
+        .filter_map(MapsEntry::parse)
+        .filter(|entry| entry.overlaps(start, end))
+        .map(|entry| {
+            let usable = entry.perms.starts_with("rw") && !entry.path.contains("io_uring");
+            (entry.start, entry.end, usable)
+        })
+        .collect();
+    if covering.is_empty() {
+        return None;
+    }
+    covering.sort_unstable();
+    let mut reached = start;
+    for (from, to, usable) in covering {
+        if from > reached || !usable {
+            return Some(false);
+        }
+        reached = reached.max(to);
+    }
+    Some(reached >= end)
 }
 
 /// Maps fresh anonymous read-write memory at exactly `[start, end)`
@@ -320,11 +352,26 @@ pub(crate) struct BackendBuffers {
     pub(crate) process: Process,
     /// `[start, end)` of each range mapped.
     pub(crate) mapped: Vec<(u64, u64)>,
+    /// `[start, end)` of each range the process already had as its own
+    /// writable memory (registered as it is).
+    pub(crate) own: Vec<(u64, u64)>,
 }
 
 impl<B: Backend> BarrierMemory<B> for BackendBuffers {
     fn restore(&mut self, plan: &Plan, backend: &mut B) -> Result<(), MemoryError> {
-        for (start, end) in buffer_ranges(plan)? {
+        let ranges = buffer_ranges(plan)?;
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let maps =
+            maps::read(self.process).map_err(|error| MemoryError::Maps(error.into_io_error()))?;
+        for (start, end) in ranges {
+            // The process's own memory (preflight refused a range only
+            // partly its own): registered as it is, never unmapped.
+            if own_memory_covers(&maps, start, end) == Some(true) {
+                self.own.push((start, end));
+                continue;
+            }
             map_range(backend, self.process, start, end)?;
             self.mapped.push((start, end));
         }
@@ -459,5 +506,32 @@ mod tests {
         // SAFETY: the test's own mapping.
         unsafe { rustix::mm::munmap((start + PAGE) as *mut c_void, PAGE as usize) }
             .expect("munmap");
+    }
+
+    #[test]
+    fn only_wholly_own_writable_memory_is_the_processes_own() {
+        let maps = "\
+1000-3000 rw-p 00000000 00:00 0 \n\
+3000-4000 rw-p 00000000 00:00 0                          [heap]\n\
+5000-6000 r--p 00000000 08:01 42                         /usr/lib/libc.so\n\
+7000-8000 rw-s 00000000 00:0f 9                          anon_inode:[io_uring]\n";
+        assert_eq!(own_memory_covers(maps, 0x1000, 0x4000), Some(true));
+        assert_eq!(own_memory_covers(maps, 0x2000, 0x3000), Some(true));
+        assert_eq!(
+            own_memory_covers(maps, 0x3000, 0x5000),
+            Some(false),
+            "a hole"
+        );
+        assert_eq!(
+            own_memory_covers(maps, 0x5000, 0x6000),
+            Some(false),
+            "read-only"
+        );
+        assert_eq!(
+            own_memory_covers(maps, 0x7000, 0x8000),
+            Some(false),
+            "io_uring"
+        );
+        assert_eq!(own_memory_covers(maps, 0x9000, 0xa000), None);
     }
 }

@@ -4,7 +4,8 @@
 //! and the run): its open fds (`/proc/PID/fd`), its `RLIMIT_NOFILE` and
 //! `RLIMIT_MEMLOCK` (`/proc/PID/limits`) and `CAP_IPC_LOCK`
 //! (`/proc/PID/status`), the CPUs it may run on, and whether every buffer
-//! range is free in its address space (`/proc/PID/maps`). What is the
+//! range is free in its address space or wholly its own writable memory
+//! (`/proc/PID/maps`). What is the
 //! kernel's (the setup flags it accepts) is asked in this process: it is
 //! the same kernel. Paths are looked up from this process (the open
 //! inside the target checks the type again).
@@ -18,7 +19,7 @@ use rustix::thread::CapabilitySet;
 use super::{kernel, paths, PlanNeeds, PreflightReport};
 use crate::continuity::is_continuity_step;
 use crate::error::ExecError;
-use crate::memory::{buffer_ranges, overlapping_mapping, pinned_bytes};
+use crate::memory::{buffer_ranges, overlapping_mapping, own_memory_covers, pinned_bytes};
 use crate::{ExecOptions, Inputs};
 
 /// What needs no look at the target: refuses a plan with continuity steps,
@@ -127,6 +128,9 @@ pub(crate) fn preflight_in(
     if !ranges.is_empty() {
         let maps = maps::read(process).map_err(|error| unavailable(&error))?;
         for (start, end) in ranges {
+            if own_memory_covers(&maps, start, end) == Some(true) {
+                continue; // the process's own memory, registered as it is
+            }
             if let Some(by) = overlapping_mapping(&maps, start, end) {
                 return Err(ExecError::BufferTakenIn {
                     pid,
