@@ -1,5 +1,6 @@
-//! `/proc/PID/task`: a process's threads, their names, and whether one is an
-//! io_uring SQ thread.
+//! `/proc/PID/task`: a process's threads, their names, whether one is an
+//! io_uring SQ thread, and the processes a process's threads created
+//! (`children`, for walking a process tree).
 
 use super::{read_file, Process, ProcfsError};
 
@@ -39,6 +40,49 @@ pub fn is_running_sq_thread(process: Process, tid: u32) -> bool {
     comm(process, tid).is_ok_and(|comm| comm.starts_with(SQ_THREAD_NAME_PREFIX))
 }
 
+/// The child processes of `process`: `/proc/PID/task/TID/children` of
+/// every thread (Linux's `CONFIG_PROC_CHILDREN`), ascending. A thread that
+/// ended between the listing and the read is skipped.
+pub fn children(process: Process) -> Result<Vec<u32>, ProcfsError> {
+    let mut children = Vec::new();
+    for tid in ids(process)? {
+        let Ok(list) = read_file(&process.path(&format!("task/{tid}/children"))) else {
+            continue;
+        };
+        children.extend(
+            String::from_utf8_lossy(&list)
+                .split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok()),
+        );
+    }
+    children.sort_unstable();
+    children.dedup();
+    Ok(children)
+}
+
+/// `pid` and every process descended from it, parents before their
+/// children.
+pub fn tree(pid: u32) -> Result<Vec<u32>, ProcfsError> {
+    let mut tree = vec![pid];
+    let mut next = 0;
+    while let Some(&parent) = tree.get(next) {
+        next += 1;
+        match children(Process::Pid(parent)) {
+            Ok(found) => {
+                for child in found {
+                    if !tree.contains(&child) {
+                        tree.push(child);
+                    }
+                }
+            }
+            // A descendant that ended meanwhile has no children to list.
+            Err(error) if parent != pid && error.is_not_found() => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(tree)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +95,19 @@ mod tests {
         assert!(!comm(Process::Current, pid).expect("own comm").is_empty());
         assert!(!is_running_sq_thread(Process::Current, pid));
         assert!(!is_running_sq_thread(Process::Current, u32::MAX));
+    }
+
+    #[test]
+    fn a_child_is_in_its_parents_tree() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .expect("sleep");
+        let pid = std::process::id();
+        let tree = tree(pid).expect("own tree");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(tree[0], pid);
+        assert!(tree.contains(&child.id()), "{tree:?}");
     }
 }

@@ -1,0 +1,161 @@
+//! `plan checkpoint`: take the rings out of every process of the tree that
+//! has some (each left stopped, its image written and synced), write the
+//! manifest, then `criu dump` the tree, which now has no io_uring. If criu
+//! fails, or with `leave_running`, every process gets its rings back and
+//! runs on.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ringplan_kernel::abi::RING_FILE_PATH;
+use ringplan_kernel::procfs::fd::{FdKind, ProcessFds};
+use ringplan_kernel::procfs::maps::{self, MapsEntry};
+use ringplan_kernel::procfs::{task, Process};
+
+use crate::binary::Criu;
+use crate::error::CriuError;
+use crate::manifest::{image_name, Manifest, ProcessRings, FORMAT, VERSION};
+use crate::mover::{resume, RingMover};
+
+/// How to checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointOptions {
+    /// Leave the tree running after the dump, its rings given back.
+    pub leave_running: bool,
+    /// Passed to `criu dump` after ringplan's own arguments.
+    pub criu_args: Vec<String>,
+}
+
+/// What a checkpoint did and how long each part took.
+#[derive(Debug, Clone)]
+pub struct Checkpointed {
+    pub manifest: Manifest,
+    /// Taking the rings out, all processes (they are stopped from the
+    /// first one's start).
+    pub take_out: Duration,
+    /// `criu dump`.
+    pub criu_dump: Duration,
+    /// Giving the rings back (`leave_running` only).
+    pub put_back: Duration,
+}
+
+impl Checkpointed {
+    /// How long the processes with rings were stopped: from the first
+    /// take-out to the end of the dump (and of the put-back when they run
+    /// on).
+    pub fn stopped(&self) -> Duration {
+        self.take_out + self.criu_dump + self.put_back
+    }
+}
+
+/// Checkpoints the tree rooted at `pid` into `dir` (which must exist).
+pub fn checkpoint(
+    criu: &Criu,
+    pid: u32,
+    dir: &Path,
+    options: &CheckpointOptions,
+    mover: &mut dyn RingMover,
+) -> Result<Checkpointed, CriuError> {
+    if !dir.is_dir() {
+        return Err(CriuError::Directory {
+            dir: dir.to_path_buf(),
+            what: "is not a directory".to_owned(),
+        });
+    }
+    let tree = task::tree(pid).map_err(|source| CriuError::Tree { pid, source })?;
+    let with_rings: Vec<u32> = tree.into_iter().filter(|&pid| holds_rings(pid)).collect();
+
+    let started = Instant::now();
+    let mut taken: Vec<(u32, PathBuf)> = Vec::new();
+    for &process in &with_rings {
+        let image = dir.join(image_name(process));
+        if let Err(cause) = mover.take_out(process, &image) {
+            let during = format!("taking the rings out of process {process} failed: {cause}");
+            give_back(mover, &taken, &during)?;
+            return Err(CriuError::TakeOut {
+                pid: process,
+                cause: cause.to_string(),
+            });
+        }
+        taken.push((process, image));
+    }
+    let manifest = Manifest {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        root_pid: pid,
+        criu_version: criu.version().to_owned(),
+        processes: taken
+            .iter()
+            .map(|(pid, _)| ProcessRings {
+                pid: *pid,
+                image: image_name(*pid),
+            })
+            .collect(),
+    };
+    if let Err(error) = manifest.write(dir) {
+        give_back(mover, &taken, &error.to_string())?;
+        return Err(error);
+    }
+    let take_out = started.elapsed();
+
+    let dumping = Instant::now();
+    let dumped = criu.dump(pid, dir, options.leave_running, &options.criu_args);
+    let criu_dump = dumping.elapsed();
+    if let Err(error) = dumped {
+        give_back(mover, &taken, &error.to_string())?;
+        return Err(error);
+    }
+    let giving = Instant::now();
+    if options.leave_running {
+        give_back(mover, &taken, "criu dump --leave-running succeeded")?;
+    }
+    Ok(Checkpointed {
+        manifest,
+        take_out,
+        criu_dump,
+        put_back: giving.elapsed(),
+    })
+}
+
+/// Whether `pid` holds a ring: an io_uring fd, or a mapping of one (a
+/// ring whose fd was closed lives on in its mapping).
+fn holds_rings(pid: u32) -> bool {
+    let process = Process::Pid(pid);
+    let has_fd = ProcessFds::open(process).is_ok_and(|mut fds| {
+        fds.fd_numbers().unwrap_or_default().into_iter().any(|fd| {
+            matches!(fds.read_link(fd), Ok(Some(link)) if FdKind::of_link(link) == FdKind::Ring)
+        })
+    });
+    has_fd
+        || maps::read(process).is_ok_and(|maps| {
+            maps.lines()
+                .filter_map(MapsEntry::parse)
+                .any(|entry| entry.path == RING_FILE_PATH)
+        })
+}
+
+/// Puts every taken ring back and resumes the process; the first failure
+/// is reported with `during` (what went wrong before).
+fn give_back(
+    mover: &mut dyn RingMover,
+    taken: &[(u32, PathBuf)],
+    during: &str,
+) -> Result<(), CriuError> {
+    let mut first_failure = None;
+    for (pid, image) in taken {
+        match mover.put_back(*pid, image) {
+            Ok(()) => {
+                let _ = resume(*pid);
+            }
+            Err(cause) => {
+                first_failure.get_or_insert(CriuError::PutBackAfter {
+                    during: during.to_owned(),
+                    pid: *pid,
+                    image: image.clone(),
+                    cause: cause.to_string(),
+                });
+            }
+        }
+    }
+    first_failure.map_or(Ok(()), Err)
+}

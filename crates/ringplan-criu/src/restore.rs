@@ -1,0 +1,83 @@
+//! `plan restore`: `criu restore` the tree left stopped, put each
+//! process's rings back from its image, then resume the tree. On any
+//! failure the restored tree is killed: a half-restored program must not
+//! run.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ringplan_kernel::procfs::task;
+
+use crate::binary::Criu;
+use crate::error::CriuError;
+use crate::manifest::Manifest;
+use crate::mover::{kill, resume, RingMover};
+
+/// What a restore did and how long each part took.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// The restored tree's root.
+    pub root_pid: u32,
+    /// Every restored process, the root first.
+    pub processes: Vec<u32>,
+    /// The processes that got rings back.
+    pub with_rings: Vec<u32>,
+    /// `criu restore`.
+    pub criu_restore: Duration,
+    /// Putting the rings back, all processes.
+    pub put_back: Duration,
+    /// From the start to every process resumed.
+    pub total: Duration,
+}
+
+/// Restores the checkpoint in `dir`; `criu_args` go to `criu restore`.
+pub fn restore(
+    criu: &Criu,
+    dir: &Path,
+    criu_args: &[String],
+    mover: &mut dyn RingMover,
+) -> Result<Restored, CriuError> {
+    let started = Instant::now();
+    let manifest = Manifest::read(dir)?;
+    let restoring = Instant::now();
+    let root_pid = criu.restore(dir, criu_args)?;
+    let criu_restore = restoring.elapsed();
+    let processes = task::tree(root_pid).unwrap_or_else(|_| vec![root_pid]);
+    let kill_all = |processes: &[u32]| {
+        for &pid in processes.iter().rev() {
+            kill(pid);
+        }
+    };
+    let putting = Instant::now();
+    for process in &manifest.processes {
+        let image = manifest.image_path(dir, process);
+        if let Err(cause) = mover.put_back(process.pid, &image) {
+            kill_all(&processes);
+            return Err(CriuError::RestoreRings {
+                pid: process.pid,
+                cause: cause.to_string(),
+            });
+        }
+    }
+    let put_back = putting.elapsed();
+    for &pid in &processes {
+        if let Err(errno) = resume(pid) {
+            kill_all(&processes);
+            return Err(CriuError::RestoreResume {
+                cause: format!("resuming process {pid}: {errno}"),
+            });
+        }
+    }
+    Ok(Restored {
+        root_pid,
+        with_rings: manifest
+            .processes
+            .iter()
+            .map(|process| process.pid)
+            .collect(),
+        processes,
+        criu_restore,
+        put_back,
+        total: started.elapsed(),
+    })
+}
