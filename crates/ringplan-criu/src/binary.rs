@@ -165,11 +165,11 @@ fn last_error(log: &Path, stderr: &[u8]) -> String {
     log_text
         .lines()
         .chain(stderr.lines())
-        .filter(|line| line.starts_with("Error"))
-        // CRIU prints this one on every run here (it may not raise its own
-        // fd limit), failing or not.
-        .filter(|line| !line.contains("Can't setup RLIMIT_NOFILE for self"))
-        .next_back()
+        // CRIU prints the RLIMIT_NOFILE one on every run here (it may not
+        // raise its own fd limit), failing or not.
+        .rfind(|line| {
+            line.starts_with("Error") && !line.contains("Can't setup RLIMIT_NOFILE for self")
+        })
         .unwrap_or("no error line in the log")
         .trim()
         .to_owned()
