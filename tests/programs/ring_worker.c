@@ -5,7 +5,7 @@
 // its memory at the same addresses, its positions, its unconsumed CQEs, its
 // queued and prepared SQEs, its registered file, buffers and eventfd.
 //
-// Usage: ring_worker MODE OUTPUT RECORDS [ADVANCE]
+// Usage: ring_worker MODE OUTPUT RECORDS [ADVANCE [GO_FILE]]
 //   MODE     plain | sqpoll | defer (SINGLE_ISSUER | DEFER_TASKRUN, the ring
 //            created and used by a second thread, not the main one)
 //   OUTPUT   a file it creates; RECORDS records of 512 bytes are written to
@@ -15,6 +15,9 @@
 //            checked
 //   ADVANCE  NOPs submitted first, so the positions are far from 0
 //            (default 5000)
+//   GO_FILE  at the pause, wait for this file to exist instead of a line
+//            on stdin (a process restored by CRIU has no pipe to its
+//            starter)
 //
 // It prints one JSON line when set up: {"pid", "worker_tid", "ring_fd",
 // "eventfd"}. At record RECORDS/2 it stops in a known state and prints
@@ -40,6 +43,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define QD 4
@@ -49,6 +53,7 @@ static const char *mode;
 static const char *output;
 static unsigned records;
 static unsigned advance = 5000;
+static const char *go_file;
 
 static void fail(const char *what, int err)
 {
@@ -125,6 +130,13 @@ static void publish_only(void)
 static void wait_for_line(void)
 {
 	char c;
+	if (go_file) {
+		while (access(go_file, F_OK) != 0) {
+			struct timespec tick = {0, 10 * 1000 * 1000};
+			nanosleep(&tick, NULL);
+		}
+		return;
+	}
 	for (;;) {
 		ssize_t got = read(0, &c, 1);
 		if (got < 0 && errno == EINTR)
@@ -287,7 +299,7 @@ static void *work(void *unused)
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: ring_worker plain|sqpoll|defer OUTPUT RECORDS [ADVANCE]\n");
+		fprintf(stderr, "usage: ring_worker plain|sqpoll|defer OUTPUT RECORDS [ADVANCE [GO_FILE]]\n");
 		return 2;
 	}
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -296,6 +308,8 @@ int main(int argc, char **argv)
 	records = (unsigned)strtoul(argv[3], NULL, 10);
 	if (argc > 4)
 		advance = (unsigned)strtoul(argv[4], NULL, 10);
+	if (argc > 5)
+		go_file = argv[5];
 	if (records < 8)
 		fail("RECORDS must be at least 8", EINVAL);
 	if (strcmp(mode, "defer") == 0) {
