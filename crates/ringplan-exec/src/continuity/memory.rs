@@ -52,6 +52,11 @@ pub(crate) enum PlacedRegion {
     /// The program's own memory in the target process: never unmapped;
     /// its bytes as found are written back on release.
     Program { addr: u64, saved: Vec<u8> },
+    /// A mapping in this process of memory placed in the target (the same
+    /// memfd): how this process reads and writes it without a syscall.
+    /// Unmapped when the ring is released or kept: it is this process's,
+    /// not the restored program's.
+    Alias(OwnedMapping),
 }
 
 impl PlacedRegion {
@@ -60,7 +65,7 @@ impl PlacedRegion {
     /// program's own bytes back.
     pub(crate) fn release_in<B: Backend>(self, backend: &mut B) {
         match self {
-            PlacedRegion::Local(mapping) => drop(mapping),
+            PlacedRegion::Local(mapping) | PlacedRegion::Alias(mapping) => drop(mapping),
             PlacedRegion::Mapped { addr, len } => {
                 let _ = backend.munmap(addr, len);
             }
@@ -74,8 +79,10 @@ impl PlacedRegion {
 
     /// Keeps the range for good: it is the restored program's memory.
     pub(crate) fn keep(self) {
-        if let PlacedRegion::Local(mapping) = self {
-            mapping.keep();
+        match self {
+            PlacedRegion::Local(mapping) => mapping.keep(),
+            PlacedRegion::Alias(alias) => drop(alias),
+            PlacedRegion::Mapped { .. } | PlacedRegion::Program { .. } => {}
         }
     }
 }
@@ -153,6 +160,9 @@ pub struct RingPlacement {
 pub struct PlacedMemory {
     pub(super) regions: Vec<PlacedRegion>,
     pub(super) placement: RingPlacement,
+    /// Where this process sees the rings and the SQEs placed in another
+    /// process, when it maps them too (memfd-backed memory).
+    pub(super) aliases: Option<(u64, u64)>,
 }
 
 impl PlacedMemory {
@@ -179,13 +189,17 @@ impl PlacedMemory {
         Ok(PlacedMemory {
             regions: regions.into_iter().map(PlacedRegion::Local).collect(),
             placement: placement.clone(),
+            aliases: None,
         })
     }
 
     /// [`PlacedMemory::place`] in the process `backend` acts in. In this
     /// process, exactly `place`. In another: a memfd made there
     /// (`memfd_create`, `ftruncate`) mapped `MAP_SHARED |
-    /// MAP_FIXED_NOREPLACE` at each range and closed; or, for
+    /// MAP_FIXED_NOREPLACE` at each range, taken into this process
+    /// (`pidfd_getfd`) and mapped here too where the kernel chooses (so the
+    /// ring's memory is read and written without a syscall), and closed in
+    /// both; or, for
     /// [`Backing::Anonymous`], the program's own memory at the ranges,
     /// which preflight found mapped and writable: its bytes are saved (put
     /// back on release) and zeroed, as fresh memory would be.
@@ -216,7 +230,7 @@ impl PlacedMemory {
             &rings,
             &mut regions,
         )
-        .and_then(|()| {
+        .and_then(|rings_alias| {
             place_in_target(
                 backend,
                 "SQE memory",
@@ -224,11 +238,13 @@ impl PlacedMemory {
                 &[sqes],
                 &mut regions,
             )
+            .map(|sqes_alias| rings_alias.zip(sqes_alias))
         });
         match placed {
-            Ok(()) => Ok(PlacedMemory {
+            Ok(aliases) => Ok(PlacedMemory {
                 regions,
                 placement: placement.clone(),
+                aliases,
             }),
             Err(error) => {
                 release_all(regions, backend);
@@ -384,14 +400,15 @@ pub(super) fn place(
 /// Places one memory object at every range of `ranges` in the process
 /// `backend` acts in (another one), appending what it placed to
 /// `regions`: a memfd mapped shared at each range, or the program's own
-/// memory (see [`PlacedMemory::place_in`]).
+/// memory (see [`PlacedMemory::place_in`]). Returns where this process
+/// sees the memory too, when it does (the memfd mapped here).
 fn place_in_target<B: Backend>(
     backend: &mut B,
     what: &'static str,
     backing: Backing,
     ranges: &[(usize, usize)],
     regions: &mut Vec<PlacedRegion>,
-) -> Result<(), ContinuityError> {
+) -> Result<Option<u64>, ContinuityError> {
     match backing {
         Backing::Anonymous => {
             let [(addr, len)] = ranges else {
@@ -424,11 +441,13 @@ fn place_in_target<B: Backend>(
                 addr: *addr as u64,
                 saved,
             });
-            zeroed.map_err(|_| ContinuityError::ProgramMemoryMissing {
-                what,
-                addr: *addr as u64,
-                len: *len as u64,
-            })
+            zeroed
+                .map(|()| None)
+                .map_err(|_| ContinuityError::ProgramMemoryMissing {
+                    what,
+                    addr: *addr as u64,
+                    len: *len as u64,
+                })
         }
         Backing::Memfd => {
             let size = ranges.iter().map(|(_, len)| *len).max().unwrap_or(0);
@@ -473,9 +492,51 @@ fn place_in_target<B: Backend>(
                     }),
                 };
             }
+            // The same memory mapped here, through a copy of the memfd: a
+            // ring's header is read and written many times per batch.
+            let alias = match result {
+                Ok(()) => alias_here(backend, number, size),
+                Err(_) => None,
+            };
+            if let Some(alias) = &alias {
+                regions.push(PlacedRegion::Alias(OwnedMapping {
+                    addr: alias.addr,
+                    len: alias.len,
+                }));
+            }
             // The mappings keep the memory; the memfd itself goes.
             backend.close(memfd);
-            result
+            result.map(|()| alias.map(|alias| alias.addr as u64))
         }
     }
+}
+
+/// Where this process mapped memory placed in another process.
+struct Alias {
+    addr: usize,
+    len: usize,
+}
+
+/// Maps the target's memfd `memfd` (`size` bytes) here too, shared, where
+/// the kernel chooses; `None` when it cannot (the ring's memory is then
+/// reached through `/proc/PID/mem`).
+fn alias_here<B: Backend>(backend: &mut B, memfd: i32, size: usize) -> Option<Alias> {
+    let copy = backend.copy_here(memfd).ok().flatten()?;
+    // SAFETY: a new shared mapping where the kernel chooses, replacing
+    // nothing; it is owned at once by the caller's `PlacedRegion::Alias`.
+    let addr = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            size,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED | MapFlags::POPULATE,
+            &copy,
+            0,
+        )
+    }
+    .ok()?;
+    Some(Alias {
+        addr: addr as usize,
+        len: size,
+    })
 }

@@ -13,7 +13,7 @@ use rustix::io_uring::{io_uring_params, IoringSetupFlags};
 use super::error::{syscall, ContinuityError};
 use super::memory::{release_all, PlacedMemory, PlacedRegion, RingPlacement};
 use super::rings_view::RingsView;
-use crate::backend::{Backend, InProcess};
+use crate::backend::{Backend, InProcess, TargetMemory};
 
 /// How the ring is set up: what `io_uring_setup` is given, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,8 +242,13 @@ impl<B: Backend> ContinuousRing<B> {
     ) -> Result<ContinuousRing<B>, ContinuityError> {
         match Self::try_create_in(backend, setup, &memory) {
             Ok((fd, view, layout, params, rings_addr)) => Ok(ContinuousRing {
+                // An SQPOLL ring is woken and waited on from here.
+                local: if setup.setup_flags().contains(SetupFlags::SQPOLL) {
+                    backend.copy_here(B::number(&fd)).ok().flatten()
+                } else {
+                    None
+                },
                 fd,
-                local: None,
                 view,
                 sqes_addr: memory.placement.sqes.addr,
                 regions: memory.into_regions(),
@@ -284,7 +289,17 @@ impl<B: Backend> ContinuousRing<B> {
                 placement.sqes.addr, placement.sqes.len
             )));
         }
-        let access = backend.memory().map_err(syscall("open(/proc/PID/mem)"))?;
+        // This process reaches the memory at its own addresses (in this
+        // process, or a mapping here of memory placed in another: every
+        // rings range maps the memfd from offset 0), or at the target's
+        // through /proc/PID/mem.
+        let (access, view_addresses) = match memory.aliases {
+            Some(here) => (TargetMemory::Local, here),
+            None => (
+                backend.memory().map_err(syscall("open(/proc/PID/mem)"))?,
+                (rings_addr, placement.sqes.addr),
+            ),
+        };
         let flags = setup.setup_flags() | SetupFlags::NO_MMAP;
         let mut params = setup.params(flags);
         params.sq_off.user_addr = (placement.sqes.addr as *mut std::ffi::c_void).into();
@@ -297,14 +312,15 @@ impl<B: Backend> ContinuousRing<B> {
             .map_err(syscall("io_uring_setup(NO_MMAP)"))?;
         let sqpoll = flags.contains(SetupFlags::SQPOLL);
         let layout = RingLayout::from_params(&params, flags);
-        // SAFETY: in this process the regions just placed hold the rings
-        // and the SQEs, and they live in the ring's `regions` as long as
-        // the view does (same owner); in another process the view reads
-        // and writes at its addresses through `/proc/PID/mem`.
+        // SAFETY: with local access the addresses are of mappings in this
+        // process (the regions just placed, or their aliases here) that
+        // live in the ring's `regions` as long as the view does (same
+        // owner); otherwise the view reads and writes at the target's
+        // addresses through `/proc/PID/mem`.
         let view = unsafe {
             RingsView::new(
                 access,
-                (rings_addr, placement.sqes.addr),
+                view_addresses,
                 &params,
                 !flags.contains(SetupFlags::NO_SQARRAY),
                 layout.sqe_size,
@@ -323,9 +339,9 @@ impl<B: Backend> ContinuousRing<B> {
     /// Replaces the ring's fd with `fd`, a duplicate of it (moved to
     /// another number); the old one is closed through `backend`.
     pub(crate) fn replace_fd(&mut self, backend: &mut B, fd: B::Fd) {
+        // A copy here is of the ring's file, whatever its number there.
         let old = std::mem::replace(&mut self.fd, fd);
         backend.close(old);
-        self.local = None;
     }
 
     /// The ring's fd as this process reaches it: the fd itself in this
@@ -348,7 +364,12 @@ impl<B: Backend> ContinuousRing<B> {
     }
 
     /// Calls `io_uring_enter` on this ring through `backend` (in the
-    /// thread it runs syscalls in).
+    /// thread it runs syscalls in). An SQPOLL ring's calls submit nothing
+    /// (its SQ thread does): they wake the thread and wait for completions,
+    /// which any task holding the ring may do without binding itself to
+    /// it, so in another process they are made here, on the copy of the
+    /// ring's fd ([`Self::fd_here`]), sparing an injected syscall per
+    /// batch.
     pub(super) fn enter(
         &self,
         backend: &mut B,
@@ -356,7 +377,12 @@ impl<B: Backend> ContinuousRing<B> {
         min_complete: u32,
         flags: u32,
     ) -> Result<u32, rustix::io::Errno> {
-        backend.io_uring_enter(self.fd_number(), to_submit, min_complete, flags)
+        match &self.local {
+            Some(local) if self.flags.contains(SetupFlags::SQPOLL) && to_submit == 0 => {
+                InProcess.io_uring_enter(local.as_raw_fd(), 0, min_complete, flags)
+            }
+            _ => backend.io_uring_enter(self.fd_number(), to_submit, min_complete, flags),
+        }
     }
 
     /// The layout `io_uring_setup` returned for this ring.
