@@ -80,7 +80,7 @@ impl Drop for Running {
     }
 }
 
-fn queues(pid: u32, fd: i32) -> RingQueues {
+pub(crate) fn queues(pid: u32, fd: i32) -> RingQueues {
     let text = fdinfo::read(Process::Pid(pid), fd).expect("reading fdinfo");
     RingQueues::parse(Path::new("fdinfo"), &text)
         .unwrap_or_else(|error| panic!("fd {fd} of {pid}: {error}"))
@@ -88,7 +88,7 @@ fn queues(pid: u32, fd: i32) -> RingQueues {
 
 /// Every address where the program saw a ring's memory: its mappings of
 /// the ring fd, or the memory it gave the kernel.
-fn seen_addresses(image: &Image, fd: i32) -> Vec<u64> {
+pub(crate) fn seen_addresses(image: &Image, fd: i32) -> Vec<u64> {
     let ring = image
         .objects
         .iter()

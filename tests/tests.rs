@@ -23,7 +23,15 @@
 //!   continuity state) into a running C program that holds no ring, seen
 //!   from outside (`/proc/PID/fd`, `fdinfo`); `--leave-stopped`,
 //!   `--verify`, `--dry-run`, `--hold` refused, an injected failure at every step leaving
-//!   the target as it was and running, a continuity plan refused.
+//!   the target as it was and running.
+//! - `exec_pid_continuity`: `plan exec --pid` restoring rings where the
+//!   program left them, inside a liburing program that took them out
+//!   itself (positions past wraps, unconsumed and overflowed CQEs, queued
+//!   SQEs, SQPOLL, a CQ ring mapped twice, a SINGLE_ISSUER|DEFER_TASKRUN
+//!   ring in its owner thread, a NO_MMAP ring on its own memory): fdinfo
+//!   as the original's, the program uses every ring afterwards; a missing
+//!   owner thread refused; an injected failure at every step leaves the
+//!   target as found.
 //! - `plans`: the checked-in example plans under `plans/` still match.
 //! - `real_programs`: fio (io_uring engine, with and without registered
 //!   files, fixed buffers, SQPOLL) and `qemu-img bench`, dumped while they do
@@ -44,6 +52,7 @@ mod continuity;
 mod dump_scenarios;
 mod exec;
 mod exec_pid;
+mod exec_pid_continuity;
 mod plans;
 mod real_programs;
 mod reopen;

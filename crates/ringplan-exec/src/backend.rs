@@ -16,6 +16,8 @@ mod remote;
 use std::ffi::c_void;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+use ringplan_kernel::procfs::mem::ProcessMemory;
+
 use rustix::fs::{AtFlags, Mode, OFlags, SeekFrom};
 use rustix::io::{DupFlags, Errno};
 use rustix::io_uring::{io_uring_params, IoringRegisterOp};
@@ -23,14 +25,27 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 pub use remote::{RemoteBackend, RemoteFd};
 
+/// How this process reaches the memory of the process a backend acts in,
+/// at that process's addresses: a ring's header, SQEs and CQEs are read
+/// and written through it.
+#[derive(Debug)]
+pub enum TargetMemory {
+    /// This process: plain loads and stores.
+    Local,
+    /// Another process: `/proc/PID/mem`, open for writing (its threads are
+    /// held, so nothing of theirs races the writes; the kernel's own
+    /// writes, an SQ thread's, are word-sized and seen as such).
+    Process(ProcessMemory),
+}
+
 /// The state-changing syscalls of a run, in the process the backend acts
 /// in. Fd arguments are numbers in that process.
 pub trait Backend {
     /// An fd the run created and owns in the target process.
     type Fd;
 
-    /// Whether the backend acts in this process (where the continuity ops,
-    /// which are this process's only so far, can run).
+    /// Whether the backend acts in this process (ring memory is then
+    /// placed with this process's own mappings, owned as values).
     const IN_THIS_PROCESS: bool;
 
     /// The number of `fd` in the target process.
@@ -112,6 +127,46 @@ pub trait Backend {
 
     /// `munmap(addr, len)` of a range the run mapped.
     fn munmap(&mut self, addr: usize, len: usize) -> Result<(), Errno>;
+
+    /// `io_uring_enter(ring, to_submit, min_complete, flags)` without an
+    /// argument: the SQEs the kernel consumed. Must not block for long
+    /// (another process's thread waits with no timeout).
+    fn io_uring_enter(
+        &mut self,
+        ring: RawFd,
+        to_submit: u32,
+        min_complete: u32,
+        flags: u32,
+    ) -> Result<u32, Errno>;
+
+    /// `memfd_create(name, MFD_CLOEXEC)`.
+    fn memfd_create(&mut self, name: &str) -> Result<Self::Fd, Errno>;
+
+    /// `ftruncate(fd, len)`.
+    fn ftruncate(&mut self, fd: RawFd, len: u64) -> Result<(), Errno>;
+
+    /// Makes the next syscalls in thread `tid` of the process (`None`: the
+    /// backend's own thread), as a `SINGLE_ISSUER` ring needs its owner to
+    /// create it and submit to it. In this process every syscall runs in
+    /// the calling thread whatever `tid` says (a ring restored here belongs
+    /// to the thread that runs the plan).
+    fn use_thread(&mut self, tid: Option<u32>) -> Result<(), Errno>;
+
+    /// The thread the next syscalls run in (a tid of the target process).
+    fn current_thread(&self) -> u32;
+
+    /// How this process reaches the target's memory.
+    fn memory(&self) -> Result<TargetMemory, Errno>;
+
+    /// A copy in this process of the target's fd `fd` (`pidfd_getfd`), or
+    /// `None` when the target is this process and `fd` serves as it is.
+    fn copy_here(&mut self, fd: RawFd) -> Result<Option<OwnedFd>, Errno>;
+
+    /// Lets every thread of the target run the kernel's work queued for it
+    /// (task work: what a closed ring's teardown waits for), by a syscall
+    /// that changes nothing. In this process, nothing to do: the calling
+    /// thread runs its task work on its way back from every syscall.
+    fn run_pending_task_work(&mut self);
 }
 
 /// The calling process: rustix syscalls, fds owned as `OwnedFd`.
@@ -261,4 +316,47 @@ impl Backend for InProcess {
         // refers to (a ring using it is closed first).
         unsafe { rustix::mm::munmap(addr as *mut c_void, len) }
     }
+
+    fn io_uring_enter(
+        &mut self,
+        ring: RawFd,
+        to_submit: u32,
+        min_complete: u32,
+        flags: u32,
+    ) -> Result<u32, Errno> {
+        let flags = rustix::io_uring::IoringEnterFlags::from_bits_retain(flags);
+        // SAFETY: no EXT_ARG flag is passed by the run, so the kernel reads
+        // no argument pointer.
+        unsafe { rustix::io_uring::io_uring_enter(borrow(ring), to_submit, min_complete, flags) }
+    }
+
+    fn memfd_create(&mut self, name: &str) -> Result<OwnedFd, Errno> {
+        rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)
+    }
+
+    fn ftruncate(&mut self, fd: RawFd, len: u64) -> Result<(), Errno> {
+        rustix::fs::ftruncate(borrow(fd), len)
+    }
+
+    #[inline]
+    fn use_thread(&mut self, _tid: Option<u32>) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    fn current_thread(&self) -> u32 {
+        rustix::thread::gettid().as_raw_nonzero().get() as u32
+    }
+
+    #[inline]
+    fn memory(&self) -> Result<TargetMemory, Errno> {
+        Ok(TargetMemory::Local)
+    }
+
+    #[inline]
+    fn copy_here(&mut self, _fd: RawFd) -> Result<Option<OwnedFd>, Errno> {
+        Ok(None)
+    }
+
+    #[inline]
+    fn run_pending_task_work(&mut self) {}
 }

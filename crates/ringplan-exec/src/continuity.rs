@@ -21,6 +21,14 @@
 //! ring, helper rings) is owned by a value that releases it when dropped, so
 //! an error leaves the process as it found it; [`ContinuousRing::keep`]
 //! hands the ring over for good (its memory stays mapped).
+//!
+//! The same mechanics run inside another process (`plan exec --pid`):
+//! generic over the executor's `Backend`, with `io_uring_setup` and
+//! `io_uring_enter` made there (in a `SINGLE_ISSUER` ring's owner thread),
+//! the ring's memory read and written at the target's addresses
+//! (`/proc/PID/mem`), the helper ring here sending `MSG_RING` to a copy of
+//! the ring's fd (`pidfd_getfd`), and whatever the run made there released
+//! through the backend (`release_in`) instead of by dropping.
 
 mod contents;
 mod error;
@@ -31,28 +39,16 @@ mod positions;
 mod ring;
 mod rings_view;
 
+pub(crate) use contents::restore_completions_in;
 pub use contents::{
     queue_sqes, restore_completions, restore_entries, OverflowCqe, QueuedSqe, RecordedCompletions,
     RecordedEntries, RecordedSubmissions, RingCounters,
 };
 pub use error::ContinuityError;
-pub(crate) use memory::page_round;
+pub(crate) use memory::{page_round, release_all, PlacedRegion};
 pub use memory::{Backing, PlacedMemory, RegionPlacement, RingPlacement};
 pub use plan_ops::{placement_of, ring_setup_of};
 pub use positions::{advance_positions, Advanced, PositionTargets};
 pub use ring::{
     kernel_supports_no_mmap, memory_sizes, ring_layout, ContinuousRing, RingLayout, RingSetup,
 };
-
-/// Whether `op` is a continuity step: one that restores a ring where the
-/// program left it (its memory placed at the program's addresses, its
-/// positions and entries), which only a restore in this process can run
-/// so far.
-pub(crate) fn is_continuity_step(op: &ringplan_plan::Op) -> bool {
-    use ringplan_plan::Op;
-    match op {
-        Op::PlaceRingMemory(_) | Op::RestoreCompletions(_) | Op::QueueSqes(_) => true,
-        Op::SetupRing(setup) => setup.memory.is_some(),
-        _ => false,
-    }
-}

@@ -140,17 +140,49 @@ pub enum ExecError {
         path: String,
         errno: Errno,
     },
-    /// A restore into another process (`execute_in`) of a plan with a
-    /// continuity step: only a restore in this process runs them so far.
+    /// A range where a ring's memory goes is already mapped in the process
+    /// restored into.
     #[error(
-        "plan exec --pid does not restore rings where the program left them yet: step {step} \
-         ({op}{}) does; restore the image without its rings' state, or into this process",
-        object_suffix(*object)
+        "preflight: step {step} places ring {ring}'s {what} at {addr:#x}+{len:#x}, which is already \
+         mapped in process {pid} ({by})"
     )]
-    ContinuityInProcess {
+    RingMemoryTakenIn {
+        pid: u32,
         step: usize,
-        op: &'static str,
-        object: Option<ObjectId>,
+        ring: ObjectId,
+        what: &'static str,
+        addr: u64,
+        len: u64,
+        by: String,
+    },
+    /// A ring on the program's own memory (`IORING_SETUP_NO_MMAP`) is
+    /// restored into a process that does not have that memory (mapped,
+    /// writable, anonymous) at the recorded addresses.
+    #[error(
+        "preflight: step {step}: ring {ring} lived in the program's own memory at {addr:#x}+{len:#x} \
+         ({what}), which process {pid} does not have as writable anonymous memory ({found}); \
+         restore into the process whose memory that is"
+    )]
+    ProgramMemoryMissingIn {
+        pid: u32,
+        step: usize,
+        ring: ObjectId,
+        what: &'static str,
+        addr: u64,
+        len: u64,
+        found: String,
+    },
+    /// A `SINGLE_ISSUER` ring's recorded owner thread is not a thread of
+    /// the process restored into: no other thread may submit to it.
+    #[error(
+        "preflight: step {step}: ring {ring} (IORING_SETUP_SINGLE_ISSUER) is owned by thread {tid}, \
+         which process {pid} does not have"
+    )]
+    OwnerThreadMissing {
+        pid: u32,
+        step: usize,
+        ring: ObjectId,
+        tid: u32,
     },
     /// Inputs were supplied for a restore into another process, which
     /// cannot take this process's fds yet.
@@ -288,7 +320,9 @@ impl ExecError {
             | ExecError::RingMemoryTooSmall { .. }
             | ExecError::PathTypeChanged { .. }
             | ExecError::PathUnavailable { .. }
-            | ExecError::ContinuityInProcess { .. }
+            | ExecError::RingMemoryTakenIn { .. }
+            | ExecError::ProgramMemoryMissingIn { .. }
+            | ExecError::OwnerThreadMissing { .. }
             | ExecError::InputsInProcess { .. }
             | ExecError::MissingInputIn { .. }
             | ExecError::FdTakenIn { .. }

@@ -3,18 +3,25 @@
 //! syscalls inside it ([`crate::RemoteBackend`]), undo inside it on any
 //! failure, and let it go with its registers as found.
 //!
-//! The syscalls run in one thread: the process's main thread (its pid).
-//! A ring with `IORING_SETUP_SINGLE_ISSUER` is therefore owned by the main
-//! thread after the restore. Plans with continuity steps (a ring restored
-//! where the program left it) are refused before anything is done: those
-//! steps run only in this process so far.
+//! The syscalls run in the process's main thread (its pid), except those
+//! of a `SINGLE_ISSUER` ring with a recorded owner thread: it is created,
+//! registered with and fed its NOPs in that thread, which must exist in
+//! the process (refused before anything is done otherwise). Continuity
+//! steps (a ring restored where the program left it) run as in this
+//! process: memory placed in the target (a memfd mapped at the recorded
+//! addresses, or the program's own memory used as it is), the ring's
+//! header and entries written through `/proc/PID/mem`, `io_uring_enter`
+//! injected, `MSG_RING` from a helper ring here to a copy of the ring's
+//! fd.
+
+use std::time::{Duration, Instant};
 
 use ringplan_plan::Plan;
 
 use crate::backend::{RemoteBackend, RemoteFd};
 use crate::error::ExecError;
 use crate::memory::BackendBuffers;
-use crate::preflight::{preflight_in, refuse_before_attach};
+use crate::preflight::{check_owner_threads, owner_threads, preflight_in, refuse_before_attach};
 use crate::remote::RemoteProcess;
 use crate::run::{run_with, InjectedFailure, Target};
 use crate::{ExecOptions, Inputs, PreflightReport, Restored};
@@ -28,12 +35,40 @@ pub struct ProcessOptions {
     pub leave_stopped: bool,
 }
 
+/// How long the process was held, in parts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoppedTimings {
+    /// Attaching: stopping and recording every thread, mapping the scratch
+    /// pages.
+    pub attach: Duration,
+    /// Preflight against the held process.
+    pub preflight: Duration,
+    /// The run: injected syscalls and ring memory reads and writes.
+    pub run: Duration,
+    /// Of the run, the continuity steps (`place_ring_memory`,
+    /// `setup_ring` on placed memory, `restore_completions`,
+    /// `queue_sqes`): placing memory, ring headers and entries written
+    /// through `/proc/PID/mem`, NOPs and `MSG_RING`s.
+    pub continuity: Duration,
+    /// Detaching: scratch pages unmapped, registers and masks put back.
+    pub detach: Duration,
+}
+
+impl StoppedTimings {
+    /// The whole time the process was held.
+    pub fn total(&self) -> Duration {
+        self.attach + self.preflight + self.run + self.detach
+    }
+}
+
 /// What a restore into another process leaves behind.
 #[derive(Debug)]
 pub struct RestoredIn {
     /// The process.
     pub pid: u32,
-    /// The thread the syscalls ran in (the main thread).
+    /// The thread the syscalls ran in, but for those of `SINGLE_ISSUER`
+    /// rings (the main thread; each such ring's owner is in
+    /// `restored.continuous_rings`).
     pub thread: u32,
     /// The installed fds (numbers in the process) and what was mapped,
     /// substituted or skipped.
@@ -44,13 +79,58 @@ pub struct RestoredIn {
     pub report: PreflightReport,
     /// Whether the process was left stopped.
     pub left_stopped: bool,
+    /// How long it was held.
+    pub timings: StoppedTimings,
 }
 
-/// Restores `plan` into process `pid`: refuses a plan with continuity
-/// steps and supplied `inputs` (only stand-ins opened inside the process,
-/// [`ExecOptions::substitute_external`], can serve external inputs), holds
-/// every thread of the process, preflights against it, runs the steps in
-/// its main thread, and lets it go (resumed unless `process` says to leave
+/// Every range the plan maps at a fixed address (ring memory placed where
+/// the program saw it, buffers, ring regions), `[start, end)`: where the
+/// scratch pages must not go.
+fn placed_ranges(plan: &Plan) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = crate::memory::buffer_ranges(plan).unwrap_or_default();
+    for step in &plan.steps {
+        match &step.op {
+            ringplan_plan::Op::PlaceRingMemory(memory) => {
+                ranges.extend(memory.ranges().map(|range| {
+                    let len = crate::continuity::page_round(range.len).unwrap_or(range.len);
+                    (range.addr, range.addr.saturating_add(len))
+                }));
+            }
+            ringplan_plan::Op::SetupRing(setup) => {
+                ranges.extend(
+                    setup
+                        .mappings
+                        .iter()
+                        .map(|mapping| (mapping.addr, mapping.addr.saturating_add(mapping.len))),
+                );
+            }
+            _ => {}
+        }
+    }
+    ranges
+}
+
+/// Every thread the plan's syscalls must run in: the main thread and each
+/// `SINGLE_ISSUER` ring's owner. Refuses, before anything is done, a plan
+/// whose owner thread the process does not have.
+fn needed_threads(pid: u32, plan: &Plan) -> Result<Vec<u32>, ExecError> {
+    check_owner_threads(plan, pid)?;
+    let mut threads = vec![pid];
+    for (_, _, tid) in owner_threads(plan) {
+        if !threads.contains(&tid) {
+            threads.push(tid);
+        }
+    }
+    Ok(threads)
+}
+
+/// Restores `plan` into process `pid`: refuses supplied `inputs` (only
+/// stand-ins opened inside the process,
+/// [`ExecOptions::substitute_external`], can serve external inputs) and a
+/// `SINGLE_ISSUER` ring whose owner thread the process lacks, holds every
+/// thread of the process, preflights against it, runs the steps in its
+/// main thread (a `SINGLE_ISSUER` ring's in its owner thread), and lets it
+/// go (resumed unless `process` says to leave
 /// it stopped, or it was stopped when found). On any failure after
 /// attaching, everything done inside the process is undone (fds closed,
 /// memory unmapped, its fd limit put back) before it is let go.
@@ -73,7 +153,9 @@ pub fn preflight_in_process(
     options: &ExecOptions,
 ) -> Result<PreflightReport, ExecError> {
     refuse_before_attach(plan, inputs, options)?;
-    let held = RemoteProcess::attach(pid, &[pid]).map_err(ExecError::Attach)?;
+    let threads = needed_threads(pid, plan)?;
+    let held = RemoteProcess::attach_avoiding(pid, &threads, &placed_ranges(plan))
+        .map_err(ExecError::Attach)?;
     let report = preflight_in(pid, plan, inputs, options);
     held.detach(true).map_err(ExecError::Detach)?;
     report
@@ -89,7 +171,15 @@ pub(crate) fn execute_in_inner(
     injected: Option<InjectedFailure>,
 ) -> Result<RestoredIn, ExecError> {
     refuse_before_attach(plan, &inputs, options)?;
-    let mut held = RemoteProcess::attach(pid, &[pid]).map_err(ExecError::Attach)?;
+    let threads = needed_threads(pid, plan)?;
+    let started = Instant::now();
+    let mut held = RemoteProcess::attach_avoiding(pid, &threads, &placed_ranges(plan))
+        .map_err(ExecError::Attach)?;
+    let mut timings = StoppedTimings {
+        attach: started.elapsed(),
+        ..StoppedTimings::default()
+    };
+    let started = Instant::now();
     let report = match preflight_in(pid, plan, &inputs, options) {
         Ok(report) => report,
         Err(error) => {
@@ -98,6 +188,9 @@ pub(crate) fn execute_in_inner(
             return Err(error);
         }
     };
+    timings.preflight = started.elapsed();
+    let started = Instant::now();
+    let mut continuity = Duration::ZERO;
     let mut backend = RemoteBackend::new(&mut held, pid);
     let mut buffers = BackendBuffers {
         process: ringplan_kernel::procfs::Process::Pid(pid),
@@ -117,7 +210,10 @@ pub(crate) fn execute_in_inner(
         &report,
         injected,
         &mut |_| {},
+        Some(&mut continuity),
     );
+    timings.run = started.elapsed();
+    timings.continuity = continuity;
     let lost = backend.take_broken();
     drop(backend);
     let resume = !process.leave_stopped;
@@ -132,7 +228,9 @@ pub(crate) fn execute_in_inner(
     }
     match result {
         Ok(restored) => {
+            let started = Instant::now();
             held.detach(resume).map_err(ExecError::Detach)?;
+            timings.detach = started.elapsed();
             Ok(RestoredIn {
                 pid,
                 thread: pid,
@@ -140,6 +238,7 @@ pub(crate) fn execute_in_inner(
                 buffers: buffers.mapped,
                 report,
                 left_stopped: !resume,
+                timings,
             })
         }
         Err(error) => {

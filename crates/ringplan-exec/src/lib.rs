@@ -126,7 +126,9 @@ use ringplan_plan::Plan;
 
 pub use backend::{Backend, InProcess, RemoteBackend, RemoteFd};
 pub use error::{ExecError, InputError, MemoryError};
-pub use into_process::{execute_in, preflight_in_process, ProcessOptions, RestoredIn};
+pub use into_process::{
+    execute_in, preflight_in_process, ProcessOptions, RestoredIn, StoppedTimings,
+};
 pub use memory::{buffer_ranges, AnonymousBuffers, MemoryHook, NoMemory};
 pub use options::{ExecOptions, Inputs};
 pub use preflight::{preflight, PreflightReport};

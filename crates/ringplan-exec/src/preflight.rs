@@ -18,6 +18,7 @@ mod open_fds;
 mod paths;
 mod process;
 
+pub(crate) use continuity::{check_owner_threads, owner_threads};
 pub(crate) use process::{preflight_in, refuse_before_attach};
 
 use std::collections::BTreeSet;

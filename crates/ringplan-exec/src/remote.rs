@@ -32,6 +32,8 @@
 
 mod arch;
 mod checks;
+
+pub(crate) use checks::is_io_thread;
 mod error;
 mod ptrace;
 
@@ -136,9 +138,32 @@ pub struct RemoteProcess {
     rseq_aborts: Vec<RseqAbort>,
     timings: HoldTimings,
     released: bool,
+    /// The address the scratch pages are asked for (0: the kernel's
+    /// choice).
+    scratch_hint: u64,
     /// ptrace answers only the thread that attached: a `RemoteProcess`
     /// stays on it (not `Send`).
     _attaching_thread: std::marker::PhantomData<*const ()>,
+}
+
+/// A hint for the scratch pages outside every range of `avoid`: 0 (the
+/// kernel's choice) when there is none, else the first 1 GiB boundary from
+/// 4 GiB up that no range touches (low memory that position-independent
+/// programs and the top-down mmap area leave free on x86-64).
+fn scratch_hint(avoid: &[(u64, u64)]) -> u64 {
+    const GIB: u64 = 1 << 30;
+    if avoid.is_empty() {
+        return 0;
+    }
+    let length = 2 * PAGE_SIZE;
+    (4..128)
+        .map(|gib| gib * GIB)
+        .find(|&hint| {
+            avoid
+                .iter()
+                .all(|&(start, end)| hint + length <= start || end <= hint)
+        })
+        .unwrap_or(0)
 }
 
 impl RemoteProcess {
@@ -151,6 +176,19 @@ impl RemoteProcess {
     /// blocks their signals, and maps the scratch pages. On error the
     /// process is left as found.
     pub fn attach(pid: u32, needed_threads: &[u32]) -> Result<RemoteProcess, RemoteError> {
+        RemoteProcess::attach_avoiding(pid, needed_threads, &[])
+    }
+
+    /// [`RemoteProcess::attach`], with the scratch pages kept out of the
+    /// `[start, end)` ranges of `avoid` (where a restore will place memory
+    /// at fixed addresses: a hole a detach left is where the kernel would
+    /// put them otherwise). They are asked for at a hint address outside
+    /// every range (the kernel chooses elsewhere when the hint is taken).
+    pub fn attach_avoiding(
+        pid: u32,
+        needed_threads: &[u32],
+        avoid: &[(u64, u64)],
+    ) -> Result<RemoteProcess, RemoteError> {
         let started = std::time::Instant::now();
         let found = checks::before_attach(pid, needed_threads)?;
         let mut process = RemoteProcess {
@@ -162,6 +200,7 @@ impl RemoteProcess {
             scratch_thread: 0,
             rseq_aborts: Vec::new(),
             timings: HoldTimings::default(),
+            scratch_hint: scratch_hint(avoid),
             released: false,
             _attaching_thread: std::marker::PhantomData,
         };
@@ -455,8 +494,13 @@ impl RemoteProcess {
         let nr = libc::SYS_mmap as u64;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
         let protection = (libc::PROT_READ | libc::PROT_WRITE) as u64;
-        let result =
-            self.run_syscall(index, ip, nr, [0, length, protection, flags, u64::MAX, 0])?;
+        let hint = self.scratch_hint;
+        let result = self.run_syscall(
+            index,
+            ip,
+            nr,
+            [hint, length, protection, flags, u64::MAX, 0],
+        )?;
         if (-4095..0).contains(&result) {
             return Err(RemoteError::Scratch {
                 pid,

@@ -98,15 +98,17 @@ pub struct ContinuousRingReport {
     pub sqes_addr: u64,
     /// What moving its positions took.
     pub advanced: Advanced,
-    /// With `IORING_SETUP_SINGLE_ISSUER`: the thread that owns it now (the
-    /// one that ran the plan), and the owner the image recorded.
+    /// With `IORING_SETUP_SINGLE_ISSUER`: the thread that owns it now (in
+    /// this process the one that ran the plan; in another, its recorded
+    /// owner), and the owner the image recorded.
     pub owner: Option<RingOwner>,
 }
 
 /// Who owns a `SINGLE_ISSUER` ring after the restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RingOwner {
-    /// The thread that created the ring (ran the plan).
+    /// The thread that created the ring: the one that ran the plan, or in
+    /// another process (`execute_in`) the recorded owner thread.
     pub tid: u32,
     /// The owner recorded in the image, in the dumped process.
     pub recorded_tid: Option<u32>,

@@ -19,7 +19,7 @@ mod ops;
 mod ring_regions;
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
 use ringplan_image::{FileType, ObjectId, RingMapping};
 use ringplan_plan::{Op, Plan, Step};
@@ -27,11 +27,10 @@ use rustix::io::Errno;
 use rustix::process::{getrlimit, prlimit, setrlimit, Resource, Rlimit};
 
 use crate::backend::{Backend, InProcess};
-use crate::continuity::{is_continuity_step, ContinuityError, ContinuousRing, PlacedMemory};
+use crate::continuity::{release_all, ContinuityError, ContinuousRing, PlacedMemory, PlacedRegion};
 use crate::error::{ExecError, MemoryError};
 use crate::memory::MemoryHook;
 use crate::memory::{BarrierMemory, HookMemory};
-use crate::owned_mapping::OwnedMapping;
 use crate::{
     ContinuousRingReport, ExecOptions, Inputs, PreflightReport, Progress, Restored, SkippedMapping,
     Substitution,
@@ -63,10 +62,9 @@ struct TypeChanged {
     found: FileType,
 }
 
-/// The run's state: what it owns so far. Its fds are the backend's, in
-/// the process the backend acts in; the continuity state (placed memory,
-/// rings set up on it) is this process's only: preflight refuses a plan
-/// with continuity steps for any other backend.
+/// The run's state: what it owns so far. Its fds, and the continuity
+/// state (placed memory, rings set up on it), are the backend's, in the
+/// process the backend acts in.
 struct Run<'a, B: Backend> {
     plan: &'a Plan,
     backend: &'a mut B,
@@ -85,9 +83,9 @@ struct Run<'a, B: Backend> {
     /// undo closes the fds first, then unmaps them (either order frees
     /// them).
     ring_regions: Vec<(usize, usize)>,
-    /// Memory of continuous rings (this process only); declared after the
-    /// fds, so an undo closes the rings before it unmaps their regions.
-    regions: Vec<OwnedMapping>,
+    /// Memory of continuous rings whose fd is closed; an undo closes the
+    /// rings before it releases their regions.
+    regions: Vec<PlacedRegion>,
     mapped: Vec<(ObjectId, RingMapping)>,
     skipped: Vec<SkippedMapping>,
     /// Whether continuity steps run (the kernel can place ring memory);
@@ -98,7 +96,10 @@ struct Run<'a, B: Backend> {
     placed: BTreeMap<usize, PlacedMemory>,
     /// Rings set up on placed memory, by step index (their handle) until
     /// their handle is closed; their fd is not in `handles`.
-    rings: BTreeMap<usize, ContinuousRing>,
+    rings: BTreeMap<usize, ContinuousRing<B>>,
+    /// The owner thread of each `SINGLE_ISSUER` ring set up so far, by
+    /// handle: the thread its syscalls run in.
+    owners: BTreeMap<usize, u32>,
     /// Set when a continuity op failed.
     continuity_error: Option<ContinuityError>,
     continuous_rings: Vec<ContinuousRingReport>,
@@ -122,7 +123,20 @@ pub(crate) fn run(
         memory: &mut HookMemory(hook),
         limits_of: None,
     };
-    run_with(plan, inputs, target, options, report, injected, progress)
+    run_with(
+        plan, inputs, target, options, report, injected, progress, None,
+    )
+}
+
+/// Whether `op` is a continuity step: one that restores a ring where the
+/// program left it (its memory placed at the program's addresses, its
+/// positions and entries).
+fn is_continuity_step(op: &Op) -> bool {
+    match op {
+        Op::PlaceRingMemory(_) | Op::RestoreCompletions(_) | Op::QueueSqes(_) => true,
+        Op::SetupRing(setup) => setup.memory.is_some(),
+        _ => false,
+    }
 }
 
 /// Where a run acts: the backend its syscalls go through, what puts the
@@ -136,7 +150,9 @@ pub(crate) struct Target<'t, B: Backend> {
 
 /// Runs every step through `target`'s backend, after preflight passed
 /// with `report`. On failure, undoes everything (through the backend) and
-/// returns the error.
+/// returns the error. `continuity_time`, when given, gets the time the
+/// continuity steps took added to it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_with<B: Backend>(
     plan: &Plan,
     inputs: Inputs,
@@ -145,6 +161,7 @@ pub(crate) fn run_with<B: Backend>(
     report: &PreflightReport,
     injected: Option<InjectedFailure>,
     progress: &mut dyn FnMut(Progress),
+    mut continuity_time: Option<&mut std::time::Duration>,
 ) -> Result<Restored<B::Fd>, ExecError> {
     let Target {
         backend,
@@ -172,12 +189,14 @@ pub(crate) fn run_with<B: Backend>(
         continuous: report.places_ring_memory,
         placed: BTreeMap::new(),
         rings: BTreeMap::new(),
+        owners: BTreeMap::new(),
         continuity_error: None,
         continuous_rings: Vec::new(),
         moved_rings: Vec::new(),
         progress,
     };
     for (index, step) in plan.steps.iter().enumerate() {
+        let started = std::time::Instant::now();
         let result = match injected {
             Some(injected) if injected.step == index => Err(Failure {
                 call: "injected failure",
@@ -185,6 +204,11 @@ pub(crate) fn run_with<B: Backend>(
             }),
             _ => state.step(index, step, memory),
         };
+        if let Some(total) = continuity_time.as_deref_mut() {
+            if is_continuity_step(&step.op) {
+                *total += started.elapsed();
+            }
+        }
         if let Err(failure) = result {
             return Err(undo(state, memory, fd_limit, index, step, failure));
         }
@@ -195,12 +219,14 @@ pub(crate) fn run_with<B: Backend>(
     // kept all the same.
     for (_, ring) in std::mem::take(&mut state.rings) {
         let (fd, regions) = ring.into_parts();
-        drop(fd);
+        state.backend.close(fd);
         state.regions.extend(regions);
     }
     for region in std::mem::take(&mut state.regions) {
         region.keep();
     }
+    // Later syscalls (the caller's) run in the backend's own thread.
+    let _ = state.backend.use_thread(None);
     state.ring_regions.clear();
     let handles = std::mem::take(&mut state.handles);
     for fd in handles.into_iter().flatten() {
@@ -279,12 +305,19 @@ fn undo_all<B: Backend>(
     for (addr, len) in std::mem::take(&mut state.ring_regions) {
         let _ = state.backend.munmap(addr, len);
     }
-    // What else the run holds, in the order it was always dropped in: the
-    // caller's unused inputs, then the continuity state (this process's).
+    // What else the run holds, in the order it was always released in:
+    // the caller's unused inputs, then the continuity state (rings closed
+    // before their memory goes; the program's own memory gets its bytes
+    // back, never unmapped).
     drop(std::mem::take(&mut state.inputs));
-    drop(std::mem::take(&mut state.regions));
-    drop(std::mem::take(&mut state.placed));
-    drop(std::mem::take(&mut state.rings));
+    let _ = state.backend.use_thread(None);
+    release_all(std::mem::take(&mut state.regions), state.backend);
+    for (_, placed) in std::mem::take(&mut state.placed) {
+        placed.release_in(state.backend);
+    }
+    for (_, ring) in std::mem::take(&mut state.rings) {
+        ring.release_in(state.backend);
+    }
     memory.undo(state.backend);
     fd_limit.put_back();
 }
@@ -353,13 +386,7 @@ impl<B: Backend> Run<'_, B> {
         step: &Step,
         memory: &mut dyn BarrierMemory<B>,
     ) -> Result<(), Failure> {
-        if !B::IN_THIS_PROCESS && is_continuity_step(&step.op) {
-            // Preflight refuses such a plan for another process already.
-            return Err(Failure {
-                call: step.op.name(),
-                errno: Errno::NOTSUP,
-            });
-        }
+        self.choose_thread(index, &step.op)?;
         let created = match &step.op {
             Op::CreateEventfd(create) => Some(self.create_eventfd(create)?),
             Op::OpenFile(open) => Some(self.open_file(open)?),
@@ -417,6 +444,39 @@ impl<B: Backend> Run<'_, B> {
         Ok(())
     }
 
+    /// Makes the step's syscalls run in the thread that must make them: a
+    /// `SINGLE_ISSUER` ring is created, registered with and fed by its
+    /// recorded owner thread (another thread gets `EEXIST`); everything
+    /// else runs in the backend's own thread. In this process every step
+    /// runs in the calling thread (`Backend::use_thread`).
+    fn choose_thread(&mut self, index: usize, op: &Op) -> Result<(), Failure> {
+        let owner_of = |handle: ringplan_plan::Handle| {
+            usize::try_from(handle.0)
+                .ok()
+                .and_then(|handle| self.owners.get(&handle).copied())
+        };
+        let tid = match op {
+            Op::SetupRing(setup) => {
+                let owned = setup.flags & ringplan_image::SetupFlags::SINGLE_ISSUER.bits() != 0
+                    && setup.flags & ringplan_image::SetupFlags::R_DISABLED.bits() == 0;
+                let owner = if owned { setup.owner_tid } else { None };
+                if let Some(owner) = owner {
+                    self.owners.insert(index, owner);
+                }
+                owner
+            }
+            Op::RestoreCompletions(restore) => owner_of(restore.ring_handle),
+            Op::QueueSqes(queue) => owner_of(queue.ring_handle),
+            Op::RegisterEventfd(register) => owner_of(register.ring_handle),
+            Op::RegisterFiles(register) => owner_of(register.ring_handle),
+            Op::RegisterBuffers(register) => owner_of(register.ring_handle),
+            _ => None,
+        };
+        self.backend
+            .use_thread(tid)
+            .map_err(fail("choosing the ring's owner thread"))
+    }
+
     /// Moves a new fd at or above the floor, closing the original.
     fn above_floor(&mut self, fd: B::Fd) -> Result<B::Fd, Failure> {
         let number = B::number(&fd);
@@ -440,7 +500,7 @@ impl<B: Backend> Run<'_, B> {
             .or_else(|| {
                 index
                     .and_then(|index| self.rings.get(&index))
-                    .map(|ring| ring.fd().as_raw_fd())
+                    .map(ContinuousRing::fd_number)
             })
             .ok_or(Failure {
                 call: "handle lookup",

@@ -41,12 +41,14 @@ pub(super) fn run(
     crate::commands::print_text(&restored_text(&restored, substituted.len()))
 }
 
-/// What a run into another process says it restored.
+/// What a run into another process says it restored: a summary line, then
+/// one line per `SINGLE_ISSUER` ring naming the thread that owns it.
 fn restored_text(restored: &RestoredIn, substituted: usize) -> String {
     let fds = &restored.restored.fds;
-    format!(
+    let mut text = format!(
         "restored into process {} (syscalls in thread {}): {} objects at {} fds ({} substituted), \
-         {} buffer range(s) mapped, {} ring regions mapped ({} skipped); the process was {}\n",
+         {} buffer range(s) mapped, {} ring regions mapped ({} skipped), {} ring(s) where the \
+         program left them; the process was {}\n",
         restored.pid,
         restored.thread,
         fds.len(),
@@ -55,12 +57,43 @@ fn restored_text(restored: &RestoredIn, substituted: usize) -> String {
         restored.buffers.len(),
         restored.restored.mapped.len(),
         restored.restored.skipped_mappings.len(),
+        restored.restored.continuous_rings.len(),
         if restored.left_stopped {
             "left stopped"
         } else {
             "resumed"
         },
-    )
+    );
+    for ring in &restored.restored.continuous_rings {
+        if let Some(owner) = ring.owner {
+            let recorded = match owner.recorded_tid {
+                Some(tid) if tid == owner.tid => " (its recorded owner)".to_owned(),
+                Some(tid) => format!(" (the image's owner was thread {tid})"),
+                None => String::new(),
+            };
+            text.push_str(&format!(
+                "ring {}: IORING_SETUP_SINGLE_ISSUER, owned by thread {} of process {}{recorded}\n",
+                ring.ring, owner.tid, restored.pid
+            ));
+        }
+    }
+    let timings = restored.timings;
+    text.push_str(&format!(
+        "process {} held {:.3} ms: attach {:.3}, preflight {:.3}, run {:.3} (continuity steps \
+         {:.3}), detach {:.3}\n",
+        restored.pid,
+        ms(timings.total()),
+        ms(timings.attach),
+        ms(timings.preflight),
+        ms(timings.run),
+        ms(timings.continuity),
+        ms(timings.detach),
+    ));
+    text
+}
+
+fn ms(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
 
 /// `--verify` with `--pid`: dumps the process restored into and compares.

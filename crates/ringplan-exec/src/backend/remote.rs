@@ -16,7 +16,10 @@ use rustix::io::{DupFlags, Errno};
 use rustix::io_uring::{io_uring_params, IoringRegisterOp};
 use rustix::mm::{MapFlags, ProtFlags};
 
-use super::Backend;
+use ringplan_kernel::procfs::mem::ProcessMemory;
+use ringplan_kernel::procfs::Process;
+
+use super::{Backend, TargetMemory};
 use crate::remote::{RemoteError, RemoteProcess, SCRATCH_DATA_CAPACITY};
 
 /// An fd the run created in the target process: its number there. It is
@@ -28,8 +31,12 @@ pub struct RemoteFd(pub RawFd);
 #[derive(Debug)]
 pub struct RemoteBackend<'p> {
     process: &'p mut RemoteProcess,
+    /// The thread syscalls run in unless `use_thread` chose another.
+    main: u32,
     tid: u32,
     broken: Option<RemoteError>,
+    /// A pidfd of the process, for `pidfd_getfd`, opened when first needed.
+    pidfd: Option<OwnedFd>,
 }
 
 impl<'p> RemoteBackend<'p> {
@@ -37,8 +44,10 @@ impl<'p> RemoteBackend<'p> {
     pub fn new(process: &'p mut RemoteProcess, tid: u32) -> RemoteBackend<'p> {
         RemoteBackend {
             process,
+            main: tid,
             tid,
             broken: None,
+            pidfd: None,
         }
     }
 
@@ -398,5 +407,86 @@ impl Backend for RemoteBackend<'_> {
     fn munmap(&mut self, addr: usize, len: usize) -> Result<(), Errno> {
         self.call(libc::SYS_munmap, [addr as u64, len as u64, 0, 0, 0, 0])
             .map(drop)
+    }
+
+    fn io_uring_enter(
+        &mut self,
+        ring: RawFd,
+        to_submit: u32,
+        min_complete: u32,
+        flags: u32,
+    ) -> Result<u32, Errno> {
+        let consumed = self.call(
+            libc::SYS_io_uring_enter,
+            [
+                ring as u64,
+                u64::from(to_submit),
+                u64::from(min_complete),
+                u64::from(flags),
+                0,
+                0,
+            ],
+        )?;
+        u32::try_from(consumed).map_err(|_| Errno::IO)
+    }
+
+    fn memfd_create(&mut self, name: &str) -> Result<RemoteFd, Errno> {
+        let name = Self::c_path(name)?;
+        let (fd, _) = self.with_memory(&name, 0, |this, addr| {
+            this.call(
+                libc::SYS_memfd_create,
+                [addr, libc::MFD_CLOEXEC as u64, 0, 0, 0, 0],
+            )
+        })?;
+        Self::number(fd)
+    }
+
+    fn ftruncate(&mut self, fd: RawFd, len: u64) -> Result<(), Errno> {
+        self.call(libc::SYS_ftruncate, [fd as u64, len, 0, 0, 0, 0])
+            .map(drop)
+    }
+
+    fn use_thread(&mut self, tid: Option<u32>) -> Result<(), Errno> {
+        let tid = tid.unwrap_or(self.main);
+        // Only a thread the process was attached with can run syscalls.
+        if !self.process.threads().contains(&tid) {
+            return Err(Errno::SRCH);
+        }
+        self.tid = tid;
+        Ok(())
+    }
+
+    fn current_thread(&self) -> u32 {
+        self.tid
+    }
+
+    fn memory(&self) -> Result<TargetMemory, Errno> {
+        ProcessMemory::open_for_writing(Process::Pid(self.process.pid()))
+            .map(TargetMemory::Process)
+            .map_err(|_| Errno::IO)
+    }
+
+    fn copy_here(&mut self, fd: RawFd) -> Result<Option<OwnedFd>, Errno> {
+        if self.pidfd.is_none() {
+            let pid =
+                rustix::process::Pid::from_raw(self.process.pid() as i32).ok_or(Errno::SRCH)?;
+            self.pidfd = Some(rustix::process::pidfd_open(
+                pid,
+                rustix::process::PidfdFlags::empty(),
+            )?);
+        }
+        let pidfd = self.pidfd.as_ref().ok_or(Errno::SRCH)?;
+        rustix::process::pidfd_getfd(pidfd, fd, rustix::process::PidfdGetfdFlags::empty()).map(Some)
+    }
+
+    fn run_pending_task_work(&mut self) {
+        let current = self.tid;
+        for tid in self.process.threads() {
+            // Each injected syscall returns through the kernel's exit path,
+            // which runs the thread's pending task work first.
+            self.tid = tid;
+            let _ = self.call(libc::SYS_getpid, [0; 6]);
+        }
+        self.tid = current;
     }
 }

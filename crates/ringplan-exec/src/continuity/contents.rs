@@ -11,15 +11,14 @@
 //! recorded place. What `MSG_RING` cannot post is refused up front: the
 //! extra words of a `CQE32` ring's overflowed CQEs.
 
-use std::os::fd::AsRawFd;
-
 use ringplan_kernel::abi::continuity::IORING_SQ_CQ_OVERFLOW;
 use ringplan_kernel::abi::SetupFlags;
 
 use super::error::ContinuityError;
 use super::helper::{msg_ring_sqe, HelperRing, Message};
-use super::positions::{advance_positions, Advanced, PositionTargets};
+use super::positions::{advance_positions_in, Advanced, PositionTargets};
 use super::ring::ContinuousRing;
+use crate::backend::{Backend, InProcess};
 
 /// The largest helper ring for overflow batches.
 const HELPER_ENTRIES: u32 = 4096;
@@ -91,7 +90,7 @@ pub fn restore_entries(
     };
     check_completions(ring, &completions)?;
     check_submissions(ring, &submissions)?;
-    let advanced = restore_completions(ring, &completions, progress)?;
+    let advanced = restore_completions_in(ring, &mut InProcess, &completions, progress)?;
     queue_sqes(ring, &submissions)?;
     Ok(advanced)
 }
@@ -157,6 +156,17 @@ pub fn restore_completions(
     recorded: &RecordedCompletions<'_>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Advanced, ContinuityError> {
+    restore_completions_in(ring, &mut InProcess, recorded, progress)
+}
+
+/// [`restore_completions`] of a ring in the process `backend` acts in
+/// (its `io_uring_enter` calls in the backend's thread).
+pub(crate) fn restore_completions_in<B: Backend>(
+    ring: &mut ContinuousRing<B>,
+    backend: &mut B,
+    recorded: &RecordedCompletions<'_>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Advanced, ContinuityError> {
     check_completions(ring, recorded)?;
     let cq_entries = ring.view.cq_entries;
     let holding_full = !recorded.overflow.is_empty();
@@ -175,12 +185,12 @@ pub fn restore_completions(
         // Also the only case a disabled ring allows.
         Advanced::default()
     } else {
-        let advanced = advance_positions(ring, &targets, progress)?;
+        let advanced = advance_positions_in(ring, backend, &targets, progress)?;
         ring.view.clear_sqes();
         advanced
     };
     if holding_full {
-        post_overflow(ring, recorded.overflow)?;
+        post_overflow(ring, backend, recorded.overflow)?;
     }
     let view = &ring.view;
     for (index, bytes) in recorded.unconsumed.iter().enumerate() {
@@ -190,14 +200,15 @@ pub fn restore_completions(
     if let Some(counters) = recorded.counters {
         view.set_counters(counters.sq_dropped, counters.cq_overflow, counters.cq_flags);
     }
+    view.check()?;
     Ok(advanced)
 }
 
 /// Writes the queued SQEs into their slots (and the SQ array, whole when
 /// given), then publishes the recorded SQ tail. The ring's SQ head must be
 /// at `recorded.sq_head` already.
-pub fn queue_sqes(
-    ring: &mut ContinuousRing,
+pub fn queue_sqes<B: Backend>(
+    ring: &mut ContinuousRing<B>,
     recorded: &RecordedSubmissions<'_>,
 ) -> Result<(), ContinuityError> {
     check_submissions(ring, recorded)?;
@@ -211,9 +222,7 @@ pub fn queue_sqes(
         )));
     }
     if let Some(array) = recorded.sq_array {
-        for (index, value) in array.iter().enumerate() {
-            view.set_array_entry(index as u32, *value);
-        }
+        view.set_array(array);
     }
     for sqe in recorded.unqueued {
         view.write_sqe(sqe.index, &sqe.bytes);
@@ -225,13 +234,14 @@ pub fn queue_sqes(
         }
         view.write_sqe(sqe.index, &sqe.bytes);
     }
+    view.check()?;
     view.set_sq_tail(recorded.sq_tail);
-    Ok(())
+    view.check()
 }
 
 /// What [`queue_sqes`] refuses without touching the ring.
-fn check_submissions(
-    ring: &ContinuousRing,
+fn check_submissions<B: Backend>(
+    ring: &ContinuousRing<B>,
     recorded: &RecordedSubmissions<'_>,
 ) -> Result<(), ContinuityError> {
     let view = &ring.view;
@@ -293,8 +303,8 @@ fn check_submissions(
 }
 
 /// What [`restore_completions`] refuses without touching the ring.
-fn check_completions(
-    ring: &ContinuousRing,
+fn check_completions<B: Backend>(
+    ring: &ContinuousRing<B>,
     recorded: &RecordedCompletions<'_>,
 ) -> Result<(), ContinuityError> {
     let view = &ring.view;
@@ -342,12 +352,17 @@ fn check_completions(
 
 /// Posts `overflow` in order into the ring, which is full, so that each
 /// lands in the kernel's overflow list.
-fn post_overflow(ring: &ContinuousRing, overflow: &[OverflowCqe]) -> Result<(), ContinuityError> {
-    let view = &ring.view;
-    let tail = view.cq_tail();
+fn post_overflow<B: Backend>(
+    ring: &mut ContinuousRing<B>,
+    backend: &mut B,
+    overflow: &[OverflowCqe],
+) -> Result<(), ContinuityError> {
+    let tail = ring.view.cq_tail();
     let entries = (overflow.len().min(HELPER_ENTRIES as usize) as u32).max(1);
     let helper = HelperRing::new(entries)?;
-    let target = ring.fd().as_raw_fd();
+    let target = ring.fd_here(backend)?;
+    let ring = &*ring;
+    let view = &ring.view;
     for chunk in overflow.chunks(helper.entries() as usize) {
         for (index, cqe) in chunk.iter().enumerate() {
             let message = Message {
@@ -359,7 +374,9 @@ fn post_overflow(ring: &ContinuousRing, overflow: &[OverflowCqe]) -> Result<(), 
         }
         helper.submit(chunk.len() as u32)?;
         if ring.flags.contains(SetupFlags::DEFER_TASKRUN) {
-            view.run_task_work(ring.fd())?;
+            view.run_task_work(&mut |to_submit, min_complete, flags| {
+                ring.enter(backend, to_submit, min_complete, flags)
+            })?;
         }
     }
     if view.cq_tail() != tail || view.sq_flags() & IORING_SQ_CQ_OVERFLOW == 0 {

@@ -17,9 +17,19 @@ pub enum ContinuityError {
     /// A placement or parameter that cannot describe this ring.
     #[error("{0}")]
     BadRequest(String),
-    /// A recorded range is already mapped in this process.
-    #[error("{what} {addr:#x}+{len:#x} is already mapped in this process")]
+    /// A recorded range is already mapped in the process restored into.
+    #[error("{what} {addr:#x}+{len:#x} is already mapped in the process restored into")]
     RangeTaken {
+        what: &'static str,
+        addr: u64,
+        len: u64,
+    },
+    /// The program's own memory, where a ring restored into its process
+    /// lived, is not there (or not writable).
+    #[error(
+        "{what} {addr:#x}+{len:#x} is not the program's writable memory in the target process"
+    )]
+    ProgramMemoryMissing {
         what: &'static str,
         addr: u64,
         len: u64,

@@ -1,11 +1,12 @@
 //! A helper ring that posts CQEs into another ring with
 //! `IORING_OP_MSG_RING` (`IORING_MSG_DATA`): how a ring's CQ tail moves
 //! without consuming its own SQEs, and how CQEs reach its overflow list.
-//! The helper is an ordinary kernel-mapped ring, closed and unmapped when
-//! dropped.
+//! The helper is an ordinary kernel-mapped ring of this process, closed
+//! and unmapped when dropped; a ring in another process is reached through
+//! a copy of its fd (`pidfd_getfd`).
 
 use std::ffi::c_void;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use ringplan_kernel::abi::continuity::{
     cqe_offset, sqe_offset, CQE_SIZE, IORING_MSG_DATA, IORING_MSG_RING_FLAGS_PASS,
@@ -18,6 +19,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use super::error::{syscall, ContinuityError};
 use super::rings_view::RingsView;
+use crate::backend::{Backend, InProcess, TargetMemory};
 use crate::owned_mapping::OwnedMapping;
 
 /// One CQE to post: user_data, res, and flags (sent with
@@ -77,8 +79,8 @@ impl HelperRing {
         // also owns the view.
         let view = unsafe {
             RingsView::new(
-                rings.addr as *mut u8,
-                sqes.addr as *mut u8,
+                TargetMemory::Local,
+                (rings.addr as u64, sqes.addr as u64),
                 &params,
                 true,
                 SQE_SIZE,
@@ -119,7 +121,14 @@ impl HelperRing {
     /// with the first failure any of them posted.
     pub(super) fn submit(&self, count: u32) -> Result<(), ContinuityError> {
         // Its SQEs skip their CQEs on success.
-        self.view.submit(self.fd.as_fd(), count, 0)?;
+        let fd = self.fd.as_raw_fd();
+        self.view.submit(
+            &mut |to_submit, min_complete, flags| {
+                InProcess.io_uring_enter(fd, to_submit, min_complete, flags)
+            },
+            count,
+            0,
+        )?;
         let (head, tail) = (self.view.cq_head(), self.view.cq_tail());
         if head != tail {
             // Only failures post a CQE (IOSQE_CQE_SKIP_SUCCESS).

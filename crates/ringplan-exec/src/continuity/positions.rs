@@ -12,8 +12,6 @@
 //! hand between batches (the ring's memory is ours), never backwards past
 //! what the kernel last saw, since the kernel caches free CQ slots.
 
-use std::os::fd::AsRawFd;
-
 use ringplan_kernel::abi::continuity::{sqe_offset, IOSQE_CQE_SKIP_SUCCESS, OP_NOP, SQE128_SIZE};
 use ringplan_kernel::abi::SetupFlags;
 
@@ -21,6 +19,7 @@ use super::error::ContinuityError;
 use super::helper::{msg_ring_sqe, HelperRing, Message};
 use super::ring::ContinuousRing;
 use super::rings_view::RingsView;
+use crate::backend::{Backend, InProcess};
 
 /// How often (in positions) progress is reported, besides start and end.
 const PROGRESS_EVERY: u64 = 1 << 16;
@@ -76,6 +75,18 @@ pub fn advance_positions(
     targets: &PositionTargets,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Advanced, ContinuityError> {
+    advance_positions_in(ring, &mut InProcess, targets, progress)
+}
+
+/// [`advance_positions`] of a ring in the process `backend` acts in: its
+/// `io_uring_enter` calls run there, in the backend's thread (a
+/// `SINGLE_ISSUER` ring's owner); the helper ring is this process's.
+pub(crate) fn advance_positions_in<B: Backend>(
+    ring: &mut ContinuousRing<B>,
+    backend: &mut B,
+    targets: &PositionTargets,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Advanced, ContinuityError> {
     check_can_advance(ring, targets)?;
     let view = &ring.view;
     let (sq_head, _, cq_head, cq_tail) = ring.positions_in_memory();
@@ -96,6 +107,7 @@ pub fn advance_positions(
     let both = sq_moves.min(cq_moves);
     let mut run = Advance {
         ring,
+        backend,
         targets: *targets,
         done: 0,
         total: sq_moves.max(cq_moves),
@@ -111,8 +123,8 @@ pub fn advance_positions(
 }
 
 /// Refusals before anything is submitted.
-fn check_can_advance(
-    ring: &ContinuousRing,
+fn check_can_advance<B: Backend>(
+    ring: &ContinuousRing<B>,
     targets: &PositionTargets,
 ) -> Result<(), ContinuityError> {
     if ring.flags.contains(SetupFlags::R_DISABLED) {
@@ -136,8 +148,9 @@ fn check_can_advance(
     Ok(())
 }
 
-struct Advance<'a> {
-    ring: &'a ContinuousRing,
+struct Advance<'a, B: Backend> {
+    ring: &'a mut ContinuousRing<B>,
+    backend: &'a mut B,
     targets: PositionTargets,
     done: u64,
     total: u64,
@@ -146,7 +159,7 @@ struct Advance<'a> {
     advanced: Advanced,
 }
 
-impl Advance<'_> {
+impl<B: Backend> Advance<'_, B> {
     fn view(&self) -> &RingsView {
         &self.ring.view
     }
@@ -184,16 +197,11 @@ impl Advance<'_> {
         nop[sqe_offset::OPCODE] = OP_NOP;
         nop[sqe_offset::FLAGS] = if skip_cqe { IOSQE_CQE_SKIP_SUCCESS } else { 0 };
         if view.has_sq_array() {
-            for index in 0..view.sq_entries {
-                view.set_array_entry(index, 0);
-            }
+            view.set_array(&vec![0; view.sq_entries as usize]);
             view.write_sqe(0, &nop);
         } else {
-            for slot in 0..view.sq_entries {
-                view.write_sqe(slot, &nop);
-            }
+            view.fill_sqes(&nop);
         }
-        let fd = self.ring.fd();
         let mut left = count;
         while left > 0 {
             let mut batch = left
@@ -209,8 +217,14 @@ impl Advance<'_> {
                 self.view()
                     .cq_tail()
                     .wrapping_add(if skip_cqe { 0 } else { batch });
-            self.view()
-                .submit(fd, batch, if skip_cqe { 0 } else { batch })?;
+            let (ring, backend) = (&*self.ring, &mut *self.backend);
+            ring.view.submit(
+                &mut |to_submit, min_complete, flags| {
+                    ring.enter(backend, to_submit, min_complete, flags)
+                },
+                batch,
+                if skip_cqe { 0 } else { batch },
+            )?;
             self.view().wait_cq_tail(expected_tail)?;
             if skip_cqe {
                 self.advanced.skipping_nops += u64::from(batch);
@@ -235,7 +249,8 @@ impl Advance<'_> {
             res: 0,
             flags: 0,
         };
-        helper.fill_all(&msg_ring_sqe(self.ring.fd().as_raw_fd(), message));
+        let target = self.ring.fd_here(self.backend)?;
+        helper.fill_all(&msg_ring_sqe(target, message));
         let defer_taskrun = self.ring.flags.contains(SetupFlags::DEFER_TASKRUN);
         let mut left = count;
         while left > 0 {
@@ -247,7 +262,11 @@ impl Advance<'_> {
             let expected_tail = self.view().cq_tail().wrapping_add(batch);
             helper.submit(batch)?;
             if defer_taskrun {
-                self.view().run_task_work(self.ring.fd())?;
+                let (ring, backend) = (&*self.ring, &mut *self.backend);
+                ring.view
+                    .run_task_work(&mut |to_submit, min_complete, flags| {
+                        ring.enter(backend, to_submit, min_complete, flags)
+                    })?;
             }
             self.view().wait_cq_tail(expected_tail)?;
             self.advanced.messages += u64::from(batch);
@@ -261,12 +280,10 @@ impl Advance<'_> {
     /// and checks the memory holds the targets.
     fn finish(mut self) -> Result<Advanced, ContinuityError> {
         let view = self.view();
-        let empty = [0u8; SQE128_SIZE];
-        for slot in 0..view.sq_entries {
-            view.write_sqe(slot, &empty);
-            view.set_array_entry(slot, 0);
-        }
+        view.fill_sqes(&[]);
+        view.set_array(&vec![0; view.sq_entries as usize]);
         self.make_room();
+        self.view().check()?;
         let reached = self.ring.positions_in_memory();
         let wanted = (
             self.targets.sq_head,

@@ -2,18 +2,18 @@
 //! placed at given addresses, and [`ring_layout`], the layout the kernel
 //! gives a ring of given sizes and flags.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use ringplan_kernel::abi::continuity::{
     CQE32_SIZE, CQE_SIZE, SQE128_SIZE, SQE_SIZE, SQ_ARRAY_ENTRY_SIZE,
 };
 use ringplan_kernel::abi::SetupFlags;
-use rustix::io_uring::{io_uring_params, io_uring_setup, IoringSetupFlags};
+use rustix::io_uring::{io_uring_params, IoringSetupFlags};
 
 use super::error::{syscall, ContinuityError};
-use super::memory::{PlacedMemory, RingPlacement};
+use super::memory::{release_all, PlacedMemory, PlacedRegion, RingPlacement};
 use super::rings_view::RingsView;
-use crate::owned_mapping::OwnedMapping;
+use crate::backend::{Backend, InProcess, TargetMemory};
 
 /// How the ring is set up: what `io_uring_setup` is given, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,14 +170,19 @@ pub fn kernel_supports_no_mmap() -> Result<(), ContinuityError> {
     }
 }
 
-/// A ring whose rings and SQEs live in memory this process placed at chosen
-/// addresses. Dropping it closes the ring, then unmaps the memory;
-/// [`ContinuousRing::keep`] keeps both.
-pub struct ContinuousRing {
+/// A ring whose rings and SQEs live in memory placed at chosen addresses,
+/// in this process (`B = InProcess`, the default) or in the process a
+/// backend acts in. In this process, dropping it closes the ring, then
+/// unmaps the memory, and [`ContinuousRing::keep`] keeps both; in another,
+/// [`ContinuousRing::release_in`] does what dropping does here.
+pub struct ContinuousRing<B: Backend = InProcess> {
     // Field order is drop order: the ring goes before its memory.
-    fd: OwnedFd,
+    fd: B::Fd,
+    /// A copy of the ring's fd in this process, for a helper ring's
+    /// `MSG_RING` (made when first needed, and only for another process).
+    local: Option<OwnedFd>,
     pub(super) view: RingsView,
-    regions: Vec<OwnedMapping>,
+    regions: Vec<PlacedRegion>,
     pub(super) layout: RingLayout,
     pub(super) flags: SetupFlags,
     params: io_uring_params,
@@ -207,8 +212,66 @@ impl ContinuousRing {
         setup: &RingSetup,
         memory: PlacedMemory,
     ) -> Result<ContinuousRing, ContinuityError> {
+        ContinuousRing::create_in(&mut InProcess, setup, memory)
+    }
+
+    /// The ring's fd.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Keeps the ring and its memory for good: the memory stays mapped at
+    /// its addresses, the fd is the caller's.
+    pub fn keep(self) -> OwnedFd {
+        let (fd, regions) = self.into_parts();
+        regions.into_iter().for_each(PlacedRegion::keep);
+        fd
+    }
+}
+
+impl<B: Backend> ContinuousRing<B> {
+    /// [`ContinuousRing::create_on`] in the process `backend` acts in (in
+    /// the thread it runs syscalls in: the owner of a `SINGLE_ISSUER`
+    /// ring): `io_uring_setup` runs there, and the ring's memory is reached
+    /// there ([`crate::backend::TargetMemory`]). On any error the memory is
+    /// released through `backend`.
+    pub(crate) fn create_in(
+        backend: &mut B,
+        setup: &RingSetup,
+        memory: PlacedMemory,
+    ) -> Result<ContinuousRing<B>, ContinuityError> {
+        match Self::try_create_in(backend, setup, &memory) {
+            Ok((fd, view, layout, params, rings_addr)) => Ok(ContinuousRing {
+                // An SQPOLL ring is woken and waited on from here.
+                local: if setup.setup_flags().contains(SetupFlags::SQPOLL) {
+                    backend.copy_here(B::number(&fd)).ok().flatten()
+                } else {
+                    None
+                },
+                fd,
+                view,
+                sqes_addr: memory.placement.sqes.addr,
+                regions: memory.into_regions(),
+                layout,
+                flags: setup.setup_flags() | SetupFlags::NO_MMAP,
+                params,
+                rings_addr,
+            }),
+            Err(error) => {
+                memory.release_in(backend);
+                Err(error)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn try_create_in(
+        backend: &mut B,
+        setup: &RingSetup,
+        memory: &PlacedMemory,
+    ) -> Result<(B::Fd, RingsView, RingLayout, io_uring_params, u64), ContinuityError> {
         let (rings_len, sqes_len) = memory_sizes(setup)?;
-        let placement = memory.placement.clone();
+        let placement = &memory.placement;
         let rings_addr = placement
             .rings
             .iter()
@@ -226,25 +289,38 @@ impl ContinuousRing {
                 placement.sqes.addr, placement.sqes.len
             )));
         }
-        let regions = memory.into_regions();
-
+        // This process reaches the memory at its own addresses (in this
+        // process, or a mapping here of memory placed in another: every
+        // rings range maps the memfd from offset 0), or at the target's
+        // through /proc/PID/mem.
+        let (access, view_addresses) = match memory.aliases {
+            Some(here) => (TargetMemory::Local, here),
+            None => (
+                backend.memory().map_err(syscall("open(/proc/PID/mem)"))?,
+                (rings_addr, placement.sqes.addr),
+            ),
+        };
         let flags = setup.setup_flags() | SetupFlags::NO_MMAP;
         let mut params = setup.params(flags);
         params.sq_off.user_addr = (placement.sqes.addr as *mut std::ffi::c_void).into();
         params.cq_off.user_addr = (rings_addr as *mut std::ffi::c_void).into();
-        // SAFETY: the user addresses in `params` are the regions just
-        // mapped, each long enough for what the kernel puts there (checked
-        // against `memory_sizes`), and owned by the ring from here on.
-        let fd = unsafe { io_uring_setup(setup.sq_entries, &mut params) }
+        // The user addresses in `params` are the regions just placed, each
+        // long enough for what the kernel puts there (checked against
+        // `memory_sizes`), and the ring's from here on.
+        let fd = backend
+            .io_uring_setup(setup.sq_entries, &mut params)
             .map_err(syscall("io_uring_setup(NO_MMAP)"))?;
         let sqpoll = flags.contains(SetupFlags::SQPOLL);
         let layout = RingLayout::from_params(&params, flags);
-        // SAFETY: the regions just mapped hold the rings and the SQEs, and
-        // they live in `regions` as long as the view does (same owner).
+        // SAFETY: with local access the addresses are of mappings in this
+        // process (the regions just placed, or their aliases here) that
+        // live in the ring's `regions` as long as the view does (same
+        // owner); otherwise the view reads and writes at the target's
+        // addresses through `/proc/PID/mem`.
         let view = unsafe {
             RingsView::new(
-                rings_addr as *mut u8,
-                placement.sqes.addr as *mut u8,
+                access,
+                view_addresses,
                 &params,
                 !flags.contains(SetupFlags::NO_SQARRAY),
                 layout.sqe_size,
@@ -252,27 +328,61 @@ impl ContinuousRing {
                 sqpoll,
             )
         };
-        Ok(ContinuousRing {
-            fd,
-            view,
-            regions,
-            layout,
-            flags,
-            params,
-            rings_addr,
-            sqes_addr: placement.sqes.addr,
-        })
+        Ok((fd, view, layout, params, rings_addr))
     }
 
-    /// The ring's fd.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The ring's fd number, in the process that keeps it.
+    pub(crate) fn fd_number(&self) -> RawFd {
+        B::number(&self.fd)
     }
 
     /// Replaces the ring's fd with `fd`, a duplicate of it (moved to
-    /// another number); the old one is closed.
-    pub(crate) fn replace_fd(&mut self, fd: OwnedFd) {
-        self.fd = fd;
+    /// another number); the old one is closed through `backend`.
+    pub(crate) fn replace_fd(&mut self, backend: &mut B, fd: B::Fd) {
+        // A copy here is of the ring's file, whatever its number there.
+        let old = std::mem::replace(&mut self.fd, fd);
+        backend.close(old);
+    }
+
+    /// The ring's fd as this process reaches it: the fd itself in this
+    /// process, else a copy of it here (`pidfd_getfd`, made once).
+    pub(super) fn fd_here(&mut self, backend: &mut B) -> Result<RawFd, ContinuityError> {
+        if let Some(local) = &self.local {
+            return Ok(local.as_raw_fd());
+        }
+        match backend
+            .copy_here(self.fd_number())
+            .map_err(syscall("pidfd_getfd(ring)"))?
+        {
+            None => Ok(self.fd_number()),
+            Some(copy) => {
+                let number = copy.as_raw_fd();
+                self.local = Some(copy);
+                Ok(number)
+            }
+        }
+    }
+
+    /// Calls `io_uring_enter` on this ring through `backend` (in the
+    /// thread it runs syscalls in). An SQPOLL ring's calls submit nothing
+    /// (its SQ thread does): they wake the thread and wait for completions,
+    /// which any task holding the ring may do without binding itself to
+    /// it, so in another process they are made here, on the copy of the
+    /// ring's fd ([`Self::fd_here`]), sparing an injected syscall per
+    /// batch.
+    pub(super) fn enter(
+        &self,
+        backend: &mut B,
+        to_submit: u32,
+        min_complete: u32,
+        flags: u32,
+    ) -> Result<u32, rustix::io::Errno> {
+        match &self.local {
+            Some(local) if self.flags.contains(SetupFlags::SQPOLL) && to_submit == 0 => {
+                InProcess.io_uring_enter(local.as_raw_fd(), 0, min_complete, flags)
+            }
+            _ => backend.io_uring_enter(self.fd_number(), to_submit, min_complete, flags),
+        }
     }
 
     /// The layout `io_uring_setup` returned for this ring.
@@ -311,18 +421,17 @@ impl ContinuousRing {
         )
     }
 
-    /// Keeps the ring and its memory for good: the memory stays mapped at
-    /// its addresses, the fd is the caller's.
-    pub fn keep(self) -> OwnedFd {
-        let (fd, regions) = self.into_parts();
-        regions.into_iter().for_each(OwnedMapping::keep);
-        fd
-    }
-
     /// The ring's fd and its memory, each owned by the caller (who must
-    /// close the fd before unmapping the memory, or keep both).
-    pub(crate) fn into_parts(self) -> (OwnedFd, Vec<OwnedMapping>) {
+    /// close the fd before releasing the memory, or keep both).
+    pub(crate) fn into_parts(self) -> (B::Fd, Vec<PlacedRegion>) {
         let ContinuousRing { fd, regions, .. } = self;
         (fd, regions)
+    }
+
+    /// Closes the ring and gives its memory back, through `backend`.
+    pub(crate) fn release_in(self, backend: &mut B) {
+        let (fd, regions) = self.into_parts();
+        backend.close(fd);
+        release_all(regions, backend);
     }
 }

@@ -16,32 +16,19 @@ use ringplan_plan::{Op, Plan};
 use rustix::process::Pid;
 use rustix::thread::CapabilitySet;
 
-use super::{kernel, paths, PlanNeeds, PreflightReport};
-use crate::continuity::is_continuity_step;
+use super::{continuity, kernel, paths, PlanNeeds, PreflightReport};
 use crate::error::ExecError;
 use crate::memory::{buffer_ranges, overlapping_mapping, own_memory_covers, pinned_bytes};
 use crate::{ExecOptions, Inputs};
 
-/// What needs no look at the target: refuses a plan with continuity steps,
-/// supplied inputs (this process's fds cannot be passed in yet), and
-/// external inputs unless stand-ins are allowed.
+/// What needs no look at the target: refuses supplied inputs (this
+/// process's fds cannot be passed in yet), and external inputs unless
+/// stand-ins are allowed.
 pub(crate) fn refuse_before_attach(
     plan: &Plan,
     inputs: &Inputs,
     options: &ExecOptions,
 ) -> Result<(), ExecError> {
-    if let Some((step, continuity)) = plan
-        .steps
-        .iter()
-        .enumerate()
-        .find(|(_, step)| is_continuity_step(&step.op))
-    {
-        return Err(ExecError::ContinuityInProcess {
-            step,
-            op: continuity.op.name(),
-            object: continuity.object,
-        });
-    }
     if let Some(object) = inputs.objects().next() {
         return Err(ExecError::InputsInProcess { object });
     }
@@ -141,6 +128,8 @@ pub(crate) fn preflight_in(
             }
         }
     }
+    // Ring memory placed at the program's addresses, in the target.
+    let places_ring_memory = continuity::check_continuity_in(plan, options, pid)?;
     let features = kernel::ask_kernel(&needs.flag_sets, needs.uses_async_eventfd)?;
     Ok(PreflightReport {
         needed_fds: plan.needed_fds.clone(),
@@ -152,6 +141,6 @@ pub(crate) fn preflight_in(
         features: features.bits(),
         pinned_bytes: pinned,
         external_inputs: needs.external_inputs,
-        places_ring_memory: true,
+        places_ring_memory,
     })
 }

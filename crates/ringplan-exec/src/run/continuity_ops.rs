@@ -5,8 +5,6 @@
 //! `NO_MMAP`), the ring is set up the old way and these steps do nothing
 //! but note the ring as moved.
 
-use std::os::fd::AsRawFd;
-
 use ringplan_image::{Cqe, ObjectId, SetupFlags};
 use ringplan_kernel::abi::continuity::CQE_SIZE;
 use ringplan_plan::{Handle, PlaceRingMemory, QueueSqes, RestoreCompletions, SetupRing};
@@ -15,8 +13,9 @@ use rustix::io::Errno;
 use super::{Failure, Run};
 use crate::backend::Backend;
 use crate::continuity::{
-    placement_of, queue_sqes, restore_completions, ring_setup_of, ContinuityError, ContinuousRing,
-    OverflowCqe, PlacedMemory, QueuedSqe, RecordedCompletions, RecordedSubmissions, RingCounters,
+    placement_of, queue_sqes, restore_completions_in, ring_setup_of, ContinuityError,
+    ContinuousRing, OverflowCqe, PlacedMemory, QueuedSqe, RecordedCompletions, RecordedSubmissions,
+    RingCounters,
 };
 use crate::{ContinuousRingReport, Progress, RingOwner};
 
@@ -63,7 +62,7 @@ impl<B: Backend> Run<'_, B> {
             }
             return Ok(());
         }
-        let placed = PlacedMemory::place(&placement_of(memory))
+        let placed = PlacedMemory::place_in(self.backend, &placement_of(memory))
             .map_err(|error| self.continuity_failed(error))?;
         self.placed.insert(index, placed);
         Ok(())
@@ -88,18 +87,25 @@ impl<B: Backend> Run<'_, B> {
         if let Some(wq) = setup.wq_handle {
             ring_setup.wq_fd = Some(self.handle(wq)?);
         }
-        let mut ring = ContinuousRing::create_on(&ring_setup, placed)
+        let mut ring = ContinuousRing::create_in(self.backend, &ring_setup, placed)
             .map_err(|error| self.continuity_failed(error))?;
-        if ring.fd().as_raw_fd() < self.floor {
-            let moved = rustix::io::fcntl_dupfd_cloexec(ring.fd(), self.floor)
-                .map_err(super::fail("fcntl(F_DUPFD_CLOEXEC)"))?;
-            ring.replace_fd(moved);
+        if ring.fd_number() < self.floor {
+            match self
+                .backend
+                .fcntl_dupfd_cloexec(ring.fd_number(), self.floor)
+            {
+                Ok(moved) => ring.replace_fd(self.backend, moved),
+                Err(errno) => {
+                    ring.release_in(self.backend);
+                    return Err(super::fail("fcntl(F_DUPFD_CLOEXEC)")(errno));
+                }
+            }
         }
         // A disabled ring gets its owner when it is enabled, not here.
         let owned = setup.flags & SetupFlags::SINGLE_ISSUER.bits() != 0
             && setup.flags & SetupFlags::R_DISABLED.bits() == 0;
         let owner = owned.then(|| RingOwner {
-            tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
+            tid: self.backend.current_thread(),
             recorded_tid: setup.owner_tid,
         });
         if let Some(ring_id) = object {
@@ -117,7 +123,10 @@ impl<B: Backend> Run<'_, B> {
 
     /// The continuous ring a handle names; `None` when the run is not
     /// continuous (the step is skipped).
-    fn continuous_ring(&mut self, handle: Handle) -> Result<Option<&mut ContinuousRing>, Failure> {
+    fn continuous_ring(
+        &mut self,
+        handle: Handle,
+    ) -> Result<Option<&mut ContinuousRing<B>>, Failure> {
         if !self.continuous {
             return Ok(None);
         }
@@ -173,7 +182,7 @@ impl<B: Backend> Run<'_, B> {
             });
         };
         let result = match self.rings.get_mut(&(restore.ring_handle.0 as usize)) {
-            Some(ring) => restore_completions(ring, &recorded, &mut report),
+            Some(ring) => restore_completions_in(ring, self.backend, &recorded, &mut report),
             None => {
                 return Err(Failure {
                     call: "continuous ring lookup",
@@ -231,7 +240,7 @@ impl<B: Backend> Run<'_, B> {
         match self.rings.remove(&(handle.0 as usize)) {
             Some(ring) => {
                 let (fd, regions) = ring.into_parts();
-                drop(fd);
+                self.backend.close(fd);
                 self.regions.extend(regions);
                 true
             }
