@@ -233,6 +233,7 @@ mod tests {
                 flags: Some(0),
                 pos: Some(0),
                 file_type: FileType::Regular,
+                identity: None,
             }),
         }
     }
