@@ -24,6 +24,12 @@
 //!   from outside (`/proc/PID/fd`, `fdinfo`); `--leave-stopped`,
 //!   `--verify`, `--dry-run`, `--hold` refused, an injected failure at every step leaving
 //!   the target as it was and running, a continuity plan refused.
+//! - `exec_pid_adopt`: `plan exec --pid` into a process that already holds
+//!   the seed's eventfd and a file at their recorded fds: only the rings are
+//!   created, registered with the process's own fds (same inodes, count and
+//!   offset after the run, and after a failure injected at every step); a
+//!   different file, or an eventfd with another count or flags, refused in
+//!   one line with nothing changed; the dump records each file's inode.
 //! - `plans`: the checked-in example plans under `plans/` still match.
 //! - `real_programs`: fio (io_uring engine, with and without registered
 //!   files, fixed buffers, SQPOLL) and `qemu-img bench`, dumped while they do
@@ -44,6 +50,7 @@ mod continuity;
 mod dump_scenarios;
 mod exec;
 mod exec_pid;
+mod exec_pid_adopt;
 mod plans;
 mod real_programs;
 mod reopen;

@@ -178,6 +178,18 @@ pub enum ExecError {
         "preflight: fd {fd} is already open in process {pid}; the plan installs an object there"
     )]
     FdTakenIn { pid: u32, fd: i32 },
+    /// A target fd is already open in the process restored into, and holds
+    /// another object than the one the plan would create there.
+    #[error(
+        "preflight: fd {fd} of process {pid} holds {found}, but the image has {recorded} there: \
+         another object, not adopted"
+    )]
+    NotTheRecordedObject {
+        pid: u32,
+        fd: i32,
+        recorded: String,
+        found: String,
+    },
     /// A buffer range is already mapped in the process restored into.
     #[error(
         "preflight: buffer memory {start:#x}-{end:#x} is already mapped in process {pid} ({by})"
@@ -291,6 +303,7 @@ impl ExecError {
             | ExecError::InputsInProcess { .. }
             | ExecError::MissingInputIn { .. }
             | ExecError::FdTakenIn { .. }
+            | ExecError::NotTheRecordedObject { .. }
             | ExecError::BufferTakenIn { .. }
             | ExecError::MemlockLimitIn { .. }
             | ExecError::ProcessUnavailable { .. }

@@ -129,7 +129,7 @@ pub use error::{ExecError, InputError, MemoryError};
 pub use into_process::{execute_in, preflight_in_process, ProcessOptions, RestoredIn};
 pub use memory::{buffer_ranges, AnonymousBuffers, MemoryHook, NoMemory};
 pub use options::{ExecOptions, Inputs};
-pub use preflight::{preflight, PreflightReport};
+pub use preflight::{preflight, AdoptedFd, PreflightReport};
 pub use restored::{
     ContinuousRingReport, Restored, RingOwner, SkipReason, SkippedMapping, Substitution,
 };

@@ -8,7 +8,7 @@ use ringplan_exec::{ExecOptions, Inputs, ProcessOptions, RestoredIn};
 use ringplan_image::{Image, ObjectId};
 use ringplan_plan::Plan;
 
-use super::{dry_run_text, exec_error, test_hooks, ExecArgs};
+use super::{adopted_text, dry_run_text, exec_error, test_hooks, ExecArgs};
 use crate::error::CliError;
 
 /// Restores `plan` into process `pid` and reports.
@@ -38,20 +38,23 @@ pub(super) fn run(
     if let Some(image) = image.filter(|_| args.verify) {
         return verify(&args.input, pid, image, &restored, &substituted);
     }
-    crate::commands::print_text(&restored_text(&restored, substituted.len()))
+    let mut text = restored_text(&restored, substituted.len());
+    text.push_str(&adopted_text(&restored.report.adopted));
+    crate::commands::print_text(&text)
 }
 
 /// What a run into another process says it restored.
 fn restored_text(restored: &RestoredIn, substituted: usize) -> String {
     let fds = &restored.restored.fds;
     format!(
-        "restored into process {} (syscalls in thread {}): {} objects at {} fds ({} substituted), \
+        "restored into process {} (syscalls in thread {}): {} objects at {} fds ({} substituted, {} adopted), \
          {} buffer range(s) mapped, {} ring regions mapped ({} skipped); the process was {}\n",
         restored.pid,
         restored.thread,
         fds.len(),
         fds.values().map(Vec::len).sum::<usize>(),
         substituted,
+        restored.report.adopted.len(),
         restored.buffers.len(),
         restored.restored.mapped.len(),
         restored.restored.skipped_mappings.len(),
