@@ -30,6 +30,11 @@
 //!   offset after the run, and after a failure injected at every step); a
 //!   different file, or an eventfd with another count or flags, refused in
 //!   one line with nothing changed; the dump records each file's inode.
+//! - `exec_pid_hold`: one ringplan command at a time holds a process:
+//!   `exec --pid` waits while `plan freeze` holds it, refuses (naming the
+//!   holder) past 10 s, shares the hold when `plan freeze` runs it (the
+//!   process left stopped, then resumed by the freeze), and takes turns with
+//!   a `plan dump --freeze` started at the same moment.
 //! - `plans`: the checked-in example plans under `plans/` still match.
 //! - `real_programs`: fio (io_uring engine, with and without registered
 //!   files, fixed buffers, SQPOLL) and `qemu-img bench`, dumped while they do
@@ -51,6 +56,7 @@ mod dump_scenarios;
 mod exec;
 mod exec_pid;
 mod exec_pid_adopt;
+mod exec_pid_hold;
 mod plans;
 mod real_programs;
 mod reopen;

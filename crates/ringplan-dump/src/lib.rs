@@ -41,7 +41,8 @@ pub mod fdinfo;
 pub mod fdinfo_format;
 pub mod file_identity;
 pub mod freeze;
-pub mod hold_lock;
+/// The lock lives in `ringplan-kernel`, which `ringplan-exec` shares.
+pub use ringplan_kernel::hold_lock;
 pub mod maps;
 pub mod raw;
 pub mod ring_memory;

@@ -214,6 +214,12 @@ pub enum ExecError {
     /// Holding the process restored into failed (nothing was done).
     #[error("preflight: {0}")]
     Attach(RemoteError),
+    /// Another ringplan command (a `--freeze`, `plan freeze`, another
+    /// `exec --pid`) holds the process and did not let go in time, or its
+    /// lock could not be taken; nothing was done. The cause is in the
+    /// message.
+    #[error("{0}")]
+    Held(ringplan_kernel::hold_lock::HoldLockError),
     /// The process restored into could not be driven any more during the
     /// run; what could be undone in it was.
     #[error("step {index} ({op}): the process could not be driven: {cause}; everything done that could be reached was undone")]
@@ -309,6 +315,7 @@ impl ExecError {
             | ExecError::ProcessUnavailable { .. }
             | ExecError::Attach(_) => true,
             ExecError::CheckSyscallFailed { .. }
+            | ExecError::Held(_)
             | ExecError::StepFailed { .. }
             | ExecError::OpenedTypeChanged { .. }
             | ExecError::MemoryRestoreFailed { .. }

@@ -8,7 +8,14 @@
 //! thread after the restore. Plans with continuity steps (a ring restored
 //! where the program left it) are refused before anything is done: those
 //! steps run only in this process so far.
+//!
+//! Like `--freeze` and `plan freeze`, it first takes the process's hold
+//! lock (`ringplan_kernel::hold_lock`): another ringplan command holding
+//! the process is waited for (10 s), then refused naming it, so no two
+//! commands stop and resume one process at once. A process found stopped
+//! (by `plan freeze`, say) is left stopped.
 
+use ringplan_kernel::hold_lock::{HoldLock, HOLD_WAIT};
 use ringplan_plan::Plan;
 
 use crate::backend::{RemoteBackend, RemoteFd};
@@ -73,6 +80,7 @@ pub fn preflight_in_process(
     options: &ExecOptions,
 ) -> Result<PreflightReport, ExecError> {
     refuse_before_attach(plan, inputs, options)?;
+    let _lock = HoldLock::acquire(pid, HOLD_WAIT).map_err(ExecError::Held)?;
     let held = RemoteProcess::attach(pid, &[pid]).map_err(ExecError::Attach)?;
     let report = preflight_in(pid, plan, inputs, options);
     held.detach(true).map_err(ExecError::Detach)?;
@@ -89,6 +97,8 @@ pub(crate) fn execute_in_inner(
     injected: Option<InjectedFailure>,
 ) -> Result<RestoredIn, ExecError> {
     refuse_before_attach(plan, &inputs, options)?;
+    // Held from before the attach to after the detach (dropped last).
+    let _lock = HoldLock::acquire(pid, HOLD_WAIT).map_err(ExecError::Held)?;
     let mut held = RemoteProcess::attach(pid, &[pid]).map_err(ExecError::Attach)?;
     let report = match preflight_in(pid, plan, &inputs, options) {
         Ok(report) => report,
@@ -120,6 +130,8 @@ pub(crate) fn execute_in_inner(
     let lost = backend.take_broken();
     drop(backend);
     let resume = !process.leave_stopped;
+    // A process found stopped (by `plan freeze`, a SIGSTOP) is left so.
+    let left_stopped = !resume || held.was_stopped();
     if let Some(cause) = lost {
         let index = result.as_ref().err().and_then(ExecError::step).unwrap_or(0);
         let _ = held.detach(resume);
@@ -138,7 +150,7 @@ pub(crate) fn execute_in_inner(
                 restored,
                 buffers: buffers.mapped,
                 report,
-                left_stopped: !resume,
+                left_stopped,
             })
         }
         Err(error) => {
