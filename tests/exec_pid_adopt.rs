@@ -17,7 +17,10 @@ use ringplan_kernel::procfs::fdinfo::{self, CommonFdinfo};
 use ringplan_kernel::procfs::Process;
 
 use crate::exec_pid::{refused, seed_image, Target, FD_SHIFT};
-use crate::support::{plan, plan_ok, scratch_dir, Scenario};
+use crate::support::{
+    fdinfo_backend_refusal, kernel_shows_registered_file_paths, plan, plan_ok, scratch_dir,
+    Scenario,
+};
 
 /// The seed's eventfd fd and its count.
 const EVENTFD_FD: i32 = 7 + FD_SHIFT;
@@ -218,9 +221,17 @@ fn a_process_holding_the_eventfd_and_a_file_gets_only_the_rest_created() {
                 .iter()
                 .any(|o| o.id == *id && o.fds.iter().any(|e| e.fd == FILE_FD));
             if holds_file {
+                // 6.1 lists a registered file by its name only.
+                let name = file.file_name().expect("a name").to_str().expect("utf-8");
+                let row = rows.get(&(slot as u32)).map(|row| row.as_slice());
+                let shown = if kernel_shows_registered_file_paths() {
+                    file_arg
+                } else {
+                    name
+                };
                 assert_eq!(
-                    rows.get(&(slot as u32)).map(|row| row.as_slice()),
-                    Some(file_arg.as_bytes()),
+                    row,
+                    Some(shown.as_bytes()),
                     "ring at {fd}, slot {slot}:\n{}",
                     String::from_utf8_lossy(&text)
                 );
@@ -318,6 +329,10 @@ fn a_dump_records_the_inode_behind_each_fd_that_holds_a_file() {
     let path = path.to_str().expect("utf-8");
     let pid = scenario.pid();
     for backend in ["bpf", "fdinfo"] {
+        if backend == "fdinfo" && fdinfo_backend_refusal().is_some() {
+            // 6.1's fdinfo is not a format that backend reads.
+            continue;
+        }
         plan_ok(&[
             "dump",
             "--pid",
