@@ -417,3 +417,48 @@ fn a_held_file_whose_path_is_gone_is_adopted_by_its_inode() {
     assert_eq!((dev_after, ino_after), (dev, ino));
     assert!(target.answers());
 }
+
+/// `--verify` of a restore that adopted fds compares the adopted objects
+/// too, the file's own offset (kept on purpose) said as a note.
+#[test]
+fn verify_takes_an_adopted_file_offset_as_a_note() {
+    let dir = scratch_dir("exec-pid-adopt-verify");
+    let file = data_file(&dir, "verified.data");
+    let (path, _) = image_with_file(&dir, &file);
+    let eventfd_fd = EVENTFD_FD.to_string();
+    let file_fd = FILE_FD.to_string();
+    let count = EVENTFD_COUNT.to_string();
+    let file_arg = file.to_str().expect("utf-8");
+    let mut target = Target::start_with(&[
+        "eventfd",
+        &eventfd_fd,
+        &count,
+        "-",
+        "open",
+        &file_fd,
+        file_arg,
+        "3",
+    ]);
+    let output = plan(&[
+        "exec",
+        &path,
+        "--pid",
+        &target.pid.to_string(),
+        "--substitute-external",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("verified: "), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "adopted from the process, its offset kept: 3 (image {IMAGE_OFFSET})"
+        )),
+        "{stdout}"
+    );
+    assert!(target.answers());
+}

@@ -29,7 +29,9 @@
 //!   created, registered with the process's own fds (same inodes, count and
 //!   offset after the run, and after a failure injected at every step); a
 //!   different file, or an eventfd with another count or flags, refused in
-//!   one line with nothing changed; the dump records each file's inode.
+//!   one line with nothing changed; a held file whose path was deleted
+//!   adopted by its inode; `--verify` noting the kept offset; the dump
+//!   records each file's inode.
 //! - `exec_pid_hold`: one ringplan command at a time holds a process:
 //!   `exec --pid` waits while `plan freeze` holds it, refuses (naming the
 //!   holder) past 10 s, shares the hold when `plan freeze` runs it (the

@@ -279,6 +279,7 @@ fn verify(
         substituted,
         skipped_mappings: &restored.skipped_mappings,
         moved_rings: &restored.moved_rings,
+        adopted: &[],
     };
     let comparison = ringplan_exec::verify::compare_run(image, &dump.image, &facts);
     if !comparison.is_faithful() {

@@ -75,10 +75,17 @@ fn verify(
     substituted: &[ObjectId],
 ) -> Result<(), CliError> {
     let dump = Dumper::new(BackendChoice::Bpf)?.dump(pid, Selection::All)?;
+    let adopted: Vec<ObjectId> = restored
+        .report
+        .adopted
+        .iter()
+        .map(|adopted| adopted.object)
+        .collect();
     let facts = ringplan_exec::verify::RunFacts {
         substituted,
         skipped_mappings: &restored.restored.skipped_mappings,
         moved_rings: &restored.restored.moved_rings,
+        adopted: &adopted,
     };
     let comparison = ringplan_exec::verify::compare_run(image, &dump.image, &facts);
     if !comparison.is_faithful() {
