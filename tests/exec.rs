@@ -386,6 +386,7 @@ fn hold_then_dump_matches_the_original() {
             substituted: &holder.substituted(),
             skipped_mappings: &skipped,
             moved_rings: &moved,
+            adopted: &[],
         };
         let comparison = ringplan_exec::verify::compare_run(&original, &held, &facts);
         assert!(

@@ -21,28 +21,35 @@ use crate::support::{plan, plan_ok, scratch_dir, Scenario};
 
 /// Added to every fd number of the image: the target holds 0-2 (and the
 /// seed installs there).
-const FD_SHIFT: i32 = 100;
+pub(crate) const FD_SHIFT: i32 = 100;
 
 /// Where the image's buffers are moved (32 TiB: between the heap and the
 /// mmap area on x86-64).
 const BUFFER_BASE: u64 = 0x2000_0000_0000;
 
 /// The target program, killed when dropped.
-struct Target {
+pub(crate) struct Target {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
-    pid: u32,
+    pub(crate) pid: u32,
 }
 
 impl Target {
-    fn start() -> Target {
+    pub(crate) fn start() -> Target {
+        Target::start_with(&[])
+    }
+
+    /// Starts the target with arguments (`eventfd FD COUNT FLAGS`,
+    /// `open FD PATH OFFSET`: what it holds before the restore).
+    pub(crate) fn start_with(args: &[&str]) -> Target {
         static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
         let binary = BINARY.get_or_init(|| {
             c_programs::build("restore_target", Path::new(env!("CARGO_TARGET_TMPDIR")))
                 .unwrap_or_else(|error| panic!("{error}"))
         });
         let mut child = Command::new(binary)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -66,7 +73,7 @@ impl Target {
     }
 
     /// Whether it answers a line (it runs, and its read survived).
-    fn answers(&mut self) -> bool {
+    pub(crate) fn answers(&mut self) -> bool {
         if self.stdin.write_all(b"ping\n").is_err() {
             return false;
         }
@@ -75,7 +82,7 @@ impl Target {
     }
 
     /// Its state letter in `/proc/PID/stat`.
-    fn state(&self) -> u8 {
+    pub(crate) fn state(&self) -> u8 {
         stat::read(Process::Pid(self.pid))
             .expect("target stat")
             .state
@@ -83,7 +90,7 @@ impl Target {
 
     /// Waits up to five seconds for state letter `state` (a stop requested
     /// at detach takes effect when the thread next runs).
-    fn wait_state(&self, state: u8) -> u8 {
+    pub(crate) fn wait_state(&self, state: u8) -> u8 {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let now = self.state();
@@ -95,7 +102,7 @@ impl Target {
     }
 
     /// `/proc/PID/fd/FD`'s link, if open.
-    fn link(&self, fd: i32) -> Option<String> {
+    pub(crate) fn link(&self, fd: i32) -> Option<String> {
         std::fs::read_link(format!("/proc/{}/fd/{fd}", self.pid))
             .ok()
             .map(|target| target.to_string_lossy().into_owned())
@@ -112,7 +119,7 @@ impl Drop for Target {
 /// The seed dumped live, fds moved up by [`FD_SHIFT`], continuity state
 /// removed (as `benches/continuity_restore.rs` does for its baseline):
 /// `(path, image)`.
-fn seed_image(dir: &Path, keep_state: bool) -> (String, Image) {
+pub(crate) fn seed_image(dir: &Path, keep_state: bool) -> (String, Image) {
     let (path, image, _) = scenario_image("seed", dir, keep_state);
     (path, image)
 }
@@ -323,7 +330,7 @@ fn leave_stopped_leaves_it_stopped_and_verify_compares_the_target() {
 
 /// `plan ARGS` fails with exit status 2 and exactly one stderr line, which
 /// is returned.
-fn refused(args: &[&str]) -> String {
+pub(crate) fn refused(args: &[&str]) -> String {
     let output = plan(args);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");

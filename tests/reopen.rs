@@ -120,6 +120,7 @@ fn reopened_files_keep_their_recorded_status_flags() {
         flags: Some(O_WRONLY | O_APPEND | O_LARGEFILE),
         pos: Some(5),
         file_type: FileType::Regular,
+        identity: None,
     };
     // #6 (held at fd 22): /dev/null, a character device, opened with
     // O_NONBLOCK by the program, which it keeps.

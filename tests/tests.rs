@@ -32,6 +32,19 @@
 //!   as the original's, the program uses every ring afterwards; a missing
 //!   owner thread refused; an injected failure at every step leaves the
 //!   target as found.
+//! - `exec_pid_adopt`: `plan exec --pid` into a process that already holds
+//!   the seed's eventfd and a file at their recorded fds: only the rings are
+//!   created, registered with the process's own fds (same inodes, count and
+//!   offset after the run, and after a failure injected at every step); a
+//!   different file, or an eventfd with another count or flags, refused in
+//!   one line with nothing changed; a held file whose path was deleted
+//!   adopted by its inode; `--verify` noting the kept offset; the dump
+//!   records each file's inode.
+//! - `exec_pid_hold`: one ringplan command at a time holds a process:
+//!   `exec --pid` waits while `plan freeze` holds it, refuses (naming the
+//!   holder) past 10 s, shares the hold when `plan freeze` runs it (the
+//!   process left stopped, then resumed by the freeze), and takes turns with
+//!   a `plan dump --freeze` started at the same moment.
 //! - `plans`: the checked-in example plans under `plans/` still match.
 //! - `real_programs`: fio (io_uring engine, with and without registered
 //!   files, fixed buffers, SQPOLL) and `qemu-img bench`, dumped while they do
@@ -52,7 +65,9 @@ mod continuity;
 mod dump_scenarios;
 mod exec;
 mod exec_pid;
+mod exec_pid_adopt;
 mod exec_pid_continuity;
+mod exec_pid_hold;
 mod plans;
 mod real_programs;
 mod reopen;

@@ -360,6 +360,7 @@ fn build(sketch: &Sketch) -> Image {
                 flags: file.flags,
                 pos: file.pos,
                 file_type: FILE_TYPES[usize::from(file.file_type) % FILE_TYPES.len()],
+                identity: None,
             }),
         });
     }

@@ -245,6 +245,23 @@ fn dry_run_text(plan: &Plan, report: &PreflightReport) -> String {
         report.features,
         external_inputs,
     ));
+    text.push_str(&adopted_text(&report.adopted));
+    text
+}
+
+/// One line per fd the process restored into already holds and the run
+/// uses as it is (`--pid`), with what was left as the process has it.
+fn adopted_text(adopted: &[ringplan_exec::AdoptedFd]) -> String {
+    let mut text = String::new();
+    for fd in adopted {
+        text.push_str(&format!(
+            "adopted fd {} ({}, {}): the process holds it already\n",
+            fd.fd, fd.object, fd.what
+        ));
+        for note in &fd.notes {
+            text.push_str(&format!("  fd {}: {note}\n", fd.fd));
+        }
+    }
     text
 }
 
@@ -262,6 +279,7 @@ fn verify(
         substituted,
         skipped_mappings: &restored.skipped_mappings,
         moved_rings: &restored.moved_rings,
+        adopted: &[],
     };
     let comparison = ringplan_exec::verify::compare_run(image, &dump.image, &facts);
     if !comparison.is_faithful() {

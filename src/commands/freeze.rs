@@ -1,13 +1,17 @@
 //! `plan freeze`: hold a process still while a command runs, then let it
 //! go. For checkpoint pipelines that read a process with several tools
 //! (ringplan for its rings, another for its memory) and need them all to
-//! see one state.
+//! see one state. The command shares the hold lock (`RINGPLAN_HOLD_LOCK`,
+//! `ringplan_kernel::hold_lock`), so a `plan exec --pid` or a `plan dump
+//! --freeze` of the same process inside it runs at once, finds the process
+//! stopped and leaves it stopped; `plan freeze` lets it go afterwards.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
+use ringplan_dump::hold_lock::DELEGATE_ENV;
 use ringplan_dump::{DumpError, Frozen, Target};
 
 use crate::commands::dump::FreezeArg;
@@ -49,9 +53,18 @@ pub fn run(args: FreezeArgs) -> Result<(), CliError> {
         args.pid,
         frozen.held_by()
     );
-    let status = std::process::Command::new(&program)
-        .args(arguments)
-        .status();
+    // The command shares the hold (a `plan exec --pid` or `--freeze` of
+    // the same process in it must not wait for us): it inherits an fd of
+    // the lock, named in its environment, which we close once it started.
+    let mut command = std::process::Command::new(&program);
+    command.args(arguments);
+    let handed = frozen.lock().delegate().ok();
+    if let Some((_, value)) = &handed {
+        command.env(DELEGATE_ENV, value);
+    }
+    let child = command.spawn();
+    drop(handed);
+    let status = child.and_then(|mut child| child.wait());
     let held_for = frozen
         .release()
         .map_err(|error| CliError::from(DumpError::from(error)))?;

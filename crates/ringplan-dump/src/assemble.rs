@@ -10,9 +10,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use ringplan_image::{
-    validate, Eventfd, FdEntry, File, FileType, Image, ImageError, Object, ObjectId, ObjectKind,
-    Ring, RingEventfd, RingField, RingMapping, RingMemory, RingSetup, RingState, SetupFlags,
-    Source, StateField,
+    validate, Eventfd, FdEntry, File, FileIdentity, FileType, Image, ImageError, Object, ObjectId,
+    ObjectKind, Ring, RingEventfd, RingField, RingMapping, RingMemory, RingSetup, RingState,
+    SetupFlags, Source, StateField,
 };
 
 use crate::raw::{
@@ -82,7 +82,10 @@ pub fn assemble(
             Key::Eventfd(eventfd_key) => {
                 ObjectKind::Eventfd(build_eventfd(raw, &index, eventfd_key)?)
             }
-            Key::File(file) => ObjectKind::File(build_file(index.files[file].1)),
+            Key::File(file) => {
+                let (key, raw_file) = index.files[file];
+                ObjectKind::File(build_file(raw_file, raw.file_identities.get(&key).copied()))
+            }
         };
         objects.push(Object { id, fds, kind });
     }
@@ -509,8 +512,9 @@ fn build_eventfd(
     })
 }
 
-fn build_file(raw_file: &RawFile) -> File {
+fn build_file(raw_file: &RawFile, identity: Option<FileIdentity>) -> File {
     File {
+        identity,
         path: raw_file.path.clone().filter(|path| path.starts_with('/')),
         flags: raw_file.flags,
         pos: raw_file.pos,

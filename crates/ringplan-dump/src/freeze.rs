@@ -316,6 +316,12 @@ impl Frozen {
         &self.held_by
     }
 
+    /// The hold lock this holder keeps (to hand down to a command it runs:
+    /// [`HoldLock::delegate`]).
+    pub fn lock(&self) -> &HoldLock {
+        &self._lock
+    }
+
     /// Lets the target go and returns how long it was held.
     pub fn release(mut self) -> Result<Duration, FreezeError> {
         self.release_now()

@@ -39,8 +39,10 @@ pub mod bpf;
 pub mod caveats;
 pub mod fdinfo;
 pub mod fdinfo_format;
+pub mod file_identity;
 pub mod freeze;
-pub mod hold_lock;
+/// The lock lives in `ringplan-kernel`, which `ringplan-exec` shares.
+pub use ringplan_kernel::hold_lock;
 pub mod maps;
 pub mod raw;
 pub mod ring_memory;
@@ -96,6 +98,12 @@ pub enum DumpError {
     },
     #[error(transparent)]
     Freeze(#[from] FreezeError),
+    #[error("reading the inodes of pid {pid}'s files")]
+    FileIdentity {
+        pid: u32,
+        #[source]
+        cause: ringplan_kernel::procfs::ProcfsError,
+    },
 }
 
 /// A finished dump: the image and what the caller should be told about it.
@@ -205,7 +213,9 @@ impl Dumper {
         let pid = target.pid();
         let raw = match &mut self.bpf {
             Some(bpf) => {
-                let raw = bpf.read(pid, target.pidfd())?;
+                let mut raw = bpf.read(pid, target.pidfd())?;
+                file_identity::read(pid, &mut raw)
+                    .map_err(|cause| DumpError::FileIdentity { pid, cause })?;
                 // A process dumping itself (`plan exec --verify`) changes
                 // its own fd table by reading: each pass's iterator link
                 // and the copied ring fds come and go. Its rings change
@@ -218,7 +228,12 @@ impl Dumper {
                 }
                 raw
             }
-            None => fdinfo::read(pid)?,
+            None => {
+                let mut raw = fdinfo::read(pid)?;
+                file_identity::read(pid, &mut raw)
+                    .map_err(|cause| DumpError::FileIdentity { pid, cause })?;
+                raw
+            }
         };
         let mut raw = raw;
         ring_memory::locate_user_memory(pid, &mut raw);

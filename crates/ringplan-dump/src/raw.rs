@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use ringplan_image::{Buffer, Cqe, RingPositions, UserRegion};
+use ringplan_image::{Buffer, Cqe, FileIdentity, RingPositions, UserRegion};
 
 /// Identity of a `struct file`: its address (BPF) or a stand-in unique within
 /// one dump (fdinfo).
@@ -31,6 +31,10 @@ pub struct RawState {
     /// What the backend read but could not use, said as warnings (e.g. a
     /// ring whose positions moved while they were read).
     pub notes: Vec<String>,
+    /// The inode of each plain file an fd holds (`stat` of
+    /// `/proc/PID/fd/N`, filled by [`crate::file_identity`] for either
+    /// backend); files only a ring's table holds have none.
+    pub file_identities: HashMap<FileKey, FileIdentity>,
 }
 
 /// One entry of the process's fd table: the fd number, its close-on-exec

@@ -210,6 +210,18 @@ pub enum ExecError {
         "preflight: fd {fd} is already open in process {pid}; the plan installs an object there"
     )]
     FdTakenIn { pid: u32, fd: i32 },
+    /// A target fd is already open in the process restored into, and holds
+    /// another object than the one the plan would create there.
+    #[error(
+        "preflight: fd {fd} of process {pid} holds {found}, but the image has {recorded} there: \
+         another object, not adopted"
+    )]
+    NotTheRecordedObject {
+        pid: u32,
+        fd: i32,
+        recorded: String,
+        found: String,
+    },
     /// A buffer range is partly mapped in the process restored into, or
     /// mapped there as something other than its own writable memory.
     #[error(
@@ -235,6 +247,12 @@ pub enum ExecError {
     /// Holding the process restored into failed (nothing was done).
     #[error("preflight: {0}")]
     Attach(RemoteError),
+    /// Another ringplan command (a `--freeze`, `plan freeze`, another
+    /// `exec --pid`) holds the process and did not let go in time, or its
+    /// lock could not be taken; nothing was done. The cause is in the
+    /// message.
+    #[error("{0}")]
+    Held(ringplan_kernel::hold_lock::HoldLockError),
     /// The process restored into could not be driven any more during the
     /// run; what could be undone in it was.
     #[error("step {index} ({op}): the process could not be driven: {cause}; everything done that could be reached was undone")]
@@ -326,11 +344,13 @@ impl ExecError {
             | ExecError::InputsInProcess { .. }
             | ExecError::MissingInputIn { .. }
             | ExecError::FdTakenIn { .. }
+            | ExecError::NotTheRecordedObject { .. }
             | ExecError::BufferTakenIn { .. }
             | ExecError::MemlockLimitIn { .. }
             | ExecError::ProcessUnavailable { .. }
             | ExecError::Attach(_) => true,
             ExecError::CheckSyscallFailed { .. }
+            | ExecError::Held(_)
             | ExecError::StepFailed { .. }
             | ExecError::OpenedTypeChanged { .. }
             | ExecError::MemoryRestoreFailed { .. }

@@ -14,8 +14,15 @@
 //! injected, `MSG_RING` from a helper ring here to a copy of the ring's
 //! fd.
 
+//!
+//! Like `--freeze` and `plan freeze`, it first takes the process's hold
+//! lock (`ringplan_kernel::hold_lock`): another ringplan command holding
+//! the process is waited for (10 s), then refused naming it, so no two
+//! commands stop and resume one process at once.
+
 use std::time::{Duration, Instant};
 
+use ringplan_kernel::hold_lock::{HoldLock, HOLD_WAIT};
 use ringplan_plan::Plan;
 
 use crate::backend::{RemoteBackend, RemoteFd};
@@ -30,8 +37,10 @@ use crate::{ExecOptions, Inputs, PreflightReport, Restored};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcessOptions {
     /// Leave the process stopped (group-stop, as by `SIGSTOP`) after the
-    /// restore, instead of resuming it (a process found stopped is always
-    /// left stopped).
+    /// restore, instead of resuming it. A process found stopped (by `plan
+    /// dump --detach`, a `SIGSTOP`) is resumed too, unless the `plan
+    /// freeze` that stopped it runs this restore (its hold handed down):
+    /// then it is left for that freeze to resume.
     pub leave_stopped: bool,
 }
 
@@ -154,6 +163,7 @@ pub fn preflight_in_process(
 ) -> Result<PreflightReport, ExecError> {
     refuse_before_attach(plan, inputs, options)?;
     let threads = needed_threads(pid, plan)?;
+    let _lock = HoldLock::acquire(pid, HOLD_WAIT).map_err(ExecError::Held)?;
     let held = RemoteProcess::attach_avoiding(pid, &threads, &placed_ranges(plan))
         .map_err(ExecError::Attach)?;
     let report = preflight_in(pid, plan, inputs, options);
@@ -172,6 +182,8 @@ pub(crate) fn execute_in_inner(
 ) -> Result<RestoredIn, ExecError> {
     refuse_before_attach(plan, &inputs, options)?;
     let threads = needed_threads(pid, plan)?;
+    // Held from before the attach to after the detach (dropped last).
+    let lock = HoldLock::acquire(pid, HOLD_WAIT).map_err(ExecError::Held)?;
     let started = Instant::now();
     let mut held = RemoteProcess::attach_avoiding(pid, &threads, &placed_ranges(plan))
         .map_err(ExecError::Attach)?;
@@ -217,6 +229,13 @@ pub(crate) fn execute_in_inner(
     let lost = backend.take_broken();
     drop(backend);
     let resume = !process.leave_stopped;
+    // A process found stopped (by `plan dump --detach`, a SIGSTOP) is
+    // resumed after a restore unless asked otherwise; but one stopped by
+    // the `plan freeze` that runs this command (its hold handed down) is
+    // that command's to resume.
+    let found_stopped = held.was_stopped();
+    let continue_after = resume && found_stopped && !lock.is_delegated();
+    let left_stopped = !resume || (found_stopped && !continue_after);
     if let Some(cause) = lost {
         let index = result.as_ref().err().and_then(ExecError::step).unwrap_or(0);
         let _ = held.detach(resume);
@@ -230,6 +249,9 @@ pub(crate) fn execute_in_inner(
         Ok(restored) => {
             let started = Instant::now();
             held.detach(resume).map_err(ExecError::Detach)?;
+            if continue_after {
+                continue_process(pid);
+            }
             timings.detach = started.elapsed();
             Ok(RestoredIn {
                 pid,
@@ -237,7 +259,7 @@ pub(crate) fn execute_in_inner(
                 restored,
                 buffers: buffers.mapped,
                 report,
-                left_stopped: !resume,
+                left_stopped,
                 timings,
             })
         }
@@ -246,5 +268,13 @@ pub(crate) fn execute_in_inner(
             let _ = held.detach(resume);
             Err(error)
         }
+    }
+}
+
+/// Ends a group-stop the restore found (`SIGCONT`). It cannot be refused:
+/// this process just traced the target; a target gone since is gone.
+fn continue_process(pid: u32) {
+    if let Some(target) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(target, rustix::process::Signal::CONT);
     }
 }

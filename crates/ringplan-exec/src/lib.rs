@@ -131,7 +131,7 @@ pub use into_process::{
 };
 pub use memory::{buffer_ranges, AnonymousBuffers, MemoryHook, NoMemory};
 pub use options::{ExecOptions, Inputs};
-pub use preflight::{preflight, PreflightReport};
+pub use preflight::{preflight, AdoptedFd, PreflightReport};
 pub use restored::{
     ContinuousRingReport, Restored, RingOwner, SkipReason, SkippedMapping, Substitution,
 };

@@ -12,6 +12,7 @@
 //! it: an open may block) and refuses one that names another type of file
 //! than the image recorded.
 
+mod adopt;
 mod continuity;
 mod kernel;
 mod open_fds;
@@ -30,6 +31,9 @@ use rustix::process::{getrlimit, Resource};
 use crate::error::ExecError;
 use crate::memory::{pinned_bytes, MemoryHook};
 use crate::{ExecOptions, Inputs};
+
+pub(crate) use adopt::adoptable_fds;
+pub use adopt::AdoptedFd;
 
 /// What preflight learned, for a dry run to print.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,10 @@ pub struct PreflightReport {
     /// [`ExecOptions::allow_moved_rings`] allowed restoring the rings as
     /// kernel objects only.
     pub places_ring_memory: bool,
+    /// Fds the process restored into already holds and the run uses as
+    /// they are, instead of creating their objects (`execute_in` only; a
+    /// restore into this process adopts nothing).
+    pub adopted: Vec<AdoptedFd>,
 }
 
 /// Checks `plan` against this process and kernel; does nothing the run
@@ -89,6 +97,7 @@ pub fn preflight(
         pinned_bytes: pinned,
         external_inputs: needs.external_inputs,
         places_ring_memory,
+        adopted: Vec::new(),
     })
 }
 

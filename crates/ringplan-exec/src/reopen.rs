@@ -109,6 +109,7 @@ mod tests {
             flags,
             pos: 0,
             file_type: Some(FileType::CharDevice),
+            identity: None,
         }
     }
 

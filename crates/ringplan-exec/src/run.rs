@@ -18,7 +18,7 @@ mod continuity_ops;
 mod ops;
 mod ring_regions;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::RawFd;
 
 use ringplan_image::{FileType, ObjectId, RingMapping};
@@ -105,6 +105,12 @@ struct Run<'a, B: Backend> {
     continuous_rings: Vec<ContinuousRingReport>,
     moved_rings: Vec<ObjectId>,
     progress: &'a mut dyn FnMut(Progress),
+    /// Objects the process already holds (preflight adopted them): the
+    /// creating step's index → the fd its handle names. The run neither
+    /// creates nor closes them, on success or undo.
+    adopted: BTreeMap<usize, RawFd>,
+    /// Every adopted fd number: an `install_fd` onto one is already done.
+    adopted_fds: BTreeSet<RawFd>,
 }
 
 /// Runs every step in this process, after [`crate::preflight`] passed
@@ -194,7 +200,13 @@ pub(crate) fn run_with<B: Backend>(
         continuous_rings: Vec::new(),
         moved_rings: Vec::new(),
         progress,
+        adopted: BTreeMap::new(),
+        adopted_fds: BTreeSet::new(),
     };
+    for adopted in &report.adopted {
+        state.adopted.entry(adopted.step).or_insert(adopted.fd);
+        state.adopted_fds.insert(adopted.fd);
+    }
     for (index, step) in plan.steps.iter().enumerate() {
         let started = std::time::Instant::now();
         let result = match injected {
@@ -387,6 +399,11 @@ impl<B: Backend> Run<'_, B> {
         memory: &mut dyn BarrierMemory<B>,
     ) -> Result<(), Failure> {
         self.choose_thread(index, &step.op)?;
+        if self.adopted.contains_key(&index) {
+            // The process holds the object already (preflight checked it
+            // is the recorded one): its fd serves as the step's handle.
+            return Ok(());
+        }
         let created = match &step.op {
             Op::CreateEventfd(create) => Some(self.create_eventfd(create)?),
             Op::OpenFile(open) => Some(self.open_file(open)?),
@@ -502,6 +519,7 @@ impl<B: Backend> Run<'_, B> {
                     .and_then(|index| self.rings.get(&index))
                     .map(ContinuousRing::fd_number)
             })
+            .or_else(|| index.and_then(|index| self.adopted.get(&index).copied()))
             .ok_or(Failure {
                 call: "handle lookup",
                 errno: Errno::BADF,

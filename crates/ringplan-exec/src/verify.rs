@@ -96,6 +96,11 @@ pub struct RunFacts<'a> {
     pub skipped_mappings: &'a [SkippedMapping],
     /// Rings restored as kernel objects only ([`crate::Restored::moved_rings`]).
     pub moved_rings: &'a [ObjectId],
+    /// Objects the run adopted from the process restored into
+    /// ([`crate::AdoptedFd`]): a file's offset and the fds' close-on-exec
+    /// flags are the process's, kept on purpose, so a difference there is
+    /// a note, not a difference.
+    pub adopted: &'a [ObjectId],
 }
 
 /// Compares `restored` (a dump of the restored process) with `original`
@@ -115,6 +120,7 @@ pub fn compare(
             substituted,
             skipped_mappings,
             moved_rings: &[],
+            adopted: &[],
         },
     )
 }
@@ -127,6 +133,7 @@ pub fn compare_run(original: &Image, restored: &Image, facts: &RunFacts<'_>) -> 
         substituted,
         skipped_mappings,
         moved_rings,
+        adopted,
     } = *facts;
     let Matches {
         forward,
@@ -146,6 +153,7 @@ pub fn compare_run(original: &Image, restored: &Image, facts: &RunFacts<'_>) -> 
             .collect(),
     );
     fields.moved = moved_rings.iter().copied().collect();
+    fields.adopted = adopted.iter().copied().collect();
     for object in &original.objects {
         let name = describe(object);
         let Some(restored) = forward.get(&object.id).and_then(|id| restored.object(*id)) else {
@@ -233,6 +241,7 @@ mod tests {
                 flags: Some(0),
                 pos: Some(0),
                 file_type: FileType::Regular,
+                identity: None,
             }),
         }
     }

@@ -49,6 +49,7 @@ fn plan_of_regular_file(path: &Path, flags: u32, fd: i32) -> Plan {
         flags: Some(flags),
         pos: Some(0),
         file_type: FileType::Regular,
+        identity: None,
     };
     let image = Image::new(
         Source {

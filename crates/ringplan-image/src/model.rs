@@ -556,6 +556,31 @@ pub struct File {
     pub pos: Option<i64>,
     #[serde(rename = "type")]
     pub file_type: FileType,
+    /// The inode behind it, as `stat` of the process's fd showed it at the
+    /// dump, so that a restore into a process that already holds a file at
+    /// a recorded fd can tell whether it is this one. `None` for a file no
+    /// fd held (only a ring's table did), and in images written before it
+    /// existed (absent on the wire; left out when `None`, so such images
+    /// re-encode byte for byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<FileIdentity>,
+}
+
+/// Which inode a file is: `st_dev` and `st_ino` as `stat` reports them
+/// (the device in the encoding `stat` gives userspace, not the kernel's
+/// internal `dev_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl std::fmt::Display for FileIdentity {
+    /// `dev MAJOR:MINOR ino N`, as `stat` prints them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (major, minor) = ringplan_kernel::abi::identity::major_minor(self.dev);
+        write!(f, "dev {major}:{minor} ino {}", self.ino)
+    }
 }
 
 /// What kind of file an object is, from its inode's mode.

@@ -43,6 +43,7 @@ fn object_json(object: &Object) -> Value {
             "pos": file.pos,
             "flags": file.flags,
             "type": file.file_type.name(),
+            "identity": file.identity.map(|identity| json!({"dev": identity.dev, "ino": identity.ino})),
         }),
     };
     if let (Value::Object(fields), Value::Object(more)) = (&mut value, details) {
@@ -196,6 +197,9 @@ fn write_object(out: &mut String, object: &Object) {
                     .map_or_else(|| "unknown".to_owned(), |flags| format!("{flags:#o}")),
                 optional(file.pos, true)
             );
+            if let Some(identity) = file.identity {
+                let _ = writeln!(out, "    {identity}");
+            }
         }
     }
 }

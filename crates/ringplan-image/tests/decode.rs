@@ -101,6 +101,7 @@ fn seed_like() -> Image {
                     flags: Some(0o100002),
                     pos: Some(0),
                     file_type: FileType::CharDevice,
+                    identity: None,
                 }),
             },
         ],
@@ -129,6 +130,39 @@ fn round_trip_keeps_every_field() {
     let image = seed_like();
     let bytes = encode_to_vec(&image).expect("encoding");
     assert_eq!(decode_slice(&bytes).expect("decoding"), image);
+}
+
+/// A file's inode (`identity`) round-trips; an image without it (written
+/// before it existed) decodes as `None` and re-encodes byte for byte, and
+/// the JSON view shows it or `null`.
+#[test]
+fn a_file_identity_is_optional_on_the_wire() {
+    let without = seed_like();
+    let bytes = encode_to_vec(&without).expect("encoding");
+    let decoded = decode_slice(&bytes).expect("decodes");
+    assert_eq!(decoded, without);
+    assert_eq!(encode_to_vec(&decoded).expect("encoding"), bytes);
+    let json = ringplan_image::view::to_json(&decoded);
+    assert!(json["objects"][3]["identity"].is_null(), "{json}");
+
+    let mut with = seed_like();
+    let ObjectKind::File(file) = &mut with.objects[3].kind else {
+        panic!("object 4 is the file");
+    };
+    file.identity = Some(FileIdentity {
+        dev: (8 << 8) | 1,
+        ino: 1234,
+    });
+    let bytes = encode_to_vec(&with).expect("encoding");
+    assert_eq!(decode_slice(&bytes).expect("decodes"), with);
+    let json = ringplan_image::view::to_json(&with);
+    assert_eq!(json["objects"][3]["identity"]["ino"], 1234, "{json}");
+    assert_eq!(json["objects"][3]["identity"]["dev"], 2049, "{json}");
+    assert!(
+        ringplan_image::view::to_text(&with).contains("dev 8:1 ino 1234"),
+        "{}",
+        ringplan_image::view::to_text(&with)
+    );
 }
 
 #[test]

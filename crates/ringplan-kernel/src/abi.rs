@@ -384,3 +384,19 @@ pub mod ptrace {
     /// Offset of `abort_ip` in `struct rseq_cs`.
     pub const RSEQ_CS_ABORT_IP_OFFSET: usize = 24;
 }
+
+/// What tells one open file from another when a restore meets a process
+/// that already holds files at the recorded fds (`plan exec --pid`
+/// adopting them).
+pub mod identity {
+    /// `O_ACCMODE`: the access mode bits of `f_flags` (`O_RDONLY`,
+    /// `O_WRONLY`, `O_RDWR`); an fd opened for reading cannot stand in for
+    /// one opened for writing.
+    pub const O_ACCMODE: u32 = 0o3;
+
+    /// The major and minor numbers of an `st_dev` as `stat` reports it to
+    /// userspace (glibc's `major()`/`minor()` encoding).
+    pub fn major_minor(dev: u64) -> (u32, u32) {
+        (rustix::fs::major(dev), rustix::fs::minor(dev))
+    }
+}

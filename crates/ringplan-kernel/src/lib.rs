@@ -7,6 +7,9 @@
 //!   and `/proc/self/mountinfo`.
 //! - [`probe`]: asking the running kernel with throwaway rings (a ring's
 //!   layout for given sizes and flags, whether it has `NO_MMAP`).
+//! - [`hold_lock`]: one ringplan command at a time stops and resumes a
+//!   process (an `flock` named after it), shared by every crate that stops
+//!   one (`--freeze`, `plan freeze`, `plan exec --pid`).
 //!
 //! Every other crate takes these facts from here rather than writing its own
 //! copy, so that a kernel constant, a flag name or a `/proc` format has one
@@ -15,5 +18,6 @@
 //! of its own and changes nothing else.
 
 pub mod abi;
+pub mod hold_lock;
 pub mod probe;
 pub mod procfs;

@@ -7,7 +7,8 @@
 //! only; the executor keeps a table from handle to the real fd it got.
 
 use ringplan_image::{
-    Cqe, FileType, ObjectId, QueuedSqe, RingMapping, SetupFlags, SlotSqe, Source, UserRegion,
+    Cqe, FileIdentity, FileType, ObjectId, QueuedSqe, RingMapping, SetupFlags, SlotSqe, Source,
+    UserRegion,
 };
 use serde::{Deserialize, Serialize};
 
@@ -222,6 +223,12 @@ pub struct OpenFile {
     /// lack it (`None`): then any reopenable type is taken.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub file_type: Option<FileType>,
+    /// The recorded inode (the image's `identity`): a restore into a
+    /// process that already holds a file at the step's recorded fd adopts
+    /// that fd only if it is this inode. `None` for a file no fd held,
+    /// and in plans from images without it (then the path is compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<FileIdentity>,
 }
 
 impl OpenFile {

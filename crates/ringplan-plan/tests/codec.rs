@@ -274,6 +274,33 @@ fn an_open_of_a_pipe() {
     );
 }
 
+/// An `open_file` with the recorded inode round-trips and shows it in
+/// the text view; without it the plan is as before.
+#[test]
+fn an_open_with_an_identity_round_trips() {
+    let mut plan = seed_plan();
+    let identity = ringplan_image::FileIdentity {
+        dev: (8 << 8) | 1,
+        ino: 99,
+    };
+    let mut opens = 0;
+    for step in &mut plan.steps {
+        if let Op::OpenFile(open) = &mut step.op {
+            open.identity = Some(identity);
+            opens += 1;
+        }
+    }
+    assert!(opens > 0);
+    let bytes = ringplan_plan::encode_to_vec(&plan).expect("encoding");
+    let decoded = ringplan_plan::decode_slice(&bytes).expect("decodes");
+    assert_eq!(decoded, plan);
+    assert!(
+        plan.to_text().contains("[dev 8:1 ino 99]"),
+        "{}",
+        plan.to_text()
+    );
+}
+
 /// A version 2 plan written before `open_file` carried the file's type
 /// decodes, and re-encodes without it.
 #[test]

@@ -118,6 +118,7 @@ pub fn path_file(path: &str, file_type: FileType, flags: u32, pos: i64) -> File 
         flags: Some(flags),
         pos: Some(pos),
         file_type,
+        identity: None,
     }
 }
 
@@ -126,6 +127,7 @@ pub fn pathless_file(file_type: FileType) -> File {
         path: None,
         flags: Some(0o2),
         pos: Some(0),
+        identity: None,
         file_type,
     }
 }
@@ -266,6 +268,7 @@ pub fn sparse_and_closed_files() -> Image {
     let unknown_flags = File {
         path: Some("/var/log/app.log".to_owned()),
         flags: None,
+        identity: None,
         pos: Some(10),
         file_type: FileType::Regular,
     };

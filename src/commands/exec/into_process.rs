@@ -8,7 +8,7 @@ use ringplan_exec::{ExecOptions, Inputs, ProcessOptions, RestoredIn};
 use ringplan_image::{Image, ObjectId};
 use ringplan_plan::Plan;
 
-use super::{dry_run_text, exec_error, test_hooks, ExecArgs};
+use super::{adopted_text, dry_run_text, exec_error, test_hooks, ExecArgs};
 use crate::error::CliError;
 
 /// Restores `plan` into process `pid` and reports.
@@ -38,7 +38,9 @@ pub(super) fn run(
     if let Some(image) = image.filter(|_| args.verify) {
         return verify(&args.input, pid, image, &restored, &substituted);
     }
-    crate::commands::print_text(&restored_text(&restored, substituted.len()))
+    let mut text = restored_text(&restored, substituted.len());
+    text.push_str(&adopted_text(&restored.report.adopted));
+    crate::commands::print_text(&text)
 }
 
 /// What a run into another process says it restored: a summary line, then
@@ -46,14 +48,15 @@ pub(super) fn run(
 fn restored_text(restored: &RestoredIn, substituted: usize) -> String {
     let fds = &restored.restored.fds;
     let mut text = format!(
-        "restored into process {} (syscalls in thread {}): {} objects at {} fds ({} substituted), \
-         {} buffer range(s) mapped, {} ring regions mapped ({} skipped), {} ring(s) where the \
-         program left them; the process was {}\n",
+        "restored into process {} (syscalls in thread {}): {} objects at {} fds ({} substituted, \
+         {} adopted), {} buffer range(s) mapped, {} ring regions mapped ({} skipped), {} ring(s) \
+         where the program left them; the process was {}\n",
         restored.pid,
         restored.thread,
         fds.len(),
         fds.values().map(Vec::len).sum::<usize>(),
         substituted,
+        restored.report.adopted.len(),
         restored.buffers.len(),
         restored.restored.mapped.len(),
         restored.restored.skipped_mappings.len(),
@@ -105,10 +108,17 @@ fn verify(
     substituted: &[ObjectId],
 ) -> Result<(), CliError> {
     let dump = Dumper::new(BackendChoice::Bpf)?.dump(pid, Selection::All)?;
+    let adopted: Vec<ObjectId> = restored
+        .report
+        .adopted
+        .iter()
+        .map(|adopted| adopted.object)
+        .collect();
     let facts = ringplan_exec::verify::RunFacts {
         substituted,
         skipped_mappings: &restored.restored.skipped_mappings,
         moved_rings: &restored.restored.moved_rings,
+        adopted: &adopted,
     };
     let comparison = ringplan_exec::verify::compare_run(image, &dump.image, &facts);
     if !comparison.is_faithful() {

@@ -550,6 +550,7 @@ impl Reading {
             rings,
             eventfds: self.eventfds,
             notes,
+            file_identities: std::collections::HashMap::new(),
         }
     }
 }

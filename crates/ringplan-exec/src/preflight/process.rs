@@ -8,7 +8,10 @@
 //! (`/proc/PID/maps`). What is the
 //! kernel's (the setup flags it accepts) is asked in this process: it is
 //! the same kernel. Paths are looked up from this process (the open
-//! inside the target checks the type again).
+//! inside the target checks the type again). An fd the plan installs an
+//! eventfd or a reopened file onto that the target already holds is
+//! adopted when it is the recorded object, and refused otherwise
+//! (`adopt.rs`).
 
 use ringplan_kernel::procfs::fd::ProcessFds;
 use ringplan_kernel::procfs::{limits, maps, status, Process};
@@ -16,7 +19,7 @@ use ringplan_plan::{Op, Plan};
 use rustix::process::Pid;
 use rustix::thread::CapabilitySet;
 
-use super::{continuity, kernel, paths, PlanNeeds, PreflightReport};
+use super::{adoptable_fds, continuity, kernel, paths, PlanNeeds, PreflightReport};
 use crate::error::ExecError;
 use crate::memory::{buffer_ranges, overlapping_mapping, own_memory_covers, pinned_bytes};
 use crate::{ExecOptions, Inputs};
@@ -64,15 +67,15 @@ pub(crate) fn preflight_in(
     let open = ProcessFds::open(process)
         .and_then(|fds| fds.fd_numbers())
         .map_err(|error| unavailable(&error))?;
-    if let Some(&fd) = plan
-        .needed_fds
-        .iter()
-        .find(|fd| open.binary_search(fd).is_ok())
-    {
+    let adopted = adoptable_fds(pid, plan, &open)?;
+    if let Some(&fd) = plan.needed_fds.iter().find(|fd| {
+        open.binary_search(fd).is_ok() && !adopted.iter().any(|adopted| adopted.fd == **fd)
+    }) {
         return Err(ExecError::FdTakenIn { pid, fd });
     }
     let needs = PlanNeeds::of(plan, inputs, options)?;
-    paths::check_paths(plan)?;
+    let adopted_steps: Vec<usize> = adopted.iter().map(|adopted| adopted.step).collect();
+    paths::check_paths_but(plan, &adopted_steps)?;
     let limits = limits::read(process).map_err(|error| unavailable(&error))?;
     let soft = limits.open_files.soft.unwrap_or(u64::MAX);
     let hard = limits.open_files.hard.unwrap_or(u64::MAX);
@@ -142,5 +145,6 @@ pub(crate) fn preflight_in(
         pinned_bytes: pinned,
         external_inputs: needs.external_inputs,
         places_ring_memory,
+        adopted,
     })
 }

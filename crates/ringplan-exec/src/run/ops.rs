@@ -322,6 +322,10 @@ impl<B: Backend> Run<'_, B> {
             call: "install_fd",
             errno: Errno::INVAL,
         })?;
+        if self.adopted_fds.contains(&install.fd) {
+            // The process holds the object at this fd already.
+            return Ok(());
+        }
         let source = self.handle(install.source_handle)?;
         let flags = if install.cloexec {
             DupFlags::CLOEXEC
@@ -345,6 +349,9 @@ impl<B: Backend> Run<'_, B> {
             match slot.and_then(Option::take) {
                 Some(fd) => self.backend.close(fd),
                 None if self.close_continuous_ring(*handle) => {}
+                // An adopted fd is the process's own: never closed.
+                None if usize::try_from(handle.0)
+                    .is_ok_and(|index| self.adopted.remove(&index).is_some()) => {}
                 None => {
                     return Err(Failure {
                         call: "close",

@@ -29,6 +29,9 @@ pub(super) struct FieldComparison<'a> {
     /// Rings the executor restored as kernel objects only, though the plan
     /// restores them where the program left them.
     pub(super) moved: BTreeSet<ObjectId>,
+    /// Objects the run adopted from the process: their offset and
+    /// close-on-exec flags are the process's.
+    pub(super) adopted: BTreeSet<ObjectId>,
     /// Rings whose state (positions, entries, memory) was compared.
     pub(super) states_compared: usize,
     /// What differs by design, one line each, naming the ring.
@@ -51,6 +54,7 @@ impl<'a> FieldComparison<'a> {
             skipped,
             mappings_compared: 0,
             moved: BTreeSet::new(),
+            adopted: BTreeSet::new(),
             states_compared: 0,
             notes: Vec::new(),
             groups: BTreeMap::new(),
@@ -67,8 +71,22 @@ impl<'a> FieldComparison<'a> {
         restored: &Object,
         differences: &mut Vec<String>,
     ) -> Outcome {
+        let adopted = self.adopted.contains(&object.id);
+        let numbers =
+            |fds: &[ringplan_image::FdEntry]| fds.iter().map(|entry| entry.fd).collect::<Vec<_>>();
+        if adopted && object.fds != restored.fds && numbers(&object.fds) == numbers(&restored.fds) {
+            self.notes.push(format!(
+                "{name}: adopted from the process, its close-on-exec flags kept: {:?} (image {:?})",
+                restored.fds, object.fds
+            ));
+        }
         let mut differ = Differ { name, differences };
-        if object.fds != restored.fds {
+        let same_fds = if adopted {
+            numbers(&object.fds) == numbers(&restored.fds)
+        } else {
+            object.fds == restored.fds
+        };
+        if !same_fds {
             differ.differ(
                 "fds",
                 format!("{:?}", object.fds),
@@ -92,7 +110,23 @@ impl<'a> FieldComparison<'a> {
                         file.file_type.name()
                     ));
                 }
-                if file != got {
+                // An image from before files had an identity says
+                // nothing about it: compare the rest.
+                let mut got = got.clone();
+                if file.identity.is_none() {
+                    got.identity = None;
+                }
+                if adopted && got.pos != file.pos {
+                    self.notes.push(format!(
+                        "{name}: adopted from the process, its offset kept: {} (image {})",
+                        got.pos
+                            .map_or_else(|| "unknown".to_owned(), |pos| pos.to_string()),
+                        file.pos
+                            .map_or_else(|| "unknown".to_owned(), |pos| pos.to_string())
+                    ));
+                    got.pos = file.pos;
+                }
+                if *file != got {
                     differ.differ("file", format!("{file:?}"), format!("{got:?}"));
                 }
             }

@@ -148,12 +148,34 @@ impl ProcessFds {
     /// The inode mode behind fd `fd` (`stat` of `/proc/PID/fd/FD`, which
     /// follows the link); `None` when the fd is gone.
     pub fn mode(&self, fd: i32) -> Result<Option<u32>, ProcfsError> {
+        Ok(self.inode(fd)?.map(|inode| inode.mode))
+    }
+
+    /// The inode behind fd `fd` (`stat` of `/proc/PID/fd/FD`, which
+    /// follows the link to the open file's inode, whatever its path now
+    /// names); `None` when the fd is gone.
+    pub fn inode(&self, fd: i32) -> Result<Option<FdInode>, ProcfsError> {
         match rustix::fs::statat(&self.fd_dir, fd.to_string(), AtFlags::empty()) {
-            Ok(stat) => Ok(Some(stat.st_mode)),
+            Ok(stat) => Ok(Some(FdInode {
+                mode: stat.st_mode,
+                dev: stat.st_dev,
+                ino: stat.st_ino,
+            })),
             Err(Errno::NOENT) => Ok(None),
             Err(errno) => Err(ProcfsError::errno(&self.fd_path(fd), errno)),
         }
     }
+}
+
+/// What `stat` says of the inode behind an fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdInode {
+    /// `st_mode`.
+    pub mode: u32,
+    /// `st_dev`, in the encoding `stat` gives userspace.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
 }
 
 #[cfg(test)]

@@ -139,6 +139,62 @@ pub fn field<'a>(text: &'a [u8], key: &str) -> Option<&'a [u8]> {
     })
 }
 
+/// What the fdinfo of an fd says on every tested kernel (6.1 to 6.18),
+/// for comparing an fd a process holds with a recorded one: the common
+/// `pos` and `flags`, and an eventfd's `eventfd-count` and
+/// `eventfd-semaphore`, which 6.1 does not print (then `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommonFdinfo {
+    /// `pos`: the file position.
+    pub pos: i64,
+    /// `flags`: `f_flags`, plus `O_CLOEXEC` for a close-on-exec fd.
+    pub flags: u32,
+    /// `eventfd-count`, for an eventfd.
+    pub eventfd_count: Option<u64>,
+    /// `eventfd-semaphore`, for an eventfd on a kernel that prints it.
+    pub eventfd_semaphore: Option<bool>,
+}
+
+impl CommonFdinfo {
+    /// Reads the first of each key in `text` (read from `path`, which
+    /// errors name); other keys are ignored. A missing `pos` or `flags`,
+    /// or a bad value, is an error.
+    pub fn parse(path: &Path, text: &[u8]) -> Result<CommonFdinfo, ProcfsError> {
+        let mut pos = None;
+        let mut flags = None;
+        let mut eventfd_count = None;
+        let mut eventfd_semaphore = None;
+        for (line, entry) in lines(text) {
+            let Line::Field { key, value } = entry else {
+                continue;
+            };
+            match key {
+                b"pos" if pos.is_none() => pos = Some(parse_number(path, line, "pos", value, 10)?),
+                b"flags" if flags.is_none() => {
+                    flags = Some(parse_number(path, line, "flags", value, 8)?);
+                }
+                b"eventfd-count" if eventfd_count.is_none() => {
+                    eventfd_count = Some(parse_number(path, line, "eventfd-count", value, 16)?);
+                }
+                b"eventfd-semaphore" if eventfd_semaphore.is_none() => {
+                    eventfd_semaphore = Some(match value {
+                        b"0" => false,
+                        b"1" => true,
+                        _ => return Err(bad_value(path, line, "eventfd-semaphore", value)),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(CommonFdinfo {
+            pos: pos.ok_or_else(|| missing(path, "pos"))?,
+            flags: flags.ok_or_else(|| missing(path, "flags"))?,
+            eventfd_count,
+            eventfd_semaphore,
+        })
+    }
+}
+
 /// The `UserFiles:` rows of a ring's fdinfo: slot → path, unescaped. Rows
 /// whose slot is not a number are skipped; the kernel prints rows only
 /// when it gets the ring's lock at once, so a slot without a row may be

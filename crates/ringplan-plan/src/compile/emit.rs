@@ -255,6 +255,7 @@ fn file_op(file: &File) -> Op {
                 flags: rules::reopen_flags(flags),
                 pos,
                 file_type: Some(file.file_type),
+                identity: file.identity,
             });
         }
         (None, _, _, _) => ExternalReason::NoPath,

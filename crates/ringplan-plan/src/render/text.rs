@@ -141,8 +141,11 @@ fn describe_step(index: usize, step: &Step) -> String {
             let file_type = open
                 .file_type
                 .map_or_else(String::new, |file_type| format!(" ({})", file_type.name()));
+            let identity = open
+                .identity
+                .map_or_else(String::new, |identity| format!(" [{identity}]"));
             format!(
-                "{op}{object}: open {:?}{file_type} flags {:#o}, seek to {} -> h{index}",
+                "{op}{object}: open {:?}{file_type}{identity} flags {:#o}, seek to {} -> h{index}",
                 open.path, open.flags, open.pos
             )
         }

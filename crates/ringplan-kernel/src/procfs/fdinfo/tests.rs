@@ -331,3 +331,34 @@ fn this_process_eventfd_reads_and_parses() {
         .expect_err("no such fd")
         .is_not_found());
 }
+
+/// The common reader takes 6.18's eventfd, 6.1's (no
+/// `eventfd-semaphore`) and any file's fdinfo.
+#[test]
+fn common_fdinfo_reads_every_kernel() {
+    let path = Path::new("/proc/1/fdinfo/7");
+    let text_618 = "pos:\t0\nflags:\t04002\nmnt_id:\t16\nino:\t1057\neventfd-count:               2a\neventfd-id: 3\neventfd-semaphore: 1\n";
+    let info = CommonFdinfo::parse(path, text_618.as_bytes()).expect("6.18");
+    assert_eq!(info.pos, 0);
+    assert_eq!(info.flags, 0o4002);
+    assert_eq!(info.eventfd_count, Some(42));
+    assert_eq!(info.eventfd_semaphore, Some(true));
+    let text_61 = "pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\neventfd-count:                0\n";
+    let info = CommonFdinfo::parse(path, text_61.as_bytes()).expect("6.1");
+    assert_eq!(info.eventfd_count, Some(0));
+    assert_eq!(info.eventfd_semaphore, None);
+    let file = "pos:\t4096\nflags:\t0100002\nmnt_id:\t30\nino:\t77\n";
+    let info = CommonFdinfo::parse(path, file.as_bytes()).expect("a file");
+    assert_eq!(
+        (info.pos, info.flags, info.eventfd_count),
+        (4096, 0o100002, None)
+    );
+    assert!(
+        CommonFdinfo::parse(path, b"flags:\t02\n").is_err(),
+        "pos missing"
+    );
+    assert!(
+        CommonFdinfo::parse(path, b"pos:\tx\nflags:\t02\n").is_err(),
+        "bad pos"
+    );
+}

@@ -14,20 +14,37 @@
 //! the holder's last fd to it closes, so a holder that dies (SIGKILL
 //! included) lets the next one in; the freeze watchdog inherits the fd
 //! and keeps the lock until it has let the process go.
+//!
+//! A holder may hand its lock to the command it runs (`plan freeze --pid P
+//! -- plan exec IMAGE --pid P`): [`HoldLock::delegate`] gives an inheritable
+//! fd of the lock's open file and an environment entry
+//! ([`DELEGATE_ENV`]) naming it; a ringplan command started with both, for
+//! the same process, shares the holder's lock instead of waiting for it
+//! (an `flock` belongs to the open file, which both then hold). It finds
+//! the process as the holder left it (stopped) and leaves it so.
+//!
+//! It lives here, below both `ringplan-dump` (`--freeze`, `plan freeze`)
+//! and `ringplan-exec` (`plan exec --pid`), so that every command that
+//! stops a process takes the same lock.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ringplan_kernel::procfs::{stat, Process};
+use crate::procfs::{stat, Process};
 use rustix::fs::FlockOperation;
 use rustix::io::Errno;
 
 /// How long a second holder waits for the first before it refuses.
 pub const HOLD_WAIT: Duration = Duration::from_secs(10);
+
+/// The environment variable through which a holder hands its lock to the
+/// command it runs: `NAME:FD`, the lock file's name (`PID.START_TIME`) and
+/// an fd of it the command inherited.
+pub const DELEGATE_ENV: &str = "RINGPLAN_HOLD_LOCK";
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +79,9 @@ pub enum HoldLockError {
 #[derive(Debug)]
 pub struct HoldLock {
     file: File,
+    /// Handed down by the holder that started this command
+    /// ([`DELEGATE_ENV`]): the holder's lock, shared.
+    delegated: bool,
 }
 
 impl HoldLock {
@@ -79,6 +99,12 @@ impl HoldLock {
             path: path.clone(),
             cause,
         };
+        if let Some(file) = handed_down(&path, std::env::var(DELEGATE_ENV).ok()) {
+            return Ok(HoldLock {
+                file,
+                delegated: true,
+            });
+        }
         make_shared_dir(&dir).map_err(io)?;
         let mut file = File::options()
             .read(true)
@@ -121,7 +147,36 @@ impl HoldLock {
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(me.as_bytes()));
         said.map_err(io)?;
-        Ok(HoldLock { file })
+        Ok(HoldLock {
+            file,
+            delegated: false,
+        })
+    }
+
+    /// Whether this is a holder's lock handed down to this command
+    /// ([`DELEGATE_ENV`]) rather than one it took.
+    pub fn is_delegated(&self) -> bool {
+        self.delegated
+    }
+
+    /// Hands the lock to a command about to be started: an fd of the
+    /// lock's open file without close-on-exec, and the value of
+    /// [`DELEGATE_ENV`] naming it. Start the command with both, then drop
+    /// the fd (the command keeps its copy; the lock stays this holder's).
+    pub fn delegate(&self) -> std::io::Result<(std::os::fd::OwnedFd, String)> {
+        let inheritable = rustix::io::dup(self.file.as_fd())?;
+        let name = self.path_name()?;
+        let value = format!("{name}:{}", inheritable.as_raw_fd());
+        Ok((inheritable, value))
+    }
+
+    /// The lock file's name (`PID.START_TIME`), from its fd.
+    fn path_name(&self) -> std::io::Result<String> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", self.file.as_raw_fd()))?;
+        link.file_name()
+            .and_then(|name| name.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| std::io::Error::other("the lock file has no name"))
     }
 
     /// The lock's file, for a process that must keep holding it (the
@@ -129,6 +184,38 @@ impl HoldLock {
     pub fn file(&self) -> &File {
         &self.file
     }
+}
+
+/// The holder's lock of `path`, when this command was started with it
+/// (`value`, that of [`DELEGATE_ENV`], naming `path`'s file and an inherited fd that is that
+/// file, whose lock it then holds at once): a close-on-exec copy of that
+/// fd. Anything else (no variable, another process's lock, an fd that is
+/// not the lock file) is ignored, and the lock is taken as usual.
+fn handed_down(path: &Path, value: Option<String>) -> Option<File> {
+    let value = value?;
+    let (name, fd) = value.rsplit_once(':')?;
+    if path.file_name()?.to_str()? != name {
+        return None;
+    }
+    let fd: std::os::fd::RawFd = fd.parse().ok()?;
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the fd is only borrowed for the duration of the calls below,
+    // and only if fcntl says it is open; it was inherited for this purpose
+    // and stays open (this command never closes it).
+    let inherited = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_getfd(inherited).ok()?;
+    let held = rustix::fs::fstat(inherited).ok()?;
+    let named = rustix::fs::stat(path).ok()?;
+    if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino) {
+        return None;
+    }
+    // The same open file as the holder's: its lock is already held by it,
+    // so this succeeds at once (and would fail if it were anyone else's).
+    rustix::fs::flock(inherited, FlockOperation::NonBlockingLockExclusive).ok()?;
+    let copy = rustix::io::fcntl_dupfd_cloexec(inherited, 0).ok()?;
+    Some(File::from(copy))
 }
 
 /// What the lock file says about its holder.
@@ -167,8 +254,12 @@ fn make_shared_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// The tests take this process's own lock: one at a time.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn a_second_holder_waits_then_refuses_naming_the_first() {
+        let _turn = ONE_AT_A_TIME.lock();
         let pid = std::process::id();
         let first = HoldLock::acquire(pid, Duration::ZERO).expect("the first holder");
         let second = HoldLock::acquire(pid, Duration::from_millis(50));
@@ -180,5 +271,39 @@ mod tests {
         }
         drop(first);
         HoldLock::acquire(pid, Duration::ZERO).expect("free again once the first let go");
+    }
+
+    #[test]
+    fn a_handed_down_lock_is_shared_and_a_stranger_fd_is_not_taken_for_it() {
+        let _turn = ONE_AT_A_TIME.lock();
+        let pid = std::process::id();
+        let holder = HoldLock::acquire(pid, Duration::ZERO).expect("the holder");
+        let (inheritable, value) = holder.delegate().expect("delegating");
+        let start_time = stat::read(Process::Pid(pid))
+            .ok()
+            .and_then(|line| line.start_time)
+            .expect("start time");
+        let path = lock_dir().join(format!("{pid}.{start_time}"));
+        assert!(
+            value.starts_with(&format!("{pid}.{start_time}:")),
+            "{value}"
+        );
+        // As the started command would see it.
+        let shared = handed_down(&path, Some(value)).expect("the holder's lock, shared");
+        drop(shared);
+        // Another file at the fd the variable names is not the lock, nor
+        // is the lock of another process.
+        let stranger = File::open("/dev/null").expect("/dev/null");
+        let wrong_fd = format!("{pid}.{start_time}:{}", stranger.as_raw_fd());
+        assert!(handed_down(&path, Some(wrong_fd)).is_none());
+        let wrong_name = format!("1.1:{}", inheritable.as_raw_fd());
+        assert!(handed_down(&path, Some(wrong_name)).is_none());
+        drop(inheritable);
+        // The holder still holds it.
+        assert!(matches!(
+            HoldLock::acquire(pid, Duration::ZERO),
+            Err(HoldLockError::HeldByAnother { .. })
+        ));
+        drop(holder);
     }
 }
