@@ -41,6 +41,7 @@ pub mod fdinfo;
 pub mod fdinfo_format;
 pub mod freeze;
 pub mod hold_lock;
+pub mod in_flight;
 pub mod maps;
 pub mod raw;
 pub mod ring_memory;
@@ -52,6 +53,7 @@ pub use assemble::{AssembleError, Selection};
 pub use bpf::{BpfDumper, BpfError};
 pub use fdinfo::FdinfoError;
 pub use freeze::{FreezeError, FreezeMethod, Frozen, HeldBy};
+pub use in_flight::RingInFlight;
 pub use maps::MapsError;
 pub use target::{Target, TargetError};
 
@@ -174,7 +176,11 @@ impl Dumper {
     /// exit during it, and (BPF) its fd table was the same before and after
     /// the rings were read. A read that saw the target change is retried,
     /// up to [`READ_ATTEMPTS`] reads in all.
-    fn read_consistent(&mut self, target: &Target, recheck: Recheck) -> Result<Read, DumpError> {
+    pub(crate) fn read_consistent(
+        &mut self,
+        target: &Target,
+        recheck: Recheck,
+    ) -> Result<Read, DumpError> {
         let pid = target.pid();
         let mut last_change = String::new();
         for _ in 0..READ_ATTEMPTS {
@@ -273,7 +279,7 @@ pub const READ_ATTEMPTS: u32 = 3;
 /// rings, to see that it did not change meanwhile (about 0.6 us per fd).
 /// A frozen target cannot change, so a frozen read does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Recheck {
+pub(crate) enum Recheck {
     FdTable,
     None,
 }
