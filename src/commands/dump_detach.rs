@@ -88,7 +88,7 @@ pub fn run(request: DetachRequest<'_>) -> Result<(), CliError> {
         Err(message) => return Err(untouched(remote, frozen, message)),
     };
     timings.drain = draining.elapsed();
-    if let Some(refusal) = refusal(&rings, request.drain_timeout) {
+    if let Some(refusal) = refusal(&rings, timings.drain) {
         return Err(untouched(
             remote,
             frozen,
@@ -140,17 +140,22 @@ pub fn run(request: DetachRequest<'_>) -> Result<(), CliError> {
     detached.map_err(|error| after_image(with_sources(&error)))?;
     let stopped_for = left.map_err(|error| after_image(with_sources(&error)))?;
 
+    if !taken.io_workers_left.is_empty() {
+        eprintln!(
+            "plan: warning: pid {pid} keeps io-wq workers after its rings are gone: {}; this kernel keeps a \
+             thread's last worker until the thread exits, and a process dumper that cannot handle io threads \
+             (CRIU) cannot dump it",
+            taken.io_workers_left.join(", ")
+        );
+    }
     eprintln!(
         "plan: pid {pid} detached: closed ring fds {:?}, unmapped {} ring region(s), cleared the registered \
-         ring fd slots of {} thread(s); io threads before: {}, none after; left stopped (SIGSTOP)",
+         ring fd slots of {} thread(s); io threads before: {}, after: {}; left stopped (SIGSTOP)",
         taken.closed_fds,
         taken.unmapped.len(),
         taken.threads_unregistered,
-        if taken.io_threads_before.is_empty() {
-            "none".to_owned()
-        } else {
-            taken.io_threads_before.join(", ")
-        }
+        listed(&taken.io_threads_before),
+        listed(&taken.io_workers_left),
     );
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
     eprintln!(
@@ -167,6 +172,15 @@ pub fn run(request: DetachRequest<'_>) -> Result<(), CliError> {
         ms(timings.detach),
     );
     Ok(())
+}
+
+/// "a, b", or "none".
+fn listed(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// Measures the requests in flight until none is, or `timeout` passes;
@@ -187,7 +201,9 @@ fn drain(
             .in_flight(target)
             .map_err(|error| with_sources(&error))?;
         let busy = rings.iter().any(|ring| !ring.is_quiescent());
-        if !busy || Instant::now() >= deadline {
+        // A count this kernel cannot give does not come later.
+        let countable = rings.iter().all(|ring| ring.count.is_ok());
+        if !busy || !countable || Instant::now() >= deadline {
             return Ok(rings);
         }
         for ring in &rings {
@@ -202,7 +218,7 @@ fn drain(
 
 /// Why the rings cannot be taken out after the drain, naming what is in
 /// flight; `None` when nothing is.
-fn refusal(rings: &[RingInFlight], timeout: Duration) -> Option<String> {
+fn refusal(rings: &[RingInFlight], drained_for: Duration) -> Option<String> {
     let busy: Vec<String> = rings
         .iter()
         .filter(|ring| !ring.is_quiescent())
@@ -211,7 +227,7 @@ fn refusal(rings: &[RingInFlight], timeout: Duration) -> Option<String> {
     (!busy.is_empty()).then(|| {
         format!(
             "requests still in flight after draining for {:.1} s, which taking the rings out would drop: {}",
-            timeout.as_secs_f64(),
+            drained_for.as_secs_f64(),
             busy.join("; ")
         )
     })

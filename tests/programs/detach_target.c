@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -50,7 +51,6 @@ static void die(const char *what, int err)
 static struct io_uring plain, sqpoll, owned;
 static int pipe_a[2], pipe_b[2], owner_cmd[2], owner_done[2];
 static pid_t owner_tid;
-static char buffers[2][4096];
 static char read_bytes[64];
 
 static void submit_or_die(struct io_uring *ring)
@@ -134,7 +134,12 @@ int main(void)
 	if ((ret = io_uring_register_files(&plain, files, 2)) < 0)
 		die("register files", ret);
 	close(tmp);
-	struct iovec iov[2] = {{buffers[0], 4096}, {buffers[1], 4096}};
+	// Anonymous memory: 6.1 refuses buffers in file-backed mappings, and
+	// a static array may share a page with the binary's .data.
+	char *buffers = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (buffers == MAP_FAILED)
+		die("mmap buffers", errno);
+	struct iovec iov[2] = {{buffers, 4096}, {buffers + 4096, 4096}};
 	if ((ret = io_uring_register_buffers(&plain, iov, 2)) < 0)
 		die("register buffers", ret);
 	if ((ret = io_uring_register_ring_fd(&plain)) < 0)

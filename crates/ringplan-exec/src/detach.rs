@@ -15,6 +15,8 @@
 //!   and stays); then a wait until the kernel has let the rings go: no SQ
 //!   thread (`iou-sqp-*`) and no io-wq worker (`iou-wrk-*`) left in
 //!   `/proc/PID/task`, since a process dumper cannot handle io threads.
+//!   (6.1 keeps a thread's last io-wq worker until the thread exits: those
+//!   are reported in [`TakenOut::io_workers_left`], not waited for.)
 //!   The wait makes every held thread run its task work now and then
 //!   (the last `close` of a file is finished as task work of the closing
 //!   thread, and the kernel's ring teardown waits for a task work item in
@@ -36,9 +38,17 @@ use rustix::io::Errno;
 
 use crate::remote::{RemoteError, RemoteProcess};
 
-/// How long [`take_rings_out`] waits for the kernel to end a process's io
+/// How long [`take_rings_out`] waits for the kernel to end a process's SQ
 /// threads once its rings are gone.
 pub const IO_THREADS_WAIT: Duration = Duration::from_secs(10);
+
+/// How long it waits for io-wq workers. They belong to a thread's io_uring
+/// context, not to a ring: 6.12 and 6.18 end them with the thread's last
+/// ring (measured: within the SQ thread's ~50 ms), but 6.1 keeps each
+/// thread's last worker until the thread exits (`io_wq_worker` exits on
+/// idle only when it is not the last). Past this wait they are reported,
+/// not waited for.
+pub const IO_WORKERS_WAIT: Duration = Duration::from_secs(1);
 
 /// Why the rings could not be drained or taken out.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +71,7 @@ pub enum DetachError {
         call: String,
         errno: Errno,
     },
-    /// The kernel kept io threads after the rings were gone.
+    /// The kernel kept SQ threads after the rings were gone.
     #[error(
         "pid {pid} still has io threads {} s after its rings were taken out: {threads}",
         waited.as_secs()
@@ -87,6 +97,9 @@ pub struct TakenOut {
     pub io_threads_before: Vec<String>,
     /// Running the syscalls.
     pub syscalls: Duration,
+    /// io-wq workers still there when the wait ended (a kernel that keeps
+    /// them until their thread exits: 6.1), as "TID (comm)".
+    pub io_workers_left: Vec<String>,
     /// Waiting for the io threads to end.
     pub io_threads_gone_after: Duration,
 }
@@ -237,15 +250,12 @@ pub fn take_rings_out(remote: &mut RemoteProcess) -> Result<TakenOut, DetachErro
     let mut pause = Duration::from_micros(200);
     loop {
         let left = io_threads(pid)?;
-        if left.is_empty() {
+        let sq_threads: Vec<&String> = left.iter().filter(|thread| is_sq_thread(thread)).collect();
+        let workers_waited = waiting.elapsed() >= IO_WORKERS_WAIT;
+        if left.is_empty() || (sq_threads.is_empty() && workers_waited) {
+            taken.io_workers_left = left;
             break;
         }
-        // The kernel's teardown of a ring waits for every thread that
-        // used it to run a task work item (io_ring_exit_work queues one
-        // per task and waits), and the last close of a file runs as task
-        // work of the closing thread: a held thread runs its task work
-        // only on the way out of a syscall.
-        run_threads_task_work(remote)?;
         if waiting.elapsed() >= IO_THREADS_WAIT {
             return Err(DetachError::IoThreadsRemain {
                 pid,
@@ -253,11 +263,25 @@ pub fn take_rings_out(remote: &mut RemoteProcess) -> Result<TakenOut, DetachErro
                 waited: waiting.elapsed(),
             });
         }
+        // The kernel's teardown of a ring waits for every thread that
+        // used it to run a task work item (io_ring_exit_work queues one
+        // per task and waits), and the last close of a file runs as task
+        // work of the closing thread: a held thread runs its task work
+        // only on the way out of a syscall.
+        run_threads_task_work(remote)?;
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }
     taken.io_threads_gone_after = waiting.elapsed();
     Ok(taken)
+}
+
+/// Whether an entry of [`io_threads`] is an SQ thread.
+fn is_sq_thread(entry: &str) -> bool {
+    entry.contains(&format!(
+        "({}",
+        String::from_utf8_lossy(SQ_THREAD_COMM_PREFIX)
+    ))
 }
 
 /// The fds of `pid` that hold a ring, ascending.

@@ -866,6 +866,76 @@ mod tests {
     }
 
     #[test]
+    fn requests_in_flight_follow_the_kernels_counters() {
+        let header = |in_flight, positions, overflow_listed| RingRecord {
+            ctx: 1,
+            sq_data: 0,
+            eventfd_ctx: 0,
+            eventfd_count: 0,
+            inode_number: 0,
+            fd: 3,
+            flags: 0,
+            sq_entries: 8,
+            cq_entries: 16,
+            sq_thread_idle_jiffies: 0,
+            sq_cpu: 0,
+            eventfd_async: false,
+            eventfd_flags: 0,
+            file_slots: 0,
+            buffer_slots: 0,
+            layout: Layout::FixedFiles,
+            status: ChunkStatus::Ok,
+            positions,
+            owner_tid: Known::Unknown,
+            overflow_listed,
+            rings_page: 0,
+            sqes_page: 0,
+            page_struct_size: 0,
+            in_flight,
+            pending_listed: None,
+        };
+        // 6.16+: allocated less the free cache.
+        let allocated = InFlightCounters::Allocated {
+            allocated: 16,
+            free_cached: 13,
+        };
+        assert_eq!(in_flight_count(&header(allocated, None, None)), Ok(3));
+        let moved = InFlightCounters::Allocated {
+            allocated: 8,
+            free_cached: 9,
+        };
+        assert!(in_flight_count(&header(moved, None, None)).is_err());
+        // Before: 10 consumed from the SQ, one extra CQE (multishot), 6
+        // CQEs posted and 2 on the overflow list: 10 + 1 - 6 - 2 = 3,
+        // across the u32 wrap as well.
+        let drain = |cq_extra, drain_disabled| InFlightCounters::DrainSequence {
+            cq_extra,
+            drain_disabled,
+        };
+        for base in [0u32, u32::MAX - 4] {
+            let positions = RingPositions {
+                cached_sq_head: base.wrapping_add(10),
+                cached_cq_tail: base.wrapping_add(6),
+                ..RingPositions::default()
+            };
+            assert_eq!(
+                in_flight_count(&header(drain(1, false), Some(positions), Some(2))),
+                Ok(3)
+            );
+            // A dropped SQE takes one off cq_extra: 10 - 1 - 6 - 2 = 1.
+            assert_eq!(
+                in_flight_count(&header(drain(u32::MAX, false), Some(positions), Some(2))),
+                Ok(1)
+            );
+            // After IOSQE_CQE_SKIP_SUCCESS the kernel counts nothing.
+            assert!(in_flight_count(&header(drain(1, true), Some(positions), Some(2))).is_err());
+            // An overflow list too long to walk leaves it unknown.
+            assert!(in_flight_count(&header(drain(1, false), Some(positions), None)).is_err());
+        }
+        assert!(in_flight_count(&header(InFlightCounters::Unknown, None, None)).is_err());
+    }
+
+    #[test]
     fn chunks_cover_tables_exactly() {
         let header = RingRecord {
             ctx: 1,
