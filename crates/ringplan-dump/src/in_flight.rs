@@ -68,7 +68,8 @@ impl std::fmt::Display for RingInFlight {
             if unnamed > 0 {
                 write!(
                     f,
-                    "; {unnamed} not named (running in io-wq workers, or futex/waitid waits)"
+                    "; {unnamed} not named (in neither the poll nor the timeout tables: running in io-wq \
+                     workers, or a wait the dumper does not list)"
                 )?;
             }
         }

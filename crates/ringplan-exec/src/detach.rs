@@ -27,13 +27,14 @@ use std::time::{Duration, Instant};
 
 use ringplan_kernel::abi::continuity::IORING_ENTER_GETEVENTS;
 use ringplan_kernel::abi::detach::{
-    IORING_UNREGISTER_RING_FDS, IO_WORKER_COMM_PREFIX, REGISTERED_RING_FD_SLOTS, RSRC_UPDATE_SIZE,
-    SQ_THREAD_COMM_PREFIX,
+    IORING_UNREGISTER_RING_FDS, REGISTERED_RING_FD_SLOTS, RSRC_UPDATE_SIZE,
 };
+use ringplan_kernel::abi::ptrace::PF_IO_WORKER;
 use ringplan_kernel::abi::RING_FILE_PATH;
 use ringplan_kernel::procfs::fd::{FdKind, ProcessFds};
 use ringplan_kernel::procfs::maps::{self, MapsEntry};
-use ringplan_kernel::procfs::{task, Process, ProcfsError};
+use ringplan_kernel::procfs::task::SQ_THREAD_NAME_PREFIX;
+use ringplan_kernel::procfs::{stat, task, Process, ProcfsError};
 use rustix::io::Errno;
 
 use crate::remote::{RemoteError, RemoteProcess};
@@ -280,7 +281,7 @@ pub fn take_rings_out(remote: &mut RemoteProcess) -> Result<TakenOut, DetachErro
 fn is_sq_thread(entry: &str) -> bool {
     entry.contains(&format!(
         "({}",
-        String::from_utf8_lossy(SQ_THREAD_COMM_PREFIX)
+        String::from_utf8_lossy(SQ_THREAD_NAME_PREFIX)
     ))
 }
 
@@ -303,8 +304,9 @@ pub fn ring_fds(pid: u32) -> Result<Vec<i32>, DetachError> {
     Ok(rings)
 }
 
-/// The io threads of `pid` (SQ threads and io-wq workers), as
-/// "TID (comm)".
+/// The io threads of `pid` (SQ threads and io-wq workers: `PF_IO_WORKER`
+/// in their stat flags; a name is taken only once the thread first runs),
+/// as "TID (comm)".
 pub fn io_threads(pid: u32) -> Result<Vec<String>, DetachError> {
     let process = Process::Pid(pid);
     let tids = task::ids(process).map_err(|source| DetachError::Procfs {
@@ -315,10 +317,15 @@ pub fn io_threads(pid: u32) -> Result<Vec<String>, DetachError> {
     Ok(tids
         .into_iter()
         .filter_map(|tid| {
-            let comm = task::comm(process, tid).ok()?;
-            let io =
-                comm.starts_with(SQ_THREAD_COMM_PREFIX) || comm.starts_with(IO_WORKER_COMM_PREFIX);
-            io.then(|| format!("{tid} ({})", String::from_utf8_lossy(&comm).trim_end()))
+            let flags = stat::read_task(process, tid).ok()?.flags?;
+            if flags & PF_IO_WORKER == 0 {
+                return None;
+            }
+            let comm = task::comm(process, tid).unwrap_or_default();
+            Some(format!(
+                "{tid} ({})",
+                String::from_utf8_lossy(&comm).trim_end()
+            ))
         })
         .collect())
 }

@@ -396,10 +396,6 @@ pub mod detach {
     /// `sizeof(struct io_uring_rsrc_update)`: `{ u32 offset; u32 resv;
     /// u64 data; }`, the argument array of `IORING_UNREGISTER_RING_FDS`.
     pub const RSRC_UPDATE_SIZE: usize = 16;
-    /// The thread names of io threads (`comm`): a ring's SQ thread and an
-    /// io-wq worker.
-    pub const SQ_THREAD_COMM_PREFIX: &[u8] = b"iou-sqp-";
-    pub const IO_WORKER_COMM_PREFIX: &[u8] = b"iou-wrk-";
 
     /// The uapi's name of an `IORING_OP_*` opcode (`enum io_uring_op`,
     /// in order), without its prefix; `None` past the last one known.
