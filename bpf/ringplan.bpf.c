@@ -68,6 +68,9 @@ char LICENSE[] SEC("license") = "GPL";
  * skeleton's .bss. */
 __u64 ring_fops = 0;
 __u64 eventfd_fops = 0;
+/* Always 0. A .bss value is unknown to the verifier, unlike a literal: see
+ * walk_hash_table. */
+__u32 opaque_zero = 0;
 /* Set by the dumper for its second look at the target's fd table, which
  * only compares each fd's file: pass A then skips d_path and eventfds. */
 __u32 identities_only = 0;
@@ -455,10 +458,8 @@ static __always_inline void write_pending_request(struct pending_loop *loop, __u
 /* One step over a cancel hash table: the next request of the current
  * bucket, or the next bucket's first. Read without the kernel's locks:
  * only a stopped target's tables hold still. */
-static long write_hashed_request(__u32 step, void *data)
+static __always_inline long hashed_request_step(struct pending_loop *loop)
 {
-	struct pending_loop *loop = data;
-
 	if (loop->index >= RP_MAX_PENDING_REQUESTS)
 		return 1;
 	if (!loop->node) {
@@ -481,10 +482,8 @@ static long write_hashed_request(__u32 step, void *data)
 
 /* One step over a timeout list: a struct io_timeout's list member, the
  * io_timeout at the start of its io_kiocb (where file is). */
-static long write_listed_timeout(__u32 step, void *data)
+static __always_inline long listed_timeout_step(struct pending_loop *loop)
 {
-	struct pending_loop *loop = data;
-
 	if (!loop->node || loop->node == loop->head) {
 		loop->ended = loop->node == loop->head;
 		return 1;
@@ -498,30 +497,60 @@ static long write_listed_timeout(__u32 step, void *data)
 	return 0;
 }
 
-static __always_inline bool walk_hash_table(struct pending_loop *loop, struct io_hash_table *table)
+/* One callback per bpf_loop call site, each verified with the state of
+ * its own first call (see walk_hash_table). */
+static long write_hashed_request(__u32 step, void *data)
+{
+	return hashed_request_step(data);
+}
+
+static long write_locked_hashed_request(__u32 step, void *data)
+{
+	return hashed_request_step(data);
+}
+
+static long write_listed_timeout(__u32 step, void *data)
+{
+	return listed_timeout_step(data);
+}
+
+static long write_listed_linked_timeout(__u32 step, void *data)
+{
+	return listed_timeout_step(data);
+}
+
+static __always_inline bool walk_hash_table(struct pending_loop *loop, struct io_hash_table *table,
+					    long (*step)(__u32, void *))
 {
 	__u32 bits = BPF_CORE_READ(table, hash_bits);
 	loop->buckets = (__u64)BPF_CORE_READ(table, hbs);
 	loop->bucket_size = bpf_core_type_size(struct io_hash_bucket);
 	loop->bucket_count = bits < 9 ? 1U << bits : RP_MAX_HASH_BUCKETS;
-	loop->bucket = 0;
-	loop->node = 0;
 	loop->where = RP_PENDING_POLL;
 	loop->ended = false;
 	if (!loop->buckets)
 		return true;
-	bpf_loop(RP_MAX_HASH_BUCKETS + RP_MAX_PENDING_REQUESTS + 1, write_hashed_request, loop, 0);
+	/* Start at the first bucket's first request, read here rather than
+	 * found by the callback: a verifier that checks a bpf_loop callback
+	 * once, with the state of the first call (before 6.8; measured on
+	 * 6.1), would see a constant 0 in loop->node, take the branch that
+	 * writes a request for dead code and drop it (nothing was listed). */
+	struct hlist_head *first_bucket =
+		(void *)(loop->buckets + bpf_core_field_offset(struct io_hash_bucket, list));
+	loop->node = (__u64)BPF_CORE_READ(first_bucket, first);
+	loop->bucket = 1;
+	bpf_loop(RP_MAX_HASH_BUCKETS + RP_MAX_PENDING_REQUESTS + 1, step, loop, 0);
 	return loop->ended;
 }
 
 static __always_inline bool walk_timeout_list(struct pending_loop *loop, struct list_head *list,
-					      __u32 where)
+					      __u32 where, long (*step)(__u32, void *))
 {
 	loop->head = (__u64)list;
 	loop->node = (__u64)BPF_CORE_READ(list, next);
 	loop->where = where;
 	loop->ended = false;
-	bpf_loop(RP_MAX_PENDING_REQUESTS + 1, write_listed_timeout, loop, 0);
+	bpf_loop(RP_MAX_PENDING_REQUESTS + 1, step, loop, 0);
 	return loop->ended;
 }
 
@@ -535,17 +564,23 @@ static __always_inline void write_pending_requests(struct seq_file *seq, struct 
 	struct pending_loop loop = {
 		.seq = seq,
 		.ctx = (__u64)ring,
+		/* Not a constant 0 to the verifier (see walk_hash_table), so
+		 * that the callbacks' limit check is not dropped as dead. */
+		.index = opaque_zero,
 	};
 	bool whole = true;
 
 	if (!bpf_core_field_exists(ring->cancel_table) || !bpf_core_field_exists(ring->timeout_list) ||
 	    !bpf_core_field_exists(ring->ltimeout_list))
 		return;
-	whole &= walk_hash_table(&loop, &ring->cancel_table);
+	whole &= walk_hash_table(&loop, &ring->cancel_table, write_hashed_request);
 	if (bpf_core_field_exists(ring->cancel_table_locked))
-		whole &= walk_hash_table(&loop, &ring->cancel_table_locked);
-	whole &= walk_timeout_list(&loop, &ring->timeout_list, RP_PENDING_TIMEOUT);
-	whole &= walk_timeout_list(&loop, &ring->ltimeout_list, RP_PENDING_LINKED_TIMEOUT);
+		whole &= walk_hash_table(&loop, &ring->cancel_table_locked,
+					 write_locked_hashed_request);
+	whole &= walk_timeout_list(&loop, &ring->timeout_list, RP_PENDING_TIMEOUT,
+				   write_listed_timeout);
+	whole &= walk_timeout_list(&loop, &ring->ltimeout_list, RP_PENDING_LINKED_TIMEOUT,
+				   write_listed_linked_timeout);
 	rec->pending_listed = loop.index;
 	if (whole)
 		rec->state_known |= RP_STATE_PENDING;

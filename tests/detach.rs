@@ -131,18 +131,14 @@ fn wait_for_count(
     }
 }
 
-/// The reads on a pipe of `ring` are named as `poll_armed` (6.12, 6.18).
-/// On 6.1 the dumper finds no poll-armed request in the ring's cancel hash
-/// tables (docs/kernels.md: a known gap, not understood yet): there the
-/// reads are counted and said to be not named.
+/// The reads on a pipe of `ring` are named, as armed for poll.
 fn expect_reads_named(ring: &RingInFlight, poll_armed: Vec<(u8, u64, PendingKind)>) {
-    let listed = named(ring);
-    if listed.is_empty() && !kernel_at_least(6, 12) {
-        assert!(ring.to_string().contains("not named"), "{ring}");
-    } else {
-        assert_eq!(listed, poll_armed, "reads on an empty pipe wait poll-armed");
-        assert!(ring.to_string().contains("(poll-armed)"), "{ring}");
-    }
+    assert_eq!(
+        named(ring),
+        poll_armed,
+        "reads on an empty pipe wait poll-armed"
+    );
+    assert!(ring.to_string().contains("(poll-armed)"), "{ring}");
 }
 
 /// Whether this kernel is at least `major.minor`.
@@ -192,9 +188,8 @@ fn requests_in_flight_are_counted_and_named() {
         listed.contains(&(TIMEOUT, 0x200, PendingKind::Timeout)),
         "{listed:?}"
     );
-    // 6.1: no poll-armed request is found (see expect_reads_named).
     assert!(
-        listed.contains(&(POLL_ADD, 0x300, PendingKind::Poll)) || !kernel_at_least(6, 12),
+        listed.contains(&(POLL_ADD, 0x300, PendingKind::Poll)),
         "{listed:?}"
     );
 
@@ -392,8 +387,7 @@ fn requests_that_never_complete_are_named_and_the_process_keeps_running() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("READ user_data 0x100 (poll-armed)")
-            || (!kernel_at_least(6, 12) && stderr.contains("1 not named")),
+        stderr.contains("READ user_data 0x100 (poll-armed)"),
         "{stderr}"
     );
     assert!(
