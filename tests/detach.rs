@@ -6,7 +6,8 @@
 //! ring mapping or io thread and stopped after a detach, the image's ring
 //! state, and a refusal (requests that never complete) that names them
 //! and leaves the process running (or stopped, as found), within
-//! `--drain-timeout`.
+//! `--drain-timeout`; CRIU dumps a detached process; a detach waits for
+//! another holder of the process.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -446,4 +447,104 @@ fn requests_that_never_complete_are_named_and_the_process_keeps_running() {
 fn detach_needs_an_output_file() {
     let output = plan(&["dump", "--pid", "1", "--detach"]);
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// A process dumper can take the process after a detach: CRIU (where
+/// installed and `criu check` passes on this kernel) dumps it, which it
+/// refuses while a ring is mapped ("Unknown shit 600 (anon_inode:[io_uring])").
+#[test]
+fn a_detached_process_is_dumpable_by_criu() {
+    let criu_works = Command::new("criu")
+        .arg("check")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !criu_works {
+        eprintln!("criu is not installed here, or `criu check` fails on this kernel: not tried");
+        return;
+    }
+    let dir = scratch_dir("detach_then_criu");
+    let images = dir.join("criu");
+    let _ = std::fs::remove_dir_all(&images);
+    std::fs::create_dir_all(&images).expect("criu image dir");
+    let mut program = Program::start();
+    assert_eq!(program.ask("owned 2"), "ok");
+    let pid = program.pid.to_string();
+    let image = dir.join("detached.img");
+    let output = plan(&[
+        "dump",
+        "--pid",
+        &pid,
+        "--detach",
+        "-o",
+        image.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // CRIU kills the process once dumped (no --leave-stopped).
+    let criu = Command::new("criu")
+        .args(["dump", "--shell-job", "-t", &pid, "-D"])
+        .arg(&images)
+        .args(["-o", "dump.log"])
+        .output()
+        .expect("running criu");
+    let log = std::fs::read_to_string(images.join("dump.log")).unwrap_or_default();
+    assert!(
+        criu.status.success(),
+        "criu dump failed: {}",
+        log.lines()
+            .filter(|line| line.contains("Error"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(images.join(format!("core-{pid}.img")).exists());
+}
+
+/// The detach holds the process under the same lock as `--freeze` and
+/// `plan freeze`: started while `plan freeze` holds the process, it waits
+/// for it to let go, then detaches (and the freeze's SIGCONT does not undo
+/// the detach's stop).
+#[test]
+fn a_detach_waits_for_another_holder() {
+    let dir = scratch_dir("detach_waits_for_holder");
+    let mut program = Program::start();
+    assert_eq!(program.ask("ping"), "pong");
+    let pid = program.pid.to_string();
+    let mut freeze = Command::new(crate::support::PLAN)
+        .args([
+            "freeze", "--pid", &pid, "--method", "signal", "--", "sleep", "1",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("plan freeze");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while program.state() != b'T' && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(program.state(), b'T', "plan freeze holds it");
+    let started = Instant::now();
+    let image = dir.join("detached.img");
+    let output = plan(&[
+        "dump",
+        "--pid",
+        &pid,
+        "--detach",
+        "-o",
+        image.to_str().expect("utf-8 path"),
+    ]);
+    let took = started.elapsed();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(freeze.wait().expect("plan freeze").success());
+    assert!(
+        took >= Duration::from_millis(500),
+        "it waited for the freeze: {took:?}"
+    );
+    assert_eq!(program.state(), b'T', "left stopped by the detach");
+    assert_eq!(ring_fds(program.pid), Vec::<String>::new());
 }

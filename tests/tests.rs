@@ -21,7 +21,9 @@
 //!   flight counted and named by BPF, every ring taken out (no ring fd,
 //!   mapping or io thread left, stopped), the drained image; requests that
 //!   never complete named, the process left running (or stopped, as found)
-//!   within `--drain-timeout`.
+//!   within `--drain-timeout`; CRIU dumps the detached process (where
+//!   `criu check` passes); a detach waits for `plan freeze` holding the
+//!   process.
 //! - `dump_scenarios`: `plan app` scenarios dumped with each backend and
 //!   checked field by field; the seed image pinned as a snapshot.
 //! - `exec`: `plan exec` round trips (verify, hold + dump + fdinfo),
