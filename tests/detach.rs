@@ -548,3 +548,33 @@ fn a_detach_waits_for_another_holder() {
     assert_eq!(program.state(), b'T', "left stopped by the detach");
     assert_eq!(ring_fds(program.pid), Vec::<String>::new());
 }
+
+/// A failure before the image is on disk (here: its directory does not
+/// exist) leaves the process as it was: running, its rings in place.
+#[test]
+fn an_image_that_cannot_be_written_leaves_the_process_running() {
+    let mut program = Program::start();
+    let pid = program.pid.to_string();
+    let output = plan(&[
+        "dump",
+        "--pid",
+        &pid,
+        "--detach",
+        "-o",
+        "/nonexistent-ringplan-dir/detached.img",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("writing the image to /nonexistent-ringplan-dir/detached.img"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("left as found"), "{stderr}");
+    assert_ne!(program.state(), b'T');
+    assert_eq!(program.ask("ping"), "pong");
+    assert_eq!(ring_fds(program.pid).len(), 3);
+    assert!(
+        !io_threads(program.pid).is_empty(),
+        "the SQ thread is still there"
+    );
+}

@@ -233,15 +233,31 @@ fn refusal(rings: &[RingInFlight], drained_for: Duration) -> Option<String> {
     })
 }
 
-/// Writes `bytes` to `path` and makes them durable: the file fsynced, then
-/// its directory (so that the name survives too).
+/// Writes `bytes` to `path` and makes them durable: written to a
+/// temporary file beside it and fsynced, renamed over `path`, then the
+/// directory fsynced (so that the name survives too). A failure leaves no
+/// partial image at `path`.
 fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the image path names no file"))?;
+    let mut temporary_name = std::ffi::OsString::from(".");
+    temporary_name.push(name);
+    temporary_name.push(format!(".{}.partial", std::process::id()));
+    let temporary = dir.join(temporary_name);
+    let written = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written?;
     std::fs::File::open(dir)?.sync_all()
 }
