@@ -219,16 +219,25 @@ fn drain(
 /// Why the rings cannot be taken out after the drain, naming what is in
 /// flight; `None` when nothing is.
 fn refusal(rings: &[RingInFlight], drained_for: Duration) -> Option<String> {
-    let busy: Vec<String> = rings
+    let busy: Vec<&RingInFlight> = rings.iter().filter(|ring| !ring.is_quiescent()).collect();
+    if busy.is_empty() {
+        return None;
+    }
+    let described = busy
         .iter()
-        .filter(|ring| !ring.is_quiescent())
         .map(ToString::to_string)
-        .collect();
-    (!busy.is_empty()).then(|| {
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(if busy.iter().all(|ring| ring.count.is_err()) {
         format!(
-            "requests still in flight after draining for {:.1} s, which taking the rings out would drop: {}",
-            drained_for.as_secs_f64(),
-            busy.join("; ")
+            "it cannot be told whether requests are in flight, and taking the rings out would drop any: \
+             {described}"
+        )
+    } else {
+        format!(
+            "requests still in flight after draining for {:.1} s, which taking the rings out would drop: \
+             {described}",
+            drained_for.as_secs_f64()
         )
     })
 }

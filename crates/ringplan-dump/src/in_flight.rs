@@ -41,7 +41,7 @@ impl RingInFlight {
                 .map(describe_request)
                 .collect::<Vec<_>>()
                 .join(", "),
-            Known::Unknown => "more than the dumper lists".to_owned(),
+            Known::Unknown => "not listed".to_owned(),
         }
     }
 }
@@ -56,12 +56,12 @@ impl std::fmt::Display for RingInFlight {
             Ok(count) => write!(f, "{count} request(s) in flight")?,
             Err(why) => write!(f, "requests in flight cannot be counted ({why})")?,
         }
-        let named = match &self.pending {
-            Known::Known(pending) => pending.len(),
-            Known::Unknown => usize::MAX,
-        };
-        if named > 0 {
-            write!(f, "; waiting on their own: {}", self.named_requests())?;
+        match &self.pending {
+            Known::Known(pending) if !pending.is_empty() => {
+                write!(f, "; waiting on their own: {}", self.named_requests())?;
+            }
+            Known::Known(_) => {}
+            Known::Unknown => f.write_str("; the requests waiting on their own were not listed")?,
         }
         if let (Ok(count), Known::Known(pending)) = (&self.count, &self.pending) {
             let unnamed = (*count as usize).saturating_sub(pending.len());
