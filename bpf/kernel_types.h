@@ -195,6 +195,54 @@ struct io_rings {
 	__u32 cq_overflow;
 };
 
+struct hlist_node {
+	struct hlist_node *next;
+};
+
+struct hlist_head {
+	struct hlist_node *first;
+};
+
+/* One bucket of a cancel hash table (6.1 has a spinlock before list):
+ * its size is relocated too (bpf_core_type_size). */
+struct io_hash_bucket {
+	struct hlist_head list;
+};
+
+struct io_hash_table {
+	struct io_hash_bucket *hbs;
+	unsigned int hash_bits;
+};
+
+/* The completion a request will post. */
+struct io_cqe {
+	__u64 user_data;
+};
+
+/* A request: only the offsets of file (where its per-opcode data such as
+ * struct io_timeout begins), hash_node and the fields read are relocated. */
+struct io_kiocb {
+	struct file *file;
+	__u8 opcode;
+	struct io_cqe cqe;
+	struct hlist_node hash_node;
+};
+
+/* A timeout request's data, at the start of its io_kiocb; list links it
+ * into ctx->timeout_list or ctx->ltimeout_list. */
+struct io_timeout {
+	struct list_head list;
+};
+
+struct io_wq_work_node {
+	struct io_wq_work_node *next;
+};
+
+/* 6.16+: free_list is the ctx's cache of free requests. */
+struct io_submit_state {
+	struct io_wq_work_node free_list;
+};
+
 /* Members of both layouts side by side: buf_table is 6.18's, nr_user_files,
  * nr_user_bufs and user_bufs are 6.1. A member the running kernel lacks
  * makes bpf_core_field_exists() false, and the code reading it dead. (One
@@ -224,6 +272,19 @@ struct io_ring_ctx {
 	/* ... and 6.5-6.12 (6.1 has neither: no NO_MMAP) */
 	struct page **ring_pages;
 	struct page **sqe_pages;
+	/* Requests in flight: 6.16+ counts allocated ones (free cache
+	 * included); before, the drain arithmetic uses cq_extra (a bitfield
+	 * drain_disabled says when it cannot). */
+	unsigned int nr_req_allocated;
+	struct io_submit_state submit_state;
+	unsigned int cq_extra;
+	unsigned int drain_disabled : 1;
+	/* Requests that wait on their own: poll-armed ones (6.1 has a
+	 * second table for those armed under the ring lock), timeouts. */
+	struct io_hash_table cancel_table;
+	struct io_hash_table cancel_table_locked;
+	struct list_head timeout_list;
+	struct list_head ltimeout_list;
 };
 
 #pragma clang attribute pop

@@ -5,7 +5,9 @@
  * of the kernel's whole BTF per relocated root type (about 0.5 ms each), so
  * the object relocates only task_struct, files_struct, fdtable, file,
  * inode, eventfd_ctx, io_ring_ctx, io_sq_data, io_ev_fd, io_rsrc_node,
- * io_mapped_ubuf, io_rings, io_overflow_cqe, io_mapped_region and page. (Two objects loaded on two threads were measured slower:
+ * io_mapped_ubuf, io_rings, io_overflow_cqe, io_mapped_region, page, and for
+ * the requests in flight io_kiocb, io_timeout, io_hash_table, io_hash_bucket,
+ * hlist_head, hlist_node, io_wq_work_node and io_submit_state. (Two objects loaded on two threads were measured slower:
  * the second repeats the BTF parse and the types both read, and wins only
  * with an idle second core, which a target's spinning SQPOLL thread may
  * hold.)
@@ -23,8 +25,10 @@
  *
  * - RP_REQUEST_RING: the ring's header, an rp_ring_record (setup
  *   parameters, SQ thread, eventfd, table sizes, layout, inode number,
- *   positions and the SINGLE_ISSUER owner), after one
- *   rp_overflow_cqe_record per CQE of its overflow list;
+ *   positions, the SINGLE_ISSUER owner and the counters of requests in
+ *   flight), after one rp_overflow_cqe_record per CQE of its overflow
+ *   list and one rp_pending_request_record per request waiting on its
+ *   own (poll-armed, timeouts);
  * - RP_REQUEST_CHUNK: an rp_chunk_record and one slot record per occupied
  *   slot of a range of a registered table. Chunking exists because one
  *   iterator object (one fd visit) can write at most 32 KiB: a table of
@@ -64,6 +68,9 @@ char LICENSE[] SEC("license") = "GPL";
  * skeleton's .bss. */
 __u64 ring_fops = 0;
 __u64 eventfd_fops = 0;
+/* Always 0. A .bss value is unknown to the verifier, unlike a literal: see
+ * walk_hash_table. */
+__u32 opaque_zero = 0;
 /* Set by the dumper for its second look at the target's fd table, which
  * only compares each fd's file: pass A then skips d_path and eventfds. */
 __u32 identities_only = 0;
@@ -367,6 +374,218 @@ static __always_inline void write_overflow_list(struct seq_file *seq, struct io_
 		rec->state_known |= RP_STATE_OVERFLOW;
 }
 
+/* Counts the ctx's free request cache (a NULL-terminated singly linked
+ * list), so that the requests in flight are the allocated ones less it. */
+struct free_loop {
+	__u64 node;
+	__u32 count;
+	bool ended;
+};
+
+static long count_free_request(__u32 step, void *data)
+{
+	struct free_loop *loop = data;
+
+	if (!loop->node) {
+		loop->ended = true;
+		return 1;
+	}
+	loop->count++;
+	struct io_wq_work_node *node = (void *)loop->node;
+	loop->node = (__u64)BPF_CORE_READ(node, next);
+	return 0;
+}
+
+/* The counters from which userspace tells how many requests are in
+ * flight: on 6.16+ the allocated requests and the free cache; before, the
+ * inputs of the kernel's drain arithmetic (cq_extra; the positions are
+ * read by read_ring_state). */
+static __always_inline void read_in_flight(struct io_ring_ctx *ring, struct rp_ring_record *rec)
+{
+	if (bpf_core_field_exists(ring->nr_req_allocated) &&
+	    bpf_core_field_exists(ring->submit_state.free_list)) {
+		struct free_loop loop = {
+			.node = (__u64)BPF_CORE_READ(ring, submit_state.free_list.next),
+		};
+		rec->nr_req_allocated = BPF_CORE_READ(ring, nr_req_allocated);
+		bpf_loop(RP_MAX_FREE_CACHED + 1, count_free_request, &loop, 0);
+		rec->free_cached = loop.count;
+		if (loop.ended)
+			rec->state_known |= RP_STATE_ALLOCATED;
+	} else if (bpf_core_field_exists(ring->cq_extra) &&
+		   bpf_core_field_exists(ring->drain_disabled)) {
+		rec->cq_extra = BPF_CORE_READ(ring, cq_extra);
+		rec->drain_disabled = BPF_CORE_READ_BITFIELD_PROBED(ring, drain_disabled);
+		rec->state_known |= RP_STATE_DRAIN_SEQUENCE;
+	}
+}
+
+/* State of the pending-request walks' bpf_loops, on the program's stack:
+ * one index across the tables and lists of a ring. */
+struct pending_loop {
+	struct seq_file *seq;
+	__u64 ctx;
+	/* Hash table walk: the bucket array, its size, the next bucket. */
+	__u64 buckets;
+	__u32 bucket_size;
+	__u32 bucket_count;
+	__u32 bucket;
+	/* The next node to write (hlist_node or list_head), 0: none. */
+	__u64 node;
+	/* List walk: the list head, where the walk ends. */
+	__u64 head;
+	__u32 where;
+	__u32 index;
+	bool ended;
+};
+
+static __always_inline void write_pending_request(struct pending_loop *loop, __u64 request)
+{
+	struct rp_pending_request_record rec = {};
+	struct io_kiocb *req = (void *)request;
+
+	rec.header.kind = RP_RECORD_PENDING_REQUEST;
+	rec.header.size = sizeof(rec);
+	rec.ctx = loop->ctx;
+	rec.user_data = BPF_CORE_READ(req, cqe.user_data);
+	rec.opcode = BPF_CORE_READ(req, opcode);
+	rec.where = loop->where;
+	rec.index = loop->index;
+	bpf_seq_write(loop->seq, &rec, sizeof(rec));
+	loop->index++;
+}
+
+/* One step over a cancel hash table: the next request of the current
+ * bucket, or the next bucket's first. Read without the kernel's locks:
+ * only a stopped target's tables hold still. */
+static __always_inline long hashed_request_step(struct pending_loop *loop)
+{
+	if (loop->index >= RP_MAX_PENDING_REQUESTS)
+		return 1;
+	if (!loop->node) {
+		if (loop->bucket >= loop->bucket_count) {
+			loop->ended = true;
+			return 1;
+		}
+		struct hlist_head *bucket =
+			(void *)(loop->buckets + (__u64)loop->bucket * loop->bucket_size +
+				 bpf_core_field_offset(struct io_hash_bucket, list));
+		loop->node = (__u64)BPF_CORE_READ(bucket, first);
+		loop->bucket++;
+		return 0;
+	}
+	write_pending_request(loop, loop->node - bpf_core_field_offset(struct io_kiocb, hash_node));
+	struct hlist_node *node = (void *)loop->node;
+	loop->node = (__u64)BPF_CORE_READ(node, next);
+	return 0;
+}
+
+/* One step over a timeout list: a struct io_timeout's list member, the
+ * io_timeout at the start of its io_kiocb (where file is). */
+static __always_inline long listed_timeout_step(struct pending_loop *loop)
+{
+	if (!loop->node || loop->node == loop->head) {
+		loop->ended = loop->node == loop->head;
+		return 1;
+	}
+	if (loop->index >= RP_MAX_PENDING_REQUESTS)
+		return 1;
+	write_pending_request(loop, loop->node - bpf_core_field_offset(struct io_timeout, list) -
+					    bpf_core_field_offset(struct io_kiocb, file));
+	struct list_head *node = (void *)loop->node;
+	loop->node = (__u64)BPF_CORE_READ(node, next);
+	return 0;
+}
+
+/* One callback per bpf_loop call site, each verified with the state of
+ * its own first call (see walk_hash_table). */
+static long write_hashed_request(__u32 step, void *data)
+{
+	return hashed_request_step(data);
+}
+
+static long write_locked_hashed_request(__u32 step, void *data)
+{
+	return hashed_request_step(data);
+}
+
+static long write_listed_timeout(__u32 step, void *data)
+{
+	return listed_timeout_step(data);
+}
+
+static long write_listed_linked_timeout(__u32 step, void *data)
+{
+	return listed_timeout_step(data);
+}
+
+static __always_inline bool walk_hash_table(struct pending_loop *loop, struct io_hash_table *table,
+					    long (*step)(__u32, void *))
+{
+	__u32 bits = BPF_CORE_READ(table, hash_bits);
+	loop->buckets = (__u64)BPF_CORE_READ(table, hbs);
+	loop->bucket_size = bpf_core_type_size(struct io_hash_bucket);
+	loop->bucket_count = bits < 9 ? 1U << bits : RP_MAX_HASH_BUCKETS;
+	loop->where = RP_PENDING_POLL;
+	loop->ended = false;
+	if (!loop->buckets)
+		return true;
+	/* Start at the first bucket's first request, read here rather than
+	 * found by the callback: a verifier that checks a bpf_loop callback
+	 * once, with the state of the first call (before 6.8; measured on
+	 * 6.1), would see a constant 0 in loop->node, take the branch that
+	 * writes a request for dead code and drop it (nothing was listed). */
+	struct hlist_head *first_bucket =
+		(void *)(loop->buckets + bpf_core_field_offset(struct io_hash_bucket, list));
+	loop->node = (__u64)BPF_CORE_READ(first_bucket, first);
+	loop->bucket = 1;
+	bpf_loop(RP_MAX_HASH_BUCKETS + RP_MAX_PENDING_REQUESTS + 1, step, loop, 0);
+	return loop->ended;
+}
+
+static __always_inline bool walk_timeout_list(struct pending_loop *loop, struct list_head *list,
+					      __u32 where, long (*step)(__u32, void *))
+{
+	loop->head = (__u64)list;
+	loop->node = (__u64)BPF_CORE_READ(list, next);
+	loop->where = where;
+	loop->ended = false;
+	bpf_loop(RP_MAX_PENDING_REQUESTS + 1, step, loop, 0);
+	return loop->ended;
+}
+
+/* Writes the requests the kernel keeps waiting on their own (they never
+ * complete without an event: poll-armed, timeouts), before the ring
+ * record, which then says how many came. Requests in io-wq workers, futex
+ * and waitid waits are not listed (they count as in flight all the same). */
+static __always_inline void write_pending_requests(struct seq_file *seq, struct io_ring_ctx *ring,
+						   struct rp_ring_record *rec)
+{
+	struct pending_loop loop = {
+		.seq = seq,
+		.ctx = (__u64)ring,
+		/* Not a constant 0 to the verifier (see walk_hash_table), so
+		 * that the callbacks' limit check is not dropped as dead. */
+		.index = opaque_zero,
+	};
+	bool whole = true;
+
+	if (!bpf_core_field_exists(ring->cancel_table) || !bpf_core_field_exists(ring->timeout_list) ||
+	    !bpf_core_field_exists(ring->ltimeout_list))
+		return;
+	whole &= walk_hash_table(&loop, &ring->cancel_table, write_hashed_request);
+	if (bpf_core_field_exists(ring->cancel_table_locked))
+		whole &= walk_hash_table(&loop, &ring->cancel_table_locked,
+					 write_locked_hashed_request);
+	whole &= walk_timeout_list(&loop, &ring->timeout_list, RP_PENDING_TIMEOUT,
+				   write_listed_timeout);
+	whole &= walk_timeout_list(&loop, &ring->ltimeout_list, RP_PENDING_LINKED_TIMEOUT,
+				   write_listed_linked_timeout);
+	rec->pending_listed = loop.index;
+	if (whole)
+		rec->state_known |= RP_STATE_PENDING;
+}
+
 static __always_inline void write_ring_record(struct seq_file *seq, struct file *file,
 					      struct rp_chunk_request *request, __u32 fd)
 {
@@ -405,7 +624,9 @@ static __always_inline void write_ring_record(struct seq_file *seq, struct file 
 	rec.layout = detect_layout();
 	read_table_sizes(ring, &rec.file_slots, &rec.buffer_slots);
 	read_ring_state(ring, &rec);
+	read_in_flight(ring, &rec);
 	write_overflow_list(seq, ring, &rec);
+	write_pending_requests(seq, ring, &rec);
 	rec.status = RP_CHUNK_OK;
 	bpf_seq_write(seq, &rec, sizeof(rec));
 }

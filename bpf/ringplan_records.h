@@ -39,6 +39,10 @@ enum rp_record_kind {
 	/* Pass B, after a ring record: one per CQE of the ring's overflow
 	 * list, in list order (overflow_listed of them). */
 	RP_RECORD_OVERFLOW_CQE = 8,
+	/* Pass B, after a ring record's overflow CQEs: one per request the
+	 * kernel keeps waiting on its own (poll-armed in the cancel hash
+	 * tables, timeouts), pending_listed of them. */
+	RP_RECORD_PENDING_REQUEST = 9,
 };
 
 /* What a struct file is, as told by its f_op (pass A; pass B reports f_op
@@ -103,6 +107,29 @@ enum rp_state_known {
 	/* The overflow list was walked to its end within RP_MAX_OVERFLOW_CQES
 	 * entries: the overflow_listed records that follow are all of it. */
 	RP_STATE_OVERFLOW = 4,
+	/* 6.16+: nr_req_allocated is the ctx's allocated requests, including
+	 * its free cache (submit_state.free_list), which was walked to its end
+	 * within RP_MAX_FREE_CACHED entries: free_cached is its length. */
+	RP_STATE_ALLOCATED = 8,
+	/* Before 6.16 (6.1, 6.12): cq_extra and drain_disabled were read, for
+	 * the kernel's own drain arithmetic. */
+	RP_STATE_DRAIN_SEQUENCE = 16,
+	/* The cancel hash tables and timeout lists were walked to their ends
+	 * within RP_MAX_PENDING_REQUESTS: the pending_listed records that
+	 * follow are all of them. */
+	RP_STATE_PENDING = 32,
+};
+
+/* Where a pending request was found. */
+enum rp_pending_where {
+	/* ctx->cancel_table (and 6.1's cancel_table_locked): poll-armed
+	 * requests, IORING_OP_POLL_ADD and those waiting for readiness
+	 * (a recv, an accept, a read on an empty pipe). */
+	RP_PENDING_POLL = 1,
+	/* ctx->timeout_list: IORING_OP_TIMEOUT. */
+	RP_PENDING_TIMEOUT = 2,
+	/* ctx->ltimeout_list: armed IORING_OP_LINK_TIMEOUT. */
+	RP_PENDING_LINKED_TIMEOUT = 3,
 };
 
 /* Kernel uapi values the program needs. The C side cannot take them from
@@ -173,8 +200,27 @@ struct rp_ring_record {
 	 * the program's pages, which userspace finds in /proc/PID/pagemap. */
 	__u64 rings_page;
 	__u64 sqes_page;
+	/* Requests in flight (valid per state_known), see RP_STATE_ALLOCATED
+	 * and RP_STATE_DRAIN_SEQUENCE. */
+	__u32 nr_req_allocated; /* ctx->nr_req_allocated (6.16+) */
+	__u32 free_cached;      /* entries of ctx->submit_state.free_list (6.16+) */
+	__u32 cq_extra;         /* ctx->cq_extra (before 6.16) */
+	__u32 drain_disabled;   /* ctx->drain_disabled (before 6.16) */
+	__u32 pending_listed;   /* rp_pending_request_records after the overflow CQEs */
+	__u32 reserved;
 };
-_Static_assert(sizeof(struct rp_ring_record) == 168, "rp_ring_record");
+_Static_assert(sizeof(struct rp_ring_record) == 192, "rp_ring_record");
+
+struct rp_pending_request_record {
+	struct rp_header header;
+	__u64 ctx;            /* the ring's io_ring_ctx */
+	__u64 user_data;      /* req->cqe.user_data */
+	__u32 opcode;         /* req->opcode (IORING_OP_*) */
+	__u32 where;          /* enum rp_pending_where */
+	__u32 index;          /* its place among the ring's pending records, from 0 */
+	__u32 reserved;
+};
+_Static_assert(sizeof(struct rp_pending_request_record) == 40, "rp_pending_request_record");
 
 /* One CQE of a ring's overflow list (struct io_overflow_cqe's cqe). */
 struct rp_overflow_cqe_record {
@@ -275,11 +321,19 @@ enum rp_limits {
 	/* The longest overflow list a ring record carries; a longer one is
 	 * reported as not walked (its state's overflow is unknown). */
 	RP_MAX_OVERFLOW_CQES = 256,
+	/* The most pending requests a ring record names; more are reported
+	 * as not all listed. */
+	RP_MAX_PENDING_REQUESTS = 128,
+	/* The longest free request cache counted (6.16+). */
+	RP_MAX_FREE_CACHED = 65536,
+	/* The most cancel hash buckets walked (the kernel clamps to 2^8). */
+	RP_MAX_HASH_BUCKETS = 256,
 };
 _Static_assert(sizeof(struct rp_ring_record) +
-		       RP_MAX_OVERFLOW_CQES * sizeof(struct rp_overflow_cqe_record) <=
+		       RP_MAX_OVERFLOW_CQES * sizeof(struct rp_overflow_cqe_record) +
+		       RP_MAX_PENDING_REQUESTS * sizeof(struct rp_pending_request_record) <=
 		       RP_MAX_OBJECT_BYTES,
-	       "ring record and its overflow list fit one object");
+	       "ring record, its overflow list and pending requests fit one object");
 _Static_assert(sizeof(struct rp_chunk_record) +
 		       RP_FILE_SLOTS_PER_CHUNK * sizeof(struct rp_file_slot_record) <=
 		       RP_MAX_OBJECT_BYTES,
@@ -309,6 +363,7 @@ struct rp_shared_types {
 	struct rp_buffer_slot_record buffer_slot_record;
 	struct rp_probe_record probe_record;
 	struct rp_overflow_cqe_record overflow_cqe_record;
+	struct rp_pending_request_record pending_request_record;
 	enum rp_record_kind record_kind;
 	enum rp_file_role file_role;
 	enum rp_layout layout;
@@ -316,6 +371,7 @@ struct rp_shared_types {
 	enum rp_request_kind request_kind;
 	enum rp_chunk_status chunk_status;
 	enum rp_state_known state_known;
+	enum rp_pending_where pending_where;
 	enum rp_uapi uapi;
 	enum rp_limits limits;
 };

@@ -72,7 +72,7 @@ impl From<ringplan_dump::DumpError> for CliError {
 /// between them: the one line the CLI prints for a library error that keeps
 /// its cause as its source. A source whose message already ends the line
 /// (from an error that prints its cause itself) is not repeated.
-fn with_sources(error: &dyn std::error::Error) -> String {
+pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

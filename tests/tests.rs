@@ -15,6 +15,15 @@
 //!   second thread, R_DISABLED, a CQ ring mapped twice, SQPOLL) restored by
 //!   `plan exec --hold` and compared with the original through the
 //!   kernel's fdinfo; refused before anything on kernels without NO_MMAP.
+//! - `detach`: `plan dump --detach` of `tests/programs/detach_target.c`
+//!   mid-I/O (a plain ring with registered eventfd, files, buffers and ring
+//!   fd; SQPOLL; DEFER_TASKRUN owned by a second thread): the requests in
+//!   flight counted and named by BPF, every ring taken out (no ring fd,
+//!   mapping or io thread left, stopped), the drained image; requests that
+//!   never complete named, the process left running (or stopped, as found)
+//!   within `--drain-timeout`; CRIU dumps the detached process (where
+//!   `criu check` passes); a detach waits for `plan freeze` holding the
+//!   process.
 //! - `dump_scenarios`: `plan app` scenarios dumped with each backend and
 //!   checked field by field; the seed image pinned as a snapshot.
 //! - `exec`: `plan exec` round trips (verify, hold + dump + fdinfo),
@@ -62,6 +71,7 @@ mod architecture;
 mod bad_input;
 mod cli;
 mod continuity;
+mod detach;
 mod dump_scenarios;
 mod exec;
 mod exec_pid;

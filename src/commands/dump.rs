@@ -28,6 +28,21 @@ pub struct DumpArgs {
     /// Write the image here instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Take every io_uring instance out of the process after dumping it,
+    /// and leave it stopped (SIGSTOP): requests in flight are drained
+    /// first (a dump with requests that do not complete is refused, naming
+    /// them, and the process resumed untouched); the image is written and
+    /// fsynced before anything is closed. Needs -o and the BPF backend.
+    #[arg(long, requires = "output", conflicts_with_all = ["freeze", "fds"])]
+    detach: bool,
+    /// With --detach: how long to wait for requests in flight to complete.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5.0,
+        requires = "detach"
+    )]
+    drain_timeout: f64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -65,6 +80,23 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
         BackendArg::Bpf => BackendChoice::Bpf,
         BackendArg::Fdinfo => BackendChoice::Fdinfo,
     };
+    if args.detach {
+        let timeout = std::time::Duration::try_from_secs_f64(args.drain_timeout).map_err(|_| {
+            CliError::bad_input(format!(
+                "--drain-timeout {} is not a number of seconds",
+                args.drain_timeout
+            ))
+        })?;
+        let Some(output) = args.output.as_deref() else {
+            return Err(CliError::bad_input("--detach needs -o IMAGE"));
+        };
+        return crate::commands::dump_detach::run(crate::commands::dump_detach::DetachRequest {
+            pid: args.pid,
+            backend: choice,
+            output,
+            drain_timeout: timeout,
+        });
+    }
     let selection = if args.fds.is_empty() {
         Selection::All
     } else {

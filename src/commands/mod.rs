@@ -4,6 +4,7 @@ pub mod app;
 pub mod compile;
 pub mod demo;
 pub mod dump;
+pub mod dump_detach;
 pub mod exec;
 pub mod freeze;
 pub mod show;

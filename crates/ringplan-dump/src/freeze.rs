@@ -327,6 +327,35 @@ impl Frozen {
         self.release_now()
     }
 
+    /// Ends the hold without letting the target go: a target stopped with
+    /// SIGSTOP stays stopped (`plan dump --detach`, after its rings were
+    /// taken out), and the watchdog is told not to resume it. Returns how
+    /// long it has been held. A cgroup freeze cannot be left in place this
+    /// way (the freezer, not a stop, holds it): it is thawed, and the
+    /// error says so.
+    pub fn leave_stopped(mut self) -> Result<Duration, FreezeError> {
+        let held_for = self.since.elapsed();
+        match self.thaw.take() {
+            Some(ThawHandle::Signal(_)) | None => {
+                if let Some(watchdog) = self.watchdog.take() {
+                    watchdog.finish(true);
+                }
+                Ok(held_for)
+            }
+            Some(cgroup) => {
+                self.thaw = Some(cgroup);
+                self.release_now()?;
+                Err(FreezeError::Release {
+                    pid: self.pid,
+                    what: "leaving it stopped".into(),
+                    cause: std::io::Error::other(
+                        "it was held with the cgroup freezer, which was thawed; hold it with SIGSTOP",
+                    ),
+                })
+            }
+        }
+    }
+
     fn release_now(&mut self) -> Result<Duration, FreezeError> {
         let held_for = self.since.elapsed();
         let thawed = match self.thaw.take() {

@@ -43,6 +43,7 @@ pub mod file_identity;
 pub mod freeze;
 /// The lock lives in `ringplan-kernel`, which `ringplan-exec` shares.
 pub use ringplan_kernel::hold_lock;
+pub mod in_flight;
 pub mod maps;
 pub mod raw;
 pub mod ring_memory;
@@ -54,6 +55,7 @@ pub use assemble::{AssembleError, Selection};
 pub use bpf::{BpfDumper, BpfError};
 pub use fdinfo::FdinfoError;
 pub use freeze::{FreezeError, FreezeMethod, Frozen, HeldBy};
+pub use in_flight::RingInFlight;
 pub use maps::MapsError;
 pub use target::{Target, TargetError};
 
@@ -182,7 +184,11 @@ impl Dumper {
     /// exit during it, and (BPF) its fd table was the same before and after
     /// the rings were read. A read that saw the target change is retried,
     /// up to [`READ_ATTEMPTS`] reads in all.
-    fn read_consistent(&mut self, target: &Target, recheck: Recheck) -> Result<Read, DumpError> {
+    pub(crate) fn read_consistent(
+        &mut self,
+        target: &Target,
+        recheck: Recheck,
+    ) -> Result<Read, DumpError> {
         let pid = target.pid();
         let mut last_change = String::new();
         for _ in 0..READ_ATTEMPTS {
@@ -288,7 +294,7 @@ pub const READ_ATTEMPTS: u32 = 3;
 /// rings, to see that it did not change meanwhile (about 0.6 us per fd).
 /// A frozen target cannot change, so a frozen read does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Recheck {
+pub(crate) enum Recheck {
     FdTable,
     None,
 }

@@ -35,6 +35,45 @@ pub struct RawState {
     /// `/proc/PID/fd/N`, filled by [`crate::file_identity`] for either
     /// backend); files only a ring's table holds have none.
     pub file_identities: HashMap<FileKey, FileIdentity>,
+    /// The requests in flight of each ring, where the backend can tell
+    /// (BPF only; the image does not hold them).
+    pub in_flight: HashMap<RingKey, RawInFlight>,
+}
+
+/// A ring's requests in flight: submitted (the kernel consumed their SQE)
+/// and not yet completed (their CQE is neither in the CQ ring nor on its
+/// overflow list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawInFlight {
+    /// How many, or why this kernel does not say.
+    pub count: Result<u32, String>,
+    /// Those that wait on their own and complete only on an event
+    /// (poll-armed, timeouts), or `Unknown` when there were more than the
+    /// program lists. Requests in io-wq workers, futex and waitid waits are
+    /// counted but not named.
+    pub pending: Known<Vec<PendingRequest>>,
+}
+
+/// A request the kernel keeps waiting on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingRequest {
+    /// Its `IORING_OP_*`.
+    pub opcode: u8,
+    pub user_data: u64,
+    pub waits_in: PendingKind,
+}
+
+/// Where a pending request was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingKind {
+    /// Armed for poll (the ring's cancel hash table): a poll, or a request
+    /// waiting for its file to become ready (recv, accept, a read on an
+    /// empty pipe).
+    Poll,
+    /// A timeout (`IORING_OP_TIMEOUT`).
+    Timeout,
+    /// An armed linked timeout.
+    LinkedTimeout,
 }
 
 /// One entry of the process's fd table: the fd number, its close-on-exec

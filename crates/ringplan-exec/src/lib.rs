@@ -106,6 +106,7 @@
 
 mod backend;
 pub mod continuity;
+pub mod detach;
 mod error;
 pub mod hold;
 mod into_process;

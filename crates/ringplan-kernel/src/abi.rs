@@ -400,3 +400,100 @@ pub mod identity {
         (rustix::fs::major(dev), rustix::fs::minor(dev))
     }
 }
+
+/// What `plan dump --detach` needs: draining a ring, naming the requests
+/// still in flight, and taking the rings out of a process.
+pub mod detach {
+    /// `IORING_UNREGISTER_RING_FDS` (`io_uring_register` opcode 21, 5.18):
+    /// drops the calling task's registered ring fds at the given offsets.
+    pub const IORING_UNREGISTER_RING_FDS: u32 = 21;
+    /// `IO_RINGFD_REG_MAX`: a task's registered ring fd slots.
+    pub const REGISTERED_RING_FD_SLOTS: u32 = 16;
+    /// `sizeof(struct io_uring_rsrc_update)`: `{ u32 offset; u32 resv;
+    /// u64 data; }`, the argument array of `IORING_UNREGISTER_RING_FDS`.
+    pub const RSRC_UPDATE_SIZE: usize = 16;
+
+    /// The uapi's name of an `IORING_OP_*` opcode (`enum io_uring_op`,
+    /// in order), without its prefix; `None` past the last one known.
+    pub fn opcode_name(opcode: u8) -> Option<&'static str> {
+        const NAMES: [&str; 59] = [
+            "NOP",
+            "READV",
+            "WRITEV",
+            "FSYNC",
+            "READ_FIXED",
+            "WRITE_FIXED",
+            "POLL_ADD",
+            "POLL_REMOVE",
+            "SYNC_FILE_RANGE",
+            "SENDMSG",
+            "RECVMSG",
+            "TIMEOUT",
+            "TIMEOUT_REMOVE",
+            "ACCEPT",
+            "ASYNC_CANCEL",
+            "LINK_TIMEOUT",
+            "CONNECT",
+            "FALLOCATE",
+            "OPENAT",
+            "CLOSE",
+            "FILES_UPDATE",
+            "STATX",
+            "READ",
+            "WRITE",
+            "FADVISE",
+            "MADVISE",
+            "SEND",
+            "RECV",
+            "OPENAT2",
+            "EPOLL_CTL",
+            "SPLICE",
+            "PROVIDE_BUFFERS",
+            "REMOVE_BUFFERS",
+            "TEE",
+            "SHUTDOWN",
+            "RENAMEAT",
+            "UNLINKAT",
+            "MKDIRAT",
+            "SYMLINKAT",
+            "LINKAT",
+            "MSG_RING",
+            "FSETXATTR",
+            "SETXATTR",
+            "FGETXATTR",
+            "GETXATTR",
+            "SOCKET",
+            "URING_CMD",
+            "SEND_ZC",
+            "SENDMSG_ZC",
+            "READ_MULTISHOT",
+            "WAITID",
+            "FUTEX_WAIT",
+            "FUTEX_WAKE",
+            "FUTEX_WAITV",
+            "FIXED_FD_INSTALL",
+            "FTRUNCATE",
+            "BIND",
+            "LISTEN",
+            "RECV_ZC",
+        ];
+        NAMES.get(usize::from(opcode)).copied()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::opcode_name;
+
+        #[test]
+        fn opcode_names_follow_the_uapi_order() {
+            assert_eq!(opcode_name(0), Some("NOP"));
+            assert_eq!(opcode_name(6), Some("POLL_ADD"));
+            assert_eq!(opcode_name(11), Some("TIMEOUT"));
+            assert_eq!(opcode_name(22), Some("READ"));
+            assert_eq!(opcode_name(27), Some("RECV"));
+            assert_eq!(opcode_name(40), Some("MSG_RING"));
+            assert_eq!(opcode_name(58), Some("RECV_ZC"));
+            assert_eq!(opcode_name(200), None);
+        }
+    }
+}

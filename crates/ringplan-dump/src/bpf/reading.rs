@@ -17,12 +17,13 @@ use super::local_fds::{copy_target_fd, fd_number};
 use super::page_frames::PageFrames;
 use super::records::{
     self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
-    Layout, OverflowCqeRecord, Record, Records, RingRecord, Role, Table,
+    InFlightCounters, Layout, OverflowCqeRecord, PendingRequestRecord, Record, Records, RingRecord,
+    Role, Table,
 };
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
-    Known, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawRing, RawRingEventfd, RawRingState,
-    RawState, UserMemory,
+    Known, PendingRequest, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawInFlight, RawRing,
+    RawRingEventfd, RawRingState, RawState, UserMemory,
 };
 
 /// The `f_op` of io_uring and eventfd files.
@@ -61,6 +62,8 @@ pub(super) struct RingFacts {
     buffers: Vec<Option<Buffer>>,
     /// The overflow list as its records came, in list order.
     overflow: Vec<OverflowCqeRecord>,
+    /// The pending requests as their records came.
+    pending: Vec<PendingRequestRecord>,
     /// Chunks answered, by (table, start): a re-shown chunk is applied once.
     pub(super) answered: HashSet<(Table, u32)>,
 }
@@ -190,6 +193,7 @@ impl Reading {
             files: vec![None; header.file_slots as usize],
             buffers: vec![None; header.buffer_slots as usize],
             overflow: Vec::new(),
+            pending: Vec::new(),
             answered: HashSet::new(),
         });
         Ok(())
@@ -238,6 +242,7 @@ impl Reading {
                     self.add_buffer_slot(ring, &slot)?;
                 }
                 Record::OverflowCqe(cqe) => self.add_overflow_cqe(&cqe)?,
+                Record::PendingRequest(request) => self.add_pending_request(&request)?,
                 other => {
                     return Err(BpfError::Inconsistent {
                         pass: Pass::Chunks,
@@ -272,6 +277,33 @@ impl Reading {
             std::cmp::Ordering::Greater => Err(inconsistent(format!(
                 "ring {:#x}: overflow CQE {} came before CQE {next}",
                 cqe.ctx, cqe.index
+            ))),
+        }
+    }
+
+    /// One pending request of a ring. Records of a re-shown object come
+    /// again with the same indices and are dropped.
+    fn add_pending_request(&mut self, request: &PendingRequestRecord) -> Result<(), BpfError> {
+        let inconsistent = |reason: String| BpfError::Inconsistent {
+            pass: Pass::Chunks,
+            reason,
+        };
+        let facts = self.rings.get_mut(&request.ctx).ok_or_else(|| {
+            inconsistent(format!(
+                "a pending request came for ring {:#x}, whose header did not",
+                request.ctx
+            ))
+        })?;
+        let next = facts.pending.len();
+        match (request.index as usize).cmp(&next) {
+            std::cmp::Ordering::Less => Ok(()),
+            std::cmp::Ordering::Equal => {
+                facts.pending.push(*request);
+                Ok(())
+            }
+            std::cmp::Ordering::Greater => Err(inconsistent(format!(
+                "ring {:#x}: pending request {} came before request {next}",
+                request.ctx, request.index
             ))),
         }
     }
@@ -487,6 +519,11 @@ impl Reading {
         frames: Option<Result<PageFrames, String>>,
     ) -> RawState {
         let mut notes = Vec::new();
+        let in_flight = self
+            .rings
+            .iter()
+            .map(|(ctx, facts)| (*ctx, in_flight(&facts.header, facts)))
+            .collect();
         let rings = self
             .rings
             .into_iter()
@@ -551,6 +588,85 @@ impl Reading {
             eventfds: self.eventfds,
             notes,
             file_identities: std::collections::HashMap::new(),
+            in_flight,
+        }
+    }
+}
+
+/// A ring's requests in flight, from the counters its kernel has.
+fn in_flight(header: &RingRecord, facts: &RingFacts) -> RawInFlight {
+    let pending = match header.pending_listed {
+        Some(listed) if listed as usize == facts.pending.len() => Known::Known(
+            facts
+                .pending
+                .iter()
+                .map(|record| PendingRequest {
+                    opcode: record.opcode,
+                    user_data: record.user_data,
+                    waits_in: record.waits_in,
+                })
+                .collect(),
+        ),
+        _ => Known::Unknown,
+    };
+    RawInFlight {
+        count: in_flight_count(header),
+        pending,
+    }
+}
+
+/// How many requests of the ring are in flight, or why it cannot be told.
+///
+/// 6.16+ counts every request it allocated (`nr_req_allocated`), its free
+/// cache included: in flight are the allocated ones less the cache. Older
+/// kernels count nothing directly; their drain arithmetic (`IOSQE_IO_DRAIN`,
+/// `req_need_defer`/`io_drain_defer_seq`) says that every request consumed
+/// from the SQ (`cached_sq_head`) has completed when `cached_sq_head +
+/// cq_extra` equals `cached_cq_tail`: `cq_extra` counts the CQEs beyond one
+/// per SQE (multishot, up), dropped SQEs and lost CQEs (down). A CQE on
+/// the overflow list is not in `cached_cq_tail` yet, so it is taken off.
+/// After a request with `IOSQE_CQE_SKIP_SUCCESS` the kernel sets
+/// `drain_disabled` and the arithmetic no longer holds.
+fn in_flight_count(header: &RingRecord) -> Result<u32, String> {
+    match header.in_flight {
+        InFlightCounters::Allocated {
+            allocated,
+            free_cached,
+        } => allocated.checked_sub(free_cached).ok_or_else(|| {
+            format!("the ring moved while read ({free_cached} cached of {allocated} requests)")
+        }),
+        InFlightCounters::DrainSequence {
+            drain_disabled: true,
+            ..
+        } => Err(
+            "the ring used IOSQE_CQE_SKIP_SUCCESS, after which this kernel (before 6.16) keeps \
+             no count of its requests"
+                .to_owned(),
+        ),
+        InFlightCounters::DrainSequence { cq_extra, .. } => {
+            let positions = header
+                .positions
+                .ok_or("this kernel's ring positions were not read")?;
+            let overflow = header
+                .overflow_listed
+                .ok_or("the ring's overflow list was too long to walk")?;
+            let count = positions
+                .cached_sq_head
+                .wrapping_add(cq_extra)
+                .wrapping_sub(positions.cached_cq_tail)
+                .wrapping_sub(overflow);
+            // Negative (as the kernel's u32 arithmetic wraps): a read across
+            // a move.
+            if count > i32::MAX as u32 {
+                return Err(format!(
+                    "the ring moved while read (SQ head {}, CQ tail {}, extra {cq_extra})",
+                    positions.cached_sq_head, positions.cached_cq_tail
+                ));
+            }
+            Ok(count)
+        }
+        InFlightCounters::Unknown => {
+            Err("this kernel has neither nr_req_allocated nor cq_extra".to_owned())
         }
     }
 }
@@ -725,6 +841,8 @@ mod tests {
             rings_page: 0,
             sqes_page: 0,
             page_struct_size: 0,
+            in_flight: InFlightCounters::Unknown,
+            pending_listed: None,
         };
         let at_rest = RingPositions {
             sq_head: u32::MAX,
@@ -746,6 +864,76 @@ mod tests {
             torn_positions(&header, &torn).as_deref(),
             Some("SQ head 12947 and tail 12945 are more than 8 apart")
         );
+    }
+
+    #[test]
+    fn requests_in_flight_follow_the_kernels_counters() {
+        let header = |in_flight, positions, overflow_listed| RingRecord {
+            ctx: 1,
+            sq_data: 0,
+            eventfd_ctx: 0,
+            eventfd_count: 0,
+            inode_number: 0,
+            fd: 3,
+            flags: 0,
+            sq_entries: 8,
+            cq_entries: 16,
+            sq_thread_idle_jiffies: 0,
+            sq_cpu: 0,
+            eventfd_async: false,
+            eventfd_flags: 0,
+            file_slots: 0,
+            buffer_slots: 0,
+            layout: Layout::FixedFiles,
+            status: ChunkStatus::Ok,
+            positions,
+            owner_tid: Known::Unknown,
+            overflow_listed,
+            rings_page: 0,
+            sqes_page: 0,
+            page_struct_size: 0,
+            in_flight,
+            pending_listed: None,
+        };
+        // 6.16+: allocated less the free cache.
+        let allocated = InFlightCounters::Allocated {
+            allocated: 16,
+            free_cached: 13,
+        };
+        assert_eq!(in_flight_count(&header(allocated, None, None)), Ok(3));
+        let moved = InFlightCounters::Allocated {
+            allocated: 8,
+            free_cached: 9,
+        };
+        assert!(in_flight_count(&header(moved, None, None)).is_err());
+        // Before: 10 consumed from the SQ, one extra CQE (multishot), 6
+        // CQEs posted and 2 on the overflow list: 10 + 1 - 6 - 2 = 3,
+        // across the u32 wrap as well.
+        let drain = |cq_extra, drain_disabled| InFlightCounters::DrainSequence {
+            cq_extra,
+            drain_disabled,
+        };
+        for base in [0u32, u32::MAX - 4] {
+            let positions = RingPositions {
+                cached_sq_head: base.wrapping_add(10),
+                cached_cq_tail: base.wrapping_add(6),
+                ..RingPositions::default()
+            };
+            assert_eq!(
+                in_flight_count(&header(drain(1, false), Some(positions), Some(2))),
+                Ok(3)
+            );
+            // A dropped SQE takes one off cq_extra: 10 - 1 - 6 - 2 = 1.
+            assert_eq!(
+                in_flight_count(&header(drain(u32::MAX, false), Some(positions), Some(2))),
+                Ok(1)
+            );
+            // After IOSQE_CQE_SKIP_SUCCESS the kernel counts nothing.
+            assert!(in_flight_count(&header(drain(1, true), Some(positions), Some(2))).is_err());
+            // An overflow list too long to walk leaves it unknown.
+            assert!(in_flight_count(&header(drain(1, false), Some(positions), None)).is_err());
+        }
+        assert!(in_flight_count(&header(InFlightCounters::Unknown, None, None)).is_err());
     }
 
     #[test]
@@ -774,6 +962,8 @@ mod tests {
             rings_page: 0,
             sqes_page: 0,
             page_struct_size: 0,
+            in_flight: InFlightCounters::Unknown,
+            pending_listed: None,
         };
         let facts = RingFacts {
             header,
@@ -781,6 +971,7 @@ mod tests {
             files: Vec::new(),
             buffers: Vec::new(),
             overflow: Vec::new(),
+            pending: Vec::new(),
             answered: HashSet::new(),
         };
         let chunks: Vec<(Table, u32, u32)> = facts

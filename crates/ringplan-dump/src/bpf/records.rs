@@ -38,6 +38,10 @@ const STATE_POSITIONS: u32 = records_h::rp_state_known::RP_STATE_POSITIONS.0;
 const STATE_OWNER: u32 = records_h::rp_state_known::RP_STATE_OWNER.0;
 const STATE_OVERFLOW: u32 = records_h::rp_state_known::RP_STATE_OVERFLOW.0;
 const KIND_OVERFLOW_CQE: u32 = records_h::rp_record_kind::RP_RECORD_OVERFLOW_CQE.0;
+const KIND_PENDING_REQUEST: u32 = records_h::rp_record_kind::RP_RECORD_PENDING_REQUEST.0;
+const STATE_ALLOCATED: u32 = records_h::rp_state_known::RP_STATE_ALLOCATED.0;
+const STATE_DRAIN_SEQUENCE: u32 = records_h::rp_state_known::RP_STATE_DRAIN_SEQUENCE.0;
+const STATE_PENDING: u32 = records_h::rp_state_known::RP_STATE_PENDING.0;
 
 /// `RP_READ_BUFFER_SIZE`: the read() size that keeps the kernel from
 /// re-showing an object (see the sizing note in ringplan_records.h).
@@ -78,6 +82,8 @@ unsafe impl HeaderStruct for records_h::rp_buffer_slot_record {}
 unsafe impl HeaderStruct for records_h::rp_probe_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_overflow_cqe_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_pending_request_record {}
 
 /// The `T` at the start of `bytes`, or an error when `bytes` is shorter.
 fn read_struct<T: HeaderStruct>(bytes: &[u8]) -> Result<T, &'static str> {
@@ -257,6 +263,33 @@ pub(crate) struct RingRecord {
     pub rings_page: u64,
     pub sqes_page: u64,
     pub page_struct_size: u32,
+    /// The counters of the requests in flight this kernel has.
+    pub in_flight: InFlightCounters,
+    /// How many pending request records came before this record, when
+    /// `RP_STATE_PENDING` says they are all of them.
+    pub pending_listed: Option<u32>,
+}
+
+/// The counters from which the requests in flight are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InFlightCounters {
+    /// 6.16+: allocated requests, and the free cache among them.
+    Allocated { allocated: u32, free_cached: u32 },
+    /// Before 6.16: `cq_extra` for the kernel's drain arithmetic, which
+    /// it stops trusting once `drain_disabled` is set.
+    DrainSequence { cq_extra: u32, drain_disabled: bool },
+    /// Neither: this kernel's layout is not one the program knows.
+    Unknown,
+}
+
+/// `struct rp_pending_request_record`: a request waiting on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PendingRequestRecord {
+    pub ctx: u64,
+    pub index: u32,
+    pub user_data: u64,
+    pub opcode: u8,
+    pub waits_in: crate::raw::PendingKind,
 }
 
 /// `struct rp_overflow_cqe_record`: one CQE of a ring's overflow list.
@@ -335,6 +368,7 @@ pub(crate) enum Record<'a> {
     BufferSlot(BufferSlotRecord),
     Probe(ProbeRecord),
     OverflowCqe(OverflowCqeRecord),
+    PendingRequest(PendingRequestRecord),
 }
 
 /// A record that does not parse.
@@ -417,6 +451,9 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
         KIND_OVERFLOW_CQE => Ok(Record::OverflowCqe(OverflowCqeRecord::from_c(read_exact(
             record,
         )?))),
+        KIND_PENDING_REQUEST => {
+            PendingRequestRecord::from_c(read_exact(record)?).map(Record::PendingRequest)
+        }
         _ => Err("unknown kind"),
     }
 }
@@ -504,6 +541,42 @@ impl RingRecord {
             rings_page: raw.rings_page,
             sqes_page: raw.sqes_page,
             page_struct_size: raw.page_struct_size,
+            in_flight: if raw.state_known & STATE_ALLOCATED != 0 {
+                InFlightCounters::Allocated {
+                    allocated: raw.nr_req_allocated,
+                    free_cached: raw.free_cached,
+                }
+            } else if raw.state_known & STATE_DRAIN_SEQUENCE != 0 {
+                InFlightCounters::DrainSequence {
+                    cq_extra: raw.cq_extra,
+                    drain_disabled: raw.drain_disabled != 0,
+                }
+            } else {
+                InFlightCounters::Unknown
+            },
+            pending_listed: (raw.state_known & STATE_PENDING != 0).then_some(raw.pending_listed),
+        })
+    }
+}
+
+impl PendingRequestRecord {
+    fn from_c(
+        raw: records_h::rp_pending_request_record,
+    ) -> Result<PendingRequestRecord, &'static str> {
+        use crate::raw::PendingKind;
+        use records_h::rp_pending_where as w;
+        let waits_in = match w(raw.r#where) {
+            w::RP_PENDING_POLL => PendingKind::Poll,
+            w::RP_PENDING_TIMEOUT => PendingKind::Timeout,
+            w::RP_PENDING_LINKED_TIMEOUT => PendingKind::LinkedTimeout,
+            _ => return Err("unknown pending request place"),
+        };
+        Ok(PendingRequestRecord {
+            ctx: raw.ctx,
+            index: raw.index,
+            user_data: raw.user_data,
+            opcode: u8::try_from(raw.opcode).map_err(|_| "opcode past 255")?,
+            waits_in,
         })
     }
 }

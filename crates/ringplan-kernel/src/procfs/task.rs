@@ -33,6 +33,11 @@ pub fn comm(process: Process, tid: u32) -> Result<Vec<u8>, ProcfsError> {
 /// (`iou-sqp-PID`); until then it carries its creator's name.
 pub const SQ_THREAD_NAME_PREFIX: &[u8] = b"iou-sqp";
 
+/// The name an io-wq worker gives itself when it first runs
+/// (`iou-wrk-TID`, after the thread it works for); until then it carries
+/// its creator's name.
+pub const IO_WORKER_NAME_PREFIX: &[u8] = b"iou-wrk";
+
 /// Whether thread `tid` of `process` is an io_uring SQ thread that has run
 /// (its `comm` starts with [`SQ_THREAD_NAME_PREFIX`]); false when it cannot
 /// be read.

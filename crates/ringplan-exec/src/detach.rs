@@ -1,0 +1,345 @@
+//! Taking every io_uring instance out of a process (`plan dump --detach`):
+//! the state-changing half of a detach, which the architecture keeps in the
+//! executor. The dumper measures the requests in flight and writes the
+//! image; this module runs, inside the held process (through
+//! [`RemoteProcess`]), the syscalls that drain and remove its rings:
+//!
+//! - [`run_task_work`]: `io_uring_enter(fd, 0, 0, IORING_ENTER_GETEVENTS)`
+//!   in the thread that owns a `DEFER_TASKRUN` ring: its completions are
+//!   posted only when that thread runs its task work, which a stopped
+//!   thread never does.
+//! - [`take_rings_out`]: in every thread, `IORING_UNREGISTER_RING_FDS` of
+//!   all 16 slots (the kernel skips empty ones); `close` of every fd that
+//!   holds a ring; `munmap` of every ring region (`anon_inode:[io_uring]`
+//!   in `/proc/PID/maps`; a `NO_MMAP` ring's memory is the program's own
+//!   and stays); then a wait until the kernel has let the rings go: no SQ
+//!   thread (`iou-sqp-*`) and no io-wq worker (`iou-wrk-*`) left in
+//!   `/proc/PID/task`, since a process dumper cannot handle io threads.
+//!   (6.1 keeps a thread's last io-wq worker until the thread exits: those
+//!   are reported in [`TakenOut::io_workers_left`], not waited for.)
+//!   The wait makes every held thread run its task work now and then
+//!   (the last `close` of a file is finished as task work of the closing
+//!   thread, and the kernel's ring teardown waits for a task work item in
+//!   every thread that used the ring), and needs the io threads running
+//!   ([`wake_io_threads`]).
+
+use std::time::{Duration, Instant};
+
+use ringplan_kernel::abi::continuity::IORING_ENTER_GETEVENTS;
+use ringplan_kernel::abi::detach::{
+    IORING_UNREGISTER_RING_FDS, REGISTERED_RING_FD_SLOTS, RSRC_UPDATE_SIZE,
+};
+use ringplan_kernel::abi::ptrace::PF_IO_WORKER;
+use ringplan_kernel::abi::RING_FILE_PATH;
+use ringplan_kernel::procfs::fd::{FdKind, ProcessFds};
+use ringplan_kernel::procfs::maps::{self, MapsEntry};
+use ringplan_kernel::procfs::task::SQ_THREAD_NAME_PREFIX;
+use ringplan_kernel::procfs::{stat, task, Process, ProcfsError};
+use rustix::io::Errno;
+
+use crate::remote::{RemoteError, RemoteProcess};
+
+/// How long [`take_rings_out`] waits for the kernel to end a process's SQ
+/// threads once its rings are gone.
+pub const IO_THREADS_WAIT: Duration = Duration::from_secs(10);
+
+/// How long it waits for io-wq workers. They belong to a thread's io_uring
+/// context, not to a ring: 6.12 and 6.18 end them with the thread's last
+/// ring (measured: within the SQ thread's ~50 ms), but 6.1 keeps each
+/// thread's last worker until the thread exits (`io_wq_worker` exits on
+/// idle only when it is not the last). Past this wait they are reported,
+/// not waited for.
+pub const IO_WORKERS_WAIT: Duration = Duration::from_secs(1);
+
+/// Why the rings could not be drained or taken out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DetachError {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error("reading pid {pid}'s {what}")]
+    Procfs {
+        pid: u32,
+        what: &'static str,
+        #[source]
+        source: ProcfsError,
+    },
+    /// A syscall run inside the process failed.
+    #[error("{call} in pid {pid} (thread {tid}) failed: {errno}")]
+    Syscall {
+        pid: u32,
+        tid: u32,
+        call: String,
+        errno: Errno,
+    },
+    /// The kernel kept SQ threads after the rings were gone.
+    #[error(
+        "pid {pid} still has io threads {} s after its rings were taken out: {threads}",
+        waited.as_secs()
+    )]
+    IoThreadsRemain {
+        pid: u32,
+        threads: String,
+        waited: Duration,
+    },
+}
+
+/// What [`take_rings_out`] did, and how long each part took.
+#[derive(Debug, Clone, Default)]
+pub struct TakenOut {
+    /// The fds closed (each held a ring).
+    pub closed_fds: Vec<i32>,
+    /// The ring regions unmapped, as (start, end).
+    pub unmapped: Vec<(u64, u64)>,
+    /// Threads whose registered ring fd slots were cleared (the kernel
+    /// says how many slots it went through, not how many held a ring).
+    pub threads_unregistered: u32,
+    /// The io threads seen before the rings were taken out, by name.
+    pub io_threads_before: Vec<String>,
+    /// Running the syscalls.
+    pub syscalls: Duration,
+    /// io-wq workers still there when the wait ended (a kernel that keeps
+    /// them until their thread exits: 6.1), as "TID (comm)".
+    pub io_workers_left: Vec<String>,
+    /// Waiting for the io threads to end.
+    pub io_threads_gone_after: Duration,
+}
+
+/// Runs the task work of a `DEFER_TASKRUN` ring at `ring_fd` in its owner
+/// thread `owner_tid`: `io_uring_enter(ring_fd, 0, 0, GETEVENTS)` with no
+/// minimum, which posts what completed and returns at once.
+pub fn run_task_work(
+    remote: &mut RemoteProcess,
+    ring_fd: i32,
+    owner_tid: u32,
+) -> Result<(), DetachError> {
+    let result = remote.syscall(
+        owner_tid,
+        libc::SYS_io_uring_enter as u64,
+        [
+            ring_fd as u64,
+            0,
+            0,
+            u64::from(IORING_ENTER_GETEVENTS),
+            0,
+            0,
+        ],
+    )?;
+    check(remote.pid(), owner_tid, "io_uring_enter(GETEVENTS)", result).map(drop)
+}
+
+/// Lets the io threads of a process that is stopped (SIGSTOP) and held by
+/// ptrace run again, by sending it SIGCONT: its own threads stay in their
+/// ptrace stops, but its SQ threads and io-wq workers, which take part in
+/// the group stop and cannot be traced, run on. Without this, requests
+/// running in io-wq workers never complete, and a ring's SQ thread cannot
+/// exit when the ring goes (the kernel's exit work waits for it). Measured
+/// on 6.18: a stopped SQPOLL ring's closed ring kept its `iou-sqp-*`
+/// thread in state T until SIGCONT, after which it left at once.
+pub fn wake_io_threads(pid: u32) -> Result<(), DetachError> {
+    send_signal(pid, rustix::process::Signal::CONT)
+}
+
+/// Queues SIGSTOP for a process whose threads are all held by ptrace: the
+/// first thread let go takes it and stops the whole process (group stop),
+/// which is how [`RemoteProcess::detach`] leaves a process stopped.
+pub fn stop_when_released(pid: u32) -> Result<(), DetachError> {
+    send_signal(pid, rustix::process::Signal::STOP)
+}
+
+fn send_signal(pid: u32, signal: rustix::process::Signal) -> Result<(), DetachError> {
+    let process = rustix::process::Pid::from_raw(pid as i32).ok_or(DetachError::Syscall {
+        pid,
+        tid: pid,
+        call: format!("kill({signal:?})"),
+        errno: Errno::SRCH,
+    })?;
+    rustix::process::kill_process(process, signal).map_err(|errno| DetachError::Syscall {
+        pid,
+        tid: pid,
+        call: format!("kill({signal:?})"),
+        errno,
+    })
+}
+
+/// Runs `getpid` in every held thread: the return from a syscall runs the
+/// thread's pending task work, which is where the completions of its
+/// ordinary (not `DEFER_TASKRUN`) rings are posted when a request finished
+/// asynchronously; a stopped thread does not run it.
+pub fn run_threads_task_work(remote: &mut RemoteProcess) -> Result<(), DetachError> {
+    for tid in remote.threads() {
+        let result = remote.syscall(tid, libc::SYS_getpid as u64, [0; 6])?;
+        check(remote.pid(), tid, "getpid", result)?;
+    }
+    Ok(())
+}
+
+/// Takes every ring out of the held process (see the module's doc) and
+/// waits up to [`IO_THREADS_WAIT`] for its io threads to end. The process
+/// stays held; the caller detaches it.
+pub fn take_rings_out(remote: &mut RemoteProcess) -> Result<TakenOut, DetachError> {
+    let pid = remote.pid();
+    let process = Process::Pid(pid);
+    let started = Instant::now();
+    let mut taken = TakenOut {
+        io_threads_before: io_threads(pid)?,
+        ..TakenOut::default()
+    };
+    // Every thread may have registered ring fds of its own.
+    let mut updates = Vec::with_capacity(REGISTERED_RING_FD_SLOTS as usize * RSRC_UPDATE_SIZE);
+    for offset in 0..REGISTERED_RING_FD_SLOTS {
+        updates.extend_from_slice(&offset.to_ne_bytes());
+        updates.extend_from_slice(&[0u8; RSRC_UPDATE_SIZE - 4]);
+    }
+    // Any ring fd will do: the kernel acts on the calling task's table
+    // only, but wants an io_uring fd to be called on. (A process that
+    // holds a ring only through registered ring fds is not handled.)
+    let any_ring_fd = ring_fds(pid)?.first().copied();
+    for tid in remote.threads() {
+        let Some(fd) = any_ring_fd else {
+            break;
+        };
+        let updates_addr = remote.write_scratch(&updates)?;
+        let result = remote.syscall(
+            tid,
+            libc::SYS_io_uring_register as u64,
+            [
+                fd as u64,
+                u64::from(IORING_UNREGISTER_RING_FDS),
+                updates_addr,
+                u64::from(REGISTERED_RING_FD_SLOTS),
+                0,
+                0,
+            ],
+        )?;
+        check(pid, tid, "io_uring_register(UNREGISTER_RING_FDS)", result)?;
+        taken.threads_unregistered += 1;
+    }
+    let closer = remote.threads().first().copied().unwrap_or(pid);
+    for fd in ring_fds(pid)? {
+        let result = remote.syscall(closer, libc::SYS_close as u64, [fd as u64, 0, 0, 0, 0, 0])?;
+        check(pid, closer, &format!("close({fd})"), result)?;
+        taken.closed_fds.push(fd);
+    }
+    let text = maps::read(process).map_err(|source| DetachError::Procfs {
+        pid,
+        what: "maps",
+        source,
+    })?;
+    let regions: Vec<(u64, u64)> = text
+        .lines()
+        .filter_map(MapsEntry::parse)
+        .filter(|entry| entry.path == RING_FILE_PATH)
+        .map(|entry| (entry.start, entry.end))
+        .collect();
+    for (start, end) in regions {
+        let result = remote.syscall(
+            closer,
+            libc::SYS_munmap as u64,
+            [start, end - start, 0, 0, 0, 0],
+        )?;
+        check(
+            pid,
+            closer,
+            &format!("munmap({start:#x}, {})", end - start),
+            result,
+        )?;
+        taken.unmapped.push((start, end));
+    }
+    taken.syscalls = started.elapsed();
+    let waiting = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let left = io_threads(pid)?;
+        let sq_threads: Vec<&String> = left.iter().filter(|thread| is_sq_thread(thread)).collect();
+        let workers_waited = waiting.elapsed() >= IO_WORKERS_WAIT;
+        if left.is_empty() || (sq_threads.is_empty() && workers_waited) {
+            taken.io_workers_left = left;
+            break;
+        }
+        if waiting.elapsed() >= IO_THREADS_WAIT {
+            return Err(DetachError::IoThreadsRemain {
+                pid,
+                threads: left.join(", "),
+                waited: waiting.elapsed(),
+            });
+        }
+        // The kernel's teardown of a ring waits for every thread that
+        // used it to run a task work item (io_ring_exit_work queues one
+        // per task and waits), and the last close of a file runs as task
+        // work of the closing thread: a held thread runs its task work
+        // only on the way out of a syscall.
+        run_threads_task_work(remote)?;
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+    taken.io_threads_gone_after = waiting.elapsed();
+    Ok(taken)
+}
+
+/// Whether an entry of [`io_threads`] is an SQ thread.
+fn is_sq_thread(entry: &str) -> bool {
+    entry.contains(&format!(
+        "({}",
+        String::from_utf8_lossy(SQ_THREAD_NAME_PREFIX)
+    ))
+}
+
+/// The fds of `pid` that hold a ring, ascending.
+pub fn ring_fds(pid: u32) -> Result<Vec<i32>, DetachError> {
+    let procfs = |source| DetachError::Procfs {
+        pid,
+        what: "fds",
+        source,
+    };
+    let mut fds = ProcessFds::open(Process::Pid(pid)).map_err(procfs)?;
+    let mut rings = Vec::new();
+    for fd in fds.fd_numbers().map_err(procfs)? {
+        if let Some(link) = fds.read_link(fd).map_err(procfs)? {
+            if FdKind::of_link(link) == FdKind::Ring {
+                rings.push(fd);
+            }
+        }
+    }
+    Ok(rings)
+}
+
+/// The io threads of `pid` (SQ threads and io-wq workers: `PF_IO_WORKER`
+/// in their stat flags; a name is taken only once the thread first runs),
+/// as "TID (comm)".
+pub fn io_threads(pid: u32) -> Result<Vec<String>, DetachError> {
+    let process = Process::Pid(pid);
+    let tids = task::ids(process).map_err(|source| DetachError::Procfs {
+        pid,
+        what: "threads",
+        source,
+    })?;
+    Ok(tids
+        .into_iter()
+        .filter_map(|tid| {
+            let flags = stat::read_task(process, tid).ok()?.flags?;
+            if flags & PF_IO_WORKER == 0 {
+                return None;
+            }
+            let comm = task::comm(process, tid).unwrap_or_default();
+            Some(format!(
+                "{tid} ({})",
+                String::from_utf8_lossy(&comm).trim_end()
+            ))
+        })
+        .collect())
+}
+
+/// A raw syscall result: the value, or the errno it failed with.
+fn check(pid: u32, tid: u32, call: &str, result: i64) -> Result<i64, DetachError> {
+    if result < 0 {
+        Err(DetachError::Syscall {
+            pid,
+            tid,
+            call: call.to_owned(),
+            errno: Errno::from_raw_os_error(-result as i32),
+        })
+    } else {
+        Ok(result)
+    }
+}
