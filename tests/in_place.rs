@@ -62,7 +62,9 @@ impl Worker {
 
     fn line(&mut self) -> Value {
         let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("reading the program");
+        self.stdout
+            .read_line(&mut line)
+            .expect("reading the program");
         serde_json::from_str(&line).unwrap_or_else(|error| {
             panic!("not a JSON line ({error}): {line:?}{}", self.stderr_now())
         })
@@ -117,9 +119,10 @@ fn proc_state(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("State:").map(|state| state.trim().to_owned()))
+            status.lines().find_map(|line| {
+                line.strip_prefix("State:")
+                    .map(|state| state.trim().to_owned())
+            })
         })
         .unwrap_or_else(|| "gone".to_owned())
 }
@@ -235,10 +238,9 @@ fn ring_worker(mode: &str) {
     let paused = worker.line();
     assert_eq!(paused["paused"]["unconsumed"], 2, "{paused}");
     let image = detach(pid, &dir, mode);
-    let view: Value = serde_json::from_slice(
-        &plan(&["show", &image, "--objects", "--format", "json"]).stdout,
-    )
-    .expect("the image's JSON view");
+    let view: Value =
+        serde_json::from_slice(&plan(&["show", &image, "--objects", "--format", "json"]).stdout)
+            .expect("the image's JSON view");
     let ring = view["objects"]
         .as_array()
         .expect("objects")
@@ -305,8 +307,9 @@ fn wait_for_ring_io(main: &mut Child, find: impl Fn() -> Option<u32>) -> u32 {
                 .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
                 .any(|info| {
                     info.lines().any(|line| {
-                        line.strip_prefix("SqHead:")
-                            .is_some_and(|head| head.trim().parse::<u64>().is_ok_and(|head| head > 0))
+                        line.strip_prefix("SqHead:").is_some_and(|head| {
+                            head.trim().parse::<u64>().is_ok_and(|head| head > 0)
+                        })
                     })
                 });
             if moved {
@@ -433,7 +436,19 @@ fn qemu_img_bench_finishes_after_its_ring_went_out_and_back() {
         .expect("running qemu-img create (package qemu-utils)");
     assert!(created.status.success(), "qemu-img create");
     let mut bench = Command::new("qemu-img")
-        .args(["bench", "-i", "io_uring", "-t", "writeback", "-c", "600000", "-d", "32", "-f", "raw"])
+        .args([
+            "bench",
+            "-i",
+            "io_uring",
+            "-t",
+            "writeback",
+            "-c",
+            "600000",
+            "-d",
+            "32",
+            "-f",
+            "raw",
+        ])
         .arg(&raw)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

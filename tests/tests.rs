@@ -78,6 +78,7 @@ mod exec_pid;
 mod exec_pid_adopt;
 mod exec_pid_continuity;
 mod exec_pid_hold;
+mod in_place;
 mod plans;
 mod real_programs;
 mod reopen;

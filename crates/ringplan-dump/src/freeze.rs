@@ -337,6 +337,11 @@ impl Frozen {
         let held_for = self.since.elapsed();
         match self.thaw.take() {
             Some(ThawHandle::Signal(_)) | None => {
+                // A SIGSTOP queued while ptrace held every thread is taken
+                // when the first one runs again: wait until the whole
+                // process is stopped, so "left stopped" is true on return.
+                let pid = self.pid;
+                self.wait_until(|| threads_not_stopped(pid))?;
                 if let Some(watchdog) = self.watchdog.take() {
                     watchdog.finish(true);
                 }

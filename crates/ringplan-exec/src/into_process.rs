@@ -201,6 +201,15 @@ pub(crate) fn execute_in_inner(
         }
     };
     timings.preflight = started.elapsed();
+    // A stopped process's io threads take part in its group stop: an SQ
+    // thread the restore creates would stop at once and never consume
+    // the NOPs the restore waits for. Its own threads are held by ptrace,
+    // so SIGCONT lets only the io threads run; a SIGSTOP queued before the
+    // detach stops it again wherever it must end stopped.
+    let found_stopped = held.was_stopped();
+    if found_stopped {
+        signal_process(pid, rustix::process::Signal::CONT);
+    }
     let started = Instant::now();
     let mut continuity = Duration::ZERO;
     let mut backend = RemoteBackend::new(&mut held, pid);
@@ -232,12 +241,17 @@ pub(crate) fn execute_in_inner(
     // A process found stopped (by `plan dump --detach`, a SIGSTOP) is
     // resumed after a restore unless asked otherwise; but one stopped by
     // the `plan freeze` that runs this command (its hold handed down) is
-    // that command's to resume.
-    let found_stopped = held.was_stopped();
+    // that command's to resume, and a failed restore leaves it as found.
     let continue_after = resume && found_stopped && !lock.is_delegated();
     let left_stopped = !resume || (found_stopped && !continue_after);
+    let stop_again = |stay_stopped: bool| {
+        if found_stopped && stay_stopped {
+            signal_process(pid, rustix::process::Signal::STOP);
+        }
+    };
     if let Some(cause) = lost {
         let index = result.as_ref().err().and_then(ExecError::step).unwrap_or(0);
+        stop_again(true);
         let _ = held.detach(resume);
         return Err(ExecError::ProcessLost {
             index,
@@ -248,10 +262,8 @@ pub(crate) fn execute_in_inner(
     match result {
         Ok(restored) => {
             let started = Instant::now();
+            stop_again(left_stopped);
             held.detach(resume).map_err(ExecError::Detach)?;
-            if continue_after {
-                continue_process(pid);
-            }
             timings.detach = started.elapsed();
             Ok(RestoredIn {
                 pid,
@@ -265,16 +277,18 @@ pub(crate) fn execute_in_inner(
         }
         Err(error) => {
             // Undone inside the process already.
+            stop_again(true);
             let _ = held.detach(resume);
             Err(error)
         }
     }
 }
 
-/// Ends a group-stop the restore found (`SIGCONT`). It cannot be refused:
-/// this process just traced the target; a target gone since is gone.
-fn continue_process(pid: u32) {
+/// Sends `signal` to the process. It cannot be refused: this process
+/// traces the target; a target gone since is gone, which the detach
+/// reports.
+fn signal_process(pid: u32, signal: rustix::process::Signal) {
     if let Some(target) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(target, rustix::process::Signal::CONT);
+        let _ = rustix::process::kill_process(target, signal);
     }
 }
