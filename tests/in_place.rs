@@ -19,6 +19,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use ringplan_exec::test_hooks::ProcessState;
 use ringplan_scenarios::c_programs;
 use serde_json::Value;
 
@@ -468,4 +469,208 @@ fn qemu_img_bench_finishes_after_its_ring_went_out_and_back() {
     let (code, output) = finish(bench, Duration::from_secs(120));
     assert_eq!(code, Some(0), "qemu-img bench: {output}");
     assert!(output.contains("Run completed"), "qemu-img bench: {output}");
+}
+
+#[test]
+fn a_failure_at_any_step_of_the_put_back_leaves_the_detached_program_as_it_was() {
+    const RECORDS: u32 = 200;
+    let dir = scratch_dir("in-place-fail");
+    let output = dir.join("records");
+    let mut worker = Worker::start(
+        Command::new(worker_binary())
+            .arg("plain")
+            .arg(&output)
+            .arg(RECORDS.to_string())
+            .arg("3000"),
+    );
+    worker.line();
+    worker.line(); // paused
+    let pid = worker.pid();
+    let image = detach(pid, &dir, "fail");
+    if !kernel_has_no_mmap() {
+        refused_without_no_mmap(pid, &image, "fail");
+        return;
+    }
+    let decoded =
+        ringplan_image::decode_slice(&std::fs::read(&image).expect("image")).expect("decoding");
+    let steps = ringplan_plan::compile(&decoded)
+        .expect("compiles")
+        .steps
+        .len();
+    let before = ProcessState::capture_of(pid);
+    for step in 0..steps {
+        let failed = plan(&[
+            "exec",
+            &image,
+            "--pid",
+            &pid.to_string(),
+            "--fail-at",
+            &step.to_string(),
+        ]);
+        let stderr = String::from_utf8_lossy(&failed.stderr);
+        assert_eq!(failed.status.code(), Some(1), "step {step}: {stderr}");
+        assert!(stderr.contains("injected failure"), "step {step}: {stderr}");
+        assert_eq!(
+            before.changes_to(&ProcessState::capture_of(pid)),
+            Vec::<String>::new(),
+            "step {step}: the detached process changed"
+        );
+        assert!(
+            proc_state(pid).starts_with('T'),
+            "step {step}: a failed restore leaves the process stopped as found, not {}",
+            proc_state(pid)
+        );
+    }
+    put_back(pid, &image, "fail");
+    worker.go();
+    let done = worker.line();
+    assert_eq!(done["ok"], true, "{done}");
+    let (code, stderr) = worker.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    check_records(&output, RECORDS);
+}
+
+/// Several `--freeze` dumps, a `--detach` and an `exec --pid` aimed at one
+/// process at once: each holds it alone (waits) or refuses naming the
+/// holder; every image a dump read has the ring whole or not at all; and
+/// the process ends as the last command to finish promised.
+#[test]
+fn dumps_a_detach_and_an_exec_at_once_take_turns() {
+    let dir = scratch_dir("in-place-concurrent");
+    let output = dir.join("records");
+    let mut worker = Worker::start(
+        Command::new(worker_binary())
+            .arg("plain")
+            .arg(&output)
+            .arg("200")
+            .arg("3000"),
+    );
+    worker.line();
+    worker.line(); // paused: its ring's state does not change from here
+    let pid = worker.pid().to_string();
+    // The reference: a frozen dump before anything else runs.
+    let reference = dir.join("reference.img");
+    let reference = reference.to_str().expect("utf-8");
+    let dumped = plan(&["dump", "--pid", &pid, "--freeze", "-o", reference]);
+    assert!(
+        dumped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
+    let ring_state = |path: &str| -> Option<Value> {
+        let view: Value =
+            serde_json::from_slice(&plan(&["show", path, "--objects", "--format", "json"]).stdout)
+                .ok()?;
+        view["objects"]
+            .as_array()?
+            .iter()
+            .find(|object| object["kind"] == "ring")
+            .map(|ring| ring["state"]["positions"].clone())
+    };
+    let want = ring_state(reference).expect("the reference has the ring");
+
+    let detached = dir.join("detached.img");
+    let detached = detached.to_str().expect("utf-8").to_owned();
+    let mut commands: Vec<(String, std::process::Child)> = Vec::new();
+    for index in 0..3 {
+        let image = dir.join(format!("freeze{index}.img"));
+        let child = Command::new(crate::support::PLAN)
+            .args(["dump", "--pid", &pid, "--freeze", "-o"])
+            .arg(&image)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("plan dump --freeze");
+        commands.push((format!("freeze{index}"), child));
+    }
+    let child = Command::new(crate::support::PLAN)
+        .args(["dump", "--pid", &pid, "--detach", "-o", &detached])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("plan dump --detach");
+    commands.push(("detach".to_owned(), child));
+    let mut finished = Vec::new();
+    for (name, child) in commands {
+        let output = child.wait_with_output().expect("waiting");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success() || stderr.contains("is held by another ringplan command"),
+            "{name}: neither held alone nor refused naming the holder: {stderr}"
+        );
+        finished.push((name, output.status.success()));
+    }
+    assert!(
+        finished.iter().any(|(name, ok)| name == "detach" && *ok),
+        "the detach waited its turn and ran: {finished:?}"
+    );
+    for (name, ok) in &finished {
+        if name.starts_with("freeze") && *ok {
+            let path = dir.join(format!("{name}.img"));
+            // Read before the detach: the ring whole; after: no ring.
+            if let Some(state) = ring_state(path.to_str().expect("utf-8")) {
+                assert_eq!(state, want, "{name}: an image read under a hold is exact");
+            }
+        }
+    }
+    assert_eq!(ring_state(&detached).as_ref(), Some(&want), "the detached image");
+    assert!(
+        proc_state(worker.pid()).starts_with('T'),
+        "--detach promised a stopped process"
+    );
+    assert_eq!(io_uring_left(worker.pid()), Vec::<String>::new());
+    if !kernel_has_no_mmap() {
+        return;
+    }
+    // Now an exec --pid and two more dumps at once: the exec puts the ring
+    // back and resumes the process; the dumps see it before or after.
+    let exec = Command::new(crate::support::PLAN)
+        .args(["exec", &detached, "--pid", &pid])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("plan exec --pid");
+    let dumps: Vec<std::process::Child> = (0..2)
+        .map(|index| {
+            Command::new(crate::support::PLAN)
+                .args(["dump", "--pid", &pid, "--freeze", "-o"])
+                .arg(dir.join(format!("after{index}.img")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("plan dump --freeze")
+        })
+        .collect();
+    let exec = exec.wait_with_output().expect("waiting for exec");
+    assert!(
+        exec.status.success(),
+        "exec --pid: {}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    for dump in dumps {
+        let output = dump.wait_with_output().expect("waiting for a dump");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() || stderr.contains("is held by another ringplan command"),
+            "{stderr}"
+        );
+    }
+    for index in 0..2 {
+        let path = dir.join(format!("after{index}.img"));
+        if let Some(state) = path.to_str().and_then(|path| ring_state(path)) {
+            assert_eq!(state, want, "after{index}: the ring as put back");
+        }
+    }
+    // The exec promised a running process with its ring: it finishes.
+    assert!(
+        !proc_state(worker.pid()).starts_with('T'),
+        "{}",
+        proc_state(worker.pid())
+    );
+    worker.go();
+    let done = worker.line();
+    assert_eq!(done["ok"], true, "{done}");
+    let (code, stderr) = worker.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    check_records(&output, 200);
 }
