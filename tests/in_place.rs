@@ -613,7 +613,11 @@ fn dumps_a_detach_and_an_exec_at_once_take_turns() {
             }
         }
     }
-    assert_eq!(ring_state(&detached).as_ref(), Some(&want), "the detached image");
+    assert_eq!(
+        ring_state(&detached).as_ref(),
+        Some(&want),
+        "the detached image"
+    );
     assert!(
         proc_state(worker.pid()).starts_with('T'),
         "--detach promised a stopped process"
@@ -657,7 +661,7 @@ fn dumps_a_detach_and_an_exec_at_once_take_turns() {
     }
     for index in 0..2 {
         let path = dir.join(format!("after{index}.img"));
-        if let Some(state) = path.to_str().and_then(|path| ring_state(path)) {
+        if let Some(state) = path.to_str().and_then(&ring_state) {
             assert_eq!(state, want, "after{index}: the ring as put back");
         }
     }
