@@ -41,6 +41,12 @@ enum Command {
     /// runs, then let it go, also if plan is killed; exits with the
     /// command's status.
     Freeze(commands::freeze::FreezeArgs),
+    /// Checkpoint a process tree that uses io_uring with CRIU: its rings
+    /// taken out (as by dump --detach), then criu dump.
+    Checkpoint(commands::checkpoint::CheckpointArgs),
+    /// Restore what `plan checkpoint` wrote: criu restore, then the rings
+    /// put back into each process (as by exec --pid), then resume.
+    Restore(commands::checkpoint::RestoreArgs),
     /// Build a known io_uring state, print it as one JSON line, and wait for
     /// SIGTERM or SIGINT.
     App(commands::app::AppArgs),
@@ -69,6 +75,8 @@ fn main() -> ExitCode {
         Command::Compile(args) => commands::compile::run(args),
         Command::Exec(args) => commands::exec::run(args),
         Command::Freeze(args) => commands::freeze::run(args),
+        Command::Checkpoint(args) => commands::checkpoint::run_checkpoint(args),
+        Command::Restore(args) => commands::checkpoint::run_restore(args),
         Command::App(args) => commands::app::run(args),
         Command::Demo => commands::demo::run(),
     };

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::support::{kernel_has_no_mmap, plan, scratch_dir};
 
-fn worker_binary() -> &'static Path {
+pub(crate) fn worker_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         c_programs::build("ring_worker", Path::new(env!("CARGO_TARGET_TMPDIR")))
@@ -116,7 +116,7 @@ impl Drop for Worker {
 }
 
 /// The `State:` line of `/proc/PID/status`.
-fn proc_state(pid: u32) -> String {
+pub(crate) fn proc_state(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
@@ -211,7 +211,7 @@ fn refused_without_no_mmap(pid: u32, image: &str, name: &str) {
 }
 
 /// The records `ring_worker` wrote, checked from outside.
-fn check_records(path: &Path, records: u32) {
+pub(crate) fn check_records(path: &Path, records: u32) {
     let bytes = std::fs::read(path).expect("the worker's output");
     assert_eq!(bytes.len(), records as usize * 512, "output size");
     for (seq, record) in (0u32..).zip(bytes.chunks_exact(512)) {

@@ -71,6 +71,7 @@ mod architecture;
 mod bad_input;
 mod cli;
 mod continuity;
+mod criu;
 mod detach;
 mod dump_scenarios;
 mod exec;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod app;
+pub mod checkpoint;
 pub mod compile;
 pub mod demo;
 pub mod dump;

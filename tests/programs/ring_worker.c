@@ -82,6 +82,14 @@ static int efd;
 static struct io_uring_sqe *sqe_or_die(void)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+	// An SQ thread may post a batch's CQEs before it publishes its SQ
+	// head: wait for the slots, as liburing offers.
+	while (!sqe && (ring.flags & IORING_SETUP_SQPOLL)) {
+		int ret = io_uring_sqring_wait(&ring);
+		if (ret < 0)
+			fail("io_uring_sqring_wait", ret);
+		sqe = io_uring_get_sqe(&ring);
+	}
 	if (!sqe)
 		fail("io_uring_get_sqe", ENOSPC);
 	return sqe;
@@ -302,7 +310,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: ring_worker plain|sqpoll|defer OUTPUT RECORDS [ADVANCE [GO_FILE]]\n");
 		return 2;
 	}
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	mode = argv[1];
 	output = argv[2];
 	records = (unsigned)strtoul(argv[3], NULL, 10);
@@ -310,6 +317,11 @@ int main(int argc, char **argv)
 		advance = (unsigned)strtoul(argv[4], NULL, 10);
 	if (argc > 5)
 		go_file = argv[5];
+	// Dies with its starter (a test), except when it is to be checkpointed
+	// (GO_FILE): CRIU would deliver the signal right after a restore, when
+	// the restoring criu exits.
+	if (!go_file)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (records < 8)
 		fail("RECORDS must be at least 8", EINVAL);
 	if (strcmp(mode, "defer") == 0) {

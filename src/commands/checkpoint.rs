@@ -1,0 +1,160 @@
+//! `plan checkpoint` and `plan restore`: a whole program that uses io_uring
+//! checkpointed and restored with stock CRIU (`ringplan_criu`). The rings
+//! are moved with the same code as `plan dump --detach` and `plan exec
+//! --pid` ([`CliRings`], the crate's `RingMover`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ringplan_criu::{CheckpointOptions, Criu, CriuError, RingMover};
+use ringplan_exec::{ExecOptions, Inputs, ProcessOptions};
+
+use super::dump_detach::{self, DetachRequest};
+use crate::error::CliError;
+use crate::input::read_image;
+
+/// How long `plan checkpoint` lets requests in flight drain (as `plan dump
+/// --detach`'s default).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(clap::Args)]
+pub struct CheckpointArgs {
+    /// The root of the process tree to checkpoint.
+    #[arg(long)]
+    pid: u32,
+    /// The images directory (created if missing): CRIU's images, one
+    /// ringplan image per process that had rings, and ringplan.json.
+    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+    dir: PathBuf,
+    /// Leave the tree running after the dump, its rings given back.
+    #[arg(long)]
+    leave_running: bool,
+    /// The criu binary (default: criu on PATH, /usr/local/sbin, /usr/sbin).
+    #[arg(long, value_name = "PATH")]
+    criu: Option<PathBuf>,
+    /// Arguments passed to `criu dump` (after `--`).
+    #[arg(last = true, value_name = "CRIU_ARGS")]
+    criu_args: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    /// The images directory `plan checkpoint` wrote.
+    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+    dir: PathBuf,
+    /// The criu binary (default: criu on PATH, /usr/local/sbin, /usr/sbin).
+    #[arg(long, value_name = "PATH")]
+    criu: Option<PathBuf>,
+    /// Arguments passed to `criu restore` (after `--`).
+    #[arg(last = true, value_name = "CRIU_ARGS")]
+    criu_args: Vec<String>,
+}
+
+pub fn run_checkpoint(args: CheckpointArgs) -> Result<(), CliError> {
+    let criu = find_criu(args.criu.as_deref())?;
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|error| CliError::failed(format!("creating {}: {error}", args.dir.display())))?;
+    let options = CheckpointOptions {
+        leave_running: args.leave_running,
+        criu_args: args.criu_args,
+    };
+    let done = ringplan_criu::checkpoint(&criu, args.pid, &args.dir, &options, &mut CliRings)
+        .map_err(criu_error)?;
+    let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
+    println!(
+        "checkpointed process tree {} into {} ({} process(es) with rings: {:?}); stopped for {:.1} ms: \
+         rings out {:.1}, criu dump {:.1}, rings back {:.1}; {}",
+        args.pid,
+        args.dir.display(),
+        done.manifest.processes.len(),
+        done.manifest
+            .processes
+            .iter()
+            .map(|process| process.pid)
+            .collect::<Vec<_>>(),
+        ms(done.stopped()),
+        ms(done.take_out),
+        ms(done.criu_dump),
+        ms(done.put_back),
+        if args.leave_running {
+            "left running"
+        } else {
+            "killed by criu dump"
+        },
+    );
+    Ok(())
+}
+
+pub fn run_restore(args: RestoreArgs) -> Result<(), CliError> {
+    let criu = find_criu(args.criu.as_deref())?;
+    let done = ringplan_criu::restore(&criu, &args.dir, &args.criu_args, &mut CliRings)
+        .map_err(criu_error)?;
+    let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
+    println!(
+        "restored process tree {} ({} process(es), rings put back into {:?}) in {:.1} ms: criu restore \
+         {:.1}, rings back {:.1}; running",
+        done.root_pid,
+        done.processes.len(),
+        done.with_rings,
+        ms(done.total),
+        ms(done.criu_restore),
+        ms(done.put_back),
+    );
+    Ok(())
+}
+
+/// Finds criu and says which it is.
+fn find_criu(explicit: Option<&Path>) -> Result<Criu, CliError> {
+    // A criu that cannot be found, run or trusted is the user's to fix.
+    let criu = Criu::find(explicit)
+        .map_err(|error| CliError::bad_input(crate::error::with_sources(&error)))?;
+    eprintln!(
+        "plan: using {} (CRIU {})",
+        criu.path().display(),
+        criu.version()
+    );
+    Ok(criu)
+}
+
+fn criu_error(error: CriuError) -> CliError {
+    match error {
+        CriuError::NotFound
+        | CriuError::VersionUnknown { .. }
+        | CriuError::UntestedVersion { .. }
+        | CriuError::Directory { .. } => CliError::bad_input(error),
+        other => CliError::failed(crate::error::with_sources(&other)),
+    }
+}
+
+/// Rings moved as `plan dump --detach` and `plan exec --pid` move them.
+struct CliRings;
+
+impl RingMover for CliRings {
+    fn take_out(&mut self, pid: u32, image: &Path) -> Result<(), Box<dyn std::error::Error>> {
+        dump_detach::run(DetachRequest {
+            pid,
+            backend: ringplan_dump::BackendChoice::Bpf,
+            output: image,
+            drain_timeout: DRAIN_TIMEOUT,
+        })?;
+        Ok(())
+    }
+
+    fn put_back(&mut self, pid: u32, image: &Path) -> Result<(), Box<dyn std::error::Error>> {
+        let path = image.to_str().ok_or("the image's path is not UTF-8")?;
+        let image = read_image(path)?;
+        let plan = ringplan_plan::compile(&image)?;
+        let options = ExecOptions {
+            substitute_external: false,
+            raise_fd_limit: true,
+            skip_ring_mappings: false,
+            allow_moved_rings: false,
+        };
+        let process = ProcessOptions {
+            leave_stopped: true,
+        };
+        ringplan_exec::execute_in(pid, &plan, Inputs::default(), &options, &process)
+            .map_err(|error| crate::error::with_sources(&error))?;
+        Ok(())
+    }
+}

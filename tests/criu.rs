@@ -1,0 +1,211 @@
+//! Whole programs checkpointed and restored with stock CRIU (`plan
+//! checkpoint`, `plan restore`): `tests/programs/ring_worker.c` past
+//! 300,000 positions, paused with unconsumed CQEs, a queued and a prepared
+//! SQE, a registered file whose fd it closed, registered buffers and an
+//! eventfd (plain, SQPOLL, DEFER_TASKRUN in a second thread), is
+//! checkpointed (killed by criu dump), restored, told to go on, and
+//! finishes its records, checked from outside. Refusals: a request that
+//! never completes (named; the program keeps running), criu missing, a
+//! directory without a checkpoint. Runs where `criu check` passes (the
+//! 6.18 host; not in the test VMs, where the test says it did not try).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringplan_scenarios::c_programs;
+
+use crate::in_place::{check_records, proc_state, worker_binary};
+use crate::support::{kernel_has_no_mmap, plan, scratch_dir};
+
+/// Whether CRIU runs here; says so when it does not.
+fn criu_works() -> bool {
+    let works = Command::new("criu")
+        .arg("check")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !works {
+        eprintln!("criu is not installed here, or `criu check` fails on this kernel: not tried");
+    }
+    works
+}
+
+/// Polls `path` until a line of it contains `needle`; that line.
+fn wait_for_line(path: &Path, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|line| line.contains(needle)) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {} within {limit:?}: {text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn checkpoint_and_restore(mode: &str) {
+    if !criu_works() || !kernel_has_no_mmap() {
+        return;
+    }
+    const RECORDS: u32 = 2000;
+    let dir = scratch_dir(&format!("criu-{mode}"));
+    let records = dir.join("records");
+    let out = dir.join("out");
+    let go = dir.join("go");
+    let images = dir.join("images");
+    // Its own session (setsid execs it in place: same pid), so that CRIU
+    // dumps and restores it without --shell-job; its output goes to a
+    // file, which CRIU restores with its offset.
+    let mut child = Command::new("setsid")
+        .arg(worker_binary())
+        .arg(mode)
+        .arg(&records)
+        .arg(RECORDS.to_string())
+        .arg("300000")
+        .arg(&go)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(
+            std::fs::File::options()
+                .append(true)
+                .open(&out)
+                .expect("out"),
+        )
+        .spawn()
+        .expect("setsid ring_worker");
+    let pid = child.id();
+    wait_for_line(&out, "paused", Duration::from_secs(30));
+
+    let checkpointed = plan(&[
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "-D",
+        images.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        checkpointed.status.success(),
+        "{mode}: plan checkpoint: {}",
+        String::from_utf8_lossy(&checkpointed.stderr)
+    );
+    // criu dump killed it; reap it so that its pid is free for the restore.
+    let status = child.wait().expect("reaping the dumped program");
+    assert!(!status.success(), "{mode}: criu dump kills the program");
+
+    let restored = plan(&["restore", "-D", images.to_str().expect("utf-8")]);
+    assert!(
+        restored.status.success(),
+        "{mode}: plan restore: {}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let state = proc_state(pid);
+    assert!(
+        !state.starts_with('T') && !state.starts_with('Z'),
+        "{mode}: restored and resumed, not {state}"
+    );
+    std::fs::write(&go, b"").expect("the go file");
+    let done = wait_for_line(&out, "done", Duration::from_secs(60));
+    assert!(done.contains("\"ok\": true"), "{mode}: {done}");
+    check_records(&records, RECORDS);
+}
+
+#[test]
+fn a_plain_ring_program_is_checkpointed_restored_and_finishes() {
+    checkpoint_and_restore("plain");
+}
+
+#[test]
+fn an_sqpoll_ring_program_is_checkpointed_restored_and_finishes() {
+    checkpoint_and_restore("sqpoll");
+}
+
+#[test]
+fn a_defer_taskrun_program_is_checkpointed_restored_and_finishes() {
+    checkpoint_and_restore("defer");
+}
+
+#[test]
+fn a_request_that_never_completes_is_named_and_the_program_runs_on() {
+    if !criu_works() {
+        return;
+    }
+    let binary = c_programs::build("detach_target", Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let mut child = Command::new(binary)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("detach_target");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("its first line");
+    let mut ask = |command: &str| {
+        writeln!(stdin, "{command}").expect("writing");
+        stdin.flush().expect("flushing");
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("reading");
+        line.trim_end().to_owned()
+    };
+    assert_eq!(ask("timeout"), "ok", "{first}");
+    let dir = scratch_dir("criu-refused");
+    let images = dir.join("images");
+    let output = plan(&[
+        "checkpoint",
+        "--pid",
+        &child.id().to_string(),
+        "-D",
+        images.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("TIMEOUT"), "the request is named: {stderr}");
+    assert!(
+        stderr.contains("nothing was checkpointed"),
+        "says what happened: {stderr}"
+    );
+    assert!(
+        !images.join("ringplan.json").exists(),
+        "no manifest for a checkpoint that did not happen"
+    );
+    assert_eq!(ask("ping"), "pong", "the program runs on");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn criu_missing_or_a_directory_without_a_checkpoint_is_refused() {
+    let dir = scratch_dir("criu-refusals");
+    let missing = plan(&[
+        "checkpoint",
+        "--pid",
+        &std::process::id().to_string(),
+        "-D",
+        dir.join("images").to_str().expect("utf-8"),
+        "--criu",
+        "/nonexistent/criu",
+    ]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/criu"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    if !criu_works() {
+        return;
+    }
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let restore = plan(&["restore", "-D", empty.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&restore.stderr);
+    assert_eq!(restore.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("holds no ringplan checkpoint (ringplan.json"),
+        "{stderr}"
+    );
+}
