@@ -22,7 +22,7 @@ use ringplan_kernel::procfs::task::{IO_WORKER_NAME_PREFIX, SQ_THREAD_NAME_PREFIX
 use ringplan_kernel::procfs::{maps, stat, task, Process};
 use ringplan_scenarios::c_programs;
 
-use crate::support::{plan, scratch_dir};
+use crate::support::{kernel_at_least, plan, scratch_dir};
 
 /// The program, killed when dropped.
 struct Program {
@@ -140,17 +140,6 @@ fn expect_reads_named(ring: &RingInFlight, poll_armed: Vec<(u8, u64, PendingKind
         "reads on an empty pipe wait poll-armed"
     );
     assert!(ring.to_string().contains("(poll-armed)"), "{ring}");
-}
-
-/// Whether this kernel is at least `major.minor`.
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let uname = rustix::system::uname();
-    let release = uname.release().to_string_lossy();
-    let mut numbers = release
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|part| part.parse::<u32>().ok());
-    let found = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    found >= (major, minor)
 }
 
 const READ: u8 = 22;
