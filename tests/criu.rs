@@ -209,3 +209,78 @@ fn criu_missing_or_a_directory_without_a_checkpoint_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn leave_running_lets_the_original_finish_and_a_copy_restored_later_finishes_too() {
+    if !criu_works() || !kernel_has_no_mmap() {
+        return;
+    }
+    const RECORDS: u32 = 400;
+    let dir = scratch_dir("criu-leave-running");
+    let records = dir.join("records");
+    let out = dir.join("out");
+    let go = dir.join("go");
+    let images = dir.join("images");
+    let mut child = Command::new("setsid")
+        .arg(worker_binary())
+        .arg("plain")
+        .arg(&records)
+        .arg(RECORDS.to_string())
+        .arg("5000")
+        .arg(&go)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(
+            std::fs::File::options()
+                .append(true)
+                .open(&out)
+                .expect("out"),
+        )
+        .spawn()
+        .expect("setsid ring_worker");
+    let pid = child.id();
+    wait_for_line(&out, "paused", Duration::from_secs(30));
+    let checkpointed = plan(&[
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "-D",
+        images.to_str().expect("utf-8"),
+        "--leave-running",
+    ]);
+    // CRIU restores open files by path and checks their size, but keeps
+    // no copy of them: what a copy restored later needs is the files as
+    // they were at the checkpoint (a user snapshots them).
+    let files_then = [&records, &out].map(|path| std::fs::read(path).expect("a file"));
+    assert!(
+        checkpointed.status.success(),
+        "plan checkpoint --leave-running: {}",
+        String::from_utf8_lossy(&checkpointed.stderr)
+    );
+    // The original has its ring back and runs on.
+    let state = proc_state(pid);
+    assert!(!state.starts_with('T'), "the original runs on, not {state}");
+    std::fs::write(&go, b"").expect("the go file");
+    let status = child.wait().expect("the original");
+    assert!(status.success(), "the original finished: {status}");
+    let done = wait_for_line(&out, "done", Duration::from_secs(5));
+    assert!(done.contains("\"ok\": true"), "{done}");
+    check_records(&records, RECORDS);
+
+    // A copy restored after the original exited finishes the same work.
+    for (path, bytes) in [&records, &out].into_iter().zip(&files_then) {
+        std::fs::write(path, bytes).expect("the file as it was at the checkpoint");
+    }
+    let restored = plan(&["restore", "-D", images.to_str().expect("utf-8")]);
+    assert!(
+        restored.status.success(),
+        "plan restore: {}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(proc_state(pid).chars().next(), Some('Z') | Some('g')) {
+        assert!(Instant::now() < deadline, "the copy did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check_records(&records, RECORDS);
+}

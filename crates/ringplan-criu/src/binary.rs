@@ -139,7 +139,7 @@ impl Criu {
             action,
             status: output.status.to_string(),
             log: log.to_path_buf(),
-            last_error: last_error(log, &output.stderr),
+            last_error: error_line(log, &output.stderr),
         })
     }
 }
@@ -157,20 +157,26 @@ fn search_path() -> Option<PathBuf> {
         })
 }
 
-/// The last `Error` line of criu's log (or of its stderr): what a user
-/// reads first.
-fn last_error(log: &Path, stderr: &[u8]) -> String {
+/// The first `Error` line of criu's log (or of its stderr) that says what
+/// failed: what a user reads first. CRIU ends every failure with a generic
+/// "Restoring FAILED." / "Dumping FAILED.", and prints an RLIMIT_NOFILE
+/// error on every run here (it may not raise its own fd limit), failing or
+/// not: neither says why.
+fn error_line(log: &Path, stderr: &[u8]) -> String {
     let log_text = std::fs::read_to_string(log).unwrap_or_default();
     let stderr = String::from_utf8_lossy(stderr);
-    log_text
+    let errors: Vec<&str> = log_text
         .lines()
         .chain(stderr.lines())
-        // CRIU prints the RLIMIT_NOFILE one on every run here (it may not
-        // raise its own fd limit), failing or not.
-        .rfind(|line| {
-            line.starts_with("Error") && !line.contains("Can't setup RLIMIT_NOFILE for self")
-        })
+        .map(str::trim)
+        .filter(|line| line.contains("Error (") || line.starts_with("Error"))
+        .filter(|line| !line.contains("Can't setup RLIMIT_NOFILE for self"))
+        .collect();
+    errors
+        .iter()
+        .find(|line| !line.contains("FAILED."))
+        .or_else(|| errors.last())
+        .copied()
         .unwrap_or("no error line in the log")
-        .trim()
         .to_owned()
 }
