@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 
 use ringplan_scenarios::c_programs;
 
-use crate::in_place::{check_records, proc_state, worker_binary};
-use crate::support::{kernel_has_no_mmap, plan, scratch_dir};
+use crate::in_place::{
+    can_put_back_a_closed_registered_file, check_records, proc_state, worker_binary,
+};
+use crate::support::{plan, scratch_dir};
 
 /// Whether CRIU runs here; says so when it does not.
 fn criu_works() -> bool {
@@ -49,7 +51,7 @@ fn wait_for_line(path: &Path, needle: &str, limit: Duration) -> String {
 }
 
 fn checkpoint_and_restore(mode: &str) {
-    if !criu_works() || !kernel_has_no_mmap() {
+    if !criu_works() || !can_put_back_a_closed_registered_file() {
         return;
     }
     const RECORDS: u32 = 2000;
@@ -212,7 +214,7 @@ fn criu_missing_or_a_directory_without_a_checkpoint_is_refused() {
 
 #[test]
 fn leave_running_lets_the_original_finish_and_a_copy_restored_later_finishes_too() {
-    if !criu_works() || !kernel_has_no_mmap() {
+    if !criu_works() || !can_put_back_a_closed_registered_file() {
         return;
     }
     const RECORDS: u32 = 400;

@@ -23,7 +23,9 @@ use ringplan_exec::test_hooks::ProcessState;
 use ringplan_scenarios::c_programs;
 use serde_json::Value;
 
-use crate::support::{kernel_at_least, kernel_has_no_mmap, plan, scratch_dir};
+use crate::support::{
+    kernel_at_least, kernel_has_no_mmap, kernel_shows_registered_file_paths, plan, scratch_dir,
+};
 
 pub(crate) fn worker_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
@@ -172,10 +174,10 @@ fn detach(pid: u32, dir: &Path, name: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     let mut left = io_uring_left(pid);
-    if !kernel_at_least(6, 12) {
-        // 6.1 keeps a thread's last io-wq worker until the thread exits
-        // (the detach names them in a warning): only fds, mappings and SQ
-        // threads must be gone there.
+    if !kernel_at_least(6, 18) {
+        // 6.1 and 6.12 keep a thread's last io-wq worker until the thread
+        // exits (the detach names them in a warning; 6.18 ends them with
+        // the last ring): only fds, mappings and SQ threads must go there.
         let stderr = String::from_utf8_lossy(&output.stderr);
         left.retain(|what| !(what.contains("iou-wrk") && stderr.contains("keeps io-wq workers")));
     }
@@ -208,8 +210,16 @@ fn put_back(pid: u32, image: &str, name: &str) {
     );
 }
 
-/// On a kernel without NO_MMAP the rings cannot come back where the
-/// program left them: exec --pid refuses, the process stays as detached.
+/// Whether ring_worker's rings can come back here: where the program left
+/// them (NO_MMAP, 6.5+), with its registered file whose fd it closed
+/// reopened by path (a kernel that shows registered files' paths; 6.1 and
+/// 6.12 show their names only, so such a file is an external input).
+pub(crate) fn can_put_back_a_closed_registered_file() -> bool {
+    kernel_has_no_mmap() && kernel_shows_registered_file_paths()
+}
+
+/// Where the rings cannot come back (no NO_MMAP, or a registered file
+/// without a path): exec --pid refuses, the process stays as detached.
 fn refused_without_no_mmap(pid: u32, image: &str, name: &str) {
     let output = plan(&["exec", image, "--pid", &pid.to_string()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -279,7 +289,7 @@ fn ring_worker(mode: &str) {
         assert_eq!(state["owner_tid"], started["worker_tid"], "{state}");
     }
 
-    if !kernel_has_no_mmap() {
+    if !can_put_back_a_closed_registered_file() {
         refused_without_no_mmap(pid, &image, mode);
         return;
     }
@@ -501,7 +511,7 @@ fn a_failure_at_any_step_of_the_put_back_leaves_the_detached_program_as_it_was()
     worker.line(); // paused
     let pid = worker.pid();
     let image = detach(pid, &dir, "fail");
-    if !kernel_has_no_mmap() {
+    if !can_put_back_a_closed_registered_file() {
         refused_without_no_mmap(pid, &image, "fail");
         return;
     }
@@ -636,10 +646,10 @@ fn dumps_a_detach_and_an_exec_at_once_take_turns() {
         proc_state(worker.pid()).starts_with('T'),
         "--detach promised a stopped process"
     );
-    if kernel_at_least(6, 12) {
+    if kernel_at_least(6, 18) {
         assert_eq!(io_uring_left(worker.pid()), Vec::<String>::new());
     }
-    if !kernel_has_no_mmap() {
+    if !can_put_back_a_closed_registered_file() {
         return;
     }
     // Now an exec --pid and two more dumps at once: the exec puts the ring
