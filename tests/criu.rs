@@ -50,39 +50,63 @@ fn wait_for_line(path: &Path, needle: &str, limit: Duration) -> String {
     }
 }
 
+/// A ring_worker in its own session (setsid execs it in place: same pid,
+/// so that CRIU dumps and restores it without --shell-job), its output in
+/// DIR/out (CRIU restores a file with its offset), paused at its known
+/// state; waits at GO_FILE (DIR/go) to go on.
+struct PausedWorker {
+    child: std::process::Child,
+    records: std::path::PathBuf,
+    out: std::path::PathBuf,
+    go: std::path::PathBuf,
+    images: std::path::PathBuf,
+}
+
+impl PausedWorker {
+    fn start(dir: &Path, mode: &str, records: u32, advance: u32) -> PausedWorker {
+        let out = dir.join("out");
+        let worker = PausedWorker {
+            child: Command::new("setsid")
+                .arg(worker_binary())
+                .arg(mode)
+                .arg(dir.join("records"))
+                .arg(records.to_string())
+                .arg(advance.to_string())
+                .arg(dir.join("go"))
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out).expect("out"))
+                .stderr(
+                    std::fs::File::options()
+                        .append(true)
+                        .open(&out)
+                        .expect("out"),
+                )
+                .spawn()
+                .expect("setsid ring_worker"),
+            records: dir.join("records"),
+            out,
+            go: dir.join("go"),
+            images: dir.join("images"),
+        };
+        wait_for_line(&worker.out, "paused", Duration::from_secs(30));
+        worker
+    }
+}
+
 fn checkpoint_and_restore(mode: &str) {
     if !criu_works() || !can_put_back_a_closed_registered_file() {
         return;
     }
     const RECORDS: u32 = 2000;
     let dir = scratch_dir(&format!("criu-{mode}"));
-    let records = dir.join("records");
-    let out = dir.join("out");
-    let go = dir.join("go");
-    let images = dir.join("images");
-    // Its own session (setsid execs it in place: same pid), so that CRIU
-    // dumps and restores it without --shell-job; its output goes to a
-    // file, which CRIU restores with its offset.
-    let mut child = Command::new("setsid")
-        .arg(worker_binary())
-        .arg(mode)
-        .arg(&records)
-        .arg(RECORDS.to_string())
-        .arg("300000")
-        .arg(&go)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("out"))
-        .stderr(
-            std::fs::File::options()
-                .append(true)
-                .open(&out)
-                .expect("out"),
-        )
-        .spawn()
-        .expect("setsid ring_worker");
+    let PausedWorker {
+        mut child,
+        records,
+        out,
+        go,
+        images,
+    } = PausedWorker::start(&dir, mode, RECORDS, 300_000);
     let pid = child.id();
-    wait_for_line(&out, "paused", Duration::from_secs(30));
-
     let checkpointed = plan(&[
         "checkpoint",
         "--pid",
@@ -219,29 +243,14 @@ fn leave_running_lets_the_original_finish_and_a_copy_restored_later_finishes_too
     }
     const RECORDS: u32 = 400;
     let dir = scratch_dir("criu-leave-running");
-    let records = dir.join("records");
-    let out = dir.join("out");
-    let go = dir.join("go");
-    let images = dir.join("images");
-    let mut child = Command::new("setsid")
-        .arg(worker_binary())
-        .arg("plain")
-        .arg(&records)
-        .arg(RECORDS.to_string())
-        .arg("5000")
-        .arg(&go)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("out"))
-        .stderr(
-            std::fs::File::options()
-                .append(true)
-                .open(&out)
-                .expect("out"),
-        )
-        .spawn()
-        .expect("setsid ring_worker");
+    let PausedWorker {
+        mut child,
+        records,
+        out,
+        go,
+        images,
+    } = PausedWorker::start(&dir, "plain", RECORDS, 5000);
     let pid = child.id();
-    wait_for_line(&out, "paused", Duration::from_secs(30));
     let checkpointed = plan(&[
         "checkpoint",
         "--pid",

@@ -346,22 +346,6 @@ fn wait_for_ring_io(main: &mut Child, find: impl Fn() -> Option<u32>) -> u32 {
     }
 }
 
-/// The child processes of `pid` (all its threads').
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_whitespace()
-                .filter_map(|pid| pid.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
 /// Waits for `child` to exit within `limit`: its exit code, stdout and
 /// stderr.
 fn finish(mut child: Child, limit: Duration) -> (Option<i32>, String) {
@@ -413,16 +397,19 @@ fn fio_verify(name: &str, sqthread_poll: bool) {
         .expect("starting fio (scripts/deps installs it)");
     let main = fio.id();
     let pid = wait_for_ring_io(&mut fio, || {
-        children(main).into_iter().find(|child| {
-            std::fs::read_dir(format!("/proc/{child}/fd"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|fd| {
-                    std::fs::read_link(fd.path())
-                        .is_ok_and(|target| target.to_string_lossy().contains("io_uring"))
-                })
-        })
+        ringplan_kernel::procfs::task::children(ringplan_kernel::procfs::Process::Pid(main))
+            .unwrap_or_default()
+            .into_iter()
+            .find(|child| {
+                std::fs::read_dir(format!("/proc/{child}/fd"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|fd| {
+                        std::fs::read_link(fd.path())
+                            .is_ok_and(|target| target.to_string_lossy().contains("io_uring"))
+                    })
+            })
     });
     std::thread::sleep(Duration::from_millis(300));
     let image = detach(pid, &dir, name);

@@ -191,22 +191,6 @@ fn wait_for_io(program: &mut Program, find: impl Fn() -> Option<u32>) -> (u32, u
     }
 }
 
-/// The child processes of `pid` (all its threads').
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_whitespace()
-                .filter_map(|pid| pid.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
 /// Dumps `pid` with the BPF backend; returns the image's path, JSON view and
 /// the dump's warnings (stderr).
 fn dump(pid: u32, dir: &Path, name: &str) -> (String, Value, String) {
@@ -533,7 +517,8 @@ fn fio(job: FioJob) {
     // fio forks one process per job; that child owns the ring.
     let main = program.pid();
     let (pid, fd, info) = wait_for_io(&mut program, || {
-        children(main)
+        ringplan_kernel::procfs::task::children(Process::Pid(main))
+            .unwrap_or_default()
             .into_iter()
             .find(|child| !ring_fds(*child).is_empty())
     });

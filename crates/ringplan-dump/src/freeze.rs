@@ -397,32 +397,9 @@ fn process_state(pid: u32) -> std::io::Result<Option<u8>> {
     }
 }
 
-/// The first thread of `pid` not yet stopped, as "thread TID (comm) in
-/// state S"; `None` when all are stopped (or gone).
+/// The first thread of `pid` not yet stopped (`procfs::task`).
 fn threads_not_stopped(pid: u32) -> std::io::Result<Option<String>> {
-    let process = Process::Pid(pid);
-    let tids = match task::ids(process) {
-        Ok(tids) => tids,
-        Err(error) if error.is_not_found() => return Ok(None),
-        Err(error) => return Err(error.into_io_error()),
-    };
-    for tid in tids {
-        // A thread gone meanwhile, or exiting (Z/X), is not running;
-        // T: stopped by a signal; t: traced.
-        let Ok(stat) = stat::read_task(process, tid) else {
-            continue;
-        };
-        if stat.is_stopped() || stat.has_exited() {
-            continue;
-        }
-        let comm = task::comm(process, tid).unwrap_or_default();
-        return Ok(Some(format!(
-            "thread {tid} ({}) is in state {}",
-            String::from_utf8_lossy(&comm).trim_end(),
-            char::from(stat.state)
-        )));
-    }
-    Ok(None)
+    task::first_not_stopped(pid).map_err(ringplan_kernel::procfs::ProcfsError::into_io_error)
 }
 
 /// The cgroup freezer a target can be held with.

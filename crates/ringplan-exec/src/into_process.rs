@@ -249,10 +249,18 @@ pub(crate) fn execute_in_inner(
             signal_process(pid, rustix::process::Signal::STOP);
         }
     };
+    // The queued SIGSTOP is taken once the threads are let go: wait for it,
+    // so that "left stopped" is true when this returns.
+    let stopped_again = |stay_stopped: bool| {
+        if found_stopped && stay_stopped {
+            wait_until_stopped(pid);
+        }
+    };
     if let Some(cause) = lost {
         let index = result.as_ref().err().and_then(ExecError::step).unwrap_or(0);
         stop_again(true);
         let _ = held.detach(resume);
+        stopped_again(true);
         return Err(ExecError::ProcessLost {
             index,
             op: plan.steps.get(index).map_or("none", |step| step.op.name()),
@@ -264,6 +272,7 @@ pub(crate) fn execute_in_inner(
             let started = Instant::now();
             stop_again(left_stopped);
             held.detach(resume).map_err(ExecError::Detach)?;
+            stopped_again(left_stopped);
             timings.detach = started.elapsed();
             Ok(RestoredIn {
                 pid,
@@ -279,6 +288,7 @@ pub(crate) fn execute_in_inner(
             // Undone inside the process already.
             stop_again(true);
             let _ = held.detach(resume);
+            stopped_again(true);
             Err(error)
         }
     }
@@ -290,5 +300,20 @@ pub(crate) fn execute_in_inner(
 fn signal_process(pid: u32, signal: rustix::process::Signal) {
     if let Some(target) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(target, signal);
+    }
+}
+
+/// Waits (up to 2 s) until every thread of `pid` is stopped. A process
+/// that does not stop by then is left to the caller's next look.
+fn wait_until_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut pause = Duration::from_micros(50);
+    while Instant::now() < deadline {
+        match ringplan_kernel::procfs::task::first_not_stopped(pid) {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return,
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }

@@ -88,6 +88,33 @@ pub fn tree(pid: u32) -> Result<Vec<u32>, ProcfsError> {
     Ok(tree)
 }
 
+/// The first thread of `pid` not stopped (by a signal or a tracer), as
+/// "thread TID (comm) in state S"; `None` when all are stopped or gone
+/// (a thread exiting, Z/X, is not running either).
+pub fn first_not_stopped(pid: u32) -> Result<Option<String>, ProcfsError> {
+    let process = Process::Pid(pid);
+    let tids = match ids(process) {
+        Ok(tids) => tids,
+        Err(error) if error.is_not_found() => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    for tid in tids {
+        let Ok(stat) = super::stat::read_task(process, tid) else {
+            continue;
+        };
+        if stat.is_stopped() || stat.has_exited() {
+            continue;
+        }
+        let comm = comm(process, tid).unwrap_or_default();
+        return Ok(Some(format!(
+            "thread {tid} ({}) is in state {}",
+            String::from_utf8_lossy(&comm).trim_end(),
+            char::from(stat.state)
+        )));
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
