@@ -102,6 +102,9 @@ pub fn checkpoint(
     let dumped = criu.dump(pid, dir, options.leave_running, &options.criu_args);
     let criu_dump = dumping.elapsed();
     if let Err(error) = dumped {
+        // No checkpoint to restore: without its manifest, `plan restore`
+        // says so instead of feeding criu a half-written directory.
+        let _ = std::fs::remove_file(dir.join(crate::manifest::MANIFEST));
         give_back(mover, &taken, &error.to_string())?;
         return Err(error);
     }
