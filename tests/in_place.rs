@@ -293,6 +293,40 @@ fn a_defer_taskrun_ring_owned_by_a_second_thread_comes_back_to_it() {
     ring_worker("defer");
 }
 
+/// A program whose rings were put back is detached and put back again:
+/// the first restore left its ring memory on ringplan's memfd, which the
+/// second detach keeps as the program's and the second restore accepts.
+#[test]
+fn a_program_put_back_is_taken_out_and_put_back_again() {
+    const RECORDS: u32 = 500;
+    let dir = scratch_dir("in-place-twice");
+    let output = dir.join("records");
+    let mut worker = Worker::start(
+        Command::new(worker_binary())
+            .arg("plain")
+            .arg(&output)
+            .arg(RECORDS.to_string())
+            .arg("3000"),
+    );
+    worker.line();
+    worker.line(); // paused
+    let pid = worker.pid();
+    let image = detach(pid, &dir, "twice-1");
+    if !kernel_has_no_mmap() {
+        refused_without_no_mmap(pid, &image, "twice");
+        return;
+    }
+    put_back(pid, &image, "twice-1");
+    let image = detach(pid, &dir, "twice-2");
+    put_back(pid, &image, "twice-2");
+    worker.go();
+    let done = worker.line();
+    assert_eq!(done["ok"], true, "{done}");
+    let (code, stderr) = worker.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    check_records(&output, RECORDS);
+}
+
 /// The single child of `main` that holds a ring whose SQ head has moved.
 fn wait_for_ring_io(main: &mut Child, find: impl Fn() -> Option<u32>) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(20);
