@@ -389,6 +389,10 @@ fn report(name: &str, rounds: &[Round]) {
         "  io_uring_enter batches       {}",
         stat(&|r| r.batches as f64)
     );
+    if rounds.iter().all(|r| r.batches > 0) {
+        let remote = stat(&|r| r.exec_pid[4] * 1e3 / r.batches as f64);
+        println!("  continuity per batch, exec --pid (us)   {remote}");
+    }
 
     let parts = |figures: &[(&str, f64)]| {
         figures
@@ -413,6 +417,14 @@ fn report(name: &str, rounds: &[Round]) {
         freeze.min,
         freeze.max,
         verdict(ratio),
+    );
+    // What ringplan does itself: the stopped time less the wait for the
+    // kernel to end the io threads (`io threads gone`, the 7th part).
+    let own = stat(&|r| r.detach[0] - r.detach[7]);
+    let ratio = own.median / freeze.median;
+    println!(
+        "TABLE|{name}: `--detach` less the wait for the io threads to end|{:.1} ms ({:.1}-{:.1})|`--freeze signal` dump held {:.1} ms|{ratio:.1}x||",
+        own.median, own.min, own.max, freeze.median,
     );
     let exec_parts = [
         ("attach", stat(&|r| r.exec_pid[1]).median),
