@@ -317,6 +317,70 @@ fn a_defer_taskrun_ring_owned_by_a_second_thread_comes_back_to_it() {
     ring_worker("defer");
 }
 
+/// A program whose rings were put back is detached and put back again:
+/// the first restore left its ring memory on ringplan's memfd, which the
+/// second detach keeps as the program's and the second restore accepts.
+#[test]
+fn a_program_put_back_is_taken_out_and_put_back_again() {
+    const RECORDS: u32 = 500;
+    let dir = scratch_dir("in-place-twice");
+    let output = dir.join("records");
+    let mut worker = Worker::start(
+        Command::new(worker_binary())
+            .arg("plain")
+            .arg(&output)
+            .arg(RECORDS.to_string())
+            .arg("3000"),
+    );
+    worker.line();
+    worker.line(); // paused
+    let pid = worker.pid();
+    let image = detach(pid, &dir, "twice-1");
+    if !kernel_has_no_mmap() {
+        refused_without_no_mmap(pid, &image, "twice");
+        return;
+    }
+    put_back(pid, &image, "twice-1");
+    let image = detach(pid, &dir, "twice-2");
+    put_back_once_torn_down(pid, &image, "twice-2");
+    worker.go();
+    let done = worker.line();
+    assert_eq!(done["ok"], true, "{done}");
+    let (code, stderr) = worker.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    check_records(&output, RECORDS);
+}
+
+/// `put_back` of a ring on memory that stays in the process (the second
+/// put-back): the kernel's teardown of the ring the detach just closed may
+/// still write its CQ tail there, and the restore then refuses cleanly,
+/// leaving the process stopped (crates/ringplan-exec/README.md); it is
+/// tried again until the teardown is over.
+fn put_back_once_torn_down(pid: u32, image: &str, name: &str) {
+    for _ in 0..20 {
+        let output = plan(&["exec", image, "--pid", &pid.to_string()]);
+        if output.status.success() {
+            assert!(
+                !proc_state(pid).starts_with('T'),
+                "{name}: after exec --pid the process is {}",
+                proc_state(pid)
+            );
+            return;
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("restore_completions") && stderr.contains("everything done was undone"),
+            "{name}: plan exec --pid: {stderr}"
+        );
+        assert!(
+            proc_state(pid).starts_with('T'),
+            "{name}: a refused restore leaves the process stopped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{name}: the restore was refused for 2 s");
+}
+
 /// The single child of `main` that holds a ring whose SQ head has moved.
 fn wait_for_ring_io(main: &mut Child, find: impl Fn() -> Option<u32>) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(20);

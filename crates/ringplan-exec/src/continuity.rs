@@ -45,7 +45,7 @@ pub use contents::{
     RecordedEntries, RecordedSubmissions, RingCounters,
 };
 pub use error::ContinuityError;
-pub(crate) use memory::{page_round, release_all, PlacedRegion};
+pub(crate) use memory::{page_round, release_all, PlacedRegion, RING_MEMFD_NAME};
 pub use memory::{Backing, PlacedMemory, RegionPlacement, RingPlacement};
 pub use plan_ops::{placement_of, ring_setup_of};
 pub use positions::{advance_positions, Advanced, PositionTargets};

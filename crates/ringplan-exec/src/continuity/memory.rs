@@ -363,6 +363,10 @@ fn map_at(
     }
 }
 
+/// The name of the memfd a restorer places ring memory on; `/proc/PID/maps`
+/// shows it as `/memfd:ringplan-ring (deleted)`.
+pub(crate) const RING_MEMFD_NAME: &str = "ringplan-ring";
+
 /// Places one memory object at every range of `ranges` (each `(addr,
 /// len)`, page-rounded): a memfd as long as the longest, mapped shared at
 /// each; or, for [`Backing::Anonymous`], private anonymous memory at the
@@ -384,7 +388,7 @@ pub(super) fn place(
         }
         Backing::Memfd => {
             let size = ranges.iter().map(|(_, len)| *len).max().unwrap_or(0);
-            let memfd = rustix::fs::memfd_create("ringplan-ring", MemfdFlags::CLOEXEC)
+            let memfd = rustix::fs::memfd_create(RING_MEMFD_NAME, MemfdFlags::CLOEXEC)
                 .map_err(syscall("memfd_create"))?;
             rustix::fs::ftruncate(&memfd, size as u64).map_err(syscall("ftruncate(memfd)"))?;
             let mut regions = Vec::with_capacity(ranges.len());
@@ -452,7 +456,7 @@ fn place_in_target<B: Backend>(
         Backing::Memfd => {
             let size = ranges.iter().map(|(_, len)| *len).max().unwrap_or(0);
             let memfd = backend
-                .memfd_create("ringplan-ring")
+                .memfd_create(RING_MEMFD_NAME)
                 .map_err(syscall("memfd_create"))?;
             let number = B::number(&memfd);
             let mut result = backend

@@ -17,7 +17,8 @@ use rustix::thread::CapabilitySet;
 use ringplan_image::SetupFlags;
 
 use crate::continuity::{
-    kernel_supports_no_mmap, memory_sizes, page_round, placement_of, ring_setup_of, ContinuityError,
+    kernel_supports_no_mmap, memory_sizes, page_round, placement_of, ring_setup_of,
+    ContinuityError, RING_MEMFD_NAME,
 };
 use crate::error::ExecError;
 use crate::memory::{overlapping_mapping, pinned_bytes};
@@ -221,11 +222,18 @@ fn check_ring_memlock(plan: &Plan, pid: u32, ring_bytes: u64) -> Result<(), Exec
 
 /// Whether a maps line is memory a program can have given the kernel as
 /// its own ring memory: anonymous, private (no file) or shared (`/dev/zero
-/// (deleted)`, what `MAP_SHARED | MAP_ANONYMOUS` shows), and writable.
+/// (deleted)`, what `MAP_SHARED | MAP_ANONYMOUS` shows), or the memfd an
+/// earlier restore placed ring memory on (a program restored into and
+/// detached again keeps it as its rings' memory), and writable.
 fn is_writable_anonymous(entry: &maps::MapsEntry<'_>) -> bool {
     let anonymous = (entry.inode == 0
         && (entry.path.is_empty() || entry.path.starts_with("[anon")))
-        || entry.path.starts_with("/dev/zero");
+        || entry.path.starts_with("/dev/zero")
+        || entry
+            .path
+            .strip_prefix("/memfd:")
+            .and_then(|name| name.strip_prefix(RING_MEMFD_NAME))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(" (deleted)"));
     anonymous && entry.perms.starts_with("rw")
 }
 
