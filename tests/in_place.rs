@@ -59,6 +59,21 @@ impl Worker {
         }
     }
 
+    /// `ring_worker MODE OUTPUT RECORDS ADVANCE`, once it is paused: its
+    /// first line (pid, worker tid, fds) and its pause line.
+    fn paused(mode: &str, output: &Path, records: u32, advance: u32) -> (Worker, Value, Value) {
+        let mut worker = Worker::start(
+            Command::new(worker_binary())
+                .arg(mode)
+                .arg(output)
+                .arg(records.to_string())
+                .arg(advance.to_string()),
+        );
+        let started = worker.line();
+        let paused = worker.line();
+        (worker, started, paused)
+    }
+
     fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -251,16 +266,8 @@ fn ring_worker(mode: &str) {
     const RECORDS: u32 = 2000;
     let dir = scratch_dir(&format!("in-place-{mode}"));
     let output = dir.join("records");
-    let mut worker = Worker::start(
-        Command::new(worker_binary())
-            .arg(mode)
-            .arg(&output)
-            .arg(RECORDS.to_string())
-            .arg("5000"),
-    );
-    let started = worker.line();
+    let (mut worker, started, paused) = Worker::paused(mode, &output, RECORDS, 5000);
     let pid = worker.pid();
-    let paused = worker.line();
     assert_eq!(paused["paused"]["unconsumed"], 2, "{paused}");
     let image = detach(pid, &dir, mode);
     let view: Value =
@@ -325,18 +332,10 @@ fn a_program_put_back_is_taken_out_and_put_back_again() {
     const RECORDS: u32 = 500;
     let dir = scratch_dir("in-place-twice");
     let output = dir.join("records");
-    let mut worker = Worker::start(
-        Command::new(worker_binary())
-            .arg("plain")
-            .arg(&output)
-            .arg(RECORDS.to_string())
-            .arg("3000"),
-    );
-    worker.line();
-    worker.line(); // paused
+    let (mut worker, _, _) = Worker::paused("plain", &output, RECORDS, 3000);
     let pid = worker.pid();
     let image = detach(pid, &dir, "twice-1");
-    if !kernel_has_no_mmap() {
+    if !can_put_back_a_closed_registered_file() {
         refused_without_no_mmap(pid, &image, "twice");
         return;
     }
@@ -551,15 +550,7 @@ fn a_failure_at_any_step_of_the_put_back_leaves_the_detached_program_as_it_was()
     const RECORDS: u32 = 200;
     let dir = scratch_dir("in-place-fail");
     let output = dir.join("records");
-    let mut worker = Worker::start(
-        Command::new(worker_binary())
-            .arg("plain")
-            .arg(&output)
-            .arg(RECORDS.to_string())
-            .arg("3000"),
-    );
-    worker.line();
-    worker.line(); // paused
+    let (mut worker, _, _) = Worker::paused("plain", &output, RECORDS, 3000);
     let pid = worker.pid();
     let image = detach(pid, &dir, "fail");
     if !can_put_back_a_closed_registered_file() {
@@ -613,15 +604,7 @@ fn a_failure_at_any_step_of_the_put_back_leaves_the_detached_program_as_it_was()
 fn dumps_a_detach_and_an_exec_at_once_take_turns() {
     let dir = scratch_dir("in-place-concurrent");
     let output = dir.join("records");
-    let mut worker = Worker::start(
-        Command::new(worker_binary())
-            .arg("plain")
-            .arg(&output)
-            .arg("200")
-            .arg("3000"),
-    );
-    worker.line();
-    worker.line(); // paused: its ring's state does not change from here
+    let (mut worker, _, _) = Worker::paused("plain", &output, 200, 3000); // paused: its ring's state does not change from here
     let pid = worker.pid().to_string();
     // The reference: a frozen dump before anything else runs.
     let reference = dir.join("reference.img");
