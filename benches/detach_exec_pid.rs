@@ -35,15 +35,13 @@
 //! them: it says so and stops. Environment: `DETACH_EXEC_ROUNDS`
 //! (default 7).
 
-use std::ffi::c_void;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ringplan_exec::test_hooks::room;
 use ringplan_exec::{AnonymousBuffers, ExecOptions, Inputs};
-use ringplan_image::{Image, ObjectKind, UserRegion};
-use ringplan_kernel::procfs::{maps, Process};
-use ringplan_plan::{Op, PlaceRingMemory, Plan};
+use ringplan_image::Image;
 
 const PLAN: &str = env!("CARGO_BIN_EXE_plan");
 const GOAL: f64 = 5.0;
@@ -52,7 +50,6 @@ const FD_SHIFT: i32 = 100;
 const RING_BASE: u64 = 0x3400_0000_0000;
 /// Where registered buffers go in this process.
 const BUFFER_BASE: u64 = 0x2000_0000_0000;
-const PAGE: u64 = 4096;
 /// How long the program runs between a put-back and the next round.
 const RUN_BETWEEN: Duration = Duration::from_millis(200);
 
@@ -316,13 +313,9 @@ fn exec_pid(name: &str, image: &str, pid: &str, refused: &mut usize) -> std::pro
 /// positions advanced and the batches that took; the teardown is not
 /// timed.
 fn in_process(mut image: Image, options: &ExecOptions) -> (f64, u64, u64) {
-    for object in &mut image.objects {
-        for entry in &mut object.fds {
-            entry.fd += FD_SHIFT;
-        }
-    }
-    move_buffers(&mut image);
-    move_ring_memory_if_taken(&mut image);
+    room::shift_fds(&mut image, FD_SHIFT);
+    room::move_buffers(&mut image, BUFFER_BASE);
+    room::move_ring_memory_if_taken(&mut image, RING_BASE);
     let plan = ringplan_plan::compile(&image).expect("compiling the image (in this process)");
     let mut buffers = AnonymousBuffers::new();
     let started = Instant::now();
@@ -340,12 +333,16 @@ fn in_process(mut image: Image, options: &ExecOptions) -> (f64, u64, u64) {
     let regions: Vec<(u64, u64)> = restored
         .mapped
         .iter()
-        .map(|(_, mapping)| (mapping.addr, mapping.addr + page_round(mapping.len)))
+        .map(|(_, mapping)| (mapping.addr, mapping.addr + room::page_rounded(mapping.len)))
         .collect();
     drop(restored);
-    unmap(buffers.mapped());
-    unmap(&regions);
-    unmap(&placed_ranges(&plan));
+    // SAFETY: what this restore mapped; its rings are closed (`restored`
+    // was dropped).
+    unsafe {
+        room::unmap(buffers.mapped());
+        room::unmap(&regions);
+        room::unmap(&room::placed_ranges(&plan));
+    }
     // The closed rings' teardown stays out of the next measurement.
     std::thread::sleep(Duration::from_millis(20));
     (took, positions, batches)
@@ -558,100 +555,4 @@ fn children(pid: u32) -> Vec<u32> {
                 .collect::<Vec<u32>>()
         })
         .collect()
-}
-
-// The four below are crates/ringplan-exec/benches/continuity_restore.rs's
-// and exec_pid_continuity.rs's (a bench of another package cannot share
-// them).
-
-/// Moves every registered buffer to [`BUFFER_BASE`], keeping their layout
-/// (they point into the program's heap, which may be this process's too).
-fn move_buffers(image: &mut Image) {
-    let lowest = image
-        .objects
-        .iter()
-        .filter_map(|object| match &object.kind {
-            ObjectKind::Ring(ring) => ring
-                .buffers
-                .iter()
-                .flatten()
-                .map(|buffer| buffer.addr & !(PAGE - 1))
-                .min(),
-            _ => None,
-        })
-        .min();
-    let Some(lowest) = lowest else {
-        return;
-    };
-    for object in &mut image.objects {
-        if let ObjectKind::Ring(ring) = &mut object.kind {
-            for buffer in ring.buffers.iter_mut().flatten() {
-                assert!(buffer.addr - lowest < 1 << 30, "buffers spread over 1 GiB");
-                buffer.addr = buffer.addr - lowest + BUFFER_BASE;
-            }
-        }
-    }
-}
-
-/// Moves all ring memory by one offset to [`RING_BASE`] (layout kept) when
-/// a recorded range overlaps a mapping of this process.
-fn move_ring_memory_if_taken(image: &mut Image) {
-    let ours: Vec<(u64, u64)> = maps::read(Process::Current)
-        .expect("/proc/self/maps")
-        .lines()
-        .filter_map(maps::MapsEntry::parse)
-        .map(|entry| (entry.start, entry.end))
-        .collect();
-    let mut regions: Vec<(&mut u64, u64)> = Vec::new();
-    for object in &mut image.objects {
-        let ObjectKind::Ring(ring) = &mut object.kind else {
-            continue;
-        };
-        for mapping in &mut ring.mappings {
-            regions.push((&mut mapping.addr, mapping.len));
-        }
-        if let Some(state) = ring.state.as_deref_mut() {
-            let memory = &mut state.memory;
-            for UserRegion { addr, len } in memory.rings.iter_mut().chain(memory.sqes.iter_mut()) {
-                regions.push((addr, *len));
-            }
-        }
-    }
-    let taken = regions.iter().any(|(addr, len)| {
-        let (start, end) = (**addr, **addr + page_round(*len));
-        ours.iter().any(|&(from, to)| from < end && start < to)
-    });
-    if !taken {
-        return;
-    }
-    let lowest = regions.iter().map(|(addr, _)| **addr).min().unwrap_or(0);
-    for (addr, _) in regions {
-        *addr = *addr - lowest + RING_BASE;
-    }
-}
-
-fn page_round(len: u64) -> u64 {
-    len.div_ceil(PAGE) * PAGE
-}
-
-/// The memory a continuous restore leaves mapped on success.
-fn placed_ranges(plan: &Plan) -> Vec<(u64, u64)> {
-    plan.steps
-        .iter()
-        .filter_map(|step| match &step.op {
-            Op::PlaceRingMemory(memory) => Some(memory),
-            _ => None,
-        })
-        .flat_map(PlaceRingMemory::ranges)
-        .map(|range| (range.addr, range.addr + page_round(range.len)))
-        .collect()
-}
-
-fn unmap(ranges: &[(u64, u64)]) {
-    for &(start, end) in ranges {
-        // SAFETY: a range this bench's in-process restore mapped; its rings
-        // are closed (the `Restored` was dropped).
-        unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) }
-            .expect("munmap");
-    }
 }

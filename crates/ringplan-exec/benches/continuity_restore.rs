@@ -56,11 +56,12 @@ use ringplan_exec::continuity::{
     placement_of, queue_sqes, ring_setup_of, ContinuousRing, PlacedMemory, QueuedSqe,
     RecordedSubmissions,
 };
+use ringplan_exec::test_hooks::room;
 use ringplan_exec::{AnonymousBuffers, ExecOptions, Inputs, Restored};
-use ringplan_image::{Image, ObjectKind, RingMapping, SetupFlags, UserRegion};
-use ringplan_kernel::procfs::maps::{self, MapsQuery};
+use ringplan_image::{ObjectKind, RingMapping, SetupFlags};
+use ringplan_kernel::procfs::maps::MapsQuery;
 use ringplan_kernel::procfs::Process;
-use ringplan_plan::{Op, PlaceRingMemory, Plan, SetupRing};
+use ringplan_plan::{Op, Plan, SetupRing};
 use rustix::io_uring::{io_uring_params, io_uring_setup, IoringSetupFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -71,7 +72,6 @@ const FD_SHIFT: i32 = 100;
 const BUFFER_BASE: u64 = 0x2000_0000_0000;
 /// Where ring memory is moved to when a recorded range is taken here.
 const RING_BASE: u64 = 0x3400_0000_0000;
-const PAGE: u64 = 4096;
 const SEED_IMAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plans/seed.img");
 const GOAL: f64 = 1.2;
 
@@ -88,9 +88,9 @@ fn main() {
 
     let bytes = std::fs::read(SEED_IMAGE).expect("reading plans/seed.img");
     let mut image = ringplan_image::decode_slice(&bytes).expect("decoding plans/seed.img");
-    shift_fds(&mut image);
-    move_buffers(&mut image);
-    let ring_memory = match move_ring_memory_if_taken(&mut image) {
+    room::shift_fds(&mut image, FD_SHIFT);
+    room::move_buffers(&mut image, BUFFER_BASE);
+    let ring_memory = match room::move_ring_memory_if_taken(&mut image, RING_BASE) {
         None => "ring memory at the recorded addresses (free here)".to_owned(),
         Some(taken) => format!("ring memory moved to {RING_BASE:#x} ({taken} was taken here)"),
     };
@@ -259,137 +259,21 @@ fn options() -> ExecOptions {
     }
 }
 
-/// Every fd number + [`FD_SHIFT`].
-fn shift_fds(image: &mut Image) {
-    for object in &mut image.objects {
-        for entry in &mut object.fds {
-            entry.fd += FD_SHIFT;
-        }
-    }
-}
-
-/// Moves every registered buffer to [`BUFFER_BASE`], keeping their layout.
-fn move_buffers(image: &mut Image) {
-    let lowest = image
-        .objects
-        .iter()
-        .filter_map(|object| match &object.kind {
-            ObjectKind::Ring(ring) => ring
-                .buffers
-                .iter()
-                .flatten()
-                .map(|buffer| buffer.addr & !(PAGE - 1))
-                .min(),
-            _ => None,
-        })
-        .min();
-    let Some(lowest) = lowest else {
-        return;
-    };
-    for object in &mut image.objects {
-        if let ObjectKind::Ring(ring) = &mut object.kind {
-            for buffer in ring.buffers.iter_mut().flatten() {
-                assert!(buffer.addr - lowest < 1 << 30, "buffers spread over 1 GiB");
-                buffer.addr = buffer.addr - lowest + BUFFER_BASE;
-            }
-        }
-    }
-}
-
-/// Every address of ring memory the image records: the ring regions the
-/// program mapped, and the memory a NO_MMAP ring was given.
-fn ring_regions(image: &mut Image) -> Vec<(&mut u64, u64)> {
-    let mut regions = Vec::new();
-    for object in &mut image.objects {
-        let ObjectKind::Ring(ring) = &mut object.kind else {
-            continue;
-        };
-        for RingMapping { addr, len, .. } in &mut ring.mappings {
-            regions.push((addr, *len));
-        }
-        if let Some(state) = ring.state.as_deref_mut() {
-            let memory = &mut state.memory;
-            for UserRegion { addr, len } in memory.rings.iter_mut().chain(memory.sqes.iter_mut()) {
-                regions.push((addr, *len));
-            }
-        }
-    }
-    regions
-}
-
-/// Moves all ring memory by one offset to [`RING_BASE`] (layout kept) when
-/// any recorded range overlaps a mapping of this process; the taken range
-/// when it did.
-fn move_ring_memory_if_taken(image: &mut Image) -> Option<String> {
-    let ours = our_mappings();
-    let regions = ring_regions(image);
-    let taken = regions.iter().find_map(|(addr, len)| {
-        let (start, end) = (**addr, **addr + page_round(*len));
-        ours.iter()
-            .any(|&(from, to)| from < end && start < to)
-            .then(|| format!("{start:#x}-{end:#x}"))
-    })?;
-    let lowest = regions.iter().map(|(addr, _)| **addr).min()?;
-    for (addr, _) in regions {
-        assert!(*addr - lowest < 1 << 30, "ring memory spread over 1 GiB");
-        *addr = *addr - lowest + RING_BASE;
-    }
-    Some(taken)
-}
-
-/// This process's mappings, `[start, end)`.
-fn our_mappings() -> Vec<(u64, u64)> {
-    let text = maps::read(Process::Current).expect("/proc/self/maps");
-    text.lines()
-        .filter_map(|line| {
-            let range = line.split(' ').next()?;
-            let (start, end) = range.split_once('-')?;
-            Some((
-                u64::from_str_radix(start, 16).ok()?,
-                u64::from_str_radix(end, 16).ok()?,
-            ))
-        })
-        .collect()
-}
-
-fn page_round(len: u64) -> u64 {
-    len.div_ceil(PAGE) * PAGE
-}
-
-/// The continuity memory a plan leaves mapped on success: every range of
-/// every `place_ring_memory` step, page-rounded.
-fn placed_ranges(plan: &Plan) -> Vec<(u64, u64)> {
-    plan.steps
-        .iter()
-        .filter_map(|step| match &step.op {
-            Op::PlaceRingMemory(memory) => Some(memory),
-            _ => None,
-        })
-        .flat_map(PlaceRingMemory::ranges)
-        .map(|range| (range.addr, range.addr + page_round(range.len)))
-        .collect()
-}
-
-fn unmap(ranges: &[(u64, u64)]) {
-    for &(start, end) in ranges {
-        // SAFETY: a range this bench's restore mapped; nothing uses it after
-        // the restored rings are closed.
-        unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) }
-            .expect("munmap");
-    }
-}
-
 /// Closes the rings, then unmaps all the restore left mapped.
 fn teardown(plan: &Plan, restored: Restored, buffers: AnonymousBuffers) {
     let regions: Vec<(u64, u64)> = restored
         .mapped
         .iter()
-        .map(|(_, mapping)| (mapping.addr, mapping.addr + page_round(mapping.len)))
+        .map(|(_, mapping)| (mapping.addr, mapping.addr + room::page_rounded(mapping.len)))
         .collect();
     drop(restored);
-    unmap(buffers.mapped());
-    unmap(&regions);
-    unmap(&placed_ranges(plan));
+    // SAFETY: what this restore mapped; its rings are closed (`restored`
+    // was dropped).
+    unsafe {
+        room::unmap(buffers.mapped());
+        room::unmap(&regions);
+        room::unmap(&room::placed_ranges(plan));
+    }
 }
 
 fn restore_whole(plan: &Plan) -> Duration {

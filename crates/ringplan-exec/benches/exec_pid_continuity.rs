@@ -25,23 +25,19 @@
 //! (as root). Before Linux 6.5 (no `IORING_SETUP_NO_MMAP`) it says so and
 //! stops. Environment: `EXEC_PID_ROUNDS` (default 30).
 
-use std::ffi::c_void;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringplan_dump::{BackendChoice, Dumper, Selection};
+use ringplan_exec::test_hooks::room;
 use ringplan_exec::{AnonymousBuffers, ExecOptions, Inputs, ProcessOptions, StoppedTimings};
-use ringplan_image::{Image, ObjectKind, UserRegion};
-use ringplan_kernel::procfs::maps;
-use ringplan_kernel::procfs::Process;
-use ringplan_plan::{Op, PlaceRingMemory, Plan};
+use ringplan_plan::Op;
 
 const FD_SHIFT: i32 = 100;
 /// Where ring memory goes in this process when a recorded range is taken.
 const RING_BASE: u64 = 0x3400_0000_0000;
-const PAGE: u64 = 4096;
 const GOAL: f64 = 5.0;
 /// How long after its rings are taken out the program is restored into.
 const TEARDOWN_MS: u64 = 600;
@@ -79,12 +75,11 @@ fn main() {
         .image;
     let remote_plan = ringplan_plan::compile(&image).expect("compiling");
     let mut local_image = image.clone();
-    for object in &mut local_image.objects {
-        for entry in &mut object.fds {
-            entry.fd += FD_SHIFT;
-        }
-    }
-    let moved = move_ring_memory_if_taken(&mut local_image);
+    room::shift_fds(&mut local_image, FD_SHIFT);
+    let moved = match room::move_ring_memory_if_taken(&mut local_image, RING_BASE) {
+        None => "ring memory at the recorded addresses in both".to_owned(),
+        Some(_) => format!("ring memory moved to {RING_BASE:#x} in this process (taken here)"),
+    };
     let local_plan = ringplan_plan::compile(&local_image).expect("compiling (local)");
     let options = ExecOptions {
         substitute_external: true,
@@ -119,7 +114,8 @@ fn main() {
             .expect("execute");
         local.push(started.elapsed());
         drop(restored);
-        unmap(&placed_ranges(&local_plan));
+        // SAFETY: what this restore placed; its rings are closed.
+        unsafe { room::unmap(&room::placed_ranges(&local_plan)) };
         // The closed rings' SQ threads and teardown stay out of the next
         // measurement.
         std::thread::sleep(Duration::from_millis(20));
@@ -165,70 +161,6 @@ fn main() {
         "TABLE|exec --pid / in-process|{ratio:.2}x|goal within {GOAL}x: {}",
         if ratio <= GOAL { "met" } else { "not met" }
     );
-}
-
-/// Moves all ring memory by one offset to [`RING_BASE`] (layout kept) when
-/// a recorded range overlaps a mapping of this process; says which.
-fn move_ring_memory_if_taken(image: &mut Image) -> String {
-    let ours: Vec<(u64, u64)> = maps::read(Process::Current)
-        .expect("/proc/self/maps")
-        .lines()
-        .filter_map(maps::MapsEntry::parse)
-        .map(|entry| (entry.start, entry.end))
-        .collect();
-    let mut regions: Vec<(&mut u64, u64)> = Vec::new();
-    for object in &mut image.objects {
-        let ObjectKind::Ring(ring) = &mut object.kind else {
-            continue;
-        };
-        for mapping in &mut ring.mappings {
-            regions.push((&mut mapping.addr, mapping.len));
-        }
-        if let Some(state) = ring.state.as_deref_mut() {
-            let memory = &mut state.memory;
-            for UserRegion { addr, len } in memory.rings.iter_mut().chain(memory.sqes.iter_mut()) {
-                regions.push((addr, *len));
-            }
-        }
-    }
-    let taken = regions.iter().any(|(addr, len)| {
-        let (start, end) = (**addr, **addr + page_round(*len));
-        ours.iter().any(|&(from, to)| from < end && start < to)
-    });
-    if !taken {
-        return "ring memory at the recorded addresses in both".to_owned();
-    }
-    let lowest = regions.iter().map(|(addr, _)| **addr).min().unwrap_or(0);
-    for (addr, _) in regions {
-        *addr = *addr - lowest + RING_BASE;
-    }
-    format!("ring memory moved to {RING_BASE:#x} in this process (taken here)")
-}
-
-fn page_round(len: u64) -> u64 {
-    len.div_ceil(PAGE) * PAGE
-}
-
-/// The memory a continuous restore leaves mapped on success.
-fn placed_ranges(plan: &Plan) -> Vec<(u64, u64)> {
-    plan.steps
-        .iter()
-        .filter_map(|step| match &step.op {
-            Op::PlaceRingMemory(memory) => Some(memory),
-            _ => None,
-        })
-        .flat_map(PlaceRingMemory::ranges)
-        .map(|range| (range.addr, range.addr + page_round(range.len)))
-        .collect()
-}
-
-fn unmap(ranges: &[(u64, u64)]) {
-    for &(start, end) in ranges {
-        // SAFETY: a range this bench's in-process restore mapped; its rings
-        // are closed (the `Restored` was dropped).
-        unsafe { rustix::mm::munmap(start as *mut c_void, (end - start) as usize) }
-            .expect("munmap");
-    }
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {

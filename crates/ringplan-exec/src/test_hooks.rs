@@ -9,10 +9,15 @@
 //!   that an undo left them as they were.
 //! - [`run_preflighted`]: the run phase alone, for the executor's
 //!   benchmark.
+//! - [`room`]: moving an image's fds, buffers and ring memory out of this
+//!   process's way, and unmapping what a continuous restore left mapped,
+//!   for benches that restore a dumped program into themselves.
 //!
 //! This crate's own tests and benches get the feature through its
 //! dev-dependency on itself; the `plan` binary's tests through the root
 //! package's dev-dependency on this crate.
+
+pub mod room;
 
 use ringplan_plan::Plan;
 
