@@ -17,7 +17,7 @@ use ringplan_kernel::procfs::fd::FdKind;
 use ringplan_kernel::procfs::{fdinfo, stat, Process};
 use ringplan_scenarios::c_programs;
 
-use crate::support::{plan, plan_ok, scratch_dir, Scenario};
+use crate::support::{fail_at_every_step, plan, plan_ok, scratch_dir, Scenario};
 
 /// Added to every fd number of the image: the target holds 0-2 (and the
 /// seed installs there).
@@ -378,37 +378,14 @@ fn a_dry_run_hold_and_inputs_change_nothing_in_the_target() {
 #[test]
 fn an_injected_failure_at_any_step_leaves_the_target_as_it_was() {
     let dir = scratch_dir("exec-pid-fail");
-    let (path, image) = seed_image(&dir, false);
-    let steps = ringplan_plan::compile(&image)
-        .expect("compiles")
-        .steps
-        .len();
+    let (path, _) = seed_image(&dir, false);
     let mut target = Target::start();
-    let pid = target.pid.to_string();
     let before = ProcessState::capture_of(target.pid);
-    for step in 0..steps {
-        let step_text = step.to_string();
-        let output = plan(&[
-            "exec",
-            &path,
-            "--pid",
-            &pid,
-            "--substitute-external",
-            "--fail-at",
-            &step_text,
-        ]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "step {step}: {stderr}");
-        assert!(stderr.contains("injected failure"), "step {step}: {stderr}");
-        assert!(!stderr.contains("left changes"), "step {step}: {stderr}");
-        assert_eq!(
-            before.changes_to(&ProcessState::capture_of(target.pid)),
-            Vec::<String>::new(),
-            "step {step}"
-        );
+    let pid = target.pid;
+    fail_at_every_step(&path, pid, &["--substitute-external"], &before, |step| {
         assert_ne!(target.state(), b'T', "step {step}");
         assert!(target.answers(), "step {step}: the target runs on");
-    }
+    });
 }
 
 #[test]

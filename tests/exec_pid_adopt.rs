@@ -18,8 +18,8 @@ use ringplan_kernel::procfs::Process;
 
 use crate::exec_pid::{refused, seed_image, Target, FD_SHIFT};
 use crate::support::{
-    fdinfo_backend_refusal, kernel_shows_registered_file_paths, plan, plan_ok, scratch_dir,
-    Scenario,
+    fail_at_every_step, fdinfo_backend_refusal, kernel_shows_registered_file_paths, plan, plan_ok,
+    scratch_dir, Scenario,
 };
 
 /// The seed's eventfd fd and its count.
@@ -147,31 +147,16 @@ fn a_process_holding_the_eventfd_and_a_file_gets_only_the_rest_created() {
     );
 
     // A failure at any step leaves the held fds open, as they were.
-    let steps = ringplan_plan::compile(&image)
-        .expect("compiles")
-        .steps
-        .len();
-    for step in 0..steps {
-        let step_text = step.to_string();
-        let output = plan(&[
-            "exec",
-            &path,
-            "--pid",
-            &pid,
-            "--substitute-external",
-            "--fail-at",
-            &step_text,
-        ]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "step {step}: {stderr}");
-        assert!(stderr.contains("injected failure"), "step {step}: {stderr}");
-        assert_eq!(
-            before.changes_to(&ProcessState::capture_of(target.pid)),
-            Vec::<String>::new(),
-            "step {step}"
-        );
-        assert!(target.answers(), "step {step}: the target runs on");
-    }
+    let target_pid = target.pid;
+    fail_at_every_step(
+        &path,
+        target_pid,
+        &["--substitute-external"],
+        &before,
+        |step| {
+            assert!(target.answers(), "step {step}: the target runs on");
+        },
+    );
 
     let output = plan(&["exec", &path, "--pid", &pid, "--substitute-external"]);
     let stdout = String::from_utf8_lossy(&output.stdout);

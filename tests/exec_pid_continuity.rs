@@ -28,7 +28,7 @@ use ringplan_scenarios::c_programs;
 use serde_json::Value;
 
 use crate::continuity::{queues, seen_addresses};
-use crate::support::{kernel_has_no_mmap, plan, scratch_dir, PLAN};
+use crate::support::{fail_at_every_step, kernel_has_no_mmap, plan, scratch_dir, PLAN};
 
 fn program(name: &str) -> PathBuf {
     c_programs::build(name, Path::new(env!("CARGO_TARGET_TMPDIR")))
@@ -373,33 +373,16 @@ fn an_injected_failure_at_any_step_leaves_the_target_as_it_was() {
     let mut program = Program::start(&["owned", "no_mmap"]);
     let (image, views) = dump(&program, &dir);
     detach(&mut program);
-    let image_data =
-        ringplan_image::decode_slice(&std::fs::read(&image).expect("image")).expect("decoding");
-    let steps = ringplan_plan::compile(&image_data)
-        .expect("compiles")
-        .steps
-        .len();
     let pid = program.pid.to_string();
     let before = ProcessState::capture_of(program.pid);
     let own_memory = own_ring_memory(&program);
-    for step in 0..steps {
-        let step_text = step.to_string();
-        let output = plan(&["exec", &image, "--pid", &pid, "--fail-at", &step_text]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "step {step}: {stderr}");
-        assert!(stderr.contains("injected failure"), "step {step}: {stderr}");
-        assert!(!stderr.contains("left changes"), "step {step}: {stderr}");
-        assert_eq!(
-            before.changes_to(&ProcessState::capture_of(program.pid)),
-            Vec::<String>::new(),
-            "step {step}"
-        );
+    fail_at_every_step(&image, program.pid, &[], &before, |step| {
         assert_eq!(program.ring_fds(), Vec::<i32>::new(), "step {step}");
         assert!(
             own_ring_memory(&program) == own_memory,
             "step {step}: the program's own ring memory changed"
         );
-    }
+    });
     // And then the restore itself, and the program carries on.
     let restored = plan(&["exec", &image, "--pid", &pid]);
     assert!(

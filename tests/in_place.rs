@@ -24,7 +24,8 @@ use ringplan_scenarios::c_programs;
 use serde_json::Value;
 
 use crate::support::{
-    kernel_at_least, kernel_has_no_mmap, kernel_shows_registered_file_paths, plan, scratch_dir,
+    fail_at_every_step, kernel_at_least, kernel_has_no_mmap, kernel_shows_registered_file_paths,
+    plan, scratch_dir,
 };
 
 pub(crate) fn worker_binary() -> &'static Path {
@@ -557,36 +558,14 @@ fn a_failure_at_any_step_of_the_put_back_leaves_the_detached_program_as_it_was()
         refused_without_no_mmap(pid, &image, "fail");
         return;
     }
-    let decoded =
-        ringplan_image::decode_slice(&std::fs::read(&image).expect("image")).expect("decoding");
-    let steps = ringplan_plan::compile(&decoded)
-        .expect("compiles")
-        .steps
-        .len();
     let before = ProcessState::capture_of(pid);
-    for step in 0..steps {
-        let failed = plan(&[
-            "exec",
-            &image,
-            "--pid",
-            &pid.to_string(),
-            "--fail-at",
-            &step.to_string(),
-        ]);
-        let stderr = String::from_utf8_lossy(&failed.stderr);
-        assert_eq!(failed.status.code(), Some(1), "step {step}: {stderr}");
-        assert!(stderr.contains("injected failure"), "step {step}: {stderr}");
-        assert_eq!(
-            before.changes_to(&ProcessState::capture_of(pid)),
-            Vec::<String>::new(),
-            "step {step}: the detached process changed"
-        );
+    fail_at_every_step(&image, pid, &[], &before, |step| {
         assert!(
             proc_state(pid).starts_with('T'),
             "step {step}: a failed restore leaves the process stopped as found, not {}",
             proc_state(pid)
         );
-    }
+    });
     put_back(pid, &image, "fail");
     worker.go();
     let done = worker.line();

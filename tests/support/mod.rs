@@ -247,3 +247,41 @@ pub fn kernel_at_least(major: u32, minor: u32) -> bool {
     let found = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
     found >= (major, minor)
 }
+
+/// `plan exec IMAGE --pid PID ARGS... --fail-at N` for every step N of
+/// IMAGE's plan: each run fails at its step with the injected failure
+/// (exit 1), its undo complete (no "left changes"), and the process `pid`
+/// is exactly as `before`; `after(step)` then checks what else the caller
+/// needs.
+pub fn fail_at_every_step(
+    image: &str,
+    pid: u32,
+    args: &[&str],
+    before: &ringplan_exec::test_hooks::ProcessState,
+    mut after: impl FnMut(usize),
+) {
+    let decoded =
+        ringplan_image::decode_slice(&std::fs::read(image).expect("the image")).expect("decoding");
+    let steps = ringplan_plan::compile(&decoded)
+        .expect("compiles")
+        .steps
+        .len();
+    let pid_text = pid.to_string();
+    for step in 0..steps {
+        let step_text = step.to_string();
+        let mut command = vec!["exec", image, "--pid", &pid_text];
+        command.extend_from_slice(args);
+        command.extend(["--fail-at", &step_text]);
+        let output = plan(&command);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "step {step}: {stderr}");
+        assert!(stderr.contains("injected failure"), "step {step}: {stderr}");
+        assert!(!stderr.contains("left changes"), "step {step}: {stderr}");
+        assert_eq!(
+            before.changes_to(&ringplan_exec::test_hooks::ProcessState::capture_of(pid)),
+            Vec::<String>::new(),
+            "step {step}: process {pid} changed"
+        );
+        after(step);
+    }
+}
