@@ -257,55 +257,38 @@ impl Reading {
     /// One CQE of a ring's overflow list. Records of a re-shown object come
     /// again with the same indices and are dropped.
     fn add_overflow_cqe(&mut self, cqe: &OverflowCqeRecord) -> Result<(), BpfError> {
-        let inconsistent = |reason: String| BpfError::Inconsistent {
-            pass: Pass::Chunks,
-            reason,
-        };
-        let facts = self.rings.get_mut(&cqe.ctx).ok_or_else(|| {
-            inconsistent(format!(
-                "an overflow CQE came for ring {:#x}, whose header did not",
-                cqe.ctx
-            ))
-        })?;
-        let next = facts.overflow.len();
-        match (cqe.index as usize).cmp(&next) {
-            std::cmp::Ordering::Less => Ok(()),
-            std::cmp::Ordering::Equal => {
-                facts.overflow.push(*cqe);
-                Ok(())
-            }
-            std::cmp::Ordering::Greater => Err(inconsistent(format!(
-                "ring {:#x}: overflow CQE {} came before CQE {next}",
-                cqe.ctx, cqe.index
-            ))),
-        }
+        let facts = self.ring_of_chunk(cqe.ctx, "an overflow CQE")?;
+        append_in_order(
+            &mut facts.overflow,
+            *cqe,
+            cqe.index,
+            cqe.ctx,
+            "overflow CQE",
+        )
     }
 
     /// One pending request of a ring. Records of a re-shown object come
     /// again with the same indices and are dropped.
     fn add_pending_request(&mut self, request: &PendingRequestRecord) -> Result<(), BpfError> {
-        let inconsistent = |reason: String| BpfError::Inconsistent {
-            pass: Pass::Chunks,
-            reason,
-        };
-        let facts = self.rings.get_mut(&request.ctx).ok_or_else(|| {
-            inconsistent(format!(
-                "a pending request came for ring {:#x}, whose header did not",
-                request.ctx
-            ))
-        })?;
-        let next = facts.pending.len();
-        match (request.index as usize).cmp(&next) {
-            std::cmp::Ordering::Less => Ok(()),
-            std::cmp::Ordering::Equal => {
-                facts.pending.push(*request);
-                Ok(())
-            }
-            std::cmp::Ordering::Greater => Err(inconsistent(format!(
-                "ring {:#x}: pending request {} came before request {next}",
-                request.ctx, request.index
-            ))),
-        }
+        let facts = self.ring_of_chunk(request.ctx, "a pending request")?;
+        append_in_order(
+            &mut facts.pending,
+            *request,
+            request.index,
+            request.ctx,
+            "pending request",
+        )
+    }
+
+    /// The ring a chunk record of pass B names, whose header must have come
+    /// first.
+    fn ring_of_chunk(&mut self, ctx: u64, what: &str) -> Result<&mut RingFacts, BpfError> {
+        self.rings
+            .get_mut(&ctx)
+            .ok_or_else(|| BpfError::Inconsistent {
+                pass: Pass::Chunks,
+                reason: format!("{what} came for ring {ctx:#x}, whose header did not"),
+            })
     }
 
     /// Every ring pass A found must have had its header answered.
@@ -800,6 +783,30 @@ fn path_text(bytes: &[u8]) -> Option<String> {
     bytes
         .starts_with(b"/")
         .then(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// Appends the record numbered `index` of a ring's list (`what`, of ring
+/// `ctx`): the next one is pushed, one already there (an object shown
+/// again) is dropped, and one past the next is a gap.
+fn append_in_order<T>(
+    list: &mut Vec<T>,
+    record: T,
+    index: u32,
+    ctx: u64,
+    what: &str,
+) -> Result<(), BpfError> {
+    let next = list.len();
+    match (index as usize).cmp(&next) {
+        std::cmp::Ordering::Less => Ok(()),
+        std::cmp::Ordering::Equal => {
+            list.push(record);
+            Ok(())
+        }
+        std::cmp::Ordering::Greater => Err(BpfError::Inconsistent {
+            pass: Pass::Chunks,
+            reason: format!("ring {ctx:#x}: {what} {index} came before {what} {next}"),
+        }),
+    }
 }
 
 #[cfg(test)]
