@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringplan_kernel::abi::RING_FILE_PATH;
-use ringplan_kernel::procfs::fd::{FdKind, ProcessFds};
+use ringplan_kernel::procfs::fd::ProcessFds;
 use ringplan_kernel::procfs::maps::{self, MapsEntry};
 use ringplan_kernel::procfs::{task, Process};
 
@@ -124,11 +124,9 @@ pub fn checkpoint(
 /// ring whose fd was closed lives on in its mapping).
 fn holds_rings(pid: u32) -> bool {
     let process = Process::Pid(pid);
-    let has_fd = ProcessFds::open(process).is_ok_and(|mut fds| {
-        fds.fd_numbers().unwrap_or_default().into_iter().any(|fd| {
-            matches!(fds.read_link(fd), Ok(Some(link)) if FdKind::of_link(link) == FdKind::Ring)
-        })
-    });
+    let has_fd = ProcessFds::open(process)
+        .and_then(|mut fds| fds.ring_fds())
+        .is_ok_and(|rings| !rings.is_empty());
     has_fd
         || maps::read(process).is_ok_and(|maps| {
             maps.lines()

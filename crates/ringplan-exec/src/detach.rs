@@ -31,7 +31,7 @@ use ringplan_kernel::abi::detach::{
 };
 use ringplan_kernel::abi::ptrace::PF_IO_WORKER;
 use ringplan_kernel::abi::RING_FILE_PATH;
-use ringplan_kernel::procfs::fd::{FdKind, ProcessFds};
+use ringplan_kernel::procfs::fd::ProcessFds;
 use ringplan_kernel::procfs::maps::{self, MapsEntry};
 use ringplan_kernel::procfs::task::SQ_THREAD_NAME_PREFIX;
 use ringplan_kernel::procfs::{stat, task, Process, ProcfsError};
@@ -298,16 +298,9 @@ pub fn ring_fds(pid: u32) -> Result<Vec<i32>, DetachError> {
         what: "fds",
         source,
     };
-    let mut fds = ProcessFds::open(Process::Pid(pid)).map_err(procfs)?;
-    let mut rings = Vec::new();
-    for fd in fds.fd_numbers().map_err(procfs)? {
-        if let Some(link) = fds.read_link(fd).map_err(procfs)? {
-            if FdKind::of_link(link) == FdKind::Ring {
-                rings.push(fd);
-            }
-        }
-    }
-    Ok(rings)
+    ProcessFds::open(Process::Pid(pid))
+        .and_then(|mut fds| fds.ring_fds())
+        .map_err(procfs)
 }
 
 /// The io threads of `pid` (SQ threads and io-wq workers: `PF_IO_WORKER`

@@ -123,6 +123,20 @@ impl ProcessFds {
         }
     }
 
+    /// The fds that hold an io_uring instance, ascending (an fd gone
+    /// meanwhile is left out).
+    pub fn ring_fds(&mut self) -> Result<Vec<i32>, ProcfsError> {
+        let mut rings = Vec::new();
+        for fd in self.fd_numbers()? {
+            if let Some(link) = self.read_link(fd)? {
+                if FdKind::of_link(link) == FdKind::Ring {
+                    rings.push(fd);
+                }
+            }
+        }
+        Ok(rings)
+    }
+
     /// The text of `/proc/PID/fdinfo/FD`; `None` when the fd is gone.
     pub fn read_fdinfo(&mut self, fd: i32) -> Result<Option<&[u8]>, ProcfsError> {
         let flags = OFlags::RDONLY | OFlags::CLOEXEC;
