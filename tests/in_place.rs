@@ -104,6 +104,17 @@ impl Worker {
         stdin.flush().expect("flushing");
     }
 
+    /// Tells the paused program to go on, and checks that it finishes its
+    /// work: its done line, exit 0, and its `records` in `output`.
+    fn finish(mut self, output: &Path, records: u32) {
+        self.go();
+        let done = self.line();
+        assert_eq!(done["ok"], true, "{done}");
+        let (code, stderr) = self.wait(Duration::from_secs(60));
+        assert_eq!(code, Some(0), "{stderr}");
+        check_records(output, records);
+    }
+
     /// Waits for the program to exit (within `limit`), returning its exit
     /// code and stderr.
     fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
@@ -267,7 +278,7 @@ fn ring_worker(mode: &str) {
     const RECORDS: u32 = 2000;
     let dir = scratch_dir(&format!("in-place-{mode}"));
     let output = dir.join("records");
-    let (mut worker, started, paused) = Worker::paused(mode, &output, RECORDS, 5000);
+    let (worker, started, paused) = Worker::paused(mode, &output, RECORDS, 5000);
     let pid = worker.pid();
     assert_eq!(paused["paused"]["unconsumed"], 2, "{paused}");
     let image = detach(pid, &dir, mode);
@@ -302,12 +313,7 @@ fn ring_worker(mode: &str) {
         return;
     }
     put_back(pid, &image, mode);
-    worker.go();
-    let done = worker.line();
-    assert_eq!(done["ok"], true, "{mode}: {done}");
-    let (code, stderr) = worker.wait(Duration::from_secs(60));
-    assert_eq!(code, Some(0), "{mode}: {stderr}");
-    check_records(&output, RECORDS);
+    worker.finish(&output, RECORDS);
 }
 
 #[test]
@@ -333,7 +339,7 @@ fn a_program_put_back_is_taken_out_and_put_back_again() {
     const RECORDS: u32 = 500;
     let dir = scratch_dir("in-place-twice");
     let output = dir.join("records");
-    let (mut worker, _, _) = Worker::paused("plain", &output, RECORDS, 3000);
+    let (worker, _, _) = Worker::paused("plain", &output, RECORDS, 3000);
     let pid = worker.pid();
     let image = detach(pid, &dir, "twice-1");
     if !can_put_back_a_closed_registered_file() {
@@ -343,12 +349,7 @@ fn a_program_put_back_is_taken_out_and_put_back_again() {
     put_back(pid, &image, "twice-1");
     let image = detach(pid, &dir, "twice-2");
     put_back_once_torn_down(pid, &image, "twice-2");
-    worker.go();
-    let done = worker.line();
-    assert_eq!(done["ok"], true, "{done}");
-    let (code, stderr) = worker.wait(Duration::from_secs(60));
-    assert_eq!(code, Some(0), "{stderr}");
-    check_records(&output, RECORDS);
+    worker.finish(&output, RECORDS);
 }
 
 /// `put_back` of a ring on memory that stays in the process (the second
@@ -551,7 +552,7 @@ fn a_failure_at_any_step_of_the_put_back_leaves_the_detached_program_as_it_was()
     const RECORDS: u32 = 200;
     let dir = scratch_dir("in-place-fail");
     let output = dir.join("records");
-    let (mut worker, _, _) = Worker::paused("plain", &output, RECORDS, 3000);
+    let (worker, _, _) = Worker::paused("plain", &output, RECORDS, 3000);
     let pid = worker.pid();
     let image = detach(pid, &dir, "fail");
     if !can_put_back_a_closed_registered_file() {
@@ -567,12 +568,7 @@ fn a_failure_at_any_step_of_the_put_back_leaves_the_detached_program_as_it_was()
         );
     });
     put_back(pid, &image, "fail");
-    worker.go();
-    let done = worker.line();
-    assert_eq!(done["ok"], true, "{done}");
-    let (code, stderr) = worker.wait(Duration::from_secs(60));
-    assert_eq!(code, Some(0), "{stderr}");
-    check_records(&output, RECORDS);
+    worker.finish(&output, RECORDS);
 }
 
 /// Several `--freeze` dumps, a `--detach` and an `exec --pid` aimed at one
@@ -583,7 +579,7 @@ fn a_failure_at_any_step_of_the_put_back_leaves_the_detached_program_as_it_was()
 fn dumps_a_detach_and_an_exec_at_once_take_turns() {
     let dir = scratch_dir("in-place-concurrent");
     let output = dir.join("records");
-    let (mut worker, _, _) = Worker::paused("plain", &output, 200, 3000); // paused: its ring's state does not change from here
+    let (worker, _, _) = Worker::paused("plain", &output, 200, 3000); // paused: its ring's state does not change from here
     let pid = worker.pid().to_string();
     // The reference: a frozen dump before anything else runs.
     let reference = dir.join("reference.img");
@@ -710,10 +706,5 @@ fn dumps_a_detach_and_an_exec_at_once_take_turns() {
         "{}",
         proc_state(worker.pid())
     );
-    worker.go();
-    let done = worker.line();
-    assert_eq!(done["ok"], true, "{done}");
-    let (code, stderr) = worker.wait(Duration::from_secs(60));
-    assert_eq!(code, Some(0), "{stderr}");
-    check_records(&output, 200);
+    worker.finish(&output, 200);
 }
