@@ -37,12 +37,29 @@ struct Program {
 
 impl Program {
     fn start() -> Program {
+        Program::launch(Command::new(Program::binary()))
+    }
+
+    /// In a session of its own (setsid execs it in place, same pid): CRIU
+    /// refuses a process whose session leader it cannot see, which is the
+    /// case where the tests run under a leader in another pid namespace.
+    fn start_in_own_session() -> Program {
+        let mut setsid = Command::new("setsid");
+        setsid.arg(Program::binary());
+        Program::launch(setsid)
+    }
+
+    fn binary() -> &'static Path {
         static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
         let binary = BINARY.get_or_init(|| {
             c_programs::build("detach_target", Path::new(env!("CARGO_TARGET_TMPDIR")))
                 .unwrap_or_else(|error| panic!("{error}"))
         });
-        let mut child = Command::new(binary)
+        binary
+    }
+
+    fn launch(mut command: Command) -> Program {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -455,7 +472,7 @@ fn a_detached_process_is_dumpable_by_criu() {
     let images = dir.join("criu");
     let _ = std::fs::remove_dir_all(&images);
     std::fs::create_dir_all(&images).expect("criu image dir");
-    let mut program = Program::start();
+    let mut program = Program::start_in_own_session();
     assert_eq!(program.ask("owned 2"), "ok");
     let pid = program.pid.to_string();
     let image = dir.join("detached.img");
@@ -474,7 +491,7 @@ fn a_detached_process_is_dumpable_by_criu() {
     );
     // CRIU kills the process once dumped (no --leave-stopped).
     let criu = Command::new("criu")
-        .args(["dump", "--shell-job", "-t", &pid, "-D"])
+        .args(["dump", "-t", &pid, "-D"])
         .arg(&images)
         .args(["-o", "dump.log"])
         .output()
