@@ -295,3 +295,120 @@ fn leave_running_lets_the_original_finish_and_a_copy_restored_later_finishes_too
     }
     check_records(&records, RECORDS);
 }
+
+/// Every process of `root`'s tree that holds an io_uring fd and has moved
+/// its SQ head (so it is mid-I/O).
+fn processes_doing_ring_io(root: u32) -> Vec<u32> {
+    ringplan_kernel::procfs::task::tree(root)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+                .any(|info| {
+                    info.lines().any(|line| {
+                        line.strip_prefix("SqHead:").is_some_and(|head| {
+                            head.trim().parse::<u64>().is_ok_and(|head| head > 0)
+                        })
+                    })
+                })
+        })
+        .collect()
+}
+
+/// fio with two io_uring jobs, each its own process with a ring
+/// (registered files and buffers; one with an SQ thread), writing with
+/// crc32c verify headers, checkpointed mid-write and restored: the
+/// restored fio finishes its write and verify phases with no error, and a
+/// separate `fio --verify_only` run then verifies every block from
+/// outside. fio keeps its shared state in SysV shared memory, which criu
+/// dumps only with its IPC namespace: fio runs in one of its own.
+#[test]
+fn fio_with_sqpoll_fixed_files_and_buffers_is_checkpointed_restored_and_verifies() {
+    if !criu_works() {
+        return;
+    }
+    let dir = scratch_dir("criu-fio");
+    let images = dir.join("images");
+    let job = dir.join("job.fio");
+    let output = dir.join("fio.out");
+    // Rate-limited so that the write phase lasts about 2 s: the checkpoint
+    // lands mid-write.
+    std::fs::write(
+        &job,
+        format!(
+            "[global]\nioengine=io_uring\nrw=write\nbs=4k\niodepth=8\nsize=16M\nrate=8m\n\
+             verify=crc32c\ndo_verify=1\nregisterfiles=1\nfixedbufs=1\ndirectory={}\n\n\
+             [fixed]\nfilename=fixed.data\n\n[sqpoll]\nfilename=sqpoll.data\nsqthread_poll=1\n",
+            dir.display()
+        ),
+    )
+    .expect("writing the job file");
+    let mut fio = Command::new("unshare")
+        .args(["--ipc", "setsid", "fio", "--eta=never"])
+        .arg(format!("--output={}", output.display()))
+        .arg(&job)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting fio (scripts/deps installs it) in an IPC namespace of its own");
+    let root = fio.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while processes_doing_ring_io(root).len() < 2 {
+        assert!(
+            fio.try_wait().expect("fio's status").is_none(),
+            "fio ended early"
+        );
+        assert!(Instant::now() < deadline, "fio's jobs did no io_uring I/O");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let checkpointed = plan(&[
+        "checkpoint",
+        "--pid",
+        &root.to_string(),
+        "-D",
+        images.to_str().expect("utf-8"),
+    ]);
+    let stdout = String::from_utf8_lossy(&checkpointed.stdout);
+    assert!(
+        checkpointed.status.success(),
+        "plan checkpoint: {}",
+        String::from_utf8_lossy(&checkpointed.stderr)
+    );
+    assert!(stdout.contains("2 process(es) with rings"), "{stdout}");
+    assert!(
+        !fio.wait().expect("reaping fio").success(),
+        "criu dump kills fio"
+    );
+
+    // The job processes were orphaned by the kill: `plan restore` waits
+    // for their ids to be reaped.
+    let restored = plan(&["restore", "-D", images.to_str().expect("utf-8")]);
+    assert!(
+        restored.status.success(),
+        "plan restore: {}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !matches!(proc_state(root).chars().next(), Some('Z') | Some('g')) {
+        assert!(Instant::now() < deadline, "the restored fio did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = std::fs::read_to_string(&output).expect("fio's output");
+    assert_eq!(report.matches("err= 0").count(), 2, "{report}");
+    assert!(!report.contains("verify:"), "{report}");
+    // Every block written, checked by a fio that was never checkpointed.
+    let verified = Command::new("fio")
+        .args(["--eta=never", "--verify_only"])
+        .arg(&job)
+        .output()
+        .expect("running fio --verify_only");
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "fio --verify_only: {text}");
+    assert_eq!(text.matches("err= 0").count(), 2, "{text}");
+}

@@ -4,7 +4,7 @@
 //! --pid` ([`CliRings`], the crate's `RingMover`).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringplan_criu::{CheckpointOptions, Criu, CriuError, RingMover};
 use ringplan_exec::{ExecOptions, Inputs, ProcessOptions};
@@ -72,7 +72,7 @@ pub fn run_checkpoint(args: CheckpointArgs) -> Result<(), CliError> {
             .iter()
             .map(|process| process.pid)
             .collect::<Vec<_>>(),
-        ms(done.stopped()),
+        ms(done.stopped),
         ms(done.take_out),
         ms(done.criu_dump),
         ms(done.put_back),
@@ -130,14 +130,13 @@ fn criu_error(error: CriuError) -> CliError {
 struct CliRings;
 
 impl RingMover for CliRings {
-    fn take_out(&mut self, pid: u32, image: &Path) -> Result<(), Box<dyn std::error::Error>> {
-        dump_detach::run(DetachRequest {
+    fn take_out(&mut self, pid: u32, image: &Path) -> Result<Instant, Box<dyn std::error::Error>> {
+        Ok(dump_detach::run(DetachRequest {
             pid,
             backend: ringplan_dump::BackendChoice::Bpf,
             output: image,
             drain_timeout: DRAIN_TIMEOUT,
-        })?;
-        Ok(())
+        })?)
     }
 
     fn put_back(&mut self, pid: u32, image: &Path) -> Result<(), Box<dyn std::error::Error>> {

@@ -95,7 +95,8 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
             backend: choice,
             output,
             drain_timeout: timeout,
-        });
+        })
+        .map(|_stopped_at| ());
     }
     let selection = if args.fds.is_empty() {
         Selection::All

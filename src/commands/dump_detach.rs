@@ -44,7 +44,9 @@ struct Timings {
     detach: Duration,
 }
 
-pub fn run(request: DetachRequest<'_>) -> Result<(), CliError> {
+/// Detaches; returns when the process was stopped (the hold's start:
+/// opening the target and loading BPF come before it).
+pub fn run(request: DetachRequest<'_>) -> Result<Instant, CliError> {
     let pid = request.pid;
     let target = Target::open(pid).map_err(ringplan_dump::DumpError::from)?;
     let mut dumper = Dumper::new(request.backend)?;
@@ -171,7 +173,7 @@ pub fn run(request: DetachRequest<'_>) -> Result<(), CliError> {
         ms(timings.io_threads),
         ms(timings.detach),
     );
-    Ok(())
+    Ok(started)
 }
 
 /// "a, b", or "none".

@@ -30,22 +30,17 @@ pub struct CheckpointOptions {
 #[derive(Debug, Clone)]
 pub struct Checkpointed {
     pub manifest: Manifest,
-    /// Taking the rings out, all processes (they are stopped from the
-    /// first one's start).
+    /// Taking the rings out, all processes, from the first one's command
+    /// (loading BPF included) to the manifest on disk.
     pub take_out: Duration,
+    /// How long the processes with rings were stopped: from the first
+    /// one's stop to the end of the dump (and of the put-back when they
+    /// run on).
+    pub stopped: Duration,
     /// `criu dump`.
     pub criu_dump: Duration,
     /// Giving the rings back (`leave_running` only).
     pub put_back: Duration,
-}
-
-impl Checkpointed {
-    /// How long the processes with rings were stopped: from the first
-    /// take-out to the end of the dump (and of the put-back when they run
-    /// on).
-    pub fn stopped(&self) -> Duration {
-        self.take_out + self.criu_dump + self.put_back
-    }
 }
 
 /// Checkpoints the tree rooted at `pid` into `dir` (which must exist).
@@ -67,18 +62,25 @@ pub fn checkpoint(
 
     let started = Instant::now();
     let mut taken: Vec<(u32, PathBuf)> = Vec::new();
+    let mut first_stop = None;
     for &process in &with_rings {
         let image = dir.join(image_name(process));
-        if let Err(cause) = mover.take_out(process, &image) {
-            let during = format!("taking the rings out of process {process} failed: {cause}");
-            give_back(mover, &taken, &during)?;
-            return Err(CriuError::TakeOut {
-                pid: process,
-                cause: cause.to_string(),
-            });
+        match mover.take_out(process, &image) {
+            Ok(stopped_at) => {
+                first_stop.get_or_insert(stopped_at);
+            }
+            Err(cause) => {
+                let during = format!("taking the rings out of process {process} failed: {cause}");
+                give_back(mover, &taken, &during)?;
+                return Err(CriuError::TakeOut {
+                    pid: process,
+                    cause: cause.to_string(),
+                });
+            }
         }
         taken.push((process, image));
     }
+    let first_stop = first_stop.unwrap_or_else(Instant::now);
     let manifest = Manifest {
         format: FORMAT.to_owned(),
         version: VERSION,
@@ -91,6 +93,7 @@ pub fn checkpoint(
                 image: image_name(*pid),
             })
             .collect(),
+        thread_ids: thread_ids(pid),
     };
     if let Err(error) = manifest.write(dir) {
         give_back(mover, &taken, &error.to_string())?;
@@ -112,12 +115,27 @@ pub fn checkpoint(
     if options.leave_running {
         give_back(mover, &taken, "criu dump --leave-running succeeded")?;
     }
+    let put_back = giving.elapsed();
     Ok(Checkpointed {
         manifest,
         take_out,
+        stopped: first_stop.elapsed(),
         criu_dump,
-        put_back: giving.elapsed(),
+        put_back,
     })
+}
+
+/// Every thread id of the tree rooted at `pid`, as far as /proc shows it
+/// now (the tree's rings are out, so no io thread is among them); what
+/// ends meanwhile is left out.
+fn thread_ids(pid: u32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for process in task::tree(pid).unwrap_or_else(|_| vec![pid]) {
+        ids.extend(task::ids(Process::Pid(process)).unwrap_or_default());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Whether `pid` holds a ring: an io_uring fd, or a mapping of one (a

@@ -35,6 +35,8 @@ pub enum CriuError {
         #[source]
         source: Option<std::io::Error>,
     },
+    #[error("thread id {id}, which criu restores a checkpointed thread with, is held by {holder}; criu restores ids as they were (end that task, or checkpoint the program in a pid namespace of its own)")]
+    ThreadIdTaken { id: u32, holder: String },
     #[error("{}: {what}", dir.display())]
     Directory { dir: PathBuf, what: String },
     #[error("reading process {pid}'s tree")]

@@ -13,6 +13,8 @@
 //! - `checkpoint` and `restore`: the two sequences, with their undo (a
 //!   failed checkpoint gives the rings back and lets the programs run on; a
 //!   failed restore kills what it restored).
+//! - `thread_ids`: criu restores threads with their ids; they must be
+//!   free (exiting holders are waited for).
 //! - `mover`: the [`RingMover`] trait through which both move rings (the
 //!   CLI implements it with ringplan-dump and ringplan-exec).
 
@@ -22,6 +24,7 @@ mod error;
 pub mod manifest;
 pub mod mover;
 pub mod restore;
+pub mod thread_ids;
 
 pub use binary::{Criu, TESTED_VERSIONS};
 pub use checkpoint::{checkpoint, CheckpointOptions, Checkpointed};

@@ -28,6 +28,10 @@ pub struct Manifest {
     pub criu_version: String,
     /// Every process of the tree that had rings, with its image.
     pub processes: Vec<ProcessRings>,
+    /// Every thread id of the tree at the checkpoint: criu restores them
+    /// with their ids, so `plan restore` first checks they are free.
+    #[serde(default)]
+    pub thread_ids: Vec<u32>,
 }
 
 /// One process's rings: its ringplan image, relative to the directory.

@@ -4,13 +4,15 @@
 //! ringplan-exec; the CRIU orchestration stays independent of both.
 
 use std::path::Path;
+use std::time::Instant;
 
 /// Moves a process's rings out of it and back.
 pub trait RingMover {
     /// Takes every ring out of `pid`: drained, dumped into `image`
     /// (written and synced before anything is closed), then closed and
-    /// unmapped; the process is left stopped.
-    fn take_out(&mut self, pid: u32, image: &Path) -> Result<(), Box<dyn std::error::Error>>;
+    /// unmapped; the process is left stopped. Returns when it was stopped
+    /// (what comes before, such as loading BPF, does not stop it).
+    fn take_out(&mut self, pid: u32, image: &Path) -> Result<Instant, Box<dyn std::error::Error>>;
 
     /// Recreates the rings of `image` inside `pid`, where the program left
     /// them, and leaves the process stopped (the caller resumes it).

@@ -12,6 +12,11 @@ use crate::binary::Criu;
 use crate::error::CriuError;
 use crate::manifest::Manifest;
 use crate::mover::{kill, resume, RingMover};
+use crate::thread_ids;
+
+/// How long `plan restore` waits for exiting tasks that hold the
+/// checkpoint's thread ids (the killed originals) to be reaped.
+const ID_WAIT: Duration = Duration::from_secs(10);
 
 /// What a restore did and how long each part took.
 #[derive(Debug, Clone)]
@@ -39,6 +44,7 @@ pub fn restore(
 ) -> Result<Restored, CriuError> {
     let started = Instant::now();
     let manifest = Manifest::read(dir)?;
+    thread_ids::wait_until_free(&manifest.thread_ids, ID_WAIT)?;
     let restoring = Instant::now();
     let root_pid = criu.restore(dir, criu_args)?;
     let criu_restore = restoring.elapsed();

@@ -77,6 +77,7 @@ fn a_directory_without_a_manifest_or_a_listed_image_is_refused() {
             pid: 42,
             image: image_name(42),
         }],
+        thread_ids: vec![41, 42],
     };
     manifest.write(&dir).expect("writing the manifest");
     let error = Manifest::read(&dir).expect_err("its image is missing");

@@ -44,6 +44,15 @@ impl Stat {
         matches!(self.state, b'Z' | b'X' | b'x')
     }
 
+    /// Exited, or on its way out (`PF_EXITING`): its id will be free once
+    /// its parent reaps it.
+    pub fn is_exiting(&self) -> bool {
+        self.has_exited()
+            || self
+                .flags
+                .is_some_and(|flags| flags & crate::abi::linux::PF_EXITING != 0)
+    }
+
     /// Stopped by a signal (`T`) or by a tracer (`t`).
     pub fn is_stopped(&self) -> bool {
         matches!(self.state, b'T' | b't')
