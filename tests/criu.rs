@@ -4,10 +4,12 @@
 //! SQE, a registered file whose fd it closed, registered buffers and an
 //! eventfd (plain, SQPOLL, DEFER_TASKRUN in a second thread), is
 //! checkpointed (killed by criu dump), restored, told to go on, and
-//! finishes its records, checked from outside. Refusals: a request that
-//! never completes (named; the program keeps running), criu missing, a
-//! directory without a checkpoint. Runs where `criu check` passes (the
-//! 6.18 host; not in the test VMs, where the test says it did not try).
+//! finishes its records, checked from outside; so do fio (two io_uring
+//! jobs, verified by a separate `fio --verify_only`) and `qemu-img bench`.
+//! Refusals: a request that never completes (named; the program keeps
+//! running), criu missing, a directory without a checkpoint. Runs where
+//! `criu check` passes (the 6.18 host; not in the test VMs, where the test
+//! says it did not try).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -411,4 +413,79 @@ fn fio_with_sqpoll_fixed_files_and_buffers_is_checkpointed_restored_and_verifies
     let text = String::from_utf8_lossy(&verified.stdout);
     assert!(verified.status.success(), "fio --verify_only: {text}");
     assert_eq!(text.matches("err= 0").count(), 2, "{text}");
+}
+
+/// `qemu-img bench -i io_uring` (one ring, 32 reads in flight) is
+/// checkpointed mid-run and restored, and completes its 300,000 reads.
+/// qemu-img holds an OFD lock on its image: criu dumps and restores it
+/// with `--file-locks`, passed through after `--`.
+#[test]
+fn qemu_img_bench_is_checkpointed_restored_and_completes() {
+    if !criu_works() {
+        return;
+    }
+    let dir = scratch_dir("criu-qemu-img");
+    let images = dir.join("images");
+    let raw = dir.join("disk.raw");
+    let out = dir.join("out");
+    let created = Command::new("qemu-img")
+        .args(["create", "-f", "raw"])
+        .arg(&raw)
+        .arg("64M")
+        .output()
+        .expect("running qemu-img create (package qemu-utils)");
+    assert!(created.status.success(), "qemu-img create");
+    let mut bench = Command::new("setsid")
+        .args(["qemu-img", "bench", "-i", "io_uring", "-t", "writeback"])
+        .args(["-c", "300000", "-d", "32", "-f", "raw"])
+        .arg(&raw)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting qemu-img");
+    let pid = bench.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while processes_doing_ring_io(pid).is_empty() {
+        assert!(
+            bench.try_wait().expect("its status").is_none(),
+            "qemu-img ended early"
+        );
+        assert!(Instant::now() < deadline, "qemu-img did no io_uring I/O");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let images_dir = images.to_str().expect("utf-8");
+    let checkpointed = plan(&[
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "-D",
+        images_dir,
+        "--",
+        "--file-locks",
+    ]);
+    assert!(
+        checkpointed.status.success(),
+        "plan checkpoint: {}",
+        String::from_utf8_lossy(&checkpointed.stderr)
+    );
+    assert!(
+        !bench.wait().expect("reaping it").success(),
+        "criu dump kills it"
+    );
+    let report = std::fs::read_to_string(&out).expect("its output");
+    assert!(
+        !report.contains("Run completed"),
+        "checkpointed mid-run: {report}"
+    );
+
+    let restored = plan(&["restore", "-D", images_dir, "--", "--file-locks"]);
+    assert!(
+        restored.status.success(),
+        "plan restore: {}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let line = wait_for_line(&out, "Run completed", Duration::from_secs(120));
+    assert!(line.starts_with("Run completed in"), "{line}");
 }
