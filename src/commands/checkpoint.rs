@@ -58,8 +58,14 @@ pub fn run_checkpoint(args: CheckpointArgs) -> Result<(), CliError> {
         leave_running: args.leave_running,
         criu_args: args.criu_args,
     };
-    let done = ringplan_criu::checkpoint(&criu, args.pid, &args.dir, &options, &mut CliRings)
-        .map_err(criu_error)?;
+    let done = ringplan_criu::checkpoint(
+        &criu,
+        args.pid,
+        &args.dir,
+        &options,
+        &mut CliRings::default(),
+    )
+    .map_err(criu_error)?;
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
     println!(
         "checkpointed process tree {} into {} ({} process(es) with rings: {:?}); stopped for {:.1} ms: \
@@ -87,18 +93,26 @@ pub fn run_checkpoint(args: CheckpointArgs) -> Result<(), CliError> {
 
 pub fn run_restore(args: RestoreArgs) -> Result<(), CliError> {
     let criu = find_criu(args.criu.as_deref())?;
-    let done = ringplan_criu::restore(&criu, &args.dir, &args.criu_args, &mut CliRings)
+    let done = ringplan_criu::restore(&criu, &args.dir, &args.criu_args, &mut CliRings::default())
         .map_err(criu_error)?;
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
     println!(
         "restored process tree {} ({} process(es), rings put back into {:?}) in {:.1} ms: criu restore \
-         {:.1}, rings back {:.1}; running",
+         {:.1}, rings back {:.1}; running{}",
         done.root_pid,
         done.processes.len(),
         done.with_rings,
-        ms(done.total),
+        ms(done.total - done.waited_for_ids),
         ms(done.criu_restore),
         ms(done.put_back),
+        if done.waited_for_ids >= Duration::from_millis(1) {
+            format!(
+                " (after waiting {:.1} ms for the checkpoint's thread ids to be free)",
+                ms(done.waited_for_ids)
+            )
+        } else {
+            String::new()
+        },
     );
     Ok(())
 }
@@ -127,13 +141,25 @@ fn criu_error(error: CriuError) -> CliError {
 }
 
 /// Rings moved as `plan dump --detach` and `plan exec --pid` move them.
-struct CliRings;
+#[derive(Default)]
+struct CliRings {
+    /// Loaded at the first take-out, before its process is stopped, and
+    /// kept for the others: loading BPF while a process of the tree is
+    /// already stopped would lengthen its downtime.
+    dumper: Option<ringplan_dump::Dumper>,
+}
 
 impl RingMover for CliRings {
     fn take_out(&mut self, pid: u32, image: &Path) -> Result<Instant, Box<dyn std::error::Error>> {
+        let dumper = match &mut self.dumper {
+            Some(dumper) => dumper,
+            empty => empty.insert(ringplan_dump::Dumper::new(
+                ringplan_dump::BackendChoice::Bpf,
+            )?),
+        };
         Ok(dump_detach::run(DetachRequest {
             pid,
-            backend: ringplan_dump::BackendChoice::Bpf,
+            dumper,
             output: image,
             drain_timeout: DRAIN_TIMEOUT,
         })?)

@@ -90,9 +90,10 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
         let Some(output) = args.output.as_deref() else {
             return Err(CliError::bad_input("--detach needs -o IMAGE"));
         };
+        let mut dumper = ringplan_dump::Dumper::new(choice)?;
         return crate::commands::dump_detach::run(crate::commands::dump_detach::DetachRequest {
             pid: args.pid,
-            backend: choice,
+            dumper: &mut dumper,
             output,
             drain_timeout: timeout,
         })

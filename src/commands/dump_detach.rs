@@ -22,10 +22,11 @@ use crate::error::{with_sources, CliError};
 /// How often the requests in flight are measured again while draining.
 const DRAIN_PAUSE: Duration = Duration::from_millis(2);
 
-/// What `--detach` was asked.
+/// What `--detach` was asked. The dumper is loaded by the caller, before
+/// anything is stopped (`plan checkpoint` loads it once for a whole tree).
 pub struct DetachRequest<'a> {
     pub pid: u32,
-    pub backend: ringplan_dump::BackendChoice,
+    pub dumper: &'a mut Dumper,
     pub output: &'a Path,
     pub drain_timeout: Duration,
 }
@@ -49,7 +50,7 @@ struct Timings {
 pub fn run(request: DetachRequest<'_>) -> Result<Instant, CliError> {
     let pid = request.pid;
     let target = Target::open(pid).map_err(ringplan_dump::DumpError::from)?;
-    let mut dumper = Dumper::new(request.backend)?;
+    let dumper = request.dumper;
     let mut timings = Timings::default();
 
     let started = Instant::now();
@@ -85,7 +86,7 @@ pub fn run(request: DetachRequest<'_>) -> Result<Instant, CliError> {
     }
 
     let draining = Instant::now();
-    let rings = match drain(&mut dumper, &target, &mut remote, request.drain_timeout) {
+    let rings = match drain(dumper, &target, &mut remote, request.drain_timeout) {
         Ok(rings) => rings,
         Err(message) => return Err(untouched(remote, frozen, message)),
     };

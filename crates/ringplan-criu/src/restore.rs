@@ -27,6 +27,9 @@ pub struct Restored {
     pub processes: Vec<u32>,
     /// The processes that got rings back.
     pub with_rings: Vec<u32>,
+    /// Waiting for the checkpoint's thread ids to be free (the killed
+    /// originals reaped) before criu restore could start.
+    pub waited_for_ids: Duration,
     /// `criu restore`.
     pub criu_restore: Duration,
     /// Putting the rings back, all processes.
@@ -44,7 +47,9 @@ pub fn restore(
 ) -> Result<Restored, CriuError> {
     let started = Instant::now();
     let manifest = Manifest::read(dir)?;
+    let waiting = Instant::now();
     thread_ids::wait_until_free(&manifest.thread_ids, ID_WAIT)?;
+    let waited_for_ids = waiting.elapsed();
     let restoring = Instant::now();
     let root_pid = criu.restore(dir, criu_args)?;
     let criu_restore = restoring.elapsed();
@@ -82,6 +87,7 @@ pub fn restore(
             .map(|process| process.pid)
             .collect(),
         processes,
+        waited_for_ids,
         criu_restore,
         put_back,
         total: started.elapsed(),
