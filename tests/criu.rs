@@ -25,14 +25,24 @@ use crate::support::{plan, scratch_dir};
 
 /// Whether CRIU runs here; says so when it does not.
 fn criu_works() -> bool {
-    let works = Command::new("criu")
-        .arg("check")
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !works {
-        eprintln!("criu is not installed here, or `criu check` fails on this kernel: not tried");
+    match Command::new("criu").arg("check").output() {
+        Ok(output) if output.status.success() => true,
+        Ok(output) => {
+            let said = String::from_utf8_lossy(&output.stderr);
+            eprintln!(
+                "`criu check` fails on this kernel: not tried ({})",
+                said.lines()
+                    .filter(|line| line.contains("Error"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            false
+        }
+        Err(_) => {
+            eprintln!("criu is not installed here: not tried");
+            false
+        }
     }
-    works
 }
 
 /// Polls `path` until a line of it contains `needle`; that line.
@@ -353,6 +363,8 @@ fn fio_with_sqpoll_fixed_files_and_buffers_is_checkpointed_restored_and_verifies
         .args(["--ipc", "setsid", "fio", "--eta=never"])
         .arg(format!("--output={}", output.display()))
         .arg(&job)
+        // Where it leaves its verify state files.
+        .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -408,6 +420,7 @@ fn fio_with_sqpoll_fixed_files_and_buffers_is_checkpointed_restored_and_verifies
     let verified = Command::new("fio")
         .args(["--eta=never", "--verify_only"])
         .arg(&job)
+        .current_dir(&dir)
         .output()
         .expect("running fio --verify_only");
     let text = String::from_utf8_lossy(&verified.stdout);

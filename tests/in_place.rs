@@ -455,6 +455,8 @@ fn fio_verify(name: &str, sqthread_poll: bool) {
     let mut fio = Command::new("fio")
         .arg("--eta=never")
         .arg(&job)
+        // Where it leaves its verify state files.
+        .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
