@@ -460,12 +460,7 @@ fn detach_needs_an_output_file() {
 /// refuses while a ring is mapped ("Unknown shit 600 (anon_inode:[io_uring])").
 #[test]
 fn a_detached_process_is_dumpable_by_criu() {
-    let criu_works = Command::new("criu")
-        .arg("check")
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !criu_works {
-        eprintln!("criu is not installed here, or `criu check` fails on this kernel: not tried");
+    if !crate::criu::criu_works() {
         return;
     }
     let dir = scratch_dir("detach_then_criu");
@@ -489,6 +484,13 @@ fn a_detached_process_is_dumpable_by_criu() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("keeps io-wq workers") {
+        // Before 6.18 a thread's last io-wq worker can outlive the rings,
+        // and criu cannot dump io threads (6.1 hangs in it).
+        eprintln!("the detach left io-wq workers, which criu cannot dump: not tried ({stderr})");
+        return;
+    }
     // CRIU kills the process once dumped (no --leave-stopped).
     let criu = Command::new("criu")
         .args(["dump", "-t", &pid, "-D"])

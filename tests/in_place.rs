@@ -506,14 +506,7 @@ fn fio_with_sqpoll_and_crc32c_verify_finishes_after_its_ring_went_out_and_back()
 #[test]
 fn qemu_img_bench_finishes_after_its_ring_went_out_and_back() {
     let dir = scratch_dir("in-place-qemu-img");
-    let raw = dir.join("disk.raw");
-    let created = Command::new("qemu-img")
-        .args(["create", "-f", "raw"])
-        .arg(&raw)
-        .arg("64M")
-        .output()
-        .expect("running qemu-img create (package qemu-utils)");
-    assert!(created.status.success(), "qemu-img create");
+    let raw = crate::support::qemu_raw_image(&dir);
     let mut bench = Command::new("qemu-img")
         .args([
             "bench",

@@ -693,18 +693,7 @@ fn accepts_o_direct(path: &Path) -> bool {
 #[test]
 fn qemu_img_bench() {
     let dir = scratch_dir("real-qemu-img");
-    let raw = dir.join("disk.raw");
-    let created = Command::new("qemu-img")
-        .args(["create", "-f", "raw"])
-        .arg(&raw)
-        .arg("64M")
-        .output()
-        .expect("running qemu-img create (package qemu-utils)");
-    assert!(
-        created.status.success(),
-        "qemu-img create: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    let raw = crate::support::qemu_raw_image(&dir);
     let cache = if accepts_o_direct(&raw) {
         "none"
     } else {

@@ -150,6 +150,11 @@ struct CliRings {
 }
 
 impl RingMover for CliRings {
+    fn check_kernel(&self) -> Result<(), Box<dyn std::error::Error>> {
+        ringplan_exec::continuity::kernel_supports_no_mmap()?;
+        Ok(())
+    }
+
     fn take_out(&mut self, pid: u32, image: &Path) -> Result<Instant, Box<dyn std::error::Error>> {
         let dumper = match &mut self.dumper {
             Some(dumper) => dumper,

@@ -285,3 +285,21 @@ pub fn fail_at_every_step(
         after(step);
     }
 }
+
+/// A 64 MiB raw disk image `disk.raw` in `dir`, made by `qemu-img create`
+/// (package qemu-utils), for `qemu-img bench`.
+pub fn qemu_raw_image(dir: &Path) -> PathBuf {
+    let raw = dir.join("disk.raw");
+    let created = Command::new("qemu-img")
+        .args(["create", "-f", "raw"])
+        .arg(&raw)
+        .arg("64M")
+        .output()
+        .expect("running qemu-img create (package qemu-utils)");
+    assert!(
+        created.status.success(),
+        "qemu-img create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    raw
+}

@@ -59,6 +59,13 @@ pub fn checkpoint(
     }
     let tree = task::tree(pid).map_err(|source| CriuError::Tree { pid, source })?;
     let with_rings: Vec<u32> = tree.into_iter().filter(|&pid| holds_rings(pid)).collect();
+    if !with_rings.is_empty() {
+        mover
+            .check_kernel()
+            .map_err(|cause| CriuError::KernelCannot {
+                cause: cause.to_string(),
+            })?;
+    }
 
     let started = Instant::now();
     let mut taken: Vec<(u32, PathBuf)> = Vec::new();
@@ -81,6 +88,19 @@ pub fn checkpoint(
         taken.push((process, image));
     }
     let first_stop = first_stop.unwrap_or_else(Instant::now);
+    // criu dump fails on an io thread ("Can't block signals"): say why
+    // instead, and give the rings back.
+    for (process, _) in &taken {
+        let threads = task::io_threads(Process::Pid(*process)).unwrap_or_default();
+        if !threads.is_empty() {
+            let error = CriuError::IoThreadsLeft {
+                pid: *process,
+                threads: threads.join(", "),
+            };
+            give_back(mover, &taken, &error.to_string())?;
+            return Err(error);
+        }
+    }
     let manifest = Manifest {
         format: FORMAT.to_owned(),
         version: VERSION,

@@ -45,8 +45,12 @@ pub enum CriuError {
         #[source]
         source: ringplan_kernel::procfs::ProcfsError,
     },
+    #[error("{cause}; nothing was done")]
+    KernelCannot { cause: String },
     #[error("taking the rings out of process {pid} failed (nothing was checkpointed; every process is running as before): {cause}")]
     TakeOut { pid: u32, cause: String },
+    #[error("process {pid} keeps io threads after its rings are gone: {threads}; this kernel keeps a thread's last io-wq worker until the thread exits, and criu cannot dump io threads (Linux 6.18 ends them with the last ring). Nothing was checkpointed; every process runs on as before")]
+    IoThreadsLeft { pid: u32, threads: String },
     #[error("{during}; putting the rings back into process {pid} failed too: {cause} (its image is {}; `plan exec IMAGE --pid {pid}` retries)", image.display())]
     PutBackAfter {
         during: String,

@@ -8,6 +8,11 @@ use std::time::Instant;
 
 /// Moves a process's rings out of it and back.
 pub trait RingMover {
+    /// Whether this kernel can put rings back where their programs had
+    /// them; checked before a checkpoint or restore changes anything (a
+    /// checkpoint that could not be restored here is refused).
+    fn check_kernel(&self) -> Result<(), Box<dyn std::error::Error>>;
+
     /// Takes every ring out of `pid`: drained, dumped into `image`
     /// (written and synced before anything is closed), then closed and
     /// unmapped; the process is left stopped. Returns when it was stopped

@@ -47,6 +47,13 @@ pub fn restore(
 ) -> Result<Restored, CriuError> {
     let started = Instant::now();
     let manifest = Manifest::read(dir)?;
+    if !manifest.processes.is_empty() {
+        mover
+            .check_kernel()
+            .map_err(|cause| CriuError::KernelCannot {
+                cause: cause.to_string(),
+            })?;
+    }
     let waiting = Instant::now();
     thread_ids::wait_until_free(&manifest.thread_ids, ID_WAIT)?;
     let waited_for_ids = waiting.elapsed();

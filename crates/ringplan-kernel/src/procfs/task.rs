@@ -1,5 +1,5 @@
 //! `/proc/PID/task`: a process's threads, their names, whether one is an
-//! io_uring SQ thread, and the processes a process's threads created
+//! io_uring SQ thread, its io threads, and the processes a process's threads created
 //! (`children`, for walking a process tree).
 
 use super::{read_file, Process, ProcfsError};
@@ -43,6 +43,25 @@ pub const IO_WORKER_NAME_PREFIX: &[u8] = b"iou-wrk";
 /// be read.
 pub fn is_running_sq_thread(process: Process, tid: u32) -> bool {
     comm(process, tid).is_ok_and(|comm| comm.starts_with(SQ_THREAD_NAME_PREFIX))
+}
+
+/// The io threads of `process` (SQ threads and io-wq workers: tasks
+/// flagged `PF_IO_WORKER`), as "TID (comm)"; threads that end meanwhile
+/// are left out.
+pub fn io_threads(process: Process) -> Result<Vec<String>, ProcfsError> {
+    Ok(ids(process)?
+        .into_iter()
+        .filter(|&tid| {
+            super::stat::read_task(process, tid).is_ok_and(|stat| {
+                stat.flags
+                    .is_some_and(|flags| flags & crate::abi::ptrace::PF_IO_WORKER != 0)
+            })
+        })
+        .map(|tid| {
+            let comm = comm(process, tid).unwrap_or_default();
+            format!("{tid} ({})", String::from_utf8_lossy(&comm).trim_end())
+        })
+        .collect())
 }
 
 /// The child processes of `process`: `/proc/PID/task/TID/children` of
