@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ringplan_criu::mover::MoverError;
 use ringplan_criu::{CheckpointOptions, Criu, CriuError, RingMover};
+use ringplan_dump::{BackendChoice, Dumper};
 use ringplan_exec::{ExecOptions, Inputs, ProcessOptions};
 
 use super::dump_detach::{self, DetachRequest};
@@ -146,31 +148,83 @@ struct CliRings {
     /// Loaded at the first take-out, before its process is stopped, and
     /// kept for the others: loading BPF while a process of the tree is
     /// already stopped would lengthen its downtime.
-    dumper: Option<ringplan_dump::Dumper>,
+    dumper: Option<Dumper>,
+}
+
+impl CliRings {
+    fn dumper(&mut self) -> Result<&mut Dumper, MoverError> {
+        Ok(match &mut self.dumper {
+            Some(dumper) => dumper,
+            empty => empty.insert(Dumper::new(BackendChoice::Bpf)?),
+        })
+    }
+}
+
+/// One process's take-out (`plan dump --detach`); returns when it was
+/// stopped.
+fn take_out_with(dumper: &mut Dumper, pid: u32, image: &Path) -> Result<Instant, MoverError> {
+    Ok(dump_detach::run(DetachRequest {
+        pid,
+        dumper,
+        output: image,
+        drain_timeout: DRAIN_TIMEOUT,
+    })?)
 }
 
 impl RingMover for CliRings {
-    fn check_kernel(&self) -> Result<(), Box<dyn std::error::Error>> {
+    fn check_kernel(&self) -> Result<(), MoverError> {
         ringplan_exec::continuity::kernel_supports_no_mmap()?;
         Ok(())
     }
 
-    fn take_out(&mut self, pid: u32, image: &Path) -> Result<Instant, Box<dyn std::error::Error>> {
-        let dumper = match &mut self.dumper {
-            Some(dumper) => dumper,
-            empty => empty.insert(ringplan_dump::Dumper::new(
-                ringplan_dump::BackendChoice::Bpf,
-            )?),
-        };
-        Ok(dump_detach::run(DetachRequest {
-            pid,
-            dumper,
-            output: image,
-            drain_timeout: DRAIN_TIMEOUT,
-        })?)
+    fn take_out(&mut self, pid: u32, image: &Path) -> Result<Instant, MoverError> {
+        take_out_with(self.dumper()?, pid, image)
     }
 
-    fn put_back(&mut self, pid: u32, image: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    /// Each process in a thread of its own, with a dumper of its own
+    /// loaded before any is stopped: each is stopped only for its own
+    /// take-out, and the kernel's ring teardowns, which the take-outs wait
+    /// for, run side by side.
+    fn take_out_all(&mut self, processes: &[(u32, PathBuf)]) -> Vec<Result<Instant, MoverError>> {
+        if processes.len() < 2 {
+            return processes
+                .iter()
+                .map(|(pid, image)| self.take_out(*pid, image))
+                .collect();
+        }
+        let mut dumpers = Vec::with_capacity(processes.len());
+        for _ in processes {
+            match Dumper::new(BackendChoice::Bpf) {
+                Ok(dumper) => dumpers.push(dumper),
+                Err(error) => {
+                    let cause = error.to_string();
+                    return processes
+                        .iter()
+                        .map(|_| Err(cause.clone().into()))
+                        .collect();
+                }
+            }
+        }
+        std::thread::scope(|scope| {
+            let running: Vec<_> = processes
+                .iter()
+                .zip(&mut dumpers)
+                .map(|((pid, image), dumper)| {
+                    scope.spawn(move || take_out_with(dumper, *pid, image))
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|_| Err("the take-out's thread panicked".into()))
+                })
+                .collect()
+        })
+    }
+
+    fn put_back(&mut self, pid: u32, image: &Path) -> Result<(), MoverError> {
         let path = image.to_str().ok_or("the image's path is not UTF-8")?;
         let image = read_image(path)?;
         let plan = ringplan_plan::compile(&image)?;

@@ -68,24 +68,39 @@ pub fn checkpoint(
     }
 
     let started = Instant::now();
+    let requests: Vec<(u32, PathBuf)> = with_rings
+        .iter()
+        .map(|&process| (process, dir.join(image_name(process))))
+        .collect();
+    let mut results = mover.take_out_all(&requests).into_iter();
     let mut taken: Vec<(u32, PathBuf)> = Vec::new();
-    let mut first_stop = None;
-    for &process in &with_rings {
-        let image = dir.join(image_name(process));
-        match mover.take_out(process, &image) {
+    let mut first_stop: Option<Instant> = None;
+    let mut first_failure = None;
+    for (process, image) in requests {
+        // A list cut short after a failure: the rest were not tried.
+        let Some(result) = results.next() else {
+            if first_failure.is_none() {
+                first_failure = Some((process, "the mover did not try it".to_owned()));
+            }
+            break;
+        };
+        match result {
             Ok(stopped_at) => {
-                first_stop.get_or_insert(stopped_at);
+                first_stop = Some(first_stop.map_or(stopped_at, |first| first.min(stopped_at)));
+                taken.push((process, image));
             }
             Err(cause) => {
-                let during = format!("taking the rings out of process {process} failed: {cause}");
-                give_back(mover, &taken, &during)?;
-                return Err(CriuError::TakeOut {
-                    pid: process,
-                    cause: cause.to_string(),
-                });
+                first_failure.get_or_insert((process, cause.to_string()));
             }
         }
-        taken.push((process, image));
+    }
+    if let Some((process, cause)) = first_failure {
+        let during = format!("taking the rings out of process {process} failed: {cause}");
+        give_back(mover, &taken, &during)?;
+        return Err(CriuError::TakeOut {
+            pid: process,
+            cause,
+        });
     }
     let first_stop = first_stop.unwrap_or_else(Instant::now);
     // criu dump fails on an io thread ("Can't block signals"): say why

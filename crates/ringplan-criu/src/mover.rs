@@ -3,25 +3,47 @@
 //! back (`plan exec --pid`). The CLI implements it with ringplan-dump and
 //! ringplan-exec; the CRIU orchestration stays independent of both.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// A mover's failure, as it words it (it may come from another thread).
+pub type MoverError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Moves a process's rings out of it and back.
 pub trait RingMover {
     /// Whether this kernel can put rings back where their programs had
     /// them; checked before a checkpoint or restore changes anything (a
     /// checkpoint that could not be restored here is refused).
-    fn check_kernel(&self) -> Result<(), Box<dyn std::error::Error>>;
+    fn check_kernel(&self) -> Result<(), MoverError>;
 
     /// Takes every ring out of `pid`: drained, dumped into `image`
     /// (written and synced before anything is closed), then closed and
     /// unmapped; the process is left stopped. Returns when it was stopped
     /// (what comes before, such as loading BPF, does not stop it).
-    fn take_out(&mut self, pid: u32, image: &Path) -> Result<Instant, Box<dyn std::error::Error>>;
+    fn take_out(&mut self, pid: u32, image: &Path) -> Result<Instant, MoverError>;
+
+    /// Takes the rings out of every process of `processes` (pid, image),
+    /// one result each, in order. A mover may do them at once: each
+    /// process is stopped only for its own take-out, and their waits for
+    /// the kernel's ring teardown overlap. By default one after another,
+    /// stopping at the first failure (the rest are not tried: an empty
+    /// list past it).
+    fn take_out_all(&mut self, processes: &[(u32, PathBuf)]) -> Vec<Result<Instant, MoverError>> {
+        let mut results = Vec::new();
+        for (pid, image) in processes {
+            let result = self.take_out(*pid, image);
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        results
+    }
 
     /// Recreates the rings of `image` inside `pid`, where the program left
     /// them, and leaves the process stopped (the caller resumes it).
-    fn put_back(&mut self, pid: u32, image: &Path) -> Result<(), Box<dyn std::error::Error>>;
+    fn put_back(&mut self, pid: u32, image: &Path) -> Result<(), MoverError>;
 }
 
 /// Resumes a stopped process (`SIGCONT`).
