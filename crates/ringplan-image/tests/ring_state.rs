@@ -77,6 +77,9 @@ fn image_with_state() -> Image {
                 mappings: vec![],
                 unknown: vec![],
                 state: Some(Box::new(state)),
+                personalities: Vec::new(),
+                personality_next: 0,
+                restrictions: None,
             }),
         }],
     )

@@ -58,6 +58,9 @@ pub fn plain_ring(sq_entries: u32) -> Ring {
         mappings: Vec::new(),
         unknown: Vec::new(),
         state: None,
+        personalities: Vec::new(),
+        personality_next: 0,
+        restrictions: None,
     }
 }
 
