@@ -435,6 +435,10 @@ impl<B: Backend> Run<'_, B> {
                 self.register_files(register)?;
                 None
             }
+            Op::RegisterPersonalities(register) => {
+                self.register_personalities(register)?;
+                None
+            }
             Op::MemoryBarrier => {
                 self.memory_barrier(memory)?;
                 None
@@ -486,6 +490,7 @@ impl<B: Backend> Run<'_, B> {
             Op::QueueSqes(queue) => owner_of(queue.ring_handle),
             Op::RegisterEventfd(register) => owner_of(register.ring_handle),
             Op::RegisterFiles(register) => owner_of(register.ring_handle),
+            Op::RegisterPersonalities(register) => owner_of(register.ring_handle),
             Op::RegisterBuffers(register) => owner_of(register.ring_handle),
             _ => None,
         };

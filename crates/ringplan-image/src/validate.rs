@@ -260,7 +260,9 @@ fn check_credentials(version: u32, id: ObjectId, ring: &Ring) -> Result<(), Imag
     if recorded && version < 3 {
         return Err(bad_ring(
             id,
-            format!("has personalities or restrictions, which version {version} images do not have"),
+            format!(
+                "has personalities or restrictions, which version {version} images do not have"
+            ),
         ));
     }
     let mut previous = 0;
@@ -333,7 +335,10 @@ fn check_credentials(version: u32, id: ObjectId, ring: &Ring) -> Result<(), Imag
                     format!("restrictions: {what} opcodes are repeated or out of order"),
                 ));
             }
-            if let Some(op) = ops.iter().find(|op| u32::from(**op) >= restriction::BITMAP_BITS) {
+            if let Some(op) = ops
+                .iter()
+                .find(|op| u32::from(**op) >= restriction::BITMAP_BITS)
+            {
                 return Err(bad_ring(
                     id,
                     format!(

@@ -504,9 +504,12 @@ fn personalities_and_restrictions_round_trip_in_version_3() {
     assert!(ringplan_image::view::to_json(&plain)["objects"][0]["restrictions"].is_null());
 }
 
+/// A change to the test image's ring, and the message it must cause.
+type BoxedCase = (Box<dyn Fn(&mut Ring)>, &'static str);
+
 #[test]
 fn bad_personalities_and_restrictions_are_refused() {
-    let cases: Vec<(Box<dyn Fn(&mut Ring)>, &str)> = vec![
+    let cases: Vec<BoxedCase> = vec![
         (
             Box::new(|ring| ring.personalities = vec![personality(0)]),
             "personality id 0 is outside 1..=65535",

@@ -326,6 +326,12 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, CompileEr
     if ring.unknown.contains(&RingField::Eventfd) {
         return Err(unknown(RingField::Eventfd));
     }
+    for field in [RingField::Personalities, RingField::Restrictions] {
+        if ring.unknown.contains(&field) {
+            return Err(unknown(field));
+        }
+    }
+    check_personalities(id, ring)?;
     // Without SQPOLL the idle time means nothing, so not knowing it is fine.
     if flags & SetupFlags::SQPOLL.bits() != 0 && ring.unknown.contains(&RingField::SqThreadIdle) {
         return Err(unknown(RingField::SqThreadIdle));
@@ -563,4 +569,33 @@ fn assign_plain_attachments(
         }
         wq_sources[index] = source;
     }
+}
+
+/// The personalities' ids can be brought back by registering in order
+/// (see `RegisterPersonalities`); restrictions are not restored yet.
+fn check_personalities(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
+    if ring.personalities.is_empty() && ring.personality_next <= 1 {
+        // Nothing registered ever, or (next 0/1) nothing to bring back.
+    } else {
+        let register = crate::model::RegisterPersonalities {
+            ring_handle: crate::model::Handle(0),
+            personalities: ring.personalities.clone(),
+            next: ring.personality_next,
+        };
+        if let Some(reason) = crate::validate::personalities_problem(&register) {
+            return Err(CompileError::CannotRestore {
+                ring: id,
+                what: "personalities",
+                reason,
+            });
+        }
+    }
+    if ring.restrictions.is_some() {
+        return Err(CompileError::CannotRestore {
+            ring: id,
+            what: "restrictions",
+            reason: "restoring IORING_REGISTER_RESTRICTIONS is not done yet".to_owned(),
+        });
+    }
+    Ok(())
 }

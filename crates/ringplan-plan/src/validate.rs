@@ -314,6 +314,12 @@ impl Checker<'_> {
                 }
                 self.note_registration(index, step, register.ring_handle, false)?;
             }
+            Op::RegisterPersonalities(register) => {
+                if let Some(problem) = personalities_problem(register) {
+                    return Err(bad(problem));
+                }
+                self.use_ring_handle(index, step, register.ring_handle)?;
+            }
             Op::PlaceRingMemory(memory) => self.check_place_memory(index, step, memory)?,
             Op::RestoreCompletions(restore) => {
                 self.check_restore_completions(index, step, restore)?;
@@ -499,6 +505,7 @@ impl Checker<'_> {
             | Op::SetupRing(_)
             | Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
+            | Op::RegisterPersonalities(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => {
                 if let Some(first_install) = self.first_install {
@@ -789,4 +796,32 @@ fn check_iovec(iovec: &Iovec) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// What is wrong with a `register_personalities` step's operands: ids
+/// outside the kernel's range or not ascending, nothing to register, or a
+/// next id the allocator cannot be left at by registering in order (below
+/// a recorded id: the ids wrapped).
+pub(crate) fn personalities_problem(register: &RegisterPersonalities) -> Option<String> {
+    use ringplan_kernel::abi::personality::{FIRST_ID, MAX_ID};
+    let mut previous = 0;
+    for personality in &register.personalities {
+        if !(FIRST_ID..=MAX_ID).contains(&personality.id) || personality.id <= previous {
+            return Some(format!(
+                "personality id {} is outside {FIRST_ID}..={MAX_ID} or not ascending",
+                personality.id
+            ));
+        }
+        previous = personality.id;
+    }
+    if register.next > MAX_ID + 1 || (register.personalities.is_empty() && register.next < 2) {
+        return Some(format!("next id {} cannot be restored", register.next));
+    }
+    if register.next <= previous {
+        return Some(format!(
+            "next id {} is not above id {previous}: the kernel's ids wrapped past {MAX_ID}, which registering in order cannot bring back",
+            register.next
+        ));
+    }
+    None
 }

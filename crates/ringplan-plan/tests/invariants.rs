@@ -130,6 +130,7 @@ fn steps_run_in_phase_order() {
             | Op::SetupRing(_)
             | Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
+            | Op::RegisterPersonalities(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => Some(0),
             Op::InstallFd(_) => Some(1),

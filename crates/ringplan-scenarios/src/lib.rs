@@ -58,7 +58,7 @@ pub use stop::{StopSignal, StopSignals};
 
 /// A known io_uring state. The text form (`FromStr`/`Display`) is what
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
-/// `creator-closed:N`, `rings:N`, `mix`.
+/// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -103,6 +103,11 @@ pub enum Scenario {
     CreatorClosed(usize),
     /// N independent plain rings of 8 entries. N >= 1.
     Rings(usize),
+    /// One plain ring (8 entries) with N personalities of the calling
+    /// thread's credentials and a gap: N + 1 registered (ids 1..=N+1),
+    /// then id 2 unregistered, so the ids are 1, 3, 4, ..., N+1 and the
+    /// next id is N+2. N >= 1.
+    Personalities(usize),
     /// A bit of everything:
     /// - ring A: `SQPOLL` (no `SQ_AFF`), 8 entries, idle 2000 ms, and a
     ///   `dup` of its fd (not close-on-exec);
@@ -128,6 +133,7 @@ impl Scenario {
             Scenario::Closed => "closed",
             Scenario::CreatorClosed(_) => "creator-closed",
             Scenario::Rings(_) => "rings",
+            Scenario::Personalities(_) => "personalities",
             Scenario::Mix => "mix",
         }
     }
@@ -138,7 +144,8 @@ impl Scenario {
             | Scenario::Fanout(count)
             | Scenario::Files(count)
             | Scenario::CreatorClosed(count)
-            | Scenario::Rings(count) => Some(count),
+            | Scenario::Rings(count)
+            | Scenario::Personalities(count) => Some(count),
             Scenario::Seed | Scenario::Closed | Scenario::Mix => None,
         }
     }
@@ -187,6 +194,7 @@ impl FromStr for Scenario {
             "files" => with_count("files", Scenario::Files),
             "creator-closed" => with_count("creator-closed", Scenario::CreatorClosed),
             "rings" => with_count("rings", Scenario::Rings),
+            "personalities" => with_count("personalities", Scenario::Personalities),
             _ => Err(ScenarioError::UnknownScenario {
                 given: text.to_owned(),
             }),
@@ -290,6 +298,7 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         Scenario::Closed => built.build_closed()?,
         Scenario::CreatorClosed(count) => built.build_creator_closed(count)?,
         Scenario::Rings(count) => built.build_rings(count)?,
+        Scenario::Personalities(count) => built.build_personalities(count)?,
         Scenario::Mix => built.build_mix()?,
     }
     built.closed_fds.sort_unstable();
@@ -420,6 +429,24 @@ impl Built {
                 &format!("rings:{count}, ring {index}"),
             )?);
         }
+        Ok(())
+    }
+
+    fn build_personalities(&mut self, count: usize) -> Result<(), ScenarioError> {
+        let limit = ringplan_kernel::abi::personality::MAX_ID as usize;
+        if count >= limit {
+            return Err(ScenarioError::BadCount {
+                name: "personalities",
+                given: count.to_string(),
+            });
+        }
+        let mut ring =
+            ScenarioRing::set_up(&RingRequest::plain(8), &format!("personalities:{count}"))?;
+        for _ in 0..=count {
+            ring.register_personality()?;
+        }
+        ring.unregister_personality(2)?;
+        self.rings.push(ring);
         Ok(())
     }
 
@@ -602,6 +629,8 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
         "mappings": ring.mappings.iter()
             .map(|mapping| json!({ "region": mapping.region.name(), "addr": mapping.addr, "len": mapping.len }))
             .collect::<Vec<_>>(),
+        "personalities": ring.personalities,
+        "personality_next": ring.personality_next,
     })
 }
 

@@ -138,6 +138,10 @@ pub(crate) struct ScenarioRing {
     pub files: Vec<Option<FileSlot>>,
     /// The registered buffer table as `(addr, len)`, one entry per slot.
     pub buffers: Vec<Option<(u64, u64)>>,
+    /// The ids of the personalities registered and not unregistered, in
+    /// ascending order, and the id the kernel tries next.
+    pub personalities: Vec<u32>,
+    pub personality_next: u32,
 }
 
 /// `struct iovec` for `IORING_REGISTER_BUFFERS`. `std::io::IoSlice` has the
@@ -195,7 +199,44 @@ impl ScenarioRing {
             eventfd: None,
             files: Vec::new(),
             buffers: Vec::new(),
+            personalities: Vec::new(),
+            personality_next: 0,
         })
+    }
+
+    /// `IORING_REGISTER_PERSONALITY`: the calling thread's credentials
+    /// under the id the kernel gives, which is returned.
+    pub(crate) fn register_personality(&mut self) -> Result<u32, ScenarioError> {
+        // SAFETY: the opcode takes no argument (NULL, 0).
+        let id = unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::RegisterPersonality,
+                ptr::null(),
+                0,
+            )
+        }
+        .map_err(|errno| self.register_error("IORING_REGISTER_PERSONALITY", errno))?;
+        self.personalities.push(id);
+        self.personalities.sort_unstable();
+        self.personality_next = id + 1;
+        Ok(id)
+    }
+
+    /// `IORING_UNREGISTER_PERSONALITY` of `id`.
+    pub(crate) fn unregister_personality(&mut self, id: u32) -> Result<(), ScenarioError> {
+        // SAFETY: the opcode takes no pointer; nr_args is the id.
+        unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::UnregisterPersonality,
+                ptr::null(),
+                id,
+            )
+        }
+        .map_err(|errno| self.register_error("IORING_UNREGISTER_PERSONALITY", errno))?;
+        self.personalities.retain(|kept| *kept != id);
+        Ok(())
     }
 
     /// The ring's open fd; an error if the scenario already closed it.

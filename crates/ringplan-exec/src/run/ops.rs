@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 use ringplan_image::{FileType, ObjectId, SetupFlags};
 use ringplan_plan::{
     CloseFd, CreateEventfd, ExternalInput, InstallFd, OpenFile, RegisterBuffers, RegisterEventfd,
-    RegisterFiles, SetupRing,
+    RegisterFiles, RegisterPersonalities, SetupRing,
 };
 use rustix::event::EventfdFlags;
 use rustix::fs::{Mode, OFlags};
@@ -250,6 +250,7 @@ impl<B: Backend> Run<'_, B> {
         // One int holding an open eventfd, as the opcode takes.
         self.backend
             .io_uring_register(ring, opcode, &eventfd.to_ne_bytes(), 1)
+            .map(drop)
             .map_err(fail(call))
     }
 
@@ -272,7 +273,39 @@ impl<B: Backend> Run<'_, B> {
         // references during the call.
         self.backend
             .io_uring_register(ring, IoringRegisterOp::RegisterFiles, &table, count)
+            .map(drop)
             .map_err(fail("IORING_REGISTER_FILES"))
+    }
+
+    /// `register_personalities`: `IORING_REGISTER_PERSONALITY` for every id
+    /// from 1 to the last one on the new ring (the kernel gives them in
+    /// order there: each must come back as expected), then
+    /// `IORING_UNREGISTER_PERSONALITY` of the fillers. The personalities
+    /// live in the ring, so an undo that closes the ring undoes them.
+    pub(super) fn register_personalities(
+        &mut self,
+        register: &RegisterPersonalities,
+    ) -> Result<(), Failure> {
+        let ring = self.handle(register.ring_handle)?;
+        for expected in 1..=register.last_id() {
+            let id = self
+                .backend
+                .io_uring_register(ring, IoringRegisterOp::RegisterPersonality, &[], 0)
+                .map_err(fail("IORING_REGISTER_PERSONALITY"))?;
+            if id != expected {
+                // The ring had personalities already: not a new ring.
+                return Err(Failure {
+                    call: "IORING_REGISTER_PERSONALITY (the kernel gave another id)",
+                    errno: Errno::EXIST,
+                });
+            }
+        }
+        for filler in (1..=register.last_id()).filter(|id| !register.is_recorded(*id)) {
+            self.backend
+                .io_uring_register(ring, IoringRegisterOp::UnregisterPersonality, &[], filler)
+                .map_err(fail("IORING_UNREGISTER_PERSONALITY"))?;
+        }
+        Ok(())
     }
 
     /// `memory_barrier`: the task's memory is put in place. Its error is
@@ -309,6 +342,7 @@ impl<B: Backend> Run<'_, B> {
         // submitted.
         self.backend
             .io_uring_register(ring, IoringRegisterOp::RegisterBuffers, &iovecs, count)
+            .map(drop)
             .map_err(fail("IORING_REGISTER_BUFFERS"))
     }
 

@@ -172,8 +172,7 @@ mod tests {
     #[test]
     fn status_lines_give_ids_groups_and_capabilities() {
         let text = "Name:\tx\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t6\t7\t8\nGroups:\t4 27 100 \nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000001\n";
-        let credentials =
-            ThreadCredentials::parse(text, Path::new("status")).expect("parses");
+        let credentials = ThreadCredentials::parse(text, Path::new("status")).expect("parses");
         assert_eq!(credentials.uids, [1000, 1001, 1002, 1003]);
         assert_eq!(credentials.gids, [5, 6, 7, 8]);
         assert_eq!(credentials.groups, vec![4, 27, 100]);

@@ -99,6 +99,16 @@ impl GraphBuilder<'_> {
                 ring_handle: ring_handle(index),
                 slots: self.file_slots(index, handle_of),
             }),
+            NodeKind::RegisterPersonalities(index) => {
+                let (personalities, next) = ring_at(analysis.image, index)
+                    .map(|ring| (ring.personalities.clone(), ring.personality_next))
+                    .unwrap_or_default();
+                Op::RegisterPersonalities(RegisterPersonalities {
+                    ring_handle: ring_handle(index),
+                    personalities,
+                    next,
+                })
+            }
             NodeKind::PlaceMemory(index) => match self.continuity_of(index) {
                 Some(continuity) => Op::PlaceRingMemory(continuity.memory.clone()),
                 None => Op::MemoryBarrier,

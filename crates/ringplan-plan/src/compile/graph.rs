@@ -49,9 +49,10 @@ pub(super) mod rank {
     pub const OPEN_FILE: u8 = 5;
     pub const REGISTER_EVENTFD: u8 = 6;
     pub const REGISTER_FILES: u8 = 7;
-    pub const CLOSE_TEMPORARY_RING: u8 = 8;
-    pub const CLOSE: u8 = 9;
-    pub const COUNT: usize = 10;
+    pub const REGISTER_PERSONALITIES: u8 = 8;
+    pub const CLOSE_TEMPORARY_RING: u8 = 9;
+    pub const CLOSE: u8 = 10;
+    pub const COUNT: usize = 11;
 }
 
 /// `(phase, unit, rank, sub, node)` packed into one integer, smallest
@@ -71,6 +72,7 @@ pub(super) enum NodeKind {
         eventfd: u32,
     },
     RegisterFiles(u32),
+    RegisterPersonalities(u32),
     PlaceMemory(u32),
     RestoreCompletions(u32),
     QueueSqes(u32),
@@ -109,7 +111,7 @@ fn estimate_sizes(analysis: &Analysis<'_>) -> (usize, usize) {
     let fds = analysis.needed_fds.len();
     let rings = analysis.rings.len();
     let temporaries = analysis.temporaries.len();
-    let nodes = 1 + 2 * objects + fds + 6 * rings + 2 * temporaries;
+    let nodes = 1 + 2 * objects + fds + 7 * rings + 2 * temporaries;
     let edges = objects + 2 * fds + 20 * rings + 2 * analysis.file_slot_count + temporaries;
     (nodes, edges)
 }
@@ -126,6 +128,7 @@ pub(super) struct GraphBuilder<'a> {
     register_eventfd_nodes: Vec<u32>,
     register_files_nodes: Vec<u32>,
     register_buffers_nodes: Vec<u32>,
+    register_personalities_nodes: Vec<u32>,
     /// Per ring restored continuously: its place_ring_memory,
     /// restore_completions and queue_sqes nodes (or [`NO_NODE`]).
     pub(super) place_memory_nodes: Vec<u32>,
@@ -156,6 +159,7 @@ impl<'a> GraphBuilder<'a> {
             register_eventfd_nodes: vec![NO_NODE; object_count],
             register_files_nodes: vec![NO_NODE; object_count],
             register_buffers_nodes: vec![NO_NODE; object_count],
+            register_personalities_nodes: vec![NO_NODE; object_count],
             place_memory_nodes: vec![NO_NODE; object_count],
             restore_completions_nodes: vec![NO_NODE; object_count],
             queue_sqes_nodes: vec![NO_NODE; object_count],
@@ -342,6 +346,15 @@ impl<'a> GraphBuilder<'a> {
                 NodeKind::RegisterFiles(object_index),
             );
         }
+        if has_personalities(ring) {
+            self.register_personalities_nodes[index] = self.add_node(
+                phase::BUILD,
+                object_index,
+                rank::REGISTER_PERSONALITIES,
+                object_index,
+                NodeKind::RegisterPersonalities(object_index),
+            );
+        }
         let mut close_phase = phase::RELEASE;
         if !ring.buffers.is_empty() {
             self.register_buffers_nodes[index] = self.add_node(
@@ -478,6 +491,12 @@ impl<'a> GraphBuilder<'a> {
             self.add_release_edge(register, close, last_register_into);
         }
 
+        let register = self.register_personalities_nodes[index];
+        if register != NO_NODE {
+            self.add_edge(create, register);
+            self.add_release_edge(register, close, last_register_into);
+        }
+
         if !ring.buffers.is_empty() {
             let register = self.register_buffers_nodes[index];
             self.add_edge(self.barrier_node, register);
@@ -508,10 +527,12 @@ impl<'a> GraphBuilder<'a> {
         if queue != NO_NODE {
             self.add_edge(create, queue);
             self.add_edge(self.barrier_node, queue);
+            // Queued SQEs may name personalities by id.
             for before in [
                 restore,
                 self.register_files_nodes[index],
                 self.register_buffers_nodes[index],
+                self.register_personalities_nodes[index],
             ] {
                 if before != NO_NODE {
                     self.add_edge(before, queue);
@@ -527,6 +548,7 @@ impl<'a> GraphBuilder<'a> {
             NodeKind::CreateObject(index)
             | NodeKind::RegisterEventfd { ring: index, .. }
             | NodeKind::RegisterFiles(index)
+            | NodeKind::RegisterPersonalities(index)
             | NodeKind::RegisterBuffers(index)
             | NodeKind::PlaceMemory(index)
             | NodeKind::RestoreCompletions(index)
@@ -539,4 +561,10 @@ impl<'a> GraphBuilder<'a> {
             | NodeKind::MemoryBarrier => None,
         }
     }
+}
+
+/// Whether a ring gets a `register_personalities` step: it has
+/// personalities, or had some (the allocator's next id is past 1).
+pub(super) fn has_personalities(ring: &Ring) -> bool {
+    !ring.personalities.is_empty() || ring.personality_next > 1
 }

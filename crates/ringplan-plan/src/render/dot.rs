@@ -113,6 +113,12 @@ fn dot_label(index: usize, step: &Step) -> String {
             register.ring_handle,
             if register.is_async { " (async)" } else { "" }
         ),
+        Op::RegisterPersonalities(register) => format!(
+            "{} (next id {}) on {}",
+            plural(register.personalities.len(), "personality"),
+            register.next,
+            register.ring_handle
+        ),
         Op::RegisterFiles(register) => format!(
             "{}, {} used, on {}",
             plural(register.slots.len(), "slot"),
@@ -262,6 +268,7 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
             }
             Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
+            | Op::RegisterPersonalities(_)
             | Op::RegisterBuffers(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_)

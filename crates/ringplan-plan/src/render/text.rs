@@ -205,6 +205,30 @@ fn describe_step(index: usize, step: &Step) -> String {
             used_slots(&register.slots, Option::is_some, |slot| slot
                 .map_or_else(String::new, |h| h.to_string()))
         ),
+        Op::RegisterPersonalities(register) => {
+            let ids: Vec<String> = register
+                .personalities
+                .iter()
+                .map(|personality| {
+                    format!(
+                        "{} (uid {}, gid {})",
+                        personality.id, personality.euid, personality.egid
+                    )
+                })
+                .collect();
+            let fillers = (1..=register.last_id())
+                .filter(|id| !register.is_recorded(*id))
+                .count();
+            format!(
+                "{op}{object}: IORING_REGISTER_PERSONALITY on {} for ids 1..={}, then unregister {} filler{}: ids [{}], next id {}",
+                register.ring_handle,
+                register.last_id(),
+                fillers,
+                if fillers == 1 { "" } else { "s" },
+                ids.join(", "),
+                register.next
+            )
+        }
         Op::MemoryBarrier => {
             format!("{op}: the task's memory must be in place from here on (restore it now if you restore it yourself)")
         }
