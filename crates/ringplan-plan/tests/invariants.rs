@@ -23,6 +23,7 @@ fn all_scenarios() -> Vec<(&'static str, Image)> {
         ("attach_without_donor", scenarios::attach_without_donor()),
         ("wide", scenarios::wide(4, 100)),
         ("continuity", scenarios::continuity()),
+        ("personalities", scenarios::personalities()),
     ]
 }
 

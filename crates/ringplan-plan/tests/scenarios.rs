@@ -594,3 +594,35 @@ pub fn continuity() -> Image {
         ring_object(6, cloexec_fds(&[8]), unmapped),
     ])
 }
+
+/// A personality of root's credentials with `id`.
+pub fn root_personality(id: u32) -> Personality {
+    Personality {
+        id,
+        uid: 0,
+        euid: 0,
+        suid: 0,
+        fsuid: 0,
+        gid: 0,
+        egid: 0,
+        sgid: 0,
+        fsgid: 0,
+        groups: Some(vec![]),
+        cap_inheritable: 0,
+        cap_permitted: 0x1ff_ffff_ffff,
+        cap_effective: 0x1ff_ffff_ffff,
+        cap_bounding: 0x1ff_ffff_ffff,
+        cap_ambient: 0,
+    }
+}
+
+/// The continuity scenario with personalities on its first ring (which
+/// queues SQEs: they may name them): ids 1 and 3, next id 5.
+pub fn personalities() -> Image {
+    let mut image = continuity();
+    if let ObjectKind::Ring(ring) = &mut image.objects[0].kind {
+        ring.personalities = vec![root_personality(1), root_personality(3)];
+        ring.personality_next = 5;
+    }
+    image
+}

@@ -141,3 +141,40 @@ fn continuity_json() {
         .expect("writing to memory cannot fail");
     assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
 }
+
+#[test]
+fn personalities_text() {
+    assert_snapshot!(text(&scenarios::personalities()));
+}
+
+#[test]
+fn personalities_dot() {
+    let plan = compile(&scenarios::personalities()).expect("the personalities scenario plans");
+    assert_snapshot!(plan.to_dot());
+}
+
+#[test]
+fn personalities_json() {
+    let plan = compile(&scenarios::personalities()).expect("the personalities scenario plans");
+    let mut json = Vec::new();
+    plan.write_json(&mut json, true)
+        .expect("writing to memory cannot fail");
+    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+}
+
+#[test]
+fn personalities_are_registered_before_the_queued_sqes_that_may_name_them() {
+    let plan = compile(&scenarios::personalities()).expect("the personalities scenario plans");
+    let position = |name: &str| {
+        plan.steps
+            .iter()
+            .position(|step| {
+                step.op.name() == name && step.object == Some(ringplan_image::ObjectId(1))
+            })
+            .unwrap_or_else(|| panic!("no {name} step"))
+    };
+    let register = position("register_personalities");
+    let queue = position("queue_sqes");
+    assert!(register < queue);
+    assert!(plan.steps[queue].after.contains(&(register as u32)));
+}

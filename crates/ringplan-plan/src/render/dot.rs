@@ -114,8 +114,13 @@ fn dot_label(index: usize, step: &Step) -> String {
             if register.is_async { " (async)" } else { "" }
         ),
         Op::RegisterPersonalities(register) => format!(
-            "{} (next id {}) on {}",
-            plural(register.personalities.len(), "personality"),
+            "{} {} (next id {}) on {}",
+            register.personalities.len(),
+            if register.personalities.len() == 1 {
+                "personality"
+            } else {
+                "personalities"
+            },
             register.next,
             register.ring_handle
         ),
