@@ -866,8 +866,8 @@ fn overlapping_buffers_are_accepted() {
 /// that forks while this process holds the copy open for writing hands
 /// the child that fd until it execs, and an exec of the copy meanwhile
 /// fails with ETXTBSY ("Text file busy"), as it once did in a full run.
-fn plan_for_nobody() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringplan-nobody-{}", std::process::id()));
+fn plan_for_nobody(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringplan-nobody-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("creating a temp dir");
     let copy = dir.join("plan");
     let status = Command::new("install")
@@ -914,7 +914,7 @@ fn an_unprivileged_user_cannot_dump_a_root_process() {
         rustix::process::getuid().is_root(),
         "this test starts a root process and drops to nobody: run as root"
     );
-    let plan = plan_for_nobody();
+    let plan = plan_for_nobody("dump");
     let scenario = crate::support::Scenario::start("seed");
     let pid = scenario.pid().to_string();
     for backend in ["auto", "bpf", "fdinfo"] {
@@ -974,5 +974,54 @@ fn an_unprivileged_user_cannot_dump_a_root_process() {
         );
     }
     drop(scenario);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Personalities are registered with the registering thread's credentials:
+/// a restore by a thread with others (here `nobody` restoring root's) is
+/// refused in preflight, one line naming the step, ring, id and what
+/// differs (exit 2, nothing done), unless `--accept-restorer-creds`.
+#[test]
+fn personalities_of_other_credentials_are_refused_unless_accepted() {
+    let plan = plan_for_nobody("personalities");
+    let dir = plan.parent().expect("the copy's directory");
+    let scenario = crate::support::Scenario::start("personalities:3");
+    let image = dir.join("personalities.img");
+    let image = image.to_str().expect("utf-8 path");
+    crate::support::plan_ok(&["dump", "--pid", &scenario.pid().to_string(), "-o", image]);
+    drop(scenario);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(image, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let refused = as_nobody(
+        &plan,
+        &[
+            &["exec", image][..],
+            crate::support::moved_rings_where_needed(),
+        ]
+        .concat(),
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("(ring #1): personality 1 has other credentials than the thread that would register it (uid 0 (now 65534)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--accept-restorer-creds"), "{stderr}");
+
+    let accepted = as_nobody(
+        &plan,
+        &[
+            &["exec", image, "--accept-restorer-creds"][..],
+            crate::support::moved_rings_where_needed(),
+        ]
+        .concat(),
+    );
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
