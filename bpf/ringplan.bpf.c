@@ -677,9 +677,8 @@ static __always_inline void write_personality(struct xa_walk *walk, __u64 id, __
 #undef rec
 }
 
-static long xa_walk_step(__u32 step, void *data)
+static __always_inline long xa_walk_step(struct xa_walk *walk)
 {
-	struct xa_walk *walk = data;
 	__u64 entry = walk->head;
 
 	/* An empty xarray, or a lone entry at index 0, which an ALLOC1
@@ -723,21 +722,45 @@ static long xa_walk_step(__u32 step, void *data)
 	return 1;
 }
 
-/* Walks ring's personalities: counts them, and writes those whose
- * ordinal is in [start, end) when seq is set. Returns whether the walk
- * reached the end; *count is the entries met. */
-static __always_inline bool walk_personalities(struct io_ring_ctx *ring, struct seq_file *seq,
-					       __u32 start, __u32 end, __u32 *count)
+/* One callback per bpf_loop call site (see walk_hash_table): the header's
+ * count, a chunk's count, a chunk's writes. */
+static long count_personalities_in_header(__u32 step, void *data)
 {
+	return xa_walk_step(data);
+}
+
+static long count_personalities_in_chunk(__u32 step, void *data)
+{
+	return xa_walk_step(data);
+}
+
+static long write_personalities(__u32 step, void *data)
+{
+	return xa_walk_step(data);
+}
+
+/* Walks ring's personalities with `step`: counts them, and writes those
+ * whose ordinal is in [start, end) when seq is set. Returns whether the
+ * walk reached the end; *count is the entries met. */
+static __always_inline bool walk_personalities(struct io_ring_ctx *ring, struct seq_file *seq,
+					       __u32 start, __u32 end, __u32 *count,
+					       long (*step)(__u32, void *))
+{
+	/* The fields the callback changes start as values the verifier does
+	 * not know (opaque_zero): a verifier that checks a callback once with
+	 * the state of its first call (before 6.8; seen on 6.1) would
+	 * otherwise take their starting constants for their values after
+	 * bpf_loop returns and drop the code that reads them as dead. */
 	struct xa_walk walk = {
 		.seq = seq,
 		.head = (__u64)BPF_CORE_READ(ring, personalities.xa_head),
 		.start = start,
 		.end = end,
-		/* Not a constant 0 to the verifier (see walk_hash_table). */
 		.index = opaque_zero,
+		.seen = opaque_zero,
+		.ended = opaque_zero != 0,
 	};
-	bpf_loop(RP_MAX_XA_STEPS, xa_walk_step, &walk, 0);
+	bpf_loop(RP_MAX_XA_STEPS, step, &walk, 0);
 	*count = walk.seen;
 	return walk.ended;
 }
@@ -748,7 +771,8 @@ static __always_inline void read_credentials(struct io_ring_ctx *ring, struct rp
 {
 	if (bpf_core_field_exists(ring->personalities) && bpf_core_field_exists(ring->pers_next)) {
 		rec->personality_next = BPF_CORE_READ(ring, pers_next);
-		if (walk_personalities(ring, NULL, 0, 0, &rec->personality_count))
+		if (walk_personalities(ring, NULL, 0, 0, &rec->personality_count,
+				       count_personalities_in_header))
 			rec->state_known |= RP_STATE_PERSONALITIES;
 	}
 	if (bpf_core_field_exists(ring->restrictions)) {
@@ -945,7 +969,7 @@ static __always_inline void write_personalities_chunk(struct seq_file *seq, stru
 {
 	__u32 total = 0, written = 0;
 	if (!bpf_core_field_exists(ring->personalities) ||
-	    !walk_personalities(ring, NULL, 0, 0, &total)) {
+	    !walk_personalities(ring, NULL, 0, 0, &total, count_personalities_in_chunk)) {
 		rec->status = RP_CHUNK_UNKNOWN_LAYOUT;
 		bpf_seq_write(seq, rec, sizeof(*rec));
 		return;
@@ -961,7 +985,8 @@ static __always_inline void write_personalities_chunk(struct seq_file *seq, stru
 	rec->status = RP_CHUNK_OK;
 	bpf_seq_write(seq, rec, sizeof(*rec));
 	if (count)
-		walk_personalities(ring, seq, rec->start, rec->start + count, &written);
+		walk_personalities(ring, seq, rec->start, rec->start + count, &written,
+				   write_personalities);
 }
 
 static __always_inline void write_chunk(struct seq_file *seq, struct file *file,

@@ -128,8 +128,8 @@ fn document_rows() -> Vec<Row> {
         },
         Row {
             name: "other-version",
-            bytes: mutated(|image| image.version = 3),
-            expected: "unsupported image version 3",
+            bytes: mutated(|image| image.version = 4),
+            expected: "unsupported image version 4",
             planner: false,
         },
         Row {
@@ -273,6 +273,78 @@ fn document_rows() -> Vec<Row> {
                     .expect("the BPF dump records flags") |= 1 << 30
             }),
             expected: "ring #1: ",
+            planner: true,
+        },
+        Row {
+            name: "personality-id-0",
+            bytes: mutated(|image| ring_v3(image).personalities = vec![personality(0)]),
+            expected: "ring #1: personality id 0 is outside 1..=65535",
+            planner: false,
+        },
+        Row {
+            name: "personality-id-repeated",
+            bytes: mutated(|image| {
+                ring_v3(image).personalities = vec![personality(3), personality(3)];
+                ring_v3(image).personality_next = 4;
+            }),
+            expected: "ring #1: personality id 3 is repeated or out of order",
+            planner: false,
+        },
+        Row {
+            name: "personality-next-beyond",
+            bytes: mutated(|image| ring_v3(image).personality_next = 65537),
+            expected: "ring #1: personality_next 65537 is beyond 65536",
+            planner: false,
+        },
+        Row {
+            name: "personalities-in-version-2",
+            bytes: mutated(|image| {
+                ring_mut(image, 1).personalities = vec![personality(1)];
+                ring_mut(image, 1).personality_next = 2;
+                image.version = 2;
+            }),
+            expected: "ring #1: has personalities or restrictions, which version 2 images do not have",
+            planner: false,
+        },
+        Row {
+            name: "restriction-opcode-beyond",
+            bytes: mutated(|image| {
+                ring_v3(image).restrictions = Some(ringplan_image::Restrictions {
+                    register_ops: vec![],
+                    sqe_ops: vec![64],
+                    sqe_flags_allowed: 0,
+                    sqe_flags_required: 0,
+                })
+            }),
+            expected: "ring #1: restrictions: SQE opcode 64 is beyond the kernel's 64 bits",
+            planner: false,
+        },
+        Row {
+            name: "personality-ids-wrapped",
+            bytes: mutated(|image| {
+                ring_v3(image).personalities = vec![personality(2), personality(65535)];
+                ring_v3(image).personality_next = 3;
+            }),
+            expected: "ring #1: its personalities cannot be restored: next id 3 is not above id 65535",
+            planner: true,
+        },
+        Row {
+            name: "personalities-unknown",
+            bytes: mutated(|image| ring_v3(image).unknown.push(ringplan_image::RingField::Personalities)),
+            expected: "ring #1: personalities unknown",
+            planner: true,
+        },
+        Row {
+            name: "restrictions-not-restored",
+            bytes: mutated(|image| {
+                ring_v3(image).restrictions = Some(ringplan_image::Restrictions {
+                    register_ops: vec![9],
+                    sqe_ops: vec![0],
+                    sqe_flags_allowed: 0,
+                    sqe_flags_required: 0,
+                })
+            }),
+            expected: "ring #1: its restrictions cannot be restored: restoring IORING_REGISTER_RESTRICTIONS is not done yet",
             planner: true,
         },
         Row {
@@ -1024,4 +1096,32 @@ fn personalities_of_other_credentials_are_refused_unless_accepted() {
         String::from_utf8_lossy(&accepted.stderr)
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A personality of root's credentials with `id`, for the document rows.
+fn personality(id: u32) -> ringplan_image::Personality {
+    ringplan_image::Personality {
+        id,
+        uid: 0,
+        euid: 0,
+        suid: 0,
+        fsuid: 0,
+        gid: 0,
+        egid: 0,
+        sgid: 0,
+        fsgid: 0,
+        groups: Some(vec![]),
+        cap_inheritable: 0,
+        cap_permitted: 0,
+        cap_effective: 0,
+        cap_bounding: 0,
+        cap_ambient: 0,
+    }
+}
+
+/// Ring #1 of an image made version 3 (the seed image is version 2, which
+/// cannot hold personalities or restrictions).
+fn ring_v3(image: &mut Image) -> &mut Ring {
+    image.version = 3;
+    ring_mut(image, 1)
 }

@@ -319,6 +319,7 @@ impl Checker<'_> {
                     return Err(bad(problem));
                 }
                 self.use_ring_handle(index, step, register.ring_handle)?;
+                self.note_registration(index, step, register.ring_handle, false)?;
             }
             Op::PlaceRingMemory(memory) => self.check_place_memory(index, step, memory)?,
             Op::RestoreCompletions(restore) => {

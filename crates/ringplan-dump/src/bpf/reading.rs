@@ -379,8 +379,8 @@ impl Reading {
             return Err(BpfError::TargetChanged {
                 pid,
                 what: format!(
-                    "ring {:#x}'s {} table has {} slots now, {} when its header was read",
-                    chunk.ctx, chunk.table, chunk.table_size, expected_size
+                    "ring {:#x}'s {} table has {} slots now ({} read from {}), {} when its header was read",
+                    chunk.ctx, chunk.table, chunk.table_size, chunk.scanned, chunk.start, expected_size
                 ),
             });
         }
