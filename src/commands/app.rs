@@ -6,7 +6,7 @@ use crate::error::CliError;
 #[derive(clap::Args)]
 pub struct AppArgs {
     /// seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix or
-    /// personalities:N.
+    /// personalities:N, restricted or restricted-enabled.
     #[arg(default_value = "seed")]
     scenario: String,
 }
