@@ -1,8 +1,8 @@
 //! `plan app` scenarios, dumped with each backend, checked against what the
 //! scenario says it built: every ring's setup, SQ thread sharing, wq parent,
 //! eventfd, registered files by slot and path, buffers by slot, address and
-//! length, mappings, and personalities (ids, the next id, and the
-//! credentials of the thread that registered them).
+//! length, mappings, personalities (ids, the next id, and the credentials
+//! of the thread that registered them) and restrictions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -239,6 +239,20 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
         );
 
         check_personalities(view, got, want, exact, &context);
+        if exact {
+            // The description's restrictions are what was registered
+            // (null when none); the ring's R_DISABLED is in its flags.
+            assert_eq!(
+                got["restrictions"], want["restrictions"],
+                "{context}: restrictions"
+            );
+        } else {
+            let unknown = got["unknown"].as_array().expect("unknown");
+            assert!(
+                unknown.iter().any(|field| field == "restrictions"),
+                "{context}: the fdinfo backend cannot read restrictions"
+            );
+        }
 
         // The scenario says how many bytes it asked mmap for; the maps show
         // whole pages.
@@ -399,6 +413,8 @@ scenario_tests! {
     rings_64: "rings:64",
     mix: "mix",
     personalities_3: "personalities:3",
+    restricted: "restricted",
+    restricted_enabled: "restricted-enabled",
 }
 
 #[test]
