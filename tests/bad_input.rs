@@ -335,19 +335,6 @@ fn document_rows() -> Vec<Row> {
             planner: true,
         },
         Row {
-            name: "restrictions-not-restored",
-            bytes: mutated(|image| {
-                ring_v3(image).restrictions = Some(ringplan_image::Restrictions {
-                    register_ops: vec![9],
-                    sqe_ops: vec![0],
-                    sqe_flags_allowed: 0,
-                    sqe_flags_required: 0,
-                })
-            }),
-            expected: "ring #1: its restrictions cannot be restored: restoring IORING_REGISTER_RESTRICTIONS is not done yet",
-            planner: true,
-        },
-        Row {
             name: "ring-mappings-overlap",
             bytes: mutated(|image| {
                 let first = ring_mut(image, 1).mappings[0];

@@ -15,7 +15,7 @@ use ringplan_kernel::procfs::{fdinfo, Process};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 11] = [
     "seed",
     "closed",
     "chain:8",
@@ -25,6 +25,8 @@ const SCENARIOS: [&str; 9] = [
     "files:1000",
     "rings:64",
     "personalities:3",
+    "restricted",
+    "restricted-enabled",
 ];
 
 /// Dumps `pid` with the BPF backend into `dir` and returns the file.

@@ -563,3 +563,43 @@ fn personalities_restored_into_a_running_process_keep_their_ids() {
         assert!(target.answers(), "step {step}: the target runs on");
     });
 }
+
+/// Restrictions restored into a running process: its ring set up
+/// disabled, restricted, then enabled in it, as recorded (`--verify`
+/// compares the restrictions and the flags), and undone at any step.
+#[test]
+fn restrictions_restored_into_a_running_process_are_enabled_as_recorded() {
+    let dir = scratch_dir("exec-pid-restricted");
+    let (path, image, scenario) = scenario_image("restricted-enabled", &dir, false);
+    drop(scenario);
+    assert!(image.objects.iter().any(|object| matches!(
+        &object.kind,
+        ObjectKind::Ring(ring) if ring.restrictions.is_some()
+    )));
+    let mut target = Target::start();
+    let pid = target.pid.to_string();
+    let output = plan(&[
+        "exec",
+        &path,
+        "--pid",
+        &pid,
+        "--substitute-external",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exec --pid --verify: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("verified: "), "{stdout}");
+    assert!(target.answers());
+    drop(target);
+
+    let mut target = Target::start();
+    let before = ProcessState::capture_of(target.pid);
+    let pid = target.pid;
+    fail_at_every_step(&path, pid, &["--substitute-external"], &before, |step| {
+        assert!(target.answers(), "step {step}: the target runs on");
+    });
+}

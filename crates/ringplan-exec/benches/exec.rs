@@ -338,7 +338,7 @@ fn replay(plan: &Plan) -> BaseRestored {
             // the ring state, so the plans have none of these steps).
             Op::PlaceRingMemory(_) | Op::RestoreCompletions(_) | Op::QueueSqes(_) => None,
             // The bench's scenarios have no personalities.
-            Op::RegisterPersonalities(_) => None,
+            Op::RegisterPersonalities(_) | Op::RegisterRestrictions(_) | Op::EnableRings(_) => None,
             Op::CreateEventfd(create) => {
                 let mut flags = EventfdFlags::CLOEXEC;
                 if create.semaphore {

@@ -265,6 +265,19 @@ fn scan_ring(
         scan.mapped_ranges.push((mapping.addr, mapping.len, id));
     }
     let continuity = ring_continuity(id, ring)?;
+    if ring.restrictions.is_some()
+        && continuity
+            .as_ref()
+            .is_some_and(|continuity| continuity.completions.is_some())
+    {
+        return Err(CompileError::CannotRestore {
+            ring: id,
+            what: "restrictions",
+            reason: "its positions are brought back by NOPs and MSG_RING submitted to it, which a \
+                     ring must be enabled for, and restrictions can only be registered before"
+                .to_owned(),
+        });
+    }
     if let Some(continuity) = &continuity {
         if continuity.memory.origin == MemoryOrigin::Program {
             for range in continuity.memory.ranges() {
@@ -572,7 +585,7 @@ fn assign_plain_attachments(
 }
 
 /// The personalities' ids can be brought back by registering in order
-/// (see `RegisterPersonalities`); restrictions are not restored yet.
+/// (see `RegisterPersonalities`).
 fn check_personalities(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
     if ring.personalities.is_empty() && ring.personality_next <= 1 {
         // Nothing registered ever, or (next 0/1) nothing to bring back.
@@ -589,13 +602,6 @@ fn check_personalities(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
                 reason,
             });
         }
-    }
-    if ring.restrictions.is_some() {
-        return Err(CompileError::CannotRestore {
-            ring: id,
-            what: "restrictions",
-            reason: "restoring IORING_REGISTER_RESTRICTIONS is not done yet".to_owned(),
-        });
     }
     Ok(())
 }

@@ -7,8 +7,8 @@
 //! only; the executor keeps a table from handle to the real fd it got.
 
 use ringplan_image::{
-    Cqe, FileIdentity, FileType, ObjectId, Personality, QueuedSqe, RingMapping, SetupFlags,
-    SlotSqe, Source, UserRegion,
+    Cqe, FileIdentity, FileType, ObjectId, Personality, QueuedSqe, Restrictions, RingMapping,
+    SetupFlags, SlotSqe, Source, UserRegion,
 };
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +141,14 @@ pub enum Op {
     /// of the fillers, so the kernel's ids and its next id are the
     /// recorded ones.
     RegisterPersonalities(RegisterPersonalities),
+    /// `IORING_REGISTER_RESTRICTIONS` on a ring set up `R_DISABLED` (the
+    /// planner adds the flag to a recorded ring that was enabled since).
+    RegisterRestrictions(RegisterRestrictions),
+    /// `IORING_REGISTER_ENABLE_RINGS`: after every registration and queued
+    /// SQE of the ring (once enabled, its restrictions apply to
+    /// registrations too, and an SQ thread starts); only for a ring the
+    /// image recorded enabled.
+    EnableRings(EnableRings),
     /// Map memory at a ring's recorded addresses (`MAP_FIXED_NOREPLACE`)
     /// for its `setup_ring` to be created on (`IORING_SETUP_NO_MMAP`).
     PlaceRingMemory(PlaceRingMemory),
@@ -174,6 +182,8 @@ impl Op {
             Op::RegisterEventfd(_) => "register_eventfd",
             Op::RegisterFiles(_) => "register_files",
             Op::RegisterPersonalities(_) => "register_personalities",
+            Op::RegisterRestrictions(_) => "register_restrictions",
+            Op::EnableRings(_) => "enable_rings",
             Op::PlaceRingMemory(_) => "place_ring_memory",
             Op::RestoreCompletions(_) => "restore_completions",
             Op::QueueSqes(_) => "queue_sqes",
@@ -518,6 +528,22 @@ impl RegisterPersonalities {
             .binary_search_by_key(&id, |personality| personality.id)
             .is_ok()
     }
+}
+
+/// Parameters of `register_restrictions`: one `IORING_REGISTER_RESTRICTIONS`
+/// call with one `struct io_uring_restriction` per allowed register op,
+/// per allowed SQE op, and one each for the allowed and required SQE
+/// flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRestrictions {
+    pub ring_handle: Handle,
+    pub restrictions: Restrictions,
+}
+
+/// Parameters of `enable_rings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnableRings {
+    pub ring_handle: Handle,
 }
 
 /// Parameters of `register_files`: one `IORING_REGISTER_FILES` call whose fd

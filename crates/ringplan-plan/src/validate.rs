@@ -321,6 +321,14 @@ impl Checker<'_> {
                 self.use_ring_handle(index, step, register.ring_handle)?;
                 self.note_registration(index, step, register.ring_handle, false)?;
             }
+            Op::RegisterRestrictions(register) => {
+                if let Some(problem) = restrictions_problem(&register.restrictions) {
+                    return Err(bad(problem));
+                }
+                self.use_ring_handle(index, step, register.ring_handle)?;
+                self.note_registration(index, step, register.ring_handle, false)?;
+            }
+            Op::EnableRings(enable) => self.use_ring_handle(index, step, enable.ring_handle)?,
             Op::PlaceRingMemory(memory) => self.check_place_memory(index, step, memory)?,
             Op::RestoreCompletions(restore) => {
                 self.check_restore_completions(index, step, restore)?;
@@ -507,6 +515,7 @@ impl Checker<'_> {
             | Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
             | Op::RegisterPersonalities(_)
+            | Op::RegisterRestrictions(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => {
                 if let Some(first_install) = self.first_install {
@@ -526,7 +535,11 @@ impl Checker<'_> {
                 }
                 self.first_install.get_or_insert(index);
             }
-            Op::MemoryBarrier | Op::RegisterBuffers(_) | Op::QueueSqes(_) | Op::CloseFd(_) => {}
+            Op::MemoryBarrier
+            | Op::RegisterBuffers(_)
+            | Op::QueueSqes(_)
+            | Op::EnableRings(_)
+            | Op::CloseFd(_) => {}
         }
         Ok(())
     }
@@ -825,4 +838,25 @@ pub(crate) fn personalities_problem(register: &RegisterPersonalities) -> Option<
         ));
     }
     None
+}
+
+/// What is wrong with restrictions a step would register: opcodes
+/// repeated, out of order or beyond the kernel's bitmaps, flags that are
+/// not `IOSQE_*`.
+pub(crate) fn restrictions_problem(restrictions: &ringplan_image::Restrictions) -> Option<String> {
+    use ringplan_kernel::abi::restriction::{BITMAP_BITS, SQE_FLAGS_MASK};
+    for (what, ops) in [
+        ("register", &restrictions.register_ops),
+        ("SQE", &restrictions.sqe_ops),
+    ] {
+        if ops.windows(2).any(|pair| pair[0] >= pair[1])
+            || ops.iter().any(|op| u32::from(*op) >= BITMAP_BITS)
+        {
+            return Some(format!(
+                "{what} opcodes {ops:?} are not ascending opcodes below {BITMAP_BITS}"
+            ));
+        }
+    }
+    let flags = restrictions.sqe_flags_allowed | restrictions.sqe_flags_required;
+    (flags & !SQE_FLAGS_MASK != 0).then(|| format!("SQE flags {flags:#x} are not IOSQE_* flags"))
 }

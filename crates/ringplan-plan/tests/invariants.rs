@@ -24,6 +24,7 @@ fn all_scenarios() -> Vec<(&'static str, Image)> {
         ("wide", scenarios::wide(4, 100)),
         ("continuity", scenarios::continuity()),
         ("personalities", scenarios::personalities()),
+        ("restricted", scenarios::restricted()),
     ]
 }
 
@@ -132,12 +133,14 @@ fn steps_run_in_phase_order() {
             | Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
             | Op::RegisterPersonalities(_)
+            | Op::RegisterRestrictions(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => Some(0),
             Op::InstallFd(_) => Some(1),
             Op::MemoryBarrier => Some(2),
             Op::RegisterBuffers(_) => Some(3),
             Op::QueueSqes(_) => Some(4),
+            Op::EnableRings(_) => Some(5),
             Op::CloseFd(_) => None,
         };
         let phases: Vec<u8> = plan

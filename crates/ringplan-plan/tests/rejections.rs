@@ -78,7 +78,7 @@ fn personalities_whose_ids_wrapped_are_refused() {
 }
 
 #[test]
-fn unknown_personalities_and_restrictions_are_refused() {
+fn unknown_personalities_and_restrictions_on_moved_positions_are_refused() {
     let mut ring = plain_ring(4);
     ring.unknown.push(ringplan_image::RingField::Personalities);
     assert_eq!(
@@ -86,17 +86,21 @@ fn unknown_personalities_and_restrictions_are_refused() {
         "ring #1: personalities unknown (the image was dumped with the bpf backend), so the ring \
          cannot be restored exactly"
     );
-    let mut ring = plain_ring(4);
-    ring.restrictions = Some(ringplan_image::Restrictions {
-        register_ops: vec![],
-        sqe_ops: vec![0],
-        sqe_flags_allowed: 0,
-        sqe_flags_required: 0,
-    });
+    // Restrictions on a ring whose positions NOPs must move.
+    let mut image = continuity();
+    if let ObjectKind::Ring(ring) = &mut image.objects[0].kind {
+        ring.restrictions = Some(ringplan_image::Restrictions {
+            register_ops: vec![],
+            sqe_ops: vec![0],
+            sqe_flags_allowed: 0,
+            sqe_flags_required: 0,
+        });
+    }
     assert_eq!(
-        message(&one_ring(ring)),
-        "ring #1: its restrictions cannot be restored: restoring IORING_REGISTER_RESTRICTIONS is \
-         not done yet"
+        message(&image),
+        "ring #1: its restrictions cannot be restored: its positions are brought back by NOPs and \
+         MSG_RING submitted to it, which a ring must be enabled for, and restrictions can only be \
+         registered before"
     );
 }
 

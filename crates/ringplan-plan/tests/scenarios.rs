@@ -626,3 +626,32 @@ pub fn personalities() -> Image {
     }
     image
 }
+
+/// Restrictions on two rings: one recorded still `R_DISABLED` (registered,
+/// left disabled) and one recorded enabled (set up disabled, enabled
+/// after its registrations); neither moves its positions.
+pub fn restricted() -> Image {
+    let restrictions = Restrictions {
+        register_ops: vec![2, 9, 12],
+        sqe_ops: vec![0, 22],
+        sqe_flags_allowed: 0x41,
+        sqe_flags_required: 0,
+    };
+    let mut disabled = plain_ring(4);
+    disabled.setup.flags = Some(SetupFlags::R_DISABLED.bits());
+    disabled.restrictions = Some(restrictions.clone());
+    let mut enabled = plain_ring(4);
+    enabled.restrictions = Some(restrictions);
+    enabled.files = slots(&[Some(3)]);
+    enabled.personalities = vec![root_personality(1)];
+    enabled.personality_next = 2;
+    image(vec![
+        ring_object(1, cloexec_fds(&[5]), disabled),
+        ring_object(2, cloexec_fds(&[6]), enabled),
+        file_object(
+            3,
+            fds(&[7]),
+            path_file("/tmp/data", FileType::Regular, 0o2, 0),
+        ),
+    ])
+}

@@ -102,6 +102,8 @@ enum JsonParameters<'a> {
     RegisterEventfd(&'a RegisterEventfd),
     RegisterFiles(&'a RegisterFiles),
     RegisterPersonalities(&'a RegisterPersonalities),
+    RegisterRestrictions(&'a RegisterRestrictions),
+    EnableRings(&'a EnableRings),
     RegisterBuffers(&'a RegisterBuffers),
     PlaceRingMemory(&'a PlaceRingMemory),
     RestoreCompletions(&'a RestoreCompletions),
@@ -122,6 +124,10 @@ impl<'a> JsonParameters<'a> {
             Op::RegisterPersonalities(parameters) => {
                 JsonParameters::RegisterPersonalities(parameters)
             }
+            Op::RegisterRestrictions(parameters) => {
+                JsonParameters::RegisterRestrictions(parameters)
+            }
+            Op::EnableRings(parameters) => JsonParameters::EnableRings(parameters),
             Op::MemoryBarrier => return None,
             Op::RegisterBuffers(parameters) => JsonParameters::RegisterBuffers(parameters),
             Op::PlaceRingMemory(parameters) => JsonParameters::PlaceRingMemory(parameters),

@@ -229,6 +229,17 @@ fn describe_step(index: usize, step: &Step) -> String {
                 register.next
             )
         }
+        Op::RegisterRestrictions(register) => {
+            let r = &register.restrictions;
+            format!(
+                "{op}{object}: IORING_REGISTER_RESTRICTIONS on {}: register ops {:?}, SQE ops {:?}, SQE flags allowed {:#x}, required {:#x}",
+                register.ring_handle, r.register_ops, r.sqe_ops, r.sqe_flags_allowed, r.sqe_flags_required
+            )
+        }
+        Op::EnableRings(enable) => format!(
+            "{op}{object}: IORING_REGISTER_ENABLE_RINGS on {}",
+            enable.ring_handle
+        ),
         Op::MemoryBarrier => {
             format!("{op}: the task's memory must be in place from here on (restore it now if you restore it yourself)")
         }
