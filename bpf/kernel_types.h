@@ -248,6 +248,65 @@ struct io_submit_state {
  * makes bpf_core_field_exists() false, and the code reading it dead. (One
  * merged struct instead of ___v61 flavours: every distinct relocated type
  * costs libbpf a scan of all vmlinux BTF types at load, about 0.7 ms each.) */
+/* Personalities: an xarray of struct cred pointers (io_uring/register.c).
+ * Only the root pointer and the node's shift and slots are read; the rest
+ * of struct xa_node is found by CO-RE. */
+struct xarray {
+	void *xa_head;
+};
+
+struct xa_node {
+	unsigned char shift;
+	void *slots[64];
+};
+
+typedef struct {
+	unsigned int val;
+} kuid_t;
+
+typedef struct {
+	unsigned int val;
+} kgid_t;
+
+/* 6.3+: struct { u64 val; }; 6.1: struct kernel_cap_struct { u32 cap[2]; }.
+ * Both are 8 bytes, low word first, and are read whole (a field-offset
+ * relocation of the cred member, never of a member inside it). */
+typedef struct {
+	__u64 val;
+} kernel_cap_t;
+
+struct group_info {
+	int ngroups;
+	kgid_t gid[0];
+};
+
+struct cred {
+	kuid_t uid;
+	kgid_t gid;
+	kuid_t suid;
+	kgid_t sgid;
+	kuid_t euid;
+	kgid_t egid;
+	kuid_t fsuid;
+	kgid_t fsgid;
+	kernel_cap_t cap_inheritable;
+	kernel_cap_t cap_permitted;
+	kernel_cap_t cap_effective;
+	kernel_cap_t cap_bset;
+	kernel_cap_t cap_ambient;
+	struct group_info *group_info;
+};
+
+/* The same on 6.1 and 6.18: one word per bitmap there (the dumper reads
+ * the first word of each). */
+struct io_restriction {
+	unsigned long register_op[1];
+	unsigned long sqe_op[1];
+	__u8 sqe_flags_allowed;
+	__u8 sqe_flags_required;
+	bool registered;
+};
+
 struct io_ring_ctx {
 	unsigned int flags;
 	unsigned int sq_thread_idle;
@@ -285,6 +344,10 @@ struct io_ring_ctx {
 	struct io_hash_table cancel_table_locked;
 	struct list_head timeout_list;
 	struct list_head ltimeout_list;
+	/* Personalities and restrictions, on 6.1 and 6.18 alike. */
+	struct xarray personalities;
+	__u32 pers_next;
+	struct io_restriction restrictions;
 };
 
 #pragma clang attribute pop

@@ -586,6 +586,206 @@ static __always_inline void write_pending_requests(struct seq_file *seq, struct 
 		rec->state_known |= RP_STATE_PENDING;
 }
 
+/* Walking the personalities xarray (ctx->personalities: struct cred
+ * pointers at ids 1..65535). An entry is a node when its low bits are 10
+ * and it is above 4096 (xa_is_node); other internal entries (retry, zero,
+ * sibling) and NULL are empty slots here. The walk keeps a cursor index,
+ * and each bpf_loop step descends from the root to the cursor's slot:
+ * an entry is visited and the cursor moves one on; an empty slot at level
+ * `shift` moves the cursor past the subtree it would hold. Read without
+ * the kernel's lock (xa_lock): only a frozen target's xarray holds still. */
+#define XA_CHUNK_MASK 63UL
+#define XA_NODE_TAG 2UL
+
+struct xa_walk {
+	struct seq_file *seq;   /* NULL: count only */
+	__u64 head;             /* ctx->personalities.xa_head */
+	__u64 index;            /* the next id to look at */
+	__u32 seen;             /* entries met so far */
+	__u32 start;            /* the first ordinal to write */
+	__u32 end;              /* past the last ordinal to write */
+	bool ended;             /* the walk reached the xarray's end */
+};
+
+static __always_inline bool xa_entry_is_node(__u64 entry)
+{
+	return (entry & 3) == XA_NODE_TAG && entry > 4096;
+}
+
+static __always_inline __u32 read_id(void *field)
+{
+	__u32 value = 0;
+	bpf_probe_read_kernel(&value, sizeof(value), field);
+	return value;
+}
+
+static __always_inline __u64 read_caps(void *field)
+{
+	__u64 value = 0;
+	bpf_probe_read_kernel(&value, sizeof(value), field);
+	return value;
+}
+
+/* A personality record is built here rather than on the stack: the
+ * callback's frame and the ring record's share the 512-byte limit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rp_personality_record);
+} personality_scratch SEC(".maps");
+
+static __always_inline void write_personality(struct xa_walk *walk, __u64 id, __u64 entry)
+{
+	__u32 zero = 0;
+	struct rp_personality_record *scratch = bpf_map_lookup_elem(&personality_scratch, &zero);
+	struct cred *cred = (void *)entry;
+
+	if (!scratch)
+		return;
+	__builtin_memset(scratch, 0, sizeof(*scratch));
+#define rec (*scratch)
+
+	rec.header.kind = RP_RECORD_PERSONALITY;
+	rec.header.size = sizeof(rec);
+	rec.index = walk->seen;
+	rec.id = id;
+	rec.uid = read_id(&cred->uid);
+	rec.euid = read_id(&cred->euid);
+	rec.suid = read_id(&cred->suid);
+	rec.fsuid = read_id(&cred->fsuid);
+	rec.gid = read_id(&cred->gid);
+	rec.egid = read_id(&cred->egid);
+	rec.sgid = read_id(&cred->sgid);
+	rec.fsgid = read_id(&cred->fsgid);
+	rec.cap_inheritable = read_caps(&cred->cap_inheritable);
+	rec.cap_permitted = read_caps(&cred->cap_permitted);
+	rec.cap_effective = read_caps(&cred->cap_effective);
+	rec.cap_bounding = read_caps(&cred->cap_bset);
+	rec.cap_ambient = read_caps(&cred->cap_ambient);
+	struct group_info *groups = BPF_CORE_READ(cred, group_info);
+	if (groups) {
+		rec.ngroups = BPF_CORE_READ(groups, ngroups);
+		__u64 first = (__u64)groups + bpf_core_field_offset(struct group_info, gid);
+		for (__u32 i = 0; i < RP_MAX_GROUPS; i++) {
+			if ((__s32)i >= rec.ngroups)
+				break;
+			bpf_probe_read_kernel(&rec.groups[i], sizeof(__u32), (void *)(first + i * 4));
+		}
+	}
+	bpf_seq_write(walk->seq, scratch, sizeof(*scratch));
+#undef rec
+}
+
+static __always_inline long xa_walk_step(struct xa_walk *walk)
+{
+	__u64 entry = walk->head;
+
+	/* An empty xarray, or a lone entry at index 0, which an ALLOC1
+	 * xarray never holds. */
+	if (!xa_entry_is_node(entry)) {
+		walk->ended = true;
+		return 1;
+	}
+	__u64 node = entry - XA_NODE_TAG;
+	__u64 slots_offset = bpf_core_field_offset(struct xa_node, slots);
+	for (__u32 level = 0; level < RP_MAX_XA_DEPTH; level++) {
+		struct xa_node *xa = (void *)node;
+		__u32 shift = BPF_CORE_READ(xa, shift);
+		if (shift > 48)
+			return 1;
+		if (level == 0 && (walk->index >> shift) > XA_CHUNK_MASK) {
+			walk->ended = true;
+			return 1;
+		}
+		__u64 offset = (walk->index >> shift) & XA_CHUNK_MASK;
+		__u64 slot = 0;
+		if (bpf_probe_read_kernel(&slot, sizeof(slot), (void *)(node + slots_offset + offset * 8)) < 0)
+			return 1;
+		if (xa_entry_is_node(slot)) {
+			if (shift == 0)
+				return 1;
+			node = slot - XA_NODE_TAG;
+			continue;
+		}
+		if (!slot || (slot & 3) != 0 || shift != 0) {
+			walk->index = ((walk->index >> shift) + 1) << shift;
+			return 0;
+		}
+		if (walk->seq && walk->seen >= walk->start && walk->seen < walk->end)
+			write_personality(walk, walk->index, slot);
+		walk->seen++;
+		walk->index++;
+		return 0;
+	}
+	/* Deeper than ids go: not walked to the end. */
+	return 1;
+}
+
+/* One callback per bpf_loop call site (see walk_hash_table): the header's
+ * count, a chunk's count, a chunk's writes. */
+static long count_personalities_in_header(__u32 step, void *data)
+{
+	return xa_walk_step(data);
+}
+
+static long count_personalities_in_chunk(__u32 step, void *data)
+{
+	return xa_walk_step(data);
+}
+
+static long write_personalities(__u32 step, void *data)
+{
+	return xa_walk_step(data);
+}
+
+/* Walks ring's personalities with `step`: counts them, and writes those
+ * whose ordinal is in [start, end) when seq is set. Returns whether the
+ * walk reached the end; *count is the entries met. */
+static __always_inline bool walk_personalities(struct io_ring_ctx *ring, struct seq_file *seq,
+					       __u32 start, __u32 end, __u32 *count,
+					       long (*step)(__u32, void *))
+{
+	/* The fields the callback changes start as values the verifier does
+	 * not know (opaque_zero): a verifier that checks a callback once with
+	 * the state of its first call (before 6.8; seen on 6.1) would
+	 * otherwise take their starting constants for their values after
+	 * bpf_loop returns and drop the code that reads them as dead. */
+	struct xa_walk walk = {
+		.seq = seq,
+		.head = (__u64)BPF_CORE_READ(ring, personalities.xa_head),
+		.start = start,
+		.end = end,
+		.index = opaque_zero,
+		.seen = opaque_zero,
+		.ended = opaque_zero != 0,
+	};
+	bpf_loop(RP_MAX_XA_STEPS, step, &walk, 0);
+	*count = walk.seen;
+	return walk.ended;
+}
+
+/* The header's part of personalities (how many, the next id) and the
+ * restrictions. */
+static __always_inline void read_credentials(struct io_ring_ctx *ring, struct rp_ring_record *rec)
+{
+	if (bpf_core_field_exists(ring->personalities) && bpf_core_field_exists(ring->pers_next)) {
+		rec->personality_next = BPF_CORE_READ(ring, pers_next);
+		if (walk_personalities(ring, NULL, 0, 0, &rec->personality_count,
+				       count_personalities_in_header))
+			rec->state_known |= RP_STATE_PERSONALITIES;
+	}
+	if (bpf_core_field_exists(ring->restrictions)) {
+		rec->restriction_register_op = BPF_CORE_READ(ring, restrictions.register_op[0]);
+		rec->restriction_sqe_op = BPF_CORE_READ(ring, restrictions.sqe_op[0]);
+		__u32 allowed = BPF_CORE_READ(ring, restrictions.sqe_flags_allowed);
+		__u32 required = BPF_CORE_READ(ring, restrictions.sqe_flags_required);
+		__u32 registered = BPF_CORE_READ(ring, restrictions.registered);
+		rec->restriction_flags = allowed | required << 8 | (registered & 1) << 16;
+		rec->state_known |= RP_STATE_RESTRICTIONS;
+	}
+}
+
 static __always_inline void write_ring_record(struct seq_file *seq, struct file *file,
 					      struct rp_chunk_request *request, __u32 fd)
 {
@@ -625,6 +825,7 @@ static __always_inline void write_ring_record(struct seq_file *seq, struct file 
 	read_table_sizes(ring, &rec.file_slots, &rec.buffer_slots);
 	read_ring_state(ring, &rec);
 	read_in_flight(ring, &rec);
+	read_credentials(ring, &rec);
 	write_overflow_list(seq, ring, &rec);
 	write_pending_requests(seq, ring, &rec);
 	rec.status = RP_CHUNK_OK;
@@ -759,6 +960,35 @@ static long write_buffer_slot(__u32 step, void *data)
 	return 0;
 }
 
+/* A personalities chunk: the chunk record (table_size is the count now,
+ * scanned the personalities written), then one record per personality of
+ * ordinals [start, start + count). */
+static __always_inline void write_personalities_chunk(struct seq_file *seq, struct io_ring_ctx *ring,
+						      struct rp_chunk_request *request,
+						      struct rp_chunk_record *rec)
+{
+	__u32 total = 0, written = 0;
+	if (!bpf_core_field_exists(ring->personalities) ||
+	    !walk_personalities(ring, NULL, 0, 0, &total, count_personalities_in_chunk)) {
+		rec->status = RP_CHUNK_UNKNOWN_LAYOUT;
+		bpf_seq_write(seq, rec, sizeof(*rec));
+		return;
+	}
+	__u32 count = request->count < RP_PERSONALITIES_PER_CHUNK ? request->count
+								 : RP_PERSONALITIES_PER_CHUNK;
+	if (rec->start >= total)
+		count = 0;
+	else if (count > total - rec->start)
+		count = total - rec->start;
+	rec->table_size = total;
+	rec->scanned = count;
+	rec->status = RP_CHUNK_OK;
+	bpf_seq_write(seq, rec, sizeof(*rec));
+	if (count)
+		walk_personalities(ring, seq, rec->start, rec->start + count, &written,
+				   write_personalities);
+}
+
 static __always_inline void write_chunk(struct seq_file *seq, struct file *file,
 					struct rp_chunk_request *request, __u32 fd)
 {
@@ -778,6 +1008,10 @@ static __always_inline void write_chunk(struct seq_file *seq, struct file *file,
 		return;
 	}
 	rec.sq_thread_idle = BPF_CORE_READ(ring, sq_thread_idle);
+	if (request->table == RP_TABLE_PERSONALITIES) {
+		write_personalities_chunk(seq, ring, request, &rec);
+		return;
+	}
 	if (rec.layout == RP_LAYOUT_UNKNOWN) {
 		rec.status = RP_CHUNK_UNKNOWN_LAYOUT;
 		bpf_seq_write(seq, &rec, sizeof(rec));

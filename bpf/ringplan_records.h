@@ -43,6 +43,8 @@ enum rp_record_kind {
 	 * kernel keeps waiting on its own (poll-armed in the cancel hash
 	 * tables, timeouts), pending_listed of them. */
 	RP_RECORD_PENDING_REQUEST = 9,
+	/* Pass B, one per personality in a personalities chunk. */
+	RP_RECORD_PERSONALITY = 10,
 };
 
 /* What a struct file is, as told by its f_op (pass A; pass B reports f_op
@@ -70,6 +72,9 @@ enum rp_layout {
 enum rp_table {
 	RP_TABLE_FILES = 1,
 	RP_TABLE_BUFFERS = 2,
+	/* The personalities xarray, by ordinal (the n-th personality in id
+	 * order), not by id: ids are sparse. */
+	RP_TABLE_PERSONALITIES = 3,
 };
 
 /* What a pass-B request asks for, in struct rp_chunk_request. */
@@ -118,6 +123,12 @@ enum rp_state_known {
 	 * within RP_MAX_PENDING_REQUESTS: the pending_listed records that
 	 * follow are all of them. */
 	RP_STATE_PENDING = 32,
+	/* The personalities xarray was walked to its end within
+	 * RP_MAX_XA_STEPS: personality_count is all of them, and
+	 * personality_next was read. */
+	RP_STATE_PERSONALITIES = 64,
+	/* ctx->restrictions was read (restriction_* fields). */
+	RP_STATE_RESTRICTIONS = 128,
 };
 
 /* Where a pending request was found. */
@@ -207,9 +218,15 @@ struct rp_ring_record {
 	__u32 cq_extra;         /* ctx->cq_extra (before 6.16) */
 	__u32 drain_disabled;   /* ctx->drain_disabled (before 6.16) */
 	__u32 pending_listed;   /* rp_pending_request_records after the overflow CQEs */
-	__u32 reserved;
+	/* Personalities and restrictions (valid per state_known). */
+	__u32 personality_count; /* entries of ctx->personalities */
+	__u32 personality_next;  /* ctx->pers_next */
+	/* sqe_flags_allowed | sqe_flags_required << 8 | registered << 16 */
+	__u32 restriction_flags;
+	__u64 restriction_register_op; /* ctx->restrictions.register_op[0] */
+	__u64 restriction_sqe_op;      /* ctx->restrictions.sqe_op[0] */
 };
-_Static_assert(sizeof(struct rp_ring_record) == 192, "rp_ring_record");
+_Static_assert(sizeof(struct rp_ring_record) == 216, "rp_ring_record");
 
 struct rp_pending_request_record {
 	struct rp_header header;
@@ -243,6 +260,31 @@ struct rp_eventfd_record {
 	__u32 fd;
 };
 _Static_assert(sizeof(struct rp_eventfd_record) == 32, "rp_eventfd_record");
+
+/* One personality: its id and the credentials (struct cred) it holds,
+ * ids as the kernel keeps them (the initial user namespace's). */
+struct rp_personality_record {
+	struct rp_header header;
+	__u64 cap_inheritable;
+	__u64 cap_permitted;
+	__u64 cap_effective;
+	__u64 cap_bounding;   /* cred->cap_bset */
+	__u64 cap_ambient;
+	__u32 index;          /* its ordinal among the ring's personalities */
+	__u32 id;             /* its xarray index: the id SQEs name */
+	__u32 uid;
+	__u32 euid;
+	__u32 suid;
+	__u32 fsuid;
+	__u32 gid;
+	__u32 egid;
+	__u32 sgid;
+	__u32 fsgid;
+	__s32 ngroups;        /* group_info->ngroups; the first RP_MAX_GROUPS follow */
+	__u32 groups[32];     /* RP_MAX_GROUPS */
+	__u32 reserved;
+};
+_Static_assert(sizeof(struct rp_personality_record) == 224, "rp_personality_record");
 
 /* Value of the chunk_requests map, keyed by the dumper's local fd (__u32). */
 struct rp_chunk_request {
@@ -328,6 +370,16 @@ enum rp_limits {
 	RP_MAX_FREE_CACHED = 65536,
 	/* The most cancel hash buckets walked (the kernel clamps to 2^8). */
 	RP_MAX_HASH_BUCKETS = 256,
+	/* A personalities chunk: one chunk record and up to this many. */
+	RP_PERSONALITIES_PER_CHUNK = 100,
+	/* Supplementary groups a personality record carries. */
+	RP_MAX_GROUPS = 32,
+	/* Steps of one walk of a personalities xarray (one per slot looked
+	 * at): ids are at most 65535, so 3 levels of 64 slots; 2^18 covers
+	 * every node of a full one. */
+	RP_MAX_XA_STEPS = 1 << 18,
+	/* Levels of xa_node followed (64^3 > 65535). */
+	RP_MAX_XA_DEPTH = 4,
 };
 _Static_assert(sizeof(struct rp_ring_record) +
 		       RP_MAX_OVERFLOW_CQES * sizeof(struct rp_overflow_cqe_record) +
@@ -342,6 +394,12 @@ _Static_assert(sizeof(struct rp_chunk_record) +
 		       RP_BUFFER_SLOTS_PER_CHUNK * sizeof(struct rp_buffer_slot_record) <=
 		       RP_MAX_OBJECT_BYTES,
 	       "buffer chunk fits one object");
+_Static_assert(sizeof(struct rp_chunk_record) +
+		       RP_PERSONALITIES_PER_CHUNK * sizeof(struct rp_personality_record) <=
+		       RP_MAX_OBJECT_BYTES,
+	       "personalities chunk fits one object");
+_Static_assert(sizeof(((struct rp_personality_record *)0)->groups) == RP_MAX_GROUPS * 4,
+	       "personality groups");
 _Static_assert(sizeof(struct rp_fd_record) + RP_PATH_MAX + sizeof(struct rp_eventfd_record) <=
 		       RP_MAX_OBJECT_BYTES,
 	       "fd visit fits one object");
@@ -364,6 +422,7 @@ struct rp_shared_types {
 	struct rp_probe_record probe_record;
 	struct rp_overflow_cqe_record overflow_cqe_record;
 	struct rp_pending_request_record pending_request_record;
+	struct rp_personality_record personality_record;
 	enum rp_record_kind record_kind;
 	enum rp_file_role file_role;
 	enum rp_layout layout;

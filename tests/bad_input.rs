@@ -128,8 +128,8 @@ fn document_rows() -> Vec<Row> {
         },
         Row {
             name: "other-version",
-            bytes: mutated(|image| image.version = 3),
-            expected: "unsupported image version 3",
+            bytes: mutated(|image| image.version = 4),
+            expected: "unsupported image version 4",
             planner: false,
         },
         Row {
@@ -273,6 +273,65 @@ fn document_rows() -> Vec<Row> {
                     .expect("the BPF dump records flags") |= 1 << 30
             }),
             expected: "ring #1: ",
+            planner: true,
+        },
+        Row {
+            name: "personality-id-0",
+            bytes: mutated(|image| ring_v3(image).personalities = vec![personality(0)]),
+            expected: "ring #1: personality id 0 is outside 1..=65535",
+            planner: false,
+        },
+        Row {
+            name: "personality-id-repeated",
+            bytes: mutated(|image| {
+                ring_v3(image).personalities = vec![personality(3), personality(3)];
+                ring_v3(image).personality_next = 4;
+            }),
+            expected: "ring #1: personality id 3 is repeated or out of order",
+            planner: false,
+        },
+        Row {
+            name: "personality-next-beyond",
+            bytes: mutated(|image| ring_v3(image).personality_next = 65537),
+            expected: "ring #1: personality_next 65537 is beyond 65536",
+            planner: false,
+        },
+        Row {
+            name: "personalities-in-version-2",
+            bytes: mutated(|image| {
+                ring_mut(image, 1).personalities = vec![personality(1)];
+                ring_mut(image, 1).personality_next = 2;
+                image.version = 2;
+            }),
+            expected: "ring #1: has personalities or restrictions, which version 2 images do not have",
+            planner: false,
+        },
+        Row {
+            name: "restriction-opcode-beyond",
+            bytes: mutated(|image| {
+                ring_v3(image).restrictions = Some(ringplan_image::Restrictions {
+                    register_ops: vec![],
+                    sqe_ops: vec![64],
+                    sqe_flags_allowed: 0,
+                    sqe_flags_required: 0,
+                })
+            }),
+            expected: "ring #1: restrictions: SQE opcode 64 is beyond the kernel's 64 bits",
+            planner: false,
+        },
+        Row {
+            name: "personality-ids-wrapped",
+            bytes: mutated(|image| {
+                ring_v3(image).personalities = vec![personality(2), personality(65535)];
+                ring_v3(image).personality_next = 3;
+            }),
+            expected: "ring #1: its personalities cannot be restored: next id 3 is not above id 65535",
+            planner: true,
+        },
+        Row {
+            name: "personalities-unknown",
+            bytes: mutated(|image| ring_v3(image).unknown.push(ringplan_image::RingField::Personalities)),
+            expected: "ring #1: personalities unknown",
             planner: true,
         },
         Row {
@@ -866,8 +925,8 @@ fn overlapping_buffers_are_accepted() {
 /// that forks while this process holds the copy open for writing hands
 /// the child that fd until it execs, and an exec of the copy meanwhile
 /// fails with ETXTBSY ("Text file busy"), as it once did in a full run.
-fn plan_for_nobody() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringplan-nobody-{}", std::process::id()));
+fn plan_for_nobody(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringplan-nobody-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("creating a temp dir");
     let copy = dir.join("plan");
     let status = Command::new("install")
@@ -914,7 +973,7 @@ fn an_unprivileged_user_cannot_dump_a_root_process() {
         rustix::process::getuid().is_root(),
         "this test starts a root process and drops to nobody: run as root"
     );
-    let plan = plan_for_nobody();
+    let plan = plan_for_nobody("dump");
     let scenario = crate::support::Scenario::start("seed");
     let pid = scenario.pid().to_string();
     for backend in ["auto", "bpf", "fdinfo"] {
@@ -975,4 +1034,81 @@ fn an_unprivileged_user_cannot_dump_a_root_process() {
     }
     drop(scenario);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Personalities are registered with the registering thread's credentials:
+/// a restore by a thread with others (here `nobody` restoring root's) is
+/// refused in preflight, one line naming the step, ring, id and what
+/// differs (exit 2, nothing done), unless `--accept-restorer-creds`.
+#[test]
+fn personalities_of_other_credentials_are_refused_unless_accepted() {
+    let plan = plan_for_nobody("personalities");
+    let dir = plan.parent().expect("the copy's directory");
+    let scenario = crate::support::Scenario::start("personalities:3");
+    let image = dir.join("personalities.img");
+    let image = image.to_str().expect("utf-8 path");
+    crate::support::plan_ok(&["dump", "--pid", &scenario.pid().to_string(), "-o", image]);
+    drop(scenario);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(image, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let refused = as_nobody(
+        &plan,
+        &[
+            &["exec", image][..],
+            crate::support::moved_rings_where_needed(),
+        ]
+        .concat(),
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("(ring #1): personality 1 has other credentials than the thread that would register it (uid 0 (now 65534)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--accept-restorer-creds"), "{stderr}");
+
+    let accepted = as_nobody(
+        &plan,
+        &[
+            &["exec", image, "--accept-restorer-creds"][..],
+            crate::support::moved_rings_where_needed(),
+        ]
+        .concat(),
+    );
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A personality of root's credentials with `id`, for the document rows.
+fn personality(id: u32) -> ringplan_image::Personality {
+    ringplan_image::Personality {
+        id,
+        uid: 0,
+        euid: 0,
+        suid: 0,
+        fsuid: 0,
+        gid: 0,
+        egid: 0,
+        sgid: 0,
+        fsgid: 0,
+        groups: Some(vec![]),
+        cap_inheritable: 0,
+        cap_permitted: 0,
+        cap_effective: 0,
+        cap_bounding: 0,
+        cap_ambient: 0,
+    }
+}
+
+/// Ring #1 of an image made version 3 (the seed image is version 2, which
+/// cannot hold personalities or restrictions).
+fn ring_v3(image: &mut Image) -> &mut Ring {
+    image.version = 3;
+    ring_mut(image, 1)
 }

@@ -1,7 +1,8 @@
 //! `plan app` scenarios, dumped with each backend, checked against what the
 //! scenario says it built: every ring's setup, SQ thread sharing, wq parent,
 //! eventfd, registered files by slot and path, buffers by slot, address and
-//! length, and mappings.
+//! length, mappings, personalities (ids, the next id, and the credentials
+//! of the thread that registered them) and restrictions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -237,6 +238,22 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
             "{context}: buffers"
         );
 
+        check_personalities(view, got, want, exact, &context);
+        if exact {
+            // The description's restrictions are what was registered
+            // (null when none); the ring's R_DISABLED is in its flags.
+            assert_eq!(
+                got["restrictions"], want["restrictions"],
+                "{context}: restrictions"
+            );
+        } else {
+            let unknown = got["unknown"].as_array().expect("unknown");
+            assert!(
+                unknown.iter().any(|field| field == "restrictions"),
+                "{context}: the fdinfo backend cannot read restrictions"
+            );
+        }
+
         // The scenario says how many bytes it asked mmap for; the maps show
         // whole pages.
         let sorted = |mappings: &Value| {
@@ -261,6 +278,103 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
             sorted(&want["mappings"]),
             "{context}: mappings"
         );
+    }
+}
+
+/// A ring's personalities: the scenario's ids and next id, each with the
+/// credentials of the scenario's main thread (which registered them), and
+/// where the kernel's fdinfo lists them (6.1; 6.18 does not), the same
+/// ids, uids, gids, groups and CapEff. The fdinfo backend leaves them
+/// unknown.
+fn check_personalities(view: &Value, got: &Value, want: &Value, exact: bool, context: &str) {
+    use ringplan_kernel::procfs::{credentials, Process};
+    if !exact {
+        let unknown = got["unknown"].as_array().expect("unknown");
+        assert!(
+            unknown.iter().any(|field| field == "personalities"),
+            "{context}: the fdinfo backend cannot read personalities"
+        );
+        return;
+    }
+    let ids: Vec<u64> = got["personalities"]
+        .as_array()
+        .expect("personalities")
+        .iter()
+        .map(|personality| personality["id"].as_u64().expect("id"))
+        .collect();
+    let want_ids: Vec<u64> = want["personalities"]
+        .as_array()
+        .expect("personalities")
+        .iter()
+        .map(|id| id.as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, want_ids, "{context}: personality ids");
+    assert_eq!(
+        got["personality_next"], want["personality_next"],
+        "{context}: personality_next"
+    );
+    if ids.is_empty() {
+        return;
+    }
+    let pid = u32::try_from(view["source"]["pid"].as_u64().expect("pid")).expect("pid");
+    let thread = credentials::read_thread(Process::Pid(pid), pid).expect("the scenario's creds");
+    for personality in got["personalities"].as_array().expect("personalities") {
+        let id = &personality["id"];
+        let uids = ["uid", "euid", "suid", "fsuid"].map(|key| personality[key].as_u64());
+        let gids = ["gid", "egid", "sgid", "fsgid"].map(|key| personality[key].as_u64());
+        assert_eq!(
+            uids,
+            thread.uids.map(|id| Some(u64::from(id))),
+            "{context}: personality {id} uids"
+        );
+        assert_eq!(
+            gids,
+            thread.gids.map(|id| Some(u64::from(id))),
+            "{context}: personality {id} gids"
+        );
+        assert_eq!(
+            personality["groups"],
+            serde_json::json!(thread.groups),
+            "{context}: personality {id} groups"
+        );
+        for (key, value) in [
+            ("cap_effective", thread.cap_effective),
+            ("cap_permitted", thread.cap_permitted),
+            ("cap_inheritable", thread.cap_inheritable),
+            ("cap_bounding", thread.cap_bounding),
+            ("cap_ambient", thread.cap_ambient),
+        ] {
+            assert_eq!(personality[key], value, "{context}: personality {id} {key}");
+        }
+    }
+    let fd = got["fds"][0].as_i64().expect("fd");
+    let path = std::path::PathBuf::from(format!("/proc/{pid}/fdinfo/{fd}"));
+    let text = std::fs::read_to_string(&path).expect("fdinfo");
+    let listed = credentials::fdinfo_personalities(&text, &path).expect("fdinfo personalities");
+    if !listed.is_empty() {
+        let listed_ids: Vec<u64> = listed.iter().map(|p| u64::from(p.id)).collect();
+        assert_eq!(listed_ids, ids, "{context}: fdinfo's personality ids");
+        for entry in &listed {
+            assert_eq!(
+                entry.uids, thread.uids,
+                "{context}: fdinfo personality {} uids",
+                entry.id
+            );
+            assert_eq!(
+                entry.gids, thread.gids,
+                "{context}: fdinfo personality {} gids",
+                entry.id
+            );
+            assert_eq!(
+                entry.groups, thread.groups,
+                "{context}: fdinfo personality {} groups",
+                entry.id
+            );
+            assert_eq!(
+                entry.cap_effective, thread.cap_effective,
+                "{context}: fdinfo CapEff"
+            );
+        }
     }
 }
 
@@ -298,6 +412,14 @@ scenario_tests! {
     creator_closed_3: "creator-closed:3",
     rings_64: "rings:64",
     mix: "mix",
+    personalities_3: "personalities:3",
+    restricted: "restricted",
+    restricted_enabled: "restricted-enabled",
+}
+
+#[test]
+fn bpf_dumps_1000_personalities_whole() {
+    round("personalities:1000", "bpf");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use ringplan_kernel::procfs::{fdinfo, Process};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 11] = [
     "seed",
     "closed",
     "chain:8",
@@ -24,6 +24,9 @@ const SCENARIOS: [&str; 8] = [
     "mix",
     "files:1000",
     "rings:64",
+    "personalities:3",
+    "restricted",
+    "restricted-enabled",
 ];
 
 /// Dumps `pid` with the BPF backend into `dir` and returns the file.
@@ -473,6 +476,21 @@ fn hold_then_dump_matches_the_original() {
             got, want,
             "{name}: fdinfo of the holder's rings differs from the original's"
         );
+        // Personalities, where the kernel's fdinfo lists them (6.1; not
+        // 6.18, where the held image's comparison above is the check).
+        for &(fd, _, _) in &fds {
+            let listed = |pid: u32| {
+                let path = std::path::PathBuf::from(format!("/proc/{pid}/fdinfo/{fd}"));
+                let text = std::fs::read_to_string(&path).expect("fdinfo");
+                ringplan_kernel::procfs::credentials::fdinfo_personalities(&text, &path)
+                    .expect("fdinfo personalities")
+            };
+            assert_eq!(
+                listed(holder.pid()),
+                listed(scenario.pid()),
+                "{name}: fdinfo personalities of the ring at fd {fd}"
+            );
+        }
         drop(holder);
     }
 }
@@ -480,7 +498,13 @@ fn hold_then_dump_matches_the_original() {
 #[test]
 fn an_injected_failure_at_any_step_is_undone() {
     let dir = scratch_dir("exec-faults");
-    for name in ["seed", "mix", "closed", "creator-closed:3"] {
+    for name in [
+        "seed",
+        "mix",
+        "closed",
+        "creator-closed:3",
+        "personalities:3",
+    ] {
         let scenario = Scenario::start(name);
         let image = dump_to(scenario.pid(), &dir, &file_name(name));
         let steps: serde_json::Value =

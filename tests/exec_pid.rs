@@ -514,3 +514,92 @@ fn a_files_table_larger_than_the_scratch_page_and_a_raised_fd_limit() {
         .open_files;
     assert!(after.soft > Some(1600), "raised: {after:?}");
 }
+
+/// Personalities restored into a running process: registered by its main
+/// thread (whose credentials are root's, as the scenario's were), with
+/// the recorded ids and next id (`--verify` dumps the target and compares
+/// them), and a failure at any step, `register_personalities` included,
+/// leaves the target as it was.
+#[test]
+fn personalities_restored_into_a_running_process_keep_their_ids() {
+    let dir = scratch_dir("exec-pid-personalities");
+    let (path, image, scenario) = scenario_image("personalities:3", &dir, false);
+    drop(scenario);
+    let ring = image
+        .objects
+        .iter()
+        .find_map(|object| match &object.kind {
+            ObjectKind::Ring(ring) => Some(ring),
+            _ => None,
+        })
+        .expect("a ring");
+    let ids: Vec<u32> = ring.personalities.iter().map(|p| p.id).collect();
+    assert_eq!((ids, ring.personality_next), (vec![1, 3, 4], 5));
+
+    let mut target = Target::start();
+    let pid = target.pid.to_string();
+    let output = plan(&[
+        "exec",
+        &path,
+        "--pid",
+        &pid,
+        "--substitute-external",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exec --pid --verify: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("verified: "), "{stdout}");
+    assert!(target.answers());
+    drop(target);
+
+    let mut target = Target::start();
+    let before = ProcessState::capture_of(target.pid);
+    let pid = target.pid;
+    fail_at_every_step(&path, pid, &["--substitute-external"], &before, |step| {
+        assert!(target.answers(), "step {step}: the target runs on");
+    });
+}
+
+/// Restrictions restored into a running process: its ring set up
+/// disabled, restricted, then enabled in it, as recorded (`--verify`
+/// compares the restrictions and the flags), and undone at any step.
+#[test]
+fn restrictions_restored_into_a_running_process_are_enabled_as_recorded() {
+    let dir = scratch_dir("exec-pid-restricted");
+    let (path, image, scenario) = scenario_image("restricted-enabled", &dir, false);
+    drop(scenario);
+    assert!(image.objects.iter().any(|object| matches!(
+        &object.kind,
+        ObjectKind::Ring(ring) if ring.restrictions.is_some()
+    )));
+    let mut target = Target::start();
+    let pid = target.pid.to_string();
+    let output = plan(&[
+        "exec",
+        &path,
+        "--pid",
+        &pid,
+        "--substitute-external",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exec --pid --verify: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("verified: "), "{stdout}");
+    assert!(target.answers());
+    drop(target);
+
+    let mut target = Target::start();
+    let before = ProcessState::capture_of(target.pid);
+    let pid = target.pid;
+    fail_at_every_step(&path, pid, &["--substitute-external"], &before, |step| {
+        assert!(target.answers(), "step {step}: the target runs on");
+    });
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::support::plan_ok;
 
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 9] = [
     "seed",
     "chain-64",
     "fanout-64",
@@ -15,6 +15,8 @@ const EXAMPLES: [&str; 7] = [
     "closed",
     "mix",
     "files-16",
+    "personalities-3",
+    "restricted-enabled",
 ];
 
 #[test]

@@ -337,6 +337,9 @@ fn build(sketch: &Sketch) -> Image {
                     .state
                     .as_ref()
                     .map(|state| Box::new(build_state(state, flags, sq_entries, cq_entries))),
+                personalities: Vec::new(),
+                personality_next: 0,
+                restrictions: None,
             }),
         });
     }

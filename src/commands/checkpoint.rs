@@ -237,6 +237,7 @@ impl RingMover for CliRings {
             raise_fd_limit: true,
             skip_ring_mappings: false,
             allow_moved_rings: false,
+            accept_restorer_credentials: false,
         };
         let process = ProcessOptions {
             leave_stopped: true,

@@ -80,6 +80,11 @@ pub struct ExecArgs {
     /// (new memory, positions at 0, no pending entries) instead of refusing.
     #[arg(long)]
     allow_moved_rings: bool,
+    /// Register personalities with the credentials of the thread that
+    /// registers them even where they differ from the recorded ones (the
+    /// kernel takes that thread's), instead of refusing.
+    #[arg(long)]
+    accept_restorer_creds: bool,
     /// Restore into the running process PID instead of this one (its main
     /// thread runs the syscalls); plans that restore rings where the
     /// program left them are refused, and only stand-ins
@@ -120,6 +125,7 @@ pub fn run(args: ExecArgs) -> Result<(), CliError> {
         raise_fd_limit: true,
         skip_ring_mappings: false,
         allow_moved_rings: args.allow_moved_rings,
+        accept_restorer_credentials: args.accept_restorer_creds,
     };
     let inputs = open_inputs(&args, &plan)?;
     if let Some(pid) = args.pid {

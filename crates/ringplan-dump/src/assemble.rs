@@ -401,6 +401,20 @@ fn build_ring(
             None
         }
     };
+    let (personalities, personality_next) = match &raw_ring.personalities {
+        Known::Known((personalities, next)) => (personalities.clone(), *next),
+        Known::Unknown => {
+            unknown.push(RingField::Personalities);
+            (Vec::new(), 0)
+        }
+    };
+    let restrictions = match &raw_ring.restrictions {
+        Known::Known(restrictions) => restrictions.clone(),
+        Known::Unknown => {
+            unknown.push(RingField::Restrictions);
+            None
+        }
+    };
     unknown.sort();
     let table = walked
         .slots
@@ -435,6 +449,9 @@ fn build_ring(
         mappings: ring_mappings,
         unknown,
         state: build_state(raw_ring),
+        personalities,
+        personality_next,
+        restrictions,
     })
 }
 

@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 
-use ringplan_image::{Buffer, Cqe, FileIdentity, RingPositions, UserRegion};
+use ringplan_image::{
+    Buffer, Cqe, FileIdentity, Personality, Restrictions, RingPositions, UserRegion,
+};
 
 /// Identity of a `struct file`: its address (BPF) or a stand-in unique within
 /// one dump (fdinfo).
@@ -143,6 +145,12 @@ pub struct RawRing {
     /// cannot read the positions (the fdinfo backend, or a kernel without
     /// the fields).
     pub state: Option<RawRingState>,
+    /// The personalities in id order and the allocator's next id
+    /// (`ctx->pers_next`); unknown to the fdinfo backend (which shows only
+    /// `CapEff` of each) and when the walk did not reach the end.
+    pub personalities: Known<(Vec<Personality>, u32)>,
+    /// `ctx->restrictions`: `Known(None)` when none were registered.
+    pub restrictions: Known<Option<Restrictions>>,
 }
 
 /// A ring's continuity state as read.

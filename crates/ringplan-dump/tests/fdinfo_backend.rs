@@ -377,6 +377,8 @@ fn seed_reads_back_field_by_field() {
             files: vec![],
             buffers: vec![],
             state: None,
+            personalities: Known::Unknown,
+            restrictions: Known::Unknown,
         }
     );
 

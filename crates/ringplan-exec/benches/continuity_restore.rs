@@ -256,6 +256,7 @@ fn options() -> ExecOptions {
         // (b) tries the recorded ring regions, as `plan exec` does.
         skip_ring_mappings: false,
         allow_moved_rings: false,
+        accept_restorer_credentials: false,
     }
 }
 

@@ -253,6 +253,7 @@ fn options() -> ExecOptions {
         raise_fd_limit: false,
         skip_ring_mappings: true,
         allow_moved_rings: false,
+        accept_restorer_credentials: false,
     }
 }
 
@@ -336,6 +337,8 @@ fn replay(plan: &Plan) -> BaseRestored {
             // The baseline restores kernel objects only (`relocate` removes
             // the ring state, so the plans have none of these steps).
             Op::PlaceRingMemory(_) | Op::RestoreCompletions(_) | Op::QueueSqes(_) => None,
+            // The bench's scenarios have no personalities.
+            Op::RegisterPersonalities(_) | Op::RegisterRestrictions(_) | Op::EnableRings(_) => None,
             Op::CreateEventfd(create) => {
                 let mut flags = EventfdFlags::CLOEXEC;
                 if create.semaphore {

@@ -96,14 +96,16 @@ pub trait Backend {
     ) -> Result<Self::Fd, Errno>;
 
     /// `io_uring_register(ring, opcode, arg, count)`, `arg` the bytes the
-    /// opcode reads (ints, iovecs) as they are laid out in memory.
+    /// opcode reads (ints, iovecs) as they are laid out in memory, passed
+    /// as NULL when empty (personalities take no argument and refuse any
+    /// pointer). Returns what the call returns (a personality's id).
     fn io_uring_register(
         &mut self,
         ring: RawFd,
         opcode: IoringRegisterOp,
         arg: &[u8],
         count: u32,
-    ) -> Result<(), Errno>;
+    ) -> Result<u32, Errno>;
 
     /// `fcntl(fd, F_DUPFD_CLOEXEC, floor)`.
     fn fcntl_dupfd_cloexec(&mut self, fd: RawFd, floor: RawFd) -> Result<Self::Fd, Errno>;
@@ -251,19 +253,17 @@ impl Backend for InProcess {
         opcode: IoringRegisterOp,
         arg: &[u8],
         count: u32,
-    ) -> Result<(), Errno> {
+    ) -> Result<u32, Errno> {
+        let pointer = if arg.is_empty() {
+            std::ptr::null()
+        } else {
+            arg.as_ptr().cast::<c_void>()
+        };
         // SAFETY: `arg` holds `count` of what the opcode reads (ints that
         // are open fds or -1, iovecs naming memory the barrier put in
-        // place), read during the call only (buffers are pinned, not read).
-        unsafe {
-            rustix::io_uring::io_uring_register(
-                borrow(ring),
-                opcode,
-                arg.as_ptr().cast::<c_void>(),
-                count,
-            )
-        }
-        .map(drop)
+        // place), read during the call only (buffers are pinned, not read);
+        // NULL for the opcodes that read nothing.
+        unsafe { rustix::io_uring::io_uring_register(borrow(ring), opcode, pointer, count) }
     }
 
     fn fcntl_dupfd_cloexec(&mut self, fd: RawFd, floor: RawFd) -> Result<OwnedFd, Errno> {

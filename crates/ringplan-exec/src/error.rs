@@ -240,6 +240,19 @@ pub enum ExecError {
          ({limit} bytes), and it lacks CAP_IPC_LOCK"
     )]
     MemlockLimitIn { pid: u32, needed: u64, limit: u64 },
+    /// A personality's recorded credentials are not those of the thread
+    /// that would register it (the kernel takes that thread's).
+    #[error(
+        "preflight: step {step} (ring {ring}): personality {id} has other credentials than the thread \
+         that would register it ({difference}); the kernel registers the registering thread's \
+         (--accept-restorer-creds registers them as they are)"
+    )]
+    PersonalityCredentials {
+        step: usize,
+        ring: ObjectId,
+        id: u32,
+        difference: String,
+    },
     /// The process restored into could not be held, or a `/proc` file of it
     /// read, before anything was done.
     #[error("preflight: process {pid}: {cause}")]
@@ -348,6 +361,7 @@ impl ExecError {
             | ExecError::BufferTakenIn { .. }
             | ExecError::MemlockLimitIn { .. }
             | ExecError::ProcessUnavailable { .. }
+            | ExecError::PersonalityCredentials { .. }
             | ExecError::Attach(_) => true,
             ExecError::CheckSyscallFailed { .. }
             | ExecError::Held(_)

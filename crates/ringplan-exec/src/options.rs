@@ -95,4 +95,8 @@ pub struct ExecOptions {
     /// preflight refuses such a plan on such a kernel. No effect where the
     /// kernel can.
     pub allow_moved_rings: bool,
+    /// Register personalities with the restoring thread's credentials even
+    /// where they differ from the recorded ones (the kernel takes the
+    /// registering thread's). Without it, preflight refuses such a plan.
+    pub accept_restorer_credentials: bool,
 }

@@ -17,6 +17,7 @@ mod continuity;
 mod kernel;
 mod open_fds;
 mod paths;
+mod personalities;
 mod process;
 
 pub(crate) use continuity::{check_owner_threads, owner_threads};
@@ -83,6 +84,15 @@ pub fn preflight(
     let pinned = check_memlock(plan)?;
     check_cpus(&needs.cpus)?;
     let places_ring_memory = continuity::check_continuity(plan, options)?;
+    // Every step runs in the calling thread here.
+    personalities::check_personalities(plan, options, |_| {
+        ringplan_kernel::procfs::credentials::read_current_thread().map_err(|error| {
+            ExecError::ProcessUnavailable {
+                pid: std::process::id(),
+                cause: error.to_string(),
+            }
+        })
+    })?;
     let features = kernel::ask_kernel(&needs.flag_sets, needs.uses_async_eventfd)?;
     hook.preflight(plan).map_err(ExecError::MemoryUnavailable)?;
 

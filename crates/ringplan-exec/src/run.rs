@@ -435,6 +435,18 @@ impl<B: Backend> Run<'_, B> {
                 self.register_files(register)?;
                 None
             }
+            Op::RegisterPersonalities(register) => {
+                self.register_personalities(register)?;
+                None
+            }
+            Op::RegisterRestrictions(register) => {
+                self.register_restrictions(register)?;
+                None
+            }
+            Op::EnableRings(enable) => {
+                self.enable_rings(enable)?;
+                None
+            }
             Op::MemoryBarrier => {
                 self.memory_barrier(memory)?;
                 None
@@ -486,6 +498,21 @@ impl<B: Backend> Run<'_, B> {
             Op::QueueSqes(queue) => owner_of(queue.ring_handle),
             Op::RegisterEventfd(register) => owner_of(register.ring_handle),
             Op::RegisterFiles(register) => owner_of(register.ring_handle),
+            Op::RegisterPersonalities(register) => owner_of(register.ring_handle),
+            Op::RegisterRestrictions(register) => owner_of(register.ring_handle),
+            // A SINGLE_ISSUER ring set up R_DISABLED belongs to the thread
+            // that enables it: its recorded owner.
+            Op::EnableRings(enable) => usize::try_from(enable.ring_handle.0)
+                .ok()
+                .and_then(|index| self.plan.steps.get(index))
+                .and_then(|step| match &step.op {
+                    Op::SetupRing(setup)
+                        if setup.flags & ringplan_image::SetupFlags::SINGLE_ISSUER.bits() != 0 =>
+                    {
+                        setup.owner_tid
+                    }
+                    _ => None,
+                }),
             Op::RegisterBuffers(register) => owner_of(register.ring_handle),
             _ => None,
         };

@@ -228,6 +228,9 @@ mod tests {
                 mappings: Vec::new(),
                 unknown: Vec::new(),
                 state: None,
+                personalities: Vec::new(),
+                personality_next: 0,
+                restrictions: None,
             }),
         }
     }

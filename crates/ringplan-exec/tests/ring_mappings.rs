@@ -45,6 +45,9 @@ fn image(fd: i32, mappings: Vec<RingMapping>) -> Image {
         mappings,
         unknown: Vec::new(),
         state: None,
+        personalities: Vec::new(),
+        personality_next: 0,
+        restrictions: None,
     };
     let object = Object {
         id: ObjectId(1),

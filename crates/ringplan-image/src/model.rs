@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 /// The format name every image carries; a reader refuses any other.
 pub const FORMAT_NAME: &str = "ringplan-image";
 /// The format version this crate writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The versions this crate reads: version 1 has no ring state (every
-/// ring's [`Ring::state`] is `None`), version 2 adds it.
+/// ring's [`Ring::state`] is `None`), version 2 adds it, version 3 adds
+/// each ring's personalities and restrictions (none in older images,
+/// which did not record them).
 pub const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
 pub use ringplan_kernel::abi::limits::{
@@ -185,6 +187,69 @@ pub struct Ring {
     /// it is large and most readers skip it.
     #[serde(default)]
     pub state: Option<Box<RingState>>,
+    /// The ring's personalities (version 3), in ascending id order. Empty
+    /// in older images (not recorded) and when unknown
+    /// ([`RingField::Personalities`]); absent on the wire reads as empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub personalities: Vec<Personality>,
+    /// The id the kernel's cyclic allocator tries first for the next
+    /// personality (`ctx->pers_next`: the last id given + 1; 0 on a ring
+    /// that never had one). Version 3; absent reads as 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub personality_next: u32,
+    /// What the ring allows once enabled (`IORING_REGISTER_RESTRICTIONS`),
+    /// `None` when none were registered (or unknown:
+    /// [`RingField::Restrictions`]). Version 3; absent reads as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restrictions: Option<Restrictions>,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+/// One personality: credentials registered with
+/// `IORING_REGISTER_PERSONALITY`, which an SQE names by id to run as them.
+/// Ids are the kernel's as it maps them in the initial user namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Personality {
+    /// 1..=65535, given by the kernel.
+    pub id: u32,
+    /// Real, effective, saved and filesystem user ids.
+    pub uid: u32,
+    pub euid: u32,
+    pub suid: u32,
+    pub fsuid: u32,
+    /// Real, effective, saved and filesystem group ids.
+    pub gid: u32,
+    pub egid: u32,
+    pub sgid: u32,
+    pub fsgid: u32,
+    /// Supplementary groups in the kernel's (ascending) order; `None` when
+    /// there were more than the dumper records
+    /// (`abi::personality::MAX_RECORDED_GROUPS`).
+    pub groups: Option<Vec<u32>>,
+    /// Capability sets, as masks of `CAP_*` bits.
+    pub cap_inheritable: u64,
+    pub cap_permitted: u64,
+    pub cap_effective: u64,
+    pub cap_bounding: u64,
+    pub cap_ambient: u64,
+}
+
+/// A ring's restrictions (`struct io_restriction`): which
+/// `io_uring_register` opcodes and SQE opcodes it allows, and which SQE
+/// flags. Registered once, while the ring is `R_DISABLED`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restrictions {
+    /// Allowed `IORING_REGISTER_*` opcodes, ascending.
+    pub register_ops: Vec<u8>,
+    /// Allowed `IORING_OP_*` opcodes, ascending.
+    pub sqe_ops: Vec<u8>,
+    /// `IOSQE_*` flags an SQE may carry.
+    pub sqe_flags_allowed: u8,
+    /// `IOSQE_*` flags every SQE must carry.
+    pub sqe_flags_required: u8,
 }
 
 impl Ring {
@@ -518,6 +583,9 @@ pub enum RingField {
     #[serde(rename = "sq_thread_idle_ms")]
     SqThreadIdle,
     Eventfd,
+    /// `personalities` (and `personality_next`).
+    Personalities,
+    Restrictions,
 }
 
 impl RingField {
@@ -528,6 +596,8 @@ impl RingField {
             RingField::SqThreadCpu => "sq_thread_cpu",
             RingField::SqThreadIdle => "sq_thread_idle_ms",
             RingField::Eventfd => "eventfd",
+            RingField::Personalities => "personalities",
+            RingField::Restrictions => "restrictions",
         }
     }
 }

@@ -247,6 +247,118 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<(), ImageError
             return Err(bad_ring(id, problem));
         }
     }
+    check_credentials(image.version, id, ring)
+}
+
+/// Personalities and restrictions (version 3): ids in the kernel's range
+/// and ascending (so unique), the allocator's next id in its range, and
+/// restrictions naming opcodes and flags the kernel's bitmaps can hold.
+fn check_credentials(version: u32, id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
+    use ringplan_kernel::abi::{personality, restriction};
+    let recorded =
+        !ring.personalities.is_empty() || ring.personality_next != 0 || ring.restrictions.is_some();
+    if recorded && version < 3 {
+        return Err(bad_ring(
+            id,
+            format!(
+                "has personalities or restrictions, which version {version} images do not have"
+            ),
+        ));
+    }
+    let mut previous = 0;
+    for entry in &ring.personalities {
+        if !(personality::FIRST_ID..=personality::MAX_ID).contains(&entry.id) {
+            return Err(bad_ring(
+                id,
+                format!(
+                    "personality id {} is outside {}..={}",
+                    entry.id,
+                    personality::FIRST_ID,
+                    personality::MAX_ID
+                ),
+            ));
+        }
+        if entry.id <= previous {
+            return Err(bad_ring(
+                id,
+                format!("personality id {} is repeated or out of order", entry.id),
+            ));
+        }
+        previous = entry.id;
+        if let Some(groups) = &entry.groups {
+            if groups.len() > personality::MAX_RECORDED_GROUPS as usize {
+                return Err(bad_ring(
+                    id,
+                    format!(
+                        "personality {} lists {} groups, more than {}",
+                        entry.id,
+                        groups.len(),
+                        personality::MAX_RECORDED_GROUPS
+                    ),
+                ));
+            }
+        }
+    }
+    if ring.personality_next > personality::MAX_ID + 1 {
+        return Err(bad_ring(
+            id,
+            format!(
+                "personality_next {} is beyond {}",
+                ring.personality_next,
+                personality::MAX_ID + 1
+            ),
+        ));
+    }
+    let unknown = |field| ring.unknown.contains(&field);
+    if unknown(RingField::Personalities)
+        && (!ring.personalities.is_empty() || ring.personality_next != 0)
+    {
+        return Err(bad_ring(
+            id,
+            "personalities are listed as unknown but have values",
+        ));
+    }
+    if unknown(RingField::Restrictions) && ring.restrictions.is_some() {
+        return Err(bad_ring(
+            id,
+            "restrictions are listed as unknown but have a value",
+        ));
+    }
+    if let Some(restrictions) = &ring.restrictions {
+        for (what, ops) in [
+            ("register", &restrictions.register_ops),
+            ("SQE", &restrictions.sqe_ops),
+        ] {
+            if ops.windows(2).any(|pair| pair[0] >= pair[1]) {
+                return Err(bad_ring(
+                    id,
+                    format!("restrictions: {what} opcodes are repeated or out of order"),
+                ));
+            }
+            if let Some(op) = ops
+                .iter()
+                .find(|op| u32::from(**op) >= restriction::BITMAP_BITS)
+            {
+                return Err(bad_ring(
+                    id,
+                    format!(
+                        "restrictions: {what} opcode {op} is beyond the kernel's {} bits",
+                        restriction::BITMAP_BITS
+                    ),
+                ));
+            }
+        }
+        let flags = restrictions.sqe_flags_allowed | restrictions.sqe_flags_required;
+        if flags & !restriction::SQE_FLAGS_MASK != 0 {
+            return Err(bad_ring(
+                id,
+                format!("restrictions: SQE flags {flags:#x} are not IOSQE_* flags"),
+            ));
+        }
+        if ring.setup.flags.is_none() {
+            return Err(bad_ring(id, "restrictions without known setup flags"));
+        }
+    }
     Ok(())
 }
 

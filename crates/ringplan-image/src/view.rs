@@ -78,6 +78,22 @@ fn ring_json(ring: &Ring) -> Value {
             .collect::<Vec<_>>(),
         "unknown": ring.unknown.iter().map(|field| field.name()).collect::<Vec<_>>(),
         "state": ring.state.as_deref().map(state_json),
+        "personalities": ring.personalities.iter().map(|p| json!({
+            "id": p.id,
+            "uid": p.uid, "euid": p.euid, "suid": p.suid, "fsuid": p.fsuid,
+            "gid": p.gid, "egid": p.egid, "sgid": p.sgid, "fsgid": p.fsgid,
+            "groups": p.groups,
+            "cap_inheritable": p.cap_inheritable, "cap_permitted": p.cap_permitted,
+            "cap_effective": p.cap_effective, "cap_bounding": p.cap_bounding,
+            "cap_ambient": p.cap_ambient,
+        })).collect::<Vec<_>>(),
+        "personality_next": ring.personality_next,
+        "restrictions": ring.restrictions.as_ref().map(|r| json!({
+            "register_ops": r.register_ops,
+            "sqe_ops": r.sqe_ops,
+            "sqe_flags_allowed": r.sqe_flags_allowed,
+            "sqe_flags_required": r.sqe_flags_required,
+        })),
     })
 }
 
@@ -282,8 +298,39 @@ fn write_ring(out: &mut String, ring: &Ring) {
         let mappings: Vec<String> = ring.mappings.iter().map(ToString::to_string).collect();
         let _ = writeln!(out, "    mapped: {}", mappings.join(", "));
     }
+    write_credentials(out, ring);
     if let Some(state) = &ring.state {
         write_state(out, state);
+    }
+}
+
+/// The personalities and restrictions lines: shown only when the ring has
+/// some (or they are unknown).
+fn write_credentials(out: &mut String, ring: &Ring) {
+    if ring.unknown.contains(&RingField::Personalities) {
+        let _ = writeln!(out, "    personalities: unknown");
+    } else if !ring.personalities.is_empty() || ring.personality_next != 0 {
+        let listed: Vec<String> = ring
+            .personalities
+            .iter()
+            .map(|p| format!("{}=uid {} gid {}", p.id, p.euid, p.egid))
+            .collect();
+        let _ = writeln!(
+            out,
+            "    personalities: {} (next id {}){}",
+            ring.personalities.len(),
+            ring.personality_next,
+            list_suffix(&listed)
+        );
+    }
+    if ring.unknown.contains(&RingField::Restrictions) {
+        let _ = writeln!(out, "    restrictions: unknown");
+    } else if let Some(r) = &ring.restrictions {
+        let _ = writeln!(
+            out,
+            "    restrictions: register ops {:?}, sqe ops {:?}, sqe flags allowed {:#x} required {:#x}",
+            r.register_ops, r.sqe_ops, r.sqe_flags_allowed, r.sqe_flags_required
+        );
     }
 }
 

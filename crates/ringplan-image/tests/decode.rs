@@ -25,6 +25,9 @@ fn seed_like() -> Image {
             }],
             unknown: vec![],
             state: None,
+            personalities: Vec::new(),
+            personality_next: 0,
+            restrictions: None,
         };
     let parent_flags =
         SetupFlags::SQPOLL.bits() | SetupFlags::SQ_AFF.bits() | SetupFlags::CQSIZE.bits();
@@ -194,13 +197,13 @@ fn empty_random_and_foreign_inputs_are_refused() {
 fn another_version_is_refused_before_its_fields_are_read() {
     let mut future = Vec::new();
     ciborium::into_writer(
-        &serde_json::json!({"format": "ringplan-image", "version": 3, "objects": "new shape"}),
+        &serde_json::json!({"format": "ringplan-image", "version": 4, "objects": "new shape"}),
         &mut future,
     )
     .unwrap();
     assert_eq!(
         decode_slice(&future).unwrap_err().to_string(),
-        "unsupported image version 3 (this build reads versions 1 to 2)"
+        "unsupported image version 4 (this build reads versions 1 to 3)"
     );
 }
 
@@ -453,4 +456,152 @@ fn json_view_carries_the_contract_names() {
     );
     assert_eq!(view["objects"][2]["count"], 42);
     assert_eq!(view["objects"][3]["path"], "/dev/null");
+}
+
+fn personality(id: u32) -> Personality {
+    Personality {
+        id,
+        uid: 1000,
+        euid: 1000,
+        suid: 1000,
+        fsuid: 1000,
+        gid: 100,
+        egid: 100,
+        sgid: 100,
+        fsgid: 100,
+        groups: Some(vec![27, 100]),
+        cap_inheritable: 0,
+        cap_permitted: 0,
+        cap_effective: 0,
+        cap_bounding: 0x1ff_ffff_ffff,
+        cap_ambient: 0,
+    }
+}
+
+#[test]
+fn personalities_and_restrictions_round_trip_in_version_3() {
+    let mut image = seed_like();
+    let ring = ring_mut(&mut image, 1);
+    ring.personalities = vec![personality(1), personality(3)];
+    ring.personality_next = 4;
+    ring.restrictions = Some(Restrictions {
+        register_ops: vec![9, 12],
+        sqe_ops: vec![0, 22],
+        sqe_flags_allowed: 0x1,
+        sqe_flags_required: 0,
+    });
+    let bytes = encode_to_vec(&image).unwrap();
+    let decoded = decode_slice(&bytes).unwrap();
+    assert_eq!(decoded, image);
+    assert_eq!(decoded.version, 3);
+    let view = ringplan_image::view::to_json(&decoded);
+    let ring_view = &view["objects"][0];
+    assert_eq!(ring_view["personalities"][1]["id"], 3);
+    assert_eq!(ring_view["personalities"][1]["groups"][0], 27);
+    assert_eq!(ring_view["personality_next"], 4);
+    assert_eq!(ring_view["restrictions"]["sqe_ops"][1], 22);
+    let plain = seed_like();
+    assert!(ringplan_image::view::to_json(&plain)["objects"][0]["restrictions"].is_null());
+}
+
+/// A change to the test image's ring, and the message it must cause.
+type BoxedCase = (Box<dyn Fn(&mut Ring)>, &'static str);
+
+#[test]
+fn bad_personalities_and_restrictions_are_refused() {
+    let cases: Vec<BoxedCase> = vec![
+        (
+            Box::new(|ring| ring.personalities = vec![personality(0)]),
+            "personality id 0 is outside 1..=65535",
+        ),
+        (
+            Box::new(|ring| ring.personalities = vec![personality(70000)]),
+            "personality id 70000 is outside 1..=65535",
+        ),
+        (
+            Box::new(|ring| ring.personalities = vec![personality(2), personality(2)]),
+            "personality id 2 is repeated or out of order",
+        ),
+        (
+            Box::new(|ring| ring.personality_next = 65537),
+            "personality_next 65537 is beyond 65536",
+        ),
+        (
+            Box::new(|ring| {
+                ring.personalities = vec![personality(1)];
+                ring.personalities[0].groups = Some(vec![1; 33]);
+            }),
+            "personality 1 lists 33 groups, more than 32",
+        ),
+        (
+            Box::new(|ring| {
+                ring.restrictions = Some(Restrictions {
+                    register_ops: vec![3, 3],
+                    sqe_ops: vec![],
+                    sqe_flags_allowed: 0,
+                    sqe_flags_required: 0,
+                })
+            }),
+            "restrictions: register opcodes are repeated or out of order",
+        ),
+        (
+            Box::new(|ring| {
+                ring.restrictions = Some(Restrictions {
+                    register_ops: vec![],
+                    sqe_ops: vec![64],
+                    sqe_flags_allowed: 0,
+                    sqe_flags_required: 0,
+                })
+            }),
+            "restrictions: SQE opcode 64 is beyond the kernel's 64 bits",
+        ),
+        (
+            Box::new(|ring| {
+                ring.restrictions = Some(Restrictions {
+                    register_ops: vec![],
+                    sqe_ops: vec![],
+                    sqe_flags_allowed: 0x80,
+                    sqe_flags_required: 0,
+                })
+            }),
+            "restrictions: SQE flags 0x80 are not IOSQE_* flags",
+        ),
+        (
+            Box::new(|ring| {
+                ring.unknown.push(RingField::Personalities);
+                ring.personality_next = 2;
+            }),
+            "personalities are listed as unknown but have values",
+        ),
+    ];
+    for (change, expected) in cases {
+        let mut image = seed_like();
+        change(ring_mut(&mut image, 1));
+        let bytes = encode_to_vec(&image).unwrap();
+        assert_eq!(
+            decode_slice(&bytes).unwrap_err().to_string(),
+            format!("invalid image: ring #1: {expected}")
+        );
+    }
+    // A version 2 image cannot carry them.
+    let mut image = seed_like();
+    image.version = 2;
+    ring_mut(&mut image, 1).personalities = vec![personality(1)];
+    let bytes = encode_to_vec(&image).unwrap();
+    assert_eq!(
+        decode_slice(&bytes).unwrap_err().to_string(),
+        "invalid image: ring #1: has personalities or restrictions, which version 2 images do not have"
+    );
+}
+
+#[test]
+fn a_version_2_image_reads_without_personalities_and_keeps_its_bytes() {
+    let mut image = seed_like();
+    image.version = 2;
+    let bytes = encode_to_vec(&image).unwrap();
+    let decoded = decode_slice(&bytes).unwrap();
+    assert_eq!(decoded.version, 2);
+    let ring = ring_mut(&mut image, 1);
+    assert!(ring.personalities.is_empty() && ring.restrictions.is_none());
+    assert_eq!(encode_to_vec(&decoded).unwrap(), bytes);
 }

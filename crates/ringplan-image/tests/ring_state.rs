@@ -77,6 +77,9 @@ fn image_with_state() -> Image {
                 mappings: vec![],
                 unknown: vec![],
                 state: Some(Box::new(state)),
+                personalities: Vec::new(),
+                personality_next: 0,
+                restrictions: None,
             }),
         }],
     )
@@ -103,7 +106,7 @@ fn decode_error(image: &Image) -> String {
 #[test]
 fn a_state_round_trips_and_sqe_bytes_are_a_byte_string() {
     let image = image_with_state();
-    assert_eq!(image.version, 2);
+    assert_eq!(image.version, FORMAT_VERSION);
     let bytes = encode_to_vec(&image).expect("encoding");
     assert_eq!(decode_slice(&bytes).expect("decoding"), image);
     // 64 bytes of 0x01 as one CBOR byte string (0x58 0x40, then the

@@ -497,3 +497,53 @@ pub mod detach {
         }
     }
 }
+
+/// Personalities: credentials a ring keeps under an id that SQEs name
+/// (`IORING_REGISTER_PERSONALITY`; io_uring/register.c). The kernel takes
+/// the registering thread's credentials and allocates the id with
+/// `xa_alloc_cyclic(&ctx->personalities, ..., XA_LIMIT(0, USHRT_MAX),
+/// &ctx->pers_next)` on an `XA_FLAGS_ALLOC1` xarray: the first free id at
+/// or after `pers_next`, wrapping to 1, and `pers_next` becomes id + 1.
+pub mod personality {
+    /// `IORING_REGISTER_PERSONALITY`: no argument; returns the new id.
+    pub const IORING_REGISTER_PERSONALITY: u32 = 9;
+    /// `IORING_UNREGISTER_PERSONALITY`: `nr_args` is the id.
+    pub const IORING_UNREGISTER_PERSONALITY: u32 = 10;
+    /// The lowest id the kernel gives (`XA_FLAGS_ALLOC1`: 0 is never free).
+    pub const FIRST_ID: u32 = 1;
+    /// The highest id (`USHRT_MAX`): an SQE names one in a `u16`.
+    pub const MAX_ID: u32 = 0xffff;
+    /// Byte offset of `__u16 personality` in `struct io_uring_sqe`.
+    pub const SQE_PERSONALITY_OFFSET: usize = 42;
+    /// The most supplementary groups the dumper records per personality;
+    /// a credential with more has its groups unknown.
+    pub const MAX_RECORDED_GROUPS: u32 = 32;
+}
+
+/// Restrictions: what an `R_DISABLED` ring may be asked once it is enabled
+/// (`IORING_REGISTER_RESTRICTIONS`, then `IORING_REGISTER_ENABLE_RINGS`).
+pub mod restriction {
+    /// `IORING_REGISTER_RESTRICTIONS`: an array of `struct
+    /// io_uring_restriction`, only while the ring is `R_DISABLED`, once.
+    pub const IORING_REGISTER_RESTRICTIONS: u32 = 11;
+    /// `IORING_REGISTER_ENABLE_RINGS`: clears `R_DISABLED`.
+    pub const IORING_REGISTER_ENABLE_RINGS: u32 = 12;
+    /// `IORING_RESTRICTION_REGISTER_OP`: allow one `io_uring_register` opcode.
+    pub const RESTRICTION_REGISTER_OP: u16 = 0;
+    /// `IORING_RESTRICTION_SQE_OP`: allow one SQE opcode.
+    pub const RESTRICTION_SQE_OP: u16 = 1;
+    /// `IORING_RESTRICTION_SQE_FLAGS_ALLOWED`: SQE flags allowed.
+    pub const RESTRICTION_SQE_FLAGS_ALLOWED: u16 = 2;
+    /// `IORING_RESTRICTION_SQE_FLAGS_REQUIRED`: SQE flags required.
+    pub const RESTRICTION_SQE_FLAGS_REQUIRED: u16 = 3;
+    /// `sizeof(struct io_uring_restriction)`: `{u16 opcode; u8 op; u8
+    /// resv; u32 resv2[3]}`.
+    pub const RESTRICTION_SIZE: usize = 16;
+    /// Bits of `io_restriction.register_op` and `.sqe_op`
+    /// (`DECLARE_BITMAP(..., IORING_REGISTER_LAST)` and `IORING_OP_LAST`:
+    /// both fit one 64-bit word on 6.1 and 6.18, and the dumper reads one
+    /// word each).
+    pub const BITMAP_BITS: u32 = 64;
+    /// The SQE flags a restriction may name (`IOSQE_*`, bits 0..6).
+    pub const SQE_FLAGS_MASK: u8 = 0x7f;
+}

@@ -15,12 +15,15 @@
 //! - [`status`]: the state, tracer, owner and seccomp mode in `/proc/PID/status`
 //!   and Yama's `ptrace_scope`;
 //! - [`mountinfo`]: the lines of `/proc/self/mountinfo`;
+//! - [`credentials`]: a thread's credentials (`Uid:`, `Gid:`, `Groups:`,
+//!   `Cap*:` of its status) and a ring's `Personalities:` in its fdinfo;
 //! - [`escape`]: the `\ooo` escapes the kernel writes into paths in all of
 //!   these.
 //!
 //! Each parser works on text it is handed, so it can be tested on samples;
 //! each reader names the file it reads in its doc and in its errors.
 
+pub mod credentials;
 pub mod escape;
 pub mod fd;
 pub mod fdinfo;

@@ -265,6 +265,19 @@ fn scan_ring(
         scan.mapped_ranges.push((mapping.addr, mapping.len, id));
     }
     let continuity = ring_continuity(id, ring)?;
+    if ring.restrictions.is_some()
+        && continuity
+            .as_ref()
+            .is_some_and(|continuity| continuity.completions.is_some())
+    {
+        return Err(CompileError::CannotRestore {
+            ring: id,
+            what: "restrictions",
+            reason: "its positions are brought back by NOPs and MSG_RING submitted to it, which a \
+                     ring must be enabled for, and restrictions can only be registered before"
+                .to_owned(),
+        });
+    }
     if let Some(continuity) = &continuity {
         if continuity.memory.origin == MemoryOrigin::Program {
             for range in continuity.memory.ranges() {
@@ -326,6 +339,12 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, CompileEr
     if ring.unknown.contains(&RingField::Eventfd) {
         return Err(unknown(RingField::Eventfd));
     }
+    for field in [RingField::Personalities, RingField::Restrictions] {
+        if ring.unknown.contains(&field) {
+            return Err(unknown(field));
+        }
+    }
+    check_personalities(id, ring)?;
     // Without SQPOLL the idle time means nothing, so not knowing it is fine.
     if flags & SetupFlags::SQPOLL.bits() != 0 && ring.unknown.contains(&RingField::SqThreadIdle) {
         return Err(unknown(RingField::SqThreadIdle));
@@ -563,4 +582,26 @@ fn assign_plain_attachments(
         }
         wq_sources[index] = source;
     }
+}
+
+/// The personalities' ids can be brought back by registering in order
+/// (see `RegisterPersonalities`).
+fn check_personalities(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
+    if ring.personalities.is_empty() && ring.personality_next <= 1 {
+        // Nothing registered ever, or (next 0/1) nothing to bring back.
+    } else {
+        let register = crate::model::RegisterPersonalities {
+            ring_handle: crate::model::Handle(0),
+            personalities: ring.personalities.clone(),
+            next: ring.personality_next,
+        };
+        if let Some(reason) = crate::validate::personalities_problem(&register) {
+            return Err(CompileError::CannotRestore {
+                ring: id,
+                what: "personalities",
+                reason,
+            });
+        }
+    }
+    Ok(())
 }

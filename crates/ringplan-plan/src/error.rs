@@ -87,6 +87,13 @@ pub enum CompileError {
     /// A ring whose recorded state a continuous restore cannot reproduce.
     #[error("ring {ring}: cannot be restored where the program left it: {reason}")]
     ContinuityImpossible { ring: ObjectId, reason: String },
+    /// Personalities or restrictions a restore cannot bring back.
+    #[error("ring {ring}: its {what} cannot be restored: {reason}")]
+    CannotRestore {
+        ring: ObjectId,
+        what: &'static str,
+        reason: String,
+    },
     #[error("the image needs {steps} steps, more than a plan can index")]
     TooManySteps { steps: usize },
     /// The step graph has a cycle. Image validation rules out every cycle the

@@ -7,8 +7,8 @@
 //! only; the executor keeps a table from handle to the real fd it got.
 
 use ringplan_image::{
-    Cqe, FileIdentity, FileType, ObjectId, QueuedSqe, RingMapping, SetupFlags, SlotSqe, Source,
-    UserRegion,
+    Cqe, FileIdentity, FileType, ObjectId, Personality, QueuedSqe, Restrictions, RingMapping,
+    SetupFlags, SlotSqe, Source, UserRegion,
 };
 use serde::{Deserialize, Serialize};
 
@@ -136,6 +136,19 @@ pub enum Op {
     RegisterEventfd(RegisterEventfd),
     /// `IORING_REGISTER_FILES`, the whole table in one call.
     RegisterFiles(RegisterFiles),
+    /// `IORING_REGISTER_PERSONALITY` once per id up to the recorded ones
+    /// (and the allocator's next id), then `IORING_UNREGISTER_PERSONALITY`
+    /// of the fillers, so the kernel's ids and its next id are the
+    /// recorded ones.
+    RegisterPersonalities(RegisterPersonalities),
+    /// `IORING_REGISTER_RESTRICTIONS` on a ring set up `R_DISABLED` (the
+    /// planner adds the flag to a recorded ring that was enabled since).
+    RegisterRestrictions(RegisterRestrictions),
+    /// `IORING_REGISTER_ENABLE_RINGS`: after every registration and queued
+    /// SQE of the ring (once enabled, its restrictions apply to
+    /// registrations too, and an SQ thread starts); only for a ring the
+    /// image recorded enabled.
+    EnableRings(EnableRings),
     /// Map memory at a ring's recorded addresses (`MAP_FIXED_NOREPLACE`)
     /// for its `setup_ring` to be created on (`IORING_SETUP_NO_MMAP`).
     PlaceRingMemory(PlaceRingMemory),
@@ -168,6 +181,9 @@ impl Op {
             Op::SetupRing(_) => "setup_ring",
             Op::RegisterEventfd(_) => "register_eventfd",
             Op::RegisterFiles(_) => "register_files",
+            Op::RegisterPersonalities(_) => "register_personalities",
+            Op::RegisterRestrictions(_) => "register_restrictions",
+            Op::EnableRings(_) => "enable_rings",
             Op::PlaceRingMemory(_) => "place_ring_memory",
             Op::RestoreCompletions(_) => "restore_completions",
             Op::QueueSqes(_) => "queue_sqes",
@@ -478,6 +494,56 @@ pub struct RegisterEventfd {
     /// `IORING_REGISTER_EVENTFD_ASYNC` rather than `IORING_REGISTER_EVENTFD`.
     #[serde(rename = "async")]
     pub is_async: bool,
+}
+
+/// Parameters of `register_personalities`. The kernel gives ids itself
+/// (the first free one from its next id): on a new ring, registering
+/// `1..=last` in order gets exactly those ids, and unregistering the ones
+/// not recorded leaves the recorded ids and `next`. Each registration
+/// takes the calling thread's credentials; the recorded ones are here so
+/// that an executor can compare them before anything is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterPersonalities {
+    pub ring_handle: Handle,
+    /// The recorded personalities, ascending ids.
+    pub personalities: Vec<Personality>,
+    /// The kernel's next id after the restore (`ctx->pers_next`).
+    pub next: u32,
+}
+
+impl RegisterPersonalities {
+    /// The last id registered: the highest recorded id or `next - 1`,
+    /// whichever is larger (fillers up to it are unregistered again).
+    pub fn last_id(&self) -> u32 {
+        let highest = self
+            .personalities
+            .last()
+            .map_or(0, |personality| personality.id);
+        highest.max(self.next.saturating_sub(1))
+    }
+
+    /// Whether `id` is one of the recorded personalities.
+    pub fn is_recorded(&self, id: u32) -> bool {
+        self.personalities
+            .binary_search_by_key(&id, |personality| personality.id)
+            .is_ok()
+    }
+}
+
+/// Parameters of `register_restrictions`: one `IORING_REGISTER_RESTRICTIONS`
+/// call with one `struct io_uring_restriction` per allowed register op,
+/// per allowed SQE op, and one each for the allowed and required SQE
+/// flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRestrictions {
+    pub ring_handle: Handle,
+    pub restrictions: Restrictions,
+}
+
+/// Parameters of `enable_rings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnableRings {
+    pub ring_handle: Handle,
 }
 
 /// Parameters of `register_files`: one `IORING_REGISTER_FILES` call whose fd

@@ -314,6 +314,21 @@ impl Checker<'_> {
                 }
                 self.note_registration(index, step, register.ring_handle, false)?;
             }
+            Op::RegisterPersonalities(register) => {
+                if let Some(problem) = personalities_problem(register) {
+                    return Err(bad(problem));
+                }
+                self.use_ring_handle(index, step, register.ring_handle)?;
+                self.note_registration(index, step, register.ring_handle, false)?;
+            }
+            Op::RegisterRestrictions(register) => {
+                if let Some(problem) = restrictions_problem(&register.restrictions) {
+                    return Err(bad(problem));
+                }
+                self.use_ring_handle(index, step, register.ring_handle)?;
+                self.note_registration(index, step, register.ring_handle, false)?;
+            }
+            Op::EnableRings(enable) => self.use_ring_handle(index, step, enable.ring_handle)?,
             Op::PlaceRingMemory(memory) => self.check_place_memory(index, step, memory)?,
             Op::RestoreCompletions(restore) => {
                 self.check_restore_completions(index, step, restore)?;
@@ -499,6 +514,8 @@ impl Checker<'_> {
             | Op::SetupRing(_)
             | Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
+            | Op::RegisterPersonalities(_)
+            | Op::RegisterRestrictions(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => {
                 if let Some(first_install) = self.first_install {
@@ -518,7 +535,11 @@ impl Checker<'_> {
                 }
                 self.first_install.get_or_insert(index);
             }
-            Op::MemoryBarrier | Op::RegisterBuffers(_) | Op::QueueSqes(_) | Op::CloseFd(_) => {}
+            Op::MemoryBarrier
+            | Op::RegisterBuffers(_)
+            | Op::QueueSqes(_)
+            | Op::EnableRings(_)
+            | Op::CloseFd(_) => {}
         }
         Ok(())
     }
@@ -789,4 +810,53 @@ fn check_iovec(iovec: &Iovec) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// What is wrong with a `register_personalities` step's operands: ids
+/// outside the kernel's range or not ascending, nothing to register, or a
+/// next id the allocator cannot be left at by registering in order (below
+/// a recorded id: the ids wrapped).
+pub(crate) fn personalities_problem(register: &RegisterPersonalities) -> Option<String> {
+    use ringplan_kernel::abi::personality::{FIRST_ID, MAX_ID};
+    let mut previous = 0;
+    for personality in &register.personalities {
+        if !(FIRST_ID..=MAX_ID).contains(&personality.id) || personality.id <= previous {
+            return Some(format!(
+                "personality id {} is outside {FIRST_ID}..={MAX_ID} or not ascending",
+                personality.id
+            ));
+        }
+        previous = personality.id;
+    }
+    if register.next > MAX_ID + 1 || (register.personalities.is_empty() && register.next < 2) {
+        return Some(format!("next id {} cannot be restored", register.next));
+    }
+    if register.next <= previous {
+        return Some(format!(
+            "next id {} is not above id {previous}: the kernel's ids wrapped past {MAX_ID}, which registering in order cannot bring back",
+            register.next
+        ));
+    }
+    None
+}
+
+/// What is wrong with restrictions a step would register: opcodes
+/// repeated, out of order or beyond the kernel's bitmaps, flags that are
+/// not `IOSQE_*`.
+pub(crate) fn restrictions_problem(restrictions: &ringplan_image::Restrictions) -> Option<String> {
+    use ringplan_kernel::abi::restriction::{BITMAP_BITS, SQE_FLAGS_MASK};
+    for (what, ops) in [
+        ("register", &restrictions.register_ops),
+        ("SQE", &restrictions.sqe_ops),
+    ] {
+        if ops.windows(2).any(|pair| pair[0] >= pair[1])
+            || ops.iter().any(|op| u32::from(*op) >= BITMAP_BITS)
+        {
+            return Some(format!(
+                "{what} opcodes {ops:?} are not ascending opcodes below {BITMAP_BITS}"
+            ));
+        }
+    }
+    let flags = restrictions.sqe_flags_allowed | restrictions.sqe_flags_required;
+    (flags & !SQE_FLAGS_MASK != 0).then(|| format!("SQE flags {flags:#x} are not IOSQE_* flags"))
 }

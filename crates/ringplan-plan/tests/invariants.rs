@@ -23,6 +23,8 @@ fn all_scenarios() -> Vec<(&'static str, Image)> {
         ("attach_without_donor", scenarios::attach_without_donor()),
         ("wide", scenarios::wide(4, 100)),
         ("continuity", scenarios::continuity()),
+        ("personalities", scenarios::personalities()),
+        ("restricted", scenarios::restricted()),
     ]
 }
 
@@ -130,12 +132,15 @@ fn steps_run_in_phase_order() {
             | Op::SetupRing(_)
             | Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
+            | Op::RegisterPersonalities(_)
+            | Op::RegisterRestrictions(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => Some(0),
             Op::InstallFd(_) => Some(1),
             Op::MemoryBarrier => Some(2),
             Op::RegisterBuffers(_) => Some(3),
             Op::QueueSqes(_) => Some(4),
+            Op::EnableRings(_) => Some(5),
             Op::CloseFd(_) => None,
         };
         let phases: Vec<u8> = plan

@@ -38,11 +38,92 @@ fn wrong_image_format() {
 #[test]
 fn unsupported_image_version() {
     let mut image = one_ring(plain_ring(4));
-    image.version = 3;
+    image.version = 4;
     assert_eq!(
         message(&image),
-        "unsupported image version 3 (this planner reads versions 1 to 2)"
+        "unsupported image version 4 (this planner reads versions 1 to 3)"
     );
+}
+
+fn personality(id: u32) -> ringplan_image::Personality {
+    ringplan_image::Personality {
+        id,
+        uid: 0,
+        euid: 0,
+        suid: 0,
+        fsuid: 0,
+        gid: 0,
+        egid: 0,
+        sgid: 0,
+        fsgid: 0,
+        groups: Some(vec![]),
+        cap_inheritable: 0,
+        cap_permitted: 0,
+        cap_effective: 0,
+        cap_bounding: 0,
+        cap_ambient: 0,
+    }
+}
+
+#[test]
+fn personalities_whose_ids_wrapped_are_refused() {
+    let mut ring = plain_ring(4);
+    ring.personalities = vec![personality(3), personality(65535)];
+    ring.personality_next = 4;
+    assert_eq!(
+        message(&one_ring(ring)),
+        "ring #1: its personalities cannot be restored: next id 4 is not above id 65535: the \
+         kernel's ids wrapped past 65535, which registering in order cannot bring back"
+    );
+}
+
+#[test]
+fn unknown_personalities_and_restrictions_on_moved_positions_are_refused() {
+    let mut ring = plain_ring(4);
+    ring.unknown.push(ringplan_image::RingField::Personalities);
+    assert_eq!(
+        message(&one_ring(ring)),
+        "ring #1: personalities unknown (the image was dumped with the bpf backend), so the ring \
+         cannot be restored exactly"
+    );
+    // Restrictions on a ring whose positions NOPs must move.
+    let mut image = continuity();
+    if let ObjectKind::Ring(ring) = &mut image.objects[0].kind {
+        ring.restrictions = Some(ringplan_image::Restrictions {
+            register_ops: vec![],
+            sqe_ops: vec![0],
+            sqe_flags_allowed: 0,
+            sqe_flags_required: 0,
+        });
+    }
+    assert_eq!(
+        message(&image),
+        "ring #1: its restrictions cannot be restored: its positions are brought back by NOPs and \
+         MSG_RING submitted to it, which a ring must be enabled for, and restrictions can only be \
+         registered before"
+    );
+}
+
+#[test]
+fn personalities_are_registered_up_to_the_next_id_and_fillers_dropped() {
+    let mut ring = plain_ring(4);
+    ring.personalities = vec![personality(1), personality(3)];
+    ring.personality_next = 6;
+    let plan = ringplan_plan::compile(&one_ring(ring)).expect("compiles");
+    let register = plan
+        .steps
+        .iter()
+        .find_map(|step| match &step.op {
+            ringplan_plan::Op::RegisterPersonalities(register) => Some(register),
+            _ => None,
+        })
+        .expect("a register_personalities step");
+    assert_eq!(register.last_id(), 5);
+    let fillers: Vec<u32> = (1..=register.last_id())
+        .filter(|id| !register.is_recorded(*id))
+        .collect();
+    assert_eq!(fillers, vec![2, 4, 5]);
+    assert_eq!(register.next, 6);
 }
 
 #[test]

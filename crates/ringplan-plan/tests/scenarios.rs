@@ -58,6 +58,9 @@ pub fn plain_ring(sq_entries: u32) -> Ring {
         mappings: Vec::new(),
         unknown: Vec::new(),
         state: None,
+        personalities: Vec::new(),
+        personality_next: 0,
+        restrictions: None,
     }
 }
 
@@ -589,5 +592,66 @@ pub fn continuity() -> Image {
         ),
         ring_object(5, cloexec_fds(&[7]), twice),
         ring_object(6, cloexec_fds(&[8]), unmapped),
+    ])
+}
+
+/// A personality of root's credentials with `id`.
+pub fn root_personality(id: u32) -> Personality {
+    Personality {
+        id,
+        uid: 0,
+        euid: 0,
+        suid: 0,
+        fsuid: 0,
+        gid: 0,
+        egid: 0,
+        sgid: 0,
+        fsgid: 0,
+        groups: Some(vec![]),
+        cap_inheritable: 0,
+        cap_permitted: 0x1ff_ffff_ffff,
+        cap_effective: 0x1ff_ffff_ffff,
+        cap_bounding: 0x1ff_ffff_ffff,
+        cap_ambient: 0,
+    }
+}
+
+/// The continuity scenario with personalities on its first ring (which
+/// queues SQEs: they may name them): ids 1 and 3, next id 5.
+pub fn personalities() -> Image {
+    let mut image = continuity();
+    if let ObjectKind::Ring(ring) = &mut image.objects[0].kind {
+        ring.personalities = vec![root_personality(1), root_personality(3)];
+        ring.personality_next = 5;
+    }
+    image
+}
+
+/// Restrictions on two rings: one recorded still `R_DISABLED` (registered,
+/// left disabled) and one recorded enabled (set up disabled, enabled
+/// after its registrations); neither moves its positions.
+pub fn restricted() -> Image {
+    let restrictions = Restrictions {
+        register_ops: vec![2, 9, 12],
+        sqe_ops: vec![0, 22],
+        sqe_flags_allowed: 0x41,
+        sqe_flags_required: 0,
+    };
+    let mut disabled = plain_ring(4);
+    disabled.setup.flags = Some(SetupFlags::R_DISABLED.bits());
+    disabled.restrictions = Some(restrictions.clone());
+    let mut enabled = plain_ring(4);
+    enabled.restrictions = Some(restrictions);
+    enabled.files = slots(&[Some(3)]);
+    enabled.personalities = vec![root_personality(1)];
+    enabled.personality_next = 2;
+    image(vec![
+        ring_object(1, cloexec_fds(&[5]), disabled),
+        ring_object(2, cloexec_fds(&[6]), enabled),
+        file_object(
+            3,
+            fds(&[7]),
+            path_file("/tmp/data", FileType::Regular, 0o2, 0),
+        ),
     ])
 }

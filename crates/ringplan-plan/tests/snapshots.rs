@@ -141,3 +141,95 @@ fn continuity_json() {
         .expect("writing to memory cannot fail");
     assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
 }
+
+#[test]
+fn personalities_text() {
+    assert_snapshot!(text(&scenarios::personalities()));
+}
+
+#[test]
+fn personalities_dot() {
+    let plan = compile(&scenarios::personalities()).expect("the personalities scenario plans");
+    assert_snapshot!(plan.to_dot());
+}
+
+#[test]
+fn personalities_json() {
+    let plan = compile(&scenarios::personalities()).expect("the personalities scenario plans");
+    let mut json = Vec::new();
+    plan.write_json(&mut json, true)
+        .expect("writing to memory cannot fail");
+    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+}
+
+#[test]
+fn personalities_are_registered_before_the_queued_sqes_that_may_name_them() {
+    let plan = compile(&scenarios::personalities()).expect("the personalities scenario plans");
+    let position = |name: &str| {
+        plan.steps
+            .iter()
+            .position(|step| {
+                step.op.name() == name && step.object == Some(ringplan_image::ObjectId(1))
+            })
+            .unwrap_or_else(|| panic!("no {name} step"))
+    };
+    let register = position("register_personalities");
+    let queue = position("queue_sqes");
+    assert!(register < queue);
+    assert!(plan.steps[queue].after.contains(&(register as u32)));
+}
+
+#[test]
+fn restricted_text() {
+    assert_snapshot!(text(&scenarios::restricted()));
+}
+
+#[test]
+fn restricted_json() {
+    let plan = compile(&scenarios::restricted()).expect("the restricted scenario plans");
+    let mut json = Vec::new();
+    plan.write_json(&mut json, true)
+        .expect("writing to memory cannot fail");
+    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+}
+
+#[test]
+fn restrictions_come_while_disabled_and_enabling_after_every_registration() {
+    let plan = compile(&scenarios::restricted()).expect("the restricted scenario plans");
+    let position = |name: &str, ring: u32| {
+        plan.steps
+            .iter()
+            .position(|step| {
+                step.op.name() == name && step.object == Some(ringplan_image::ObjectId(ring))
+            })
+            .unwrap_or_else(|| panic!("no {name} step for #{ring}"))
+    };
+    for ring in [1, 2] {
+        let ringplan_plan::Op::SetupRing(setup) = &plan.steps[position("setup_ring", ring)].op
+        else {
+            panic!("setup_ring");
+        };
+        assert_ne!(
+            setup.flags & ringplan_image::SetupFlags::R_DISABLED.bits(),
+            0,
+            "#{ring} is set up disabled"
+        );
+        assert!(position("register_restrictions", ring) > position("setup_ring", ring));
+    }
+    // Ring #1 was recorded disabled: it stays so.
+    assert!(!plan
+        .steps
+        .iter()
+        .any(|step| step.op.name() == "enable_rings"
+            && step.object == Some(ringplan_image::ObjectId(1))));
+    let enable = position("enable_rings", 2);
+    for before in [
+        "register_files",
+        "register_personalities",
+        "register_restrictions",
+    ] {
+        let before = position(before, 2);
+        assert!(before < enable);
+        assert!(plan.steps[enable].after.contains(&(before as u32)));
+    }
+}

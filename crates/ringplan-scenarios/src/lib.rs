@@ -58,7 +58,8 @@ pub use stop::{StopSignal, StopSignals};
 
 /// A known io_uring state. The text form (`FromStr`/`Display`) is what
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
-/// `creator-closed:N`, `rings:N`, `mix`.
+/// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
+/// `restricted-enabled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -103,6 +104,19 @@ pub enum Scenario {
     CreatorClosed(usize),
     /// N independent plain rings of 8 entries. N >= 1.
     Rings(usize),
+    /// One plain ring (8 entries) with N personalities of the calling
+    /// thread's credentials and a gap: N + 1 registered (ids 1..=N+1),
+    /// then id 2 unregistered, so the ids are 1, 3, 4, ..., N+1 and the
+    /// next id is N+2. N >= 1.
+    Personalities(usize),
+    /// One plain ring (8 entries) set up `R_DISABLED`, with restrictions:
+    /// register opcodes `PERSONALITY` (9) and `ENABLE_RINGS` (12), SQE
+    /// opcodes `NOP` (0) and `READ` (22), SQE flags allowed
+    /// `IOSQE_FIXED_FILE|IOSQE_CQE_SKIP_SUCCESS` (0x41), none required;
+    /// left disabled.
+    Restricted,
+    /// [`Scenario::Restricted`], then enabled (`IORING_REGISTER_ENABLE_RINGS`).
+    RestrictedEnabled,
     /// A bit of everything:
     /// - ring A: `SQPOLL` (no `SQ_AFF`), 8 entries, idle 2000 ms, and a
     ///   `dup` of its fd (not close-on-exec);
@@ -128,6 +142,9 @@ impl Scenario {
             Scenario::Closed => "closed",
             Scenario::CreatorClosed(_) => "creator-closed",
             Scenario::Rings(_) => "rings",
+            Scenario::Personalities(_) => "personalities",
+            Scenario::Restricted => "restricted",
+            Scenario::RestrictedEnabled => "restricted-enabled",
             Scenario::Mix => "mix",
         }
     }
@@ -138,8 +155,13 @@ impl Scenario {
             | Scenario::Fanout(count)
             | Scenario::Files(count)
             | Scenario::CreatorClosed(count)
-            | Scenario::Rings(count) => Some(count),
-            Scenario::Seed | Scenario::Closed | Scenario::Mix => None,
+            | Scenario::Rings(count)
+            | Scenario::Personalities(count) => Some(count),
+            Scenario::Seed
+            | Scenario::Closed
+            | Scenario::Mix
+            | Scenario::Restricted
+            | Scenario::RestrictedEnabled => None,
         }
     }
 }
@@ -182,11 +204,14 @@ impl FromStr for Scenario {
             "seed" => without_count(Scenario::Seed),
             "closed" => without_count(Scenario::Closed),
             "mix" => without_count(Scenario::Mix),
+            "restricted" => without_count(Scenario::Restricted),
+            "restricted-enabled" => without_count(Scenario::RestrictedEnabled),
             "chain" => with_count("chain", Scenario::Chain),
             "fanout" => with_count("fanout", Scenario::Fanout),
             "files" => with_count("files", Scenario::Files),
             "creator-closed" => with_count("creator-closed", Scenario::CreatorClosed),
             "rings" => with_count("rings", Scenario::Rings),
+            "personalities" => with_count("personalities", Scenario::Personalities),
             _ => Err(ScenarioError::UnknownScenario {
                 given: text.to_owned(),
             }),
@@ -290,6 +315,9 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         Scenario::Closed => built.build_closed()?,
         Scenario::CreatorClosed(count) => built.build_creator_closed(count)?,
         Scenario::Rings(count) => built.build_rings(count)?,
+        Scenario::Personalities(count) => built.build_personalities(count)?,
+        Scenario::Restricted => built.build_restricted(false)?,
+        Scenario::RestrictedEnabled => built.build_restricted(true)?,
         Scenario::Mix => built.build_mix()?,
     }
     built.closed_fds.sort_unstable();
@@ -420,6 +448,43 @@ impl Built {
                 &format!("rings:{count}, ring {index}"),
             )?);
         }
+        Ok(())
+    }
+
+    fn build_personalities(&mut self, count: usize) -> Result<(), ScenarioError> {
+        let limit = ringplan_kernel::abi::personality::MAX_ID as usize;
+        if count >= limit {
+            return Err(ScenarioError::BadCount {
+                name: "personalities",
+                given: count.to_string(),
+            });
+        }
+        let mut ring =
+            ScenarioRing::set_up(&RingRequest::plain(8), &format!("personalities:{count}"))?;
+        for _ in 0..=count {
+            ring.register_personality()?;
+        }
+        ring.unregister_personality(2)?;
+        self.rings.push(ring);
+        Ok(())
+    }
+
+    fn build_restricted(&mut self, enable: bool) -> Result<(), ScenarioError> {
+        let request = RingRequest {
+            flags: IoringSetupFlags::R_DISABLED,
+            ..RingRequest::plain(8)
+        };
+        let mut ring = ScenarioRing::set_up(&request, "restricted")?;
+        ring.register_restrictions(ring::ScenarioRestrictions {
+            register_ops: vec![9, 12],
+            sqe_ops: vec![0, 22],
+            sqe_flags_allowed: 0x41,
+            sqe_flags_required: 0,
+        })?;
+        if enable {
+            ring.enable()?;
+        }
+        self.rings.push(ring);
         Ok(())
     }
 
@@ -602,6 +667,14 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
         "mappings": ring.mappings.iter()
             .map(|mapping| json!({ "region": mapping.region.name(), "addr": mapping.addr, "len": mapping.len }))
             .collect::<Vec<_>>(),
+        "personalities": ring.personalities,
+        "personality_next": ring.personality_next,
+        "restrictions": ring.restrictions.as_ref().map(|r| json!({
+            "register_ops": r.register_ops,
+            "sqe_ops": r.sqe_ops,
+            "sqe_flags_allowed": r.sqe_flags_allowed,
+            "sqe_flags_required": r.sqe_flags_required,
+        })),
     })
 }
 

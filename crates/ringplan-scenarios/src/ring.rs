@@ -138,6 +138,22 @@ pub(crate) struct ScenarioRing {
     pub files: Vec<Option<FileSlot>>,
     /// The registered buffer table as `(addr, len)`, one entry per slot.
     pub buffers: Vec<Option<(u64, u64)>>,
+    /// The ids of the personalities registered and not unregistered, in
+    /// ascending order, and the id the kernel tries next.
+    pub personalities: Vec<u32>,
+    pub personality_next: u32,
+    /// What `IORING_REGISTER_RESTRICTIONS` registered, if anything.
+    pub restrictions: Option<ScenarioRestrictions>,
+}
+
+/// Restrictions as a scenario registers them: allowed register opcodes,
+/// allowed SQE opcodes, SQE flags allowed and required.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScenarioRestrictions {
+    pub register_ops: Vec<u8>,
+    pub sqe_ops: Vec<u8>,
+    pub sqe_flags_allowed: u8,
+    pub sqe_flags_required: u8,
 }
 
 /// `struct iovec` for `IORING_REGISTER_BUFFERS`. `std::io::IoSlice` has the
@@ -195,7 +211,113 @@ impl ScenarioRing {
             eventfd: None,
             files: Vec::new(),
             buffers: Vec::new(),
+            personalities: Vec::new(),
+            personality_next: 0,
+            restrictions: None,
         })
+    }
+
+    /// `IORING_REGISTER_RESTRICTIONS` on an `R_DISABLED` ring: one
+    /// `struct io_uring_restriction` (16 bytes: `u16 opcode`, the `u8`
+    /// operand, padding) per allowed opcode and per flag set.
+    pub(crate) fn register_restrictions(
+        &mut self,
+        restrictions: ScenarioRestrictions,
+    ) -> Result<(), ScenarioError> {
+        use ringplan_kernel::abi::restriction as r;
+        let mut entries: Vec<(u16, u8)> = Vec::new();
+        entries.extend(
+            restrictions
+                .register_ops
+                .iter()
+                .map(|op| (r::RESTRICTION_REGISTER_OP, *op)),
+        );
+        entries.extend(
+            restrictions
+                .sqe_ops
+                .iter()
+                .map(|op| (r::RESTRICTION_SQE_OP, *op)),
+        );
+        entries.push((
+            r::RESTRICTION_SQE_FLAGS_ALLOWED,
+            restrictions.sqe_flags_allowed,
+        ));
+        entries.push((
+            r::RESTRICTION_SQE_FLAGS_REQUIRED,
+            restrictions.sqe_flags_required,
+        ));
+        let mut bytes = Vec::with_capacity(entries.len() * r::RESTRICTION_SIZE);
+        for (opcode, operand) in &entries {
+            let mut entry = [0u8; r::RESTRICTION_SIZE];
+            entry[..2].copy_from_slice(&opcode.to_ne_bytes());
+            entry[2] = *operand;
+            bytes.extend_from_slice(&entry);
+        }
+        let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        // SAFETY: `count` restriction entries laid out as the uapi's
+        // struct, read by the kernel during the call only.
+        unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::RegisterRestrictions,
+                bytes.as_ptr().cast(),
+                count,
+            )
+        }
+        .map_err(|errno| self.register_error("IORING_REGISTER_RESTRICTIONS", errno))?;
+        self.restrictions = Some(restrictions);
+        Ok(())
+    }
+
+    /// `IORING_REGISTER_ENABLE_RINGS`: the kernel clears `R_DISABLED`.
+    pub(crate) fn enable(&mut self) -> Result<(), ScenarioError> {
+        // SAFETY: the opcode takes no argument (NULL, 0).
+        unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::RegisterEnableRings,
+                ptr::null(),
+                0,
+            )
+        }
+        .map_err(|errno| self.register_error("IORING_REGISTER_ENABLE_RINGS", errno))?;
+        self.flags.remove(IoringSetupFlags::R_DISABLED);
+        Ok(())
+    }
+
+    /// `IORING_REGISTER_PERSONALITY`: the calling thread's credentials
+    /// under the id the kernel gives, which is returned.
+    pub(crate) fn register_personality(&mut self) -> Result<u32, ScenarioError> {
+        // SAFETY: the opcode takes no argument (NULL, 0).
+        let id = unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::RegisterPersonality,
+                ptr::null(),
+                0,
+            )
+        }
+        .map_err(|errno| self.register_error("IORING_REGISTER_PERSONALITY", errno))?;
+        self.personalities.push(id);
+        self.personalities.sort_unstable();
+        self.personality_next = id + 1;
+        Ok(id)
+    }
+
+    /// `IORING_UNREGISTER_PERSONALITY` of `id`.
+    pub(crate) fn unregister_personality(&mut self, id: u32) -> Result<(), ScenarioError> {
+        // SAFETY: the opcode takes no pointer; nr_args is the id.
+        unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::UnregisterPersonality,
+                ptr::null(),
+                id,
+            )
+        }
+        .map_err(|errno| self.register_error("IORING_UNREGISTER_PERSONALITY", errno))?;
+        self.personalities.retain(|kept| *kept != id);
+        Ok(())
     }
 
     /// The ring's open fd; an error if the scenario already closed it.

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use ringplan_image::{Buffer, Cqe, RingPositions};
+use ringplan_image::{Buffer, Cqe, Personality, Restrictions, RingPositions};
 use ringplan_kernel::abi::limits::{MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
 use ringplan_kernel::abi::SetupFlags;
 
@@ -17,8 +17,8 @@ use super::local_fds::{copy_target_fd, fd_number};
 use super::page_frames::PageFrames;
 use super::records::{
     self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
-    InFlightCounters, Layout, OverflowCqeRecord, PendingRequestRecord, Record, Records, RingRecord,
-    Role, Table,
+    InFlightCounters, Layout, OverflowCqeRecord, PendingRequestRecord, Record, Records,
+    RestrictionWords, RingRecord, Role, Table,
 };
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
@@ -64,6 +64,8 @@ pub(super) struct RingFacts {
     overflow: Vec<OverflowCqeRecord>,
     /// The pending requests as their records came.
     pending: Vec<PendingRequestRecord>,
+    /// The personalities by ordinal, as their chunks fill them.
+    personalities: Vec<Option<Personality>>,
     /// Chunks answered, by (table, start): a re-shown chunk is applied once.
     pub(super) answered: HashSet<(Table, u32)>,
 }
@@ -82,6 +84,11 @@ impl RingFacts {
                 Table::Buffers,
                 self.header.buffer_slots,
                 records::BUFFER_SLOTS_PER_CHUNK,
+            ),
+            (
+                Table::Personalities,
+                self.header.personalities.map_or(0, |(count, _)| count),
+                records::PERSONALITIES_PER_CHUNK,
             ),
         ] {
             let mut start = 0;
@@ -194,6 +201,7 @@ impl Reading {
             buffers: vec![None; header.buffer_slots as usize],
             overflow: Vec::new(),
             pending: Vec::new(),
+            personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             answered: HashSet::new(),
         });
         Ok(())
@@ -240,6 +248,16 @@ impl Reading {
                 Record::BufferSlot(slot) => {
                     let ring = slot_target(&current, Table::Buffers, slot.index)?;
                     self.add_buffer_slot(ring, &slot)?;
+                }
+                Record::Personality(personality) => {
+                    let ring = slot_target(&current, Table::Personalities, personality.index)?;
+                    if let Some(entry) = self
+                        .rings
+                        .get_mut(&ring)
+                        .and_then(|facts| facts.personalities.get_mut(personality.index as usize))
+                    {
+                        *entry = Some(personality.personality);
+                    }
                 }
                 Record::OverflowCqe(cqe) => self.add_overflow_cqe(&cqe)?,
                 Record::PendingRequest(request) => self.add_pending_request(&request)?,
@@ -344,6 +362,7 @@ impl Reading {
         let expected_size = match table {
             Table::Files => ring.header.file_slots,
             Table::Buffers => ring.header.buffer_slots,
+            Table::Personalities => ring.header.personalities.map_or(0, |(count, _)| count),
         };
         // A speculative first chunk asks for more than the table may hold.
         let expected_scanned = count.min(expected_size.saturating_sub(start));
@@ -360,8 +379,8 @@ impl Reading {
             return Err(BpfError::TargetChanged {
                 pid,
                 what: format!(
-                    "ring {:#x}'s {} table has {} slots now, {} when its header was read",
-                    chunk.ctx, chunk.table, chunk.table_size, expected_size
+                    "ring {:#x}'s {} table has {} slots now ({} read from {}), {} when its header was read",
+                    chunk.ctx, chunk.table, chunk.table_size, chunk.scanned, chunk.start, expected_size
                 ),
             });
         }
@@ -522,7 +541,14 @@ impl Reading {
                 } else {
                     None
                 };
+                let personalities = personalities_of(&header, facts.personalities);
+                let restrictions = match header.restrictions {
+                    Some(words) => Known::Known(restrictions_of(words)),
+                    None => Known::Unknown,
+                };
                 let ring = RawRing {
+                    personalities,
+                    restrictions,
                     inode: Some(header.inode_number),
                     flags: Some(header.flags),
                     sq_entries: header.sq_entries,
@@ -574,6 +600,40 @@ impl Reading {
             in_flight,
         }
     }
+}
+
+/// A ring's personalities in id order and its next id, when the walk
+/// reached the end and every chunk filled its ordinals with ascending ids
+/// (else unknown: the xarray changed between chunks).
+fn personalities_of(
+    header: &RingRecord,
+    by_ordinal: Vec<Option<Personality>>,
+) -> Known<(Vec<Personality>, u32)> {
+    let Some((_, next)) = header.personalities else {
+        return Known::Unknown;
+    };
+    let Some(personalities) = by_ordinal.into_iter().collect::<Option<Vec<_>>>() else {
+        return Known::Unknown;
+    };
+    if personalities
+        .windows(2)
+        .any(|pair| pair[0].id >= pair[1].id)
+    {
+        return Known::Unknown;
+    }
+    Known::Known((personalities, next))
+}
+
+/// `ctx->restrictions` as the image holds them: `None` when none were
+/// registered.
+fn restrictions_of(words: RestrictionWords) -> Option<Restrictions> {
+    let bits = |word: u64| -> Vec<u8> { (0..64u8).filter(|bit| word >> bit & 1 != 0).collect() };
+    words.registered.then(|| Restrictions {
+        register_ops: bits(words.register_op),
+        sqe_ops: bits(words.sqe_op),
+        sqe_flags_allowed: words.sqe_flags_allowed,
+        sqe_flags_required: words.sqe_flags_required,
+    })
 }
 
 /// A ring's requests in flight, from the counters its kernel has.
@@ -850,6 +910,8 @@ mod tests {
             page_struct_size: 0,
             in_flight: InFlightCounters::Unknown,
             pending_listed: None,
+            personalities: None,
+            restrictions: None,
         };
         let at_rest = RingPositions {
             sq_head: u32::MAX,
@@ -901,6 +963,8 @@ mod tests {
             page_struct_size: 0,
             in_flight,
             pending_listed: None,
+            personalities: None,
+            restrictions: None,
         };
         // 6.16+: allocated less the free cache.
         let allocated = InFlightCounters::Allocated {
@@ -971,6 +1035,8 @@ mod tests {
             page_struct_size: 0,
             in_flight: InFlightCounters::Unknown,
             pending_listed: None,
+            personalities: None,
+            restrictions: None,
         };
         let facts = RingFacts {
             header,
@@ -979,6 +1045,7 @@ mod tests {
             buffers: Vec::new(),
             overflow: Vec::new(),
             pending: Vec::new(),
+            personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             answered: HashSet::new(),
         };
         let chunks: Vec<(Table, u32, u32)> = facts

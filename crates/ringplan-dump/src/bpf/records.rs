@@ -42,6 +42,13 @@ const KIND_PENDING_REQUEST: u32 = records_h::rp_record_kind::RP_RECORD_PENDING_R
 const STATE_ALLOCATED: u32 = records_h::rp_state_known::RP_STATE_ALLOCATED.0;
 const STATE_DRAIN_SEQUENCE: u32 = records_h::rp_state_known::RP_STATE_DRAIN_SEQUENCE.0;
 const STATE_PENDING: u32 = records_h::rp_state_known::RP_STATE_PENDING.0;
+const STATE_PERSONALITIES: u32 = records_h::rp_state_known::RP_STATE_PERSONALITIES.0;
+const STATE_RESTRICTIONS: u32 = records_h::rp_state_known::RP_STATE_RESTRICTIONS.0;
+const KIND_PERSONALITY: u32 = records_h::rp_record_kind::RP_RECORD_PERSONALITY.0;
+/// `RP_PERSONALITIES_PER_CHUNK`: the most personalities one chunk reads.
+pub(crate) const PERSONALITIES_PER_CHUNK: u32 = records_h::rp_limits::RP_PERSONALITIES_PER_CHUNK.0;
+/// `RP_MAX_GROUPS`: the supplementary groups a personality record carries.
+const MAX_GROUPS: u32 = records_h::rp_limits::RP_MAX_GROUPS.0;
 
 /// `RP_READ_BUFFER_SIZE`: the read() size that keeps the kernel from
 /// re-showing an object (see the sizing note in ringplan_records.h).
@@ -84,6 +91,8 @@ unsafe impl HeaderStruct for records_h::rp_probe_record {}
 unsafe impl HeaderStruct for records_h::rp_overflow_cqe_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_pending_request_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_personality_record {}
 
 /// The `T` at the start of `bytes`, or an error when `bytes` is shorter.
 fn read_struct<T: HeaderStruct>(bytes: &[u8]) -> Result<T, &'static str> {
@@ -145,6 +154,8 @@ impl Layout {
 pub(crate) enum Table {
     Files,
     Buffers,
+    /// By ordinal: the n-th personality in id order.
+    Personalities,
 }
 
 impl Table {
@@ -152,6 +163,7 @@ impl Table {
         match self {
             Table::Files => records_h::rp_table::RP_TABLE_FILES.0,
             Table::Buffers => records_h::rp_table::RP_TABLE_BUFFERS.0,
+            Table::Personalities => records_h::rp_table::RP_TABLE_PERSONALITIES.0,
         }
     }
 
@@ -159,6 +171,7 @@ impl Table {
         match records_h::rp_table(raw) {
             records_h::rp_table::RP_TABLE_FILES => Ok(Table::Files),
             records_h::rp_table::RP_TABLE_BUFFERS => Ok(Table::Buffers),
+            records_h::rp_table::RP_TABLE_PERSONALITIES => Ok(Table::Personalities),
             _ => Err("unknown table"),
         }
     }
@@ -169,6 +182,7 @@ impl fmt::Display for Table {
         f.write_str(match self {
             Table::Files => "file",
             Table::Buffers => "buffer",
+            Table::Personalities => "personality",
         })
     }
 }
@@ -268,6 +282,28 @@ pub(crate) struct RingRecord {
     /// How many pending request records came before this record, when
     /// `RP_STATE_PENDING` says they are all of them.
     pub pending_listed: Option<u32>,
+    /// How many personalities the ring has and `ctx->pers_next`, when
+    /// `RP_STATE_PERSONALITIES` says the walk reached the end.
+    pub personalities: Option<(u32, u32)>,
+    /// `ctx->restrictions`, when `RP_STATE_RESTRICTIONS` says it was read.
+    pub restrictions: Option<RestrictionWords>,
+}
+
+/// `ctx->restrictions` as the ring record carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RestrictionWords {
+    pub register_op: u64,
+    pub sqe_op: u64,
+    pub sqe_flags_allowed: u8,
+    pub sqe_flags_required: u8,
+    pub registered: bool,
+}
+
+/// `struct rp_personality_record`: one personality, by its ordinal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PersonalityRecord {
+    pub index: u32,
+    pub personality: ringplan_image::Personality,
 }
 
 /// The counters from which the requests in flight are told.
@@ -369,6 +405,7 @@ pub(crate) enum Record<'a> {
     Probe(ProbeRecord),
     OverflowCqe(OverflowCqeRecord),
     PendingRequest(PendingRequestRecord),
+    Personality(PersonalityRecord),
 }
 
 /// A record that does not parse.
@@ -454,6 +491,9 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
         KIND_PENDING_REQUEST => {
             PendingRequestRecord::from_c(read_exact(record)?).map(Record::PendingRequest)
         }
+        KIND_PERSONALITY => Ok(Record::Personality(PersonalityRecord::from_c(read_exact(
+            record,
+        )?))),
         _ => Err("unknown kind"),
     }
 }
@@ -555,6 +595,15 @@ impl RingRecord {
                 InFlightCounters::Unknown
             },
             pending_listed: (raw.state_known & STATE_PENDING != 0).then_some(raw.pending_listed),
+            personalities: (raw.state_known & STATE_PERSONALITIES != 0)
+                .then_some((raw.personality_count, raw.personality_next)),
+            restrictions: (raw.state_known & STATE_RESTRICTIONS != 0).then_some(RestrictionWords {
+                register_op: raw.restriction_register_op,
+                sqe_op: raw.restriction_sqe_op,
+                sqe_flags_allowed: (raw.restriction_flags & 0xff) as u8,
+                sqe_flags_required: ((raw.restriction_flags >> 8) & 0xff) as u8,
+                registered: raw.restriction_flags & (1 << 16) != 0,
+            }),
         })
     }
 }
@@ -578,6 +627,36 @@ impl PendingRequestRecord {
             opcode: u8::try_from(raw.opcode).map_err(|_| "opcode past 255")?,
             waits_in,
         })
+    }
+}
+
+impl PersonalityRecord {
+    fn from_c(raw: records_h::rp_personality_record) -> PersonalityRecord {
+        // More groups than the record carries: the groups are unknown.
+        let groups = u32::try_from(raw.ngroups)
+            .ok()
+            .filter(|count| *count <= MAX_GROUPS)
+            .map(|count| raw.groups[..count as usize].to_vec());
+        PersonalityRecord {
+            index: raw.index,
+            personality: ringplan_image::Personality {
+                id: raw.id,
+                uid: raw.uid,
+                euid: raw.euid,
+                suid: raw.suid,
+                fsuid: raw.fsuid,
+                gid: raw.gid,
+                egid: raw.egid,
+                sgid: raw.sgid,
+                fsgid: raw.fsgid,
+                groups,
+                cap_inheritable: raw.cap_inheritable,
+                cap_permitted: raw.cap_permitted,
+                cap_effective: raw.cap_effective,
+                cap_bounding: raw.cap_bounding,
+                cap_ambient: raw.cap_ambient,
+            },
+        }
     }
 }
 

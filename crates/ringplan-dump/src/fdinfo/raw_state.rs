@@ -191,6 +191,10 @@ impl StateBuilder {
             // CQE32, NO_SQARRAY), the SQ flags or the owner: the state is
             // unknown rather than half read.
             state: None,
+            // fdinfo lists personalities with CapEff only, and no
+            // restrictions.
+            personalities: Known::Unknown,
+            restrictions: Known::Unknown,
         }
     }
 }

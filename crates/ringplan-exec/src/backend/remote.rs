@@ -330,14 +330,20 @@ impl Backend for RemoteBackend<'_> {
         opcode: IoringRegisterOp,
         arg: &[u8],
         count: u32,
-    ) -> Result<(), Errno> {
-        self.with_memory(arg, 0, |this, addr| {
+    ) -> Result<u32, Errno> {
+        let call = |this: &mut Self, addr: u64| {
             this.call(
                 libc::SYS_io_uring_register,
                 [ring as u64, opcode as u64, addr, u64::from(count), 0, 0],
             )
-        })
-        .map(drop)
+        };
+        // No argument: NULL, as the personality opcodes require.
+        let returned = if arg.is_empty() {
+            call(self, 0)?
+        } else {
+            self.with_memory(arg, 0, call)?.0
+        };
+        u32::try_from(returned).map_err(|_| Errno::RANGE)
     }
 
     fn fcntl_dupfd_cloexec(&mut self, fd: RawFd, floor: RawFd) -> Result<RemoteFd, Errno> {

@@ -133,6 +133,10 @@ pub(crate) fn preflight_in(
     }
     // Ring memory placed at the program's addresses, in the target.
     let places_ring_memory = continuity::check_continuity_in(plan, options, pid)?;
+    super::personalities::check_personalities(plan, options, |owner| {
+        ringplan_kernel::procfs::credentials::read_thread(process, owner.unwrap_or(pid))
+            .map_err(|error| unavailable(&error))
+    })?;
     let features = kernel::ask_kernel(&needs.flag_sets, needs.uses_async_eventfd)?;
     Ok(PreflightReport {
         needed_fds: plan.needed_fds.clone(),

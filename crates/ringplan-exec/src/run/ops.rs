@@ -7,8 +7,8 @@ use std::os::fd::RawFd;
 
 use ringplan_image::{FileType, ObjectId, SetupFlags};
 use ringplan_plan::{
-    CloseFd, CreateEventfd, ExternalInput, InstallFd, OpenFile, RegisterBuffers, RegisterEventfd,
-    RegisterFiles, SetupRing,
+    CloseFd, CreateEventfd, EnableRings, ExternalInput, InstallFd, OpenFile, RegisterBuffers,
+    RegisterEventfd, RegisterFiles, RegisterPersonalities, RegisterRestrictions, SetupRing,
 };
 use rustix::event::EventfdFlags;
 use rustix::fs::{Mode, OFlags};
@@ -250,6 +250,7 @@ impl<B: Backend> Run<'_, B> {
         // One int holding an open eventfd, as the opcode takes.
         self.backend
             .io_uring_register(ring, opcode, &eventfd.to_ne_bytes(), 1)
+            .map(drop)
             .map_err(fail(call))
     }
 
@@ -272,7 +273,97 @@ impl<B: Backend> Run<'_, B> {
         // references during the call.
         self.backend
             .io_uring_register(ring, IoringRegisterOp::RegisterFiles, &table, count)
+            .map(drop)
             .map_err(fail("IORING_REGISTER_FILES"))
+    }
+
+    /// `register_personalities`: `IORING_REGISTER_PERSONALITY` for every id
+    /// from 1 to the last one on the new ring (the kernel gives them in
+    /// order there: each must come back as expected), then
+    /// `IORING_UNREGISTER_PERSONALITY` of the fillers. The personalities
+    /// live in the ring, so an undo that closes the ring undoes them.
+    pub(super) fn register_personalities(
+        &mut self,
+        register: &RegisterPersonalities,
+    ) -> Result<(), Failure> {
+        let ring = self.handle(register.ring_handle)?;
+        for expected in 1..=register.last_id() {
+            let id = self
+                .backend
+                .io_uring_register(ring, IoringRegisterOp::RegisterPersonality, &[], 0)
+                .map_err(fail("IORING_REGISTER_PERSONALITY"))?;
+            if id != expected {
+                // The ring had personalities already: not a new ring.
+                return Err(Failure {
+                    call: "IORING_REGISTER_PERSONALITY (the kernel gave another id)",
+                    errno: Errno::EXIST,
+                });
+            }
+        }
+        for filler in (1..=register.last_id()).filter(|id| !register.is_recorded(*id)) {
+            self.backend
+                .io_uring_register(ring, IoringRegisterOp::UnregisterPersonality, &[], filler)
+                .map_err(fail("IORING_UNREGISTER_PERSONALITY"))?;
+        }
+        Ok(())
+    }
+
+    /// `register_restrictions`: one `IORING_REGISTER_RESTRICTIONS` call
+    /// with one `struct io_uring_restriction` per allowed opcode and one
+    /// per flag set, on a ring set up `R_DISABLED`.
+    pub(super) fn register_restrictions(
+        &mut self,
+        register: &RegisterRestrictions,
+    ) -> Result<(), Failure> {
+        use ringplan_kernel::abi::restriction as r;
+        let restrictions = &register.restrictions;
+        let mut entries: Vec<(u16, u8)> = Vec::new();
+        entries.extend(
+            restrictions
+                .register_ops
+                .iter()
+                .map(|op| (r::RESTRICTION_REGISTER_OP, *op)),
+        );
+        entries.extend(
+            restrictions
+                .sqe_ops
+                .iter()
+                .map(|op| (r::RESTRICTION_SQE_OP, *op)),
+        );
+        entries.push((
+            r::RESTRICTION_SQE_FLAGS_ALLOWED,
+            restrictions.sqe_flags_allowed,
+        ));
+        entries.push((
+            r::RESTRICTION_SQE_FLAGS_REQUIRED,
+            restrictions.sqe_flags_required,
+        ));
+        let mut bytes = Vec::with_capacity(entries.len() * r::RESTRICTION_SIZE);
+        for (opcode, operand) in &entries {
+            let mut entry = [0u8; r::RESTRICTION_SIZE];
+            entry[..2].copy_from_slice(&opcode.to_ne_bytes());
+            entry[2] = *operand;
+            bytes.extend_from_slice(&entry);
+        }
+        let count = u32::try_from(entries.len()).map_err(|_| Failure {
+            call: "IORING_REGISTER_RESTRICTIONS",
+            errno: Errno::INVAL,
+        })?;
+        let ring = self.handle(register.ring_handle)?;
+        self.backend
+            .io_uring_register(ring, IoringRegisterOp::RegisterRestrictions, &bytes, count)
+            .map(drop)
+            .map_err(fail("IORING_REGISTER_RESTRICTIONS"))
+    }
+
+    /// `enable_rings`: `IORING_REGISTER_ENABLE_RINGS` (in the ring's
+    /// recorded owner thread for `SINGLE_ISSUER`: enabling binds it).
+    pub(super) fn enable_rings(&mut self, enable: &EnableRings) -> Result<(), Failure> {
+        let ring = self.handle(enable.ring_handle)?;
+        self.backend
+            .io_uring_register(ring, IoringRegisterOp::RegisterEnableRings, &[], 0)
+            .map(drop)
+            .map_err(fail("IORING_REGISTER_ENABLE_RINGS"))
     }
 
     /// `memory_barrier`: the task's memory is put in place. Its error is
@@ -309,6 +400,7 @@ impl<B: Backend> Run<'_, B> {
         // submitted.
         self.backend
             .io_uring_register(ring, IoringRegisterOp::RegisterBuffers, &iovecs, count)
+            .map(drop)
             .map_err(fail("IORING_REGISTER_BUFFERS"))
     }
 

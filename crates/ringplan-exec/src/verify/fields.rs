@@ -186,6 +186,34 @@ impl<'a> FieldComparison<'a> {
                 format!("{:?}", got.buffers),
             );
         }
+        if ring.personalities != got.personalities || ring.personality_next != got.personality_next
+        {
+            let ids = |ring: &Ring| {
+                let ids: Vec<u32> = ring.personalities.iter().map(|p| p.id).collect();
+                format!("ids {ids:?}, next id {}", ring.personality_next)
+            };
+            if ids(ring) != ids(got) {
+                differ.differ("personalities", ids(ring), ids(got));
+            } else {
+                // Same ids: say which credentials differ.
+                for (want, have) in ring.personalities.iter().zip(&got.personalities) {
+                    if want != have {
+                        differ.differ(
+                            &format!("personality {}", want.id),
+                            format!("{want:?}"),
+                            format!("{have:?}"),
+                        );
+                    }
+                }
+            }
+        }
+        if ring.restrictions != got.restrictions {
+            differ.differ(
+                "restrictions",
+                format!("{:?}", ring.restrictions),
+                format!("{:?}", got.restrictions),
+            );
+        }
         if continuous {
             // Its memory is placed, not a mapping of the ring fd: the
             // state comparison checks its addresses.

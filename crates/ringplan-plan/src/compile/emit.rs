@@ -99,6 +99,32 @@ impl GraphBuilder<'_> {
                 ring_handle: ring_handle(index),
                 slots: self.file_slots(index, handle_of),
             }),
+            NodeKind::RegisterPersonalities(index) => {
+                let (personalities, next) = ring_at(analysis.image, index)
+                    .map(|ring| (ring.personalities.clone(), ring.personality_next))
+                    .unwrap_or_default();
+                Op::RegisterPersonalities(RegisterPersonalities {
+                    ring_handle: ring_handle(index),
+                    personalities,
+                    next,
+                })
+            }
+            NodeKind::RegisterRestrictions(index) => {
+                Op::RegisterRestrictions(RegisterRestrictions {
+                    ring_handle: ring_handle(index),
+                    restrictions: ring_at(analysis.image, index)
+                        .and_then(|ring| ring.restrictions.clone())
+                        .unwrap_or(ringplan_image::Restrictions {
+                            register_ops: Vec::new(),
+                            sqe_ops: Vec::new(),
+                            sqe_flags_allowed: 0,
+                            sqe_flags_required: 0,
+                        }),
+                })
+            }
+            NodeKind::EnableRings(index) => Op::EnableRings(EnableRings {
+                ring_handle: ring_handle(index),
+            }),
             NodeKind::PlaceMemory(index) => match self.continuity_of(index) {
                 Some(continuity) => Op::PlaceRingMemory(continuity.memory.clone()),
                 None => Op::MemoryBarrier,
@@ -170,9 +196,17 @@ impl GraphBuilder<'_> {
                     let place = self.place_memory_nodes[index];
                     (place != u32::MAX).then(|| handle_of(place).0)
                 });
+                // Restrictions are registered only while a ring is
+                // R_DISABLED: one recorded enabled is set up disabled and
+                // enabled by its `enable_rings` step.
+                let disabled = if ring.restrictions.is_some() {
+                    ringplan_image::SetupFlags::R_DISABLED.bits()
+                } else {
+                    0
+                };
                 Op::SetupRing(SetupRing {
                     // Analysis refused rings with unknown flags.
-                    flags: setup.flags.unwrap_or(0),
+                    flags: setup.flags.unwrap_or(0) | disabled,
                     sq_entries: setup.sq_entries,
                     cq_entries: setup.cq_entries,
                     sq_thread_cpu: setup.sq_thread_cpu,

@@ -30,10 +30,13 @@ pub(super) mod phase {
     /// Queue SQEs: after every fd is installed, the memory is in place and
     /// buffers are registered, since an SQ thread consumes them at once.
     pub const QUEUE: u8 = 5;
-    /// Close the temporaries of rings that registered buffers or queued
-    /// SQEs.
-    pub const RELEASE_LATE_RINGS: u8 = 6;
-    pub const COUNT: usize = 7;
+    /// Enable rings set up `R_DISABLED` for their restrictions: after
+    /// every registration and queued SQE (restrictions then apply).
+    pub const ENABLE: u8 = 6;
+    /// Close the temporaries of rings that registered buffers, queued
+    /// SQEs or were enabled.
+    pub const RELEASE_LATE_RINGS: u8 = 7;
+    pub const COUNT: usize = 8;
 }
 
 /// Within a build-phase unit (one ring and what it uses first), the order of
@@ -49,9 +52,11 @@ pub(super) mod rank {
     pub const OPEN_FILE: u8 = 5;
     pub const REGISTER_EVENTFD: u8 = 6;
     pub const REGISTER_FILES: u8 = 7;
-    pub const CLOSE_TEMPORARY_RING: u8 = 8;
-    pub const CLOSE: u8 = 9;
-    pub const COUNT: usize = 10;
+    pub const REGISTER_PERSONALITIES: u8 = 8;
+    pub const REGISTER_RESTRICTIONS: u8 = 9;
+    pub const CLOSE_TEMPORARY_RING: u8 = 10;
+    pub const CLOSE: u8 = 11;
+    pub const COUNT: usize = 12;
 }
 
 /// `(phase, unit, rank, sub, node)` packed into one integer, smallest
@@ -71,6 +76,9 @@ pub(super) enum NodeKind {
         eventfd: u32,
     },
     RegisterFiles(u32),
+    RegisterPersonalities(u32),
+    RegisterRestrictions(u32),
+    EnableRings(u32),
     PlaceMemory(u32),
     RestoreCompletions(u32),
     QueueSqes(u32),
@@ -109,7 +117,7 @@ fn estimate_sizes(analysis: &Analysis<'_>) -> (usize, usize) {
     let fds = analysis.needed_fds.len();
     let rings = analysis.rings.len();
     let temporaries = analysis.temporaries.len();
-    let nodes = 1 + 2 * objects + fds + 6 * rings + 2 * temporaries;
+    let nodes = 1 + 2 * objects + fds + 7 * rings + 2 * temporaries;
     let edges = objects + 2 * fds + 20 * rings + 2 * analysis.file_slot_count + temporaries;
     (nodes, edges)
 }
@@ -126,6 +134,9 @@ pub(super) struct GraphBuilder<'a> {
     register_eventfd_nodes: Vec<u32>,
     register_files_nodes: Vec<u32>,
     register_buffers_nodes: Vec<u32>,
+    register_personalities_nodes: Vec<u32>,
+    register_restrictions_nodes: Vec<u32>,
+    enable_nodes: Vec<u32>,
     /// Per ring restored continuously: its place_ring_memory,
     /// restore_completions and queue_sqes nodes (or [`NO_NODE`]).
     pub(super) place_memory_nodes: Vec<u32>,
@@ -156,6 +167,9 @@ impl<'a> GraphBuilder<'a> {
             register_eventfd_nodes: vec![NO_NODE; object_count],
             register_files_nodes: vec![NO_NODE; object_count],
             register_buffers_nodes: vec![NO_NODE; object_count],
+            register_personalities_nodes: vec![NO_NODE; object_count],
+            register_restrictions_nodes: vec![NO_NODE; object_count],
+            enable_nodes: vec![NO_NODE; object_count],
             place_memory_nodes: vec![NO_NODE; object_count],
             restore_completions_nodes: vec![NO_NODE; object_count],
             queue_sqes_nodes: vec![NO_NODE; object_count],
@@ -342,7 +356,35 @@ impl<'a> GraphBuilder<'a> {
                 NodeKind::RegisterFiles(object_index),
             );
         }
+        if has_personalities(ring) {
+            self.register_personalities_nodes[index] = self.add_node(
+                phase::BUILD,
+                object_index,
+                rank::REGISTER_PERSONALITIES,
+                object_index,
+                NodeKind::RegisterPersonalities(object_index),
+            );
+        }
+        if ring.restrictions.is_some() {
+            self.register_restrictions_nodes[index] = self.add_node(
+                phase::BUILD,
+                object_index,
+                rank::REGISTER_RESTRICTIONS,
+                object_index,
+                NodeKind::RegisterRestrictions(object_index),
+            );
+        }
         let mut close_phase = phase::RELEASE;
+        if needs_enable(ring) {
+            self.enable_nodes[index] = self.add_node(
+                phase::ENABLE,
+                object_index,
+                0,
+                object_index,
+                NodeKind::EnableRings(object_index),
+            );
+            close_phase = phase::RELEASE_LATE_RINGS;
+        }
         if !ring.buffers.is_empty() {
             self.register_buffers_nodes[index] = self.add_node(
                 phase::BUFFERS,
@@ -478,11 +520,43 @@ impl<'a> GraphBuilder<'a> {
             self.add_release_edge(register, close, last_register_into);
         }
 
+        let register = self.register_personalities_nodes[index];
+        if register != NO_NODE {
+            self.add_edge(create, register);
+            self.add_release_edge(register, close, last_register_into);
+        }
+        let restrict = self.register_restrictions_nodes[index];
+        if restrict != NO_NODE {
+            self.add_edge(create, restrict);
+            self.add_release_edge(restrict, close, last_register_into);
+        }
+
         if !ring.buffers.is_empty() {
             let register = self.register_buffers_nodes[index];
             self.add_edge(self.barrier_node, register);
             self.add_edge(create, register);
             self.add_edge(register, close);
+        }
+
+        // Enabling comes after everything done to the ring: its
+        // restrictions then apply to registrations, and an SQ thread
+        // starts and consumes the queued SQEs.
+        let enable = self.enable_nodes[index];
+        if enable != NO_NODE {
+            self.add_edge(create, enable);
+            for before in [
+                self.register_eventfd_nodes[index],
+                self.register_files_nodes[index],
+                self.register_personalities_nodes[index],
+                self.register_restrictions_nodes[index],
+                self.register_buffers_nodes[index],
+                self.queue_sqes_nodes[index],
+            ] {
+                if before != NO_NODE {
+                    self.add_edge(before, enable);
+                }
+            }
+            self.add_edge(enable, close);
         }
     }
 
@@ -508,10 +582,12 @@ impl<'a> GraphBuilder<'a> {
         if queue != NO_NODE {
             self.add_edge(create, queue);
             self.add_edge(self.barrier_node, queue);
+            // Queued SQEs may name personalities by id.
             for before in [
                 restore,
                 self.register_files_nodes[index],
                 self.register_buffers_nodes[index],
+                self.register_personalities_nodes[index],
             ] {
                 if before != NO_NODE {
                     self.add_edge(before, queue);
@@ -527,6 +603,9 @@ impl<'a> GraphBuilder<'a> {
             NodeKind::CreateObject(index)
             | NodeKind::RegisterEventfd { ring: index, .. }
             | NodeKind::RegisterFiles(index)
+            | NodeKind::RegisterPersonalities(index)
+            | NodeKind::RegisterRestrictions(index)
+            | NodeKind::EnableRings(index)
             | NodeKind::RegisterBuffers(index)
             | NodeKind::PlaceMemory(index)
             | NodeKind::RestoreCompletions(index)
@@ -539,4 +618,16 @@ impl<'a> GraphBuilder<'a> {
             | NodeKind::MemoryBarrier => None,
         }
     }
+}
+
+/// Whether a ring gets a `register_personalities` step: it has
+/// personalities, or had some (the allocator's next id is past 1).
+pub(super) fn has_personalities(ring: &Ring) -> bool {
+    !ring.personalities.is_empty() || ring.personality_next > 1
+}
+
+/// Whether a ring gets an `enable_rings` step: it has restrictions, which
+/// need it set up `R_DISABLED`, and the image recorded it enabled.
+pub(super) fn needs_enable(ring: &Ring) -> bool {
+    ring.restrictions.is_some() && !ring.setup.has(ringplan_image::SetupFlags::R_DISABLED)
 }

@@ -113,6 +113,26 @@ fn dot_label(index: usize, step: &Step) -> String {
             register.ring_handle,
             if register.is_async { " (async)" } else { "" }
         ),
+        Op::RegisterPersonalities(register) => format!(
+            "{} {} (next id {}) on {}",
+            register.personalities.len(),
+            if register.personalities.len() == 1 {
+                "personality"
+            } else {
+                "personalities"
+            },
+            register.next,
+            register.ring_handle
+        ),
+        Op::RegisterRestrictions(register) => format!(
+            "{} register ops, {} SQE ops, flags {:#x}/{:#x} on {}",
+            register.restrictions.register_ops.len(),
+            register.restrictions.sqe_ops.len(),
+            register.restrictions.sqe_flags_allowed,
+            register.restrictions.sqe_flags_required,
+            register.ring_handle
+        ),
+        Op::EnableRings(enable) => format!("{}", enable.ring_handle),
         Op::RegisterFiles(register) => format!(
             "{}, {} used, on {}",
             plural(register.slots.len(), "slot"),
@@ -262,6 +282,9 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
             }
             Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
+            | Op::RegisterPersonalities(_)
+            | Op::RegisterRestrictions(_)
+            | Op::EnableRings(_)
             | Op::RegisterBuffers(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_)

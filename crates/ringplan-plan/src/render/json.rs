@@ -101,6 +101,9 @@ enum JsonParameters<'a> {
     SetupRing(&'a SetupRing),
     RegisterEventfd(&'a RegisterEventfd),
     RegisterFiles(&'a RegisterFiles),
+    RegisterPersonalities(&'a RegisterPersonalities),
+    RegisterRestrictions(&'a RegisterRestrictions),
+    EnableRings(&'a EnableRings),
     RegisterBuffers(&'a RegisterBuffers),
     PlaceRingMemory(&'a PlaceRingMemory),
     RestoreCompletions(&'a RestoreCompletions),
@@ -118,6 +121,13 @@ impl<'a> JsonParameters<'a> {
             Op::SetupRing(parameters) => JsonParameters::SetupRing(parameters),
             Op::RegisterEventfd(parameters) => JsonParameters::RegisterEventfd(parameters),
             Op::RegisterFiles(parameters) => JsonParameters::RegisterFiles(parameters),
+            Op::RegisterPersonalities(parameters) => {
+                JsonParameters::RegisterPersonalities(parameters)
+            }
+            Op::RegisterRestrictions(parameters) => {
+                JsonParameters::RegisterRestrictions(parameters)
+            }
+            Op::EnableRings(parameters) => JsonParameters::EnableRings(parameters),
             Op::MemoryBarrier => return None,
             Op::RegisterBuffers(parameters) => JsonParameters::RegisterBuffers(parameters),
             Op::PlaceRingMemory(parameters) => JsonParameters::PlaceRingMemory(parameters),

@@ -205,6 +205,41 @@ fn describe_step(index: usize, step: &Step) -> String {
             used_slots(&register.slots, Option::is_some, |slot| slot
                 .map_or_else(String::new, |h| h.to_string()))
         ),
+        Op::RegisterPersonalities(register) => {
+            let ids: Vec<String> = register
+                .personalities
+                .iter()
+                .map(|personality| {
+                    format!(
+                        "{} (uid {}, gid {})",
+                        personality.id, personality.euid, personality.egid
+                    )
+                })
+                .collect();
+            let fillers = (1..=register.last_id())
+                .filter(|id| !register.is_recorded(*id))
+                .count();
+            format!(
+                "{op}{object}: IORING_REGISTER_PERSONALITY on {} for ids 1..={}, then unregister {} filler{}: ids [{}], next id {}",
+                register.ring_handle,
+                register.last_id(),
+                fillers,
+                if fillers == 1 { "" } else { "s" },
+                ids.join(", "),
+                register.next
+            )
+        }
+        Op::RegisterRestrictions(register) => {
+            let r = &register.restrictions;
+            format!(
+                "{op}{object}: IORING_REGISTER_RESTRICTIONS on {}: register ops {:?}, SQE ops {:?}, SQE flags allowed {:#x}, required {:#x}",
+                register.ring_handle, r.register_ops, r.sqe_ops, r.sqe_flags_allowed, r.sqe_flags_required
+            )
+        }
+        Op::EnableRings(enable) => format!(
+            "{op}{object}: IORING_REGISTER_ENABLE_RINGS on {}",
+            enable.ring_handle
+        ),
         Op::MemoryBarrier => {
             format!("{op}: the task's memory must be in place from here on (restore it now if you restore it yourself)")
         }
