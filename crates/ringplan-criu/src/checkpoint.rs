@@ -89,6 +89,9 @@ pub fn checkpoint(
                 first_stop = Some(first_stop.map_or(stopped_at, |first| first.min(stopped_at)));
                 taken.push((process, image));
             }
+            // A process that ended since the tree was read has no rings
+            // to take out, and criu will not dump it.
+            Err(_) if !Path::new(&format!("/proc/{process}")).exists() => {}
             Err(cause) => {
                 first_failure.get_or_insert((process, cause.to_string()));
             }
