@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use ringplan_dump::{Dumper, FreezeMethod, Frozen, HeldBy, RingInFlight, Selection, Target};
 use ringplan_exec::detach;
 use ringplan_exec::remote::RemoteProcess;
+use ringplan_image::ObjectKind;
+use ringplan_image::SetupFlags;
 
 use crate::error::{with_sources, CliError};
 
@@ -127,7 +129,15 @@ pub fn run(request: DetachRequest<'_>) -> Result<(), CliError> {
             image = request.output.display()
         ))
     };
-    let taken = detach::take_rings_out(&mut remote);
+    let teardown = detach::Teardown {
+        defer_taskrun_rings: dump.image.objects.iter().any(|object| match &object.kind {
+            ObjectKind::Ring(ring) => {
+                ring.setup.flags.is_none() || ring.setup.has(SetupFlags::DEFER_TASKRUN)
+            }
+            _ => false,
+        }),
+    };
+    let taken = detach::take_rings_out(&mut remote, teardown);
     let stopping = detach::stop_when_released(pid);
     let detaching = Instant::now();
     let detached = remote.detach(false);
