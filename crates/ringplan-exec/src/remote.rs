@@ -27,6 +27,11 @@
 //! interrupted in (`-ERESTARTSYS` and family in its return register)
 //! exactly as it would have without us. `docs/kernels.md` lists the traps.
 //!
+//! [`RemoteProcess::run_enter_loop`] runs many `io_uring_enter` batches
+//! with one injection instead: a loop in the scratch code page that ends
+//! with a `tgkill` of its own thread, whose signal-delivery stop the
+//! tracer catches and suppresses (see its doc).
+//!
 //! The per-architecture part is `remote/arch/` (x86-64 only; other
 //! architectures fail to compile with a message saying so).
 
