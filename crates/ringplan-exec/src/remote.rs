@@ -412,7 +412,13 @@ impl RemoteProcess {
                     self.threads[index].stopped = true;
                     let regs = Registers::read(tid)
                         .map_err(|errno| self.ptrace_error(tid, "PTRACE_GETREGS", errno))?;
-                    if signal == ENTER_LOOP_SIGNAL && regs.instruction_pointer() == stop_at {
+                    // Ours: SIGTRAP from tgkill by this process, stopped
+                    // right after the loop's tgkill.
+                    if signal == ENTER_LOOP_SIGNAL
+                        && regs.instruction_pointer() == stop_at
+                        && ptrace::signal_sender(tid)
+                            .is_ok_and(|sender| sender == (libc::SI_TKILL, self.pid as i32))
+                    {
                         break regs;
                     }
                     // Someone else's signal: suppressed now, sent again
