@@ -304,8 +304,12 @@ pub fn take_rings_out(
     // nothing when it is gone), then, with DEFER_TASKRUN rings, one more
     // grace period.
     run_threads_task_work(remote)?;
+    // Nothing closed, nothing to tear down (but io threads to look at).
+    let closed_any = !taken.closed_fds.is_empty() || !taken.unmapped.is_empty();
     let grace_period = Instant::now();
-    taken.grace_periods += u32::from(wait_for_grace_period());
+    if closed_any {
+        taken.grace_periods += u32::from(wait_for_grace_period());
+    }
     // The callback that ends the first wait runs after a grace period,
     // possibly the one after ours (measured: up to 4 ms after ours
     // returned): poll at least as long again.
@@ -330,7 +334,7 @@ pub fn take_rings_out(
         }
         std::thread::sleep(TASK_WORK_POLL);
     }
-    if teardown.defer_taskrun_rings {
+    if closed_any && teardown.defer_taskrun_rings {
         taken.grace_periods += u32::from(wait_for_grace_period());
         // The worker frees the ring right after its grace period.
         std::thread::sleep(TASK_WORK_POLL);
