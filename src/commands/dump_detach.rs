@@ -170,7 +170,7 @@ pub fn run(request: DetachRequest<'_>) -> Result<(), CliError> {
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
     eprintln!(
         "plan: pid {pid} stopped for {:.1} ms: hold {:.1}, attach {:.1}, drain {:.1}, dump {:.1}, write {:.1}, \
-         take out {:.1} (io threads gone after {:.1} more), detach {:.1}",
+         take out {:.1} (io threads gone and rings freed after {:.1} more), detach {:.1}",
         ms(stopped_for),
         ms(timings.hold),
         ms(timings.attach),
