@@ -63,6 +63,17 @@ impl Drop for Held {
     }
 }
 
+/// A process killed when the bench ends, however it ends.
+struct KilledWhenDropped(u32);
+
+impl Drop for KilledWhenDropped {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0 as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 /// One round's figures, in milliseconds.
 #[derive(Default)]
 struct Round {
@@ -128,6 +139,9 @@ fn main() {
     drop(seed);
 
     let (fio, fio_pid) = start_fio(&dir);
+    // fio's job runs in a child of its own, which killing fio leaves
+    // running (its job lasts 300 s and would load the next runs).
+    let _job = KilledWhenDropped(fio_pid);
     let fio_rounds = measure("fio", fio_pid, rounds, &dir);
     let head = sq_head(fio_pid);
     std::thread::sleep(Duration::from_millis(500));

@@ -35,6 +35,17 @@ pub(crate) struct Target {
     pub(crate) pid: u32,
 }
 
+/// `tests/programs/restore_target.c`, built once for every test of this
+/// binary that runs it: a rebuild while another test runs it would show
+/// the binary deleted in that one's maps.
+pub(crate) fn restore_target() -> &'static Path {
+    static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        c_programs::build("restore_target", Path::new(env!("CARGO_TARGET_TMPDIR")))
+            .unwrap_or_else(|error| panic!("{error}"))
+    })
+}
+
 impl Target {
     pub(crate) fn start() -> Target {
         Target::start_with(&[])
@@ -43,12 +54,7 @@ impl Target {
     /// Starts the target with arguments (`eventfd FD COUNT FLAGS`,
     /// `open FD PATH OFFSET`: what it holds before the restore).
     pub(crate) fn start_with(args: &[&str]) -> Target {
-        static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-        let binary = BINARY.get_or_init(|| {
-            c_programs::build("restore_target", Path::new(env!("CARGO_TARGET_TMPDIR")))
-                .unwrap_or_else(|error| panic!("{error}"))
-        });
-        let mut child = Command::new(binary)
+        let mut child = Command::new(restore_target())
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -312,7 +312,7 @@ fn a_ring_whose_owner_thread_is_not_in_the_target_is_refused() {
         return;
     }
 
-    let mut target = Command::new(program("restore_target"))
+    let mut target = Command::new(crate::exec_pid::restore_target())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use ringplan_dump::{Dumper, FreezeMethod, Frozen, HeldBy, RingInFlight, Selection, Target};
 use ringplan_exec::detach;
 use ringplan_exec::remote::RemoteProcess;
+use ringplan_image::ObjectKind;
+use ringplan_image::SetupFlags;
 
 use crate::error::{with_sources, CliError};
 
@@ -130,7 +132,15 @@ pub fn run(request: DetachRequest<'_>) -> Result<Instant, CliError> {
             image = request.output.display()
         ))
     };
-    let taken = detach::take_rings_out(&mut remote);
+    let teardown = detach::Teardown {
+        defer_taskrun_rings: dump.image.objects.iter().any(|object| match &object.kind {
+            ObjectKind::Ring(ring) => {
+                ring.setup.flags.is_none() || ring.setup.has(SetupFlags::DEFER_TASKRUN)
+            }
+            _ => false,
+        }),
+    };
+    let taken = detach::take_rings_out(&mut remote, teardown);
     let stopping = detach::stop_when_released(pid);
     let detaching = Instant::now();
     let detached = remote.detach(false);
@@ -163,7 +173,7 @@ pub fn run(request: DetachRequest<'_>) -> Result<Instant, CliError> {
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
     eprintln!(
         "plan: pid {pid} stopped for {:.1} ms: hold {:.1}, attach {:.1}, drain {:.1}, dump {:.1}, write {:.1}, \
-         take out {:.1} (io threads gone after {:.1} more), detach {:.1}",
+         take out {:.1} (io threads gone and rings freed after {:.1} more), detach {:.1}",
         ms(stopped_for),
         ms(timings.hold),
         ms(timings.attach),

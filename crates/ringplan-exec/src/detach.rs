@@ -17,17 +17,23 @@
 //!   `/proc/PID/task`, since a process dumper cannot handle io threads.
 //!   (6.1 keeps a thread's last io-wq worker until the thread exits: those
 //!   are reported in [`TakenOut::io_workers_left`], not waited for.)
-//!   The wait makes every held thread run its task work now and then
-//!   (the last `close` of a file is finished as task work of the closing
-//!   thread, and the kernel's ring teardown waits for a task work item in
-//!   every thread that used the ring), and needs the io threads running
-//!   ([`wake_io_threads`]).
+//!   The wait makes every held thread run its task work every
+//!   millisecond (the last `close` of a file is finished as task work of
+//!   the closing thread, and the kernel's ring teardown waits for a task
+//!   work item in every thread that used the ring), waits for the RCU
+//!   grace periods the teardown waits for (`membarrier`), so that the
+//!   rings are freed, not only their io threads gone, when it returns
+//!   (a ring put back on the same memory right after would otherwise get
+//!   the old ring's last header write), and needs the io threads running
+//!   ([`wake_io_threads`]). Most of the wait is the kernel's: one grace
+//!   period, two for `DEFER_TASKRUN` rings (10-20 ms each at HZ=250:
+//!   `docs/performance.md`).
 
 use std::time::{Duration, Instant};
 
 use ringplan_kernel::abi::continuity::IORING_ENTER_GETEVENTS;
 use ringplan_kernel::abi::detach::{
-    IORING_UNREGISTER_RING_FDS, REGISTERED_RING_FD_SLOTS, RSRC_UPDATE_SIZE,
+    IORING_UNREGISTER_RING_FDS, MEMBARRIER_CMD_GLOBAL, REGISTERED_RING_FD_SLOTS, RSRC_UPDATE_SIZE,
 };
 use ringplan_kernel::abi::ptrace::PF_IO_WORKER;
 use ringplan_kernel::abi::RING_FILE_PATH;
@@ -42,6 +48,12 @@ use crate::remote::{RemoteError, RemoteProcess};
 /// How long [`take_rings_out`] waits for the kernel to end a process's SQ
 /// threads once its rings are gone.
 pub const IO_THREADS_WAIT: Duration = Duration::from_secs(10);
+
+/// How often [`take_rings_out`] lets the held threads run their task work
+/// (and looks at the io threads) while the kernel tears the rings down:
+/// the teardown waits for each thread's task work, so this bounds what
+/// the detach adds to the kernel's own time.
+pub const TASK_WORK_POLL: Duration = Duration::from_millis(1);
 
 /// How long it waits for io-wq workers. They belong to a thread's io_uring
 /// context, not to a ring: 6.12 and 6.18 end them with the thread's last
@@ -101,8 +113,10 @@ pub struct TakenOut {
     /// io-wq workers still there when the wait ended (a kernel that keeps
     /// them until their thread exits: 6.1), as "TID (comm)".
     pub io_workers_left: Vec<String>,
-    /// Waiting for the io threads to end.
+    /// Waiting for the io threads to end and the rings to be freed.
     pub io_threads_gone_after: Duration,
+    /// RCU grace periods waited for (`membarrier`).
+    pub grace_periods: u32,
 }
 
 /// Runs the task work of a `DEFER_TASKRUN` ring at `ring_fd` in its owner
@@ -174,10 +188,33 @@ pub fn run_threads_task_work(remote: &mut RemoteProcess) -> Result<(), DetachErr
     Ok(())
 }
 
+/// What the rings taken out are, as far as their teardown goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Teardown {
+    /// Whether a ring is (or may be) `DEFER_TASKRUN`: the kernel waits one
+    /// more RCU grace period before freeing such a ring, and the detach
+    /// waits for it too.
+    pub defer_taskrun_rings: bool,
+}
+
+/// Runs `membarrier(MEMBARRIER_CMD_GLOBAL)`, which returns after an RCU
+/// grace period; whether it did (`EINVAL` under `nohz_full`: then the
+/// caller's polling alone has to do).
+fn wait_for_grace_period() -> bool {
+    // SAFETY: membarrier takes three integers and touches no memory of
+    // ours.
+    let result = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    result == 0
+}
+
 /// Takes every ring out of the held process (see the module's doc) and
-/// waits up to [`IO_THREADS_WAIT`] for its io threads to end. The process
+/// waits up to [`IO_THREADS_WAIT`] for its io threads to end and the
+/// kernel to free the rings (as far as that can be seen: see the wait). The process
 /// stays held; the caller detaches it.
-pub fn take_rings_out(remote: &mut RemoteProcess) -> Result<TakenOut, DetachError> {
+pub fn take_rings_out(
+    remote: &mut RemoteProcess,
+    teardown: Teardown,
+) -> Result<TakenOut, DetachError> {
     let pid = remote.pid();
     let process = Process::Pid(pid);
     let started = Instant::now();
@@ -254,12 +291,37 @@ pub fn take_rings_out(remote: &mut RemoteProcess) -> Result<TakenOut, DetachErro
     }
     taken.syscalls = started.elapsed();
     let waiting = Instant::now();
-    let mut pause = Duration::from_micros(200);
+    // The kernel lets each closed ring go in a worker (io_ring_exit_work):
+    // killing the ring's reference count takes an RCU grace period; then
+    // the worker queues a task work item in every thread that used the
+    // ring and waits for each to run it, which a held thread does only
+    // on the way out of a syscall; a DEFER_TASKRUN ring then waits one
+    // more grace period (synchronize_rcu) before it is freed, and the
+    // free stops the ring's SQ thread and writes the ring's header a last
+    // time. So: one grace period, then the threads' task work run every
+    // TASK_WORK_POLL until the io threads are gone (and for at least as
+    // long as that grace period took: a ring with no io thread shows
+    // nothing when it is gone), then, with DEFER_TASKRUN rings, one more
+    // grace period.
+    run_threads_task_work(remote)?;
+    // Nothing closed, nothing to tear down (but io threads to look at).
+    let closed_any = !taken.closed_fds.is_empty() || !taken.unmapped.is_empty();
+    let grace_period = Instant::now();
+    if closed_any {
+        taken.grace_periods += u32::from(wait_for_grace_period());
+    }
+    // The callback that ends the first wait runs after a grace period,
+    // possibly the one after ours (measured: up to 4 ms after ours
+    // returned): poll at least as long again.
+    let polled = Instant::now();
+    let at_least = grace_period.elapsed();
     loop {
+        run_threads_task_work(remote)?;
         let left = io_threads(pid)?;
         let sq_threads: Vec<&String> = left.iter().filter(|thread| is_sq_thread(thread)).collect();
         let workers_waited = waiting.elapsed() >= IO_WORKERS_WAIT;
-        if left.is_empty() || (sq_threads.is_empty() && workers_waited) {
+        let threads_done = left.is_empty() || (sq_threads.is_empty() && workers_waited);
+        if threads_done && polled.elapsed() >= at_least {
             taken.io_workers_left = left;
             break;
         }
@@ -270,14 +332,13 @@ pub fn take_rings_out(remote: &mut RemoteProcess) -> Result<TakenOut, DetachErro
                 waited: waiting.elapsed(),
             });
         }
-        // The kernel's teardown of a ring waits for every thread that
-        // used it to run a task work item (io_ring_exit_work queues one
-        // per task and waits), and the last close of a file runs as task
-        // work of the closing thread: a held thread runs its task work
-        // only on the way out of a syscall.
+        std::thread::sleep(TASK_WORK_POLL);
+    }
+    if closed_any && teardown.defer_taskrun_rings {
+        taken.grace_periods += u32::from(wait_for_grace_period());
+        // The worker frees the ring right after its grace period.
+        std::thread::sleep(TASK_WORK_POLL);
         run_threads_task_work(remote)?;
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
     }
     taken.io_threads_gone_after = waiting.elapsed();
     Ok(taken)

@@ -27,6 +27,11 @@
 //! interrupted in (`-ERESTARTSYS` and family in its return register)
 //! exactly as it would have without us. `docs/kernels.md` lists the traps.
 //!
+//! [`RemoteProcess::run_enter_loop`] runs many `io_uring_enter` batches
+//! with one injection instead: a loop in the scratch code page that ends
+//! with a `tgkill` of its own thread, whose signal-delivery stop the
+//! tracer catches and suppresses (see its doc).
+//!
 //! The per-architecture part is `remote/arch/` (x86-64 only; other
 //! architectures fail to compile with a message saying so).
 
@@ -47,7 +52,10 @@ use rustix::io::Errno;
 
 pub use error::{PtraceDenial, RemoteError};
 
-use arch::{Registers, SYSCALL_CODE, SYSCALL_INSTRUCTION_LEN};
+use arch::{
+    Registers, ENTER_LOOP_CODE, ENTER_LOOP_SIGNAL, ENTER_LOOP_STOP_OFFSET, SYSCALL_CODE,
+    SYSCALL_INSTRUCTION_LEN,
+};
 use ptrace::Stop;
 
 /// Every signal blocked while the process is held (`SIGKILL` and `SIGSTOP`
@@ -56,6 +64,43 @@ const ALL_SIGNALS: u64 = u64::MAX;
 
 /// Bytes of the scratch data page that syscall arguments may use.
 pub const SCRATCH_DATA_CAPACITY: usize = PAGE_SIZE as usize;
+
+/// Where in the scratch code page the `io_uring_enter` loop is (after the
+/// syscall code).
+const ENTER_LOOP_OFFSET: u64 = 64;
+
+/// Batches of `io_uring_enter` run inside a thread by one injection
+/// ([`RemoteProcess::run_enter_loop`]): `batches` times, the CQ head set to
+/// the CQ tail (when `cq_head` is given: the CQEs are NOPs' and nobody
+/// reads them), the SQ tail moved by `batch`, then `io_uring_enter(ring_fd,
+/// batch, min_complete, flags)`; the loop stops at the first call that
+/// does not return `batch`. Addresses are the process's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnterLoop {
+    pub ring_fd: i32,
+    pub batch: u32,
+    pub min_complete: u32,
+    pub flags: u32,
+    pub batches: u64,
+    /// The SQ tail (`u32`) in the ring's memory.
+    pub sq_tail: u64,
+    /// The CQ head, moved to the CQ tail before each batch; `None` to leave
+    /// it (no CQEs are posted).
+    pub cq_head: Option<u64>,
+    /// The CQ tail.
+    pub cq_tail: u64,
+}
+
+/// What an [`EnterLoop`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnterLoopDone {
+    /// The batches every SQE of which was consumed.
+    pub batches: u64,
+    /// The raw result of the last `io_uring_enter` (`batch` when all
+    /// ran; a negative errno or a short count where the loop stopped; 0
+    /// when no batch was asked).
+    pub last_result: i64,
+}
 
 /// A thread of the held process.
 #[derive(Debug)]
@@ -288,6 +333,124 @@ impl RemoteProcess {
         self.run_syscall(index, scratch.code, nr, args)
     }
 
+    /// Runs `enter_loop` in thread `tid` in one injection: the thread runs
+    /// the loop of the scratch code page with `SIGTRAP` alone let through
+    /// its signal mask, and ends it with a `tgkill` of itself (a
+    /// signal-delivery stop, suppressed here; no forced signal, so no
+    /// signal disposition is touched). Its registers and mask are put back
+    /// afterwards, as after [`RemoteProcess::syscall`]. Another signal that
+    /// arrives meanwhile is suppressed and sent again before detaching.
+    /// The calls must not block for long: the wait has no timeout.
+    pub fn run_enter_loop(
+        &mut self,
+        tid: u32,
+        enter_loop: &EnterLoop,
+    ) -> Result<EnterLoopDone, RemoteError> {
+        let pid = self.pid;
+        let nr = libc::SYS_io_uring_enter as u64;
+        let scratch = self.scratch.ok_or(RemoteError::Injection {
+            pid,
+            tid,
+            nr,
+            problem: "no scratch page is mapped".to_owned(),
+        })?;
+        let index = self
+            .threads
+            .iter()
+            .position(|thread| thread.tid == tid)
+            .ok_or(RemoteError::NotHeld { pid, tid })?;
+        self.check_rseq(index)?;
+        let saved = self.threads[index]
+            .saved
+            .ok_or(RemoteError::NotHeld { pid, tid })?;
+        let code = scratch.code + ENTER_LOOP_OFFSET;
+        let stop_at = code + ENTER_LOOP_STOP_OFFSET;
+        let only_the_stop = ALL_SIGNALS & !(1u64 << (ENTER_LOOP_SIGNAL - 1));
+        ptrace::set_signal_mask(tid, only_the_stop)
+            .map_err(|errno| self.ptrace_error(tid, "PTRACE_SETSIGMASK", errno))?;
+        let ran = self.run_enter_loop_at(index, &saved, code, stop_at, enter_loop);
+        // Back into the signal-handling stop, the mask and registers as
+        // they were while held, whatever happened.
+        let put_back = ptrace::set_signal_mask(tid, ALL_SIGNALS)
+            .map_err(|errno| self.ptrace_error(tid, "PTRACE_SETSIGMASK", errno))
+            .and_then(|()| {
+                saved
+                    .write(tid)
+                    .map_err(|errno| self.ptrace_error(tid, "PTRACE_SETREGS", errno))
+            });
+        let after = ran?;
+        put_back?;
+        let (left, last_result) = after.enter_loop_outcome();
+        Ok(EnterLoopDone {
+            batches: enter_loop.batches.saturating_sub(left),
+            last_result,
+        })
+    }
+
+    /// The loop's run proper: registers set, resumed until the stop at
+    /// `stop_at`, registers read, then brought back into an event stop.
+    fn run_enter_loop_at(
+        &mut self,
+        index: usize,
+        saved: &Registers,
+        code: u64,
+        stop_at: u64,
+        enter_loop: &EnterLoop,
+    ) -> Result<Registers, RemoteError> {
+        let tid = self.threads[index].tid;
+        saved
+            .for_enter_loop(code, enter_loop)
+            .write(tid)
+            .map_err(|errno| self.ptrace_error(tid, "PTRACE_SETREGS", errno))?;
+        ptrace::resume(tid).map_err(|errno| self.ptrace_error(tid, "PTRACE_CONT", errno))?;
+        self.threads[index].stopped = false;
+        let after = loop {
+            let stop =
+                ptrace::wait(tid).map_err(|errno| self.ptrace_error(tid, "waitpid", errno))?;
+            match stop {
+                Stop::Signal(signal) => {
+                    self.threads[index].stopped = true;
+                    let regs = Registers::read(tid)
+                        .map_err(|errno| self.ptrace_error(tid, "PTRACE_GETREGS", errno))?;
+                    // Ours: SIGTRAP from tgkill by this process, stopped
+                    // right after the loop's tgkill.
+                    if signal == ENTER_LOOP_SIGNAL
+                        && regs.instruction_pointer() == stop_at
+                        && ptrace::signal_sender(tid)
+                            .is_ok_and(|sender| sender == (libc::SI_TKILL, self.pid as i32))
+                    {
+                        break regs;
+                    }
+                    // Someone else's signal: suppressed now, sent again
+                    // before detaching; the loop goes on.
+                    self.threads[index].suppressed_signals.push(signal);
+                    ptrace::resume(tid)
+                        .map_err(|errno| self.ptrace_error(tid, "PTRACE_CONT", errno))?;
+                    self.threads[index].stopped = false;
+                }
+                Stop::Gone(how) => {
+                    return Err(RemoteError::Gone {
+                        pid: self.pid,
+                        tid,
+                        how,
+                    })
+                }
+                // A group-stop or another event: past it, as the waits do.
+                Stop::Syscall | Stop::Event(_) | Stop::OtherEvent(_) => {
+                    ptrace::resume(tid)
+                        .map_err(|errno| self.ptrace_error(tid, "PTRACE_CONT", errno))?;
+                }
+            }
+        };
+        // Out of the signal-delivery stop without the signal, into the
+        // event stop every held thread waits in.
+        ptrace::interrupt(tid)
+            .map_err(|errno| self.ptrace_error(tid, "PTRACE_INTERRUPT", errno))?;
+        self.resume_thread(index, Expect::EventStop)?;
+        self.wait_for(index, Expect::EventStop)?;
+        Ok(after)
+    }
+
     /// Writes `bytes` at the start of the scratch data page and returns
     /// their address in the process.
     pub fn write_scratch(&mut self, bytes: &[u8]) -> Result<u64, RemoteError> {
@@ -516,6 +679,7 @@ impl RemoteProcess {
         };
         let protect = self
             .write_memory(scratch.code, &SYSCALL_CODE)
+            .and_then(|()| self.write_memory(scratch.code + ENTER_LOOP_OFFSET, &ENTER_LOOP_CODE))
             .and_then(|()| {
                 let nr = libc::SYS_mprotect as u64;
                 let protection = (libc::PROT_READ | libc::PROT_EXEC) as u64;

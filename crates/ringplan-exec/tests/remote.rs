@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringplan_exec::remote::{RemoteError, RemoteProcess};
+use ringplan_exec::remote::{EnterLoop, EnterLoopDone, RemoteError, RemoteProcess};
 use ringplan_kernel::abi::ptrace::{ERESTARTSYS, ERESTART_RESTARTBLOCK};
 use ringplan_kernel::procfs::{stat, status, Process};
 use ringplan_scenarios::c_programs;
@@ -397,6 +397,172 @@ fn syscalls_run_in_each_thread_and_the_process_carries_on_as_before() {
     if target.rseq {
         assert!(end["aborts"].as_u64() >= Some(1), "{end}");
     }
+}
+
+/// A thread's signal lines of `/proc/PID/task/TID/status` (pending,
+/// blocked, ignored, caught).
+fn signal_state(pid: u32, tid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+        .expect("status")
+        .lines()
+        .filter(|line| {
+            ["SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"]
+                .iter()
+                .any(|key| line.starts_with(key))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn an_io_uring_enter_loop_runs_in_one_injection_and_stops_at_a_failing_call() {
+    let mut target = Target::start("plain", 300);
+    target.wait_blocked();
+    let pid = target.pid;
+    let before = snapshot(pid);
+    let signals_before = signal_state(pid, target.main);
+    let mut process = RemoteProcess::attach(pid, &target.tids()).expect("attach");
+    let tid = target.main;
+    // A 4-entry ring made in the target: its memory is the kernel's,
+    // zeroed, so every SQ array slot points at SQE 0, a NOP.
+    let params = process.write_scratch(&[0u8; 120]).expect("params");
+    let ring = process
+        .syscall(
+            tid,
+            libc::SYS_io_uring_setup as u64,
+            [4, params, 0, 0, 0, 0],
+        )
+        .expect("io_uring_setup");
+    assert!(ring >= 0, "io_uring_setup: {ring}");
+    let params = process.read_memory(params, 120).expect("params back");
+    let word = |offset: usize| {
+        u64::from(u32::from_ne_bytes(
+            params[offset..offset + 4].try_into().unwrap(),
+        ))
+    };
+    let (sq_entries, cq_entries) = (word(0), word(4));
+    let (sq_head, sq_tail, sq_array) = (word(40), word(44), word(64));
+    let (cq_head, cq_tail, cqes) = (word(80), word(84), word(100));
+    let length = (sq_array + 4 * sq_entries).max(cqes + 16 * cq_entries);
+    let rings = process
+        .syscall(
+            tid,
+            libc::SYS_mmap as u64,
+            [
+                0,
+                length,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_SHARED | libc::MAP_POPULATE) as u64,
+                ring as u64,
+                0,
+            ],
+        )
+        .expect("mmap of the rings");
+    assert!(rings > 0, "mmap: {rings}");
+    let rings = rings as u64;
+    let read_word = |process: &RemoteProcess, offset: u64| {
+        u32::from_ne_bytes(
+            process
+                .read_memory(rings + offset, 4)
+                .expect("a ring word")
+                .try_into()
+                .unwrap(),
+        )
+    };
+    let enter_loop = EnterLoop {
+        ring_fd: ring as i32,
+        batch: 4,
+        min_complete: 0,
+        flags: 0,
+        batches: 1000,
+        sq_tail: rings + sq_tail,
+        cq_head: Some(rings + cq_head),
+        cq_tail: rings + cq_tail,
+    };
+    let timing = Instant::now();
+    let done = process.run_enter_loop(tid, &enter_loop).expect("the loop");
+    let took = timing.elapsed();
+    assert_eq!(
+        done,
+        EnterLoopDone {
+            batches: 1000,
+            last_result: 4
+        }
+    );
+    assert_eq!(
+        [sq_head, sq_tail, cq_tail].map(|offset| read_word(&process, offset)),
+        [4000, 4000, 4000],
+        "SQ head and tail, CQ tail after 1000 batches of 4 NOPs"
+    );
+    assert_eq!(
+        read_word(&process, cq_head),
+        3996,
+        "the head set to the tail before the last batch"
+    );
+    eprintln!("remote: 1000 io_uring_enter batches in one injection: {took:?}");
+    // A call that fails stops the loop with its result, the batches
+    // before it counted.
+    let failing = EnterLoop {
+        ring_fd: 1000,
+        batches: 5,
+        ..enter_loop
+    };
+    let done = process
+        .run_enter_loop(tid, &failing)
+        .expect("the failing loop");
+    assert_eq!(
+        done,
+        EnterLoopDone {
+            batches: 0,
+            last_result: -i64::from(libc::EBADF)
+        }
+    );
+    assert_eq!(
+        read_word(&process, sq_tail),
+        4004,
+        "the tail moved for the batch that failed"
+    );
+    // No batch at all: only the stop.
+    let none = process
+        .run_enter_loop(
+            tid,
+            &EnterLoop {
+                batches: 0,
+                ..enter_loop
+            },
+        )
+        .expect("an empty loop");
+    assert_eq!(
+        none,
+        EnterLoopDone {
+            batches: 0,
+            last_result: 0
+        }
+    );
+    // The thread still runs injected syscalls as before.
+    assert_eq!(
+        process
+            .syscall(tid, libc::SYS_gettid as u64, [0; 6])
+            .expect("gettid"),
+        i64::from(tid)
+    );
+    for (nr, args) in [
+        (libc::SYS_munmap, [rings, length, 0, 0, 0, 0]),
+        (libc::SYS_close, [ring as u64, 0, 0, 0, 0, 0]),
+    ] {
+        assert_eq!(process.syscall(tid, nr as u64, args).expect("clean up"), 0);
+    }
+    process.detach(true).expect("detach");
+    assert_eq!(snapshot(pid), before, "maps and fds after the detach");
+    assert_eq!(
+        signal_state(pid, target.main),
+        signals_before,
+        "no SIGTRAP left pending, no disposition or mask changed"
+    );
+    target.write_stdin("hello\n");
+    let events = target.events_until_end();
+    assert_eq!(events["read"]["data"].as_str(), Some("hello"), "{events:?}");
+    assert_eq!(events["slept"]["result"].as_i64(), Some(0), "{events:?}");
 }
 
 #[test]

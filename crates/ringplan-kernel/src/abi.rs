@@ -412,6 +412,12 @@ pub mod detach {
     /// `sizeof(struct io_uring_rsrc_update)`: `{ u32 offset; u32 resv;
     /// u64 data; }`, the argument array of `IORING_UNREGISTER_RING_FDS`.
     pub const RSRC_UPDATE_SIZE: usize = 16;
+    /// `MEMBARRIER_CMD_GLOBAL` (`membarrier(2)`, 4.3; once
+    /// `MEMBARRIER_CMD_SHARED`): returns after an RCU grace period
+    /// (`synchronize_rcu()` in the kernel, when more than one CPU is
+    /// online; `EINVAL` under `nohz_full`). A closed ring's teardown waits
+    /// for grace periods, which is how a detach knows it has passed them.
+    pub const MEMBARRIER_CMD_GLOBAL: i32 = 1;
 
     /// The uapi's name of an `IORING_OP_*` opcode (`enum io_uring_op`,
     /// in order), without its prefix; `None` past the last one known.

@@ -20,7 +20,7 @@ use ringplan_kernel::procfs::mem::ProcessMemory;
 use ringplan_kernel::procfs::Process;
 
 use super::{Backend, TargetMemory};
-use crate::remote::{RemoteError, RemoteProcess, SCRATCH_DATA_CAPACITY};
+use crate::remote::{EnterLoop, EnterLoopDone, RemoteError, RemoteProcess, SCRATCH_DATA_CAPACITY};
 
 /// An fd the run created in the target process: its number there. It is
 /// the target's: dropping this value closes nothing.
@@ -434,6 +434,20 @@ impl Backend for RemoteBackend<'_> {
             ],
         )?;
         u32::try_from(consumed).map_err(|_| Errno::IO)
+    }
+
+    fn io_uring_enter_loop(
+        &mut self,
+        enter_loop: &EnterLoop,
+    ) -> Option<Result<EnterLoopDone, Errno>> {
+        if self.broken.is_some() {
+            return Some(Err(Errno::IO));
+        }
+        Some(
+            self.process
+                .run_enter_loop(self.tid, enter_loop)
+                .map_err(|error| self.broke(error)),
+        )
     }
 
     fn memfd_create(&mut self, name: &str) -> Result<RemoteFd, Errno> {

@@ -15,11 +15,12 @@
 use ringplan_kernel::abi::continuity::{sqe_offset, IOSQE_CQE_SKIP_SUCCESS, OP_NOP, SQE128_SIZE};
 use ringplan_kernel::abi::SetupFlags;
 
-use super::error::ContinuityError;
+use super::error::{syscall, ContinuityError};
 use super::helper::{msg_ring_sqe, HelperRing, Message};
 use super::ring::ContinuousRing;
 use super::rings_view::RingsView;
 use crate::backend::{Backend, InProcess};
+use crate::remote::EnterLoop;
 
 /// How often (in positions) progress is reported, besides start and end.
 const PROGRESS_EVERY: u64 = 1 << 16;
@@ -178,8 +179,12 @@ impl<B: Backend> Advance<'_, B> {
     }
 
     fn count(&mut self, moved: u64) {
+        self.count_batches(moved, 1);
+    }
+
+    fn count_batches(&mut self, moved: u64, batches: u64) {
         self.done += moved;
-        self.advanced.batches += 1;
+        self.advanced.batches += batches;
         if self.done - self.reported >= PROGRESS_EVERY {
             self.reported = self.done;
             (self.progress)(self.done, self.total);
@@ -202,7 +207,7 @@ impl<B: Backend> Advance<'_, B> {
         } else {
             view.fill_sqes(&nop);
         }
-        let mut left = count;
+        let mut left = count - self.nops_in_target(count, skip_cqe)?;
         while left > 0 {
             let mut batch = left
                 .min(u64::from(self.view().sq_entries))
@@ -235,6 +240,88 @@ impl<B: Backend> Advance<'_, B> {
             self.count(u64::from(batch));
         }
         Ok(())
+    }
+
+    /// As many whole batches of the `count` NOPs as the backend can run
+    /// inside the target in one go ([`Backend::io_uring_enter_loop`]: a
+    /// loop in the ring's own thread, one ptrace round trip for thousands
+    /// of batches instead of one per batch); the NOPs it ran. None in this
+    /// process, nor for an SQPOLL ring (its SQ thread consumes the SQEs,
+    /// and its calls are made here already). The loop sets the CQ head to
+    /// the CQ tail before each batch, so it stops early enough for the head
+    /// never to pass where it must end; the rest is left to the caller.
+    fn nops_in_target(&mut self, count: u64, skip_cqe: bool) -> Result<u64, ContinuityError> {
+        if B::IN_THIS_PROCESS || self.ring.flags.contains(SetupFlags::SQPOLL) {
+            return Ok(0);
+        }
+        let (sq_entries, cq_entries) = (self.view().sq_entries, self.view().cq_entries);
+        let mut batch = sq_entries.min(MAX_NOP_BATCH);
+        if !skip_cqe {
+            batch = batch.min(cq_entries);
+        }
+        if batch == 0 {
+            return Ok(0);
+        }
+        let mut batches = count / u64::from(batch);
+        if !skip_cqe {
+            self.make_room();
+            let (head, tail) = (self.view().cq_head(), self.view().cq_tail());
+            let to_final_head = u64::from(self.targets.cq_head.wrapping_sub(head));
+            let pending = u64::from(tail.wrapping_sub(head));
+            batches = batches.min(to_final_head.saturating_sub(pending) / u64::from(batch));
+        }
+        // Runs of at most PROGRESS_EVERY positions, so progress is still
+        // reported (and one run never holds the thread for long).
+        let per_run = (PROGRESS_EVERY / u64::from(batch)).max(1);
+        let layout = &self.ring.layout;
+        let rings = self.ring.rings_addr();
+        let mut enter_loop = EnterLoop {
+            ring_fd: self.ring.fd_number(),
+            batch,
+            min_complete: 0,
+            flags: 0,
+            batches: 0,
+            sq_tail: rings + u64::from(layout.sq_off[1]),
+            cq_head: (!skip_cqe).then_some(rings + u64::from(layout.cq_off[0])),
+            cq_tail: rings + u64::from(layout.cq_off[1]),
+        };
+        let mut done = 0;
+        while batches > 0 {
+            enter_loop.batches = batches.min(per_run);
+            let moved_tail = if skip_cqe { 0 } else { enter_loop.batches };
+            let expected_tail = self
+                .view()
+                .cq_tail()
+                .wrapping_add((moved_tail * u64::from(batch)) as u32);
+            let Some(ran) = self.backend.io_uring_enter_loop(&enter_loop) else {
+                return Ok(done);
+            };
+            let ran = ran.map_err(syscall("io_uring_enter"))?;
+            let nops = ran.batches * u64::from(batch);
+            if skip_cqe {
+                self.advanced.skipping_nops += nops;
+            } else {
+                self.advanced.nops += nops;
+            }
+            self.count_batches(nops, ran.batches);
+            done += nops;
+            if ran.batches < enter_loop.batches {
+                return Err(if ran.last_result < 0 {
+                    syscall("io_uring_enter")(rustix::io::Errno::from_raw_os_error(
+                        i32::try_from(-ran.last_result).unwrap_or(5),
+                    ))
+                } else {
+                    ContinuityError::Diverged(format!(
+                        "io_uring_enter consumed {} of {batch} SQEs",
+                        ran.last_result
+                    ))
+                });
+            }
+            self.view().check()?;
+            self.view().wait_cq_tail(expected_tail)?;
+            batches -= enter_loop.batches;
+        }
+        Ok(done)
     }
 
     /// `count` CQEs posted by `MSG_RING`s from a helper ring.

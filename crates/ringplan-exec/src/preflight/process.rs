@@ -14,6 +14,7 @@
 //! (`adopt.rs`).
 
 use ringplan_kernel::procfs::fd::ProcessFds;
+use ringplan_kernel::procfs::maps::MapsQuery;
 use ringplan_kernel::procfs::{limits, maps, status, Process};
 use ringplan_plan::{Op, Plan};
 use rustix::process::Pid;
@@ -116,7 +117,17 @@ pub(crate) fn preflight_in(
     }
     let ranges = buffer_ranges(plan).map_err(ExecError::MemoryUnavailable)?;
     if !ranges.is_empty() {
-        let maps = maps::read(process).map_err(|error| unavailable(&error))?;
+        // The mappings over the ranges alone (one ioctl each, Linux
+        // 6.11+), else the whole text.
+        let query = MapsQuery::open(process).map_err(|error| unavailable(&error))?;
+        let queried: Result<String, _> = ranges
+            .iter()
+            .map(|&(start, end)| query.lines_overlapping(start, end))
+            .collect();
+        let maps = match queried {
+            Ok(lines) => lines,
+            Err(_) => maps::read(process).map_err(|error| unavailable(&error))?,
+        };
         for (start, end) in ranges {
             if own_memory_covers(&maps, start, end) == Some(true) {
                 continue; // the process's own memory, registered as it is

@@ -107,6 +107,25 @@ pub(crate) fn rseq_configuration(tid: u32) -> Result<RseqConfiguration, Errno> {
     Ok(configuration)
 }
 
+/// `PTRACE_GETSIGINFO` of a thread in a signal-delivery stop: the
+/// signal's `si_code` and `si_pid` (who sent it, for `SI_TKILL` and
+/// `SI_USER`).
+pub(crate) fn signal_sender(tid: u32) -> Result<(i32, i32), Errno> {
+    // SAFETY: siginfo_t is plain data, all-zero is valid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    request(
+        libc::PTRACE_GETSIGINFO,
+        tid,
+        0,
+        std::ptr::addr_of_mut!(info) as usize,
+    )?;
+    // SAFETY: si_pid is read from the union as the kernel filled it in;
+    // for a signal without a sender it holds whatever the kernel put
+    // there (an integer, never read as anything else).
+    let sender = unsafe { info.si_pid() };
+    Ok((info.si_code, sender))
+}
+
 /// `tgkill(pid, tid, signal)`.
 pub(crate) fn tgkill(pid: u32, tid: u32, signal: i32) -> Result<(), Errno> {
     // SAFETY: tgkill takes three integers.

@@ -97,6 +97,12 @@ struct ProcmapQuery {
 /// `PROCMAP_QUERY_COVERING_OR_NEXT_VMA`: the mapping at the address, or
 /// the first one after it.
 const PROCMAP_QUERY_COVERING_OR_NEXT_VMA: u64 = 0x10;
+/// `PROCMAP_QUERY_VMA_*`: a mapping's protections and sharing in
+/// `vma_flags`.
+const PROCMAP_QUERY_VMA_READABLE: u64 = 0x01;
+const PROCMAP_QUERY_VMA_WRITABLE: u64 = 0x02;
+const PROCMAP_QUERY_VMA_EXECUTABLE: u64 = 0x04;
+const PROCMAP_QUERY_VMA_SHARED: u64 = 0x08;
 /// `PROCMAP_QUERY`: `_IOWR('f', 17, struct procmap_query)`.
 const PROCMAP_QUERY: rustix::ioctl::Opcode =
     rustix::ioctl::opcode::read_write::<ProcmapQuery>(b'f', 17);
@@ -148,6 +154,75 @@ impl MapsQuery {
         }
     }
 
+    /// The lines of the maps file for the mappings that overlap
+    /// `[start, end)`, in its own format (`start-end perms offset
+    /// major:minor inode name`, which [`MapsEntry::parse`] reads), asked
+    /// one mapping at a time: what a check of a few ranges needs, without
+    /// the text of every mapping (hundreds of lines for a program linked
+    /// with many libraries). `Err` as [`MapsQuery::covering_or_next`].
+    pub fn lines_overlapping(&self, start: u64, end: u64) -> Result<String, Errno> {
+        let mut text = String::new();
+        let mut addr = start;
+        while addr < end {
+            let mut name = [0u8; 4096];
+            let mut query = ProcmapQuery {
+                size: std::mem::size_of::<ProcmapQuery>() as u64,
+                query_flags: PROCMAP_QUERY_COVERING_OR_NEXT_VMA,
+                query_addr: addr,
+                vma_name_size: name.len() as u32,
+                vma_name_addr: name.as_mut_ptr() as u64,
+                ..ProcmapQuery::default()
+            };
+            // SAFETY: `query` is a `struct procmap_query` of the size it
+            // states; its name buffer is `name`, of the size it states, which
+            // the kernel fills in during the call only; no build-id buffer.
+            let asked = unsafe {
+                rustix::ioctl::ioctl(
+                    &self.file,
+                    rustix::ioctl::Updater::<PROCMAP_QUERY, ProcmapQuery>::new(&mut query),
+                )
+            };
+            match asked {
+                Ok(()) => {}
+                Err(Errno::NOENT) => break,
+                Err(errno) => return Err(errno),
+            }
+            if query.vma_start >= end {
+                break;
+            }
+            let flag = |bit: u64, letter: char| {
+                if query.vma_flags & bit != 0 {
+                    letter
+                } else {
+                    '-'
+                }
+            };
+            let used = (query.vma_name_size as usize).min(name.len());
+            let name = std::ffi::CStr::from_bytes_until_nul(&name[..used])
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "{:x}-{:x} {}{}{}{} {:08x} {:02x}:{:02x} {} {name}\n",
+                query.vma_start,
+                query.vma_end,
+                flag(PROCMAP_QUERY_VMA_READABLE, 'r'),
+                flag(PROCMAP_QUERY_VMA_WRITABLE, 'w'),
+                flag(PROCMAP_QUERY_VMA_EXECUTABLE, 'x'),
+                if query.vma_flags & PROCMAP_QUERY_VMA_SHARED != 0 {
+                    's'
+                } else {
+                    'p'
+                },
+                query.vma_offset,
+                query.dev_major,
+                query.dev_minor,
+                query.inode,
+            ));
+            addr = query.vma_end;
+        }
+        Ok(text)
+    }
+
     /// Whether `[start, end)` overlaps no mapping: `Err` as
     /// [`MapsQuery::covering_or_next`].
     pub fn is_free(&self, start: u64, end: u64) -> Result<bool, Errno> {
@@ -187,6 +262,58 @@ mod tests {
         assert_eq!(spaced.path, "/tmp/a b (deleted)");
         assert_eq!(MapsEntry::parse("garbage anon_inode:[io_uring]"), None);
         assert_eq!(MapsEntry::parse("1000-2000 rw-p 0"), None);
+    }
+
+    #[test]
+    fn queried_lines_read_as_the_maps_file_says() {
+        use rustix::mm::{mmap_anonymous, mprotect, munmap, MapFlags, MprotectFlags, ProtFlags};
+        let page = crate::abi::linux::PAGE_SIZE as usize;
+        // SAFETY: a fresh private anonymous mapping of three pages, used
+        // only through its address here and unmapped at the end.
+        let base = unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                3 * page,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        }
+        .expect("mmap");
+        // SAFETY: the middle page of the mapping above, made read-only:
+        // three mappings in a row.
+        unsafe {
+            mprotect(
+                base.cast::<u8>().add(page).cast(),
+                page,
+                MprotectFlags::READ,
+            )
+        }
+        .expect("mprotect");
+        let start = base as u64;
+        let end = start + 3 * page as u64;
+        let query = MapsQuery::open(Process::Current).expect("maps");
+        let queried = query.lines_overlapping(start + 1, end - 1);
+        let text = read(Process::Current).expect("maps text");
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { munmap(base, 3 * page) }.expect("munmap");
+        let queried = match queried {
+            Ok(lines) => lines,
+            // Before Linux 6.11: no PROCMAP_QUERY, nothing to compare.
+            Err(Errno::NOTTY | Errno::INVAL) => return,
+            Err(errno) => panic!("PROCMAP_QUERY: {errno}"),
+        };
+        let from_text: Vec<String> = text
+            .lines()
+            .filter(|line| MapsEntry::parse(line).is_some_and(|entry| entry.overlaps(start, end)))
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        let from_query: Vec<String> = queried
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(from_query.len(), 3, "{queried}");
+        assert_eq!(from_query, from_text);
+        assert!(from_query[1].contains(" r--p "), "{queried}");
     }
 
     #[test]
