@@ -35,12 +35,11 @@ use ringplan_kernel::abi::continuity::IORING_ENTER_GETEVENTS;
 use ringplan_kernel::abi::detach::{
     IORING_UNREGISTER_RING_FDS, MEMBARRIER_CMD_GLOBAL, REGISTERED_RING_FD_SLOTS, RSRC_UPDATE_SIZE,
 };
-use ringplan_kernel::abi::ptrace::PF_IO_WORKER;
 use ringplan_kernel::abi::RING_FILE_PATH;
 use ringplan_kernel::procfs::fd::ProcessFds;
 use ringplan_kernel::procfs::maps::{self, MapsEntry};
 use ringplan_kernel::procfs::task::SQ_THREAD_NAME_PREFIX;
-use ringplan_kernel::procfs::{stat, task, Process, ProcfsError};
+use ringplan_kernel::procfs::{task, Process, ProcfsError};
 use rustix::io::Errno;
 
 use crate::remote::{RemoteError, RemoteProcess};
@@ -368,26 +367,11 @@ pub fn ring_fds(pid: u32) -> Result<Vec<i32>, DetachError> {
 /// in their stat flags; a name is taken only once the thread first runs),
 /// as "TID (comm)".
 pub fn io_threads(pid: u32) -> Result<Vec<String>, DetachError> {
-    let process = Process::Pid(pid);
-    let tids = task::ids(process).map_err(|source| DetachError::Procfs {
+    task::io_threads(Process::Pid(pid)).map_err(|source| DetachError::Procfs {
         pid,
         what: "threads",
         source,
-    })?;
-    Ok(tids
-        .into_iter()
-        .filter_map(|tid| {
-            let flags = stat::read_task(process, tid).ok()?.flags?;
-            if flags & PF_IO_WORKER == 0 {
-                return None;
-            }
-            let comm = task::comm(process, tid).unwrap_or_default();
-            Some(format!(
-                "{tid} ({})",
-                String::from_utf8_lossy(&comm).trim_end()
-            ))
-        })
-        .collect())
+    })
 }
 
 /// A raw syscall result: the value, or the errno it failed with.
