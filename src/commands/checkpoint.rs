@@ -146,7 +146,7 @@ fn criu_error(error: CriuError) -> CliError {
 /// Take-outs run at once (one thread each); put-backs one after another:
 /// run at once from one process (`execute_in` in two threads), a restored
 /// fio job ended early, its last writes lost, in 2 of about 10 runs (the
-/// shared cause was not found; `docs/kernels.md`).
+/// shared cause was not found; `docs/performance.md`, issue 14).
 #[derive(Default)]
 struct CliRings {
     /// Loaded at the first take-out, before its process is stopped, and
