@@ -552,4 +552,33 @@ pub mod restriction {
     pub const BITMAP_BITS: u32 = 64;
     /// The SQE flags a restriction may name (`IOSQE_*`, bits 0..6).
     pub const SQE_FLAGS_MASK: u8 = 0x7f;
+
+    /// The argument of `IORING_REGISTER_RESTRICTIONS` that allows
+    /// `register_ops` and `sqe_ops` and sets the SQE flags allowed and
+    /// required: the array of `struct io_uring_restriction`, and its
+    /// length.
+    pub fn encode(
+        register_ops: &[u8],
+        sqe_ops: &[u8],
+        sqe_flags_allowed: u8,
+        sqe_flags_required: u8,
+    ) -> (Vec<u8>, usize) {
+        let entries: Vec<(u16, u8)> = register_ops
+            .iter()
+            .map(|op| (RESTRICTION_REGISTER_OP, *op))
+            .chain(sqe_ops.iter().map(|op| (RESTRICTION_SQE_OP, *op)))
+            .chain([
+                (RESTRICTION_SQE_FLAGS_ALLOWED, sqe_flags_allowed),
+                (RESTRICTION_SQE_FLAGS_REQUIRED, sqe_flags_required),
+            ])
+            .collect();
+        let mut bytes = Vec::with_capacity(entries.len() * RESTRICTION_SIZE);
+        for (opcode, operand) in &entries {
+            let mut entry = [0u8; RESTRICTION_SIZE];
+            entry[..2].copy_from_slice(&opcode.to_ne_bytes());
+            entry[2] = *operand;
+            bytes.extend_from_slice(&entry);
+        }
+        (bytes, entries.len())
+    }
 }

@@ -315,37 +315,14 @@ impl<B: Backend> Run<'_, B> {
         &mut self,
         register: &RegisterRestrictions,
     ) -> Result<(), Failure> {
-        use ringplan_kernel::abi::restriction as r;
         let restrictions = &register.restrictions;
-        let mut entries: Vec<(u16, u8)> = Vec::new();
-        entries.extend(
-            restrictions
-                .register_ops
-                .iter()
-                .map(|op| (r::RESTRICTION_REGISTER_OP, *op)),
-        );
-        entries.extend(
-            restrictions
-                .sqe_ops
-                .iter()
-                .map(|op| (r::RESTRICTION_SQE_OP, *op)),
-        );
-        entries.push((
-            r::RESTRICTION_SQE_FLAGS_ALLOWED,
+        let (bytes, entries) = ringplan_kernel::abi::restriction::encode(
+            &restrictions.register_ops,
+            &restrictions.sqe_ops,
             restrictions.sqe_flags_allowed,
-        ));
-        entries.push((
-            r::RESTRICTION_SQE_FLAGS_REQUIRED,
             restrictions.sqe_flags_required,
-        ));
-        let mut bytes = Vec::with_capacity(entries.len() * r::RESTRICTION_SIZE);
-        for (opcode, operand) in &entries {
-            let mut entry = [0u8; r::RESTRICTION_SIZE];
-            entry[..2].copy_from_slice(&opcode.to_ne_bytes());
-            entry[2] = *operand;
-            bytes.extend_from_slice(&entry);
-        }
-        let count = u32::try_from(entries.len()).map_err(|_| Failure {
+        );
+        let count = u32::try_from(entries).map_err(|_| Failure {
             call: "IORING_REGISTER_RESTRICTIONS",
             errno: Errno::INVAL,
         })?;
