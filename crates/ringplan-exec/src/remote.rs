@@ -318,6 +318,13 @@ impl RemoteProcess {
     /// An error (not a failed syscall: a ptrace failure, the thread gone)
     /// means the process could not be driven: detach (or drop) it.
     pub fn syscall(&mut self, tid: u32, nr: u64, args: [u64; 6]) -> Result<i64, RemoteError> {
+        let (scratch, index) = self.scratch_and_thread(tid, nr)?;
+        self.run_syscall(index, scratch.code, nr, args)
+    }
+
+    /// The scratch pages and the index of held thread `tid`, for
+    /// injecting syscall `nr` there.
+    fn scratch_and_thread(&self, tid: u32, nr: u64) -> Result<(Scratch, usize), RemoteError> {
         let pid = self.pid;
         let scratch = self.scratch.ok_or(RemoteError::Injection {
             pid,
@@ -330,7 +337,7 @@ impl RemoteProcess {
             .iter()
             .position(|thread| thread.tid == tid)
             .ok_or(RemoteError::NotHeld { pid, tid })?;
-        self.run_syscall(index, scratch.code, nr, args)
+        Ok((scratch, index))
     }
 
     /// Runs `enter_loop` in thread `tid` in one injection: the thread runs
@@ -348,17 +355,7 @@ impl RemoteProcess {
     ) -> Result<EnterLoopDone, RemoteError> {
         let pid = self.pid;
         let nr = libc::SYS_io_uring_enter as u64;
-        let scratch = self.scratch.ok_or(RemoteError::Injection {
-            pid,
-            tid,
-            nr,
-            problem: "no scratch page is mapped".to_owned(),
-        })?;
-        let index = self
-            .threads
-            .iter()
-            .position(|thread| thread.tid == tid)
-            .ok_or(RemoteError::NotHeld { pid, tid })?;
+        let (scratch, index) = self.scratch_and_thread(tid, nr)?;
         self.check_rseq(index)?;
         let saved = self.threads[index]
             .saved
