@@ -2,7 +2,9 @@
 //! scenario says it built: every ring's setup, SQ thread sharing, wq parent,
 //! eventfd, registered files by slot and path, buffers by slot, address and
 //! length, mappings, personalities (ids, the next id, and the credentials
-//! of the thread that registered them) and restrictions.
+//! of the thread that registered them), restrictions and buffer rings
+//! (bgid, entries, memory address, head: compared with the kernel's
+//! `IORING_REGISTER_PBUF_STATUS` where it has it).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -239,6 +241,7 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
         );
 
         check_personalities(view, got, want, exact, &context);
+        check_pbuf_rings(view, got, want, exact, &context);
         if exact {
             // The description's restrictions are what was registered
             // (null when none); the ring's R_DISABLED is in its flags.
@@ -378,6 +381,62 @@ fn check_personalities(view: &Value, got: &Value, want: &Value, exact: bool, con
     }
 }
 
+/// A ring's buffer rings: the scenario's bgids, entries, memory addresses
+/// and heads, no legacy groups; where the kernel answers
+/// `IORING_REGISTER_PBUF_STATUS` (6.8+), its head of each, asked through a
+/// copy of the scenario's ring fd. The fdinfo backend leaves them unknown.
+fn check_pbuf_rings(view: &Value, got: &Value, want: &Value, exact: bool, context: &str) {
+    if !exact {
+        let unknown = got["unknown"].as_array().expect("unknown");
+        assert!(
+            unknown.iter().any(|field| field == "pbuf_rings"),
+            "{context}: the fdinfo backend cannot read buffer rings"
+        );
+        return;
+    }
+    let listed: Vec<Value> = got["pbuf_rings"]
+        .as_array()
+        .expect("pbuf_rings")
+        .iter()
+        .map(|entry| {
+            assert_eq!(entry["mmap"], false, "{context}: the scenario's memory");
+            serde_json::json!({"bgid": entry["bgid"], "entries": entry["entries"], "addr": entry["addr"], "head": entry["head"]})
+        })
+        .collect();
+    let wanted = want["pbuf_rings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed, wanted, "{context}: buffer rings");
+    assert_eq!(
+        got["legacy_buffer_groups"],
+        serde_json::json!([]),
+        "{context}: no legacy groups"
+    );
+    if wanted.is_empty() {
+        return;
+    }
+    let pid = view["source"]["pid"].as_i64().expect("pid") as i32;
+    let fd = want["fd"].as_i64().expect("fd") as i32;
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid).expect("pid"),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .expect("pidfd_open");
+    let ring = rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+        .expect("pidfd_getfd of the scenario's ring");
+    for entry in &wanted {
+        let bgid = entry["bgid"].as_u64().expect("bgid") as u16;
+        match ringplan_kernel::probe::pbuf_head(std::os::fd::AsFd::as_fd(&ring), bgid)
+            .expect("IORING_REGISTER_PBUF_STATUS")
+        {
+            Some(head) => assert_eq!(
+                u64::from(head),
+                entry["head"].as_u64().expect("head"),
+                "{context}: the kernel's head of buffer ring {bgid}"
+            ),
+            None => eprintln!("{context}: this kernel has no IORING_REGISTER_PBUF_STATUS (6.8+)"),
+        }
+    }
+}
+
 fn round(scenario: &str, backend: &str) {
     let process = Scenario::start(scenario);
     let dir = scratch_dir(&format!("dump-{}-{backend}", scenario.replace(':', "-")));
@@ -415,6 +474,12 @@ scenario_tests! {
     personalities_3: "personalities:3",
     restricted: "restricted",
     restricted_enabled: "restricted-enabled",
+    pbuf: "pbuf",
+}
+
+#[test]
+fn bpf_dumps_1000_buffer_rings_whole() {
+    round("pbuf:1000", "bpf");
 }
 
 #[test]

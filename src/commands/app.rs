@@ -5,8 +5,8 @@ use crate::error::CliError;
 
 #[derive(clap::Args)]
 pub struct AppArgs {
-    /// seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix or
-    /// personalities:N, restricted or restricted-enabled.
+    /// seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix,
+    /// personalities:N, restricted, restricted-enabled or pbuf[:N].
     #[arg(default_value = "seed")]
     scenario: String,
 }

@@ -339,12 +339,17 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, CompileEr
     if ring.unknown.contains(&RingField::Eventfd) {
         return Err(unknown(RingField::Eventfd));
     }
-    for field in [RingField::Personalities, RingField::Restrictions] {
+    for field in [
+        RingField::Personalities,
+        RingField::Restrictions,
+        RingField::PbufRings,
+    ] {
         if ring.unknown.contains(&field) {
             return Err(unknown(field));
         }
     }
     check_personalities(id, ring)?;
+    check_buffer_groups(id, ring)?;
     // Without SQPOLL the idle time means nothing, so not knowing it is fine.
     if flags & SetupFlags::SQPOLL.bits() != 0 && ring.unknown.contains(&RingField::SqThreadIdle) {
         return Err(unknown(RingField::SqThreadIdle));
@@ -582,6 +587,35 @@ fn assign_plain_attachments(
         }
         wq_sources[index] = source;
     }
+}
+
+/// Provided buffers are captured but not restored yet: an image with any
+/// is refused rather than restored without them (a program whose reads
+/// select buffers from a group would get -ENOBUFS). Legacy groups keep
+/// their buffers only in the kernel and are not in the image at all.
+fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
+    if let Some(bgid) = ring.legacy_buffer_groups.first() {
+        return Err(CompileError::CannotRestore {
+            ring: id,
+            what: "provided buffers",
+            reason: format!(
+                "legacy group {bgid} (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel, \
+                 which the image does not capture"
+            ),
+        });
+    }
+    if let Some(entry) = ring.pbuf_rings.first() {
+        return Err(CompileError::CannotRestore {
+            ring: id,
+            what: "provided buffers",
+            reason: format!(
+                "buffer ring {} (IORING_REGISTER_PBUF_RING) is recorded, but restoring buffer rings \
+                 is not implemented yet",
+                entry.bgid
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The personalities' ids can be brought back by registering in order

@@ -60,6 +60,8 @@ pub fn plain_ring(sq_entries: u32) -> Ring {
         state: None,
         personalities: Vec::new(),
         personality_next: 0,
+        pbuf_rings: Vec::new(),
+        legacy_buffer_groups: Vec::new(),
         restrictions: None,
     }
 }

@@ -59,7 +59,7 @@ pub use stop::{StopSignal, StopSignals};
 /// A known io_uring state. The text form (`FromStr`/`Display`) is what
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
-/// `restricted-enabled`.
+/// `restricted-enabled`, `pbuf` (`pbuf:N`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -109,6 +109,12 @@ pub enum Scenario {
     /// then id 2 unregistered, so the ids are 1, 3, 4, ..., N+1 and the
     /// next id is N+2. N >= 1.
     Personalities(usize),
+    /// One plain ring (8 entries) with N buffer rings (bgids 0, 65, 130,
+    /// ...: on 6.1 both its low-bgid array and its xarray), each of 8
+    /// entries on memory of its own; the first has 8 buffers provided and
+    /// 3 consumed by reads of `/dev/zero` that select a buffer (its head
+    /// is 3), the others none. `pbuf` is `pbuf:2`. 1 <= N <= 1000.
+    Pbuf(usize),
     /// One plain ring (8 entries) set up `R_DISABLED`, with restrictions:
     /// register opcodes `PERSONALITY` (9) and `ENABLE_RINGS` (12), SQE
     /// opcodes `NOP` (0) and `READ` (22), SQE flags allowed
@@ -143,6 +149,7 @@ impl Scenario {
             Scenario::CreatorClosed(_) => "creator-closed",
             Scenario::Rings(_) => "rings",
             Scenario::Personalities(_) => "personalities",
+            Scenario::Pbuf(_) => "pbuf",
             Scenario::Restricted => "restricted",
             Scenario::RestrictedEnabled => "restricted-enabled",
             Scenario::Mix => "mix",
@@ -156,7 +163,8 @@ impl Scenario {
             | Scenario::Files(count)
             | Scenario::CreatorClosed(count)
             | Scenario::Rings(count)
-            | Scenario::Personalities(count) => Some(count),
+            | Scenario::Personalities(count)
+            | Scenario::Pbuf(count) => Some(count),
             Scenario::Seed
             | Scenario::Closed
             | Scenario::Mix
@@ -212,6 +220,8 @@ impl FromStr for Scenario {
             "creator-closed" => with_count("creator-closed", Scenario::CreatorClosed),
             "rings" => with_count("rings", Scenario::Rings),
             "personalities" => with_count("personalities", Scenario::Personalities),
+            "pbuf" if count_text.is_none() => Ok(Scenario::Pbuf(2)),
+            "pbuf" => with_count("pbuf", Scenario::Pbuf),
             _ => Err(ScenarioError::UnknownScenario {
                 given: text.to_owned(),
             }),
@@ -316,6 +326,7 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         Scenario::CreatorClosed(count) => built.build_creator_closed(count)?,
         Scenario::Rings(count) => built.build_rings(count)?,
         Scenario::Personalities(count) => built.build_personalities(count)?,
+        Scenario::Pbuf(count) => built.build_pbuf(count)?,
         Scenario::Restricted => built.build_restricted(false)?,
         Scenario::RestrictedEnabled => built.build_restricted(true)?,
         Scenario::Mix => built.build_mix()?,
@@ -448,6 +459,23 @@ impl Built {
                 &format!("rings:{count}, ring {index}"),
             )?);
         }
+        Ok(())
+    }
+
+    fn build_pbuf(&mut self, count: usize) -> Result<(), ScenarioError> {
+        // bgid = 65 * i stays below 65536 for i < 1009.
+        if !(1..=1000).contains(&count) {
+            return Err(ScenarioError::BadCount {
+                name: "pbuf",
+                given: count.to_string(),
+            });
+        }
+        let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), &format!("pbuf:{count}"))?;
+        for index in 0..count {
+            ring.register_pbuf_ring((index * 65) as u16, 8)?;
+        }
+        ring.provide_and_consume(0, 8, 3)?;
+        self.rings.push(ring);
         Ok(())
     }
 
@@ -668,6 +696,9 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
             .map(|mapping| json!({ "region": mapping.region.name(), "addr": mapping.addr, "len": mapping.len }))
             .collect::<Vec<_>>(),
         "personalities": ring.personalities,
+        "pbuf_rings": ring.pbuf_rings.iter()
+            .map(|pbuf| json!({ "bgid": pbuf.bgid, "entries": pbuf.entries, "addr": pbuf.memory.addr, "head": pbuf.head }))
+            .collect::<Vec<_>>(),
         "personality_next": ring.personality_next,
         "restrictions": ring.restrictions.as_ref().map(|r| json!({
             "register_ops": r.register_ops,

@@ -144,6 +144,71 @@ pub(crate) struct ScenarioRing {
     pub personality_next: u32,
     /// What `IORING_REGISTER_RESTRICTIONS` registered, if anything.
     pub restrictions: Option<ScenarioRestrictions>,
+    /// Where the SQ and CQ heads, tails, masks, the SQ array and the CQEs
+    /// are in the ring's memory (from `io_uring_params`).
+    pub queue_offsets: QueueOffsets,
+    /// The buffer rings registered, ascending bgid, with their memory.
+    pub pbuf_rings: Vec<ScenarioPbufRing>,
+}
+
+/// Offsets in a ring's mapped memory (`sq_off`, `cq_off`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueOffsets {
+    sq_tail: u32,
+    sq_mask: u32,
+    sq_array: u32,
+    cq_head: u32,
+    cq_tail: u32,
+    cq_mask: u32,
+    cqes: u32,
+}
+
+/// A buffer ring the scenario registered on anonymous memory of its own,
+/// with the buffers it provided through it (both unmapped when dropped:
+/// the kernel keeps the ring's pages pinned until the ring goes).
+#[derive(Debug)]
+pub(crate) struct ScenarioPbufRing {
+    pub bgid: u16,
+    pub entries: u32,
+    /// The kernel's head: buffers consumed.
+    pub head: u16,
+    pub memory: AnonymousMapping,
+    pub buffers: Option<AnonymousMapping>,
+}
+
+/// Private anonymous memory, unmapped when dropped.
+#[derive(Debug)]
+pub(crate) struct AnonymousMapping {
+    pub addr: usize,
+    pub len: usize,
+}
+
+impl AnonymousMapping {
+    pub(crate) fn new(len: usize, context: &str) -> Result<AnonymousMapping, ScenarioError> {
+        // SAFETY: a new private anonymous mapping that only this struct
+        // refers to.
+        let addr = unsafe {
+            rustix::mm::mmap_anonymous(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::POPULATE,
+            )
+        }
+        .map_err(|errno| ScenarioError::syscall(format!("mmap ({context})"), errno))?;
+        Ok(AnonymousMapping {
+            addr: addr as usize,
+            len,
+        })
+    }
+}
+
+impl Drop for AnonymousMapping {
+    fn drop(&mut self) {
+        // SAFETY: `addr`/`len` is a mapping this struct created; what the
+        // kernel pinned of it stays pinned until released there.
+        let _ = unsafe { rustix::mm::munmap(self.addr as *mut c_void, self.len) };
+    }
 }
 
 /// Restrictions as a scenario registers them: allowed register opcodes,
@@ -191,6 +256,15 @@ impl ScenarioRing {
             ScenarioError::syscall(format!("io_uring_setup ({context})"), errno)
         })?;
         let mappings = map_regions(&fd, &params, context)?;
+        let queue_offsets = QueueOffsets {
+            sq_tail: params.sq_off.tail,
+            sq_mask: params.sq_off.ring_mask,
+            sq_array: params.sq_off.array,
+            cq_head: params.cq_off.head,
+            cq_tail: params.cq_off.tail,
+            cq_mask: params.cq_off.ring_mask,
+            cqes: params.cq_off.cqes,
+        };
         let sqpoll = request.flags.contains(IoringSetupFlags::SQPOLL);
         Ok(ScenarioRing {
             mappings,
@@ -213,6 +287,8 @@ impl ScenarioRing {
             buffers: Vec::new(),
             personalities: Vec::new(),
             personality_next: 0,
+            queue_offsets,
+            pbuf_rings: Vec::new(),
             restrictions: None,
         })
     }
@@ -318,6 +394,185 @@ impl ScenarioRing {
         .map_err(|errno| self.register_error("IORING_UNREGISTER_PERSONALITY", errno))?;
         self.personalities.retain(|kept| *kept != id);
         Ok(())
+    }
+
+    /// `IORING_REGISTER_PBUF_RING`: a buffer ring of `entries` for group
+    /// `bgid` on fresh anonymous memory.
+    pub(crate) fn register_pbuf_ring(
+        &mut self,
+        bgid: u16,
+        entries: u32,
+    ) -> Result<(), ScenarioError> {
+        use ringplan_kernel::abi::{linux::PAGE_SIZE, pbuf};
+        let len = (u64::from(entries) * pbuf::ENTRY_SIZE).next_multiple_of(PAGE_SIZE) as usize;
+        let memory = AnonymousMapping::new(len, "buffer ring")?;
+        let reg = pbuf::BufReg {
+            ring_addr: memory.addr as u64,
+            ring_entries: entries,
+            bgid,
+            ..pbuf::BufReg::default()
+        };
+        // SAFETY: `reg` is a `struct io_uring_buf_reg` (nr_args 1) naming
+        // memory that `memory` keeps mapped while the ring can see it.
+        unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::RegisterPbufRing,
+                ptr::from_ref(&reg).cast(),
+                1,
+            )
+        }
+        .map_err(|errno| self.register_error("IORING_REGISTER_PBUF_RING", errno))?;
+        self.pbuf_rings.push(ScenarioPbufRing {
+            bgid,
+            entries,
+            head: 0,
+            memory,
+            buffers: None,
+        });
+        self.pbuf_rings.sort_by_key(|ring| ring.bgid);
+        Ok(())
+    }
+
+    /// Provides `provided` buffers of `BUFFER_LEN` bytes through buffer
+    /// ring `bgid` (entries written, then the tail), and has the kernel
+    /// consume `consumed` of them with reads of `/dev/zero` that select a
+    /// buffer from the group: its head moves to `consumed`.
+    pub(crate) fn provide_and_consume(
+        &mut self,
+        bgid: u16,
+        provided: u16,
+        consumed: u16,
+    ) -> Result<(), ScenarioError> {
+        use ringplan_kernel::abi::continuity::sqe_offset;
+        use ringplan_kernel::abi::pbuf;
+        use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+        const BUFFER_LEN: u32 = 64;
+        const IORING_OP_READ: u8 = 22;
+        let context = format!("buffer ring {bgid}");
+        let offsets = self.queue_offsets;
+        let sq_ring = self.region_addr(RingRegion::SqRing)?;
+        let cq_ring = self.region_addr(RingRegion::CqRing).unwrap_or(sq_ring);
+        let sqes = self.region_addr(RingRegion::Sqes)?;
+        let fd = self.fd()?.as_raw_fd();
+        // Closed on return: the reads complete before.
+        let zero = rustix::fs::open(
+            "/dev/zero",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|errno| ScenarioError::syscall(format!("open /dev/zero ({context})"), errno))?;
+        let Some(ring) = self.pbuf_rings.iter_mut().find(|ring| ring.bgid == bgid) else {
+            return Err(ScenarioError::syscall(context, rustix::io::Errno::NOENT));
+        };
+        if u32::from(provided) > ring.entries || consumed > provided {
+            return Err(ScenarioError::syscall(context, rustix::io::Errno::INVAL));
+        }
+        let buffers = AnonymousMapping::new(
+            (usize::from(provided) * BUFFER_LEN as usize).max(1),
+            &context,
+        )?;
+        let base = ring.memory.addr;
+        // SAFETY: every address written below lies in memory this scenario
+        // mapped: the buffer ring's entries (`entries` * 16 bytes of
+        // `memory`), the ring's SQ/CQ mappings at the kernel's offsets, and
+        // its SQE array; the atomics are naturally aligned (the kernel's
+        // layout).
+        unsafe {
+            for index in 0..usize::from(provided) {
+                let entry = (base + index * pbuf::ENTRY_SIZE as usize) as *mut u8;
+                entry
+                    .cast::<u64>()
+                    .write((buffers.addr + index * BUFFER_LEN as usize) as u64);
+                entry.add(8).cast::<u32>().write(BUFFER_LEN);
+                entry.add(12).cast::<u16>().write(index as u16);
+            }
+            // The tail is entry 0's last u16 (`struct io_uring_buf_ring`).
+            (*((base + 14) as *const AtomicU16)).store(provided, Ordering::Release);
+
+            let sq_tail = &*((sq_ring + offsets.sq_tail as usize) as *const AtomicU32);
+            let sq_mask = *((sq_ring + offsets.sq_mask as usize) as *const u32);
+            let array = (sq_ring + offsets.sq_array as usize) as *mut u32;
+            let mut tail = sq_tail.load(Ordering::Relaxed);
+            for read in 0..consumed {
+                let slot = tail & sq_mask;
+                let sqe = (sqes + slot as usize * 64) as *mut u8;
+                std::ptr::write_bytes(sqe, 0, 64);
+                sqe.add(sqe_offset::OPCODE).write(IORING_OP_READ);
+                sqe.add(sqe_offset::FLAGS).write(pbuf::IOSQE_BUFFER_SELECT);
+                sqe.add(sqe_offset::FD)
+                    .cast::<i32>()
+                    .write(zero.as_raw_fd());
+                sqe.add(sqe_offset::LEN).cast::<u32>().write(BUFFER_LEN);
+                sqe.add(sqe_offset::USER_DATA)
+                    .cast::<u64>()
+                    .write(u64::from(read));
+                sqe.add(pbuf::SQE_BUF_GROUP_OFFSET)
+                    .cast::<u16>()
+                    .write(bgid);
+                array.add(slot as usize).write(slot);
+                tail = tail.wrapping_add(1);
+            }
+            sq_tail.store(tail, Ordering::Release);
+        }
+        if consumed > 0 {
+            // SAFETY: no EXT_ARG: the kernel reads no argument.
+            unsafe {
+                rustix::io_uring::io_uring_enter(
+                    BorrowedFd::borrow_raw(fd),
+                    u32::from(consumed),
+                    u32::from(consumed),
+                    rustix::io_uring::IoringEnterFlags::GETEVENTS,
+                )
+            }
+            .map_err(|errno| {
+                ScenarioError::syscall(format!("io_uring_enter ({context})"), errno)
+            })?;
+        }
+        // SAFETY: the CQ head/tail/mask and CQEs at the kernel's offsets in
+        // the CQ mapping.
+        unsafe {
+            let cq_head = &*((cq_ring + offsets.cq_head as usize) as *const AtomicU32);
+            let cq_tail = &*((cq_ring + offsets.cq_tail as usize) as *const AtomicU32);
+            let cq_mask = *((cq_ring + offsets.cq_mask as usize) as *const u32);
+            let tail = cq_tail.load(Ordering::Acquire);
+            let mut head = cq_head.load(Ordering::Relaxed);
+            while head != tail {
+                let cqe =
+                    (cq_ring + offsets.cqes as usize + (head & cq_mask) as usize * 16) as *const u8;
+                let res = cqe.add(8).cast::<i32>().read();
+                if res != BUFFER_LEN as i32 {
+                    return Err(ScenarioError::syscall(
+                        format!("a read selecting a buffer from group {bgid} ({context})"),
+                        rustix::io::Errno::from_raw_os_error(-res.min(0)),
+                    ));
+                }
+                head = head.wrapping_add(1);
+            }
+            cq_head.store(head, Ordering::Release);
+        }
+        let ring = self
+            .pbuf_rings
+            .iter_mut()
+            .find(|ring| ring.bgid == bgid)
+            .ok_or_else(|| ScenarioError::syscall(context.clone(), rustix::io::Errno::NOENT))?;
+        ring.head = ring.head.wrapping_add(consumed);
+        ring.buffers = Some(buffers);
+        Ok(())
+    }
+
+    /// The address of the ring's mapping of `region`.
+    fn region_addr(&self, region: RingRegion) -> Result<usize, ScenarioError> {
+        self.mappings
+            .iter()
+            .find(|mapping| mapping.region == region)
+            .map(|mapping| mapping.addr)
+            .ok_or_else(|| {
+                ScenarioError::syscall(
+                    format!("no {} mapping", region.name()),
+                    rustix::io::Errno::NOENT,
+                )
+            })
     }
 
     /// The ring's open fd; an error if the scenario already closed it.

@@ -134,7 +134,7 @@ impl BpfDumper {
         self.read_rings(pid, pidfd, &mut reading)?;
         let hz = self.hz_for(&reading);
         reading.fill_slot_only_paths(pid, pidfd)?;
-        let frames = if reading.has_no_mmap_ring() {
+        let frames = if reading.has_no_mmap_ring() || reading.has_pbuf_ring() {
             Some(self.page_frames())
         } else {
             None
