@@ -357,6 +357,16 @@ fn document_rows() -> Vec<Row> {
             planner: true,
         },
         Row {
+            name: "pbuf-head-moved",
+            bytes: mutated(|image| {
+                let mut entry = pbuf_ring(0, 8);
+                entry.head = 3;
+                ring_v3(image).pbuf_rings = vec![entry];
+            }),
+            expected: "ring #1: its provided buffers cannot be restored: buffer ring 0: the kernel's head is 3, and a new buffer ring starts at 0",
+            planner: true,
+        },
+        Row {
             name: "pbuf-rings-unknown",
             bytes: mutated(|image| ring_v3(image).unknown.push(ringplan_image::RingField::PbufRings)),
             expected: "ring #1: pbuf_rings unknown",

@@ -589,10 +589,14 @@ fn assign_plain_attachments(
     }
 }
 
-/// Provided buffers are captured but not restored yet: an image with any
-/// is refused rather than restored without them (a program whose reads
-/// select buffers from a group would get -ENOBUFS). Legacy groups keep
-/// their buffers only in the kernel and are not in the image at all.
+/// Provided buffers a restore cannot bring back, refused rather than
+/// restored without them (a program whose reads select buffers from a
+/// group would get -ENOBUFS, or other buffers than it provided): legacy
+/// groups (their buffers are only in the kernel, not in the image), a
+/// buffer ring in kernel memory (`IOU_PBUF_RING_MMAP`: the kernel chooses
+/// where it is mapped), one whose memory the dump did not find, and one
+/// whose head moved (a new ring starts at head 0 and only consuming
+/// buffers moves it).
 fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
     if let Some(bgid) = ring.legacy_buffer_groups.first() {
         return Err(CompileError::CannotRestore {
@@ -604,15 +608,29 @@ fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
             ),
         });
     }
-    if let Some(entry) = ring.pbuf_rings.first() {
+    for entry in &ring.pbuf_rings {
+        let bgid = entry.bgid;
+        let reason = if entry.mmap {
+            format!(
+                "buffer ring {bgid} is in kernel memory (IOU_PBUF_RING_MMAP), which the kernel maps \
+                 where it chooses, not where the program had it"
+            )
+        } else if entry.addr.is_none() {
+            format!("buffer ring {bgid}: where the program has its memory is unknown")
+        } else if entry.head != 0 {
+            format!(
+                "buffer ring {bgid}: the kernel's head is {}, and a new buffer ring starts at 0: only \
+                 consuming buffers moves it, which would write into the program's buffers and move the \
+                 ring's positions",
+                entry.head
+            )
+        } else {
+            continue;
+        };
         return Err(CompileError::CannotRestore {
             ring: id,
             what: "provided buffers",
-            reason: format!(
-                "buffer ring {} (IORING_REGISTER_PBUF_RING) is recorded, but restoring buffer rings \
-                 is not implemented yet",
-                entry.bgid
-            ),
+            reason,
         });
     }
     Ok(())

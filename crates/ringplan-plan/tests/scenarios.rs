@@ -629,6 +629,26 @@ pub fn personalities() -> Image {
     image
 }
 
+/// The continuity scenario with two buffer rings on its first ring
+/// (which queues SQEs: they may select buffers from them), both at head 0.
+pub fn pbuf() -> Image {
+    let mut image = continuity();
+    if let ObjectKind::Ring(ring) = &mut image.objects[0].kind {
+        ring.pbuf_rings = [(0, 0x7f10_0000_0000), (65, 0x7f10_0000_1000)]
+            .into_iter()
+            .map(|(bgid, addr)| PbufRing {
+                bgid,
+                entries: 8,
+                head: 0,
+                addr: Some(addr),
+                mmap: false,
+                incremental: bgid == 65,
+            })
+            .collect();
+    }
+    image
+}
+
 /// Restrictions on two rings: one recorded still `R_DISABLED` (registered,
 /// left disabled) and one recorded enabled (set up disabled, enabled
 /// after its registrations); neither moves its positions.

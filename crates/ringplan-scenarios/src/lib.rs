@@ -59,7 +59,7 @@ pub use stop::{StopSignal, StopSignals};
 /// A known io_uring state. The text form (`FromStr`/`Display`) is what
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
-/// `restricted-enabled`, `pbuf` (`pbuf:N`).
+/// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -115,6 +115,9 @@ pub enum Scenario {
     /// 3 consumed by reads of `/dev/zero` that select a buffer (its head
     /// is 3), the others none. `pbuf` is `pbuf:2`. 1 <= N <= 1000.
     Pbuf(usize),
+    /// As `pbuf:N`, but every buffer ring has 8 buffers provided and none
+    /// consumed: every head is 0 (what a restore can bring back).
+    PbufFresh(usize),
     /// One plain ring (8 entries) set up `R_DISABLED`, with restrictions:
     /// register opcodes `PERSONALITY` (9) and `ENABLE_RINGS` (12), SQE
     /// opcodes `NOP` (0) and `READ` (22), SQE flags allowed
@@ -150,6 +153,7 @@ impl Scenario {
             Scenario::Rings(_) => "rings",
             Scenario::Personalities(_) => "personalities",
             Scenario::Pbuf(_) => "pbuf",
+            Scenario::PbufFresh(_) => "pbuf-fresh",
             Scenario::Restricted => "restricted",
             Scenario::RestrictedEnabled => "restricted-enabled",
             Scenario::Mix => "mix",
@@ -164,7 +168,8 @@ impl Scenario {
             | Scenario::CreatorClosed(count)
             | Scenario::Rings(count)
             | Scenario::Personalities(count)
-            | Scenario::Pbuf(count) => Some(count),
+            | Scenario::Pbuf(count)
+            | Scenario::PbufFresh(count) => Some(count),
             Scenario::Seed
             | Scenario::Closed
             | Scenario::Mix
@@ -222,6 +227,7 @@ impl FromStr for Scenario {
             "personalities" => with_count("personalities", Scenario::Personalities),
             "pbuf" if count_text.is_none() => Ok(Scenario::Pbuf(2)),
             "pbuf" => with_count("pbuf", Scenario::Pbuf),
+            "pbuf-fresh" => with_count("pbuf-fresh", Scenario::PbufFresh),
             _ => Err(ScenarioError::UnknownScenario {
                 given: text.to_owned(),
             }),
@@ -326,7 +332,8 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         Scenario::CreatorClosed(count) => built.build_creator_closed(count)?,
         Scenario::Rings(count) => built.build_rings(count)?,
         Scenario::Personalities(count) => built.build_personalities(count)?,
-        Scenario::Pbuf(count) => built.build_pbuf(count)?,
+        Scenario::Pbuf(count) => built.build_pbuf(count, 3)?,
+        Scenario::PbufFresh(count) => built.build_pbuf(count, 0)?,
         Scenario::Restricted => built.build_restricted(false)?,
         Scenario::RestrictedEnabled => built.build_restricted(true)?,
         Scenario::Mix => built.build_mix()?,
@@ -462,7 +469,9 @@ impl Built {
         Ok(())
     }
 
-    fn build_pbuf(&mut self, count: usize) -> Result<(), ScenarioError> {
+    /// `count` buffer rings; the first has `consumed` of its 8 buffers
+    /// consumed, the others theirs provided only when nothing is consumed.
+    fn build_pbuf(&mut self, count: usize, consumed: u16) -> Result<(), ScenarioError> {
         // bgid = 65 * i stays below 65536 for i < 1009.
         if !(1..=1000).contains(&count) {
             return Err(ScenarioError::BadCount {
@@ -474,7 +483,13 @@ impl Built {
         for index in 0..count {
             ring.register_pbuf_ring((index * 65) as u16, 8)?;
         }
-        ring.provide_and_consume(0, 8, 3)?;
+        if consumed > 0 {
+            ring.provide_and_consume(0, 8, consumed)?;
+        } else {
+            for index in 0..count {
+                ring.provide_and_consume((index * 65) as u16, 8, 0)?;
+            }
+        }
         self.rings.push(ring);
         Ok(())
     }
