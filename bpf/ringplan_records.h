@@ -421,7 +421,7 @@ enum rp_limits {
 	/* Levels of xa_node followed (64^3 > 65535). */
 	RP_MAX_XA_DEPTH = 4,
 	/* A buffer-groups chunk: one chunk record and up to this many. */
-	RP_PBUF_RINGS_PER_CHUNK = 200,
+	RP_PBUF_RINGS_PER_CHUNK = 500,
 	/* 6.1's ctx->io_bl array: groups with bgid below this (BGID_ARRAY). */
 	RP_BGID_ARRAY = 64,
 };
