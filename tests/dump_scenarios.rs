@@ -405,10 +405,14 @@ fn check_pbuf_rings(view: &Value, got: &Value, want: &Value, exact: bool, contex
         .collect();
     let wanted = want["pbuf_rings"].as_array().cloned().unwrap_or_default();
     assert_eq!(listed, wanted, "{context}: buffer rings");
+    // Legacy groups (IORING_OP_PROVIDE_BUFFERS): their bgids only.
+    let legacy = want
+        .get("legacy_buffer_groups")
+        .cloned()
+        .unwrap_or(serde_json::json!([]));
     assert_eq!(
-        got["legacy_buffer_groups"],
-        serde_json::json!([]),
-        "{context}: no legacy groups"
+        got["legacy_buffer_groups"], legacy,
+        "{context}: legacy groups"
     );
     if wanted.is_empty() {
         return;
@@ -475,6 +479,7 @@ scenario_tests! {
     restricted: "restricted",
     restricted_enabled: "restricted-enabled",
     pbuf: "pbuf",
+    pbuf_legacy: "pbuf-legacy",
 }
 
 #[test]
@@ -546,5 +551,33 @@ fn selecting_a_ring_fd_brings_its_dependencies() {
     assert!(
         !objects_of_kind(&child, "file").is_empty(),
         "and its registered files"
+    );
+}
+
+/// A legacy buffer group (`IORING_OP_PROVIDE_BUFFERS`): the dump lists its
+/// bgid and warns that its buffers are not captured, and a restore refuses
+/// the image in one line (exit 2) before doing anything.
+#[test]
+fn legacy_buffer_groups_are_reported_and_refused() {
+    let process = Scenario::start("pbuf-legacy");
+    let dir = scratch_dir("dump-pbuf-legacy-refused");
+    let image = dir.join("legacy.img");
+    let image = image.to_str().expect("utf-8 path");
+    let pid = process.pid().to_string();
+    let dump = crate::support::plan(&["dump", "--pid", &pid, "--backend", "bpf", "-o", image]);
+    let stderr = String::from_utf8_lossy(&dump.stderr);
+    assert!(dump.status.success(), "dump: {stderr}");
+    assert!(
+        stderr.contains("legacy provided-buffer groups [7] (IORING_OP_PROVIDE_BUFFERS)"),
+        "the dump warns: {stderr}"
+    );
+    let exec = crate::support::plan(&["exec", image, "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert_eq!(exec.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr
+            .contains("legacy group 7 (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel"),
+        "{stderr}"
     );
 }

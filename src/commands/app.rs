@@ -6,8 +6,8 @@ use crate::error::CliError;
 #[derive(clap::Args)]
 pub struct AppArgs {
     /// seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix,
-    /// personalities:N, restricted, restricted-enabled, pbuf[:N] or
-    /// pbuf-fresh:N.
+    /// personalities:N, restricted, restricted-enabled, pbuf[:N],
+    /// pbuf-fresh:N or pbuf-legacy.
     #[arg(default_value = "seed")]
     scenario: String,
 }

@@ -59,7 +59,7 @@ pub use stop::{StopSignal, StopSignals};
 /// A known io_uring state. The text form (`FromStr`/`Display`) is what
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
-/// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`.
+/// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -118,6 +118,11 @@ pub enum Scenario {
     /// As `pbuf:N`, but every buffer ring has 8 buffers provided and none
     /// consumed: every head is 0 (what a restore can bring back).
     PbufFresh(usize),
+    /// One plain ring (8 entries) with a buffer ring (bgid 0, 8 entries,
+    /// 8 buffers provided, none consumed) and a legacy group (bgid 7, 4
+    /// buffers of 64 bytes provided with `IORING_OP_PROVIDE_BUFFERS`),
+    /// which a dump reports and a restore refuses.
+    PbufLegacy,
     /// One plain ring (8 entries) set up `R_DISABLED`, with restrictions:
     /// register opcodes `PERSONALITY` (9) and `ENABLE_RINGS` (12), SQE
     /// opcodes `NOP` (0) and `READ` (22), SQE flags allowed
@@ -154,6 +159,7 @@ impl Scenario {
             Scenario::Personalities(_) => "personalities",
             Scenario::Pbuf(_) => "pbuf",
             Scenario::PbufFresh(_) => "pbuf-fresh",
+            Scenario::PbufLegacy => "pbuf-legacy",
             Scenario::Restricted => "restricted",
             Scenario::RestrictedEnabled => "restricted-enabled",
             Scenario::Mix => "mix",
@@ -174,7 +180,8 @@ impl Scenario {
             | Scenario::Closed
             | Scenario::Mix
             | Scenario::Restricted
-            | Scenario::RestrictedEnabled => None,
+            | Scenario::RestrictedEnabled
+            | Scenario::PbufLegacy => None,
         }
     }
 }
@@ -228,6 +235,7 @@ impl FromStr for Scenario {
             "pbuf" if count_text.is_none() => Ok(Scenario::Pbuf(2)),
             "pbuf" => with_count("pbuf", Scenario::Pbuf),
             "pbuf-fresh" => with_count("pbuf-fresh", Scenario::PbufFresh),
+            "pbuf-legacy" => without_count(Scenario::PbufLegacy),
             _ => Err(ScenarioError::UnknownScenario {
                 given: text.to_owned(),
             }),
@@ -334,6 +342,13 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         Scenario::Personalities(count) => built.build_personalities(count)?,
         Scenario::Pbuf(count) => built.build_pbuf(count, 3)?,
         Scenario::PbufFresh(count) => built.build_pbuf(count, 0)?,
+        Scenario::PbufLegacy => {
+            let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "pbuf-legacy")?;
+            ring.register_pbuf_ring(0, 8)?;
+            ring.provide_and_consume(0, 8, 0)?;
+            ring.provide_legacy_buffers(7, 4)?;
+            built.rings.push(ring);
+        }
         Scenario::Restricted => built.build_restricted(false)?,
         Scenario::RestrictedEnabled => built.build_restricted(true)?,
         Scenario::Mix => built.build_mix()?,
@@ -714,6 +729,7 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
         "pbuf_rings": ring.pbuf_rings.iter()
             .map(|pbuf| json!({ "bgid": pbuf.bgid, "entries": pbuf.entries, "addr": pbuf.memory.addr, "head": pbuf.head }))
             .collect::<Vec<_>>(),
+        "legacy_buffer_groups": ring.legacy_groups.iter().map(|(bgid, _)| *bgid).collect::<Vec<_>>(),
         "personality_next": ring.personality_next,
         "restrictions": ring.restrictions.as_ref().map(|r| json!({
             "register_ops": r.register_ops,

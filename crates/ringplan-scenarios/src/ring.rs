@@ -149,6 +149,9 @@ pub(crate) struct ScenarioRing {
     pub queue_offsets: QueueOffsets,
     /// The buffer rings registered, ascending bgid, with their memory.
     pub pbuf_rings: Vec<ScenarioPbufRing>,
+    /// Legacy buffer groups (`IORING_OP_PROVIDE_BUFFERS`): bgid and the
+    /// buffers' memory.
+    pub legacy_groups: Vec<(u16, AnonymousMapping)>,
 }
 
 /// Offsets in a ring's mapped memory (`sq_off`, `cq_off`).
@@ -289,6 +292,7 @@ impl ScenarioRing {
             personality_next: 0,
             queue_offsets,
             pbuf_rings: Vec::new(),
+            legacy_groups: Vec::new(),
             restrictions: None,
         })
     }
@@ -446,15 +450,10 @@ impl ScenarioRing {
     ) -> Result<(), ScenarioError> {
         use ringplan_kernel::abi::continuity::sqe_offset;
         use ringplan_kernel::abi::pbuf;
-        use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+        use std::sync::atomic::{AtomicU16, Ordering};
         const BUFFER_LEN: u32 = 64;
         const IORING_OP_READ: u8 = 22;
         let context = format!("buffer ring {bgid}");
-        let offsets = self.queue_offsets;
-        let sq_ring = self.region_addr(RingRegion::SqRing)?;
-        let cq_ring = self.region_addr(RingRegion::CqRing).unwrap_or(sq_ring);
-        let sqes = self.region_addr(RingRegion::Sqes)?;
-        let fd = self.fd()?.as_raw_fd();
         // Closed on return: the reads complete before.
         let zero = rustix::fs::open(
             "/dev/zero",
@@ -462,7 +461,7 @@ impl ScenarioRing {
             rustix::fs::Mode::empty(),
         )
         .map_err(|errno| ScenarioError::syscall(format!("open /dev/zero ({context})"), errno))?;
-        let Some(ring) = self.pbuf_rings.iter_mut().find(|ring| ring.bgid == bgid) else {
+        let Some(ring) = self.pbuf_rings.iter().find(|ring| ring.bgid == bgid) else {
             return Err(ScenarioError::syscall(context, rustix::io::Errno::NOENT));
         };
         if u32::from(provided) > ring.entries || consumed > provided {
@@ -473,11 +472,8 @@ impl ScenarioRing {
             &context,
         )?;
         let base = ring.memory.addr;
-        // SAFETY: every address written below lies in memory this scenario
-        // mapped: the buffer ring's entries (`entries` * 16 bytes of
-        // `memory`), the ring's SQ/CQ mappings at the kernel's offsets, and
-        // its SQE array; the atomics are naturally aligned (the kernel's
-        // layout).
+        // SAFETY: the buffer ring's entries lie in `memory` (`entries` * 16
+        // bytes, at most `provided` written); the tail is naturally aligned.
         unsafe {
             for index in 0..usize::from(provided) {
                 let entry = (base + index * pbuf::ENTRY_SIZE as usize) as *mut u8;
@@ -489,46 +485,131 @@ impl ScenarioRing {
             }
             // The tail is entry 0's last u16 (`struct io_uring_buf_ring`).
             (*((base + 14) as *const AtomicU16)).store(provided, Ordering::Release);
+        }
+        let reads: Vec<[u8; 64]> = (0..consumed)
+            .map(|read| {
+                let mut sqe = [0u8; 64];
+                sqe[sqe_offset::OPCODE] = IORING_OP_READ;
+                sqe[sqe_offset::FLAGS] = pbuf::IOSQE_BUFFER_SELECT;
+                sqe[sqe_offset::FD..sqe_offset::FD + 4]
+                    .copy_from_slice(&zero.as_raw_fd().to_ne_bytes());
+                sqe[sqe_offset::LEN..sqe_offset::LEN + 4]
+                    .copy_from_slice(&BUFFER_LEN.to_ne_bytes());
+                sqe[sqe_offset::USER_DATA..sqe_offset::USER_DATA + 8]
+                    .copy_from_slice(&u64::from(read).to_ne_bytes());
+                sqe[pbuf::SQE_BUF_GROUP_OFFSET..pbuf::SQE_BUF_GROUP_OFFSET + 2]
+                    .copy_from_slice(&bgid.to_ne_bytes());
+                sqe
+            })
+            .collect();
+        for res in self.submit_and_reap(&reads, &context)? {
+            if res != BUFFER_LEN as i32 {
+                return Err(ScenarioError::syscall(
+                    format!("a read selecting a buffer from group {bgid} ({context})"),
+                    rustix::io::Errno::from_raw_os_error(-res.min(0)),
+                ));
+            }
+        }
+        let ring = self
+            .pbuf_rings
+            .iter_mut()
+            .find(|ring| ring.bgid == bgid)
+            .ok_or_else(|| ScenarioError::syscall(context.clone(), rustix::io::Errno::NOENT))?;
+        ring.head = ring.head.wrapping_add(consumed);
+        ring.buffers = Some(buffers);
+        Ok(())
+    }
 
+    /// A legacy buffer group: `count` buffers of 64 bytes provided to group
+    /// `bgid` with one `IORING_OP_PROVIDE_BUFFERS` (the kernel alone keeps
+    /// them).
+    pub(crate) fn provide_legacy_buffers(
+        &mut self,
+        bgid: u16,
+        count: u16,
+    ) -> Result<(), ScenarioError> {
+        use ringplan_kernel::abi::continuity::sqe_offset;
+        use ringplan_kernel::abi::pbuf;
+        const BUFFER_LEN: u32 = 64;
+        const IORING_OP_PROVIDE_BUFFERS: u8 = 31;
+        let context = format!("legacy buffer group {bgid}");
+        let buffers = AnonymousMapping::new(usize::from(count) * BUFFER_LEN as usize, &context)?;
+        let mut sqe = [0u8; 64];
+        sqe[sqe_offset::OPCODE] = IORING_OP_PROVIDE_BUFFERS;
+        // fd: the number of buffers; addr: the first; len: each one's
+        // length; off: the first buffer id.
+        sqe[sqe_offset::FD..sqe_offset::FD + 4].copy_from_slice(&i32::from(count).to_ne_bytes());
+        sqe[sqe_offset::ADDR..sqe_offset::ADDR + 8]
+            .copy_from_slice(&(buffers.addr as u64).to_ne_bytes());
+        sqe[sqe_offset::LEN..sqe_offset::LEN + 4].copy_from_slice(&BUFFER_LEN.to_ne_bytes());
+        sqe[pbuf::SQE_BUF_GROUP_OFFSET..pbuf::SQE_BUF_GROUP_OFFSET + 2]
+            .copy_from_slice(&bgid.to_ne_bytes());
+        for res in self.submit_and_reap(&[sqe], &context)? {
+            if res < 0 {
+                return Err(ScenarioError::syscall(
+                    format!("IORING_OP_PROVIDE_BUFFERS ({context})"),
+                    rustix::io::Errno::from_raw_os_error(-res),
+                ));
+            }
+        }
+        self.legacy_groups.push((bgid, buffers));
+        Ok(())
+    }
+
+    /// Queues `sqes` (at most the SQ's size), submits them and waits for
+    /// their completions, consumes those and returns their `res`.
+    fn submit_and_reap(
+        &mut self,
+        sqes: &[[u8; 64]],
+        context: &str,
+    ) -> Result<Vec<i32>, ScenarioError> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let offsets = self.queue_offsets;
+        let sq_ring = self.region_addr(RingRegion::SqRing)?;
+        let cq_ring = self.region_addr(RingRegion::CqRing).unwrap_or(sq_ring);
+        let sqe_array = self.region_addr(RingRegion::Sqes)?;
+        let fd = self.fd()?.as_raw_fd();
+        if sqes.is_empty() {
+            return Ok(Vec::new());
+        }
+        if sqes.len() > self.sq_entries as usize {
+            return Err(ScenarioError::syscall(
+                context.to_owned(),
+                rustix::io::Errno::INVAL,
+            ));
+        }
+        // SAFETY: the SQ tail, mask and array at the kernel's offsets in
+        // the SQ mapping, and SQE slots below `sq_entries` in the SQE
+        // mapping; the atomics are naturally aligned (the kernel's layout).
+        unsafe {
             let sq_tail = &*((sq_ring + offsets.sq_tail as usize) as *const AtomicU32);
             let sq_mask = *((sq_ring + offsets.sq_mask as usize) as *const u32);
             let array = (sq_ring + offsets.sq_array as usize) as *mut u32;
             let mut tail = sq_tail.load(Ordering::Relaxed);
-            for read in 0..consumed {
+            for bytes in sqes {
                 let slot = tail & sq_mask;
-                let sqe = (sqes + slot as usize * 64) as *mut u8;
-                std::ptr::write_bytes(sqe, 0, 64);
-                sqe.add(sqe_offset::OPCODE).write(IORING_OP_READ);
-                sqe.add(sqe_offset::FLAGS).write(pbuf::IOSQE_BUFFER_SELECT);
-                sqe.add(sqe_offset::FD)
-                    .cast::<i32>()
-                    .write(zero.as_raw_fd());
-                sqe.add(sqe_offset::LEN).cast::<u32>().write(BUFFER_LEN);
-                sqe.add(sqe_offset::USER_DATA)
-                    .cast::<u64>()
-                    .write(u64::from(read));
-                sqe.add(pbuf::SQE_BUF_GROUP_OFFSET)
-                    .cast::<u16>()
-                    .write(bgid);
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    (sqe_array + slot as usize * 64) as *mut u8,
+                    64,
+                );
                 array.add(slot as usize).write(slot);
                 tail = tail.wrapping_add(1);
             }
             sq_tail.store(tail, Ordering::Release);
         }
-        if consumed > 0 {
-            // SAFETY: no EXT_ARG: the kernel reads no argument.
-            unsafe {
-                rustix::io_uring::io_uring_enter(
-                    BorrowedFd::borrow_raw(fd),
-                    u32::from(consumed),
-                    u32::from(consumed),
-                    rustix::io_uring::IoringEnterFlags::GETEVENTS,
-                )
-            }
-            .map_err(|errno| {
-                ScenarioError::syscall(format!("io_uring_enter ({context})"), errno)
-            })?;
+        let count = sqes.len() as u32;
+        // SAFETY: no EXT_ARG: the kernel reads no argument.
+        unsafe {
+            rustix::io_uring::io_uring_enter(
+                BorrowedFd::borrow_raw(fd),
+                count,
+                count,
+                rustix::io_uring::IoringEnterFlags::GETEVENTS,
+            )
         }
+        .map_err(|errno| ScenarioError::syscall(format!("io_uring_enter ({context})"), errno))?;
+        let mut results = Vec::with_capacity(sqes.len());
         // SAFETY: the CQ head/tail/mask and CQEs at the kernel's offsets in
         // the CQ mapping.
         unsafe {
@@ -540,25 +621,12 @@ impl ScenarioRing {
             while head != tail {
                 let cqe =
                     (cq_ring + offsets.cqes as usize + (head & cq_mask) as usize * 16) as *const u8;
-                let res = cqe.add(8).cast::<i32>().read();
-                if res != BUFFER_LEN as i32 {
-                    return Err(ScenarioError::syscall(
-                        format!("a read selecting a buffer from group {bgid} ({context})"),
-                        rustix::io::Errno::from_raw_os_error(-res.min(0)),
-                    ));
-                }
+                results.push(cqe.add(8).cast::<i32>().read());
                 head = head.wrapping_add(1);
             }
             cq_head.store(head, Ordering::Release);
         }
-        let ring = self
-            .pbuf_rings
-            .iter_mut()
-            .find(|ring| ring.bgid == bgid)
-            .ok_or_else(|| ScenarioError::syscall(context.clone(), rustix::io::Errno::NOENT))?;
-        ring.head = ring.head.wrapping_add(consumed);
-        ring.buffers = Some(buffers);
-        Ok(())
+        Ok(results)
     }
 
     /// The address of the ring's mapping of `region`.
