@@ -59,7 +59,8 @@ pub use stop::{StopSignal, StopSignals};
 /// A known io_uring state. The text form (`FromStr`/`Display`) is what
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
-/// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`.
+/// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`,
+/// `pbuf-mmap`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -123,6 +124,10 @@ pub enum Scenario {
     /// buffers of 64 bytes provided with `IORING_OP_PROVIDE_BUFFERS`),
     /// which a dump reports and a restore refuses.
     PbufLegacy,
+    /// One plain ring (8 entries) with a buffer ring on its own memory
+    /// (bgid 0) and one in kernel memory (`IOU_PBUF_RING_MMAP`, 6.4+; bgid
+    /// 9, 16 entries) that the scenario mapped.
+    PbufMmap,
     /// One plain ring (8 entries) set up `R_DISABLED`, with restrictions:
     /// register opcodes `PERSONALITY` (9) and `ENABLE_RINGS` (12), SQE
     /// opcodes `NOP` (0) and `READ` (22), SQE flags allowed
@@ -160,6 +165,7 @@ impl Scenario {
             Scenario::Pbuf(_) => "pbuf",
             Scenario::PbufFresh(_) => "pbuf-fresh",
             Scenario::PbufLegacy => "pbuf-legacy",
+            Scenario::PbufMmap => "pbuf-mmap",
             Scenario::Restricted => "restricted",
             Scenario::RestrictedEnabled => "restricted-enabled",
             Scenario::Mix => "mix",
@@ -181,7 +187,8 @@ impl Scenario {
             | Scenario::Mix
             | Scenario::Restricted
             | Scenario::RestrictedEnabled
-            | Scenario::PbufLegacy => None,
+            | Scenario::PbufLegacy
+            | Scenario::PbufMmap => None,
         }
     }
 }
@@ -236,6 +243,7 @@ impl FromStr for Scenario {
             "pbuf" => with_count("pbuf", Scenario::Pbuf),
             "pbuf-fresh" => with_count("pbuf-fresh", Scenario::PbufFresh),
             "pbuf-legacy" => without_count(Scenario::PbufLegacy),
+            "pbuf-mmap" => without_count(Scenario::PbufMmap),
             _ => Err(ScenarioError::UnknownScenario {
                 given: text.to_owned(),
             }),
@@ -347,6 +355,12 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
             ring.register_pbuf_ring(0, 8)?;
             ring.provide_and_consume(0, 8, 0)?;
             ring.provide_legacy_buffers(7, 4)?;
+            built.rings.push(ring);
+        }
+        Scenario::PbufMmap => {
+            let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "pbuf-mmap")?;
+            ring.register_pbuf_ring(0, 8)?;
+            ring.register_kernel_pbuf_ring(9, 16)?;
             built.rings.push(ring);
         }
         Scenario::Restricted => built.build_restricted(false)?,
@@ -727,7 +741,7 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
             .collect::<Vec<_>>(),
         "personalities": ring.personalities,
         "pbuf_rings": ring.pbuf_rings.iter()
-            .map(|pbuf| json!({ "bgid": pbuf.bgid, "entries": pbuf.entries, "addr": pbuf.memory.addr, "head": pbuf.head }))
+            .map(|pbuf| json!({ "bgid": pbuf.bgid, "entries": pbuf.entries, "addr": pbuf.memory.addr, "head": pbuf.head, "mmap": pbuf.kernel_memory }))
             .collect::<Vec<_>>(),
         "legacy_buffer_groups": ring.legacy_groups.iter().map(|(bgid, _)| *bgid).collect::<Vec<_>>(),
         "personality_next": ring.personality_next,

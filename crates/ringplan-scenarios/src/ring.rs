@@ -177,6 +177,9 @@ pub(crate) struct ScenarioPbufRing {
     pub head: u16,
     pub memory: AnonymousMapping,
     pub buffers: Option<AnonymousMapping>,
+    /// The kernel allocated the memory (`IOU_PBUF_RING_MMAP`); `memory`
+    /// is then the program's mapping of it.
+    pub kernel_memory: bool,
 }
 
 /// Private anonymous memory, unmapped when dropped.
@@ -433,6 +436,64 @@ impl ScenarioRing {
             head: 0,
             memory,
             buffers: None,
+            kernel_memory: false,
+        });
+        self.pbuf_rings.sort_by_key(|ring| ring.bgid);
+        Ok(())
+    }
+
+    /// `IORING_REGISTER_PBUF_RING` with `IOU_PBUF_RING_MMAP` (6.4+): the
+    /// kernel allocates the ring's memory, which the scenario then maps
+    /// (shared, at the kernel's mmap offset for `bgid`).
+    pub(crate) fn register_kernel_pbuf_ring(
+        &mut self,
+        bgid: u16,
+        entries: u32,
+    ) -> Result<(), ScenarioError> {
+        use ringplan_kernel::abi::{linux::PAGE_SIZE, pbuf};
+        let reg = pbuf::BufReg {
+            ring_entries: entries,
+            bgid,
+            flags: pbuf::IOU_PBUF_RING_MMAP,
+            ..pbuf::BufReg::default()
+        };
+        // SAFETY: `reg` is a `struct io_uring_buf_reg` (nr_args 1); the
+        // kernel allocates the memory.
+        unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::RegisterPbufRing,
+                ptr::from_ref(&reg).cast(),
+                1,
+            )
+        }
+        .map_err(|errno| {
+            self.register_error("IORING_REGISTER_PBUF_RING (IOU_PBUF_RING_MMAP)", errno)
+        })?;
+        let len = (u64::from(entries) * pbuf::ENTRY_SIZE).next_multiple_of(PAGE_SIZE) as usize;
+        // SAFETY: a new shared mapping of the ring's buffer ring memory,
+        // which only the returned AnonymousMapping unmaps.
+        let addr = unsafe {
+            rustix::mm::mmap(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED | MapFlags::POPULATE,
+                self.fd()?,
+                pbuf::mmap_offset(bgid),
+            )
+        }
+        .map_err(|errno| ScenarioError::syscall(format!("mmap of buffer ring {bgid}"), errno))?;
+        self.pbuf_rings.push(ScenarioPbufRing {
+            bgid,
+            entries,
+            head: 0,
+            memory: AnonymousMapping {
+                addr: addr as usize,
+                len,
+            },
+            buffers: None,
+            kernel_memory: true,
         });
         self.pbuf_rings.sort_by_key(|ring| ring.bgid);
         Ok(())
