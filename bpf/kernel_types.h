@@ -167,9 +167,13 @@ struct page {
 	unsigned long flags;
 };
 
-/* 6.13+: a ring's memory (kernel-allocated or the program's). */
+/* 6.13+: a ring's memory (kernel-allocated or the program's); flags has
+ * IO_REGION_F_USER_PROVIDED when the program gave it. */
 struct io_mapped_region {
 	struct page **pages;
+	void *ptr;
+	unsigned int nr_pages;
+	unsigned int flags;
 };
 
 /* The kernel's atomic_t, a struct around one int. */
@@ -307,6 +311,30 @@ struct io_restriction {
 	bool registered;
 };
 
+/* A provided-buffer group (io_uring/kbuf.h), keyed by bgid in
+ * ctx->io_bl_xa (and, on 6.1, ctx->io_bl[bgid] for bgid < 64). A buffer
+ * ring (IORING_REGISTER_PBUF_RING) keeps its pages: buf_pages and
+ * buf_nr_pages before 6.13, region after; a legacy group
+ * (IORING_OP_PROVIDE_BUFFERS) keeps buf_list. flags: 6.12 IOBL_BUF_RING 1,
+ * IOBL_MMAP 2, IOBL_INC 4; with region (6.13+) IOBL_BUF_RING 1, IOBL_INC 2;
+ * 6.1 has no flags (a ring is told by buf_nr_pages). */
+struct io_buffer_list {
+	union {
+		struct list_head buf_list;
+		struct {
+			struct page **buf_pages;
+			void *buf_ring;
+		};
+	};
+	__u16 bgid;
+	__u16 buf_nr_pages;
+	__u16 nr_entries;
+	__u16 head;
+	__u16 mask;
+	__u16 flags;
+	struct io_mapped_region region;
+};
+
 struct io_ring_ctx {
 	unsigned int flags;
 	unsigned int sq_thread_idle;
@@ -348,6 +376,10 @@ struct io_ring_ctx {
 	struct xarray personalities;
 	__u32 pers_next;
 	struct io_restriction restrictions;
+	/* Provided-buffer groups: an xarray by bgid on 6.1 and 6.18; 6.1 also
+	 * an array of 64 for the low bgids (NULL until the first group). */
+	struct xarray io_bl_xa;
+	struct io_buffer_list *io_bl;
 };
 
 #pragma clang attribute pop

@@ -5,7 +5,8 @@
  * of the kernel's whole BTF per relocated root type (about 0.5 ms each), so
  * the object relocates only task_struct, files_struct, fdtable, file,
  * inode, eventfd_ctx, io_ring_ctx, io_sq_data, io_ev_fd, io_rsrc_node,
- * io_mapped_ubuf, io_rings, io_overflow_cqe, io_mapped_region, page, and for
+ * io_mapped_ubuf, io_rings, io_overflow_cqe, io_mapped_region, page,
+ * io_buffer_list, and for
  * the requests in flight io_kiocb, io_timeout, io_hash_table, io_hash_bucket,
  * hlist_head, hlist_node, io_wq_work_node and io_submit_state. (Two objects loaded on two threads were measured slower:
  * the second repeats the BTF parse and the types both read, and wins only
@@ -597,13 +598,20 @@ static __always_inline void write_pending_requests(struct seq_file *seq, struct 
 #define XA_CHUNK_MASK 63UL
 #define XA_NODE_TAG 2UL
 
+/* What an xarray walk visits: personalities (struct cred) or
+ * provided-buffer groups (struct io_buffer_list). */
+#define XA_WALK_PERSONALITIES 0
+#define XA_WALK_PBUF 1
+
 struct xa_walk {
 	struct seq_file *seq;   /* NULL: count only */
-	__u64 head;             /* ctx->personalities.xa_head */
+	__u64 head;             /* the xarray's xa_head */
 	__u64 index;            /* the next id to look at */
+	__u64 array;            /* 6.1's ctx->io_bl (buffer groups only), 0: none */
 	__u32 seen;             /* entries met so far */
 	__u32 start;            /* the first ordinal to write */
 	__u32 end;              /* past the last ordinal to write */
+	__u32 what;             /* XA_WALK_* */
 	bool ended;             /* the walk reached the xarray's end */
 };
 
@@ -677,13 +685,33 @@ static __always_inline void write_personality(struct xa_walk *walk, __u64 id, __
 #undef rec
 }
 
+static __always_inline void write_pbuf_ring(struct xa_walk *walk, __u64 entry);
+
+/* Counts the entry at the walk's cursor and writes it when its ordinal is
+ * asked for. */
+static __always_inline void visit_entry(struct xa_walk *walk, __u64 entry)
+{
+	if (walk->seq && walk->seen >= walk->start && walk->seen < walk->end) {
+		if (walk->what == XA_WALK_PBUF)
+			write_pbuf_ring(walk, entry);
+		else
+			write_personality(walk, walk->index, entry);
+	}
+	walk->seen++;
+	walk->index++;
+}
+
 static __always_inline long xa_walk_step(struct xa_walk *walk)
 {
 	__u64 entry = walk->head;
 
-	/* An empty xarray, or a lone entry at index 0, which an ALLOC1
-	 * xarray never holds. */
+	/* An empty xarray, or a lone entry at index 0 (never in an ALLOC1
+	 * xarray such as the personalities; a buffer group with bgid 0). */
 	if (!xa_entry_is_node(entry)) {
+		if (entry && (entry & 3) == 0 && walk->index == 0) {
+			visit_entry(walk, entry);
+			return 0;
+		}
 		walk->ended = true;
 		return 1;
 	}
@@ -712,10 +740,7 @@ static __always_inline long xa_walk_step(struct xa_walk *walk)
 			walk->index = ((walk->index >> shift) + 1) << shift;
 			return 0;
 		}
-		if (walk->seq && walk->seen >= walk->start && walk->seen < walk->end)
-			write_personality(walk, walk->index, slot);
-		walk->seen++;
-		walk->index++;
+		visit_entry(walk, slot);
 		return 0;
 	}
 	/* Deeper than ids go: not walked to the end. */
@@ -765,6 +790,157 @@ static __always_inline bool walk_personalities(struct io_ring_ctx *ring, struct 
 	return walk.ended;
 }
 
+/* Provided-buffer groups. The group's kind and memory: 6.13+ keep the
+ * ring's pages in bl->region (user memory when IO_REGION_F_USER_PROVIDED),
+ * its flags IOBL_BUF_RING 1 and IOBL_INC 2; 6.12 keeps buf_pages with
+ * flags IOBL_BUF_RING 1, IOBL_MMAP 2, IOBL_INC 4; 6.1 has no flags: a ring
+ * has buf_nr_pages, and never kernel memory (IOU_PBUF_RING_MMAP is 6.4+). */
+#define IOBL_BUF_RING 1U
+#define IOBL_612_MMAP 2U
+#define IOBL_612_INC 4U
+#define IOBL_REGION_INC 2U
+#define IO_REGION_F_USER_PROVIDED 2U
+/* Offset of the tail in struct io_uring_buf_ring (uapi: resv1 u64, resv2
+ * u32, resv3 u16, tail u16). */
+#define PBUF_RING_TAIL_OFFSET 14
+
+/* Whether a 6.1 io_bl[] entry holds a group: a ring has pages; a legacy
+ * group has buffers on its list (an empty list points at itself). */
+static __always_inline bool pbuf_array_entry_in_use(__u64 entry)
+{
+	struct io_buffer_list *bl = (void *)entry;
+	if (BPF_CORE_READ(bl, buf_nr_pages))
+		return true;
+	__u64 next = (__u64)BPF_CORE_READ(bl, buf_list.next);
+	return next && next != entry + bpf_core_field_offset(struct io_buffer_list, buf_list);
+}
+
+/* A buffer-group record is built here rather than on the stack (the
+ * callback's frame shares the 512-byte limit). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rp_pbuf_ring_record);
+} pbuf_scratch SEC(".maps");
+
+static __always_inline void write_pbuf_ring(struct xa_walk *walk, __u64 entry)
+{
+	__u32 zero = 0;
+	struct rp_pbuf_ring_record *rec = bpf_map_lookup_elem(&pbuf_scratch, &zero);
+	struct io_buffer_list *bl = (void *)entry;
+	struct page **pages = NULL;
+	__u64 ring_memory = 0;
+
+	if (!rec)
+		return;
+	__builtin_memset(rec, 0, sizeof(*rec));
+	rec->header.kind = RP_RECORD_PBUF_RING;
+	rec->header.size = sizeof(*rec);
+	rec->index = walk->seen;
+	rec->bgid = BPF_CORE_READ(bl, bgid);
+	rec->entries = BPF_CORE_READ(bl, nr_entries);
+	rec->head = BPF_CORE_READ(bl, head);
+	rec->mask = BPF_CORE_READ(bl, mask);
+	if (bpf_core_field_exists(bl->region)) {
+		__u32 flags = BPF_CORE_READ(bl, flags);
+		if (flags & IOBL_BUF_RING) {
+			rec->kind |= RP_PBUF_RING;
+			if (flags & IOBL_REGION_INC)
+				rec->kind |= RP_PBUF_INCREMENTAL;
+			if (!(BPF_CORE_READ(bl, region.flags) & IO_REGION_F_USER_PROVIDED))
+				rec->kind |= RP_PBUF_KERNEL_MEMORY;
+			pages = BPF_CORE_READ(bl, region.pages);
+			rec->nr_pages = BPF_CORE_READ(bl, region.nr_pages);
+			ring_memory = (__u64)BPF_CORE_READ(bl, region.ptr);
+		}
+	} else if (bpf_core_field_exists(bl->buf_pages)) {
+		bool is_ring;
+		if (bpf_core_field_exists(bl->flags)) {
+			__u32 flags = BPF_CORE_READ(bl, flags);
+			is_ring = flags & IOBL_BUF_RING;
+			if (is_ring && (flags & IOBL_612_MMAP))
+				rec->kind |= RP_PBUF_KERNEL_MEMORY;
+			if (is_ring && (flags & IOBL_612_INC))
+				rec->kind |= RP_PBUF_INCREMENTAL;
+		} else {
+			is_ring = BPF_CORE_READ(bl, buf_nr_pages) != 0;
+		}
+		if (is_ring) {
+			rec->kind |= RP_PBUF_RING;
+			pages = BPF_CORE_READ(bl, buf_pages);
+			rec->nr_pages = BPF_CORE_READ(bl, buf_nr_pages);
+			ring_memory = (__u64)BPF_CORE_READ(bl, buf_ring);
+		}
+	}
+	if (pages)
+		bpf_probe_read_kernel(&rec->first_page, sizeof(rec->first_page), pages);
+	if (ring_memory) {
+		__u16 tail = 0;
+		if (bpf_probe_read_kernel(&tail, sizeof(tail),
+					  (void *)(ring_memory + PBUF_RING_TAIL_OFFSET)) == 0) {
+			rec->tail = tail;
+			rec->kind |= RP_PBUF_TAIL;
+		}
+	}
+	bpf_seq_write(walk->seq, rec, sizeof(*rec));
+}
+
+/* One step of a buffer-group walk: on 6.1, io_bl[0..63] first (one entry
+ * per step, those in use counted), then the xarray from bgid 64. */
+static __always_inline long pbuf_walk_step(struct xa_walk *walk)
+{
+	if (walk->array && walk->index < RP_BGID_ARRAY) {
+		__u64 entry = walk->array + walk->index * bpf_core_type_size(struct io_buffer_list);
+		if (pbuf_array_entry_in_use(entry)) {
+			if (walk->seq && walk->seen >= walk->start && walk->seen < walk->end)
+				write_pbuf_ring(walk, entry);
+			walk->seen++;
+		}
+		walk->index++;
+		return 0;
+	}
+	return xa_walk_step(walk);
+}
+
+/* One callback per bpf_loop call site (see walk_hash_table). */
+static long count_pbuf_rings_in_header(__u32 step, void *data)
+{
+	return pbuf_walk_step(data);
+}
+
+static long count_pbuf_rings_in_chunk(__u32 step, void *data)
+{
+	return pbuf_walk_step(data);
+}
+
+static long write_pbuf_rings(__u32 step, void *data)
+{
+	return pbuf_walk_step(data);
+}
+
+/* Walks ring's provided-buffer groups as walk_personalities does. */
+static __always_inline bool walk_pbuf_rings(struct io_ring_ctx *ring, struct seq_file *seq,
+					    __u32 start, __u32 end, __u32 *count,
+					    long (*step)(__u32, void *))
+{
+	struct xa_walk walk = {
+		.seq = seq,
+		.head = (__u64)BPF_CORE_READ(ring, io_bl_xa.xa_head),
+		.start = start,
+		.end = end,
+		.what = XA_WALK_PBUF,
+		.index = opaque_zero,
+		.seen = opaque_zero,
+		.ended = opaque_zero != 0,
+	};
+	if (bpf_core_field_exists(ring->io_bl))
+		walk.array = (__u64)BPF_CORE_READ(ring, io_bl);
+	bpf_loop(RP_MAX_XA_STEPS, step, &walk, 0);
+	*count = walk.seen;
+	return walk.ended;
+}
+
 /* The header's part of personalities (how many, the next id) and the
  * restrictions. */
 static __always_inline void read_credentials(struct io_ring_ctx *ring, struct rp_ring_record *rec)
@@ -784,6 +960,9 @@ static __always_inline void read_credentials(struct io_ring_ctx *ring, struct rp
 		rec->restriction_flags = allowed | required << 8 | (registered & 1) << 16;
 		rec->state_known |= RP_STATE_RESTRICTIONS;
 	}
+	if (bpf_core_field_exists(ring->io_bl_xa) &&
+	    walk_pbuf_rings(ring, NULL, 0, 0, &rec->pbuf_count, count_pbuf_rings_in_header))
+		rec->state_known |= RP_STATE_PBUF_RINGS;
 }
 
 static __always_inline void write_ring_record(struct seq_file *seq, struct file *file,
@@ -989,6 +1168,34 @@ static __always_inline void write_personalities_chunk(struct seq_file *seq, stru
 				   write_personalities);
 }
 
+/* A buffer-groups chunk, as a personalities chunk: groups of ordinals
+ * [start, start + count). */
+static __always_inline void write_pbuf_rings_chunk(struct seq_file *seq, struct io_ring_ctx *ring,
+						   struct rp_chunk_request *request,
+						   struct rp_chunk_record *rec)
+{
+	__u32 total = 0, written = 0;
+	if (!bpf_core_field_exists(ring->io_bl_xa) ||
+	    !walk_pbuf_rings(ring, NULL, 0, 0, &total, count_pbuf_rings_in_chunk)) {
+		rec->status = RP_CHUNK_UNKNOWN_LAYOUT;
+		bpf_seq_write(seq, rec, sizeof(*rec));
+		return;
+	}
+	__u32 count = request->count < RP_PBUF_RINGS_PER_CHUNK ? request->count
+							       : RP_PBUF_RINGS_PER_CHUNK;
+	if (rec->start >= total)
+		count = 0;
+	else if (count > total - rec->start)
+		count = total - rec->start;
+	rec->table_size = total;
+	rec->scanned = count;
+	rec->status = RP_CHUNK_OK;
+	bpf_seq_write(seq, rec, sizeof(*rec));
+	if (count)
+		walk_pbuf_rings(ring, seq, rec->start, rec->start + count, &written,
+				write_pbuf_rings);
+}
+
 static __always_inline void write_chunk(struct seq_file *seq, struct file *file,
 					struct rp_chunk_request *request, __u32 fd)
 {
@@ -1010,6 +1217,10 @@ static __always_inline void write_chunk(struct seq_file *seq, struct file *file,
 	rec.sq_thread_idle = BPF_CORE_READ(ring, sq_thread_idle);
 	if (request->table == RP_TABLE_PERSONALITIES) {
 		write_personalities_chunk(seq, ring, request, &rec);
+		return;
+	}
+	if (request->table == RP_TABLE_PBUF_RINGS) {
+		write_pbuf_rings_chunk(seq, ring, request, &rec);
 		return;
 	}
 	if (rec.layout == RP_LAYOUT_UNKNOWN) {

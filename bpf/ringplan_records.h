@@ -45,6 +45,8 @@ enum rp_record_kind {
 	RP_RECORD_PENDING_REQUEST = 9,
 	/* Pass B, one per personality in a personalities chunk. */
 	RP_RECORD_PERSONALITY = 10,
+	/* Pass B, one per provided-buffer group in a buffer-groups chunk. */
+	RP_RECORD_PBUF_RING = 11,
 };
 
 /* What a struct file is, as told by its f_op (pass A; pass B reports f_op
@@ -75,6 +77,9 @@ enum rp_table {
 	/* The personalities xarray, by ordinal (the n-th personality in id
 	 * order), not by id: ids are sparse. */
 	RP_TABLE_PERSONALITIES = 3,
+	/* The provided-buffer groups, by ordinal (6.1: the low-bgid array's
+	 * groups first, then the xarray's; both in bgid order). */
+	RP_TABLE_PBUF_RINGS = 4,
 };
 
 /* What a pass-B request asks for, in struct rp_chunk_request. */
@@ -129,6 +134,22 @@ enum rp_state_known {
 	RP_STATE_PERSONALITIES = 64,
 	/* ctx->restrictions was read (restriction_* fields). */
 	RP_STATE_RESTRICTIONS = 128,
+	/* The provided-buffer groups were walked to their end within
+	 * RP_MAX_XA_STEPS: pbuf_count is all of them. */
+	RP_STATE_PBUF_RINGS = 256,
+};
+
+/* What a provided-buffer group is (rp_pbuf_ring_record.kind bits). */
+enum rp_pbuf_kind {
+	/* A buffer ring (IORING_REGISTER_PBUF_RING); without it, a legacy
+	 * group of IORING_OP_PROVIDE_BUFFERS. */
+	RP_PBUF_RING = 1,
+	/* The kernel allocated the ring's memory (IOU_PBUF_RING_MMAP). */
+	RP_PBUF_KERNEL_MEMORY = 2,
+	/* Buffers consumed incrementally (IOU_PBUF_RING_INC, 6.12+). */
+	RP_PBUF_INCREMENTAL = 4,
+	/* tail was read from the ring's memory. */
+	RP_PBUF_TAIL = 8,
 };
 
 /* Where a pending request was found. */
@@ -225,8 +246,10 @@ struct rp_ring_record {
 	__u32 restriction_flags;
 	__u64 restriction_register_op; /* ctx->restrictions.register_op[0] */
 	__u64 restriction_sqe_op;      /* ctx->restrictions.sqe_op[0] */
+	__u32 pbuf_count;     /* provided-buffer groups (valid per state_known) */
+	__u32 reserved;
 };
-_Static_assert(sizeof(struct rp_ring_record) == 216, "rp_ring_record");
+_Static_assert(sizeof(struct rp_ring_record) == 224, "rp_ring_record");
 
 struct rp_pending_request_record {
 	struct rp_header header;
@@ -285,6 +308,23 @@ struct rp_personality_record {
 	__u32 reserved;
 };
 _Static_assert(sizeof(struct rp_personality_record) == 224, "rp_personality_record");
+
+/* One provided-buffer group: what the kernel holds of it. A buffer ring's
+ * entries (addresses, lengths, bids) are in its memory, which is the
+ * program's: not read here. */
+struct rp_pbuf_ring_record {
+	struct rp_header header;
+	__u64 first_page;     /* struct page * of the ring memory's first page (0: none) */
+	__u32 index;          /* its ordinal among the ring's groups */
+	__u32 bgid;
+	__u32 entries;        /* nr_entries */
+	__u32 head;           /* the kernel's head (buffers consumed) */
+	__u32 mask;
+	__u32 kind;           /* enum rp_pbuf_kind bits */
+	__u32 nr_pages;       /* pages of the ring's memory */
+	__u32 tail;           /* the program's tail, read from the ring memory (RP_PBUF_TAIL) */
+};
+_Static_assert(sizeof(struct rp_pbuf_ring_record) == 48, "rp_pbuf_ring_record");
 
 /* Value of the chunk_requests map, keyed by the dumper's local fd (__u32). */
 struct rp_chunk_request {
@@ -380,6 +420,10 @@ enum rp_limits {
 	RP_MAX_XA_STEPS = 1 << 18,
 	/* Levels of xa_node followed (64^3 > 65535). */
 	RP_MAX_XA_DEPTH = 4,
+	/* A buffer-groups chunk: one chunk record and up to this many. */
+	RP_PBUF_RINGS_PER_CHUNK = 500,
+	/* 6.1's ctx->io_bl array: groups with bgid below this (BGID_ARRAY). */
+	RP_BGID_ARRAY = 64,
 };
 _Static_assert(sizeof(struct rp_ring_record) +
 		       RP_MAX_OVERFLOW_CQES * sizeof(struct rp_overflow_cqe_record) +
@@ -398,6 +442,10 @@ _Static_assert(sizeof(struct rp_chunk_record) +
 		       RP_PERSONALITIES_PER_CHUNK * sizeof(struct rp_personality_record) <=
 		       RP_MAX_OBJECT_BYTES,
 	       "personalities chunk fits one object");
+_Static_assert(sizeof(struct rp_chunk_record) +
+		       RP_PBUF_RINGS_PER_CHUNK * sizeof(struct rp_pbuf_ring_record) <=
+		       RP_MAX_OBJECT_BYTES,
+	       "buffer-groups chunk fits one object");
 _Static_assert(sizeof(((struct rp_personality_record *)0)->groups) == RP_MAX_GROUPS * 4,
 	       "personality groups");
 _Static_assert(sizeof(struct rp_fd_record) + RP_PATH_MAX + sizeof(struct rp_eventfd_record) <=
@@ -423,6 +471,7 @@ struct rp_shared_types {
 	struct rp_overflow_cqe_record overflow_cqe_record;
 	struct rp_pending_request_record pending_request_record;
 	struct rp_personality_record personality_record;
+	struct rp_pbuf_ring_record pbuf_ring_record;
 	enum rp_record_kind record_kind;
 	enum rp_file_role file_role;
 	enum rp_layout layout;
@@ -431,6 +480,7 @@ struct rp_shared_types {
 	enum rp_chunk_status chunk_status;
 	enum rp_state_known state_known;
 	enum rp_pending_where pending_where;
+	enum rp_pbuf_kind pbuf_kind;
 	enum rp_uapi uapi;
 	enum rp_limits limits;
 };

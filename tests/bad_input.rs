@@ -297,6 +297,37 @@ fn document_rows() -> Vec<Row> {
             planner: false,
         },
         Row {
+            name: "pbuf-entries-not-power-of-two",
+            bytes: mutated(|image| ring_v3(image).pbuf_rings = vec![pbuf_ring(0, 12)]),
+            expected: "ring #1: buffer ring 0: 12 entries is not a power of two up to 32768",
+            planner: false,
+        },
+        Row {
+            name: "pbuf-bgid-repeated",
+            bytes: mutated(|image| ring_v3(image).pbuf_rings = vec![pbuf_ring(7, 8), pbuf_ring(7, 8)]),
+            expected: "ring #1: pbuf_rings: bgids repeated or out of order",
+            planner: false,
+        },
+        Row {
+            name: "pbuf-addr-unaligned",
+            bytes: mutated(|image| {
+                let mut entry = pbuf_ring(0, 8);
+                entry.addr = Some(0x7000_0000_0010);
+                ring_v3(image).pbuf_rings = vec![entry];
+            }),
+            expected: "ring #1: buffer ring 0: address 0x700000000010 is not page-aligned",
+            planner: false,
+        },
+        Row {
+            name: "pbuf-in-version-2",
+            bytes: mutated(|image| {
+                ring_mut(image, 1).pbuf_rings = vec![pbuf_ring(0, 8)];
+                image.version = 2;
+            }),
+            expected: "ring #1: has buffer groups, which version 2 images do not have",
+            planner: false,
+        },
+        Row {
             name: "personalities-in-version-2",
             bytes: mutated(|image| {
                 ring_mut(image, 1).personalities = vec![personality(1)];
@@ -318,6 +349,28 @@ fn document_rows() -> Vec<Row> {
             }),
             expected: "ring #1: restrictions: SQE opcode 64 is beyond the kernel's 64 bits",
             planner: false,
+        },
+        Row {
+            name: "legacy-buffer-group",
+            bytes: mutated(|image| ring_v3(image).legacy_buffer_groups = vec![5]),
+            expected: "ring #1: its provided buffers cannot be restored: legacy group 5 (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel, which the image does not capture",
+            planner: true,
+        },
+        Row {
+            name: "pbuf-head-moved",
+            bytes: mutated(|image| {
+                let mut entry = pbuf_ring(0, 8);
+                entry.head = 3;
+                ring_v3(image).pbuf_rings = vec![entry];
+            }),
+            expected: "ring #1: its provided buffers cannot be restored: buffer ring 0: the kernel's head is 3, and a new buffer ring starts at 0",
+            planner: true,
+        },
+        Row {
+            name: "pbuf-rings-unknown",
+            bytes: mutated(|image| ring_v3(image).unknown.push(ringplan_image::RingField::PbufRings)),
+            expected: "ring #1: pbuf_rings unknown",
+            planner: true,
         },
         Row {
             name: "personality-ids-wrapped",
@@ -1108,6 +1161,17 @@ fn personality(id: u32) -> ringplan_image::Personality {
 
 /// Ring #1 of an image made version 3 (the seed image is version 2, which
 /// cannot hold personalities or restrictions).
+fn pbuf_ring(bgid: u16, entries: u32) -> ringplan_image::PbufRing {
+    ringplan_image::PbufRing {
+        bgid,
+        entries,
+        head: 0,
+        addr: Some(0x7000_0000_0000),
+        mmap: false,
+        incremental: false,
+    }
+}
+
 fn ring_v3(image: &mut Image) -> &mut Ring {
     image.version = 3;
     ring_mut(image, 1)

@@ -2,7 +2,9 @@
 //! scenario says it built: every ring's setup, SQ thread sharing, wq parent,
 //! eventfd, registered files by slot and path, buffers by slot, address and
 //! length, mappings, personalities (ids, the next id, and the credentials
-//! of the thread that registered them) and restrictions.
+//! of the thread that registered them), restrictions and buffer rings
+//! (bgid, entries, memory address, head: compared with the kernel's
+//! `IORING_REGISTER_PBUF_STATUS` where it has it).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -239,6 +241,7 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
         );
 
         check_personalities(view, got, want, exact, &context);
+        check_pbuf_rings(view, got, want, exact, &context);
         if exact {
             // The description's restrictions are what was registered
             // (null when none); the ring's R_DISABLED is in its flags.
@@ -378,6 +381,65 @@ fn check_personalities(view: &Value, got: &Value, want: &Value, exact: bool, con
     }
 }
 
+/// A ring's buffer rings: the scenario's bgids, entries, memory addresses
+/// and heads, no legacy groups; where the kernel answers
+/// `IORING_REGISTER_PBUF_STATUS` (6.8+), its head of each, asked through a
+/// copy of the scenario's ring fd. The fdinfo backend leaves them unknown.
+fn check_pbuf_rings(view: &Value, got: &Value, want: &Value, exact: bool, context: &str) {
+    if !exact {
+        let unknown = got["unknown"].as_array().expect("unknown");
+        assert!(
+            unknown.iter().any(|field| field == "pbuf_rings"),
+            "{context}: the fdinfo backend cannot read buffer rings"
+        );
+        return;
+    }
+    let listed: Vec<Value> = got["pbuf_rings"]
+        .as_array()
+        .expect("pbuf_rings")
+        .iter()
+        .map(|entry| {
+            serde_json::json!({"bgid": entry["bgid"], "entries": entry["entries"], "addr": entry["addr"], "head": entry["head"], "mmap": entry["mmap"]})
+        })
+        .collect();
+    let wanted = want["pbuf_rings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed, wanted, "{context}: buffer rings");
+    // Legacy groups (IORING_OP_PROVIDE_BUFFERS): their bgids only.
+    let legacy = want
+        .get("legacy_buffer_groups")
+        .cloned()
+        .unwrap_or(serde_json::json!([]));
+    assert_eq!(
+        got["legacy_buffer_groups"], legacy,
+        "{context}: legacy groups"
+    );
+    if wanted.is_empty() {
+        return;
+    }
+    let pid = view["source"]["pid"].as_i64().expect("pid") as i32;
+    let fd = want["fd"].as_i64().expect("fd") as i32;
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid).expect("pid"),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .expect("pidfd_open");
+    let ring = rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+        .expect("pidfd_getfd of the scenario's ring");
+    for entry in &wanted {
+        let bgid = entry["bgid"].as_u64().expect("bgid") as u16;
+        match ringplan_kernel::probe::pbuf_head(std::os::fd::AsFd::as_fd(&ring), bgid)
+            .expect("IORING_REGISTER_PBUF_STATUS")
+        {
+            Some(head) => assert_eq!(
+                u64::from(head),
+                entry["head"].as_u64().expect("head"),
+                "{context}: the kernel's head of buffer ring {bgid}"
+            ),
+            None => eprintln!("{context}: this kernel has no IORING_REGISTER_PBUF_STATUS (6.8+)"),
+        }
+    }
+}
+
 fn round(scenario: &str, backend: &str) {
     let process = Scenario::start(scenario);
     let dir = scratch_dir(&format!("dump-{}-{backend}", scenario.replace(':', "-")));
@@ -415,6 +477,13 @@ scenario_tests! {
     personalities_3: "personalities:3",
     restricted: "restricted",
     restricted_enabled: "restricted-enabled",
+    pbuf: "pbuf",
+    pbuf_legacy: "pbuf-legacy",
+}
+
+#[test]
+fn bpf_dumps_1000_buffer_rings_whole() {
+    round("pbuf:1000", "bpf");
 }
 
 #[test]
@@ -481,5 +550,66 @@ fn selecting_a_ring_fd_brings_its_dependencies() {
     assert!(
         !objects_of_kind(&child, "file").is_empty(),
         "and its registered files"
+    );
+}
+
+/// A legacy buffer group (`IORING_OP_PROVIDE_BUFFERS`): the dump lists its
+/// bgid and warns that its buffers are not captured, and a restore refuses
+/// the image in one line (exit 2) before doing anything.
+/// A buffer ring in kernel memory (`IOU_PBUF_RING_MMAP`, 6.4+) beside one
+/// on the program's memory: both dumped (the kernel's one at the address
+/// where the program mapped it, `mmap` true), and a restore refused in one
+/// line. Skipped, saying so, before NO_MMAP (6.5; 6.1 has neither).
+#[test]
+fn kernel_allocated_buffer_rings_are_dumped_and_refused() {
+    if !ringplan_kernel::probe::has_no_mmap().unwrap_or(false) {
+        eprintln!("skipped: this kernel predates IOU_PBUF_RING_MMAP (6.4)");
+        return;
+    }
+    round("pbuf-mmap", "bpf");
+    let process = Scenario::start("pbuf-mmap");
+    let dir = scratch_dir("dump-pbuf-mmap-refused");
+    let view = dump_json(process.pid(), "bpf", &dir, &[]);
+    let ring = view["objects"]
+        .as_array()
+        .and_then(|objects| objects.iter().find(|object| object["kind"] == "ring"))
+        .expect("a ring");
+    assert_eq!(ring["pbuf_rings"][1]["mmap"], true, "{ring}");
+    let image = dir.join("mmap.img");
+    let image = image.to_str().expect("utf-8 path");
+    let pid = process.pid().to_string();
+    let dump = crate::support::plan(&["dump", "--pid", &pid, "--backend", "bpf", "-o", image]);
+    assert!(dump.status.success());
+    let exec = crate::support::plan(&["exec", image, "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert_eq!(exec.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("buffer ring 9 is in kernel memory (IOU_PBUF_RING_MMAP)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn legacy_buffer_groups_are_reported_and_refused() {
+    let process = Scenario::start("pbuf-legacy");
+    let dir = scratch_dir("dump-pbuf-legacy-refused");
+    let image = dir.join("legacy.img");
+    let image = image.to_str().expect("utf-8 path");
+    let pid = process.pid().to_string();
+    let dump = crate::support::plan(&["dump", "--pid", &pid, "--backend", "bpf", "-o", image]);
+    let stderr = String::from_utf8_lossy(&dump.stderr);
+    assert!(dump.status.success(), "dump: {stderr}");
+    assert!(
+        stderr.contains("legacy provided-buffer groups [7] (IORING_OP_PROVIDE_BUFFERS)"),
+        "the dump warns: {stderr}"
+    );
+    let exec = crate::support::plan(&["exec", image, "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert_eq!(exec.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr
+            .contains("legacy group 7 (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel"),
+        "{stderr}"
     );
 }

@@ -15,7 +15,7 @@ use ringplan_kernel::procfs::{fdinfo, Process};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "seed",
     "closed",
     "chain:8",
@@ -27,6 +27,7 @@ const SCENARIOS: [&str; 11] = [
     "personalities:3",
     "restricted",
     "restricted-enabled",
+    "pbuf-fresh:2",
 ];
 
 /// Dumps `pid` with the BPF backend into `dir` and returns the file.
@@ -491,8 +492,51 @@ fn hold_then_dump_matches_the_original() {
                 "{name}: fdinfo personalities of the ring at fd {fd}"
             );
         }
+        // Buffer rings: the kernel's own head of each
+        // (IORING_REGISTER_PBUF_STATUS, 6.8+), the holder's as the
+        // original's and the image's.
+        for object in &original.objects {
+            let ObjectKind::Ring(ring) = &object.kind else {
+                continue;
+            };
+            let Some(entry) = object.fds.first() else {
+                continue;
+            };
+            for group in &ring.pbuf_rings {
+                let head = |pid: u32| pbuf_head_of(pid, entry.fd, group.bgid);
+                let (held_head, original_head) = (head(holder.pid()), head(scenario.pid()));
+                assert_eq!(
+                    held_head, original_head,
+                    "{name}: head of buffer ring {}",
+                    group.bgid
+                );
+                if let Some(head) = held_head {
+                    assert_eq!(
+                        head, group.head,
+                        "{name}: the image's head of {}",
+                        group.bgid
+                    );
+                } else {
+                    eprintln!("{name}: this kernel has no IORING_REGISTER_PBUF_STATUS (6.8+)");
+                }
+            }
+        }
         drop(holder);
     }
+}
+
+/// The kernel's head of buffer ring `bgid` of the ring at `fd` in `pid`
+/// (`None` before 6.8), asked through a copy of the fd.
+fn pbuf_head_of(pid: u32, fd: i32, bgid: u16) -> Option<u16> {
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid as i32).expect("pid"),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .expect("pidfd_open");
+    let ring = rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+        .expect("pidfd_getfd of a ring");
+    ringplan_kernel::probe::pbuf_head(std::os::fd::AsFd::as_fd(&ring), bgid)
+        .expect("IORING_REGISTER_PBUF_STATUS")
 }
 
 #[test]
@@ -504,6 +548,7 @@ fn an_injected_failure_at_any_step_is_undone() {
         "closed",
         "creator-closed:3",
         "personalities:3",
+        "pbuf-fresh:2",
     ] {
         let scenario = Scenario::start(name);
         let image = dump_to(scenario.pid(), &dir, &file_name(name));

@@ -609,3 +609,52 @@ fn restrictions_restored_into_a_running_process_are_enabled_as_recorded() {
         assert!(target.answers(), "step {step}: the target runs on");
     });
 }
+
+/// Buffer rings restored into a running process: registered on memory at
+/// their recorded addresses (mapped there, the target holding none), with
+/// their bgids, entries and heads (`--verify` dumps the target and
+/// compares them), and a failure at any step, `register_pbuf_ring`
+/// included, leaves the target as it was.
+#[test]
+fn buffer_rings_restored_into_a_running_process() {
+    let dir = scratch_dir("exec-pid-pbuf");
+    let (path, image, scenario) = scenario_image("pbuf-fresh:2", &dir, false);
+    drop(scenario);
+    let ring = image
+        .objects
+        .iter()
+        .find_map(|object| match &object.kind {
+            ObjectKind::Ring(ring) => Some(ring),
+            _ => None,
+        })
+        .expect("a ring");
+    let bgids: Vec<u16> = ring.pbuf_rings.iter().map(|entry| entry.bgid).collect();
+    assert_eq!(bgids, vec![0, 65]);
+
+    let mut target = Target::start();
+    let pid = target.pid.to_string();
+    let output = plan(&[
+        "exec",
+        &path,
+        "--pid",
+        &pid,
+        "--substitute-external",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exec --pid --verify: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("verified: "), "{stdout}");
+    assert!(target.answers());
+    drop(target);
+
+    let mut target = Target::start();
+    let before = ProcessState::capture_of(target.pid);
+    let pid = target.pid;
+    fail_at_every_step(&path, pid, &["--substitute-external"], &before, |step| {
+        assert!(target.answers(), "step {step}: the target runs on");
+    });
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::support::plan_ok;
 
-const EXAMPLES: [&str; 9] = [
+const EXAMPLES: [&str; 10] = [
     "seed",
     "chain-64",
     "fanout-64",
@@ -17,6 +17,7 @@ const EXAMPLES: [&str; 9] = [
     "files-16",
     "personalities-3",
     "restricted-enabled",
+    "pbuf-fresh-2",
 ];
 
 #[test]

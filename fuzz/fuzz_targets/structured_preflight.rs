@@ -339,6 +339,8 @@ fn build(sketch: &Sketch) -> Image {
                     .map(|state| Box::new(build_state(state, flags, sq_entries, cq_entries))),
                 personalities: Vec::new(),
                 personality_next: 0,
+                pbuf_rings: Vec::new(),
+                legacy_buffer_groups: Vec::new(),
                 restrictions: None,
             }),
         });

@@ -5,8 +5,9 @@ use crate::error::CliError;
 
 #[derive(clap::Args)]
 pub struct AppArgs {
-    /// seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix or
-    /// personalities:N, restricted or restricted-enabled.
+    /// seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix,
+    /// personalities:N, restricted, restricted-enabled, pbuf[:N],
+    /// pbuf-fresh:N, pbuf-legacy or pbuf-mmap.
     #[arg(default_value = "seed")]
     scenario: String,
 }

@@ -11,12 +11,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use ringplan_image::{
     validate, Eventfd, FdEntry, File, FileIdentity, FileType, Image, ImageError, Object, ObjectId,
-    ObjectKind, Ring, RingEventfd, RingField, RingMapping, RingMemory, RingSetup, RingState,
-    SetupFlags, Source, StateField,
+    ObjectKind, PbufRing, Ring, RingEventfd, RingField, RingMapping, RingMemory, RingSetup,
+    RingState, SetupFlags, Source, StateField,
 };
 
 use crate::raw::{
-    EventfdKey, FileKey, Known, RawFile, RawFileRole, RawRing, RawState, RingKey, UserMemory,
+    EventfdKey, FileKey, Known, PbufMemory, RawFile, RawFileRole, RawPbufRing, RawRing, RawState,
+    RingKey, UserMemory,
 };
 
 // `O_NONBLOCK` is also `EFD_NONBLOCK`.
@@ -415,6 +416,16 @@ fn build_ring(
             None
         }
     };
+    let (pbuf_rings, legacy_buffer_groups) = match &raw_ring.buffer_groups {
+        Known::Known(groups) => (
+            groups.rings.iter().map(pbuf_ring).collect(),
+            groups.legacy.clone(),
+        ),
+        Known::Unknown => {
+            unknown.push(RingField::PbufRings);
+            (Vec::new(), Vec::new())
+        }
+    };
     unknown.sort();
     let table = walked
         .slots
@@ -452,7 +463,25 @@ fn build_ring(
         personalities,
         personality_next,
         restrictions,
+        pbuf_rings,
+        legacy_buffer_groups,
     })
+}
+
+/// A buffer ring as the image holds it: its memory's address where it was
+/// found in the program.
+fn pbuf_ring(raw: &RawPbufRing) -> PbufRing {
+    PbufRing {
+        bgid: raw.bgid,
+        entries: raw.entries,
+        head: raw.head,
+        addr: match raw.memory {
+            PbufMemory::Found(addr) => Some(addr),
+            PbufMemory::Frame(_) | PbufMemory::NotMapped | PbufMemory::Unknown(_) => None,
+        },
+        mmap: raw.kernel_memory,
+        incremental: raw.incremental,
+    }
 }
 
 /// The ring's continuity state as far as the kernel told it: positions and

@@ -45,6 +45,25 @@ pub fn ring_caveats(image: &Image) -> Vec<String> {
                 ));
             }
         }
+        if !ring.legacy_buffer_groups.is_empty() {
+            caveats.push(format!(
+                "ring {} (fd {fd}): legacy provided-buffer groups {:?} (IORING_OP_PROVIDE_BUFFERS) keep their \
+                 buffers in the kernel only; they are not captured, and plan exec refuses this image",
+                object.id, ring.legacy_buffer_groups
+            ));
+        }
+        for entry in ring.pbuf_rings.iter().filter(|entry| entry.mmap) {
+            caveats.push(format!(
+                "ring {} (fd {fd}): buffer ring {} has kernel-allocated memory (IOU_PBUF_RING_MMAP){}; \
+                 plan exec refuses it (the kernel chooses where such memory is mapped)",
+                object.id,
+                entry.bgid,
+                match entry.addr {
+                    Some(addr) => format!(", mapped by the program at {addr:#x}"),
+                    None => ", which the program has not mapped".to_owned(),
+                }
+            ));
+        }
         if ring.setup.has(SetupFlags::SINGLE_ISSUER) {
             let owner = match ring.state.as_ref().and_then(|state| state.owner_tid) {
                 Some(tid) => format!("thread {tid}, which the image records"),

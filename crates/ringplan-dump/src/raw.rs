@@ -151,6 +151,43 @@ pub struct RawRing {
     pub personalities: Known<(Vec<Personality>, u32)>,
     /// `ctx->restrictions`: `Known(None)` when none were registered.
     pub restrictions: Known<Option<Restrictions>>,
+    /// The provided-buffer groups; unknown to the fdinfo backend and when
+    /// the walk did not reach the end.
+    pub buffer_groups: Known<RawBufferGroups>,
+}
+
+/// A ring's provided-buffer groups as read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawBufferGroups {
+    /// Buffer rings, ascending bgid.
+    pub rings: Vec<RawPbufRing>,
+    /// The bgids of legacy groups (`IORING_OP_PROVIDE_BUFFERS`), ascending.
+    pub legacy: Vec<u16>,
+}
+
+/// One buffer ring as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawPbufRing {
+    pub bgid: u16,
+    pub entries: u32,
+    pub head: u16,
+    pub kernel_memory: bool,
+    pub incremental: bool,
+    /// Where the program has the ring's memory.
+    pub memory: PbufMemory,
+}
+
+/// Where a buffer ring's memory lies in the program, as far as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PbufMemory {
+    /// The page frame number of its first page, not yet looked up.
+    Frame(u64),
+    /// The program's address.
+    Found(u64),
+    /// Kernel memory that no mapping of the program shows.
+    NotMapped,
+    /// Not found, and why.
+    Unknown(String),
 }
 
 /// A ring's continuity state as read.

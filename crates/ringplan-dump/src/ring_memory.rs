@@ -28,7 +28,7 @@ use ringplan_kernel::abi::linux::PAGE_SIZE;
 use ringplan_kernel::procfs::mem::ProcessMemory;
 use ringplan_kernel::procfs::{pagemap, task, Process};
 
-use crate::raw::{RawRingState, RawState, UserMemory};
+use crate::raw::{Known, PbufMemory, RawRing, RawRingState, RawState, UserMemory};
 
 /// Fills in the entries of every ring of `image` that has a state, from
 /// `pid`'s memory, and checks each SINGLE_ISSUER owner is a thread of
@@ -86,12 +86,60 @@ pub fn complete(pid: u32, image: &mut Image) -> Vec<String> {
     warnings
 }
 
+/// A buffer ring's memory: the lowest address of the program that maps
+/// its first page. Kernel memory (`IOU_PBUF_RING_MMAP`) that no mapping
+/// shows is not mapped; the program's own memory must be mapped somewhere.
+fn locate_buffer_rings(
+    ring: &mut RawRing,
+    found: &Result<std::collections::BTreeMap<u64, u64>, ringplan_kernel::procfs::ProcfsError>,
+) {
+    let Known::Known(groups) = &mut ring.buffer_groups else {
+        return;
+    };
+    for entry in &mut groups.rings {
+        let PbufMemory::Frame(frame) = entry.memory else {
+            continue;
+        };
+        entry.memory = match found {
+            Err(error) => PbufMemory::Unknown(format!("reading the target's pagemap: {error}")),
+            Ok(found) => match found.get(&frame) {
+                Some(&addr) => PbufMemory::Found(addr),
+                None if entry.kernel_memory => PbufMemory::NotMapped,
+                None => PbufMemory::Unknown(
+                    "no mapping of the target shows the buffer ring's pages".to_owned(),
+                ),
+            },
+        };
+    }
+}
+
 /// Finds, for every NO_MMAP ring of `raw` whose pages the backend gave as
 /// frame numbers, where the program has that memory: the lowest address in
 /// `pid` that maps each frame (`/proc/PID/pagemap`, one pass over the
 /// process's mappings for all rings), with the sizes the kernel pinned for
 /// a ring of its sizes and flags (page-aligned, as the kernel requires).
 pub fn locate_user_memory(pid: u32, raw: &mut RawState) {
+    locate_by_frames(pid, raw);
+    for ring in raw.rings.values() {
+        let Known::Known(groups) = &ring.buffer_groups else {
+            continue;
+        };
+        for entry in &groups.rings {
+            if let PbufMemory::Unknown(why) = &entry.memory {
+                raw.notes.push(format!(
+                    "buffer ring {} ({} entries): where the program has its memory is unknown ({why}); \
+                     the image has no address for it and a restore refuses it",
+                    entry.bgid, entry.entries
+                ));
+            }
+        }
+    }
+    raw.notes.sort();
+}
+
+/// [`locate_user_memory`]'s lookups: one pass over the target's pagemap
+/// for every frame wanted.
+fn locate_by_frames(pid: u32, raw: &mut RawState) {
     let mut wanted = BTreeSet::new();
     for ring in raw.rings.values() {
         if let Some(RawRingState {
@@ -101,6 +149,12 @@ pub fn locate_user_memory(pid: u32, raw: &mut RawState) {
         {
             wanted.extend([*rings, *sqes]);
         }
+        if let Known::Known(groups) = &ring.buffer_groups {
+            wanted.extend(groups.rings.iter().filter_map(|entry| match entry.memory {
+                PbufMemory::Frame(frame) => Some(frame),
+                _ => None,
+            }));
+        }
     }
     if wanted.is_empty() {
         return;
@@ -108,6 +162,7 @@ pub fn locate_user_memory(pid: u32, raw: &mut RawState) {
     let found = pagemap::find_frames(Process::Pid(pid), &wanted);
     let mut offsets = OffsetCache::default();
     for ring in raw.rings.values_mut() {
+        locate_buffer_rings(ring, &found);
         let (sq_entries, cq_entries, flags) = (ring.sq_entries, ring.cq_entries, ring.flags);
         let Some(state) = &mut ring.state else {
             continue;

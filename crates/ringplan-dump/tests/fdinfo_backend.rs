@@ -379,6 +379,7 @@ fn seed_reads_back_field_by_field() {
             state: None,
             personalities: Known::Unknown,
             restrictions: Known::Unknown,
+            buffer_groups: Known::Unknown,
         }
     );
 

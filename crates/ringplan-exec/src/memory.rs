@@ -62,12 +62,23 @@ impl MemoryHook for NoMemory {
 
 use ringplan_kernel::abi::linux::PAGE_SIZE as PAGE;
 
-/// The page ranges `[start, end)` every registered buffer of `plan` covers,
-/// merged and sorted. A buffer shared by several slots or rings, or several
-/// buffers on one page, give one range.
+/// The page ranges `[start, end)` every registered buffer of `plan` and
+/// every buffer ring's memory cover, merged and sorted. A buffer shared by
+/// several slots or rings, or several buffers on one page, give one range.
 pub fn buffer_ranges(plan: &Plan) -> Result<Vec<(u64, u64)>, MemoryError> {
     let mut ranges = Vec::new();
     for step in &plan.steps {
+        if let Op::RegisterPbufRing(register) = &step.op {
+            // Page-aligned (the plan's validation checked it).
+            let end = register
+                .addr
+                .checked_add(register.memory_len().next_multiple_of(PAGE))
+                .ok_or(MemoryError::BadRange {
+                    start: register.addr,
+                    len: register.memory_len(),
+                })?;
+            ranges.push((register.addr, end));
+        }
         if let Op::RegisterBuffers(register) = &step.op {
             for iovec in register.iovecs.iter().filter(|iovec| !iovec.is_empty()) {
                 let bad = || MemoryError::BadRange {

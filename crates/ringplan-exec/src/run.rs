@@ -439,6 +439,10 @@ impl<B: Backend> Run<'_, B> {
                 self.register_personalities(register)?;
                 None
             }
+            Op::RegisterPbufRing(register) => {
+                self.register_pbuf_ring(register)?;
+                None
+            }
             Op::RegisterRestrictions(register) => {
                 self.register_restrictions(register)?;
                 None
@@ -499,6 +503,7 @@ impl<B: Backend> Run<'_, B> {
             Op::RegisterEventfd(register) => owner_of(register.ring_handle),
             Op::RegisterFiles(register) => owner_of(register.ring_handle),
             Op::RegisterPersonalities(register) => owner_of(register.ring_handle),
+            Op::RegisterPbufRing(register) => owner_of(register.ring_handle),
             Op::RegisterRestrictions(register) => owner_of(register.ring_handle),
             // A SINGLE_ISSUER ring set up R_DISABLED belongs to the thread
             // that enables it: its recorded owner.

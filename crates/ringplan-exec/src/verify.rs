@@ -230,6 +230,8 @@ mod tests {
                 state: None,
                 personalities: Vec::new(),
                 personality_next: 0,
+                pbuf_rings: Vec::new(),
+                legacy_buffer_groups: Vec::new(),
                 restrictions: None,
             }),
         }

@@ -47,6 +47,8 @@ fn image(fd: i32, mappings: Vec<RingMapping>) -> Image {
         state: None,
         personalities: Vec::new(),
         personality_next: 0,
+        pbuf_rings: Vec::new(),
+        legacy_buffer_groups: Vec::new(),
         restrictions: None,
     };
     let object = Object {

@@ -138,6 +138,9 @@ impl From<FdEntry> for (i32, bool) {
 }
 
 /// What an object is.
+// Rings are most of an image's objects and are read everywhere by
+// pattern: boxing them would cost every reader for a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
@@ -202,6 +205,47 @@ pub struct Ring {
     /// [`RingField::Restrictions`]). Version 3; absent reads as `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restrictions: Option<Restrictions>,
+    /// The ring's buffer rings (`IORING_REGISTER_PBUF_RING`), ascending
+    /// bgid. Version 3; empty in older images and when unknown
+    /// ([`RingField::PbufRings`]); absent on the wire reads as empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pbuf_rings: Vec<PbufRing>,
+    /// The bgids of the ring's legacy buffer groups
+    /// (`IORING_OP_PROVIDE_BUFFERS`), ascending. Their buffers live only in
+    /// the kernel and are not captured: a restore refuses an image that
+    /// lists any. Version 3; absent reads as empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legacy_buffer_groups: Vec<u16>,
+}
+
+/// One buffer ring: what the kernel holds of it. Its entries (buffer
+/// addresses, lengths, ids) and its tail are in its memory, which is the
+/// program's and comes back with the program's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PbufRing {
+    /// The buffer group id SQEs name (`buf_group`).
+    pub bgid: u16,
+    /// `ring_entries`: a power of two, at most
+    /// `abi::pbuf::MAX_ENTRIES`.
+    pub entries: u32,
+    /// The kernel's head: how many buffers it has taken (mod 2^16).
+    pub head: u16,
+    /// Where the program has the ring's memory: the `ring_addr` it
+    /// registered, or for kernel-allocated memory where it mapped it.
+    /// `None`: kernel memory the program has not mapped, or memory the
+    /// dumper did not find (it then says why).
+    pub addr: Option<u64>,
+    /// The kernel allocated the memory (`IOU_PBUF_RING_MMAP`).
+    pub mmap: bool,
+    /// Buffers are consumed incrementally (`IOU_PBUF_RING_INC`).
+    pub incremental: bool,
+}
+
+impl PbufRing {
+    /// Bytes of the ring's memory (`entries` entries of 16 bytes).
+    pub fn memory_len(&self) -> u64 {
+        u64::from(self.entries) * ringplan_kernel::abi::pbuf::ENTRY_SIZE
+    }
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -586,6 +630,8 @@ pub enum RingField {
     /// `personalities` (and `personality_next`).
     Personalities,
     Restrictions,
+    /// `pbuf_rings` (and `legacy_buffer_groups`).
+    PbufRings,
 }
 
 impl RingField {
@@ -598,6 +644,7 @@ impl RingField {
             RingField::Eventfd => "eventfd",
             RingField::Personalities => "personalities",
             RingField::Restrictions => "restrictions",
+            RingField::PbufRings => "pbuf_rings",
         }
     }
 }

@@ -247,7 +247,92 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<(), ImageError
             return Err(bad_ring(id, problem));
         }
     }
-    check_credentials(image.version, id, ring)
+    check_credentials(image.version, id, ring)?;
+    check_pbuf_rings(image.version, id, ring)
+}
+
+/// Buffer rings and legacy groups (version 3): bgids ascending (so
+/// unique), entries a power of two within the kernel's limit, memory
+/// page-aligned (the kernel requires it of a program's `ring_addr`) inside
+/// user space.
+fn check_pbuf_rings(version: u32, id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
+    use ringplan_kernel::abi::linux::PAGE_SIZE;
+    use ringplan_kernel::abi::pbuf;
+    if (!ring.pbuf_rings.is_empty() || !ring.legacy_buffer_groups.is_empty()) && version < 3 {
+        return Err(bad_ring(
+            id,
+            format!("has buffer groups, which version {version} images do not have"),
+        ));
+    }
+    if ring.unknown.contains(&RingField::PbufRings)
+        && (!ring.pbuf_rings.is_empty() || !ring.legacy_buffer_groups.is_empty())
+    {
+        return Err(bad_ring(
+            id,
+            "pbuf_rings are listed as unknown but have values",
+        ));
+    }
+    if ring
+        .pbuf_rings
+        .windows(2)
+        .any(|pair| pair[0].bgid >= pair[1].bgid)
+    {
+        return Err(bad_ring(id, "pbuf_rings: bgids repeated or out of order"));
+    }
+    if ring
+        .legacy_buffer_groups
+        .windows(2)
+        .any(|pair| pair[0] >= pair[1])
+    {
+        return Err(bad_ring(
+            id,
+            "legacy_buffer_groups: bgids repeated or out of order",
+        ));
+    }
+    if let Some(bgid) = ring
+        .legacy_buffer_groups
+        .iter()
+        .find(|bgid| ring.pbuf_rings.iter().any(|entry| entry.bgid == **bgid))
+    {
+        return Err(bad_ring(
+            id,
+            format!("buffer group {bgid} is both a buffer ring and a legacy group"),
+        ));
+    }
+    for entry in &ring.pbuf_rings {
+        let bgid = entry.bgid;
+        if !entry.entries.is_power_of_two() || entry.entries > pbuf::MAX_ENTRIES {
+            return Err(bad_ring(
+                id,
+                format!(
+                    "buffer ring {bgid}: {} entries is not a power of two up to {}",
+                    entry.entries,
+                    pbuf::MAX_ENTRIES
+                ),
+            ));
+        }
+        // No address: kernel memory the program has not mapped, or the
+        // program's memory not found (the dump said why; a restore
+        // refuses it).
+        if let Some(addr) = entry.addr {
+            if addr == 0 || addr % PAGE_SIZE != 0 {
+                return Err(bad_ring(
+                    id,
+                    format!("buffer ring {bgid}: address {addr:#x} is not page-aligned"),
+                ));
+            }
+            if addr
+                .checked_add(entry.memory_len())
+                .is_none_or(|end| end > USER_ADDRESS_LIMIT)
+            {
+                return Err(bad_ring(
+                    id,
+                    format!("buffer ring {bgid}: its memory at {addr:#x} leaves user space"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Personalities and restrictions (version 3): ids in the kernel's range

@@ -94,6 +94,15 @@ fn ring_json(ring: &Ring) -> Value {
             "sqe_flags_allowed": r.sqe_flags_allowed,
             "sqe_flags_required": r.sqe_flags_required,
         })),
+        "pbuf_rings": ring.pbuf_rings.iter().map(|b| json!({
+            "bgid": b.bgid,
+            "entries": b.entries,
+            "addr": b.addr,
+            "head": b.head,
+            "mmap": b.mmap,
+            "incremental": b.incremental,
+        })).collect::<Vec<_>>(),
+        "legacy_buffer_groups": ring.legacy_buffer_groups,
     })
 }
 
@@ -299,6 +308,7 @@ fn write_ring(out: &mut String, ring: &Ring) {
         let _ = writeln!(out, "    mapped: {}", mappings.join(", "));
     }
     write_credentials(out, ring);
+    write_pbuf_rings(out, ring);
     if let Some(state) = &ring.state {
         write_state(out, state);
     }
@@ -330,6 +340,49 @@ fn write_credentials(out: &mut String, ring: &Ring) {
             out,
             "    restrictions: register ops {:?}, sqe ops {:?}, sqe flags allowed {:#x} required {:#x}",
             r.register_ops, r.sqe_ops, r.sqe_flags_allowed, r.sqe_flags_required
+        );
+    }
+}
+
+/// The buffer rings line: shown only when the ring has some (or they
+/// are unknown).
+fn write_pbuf_rings(out: &mut String, ring: &Ring) {
+    if ring.unknown.contains(&RingField::PbufRings) {
+        let _ = writeln!(out, "    buffer rings: unknown");
+        return;
+    }
+    if !ring.pbuf_rings.is_empty() {
+        let listed: Vec<String> = ring
+            .pbuf_rings
+            .iter()
+            .map(|b| {
+                let memory = match (b.addr, b.mmap) {
+                    (Some(addr), false) => format!("at {addr:#x}"),
+                    (Some(addr), true) => format!("kernel memory mapped at {addr:#x}"),
+                    (None, false) => "memory not found".to_owned(),
+                    (None, true) => "kernel memory, not mapped".to_owned(),
+                };
+                format!(
+                    "bgid {} ({} entries, head {}, {memory}{})",
+                    b.bgid,
+                    b.entries,
+                    b.head,
+                    if b.incremental { ", incremental" } else { "" }
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "    buffer rings: {}{}",
+            ring.pbuf_rings.len(),
+            list_suffix(&listed)
+        );
+    }
+    if !ring.legacy_buffer_groups.is_empty() {
+        let _ = writeln!(
+            out,
+            "    legacy buffer groups (not captured): {:?}",
+            ring.legacy_buffer_groups
         );
     }
 }

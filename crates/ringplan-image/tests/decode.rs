@@ -27,6 +27,8 @@ fn seed_like() -> Image {
             state: None,
             personalities: Vec::new(),
             personality_next: 0,
+            pbuf_rings: Vec::new(),
+            legacy_buffer_groups: Vec::new(),
             restrictions: None,
         };
     let parent_flags =

@@ -79,6 +79,8 @@ fn image_with_state() -> Image {
                 state: Some(Box::new(state)),
                 personalities: Vec::new(),
                 personality_next: 0,
+                pbuf_rings: Vec::new(),
+                legacy_buffer_groups: Vec::new(),
                 restrictions: None,
             }),
         }],

@@ -582,3 +582,58 @@ pub mod restriction {
         (bytes, entries.len())
     }
 }
+
+/// Provided buffers: buffer rings (`IORING_REGISTER_PBUF_RING`, liburing's
+/// `io_uring_setup_buf_ring`) and the legacy groups of
+/// `IORING_OP_PROVIDE_BUFFERS`.
+pub mod pbuf {
+    /// `IORING_REGISTER_PBUF_RING`: a `struct io_uring_buf_reg`, `nr_args` 1.
+    pub const IORING_REGISTER_PBUF_RING: u32 = 22;
+    /// `IORING_UNREGISTER_PBUF_RING`: a `struct io_uring_buf_reg` naming the bgid.
+    pub const IORING_UNREGISTER_PBUF_RING: u32 = 23;
+    /// `IORING_REGISTER_PBUF_STATUS` (6.8+): a `struct io_uring_buf_status`
+    /// in which the kernel writes the group's head.
+    pub const IORING_REGISTER_PBUF_STATUS: u32 = 26;
+    /// `IOU_PBUF_RING_MMAP` (6.4+): the kernel allocates the ring's memory,
+    /// which the program maps at [`mmap_offset`].
+    pub const IOU_PBUF_RING_MMAP: u16 = 1;
+    /// `IOU_PBUF_RING_INC` (6.12+): buffers consumed incrementally.
+    pub const IOU_PBUF_RING_INC: u16 = 2;
+    /// `IORING_OFF_PBUF_RING`: the mmap offset of a kernel-allocated ring...
+    pub const IORING_OFF_PBUF_RING: u64 = 0x8000_0000;
+    /// ...with the bgid shifted by `IORING_OFF_PBUF_SHIFT`.
+    pub const IORING_OFF_PBUF_SHIFT: u32 = 16;
+    /// `sizeof(struct io_uring_buf)`: one entry of a buffer ring.
+    pub const ENTRY_SIZE: u64 = 16;
+    /// The most entries a buffer ring has: a power of two below 65536.
+    pub const MAX_ENTRIES: u32 = 1 << 15;
+    /// Byte offset of `__u16 buf_group` in `struct io_uring_sqe`.
+    pub const SQE_BUF_GROUP_OFFSET: usize = 40;
+    /// `IOSQE_BUFFER_SELECT`: the SQE takes a buffer from `buf_group`.
+    pub const IOSQE_BUFFER_SELECT: u8 = 1 << 5;
+
+    /// The mmap offset of the kernel-allocated ring of group `bgid`.
+    pub fn mmap_offset(bgid: u16) -> u64 {
+        IORING_OFF_PBUF_RING | (u64::from(bgid) << IORING_OFF_PBUF_SHIFT)
+    }
+
+    /// `struct io_uring_buf_reg`.
+    #[repr(C)]
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct BufReg {
+        pub ring_addr: u64,
+        pub ring_entries: u32,
+        pub bgid: u16,
+        pub flags: u16,
+        pub resv: [u64; 3],
+    }
+
+    /// `struct io_uring_buf_status`.
+    #[repr(C)]
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct BufStatus {
+        pub buf_group: u32,
+        pub head: u32,
+        pub resv: [u32; 8],
+    }
+}

@@ -160,6 +160,35 @@ fn probe_no_mmap() -> Result<bool, Errno> {
     answer
 }
 
+/// The kernel's head of buffer ring `bgid` of the ring at `ring`, asked
+/// with `IORING_REGISTER_PBUF_STATUS` (6.8+). `Ok(None)`: this kernel has
+/// no such call (`EINVAL` for the opcode; also what it answers for a group
+/// that is no buffer ring, so callers ask only of groups they know).
+pub fn pbuf_head(ring: std::os::fd::BorrowedFd<'_>, bgid: u16) -> Result<Option<u16>, Errno> {
+    use crate::abi::pbuf::BufStatus;
+    let mut status = BufStatus {
+        buf_group: u32::from(bgid),
+        ..BufStatus::default()
+    };
+    // SAFETY: `status` is a `struct io_uring_buf_status` (nr_args 1) that
+    // the kernel fills; it outlives the call.
+    let result = unsafe {
+        rustix::io_uring::io_uring_register(
+            ring,
+            rustix::io_uring::IoringRegisterOp::RegisterPbufStatus,
+            std::ptr::from_mut(&mut status)
+                .cast::<c_void>()
+                .cast_const(),
+            1,
+        )
+    };
+    match result {
+        Ok(_) => Ok(Some(status.head as u16)),
+        Err(Errno::INVAL) => Ok(None),
+        Err(errno) => Err(errno),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

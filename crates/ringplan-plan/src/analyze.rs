@@ -339,12 +339,17 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, CompileEr
     if ring.unknown.contains(&RingField::Eventfd) {
         return Err(unknown(RingField::Eventfd));
     }
-    for field in [RingField::Personalities, RingField::Restrictions] {
+    for field in [
+        RingField::Personalities,
+        RingField::Restrictions,
+        RingField::PbufRings,
+    ] {
         if ring.unknown.contains(&field) {
             return Err(unknown(field));
         }
     }
     check_personalities(id, ring)?;
+    check_buffer_groups(id, ring)?;
     // Without SQPOLL the idle time means nothing, so not knowing it is fine.
     if flags & SetupFlags::SQPOLL.bits() != 0 && ring.unknown.contains(&RingField::SqThreadIdle) {
         return Err(unknown(RingField::SqThreadIdle));
@@ -582,6 +587,53 @@ fn assign_plain_attachments(
         }
         wq_sources[index] = source;
     }
+}
+
+/// Provided buffers a restore cannot bring back, refused rather than
+/// restored without them (a program whose reads select buffers from a
+/// group would get -ENOBUFS, or other buffers than it provided): legacy
+/// groups (their buffers are only in the kernel, not in the image), a
+/// buffer ring in kernel memory (`IOU_PBUF_RING_MMAP`: the kernel chooses
+/// where it is mapped), one whose memory the dump did not find, and one
+/// whose head moved (a new ring starts at head 0 and only consuming
+/// buffers moves it).
+fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
+    if let Some(bgid) = ring.legacy_buffer_groups.first() {
+        return Err(CompileError::CannotRestore {
+            ring: id,
+            what: "provided buffers",
+            reason: format!(
+                "legacy group {bgid} (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel, \
+                 which the image does not capture"
+            ),
+        });
+    }
+    for entry in &ring.pbuf_rings {
+        let bgid = entry.bgid;
+        let reason = if entry.mmap {
+            format!(
+                "buffer ring {bgid} is in kernel memory (IOU_PBUF_RING_MMAP), which the kernel maps \
+                 where it chooses, not where the program had it"
+            )
+        } else if entry.addr.is_none() {
+            format!("buffer ring {bgid}: where the program has its memory is unknown")
+        } else if entry.head != 0 {
+            format!(
+                "buffer ring {bgid}: the kernel's head is {}, and a new buffer ring starts at 0: only \
+                 consuming buffers moves it, which would write into the program's buffers and move the \
+                 ring's positions",
+                entry.head
+            )
+        } else {
+            continue;
+        };
+        return Err(CompileError::CannotRestore {
+            ring: id,
+            what: "provided buffers",
+            reason,
+        });
+    }
+    Ok(())
 }
 
 /// The personalities' ids can be brought back by registering in order

@@ -141,6 +141,9 @@ pub enum Op {
     /// of the fillers, so the kernel's ids and its next id are the
     /// recorded ones.
     RegisterPersonalities(RegisterPersonalities),
+    /// `IORING_REGISTER_PBUF_RING`: one buffer ring on the program's memory
+    /// at its recorded address (after the memory barrier).
+    RegisterPbufRing(RegisterPbufRing),
     /// `IORING_REGISTER_RESTRICTIONS` on a ring set up `R_DISABLED` (the
     /// planner adds the flag to a recorded ring that was enabled since).
     RegisterRestrictions(RegisterRestrictions),
@@ -182,6 +185,7 @@ impl Op {
             Op::RegisterEventfd(_) => "register_eventfd",
             Op::RegisterFiles(_) => "register_files",
             Op::RegisterPersonalities(_) => "register_personalities",
+            Op::RegisterPbufRing(_) => "register_pbuf_ring",
             Op::RegisterRestrictions(_) => "register_restrictions",
             Op::EnableRings(_) => "enable_rings",
             Op::PlaceRingMemory(_) => "place_ring_memory",
@@ -544,6 +548,30 @@ pub struct RegisterRestrictions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnableRings {
     pub ring_handle: Handle,
+}
+
+/// Parameters of `register_pbuf_ring`: one `struct io_uring_buf_reg`.
+/// The ring's memory (`entries` * 16 bytes at `addr`) is the program's:
+/// in place from the memory barrier on (its contents, the entries and the
+/// tail, are the program's and are not in the plan). The kernel starts a
+/// new buffer ring at head 0, and only consuming buffers moves it, so the
+/// planner emits this step only for groups recorded at head 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterPbufRing {
+    pub ring_handle: Handle,
+    pub bgid: u16,
+    pub entries: u32,
+    /// Page-aligned, in user space.
+    pub addr: u64,
+    /// `IOU_PBUF_RING_INC` (6.12+).
+    pub incremental: bool,
+}
+
+impl RegisterPbufRing {
+    /// Bytes of the ring's memory.
+    pub fn memory_len(&self) -> u64 {
+        u64::from(self.entries) * ringplan_kernel::abi::pbuf::ENTRY_SIZE
+    }
 }
 
 /// Parameters of `register_files`: one `IORING_REGISTER_FILES` call whose fd

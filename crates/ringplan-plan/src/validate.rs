@@ -349,6 +349,9 @@ impl Checker<'_> {
                 self.barrier.get_or_insert(index);
             }
             Op::RegisterBuffers(register) => self.check_register_buffers(index, step, register)?,
+            Op::RegisterPbufRing(register) => {
+                self.check_register_pbuf_ring(index, step, register)?
+            }
             Op::InstallFd(install) => self.check_install(index, step, install)?,
             Op::CloseFd(close) => self.check_close(index, step, close)?,
         }
@@ -428,6 +431,50 @@ impl Checker<'_> {
         }
         for (slot, iovec) in register.iovecs.iter().enumerate() {
             check_iovec(iovec).map_err(|problem| bad(format!("buffer slot {slot}: {problem}")))?;
+        }
+        let waits_for_barrier = self
+            .barrier
+            .is_some_and(|barrier| step.after.binary_search(&(barrier as StepIndex)).is_ok());
+        if !waits_for_barrier {
+            return Err(PlanInvalid::BuffersBeforeBarrier { step: index });
+        }
+        self.use_ring_handle(index, step, register.ring_handle)?;
+        Ok(())
+    }
+
+    /// A buffer ring: entries a power of two within the kernel's limit,
+    /// its memory page-aligned inside user space, after the barrier (the
+    /// memory is the program's).
+    fn check_register_pbuf_ring(
+        &mut self,
+        index: usize,
+        step: &Step,
+        register: &RegisterPbufRing,
+    ) -> Result<(), PlanInvalid> {
+        use ringplan_kernel::abi::{linux::PAGE_SIZE, pbuf};
+        let bad = |problem: String| PlanInvalid::BadOperands {
+            step: index,
+            op: step.op.name(),
+            problem,
+        };
+        if !register.entries.is_power_of_two() || register.entries > pbuf::MAX_ENTRIES {
+            return Err(bad(format!(
+                "{} entries is not a power of two up to {}",
+                register.entries,
+                pbuf::MAX_ENTRIES
+            )));
+        }
+        if register.addr == 0
+            || register.addr % PAGE_SIZE != 0
+            || register
+                .addr
+                .checked_add(register.memory_len())
+                .is_none_or(|end| end > ringplan_image::USER_ADDRESS_LIMIT)
+        {
+            return Err(bad(format!(
+                "memory at {:#x} is not page-aligned inside user space",
+                register.addr
+            )));
         }
         let waits_for_barrier = self
             .barrier
@@ -537,6 +584,7 @@ impl Checker<'_> {
             }
             Op::MemoryBarrier
             | Op::RegisterBuffers(_)
+            | Op::RegisterPbufRing(_)
             | Op::QueueSqes(_)
             | Op::EnableRings(_)
             | Op::CloseFd(_) => {}

@@ -65,6 +65,46 @@ fn personality(id: u32) -> ringplan_image::Personality {
     }
 }
 
+/// A buffer ring at head `head`, its memory at 0x7f00_0000_0000.
+fn pbuf_ring(bgid: u16, head: u16) -> PbufRing {
+    PbufRing {
+        bgid,
+        entries: 8,
+        head,
+        addr: Some(0x7f00_0000_0000),
+        mmap: false,
+        incremental: false,
+    }
+}
+
+#[test]
+fn buffer_rings_a_restore_cannot_bring_back_are_refused() {
+    let refused = |entry: PbufRing| {
+        let mut ring = plain_ring(4);
+        ring.pbuf_rings = vec![entry];
+        message(&one_ring(ring))
+    };
+    assert_eq!(
+        refused(pbuf_ring(3, 5)),
+        "ring #1: its provided buffers cannot be restored: buffer ring 3: the kernel's head is 5, and \
+         a new buffer ring starts at 0: only consuming buffers moves it, which would write into the \
+         program's buffers and move the ring's positions"
+    );
+    let mut kernel_memory = pbuf_ring(3, 0);
+    kernel_memory.mmap = true;
+    assert!(refused(kernel_memory).contains("IOU_PBUF_RING_MMAP"));
+    let mut not_found = pbuf_ring(3, 0);
+    not_found.addr = None;
+    assert_eq!(
+        refused(not_found),
+        "ring #1: its provided buffers cannot be restored: buffer ring 3: where the program has its \
+         memory is unknown"
+    );
+    let mut legacy = plain_ring(4);
+    legacy.legacy_buffer_groups = vec![9];
+    assert!(message(&one_ring(legacy)).contains("legacy group 9"));
+}
+
 #[test]
 fn personalities_whose_ids_wrapped_are_refused() {
     let mut ring = plain_ring(4);

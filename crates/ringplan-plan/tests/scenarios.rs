@@ -60,6 +60,8 @@ pub fn plain_ring(sq_entries: u32) -> Ring {
         state: None,
         personalities: Vec::new(),
         personality_next: 0,
+        pbuf_rings: Vec::new(),
+        legacy_buffer_groups: Vec::new(),
         restrictions: None,
     }
 }
@@ -623,6 +625,26 @@ pub fn personalities() -> Image {
     if let ObjectKind::Ring(ring) = &mut image.objects[0].kind {
         ring.personalities = vec![root_personality(1), root_personality(3)];
         ring.personality_next = 5;
+    }
+    image
+}
+
+/// The continuity scenario with two buffer rings on its first ring
+/// (which queues SQEs: they may select buffers from them), both at head 0.
+pub fn pbuf() -> Image {
+    let mut image = continuity();
+    if let ObjectKind::Ring(ring) = &mut image.objects[0].kind {
+        ring.pbuf_rings = [(0, 0x7f10_0000_0000), (65, 0x7f10_0000_1000)]
+            .into_iter()
+            .map(|(bgid, addr)| PbufRing {
+                bgid,
+                entries: 8,
+                head: 0,
+                addr: Some(addr),
+                mmap: false,
+                incremental: bgid == 65,
+            })
+            .collect();
     }
     image
 }

@@ -163,6 +163,55 @@ fn personalities_json() {
 }
 
 #[test]
+fn pbuf_text() {
+    assert_snapshot!(text(&scenarios::pbuf()));
+}
+
+#[test]
+fn pbuf_dot() {
+    let plan = compile(&scenarios::pbuf()).expect("the pbuf scenario plans");
+    assert_snapshot!(plan.to_dot());
+}
+
+#[test]
+fn pbuf_json() {
+    let plan = compile(&scenarios::pbuf()).expect("the pbuf scenario plans");
+    let mut json = Vec::new();
+    plan.write_json(&mut json, true)
+        .expect("writing to memory cannot fail");
+    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+}
+
+#[test]
+fn buffer_rings_are_registered_after_the_barrier_and_before_the_queued_sqes() {
+    let plan = compile(&scenarios::pbuf()).expect("the pbuf scenario plans");
+    let position = |name: &str| {
+        plan.steps
+            .iter()
+            .position(|step| {
+                step.op.name() == name && step.object == Some(ringplan_image::ObjectId(1))
+            })
+            .unwrap_or_else(|| panic!("no {name} step"))
+    };
+    let barrier = plan
+        .steps
+        .iter()
+        .position(|step| step.op.name() == "memory_barrier")
+        .expect("a barrier");
+    let register = position("register_pbuf_ring");
+    let queue = position("queue_sqes");
+    assert!(barrier < register && register < queue);
+    assert!(plan.steps[queue].after.contains(&(register as u32)));
+    assert!(plan.steps[register].after.contains(&(barrier as u32)));
+    let registered = plan
+        .steps
+        .iter()
+        .filter(|step| step.op.name() == "register_pbuf_ring")
+        .count();
+    assert_eq!(registered, 2, "one step per buffer ring");
+}
+
+#[test]
 fn personalities_are_registered_before_the_queued_sqes_that_may_name_them() {
     let plan = compile(&scenarios::personalities()).expect("the personalities scenario plans");
     let position = |name: &str| {

@@ -59,7 +59,8 @@ pub use stop::{StopSignal, StopSignals};
 /// A known io_uring state. The text form (`FromStr`/`Display`) is what
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
-/// `restricted-enabled`.
+/// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`,
+/// `pbuf-mmap`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -109,6 +110,24 @@ pub enum Scenario {
     /// then id 2 unregistered, so the ids are 1, 3, 4, ..., N+1 and the
     /// next id is N+2. N >= 1.
     Personalities(usize),
+    /// One plain ring (8 entries) with N buffer rings (bgids 0, 65, 130,
+    /// ...: on 6.1 both its low-bgid array and its xarray), each of 8
+    /// entries on memory of its own; the first has 8 buffers provided and
+    /// 3 consumed by reads of `/dev/zero` that select a buffer (its head
+    /// is 3), the others none. `pbuf` is `pbuf:2`. 1 <= N <= 1000.
+    Pbuf(usize),
+    /// As `pbuf:N`, but every buffer ring has 8 buffers provided and none
+    /// consumed: every head is 0 (what a restore can bring back).
+    PbufFresh(usize),
+    /// One plain ring (8 entries) with a buffer ring (bgid 0, 8 entries,
+    /// 8 buffers provided, none consumed) and a legacy group (bgid 7, 4
+    /// buffers of 64 bytes provided with `IORING_OP_PROVIDE_BUFFERS`),
+    /// which a dump reports and a restore refuses.
+    PbufLegacy,
+    /// One plain ring (8 entries) with a buffer ring on its own memory
+    /// (bgid 0) and one in kernel memory (`IOU_PBUF_RING_MMAP`, 6.4+; bgid
+    /// 9, 16 entries) that the scenario mapped.
+    PbufMmap,
     /// One plain ring (8 entries) set up `R_DISABLED`, with restrictions:
     /// register opcodes `PERSONALITY` (9) and `ENABLE_RINGS` (12), SQE
     /// opcodes `NOP` (0) and `READ` (22), SQE flags allowed
@@ -143,6 +162,10 @@ impl Scenario {
             Scenario::CreatorClosed(_) => "creator-closed",
             Scenario::Rings(_) => "rings",
             Scenario::Personalities(_) => "personalities",
+            Scenario::Pbuf(_) => "pbuf",
+            Scenario::PbufFresh(_) => "pbuf-fresh",
+            Scenario::PbufLegacy => "pbuf-legacy",
+            Scenario::PbufMmap => "pbuf-mmap",
             Scenario::Restricted => "restricted",
             Scenario::RestrictedEnabled => "restricted-enabled",
             Scenario::Mix => "mix",
@@ -156,12 +179,16 @@ impl Scenario {
             | Scenario::Files(count)
             | Scenario::CreatorClosed(count)
             | Scenario::Rings(count)
-            | Scenario::Personalities(count) => Some(count),
+            | Scenario::Personalities(count)
+            | Scenario::Pbuf(count)
+            | Scenario::PbufFresh(count) => Some(count),
             Scenario::Seed
             | Scenario::Closed
             | Scenario::Mix
             | Scenario::Restricted
-            | Scenario::RestrictedEnabled => None,
+            | Scenario::RestrictedEnabled
+            | Scenario::PbufLegacy
+            | Scenario::PbufMmap => None,
         }
     }
 }
@@ -212,6 +239,11 @@ impl FromStr for Scenario {
             "creator-closed" => with_count("creator-closed", Scenario::CreatorClosed),
             "rings" => with_count("rings", Scenario::Rings),
             "personalities" => with_count("personalities", Scenario::Personalities),
+            "pbuf" if count_text.is_none() => Ok(Scenario::Pbuf(2)),
+            "pbuf" => with_count("pbuf", Scenario::Pbuf),
+            "pbuf-fresh" => with_count("pbuf-fresh", Scenario::PbufFresh),
+            "pbuf-legacy" => without_count(Scenario::PbufLegacy),
+            "pbuf-mmap" => without_count(Scenario::PbufMmap),
             _ => Err(ScenarioError::UnknownScenario {
                 given: text.to_owned(),
             }),
@@ -316,6 +348,21 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         Scenario::CreatorClosed(count) => built.build_creator_closed(count)?,
         Scenario::Rings(count) => built.build_rings(count)?,
         Scenario::Personalities(count) => built.build_personalities(count)?,
+        Scenario::Pbuf(count) => built.build_pbuf(count, 3)?,
+        Scenario::PbufFresh(count) => built.build_pbuf(count, 0)?,
+        Scenario::PbufLegacy => {
+            let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "pbuf-legacy")?;
+            ring.register_pbuf_ring(0, 8)?;
+            ring.provide_and_consume(0, 8, 0)?;
+            ring.provide_legacy_buffers(7, 4)?;
+            built.rings.push(ring);
+        }
+        Scenario::PbufMmap => {
+            let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "pbuf-mmap")?;
+            ring.register_pbuf_ring(0, 8)?;
+            ring.register_kernel_pbuf_ring(9, 16)?;
+            built.rings.push(ring);
+        }
         Scenario::Restricted => built.build_restricted(false)?,
         Scenario::RestrictedEnabled => built.build_restricted(true)?,
         Scenario::Mix => built.build_mix()?,
@@ -448,6 +495,31 @@ impl Built {
                 &format!("rings:{count}, ring {index}"),
             )?);
         }
+        Ok(())
+    }
+
+    /// `count` buffer rings; the first has `consumed` of its 8 buffers
+    /// consumed, the others theirs provided only when nothing is consumed.
+    fn build_pbuf(&mut self, count: usize, consumed: u16) -> Result<(), ScenarioError> {
+        // bgid = 65 * i stays below 65536 for i < 1009.
+        if !(1..=1000).contains(&count) {
+            return Err(ScenarioError::BadCount {
+                name: "pbuf",
+                given: count.to_string(),
+            });
+        }
+        let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), &format!("pbuf:{count}"))?;
+        for index in 0..count {
+            ring.register_pbuf_ring((index * 65) as u16, 8)?;
+        }
+        if consumed > 0 {
+            ring.provide_and_consume(0, 8, consumed)?;
+        } else {
+            for index in 0..count {
+                ring.provide_and_consume((index * 65) as u16, 8, 0)?;
+            }
+        }
+        self.rings.push(ring);
         Ok(())
     }
 
@@ -668,6 +740,10 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
             .map(|mapping| json!({ "region": mapping.region.name(), "addr": mapping.addr, "len": mapping.len }))
             .collect::<Vec<_>>(),
         "personalities": ring.personalities,
+        "pbuf_rings": ring.pbuf_rings.iter()
+            .map(|pbuf| json!({ "bgid": pbuf.bgid, "entries": pbuf.entries, "addr": pbuf.memory.addr, "head": pbuf.head, "mmap": pbuf.kernel_memory }))
+            .collect::<Vec<_>>(),
+        "legacy_buffer_groups": ring.legacy_groups.iter().map(|(bgid, _)| *bgid).collect::<Vec<_>>(),
         "personality_next": ring.personality_next,
         "restrictions": ring.restrictions.as_ref().map(|r| json!({
             "register_ops": r.register_ops,

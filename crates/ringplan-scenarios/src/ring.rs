@@ -144,6 +144,77 @@ pub(crate) struct ScenarioRing {
     pub personality_next: u32,
     /// What `IORING_REGISTER_RESTRICTIONS` registered, if anything.
     pub restrictions: Option<ScenarioRestrictions>,
+    /// Where the SQ and CQ heads, tails, masks, the SQ array and the CQEs
+    /// are in the ring's memory (from `io_uring_params`).
+    pub queue_offsets: QueueOffsets,
+    /// The buffer rings registered, ascending bgid, with their memory.
+    pub pbuf_rings: Vec<ScenarioPbufRing>,
+    /// Legacy buffer groups (`IORING_OP_PROVIDE_BUFFERS`): bgid and the
+    /// buffers' memory.
+    pub legacy_groups: Vec<(u16, AnonymousMapping)>,
+}
+
+/// Offsets in a ring's mapped memory (`sq_off`, `cq_off`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueOffsets {
+    sq_tail: u32,
+    sq_mask: u32,
+    sq_array: u32,
+    cq_head: u32,
+    cq_tail: u32,
+    cq_mask: u32,
+    cqes: u32,
+}
+
+/// A buffer ring the scenario registered on anonymous memory of its own,
+/// with the buffers it provided through it (both unmapped when dropped:
+/// the kernel keeps the ring's pages pinned until the ring goes).
+#[derive(Debug)]
+pub(crate) struct ScenarioPbufRing {
+    pub bgid: u16,
+    pub entries: u32,
+    /// The kernel's head: buffers consumed.
+    pub head: u16,
+    pub memory: AnonymousMapping,
+    pub buffers: Option<AnonymousMapping>,
+    /// The kernel allocated the memory (`IOU_PBUF_RING_MMAP`); `memory`
+    /// is then the program's mapping of it.
+    pub kernel_memory: bool,
+}
+
+/// Private anonymous memory, unmapped when dropped.
+#[derive(Debug)]
+pub(crate) struct AnonymousMapping {
+    pub addr: usize,
+    pub len: usize,
+}
+
+impl AnonymousMapping {
+    pub(crate) fn new(len: usize, context: &str) -> Result<AnonymousMapping, ScenarioError> {
+        // SAFETY: a new private anonymous mapping that only this struct
+        // refers to.
+        let addr = unsafe {
+            rustix::mm::mmap_anonymous(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::POPULATE,
+            )
+        }
+        .map_err(|errno| ScenarioError::syscall(format!("mmap ({context})"), errno))?;
+        Ok(AnonymousMapping {
+            addr: addr as usize,
+            len,
+        })
+    }
+}
+
+impl Drop for AnonymousMapping {
+    fn drop(&mut self) {
+        // SAFETY: `addr`/`len` is a mapping this struct created; what the
+        // kernel pinned of it stays pinned until released there.
+        let _ = unsafe { rustix::mm::munmap(self.addr as *mut c_void, self.len) };
+    }
 }
 
 /// Restrictions as a scenario registers them: allowed register opcodes,
@@ -191,6 +262,15 @@ impl ScenarioRing {
             ScenarioError::syscall(format!("io_uring_setup ({context})"), errno)
         })?;
         let mappings = map_regions(&fd, &params, context)?;
+        let queue_offsets = QueueOffsets {
+            sq_tail: params.sq_off.tail,
+            sq_mask: params.sq_off.ring_mask,
+            sq_array: params.sq_off.array,
+            cq_head: params.cq_off.head,
+            cq_tail: params.cq_off.tail,
+            cq_mask: params.cq_off.ring_mask,
+            cqes: params.cq_off.cqes,
+        };
         let sqpoll = request.flags.contains(IoringSetupFlags::SQPOLL);
         Ok(ScenarioRing {
             mappings,
@@ -213,6 +293,9 @@ impl ScenarioRing {
             buffers: Vec::new(),
             personalities: Vec::new(),
             personality_next: 0,
+            queue_offsets,
+            pbuf_rings: Vec::new(),
+            legacy_groups: Vec::new(),
             restrictions: None,
         })
     }
@@ -295,6 +378,307 @@ impl ScenarioRing {
         .map_err(|errno| self.register_error("IORING_UNREGISTER_PERSONALITY", errno))?;
         self.personalities.retain(|kept| *kept != id);
         Ok(())
+    }
+
+    /// `IORING_REGISTER_PBUF_RING`: a buffer ring of `entries` for group
+    /// `bgid` on fresh anonymous memory.
+    pub(crate) fn register_pbuf_ring(
+        &mut self,
+        bgid: u16,
+        entries: u32,
+    ) -> Result<(), ScenarioError> {
+        use ringplan_kernel::abi::{linux::PAGE_SIZE, pbuf};
+        let len = (u64::from(entries) * pbuf::ENTRY_SIZE).next_multiple_of(PAGE_SIZE) as usize;
+        let memory = AnonymousMapping::new(len, "buffer ring")?;
+        let reg = pbuf::BufReg {
+            ring_addr: memory.addr as u64,
+            ring_entries: entries,
+            bgid,
+            ..pbuf::BufReg::default()
+        };
+        // SAFETY: `reg` is a `struct io_uring_buf_reg` (nr_args 1) naming
+        // memory that `memory` keeps mapped while the ring can see it.
+        unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::RegisterPbufRing,
+                ptr::from_ref(&reg).cast(),
+                1,
+            )
+        }
+        .map_err(|errno| self.register_error("IORING_REGISTER_PBUF_RING", errno))?;
+        self.pbuf_rings.push(ScenarioPbufRing {
+            bgid,
+            entries,
+            head: 0,
+            memory,
+            buffers: None,
+            kernel_memory: false,
+        });
+        self.pbuf_rings.sort_by_key(|ring| ring.bgid);
+        Ok(())
+    }
+
+    /// `IORING_REGISTER_PBUF_RING` with `IOU_PBUF_RING_MMAP` (6.4+): the
+    /// kernel allocates the ring's memory, which the scenario then maps
+    /// (shared, at the kernel's mmap offset for `bgid`).
+    pub(crate) fn register_kernel_pbuf_ring(
+        &mut self,
+        bgid: u16,
+        entries: u32,
+    ) -> Result<(), ScenarioError> {
+        use ringplan_kernel::abi::{linux::PAGE_SIZE, pbuf};
+        let reg = pbuf::BufReg {
+            ring_entries: entries,
+            bgid,
+            flags: pbuf::IOU_PBUF_RING_MMAP,
+            ..pbuf::BufReg::default()
+        };
+        // SAFETY: `reg` is a `struct io_uring_buf_reg` (nr_args 1); the
+        // kernel allocates the memory.
+        unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::RegisterPbufRing,
+                ptr::from_ref(&reg).cast(),
+                1,
+            )
+        }
+        .map_err(|errno| {
+            self.register_error("IORING_REGISTER_PBUF_RING (IOU_PBUF_RING_MMAP)", errno)
+        })?;
+        let len = (u64::from(entries) * pbuf::ENTRY_SIZE).next_multiple_of(PAGE_SIZE) as usize;
+        // SAFETY: a new shared mapping of the ring's buffer ring memory,
+        // which only the returned AnonymousMapping unmaps.
+        let addr = unsafe {
+            rustix::mm::mmap(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED | MapFlags::POPULATE,
+                self.fd()?,
+                pbuf::mmap_offset(bgid),
+            )
+        }
+        .map_err(|errno| ScenarioError::syscall(format!("mmap of buffer ring {bgid}"), errno))?;
+        self.pbuf_rings.push(ScenarioPbufRing {
+            bgid,
+            entries,
+            head: 0,
+            memory: AnonymousMapping {
+                addr: addr as usize,
+                len,
+            },
+            buffers: None,
+            kernel_memory: true,
+        });
+        self.pbuf_rings.sort_by_key(|ring| ring.bgid);
+        Ok(())
+    }
+
+    /// Provides `provided` buffers of `BUFFER_LEN` bytes through buffer
+    /// ring `bgid` (entries written, then the tail), and has the kernel
+    /// consume `consumed` of them with reads of `/dev/zero` that select a
+    /// buffer from the group: its head moves to `consumed`.
+    pub(crate) fn provide_and_consume(
+        &mut self,
+        bgid: u16,
+        provided: u16,
+        consumed: u16,
+    ) -> Result<(), ScenarioError> {
+        use ringplan_kernel::abi::continuity::sqe_offset;
+        use ringplan_kernel::abi::pbuf;
+        use std::sync::atomic::{AtomicU16, Ordering};
+        const BUFFER_LEN: u32 = 64;
+        const IORING_OP_READ: u8 = 22;
+        let context = format!("buffer ring {bgid}");
+        // Closed on return: the reads complete before.
+        let zero = rustix::fs::open(
+            "/dev/zero",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|errno| ScenarioError::syscall(format!("open /dev/zero ({context})"), errno))?;
+        let Some(ring) = self.pbuf_rings.iter().find(|ring| ring.bgid == bgid) else {
+            return Err(ScenarioError::syscall(context, rustix::io::Errno::NOENT));
+        };
+        if u32::from(provided) > ring.entries || consumed > provided {
+            return Err(ScenarioError::syscall(context, rustix::io::Errno::INVAL));
+        }
+        let buffers = AnonymousMapping::new(
+            (usize::from(provided) * BUFFER_LEN as usize).max(1),
+            &context,
+        )?;
+        let base = ring.memory.addr;
+        // SAFETY: the buffer ring's entries lie in `memory` (`entries` * 16
+        // bytes, at most `provided` written); the tail is naturally aligned.
+        unsafe {
+            for index in 0..usize::from(provided) {
+                let entry = (base + index * pbuf::ENTRY_SIZE as usize) as *mut u8;
+                entry
+                    .cast::<u64>()
+                    .write((buffers.addr + index * BUFFER_LEN as usize) as u64);
+                entry.add(8).cast::<u32>().write(BUFFER_LEN);
+                entry.add(12).cast::<u16>().write(index as u16);
+            }
+            // The tail is entry 0's last u16 (`struct io_uring_buf_ring`).
+            (*((base + 14) as *const AtomicU16)).store(provided, Ordering::Release);
+        }
+        let reads: Vec<[u8; 64]> = (0..consumed)
+            .map(|read| {
+                let mut sqe = [0u8; 64];
+                sqe[sqe_offset::OPCODE] = IORING_OP_READ;
+                sqe[sqe_offset::FLAGS] = pbuf::IOSQE_BUFFER_SELECT;
+                sqe[sqe_offset::FD..sqe_offset::FD + 4]
+                    .copy_from_slice(&zero.as_raw_fd().to_ne_bytes());
+                sqe[sqe_offset::LEN..sqe_offset::LEN + 4]
+                    .copy_from_slice(&BUFFER_LEN.to_ne_bytes());
+                sqe[sqe_offset::USER_DATA..sqe_offset::USER_DATA + 8]
+                    .copy_from_slice(&u64::from(read).to_ne_bytes());
+                sqe[pbuf::SQE_BUF_GROUP_OFFSET..pbuf::SQE_BUF_GROUP_OFFSET + 2]
+                    .copy_from_slice(&bgid.to_ne_bytes());
+                sqe
+            })
+            .collect();
+        for res in self.submit_and_reap(&reads, &context)? {
+            if res != BUFFER_LEN as i32 {
+                return Err(ScenarioError::syscall(
+                    format!("a read selecting a buffer from group {bgid} ({context})"),
+                    rustix::io::Errno::from_raw_os_error(-res.min(0)),
+                ));
+            }
+        }
+        let ring = self
+            .pbuf_rings
+            .iter_mut()
+            .find(|ring| ring.bgid == bgid)
+            .ok_or_else(|| ScenarioError::syscall(context.clone(), rustix::io::Errno::NOENT))?;
+        ring.head = ring.head.wrapping_add(consumed);
+        ring.buffers = Some(buffers);
+        Ok(())
+    }
+
+    /// A legacy buffer group: `count` buffers of 64 bytes provided to group
+    /// `bgid` with one `IORING_OP_PROVIDE_BUFFERS` (the kernel alone keeps
+    /// them).
+    pub(crate) fn provide_legacy_buffers(
+        &mut self,
+        bgid: u16,
+        count: u16,
+    ) -> Result<(), ScenarioError> {
+        use ringplan_kernel::abi::continuity::sqe_offset;
+        use ringplan_kernel::abi::pbuf;
+        const BUFFER_LEN: u32 = 64;
+        const IORING_OP_PROVIDE_BUFFERS: u8 = 31;
+        let context = format!("legacy buffer group {bgid}");
+        let buffers = AnonymousMapping::new(usize::from(count) * BUFFER_LEN as usize, &context)?;
+        let mut sqe = [0u8; 64];
+        sqe[sqe_offset::OPCODE] = IORING_OP_PROVIDE_BUFFERS;
+        // fd: the number of buffers; addr: the first; len: each one's
+        // length; off: the first buffer id.
+        sqe[sqe_offset::FD..sqe_offset::FD + 4].copy_from_slice(&i32::from(count).to_ne_bytes());
+        sqe[sqe_offset::ADDR..sqe_offset::ADDR + 8]
+            .copy_from_slice(&(buffers.addr as u64).to_ne_bytes());
+        sqe[sqe_offset::LEN..sqe_offset::LEN + 4].copy_from_slice(&BUFFER_LEN.to_ne_bytes());
+        sqe[pbuf::SQE_BUF_GROUP_OFFSET..pbuf::SQE_BUF_GROUP_OFFSET + 2]
+            .copy_from_slice(&bgid.to_ne_bytes());
+        for res in self.submit_and_reap(&[sqe], &context)? {
+            if res < 0 {
+                return Err(ScenarioError::syscall(
+                    format!("IORING_OP_PROVIDE_BUFFERS ({context})"),
+                    rustix::io::Errno::from_raw_os_error(-res),
+                ));
+            }
+        }
+        self.legacy_groups.push((bgid, buffers));
+        Ok(())
+    }
+
+    /// Queues `sqes` (at most the SQ's size), submits them and waits for
+    /// their completions, consumes those and returns their `res`.
+    fn submit_and_reap(
+        &mut self,
+        sqes: &[[u8; 64]],
+        context: &str,
+    ) -> Result<Vec<i32>, ScenarioError> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let offsets = self.queue_offsets;
+        let sq_ring = self.region_addr(RingRegion::SqRing)?;
+        let cq_ring = self.region_addr(RingRegion::CqRing).unwrap_or(sq_ring);
+        let sqe_array = self.region_addr(RingRegion::Sqes)?;
+        let fd = self.fd()?.as_raw_fd();
+        if sqes.is_empty() {
+            return Ok(Vec::new());
+        }
+        if sqes.len() > self.sq_entries as usize {
+            return Err(ScenarioError::syscall(
+                context.to_owned(),
+                rustix::io::Errno::INVAL,
+            ));
+        }
+        // SAFETY: the SQ tail, mask and array at the kernel's offsets in
+        // the SQ mapping, and SQE slots below `sq_entries` in the SQE
+        // mapping; the atomics are naturally aligned (the kernel's layout).
+        unsafe {
+            let sq_tail = &*((sq_ring + offsets.sq_tail as usize) as *const AtomicU32);
+            let sq_mask = *((sq_ring + offsets.sq_mask as usize) as *const u32);
+            let array = (sq_ring + offsets.sq_array as usize) as *mut u32;
+            let mut tail = sq_tail.load(Ordering::Relaxed);
+            for bytes in sqes {
+                let slot = tail & sq_mask;
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    (sqe_array + slot as usize * 64) as *mut u8,
+                    64,
+                );
+                array.add(slot as usize).write(slot);
+                tail = tail.wrapping_add(1);
+            }
+            sq_tail.store(tail, Ordering::Release);
+        }
+        let count = sqes.len() as u32;
+        // SAFETY: no EXT_ARG: the kernel reads no argument.
+        unsafe {
+            rustix::io_uring::io_uring_enter(
+                BorrowedFd::borrow_raw(fd),
+                count,
+                count,
+                rustix::io_uring::IoringEnterFlags::GETEVENTS,
+            )
+        }
+        .map_err(|errno| ScenarioError::syscall(format!("io_uring_enter ({context})"), errno))?;
+        let mut results = Vec::with_capacity(sqes.len());
+        // SAFETY: the CQ head/tail/mask and CQEs at the kernel's offsets in
+        // the CQ mapping.
+        unsafe {
+            let cq_head = &*((cq_ring + offsets.cq_head as usize) as *const AtomicU32);
+            let cq_tail = &*((cq_ring + offsets.cq_tail as usize) as *const AtomicU32);
+            let cq_mask = *((cq_ring + offsets.cq_mask as usize) as *const u32);
+            let tail = cq_tail.load(Ordering::Acquire);
+            let mut head = cq_head.load(Ordering::Relaxed);
+            while head != tail {
+                let cqe =
+                    (cq_ring + offsets.cqes as usize + (head & cq_mask) as usize * 16) as *const u8;
+                results.push(cqe.add(8).cast::<i32>().read());
+                head = head.wrapping_add(1);
+            }
+            cq_head.store(head, Ordering::Release);
+        }
+        Ok(results)
+    }
+
+    /// The address of the ring's mapping of `region`.
+    fn region_addr(&self, region: RingRegion) -> Result<usize, ScenarioError> {
+        self.mappings
+            .iter()
+            .find(|mapping| mapping.region == region)
+            .map(|mapping| mapping.addr)
+            .ok_or_else(|| {
+                ScenarioError::syscall(
+                    format!("no {} mapping", region.name()),
+                    rustix::io::Errno::NOENT,
+                )
+            })
     }
 
     /// The ring's open fd; an error if the scenario already closed it.

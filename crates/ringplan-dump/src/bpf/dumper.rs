@@ -134,7 +134,7 @@ impl BpfDumper {
         self.read_rings(pid, pidfd, &mut reading)?;
         let hz = self.hz_for(&reading);
         reading.fill_slot_only_paths(pid, pidfd)?;
-        let frames = if reading.has_no_mmap_ring() {
+        let frames = if reading.has_no_mmap_ring() || reading.has_pbuf_ring() {
             Some(self.page_frames())
         } else {
             None
@@ -148,29 +148,63 @@ impl BpfDumper {
         if let Some(frames) = self.page_frames {
             return Ok(frames);
         }
-        let probe = ProbeRing::new()?;
-        // Its header; expected_ctx 0 accepts the (own) ring as it is.
-        let request = Request {
-            local_fd: probe.ring.try_clone().map_err(|error| error.to_string())?,
-            expected_ctx: 0,
-            want: Want::Ring,
+        // A NO_MMAP probe ring (6.5+), else a buffer ring's (6.1).
+        let (probe, on_buffer_ring) = match ProbeRing::new() {
+            Ok(probe) => (probe, false),
+            Err(no_mmap) => (
+                ProbeRing::with_buffer_ring()
+                    .map_err(|pbuf| format!("{no_mmap}; without NO_MMAP, {pbuf}"))?,
+                true,
+            ),
+        };
+        // Its header (the size of a struct page, the NO_MMAP ring's page)
+        // and its buffer group; expected_ctx 0 accepts the (own) ring.
+        let clone = || probe.ring.try_clone().map_err(|error| error.to_string());
+        let requests = [
+            Request {
+                local_fd: clone()?,
+                expected_ctx: 0,
+                want: Want::Ring,
+            },
+            Request {
+                local_fd: clone()?,
+                expected_ctx: 0,
+                want: Want::Chunk {
+                    table: Table::PbufRings,
+                    start: 0,
+                    count: 1,
+                },
+            },
+        ];
+        let requests = if on_buffer_ring {
+            &requests[..]
+        } else {
+            &requests[..1]
         };
         let bytes = self
-            .run_chunk_round(std::slice::from_ref(&request))
+            .run_chunk_round(requests)
             .map_err(|error| error.to_string())?;
-        let mut frames = None;
+        let mut page_struct_size = None;
+        let mut page = None;
         for record in Records::new(&bytes) {
-            if let Ok(Record::Ring(ring)) = record {
-                if ring.fd == fd_number(&request.local_fd) && ring.status == ChunkStatus::Ok {
-                    frames = PageFrames::measured(
-                        ring.rings_page,
-                        u64::from(ring.page_struct_size),
-                        probe.frame,
-                    );
+            match record {
+                Ok(Record::Ring(ring))
+                    if ring.fd == fd_number(&requests[0].local_fd)
+                        && ring.status == ChunkStatus::Ok =>
+                {
+                    page_struct_size = Some(u64::from(ring.page_struct_size));
+                    if !on_buffer_ring {
+                        page = Some(ring.rings_page);
+                    }
                 }
+                Ok(Record::PbufRing(group)) if on_buffer_ring => page = Some(group.first_page),
+                _ => {}
             }
         }
-        let frames = frames.ok_or("the NO_MMAP probe ring's page did not come back")?;
+        let frames = page
+            .zip(page_struct_size)
+            .and_then(|(page, size)| PageFrames::measured(page, size, probe.frame))
+            .ok_or("the probe ring's page did not come back")?;
         self.page_frames = Some(frames);
         Ok(frames)
     }

@@ -8,7 +8,9 @@
 //! array, so `page = base + frame * sizeof(struct page)`. The base moves
 //! with KASLR and is not a symbol the dumper can read, so it is measured
 //! (`BpfDumper::page_frames`): a NO_MMAP probe ring of the dumper's own
-//! ([`ProbeRing`]) on a page whose frame number its own pagemap shows.
+//! ([`ProbeRing`]) on a page whose frame number its own pagemap shows, or
+//! where the kernel has no NO_MMAP (before 6.5), a plain probe ring with a
+//! buffer ring on such a page ([`ProbeRing::with_buffer_ring`]).
 
 use std::ffi::c_void;
 use std::os::fd::OwnedFd;
@@ -67,6 +69,55 @@ impl Drop for ProbePages {
 }
 
 impl ProbeRing {
+    /// A plain ring with a one-entry buffer ring (bgid 0) on a page of
+    /// its own, whose frame number is `frame`: for kernels without
+    /// NO_MMAP (6.1), whose buffer rings are pinned pages all the same.
+    pub(super) fn with_buffer_ring() -> Result<ProbeRing, String> {
+        use ringplan_kernel::abi::pbuf::BufReg;
+        use rustix::io_uring::{io_uring_register, IoringRegisterOp};
+        let len = PAGE_SIZE as usize;
+        // SAFETY: a new private anonymous mapping, used only by the probe.
+        let addr = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::POPULATE,
+            )
+        }
+        .map_err(|errno| format!("mapping a probe page: {errno}"))?;
+        let pages = ProbePages { addr, len };
+        let frame = pagemap::frame_of(Process::Current, pages.addr as u64)
+            .map_err(|error| error.to_string())?
+            .filter(|&frame| frame != 0)
+            .ok_or("this process's pagemap shows no frame numbers (needs CAP_SYS_ADMIN)")?;
+        let mut params = io_uring_params::default();
+        // SAFETY: `params` is initialized; the ring is never submitted to.
+        let ring = unsafe { io_uring_setup(1, &mut params) }
+            .map_err(|errno| format!("a probe ring: {errno}"))?;
+        let reg = BufReg {
+            ring_addr: pages.addr as u64,
+            ring_entries: 1,
+            ..BufReg::default()
+        };
+        // SAFETY: `reg` is a `struct io_uring_buf_reg` (nr_args 1) naming
+        // `pages`, which outlive the ring (dropped after it).
+        unsafe {
+            io_uring_register(
+                &ring,
+                IoringRegisterOp::RegisterPbufRing,
+                std::ptr::from_ref(&reg).cast(),
+                1,
+            )
+        }
+        .map_err(|errno| format!("a probe buffer ring: {errno}"))?;
+        Ok(ProbeRing {
+            ring,
+            frame,
+            _pages: pages,
+        })
+    }
+
     /// `Err` says why not: a kernel without NO_MMAP, no `CAP_SYS_ADMIN`
     /// (frame numbers then read 0).
     pub(super) fn new() -> Result<ProbeRing, String> {

@@ -17,13 +17,14 @@ use super::local_fds::{copy_target_fd, fd_number};
 use super::page_frames::PageFrames;
 use super::records::{
     self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
-    InFlightCounters, Layout, OverflowCqeRecord, PendingRequestRecord, Record, Records,
-    RestrictionWords, RingRecord, Role, Table,
+    InFlightCounters, Layout, OverflowCqeRecord, PbufRingRecord, PendingRequestRecord, Record,
+    Records, RestrictionWords, RingRecord, Role, Table,
 };
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
-    Known, PendingRequest, RawEventfd, RawFdEntry, RawFile, RawFileRole, RawInFlight, RawRing,
-    RawRingEventfd, RawRingState, RawState, UserMemory,
+    Known, PbufMemory, PendingRequest, RawBufferGroups, RawEventfd, RawFdEntry, RawFile,
+    RawFileRole, RawInFlight, RawPbufRing, RawRing, RawRingEventfd, RawRingState, RawState,
+    UserMemory,
 };
 
 /// The `f_op` of io_uring and eventfd files.
@@ -66,6 +67,8 @@ pub(super) struct RingFacts {
     pending: Vec<PendingRequestRecord>,
     /// The personalities by ordinal, as their chunks fill them.
     personalities: Vec<Option<Personality>>,
+    /// The provided-buffer groups by ordinal, as their chunks fill them.
+    pbuf_groups: Vec<Option<PbufRingRecord>>,
     /// Chunks answered, by (table, start): a re-shown chunk is applied once.
     pub(super) answered: HashSet<(Table, u32)>,
 }
@@ -89,6 +92,11 @@ impl RingFacts {
                 Table::Personalities,
                 self.header.personalities.map_or(0, |(count, _)| count),
                 records::PERSONALITIES_PER_CHUNK,
+            ),
+            (
+                Table::PbufRings,
+                self.header.pbuf_count.unwrap_or(0),
+                records::PBUF_RINGS_PER_CHUNK,
             ),
         ] {
             let mut start = 0;
@@ -202,6 +210,7 @@ impl Reading {
             overflow: Vec::new(),
             pending: Vec::new(),
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
+            pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
             answered: HashSet::new(),
         });
         Ok(())
@@ -257,6 +266,16 @@ impl Reading {
                         .and_then(|facts| facts.personalities.get_mut(personality.index as usize))
                     {
                         *entry = Some(personality.personality);
+                    }
+                }
+                Record::PbufRing(group) => {
+                    let ring = slot_target(&current, Table::PbufRings, group.index)?;
+                    if let Some(entry) = self
+                        .rings
+                        .get_mut(&ring)
+                        .and_then(|facts| facts.pbuf_groups.get_mut(group.index as usize))
+                    {
+                        *entry = Some(group);
                     }
                 }
                 Record::OverflowCqe(cqe) => self.add_overflow_cqe(&cqe)?,
@@ -363,6 +382,7 @@ impl Reading {
             Table::Files => ring.header.file_slots,
             Table::Buffers => ring.header.buffer_slots,
             Table::Personalities => ring.header.personalities.map_or(0, |(count, _)| count),
+            Table::PbufRings => ring.header.pbuf_count.unwrap_or(0),
         };
         // A speculative first chunk asks for more than the table may hold.
         let expected_scanned = count.min(expected_size.saturating_sub(start));
@@ -512,6 +532,16 @@ impl Reading {
             .any(|ring| ring.header.flags & SetupFlags::NO_MMAP.bits() != 0)
     }
 
+    /// Whether a ring has a buffer ring (its memory is then looked for by
+    /// page frame number too).
+    pub(super) fn has_pbuf_ring(&self) -> bool {
+        self.rings.values().any(|ring| {
+            ring.pbuf_groups
+                .iter()
+                .any(|group| group.is_some_and(|group| group.is_ring))
+        })
+    }
+
     /// The final state. `hz` converts SQ idle from jiffies; `None` leaves the
     /// SQPOLL rings' idle unknown. `frames` turns NO_MMAP rings' pages into
     /// frame numbers.
@@ -542,11 +572,13 @@ impl Reading {
                     None
                 };
                 let personalities = personalities_of(&header, facts.personalities);
+                let buffer_groups = buffer_groups_of(&header, &facts.pbuf_groups, frames.as_ref());
                 let restrictions = match header.restrictions {
                     Some(words) => Known::Known(restrictions_of(words)),
                     None => Known::Unknown,
                 };
                 let ring = RawRing {
+                    buffer_groups,
                     personalities,
                     restrictions,
                     inode: Some(header.inode_number),
@@ -622,6 +654,52 @@ fn personalities_of(
         return Known::Unknown;
     }
     Known::Known((personalities, next))
+}
+
+/// A ring's provided-buffer groups, when the walk reached the end and
+/// every chunk filled its ordinals with ascending bgids (else unknown: the
+/// groups changed between chunks). A buffer ring's memory is given by the
+/// frame number of its first page, looked up in the program later.
+fn buffer_groups_of(
+    header: &RingRecord,
+    by_ordinal: &[Option<PbufRingRecord>],
+    frames: Option<&Result<PageFrames, String>>,
+) -> Known<RawBufferGroups> {
+    if header.pbuf_count.is_none() {
+        return Known::Unknown;
+    }
+    let Some(groups) = by_ordinal.iter().copied().collect::<Option<Vec<_>>>() else {
+        return Known::Unknown;
+    };
+    if groups.windows(2).any(|pair| pair[0].bgid >= pair[1].bgid) {
+        return Known::Unknown;
+    }
+    let mut found = RawBufferGroups::default();
+    for group in groups {
+        if !group.is_ring {
+            found.legacy.push(group.bgid);
+            continue;
+        }
+        let memory = match frames {
+            Some(Ok(frames)) => match frames.frame_of(group.first_page) {
+                Some(frame) => PbufMemory::Frame(frame),
+                None => PbufMemory::Unknown(
+                    "the kernel did not show the ring's pages where the dumper looks".to_owned(),
+                ),
+            },
+            Some(Err(why)) => PbufMemory::Unknown(why.clone()),
+            None => PbufMemory::Unknown("not looked for".to_owned()),
+        };
+        found.rings.push(RawPbufRing {
+            bgid: group.bgid,
+            entries: group.entries,
+            head: group.head,
+            kernel_memory: group.kernel_memory,
+            incremental: group.incremental,
+            memory,
+        });
+    }
+    Known::Known(found)
 }
 
 /// `ctx->restrictions` as the image holds them: `None` when none were
@@ -912,6 +990,7 @@ mod tests {
             pending_listed: None,
             personalities: None,
             restrictions: None,
+            pbuf_count: None,
         };
         let at_rest = RingPositions {
             sq_head: u32::MAX,
@@ -965,6 +1044,7 @@ mod tests {
             pending_listed: None,
             personalities: None,
             restrictions: None,
+            pbuf_count: None,
         };
         // 6.16+: allocated less the free cache.
         let allocated = InFlightCounters::Allocated {
@@ -1037,6 +1117,7 @@ mod tests {
             pending_listed: None,
             personalities: None,
             restrictions: None,
+            pbuf_count: None,
         };
         let facts = RingFacts {
             header,
@@ -1046,6 +1127,7 @@ mod tests {
             overflow: Vec::new(),
             pending: Vec::new(),
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
+            pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
             answered: HashSet::new(),
         };
         let chunks: Vec<(Table, u32, u32)> = facts

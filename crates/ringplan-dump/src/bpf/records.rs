@@ -45,6 +45,14 @@ const STATE_PENDING: u32 = records_h::rp_state_known::RP_STATE_PENDING.0;
 const STATE_PERSONALITIES: u32 = records_h::rp_state_known::RP_STATE_PERSONALITIES.0;
 const STATE_RESTRICTIONS: u32 = records_h::rp_state_known::RP_STATE_RESTRICTIONS.0;
 const KIND_PERSONALITY: u32 = records_h::rp_record_kind::RP_RECORD_PERSONALITY.0;
+const KIND_PBUF_RING: u32 = records_h::rp_record_kind::RP_RECORD_PBUF_RING.0;
+const STATE_PBUF_RINGS: u32 = records_h::rp_state_known::RP_STATE_PBUF_RINGS.0;
+/// `RP_PBUF_RINGS_PER_CHUNK`: the most buffer groups one chunk reads.
+pub(crate) const PBUF_RINGS_PER_CHUNK: u32 = records_h::rp_limits::RP_PBUF_RINGS_PER_CHUNK.0;
+const PBUF_RING: u32 = records_h::rp_pbuf_kind::RP_PBUF_RING.0;
+const PBUF_KERNEL_MEMORY: u32 = records_h::rp_pbuf_kind::RP_PBUF_KERNEL_MEMORY.0;
+const PBUF_INCREMENTAL: u32 = records_h::rp_pbuf_kind::RP_PBUF_INCREMENTAL.0;
+const PBUF_TAIL: u32 = records_h::rp_pbuf_kind::RP_PBUF_TAIL.0;
 /// `RP_PERSONALITIES_PER_CHUNK`: the most personalities one chunk reads.
 pub(crate) const PERSONALITIES_PER_CHUNK: u32 = records_h::rp_limits::RP_PERSONALITIES_PER_CHUNK.0;
 /// `RP_MAX_GROUPS`: the supplementary groups a personality record carries.
@@ -93,6 +101,8 @@ unsafe impl HeaderStruct for records_h::rp_overflow_cqe_record {}
 unsafe impl HeaderStruct for records_h::rp_pending_request_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_personality_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_pbuf_ring_record {}
 
 /// The `T` at the start of `bytes`, or an error when `bytes` is shorter.
 fn read_struct<T: HeaderStruct>(bytes: &[u8]) -> Result<T, &'static str> {
@@ -156,6 +166,8 @@ pub(crate) enum Table {
     Buffers,
     /// By ordinal: the n-th personality in id order.
     Personalities,
+    /// By ordinal: the n-th provided-buffer group.
+    PbufRings,
 }
 
 impl Table {
@@ -164,6 +176,7 @@ impl Table {
             Table::Files => records_h::rp_table::RP_TABLE_FILES.0,
             Table::Buffers => records_h::rp_table::RP_TABLE_BUFFERS.0,
             Table::Personalities => records_h::rp_table::RP_TABLE_PERSONALITIES.0,
+            Table::PbufRings => records_h::rp_table::RP_TABLE_PBUF_RINGS.0,
         }
     }
 
@@ -172,6 +185,7 @@ impl Table {
             records_h::rp_table::RP_TABLE_FILES => Ok(Table::Files),
             records_h::rp_table::RP_TABLE_BUFFERS => Ok(Table::Buffers),
             records_h::rp_table::RP_TABLE_PERSONALITIES => Ok(Table::Personalities),
+            records_h::rp_table::RP_TABLE_PBUF_RINGS => Ok(Table::PbufRings),
             _ => Err("unknown table"),
         }
     }
@@ -183,6 +197,7 @@ impl fmt::Display for Table {
             Table::Files => "file",
             Table::Buffers => "buffer",
             Table::Personalities => "personality",
+            Table::PbufRings => "buffer group",
         })
     }
 }
@@ -287,6 +302,26 @@ pub(crate) struct RingRecord {
     pub personalities: Option<(u32, u32)>,
     /// `ctx->restrictions`, when `RP_STATE_RESTRICTIONS` says it was read.
     pub restrictions: Option<RestrictionWords>,
+    /// How many provided-buffer groups the ring has, when
+    /// `RP_STATE_PBUF_RINGS` says the walk reached the end.
+    pub pbuf_count: Option<u32>,
+}
+
+/// `struct rp_pbuf_ring_record`: one provided-buffer group, by its ordinal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PbufRingRecord {
+    pub index: u32,
+    pub bgid: u16,
+    pub entries: u32,
+    pub head: u16,
+    /// A buffer ring; else a legacy group of `IORING_OP_PROVIDE_BUFFERS`.
+    pub is_ring: bool,
+    pub kernel_memory: bool,
+    pub incremental: bool,
+    /// The `struct page` of the ring memory's first page (0: none).
+    pub first_page: u64,
+    /// The program's tail, read from the ring's memory.
+    pub tail: Option<u16>,
 }
 
 /// `ctx->restrictions` as the ring record carries it.
@@ -406,6 +441,7 @@ pub(crate) enum Record<'a> {
     OverflowCqe(OverflowCqeRecord),
     PendingRequest(PendingRequestRecord),
     Personality(PersonalityRecord),
+    PbufRing(PbufRingRecord),
 }
 
 /// A record that does not parse.
@@ -494,6 +530,7 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
         KIND_PERSONALITY => Ok(Record::Personality(PersonalityRecord::from_c(read_exact(
             record,
         )?))),
+        KIND_PBUF_RING => PbufRingRecord::from_c(read_exact(record)?).map(Record::PbufRing),
         _ => Err("unknown kind"),
     }
 }
@@ -604,6 +641,7 @@ impl RingRecord {
                 sqe_flags_required: ((raw.restriction_flags >> 8) & 0xff) as u8,
                 registered: raw.restriction_flags & (1 << 16) != 0,
             }),
+            pbuf_count: (raw.state_known & STATE_PBUF_RINGS != 0).then_some(raw.pbuf_count),
         })
     }
 }
@@ -626,6 +664,24 @@ impl PendingRequestRecord {
             user_data: raw.user_data,
             opcode: u8::try_from(raw.opcode).map_err(|_| "opcode past 255")?,
             waits_in,
+        })
+    }
+}
+
+impl PbufRingRecord {
+    fn from_c(raw: records_h::rp_pbuf_ring_record) -> Result<PbufRingRecord, &'static str> {
+        Ok(PbufRingRecord {
+            index: raw.index,
+            bgid: u16::try_from(raw.bgid).map_err(|_| "buffer group id beyond 16 bits")?,
+            entries: raw.entries,
+            head: u16::try_from(raw.head).map_err(|_| "buffer ring head beyond 16 bits")?,
+            is_ring: raw.kind & PBUF_RING != 0,
+            kernel_memory: raw.kind & PBUF_KERNEL_MEMORY != 0,
+            incremental: raw.kind & PBUF_INCREMENTAL != 0,
+            first_page: raw.first_page,
+            tail: (raw.kind & PBUF_TAIL != 0)
+                .then(|| u16::try_from(raw.tail).ok())
+                .flatten(),
         })
     }
 }

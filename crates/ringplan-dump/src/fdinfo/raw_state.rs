@@ -195,6 +195,8 @@ impl StateBuilder {
             // restrictions.
             personalities: Known::Unknown,
             restrictions: Known::Unknown,
+            // fdinfo does not list buffer groups.
+            buffer_groups: Known::Unknown,
         }
     }
 }

@@ -8,7 +8,8 @@ use std::os::fd::RawFd;
 use ringplan_image::{FileType, ObjectId, SetupFlags};
 use ringplan_plan::{
     CloseFd, CreateEventfd, EnableRings, ExternalInput, InstallFd, OpenFile, RegisterBuffers,
-    RegisterEventfd, RegisterFiles, RegisterPersonalities, RegisterRestrictions, SetupRing,
+    RegisterEventfd, RegisterFiles, RegisterPbufRing, RegisterPersonalities, RegisterRestrictions,
+    SetupRing,
 };
 use rustix::event::EventfdFlags;
 use rustix::fs::{Mode, OFlags};
@@ -305,6 +306,42 @@ impl<B: Backend> Run<'_, B> {
                 .io_uring_register(ring, IoringRegisterOp::UnregisterPersonality, &[], filler)
                 .map_err(fail("IORING_UNREGISTER_PERSONALITY"))?;
         }
+        Ok(())
+    }
+
+    /// `register_pbuf_ring`: one `IORING_REGISTER_PBUF_RING` on the
+    /// program's memory at the recorded address (in place since the
+    /// barrier: mapped by the memory hook here, the target's own with
+    /// `execute_in`). The buffer ring lives in the ring, so an undo that
+    /// closes the ring unregisters it.
+    pub(super) fn register_pbuf_ring(
+        &mut self,
+        register: &RegisterPbufRing,
+    ) -> Result<(), Failure> {
+        use ringplan_kernel::abi::pbuf;
+        let ring = self.handle(register.ring_handle)?;
+        let reg = pbuf::BufReg {
+            ring_addr: register.addr,
+            ring_entries: register.entries,
+            bgid: register.bgid,
+            flags: if register.incremental {
+                pbuf::IOU_PBUF_RING_INC
+            } else {
+                0
+            },
+            resv: [0; 3],
+        };
+        let mut bytes = Vec::with_capacity(size_of::<pbuf::BufReg>());
+        bytes.extend_from_slice(&reg.ring_addr.to_ne_bytes());
+        bytes.extend_from_slice(&reg.ring_entries.to_ne_bytes());
+        bytes.extend_from_slice(&reg.bgid.to_ne_bytes());
+        bytes.extend_from_slice(&reg.flags.to_ne_bytes());
+        for word in reg.resv {
+            bytes.extend_from_slice(&word.to_ne_bytes());
+        }
+        self.backend
+            .io_uring_register(ring, IoringRegisterOp::RegisterPbufRing, &bytes, 1)
+            .map_err(fail("IORING_REGISTER_PBUF_RING"))?;
         Ok(())
     }
 

@@ -207,6 +207,33 @@ impl<'a> FieldComparison<'a> {
                 }
             }
         }
+        // Buffer rings: bgid, entries, head (buffers taken), where the
+        // memory is and whose it is, one line per group that differs.
+        let bgids = |ring: &Ring| -> Vec<u16> { ring.pbuf_rings.iter().map(|b| b.bgid).collect() };
+        if bgids(ring) != bgids(got) {
+            differ.differ(
+                "buffer rings",
+                format!("bgids {:?}", bgids(ring)),
+                format!("bgids {:?}", bgids(got)),
+            );
+        } else {
+            for (want, have) in ring.pbuf_rings.iter().zip(&got.pbuf_rings) {
+                if want != have {
+                    differ.differ(
+                        &format!("buffer ring {}", want.bgid),
+                        format!("{want:?}"),
+                        format!("{have:?}"),
+                    );
+                }
+            }
+        }
+        if ring.legacy_buffer_groups != got.legacy_buffer_groups {
+            differ.differ(
+                "legacy buffer groups",
+                format!("{:?}", ring.legacy_buffer_groups),
+                format!("{:?}", got.legacy_buffer_groups),
+            );
+        }
         if ring.restrictions != got.restrictions {
             differ.differ(
                 "restrictions",

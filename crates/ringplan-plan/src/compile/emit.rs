@@ -109,6 +109,18 @@ impl GraphBuilder<'_> {
                     next,
                 })
             }
+            NodeKind::RegisterPbufRing { ring, group } => {
+                let entry = ring_at(analysis.image, ring)
+                    .and_then(|recorded| recorded.pbuf_rings.get(group as usize).copied());
+                Op::RegisterPbufRing(RegisterPbufRing {
+                    ring_handle: ring_handle(ring),
+                    bgid: entry.map_or(0, |entry| entry.bgid),
+                    entries: entry.map_or(0, |entry| entry.entries),
+                    // The analysis refused a group without an address.
+                    addr: entry.and_then(|entry| entry.addr).unwrap_or(0),
+                    incremental: entry.is_some_and(|entry| entry.incremental),
+                })
+            }
             NodeKind::RegisterRestrictions(index) => {
                 Op::RegisterRestrictions(RegisterRestrictions {
                     ring_handle: ring_handle(index),

@@ -77,6 +77,12 @@ pub(super) enum NodeKind {
     },
     RegisterFiles(u32),
     RegisterPersonalities(u32),
+    /// A ring's buffer ring: the ring's object index and the group's index
+    /// in its `pbuf_rings`.
+    RegisterPbufRing {
+        ring: u32,
+        group: u32,
+    },
     RegisterRestrictions(u32),
     EnableRings(u32),
     PlaceMemory(u32),
@@ -135,6 +141,8 @@ pub(super) struct GraphBuilder<'a> {
     register_files_nodes: Vec<u32>,
     register_buffers_nodes: Vec<u32>,
     register_personalities_nodes: Vec<u32>,
+    /// Per ring, its register_pbuf_ring nodes (one per buffer ring).
+    register_pbuf_nodes: Vec<Vec<u32>>,
     register_restrictions_nodes: Vec<u32>,
     enable_nodes: Vec<u32>,
     /// Per ring restored continuously: its place_ring_memory,
@@ -168,6 +176,7 @@ impl<'a> GraphBuilder<'a> {
             register_files_nodes: vec![NO_NODE; object_count],
             register_buffers_nodes: vec![NO_NODE; object_count],
             register_personalities_nodes: vec![NO_NODE; object_count],
+            register_pbuf_nodes: vec![Vec::new(); object_count],
             register_restrictions_nodes: vec![NO_NODE; object_count],
             enable_nodes: vec![NO_NODE; object_count],
             place_memory_nodes: vec![NO_NODE; object_count],
@@ -395,6 +404,22 @@ impl<'a> GraphBuilder<'a> {
             );
             close_phase = phase::RELEASE_LATE_RINGS;
         }
+        for group in 0..ring.pbuf_rings.len() as u32 {
+            // After the barrier (the ring's memory is the program's), in
+            // bgid order.
+            let node = self.add_node(
+                phase::BUFFERS,
+                object_index,
+                1,
+                group,
+                NodeKind::RegisterPbufRing {
+                    ring: object_index,
+                    group,
+                },
+            );
+            self.register_pbuf_nodes[index].push(node);
+            close_phase = phase::RELEASE_LATE_RINGS;
+        }
         if continuity.is_some_and(|continuity| continuity.queue.is_some()) {
             self.queue_sqes_nodes[index] = self.add_node(
                 phase::QUEUE,
@@ -538,6 +563,21 @@ impl<'a> GraphBuilder<'a> {
             self.add_edge(register, close);
         }
 
+        for register in self.register_pbuf_nodes[index].clone() {
+            self.add_edge(self.barrier_node, register);
+            self.add_edge(create, register);
+            self.add_edge(register, close);
+            // Queued SQEs may select buffers from the group.
+            let queue = self.queue_sqes_nodes[index];
+            if queue != NO_NODE {
+                self.add_edge(register, queue);
+            }
+            let enable = self.enable_nodes[index];
+            if enable != NO_NODE {
+                self.add_edge(register, enable);
+            }
+        }
+
         // Enabling comes after everything done to the ring: its
         // restrictions then apply to registrations, and an SQ thread
         // starts and consumes the queued SQEs.
@@ -604,6 +644,7 @@ impl<'a> GraphBuilder<'a> {
             | NodeKind::RegisterEventfd { ring: index, .. }
             | NodeKind::RegisterFiles(index)
             | NodeKind::RegisterPersonalities(index)
+            | NodeKind::RegisterPbufRing { ring: index, .. }
             | NodeKind::RegisterRestrictions(index)
             | NodeKind::EnableRings(index)
             | NodeKind::RegisterBuffers(index)

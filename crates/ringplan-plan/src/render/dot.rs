@@ -133,6 +133,10 @@ fn dot_label(index: usize, step: &Step) -> String {
             register.ring_handle
         ),
         Op::EnableRings(enable) => format!("{}", enable.ring_handle),
+        Op::RegisterPbufRing(register) => format!(
+            "bgid {}, {} entries at {:#x} on {}",
+            register.bgid, register.entries, register.addr, register.ring_handle
+        ),
         Op::RegisterFiles(register) => format!(
             "{}, {} used, on {}",
             plural(register.slots.len(), "slot"),
@@ -283,6 +287,7 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
             Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
             | Op::RegisterPersonalities(_)
+            | Op::RegisterPbufRing(_)
             | Op::RegisterRestrictions(_)
             | Op::EnableRings(_)
             | Op::RegisterBuffers(_)

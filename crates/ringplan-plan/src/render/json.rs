@@ -102,6 +102,7 @@ enum JsonParameters<'a> {
     RegisterEventfd(&'a RegisterEventfd),
     RegisterFiles(&'a RegisterFiles),
     RegisterPersonalities(&'a RegisterPersonalities),
+    RegisterPbufRing(&'a RegisterPbufRing),
     RegisterRestrictions(&'a RegisterRestrictions),
     EnableRings(&'a EnableRings),
     RegisterBuffers(&'a RegisterBuffers),
@@ -121,6 +122,7 @@ impl<'a> JsonParameters<'a> {
             Op::SetupRing(parameters) => JsonParameters::SetupRing(parameters),
             Op::RegisterEventfd(parameters) => JsonParameters::RegisterEventfd(parameters),
             Op::RegisterFiles(parameters) => JsonParameters::RegisterFiles(parameters),
+            Op::RegisterPbufRing(parameters) => JsonParameters::RegisterPbufRing(parameters),
             Op::RegisterPersonalities(parameters) => {
                 JsonParameters::RegisterPersonalities(parameters)
             }

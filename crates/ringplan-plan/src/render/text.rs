@@ -205,6 +205,15 @@ fn describe_step(index: usize, step: &Step) -> String {
             used_slots(&register.slots, Option::is_some, |slot| slot
                 .map_or_else(String::new, |h| h.to_string()))
         ),
+        Op::RegisterPbufRing(register) => format!(
+            "{op}{object}: IORING_REGISTER_PBUF_RING on {}: bgid {}, {} entries at {:#x}+{}{} (the program's memory; head 0)",
+            register.ring_handle,
+            register.bgid,
+            register.entries,
+            register.addr,
+            register.memory_len(),
+            if register.incremental { ", IOU_PBUF_RING_INC" } else { "" }
+        ),
         Op::RegisterPersonalities(register) => {
             let ids: Vec<String> = register
                 .personalities
