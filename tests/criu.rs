@@ -388,12 +388,14 @@ fn fio_with_sqpoll_fixed_files_and_buffers_is_checkpointed_restored_and_verifies
     let images = dir.join("images");
     let job = dir.join("job.fio");
     let output = dir.join("fio.out");
-    // Rate-limited so that the write phase lasts about 2 s: the checkpoint
-    // lands mid-write.
+    // Rate-limited so that the write phase lasts about 8 s: the checkpoint
+    // lands mid-write even in a VM under emulation, where loading BPF and
+    // taking the rings out takes seconds (with 2 s, a job had finished
+    // before its take-out there).
     std::fs::write(
         &job,
         format!(
-            "[global]\nioengine=io_uring\nrw=write\nbs=4k\niodepth=8\nsize=16M\nrate=8m\n\
+            "[global]\nioengine=io_uring\nrw=write\nbs=4k\niodepth=8\nsize=32M\nrate=4m\n\
              verify=crc32c\ndo_verify=1\nregisterfiles=1\nfixedbufs=1\ndirectory={}\n\n\
              [fixed]\nfilename=fixed.data\n\n[sqpoll]\nfilename=sqpoll.data\nsqthread_poll=1\n",
             dir.display()
