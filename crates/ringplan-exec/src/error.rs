@@ -259,7 +259,7 @@ pub enum ExecError {
     ProcessUnavailable { pid: u32, cause: String },
     /// Holding the process restored into failed (nothing was done).
     #[error("preflight: {0}")]
-    Attach(RemoteError),
+    Attach(#[source] RemoteError),
     /// Another ringplan command (a `--freeze`, `plan freeze`, another
     /// `exec --pid`) holds the process and did not let go in time, or its
     /// lock could not be taken; nothing was done. The cause is in the

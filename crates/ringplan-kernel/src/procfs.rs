@@ -124,12 +124,16 @@ impl ProcfsError {
             if source.kind() == std::io::ErrorKind::PermissionDenied)
     }
 
-    /// Whether the file does not exist (`ENOENT`): the process, thread or
-    /// fd is gone.
+    /// Whether the file does not exist (`ENOENT`), or its task died
+    /// between the open and the read (`ESRCH`): the process, thread or fd
+    /// is gone.
     pub fn is_not_found(&self) -> bool {
         match self {
             ProcfsError::NoSuchProcess { .. } => true,
-            ProcfsError::Read { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            ProcfsError::Read { source, .. } => {
+                source.kind() == std::io::ErrorKind::NotFound
+                    || source.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error())
+            }
             _ => false,
         }
     }
