@@ -194,3 +194,38 @@ fn show_says_when_a_restore_will_be_slow() {
         "{text}"
     );
 }
+
+/// Run in a child pid namespace (where `/proc` is the namespace's own, as
+/// `unshare --mount-proc` or a container has it), the BPF backend is
+/// refused in one line (it would report the initial namespace's ids), and
+/// `--backend auto` falls back to fdinfo, saying why.
+#[test]
+fn bpf_is_refused_in_a_child_pid_namespace() {
+    let in_namespace = |backend: &str| {
+        std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", crate::support::PLAN])
+            .args([
+                "dump",
+                "--pid",
+                "1",
+                "-o",
+                "/dev/null",
+                "--backend",
+                backend,
+            ])
+            .output()
+            .expect("running unshare (util-linux)")
+    };
+    let bpf = in_namespace("bpf");
+    let stderr = String::from_utf8_lossy(&bpf.stderr);
+    assert_eq!(bpf.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("child pid namespace"), "{stderr}");
+    let auto = in_namespace("auto");
+    let stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("child pid namespace") && stderr.contains("using the fdinfo backend"),
+        "{stderr}"
+    );
+}

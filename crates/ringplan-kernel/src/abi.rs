@@ -151,6 +151,9 @@ pub mod linux {
     /// `PF_EXITING` (`include/linux/sched.h`): the task is exiting; the
     /// ninth field of `/proc/PID/stat`.
     pub const PF_EXITING: u64 = 0x4;
+    /// `PROC_PID_INIT_INO` (`include/linux/proc_ns.h`): the inode number
+    /// of the initial pid namespace (`/proc/PID/ns/pid`), fixed.
+    pub const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
 }
 
 /// What lives in a ring's memory and what moves it

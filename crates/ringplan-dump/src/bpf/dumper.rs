@@ -48,6 +48,15 @@ impl BpfDumper {
     /// [`BpfError::LayoutNotRecognised`] when the kernel's io_uring
     /// structures lack a field the program reads.
     pub fn load() -> Result<BpfDumper, BpfError> {
+        // An unreadable namespace link leaves the check to what follows.
+        if ringplan_kernel::procfs::status::in_initial_pid_namespace(
+            ringplan_kernel::procfs::Process::Current,
+        )
+        .ok()
+            == Some(false)
+        {
+            return Err(BpfError::ChildPidNamespace);
+        }
         let self_pid = rustix::process::getpid()
             .as_raw_nonzero()
             .get()

@@ -21,6 +21,11 @@ pub enum BpfError {
         #[source]
         source: libbpf_rs::Error,
     },
+    /// This process is in a child pid namespace: the BPF program sees the
+    /// initial namespace's task ids, which neither `getpid` nor `/proc`
+    /// here show.
+    #[error("BPF is unavailable: plan runs in a child pid namespace, and BPF reports the initial namespace's task ids, which this namespace's getpid and /proc do not show; run plan in the initial pid namespace")]
+    ChildPidNamespace,
     /// The kernel's io_uring structures lack a field the program reads.
     #[error("kernel layout not recognised: missing field {field}")]
     LayoutNotRecognised { field: String },
@@ -98,7 +103,9 @@ impl BpfError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            BpfError::Unavailable { .. } | BpfError::LayoutNotRecognised { .. }
+            BpfError::Unavailable { .. }
+                | BpfError::LayoutNotRecognised { .. }
+                | BpfError::ChildPidNamespace
         )
     }
 }

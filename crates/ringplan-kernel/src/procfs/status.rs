@@ -73,6 +73,16 @@ pub fn read_task(process: Process, tid: u32) -> Result<Status, ProcfsError> {
     Status::parse(&read_text(&path)?, &path)
 }
 
+/// Whether `process` is in the initial pid namespace: its
+/// `/proc/PID/ns/pid` is the initial namespace's fixed inode. (`NSpid:`
+/// cannot tell where `/proc` is a child namespace's own mount.)
+pub fn in_initial_pid_namespace(process: Process) -> Result<bool, ProcfsError> {
+    use std::os::unix::fs::MetadataExt;
+    let path = process.path("ns/pid");
+    let metadata = std::fs::metadata(&path).map_err(|source| ProcfsError::io(&path, source))?;
+    Ok(metadata.ino() == crate::abi::linux::PROC_PID_INIT_INO)
+}
+
 /// The Yama LSM's `ptrace_scope` (0 classic, 1 restricted to descendants,
 /// 2 admin only, 3 no attach); `None` when Yama is not built in (no file).
 pub fn yama_ptrace_scope() -> Option<u32> {
@@ -104,6 +114,11 @@ pub fn effective_capabilities(process: Process) -> Result<u64, ProcfsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tests_run_in_the_initial_pid_namespace() {
+        assert_eq!(in_initial_pid_namespace(Process::Current).ok(), Some(true));
+    }
 
     #[test]
     fn status_lines_give_state_tracer_uid_and_seccomp() {
