@@ -198,7 +198,8 @@ fn show_says_when_a_restore_will_be_slow() {
 /// Run in a child pid namespace (where `/proc` is the namespace's own, as
 /// `unshare --mount-proc` or a container has it), the BPF backend is
 /// refused in one line (it would report the initial namespace's ids), and
-/// `--backend auto` falls back to fdinfo, saying why.
+/// `--backend auto` falls back to fdinfo, saying why (where the fdinfo
+/// backend reads this kernel).
 #[test]
 fn bpf_is_refused_in_a_child_pid_namespace() {
     let in_namespace = |backend: &str| {
@@ -221,6 +222,11 @@ fn bpf_is_refused_in_a_child_pid_namespace() {
     assert_eq!(bpf.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("child pid namespace"), "{stderr}");
+    if !crate::support::kernel_shows_registered_file_paths() {
+        // 6.1 and 6.12: the fdinfo backend refuses these kernels, so
+        // `auto` has nothing to fall back to.
+        return;
+    }
     let auto = in_namespace("auto");
     let stderr = String::from_utf8_lossy(&auto.stderr);
     assert!(auto.status.success(), "{stderr}");
