@@ -135,12 +135,7 @@ fn checkpoint_and_restore(mode: &str) {
     let status = child.wait().expect("reaping the dumped program");
     assert!(!status.success(), "{mode}: criu dump kills the program");
 
-    let restored = plan(&["restore", "-D", images.to_str().expect("utf-8")]);
-    assert!(
-        restored.status.success(),
-        "{mode}: plan restore: {}",
-        String::from_utf8_lossy(&restored.stderr)
-    );
+    restore(&images, &[], mode);
     let state = proc_state(pid);
     assert!(
         !state.starts_with('T') && !state.starts_with('Z'),
@@ -306,18 +301,35 @@ fn leave_running_lets_the_original_finish_and_a_copy_restored_later_finishes_too
     for (path, bytes) in [&records, &out].into_iter().zip(&files_then) {
         std::fs::write(path, bytes).expect("the file as it was at the checkpoint");
     }
-    let restored = plan(&["restore", "-D", images.to_str().expect("utf-8")]);
+    restore(&images, &[], "the copy");
+    wait_until_ended(pid, Duration::from_secs(60), "the copy");
+    check_records(&records, RECORDS);
+}
+
+/// `plan restore -D images -- criu_args`, which must succeed (`what` names
+/// the program in the failure).
+fn restore(images: &Path, criu_args: &[&str], what: &str) {
+    let mut args = vec!["restore", "-D", images.to_str().expect("utf-8")];
+    if !criu_args.is_empty() {
+        args.push("--");
+        args.extend_from_slice(criu_args);
+    }
+    let restored = plan(&args);
     assert!(
         restored.status.success(),
-        "plan restore: {}",
+        "{what}: plan restore: {}",
         String::from_utf8_lossy(&restored.stderr)
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
+}
+
+/// Waits until the restored process `pid` has ended (a zombie its new
+/// parent has not reaped yet, or gone) within `limit`.
+fn wait_until_ended(pid: u32, limit: Duration, what: &str) {
+    let deadline = Instant::now() + limit;
     while !matches!(proc_state(pid).chars().next(), Some('Z') | Some('g')) {
-        assert!(Instant::now() < deadline, "the copy did not finish");
+        assert!(Instant::now() < deadline, "{what} did not finish");
         std::thread::sleep(Duration::from_millis(20));
     }
-    check_records(&records, RECORDS);
 }
 
 /// Whether `plan checkpoint` refused for what this kernel lacks, exit 1,
@@ -452,17 +464,8 @@ fn fio_with_sqpoll_fixed_files_and_buffers_is_checkpointed_restored_and_verifies
 
     // The job processes were orphaned by the kill: `plan restore` waits
     // for their ids to be reaped.
-    let restored = plan(&["restore", "-D", images.to_str().expect("utf-8")]);
-    assert!(
-        restored.status.success(),
-        "plan restore: {}",
-        String::from_utf8_lossy(&restored.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !matches!(proc_state(root).chars().next(), Some('Z') | Some('g')) {
-        assert!(Instant::now() < deadline, "the restored fio did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    restore(&images, &[], "fio");
+    wait_until_ended(root, Duration::from_secs(120), "the restored fio");
     let report = std::fs::read_to_string(&output).expect("fio's output");
     assert_eq!(report.matches("err= 0").count(), 2, "{report}");
     assert!(!report.contains("verify:"), "{report}");
@@ -541,12 +544,7 @@ fn qemu_img_bench_is_checkpointed_restored_and_completes() {
         "checkpointed mid-run: {report}"
     );
 
-    let restored = plan(&["restore", "-D", images_dir, "--", "--file-locks"]);
-    assert!(
-        restored.status.success(),
-        "plan restore: {}",
-        String::from_utf8_lossy(&restored.stderr)
-    );
+    restore(&images, &["--file-locks"], "qemu-img");
     let line = wait_for_line(&out, "Run completed", Duration::from_secs(120));
     assert!(line.starts_with("Run completed in"), "{line}");
 }
