@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use ringplan_scenarios::c_programs;
 
 use crate::in_place::{
-    can_put_back_a_closed_registered_file, check_records, proc_state, worker_binary,
+    can_put_back_a_closed_registered_file, check_records, has_moved_a_ring, proc_state,
+    worker_binary,
 };
 use crate::support::{kernel_at_least, kernel_has_no_mmap, plan, scratch_dir};
 
@@ -367,20 +368,7 @@ fn processes_doing_ring_io(root: u32) -> Vec<u32> {
     ringplan_kernel::procfs::task::tree(root)
         .unwrap_or_default()
         .into_iter()
-        .filter(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-                .any(|info| {
-                    info.lines().any(|line| {
-                        line.strip_prefix("SqHead:").is_some_and(|head| {
-                            head.trim().parse::<u64>().is_ok_and(|head| head > 0)
-                        })
-                    })
-                })
-        })
+        .filter(|&pid| has_moved_a_ring(pid))
         .collect()
 }
 

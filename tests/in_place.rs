@@ -382,6 +382,22 @@ fn put_back_once_torn_down(pid: u32, image: &str, name: &str) {
     panic!("{name}: the restore was refused for 2 s");
 }
 
+/// Whether a ring of `pid` has moved its SQ head (`SqHead:` above 0 in
+/// one of its fdinfo files): the program is doing io_uring I/O.
+pub(crate) fn has_moved_a_ring(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .any(|info| {
+            info.lines().any(|line| {
+                line.strip_prefix("SqHead:")
+                    .is_some_and(|head| head.trim().parse::<u64>().is_ok_and(|head| head > 0))
+            })
+        })
+}
+
 /// The single child of `main` that holds a ring whose SQ head has moved.
 fn wait_for_ring_io(main: &mut Child, find: impl Fn() -> Option<u32>) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -389,22 +405,8 @@ fn wait_for_ring_io(main: &mut Child, find: impl Fn() -> Option<u32>) -> u32 {
         if let Ok(Some(status)) = main.try_wait() {
             panic!("the program exited ({status}) before doing io_uring I/O");
         }
-        if let Some(pid) = find() {
-            let moved = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-                .any(|info| {
-                    info.lines().any(|line| {
-                        line.strip_prefix("SqHead:").is_some_and(|head| {
-                            head.trim().parse::<u64>().is_ok_and(|head| head > 0)
-                        })
-                    })
-                });
-            if moved {
-                return pid;
-            }
+        if let Some(pid) = find().filter(|&pid| has_moved_a_ring(pid)) {
+            return pid;
         }
         assert!(Instant::now() < deadline, "no io_uring I/O within 20 s");
         std::thread::sleep(Duration::from_millis(20));
