@@ -357,13 +357,25 @@ fn document_rows() -> Vec<Row> {
             planner: true,
         },
         Row {
-            name: "pbuf-head-moved",
+            name: "pbuf-head-beyond-sq-head",
             bytes: mutated(|image| {
                 let mut entry = pbuf_ring(0, 8);
                 entry.head = 3;
                 ring_v3(image).pbuf_rings = vec![entry];
             }),
-            expected: "ring #1: its provided buffers cannot be restored: buffer ring 0: the kernel's head is 3, and a new buffer ring starts at 0",
+            expected: "ring #1: cannot be restored where the program left it: its buffer rings' heads add up to 3 consumed buffers, more than the 0 SQEs its SQ head counts",
+            planner: true,
+        },
+        Row {
+            name: "pbuf-head-moved-without-state",
+            bytes: mutated(|image| {
+                let mut entry = pbuf_ring(0, 8);
+                entry.head = 3;
+                let ring = ring_v3(image);
+                ring.pbuf_rings = vec![entry];
+                ring.state = None;
+            }),
+            expected: "ring #1: its provided buffers cannot be restored: buffer ring 0: the kernel's head is 3, and a new buffer ring starts at 0: only consuming buffers moves it, which needs the ring restored with its positions (the image has no state of it)",
             planner: true,
         },
         Row {

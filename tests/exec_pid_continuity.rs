@@ -2,14 +2,16 @@
 //! them*, inside the program: `tests/programs/ring_detach_self.c` (liburing
 //! rings past several wraps with unconsumed CQEs and queued SQEs, an
 //! overflow list, a CQ ring mapped twice, SQPOLL; optionally a
-//! `SINGLE_ISSUER|DEFER_TASKRUN` ring owned by a second thread and a
-//! `NO_MMAP` ring on its own memory) is dumped, takes its rings out itself
+//! `SINGLE_ISSUER|DEFER_TASKRUN` ring owned by a second thread, a
+//! `NO_MMAP` ring on its own memory, and a buffer ring whose head moved) is
+//! dumped, takes its rings out itself
 //! (closes every ring fd, unmaps every ring mapping, keeps its own memory
 //! and its liburing structs), and gets them back from outside. Checked from
 //! outside: the kernel's fdinfo of every ring equals the original's, memory
 //! is at every address where the program saw a ring, and the program then
 //! uses every ring with liburing (the owned one from its owner thread)
-//! and finds exactly the completions it left. A ring whose owner thread
+//! and finds exactly the completions it left, and its next reads take the
+//! buffers that were next. A ring whose owner thread
 //! the target lacks is refused in one line; a failure injected at every
 //! step leaves the target's fds, maps and own ring memory as found. On a
 //! kernel without `IORING_SETUP_NO_MMAP` the restore is refused.
@@ -120,7 +122,8 @@ impl Program {
         let answers: Value = serde_json::from_str(&answer)
             .unwrap_or_else(|error| panic!("use answered {answer:?}: {error}"));
         let answers = answers.as_object().expect("an object");
-        assert_eq!(answers.len(), self.rings().len(), "{answer}");
+        let pbuf = usize::from(self.line.get("pbuf").is_some());
+        assert_eq!(answers.len(), self.rings().len() + pbuf, "{answer}");
         for (ring, said) in answers {
             assert_eq!(said, "ok", "{ring}: {answer}");
         }
@@ -186,7 +189,9 @@ fn assert_rings_back(program: &Program, image_path: &str, views: &[(String, i32,
 #[test]
 fn rings_come_back_where_the_program_left_them_in_its_own_process() {
     let dir = scratch_dir("exec-pid-continuity");
-    let mut program = Program::start(&[]);
+    // "pbuf": the queued ring's buffer ring, its head at 5, comes back at
+    // 5 (the program's next reads take buffers 5 and 6).
+    let mut program = Program::start(&["pbuf"]);
     let (image, views) = dump(&program, &dir);
     assert_eq!(views.len(), 4, "{}", program.line);
     detach(&mut program);
@@ -351,12 +356,20 @@ fn a_ring_whose_owner_thread_is_not_in_the_target_is_refused() {
 
 /// The bytes of the program's own ring memory (the no_mmap ring's rings
 /// and SQEs, one page each).
+/// The program's own memory that a restore uses and must leave as found:
+/// the no_mmap ring's, and the buffer ring's entries and buffers.
 fn own_ring_memory(program: &Program) -> Vec<u8> {
     let ring = &program.line["rings"]["no_mmap"];
+    let pbuf = &program.line["pbuf"];
     let memory = ProcessMemory::open(Process::Pid(program.pid)).expect("its memory");
     let mut bytes = Vec::new();
-    for key in ["rings", "sqes"] {
-        let addr = ring[key].as_u64().expect("an address");
+    for value in [
+        &ring["rings"],
+        &ring["sqes"],
+        &pbuf["ring"],
+        &pbuf["buffers"],
+    ] {
+        let addr = value.as_u64().expect("an address");
         let mut page = vec![0u8; 4096];
         memory.read_exact_at(addr, &mut page).expect("reading");
         bytes.extend(page);
@@ -370,7 +383,7 @@ fn an_injected_failure_at_any_step_leaves_the_target_as_it_was() {
         return;
     }
     let dir = scratch_dir("exec-pid-continuity-fail");
-    let mut program = Program::start(&["owned", "no_mmap"]);
+    let mut program = Program::start(&["owned", "no_mmap", "pbuf"]);
     let (image, views) = dump(&program, &dir);
     detach(&mut program);
     let pid = program.pid.to_string();

@@ -17,6 +17,11 @@
 //   owned:    with the argument "owned": SINGLE_ISSUER | DEFER_TASKRUN,
 //             created by a second thread ("owner_tid"), 3 NOPs consumed,
 //             1 unconsumed CQE (0x71); that thread does everything on it.
+//   (pbuf)    with the argument "pbuf": the queued ring also has a buffer
+//             ring (bgid 3, 8 buffers of 32 bytes, on the program's own
+//             memory, "pbuf" in the first line with its address) of
+//             which 5 buffers were consumed by reads from a pipe (they
+//             hold "early-0".."early-4"): the kernel's head is 5.
 //   no_mmap:  with the argument "no_mmap" (where the kernel has NO_MMAP):
 //             NO_MMAP | NO_SQARRAY on the program's own memory (anonymous,
 //             private), 1 unconsumed CQE (0xd1), 1 queued NOP (0xd2).
@@ -29,7 +34,10 @@
 //   use     on every ring (the owned one in its owner thread): consumes
 //           and checks the unconsumed CQEs (the overflowed ones follow in
 //           order), submits the queued SQEs and checks their CQEs, then
-//           submits one more NOP and checks it; answers one JSON line,
+//           submits one more NOP and checks it; with "pbuf", reads twice
+//           from the pipe selecting buffers and checks that buffers 5 and
+//           6 are taken, hold the data, and the earlier buffers are
+//           untouched; answers one JSON line,
 //           {"NAME": "ok" or "what went wrong", ...}.
 //
 // Build: cc -O2 -Wall -o ring_detach_self ring_detach_self.c -luring -lpthread
@@ -210,6 +218,108 @@ static struct named_ring rings[NRINGS] = {
 static void *twice_cq_again;
 static size_t twice_cq_len;
 
+#define PBUF_BGID 3
+#define PBUF_ENTRIES 8
+#define PBUF_LEN 32
+#define PBUF_CONSUMED 5
+static struct io_uring_buf_ring *pbuf_ring;
+static char *pbufs;
+static int pbuf_pipe[2] = {-1, -1};
+
+// One read from the pipe of `data`, selecting a buffer of group PBUF_BGID;
+// the buffer id taken, or -1 with `out` saying why.
+static int pbuf_read(struct io_uring *ring, const char *data, char *out, size_t len)
+{
+	if (write(pbuf_pipe[1], data, strlen(data)) != (ssize_t)strlen(data)) {
+		snprintf(out, len, "write(pipe): %s", strerror(errno));
+		return -1;
+	}
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	if (!sqe) {
+		snprintf(out, len, "no free SQE");
+		return -1;
+	}
+	io_uring_prep_read(sqe, pbuf_pipe[0], NULL, PBUF_LEN, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = PBUF_BGID;
+	sqe->user_data = 0xb0;
+	struct io_uring_cqe *cqe;
+	int ret = io_uring_submit_and_wait(ring, 1);
+	if (ret < 0 || io_uring_peek_cqe(ring, &cqe) != 0) {
+		snprintf(out, len, "read with a selected buffer: submit %d", ret);
+		return -1;
+	}
+	int res = cqe->res, flags = cqe->flags;
+	io_uring_cqe_seen(ring, cqe);
+	if (res != (int)strlen(data) || !(flags & IORING_CQE_F_BUFFER)) {
+		snprintf(out, len, "read with a selected buffer: res %d flags 0x%x", res, flags);
+		return -1;
+	}
+	return flags >> IORING_CQE_BUFFER_SHIFT;
+}
+
+static void set_up_pbuf(struct io_uring *ring)
+{
+	pbuf_ring = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pbufs = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (pbuf_ring == MAP_FAILED || pbufs == MAP_FAILED)
+		die("mmap(pbuf)", errno);
+	struct io_uring_buf_reg reg = {
+		.ring_addr = (unsigned long)pbuf_ring,
+		.ring_entries = PBUF_ENTRIES,
+		.bgid = PBUF_BGID,
+	};
+	int ret = io_uring_register_buf_ring(ring, &reg, 0);
+	if (ret < 0)
+		die("io_uring_register_buf_ring", ret);
+	io_uring_buf_ring_init(pbuf_ring);
+	for (int i = 0; i < PBUF_ENTRIES; i++)
+		io_uring_buf_ring_add(pbuf_ring, pbufs + i * PBUF_LEN, PBUF_LEN, i,
+				      io_uring_buf_ring_mask(PBUF_ENTRIES), i);
+	io_uring_buf_ring_advance(pbuf_ring, PBUF_ENTRIES);
+	if (pipe(pbuf_pipe) != 0)
+		die("pipe", errno);
+	char data[16], why[128];
+	for (int i = 0; i < PBUF_CONSUMED; i++) {
+		snprintf(data, sizeof(data), "early-%d", i);
+		if (pbuf_read(ring, data, why, sizeof(why)) != i) {
+			fprintf(stderr, "ring_detach_self: consuming buffer %d: %s\n", i, why);
+			exit(1);
+		}
+	}
+}
+
+// After the restore: the next reads take buffers 5 and 6 (the kernel's
+// head came back), their data lands there, and buffers 0..4 still hold
+// what was read into them before.
+static void use_pbuf(struct io_uring *ring, char *out, size_t len)
+{
+	char expected[16];
+	for (int i = 0; i < PBUF_CONSUMED; i++) {
+		snprintf(expected, sizeof(expected), "early-%d", i);
+		if (memcmp(pbufs + i * PBUF_LEN, expected, strlen(expected)) != 0) {
+			snprintf(out, len, "buffer %d changed: %.8s", i, pbufs + i * PBUF_LEN);
+			return;
+		}
+	}
+	for (int i = PBUF_CONSUMED; i < PBUF_CONSUMED + 2; i++) {
+		snprintf(expected, sizeof(expected), "late-%d", i);
+		int bid = pbuf_read(ring, expected, out, len);
+		if (bid < 0)
+			return;
+		if (bid != i) {
+			snprintf(out, len, "the read took buffer %d where %d was next", bid, i);
+			return;
+		}
+		if (memcmp(pbufs + i * PBUF_LEN, expected, strlen(expected)) != 0) {
+			snprintf(out, len, "buffer %d holds %.8s, not %s", i, pbufs + i * PBUF_LEN,
+				 expected);
+			return;
+		}
+	}
+	snprintf(out, len, "ok");
+}
+
 // The no_mmap ring, by raw syscalls on memory of its own.
 static struct {
 	int fd;
@@ -347,10 +457,11 @@ static void ask_owner(int what)
 int main(int argc, char **argv)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	int want_owned = 0, want_no_mmap = 0;
+	int want_owned = 0, want_no_mmap = 0, want_pbuf = 0;
 	for (int i = 1; i < argc; i++) {
 		want_owned |= strcmp(argv[i], "owned") == 0;
 		want_no_mmap |= strcmp(argv[i], "no_mmap") == 0;
+		want_pbuf |= strcmp(argv[i], "pbuf") == 0;
 	}
 	struct io_uring_params p;
 	struct io_uring_cqe *cqe;
@@ -359,6 +470,8 @@ int main(int argc, char **argv)
 	memset(&p, 0, sizeof(p));
 	init(&r->ring, 8, &p, "queued ring");
 	advance(&r->ring, "queued");
+	if (want_pbuf)
+		set_up_pbuf(&r->ring);
 	nops(&r->ring, 2, 0xc1);
 	if (io_uring_wait_cqe_nr(&r->ring, &cqe, 2) < 0)
 		die("wait queued", EIO);
@@ -428,7 +541,11 @@ int main(int argc, char **argv)
 	if (nm.fd >= 0)
 		printf("%s\"no_mmap\":{\"fd\":%d,\"rings\":%lu,\"sqes\":%lu}", sep, nm.fd,
 		       (unsigned long)nm.rings, (unsigned long)nm.sqes);
-	printf("}}\n");
+	printf("}");
+	if (want_pbuf)
+		printf(",\"pbuf\":{\"ring\":%lu,\"buffers\":%lu}", (unsigned long)pbuf_ring,
+		       (unsigned long)pbufs);
+	printf("}\n");
 	fflush(stdout);
 
 	char line[64];
@@ -467,6 +584,11 @@ int main(int argc, char **argv)
 				snprintf(answer, sizeof(answer), "not run");
 				use_no_mmap(answer, sizeof(answer));
 				printf("%s\"no_mmap\":\"%s\"", sep, answer);
+			}
+			if (want_pbuf) {
+				snprintf(answer, sizeof(answer), "not run");
+				use_pbuf(&rings[QUEUED].ring, answer, sizeof(answer));
+				printf("%s\"pbuf\":\"%s\"", sep, answer);
 			}
 			printf("}\n");
 		} else {

@@ -13,6 +13,9 @@
 //!   NOPs (`IOSQE_CQE_SKIP_SUCCESS` where only the SQ head moves) and, for a
 //!   CQ tail ahead of the SQ head, `IORING_OP_MSG_RING` from a helper ring
 //!   (`helper.rs`); progress reported through a callback.
+//! - `advance_pbuf_head_in` (`pbuf_head.rs`): a new buffer ring's head
+//!   brought to a recorded value by reads that consume its buffers, the
+//!   program's memory put back after.
 //! - [`restore_entries`] (`contents.rs`): queued SQEs, unconsumed CQEs and
 //!   the kernel's CQ overflow list put back, after checking that they fit the
 //!   ring and the positions, and that the kernel can reproduce them.
@@ -34,6 +37,7 @@ mod contents;
 mod error;
 mod helper;
 mod memory;
+mod pbuf_head;
 mod plan_ops;
 mod positions;
 mod ring;
@@ -47,6 +51,8 @@ pub use contents::{
 pub use error::ContinuityError;
 pub(crate) use memory::{page_round, release_all, PlacedRegion, RING_MEMFD_NAME};
 pub use memory::{Backing, PlacedMemory, RegionPlacement, RingPlacement};
+pub(crate) use pbuf_head::advance_pbuf_head_in;
+pub use pbuf_head::PbufHeadTarget;
 pub use plan_ops::{placement_of, ring_setup_of};
 pub use positions::{advance_positions, Advanced, PositionTargets};
 pub use ring::{

@@ -244,6 +244,8 @@ pub mod continuity {
     pub const OP_NOP: u8 = 0;
     /// `IORING_OP_MSG_RING`
     pub const OP_MSG_RING: u8 = 40;
+    /// `IORING_OP_READ`
+    pub const OP_READ: u8 = 22;
     /// `IOSQE_CQE_SKIP_SUCCESS`: no CQE when the request succeeds.
     pub const IOSQE_CQE_SKIP_SUCCESS: u8 = 1 << 6;
     /// `IORING_MSG_DATA`: `MSG_RING` posts a CQE with user_data = `off`,

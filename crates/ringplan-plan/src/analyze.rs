@@ -278,6 +278,7 @@ fn scan_ring(
                 .to_owned(),
         });
     }
+    check_moved_heads(id, ring, continuity.is_some())?;
     if let Some(continuity) = &continuity {
         if continuity.memory.origin == MemoryOrigin::Program {
             for range in continuity.memory.ranges() {
@@ -594,9 +595,8 @@ fn assign_plain_attachments(
 /// group would get -ENOBUFS, or other buffers than it provided): legacy
 /// groups (their buffers are only in the kernel, not in the image), a
 /// buffer ring in kernel memory (`IOU_PBUF_RING_MMAP`: the kernel chooses
-/// where it is mapped), one whose memory the dump did not find, and one
-/// whose head moved (a new ring starts at head 0 and only consuming
-/// buffers moves it).
+/// where it is mapped) and one whose memory the dump did not find. (A
+/// moved head is `check_moved_heads`'.)
 fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
     if let Some(bgid) = ring.legacy_buffer_groups.first() {
         return Err(CompileError::CannotRestore {
@@ -617,13 +617,6 @@ fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
             )
         } else if entry.addr.is_none() {
             format!("buffer ring {bgid}: where the program has its memory is unknown")
-        } else if entry.head != 0 {
-            format!(
-                "buffer ring {bgid}: the kernel's head is {}, and a new buffer ring starts at 0: only \
-                 consuming buffers moves it, which would write into the program's buffers and move the \
-                 ring's positions",
-                entry.head
-            )
         } else {
             continue;
         };
@@ -634,6 +627,35 @@ fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
         });
     }
     Ok(())
+}
+
+/// A buffer ring whose head moved is brought back by reads the ring runs
+/// (see `RegisterPbufRing`), each moving its SQ head: only on a ring
+/// restored with its positions, enabled when the reads run, and not
+/// polled (`IOPOLL` reads only files that support polling).
+fn check_moved_heads(id: ObjectId, ring: &Ring, continuous: bool) -> Result<(), CompileError> {
+    let Some(entry) = ring.pbuf_rings.iter().find(|entry| entry.head != 0) else {
+        return Ok(());
+    };
+    let flags = ring.setup.flags.unwrap_or(0);
+    let why = if !continuous {
+        "which needs the ring restored with its positions (the image has no state of it)"
+    } else if ring.restrictions.is_some() || flags & SetupFlags::R_DISABLED.bits() != 0 {
+        "which needs reads on the ring, and it is set up disabled (IORING_SETUP_R_DISABLED)"
+    } else if flags & SetupFlags::IOPOLL.bits() != 0 {
+        "which needs reads on the ring, and an IOPOLL ring reads only files that support polling"
+    } else {
+        return Ok(());
+    };
+    Err(CompileError::CannotRestore {
+        ring: id,
+        what: "provided buffers",
+        reason: format!(
+            "buffer ring {}: the kernel's head is {}, and a new buffer ring starts at 0: only consuming \
+             buffers moves it, {why}",
+            entry.bgid, entry.head
+        ),
+    })
 }
 
 /// The personalities' ids can be brought back by registering in order

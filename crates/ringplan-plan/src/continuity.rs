@@ -94,9 +94,23 @@ pub(crate) fn ring_continuity(
     let Some(memory) = placed_memory(ring, state).map_err(impossible)? else {
         return Ok(None);
     };
+    // `register_pbuf_ring` moves the SQ head once per buffer it consumes
+    // to bring a buffer ring's head back: the completions stop that short.
+    let consumed: u32 = ring
+        .pbuf_rings
+        .iter()
+        .map(|entry| u32::from(entry.head))
+        .sum();
+    if consumed > positions.cached_sq_head {
+        return Err(impossible(format!(
+            "its buffer rings' heads add up to {consumed} consumed buffers, more than the {} SQEs its SQ head counts \
+             (it wrapped, or a request consumed several): reads that consume them one each cannot bring both back",
+            positions.cached_sq_head
+        )));
+    }
     Ok(Some(RingContinuity {
         memory,
-        completions: completions(state),
+        completions: completions(state, consumed),
         queue: queue(ring, state),
         owner_tid: state.owner_tid,
     }))
@@ -147,13 +161,15 @@ fn placed_memory(ring: &Ring, state: &RingState) -> Result<Option<PlaceRingMemor
     }
 }
 
-fn completions(state: &RingState) -> Option<RestoreCompletions> {
+/// The `restore_completions` op, its SQ head `consumed` short of the
+/// recorded one (the reads that bring buffer rings' heads back move it).
+fn completions(state: &RingState, consumed: u32) -> Option<RestoreCompletions> {
     let positions = &state.positions;
     let cqes = state.cqes.clone().unwrap_or_default();
     let overflow = state.overflow.clone().unwrap_or_default();
     let op = RestoreCompletions {
         ring_handle: UNRESOLVED,
-        sq_head: positions.cached_sq_head,
+        sq_head: positions.cached_sq_head - consumed,
         cq_head: positions.cq_head,
         cq_tail: positions.cq_tail,
         cqes,

@@ -554,8 +554,11 @@ pub struct EnableRings {
 /// The ring's memory (`entries` * 16 bytes at `addr`) is the program's:
 /// in place from the memory barrier on (its contents, the entries and the
 /// tail, are the program's and are not in the plan). The kernel starts a
-/// new buffer ring at head 0, and only consuming buffers moves it, so the
-/// planner emits this step only for groups recorded at head 0.
+/// new buffer ring at head 0, and only consuming buffers moves it: for a
+/// recorded `head` above 0 the step then consumes that many with one-byte
+/// reads that skip their CQEs (each moves the ring's SQ head by one, which
+/// `restore_completions` leaves for it), the program's memory put back
+/// after. Only on a continuous ring set up enabled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterPbufRing {
     pub ring_handle: Handle,
@@ -565,6 +568,13 @@ pub struct RegisterPbufRing {
     pub addr: u64,
     /// `IOU_PBUF_RING_INC` (6.12+).
     pub incremental: bool,
+    /// The kernel's head to bring the new buffer ring to (0: none moved).
+    #[serde(default, skip_serializing_if = "is_zero_u16")]
+    pub head: u16,
+}
+
+fn is_zero_u16(value: &u16) -> bool {
+    *value == 0
 }
 
 impl RegisterPbufRing {

@@ -482,7 +482,21 @@ impl Checker<'_> {
         if !waits_for_barrier {
             return Err(PlanInvalid::BuffersBeforeBarrier { step: index });
         }
-        self.use_ring_handle(index, step, register.ring_handle)?;
+        if register.head == 0 {
+            self.use_ring_handle(index, step, register.ring_handle)?;
+            return Ok(());
+        }
+        // Its reads move the SQ head of a ring restored with its
+        // positions, before its SQEs are queued at the recorded head.
+        self.continuous_ring(index, step, register.ring_handle)?;
+        let ring = register.ring_handle.0;
+        if self.marks[ring as usize] & continuity::mark::QUEUED != 0 {
+            return Err(bad(
+                "moves a buffer ring's head after the ring's SQEs were queued".to_owned(),
+            ));
+        }
+        let head = self.completions_sq_head.entry(ring).or_insert(0);
+        *head = head.wrapping_add(u32::from(register.head));
         Ok(())
     }
 

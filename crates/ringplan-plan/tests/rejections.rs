@@ -87,8 +87,53 @@ fn buffer_rings_a_restore_cannot_bring_back_are_refused() {
     assert_eq!(
         refused(pbuf_ring(3, 5)),
         "ring #1: its provided buffers cannot be restored: buffer ring 3: the kernel's head is 5, and \
-         a new buffer ring starts at 0: only consuming buffers moves it, which would write into the \
-         program's buffers and move the ring's positions"
+         a new buffer ring starts at 0: only consuming buffers moves it, which needs the ring restored \
+         with its positions (the image has no state of it)"
+    );
+    // On a ring with its state: the reads move its SQ head one each, so
+    // the heads may not add up to more than it; and they need the ring
+    // enabled (restrictions set it up disabled) and not IOPOLL.
+    let with_state = |position: u32, flags: u32, restricted: bool| {
+        let mut ring = plain_ring(4);
+        ring.setup.flags = Some(flags);
+        ring.mappings = [
+            (RingRegion::SqRing, 0x7e00_0000_0000),
+            (RingRegion::Sqes, 0x7e00_0001_0000),
+        ]
+        .into_iter()
+        .map(|(region, addr)| RingMapping {
+            region,
+            addr,
+            len: 0x1000,
+        })
+        .collect();
+        ring.state = Some(Box::new(ring_state(flags, 4, position)));
+        ring.pbuf_rings = vec![pbuf_ring(3, 5)];
+        if restricted {
+            ring.restrictions = Some(ringplan_image::Restrictions {
+                register_ops: vec![],
+                sqe_ops: vec![22],
+                sqe_flags_allowed: 0,
+                sqe_flags_required: 0,
+            });
+        }
+        message(&one_ring(ring))
+    };
+    assert_eq!(
+        with_state(4, 0, false),
+        "ring #1: cannot be restored where the program left it: its buffer rings' heads add up to 5 \
+         consumed buffers, more than the 4 SQEs its SQ head counts (it wrapped, or a request consumed \
+         several): reads that consume them one each cannot bring both back"
+    );
+    assert!(
+        with_state(5, SetupFlags::IOPOLL.bits(), false).contains("an IOPOLL ring reads only files"),
+        "{}",
+        with_state(5, SetupFlags::IOPOLL.bits(), false)
+    );
+    let restricted = with_state(5, 0, true);
+    assert!(
+        restricted.contains("buffer ring 3") || restricted.contains("restrictions"),
+        "{restricted}"
     );
     let mut kernel_memory = pbuf_ring(3, 0);
     kernel_memory.mmap = true;

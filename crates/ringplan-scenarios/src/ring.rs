@@ -490,7 +490,6 @@ impl ScenarioRing {
         use ringplan_kernel::abi::pbuf;
         use std::sync::atomic::{AtomicU16, Ordering};
         const BUFFER_LEN: u32 = 64;
-        const IORING_OP_READ: u8 = 22;
         let context = format!("buffer ring {bgid}");
         // Closed on return: the reads complete before.
         let zero = rustix::fs::open(
@@ -527,7 +526,7 @@ impl ScenarioRing {
         let reads: Vec<[u8; 64]> = (0..consumed)
             .map(|read| {
                 let mut sqe = [0u8; 64];
-                sqe[sqe_offset::OPCODE] = IORING_OP_READ;
+                sqe[sqe_offset::OPCODE] = ringplan_kernel::abi::continuity::OP_READ;
                 sqe[sqe_offset::FLAGS] = pbuf::IOSQE_BUFFER_SELECT;
                 sqe[sqe_offset::FD..sqe_offset::FD + 4]
                     .copy_from_slice(&zero.as_raw_fd().to_ne_bytes());

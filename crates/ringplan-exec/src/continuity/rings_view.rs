@@ -199,6 +199,31 @@ impl RingsView {
         bytes
     }
 
+    /// Every SQE slot's bytes, in one read.
+    pub(super) fn read_sqes(&self) -> Vec<u8> {
+        self.read_at(self.memory.sqes, self.sq_entries as usize * self.sqe_size)
+    }
+
+    /// Writes every SQE slot back from what [`Self::read_sqes`] returned.
+    pub(super) fn write_sqes(&self, bytes: &[u8]) {
+        self.write_at(self.memory.sqes, bytes);
+    }
+
+    /// The whole SQ array, or `None` without one.
+    pub(super) fn read_array(&self) -> Option<Vec<u32>> {
+        let array = self.sq_array?;
+        let bytes = self.read_at(
+            self.memory.rings + array as u64,
+            self.sq_entries as usize * 4,
+        );
+        Some(
+            bytes
+                .chunks_exact(4)
+                .map(|word| u32::from_ne_bytes([word[0], word[1], word[2], word[3]]))
+                .collect(),
+        )
+    }
+
     pub(super) fn sq_head(&self) -> u32 {
         self.load(self.sq_head)
     }

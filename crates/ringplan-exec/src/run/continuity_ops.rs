@@ -7,15 +7,17 @@
 
 use ringplan_image::{Cqe, ObjectId, SetupFlags};
 use ringplan_kernel::abi::continuity::CQE_SIZE;
-use ringplan_plan::{Handle, PlaceRingMemory, QueueSqes, RestoreCompletions, SetupRing};
+use ringplan_plan::{
+    Handle, PlaceRingMemory, QueueSqes, RegisterPbufRing, RestoreCompletions, SetupRing,
+};
 use rustix::io::Errno;
 
 use super::{Failure, Run};
 use crate::backend::Backend;
 use crate::continuity::{
-    placement_of, queue_sqes, restore_completions_in, ring_setup_of, ContinuityError,
-    ContinuousRing, OverflowCqe, PlacedMemory, QueuedSqe, RecordedCompletions, RecordedSubmissions,
-    RingCounters,
+    advance_pbuf_head_in, placement_of, queue_sqes, restore_completions_in, ring_setup_of,
+    ContinuityError, ContinuousRing, OverflowCqe, PbufHeadTarget, PlacedMemory, QueuedSqe,
+    RecordedCompletions, RecordedSubmissions, RingCounters,
 };
 use crate::{ContinuousRingReport, Progress, RingOwner};
 
@@ -231,6 +233,34 @@ impl<B: Backend> Run<'_, B> {
             return Ok(());
         };
         queue_sqes(ring, &recorded).map_err(|error| self.continuity_failed(error))
+    }
+
+    /// The second half of `register_pbuf_ring` for a head above 0: the
+    /// buffer ring just registered consumes `head` buffers
+    /// (`continuity/pbuf_head.rs`). Only on a continuous ring (preflight
+    /// refuses a moved head otherwise).
+    pub(super) fn bring_pbuf_head(&mut self, register: &RegisterPbufRing) -> Result<(), Failure> {
+        let target = PbufHeadTarget {
+            bgid: register.bgid,
+            entries: register.entries,
+            addr: register.addr,
+            head: register.head,
+        };
+        let backend = &mut self.backend;
+        let Some(ring) = (match self.rings.get_mut(&(register.ring_handle.0 as usize)) {
+            Some(ring) if self.continuous => Some(ring),
+            _ => None,
+        }) else {
+            return Err(Failure {
+                call: "moving a buffer ring's head (needs the ring restored with its positions)",
+                errno: Errno::INVAL,
+            });
+        };
+        // SAFETY: the buffer ring's memory is in place since the memory
+        // barrier (mapped by the memory hook in this process, the target's
+        // own otherwise), and the kernel just pinned it at registration.
+        let result = unsafe { advance_pbuf_head_in(ring, backend, &target) };
+        result.map_err(|error| self.continuity_failed(error))
     }
 
     /// Closes a continuous ring's handle: the fd is closed, its memory kept

@@ -312,8 +312,9 @@ impl<B: Backend> Run<'_, B> {
     /// `register_pbuf_ring`: one `IORING_REGISTER_PBUF_RING` on the
     /// program's memory at the recorded address (in place since the
     /// barrier: mapped by the memory hook here, the target's own with
-    /// `execute_in`). The buffer ring lives in the ring, so an undo that
-    /// closes the ring unregisters it.
+    /// `execute_in`), then its head brought to the recorded one. The
+    /// buffer ring lives in the ring, so an undo that closes the ring
+    /// unregisters it.
     pub(super) fn register_pbuf_ring(
         &mut self,
         register: &RegisterPbufRing,
@@ -342,6 +343,9 @@ impl<B: Backend> Run<'_, B> {
         self.backend
             .io_uring_register(ring, IoringRegisterOp::RegisterPbufRing, &bytes, 1)
             .map_err(fail("IORING_REGISTER_PBUF_RING"))?;
+        if register.head != 0 {
+            self.bring_pbuf_head(register)?;
+        }
         Ok(())
     }
 

@@ -119,6 +119,7 @@ impl GraphBuilder<'_> {
                     // The analysis refused a group without an address.
                     addr: entry.and_then(|entry| entry.addr).unwrap_or(0),
                     incremental: entry.is_some_and(|entry| entry.incremental),
+                    head: entry.map_or(0, |entry| entry.head),
                 })
             }
             NodeKind::RegisterRestrictions(index) => {

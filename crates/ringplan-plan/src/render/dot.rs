@@ -134,8 +134,15 @@ fn dot_label(index: usize, step: &Step) -> String {
         ),
         Op::EnableRings(enable) => format!("{}", enable.ring_handle),
         Op::RegisterPbufRing(register) => format!(
-            "bgid {}, {} entries at {:#x} on {}",
-            register.bgid, register.entries, register.addr, register.ring_handle
+            "bgid {}, {} entries at {:#x}{} on {}",
+            register.bgid,
+            register.entries,
+            register.addr,
+            match register.head {
+                0 => String::new(),
+                head => format!(", head to {head}"),
+            },
+            register.ring_handle
         ),
         Op::RegisterFiles(register) => format!(
             "{}, {} used, on {}",

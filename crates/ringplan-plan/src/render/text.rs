@@ -206,13 +206,19 @@ fn describe_step(index: usize, step: &Step) -> String {
                 .map_or_else(String::new, |h| h.to_string()))
         ),
         Op::RegisterPbufRing(register) => format!(
-            "{op}{object}: IORING_REGISTER_PBUF_RING on {}: bgid {}, {} entries at {:#x}+{}{} (the program's memory; head 0)",
+            "{op}{object}: IORING_REGISTER_PBUF_RING on {}: bgid {}, {} entries at {:#x}+{}{} (the program's memory; {})",
             register.ring_handle,
             register.bgid,
             register.entries,
             register.addr,
             register.memory_len(),
-            if register.incremental { ", IOU_PBUF_RING_INC" } else { "" }
+            if register.incremental { ", IOU_PBUF_RING_INC" } else { "" },
+            match register.head {
+                0 => "head 0".to_owned(),
+                head => format!(
+                    "head brought to {head} by {head} one-byte reads from a pipe, the SQ head moving {head}"
+                ),
+            }
         ),
         Op::RegisterPersonalities(register) => {
             let ids: Vec<String> = register

@@ -112,7 +112,7 @@ impl Checker<'_> {
 
     /// The ring a continuity op acts on: a continuous ring, used as a
     /// handle; returns its setup.
-    fn continuous_ring(
+    pub(super) fn continuous_ring(
         &mut self,
         index: usize,
         step: &Step,
