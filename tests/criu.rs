@@ -2,14 +2,17 @@
 //! checkpoint`, `plan restore`): `tests/programs/ring_worker.c` past
 //! 300,000 positions, paused with unconsumed CQEs, a queued and a prepared
 //! SQE, a registered file whose fd it closed, registered buffers and an
-//! eventfd (plain, SQPOLL, DEFER_TASKRUN in a second thread), is
+//! eventfd (plain, SQPOLL, DEFER_TASKRUN in a second thread, and plain
+//! reading back through a buffer ring whose head is at 995), is
 //! checkpointed (killed by criu dump), restored, told to go on, and
-//! finishes its records, checked from outside; so do fio (two io_uring
+//! finishes its records, checked from outside (with the buffer ring, each
+//! read also checks it got the buffer that was next); so do fio (two io_uring
 //! jobs, verified by a separate `fio --verify_only`) and `qemu-img bench`.
 //! Refusals: a request that never completes (named; the program keeps
 //! running), criu missing, a directory without a checkpoint. Runs where
-//! `criu check` passes (the 6.18 host; not in the test VMs, where the test
-//! says it did not try).
+//! `criu check` passes (the 6.18 host and the 6.1 and 6.12 test VMs, where
+//! what the kernel lacks is refused before anything is done); elsewhere
+//! the test says it did not try.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -161,6 +164,11 @@ fn an_sqpoll_ring_program_is_checkpointed_restored_and_finishes() {
 #[test]
 fn a_defer_taskrun_program_is_checkpointed_restored_and_finishes() {
     checkpoint_and_restore("defer");
+}
+
+#[test]
+fn a_program_reading_through_a_buffer_ring_is_checkpointed_restored_and_finishes() {
+    checkpoint_and_restore("pbuf");
 }
 
 #[test]

@@ -7,7 +7,13 @@
 //
 // Usage: ring_worker MODE OUTPUT RECORDS [ADVANCE [GO_FILE]]
 //   MODE     plain | sqpoll | defer (SINGLE_ISSUER | DEFER_TASKRUN, the ring
-//            created and used by a second thread, not the main one)
+//            created and used by a second thread, not the main one) |
+//            pbuf (plain, and every read back selects its buffer from a
+//            buffer ring of 8 (bgid 1) on the program's memory, each
+//            buffer given back after; before the pause RECORDS/2 - 5
+//            records are read back so, so the kernel's head is far from 0
+//            and not a multiple of 8; every read checks it got the buffer
+//            that was next)
 //   OUTPUT   a file it creates; RECORDS records of 512 bytes are written to
 //            it with IORING_OP_WRITE_FIXED through registered file 0 (the
 //            file's own fd is closed once registered) from registered
@@ -40,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -78,6 +85,12 @@ static void fill(unsigned char *buf, unsigned seq)
 static struct io_uring ring;
 static unsigned char *buffers; // QD slots of RECORD bytes, registered
 static int efd;
+
+#define PBUF_BGID 1
+#define PBUF_ENTRIES 8
+static struct io_uring_buf_ring *pbuf_ring; // the program's memory
+static unsigned char *pbufs;                // PBUF_ENTRIES buffers of RECORD bytes
+static unsigned pbuf_taken;                 // buffers the kernel handed out: its head
 
 static struct io_uring_sqe *sqe_or_die(void)
 {
@@ -170,10 +183,70 @@ static void write_records(unsigned from, unsigned to)
 	}
 }
 
+static void set_up_pbuf(void)
+{
+	pbuf_ring = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (pbuf_ring == MAP_FAILED)
+		fail("mmap (buffer ring)", errno);
+	if (posix_memalign((void **)&pbufs, 4096, PBUF_ENTRIES * RECORD) != 0)
+		fail("posix_memalign (buffer ring)", ENOMEM);
+	struct io_uring_buf_reg reg = {
+		.ring_addr = (unsigned long)pbuf_ring,
+		.ring_entries = PBUF_ENTRIES,
+		.bgid = PBUF_BGID,
+	};
+	int ret = io_uring_register_buf_ring(&ring, &reg, 0);
+	if (ret < 0)
+		fail("io_uring_register_buf_ring", ret);
+	io_uring_buf_ring_init(pbuf_ring);
+	for (int i = 0; i < PBUF_ENTRIES; i++)
+		io_uring_buf_ring_add(pbuf_ring, pbufs + i * RECORD, RECORD, i,
+				      io_uring_buf_ring_mask(PBUF_ENTRIES), i);
+	io_uring_buf_ring_advance(pbuf_ring, PBUF_ENTRIES);
+}
+
+// Reads record `seq` back into a buffer the kernel selects: the one after
+// the last it handed out (each is given back at the ring's tail, so slot
+// and buffer id are the same: the head modulo 8); checks it and gives it
+// back.
+static void read_selected(unsigned seq)
+{
+	unsigned char want[RECORD];
+	struct io_uring_sqe *sqe = sqe_or_die();
+	io_uring_prep_read(sqe, 0, NULL, RECORD, (off_t)seq * RECORD);
+	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+	sqe->buf_group = PBUF_BGID;
+	sqe->user_data = seq;
+	int ret = io_uring_submit(&ring);
+	if (ret < 0)
+		fail("io_uring_submit (selected read)", ret);
+	struct io_uring_cqe *cqe;
+	ret = io_uring_wait_cqe(&ring, &cqe);
+	if (ret < 0)
+		fail("io_uring_wait_cqe (selected read)", ret);
+	if (cqe->user_data != seq || cqe->res != RECORD || !(cqe->flags & IORING_CQE_F_BUFFER))
+		wrong("selected read of record", seq, (unsigned long long)(long long)cqe->res);
+	unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+	io_uring_cqe_seen(&ring, cqe);
+	if (bid != pbuf_taken % PBUF_ENTRIES)
+		wrong("buffer the kernel selected", bid, pbuf_taken % PBUF_ENTRIES);
+	fill(want, seq);
+	if (memcmp(want, pbufs + bid * RECORD, RECORD) != 0)
+		wrong("content of record (selected buffer)", seq, seq);
+	io_uring_buf_ring_add(pbuf_ring, pbufs + bid * RECORD, RECORD, bid,
+			      io_uring_buf_ring_mask(PBUF_ENTRIES), 0);
+	io_uring_buf_ring_advance(pbuf_ring, 1);
+	pbuf_taken++;
+}
+
 static void verify_output(void)
 {
 	unsigned char want[RECORD];
 	for (unsigned seq = 0; seq < records; seq++) {
+		if (pbuf_ring) {
+			read_selected(seq);
+			continue;
+		}
 		struct io_uring_sqe *sqe = sqe_or_die();
 		io_uring_prep_read_fixed(sqe, 0, buffers, RECORD, (off_t)seq * RECORD, 0);
 		sqe->flags |= IOSQE_FIXED_FILE;
@@ -204,8 +277,8 @@ static void *work(void *unused)
 		p.sq_thread_idle = 50;
 	} else if (strcmp(mode, "defer") == 0) {
 		p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-	} else if (strcmp(mode, "plain") != 0) {
-		fail("MODE must be plain, sqpoll or defer", EINVAL);
+	} else if (strcmp(mode, "plain") != 0 && strcmp(mode, "pbuf") != 0) {
+		fail("MODE must be plain, sqpoll, defer or pbuf", EINVAL);
 	}
 	int ret = io_uring_queue_init_params(8, &ring, &p);
 	if (ret < 0)
@@ -253,6 +326,8 @@ static void *work(void *unused)
 	ret = io_uring_register_eventfd(&ring, efd);
 	if (ret < 0)
 		fail("io_uring_register_eventfd", ret);
+	if (strcmp(mode, "pbuf") == 0)
+		set_up_pbuf();
 
 	printf("{\"pid\": %d, \"worker_tid\": %d, \"ring_fd\": %d, \"eventfd\": %d}\n", (int)getpid(),
 	       (int)syscall(SYS_gettid), ring.ring_fd, efd);
@@ -260,6 +335,9 @@ static void *work(void *unused)
 
 	unsigned half = records / 2;
 	write_records(0, half);
+	if (pbuf_ring)
+		for (unsigned seq = 0; seq + 5 < half; seq++)
+			read_selected(seq);
 
 	// The known state: writes half and half+1 completed, not consumed.
 	prep_write(half);
@@ -307,7 +385,7 @@ static void *work(void *unused)
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: ring_worker plain|sqpoll|defer OUTPUT RECORDS [ADVANCE [GO_FILE]]\n");
+		fprintf(stderr, "usage: ring_worker plain|sqpoll|defer|pbuf OUTPUT RECORDS [ADVANCE [GO_FILE]]\n");
 		return 2;
 	}
 	mode = argv[1];
