@@ -205,6 +205,24 @@ impl Holder {
     }
 
     /// The rings it restored as kernel objects only.
+    /// Asserts that `held` (a dump of this holder) is `original` as far as
+    /// what the run reported (substituted inputs, skipped mappings, moved
+    /// rings) allows.
+    fn assert_faithful(&self, original: &Image, held: &Image, what: &str) {
+        let facts = ringplan_exec::verify::RunFacts {
+            substituted: &self.substituted(),
+            skipped_mappings: &self.skipped_mappings(),
+            moved_rings: &self.moved_rings(),
+            adopted: &[],
+        };
+        let comparison = ringplan_exec::verify::compare_run(original, held, &facts);
+        assert!(
+            comparison.is_faithful(),
+            "{what}: differences:\n{}",
+            comparison.differences.join("\n")
+        );
+    }
+
     fn moved_rings(&self) -> Vec<ObjectId> {
         self.objects("moved_rings", |id| id)
     }
@@ -383,21 +401,8 @@ fn hold_then_dump_matches_the_original() {
         let holder = Holder::start(&original_path);
         let held_path = dump_to(holder.pid(), &dir, &format!("{}-held", file_name(name)));
         let held = read_image(&held_path);
-
+        holder.assert_faithful(&original, &held, name);
         let skipped = holder.skipped_mappings();
-        let moved = holder.moved_rings();
-        let facts = ringplan_exec::verify::RunFacts {
-            substituted: &holder.substituted(),
-            skipped_mappings: &skipped,
-            moved_rings: &moved,
-            adopted: &[],
-        };
-        let comparison = ringplan_exec::verify::compare_run(&original, &held, &facts);
-        assert!(
-            comparison.is_faithful(),
-            "{name}: differences:\n{}",
-            comparison.differences.join("\n")
-        );
         // The holder maps exactly the ring regions it did not skip, and has
         // memory at every recorded address of the rings it restored where
         // the program left them (placed memory, not a ring mapping).
@@ -565,18 +570,7 @@ fn a_moved_buffer_ring_head_is_brought_back() {
     let holder = Holder::start(&original_path);
     let held_path = dump_to(holder.pid(), &dir, "pbuf-2-held");
     let held = read_image(&held_path);
-    let facts = ringplan_exec::verify::RunFacts {
-        substituted: &holder.substituted(),
-        skipped_mappings: &holder.skipped_mappings(),
-        moved_rings: &holder.moved_rings(),
-        adopted: &[],
-    };
-    let comparison = ringplan_exec::verify::compare_run(&original, &held, &facts);
-    assert!(
-        comparison.is_faithful(),
-        "differences:\n{}",
-        comparison.differences.join("\n")
-    );
+    holder.assert_faithful(&original, &held, "pbuf:2");
     let memory = std::fs::File::open(format!("/proc/{}/mem", holder.pid())).expect("open mem");
     for group in &groups {
         match pbuf_head_of(holder.pid(), fd, group.bgid) {

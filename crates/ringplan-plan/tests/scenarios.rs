@@ -459,6 +459,18 @@ pub fn wide(rings: u32, files_per_ring: u32) -> Image {
     image(objects)
 }
 
+/// One page mapped per region, at the given addresses.
+pub fn page_mappings(regions: &[(RingRegion, u64)]) -> Vec<RingMapping> {
+    regions
+        .iter()
+        .map(|&(region, addr)| RingMapping {
+            region,
+            addr,
+            len: 0x1000,
+        })
+        .collect()
+}
+
 /// A ring state at `sq_head`/`cq_tail` with nothing pending, for a ring of
 /// `flags`; its memory is the kernel's unless `flags` has NO_MMAP.
 pub fn ring_state(flags: u32, sq_entries: u32, position: u32) -> RingState {
@@ -566,18 +578,11 @@ pub fn continuity() -> Image {
     own.state = Some(Box::new(state));
 
     let mut twice = plain_ring(4);
-    twice.mappings = [
+    twice.mappings = page_mappings(&[
         (RingRegion::SqRing, 0x7f00_0020_0000),
         (RingRegion::CqRing, 0x7f00_0030_0000),
         (RingRegion::Sqes, 0x7f00_0040_0000),
-    ]
-    .into_iter()
-    .map(|(region, addr)| RingMapping {
-        region,
-        addr,
-        len: 0x1000,
-    })
-    .collect();
+    ]);
     twice.state = Some(Box::new(ring_state(0, 4, 300)));
 
     let mut unmapped = plain_ring(4);
