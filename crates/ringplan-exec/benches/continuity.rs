@@ -17,6 +17,13 @@
 //! from ns per position, and measured for the 32768-entry ring when the
 //! extrapolation is under `CONTINUITY_BENCH_FULL_LIMIT_S` (120 s).
 //!
+//! A buffer ring's head brought back (`advance_pbuf_head`: one-byte pipe
+//! reads that select a buffer and skip their CQEs, the buffer ring's
+//! memory put back after) is timed against the same number of
+//! SQ-head-only NOPs (`advance_positions`), on a 16-entry ring with an
+//! 8-entry buffer ring and a 32768-entry ring with a 4096-entry one, to
+//! head 65535 (the most a head counts before it wraps).
+//!
 //! Lines starting `TABLE|` are the summary that `scripts/bench` collects.
 //!
 //! Run: `cargo bench -p ringplan-exec --bench continuity` (needs Linux 6.5+
@@ -29,8 +36,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ringplan_exec::continuity::{
-    advance_positions, ring_layout, Backing, ContinuousRing, PositionTargets, RegionPlacement,
-    RingPlacement, RingSetup,
+    advance_pbuf_head, advance_positions, ring_layout, Backing, ContinuousRing, PbufHeadTarget,
+    PositionTargets, RegionPlacement, RingPlacement, RingSetup,
 };
 use ringplan_kernel::abi::SetupFlags;
 use ringplan_scenarios::c_programs;
@@ -95,6 +102,92 @@ fn ours(entries: u32, targets: PositionTargets) -> Duration {
     let elapsed = started.elapsed();
     drop(ring);
     elapsed
+}
+
+/// Where the bench's buffer rings are (nothing maps there by itself).
+const PBUF_BASE: u64 = 0x3d00_0000_0000;
+
+/// ringplan's time to bring a buffer ring of `pbuf_entries` on a fresh
+/// ring of `entries` from head 0 to `head`; registration before the clock.
+fn pbuf_head(entries: u32, pbuf_entries: u32, head: u16) -> Duration {
+    use ringplan_kernel::abi::pbuf;
+    use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+    let mut ring = new_ring(entries);
+    let len = (u64::from(pbuf_entries) * pbuf::ENTRY_SIZE).next_multiple_of(4096) as usize;
+    // SAFETY: a fresh anonymous mapping where nothing else maps (the
+    // bench's own address range), unmapped below.
+    let memory = unsafe {
+        mmap_anonymous(
+            PBUF_BASE as *mut std::ffi::c_void,
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
+        )
+    }
+    .expect("buffer ring memory");
+    let reg = pbuf::BufReg {
+        ring_addr: memory as u64,
+        ring_entries: pbuf_entries,
+        bgid: 0,
+        ..pbuf::BufReg::default()
+    };
+    // SAFETY: `reg` is one `struct io_uring_buf_reg` naming memory mapped
+    // until the end of this function, after the ring is gone.
+    unsafe {
+        rustix::io_uring::io_uring_register(
+            ring.fd(),
+            rustix::io_uring::IoringRegisterOp::RegisterPbufRing,
+            std::ptr::from_ref(&reg).cast(),
+            1,
+        )
+    }
+    .expect("IORING_REGISTER_PBUF_RING");
+    let target = PbufHeadTarget {
+        bgid: 0,
+        entries: pbuf_entries,
+        addr: memory as u64,
+        head,
+    };
+    let started = Instant::now();
+    // SAFETY: the buffer ring's memory is mapped here, above.
+    unsafe { advance_pbuf_head(&mut ring, &target) }.expect("buffer ring head");
+    let elapsed = started.elapsed();
+    drop(ring);
+    // SAFETY: the mapping made above, no longer used (the ring is closed).
+    unsafe { munmap(memory, len) }.expect("munmap");
+    elapsed
+}
+
+/// Buffer-ring heads against SQ-head-only NOPs of the same count.
+fn pbuf_heads(rounds: usize) {
+    const HEAD: u16 = u16::MAX;
+    for (entries, pbuf_entries) in [(16u32, 8u32), (32768, 4096)] {
+        let nops = PositionTargets {
+            sq_head: u32::from(HEAD),
+            cq_tail: 0,
+            cq_head: 0,
+        };
+        let (mut mine, mut base) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            if round % 2 == 0 {
+                mine.push(pbuf_head(entries, pbuf_entries, HEAD));
+            }
+            base.push(ours(entries, nops));
+            if round % 2 == 1 {
+                mine.push(pbuf_head(entries, pbuf_entries, HEAD));
+            }
+        }
+        let (mine, base) = (median(mine), median(base));
+        let (per, base_per) = (ns_per(mine, u64::from(HEAD)), ns_per(base, u64::from(HEAD)));
+        eprintln!(
+            "{entries} entries, buffer ring of {pbuf_entries}: head {HEAD} in {mine:?} ({per:.1} ns per buffer); {HEAD} skipping NOPs in {base:?}"
+        );
+        println!(
+            "TABLE|buffer-ring head to {HEAD}, {entries}-entry ring, {pbuf_entries}-entry buffer ring, ns per buffer (median of {rounds})|{per:.1} ns ({:.1} ms in all)|{base_per:.1} ns (an SQ-head NOP)|{:.2}x||",
+            mine.as_secs_f64() * 1e3,
+            per / base_per
+        );
+    }
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -215,6 +308,7 @@ fn main() {
             eprintln!("2^31 on a {entries}-entry ring not measured: estimated {estimate:.0} s > {full_limit} s");
         }
     }
+    pbuf_heads(rounds);
     if let Some(out_dir) = binary.parent() {
         let _ = std::fs::remove_dir_all(out_dir);
     }

@@ -13,7 +13,7 @@
 //!   NOPs (`IOSQE_CQE_SKIP_SUCCESS` where only the SQ head moves) and, for a
 //!   CQ tail ahead of the SQ head, `IORING_OP_MSG_RING` from a helper ring
 //!   (`helper.rs`); progress reported through a callback.
-//! - `advance_pbuf_head_in` (`pbuf_head.rs`): a new buffer ring's head
+//! - [`advance_pbuf_head`] (`pbuf_head.rs`): a new buffer ring's head
 //!   brought to a recorded value by reads that consume its buffers, the
 //!   program's memory put back after.
 //! - [`restore_entries`] (`contents.rs`): queued SQEs, unconsumed CQEs and
@@ -52,7 +52,7 @@ pub use error::ContinuityError;
 pub(crate) use memory::{page_round, release_all, PlacedRegion, RING_MEMFD_NAME};
 pub use memory::{Backing, PlacedMemory, RegionPlacement, RingPlacement};
 pub(crate) use pbuf_head::advance_pbuf_head_in;
-pub use pbuf_head::PbufHeadTarget;
+pub use pbuf_head::{advance_pbuf_head, PbufHeadTarget};
 pub use plan_ops::{placement_of, ring_setup_of};
 pub use positions::{advance_positions, Advanced, PositionTargets};
 pub use ring::{

@@ -20,7 +20,7 @@ use ringplan_kernel::abi::SetupFlags;
 
 use super::error::{syscall, ContinuityError};
 use super::ring::ContinuousRing;
-use crate::backend::{Backend, TargetMemory};
+use crate::backend::{Backend, InProcess, TargetMemory};
 
 /// A buffer ring registered (at head 0) on the ring, and the head to bring
 /// it to.
@@ -38,6 +38,22 @@ pub struct PbufHeadTarget {
 const ENTRY_BID_OFFSET: u64 = 12;
 /// Byte offset of the ring's tail: entry 0's `resv`.
 const TAIL_OFFSET: usize = 14;
+
+/// [`advance_pbuf_head_in`] for a ring of this process: consumes
+/// `target.head` buffers of the buffer ring just registered on `ring` (head
+/// 0), moving the ring's SQ head by as many; the buffer ring's memory, the
+/// SQE slots and the SQ array are put back after.
+///
+/// # Safety
+/// The buffer ring's memory (`target.addr`, `entries` * 16 bytes) must be
+/// mapped and writable in this process, as registering it required.
+pub unsafe fn advance_pbuf_head(
+    ring: &mut ContinuousRing,
+    target: &PbufHeadTarget,
+) -> Result<(), ContinuityError> {
+    // SAFETY: the caller's contract, which is the callee's.
+    unsafe { advance_pbuf_head_in(ring, &mut InProcess, target) }
+}
 
 /// Consumes `target.head` buffers of the freshly registered buffer ring
 /// `target.bgid` (whose head is 0), so the kernel's head is `target.head`;
