@@ -300,14 +300,35 @@ fn check_tree(scenario_name: &str, backend: &str, extra: &[&str]) {
     }
 }
 
-fn fdinfo_usable() -> bool {
-    match fdinfo_backend_refusal() {
-        None => true,
-        Some(refusal) => {
-            eprintln!("the fdinfo backend cannot read this kernel ({refusal}); its tree dump is not tested here");
-            false
-        }
-    }
+/// Whether the fdinfo backend reads this kernel; where it does not (6.1,
+/// 6.12), a tree dump with it must be refused as a single dump is, with
+/// nothing written.
+fn fdinfo_usable(scenario_name: &str) -> bool {
+    let Some(refusal) = fdinfo_backend_refusal() else {
+        return true;
+    };
+    let scenario = Scenario::start(scenario_name);
+    let dir = scratch_dir(&format!("tree-{scenario_name}-fdinfo-refused"));
+    let image = dir.join("tree.img");
+    let output = plan(&[
+        "dump",
+        "--pid",
+        &scenario.pid().to_string(),
+        "--tree",
+        "--backend",
+        "fdinfo",
+        "-o",
+        image.to_str().expect("utf-8 path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "fdinfo must be refused here: {refusal}"
+    );
+    assert!(stderr.contains(&refusal), "{refusal:?} not in: {stderr}");
+    assert!(!image.exists());
+    eprintln!("fdinfo backend refused for a tree on this kernel, as it must be: {refusal}");
+    false
 }
 
 #[test]
@@ -322,14 +343,14 @@ fn a_shared_sqpoll_ring_is_one_object_held_by_each_process_bpf_frozen() {
 
 #[test]
 fn a_shared_ring_is_one_object_held_by_each_process_fdinfo() {
-    if fdinfo_usable() {
+    if fdinfo_usable("shared") {
         check_tree("shared", "fdinfo", &["--freeze=signal"]);
     }
 }
 
 #[test]
 fn a_shared_sqpoll_ring_is_one_object_held_by_each_process_fdinfo() {
-    if fdinfo_usable() {
+    if fdinfo_usable("shared-sqpoll") {
         check_tree("shared-sqpoll", "fdinfo", &[]);
     }
 }

@@ -59,7 +59,7 @@ pub use freeze::{FreezeError, FreezeMethod, Frozen, HeldBy};
 pub use in_flight::RingInFlight;
 pub use maps::MapsError;
 pub use target::{Target, TargetError};
-pub use tree::{dump_tree, TreeOptions};
+pub use tree::{dump_tree, dump_tree_with, TreeOptions};
 
 /// Which backend to read the kernel's state with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -80,11 +80,22 @@ pub struct TreeOptions {
 pub fn dump_tree(pid: u32, options: TreeOptions) -> Result<Dump, DumpError> {
     // The dumped process first: no rights over it, or no such process, is
     // said before BPF is loaded.
-    let root = Target::open(pid)?;
+    Target::open(pid)?;
     let mut dumper = Dumper::new(options.backend)?;
+    dump_tree_with(&mut dumper, pid, options.freeze)
+}
+
+/// [`dump_tree`] with a dumper already prepared (the BPF program loaded
+/// once for several dumps).
+pub fn dump_tree_with(
+    dumper: &mut Dumper,
+    pid: u32,
+    freeze: Option<FreezeMethod>,
+) -> Result<Dump, DumpError> {
+    let root = Target::open(pid)?;
     let mut last_change = String::new();
     for _ in 0..READ_ATTEMPTS {
-        match dump_once(&mut dumper, &root, options.freeze) {
+        match dump_once(dumper, &root, freeze) {
             Ok(dump) => return Ok(dump),
             Err(Attempt::Changed(what)) => last_change = what,
             Err(Attempt::Failed(error)) => return Err(error),

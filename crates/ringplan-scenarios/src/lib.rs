@@ -63,7 +63,7 @@ pub use stop::{StopSignal, StopSignals};
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
 /// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`,
-/// `pbuf-mmap`, `shared`, `shared-sqpoll`.
+/// `pbuf-mmap`, `shared`, `shared-sqpoll`, `tree:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -161,6 +161,10 @@ pub enum Scenario {
     Shared,
     /// [`Scenario::Shared`] with an SQPOLL ring (idle 1000 ms).
     SharedSqpoll,
+    /// The ring of [`Scenario::Shared`] kept by N forked children (no
+    /// closer, no ring of a child's own): a tree of N + 1 processes.
+    /// 1 <= N <= 1000.
+    Tree(usize),
 }
 
 impl Scenario {
@@ -183,6 +187,7 @@ impl Scenario {
             Scenario::Mix => "mix",
             Scenario::Shared => "shared",
             Scenario::SharedSqpoll => "shared-sqpoll",
+            Scenario::Tree(_) => "tree",
         }
     }
 
@@ -195,7 +200,8 @@ impl Scenario {
             | Scenario::Rings(count)
             | Scenario::Personalities(count)
             | Scenario::Pbuf(count)
-            | Scenario::PbufFresh(count) => Some(count),
+            | Scenario::PbufFresh(count)
+            | Scenario::Tree(count) => Some(count),
             Scenario::Seed
             | Scenario::Closed
             | Scenario::Mix
@@ -262,6 +268,7 @@ impl FromStr for Scenario {
             "pbuf-mmap" => without_count(Scenario::PbufMmap),
             "shared" => without_count(Scenario::Shared),
             "shared-sqpoll" => without_count(Scenario::SharedSqpoll),
+            "tree" => with_count("tree", Scenario::Tree),
             _ => Err(ScenarioError::UnknownScenario {
                 given: text.to_owned(),
             }),
@@ -274,7 +281,7 @@ impl FromStr for Scenario {
 #[non_exhaustive]
 pub enum ScenarioError {
     #[error(
-        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, shared or shared-sqpoll"
+        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, shared, shared-sqpoll or tree:N"
     )]
     UnknownScenario { given: String },
     #[error("scenario {name} needs a count, as in {name}:N")]
@@ -391,6 +398,7 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         Scenario::Mix => built.build_mix()?,
         Scenario::Shared => built.build_shared(false)?,
         Scenario::SharedSqpoll => built.build_shared(true)?,
+        Scenario::Tree(count) => built.build_tree(count)?,
     }
     built.closed_fds.sort_unstable();
     Ok(built)

@@ -100,6 +100,28 @@ fn syscall_error(call: &str) -> impl Fn(rustix::io::Errno) -> ScenarioError + '_
 impl Built {
     /// `shared` (`sqpoll` false) or `shared-sqpoll`: see the module doc.
     pub(crate) fn build_shared(&mut self, sqpoll: bool) -> Result<(), ScenarioError> {
+        self.build_shared_with(
+            sqpoll,
+            &[ChildRole::Keeper, ChildRole::Closer, ChildRole::OwnRing],
+        )
+    }
+
+    /// `tree:N`: the plain shared ring and `count` children that keep it.
+    pub(crate) fn build_tree(&mut self, count: usize) -> Result<(), ScenarioError> {
+        if !(1..=1000).contains(&count) {
+            return Err(ScenarioError::BadCount {
+                name: "tree",
+                given: count.to_string(),
+            });
+        }
+        self.build_shared_with(false, &vec![ChildRole::Keeper; count])
+    }
+
+    fn build_shared_with(
+        &mut self,
+        sqpoll: bool,
+        roles: &[ChildRole],
+    ) -> Result<(), ScenarioError> {
         let request = if sqpoll {
             RingRequest::sqpoll(8, 1000)
         } else {
@@ -125,7 +147,7 @@ impl Built {
         let (hold_read, hold_write) =
             rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(syscall_error("pipe"))?;
         self.children.hold = Some(hold_write);
-        for role in [ChildRole::Keeper, ChildRole::Closer, ChildRole::OwnRing] {
+        for &role in roles {
             // SAFETY: fork in a process with one thread (see the module
             // doc); the child only makes syscalls and ends with _exit.
             let pid = unsafe { libc::fork() };
