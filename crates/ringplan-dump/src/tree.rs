@@ -402,3 +402,103 @@ pub fn merge<'a>(
     }
     (merged, fds)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw::{Known, RawFile, RawRing};
+
+    fn ring(table: Vec<Option<FileKey>>) -> RawRing {
+        RawRing {
+            inode: None,
+            flags: None,
+            sq_entries: 8,
+            cq_entries: 16,
+            sq_thread: None,
+            sq_thread_cpu: None,
+            sq_thread_idle_ms: None,
+            idle_known: false,
+            eventfd: Known::Unknown,
+            files: table,
+            buffers: Vec::new(),
+            state: None,
+            personalities: Known::Unknown,
+            restrictions: Known::Unknown,
+            buffer_groups: Known::Unknown,
+        }
+    }
+
+    fn file(role: RawFileRole) -> RawFile {
+        RawFile {
+            role,
+            path: None,
+            flags: None,
+            pos: None,
+            mode: None,
+        }
+    }
+
+    fn fd(fd: i32, file: FileKey) -> RawFdEntry {
+        RawFdEntry {
+            fd,
+            cloexec: false,
+            file,
+        }
+    }
+
+    /// Two fdinfo reads whose stand-in keys overlap: the ring both hold
+    /// (inode 100) is one, keyed as in the first read; the second's own
+    /// ring and its table's file get keys of their own.
+    #[test]
+    fn fdinfo_reads_merge_by_inode_with_their_own_stand_ins_renumbered() {
+        let mut first = RawState::default();
+        first.files.insert(1, file(RawFileRole::Ring(100)));
+        first.files.insert(2, file(RawFileRole::Plain));
+        first.rings.insert(100, ring(vec![Some(2)]));
+        first.fds = vec![fd(5, 1)];
+        let mut second = RawState::default();
+        second.files.insert(1, file(RawFileRole::Plain));
+        second.files.insert(2, file(RawFileRole::Ring(200)));
+        second.files.insert(3, file(RawFileRole::Plain));
+        second.files.insert(4, file(RawFileRole::Ring(100)));
+        second.rings.insert(100, ring(vec![Some(1)]));
+        second.rings.insert(200, ring(vec![Some(3)]));
+        second.fds = vec![fd(5, 4), fd(9, 2)];
+
+        let (merged, fds) = merge([&first, &second], Backend::Fdinfo);
+        assert_eq!(merged.fds, first.fds);
+        assert_eq!(fds[0], first.fds);
+        // fd 5 of the second process is the first's ring file.
+        assert_eq!(fds[1][0], fd(5, 1));
+        let own_ring_file = fds[1][1].file;
+        assert_eq!(
+            merged.files.get(&own_ring_file).map(|file| file.role),
+            Some(RawFileRole::Ring(200))
+        );
+        assert!(own_ring_file > 2, "a new key, not one of the first read's");
+        // The shared ring keeps the first read's table; the second ring's
+        // table names a renumbered file that exists.
+        assert_eq!(merged.rings[&100].files, vec![Some(2)]);
+        let slot = merged.rings[&200].files[0].expect("slot 0");
+        assert!(slot > 2 && slot != own_ring_file);
+        assert_eq!(
+            merged.files.get(&slot).map(|file| file.role),
+            Some(RawFileRole::Plain)
+        );
+    }
+
+    /// BPF keys are kernel addresses, the same in every process: kept.
+    #[test]
+    fn bpf_reads_merge_by_kernel_address() {
+        let mut first = RawState::default();
+        first.files.insert(0xa0, file(RawFileRole::Ring(0xc0)));
+        first.rings.insert(0xc0, ring(Vec::new()));
+        first.fds = vec![fd(3, 0xa0)];
+        let mut second = first.clone();
+        second.fds = vec![fd(7, 0xa0)];
+        let (merged, fds) = merge([&first, &second], Backend::Bpf);
+        assert_eq!(merged.files.len(), 1);
+        assert_eq!(merged.rings.len(), 1);
+        assert_eq!(fds[1], vec![fd(7, 0xa0)]);
+    }
+}
