@@ -2,7 +2,8 @@
 //! `shared-sqpoll` scenarios (a ring with a registered eventfd and file,
 //! shared by the scenario's process and three forked children: one that
 //! keeps it, one that closed and unmapped its copy, one with a ring of its
-//! own beside it) dumped with each backend, and the image's objects and
+//! own beside it; in `shared`, a SINGLE_ISSUER ring all four keep, owned
+//! by the parent's thread) dumped with each backend, and the image's objects and
 //! holders compared with the kernel's own sharing, seen from outside:
 //! `kcmp(KCMP_FILE)` tells which fds of which processes are one open file,
 //! `/proc/PID/maps` where each process maps each ring.
@@ -233,23 +234,32 @@ fn check_tree(scenario_name: &str, backend: &str, extra: &[&str]) {
     }
     // The shared ring: root, keeper, own-ring; not the closer, which holds
     // no fd and no mapping of it (the kernel agrees: checked above).
+    let pids_of =
+        |ring: &Value| -> BTreeSet<u32> { holders_of(ring).iter().map(|(pid, _)| *pid).collect() };
     let shared = rings
         .iter()
-        .find(|ring| ring["fds"].as_array().is_some_and(|fds| !fds.is_empty()))
-        .expect("the shared ring");
-    let shared_pids: BTreeSet<u32> = holders_of(shared).iter().map(|(pid, _)| *pid).collect();
-    assert_eq!(shared_pids, BTreeSet::from([root, keeper, own]));
+        .find(|ring| pids_of(ring) == BTreeSet::from([root, keeper, own]))
+        .expect("the shared ring, held by all but the closer");
     let own_ring = rings
         .iter()
-        .find(|ring| ring["id"] != shared["id"])
+        .find(|ring| pids_of(ring) == BTreeSet::from([own]))
         .expect("the child's own ring");
-    assert_eq!(
-        holders_of(own_ring)
-            .iter()
-            .map(|(pid, _)| *pid)
-            .collect::<BTreeSet<_>>(),
-        BTreeSet::from([own])
-    );
+    // `shared`: a SINGLE_ISSUER ring every process keeps, owned by the
+    // scenario's main thread, so by the dumped process.
+    let owned = rings
+        .iter()
+        .find(|ring| pids_of(ring) == BTreeSet::from(pids));
+    assert_eq!(owned.is_some(), scenario_name == "shared", "{view:#}");
+    assert_eq!(rings.len(), if owned.is_some() { 3 } else { 2 });
+    if let (Some(owned), "bpf") = (owned, backend) {
+        assert_eq!(owned["state"]["owner_tid"], root, "{owned:#}");
+        for holder in owned["holders"].as_array().expect("holders") {
+            assert_eq!(holder["owner"], holder["pid"] == root, "{holder:#}");
+        }
+        for holder in shared["holders"].as_array().expect("holders") {
+            assert_eq!(holder["owner"], false, "{holder:#}");
+        }
+    }
     if scenario_name == "shared-sqpoll" && backend == "bpf" {
         assert_ne!(shared["sq_group"], Value::Null);
     }

@@ -156,10 +156,12 @@ pub enum Scenario {
     /// ring (8 entries) with an eventfd (count 3) and a file (`shared-data`
     /// in a temp dir, at slot 0 of 2) registered, then three children: one
     /// that keeps it, one that closed and unmapped its copy, one with a
-    /// ring of its own beside it. The description lists them in
-    /// `children`.
+    /// ring of its own beside it; and a second ring (4 entries,
+    /// `SINGLE_ISSUER`, owned by the main thread) that all four keep. The
+    /// description lists the children in `children`.
     Shared,
-    /// [`Scenario::Shared`] with an SQPOLL ring (idle 1000 ms).
+    /// [`Scenario::Shared`] with an SQPOLL ring (idle 1000 ms), without the
+    /// `SINGLE_ISSUER` ring.
     SharedSqpoll,
     /// The ring of [`Scenario::Shared`] kept by N forked children (no
     /// closer, no ring of a child's own): a tree of N + 1 processes.

@@ -10,6 +10,10 @@
 //! - `own-ring`: keeps everything and sets up a ring of its own beside the
 //!   shared one (4 entries, the shared file registered at slot 0).
 //!
+//! `shared` (not `shared-sqpoll`) also sets up, before the fork, a second
+//! ring (4 entries, `IORING_SETUP_SINGLE_ISSUER`, so owned by the
+//! scenario's main thread) that every child keeps, the closer too.
+//!
 //! Each child reports ready on a pipe (with the fd of its own ring, or -1)
 //! and then blocks reading a second pipe whose only writer is the
 //! scenario's process: when that process ends or tears the scenario down,
@@ -24,6 +28,7 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use rustix::event::EventfdFlags;
+use rustix::io_uring::IoringSetupFlags;
 use rustix::pipe::PipeFlags;
 use serde_json::{json, Value};
 
@@ -102,6 +107,7 @@ impl Built {
     pub(crate) fn build_shared(&mut self, sqpoll: bool) -> Result<(), ScenarioError> {
         self.build_shared_with(
             sqpoll,
+            !sqpoll,
             &[ChildRole::Keeper, ChildRole::Closer, ChildRole::OwnRing],
         )
     }
@@ -114,12 +120,13 @@ impl Built {
                 given: count.to_string(),
             });
         }
-        self.build_shared_with(false, &vec![ChildRole::Keeper; count])
+        self.build_shared_with(false, false, &vec![ChildRole::Keeper; count])
     }
 
     fn build_shared_with(
         &mut self,
         sqpoll: bool,
+        with_owned_ring: bool,
         roles: &[ChildRole],
     ) -> Result<(), ScenarioError> {
         let request = if sqpoll {
@@ -141,6 +148,16 @@ impl Built {
         self.eventfds.push(eventfd);
         self.files.push(data);
         self.rings.push(ring);
+        if with_owned_ring {
+            // Owned by this process's thread: a child holds it, but only
+            // the owner may submit.
+            let owned = RingRequest {
+                flags: IoringSetupFlags::SINGLE_ISSUER,
+                ..RingRequest::plain(4)
+            };
+            self.rings
+                .push(ScenarioRing::set_up(&owned, "shared SINGLE_ISSUER ring")?);
+        }
 
         let (ready_read, ready_write) =
             rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(syscall_error("pipe"))?;
