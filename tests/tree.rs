@@ -312,7 +312,9 @@ fn check_tree(scenario_name: &str, backend: &str, extra: &[&str]) {
 
 /// Whether the fdinfo backend reads this kernel; where it does not (6.1,
 /// 6.12), a tree dump with it must be refused as a single dump is, with
-/// nothing written.
+/// nothing written; asked with `--freeze`, the refusal comes after every
+/// process is held (the backend checks the format as it reads), and every
+/// process must be let go.
 fn fdinfo_usable(scenario_name: &str) -> bool {
     let Some(refusal) = fdinfo_backend_refusal() else {
         return true;
@@ -327,6 +329,7 @@ fn fdinfo_usable(scenario_name: &str) -> bool {
         "--tree",
         "--backend",
         "fdinfo",
+        "--freeze=signal",
         "-o",
         image.to_str().expect("utf-8 path"),
     ]);
@@ -337,6 +340,20 @@ fn fdinfo_usable(scenario_name: &str) -> bool {
     );
     assert!(stderr.contains(&refusal), "{refusal:?} not in: {stderr}");
     assert!(!image.exists());
+    let children = scenario.description["children"]
+        .as_array()
+        .expect("children");
+    let pids = children
+        .iter()
+        .map(|child| child["pid"].as_u64().expect("pid") as u32)
+        .chain([scenario.pid()]);
+    for pid in pids {
+        let stat = ringplan_kernel::procfs::stat::read(Process::Pid(pid)).expect("stat");
+        assert!(
+            !stat.is_stopped(),
+            "process {pid} was left stopped after the refusal"
+        );
+    }
     eprintln!("fdinfo backend refused for a tree on this kernel, as it must be: {refusal}");
     false
 }
