@@ -450,3 +450,49 @@ fn tree_refusals() {
     let stderr = String::from_utf8_lossy(&compile.stderr);
     assert!(stderr.contains("does not plan a tree yet"), "{stderr}");
 }
+
+/// A child that has exited and waits to be reaped (a zombie) holds
+/// nothing: the tree is dumped without it.
+#[test]
+fn a_zombie_child_is_left_out_of_the_tree() {
+    let scenario = Scenario::start("shared");
+    let root = scenario.pid();
+    let keeper = child_pid(&scenario, "keeper");
+    // The scenario reaps its children only when it ends.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(keeper as i32).expect("a pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("SIGKILL the keeper");
+    for _ in 0..500 {
+        let stat = ringplan_kernel::procfs::stat::read(Process::Pid(keeper)).expect("stat");
+        if stat.has_exited() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let dir = scratch_dir("tree-zombie");
+    let image = dir.join("tree.img");
+    let image = image.to_str().expect("utf-8 path");
+    plan_ok(&[
+        "dump",
+        "--pid",
+        &root.to_string(),
+        "--tree",
+        "--backend",
+        "bpf",
+        "-o",
+        image,
+    ]);
+    let view: Value =
+        serde_json::from_slice(&plan_ok(&["show", image, "--objects", "--format", "json"]))
+            .expect("JSON view");
+    let listed: Vec<u64> = view["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .map(|process| process["pid"].as_u64().expect("pid"))
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(!listed.contains(&u64::from(keeper)));
+}

@@ -19,12 +19,14 @@
 //! With `--freeze` every process of the tree is held before the first read
 //! and let go after the last, also on every error (each hold lets go when
 //! dropped); the tree is listed again once all are held, and a tree that
-//! changed meanwhile (a fork, an exit) is let go and read again.
+//! changed meanwhile (a fork, an exit) is let go and read again. A child
+//! that has exited and waits to be reaped (a zombie) holds nothing and is
+//! left out.
 
 use std::collections::HashMap;
 
 use ringplan_image::{Backend, RingMapping, Source};
-use ringplan_kernel::procfs::{task, Process, ProcfsError};
+use ringplan_kernel::procfs::{stat, task, Process, ProcfsError};
 
 use crate::assemble::{assemble_tree, TreePart};
 use crate::freeze::{FreezeMethod, Frozen, HeldBy};
@@ -122,8 +124,25 @@ impl From<DumpError> for Attempt {
     }
 }
 
+/// The tree of `pid` without the descendants that have exited (a zombie
+/// its parent has not reaped holds no files; its own children were given
+/// to another parent).
 fn listed(pid: u32) -> Result<Vec<Member>, Attempt> {
-    list(pid).map_err(|cause| Attempt::Failed(DumpError::TreeListing { pid, cause }))
+    let mut members =
+        list(pid).map_err(|cause| Attempt::Failed(DumpError::TreeListing { pid, cause }))?;
+    // Parents come before their children, so a child listed under a
+    // parent that was left out (caught mid-exit) is left out too.
+    let mut kept: Vec<u32> = Vec::with_capacity(members.len());
+    members.retain(|member| {
+        let keep = member.parent.is_none_or(|parent| kept.contains(&parent))
+            && (member.pid == pid
+                || stat::read(Process::Pid(member.pid)).is_ok_and(|stat| !stat.is_exiting()));
+        if keep {
+            kept.push(member.pid);
+        }
+        keep
+    });
+    Ok(members)
 }
 
 fn dump_once(
@@ -277,6 +296,17 @@ fn finish(
     for process in &mut image.processes {
         for held in &mut process.holds {
             held.owner = completed.owners.get(&held.object) == Some(&process.pid);
+        }
+    }
+    for (id, owner) in &completed.owners {
+        let marked = image
+            .holders(*id)
+            .any(|(pid, held)| pid == *owner && held.owner);
+        if !marked {
+            warnings.push(format!(
+                "ring {id}: its SINGLE_ISSUER owner is a thread of pid {owner}, which holds the ring by \
+                 neither an fd nor a mapping; the image records the owner thread but no owning process"
+            ));
         }
     }
     ringplan_image::validate(&image).map_err(crate::assemble::AssembleError::from)?;
