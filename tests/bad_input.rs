@@ -128,8 +128,8 @@ fn document_rows() -> Vec<Row> {
         },
         Row {
             name: "other-version",
-            bytes: mutated(|image| image.version = 4),
-            expected: "unsupported image version 4",
+            bytes: mutated(|image| image.version = 5),
+            expected: "unsupported image version 5",
             planner: false,
         },
         Row {
@@ -397,6 +397,73 @@ fn document_rows() -> Vec<Row> {
             name: "personalities-unknown",
             bytes: mutated(|image| ring_v3(image).unknown.push(ringplan_image::RingField::Personalities)),
             expected: "ring #1: personalities unknown",
+            planner: true,
+        },
+        Row {
+            name: "tree-in-version-3",
+            bytes: mutated(|image| {
+                with_tree(image);
+                image.version = 3;
+            }),
+            expected: "process 1000 of the tree: a process tree is listed, which version 3 images do not have",
+            planner: false,
+        },
+        Row {
+            name: "tree-pid-repeated",
+            bytes: mutated(|image| {
+                with_tree(image);
+                image.processes[1].pid = 1000;
+            }),
+            expected: "process 1000 of the tree: is listed twice in the tree",
+            planner: false,
+        },
+        Row {
+            name: "tree-parent-not-listed",
+            bytes: mutated(|image| {
+                with_tree(image);
+                image.processes[1].parent = Some(77);
+            }),
+            expected: "process 1001 of the tree: its parent 77 is not listed before it in the tree",
+            planner: false,
+        },
+        Row {
+            name: "tree-fd-claimed-twice",
+            bytes: mutated(|image| {
+                with_tree(image);
+                let fds = image.processes[1].holds[0].fds.clone();
+                image.processes[1].holds.push(ringplan_image::Held {
+                    object: ObjectId(2),
+                    fds,
+                    mappings: Vec::new(),
+                    owner: false,
+                });
+            }),
+            expected: "process 1001 of the tree: objects #1 and #2 both claim fd 5",
+            planner: false,
+        },
+        Row {
+            name: "tree-held-without-fd",
+            bytes: mutated(|image| {
+                with_tree(image);
+                image.processes[1].holds[0].fds.clear();
+                image.processes[1].holds[0].mappings.clear();
+            }),
+            expected: "process 1001 of the tree: holds object #1 with neither an fd nor a mapping",
+            planner: false,
+        },
+        Row {
+            name: "tree-dumped-process-fds-differ",
+            bytes: mutated(|image| {
+                with_tree(image);
+                image.processes[0].holds[0].fds[0].fd += 100;
+            }),
+            expected: "process 1000 of the tree: the dumped process's fds or mappings of object #1 differ from the object's own",
+            planner: false,
+        },
+        Row {
+            name: "tree-not-planned",
+            bytes: mutated(with_tree),
+            expected: "the image holds a tree of 2 processes (plan dump --tree); this planner restores one process's rings and does not plan a tree yet",
             planner: true,
         },
         Row {
@@ -1182,6 +1249,42 @@ fn pbuf_ring(bgid: u16, entries: u32) -> ringplan_image::PbufRing {
         mmap: false,
         incremental: false,
     }
+}
+
+/// Makes the seed a valid tree image (version 4) of its process (as pid
+/// 1000) and a child 1001 that holds ring #1 at the same fds.
+fn with_tree(image: &mut Image) {
+    image.version = 4;
+    image.source.pid = 1000;
+    let root_holds = image
+        .objects
+        .iter()
+        .filter_map(|object| {
+            let mappings = match &object.kind {
+                ObjectKind::Ring(ring) => ring.mappings.clone(),
+                _ => Vec::new(),
+            };
+            (!object.fds.is_empty() || !mappings.is_empty()).then(|| ringplan_image::Held {
+                object: object.id,
+                fds: object.fds.clone(),
+                mappings,
+                owner: false,
+            })
+        })
+        .collect::<Vec<_>>();
+    let child_holds = vec![root_holds[0].clone()];
+    image.processes = vec![
+        ringplan_image::TreeProcess {
+            pid: 1000,
+            parent: None,
+            holds: root_holds,
+        },
+        ringplan_image::TreeProcess {
+            pid: 1001,
+            parent: Some(1000),
+            holds: child_holds,
+        },
+    ];
 }
 
 fn ring_v3(image: &mut Image) -> &mut Ring {

@@ -10,14 +10,14 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use ringplan_image::{
-    validate, Eventfd, FdEntry, File, FileIdentity, FileType, Image, ImageError, Object, ObjectId,
-    ObjectKind, PbufRing, Ring, RingEventfd, RingField, RingMapping, RingMemory, RingSetup,
-    RingState, SetupFlags, Source, StateField,
+    validate, Eventfd, FdEntry, File, FileIdentity, FileType, Held, Image, ImageError, Object,
+    ObjectId, ObjectKind, PbufRing, Ring, RingEventfd, RingField, RingMapping, RingMemory,
+    RingSetup, RingState, SetupFlags, Source, StateField, TreeProcess,
 };
 
 use crate::raw::{
-    EventfdKey, FileKey, Known, PbufMemory, RawFile, RawFileRole, RawPbufRing, RawRing, RawState,
-    RingKey, UserMemory,
+    EventfdKey, FileKey, Known, PbufMemory, RawFdEntry, RawFile, RawFileRole, RawPbufRing, RawRing,
+    RawState, RingKey, UserMemory,
 };
 
 // `O_NONBLOCK` is also `EFD_NONBLOCK`.
@@ -68,8 +68,107 @@ pub fn assemble(
     selection: Selection<'_>,
 ) -> Result<Image, AssembleError> {
     let mut index = Index::new(raw);
-    let walked = walk(raw, &index, roots(raw, &index, selection)?)?;
-    let (ids, by_id) = assign_ids(&index, &walked.order);
+    let (image, _, _) = assemble_objects(raw, &mut index, mappings, source, selection)?;
+    validate(&image)?;
+    Ok(image)
+}
+
+/// One process of a tree, as [`assemble_tree`] needs it: its fds (their
+/// files keyed as in the merged state) and its ring mappings by inode.
+pub struct TreePart<'a> {
+    pub pid: u32,
+    pub parent: Option<u32>,
+    pub fds: &'a [RawFdEntry],
+    pub mappings: &'a HashMap<u64, Vec<RingMapping>>,
+}
+
+/// Builds the image of a process tree: `raw` is what every process read,
+/// merged (one entry per kernel object; its `fds` are the first part's,
+/// the dumped process's), and `parts` the processes in tree order. The
+/// objects are those of every ring any process holds, with the dumped
+/// process's fds and mappings; [`Image::processes`] says what each
+/// process holds. Not validated: the caller completes the rings' entries
+/// and owners first.
+pub fn assemble_tree(
+    raw: &RawState,
+    parts: &[TreePart<'_>],
+    source: Source,
+) -> Result<Image, AssembleError> {
+    let first = parts.first().ok_or_else(|| {
+        AssembleError::Inconsistent("a tree without its dumped process".to_owned())
+    })?;
+    let mut index = Index::new(raw);
+    let (mut image, ids, walked) =
+        assemble_objects(raw, &mut index, first.mappings, source, Selection::All)?;
+    for part in parts {
+        let mut holds: std::collections::BTreeMap<ObjectId, Held> = Default::default();
+        for entry in part.fds {
+            let Ok(key) = index.key_of_file(entry.file) else {
+                continue;
+            };
+            let Some(id) = ids.lookup(key) else { continue };
+            holds
+                .entry(id)
+                .or_insert_with(|| Held {
+                    object: id,
+                    fds: Vec::new(),
+                    mappings: Vec::new(),
+                    owner: false,
+                })
+                .fds
+                .push(FdEntry {
+                    fd: entry.fd,
+                    cloexec: entry.cloexec,
+                });
+        }
+        for key in &walked.order {
+            let Key::Ring(ring_key) = *key else { continue };
+            let mapped = raw
+                .rings
+                .get(&ring_key)
+                .and_then(|ring| ring.inode)
+                .and_then(|inode| part.mappings.get(&inode));
+            let (Some(mapped), Some(id)) = (mapped, ids.lookup(*key)) else {
+                continue;
+            };
+            holds
+                .entry(id)
+                .or_insert_with(|| Held {
+                    object: id,
+                    fds: Vec::new(),
+                    mappings: Vec::new(),
+                    owner: false,
+                })
+                .mappings = mapped.clone();
+        }
+        let holds = holds
+            .into_values()
+            .map(|mut held| {
+                held.fds.sort_by_key(|entry| entry.fd);
+                held.fds.dedup_by_key(|entry| entry.fd);
+                held
+            })
+            .collect();
+        image.processes.push(TreeProcess {
+            pid: part.pid,
+            parent: part.parent,
+            holds,
+        });
+    }
+    Ok(image)
+}
+
+/// The objects reachable from the selected rings, with ids; the image
+/// without [`Image::processes`], not yet validated.
+fn assemble_objects(
+    raw: &RawState,
+    index: &mut Index<'_>,
+    mappings: &HashMap<u64, Vec<RingMapping>>,
+    source: Source,
+    selection: Selection<'_>,
+) -> Result<(Image, Ids, Walked), AssembleError> {
+    let walked = walk(raw, index, roots(raw, index, selection)?)?;
+    let (ids, by_id) = assign_ids(index, &walked.order);
     let sq_groups = number_sq_groups(raw, &walked.order);
 
     let mut objects = Vec::with_capacity(by_id.len());
@@ -81,7 +180,7 @@ pub fn assemble(
                 raw, &walked, &ids, &sq_groups, mappings, ring_key,
             )?),
             Key::Eventfd(eventfd_key) => {
-                ObjectKind::Eventfd(build_eventfd(raw, &index, eventfd_key)?)
+                ObjectKind::Eventfd(build_eventfd(raw, index, eventfd_key)?)
             }
             Key::File(file) => {
                 let (key, raw_file) = index.files[file];
@@ -90,9 +189,7 @@ pub fn assemble(
         };
         objects.push(Object { id, fds, kind });
     }
-    let image = Image::new(source, objects);
-    validate(&image)?;
-    Ok(image)
+    Ok((Image::new(source, objects), ids, walked))
 }
 
 /// Lookups derived once from the raw state.
@@ -308,11 +405,16 @@ struct Ids {
 
 impl Ids {
     fn get(&self, key: Key) -> Result<ObjectId, AssembleError> {
-        let id = match key {
+        self.lookup(key)
+            .ok_or_else(|| AssembleError::Inconsistent(format!("{key:?} has no id")))
+    }
+
+    /// The id of `key`, `None` when it is not in the image.
+    fn lookup(&self, key: Key) -> Option<ObjectId> {
+        match key {
             Key::File(file) => self.files.get(file).copied().flatten(),
             _ => self.others.get(&key).copied(),
-        };
-        id.ok_or_else(|| AssembleError::Inconsistent(format!("{key:?} has no id")))
+        }
     }
 }
 

@@ -48,6 +48,7 @@ pub mod maps;
 pub mod raw;
 pub mod ring_memory;
 pub mod target;
+pub mod tree;
 
 use ringplan_image::{Backend, Image, Source};
 
@@ -58,6 +59,7 @@ pub use freeze::{FreezeError, FreezeMethod, Frozen, HeldBy};
 pub use in_flight::RingInFlight;
 pub use maps::MapsError;
 pub use target::{Target, TargetError};
+pub use tree::{dump_tree, dump_tree_with, TreeOptions};
 
 /// Which backend to read the kernel's state with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +102,12 @@ pub enum DumpError {
     },
     #[error(transparent)]
     Freeze(#[from] FreezeError),
+    #[error("listing the descendants of pid {pid}")]
+    TreeListing {
+        pid: u32,
+        #[source]
+        cause: ringplan_kernel::procfs::ProcfsError,
+    },
     #[error("reading the inodes of pid {pid}'s files")]
     FileIdentity {
         pid: u32,
@@ -122,7 +130,7 @@ pub struct Dump {
 /// loading the BPF program again.
 pub struct Dumper {
     bpf: Option<BpfDumper>,
-    warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Dumper {
@@ -300,9 +308,9 @@ pub(crate) enum Recheck {
 }
 
 /// One read of the kernel's state, before it is assembled into an image.
-struct Read {
-    raw: raw::RawState,
-    mappings: std::collections::HashMap<u64, Vec<ringplan_image::RingMapping>>,
+pub(crate) struct Read {
+    pub(crate) raw: raw::RawState,
+    pub(crate) mappings: std::collections::HashMap<u64, Vec<ringplan_image::RingMapping>>,
 }
 
 /// The first difference between the fd table read before the rings and the
@@ -417,7 +425,7 @@ fn with_sources(error: &dyn std::error::Error) -> String {
     line
 }
 
-fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     rustix::system::uname()
         .release()
         .to_string_lossy()

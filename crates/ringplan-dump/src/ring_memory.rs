@@ -20,8 +20,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ringplan_image::{
-    Cqe, Image, ObjectKind, QueuedSqe, Ring, RingRegion, RingState, SetupFlags, SlotSqe, SqeBytes,
-    StateField, UserRegion,
+    Cqe, Image, ObjectId, ObjectKind, QueuedSqe, Ring, RingMapping, RingRegion, RingState,
+    SetupFlags, SlotSqe, SqeBytes, StateField, UserRegion,
 };
 use ringplan_kernel::abi::continuity::{cqe_size, sqe_size, CQE32_SIZE, CQE_SIZE, LAYOUT_FLAGS};
 use ringplan_kernel::abi::linux::PAGE_SIZE;
@@ -35,9 +35,43 @@ use crate::raw::{Known, PbufMemory, RawRing, RawRingState, RawState, UserMemory}
 /// `pid`. Returns one warning per ring whose entries or owner stay
 /// unknown. The image must be validated again afterwards.
 pub fn complete(pid: u32, image: &mut Image) -> Vec<String> {
+    complete_in(image, &[pid], &|_, ring| Some((pid, ring.mappings.clone()))).warnings
+}
+
+/// Which process's memory shows a ring, and its mappings there.
+pub(crate) type RingReader<'a> = dyn Fn(ObjectId, &Ring) -> Option<(u32, Vec<RingMapping>)> + 'a;
+
+/// What [`complete_in`] did.
+pub(crate) struct Completed {
+    pub warnings: Vec<String>,
+    /// The process of `processes` whose thread owns each SINGLE_ISSUER
+    /// ring with an owner.
+    pub owners: HashMap<ObjectId, u32>,
+}
+
+/// [`complete`] for rings that several processes may hold: `reader` names
+/// the process whose memory shows each ring and its mappings there (`None`:
+/// no process maps it), and an owner must be a thread of one of
+/// `processes`.
+pub(crate) fn complete_in(
+    image: &mut Image,
+    processes: &[u32],
+    reader: &RingReader<'_>,
+) -> Completed {
     let mut warnings = Vec::new();
-    let memory = ProcessMemory::open(Process::Pid(pid));
-    let threads = task::ids(Process::Pid(pid)).ok();
+    let mut owners = HashMap::new();
+    let mut memories: HashMap<u32, Result<ProcessMemory, String>> = HashMap::new();
+    let threads: Vec<(u32, Option<Vec<u32>>)> = processes
+        .iter()
+        .map(|&pid| (pid, task::ids(Process::Pid(pid)).ok()))
+        .collect();
+    let whose = match processes {
+        [pid] => format!("pid {pid}"),
+        _ => format!(
+            "the tree of pid {}",
+            processes.first().copied().unwrap_or_default()
+        ),
+    };
     let mut offsets = OffsetCache::default();
     for object in &mut image.objects {
         let id = object.id;
@@ -51,9 +85,17 @@ pub fn complete(pid: u32, image: &mut Image) -> Vec<String> {
         let Some(mut state) = ring.state.take() else {
             continue;
         };
-        let read = match &memory {
-            Ok(memory) => read_entries(memory, ring, &state, &mut offsets),
-            Err(error) => Err(format!("cannot open the target's memory: {error}")),
+        let read = match reader(id, ring) {
+            None => Err("no process of the dump maps the ring's memory".to_owned()),
+            Some((pid, mappings)) => {
+                let memory = memories.entry(pid).or_insert_with(|| {
+                    ProcessMemory::open(Process::Pid(pid)).map_err(|error| error.to_string())
+                });
+                match memory {
+                    Ok(memory) => read_entries(memory, ring, &mappings, &state, &mut offsets),
+                    Err(error) => Err(format!("cannot open the target's memory: {error}")),
+                }
+            }
         };
         match read {
             Ok(entries) => {
@@ -68,22 +110,27 @@ pub fn complete(pid: u32, image: &mut Image) -> Vec<String> {
             )),
         }
         if let Some(tid) = state.owner_tid {
-            if !threads
-                .as_ref()
-                .is_some_and(|threads| threads.contains(&tid))
-            {
-                warnings.push(format!(
-                    "ring {id} ({fd}): its SINGLE_ISSUER owner, task {tid}, is not a thread of pid {pid} \
-                     as this pid namespace numbers them; the image records the owner as unknown"
-                ));
-                state.owner_tid = None;
-                state.unknown.push(StateField::OwnerTid);
-                state.unknown.sort();
+            let owner = threads
+                .iter()
+                .find(|(_, tids)| tids.as_ref().is_some_and(|tids| tids.contains(&tid)));
+            match owner {
+                Some((pid, _)) => {
+                    owners.insert(id, *pid);
+                }
+                None => {
+                    warnings.push(format!(
+                        "ring {id} ({fd}): its SINGLE_ISSUER owner, task {tid}, is not a thread of {whose} \
+                         as this pid namespace numbers them; the image records the owner as unknown"
+                    ));
+                    state.owner_tid = None;
+                    state.unknown.push(StateField::OwnerTid);
+                    state.unknown.sort();
+                }
             }
         }
         ring.state = Some(state);
     }
-    warnings
+    Completed { warnings, owners }
 }
 
 /// A buffer ring's memory: the lowest address of the program that maps
@@ -268,6 +315,7 @@ fn probe_offsets(sq_entries: u32, cq_entries: u32, layout: u32) -> Result<Offset
 fn read_entries(
     memory: &ProcessMemory,
     ring: &Ring,
+    mappings: &[RingMapping],
     state: &RingState,
     offsets: &mut OffsetCache,
 ) -> Result<Entries, String> {
@@ -293,13 +341,11 @@ fn read_entries(
             }
         }
     } else {
-        let rings = ring
-            .mappings
+        let rings = mappings
             .iter()
             .find(|mapping| matches!(mapping.region, RingRegion::SqRing | RingRegion::CqRing))
             .ok_or("the target has no mapping of the ring's memory")?;
-        let sqes = ring
-            .mappings
+        let sqes = mappings
             .iter()
             .find(|mapping| mapping.region == RingRegion::Sqes);
         (

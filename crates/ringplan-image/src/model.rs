@@ -6,11 +6,12 @@ use serde::{Deserialize, Serialize};
 /// The format name every image carries; a reader refuses any other.
 pub const FORMAT_NAME: &str = "ringplan-image";
 /// The format version this crate writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The versions this crate reads: version 1 has no ring state (every
 /// ring's [`Ring::state`] is `None`), version 2 adds it, version 3 adds
 /// each ring's personalities and restrictions (none in older images,
-/// which did not record them).
+/// which did not record them), version 4 adds the processes of a tree
+/// image ([`Image::processes`]; none in older images).
 pub const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
 pub use ringplan_kernel::abi::limits::{
@@ -31,6 +32,12 @@ pub struct Image {
     pub source: Source,
     /// Every object, in id order.
     pub objects: Vec<Object>,
+    /// A tree image (`plan dump --tree`, version 4): the dumped process
+    /// ([`Source::pid`]) first, then its descendants, parents before their
+    /// children, each with what it holds. Empty for an image of one
+    /// process (left out on the wire).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<TreeProcess>,
 }
 
 impl Image {
@@ -41,7 +48,25 @@ impl Image {
             version: FORMAT_VERSION,
             source,
             objects,
+            processes: Vec::new(),
         }
+    }
+
+    /// Whether this is an image of a process tree (`plan dump --tree`).
+    pub fn is_tree(&self) -> bool {
+        !self.processes.is_empty()
+    }
+
+    /// Every process of a tree image that holds object `id`, in tree
+    /// order, with what it holds of it.
+    pub fn holders(&self, id: ObjectId) -> impl Iterator<Item = (u32, &Held)> + '_ {
+        self.processes.iter().filter_map(move |process| {
+            process
+                .holds
+                .binary_search_by_key(&id, |held| held.object)
+                .ok()
+                .map(|position| (process.pid, &process.holds[position]))
+        })
     }
 
     /// The object with this id, if any. Objects are kept sorted by id; the
@@ -59,6 +84,35 @@ impl Image {
             .ok()
             .map(|i| &self.objects[i])
     }
+}
+
+/// One process of a tree image and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeProcess {
+    pub pid: u32,
+    /// Its parent's pid: `None` for the dumped process, else a process
+    /// listed before it.
+    pub parent: Option<u32>,
+    /// Every object it holds at an fd or by a mapping, ascending ids.
+    pub holds: Vec<Held>,
+}
+
+/// What one process of a tree holds of one object: its own fds, and for
+/// a ring its own mappings (a child inherits its parent's at the same
+/// addresses, and may unmap them) and whether the ring's SINGLE_ISSUER
+/// owner is one of its threads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub object: ObjectId,
+    /// Ascending fd numbers, as [`Object::fds`].
+    pub fds: Vec<FdEntry>,
+    /// Rings only: where this process has the ring's regions mapped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mappings: Vec<RingMapping>,
+    /// Rings only: the ring's [`RingState::owner_tid`] is a thread of this
+    /// process.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub owner: bool,
 }
 
 /// Where and how an image was taken.

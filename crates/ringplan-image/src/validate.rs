@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use crate::model::*;
 
 mod state;
+mod tree;
 
 /// Why a decoded image cannot be what a kernel held. Every variant names the
 /// object it is about.
@@ -57,6 +58,8 @@ pub enum ImageError {
     RelativePath { id: ObjectId, path: String },
     #[error("file {id}: path {path:?} contains a NUL byte")]
     PathHasNul { id: ObjectId, path: String },
+    #[error("process {pid} of the tree: {problem}")]
+    BadProcess { pid: u32, problem: String },
 }
 
 fn with_article(kind: &str) -> String {
@@ -78,10 +81,12 @@ fn bad_ring(ring: ObjectId, problem: impl Into<String>) -> ImageError {
 /// Checks everything a reader of an image relies on: ids unique and sorted,
 /// references resolve to objects of the right kind, fd numbers valid and
 /// owned by one object each, ring sizes and flags the kernel would accept,
-/// buffers in user space, no wq_parent cycle.
+/// buffers in user space, no wq_parent cycle; in a tree image, each
+/// process's holdings ([`tree`]).
 pub fn validate(image: &Image) -> Result<(), ImageError> {
     check_ids(image)?;
     check_fds(image)?;
+    tree::check_processes(image)?;
     for object in &image.objects {
         match &object.kind {
             ObjectKind::Ring(ring) => check_ring(image, object.id, ring)?,

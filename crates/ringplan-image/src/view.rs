@@ -12,7 +12,7 @@ use crate::model::*;
 
 /// The JSON view of a whole image: `{"format", "version", "source", "objects": [...]}`.
 pub fn to_json(image: &Image) -> Value {
-    json!({
+    let mut value = json!({
         "format": image.format,
         "version": image.version,
         "source": {
@@ -20,8 +20,46 @@ pub fn to_json(image: &Image) -> Value {
             "backend": image.source.backend.name(),
             "kernel_release": image.source.kernel_release,
         },
-        "objects": image.objects.iter().map(object_json).collect::<Vec<_>>(),
-    })
+        "objects": image.objects.iter().map(|object| {
+            let mut value = object_json(object);
+            if image.is_tree() {
+                if let Value::Object(fields) = &mut value {
+                    fields.insert("holders".to_owned(), holders_json(image, object.id));
+                }
+            }
+            value
+        }).collect::<Vec<_>>(),
+    });
+    if image.is_tree() {
+        if let Value::Object(fields) = &mut value {
+            let processes = image
+                .processes
+                .iter()
+                .map(|process| json!({"pid": process.pid, "parent": process.parent}))
+                .collect();
+            fields.insert("processes".to_owned(), Value::Array(processes));
+        }
+    }
+    value
+}
+
+/// A tree image's `holders` of one object: every process that holds it,
+/// with its fds (and, for a ring, its mappings and whether it owns it).
+fn holders_json(image: &Image, id: ObjectId) -> Value {
+    image
+        .holders(id)
+        .map(|(pid, held)| {
+            json!({
+                "pid": pid,
+                "fds": held.fds.iter().map(|entry| entry.fd).collect::<Vec<_>>(),
+                "cloexec_fds": held.fds.iter().filter(|entry| entry.cloexec).map(|entry| entry.fd).collect::<Vec<_>>(),
+                "mappings": held.mappings.iter().map(|mapping| json!({
+                    "region": mapping.region.name(), "addr": mapping.addr, "len": mapping.len,
+                })).collect::<Vec<_>>(),
+                "owner": held.owner,
+            })
+        })
+        .collect()
 }
 
 fn object_json(object: &Object) -> Value {
@@ -170,10 +208,47 @@ pub fn to_text(image: &Image) -> String {
         source.kernel_release,
         image.objects.len()
     );
+    if image.is_tree() {
+        let pids: Vec<String> = image
+            .processes
+            .iter()
+            .map(|process| match process.parent {
+                Some(parent) => format!("{} (child of {parent})", process.pid),
+                None => process.pid.to_string(),
+            })
+            .collect();
+        let _ = writeln!(out, "tree of {} processes: {}", pids.len(), pids.join(", "));
+    }
     for object in &image.objects {
         write_object(&mut out, object);
+        if image.is_tree() {
+            write_holders(&mut out, image, object.id);
+        }
     }
     out
+}
+
+/// One line naming the processes of a tree that hold an object, with
+/// their fds, and what differs for a ring (its mappings, its owner).
+fn write_holders(out: &mut String, image: &Image, id: ObjectId) {
+    let holders: Vec<String> = image
+        .holders(id)
+        .map(|(pid, held)| {
+            let mut text = format!("pid {pid} {}", fds_text(&held.fds));
+            if !held.mappings.is_empty() {
+                let _ = write!(text, ", {} mappings", held.mappings.len());
+            }
+            if held.owner {
+                text.push_str(", owner");
+            }
+            text
+        })
+        .collect();
+    if holders.is_empty() {
+        let _ = writeln!(out, "    held by no process at an fd or a mapping");
+    } else {
+        let _ = writeln!(out, "    held by {}", holders.join("; "));
+    }
 }
 
 fn fds_text(fds: &[FdEntry]) -> String {

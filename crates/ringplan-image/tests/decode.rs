@@ -199,13 +199,13 @@ fn empty_random_and_foreign_inputs_are_refused() {
 fn another_version_is_refused_before_its_fields_are_read() {
     let mut future = Vec::new();
     ciborium::into_writer(
-        &serde_json::json!({"format": "ringplan-image", "version": 4, "objects": "new shape"}),
+        &serde_json::json!({"format": "ringplan-image", "version": 5, "objects": "new shape"}),
         &mut future,
     )
     .unwrap();
     assert_eq!(
         decode_slice(&future).unwrap_err().to_string(),
-        "unsupported image version 4 (this build reads versions 1 to 3)"
+        "unsupported image version 5 (this build reads versions 1 to 4)"
     );
 }
 
@@ -483,6 +483,7 @@ fn personality(id: u32) -> Personality {
 #[test]
 fn personalities_and_restrictions_round_trip_in_version_3() {
     let mut image = seed_like();
+    image.version = 3;
     let ring = ring_mut(&mut image, 1);
     ring.personalities = vec![personality(1), personality(3)];
     ring.personality_next = 4;
@@ -606,4 +607,59 @@ fn a_version_2_image_reads_without_personalities_and_keeps_its_bytes() {
     let ring = ring_mut(&mut image, 1);
     assert!(ring.personalities.is_empty() && ring.restrictions.is_none());
     assert_eq!(encode_to_vec(&decoded).unwrap(), bytes);
+}
+
+/// A tree image (version 4) round trips, and its JSON view gives each
+/// object its holders; an image of one process leaves `processes` out.
+#[test]
+fn a_tree_round_trips_and_its_view_names_the_holders() {
+    let mut image = seed_like();
+    let plain = encode_to_vec(&image).unwrap();
+    let root = image.source.pid;
+    let holds: Vec<ringplan_image::Held> = image
+        .objects
+        .iter()
+        .filter_map(|object| {
+            let mappings = match &object.kind {
+                ringplan_image::ObjectKind::Ring(ring) => ring.mappings.clone(),
+                _ => Vec::new(),
+            };
+            (!object.fds.is_empty() || !mappings.is_empty()).then(|| ringplan_image::Held {
+                object: object.id,
+                fds: object.fds.clone(),
+                mappings,
+                owner: false,
+            })
+        })
+        .collect();
+    let child_holds = vec![holds[0].clone()];
+    image.processes = vec![
+        ringplan_image::TreeProcess {
+            pid: root,
+            parent: None,
+            holds,
+        },
+        ringplan_image::TreeProcess {
+            pid: root + 1,
+            parent: Some(root),
+            holds: child_holds,
+        },
+    ];
+    let decoded = decode_slice(&encode_to_vec(&image).unwrap()).unwrap();
+    assert_eq!(decoded, image);
+    let view = ringplan_image::view::to_json(&decoded);
+    assert_eq!(view["processes"][1]["parent"], root);
+    let holders = view["objects"][0]["holders"].as_array().unwrap();
+    assert_eq!(holders.len(), 2);
+    assert_eq!(holders[1]["pid"], root + 1);
+    assert_eq!(holders[1]["fds"], view["objects"][0]["fds"]);
+    let text = ringplan_image::view::to_text(&decoded);
+    assert!(
+        text.contains(&format!("{} (child of {root})", root + 1)),
+        "{text}"
+    );
+    assert!(!String::from_utf8_lossy(&plain).contains("processes"));
+    assert!(ringplan_image::view::to_json(&seed_like())
+        .get("processes")
+        .is_none());
 }

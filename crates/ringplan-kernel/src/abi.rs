@@ -642,3 +642,10 @@ pub mod pbuf {
         pub resv: [u32; 8],
     }
 }
+
+/// `kcmp(2)`: whether two processes' fds refer to one open file (how the
+/// tests check, from outside, which processes of a tree share a ring).
+pub mod kcmp {
+    /// `KCMP_FILE`: compare the `struct file` behind two fds.
+    pub const KCMP_FILE: i32 = 0;
+}

@@ -192,6 +192,11 @@ fn check_document(image: &Image) -> Result<(), CompileError> {
     // ids, resolving references of the right kind, distinct fds, acyclic
     // wq_parent chains), so it checks rather than trusting its caller.
     validate(image)?;
+    if image.is_tree() {
+        return Err(CompileError::TreeImage {
+            processes: image.processes.len(),
+        });
+    }
     Ok(())
 }
 

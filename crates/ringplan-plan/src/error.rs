@@ -22,6 +22,11 @@ pub enum CompileError {
     #[error("invalid image: {0}")]
     InvalidImage(ImageError),
     #[error(
+        "the image holds a tree of {processes} processes (plan dump --tree); this planner restores \
+         one process's rings and does not plan a tree yet"
+    )]
+    TreeImage { processes: usize },
+    #[error(
         "ring {ring}: {field} unknown (the image was dumped with the {backend} backend), \
          so the ring cannot be restored exactly"
     )]

@@ -38,10 +38,10 @@ fn wrong_image_format() {
 #[test]
 fn unsupported_image_version() {
     let mut image = one_ring(plain_ring(4));
-    image.version = 4;
+    image.version = 5;
     assert_eq!(
         message(&image),
-        "unsupported image version 4 (this planner reads versions 1 to 3)"
+        "unsupported image version 5 (this planner reads versions 1 to 4)"
     );
 }
 

@@ -26,7 +26,9 @@
 //!                   "nonblock": false, "cloexec": false } ],
 //!   "files": [ { "fd": 6, "open": true, "path": "/tmp/...", "cloexec": true, "pos": 0 } ],
 //!   "closed_fds": [ 5 ],
-//!   "temp_dir": "/tmp/ringplan-scenario-1234-0" | null }
+//!   "temp_dir": "/tmp/ringplan-scenario-1234-0" | null,
+//!   "children": [ { "pid": 1235, "role": "keeper" | "closer" | "own-ring",
+//!                   "own_ring_fd": 7 | null } ] }
 //! ```
 //!
 //! `rings` lists the rings the process still holds by an fd; a ring whose fd
@@ -39,6 +41,7 @@
 pub mod c_programs;
 mod resources;
 mod ring;
+mod shared;
 mod stop;
 
 use std::fmt;
@@ -60,7 +63,7 @@ pub use stop::{StopSignal, StopSignals};
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
 /// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`,
-/// `pbuf-mmap`.
+/// `pbuf-mmap`, `shared`, `shared-sqpoll`, `tree:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -149,6 +152,21 @@ pub enum Scenario {
     ///   (18 bytes written, position 5) at slots 0 and 3, `/dev/null` opened
     ///   write-only at slot 2.
     Mix,
+    /// A ring shared with forked children (`crate::shared`): one plain
+    /// ring (8 entries) with an eventfd (count 3) and a file (`shared-data`
+    /// in a temp dir, at slot 0 of 2) registered, then three children: one
+    /// that keeps it, one that closed and unmapped its copy, one with a
+    /// ring of its own beside it; and a second ring (4 entries,
+    /// `SINGLE_ISSUER`, owned by the main thread) that all four keep. The
+    /// description lists the children in `children`.
+    Shared,
+    /// [`Scenario::Shared`] with an SQPOLL ring (idle 1000 ms), without the
+    /// `SINGLE_ISSUER` ring.
+    SharedSqpoll,
+    /// The ring of [`Scenario::Shared`] kept by N forked children (no
+    /// closer, no ring of a child's own): a tree of N + 1 processes.
+    /// 1 <= N <= 1000.
+    Tree(usize),
 }
 
 impl Scenario {
@@ -169,6 +187,9 @@ impl Scenario {
             Scenario::Restricted => "restricted",
             Scenario::RestrictedEnabled => "restricted-enabled",
             Scenario::Mix => "mix",
+            Scenario::Shared => "shared",
+            Scenario::SharedSqpoll => "shared-sqpoll",
+            Scenario::Tree(_) => "tree",
         }
     }
 
@@ -181,14 +202,17 @@ impl Scenario {
             | Scenario::Rings(count)
             | Scenario::Personalities(count)
             | Scenario::Pbuf(count)
-            | Scenario::PbufFresh(count) => Some(count),
+            | Scenario::PbufFresh(count)
+            | Scenario::Tree(count) => Some(count),
             Scenario::Seed
             | Scenario::Closed
             | Scenario::Mix
             | Scenario::Restricted
             | Scenario::RestrictedEnabled
             | Scenario::PbufLegacy
-            | Scenario::PbufMmap => None,
+            | Scenario::PbufMmap
+            | Scenario::Shared
+            | Scenario::SharedSqpoll => None,
         }
     }
 }
@@ -244,6 +268,9 @@ impl FromStr for Scenario {
             "pbuf-fresh" => with_count("pbuf-fresh", Scenario::PbufFresh),
             "pbuf-legacy" => without_count(Scenario::PbufLegacy),
             "pbuf-mmap" => without_count(Scenario::PbufMmap),
+            "shared" => without_count(Scenario::Shared),
+            "shared-sqpoll" => without_count(Scenario::SharedSqpoll),
+            "tree" => with_count("tree", Scenario::Tree),
             _ => Err(ScenarioError::UnknownScenario {
                 given: text.to_owned(),
             }),
@@ -256,7 +283,7 @@ impl FromStr for Scenario {
 #[non_exhaustive]
 pub enum ScenarioError {
     #[error(
-        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N or mix"
+        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, shared, shared-sqpoll or tree:N"
     )]
     UnknownScenario { given: String },
     #[error("scenario {name} needs a count, as in {name}:N")]
@@ -299,6 +326,8 @@ pub enum ScenarioError {
     FileAlreadyClosed { fd: RawFd },
     #[error("the SQ thread of ring fd {fd} did not start")]
     SqThreadDidNotStart { fd: RawFd },
+    #[error("the {role} child (pid {pid}) of the shared scenario did not report ready")]
+    ChildFailed { role: &'static str, pid: i32 },
     #[error("cannot watch for SIGTERM and SIGINT: {0}")]
     SignalSetup(std::io::Error),
     #[error("cannot write the scenario description: {0}")]
@@ -317,6 +346,8 @@ impl ScenarioError {
 #[derive(Debug)]
 pub struct Built {
     scenario: Scenario,
+    /// Children of a `shared` scenario, let go and reaped first.
+    children: shared::Children,
     // Field order is drop order: rings (mappings, then fds) go first.
     rings: Vec<ScenarioRing>,
     gone_rings: Vec<ScenarioRing>,
@@ -331,6 +362,7 @@ pub struct Built {
 pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
     let mut built = Built {
         scenario: *scenario,
+        children: shared::Children::default(),
         rings: Vec::new(),
         gone_rings: Vec::new(),
         files: Vec::new(),
@@ -366,6 +398,9 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         Scenario::Restricted => built.build_restricted(false)?,
         Scenario::RestrictedEnabled => built.build_restricted(true)?,
         Scenario::Mix => built.build_mix()?,
+        Scenario::Shared => built.build_shared(false)?,
+        Scenario::SharedSqpoll => built.build_shared(true)?,
+        Scenario::Tree(count) => built.build_tree(count)?,
     }
     built.closed_fds.sort_unstable();
     Ok(built)
@@ -710,6 +745,7 @@ impl Built {
             })).collect::<Vec<_>>(),
             "closed_fds": self.closed_fds,
             "temp_dir": self.temp_dir.as_ref().map(|dir| dir.path().to_string_lossy().into_owned()),
+            "children": self.children.description(),
         })
     }
 }
