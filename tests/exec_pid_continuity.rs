@@ -122,8 +122,11 @@ impl Program {
         let answers: Value = serde_json::from_str(&answer)
             .unwrap_or_else(|error| panic!("use answered {answer:?}: {error}"));
         let answers = answers.as_object().expect("an object");
-        let pbuf = usize::from(self.line.get("pbuf").is_some());
-        assert_eq!(answers.len(), self.rings().len() + pbuf, "{answer}");
+        let pbufs = ["pbuf", "pbuf_sqpoll"]
+            .into_iter()
+            .filter(|key| self.line.get(key).is_some())
+            .count();
+        assert_eq!(answers.len(), self.rings().len() + pbufs, "{answer}");
         for (ring, said) in answers {
             assert_eq!(said, "ok", "{ring}: {answer}");
         }
@@ -189,8 +192,9 @@ fn assert_rings_back(program: &Program, image_path: &str, views: &[(String, i32,
 #[test]
 fn rings_come_back_where_the_program_left_them_in_its_own_process() {
     let dir = scratch_dir("exec-pid-continuity");
-    // "pbuf": the queued ring's buffer ring, its head at 5, comes back at
-    // 5 (the program's next reads take buffers 5 and 6).
+    // "pbuf": the queued ring's buffer ring, its head at 5, and the SQPOLL
+    // ring's, at 3, come back there (the program's next reads take the
+    // buffers after them).
     let mut program = Program::start(&["pbuf"]);
     let (image, views) = dump(&program, &dir);
     assert_eq!(views.len(), 4, "{}", program.line);
@@ -360,7 +364,7 @@ fn a_ring_whose_owner_thread_is_not_in_the_target_is_refused() {
 /// the no_mmap ring's, and the buffer ring's entries and buffers.
 fn own_ring_memory(program: &Program) -> Vec<u8> {
     let ring = &program.line["rings"]["no_mmap"];
-    let pbuf = &program.line["pbuf"];
+    let (pbuf, pbuf_sqpoll) = (&program.line["pbuf"], &program.line["pbuf_sqpoll"]);
     let memory = ProcessMemory::open(Process::Pid(program.pid)).expect("its memory");
     let mut bytes = Vec::new();
     for value in [
@@ -368,6 +372,8 @@ fn own_ring_memory(program: &Program) -> Vec<u8> {
         &ring["sqes"],
         &pbuf["ring"],
         &pbuf["buffers"],
+        &pbuf_sqpoll["ring"],
+        &pbuf_sqpoll["buffers"],
     ] {
         let addr = value.as_u64().expect("an address");
         let mut page = vec![0u8; 4096];

@@ -19,9 +19,10 @@
 //             1 unconsumed CQE (0x71); that thread does everything on it.
 //   (pbuf)    with the argument "pbuf": the queued ring also has a buffer
 //             ring (bgid 3, 8 buffers of 32 bytes, on the program's own
-//             memory, "pbuf" in the first line with its address) of
+//             memory, "pbuf" in the first line with its addresses) of
 //             which 5 buffers were consumed by reads from a pipe (they
-//             hold "early-0".."early-4"): the kernel's head is 5.
+//             hold "early-0".."early-4"): the kernel's head is 5; and the
+//             sqpoll ring one (bgid 4, "pbuf_sqpoll") at head 3.
 //   no_mmap:  with the argument "no_mmap" (where the kernel has NO_MMAP):
 //             NO_MMAP | NO_SQARRAY on the program's own memory (anonymous,
 //             private), 1 unconsumed CQE (0xd1), 1 queued NOP (0xd2).
@@ -35,9 +36,10 @@
 //           and checks the unconsumed CQEs (the overflowed ones follow in
 //           order), submits the queued SQEs and checks their CQEs, then
 //           submits one more NOP and checks it; with "pbuf", reads twice
-//           from the pipe selecting buffers and checks that buffers 5 and
-//           6 are taken, hold the data, and the earlier buffers are
-//           untouched; answers one JSON line,
+//           from the pipe on each buffer ring's ring, selecting buffers,
+//           and checks that the buffers after the consumed ones are taken
+//           and hold the data, and the consumed ones are untouched
+//           ("pbuf", "pbuf_sqpoll"); answers one JSON line,
 //           {"NAME": "ok" or "what went wrong", ...}.
 //
 // Build: cc -O2 -Wall -o ring_detach_self ring_detach_self.c -luring -lpthread
@@ -218,39 +220,49 @@ static struct named_ring rings[NRINGS] = {
 static void *twice_cq_again;
 static size_t twice_cq_len;
 
-#define PBUF_BGID 3
 #define PBUF_ENTRIES 8
 #define PBUF_LEN 32
-#define PBUF_CONSUMED 5
-static struct io_uring_buf_ring *pbuf_ring;
-static char *pbufs;
+// A buffer ring on the program's memory, `consumed` of its buffers taken
+// by reads before the dump.
+struct pbuf {
+	const char *name;
+	struct io_uring *ring;
+	int bgid;
+	int consumed;
+	struct io_uring_buf_ring *br;
+	char *bufs;
+};
+static struct pbuf pbufs_of[2] = {
+	{"pbuf", NULL, 3, 5},        // on the queued ring
+	{"pbuf_sqpoll", NULL, 4, 3}, // on the SQPOLL ring
+};
 static int pbuf_pipe[2] = {-1, -1};
 
-// One read from the pipe of `data`, selecting a buffer of group PBUF_BGID;
+// One read from the pipe of `data`, selecting a buffer of `pb`'s group;
 // the buffer id taken, or -1 with `out` saying why.
-static int pbuf_read(struct io_uring *ring, const char *data, char *out, size_t len)
+static int pbuf_read(struct pbuf *pb, const char *data, char *out, size_t len)
 {
 	if (write(pbuf_pipe[1], data, strlen(data)) != (ssize_t)strlen(data)) {
 		snprintf(out, len, "write(pipe): %s", strerror(errno));
 		return -1;
 	}
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(pb->ring);
 	if (!sqe) {
 		snprintf(out, len, "no free SQE");
 		return -1;
 	}
 	io_uring_prep_read(sqe, pbuf_pipe[0], NULL, PBUF_LEN, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = PBUF_BGID;
+	sqe->buf_group = pb->bgid;
 	sqe->user_data = 0xb0;
 	struct io_uring_cqe *cqe;
-	int ret = io_uring_submit_and_wait(ring, 1);
-	if (ret < 0 || io_uring_peek_cqe(ring, &cqe) != 0) {
+	int ret = io_uring_submit_and_wait(pb->ring, 1);
+	if (ret < 0 || io_uring_peek_cqe(pb->ring, &cqe) != 0) {
 		snprintf(out, len, "read with a selected buffer: submit %d", ret);
 		return -1;
 	}
 	int res = cqe->res, flags = cqe->flags;
-	io_uring_cqe_seen(ring, cqe);
+	io_uring_cqe_seen(pb->ring, cqe);
 	if (res != (int)strlen(data) || !(flags & IORING_CQE_F_BUFFER)) {
 		snprintf(out, len, "read with a selected buffer: res %d flags 0x%x", res, flags);
 		return -1;
@@ -258,61 +270,63 @@ static int pbuf_read(struct io_uring *ring, const char *data, char *out, size_t 
 	return flags >> IORING_CQE_BUFFER_SHIFT;
 }
 
-static void set_up_pbuf(struct io_uring *ring)
+static void set_up_pbuf(struct pbuf *pb, struct io_uring *ring)
 {
-	pbuf_ring = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	pbufs = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (pbuf_ring == MAP_FAILED || pbufs == MAP_FAILED)
+	pb->ring = ring;
+	pb->br = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pb->bufs = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (pb->br == MAP_FAILED || pb->bufs == MAP_FAILED)
 		die("mmap(pbuf)", errno);
 	struct io_uring_buf_reg reg = {
-		.ring_addr = (unsigned long)pbuf_ring,
+		.ring_addr = (unsigned long)pb->br,
 		.ring_entries = PBUF_ENTRIES,
-		.bgid = PBUF_BGID,
+		.bgid = pb->bgid,
 	};
 	int ret = io_uring_register_buf_ring(ring, &reg, 0);
 	if (ret < 0)
 		die("io_uring_register_buf_ring", ret);
-	io_uring_buf_ring_init(pbuf_ring);
+	io_uring_buf_ring_init(pb->br);
 	for (int i = 0; i < PBUF_ENTRIES; i++)
-		io_uring_buf_ring_add(pbuf_ring, pbufs + i * PBUF_LEN, PBUF_LEN, i,
+		io_uring_buf_ring_add(pb->br, pb->bufs + i * PBUF_LEN, PBUF_LEN, i,
 				      io_uring_buf_ring_mask(PBUF_ENTRIES), i);
-	io_uring_buf_ring_advance(pbuf_ring, PBUF_ENTRIES);
-	if (pipe(pbuf_pipe) != 0)
+	io_uring_buf_ring_advance(pb->br, PBUF_ENTRIES);
+	if (pbuf_pipe[0] < 0 && pipe(pbuf_pipe) != 0)
 		die("pipe", errno);
-	char data[16], why[128];
-	for (int i = 0; i < PBUF_CONSUMED; i++) {
+	char data[24], why[128];
+	for (int i = 0; i < pb->consumed; i++) {
 		snprintf(data, sizeof(data), "early-%d", i);
-		if (pbuf_read(ring, data, why, sizeof(why)) != i) {
-			fprintf(stderr, "ring_detach_self: consuming buffer %d: %s\n", i, why);
+		if (pbuf_read(pb, data, why, sizeof(why)) != i) {
+			fprintf(stderr, "ring_detach_self: %s: consuming buffer %d: %s\n", pb->name, i,
+				why);
 			exit(1);
 		}
 	}
 }
 
-// After the restore: the next reads take buffers 5 and 6 (the kernel's
-// head came back), their data lands there, and buffers 0..4 still hold
-// what was read into them before.
-static void use_pbuf(struct io_uring *ring, char *out, size_t len)
+// After the restore: the next two reads take the buffers after the
+// consumed ones (the kernel's head came back), their data lands there,
+// and the consumed buffers still hold what was read into them before.
+static void use_pbuf(struct pbuf *pb, char *out, size_t len)
 {
-	char expected[16];
-	for (int i = 0; i < PBUF_CONSUMED; i++) {
+	char expected[24];
+	for (int i = 0; i < pb->consumed; i++) {
 		snprintf(expected, sizeof(expected), "early-%d", i);
-		if (memcmp(pbufs + i * PBUF_LEN, expected, strlen(expected)) != 0) {
-			snprintf(out, len, "buffer %d changed: %.8s", i, pbufs + i * PBUF_LEN);
+		if (memcmp(pb->bufs + i * PBUF_LEN, expected, strlen(expected)) != 0) {
+			snprintf(out, len, "buffer %d changed: %.8s", i, pb->bufs + i * PBUF_LEN);
 			return;
 		}
 	}
-	for (int i = PBUF_CONSUMED; i < PBUF_CONSUMED + 2; i++) {
+	for (int i = pb->consumed; i < pb->consumed + 2; i++) {
 		snprintf(expected, sizeof(expected), "late-%d", i);
-		int bid = pbuf_read(ring, expected, out, len);
+		int bid = pbuf_read(pb, expected, out, len);
 		if (bid < 0)
 			return;
 		if (bid != i) {
 			snprintf(out, len, "the read took buffer %d where %d was next", bid, i);
 			return;
 		}
-		if (memcmp(pbufs + i * PBUF_LEN, expected, strlen(expected)) != 0) {
-			snprintf(out, len, "buffer %d holds %.8s, not %s", i, pbufs + i * PBUF_LEN,
+		if (memcmp(pb->bufs + i * PBUF_LEN, expected, strlen(expected)) != 0) {
+			snprintf(out, len, "buffer %d holds %.8s, not %s", i, pb->bufs + i * PBUF_LEN,
 				 expected);
 			return;
 		}
@@ -471,7 +485,7 @@ int main(int argc, char **argv)
 	init(&r->ring, 8, &p, "queued ring");
 	advance(&r->ring, "queued");
 	if (want_pbuf)
-		set_up_pbuf(&r->ring);
+		set_up_pbuf(&pbufs_of[0], &r->ring);
 	nops(&r->ring, 2, 0xc1);
 	if (io_uring_wait_cqe_nr(&r->ring, &cqe, 2) < 0)
 		die("wait queued", EIO);
@@ -510,6 +524,8 @@ int main(int argc, char **argv)
 	p.sq_thread_idle = 10;
 	init(&r->ring, 8, &p, "sqpoll ring");
 	advance(&r->ring, "sqpoll");
+	if (want_pbuf)
+		set_up_pbuf(&pbufs_of[1], &r->ring);
 	nops(&r->ring, 2, 0x51);
 	if (io_uring_wait_cqe_nr(&r->ring, &cqe, 2) < 0)
 		die("wait sqpoll", EIO);
@@ -542,9 +558,9 @@ int main(int argc, char **argv)
 		printf("%s\"no_mmap\":{\"fd\":%d,\"rings\":%lu,\"sqes\":%lu}", sep, nm.fd,
 		       (unsigned long)nm.rings, (unsigned long)nm.sqes);
 	printf("}");
-	if (want_pbuf)
-		printf(",\"pbuf\":{\"ring\":%lu,\"buffers\":%lu}", (unsigned long)pbuf_ring,
-		       (unsigned long)pbufs);
+	for (int i = 0; want_pbuf && i < 2; i++)
+		printf(",\"%s\":{\"ring\":%lu,\"buffers\":%lu}", pbufs_of[i].name,
+		       (unsigned long)pbufs_of[i].br, (unsigned long)pbufs_of[i].bufs);
 	printf("}\n");
 	fflush(stdout);
 
@@ -585,10 +601,10 @@ int main(int argc, char **argv)
 				use_no_mmap(answer, sizeof(answer));
 				printf("%s\"no_mmap\":\"%s\"", sep, answer);
 			}
-			if (want_pbuf) {
+			for (int i = 0; want_pbuf && i < 2; i++) {
 				snprintf(answer, sizeof(answer), "not run");
-				use_pbuf(&rings[QUEUED].ring, answer, sizeof(answer));
-				printf("%s\"pbuf\":\"%s\"", sep, answer);
+				use_pbuf(&pbufs_of[i], answer, sizeof(answer));
+				printf("%s\"%s\":\"%s\"", sep, pbufs_of[i].name, answer);
 			}
 			printf("}\n");
 		} else {
