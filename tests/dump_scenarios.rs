@@ -242,6 +242,7 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
 
         check_personalities(view, got, want, exact, &context);
         check_pbuf_rings(view, got, want, exact, &context);
+        check_settings(view, got, want, exact, &context);
         if exact {
             // The description's restrictions are what was registered
             // (null when none); the ring's R_DISABLED is in its flags.
@@ -440,6 +441,78 @@ fn check_pbuf_rings(view: &Value, got: &Value, want: &Value, exact: bool, contex
     }
 }
 
+/// A ring's registered settings: the scenario's file allocation range,
+/// io-wq limits, NAPI and slot tags (each key absent from the image when
+/// the scenario set none); NAPI also against the kernel's own fdinfo where
+/// it shows it (6.9+). The fdinfo backend leaves them unknown.
+fn check_settings(view: &Value, got: &Value, want: &Value, exact: bool, context: &str) {
+    if !exact {
+        let unknown = got["unknown"].as_array().expect("unknown");
+        assert!(
+            unknown.iter().any(|field| field == "settings"),
+            "{context}: the fdinfo backend cannot read settings"
+        );
+        return;
+    }
+    let want = &want["settings"];
+    let got_or = |key: &str, absent: Value| got.get(key).cloned().unwrap_or(absent);
+    for key in ["file_alloc_range", "iowq_max_workers"] {
+        assert_eq!(got_or(key, Value::Null), want[key], "{context}: {key}");
+    }
+    for key in ["file_tags", "buffer_tags"] {
+        assert_eq!(
+            got_or(key, serde_json::json!([])),
+            want[key],
+            "{context}: {key}"
+        );
+    }
+    assert!(
+        got.get("wait_region").is_none(),
+        "{context}: no wait region"
+    );
+    let napi = got_or("napi", Value::Null);
+    if want["napi"].is_null() {
+        assert!(napi.is_null(), "{context}: no NAPI");
+        if let Some(missing) = want["napi_missing"].as_str() {
+            eprintln!("{context}: {missing}");
+        }
+        return;
+    }
+    for key in ["busy_poll_us", "prefer_busy_poll", "tracking"] {
+        assert_eq!(napi[key], want["napi"][key], "{context}: NAPI {key}");
+    }
+    // The kernel's own view of the scenario's ring.
+    use ringplan_kernel::procfs::{fdinfo, Process};
+    let pid = view["source"]["pid"].as_u64().expect("pid") as u32;
+    let fd = want_fd(got);
+    let text = fdinfo::read(Process::Pid(pid), fd).expect("the ring's fdinfo");
+    let shown =
+        fdinfo::napi(&text).expect("a kernel with IORING_REGISTER_NAPI shows NAPI in fdinfo");
+    assert!(shown.enabled, "{context}: fdinfo NAPI enabled");
+    assert_eq!(
+        shown.busy_poll_dt_ns,
+        napi["busy_poll_us"].as_u64().map(|us| us * 1000),
+        "{context}: fdinfo napi_busy_poll_dt"
+    );
+    assert_eq!(
+        shown.prefer_busy_poll,
+        napi["prefer_busy_poll"].as_bool(),
+        "{context}: fdinfo napi_prefer_busy_poll"
+    );
+    if let Some(tracking) = shown.tracking {
+        assert_eq!(
+            Some(tracking.as_str()),
+            napi["tracking"].as_str(),
+            "{context}: fdinfo napi tracking"
+        );
+    }
+}
+
+/// The lowest fd at which the image's ring is held.
+fn want_fd(ring: &Value) -> i32 {
+    ring["fds"][0].as_i64().expect("the ring's fd") as i32
+}
+
 fn round(scenario: &str, backend: &str) {
     let process = Scenario::start(scenario);
     let dir = scratch_dir(&format!("dump-{}-{backend}", scenario.replace(':', "-")));
@@ -479,6 +552,7 @@ scenario_tests! {
     restricted_enabled: "restricted-enabled",
     pbuf: "pbuf",
     pbuf_legacy: "pbuf-legacy",
+    settings: "settings",
 }
 
 #[test]

@@ -15,7 +15,7 @@ use ringplan_kernel::procfs::{fdinfo, Process};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 13] = [
     "seed",
     "closed",
     "chain:8",
@@ -28,6 +28,7 @@ const SCENARIOS: [&str; 12] = [
     "restricted",
     "restricted-enabled",
     "pbuf-fresh:2",
+    "settings",
 ];
 
 /// Dumps `pid` with the BPF backend into `dir` and returns the file.
@@ -403,6 +404,17 @@ fn hold_then_dump_matches_the_original() {
         let held = read_image(&held_path);
         holder.assert_faithful(&original, &held, name);
         let skipped = holder.skipped_mappings();
+        // NAPI as the kernel shows it (fdinfo, 6.9+; None before): the
+        // holder's rings as the original's.
+        for fd in ring_fds(&original) {
+            let napi =
+                |pid: u32| fdinfo::napi(&fdinfo::read(Process::Pid(pid), fd).expect("fdinfo"));
+            assert_eq!(
+                napi(holder.pid()),
+                napi(scenario.pid()),
+                "{name}: fdinfo NAPI of the ring at fd {fd}"
+            );
+        }
         // The holder maps exactly the ring regions it did not skip, and has
         // memory at every recorded address of the rings it restored where
         // the program left them (placed memory, not a ring mapping).
@@ -616,6 +628,7 @@ fn an_injected_failure_at_any_step_is_undone() {
         "creator-closed:3",
         "personalities:3",
         "pbuf-fresh:2",
+        "settings",
     ];
     // A moved buffer-ring head needs a continuous restore (6.5+).
     if crate::support::kernel_has_no_mmap() {

@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use ringplan_image::{
     validate, Eventfd, FdEntry, File, FileIdentity, FileType, Image, ImageError, Object, ObjectId,
-    ObjectKind, PbufRing, Ring, RingEventfd, RingField, RingMapping, RingMemory, RingSetup,
-    RingState, SetupFlags, Source, StateField,
+    ObjectKind, PbufRing, Ring, RingEventfd, RingField, RingMapping, RingMemory, RingSettings,
+    RingSetup, RingState, SetupFlags, Source, StateField,
 };
 
 use crate::raw::{
@@ -426,6 +426,13 @@ fn build_ring(
             (Vec::new(), Vec::new())
         }
     };
+    let settings = match &raw_ring.settings {
+        Known::Known(settings) => settings.clone(),
+        Known::Unknown => {
+            unknown.push(RingField::Settings);
+            RingSettings::default()
+        }
+    };
     unknown.sort();
     let table = walked
         .slots
@@ -465,6 +472,7 @@ fn build_ring(
         restrictions,
         pbuf_rings,
         legacy_buffer_groups,
+        settings,
     })
 }
 

@@ -1,0 +1,199 @@
+//! The `settings` scenario's registrations: files and buffers registered
+//! with tags (`IORING_REGISTER_FILES2`, `IORING_REGISTER_BUFFERS2`), a file
+//! allocation range, io-wq worker limits and NAPI busy polling where the
+//! kernel has it (6.9+), and how a scenario describes them.
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use ringplan_kernel::abi::settings as abi;
+use rustix::io::Errno;
+use rustix::io_uring::{io_uring_register, IoringRegisterOp};
+use serde_json::{json, Value};
+
+use crate::ring::{fd_path, FileSlot, RegisterIovec, ScenarioRing};
+use crate::ScenarioError;
+
+/// What a scenario registered beyond the tables, as the image's
+/// `settings` records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ScenarioSettings {
+    pub file_alloc_range: Option<(u32, u32)>,
+    pub iowq_max_workers: Option<(u32, u32)>,
+    /// busy_poll_us, prefer_busy_poll; `None` also where the kernel has no
+    /// NAPI (`napi_missing` then says why).
+    pub napi: Option<(u32, bool)>,
+    pub napi_missing: Option<String>,
+    /// Non-zero tags by slot.
+    pub file_tags: Vec<(u32, u64)>,
+    pub buffer_tags: Vec<(u32, u64)>,
+}
+
+impl ScenarioSettings {
+    /// The keys the image's JSON view has for them.
+    pub(crate) fn describe(&self) -> Value {
+        let tags = |tags: &[(u32, u64)]| {
+            tags.iter()
+                .map(|(slot, tag)| json!({"index": slot, "tag": tag}))
+                .collect::<Vec<_>>()
+        };
+        json!({
+            "file_alloc_range": self.file_alloc_range.map(|(start, len)| json!({"start": start, "len": len})),
+            "iowq_max_workers": self.iowq_max_workers.map(|(bounded, unbounded)| json!({"bounded": bounded, "unbounded": unbounded})),
+            "napi": self.napi.map(|(busy_poll_us, prefer)| json!({"busy_poll_us": busy_poll_us, "prefer_busy_poll": prefer, "tracking": "dynamic"})),
+            "napi_missing": self.napi_missing,
+            "file_tags": tags(&self.file_tags),
+            "buffer_tags": tags(&self.buffer_tags),
+        })
+    }
+}
+
+impl ScenarioRing {
+    /// `io_uring_register` of `opcode` with `arg`'s bytes and `count`.
+    fn register_bytes(
+        &self,
+        opcode: IoringRegisterOp,
+        arg: &mut [u8],
+        count: u32,
+    ) -> Result<u32, Errno> {
+        // SAFETY: `arg` is the opcode's argument as the uapi lays it out,
+        // read (and for some opcodes written back) during the call only;
+        // any pointers inside it point at memory the caller keeps alive
+        // across the call.
+        unsafe {
+            io_uring_register(
+                self.fd().map_err(|_| Errno::BADF)?,
+                opcode,
+                arg.as_mut_ptr().cast(),
+                count,
+            )
+        }
+    }
+
+    /// `IORING_REGISTER_FILES2`: `slots` (`None` = empty) with one tag per
+    /// slot (0 = none; the kernel refuses a tag on an empty slot).
+    pub(crate) fn register_files_tagged(
+        &mut self,
+        slots: &[(Option<BorrowedFd<'_>>, u64)],
+    ) -> Result<(), ScenarioError> {
+        let fds: Vec<RawFd> = slots
+            .iter()
+            .map(|(slot, _)| slot.map_or(-1, |fd| fd.as_raw_fd()))
+            .collect();
+        let tags: Vec<u64> = slots.iter().map(|(_, tag)| *tag).collect();
+        let described = slots
+            .iter()
+            .map(|(slot, _)| {
+                slot.map(|fd| {
+                    Ok(FileSlot {
+                        fd: fd.as_raw_fd(),
+                        path: fd_path(fd.as_raw_fd())?,
+                    })
+                })
+                .transpose()
+            })
+            .collect::<Result<Vec<_>, ScenarioError>>()?;
+        let nr = u32::try_from(fds.len()).unwrap_or(u32::MAX);
+        let mut arg = abi::rsrc_register(nr, fds.as_ptr() as u64, tags.as_ptr() as u64);
+        self.register_bytes(
+            IoringRegisterOp::RegisterFiles2,
+            &mut arg,
+            abi::RSRC_REGISTER_SIZE as u32,
+        )
+        .map_err(|errno| self.settings_error("IORING_REGISTER_FILES2", errno))?;
+        self.files = described;
+        self.settings.file_tags = tagged(&tags);
+        Ok(())
+    }
+
+    /// `IORING_REGISTER_BUFFERS2`: `iovecs` with one tag per slot.
+    ///
+    /// # Safety
+    /// As [`ScenarioRing::register_buffers`]: each non-empty iovec's memory
+    /// stays mapped while the ring lives.
+    pub(crate) unsafe fn register_buffers_tagged(
+        &mut self,
+        iovecs: &[RegisterIovec],
+        tags: &[u64],
+    ) -> Result<(), ScenarioError> {
+        let nr = u32::try_from(iovecs.len()).unwrap_or(u32::MAX);
+        let mut arg = abi::rsrc_register(nr, iovecs.as_ptr() as u64, tags.as_ptr() as u64);
+        self.register_bytes(
+            IoringRegisterOp::RegisterBuffers2,
+            &mut arg,
+            abi::RSRC_REGISTER_SIZE as u32,
+        )
+        .map_err(|errno| self.settings_error("IORING_REGISTER_BUFFERS2", errno))?;
+        self.buffers = iovecs
+            .iter()
+            .map(|iovec| (!iovec.base.is_null()).then_some((iovec.base as u64, iovec.len as u64)))
+            .collect();
+        self.settings.buffer_tags = tagged(tags);
+        Ok(())
+    }
+
+    /// `IORING_REGISTER_FILE_ALLOC_RANGE`.
+    pub(crate) fn set_file_alloc_range(
+        &mut self,
+        start: u32,
+        len: u32,
+    ) -> Result<(), ScenarioError> {
+        let mut arg = abi::file_index_range(start, len);
+        self.register_bytes(IoringRegisterOp::RegisterFileAllocRange, &mut arg, 0)
+            .map_err(|errno| self.settings_error("IORING_REGISTER_FILE_ALLOC_RANGE", errno))?;
+        self.settings.file_alloc_range = Some((start, len));
+        Ok(())
+    }
+
+    /// `IORING_REGISTER_IOWQ_MAX_WORKERS`.
+    pub(crate) fn set_iowq_max_workers(
+        &mut self,
+        bounded: u32,
+        unbounded: u32,
+    ) -> Result<(), ScenarioError> {
+        let mut arg = abi::iowq_max_workers(bounded, unbounded);
+        self.register_bytes(IoringRegisterOp::RegisterIowqMaxWorkers, &mut arg, 2)
+            .map_err(|errno| self.settings_error("IORING_REGISTER_IOWQ_MAX_WORKERS", errno))?;
+        self.settings.iowq_max_workers = Some((bounded, unbounded));
+        Ok(())
+    }
+
+    /// `IORING_REGISTER_NAPI` with dynamic tracking. A kernel without
+    /// NAPI (before 6.9: EINVAL, an opcode it does not know; without
+    /// `CONFIG_NET_RX_BUSY_POLL`: EOPNOTSUPP) is noted, not an error.
+    pub(crate) fn register_napi(
+        &mut self,
+        busy_poll_us: u32,
+        prefer: bool,
+    ) -> Result<(), ScenarioError> {
+        let mut arg = abi::napi(busy_poll_us, prefer, abi::NAPI_TRACKING_DYNAMIC);
+        match self.register_bytes(IoringRegisterOp::RegisterNapi, &mut arg, 1) {
+            Ok(_) => {
+                self.settings.napi = Some((busy_poll_us, prefer));
+                Ok(())
+            }
+            Err(errno) if errno == Errno::INVAL || errno == Errno::OPNOTSUPP => {
+                self.settings.napi_missing = Some(format!(
+                    "IORING_REGISTER_NAPI: {errno} (the kernel has no NAPI busy polling for io_uring: 6.9+ with CONFIG_NET_RX_BUSY_POLL)"
+                ));
+                Ok(())
+            }
+            Err(errno) => Err(self.settings_error("IORING_REGISTER_NAPI", errno)),
+        }
+    }
+
+    fn settings_error(&self, opcode: &str, errno: Errno) -> ScenarioError {
+        ScenarioError::syscall(
+            format!("io_uring_register({}, {opcode})", self.fd_number),
+            errno,
+        )
+    }
+}
+
+/// The non-zero tags of a per-slot tag array, by slot.
+fn tagged(tags: &[u64]) -> Vec<(u32, u64)> {
+    tags.iter()
+        .enumerate()
+        .filter(|(_, tag)| **tag != 0)
+        .map(|(slot, tag)| (u32::try_from(slot).unwrap_or(u32::MAX), *tag))
+        .collect()
+}
