@@ -835,3 +835,63 @@ fn an_sq_thread_the_kernel_refuses_is_undone() {
     // The CLI compares /proc/self/fd and /proc/self/maps before and after.
     assert!(!stderr.contains("undo left"), "{stderr}");
 }
+
+/// NAPI settings where the kernel cannot take them are refused by
+/// preflight in one line naming the kernel it takes: no NAPI before 6.9
+/// (6.1: the `settings` scenario's registration failed, so an image given
+/// NAPI by hand is refused), no static tracking before 6.13 (6.12);
+/// where the kernel has them (6.18), static tracking without listed ids
+/// is restored and verified.
+#[test]
+fn napi_settings_the_kernel_lacks_are_refused_in_preflight() {
+    use ringplan_image::{Napi, NapiTracking};
+    let dir = scratch_dir("exec-napi");
+    let scenario = Scenario::start("settings");
+    let path = dump_to(scenario.pid(), &dir, "settings");
+    let mut image = read_image(&path);
+    let ring = image
+        .objects
+        .iter_mut()
+        .find_map(|object| match &mut object.kind {
+            ObjectKind::Ring(ring) => Some(ring),
+            _ => None,
+        })
+        .expect("a ring");
+    let kernel_has_napi = ring.settings.napi.is_some();
+    let napi_missing = scenario.description["rings"][0]["settings"]["napi_missing"].clone();
+    assert_eq!(kernel_has_napi, napi_missing.is_null(), "{napi_missing}");
+    ring.settings.napi = Some(Napi {
+        busy_poll_us: 20,
+        prefer_busy_poll: false,
+        tracking: NapiTracking::Static,
+        ids_listed: false,
+    });
+    let mutated = dir.join("settings-static-napi.img");
+    std::fs::write(
+        &mutated,
+        ringplan_image::encode_to_vec(&image).expect("encoding"),
+    )
+    .expect("writing the image");
+    let output = plan(&[
+        "exec",
+        mutated.to_str().expect("utf-8"),
+        "--substitute-external",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        assert!(kernel_has_napi, "{stdout}");
+        assert!(stdout.starts_with("verified: "), "{stdout}");
+        return;
+    }
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    let wanted = if kernel_has_napi {
+        "preflight: this kernel does not support IORING_REGISTER_NAPI with static tracking (Linux 6.13+)"
+    } else {
+        "preflight: this kernel does not support IORING_REGISTER_NAPI (Linux 6.9+ with CONFIG_NET_RX_BUSY_POLL)"
+    };
+    assert!(stderr.contains(wanted), "{stderr}");
+    eprintln!("refused as expected on this kernel: {stderr}");
+}
