@@ -466,9 +466,10 @@ fn check_settings(view: &Value, got: &Value, want: &Value, exact: bool, context:
             "{context}: {key}"
         );
     }
-    assert!(
-        got.get("wait_region").is_none(),
-        "{context}: no wait region"
+    assert_eq!(
+        got_or("wait_region", Value::Null),
+        want["wait_region"],
+        "{context}: wait region"
     );
     let napi = got_or("napi", Value::Null);
     if want["napi"].is_null() {
@@ -659,6 +660,37 @@ fn kernel_allocated_buffer_rings_are_dumped_and_refused() {
     assert_eq!(exec.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("buffer ring 9 is in kernel memory (IOU_PBUF_RING_MMAP)"),
+        "{stderr}"
+    );
+}
+
+/// A registered wait region (6.13+) is dumped with its length (the
+/// scenario round compares it) and refused by `plan exec` in one line;
+/// before 6.13 the scenario says the kernel has none and the dump records
+/// none.
+#[test]
+fn wait_regions_are_dumped_and_refused() {
+    round("wait-region", "bpf");
+    let process = Scenario::start("wait-region");
+    if let Some(missing) =
+        process.description["rings"][0]["settings"]["wait_region_missing"].as_str()
+    {
+        eprintln!("skipped the refusal: {missing}");
+        return;
+    }
+    let dir = scratch_dir("dump-wait-region-refused");
+    let image = dir.join("wait-region.img");
+    let image = image.to_str().expect("utf-8 path");
+    let pid = process.pid().to_string();
+    let dump = crate::support::plan(&["dump", "--pid", &pid, "--backend", "bpf", "-o", image]);
+    assert!(dump.status.success());
+    let exec = crate::support::plan(&["exec", image, "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert_eq!(exec.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr
+            .contains("its registered wait region cannot be restored: a wait region of 4096 bytes"),
         "{stderr}"
     );
 }

@@ -7,7 +7,7 @@ use crate::error::CliError;
 pub struct AppArgs {
     /// seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix,
     /// personalities:N, restricted, restricted-enabled, pbuf[:N],
-    /// pbuf-fresh:N, pbuf-legacy, pbuf-mmap or settings.
+    /// pbuf-fresh:N, pbuf-legacy, pbuf-mmap, settings or wait-region.
     #[arg(default_value = "seed")]
     scenario: String,
 }

@@ -668,6 +668,32 @@ pub mod settings {
     pub const IORING_REGISTER_MEM_REGION: u32 = 34;
     /// `IORING_MEM_REGION_REG_WAIT_ARG`: the region holds wait arguments.
     pub const IORING_MEM_REGION_REG_WAIT_ARG: u32 = 1;
+    /// `IORING_MEM_REGION_TYPE_USER`: the region is the program's memory
+    /// at `user_addr`.
+    pub const IORING_MEM_REGION_TYPE_USER: u32 = 1;
+    /// `sizeof(struct io_uring_region_desc)`.
+    pub const REGION_DESC_SIZE: usize = 64;
+    /// `sizeof(struct io_uring_mem_region_reg)`.
+    pub const MEM_REGION_REG_SIZE: usize = 32;
+
+    /// `struct io_uring_region_desc { u64 user_addr; u64 size; u32 flags;
+    /// u32 id; u64 mmap_offset; u64 resv[4]; }` for the program's memory.
+    pub fn user_region_desc(user_addr: u64, size: u64) -> [u8; REGION_DESC_SIZE] {
+        let mut bytes = [0u8; REGION_DESC_SIZE];
+        bytes[0..8].copy_from_slice(&user_addr.to_ne_bytes());
+        bytes[8..16].copy_from_slice(&size.to_ne_bytes());
+        bytes[16..20].copy_from_slice(&IORING_MEM_REGION_TYPE_USER.to_ne_bytes());
+        bytes
+    }
+
+    /// `struct io_uring_mem_region_reg { u64 region_uptr; u64 flags; u64
+    /// resv[2]; }`.
+    pub fn mem_region_reg(region_uptr: u64, flags: u64) -> [u8; MEM_REGION_REG_SIZE] {
+        let mut bytes = [0u8; MEM_REGION_REG_SIZE];
+        bytes[0..8].copy_from_slice(&region_uptr.to_ne_bytes());
+        bytes[8..16].copy_from_slice(&flags.to_ne_bytes());
+        bytes
+    }
     /// `IORING_RSRC_REGISTER_SPARSE`: `nr` empty slots, no data.
     pub const IORING_RSRC_REGISTER_SPARSE: u32 = 1;
     /// `IO_URING_NAPI_REGISTER_OP` (6.13; 0, so a 6.9-6.12 kernel, which

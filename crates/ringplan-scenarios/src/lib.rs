@@ -61,7 +61,7 @@ pub use stop::{StopSignal, StopSignals};
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
 /// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`,
-/// `pbuf-mmap`, `settings`.
+/// `pbuf-mmap`, `settings`, `wait-region`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -148,6 +148,12 @@ pub enum Scenario {
     /// - NAPI busy polling 50 us, prefer busy poll, dynamic tracking, where
     ///   the kernel has it (6.9+; said in `napi_missing` otherwise).
     Settings,
+    /// One plain ring (8 entries) set up `R_DISABLED`, a wait region of
+    /// one page of its own memory registered
+    /// (`IORING_REGISTER_MEM_REGION` with `IORING_MEM_REGION_REG_WAIT_ARG`,
+    /// 6.13+; said in `wait_region_missing` otherwise), then enabled: a
+    /// dump records it and a restore refuses it.
+    WaitRegion,
     /// A bit of everything:
     /// - ring A: `SQPOLL` (no `SQ_AFF`), 8 entries, idle 2000 ms, and a
     ///   `dup` of its fd (not close-on-exec);
@@ -181,6 +187,7 @@ impl Scenario {
             Scenario::Restricted => "restricted",
             Scenario::RestrictedEnabled => "restricted-enabled",
             Scenario::Settings => "settings",
+            Scenario::WaitRegion => "wait-region",
             Scenario::Mix => "mix",
         }
     }
@@ -201,6 +208,7 @@ impl Scenario {
             | Scenario::Restricted
             | Scenario::RestrictedEnabled
             | Scenario::Settings
+            | Scenario::WaitRegion
             | Scenario::PbufLegacy
             | Scenario::PbufMmap => None,
         }
@@ -248,6 +256,7 @@ impl FromStr for Scenario {
             "restricted" => without_count(Scenario::Restricted),
             "restricted-enabled" => without_count(Scenario::RestrictedEnabled),
             "settings" => without_count(Scenario::Settings),
+            "wait-region" => without_count(Scenario::WaitRegion),
             "chain" => with_count("chain", Scenario::Chain),
             "fanout" => with_count("fanout", Scenario::Fanout),
             "files" => with_count("files", Scenario::Files),
@@ -271,7 +280,7 @@ impl FromStr for Scenario {
 #[non_exhaustive]
 pub enum ScenarioError {
     #[error(
-        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, personalities:N, restricted, restricted-enabled, pbuf[:N], pbuf-fresh:N, pbuf-legacy, pbuf-mmap or settings"
+        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, personalities:N, restricted, restricted-enabled, pbuf[:N], pbuf-fresh:N, pbuf-legacy, pbuf-mmap, settings or wait-region"
     )]
     UnknownScenario { given: String },
     #[error("scenario {name} needs a count, as in {name}:N")]
@@ -381,6 +390,16 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         Scenario::Restricted => built.build_restricted(false)?,
         Scenario::RestrictedEnabled => built.build_restricted(true)?,
         Scenario::Settings => built.build_settings()?,
+        Scenario::WaitRegion => {
+            let request = RingRequest {
+                flags: IoringSetupFlags::R_DISABLED,
+                ..RingRequest::plain(8)
+            };
+            let mut ring = ScenarioRing::set_up(&request, "wait-region")?;
+            ring.register_wait_region(4096)?;
+            ring.enable()?;
+            built.rings.push(ring);
+        }
         Scenario::Mix => built.build_mix()?,
     }
     built.closed_fds.sort_unstable();

@@ -10,12 +10,12 @@ use rustix::io::Errno;
 use rustix::io_uring::{io_uring_register, IoringRegisterOp};
 use serde_json::{json, Value};
 
-use crate::ring::{fd_path, FileSlot, RegisterIovec, ScenarioRing};
+use crate::ring::{fd_path, AnonymousMapping, FileSlot, RegisterIovec, ScenarioRing};
 use crate::ScenarioError;
 
 /// What a scenario registered beyond the tables, as the image's
 /// `settings` records it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub(crate) struct ScenarioSettings {
     pub file_alloc_range: Option<(u32, u32)>,
     pub iowq_max_workers: Option<(u32, u32)>,
@@ -26,6 +26,10 @@ pub(crate) struct ScenarioSettings {
     /// Non-zero tags by slot.
     pub file_tags: Vec<(u32, u64)>,
     pub buffer_tags: Vec<(u32, u64)>,
+    /// The memory of a registered wait region (kept until the ring goes),
+    /// or why the kernel has none (before 6.13).
+    pub wait_region: Option<AnonymousMapping>,
+    pub wait_region_missing: Option<String>,
 }
 
 impl ScenarioSettings {
@@ -43,6 +47,8 @@ impl ScenarioSettings {
             "napi_missing": self.napi_missing,
             "file_tags": tags(&self.file_tags),
             "buffer_tags": tags(&self.buffer_tags),
+            "wait_region": self.wait_region.as_ref().map(|memory| json!({"len": memory.len})),
+            "wait_region_missing": self.wait_region_missing,
         })
     }
 }
@@ -179,6 +185,48 @@ impl ScenarioRing {
             }
             Err(errno) => Err(self.settings_error("IORING_REGISTER_NAPI", errno)),
         }
+    }
+
+    /// `IORING_REGISTER_MEM_REGION` with `IORING_MEM_REGION_REG_WAIT_ARG`
+    /// on `len` bytes of new memory of the program's (the ring must be
+    /// `R_DISABLED`). A kernel without it (before 6.13: `EINVAL`, an opcode
+    /// it does not know) is noted, not an error.
+    pub(crate) fn register_wait_region(&mut self, len: usize) -> Result<(), ScenarioError> {
+        let memory = AnonymousMapping::new(len, "wait region")?;
+        let desc = abi::user_region_desc(memory.addr as u64, len as u64);
+        let reg = abi::mem_region_reg(
+            desc.as_ptr() as u64,
+            u64::from(abi::IORING_MEM_REGION_REG_WAIT_ARG),
+        );
+        let ring = self.fd()?.as_raw_fd();
+        // SAFETY: io_uring_register(ring, IORING_REGISTER_MEM_REGION, reg,
+        // 1): `reg` points at `desc`, which names `memory`; the kernel reads
+        // both (and writes `desc` back) during the call and pins the memory,
+        // which stays mapped while the ring lives (kept in `self.settings`,
+        // dropped after the ring's fd).
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                ring,
+                abi::IORING_REGISTER_MEM_REGION,
+                reg.as_ptr(),
+                1,
+            )
+        };
+        if result < 0 {
+            let errno = Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            );
+            if errno == Errno::INVAL {
+                self.settings.wait_region_missing = Some(format!(
+                    "IORING_REGISTER_MEM_REGION: {errno} (registered wait regions are Linux 6.13+)"
+                ));
+                return Ok(());
+            }
+            return Err(self.settings_error("IORING_REGISTER_MEM_REGION", errno));
+        }
+        self.settings.wait_region = Some(memory);
+        Ok(())
     }
 
     fn settings_error(&self, opcode: &str, errno: Errno) -> ScenarioError {
