@@ -346,6 +346,14 @@ mod tests {
             ring.settings.file_tags = vec![SlotTag { slot: 0, tag: 7 }];
         }
         assert!(compare(&with_settings, &with_settings, &[], &[]).is_faithful());
+        // A dynamically tracking ring's listed NAPI ids are the kernel's.
+        let mut listed = with_settings.clone();
+        if let ObjectKind::Ring(ring) = &mut listed.objects[0].kind {
+            if let Some(napi) = &mut ring.settings.napi {
+                napi.ids_listed = true;
+            }
+        }
+        assert!(compare(&listed, &with_settings, &[], &[]).is_faithful());
         let differences = compare(&with_settings, &original, &[], &[]).differences;
         assert_eq!(differences.len(), 4, "{differences:?}");
         for (difference, what) in differences.iter().zip([
