@@ -824,7 +824,7 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
             "sqe_flags_allowed": r.sqe_flags_allowed,
             "sqe_flags_required": r.sqe_flags_required,
         })),
-        "settings": ring.settings.describe(),
+        "settings": settings::describe(&ring.settings),
     })
 }
 

@@ -10,47 +10,29 @@ use rustix::io::Errno;
 use rustix::io_uring::{io_uring_register, IoringRegisterOp};
 use serde_json::{json, Value};
 
-use crate::ring::{fd_path, AnonymousMapping, FileSlot, RegisterIovec, ScenarioRing};
+use crate::ring::{
+    fd_path, AnonymousMapping, FileSlot, RegisterIovec, ScenarioRing, ScenarioSettings,
+};
 use crate::ScenarioError;
 
-/// What a scenario registered beyond the tables, as the image's
-/// `settings` records it.
-#[derive(Debug, Default)]
-pub(crate) struct ScenarioSettings {
-    pub file_alloc_range: Option<(u32, u32)>,
-    pub iowq_max_workers: Option<(u32, u32)>,
-    /// busy_poll_us, prefer_busy_poll; `None` also where the kernel has no
-    /// NAPI (`napi_missing` then says why).
-    pub napi: Option<(u32, bool)>,
-    pub napi_missing: Option<String>,
-    /// Non-zero tags by slot.
-    pub file_tags: Vec<(u32, u64)>,
-    pub buffer_tags: Vec<(u32, u64)>,
-    /// The memory of a registered wait region (kept until the ring goes),
-    /// or why the kernel has none (before 6.13).
-    pub wait_region: Option<AnonymousMapping>,
-    pub wait_region_missing: Option<String>,
-}
-
-impl ScenarioSettings {
-    /// The keys the image's JSON view has for them.
-    pub(crate) fn describe(&self) -> Value {
-        let tags = |tags: &[(u32, u64)]| {
-            tags.iter()
-                .map(|(slot, tag)| json!({"index": slot, "tag": tag}))
-                .collect::<Vec<_>>()
-        };
-        json!({
-            "file_alloc_range": self.file_alloc_range.map(|(start, len)| json!({"start": start, "len": len})),
-            "iowq_max_workers": self.iowq_max_workers.map(|(bounded, unbounded)| json!({"bounded": bounded, "unbounded": unbounded})),
-            "napi": self.napi.map(|(busy_poll_us, prefer)| json!({"busy_poll_us": busy_poll_us, "prefer_busy_poll": prefer, "tracking": "dynamic"})),
-            "napi_missing": self.napi_missing,
-            "file_tags": tags(&self.file_tags),
-            "buffer_tags": tags(&self.buffer_tags),
-            "wait_region": self.wait_region.as_ref().map(|memory| json!({"len": memory.len})),
-            "wait_region_missing": self.wait_region_missing,
-        })
-    }
+/// A scenario ring's settings under the keys the image's JSON view has
+/// for them.
+pub(crate) fn describe(settings: &ScenarioSettings) -> Value {
+    let tags = |tags: &[(u32, u64)]| {
+        tags.iter()
+            .map(|(slot, tag)| json!({"index": slot, "tag": tag}))
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "file_alloc_range": settings.file_alloc_range.map(|(start, len)| json!({"start": start, "len": len})),
+        "iowq_max_workers": settings.iowq_max_workers.map(|(bounded, unbounded)| json!({"bounded": bounded, "unbounded": unbounded})),
+        "napi": settings.napi.map(|(busy_poll_us, prefer)| json!({"busy_poll_us": busy_poll_us, "prefer_busy_poll": prefer, "tracking": "dynamic"})),
+        "napi_missing": settings.napi_missing,
+        "file_tags": tags(&settings.file_tags),
+        "buffer_tags": tags(&settings.buffer_tags),
+        "wait_region": settings.wait_region.as_ref().map(|memory| json!({"len": memory.len})),
+        "wait_region_missing": settings.wait_region_missing,
+    })
 }
 
 impl ScenarioRing {
