@@ -997,3 +997,43 @@ fn tags_problem(
         }
     })
 }
+
+#[cfg(test)]
+mod settings_tests {
+    use ringplan_image::{FileAllocRange, IowqMaxWorkers, SlotTag};
+
+    use super::{settings_problem, tags_problem};
+    use crate::model::{Handle, RegisterSettings};
+
+    #[test]
+    fn tags_must_be_ascending_non_zero_and_on_occupied_slots() {
+        let occupied = |slot: usize| slot == 0 || slot == 2;
+        let tag = |slot, tag| SlotTag { slot, tag };
+        assert_eq!(tags_problem(&[tag(0, 1), tag(2, 9)], occupied), None);
+        assert!(tags_problem(&[tag(2, 1), tag(0, 9)], occupied)
+            .is_some_and(|problem| problem.contains("out of order")));
+        assert!(
+            tags_problem(&[tag(0, 0)], occupied).is_some_and(|problem| problem.contains("tag 0"))
+        );
+        assert!(tags_problem(&[tag(1, 5)], occupied)
+            .is_some_and(|problem| problem.contains("slot 1 is empty")));
+    }
+
+    #[test]
+    fn register_settings_registers_something_the_kernel_accepts() {
+        let settings = |range, limits| RegisterSettings {
+            ring_handle: Handle(0),
+            file_alloc_range: range,
+            iowq_max_workers: limits,
+            napi: None,
+        };
+        assert!(settings_problem(&settings(None, None)).is_some());
+        let limits = |bounded, unbounded| Some(IowqMaxWorkers { bounded, unbounded });
+        assert_eq!(settings_problem(&settings(None, limits(3, 0))), None);
+        assert!(settings_problem(&settings(None, limits(0, 0))).is_some());
+        assert!(settings_problem(&settings(None, limits(u32::MAX, 1))).is_some());
+        let range = |start, len| Some(FileAllocRange { start, len });
+        assert_eq!(settings_problem(&settings(range(5, 3), None)), None);
+        assert!(settings_problem(&settings(range(u32::MAX, 2), None)).is_some());
+    }
+}
