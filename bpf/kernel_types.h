@@ -123,16 +123,22 @@ struct io_mapped_ubuf {
 	__u64 ubuf_end;
 };
 
-/* 6.18 layout only (6.1 has no such struct). */
+/* 6.18 layout (6.1 and 6.12 have another struct of this name, without
+ * these members). tag: the slot's tag (IORING_REGISTER_FILES2/BUFFERS2),
+ * 6.13+. */
 struct io_rsrc_node {
 	unsigned long file_ptr;
 	struct io_mapped_ubuf *buf;
+	__u64 tag;
 };
 
-/* 6.18 layout only (6.1 has no such struct). */
+/* 6.18: {nr, nodes}, inside ctx. 6.1 and 6.12: ctx->file_data and
+ * ctx->buf_data point to one holding tags, the slots' tags in tables of
+ * 512 (PAGE_SIZE / 8) u64s. */
 struct io_rsrc_data {
 	unsigned int nr;
 	struct io_rsrc_node **nodes;
+	__u64 **tags;
 };
 
 /* 6.18 has data; 6.1 has files, an array of struct io_fixed_file, which
@@ -380,6 +386,24 @@ struct io_ring_ctx {
 	 * an array of 64 for the low bgids (NULL until the first group). */
 	struct xarray io_bl_xa;
 	struct io_buffer_list *io_bl;
+	/* Registered settings (issue 15). file_alloc_*: 6.1 and 6.18 alike.
+	 * iowq_limits_set: a bool on 6.1, a bitfield since. NAPI (6.9+):
+	 * napi_enabled until 6.12, napi_track_mode (255: inactive) since
+	 * 6.13. The registered wait region (6.13+): cq_wait_arg, cq_wait_size.
+	 * Tags on 6.1 and 6.12: file_data and buf_data. */
+	unsigned int file_alloc_start;
+	unsigned int file_alloc_end;
+	__u32 iowq_limits[2];
+	bool iowq_limits_set;
+	__s64 napi_busy_poll_dt;
+	bool napi_prefer_busy_poll;
+	bool napi_enabled;
+	__u8 napi_track_mode;
+	struct list_head napi_list;
+	void *cq_wait_arg;
+	unsigned long cq_wait_size;
+	struct io_rsrc_data *file_data;
+	struct io_rsrc_data *buf_data;
 };
 
 #pragma clang attribute pop

@@ -965,6 +965,95 @@ static __always_inline void read_credentials(struct io_ring_ctx *ring, struct rp
 		rec->state_known |= RP_STATE_PBUF_RINGS;
 }
 
+/* Tags of 6.1 and 6.12 (rsrc_data->tags: tables of 512 u64s,
+ * IO_RSRC_TAG_TABLE_SHIFT = PAGE_SHIFT - 3). */
+#define RSRC_TAG_TABLE_SHIFT 9
+#define RSRC_TAG_TABLE_MASK ((1U << RSRC_TAG_TABLE_SHIFT) - 1)
+
+static __always_inline bool tags_in_nodes(void)
+{
+	return bpf_core_field_exists(struct io_rsrc_node, tag);
+}
+
+static __always_inline bool tags_in_rsrc_data(void)
+{
+	return bpf_core_field_exists(struct io_ring_ctx, file_data) &&
+	       bpf_core_field_exists(struct io_ring_ctx, buf_data) &&
+	       bpf_core_field_exists(struct io_rsrc_data, tags);
+}
+
+/* The tag of slot `index` of a 6.1/6.12 table (0: none, or unreadable). */
+static __always_inline __u64 rsrc_data_tag(struct io_rsrc_data *data, __u32 index)
+{
+	__u64 **tables, *table, tag = 0;
+
+	if (!data)
+		return 0;
+	tables = BPF_CORE_READ(data, tags);
+	if (!tables)
+		return 0;
+	if (bpf_probe_read_kernel(&table, sizeof(table), tables + (index >> RSRC_TAG_TABLE_SHIFT)) < 0 ||
+	    !table)
+		return 0;
+	if (bpf_probe_read_kernel(&tag, sizeof(tag), table + (index & RSRC_TAG_TABLE_MASK)) < 0)
+		return 0;
+	return tag;
+}
+
+/* The registered settings: the file allocation range, io-wq limits, NAPI
+ * (6.9+) and the registered wait region (6.13+). What a kernel lacks is
+ * left out of `settings` and said by userspace. */
+static __always_inline void read_settings(struct io_ring_ctx *ring, struct rp_ring_record *rec)
+{
+	__u32 settings = 0;
+
+	if (!bpf_core_field_exists(ring->file_alloc_start) ||
+	    !bpf_core_field_exists(ring->file_alloc_end) ||
+	    !bpf_core_field_exists(ring->iowq_limits) ||
+	    !bpf_core_field_exists(ring->iowq_limits_set))
+		return;
+	rec->file_alloc_start = BPF_CORE_READ(ring, file_alloc_start);
+	rec->file_alloc_end = BPF_CORE_READ(ring, file_alloc_end);
+	rec->iowq_limits[0] = BPF_CORE_READ(ring, iowq_limits[0]);
+	rec->iowq_limits[1] = BPF_CORE_READ(ring, iowq_limits[1]);
+	if (BPF_CORE_READ_BITFIELD_PROBED(ring, iowq_limits_set))
+		settings |= RP_SETTINGS_IOWQ_LIMITS_SET;
+
+	if (bpf_core_field_exists(ring->napi_busy_poll_dt) &&
+	    bpf_core_field_exists(ring->napi_prefer_busy_poll) &&
+	    bpf_core_field_exists(ring->napi_list)) {
+		bool enabled = false;
+		if (bpf_core_field_exists(ring->napi_track_mode)) {
+			__u8 mode = BPF_CORE_READ(ring, napi_track_mode);
+			rec->napi_track_mode = mode;
+			settings |= RP_SETTINGS_NAPI_TRACK_MODE | RP_SETTINGS_NAPI_KNOWN;
+			/* IO_URING_NAPI_TRACKING_INACTIVE */
+			enabled = mode != 255;
+		} else if (bpf_core_field_exists(ring->napi_enabled)) {
+			enabled = BPF_CORE_READ(ring, napi_enabled);
+			settings |= RP_SETTINGS_NAPI_KNOWN;
+		}
+		if (enabled)
+			settings |= RP_SETTINGS_NAPI_ENABLED;
+		rec->napi_busy_poll_dt = BPF_CORE_READ(ring, napi_busy_poll_dt);
+		if (BPF_CORE_READ(ring, napi_prefer_busy_poll))
+			settings |= RP_SETTINGS_NAPI_PREFER_BUSY_POLL;
+		struct list_head *head = &ring->napi_list;
+		if ((__u64)BPF_CORE_READ(ring, napi_list.next) != (__u64)head)
+			settings |= RP_SETTINGS_NAPI_IDS;
+	}
+	if (bpf_core_field_exists(ring->cq_wait_arg) && bpf_core_field_exists(ring->cq_wait_size)) {
+		if (BPF_CORE_READ(ring, cq_wait_arg))
+			rec->wait_region_size = BPF_CORE_READ(ring, cq_wait_size);
+		settings |= RP_SETTINGS_WAIT_REGION_KNOWN;
+	}
+	if ((layout_is_rsrc_nodes() && tags_in_nodes()) ||
+	    (layout_is_fixed_files() && tags_in_rsrc_data()))
+		settings |= RP_SETTINGS_TAGS_KNOWN;
+	rec->settings = settings;
+	rec->state_known |= RP_STATE_SETTINGS;
+}
+
 static __always_inline void write_ring_record(struct seq_file *seq, struct file *file,
 					      struct rp_chunk_request *request, __u32 fd)
 {
@@ -1005,6 +1094,7 @@ static __always_inline void write_ring_record(struct seq_file *seq, struct file 
 	read_ring_state(ring, &rec);
 	read_in_flight(ring, &rec);
 	read_credentials(ring, &rec);
+	read_settings(ring, &rec);
 	write_overflow_list(seq, ring, &rec);
 	write_pending_requests(seq, ring, &rec);
 	rec.status = RP_CHUNK_OK;
@@ -1028,6 +1118,8 @@ struct slot_loop {
 	/* The table's slot array, read once per chunk: 6.18: io_rsrc_node *[];
 	 * 6.1: io_fixed_file[] (files) or io_mapped_ubuf *[] (buffers). */
 	void *slots;
+	/* 6.1 and 6.12: the table's rsrc_data, for its tags (NULL otherwise). */
+	struct io_rsrc_data *tags;
 	__u32 start;
 	__u32 end;
 };
@@ -1066,15 +1158,21 @@ static long write_file_slot(__u32 step, void *data)
 	if (index >= loop->end)
 		return 1;
 	unsigned long file_ptr = slot_word(loop->slots, index);
+	__u64 tag = 0;
 	if (layout_is_rsrc_nodes() && file_ptr) {
 		struct io_rsrc_node *node = (void *)file_ptr;
 		file_ptr = BPF_CORE_READ(node, file_ptr);
+		if (tags_in_nodes())
+			tag = BPF_CORE_READ(node, tag);
 	}
 	struct file *file = (void *)(file_ptr & ~REGISTERED_FILE_FLAG_BITS);
 	if (!file)
 		return 0;
+	if (layout_is_fixed_files() && tags_in_rsrc_data())
+		tag = rsrc_data_tag(loop->tags, index);
 
 	struct rp_file_slot_record rec = {};
+	rec.tag = tag;
 	rec.header.kind = RP_RECORD_FILE_SLOT;
 	rec.header.size = sizeof(rec);
 	rec.index = index;
@@ -1115,6 +1213,8 @@ static long write_buffer_slot(__u32 step, void *data)
 		rec.len = BPF_CORE_READ(buf, len);
 		if (bpf_core_field_exists(buf->is_kbuf))
 			rec.kernel_buffer = BPF_CORE_READ(buf, is_kbuf);
+		if (tags_in_nodes())
+			rec.tag = BPF_CORE_READ(node, tag);
 	} else if (layout_is_fixed_files()) {
 		struct io_mapped_ubuf *buf = (void *)word;
 		__u64 start = BPF_CORE_READ(buf, ubuf);
@@ -1132,6 +1232,8 @@ static long write_buffer_slot(__u32 step, void *data)
 		} else {
 			rec.len = BPF_CORE_READ(buf, len);
 		}
+		if (tags_in_rsrc_data())
+			rec.tag = rsrc_data_tag(loop->tags, index);
 	} else {
 		return 1;
 	}
@@ -1253,6 +1355,9 @@ static __always_inline void write_chunk(struct seq_file *seq, struct file *file,
 		.start = rec.start,
 		.end = rec.start + count,
 	};
+	if (layout_is_fixed_files() && tags_in_rsrc_data())
+		loop.tags = request->table == RP_TABLE_FILES ? BPF_CORE_READ(ring, file_data)
+							     : BPF_CORE_READ(ring, buf_data);
 	if (request->table == RP_TABLE_FILES)
 		bpf_loop(count, write_file_slot, &loop, 0);
 	else if (request->table == RP_TABLE_BUFFERS)

@@ -137,6 +137,31 @@ enum rp_state_known {
 	/* The provided-buffer groups were walked to their end within
 	 * RP_MAX_XA_STEPS: pbuf_count is all of them. */
 	RP_STATE_PBUF_RINGS = 256,
+	/* The registered settings were read (file_alloc_*, iowq_*,
+	 * settings bits; NAPI and the wait region per their own bits). */
+	RP_STATE_SETTINGS = 512,
+};
+
+/* rp_ring_record.settings bits. */
+enum rp_settings {
+	/* ctx->iowq_limits_set: IORING_REGISTER_IOWQ_MAX_WORKERS was called. */
+	RP_SETTINGS_IOWQ_LIMITS_SET = 1,
+	/* The kernel has NAPI busy polling (6.9+, CONFIG_NET_RX_BUSY_POLL). */
+	RP_SETTINGS_NAPI_KNOWN = 2,
+	/* NAPI is registered (6.9-6.12: napi_enabled; 6.13+: a tracking mode
+	 * other than inactive, in napi_track_mode). */
+	RP_SETTINGS_NAPI_ENABLED = 4,
+	RP_SETTINGS_NAPI_PREFER_BUSY_POLL = 8,
+	/* napi_track_mode was read (6.13+). */
+	RP_SETTINGS_NAPI_TRACK_MODE = 16,
+	/* ctx->napi_list is not empty (NAPI ids tracked now). */
+	RP_SETTINGS_NAPI_IDS = 32,
+	/* The kernel has registered wait regions (6.13+): wait_region_size
+	 * was read (0: none registered). */
+	RP_SETTINGS_WAIT_REGION_KNOWN = 64,
+	/* Slot tags can be read on this kernel (6.1-6.12: rsrc_data->tags;
+	 * 6.13+: io_rsrc_node->tag). */
+	RP_SETTINGS_TAGS_KNOWN = 128,
 };
 
 /* What a provided-buffer group is (rp_pbuf_ring_record.kind bits). */
@@ -248,8 +273,16 @@ struct rp_ring_record {
 	__u64 restriction_sqe_op;      /* ctx->restrictions.sqe_op[0] */
 	__u32 pbuf_count;     /* provided-buffer groups (valid per state_known) */
 	__u32 reserved;
+	/* Registered settings (valid per RP_STATE_SETTINGS). */
+	__u32 file_alloc_start; /* ctx->file_alloc_start */
+	__u32 file_alloc_end;   /* ctx->file_alloc_end */
+	__u32 iowq_limits[2];   /* ctx->iowq_limits: bounded, unbounded */
+	__u64 napi_busy_poll_dt; /* ctx->napi_busy_poll_dt, ns */
+	__u32 settings;         /* enum rp_settings bits */
+	__u32 napi_track_mode;  /* ctx->napi_track_mode (RP_SETTINGS_NAPI_TRACK_MODE) */
+	__u64 wait_region_size; /* ctx->cq_wait_size (RP_SETTINGS_WAIT_REGION_KNOWN) */
 };
-_Static_assert(sizeof(struct rp_ring_record) == 224, "rp_ring_record");
+_Static_assert(sizeof(struct rp_ring_record) == 264, "rp_ring_record");
 
 struct rp_pending_request_record {
 	struct rp_header header;
@@ -362,8 +395,9 @@ struct rp_file_slot_record {
 	__u32 flags;
 	__u32 mode;
 	__u32 eventfd_flags;  /* when f_op is eventfd_fops */
+	__u64 tag;            /* the slot's tag (RP_SETTINGS_TAGS_KNOWN), 0: none */
 };
-_Static_assert(sizeof(struct rp_file_slot_record) == 64, "rp_file_slot_record");
+_Static_assert(sizeof(struct rp_file_slot_record) == 72, "rp_file_slot_record");
 
 struct rp_buffer_slot_record {
 	struct rp_header header;
@@ -371,8 +405,9 @@ struct rp_buffer_slot_record {
 	__u64 len;
 	__u32 index;
 	__u32 kernel_buffer;  /* 1: a kernel-owned (ublk) buffer, not user memory */
+	__u64 tag;            /* the slot's tag (RP_SETTINGS_TAGS_KNOWN), 0: none */
 };
-_Static_assert(sizeof(struct rp_buffer_slot_record) == 32, "rp_buffer_slot_record");
+_Static_assert(sizeof(struct rp_buffer_slot_record) == 40, "rp_buffer_slot_record");
 
 struct rp_probe_record {
 	struct rp_header header;
@@ -397,7 +432,7 @@ enum rp_limits {
 	RP_PATH_MAX = 4096,
 	/* A chunk's output: one chunk record and up to this many slot records. */
 	RP_FILE_SLOTS_PER_CHUNK = 320,
-	RP_BUFFER_SLOTS_PER_CHUNK = 640,
+	RP_BUFFER_SLOTS_PER_CHUNK = 600,
 	/* Capacity of the chunk_requests map: requests in one pass-B round. */
 	RP_MAX_CHUNK_REQUESTS = 1024,
 	/* The longest overflow list a ring record carries; a longer one is
@@ -481,6 +516,7 @@ struct rp_shared_types {
 	enum rp_state_known state_known;
 	enum rp_pending_where pending_where;
 	enum rp_pbuf_kind pbuf_kind;
+	enum rp_settings settings;
 	enum rp_uapi uapi;
 	enum rp_limits limits;
 };

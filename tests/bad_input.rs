@@ -319,6 +319,35 @@ fn document_rows() -> Vec<Row> {
             planner: false,
         },
         Row {
+            name: "file-alloc-range-outside",
+            bytes: mutated(|image| {
+                ring_v3(image).settings.file_alloc_range =
+                    Some(ringplan_image::FileAllocRange { start: 0, len: 1 })
+            }),
+            expected: "ring #1: file_alloc_range 0..1 is outside the file table of 0 slots",
+            planner: false,
+        },
+        Row {
+            name: "iowq-max-workers-none",
+            bytes: mutated(|image| {
+                ring_v3(image).settings.iowq_max_workers = Some(ringplan_image::IowqMaxWorkers {
+                    bounded: 0,
+                    unbounded: 0,
+                })
+            }),
+            expected: "ring #1: iowq_max_workers sets neither class",
+            planner: false,
+        },
+        Row {
+            name: "file-tag-on-empty-slot",
+            bytes: mutated(|image| {
+                ring_v3(image).settings.file_tags =
+                    vec![ringplan_image::SlotTag { slot: 0, tag: 7 }]
+            }),
+            expected: "ring #1: file_tags: slot 0 is empty or outside the table",
+            planner: false,
+        },
+        Row {
             name: "pbuf-in-version-2",
             bytes: mutated(|image| {
                 ring_mut(image, 1).pbuf_rings = vec![pbuf_ring(0, 8)];
@@ -376,6 +405,12 @@ fn document_rows() -> Vec<Row> {
                 ring.state = None;
             }),
             expected: "ring #1: its provided buffers cannot be restored: buffer ring 0: the kernel's head is 3, and a new buffer ring starts at 0: only consuming buffers moves it, which needs the ring restored with its positions (the image has no state of it)",
+            planner: true,
+        },
+        Row {
+            name: "wait-region",
+            bytes: mutated(|image| ring_v3(image).settings.wait_region_len = Some(4096)),
+            expected: "ring #1: its registered wait region cannot be restored: a wait region of 4096 bytes (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is recorded, but its memory is not captured",
             planner: true,
         },
         Row {

@@ -242,6 +242,7 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
 
         check_personalities(view, got, want, exact, &context);
         check_pbuf_rings(view, got, want, exact, &context);
+        check_settings(view, got, want, exact, &context);
         if exact {
             // The description's restrictions are what was registered
             // (null when none); the ring's R_DISABLED is in its flags.
@@ -440,6 +441,79 @@ fn check_pbuf_rings(view: &Value, got: &Value, want: &Value, exact: bool, contex
     }
 }
 
+/// A ring's registered settings: the scenario's file allocation range,
+/// io-wq limits, NAPI and slot tags (each key absent from the image when
+/// the scenario set none); NAPI also against the kernel's own fdinfo where
+/// it shows it (6.9+). The fdinfo backend leaves them unknown.
+fn check_settings(view: &Value, got: &Value, want: &Value, exact: bool, context: &str) {
+    if !exact {
+        let unknown = got["unknown"].as_array().expect("unknown");
+        assert!(
+            unknown.iter().any(|field| field == "settings"),
+            "{context}: the fdinfo backend cannot read settings"
+        );
+        return;
+    }
+    let want = &want["settings"];
+    let got_or = |key: &str, absent: Value| got.get(key).cloned().unwrap_or(absent);
+    for key in ["file_alloc_range", "iowq_max_workers"] {
+        assert_eq!(got_or(key, Value::Null), want[key], "{context}: {key}");
+    }
+    for key in ["file_tags", "buffer_tags"] {
+        assert_eq!(
+            got_or(key, serde_json::json!([])),
+            want[key],
+            "{context}: {key}"
+        );
+    }
+    assert_eq!(
+        got_or("wait_region", Value::Null),
+        want["wait_region"],
+        "{context}: wait region"
+    );
+    let napi = got_or("napi", Value::Null);
+    if want["napi"].is_null() {
+        assert!(napi.is_null(), "{context}: no NAPI");
+        if let Some(missing) = want["napi_missing"].as_str() {
+            eprintln!("{context}: {missing}");
+        }
+        return;
+    }
+    for key in ["busy_poll_us", "prefer_busy_poll", "tracking"] {
+        assert_eq!(napi[key], want["napi"][key], "{context}: NAPI {key}");
+    }
+    // The kernel's own view of the scenario's ring.
+    use ringplan_kernel::procfs::{fdinfo, Process};
+    let pid = view["source"]["pid"].as_u64().expect("pid") as u32;
+    let fd = want_fd(got);
+    let text = fdinfo::read(Process::Pid(pid), fd).expect("the ring's fdinfo");
+    let shown =
+        fdinfo::napi(&text).expect("a kernel with IORING_REGISTER_NAPI shows NAPI in fdinfo");
+    assert!(shown.enabled, "{context}: fdinfo NAPI enabled");
+    assert_eq!(
+        shown.busy_poll_dt_ns,
+        napi["busy_poll_us"].as_u64().map(|us| us * 1000),
+        "{context}: fdinfo napi_busy_poll_dt"
+    );
+    assert_eq!(
+        shown.prefer_busy_poll,
+        napi["prefer_busy_poll"].as_bool(),
+        "{context}: fdinfo napi_prefer_busy_poll"
+    );
+    if let Some(tracking) = shown.tracking {
+        assert_eq!(
+            Some(tracking.as_str()),
+            napi["tracking"].as_str(),
+            "{context}: fdinfo napi tracking"
+        );
+    }
+}
+
+/// The lowest fd at which the image's ring is held.
+fn want_fd(ring: &Value) -> i32 {
+    ring["fds"][0].as_i64().expect("the ring's fd") as i32
+}
+
 fn round(scenario: &str, backend: &str) {
     let process = Scenario::start(scenario);
     let dir = scratch_dir(&format!("dump-{}-{backend}", scenario.replace(':', "-")));
@@ -479,6 +553,7 @@ scenario_tests! {
     restricted_enabled: "restricted-enabled",
     pbuf: "pbuf",
     pbuf_legacy: "pbuf-legacy",
+    settings: "settings",
 }
 
 #[test]
@@ -585,6 +660,37 @@ fn kernel_allocated_buffer_rings_are_dumped_and_refused() {
     assert_eq!(exec.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("buffer ring 9 is in kernel memory (IOU_PBUF_RING_MMAP)"),
+        "{stderr}"
+    );
+}
+
+/// A registered wait region (6.13+) is dumped with its length (the
+/// scenario round compares it) and refused by `plan exec` in one line;
+/// before 6.13 the scenario says the kernel has none and the dump records
+/// none.
+#[test]
+fn wait_regions_are_dumped_and_refused() {
+    round("wait-region", "bpf");
+    let process = Scenario::start("wait-region");
+    if let Some(missing) =
+        process.description["rings"][0]["settings"]["wait_region_missing"].as_str()
+    {
+        eprintln!("skipped the refusal: {missing}");
+        return;
+    }
+    let dir = scratch_dir("dump-wait-region-refused");
+    let image = dir.join("wait-region.img");
+    let image = image.to_str().expect("utf-8 path");
+    let pid = process.pid().to_string();
+    let dump = crate::support::plan(&["dump", "--pid", &pid, "--backend", "bpf", "-o", image]);
+    assert!(dump.status.success());
+    let exec = crate::support::plan(&["exec", image, "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert_eq!(exec.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr
+            .contains("its registered wait region cannot be restored: a wait region of 4096 bytes"),
         "{stderr}"
     );
 }

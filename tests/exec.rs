@@ -15,7 +15,7 @@ use ringplan_kernel::procfs::{fdinfo, Process};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 13] = [
     "seed",
     "closed",
     "chain:8",
@@ -28,6 +28,7 @@ const SCENARIOS: [&str; 12] = [
     "restricted",
     "restricted-enabled",
     "pbuf-fresh:2",
+    "settings",
 ];
 
 /// Dumps `pid` with the BPF backend into `dir` and returns the file.
@@ -403,6 +404,17 @@ fn hold_then_dump_matches_the_original() {
         let held = read_image(&held_path);
         holder.assert_faithful(&original, &held, name);
         let skipped = holder.skipped_mappings();
+        // NAPI as the kernel shows it (fdinfo, 6.9+; None before): the
+        // holder's rings as the original's.
+        for fd in ring_fds(&original) {
+            let napi =
+                |pid: u32| fdinfo::napi(&fdinfo::read(Process::Pid(pid), fd).expect("fdinfo"));
+            assert_eq!(
+                napi(holder.pid()),
+                napi(scenario.pid()),
+                "{name}: fdinfo NAPI of the ring at fd {fd}"
+            );
+        }
         // The holder maps exactly the ring regions it did not skip, and has
         // memory at every recorded address of the rings it restored where
         // the program left them (placed memory, not a ring mapping).
@@ -616,6 +628,7 @@ fn an_injected_failure_at_any_step_is_undone() {
         "creator-closed:3",
         "personalities:3",
         "pbuf-fresh:2",
+        "settings",
     ];
     // A moved buffer-ring head needs a continuous restore (6.5+).
     if crate::support::kernel_has_no_mmap() {
@@ -821,4 +834,67 @@ fn an_sq_thread_the_kernel_refuses_is_undone() {
     );
     // The CLI compares /proc/self/fd and /proc/self/maps before and after.
     assert!(!stderr.contains("undo left"), "{stderr}");
+}
+
+/// NAPI settings where the kernel cannot take them are refused by
+/// preflight in one line naming the kernel it takes: no NAPI before 6.9
+/// (6.1: the `settings` scenario's registration failed, so an image given
+/// NAPI by hand is refused), no static tracking before 6.13 (6.12);
+/// where the kernel has them (6.18), static tracking without listed ids
+/// is restored and verified.
+#[test]
+fn napi_settings_the_kernel_lacks_are_refused_in_preflight() {
+    use ringplan_image::{Napi, NapiTracking};
+    let dir = scratch_dir("exec-napi");
+    let scenario = Scenario::start("settings");
+    let path = dump_to(scenario.pid(), &dir, "settings");
+    let mut image = read_image(&path);
+    let ring = image
+        .objects
+        .iter_mut()
+        .find_map(|object| match &mut object.kind {
+            ObjectKind::Ring(ring) => Some(ring),
+            _ => None,
+        })
+        .expect("a ring");
+    let kernel_has_napi = ring.settings.napi.is_some();
+    let napi_missing = scenario.description["rings"][0]["settings"]["napi_missing"].clone();
+    assert_eq!(kernel_has_napi, napi_missing.is_null(), "{napi_missing}");
+    // Kernel objects only: a kernel without NO_MMAP (6.1) would refuse
+    // the ring's state before asking about NAPI.
+    ring.state = None;
+    ring.settings.napi = Some(Napi {
+        busy_poll_us: 20,
+        prefer_busy_poll: false,
+        tracking: NapiTracking::Static,
+        ids_listed: false,
+    });
+    let mutated = dir.join("settings-static-napi.img");
+    std::fs::write(
+        &mutated,
+        ringplan_image::encode_to_vec(&image).expect("encoding"),
+    )
+    .expect("writing the image");
+    let output = plan(&[
+        "exec",
+        mutated.to_str().expect("utf-8"),
+        "--substitute-external",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        assert!(kernel_has_napi, "{stdout}");
+        assert!(stdout.starts_with("verified: "), "{stdout}");
+        return;
+    }
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    let wanted = if kernel_has_napi {
+        "preflight: this kernel does not support IORING_REGISTER_NAPI with static tracking (Linux 6.13+)"
+    } else {
+        "preflight: this kernel does not support IORING_REGISTER_NAPI (Linux 6.9+ with CONFIG_NET_RX_BUSY_POLL)"
+    };
+    assert!(stderr.contains(wanted), "{stderr}");
+    eprintln!("refused as expected on this kernel: {stderr}");
 }

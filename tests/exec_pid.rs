@@ -658,3 +658,64 @@ fn buffer_rings_restored_into_a_running_process() {
         assert!(target.answers(), "step {step}: the target runs on");
     });
 }
+
+/// Registered settings restored into a running process: files and
+/// buffers registered with their tags (`IORING_REGISTER_FILES2`,
+/// `BUFFERS2`), the file allocation range after the table, io-wq limits
+/// and NAPI (`--verify` dumps the target and compares them; NAPI also as
+/// the target's fdinfo shows it against the scenario's), and a failure at
+/// any step, `register_settings` included, leaves the target as it was.
+#[test]
+fn settings_restored_into_a_running_process() {
+    use ringplan_kernel::procfs::{fdinfo, Process};
+    let dir = scratch_dir("exec-pid-settings");
+    // The scenario stays: its files are reopened by path.
+    let (path, image, scenario) = scenario_image("settings", &dir, false);
+    let (ring_fd, settings) = image
+        .objects
+        .iter()
+        .find_map(|object| match &object.kind {
+            ObjectKind::Ring(ring) => Some((object.fds[0].fd, ring.settings.clone())),
+            _ => None,
+        })
+        .expect("a ring");
+    assert_eq!(settings.file_tags.len(), 3);
+    assert_eq!(settings.buffer_tags.len(), 1);
+    assert!(settings.file_alloc_range.is_some());
+    assert!(settings.iowq_max_workers.is_some());
+
+    let mut target = Target::start();
+    let pid = target.pid.to_string();
+    let output = plan(&[
+        "exec",
+        &path,
+        "--pid",
+        &pid,
+        "--substitute-external",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exec --pid --verify: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("verified: "), "{stdout}");
+    let napi =
+        |pid: u32, fd: i32| fdinfo::napi(&fdinfo::read(Process::Pid(pid), fd).expect("fdinfo"));
+    assert_eq!(
+        napi(target.pid, ring_fd),
+        napi(scenario.pid(), ring_fd - FD_SHIFT),
+        "fdinfo NAPI of the restored ring"
+    );
+    assert!(target.answers());
+    drop(target);
+
+    let mut target = Target::start();
+    let before = ProcessState::capture_of(target.pid);
+    let pid = target.pid;
+    fail_at_every_step(&path, pid, &["--substitute-external"], &before, |step| {
+        assert!(target.answers(), "step {step}: the target runs on");
+    });
+    drop(scenario);
+}

@@ -7,9 +7,9 @@ use crate::error::CliError;
 pub struct AppArgs {
     /// seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix,
     /// personalities:N, restricted, restricted-enabled, pbuf[:N],
-    /// pbuf-fresh:N, pbuf-legacy, pbuf-mmap, shared, shared-sqpoll (a
-    /// ring shared with forked children, which the JSON line lists) or
-    /// tree:N (a ring kept by N forked children).
+    /// pbuf-fresh:N, pbuf-legacy, pbuf-mmap, settings, wait-region, shared,
+    /// shared-sqpoll (a ring shared with forked children, which the JSON
+    /// line lists) or tree:N (a ring kept by N forked children).
     #[arg(default_value = "seed")]
     scenario: String,
 }

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use ringplan_image::{
     validate, Eventfd, FdEntry, File, FileIdentity, FileType, Held, Image, ImageError, Object,
     ObjectId, ObjectKind, PbufRing, Ring, RingEventfd, RingField, RingMapping, RingMemory,
-    RingSetup, RingState, SetupFlags, Source, StateField, TreeProcess,
+    RingSettings, RingSetup, RingState, SetupFlags, Source, StateField, TreeProcess,
 };
 
 use crate::raw::{
@@ -528,6 +528,13 @@ fn build_ring(
             (Vec::new(), Vec::new())
         }
     };
+    let settings = match &raw_ring.settings {
+        Known::Known(settings) => settings.clone(),
+        Known::Unknown => {
+            unknown.push(RingField::Settings);
+            RingSettings::default()
+        }
+    };
     unknown.sort();
     let table = walked
         .slots
@@ -567,6 +574,7 @@ fn build_ring(
         restrictions,
         pbuf_rings,
         legacy_buffer_groups,
+        settings,
     })
 }
 

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use ringplan_image::{
-    Buffer, Cqe, FileIdentity, Personality, Restrictions, RingPositions, UserRegion,
+    Buffer, Cqe, FileIdentity, Personality, Restrictions, RingPositions, RingSettings, UserRegion,
 };
 
 /// Identity of a `struct file`: its address (BPF) or a stand-in unique within
@@ -154,6 +154,9 @@ pub struct RawRing {
     /// The provided-buffer groups; unknown to the fdinfo backend and when
     /// the walk did not reach the end.
     pub buffer_groups: Known<RawBufferGroups>,
+    /// The registered settings (each only when set); unknown to the fdinfo
+    /// backend.
+    pub settings: Known<RingSettings>,
 }
 
 /// A ring's provided-buffer groups as read.

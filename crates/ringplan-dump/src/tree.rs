@@ -455,6 +455,7 @@ mod tests {
             personalities: Known::Unknown,
             restrictions: Known::Unknown,
             buffer_groups: Known::Unknown,
+            settings: Known::Unknown,
         }
     }
 

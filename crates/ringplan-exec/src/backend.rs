@@ -109,6 +109,20 @@ pub trait Backend {
         count: u32,
     ) -> Result<u32, Errno>;
 
+    /// `io_uring_register(ring, opcode, &rsrc, sizeof(rsrc))` with a
+    /// `struct io_uring_rsrc_register` (`IORING_REGISTER_FILES2`,
+    /// `IORING_REGISTER_BUFFERS2`) whose `data` points at `table` (`nr`
+    /// fds or iovecs as laid out in memory) and `tags` at `tags` (`nr`
+    /// u64s), both placed in the process's memory for the call.
+    fn io_uring_register_tagged(
+        &mut self,
+        ring: RawFd,
+        opcode: IoringRegisterOp,
+        table: &[u8],
+        tags: &[u8],
+        nr: u32,
+    ) -> Result<u32, Errno>;
+
     /// `fcntl(fd, F_DUPFD_CLOEXEC, floor)`.
     fn fcntl_dupfd_cloexec(&mut self, fd: RawFd, floor: RawFd) -> Result<Self::Fd, Errno>;
 
@@ -279,6 +293,30 @@ impl Backend for InProcess {
         // place), read during the call only (buffers are pinned, not read);
         // NULL for the opcodes that read nothing.
         unsafe { rustix::io_uring::io_uring_register(borrow(ring), opcode, pointer, count) }
+    }
+
+    fn io_uring_register_tagged(
+        &mut self,
+        ring: RawFd,
+        opcode: IoringRegisterOp,
+        table: &[u8],
+        tags: &[u8],
+        nr: u32,
+    ) -> Result<u32, Errno> {
+        use ringplan_kernel::abi::settings::{rsrc_register, RSRC_REGISTER_SIZE};
+        let rsrc = rsrc_register(nr, table.as_ptr() as u64, tags.as_ptr() as u64);
+        // SAFETY: `rsrc` is a `struct io_uring_rsrc_register` whose `data`
+        // and `tags` point at `table` and `tags`, which hold `nr` entries
+        // each and outlive the call; the kernel reads them during the call
+        // only (buffers are pinned, not read).
+        unsafe {
+            rustix::io_uring::io_uring_register(
+                borrow(ring),
+                opcode,
+                rsrc.as_ptr().cast::<c_void>(),
+                RSRC_REGISTER_SIZE as u32,
+            )
+        }
     }
 
     fn fcntl_dupfd_cloexec(&mut self, fd: RawFd, floor: RawFd) -> Result<OwnedFd, Errno> {

@@ -408,6 +408,7 @@ mod tests {
     /// A plan whose only step registers one buffer of two pages at `base`.
     fn plan_with_buffer(base: u64) -> Plan {
         let register = RegisterBuffers {
+            tags: Vec::new(),
             ring_handle: Handle(0),
             iovecs: vec![Iovec {
                 base,

@@ -94,6 +94,7 @@ pub fn preflight(
         })
     })?;
     let features = kernel::ask_kernel(&needs.flag_sets, needs.uses_async_eventfd)?;
+    kernel::ask_napi(needs.napi_tracking)?;
     hook.preflight(plan).map_err(ExecError::MemoryUnavailable)?;
 
     Ok(PreflightReport {
@@ -120,6 +121,9 @@ struct PlanNeeds {
     /// about those would start a thread).
     flag_sets: BTreeSet<u32>,
     uses_async_eventfd: bool,
+    /// The NAPI tracking mode a `register_settings` registers (static
+    /// when any does), if any.
+    napi_tracking: Option<u8>,
     /// `(step, cpu)` of every SQ thread pinned to a CPU.
     cpus: Vec<(usize, u32)>,
 }
@@ -133,6 +137,7 @@ impl PlanNeeds {
             external_inputs: Vec::new(),
             flag_sets: BTreeSet::new(),
             uses_async_eventfd: false,
+            napi_tracking: None,
             cpus: Vec::new(),
         };
         let mut external_objects = BTreeSet::new();
@@ -169,6 +174,18 @@ impl PlanNeeds {
                     }
                 }
                 Op::RegisterEventfd(register) => needs.uses_async_eventfd |= register.is_async,
+                Op::RegisterSettings(register) => {
+                    use ringplan_kernel::abi::settings::{
+                        NAPI_TRACKING_DYNAMIC, NAPI_TRACKING_STATIC,
+                    };
+                    if let Some(napi) = register.napi {
+                        let tracking = match napi.tracking {
+                            ringplan_image::NapiTracking::Dynamic => NAPI_TRACKING_DYNAMIC,
+                            ringplan_image::NapiTracking::Static => NAPI_TRACKING_STATIC,
+                        };
+                        needs.napi_tracking = needs.napi_tracking.max(Some(tracking));
+                    }
+                }
                 _ => {}
             }
         }

@@ -447,6 +447,10 @@ impl<B: Backend> Run<'_, B> {
                 self.register_restrictions(register)?;
                 None
             }
+            Op::RegisterSettings(register) => {
+                self.register_settings(register)?;
+                None
+            }
             Op::EnableRings(enable) => {
                 self.enable_rings(enable)?;
                 None
@@ -505,6 +509,7 @@ impl<B: Backend> Run<'_, B> {
             Op::RegisterPersonalities(register) => owner_of(register.ring_handle),
             Op::RegisterPbufRing(register) => owner_of(register.ring_handle),
             Op::RegisterRestrictions(register) => owner_of(register.ring_handle),
+            Op::RegisterSettings(register) => owner_of(register.ring_handle),
             // A SINGLE_ISSUER ring set up R_DISABLED belongs to the thread
             // that enables it: its recorded owner.
             Op::EnableRings(enable) => usize::try_from(enable.ring_handle.0)

@@ -232,6 +232,7 @@ mod tests {
                 personality_next: 0,
                 pbuf_rings: Vec::new(),
                 legacy_buffer_groups: Vec::new(),
+                settings: Default::default(),
                 restrictions: None,
             }),
         }
@@ -319,6 +320,50 @@ mod tests {
             differences,
             vec!["restored eventfd #3 (fd 9): not in the original".to_owned()]
         );
+    }
+
+    #[test]
+    fn registered_settings_are_compared_one_line_each() {
+        use ringplan_image::{FileAllocRange, IowqMaxWorkers, Napi, NapiTracking, SlotTag};
+        let original = image(vec![
+            ring(3, vec![Some(ObjectId(1)), None, Some(ObjectId(2))]),
+            file(1, "/a"),
+            file(2, "/b"),
+        ]);
+        let mut with_settings = original.clone();
+        if let ObjectKind::Ring(ring) = &mut with_settings.objects[0].kind {
+            ring.settings.file_alloc_range = Some(FileAllocRange { start: 1, len: 2 });
+            ring.settings.iowq_max_workers = Some(IowqMaxWorkers {
+                bounded: 3,
+                unbounded: 5,
+            });
+            ring.settings.napi = Some(Napi {
+                busy_poll_us: 50,
+                prefer_busy_poll: true,
+                tracking: NapiTracking::Dynamic,
+                ids_listed: false,
+            });
+            ring.settings.file_tags = vec![SlotTag { slot: 0, tag: 7 }];
+        }
+        assert!(compare(&with_settings, &with_settings, &[], &[]).is_faithful());
+        // A dynamically tracking ring's listed NAPI ids are the kernel's.
+        let mut listed = with_settings.clone();
+        if let ObjectKind::Ring(ring) = &mut listed.objects[0].kind {
+            if let Some(napi) = &mut ring.settings.napi {
+                napi.ids_listed = true;
+            }
+        }
+        assert!(compare(&listed, &with_settings, &[], &[]).is_faithful());
+        let differences = compare(&with_settings, &original, &[], &[]).differences;
+        assert_eq!(differences.len(), 4, "{differences:?}");
+        for (difference, what) in differences.iter().zip([
+            "file allocation range",
+            "io-wq max workers",
+            "NAPI",
+            "file tags",
+        ]) {
+            assert!(difference.contains(what), "{difference}");
+        }
     }
 
     #[test]

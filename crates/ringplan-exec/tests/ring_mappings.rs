@@ -49,6 +49,7 @@ fn image(fd: i32, mappings: Vec<RingMapping>) -> Image {
         personality_next: 0,
         pbuf_rings: Vec::new(),
         legacy_buffer_groups: Vec::new(),
+        settings: Default::default(),
         restrictions: None,
     };
     let object = Object {

@@ -270,6 +270,121 @@ pub struct Ring {
     /// lists any. Version 3; absent reads as empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub legacy_buffer_groups: Vec<u16>,
+    /// What the program registered on the ring beyond its tables: the
+    /// file allocation range, io-wq limits, NAPI, slot tags, a wait region.
+    /// Version 3; each part absent when the program did not set it (and
+    /// all of it when unknown: [`RingField::Settings`]); absent on the
+    /// wire reads as none set.
+    #[serde(default, skip_serializing_if = "RingSettings::is_empty")]
+    pub settings: RingSettings,
+}
+
+/// Settings registered on a ring with `io_uring_register`, each `None` (or
+/// empty) when the program did not set it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingSettings {
+    /// `IORING_REGISTER_FILE_ALLOC_RANGE`: where the kernel allocates
+    /// file slots for `IORING_FILE_INDEX_ALLOC`. Registering a file table
+    /// sets it to the whole table, so only another range is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_alloc_range: Option<FileAllocRange>,
+    /// `IORING_REGISTER_IOWQ_MAX_WORKERS`, when the program called it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iowq_max_workers: Option<IowqMaxWorkers>,
+    /// `IORING_REGISTER_NAPI` (6.9+), when registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub napi: Option<Napi>,
+    /// Non-zero tags of registered file slots (`IORING_REGISTER_FILES2`,
+    /// `IORING_REGISTER_FILES_UPDATE2`), ascending slot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_tags: Vec<SlotTag>,
+    /// Non-zero tags of registered buffer slots (`IORING_REGISTER_BUFFERS2`,
+    /// `IORING_REGISTER_BUFFERS_UPDATE`), ascending slot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buffer_tags: Vec<SlotTag>,
+    /// Bytes of a registered wait region (`IORING_REGISTER_MEM_REGION`
+    /// with `IORING_MEM_REGION_REG_WAIT_ARG`, 6.13+). Recorded so that a
+    /// restore can refuse it: not restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_region_len: Option<u64>,
+}
+
+impl RingSettings {
+    /// Nothing set (the wire leaves the field out).
+    pub fn is_empty(&self) -> bool {
+        *self == RingSettings::default()
+    }
+}
+
+/// A file allocation range: slots `start .. start + len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileAllocRange {
+    pub start: u32,
+    pub len: u32,
+}
+
+/// io-wq worker limits (`ctx->iowq_limits`); 0 for a class the program
+/// left at the kernel's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IowqMaxWorkers {
+    /// Workers for bounded work (regular files, block devices).
+    pub bounded: u32,
+    /// Workers for unbounded work (sockets, pipes).
+    pub unbounded: u32,
+}
+
+/// NAPI busy-poll settings of a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Napi {
+    /// `busy_poll_to`, in microseconds (the kernel keeps nanoseconds).
+    pub busy_poll_us: u32,
+    pub prefer_busy_poll: bool,
+    /// How the ring learns which NAPI instances to poll.
+    pub tracking: NapiTracking,
+    /// The ring listed NAPI instances at the dump (`ctx->napi_list`): with
+    /// dynamic tracking the kernel finds them again from the sockets used;
+    /// static ones were added by id and are not recorded.
+    pub ids_listed: bool,
+}
+
+/// `IO_URING_NAPI_TRACKING_*` (6.13+; before, always dynamic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NapiTracking {
+    /// From the sockets the ring's requests use.
+    Dynamic,
+    /// Only the NAPI ids the program added (`IO_URING_NAPI_STATIC_ADD_ID`).
+    Static,
+}
+
+impl NapiTracking {
+    /// The mode's name in the views.
+    pub fn name(self) -> &'static str {
+        match self {
+            NapiTracking::Dynamic => "dynamic",
+            NapiTracking::Static => "static",
+        }
+    }
+}
+
+/// One slot's tag. On the wire: `[slot, tag]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(u32, u64)", into = "(u32, u64)")]
+pub struct SlotTag {
+    pub slot: u32,
+    pub tag: u64,
+}
+
+impl From<(u32, u64)> for SlotTag {
+    fn from((slot, tag): (u32, u64)) -> Self {
+        SlotTag { slot, tag }
+    }
+}
+
+impl From<SlotTag> for (u32, u64) {
+    fn from(tag: SlotTag) -> Self {
+        (tag.slot, tag.tag)
+    }
 }
 
 /// One buffer ring: what the kernel holds of it. Its entries (buffer
@@ -686,6 +801,9 @@ pub enum RingField {
     Restrictions,
     /// `pbuf_rings` (and `legacy_buffer_groups`).
     PbufRings,
+    /// `settings`: the file allocation range, io-wq limits, NAPI, tags, a
+    /// wait region.
+    Settings,
 }
 
 impl RingField {
@@ -699,6 +817,7 @@ impl RingField {
             RingField::Personalities => "personalities",
             RingField::Restrictions => "restrictions",
             RingField::PbufRings => "pbuf_rings",
+            RingField::Settings => "settings",
         }
     }
 }

@@ -253,7 +253,99 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<(), ImageError
         }
     }
     check_credentials(image.version, id, ring)?;
-    check_pbuf_rings(image.version, id, ring)
+    check_pbuf_rings(image.version, id, ring)?;
+    check_settings(image.version, id, ring)
+}
+
+/// Registered settings (version 3): a file allocation range inside the
+/// file table and not the whole table (the kernel's own after a
+/// registration, never recorded), io-wq limits the kernel accepts, tags on
+/// occupied slots in ascending slot order, a wait region of some bytes.
+fn check_settings(version: u32, id: ObjectId, ring: &Ring) -> Result<(), ImageError> {
+    let settings = &ring.settings;
+    if settings.is_empty() {
+        return Ok(());
+    }
+    if version < 3 {
+        return Err(bad_ring(
+            id,
+            format!("has settings, which version {version} images do not have"),
+        ));
+    }
+    if ring.unknown.contains(&RingField::Settings) {
+        return Err(bad_ring(
+            id,
+            "settings are listed as unknown but have values",
+        ));
+    }
+    if let Some(range) = settings.file_alloc_range {
+        let end = u64::from(range.start) + u64::from(range.len);
+        if end > ring.files.len() as u64 {
+            return Err(bad_ring(
+                id,
+                format!(
+                    "file_alloc_range {}..{end} is outside the file table of {} slots",
+                    range.start,
+                    ring.files.len()
+                ),
+            ));
+        }
+        if range.start == 0 && end == ring.files.len() as u64 {
+            return Err(bad_ring(
+                id,
+                "file_alloc_range is the whole file table, which is the kernel's default and is not recorded",
+            ));
+        }
+    }
+    if let Some(limits) = settings.iowq_max_workers {
+        let most = i32::MAX as u32;
+        if limits.bounded > most || limits.unbounded > most {
+            return Err(bad_ring(
+                id,
+                format!("iowq_max_workers above {most}, which the kernel refuses"),
+            ));
+        }
+        if limits.bounded == 0 && limits.unbounded == 0 {
+            return Err(bad_ring(id, "iowq_max_workers sets neither class"));
+        }
+    }
+    check_tags(id, "file_tags", &settings.file_tags, |slot| {
+        ring.files.get(slot).is_some_and(Option::is_some)
+    })?;
+    check_tags(id, "buffer_tags", &settings.buffer_tags, |slot| {
+        ring.buffers.get(slot).is_some_and(Option::is_some)
+    })?;
+    if settings.wait_region_len == Some(0) {
+        return Err(bad_ring(id, "wait_region of 0 bytes"));
+    }
+    Ok(())
+}
+
+/// Tags: ascending slots, each occupied, each tag non-zero (0 is no tag).
+fn check_tags(
+    id: ObjectId,
+    name: &str,
+    tags: &[SlotTag],
+    occupied: impl Fn(usize) -> bool,
+) -> Result<(), ImageError> {
+    if tags.windows(2).any(|pair| pair[0].slot >= pair[1].slot) {
+        return Err(bad_ring(
+            id,
+            format!("{name}: slots repeated or out of order"),
+        ));
+    }
+    for tag in tags {
+        if tag.tag == 0 {
+            return Err(bad_ring(id, format!("{name}: slot {} has tag 0", tag.slot)));
+        }
+        if !occupied(tag.slot as usize) {
+            return Err(bad_ring(
+                id,
+                format!("{name}: slot {} is empty or outside the table", tag.slot),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Buffer rings and legacy groups (version 3): bgids ascending (so

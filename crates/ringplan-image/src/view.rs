@@ -92,7 +92,7 @@ fn object_json(object: &Object) -> Value {
 
 fn ring_json(ring: &Ring) -> Value {
     let setup = &ring.setup;
-    json!({
+    let mut value = json!({
         "setup": {
             "flags": setup.flags,
             "sq_entries": setup.sq_entries,
@@ -141,7 +141,55 @@ fn ring_json(ring: &Ring) -> Value {
             "incremental": b.incremental,
         })).collect::<Vec<_>>(),
         "legacy_buffer_groups": ring.legacy_buffer_groups,
-    })
+    });
+    if let Value::Object(fields) = &mut value {
+        fields.extend(settings_json(&ring.settings));
+    }
+    value
+}
+
+/// The ring's registered settings, one key per setting the program set
+/// (none when it set none, as in the image).
+fn settings_json(settings: &RingSettings) -> serde_json::Map<String, Value> {
+    let mut fields = serde_json::Map::new();
+    if let Some(range) = settings.file_alloc_range {
+        fields.insert(
+            "file_alloc_range".to_owned(),
+            json!({"start": range.start, "len": range.len}),
+        );
+    }
+    if let Some(limits) = settings.iowq_max_workers {
+        fields.insert(
+            "iowq_max_workers".to_owned(),
+            json!({"bounded": limits.bounded, "unbounded": limits.unbounded}),
+        );
+    }
+    if let Some(napi) = settings.napi {
+        fields.insert(
+            "napi".to_owned(),
+            json!({
+                "busy_poll_us": napi.busy_poll_us,
+                "prefer_busy_poll": napi.prefer_busy_poll,
+                "tracking": napi.tracking.name(),
+                "ids_listed": napi.ids_listed,
+            }),
+        );
+    }
+    let tags = |tags: &[SlotTag]| {
+        tags.iter()
+            .map(|tag| json!({"index": tag.slot, "tag": tag.tag}))
+            .collect::<Vec<_>>()
+    };
+    if !settings.file_tags.is_empty() {
+        fields.insert("file_tags".to_owned(), json!(tags(&settings.file_tags)));
+    }
+    if !settings.buffer_tags.is_empty() {
+        fields.insert("buffer_tags".to_owned(), json!(tags(&settings.buffer_tags)));
+    }
+    if let Some(len) = settings.wait_region_len {
+        fields.insert("wait_region".to_owned(), json!({"len": len}));
+    }
+    fields
 }
 
 fn state_json(state: &RingState) -> Value {
@@ -384,6 +432,7 @@ fn write_ring(out: &mut String, ring: &Ring) {
     }
     write_credentials(out, ring);
     write_pbuf_rings(out, ring);
+    write_settings(out, ring);
     if let Some(state) = &ring.state {
         write_state(out, state);
     }
@@ -416,6 +465,54 @@ fn write_credentials(out: &mut String, ring: &Ring) {
             "    restrictions: register ops {:?}, sqe ops {:?}, sqe flags allowed {:#x} required {:#x}",
             r.register_ops, r.sqe_ops, r.sqe_flags_allowed, r.sqe_flags_required
         );
+    }
+}
+
+/// The registered settings line: shown only when the program set one (or
+/// they are unknown).
+fn write_settings(out: &mut String, ring: &Ring) {
+    if ring.unknown.contains(&RingField::Settings) {
+        let _ = writeln!(out, "    settings: unknown");
+        return;
+    }
+    let settings = &ring.settings;
+    let mut parts = Vec::new();
+    if let Some(range) = settings.file_alloc_range {
+        parts.push(format!(
+            "file alloc range {}..{}",
+            range.start,
+            u64::from(range.start) + u64::from(range.len)
+        ));
+    }
+    if let Some(limits) = settings.iowq_max_workers {
+        parts.push(format!(
+            "io-wq max workers {} bounded, {} unbounded",
+            limits.bounded, limits.unbounded
+        ));
+    }
+    if let Some(napi) = settings.napi {
+        parts.push(format!(
+            "NAPI {} us{}, {} tracking",
+            napi.busy_poll_us,
+            if napi.prefer_busy_poll {
+                ", prefer busy poll"
+            } else {
+                ""
+            },
+            napi.tracking.name()
+        ));
+    }
+    if !settings.file_tags.is_empty() {
+        parts.push(format!("{} file tags", settings.file_tags.len()));
+    }
+    if !settings.buffer_tags.is_empty() {
+        parts.push(format!("{} buffer tags", settings.buffer_tags.len()));
+    }
+    if let Some(len) = settings.wait_region_len {
+        parts.push(format!("wait region of {len} bytes"));
+    }
+    if !parts.is_empty() {
+        let _ = writeln!(out, "    settings: {}", parts.join("; "));
     }
 }
 

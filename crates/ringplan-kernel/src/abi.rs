@@ -649,3 +649,118 @@ pub mod kcmp {
     /// `KCMP_FILE`: compare the `struct file` behind two fds.
     pub const KCMP_FILE: i32 = 0;
 }
+
+/// Per-ring settings registered with `io_uring_register` beyond the tables
+/// (io_uring/register.c, filetable.c, napi.c, rsrc.c): the file
+/// allocation range, io-wq worker limits, NAPI busy polling, slot tags
+/// and the registered wait region.
+pub mod settings {
+    /// `IORING_REGISTER_FILES2` (5.13): a `struct io_uring_rsrc_register`.
+    pub const IORING_REGISTER_FILES2: u32 = 13;
+    /// `IORING_REGISTER_BUFFERS2` (5.13): a `struct io_uring_rsrc_register`.
+    pub const IORING_REGISTER_BUFFERS2: u32 = 15;
+    /// `IORING_REGISTER_IOWQ_AFF` (5.14): a CPU mask, per task (or the SQ
+    /// thread's), not per ring.
+    pub const IORING_REGISTER_IOWQ_AFF: u32 = 17;
+    /// `IORING_REGISTER_IOWQ_MAX_WORKERS` (5.15): `u32[2]`, bounded then
+    /// unbounded; 0 keeps a class as it is; the old values come back.
+    pub const IORING_REGISTER_IOWQ_MAX_WORKERS: u32 = 19;
+    /// `IORING_REGISTER_FILE_ALLOC_RANGE` (6.0): a
+    /// `struct io_uring_file_index_range`.
+    pub const IORING_REGISTER_FILE_ALLOC_RANGE: u32 = 25;
+    /// `IORING_REGISTER_NAPI` (6.9): a `struct io_uring_napi`; the old
+    /// settings come back in it.
+    pub const IORING_REGISTER_NAPI: u32 = 27;
+    /// `IORING_REGISTER_MEM_REGION` (6.13).
+    pub const IORING_REGISTER_MEM_REGION: u32 = 34;
+    /// `IORING_MEM_REGION_REG_WAIT_ARG`: the region holds wait arguments.
+    pub const IORING_MEM_REGION_REG_WAIT_ARG: u32 = 1;
+    /// `IORING_MEM_REGION_TYPE_USER`: the region is the program's memory
+    /// at `user_addr`.
+    pub const IORING_MEM_REGION_TYPE_USER: u32 = 1;
+    /// `sizeof(struct io_uring_region_desc)`.
+    pub const REGION_DESC_SIZE: usize = 64;
+    /// `sizeof(struct io_uring_mem_region_reg)`.
+    pub const MEM_REGION_REG_SIZE: usize = 32;
+
+    /// `struct io_uring_region_desc { u64 user_addr; u64 size; u32 flags;
+    /// u32 id; u64 mmap_offset; u64 resv[4]; }` for the program's memory.
+    pub fn user_region_desc(user_addr: u64, size: u64) -> [u8; REGION_DESC_SIZE] {
+        let mut bytes = [0u8; REGION_DESC_SIZE];
+        bytes[0..8].copy_from_slice(&user_addr.to_ne_bytes());
+        bytes[8..16].copy_from_slice(&size.to_ne_bytes());
+        bytes[16..20].copy_from_slice(&IORING_MEM_REGION_TYPE_USER.to_ne_bytes());
+        bytes
+    }
+
+    /// `struct io_uring_mem_region_reg { u64 region_uptr; u64 flags; u64
+    /// resv[2]; }`.
+    pub fn mem_region_reg(region_uptr: u64, flags: u64) -> [u8; MEM_REGION_REG_SIZE] {
+        let mut bytes = [0u8; MEM_REGION_REG_SIZE];
+        bytes[0..8].copy_from_slice(&region_uptr.to_ne_bytes());
+        bytes[8..16].copy_from_slice(&flags.to_ne_bytes());
+        bytes
+    }
+    /// `IORING_RSRC_REGISTER_SPARSE`: `nr` empty slots, no data.
+    pub const IORING_RSRC_REGISTER_SPARSE: u32 = 1;
+    /// `IO_URING_NAPI_REGISTER_OP` (6.13; 0, so a 6.9-6.12 kernel, which
+    /// wants the byte zero, takes it too).
+    pub const NAPI_REGISTER_OP: u8 = 0;
+    /// `IO_URING_NAPI_TRACKING_DYNAMIC`: the default, and the only mode
+    /// before 6.13.
+    pub const NAPI_TRACKING_DYNAMIC: u8 = 0;
+    /// `IO_URING_NAPI_TRACKING_STATIC` (6.13).
+    pub const NAPI_TRACKING_STATIC: u8 = 1;
+    /// `IO_URING_NAPI_TRACKING_INACTIVE` (6.13): NAPI not registered.
+    pub const NAPI_TRACKING_INACTIVE: u8 = 255;
+
+    /// `struct io_uring_file_index_range { u32 off; u32 len; u64 resv; }`.
+    pub fn file_index_range(start: u32, len: u32) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        bytes[0..4].copy_from_slice(&start.to_ne_bytes());
+        bytes[4..8].copy_from_slice(&len.to_ne_bytes());
+        bytes
+    }
+
+    /// The `u32[2]` of `IORING_REGISTER_IOWQ_MAX_WORKERS`.
+    pub fn iowq_max_workers(bounded: u32, unbounded: u32) -> [u8; 8] {
+        let mut bytes = [0u8; 8];
+        bytes[0..4].copy_from_slice(&bounded.to_ne_bytes());
+        bytes[4..8].copy_from_slice(&unbounded.to_ne_bytes());
+        bytes
+    }
+
+    /// Reads back the `u32[2]` the kernel wrote into
+    /// [`iowq_max_workers`]'s bytes.
+    pub fn iowq_max_workers_of(bytes: &[u8; 8]) -> (u32, u32) {
+        let word = |at: usize| {
+            u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        (word(0), word(4))
+    }
+
+    /// `struct io_uring_napi { u32 busy_poll_to; u8 prefer_busy_poll;
+    /// u8 opcode; u8 pad[2]; u32 op_param; u32 resv; }` (6.13; on 6.9-6.12
+    /// opcode and op_param are padding that must be 0: dynamic tracking).
+    pub fn napi(busy_poll_us: u32, prefer_busy_poll: bool, tracking: u8) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        bytes[0..4].copy_from_slice(&busy_poll_us.to_ne_bytes());
+        bytes[4] = u8::from(prefer_busy_poll);
+        bytes[5] = NAPI_REGISTER_OP;
+        bytes[8..12].copy_from_slice(&u32::from(tracking).to_ne_bytes());
+        bytes
+    }
+
+    /// `sizeof(struct io_uring_rsrc_register)`: `u32 nr; u32 flags; u64
+    /// resv2; u64 data; u64 tags;`.
+    pub const RSRC_REGISTER_SIZE: usize = 32;
+
+    /// `struct io_uring_rsrc_register` pointing at `data` and `tags`.
+    pub fn rsrc_register(nr: u32, data: u64, tags: u64) -> [u8; RSRC_REGISTER_SIZE] {
+        let mut bytes = [0u8; RSRC_REGISTER_SIZE];
+        bytes[0..4].copy_from_slice(&nr.to_ne_bytes());
+        bytes[16..24].copy_from_slice(&data.to_ne_bytes());
+        bytes[24..32].copy_from_slice(&tags.to_ne_bytes());
+        bytes
+    }
+}

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use ringplan_image::{validate, Image, Object, ObjectId, ObjectKind, Ring, RingField, SetupFlags};
+use ringplan_image::{
+    validate, Image, NapiTracking, Object, ObjectId, ObjectKind, Ring, RingField, SetupFlags,
+};
 
 use ringplan_kernel::abi::limits::{KERNEL_FD_LIMIT, MAX_EVENTFD_COUNT};
 
@@ -349,6 +351,7 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, CompileEr
         RingField::Personalities,
         RingField::Restrictions,
         RingField::PbufRings,
+        RingField::Settings,
     ] {
         if ring.unknown.contains(&field) {
             return Err(unknown(field));
@@ -356,6 +359,7 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, CompileEr
     }
     check_personalities(id, ring)?;
     check_buffer_groups(id, ring)?;
+    check_settings(id, ring)?;
     // Without SQPOLL the idle time means nothing, so not knowing it is fine.
     if flags & SetupFlags::SQPOLL.bits() != 0 && ring.unknown.contains(&RingField::SqThreadIdle) {
         return Err(unknown(RingField::SqThreadIdle));
@@ -661,6 +665,39 @@ fn check_moved_heads(id: ObjectId, ring: &Ring, continuous: bool) -> Result<(), 
             entry.bgid, entry.head
         ),
     })
+}
+
+/// Registered settings a restore cannot bring back: a registered wait
+/// region (`IORING_REGISTER_MEM_REGION`, 6.13+: only on a ring set up
+/// `R_DISABLED`, and its memory is not captured), NAPI with static
+/// tracking and listed ids (the ids the program added are not captured).
+fn check_settings(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
+    let settings = &ring.settings;
+    let refuse = |what: &'static str, reason: String| CompileError::CannotRestore {
+        ring: id,
+        what,
+        reason,
+    };
+    if let Some(len) = settings.wait_region_len {
+        return Err(refuse(
+            "registered wait region",
+            format!(
+                "a wait region of {len} bytes (IORING_REGISTER_MEM_REGION with \
+                 IORING_MEM_REGION_REG_WAIT_ARG) is recorded, but its memory is not captured"
+            ),
+        ));
+    }
+    if let Some(napi) = settings.napi {
+        if napi.tracking == NapiTracking::Static && napi.ids_listed {
+            return Err(refuse(
+                "NAPI settings",
+                "static NAPI tracking with NAPI ids the program added (IO_URING_NAPI_STATIC_ADD_ID), \
+                 which the image does not capture"
+                    .to_owned(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The personalities' ids can be brought back by registering in order

@@ -147,6 +147,10 @@ pub enum Op {
     /// `IORING_REGISTER_RESTRICTIONS` on a ring set up `R_DISABLED` (the
     /// planner adds the flag to a recorded ring that was enabled since).
     RegisterRestrictions(RegisterRestrictions),
+    /// The ring's registered settings: `IORING_REGISTER_FILE_ALLOC_RANGE`
+    /// (after its file table, which resets the range),
+    /// `IORING_REGISTER_IOWQ_MAX_WORKERS`, `IORING_REGISTER_NAPI`.
+    RegisterSettings(RegisterSettings),
     /// `IORING_REGISTER_ENABLE_RINGS`: after every registration and queued
     /// SQE of the ring (once enabled, its restrictions apply to
     /// registrations too, and an SQ thread starts); only for a ring the
@@ -187,6 +191,7 @@ impl Op {
             Op::RegisterPersonalities(_) => "register_personalities",
             Op::RegisterPbufRing(_) => "register_pbuf_ring",
             Op::RegisterRestrictions(_) => "register_restrictions",
+            Op::RegisterSettings(_) => "register_settings",
             Op::EnableRings(_) => "enable_rings",
             Op::PlaceRingMemory(_) => "place_ring_memory",
             Op::RestoreCompletions(_) => "restore_completions",
@@ -544,6 +549,16 @@ pub struct RegisterRestrictions {
     pub restrictions: Restrictions,
 }
 
+/// Parameters of `register_settings`: each setting the image records, one
+/// `io_uring_register` call each, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterSettings {
+    pub ring_handle: Handle,
+    pub file_alloc_range: Option<ringplan_image::FileAllocRange>,
+    pub iowq_max_workers: Option<ringplan_image::IowqMaxWorkers>,
+    pub napi: Option<ringplan_image::Napi>,
+}
+
 /// Parameters of `enable_rings`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnableRings {
@@ -593,6 +608,11 @@ pub struct RegisterFiles {
     /// call, and -1 on the wire).
     #[serde(with = "sparse_slots")]
     pub slots: Vec<Option<Handle>>,
+    /// Non-zero slot tags, ascending slot: with any, the call is
+    /// `IORING_REGISTER_FILES2` with one tag per slot. Absent on the wire
+    /// when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<ringplan_image::SlotTag>,
 }
 
 /// Parameters of `register_buffers`: one `IORING_REGISTER_BUFFERS` call.
@@ -601,6 +621,11 @@ pub struct RegisterBuffers {
     pub ring_handle: Handle,
     /// One iovec per slot; `{0, 0}` for an empty slot.
     pub iovecs: Vec<Iovec>,
+    /// Non-zero slot tags, ascending slot: with any, the call is
+    /// `IORING_REGISTER_BUFFERS2` with one tag per slot. Absent on the
+    /// wire when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<ringplan_image::SlotTag>,
 }
 
 /// One `struct iovec`. On the wire: `[base, len]`.

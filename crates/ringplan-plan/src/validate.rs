@@ -308,6 +308,11 @@ impl Checker<'_> {
                         register.slots.len()
                     )));
                 }
+                if let Some(problem) = tags_problem(&register.tags, |slot| {
+                    register.slots.get(slot).is_some_and(Option::is_some)
+                }) {
+                    return Err(bad(problem));
+                }
                 self.use_ring_handle(index, step, register.ring_handle)?;
                 for slot in register.slots.iter().flatten() {
                     self.use_handle(index, step, *slot, Expected::TableEntry)?;
@@ -323,6 +328,13 @@ impl Checker<'_> {
             }
             Op::RegisterRestrictions(register) => {
                 if let Some(problem) = restrictions_problem(&register.restrictions) {
+                    return Err(bad(problem));
+                }
+                self.use_ring_handle(index, step, register.ring_handle)?;
+                self.note_registration(index, step, register.ring_handle, false)?;
+            }
+            Op::RegisterSettings(register) => {
+                if let Some(problem) = settings_problem(register) {
                     return Err(bad(problem));
                 }
                 self.use_ring_handle(index, step, register.ring_handle)?;
@@ -431,6 +443,14 @@ impl Checker<'_> {
         }
         for (slot, iovec) in register.iovecs.iter().enumerate() {
             check_iovec(iovec).map_err(|problem| bad(format!("buffer slot {slot}: {problem}")))?;
+        }
+        if let Some(problem) = tags_problem(&register.tags, |slot| {
+            register
+                .iovecs
+                .get(slot)
+                .is_some_and(|iovec| !iovec.is_empty())
+        }) {
+            return Err(bad(problem));
         }
         let waits_for_barrier = self
             .barrier
@@ -577,6 +597,7 @@ impl Checker<'_> {
             | Op::RegisterFiles(_)
             | Op::RegisterPersonalities(_)
             | Op::RegisterRestrictions(_)
+            | Op::RegisterSettings(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => {
                 if let Some(first_install) = self.first_install {
@@ -921,4 +942,98 @@ pub(crate) fn restrictions_problem(restrictions: &ringplan_image::Restrictions) 
     }
     let flags = restrictions.sqe_flags_allowed | restrictions.sqe_flags_required;
     (flags & !SQE_FLAGS_MASK != 0).then(|| format!("SQE flags {flags:#x} are not IOSQE_* flags"))
+}
+
+/// What is wrong with a `register_settings` step's operands: nothing to
+/// register, io-wq limits the kernel refuses (above `INT_MAX`, or neither
+/// class set), a NAPI timeout the kernel cannot hold in nanoseconds.
+fn settings_problem(register: &RegisterSettings) -> Option<String> {
+    if register.file_alloc_range.is_none()
+        && register.iowq_max_workers.is_none()
+        && register.napi.is_none()
+    {
+        return Some("no setting to register".to_owned());
+    }
+    if let Some(limits) = register.iowq_max_workers {
+        let most = i32::MAX as u32;
+        if limits.bounded > most || limits.unbounded > most {
+            return Some(format!("io-wq max workers above {most}"));
+        }
+        if limits.bounded == 0 && limits.unbounded == 0 {
+            return Some("io-wq max workers set neither class".to_owned());
+        }
+    }
+    if let Some(range) = register.file_alloc_range {
+        if range.start.checked_add(range.len).is_none() {
+            return Some(format!(
+                "file allocation range {}+{} overflows",
+                range.start, range.len
+            ));
+        }
+    }
+    None
+}
+
+/// What is wrong with a registration's slot tags: slots not ascending, a
+/// tag of 0 (no tag), a tag on an empty slot or outside the table (the
+/// kernel refuses a tag on an empty slot).
+fn tags_problem(
+    tags: &[ringplan_image::SlotTag],
+    occupied: impl Fn(usize) -> bool,
+) -> Option<String> {
+    if tags.windows(2).any(|pair| pair[0].slot >= pair[1].slot) {
+        return Some("tags: slots repeated or out of order".to_owned());
+    }
+    tags.iter().find_map(|tag| {
+        if tag.tag == 0 {
+            Some(format!("tags: slot {} has tag 0", tag.slot))
+        } else if !occupied(tag.slot as usize) {
+            Some(format!(
+                "tags: slot {} is empty or outside the table",
+                tag.slot
+            ))
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use ringplan_image::{FileAllocRange, IowqMaxWorkers, SlotTag};
+
+    use super::{settings_problem, tags_problem};
+    use crate::model::{Handle, RegisterSettings};
+
+    #[test]
+    fn tags_must_be_ascending_non_zero_and_on_occupied_slots() {
+        let occupied = |slot: usize| slot == 0 || slot == 2;
+        let tag = |slot, tag| SlotTag { slot, tag };
+        assert_eq!(tags_problem(&[tag(0, 1), tag(2, 9)], occupied), None);
+        assert!(tags_problem(&[tag(2, 1), tag(0, 9)], occupied)
+            .is_some_and(|problem| problem.contains("out of order")));
+        assert!(
+            tags_problem(&[tag(0, 0)], occupied).is_some_and(|problem| problem.contains("tag 0"))
+        );
+        assert!(tags_problem(&[tag(1, 5)], occupied)
+            .is_some_and(|problem| problem.contains("slot 1 is empty")));
+    }
+
+    #[test]
+    fn register_settings_registers_something_the_kernel_accepts() {
+        let settings = |range, limits| RegisterSettings {
+            ring_handle: Handle(0),
+            file_alloc_range: range,
+            iowq_max_workers: limits,
+            napi: None,
+        };
+        assert!(settings_problem(&settings(None, None)).is_some());
+        let limits = |bounded, unbounded| Some(IowqMaxWorkers { bounded, unbounded });
+        assert_eq!(settings_problem(&settings(None, limits(3, 0))), None);
+        assert!(settings_problem(&settings(None, limits(0, 0))).is_some());
+        assert!(settings_problem(&settings(None, limits(u32::MAX, 1))).is_some());
+        let range = |start, len| Some(FileAllocRange { start, len });
+        assert_eq!(settings_problem(&settings(range(5, 3), None)), None);
+        assert!(settings_problem(&settings(range(u32::MAX, 2), None)).is_some());
+    }
 }

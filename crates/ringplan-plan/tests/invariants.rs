@@ -26,6 +26,7 @@ fn all_scenarios() -> Vec<(&'static str, Image)> {
         ("personalities", scenarios::personalities()),
         ("pbuf", scenarios::pbuf()),
         ("restricted", scenarios::restricted()),
+        ("settings", scenarios::settings()),
     ]
 }
 
@@ -135,6 +136,7 @@ fn steps_run_in_phase_order() {
             | Op::RegisterFiles(_)
             | Op::RegisterPersonalities(_)
             | Op::RegisterRestrictions(_)
+            | Op::RegisterSettings(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => Some(0),
             Op::InstallFd(_) => Some(1),

@@ -519,3 +519,33 @@ fn ring_mappings_mmap_cannot_make() {
         "ring #2: mapping 0x7f0000000000+4096 overlaps ring #1's mapping 0x7f0000000000+4096"
     );
 }
+
+#[test]
+fn settings_a_restore_cannot_bring_back_are_refused() {
+    let mut ring = plain_ring(4);
+    ring.settings.wait_region_len = Some(4096);
+    assert_eq!(
+        message(&one_ring(ring)),
+        "ring #1: its registered wait region cannot be restored: a wait region of 4096 bytes \
+         (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is recorded, but its memory \
+         is not captured"
+    );
+    let napi = |tracking, ids_listed| {
+        let mut ring = plain_ring(4);
+        ring.settings.napi = Some(Napi {
+            busy_poll_us: 10,
+            prefer_busy_poll: false,
+            tracking,
+            ids_listed,
+        });
+        one_ring(ring)
+    };
+    assert!(message(&napi(NapiTracking::Static, true)).contains("IO_URING_NAPI_STATIC_ADD_ID"));
+    // Static without ids, and dynamic with the ids the kernel tracks by
+    // itself, are restored.
+    assert!(compile(&napi(NapiTracking::Static, false)).is_ok());
+    assert!(compile(&napi(NapiTracking::Dynamic, true)).is_ok());
+    let mut unknown = plain_ring(4);
+    unknown.unknown = vec![RingField::Settings];
+    assert!(message(&one_ring(unknown)).contains("settings"));
+}

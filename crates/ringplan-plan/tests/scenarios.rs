@@ -62,6 +62,7 @@ pub fn plain_ring(sq_entries: u32) -> Ring {
         personality_next: 0,
         pbuf_rings: Vec::new(),
         legacy_buffer_groups: Vec::new(),
+        settings: Default::default(),
         restrictions: None,
     }
 }
@@ -681,6 +682,67 @@ pub fn restricted() -> Image {
             3,
             fds(&[7]),
             path_file("/tmp/data", FileType::Regular, 0o2, 0),
+        ),
+    ])
+}
+
+/// The registered settings of the `settings` scenario (`plan app
+/// settings`): a plain ring with a sparse file table registered with
+/// tags, a file allocation range, io-wq limits, NAPI, and buffers with a
+/// tag.
+pub fn settings() -> Image {
+    let mut ring = plain_ring(8);
+    ring.files = slots(&[Some(2), Some(3), None, Some(2), None, None, None, None]);
+    ring.buffers = vec![
+        Some(Buffer {
+            addr: 0x5500_0000_0730,
+            len: 64,
+        }),
+        None,
+        Some(Buffer {
+            addr: 0x5500_0000_22e0,
+            len: 32,
+        }),
+    ];
+    ring.settings = RingSettings {
+        file_alloc_range: Some(FileAllocRange { start: 5, len: 3 }),
+        iowq_max_workers: Some(IowqMaxWorkers {
+            bounded: 3,
+            unbounded: 5,
+        }),
+        napi: Some(Napi {
+            busy_poll_us: 50,
+            prefer_busy_poll: true,
+            tracking: NapiTracking::Dynamic,
+            ids_listed: false,
+        }),
+        file_tags: vec![
+            SlotTag {
+                slot: 0,
+                tag: 0x1001,
+            },
+            SlotTag {
+                slot: 3,
+                tag: 0x1003,
+            },
+        ],
+        buffer_tags: vec![SlotTag {
+            slot: 0,
+            tag: 0x2001,
+        }],
+        wait_region_len: None,
+    };
+    image(vec![
+        ring_object(1, cloexec_fds(&[9]), ring),
+        file_object(
+            2,
+            cloexec_fds(&[5]),
+            path_file("/tmp/tagged-0", FileType::Regular, 0o2, 0),
+        ),
+        file_object(
+            3,
+            cloexec_fds(&[6]),
+            path_file("/tmp/tagged-1", FileType::Regular, 0o2, 0),
         ),
     ])
 }

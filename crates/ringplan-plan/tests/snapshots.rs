@@ -282,3 +282,53 @@ fn restrictions_come_while_disabled_and_enabling_after_every_registration() {
         assert!(plan.steps[enable].after.contains(&(before as u32)));
     }
 }
+
+#[test]
+fn settings_text() {
+    assert_snapshot!(text(&scenarios::settings()));
+}
+
+#[test]
+fn settings_json() {
+    let plan = compile(&scenarios::settings()).expect("the settings scenario plans");
+    let mut json = Vec::new();
+    plan.write_json(&mut json, true)
+        .expect("writing to memory cannot fail");
+    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+}
+
+#[test]
+fn settings_come_after_the_file_table_and_tags_with_their_tables() {
+    use ringplan_plan::Op;
+    let plan = compile(&scenarios::settings()).expect("the settings scenario plans");
+    let position = |name: &str| {
+        plan.steps
+            .iter()
+            .position(|step| step.op.name() == name)
+            .unwrap_or_else(|| panic!("no {name} step"))
+    };
+    let files = position("register_files");
+    let settings = position("register_settings");
+    assert!(files < settings);
+    assert!(plan.steps[settings].after.contains(&(files as u32)));
+    let Op::RegisterFiles(register) = &plan.steps[files].op else {
+        panic!("register_files");
+    };
+    assert_eq!(register.tags.len(), 2);
+    let Op::RegisterBuffers(register) = &plan.steps[position("register_buffers")].op else {
+        panic!("register_buffers");
+    };
+    assert_eq!(register.tags.len(), 1);
+    let Op::RegisterSettings(register) = &plan.steps[settings].op else {
+        panic!("register_settings");
+    };
+    assert!(register.file_alloc_range.is_some());
+    assert!(register.iowq_max_workers.is_some());
+    assert!(register.napi.is_some());
+    // A ring without settings has no register_settings step.
+    let plain = compile(&scenarios::seed()).expect("the seed plans");
+    assert!(plain
+        .steps
+        .iter()
+        .all(|step| step.op.name() != "register_settings"));
+}

@@ -41,6 +41,7 @@
 pub mod c_programs;
 mod resources;
 mod ring;
+mod settings;
 mod shared;
 mod stop;
 
@@ -63,7 +64,8 @@ pub use stop::{StopSignal, StopSignals};
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
 /// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`,
-/// `pbuf-mmap`, `shared`, `shared-sqpoll`, `tree:N`.
+/// `pbuf-mmap`, `settings`, `wait-region`, `shared`, `shared-sqpoll`,
+/// `tree:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -139,6 +141,23 @@ pub enum Scenario {
     Restricted,
     /// [`Scenario::Restricted`], then enabled (`IORING_REGISTER_ENABLE_RINGS`).
     RestrictedEnabled,
+    /// One plain ring (8 entries) with registered settings:
+    /// - files `[f0, f1, -1, f2, f3, -1, -1, -1]` (four files in a temp
+    ///   dir) registered with `IORING_REGISTER_FILES2` and tags 0x1001 on
+    ///   slot 0, 0x1003 on slot 3, 0x1004 on slot 4 (none on slot 1);
+    /// - the file allocation range 5..8 (`IORING_REGISTER_FILE_ALLOC_RANGE`);
+    /// - buffers `[{heap, 64}, {NULL, 0}, {heap, 32}]` registered with
+    ///   `IORING_REGISTER_BUFFERS2`, tag 0x2001 on slot 0;
+    /// - io-wq max workers 3 bounded, 5 unbounded;
+    /// - NAPI busy polling 50 us, prefer busy poll, dynamic tracking, where
+    ///   the kernel has it (6.9+; said in `napi_missing` otherwise).
+    Settings,
+    /// One plain ring (8 entries) set up `R_DISABLED`, a wait region of
+    /// one page of its own memory registered
+    /// (`IORING_REGISTER_MEM_REGION` with `IORING_MEM_REGION_REG_WAIT_ARG`,
+    /// 6.13+; said in `wait_region_missing` otherwise), then enabled: a
+    /// dump records it and a restore refuses it.
+    WaitRegion,
     /// A bit of everything:
     /// - ring A: `SQPOLL` (no `SQ_AFF`), 8 entries, idle 2000 ms, and a
     ///   `dup` of its fd (not close-on-exec);
@@ -186,6 +205,8 @@ impl Scenario {
             Scenario::PbufMmap => "pbuf-mmap",
             Scenario::Restricted => "restricted",
             Scenario::RestrictedEnabled => "restricted-enabled",
+            Scenario::Settings => "settings",
+            Scenario::WaitRegion => "wait-region",
             Scenario::Mix => "mix",
             Scenario::Shared => "shared",
             Scenario::SharedSqpoll => "shared-sqpoll",
@@ -209,6 +230,8 @@ impl Scenario {
             | Scenario::Mix
             | Scenario::Restricted
             | Scenario::RestrictedEnabled
+            | Scenario::Settings
+            | Scenario::WaitRegion
             | Scenario::PbufLegacy
             | Scenario::PbufMmap
             | Scenario::Shared
@@ -257,6 +280,8 @@ impl FromStr for Scenario {
             "mix" => without_count(Scenario::Mix),
             "restricted" => without_count(Scenario::Restricted),
             "restricted-enabled" => without_count(Scenario::RestrictedEnabled),
+            "settings" => without_count(Scenario::Settings),
+            "wait-region" => without_count(Scenario::WaitRegion),
             "chain" => with_count("chain", Scenario::Chain),
             "fanout" => with_count("fanout", Scenario::Fanout),
             "files" => with_count("files", Scenario::Files),
@@ -283,7 +308,7 @@ impl FromStr for Scenario {
 #[non_exhaustive]
 pub enum ScenarioError {
     #[error(
-        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, shared, shared-sqpoll or tree:N"
+        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, personalities:N, restricted, restricted-enabled, pbuf[:N], pbuf-fresh:N, pbuf-legacy, pbuf-mmap, settings, wait-region, shared, shared-sqpoll or tree:N"
     )]
     UnknownScenario { given: String },
     #[error("scenario {name} needs a count, as in {name}:N")]
@@ -397,6 +422,17 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         }
         Scenario::Restricted => built.build_restricted(false)?,
         Scenario::RestrictedEnabled => built.build_restricted(true)?,
+        Scenario::Settings => built.build_settings()?,
+        Scenario::WaitRegion => {
+            let request = RingRequest {
+                flags: IoringSetupFlags::R_DISABLED,
+                ..RingRequest::plain(8)
+            };
+            let mut ring = ScenarioRing::set_up(&request, "wait-region")?;
+            ring.register_wait_region(4096)?;
+            ring.enable()?;
+            built.rings.push(ring);
+        }
         Scenario::Mix => built.build_mix()?,
         Scenario::Shared => built.build_shared(false)?,
         Scenario::SharedSqpoll => built.build_shared(true)?,
@@ -595,6 +631,44 @@ impl Built {
         Ok(())
     }
 
+    fn build_settings(&mut self) -> Result<(), ScenarioError> {
+        let temp_dir = self.temp_dir.insert(TempDir::create()?);
+        let mut files = Vec::with_capacity(4);
+        for index in 0..4 {
+            files.push(ScenarioFile::create(
+                temp_dir.path().join(format!("tagged-{index}")),
+            )?);
+        }
+        let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "settings")?;
+        ring.register_files_tagged(&[
+            (Some(files[0].fd()?), 0x1001),
+            (Some(files[1].fd()?), 0),
+            (None, 0),
+            (Some(files[2].fd()?), 0x1003),
+            (Some(files[3].fd()?), 0x1004),
+            (None, 0),
+            (None, 0),
+            (None, 0),
+        ])?;
+        ring.set_file_alloc_range(5, 3)?;
+        let first = BufferMemory::heap(64, b"ringplan tagged buffer ");
+        let second = BufferMemory::heap(32, b"ringplan untagged buffer ");
+        // SAFETY: both buffers live in `self.buffer_memory`, which drops
+        // after the rings.
+        unsafe {
+            ring.register_buffers_tagged(
+                &[first.iovec(), RegisterIovec::EMPTY, second.iovec()],
+                &[0x2001, 0, 0],
+            )
+        }?;
+        ring.set_iowq_max_workers(3, 5)?;
+        ring.register_napi(50, true)?;
+        self.buffer_memory.extend([first, second]);
+        self.files = files;
+        self.rings.push(ring);
+        Ok(())
+    }
+
     fn build_files(&mut self, count: usize) -> Result<(), ScenarioError> {
         // The files, and the ring's fd.
         make_room_for_fds(count + 1, &self.scenario)?;
@@ -787,6 +861,7 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
             "sqe_flags_allowed": r.sqe_flags_allowed,
             "sqe_flags_required": r.sqe_flags_required,
         })),
+        "settings": settings::describe(&ring.settings),
     })
 }
 

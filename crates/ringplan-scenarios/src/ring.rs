@@ -152,6 +152,27 @@ pub(crate) struct ScenarioRing {
     /// Legacy buffer groups (`IORING_OP_PROVIDE_BUFFERS`): bgid and the
     /// buffers' memory.
     pub legacy_groups: Vec<(u16, AnonymousMapping)>,
+    /// What the scenario registered beyond the tables (`settings`).
+    pub settings: ScenarioSettings,
+}
+
+/// What a scenario registered beyond the tables, as the image's
+/// `settings` records it.
+#[derive(Debug, Default)]
+pub(crate) struct ScenarioSettings {
+    pub file_alloc_range: Option<(u32, u32)>,
+    pub iowq_max_workers: Option<(u32, u32)>,
+    /// busy_poll_us, prefer_busy_poll; `None` also where the kernel has no
+    /// NAPI (`napi_missing` then says why).
+    pub napi: Option<(u32, bool)>,
+    pub napi_missing: Option<String>,
+    /// Non-zero tags by slot.
+    pub file_tags: Vec<(u32, u64)>,
+    pub buffer_tags: Vec<(u32, u64)>,
+    /// The memory of a registered wait region (kept until the ring goes),
+    /// or why the kernel has none (before 6.13).
+    pub wait_region: Option<AnonymousMapping>,
+    pub wait_region_missing: Option<String>,
 }
 
 /// Offsets in a ring's mapped memory (`sq_off`, `cq_off`).
@@ -297,6 +318,7 @@ impl ScenarioRing {
             pbuf_rings: Vec::new(),
             legacy_groups: Vec::new(),
             restrictions: None,
+            settings: Default::default(),
         })
     }
 

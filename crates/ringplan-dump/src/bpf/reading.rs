@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use ringplan_image::{Buffer, Cqe, Personality, Restrictions, RingPositions};
+use ringplan_image::{
+    Buffer, Cqe, FileAllocRange, IowqMaxWorkers, Napi, NapiTracking, Personality, Restrictions,
+    RingPositions, RingSettings, SlotTag,
+};
 use ringplan_kernel::abi::limits::{MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
 use ringplan_kernel::abi::SetupFlags;
 
@@ -69,6 +72,9 @@ pub(super) struct RingFacts {
     personalities: Vec<Option<Personality>>,
     /// The provided-buffer groups by ordinal, as their chunks fill them.
     pbuf_groups: Vec<Option<PbufRingRecord>>,
+    /// Non-zero tags of file and buffer slots, by slot.
+    file_tags: BTreeMap<u32, u64>,
+    buffer_tags: BTreeMap<u32, u64>,
     /// Chunks answered, by (table, start): a re-shown chunk is applied once.
     pub(super) answered: HashSet<(Table, u32)>,
 }
@@ -211,6 +217,8 @@ impl Reading {
             pending: Vec::new(),
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
+            file_tags: BTreeMap::new(),
+            buffer_tags: BTreeMap::new(),
             answered: HashSet::new(),
         });
         Ok(())
@@ -417,6 +425,9 @@ impl Reading {
             return;
         };
         *entry = Some(slot.file);
+        if slot.tag != 0 {
+            facts.file_tags.insert(slot.index, slot.tag);
+        }
         let role = self.role_of_fop(slot.f_op, slot.private_data);
         if matches!(role, RawFileRole::Eventfd(_)) && slot.private_data != 0 {
             self.eventfds
@@ -448,15 +459,17 @@ impl Reading {
                 index: slot.index,
             });
         }
-        if let Some(entry) = self
-            .rings
-            .get_mut(&ring)
-            .and_then(|facts| facts.buffers.get_mut(slot.index as usize))
-        {
+        let Some(facts) = self.rings.get_mut(&ring) else {
+            return Ok(());
+        };
+        if let Some(entry) = facts.buffers.get_mut(slot.index as usize) {
             *entry = Some(Buffer {
                 addr: slot.addr,
                 len: slot.len,
             });
+            if slot.tag != 0 {
+                facts.buffer_tags.insert(slot.index, slot.tag);
+            }
         }
         Ok(())
     }
@@ -571,6 +584,7 @@ impl Reading {
                 } else {
                     None
                 };
+                let settings = settings_of(&header, &facts);
                 let personalities = personalities_of(&header, facts.personalities);
                 let buffer_groups = buffer_groups_of(&header, &facts.pbuf_groups, frames.as_ref());
                 let restrictions = match header.restrictions {
@@ -578,6 +592,7 @@ impl Reading {
                     None => Known::Unknown,
                 };
                 let ring = RawRing {
+                    settings,
                     buffer_groups,
                     personalities,
                     restrictions,
@@ -632,6 +647,65 @@ impl Reading {
             in_flight,
         }
     }
+}
+
+/// The settings the program registered on a ring, as the image holds
+/// them: each only when set (the file allocation range only when it is
+/// not the whole table, which registering a table sets); unknown when the
+/// kernel's fields were not read.
+fn settings_of(header: &RingRecord, facts: &RingFacts) -> Known<RingSettings> {
+    use super::records::settings_bits as bits;
+    let Some(words) = header.settings else {
+        return Known::Unknown;
+    };
+    let has = |bit: u32| words.bits & bit != 0;
+    let slots = facts.files.len() as u64;
+    let (start, end) = (
+        u64::from(words.file_alloc_start),
+        u64::from(words.file_alloc_end),
+    );
+    let file_alloc_range =
+        (slots > 0 && (start, end) != (0, slots) && start <= end).then(|| FileAllocRange {
+            start: words.file_alloc_start,
+            len: words.file_alloc_end - words.file_alloc_start,
+        });
+    let [bounded, unbounded] = words.iowq_limits;
+    let iowq_max_workers = (has(bits::IOWQ_LIMITS_SET) && (bounded, unbounded) != (0, 0))
+        .then_some(IowqMaxWorkers { bounded, unbounded });
+    let napi = (has(bits::NAPI_KNOWN) && has(bits::NAPI_ENABLED)).then(|| Napi {
+        busy_poll_us: u32::try_from(words.napi_busy_poll_dt / 1000).unwrap_or(u32::MAX),
+        prefer_busy_poll: has(bits::NAPI_PREFER_BUSY_POLL),
+        tracking: if has(bits::NAPI_TRACK_MODE)
+            && words.napi_track_mode
+                == u32::from(ringplan_kernel::abi::settings::NAPI_TRACKING_STATIC)
+        {
+            NapiTracking::Static
+        } else {
+            NapiTracking::Dynamic
+        },
+        ids_listed: has(bits::NAPI_IDS),
+    });
+    let tags = |tags: &BTreeMap<u32, u64>| -> Vec<SlotTag> {
+        if has(bits::TAGS_KNOWN) {
+            tags.iter()
+                .map(|(slot, tag)| SlotTag {
+                    slot: *slot,
+                    tag: *tag,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    Known::Known(RingSettings {
+        file_alloc_range,
+        iowq_max_workers,
+        napi,
+        file_tags: tags(&facts.file_tags),
+        buffer_tags: tags(&facts.buffer_tags),
+        wait_region_len: (has(bits::WAIT_REGION_KNOWN) && words.wait_region_size > 0)
+            .then_some(words.wait_region_size),
+    })
 }
 
 /// A ring's personalities in id order and its next id, when the walk
@@ -991,6 +1065,7 @@ mod tests {
             personalities: None,
             restrictions: None,
             pbuf_count: None,
+            settings: None,
         };
         let at_rest = RingPositions {
             sq_head: u32::MAX,
@@ -1045,6 +1120,7 @@ mod tests {
             personalities: None,
             restrictions: None,
             pbuf_count: None,
+            settings: None,
         };
         // 6.16+: allocated less the free cache.
         let allocated = InFlightCounters::Allocated {
@@ -1118,6 +1194,7 @@ mod tests {
             personalities: None,
             restrictions: None,
             pbuf_count: None,
+            settings: None,
         };
         let facts = RingFacts {
             header,
@@ -1128,6 +1205,8 @@ mod tests {
             pending: Vec::new(),
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
+            file_tags: BTreeMap::new(),
+            buffer_tags: BTreeMap::new(),
             answered: HashSet::new(),
         };
         let chunks: Vec<(Table, u32, u32)> = facts
@@ -1153,7 +1232,7 @@ mod tests {
             .map(|c| (c.1, c.2))
             .collect();
         assert_eq!(files, 19_000);
-        assert_eq!(buffers, vec![(0, 640), (640, 1)]);
+        assert_eq!(buffers, vec![(0, 600), (600, 41)]);
         assert!(chunks.iter().all(|c| c.2 > 0));
     }
 }

@@ -47,6 +47,19 @@ const STATE_RESTRICTIONS: u32 = records_h::rp_state_known::RP_STATE_RESTRICTIONS
 const KIND_PERSONALITY: u32 = records_h::rp_record_kind::RP_RECORD_PERSONALITY.0;
 const KIND_PBUF_RING: u32 = records_h::rp_record_kind::RP_RECORD_PBUF_RING.0;
 const STATE_PBUF_RINGS: u32 = records_h::rp_state_known::RP_STATE_PBUF_RINGS.0;
+const STATE_SETTINGS: u32 = records_h::rp_state_known::RP_STATE_SETTINGS.0;
+/// `enum rp_settings` bits of [`SettingsWords::bits`].
+pub(crate) mod settings_bits {
+    use super::records_h::rp_settings;
+    pub(crate) const IOWQ_LIMITS_SET: u32 = rp_settings::RP_SETTINGS_IOWQ_LIMITS_SET.0;
+    pub(crate) const NAPI_KNOWN: u32 = rp_settings::RP_SETTINGS_NAPI_KNOWN.0;
+    pub(crate) const NAPI_ENABLED: u32 = rp_settings::RP_SETTINGS_NAPI_ENABLED.0;
+    pub(crate) const NAPI_PREFER_BUSY_POLL: u32 = rp_settings::RP_SETTINGS_NAPI_PREFER_BUSY_POLL.0;
+    pub(crate) const NAPI_TRACK_MODE: u32 = rp_settings::RP_SETTINGS_NAPI_TRACK_MODE.0;
+    pub(crate) const NAPI_IDS: u32 = rp_settings::RP_SETTINGS_NAPI_IDS.0;
+    pub(crate) const WAIT_REGION_KNOWN: u32 = rp_settings::RP_SETTINGS_WAIT_REGION_KNOWN.0;
+    pub(crate) const TAGS_KNOWN: u32 = rp_settings::RP_SETTINGS_TAGS_KNOWN.0;
+}
 /// `RP_PBUF_RINGS_PER_CHUNK`: the most buffer groups one chunk reads.
 pub(crate) const PBUF_RINGS_PER_CHUNK: u32 = records_h::rp_limits::RP_PBUF_RINGS_PER_CHUNK.0;
 const PBUF_RING: u32 = records_h::rp_pbuf_kind::RP_PBUF_RING.0;
@@ -305,6 +318,25 @@ pub(crate) struct RingRecord {
     /// How many provided-buffer groups the ring has, when
     /// `RP_STATE_PBUF_RINGS` says the walk reached the end.
     pub pbuf_count: Option<u32>,
+    /// The registered settings, when `RP_STATE_SETTINGS` says they were read.
+    pub settings: Option<SettingsWords>,
+}
+
+/// The registered settings as the ring record carries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SettingsWords {
+    pub file_alloc_start: u32,
+    pub file_alloc_end: u32,
+    /// `ctx->iowq_limits`: bounded, unbounded.
+    pub iowq_limits: [u32; 2],
+    /// `ctx->napi_busy_poll_dt`, nanoseconds.
+    pub napi_busy_poll_dt: u64,
+    /// `ctx->napi_track_mode` (with [`settings_bits::NAPI_TRACK_MODE`]).
+    pub napi_track_mode: u32,
+    /// `ctx->cq_wait_size` (with [`settings_bits::WAIT_REGION_KNOWN`]).
+    pub wait_region_size: u64,
+    /// [`settings_bits`].
+    pub bits: u32,
 }
 
 /// `struct rp_pbuf_ring_record`: one provided-buffer group, by its ordinal.
@@ -410,6 +442,8 @@ pub(crate) struct FileSlotRecord {
     pub flags: u32,
     pub mode: u32,
     pub eventfd_flags: u32,
+    /// The slot's tag (0: none).
+    pub tag: u64,
 }
 
 /// `struct rp_buffer_slot_record`.
@@ -419,6 +453,8 @@ pub(crate) struct BufferSlotRecord {
     pub len: u64,
     pub index: u32,
     pub kernel_buffer: bool,
+    /// The slot's tag (0: none).
+    pub tag: u64,
 }
 
 /// `struct rp_probe_record`.
@@ -642,6 +678,15 @@ impl RingRecord {
                 registered: raw.restriction_flags & (1 << 16) != 0,
             }),
             pbuf_count: (raw.state_known & STATE_PBUF_RINGS != 0).then_some(raw.pbuf_count),
+            settings: (raw.state_known & STATE_SETTINGS != 0).then_some(SettingsWords {
+                file_alloc_start: raw.file_alloc_start,
+                file_alloc_end: raw.file_alloc_end,
+                iowq_limits: raw.iowq_limits,
+                napi_busy_poll_dt: raw.napi_busy_poll_dt,
+                napi_track_mode: raw.napi_track_mode,
+                wait_region_size: raw.wait_region_size,
+                bits: raw.settings,
+            }),
         })
     }
 }
@@ -768,6 +813,7 @@ impl FileSlotRecord {
             flags: raw.flags,
             mode: raw.mode,
             eventfd_flags: raw.eventfd_flags,
+            tag: raw.tag,
         }
     }
 }
@@ -779,6 +825,7 @@ impl BufferSlotRecord {
             len: raw.len,
             index: raw.index,
             kernel_buffer: raw.kernel_buffer != 0,
+            tag: raw.tag,
         }
     }
 }

@@ -346,6 +346,43 @@ impl Backend for RemoteBackend<'_> {
         u32::try_from(returned).map_err(|_| Errno::RANGE)
     }
 
+    fn io_uring_register_tagged(
+        &mut self,
+        ring: RawFd,
+        opcode: IoringRegisterOp,
+        table: &[u8],
+        tags: &[u8],
+        nr: u32,
+    ) -> Result<u32, Errno> {
+        use ringplan_kernel::abi::settings::{rsrc_register, RSRC_REGISTER_SIZE};
+        // The struct, then the table, then the tags, in one placement; the
+        // struct's pointers are written once the placement's address is
+        // known.
+        let mut bytes = vec![0u8; RSRC_REGISTER_SIZE];
+        bytes.extend_from_slice(table);
+        bytes.extend_from_slice(tags);
+        let table_len = table.len() as u64;
+        let (returned, _) = self.with_memory(&bytes, 0, |this, addr| {
+            let data = addr + RSRC_REGISTER_SIZE as u64;
+            let rsrc = rsrc_register(nr, data, data + table_len);
+            this.process
+                .write_memory(addr, &rsrc)
+                .map_err(|error| this.broke(error))?;
+            this.call(
+                libc::SYS_io_uring_register,
+                [
+                    ring as u64,
+                    opcode as u64,
+                    addr,
+                    RSRC_REGISTER_SIZE as u64,
+                    0,
+                    0,
+                ],
+            )
+        })?;
+        u32::try_from(returned).map_err(|_| Errno::RANGE)
+    }
+
     fn fcntl_dupfd_cloexec(&mut self, fd: RawFd, floor: RawFd) -> Result<RemoteFd, Errno> {
         let fd = self.call(
             libc::SYS_fcntl,

@@ -56,6 +56,50 @@ pub(super) fn ask_kernel(
     Ok(features)
 }
 
+/// Asks the kernel whether it takes `IORING_REGISTER_NAPI` with
+/// `tracking` (`None`: the plan registers no NAPI): registered with a
+/// 0 us timeout on a throwaway plain ring, closed before this returns.
+/// Before 6.9 the opcode is unknown (`EINVAL`), without
+/// `CONFIG_NET_RX_BUSY_POLL` it is `EOPNOTSUPP`, and before 6.13 static
+/// tracking is `EINVAL`.
+pub(super) fn ask_napi(tracking: Option<u8>) -> Result<(), ExecError> {
+    use ringplan_kernel::abi::settings;
+    let Some(tracking) = tracking else {
+        return Ok(());
+    };
+    let (ring, _) = base_ring(0)?;
+    let register = |tracking: u8| {
+        let mut arg = settings::napi(0, false, tracking);
+        // SAFETY: `arg` is a `struct io_uring_napi`, read and written back
+        // by the kernel during the call only.
+        unsafe {
+            rustix::io_uring::io_uring_register(
+                ring.as_fd(),
+                rustix::io_uring::IoringRegisterOp::RegisterNapi,
+                arg.as_mut_ptr().cast(),
+                1,
+            )
+        }
+        .map(drop)
+    };
+    let no_napi = |errno| ExecError::KernelUnsupported {
+        what: "IORING_REGISTER_NAPI (Linux 6.9+ with CONFIG_NET_RX_BUSY_POLL)".to_owned(),
+        errno,
+    };
+    match register(tracking) {
+        Ok(()) => Ok(()),
+        // Static tracking refused: say whether NAPI itself is missing.
+        Err(errno) if tracking == settings::NAPI_TRACKING_STATIC => {
+            register(settings::NAPI_TRACKING_DYNAMIC).map_err(no_napi)?;
+            Err(ExecError::KernelUnsupported {
+                what: "IORING_REGISTER_NAPI with static tracking (Linux 6.13+)".to_owned(),
+                errno,
+            })
+        }
+        Err(errno) => Err(no_napi(errno)),
+    }
+}
+
 /// The throwaway base ring, set up with `base_flags` (never SQPOLL or
 /// ATTACH_WQ), and the kernel's features it reports.
 fn base_ring(base_flags: u32) -> Result<(std::os::fd::OwnedFd, IoringFeatureFlags), ExecError> {

@@ -149,6 +149,7 @@ pub(crate) fn preflight_in(
             .map_err(|error| unavailable(&error))
     })?;
     let features = kernel::ask_kernel(&needs.flag_sets, needs.uses_async_eventfd)?;
+    kernel::ask_napi(needs.napi_tracking)?;
     Ok(PreflightReport {
         needed_fds: plan.needed_fds.clone(),
         fd_limit_needed: needed,

@@ -9,7 +9,7 @@ use ringplan_image::{FileType, ObjectId, SetupFlags};
 use ringplan_plan::{
     CloseFd, CreateEventfd, EnableRings, ExternalInput, InstallFd, OpenFile, RegisterBuffers,
     RegisterEventfd, RegisterFiles, RegisterPbufRing, RegisterPersonalities, RegisterRestrictions,
-    SetupRing,
+    RegisterSettings, SetupRing,
 };
 use rustix::event::EventfdFlags;
 use rustix::fs::{Mode, OFlags};
@@ -270,6 +270,22 @@ impl<B: Backend> Run<'_, B> {
             errno: Errno::INVAL,
         })?;
         let ring = self.handle(register.ring_handle)?;
+        if !register.tags.is_empty() {
+            let tags = slot_tags(&register.tags, register.slots.len());
+            // The same ints, and one tag per slot (0 for none, as an empty
+            // slot must have).
+            return self
+                .backend
+                .io_uring_register_tagged(
+                    ring,
+                    IoringRegisterOp::RegisterFiles2,
+                    &table,
+                    &tags,
+                    count,
+                )
+                .map(drop)
+                .map_err(fail("IORING_REGISTER_FILES2"));
+        }
         // `count` ints, each an open fd or -1; the kernel takes its own
         // references during the call.
         self.backend
@@ -374,6 +390,40 @@ impl<B: Backend> Run<'_, B> {
             .map_err(fail("IORING_REGISTER_RESTRICTIONS"))
     }
 
+    /// `register_settings`: `IORING_REGISTER_FILE_ALLOC_RANGE`,
+    /// `IORING_REGISTER_IOWQ_MAX_WORKERS`, `IORING_REGISTER_NAPI`, each
+    /// when recorded. They live in the ring (the io-wq limits also in the
+    /// registering thread's io-wq, which outlives the ring: an undo that
+    /// closes the ring leaves that thread's workers capped, see the README),
+    /// so closing the ring undoes the rest.
+    pub(super) fn register_settings(&mut self, register: &RegisterSettings) -> Result<(), Failure> {
+        use ringplan_kernel::abi::settings;
+        let ring = self.handle(register.ring_handle)?;
+        if let Some(range) = register.file_alloc_range {
+            let arg = settings::file_index_range(range.start, range.len);
+            self.backend
+                .io_uring_register(ring, IoringRegisterOp::RegisterFileAllocRange, &arg, 0)
+                .map_err(fail("IORING_REGISTER_FILE_ALLOC_RANGE"))?;
+        }
+        if let Some(limits) = register.iowq_max_workers {
+            let arg = settings::iowq_max_workers(limits.bounded, limits.unbounded);
+            self.backend
+                .io_uring_register(ring, IoringRegisterOp::RegisterIowqMaxWorkers, &arg, 2)
+                .map_err(fail("IORING_REGISTER_IOWQ_MAX_WORKERS"))?;
+        }
+        if let Some(napi) = register.napi {
+            let tracking = match napi.tracking {
+                ringplan_image::NapiTracking::Dynamic => settings::NAPI_TRACKING_DYNAMIC,
+                ringplan_image::NapiTracking::Static => settings::NAPI_TRACKING_STATIC,
+            };
+            let arg = settings::napi(napi.busy_poll_us, napi.prefer_busy_poll, tracking);
+            self.backend
+                .io_uring_register(ring, IoringRegisterOp::RegisterNapi, &arg, 1)
+                .map_err(fail("IORING_REGISTER_NAPI"))?;
+        }
+        Ok(())
+    }
+
     /// `enable_rings`: `IORING_REGISTER_ENABLE_RINGS` (in the ring's
     /// recorded owner thread for `SINGLE_ISSUER`: enabling binds it).
     pub(super) fn enable_rings(&mut self, enable: &EnableRings) -> Result<(), Failure> {
@@ -413,6 +463,20 @@ impl<B: Backend> Run<'_, B> {
             errno: Errno::INVAL,
         })?;
         let ring = self.handle(register.ring_handle)?;
+        if !register.tags.is_empty() {
+            let tags = slot_tags(&register.tags, register.iovecs.len());
+            return self
+                .backend
+                .io_uring_register_tagged(
+                    ring,
+                    IoringRegisterOp::RegisterBuffers2,
+                    &iovecs,
+                    &tags,
+                    count,
+                )
+                .map(drop)
+                .map_err(fail("IORING_REGISTER_BUFFERS2"));
+        }
         // The kernel pins the pages the iovecs name (the barrier put them
         // in place) and neither reads nor writes them until I/O is
         // submitted.
@@ -472,4 +536,19 @@ impl<B: Backend> Run<'_, B> {
         }
         Ok(())
     }
+}
+
+/// The `u64` tag array of a `*2` registration: one per slot, the recorded
+/// tags at their slots and 0 elsewhere. A tag makes the kernel post a CQE
+/// when its slot is replaced or unregistered: an undo that closes the
+/// ring posts them into a ring that is going away, which nobody reads.
+fn slot_tags(tags: &[ringplan_image::SlotTag], slots: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; slots * 8];
+    for tag in tags {
+        let at = tag.slot as usize * 8;
+        if let Some(entry) = bytes.get_mut(at..at + 8) {
+            entry.copy_from_slice(&tag.tag.to_ne_bytes());
+        }
+    }
+    bytes
 }

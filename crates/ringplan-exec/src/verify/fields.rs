@@ -241,6 +241,60 @@ impl<'a> FieldComparison<'a> {
                 format!("{:?}", got.restrictions),
             );
         }
+        // Registered settings, one line per setting that differs.
+        let (want, have) = (&ring.settings, &got.settings);
+        if want.file_alloc_range != have.file_alloc_range {
+            differ.differ(
+                "file allocation range",
+                format!("{:?}", want.file_alloc_range),
+                format!("{:?}", have.file_alloc_range),
+            );
+        }
+        if want.iowq_max_workers != have.iowq_max_workers {
+            differ.differ(
+                "io-wq max workers",
+                format!("{:?}", want.iowq_max_workers),
+                format!("{:?}", have.iowq_max_workers),
+            );
+        }
+        // Which NAPI instances a dynamically tracking ring lists is the
+        // kernel's own, found again from the sockets the ring's requests
+        // use: a new ring lists none until then.
+        let napi_of = |napi: Option<ringplan_image::Napi>| {
+            napi.map(|napi| ringplan_image::Napi {
+                ids_listed: napi.ids_listed
+                    && napi.tracking != ringplan_image::NapiTracking::Dynamic,
+                ..napi
+            })
+        };
+        if napi_of(want.napi) != napi_of(have.napi) {
+            differ.differ(
+                "NAPI",
+                format!("{:?}", want.napi),
+                format!("{:?}", have.napi),
+            );
+        }
+        if want.file_tags != have.file_tags {
+            differ.differ(
+                "file tags",
+                format!("{:?}", want.file_tags),
+                format!("{:?}", have.file_tags),
+            );
+        }
+        if want.buffer_tags != have.buffer_tags {
+            differ.differ(
+                "buffer tags",
+                format!("{:?}", want.buffer_tags),
+                format!("{:?}", have.buffer_tags),
+            );
+        }
+        if want.wait_region_len != have.wait_region_len {
+            differ.differ(
+                "wait region",
+                format!("{:?}", want.wait_region_len),
+                format!("{:?}", have.wait_region_len),
+            );
+        }
         if continuous {
             // Its memory is placed, not a mapping of the ring fd: the
             // state comparison checks its addresses.

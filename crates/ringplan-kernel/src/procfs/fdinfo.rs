@@ -139,6 +139,34 @@ pub fn field<'a>(text: &'a [u8], key: &str) -> Option<&'a [u8]> {
     })
 }
 
+/// A ring's NAPI busy-poll settings as its fdinfo shows them (6.9+ with
+/// `CONFIG_NET_RX_BUSY_POLL`): `NAPI:` `enabled` or `disabled`; when
+/// enabled, `napi tracking:` (6.13+: `dynamic`, `static`),
+/// `napi_busy_poll_dt:` in nanoseconds and `napi_prefer_busy_poll:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NapiFdinfo {
+    pub enabled: bool,
+    /// `None` before 6.13 (dynamic tracking only) or when disabled.
+    pub tracking: Option<String>,
+    pub busy_poll_dt_ns: Option<u64>,
+    pub prefer_busy_poll: Option<bool>,
+}
+
+/// The NAPI lines of a ring's fdinfo text; `None` when it has none (a
+/// kernel before 6.9 or without `CONFIG_NET_RX_BUSY_POLL`, or a ring whose
+/// lock was taken, which shows only the common lines).
+pub fn napi(text: &[u8]) -> Option<NapiFdinfo> {
+    let enabled = field(text, "NAPI")? == b"enabled";
+    let text_of =
+        |key: &str| field(text, key).map(|value| String::from_utf8_lossy(value).into_owned());
+    Some(NapiFdinfo {
+        enabled,
+        tracking: text_of("napi tracking"),
+        busy_poll_dt_ns: text_of("napi_busy_poll_dt").and_then(|value| value.parse().ok()),
+        prefer_busy_poll: text_of("napi_prefer_busy_poll").map(|value| value == "true"),
+    })
+}
+
 /// What the fdinfo of an fd says on every tested kernel (6.1 to 6.18),
 /// for comparing an fd a process holds with a recorded one: the common
 /// `pos` and `flags`, and an eventfd's `eventfd-count` and

@@ -98,6 +98,9 @@ impl GraphBuilder<'_> {
             NodeKind::RegisterFiles(index) => Op::RegisterFiles(RegisterFiles {
                 ring_handle: ring_handle(index),
                 slots: self.file_slots(index, handle_of),
+                tags: ring_at(analysis.image, index)
+                    .map(|ring| ring.settings.file_tags.clone())
+                    .unwrap_or_default(),
             }),
             NodeKind::RegisterPersonalities(index) => {
                 let (personalities, next) = ring_at(analysis.image, index)
@@ -135,6 +138,17 @@ impl GraphBuilder<'_> {
                         }),
                 })
             }
+            NodeKind::RegisterSettings(index) => {
+                let settings = ring_at(analysis.image, index)
+                    .map(|ring| ring.settings.clone())
+                    .unwrap_or_default();
+                Op::RegisterSettings(RegisterSettings {
+                    ring_handle: ring_handle(index),
+                    file_alloc_range: settings.file_alloc_range,
+                    iowq_max_workers: settings.iowq_max_workers,
+                    napi: settings.napi,
+                })
+            }
             NodeKind::EnableRings(index) => Op::EnableRings(EnableRings {
                 ring_handle: ring_handle(index),
             }),
@@ -162,6 +176,9 @@ impl GraphBuilder<'_> {
             NodeKind::RegisterBuffers(index) => Op::RegisterBuffers(RegisterBuffers {
                 ring_handle: ring_handle(index),
                 iovecs: buffer_iovecs(analysis.image, index),
+                tags: ring_at(analysis.image, index)
+                    .map(|ring| ring.settings.buffer_tags.clone())
+                    .unwrap_or_default(),
             }),
             NodeKind::InstallFd { object, entry } => {
                 let fd_entry = analysis.image.objects[object as usize].fds[entry as usize];

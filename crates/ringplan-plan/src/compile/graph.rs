@@ -54,9 +54,11 @@ pub(super) mod rank {
     pub const REGISTER_FILES: u8 = 7;
     pub const REGISTER_PERSONALITIES: u8 = 8;
     pub const REGISTER_RESTRICTIONS: u8 = 9;
-    pub const CLOSE_TEMPORARY_RING: u8 = 10;
-    pub const CLOSE: u8 = 11;
-    pub const COUNT: usize = 12;
+    /// After the file table: registering one resets the allocation range.
+    pub const REGISTER_SETTINGS: u8 = 10;
+    pub const CLOSE_TEMPORARY_RING: u8 = 11;
+    pub const CLOSE: u8 = 12;
+    pub const COUNT: usize = 13;
 }
 
 /// `(phase, unit, rank, sub, node)` packed into one integer, smallest
@@ -84,6 +86,7 @@ pub(super) enum NodeKind {
         group: u32,
     },
     RegisterRestrictions(u32),
+    RegisterSettings(u32),
     EnableRings(u32),
     PlaceMemory(u32),
     RestoreCompletions(u32),
@@ -144,6 +147,7 @@ pub(super) struct GraphBuilder<'a> {
     /// Per ring, its register_pbuf_ring nodes (one per buffer ring).
     register_pbuf_nodes: Vec<Vec<u32>>,
     register_restrictions_nodes: Vec<u32>,
+    register_settings_nodes: Vec<u32>,
     enable_nodes: Vec<u32>,
     /// Per ring restored continuously: its place_ring_memory,
     /// restore_completions and queue_sqes nodes (or [`NO_NODE`]).
@@ -178,6 +182,7 @@ impl<'a> GraphBuilder<'a> {
             register_personalities_nodes: vec![NO_NODE; object_count],
             register_pbuf_nodes: vec![Vec::new(); object_count],
             register_restrictions_nodes: vec![NO_NODE; object_count],
+            register_settings_nodes: vec![NO_NODE; object_count],
             enable_nodes: vec![NO_NODE; object_count],
             place_memory_nodes: vec![NO_NODE; object_count],
             restore_completions_nodes: vec![NO_NODE; object_count],
@@ -383,6 +388,15 @@ impl<'a> GraphBuilder<'a> {
                 NodeKind::RegisterRestrictions(object_index),
             );
         }
+        if has_settings(ring) {
+            self.register_settings_nodes[index] = self.add_node(
+                phase::BUILD,
+                object_index,
+                rank::REGISTER_SETTINGS,
+                object_index,
+                NodeKind::RegisterSettings(object_index),
+            );
+        }
         let mut close_phase = phase::RELEASE;
         if needs_enable(ring) {
             self.enable_nodes[index] = self.add_node(
@@ -555,6 +569,17 @@ impl<'a> GraphBuilder<'a> {
             self.add_edge(create, restrict);
             self.add_release_edge(restrict, close, last_register_into);
         }
+        let settings = self.register_settings_nodes[index];
+        if settings != NO_NODE {
+            self.add_edge(create, settings);
+            // The file table's registration sets the allocation range to
+            // the whole table: the recorded range comes after it.
+            let files = self.register_files_nodes[index];
+            if files != NO_NODE {
+                self.add_edge(files, settings);
+            }
+            self.add_release_edge(settings, close, last_register_into);
+        }
 
         if !ring.buffers.is_empty() {
             let register = self.register_buffers_nodes[index];
@@ -589,6 +614,7 @@ impl<'a> GraphBuilder<'a> {
                 self.register_files_nodes[index],
                 self.register_personalities_nodes[index],
                 self.register_restrictions_nodes[index],
+                self.register_settings_nodes[index],
                 self.register_buffers_nodes[index],
                 self.queue_sqes_nodes[index],
             ] {
@@ -646,6 +672,7 @@ impl<'a> GraphBuilder<'a> {
             | NodeKind::RegisterPersonalities(index)
             | NodeKind::RegisterPbufRing { ring: index, .. }
             | NodeKind::RegisterRestrictions(index)
+            | NodeKind::RegisterSettings(index)
             | NodeKind::EnableRings(index)
             | NodeKind::RegisterBuffers(index)
             | NodeKind::PlaceMemory(index)
@@ -669,6 +696,15 @@ pub(super) fn has_personalities(ring: &Ring) -> bool {
 
 /// Whether a ring gets an `enable_rings` step: it has restrictions, which
 /// need it set up `R_DISABLED`, and the image recorded it enabled.
+/// Whether the ring has a setting `register_settings` registers (tags go
+/// with their tables' registrations; a wait region is refused).
+pub(super) fn has_settings(ring: &Ring) -> bool {
+    let settings = &ring.settings;
+    settings.file_alloc_range.is_some()
+        || settings.iowq_max_workers.is_some()
+        || settings.napi.is_some()
+}
+
 pub(super) fn needs_enable(ring: &Ring) -> bool {
     ring.restrictions.is_some() && !ring.setup.has(ringplan_image::SetupFlags::R_DISABLED)
 }

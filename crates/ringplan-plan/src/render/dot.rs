@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use ringplan_image::{ObjectId, SetupFlags};
 
-use super::wording::{eventfd_flags, handle_list, object_label, plural, ranges};
+use super::wording::{eventfd_flags, handle_list, object_label, plural, ranges, settings_summary};
 use crate::model::*;
 
 impl Plan {
@@ -132,6 +132,9 @@ fn dot_label(index: usize, step: &Step) -> String {
             register.restrictions.sqe_flags_required,
             register.ring_handle
         ),
+        Op::RegisterSettings(register) => {
+            format!("{} on {}", settings_summary(register), register.ring_handle)
+        }
         Op::EnableRings(enable) => format!("{}", enable.ring_handle),
         Op::RegisterPbufRing(register) => format!(
             "bgid {}, {} entries at {:#x}{} on {}",
@@ -296,6 +299,7 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
             | Op::RegisterPersonalities(_)
             | Op::RegisterPbufRing(_)
             | Op::RegisterRestrictions(_)
+            | Op::RegisterSettings(_)
             | Op::EnableRings(_)
             | Op::RegisterBuffers(_)
             | Op::PlaceRingMemory(_)

@@ -104,6 +104,7 @@ enum JsonParameters<'a> {
     RegisterPersonalities(&'a RegisterPersonalities),
     RegisterPbufRing(&'a RegisterPbufRing),
     RegisterRestrictions(&'a RegisterRestrictions),
+    RegisterSettings(&'a RegisterSettings),
     EnableRings(&'a EnableRings),
     RegisterBuffers(&'a RegisterBuffers),
     PlaceRingMemory(&'a PlaceRingMemory),
@@ -126,6 +127,7 @@ impl<'a> JsonParameters<'a> {
             Op::RegisterPersonalities(parameters) => {
                 JsonParameters::RegisterPersonalities(parameters)
             }
+            Op::RegisterSettings(parameters) => JsonParameters::RegisterSettings(parameters),
             Op::RegisterRestrictions(parameters) => {
                 JsonParameters::RegisterRestrictions(parameters)
             }

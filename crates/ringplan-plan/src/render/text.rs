@@ -200,10 +200,12 @@ fn describe_step(index: usize, step: &Step) -> String {
             )
         }
         Op::RegisterFiles(register) => format!(
-            "{op}{object}: IORING_REGISTER_FILES on {}, {}",
+            "{op}{object}: IORING_REGISTER_FILES{} on {}, {}{}",
+            if register.tags.is_empty() { "" } else { "2" },
             register.ring_handle,
             used_slots(&register.slots, Option::is_some, |slot| slot
-                .map_or_else(String::new, |h| h.to_string()))
+                .map_or_else(String::new, |h| h.to_string())),
+            tags_suffix(&register.tags)
         ),
         Op::RegisterPbufRing(register) => format!(
             "{op}{object}: IORING_REGISTER_PBUF_RING on {}: bgid {}, {} entries at {:#x}+{}{} (the program's memory; {})",
@@ -251,6 +253,11 @@ fn describe_step(index: usize, step: &Step) -> String {
                 register.ring_handle, r.register_ops, r.sqe_ops, r.sqe_flags_allowed, r.sqe_flags_required
             )
         }
+        Op::RegisterSettings(register) => format!(
+            "{op}{object}: on {}: {}",
+            register.ring_handle,
+            super::wording::settings_summary(register)
+        ),
         Op::EnableRings(enable) => format!(
             "{op}{object}: IORING_REGISTER_ENABLE_RINGS on {}",
             enable.ring_handle
@@ -259,13 +266,15 @@ fn describe_step(index: usize, step: &Step) -> String {
             format!("{op}: the task's memory must be in place from here on (restore it now if you restore it yourself)")
         }
         Op::RegisterBuffers(register) => format!(
-            "{op}{object}: IORING_REGISTER_BUFFERS on {}, {}",
+            "{op}{object}: IORING_REGISTER_BUFFERS{} on {}, {}{}",
+            if register.tags.is_empty() { "" } else { "2" },
             register.ring_handle,
             used_slots(
                 &register.iovecs,
                 |iovec| !iovec.is_empty(),
                 |iovec| format!("{:#x}+{}", iovec.base, iovec.len)
-            )
+            ),
+            tags_suffix(&register.tags)
         ),
         Op::InstallFd(install) => format!(
             "{op}{object}: dup3({}, {}, {})",
@@ -301,4 +310,16 @@ fn external_input_text(input: &ExternalInput) -> String {
         let _ = write!(what, ", pos {pos}");
     }
     what
+}
+
+/// `; tags 0=0x1001 3=0x1003`: a registration's slot tags, if any.
+fn tags_suffix(tags: &[ringplan_image::SlotTag]) -> String {
+    if tags.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = tags
+        .iter()
+        .map(|tag| format!("{}={:#x}", tag.slot, tag.tag))
+        .collect();
+    format!("; tags {}", listed.join(" "))
 }

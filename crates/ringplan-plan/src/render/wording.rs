@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use ringplan_image::ObjectId;
 
 use crate::model::{
-    CreateEventfd, Handle, MemoryOrigin, PlaceRingMemory, QueueSqes, RestoreCompletions,
+    CreateEventfd, Handle, MemoryOrigin, PlaceRingMemory, QueueSqes, RegisterSettings,
+    RestoreCompletions,
 };
 
 /// `0-5, 7, 9, 10`: ascending numbers with runs of three or more collapsed.
@@ -165,4 +166,36 @@ pub(super) fn queued_sqes(queue: &QueueSqes) -> String {
     }
     let _ = write!(text, ", SQ tail {}", queue.sq_tail);
     text
+}
+
+/// `IORING_REGISTER_FILE_ALLOC_RANGE 5+3, IORING_REGISTER_IOWQ_MAX_WORKERS
+/// 3/5, IORING_REGISTER_NAPI 50 us`: the calls of a `register_settings`
+/// step, in their order.
+pub(super) fn settings_summary(register: &RegisterSettings) -> String {
+    let mut parts = Vec::new();
+    if let Some(range) = register.file_alloc_range {
+        parts.push(format!(
+            "IORING_REGISTER_FILE_ALLOC_RANGE {}+{}",
+            range.start, range.len
+        ));
+    }
+    if let Some(limits) = register.iowq_max_workers {
+        parts.push(format!(
+            "IORING_REGISTER_IOWQ_MAX_WORKERS {} bounded/{} unbounded",
+            limits.bounded, limits.unbounded
+        ));
+    }
+    if let Some(napi) = register.napi {
+        parts.push(format!(
+            "IORING_REGISTER_NAPI {} us{}, {} tracking",
+            napi.busy_poll_us,
+            if napi.prefer_busy_poll {
+                ", prefer busy poll"
+            } else {
+                ""
+            },
+            napi.tracking.name()
+        ));
+    }
+    parts.join(", ")
 }

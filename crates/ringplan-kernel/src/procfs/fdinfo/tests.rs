@@ -362,3 +362,28 @@ fn common_fdinfo_reads_every_kernel() {
         "bad pos"
     );
 }
+
+#[test]
+fn napi_lines_are_read_as_each_kernel_prints_them() {
+    // 6.13+: the tracking mode line; 6.9-6.12: without it.
+    let recent = b"CqOverflowList:\nNAPI:\tenabled\nnapi tracking:\tdynamic\nnapi_busy_poll_dt:\t50000\nnapi_prefer_busy_poll:\ttrue\n";
+    assert_eq!(
+        super::napi(recent),
+        Some(super::NapiFdinfo {
+            enabled: true,
+            tracking: Some("dynamic".to_owned()),
+            busy_poll_dt_ns: Some(50_000),
+            prefer_busy_poll: Some(true),
+        })
+    );
+    let older = b"NAPI:\tenabled\nnapi_busy_poll_dt:\t7000\nnapi_prefer_busy_poll:\tfalse\n";
+    let napi = super::napi(older).expect("NAPI lines");
+    assert_eq!(napi.tracking, None);
+    assert_eq!(napi.busy_poll_dt_ns, Some(7000));
+    assert_eq!(napi.prefer_busy_poll, Some(false));
+    assert_eq!(
+        super::napi(b"NAPI:\tdisabled\n").map(|napi| napi.enabled),
+        Some(false)
+    );
+    assert_eq!(super::napi(b"SqMask:\t0x7\n"), None);
+}
