@@ -341,6 +341,7 @@ fn build(sketch: &Sketch) -> Image {
                 personality_next: 0,
                 pbuf_rings: Vec::new(),
                 legacy_buffer_groups: Vec::new(),
+                registered_ring_fds: Vec::new(),
                 restrictions: None,
             }),
         });

@@ -8,8 +8,8 @@ pub struct AppArgs {
     /// seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix,
     /// personalities:N, restricted, restricted-enabled, pbuf[:N],
     /// pbuf-fresh:N, pbuf-legacy, pbuf-mmap, shared, shared-sqpoll (a
-    /// ring shared with forked children, which the JSON line lists) or
-    /// tree:N (a ring kept by N forked children).
+    /// ring shared with forked children, which the JSON line lists),
+    /// tree:N (a ring kept by N forked children), ring-fds or ring-fd-only.
     #[arg(default_value = "seed")]
     scenario: String,
 }

@@ -455,6 +455,7 @@ mod tests {
             personalities: Known::Unknown,
             restrictions: Known::Unknown,
             buffer_groups: Known::Unknown,
+            registered_ring_fds: Known::Unknown,
         }
     }
 

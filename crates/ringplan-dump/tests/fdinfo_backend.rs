@@ -380,6 +380,7 @@ fn seed_reads_back_field_by_field() {
             personalities: Known::Unknown,
             restrictions: Known::Unknown,
             buffer_groups: Known::Unknown,
+            registered_ring_fds: Known::Unknown,
         }
     );
 

@@ -337,11 +337,13 @@ fn replay(plan: &Plan) -> BaseRestored {
             // The baseline restores kernel objects only (`relocate` removes
             // the ring state, so the plans have none of these steps).
             Op::PlaceRingMemory(_) | Op::RestoreCompletions(_) | Op::QueueSqes(_) => None,
-            // The bench's scenarios have no personalities nor buffer rings.
+            // The bench's scenarios have no personalities, buffer rings
+            // nor registered ring fds.
             Op::RegisterPersonalities(_)
             | Op::RegisterRestrictions(_)
             | Op::EnableRings(_)
-            | Op::RegisterPbufRing(_) => None,
+            | Op::RegisterPbufRing(_)
+            | Op::RegisterRingFd(_) => None,
             Op::CreateEventfd(create) => {
                 let mut flags = EventfdFlags::CLOEXEC;
                 if create.semaphore {

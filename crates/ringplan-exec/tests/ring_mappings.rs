@@ -49,6 +49,7 @@ fn image(fd: i32, mappings: Vec<RingMapping>) -> Image {
         personality_next: 0,
         pbuf_rings: Vec::new(),
         legacy_buffer_groups: Vec::new(),
+        registered_ring_fds: Vec::new(),
         restrictions: None,
     };
     let object = Object {

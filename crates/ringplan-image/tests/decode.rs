@@ -29,6 +29,7 @@ fn seed_like() -> Image {
             personality_next: 0,
             pbuf_rings: Vec::new(),
             legacy_buffer_groups: Vec::new(),
+            registered_ring_fds: Vec::new(),
             restrictions: None,
         };
     let parent_flags =

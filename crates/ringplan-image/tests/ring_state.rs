@@ -81,6 +81,7 @@ fn image_with_state() -> Image {
                 personality_next: 0,
                 pbuf_rings: Vec::new(),
                 legacy_buffer_groups: Vec::new(),
+                registered_ring_fds: Vec::new(),
                 restrictions: None,
             }),
         }],

@@ -152,6 +152,8 @@ pub(crate) struct ScenarioRing {
     /// Legacy buffer groups (`IORING_OP_PROVIDE_BUFFERS`): bgid and the
     /// buffers' memory.
     pub legacy_groups: Vec<(u16, AnonymousMapping)>,
+    /// The registered ring-fd slots that hold this ring: (tid, offset).
+    pub registered_ring_fds: Vec<(u32, u32)>,
 }
 
 /// Offsets in a ring's mapped memory (`sq_off`, `cq_off`).
@@ -297,6 +299,7 @@ impl ScenarioRing {
             pbuf_rings: Vec::new(),
             legacy_groups: Vec::new(),
             restrictions: None,
+            registered_ring_fds: Vec::new(),
         })
     }
 

@@ -197,6 +197,7 @@ impl StateBuilder {
             restrictions: Known::Unknown,
             // fdinfo does not list buffer groups.
             buffer_groups: Known::Unknown,
+            registered_ring_fds: Known::Unknown,
         }
     }
 }

@@ -103,6 +103,7 @@ enum JsonParameters<'a> {
     RegisterFiles(&'a RegisterFiles),
     RegisterPersonalities(&'a RegisterPersonalities),
     RegisterPbufRing(&'a RegisterPbufRing),
+    RegisterRingFd(&'a RegisterRingFd),
     RegisterRestrictions(&'a RegisterRestrictions),
     EnableRings(&'a EnableRings),
     RegisterBuffers(&'a RegisterBuffers),
@@ -123,6 +124,7 @@ impl<'a> JsonParameters<'a> {
             Op::RegisterEventfd(parameters) => JsonParameters::RegisterEventfd(parameters),
             Op::RegisterFiles(parameters) => JsonParameters::RegisterFiles(parameters),
             Op::RegisterPbufRing(parameters) => JsonParameters::RegisterPbufRing(parameters),
+            Op::RegisterRingFd(parameters) => JsonParameters::RegisterRingFd(parameters),
             Op::RegisterPersonalities(parameters) => {
                 JsonParameters::RegisterPersonalities(parameters)
             }
