@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::support::plan_ok;
 
-const EXAMPLES: [&str; 10] = [
+const EXAMPLES: [&str; 12] = [
     "seed",
     "chain-64",
     "fanout-64",
@@ -18,6 +18,8 @@ const EXAMPLES: [&str; 10] = [
     "personalities-3",
     "restricted-enabled",
     "pbuf-fresh-2",
+    "ring-fds",
+    "ring-fd-only",
 ];
 
 #[test]
