@@ -47,9 +47,9 @@ enum rp_record_kind {
 	RP_RECORD_PERSONALITY = 10,
 	/* Pass B, one per provided-buffer group in a buffer-groups chunk. */
 	RP_RECORD_PBUF_RING = 11,
-	/* Pass T (the target's threads), one per thread: struct
-	 * rp_thread_record, then one rp_ring_fd_record per occupied slot of
-	 * its registered ring fds. */
+	/* Pass T (the target's threads), one per thread: one
+	 * rp_ring_fd_record per occupied slot of its registered ring fds,
+	 * then its struct rp_thread_record. */
 	RP_RECORD_THREAD = 12,
 	RP_RECORD_RING_FD = 13,
 };

@@ -145,12 +145,12 @@ impl BpfDumper {
         let thread_bytes = self.run_thread_pass(pid, pidfd)?;
         reading.add_thread_records(&thread_bytes)?;
         self.read_rings(pid, pidfd, &mut reading)?;
-        if !reading.slot_only_rings.is_empty() {
-            // Those rings were read by pointer: only a slot that still
-            // holds the same file says they were alive throughout.
-            let again = self.run_thread_pass(pid, pidfd)?;
-            reading.check_slot_only_rings_kept(pid, &again)?;
-        }
+        // The threads' slots again: a slot registered or unregistered
+        // while the rings were read makes the read retry (as a changed fd
+        // table does), and a ring read by pointer is known to have been
+        // alive throughout only if its slot still holds the same file.
+        let again = self.run_thread_pass(pid, pidfd)?;
+        reading.check_slots_unchanged(pid, &thread_bytes, &again)?;
         let hz = self.hz_for(&reading);
         reading.fill_slot_only_paths(pid, pidfd)?;
         let frames = if reading.has_no_mmap_ring() || reading.has_pbuf_ring() {

@@ -189,29 +189,43 @@ impl Reading {
         Ok(())
     }
 
-    /// After pass B: every ring read by pointer is still held by a slot,
-    /// by the same file (pass T again), so it was alive while it was read.
-    pub(super) fn check_slot_only_rings_kept(
+    /// After pass B: pass T's second look (`after`) shows the same
+    /// occupied slots as its first (`before`): each (thread, offset) holds
+    /// the same file. So no slot changed while the rings were read, and
+    /// every ring read by pointer was kept alive by its slot throughout.
+    pub(super) fn check_slots_unchanged(
         &self,
         pid: u32,
-        bytes: &[u8],
+        before: &[u8],
+        after: &[u8],
     ) -> Result<(), BpfError> {
-        let mut held = HashSet::new();
-        for record in Records::new(bytes) {
-            if let Record::RingFd(slot) = record.map_err(|error| malformed(Pass::Threads, error))? {
-                held.insert((slot.ctx, slot.file));
+        let slots = |bytes: &[u8]| -> Result<BTreeMap<(u32, u32), u64>, BpfError> {
+            let mut slots = BTreeMap::new();
+            for record in Records::new(bytes) {
+                if let Record::RingFd(slot) =
+                    record.map_err(|error| malformed(Pass::Threads, error))?
+                {
+                    slots.insert((slot.tid, slot.offset), slot.file);
+                }
             }
+            Ok(slots)
+        };
+        let (before, after) = (slots(before)?, slots(after)?);
+        if before == after {
+            return Ok(());
         }
-        for (&ctx, &(file, _)) in &self.slot_only_rings {
-            if !held.contains(&(ctx, file)) {
-                return Err(BpfError::TargetChanged {
-                    pid,
-                    what: "a ring held only by a registered ring fd was unregistered while it was read"
-                        .into(),
-                });
-            }
-        }
-        Ok(())
+        let (tid, offset) = before
+            .iter()
+            .chain(&after)
+            .map(|(slot, _)| *slot)
+            .find(|slot| before.get(slot) != after.get(slot))
+            .unwrap_or_default();
+        Err(BpfError::TargetChanged {
+            pid,
+            what: format!(
+                "thread {tid}'s registered ring fd at offset {offset} changed while the rings were read"
+            ),
+        })
     }
 
     fn add_fd(&mut self, record: &FdRecord<'_>) -> Result<(), BpfError> {
