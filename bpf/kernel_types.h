@@ -59,6 +59,12 @@ struct bpf_iter__task_file {
 	struct file *file;
 };
 
+/* The context of an iter/task program (one visit per thread). */
+struct bpf_iter__task {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+};
+
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
 struct fdtable {
@@ -69,9 +75,19 @@ struct files_struct {
 	struct fdtable *fdt;
 };
 
+struct io_uring_task;
+
 struct task_struct {
 	struct files_struct *files;
 	int pid;
+	/* The thread's io_uring context (NULL until it first uses io_uring). */
+	struct io_uring_task *io_uring;
+};
+
+/* Per thread: the rings it registered with IORING_REGISTER_RING_FDS, by
+ * offset (IO_RINGFD_REG_MAX = 16 slots on 6.1 and 6.18). */
+struct io_uring_task {
+	struct file *registered_rings[16];
 };
 
 struct inode {

@@ -1054,11 +1054,33 @@ static __always_inline void read_settings(struct io_ring_ctx *ring, struct rp_ri
 	rec->state_known |= RP_STATE_SETTINGS;
 }
 
+/* All ones when the request reads its ring by pointer, else 0: computed
+ * without a branch, so that the verifier walks what follows once, not once
+ * per kind of request (a branch here more than doubled the load of
+ * ringplan_chunk_fds, measured). */
+static __always_inline __u64 by_pointer_mask(struct rp_chunk_request *request)
+{
+	return 0 - (__u64)(request->by_pointer & 1);
+}
+
+/* The ring a request names: the local fd's (a copy of the target's ring
+ * fd), or for a ring no fd holds the ctx at expected_ctx itself, which a
+ * thread's registered ring-fd slot keeps alive (pass T saw it; the dumper
+ * checks after pass B that the slot still holds it, so a ring freed
+ * meanwhile is a changed target, not a read of freed memory's values).
+ * Either is only ever read with probe reads. */
+static __always_inline struct io_ring_ctx *ring_of_request(struct file *file,
+							   struct rp_chunk_request *request)
+{
+	__u64 mask = by_pointer_mask(request);
+	return (void *)((request->expected_ctx & mask) | ((__u64)file->private_data & ~mask));
+}
+
 static __always_inline void write_ring_record(struct seq_file *seq, struct file *file,
 					      struct rp_chunk_request *request, __u32 fd)
 {
 	struct rp_ring_record rec = {};
-	struct io_ring_ctx *ring = file->private_data;
+	struct io_ring_ctx *ring = ring_of_request(file, request);
 
 	rec.header.kind = RP_RECORD_RING;
 	rec.header.size = sizeof(rec);
@@ -1069,7 +1091,8 @@ static __always_inline void write_ring_record(struct seq_file *seq, struct file 
 		bpf_seq_write(seq, &rec, sizeof(rec));
 		return;
 	}
-	rec.inode_number = file->f_inode->i_ino;
+	/* A ring read by pointer: its inode comes from pass T (0 here). */
+	rec.inode_number = file->f_inode->i_ino & ~by_pointer_mask(request);
 	rec.flags = BPF_CORE_READ(ring, flags);
 	rec.sq_entries = BPF_CORE_READ(ring, sq_entries);
 	rec.cq_entries = BPF_CORE_READ(ring, cq_entries);
@@ -1309,7 +1332,7 @@ static __always_inline void write_chunk(struct seq_file *seq, struct file *file,
 	rec.start = request->start;
 	rec.layout = detect_layout();
 
-	struct io_ring_ctx *ring = file->private_data;
+	struct io_ring_ctx *ring = ring_of_request(file, request);
 	rec.ctx = (__u64)ring;
 	if (request->expected_ctx && rec.ctx != request->expected_ctx) {
 		rec.status = RP_CHUNK_OTHER_RING;
@@ -1386,5 +1409,88 @@ int ringplan_chunk_fds(struct bpf_iter__task_file *ctx)
 		write_chunk(seq, file, request, fd);
 	else if (request->kind == RP_REQUEST_PROBE)
 		write_probe_record(seq, file, fd);
+	return 0;
+}
+
+/*
+ * ringplan_target_threads (pass T) runs over every thread of the target
+ * (an iter/task link limited to the target's pidfd visits each thread;
+ * the task_file iterator of pass A visits one task per fd table, so it
+ * cannot see per-thread state). For each thread it writes an
+ * rp_thread_record and one rp_ring_fd_record per occupied slot of the
+ * thread's registered ring fds (task->io_uring->registered_rings,
+ * IORING_REGISTER_RING_FDS): the ring's file, its ctx, its inode. A ring
+ * held only by such a slot is found here and nowhere else.
+ */
+/* State of a thread's slot walk (bpf_loop), on the program's stack. */
+struct ring_fd_loop {
+	struct seq_file *seq;
+	__u64 slots[RP_RING_FD_SLOTS];
+	__u32 tid;
+	__u32 occupied;
+};
+
+/* Writes slot `offset`'s record when it holds a ring. One callback that
+ * the verifier checks once: an unrolled loop over 16 slots that may each
+ * be empty or not multiplied the states it walked (it tripled a whole
+ * dump's time, measured). */
+static long write_ring_fd_slot(__u32 offset, void *data)
+{
+	struct ring_fd_loop *loop = data;
+	struct rp_ring_fd_record rec = {};
+
+	if (offset >= RP_RING_FD_SLOTS)
+		return 1;
+	struct file *file = (void *)loop->slots[offset];
+	if (!file)
+		return 0;
+	rec.header.kind = RP_RECORD_RING_FD;
+	rec.header.size = sizeof(rec);
+	rec.file = (__u64)file;
+	rec.f_op = (__u64)BPF_CORE_READ(file, f_op);
+	rec.ctx = (__u64)BPF_CORE_READ(file, private_data);
+	rec.inode_number = BPF_CORE_READ(file, f_inode, i_ino);
+	rec.tid = loop->tid;
+	rec.offset = offset;
+	bpf_seq_write(loop->seq, &rec, sizeof(rec));
+	loop->occupied++;
+	return 0;
+}
+
+SEC("iter/task")
+int ringplan_target_threads(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	struct rp_thread_record thread = {};
+	struct ring_fd_loop loop = {};
+
+	if (!task)
+		return 0;
+	thread.header.kind = RP_RECORD_THREAD;
+	thread.header.size = sizeof(thread);
+	thread.tid = task->pid;
+	thread.slots = bpf_core_field_size(struct io_uring_task, registered_rings) / sizeof(__u64);
+	if (!bpf_core_field_exists(task->io_uring) || thread.slots != RP_RING_FD_SLOTS) {
+		thread.status = RP_THREAD_UNKNOWN_LAYOUT;
+		bpf_seq_write(seq, &thread, sizeof(thread));
+		return 0;
+	}
+	struct io_uring_task *tctx = BPF_CORE_READ(task, io_uring);
+	if (tctx && bpf_probe_read_kernel(loop.slots, sizeof(loop.slots),
+					  (void *)tctx + bpf_core_field_offset(struct io_uring_task,
+									       registered_rings)) < 0) {
+		thread.status = RP_THREAD_UNREADABLE;
+		bpf_seq_write(seq, &thread, sizeof(thread));
+		return 0;
+	}
+	loop.seq = seq;
+	loop.tid = thread.tid;
+	loop.occupied = opaque_zero;
+	if (tctx)
+		bpf_loop(RP_RING_FD_SLOTS, write_ring_fd_slot, &loop, 0);
+	/* After its slots: userspace files records by tid, not by order. */
+	thread.occupied = loop.occupied;
+	bpf_seq_write(seq, &thread, sizeof(thread));
 	return 0;
 }

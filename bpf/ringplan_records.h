@@ -47,6 +47,11 @@ enum rp_record_kind {
 	RP_RECORD_PERSONALITY = 10,
 	/* Pass B, one per provided-buffer group in a buffer-groups chunk. */
 	RP_RECORD_PBUF_RING = 11,
+	/* Pass T (the target's threads), one per thread: one
+	 * rp_ring_fd_record per occupied slot of its registered ring fds,
+	 * then its struct rp_thread_record. */
+	RP_RECORD_THREAD = 12,
+	RP_RECORD_RING_FD = 13,
 };
 
 /* What a struct file is, as told by its f_op (pass A; pass B reports f_op
@@ -359,6 +364,40 @@ struct rp_pbuf_ring_record {
 };
 _Static_assert(sizeof(struct rp_pbuf_ring_record) == 48, "rp_pbuf_ring_record");
 
+/* One thread of the target (pass T): whether its registered ring fds
+ * were read, and how many occupied slots follow. */
+struct rp_thread_record {
+	struct rp_header header;
+	__u32 tid;            /* task->pid, as the initial pid namespace numbers it */
+	__u32 status;         /* enum rp_thread_status */
+	__u32 slots;          /* the kernel's slot count (registered_rings' length) */
+	__u32 occupied;       /* rp_ring_fd_records that follow */
+};
+_Static_assert(sizeof(struct rp_thread_record) == 24, "rp_thread_record");
+
+/* One occupied registered ring-fd slot of a thread (pass T). */
+struct rp_ring_fd_record {
+	struct rp_header header;
+	__u64 file;           /* the ring's struct file */
+	__u64 f_op;           /* file->f_op (ring_fops for a ring) */
+	__u64 ctx;            /* file->private_data: the io_ring_ctx */
+	__u64 inode_number;   /* file->f_inode->i_ino */
+	__u32 tid;
+	__u32 offset;         /* the slot: the offset IORING_ENTER_REGISTERED_RING names */
+};
+_Static_assert(sizeof(struct rp_ring_fd_record) == 48, "rp_ring_fd_record");
+
+/* Status of a thread record. */
+enum rp_thread_status {
+	/* The slots were read (none when the thread never used io_uring). */
+	RP_THREAD_OK = 0,
+	/* This kernel's io_uring_task has no registered_rings of the length
+	 * the program reads: the thread's ring fds are unknown. */
+	RP_THREAD_UNKNOWN_LAYOUT = 1,
+	/* The slots could not be read (a probe read failed). */
+	RP_THREAD_UNREADABLE = 2,
+};
+
 /* Value of the chunk_requests map, keyed by the dumper's local fd (__u32). */
 struct rp_chunk_request {
 	__u64 expected_ctx;   /* the io_ring_ctx the local fd must refer to; 0: any
@@ -367,8 +406,14 @@ struct rp_chunk_request {
 	__u32 start;          /* first slot (chunks) */
 	__u32 count;          /* slots to read from start, clamped to the table (chunks) */
 	__u32 kind;           /* enum rp_request_kind */
+	/* 1: read the io_ring_ctx at expected_ctx itself, not the local fd's
+	 * file (a ring no fd of the target holds, only a thread's registered
+	 * ring-fd slot, which the dumper cannot copy: the local fd only
+	 * carries the request). */
+	__u32 by_pointer;
+	__u32 reserved;
 };
-_Static_assert(sizeof(struct rp_chunk_request) == 24, "rp_chunk_request");
+_Static_assert(sizeof(struct rp_chunk_request) == 32, "rp_chunk_request");
 
 struct rp_chunk_record {
 	struct rp_header header;
@@ -459,6 +504,8 @@ enum rp_limits {
 	RP_PBUF_RINGS_PER_CHUNK = 500,
 	/* 6.1's ctx->io_bl array: groups with bgid below this (BGID_ARRAY). */
 	RP_BGID_ARRAY = 64,
+	/* Registered ring-fd slots per thread (IO_RINGFD_REG_MAX). */
+	RP_RING_FD_SLOTS = 16,
 };
 _Static_assert(sizeof(struct rp_ring_record) +
 		       RP_MAX_OVERFLOW_CQES * sizeof(struct rp_overflow_cqe_record) +
@@ -507,6 +554,9 @@ struct rp_shared_types {
 	struct rp_pending_request_record pending_request_record;
 	struct rp_personality_record personality_record;
 	struct rp_pbuf_ring_record pbuf_ring_record;
+	struct rp_thread_record thread_record;
+	struct rp_ring_fd_record ring_fd_record;
+	enum rp_thread_status thread_status;
 	enum rp_record_kind record_kind;
 	enum rp_file_role file_role;
 	enum rp_layout layout;

@@ -357,6 +357,42 @@ fn document_rows() -> Vec<Row> {
             planner: false,
         },
         Row {
+            name: "ring-fd-offset-beyond",
+            bytes: mutated(|image| {
+                ring_v3(image).registered_ring_fds = vec![ringplan_image::RegisteredRingFd {
+                    tid: 100,
+                    offset: 16,
+                }]
+            }),
+            expected: "ring #1: registered ring fd of thread 100 at offset 16: the kernel has 16 slots",
+            planner: false,
+        },
+        Row {
+            name: "ring-fd-slot-repeated",
+            bytes: mutated(|image| {
+                let slot = ringplan_image::RegisteredRingFd {
+                    tid: 100,
+                    offset: 2,
+                };
+                ring_v3(image).registered_ring_fds = vec![slot];
+                ring_mut(image, 2).registered_ring_fds = vec![slot];
+            }),
+            expected: "ring #2: registered ring fd of thread 100 at offset 2 is also ring #1's",
+            planner: false,
+        },
+        Row {
+            name: "ring-fds-in-version-2",
+            bytes: mutated(|image| {
+                ring_mut(image, 1).registered_ring_fds = vec![ringplan_image::RegisteredRingFd {
+                    tid: 100,
+                    offset: 0,
+                }];
+                image.version = 2;
+            }),
+            expected: "ring #1: has registered ring fds, which version 2 images do not have",
+            planner: false,
+        },
+        Row {
             name: "personalities-in-version-2",
             bytes: mutated(|image| {
                 ring_mut(image, 1).personalities = vec![personality(1)];
@@ -417,6 +453,16 @@ fn document_rows() -> Vec<Row> {
             name: "pbuf-rings-unknown",
             bytes: mutated(|image| ring_v3(image).unknown.push(ringplan_image::RingField::PbufRings)),
             expected: "ring #1: pbuf_rings unknown",
+            planner: true,
+        },
+        Row {
+            name: "ring-fds-unknown",
+            bytes: mutated(|image| {
+                ring_v3(image)
+                    .unknown
+                    .push(ringplan_image::RingField::RegisteredRingFds)
+            }),
+            expected: "ring #1: registered_ring_fds unknown",
             planner: true,
         },
         Row {

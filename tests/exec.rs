@@ -215,6 +215,7 @@ impl Holder {
             skipped_mappings: &self.skipped_mappings(),
             moved_rings: &self.moved_rings(),
             adopted: &[],
+            ring_fds: &[],
         };
         let comparison = ringplan_exec::verify::compare_run(original, held, &facts);
         assert!(

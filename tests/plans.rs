@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::support::plan_ok;
 
-const EXAMPLES: [&str; 11] = [
+const EXAMPLES: [&str; 13] = [
     "seed",
     "chain-64",
     "fanout-64",
@@ -19,6 +19,8 @@ const EXAMPLES: [&str; 11] = [
     "restricted-enabled",
     "pbuf-fresh-2",
     "settings",
+    "ring-fds",
+    "ring-fd-only",
 ];
 
 #[test]

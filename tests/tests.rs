@@ -58,6 +58,12 @@
 //! - `real_programs`: fio (io_uring engine, with and without registered
 //!   files, fixed buffers, SQPOLL) and `qemu-img bench`, dumped while they do
 //!   I/O, checked against their job and fdinfo, restored with `--verify`.
+//! - `ring_fds`: registered ring fds (`plan app ring-fds`: two rings at
+//!   chosen offsets in two threads) dumped per thread; restored in-process
+//!   at their offsets in the thread that ran the plan (a colliding offset
+//!   reported, not registered), and with `exec --pid` into their recorded
+//!   threads after `plan dump --detach`, compared by a dump; a failure at
+//!   every step leaves no ring and no slot.
 //! - `reopen`: files reopened by path (always without blocking) keep the
 //!   status flags the image recorded (`O_APPEND`; `O_NONBLOCK` only when
 //!   recorded), seen in `/proc/HOLDER/fdinfo` of `plan exec --hold`.
@@ -83,4 +89,5 @@ mod in_place;
 mod plans;
 mod real_programs;
 mod reopen;
+mod ring_fds;
 mod vanishing;

@@ -342,6 +342,7 @@ fn build(sketch: &Sketch) -> Image {
                 pbuf_rings: Vec::new(),
                 legacy_buffer_groups: Vec::new(),
                 settings: Default::default(),
+                registered_ring_fds: Vec::new(),
                 restrictions: None,
             }),
         });

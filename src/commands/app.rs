@@ -9,7 +9,8 @@ pub struct AppArgs {
     /// personalities:N, restricted, restricted-enabled, pbuf[:N],
     /// pbuf-fresh:N, pbuf-legacy, pbuf-mmap, settings, wait-region, shared,
     /// shared-sqpoll (a ring shared with forked children, which the JSON
-    /// line lists) or tree:N (a ring kept by N forked children).
+    /// line lists), tree:N (a ring kept by N forked children), ring-fds or
+    /// ring-fd-only.
     #[arg(default_value = "seed")]
     scenario: String,
 }

@@ -139,6 +139,16 @@ pub fn run(request: DetachRequest<'_>) -> Result<Instant, CliError> {
             }
             _ => false,
         }),
+        ring_fd_threads: dump
+            .image
+            .objects
+            .iter()
+            .flat_map(|object| match &object.kind {
+                ObjectKind::Ring(ring) => ring.registered_ring_fds.as_slice(),
+                _ => &[],
+            })
+            .map(|slot| slot.tid)
+            .collect(),
     };
     let taken = detach::take_rings_out(&mut remote, teardown);
     let stopping = detach::stop_when_released(pid);

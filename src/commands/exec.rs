@@ -286,6 +286,7 @@ fn verify(
         skipped_mappings: &restored.skipped_mappings,
         moved_rings: &restored.moved_rings,
         adopted: &[],
+        ring_fds: &restored.ring_fds,
     };
     let comparison = ringplan_exec::verify::compare_run(image, &dump.image, &facts);
     if !comparison.is_faithful() {
@@ -352,7 +353,25 @@ fn hold_line(plan: &Plan, restored: &Restored, substituted: &[ObjectId]) -> serd
         "skipped_mappings": skipped,
         "continuous_rings": continuous,
         "moved_rings": restored.moved_rings.iter().map(|object| object.0).collect::<Vec<_>>(),
+        "registered_ring_fds": ring_fds_json(&restored.ring_fds),
     })
+}
+
+/// Where each recorded registered ring-fd slot went: `--hold`'s
+/// `registered_ring_fds`, for a caller's own comparison.
+pub(crate) fn ring_fds_json(ring_fds: &[ringplan_exec::RestoredRingFd]) -> serde_json::Value {
+    ring_fds
+        .iter()
+        .map(|slot| {
+            serde_json::json!({
+                "object": slot.ring.0,
+                "offset": slot.offset,
+                "tid": slot.tid,
+                "recorded_tid": slot.recorded_tid,
+                "registered": slot.registered,
+            })
+        })
+        .collect()
 }
 
 /// What a plain run (neither `--verify` nor `--hold`) says it restored.
@@ -369,6 +388,19 @@ fn restored_text(restored: &Restored, substituted: usize) -> String {
         restored.moved_rings.len(),
     );
     text.push_str(&owner_text(restored));
+    text.push_str(&ring_fds_text(&restored.ring_fds));
+    text
+}
+
+/// One line per registered ring-fd slot put elsewhere than recorded (in
+/// this process, the thread that ran the plan) or not registered.
+pub(crate) fn ring_fds_text(ring_fds: &[ringplan_exec::RestoredRingFd]) -> String {
+    let mut text = String::new();
+    for slot in ring_fds {
+        if !slot.registered || slot.tid != slot.recorded_tid {
+            text.push_str(&format!("{slot}\n"));
+        }
+    }
     text
 }
 

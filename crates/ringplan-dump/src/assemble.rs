@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use ringplan_image::{
     validate, Eventfd, FdEntry, File, FileIdentity, FileType, Held, Image, ImageError, Object,
-    ObjectId, ObjectKind, PbufRing, Ring, RingEventfd, RingField, RingMapping, RingMemory,
-    RingSettings, RingSetup, RingState, SetupFlags, Source, StateField, TreeProcess,
+    ObjectId, ObjectKind, PbufRing, RegisteredRingFd, Ring, RingEventfd, RingField, RingMapping,
+    RingMemory, RingSettings, RingSetup, RingState, SetupFlags, Source, StateField, TreeProcess,
 };
 
 use crate::raw::{
@@ -535,6 +535,16 @@ fn build_ring(
             RingSettings::default()
         }
     };
+    let registered_ring_fds = match &raw_ring.registered_ring_fds {
+        Known::Known(slots) => slots
+            .iter()
+            .map(|&(tid, offset)| RegisteredRingFd { tid, offset })
+            .collect(),
+        Known::Unknown => {
+            unknown.push(RingField::RegisteredRingFds);
+            Vec::new()
+        }
+    };
     unknown.sort();
     let table = walked
         .slots
@@ -575,6 +585,7 @@ fn build_ring(
         pbuf_rings,
         legacy_buffer_groups,
         settings,
+        registered_ring_fds,
     })
 }
 

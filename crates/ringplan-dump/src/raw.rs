@@ -157,6 +157,11 @@ pub struct RawRing {
     /// The registered settings (each only when set); unknown to the fdinfo
     /// backend.
     pub settings: Known<RingSettings>,
+    /// The threads' registered ring-fd slots that hold this ring, as
+    /// (tid, offset) ascending (tids as the initial pid namespace numbers
+    /// them); unknown to the fdinfo backend and when a thread's slots
+    /// could not be read.
+    pub registered_ring_fds: Known<Vec<(u32, u32)>>,
 }
 
 /// A ring's provided-buffer groups as read.

@@ -456,6 +456,7 @@ mod tests {
             restrictions: Known::Unknown,
             buffer_groups: Known::Unknown,
             settings: Known::Unknown,
+            registered_ring_fds: Known::Unknown,
         }
     }
 

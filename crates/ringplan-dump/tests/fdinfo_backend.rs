@@ -381,6 +381,7 @@ fn seed_reads_back_field_by_field() {
             restrictions: Known::Unknown,
             buffer_groups: Known::Unknown,
             settings: Known::Unknown,
+            registered_ring_fds: Known::Unknown,
         }
     );
 

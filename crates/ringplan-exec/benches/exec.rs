@@ -338,12 +338,13 @@ fn replay(plan: &Plan) -> BaseRestored {
             // the ring state, so the plans have none of these steps).
             Op::PlaceRingMemory(_) | Op::RestoreCompletions(_) | Op::QueueSqes(_) => None,
             // The bench's scenarios have no personalities, buffer rings
-            // nor registered settings.
+            // nor registered settings, nor registered ring fds.
             Op::RegisterPersonalities(_)
             | Op::RegisterRestrictions(_)
             | Op::EnableRings(_)
             | Op::RegisterPbufRing(_)
             | Op::RegisterSettings(_) => None,
+            Op::RegisterRingFd(_) => None,
             Op::CreateEventfd(create) => {
                 let mut flags = EventfdFlags::CLOEXEC;
                 if create.semaphore {

@@ -188,12 +188,51 @@ pub fn run_threads_task_work(remote: &mut RemoteProcess) -> Result<(), DetachErr
 }
 
 /// What the rings taken out are, as far as their teardown goes.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Teardown {
     /// Whether a ring is (or may be) `DEFER_TASKRUN`: the kernel waits one
     /// more RCU grace period before freeing such a ring, and the detach
     /// waits for it too.
     pub defer_taskrun_rings: bool,
+    /// The threads that registered ring fds (the image's
+    /// `registered_ring_fds`): one that no ring fd of the process lets in
+    /// unregisters them through a throwaway ring.
+    pub ring_fd_threads: Vec<u32>,
+}
+
+/// `IORING_UNREGISTER_RING_FDS` of all of thread `tid`'s slots, called on a
+/// ring set up in it for that and closed after.
+fn unregister_through_throwaway_ring(
+    remote: &mut RemoteProcess,
+    tid: u32,
+    updates: &[u8],
+) -> Result<(), DetachError> {
+    let pid = remote.pid();
+    let params = [0u8; std::mem::size_of::<rustix::io_uring::io_uring_params>()];
+    let params_addr = remote.write_scratch(&params)?;
+    let ring = remote.syscall(
+        tid,
+        libc::SYS_io_uring_setup as u64,
+        [1, params_addr, 0, 0, 0, 0],
+    )?;
+    check(pid, tid, "io_uring_setup (a throwaway ring)", ring)?;
+    let updates_addr = remote.write_scratch(updates)?;
+    let result = remote.syscall(
+        tid,
+        libc::SYS_io_uring_register as u64,
+        [
+            ring as u64,
+            u64::from(IORING_UNREGISTER_RING_FDS),
+            updates_addr,
+            u64::from(REGISTERED_RING_FD_SLOTS),
+            0,
+            0,
+        ],
+    )?;
+    let closed = remote.syscall(tid, libc::SYS_close as u64, [ring as u64, 0, 0, 0, 0, 0])?;
+    check(pid, tid, "io_uring_register(UNREGISTER_RING_FDS)", result)?;
+    check(pid, tid, "close (the throwaway ring)", closed)?;
+    Ok(())
 }
 
 /// Runs `membarrier(MEMBARRIER_CMD_GLOBAL)`, which returns after an RCU
@@ -230,11 +269,12 @@ pub fn take_rings_out(
     // The kernel acts on the calling task's table only, but wants a ring
     // fd to be called on, and a SINGLE_ISSUER ring answers EEXIST to any
     // thread but its owner: each thread tries the rings in turn. A thread
-    // that no ring lets in could not have registered a ring fd either.
-    // (A process that holds a ring only through registered ring fds is
-    // not handled.)
+    // that registered ring fds no ring fd lets in (a ring held only by its
+    // slots, its fd closed: liburing's io_uring_close_ring_fd) calls on a
+    // throwaway ring set up in it for that.
     let rings = ring_fds(pid)?;
     for tid in remote.threads() {
+        let unregistered = taken.threads_unregistered;
         for &fd in &rings {
             let updates_addr = remote.write_scratch(&updates)?;
             let result = remote.syscall(
@@ -255,6 +295,10 @@ pub fn take_rings_out(
             check(pid, tid, "io_uring_register(UNREGISTER_RING_FDS)", result)?;
             taken.threads_unregistered += 1;
             break;
+        }
+        if taken.threads_unregistered == unregistered && teardown.ring_fd_threads.contains(&tid) {
+            unregister_through_throwaway_ring(remote, tid, &updates)?;
+            taken.threads_unregistered += 1;
         }
     }
     let closer = remote.threads().first().copied().unwrap_or(pid);

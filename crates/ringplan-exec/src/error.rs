@@ -184,6 +184,19 @@ pub enum ExecError {
         ring: ObjectId,
         tid: u32,
     },
+    /// A registered ring fd's recorded thread is not a thread of the
+    /// process restored into: the kernel keeps the slots per thread.
+    #[error(
+        "preflight: step {step}: ring {ring} is registered at ring-fd offset {offset} of thread {tid}, \
+         which process {pid} does not have"
+    )]
+    RingFdThreadMissing {
+        pid: u32,
+        step: usize,
+        ring: ObjectId,
+        tid: u32,
+        offset: u32,
+    },
     /// Inputs were supplied for a restore into another process, which
     /// cannot take this process's fds yet.
     #[error(
@@ -354,6 +367,7 @@ impl ExecError {
             | ExecError::RingMemoryTakenIn { .. }
             | ExecError::ProgramMemoryMissingIn { .. }
             | ExecError::OwnerThreadMissing { .. }
+            | ExecError::RingFdThreadMissing { .. }
             | ExecError::InputsInProcess { .. }
             | ExecError::MissingInputIn { .. }
             | ExecError::FdTakenIn { .. }

@@ -119,13 +119,22 @@ fn placed_ranges(plan: &Plan) -> Vec<(u64, u64)> {
     ranges
 }
 
-/// Every thread the plan's syscalls must run in: the main thread and each
-/// `SINGLE_ISSUER` ring's owner. Refuses, before anything is done, a plan
-/// whose owner thread the process does not have.
+/// Every thread the plan's syscalls must run in: the main thread, each
+/// `SINGLE_ISSUER` ring's owner and each thread that registered a ring fd.
+/// Refuses, before anything is done, a plan whose owner or ring-fd thread
+/// the process does not have.
 fn needed_threads(pid: u32, plan: &Plan) -> Result<Vec<u32>, ExecError> {
     check_owner_threads(plan, pid)?;
     let mut threads = vec![pid];
-    for (_, _, tid) in owner_threads(plan) {
+    let ring_fd_threads = plan.steps.iter().filter_map(|step| match &step.op {
+        ringplan_plan::Op::RegisterRingFd(register) => Some(register.tid),
+        _ => None,
+    });
+    for tid in owner_threads(plan)
+        .into_iter()
+        .map(|(_, _, tid)| tid)
+        .chain(ring_fd_threads)
+    {
         if !threads.contains(&tid) {
             threads.push(tid);
         }

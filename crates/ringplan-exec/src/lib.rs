@@ -134,7 +134,8 @@ pub use memory::{buffer_ranges, AnonymousBuffers, MemoryHook, NoMemory};
 pub use options::{ExecOptions, Inputs};
 pub use preflight::{preflight, AdoptedFd, PreflightReport};
 pub use restored::{
-    ContinuousRingReport, Restored, RingOwner, SkipReason, SkippedMapping, Substitution,
+    ContinuousRingReport, Restored, RestoredRingFd, RingOwner, SkipReason, SkippedMapping,
+    Substitution,
 };
 
 /// Reads an image (compiled here) or a plan.

@@ -86,6 +86,49 @@ pub struct Restored<Fd = OwnedFd> {
     /// objects only ([`crate::ExecOptions::allow_moved_rings`] on a kernel
     /// without `IORING_SETUP_NO_MMAP`).
     pub moved_rings: Vec<ObjectId>,
+    /// The registered ring-fd slots of the plan, in plan order: where
+    /// each went.
+    pub ring_fds: Vec<RestoredRingFd>,
+}
+
+/// Where a recorded registered ring-fd slot went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoredRingFd {
+    pub ring: ObjectId,
+    /// The slot, as recorded.
+    pub offset: u32,
+    /// The thread whose slot holds the ring now: in another process
+    /// (`execute_in`) the recorded thread; in this one, which has no such
+    /// thread, the thread that ran the plan.
+    pub tid: u32,
+    /// The thread the image recorded.
+    pub recorded_tid: u32,
+    /// `false` when not registered: in this process every slot goes to the
+    /// one thread that ran the plan, where an earlier slot of the plan
+    /// (another recorded thread's) had taken this offset.
+    pub registered: bool,
+}
+
+impl std::fmt::Display for RestoredRingFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.registered {
+            return write!(
+                f,
+                "ring {}: thread {}'s registered ring fd at offset {} not registered (this process \
+                 registers every slot in its one thread, where another thread's slot took that offset)",
+                self.ring, self.recorded_tid, self.offset
+            );
+        }
+        write!(
+            f,
+            "ring {}: registered ring fd at offset {} in thread {}",
+            self.ring, self.offset, self.tid
+        )?;
+        if self.tid != self.recorded_tid {
+            write!(f, " (recorded in thread {})", self.recorded_tid)?;
+        }
+        Ok(())
+    }
 }
 
 /// One ring restored where the program left it.

@@ -111,6 +111,10 @@ struct Run<'a, B: Backend> {
     adopted: BTreeMap<usize, RawFd>,
     /// Every adopted fd number: an `install_fd` onto one is already done.
     adopted_fds: BTreeSet<RawFd>,
+    /// Registered ring-fd slots filled so far: (thread, offset, the ring's
+    /// handle), unregistered by an undo.
+    ring_fd_slots: Vec<(u32, u32, ringplan_plan::Handle)>,
+    ring_fds: Vec<crate::RestoredRingFd>,
 }
 
 /// Runs every step in this process, after [`crate::preflight`] passed
@@ -202,6 +206,8 @@ pub(crate) fn run_with<B: Backend>(
         progress,
         adopted: BTreeMap::new(),
         adopted_fds: BTreeSet::new(),
+        ring_fd_slots: Vec::new(),
+        ring_fds: Vec::new(),
     };
     for adopted in &report.adopted {
         state.adopted.entry(adopted.step).or_insert(adopted.fd);
@@ -251,6 +257,7 @@ pub(crate) fn run_with<B: Backend>(
         skipped_mappings: std::mem::take(&mut state.skipped),
         continuous_rings: std::mem::take(&mut state.continuous_rings),
         moved_rings: std::mem::take(&mut state.moved_rings),
+        ring_fds: std::mem::take(&mut state.ring_fds),
     })
 }
 
@@ -306,6 +313,11 @@ fn undo_all<B: Backend>(
     memory: &mut dyn BarrierMemory<B>,
     fd_limit: FdLimitRaise,
 ) {
+    // Registered ring fds hold their rings on their own: given back
+    // first, each in its thread, while the rings' handles are open.
+    for (tid, offset, ring) in std::mem::take(&mut state.ring_fd_slots).into_iter().rev() {
+        state.unregister_ring_fd(tid, offset, ring);
+    }
     let handles = std::mem::take(&mut state.handles);
     for fd in handles.into_iter().flatten() {
         state.backend.close(fd);
@@ -451,6 +463,10 @@ impl<B: Backend> Run<'_, B> {
                 self.register_settings(register)?;
                 None
             }
+            Op::RegisterRingFd(register) => {
+                self.register_ring_fd(step.object, register)?;
+                None
+            }
             Op::EnableRings(enable) => {
                 self.enable_rings(enable)?;
                 None
@@ -510,6 +526,9 @@ impl<B: Backend> Run<'_, B> {
             Op::RegisterPbufRing(register) => owner_of(register.ring_handle),
             Op::RegisterRestrictions(register) => owner_of(register.ring_handle),
             Op::RegisterSettings(register) => owner_of(register.ring_handle),
+            // The kernel keeps registered ring fds per thread: the
+            // recorded one (in this process, the calling thread).
+            Op::RegisterRingFd(register) => Some(register.tid),
             // A SINGLE_ISSUER ring set up R_DISABLED belongs to the thread
             // that enables it: its recorded owner.
             Op::EnableRings(enable) => usize::try_from(enable.ring_handle.0)

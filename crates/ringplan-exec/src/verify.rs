@@ -101,6 +101,10 @@ pub struct RunFacts<'a> {
     /// flags are the process's, kept on purpose, so a difference there is
     /// a note, not a difference.
     pub adopted: &'a [ObjectId],
+    /// Where the run put each registered ring-fd slot
+    /// ([`crate::Restored::ring_fds`]): in this process every slot is the
+    /// calling thread's, a note rather than a difference.
+    pub ring_fds: &'a [crate::RestoredRingFd],
 }
 
 /// Compares `restored` (a dump of the restored process) with `original`
@@ -121,6 +125,7 @@ pub fn compare(
             skipped_mappings,
             moved_rings: &[],
             adopted: &[],
+            ring_fds: &[],
         },
     )
 }
@@ -134,12 +139,13 @@ pub fn compare_run(original: &Image, restored: &Image, facts: &RunFacts<'_>) -> 
         skipped_mappings,
         moved_rings,
         adopted,
+        ring_fds,
     } = *facts;
     let Matches {
         forward,
         backward,
         mut differences,
-    } = Matches::find(original, restored);
+    } = Matches::find(original, restored, ring_fds);
     let mut comparison = Comparison {
         skipped_mappings: skipped_mappings.iter().map(ToString::to_string).collect(),
         ..Comparison::default()
@@ -154,6 +160,7 @@ pub fn compare_run(original: &Image, restored: &Image, facts: &RunFacts<'_>) -> 
     );
     fields.moved = moved_rings.iter().copied().collect();
     fields.adopted = adopted.iter().copied().collect();
+    fields.ring_fds = ring_fds.to_vec();
     for object in &original.objects {
         let name = describe(object);
         let Some(restored) = forward.get(&object.id).and_then(|id| restored.object(*id)) else {
@@ -233,6 +240,7 @@ mod tests {
                 pbuf_rings: Vec::new(),
                 legacy_buffer_groups: Vec::new(),
                 settings: Default::default(),
+                registered_ring_fds: Vec::new(),
                 restrictions: None,
             }),
         }

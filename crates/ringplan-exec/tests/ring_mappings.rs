@@ -50,6 +50,7 @@ fn image(fd: i32, mappings: Vec<RingMapping>) -> Image {
         pbuf_rings: Vec::new(),
         legacy_buffer_groups: Vec::new(),
         settings: Default::default(),
+        registered_ring_fds: Vec::new(),
         restrictions: None,
     };
     let object = Object {

@@ -270,6 +270,13 @@ pub struct Ring {
     /// lists any. Version 3; absent reads as empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub legacy_buffer_groups: Vec<u16>,
+    /// The slots at which threads of the process registered this ring
+    /// (`IORING_REGISTER_RING_FDS`, kept per thread by the kernel),
+    /// ascending by (tid, offset). Version 3; empty in older images and
+    /// when unknown ([`RingField::RegisteredRingFds`]); absent on the wire
+    /// reads as empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registered_ring_fds: Vec<RegisteredRingFd>,
     /// What the program registered on the ring beyond its tables: the
     /// file allocation range, io-wq limits, NAPI, slot tags, a wait region.
     /// Version 3; each part absent when the program did not set it (and
@@ -385,6 +392,17 @@ impl From<SlotTag> for (u32, u64) {
     fn from(tag: SlotTag) -> Self {
         (tag.slot, tag.tag)
     }
+}
+
+/// One registered ring-fd slot: thread `tid` registered the ring at
+/// `offset`, which `io_uring_enter` with `IORING_ENTER_REGISTERED_RING`
+/// names instead of an fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RegisteredRingFd {
+    /// The thread, as the dumped process's pid namespace numbers it.
+    pub tid: u32,
+    /// The slot, below `abi::detach::REGISTERED_RING_FD_SLOTS`.
+    pub offset: u32,
 }
 
 /// One buffer ring: what the kernel holds of it. Its entries (buffer
@@ -804,6 +822,7 @@ pub enum RingField {
     /// `settings`: the file allocation range, io-wq limits, NAPI, tags, a
     /// wait region.
     Settings,
+    RegisteredRingFds,
 }
 
 impl RingField {
@@ -818,6 +837,7 @@ impl RingField {
             RingField::Restrictions => "restrictions",
             RingField::PbufRings => "pbuf_rings",
             RingField::Settings => "settings",
+            RingField::RegisteredRingFds => "registered_ring_fds",
         }
     }
 }

@@ -94,7 +94,71 @@ pub fn validate(image: &Image) -> Result<(), ImageError> {
             ObjectKind::Eventfd(_) => {}
         }
     }
+    check_ring_fd_slots(image)?;
     check_wq_cycles(image)
+}
+
+/// Registered ring fds (version 3): within a ring ascending by (tid,
+/// offset), each offset below the kernel's slot count, tid not 0, and no
+/// slot of a thread held by two rings (a slot holds one ring).
+fn check_ring_fd_slots(image: &Image) -> Result<(), ImageError> {
+    use ringplan_kernel::abi::detach::REGISTERED_RING_FD_SLOTS;
+    let mut holders: HashMap<RegisteredRingFd, ObjectId> = HashMap::new();
+    for object in &image.objects {
+        let ObjectKind::Ring(ring) = &object.kind else {
+            continue;
+        };
+        let id = object.id;
+        let slots = &ring.registered_ring_fds;
+        if slots.is_empty() {
+            continue;
+        }
+        if image.version < 3 {
+            return Err(bad_ring(
+                id,
+                format!(
+                    "has registered ring fds, which version {} images do not have",
+                    image.version
+                ),
+            ));
+        }
+        if ring.unknown.contains(&RingField::RegisteredRingFds) {
+            return Err(bad_ring(
+                id,
+                "registered_ring_fds are listed as unknown but have values",
+            ));
+        }
+        if slots.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return Err(bad_ring(
+                id,
+                "registered_ring_fds: slots repeated or out of order",
+            ));
+        }
+        for slot in slots {
+            if slot.tid == 0 {
+                return Err(bad_ring(id, "registered_ring_fds: tid 0"));
+            }
+            if slot.offset >= REGISTERED_RING_FD_SLOTS {
+                return Err(bad_ring(
+                    id,
+                    format!(
+                        "registered ring fd of thread {} at offset {}: the kernel has {REGISTERED_RING_FD_SLOTS} slots",
+                        slot.tid, slot.offset
+                    ),
+                ));
+            }
+            if let Some(other) = holders.insert(*slot, id) {
+                return Err(bad_ring(
+                    id,
+                    format!(
+                        "registered ring fd of thread {} at offset {} is also ring {other}'s",
+                        slot.tid, slot.offset
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_ids(image: &Image) -> Result<(), ImageError> {

@@ -141,6 +141,9 @@ fn ring_json(ring: &Ring) -> Value {
             "incremental": b.incremental,
         })).collect::<Vec<_>>(),
         "legacy_buffer_groups": ring.legacy_buffer_groups,
+        "registered_ring_fds": ring.registered_ring_fds.iter()
+            .map(|slot| json!({"tid": slot.tid, "offset": slot.offset}))
+            .collect::<Vec<_>>(),
     });
     if let Value::Object(fields) = &mut value {
         fields.extend(settings_json(&ring.settings));
@@ -433,6 +436,7 @@ fn write_ring(out: &mut String, ring: &Ring) {
     write_credentials(out, ring);
     write_pbuf_rings(out, ring);
     write_settings(out, ring);
+    write_ring_fds(out, ring);
     if let Some(state) = &ring.state {
         write_state(out, state);
     }
@@ -556,6 +560,21 @@ fn write_pbuf_rings(out: &mut String, ring: &Ring) {
             "    legacy buffer groups (not captured): {:?}",
             ring.legacy_buffer_groups
         );
+    }
+}
+
+/// The registered ring fds line: shown only when threads registered the
+/// ring (or they are unknown).
+fn write_ring_fds(out: &mut String, ring: &Ring) {
+    if ring.unknown.contains(&RingField::RegisteredRingFds) {
+        let _ = writeln!(out, "    registered ring fds: unknown");
+    } else if !ring.registered_ring_fds.is_empty() {
+        let listed: Vec<String> = ring
+            .registered_ring_fds
+            .iter()
+            .map(|slot| format!("thread {} offset {}", slot.tid, slot.offset))
+            .collect();
+        let _ = writeln!(out, "    registered ring fds: {}", listed.join(", "));
     }
 }
 

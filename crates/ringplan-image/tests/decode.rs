@@ -30,6 +30,7 @@ fn seed_like() -> Image {
             pbuf_rings: Vec::new(),
             legacy_buffer_groups: Vec::new(),
             settings: Default::default(),
+            registered_ring_fds: Vec::new(),
             restrictions: None,
         };
     let parent_flags =

@@ -82,6 +82,7 @@ fn image_with_state() -> Image {
                 pbuf_rings: Vec::new(),
                 legacy_buffer_groups: Vec::new(),
                 settings: Default::default(),
+                registered_ring_fds: Vec::new(),
                 restrictions: None,
             }),
         }],

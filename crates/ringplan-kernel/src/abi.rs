@@ -764,3 +764,40 @@ pub mod settings {
         bytes
     }
 }
+
+/// Registered ring fds (`IORING_REGISTER_RING_FDS`, 5.18): a thread
+/// registers a ring in a slot of its own (`task->io_uring->
+/// registered_rings`), which holds a reference to the ring's file, and
+/// then names the ring by the slot's offset with
+/// `IORING_ENTER_REGISTERED_RING` instead of an fd. The slot count and the
+/// unregistering opcode are in [`detach`], which clears them.
+pub mod ring_fd {
+    pub use super::detach::{
+        IORING_UNREGISTER_RING_FDS, REGISTERED_RING_FD_SLOTS, RSRC_UPDATE_SIZE,
+    };
+
+    /// `IORING_REGISTER_RING_FDS` (`io_uring_register` opcode 20): for each
+    /// `struct io_uring_rsrc_update` `{offset, resv, data = fd}`, registers
+    /// ring fd `data` in the calling thread at `offset` (`-1`: the first
+    /// free slot, written back); the kernel answers how many it registered.
+    pub const IORING_REGISTER_RING_FDS: u32 = 20;
+    /// `IORING_ENTER_REGISTERED_RING` (`io_uring_enter` flag): `fd` is a
+    /// registered ring fd's offset.
+    pub const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
+    /// `IORING_REGISTER_USE_REGISTERED_RING` (opcode flag, 6.3): the
+    /// `io_uring_register` fd is the offset of a registered ring fd.
+    pub const IORING_REGISTER_USE_REGISTERED_RING: u32 = 1 << 31;
+
+    /// The `struct io_uring_rsrc_update` array for `(offset, fd)` pairs
+    /// (unregistering, `fd` must be 0: the kernel answers `EINVAL` to any
+    /// other `data`).
+    pub fn updates(slots: &[(u32, i32)]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(slots.len() * RSRC_UPDATE_SIZE);
+        for &(offset, fd) in slots {
+            bytes.extend_from_slice(&offset.to_ne_bytes());
+            bytes.extend_from_slice(&0u32.to_ne_bytes());
+            bytes.extend_from_slice(&i64::from(fd).to_ne_bytes());
+        }
+        bytes
+    }
+}

@@ -107,6 +107,8 @@ pub(crate) struct Analysis<'a> {
     pub rings: Vec<u32>,
     /// How many file slots all rings' tables have together.
     pub file_slot_count: usize,
+    /// How many registered ring-fd slots all rings have together.
+    pub ring_fd_slot_count: usize,
     /// Per object index: the ring's continuity steps (`None` for rings
     /// restored without, and for everything else).
     pub continuity: Vec<Option<RingContinuity>>,
@@ -172,6 +174,7 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, CompileError> {
         needed_fds: scan.needed_fds,
         rings: scan.rings,
         file_slot_count: scan.file_slot_count,
+        ring_fd_slot_count: scan.ring_fd_slot_count,
         continuity: scan.continuity,
     })
 }
@@ -213,6 +216,7 @@ struct ObjectScan {
     /// The lowest-index ring set up without `IORING_SETUP_ATTACH_WQ`.
     first_unattached_ring: Option<usize>,
     file_slot_count: usize,
+    ring_fd_slot_count: usize,
     /// Every ring mapping, and the program's memory of every `NO_MMAP`
     /// ring: `(addr, len, ring)`.
     mapped_ranges: Vec<(u64, u64, ObjectId)>,
@@ -296,6 +300,7 @@ fn scan_ring(
     scan.continuity[index] = continuity;
     scan.rings.push(index as u32);
     scan.file_slot_count += ring.files.len();
+    scan.ring_fd_slot_count += ring.registered_ring_fds.len();
     if flags & SetupFlags::ATTACH_WQ.bits() == 0 && scan.first_unattached_ring.is_none() {
         scan.first_unattached_ring = Some(index);
     }
@@ -352,6 +357,7 @@ fn check_ring(image: &Image, id: ObjectId, ring: &Ring) -> Result<u32, CompileEr
         RingField::Restrictions,
         RingField::PbufRings,
         RingField::Settings,
+        RingField::RegisteredRingFds,
     ] {
         if ring.unknown.contains(&field) {
             return Err(unknown(field));

@@ -144,6 +144,9 @@ pub enum Op {
     /// `IORING_REGISTER_PBUF_RING`: one buffer ring on the program's memory
     /// at its recorded address (after the memory barrier).
     RegisterPbufRing(RegisterPbufRing),
+    /// `IORING_REGISTER_RING_FDS`: the ring in a registered ring-fd slot
+    /// of thread `tid` at its recorded offset.
+    RegisterRingFd(RegisterRingFd),
     /// `IORING_REGISTER_RESTRICTIONS` on a ring set up `R_DISABLED` (the
     /// planner adds the flag to a recorded ring that was enabled since).
     RegisterRestrictions(RegisterRestrictions),
@@ -190,6 +193,7 @@ impl Op {
             Op::RegisterFiles(_) => "register_files",
             Op::RegisterPersonalities(_) => "register_personalities",
             Op::RegisterPbufRing(_) => "register_pbuf_ring",
+            Op::RegisterRingFd(_) => "register_ring_fd",
             Op::RegisterRestrictions(_) => "register_restrictions",
             Op::RegisterSettings(_) => "register_settings",
             Op::EnableRings(_) => "enable_rings",
@@ -597,6 +601,21 @@ impl RegisterPbufRing {
     pub fn memory_len(&self) -> u64 {
         u64::from(self.entries) * ringplan_kernel::abi::pbuf::ENTRY_SIZE
     }
+}
+
+/// Parameters of `register_ring_fd`: one `struct io_uring_rsrc_update`
+/// `{offset, data = the ring's fd}`, registered by thread `tid` (the
+/// kernel keeps the slots per thread). Restoring into another process
+/// (`plan exec --pid`), the step runs in that thread; in the executor's
+/// own process, which has no such thread, in the thread that runs the
+/// plan (the executor says so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRingFd {
+    pub ring_handle: Handle,
+    /// Below `abi::ring_fd::REGISTERED_RING_FD_SLOTS`.
+    pub offset: u32,
+    /// The recorded thread.
+    pub tid: u32,
 }
 
 /// Parameters of `register_files`: one `IORING_REGISTER_FILES` call whose fd

@@ -185,6 +185,9 @@ struct Checker<'a> {
     /// Per continuous ring's setup step: the SQ head its
     /// `restore_completions` brought it to.
     completions_sq_head: BTreeMap<StepIndex, u32>,
+    /// Every registered ring-fd slot (tid, offset) a step fills: a slot
+    /// holds one ring.
+    ring_fd_slots: std::collections::BTreeSet<(u32, u32)>,
 }
 
 /// Checks everything an executor relies on; see [`PlanInvalid`] for the
@@ -206,6 +209,7 @@ pub fn validate(plan: &Plan) -> Result<(), PlanInvalid> {
         mappings: Vec::new(),
         marks: vec![0; step_count],
         completions_sq_head: BTreeMap::new(),
+        ring_fd_slots: std::collections::BTreeSet::new(),
     };
     for (index, step) in plan.steps.iter().enumerate() {
         checker.check_step(index, step)?;
@@ -341,6 +345,22 @@ impl Checker<'_> {
                 self.note_registration(index, step, register.ring_handle, false)?;
             }
             Op::EnableRings(enable) => self.use_ring_handle(index, step, enable.ring_handle)?,
+            Op::RegisterRingFd(register) => {
+                use ringplan_kernel::abi::ring_fd::REGISTERED_RING_FD_SLOTS;
+                if register.offset >= REGISTERED_RING_FD_SLOTS || register.tid == 0 {
+                    return Err(bad(format!(
+                        "offset {} of thread {} is outside a thread's {REGISTERED_RING_FD_SLOTS} slots",
+                        register.offset, register.tid
+                    )));
+                }
+                if !self.ring_fd_slots.insert((register.tid, register.offset)) {
+                    return Err(bad(format!(
+                        "offset {} of thread {} is filled twice",
+                        register.offset, register.tid
+                    )));
+                }
+                self.use_ring_handle(index, step, register.ring_handle)?;
+            }
             Op::PlaceRingMemory(memory) => self.check_place_memory(index, step, memory)?,
             Op::RestoreCompletions(restore) => {
                 self.check_restore_completions(index, step, restore)?;
@@ -598,6 +618,7 @@ impl Checker<'_> {
             | Op::RegisterPersonalities(_)
             | Op::RegisterRestrictions(_)
             | Op::RegisterSettings(_)
+            | Op::RegisterRingFd(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => {
                 if let Some(first_install) = self.first_install {

@@ -27,7 +27,61 @@ fn all_scenarios() -> Vec<(&'static str, Image)> {
         ("pbuf", scenarios::pbuf()),
         ("restricted", scenarios::restricted()),
         ("settings", scenarios::settings()),
+        ("ring_fds", scenarios::ring_fds()),
     ]
+}
+
+/// Each registered ring-fd slot is registered once, in its thread, after
+/// its ring's setup and before the ring is enabled and its temporary
+/// closed (the ring no fd holds lives on in its slot).
+#[test]
+fn ring_fds_are_registered_before_enabling_and_closing() {
+    let plan = plan_of("ring_fds", &scenarios::ring_fds());
+    let registered: Vec<(usize, u32, u32, u32)> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(index, step)| match &step.op {
+            Op::RegisterRingFd(register) => {
+                Some((index, register.ring_handle.0, register.tid, register.offset))
+            }
+            _ => None,
+        })
+        .collect();
+    let slots: Vec<(u32, u32)> = registered
+        .iter()
+        .map(|&(_, _, tid, offset)| (tid, offset))
+        .collect();
+    assert_eq!(slots, vec![(318, 3), (319, 7), (319, 0)]);
+    for &(index, handle, _, _) in &registered {
+        let setup = handle as usize;
+        assert!(matches!(plan.steps[setup].op, Op::SetupRing(_)) && setup < index);
+        assert!(plan.steps[index].after.contains(&(setup as u32)));
+        for (later, step) in plan.steps.iter().enumerate() {
+            let waits = match &step.op {
+                Op::EnableRings(enable) => enable.ring_handle.0 == handle,
+                Op::CloseFd(close) => close.handles.iter().any(|h| h.0 == handle),
+                _ => false,
+            };
+            if waits {
+                assert!(
+                    later > index,
+                    "step {later} comes before register_ring_fd {index}"
+                );
+                assert!(
+                    step.after.contains(&(index as u32)),
+                    "step {later}: {:?}",
+                    step.after
+                );
+            }
+        }
+    }
+    // The ring no fd holds is never installed.
+    assert!(!plan
+        .steps
+        .iter()
+        .any(|step| matches!(step.op, Op::InstallFd(_))
+            && step.object == Some(ringplan_image::ObjectId(2))));
 }
 
 fn plan_of(name: &str, image: &Image) -> Plan {
@@ -137,6 +191,7 @@ fn steps_run_in_phase_order() {
             | Op::RegisterPersonalities(_)
             | Op::RegisterRestrictions(_)
             | Op::RegisterSettings(_)
+            | Op::RegisterRingFd(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => Some(0),
             Op::InstallFd(_) => Some(1),

@@ -63,6 +63,7 @@ pub fn plain_ring(sq_entries: u32) -> Ring {
         pbuf_rings: Vec::new(),
         legacy_buffer_groups: Vec::new(),
         settings: Default::default(),
+        registered_ring_fds: Vec::new(),
         restrictions: None,
     }
 }
@@ -744,5 +745,38 @@ pub fn settings() -> Image {
             cloexec_fds(&[6]),
             path_file("/tmp/tagged-1", FileType::Regular, 0o2, 0),
         ),
+    ])
+}
+
+/// Registered ring fds: a ring with restrictions recorded enabled, held at
+/// fd 5 and registered at offsets 3 (thread 318) and 7 (thread 319), and a
+/// ring no fd holds, only thread 319's slot 0 (liburing's
+/// `io_uring_close_ring_fd`).
+pub fn ring_fds() -> Image {
+    let mut restricted = plain_ring(4);
+    restricted.restrictions = Some(Restrictions {
+        register_ops: vec![20],
+        sqe_ops: vec![0],
+        sqe_flags_allowed: 0,
+        sqe_flags_required: 0,
+    });
+    restricted.registered_ring_fds = vec![
+        RegisteredRingFd {
+            tid: 318,
+            offset: 3,
+        },
+        RegisteredRingFd {
+            tid: 319,
+            offset: 7,
+        },
+    ];
+    let mut slot_only = plain_ring(4);
+    slot_only.registered_ring_fds = vec![RegisteredRingFd {
+        tid: 319,
+        offset: 0,
+    }];
+    image(vec![
+        ring_object(1, cloexec_fds(&[5]), restricted),
+        ring_object(2, Vec::new(), slot_only),
     ])
 }

@@ -20,7 +20,8 @@
 //!                "eventfd": { "fd": 5, "async": true } | null,
 //!                "files": [ { "fd": 0, "path": "/dev/null" } | null, ... ],
 //!                "buffers": [ { "addr": 94..., "len": 120 } | null, ... ],
-//!                "mappings": [ { "region": "sq_ring", "addr": ..., "len": ... }, ... ] } ],
+//!                "mappings": [ { "region": "sq_ring", "addr": ..., "len": ... }, ... ],
+//!                "registered_ring_fds": [ { "tid": 1234, "offset": 3 }, ... ] } ],
 //!   "gone_rings": [ { "former_fd": 3, "sq_group": 3 } ],
 //!   "eventfds": [ { "fd": 5, "open": true, "count": 42, "semaphore": false,
 //!                   "nonblock": false, "cloexec": false } ],
@@ -31,7 +32,8 @@
 //!                   "own_ring_fd": 7 | null } ] }
 //! ```
 //!
-//! `rings` lists the rings the process still holds by an fd; a ring whose fd
+//! `rings` lists the rings the process still holds by an fd (or, with
+//! `"fd": null`, only by registered ring fds: `ring-fd-only`); a ring whose fd
 //! the scenario closed and unmapped is gone from the kernel and is listed in
 //! `gone_rings`. Registrations name fds by the number they had when they were
 //! registered; `closed_fds` lists those the scenario closed afterwards (every
@@ -41,6 +43,7 @@
 pub mod c_programs;
 mod resources;
 mod ring;
+mod ring_fds;
 mod settings;
 mod shared;
 mod stop;
@@ -186,6 +189,14 @@ pub enum Scenario {
     /// closer, no ring of a child's own): a tree of N + 1 processes.
     /// 1 <= N <= 1000.
     Tree(usize),
+    /// Two plain rings registered as ring fds (`IORING_REGISTER_RING_FDS`)
+    /// at chosen offsets: the first at offset 3 in the building thread and
+    /// at 7 in a second thread, the second at 0 in that second thread.
+    RingFds,
+    /// A ring held only by a registered ring fd: registered at offset 5 in
+    /// the building thread, its fd then closed and its mappings kept
+    /// (liburing's `io_uring_close_ring_fd`).
+    RingFdOnly,
 }
 
 impl Scenario {
@@ -211,6 +222,8 @@ impl Scenario {
             Scenario::Shared => "shared",
             Scenario::SharedSqpoll => "shared-sqpoll",
             Scenario::Tree(_) => "tree",
+            Scenario::RingFds => "ring-fds",
+            Scenario::RingFdOnly => "ring-fd-only",
         }
     }
 
@@ -236,6 +249,7 @@ impl Scenario {
             | Scenario::PbufMmap
             | Scenario::Shared
             | Scenario::SharedSqpoll => None,
+            Scenario::RingFds | Scenario::RingFdOnly => None,
         }
     }
 }
@@ -296,6 +310,8 @@ impl FromStr for Scenario {
             "shared" => without_count(Scenario::Shared),
             "shared-sqpoll" => without_count(Scenario::SharedSqpoll),
             "tree" => with_count("tree", Scenario::Tree),
+            "ring-fds" => without_count(Scenario::RingFds),
+            "ring-fd-only" => without_count(Scenario::RingFdOnly),
             _ => Err(ScenarioError::UnknownScenario {
                 given: text.to_owned(),
             }),
@@ -373,7 +389,12 @@ pub struct Built {
     scenario: Scenario,
     /// Children of a `shared` scenario, let go and reaped first.
     children: shared::Children,
-    // Field order is drop order: rings (mappings, then fds) go first.
+    // Field order is drop order: after the children, registered ring fds
+    // are released first
+    // (their threads need the rings' fds open), then rings (mappings,
+    // then fds).
+    own_slots: ring_fds::OwnSlots,
+    slot_threads: Vec<ring_fds::SlotThread>,
     rings: Vec<ScenarioRing>,
     gone_rings: Vec<ScenarioRing>,
     files: Vec<ScenarioFile>,
@@ -388,6 +409,8 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
     let mut built = Built {
         scenario: *scenario,
         children: shared::Children::default(),
+        own_slots: ring_fds::OwnSlots::default(),
+        slot_threads: Vec::new(),
         rings: Vec::new(),
         gone_rings: Vec::new(),
         files: Vec::new(),
@@ -437,6 +460,8 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         Scenario::Shared => built.build_shared(false)?,
         Scenario::SharedSqpoll => built.build_shared(true)?,
         Scenario::Tree(count) => built.build_tree(count)?,
+        Scenario::RingFds => built.build_ring_fds()?,
+        Scenario::RingFdOnly => built.build_ring_fd_only()?,
     }
     built.closed_fds.sort_unstable();
     Ok(built)
@@ -466,6 +491,34 @@ fn group_member_idle_ms(index: usize) -> u32 {
 }
 
 impl Built {
+    fn build_ring_fds(&mut self) -> Result<(), ScenarioError> {
+        let mut first = ScenarioRing::set_up(&RingRequest::plain(4), "ring-fds, first ring")?;
+        let mut second = ScenarioRing::set_up(&RingRequest::plain(4), "ring-fds, second ring")?;
+        self.own_slots.register(first.fd()?, 3)?;
+        first.registered_ring_fds.push((ring_fds::current_tid(), 3));
+        let thread =
+            ring_fds::SlotThread::start(vec![(first.fd_number, 7), (second.fd_number, 0)])?;
+        first.registered_ring_fds.push((thread.tid, 7));
+        second.registered_ring_fds.push((thread.tid, 0));
+        self.slot_threads.push(thread);
+        for ring in [&mut first, &mut second] {
+            ring.registered_ring_fds.sort_unstable();
+        }
+        self.rings.extend([first, second]);
+        Ok(())
+    }
+
+    fn build_ring_fd_only(&mut self) -> Result<(), ScenarioError> {
+        let mut ring = ScenarioRing::set_up(&RingRequest::plain(4), "ring-fd-only")?;
+        self.own_slots.register_before_close(ring.fd()?, 5)?;
+        ring.registered_ring_fds.push((ring_fds::current_tid(), 5));
+        // The slot holds the ring now; its mappings stay.
+        drop(ring.fd.take());
+        self.closed_fds.push(ring.fd_number);
+        self.rings.push(ring);
+        Ok(())
+    }
+
     fn build_seed(&mut self) -> Result<(), ScenarioError> {
         let parent_request = RingRequest {
             sq_entries: 2,
@@ -855,6 +908,9 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
             .collect::<Vec<_>>(),
         "legacy_buffer_groups": ring.legacy_groups.iter().map(|(bgid, _)| *bgid).collect::<Vec<_>>(),
         "personality_next": ring.personality_next,
+        "registered_ring_fds": ring.registered_ring_fds.iter()
+            .map(|(tid, offset)| json!({ "tid": tid, "offset": offset }))
+            .collect::<Vec<_>>(),
         "restrictions": ring.restrictions.as_ref().map(|r| json!({
             "register_ops": r.register_ops,
             "sqe_ops": r.sqe_ops,

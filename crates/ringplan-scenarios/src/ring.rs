@@ -152,6 +152,8 @@ pub(crate) struct ScenarioRing {
     /// Legacy buffer groups (`IORING_OP_PROVIDE_BUFFERS`): bgid and the
     /// buffers' memory.
     pub legacy_groups: Vec<(u16, AnonymousMapping)>,
+    /// The registered ring-fd slots that hold this ring: (tid, offset).
+    pub registered_ring_fds: Vec<(u32, u32)>,
     /// What the scenario registered beyond the tables (`settings`).
     pub settings: ScenarioSettings,
 }
@@ -319,6 +321,7 @@ impl ScenarioRing {
             legacy_groups: Vec::new(),
             restrictions: None,
             settings: Default::default(),
+            registered_ring_fds: Vec::new(),
         })
     }
 

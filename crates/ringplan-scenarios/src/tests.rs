@@ -309,6 +309,8 @@ fn scenario_names_parse_and_print_back() {
         "creator-closed:3",
         "rings:512",
         "mix",
+        "ring-fds",
+        "ring-fd-only",
     ] {
         let scenario: Scenario = text.parse().expect(text);
         assert_eq!(scenario.to_string(), text);
@@ -679,4 +681,51 @@ fn hold_prints_the_description_and_stops_on_sigterm() {
         .expect("kill");
     let stopped_by = holder.join().expect("the holder thread").expect("hold");
     assert_eq!(stopped_by, StopSignal::Terminate);
+}
+
+/// The ring-fd scenarios register slots in the building thread and give
+/// them back when dropped: afterwards the same offsets are free again in
+/// this thread (the kernel answers EBUSY for a taken offset).
+#[test]
+fn ring_fd_scenarios_give_their_slots_back() {
+    for name in ["ring-fds", "ring-fd-only"] {
+        let built = build_ok(name);
+        let description = built.description();
+        let tid = crate::ring_fds::current_tid();
+        let offsets: Vec<u64> = description["rings"]
+            .as_array()
+            .expect("rings")
+            .iter()
+            .flat_map(|ring| {
+                ring["registered_ring_fds"]
+                    .as_array()
+                    .expect("slots")
+                    .clone()
+            })
+            .filter(|slot| slot["tid"].as_u64() == Some(u64::from(tid)))
+            .map(|slot| slot["offset"].as_u64().expect("offset"))
+            .collect();
+        assert!(!offsets.is_empty(), "{name}: {description}");
+        drop(built);
+        let mut params = rustix::io_uring::io_uring_params::default();
+        // SAFETY: io_uring_setup only fills `params`; the ring is never
+        // mapped or submitted to.
+        let ring = unsafe { rustix::io_uring::io_uring_setup(1, &mut params) }.expect("a ring");
+        for offset in offsets {
+            let offset = offset as u32;
+            crate::ring_fds::register(ring.as_fd(), offset)
+                .unwrap_or_else(|error| panic!("{name}: offset {offset} still taken: {error}"));
+            let updates = ringplan_kernel::abi::ring_fd::updates(&[(offset, 0)]);
+            // SAFETY: one io_uring_rsrc_update, alive for the call.
+            unsafe {
+                rustix::io_uring::io_uring_register(
+                    ring.as_fd(),
+                    rustix::io_uring::IoringRegisterOp::UnregisterRingFds,
+                    updates.as_ptr().cast(),
+                    1,
+                )
+            }
+            .expect("unregistering");
+        }
+    }
 }

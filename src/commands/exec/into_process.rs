@@ -80,6 +80,7 @@ fn restored_text(restored: &RestoredIn, substituted: usize) -> String {
             ));
         }
     }
+    text.push_str(&super::ring_fds_text(&restored.restored.ring_fds));
     let timings = restored.timings;
     text.push_str(&format!(
         "process {} held {:.3} ms: attach {:.3}, preflight {:.3}, run {:.3} (continuity steps \
@@ -119,6 +120,7 @@ fn verify(
         skipped_mappings: &restored.restored.skipped_mappings,
         moved_rings: &restored.restored.moved_rings,
         adopted: &adopted,
+        ring_fds: &restored.restored.ring_fds,
     };
     let comparison = ringplan_exec::verify::compare_run(image, &dump.image, &facts);
     if !comparison.is_faithful() {

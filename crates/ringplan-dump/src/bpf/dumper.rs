@@ -96,11 +96,13 @@ impl BpfDumper {
             Request {
                 local_fd: ring,
                 expected_ctx: 0,
+                by_pointer: false,
                 want: Want::Probe,
             },
             Request {
                 local_fd: eventfd,
                 expected_ctx: 0,
+                by_pointer: false,
                 want: Want::Probe,
             },
         ];
@@ -140,7 +142,15 @@ impl BpfDumper {
     pub fn read(&mut self, pid: u32, pidfd: BorrowedFd<'_>) -> Result<RawState, BpfError> {
         let target_bytes = self.run_target_pass(pid, pidfd)?;
         let mut reading = Reading::from_target_records(&target_bytes, self.fops)?;
+        let thread_bytes = self.run_thread_pass(pid, pidfd)?;
+        reading.add_thread_records(&thread_bytes)?;
         self.read_rings(pid, pidfd, &mut reading)?;
+        // The threads' slots again: a slot registered or unregistered
+        // while the rings were read makes the read retry (as a changed fd
+        // table does), and a ring read by pointer is known to have been
+        // alive throughout only if its slot still holds the same file.
+        let again = self.run_thread_pass(pid, pidfd)?;
+        reading.check_slots_unchanged(pid, &thread_bytes, &again)?;
         let hz = self.hz_for(&reading);
         reading.fill_slot_only_paths(pid, pidfd)?;
         let frames = if reading.has_no_mmap_ring() || reading.has_pbuf_ring() {
@@ -173,11 +183,13 @@ impl BpfDumper {
             Request {
                 local_fd: clone()?,
                 expected_ctx: 0,
+                by_pointer: false,
                 want: Want::Ring,
             },
             Request {
                 local_fd: clone()?,
                 expected_ctx: 0,
+                by_pointer: false,
                 want: Want::Chunk {
                     table: Table::PbufRings,
                     start: 0,
@@ -262,6 +274,26 @@ impl BpfDumper {
         })
     }
 
+    /// Pass T: the records of every thread of the target (its registered
+    /// ring fds). An `iter/task` link limited to a process's pidfd visits
+    /// each of its threads (pass A's `task_file` link visits one task per
+    /// fd table).
+    fn run_thread_pass(&mut self, pid: u32, pidfd: BorrowedFd<'_>) -> Result<Vec<u8>, BpfError> {
+        let skeleton = &*self.skeleton.skeleton;
+        let mut link_info = libbpf_sys::bpf_iter_link_info::default();
+        link_info.task.pid_fd = fd_number(&pidfd);
+        let link = attach_task_iterator(&skeleton.progs.ringplan_target_threads, link_info)
+            .map_err(|source| BpfError::Attach {
+                pass: Pass::Threads,
+                pid,
+                source,
+            })?;
+        drain_iterator(&link).map_err(|source| BpfError::IterRead {
+            pass: Pass::Threads,
+            source,
+        })
+    }
+
     /// Pass B, one round: asks for `requests` (keyed by their local fds),
     /// iterates the dumper's own fds, and returns what the program wrote.
     pub(super) fn run_chunk_round(&mut self, requests: &[Request]) -> Result<Vec<u8>, BpfError> {
@@ -306,11 +338,12 @@ impl BpfDumper {
         pidfd: BorrowedFd<'_>,
         reading: &mut Reading,
     ) -> Result<(), BpfError> {
-        if reading.ring_fds.is_empty() {
+        if reading.ring_fds.is_empty() && reading.slot_only_rings.is_empty() {
             return Ok(());
         }
         let mut first: Vec<Planned> = Vec::new();
-        for &ring in reading.ring_fds.keys() {
+        let slot_only: Vec<u64> = reading.slot_only_rings.keys().copied().collect();
+        for ring in reading.ring_fds.keys().copied().chain(slot_only) {
             first.push(Planned {
                 ring,
                 want: Want::Ring,
@@ -376,13 +409,20 @@ impl BpfDumper {
                     })?,
                     None => {
                         copied.insert(wanted.ring, requests.len());
-                        let target_fd = reading.ring_fds.get(&wanted.ring).copied().unwrap_or(-1);
-                        copy_target_fd(pid, pidfd, target_fd)?
+                        match reading.ring_fds.get(&wanted.ring) {
+                            Some(&target_fd) => copy_target_fd(pid, pidfd, target_fd)?,
+                            // A ring only a registered ring-fd slot holds:
+                            // nothing to copy; a local fd of the dumper's
+                            // own carries the request.
+                            None => carrier_fd()?,
+                        }
                     }
                 };
+                let by_pointer = !reading.ring_fds.contains_key(&wanted.ring);
                 requests.push(Request {
                     local_fd,
                     expected_ctx: wanted.ring,
+                    by_pointer,
                     want: wanted.want,
                 });
             }
@@ -391,6 +431,20 @@ impl BpfDumper {
         }
         Ok(())
     }
+}
+
+/// A local fd that only carries a request about a ring read by pointer
+/// (`/dev/null`, opened close-on-exec).
+fn carrier_fd() -> Result<std::os::fd::OwnedFd, BpfError> {
+    rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|errno| BpfError::Io {
+        what: "opening /dev/null to carry a request".into(),
+        source: errno.into(),
+    })
 }
 
 /// HZ: what the SQ idle of a reading's rings is converted with.
@@ -417,6 +471,7 @@ impl BpfDumper {
         let request = Request {
             local_fd: probe_ring,
             expected_ctx: 0,
+            by_pointer: false,
             want: Want::Ring,
         };
         let bytes = self.run_chunk_round(std::slice::from_ref(&request))?;

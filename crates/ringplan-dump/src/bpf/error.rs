@@ -118,6 +118,8 @@ pub enum Pass {
     /// Pass B: the dumper's own fds, answering ring, chunk and probe
     /// requests.
     Chunks,
+    /// Pass T: the target's threads (their registered ring fds).
+    Threads,
 }
 
 impl std::fmt::Display for Pass {
@@ -125,6 +127,7 @@ impl std::fmt::Display for Pass {
         f.write_str(match self {
             Pass::TargetFds => "target-fd (pass A)",
             Pass::Chunks => "chunk (pass B)",
+            Pass::Threads => "thread (pass T)",
         })
     }
 }

@@ -21,7 +21,7 @@ use super::page_frames::PageFrames;
 use super::records::{
     self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
     InFlightCounters, Layout, OverflowCqeRecord, PbufRingRecord, PendingRequestRecord, Record,
-    Records, RestrictionWords, RingRecord, Role, Table,
+    Records, RestrictionWords, RingRecord, Role, Table, ThreadStatus,
 };
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
@@ -54,6 +54,12 @@ pub(super) struct Reading {
     /// The rings whose header pass B returned.
     pub(super) rings: BTreeMap<u64, RingFacts>,
     eventfds: HashMap<u64, RawEventfd>,
+    /// Every thread's registered ring-fd slots (pass T): ring → (tid,
+    /// offset) ascending; `None` when a thread's could not be read.
+    ring_fd_slots: Option<BTreeMap<u64, Vec<(u32, u32)>>>,
+    /// Rings that only a registered ring-fd slot holds (no fd of the
+    /// target), by ctx: their `struct file` and its inode number.
+    pub(super) slot_only_rings: BTreeMap<u64, (u64, u64)>,
 }
 
 /// One ring's header and its tables as the chunks fill them.
@@ -143,6 +149,89 @@ impl Reading {
             }
         }
         Ok(reading)
+    }
+
+    /// Pass T's records: each thread's registered ring-fd slots. Rings
+    /// found there that no fd holds are kept in `slot_only_rings`.
+    pub(super) fn add_thread_records(&mut self, bytes: &[u8]) -> Result<(), BpfError> {
+        let mut slots: BTreeMap<u64, Vec<(u32, u32)>> = BTreeMap::new();
+        let mut known = true;
+        for record in Records::new(bytes) {
+            match record.map_err(|error| malformed(Pass::Threads, error))? {
+                Record::Thread(thread) => known &= thread.status == ThreadStatus::Ok,
+                Record::RingFd(slot) => {
+                    if slot.f_op != self.fops.ring {
+                        return Err(BpfError::Inconsistent {
+                            pass: Pass::Threads,
+                            reason: format!(
+                                "thread {}'s registered ring fd {} is not an io_uring file",
+                                slot.tid, slot.offset
+                            ),
+                        });
+                    }
+                    slots
+                        .entry(slot.ctx)
+                        .or_default()
+                        .push((slot.tid, slot.offset));
+                    if !self.ring_fds.contains_key(&slot.ctx) {
+                        self.slot_only_rings
+                            .insert(slot.ctx, (slot.file, slot.inode_number));
+                    }
+                }
+                other => {
+                    return Err(BpfError::Inconsistent {
+                        pass: Pass::Threads,
+                        reason: format!("unexpected record in pass T: {other:?}"),
+                    })
+                }
+            }
+        }
+        for list in slots.values_mut() {
+            // A re-shown thread repeats its slots.
+            list.sort_unstable();
+            list.dedup();
+        }
+        self.ring_fd_slots = known.then_some(slots);
+        Ok(())
+    }
+
+    /// After pass B: pass T's second look (`after`) shows the same
+    /// occupied slots as its first (`before`): each (thread, offset) holds
+    /// the same file. So no slot changed while the rings were read, and
+    /// every ring read by pointer was kept alive by its slot throughout.
+    pub(super) fn check_slots_unchanged(
+        &self,
+        pid: u32,
+        before: &[u8],
+        after: &[u8],
+    ) -> Result<(), BpfError> {
+        let slots = |bytes: &[u8]| -> Result<BTreeMap<(u32, u32), u64>, BpfError> {
+            let mut slots = BTreeMap::new();
+            for record in Records::new(bytes) {
+                if let Record::RingFd(slot) =
+                    record.map_err(|error| malformed(Pass::Threads, error))?
+                {
+                    slots.insert((slot.tid, slot.offset), slot.file);
+                }
+            }
+            Ok(slots)
+        };
+        let (before, after) = (slots(before)?, slots(after)?);
+        if before == after {
+            return Ok(());
+        }
+        let (tid, offset) = before
+            .iter()
+            .chain(&after)
+            .map(|(slot, _)| *slot)
+            .find(|slot| before.get(slot) != after.get(slot))
+            .unwrap_or_default();
+        Err(BpfError::TargetChanged {
+            pid,
+            what: format!(
+                "thread {tid}'s registered ring fd at offset {offset} changed while the rings were read"
+            ),
+        })
     }
 
     fn add_fd(&mut self, record: &FdRecord<'_>) -> Result<(), BpfError> {
@@ -517,7 +606,9 @@ impl Reading {
         pidfd: BorrowedFd<'_>,
     ) -> Result<(), BpfError> {
         for (ring, slots) in &self.slot_only_files {
-            let Some(target_fd) = self.rings.get(ring).map(|facts| facts.target_fd) else {
+            // A ring no fd holds has no fdinfo to read: those paths stay
+            // unknown (a restore substitutes the files).
+            let Some(&target_fd) = self.ring_fds.get(ring) else {
                 continue;
             };
             let local = copy_target_fd(pid, pidfd, target_fd)?;
@@ -564,6 +655,7 @@ impl Reading {
         frames: Option<Result<PageFrames, String>>,
     ) -> RawState {
         let mut notes = Vec::new();
+        let slot_only_inodes = self.slot_only_rings.clone();
         let in_flight = self
             .rings
             .iter()
@@ -591,12 +683,21 @@ impl Reading {
                     Some(words) => Known::Known(restrictions_of(words)),
                     None => Known::Unknown,
                 };
+                let registered_ring_fds = match &self.ring_fd_slots {
+                    Some(slots) => Known::Known(slots.get(&ctx).cloned().unwrap_or_default()),
+                    None => Known::Unknown,
+                };
                 let ring = RawRing {
                     settings,
+                    registered_ring_fds,
                     buffer_groups,
                     personalities,
                     restrictions,
-                    inode: Some(header.inode_number),
+                    // A ring read by pointer: its inode is pass T's.
+                    inode: Some(match slot_only_inodes.get(&ctx) {
+                        Some(&(_, inode)) => inode,
+                        None => header.inode_number,
+                    }),
                     flags: Some(header.flags),
                     sq_entries: header.sq_entries,
                     cq_entries: header.cq_entries,

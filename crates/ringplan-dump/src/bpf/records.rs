@@ -60,6 +60,10 @@ pub(crate) mod settings_bits {
     pub(crate) const WAIT_REGION_KNOWN: u32 = rp_settings::RP_SETTINGS_WAIT_REGION_KNOWN.0;
     pub(crate) const TAGS_KNOWN: u32 = rp_settings::RP_SETTINGS_TAGS_KNOWN.0;
 }
+const KIND_THREAD: u32 = records_h::rp_record_kind::RP_RECORD_THREAD.0;
+const KIND_RING_FD: u32 = records_h::rp_record_kind::RP_RECORD_RING_FD.0;
+/// `RP_RING_FD_SLOTS`: registered ring-fd slots per thread.
+pub(crate) const RING_FD_SLOTS: u32 = records_h::rp_limits::RP_RING_FD_SLOTS.0;
 /// `RP_PBUF_RINGS_PER_CHUNK`: the most buffer groups one chunk reads.
 pub(crate) const PBUF_RINGS_PER_CHUNK: u32 = records_h::rp_limits::RP_PBUF_RINGS_PER_CHUNK.0;
 const PBUF_RING: u32 = records_h::rp_pbuf_kind::RP_PBUF_RING.0;
@@ -116,6 +120,10 @@ unsafe impl HeaderStruct for records_h::rp_pending_request_record {}
 unsafe impl HeaderStruct for records_h::rp_personality_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_pbuf_ring_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_thread_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_ring_fd_record {}
 
 /// The `T` at the start of `bytes`, or an error when `bytes` is shorter.
 fn read_struct<T: HeaderStruct>(bytes: &[u8]) -> Result<T, &'static str> {
@@ -478,6 +486,35 @@ pub(crate) enum Record<'a> {
     PendingRequest(PendingRequestRecord),
     Personality(PersonalityRecord),
     PbufRing(PbufRingRecord),
+    Thread(ThreadRecord),
+    RingFd(RingFdRecord),
+}
+
+/// `struct rp_thread_record`: one thread of the target (pass T).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ThreadRecord {
+    pub tid: u32,
+    pub status: ThreadStatus,
+    pub occupied: u32,
+}
+
+/// `enum rp_thread_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ThreadStatus {
+    Ok,
+    UnknownLayout,
+    Unreadable,
+}
+
+/// `struct rp_ring_fd_record`: one occupied registered ring-fd slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RingFdRecord {
+    pub file: u64,
+    pub f_op: u64,
+    pub ctx: u64,
+    pub inode_number: u64,
+    pub tid: u32,
+    pub offset: u32,
 }
 
 /// A record that does not parse.
@@ -567,6 +604,39 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
             record,
         )?))),
         KIND_PBUF_RING => PbufRingRecord::from_c(read_exact(record)?).map(Record::PbufRing),
+        KIND_THREAD => {
+            let raw: records_h::rp_thread_record = read_exact(record)?;
+            let status = match records_h::rp_thread_status(raw.status) {
+                records_h::rp_thread_status::RP_THREAD_OK => ThreadStatus::Ok,
+                records_h::rp_thread_status::RP_THREAD_UNKNOWN_LAYOUT => {
+                    ThreadStatus::UnknownLayout
+                }
+                records_h::rp_thread_status::RP_THREAD_UNREADABLE => ThreadStatus::Unreadable,
+                _ => return Err("unknown thread status"),
+            };
+            if raw.occupied > RING_FD_SLOTS {
+                return Err("more occupied ring-fd slots than a thread has");
+            }
+            Ok(Record::Thread(ThreadRecord {
+                tid: raw.tid,
+                status,
+                occupied: raw.occupied,
+            }))
+        }
+        KIND_RING_FD => {
+            let raw: records_h::rp_ring_fd_record = read_exact(record)?;
+            if raw.offset >= RING_FD_SLOTS {
+                return Err("ring-fd offset beyond the thread's slots");
+            }
+            Ok(Record::RingFd(RingFdRecord {
+                file: raw.file,
+                f_op: raw.f_op,
+                ctx: raw.ctx,
+                inode_number: raw.inode_number,
+                tid: raw.tid,
+                offset: raw.offset,
+            }))
+        }
         _ => Err("unknown kind"),
     }
 }
@@ -844,6 +914,7 @@ impl ProbeRecord {
 /// chunk requests).
 pub(crate) fn chunk_request_bytes(
     expected_ctx: u64,
+    by_pointer: bool,
     kind: RequestKind,
     table: Table,
     start: u32,
@@ -855,6 +926,8 @@ pub(crate) fn chunk_request_bytes(
         start,
         count,
         kind: kind.to_raw(),
+        by_pointer: u32::from(by_pointer),
+        reserved: 0,
     };
     let mut value = [0u8; CHUNK_REQUEST_LEN];
     value.copy_from_slice(struct_bytes(&request));

@@ -49,6 +49,10 @@ pub(super) struct Request {
     /// The ring the local fd must refer to; 0 accepts any file (only the
     /// dumper's own probe ring and eventfd).
     pub(super) expected_ctx: u64,
+    /// Read the ring at `expected_ctx` itself: a ring no fd of the target
+    /// holds (only a registered ring-fd slot), which the local fd (not a
+    /// copy of it) only carries.
+    pub(super) by_pointer: bool,
     pub(super) want: Want,
 }
 
@@ -58,6 +62,7 @@ impl Request {
         match self.want {
             Want::Ring => records::chunk_request_bytes(
                 self.expected_ctx,
+                self.by_pointer,
                 RequestKind::Ring,
                 Table::Files,
                 0,
@@ -65,6 +70,7 @@ impl Request {
             ),
             Want::Probe => records::chunk_request_bytes(
                 self.expected_ctx,
+                self.by_pointer,
                 RequestKind::Probe,
                 Table::Files,
                 0,
@@ -76,6 +82,7 @@ impl Request {
                 count,
             } => records::chunk_request_bytes(
                 self.expected_ctx,
+                self.by_pointer,
                 RequestKind::Chunk,
                 table,
                 start,

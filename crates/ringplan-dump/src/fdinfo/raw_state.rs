@@ -198,6 +198,7 @@ impl StateBuilder {
             // fdinfo does not list buffer groups.
             buffer_groups: Known::Unknown,
             settings: Known::Unknown,
+            registered_ring_fds: Known::Unknown,
         }
     }
 }

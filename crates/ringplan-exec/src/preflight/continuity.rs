@@ -71,15 +71,17 @@ pub(crate) fn owner_threads(plan: &Plan) -> Vec<(usize, ringplan_image::ObjectId
 /// user code).
 pub(crate) fn check_owner_threads(plan: &Plan, pid: u32) -> Result<(), ExecError> {
     let owners = owner_threads(plan);
-    if owners.is_empty() {
+    let ring_fd_slots = ring_fd_threads(plan);
+    if owners.is_empty() && ring_fd_slots.is_empty() {
         return Ok(());
     }
     let threads = task::ids(Process::Pid(pid)).map_err(|error| ExecError::ProcessUnavailable {
         pid,
         cause: error.to_string(),
     })?;
+    let missing = |tid: u32| !threads.contains(&tid) || crate::remote::is_io_thread(pid, tid);
     for (step, ring, tid) in owners {
-        if !threads.contains(&tid) || crate::remote::is_io_thread(pid, tid) {
+        if missing(tid) {
             return Err(ExecError::OwnerThreadMissing {
                 pid,
                 step,
@@ -88,7 +90,36 @@ pub(crate) fn check_owner_threads(plan: &Plan, pid: u32) -> Result<(), ExecError
             });
         }
     }
+    for (step, ring, tid, offset) in ring_fd_slots {
+        if missing(tid) {
+            return Err(ExecError::RingFdThreadMissing {
+                pid,
+                step,
+                ring,
+                tid,
+                offset,
+            });
+        }
+    }
     Ok(())
+}
+
+/// The recorded thread of every registered ring-fd slot the plan fills:
+/// `(step, ring, tid, offset)`.
+fn ring_fd_threads(plan: &Plan) -> Vec<(usize, ringplan_image::ObjectId, u32, u32)> {
+    plan.steps
+        .iter()
+        .enumerate()
+        .filter_map(|(index, step)| match &step.op {
+            Op::RegisterRingFd(register) => Some((
+                index,
+                step.object.unwrap_or(ringplan_image::ObjectId(0)),
+                register.tid,
+                register.offset,
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 fn check_continuity_within(

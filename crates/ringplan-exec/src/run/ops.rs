@@ -9,7 +9,7 @@ use ringplan_image::{FileType, ObjectId, SetupFlags};
 use ringplan_plan::{
     CloseFd, CreateEventfd, EnableRings, ExternalInput, InstallFd, OpenFile, RegisterBuffers,
     RegisterEventfd, RegisterFiles, RegisterPbufRing, RegisterPersonalities, RegisterRestrictions,
-    RegisterSettings, SetupRing,
+    RegisterRingFd, RegisterSettings, SetupRing,
 };
 use rustix::event::EventfdFlags;
 use rustix::fs::{Mode, OFlags};
@@ -363,6 +363,89 @@ impl<B: Backend> Run<'_, B> {
             self.bring_pbuf_head(register)?;
         }
         Ok(())
+    }
+
+    /// `register_ring_fd`: one `IORING_REGISTER_RING_FDS` of the ring at
+    /// its recorded offset, in the thread the step runs in (the recorded
+    /// one in another process; in this one the calling thread, where a
+    /// slot an earlier step filled is left as it is and reported).
+    pub(super) fn register_ring_fd(
+        &mut self,
+        object: Option<ObjectId>,
+        register: &RegisterRingFd,
+    ) -> Result<(), Failure> {
+        use ringplan_kernel::abi::ring_fd;
+        let ring = self.handle(register.ring_handle)?;
+        let tid = self.backend.current_thread();
+        let mut report = crate::RestoredRingFd {
+            ring: object.unwrap_or(ObjectId(0)),
+            offset: register.offset,
+            tid,
+            recorded_tid: register.tid,
+            registered: true,
+        };
+        if self
+            .ring_fd_slots
+            .iter()
+            .any(|&(filled_tid, offset, _)| filled_tid == tid && offset == register.offset)
+        {
+            report.registered = false;
+            self.ring_fds.push(report);
+            return Ok(());
+        }
+        let updates = ring_fd::updates(&[(register.offset, ring)]);
+        let registered = self
+            .backend
+            .io_uring_register(ring, IoringRegisterOp::RegisterRingFds, &updates, 1)
+            .map_err(fail("IORING_REGISTER_RING_FDS"))?;
+        if registered != 1 {
+            return Err(Failure {
+                call: "IORING_REGISTER_RING_FDS (registered none)",
+                errno: Errno::INVAL,
+            });
+        }
+        self.ring_fd_slots
+            .push((tid, register.offset, register.ring_handle));
+        self.ring_fds.push(report);
+        Ok(())
+    }
+
+    /// Undoes a `register_ring_fd`: `IORING_UNREGISTER_RING_FDS` of the
+    /// slot in its thread. The kernel acts on the calling thread's slots
+    /// whatever ring it is called on: the ring's own handle while it is
+    /// open, else (a failure after the ring's temporary closed) a
+    /// throwaway ring set up for the call. Best effort: an undo goes on.
+    pub(super) fn unregister_ring_fd(
+        &mut self,
+        tid: u32,
+        offset: u32,
+        ring: ringplan_plan::Handle,
+    ) {
+        use ringplan_kernel::abi::ring_fd;
+        if self.backend.use_thread(Some(tid)).is_err() {
+            return;
+        }
+        // The kernel refuses an unregistering entry whose data is not 0.
+        let updates = ring_fd::updates(&[(offset, 0)]);
+        if let Ok(ring) = self.handle(ring) {
+            let _ = self.backend.io_uring_register(
+                ring,
+                IoringRegisterOp::UnregisterRingFds,
+                &updates,
+                1,
+            );
+            return;
+        }
+        let mut params = io_uring_params::default();
+        if let Ok(throwaway) = self.backend.io_uring_setup(1, &mut params) {
+            let _ = self.backend.io_uring_register(
+                B::number(&throwaway),
+                IoringRegisterOp::UnregisterRingFds,
+                &updates,
+                1,
+            );
+            self.backend.close(throwaway);
+        }
     }
 
     /// `register_restrictions`: one `IORING_REGISTER_RESTRICTIONS` call

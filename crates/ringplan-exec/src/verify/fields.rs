@@ -32,6 +32,8 @@ pub(super) struct FieldComparison<'a> {
     /// Objects the run adopted from the process: their offset and
     /// close-on-exec flags are the process's.
     pub(super) adopted: BTreeSet<ObjectId>,
+    /// Where the run put each recorded registered ring-fd slot.
+    pub(super) ring_fds: Vec<crate::RestoredRingFd>,
     /// Rings whose state (positions, entries, memory) was compared.
     pub(super) states_compared: usize,
     /// What differs by design, one line each, naming the ring.
@@ -55,6 +57,7 @@ impl<'a> FieldComparison<'a> {
             mappings_compared: 0,
             moved: BTreeSet::new(),
             adopted: BTreeSet::new(),
+            ring_fds: Vec::new(),
             states_compared: 0,
             notes: Vec::new(),
             groups: BTreeMap::new(),
@@ -295,6 +298,7 @@ impl<'a> FieldComparison<'a> {
                 format!("{:?}", have.wait_region_len),
             );
         }
+        self.ring_fd_slots(id, ring, got, differ);
         if continuous {
             // Its memory is placed, not a mapping of the ring fd: the
             // state comparison checks its addresses.
@@ -319,6 +323,51 @@ impl<'a> FieldComparison<'a> {
                 "unknown fields",
                 format!("{:?}", ring.unknown),
                 format!("{:?}", got.unknown),
+            );
+        }
+    }
+
+    /// Registered ring fds: each recorded slot where the run says it went
+    /// (in this process, the thread that ran the plan: a note, not a
+    /// difference; a slot it could not fill there is a note too), or as
+    /// recorded when the run says nothing of it.
+    fn ring_fd_slots(&mut self, id: ObjectId, ring: &Ring, got: &Ring, differ: &mut Differ<'_>) {
+        let mut expected = BTreeSet::new();
+        for slot in &ring.registered_ring_fds {
+            let went = self.ring_fds.iter().find(|went| {
+                went.ring == id && went.offset == slot.offset && went.recorded_tid == slot.tid
+            });
+            match went {
+                Some(went) if !went.registered => {
+                    self.notes.push(format!("{}: {went}", differ.name()))
+                }
+                Some(went) => {
+                    if went.tid != slot.tid {
+                        self.notes.push(format!(
+                            "{}: registered ring fd at offset {} in thread {}, which ran the plan (recorded in thread {}, which this process does not have)",
+                            differ.name(),
+                            went.offset,
+                            went.tid,
+                            slot.tid
+                        ));
+                    }
+                    expected.insert((went.tid, went.offset));
+                }
+                None => {
+                    expected.insert((slot.tid, slot.offset));
+                }
+            }
+        }
+        let restored: BTreeSet<(u32, u32)> = got
+            .registered_ring_fds
+            .iter()
+            .map(|slot| (slot.tid, slot.offset))
+            .collect();
+        if expected != restored {
+            differ.differ(
+                "registered ring fds (thread, offset)",
+                format!("{expected:?}"),
+                format!("{restored:?}"),
             );
         }
     }

@@ -18,17 +18,73 @@ pub(super) struct Matches {
 
 impl Matches {
     /// Matches every object of `original` it can to one of `restored`:
-    /// first by fd (every object the process holds at one), then through
-    /// the matched rings (their eventfds and table slots).
-    pub(super) fn find(original: &Image, restored: &Image) -> Matches {
+    /// first by fd (every object the process holds at one), then a ring no
+    /// fd holds by its registered ring-fd slots (where `ring_fds`, the
+    /// run's report, says each went), then through the matched rings
+    /// (their eventfds and table slots).
+    pub(super) fn find(
+        original: &Image,
+        restored: &Image,
+        ring_fds: &[crate::RestoredRingFd],
+    ) -> Matches {
         let mut matches = Matches {
             forward: BTreeMap::new(),
             backward: BTreeMap::new(),
             differences: Vec::new(),
         };
         matches.by_fd(original, restored);
+        matches.by_ring_fd_slot(original, restored, ring_fds);
         matches.through_rings(original, restored);
         matches
+    }
+
+    /// A ring no fd holds, by a thread's registered ring-fd slot: a slot
+    /// holds one ring, so one shared slot pairs them.
+    fn by_ring_fd_slot(
+        &mut self,
+        original: &Image,
+        restored: &Image,
+        ring_fds: &[crate::RestoredRingFd],
+    ) {
+        let by_slot: BTreeMap<(u32, u32), ObjectId> = restored
+            .objects
+            .iter()
+            .filter(|object| object.fds.is_empty())
+            .filter_map(|object| match &object.kind {
+                ObjectKind::Ring(ring) => Some((object.id, ring)),
+                _ => None,
+            })
+            .flat_map(|(id, ring)| {
+                ring.registered_ring_fds
+                    .iter()
+                    .map(move |slot| ((slot.tid, slot.offset), id))
+            })
+            .collect();
+        for object in original
+            .objects
+            .iter()
+            .filter(|object| object.fds.is_empty())
+        {
+            let ObjectKind::Ring(ring) = &object.kind else {
+                continue;
+            };
+            let found = ring.registered_ring_fds.iter().find_map(|slot| {
+                let went = ring_fds.iter().find(|went| {
+                    went.ring == object.id
+                        && went.offset == slot.offset
+                        && went.recorded_tid == slot.tid
+                });
+                let tid = match went {
+                    Some(went) if !went.registered => return None,
+                    Some(went) => went.tid,
+                    None => slot.tid,
+                };
+                by_slot.get(&(tid, slot.offset)).copied()
+            });
+            if let Some(restored_id) = found {
+                self.pair(object.id, restored_id);
+            }
+        }
     }
 
     /// Every object the process holds at an fd, by its first fd.

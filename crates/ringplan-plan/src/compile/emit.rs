@@ -125,6 +125,15 @@ impl GraphBuilder<'_> {
                     head: entry.map_or(0, |entry| entry.head),
                 })
             }
+            NodeKind::RegisterRingFd { ring, slot } => {
+                let entry = ring_at(analysis.image, ring)
+                    .and_then(|recorded| recorded.registered_ring_fds.get(slot as usize).copied());
+                Op::RegisterRingFd(RegisterRingFd {
+                    ring_handle: ring_handle(ring),
+                    offset: entry.map_or(0, |entry| entry.offset),
+                    tid: entry.map_or(0, |entry| entry.tid),
+                })
+            }
             NodeKind::RegisterRestrictions(index) => {
                 Op::RegisterRestrictions(RegisterRestrictions {
                     ring_handle: ring_handle(index),

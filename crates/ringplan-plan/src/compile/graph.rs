@@ -56,9 +56,11 @@ pub(super) mod rank {
     pub const REGISTER_RESTRICTIONS: u8 = 9;
     /// After the file table: registering one resets the allocation range.
     pub const REGISTER_SETTINGS: u8 = 10;
-    pub const CLOSE_TEMPORARY_RING: u8 = 11;
-    pub const CLOSE: u8 = 12;
-    pub const COUNT: usize = 13;
+    /// After the settings, in slot order.
+    pub const REGISTER_RING_FDS: u8 = 11;
+    pub const CLOSE_TEMPORARY_RING: u8 = 12;
+    pub const CLOSE: u8 = 13;
+    pub const COUNT: usize = 14;
 }
 
 /// `(phase, unit, rank, sub, node)` packed into one integer, smallest
@@ -87,6 +89,12 @@ pub(super) enum NodeKind {
     },
     RegisterRestrictions(u32),
     RegisterSettings(u32),
+    /// A ring's registered ring-fd slot: the ring's object index and the
+    /// slot's index in its `registered_ring_fds`.
+    RegisterRingFd {
+        ring: u32,
+        slot: u32,
+    },
     EnableRings(u32),
     PlaceMemory(u32),
     RestoreCompletions(u32),
@@ -126,7 +134,7 @@ fn estimate_sizes(analysis: &Analysis<'_>) -> (usize, usize) {
     let fds = analysis.needed_fds.len();
     let rings = analysis.rings.len();
     let temporaries = analysis.temporaries.len();
-    let nodes = 1 + 2 * objects + fds + 7 * rings + 2 * temporaries;
+    let nodes = 1 + 2 * objects + fds + 7 * rings + 2 * temporaries + analysis.ring_fd_slot_count;
     let edges = objects + 2 * fds + 20 * rings + 2 * analysis.file_slot_count + temporaries;
     (nodes, edges)
 }
@@ -148,6 +156,8 @@ pub(super) struct GraphBuilder<'a> {
     register_pbuf_nodes: Vec<Vec<u32>>,
     register_restrictions_nodes: Vec<u32>,
     register_settings_nodes: Vec<u32>,
+    /// Per ring, its register_ring_fd nodes (one per slot).
+    register_ring_fd_nodes: Vec<Vec<u32>>,
     enable_nodes: Vec<u32>,
     /// Per ring restored continuously: its place_ring_memory,
     /// restore_completions and queue_sqes nodes (or [`NO_NODE`]).
@@ -183,6 +193,7 @@ impl<'a> GraphBuilder<'a> {
             register_pbuf_nodes: vec![Vec::new(); object_count],
             register_restrictions_nodes: vec![NO_NODE; object_count],
             register_settings_nodes: vec![NO_NODE; object_count],
+            register_ring_fd_nodes: vec![Vec::new(); object_count],
             enable_nodes: vec![NO_NODE; object_count],
             place_memory_nodes: vec![NO_NODE; object_count],
             restore_completions_nodes: vec![NO_NODE; object_count],
@@ -397,6 +408,19 @@ impl<'a> GraphBuilder<'a> {
                 NodeKind::RegisterSettings(object_index),
             );
         }
+        for slot in 0..ring.registered_ring_fds.len() as u32 {
+            let node = self.add_node(
+                phase::BUILD,
+                object_index,
+                rank::REGISTER_RING_FDS,
+                slot,
+                NodeKind::RegisterRingFd {
+                    ring: object_index,
+                    slot,
+                },
+            );
+            self.register_ring_fd_nodes[index].push(node);
+        }
         let mut close_phase = phase::RELEASE;
         if needs_enable(ring) {
             self.enable_nodes[index] = self.add_node(
@@ -581,6 +605,20 @@ impl<'a> GraphBuilder<'a> {
             self.add_release_edge(settings, close, last_register_into);
         }
 
+        // A registered ring fd holds the ring on its own: registered
+        // before the ring's temporary closes (a ring no fd holds lives on
+        // in its slots) and before it is enabled (then its restrictions
+        // apply to registrations, and a SINGLE_ISSUER ring lets only its
+        // owner register).
+        for register in self.register_ring_fd_nodes[index].clone() {
+            self.add_edge(create, register);
+            self.add_release_edge(register, close, last_register_into);
+            let enable = self.enable_nodes[index];
+            if enable != NO_NODE {
+                self.add_edge(register, enable);
+            }
+        }
+
         if !ring.buffers.is_empty() {
             let register = self.register_buffers_nodes[index];
             self.add_edge(self.barrier_node, register);
@@ -673,6 +711,7 @@ impl<'a> GraphBuilder<'a> {
             | NodeKind::RegisterPbufRing { ring: index, .. }
             | NodeKind::RegisterRestrictions(index)
             | NodeKind::RegisterSettings(index)
+            | NodeKind::RegisterRingFd { ring: index, .. }
             | NodeKind::EnableRings(index)
             | NodeKind::RegisterBuffers(index)
             | NodeKind::PlaceMemory(index)

@@ -147,6 +147,10 @@ fn dot_label(index: usize, step: &Step) -> String {
             },
             register.ring_handle
         ),
+        Op::RegisterRingFd(register) => format!(
+            "{} at offset {} of thread {}",
+            register.ring_handle, register.offset, register.tid
+        ),
         Op::RegisterFiles(register) => format!(
             "{}, {} used, on {}",
             plural(register.slots.len(), "slot"),
@@ -298,6 +302,7 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
             | Op::RegisterFiles(_)
             | Op::RegisterPersonalities(_)
             | Op::RegisterPbufRing(_)
+            | Op::RegisterRingFd(_)
             | Op::RegisterRestrictions(_)
             | Op::RegisterSettings(_)
             | Op::EnableRings(_)

@@ -103,6 +103,7 @@ enum JsonParameters<'a> {
     RegisterFiles(&'a RegisterFiles),
     RegisterPersonalities(&'a RegisterPersonalities),
     RegisterPbufRing(&'a RegisterPbufRing),
+    RegisterRingFd(&'a RegisterRingFd),
     RegisterRestrictions(&'a RegisterRestrictions),
     RegisterSettings(&'a RegisterSettings),
     EnableRings(&'a EnableRings),
@@ -124,6 +125,7 @@ impl<'a> JsonParameters<'a> {
             Op::RegisterEventfd(parameters) => JsonParameters::RegisterEventfd(parameters),
             Op::RegisterFiles(parameters) => JsonParameters::RegisterFiles(parameters),
             Op::RegisterPbufRing(parameters) => JsonParameters::RegisterPbufRing(parameters),
+            Op::RegisterRingFd(parameters) => JsonParameters::RegisterRingFd(parameters),
             Op::RegisterPersonalities(parameters) => {
                 JsonParameters::RegisterPersonalities(parameters)
             }

@@ -222,6 +222,10 @@ fn describe_step(index: usize, step: &Step) -> String {
                 ),
             }
         ),
+        Op::RegisterRingFd(register) => format!(
+            "{op}{object}: IORING_REGISTER_RING_FDS of {} at offset {} in thread {}",
+            register.ring_handle, register.offset, register.tid
+        ),
         Op::RegisterPersonalities(register) => {
             let ids: Vec<String> = register
                 .personalities
