@@ -22,6 +22,7 @@
 //! `DUMP_PBUF_RINGS_ROUNDS` sets the rounds (default 31, after 3 warm-up
 //! rounds).
 
+mod held;
 mod per_item;
 
 fn main() {

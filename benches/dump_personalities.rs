@@ -20,6 +20,7 @@
 //! `DUMP_PERSONALITIES_ROUNDS` sets the rounds (default 31, after 3
 //! warm-up rounds).
 
+mod held;
 mod per_item;
 
 fn main() {

@@ -37,54 +37,13 @@ use std::time::{Duration, Instant};
 use ringplan_dump::{BackendChoice, Dumper, Selection};
 use ringplan_image::{encode_to_vec, Image, ObjectKind, Source};
 
+mod held;
+use held::Held;
+
 const PLAN: &str = env!("CARGO_BIN_EXE_plan");
 const SMALL: usize = 1_000;
 const LARGE: usize = 19_000;
 const RINGS: usize = 512;
-
-/// A `plan app` process holding a scenario until dropped.
-struct Held {
-    child: Child,
-    pid: u32,
-    ring_fds: Vec<i32>,
-}
-
-impl Held {
-    fn start(scenario: &str) -> Held {
-        let mut child = Command::new(PLAN)
-            .args(["app", scenario])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("plan app");
-        let stdout = child.stdout.take().expect("piped");
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("description");
-        let description: serde_json::Value = serde_json::from_str(&line).expect("JSON description");
-        let pid = description["pid"].as_u64().expect("pid") as u32;
-        let ring_fds = description["rings"]
-            .as_array()
-            .expect("rings")
-            .iter()
-            .map(|ring| ring["fd"].as_i64().expect("ring fd") as i32)
-            .collect();
-        Held {
-            child,
-            pid,
-            ring_fds,
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        // SIGTERM: the holder removes its temp dir on the way out.
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
 
 /// Set in the child that starts the whole `plan dump` processes.
 const SPAWNER_ENV: &str = "RINGPLAN_DUMP_SCALE_SPAWNER";
@@ -245,7 +204,12 @@ fn library_dump(dumper: &mut Dumper, pid: u32) -> Duration {
 /// Reads every ring's fdinfo file of `held` once.
 fn read_fdinfo(held: &Held) -> Duration {
     let start = Instant::now();
-    for fd in &held.ring_fds {
+    let ring_fds = held.description["rings"]
+        .as_array()
+        .expect("rings")
+        .iter()
+        .map(|ring| ring["fd"].as_i64().expect("ring fd") as i32);
+    for fd in ring_fds {
         let text = std::fs::read(format!("/proc/{}/fdinfo/{fd}", held.pid)).expect("fdinfo");
         std::hint::black_box(text);
     }

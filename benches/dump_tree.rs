@@ -19,48 +19,15 @@
 //! Run: `cargo bench --bench dump_tree` (root: BPF). `DUMP_TREE_ROUNDS`
 //! sets the rounds (default 15, after 3 warm-up rounds).
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringplan_dump::{dump_tree_with, BackendChoice, Dumper, Selection};
 use ringplan_image::encode_to_vec;
 
-const PLAN: &str = env!("CARGO_BIN_EXE_plan");
+mod held;
+use held::Held;
+
 const CHILDREN: [usize; 3] = [1, 10, 100];
-
-/// A `plan app` process holding a scenario until dropped.
-struct Held {
-    child: Child,
-    pid: u32,
-}
-
-impl Held {
-    fn start(scenario: &str) -> Held {
-        let mut child = Command::new(PLAN)
-            .args(["app", scenario])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("plan app");
-        let stdout = child.stdout.take().expect("piped");
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("description");
-        let description: serde_json::Value = serde_json::from_str(&line).expect("JSON description");
-        let pid = description["pid"].as_u64().expect("pid") as u32;
-        Held { child, pid }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 /// Median time of one dump + encoding (`tree`: of the tree), the image's
 /// size, and the processes it lists.

@@ -5,48 +5,14 @@
 //! 3 warm-up rounds), and print the slope between N = 100 and N = 1000 per
 //! item, and the image's bytes per item, as `TABLE|` lines.
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringplan_dump::{BackendChoice, Dumper, Selection};
 use ringplan_image::{encode_to_vec, ObjectKind};
 
-const PLAN: &str = env!("CARGO_BIN_EXE_plan");
+use crate::held::Held;
+
 const COUNTS: [usize; 3] = [1, 100, 1000];
-
-/// A `plan app` process holding a scenario until dropped.
-struct Held {
-    child: Child,
-    pid: u32,
-}
-
-impl Held {
-    fn start(scenario: &str) -> Held {
-        let mut child = Command::new(PLAN)
-            .args(["app", scenario])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("plan app");
-        let stdout = child.stdout.take().expect("piped");
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("description");
-        let description: serde_json::Value = serde_json::from_str(&line).expect("JSON description");
-        let pid = description["pid"].as_u64().expect("pid") as u32;
-        Held { child, pid }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 /// What a bench measures per item.
 pub struct Series {
