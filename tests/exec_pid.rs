@@ -177,6 +177,54 @@ fn scenario_image(name: &str, dir: &Path, keep_state: bool) -> (String, Image, S
     (path, image, scenario)
 }
 
+/// The image's first ring.
+fn first_ring(image: &Image) -> &ringplan_image::Ring {
+    image
+        .objects
+        .iter()
+        .find_map(|object| match &object.kind {
+            ObjectKind::Ring(ring) => Some(ring),
+            _ => None,
+        })
+        .expect("a ring")
+}
+
+/// `plan exec IMAGE --pid` with `--verify` into a new target, which must
+/// report the restore verified and answer after it; the target, still
+/// running.
+fn verified_in_a_new_target(path: &str) -> Target {
+    let mut target = Target::start();
+    let pid = target.pid.to_string();
+    let output = plan(&[
+        "exec",
+        path,
+        "--pid",
+        &pid,
+        "--substitute-external",
+        "--verify",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exec --pid --verify: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("verified: "), "{stdout}");
+    assert!(target.answers());
+    target
+}
+
+/// A failure injected at every step of the restore of `path` into a new
+/// target leaves it as it was, and running.
+fn every_step_undone_in_a_new_target(path: &str) {
+    let mut target = Target::start();
+    let before = ProcessState::capture_of(target.pid);
+    let pid = target.pid;
+    fail_at_every_step(path, pid, &["--substitute-external"], &before, |step| {
+        assert!(target.answers(), "step {step}: the target runs on");
+    });
+}
+
 /// The installed fd numbers of every object of `kind` in `image`.
 fn fds_of(image: &Image, kind: &str) -> Vec<i32> {
     image
@@ -314,24 +362,7 @@ fn leave_stopped_leaves_it_stopped_and_verify_compares_the_target() {
     assert_eq!(target.wait_state(b'T'), b'T', "left stopped");
     drop(target);
 
-    let mut target = Target::start();
-    let pid = target.pid.to_string();
-    let output = plan(&[
-        "exec",
-        &path,
-        "--pid",
-        &pid,
-        "--substitute-external",
-        "--verify",
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "exec --pid --verify: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.starts_with("verified: "), "{stdout}");
-    assert!(target.answers());
+    drop(verified_in_a_new_target(&path));
 }
 
 /// `plan ARGS` fails with exit status 2 and exactly one stderr line, which
@@ -531,43 +562,13 @@ fn personalities_restored_into_a_running_process_keep_their_ids() {
     let dir = scratch_dir("exec-pid-personalities");
     let (path, image, scenario) = scenario_image("personalities:3", &dir, false);
     drop(scenario);
-    let ring = image
-        .objects
-        .iter()
-        .find_map(|object| match &object.kind {
-            ObjectKind::Ring(ring) => Some(ring),
-            _ => None,
-        })
-        .expect("a ring");
+    let ring = first_ring(&image);
     let ids: Vec<u32> = ring.personalities.iter().map(|p| p.id).collect();
     assert_eq!((ids, ring.personality_next), (vec![1, 3, 4], 5));
 
-    let mut target = Target::start();
-    let pid = target.pid.to_string();
-    let output = plan(&[
-        "exec",
-        &path,
-        "--pid",
-        &pid,
-        "--substitute-external",
-        "--verify",
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "exec --pid --verify: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.starts_with("verified: "), "{stdout}");
-    assert!(target.answers());
-    drop(target);
+    drop(verified_in_a_new_target(&path));
 
-    let mut target = Target::start();
-    let before = ProcessState::capture_of(target.pid);
-    let pid = target.pid;
-    fail_at_every_step(&path, pid, &["--substitute-external"], &before, |step| {
-        assert!(target.answers(), "step {step}: the target runs on");
-    });
+    every_step_undone_in_a_new_target(&path);
 }
 
 /// Restrictions restored into a running process: its ring set up
@@ -582,32 +583,9 @@ fn restrictions_restored_into_a_running_process_are_enabled_as_recorded() {
         &object.kind,
         ObjectKind::Ring(ring) if ring.restrictions.is_some()
     )));
-    let mut target = Target::start();
-    let pid = target.pid.to_string();
-    let output = plan(&[
-        "exec",
-        &path,
-        "--pid",
-        &pid,
-        "--substitute-external",
-        "--verify",
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "exec --pid --verify: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.starts_with("verified: "), "{stdout}");
-    assert!(target.answers());
-    drop(target);
+    drop(verified_in_a_new_target(&path));
 
-    let mut target = Target::start();
-    let before = ProcessState::capture_of(target.pid);
-    let pid = target.pid;
-    fail_at_every_step(&path, pid, &["--substitute-external"], &before, |step| {
-        assert!(target.answers(), "step {step}: the target runs on");
-    });
+    every_step_undone_in_a_new_target(&path);
 }
 
 /// Buffer rings restored into a running process: registered on memory at
@@ -620,43 +598,13 @@ fn buffer_rings_restored_into_a_running_process() {
     let dir = scratch_dir("exec-pid-pbuf");
     let (path, image, scenario) = scenario_image("pbuf-fresh:2", &dir, false);
     drop(scenario);
-    let ring = image
-        .objects
-        .iter()
-        .find_map(|object| match &object.kind {
-            ObjectKind::Ring(ring) => Some(ring),
-            _ => None,
-        })
-        .expect("a ring");
+    let ring = first_ring(&image);
     let bgids: Vec<u16> = ring.pbuf_rings.iter().map(|entry| entry.bgid).collect();
     assert_eq!(bgids, vec![0, 65]);
 
-    let mut target = Target::start();
-    let pid = target.pid.to_string();
-    let output = plan(&[
-        "exec",
-        &path,
-        "--pid",
-        &pid,
-        "--substitute-external",
-        "--verify",
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "exec --pid --verify: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.starts_with("verified: "), "{stdout}");
-    assert!(target.answers());
-    drop(target);
+    drop(verified_in_a_new_target(&path));
 
-    let mut target = Target::start();
-    let before = ProcessState::capture_of(target.pid);
-    let pid = target.pid;
-    fail_at_every_step(&path, pid, &["--substitute-external"], &before, |step| {
-        assert!(target.answers(), "step {step}: the target runs on");
-    });
+    every_step_undone_in_a_new_target(&path);
 }
 
 /// Registered settings restored into a running process: files and
@@ -684,23 +632,7 @@ fn settings_restored_into_a_running_process() {
     assert!(settings.file_alloc_range.is_some());
     assert!(settings.iowq_max_workers.is_some());
 
-    let mut target = Target::start();
-    let pid = target.pid.to_string();
-    let output = plan(&[
-        "exec",
-        &path,
-        "--pid",
-        &pid,
-        "--substitute-external",
-        "--verify",
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "exec --pid --verify: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.starts_with("verified: "), "{stdout}");
+    let mut target = verified_in_a_new_target(&path);
     let napi =
         |pid: u32, fd: i32| fdinfo::napi(&fdinfo::read(Process::Pid(pid), fd).expect("fdinfo"));
     assert_eq!(
@@ -711,11 +643,6 @@ fn settings_restored_into_a_running_process() {
     assert!(target.answers());
     drop(target);
 
-    let mut target = Target::start();
-    let before = ProcessState::capture_of(target.pid);
-    let pid = target.pid;
-    fail_at_every_step(&path, pid, &["--substitute-external"], &before, |step| {
-        assert!(target.answers(), "step {step}: the target runs on");
-    });
+    every_step_undone_in_a_new_target(&path);
     drop(scenario);
 }
