@@ -16,4 +16,17 @@ impl Differ<'_> {
         self.differences
             .push(format!("{}: {what} is {got}, expected {want}", self.name));
     }
+
+    /// Notes `what` as differing, both values shown as `Debug`, unless
+    /// they are equal.
+    pub(super) fn differ_if_not_equal<T: PartialEq + std::fmt::Debug>(
+        &mut self,
+        what: &str,
+        want: &T,
+        got: &T,
+    ) {
+        if want != got {
+            self.differ(what, format!("{want:?}"), format!("{got:?}"));
+        }
+    }
 }

@@ -182,13 +182,7 @@ impl<'a> FieldComparison<'a> {
                 format!("{} slots {:?}", got.files.len(), slots(&got.files)),
             );
         }
-        if ring.buffers != got.buffers {
-            differ.differ(
-                "buffer table",
-                format!("{:?}", ring.buffers),
-                format!("{:?}", got.buffers),
-            );
-        }
+        differ.differ_if_not_equal("buffer table", &ring.buffers, &got.buffers);
         if ring.personalities != got.personalities || ring.personality_next != got.personality_next
         {
             let ids = |ring: &Ring| {
@@ -230,36 +224,24 @@ impl<'a> FieldComparison<'a> {
                 }
             }
         }
-        if ring.legacy_buffer_groups != got.legacy_buffer_groups {
-            differ.differ(
-                "legacy buffer groups",
-                format!("{:?}", ring.legacy_buffer_groups),
-                format!("{:?}", got.legacy_buffer_groups),
-            );
-        }
-        if ring.restrictions != got.restrictions {
-            differ.differ(
-                "restrictions",
-                format!("{:?}", ring.restrictions),
-                format!("{:?}", got.restrictions),
-            );
-        }
+        differ.differ_if_not_equal(
+            "legacy buffer groups",
+            &ring.legacy_buffer_groups,
+            &got.legacy_buffer_groups,
+        );
+        differ.differ_if_not_equal("restrictions", &ring.restrictions, &got.restrictions);
         // Registered settings, one line per setting that differs.
         let (want, have) = (&ring.settings, &got.settings);
-        if want.file_alloc_range != have.file_alloc_range {
-            differ.differ(
-                "file allocation range",
-                format!("{:?}", want.file_alloc_range),
-                format!("{:?}", have.file_alloc_range),
-            );
-        }
-        if want.iowq_max_workers != have.iowq_max_workers {
-            differ.differ(
-                "io-wq max workers",
-                format!("{:?}", want.iowq_max_workers),
-                format!("{:?}", have.iowq_max_workers),
-            );
-        }
+        differ.differ_if_not_equal(
+            "file allocation range",
+            &want.file_alloc_range,
+            &have.file_alloc_range,
+        );
+        differ.differ_if_not_equal(
+            "io-wq max workers",
+            &want.iowq_max_workers,
+            &have.iowq_max_workers,
+        );
         // Which NAPI instances a dynamically tracking ring lists is the
         // kernel's own, found again from the sockets the ring's requests
         // use: a new ring lists none until then.
@@ -277,27 +259,9 @@ impl<'a> FieldComparison<'a> {
                 format!("{:?}", have.napi),
             );
         }
-        if want.file_tags != have.file_tags {
-            differ.differ(
-                "file tags",
-                format!("{:?}", want.file_tags),
-                format!("{:?}", have.file_tags),
-            );
-        }
-        if want.buffer_tags != have.buffer_tags {
-            differ.differ(
-                "buffer tags",
-                format!("{:?}", want.buffer_tags),
-                format!("{:?}", have.buffer_tags),
-            );
-        }
-        if want.wait_region_len != have.wait_region_len {
-            differ.differ(
-                "wait region",
-                format!("{:?}", want.wait_region_len),
-                format!("{:?}", have.wait_region_len),
-            );
-        }
+        differ.differ_if_not_equal("file tags", &want.file_tags, &have.file_tags);
+        differ.differ_if_not_equal("buffer tags", &want.buffer_tags, &have.buffer_tags);
+        differ.differ_if_not_equal("wait region", &want.wait_region_len, &have.wait_region_len);
         self.ring_fd_slots(id, ring, got, differ);
         if continuous {
             // Its memory is placed, not a mapping of the ring fd: the
@@ -318,13 +282,7 @@ impl<'a> FieldComparison<'a> {
                 differ.name()
             ));
         }
-        if ring.unknown != got.unknown {
-            differ.differ(
-                "unknown fields",
-                format!("{:?}", ring.unknown),
-                format!("{:?}", got.unknown),
-            );
-        }
+        differ.differ_if_not_equal("unknown fields", &ring.unknown, &got.unknown);
     }
 
     /// Registered ring fds: each recorded slot where the run says it went
