@@ -14,6 +14,23 @@ fn text(image: &Image) -> String {
     }
 }
 
+/// The plan of `image`, which must plan, as Graphviz dot.
+fn dot(image: &Image) -> String {
+    compile(image).expect("the scenario plans").to_dot()
+}
+
+/// The plan of `image`, which must plan, in its pretty JSON view; the
+/// streamed view checked to say what the value view says.
+fn json(image: &Image) -> String {
+    let plan = compile(image).expect("the scenario plans");
+    let mut json = Vec::new();
+    plan.write_json(&mut json, true)
+        .expect("writing to memory cannot fail");
+    let reparsed: serde_json::Value = serde_json::from_slice(&json).expect("the JSON view parses");
+    assert_eq!(reparsed, plan.to_json());
+    String::from_utf8(json).expect("JSON is UTF-8")
+}
+
 #[test]
 fn seed_text() {
     assert_snapshot!(text(&scenarios::seed()));
@@ -21,20 +38,12 @@ fn seed_text() {
 
 #[test]
 fn seed_dot() {
-    let plan = compile(&scenarios::seed()).expect("the seed scenario plans");
-    assert_snapshot!(plan.to_dot());
+    assert_snapshot!(dot(&scenarios::seed()));
 }
 
 #[test]
 fn seed_json() {
-    let plan = compile(&scenarios::seed()).expect("the seed scenario plans");
-    let mut json = Vec::new();
-    plan.write_json(&mut json, true)
-        .expect("writing to memory cannot fail");
-    // The streamed view and the value view say the same.
-    let reparsed: serde_json::Value = serde_json::from_slice(&json).expect("the JSON view parses");
-    assert_eq!(reparsed, plan.to_json());
-    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+    assert_snapshot!(json(&scenarios::seed()));
 }
 
 #[test]
@@ -69,8 +78,7 @@ fn mix_text() {
 
 #[test]
 fn mix_dot() {
-    let plan = compile(&scenarios::mix()).expect("the mix scenario plans");
-    assert_snapshot!(plan.to_dot());
+    assert_snapshot!(dot(&scenarios::mix()));
 }
 
 #[test]
@@ -129,17 +137,12 @@ fn continuity_text() {
 
 #[test]
 fn continuity_dot() {
-    let plan = compile(&scenarios::continuity()).expect("the continuity scenario plans");
-    assert_snapshot!(plan.to_dot());
+    assert_snapshot!(dot(&scenarios::continuity()));
 }
 
 #[test]
 fn continuity_json() {
-    let plan = compile(&scenarios::continuity()).expect("the continuity scenario plans");
-    let mut json = Vec::new();
-    plan.write_json(&mut json, true)
-        .expect("writing to memory cannot fail");
-    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+    assert_snapshot!(json(&scenarios::continuity()));
 }
 
 #[test]
@@ -149,17 +152,12 @@ fn personalities_text() {
 
 #[test]
 fn personalities_dot() {
-    let plan = compile(&scenarios::personalities()).expect("the personalities scenario plans");
-    assert_snapshot!(plan.to_dot());
+    assert_snapshot!(dot(&scenarios::personalities()));
 }
 
 #[test]
 fn personalities_json() {
-    let plan = compile(&scenarios::personalities()).expect("the personalities scenario plans");
-    let mut json = Vec::new();
-    plan.write_json(&mut json, true)
-        .expect("writing to memory cannot fail");
-    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+    assert_snapshot!(json(&scenarios::personalities()));
 }
 
 #[test]
@@ -169,17 +167,12 @@ fn pbuf_text() {
 
 #[test]
 fn pbuf_dot() {
-    let plan = compile(&scenarios::pbuf()).expect("the pbuf scenario plans");
-    assert_snapshot!(plan.to_dot());
+    assert_snapshot!(dot(&scenarios::pbuf()));
 }
 
 #[test]
 fn pbuf_json() {
-    let plan = compile(&scenarios::pbuf()).expect("the pbuf scenario plans");
-    let mut json = Vec::new();
-    plan.write_json(&mut json, true)
-        .expect("writing to memory cannot fail");
-    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+    assert_snapshot!(json(&scenarios::pbuf()));
 }
 
 #[test]
@@ -235,11 +228,7 @@ fn restricted_text() {
 
 #[test]
 fn restricted_json() {
-    let plan = compile(&scenarios::restricted()).expect("the restricted scenario plans");
-    let mut json = Vec::new();
-    plan.write_json(&mut json, true)
-        .expect("writing to memory cannot fail");
-    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+    assert_snapshot!(json(&scenarios::restricted()));
 }
 
 #[test]
@@ -290,11 +279,7 @@ fn settings_text() {
 
 #[test]
 fn settings_json() {
-    let plan = compile(&scenarios::settings()).expect("the settings scenario plans");
-    let mut json = Vec::new();
-    plan.write_json(&mut json, true)
-        .expect("writing to memory cannot fail");
-    assert_snapshot!(String::from_utf8(json).expect("JSON is UTF-8"));
+    assert_snapshot!(json(&scenarios::settings()));
 }
 
 #[test]
