@@ -19,43 +19,29 @@
 //! Run: `cargo bench --bench dump_tree` (root: BPF). `DUMP_TREE_ROUNDS`
 //! sets the rounds (default 15, after 3 warm-up rounds).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringplan_dump::{dump_tree_with, BackendChoice, Dumper, Selection};
 use ringplan_image::encode_to_vec;
 
 mod held;
-use held::Held;
+use held::{median_of_rounds, micros, slope, Held};
 
 const CHILDREN: [usize; 3] = [1, 10, 100];
 
 /// Median time of one dump + encoding (`tree`: of the tree), the image's
 /// size, and the processes it lists.
 fn measure(dumper: &mut Dumper, pid: u32, rounds: usize, tree: bool) -> (Duration, usize, usize) {
-    let mut times = Vec::with_capacity(rounds);
-    let mut bytes = 0;
-    let mut processes = 0;
-    for round in 0..rounds + 3 {
-        let start = Instant::now();
+    let (time, (dump, bytes)) = median_of_rounds(rounds, || {
         let dump = if tree {
             dump_tree_with(dumper, pid, None).expect("tree dump")
         } else {
             dumper.dump(pid, Selection::All).expect("dump")
         };
-        let encoded = encode_to_vec(&dump.image).expect("encode");
-        let elapsed = start.elapsed();
-        if round >= 3 {
-            times.push(elapsed);
-        }
-        bytes = encoded.len();
-        processes = dump.image.processes.len();
-    }
-    times.sort_unstable();
-    (times[times.len() / 2], bytes, processes)
-}
-
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
+        let bytes = encode_to_vec(&dump.image).expect("encode").len();
+        (dump, bytes)
+    });
+    (time, bytes, dump.image.processes.len())
 }
 
 fn main() {
@@ -92,11 +78,8 @@ fn main() {
         );
         results.push((processes, time, bytes));
     }
-    let (small_count, small_time, small_bytes) = results[1];
-    let (large_count, large_time, large_bytes) = results[2];
-    let span = (large_count - small_count) as f64;
-    let time_slope = (micros(large_time) - micros(small_time)) / span;
-    let byte_slope = (large_bytes as f64 - small_bytes as f64) / span;
+    let (time_slope, byte_slope) = slope(results[1], results[2]);
+    let (_, large_time, large_bytes) = results[2];
     let (_, one_time, one_bytes) = results[0];
     println!("  slope 11 -> 101 processes: {time_slope:.1} us and {byte_slope:.1} B per process");
     println!(

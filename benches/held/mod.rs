@@ -1,10 +1,12 @@
-//! A `plan app` scenario held by its own process for a bench, until
-//! dropped (SIGTERM, so that it cleans up after itself): its pid and the
-//! JSON line it describes itself with. Shared by the dump benches.
+//! What the dump benches share: a `plan app` scenario held by its own
+//! process until dropped (SIGTERM, so that it cleans up after itself),
+//! with its pid and the JSON line it describes itself with; the median of
+//! timed rounds; and the per-item slope between two workloads.
 #![allow(dead_code, reason = "each bench uses a part of it")]
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 const PLAN: &str = env!("CARGO_BIN_EXE_plan");
 
@@ -44,4 +46,42 @@ impl Drop for Held {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }
+}
+
+/// Rounds run before the timed ones, to warm caches up.
+const WARM_UP_ROUNDS: usize = 3;
+
+/// The median time of `rounds` calls of `round` (after the warm-up
+/// rounds), and what the last call returned.
+pub fn median_of_rounds<T>(rounds: usize, mut round: impl FnMut() -> T) -> (Duration, T) {
+    let mut times = Vec::with_capacity(rounds);
+    let mut last = None;
+    for index in 0..rounds + WARM_UP_ROUNDS {
+        let start = Instant::now();
+        let value = round();
+        let elapsed = start.elapsed();
+        if index >= WARM_UP_ROUNDS {
+            times.push(elapsed);
+        }
+        last = Some(value);
+    }
+    times.sort_unstable();
+    (
+        times[times.len() / 2],
+        last.expect("at least the warm-up rounds ran"),
+    )
+}
+
+pub fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+/// Microseconds and bytes per item between two workloads of
+/// `(items, time, image bytes)`.
+pub fn slope(small: (usize, Duration, usize), large: (usize, Duration, usize)) -> (f64, f64) {
+    let span = (large.0 - small.0) as f64;
+    (
+        (micros(large.1) - micros(small.1)) / span,
+        (large.2 as f64 - small.2 as f64) / span,
+    )
 }

@@ -5,12 +5,12 @@
 //! 3 warm-up rounds), and print the slope between N = 100 and N = 1000 per
 //! item, and the image's bytes per item, as `TABLE|` lines.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringplan_dump::{BackendChoice, Dumper, Selection};
 use ringplan_image::{encode_to_vec, ObjectKind};
 
-use crate::held::Held;
+use crate::held::{median_of_rounds, micros, slope, Held};
 
 const COUNTS: [usize; 3] = [1, 100, 1000];
 
@@ -35,34 +35,21 @@ fn measure(
     rounds: usize,
     series: &Series,
 ) -> (Duration, usize, usize) {
-    let mut times = Vec::with_capacity(rounds);
-    let mut bytes = 0;
-    let mut found = 0;
-    for round in 0..rounds + 3 {
-        let start = Instant::now();
+    let (time, (dump, bytes)) = median_of_rounds(rounds, || {
         let dump = dumper.dump(pid, Selection::All).expect("dump");
-        let encoded = encode_to_vec(&dump.image).expect("encode");
-        let elapsed = start.elapsed();
-        if round >= 3 {
-            times.push(elapsed);
-        }
-        bytes = encoded.len();
-        found = dump
-            .image
-            .objects
-            .iter()
-            .map(|object| match &object.kind {
-                ObjectKind::Ring(ring) => (series.count)(ring),
-                _ => 0,
-            })
-            .sum();
-    }
-    times.sort_unstable();
-    (times[times.len() / 2], bytes, found)
-}
-
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
+        let bytes = encode_to_vec(&dump.image).expect("encode").len();
+        (dump, bytes)
+    });
+    let found = dump
+        .image
+        .objects
+        .iter()
+        .map(|object| match &object.kind {
+            ObjectKind::Ring(ring) => (series.count)(ring),
+            _ => 0,
+        })
+        .sum();
+    (time, bytes, found)
 }
 
 /// Measures `series` and prints its figures.
@@ -102,11 +89,8 @@ pub fn run(series: &Series) {
         );
         results.push((count, time, bytes));
     }
-    let (small_count, small_time, small_bytes) = results[1];
-    let (large_count, large_time, large_bytes) = results[2];
-    let span = (large_count - small_count) as f64;
-    let time_slope = (micros(large_time) - micros(small_time)) / span;
-    let byte_slope = (large_bytes as f64 - small_bytes as f64) / span;
+    let (time_slope, byte_slope) = slope(results[1], results[2]);
+    let (_, large_time, large_bytes) = results[2];
     let (_, one_time, one_bytes) = results[0];
     println!("  slope 100 -> 1000: {time_slope:.3} us and {byte_slope:.1} B per {item}");
     println!(
