@@ -285,6 +285,16 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
     }
 }
 
+/// The fdinfo backend cannot read `field` (`what`): the ring lists it as
+/// unknown.
+fn assert_left_unknown(got: &Value, field: &str, what: &str, context: &str) {
+    let unknown = got["unknown"].as_array().expect("unknown");
+    assert!(
+        unknown.iter().any(|listed| listed == field),
+        "{context}: the fdinfo backend cannot read {what}"
+    );
+}
+
 /// A ring's personalities: the scenario's ids and next id, each with the
 /// credentials of the scenario's main thread (which registered them), and
 /// where the kernel's fdinfo lists them (6.1; 6.18 does not), the same
@@ -293,11 +303,7 @@ fn check_dump(view: &Value, description: &Value, backend: &str) {
 fn check_personalities(view: &Value, got: &Value, want: &Value, exact: bool, context: &str) {
     use ringplan_kernel::procfs::{credentials, Process};
     if !exact {
-        let unknown = got["unknown"].as_array().expect("unknown");
-        assert!(
-            unknown.iter().any(|field| field == "personalities"),
-            "{context}: the fdinfo backend cannot read personalities"
-        );
+        assert_left_unknown(got, "personalities", "personalities", context);
         return;
     }
     let ids: Vec<u64> = got["personalities"]
@@ -388,11 +394,7 @@ fn check_personalities(view: &Value, got: &Value, want: &Value, exact: bool, con
 /// copy of the scenario's ring fd. The fdinfo backend leaves them unknown.
 fn check_pbuf_rings(view: &Value, got: &Value, want: &Value, exact: bool, context: &str) {
     if !exact {
-        let unknown = got["unknown"].as_array().expect("unknown");
-        assert!(
-            unknown.iter().any(|field| field == "pbuf_rings"),
-            "{context}: the fdinfo backend cannot read buffer rings"
-        );
+        assert_left_unknown(got, "pbuf_rings", "buffer rings", context);
         return;
     }
     let listed: Vec<Value> = got["pbuf_rings"]
@@ -447,11 +449,7 @@ fn check_pbuf_rings(view: &Value, got: &Value, want: &Value, exact: bool, contex
 /// it shows it (6.9+). The fdinfo backend leaves them unknown.
 fn check_settings(view: &Value, got: &Value, want: &Value, exact: bool, context: &str) {
     if !exact {
-        let unknown = got["unknown"].as_array().expect("unknown");
-        assert!(
-            unknown.iter().any(|field| field == "settings"),
-            "{context}: the fdinfo backend cannot read settings"
-        );
+        assert_left_unknown(got, "settings", "settings", context);
         return;
     }
     let want = &want["settings"];
