@@ -60,6 +60,29 @@ struct ProbePages {
     len: usize,
 }
 
+impl ProbePages {
+    /// `len` bytes of new private anonymous memory, populated, and the
+    /// frame number of its first page (`what` names it in errors).
+    fn map(len: usize, what: &str) -> Result<(ProbePages, u64), String> {
+        // SAFETY: a new private anonymous mapping, used only by the probe.
+        let addr = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::POPULATE,
+            )
+        }
+        .map_err(|errno| format!("mapping {what}: {errno}"))?;
+        let pages = ProbePages { addr, len };
+        let frame = pagemap::frame_of(Process::Current, pages.addr as u64)
+            .map_err(|error| error.to_string())?
+            .filter(|&frame| frame != 0)
+            .ok_or("this process's pagemap shows no frame numbers (needs CAP_SYS_ADMIN)")?;
+        Ok((pages, frame))
+    }
+}
+
 impl Drop for ProbePages {
     fn drop(&mut self) {
         // SAFETY: `addr`/`len` is a mapping this struct made; the probe
@@ -75,22 +98,7 @@ impl ProbeRing {
     pub(super) fn with_buffer_ring() -> Result<ProbeRing, String> {
         use ringplan_kernel::abi::pbuf::BufReg;
         use rustix::io_uring::{io_uring_register, IoringRegisterOp};
-        let len = PAGE_SIZE as usize;
-        // SAFETY: a new private anonymous mapping, used only by the probe.
-        let addr = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE | MapFlags::POPULATE,
-            )
-        }
-        .map_err(|errno| format!("mapping a probe page: {errno}"))?;
-        let pages = ProbePages { addr, len };
-        let frame = pagemap::frame_of(Process::Current, pages.addr as u64)
-            .map_err(|error| error.to_string())?
-            .filter(|&frame| frame != 0)
-            .ok_or("this process's pagemap shows no frame numbers (needs CAP_SYS_ADMIN)")?;
+        let (pages, frame) = ProbePages::map(PAGE_SIZE as usize, "a probe page")?;
         let mut params = io_uring_params::default();
         // SAFETY: `params` is initialized; the ring is never submitted to.
         let ring = unsafe { io_uring_setup(1, &mut params) }
@@ -121,23 +129,7 @@ impl ProbeRing {
     /// `Err` says why not: a kernel without NO_MMAP, no `CAP_SYS_ADMIN`
     /// (frame numbers then read 0).
     pub(super) fn new() -> Result<ProbeRing, String> {
-        let len = 2 * PAGE_SIZE as usize;
-        // SAFETY: a new private anonymous mapping, used only by the probe
-        // ring.
-        let addr = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE | MapFlags::POPULATE,
-            )
-        }
-        .map_err(|errno| format!("mapping probe pages: {errno}"))?;
-        let pages = ProbePages { addr, len };
-        let frame = pagemap::frame_of(Process::Current, pages.addr as u64)
-            .map_err(|error| error.to_string())?
-            .filter(|&frame| frame != 0)
-            .ok_or("this process's pagemap shows no frame numbers (needs CAP_SYS_ADMIN)")?;
+        let (pages, frame) = ProbePages::map(2 * PAGE_SIZE as usize, "probe pages")?;
         let mut params = io_uring_params::default();
         params.flags = IoringSetupFlags::NO_MMAP;
         params.cq_off.user_addr = io_uring_ptr::new(pages.addr);
