@@ -405,6 +405,28 @@ impl ScenarioRing {
         Ok(())
     }
 
+    /// `IORING_REGISTER_PBUF_RING` of `reg` (`call` names it in errors),
+    /// whose memory (when it names the program's) the caller keeps mapped
+    /// while the ring can see it.
+    fn register_buf_reg(
+        &self,
+        reg: &ringplan_kernel::abi::pbuf::BufReg,
+        call: &str,
+    ) -> Result<(), ScenarioError> {
+        // SAFETY: `reg` is a `struct io_uring_buf_reg` (nr_args 1), read
+        // during the call; the memory it names is the caller's to keep.
+        unsafe {
+            io_uring_register(
+                self.fd()?,
+                IoringRegisterOp::RegisterPbufRing,
+                ptr::from_ref(reg).cast(),
+                1,
+            )
+        }
+        .map(drop)
+        .map_err(|errno| self.register_error(call, errno))
+    }
+
     /// `IORING_REGISTER_PBUF_RING`: a buffer ring of `entries` for group
     /// `bgid` on fresh anonymous memory.
     pub(crate) fn register_pbuf_ring(
@@ -421,17 +443,8 @@ impl ScenarioRing {
             bgid,
             ..pbuf::BufReg::default()
         };
-        // SAFETY: `reg` is a `struct io_uring_buf_reg` (nr_args 1) naming
-        // memory that `memory` keeps mapped while the ring can see it.
-        unsafe {
-            io_uring_register(
-                self.fd()?,
-                IoringRegisterOp::RegisterPbufRing,
-                ptr::from_ref(&reg).cast(),
-                1,
-            )
-        }
-        .map_err(|errno| self.register_error("IORING_REGISTER_PBUF_RING", errno))?;
+        // `memory` stays mapped while the ring can see it (kept below).
+        self.register_buf_reg(&reg, "IORING_REGISTER_PBUF_RING")?;
         self.pbuf_rings.push(ScenarioPbufRing {
             bgid,
             entries,
@@ -459,19 +472,8 @@ impl ScenarioRing {
             flags: pbuf::IOU_PBUF_RING_MMAP,
             ..pbuf::BufReg::default()
         };
-        // SAFETY: `reg` is a `struct io_uring_buf_reg` (nr_args 1); the
-        // kernel allocates the memory.
-        unsafe {
-            io_uring_register(
-                self.fd()?,
-                IoringRegisterOp::RegisterPbufRing,
-                ptr::from_ref(&reg).cast(),
-                1,
-            )
-        }
-        .map_err(|errno| {
-            self.register_error("IORING_REGISTER_PBUF_RING (IOU_PBUF_RING_MMAP)", errno)
-        })?;
+        // The kernel allocates the memory.
+        self.register_buf_reg(&reg, "IORING_REGISTER_PBUF_RING (IOU_PBUF_RING_MMAP)")?;
         let len = (u64::from(entries) * pbuf::ENTRY_SIZE).next_multiple_of(PAGE_SIZE) as usize;
         // SAFETY: a new shared mapping of the ring's buffer ring memory,
         // which only the returned AnonymousMapping unmaps.
