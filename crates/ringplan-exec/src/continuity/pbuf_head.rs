@@ -249,6 +249,9 @@ fn consume<B: Backend>(
         }
         let tail = consumed.wrapping_add(batch as u16);
         entries[TAIL_OFFSET..TAIL_OFFSET + 2].copy_from_slice(&tail.to_ne_bytes());
+        // Every entry again, not the tail alone: an incremental ring
+        // (IOU_PBUF_RING_INC) writes a consumed entry's shortened address
+        // and length back, and a later batch takes that slot again.
         memory.write(&entries)?;
         let (ring_ref, backend_ref) = (&*ring, &mut *backend);
         ring_ref.view.submit(
