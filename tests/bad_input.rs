@@ -542,9 +542,12 @@ fn document_rows() -> Vec<Row> {
             planner: false,
         },
         Row {
-            name: "tree-not-planned",
-            bytes: mutated(with_tree),
-            expected: "the image holds a tree of 2 processes (plan dump --tree); this planner restores one process's rings and does not plan a tree yet",
+            name: "tree-temporary-shared",
+            bytes: mutated(|image| {
+                with_tree(image);
+                eventfd_only_in_the_child(image);
+            }),
+            expected: "tree image, process 1001: it needs eventfd #3, which process 1000 creates but holds at no fd to pass on",
             planner: true,
         },
         Row {
@@ -1366,6 +1369,33 @@ fn with_tree(image: &mut Image) {
             holds: child_holds,
         },
     ];
+}
+
+/// The seed's eventfd (registered by a ring of the tree's first process)
+/// held at an fd by the child only: the first process would create it as
+/// a temporary, which no part can pass on.
+fn eventfd_only_in_the_child(image: &mut Image) {
+    let Some(eventfd) = image
+        .objects
+        .iter_mut()
+        .find(|object| matches!(object.kind, ObjectKind::Eventfd(_)))
+    else {
+        panic!("the seed has an eventfd");
+    };
+    eventfd.fds.clear();
+    let id = eventfd.id;
+    image.processes[0].holds.retain(|held| held.object != id);
+    let child = &mut image.processes[1].holds;
+    child.push(ringplan_image::Held {
+        object: id,
+        fds: vec![ringplan_image::FdEntry {
+            fd: 50,
+            cloexec: false,
+        }],
+        mappings: Vec::new(),
+        owner: false,
+    });
+    child.sort_by_key(|held| held.object);
 }
 
 fn ring_v3(image: &mut Image) -> &mut Ring {

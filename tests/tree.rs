@@ -8,10 +8,14 @@
 //! `kcmp(KCMP_FILE)` tells which fds of which processes are one open file,
 //! `/proc/PID/maps` where each process maps each ring.
 //!
+//! `exec_tree.rs` restores such an image into another tree.
+//!
 //! Its own test binary (`RINGPLAN_VM_BINARIES="tree" ./scripts/test-vm`).
 
 #[path = "support/mod.rs"]
 mod support;
+
+mod exec_tree;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -440,15 +444,24 @@ fn tree_refusals() {
         "-o",
         image_text,
     ]);
-    let compile = plan(&[
+    // A tree image plans (tests/exec_tree.rs restores it): one part per
+    // process, a tree plan of version 3.
+    let plan_path = dir.join("tree.plan");
+    plan_ok(&[
         "compile",
         image_text,
         "-o",
-        dir.join("tree.plan").to_str().expect("utf-8"),
+        plan_path.to_str().expect("utf-8"),
     ]);
-    assert_eq!(compile.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&compile.stderr);
-    assert!(stderr.contains("does not plan a tree yet"), "{stderr}");
+    let compiled: Value = serde_json::from_slice(&plan_ok(&[
+        "show",
+        plan_path.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]))
+    .expect("JSON view");
+    assert_eq!(compiled["version"], 3);
+    assert_eq!(compiled["processes"].as_array().map(Vec::len), Some(3));
 }
 
 /// A child that has exited and waits to be reaped (a zombie) holds

@@ -9,7 +9,8 @@ pub struct AppArgs {
     /// personalities:N, restricted, restricted-enabled, pbuf[:N],
     /// pbuf-fresh:N, pbuf-legacy, pbuf-mmap, settings, wait-region, shared,
     /// shared-sqpoll (a ring shared with forked children, which the JSON
-    /// line lists), tree:N (a ring kept by N forked children), ring-fds or
+    /// line lists), tree:N (a ring kept by N forked children), children:N (no ring, N
+    /// forked children: a tree to restore a tree image into), ring-fds or
     /// ring-fd-only.
     #[arg(default_value = "seed")]
     scenario: String,

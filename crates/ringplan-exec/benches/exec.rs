@@ -345,6 +345,8 @@ fn replay(plan: &Plan) -> BaseRestored {
             | Op::RegisterPbufRing(_)
             | Op::RegisterSettings(_) => None,
             Op::RegisterRingFd(_) => None,
+            // Nor are they tree plans.
+            Op::ReceiveFd(_) => None,
             Op::CreateEventfd(create) => {
                 let mut flags = EventfdFlags::CLOEXEC;
                 if create.semaphore {

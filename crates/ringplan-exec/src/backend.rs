@@ -132,6 +132,11 @@ pub trait Backend {
     /// Closes an fd the run created.
     fn close(&mut self, fd: Self::Fd);
 
+    /// A copy of process `from_pid`'s fd `fd` in the process this backend
+    /// acts in, made there: `pidfd_open(from_pid)`, `pidfd_getfd`, the
+    /// pidfd closed (a tree plan's `receive_fd`).
+    fn receive_fd(&mut self, from_pid: u32, fd: RawFd) -> Result<Self::Fd, Errno>;
+
     /// `mmap(addr, len, prot, flags, fd or -1, offset)`: the address mapped.
     fn mmap(
         &mut self,
@@ -339,6 +344,12 @@ impl Backend for InProcess {
     #[inline]
     fn close(&mut self, fd: OwnedFd) {
         drop(fd);
+    }
+
+    fn receive_fd(&mut self, from_pid: u32, fd: RawFd) -> Result<OwnedFd, Errno> {
+        let pid = rustix::process::Pid::from_raw(from_pid as i32).ok_or(Errno::SRCH)?;
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+        rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
     }
 
     fn mmap(

@@ -335,6 +335,14 @@ pub enum ExecError {
         object: Option<ObjectId>,
         cause: ContinuityError,
     },
+    /// A tree plan and the processes it was given do not fit: not a tree
+    /// plan, a tree of another shape, or a tree plan run in one process.
+    #[error("preflight: {0}")]
+    TreeMismatch(String),
+    /// A tree plan: what refused or failed in one process's part. After a
+    /// failure every part that ran, in every process, was undone.
+    #[error("process {pid}: {cause}")]
+    InTreeProcess { pid: u32, cause: Box<ExecError> },
 }
 
 fn object_suffix(object: Option<ObjectId>) -> String {
@@ -376,7 +384,9 @@ impl ExecError {
             | ExecError::MemlockLimitIn { .. }
             | ExecError::ProcessUnavailable { .. }
             | ExecError::PersonalityCredentials { .. }
+            | ExecError::TreeMismatch(_)
             | ExecError::Attach(_) => true,
+            ExecError::InTreeProcess { cause, .. } => cause.is_preflight(),
             ExecError::CheckSyscallFailed { .. }
             | ExecError::Held(_)
             | ExecError::StepFailed { .. }
@@ -396,7 +406,16 @@ impl ExecError {
             | ExecError::OpenedTypeChanged { index, .. }
             | ExecError::ContinuityFailed { index, .. }
             | ExecError::ProcessLost { index, .. } => Some(*index),
+            ExecError::InTreeProcess { cause, .. } => cause.step(),
             _ => None,
+        }
+    }
+
+    /// `cause` in process `pid` of a tree.
+    pub(crate) fn in_tree_process(pid: u32, cause: ExecError) -> ExecError {
+        ExecError::InTreeProcess {
+            pid,
+            cause: Box::new(cause),
         }
     }
 }

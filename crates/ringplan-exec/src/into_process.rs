@@ -95,7 +95,7 @@ pub struct RestoredIn {
 /// Every range the plan maps at a fixed address (ring memory placed where
 /// the program saw it, buffers, ring regions), `[start, end)`: where the
 /// scratch pages must not go.
-fn placed_ranges(plan: &Plan) -> Vec<(u64, u64)> {
+pub(crate) fn placed_ranges(plan: &Plan) -> Vec<(u64, u64)> {
     let mut ranges: Vec<(u64, u64)> = crate::memory::buffer_ranges(plan).unwrap_or_default();
     for step in &plan.steps {
         match &step.op {
@@ -123,7 +123,7 @@ fn placed_ranges(plan: &Plan) -> Vec<(u64, u64)> {
 /// `SINGLE_ISSUER` ring's owner and each thread that registered a ring fd.
 /// Refuses, before anything is done, a plan whose owner or ring-fd thread
 /// the process does not have.
-fn needed_threads(pid: u32, plan: &Plan) -> Result<Vec<u32>, ExecError> {
+pub(crate) fn needed_threads(pid: u32, plan: &Plan) -> Result<Vec<u32>, ExecError> {
     check_owner_threads(plan, pid)?;
     let mut threads = vec![pid];
     let ring_fd_threads = plan.steps.iter().filter_map(|step| match &step.op {
@@ -231,6 +231,7 @@ pub(crate) fn execute_in_inner(
         backend: &mut backend,
         memory: &mut buffers,
         limits_of: rustix::process::Pid::from_raw(pid as i32),
+        lent_elsewhere: None,
     };
     let result = run_with(
         plan,
@@ -306,7 +307,7 @@ pub(crate) fn execute_in_inner(
 /// Sends `signal` to the process. It cannot be refused: this process
 /// traces the target; a target gone since is gone, which the detach
 /// reports.
-fn signal_process(pid: u32, signal: rustix::process::Signal) {
+pub(crate) fn signal_process(pid: u32, signal: rustix::process::Signal) {
     if let Some(target) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(target, signal);
     }
@@ -314,7 +315,7 @@ fn signal_process(pid: u32, signal: rustix::process::Signal) {
 
 /// Waits (up to 2 s) until every thread of `pid` is stopped. A process
 /// that does not stop by then is left to the caller's next look.
-fn wait_until_stopped(pid: u32) {
+pub(crate) fn wait_until_stopped(pid: u32) {
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut pause = Duration::from_micros(50);
     while Instant::now() < deadline {

@@ -110,6 +110,7 @@ pub mod detach;
 mod error;
 pub mod hold;
 mod into_process;
+mod into_tree;
 mod memory;
 mod options;
 mod owned_mapping;
@@ -130,6 +131,7 @@ pub use error::{ExecError, InputError, MemoryError};
 pub use into_process::{
     execute_in, preflight_in_process, ProcessOptions, RestoredIn, StoppedTimings,
 };
+pub use into_tree::execute_tree_in;
 pub use memory::{buffer_ranges, AnonymousBuffers, MemoryHook, NoMemory};
 pub use options::{ExecOptions, Inputs};
 pub use preflight::{preflight, AdoptedFd, PreflightReport};

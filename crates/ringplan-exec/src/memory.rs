@@ -426,6 +426,7 @@ mod tests {
             needed_fds: Vec::new(),
             temp_fd_floor: 0,
             peak_temporaries: 0,
+            processes: Vec::new(),
             steps: vec![Step {
                 object: None,
                 after: Vec::new(),

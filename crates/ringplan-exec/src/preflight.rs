@@ -75,6 +75,7 @@ pub fn preflight(
     hook: &mut dyn MemoryHook,
     options: &ExecOptions,
 ) -> Result<PreflightReport, ExecError> {
+    process::refuse_tree_plan(plan)?;
     if let Some(fd) = open_fds::first_open_fd(&plan.needed_fds)? {
         return Err(ExecError::FdTaken { fd });
     }

@@ -115,7 +115,20 @@ struct Run<'a, B: Backend> {
     /// handle), unregistered by an undo.
     ring_fd_slots: Vec<(u32, u32, ringplan_plan::Handle)>,
     ring_fds: Vec<crate::RestoredRingFd>,
+    /// Memfds of placed ring memory kept open for other processes of a
+    /// tree to map (`place_ring_memory` with `lend`), by ring.
+    lent: Vec<(ObjectId, Vec<B::Fd>)>,
+    /// What earlier parts of a tree plan lent: (their pid, ring) → their
+    /// memfds' numbers there, rings' first.
+    lent_elsewhere: &'a LentMemory,
 }
+
+/// Ring memory earlier parts of a tree plan lent: (process, ring) → the
+/// numbers of its memfds in that process, the rings' memfd first, the
+/// SQEs' second.
+pub(crate) type LentMemory = BTreeMap<(u32, ObjectId), Vec<RawFd>>;
+
+static NOTHING_LENT: LentMemory = BTreeMap::new();
 
 /// Runs every step in this process, after [`crate::preflight`] passed
 /// with `report`. On failure, undoes everything and returns the error.
@@ -132,6 +145,7 @@ pub(crate) fn run(
         backend: &mut InProcess,
         memory: &mut HookMemory(hook),
         limits_of: None,
+        lent_elsewhere: None,
     };
     run_with(
         plan, inputs, target, options, report, injected, progress, None,
@@ -150,12 +164,14 @@ fn is_continuity_step(op: &Op) -> bool {
 }
 
 /// Where a run acts: the backend its syscalls go through, what puts the
-/// buffer memory in place at the barrier, and the process whose
-/// `RLIMIT_NOFILE` it raises (`None`: this one).
+/// buffer memory in place at the barrier, the process whose
+/// `RLIMIT_NOFILE` it raises (`None`: this one), and for a part of a tree
+/// plan the ring memory earlier parts lent.
 pub(crate) struct Target<'t, B: Backend> {
     pub(crate) backend: &'t mut B,
     pub(crate) memory: &'t mut dyn BarrierMemory<B>,
     pub(crate) limits_of: Option<rustix::process::Pid>,
+    pub(crate) lent_elsewhere: Option<&'t LentMemory>,
 }
 
 /// Runs every step through `target`'s backend, after preflight passed
@@ -163,20 +179,114 @@ pub(crate) struct Target<'t, B: Backend> {
 /// returns the error. `continuity_time`, when given, gets the time the
 /// continuity steps took added to it.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn run_with<B: Backend>(
-    plan: &Plan,
+pub(crate) fn run_with<'a, B: Backend>(
+    plan: &'a Plan,
     inputs: Inputs,
-    target: Target<'_, B>,
+    target: Target<'a, B>,
     options: &ExecOptions,
     report: &PreflightReport,
     injected: Option<InjectedFailure>,
-    progress: &mut dyn FnMut(Progress),
-    mut continuity_time: Option<&mut std::time::Duration>,
+    progress: &'a mut dyn FnMut(Progress),
+    continuity_time: Option<&mut std::time::Duration>,
 ) -> Result<Restored<B::Fd>, ExecError> {
+    run_steps(
+        plan,
+        inputs,
+        target,
+        options,
+        report,
+        injected,
+        progress,
+        continuity_time,
+    )
+    .map(PendingRun::commit)
+}
+
+/// A run whose every step succeeded, not yet final: a tree plan keeps
+/// each process's run pending until every part has run, so that a later
+/// part's failure undoes the earlier ones too ([`PendingRun::abort`]).
+pub(crate) struct PendingRun<'a, B: Backend> {
+    state: Run<'a, B>,
+    memory: &'a mut dyn BarrierMemory<B>,
+    fd_limit: FdLimitRaise,
+}
+
+impl<'a, B: Backend> PendingRun<'a, B> {
+    /// The ring memory this run lends: ring → its memfds' numbers in the
+    /// process, the rings' first.
+    pub(crate) fn lent(&self) -> impl Iterator<Item = (ObjectId, Vec<RawFd>)> + '_ {
+        self.state
+            .lent
+            .iter()
+            .map(|(object, fds)| (*object, fds.iter().map(B::number).collect()))
+    }
+
+    /// Makes the run final: the memory it placed is the restored
+    /// program's, its temporaries and lent memfds are closed.
+    pub(crate) fn commit(self) -> Restored<B::Fd> {
+        let mut state = self.state;
+        // Success: the ring regions are the restored task's memory now. A
+        // validated plan closes every ring's handle; one built in memory may
+        // not: its temporaries are closed (as `handles` are) and the memory
+        // kept all the same.
+        for (_, ring) in std::mem::take(&mut state.rings) {
+            let (fd, regions) = ring.into_parts();
+            state.backend.close(fd);
+            state.regions.extend(regions);
+        }
+        for region in std::mem::take(&mut state.regions) {
+            region.keep();
+        }
+        // Later syscalls (the caller's) run in the backend's own thread.
+        let _ = state.backend.use_thread(None);
+        state.ring_regions.clear();
+        let handles = std::mem::take(&mut state.handles);
+        for fd in handles.into_iter().flatten() {
+            state.backend.close(fd);
+        }
+        for (_, memfds) in std::mem::take(&mut state.lent) {
+            for memfd in memfds {
+                state.backend.close(memfd);
+            }
+        }
+        Restored {
+            fds: std::mem::take(&mut state.installed),
+            substituted: std::mem::take(&mut state.substituted),
+            mapped: std::mem::take(&mut state.mapped),
+            skipped_mappings: std::mem::take(&mut state.skipped),
+            continuous_rings: std::mem::take(&mut state.continuous_rings),
+            moved_rings: std::mem::take(&mut state.moved_rings),
+            ring_fds: std::mem::take(&mut state.ring_fds),
+        }
+    }
+
+    /// Undoes the whole run, as a failed step would have.
+    pub(crate) fn abort(self) {
+        undo_all(self.state, self.memory, self.fd_limit);
+    }
+}
+
+/// Runs every step through `target`'s backend, after preflight passed
+/// with `report`, and leaves the run pending ([`PendingRun`]). On failure,
+/// undoes everything (through the backend) and returns the error.
+/// `continuity_time`, when given, gets the time the continuity steps took
+/// added to it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_steps<'a, B: Backend>(
+    plan: &'a Plan,
+    inputs: Inputs,
+    target: Target<'a, B>,
+    options: &ExecOptions,
+    report: &PreflightReport,
+    injected: Option<InjectedFailure>,
+    progress: &'a mut dyn FnMut(Progress),
+    mut continuity_time: Option<&mut std::time::Duration>,
+) -> Result<PendingRun<'a, B>, ExecError> {
     let Target {
         backend,
         memory,
         limits_of,
+        lent_elsewhere,
     } = target;
     let fd_limit = FdLimitRaise::apply(plan, report, limits_of)?;
     let mut state = Run {
@@ -208,6 +318,8 @@ pub(crate) fn run_with<B: Backend>(
         adopted_fds: BTreeSet::new(),
         ring_fd_slots: Vec::new(),
         ring_fds: Vec::new(),
+        lent: Vec::new(),
+        lent_elsewhere: lent_elsewhere.unwrap_or(&NOTHING_LENT),
     };
     for adopted in &report.adopted {
         state.adopted.entry(adopted.step).or_insert(adopted.fd);
@@ -231,33 +343,10 @@ pub(crate) fn run_with<B: Backend>(
             return Err(undo(state, memory, fd_limit, index, step, failure));
         }
     }
-    // Success: the ring regions are the restored task's memory now. A
-    // validated plan closes every ring's handle; one built in memory may
-    // not: its temporaries are closed (as `handles` are) and the memory
-    // kept all the same.
-    for (_, ring) in std::mem::take(&mut state.rings) {
-        let (fd, regions) = ring.into_parts();
-        state.backend.close(fd);
-        state.regions.extend(regions);
-    }
-    for region in std::mem::take(&mut state.regions) {
-        region.keep();
-    }
-    // Later syscalls (the caller's) run in the backend's own thread.
-    let _ = state.backend.use_thread(None);
-    state.ring_regions.clear();
-    let handles = std::mem::take(&mut state.handles);
-    for fd in handles.into_iter().flatten() {
-        state.backend.close(fd);
-    }
-    Ok(Restored {
-        fds: std::mem::take(&mut state.installed),
-        substituted: std::mem::take(&mut state.substituted),
-        mapped: std::mem::take(&mut state.mapped),
-        skipped_mappings: std::mem::take(&mut state.skipped),
-        continuous_rings: std::mem::take(&mut state.continuous_rings),
-        moved_rings: std::mem::take(&mut state.moved_rings),
-        ring_fds: std::mem::take(&mut state.ring_fds),
+    Ok(PendingRun {
+        state,
+        memory,
+        fd_limit,
     })
 }
 
@@ -325,6 +414,11 @@ fn undo_all<B: Backend>(
     let installed = std::mem::take(&mut state.installed);
     for fd in installed.into_values().flatten() {
         state.backend.close(fd);
+    }
+    for (_, memfds) in std::mem::take(&mut state.lent) {
+        for memfd in memfds {
+            state.backend.close(memfd);
+        }
     }
     for (addr, len) in std::mem::take(&mut state.ring_regions) {
         let _ = state.backend.munmap(addr, len);
@@ -487,6 +581,7 @@ impl<B: Backend> Run<'_, B> {
                 self.close_fds(close)?;
                 None
             }
+            Op::ReceiveFd(receive) => Some(self.receive_fd(step.object, receive)?),
         };
         if let Some(fd) = created {
             let fd = self.above_floor(fd)?;

@@ -61,6 +61,27 @@ pub fn execute_in_with_injected_failure(
     crate::into_process::execute_in_inner(pid, plan, inputs, options, process, Some(failure))
 }
 
+/// [`crate::execute_tree_in`], with step `failure.step` of the part at
+/// position `part` (0: the tree's first process) failing, so that every
+/// part run before it, in every process, is undone (`plan exec --pid ROOT
+/// --fail-part K --fail-at N`).
+pub fn execute_tree_in_with_injected_failure(
+    root: u32,
+    plan: &Plan,
+    options: &ExecOptions,
+    process: &crate::ProcessOptions,
+    part: usize,
+    failure: InjectedFailure,
+) -> Result<Vec<crate::RestoredIn>, ExecError> {
+    crate::into_tree::execute_tree_in_inner(root, plan, options, process, Some((part, failure)))
+}
+
+/// `root` and its descendants, parents first (for capturing a tree's
+/// [`ProcessState`]s); just `root` when its children cannot be read.
+pub fn tree_of(root: u32) -> Vec<u32> {
+    ringplan_kernel::procfs::task::tree(root).unwrap_or_else(|_| vec![root])
+}
+
 /// The run phase of [`crate::execute`] alone, after [`crate::preflight`]
 /// passed with the same plan, inputs, hook and options and nothing changed
 /// since. For the executor's benchmark (run phase vs. a minimal replay).

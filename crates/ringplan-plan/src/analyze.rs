@@ -180,7 +180,7 @@ pub(crate) fn analyze(image: &Image) -> Result<Analysis<'_>, CompileError> {
 }
 
 /// Whether this is an image this planner reads, and a valid one.
-fn check_document(image: &Image) -> Result<(), CompileError> {
+pub(crate) fn check_document(image: &Image) -> Result<(), CompileError> {
     if image.format != ringplan_image::FORMAT_NAME {
         return Err(CompileError::WrongImageFormat {
             found: image.format.clone(),
@@ -197,11 +197,6 @@ fn check_document(image: &Image) -> Result<(), CompileError> {
     // ids, resolving references of the right kind, distinct fds, acyclic
     // wq_parent chains), so it checks rather than trusting its caller.
     validate(image)?;
-    if image.is_tree() {
-        return Err(CompileError::TreeImage {
-            processes: image.processes.len(),
-        });
-    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use ringplan_image::document::{
 
 use crate::compile::compile;
 use crate::error::CompileError;
-use crate::model::{Plan, FORMAT_NAME, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
+use crate::model::{Plan, FORMAT_NAME, OLDEST_FORMAT_VERSION, TREE_FORMAT_VERSION};
 use crate::validate::{validate, PlanInvalid};
 
 /// Why bytes could not be read as a plan.
@@ -22,7 +22,7 @@ pub enum PlanDecodeError {
     #[error("not a ringplan plan: format is {found:?}, expected {FORMAT_NAME:?}")]
     WrongFormat { found: String },
     #[error(
-        "unsupported plan version {found} (this build reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
+        "unsupported plan version {found} (this build reads versions {OLDEST_FORMAT_VERSION} to {TREE_FORMAT_VERSION})"
     )]
     UnsupportedVersion { found: u32 },
     #[error("malformed plan: {0}")]
@@ -86,7 +86,11 @@ pub fn decode<R: Read>(mut reader: R) -> Result<Plan, PlanDecodeError> {
 
 /// Decodes and validates a plan held in memory.
 pub fn decode_slice(bytes: &[u8]) -> Result<Plan, PlanDecodeError> {
-    let plan: Plan = decode_versions(bytes, FORMAT_NAME, OLDEST_FORMAT_VERSION..=FORMAT_VERSION)?;
+    let plan: Plan = decode_versions(
+        bytes,
+        FORMAT_NAME,
+        OLDEST_FORMAT_VERSION..=TREE_FORMAT_VERSION,
+    )?;
     validate(&plan)?;
     Ok(plan)
 }

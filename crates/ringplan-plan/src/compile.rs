@@ -31,7 +31,19 @@ use graph::GraphBuilder;
 /// Checks everything first (image validation, then what the planner cannot
 /// restore) and returns the first problem as a [`CompileError`] naming the
 /// object; only then builds steps.
+///
+/// A tree image (`plan dump --tree`) gives a tree plan: a part per
+/// process (see `tree.rs`).
 pub fn compile(image: &Image) -> Result<Plan, CompileError> {
+    if image.is_tree() {
+        crate::analyze::check_document(image)?;
+        return crate::tree::compile_tree(image);
+    }
+    compile_one(image)
+}
+
+/// Compiles the image of one process.
+pub(crate) fn compile_one(image: &Image) -> Result<Plan, CompileError> {
     let analysis = analyze(image)?;
     let mut builder = GraphBuilder::new(&analysis)?;
     builder.add_nodes();

@@ -130,6 +130,7 @@ fn placed_memory(ring: &Ring, state: &RingState) -> Result<Option<PlaceRingMemor
             rings: vec![rings],
             sqes,
             origin: MemoryOrigin::Program,
+            lend: false,
         }));
     }
     let region = |wanted: RingRegion| {
@@ -151,6 +152,7 @@ fn placed_memory(ring: &Ring, state: &RingState) -> Result<Option<PlaceRingMemor
             rings,
             sqes: *sqes,
             origin: MemoryOrigin::Kernel,
+            lend: false,
         })),
         (0, _) => Err("its SQEs are mapped but its rings are not".to_owned()),
         (_, []) => Err("its rings are mapped but its SQEs are not".to_owned()),

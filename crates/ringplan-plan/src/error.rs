@@ -21,11 +21,10 @@ pub enum CompileError {
     /// print it twice).
     #[error("invalid image: {0}")]
     InvalidImage(ImageError),
-    #[error(
-        "the image holds a tree of {processes} processes (plan dump --tree); this planner restores \
-         one process's rings and does not plan a tree yet"
-    )]
-    TreeImage { processes: usize },
+    /// A tree image whose sharing the planner cannot restore, or one of
+    /// whose processes' parts it refuses (the cause in the reason).
+    #[error("tree image, process {pid}: {reason}")]
+    TreeNotPlannable { pid: u32, reason: String },
     #[error(
         "ring {ring}: {field} unknown (the image was dumped with the {backend} backend), \
          so the ring cannot be restored exactly"

@@ -40,6 +40,7 @@ mod error;
 mod model;
 mod render;
 mod rules;
+mod tree;
 mod validate;
 
 pub use codec::{

@@ -14,10 +14,15 @@ use serde::{Deserialize, Serialize};
 
 /// The format name every plan carries; a reader refuses any other.
 pub const FORMAT_NAME: &str = "ringplan-plan";
-/// The format version this crate writes. Version 2 added the continuity
-/// ops (`place_ring_memory`, `restore_completions`, `queue_sqes`) and the
-/// `memory` and `owner_tid` of `setup_ring`.
+/// The format version this crate writes for a plan of one process. Version
+/// 2 added the continuity ops (`place_ring_memory`, `restore_completions`,
+/// `queue_sqes`) and the `memory` and `owner_tid` of `setup_ring`.
 pub const FORMAT_VERSION: u32 = 2;
+/// The format version of a tree plan ([`Plan::processes`], the
+/// `receive_fd` op, `lend` of `place_ring_memory`): a reader of version 2
+/// would run only the first process's part, so such a plan says 3. A plan
+/// of one process stays version 2.
+pub const TREE_FORMAT_VERSION: u32 = 3;
 /// The oldest format version this crate reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
@@ -45,7 +50,8 @@ impl std::fmt::Display for Handle {
 pub struct Plan {
     /// Always [`FORMAT_NAME`].
     pub format: String,
-    /// Always [`FORMAT_VERSION`] for plans this crate accepts.
+    /// [`FORMAT_VERSION`], or [`TREE_FORMAT_VERSION`] for a tree plan
+    /// (older versions as read).
     pub version: u32,
     /// Where the image this plan was compiled from was taken.
     pub source: Source,
@@ -63,6 +69,24 @@ pub struct Plan {
     pub peak_temporaries: u32,
     /// The steps in execution order.
     pub steps: Vec<Step>,
+    /// A tree plan (compiled from a `plan dump --tree` image): the part of
+    /// every other process of the tree, in the order they run, each after
+    /// this plan's own steps (the part of the tree's first process,
+    /// [`Source::pid`]) and the parts before it. A part takes what an
+    /// earlier part created with `receive_fd`. Empty (and left off the
+    /// wire) for a plan of one process; parts have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessPart>,
+}
+
+/// One process's part of a tree plan: a plan of its own, run inside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessPart {
+    /// The recorded process (its `plan.source.pid` too).
+    pub pid: u32,
+    /// Its recorded parent: the tree's first process or an earlier part's.
+    pub parent: u32,
+    pub plan: Plan,
 }
 
 impl Plan {
@@ -179,6 +203,11 @@ pub enum Op {
     InstallFd(InstallFd),
     /// `close` temporaries' fds (never a target).
     CloseFd(CloseFd),
+    /// Take an object an earlier part of a tree plan created, from that
+    /// process: `pidfd_open` + `pidfd_getfd` made inside the receiving
+    /// process; defines a handle. A ring's mappings in this process come
+    /// with it.
+    ReceiveFd(ReceiveFd),
 }
 
 impl Op {
@@ -204,6 +233,7 @@ impl Op {
             Op::RegisterBuffers(_) => "register_buffers",
             Op::InstallFd(_) => "install_fd",
             Op::CloseFd(_) => "close_fd",
+            Op::ReceiveFd(_) => "receive_fd",
         }
     }
 
@@ -211,7 +241,11 @@ impl Op {
     pub fn defines_handle(&self) -> bool {
         matches!(
             self,
-            Op::CreateEventfd(_) | Op::OpenFile(_) | Op::ExternalInput(_) | Op::SetupRing(_)
+            Op::CreateEventfd(_)
+                | Op::OpenFile(_)
+                | Op::ExternalInput(_)
+                | Op::SetupRing(_)
+                | Op::ReceiveFd(_)
         )
     }
 }
@@ -381,6 +415,12 @@ pub struct PlaceRingMemory {
     pub sqes: UserRegion,
     /// Whose memory it was.
     pub origin: MemoryOrigin,
+    /// A tree plan: other processes' parts map this memory too
+    /// (`receive_fd` with `placed_memory`), so the process keeps its
+    /// memfds open until every part has run. Left off the wire when
+    /// false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lend: bool,
 }
 
 impl PlaceRingMemory {
@@ -685,6 +725,51 @@ pub struct InstallFd {
     pub fd: i32,
     /// The target fd's close-on-exec flag.
     pub cloexec: bool,
+}
+
+/// Parameters of `receive_fd`: in the receiving process, `pidfd_open(from_pid)`
+/// and `pidfd_getfd(pidfd, from_fd)`, the copy moved to or above
+/// [`Plan::temp_fd_floor`]; for a ring, then its `mappings` in this
+/// process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiveFd {
+    /// The process whose part created the object: the tree's first
+    /// process or an earlier part's.
+    pub from_pid: u32,
+    /// The object's fd in that process: one its part installs.
+    pub from_fd: i32,
+    /// What the object is (what later steps may use the handle as).
+    pub kind: ReceivedKind,
+    /// Rings only: where this process had the ring's regions mapped, in
+    /// image order. Left off the wire when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mappings: Vec<RingMapping>,
+    /// Rings only: the ring's memory was placed by the creating part's
+    /// `place_ring_memory` (restored where the program left it): the
+    /// mappings map that memory (lent by the creating process), not the
+    /// ring fd's regions. Left off the wire when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub placed_memory: bool,
+}
+
+/// What a `receive_fd` step receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceivedKind {
+    Ring,
+    Eventfd,
+    File,
+}
+
+impl ReceivedKind {
+    /// Its name in the views.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReceivedKind::Ring => "ring",
+            ReceivedKind::Eventfd => "eventfd",
+            ReceivedKind::File => "file",
+        }
+    }
 }
 
 /// Parameters of `close_fd`: `close` each handle's fd (temporaries, never

@@ -127,6 +127,9 @@ pub enum PlanInvalid {
     },
     #[error("peak_temporaries is {stated} but the steps keep up to {actual} temporaries open")]
     PeakMismatch { stated: u32, actual: u32 },
+    /// A tree plan's parts do not fit together (process `pid`'s part).
+    #[error("process {pid}'s part: {problem}")]
+    BadPart { pid: u32, problem: String },
 }
 
 /// What a handle operand must be the fd of.
@@ -142,11 +145,31 @@ enum Expected {
 impl Expected {
     fn accepts(self, op: &Op) -> bool {
         match self {
-            Expected::Ring => matches!(op, Op::SetupRing(_)),
-            Expected::Eventfd => matches!(op, Op::CreateEventfd(_)),
+            Expected::Ring => matches!(
+                op,
+                Op::SetupRing(_)
+                    | Op::ReceiveFd(ReceiveFd {
+                        kind: ReceivedKind::Ring,
+                        ..
+                    })
+            ),
+            Expected::Eventfd => matches!(
+                op,
+                Op::CreateEventfd(_)
+                    | Op::ReceiveFd(ReceiveFd {
+                        kind: ReceivedKind::Eventfd,
+                        ..
+                    })
+            ),
             Expected::TableEntry => matches!(
                 op,
-                Op::OpenFile(_) | Op::ExternalInput(_) | Op::CreateEventfd(_)
+                Op::OpenFile(_)
+                    | Op::ExternalInput(_)
+                    | Op::CreateEventfd(_)
+                    | Op::ReceiveFd(ReceiveFd {
+                        kind: ReceivedKind::Eventfd | ReceivedKind::File,
+                        ..
+                    })
             ),
             Expected::Any => op.defines_handle(),
         }
@@ -193,6 +216,13 @@ struct Checker<'a> {
 /// Checks everything an executor relies on; see [`PlanInvalid`] for the
 /// list. Linear in the plan's size (times a logarithm for lookups).
 pub fn validate(plan: &Plan) -> Result<(), PlanInvalid> {
+    validate_part(plan)?;
+    check_parts(plan)
+}
+
+/// One process's plan (the whole plan of one process, or one part of a
+/// tree plan) on its own.
+fn validate_part(plan: &Plan) -> Result<(), PlanInvalid> {
     let step_count = plan.steps.len();
     if step_count >= NOT_CLOSED as usize {
         return Err(PlanInvalid::TooManySteps { count: step_count });
@@ -215,6 +245,77 @@ pub fn validate(plan: &Plan) -> Result<(), PlanInvalid> {
         checker.check_step(index, step)?;
     }
     checker.finish()
+}
+
+/// A tree plan's parts: version 3, pids unique, each parent listed
+/// before, each part a valid plan of its own process without parts, and
+/// every `receive_fd` taking an fd an earlier part installs. A plan of
+/// one process has no `receive_fd`.
+fn check_parts(plan: &Plan) -> Result<(), PlanInvalid> {
+    let root = plan.source.pid;
+    let bad = |pid: u32, problem: String| PlanInvalid::BadPart { pid, problem };
+    if !plan.processes.is_empty() && plan.version < TREE_FORMAT_VERSION {
+        return Err(bad(
+            root,
+            format!(
+                "a plan of version {} has no process parts (version {TREE_FORMAT_VERSION} has)",
+                plan.version
+            ),
+        ));
+    }
+    // The fds each part installs, by pid, as far as the parts checked.
+    let mut installs: BTreeMap<u32, &[i32]> = BTreeMap::new();
+    check_receives(plan, root, &installs)?;
+    installs.insert(root, &plan.needed_fds);
+    for part in &plan.processes {
+        let pid = part.pid;
+        if installs.contains_key(&pid) {
+            return Err(bad(pid, "the process has two parts".to_owned()));
+        }
+        if !installs.contains_key(&part.parent) {
+            return Err(bad(
+                pid,
+                format!("its parent {} has no part before it", part.parent),
+            ));
+        }
+        if part.plan.source.pid != pid || !part.plan.processes.is_empty() {
+            return Err(bad(
+                pid,
+                "its plan must be of that process and have no parts of its own".to_owned(),
+            ));
+        }
+        validate_part(&part.plan).map_err(|error| bad(pid, error.to_string()))?;
+        check_receives(&part.plan, pid, &installs)?;
+        installs.insert(pid, &part.plan.needed_fds);
+    }
+    Ok(())
+}
+
+/// Every `receive_fd` of `part` (process `pid`) takes an fd that a part
+/// in `earlier` installs.
+fn check_receives(
+    part: &Plan,
+    pid: u32,
+    earlier: &BTreeMap<u32, &[i32]>,
+) -> Result<(), PlanInvalid> {
+    for (index, step) in part.steps.iter().enumerate() {
+        let Op::ReceiveFd(receive) = &step.op else {
+            continue;
+        };
+        let installed = earlier
+            .get(&receive.from_pid)
+            .is_some_and(|fds| fds.binary_search(&receive.from_fd).is_ok());
+        if !installed {
+            return Err(PlanInvalid::BadPart {
+                pid,
+                problem: format!(
+                    "step {index} receive_fd: fd {} of process {} is installed by no earlier part",
+                    receive.from_fd, receive.from_pid
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_fd_header(plan: &Plan) -> Result<(), PlanInvalid> {
@@ -299,6 +400,7 @@ impl Checker<'_> {
                 require_object(index, step)?;
             }
             Op::ExternalInput(_) => require_object(index, step)?,
+            Op::ReceiveFd(receive) => self.check_receive(index, step, receive)?,
             Op::SetupRing(setup) => self.check_setup_ring(index, step, setup)?,
             Op::RegisterEventfd(register) => {
                 self.use_ring_handle(index, step, register.ring_handle)?;
@@ -386,6 +488,42 @@ impl Checker<'_> {
             }
             Op::InstallFd(install) => self.check_install(index, step, install)?,
             Op::CloseFd(close) => self.check_close(index, step, close)?,
+        }
+        Ok(())
+    }
+
+    /// A received object's operands: an object, a non-negative fd, and
+    /// mappings only for a ring (checked as a setup's are).
+    fn check_receive(
+        &mut self,
+        index: usize,
+        step: &Step,
+        receive: &ReceiveFd,
+    ) -> Result<(), PlanInvalid> {
+        let bad = |problem: String| PlanInvalid::BadOperands {
+            step: index,
+            op: step.op.name(),
+            problem,
+        };
+        require_object(index, step)?;
+        if receive.from_fd < 0 || receive.from_pid == 0 {
+            return Err(bad(format!(
+                "fd {} of process {} names no fd",
+                receive.from_fd, receive.from_pid
+            )));
+        }
+        if receive.kind != ReceivedKind::Ring
+            && (!receive.mappings.is_empty() || receive.placed_memory)
+        {
+            return Err(bad(format!(
+                "an {} has no ring mappings",
+                receive.kind.name()
+            )));
+        }
+        for mapping in &receive.mappings {
+            check_ring_mapping(mapping).map_err(bad)?;
+            self.mappings
+                .push((mapping.addr, mapping.len, index, mapping.region));
         }
         Ok(())
     }
@@ -613,6 +751,7 @@ impl Checker<'_> {
             | Op::OpenFile(_)
             | Op::ExternalInput(_)
             | Op::SetupRing(_)
+            | Op::ReceiveFd(_)
             | Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
             | Op::RegisterPersonalities(_)

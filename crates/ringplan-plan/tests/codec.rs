@@ -89,7 +89,7 @@ fn decode_refuses_other_documents() {
     plan.version = 9;
     assert_eq!(
         decode_message(&plan),
-        "unsupported plan version 9 (this build reads versions 1 to 2)"
+        "unsupported plan version 9 (this build reads versions 1 to 3)"
     );
     let mut bytes = encode_to_vec(&seed_plan()).expect("plans encode");
     bytes.push(0);

@@ -186,6 +186,7 @@ fn steps_run_in_phase_order() {
             | Op::OpenFile(_)
             | Op::ExternalInput(_)
             | Op::SetupRing(_)
+            | Op::ReceiveFd(_)
             | Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
             | Op::RegisterPersonalities(_)

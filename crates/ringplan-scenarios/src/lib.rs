@@ -68,7 +68,7 @@ pub use stop::{StopSignal, StopSignals};
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
 /// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`,
 /// `pbuf-mmap`, `settings`, `wait-region`, `shared`, `shared-sqpoll`,
-/// `tree:N`.
+/// `tree:N`, `children:N`, `ring-fds`, `ring-fd-only`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
     /// The seed RFC's test program, rebuilt:
@@ -189,6 +189,11 @@ pub enum Scenario {
     /// closer, no ring of a child's own): a tree of N + 1 processes.
     /// 1 <= N <= 1000.
     Tree(usize),
+    /// No ring, and N forked children that hold nothing: a tree of the
+    /// shape of `tree:N` (with 3, of `shared`) for a tree image to be
+    /// restored into. Its pipes to the children sit at fd 900 and up.
+    /// 1 <= N <= 1000.
+    Children(usize),
     /// Two plain rings registered as ring fds (`IORING_REGISTER_RING_FDS`)
     /// at chosen offsets: the first at offset 3 in the building thread and
     /// at 7 in a second thread, the second at 0 in that second thread.
@@ -222,6 +227,7 @@ impl Scenario {
             Scenario::Shared => "shared",
             Scenario::SharedSqpoll => "shared-sqpoll",
             Scenario::Tree(_) => "tree",
+            Scenario::Children(_) => "children",
             Scenario::RingFds => "ring-fds",
             Scenario::RingFdOnly => "ring-fd-only",
         }
@@ -237,7 +243,8 @@ impl Scenario {
             | Scenario::Personalities(count)
             | Scenario::Pbuf(count)
             | Scenario::PbufFresh(count)
-            | Scenario::Tree(count) => Some(count),
+            | Scenario::Tree(count)
+            | Scenario::Children(count) => Some(count),
             Scenario::Seed
             | Scenario::Closed
             | Scenario::Mix
@@ -310,6 +317,7 @@ impl FromStr for Scenario {
             "shared" => without_count(Scenario::Shared),
             "shared-sqpoll" => without_count(Scenario::SharedSqpoll),
             "tree" => with_count("tree", Scenario::Tree),
+            "children" => with_count("children", Scenario::Children),
             "ring-fds" => without_count(Scenario::RingFds),
             "ring-fd-only" => without_count(Scenario::RingFdOnly),
             _ => Err(ScenarioError::UnknownScenario {
@@ -324,7 +332,7 @@ impl FromStr for Scenario {
 #[non_exhaustive]
 pub enum ScenarioError {
     #[error(
-        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, personalities:N, restricted, restricted-enabled, pbuf[:N], pbuf-fresh:N, pbuf-legacy, pbuf-mmap, settings, wait-region, shared, shared-sqpoll or tree:N"
+        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, personalities:N, restricted, restricted-enabled, pbuf[:N], pbuf-fresh:N, pbuf-legacy, pbuf-mmap, settings, wait-region, shared, shared-sqpoll, tree:N, children:N, ring-fds or ring-fd-only"
     )]
     UnknownScenario { given: String },
     #[error("scenario {name} needs a count, as in {name}:N")]
@@ -460,6 +468,7 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
         Scenario::Shared => built.build_shared(false)?,
         Scenario::SharedSqpoll => built.build_shared(true)?,
         Scenario::Tree(count) => built.build_tree(count)?,
+        Scenario::Children(count) => built.build_children(count)?,
         Scenario::RingFds => built.build_ring_fds()?,
         Scenario::RingFdOnly => built.build_ring_fd_only()?,
     }

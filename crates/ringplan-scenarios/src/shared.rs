@@ -42,6 +42,8 @@ pub(crate) enum ChildRole {
     Keeper,
     Closer,
     OwnRing,
+    /// A child of `children:N`: holds nothing of io_uring.
+    Bare,
 }
 
 impl ChildRole {
@@ -50,6 +52,7 @@ impl ChildRole {
             ChildRole::Keeper => "keeper",
             ChildRole::Closer => "closer",
             ChildRole::OwnRing => "own-ring",
+            ChildRole::Bare => "bare",
         }
     }
 }
@@ -98,6 +101,10 @@ impl Children {
     }
 }
 
+/// Where `children:N` keeps its pipes: above any fd a restore of the
+/// `shared` or `tree:N` images installs.
+pub(crate) const CHILDREN_PIPE_FLOOR: RawFd = 900;
+
 fn syscall_error(call: &str) -> impl Fn(rustix::io::Errno) -> ScenarioError + '_ {
     move |errno| ScenarioError::syscall(call.to_owned(), errno)
 }
@@ -121,6 +128,21 @@ impl Built {
             });
         }
         self.build_shared_with(false, false, &vec![ChildRole::Keeper; count])
+    }
+
+    /// `children:N`: no ring, and `count` children that hold nothing: a
+    /// tree of the shape of `tree:N` (or, with 3, `shared`) to restore a
+    /// tree image into. The pipes to the children are moved to fd
+    /// [`CHILDREN_PIPE_FLOOR`] and up, out of the way of the fds a
+    /// restore installs.
+    pub(crate) fn build_children(&mut self, count: usize) -> Result<(), ScenarioError> {
+        if !(1..=1000).contains(&count) {
+            return Err(ScenarioError::BadCount {
+                name: "children",
+                given: count.to_string(),
+            });
+        }
+        self.fork_children(&vec![ChildRole::Bare; count], CHILDREN_PIPE_FLOOR)
     }
 
     fn build_shared_with(
@@ -159,10 +181,29 @@ impl Built {
                 .push(ScenarioRing::set_up(&owned, "shared SINGLE_ISSUER ring")?);
         }
 
+        self.fork_children(roles, 0)
+    }
+
+    /// Forks a child per role, each reporting ready before the next: the
+    /// pipes between them at fd `pipe_floor` or up.
+    fn fork_children(
+        &mut self,
+        roles: &[ChildRole],
+        pipe_floor: RawFd,
+    ) -> Result<(), ScenarioError> {
+        let above = |fd: OwnedFd| -> Result<OwnedFd, ScenarioError> {
+            if pipe_floor == 0 {
+                return Ok(fd);
+            }
+            rustix::io::fcntl_dupfd_cloexec(&fd, pipe_floor)
+                .map_err(syscall_error("fcntl(F_DUPFD_CLOEXEC)"))
+        };
         let (ready_read, ready_write) =
             rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(syscall_error("pipe"))?;
         let (hold_read, hold_write) =
             rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(syscall_error("pipe"))?;
+        let (ready_read, ready_write) = (above(ready_read)?, above(ready_write)?);
+        let (hold_read, hold_write) = (above(hold_read)?, above(hold_write)?);
         self.children.hold = Some(hold_write);
         for &role in roles {
             // SAFETY: fork in a process with one thread (see the module
@@ -216,6 +257,7 @@ impl Built {
             }
             // -2 tells the parent that the child's ring failed.
             ChildRole::OwnRing => self.set_up_own_ring().unwrap_or(-2),
+            ChildRole::Bare => -1,
         };
         let _ = rustix::io::write(ready, &report.to_ne_bytes());
         let mut byte = [0u8; 1];

@@ -20,6 +20,9 @@ pub(super) fn run(
     inputs: Inputs,
     options: &ExecOptions,
 ) -> Result<(), CliError> {
+    if !plan.processes.is_empty() {
+        return run_tree(args, pid, plan, options);
+    }
     if args.dry_run {
         let report =
             ringplan_exec::preflight_in_process(pid, plan, &inputs, options).map_err(exec_error)?;
@@ -94,6 +97,38 @@ fn restored_text(restored: &RestoredIn, substituted: usize) -> String {
         ms(timings.detach),
     ));
     text
+}
+
+/// Restores tree plan `plan` into the tree of process `root` and reports
+/// each process's part.
+fn run_tree(
+    args: &ExecArgs,
+    root: u32,
+    plan: &Plan,
+    options: &ExecOptions,
+) -> Result<(), CliError> {
+    if args.dry_run || args.verify {
+        return Err(CliError::bad_input(format!(
+            "{}: {} of a tree plan is not supported yet (compare a restored tree with plan dump --tree)",
+            args.input,
+            if args.dry_run { "--dry-run" } else { "--verify" }
+        )));
+    }
+    let process = ProcessOptions {
+        leave_stopped: args.leave_stopped,
+    };
+    let restored = test_hooks::execute_tree_in(&args.test_hooks, root, plan, options, &process)?;
+    let mut text = format!(
+        "restored a tree of {} processes into process {root} and its descendants ({} with a part to run)\n",
+        plan.processes.len() + 1,
+        restored.len()
+    );
+    for part in &restored {
+        let substituted = part.restored.substituted.len();
+        text.push_str(&restored_text(part, substituted));
+        text.push_str(&adopted_text(&part.report.adopted));
+    }
+    crate::commands::print_text(&text)
 }
 
 fn ms(duration: std::time::Duration) -> f64 {

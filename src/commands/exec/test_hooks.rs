@@ -11,8 +11,8 @@
 
 ringplan_exec::cfg_test_hooks! {
     use ringplan_exec::test_hooks::{
-        execute_in_with_injected_failure, execute_with_injected_failure, InjectedFailure,
-        ProcessState,
+        execute_in_with_injected_failure, execute_tree_in_with_injected_failure,
+        execute_with_injected_failure, InjectedFailure, ProcessState,
     };
     use ringplan_exec::{AnonymousBuffers, ExecOptions, Inputs, ProcessOptions, Restored, RestoredIn};
     use ringplan_plan::Plan;
@@ -25,6 +25,10 @@ ringplan_exec::cfg_test_hooks! {
         /// table and the memory map exactly as they were.
         #[arg(long, hide = true, value_name = "N")]
         fail_at: Option<usize>,
+        /// Test hook, with a tree plan: the step of --fail-at is that of
+        /// the part at position K (0: the tree's first process).
+        #[arg(long, hide = true, value_name = "K", requires = "fail_at")]
+        fail_part: Option<usize>,
     }
 
     /// Executes `plan`; with `--fail-at N`, with step N failing, and checks
@@ -92,6 +96,53 @@ ringplan_exec::cfg_test_hooks! {
             },
         )
     }
+
+    /// Restores tree plan `plan` into the tree of `root`; with `--fail-part
+    /// K --fail-at N`, with that step failing, and checks that the undo
+    /// left every process's fd table and memory map as they were.
+    pub fn execute_tree_in(
+        hooks: &TestHookArgs,
+        root: u32,
+        plan: &Plan,
+        options: &ExecOptions,
+        process: &ProcessOptions,
+    ) -> Result<Vec<RestoredIn>, CliError> {
+        let Some(step) = hooks.fail_at else {
+            return ringplan_exec::execute_tree_in(root, plan, options, process)
+                .map_err(super::exec_error);
+        };
+        let pids = ringplan_exec::test_hooks::tree_of(root);
+        let before: Vec<(u32, ProcessState)> = pids
+            .iter()
+            .map(|&pid| (pid, ProcessState::capture_of(pid)))
+            .collect();
+        let failure = InjectedFailure {
+            step,
+            errno: rustix::io::Errno::CANCELED,
+        };
+        let part = hooks.fail_part.unwrap_or(0);
+        execute_tree_in_with_injected_failure(root, plan, options, process, part, failure).map_err(
+            |error| {
+                let changes: Vec<String> = before
+                    .iter()
+                    .flat_map(|(pid, state)| {
+                        state
+                            .changes_to(&ProcessState::capture_of(*pid))
+                            .into_iter()
+                            .map(move |change| format!("process {pid}: {change}"))
+                    })
+                    .collect();
+                if changes.is_empty() {
+                    super::exec_error(error)
+                } else {
+                    CliError::failed(format!(
+                        "{error}; but the undo left changes: {}",
+                        changes.join("; ")
+                    ))
+                }
+            },
+        )
+    }
 }
 
 ringplan_exec::cfg_no_test_hooks! {
@@ -126,5 +177,16 @@ ringplan_exec::cfg_no_test_hooks! {
         process: &ProcessOptions,
     ) -> Result<RestoredIn, CliError> {
         ringplan_exec::execute_in(pid, plan, inputs, options, process).map_err(super::exec_error)
+    }
+
+    /// Restores tree plan `plan` into the tree of `root`.
+    pub fn execute_tree_in(
+        _hooks: &TestHookArgs,
+        root: u32,
+        plan: &Plan,
+        options: &ExecOptions,
+        process: &ProcessOptions,
+    ) -> Result<Vec<RestoredIn>, CliError> {
+        ringplan_exec::execute_tree_in(root, plan, options, process).map_err(super::exec_error)
     }
 }

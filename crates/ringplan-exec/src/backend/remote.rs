@@ -417,6 +417,13 @@ impl Backend for RemoteBackend<'_> {
         let _ = self.call(libc::SYS_close, [fd.0 as u64, 0, 0, 0, 0, 0]);
     }
 
+    fn receive_fd(&mut self, from_pid: u32, fd: RawFd) -> Result<RemoteFd, Errno> {
+        let pidfd = self.call(libc::SYS_pidfd_open, [u64::from(from_pid), 0, 0, 0, 0, 0])?;
+        let got = self.call(libc::SYS_pidfd_getfd, [pidfd, fd as u64, 0, 0, 0, 0]);
+        let _ = self.call(libc::SYS_close, [pidfd, 0, 0, 0, 0, 0]);
+        Self::number(got?)
+    }
+
     fn mmap(
         &mut self,
         addr: usize,

@@ -3,7 +3,7 @@
 //! the ring is kept: an `OwnedMapping` unmaps itself when dropped.
 
 use std::ffi::c_void;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use ringplan_kernel::abi::linux::{PAGE_SIZE, USER_ADDRESS_LIMIT};
@@ -203,12 +203,18 @@ impl PlacedMemory {
     /// [`Backing::Anonymous`], the program's own memory at the ranges,
     /// which preflight found mapped and writable: its bytes are saved (put
     /// back on release) and zeroed, as fresh memory would be.
+    ///
+    /// With `lend_above` (a tree plan's other processes map the memory
+    /// too), the memfds stay open in the target, moved to or above that
+    /// fd number (out of the plan's target fds), and are returned, rings'
+    /// first.
     pub(crate) fn place_in<B: Backend>(
         backend: &mut B,
         placement: &RingPlacement,
-    ) -> Result<PlacedMemory, ContinuityError> {
+        lend_above: Option<RawFd>,
+    ) -> Result<(PlacedMemory, Vec<B::Fd>), ContinuityError> {
         if B::IN_THIS_PROCESS {
-            return PlacedMemory::place(placement);
+            return PlacedMemory::place(placement).map(|placed| (placed, Vec::new()));
         }
         if placement.rings.is_empty() || placement.rings.len() > 2 {
             return Err(ContinuityError::BadRequest(format!(
@@ -223,12 +229,14 @@ impl PlacedMemory {
             .collect::<Result<Vec<_>, _>>()?;
         let sqes = check_range("SQE memory", placement.sqes, 1)?;
         let mut regions = Vec::new();
+        let mut lent = lend_above.map(|floor| (floor, Vec::new()));
         let placed = place_in_target(
             backend,
             "ring memory",
             placement.backing,
             &rings,
             &mut regions,
+            lent.as_mut(),
         )
         .and_then(|rings_alias| {
             place_in_target(
@@ -237,16 +245,24 @@ impl PlacedMemory {
                 placement.backing,
                 &[sqes],
                 &mut regions,
+                lent.as_mut(),
             )
             .map(|sqes_alias| rings_alias.zip(sqes_alias))
         });
+        let lent = lent.map(|(_, lent)| lent).unwrap_or_default();
         match placed {
-            Ok(aliases) => Ok(PlacedMemory {
-                regions,
-                placement: placement.clone(),
-                aliases,
-            }),
+            Ok(aliases) => Ok((
+                PlacedMemory {
+                    regions,
+                    placement: placement.clone(),
+                    aliases,
+                },
+                lent,
+            )),
             Err(error) => {
+                for memfd in lent {
+                    backend.close(memfd);
+                }
                 release_all(regions, backend);
                 Err(error)
             }
@@ -405,13 +421,16 @@ pub(super) fn place(
 /// `backend` acts in (another one), appending what it placed to
 /// `regions`: a memfd mapped shared at each range, or the program's own
 /// memory (see [`PlacedMemory::place_in`]). Returns where this process
-/// sees the memory too, when it does (the memfd mapped here).
+/// sees the memory too, when it does (the memfd mapped here). With
+/// `lent` (a floor and a list), a memfd stays open, moved to or above the
+/// floor, and goes in the list, once mapped.
 fn place_in_target<B: Backend>(
     backend: &mut B,
     what: &'static str,
     backing: Backing,
     ranges: &[(usize, usize)],
     regions: &mut Vec<PlacedRegion>,
+    lent: Option<&mut (RawFd, Vec<B::Fd>)>,
 ) -> Result<Option<u64>, ContinuityError> {
     match backing {
         Backing::Anonymous => {
@@ -508,8 +527,25 @@ fn place_in_target<B: Backend>(
                     len: alias.len,
                 }));
             }
-            // The mappings keep the memory; the memfd itself goes.
-            backend.close(memfd);
+            // The mappings keep the memory; the memfd itself goes, unless
+            // other processes map it too.
+            match lent {
+                Some((floor, lent)) if result.is_ok() => {
+                    // Above the plan's target fds, which later steps fill.
+                    let moved = backend.fcntl_dupfd_cloexec(number, *floor);
+                    backend.close(memfd);
+                    match moved {
+                        Ok(moved) => lent.push(moved),
+                        Err(errno) => {
+                            result = Err(ContinuityError::Syscall {
+                                call: "fcntl(F_DUPFD_CLOEXEC) of a lent memfd",
+                                errno,
+                            })
+                        }
+                    }
+                }
+                _ => backend.close(memfd),
+            }
             result.map(|()| alias.map(|alias| alias.addr as u64))
         }
     }

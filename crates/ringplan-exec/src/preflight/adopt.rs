@@ -10,6 +10,12 @@
 //! handle is named and never closes it. Anything else at a recorded fd is
 //! refused in one line, before anything is done.
 //!
+//! A tree plan's `receive_fd` of an eventfd or a file is adopted when the
+//! fd the process holds at the install target is the very file the
+//! creating process holds at `from_fd` (`kcmp(KCMP_FILE)`): after
+//! `plan dump --detach` every process of a tree keeps its eventfds and
+//! files, one open file shared as before.
+//!
 //! An adopted file keeps its own offset (the process's, which is what its
 //! program will read from next); an offset other than the image's is
 //! reported, not changed.
@@ -20,7 +26,7 @@ use ringplan_kernel::abi::linux::{O_CLOEXEC, O_NONBLOCK};
 use ringplan_kernel::procfs::fd::{FdKind, ProcessFds};
 use ringplan_kernel::procfs::fdinfo::CommonFdinfo;
 use ringplan_kernel::procfs::ProcfsError;
-use ringplan_plan::{CreateEventfd, Op, OpenFile, Plan};
+use ringplan_plan::{CreateEventfd, Op, OpenFile, Plan, ReceivedKind};
 
 use crate::error::ExecError;
 
@@ -75,6 +81,44 @@ pub(crate) fn adoptable_fds(
         let recorded = match &creating.op {
             Op::CreateEventfd(create) => Recorded::Eventfd(create),
             Op::OpenFile(open) => Recorded::File(open),
+            Op::ReceiveFd(receive) if receive.kind != ReceivedKind::Ring => {
+                let Some(object) = creating.object else {
+                    continue;
+                };
+                let what = format!(
+                    "the {} at fd {} of process {}",
+                    receive.kind.name(),
+                    receive.from_fd,
+                    receive.from_pid
+                );
+                match kcmp_file(pid, install.fd, receive.from_pid, receive.from_fd) {
+                    Ok(true) => adopted.push(AdoptedFd {
+                        step: source,
+                        object,
+                        fd: install.fd,
+                        what,
+                        notes: Vec::new(),
+                    }),
+                    Ok(false) => {
+                        return Err(ExecError::NotTheRecordedObject {
+                            pid,
+                            fd: install.fd,
+                            recorded: what,
+                            found: "another open file".to_owned(),
+                        })
+                    }
+                    // Not open in the other process yet (its part creates
+                    // it): the fd here is in the way, refused as taken.
+                    Err(rustix::io::Errno::BADF) => {}
+                    Err(errno) => {
+                        return Err(ExecError::ProcessUnavailable {
+                            pid,
+                            cause: format!("kcmp(KCMP_FILE) of fd {}: {errno}", install.fd),
+                        })
+                    }
+                }
+                continue;
+            }
             _ => continue,
         };
         let Some(object) = creating.object else {
@@ -115,6 +159,28 @@ pub(crate) fn adoptable_fds(
         });
     }
     Ok(adopted)
+}
+
+/// Whether fd `fd1` of `pid1` and fd `fd2` of `pid2` are one open file
+/// (`kcmp(KCMP_FILE)`); `EBADF` when either is not open.
+fn kcmp_file(pid1: u32, fd1: i32, pid2: u32, fd2: i32) -> Result<bool, rustix::io::Errno> {
+    // SAFETY: kcmp takes only integers and reads no memory of ours.
+    let answer = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            libc::pid_t::try_from(pid1).unwrap_or(-1),
+            libc::pid_t::try_from(pid2).unwrap_or(-1),
+            ringplan_kernel::abi::kcmp::KCMP_FILE,
+            libc::c_ulong::try_from(fd1).unwrap_or(libc::c_ulong::MAX),
+            libc::c_ulong::try_from(fd2).unwrap_or(libc::c_ulong::MAX),
+        )
+    };
+    if answer < 0 {
+        return Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ));
+    }
+    Ok(answer == 0)
 }
 
 fn on_off(value: bool) -> &'static str {

@@ -36,6 +36,7 @@ pub(crate) fn refuse_before_attach(
     if let Some(object) = inputs.objects().next() {
         return Err(ExecError::InputsInProcess { object });
     }
+    refuse_tree_plan(plan)?;
     if options.substitute_external {
         return Ok(());
     }
@@ -50,6 +51,19 @@ pub(crate) fn refuse_before_attach(
         }
     }
     Ok(())
+}
+
+/// Refuses a tree plan given as the plan of one process: its parts run
+/// in their own processes ([`crate::execute_tree_in`]).
+pub(crate) fn refuse_tree_plan(plan: &Plan) -> Result<(), ExecError> {
+    if plan.processes.is_empty() {
+        return Ok(());
+    }
+    Err(ExecError::TreeMismatch(format!(
+        "the plan restores a tree of {} processes (plan dump --tree): it restores into those \
+         processes, with plan exec --pid and the tree's first process",
+        plan.processes.len() + 1
+    )))
 }
 
 /// Checks `plan` against process `pid` (held) and this kernel.

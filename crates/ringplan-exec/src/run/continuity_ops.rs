@@ -64,9 +64,16 @@ impl<B: Backend> Run<'_, B> {
             }
             return Ok(());
         }
-        let placed = PlacedMemory::place_in(self.backend, &placement_of(memory))
-            .map_err(|error| self.continuity_failed(error))?;
+        let (placed, lent) = PlacedMemory::place_in(
+            self.backend,
+            &placement_of(memory),
+            memory.lend.then_some(self.floor),
+        )
+        .map_err(|error| self.continuity_failed(error))?;
         self.placed.insert(index, placed);
+        if let (Some(object), false) = (object, lent.is_empty()) {
+            self.lent.push((object, lent));
+        }
         Ok(())
     }
 

@@ -236,6 +236,30 @@ impl<B: Backend> Run<'_, B> {
         Ok(fd)
     }
 
+    /// `receive_fd`: the object from the process whose part created it;
+    /// then a ring's mappings in this process (of the memory that process
+    /// placed and lent, or of the ring fd's regions).
+    pub(super) fn receive_fd(
+        &mut self,
+        object: Option<ObjectId>,
+        receive: &ringplan_plan::ReceiveFd,
+    ) -> Result<B::Fd, Failure> {
+        let fd = self
+            .backend
+            .receive_fd(receive.from_pid, receive.from_fd)
+            .map_err(fail("pidfd_getfd"))?;
+        let mapped = if receive.placed_memory {
+            self.map_lent_memory(object, receive)
+        } else {
+            self.map_regions(object, &receive.mappings, B::number(&fd))
+        };
+        if let Err(failure) = mapped {
+            self.backend.close(fd);
+            return Err(failure);
+        }
+        Ok(fd)
+    }
+
     /// `register_eventfd`: `IORING_REGISTER_EVENTFD[_ASYNC]`.
     pub(super) fn register_eventfd(&mut self, register: &RegisterEventfd) -> Result<(), Failure> {
         let (opcode, call) = if register.is_async {

@@ -4,7 +4,7 @@
 
 use std::os::fd::RawFd;
 
-use ringplan_image::{ObjectId, RingMapping};
+use ringplan_image::{ObjectId, RingMapping, RingRegion};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -15,6 +15,81 @@ use crate::{SkipReason, SkippedMapping};
 const CALL: &str = "mmap(ring region)";
 
 impl<B: Backend> Run<'_, B> {
+    /// A received ring's mappings of memory its creating process placed
+    /// and lent (a tree plan): each lent memfd taken into this process,
+    /// mapped shared at every mapping of its region (the rings' memfd for
+    /// the SQ and CQ rings, the SQEs' for the SQEs), never over anything,
+    /// and closed.
+    pub(super) fn map_lent_memory(
+        &mut self,
+        object: Option<ObjectId>,
+        receive: &ringplan_plan::ReceiveFd,
+    ) -> Result<(), Failure> {
+        const LENT: &str = "mmap(lent ring memory)";
+        let lent = object
+            .and_then(|object| self.lent_elsewhere.get(&(receive.from_pid, object)))
+            .filter(|memfds| memfds.len() == 2)
+            .cloned()
+            .ok_or(Failure {
+                call: "lent ring memory lookup",
+                errno: Errno::NOENT,
+            })?;
+        let object = object.ok_or(Failure {
+            call: LENT,
+            errno: Errno::INVAL,
+        })?;
+        for (memfd, sqes) in [(lent[0], false), (lent[1], true)] {
+            let copy = self
+                .backend
+                .receive_fd(receive.from_pid, memfd)
+                .map_err(fail("pidfd_getfd(lent ring memory)"))?;
+            let number = B::number(&copy);
+            let mut result = Ok(());
+            for mapping in receive
+                .mappings
+                .iter()
+                .filter(|mapping| (mapping.region == RingRegion::Sqes) == sqes)
+            {
+                let (Ok(addr), Ok(len)) =
+                    (usize::try_from(mapping.addr), usize::try_from(mapping.len))
+                else {
+                    result = Err(Failure {
+                        call: LENT,
+                        errno: Errno::INVAL,
+                    });
+                    break;
+                };
+                match self.backend.mmap(
+                    addr,
+                    len,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::SHARED | MapFlags::FIXED_NOREPLACE,
+                    Some(number),
+                    0,
+                ) {
+                    Ok(got) if got == addr => {
+                        self.ring_regions.push((got, len));
+                        self.mapped.push((object, *mapping));
+                    }
+                    Ok(got) => {
+                        let _ = self.backend.munmap(got, len);
+                        result = Err(Failure {
+                            call: LENT,
+                            errno: Errno::EXIST,
+                        });
+                    }
+                    Err(errno) => result = Err(Failure { call: LENT, errno }),
+                }
+                if result.is_err() {
+                    break;
+                }
+            }
+            self.backend.close(copy);
+            result?;
+        }
+        Ok(())
+    }
+
     /// Maps each of a new ring's recorded regions at its recorded address,
     /// never over anything: a taken range is skipped and reported.
     pub(super) fn map_regions(

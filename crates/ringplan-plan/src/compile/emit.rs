@@ -56,6 +56,7 @@ impl GraphBuilder<'_> {
             temp_fd_floor,
             peak_temporaries,
             steps,
+            processes: Vec::new(),
         }
     }
 

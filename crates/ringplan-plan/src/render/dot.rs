@@ -36,33 +36,41 @@ impl Plan {
         );
         out.push_str("  node [shape=box, fontname=\"monospace\", fontsize=10];\n");
 
-        let (cluster_order, members, loose) = group_by_cluster(&clusters);
-        for cluster in &cluster_order {
-            let (name, label, style) = match cluster {
-                Cluster::Ring(id) => (
-                    format!("cluster_ring_{}", id.0),
-                    format!("ring {id}"),
-                    "solid",
-                ),
-                Cluster::Temporary(step) => (
-                    format!("cluster_temporary_{step}"),
-                    format!("temporary ring h{step}"),
-                    "dashed",
-                ),
-            };
-            let _ = writeln!(out, "  subgraph {name} {{");
-            let _ = writeln!(out, "    label=\"{}\"; style={style};", escape(&label));
-            for &index in members.get(cluster).map(Vec::as_slice).unwrap_or_default() {
-                write_dot_node(&mut out, "    ", index, &self.steps[index]);
+        if self.processes.is_empty() {
+            write_steps(&mut out, self, &clusters, "", "  ");
+        } else {
+            // A tree plan: each process's part in a cluster of its own,
+            // node names prefixed by the pid, and a dashed edge from the
+            // step that installed an object to each part's `receive_fd`.
+            let parts = std::iter::once((self.source.pid, None, self)).chain(
+                self.processes
+                    .iter()
+                    .map(|part| (part.pid, Some(part.parent), &part.plan)),
+            );
+            for (pid, parent, part) in parts {
+                let _ = writeln!(out, "  subgraph cluster_process_{pid} {{");
+                let label = match parent {
+                    None => format!("process {pid}, runs first"),
+                    Some(parent) => format!("process {pid} (child of {parent})"),
+                };
+                let _ = writeln!(out, "    label=\"{}\"; style=bold;", escape(&label));
+                let prefix = format!("p{pid}_");
+                write_steps(&mut out, part, &assign_clusters(part), &prefix, "    ");
+                out.push_str("  }\n");
             }
-            out.push_str("  }\n");
-        }
-        for &index in &loose {
-            write_dot_node(&mut out, "  ", index, &self.steps[index]);
-        }
-        for (index, step) in self.steps.iter().enumerate() {
-            for after in &step.after {
-                let _ = writeln!(out, "  s{after} -> s{index};");
+            for part in &self.processes {
+                for (index, step) in part.plan.steps.iter().enumerate() {
+                    let Op::ReceiveFd(receive) = &step.op else {
+                        continue;
+                    };
+                    if let Some(install) = installing_step(self, receive) {
+                        let _ = writeln!(
+                            out,
+                            "  p{}_s{install} -> p{}_s{index} [style=dashed];",
+                            receive.from_pid, part.pid
+                        );
+                    }
+                }
             }
         }
         out.push_str("}\n");
@@ -164,9 +172,10 @@ fn dot_label(index: usize, step: &Step) -> String {
                 .map(|range| format!("{:#x}", range.addr))
                 .collect();
             format!(
-                "rings at {}, SQEs at {:#x}",
+                "rings at {}, SQEs at {:#x}{}",
                 rings.join(" and "),
-                memory.sqes.addr
+                memory.sqes.addr,
+                if memory.lend { ", lent" } else { "" }
             )
         }
         Op::RestoreCompletions(restore) => format!(
@@ -202,11 +211,86 @@ fn dot_label(index: usize, step: &Step) -> String {
             )
         }
         Op::CloseFd(close) => format!("close {}", handle_list(&close.handles)),
+        Op::ReceiveFd(receive) => format!(
+            "{} at fd {} of process {} -> h{index}{}",
+            receive.kind.name(),
+            receive.from_fd,
+            receive.from_pid,
+            if receive.placed_memory {
+                ", maps its placed memory"
+            } else if receive.mappings.is_empty() {
+                ""
+            } else {
+                ", maps its regions"
+            }
+        ),
     };
     format!("{head}\n{detail}")
 }
 
-fn write_dot_node(out: &mut String, indent: &str, index: usize, step: &Step) {
+/// A plan's steps: its clusters, loose nodes and edges, node names
+/// prefixed by `prefix`.
+fn write_steps(
+    out: &mut String,
+    plan: &Plan,
+    clusters: &[Option<Cluster>],
+    prefix: &str,
+    indent: &str,
+) {
+    let (cluster_order, members, loose) = group_by_cluster(clusters);
+    for cluster in &cluster_order {
+        let (name, label, style) = match cluster {
+            Cluster::Ring(id) => (
+                format!("cluster_{prefix}ring_{}", id.0),
+                format!("ring {id}"),
+                "solid",
+            ),
+            Cluster::Temporary(step) => (
+                format!("cluster_{prefix}temporary_{step}"),
+                format!("temporary ring h{step}"),
+                "dashed",
+            ),
+        };
+        let _ = writeln!(out, "{indent}subgraph {name} {{");
+        let _ = writeln!(
+            out,
+            "{indent}  label=\"{}\"; style={style};",
+            escape(&label)
+        );
+        let inner = format!("{indent}  ");
+        for &index in members.get(cluster).map(Vec::as_slice).unwrap_or_default() {
+            write_dot_node(out, &inner, prefix, index, &plan.steps[index]);
+        }
+        let _ = writeln!(out, "{indent}}}");
+    }
+    for &index in &loose {
+        write_dot_node(out, indent, prefix, index, &plan.steps[index]);
+    }
+    for (index, step) in plan.steps.iter().enumerate() {
+        for after in &step.after {
+            let _ = writeln!(out, "{indent}{prefix}s{after} -> {prefix}s{index};");
+        }
+    }
+}
+
+/// The step of the tree plan that installed what `receive` takes: the
+/// `install_fd` of its fd in the part of its process.
+fn installing_step(plan: &Plan, receive: &ReceiveFd) -> Option<usize> {
+    let part = if plan.source.pid == receive.from_pid {
+        plan
+    } else {
+        &plan
+            .processes
+            .iter()
+            .find(|part| part.pid == receive.from_pid)?
+            .plan
+    };
+    part.steps.iter().position(
+        |step| matches!(&step.op, Op::InstallFd(install) if install.fd == receive.from_fd),
+    )
+}
+
+fn write_dot_node(out: &mut String, indent: &str, prefix: &str, index: usize, step: &Step) {
     let style = match &step.op {
         Op::MemoryBarrier => ", shape=octagon, style=bold",
         Op::ExternalInput(_) => ", style=dashed",
@@ -215,7 +299,7 @@ fn write_dot_node(out: &mut String, indent: &str, index: usize, step: &Step) {
     };
     let _ = writeln!(
         out,
-        "{indent}s{index} [label=\"{}\"{style}];",
+        "{indent}{prefix}s{index} [label=\"{}\"{style}];",
         escape(&dot_label(index, step))
     );
 }
@@ -295,9 +379,11 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
         .iter()
         .enumerate()
         .map(|(index, step)| match &step.op {
-            Op::CreateEventfd(_) | Op::OpenFile(_) | Op::ExternalInput(_) | Op::SetupRing(_) => {
-                cluster_of_handle(Handle(index as StepIndex))
-            }
+            Op::CreateEventfd(_)
+            | Op::OpenFile(_)
+            | Op::ExternalInput(_)
+            | Op::SetupRing(_)
+            | Op::ReceiveFd(_) => cluster_of_handle(Handle(index as StepIndex)),
             Op::RegisterEventfd(_)
             | Op::RegisterFiles(_)
             | Op::RegisterPersonalities(_)

@@ -39,6 +39,16 @@ struct JsonPlan<'a> {
     temp_fd_floor: i32,
     peak_temporaries: u32,
     steps: JsonSteps<'a>,
+    /// A tree plan's other parts, each `{"pid", "parent", "plan"}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    processes: Vec<JsonPart<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonPart<'a> {
+    pid: u32,
+    parent: u32,
+    plan: JsonPlan<'a>,
 }
 
 #[derive(Serialize)]
@@ -62,6 +72,15 @@ impl<'a> JsonPlan<'a> {
             temp_fd_floor: plan.temp_fd_floor,
             peak_temporaries: plan.peak_temporaries,
             steps: JsonSteps(&plan.steps),
+            processes: plan
+                .processes
+                .iter()
+                .map(|part| JsonPart {
+                    pid: part.pid,
+                    parent: part.parent,
+                    plan: JsonPlan::of(&part.plan),
+                })
+                .collect(),
         }
     }
 }
@@ -113,6 +132,7 @@ enum JsonParameters<'a> {
     QueueSqes(&'a QueueSqes),
     InstallFd(&'a InstallFd),
     CloseFd(&'a CloseFd),
+    ReceiveFd(&'a ReceiveFd),
 }
 
 impl<'a> JsonParameters<'a> {
@@ -141,6 +161,7 @@ impl<'a> JsonParameters<'a> {
             Op::QueueSqes(parameters) => JsonParameters::QueueSqes(parameters),
             Op::InstallFd(parameters) => JsonParameters::InstallFd(parameters),
             Op::CloseFd(parameters) => JsonParameters::CloseFd(parameters),
+            Op::ReceiveFd(parameters) => JsonParameters::ReceiveFd(parameters),
         })
     }
 }

@@ -55,6 +55,14 @@ impl Plan {
             }
             out.push('\n');
         }
+        for part in &self.processes {
+            let _ = writeln!(
+                out,
+                "\nprocess {} (child of {}), after the parts above:",
+                part.pid, part.parent
+            );
+            out.push_str(&part.plan.to_text());
+        }
         out
     }
 }
@@ -293,6 +301,27 @@ fn describe_step(index: usize, step: &Step) -> String {
                 _ => object,
             };
             format!("{op}{who}: close({})", handle_list(&close.handles))
+        }
+        Op::ReceiveFd(receive) => {
+            let mappings = if receive.placed_memory {
+                format!(
+                    ", then map the memory process {} placed for it at{}",
+                    receive.from_pid,
+                    receive
+                        .mappings
+                        .iter()
+                        .map(|mapping| format!(" {mapping}"))
+                        .collect::<String>()
+                )
+            } else {
+                mappings_text(&receive.mappings)
+            };
+            format!(
+                "{op}{object}: the {} at fd {} of process {} (pidfd_open + pidfd_getfd in this process) -> h{index}{mappings}",
+                receive.kind.name(),
+                receive.from_fd,
+                receive.from_pid
+            )
         }
     }
 }

@@ -115,8 +115,13 @@ pub(super) fn placed_memory(memory: &PlaceRingMemory) -> String {
     } else {
         ""
     };
+    let lent = if memory.lend {
+        "; its memfds kept open until the other processes' parts mapped them"
+    } else {
+        ""
+    };
     format!(
-        "{kind} at {} (rings{same}), {:#x}+{} (SQEs)",
+        "{kind} at {} (rings{same}), {:#x}+{} (SQEs){lent}",
         rings.join(" and "),
         memory.sqes.addr,
         memory.sqes.len
