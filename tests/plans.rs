@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::support::plan_ok;
 
-const EXAMPLES: [&str; 13] = [
+const EXAMPLES: [&str; 14] = [
     "seed",
     "chain-64",
     "fanout-64",
@@ -21,6 +21,7 @@ const EXAMPLES: [&str; 13] = [
     "settings",
     "ring-fds",
     "ring-fd-only",
+    "shared",
 ];
 
 #[test]

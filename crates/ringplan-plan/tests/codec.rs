@@ -444,3 +444,70 @@ fn a_mapped_temporary_ring() {
         "{message}"
     );
 }
+
+fn tree_plan() -> Plan {
+    compile(&scenarios::tree()).expect("the tree plans")
+}
+
+/// A `receive_fd` names an fd a part before it installs: one from a later
+/// part, or of an fd nobody installs, is refused naming the process.
+#[test]
+fn a_receive_from_a_later_part_or_an_uninstalled_fd() {
+    fn receive(plan: &mut Plan) -> &mut ReceiveFd {
+        plan.processes[0]
+            .plan
+            .steps
+            .iter_mut()
+            .find_map(|step| match &mut step.op {
+                Op::ReceiveFd(receive) => Some(receive),
+                _ => None,
+            })
+            .expect("process 1001 receives")
+    }
+    let mut plan = tree_plan();
+    receive(&mut plan).from_pid = 1002;
+    assert_eq!(
+        decode_message(&plan),
+        "invalid plan: process 1001's part: step 0 receive_fd: fd 5 of process 1002 is installed by no earlier part"
+    );
+    let mut plan = tree_plan();
+    receive(&mut plan).from_fd = 99;
+    assert_eq!(
+        decode_message(&plan),
+        "invalid plan: process 1001's part: step 0 receive_fd: fd 99 of process 1000 is installed by no earlier part"
+    );
+}
+
+/// Parts fit together: a version 3 plan, a parent listed before, one part
+/// per process, no `receive_fd` in a plan of one process.
+#[test]
+fn tree_parts_that_do_not_fit() {
+    let mut plan = tree_plan();
+    plan.version = 2;
+    assert_eq!(
+        decode_message(&plan),
+        "invalid plan: process 1000's part: a plan of version 2 has no process parts (version 3 has)"
+    );
+    let mut plan = tree_plan();
+    plan.processes[0].parent = 77;
+    assert_eq!(
+        decode_message(&plan),
+        "invalid plan: process 1001's part: its parent 77 has no part before it"
+    );
+    let mut plan = tree_plan();
+    plan.processes[1].pid = 1001;
+    plan.processes[1].plan.source.pid = 1001;
+    assert_eq!(
+        decode_message(&plan),
+        "invalid plan: process 1001's part: the process has two parts"
+    );
+    let mut plan = tree_plan();
+    let part = plan.processes.remove(0).plan;
+    let mut lone = part.clone();
+    lone.processes.clear();
+    lone.version = FORMAT_VERSION;
+    assert_eq!(
+        decode_message(&lone),
+        "invalid plan: process 1001's part: step 0 receive_fd: fd 5 of process 1000 is installed by no earlier part"
+    );
+}

@@ -549,3 +549,35 @@ fn settings_a_restore_cannot_bring_back_are_refused() {
     unknown.unknown = vec![RingField::Settings];
     assert!(message(&one_ring(unknown)).contains("settings"));
 }
+
+/// The tree's SINGLE_ISSUER ring owned by a thread of the child 1001: the
+/// ring must be created there (the kernel ties it to the creating
+/// thread), after the first process, which takes it from the child.
+#[test]
+fn a_tree_ring_owned_by_a_later_process_than_a_holder() {
+    let mut tree = tree();
+    tree.processes[0].holds[1].owner = false;
+    tree.processes[1].holds[1].owner = true;
+    if let ObjectKind::Ring(ring) = &mut tree.objects[1].kind {
+        if let Some(state) = ring.state.as_deref_mut() {
+            state.owner_tid = Some(1001);
+        }
+    }
+    assert_eq!(
+        message(&tree),
+        "tree image, process 1000: it takes ring #2 from process 1001, which creates it (its owner \
+         thread's or SQ thread's process) but is restored after it"
+    );
+}
+
+/// A tree plan's parts, rendered and round-tripped: the parts keep their
+/// order, and the whole is version 3.
+#[test]
+fn a_tree_plans_into_one_part_per_process() {
+    let plan = compile(&tree()).expect("the tree plans");
+    assert_eq!(plan.version, ringplan_plan::TREE_FORMAT_VERSION);
+    let pids: Vec<u32> = plan.processes.iter().map(|part| part.pid).collect();
+    assert_eq!(pids, [1001, 1002]);
+    let bytes = ringplan_plan::encode_to_vec(&plan).expect("plans encode");
+    assert_eq!(ringplan_plan::decode_slice(&bytes).expect("decodes"), plan);
+}

@@ -780,3 +780,118 @@ pub fn ring_fds() -> Image {
         ring_object(2, Vec::new(), slot_only),
     ])
 }
+
+/// What one process of a tree holds of one object.
+pub fn held(object: u32, fds: Vec<FdEntry>, mappings: Vec<RingMapping>, owner: bool) -> Held {
+    Held {
+        object: ObjectId(object),
+        fds,
+        mappings,
+        owner,
+    }
+}
+
+/// A tree image of three processes, as `plan dump --tree` records the
+/// `shared` scenario: process 1000 and its children 1001 and 1002.
+/// - ring #1 (restored where the program left it) with eventfd #3 and
+///   file #4 registered, set up by 1000 before it forked: 1000 and 1001
+///   hold it at fd 5, mapped at the same addresses; 1002 unmapped it and
+///   closed its fd;
+/// - ring #2, `SINGLE_ISSUER`, owned by 1000's main thread: all three
+///   hold it at fd 8, 1001 without mapping it;
+/// - eventfd #3 at fd 6 and file #4 at fd 7 in all three;
+/// - ring #5, 1002's own (fd 13), registering file #4.
+pub fn tree() -> Image {
+    let shared_mappings = page_mappings(&[
+        (RingRegion::SqRing, 0x7f00_0000_0000),
+        (RingRegion::Sqes, 0x7f00_0001_0000),
+    ]);
+    let owned_mappings = page_mappings(&[
+        (RingRegion::SqRing, 0x7f00_0002_0000),
+        (RingRegion::Sqes, 0x7f00_0003_0000),
+    ]);
+    let own_mappings = page_mappings(&[
+        (RingRegion::SqRing, 0x7f00_0004_0000),
+        (RingRegion::Sqes, 0x7f00_0005_0000),
+    ]);
+    let mut shared = plain_ring(8);
+    shared.mappings = shared_mappings.clone();
+    shared.state = Some(Box::new(ring_state(0, 8, 0)));
+    shared.eventfd = Some(RingEventfd {
+        object: ObjectId(3),
+        is_async: false,
+    });
+    shared.files = slots(&[Some(4), None]);
+    let single_issuer = SetupFlags::SINGLE_ISSUER.bits();
+    let mut owned = plain_ring(4);
+    owned.setup.flags = Some(single_issuer);
+    owned.mappings = owned_mappings.clone();
+    let mut owned_state = ring_state(single_issuer, 4, 0);
+    owned_state.owner_tid = Some(1000);
+    owned.state = Some(Box::new(owned_state));
+    let mut own = plain_ring(4);
+    own.state = Some(Box::new(ring_state(0, 4, 0)));
+    own.files = slots(&[Some(4)]);
+
+    let mut tree = image(vec![
+        ring_object(1, cloexec_fds(&[5]), shared),
+        ring_object(2, cloexec_fds(&[8]), owned),
+        eventfd_object(3, fds(&[6]), 3, false, false),
+        file_object(
+            4,
+            cloexec_fds(&[7]),
+            path_file("/tmp/shared-data", FileType::Regular, 0o2, 0),
+        ),
+        ring_object(5, Vec::new(), own),
+    ]);
+    tree.source.pid = 1000;
+    let everything_inherited = |shared_mapped: bool, owned_mapped: bool| {
+        vec![
+            held(
+                1,
+                cloexec_fds(&[5]),
+                if shared_mapped {
+                    shared_mappings.clone()
+                } else {
+                    Vec::new()
+                },
+                false,
+            ),
+            held(
+                2,
+                cloexec_fds(&[8]),
+                if owned_mapped {
+                    owned_mappings.clone()
+                } else {
+                    Vec::new()
+                },
+                false,
+            ),
+            held(3, fds(&[6]), Vec::new(), false),
+            held(4, cloexec_fds(&[7]), Vec::new(), false),
+        ]
+    };
+    let mut root = everything_inherited(true, true);
+    root[1].owner = true;
+    let mut own_ring_child = everything_inherited(false, true);
+    own_ring_child.remove(0);
+    own_ring_child.push(held(5, cloexec_fds(&[13]), own_mappings, false));
+    tree.processes = vec![
+        TreeProcess {
+            pid: 1000,
+            parent: None,
+            holds: root,
+        },
+        TreeProcess {
+            pid: 1001,
+            parent: Some(1000),
+            holds: everything_inherited(true, false),
+        },
+        TreeProcess {
+            pid: 1002,
+            parent: Some(1000),
+            holds: own_ring_child,
+        },
+    ];
+    tree
+}

@@ -98,6 +98,7 @@ fn dot_renders_with_graphviz() {
         scenarios::mix(),
         scenarios::creator_closed(),
         scenarios::chain(64),
+        scenarios::tree(),
     ] {
         let dot = compile(&image).expect("scenarios plan").to_dot();
         let child = Command::new("dot")
@@ -316,4 +317,19 @@ fn settings_come_after_the_file_table_and_tags_with_their_tables() {
         .steps
         .iter()
         .all(|step| step.op.name() != "register_settings"));
+}
+
+#[test]
+fn tree_text() {
+    assert_snapshot!(text(&scenarios::tree()));
+}
+
+#[test]
+fn tree_dot() {
+    assert_snapshot!(dot(&scenarios::tree()));
+}
+
+#[test]
+fn tree_json() {
+    assert_snapshot!(json(&scenarios::tree()));
 }
