@@ -6,6 +6,7 @@ pub mod compile;
 pub mod demo;
 pub mod dump;
 pub mod dump_detach;
+pub mod dump_detach_tree;
 pub mod exec;
 pub mod freeze;
 pub mod show;
