@@ -38,7 +38,11 @@
 //                 nobody writes to (user_data 0xdead): a request that
 //                 never completes, which it leaves in flight while it
 //                 works (its other completions are told apart by
-//                 user_data) and at its exit.
+//                 user_data) and at its exit;
+//   END_FILE=PATH each child stops writing once PATH exists (looked at
+//                 before each record), checks every record it wrote, and
+//                 ends as above with the number it wrote: a test ends a
+//                 long run when it has seen what it needed.
 //
 // Usage: tree_worker OUTPUT_DIR RECORDS [DELAY_MS [OPTION]...]
 // Build: cc -O2 -Wall -o tree_worker tree_worker.c -luring -lpthread
@@ -67,6 +71,7 @@ static int me = -1; // the child's index, -1 in the parent
 static int stuck_read;
 static int stuck_pipe[2];
 static char stuck_byte;
+static const char *end_file;
 
 static void fail(const char *what, int err)
 {
@@ -177,14 +182,16 @@ static void child(int index, int ready)
 	if (write(ready, &started, 1) != 1)
 		fail("reporting ready", errno);
 	close(ready);
-	for (unsigned seq = 0; seq < records; seq++) {
-		write_record(ring, write_buf, seq);
-		check_record(ring, read_buf, seq);
+	unsigned written = 0;
+	while (written < records && !(end_file && access(end_file, F_OK) == 0)) {
+		write_record(ring, write_buf, written);
+		check_record(ring, read_buf, written);
+		written++;
 		pause_between_records();
 	}
-	for (unsigned seq = 0; seq < records; seq++)
+	for (unsigned seq = 0; seq < written; seq++)
 		check_record(ring, read_buf, seq);
-	printf("{\"child\": %d, \"done\": %u, \"ok\": true}\n", index, records);
+	printf("{\"child\": %d, \"done\": %u, \"ok\": true}\n", index, written);
 	fflush(stdout);
 	exit(0);
 }
@@ -192,7 +199,7 @@ static void child(int index, int ready)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: tree_worker OUTPUT_DIR RECORDS [DELAY_MS [NO_PDEATHSIG|STUCK_READ]...]\n");
+		fprintf(stderr, "usage: tree_worker OUTPUT_DIR RECORDS [DELAY_MS [NO_PDEATHSIG|STUCK_READ|END_FILE=PATH]...]\n");
 		return 2;
 	}
 	const char *dir = argv[1];
@@ -205,6 +212,8 @@ int main(int argc, char **argv)
 			pdeathsig = 0;
 		else if (strcmp(argv[i], "STUCK_READ") == 0)
 			stuck_read = 1;
+		else if (strncmp(argv[i], "END_FILE=", 9) == 0)
+			end_file = argv[i] + 9;
 		else
 			fail(argv[i], EINVAL);
 	}
