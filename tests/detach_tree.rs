@@ -541,3 +541,59 @@ fn the_fdinfo_backend_is_refused_and_the_tree_left_running() {
     let (code, stdout, stderr) = worker.finish();
     assert_eq!(code, Some(0), "{stdout}{stderr}");
 }
+
+/// A take-out that fails after the image is on disk (a test build's
+/// `--fail-take-out-in PID`: the first child's take-out fails after its
+/// ring fds are closed, before its ring regions are unmapped) stops there:
+/// every process is left stopped, the parent without its rings, the first
+/// child with its mappings only, the second child with everything, and
+/// the one line says so, process by process, with where the image is.
+#[test]
+fn a_take_out_that_fails_half_way_says_what_each_process_holds() {
+    let dir = scratch_dir("detach-tree-half-way");
+    let worker = TreeWorker::start_long(&dir, &[]);
+    let (parent, first, second) = (worker.pid, worker.children[0], worker.children[1]);
+    let image = dir.join("tree.img");
+    let image_text = image.to_str().expect("utf-8 path");
+    let output = plan(&[
+        "dump",
+        "--pid",
+        &parent.to_string(),
+        "--tree",
+        "--detach",
+        "-o",
+        image_text,
+        "--fail-take-out-in",
+        &first.to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("an error line: {stderr}"));
+    for expected in [
+        format!("taking the rings out of pid {first}: "),
+        "munmap (an injected failure)".to_owned(),
+        format!("the image is in {image_text} and every process of the tree of pid {parent} is left stopped"),
+        format!("pid {parent}: rings taken out ("),
+        format!("pid {first}: partly taken out ("),
+        format!("pid {second}: rings in place"),
+        format!("`plan exec {image_text} --pid {parent}`"),
+    ] {
+        assert!(line.contains(&expected), "{expected:?} not in: {stderr}");
+    }
+    let decoded = ringplan_image::decode_slice(&std::fs::read(&image).expect("the image"))
+        .expect("a valid image");
+    assert_eq!(decoded.processes.len(), 3);
+
+    for pid in [parent, first, second] {
+        assert_eq!(state(pid), b'T', "pid {pid} left stopped");
+    }
+    assert_eq!(ring_fds(parent), Vec::<String>::new());
+    assert_eq!(ring_mappings(parent), Vec::<String>::new());
+    assert_eq!(ring_fds(first), Vec::<String>::new(), "its fds closed");
+    assert_eq!(ring_mappings(first).len(), 4, "its mappings kept");
+    assert_eq!(ring_fds(second).len(), 2, "untouched");
+    assert_eq!(ring_mappings(second).len(), 4, "untouched");
+}

@@ -54,6 +54,9 @@ pub struct DumpArgs {
         requires = "detach"
     )]
     drain_timeout: f64,
+    /// Hidden flags of test builds only (`--fail-take-out-in`).
+    #[command(flatten)]
+    test_hooks: crate::commands::dump_test_hooks::TestHookArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -111,6 +114,7 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
                     dumper: &mut dumper,
                     output,
                     drain_timeout: timeout,
+                    test_hooks: args.test_hooks,
                 },
             );
         }

@@ -199,6 +199,7 @@ pub(crate) fn teardown_of(image: &ringplan_image::Image) -> detach::Teardown {
             })
             .map(|slot| slot.tid)
             .collect(),
+        ..detach::Teardown::default()
     }
 }
 

@@ -33,6 +33,8 @@ pub struct TreeDetachRequest<'a> {
     pub dumper: &'a mut Dumper,
     pub output: &'a Path,
     pub drain_timeout: Duration,
+    /// Hidden flags of test builds (`--fail-take-out-in`).
+    pub test_hooks: super::dump_test_hooks::TestHookArgs,
 }
 
 /// One process of the tree, held by ptrace.
@@ -157,7 +159,8 @@ pub fn run(request: TreeDetachRequest<'_>) -> Result<(), CliError> {
     // From here on the image is on disk: the first failure stops the
     // take-out, every process is left stopped, and the error says what
     // each still holds.
-    let teardown = teardown_of(&dump.image);
+    let mut teardown = teardown_of(&dump.image);
+    super::dump_test_hooks::apply(request.test_hooks, &mut teardown);
     let taking = Instant::now();
     let mut taken: Vec<TakenOut> = held.iter().map(|_| TakenOut::default()).collect();
     let mut failure: Option<(usize, String)> = None;

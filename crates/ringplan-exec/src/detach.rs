@@ -205,6 +205,12 @@ pub struct Teardown {
     /// `registered_ring_fds`): one that no ring fd of the process lets in
     /// unregisters them through a throwaway ring.
     pub ring_fd_threads: Vec<u32>,
+    /// Test hook (`test-hooks` feature): [`let_go`] in this process fails
+    /// (`ECANCELED`, as a failed `munmap`) after its ring fds are closed
+    /// and before its ring regions are unmapped, so that a caller's report
+    /// of a half-done take-out can be tested against a real process.
+    #[cfg(feature = "test-hooks")]
+    pub fail_before_unmapping_in: Option<u32>,
 }
 
 /// `IORING_UNREGISTER_RING_FDS` of all of thread `tid`'s slots, called on a
@@ -350,6 +356,15 @@ pub fn let_go(
         let result = remote.syscall(closer, libc::SYS_close as u64, [fd as u64, 0, 0, 0, 0, 0])?;
         check(pid, closer, &format!("close({fd})"), result)?;
         taken.closed_fds.push(fd);
+    }
+    #[cfg(feature = "test-hooks")]
+    if teardown.fail_before_unmapping_in == Some(pid) {
+        return Err(DetachError::Syscall {
+            pid,
+            tid: closer,
+            call: "munmap (an injected failure)".to_owned(),
+            errno: Errno::CANCELED,
+        });
     }
     let text = maps::read(process).map_err(|source| DetachError::Procfs {
         pid,
