@@ -39,6 +39,11 @@ pub struct DumpArgs {
     /// first (a dump with requests that do not complete is refused, naming
     /// them, and the process resumed untouched); the image is written and
     /// fsynced before anything is closed. Needs -o and the BPF backend.
+    /// With --tree: every process of the tree is stopped before anything is
+    /// read, the rings of all of them drained (a shared ring once), one
+    /// tree image written, then every ring taken out of every process,
+    /// and every process left stopped; a refusal leaves the whole tree as
+    /// found.
     #[arg(long, requires = "output", conflicts_with_all = ["freeze", "fds"])]
     detach: bool,
     /// With --detach: how long to wait for requests in flight to complete.
@@ -49,6 +54,9 @@ pub struct DumpArgs {
         requires = "detach"
     )]
     drain_timeout: f64,
+    /// Hidden flags of test builds only (`--fail-take-out-in`).
+    #[command(flatten)]
+    test_hooks: crate::commands::dump_test_hooks::TestHookArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -86,12 +94,6 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
         BackendArg::Bpf => BackendChoice::Bpf,
         BackendArg::Fdinfo => BackendChoice::Fdinfo,
     };
-    if args.detach && args.tree {
-        return Err(CliError::bad_input(
-            "--detach --tree is not supported: the rings of a tree are taken out one process at a time \
-             by plan checkpoint, and put back into a tree by no command yet",
-        ));
-    }
     if args.detach {
         let timeout = std::time::Duration::try_from_secs_f64(args.drain_timeout).map_err(|_| {
             CliError::bad_input(format!(
@@ -102,7 +104,20 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
         let Some(output) = args.output.as_deref() else {
             return Err(CliError::bad_input("--detach needs -o IMAGE"));
         };
+        // No such process, or no rights over it: said before BPF loads.
+        ringplan_dump::Target::open(args.pid).map_err(ringplan_dump::DumpError::from)?;
         let mut dumper = ringplan_dump::Dumper::new(choice)?;
+        if args.tree {
+            return crate::commands::dump_detach_tree::run(
+                crate::commands::dump_detach_tree::TreeDetachRequest {
+                    pid: args.pid,
+                    dumper: &mut dumper,
+                    output,
+                    drain_timeout: timeout,
+                    test_hooks: args.test_hooks,
+                },
+            );
+        }
         return crate::commands::dump_detach::run(crate::commands::dump_detach::DetachRequest {
             pid: args.pid,
             dumper: &mut dumper,

@@ -22,7 +22,7 @@ use ringplan_image::SetupFlags;
 use crate::error::{with_sources, CliError};
 
 /// How often the requests in flight are measured again while draining.
-const DRAIN_PAUSE: Duration = Duration::from_millis(2);
+pub(crate) const DRAIN_PAUSE: Duration = Duration::from_millis(2);
 
 /// What `--detach` was asked. The dumper is loaded by the caller, before
 /// anything is stopped (`plan checkpoint` loads it once for a whole tree).
@@ -132,24 +132,7 @@ pub fn run(request: DetachRequest<'_>) -> Result<Instant, CliError> {
             image = request.output.display()
         ))
     };
-    let teardown = detach::Teardown {
-        defer_taskrun_rings: dump.image.objects.iter().any(|object| match &object.kind {
-            ObjectKind::Ring(ring) => {
-                ring.setup.flags.is_none() || ring.setup.has(SetupFlags::DEFER_TASKRUN)
-            }
-            _ => false,
-        }),
-        ring_fd_threads: dump
-            .image
-            .objects
-            .iter()
-            .flat_map(|object| match &object.kind {
-                ObjectKind::Ring(ring) => ring.registered_ring_fds.as_slice(),
-                _ => &[],
-            })
-            .map(|slot| slot.tid)
-            .collect(),
-    };
+    let teardown = teardown_of(&dump.image);
     let taken = detach::take_rings_out(&mut remote, teardown);
     let stopping = detach::stop_when_released(pid);
     let detaching = Instant::now();
@@ -197,8 +180,31 @@ pub fn run(request: DetachRequest<'_>) -> Result<Instant, CliError> {
     Ok(started)
 }
 
+/// What the kernel's teardown of the rings of `image` needs to know
+/// (shared with `--tree --detach`).
+pub(crate) fn teardown_of(image: &ringplan_image::Image) -> detach::Teardown {
+    detach::Teardown {
+        defer_taskrun_rings: image.objects.iter().any(|object| match &object.kind {
+            ObjectKind::Ring(ring) => {
+                ring.setup.flags.is_none() || ring.setup.has(SetupFlags::DEFER_TASKRUN)
+            }
+            _ => false,
+        }),
+        ring_fd_threads: image
+            .objects
+            .iter()
+            .flat_map(|object| match &object.kind {
+                ObjectKind::Ring(ring) => ring.registered_ring_fds.as_slice(),
+                _ => &[],
+            })
+            .map(|slot| slot.tid)
+            .collect(),
+        ..detach::Teardown::default()
+    }
+}
+
 /// "a, b", or "none".
-fn listed(items: &[String]) -> String {
+pub(crate) fn listed(items: &[String]) -> String {
     if items.is_empty() {
         "none".to_owned()
     } else {
@@ -269,7 +275,7 @@ fn refusal(rings: &[RingInFlight], drained_for: Duration) -> Option<String> {
 /// temporary file beside it and fsynced, renamed over `path`, then the
 /// directory fsynced (so that the name survives too). A failure leaves no
 /// partial image at `path`.
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),

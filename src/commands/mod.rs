@@ -6,6 +6,8 @@ pub mod compile;
 pub mod demo;
 pub mod dump;
 pub mod dump_detach;
+pub mod dump_detach_tree;
+pub mod dump_test_hooks;
 pub mod exec;
 pub mod freeze;
 pub mod show;

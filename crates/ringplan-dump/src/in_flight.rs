@@ -93,7 +93,16 @@ pub fn describe_request(request: &PendingRequest) -> String {
 
 /// The in-flight reports of every ring of `raw`, in fd order.
 pub fn rings_in_flight(raw: &RawState) -> Vec<RingInFlight> {
-    let mut rings: Vec<RingInFlight> = raw
+    keyed_rings_in_flight(raw)
+        .into_iter()
+        .map(|(_, ring)| ring)
+        .collect()
+}
+
+/// [`rings_in_flight`], each with the ring's key in `raw` (its identity
+/// inside the dumper: the same in every process that holds the ring).
+fn keyed_rings_in_flight(raw: &RawState) -> Vec<(u64, RingInFlight)> {
+    let mut rings: Vec<(u64, RingInFlight)> = raw
         .rings
         .keys()
         .map(|ring| {
@@ -114,7 +123,7 @@ pub fn rings_in_flight(raw: &RawState) -> Vec<RingInFlight> {
                     _ => None,
                 }
             });
-            match raw.in_flight.get(ring) {
+            let report = match raw.in_flight.get(ring) {
                 Some(in_flight) => RingInFlight {
                     fd,
                     count: in_flight.count.clone(),
@@ -127,11 +136,72 @@ pub fn rings_in_flight(raw: &RawState) -> Vec<RingInFlight> {
                     pending: Known::Unknown,
                     task_work_owner,
                 },
-            }
+            };
+            (*ring, report)
         })
         .collect();
-    rings.sort_by_key(|ring| ring.fd.unwrap_or(i32::MAX));
+    rings.sort_by_key(|(_, ring)| ring.fd.unwrap_or(i32::MAX));
     rings
+}
+
+/// One ring of a process tree and its requests in flight, reported once
+/// however many processes hold it (a ring created before `fork()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeRingInFlight {
+    /// The first process, in tree order, that holds the ring (by an fd, a
+    /// mapping, a registered slot or a table); `ring.fd` is its lowest fd
+    /// of the ring.
+    pub pid: u32,
+    /// Every process that holds the ring by an fd, with its lowest fd of
+    /// it, in tree order.
+    pub fds: Vec<(u32, i32)>,
+    pub ring: RingInFlight,
+}
+
+impl std::fmt::Display for TreeRingInFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {}'s {}", self.pid, self.ring)?;
+        let others: Vec<String> = self
+            .fds
+            .iter()
+            .filter(|(pid, _)| *pid != self.pid)
+            .map(|(pid, fd)| format!("pid {pid} fd {fd}"))
+            .collect();
+        if !others.is_empty() {
+            write!(f, " (the ring is shared: also {})", others.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Merges the in-flight reports of a tree's processes (`reads`: pid and
+/// keyed reports, in tree order): each ring once, as its first holder
+/// read it.
+fn merge_tree_in_flight(reads: Vec<(u32, Vec<(u64, RingInFlight)>)>) -> Vec<TreeRingInFlight> {
+    let mut merged: Vec<(u64, TreeRingInFlight)> = Vec::new();
+    for (pid, rings) in reads {
+        for (key, ring) in rings {
+            let fd = ring.fd;
+            let index = match merged.iter().position(|(known, _)| *known == key) {
+                Some(index) => index,
+                None => {
+                    merged.push((
+                        key,
+                        TreeRingInFlight {
+                            pid,
+                            fds: Vec::new(),
+                            ring,
+                        },
+                    ));
+                    merged.len() - 1
+                }
+            };
+            if let (Some(fd), Some((_, entry))) = (fd, merged.get_mut(index)) {
+                entry.fds.push((pid, fd));
+            }
+        }
+    }
+    merged.into_iter().map(|(_, ring)| ring).collect()
 }
 
 impl Dumper {
@@ -140,5 +210,58 @@ impl Dumper {
     pub fn in_flight(&mut self, target: &Target) -> Result<Vec<RingInFlight>, DumpError> {
         let read = self.read_consistent(target, Recheck::None)?;
         Ok(rings_in_flight(&read.raw))
+    }
+
+    /// Reads the requests in flight of every ring of a held tree
+    /// ([`crate::tree::HeldTree`]): each process is read, and a ring
+    /// several processes hold is reported once (by the kernel's identity
+    /// of the ring, which the dumper keeps to itself).
+    pub fn tree_in_flight(
+        &mut self,
+        targets: &[Target],
+    ) -> Result<Vec<TreeRingInFlight>, DumpError> {
+        let mut reads = Vec::with_capacity(targets.len());
+        for target in targets {
+            let read = self.read_consistent(target, Recheck::None)?;
+            reads.push((target.pid(), keyed_rings_in_flight(&read.raw)));
+        }
+        Ok(merge_tree_in_flight(reads))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(fd: Option<i32>, count: u32) -> RingInFlight {
+        RingInFlight {
+            fd,
+            count: Ok(count),
+            pending: Known::Known(Vec::new()),
+            task_work_owner: None,
+        }
+    }
+
+    /// A ring two processes hold is reported once, as the first read it,
+    /// with both processes' fds; a process's own ring stays its own.
+    #[test]
+    fn a_shared_ring_is_reported_once_with_every_holder() {
+        let merged = merge_tree_in_flight(vec![
+            (100, vec![(0xa, ring(Some(3), 1))]),
+            (101, vec![(0xa, ring(Some(5), 1)), (0xb, ring(Some(7), 0))]),
+            (102, vec![(0xa, ring(None, 1))]),
+        ]);
+        assert_eq!(merged.len(), 2, "{merged:?}");
+        assert_eq!(merged[0].pid, 100);
+        assert_eq!(merged[0].fds, vec![(100, 3), (101, 5)]);
+        assert_eq!(merged[0].ring.fd, Some(3));
+        assert_eq!(merged[1].pid, 101);
+        assert_eq!(merged[1].fds, vec![(101, 7)]);
+        assert_eq!(
+            merged[0].to_string(),
+            "pid 100's ring fd 3: 1 request(s) in flight; 1 not named (in neither the poll nor the timeout \
+             tables: running in io-wq workers, or a wait the dumper does not list) (the ring is shared: also \
+             pid 101 fd 5)"
+        );
     }
 }

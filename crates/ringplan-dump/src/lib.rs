@@ -56,10 +56,10 @@ pub use assemble::{AssembleError, Selection};
 pub use bpf::{BpfDumper, BpfError};
 pub use fdinfo::FdinfoError;
 pub use freeze::{FreezeError, FreezeMethod, Frozen, HeldBy};
-pub use in_flight::RingInFlight;
+pub use in_flight::{RingInFlight, TreeRingInFlight};
 pub use maps::MapsError;
 pub use target::{Target, TargetError};
-pub use tree::{dump_tree, dump_tree_with, TreeOptions};
+pub use tree::{dump_tree, dump_tree_with, hold_tree, HeldTree, TreeOptions};
 
 /// Which backend to read the kernel's state with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

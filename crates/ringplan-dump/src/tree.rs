@@ -145,15 +145,9 @@ fn listed(pid: u32) -> Result<Vec<Member>, Attempt> {
     Ok(members)
 }
 
-fn dump_once(
-    dumper: &mut Dumper,
-    root: &Target,
-    freeze: Option<FreezeMethod>,
-) -> Result<Dump, Attempt> {
-    let pid = root.pid();
-    if root.has_exited() {
-        return Err(DumpError::ExitedDuringDump { pid }.into());
-    }
+/// The tree of `pid`, listed, and each process opened; a descendant that
+/// exited meanwhile is a change of the tree.
+fn opened(pid: u32) -> Result<(Vec<Member>, Vec<Target>), Attempt> {
     let members = listed(pid)?;
     let mut targets = Vec::with_capacity(members.len());
     for member in &members {
@@ -170,33 +164,120 @@ fn dump_once(
             Err(error) => return Err(DumpError::from(error).into()),
         }
     }
-    // Every process held before the first read; dropped (let go) on every
-    // way out of this function.
-    let mut holds: Vec<Frozen> = Vec::new();
-    let start = std::time::Instant::now();
-    if let Some(method) = freeze {
-        for target in &targets {
-            match Frozen::hold(target, method) {
-                Ok(frozen) => holds.push(frozen),
-                Err(_) if target.has_exited() && target.pid() != pid => {
-                    return Err(Attempt::Changed(format!(
-                        "process {} exited while the tree was being held",
-                        target.pid()
-                    )))
-                }
-                Err(_) if target.has_exited() => {
-                    return Err(DumpError::ExitedDuringDump { pid }.into())
-                }
-                Err(error) => return Err(DumpError::Freeze(error).into()),
+    Ok((members, targets))
+}
+
+/// Holds every process of `targets` (the tree of `pid`, `members`) with
+/// `method`, in tree order, then lists the tree again: a process forked
+/// before its parent stopped is not held, which is a change of the tree.
+/// Every hold is let go on every way out but success.
+fn hold_all(
+    pid: u32,
+    members: &[Member],
+    targets: &[Target],
+    method: FreezeMethod,
+) -> Result<Vec<Frozen>, Attempt> {
+    let mut holds = Vec::with_capacity(targets.len());
+    for target in targets {
+        match Frozen::hold(target, method) {
+            Ok(frozen) => holds.push(frozen),
+            Err(_) if target.has_exited() && target.pid() != pid => {
+                return Err(Attempt::Changed(format!(
+                    "process {} exited while the tree was being held",
+                    target.pid()
+                )))
             }
-        }
-        // A process forked before its parent stopped is not held.
-        if listed(pid)? != members {
-            return Err(Attempt::Changed(
-                "a process of the tree forked or exited while the tree was being held".to_owned(),
-            ));
+            Err(_) if target.has_exited() => return Err(DumpError::ExitedDuringDump { pid }.into()),
+            Err(error) => return Err(DumpError::Freeze(error).into()),
         }
     }
+    if listed(pid)? != members {
+        return Err(Attempt::Changed(
+            "a process of the tree forked or exited while the tree was being held".to_owned(),
+        ));
+    }
+    Ok(holds)
+}
+
+/// A process tree every process of which is held still (`plan dump --tree
+/// --detach`): listed, each process opened and held, in tree order, and
+/// listed again after the last hold to see that no process was forked
+/// meanwhile. Dropping it lets every process go ([`Frozen`]).
+#[derive(Debug)]
+pub struct HeldTree {
+    /// The processes, parents before their children.
+    pub members: Vec<Member>,
+    /// Each member opened, in the same order.
+    pub targets: Vec<Target>,
+    /// Each member's hold, in the same order.
+    pub holds: Vec<Frozen>,
+}
+
+/// Holds `pid` and its descendants with `method`, every process before
+/// anything is read (see [`HeldTree`]); a tree that changed while it was
+/// being held (a fork, an exit) is let go and held again, up to
+/// [`READ_ATTEMPTS`] times.
+pub fn hold_tree(pid: u32, method: FreezeMethod) -> Result<HeldTree, DumpError> {
+    let root = Target::open(pid)?;
+    let mut last_change = String::new();
+    for _ in 0..READ_ATTEMPTS {
+        if root.has_exited() {
+            return Err(DumpError::ExitedDuringDump { pid });
+        }
+        let attempt = opened(pid).and_then(|(members, targets)| {
+            let holds = hold_all(pid, &members, &targets, method)?;
+            Ok(HeldTree {
+                members,
+                targets,
+                holds,
+            })
+        });
+        match attempt {
+            Ok(tree) => return Ok(tree),
+            Err(Attempt::Changed(what)) => last_change = what,
+            Err(Attempt::Failed(error)) => return Err(error),
+        }
+    }
+    Err(DumpError::KeptChanging {
+        pid,
+        attempts: READ_ATTEMPTS,
+        last_change,
+    })
+}
+
+impl Dumper {
+    /// Dumps a held tree into one image, as [`dump_tree`] does, each
+    /// process read as a single dump reads it (the fd table looked at
+    /// again after the rings: a process sharing a held one's fd table
+    /// without being a thread of it is not held). The holds are the
+    /// caller's: nothing is let go here.
+    pub fn dump_held_tree(&mut self, tree: &HeldTree) -> Result<Dump, DumpError> {
+        let mut reads = Vec::with_capacity(tree.targets.len());
+        for target in &tree.targets {
+            reads.push(self.read_consistent(target, Recheck::FdTable)?);
+        }
+        let pids: Vec<u32> = tree.members.iter().map(|member| member.pid).collect();
+        finish(self, &tree.members, reads, &pids)
+    }
+}
+
+fn dump_once(
+    dumper: &mut Dumper,
+    root: &Target,
+    freeze: Option<FreezeMethod>,
+) -> Result<Dump, Attempt> {
+    let pid = root.pid();
+    if root.has_exited() {
+        return Err(DumpError::ExitedDuringDump { pid }.into());
+    }
+    let (members, targets) = opened(pid)?;
+    // Every process held before the first read; dropped (let go) on every
+    // way out of this function.
+    let start = std::time::Instant::now();
+    let holds: Vec<Frozen> = match freeze {
+        Some(method) => hold_all(pid, &members, &targets, method)?,
+        None => Vec::new(),
+    };
     let mut reads = Vec::with_capacity(targets.len());
     for (position, target) in targets.iter().enumerate() {
         let recheck = match holds.get(position).map(Frozen::held_by) {

@@ -28,6 +28,13 @@
 //!   ([`wake_io_threads`]). Most of the wait is the kernel's: one grace
 //!   period, two for `DEFER_TASKRUN` rings (10-20 ms each at HZ=250:
 //!   `docs/performance.md`).
+//! - A tree (`plan dump --tree --detach`): a ring created before `fork()`
+//!   is held by several processes and freed by the kernel only when its
+//!   last holder lets go, so [`take_rings_out`]'s two halves run apart:
+//!   [`let_go`] in every process of the tree first, then one
+//!   [`wait_until_freed`] over all of them (the teardown of a shared ring
+//!   waits for the task work of every thread, in any process, that used
+//!   it). [`take_rings_out`] is the two for one process.
 
 use std::time::{Duration, Instant};
 
@@ -198,6 +205,12 @@ pub struct Teardown {
     /// `registered_ring_fds`): one that no ring fd of the process lets in
     /// unregisters them through a throwaway ring.
     pub ring_fd_threads: Vec<u32>,
+    /// Test hook (`test-hooks` feature): [`let_go`] in this process fails
+    /// (`ECANCELED`, as a failed `munmap`) after its ring fds are closed
+    /// and before its ring regions are unmapped, so that a caller's report
+    /// of a half-done take-out can be tested against a real process.
+    #[cfg(feature = "test-hooks")]
+    pub fail_before_unmapping_in: Option<u32>,
 }
 
 /// `IORING_UNREGISTER_RING_FDS` of all of thread `tid`'s slots, called on a
@@ -248,18 +261,55 @@ fn wait_for_grace_period() -> bool {
 /// Takes every ring out of the held process (see the module's doc) and
 /// waits up to [`IO_THREADS_WAIT`] for its io threads to end and the
 /// kernel to free the rings (as far as that can be seen: see the wait). The process
-/// stays held; the caller detaches it.
+/// stays held; the caller detaches it. [`let_go`] then [`wait_until_freed`]
+/// of this one process.
 pub fn take_rings_out(
     remote: &mut RemoteProcess,
     teardown: Teardown,
 ) -> Result<TakenOut, DetachError> {
+    let mut taken = TakenOut::default();
+    let_go(remote, &teardown, &mut taken)?;
+    let closed_any = taken.closed_any();
+    let freed = wait_until_freed(&mut [remote], closed_any, teardown.defer_taskrun_rings)?;
+    taken.io_workers_left = freed
+        .io_workers_left
+        .into_iter()
+        .flat_map(|(_, left)| left)
+        .collect();
+    taken.io_threads_gone_after = freed.waited;
+    taken.grace_periods = freed.grace_periods;
+    Ok(taken)
+}
+
+impl TakenOut {
+    /// Whether anything that holds a ring was closed or unmapped (a ring
+    /// may then be torn down by the kernel).
+    pub fn closed_any(&self) -> bool {
+        !self.closed_fds.is_empty() || !self.unmapped.is_empty()
+    }
+
+    /// Whether nothing was changed in the process yet.
+    pub fn is_untouched(&self) -> bool {
+        !self.closed_any() && self.threads_unregistered == 0
+    }
+}
+
+/// The first half of a take-out, in one held process: every thread's
+/// registered ring-fd slots cleared, every fd that holds a ring closed,
+/// every ring region unmapped (see the module's doc). What was done is
+/// recorded in `taken` as it is done, so that a caller told of a failure
+/// knows what the process still holds. A ring another process still holds
+/// lives on: the kernel frees a shared ring when its last holder lets go,
+/// which [`wait_until_freed`] waits for once every holder has.
+pub fn let_go(
+    remote: &mut RemoteProcess,
+    teardown: &Teardown,
+    taken: &mut TakenOut,
+) -> Result<(), DetachError> {
     let pid = remote.pid();
     let process = Process::Pid(pid);
     let started = Instant::now();
-    let mut taken = TakenOut {
-        io_threads_before: io_threads(pid)?,
-        ..TakenOut::default()
-    };
+    taken.io_threads_before = io_threads(pid)?;
     // Every thread may have registered ring fds of its own.
     let mut updates = Vec::with_capacity(REGISTERED_RING_FD_SLOTS as usize * RSRC_UPDATE_SIZE);
     for offset in 0..REGISTERED_RING_FD_SLOTS {
@@ -307,6 +357,15 @@ pub fn take_rings_out(
         check(pid, closer, &format!("close({fd})"), result)?;
         taken.closed_fds.push(fd);
     }
+    #[cfg(feature = "test-hooks")]
+    if teardown.fail_before_unmapping_in == Some(pid) {
+        return Err(DetachError::Syscall {
+            pid,
+            tid: closer,
+            call: "munmap (an injected failure)".to_owned(),
+            errno: Errno::CANCELED,
+        });
+    }
     let text = maps::read(process).map_err(|source| DetachError::Procfs {
         pid,
         what: "maps",
@@ -333,7 +392,38 @@ pub fn take_rings_out(
         taken.unmapped.push((start, end));
     }
     taken.syscalls = started.elapsed();
+    Ok(())
+}
+
+/// What [`wait_until_freed`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct Freed {
+    /// io-wq workers still there when the wait ended (a kernel that keeps
+    /// them until their thread exits: 6.1), per process, as "TID (comm)";
+    /// processes without any are left out.
+    pub io_workers_left: Vec<(u32, Vec<String>)>,
+    /// How long the wait took.
+    pub waited: Duration,
+    /// RCU grace periods waited for (`membarrier`).
+    pub grace_periods: u32,
+}
+
+/// The second half of a take-out, once every process that held the rings
+/// has let them go ([`let_go`]): waits up to [`IO_THREADS_WAIT`] until
+/// the kernel has ended the io threads of every held process in `remotes`
+/// and freed the rings, running every held thread's task work meanwhile
+/// (a ring shared by several processes waits for the task work of each
+/// thread, in any of them, that used it). `closed_any`: whether any
+/// process closed or unmapped something (else there is no teardown to
+/// wait for, only io threads to look at); `defer_taskrun_rings`: whether a
+/// ring taken out is (or may be) `DEFER_TASKRUN`.
+pub fn wait_until_freed(
+    remotes: &mut [&mut RemoteProcess],
+    closed_any: bool,
+    defer_taskrun_rings: bool,
+) -> Result<Freed, DetachError> {
     let waiting = Instant::now();
+    let mut freed = Freed::default();
     // The kernel lets each closed ring go in a worker (io_ring_exit_work):
     // killing the ring's reference count takes an RCU grace period; then
     // the worker queues a task work item in every thread that used the
@@ -346,12 +436,12 @@ pub fn take_rings_out(
     // long as that grace period took: a ring with no io thread shows
     // nothing when it is gone), then, with DEFER_TASKRUN rings, one more
     // grace period.
-    run_threads_task_work(remote)?;
-    // Nothing closed, nothing to tear down (but io threads to look at).
-    let closed_any = !taken.closed_fds.is_empty() || !taken.unmapped.is_empty();
+    for remote in remotes.iter_mut() {
+        run_threads_task_work(remote)?;
+    }
     let grace_period = Instant::now();
     if closed_any {
-        taken.grace_periods += u32::from(wait_for_grace_period());
+        freed.grace_periods += u32::from(wait_for_grace_period());
     }
     // The callback that ends the first wait runs after a grace period,
     // possibly the one after ours (measured: up to 4 ms after ours
@@ -359,32 +449,47 @@ pub fn take_rings_out(
     let polled = Instant::now();
     let at_least = grace_period.elapsed();
     loop {
-        run_threads_task_work(remote)?;
-        let left = io_threads(pid)?;
-        let sq_threads: Vec<&String> = left.iter().filter(|thread| is_sq_thread(thread)).collect();
+        let mut left = Vec::with_capacity(remotes.len());
+        for remote in remotes.iter_mut() {
+            run_threads_task_work(remote)?;
+            left.push((remote.pid(), io_threads(remote.pid())?));
+        }
+        let sq_threads_left = left
+            .iter()
+            .any(|(_, threads)| threads.iter().any(|thread| is_sq_thread(thread)));
+        let any_left = left.iter().any(|(_, threads)| !threads.is_empty());
         let workers_waited = waiting.elapsed() >= IO_WORKERS_WAIT;
-        let threads_done = left.is_empty() || (sq_threads.is_empty() && workers_waited);
+        let threads_done = !any_left || (!sq_threads_left && workers_waited);
         if threads_done && polled.elapsed() >= at_least {
-            taken.io_workers_left = left;
+            freed.io_workers_left = left
+                .into_iter()
+                .filter(|(_, threads)| !threads.is_empty())
+                .collect();
             break;
         }
         if waiting.elapsed() >= IO_THREADS_WAIT {
+            let (pid, threads) = left
+                .into_iter()
+                .find(|(_, threads)| !threads.is_empty())
+                .unwrap_or_default();
             return Err(DetachError::IoThreadsRemain {
                 pid,
-                threads: left.join(", "),
+                threads: threads.join(", "),
                 waited: waiting.elapsed(),
             });
         }
         std::thread::sleep(TASK_WORK_POLL);
     }
-    if closed_any && teardown.defer_taskrun_rings {
-        taken.grace_periods += u32::from(wait_for_grace_period());
+    if closed_any && defer_taskrun_rings {
+        freed.grace_periods += u32::from(wait_for_grace_period());
         // The worker frees the ring right after its grace period.
         std::thread::sleep(TASK_WORK_POLL);
-        run_threads_task_work(remote)?;
+        for remote in remotes.iter_mut() {
+            run_threads_task_work(remote)?;
+        }
     }
-    taken.io_threads_gone_after = waiting.elapsed();
-    Ok(taken)
+    freed.waited = waiting.elapsed();
+    Ok(freed)
 }
 
 /// Whether an entry of [`io_threads`] is an SQ thread.
