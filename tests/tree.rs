@@ -30,23 +30,8 @@ type Holders = BTreeSet<(u32, i32)>;
 
 /// Whether fd `fd1` of `pid1` and fd `fd2` of `pid2` are one open file.
 fn same_file(pid1: u32, fd1: i32, pid2: u32, fd2: i32) -> bool {
-    // SAFETY: kcmp takes integers only.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_kcmp,
-            pid1 as libc::pid_t,
-            pid2 as libc::pid_t,
-            ringplan_kernel::abi::kcmp::KCMP_FILE,
-            fd1 as libc::c_ulong,
-            fd2 as libc::c_ulong,
-        )
-    };
-    assert!(
-        result >= 0,
-        "kcmp({pid1}, {pid2}, KCMP_FILE, {fd1}, {fd2}): {}",
-        std::io::Error::last_os_error()
-    );
-    result == 0
+    ringplan_kernel::kcmp::same_file(pid1, fd1, pid2, fd2)
+        .unwrap_or_else(|errno| panic!("kcmp({pid1}, {pid2}, KCMP_FILE, {fd1}, {fd2}): {errno}"))
 }
 
 /// The kernel's view of a tree: every open file that is a ring or an

@@ -10,6 +10,7 @@
 //! - [`hold_lock`]: one ringplan command at a time stops and resumes a
 //!   process (an `flock` named after it), shared by every crate that stops
 //!   one (`--freeze`, `plan freeze`, `plan exec --pid`).
+//! - [`kcmp`]: whether two processes' fds are one open file.
 //!
 //! Every other crate takes these facts from here rather than writing its own
 //! copy, so that a kernel constant, a flag name or a `/proc` format has one
@@ -19,5 +20,6 @@
 
 pub mod abi;
 pub mod hold_lock;
+pub mod kcmp;
 pub mod probe;
 pub mod procfs;

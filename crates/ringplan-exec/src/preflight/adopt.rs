@@ -91,7 +91,12 @@ pub(crate) fn adoptable_fds(
                     receive.from_fd,
                     receive.from_pid
                 );
-                match kcmp_file(pid, install.fd, receive.from_pid, receive.from_fd) {
+                match ringplan_kernel::kcmp::same_file(
+                    pid,
+                    install.fd,
+                    receive.from_pid,
+                    receive.from_fd,
+                ) {
                     Ok(true) => adopted.push(AdoptedFd {
                         step: source,
                         object,
@@ -159,28 +164,6 @@ pub(crate) fn adoptable_fds(
         });
     }
     Ok(adopted)
-}
-
-/// Whether fd `fd1` of `pid1` and fd `fd2` of `pid2` are one open file
-/// (`kcmp(KCMP_FILE)`); `EBADF` when either is not open.
-fn kcmp_file(pid1: u32, fd1: i32, pid2: u32, fd2: i32) -> Result<bool, rustix::io::Errno> {
-    // SAFETY: kcmp takes only integers and reads no memory of ours.
-    let answer = unsafe {
-        libc::syscall(
-            libc::SYS_kcmp,
-            libc::pid_t::try_from(pid1).unwrap_or(-1),
-            libc::pid_t::try_from(pid2).unwrap_or(-1),
-            ringplan_kernel::abi::kcmp::KCMP_FILE,
-            libc::c_ulong::try_from(fd1).unwrap_or(libc::c_ulong::MAX),
-            libc::c_ulong::try_from(fd2).unwrap_or(libc::c_ulong::MAX),
-        )
-    };
-    if answer < 0 {
-        return Err(rustix::io::Errno::from_raw_os_error(
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        ));
-    }
-    Ok(answer == 0)
 }
 
 fn on_off(value: bool) -> &'static str {
