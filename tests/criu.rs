@@ -25,29 +25,7 @@ use crate::in_place::{
     can_put_back_a_closed_registered_file, check_records, has_moved_a_ring, proc_state,
     worker_binary,
 };
-use crate::support::{kernel_at_least, kernel_has_no_mmap, plan, scratch_dir};
-
-/// Whether CRIU runs here; says so when it does not.
-pub(crate) fn criu_works() -> bool {
-    match Command::new("criu").arg("check").output() {
-        Ok(output) if output.status.success() => true,
-        Ok(output) => {
-            let said = String::from_utf8_lossy(&output.stderr);
-            eprintln!(
-                "`criu check` fails on this kernel: not tried ({})",
-                said.lines()
-                    .filter(|line| line.contains("Error"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-            false
-        }
-        Err(_) => {
-            eprintln!("criu is not installed here: not tried");
-            false
-        }
-    }
-}
+use crate::support::{criu_works, kernel_at_least, kernel_has_no_mmap, plan, scratch_dir};
 
 /// Polls `path` until a line of it contains `needle`; that line.
 fn wait_for_line(path: &Path, needle: &str, limit: Duration) -> String {

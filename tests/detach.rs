@@ -460,7 +460,7 @@ fn detach_needs_an_output_file() {
 /// refuses while a ring is mapped ("Unknown shit 600 (anon_inode:[io_uring])").
 #[test]
 fn a_detached_process_is_dumpable_by_criu() {
-    if !crate::criu::criu_works() {
+    if !crate::support::criu_works() {
         return;
     }
     let dir = scratch_dir("detach_then_criu");

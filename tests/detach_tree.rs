@@ -597,3 +597,224 @@ fn a_take_out_that_fails_half_way_says_what_each_process_holds() {
     assert_eq!(ring_fds(second).len(), 2, "untouched");
     assert_eq!(ring_mappings(second).len(), 4, "untouched");
 }
+
+/// Each child's `{"child": I, "done": N, "ok": true}` line in `stdout`:
+/// the records it wrote, by child.
+fn done_lines(stdout: &str) -> Vec<(u64, u64)> {
+    let mut done: Vec<(u64, u64)> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["ok"] == true && line.get("child").is_some())
+        .map(|line| {
+            (
+                line["child"].as_u64().expect("child"),
+                line["done"].as_u64().expect("done"),
+            )
+        })
+        .collect();
+    done.sort_unstable();
+    done
+}
+
+/// Checks child `child`'s file in `dir` from outside: exactly `records`
+/// records of 512 bytes, each with its number and the bytes tree_worker
+/// fills it with.
+fn check_worker_file(dir: &Path, child: u64, records: u64) {
+    const RECORD: usize = 512;
+    let path = dir.join(format!("tree-worker-{child}.dat"));
+    let bytes = std::fs::read(&path).expect("the child's file");
+    assert_eq!(
+        bytes.len() as u64,
+        records * RECORD as u64,
+        "{}",
+        path.display()
+    );
+    for (seq, record) in bytes.chunks(RECORD).enumerate() {
+        let seq = seq as u32;
+        assert_eq!(
+            record[..4],
+            seq.to_ne_bytes(),
+            "record {seq} of child {child}"
+        );
+        for (index, &byte) in record.iter().enumerate().skip(4) {
+            let expected = (seq as usize * 31 + index * 7 + child as usize * 101) as u8;
+            assert_eq!(
+                byte, expected,
+                "record {seq} of child {child}, byte {index}"
+            );
+        }
+    }
+}
+
+/// The SQ heads of the rings of a tree image, in object order.
+fn sq_heads(image: &Path) -> Vec<u64> {
+    support::objects_of_kind(&view(image), "ring")
+        .iter()
+        .map(|ring| {
+            ring["state"]["positions"]["sq_head"]
+                .as_u64()
+                .expect("positions")
+        })
+        .collect()
+}
+
+/// The round trip: tree_worker taken out mid-work (`--tree --detach`),
+/// put back (`plan exec --pid` of the tree image), and each child goes on
+/// through its ring (the SQ heads move past the detach's) and finishes:
+/// every completion and byte right by its own checks, and every record of
+/// its file right when read from outside.
+#[test]
+fn a_tree_taken_out_mid_work_is_put_back_and_finishes_its_work() {
+    let dir = scratch_dir("detach-tree-round-trip");
+    let worker = TreeWorker::start_long(&dir, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let root = worker.pid.to_string();
+    let image = dir.join("tree.img");
+    let image_text = image.to_str().expect("utf-8 path");
+    plan_ok(&[
+        "dump", "--pid", &root, "--tree", "--detach", "-o", image_text,
+    ]);
+    if !support::kernel_has_no_mmap() {
+        // 6.1: the rings cannot go back where the children had them.
+        let refused = plan(&["exec", image_text, "--pid", &root]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("IORING_SETUP_NO_MMAP needs Linux 6.5"),
+            "{stderr}"
+        );
+        return;
+    }
+    let out = String::from_utf8(plan_ok(&["exec", image_text, "--pid", &root])).expect("utf-8");
+    assert!(out.starts_with("restored a tree of 3 processes"), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    let later = dir.join("later.img");
+    plan_ok(&[
+        "dump",
+        "--pid",
+        &root,
+        "--tree",
+        "-o",
+        later.to_str().expect("utf-8 path"),
+    ]);
+    let (detached, going_on) = (sq_heads(&image), sq_heads(&later));
+    assert_eq!(detached.len(), 2);
+    for (at_detach, now) in detached.iter().zip(&going_on) {
+        assert!(now > at_detach, "SQ heads {detached:?} then {going_on:?}");
+    }
+    let (code, stdout, stderr) = worker.finish();
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let done = done_lines(&stdout);
+    assert_eq!(done.len(), 2, "{stdout}");
+    for (child, records) in done {
+        check_worker_file(&dir, child, records);
+    }
+}
+
+/// Through CRIU: tree_worker (in a session of its own, its output in a
+/// file) checkpointed mid-work with `plan checkpoint` (its rings shared
+/// by the three processes: one tree image), restored with `plan restore`,
+/// and each child finishes its work correctly, checked as above.
+#[test]
+fn a_tree_sharing_rings_is_checkpointed_restored_and_finishes() {
+    if !support::criu_works() || !support::kernel_has_no_mmap() || !kernel_at_least(6, 18) {
+        // Before 6.18 a thread keeps its last io-wq worker after its rings
+        // are gone, which criu cannot dump (`tests/criu.rs` checks the
+        // refusal).
+        return;
+    }
+    let dir = scratch_dir("criu-tree-worker");
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).expect("images dir");
+    let out = dir.join("out");
+    let end = dir.join("end");
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let binary = BINARY.get_or_init(|| {
+        c_programs::build("tree_worker", Path::new(env!("CARGO_TARGET_TMPDIR")))
+            .unwrap_or_else(|error| panic!("{error}"))
+    });
+    let output = std::fs::File::create(&out).expect("out");
+    let mut child = Command::new("setsid")
+        .arg(binary)
+        .arg(&dir)
+        .arg("1000000")
+        .arg("5")
+        .arg("NO_PDEATHSIG")
+        .arg(format!("END_FILE={}", end.display()))
+        .stdin(Stdio::null())
+        .stdout(output.try_clone().expect("out"))
+        .stderr(output)
+        .spawn()
+        .expect("setsid tree_worker");
+    let ready = wait_for_line(&out, "\"children\"", Duration::from_secs(30));
+    let ready: Value = serde_json::from_str(&ready).expect("the ready line");
+    let pids: Vec<u32> = std::iter::once(child.id())
+        .chain(
+            ready["children"]
+                .as_array()
+                .expect("children")
+                .iter()
+                .map(|pid| pid.as_u64().expect("pid") as u32),
+        )
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let checkpointed = plan(&[
+        "checkpoint",
+        "--pid",
+        &child.id().to_string(),
+        "-D",
+        images.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&checkpointed.stderr);
+    if !checkpointed.status.success() {
+        for pid in &pids {
+            signal(*pid, rustix::process::Signal::KILL);
+        }
+        let _ = child.wait();
+        panic!("plan checkpoint: {stderr}");
+    }
+    assert!(images.join("ringplan-tree.img").is_file(), "{stderr}");
+    // criu dump killed it; reap it so that its pid is free for the restore.
+    let _ = child.wait();
+    let restored = plan(&["restore", "-D", images.to_str().expect("utf-8")]);
+    assert!(
+        restored.status.success(),
+        "plan restore: {}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&end, b"").expect("the end file");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let done = done_lines(&text);
+        if done.len() == 2 {
+            break done;
+        }
+        assert!(
+            !text.contains("tree_worker (") && Instant::now() < deadline,
+            "the restored tree did not finish: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for (child, records) in done {
+        check_worker_file(&dir, child, records);
+    }
+}
+
+/// Polls `path` until a line of it contains `needle`; that line.
+fn wait_for_line(path: &Path, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|line| line.contains(needle)) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {} within {limit:?}: {text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

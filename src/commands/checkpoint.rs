@@ -12,6 +12,7 @@ use ringplan_dump::{BackendChoice, Dumper};
 use ringplan_exec::{ExecOptions, Inputs, ProcessOptions};
 
 use super::dump_detach::{self, DetachRequest};
+use super::dump_detach_tree::{self, TreeDetachRequest};
 use crate::error::CliError;
 use crate::input::read_image;
 
@@ -229,21 +230,47 @@ impl RingMover for CliRings {
     }
 
     fn put_back(&mut self, pid: u32, image: &Path) -> Result<(), MoverError> {
-        let path = image.to_str().ok_or("the image's path is not UTF-8")?;
-        let image = read_image(path)?;
-        let plan = ringplan_plan::compile(&image)?;
-        let options = ExecOptions {
-            substitute_external: false,
-            raise_fd_limit: true,
-            skip_ring_mappings: false,
-            allow_moved_rings: false,
-            accept_restorer_credentials: false,
-        };
-        let process = ProcessOptions {
-            leave_stopped: true,
-        };
-        ringplan_exec::execute_in(pid, &plan, Inputs::default(), &options, &process)
+        let plan = plan_of(image)?;
+        ringplan_exec::execute_in(pid, &plan, Inputs::default(), &PUT_BACK, &LEAVE_STOPPED)
             .map_err(|error| crate::error::with_sources(&error))?;
         Ok(())
     }
+
+    fn take_out_tree(&mut self, root: u32, image: &Path) -> Result<Instant, MoverError> {
+        Ok(dump_detach_tree::run(TreeDetachRequest {
+            pid: root,
+            dumper: self.dumper()?,
+            output: image,
+            drain_timeout: DRAIN_TIMEOUT,
+            test_hooks: Default::default(),
+        })?)
+    }
+
+    fn put_back_tree(&mut self, root: u32, image: &Path) -> Result<(), MoverError> {
+        let plan = plan_of(image)?;
+        ringplan_exec::execute_tree_in(root, &plan, &PUT_BACK, &LEAVE_STOPPED)
+            .map_err(|error| crate::error::with_sources(&error))?;
+        Ok(())
+    }
+}
+
+/// How rings are put back: where their programs left them, nothing
+/// substituted or allowed to move.
+const PUT_BACK: ExecOptions = ExecOptions {
+    substitute_external: false,
+    raise_fd_limit: true,
+    skip_ring_mappings: false,
+    allow_moved_rings: false,
+    accept_restorer_credentials: false,
+};
+
+/// Put back into stopped processes, which the caller resumes.
+const LEAVE_STOPPED: ProcessOptions = ProcessOptions {
+    leave_stopped: true,
+};
+
+/// The plan of the image at `image`.
+fn plan_of(image: &Path) -> Result<ringplan_plan::Plan, MoverError> {
+    let path = image.to_str().ok_or("the image's path is not UTF-8")?;
+    Ok(ringplan_plan::compile(&read_image(path)?)?)
 }

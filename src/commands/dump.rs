@@ -116,7 +116,8 @@ pub fn run(args: DumpArgs) -> Result<(), CliError> {
                     drain_timeout: timeout,
                     test_hooks: args.test_hooks,
                 },
-            );
+            )
+            .map(drop);
         }
         return crate::commands::dump_detach::run(crate::commands::dump_detach::DetachRequest {
             pid: args.pid,

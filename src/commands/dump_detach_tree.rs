@@ -59,8 +59,9 @@ struct Timings {
     detach: Duration,
 }
 
-/// Detaches the tree of `request.pid`.
-pub fn run(request: TreeDetachRequest<'_>) -> Result<(), CliError> {
+/// Detaches the tree of `request.pid`; returns when its processes began to
+/// be held (what `plan checkpoint` counts their downtime from).
+pub fn run(request: TreeDetachRequest<'_>) -> Result<Instant, CliError> {
     let root = request.pid;
     // No such process, or no rights over it: said before anything is held.
     Target::open(root).map_err(ringplan_dump::DumpError::from)?;
@@ -285,7 +286,7 @@ pub fn run(request: TreeDetachRequest<'_>) -> Result<(), CliError> {
         ms(timings.freed),
         ms(timings.detach),
     );
-    Ok(())
+    Ok(started)
 }
 
 /// What process `position` of the tree holds after a failed take-out.

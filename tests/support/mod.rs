@@ -303,3 +303,25 @@ pub fn qemu_raw_image(dir: &Path) -> PathBuf {
     );
     raw
 }
+
+/// Whether CRIU runs here; says so when it does not.
+pub fn criu_works() -> bool {
+    match Command::new("criu").arg("check").output() {
+        Ok(output) if output.status.success() => true,
+        Ok(output) => {
+            let said = String::from_utf8_lossy(&output.stderr);
+            eprintln!(
+                "`criu check` fails on this kernel: not tried ({})",
+                said.lines()
+                    .filter(|line| line.contains("Error"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            false
+        }
+        Err(_) => {
+            eprintln!("criu is not installed here: not tried");
+            false
+        }
+    }
+}

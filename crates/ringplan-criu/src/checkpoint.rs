@@ -1,6 +1,8 @@
 //! `plan checkpoint`: take the rings out of every process of the tree that
-//! has some (each left stopped, its image written and synced), write the
-//! manifest, then `criu dump` the tree, which now has no io_uring. If criu
+//! has some (each left stopped, its image written and synced; when two
+//! processes share a ring, `kcmp`, all of them at once into one tree
+//! image), write the manifest, then `criu dump` the tree, which now has no
+//! io_uring. If criu
 //! fails, or with `leave_running`, every process gets its rings back and
 //! runs on.
 
@@ -14,7 +16,7 @@ use ringplan_kernel::procfs::{task, Process};
 
 use crate::binary::Criu;
 use crate::error::CriuError;
-use crate::manifest::{image_name, Manifest, ProcessRings, FORMAT, VERSION};
+use crate::manifest::{image_name, Manifest, ProcessRings, FORMAT, TREE_IMAGE, VERSION};
 use crate::mover::{resume, RingMover};
 
 /// How to checkpoint.
@@ -68,51 +70,19 @@ pub fn checkpoint(
     }
 
     let started = Instant::now();
-    let requests: Vec<(u32, PathBuf)> = with_rings
-        .iter()
-        .map(|&process| (process, dir.join(image_name(process))))
-        .collect();
-    let mut results = mover.take_out_all(&requests).into_iter();
-    let mut taken: Vec<(u32, PathBuf)> = Vec::new();
-    let mut first_stop: Option<Instant> = None;
-    let mut first_failure = None;
-    for (process, image) in requests {
-        // A list cut short after a failure: the rest were not tried.
-        let Some(result) = results.next() else {
-            if first_failure.is_none() {
-                first_failure = Some((process, "the mover did not try it".to_owned()));
-            }
-            break;
-        };
-        match result {
-            Ok(stopped_at) => {
-                first_stop = Some(first_stop.map_or(stopped_at, |first| first.min(stopped_at)));
-                taken.push((process, image));
-            }
-            // A process that ended since the tree was read has no rings
-            // to take out, and criu will not dump it.
-            Err(_) if !Path::new(&format!("/proc/{process}")).exists() => {}
-            Err(cause) => {
-                first_failure.get_or_insert((process, cause.to_string()));
-            }
-        }
-    }
-    if let Some((process, cause)) = first_failure {
-        let during = format!("taking the rings out of process {process} failed: {cause}");
-        give_back(mover, &taken, &during)?;
-        return Err(CriuError::TakeOut {
-            pid: process,
-            cause,
-        });
-    }
+    let (taken, first_stop) = if rings_shared_between(&with_rings) {
+        take_out_tree(mover, pid, dir, &with_rings)?
+    } else {
+        take_out_each(mover, dir, &with_rings)?
+    };
     let first_stop = first_stop.unwrap_or_else(Instant::now);
     // criu dump fails on an io thread ("Can't block signals"): say why
     // instead, and give the rings back.
-    for (process, _) in &taken {
-        let threads = task::io_threads(Process::Pid(*process)).unwrap_or_default();
+    for process in taken.processes() {
+        let threads = task::io_threads(Process::Pid(process)).unwrap_or_default();
         if !threads.is_empty() {
             let error = CriuError::IoThreadsLeft {
-                pid: *process,
+                pid: process,
                 threads: threads.join(", "),
             };
             give_back(mover, &taken, &error.to_string())?;
@@ -124,14 +94,12 @@ pub fn checkpoint(
         version: VERSION,
         root_pid: pid,
         criu_version: criu.version().to_owned(),
-        processes: taken
-            .iter()
-            .map(|(pid, _)| ProcessRings {
-                pid: *pid,
-                image: image_name(*pid),
-            })
-            .collect(),
+        processes: taken.manifest_entries(),
         thread_ids: thread_ids(pid),
+        tree_image: match &taken {
+            Taken::Tree { .. } => Some(TREE_IMAGE.to_owned()),
+            Taken::Each(_) => None,
+        },
     };
     if let Err(error) = manifest.write(dir) {
         give_back(mover, &taken, &error.to_string())?;
@@ -191,13 +159,161 @@ fn holds_rings(pid: u32) -> bool {
         })
 }
 
-/// Puts every taken ring back and resumes the process; the first failure
-/// is reported with `during` (what went wrong before).
-fn give_back(
+/// What a checkpoint took out: each process's rings into an image of its
+/// own, or a whole tree's into one.
+enum Taken {
+    Each(Vec<(u32, PathBuf)>),
+    Tree {
+        root: u32,
+        image: PathBuf,
+        processes: Vec<u32>,
+    },
+}
+
+impl Taken {
+    /// The processes whose rings were taken out.
+    fn processes(&self) -> Vec<u32> {
+        match self {
+            Taken::Each(taken) => taken.iter().map(|(pid, _)| *pid).collect(),
+            Taken::Tree { processes, .. } => processes.clone(),
+        }
+    }
+
+    fn manifest_entries(&self) -> Vec<ProcessRings> {
+        self.processes()
+            .into_iter()
+            .map(|pid| ProcessRings {
+                pid,
+                image: match self {
+                    Taken::Each(_) => image_name(pid),
+                    Taken::Tree { .. } => TREE_IMAGE.to_owned(),
+                },
+            })
+            .collect()
+    }
+}
+
+/// Takes each process's rings out into its own image (the mover may do
+/// them at once); on a failure, gives back what it took.
+fn take_out_each(
     mover: &mut dyn RingMover,
-    taken: &[(u32, PathBuf)],
-    during: &str,
-) -> Result<(), CriuError> {
+    dir: &Path,
+    with_rings: &[u32],
+) -> Result<(Taken, Option<Instant>), CriuError> {
+    let requests: Vec<(u32, PathBuf)> = with_rings
+        .iter()
+        .map(|&process| (process, dir.join(image_name(process))))
+        .collect();
+    let mut results = mover.take_out_all(&requests).into_iter();
+    let mut taken: Vec<(u32, PathBuf)> = Vec::new();
+    let mut first_stop: Option<Instant> = None;
+    let mut first_failure = None;
+    for (process, image) in requests {
+        // A list cut short after a failure: the rest were not tried.
+        let Some(result) = results.next() else {
+            if first_failure.is_none() {
+                first_failure = Some((process, "the mover did not try it".to_owned()));
+            }
+            break;
+        };
+        match result {
+            Ok(stopped_at) => {
+                first_stop = Some(first_stop.map_or(stopped_at, |first| first.min(stopped_at)));
+                taken.push((process, image));
+            }
+            // A process that ended since the tree was read has no rings
+            // to take out, and criu will not dump it.
+            Err(_) if !Path::new(&format!("/proc/{process}")).exists() => {}
+            Err(cause) => {
+                first_failure.get_or_insert((process, cause.to_string()));
+            }
+        }
+    }
+    let taken = Taken::Each(taken);
+    if let Some((process, cause)) = first_failure {
+        let during = format!("taking the rings out of process {process} failed: {cause}");
+        give_back(mover, &taken, &during)?;
+        return Err(CriuError::TakeOut {
+            pid: process,
+            cause,
+        });
+    }
+    Ok((taken, first_stop))
+}
+
+/// Takes the rings of the whole tree of `root` out into one tree image:
+/// its processes share rings. A refusal leaves the tree as found.
+fn take_out_tree(
+    mover: &mut dyn RingMover,
+    root: u32,
+    dir: &Path,
+    with_rings: &[u32],
+) -> Result<(Taken, Option<Instant>), CriuError> {
+    let image = dir.join(TREE_IMAGE);
+    let stopped_at = mover
+        .take_out_tree(root, &image)
+        .map_err(|cause| CriuError::TakeOut {
+            pid: root,
+            cause: cause.to_string(),
+        })?;
+    Ok((
+        Taken::Tree {
+            root,
+            image,
+            processes: with_rings.to_vec(),
+        },
+        Some(stopped_at),
+    ))
+}
+
+/// Whether two processes of `pids` hold one ring (a ring fd of one is the
+/// open file of a ring fd of another, `kcmp`): a ring set up before
+/// `fork()`, which only a tree image holds as one object.
+fn rings_shared_between(pids: &[u32]) -> bool {
+    let ring_fds: Vec<(u32, Vec<i32>)> = pids
+        .iter()
+        .map(|&pid| {
+            let fds = ProcessFds::open(Process::Pid(pid))
+                .and_then(|mut fds| fds.ring_fds())
+                .unwrap_or_default();
+            (pid, fds)
+        })
+        .collect();
+    ring_fds.iter().enumerate().any(|(index, (pid, fds))| {
+        ring_fds[index + 1..].iter().any(|(other, other_fds)| {
+            fds.iter().any(|&fd| {
+                other_fds.iter().any(|&other_fd| {
+                    ringplan_kernel::kcmp::same_file(*pid, fd, *other, other_fd).unwrap_or(false)
+                })
+            })
+        })
+    })
+}
+
+/// Puts every taken ring back and resumes the processes; the first
+/// failure is reported with `during` (what went wrong before).
+fn give_back(mover: &mut dyn RingMover, taken: &Taken, during: &str) -> Result<(), CriuError> {
+    let taken = match taken {
+        Taken::Each(taken) => taken,
+        Taken::Tree {
+            root,
+            image,
+            processes,
+        } => {
+            // `--tree --detach` stopped every process of the tree.
+            let tree = task::tree(*root).unwrap_or_else(|_| processes.clone());
+            let result = mover.put_back_tree(*root, image);
+            for &pid in &tree {
+                let _ = resume(pid);
+            }
+            return result.map_err(|cause| CriuError::PutBackAfter {
+                during: during.to_owned(),
+                pid: *root,
+                image: image.clone(),
+                cause: cause.to_string(),
+            });
+        }
+    };
     let mut first_failure = None;
     for (pid, image) in taken {
         match mover.put_back(*pid, image) {

@@ -32,6 +32,12 @@ pub struct Manifest {
     /// with their ids, so `plan restore` first checks they are free.
     #[serde(default)]
     pub thread_ids: Vec<u32>,
+    /// Set when the tree's processes shared rings: then the rings of all of
+    /// them are in this one tree image (`plan dump --tree --detach`), which
+    /// every entry of `processes` names, and are put back together.
+    /// Left out otherwise (each process has an image of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_image: Option<String>,
 }
 
 /// One process's rings: its ringplan image, relative to the directory.
@@ -40,6 +46,9 @@ pub struct ProcessRings {
     pub pid: u32,
     pub image: String,
 }
+
+/// The file name of the one image of a tree whose processes share rings.
+pub const TREE_IMAGE: &str = "ringplan-tree.img";
 
 /// The image file name for process `pid`.
 pub fn image_name(pid: u32) -> String {
@@ -83,6 +92,13 @@ impl Manifest {
                 "{MANIFEST} is {} version {}, not {FORMAT} version {VERSION}",
                 manifest.format, manifest.version
             )));
+        }
+        if let Some(tree_image) = &manifest.tree_image {
+            if tree_image.contains('/') || !dir.join(tree_image).is_file() {
+                return Err(bad(format!(
+                    "the tree's processes shared rings, but its ringplan tree image {tree_image} is not there"
+                )));
+            }
         }
         for process in &manifest.processes {
             let image = manifest.image_path(dir, process);

@@ -44,6 +44,18 @@ pub trait RingMover {
     /// Recreates the rings of `image` inside `pid`, where the program left
     /// them, and leaves the process stopped (the caller resumes it).
     fn put_back(&mut self, pid: u32, image: &Path) -> Result<(), MoverError>;
+
+    /// Takes every ring out of every process of the tree of `root` at
+    /// once, into one tree image (`plan dump --tree --detach`): for a tree
+    /// whose processes share rings, which no process's own image could
+    /// hold. Every process of the tree is left stopped; a refusal leaves
+    /// the tree as found. Returns when the first process was stopped.
+    fn take_out_tree(&mut self, root: u32, image: &Path) -> Result<Instant, MoverError>;
+
+    /// Recreates the rings of tree image `image` in the tree of `root`
+    /// (`plan exec --pid` of a tree plan), each process's where its
+    /// program left them, and leaves every process stopped.
+    fn put_back_tree(&mut self, root: u32, image: &Path) -> Result<(), MoverError>;
 }
 
 /// Resumes a stopped process (`SIGCONT`).

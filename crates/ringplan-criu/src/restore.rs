@@ -1,5 +1,7 @@
 //! `plan restore`: `criu restore` the tree left stopped, put each
-//! process's rings back from its image, then resume the tree. On any
+//! process's rings back from its image (or, for a tree whose processes
+//! shared rings, the whole tree's from its one tree image), then resume
+//! the tree. On any
 //! failure the restored tree is killed: a half-restored program must not
 //! run.
 
@@ -67,7 +69,23 @@ pub fn restore(
         }
     };
     let putting = Instant::now();
-    for process in &manifest.processes {
+    if let Some(tree_image) = &manifest.tree_image {
+        // The tree's processes shared rings: put back together, from the
+        // one tree image, into the restored tree (the same pids).
+        if let Err(cause) = mover.put_back_tree(root_pid, &dir.join(tree_image)) {
+            kill_all(&processes);
+            return Err(CriuError::RestoreRings {
+                pid: root_pid,
+                cause: cause.to_string(),
+            });
+        }
+    }
+    let each = if manifest.tree_image.is_some() {
+        &[][..]
+    } else {
+        &manifest.processes[..]
+    };
+    for process in each {
         let image = manifest.image_path(dir, process);
         if let Err(cause) = mover.put_back(process.pid, &image) {
             kill_all(&processes);

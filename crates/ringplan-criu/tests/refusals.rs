@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use ringplan_criu::manifest::{image_name, ProcessRings, FORMAT, VERSION};
+use ringplan_criu::manifest::{image_name, ProcessRings, FORMAT, TREE_IMAGE, VERSION};
 use ringplan_criu::{Criu, CriuError, Manifest};
 
 fn scratch(name: &str) -> PathBuf {
@@ -78,6 +78,7 @@ fn a_directory_without_a_manifest_or_a_listed_image_is_refused() {
             image: image_name(42),
         }],
         thread_ids: vec![41, 42],
+        tree_image: None,
     };
     manifest.write(&dir).expect("writing the manifest");
     let error = Manifest::read(&dir).expect_err("its image is missing");
@@ -90,4 +91,26 @@ fn a_directory_without_a_manifest_or_a_listed_image_is_refused() {
     );
     std::fs::write(dir.join(image_name(42)), b"").expect("an image file");
     assert_eq!(Manifest::read(&dir).expect("complete"), manifest);
+
+    // A tree whose processes shared rings: one tree image, which must be
+    // there too.
+    let tree = Manifest {
+        processes: vec![ProcessRings {
+            pid: 42,
+            image: TREE_IMAGE.to_owned(),
+        }],
+        tree_image: Some(TREE_IMAGE.to_owned()),
+        ..manifest
+    };
+    tree.write(&dir).expect("writing the manifest");
+    let error = Manifest::read(&dir).expect_err("the tree image is missing");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: the tree's processes shared rings, but its ringplan tree image ringplan-tree.img is not there",
+            dir.display()
+        )
+    );
+    std::fs::write(dir.join(TREE_IMAGE), b"").expect("an image file");
+    assert_eq!(Manifest::read(&dir).expect("complete"), tree);
 }

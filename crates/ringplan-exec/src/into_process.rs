@@ -93,8 +93,8 @@ pub struct RestoredIn {
 }
 
 /// Every range the plan maps at a fixed address (ring memory placed where
-/// the program saw it, buffers, ring regions), `[start, end)`: where the
-/// scratch pages must not go.
+/// the program saw it, buffers, ring regions, a received ring's
+/// mappings), `[start, end)`: where the scratch pages must not go.
 pub(crate) fn placed_ranges(plan: &Plan) -> Vec<(u64, u64)> {
     let mut ranges: Vec<(u64, u64)> = crate::memory::buffer_ranges(plan).unwrap_or_default();
     for step in &plan.steps {
@@ -105,10 +105,10 @@ pub(crate) fn placed_ranges(plan: &Plan) -> Vec<(u64, u64)> {
                     (range.addr, range.addr.saturating_add(len))
                 }));
             }
-            ringplan_plan::Op::SetupRing(setup) => {
+            ringplan_plan::Op::SetupRing(ringplan_plan::SetupRing { mappings, .. })
+            | ringplan_plan::Op::ReceiveFd(ringplan_plan::ReceiveFd { mappings, .. }) => {
                 ranges.extend(
-                    setup
-                        .mappings
+                    mappings
                         .iter()
                         .map(|mapping| (mapping.addr, mapping.addr.saturating_add(mapping.len))),
                 );

@@ -6,7 +6,7 @@ use ringplan_image::document::{
     decode_versions, encode_cbor, read_header, EncodeError, FramingError,
 };
 
-use crate::compile::compile;
+use crate::compile;
 use crate::error::CompileError;
 use crate::model::{Plan, FORMAT_NAME, OLDEST_FORMAT_VERSION, TREE_FORMAT_VERSION};
 use crate::validate::{validate, PlanInvalid};

@@ -26,23 +26,7 @@ use crate::model::Plan;
 use adjacency::Adjacency;
 use graph::GraphBuilder;
 
-/// Compiles `image` into a plan: a pure function of the image.
-///
-/// Checks everything first (image validation, then what the planner cannot
-/// restore) and returns the first problem as a [`CompileError`] naming the
-/// object; only then builds steps.
-///
-/// A tree image (`plan dump --tree`) gives a tree plan: a part per
-/// process (see `tree.rs`).
-pub fn compile(image: &Image) -> Result<Plan, CompileError> {
-    if image.is_tree() {
-        crate::analyze::check_document(image)?;
-        return crate::tree::compile_tree(image);
-    }
-    compile_one(image)
-}
-
-/// Compiles the image of one process.
+/// Compiles the image of one process (see [`crate::compile`]).
 pub(crate) fn compile_one(image: &Image) -> Result<Plan, CompileError> {
     let analysis = analyze(image)?;
     let mut builder = GraphBuilder::new(&analysis)?;

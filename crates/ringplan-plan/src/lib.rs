@@ -47,7 +47,24 @@ pub use codec::{
     decode, decode_slice, encode, encode_to_vec, plan_from_image_or_plan, LoadError,
     PlanDecodeError, PlanEncodeError,
 };
-pub use compile::compile;
+use ringplan_image::Image;
+
 pub use error::CompileError;
 pub use model::*;
 pub use validate::{validate, PlanInvalid};
+
+/// Compiles `image` into a plan: a pure function of the image.
+///
+/// Checks everything first (image validation, then what the planner cannot
+/// restore) and returns the first problem as a [`CompileError`] naming the
+/// object; only then builds steps.
+///
+/// A tree image (`plan dump --tree`) gives a tree plan: a part per
+/// process (see `tree.rs`).
+pub fn compile(image: &Image) -> Result<Plan, CompileError> {
+    if image.is_tree() {
+        analyze::check_document(image)?;
+        return tree::compile_tree(image);
+    }
+    compile::compile_one(image)
+}

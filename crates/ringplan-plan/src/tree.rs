@@ -340,12 +340,16 @@ fn sub_image(image: &Image, creators: &Creators, index: usize) -> Image {
 }
 
 /// A ring another process creates, as a receiving process sees it: its
-/// setup (for the views), this process's mappings, nothing registered.
+/// sizes, this process's mappings, nothing registered. Its step becomes a
+/// `receive_fd`, so nothing of its setup is made: the flags that would
+/// ask the one-process compiler for more (an SQ thread and its group,
+/// memory the image must describe, restrictions) are left out.
 fn bare_ring(ring: &Ring, held: Option<&Held>) -> Ring {
     let mut setup = ring.setup.clone();
-    setup.flags = setup
-        .flags
-        .map(|flags| flags & !SetupFlags::ATTACH_WQ.bits());
+    let sizes = SetupFlags::CQSIZE | SetupFlags::SQE128 | SetupFlags::CQE32;
+    setup.flags = setup.flags.map(|flags| flags & sizes.bits());
+    setup.sq_thread_cpu = None;
+    setup.sq_thread_idle_ms = None;
     Ring {
         setup,
         wq_parent: None,

@@ -248,7 +248,14 @@ impl<B: Backend> Run<'_, B> {
             .backend
             .receive_fd(receive.from_pid, receive.from_fd)
             .map_err(fail("pidfd_getfd"))?;
-        let mapped = if receive.placed_memory {
+        let mapped = if receive.placed_memory && !self.continuous {
+            // Preflight allowed moved rings (no `NO_MMAP`): the creating
+            // part placed nothing, and the ring is where the kernel put it.
+            if let Some(object) = object {
+                self.moved_rings.push(object);
+            }
+            Ok(())
+        } else if receive.placed_memory {
             self.map_lent_memory(object, receive)
         } else {
             self.map_regions(object, &receive.mappings, B::number(&fd))
