@@ -25,24 +25,9 @@ use crate::in_place::{
     can_put_back_a_closed_registered_file, check_records, has_moved_a_ring, proc_state,
     worker_binary,
 };
-use crate::support::{criu_works, kernel_at_least, kernel_has_no_mmap, plan, scratch_dir};
-
-/// Polls `path` until a line of it contains `needle`; that line.
-fn wait_for_line(path: &Path, needle: &str, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = text.lines().find(|line| line.contains(needle)) {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in {} within {limit:?}: {text}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::support::{
+    criu_works, kernel_at_least, kernel_has_no_mmap, plan, scratch_dir, wait_for_line,
+};
 
 /// A ring_worker in its own session (setsid execs it in place: same pid,
 /// so that CRIU dumps and restores it without --shell-job), its output in

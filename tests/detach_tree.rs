@@ -755,7 +755,7 @@ fn a_tree_sharing_rings_is_checkpointed_restored_and_finishes() {
         .stderr(output)
         .spawn()
         .expect("setsid tree_worker");
-    let ready = wait_for_line(&out, "\"children\"", Duration::from_secs(30));
+    let ready = support::wait_for_line(&out, "\"children\"", Duration::from_secs(30));
     let ready: Value = serde_json::from_str(&ready).expect("the ready line");
     let pids: Vec<u32> = std::iter::once(child.id())
         .chain(
@@ -808,22 +808,5 @@ fn a_tree_sharing_rings_is_checkpointed_restored_and_finishes() {
     };
     for (child, records) in done {
         check_worker_file(&dir, child, records);
-    }
-}
-
-/// Polls `path` until a line of it contains `needle`; that line.
-fn wait_for_line(path: &Path, needle: &str, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = text.lines().find(|line| line.contains(needle)) {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in {} within {limit:?}: {text}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -220,6 +220,35 @@ fn check_ring(recorded: &Value, got: &Value, map: &BTreeMap<u64, u64>) {
     }
 }
 
+/// `--dry-run` holds and checks every process, changes none, and says
+/// what each part would do.
+#[test]
+fn a_tree_dry_run_checks_every_process_and_changes_none() {
+    let (_original, fresh, image) = shared_tree_and_fresh_tree("exec-tree-dry-run");
+    let pids = tree_pids(&fresh);
+    let before: Vec<ProcessState> = pids
+        .iter()
+        .map(|&pid| ProcessState::capture_of(pid))
+        .collect();
+    let root = fresh.pid().to_string();
+    let mut args = vec!["exec", image.as_str(), "--pid", &root, "--dry-run"];
+    args.extend_from_slice(moved_rings_where_needed());
+    let out = String::from_utf8(plan_ok(&args)).expect("utf-8");
+    for pid in &pids {
+        assert!(
+            out.contains(&format!("process {pid} (the plan's process")),
+            "{out}"
+        );
+    }
+    for (pid, state) in pids.iter().zip(&before) {
+        assert_eq!(
+            state.changes_to(&ProcessState::capture_of(*pid)),
+            Vec::<String>::new(),
+            "process {pid} changed"
+        );
+    }
+}
+
 /// Every step of every part failing undoes everything in every process
 /// (the fds and maps of all four as they were), and the tree restores
 /// after all of them.
@@ -299,10 +328,6 @@ fn tree_plan_refusals() {
         .changes_to(&ProcessState::capture_of(smaller.pid()))
         .is_empty());
     refused(&["exec", &image], "restores a tree of 4 processes");
-    refused(
-        &["exec", &image, "--pid", &root, "--dry-run"],
-        "--dry-run of a tree plan",
-    );
     refused(
         &["exec", &image, "--pid", &root, "--verify"],
         "--verify of a tree plan",

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use ringplan_kernel::procfs::mountinfo::{self, MountinfoEntry};
 use ringplan_kernel::procfs::Process;
@@ -63,7 +64,7 @@ impl Drop for Scenario {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -323,5 +324,22 @@ pub fn criu_works() -> bool {
             eprintln!("criu is not installed here: not tried");
             false
         }
+    }
+}
+
+/// Polls `path` until a line of it contains `needle`; that line.
+pub fn wait_for_line(path: &Path, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|line| line.contains(needle)) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {} within {limit:?}: {text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

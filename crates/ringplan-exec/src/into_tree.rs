@@ -75,6 +75,36 @@ pub fn execute_tree_in(
     execute_tree_in_inner(root, plan, options, process, None)
 }
 
+/// The preflight of [`execute_tree_in`] alone (`plan exec --pid ROOT
+/// --dry-run` of a tree plan): holds every process of the tree with steps,
+/// checks its part against it, and lets them all go as found. Each
+/// process's report, in the plan's order; the first refusal otherwise.
+pub fn preflight_tree_in(
+    root: u32,
+    plan: &Plan,
+    options: &ExecOptions,
+) -> Result<Vec<(u32, PreflightReport)>, ExecError> {
+    let mut held = Vec::new();
+    for live in live_parts(root, plan)?
+        .into_iter()
+        .filter(|part| !part.plan.steps.is_empty())
+    {
+        match hold_part(live, options) {
+            Ok(part) => held.push(part),
+            Err(error) => {
+                let_go(held, true);
+                return Err(error);
+            }
+        }
+    }
+    let reports = held
+        .iter()
+        .map(|part| (part.pid, part.report.clone()))
+        .collect();
+    let_go(held, true);
+    Ok(reports)
+}
+
 /// [`execute_tree_in`] with a failure injected at step `.1.step` of the
 /// part at position `.0` (0 is the tree's first process) (test hooks).
 pub(crate) fn execute_tree_in_inner(

@@ -131,7 +131,7 @@ pub use error::{ExecError, InputError, MemoryError};
 pub use into_process::{
     execute_in, preflight_in_process, ProcessOptions, RestoredIn, StoppedTimings,
 };
-pub use into_tree::execute_tree_in;
+pub use into_tree::{execute_tree_in, preflight_tree_in};
 pub use memory::{buffer_ranges, AnonymousBuffers, MemoryHook, NoMemory};
 pub use options::{ExecOptions, Inputs};
 pub use preflight::{preflight, AdoptedFd, PreflightReport};

@@ -244,11 +244,7 @@ impl<'a, B: Backend> PendingRun<'a, B> {
         for fd in handles.into_iter().flatten() {
             state.backend.close(fd);
         }
-        for (_, memfds) in std::mem::take(&mut state.lent) {
-            for memfd in memfds {
-                state.backend.close(memfd);
-            }
-        }
+        state.close_lent_memory();
         Restored {
             fds: std::mem::take(&mut state.installed),
             substituted: std::mem::take(&mut state.substituted),
@@ -415,11 +411,7 @@ fn undo_all<B: Backend>(
     for fd in installed.into_values().flatten() {
         state.backend.close(fd);
     }
-    for (_, memfds) in std::mem::take(&mut state.lent) {
-        for memfd in memfds {
-            state.backend.close(memfd);
-        }
-    }
+    state.close_lent_memory();
     for (addr, len) in std::mem::take(&mut state.ring_regions) {
         let _ = state.backend.munmap(addr, len);
     }
@@ -496,6 +488,16 @@ impl FdLimitRaise {
 }
 
 impl<B: Backend> Run<'_, B> {
+    /// Closes the memfds kept open for other parts of a tree plan (once
+    /// they mapped them, or when the run is undone).
+    fn close_lent_memory(&mut self) {
+        for (_, memfds) in std::mem::take(&mut self.lent) {
+            for memfd in memfds {
+                self.backend.close(memfd);
+            }
+        }
+    }
+
     /// Runs one step; an fd it creates goes into the handle table at the
     /// step's index, at or above the floor.
     fn step(

@@ -107,12 +107,27 @@ fn run_tree(
     plan: &Plan,
     options: &ExecOptions,
 ) -> Result<(), CliError> {
-    if args.dry_run || args.verify {
+    if args.verify {
         return Err(CliError::bad_input(format!(
-            "{}: {} of a tree plan is not supported yet (compare a restored tree with plan dump --tree)",
-            args.input,
-            if args.dry_run { "--dry-run" } else { "--verify" }
+            "{}: --verify of a tree plan is not supported yet (compare a restored tree with plan dump --tree)",
+            args.input
         )));
+    }
+    if args.dry_run {
+        let reports = ringplan_exec::preflight_tree_in(root, plan, options).map_err(exec_error)?;
+        let parts = std::iter::once(plan).chain(plan.processes.iter().map(|part| &part.plan));
+        let mut text = String::new();
+        for ((pid, report), part) in reports
+            .iter()
+            .zip(parts.filter(|part| !part.steps.is_empty()))
+        {
+            text.push_str(&format!(
+                "process {pid} (the plan's process {}):\n",
+                part.source.pid
+            ));
+            text.push_str(&dry_run_text(part, report));
+        }
+        return crate::commands::print_text(&text);
     }
     let process = ProcessOptions {
         leave_stopped: args.leave_stopped,

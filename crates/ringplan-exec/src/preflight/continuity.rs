@@ -127,11 +127,18 @@ fn check_continuity_within(
     options: &ExecOptions,
     target: Option<u32>,
 ) -> Result<bool, ExecError> {
-    let Some(first) = plan
-        .steps
-        .iter()
-        .find(|step| matches!(step.op, Op::PlaceRingMemory(_)))
-    else {
+    // A part of a tree plan that maps memory another part places needs
+    // the same kernel as the part that places it.
+    let Some(first) = plan.steps.iter().find(|step| {
+        matches!(
+            step.op,
+            Op::PlaceRingMemory(_)
+                | Op::ReceiveFd(ringplan_plan::ReceiveFd {
+                    placed_memory: true,
+                    ..
+                })
+        )
+    }) else {
         return Ok(true);
     };
     match kernel_supports_no_mmap() {
@@ -222,6 +229,44 @@ fn check_continuity_within(
         }
         if let Some(setup) = setup_on(plan, index) {
             check_lengths(index, ring, setup, memory)?;
+        }
+    }
+    // A received ring's mappings of memory another part placed: as free
+    // in this process as the placed memory must be in that one.
+    for (index, step) in plan.steps.iter().enumerate() {
+        let Op::ReceiveFd(receive) = &step.op else {
+            continue;
+        };
+        if !receive.placed_memory {
+            continue;
+        }
+        let ring = step.object.unwrap_or(ringplan_image::ObjectId(0));
+        for mapping in &receive.mappings {
+            let end = mapping
+                .addr
+                .saturating_add(page_round(mapping.len).unwrap_or(u64::MAX));
+            if let Some(by) = free.taken_by(mapping.addr, end)? {
+                let what = mapping.region.name();
+                return Err(match target {
+                    None => ExecError::RingMemoryTaken {
+                        step: index,
+                        ring,
+                        what,
+                        addr: mapping.addr,
+                        len: mapping.len,
+                        by,
+                    },
+                    Some(pid) => ExecError::RingMemoryTakenIn {
+                        pid,
+                        step: index,
+                        ring,
+                        what,
+                        addr: mapping.addr,
+                        len: mapping.len,
+                        by,
+                    },
+                });
+            }
         }
     }
     if let Some(pid) = target {
