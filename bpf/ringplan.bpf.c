@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * ringplan's BPF reader of io_uring state: two iter/task_file programs in
- * one object. Most of a load is libbpf's CO-RE candidate search, one scan
+ * ringplan's BPF reader of io_uring state: three iter/task_file programs
+ * and an iter/task program in one object, of which the dumper loads three
+ * on every dump and the fourth, ringplan_walk_fds (the personality and
+ * buffer-group walks), only for a ring that has some (see that program).
+ * Most of a load is libbpf's CO-RE candidate search, one scan
  * of the kernel's whole BTF per relocated root type (about 0.5 ms each), so
  * the object relocates only task_struct, files_struct, fdtable, file,
  * inode, eventfd_ctx, io_ring_ctx, io_sq_data, io_ev_fd, io_rsrc_node,
@@ -27,11 +30,14 @@
  * - RP_REQUEST_RING: the ring's header, an rp_ring_record (setup
  *   parameters, SQ thread, eventfd, table sizes, layout, inode number,
  *   positions, the SINGLE_ISSUER owner and the counters of requests in
- *   flight), after one rp_overflow_cqe_record per CQE of its overflow
- *   list and one rp_pending_request_record per request waiting on its
- *   own (poll-armed, timeouts);
+ *   flight; whether it has personalities and buffer groups, which
+ *   ringplan_walk_fds then counts), after one rp_overflow_cqe_record per
+ *   CQE of its overflow list and one rp_pending_request_record per request
+ *   waiting on its own (poll-armed, timeouts);
  * - RP_REQUEST_CHUNK: an rp_chunk_record and one slot record per occupied
- *   slot of a range of a registered table. Chunking exists because one
+ *   slot of a range of a registered table (files, buffers; the
+ *   personalities and buffer groups are ringplan_walk_fds's). Chunking
+ *   exists because one
  *   iterator object (one fd visit) can write at most 32 KiB: a table of
  *   19,000 files cannot be written by one visit, but 60 visits of 320 slots
  *   each fit;
@@ -941,14 +947,18 @@ static __always_inline bool walk_pbuf_rings(struct io_ring_ctx *ring, struct seq
 	return walk.ended;
 }
 
-/* The header's part of personalities (how many, the next id) and the
- * restrictions. */
+/* The header's part of personalities (none, or some to count; the next
+ * id), the restrictions, and whether there may be buffer groups. The
+ * walks that count personalities and groups are ringplan_walk_fds's: an
+ * empty xarray has a NULL head, so a ring without any costs this program
+ * no walk, and a dump of such rings never loads that program. */
 static __always_inline void read_credentials(struct io_ring_ctx *ring, struct rp_ring_record *rec)
 {
 	if (bpf_core_field_exists(ring->personalities) && bpf_core_field_exists(ring->pers_next)) {
 		rec->personality_next = BPF_CORE_READ(ring, pers_next);
-		if (walk_personalities(ring, NULL, 0, 0, &rec->personality_count,
-				       count_personalities_in_header))
+		if (BPF_CORE_READ(ring, personalities.xa_head))
+			rec->state_known |= RP_STATE_PERSONALITIES_TO_WALK;
+		else
 			rec->state_known |= RP_STATE_PERSONALITIES;
 	}
 	if (bpf_core_field_exists(ring->restrictions)) {
@@ -960,9 +970,14 @@ static __always_inline void read_credentials(struct io_ring_ctx *ring, struct rp
 		rec->restriction_flags = allowed | required << 8 | (registered & 1) << 16;
 		rec->state_known |= RP_STATE_RESTRICTIONS;
 	}
-	if (bpf_core_field_exists(ring->io_bl_xa) &&
-	    walk_pbuf_rings(ring, NULL, 0, 0, &rec->pbuf_count, count_pbuf_rings_in_header))
-		rec->state_known |= RP_STATE_PBUF_RINGS;
+	if (bpf_core_field_exists(ring->io_bl_xa)) {
+		/* 6.1 allocates its low-bgid array at the first group below
+		 * 64 and keeps it. */
+		bool maybe = BPF_CORE_READ(ring, io_bl_xa.xa_head) != NULL;
+		if (bpf_core_field_exists(ring->io_bl))
+			maybe |= BPF_CORE_READ(ring, io_bl) != NULL;
+		rec->state_known |= maybe ? RP_STATE_PBUF_RINGS_TO_WALK : RP_STATE_PBUF_RINGS;
+	}
 }
 
 /* Tags of 6.1 and 6.12 (rsrc_data->tags: tables of 512 u64s,
@@ -1321,31 +1336,41 @@ static __always_inline void write_pbuf_rings_chunk(struct seq_file *seq, struct 
 				write_pbuf_rings);
 }
 
+/* Fills the common part of a chunk record and finds its ring; false when
+ * the fd now refers to another ring (the record, written, says so). */
+static __always_inline bool begin_chunk(struct seq_file *seq, struct file *file,
+					struct rp_chunk_request *request, __u32 fd,
+					struct rp_chunk_record *rec, struct io_ring_ctx **ring)
+{
+	rec->header.kind = RP_RECORD_CHUNK;
+	rec->header.size = sizeof(*rec);
+	rec->fd = fd;
+	rec->table = request->table;
+	rec->start = request->start;
+	rec->layout = detect_layout();
+
+	*ring = ring_of_request(file, request);
+	rec->ctx = (__u64)*ring;
+	if (request->expected_ctx && rec->ctx != request->expected_ctx) {
+		rec->status = RP_CHUNK_OTHER_RING;
+		bpf_seq_write(seq, rec, sizeof(*rec));
+		return false;
+	}
+	rec->sq_thread_idle = BPF_CORE_READ(*ring, sq_thread_idle);
+	return true;
+}
+
 static __always_inline void write_chunk(struct seq_file *seq, struct file *file,
 					struct rp_chunk_request *request, __u32 fd)
 {
 	struct rp_chunk_record rec = {};
-	rec.header.kind = RP_RECORD_CHUNK;
-	rec.header.size = sizeof(rec);
-	rec.fd = fd;
-	rec.table = request->table;
-	rec.start = request->start;
-	rec.layout = detect_layout();
+	struct io_ring_ctx *ring;
 
-	struct io_ring_ctx *ring = ring_of_request(file, request);
-	rec.ctx = (__u64)ring;
-	if (request->expected_ctx && rec.ctx != request->expected_ctx) {
-		rec.status = RP_CHUNK_OTHER_RING;
+	if (!begin_chunk(seq, file, request, fd, &rec, &ring))
+		return;
+	if (request->table == RP_TABLE_PERSONALITIES || request->table == RP_TABLE_PBUF_RINGS) {
+		rec.status = RP_CHUNK_OTHER_PROGRAM;
 		bpf_seq_write(seq, &rec, sizeof(rec));
-		return;
-	}
-	rec.sq_thread_idle = BPF_CORE_READ(ring, sq_thread_idle);
-	if (request->table == RP_TABLE_PERSONALITIES) {
-		write_personalities_chunk(seq, ring, request, &rec);
-		return;
-	}
-	if (request->table == RP_TABLE_PBUF_RINGS) {
-		write_pbuf_rings_chunk(seq, ring, request, &rec);
 		return;
 	}
 	if (rec.layout == RP_LAYOUT_UNKNOWN) {
@@ -1409,6 +1434,83 @@ int ringplan_chunk_fds(struct bpf_iter__task_file *ctx)
 		write_chunk(seq, file, request, fd);
 	else if (request->kind == RP_REQUEST_PROBE)
 		write_probe_record(seq, file, fd);
+	return 0;
+}
+
+/* How many personalities and buffer groups a ring has: the walks that
+ * read_credentials left to this program. */
+static __always_inline void write_walk_counts(struct seq_file *seq, struct file *file,
+					      struct rp_chunk_request *request, __u32 fd)
+{
+	struct rp_walk_counts_record rec = {};
+	struct io_ring_ctx *ring = ring_of_request(file, request);
+
+	rec.header.kind = RP_RECORD_WALK_COUNTS;
+	rec.header.size = sizeof(rec);
+	rec.ctx = (__u64)ring;
+	rec.fd = fd;
+	if (request->expected_ctx && rec.ctx != request->expected_ctx) {
+		rec.status = RP_CHUNK_OTHER_RING;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return;
+	}
+	if (bpf_core_field_exists(ring->personalities) && bpf_core_field_exists(ring->pers_next) &&
+	    walk_personalities(ring, NULL, 0, 0, &rec.personality_count,
+			       count_personalities_in_header))
+		rec.state_known |= RP_STATE_PERSONALITIES;
+	if (bpf_core_field_exists(ring->io_bl_xa) &&
+	    walk_pbuf_rings(ring, NULL, 0, 0, &rec.pbuf_count, count_pbuf_rings_in_header))
+		rec.state_known |= RP_STATE_PBUF_RINGS;
+	rec.status = RP_CHUNK_OK;
+	bpf_seq_write(seq, &rec, sizeof(rec));
+}
+
+static __always_inline void write_walk_chunk(struct seq_file *seq, struct file *file,
+					     struct rp_chunk_request *request, __u32 fd)
+{
+	struct rp_chunk_record rec = {};
+	struct io_ring_ctx *ring;
+
+	if (!begin_chunk(seq, file, request, fd, &rec, &ring))
+		return;
+	if (request->table == RP_TABLE_PERSONALITIES) {
+		write_personalities_chunk(seq, ring, request, &rec);
+	} else if (request->table == RP_TABLE_PBUF_RINGS) {
+		write_pbuf_rings_chunk(seq, ring, request, &rec);
+	} else {
+		rec.status = RP_CHUNK_OTHER_PROGRAM;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+	}
+}
+
+/*
+ * ringplan_walk_fds (pass B's walks) answers, like ringplan_chunk_fds and
+ * over the same chunk_requests map, the requests that walk a ring's
+ * personalities xarray and its provided-buffer groups: walk counts and
+ * the chunks of those two tables. It is its own program because the
+ * verifier checks each bpf_loop callback at each call site (6.1's cannot
+ * share one): these walks cost about four times the rest of pass B to
+ * verify. Its autoload is off: the dumper loads it (a second instance of
+ * this object, only this program) the first time a ring record says
+ * RP_STATE_*_TO_WALK, and keeps it.
+ */
+SEC("iter/task_file")
+int ringplan_walk_fds(struct bpf_iter__task_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct file *file = ctx->file;
+	__u32 fd = ctx->fd;
+
+	if (!ctx->task || !file)
+		return 0;
+	struct rp_chunk_request *request = bpf_map_lookup_elem(&chunk_requests, &fd);
+	if (!request)
+		return 0;
+
+	if (request->kind == RP_REQUEST_WALK_COUNTS)
+		write_walk_counts(seq, file, request, fd);
+	else if (request->kind == RP_REQUEST_CHUNK)
+		write_walk_chunk(seq, file, request, fd);
 	return 0;
 }
 
