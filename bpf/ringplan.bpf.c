@@ -4,17 +4,20 @@
  * and an iter/task program in one object, of which the dumper loads three
  * on every dump and the fourth, ringplan_walk_fds (the personality and
  * buffer-group walks), only for a ring that has some (see that program).
- * Most of a load is libbpf's CO-RE candidate search, one scan
- * of the kernel's whole BTF per relocated root type (about 0.5 ms each), so
- * the object relocates only task_struct, files_struct, fdtable, file,
- * inode, eventfd_ctx, io_ring_ctx, io_sq_data, io_ev_fd, io_rsrc_node,
- * io_mapped_ubuf, io_rings, io_overflow_cqe, io_mapped_region, page,
- * io_buffer_list, and for
- * the requests in flight io_kiocb, io_timeout, io_hash_table, io_hash_bucket,
- * hlist_head, hlist_node, io_wq_work_node and io_submit_state. (Two objects loaded on two threads were measured slower:
- * the second repeats the BTF parse and the types both read, and wins only
- * with an idle second core, which a target's spinning SQPOLL thread may
- * hold.)
+ * Most of a load is libbpf's CO-RE candidate search, one scan of the
+ * kernel's whole BTF per relocated root type (about 0.7 ms each on 6.18),
+ * and the verifier's walk of ringplan_chunk_fds. So the object relocates
+ * only task_struct, files_struct, fdtable, file, inode, eventfd_ctx,
+ * io_ring_ctx, io_sq_data, io_ev_fd, io_rsrc_node, io_rsrc_data,
+ * io_mapped_ubuf, io_rings, io_overflow_cqe, page, io_uring_task, and for
+ * the requests in flight io_kiocb, io_timeout, io_hash_table and
+ * io_hash_bucket (generic list nodes are read by their first word, see
+ * read_next); the walks add xa_node, cred, group_info and io_buffer_list,
+ * which libbpf relocates in every load of the object (their callbacks are
+ * subprograms, relocated whether their program loads or not). (Two
+ * objects loaded on two threads were measured slower: the second repeats
+ * the BTF parse and the types both read, and wins only with an idle
+ * second core, which a target's spinning SQPOLL thread may hold.)
  *
  * ringplan_target_fds (pass A) runs over the target process's fds (the link
  * is limited to the target's pidfd) and writes, for each, an rp_fd_record
@@ -311,6 +314,19 @@ static __always_inline void read_ring_state(struct io_ring_ctx *ring, struct rp_
 	}
 }
 
+/* The first word of a generic list node: list_head.next, hlist_head.first,
+ * hlist_node.next and io_wq_work_node.next are each the first member of
+ * their struct, by the definition of these types, on every kernel. Read
+ * without CO-RE: libbpf's candidate search costs about 0.7 ms per
+ * relocated type at every load, and these four types are read for nothing
+ * else. 0 when unreadable (the helper zeroes the word). */
+static __always_inline __u64 read_next(__u64 node)
+{
+	__u64 next = 0;
+	bpf_probe_read_kernel(&next, sizeof(next), (void *)node);
+	return next;
+}
+
 /* State of the overflow list walk's bpf_loop, on the program's stack. */
 struct overflow_loop {
 	struct seq_file *seq;
@@ -357,8 +373,7 @@ static long write_overflow_cqe(__u32 step, void *data)
 	rec.index = loop->index;
 	bpf_seq_write(loop->seq, &rec, sizeof(rec));
 	loop->index++;
-	struct list_head *node = (void *)loop->node;
-	loop->node = (__u64)BPF_CORE_READ(node, next);
+	loop->node = read_next(loop->node);
 	return 0;
 }
 
@@ -398,8 +413,7 @@ static long count_free_request(__u32 step, void *data)
 		return 1;
 	}
 	loop->count++;
-	struct io_wq_work_node *node = (void *)loop->node;
-	loop->node = (__u64)BPF_CORE_READ(node, next);
+	loop->node = read_next(loop->node);
 	return 0;
 }
 
@@ -474,16 +488,13 @@ static __always_inline long hashed_request_step(struct pending_loop *loop)
 			loop->ended = true;
 			return 1;
 		}
-		struct hlist_head *bucket =
-			(void *)(loop->buckets + (__u64)loop->bucket * loop->bucket_size +
-				 bpf_core_field_offset(struct io_hash_bucket, list));
-		loop->node = (__u64)BPF_CORE_READ(bucket, first);
+		loop->node = read_next(loop->buckets + (__u64)loop->bucket * loop->bucket_size +
+				       bpf_core_field_offset(struct io_hash_bucket, list));
 		loop->bucket++;
 		return 0;
 	}
 	write_pending_request(loop, loop->node - bpf_core_field_offset(struct io_kiocb, hash_node));
-	struct hlist_node *node = (void *)loop->node;
-	loop->node = (__u64)BPF_CORE_READ(node, next);
+	loop->node = read_next(loop->node);
 	return 0;
 }
 
@@ -499,8 +510,7 @@ static __always_inline long listed_timeout_step(struct pending_loop *loop)
 		return 1;
 	write_pending_request(loop, loop->node - bpf_core_field_offset(struct io_timeout, list) -
 					    bpf_core_field_offset(struct io_kiocb, file));
-	struct list_head *node = (void *)loop->node;
-	loop->node = (__u64)BPF_CORE_READ(node, next);
+	loop->node = read_next(loop->node);
 	return 0;
 }
 
@@ -542,9 +552,7 @@ static __always_inline bool walk_hash_table(struct pending_loop *loop, struct io
 	 * once, with the state of the first call (before 6.8; measured on
 	 * 6.1), would see a constant 0 in loop->node, take the branch that
 	 * writes a request for dead code and drop it (nothing was listed). */
-	struct hlist_head *first_bucket =
-		(void *)(loop->buckets + bpf_core_field_offset(struct io_hash_bucket, list));
-	loop->node = (__u64)BPF_CORE_READ(first_bucket, first);
+	loop->node = read_next(loop->buckets + bpf_core_field_offset(struct io_hash_bucket, list));
 	loop->bucket = 1;
 	bpf_loop(RP_MAX_HASH_BUCKETS + RP_MAX_PENDING_REQUESTS + 1, step, loop, 0);
 	return loop->ended;
@@ -554,7 +562,7 @@ static __always_inline bool walk_timeout_list(struct pending_loop *loop, struct 
 					      __u32 where, long (*step)(__u32, void *))
 {
 	loop->head = (__u64)list;
-	loop->node = (__u64)BPF_CORE_READ(list, next);
+	loop->node = read_next((__u64)list);
 	loop->where = where;
 	loop->ended = false;
 	bpf_loop(RP_MAX_PENDING_REQUESTS + 1, step, loop, 0);
