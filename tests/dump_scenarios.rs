@@ -788,6 +788,9 @@ fn a_kept_dumper_loads_the_walks_only_for_rings_with_some_and_once() {
             .collect::<Vec<_>>()
     );
     read(&mut dumper, &personalities);
+    dumper
+        .load_walks()
+        .expect("asking a dumper for walks it has");
     assert_eq!(
         dumper.walks_program_id(),
         Some(walks),

@@ -309,6 +309,14 @@ impl BpfDumper {
         libbpf_rs::Program::id_from_fd(walks.skeleton.progs.ringplan_walk_fds.as_fd()).ok()
     }
 
+    /// Loads the personality and buffer-group walks now, if not yet: a
+    /// caller about to stop a process for its dump (`plan checkpoint`)
+    /// loads them first, so that a ring with personalities or buffer
+    /// groups does not lengthen the stop by their load.
+    pub fn load_walks(&mut self) -> Result<(), BpfError> {
+        self.walks().map(|_| ())
+    }
+
     /// The walks' program, loaded the first time it is asked for.
     fn walks(&mut self) -> Result<&LoadedSkeleton, BpfError> {
         Ok(match self.walks.take() {
