@@ -5,7 +5,10 @@
 //!   kernel types), the cost of BPF at all;
 //! - with ringplan's own BPF object and its first pass (`bpf/ringplan.bpf.c`,
 //!   the same CO-RE reads of io_ring_ctx), the cost of reading what ringplan
-//!   reads, so the ratio shows what ringplan adds around it.
+//!   reads, so the ratio shows what ringplan adds around it. It loads the
+//!   programs a dump of the seed loads: not `ringplan_walk_fds` (the
+//!   personality and buffer-group walks), which the dumper loads only for
+//!   a ring that has some.
 //!
 //! All are whole processes, run alternately against the same `plan app seed`
 //! process in one run; the ratio of medians is the figure (target: at most
@@ -128,7 +131,12 @@ fn main() {
 
     let ours_args = ["dump", "--pid", &pid, "--backend", "bpf", "-o", "/dev/null"];
     let minimal_args = [pid.as_str(), minimal];
-    let same_reads_args = [pid.as_str(), ringplan, "ringplan_target_fds"];
+    let same_reads_args = [
+        pid.as_str(),
+        ringplan,
+        "ringplan_target_fds",
+        "ringplan_walk_fds",
+    ];
     for _ in 0..3 {
         time(PLAN, &ours_args);
         time(loader, &minimal_args);

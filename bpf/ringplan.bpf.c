@@ -1,17 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * ringplan's BPF reader of io_uring state: two iter/task_file programs in
- * one object. Most of a load is libbpf's CO-RE candidate search, one scan
- * of the kernel's whole BTF per relocated root type (about 0.5 ms each), so
- * the object relocates only task_struct, files_struct, fdtable, file,
- * inode, eventfd_ctx, io_ring_ctx, io_sq_data, io_ev_fd, io_rsrc_node,
- * io_mapped_ubuf, io_rings, io_overflow_cqe, io_mapped_region, page,
- * io_buffer_list, and for
- * the requests in flight io_kiocb, io_timeout, io_hash_table, io_hash_bucket,
- * hlist_head, hlist_node, io_wq_work_node and io_submit_state. (Two objects loaded on two threads were measured slower:
- * the second repeats the BTF parse and the types both read, and wins only
- * with an idle second core, which a target's spinning SQPOLL thread may
- * hold.)
+ * ringplan's BPF reader of io_uring state: three iter/task_file programs
+ * and an iter/task program in one object, of which the dumper loads three
+ * on every dump and the fourth, ringplan_walk_fds (the personality and
+ * buffer-group walks), only for a ring that has some (see that program).
+ * Most of a load is libbpf's CO-RE candidate search, one scan of the
+ * kernel's whole BTF per relocated root type (about 0.7 ms each on 6.18),
+ * and the verifier's walk of ringplan_chunk_fds. So the object relocates
+ * only task_struct, files_struct, fdtable, file, inode, eventfd_ctx,
+ * io_ring_ctx, io_sq_data, io_ev_fd, io_rsrc_node, io_rsrc_data,
+ * io_mapped_ubuf, io_rings, io_overflow_cqe, page, io_uring_task, and for
+ * the requests in flight io_kiocb, io_timeout, io_hash_table and
+ * io_hash_bucket (generic list nodes are read by their first word, see
+ * read_next); the walks add xa_node, cred, group_info and io_buffer_list,
+ * which libbpf relocates in every load of the object (their callbacks are
+ * subprograms, relocated whether their program loads or not). (Two
+ * objects loaded on two threads were measured slower: the second repeats
+ * the BTF parse and the types both read, and wins only with an idle
+ * second core, which a target's spinning SQPOLL thread may hold.)
  *
  * ringplan_target_fds (pass A) runs over the target process's fds (the link
  * is limited to the target's pidfd) and writes, for each, an rp_fd_record
@@ -27,11 +33,14 @@
  * - RP_REQUEST_RING: the ring's header, an rp_ring_record (setup
  *   parameters, SQ thread, eventfd, table sizes, layout, inode number,
  *   positions, the SINGLE_ISSUER owner and the counters of requests in
- *   flight), after one rp_overflow_cqe_record per CQE of its overflow
- *   list and one rp_pending_request_record per request waiting on its
- *   own (poll-armed, timeouts);
+ *   flight; whether it has personalities and buffer groups, which
+ *   ringplan_walk_fds then counts), after one rp_overflow_cqe_record per
+ *   CQE of its overflow list and one rp_pending_request_record per request
+ *   waiting on its own (poll-armed, timeouts);
  * - RP_REQUEST_CHUNK: an rp_chunk_record and one slot record per occupied
- *   slot of a range of a registered table. Chunking exists because one
+ *   slot of a range of a registered table (files, buffers; the
+ *   personalities and buffer groups are ringplan_walk_fds's). Chunking
+ *   exists because one
  *   iterator object (one fd visit) can write at most 32 KiB: a table of
  *   19,000 files cannot be written by one visit, but 60 visits of 320 slots
  *   each fit;
@@ -305,6 +314,19 @@ static __always_inline void read_ring_state(struct io_ring_ctx *ring, struct rp_
 	}
 }
 
+/* The first word of a generic list node: list_head.next, hlist_head.first,
+ * hlist_node.next and io_wq_work_node.next are each the first member of
+ * their struct, by the definition of these types, on every kernel. Read
+ * without CO-RE: libbpf's candidate search costs about 0.7 ms per
+ * relocated type at every load, and these four types are read for nothing
+ * else. 0 when unreadable (the helper zeroes the word). */
+static __always_inline __u64 read_next(__u64 node)
+{
+	__u64 next = 0;
+	bpf_probe_read_kernel(&next, sizeof(next), (void *)node);
+	return next;
+}
+
 /* State of the overflow list walk's bpf_loop, on the program's stack. */
 struct overflow_loop {
 	struct seq_file *seq;
@@ -351,8 +373,7 @@ static long write_overflow_cqe(__u32 step, void *data)
 	rec.index = loop->index;
 	bpf_seq_write(loop->seq, &rec, sizeof(rec));
 	loop->index++;
-	struct list_head *node = (void *)loop->node;
-	loop->node = (__u64)BPF_CORE_READ(node, next);
+	loop->node = read_next(loop->node);
 	return 0;
 }
 
@@ -392,8 +413,7 @@ static long count_free_request(__u32 step, void *data)
 		return 1;
 	}
 	loop->count++;
-	struct io_wq_work_node *node = (void *)loop->node;
-	loop->node = (__u64)BPF_CORE_READ(node, next);
+	loop->node = read_next(loop->node);
 	return 0;
 }
 
@@ -468,16 +488,13 @@ static __always_inline long hashed_request_step(struct pending_loop *loop)
 			loop->ended = true;
 			return 1;
 		}
-		struct hlist_head *bucket =
-			(void *)(loop->buckets + (__u64)loop->bucket * loop->bucket_size +
-				 bpf_core_field_offset(struct io_hash_bucket, list));
-		loop->node = (__u64)BPF_CORE_READ(bucket, first);
+		loop->node = read_next(loop->buckets + (__u64)loop->bucket * loop->bucket_size +
+				       bpf_core_field_offset(struct io_hash_bucket, list));
 		loop->bucket++;
 		return 0;
 	}
 	write_pending_request(loop, loop->node - bpf_core_field_offset(struct io_kiocb, hash_node));
-	struct hlist_node *node = (void *)loop->node;
-	loop->node = (__u64)BPF_CORE_READ(node, next);
+	loop->node = read_next(loop->node);
 	return 0;
 }
 
@@ -493,8 +510,7 @@ static __always_inline long listed_timeout_step(struct pending_loop *loop)
 		return 1;
 	write_pending_request(loop, loop->node - bpf_core_field_offset(struct io_timeout, list) -
 					    bpf_core_field_offset(struct io_kiocb, file));
-	struct list_head *node = (void *)loop->node;
-	loop->node = (__u64)BPF_CORE_READ(node, next);
+	loop->node = read_next(loop->node);
 	return 0;
 }
 
@@ -536,9 +552,7 @@ static __always_inline bool walk_hash_table(struct pending_loop *loop, struct io
 	 * once, with the state of the first call (before 6.8; measured on
 	 * 6.1), would see a constant 0 in loop->node, take the branch that
 	 * writes a request for dead code and drop it (nothing was listed). */
-	struct hlist_head *first_bucket =
-		(void *)(loop->buckets + bpf_core_field_offset(struct io_hash_bucket, list));
-	loop->node = (__u64)BPF_CORE_READ(first_bucket, first);
+	loop->node = read_next(loop->buckets + bpf_core_field_offset(struct io_hash_bucket, list));
 	loop->bucket = 1;
 	bpf_loop(RP_MAX_HASH_BUCKETS + RP_MAX_PENDING_REQUESTS + 1, step, loop, 0);
 	return loop->ended;
@@ -548,7 +562,7 @@ static __always_inline bool walk_timeout_list(struct pending_loop *loop, struct 
 					      __u32 where, long (*step)(__u32, void *))
 {
 	loop->head = (__u64)list;
-	loop->node = (__u64)BPF_CORE_READ(list, next);
+	loop->node = read_next((__u64)list);
 	loop->where = where;
 	loop->ended = false;
 	bpf_loop(RP_MAX_PENDING_REQUESTS + 1, step, loop, 0);
@@ -941,14 +955,18 @@ static __always_inline bool walk_pbuf_rings(struct io_ring_ctx *ring, struct seq
 	return walk.ended;
 }
 
-/* The header's part of personalities (how many, the next id) and the
- * restrictions. */
+/* The header's part of personalities (none, or some to count; the next
+ * id), the restrictions, and whether there may be buffer groups. The
+ * walks that count personalities and groups are ringplan_walk_fds's: an
+ * empty xarray has a NULL head, so a ring without any costs this program
+ * no walk, and a dump of such rings never loads that program. */
 static __always_inline void read_credentials(struct io_ring_ctx *ring, struct rp_ring_record *rec)
 {
 	if (bpf_core_field_exists(ring->personalities) && bpf_core_field_exists(ring->pers_next)) {
 		rec->personality_next = BPF_CORE_READ(ring, pers_next);
-		if (walk_personalities(ring, NULL, 0, 0, &rec->personality_count,
-				       count_personalities_in_header))
+		if (BPF_CORE_READ(ring, personalities.xa_head))
+			rec->state_known |= RP_STATE_PERSONALITIES_TO_WALK;
+		else
 			rec->state_known |= RP_STATE_PERSONALITIES;
 	}
 	if (bpf_core_field_exists(ring->restrictions)) {
@@ -960,9 +978,14 @@ static __always_inline void read_credentials(struct io_ring_ctx *ring, struct rp
 		rec->restriction_flags = allowed | required << 8 | (registered & 1) << 16;
 		rec->state_known |= RP_STATE_RESTRICTIONS;
 	}
-	if (bpf_core_field_exists(ring->io_bl_xa) &&
-	    walk_pbuf_rings(ring, NULL, 0, 0, &rec->pbuf_count, count_pbuf_rings_in_header))
-		rec->state_known |= RP_STATE_PBUF_RINGS;
+	if (bpf_core_field_exists(ring->io_bl_xa)) {
+		/* 6.1 allocates its low-bgid array at the first group below
+		 * 64 and keeps it. */
+		bool maybe = BPF_CORE_READ(ring, io_bl_xa.xa_head) != NULL;
+		if (bpf_core_field_exists(ring->io_bl))
+			maybe |= BPF_CORE_READ(ring, io_bl) != NULL;
+		rec->state_known |= maybe ? RP_STATE_PBUF_RINGS_TO_WALK : RP_STATE_PBUF_RINGS;
+	}
 }
 
 /* Tags of 6.1 and 6.12 (rsrc_data->tags: tables of 512 u64s,
@@ -1321,31 +1344,41 @@ static __always_inline void write_pbuf_rings_chunk(struct seq_file *seq, struct 
 				write_pbuf_rings);
 }
 
+/* Fills the common part of a chunk record and finds its ring; false when
+ * the fd now refers to another ring (the record, written, says so). */
+static __always_inline bool begin_chunk(struct seq_file *seq, struct file *file,
+					struct rp_chunk_request *request, __u32 fd,
+					struct rp_chunk_record *rec, struct io_ring_ctx **ring)
+{
+	rec->header.kind = RP_RECORD_CHUNK;
+	rec->header.size = sizeof(*rec);
+	rec->fd = fd;
+	rec->table = request->table;
+	rec->start = request->start;
+	rec->layout = detect_layout();
+
+	*ring = ring_of_request(file, request);
+	rec->ctx = (__u64)*ring;
+	if (request->expected_ctx && rec->ctx != request->expected_ctx) {
+		rec->status = RP_CHUNK_OTHER_RING;
+		bpf_seq_write(seq, rec, sizeof(*rec));
+		return false;
+	}
+	rec->sq_thread_idle = BPF_CORE_READ(*ring, sq_thread_idle);
+	return true;
+}
+
 static __always_inline void write_chunk(struct seq_file *seq, struct file *file,
 					struct rp_chunk_request *request, __u32 fd)
 {
 	struct rp_chunk_record rec = {};
-	rec.header.kind = RP_RECORD_CHUNK;
-	rec.header.size = sizeof(rec);
-	rec.fd = fd;
-	rec.table = request->table;
-	rec.start = request->start;
-	rec.layout = detect_layout();
+	struct io_ring_ctx *ring;
 
-	struct io_ring_ctx *ring = ring_of_request(file, request);
-	rec.ctx = (__u64)ring;
-	if (request->expected_ctx && rec.ctx != request->expected_ctx) {
-		rec.status = RP_CHUNK_OTHER_RING;
+	if (!begin_chunk(seq, file, request, fd, &rec, &ring))
+		return;
+	if (request->table == RP_TABLE_PERSONALITIES || request->table == RP_TABLE_PBUF_RINGS) {
+		rec.status = RP_CHUNK_OTHER_PROGRAM;
 		bpf_seq_write(seq, &rec, sizeof(rec));
-		return;
-	}
-	rec.sq_thread_idle = BPF_CORE_READ(ring, sq_thread_idle);
-	if (request->table == RP_TABLE_PERSONALITIES) {
-		write_personalities_chunk(seq, ring, request, &rec);
-		return;
-	}
-	if (request->table == RP_TABLE_PBUF_RINGS) {
-		write_pbuf_rings_chunk(seq, ring, request, &rec);
 		return;
 	}
 	if (rec.layout == RP_LAYOUT_UNKNOWN) {
@@ -1409,6 +1442,83 @@ int ringplan_chunk_fds(struct bpf_iter__task_file *ctx)
 		write_chunk(seq, file, request, fd);
 	else if (request->kind == RP_REQUEST_PROBE)
 		write_probe_record(seq, file, fd);
+	return 0;
+}
+
+/* How many personalities and buffer groups a ring has: the walks that
+ * read_credentials left to this program. */
+static __always_inline void write_walk_counts(struct seq_file *seq, struct file *file,
+					      struct rp_chunk_request *request, __u32 fd)
+{
+	struct rp_walk_counts_record rec = {};
+	struct io_ring_ctx *ring = ring_of_request(file, request);
+
+	rec.header.kind = RP_RECORD_WALK_COUNTS;
+	rec.header.size = sizeof(rec);
+	rec.ctx = (__u64)ring;
+	rec.fd = fd;
+	if (request->expected_ctx && rec.ctx != request->expected_ctx) {
+		rec.status = RP_CHUNK_OTHER_RING;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return;
+	}
+	if (bpf_core_field_exists(ring->personalities) && bpf_core_field_exists(ring->pers_next) &&
+	    walk_personalities(ring, NULL, 0, 0, &rec.personality_count,
+			       count_personalities_in_header))
+		rec.state_known |= RP_STATE_PERSONALITIES;
+	if (bpf_core_field_exists(ring->io_bl_xa) &&
+	    walk_pbuf_rings(ring, NULL, 0, 0, &rec.pbuf_count, count_pbuf_rings_in_header))
+		rec.state_known |= RP_STATE_PBUF_RINGS;
+	rec.status = RP_CHUNK_OK;
+	bpf_seq_write(seq, &rec, sizeof(rec));
+}
+
+static __always_inline void write_walk_chunk(struct seq_file *seq, struct file *file,
+					     struct rp_chunk_request *request, __u32 fd)
+{
+	struct rp_chunk_record rec = {};
+	struct io_ring_ctx *ring;
+
+	if (!begin_chunk(seq, file, request, fd, &rec, &ring))
+		return;
+	if (request->table == RP_TABLE_PERSONALITIES) {
+		write_personalities_chunk(seq, ring, request, &rec);
+	} else if (request->table == RP_TABLE_PBUF_RINGS) {
+		write_pbuf_rings_chunk(seq, ring, request, &rec);
+	} else {
+		rec.status = RP_CHUNK_OTHER_PROGRAM;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+	}
+}
+
+/*
+ * ringplan_walk_fds (pass B's walks) answers, like ringplan_chunk_fds and
+ * over the same chunk_requests map, the requests that walk a ring's
+ * personalities xarray and its provided-buffer groups: walk counts and
+ * the chunks of those two tables. It is its own program because the
+ * verifier checks each bpf_loop callback at each call site (6.1's cannot
+ * share one): these walks cost about four times the rest of pass B to
+ * verify. Its autoload is off: the dumper loads it (a second instance of
+ * this object, only this program) the first time a ring record says
+ * RP_STATE_*_TO_WALK, and keeps it.
+ */
+SEC("iter/task_file")
+int ringplan_walk_fds(struct bpf_iter__task_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct file *file = ctx->file;
+	__u32 fd = ctx->fd;
+
+	if (!ctx->task || !file)
+		return 0;
+	struct rp_chunk_request *request = bpf_map_lookup_elem(&chunk_requests, &fd);
+	if (!request)
+		return 0;
+
+	if (request->kind == RP_REQUEST_WALK_COUNTS)
+		write_walk_counts(seq, file, request, fd);
+	else if (request->kind == RP_REQUEST_CHUNK)
+		write_walk_chunk(seq, file, request, fd);
 	return 0;
 }
 

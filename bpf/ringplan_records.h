@@ -52,6 +52,9 @@ enum rp_record_kind {
 	 * then its struct rp_thread_record. */
 	RP_RECORD_THREAD = 12,
 	RP_RECORD_RING_FD = 13,
+	/* Pass B (ringplan_walk_fds), the answer to a walk-counts request:
+	 * struct rp_walk_counts_record. */
+	RP_RECORD_WALK_COUNTS = 14,
 };
 
 /* What a struct file is, as told by its f_op (pass A; pass B reports f_op
@@ -95,6 +98,9 @@ enum rp_request_kind {
 	RP_REQUEST_RING = 1,
 	/* The file's f_op: struct rp_probe_record. */
 	RP_REQUEST_PROBE = 2,
+	/* How many personalities and provided-buffer groups the ring has
+	 * (ringplan_walk_fds only): struct rp_walk_counts_record. */
+	RP_REQUEST_WALK_COUNTS = 3,
 };
 
 /* Status of a chunk or ring request, in struct rp_chunk_record and
@@ -108,6 +114,10 @@ enum rp_chunk_status {
 	RP_CHUNK_OTHER_RING = 2,
 	/* The program does not know this kernel's io_ring_ctx layout. */
 	RP_CHUNK_UNKNOWN_LAYOUT = 3,
+	/* The request went to the program that does not answer it: the
+	 * personalities and buffer-group tables are ringplan_walk_fds's, the
+	 * others ringplan_chunk_fds's. */
+	RP_CHUNK_OTHER_PROGRAM = 4,
 };
 
 /* Which parts of a ring's continuity state an rp_ring_record holds (bits
@@ -133,18 +143,29 @@ enum rp_state_known {
 	 * within RP_MAX_PENDING_REQUESTS: the pending_listed records that
 	 * follow are all of them. */
 	RP_STATE_PENDING = 32,
-	/* The personalities xarray was walked to its end within
-	 * RP_MAX_XA_STEPS: personality_count is all of them, and
+	/* The personalities are counted: personality_count is all of them
+	 * (0 when the xarray is empty, in a ring record; else in a walk-counts
+	 * record, the xarray walked to its end within RP_MAX_XA_STEPS), and
 	 * personality_next was read. */
 	RP_STATE_PERSONALITIES = 64,
 	/* ctx->restrictions was read (restriction_* fields). */
 	RP_STATE_RESTRICTIONS = 128,
-	/* The provided-buffer groups were walked to their end within
-	 * RP_MAX_XA_STEPS: pbuf_count is all of them. */
+	/* The provided-buffer groups are counted: pbuf_count is all of them
+	 * (as RP_STATE_PERSONALITIES). */
 	RP_STATE_PBUF_RINGS = 256,
 	/* The registered settings were read (file_alloc_*, iowq_*,
 	 * settings bits; NAPI and the wait region per their own bits). */
 	RP_STATE_SETTINGS = 512,
+	/* Ring records only: the personalities xarray is not empty, so they
+	 * are counted by a walk-counts request to ringplan_walk_fds (a second
+	 * program, loaded only for such rings: its xarray walks cost the
+	 * verifier several times the rest of pass B); personality_next was
+	 * read. */
+	RP_STATE_PERSONALITIES_TO_WALK = 1024,
+	/* Ring records only: the ring may have provided-buffer groups (the
+	 * xarray is not empty, or 6.1's low-bgid array was allocated): they
+	 * are counted by ringplan_walk_fds too. */
+	RP_STATE_PBUF_RINGS_TO_WALK = 2048,
 };
 
 /* rp_ring_record.settings bits. */
@@ -398,6 +419,21 @@ enum rp_thread_status {
 	RP_THREAD_UNREADABLE = 2,
 };
 
+/* How many personalities and provided-buffer groups a ring has
+ * (ringplan_walk_fds's answer to RP_REQUEST_WALK_COUNTS), for a ring whose
+ * ring record said RP_STATE_*_TO_WALK. */
+struct rp_walk_counts_record {
+	struct rp_header header;
+	__u64 ctx;            /* io_ring_ctx of the request */
+	__u32 fd;             /* the dumper's local fd */
+	__u32 status;         /* enum rp_chunk_status; on error only ctx and fd are set */
+	__u32 state_known;    /* RP_STATE_PERSONALITIES and RP_STATE_PBUF_RINGS bits */
+	__u32 personality_count; /* valid per RP_STATE_PERSONALITIES */
+	__u32 pbuf_count;     /* valid per RP_STATE_PBUF_RINGS */
+	__u32 reserved;
+};
+_Static_assert(sizeof(struct rp_walk_counts_record) == 40, "rp_walk_counts_record");
+
 /* Value of the chunk_requests map, keyed by the dumper's local fd (__u32). */
 struct rp_chunk_request {
 	__u64 expected_ctx;   /* the io_ring_ctx the local fd must refer to; 0: any
@@ -556,6 +592,7 @@ struct rp_shared_types {
 	struct rp_pbuf_ring_record pbuf_ring_record;
 	struct rp_thread_record thread_record;
 	struct rp_ring_fd_record ring_fd_record;
+	struct rp_walk_counts_record walk_counts_record;
 	enum rp_thread_status thread_status;
 	enum rp_record_kind record_kind;
 	enum rp_file_role file_role;

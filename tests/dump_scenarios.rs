@@ -717,3 +717,83 @@ fn legacy_buffer_groups_are_reported_and_refused() {
         "{stderr}"
     );
 }
+
+/// The personality and buffer-group walks are a BPF program of their own,
+/// which a kept dumper (`Dumper`, `plan checkpoint`) loads only when a
+/// ring has personalities or buffer groups, and then once: rings without
+/// them (the seed) never pay for its verification, and later reads reuse
+/// it (the same kernel program id).
+#[test]
+fn a_kept_dumper_loads_the_walks_only_for_rings_with_some_and_once() {
+    use ringplan_dump::raw::{Known, RawState};
+    use ringplan_dump::{BpfDumper, Target};
+
+    fn read(dumper: &mut BpfDumper, process: &Scenario) -> RawState {
+        let target = Target::open(process.pid()).expect("opening the scenario's process");
+        dumper
+            .read(process.pid(), target.pidfd())
+            .expect("reading the scenario")
+    }
+    let seed = Scenario::start("seed");
+    let personalities = Scenario::start("personalities:3");
+    let pbuf = Scenario::start("pbuf");
+    let mut dumper = BpfDumper::load().expect("loading the BPF dumper (root)");
+
+    let state = read(&mut dumper, &seed);
+    assert!(
+        state
+            .rings
+            .values()
+            .all(|ring| matches!(&ring.personalities, Known::Known((list, _)) if list.is_empty())),
+        "the seed's rings have no personalities: {:?}",
+        state
+            .rings
+            .values()
+            .map(|ring| &ring.personalities)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        dumper.walks_program_id(),
+        None,
+        "rings without personalities or buffer groups loaded the walks"
+    );
+
+    let state = read(&mut dumper, &personalities);
+    assert!(
+        state
+            .rings
+            .values()
+            .any(|ring| matches!(&ring.personalities, Known::Known((list, _)) if list.len() == 3)),
+        "the three personalities did not come: {:?}",
+        state
+            .rings
+            .values()
+            .map(|ring| &ring.personalities)
+            .collect::<Vec<_>>()
+    );
+    let walks = dumper
+        .walks_program_id()
+        .expect("a ring with personalities loads the walks");
+
+    let state = read(&mut dumper, &pbuf);
+    assert!(
+        state.rings.values().any(
+            |ring| matches!(&ring.buffer_groups, Known::Known(groups) if !groups.rings.is_empty())
+        ),
+        "the buffer ring did not come: {:?}",
+        state
+            .rings
+            .values()
+            .map(|ring| &ring.buffer_groups)
+            .collect::<Vec<_>>()
+    );
+    read(&mut dumper, &personalities);
+    dumper
+        .load_walks()
+        .expect("asking a dumper for walks it has");
+    assert_eq!(
+        dumper.walks_program_id(),
+        Some(walks),
+        "a kept dumper loaded the walks again"
+    );
+}

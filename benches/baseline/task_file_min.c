@@ -3,7 +3,9 @@
  * The dump-latency baseline: a minimal C program that loads a CO-RE
  * task_file iterator with libbpf, attaches it to one process (PID), reads it
  * once and prints how many bytes it read.
- * Usage: task_file_min PID OBJECT [PROGRAM] (PROGRAM defaults to read_fds)
+ * Usage: task_file_min PID OBJECT [PROGRAM [UNLOADED...]] (PROGRAM defaults
+ * to read_fds; the UNLOADED programs' autoload is turned off, as ringplan
+ * leaves its walks' program unloaded until a ring needs it)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -24,16 +26,23 @@ int main(int argc, char **argv)
 	ssize_t got;
 	int iterator;
 
-	if (argc != 3 && argc != 4) {
-		fprintf(stderr, "usage: %s PID OBJECT [PROGRAM]\n", argv[0]);
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s PID OBJECT [PROGRAM [UNLOADED...]]\n", argv[0]);
 		return 2;
 	}
 	object = bpf_object__open_file(argv[2], NULL);
+	for (int i = 4; object && i < argc; i++) {
+		struct bpf_program *unloaded = bpf_object__find_program_by_name(object, argv[i]);
+		if (!unloaded || bpf_program__set_autoload(unloaded, false)) {
+			fprintf(stderr, "no program %s in %s\n", argv[i], argv[2]);
+			return 1;
+		}
+	}
 	if (!object || bpf_object__load(object)) {
 		fprintf(stderr, "loading %s: %s\n", argv[2], strerror(errno));
 		return 1;
 	}
-	program = bpf_object__find_program_by_name(object, argc == 4 ? argv[3] : "read_fds");
+	program = bpf_object__find_program_by_name(object, argc >= 4 ? argv[3] : "read_fds");
 	memset(&link_info, 0, sizeof(link_info));
 	link_info.task.pid = (unsigned int)atoi(argv[1]);
 	LIBBPF_OPTS(bpf_iter_attach_opts, options, .link_info = &link_info, .link_info_len = sizeof(link_info));

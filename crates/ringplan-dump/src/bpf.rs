@@ -3,9 +3,10 @@
 //!
 //! The BPF side is `bpf/ringplan.bpf.c` (built by build.rs into a libbpf-rs
 //! skeleton); it writes binary records (`bpf/ringplan_records.h`, parsed by
-//! `bpf/records.rs`). Most of [`BpfDumper::load`] is libbpf's CO-RE
-//! candidate search, one scan of the kernel's whole BTF per relocated kernel
-//! type, so the program relocates as few types as it can (11).
+//! `bpf/records.rs`). Most of [`BpfDumper::load`] is the kernel verifying
+//! pass B's program and libbpf's CO-RE candidate search, one scan of the
+//! kernel's whole BTF per relocated kernel type, so the programs relocate
+//! as few types as they can.
 //!
 //! At load the dumper also learns the kernel's io_uring and eventfd
 //! `file_operations` addresses (data symbols kallsyms lacks without
@@ -29,7 +30,16 @@
 //!   its answer. The first rounds ask for every ring's header (setup
 //!   parameters, SQ thread, per-ring SQ idle, eventfd, table sizes) and,
 //!   speculatively, the first chunk of each table; later rounds ask for the
-//!   rest of the tables. Tables come in chunks of at most a few hundred
+//!   rest of the tables. A ring's personalities and provided-buffer groups
+//!   are walked by a program of their own, `ringplan_walk_fds` (same
+//!   object, autoload off), whose `bpf_loop` walks cost the verifier about
+//!   four times the rest of pass B: the header says only whether the
+//!   ring has any (an empty xarray's head is NULL), and the dumper loads
+//!   the walks (a second instance of the object with only that program)
+//!   the first time a header says so, keeps them for later dumps, and asks
+//!   them for the counts, then for the chunks. A dump of rings without
+//!   personalities or buffer groups never loads them.
+//!   Tables come in chunks of at most a few hundred
 //!   slots because one iterator object (one fd visit) can write at most
 //!   32 KiB (the bpf_iter seq buffer), far less than a table of 19,000 files
 //!   needs. A registered file comes with its `f_op`, which says whether it
@@ -61,11 +71,13 @@
 //! [`BpfError::TargetChanged`].
 //!
 //! The files: `dumper.rs` loads the program and runs the passes, with
-//! `requests.rs` (pass B's requests), `iterator.rs` (attaching and reading
-//! an iterator) and `local_fds.rs` (copying the target's fds); `reading.rs`
+//! `requests.rs` (pass B's requests and which program answers each),
+//! `iterator.rs` (attaching and reading an iterator) and `local_fds.rs`
+//! (copying the target's fds); `reading.rs`
 //! accumulates and checks what the passes write, which `records.rs` parses
 //! with the types the skeleton generates from `ringplan_records.h`
-//! (`skeleton.rs`); `loaded_skeleton.rs` keeps the loaded skeleton;
+//! (`skeleton.rs`); `loaded_skeleton.rs` keeps a loaded skeleton (the
+//! passes', or the walks');
 //! `layout.rs` explains a load that fails on the kernel's io_uring layout;
 //! `hz.rs` converts SQ idle from jiffies; `error.rs` holds [`BpfError`].
 

@@ -163,6 +163,18 @@ impl Dumper {
         }
     }
 
+    /// Loads the BPF backend's personality and buffer-group walks now
+    /// rather than at the first ring that has some (nothing with the
+    /// fdinfo backend): for a caller about to stop a process for its dump,
+    /// so that their load does not lengthen the stop. Loaded once either
+    /// way.
+    pub fn load_walks(&mut self) -> Result<(), DumpError> {
+        match &mut self.bpf {
+            Some(bpf) => Ok(bpf.load_walks()?),
+            None => Ok(()),
+        }
+    }
+
     /// The backend this dumper reads with.
     pub fn backend(&self) -> Backend {
         if self.bpf.is_some() {

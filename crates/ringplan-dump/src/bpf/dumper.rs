@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::{MapCore, MapFlags};
@@ -13,7 +13,7 @@ use ringplan_kernel::abi::SetupFlags;
 use super::error::{malformed, BpfError, Pass};
 use super::hz::{tick_hz, HZ_PROBE_IDLE_MS};
 use super::iterator::{attach_task_iterator, drain_iterator};
-use super::loaded_skeleton::LoadedSkeleton;
+use super::loaded_skeleton::{LoadedSkeleton, Programs};
 use super::local_fds::{copy_target_fd, fd_number};
 use super::page_frames::{PageFrames, ProbeRing};
 use super::reading::{Fops, Reading};
@@ -28,7 +28,11 @@ const _: () = assert!(CHUNKS_PER_ROUND <= records::MAX_CHUNK_REQUESTS);
 
 /// A loaded BPF reader, reusable for several dumps.
 pub struct BpfDumper {
+    /// Passes A, T and B.
     skeleton: LoadedSkeleton,
+    /// The personality and buffer-group walks (`ringplan_walk_fds`),
+    /// loaded the first time a ring has some and kept for later dumps.
+    walks: Option<LoadedSkeleton>,
     /// The kernel's io_uring and eventfd `file_operations` addresses,
     /// learnt at load from files of the dumper's own.
     fops: Fops,
@@ -62,7 +66,8 @@ impl BpfDumper {
             .get()
             .unsigned_abs();
         let mut dumper = BpfDumper {
-            skeleton: LoadedSkeleton::load()?,
+            skeleton: LoadedSkeleton::load(Programs::Passes)?,
+            walks: None,
             fops: Fops::default(),
             self_pid,
             measured_hz: None,
@@ -106,7 +111,7 @@ impl BpfDumper {
                 want: Want::Probe,
             },
         ];
-        let bytes = match self.run_chunk_round(&requests) {
+        let bytes = match self.run_chunk_round(Programs::Passes, &requests) {
             Err(BpfError::Attach { source, .. }) => {
                 return Err(unavailable(
                     "attaching a task iterator limited to one process (needs Linux 6.1)",
@@ -197,14 +202,16 @@ impl BpfDumper {
                 },
             },
         ];
-        let requests = if on_buffer_ring {
-            &requests[..]
-        } else {
-            &requests[..1]
-        };
-        let bytes = self
-            .run_chunk_round(requests)
+        let mut bytes = self
+            .run_chunk_round(Programs::Passes, &requests[..1])
             .map_err(|error| error.to_string())?;
+        if on_buffer_ring {
+            // Records frame themselves: the two rounds' bytes concatenate.
+            bytes.extend(
+                self.run_chunk_round(Programs::Walks, &requests[1..])
+                    .map_err(|error| error.to_string())?,
+            );
+        }
         let mut page_struct_size = None;
         let mut page = None;
         for record in Records::new(&bytes) {
@@ -294,11 +301,44 @@ impl BpfDumper {
         })
     }
 
-    /// Pass B, one round: asks for `requests` (keyed by their local fds),
-    /// iterates the dumper's own fds, and returns what the program wrote.
-    pub(super) fn run_chunk_round(&mut self, requests: &[Request]) -> Result<Vec<u8>, BpfError> {
+    /// The kernel's id of the walks' program (`ringplan_walk_fds`), once a
+    /// ring has needed it; `None` before. A kept dumper loads it once, so
+    /// the id stays the same over its later reads (tests check both).
+    pub fn walks_program_id(&self) -> Option<u32> {
+        let walks = self.walks.as_ref()?;
+        libbpf_rs::Program::id_from_fd(walks.skeleton.progs.ringplan_walk_fds.as_fd()).ok()
+    }
+
+    /// Loads the personality and buffer-group walks now, if not yet: a
+    /// caller about to stop a process for its dump (`plan checkpoint`)
+    /// loads them first, so that a ring with personalities or buffer
+    /// groups does not lengthen the stop by their load.
+    pub fn load_walks(&mut self) -> Result<(), BpfError> {
+        self.walks().map(|_| ())
+    }
+
+    /// The walks' program, loaded the first time it is asked for.
+    fn walks(&mut self) -> Result<&LoadedSkeleton, BpfError> {
+        Ok(match self.walks.take() {
+            Some(walks) => self.walks.insert(walks),
+            None => self.walks.insert(LoadedSkeleton::load(Programs::Walks)?),
+        })
+    }
+
+    /// Pass B, one round: asks `program` (`ringplan_chunk_fds`, or
+    /// `ringplan_walk_fds` for the walks) for `requests` (keyed by their
+    /// local fds), iterates the dumper's own fds, and returns what the
+    /// program wrote.
+    pub(super) fn run_chunk_round(
+        &mut self,
+        program: Programs,
+        requests: &[Request],
+    ) -> Result<Vec<u8>, BpfError> {
         let self_pid = self.self_pid;
-        let skeleton = &*self.skeleton.skeleton;
+        let skeleton = match program {
+            Programs::Passes => &*self.skeleton.skeleton,
+            Programs::Walks => &*self.walks()?.skeleton,
+        };
         let map = &skeleton.maps.chunk_requests;
         // Requests a failed earlier read left behind would be answered again.
         let stale: Vec<Vec<u8>> = map.keys().collect();
@@ -318,13 +358,16 @@ impl BpfDumper {
         }
         let mut link_info = libbpf_sys::bpf_iter_link_info::default();
         link_info.task.pid = self_pid;
-        let link = attach_task_iterator(&skeleton.progs.ringplan_chunk_fds, link_info).map_err(
-            |source| BpfError::Attach {
+        let chunk_program = match program {
+            Programs::Passes => &skeleton.progs.ringplan_chunk_fds,
+            Programs::Walks => &skeleton.progs.ringplan_walk_fds,
+        };
+        let link =
+            attach_task_iterator(chunk_program, link_info).map_err(|source| BpfError::Attach {
                 pass: Pass::Chunks,
                 pid: self_pid,
                 source,
-            },
-        )?;
+            })?;
         drain_iterator(&link).map_err(|source| BpfError::IterRead {
             pass: Pass::Chunks,
             source,
@@ -367,6 +410,22 @@ impl BpfDumper {
         }
         self.run_rounds(pid, pidfd, reading, &first)?;
         reading.check_headers_complete()?;
+        // The personalities and buffer groups a header could not count
+        // without walking them: counted by the walks' program, loaded only
+        // now. (No speculative first chunk here: a count walk that does
+        // not reach the end leaves the table unknown, which a chunk would
+        // report as an unknown layout.)
+        let walk_counts: Vec<Planned> = reading
+            .rings
+            .values()
+            .filter(|facts| facts.header.to_walk.any())
+            .map(|facts| Planned {
+                ring: facts.header.ctx,
+                want: Want::WalkCounts,
+            })
+            .collect();
+        self.run_rounds(pid, pidfd, reading, &walk_counts)?;
+        reading.check_walk_counts_complete()?;
         let rest: Vec<Planned> = reading
             .rings
             .values()
@@ -378,7 +437,7 @@ impl BpfDumper {
                         Want::Chunk { table, start, .. } => {
                             !facts.answered.contains(&(table, start))
                         }
-                        Want::Ring | Want::Probe => true,
+                        Want::Ring | Want::Probe | Want::WalkCounts => true,
                     })
             })
             .collect();
@@ -386,10 +445,30 @@ impl BpfDumper {
         reading.check_tables_complete()
     }
 
-    /// Asks for `planned` in rounds of at most [`CHUNKS_PER_ROUND`] and
-    /// applies the answers.
+    /// Asks for `planned` in rounds of at most [`CHUNKS_PER_ROUND`], each
+    /// of the program that answers it, and applies the answers.
     fn run_rounds(
         &mut self,
+        pid: u32,
+        pidfd: BorrowedFd<'_>,
+        reading: &mut Reading,
+        planned: &[Planned],
+    ) -> Result<(), BpfError> {
+        for program in [Programs::Passes, Programs::Walks] {
+            let planned: Vec<Planned> = planned
+                .iter()
+                .filter(|wanted| wanted.want.program() == program)
+                .copied()
+                .collect();
+            self.run_program_rounds(program, pid, pidfd, reading, &planned)?;
+        }
+        Ok(())
+    }
+
+    /// [`BpfDumper::run_rounds`] for the requests of one program.
+    fn run_program_rounds(
+        &mut self,
+        program: Programs,
         pid: u32,
         pidfd: BorrowedFd<'_>,
         reading: &mut Reading,
@@ -426,7 +505,7 @@ impl BpfDumper {
                     want: wanted.want,
                 });
             }
-            let bytes = self.run_chunk_round(&requests)?;
+            let bytes = self.run_chunk_round(program, &requests)?;
             reading.apply_round_records(pid, &bytes, &requests)?;
         }
         Ok(())
@@ -474,7 +553,7 @@ impl BpfDumper {
             by_pointer: false,
             want: Want::Ring,
         };
-        let bytes = self.run_chunk_round(std::slice::from_ref(&request))?;
+        let bytes = self.run_chunk_round(Programs::Passes, std::slice::from_ref(&request))?;
         let mut idle_jiffies = None;
         for record in Records::new(&bytes) {
             let record = record.map_err(|error| malformed(Pass::Chunks, error))?;

@@ -1,5 +1,6 @@
 //! Keeping a loaded libbpf-rs skeleton in a struct ([`LoadedSkeleton`]),
-//! which its borrowed object slot otherwise prevents, and loading it.
+//! which its borrowed object slot otherwise prevents, and loading it with
+//! one of its two sets of programs ([`Programs`]).
 
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr::NonNull;
@@ -10,6 +11,20 @@ use libbpf_rs::OpenObject;
 use super::error::BpfError;
 use super::layout;
 use super::skeleton::{RingplanSkel, RingplanSkelBuilder};
+
+/// Which programs of the object a [`LoadedSkeleton`] loads: the others'
+/// autoload is turned off, so libbpf neither relocates them (no CO-RE
+/// candidate search for the types only they read) nor has the kernel
+/// verify them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Programs {
+    /// Passes A, T and B (`ringplan_target_fds`, `ringplan_target_threads`,
+    /// `ringplan_chunk_fds`): every dump.
+    Passes,
+    /// `ringplan_walk_fds` alone: the personality and buffer-group walks,
+    /// loaded only for a ring that has some.
+    Walks,
+}
 
 /// The loaded skeleton and the heap slot its object lives in.
 ///
@@ -26,14 +41,14 @@ pub(super) struct LoadedSkeleton {
 unsafe impl Send for LoadedSkeleton {}
 
 impl LoadedSkeleton {
-    pub(super) fn load() -> Result<LoadedSkeleton, BpfError> {
+    pub(super) fn load(programs: Programs) -> Result<LoadedSkeleton, BpfError> {
         let object_slot = NonNull::from(Box::leak(Box::new(MaybeUninit::<OpenObject>::uninit())));
         // SAFETY: the slot is a fresh allocation nothing else refers to. It is
         // freed only after the skeleton that borrows it is dropped (in Drop,
         // or below once open_and_load has returned), so the 'static borrow
         // never outlives it.
         let slot: &'static mut MaybeUninit<OpenObject> = unsafe { &mut *object_slot.as_ptr() };
-        match open_and_load(slot) {
+        match open_and_load(slot, programs) {
             Ok(skeleton) => Ok(LoadedSkeleton {
                 skeleton: ManuallyDrop::new(skeleton),
                 object_slot,
@@ -60,17 +75,24 @@ impl Drop for LoadedSkeleton {
     }
 }
 
-/// Opens and loads the skeleton into `slot`; a load that fails is
-/// explained by the first field this kernel's BTF lacks, if any.
+/// Opens and loads the skeleton's `programs` into `slot`; a load that
+/// fails is explained by the first field this kernel's BTF lacks, if any.
 fn open_and_load(
     slot: &'static mut MaybeUninit<OpenObject>,
+    programs: Programs,
 ) -> Result<RingplanSkel<'static>, BpfError> {
-    let open = RingplanSkelBuilder::default()
+    let mut open = RingplanSkelBuilder::default()
         .open(slot)
         .map_err(|source| BpfError::Unavailable {
             stage: "opening the BPF object",
             source,
         })?;
+    let passes = programs == Programs::Passes;
+    let progs = &mut open.progs;
+    progs.ringplan_target_fds.set_autoload(passes);
+    progs.ringplan_target_threads.set_autoload(passes);
+    progs.ringplan_chunk_fds.set_autoload(passes);
+    progs.ringplan_walk_fds.set_autoload(!passes);
     open.load().map_err(|source| match layout::missing_field() {
         Some(field) => BpfError::LayoutNotRecognised { field },
         None => BpfError::Unavailable {

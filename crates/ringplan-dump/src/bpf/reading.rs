@@ -21,7 +21,7 @@ use super::page_frames::PageFrames;
 use super::records::{
     self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
     InFlightCounters, Layout, OverflowCqeRecord, PbufRingRecord, PendingRequestRecord, Record,
-    Records, RestrictionWords, RingRecord, Role, Table, ThreadStatus,
+    Records, RestrictionWords, RingRecord, Role, Table, ThreadStatus, WalkCountsRecord,
 };
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
@@ -338,11 +338,23 @@ impl Reading {
                 }
             }
         }
+        // Then the walk counts, which size the personalities and buffer
+        // groups of the chunks that come with them.
+        for record in &records {
+            if let Record::WalkCounts(counts) = record {
+                if let Some(request) = by_local_fd
+                    .get(&counts.fd)
+                    .filter(|r| r.want == Want::WalkCounts)
+                {
+                    self.add_walk_counts(pid, counts, request)?;
+                }
+            }
+        }
         // The chunk whose slot records follow, with its slot range.
         let mut current: Option<(u64, Table, std::ops::Range<u32>)> = None;
         for record in records {
             match record {
-                Record::Ring(_) => current = None,
+                Record::Ring(_) | Record::WalkCounts(_) => current = None,
                 Record::Chunk(chunk) => {
                     let request = by_local_fd.get(&chunk.fd).copied();
                     current = self.accept_chunk(pid, &chunk, request)?;
@@ -386,6 +398,57 @@ impl Reading {
             }
         }
         Ok(())
+    }
+
+    /// A ring's personalities and buffer groups, counted by
+    /// `ringplan_walk_fds` for a header that left them to it: they fill in
+    /// the header's counts, as if it had walked them itself. A re-shown
+    /// record finds them filled in and changes nothing.
+    fn add_walk_counts(
+        &mut self,
+        pid: u32,
+        counts: &WalkCountsRecord,
+        request: &Request,
+    ) -> Result<(), BpfError> {
+        if counts.status != ChunkStatus::Ok || counts.ctx != request.expected_ctx {
+            return Err(BpfError::TargetChanged {
+                pid,
+                what: format!(
+                    "the fd copied for ring {:#x} now refers to something else",
+                    request.expected_ctx
+                ),
+            });
+        }
+        let facts = self.ring_of_chunk(counts.ctx, "a walk count")?;
+        let header = &mut facts.header;
+        if header.to_walk.personalities {
+            header.to_walk.personalities = false;
+            header.personalities = counts
+                .personality_count
+                .map(|count| (count, header.personality_next));
+            facts.personalities = vec![None; counts.personality_count.unwrap_or(0) as usize];
+        }
+        if header.to_walk.pbuf_rings {
+            header.to_walk.pbuf_rings = false;
+            header.pbuf_count = counts.pbuf_count;
+            facts.pbuf_groups = vec![None; counts.pbuf_count.unwrap_or(0) as usize];
+        }
+        Ok(())
+    }
+
+    /// Every ring whose header left counts to `ringplan_walk_fds` must
+    /// have had them answered.
+    pub(super) fn check_walk_counts_complete(&self) -> Result<(), BpfError> {
+        match self.rings.values().find(|facts| facts.header.to_walk.any()) {
+            Some(facts) => Err(BpfError::Inconsistent {
+                pass: Pass::Chunks,
+                reason: format!(
+                    "no personality and buffer-group counts came back for ring {:#x}",
+                    facts.header.ctx
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// One CQE of a ring's overflow list. Records of a re-shown object come
@@ -454,7 +517,7 @@ impl Reading {
                 start,
                 count,
             } => Some((request, table, start, count)),
-            Want::Ring | Want::Probe => None,
+            Want::Ring | Want::Probe | Want::WalkCounts => None,
         }) else {
             // A request of an earlier, failed read that survived: ignore it.
             return Ok(None);
@@ -462,6 +525,15 @@ impl Reading {
         match chunk.status {
             ChunkStatus::Ok => {}
             ChunkStatus::UnknownLayout => return Err(layout::not_recognised()),
+            ChunkStatus::OtherProgram => {
+                return Err(BpfError::Inconsistent {
+                    pass: Pass::Chunks,
+                    reason: format!(
+                        "the {} table's chunk of ring {:#x} was asked of a program that does not read it",
+                        table, request.expected_ctx
+                    ),
+                })
+            }
             ChunkStatus::OtherRing => {
                 return Err(BpfError::TargetChanged {
                     pid,
@@ -1164,6 +1236,8 @@ mod tests {
             in_flight: InFlightCounters::Unknown,
             pending_listed: None,
             personalities: None,
+            personality_next: 0,
+            to_walk: records::ToWalk::default(),
             restrictions: None,
             pbuf_count: None,
             settings: None,
@@ -1219,6 +1293,8 @@ mod tests {
             in_flight,
             pending_listed: None,
             personalities: None,
+            personality_next: 0,
+            to_walk: records::ToWalk::default(),
             restrictions: None,
             pbuf_count: None,
             settings: None,
@@ -1293,6 +1369,8 @@ mod tests {
             in_flight: InFlightCounters::Unknown,
             pending_listed: None,
             personalities: None,
+            personality_next: 0,
+            to_walk: records::ToWalk::default(),
             restrictions: None,
             pbuf_count: None,
             settings: None,
@@ -1319,7 +1397,7 @@ mod tests {
                     start,
                     count,
                 } => Some((table, start, count)),
-                Want::Ring | Want::Probe => None,
+                Want::Ring | Want::Probe | Want::WalkCounts => None,
             })
             .collect();
         let files: u32 = chunks

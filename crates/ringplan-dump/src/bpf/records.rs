@@ -48,6 +48,10 @@ const KIND_PERSONALITY: u32 = records_h::rp_record_kind::RP_RECORD_PERSONALITY.0
 const KIND_PBUF_RING: u32 = records_h::rp_record_kind::RP_RECORD_PBUF_RING.0;
 const STATE_PBUF_RINGS: u32 = records_h::rp_state_known::RP_STATE_PBUF_RINGS.0;
 const STATE_SETTINGS: u32 = records_h::rp_state_known::RP_STATE_SETTINGS.0;
+const STATE_PERSONALITIES_TO_WALK: u32 =
+    records_h::rp_state_known::RP_STATE_PERSONALITIES_TO_WALK.0;
+const STATE_PBUF_RINGS_TO_WALK: u32 = records_h::rp_state_known::RP_STATE_PBUF_RINGS_TO_WALK.0;
+const KIND_WALK_COUNTS: u32 = records_h::rp_record_kind::RP_RECORD_WALK_COUNTS.0;
 /// `enum rp_settings` bits of [`SettingsWords::bits`].
 pub(crate) mod settings_bits {
     use super::records_h::rp_settings;
@@ -124,6 +128,8 @@ unsafe impl HeaderStruct for records_h::rp_pbuf_ring_record {}
 unsafe impl HeaderStruct for records_h::rp_thread_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_ring_fd_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_walk_counts_record {}
 
 /// The `T` at the start of `bytes`, or an error when `bytes` is shorter.
 fn read_struct<T: HeaderStruct>(bytes: &[u8]) -> Result<T, &'static str> {
@@ -232,6 +238,9 @@ pub(crate) enum RequestKind {
     Ring,
     /// The file's f_op.
     Probe,
+    /// How many personalities and buffer groups the ring has
+    /// (`ringplan_walk_fds`).
+    WalkCounts,
 }
 
 impl RequestKind {
@@ -240,6 +249,7 @@ impl RequestKind {
             RequestKind::Chunk => records_h::rp_request_kind::RP_REQUEST_CHUNK.0,
             RequestKind::Ring => records_h::rp_request_kind::RP_REQUEST_RING.0,
             RequestKind::Probe => records_h::rp_request_kind::RP_REQUEST_PROBE.0,
+            RequestKind::WalkCounts => records_h::rp_request_kind::RP_REQUEST_WALK_COUNTS.0,
         }
     }
 }
@@ -250,6 +260,8 @@ pub(crate) enum ChunkStatus {
     Ok,
     OtherRing,
     UnknownLayout,
+    /// The request went to the program that does not answer it.
+    OtherProgram,
 }
 
 impl ChunkStatus {
@@ -258,6 +270,7 @@ impl ChunkStatus {
             records_h::rp_chunk_status::RP_CHUNK_OK => Ok(ChunkStatus::Ok),
             records_h::rp_chunk_status::RP_CHUNK_OTHER_RING => Ok(ChunkStatus::OtherRing),
             records_h::rp_chunk_status::RP_CHUNK_UNKNOWN_LAYOUT => Ok(ChunkStatus::UnknownLayout),
+            records_h::rp_chunk_status::RP_CHUNK_OTHER_PROGRAM => Ok(ChunkStatus::OtherProgram),
             _ => Err("unknown chunk status"),
         }
     }
@@ -319,15 +332,48 @@ pub(crate) struct RingRecord {
     /// `RP_STATE_PENDING` says they are all of them.
     pub pending_listed: Option<u32>,
     /// How many personalities the ring has and `ctx->pers_next`, when
-    /// `RP_STATE_PERSONALITIES` says the walk reached the end.
+    /// `RP_STATE_PERSONALITIES` says they are counted (none, in a ring
+    /// record; a [`WalkCountsRecord`] fills in the others).
     pub personalities: Option<(u32, u32)>,
+    /// `ctx->pers_next`, read whenever the kernel has personalities.
+    pub personality_next: u32,
+    /// Which counts the header left to `ringplan_walk_fds`.
+    pub to_walk: ToWalk,
     /// `ctx->restrictions`, when `RP_STATE_RESTRICTIONS` says it was read.
     pub restrictions: Option<RestrictionWords>,
     /// How many provided-buffer groups the ring has, when
-    /// `RP_STATE_PBUF_RINGS` says the walk reached the end.
+    /// `RP_STATE_PBUF_RINGS` says they are counted (as `personalities`).
     pub pbuf_count: Option<u32>,
     /// The registered settings, when `RP_STATE_SETTINGS` says they were read.
     pub settings: Option<SettingsWords>,
+}
+
+/// The counts a ring record leaves to `ringplan_walk_fds`
+/// (`RP_STATE_*_TO_WALK`): its personalities xarray is not empty, it may
+/// have buffer groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ToWalk {
+    pub personalities: bool,
+    pub pbuf_rings: bool,
+}
+
+impl ToWalk {
+    pub(crate) fn any(self) -> bool {
+        self.personalities || self.pbuf_rings
+    }
+}
+
+/// `struct rp_walk_counts_record`: a ring's personalities and buffer
+/// groups, counted by `ringplan_walk_fds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WalkCountsRecord {
+    pub ctx: u64,
+    pub fd: u32,
+    pub status: ChunkStatus,
+    /// When `RP_STATE_PERSONALITIES` says the walk reached the end.
+    pub personality_count: Option<u32>,
+    /// When `RP_STATE_PBUF_RINGS` says the walk reached the end.
+    pub pbuf_count: Option<u32>,
 }
 
 /// The registered settings as the ring record carries them.
@@ -488,6 +534,7 @@ pub(crate) enum Record<'a> {
     PbufRing(PbufRingRecord),
     Thread(ThreadRecord),
     RingFd(RingFdRecord),
+    WalkCounts(WalkCountsRecord),
 }
 
 /// `struct rp_thread_record`: one thread of the target (pass T).
@@ -637,6 +684,17 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
                 offset: raw.offset,
             }))
         }
+        KIND_WALK_COUNTS => {
+            let raw: records_h::rp_walk_counts_record = read_exact(record)?;
+            Ok(Record::WalkCounts(WalkCountsRecord {
+                ctx: raw.ctx,
+                fd: raw.fd,
+                status: ChunkStatus::from_raw(raw.status)?,
+                personality_count: (raw.state_known & STATE_PERSONALITIES != 0)
+                    .then_some(raw.personality_count),
+                pbuf_count: (raw.state_known & STATE_PBUF_RINGS != 0).then_some(raw.pbuf_count),
+            }))
+        }
         _ => Err("unknown kind"),
     }
 }
@@ -740,6 +798,11 @@ impl RingRecord {
             pending_listed: (raw.state_known & STATE_PENDING != 0).then_some(raw.pending_listed),
             personalities: (raw.state_known & STATE_PERSONALITIES != 0)
                 .then_some((raw.personality_count, raw.personality_next)),
+            personality_next: raw.personality_next,
+            to_walk: ToWalk {
+                personalities: raw.state_known & STATE_PERSONALITIES_TO_WALK != 0,
+                pbuf_rings: raw.state_known & STATE_PBUF_RINGS_TO_WALK != 0,
+            },
             restrictions: (raw.state_known & STATE_RESTRICTIONS != 0).then_some(RestrictionWords {
                 register_op: raw.restriction_register_op,
                 sqe_op: raw.restriction_sqe_op,

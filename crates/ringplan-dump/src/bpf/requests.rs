@@ -6,6 +6,7 @@ use std::os::fd::OwnedFd;
 
 use libbpf_rs::MapCore;
 
+use super::loaded_skeleton::Programs;
 use super::records::{self, RequestKind, Table};
 
 /// What a pass-B request asks of a ring (or, for a probe, of any fd).
@@ -21,6 +22,25 @@ pub(super) enum Want {
     },
     /// The file's f_op.
     Probe,
+    /// How many personalities and buffer groups the ring has (asked of
+    /// `ringplan_walk_fds` when the header leaves them to it).
+    WalkCounts,
+}
+
+impl Want {
+    /// The program that answers this request: the personality and
+    /// buffer-group walks are `ringplan_walk_fds`'s, the rest
+    /// `ringplan_chunk_fds`'s.
+    pub(super) fn program(self) -> Programs {
+        match self {
+            Want::WalkCounts
+            | Want::Chunk {
+                table: Table::Personalities | Table::PbufRings,
+                ..
+            } => Programs::Walks,
+            Want::Ring | Want::Probe | Want::Chunk { .. } => Programs::Passes,
+        }
+    }
 }
 
 /// One request of pass B, before it has a local fd.
@@ -72,6 +92,14 @@ impl Request {
                 self.expected_ctx,
                 self.by_pointer,
                 RequestKind::Probe,
+                Table::Files,
+                0,
+                0,
+            ),
+            Want::WalkCounts => records::chunk_request_bytes(
+                self.expected_ctx,
+                self.by_pointer,
+                RequestKind::WalkCounts,
                 Table::Files,
                 0,
                 0,
