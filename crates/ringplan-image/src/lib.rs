@@ -19,6 +19,7 @@
 mod codec;
 pub mod document;
 mod model;
+mod process_view;
 mod validate;
 pub mod view;
 

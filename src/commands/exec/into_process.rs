@@ -21,7 +21,7 @@ pub(super) fn run(
     options: &ExecOptions,
 ) -> Result<(), CliError> {
     if !plan.processes.is_empty() {
-        return run_tree(args, pid, plan, options);
+        return run_tree(args, pid, image, plan, options);
     }
     if args.dry_run {
         let report =
@@ -100,19 +100,14 @@ fn restored_text(restored: &RestoredIn, substituted: usize) -> String {
 }
 
 /// Restores tree plan `plan` into the tree of process `root` and reports
-/// each process's part.
+/// each process's part; with `--verify` (and the image), compares each.
 fn run_tree(
     args: &ExecArgs,
     root: u32,
+    image: Option<&Image>,
     plan: &Plan,
     options: &ExecOptions,
 ) -> Result<(), CliError> {
-    if args.verify {
-        return Err(CliError::bad_input(format!(
-            "{}: --verify of a tree plan is not supported yet (compare a restored tree with plan dump --tree)",
-            args.input
-        )));
-    }
     if args.dry_run {
         let reports = ringplan_exec::preflight_tree_in(root, plan, options).map_err(exec_error)?;
         let parts = std::iter::once(plan).chain(plan.processes.iter().map(|part| &part.plan));
@@ -133,6 +128,9 @@ fn run_tree(
         leave_stopped: args.leave_stopped,
     };
     let restored = test_hooks::execute_tree_in(&args.test_hooks, root, plan, options, &process)?;
+    if let Some(image) = image.filter(|_| args.verify) {
+        return verify_tree(&args.input, root, image, plan, &restored);
+    }
     let mut text = format!(
         "restored a tree of {} processes into process {root} and its descendants ({} with a part to run)\n",
         plan.processes.len() + 1,
@@ -144,6 +142,95 @@ fn run_tree(
         text.push_str(&adopted_text(&part.report.adopted));
     }
     crate::commands::print_text(&text)
+}
+
+/// `--verify` of a tree: dumps the restored tree and compares each
+/// process that ran a part with its part of the image, as a one-process
+/// `--verify` compares (matched by the order of the parts).
+fn verify_tree(
+    input: &str,
+    root: u32,
+    image: &Image,
+    plan: &Plan,
+    restored: &[RestoredIn],
+) -> Result<(), CliError> {
+    let dump = ringplan_dump::dump_tree(
+        root,
+        ringplan_dump::TreeOptions {
+            backend: BackendChoice::Bpf,
+            freeze: None,
+        },
+    )?;
+    let parts = std::iter::once(plan)
+        .chain(plan.processes.iter().map(|part| &part.plan))
+        .filter(|part| !part.steps.is_empty());
+    let mut differences = Vec::new();
+    let mut summaries = Vec::new();
+    for (part, restored) in parts.zip(restored) {
+        let recorded = part.source.pid;
+        let (Some(original), Some(now)) = (
+            image.process_view(recorded),
+            dump.image.process_view(restored.pid),
+        ) else {
+            differences.push(format!(
+                "process {}: not in the dumped tree (the plan's process {recorded})",
+                restored.pid
+            ));
+            continue;
+        };
+        let substituted: Vec<ObjectId> = restored
+            .restored
+            .substituted
+            .iter()
+            .map(|substitution| substitution.object)
+            .collect();
+        let comparison = compare_part(&original, &now, restored, &substituted);
+        differences.extend(
+            comparison
+                .differences
+                .iter()
+                .map(|difference| format!("process {}: {difference}", restored.pid)),
+        );
+        summaries.push(format!(
+            "process {}: {}",
+            restored.pid,
+            comparison.summary()
+        ));
+    }
+    if !differences.is_empty() {
+        let mut text = differences.join("\n");
+        text.push('\n');
+        crate::commands::print_text(&text)?;
+        return Err(CliError::failed(format!(
+            "verification of the tree of process {root} found {} difference(s) from {input}",
+            differences.len(),
+        )));
+    }
+    crate::commands::print_text(&format!("verified: {}\n", summaries.join("; ")))
+}
+
+/// Compares `original` with `now`, a dump of the process `restored` went
+/// into, knowing what the run substituted, adopted, skipped and moved.
+fn compare_part(
+    original: &Image,
+    now: &Image,
+    restored: &RestoredIn,
+    substituted: &[ObjectId],
+) -> ringplan_exec::verify::Comparison {
+    let adopted: Vec<ObjectId> = restored
+        .report
+        .adopted
+        .iter()
+        .map(|adopted| adopted.object)
+        .collect();
+    let facts = ringplan_exec::verify::RunFacts {
+        substituted,
+        skipped_mappings: &restored.restored.skipped_mappings,
+        moved_rings: &restored.restored.moved_rings,
+        adopted: &adopted,
+        ring_fds: &restored.restored.ring_fds,
+    };
+    ringplan_exec::verify::compare_run(original, now, &facts)
 }
 
 fn ms(duration: std::time::Duration) -> f64 {
@@ -159,20 +246,7 @@ fn verify(
     substituted: &[ObjectId],
 ) -> Result<(), CliError> {
     let dump = Dumper::new(BackendChoice::Bpf)?.dump(pid, Selection::All)?;
-    let adopted: Vec<ObjectId> = restored
-        .report
-        .adopted
-        .iter()
-        .map(|adopted| adopted.object)
-        .collect();
-    let facts = ringplan_exec::verify::RunFacts {
-        substituted,
-        skipped_mappings: &restored.restored.skipped_mappings,
-        moved_rings: &restored.restored.moved_rings,
-        adopted: &adopted,
-        ring_fds: &restored.restored.ring_fds,
-    };
-    let comparison = ringplan_exec::verify::compare_run(image, &dump.image, &facts);
+    let comparison = compare_part(image, &dump.image, restored, substituted);
     if !comparison.is_faithful() {
         let mut text = String::new();
         for difference in &comparison.differences {
