@@ -18,7 +18,12 @@
 //!   of the tests, paused past 300,000 positions with unconsumed CQEs and
 //!   queued SQEs): through `plan checkpoint`/`plan restore`; its baseline is
 //!   CRIU's own share of the same checkpoint and restore (`criu dump` +
-//!   `criu restore`), as it has no io_uring-less twin.
+//!   `criu restore`), as it has no io_uring-less twin;
+//! - **tree_worker** (`tests/programs/tree_worker.c`: a parent and two
+//!   children sharing a plain and an SQPOLL ring set up before the fork,
+//!   PostgreSQL 18's pattern), mid-work: through `plan checkpoint`/`plan
+//!   restore`, its rings taken out and put back as one tree; its baseline
+//!   is likewise CRIU's own share.
 //!
 //! fio runs in an IPC namespace of its own (criu dumps its SysV shared
 //! memory with it). Medians with the spread (min-max); `TABLE|` lines are
@@ -84,10 +89,13 @@ fn main() {
     std::fs::create_dir_all(&work).expect("the bench's directory");
     let worker = ringplan_scenarios::c_programs::build("ring_worker", &work)
         .unwrap_or_else(|error| panic!("{error}"));
+    let tree_worker = ringplan_scenarios::c_programs::build("tree_worker", &work)
+        .unwrap_or_else(|error| panic!("{error}"));
 
     let mut uring = Vec::new();
     let mut psync = Vec::new();
     let mut liburing = Vec::new();
+    let mut tree = Vec::new();
     for round in 0..rounds {
         // Interleaved, so that a change of load falls on all three alike.
         uring.push(fio_through_plan(&work.join(format!("uring-{round}"))));
@@ -99,11 +107,16 @@ fn main() {
             &worker,
             &work.join(format!("worker-{round}")),
         ));
+        tree.push(tree_worker_through_plan(
+            &tree_worker,
+            &work.join(format!("tree-{round}")),
+        ));
         eprintln!(
-            "round {round}: fio io_uring {:.1} ms, fio psync (criu alone) {:.1} ms, ring_worker {:.1} ms",
+            "round {round}: fio io_uring {:.1} ms, fio psync (criu alone) {:.1} ms, ring_worker {:.1} ms, tree_worker {:.1} ms",
             uring[round].downtime(),
             psync[round].downtime(),
-            liburing[round].downtime()
+            liburing[round].downtime(),
+            tree[round].downtime()
         );
     }
     let _ = std::fs::remove_dir_all(&work);
@@ -138,6 +151,14 @@ fn main() {
         spread(&liburing, Round::downtime),
         spread(&liburing, criu_share),
         verdict(worker_ratio)
+    );
+    let tree_ratio = median(&tree, Round::downtime) / median(&tree, criu_share);
+    println!(
+        "TABLE|tree_worker (3 processes sharing a plain and an SQPOLL ring) through `plan checkpoint`/`plan restore`, downtime ({})|{}|its criu dump + criu restore {}|{tree_ratio:.2}x|<= {GOAL}x|{}",
+        parts(&tree),
+        spread(&tree, Round::downtime),
+        spread(&tree, criu_share),
+        verdict(tree_ratio)
     );
 }
 
@@ -295,6 +316,35 @@ fn worker_through_plan(worker: &Path, dir: &Path) -> Round {
         assert!(Instant::now() < deadline, "ring_worker did not pause");
         std::thread::sleep(Duration::from_millis(10));
     }
+    let pid = child.id();
+    let round = through_plan(&mut child, &dir.join("images"));
+    kill_tree(pid);
+    round
+}
+
+/// tree_worker mid-work (300 ms into a long run, in a session of its own,
+/// its children surviving their parent's death for criu to restore them):
+/// checkpointed and restored, then killed.
+fn tree_worker_through_plan(tree_worker: &Path, dir: &Path) -> Round {
+    std::fs::create_dir_all(dir).expect("round dir");
+    let out = dir.join("out");
+    let mut child = Command::new("setsid")
+        .arg(tree_worker)
+        .arg(dir)
+        .arg("1000000")
+        .arg("5")
+        .arg("NO_PDEATHSIG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting tree_worker");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&out).is_ok_and(|text| text.contains("\"children\"")) {
+        assert!(Instant::now() < deadline, "tree_worker did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     let pid = child.id();
     let round = through_plan(&mut child, &dir.join("images"));
     kill_tree(pid);
