@@ -326,4 +326,16 @@ fn tree_plan_refusals() {
         .changes_to(&ProcessState::capture_of(smaller.pid()))
         .is_empty());
     refused(&["exec", &image], "restores a tree of 4 processes");
+    // The caller's fds cannot go into a tree any more than into a process.
+    refused(
+        &[
+            "exec",
+            &image,
+            "--pid",
+            &smaller_root,
+            "--input",
+            "5=/dev/null",
+        ],
+        "input",
+    );
 }

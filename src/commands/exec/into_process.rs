@@ -21,6 +21,12 @@ pub(super) fn run(
     options: &ExecOptions,
 ) -> Result<(), CliError> {
     if !plan.processes.is_empty() {
+        // As into one process: the caller's fds cannot be passed in.
+        if let Some(object) = inputs.objects().next() {
+            return Err(exec_error(ringplan_exec::ExecError::InputsInProcess {
+                object,
+            }));
+        }
         return run_tree(args, pid, image, plan, options);
     }
     if args.dry_run {
