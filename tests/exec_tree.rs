@@ -108,7 +108,14 @@ fn restore_into_a_fresh_tree(name: &str) {
     let fresh_root = fresh.pid().to_string();
     let mut exec = vec!["exec", image.as_str(), "--pid", &fresh_root, "--verify"];
     exec.extend_from_slice(moved_rings_where_needed());
-    let out = String::from_utf8(plan_ok(&exec)).expect("utf-8");
+    let output = plan(&exec);
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    // The differences --verify finds are on stdout, the verdict on stderr.
+    assert!(
+        output.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // Each process compared with its part of the image.
     assert!(out.starts_with("verified: process "), "{out}");
     for pid in tree_pids(&fresh) {

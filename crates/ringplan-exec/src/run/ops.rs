@@ -248,16 +248,18 @@ impl<B: Backend> Run<'_, B> {
             .backend
             .receive_fd(receive.from_pid, receive.from_fd)
             .map_err(fail("pidfd_getfd"))?;
-        let mapped = if receive.placed_memory && !self.continuous {
-            // Preflight allowed moved rings (no `NO_MMAP`): the creating
-            // part placed nothing, and the ring is where the kernel put it.
-            if let Some(object) = object {
-                self.moved_rings.push(object);
-            }
-            Ok(())
-        } else if receive.placed_memory {
+        let mapped = if receive.placed_memory && self.continuous {
             self.map_lent_memory(object, receive)
         } else {
+            if receive.placed_memory {
+                // Preflight allowed moved rings (no `NO_MMAP`): the
+                // creating part placed nothing, and the ring is where the
+                // kernel put it; its regions are tried as the creating
+                // part tried them (and skipped where the kernel refuses).
+                if let Some(object) = object {
+                    self.moved_rings.push(object);
+                }
+            }
             self.map_regions(object, &receive.mappings, B::number(&fd))
         };
         if let Err(failure) = mapped {
