@@ -111,14 +111,7 @@ pub fn run(request: DetachRequest<'_>) -> Result<Instant, CliError> {
         eprintln!("plan: warning: {warning}");
     }
     let writing = Instant::now();
-    let written = ringplan_image::encode_to_vec(&dump.image)
-        .map_err(|error| error.to_string())
-        .and_then(|bytes| {
-            write_durably(request.output, &bytes).map_err(|error| {
-                format!("writing the image to {}: {error}", request.output.display())
-            })
-        });
-    if let Err(message) = written {
+    if let Err(message) = write_image(&dump.image, request.output) {
         return Err(untouched(remote, frozen, message));
     }
     timings.write = writing.elapsed();
@@ -203,6 +196,14 @@ pub(crate) fn teardown_of(image: &ringplan_image::Image) -> detach::Teardown {
     }
 }
 
+/// Encodes `image` and writes it durably to `output` (see
+/// [`write_durably`]); the error as the detach's line says it.
+pub(crate) fn write_image(image: &ringplan_image::Image, output: &Path) -> Result<(), String> {
+    let bytes = ringplan_image::encode_to_vec(image).map_err(|error| error.to_string())?;
+    write_durably(output, &bytes)
+        .map_err(|error| format!("writing the image to {}: {error}", output.display()))
+}
+
 /// "a, b", or "none".
 pub(crate) fn listed(items: &[String]) -> String {
     if items.is_empty() {
@@ -275,7 +276,7 @@ fn refusal(rings: &[RingInFlight], drained_for: Duration) -> Option<String> {
 /// temporary file beside it and fsynced, renamed over `path`, then the
 /// directory fsynced (so that the name survives too). A failure leaves no
 /// partial image at `path`.
-pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),

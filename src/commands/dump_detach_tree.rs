@@ -24,7 +24,7 @@ use ringplan_dump::{Dumper, FreezeMethod, HeldBy, HeldTree, Target, TreeRingInFl
 use ringplan_exec::detach::{self, TakenOut};
 use ringplan_exec::remote::RemoteProcess;
 
-use super::dump_detach::{listed, teardown_of, write_durably, DRAIN_PAUSE};
+use super::dump_detach::{listed, teardown_of, write_image, DRAIN_PAUSE};
 use crate::error::{with_sources, CliError};
 
 /// What `--tree --detach` was asked.
@@ -145,14 +145,7 @@ pub fn run(request: TreeDetachRequest<'_>) -> Result<Instant, CliError> {
         eprintln!("plan: warning: {warning}");
     }
     let writing = Instant::now();
-    let written = ringplan_image::encode_to_vec(&dump.image)
-        .map_err(|error| error.to_string())
-        .and_then(|bytes| {
-            write_durably(request.output, &bytes).map_err(|error| {
-                format!("writing the image to {}: {error}", request.output.display())
-            })
-        });
-    if let Err(message) = written {
+    if let Err(message) = write_image(&dump.image, request.output) {
         return Err(untouched(held, tree, message));
     }
     timings.write = writing.elapsed();

@@ -38,23 +38,17 @@ pub(super) fn run(
         leave_stopped: args.leave_stopped,
     };
     let restored = test_hooks::execute_in(&args.test_hooks, pid, plan, inputs, options, &process)?;
-    let substituted: Vec<ObjectId> = restored
-        .restored
-        .substituted
-        .iter()
-        .map(|substitution| substitution.object)
-        .collect();
     if let Some(image) = image.filter(|_| args.verify) {
-        return verify(&args.input, pid, image, &restored, &substituted);
+        return verify(&args.input, pid, image, &restored);
     }
-    let mut text = restored_text(&restored, substituted.len());
+    let mut text = restored_text(&restored);
     text.push_str(&adopted_text(&restored.report.adopted));
     crate::commands::print_text(&text)
 }
 
 /// What a run into another process says it restored: a summary line, then
 /// one line per `SINGLE_ISSUER` ring naming the thread that owns it.
-fn restored_text(restored: &RestoredIn, substituted: usize) -> String {
+fn restored_text(restored: &RestoredIn) -> String {
     let fds = &restored.restored.fds;
     let mut text = format!(
         "restored into process {} (syscalls in thread {}): {} objects at {} fds ({} substituted, \
@@ -64,7 +58,7 @@ fn restored_text(restored: &RestoredIn, substituted: usize) -> String {
         restored.thread,
         fds.len(),
         fds.values().map(Vec::len).sum::<usize>(),
-        substituted,
+        restored.restored.substituted.len(),
         restored.report.adopted.len(),
         restored.buffers.len(),
         restored.restored.mapped.len(),
@@ -143,8 +137,7 @@ fn run_tree(
         restored.len()
     );
     for part in &restored {
-        let substituted = part.restored.substituted.len();
-        text.push_str(&restored_text(part, substituted));
+        text.push_str(&restored_text(part));
         text.push_str(&adopted_text(&part.report.adopted));
     }
     crate::commands::print_text(&text)
@@ -184,13 +177,7 @@ fn verify_tree(
             ));
             continue;
         };
-        let substituted: Vec<ObjectId> = restored
-            .restored
-            .substituted
-            .iter()
-            .map(|substitution| substitution.object)
-            .collect();
-        let comparison = compare_part(&original, &now, restored, &substituted);
+        let comparison = compare_part(&original, &now, restored);
         differences.extend(
             comparison
                 .differences
@@ -221,8 +208,13 @@ fn compare_part(
     original: &Image,
     now: &Image,
     restored: &RestoredIn,
-    substituted: &[ObjectId],
 ) -> ringplan_exec::verify::Comparison {
+    let substituted: Vec<ObjectId> = restored
+        .restored
+        .substituted
+        .iter()
+        .map(|substitution| substitution.object)
+        .collect();
     let adopted: Vec<ObjectId> = restored
         .report
         .adopted
@@ -230,7 +222,7 @@ fn compare_part(
         .map(|adopted| adopted.object)
         .collect();
     let facts = ringplan_exec::verify::RunFacts {
-        substituted,
+        substituted: &substituted,
         skipped_mappings: &restored.restored.skipped_mappings,
         moved_rings: &restored.restored.moved_rings,
         adopted: &adopted,
@@ -244,15 +236,9 @@ fn ms(duration: std::time::Duration) -> f64 {
 }
 
 /// `--verify` with `--pid`: dumps the process restored into and compares.
-fn verify(
-    input: &str,
-    pid: u32,
-    image: &Image,
-    restored: &RestoredIn,
-    substituted: &[ObjectId],
-) -> Result<(), CliError> {
+fn verify(input: &str, pid: u32, image: &Image, restored: &RestoredIn) -> Result<(), CliError> {
     let dump = Dumper::new(BackendChoice::Bpf)?.dump(pid, Selection::All)?;
-    let comparison = compare_part(image, &dump.image, restored, substituted);
+    let comparison = compare_part(image, &dump.image, restored);
     if !comparison.is_faithful() {
         let mut text = String::new();
         for difference in &comparison.differences {

@@ -206,25 +206,9 @@ fn check_continuity_within(
                 .addr
                 .saturating_add(page_round(range.len).unwrap_or(u64::MAX));
             if let Some(by) = free.taken_by(range.addr, end)? {
-                return Err(match target {
-                    None => ExecError::RingMemoryTaken {
-                        step: index,
-                        ring,
-                        what,
-                        addr: range.addr,
-                        len: range.len,
-                        by,
-                    },
-                    Some(pid) => ExecError::RingMemoryTakenIn {
-                        pid,
-                        step: index,
-                        ring,
-                        what,
-                        addr: range.addr,
-                        len: range.len,
-                        by,
-                    },
-                });
+                return Err(ring_memory_taken(
+                    target, index, ring, what, range.addr, range.len, by,
+                ));
             }
         }
         if let Some(setup) = setup_on(plan, index) {
@@ -247,25 +231,15 @@ fn check_continuity_within(
                 .saturating_add(page_round(mapping.len).unwrap_or(u64::MAX));
             if let Some(by) = free.taken_by(mapping.addr, end)? {
                 let what = mapping.region.name();
-                return Err(match target {
-                    None => ExecError::RingMemoryTaken {
-                        step: index,
-                        ring,
-                        what,
-                        addr: mapping.addr,
-                        len: mapping.len,
-                        by,
-                    },
-                    Some(pid) => ExecError::RingMemoryTakenIn {
-                        pid,
-                        step: index,
-                        ring,
-                        what,
-                        addr: mapping.addr,
-                        len: mapping.len,
-                        by,
-                    },
-                });
+                return Err(ring_memory_taken(
+                    target,
+                    index,
+                    ring,
+                    what,
+                    mapping.addr,
+                    mapping.len,
+                    by,
+                ));
             }
         }
     }
@@ -273,6 +247,38 @@ fn check_continuity_within(
         check_ring_memlock(plan, pid, ring_bytes)?;
     }
     Ok(true)
+}
+
+/// The refusal of ring memory at `addr+len` that `by` already holds, in
+/// this process (`target` `None`) or in process `target`.
+fn ring_memory_taken(
+    target: Option<u32>,
+    step: usize,
+    ring: ringplan_image::ObjectId,
+    what: &'static str,
+    addr: u64,
+    len: u64,
+    by: String,
+) -> ExecError {
+    match target {
+        None => ExecError::RingMemoryTaken {
+            step,
+            ring,
+            what,
+            addr,
+            len,
+            by,
+        },
+        Some(pid) => ExecError::RingMemoryTakenIn {
+            pid,
+            step,
+            ring,
+            what,
+            addr,
+            len,
+            by,
+        },
+    }
 }
 
 /// Refuses ring memory the target's `RLIMIT_MEMLOCK` cannot take: the
