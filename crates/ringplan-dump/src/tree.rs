@@ -95,10 +95,19 @@ pub fn dump_tree_with(
     freeze: Option<FreezeMethod>,
 ) -> Result<Dump, DumpError> {
     let root = Target::open(pid)?;
+    with_attempts(pid, || dump_once(dumper, &root, freeze))
+}
+
+/// Runs `attempt` until it succeeds or fails for good, at most
+/// [`READ_ATTEMPTS`] times while the tree keeps changing under it.
+fn with_attempts<T>(
+    pid: u32,
+    mut attempt: impl FnMut() -> Result<T, Attempt>,
+) -> Result<T, DumpError> {
     let mut last_change = String::new();
     for _ in 0..READ_ATTEMPTS {
-        match dump_once(dumper, &root, freeze) {
-            Ok(dump) => return Ok(dump),
+        match attempt() {
+            Ok(done) => return Ok(done),
             Err(Attempt::Changed(what)) => last_change = what,
             Err(Attempt::Failed(error)) => return Err(error),
         }
@@ -219,29 +228,18 @@ pub struct HeldTree {
 /// [`READ_ATTEMPTS`] times.
 pub fn hold_tree(pid: u32, method: FreezeMethod) -> Result<HeldTree, DumpError> {
     let root = Target::open(pid)?;
-    let mut last_change = String::new();
-    for _ in 0..READ_ATTEMPTS {
+    with_attempts(pid, || {
         if root.has_exited() {
-            return Err(DumpError::ExitedDuringDump { pid });
+            return Err(Attempt::Failed(DumpError::ExitedDuringDump { pid }));
         }
-        let attempt = opened(pid).and_then(|(members, targets)| {
+        opened(pid).and_then(|(members, targets)| {
             let holds = hold_all(pid, &members, &targets, method)?;
             Ok(HeldTree {
                 members,
                 targets,
                 holds,
             })
-        });
-        match attempt {
-            Ok(tree) => return Ok(tree),
-            Err(Attempt::Changed(what)) => last_change = what,
-            Err(Attempt::Failed(error)) => return Err(error),
-        }
-    }
-    Err(DumpError::KeptChanging {
-        pid,
-        attempts: READ_ATTEMPTS,
-        last_change,
+        })
     })
 }
 
