@@ -84,19 +84,7 @@ pub fn preflight_tree_in(
     plan: &Plan,
     options: &ExecOptions,
 ) -> Result<Vec<(u32, PreflightReport)>, ExecError> {
-    let mut held = Vec::new();
-    for live in live_parts(root, plan)?
-        .into_iter()
-        .filter(|part| !part.plan.steps.is_empty())
-    {
-        match hold_part(live, options) {
-            Ok(part) => held.push(part),
-            Err(error) => {
-                let_go(held, true);
-                return Err(error);
-            }
-        }
-    }
+    let held = hold_parts(live_parts(root, plan)?, options)?;
     let reports = held
         .iter()
         .map(|part| (part.pid, part.report.clone()))
@@ -120,20 +108,7 @@ pub(crate) fn execute_tree_in_inner(
     let positions: Vec<usize> = (0..parts.len())
         .filter(|&position| !parts[position].plan.steps.is_empty())
         .collect();
-    let mut held = Vec::with_capacity(positions.len());
-    for (live, _) in parts
-        .into_iter()
-        .zip(0..)
-        .filter(|(part, _)| !part.plan.steps.is_empty())
-    {
-        match hold_part(live, options) {
-            Ok(part) => held.push(part),
-            Err(error) => {
-                let_go(held, true);
-                return Err(error);
-            }
-        }
-    }
+    let mut held = hold_parts(parts, options)?;
     let injected = injected.and_then(|(position, failure)| {
         positions
             .iter()
@@ -191,6 +166,22 @@ pub(crate) fn execute_tree_in_inner(
             Err(error)
         }
     }
+}
+
+/// Holds and preflights the process of every part with steps, in order;
+/// on the first refusal lets go of those held so far, as found.
+fn hold_parts(parts: Vec<LivePart>, options: &ExecOptions) -> Result<Vec<HeldPart>, ExecError> {
+    let mut held = Vec::with_capacity(parts.len());
+    for live in parts.into_iter().filter(|part| !part.plan.steps.is_empty()) {
+        match hold_part(live, options) {
+            Ok(part) => held.push(part),
+            Err(error) => {
+                let_go(held, true);
+                return Err(error);
+            }
+        }
+    }
+    Ok(held)
 }
 
 /// Locks, attaches and preflights one part's process; lets it go as
