@@ -17,12 +17,10 @@ use std::time::{Duration, Instant};
 use ringplan_dump::raw::{Known, PendingKind};
 use ringplan_dump::{BackendChoice, Dumper, RingInFlight, Target};
 use ringplan_image::ObjectKind;
-use ringplan_kernel::abi::RING_FILE_PATH;
-use ringplan_kernel::procfs::task::{IO_WORKER_NAME_PREFIX, SQ_THREAD_NAME_PREFIX};
-use ringplan_kernel::procfs::{maps, stat, task, Process};
+use ringplan_kernel::procfs::{stat, Process};
 use ringplan_scenarios::c_programs;
 
-use crate::support::{kernel_at_least, plan, scratch_dir};
+use crate::support::{io_threads, kernel_at_least, plan, ring_fds, ring_mappings, scratch_dir};
 
 /// The program, killed when dropped.
 struct Program {
@@ -242,41 +240,6 @@ fn requests_in_flight_are_counted_and_named() {
     assert_eq!(reaped, 2);
     let rings = wait_for_count(&program, &mut dumper, program.owned_fd, 0);
     assert_eq!(ring_at(&rings, program.owned_fd).count, Ok(0), "{rings:?}");
-}
-
-/// The io threads of `pid`, by comm.
-fn io_threads(pid: u32) -> Vec<String> {
-    let process = Process::Pid(pid);
-    task::ids(process)
-        .expect("threads")
-        .into_iter()
-        .filter_map(|tid| task::comm(process, tid).ok())
-        .filter(|comm| {
-            comm.starts_with(SQ_THREAD_NAME_PREFIX) || comm.starts_with(IO_WORKER_NAME_PREFIX)
-        })
-        .map(|comm| String::from_utf8_lossy(&comm).trim_end().to_owned())
-        .collect()
-}
-
-fn ring_fds(pid: u32) -> Vec<String> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("fd dir")
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let link = std::fs::read_link(entry.path()).ok()?;
-            (link.as_os_str() == RING_FILE_PATH)
-                .then(|| entry.file_name().to_string_lossy().into_owned())
-        })
-        .collect()
-}
-
-fn ring_mappings(pid: u32) -> Vec<String> {
-    maps::read(Process::Pid(pid))
-        .expect("maps")
-        .lines()
-        .filter(|line| line.ends_with(RING_FILE_PATH))
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]

@@ -24,13 +24,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringplan_kernel::abi::{SetupFlags, RING_FILE_PATH};
-use ringplan_kernel::procfs::task::{IO_WORKER_NAME_PREFIX, SQ_THREAD_NAME_PREFIX};
-use ringplan_kernel::procfs::{maps, stat, task, Process};
+use ringplan_kernel::abi::SetupFlags;
+use ringplan_kernel::procfs::task::SQ_THREAD_NAME_PREFIX;
+use ringplan_kernel::procfs::{stat, Process};
 use ringplan_scenarios::c_programs;
 use serde_json::Value;
 
-use support::{kernel_at_least, plan, plan_ok, scratch_dir, Scenario};
+use support::{
+    io_threads, kernel_at_least, plan, plan_ok, ring_fds, ring_mappings, scratch_dir, Scenario,
+};
 
 /// The tree_worker, killed (with its children, through their
 /// PR_SET_PDEATHSIG) when dropped.
@@ -139,42 +141,6 @@ fn scenario_pids(scenario: &Scenario) -> Vec<u32> {
                 .iter()
                 .map(|child| child["pid"].as_u64().expect("pid") as u32),
         )
-        .collect()
-}
-
-/// The fds of `pid` that hold a ring.
-fn ring_fds(pid: u32) -> Vec<String> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("fd dir")
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let link = std::fs::read_link(entry.path()).ok()?;
-            (link.as_os_str() == RING_FILE_PATH)
-                .then(|| entry.file_name().to_string_lossy().into_owned())
-        })
-        .collect()
-}
-
-fn ring_mappings(pid: u32) -> Vec<String> {
-    maps::read(Process::Pid(pid))
-        .expect("maps")
-        .lines()
-        .filter(|line| line.ends_with(RING_FILE_PATH))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The io threads of `pid`, by comm.
-fn io_threads(pid: u32) -> Vec<String> {
-    let process = Process::Pid(pid);
-    task::ids(process)
-        .expect("threads")
-        .into_iter()
-        .filter_map(|tid| task::comm(process, tid).ok())
-        .filter(|comm| {
-            comm.starts_with(SQ_THREAD_NAME_PREFIX) || comm.starts_with(IO_WORKER_NAME_PREFIX)
-        })
-        .map(|comm| String::from_utf8_lossy(&comm).trim_end().to_owned())
         .collect()
 }
 

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use ringplan_kernel::abi::RING_FILE_PATH;
 use ringplan_kernel::procfs::mountinfo::{self, MountinfoEntry};
-use ringplan_kernel::procfs::Process;
+use ringplan_kernel::procfs::task::{self, IO_WORKER_NAME_PREFIX, SQ_THREAD_NAME_PREFIX};
+use ringplan_kernel::procfs::{maps, Process};
 
 pub const PLAN: &str = env!("CARGO_BIN_EXE_plan");
 
@@ -342,4 +344,41 @@ pub fn wait_for_line(path: &Path, needle: &str, limit: Duration) -> String {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The fds of `pid` that hold a ring.
+pub fn ring_fds(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd dir")
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let link = std::fs::read_link(entry.path()).ok()?;
+            (link.as_os_str() == RING_FILE_PATH)
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// The lines of `/proc/PID/maps` that map a ring.
+pub fn ring_mappings(pid: u32) -> Vec<String> {
+    maps::read(Process::Pid(pid))
+        .expect("maps")
+        .lines()
+        .filter(|line| line.ends_with(RING_FILE_PATH))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The io threads of `pid`, by comm.
+pub fn io_threads(pid: u32) -> Vec<String> {
+    let process = Process::Pid(pid);
+    task::ids(process)
+        .expect("threads")
+        .into_iter()
+        .filter_map(|tid| task::comm(process, tid).ok())
+        .filter(|comm| {
+            comm.starts_with(SQ_THREAD_NAME_PREFIX) || comm.starts_with(IO_WORKER_NAME_PREFIX)
+        })
+        .map(|comm| String::from_utf8_lossy(&comm).trim_end().to_owned())
+        .collect()
 }
