@@ -120,12 +120,34 @@ fn lend_memory(creator: &mut Plan, id: ObjectId) -> bool {
 /// Each object's creating process (an index into `image.processes`).
 struct Creators {
     of: BTreeMap<ObjectId, usize>,
+    /// The rings that register each eventfd or file (in their file table
+    /// or as their eventfd), found once.
+    registered_by: BTreeMap<ObjectId, Vec<ObjectId>>,
 }
 
 impl Creators {
     fn of(image: &Image) -> Result<Creators, CompileError> {
+        let mut registered_by: BTreeMap<ObjectId, Vec<ObjectId>> = BTreeMap::new();
+        for object in &image.objects {
+            let ObjectKind::Ring(ring) = &object.kind else {
+                continue;
+            };
+            let registered = ring
+                .files
+                .iter()
+                .flatten()
+                .chain(ring.eventfd.as_ref().map(|eventfd| &eventfd.object));
+            for &entry in registered {
+                let rings = registered_by.entry(entry).or_default();
+                // A file in several slots of one ring is one registrant.
+                if rings.last() != Some(&object.id) {
+                    rings.push(object.id);
+                }
+            }
+        }
         let mut creators = Creators {
             of: BTreeMap::new(),
+            registered_by,
         };
         for object in &image.objects {
             if let ObjectKind::Ring(_) = object.kind {
@@ -155,7 +177,7 @@ impl Creators {
         let Some(ObjectKind::Ring(ring)) = image.object(id).map(|object| &object.kind) else {
             return Ok(0);
         };
-        let owner = position(image, |held| held.object == id && held.owner);
+        let owner = position(image, id, |held| held.owner);
         // Validation refuses wq_parent cycles; the depth only bounds the
         // recursion should a caller skip it.
         let by_parent = match ring.wq_parent {
@@ -178,8 +200,8 @@ impl Creators {
         }
         let creator = owner
             .or(by_parent)
-            .or_else(|| position(image, |held| held.object == id && !held.fds.is_empty()))
-            .or_else(|| position(image, |held| held.object == id))
+            .or_else(|| position(image, id, |held| !held.fds.is_empty()))
+            .or_else(|| position(image, id, |_| true))
             .unwrap_or(0);
         self.of.insert(id, creator);
         Ok(creator)
@@ -189,16 +211,10 @@ impl Creators {
     /// at an fd or creates a ring that registers it.
     fn table_entry_creator(&mut self, image: &Image, object: &Object) {
         let id = object.id;
-        let registering: Vec<usize> = image
-            .objects
-            .iter()
-            .filter(|ring| registers(ring, id))
-            .filter_map(|ring| self.of.get(&ring.id).copied())
-            .collect();
-        let holding = position(image, |held| held.object == id && !held.fds.is_empty());
-        let creator = registering
-            .iter()
-            .copied()
+        let holding = position(image, id, |held| !held.fds.is_empty());
+        let creator = self
+            .registrants(id)
+            .filter_map(|ring| self.of.get(&ring).copied())
             .chain(holding)
             .min()
             .unwrap_or(0);
@@ -246,19 +262,20 @@ impl Creators {
     /// or creates a ring that registers it.
     fn needs(&self, image: &Image, index: usize, object: &Object) -> bool {
         held_by(image, index, object.id).is_some()
-            || image
-                .objects
-                .iter()
-                .any(|ring| registers(ring, object.id) && self.of.get(&ring.id) == Some(&index))
+            || self
+                .registrants(object.id)
+                .any(|ring| self.of.get(&ring) == Some(&index))
+    }
+
+    /// The rings that register object `id`.
+    fn registrants(&self, id: ObjectId) -> impl Iterator<Item = ObjectId> + '_ {
+        self.registered_by.get(&id).into_iter().flatten().copied()
     }
 }
 
-/// The first process (index) with a hold matching `matches`.
-fn position(image: &Image, matches: impl Fn(&Held) -> bool) -> Option<usize> {
-    image
-        .processes
-        .iter()
-        .position(|process| process.holds.iter().any(&matches))
+/// The first process (index) whose hold of object `id` matches `matches`.
+fn position(image: &Image, id: ObjectId, matches: impl Fn(&Held) -> bool) -> Option<usize> {
+    (0..image.processes.len()).find(|&index| held_by(image, index, id).is_some_and(&matches))
 }
 
 fn held_by(image: &Image, index: usize, id: ObjectId) -> Option<&Held> {
@@ -267,19 +284,6 @@ fn held_by(image: &Image, index: usize, id: ObjectId) -> Option<&Held> {
         .binary_search_by_key(&id, |held| held.object)
         .ok()
         .map(|position| &holds[position])
-}
-
-/// Whether `ring` (if it is one) registers object `id`: in its file
-/// table or as its eventfd.
-fn registers(ring: &Object, id: ObjectId) -> bool {
-    let ObjectKind::Ring(ring) = &ring.kind else {
-        return false;
-    };
-    ring.files.contains(&Some(id))
-        || ring
-            .eventfd
-            .as_ref()
-            .is_some_and(|eventfd| eventfd.object == id)
 }
 
 /// What process `index` receives: object → (creating process, the fd
