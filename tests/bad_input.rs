@@ -128,8 +128,8 @@ fn document_rows() -> Vec<Row> {
         },
         Row {
             name: "other-version",
-            bytes: mutated(|image| image.version = 5),
-            expected: "unsupported image version 5",
+            bytes: mutated(|image| image.version = 6),
+            expected: "unsupported image version 6",
             planner: false,
         },
         Row {

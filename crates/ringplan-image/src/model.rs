@@ -6,12 +6,14 @@ use serde::{Deserialize, Serialize};
 /// The format name every image carries; a reader refuses any other.
 pub const FORMAT_NAME: &str = "ringplan-image";
 /// The format version this crate writes.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The versions this crate reads: version 1 has no ring state (every
 /// ring's [`Ring::state`] is `None`), version 2 adds it, version 3 adds
 /// each ring's personalities and restrictions (none in older images,
 /// which did not record them), version 4 adds the processes of a tree
-/// image ([`Image::processes`]; none in older images).
+/// image ([`Image::processes`]; none in older images), version 5 adds the
+/// ring state a version 4 reader would drop without a word (see
+/// docs/image-format.md).
 pub const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
 pub use ringplan_kernel::abi::limits::{

@@ -201,13 +201,13 @@ fn empty_random_and_foreign_inputs_are_refused() {
 fn another_version_is_refused_before_its_fields_are_read() {
     let mut future = Vec::new();
     ciborium::into_writer(
-        &serde_json::json!({"format": "ringplan-image", "version": 5, "objects": "new shape"}),
+        &serde_json::json!({"format": "ringplan-image", "version": 6, "objects": "new shape"}),
         &mut future,
     )
     .unwrap();
     assert_eq!(
         decode_slice(&future).unwrap_err().to_string(),
-        "unsupported image version 5 (this build reads versions 1 to 4)"
+        "unsupported image version 6 (this build reads versions 1 to 5)"
     );
 }
 

@@ -38,10 +38,10 @@ fn wrong_image_format() {
 #[test]
 fn unsupported_image_version() {
     let mut image = one_ring(plain_ring(4));
-    image.version = 5;
+    image.version = 6;
     assert_eq!(
         message(&image),
-        "unsupported image version 5 (this planner reads versions 1 to 4)"
+        "unsupported image version 6 (this planner reads versions 1 to 5)"
     );
 }
 
