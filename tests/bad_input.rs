@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use ringplan_image::{
-    Buffer, Cqe, FileType, Image, ObjectId, ObjectKind, QueuedSqe, Ring, RingState, SqeBytes,
-    StateField,
+    Buffer, Cqe, FileType, Image, ObjectId, ObjectKind, QueuedSqe, RegisteredRingFd, Ring,
+    RingState, SqeBytes, StateField,
 };
 use ringplan_kernel::abi::reopen::O_LARGEFILE;
 
@@ -517,6 +517,7 @@ fn document_rows() -> Vec<Row> {
                     fds,
                     mappings: Vec::new(),
                     owner: false,
+                    registered_ring_fds: Vec::new(),
                 });
             }),
             expected: "process 1001 of the tree: objects #1 and #2 both claim fd 5",
@@ -529,7 +530,71 @@ fn document_rows() -> Vec<Row> {
                 image.processes[1].holds[0].fds.clear();
                 image.processes[1].holds[0].mappings.clear();
             }),
-            expected: "process 1001 of the tree: holds object #1 with neither an fd nor a mapping",
+            expected:
+                "process 1001 of the tree: holds object #1 with neither an fd, a mapping nor a registered slot",
+            planner: false,
+        },
+        Row {
+            name: "tree-slot-in-version-4",
+            bytes: mutated(|image| {
+                with_tree(image);
+                image.version = 4;
+                image.processes[1].holds[0].registered_ring_fds = vec![RegisteredRingFd {
+                    tid: 1001,
+                    offset: 0,
+                }];
+            }),
+            expected: "process 1001 of the tree: ring #1: registered ring fds per process, which version 4 images do not have",
+            planner: false,
+        },
+        Row {
+            name: "tree-slot-offset-out-of-range",
+            bytes: mutated(|image| {
+                with_tree(image);
+                image.processes[1].holds[0].fds.clear();
+                image.processes[1].holds[0].mappings.clear();
+                image.processes[1].holds[0].registered_ring_fds = vec![RegisteredRingFd {
+                    tid: 1001,
+                    offset: 20,
+                }];
+            }),
+            expected: "process 1001 of the tree: ring #1: registered ring fd of thread 1001 at offset 20: tid 0, or not one of the kernel's 16 slots",
+            planner: false,
+        },
+        Row {
+            name: "tree-slot-held-twice",
+            bytes: mutated(|image| {
+                with_tree(image);
+                let slot = RegisteredRingFd {
+                    tid: 1001,
+                    offset: 0,
+                };
+                image.processes[1].holds[0].registered_ring_fds = vec![slot];
+                image.processes[1].holds.push(ringplan_image::Held {
+                    object: ObjectId(2),
+                    fds: Vec::new(),
+                    mappings: Vec::new(),
+                    owner: false,
+                    registered_ring_fds: vec![slot],
+                });
+            }),
+            expected: "process 1001 of the tree: ring #2: slot 0 of thread 1001 is also held by ring #1",
+            planner: false,
+        },
+        Row {
+            name: "tree-slot-thread-in-two-processes",
+            bytes: mutated(|image| {
+                with_tree(image);
+                image.processes[0].holds[1].registered_ring_fds = vec![RegisteredRingFd {
+                    tid: 1001,
+                    offset: 1,
+                }];
+                image.processes[1].holds[0].registered_ring_fds = vec![RegisteredRingFd {
+                    tid: 1001,
+                    offset: 0,
+                }];
+            }),
+            expected: "process 1001 of the tree: ring #1: thread 1001 is in process 1000 too",
             planner: false,
         },
         Row {
@@ -538,7 +603,7 @@ fn document_rows() -> Vec<Row> {
                 with_tree(image);
                 image.processes[0].holds[0].fds[0].fd += 100;
             }),
-            expected: "process 1000 of the tree: the dumped process's fds or mappings of object #1 differ from the object's own",
+            expected: "process 1000 of the tree: the dumped process's fds, mappings or registered ring fds of object #1 differ from the object's own",
             planner: false,
         },
         Row {
@@ -1338,7 +1403,7 @@ fn pbuf_ring(bgid: u16, entries: u32) -> ringplan_image::PbufRing {
 /// Makes the seed a valid tree image (version 4) of its process (as pid
 /// 1000) and a child 1001 that holds ring #1 at the same fds.
 fn with_tree(image: &mut Image) {
-    image.version = 4;
+    image.version = ringplan_image::FORMAT_VERSION;
     image.source.pid = 1000;
     let root_holds = image
         .objects
@@ -1353,6 +1418,7 @@ fn with_tree(image: &mut Image) {
                 fds: object.fds.clone(),
                 mappings,
                 owner: false,
+                registered_ring_fds: Vec::new(),
             })
         })
         .collect::<Vec<_>>();
@@ -1394,6 +1460,7 @@ fn eventfd_only_in_the_child(image: &mut Image) {
         }],
         mappings: Vec::new(),
         owner: false,
+        registered_ring_fds: Vec::new(),
     });
     child.sort_by_key(|held| held.object);
 }

@@ -247,7 +247,7 @@ fn detach_and_check(root: u32, pids: &[u32], dir: &Path, running: bool) -> (Valu
 
     let before = view(&before);
     let after = view(&after);
-    assert_eq!(after["version"], 4);
+    assert_eq!(after["version"], ringplan_image::FORMAT_VERSION);
     let pids_listed: Vec<u64> = after["processes"]
         .as_array()
         .expect("processes")

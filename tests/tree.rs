@@ -171,7 +171,7 @@ fn check_tree(scenario_name: &str, backend: &str, extra: &[&str]) {
     let view: Value =
         serde_json::from_slice(&plan_ok(&["show", image, "--objects", "--format", "json"]))
             .expect("JSON view");
-    assert_eq!(view["version"], 4);
+    assert_eq!(view["version"], ringplan_image::FORMAT_VERSION);
     let listed: Vec<u64> = view["processes"]
         .as_array()
         .expect("processes")
@@ -251,6 +251,32 @@ fn check_tree(scenario_name: &str, backend: &str, extra: &[&str]) {
     }
     if scenario_name == "shared-sqpoll" && backend == "bpf" {
         assert_ne!(shared["sq_group"], Value::Null);
+    }
+    if backend == "bpf" {
+        // The keeper's thread registered the shared ring's fd in a slot of
+        // its own: its holder says so, no other, and the ring's own list
+        // is the dumped process's (none).
+        let slot = scenario.description["children"]
+            .as_array()
+            .expect("children")
+            .iter()
+            .find(|child| child["role"] == "keeper")
+            .map(|child| child["ring_fd_slot"].clone())
+            .expect("the keeper");
+        assert_eq!(slot, 2, "{}", scenario.description);
+        for holder in shared["holders"].as_array().expect("holders") {
+            let expected = if holder["pid"] == keeper {
+                serde_json::json!([{"tid": keeper, "offset": slot}])
+            } else {
+                serde_json::json!([])
+            };
+            assert_eq!(holder["registered_ring_fds"], expected, "{holder:#}");
+        }
+        assert_eq!(
+            shared["registered_ring_fds"],
+            serde_json::json!([]),
+            "{shared:#}"
+        );
     }
 
     match backend {

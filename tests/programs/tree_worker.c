@@ -8,7 +8,10 @@
 //           registered at slot 0;
 // then forks 2 children; child i uses ring i only. Both rings stay open
 // in the parent (and in each child, which inherits both), as in
-// PostgreSQL.
+// PostgreSQL. Child 0 registers ring 0's fd in a slot of its thread
+// (io_uring_register_ring_fd), so that its every io_uring_enter names
+// the slot (IORING_ENTER_REGISTERED_RING), not the fd: a restore that
+// loses the slot makes its next submission fail.
 //
 // Each child writes RECORDS numbered records of 512 bytes to its file
 // through its ring (IORING_OP_WRITE on registered file 0), reading each
@@ -168,6 +171,11 @@ static void child(int index, int ready)
 {
 	me = index;
 	struct io_uring *ring = &rings[index];
+	if (index == 0) {
+		int ret = io_uring_register_ring_fd(ring);
+		if (ret != 1)
+			fail("io_uring_register_ring_fd", ret < 0 ? ret : EIO);
+	}
 	unsigned char *write_buf = area + index * 2 * RECORD;
 	unsigned char *read_buf = write_buf + RECORD;
 	if (stuck_read && index == 0) {

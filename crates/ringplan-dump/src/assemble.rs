@@ -74,21 +74,25 @@ pub fn assemble(
 }
 
 /// One process of a tree, as [`assemble_tree`] needs it: its fds (their
-/// files keyed as in the merged state) and its ring mappings by inode.
+/// files keyed as in the merged state), its ring mappings by inode, and
+/// the rings as it read them (for its threads' registered ring-fd slots,
+/// which each process has its own of).
 pub struct TreePart<'a> {
     pub pid: u32,
     pub parent: Option<u32>,
     pub fds: &'a [RawFdEntry],
     pub mappings: &'a HashMap<u64, Vec<RingMapping>>,
+    pub rings: &'a HashMap<RingKey, RawRing>,
 }
 
 /// Builds the image of a process tree: `raw` is what every process read,
 /// merged (one entry per kernel object; its `fds` are the first part's,
 /// the dumped process's), and `parts` the processes in tree order. The
 /// objects are those of every ring any process holds, with the dumped
-/// process's fds and mappings; [`Image::processes`] says what each
-/// process holds. Not validated: the caller completes the rings' entries
-/// and owners first.
+/// process's fds, mappings and registered ring-fd slots;
+/// [`Image::processes`] says what each process holds. A ring whose slots
+/// any process could not read has them unknown in every process. Not
+/// validated: the caller completes the rings' entries and owners first.
 pub fn assemble_tree(
     raw: &RawState,
     parts: &[TreePart<'_>],
@@ -100,26 +104,19 @@ pub fn assemble_tree(
     let mut index = Index::new(raw);
     let (mut image, ids, walked) =
         assemble_objects(raw, &mut index, first.mappings, source, Selection::All)?;
+    let mut slots_unknown: Vec<ObjectId> = Vec::new();
     for part in parts {
         let mut holds: std::collections::BTreeMap<ObjectId, Held> = Default::default();
+
         for entry in part.fds {
             let Ok(key) = index.key_of_file(entry.file) else {
                 continue;
             };
             let Some(id) = ids.lookup(key) else { continue };
-            holds
-                .entry(id)
-                .or_insert_with(|| Held {
-                    object: id,
-                    fds: Vec::new(),
-                    mappings: Vec::new(),
-                    owner: false,
-                })
-                .fds
-                .push(FdEntry {
-                    fd: entry.fd,
-                    cloexec: entry.cloexec,
-                });
+            held_entry(&mut holds, id).fds.push(FdEntry {
+                fd: entry.fd,
+                cloexec: entry.cloexec,
+            });
         }
         for key in &walked.order {
             let Key::Ring(ring_key) = *key else { continue };
@@ -128,18 +125,24 @@ pub fn assemble_tree(
                 .get(&ring_key)
                 .and_then(|ring| ring.inode)
                 .and_then(|inode| part.mappings.get(&inode));
-            let (Some(mapped), Some(id)) = (mapped, ids.lookup(*key)) else {
-                continue;
-            };
-            holds
-                .entry(id)
-                .or_insert_with(|| Held {
-                    object: id,
-                    fds: Vec::new(),
-                    mappings: Vec::new(),
-                    owner: false,
-                })
-                .mappings = mapped.clone();
+            let Some(id) = ids.lookup(*key) else { continue };
+            if let Some(mapped) = mapped {
+                held_entry(&mut holds, id).mappings = mapped.clone();
+            }
+            match part
+                .rings
+                .get(&ring_key)
+                .map(|ring| &ring.registered_ring_fds)
+            {
+                Some(Known::Known(slots)) if !slots.is_empty() => {
+                    held_entry(&mut holds, id).registered_ring_fds = slots
+                        .iter()
+                        .map(|&(tid, offset)| RegisteredRingFd { tid, offset })
+                        .collect();
+                }
+                Some(Known::Unknown) => slots_unknown.push(id),
+                _ => {}
+            }
         }
         let holds = holds
             .into_values()
@@ -155,7 +158,63 @@ pub fn assemble_tree(
             holds,
         });
     }
+    set_ring_fd_slots(&mut image, &slots_unknown);
     Ok(image)
+}
+
+/// What process `holds` holds of object `id`, made empty when new.
+fn held_entry(holds: &mut std::collections::BTreeMap<ObjectId, Held>, id: ObjectId) -> &mut Held {
+    holds.entry(id).or_insert_with(|| Held {
+        object: id,
+        fds: Vec::new(),
+        mappings: Vec::new(),
+        owner: false,
+        registered_ring_fds: Vec::new(),
+    })
+}
+
+/// A tree's rings' own registered ring-fd slots become the dumped
+/// process's (the merged read kept the first holder's); a ring whose
+/// slots some process could not read has them unknown everywhere, rather
+/// than some processes' slots passed for all.
+fn set_ring_fd_slots(image: &mut Image, slots_unknown: &[ObjectId]) {
+    let dumped: HashMap<ObjectId, Vec<RegisteredRingFd>> = image
+        .processes
+        .first()
+        .map(|process| {
+            process
+                .holds
+                .iter()
+                .map(|held| (held.object, held.registered_ring_fds.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for process in &mut image.processes {
+        for held in &mut process.holds {
+            if slots_unknown.contains(&held.object) {
+                held.registered_ring_fds.clear();
+            }
+        }
+        process.holds.retain(|held| {
+            !held.fds.is_empty()
+                || !held.mappings.is_empty()
+                || !held.registered_ring_fds.is_empty()
+        });
+    }
+    for object in &mut image.objects {
+        let ObjectKind::Ring(ring) = &mut object.kind else {
+            continue;
+        };
+        if slots_unknown.contains(&object.id) {
+            ring.registered_ring_fds.clear();
+            if !ring.unknown.contains(&RingField::RegisteredRingFds) {
+                ring.unknown.push(RingField::RegisteredRingFds);
+                ring.unknown.sort();
+            }
+        } else {
+            ring.registered_ring_fds = dumped.get(&object.id).cloned().unwrap_or_default();
+        }
+    }
 }
 
 /// The objects reachable from the selected rings, with ids; the image

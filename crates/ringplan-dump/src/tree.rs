@@ -337,6 +337,7 @@ fn finish(
             parent: member.parent,
             fds,
             mappings: &read.mappings,
+            rings: &read.raw.rings,
         })
         .collect();
     let source = Source {

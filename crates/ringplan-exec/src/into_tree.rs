@@ -46,12 +46,15 @@ use crate::{ExecOptions, Inputs, PreflightReport};
 struct LivePart {
     pid: u32,
     plan: Plan,
+    /// Live pid → recorded pid, for every process matched.
+    recorded_of: BTreeMap<u32, u32>,
 }
 
 /// A part being run: its process held, preflighted.
 struct HeldPart {
     pid: u32,
     plan: Plan,
+    recorded_of: BTreeMap<u32, u32>,
     lock: HoldLock,
     held: RemoteProcess,
     report: PreflightReport,
@@ -146,6 +149,14 @@ pub(crate) fn execute_tree_in_inner(
                 }
                 timings.detach = started.elapsed();
                 drop(part.lock);
+                let mut restored = restored;
+                // The run saw the live thread ids its plan was given; a
+                // comparison with the image wants the recorded ones.
+                for slot in &mut restored.ring_fds {
+                    if let Some(&recorded) = part.recorded_of.get(&slot.recorded_tid) {
+                        slot.recorded_tid = recorded;
+                    }
+                }
                 out.push(RestoredIn {
                     pid,
                     thread: pid,
@@ -211,6 +222,7 @@ fn hold_part(part: LivePart, options: &ExecOptions) -> Result<HeldPart, ExecErro
     Ok(HeldPart {
         pid,
         plan: part.plan,
+        recorded_of: part.recorded_of,
         lock,
         found_stopped: held.was_stopped(),
         held,
@@ -359,9 +371,14 @@ fn live_parts(root: u32, plan: &Plan) -> Result<Vec<LivePart>, ExecError> {
             queue.push(pid);
         }
     }
+    let recorded_of: BTreeMap<u32, u32> = live_of
+        .iter()
+        .map(|(&recorded, &live)| (live, recorded))
+        .collect();
     let parts = std::iter::once(plan).chain(plan.processes.iter().map(|part| &part.plan));
     Ok(parts
         .map(|part| LivePart {
+            recorded_of: recorded_of.clone(),
             pid: live_of
                 .get(&part.source.pid)
                 .copied()

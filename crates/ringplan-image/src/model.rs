@@ -115,6 +115,13 @@ pub struct Held {
     /// process.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub owner: bool,
+    /// Rings only (version 5): the slots at which this process's threads
+    /// registered the ring (`IORING_REGISTER_RING_FDS`), ascending by
+    /// (tid, offset). Slots are kept per thread, so every holder has its
+    /// own; the ring's own [`Ring::registered_ring_fds`] are the dumped
+    /// process's. A process may hold a ring by a slot alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registered_ring_fds: Vec<RegisteredRingFd>,
 }
 
 /// Where and how an image was taken.

@@ -8,7 +8,8 @@ use crate::model::*;
 
 impl Image {
     /// The image of process `pid` of this tree image alone: the objects it
-    /// holds, with its own fds and, for a ring, its own mappings, and the
+    /// holds, with its own fds and, for a ring, its own mappings and
+    /// registered ring-fd slots (version 5), and the
     /// objects those reference (a ring's eventfd, registered files and
     /// `wq_fd` parent), at its fds if it holds them, else at none. `None`
     /// when `pid` is not a process of the tree.
@@ -50,6 +51,13 @@ impl Image {
                 object.fds = held.map(|held| held.fds.clone()).unwrap_or_default();
                 if let ObjectKind::Ring(ring) = &mut object.kind {
                     ring.mappings = held.map(|held| held.mappings.clone()).unwrap_or_default();
+                    // Version 4 trees kept only the first holder's slots,
+                    // in the ring.
+                    if self.version >= 5 {
+                        ring.registered_ring_fds = held
+                            .map(|held| held.registered_ring_fds.clone())
+                            .unwrap_or_default();
+                    }
                 }
                 object
             })

@@ -44,7 +44,8 @@ pub fn to_json(image: &Image) -> Value {
 }
 
 /// A tree image's `holders` of one object: every process that holds it,
-/// with its fds (and, for a ring, its mappings and whether it owns it).
+/// with its fds (and, for a ring, its mappings, its threads' registered
+/// ring-fd slots and whether it owns it).
 fn holders_json(image: &Image, id: ObjectId) -> Value {
     image
         .holders(id)
@@ -56,6 +57,9 @@ fn holders_json(image: &Image, id: ObjectId) -> Value {
                 "mappings": held.mappings.iter().map(|mapping| json!({
                     "region": mapping.region.name(), "addr": mapping.addr, "len": mapping.len,
                 })).collect::<Vec<_>>(),
+                "registered_ring_fds": held.registered_ring_fds.iter()
+                    .map(|slot| json!({"tid": slot.tid, "offset": slot.offset}))
+                    .collect::<Vec<_>>(),
                 "owner": held.owner,
             })
         })
@@ -280,7 +284,8 @@ pub fn to_text(image: &Image) -> String {
 }
 
 /// One line naming the processes of a tree that hold an object, with
-/// their fds, and what differs for a ring (its mappings, its owner).
+/// their fds, and what differs for a ring (its mappings, its slots, its
+/// owner).
 fn write_holders(out: &mut String, image: &Image, id: ObjectId) {
     let holders: Vec<String> = image
         .holders(id)
@@ -289,6 +294,9 @@ fn write_holders(out: &mut String, image: &Image, id: ObjectId) {
             if !held.mappings.is_empty() {
                 let _ = write!(text, ", {} mappings", held.mappings.len());
             }
+            for slot in &held.registered_ring_fds {
+                let _ = write!(text, ", slot {} of thread {}", slot.offset, slot.tid);
+            }
             if held.owner {
                 text.push_str(", owner");
             }
@@ -296,7 +304,7 @@ fn write_holders(out: &mut String, image: &Image, id: ObjectId) {
         })
         .collect();
     if holders.is_empty() {
-        let _ = writeln!(out, "    held by no process at an fd or a mapping");
+        let _ = writeln!(out, "    held by no process at an fd, a mapping or a slot");
     } else {
         let _ = writeln!(out, "    held by {}", holders.join("; "));
     }

@@ -631,6 +631,7 @@ fn a_tree_round_trips_and_its_view_names_the_holders() {
                 fds: object.fds.clone(),
                 mappings,
                 owner: false,
+                registered_ring_fds: Vec::new(),
             })
         })
         .collect();

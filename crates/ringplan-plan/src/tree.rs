@@ -31,7 +31,8 @@
 use std::collections::BTreeMap;
 
 use ringplan_image::{
-    FdEntry, Held, Image, Object, ObjectId, ObjectKind, Ring, RingSettings, SetupFlags,
+    FdEntry, Held, Image, Object, ObjectId, ObjectKind, RegisteredRingFd, Ring, RingSettings,
+    SetupFlags,
 };
 
 use crate::error::CompileError;
@@ -322,12 +323,16 @@ fn sub_image(image: &Image, creators: &Creators, index: usize) -> Image {
         let kind = match &object.kind {
             ObjectKind::Ring(ring) if creates => {
                 let mut ring = ring.clone();
-                if let Some(held) = held {
-                    ring.mappings = held.mappings.clone();
-                }
+                ring.mappings = held.map(|held| held.mappings.clone()).unwrap_or_default();
+                let recorded = std::mem::take(&mut ring.registered_ring_fds);
+                ring.registered_ring_fds = own_ring_fd_slots(image, recorded, held);
                 ObjectKind::Ring(ring)
             }
-            ObjectKind::Ring(ring) => ObjectKind::Ring(bare_ring(ring, held)),
+            ObjectKind::Ring(ring) => {
+                let mut bare = bare_ring(ring, held);
+                bare.registered_ring_fds = own_ring_fd_slots(image, Vec::new(), held);
+                ObjectKind::Ring(bare)
+            }
             other => other.clone(),
         };
         objects.push(Object {
@@ -341,6 +346,22 @@ fn sub_image(image: &Image, creators: &Creators, index: usize) -> Image {
     let mut sub_image = Image::new(source, objects);
     sub_image.version = image.version;
     sub_image
+}
+
+/// The registered ring-fd slots a process's part registers of a ring: its
+/// own threads' (version 5); a version 4 tree kept only the first
+/// holder's, in the ring (`recorded`), which its creator registers.
+fn own_ring_fd_slots(
+    image: &Image,
+    recorded: Vec<RegisteredRingFd>,
+    held: Option<&Held>,
+) -> Vec<RegisteredRingFd> {
+    if image.version >= 5 {
+        held.map(|held| held.registered_ring_fds.clone())
+            .unwrap_or_default()
+    } else {
+        recorded
+    }
 }
 
 /// A ring another process creates, as a receiving process sees it: its

@@ -788,6 +788,7 @@ pub fn held(object: u32, fds: Vec<FdEntry>, mappings: Vec<RingMapping>, owner: b
         fds,
         mappings,
         owner,
+        registered_ring_fds: Vec::new(),
     }
 }
 
@@ -795,7 +796,8 @@ pub fn held(object: u32, fds: Vec<FdEntry>, mappings: Vec<RingMapping>, owner: b
 /// `shared` scenario: process 1000 and its children 1001 and 1002.
 /// - ring #1 (restored where the program left it) with eventfd #3 and
 ///   file #4 registered, set up by 1000 before it forked: 1000 and 1001
-///   hold it at fd 5, mapped at the same addresses; 1002 unmapped it and
+///   hold it at fd 5, mapped at the same addresses, and 1001 registered
+///   it at slot 2 of its thread; 1002 unmapped it and
 ///   closed its fd;
 /// - ring #2, `SINGLE_ISSUER`, owned by 1000's main thread: all three
 ///   hold it at fd 8, 1001 without mapping it;
@@ -876,6 +878,12 @@ pub fn tree() -> Image {
     let mut own_ring_child = everything_inherited(false, true);
     own_ring_child.remove(0);
     own_ring_child.push(held(5, cloexec_fds(&[13]), own_mappings, false));
+    // The first child registered the shared ring in a slot of its thread.
+    let mut slot_child = everything_inherited(true, false);
+    slot_child[0].registered_ring_fds = vec![ringplan_image::RegisteredRingFd {
+        tid: 1001,
+        offset: 2,
+    }];
     tree.processes = vec![
         TreeProcess {
             pid: 1000,
@@ -885,7 +893,7 @@ pub fn tree() -> Image {
         TreeProcess {
             pid: 1001,
             parent: Some(1000),
-            holds: everything_inherited(true, false),
+            holds: slot_child,
         },
         TreeProcess {
             pid: 1002,

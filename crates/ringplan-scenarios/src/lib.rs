@@ -177,7 +177,8 @@ pub enum Scenario {
     /// A ring shared with forked children (`crate::shared`): one plain
     /// ring (8 entries) with an eventfd (count 3) and a file (`shared-data`
     /// in a temp dir, at slot 0 of 2) registered, then three children: one
-    /// that keeps it, one that closed and unmapped its copy, one with a
+    /// that keeps it and registers its fd at slot 2 of its thread's
+    /// registered ring fds, one that closed and unmapped its copy, one with a
     /// ring of its own beside it; and a second ring (4 entries,
     /// `SINGLE_ISSUER`, owned by the main thread) that all four keep. The
     /// description lists the children in `children`.

@@ -3,7 +3,10 @@
 //! eventfd and files with it, and then forks children that inherit it, as
 //! a server that creates its rings before it forks its workers does
 //! (PostgreSQL 18 with `io_method=io_uring`):
-//! - `keeper`: keeps everything it inherited;
+//! - `keeper`: keeps everything it inherited; in `shared` and
+//!   `shared-sqpoll` it also registers the shared ring's fd in a slot of
+//!   its thread (offset [`KEEPER_RING_FD_SLOT`], as liburing's
+//!   `io_uring_register_ring_fd` does), which the kernel keeps per thread;
 //! - `closer`: closes its copy of the ring's fd and unmaps its copy of the
 //!   ring's regions, so it holds nothing of the ring (it keeps the
 //!   inherited eventfd and file fds);
@@ -40,6 +43,9 @@ use crate::{Built, ScenarioError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChildRole {
     Keeper,
+    /// A keeper that registers the shared ring's fd at
+    /// [`KEEPER_RING_FD_SLOT`] in its thread.
+    SlotKeeper,
     Closer,
     OwnRing,
     /// A child of `children:N`: holds nothing of io_uring.
@@ -49,7 +55,7 @@ pub(crate) enum ChildRole {
 impl ChildRole {
     fn name(self) -> &'static str {
         match self {
-            ChildRole::Keeper => "keeper",
+            ChildRole::Keeper | ChildRole::SlotKeeper => "keeper",
             ChildRole::Closer => "closer",
             ChildRole::OwnRing => "own-ring",
             ChildRole::Bare => "bare",
@@ -95,11 +101,16 @@ impl Children {
                     "pid": child.pid,
                     "role": child.role.name(),
                     "own_ring_fd": child.own_ring_fd,
+                    "ring_fd_slot": (child.role == ChildRole::SlotKeeper).then_some(KEEPER_RING_FD_SLOT),
                 })
             })
             .collect()
     }
 }
+
+/// The registered ring-fd slot at which the `shared` scenarios' keeper
+/// registers the shared ring.
+pub(crate) const KEEPER_RING_FD_SLOT: u32 = 2;
 
 /// Where `children:N` keeps its pipes: above any fd a restore of the
 /// `shared` or `tree:N` images installs.
@@ -115,7 +126,7 @@ impl Built {
         self.build_shared_with(
             sqpoll,
             !sqpoll,
-            &[ChildRole::Keeper, ChildRole::Closer, ChildRole::OwnRing],
+            &[ChildRole::SlotKeeper, ChildRole::Closer, ChildRole::OwnRing],
         )
     }
 
@@ -249,6 +260,11 @@ impl Built {
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
         let report: i32 = match role {
             ChildRole::Keeper => -1,
+            // -2 tells the parent that the registration failed.
+            ChildRole::SlotKeeper => match self.register_shared_ring() {
+                Ok(()) => -1,
+                Err(_) => -2,
+            },
             ChildRole::Closer => {
                 if let Some(ring) = self.rings.first_mut() {
                     ring.close_and_unmap();
@@ -267,6 +283,21 @@ impl Built {
         ) {}
         // SAFETY: ends this child without running the parent's destructors.
         unsafe { libc::_exit(0) }
+    }
+
+    /// Registers the shared ring's fd at [`KEEPER_RING_FD_SLOT`] in the
+    /// calling thread, for the child's life (the kernel drops a thread's
+    /// slots when it exits).
+    fn register_shared_ring(&self) -> Result<(), ScenarioError> {
+        let ring = self
+            .rings
+            .first()
+            .ok_or(ScenarioError::RingAlreadyClosed { fd: -1 })?;
+        let fd = ring
+            .fd
+            .as_ref()
+            .ok_or(ScenarioError::RingAlreadyClosed { fd: ring.fd_number })?;
+        crate::ring_fds::register(fd.as_fd(), KEEPER_RING_FD_SLOT)
     }
 
     fn set_up_own_ring(&mut self) -> Result<RawFd, ScenarioError> {

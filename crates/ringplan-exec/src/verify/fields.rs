@@ -302,7 +302,7 @@ impl<'a> FieldComparison<'a> {
                 Some(went) => {
                     if went.tid != slot.tid {
                         self.notes.push(format!(
-                            "{}: registered ring fd at offset {} in thread {}, which ran the plan (recorded in thread {}, which this process does not have)",
+                            "{}: registered ring fd at offset {} in thread {} (recorded in thread {}, which this process does not have)",
                             differ.name(),
                             went.offset,
                             went.tid,

@@ -1,4 +1,5 @@
-//! Checks of a tree image's processes (version 4): who holds what must be
+//! Checks of a tree image's processes (version 4; registered ring-fd
+//! slots per process, version 5): who holds what must be
 //! something a set of processes could hold. Each problem is one line
 //! naming the process.
 
@@ -17,9 +18,11 @@ fn bad_process(pid: u32, problem: impl Into<String>) -> ImageError {
 
 /// The processes' pids unique, each one's parent listed before it, the
 /// first the dumped process; each process's objects existing, ascending,
-/// each held at an fd or by a mapping, fds valid and claimed by one
-/// object each within the process; the dumped process's fds and mappings
-/// those of the objects; an owner only of a ring with an owner, and one.
+/// each held at an fd, by a mapping or by a registered ring-fd slot, fds
+/// valid and claimed by one object each within the process, slots valid
+/// and each (thread, offset) held by one ring in the whole tree, a thread
+/// in one process; the dumped process's fds, mappings and slots those of
+/// the objects; an owner only of a ring with an owner, and one.
 pub(super) fn check_processes(image: &Image) -> Result<(), ImageError> {
     let Some(first) = image.processes.first() else {
         return Ok(());
@@ -44,6 +47,7 @@ pub(super) fn check_processes(image: &Image) -> Result<(), ImageError> {
     }
     let mut listed: HashSet<u32> = HashSet::new();
     let mut owners: HashMap<ObjectId, u32> = HashMap::new();
+    let mut slots = SlotHolders::default();
     for process in &image.processes {
         let pid = process.pid;
         if let Some(parent) = process.parent {
@@ -63,8 +67,74 @@ pub(super) fn check_processes(image: &Image) -> Result<(), ImageError> {
             return Err(bad_process(pid, "is listed twice in the tree"));
         }
         check_holds(image, process, &mut owners)?;
+        for held in &process.holds {
+            slots.check(image, pid, held)?;
+        }
     }
     check_dumped_process(image, first)
+}
+
+/// Who holds each registered ring-fd slot, and which process each
+/// thread is in, across the tree.
+#[derive(Default)]
+struct SlotHolders {
+    rings: HashMap<RegisteredRingFd, ObjectId>,
+    processes: HashMap<u32, u32>,
+}
+
+impl SlotHolders {
+    /// `held`'s slots (version 5, rings only, the ring's slots known):
+    /// ascending, valid, and neither a slot another ring holds nor a
+    /// thread another process has.
+    fn check(&mut self, image: &Image, pid: u32, held: &Held) -> Result<(), ImageError> {
+        use ringplan_kernel::abi::detach::REGISTERED_RING_FD_SLOTS;
+        let id = held.object;
+        if held.registered_ring_fds.is_empty() {
+            return Ok(());
+        }
+        let problem = |problem: String| Err(bad_process(pid, format!("ring {id}: {problem}")));
+        if image.version < 5 {
+            return problem(format!(
+                "registered ring fds per process, which version {} images do not have",
+                image.version
+            ));
+        }
+        let known = match image.object(id).map(|object| &object.kind) {
+            Some(ObjectKind::Ring(ring)) => !ring.unknown.contains(&RingField::RegisteredRingFds),
+            _ => return problem("registered ring fds of an object that is not a ring".to_owned()),
+        };
+        if !known {
+            return problem("registered ring fds listed as unknown but held".to_owned());
+        }
+        if held
+            .registered_ring_fds
+            .windows(2)
+            .any(|pair| pair[0] >= pair[1])
+        {
+            return problem("registered ring fds repeated or out of order".to_owned());
+        }
+        for slot in &held.registered_ring_fds {
+            if slot.tid == 0 || slot.offset >= REGISTERED_RING_FD_SLOTS {
+                return problem(format!(
+                    "registered ring fd of thread {} at offset {}: tid 0, or not one of the kernel's \
+                     {REGISTERED_RING_FD_SLOTS} slots",
+                    slot.tid, slot.offset
+                ));
+            }
+            if let Some(other) = self.rings.insert(*slot, id) {
+                return problem(format!(
+                    "slot {} of thread {} is also held by ring {other}",
+                    slot.offset, slot.tid
+                ));
+            }
+            if let Some(other) = self.processes.insert(slot.tid, pid) {
+                if other != pid {
+                    return problem(format!("thread {} is in process {other} too", slot.tid));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn check_holds(
@@ -90,10 +160,10 @@ fn check_holds(
                 format!("holds object {id}, which does not exist"),
             ));
         };
-        if held.fds.is_empty() && held.mappings.is_empty() {
+        if held.fds.is_empty() && held.mappings.is_empty() && held.registered_ring_fds.is_empty() {
             return Err(bad_process(
                 pid,
-                format!("holds object {id} with neither an fd nor a mapping"),
+                format!("holds object {id} with neither an fd, a mapping nor a registered slot"),
             ));
         }
         let mut previous_fd: Option<i32> = None;
@@ -150,8 +220,8 @@ fn check_holds(
 }
 
 /// The dumped process's part of the tree says what the objects' own fds
-/// and ring mappings say (the image of one process, which a reader of the
-/// objects alone sees).
+/// and ring mappings (and, from version 5, registered ring-fd slots) say
+/// (the image of one process, which a reader of the objects alone sees).
 fn check_dumped_process(image: &Image, first: &TreeProcess) -> Result<(), ImageError> {
     let pid = first.pid;
     for object in &image.objects {
@@ -160,17 +230,22 @@ fn check_dumped_process(image: &Image, first: &TreeProcess) -> Result<(), ImageE
             .binary_search_by_key(&object.id, |held| held.object)
             .ok()
             .map(|position| &first.holds[position]);
-        let (fds, mappings): (&[FdEntry], &[RingMapping]) =
-            held.map_or((&[], &[]), |held| (&held.fds, &held.mappings));
-        let ring_mappings: &[RingMapping] = match &object.kind {
-            ObjectKind::Ring(ring) => &ring.mappings,
-            _ => &[],
+        let (fds, mappings, slots): (&[FdEntry], &[RingMapping], &[RegisteredRingFd]) = held
+            .map_or((&[], &[], &[]), |held| {
+                (&held.fds, &held.mappings, &held.registered_ring_fds)
+            });
+        let (ring_mappings, ring_slots): (&[RingMapping], &[RegisteredRingFd]) = match &object.kind
+        {
+            ObjectKind::Ring(ring) => (&ring.mappings, &ring.registered_ring_fds),
+            _ => (&[], &[]),
         };
-        if fds != object.fds.as_slice() || mappings != ring_mappings {
+        // Version 4 trees kept the first holder's slots in the ring.
+        let slots_differ = image.version >= 5 && slots != ring_slots;
+        if fds != object.fds.as_slice() || mappings != ring_mappings || slots_differ {
             return Err(bad_process(
                 pid,
                 format!(
-                    "the dumped process's fds or mappings of object {} differ from the object's own",
+                    "the dumped process's fds, mappings or registered ring fds of object {} differ from the object's own",
                     object.id
                 ),
             ));
