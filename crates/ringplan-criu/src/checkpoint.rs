@@ -1,11 +1,12 @@
 //! `plan checkpoint`: take the rings out of every process of the tree that
 //! has some (each left stopped, its image written and synced; when two
-//! processes share a ring, `kcmp`, all of them at once into one tree
-//! image), write the manifest, then `criu dump` the tree, which now has no
+//! processes share a ring, at an fd or by a mapping, all of them at once
+//! into one tree image), write the manifest, then `criu dump` the tree, which now has no
 //! io_uring. If criu
 //! fails, or with `leave_running`, every process gets its rings back and
 //! runs on.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -147,16 +148,32 @@ fn thread_ids(pid: u32) -> Vec<u32> {
 /// Whether `pid` holds a ring: an io_uring fd, or a mapping of one (a
 /// ring whose fd was closed lives on in its mapping).
 fn holds_rings(pid: u32) -> bool {
+    !ring_inodes(pid).is_empty()
+}
+
+/// The inodes of the rings `pid` holds at an fd or maps (every ring has an
+/// anonymous inode of its own, so two processes share a ring when they
+/// name one inode). A process that is gone or unreadable holds none here:
+/// the take-out that follows reads it again and says why.
+fn ring_inodes(pid: u32) -> BTreeSet<u64> {
     let process = Process::Pid(pid);
-    let has_fd = ProcessFds::open(process)
-        .and_then(|mut fds| fds.ring_fds())
-        .is_ok_and(|rings| !rings.is_empty());
-    has_fd
-        || maps::read(process).is_ok_and(|maps| {
+    let mut inodes = BTreeSet::new();
+    if let Ok(mut fds) = ProcessFds::open(process) {
+        for fd in fds.ring_fds().unwrap_or_default() {
+            if let Ok(Some(inode)) = fds.inode(fd) {
+                inodes.insert(inode.ino);
+            }
+        }
+    }
+    if let Ok(maps) = maps::read(process) {
+        inodes.extend(
             maps.lines()
                 .filter_map(MapsEntry::parse)
-                .any(|entry| entry.path == RING_FILE_PATH)
-        })
+                .filter(|entry| entry.path == RING_FILE_PATH)
+                .map(|entry| entry.inode),
+        );
+    }
+    inodes
 }
 
 /// What a checkpoint took out: each process's rings into an image of its
@@ -266,27 +283,16 @@ fn take_out_tree(
     ))
 }
 
-/// Whether two processes of `pids` hold one ring (a ring fd of one is the
-/// open file of a ring fd of another, `kcmp`): a ring set up before
-/// `fork()`, which only a tree image holds as one object.
+/// Whether two processes of `pids` hold one ring, at an fd or by a
+/// mapping (a ring set up before `fork()`, which a child may keep only
+/// mapped): only a tree image holds it as one object, and a take-out per
+/// process would leave the ring alive in the other.
 fn rings_shared_between(pids: &[u32]) -> bool {
-    let ring_fds: Vec<(u32, Vec<i32>)> = pids
-        .iter()
-        .map(|&pid| {
-            let fds = ProcessFds::open(Process::Pid(pid))
-                .and_then(|mut fds| fds.ring_fds())
-                .unwrap_or_default();
-            (pid, fds)
-        })
-        .collect();
-    ring_fds.iter().enumerate().any(|(index, (pid, fds))| {
-        ring_fds[index + 1..].iter().any(|(other, other_fds)| {
-            fds.iter().any(|&fd| {
-                other_fds.iter().any(|&other_fd| {
-                    ringplan_kernel::kcmp::same_file(*pid, fd, *other, other_fd).unwrap_or(false)
-                })
-            })
-        })
+    let mut seen = BTreeSet::new();
+    pids.iter().any(|&pid| {
+        ring_inodes(pid)
+            .into_iter()
+            .any(|inode| !seen.insert(inode))
     })
 }
 
@@ -331,4 +337,116 @@ fn give_back(mover: &mut dyn RingMover, taken: &Taken, during: &str) -> Result<(
         }
     }
     first_failure.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    use rustix::io_uring::{io_uring_params, io_uring_setup};
+    use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+
+    use super::*;
+
+    /// A ring of this process with its SQ ring mapped.
+    struct MappedRing {
+        fd: OwnedFd,
+        addr: *mut std::ffi::c_void,
+        len: usize,
+    }
+
+    impl MappedRing {
+        fn set_up() -> MappedRing {
+            let mut params = io_uring_params::default();
+            // SAFETY: `params` is a zeroed io_uring_params the kernel
+            // fills in.
+            let fd = unsafe { io_uring_setup(4, &mut params) }.expect("io_uring_setup");
+            let len = params.sq_off.array as usize + 4 * params.sq_entries as usize;
+            // SAFETY: a new shared mapping of the ring's SQ ring, at an
+            // address the kernel picks; unmapped on drop.
+            let addr = unsafe {
+                mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::SHARED | MapFlags::POPULATE,
+                    &fd,
+                    0,
+                )
+            }
+            .expect("mmap of the SQ ring");
+            MappedRing { fd, addr, len }
+        }
+    }
+
+    impl Drop for MappedRing {
+        fn drop(&mut self) {
+            // SAFETY: the mapping `set_up` made, used by no one else.
+            let _ = unsafe { munmap(self.addr, self.len) };
+        }
+    }
+
+    /// What a forked child does with the ring it inherited.
+    #[derive(Clone, Copy)]
+    enum Child {
+        /// Closes its fd and keeps the mapping.
+        KeepsTheMapping,
+        /// Closes its fd, unmaps, and sets up a ring of its own.
+        HasItsOwn,
+    }
+
+    /// Forks a child that does what `child` says with `ring` and then
+    /// waits to be killed; returns its pid once it has done it.
+    fn fork_child(ring: &MappedRing, child: Child) -> u32 {
+        let (ready_read, ready_write) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe");
+        // SAFETY: the child makes only raw syscalls (the test harness has
+        // other threads: no allocation, no locks) and never returns.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: raw syscalls on fds and memory this child owns.
+            unsafe {
+                libc::close(ring.fd.as_raw_fd());
+                if let Child::HasItsOwn = child {
+                    libc::munmap(ring.addr, ring.len);
+                    let mut params = [0u8; 120];
+                    libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr());
+                }
+                libc::write(ready_write.as_raw_fd(), b"r".as_ptr().cast(), 1);
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        drop(ready_write);
+        let mut byte = [0u8; 1];
+        assert_eq!(rustix::io::read(&ready_read, &mut byte).expect("ready"), 1);
+        pid as u32
+    }
+
+    fn kill(pid: u32) {
+        // SAFETY: kill and waitpid of this test's own child.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+            libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+        }
+    }
+
+    #[test]
+    fn a_ring_a_child_keeps_only_mapped_is_shared_and_a_ring_of_its_own_is_not() {
+        let ring = MappedRing::set_up();
+        let me = std::process::id();
+        let mapping_only = fork_child(&ring, Child::KeepsTheMapping);
+        let own_ring = fork_child(&ring, Child::HasItsOwn);
+        let outcome = (
+            holds_rings(mapping_only),
+            rings_shared_between(&[me, mapping_only]),
+            holds_rings(own_ring),
+            rings_shared_between(&[me, own_ring]),
+        );
+        kill(mapping_only);
+        kill(own_ring);
+        assert_eq!(outcome, (true, true, true, false));
+    }
 }
