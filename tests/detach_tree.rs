@@ -28,7 +28,7 @@ use ringplan_kernel::abi::SetupFlags;
 use ringplan_kernel::procfs::task::SQ_THREAD_NAME_PREFIX;
 use ringplan_kernel::procfs::{stat, Process};
 use ringplan_scenarios::c_programs;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use support::{
     io_threads, kernel_at_least, plan, plan_ok, ring_fds, ring_mappings, scratch_dir, Scenario,
@@ -640,8 +640,20 @@ fn sq_heads(image: &Path) -> Vec<u64> {
 /// its file right when read from outside.
 #[test]
 fn a_tree_taken_out_mid_work_is_put_back_and_finishes_its_work() {
-    let dir = scratch_dir("detach-tree-round-trip");
-    let worker = TreeWorker::start_long(&dir, &[]);
+    round_trip("detach-tree-round-trip", &[]);
+}
+
+/// The same with child 0 holding its ring by its registered slot and its
+/// mappings, its fd closed: its part receives the ring at no fd of its
+/// own, maps it and registers the slot again.
+#[test]
+fn a_child_that_holds_a_shared_ring_only_by_its_slot_and_mappings_carries_on() {
+    round_trip("detach-tree-slot-holder", &["CLOSE_RING_FD"]);
+}
+
+fn round_trip(name: &str, options: &[&str]) {
+    let dir = scratch_dir(name);
+    let worker = TreeWorker::start_long(&dir, options);
     std::thread::sleep(Duration::from_millis(300));
     let root = worker.pid.to_string();
     let image = dir.join("tree.img");
@@ -649,6 +661,23 @@ fn a_tree_taken_out_mid_work_is_put_back_and_finishes_its_work() {
     plan_ok(&[
         "dump", "--pid", &root, "--tree", "--detach", "-o", image_text,
     ]);
+    // Child 0's hold of ring 0: its slot, and its fd unless it closed it.
+    let child = worker.children[0];
+    let slot_holds: Vec<Value> = support::objects_of_kind(&view(&image), "ring")
+        .iter()
+        .flat_map(|ring| ring["holders"].as_array().cloned().unwrap_or_default())
+        .filter(|holder| holder["pid"] == child && holder["registered_ring_fds"] != json!([]))
+        .collect();
+    assert_eq!(slot_holds.len(), 1, "{slot_holds:?}");
+    assert_eq!(
+        slot_holds[0]["registered_ring_fds"],
+        json!([{"tid": child, "offset": 0}])
+    );
+    assert_eq!(
+        slot_holds[0]["fds"] == json!([]),
+        options.contains(&"CLOSE_RING_FD"),
+        "{slot_holds:?}"
+    );
     if !support::kernel_has_no_mmap() {
         // 6.1: the rings cannot go back where the children had them.
         let refused = plan(&["exec", image_text, "--pid", &root]);

@@ -42,6 +42,9 @@
 //                 never completes, which it leaves in flight while it
 //                 works (its other completions are told apart by
 //                 user_data) and at its exit;
+//   CLOSE_RING_FD child 0 closes its fd of ring 0 once it registered it
+//                 in its slot (as liburing's io_uring_close_ring_fd does):
+//                 it then holds ring 0 by its slot and its mappings only;
 //   END_FILE=PATH each child stops writing once PATH exists (looked at
 //                 before each record), checks every record it wrote, and
 //                 ends as above with the number it wrote: a test ends a
@@ -75,6 +78,7 @@ static int stuck_read;
 static int stuck_pipe[2];
 static char stuck_byte;
 static const char *end_file;
+static int close_ring_fd;
 
 static void fail(const char *what, int err)
 {
@@ -175,6 +179,9 @@ static void child(int index, int ready)
 		int ret = io_uring_register_ring_fd(ring);
 		if (ret != 1)
 			fail("io_uring_register_ring_fd", ret < 0 ? ret : EIO);
+		// liburing enters through the slot from here on.
+		if (close_ring_fd && close(ring->ring_fd) != 0)
+			fail("close (the ring's fd)", errno);
 	}
 	unsigned char *write_buf = area + index * 2 * RECORD;
 	unsigned char *read_buf = write_buf + RECORD;
@@ -207,7 +214,7 @@ static void child(int index, int ready)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: tree_worker OUTPUT_DIR RECORDS [DELAY_MS [NO_PDEATHSIG|STUCK_READ|END_FILE=PATH]...]\n");
+		fprintf(stderr, "usage: tree_worker OUTPUT_DIR RECORDS [DELAY_MS [NO_PDEATHSIG|STUCK_READ|CLOSE_RING_FD|END_FILE=PATH]...]\n");
 		return 2;
 	}
 	const char *dir = argv[1];
@@ -220,6 +227,8 @@ int main(int argc, char **argv)
 			pdeathsig = 0;
 		else if (strcmp(argv[i], "STUCK_READ") == 0)
 			stuck_read = 1;
+		else if (strcmp(argv[i], "CLOSE_RING_FD") == 0)
+			close_ring_fd = 1;
 		else if (strncmp(argv[i], "END_FILE=", 9) == 0)
 			end_file = argv[i] + 9;
 		else
