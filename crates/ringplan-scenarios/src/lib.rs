@@ -128,9 +128,11 @@ pub enum Scenario {
     /// consumed: every head is 0 (what a restore can bring back).
     PbufFresh(usize),
     /// One plain ring (8 entries) with a buffer ring (bgid 0, 8 entries,
-    /// 8 buffers provided, none consumed) and a legacy group (bgid 7, 4
-    /// buffers of 64 bytes provided with `IORING_OP_PROVIDE_BUFFERS`),
-    /// which a dump reports and a restore refuses.
+    /// 8 buffers provided, none consumed) and legacy groups
+    /// (`IORING_OP_PROVIDE_BUFFERS`): bgid 7 got 4 buffers of 64 bytes
+    /// (bids 0-3), then 3 of 128 bytes (bids 10-12), and reads took 2 (bids
+    /// 0 and 1): 5 left, in two runs; bgid 70 got 1 buffer, which a read
+    /// took: an empty group the kernel keeps.
     PbufLegacy,
     /// One plain ring (8 entries) with a buffer ring on its own memory
     /// (bgid 0) and one in kernel memory (`IOU_PBUF_RING_MMAP`, 6.4+; bgid
@@ -443,7 +445,14 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
             let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "pbuf-legacy")?;
             ring.register_pbuf_ring(0, 8)?;
             ring.provide_and_consume(0, 8, 0)?;
-            ring.provide_legacy_buffers(7, 4)?;
+            ring.provide_legacy_buffers(7, 0, 4, 64)?;
+            ring.provide_legacy_buffers(7, 10, 3, 128)?;
+            ring.consume_legacy_buffers(7, 2)?;
+            // Above 63: 6.1 keeps low bgids in an array where an empty
+            // list is no group, higher ones in the xarray as later
+            // kernels keep all.
+            ring.provide_legacy_buffers(70, 0, 1, 64)?;
+            ring.consume_legacy_buffers(70, 1)?;
             built.rings.push(ring);
         }
         Scenario::PbufMmap => {
@@ -916,7 +925,14 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
         "pbuf_rings": ring.pbuf_rings.iter()
             .map(|pbuf| json!({ "bgid": pbuf.bgid, "entries": pbuf.entries, "addr": pbuf.memory.addr, "head": pbuf.head, "mmap": pbuf.kernel_memory }))
             .collect::<Vec<_>>(),
-        "legacy_buffer_groups": ring.legacy_groups.iter().map(|(bgid, _)| *bgid).collect::<Vec<_>>(),
+        "legacy_buffer_groups": ring.legacy_groups.iter()
+            .map(|group| json!({
+                "bgid": group.bgid,
+                "buffers": group.buffers.iter()
+                    .map(|(addr, len, bid)| json!({ "addr": addr, "len": len, "bid": bid }))
+                    .collect::<Vec<_>>(),
+            }))
+            .collect::<Vec<_>>(),
         "personality_next": ring.personality_next,
         "registered_ring_fds": ring.registered_ring_fds.iter()
             .map(|(tid, offset)| json!({ "tid": tid, "offset": offset }))
