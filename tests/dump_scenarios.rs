@@ -573,6 +573,8 @@ scenario_tests! {
     restricted_enabled: "restricted-enabled",
     pbuf: "pbuf",
     pbuf_legacy: "pbuf-legacy",
+    // Three answers of the group walk (700 buffers each), compared whole.
+    legacy_buffers_2000: "legacy-buffers:2000",
     settings: "settings",
 }
 
@@ -739,6 +741,47 @@ fn legacy_buffer_groups_are_reported_and_refused() {
         stderr.contains(
             "legacy group 7 (IORING_OP_PROVIDE_BUFFERS): its 5 buffers were captured, but providing them again is not implemented"
         ),
+        "{stderr}"
+    );
+}
+
+/// A legacy group whose list repeats bids and is longer than the dump
+/// walks (65536 buffers, the most distinct bids a group holds) is not
+/// passed off in part: the group is dumped without its buffers (`buffers`
+/// null), the dump says why, and a restore refuses it. 6.1 and 6.12 take
+/// all 70001 buffers (the list is too long); later kernels stop a group at
+/// 65535 (`bl->nbufs`), within the walk, whose bids then repeat.
+#[test]
+fn a_legacy_list_longer_than_the_walk_is_left_uncaptured() {
+    let process = Scenario::start("legacy-buffers:70000");
+    let dir = scratch_dir("dump-legacy-too-long");
+    let image = dir.join("long.img");
+    let image = image.to_str().expect("utf-8 path");
+    let pid = process.pid().to_string();
+    let dump = crate::support::plan(&["dump", "--pid", &pid, "--backend", "bpf", "-o", image]);
+    let stderr = String::from_utf8_lossy(&dump.stderr);
+    assert!(dump.status.success(), "dump: {stderr}");
+    assert!(
+        stderr.contains("legacy buffer group 7 of the ring at fd")
+            && (stderr.contains("its list is longer than 65536 buffers")
+                || stderr.contains("more than once, which the image cannot hold")),
+        "the dump says why: {stderr}"
+    );
+    let view = dump_json(process.pid(), "bpf", &dir, &[]);
+    let ring = view["objects"]
+        .as_array()
+        .and_then(|objects| objects.iter().find(|object| object["kind"] == "ring"))
+        .expect("a ring");
+    assert_eq!(
+        ring["legacy_buffer_groups"],
+        serde_json::json!([{"bgid": 7, "buffers": null}]),
+        "{ring}"
+    );
+    let exec = crate::support::plan(&["exec", image, "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert_eq!(exec.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("legacy group 7 (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel, which the image does not capture"),
         "{stderr}"
     );
 }

@@ -67,6 +67,7 @@ pub use stop::{StopSignal, StopSignals};
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
 /// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`,
+/// `legacy-buffers:N`,
 /// `pbuf-mmap`, `settings`, `wait-region`, `shared`, `shared-sqpoll`,
 /// `tree:N`, `children:N`, `ring-fds`, `ring-fd-only`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,6 +135,13 @@ pub enum Scenario {
     /// 0 and 1): 5 left, in two runs; bgid 70 got 1 buffer, which a read
     /// took: an empty group the kernel keeps.
     PbufLegacy,
+    /// One plain ring (8 entries) with legacy group 7 holding N buffers
+    /// of 64 bytes: N + 1 provided with one `IORING_OP_PROVIDE_BUFFERS`
+    /// (bids 0..=N), the first taken by a read. 1 <= N <= 240000; above
+    /// 59999 the buffers are provided 60000 at a time (6.1 refuses bids
+    /// past 65534), each batch's bids from 0 again: bids repeat, and a
+    /// list longer than 65536 is more than the dump walks.
+    LegacyBuffers(usize),
     /// One plain ring (8 entries) with a buffer ring on its own memory
     /// (bgid 0) and one in kernel memory (`IOU_PBUF_RING_MMAP`, 6.4+; bgid
     /// 9, 16 entries) that the scenario mapped.
@@ -221,6 +229,7 @@ impl Scenario {
             Scenario::Pbuf(_) => "pbuf",
             Scenario::PbufFresh(_) => "pbuf-fresh",
             Scenario::PbufLegacy => "pbuf-legacy",
+            Scenario::LegacyBuffers(_) => "legacy-buffers",
             Scenario::PbufMmap => "pbuf-mmap",
             Scenario::Restricted => "restricted",
             Scenario::RestrictedEnabled => "restricted-enabled",
@@ -246,6 +255,7 @@ impl Scenario {
             | Scenario::Personalities(count)
             | Scenario::Pbuf(count)
             | Scenario::PbufFresh(count)
+            | Scenario::LegacyBuffers(count)
             | Scenario::Tree(count)
             | Scenario::Children(count) => Some(count),
             Scenario::Seed
@@ -316,6 +326,7 @@ impl FromStr for Scenario {
             "pbuf" => with_count("pbuf", Scenario::Pbuf),
             "pbuf-fresh" => with_count("pbuf-fresh", Scenario::PbufFresh),
             "pbuf-legacy" => without_count(Scenario::PbufLegacy),
+            "legacy-buffers" => with_count("legacy-buffers", Scenario::LegacyBuffers),
             "pbuf-mmap" => without_count(Scenario::PbufMmap),
             "shared" => without_count(Scenario::Shared),
             "shared-sqpoll" => without_count(Scenario::SharedSqpoll),
@@ -335,7 +346,7 @@ impl FromStr for Scenario {
 #[non_exhaustive]
 pub enum ScenarioError {
     #[error(
-        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, personalities:N, restricted, restricted-enabled, pbuf[:N], pbuf-fresh:N, pbuf-legacy, pbuf-mmap, settings, wait-region, shared, shared-sqpoll, tree:N, children:N, ring-fds or ring-fd-only"
+        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, personalities:N, restricted, restricted-enabled, pbuf[:N], pbuf-fresh:N, pbuf-legacy, legacy-buffers:N, pbuf-mmap, settings, wait-region, shared, shared-sqpoll, tree:N, children:N, ring-fds or ring-fd-only"
     )]
     UnknownScenario { given: String },
     #[error("scenario {name} needs a count, as in {name}:N")]
@@ -453,6 +464,26 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
             // kernels keep all.
             ring.provide_legacy_buffers(70, 0, 1, 64)?;
             ring.consume_legacy_buffers(70, 1)?;
+            built.rings.push(ring);
+        }
+        Scenario::LegacyBuffers(count) => {
+            // 6.1 refuses bids past 65534: more than 60000 buffers are
+            // provided 60000 at a time, each batch's bids from 0 again.
+            const BATCH: usize = 60_000;
+            if count > 4 * BATCH {
+                return Err(ScenarioError::BadCount {
+                    name: "legacy-buffers",
+                    given: count.to_string(),
+                });
+            }
+            let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "legacy-buffers")?;
+            let mut left = count + 1;
+            while left > 0 {
+                let batch = left.min(BATCH);
+                ring.provide_legacy_buffers(7, 0, batch as u16, 64)?;
+                left -= batch;
+            }
+            ring.consume_legacy_buffers(7, 1)?;
             built.rings.push(ring);
         }
         Scenario::PbufMmap => {

@@ -81,11 +81,28 @@ impl RingFacts {
         if let Some(why) = &list.unknown {
             return Err(why.clone());
         }
-        list.buffers
+        let buffers = list
+            .buffers
             .iter()
             .copied()
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| "not every range of its list came back".to_owned())
+            .ok_or_else(|| "not every range of its list came back".to_owned())?;
+        // The kernel lets a program provide a bid twice; the image holds
+        // each once (its validation refuses a repeat), so such a group is
+        // not captured rather than failing the whole dump.
+        let mut seen = vec![false; records::MAX_LEGACY_BUFFERS as usize];
+        for buffer in &buffers {
+            if let Some(slot) = seen.get_mut(usize::from(buffer.bid)) {
+                if *slot {
+                    return Err(format!(
+                        "its list holds bid {} more than once, which the image cannot hold",
+                        buffer.bid
+                    ));
+                }
+                *slot = true;
+            }
+        }
+        Ok(buffers)
     }
 }
 
