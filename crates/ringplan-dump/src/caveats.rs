@@ -45,9 +45,15 @@ pub fn ring_caveats(image: &Image) -> Vec<String> {
                 ));
             }
         }
-        if !ring.legacy_buffer_groups.is_empty() {
-            let groups: Vec<String> = ring
-                .legacy_buffer_groups
+        // Emptied groups are no caveat: a restore leaves them out, as the
+        // kernel treats an empty one as none.
+        let holding: Vec<_> = ring
+            .legacy_buffer_groups
+            .iter()
+            .filter(|group| group.buffers.as_ref().is_none_or(|runs| !runs.is_empty()))
+            .collect();
+        if !holding.is_empty() {
+            let groups: Vec<String> = holding
                 .iter()
                 .map(|group| match group.buffers {
                     Some(_) => format!("{} ({} buffers)", group.bgid, group.buffer_count()),

@@ -67,7 +67,7 @@ pub use stop::{StopSignal, StopSignals};
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
 /// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`,
-/// `legacy-buffers:N`,
+/// `legacy-buffers:N`, `legacy-empty`,
 /// `pbuf-mmap`, `settings`, `wait-region`, `shared`, `shared-sqpoll`,
 /// `tree:N`, `children:N`, `ring-fds`, `ring-fd-only`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -142,6 +142,10 @@ pub enum Scenario {
     /// past 65534), each batch's bids from 0 again: bids repeat, and a
     /// list longer than 65536 is more than the dump walks.
     LegacyBuffers(usize),
+    /// One plain ring (8 entries) with legacy group 70 emptied: 1 buffer
+    /// provided, then taken by a read. The kernel keeps the empty group;
+    /// a restore leaves it out (an empty group is as none to the kernel).
+    LegacyEmpty,
     /// One plain ring (8 entries) with a buffer ring on its own memory
     /// (bgid 0) and one in kernel memory (`IOU_PBUF_RING_MMAP`, 6.4+; bgid
     /// 9, 16 entries) that the scenario mapped.
@@ -230,6 +234,7 @@ impl Scenario {
             Scenario::PbufFresh(_) => "pbuf-fresh",
             Scenario::PbufLegacy => "pbuf-legacy",
             Scenario::LegacyBuffers(_) => "legacy-buffers",
+            Scenario::LegacyEmpty => "legacy-empty",
             Scenario::PbufMmap => "pbuf-mmap",
             Scenario::Restricted => "restricted",
             Scenario::RestrictedEnabled => "restricted-enabled",
@@ -266,6 +271,7 @@ impl Scenario {
             | Scenario::Settings
             | Scenario::WaitRegion
             | Scenario::PbufLegacy
+            | Scenario::LegacyEmpty
             | Scenario::PbufMmap
             | Scenario::Shared
             | Scenario::SharedSqpoll => None,
@@ -327,6 +333,7 @@ impl FromStr for Scenario {
             "pbuf-fresh" => with_count("pbuf-fresh", Scenario::PbufFresh),
             "pbuf-legacy" => without_count(Scenario::PbufLegacy),
             "legacy-buffers" => with_count("legacy-buffers", Scenario::LegacyBuffers),
+            "legacy-empty" => without_count(Scenario::LegacyEmpty),
             "pbuf-mmap" => without_count(Scenario::PbufMmap),
             "shared" => without_count(Scenario::Shared),
             "shared-sqpoll" => without_count(Scenario::SharedSqpoll),
@@ -346,7 +353,7 @@ impl FromStr for Scenario {
 #[non_exhaustive]
 pub enum ScenarioError {
     #[error(
-        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, personalities:N, restricted, restricted-enabled, pbuf[:N], pbuf-fresh:N, pbuf-legacy, legacy-buffers:N, pbuf-mmap, settings, wait-region, shared, shared-sqpoll, tree:N, children:N, ring-fds or ring-fd-only"
+        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, personalities:N, restricted, restricted-enabled, pbuf[:N], pbuf-fresh:N, pbuf-legacy, legacy-buffers:N, legacy-empty, pbuf-mmap, settings, wait-region, shared, shared-sqpoll, tree:N, children:N, ring-fds or ring-fd-only"
     )]
     UnknownScenario { given: String },
     #[error("scenario {name} needs a count, as in {name}:N")]
@@ -484,6 +491,12 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
                 left -= batch;
             }
             ring.consume_legacy_buffers(7, 1)?;
+            built.rings.push(ring);
+        }
+        Scenario::LegacyEmpty => {
+            let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "legacy-empty")?;
+            ring.provide_legacy_buffers(70, 0, 1, 64)?;
+            ring.consume_legacy_buffers(70, 1)?;
             built.rings.push(ring);
         }
         Scenario::PbufMmap => {
