@@ -357,6 +357,16 @@ struct io_buffer_list {
 	struct io_mapped_region region;
 };
 
+/* One buffer of a legacy group's buf_list (io_uring/kbuf.h; the same on
+ * 6.1 and 6.18): list is its node in the group's list. */
+struct io_buffer {
+	struct list_head list;
+	__u64 addr;
+	__u32 len;
+	__u16 bid;
+	__u16 bgid;
+};
+
 struct io_ring_ctx {
 	unsigned int flags;
 	unsigned int sq_thread_idle;

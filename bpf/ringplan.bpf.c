@@ -12,9 +12,10 @@
  * io_mapped_ubuf, io_rings, io_overflow_cqe, page, io_uring_task, and for
  * the requests in flight io_kiocb, io_timeout, io_hash_table and
  * io_hash_bucket (generic list nodes are read by their first word, see
- * read_next); the walks add xa_node, cred, group_info and io_buffer_list,
- * which libbpf relocates in every load of the object (their callbacks are
- * subprograms, relocated whether their program loads or not). (Two
+ * read_next); the walks add xa_node, cred, group_info, io_buffer_list and
+ * io_buffer, which libbpf relocates in every load of the object (their
+ * callbacks are subprograms, relocated whether their program loads or
+ * not). (Two
  * objects loaded on two threads were measured slower: the second repeats
  * the BTF parse and the types both read, and wins only with an idle
  * second core, which a target's spinning SQPOLL thread may hold.)
@@ -1491,13 +1492,184 @@ static __always_inline void write_walk_chunk(struct seq_file *seq, struct file *
 	}
 }
 
+/* Legacy provided-buffer groups (IORING_OP_PROVIDE_BUFFERS): the group's
+ * bl->buf_list is a list of struct io_buffer, taken by the kernel from
+ * the head and provided at the tail, so the walk writes it in list order. */
+
+/* The io_buffer_list of group bgid, as the kernel finds it
+ * (io_buffer_get_list): on 6.1 the low-bgid array when allocated, else
+ * the xarray, looked up by index one level per step. 0: none. */
+static __always_inline __u64 find_buffer_group(struct io_ring_ctx *ring, __u32 bgid)
+{
+	if (bpf_core_field_exists(ring->io_bl) && bgid < RP_BGID_ARRAY) {
+		__u64 array = (__u64)BPF_CORE_READ(ring, io_bl);
+		if (array)
+			return array + bgid * bpf_core_type_size(struct io_buffer_list);
+	}
+	__u64 entry = (__u64)BPF_CORE_READ(ring, io_bl_xa.xa_head);
+	if (!xa_entry_is_node(entry))
+		return bgid == 0 && entry && (entry & 3) == 0 ? entry : 0;
+	__u64 slots_offset = bpf_core_field_offset(struct xa_node, slots);
+	for (__u32 level = 0; level < RP_MAX_XA_DEPTH; level++) {
+		__u64 node = entry - XA_NODE_TAG;
+		struct xa_node *xa = (void *)node;
+		__u32 shift = BPF_CORE_READ(xa, shift);
+		if (shift > 48)
+			return 0;
+		if (level == 0 && ((__u64)bgid >> shift) > XA_CHUNK_MASK)
+			return 0;
+		__u64 offset = ((__u64)bgid >> shift) & XA_CHUNK_MASK;
+		__u64 slot = 0;
+		if (bpf_probe_read_kernel(&slot, sizeof(slot), (void *)(node + slots_offset + offset * 8)) < 0)
+			return 0;
+		if (xa_entry_is_node(slot)) {
+			if (shift == 0)
+				return 0;
+			entry = slot;
+			continue;
+		}
+		if (!slot || (slot & 3) != 0 || shift != 0)
+			return 0;
+		return slot;
+	}
+	return 0;
+}
+
+/* Whether a group is a buffer ring (as write_pbuf_ring tells them). */
+static __always_inline bool buffer_group_is_ring(struct io_buffer_list *bl)
+{
+	if (bpf_core_field_exists(bl->flags))
+		return BPF_CORE_READ(bl, flags) & IOBL_BUF_RING;
+	return BPF_CORE_READ(bl, buf_nr_pages) != 0;
+}
+
+/* State of a legacy list walk's bpf_loop, on the program's stack. */
+struct legacy_walk {
+	struct seq_file *seq;
+	__u64 head;             /* &bl->buf_list: the walk ends back here */
+	__u64 node;             /* the next node */
+	__u64 fingerprint;
+	__u32 seen;             /* buffers met so far */
+	__u32 start;            /* the first position to write */
+	__u32 end;              /* past the last position to write */
+	__u32 written;
+	__u32 bgid;
+	__u32 state;            /* enum rp_legacy_list_state, once ended */
+	bool ended;
+};
+
+#define FINGERPRINT_PRIME 0x100000001b3ULL
+
+static long write_legacy_buffer(__u32 step, void *data)
+{
+	struct legacy_walk *walk = data;
+	struct rp_legacy_buffer_record rec = {};
+
+	if (walk->node == walk->head) {
+		walk->state = RP_LEGACY_LIST_WHOLE;
+		walk->ended = true;
+		return 1;
+	}
+	if (walk->seen >= RP_MAX_LEGACY_BUFFERS) {
+		walk->state = RP_LEGACY_LIST_TOO_LONG;
+		walk->ended = true;
+		return 1;
+	}
+	__u64 next = read_next(walk->node);
+	if (!next) {
+		walk->state = RP_LEGACY_LIST_BROKEN;
+		walk->ended = true;
+		return 1;
+	}
+	struct io_buffer *buf = (void *)(walk->node - bpf_core_field_offset(struct io_buffer, list));
+	rec.addr = BPF_CORE_READ(buf, addr);
+	rec.len = BPF_CORE_READ(buf, len);
+	rec.bid = BPF_CORE_READ(buf, bid);
+	__u64 h = walk->fingerprint;
+	h = (h ^ walk->node) * FINGERPRINT_PRIME;
+	h = (h ^ rec.addr) * FINGERPRINT_PRIME;
+	h = (h ^ ((__u64)rec.len << 16 | rec.bid)) * FINGERPRINT_PRIME;
+	walk->fingerprint = h;
+	if (walk->seen >= walk->start && walk->seen < walk->end) {
+		rec.header.kind = RP_RECORD_LEGACY_BUFFER;
+		rec.header.size = sizeof(rec);
+		rec.bgid = walk->bgid;
+		rec.index = walk->seen;
+		bpf_seq_write(walk->seq, &rec, sizeof(rec));
+		walk->written++;
+	}
+	walk->seen++;
+	walk->node = next;
+	return 0;
+}
+
+/* A legacy-buffers request: the buffers of group request->bgid at list
+ * positions [start, start + count), then the list record, which says
+ * whether the list was walked to its end and hashes all of it. Read
+ * without the ring's lock: only a frozen target's list holds still, and
+ * userspace compares the hash of one group's answers. */
+static __always_inline void write_legacy_buffers(struct seq_file *seq, struct file *file,
+						 struct rp_chunk_request *request, __u32 fd)
+{
+	struct rp_legacy_list_record rec = {};
+	struct io_ring_ctx *ring = ring_of_request(file, request);
+
+	rec.header.kind = RP_RECORD_LEGACY_LIST;
+	rec.header.size = sizeof(rec);
+	rec.ctx = (__u64)ring;
+	rec.fd = fd;
+	rec.bgid = request->bgid;
+	rec.start = request->start;
+	if (request->expected_ctx && rec.ctx != request->expected_ctx) {
+		rec.status = RP_CHUNK_OTHER_RING;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return;
+	}
+	if (!bpf_core_field_exists(ring->io_bl_xa)) {
+		rec.status = RP_CHUNK_UNKNOWN_LAYOUT;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return;
+	}
+	__u64 group = find_buffer_group(ring, request->bgid);
+	struct io_buffer_list *bl = (void *)group;
+	if (!group || BPF_CORE_READ(bl, bgid) != request->bgid || buffer_group_is_ring(bl)) {
+		rec.state = RP_LEGACY_LIST_NOT_LEGACY;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return;
+	}
+	__u32 count = request->count < RP_LEGACY_BUFFERS_PER_CHUNK ? request->count
+								  : RP_LEGACY_BUFFERS_PER_CHUNK;
+	/* The fields the callback changes start as values the verifier does
+	 * not know (see walk_personalities). */
+	__u64 head = group + bpf_core_field_offset(struct io_buffer_list, buf_list);
+	struct legacy_walk walk = {
+		.seq = seq,
+		.head = head,
+		.node = read_next(head),
+		.fingerprint = opaque_zero,
+		.seen = opaque_zero,
+		.start = request->start,
+		.end = request->start + count,
+		.written = opaque_zero,
+		.bgid = request->bgid,
+		.state = RP_LEGACY_LIST_BROKEN + opaque_zero,
+		.ended = opaque_zero != 0,
+	};
+	bpf_loop(RP_MAX_LEGACY_BUFFERS + 1, write_legacy_buffer, &walk, 0);
+	rec.fingerprint = walk.fingerprint;
+	rec.written = walk.written;
+	rec.length = walk.seen;
+	rec.state = walk.ended ? walk.state : RP_LEGACY_LIST_TOO_LONG;
+	bpf_seq_write(seq, &rec, sizeof(rec));
+}
+
 /*
  * ringplan_walk_fds (pass B's walks) answers, like ringplan_chunk_fds and
  * over the same chunk_requests map, the requests that walk a ring's
- * personalities xarray and its provided-buffer groups: walk counts and
- * the chunks of those two tables. It is its own program because the
- * verifier checks each bpf_loop callback at each call site (6.1's cannot
- * share one): these walks cost about four times the rest of pass B to
+ * personalities xarray and its provided-buffer groups: walk counts, the
+ * chunks of those two tables, and the buffers of legacy groups. It is its
+ * own program because the verifier checks each bpf_loop callback at each
+ * call site (6.1's cannot share one): these walks cost about four times the rest of pass B to
  * verify. Its autoload is off: the dumper loads it (a second instance of
  * this object, only this program) the first time a ring record says
  * RP_STATE_*_TO_WALK, and keeps it.
@@ -1519,6 +1691,8 @@ int ringplan_walk_fds(struct bpf_iter__task_file *ctx)
 		write_walk_counts(seq, file, request, fd);
 	else if (request->kind == RP_REQUEST_CHUNK)
 		write_walk_chunk(seq, file, request, fd);
+	else if (request->kind == RP_REQUEST_LEGACY_BUFFERS)
+		write_legacy_buffers(seq, file, request, fd);
 	return 0;
 }
 

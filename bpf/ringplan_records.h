@@ -55,6 +55,12 @@ enum rp_record_kind {
 	/* Pass B (ringplan_walk_fds), the answer to a walk-counts request:
 	 * struct rp_walk_counts_record. */
 	RP_RECORD_WALK_COUNTS = 14,
+	/* Pass B (ringplan_walk_fds), the answer to a legacy-buffers
+	 * request: one struct rp_legacy_buffer_record per buffer of the
+	 * asked range of the group's list, in list order, then one struct
+	 * rp_legacy_list_record. */
+	RP_RECORD_LEGACY_BUFFER = 15,
+	RP_RECORD_LEGACY_LIST = 16,
 };
 
 /* What a struct file is, as told by its f_op (pass A; pass B reports f_op
@@ -101,6 +107,9 @@ enum rp_request_kind {
 	/* How many personalities and provided-buffer groups the ring has
 	 * (ringplan_walk_fds only): struct rp_walk_counts_record. */
 	RP_REQUEST_WALK_COUNTS = 3,
+	/* The buffers of legacy group `bgid` (IORING_OP_PROVIDE_BUFFERS) at
+	 * list positions [start, start + count) (ringplan_walk_fds only). */
+	RP_REQUEST_LEGACY_BUFFERS = 4,
 };
 
 /* Status of a chunk or ring request, in struct rp_chunk_record and
@@ -447,9 +456,53 @@ struct rp_chunk_request {
 	 * ring-fd slot, which the dumper cannot copy: the local fd only
 	 * carries the request). */
 	__u32 by_pointer;
-	__u32 reserved;
+	__u32 bgid;           /* the group of a legacy-buffers request */
 };
 _Static_assert(sizeof(struct rp_chunk_request) == 32, "rp_chunk_request");
+
+/* One buffer of a legacy group's list (struct io_buffer). */
+struct rp_legacy_buffer_record {
+	struct rp_header header;
+	__u64 addr;
+	__u32 len;
+	__u32 bid;
+	__u32 bgid;
+	__u32 index;          /* its position in the list, from the head (taken first) */
+};
+_Static_assert(sizeof(struct rp_legacy_buffer_record) == 32, "rp_legacy_buffer_record");
+
+/* How a legacy group's list walk ended (struct rp_legacy_list_record). */
+enum rp_legacy_list_state {
+	/* Back at the list's head within RP_MAX_LEGACY_BUFFERS buffers:
+	 * length is the whole list's. */
+	RP_LEGACY_LIST_WHOLE = 0,
+	/* More than RP_MAX_LEGACY_BUFFERS buffers (a group holds at most that
+	 * many distinct bids): not walked to its end. */
+	RP_LEGACY_LIST_TOO_LONG = 1,
+	/* A node could not be read: the list changed under the walk. */
+	RP_LEGACY_LIST_BROKEN = 2,
+	/* No group has this bgid now, or it is a buffer ring. */
+	RP_LEGACY_LIST_NOT_LEGACY = 3,
+};
+
+/* The end of a legacy-buffers answer, after its buffer records. */
+struct rp_legacy_list_record {
+	struct rp_header header;
+	__u64 ctx;            /* io_ring_ctx of the request */
+	/* A hash of every node of the list (its address, addr, len, bid) in
+	 * order: the answers for one group's ranges must agree on it, or the
+	 * list changed between them. */
+	__u64 fingerprint;
+	__u32 fd;             /* the dumper's local fd */
+	__u32 status;         /* enum rp_chunk_status */
+	__u32 bgid;
+	__u32 start;
+	__u32 written;        /* rp_legacy_buffer_records before this one */
+	__u32 length;         /* buffers in the whole list (RP_LEGACY_LIST_WHOLE) */
+	__u32 state;          /* enum rp_legacy_list_state */
+	__u32 reserved;
+};
+_Static_assert(sizeof(struct rp_legacy_list_record) == 56, "rp_legacy_list_record");
 
 struct rp_chunk_record {
 	struct rp_header header;
@@ -542,6 +595,12 @@ enum rp_limits {
 	RP_BGID_ARRAY = 64,
 	/* Registered ring-fd slots per thread (IO_RINGFD_REG_MAX). */
 	RP_RING_FD_SLOTS = 16,
+	/* A legacy-buffers answer: up to this many buffer records and its
+	 * list record. */
+	RP_LEGACY_BUFFERS_PER_CHUNK = 700,
+	/* The longest legacy group list walked: a group holds at most 65536
+	 * distinct bids, so a longer list repeats one. */
+	RP_MAX_LEGACY_BUFFERS = 65536,
 };
 _Static_assert(sizeof(struct rp_ring_record) +
 		       RP_MAX_OVERFLOW_CQES * sizeof(struct rp_overflow_cqe_record) +
@@ -564,6 +623,10 @@ _Static_assert(sizeof(struct rp_chunk_record) +
 		       RP_PBUF_RINGS_PER_CHUNK * sizeof(struct rp_pbuf_ring_record) <=
 		       RP_MAX_OBJECT_BYTES,
 	       "buffer-groups chunk fits one object");
+_Static_assert(RP_LEGACY_BUFFERS_PER_CHUNK * sizeof(struct rp_legacy_buffer_record) +
+		       sizeof(struct rp_legacy_list_record) <=
+		       RP_MAX_OBJECT_BYTES,
+	       "legacy-buffers answer fits one object");
 _Static_assert(sizeof(((struct rp_personality_record *)0)->groups) == RP_MAX_GROUPS * 4,
 	       "personality groups");
 _Static_assert(sizeof(struct rp_fd_record) + RP_PATH_MAX + sizeof(struct rp_eventfd_record) <=
@@ -593,6 +656,9 @@ struct rp_shared_types {
 	struct rp_thread_record thread_record;
 	struct rp_ring_fd_record ring_fd_record;
 	struct rp_walk_counts_record walk_counts_record;
+	struct rp_legacy_buffer_record legacy_buffer_record;
+	struct rp_legacy_list_record legacy_list_record;
+	enum rp_legacy_list_state legacy_list_state;
 	enum rp_thread_status thread_status;
 	enum rp_record_kind record_kind;
 	enum rp_file_role file_role;

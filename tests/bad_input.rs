@@ -417,9 +417,66 @@ fn document_rows() -> Vec<Row> {
         },
         Row {
             name: "legacy-buffer-group",
-            bytes: mutated(|image| ring_v3(image).legacy_buffer_groups = vec![5]),
+            bytes: mutated(|image| {
+                ring_v3(image).legacy_buffer_groups =
+                    vec![ringplan_image::LegacyBufferGroup::not_captured(5)]
+            }),
             expected: "ring #1: its provided buffers cannot be restored: legacy group 5 (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel, which the image does not capture",
             planner: true,
+        },
+        Row {
+            name: "legacy-buffers-captured",
+            bytes: mutated(|image| {
+                ring_v5(image).legacy_buffer_groups = vec![legacy_group(5, &[(0x10000, 64, 3, 2)])]
+            }),
+            expected: "ring #1: its provided buffers cannot be restored: legacy group 5 (IORING_OP_PROVIDE_BUFFERS): its 2 buffers were captured, but providing them again is not implemented",
+            planner: true,
+        },
+        Row {
+            name: "legacy-bid-repeated",
+            bytes: mutated(|image| {
+                ring_v5(image).legacy_buffer_groups = vec![legacy_group(
+                    5,
+                    &[(0x10000, 64, 3, 2), (0x20000, 64, 4, 1)],
+                )]
+            }),
+            expected: "ring #1: legacy group 5: bid 4 is provided twice",
+            planner: false,
+        },
+        Row {
+            name: "legacy-bids-past-65535",
+            bytes: mutated(|image| {
+                ring_v5(image).legacy_buffer_groups =
+                    vec![legacy_group(5, &[(0x10000, 64, 65535, 2)])]
+            }),
+            expected: "ring #1: legacy group 5: 2 buffers from bid 65535 run past bid 65535",
+            planner: false,
+        },
+        Row {
+            name: "legacy-buffers-wrap",
+            bytes: mutated(|image| {
+                ring_v5(image).legacy_buffer_groups =
+                    vec![legacy_group(5, &[(u64::MAX - 64, 64, 0, 2)])]
+            }),
+            expected: "ring #1: legacy group 5: buffers from bid 0 at 0xffffffffffffffbf leave user space",
+            planner: false,
+        },
+        Row {
+            name: "legacy-run-empty",
+            bytes: mutated(|image| {
+                ring_v5(image).legacy_buffer_groups = vec![legacy_group(5, &[(0x10000, 64, 0, 0)])]
+            }),
+            expected: "ring #1: legacy group 5: the run at bid 0 has no buffers",
+            planner: false,
+        },
+        Row {
+            name: "legacy-buffers-in-version-4",
+            bytes: mutated(|image| {
+                ring_v5(image).legacy_buffer_groups = vec![legacy_group(5, &[(0x10000, 64, 0, 1)])];
+                image.version = 4;
+            }),
+            expected: "ring #1: legacy group 5 has buffers, which version 4 images do not have",
+            planner: false,
         },
         Row {
             name: "pbuf-head-beyond-sq-head",
@@ -1468,4 +1525,26 @@ fn eventfd_only_in_the_child(image: &mut Image) {
 fn ring_v3(image: &mut Image) -> &mut Ring {
     image.version = 3;
     ring_mut(image, 1)
+}
+
+fn ring_v5(image: &mut Image) -> &mut Ring {
+    image.version = 5;
+    ring_mut(image, 1)
+}
+
+/// A captured legacy group of runs (addr, len, first bid, count).
+fn legacy_group(bgid: u16, runs: &[(u64, u32, u16, u32)]) -> ringplan_image::LegacyBufferGroup {
+    ringplan_image::LegacyBufferGroup {
+        bgid,
+        buffers: Some(
+            runs.iter()
+                .map(|&(addr, len, bid, count)| ringplan_image::LegacyBufferRun {
+                    addr,
+                    len,
+                    bid,
+                    count,
+                })
+                .collect(),
+        ),
+    }
 }

@@ -407,15 +407,37 @@ fn check_pbuf_rings(view: &Value, got: &Value, want: &Value, exact: bool, contex
         .collect();
     let wanted = want["pbuf_rings"].as_array().cloned().unwrap_or_default();
     assert_eq!(listed, wanted, "{context}: buffer rings");
-    // Legacy groups (IORING_OP_PROVIDE_BUFFERS): their bgids only.
+    // Legacy groups (IORING_OP_PROVIDE_BUFFERS): every buffer the kernel
+    // holds, in its list order (the image's runs unfolded).
     let legacy = want
         .get("legacy_buffer_groups")
         .cloned()
         .unwrap_or(serde_json::json!([]));
-    assert_eq!(
-        got["legacy_buffer_groups"], legacy,
-        "{context}: legacy groups"
-    );
+    let dumped: Vec<Value> = got["legacy_buffer_groups"]
+        .as_array()
+        .expect("legacy_buffer_groups")
+        .iter()
+        .map(|group| {
+            let buffers: Vec<Value> = group["buffers"]
+                .as_array()
+                .expect("legacy buffers captured")
+                .iter()
+                .flat_map(|run| {
+                    let (addr, len, bid, count) = (
+                        run["addr"].as_u64().expect("addr"),
+                        run["len"].as_u64().expect("len"),
+                        run["bid"].as_u64().expect("bid"),
+                        run["count"].as_u64().expect("count"),
+                    );
+                    (0..count).map(move |i| {
+                        serde_json::json!({"addr": addr + i * len, "len": len, "bid": bid + i})
+                    })
+                })
+                .collect();
+            serde_json::json!({"bgid": group["bgid"], "buffers": buffers})
+        })
+        .collect();
+    assert_eq!(Value::Array(dumped), legacy, "{context}: legacy groups");
     if wanted.is_empty() {
         return;
     }
@@ -551,6 +573,9 @@ scenario_tests! {
     restricted_enabled: "restricted-enabled",
     pbuf: "pbuf",
     pbuf_legacy: "pbuf-legacy",
+    // Three answers of the group walk (700 buffers each), compared whole.
+    legacy_buffers_2000: "legacy-buffers:2000",
+    legacy_empty: "legacy-empty",
     settings: "settings",
 }
 
@@ -626,9 +651,6 @@ fn selecting_a_ring_fd_brings_its_dependencies() {
     );
 }
 
-/// A legacy buffer group (`IORING_OP_PROVIDE_BUFFERS`): the dump lists its
-/// bgid and warns that its buffers are not captured, and a restore refuses
-/// the image in one line (exit 2) before doing anything.
 /// A buffer ring in kernel memory (`IOU_PBUF_RING_MMAP`, 6.4+) beside one
 /// on the program's memory: both dumped (the kernel's one at the address
 /// where the program mapped it, `mmap` true), and a restore refused in one
@@ -693,6 +715,11 @@ fn wait_regions_are_dumped_and_refused() {
     );
 }
 
+/// Legacy buffer groups (`IORING_OP_PROVIDE_BUFFERS`): the dump captures
+/// their buffers (the scenario round compares them with what the scenario
+/// provided less what its reads took) and warns that a restore does not
+/// provide them again, and a restore refuses the image in one line (exit
+/// 2) before doing anything.
 #[test]
 fn legacy_buffer_groups_are_reported_and_refused() {
     let process = Scenario::start("pbuf-legacy");
@@ -704,7 +731,7 @@ fn legacy_buffer_groups_are_reported_and_refused() {
     let stderr = String::from_utf8_lossy(&dump.stderr);
     assert!(dump.status.success(), "dump: {stderr}");
     assert!(
-        stderr.contains("legacy provided-buffer groups [7] (IORING_OP_PROVIDE_BUFFERS)"),
+        stderr.contains("legacy provided-buffer groups 7 (5 buffers) (IORING_OP_PROVIDE_BUFFERS)"),
         "the dump warns: {stderr}"
     );
     let exec = crate::support::plan(&["exec", image, "--dry-run"]);
@@ -712,8 +739,50 @@ fn legacy_buffer_groups_are_reported_and_refused() {
     assert_eq!(exec.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr
-            .contains("legacy group 7 (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel"),
+        stderr.contains(
+            "legacy group 7 (IORING_OP_PROVIDE_BUFFERS): its 5 buffers were captured, but providing them again is not implemented"
+        ),
+        "{stderr}"
+    );
+}
+
+/// A legacy group whose list repeats bids and is longer than the dump
+/// walks (65536 buffers, the most distinct bids a group holds) is not
+/// passed off in part: the group is dumped without its buffers (`buffers`
+/// null), the dump says why, and a restore refuses it. 6.1 and 6.12 take
+/// all 70001 buffers (the list is too long); later kernels stop a group at
+/// 65535 (`bl->nbufs`), within the walk, whose bids then repeat.
+#[test]
+fn a_legacy_list_longer_than_the_walk_is_left_uncaptured() {
+    let process = Scenario::start("legacy-buffers:70000");
+    let dir = scratch_dir("dump-legacy-too-long");
+    let image = dir.join("long.img");
+    let image = image.to_str().expect("utf-8 path");
+    let pid = process.pid().to_string();
+    let dump = crate::support::plan(&["dump", "--pid", &pid, "--backend", "bpf", "-o", image]);
+    let stderr = String::from_utf8_lossy(&dump.stderr);
+    assert!(dump.status.success(), "dump: {stderr}");
+    assert!(
+        stderr.contains("legacy buffer group 7 of the ring at fd")
+            && (stderr.contains("its list is longer than 65536 buffers")
+                || stderr.contains("more than once, which the image cannot hold")),
+        "the dump says why: {stderr}"
+    );
+    let view = dump_json(process.pid(), "bpf", &dir, &[]);
+    let ring = view["objects"]
+        .as_array()
+        .and_then(|objects| objects.iter().find(|object| object["kind"] == "ring"))
+        .expect("a ring");
+    assert_eq!(
+        ring["legacy_buffer_groups"],
+        serde_json::json!([{"bgid": 7, "buffers": null}]),
+        "{ring}"
+    );
+    let exec = crate::support::plan(&["exec", image, "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert_eq!(exec.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("legacy group 7 (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel, which the image does not capture"),
         "{stderr}"
     );
 }

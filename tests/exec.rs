@@ -15,7 +15,7 @@ use ringplan_kernel::procfs::{fdinfo, Process};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
-const SCENARIOS: [&str; 13] = [
+const SCENARIOS: [&str; 14] = [
     "seed",
     "closed",
     "chain:8",
@@ -28,6 +28,7 @@ const SCENARIOS: [&str; 13] = [
     "restricted",
     "restricted-enabled",
     "pbuf-fresh:2",
+    "legacy-empty",
     "settings",
 ];
 

@@ -10,9 +10,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use ringplan_image::{
-    validate, Eventfd, FdEntry, File, FileIdentity, FileType, Held, Image, ImageError, Object,
-    ObjectId, ObjectKind, PbufRing, RegisteredRingFd, Ring, RingEventfd, RingField, RingMapping,
-    RingMemory, RingSettings, RingSetup, RingState, SetupFlags, Source, StateField, TreeProcess,
+    validate, Eventfd, FdEntry, File, FileIdentity, FileType, Held, Image, ImageError,
+    LegacyBufferGroup, Object, ObjectId, ObjectKind, PbufRing, RegisteredRingFd, Ring, RingEventfd,
+    RingField, RingMapping, RingMemory, RingSettings, RingSetup, RingState, SetupFlags, Source,
+    StateField, TreeProcess,
 };
 
 use crate::raw::{
@@ -580,7 +581,16 @@ fn build_ring(
     let (pbuf_rings, legacy_buffer_groups) = match &raw_ring.buffer_groups {
         Known::Known(groups) => (
             groups.rings.iter().map(pbuf_ring).collect(),
-            groups.legacy.clone(),
+            groups
+                .legacy
+                .iter()
+                .map(|group| match &group.buffers {
+                    Ok(buffers) => {
+                        LegacyBufferGroup::from_buffers(group.bgid, buffers.iter().copied())
+                    }
+                    Err(_) => LegacyBufferGroup::not_captured(group.bgid),
+                })
+                .collect(),
         ),
         Known::Unknown => {
             unknown.push(RingField::PbufRings);

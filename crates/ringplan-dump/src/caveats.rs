@@ -45,11 +45,26 @@ pub fn ring_caveats(image: &Image) -> Vec<String> {
                 ));
             }
         }
-        if !ring.legacy_buffer_groups.is_empty() {
+        // Emptied groups are no caveat: a restore leaves them out, as the
+        // kernel treats an empty one as none.
+        let holding: Vec<_> = ring
+            .legacy_buffer_groups
+            .iter()
+            .filter(|group| group.buffers.as_ref().is_none_or(|runs| !runs.is_empty()))
+            .collect();
+        if !holding.is_empty() {
+            let groups: Vec<String> = holding
+                .iter()
+                .map(|group| match group.buffers {
+                    Some(_) => format!("{} ({} buffers)", group.bgid, group.buffer_count()),
+                    None => format!("{} (buffers not captured)", group.bgid),
+                })
+                .collect();
             caveats.push(format!(
-                "ring {} (fd {fd}): legacy provided-buffer groups {:?} (IORING_OP_PROVIDE_BUFFERS) keep their \
-                 buffers in the kernel only; they are not captured, and plan exec refuses this image",
-                object.id, ring.legacy_buffer_groups
+                "ring {} (fd {fd}): legacy provided-buffer groups {} (IORING_OP_PROVIDE_BUFFERS) keep their \
+                 buffers in the kernel only; plan exec does not provide them again and refuses this image",
+                object.id,
+                groups.join(", ")
             ));
         }
         for entry in ring.pbuf_rings.iter().filter(|entry| entry.mmap) {

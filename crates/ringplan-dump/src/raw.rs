@@ -169,8 +169,16 @@ pub struct RawRing {
 pub struct RawBufferGroups {
     /// Buffer rings, ascending bgid.
     pub rings: Vec<RawPbufRing>,
-    /// The bgids of legacy groups (`IORING_OP_PROVIDE_BUFFERS`), ascending.
-    pub legacy: Vec<u16>,
+    /// Legacy groups (`IORING_OP_PROVIDE_BUFFERS`), ascending bgid.
+    pub legacy: Vec<RawLegacyGroup>,
+}
+
+/// One legacy group as read: its buffers in the kernel's list order (the
+/// kernel takes from the front), or why they are unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLegacyGroup {
+    pub bgid: u16,
+    pub buffers: Result<Vec<ringplan_image::LegacyBuffer>, String>,
 }
 
 /// One buffer ring as read.

@@ -18,11 +18,13 @@
 
 mod codec;
 pub mod document;
+mod legacy_pbuf;
 mod model;
 mod process_view;
 mod validate;
 pub mod view;
 
 pub use codec::{decode, decode_slice, encode, encode_to_vec, DecodeError, EncodeError};
+pub use legacy_pbuf::{LegacyBuffer, LegacyBufferGroup, LegacyBufferRun};
 pub use model::*;
 pub use validate::{validate, ImageError};

@@ -273,12 +273,13 @@ pub struct Ring {
     /// ([`RingField::PbufRings`]); absent on the wire reads as empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pbuf_rings: Vec<PbufRing>,
-    /// The bgids of the ring's legacy buffer groups
-    /// (`IORING_OP_PROVIDE_BUFFERS`), ascending. Their buffers live only in
-    /// the kernel and are not captured: a restore refuses an image that
-    /// lists any. Version 3; absent reads as empty.
+    /// The ring's legacy buffer groups (`IORING_OP_PROVIDE_BUFFERS`),
+    /// ascending bgid. Version 3 lists bare bgids; version 5 adds each
+    /// group's buffers in the kernel's order (a group whose buffers were
+    /// not captured stays a bare bgid, which a restore refuses). Absent
+    /// reads as empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub legacy_buffer_groups: Vec<u16>,
+    pub legacy_buffer_groups: Vec<crate::legacy_pbuf::LegacyBufferGroup>,
     /// The slots at which threads of the process registered this ring
     /// (`IORING_REGISTER_RING_FDS`, kept per thread by the kernel),
     /// ascending by (tid, offset). Version 3; empty in older images and

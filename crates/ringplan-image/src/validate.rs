@@ -443,7 +443,7 @@ fn check_pbuf_rings(version: u32, id: ObjectId, ring: &Ring) -> Result<(), Image
     if ring
         .legacy_buffer_groups
         .windows(2)
-        .any(|pair| pair[0] >= pair[1])
+        .any(|pair| pair[0].bgid >= pair[1].bgid)
     {
         return Err(bad_ring(
             id,
@@ -453,7 +453,8 @@ fn check_pbuf_rings(version: u32, id: ObjectId, ring: &Ring) -> Result<(), Image
     if let Some(bgid) = ring
         .legacy_buffer_groups
         .iter()
-        .find(|bgid| ring.pbuf_rings.iter().any(|entry| entry.bgid == **bgid))
+        .map(|group| group.bgid)
+        .find(|bgid| ring.pbuf_rings.iter().any(|entry| entry.bgid == *bgid))
     {
         return Err(bad_ring(
             id,
@@ -491,6 +492,77 @@ fn check_pbuf_rings(version: u32, id: ObjectId, ring: &Ring) -> Result<(), Image
                     format!("buffer ring {bgid}: its memory at {addr:#x} leaves user space"),
                 ));
             }
+        }
+    }
+    for group in &ring.legacy_buffer_groups {
+        check_legacy_group(version, id, group)?;
+    }
+    Ok(())
+}
+
+/// A legacy group's buffers (version 5): runs of at least one buffer,
+/// bids unique in the group and within `__u16`, every buffer inside user
+/// space without its end wrapping (the kernel checks `addr + len * count`
+/// for overflow and access_ok on provide).
+fn check_legacy_group(
+    version: u32,
+    id: ObjectId,
+    group: &crate::LegacyBufferGroup,
+) -> Result<(), ImageError> {
+    use ringplan_kernel::abi::legacy_pbuf::MAX_BIDS_PER_BGID;
+    let bgid = group.bgid;
+    let Some(runs) = &group.buffers else {
+        return Ok(());
+    };
+    if version < 5 {
+        return Err(bad_ring(
+            id,
+            format!("legacy group {bgid} has buffers, which version {version} images do not have"),
+        ));
+    }
+    let mut seen = vec![false; MAX_BIDS_PER_BGID as usize];
+    for run in runs {
+        let bid = run.bid;
+        if run.count == 0 {
+            return Err(bad_ring(
+                id,
+                format!("legacy group {bgid}: the run at bid {bid} has no buffers"),
+            ));
+        }
+        if u32::from(bid)
+            .checked_add(run.count)
+            .is_none_or(|end| end > MAX_BIDS_PER_BGID)
+        {
+            return Err(bad_ring(
+                id,
+                format!(
+                    "legacy group {bgid}: {} buffers from bid {bid} run past bid 65535",
+                    run.count
+                ),
+            ));
+        }
+        if u64::from(run.len)
+            .checked_mul(u64::from(run.count))
+            .and_then(|size| run.addr.checked_add(size))
+            .is_none_or(|end| end > USER_ADDRESS_LIMIT)
+        {
+            return Err(bad_ring(
+                id,
+                format!(
+                    "legacy group {bgid}: buffers from bid {bid} at {:#x} leave user space",
+                    run.addr
+                ),
+            ));
+        }
+        for bid in u32::from(bid)..u32::from(bid) + run.count {
+            let slot = &mut seen[bid as usize];
+            if *slot {
+                return Err(bad_ring(
+                    id,
+                    format!("legacy group {bgid}: bid {bid} is provided twice"),
+                ));
+            }
+            *slot = true;
         }
     }
     Ok(())

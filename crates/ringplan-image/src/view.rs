@@ -144,7 +144,15 @@ fn ring_json(ring: &Ring) -> Value {
             "mmap": b.mmap,
             "incremental": b.incremental,
         })).collect::<Vec<_>>(),
-        "legacy_buffer_groups": ring.legacy_buffer_groups,
+        "legacy_buffer_groups": ring.legacy_buffer_groups.iter().map(|g| json!({
+            "bgid": g.bgid,
+            "buffers": g.buffers.as_ref().map(|runs| runs.iter().map(|run| json!({
+                "addr": run.addr,
+                "len": run.len,
+                "bid": run.bid,
+                "count": run.count,
+            })).collect::<Vec<_>>()),
+        })).collect::<Vec<_>>(),
         "registered_ring_fds": ring.registered_ring_fds.iter()
             .map(|slot| json!({"tid": slot.tid, "offset": slot.offset}))
             .collect::<Vec<_>>(),
@@ -563,10 +571,24 @@ fn write_pbuf_rings(out: &mut String, ring: &Ring) {
         );
     }
     if !ring.legacy_buffer_groups.is_empty() {
+        let listed: Vec<String> = ring
+            .legacy_buffer_groups
+            .iter()
+            .map(|group| match &group.buffers {
+                None => format!("bgid {} (buffers not captured)", group.bgid),
+                Some(runs) => format!(
+                    "bgid {} ({} buffers in {} runs)",
+                    group.bgid,
+                    group.buffer_count(),
+                    runs.len()
+                ),
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "    legacy buffer groups (not captured): {:?}",
-            ring.legacy_buffer_groups
+            "    legacy buffer groups: {}{}",
+            ring.legacy_buffer_groups.len(),
+            list_suffix(&listed)
         );
     }
 }

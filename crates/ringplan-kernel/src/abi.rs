@@ -801,3 +801,24 @@ pub mod ring_fd {
         bytes
     }
 }
+
+/// The legacy provided-buffer groups of `IORING_OP_PROVIDE_BUFFERS`
+/// (every kernel since 5.7): lists of `struct io_buffer` the kernel keeps
+/// per bgid, taken from the head, provided at the tail.
+pub mod legacy_pbuf {
+    /// `IORING_OP_PROVIDE_BUFFERS`: `fd` = buffer count, `addr` = the
+    /// first buffer, `len` = each buffer's length, `off` = the first
+    /// bid, `buf_group` = the bgid; buffer i is at `addr + i * len` with
+    /// bid `off + i`.
+    pub const IORING_OP_PROVIDE_BUFFERS: u8 = 31;
+    /// The most buffers one `IORING_OP_PROVIDE_BUFFERS` provides (`fd`
+    /// above `USHRT_MAX` is `-E2BIG`).
+    pub const MAX_BUFFERS_PER_SQE: u32 = u16::MAX as u32;
+    /// How many distinct bids a group can hold (bids are `__u16`): a
+    /// list longer than this repeats a bid.
+    pub const MAX_BIDS_PER_BGID: u32 = 1 << 16;
+    /// 6.1 refuses `off + fd >= USHRT_MAX` (`-EINVAL`); later kernels
+    /// `off + fd > MAX_BIDS_PER_BGID`. A run whose last bid is below
+    /// this end is accepted by both.
+    pub const BID_END_EVERY_KERNEL: u32 = u16::MAX as u32 - 1;
+}

@@ -608,14 +608,32 @@ fn assign_plain_attachments(
 /// where it is mapped) and one whose memory the dump did not find. (A
 /// moved head is `check_moved_heads`'.)
 fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
-    if let Some(bgid) = ring.legacy_buffer_groups.first() {
+    // A group whose buffers were all taken is left out: for the kernel an
+    // empty legacy list is as no group (a read selecting from it gets
+    // -ENOBUFS either way, and IORING_REGISTER_PBUF_RING replaces it),
+    // and `--verify` compares only groups that hold buffers.
+    if let Some(group) = ring
+        .legacy_buffer_groups
+        .iter()
+        .find(|group| group.buffers.as_ref().is_none_or(|runs| !runs.is_empty()))
+    {
+        let bgid = group.bgid;
+        let reason = if group.buffers.is_some() {
+            format!(
+                "legacy group {bgid} (IORING_OP_PROVIDE_BUFFERS): its {} buffers were captured, but \
+                 providing them again is not implemented",
+                group.buffer_count()
+            )
+        } else {
+            format!(
+                "legacy group {bgid} (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel, \
+                 which the image does not capture"
+            )
+        };
         return Err(CompileError::CannotRestore {
             ring: id,
             what: "provided buffers",
-            reason: format!(
-                "legacy group {bgid} (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel, \
-                 which the image does not capture"
-            ),
+            reason,
         });
     }
     for entry in &ring.pbuf_rings {

@@ -146,8 +146,28 @@ fn buffer_rings_a_restore_cannot_bring_back_are_refused() {
          memory is unknown"
     );
     let mut legacy = plain_ring(4);
-    legacy.legacy_buffer_groups = vec![9];
-    assert!(message(&one_ring(legacy)).contains("legacy group 9"));
+    legacy.legacy_buffer_groups = vec![LegacyBufferGroup::not_captured(9)];
+    assert!(message(&one_ring(legacy.clone())).contains(
+        "legacy group 9 (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel, which the image \
+         does not capture"
+    ));
+    legacy.legacy_buffer_groups = vec![LegacyBufferGroup::from_buffers(
+        9,
+        [LegacyBuffer {
+            addr: 0x10000,
+            len: 64,
+            bid: 1,
+        }],
+    )];
+    assert!(message(&one_ring(legacy.clone()))
+        .contains("legacy group 9 (IORING_OP_PROVIDE_BUFFERS): its 1 buffers were captured"));
+    // A group the program emptied is left out (the kernel treats an empty
+    // legacy list as no group): the image compiles.
+    legacy.legacy_buffer_groups = vec![LegacyBufferGroup {
+        bgid: 9,
+        buffers: Some(Vec::new()),
+    }];
+    assert!(compile(&one_ring(legacy)).is_ok());
 }
 
 #[test]

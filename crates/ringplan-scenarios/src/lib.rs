@@ -67,6 +67,7 @@ pub use stop::{StopSignal, StopSignals};
 /// `plan app` takes: `seed`, `chain:N`, `fanout:N`, `files:N`, `closed`,
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
 /// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`,
+/// `legacy-buffers:N`, `legacy-empty`,
 /// `pbuf-mmap`, `settings`, `wait-region`, `shared`, `shared-sqpoll`,
 /// `tree:N`, `children:N`, `ring-fds`, `ring-fd-only`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,10 +129,23 @@ pub enum Scenario {
     /// consumed: every head is 0 (what a restore can bring back).
     PbufFresh(usize),
     /// One plain ring (8 entries) with a buffer ring (bgid 0, 8 entries,
-    /// 8 buffers provided, none consumed) and a legacy group (bgid 7, 4
-    /// buffers of 64 bytes provided with `IORING_OP_PROVIDE_BUFFERS`),
-    /// which a dump reports and a restore refuses.
+    /// 8 buffers provided, none consumed) and legacy groups
+    /// (`IORING_OP_PROVIDE_BUFFERS`): bgid 7 got 4 buffers of 64 bytes
+    /// (bids 0-3), then 3 of 128 bytes (bids 10-12), and reads took 2 (bids
+    /// 0 and 1): 5 left, in two runs; bgid 70 got 1 buffer, which a read
+    /// took: an empty group the kernel keeps.
     PbufLegacy,
+    /// One plain ring (8 entries) with legacy group 7 holding N buffers
+    /// of 64 bytes: N + 1 provided with one `IORING_OP_PROVIDE_BUFFERS`
+    /// (bids 0..=N), the first taken by a read. 1 <= N <= 240000; above
+    /// 59999 the buffers are provided 60000 at a time (6.1 refuses bids
+    /// past 65534), each batch's bids from 0 again: bids repeat, and a
+    /// list longer than 65536 is more than the dump walks.
+    LegacyBuffers(usize),
+    /// One plain ring (8 entries) with legacy group 70 emptied: 1 buffer
+    /// provided, then taken by a read. The kernel keeps the empty group;
+    /// a restore leaves it out (an empty group is as none to the kernel).
+    LegacyEmpty,
     /// One plain ring (8 entries) with a buffer ring on its own memory
     /// (bgid 0) and one in kernel memory (`IOU_PBUF_RING_MMAP`, 6.4+; bgid
     /// 9, 16 entries) that the scenario mapped.
@@ -219,6 +233,8 @@ impl Scenario {
             Scenario::Pbuf(_) => "pbuf",
             Scenario::PbufFresh(_) => "pbuf-fresh",
             Scenario::PbufLegacy => "pbuf-legacy",
+            Scenario::LegacyBuffers(_) => "legacy-buffers",
+            Scenario::LegacyEmpty => "legacy-empty",
             Scenario::PbufMmap => "pbuf-mmap",
             Scenario::Restricted => "restricted",
             Scenario::RestrictedEnabled => "restricted-enabled",
@@ -244,6 +260,7 @@ impl Scenario {
             | Scenario::Personalities(count)
             | Scenario::Pbuf(count)
             | Scenario::PbufFresh(count)
+            | Scenario::LegacyBuffers(count)
             | Scenario::Tree(count)
             | Scenario::Children(count) => Some(count),
             Scenario::Seed
@@ -254,6 +271,7 @@ impl Scenario {
             | Scenario::Settings
             | Scenario::WaitRegion
             | Scenario::PbufLegacy
+            | Scenario::LegacyEmpty
             | Scenario::PbufMmap
             | Scenario::Shared
             | Scenario::SharedSqpoll => None,
@@ -314,6 +332,8 @@ impl FromStr for Scenario {
             "pbuf" => with_count("pbuf", Scenario::Pbuf),
             "pbuf-fresh" => with_count("pbuf-fresh", Scenario::PbufFresh),
             "pbuf-legacy" => without_count(Scenario::PbufLegacy),
+            "legacy-buffers" => with_count("legacy-buffers", Scenario::LegacyBuffers),
+            "legacy-empty" => without_count(Scenario::LegacyEmpty),
             "pbuf-mmap" => without_count(Scenario::PbufMmap),
             "shared" => without_count(Scenario::Shared),
             "shared-sqpoll" => without_count(Scenario::SharedSqpoll),
@@ -333,7 +353,7 @@ impl FromStr for Scenario {
 #[non_exhaustive]
 pub enum ScenarioError {
     #[error(
-        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, personalities:N, restricted, restricted-enabled, pbuf[:N], pbuf-fresh:N, pbuf-legacy, pbuf-mmap, settings, wait-region, shared, shared-sqpoll, tree:N, children:N, ring-fds or ring-fd-only"
+        "unknown scenario {given:?}: expected seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix, personalities:N, restricted, restricted-enabled, pbuf[:N], pbuf-fresh:N, pbuf-legacy, legacy-buffers:N, legacy-empty, pbuf-mmap, settings, wait-region, shared, shared-sqpoll, tree:N, children:N, ring-fds or ring-fd-only"
     )]
     UnknownScenario { given: String },
     #[error("scenario {name} needs a count, as in {name}:N")]
@@ -443,7 +463,40 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
             let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "pbuf-legacy")?;
             ring.register_pbuf_ring(0, 8)?;
             ring.provide_and_consume(0, 8, 0)?;
-            ring.provide_legacy_buffers(7, 4)?;
+            ring.provide_legacy_buffers(7, 0, 4, 64)?;
+            ring.provide_legacy_buffers(7, 10, 3, 128)?;
+            ring.consume_legacy_buffers(7, 2)?;
+            // Above 63: 6.1 keeps low bgids in an array where an empty
+            // list is no group, higher ones in the xarray as later
+            // kernels keep all.
+            ring.provide_legacy_buffers(70, 0, 1, 64)?;
+            ring.consume_legacy_buffers(70, 1)?;
+            built.rings.push(ring);
+        }
+        Scenario::LegacyBuffers(count) => {
+            // 6.1 refuses bids past 65534: more than 60000 buffers are
+            // provided 60000 at a time, each batch's bids from 0 again.
+            const BATCH: usize = 60_000;
+            if count > 4 * BATCH {
+                return Err(ScenarioError::BadCount {
+                    name: "legacy-buffers",
+                    given: count.to_string(),
+                });
+            }
+            let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "legacy-buffers")?;
+            let mut left = count + 1;
+            while left > 0 {
+                let batch = left.min(BATCH);
+                ring.provide_legacy_buffers(7, 0, batch as u16, 64)?;
+                left -= batch;
+            }
+            ring.consume_legacy_buffers(7, 1)?;
+            built.rings.push(ring);
+        }
+        Scenario::LegacyEmpty => {
+            let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "legacy-empty")?;
+            ring.provide_legacy_buffers(70, 0, 1, 64)?;
+            ring.consume_legacy_buffers(70, 1)?;
             built.rings.push(ring);
         }
         Scenario::PbufMmap => {
@@ -916,7 +969,14 @@ fn describe_ring(ring: &ScenarioRing) -> Value {
         "pbuf_rings": ring.pbuf_rings.iter()
             .map(|pbuf| json!({ "bgid": pbuf.bgid, "entries": pbuf.entries, "addr": pbuf.memory.addr, "head": pbuf.head, "mmap": pbuf.kernel_memory }))
             .collect::<Vec<_>>(),
-        "legacy_buffer_groups": ring.legacy_groups.iter().map(|(bgid, _)| *bgid).collect::<Vec<_>>(),
+        "legacy_buffer_groups": ring.legacy_groups.iter()
+            .map(|group| json!({
+                "bgid": group.bgid,
+                "buffers": group.buffers.iter()
+                    .map(|(addr, len, bid)| json!({ "addr": addr, "len": len, "bid": bid }))
+                    .collect::<Vec<_>>(),
+            }))
+            .collect::<Vec<_>>(),
         "personality_next": ring.personality_next,
         "registered_ring_fds": ring.registered_ring_fds.iter()
             .map(|(tid, offset)| json!({ "tid": tid, "offset": offset }))

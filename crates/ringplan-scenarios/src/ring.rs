@@ -149,13 +149,23 @@ pub(crate) struct ScenarioRing {
     pub queue_offsets: QueueOffsets,
     /// The buffer rings registered, ascending bgid, with their memory.
     pub pbuf_rings: Vec<ScenarioPbufRing>,
-    /// Legacy buffer groups (`IORING_OP_PROVIDE_BUFFERS`): bgid and the
-    /// buffers' memory.
-    pub legacy_groups: Vec<(u16, AnonymousMapping)>,
+    /// Legacy buffer groups (`IORING_OP_PROVIDE_BUFFERS`), in the order
+    /// first provided.
+    pub legacy_groups: Vec<ScenarioLegacyGroup>,
     /// The registered ring-fd slots that hold this ring: (tid, offset).
     pub registered_ring_fds: Vec<(u32, u32)>,
     /// What the scenario registered beyond the tables (`settings`).
     pub settings: ScenarioSettings,
+}
+
+/// A legacy buffer group the scenario provided to.
+#[derive(Debug)]
+pub struct ScenarioLegacyGroup {
+    pub bgid: u16,
+    /// What the kernel holds: (addr, len, bid) in its list order.
+    pub buffers: Vec<(u64, u32, u16)>,
+    /// The buffers' memory, one mapping per provide.
+    pub memory: Vec<AnonymousMapping>,
 }
 
 /// What a scenario registered beyond the tables, as the image's
@@ -584,20 +594,21 @@ impl ScenarioRing {
         Ok(())
     }
 
-    /// A legacy buffer group: `count` buffers of 64 bytes provided to group
-    /// `bgid` with one `IORING_OP_PROVIDE_BUFFERS` (the kernel alone keeps
-    /// them).
+    /// Adds `count` buffers of `len` bytes, bids from `first_bid`, to
+    /// legacy group `bgid` with one `IORING_OP_PROVIDE_BUFFERS` (the kernel
+    /// alone keeps them, at its list's tail).
     pub(crate) fn provide_legacy_buffers(
         &mut self,
         bgid: u16,
+        first_bid: u16,
         count: u16,
+        len: u32,
     ) -> Result<(), ScenarioError> {
         use ringplan_kernel::abi::continuity::sqe_offset;
+        use ringplan_kernel::abi::legacy_pbuf::IORING_OP_PROVIDE_BUFFERS;
         use ringplan_kernel::abi::pbuf;
-        const BUFFER_LEN: u32 = 64;
-        const IORING_OP_PROVIDE_BUFFERS: u8 = 31;
         let context = format!("legacy buffer group {bgid}");
-        let buffers = AnonymousMapping::new(usize::from(count) * BUFFER_LEN as usize, &context)?;
+        let buffers = AnonymousMapping::new(usize::from(count) * len as usize, &context)?;
         let mut sqe = [0u8; 64];
         sqe[sqe_offset::OPCODE] = IORING_OP_PROVIDE_BUFFERS;
         // fd: the number of buffers; addr: the first; len: each one's
@@ -605,7 +616,9 @@ impl ScenarioRing {
         sqe[sqe_offset::FD..sqe_offset::FD + 4].copy_from_slice(&i32::from(count).to_ne_bytes());
         sqe[sqe_offset::ADDR..sqe_offset::ADDR + 8]
             .copy_from_slice(&(buffers.addr as u64).to_ne_bytes());
-        sqe[sqe_offset::LEN..sqe_offset::LEN + 4].copy_from_slice(&BUFFER_LEN.to_ne_bytes());
+        sqe[sqe_offset::LEN..sqe_offset::LEN + 4].copy_from_slice(&len.to_ne_bytes());
+        sqe[sqe_offset::OFF..sqe_offset::OFF + 8]
+            .copy_from_slice(&u64::from(first_bid).to_ne_bytes());
         sqe[pbuf::SQE_BUF_GROUP_OFFSET..pbuf::SQE_BUF_GROUP_OFFSET + 2]
             .copy_from_slice(&bgid.to_ne_bytes());
         for res in self.submit_and_reap(&[sqe], &context)? {
@@ -616,7 +629,84 @@ impl ScenarioRing {
                 ));
             }
         }
-        self.legacy_groups.push((bgid, buffers));
+        let provided = (0..count).map(|i| {
+            (
+                (buffers.addr + usize::from(i) * len as usize) as u64,
+                len,
+                first_bid + i,
+            )
+        });
+        match self
+            .legacy_groups
+            .iter_mut()
+            .find(|group| group.bgid == bgid)
+        {
+            Some(group) => {
+                group.buffers.extend(provided);
+                group.memory.push(buffers);
+            }
+            None => self.legacy_groups.push(ScenarioLegacyGroup {
+                bgid,
+                buffers: provided.collect(),
+                memory: vec![buffers],
+            }),
+        }
+        Ok(())
+    }
+
+    /// Has the kernel take `count` buffers from legacy group `bgid` with
+    /// reads of `/dev/zero` that select one each: it takes them from its
+    /// list's head, in the order provided.
+    pub(crate) fn consume_legacy_buffers(
+        &mut self,
+        bgid: u16,
+        count: u16,
+    ) -> Result<(), ScenarioError> {
+        use ringplan_kernel::abi::continuity::sqe_offset;
+        use ringplan_kernel::abi::pbuf;
+        let context = format!("legacy buffer group {bgid}");
+        let zero = rustix::fs::open(
+            "/dev/zero",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|errno| ScenarioError::syscall(format!("open /dev/zero ({context})"), errno))?;
+        let Some(group) = self.legacy_groups.iter().find(|group| group.bgid == bgid) else {
+            return Err(ScenarioError::syscall(context, rustix::io::Errno::NOENT));
+        };
+        if usize::from(count) > group.buffers.len() {
+            return Err(ScenarioError::syscall(context, rustix::io::Errno::INVAL));
+        }
+        let reads: Vec<[u8; 64]> = (0..count)
+            .map(|read| {
+                let mut sqe = [0u8; 64];
+                sqe[sqe_offset::OPCODE] = ringplan_kernel::abi::continuity::OP_READ;
+                sqe[sqe_offset::FLAGS] = pbuf::IOSQE_BUFFER_SELECT;
+                sqe[sqe_offset::FD..sqe_offset::FD + 4]
+                    .copy_from_slice(&zero.as_raw_fd().to_ne_bytes());
+                sqe[sqe_offset::LEN..sqe_offset::LEN + 4].copy_from_slice(&16u32.to_ne_bytes());
+                sqe[sqe_offset::USER_DATA..sqe_offset::USER_DATA + 8]
+                    .copy_from_slice(&u64::from(read).to_ne_bytes());
+                sqe[pbuf::SQE_BUF_GROUP_OFFSET..pbuf::SQE_BUF_GROUP_OFFSET + 2]
+                    .copy_from_slice(&bgid.to_ne_bytes());
+                sqe
+            })
+            .collect();
+        for res in self.submit_and_reap(&reads, &context)? {
+            if res < 0 {
+                return Err(ScenarioError::syscall(
+                    format!("a read selecting a buffer from legacy group {bgid}"),
+                    rustix::io::Errno::from_raw_os_error(-res),
+                ));
+            }
+        }
+        if let Some(group) = self
+            .legacy_groups
+            .iter_mut()
+            .find(|group| group.bgid == bgid)
+        {
+            group.buffers.drain(..usize::from(count));
+        }
         Ok(())
     }
 

@@ -437,12 +437,30 @@ impl BpfDumper {
                         Want::Chunk { table, start, .. } => {
                             !facts.answered.contains(&(table, start))
                         }
-                        Want::Ring | Want::Probe | Want::WalkCounts => true,
+                        Want::Ring
+                        | Want::Probe
+                        | Want::WalkCounts
+                        | Want::LegacyBuffers { .. } => true,
                     })
             })
             .collect();
         self.run_rounds(pid, pidfd, reading, &rest)?;
-        reading.check_tables_complete()
+        reading.check_tables_complete()?;
+        // The buffers of legacy groups, now that the group chunks named
+        // them: a first range of each list, whose answer gives its length,
+        // then the rest.
+        let first_ranges: Vec<Planned> = reading
+            .rings
+            .values()
+            .flat_map(|facts| facts.legacy_first_ranges())
+            .collect();
+        self.run_rounds(pid, pidfd, reading, &first_ranges)?;
+        let rest_ranges: Vec<Planned> = reading
+            .rings
+            .values()
+            .flat_map(|facts| facts.legacy_rest_ranges())
+            .collect();
+        self.run_rounds(pid, pidfd, reading, &rest_ranges)
     }
 
     /// Asks for `planned` in rounds of at most [`CHUNKS_PER_ROUND`], each

@@ -3,6 +3,8 @@
 //! follow, every header and chunk accounted for), before it becomes a
 //! [`RawState`].
 
+mod legacy;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -26,8 +28,8 @@ use super::records::{
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
     Known, PbufMemory, PendingRequest, RawBufferGroups, RawEventfd, RawFdEntry, RawFile,
-    RawFileRole, RawInFlight, RawPbufRing, RawRing, RawRingEventfd, RawRingState, RawState,
-    UserMemory,
+    RawFileRole, RawInFlight, RawLegacyGroup, RawPbufRing, RawRing, RawRingEventfd, RawRingState,
+    RawState, UserMemory,
 };
 
 /// The `f_op` of io_uring and eventfd files.
@@ -78,6 +80,8 @@ pub(super) struct RingFacts {
     personalities: Vec<Option<Personality>>,
     /// The provided-buffer groups by ordinal, as their chunks fill them.
     pbuf_groups: Vec<Option<PbufRingRecord>>,
+    /// The legacy groups' buffer lists, by bgid, as their answers fill them.
+    legacy: legacy::LegacyLists,
     /// Non-zero tags of file and buffer slots, by slot.
     file_tags: BTreeMap<u32, u64>,
     buffer_tags: BTreeMap<u32, u64>,
@@ -306,6 +310,7 @@ impl Reading {
             pending: Vec::new(),
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
+            legacy: BTreeMap::new(),
             file_tags: BTreeMap::new(),
             buffer_tags: BTreeMap::new(),
             answered: HashSet::new(),
@@ -352,9 +357,21 @@ impl Reading {
         }
         // The chunk whose slot records follow, with its slot range.
         let mut current: Option<(u64, Table, std::ops::Range<u32>)> = None;
+        // The legacy buffers that come before their list record.
+        let mut legacy_buffers = Vec::new();
         for record in records {
             match record {
                 Record::Ring(_) | Record::WalkCounts(_) => current = None,
+                Record::LegacyBuffer(buffer) => {
+                    current = None;
+                    legacy_buffers.push(buffer);
+                }
+                Record::LegacyList(list) => {
+                    current = None;
+                    let request = by_local_fd.get(&list.fd).copied();
+                    self.add_legacy_list(pid, &list, request, &legacy_buffers)?;
+                    legacy_buffers.clear();
+                }
                 Record::Chunk(chunk) => {
                     let request = by_local_fd.get(&chunk.fd).copied();
                     current = self.accept_chunk(pid, &chunk, request)?;
@@ -517,7 +534,7 @@ impl Reading {
                 start,
                 count,
             } => Some((request, table, start, count)),
-            Want::Ring | Want::Probe | Want::WalkCounts => None,
+            Want::Ring | Want::Probe | Want::WalkCounts | Want::LegacyBuffers { .. } => None,
         }) else {
             // A request of an earlier, failed read that survived: ignore it.
             return Ok(None);
@@ -749,8 +766,19 @@ impl Reading {
                     None
                 };
                 let settings = settings_of(&header, &facts);
+                let buffer_groups = buffer_groups_of(&header, &facts, frames.as_ref());
                 let personalities = personalities_of(&header, facts.personalities);
-                let buffer_groups = buffer_groups_of(&header, &facts.pbuf_groups, frames.as_ref());
+                if let Known::Known(groups) = &buffer_groups {
+                    for group in &groups.legacy {
+                        if let Err(why) = &group.buffers {
+                            notes.push(format!(
+                                "legacy buffer group {} of the ring at fd {}: its buffers are not \
+                                 captured: {why}",
+                                group.bgid, facts.target_fd
+                            ));
+                        }
+                    }
+                }
                 let restrictions = match header.restrictions {
                     Some(words) => Known::Known(restrictions_of(words)),
                     None => Known::Unknown,
@@ -909,9 +937,10 @@ fn personalities_of(
 /// frame number of its first page, looked up in the program later.
 fn buffer_groups_of(
     header: &RingRecord,
-    by_ordinal: &[Option<PbufRingRecord>],
+    facts: &RingFacts,
     frames: Option<&Result<PageFrames, String>>,
 ) -> Known<RawBufferGroups> {
+    let by_ordinal = &facts.pbuf_groups;
     if header.pbuf_count.is_none() {
         return Known::Unknown;
     }
@@ -924,7 +953,10 @@ fn buffer_groups_of(
     let mut found = RawBufferGroups::default();
     for group in groups {
         if !group.is_ring {
-            found.legacy.push(group.bgid);
+            found.legacy.push(RawLegacyGroup {
+                bgid: group.bgid,
+                buffers: facts.legacy_buffers(group.bgid),
+            });
             continue;
         }
         let memory = match frames {
@@ -1384,6 +1416,7 @@ mod tests {
             pending: Vec::new(),
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
+            legacy: BTreeMap::new(),
             file_tags: BTreeMap::new(),
             buffer_tags: BTreeMap::new(),
             answered: HashSet::new(),
@@ -1397,7 +1430,7 @@ mod tests {
                     start,
                     count,
                 } => Some((table, start, count)),
-                Want::Ring | Want::Probe | Want::WalkCounts => None,
+                Want::Ring | Want::Probe | Want::WalkCounts | Want::LegacyBuffers { .. } => None,
             })
             .collect();
         let files: u32 = chunks

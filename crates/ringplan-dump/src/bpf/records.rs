@@ -52,6 +52,14 @@ const STATE_PERSONALITIES_TO_WALK: u32 =
     records_h::rp_state_known::RP_STATE_PERSONALITIES_TO_WALK.0;
 const STATE_PBUF_RINGS_TO_WALK: u32 = records_h::rp_state_known::RP_STATE_PBUF_RINGS_TO_WALK.0;
 const KIND_WALK_COUNTS: u32 = records_h::rp_record_kind::RP_RECORD_WALK_COUNTS.0;
+const KIND_LEGACY_BUFFER: u32 = records_h::rp_record_kind::RP_RECORD_LEGACY_BUFFER.0;
+const KIND_LEGACY_LIST: u32 = records_h::rp_record_kind::RP_RECORD_LEGACY_LIST.0;
+/// `RP_LEGACY_BUFFERS_PER_CHUNK`: the most buffers one legacy-buffers
+/// request reads.
+pub(crate) const LEGACY_BUFFERS_PER_CHUNK: u32 =
+    records_h::rp_limits::RP_LEGACY_BUFFERS_PER_CHUNK.0;
+/// `RP_MAX_LEGACY_BUFFERS`: the longest legacy group list walked.
+pub(crate) const MAX_LEGACY_BUFFERS: u32 = records_h::rp_limits::RP_MAX_LEGACY_BUFFERS.0;
 /// `enum rp_settings` bits of [`SettingsWords::bits`].
 pub(crate) mod settings_bits {
     use super::records_h::rp_settings;
@@ -126,6 +134,10 @@ unsafe impl HeaderStruct for records_h::rp_personality_record {}
 unsafe impl HeaderStruct for records_h::rp_pbuf_ring_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_thread_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_legacy_buffer_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_legacy_list_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_ring_fd_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
@@ -241,6 +253,8 @@ pub(crate) enum RequestKind {
     /// How many personalities and buffer groups the ring has
     /// (`ringplan_walk_fds`).
     WalkCounts,
+    /// A range of a legacy group's buffers (`ringplan_walk_fds`).
+    LegacyBuffers,
 }
 
 impl RequestKind {
@@ -250,6 +264,7 @@ impl RequestKind {
             RequestKind::Ring => records_h::rp_request_kind::RP_REQUEST_RING.0,
             RequestKind::Probe => records_h::rp_request_kind::RP_REQUEST_PROBE.0,
             RequestKind::WalkCounts => records_h::rp_request_kind::RP_REQUEST_WALK_COUNTS.0,
+            RequestKind::LegacyBuffers => records_h::rp_request_kind::RP_REQUEST_LEGACY_BUFFERS.0,
         }
     }
 }
@@ -535,6 +550,44 @@ pub(crate) enum Record<'a> {
     Thread(ThreadRecord),
     RingFd(RingFdRecord),
     WalkCounts(WalkCountsRecord),
+    LegacyBuffer(LegacyBufferRecord),
+    LegacyList(LegacyListRecord),
+}
+
+/// `struct rp_legacy_buffer_record`: one buffer of a legacy group's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LegacyBufferRecord {
+    pub bgid: u16,
+    /// Its position in the list, from the head.
+    pub index: u32,
+    pub buffer: ringplan_image::LegacyBuffer,
+}
+
+/// `struct rp_legacy_list_record`: the end of a legacy-buffers answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LegacyListRecord {
+    pub ctx: u64,
+    pub fd: u32,
+    pub status: ChunkStatus,
+    pub bgid: u16,
+    pub start: u32,
+    pub written: u32,
+    pub length: u32,
+    pub fingerprint: u64,
+    pub state: LegacyListState,
+}
+
+/// `enum rp_legacy_list_state`: how a legacy list walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LegacyListState {
+    /// Walked to its end: `length` is the whole list's.
+    Whole,
+    /// Longer than [`MAX_LEGACY_BUFFERS`].
+    TooLong,
+    /// A node could not be read.
+    Broken,
+    /// No such group now, or a buffer ring.
+    NotLegacy,
 }
 
 /// `struct rp_thread_record`: one thread of the target (pass T).
@@ -693,6 +746,46 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
                 personality_count: (raw.state_known & STATE_PERSONALITIES != 0)
                     .then_some(raw.personality_count),
                 pbuf_count: (raw.state_known & STATE_PBUF_RINGS != 0).then_some(raw.pbuf_count),
+            }))
+        }
+        KIND_LEGACY_BUFFER => {
+            let raw: records_h::rp_legacy_buffer_record = read_exact(record)?;
+            Ok(Record::LegacyBuffer(LegacyBufferRecord {
+                bgid: u16::try_from(raw.bgid).map_err(|_| "buffer group id beyond 16 bits")?,
+                index: raw.index,
+                buffer: ringplan_image::LegacyBuffer {
+                    addr: raw.addr,
+                    len: raw.len,
+                    bid: u16::try_from(raw.bid).map_err(|_| "bid beyond 16 bits")?,
+                },
+            }))
+        }
+        KIND_LEGACY_LIST => {
+            let raw: records_h::rp_legacy_list_record = read_exact(record)?;
+            let state = match records_h::rp_legacy_list_state(raw.state) {
+                records_h::rp_legacy_list_state::RP_LEGACY_LIST_WHOLE => LegacyListState::Whole,
+                records_h::rp_legacy_list_state::RP_LEGACY_LIST_TOO_LONG => {
+                    LegacyListState::TooLong
+                }
+                records_h::rp_legacy_list_state::RP_LEGACY_LIST_BROKEN => LegacyListState::Broken,
+                records_h::rp_legacy_list_state::RP_LEGACY_LIST_NOT_LEGACY => {
+                    LegacyListState::NotLegacy
+                }
+                _ => return Err("unknown legacy list state"),
+            };
+            if raw.written > LEGACY_BUFFERS_PER_CHUNK {
+                return Err("more legacy buffers written than a request reads");
+            }
+            Ok(Record::LegacyList(LegacyListRecord {
+                ctx: raw.ctx,
+                fd: raw.fd,
+                status: ChunkStatus::from_raw(raw.status)?,
+                bgid: u16::try_from(raw.bgid).map_err(|_| "buffer group id beyond 16 bits")?,
+                start: raw.start,
+                written: raw.written,
+                length: raw.length,
+                fingerprint: raw.fingerprint,
+                state,
             }))
         }
         _ => Err("unknown kind"),
@@ -982,6 +1075,7 @@ pub(crate) fn chunk_request_bytes(
     table: Table,
     start: u32,
     count: u32,
+    bgid: u16,
 ) -> [u8; CHUNK_REQUEST_LEN] {
     let request = records_h::rp_chunk_request {
         expected_ctx,
@@ -990,7 +1084,7 @@ pub(crate) fn chunk_request_bytes(
         count,
         kind: kind.to_raw(),
         by_pointer: u32::from(by_pointer),
-        reserved: 0,
+        bgid: u32::from(bgid),
     };
     let mut value = [0u8; CHUNK_REQUEST_LEN];
     value.copy_from_slice(struct_bytes(&request));

@@ -25,6 +25,9 @@ pub(super) enum Want {
     /// How many personalities and buffer groups the ring has (asked of
     /// `ringplan_walk_fds` when the header leaves them to it).
     WalkCounts,
+    /// The buffers of legacy group `bgid` at list positions
+    /// `start..start + count` (`ringplan_walk_fds`).
+    LegacyBuffers { bgid: u16, start: u32, count: u32 },
 }
 
 impl Want {
@@ -34,6 +37,7 @@ impl Want {
     pub(super) fn program(self) -> Programs {
         match self {
             Want::WalkCounts
+            | Want::LegacyBuffers { .. }
             | Want::Chunk {
                 table: Table::Personalities | Table::PbufRings,
                 ..
@@ -87,6 +91,7 @@ impl Request {
                 Table::Files,
                 0,
                 0,
+                0,
             ),
             Want::Probe => records::chunk_request_bytes(
                 self.expected_ctx,
@@ -95,12 +100,14 @@ impl Request {
                 Table::Files,
                 0,
                 0,
+                0,
             ),
             Want::WalkCounts => records::chunk_request_bytes(
                 self.expected_ctx,
                 self.by_pointer,
                 RequestKind::WalkCounts,
                 Table::Files,
+                0,
                 0,
                 0,
             ),
@@ -115,6 +122,16 @@ impl Request {
                 table,
                 start,
                 count,
+                0,
+            ),
+            Want::LegacyBuffers { bgid, start, count } => records::chunk_request_bytes(
+                self.expected_ctx,
+                self.by_pointer,
+                RequestKind::LegacyBuffers,
+                Table::PbufRings,
+                start,
+                count,
+                bgid,
             ),
         }
     }
