@@ -425,11 +425,13 @@ fn document_rows() -> Vec<Row> {
             planner: true,
         },
         Row {
-            name: "legacy-buffers-captured",
+            name: "legacy-buffers-without-state",
             bytes: mutated(|image| {
-                ring_v5(image).legacy_buffer_groups = vec![legacy_group(5, &[(0x10000, 64, 3, 2)])]
+                let ring = ring_v5(image);
+                ring.state = None;
+                ring.legacy_buffer_groups = vec![legacy_group(5, &[(0x10000, 64, 3, 2)])]
             }),
-            expected: "ring #1: its provided buffers cannot be restored: legacy group 5 (IORING_OP_PROVIDE_BUFFERS): its 2 buffers were captured, but providing them again is not implemented",
+            expected: "ring #1: its provided buffers cannot be restored: legacy group 5: its 2 buffers are provided again by IORING_OP_PROVIDE_BUFFERS SQEs, which needs the ring restored with its positions (the image has no state of it, or the program had none of its memory mapped)",
             planner: true,
         },
         Row {

@@ -54,6 +54,11 @@
 //!   holder) past 10 s, shares the hold when `plan freeze` runs it (the
 //!   process left stopped, then resumed by the freeze), and takes turns with
 //!   a `plan dump --freeze` started at the same moment.
+//! - `legacy_buffers`: `tests/programs/legacy_reader.c`, which reads
+//!   through a legacy provided-buffer group, taken out mid-work with
+//!   `plan dump --detach` and put back with `plan exec --pid`: the kernel
+//!   then hands it every remaining buffer, in order, and no more; every
+//!   step of the put-back failed in turn leaves it as the detach left it.
 //! - `plans`: the checked-in example plans under `plans/` still match.
 //! - `real_programs`: fio (io_uring engine, with and without registered
 //!   files, fixed buffers, SQPOLL) and `qemu-img bench`, dumped while they do
@@ -86,6 +91,7 @@ mod exec_pid_adopt;
 mod exec_pid_continuity;
 mod exec_pid_hold;
 mod in_place;
+mod legacy_buffers;
 mod plans;
 mod real_programs;
 mod reopen;

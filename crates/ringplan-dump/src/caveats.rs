@@ -45,24 +45,21 @@ pub fn ring_caveats(image: &Image) -> Vec<String> {
                 ));
             }
         }
-        // Emptied groups are no caveat: a restore leaves them out, as the
-        // kernel treats an empty one as none.
-        let holding: Vec<_> = ring
+        // Captured groups are provided again by a restore (emptied ones
+        // left out, as the kernel treats an empty one as none).
+        let uncaptured: Vec<_> = ring
             .legacy_buffer_groups
             .iter()
-            .filter(|group| group.buffers.as_ref().is_none_or(|runs| !runs.is_empty()))
+            .filter(|group| group.buffers.is_none())
             .collect();
-        if !holding.is_empty() {
-            let groups: Vec<String> = holding
+        if !uncaptured.is_empty() {
+            let groups: Vec<String> = uncaptured
                 .iter()
-                .map(|group| match group.buffers {
-                    Some(_) => format!("{} ({} buffers)", group.bgid, group.buffer_count()),
-                    None => format!("{} (buffers not captured)", group.bgid),
-                })
+                .map(|group| group.bgid.to_string())
                 .collect();
             caveats.push(format!(
-                "ring {} (fd {fd}): legacy provided-buffer groups {} (IORING_OP_PROVIDE_BUFFERS) keep their \
-                 buffers in the kernel only; plan exec does not provide them again and refuses this image",
+                "ring {} (fd {fd}): the buffers of legacy provided-buffer groups {} (IORING_OP_PROVIDE_BUFFERS) \
+                 were not captured (the dump says why above); plan exec refuses this image",
                 object.id,
                 groups.join(", ")
             ));

@@ -343,6 +343,7 @@ fn replay(plan: &Plan) -> BaseRestored {
             | Op::RegisterRestrictions(_)
             | Op::EnableRings(_)
             | Op::RegisterPbufRing(_)
+            | Op::ProvideBuffers(_)
             | Op::RegisterSettings(_) => None,
             Op::RegisterRingFd(_) => None,
             // Nor are they tree plans.

@@ -16,6 +16,9 @@
 //! - [`advance_pbuf_head`] (`pbuf_head.rs`): a new buffer ring's head
 //!   brought to a recorded value by reads that consume its buffers, the
 //!   program's memory put back after.
+//! - `provide_buffers_in` (`legacy_buffers.rs`): a legacy buffer group's
+//!   recorded buffers given again by `IORING_OP_PROVIDE_BUFFERS` SQEs that
+//!   skip their CQEs, the SQE slots and SQ array put back after.
 //! - [`restore_entries`] (`contents.rs`): queued SQEs, unconsumed CQEs and
 //!   the kernel's CQ overflow list put back, after checking that they fit the
 //!   ring and the positions, and that the kernel can reproduce them.
@@ -36,6 +39,7 @@
 mod contents;
 mod error;
 mod helper;
+mod legacy_buffers;
 mod memory;
 mod pbuf_head;
 mod plan_ops;
@@ -49,6 +53,7 @@ pub use contents::{
     RecordedEntries, RecordedSubmissions, RingCounters,
 };
 pub use error::ContinuityError;
+pub(crate) use legacy_buffers::provide_buffers_in;
 pub(crate) use memory::{page_round, release_all, PlacedRegion, RING_MEMFD_NAME};
 pub use memory::{Backing, PlacedMemory, RegionPlacement, RingPlacement};
 pub(crate) use pbuf_head::advance_pbuf_head_in;

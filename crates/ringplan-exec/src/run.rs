@@ -551,6 +551,10 @@ impl<B: Backend> Run<'_, B> {
                 self.register_pbuf_ring(register)?;
                 None
             }
+            Op::ProvideBuffers(provide) => {
+                self.provide_buffers(provide)?;
+                None
+            }
             Op::RegisterRestrictions(register) => {
                 self.register_restrictions(register)?;
                 None
@@ -621,6 +625,7 @@ impl<B: Backend> Run<'_, B> {
             Op::RegisterFiles(register) => owner_of(register.ring_handle),
             Op::RegisterPersonalities(register) => owner_of(register.ring_handle),
             Op::RegisterPbufRing(register) => owner_of(register.ring_handle),
+            Op::ProvideBuffers(provide) => owner_of(provide.ring_handle),
             Op::RegisterRestrictions(register) => owner_of(register.ring_handle),
             Op::RegisterSettings(register) => owner_of(register.ring_handle),
             // The kernel keeps registered ring fds per thread: the

@@ -285,6 +285,7 @@ fn scan_ring(
         });
     }
     check_moved_heads(id, ring, continuity.is_some())?;
+    check_legacy_provides(id, ring, continuity.is_some())?;
     if let Some(continuity) = &continuity {
         if continuity.memory.origin == MemoryOrigin::Program {
             for range in continuity.memory.ranges() {
@@ -612,28 +613,21 @@ fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
     // empty legacy list is as no group (a read selecting from it gets
     // -ENOBUFS either way, and IORING_REGISTER_PBUF_RING replaces it),
     // and `--verify` compares only groups that hold buffers.
+    // A captured group with buffers is provided again (see
+    // `check_legacy_provides`).
     if let Some(group) = ring
         .legacy_buffer_groups
         .iter()
-        .find(|group| group.buffers.as_ref().is_none_or(|runs| !runs.is_empty()))
+        .find(|group| group.buffers.is_none())
     {
-        let bgid = group.bgid;
-        let reason = if group.buffers.is_some() {
-            format!(
-                "legacy group {bgid} (IORING_OP_PROVIDE_BUFFERS): its {} buffers were captured, but \
-                 providing them again is not implemented",
-                group.buffer_count()
-            )
-        } else {
-            format!(
-                "legacy group {bgid} (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel, \
-                 which the image does not capture"
-            )
-        };
         return Err(CompileError::CannotRestore {
             ring: id,
             what: "provided buffers",
-            reason,
+            reason: format!(
+                "legacy group {} (IORING_OP_PROVIDE_BUFFERS) keeps its buffers in the kernel, \
+                 which the image does not capture",
+                group.bgid
+            ),
         });
     }
     for entry in &ring.pbuf_rings {
@@ -655,6 +649,38 @@ fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
         });
     }
     Ok(())
+}
+
+/// A legacy group's buffers are provided again by `IORING_OP_PROVIDE_BUFFERS`
+/// SQEs the ring runs, each moving its SQ head: only on a ring restored
+/// with its positions and enabled when they run (`PROVIDE_BUFFERS` is
+/// allowed on an IOPOLL ring).
+fn check_legacy_provides(id: ObjectId, ring: &Ring, continuous: bool) -> Result<(), CompileError> {
+    let Some(group) = ring
+        .legacy_buffer_groups
+        .iter()
+        .find(|group| group.buffer_count() > 0)
+    else {
+        return Ok(());
+    };
+    let flags = ring.setup.flags.unwrap_or(0);
+    let why = if !continuous {
+        "which needs the ring restored with its positions (the image has no state of it, or the program had \
+         none of its memory mapped)"
+    } else if ring.restrictions.is_some() || flags & SetupFlags::R_DISABLED.bits() != 0 {
+        "which needs SQEs on the ring, and it is set up disabled (IORING_SETUP_R_DISABLED)"
+    } else {
+        return Ok(());
+    };
+    Err(CompileError::CannotRestore {
+        ring: id,
+        what: "provided buffers",
+        reason: format!(
+            "legacy group {}: its {} buffers are provided again by IORING_OP_PROVIDE_BUFFERS SQEs, {why}",
+            group.bgid,
+            group.buffer_count()
+        ),
+    })
 }
 
 /// A buffer ring whose head moved is brought back by reads the ring runs

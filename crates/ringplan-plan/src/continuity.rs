@@ -95,19 +95,35 @@ pub(crate) fn ring_continuity(
         return Ok(None);
     };
     // `register_pbuf_ring` moves the SQ head once per buffer it consumes
-    // to bring a buffer ring's head back: the completions stop that short.
+    // to bring a buffer ring's head back, `provide_buffers` once per SQE:
+    // the completions stop that short.
     let consumed: u32 = ring
         .pbuf_rings
         .iter()
         .map(|entry| u32::from(entry.head))
         .sum();
-    if consumed > positions.cached_sq_head {
-        return Err(impossible(format!(
-            "its buffer rings' heads add up to {consumed} consumed buffers, more than the {} SQEs its SQ head counts \
-             (it wrapped, or a request consumed several): reads that consume them one each cannot bring both back",
-            positions.cached_sq_head
-        )));
+    let provides: u32 = ring
+        .legacy_buffer_groups
+        .iter()
+        .map(|group| crate::model::ProvideBuffersSqe::for_group(group).len() as u32)
+        .sum();
+    if consumed.saturating_add(provides) > positions.cached_sq_head {
+        let head = positions.cached_sq_head;
+        return Err(impossible(if provides == 0 {
+            format!(
+                "its buffer rings' heads add up to {consumed} consumed buffers, more than the {head} SQEs its SQ head \
+                 counts (it wrapped, or a request consumed several): reads that consume them one each cannot bring \
+                 both back"
+            )
+        } else {
+            format!(
+                "its buffer rings' heads add up to {consumed} consumed buffers and its legacy groups need {provides} \
+                 PROVIDE_BUFFERS SQEs, more than the {head} SQEs its SQ head counts (it wrapped): SQEs that move it \
+                 one each cannot bring both back"
+            )
+        }));
     }
+    let consumed = consumed + provides;
     Ok(Some(RingContinuity {
         memory,
         completions: completions(state, consumed),

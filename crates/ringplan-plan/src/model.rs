@@ -168,6 +168,10 @@ pub enum Op {
     /// `IORING_REGISTER_PBUF_RING`: one buffer ring on the program's memory
     /// at its recorded address (after the memory barrier).
     RegisterPbufRing(RegisterPbufRing),
+    /// `IORING_OP_PROVIDE_BUFFERS` SQEs that give a legacy buffer group
+    /// its recorded buffers again, in the kernel's order (after the memory
+    /// barrier, on a continuous ring set up enabled).
+    ProvideBuffers(ProvideBuffers),
     /// `IORING_REGISTER_RING_FDS`: the ring in a registered ring-fd slot
     /// of thread `tid` at its recorded offset.
     RegisterRingFd(RegisterRingFd),
@@ -222,6 +226,7 @@ impl Op {
             Op::RegisterFiles(_) => "register_files",
             Op::RegisterPersonalities(_) => "register_personalities",
             Op::RegisterPbufRing(_) => "register_pbuf_ring",
+            Op::ProvideBuffers(_) => "provide_buffers",
             Op::RegisterRingFd(_) => "register_ring_fd",
             Op::RegisterRestrictions(_) => "register_restrictions",
             Op::RegisterSettings(_) => "register_settings",
@@ -640,6 +645,72 @@ impl RegisterPbufRing {
     /// Bytes of the ring's memory.
     pub fn memory_len(&self) -> u64 {
         u64::from(self.entries) * ringplan_kernel::abi::pbuf::ENTRY_SIZE
+    }
+}
+
+/// Parameters of `provide_buffers`: a legacy group's buffers, one
+/// `IORING_OP_PROVIDE_BUFFERS` SQE per entry of `sqes`, submitted in order
+/// (the kernel adds each SQE's buffers at the group's tail, and takes
+/// from its head) with `IOSQE_CQE_SKIP_SUCCESS`, so that they post no CQE
+/// and each moves the ring's SQ head by one, which `restore_completions`
+/// leaves for them. The buffers' memory is the program's and is not
+/// touched. The SQE slots and SQ array they use are put back after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvideBuffers {
+    pub ring_handle: Handle,
+    pub bgid: u16,
+    /// At least one; each within what every kernel takes in one SQE.
+    pub sqes: Vec<ProvideBuffersSqe>,
+}
+
+/// One `IORING_OP_PROVIDE_BUFFERS`: `count` buffers of `len` bytes from
+/// `addr` on, with bids from `bid` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvideBuffersSqe {
+    pub addr: u64,
+    pub len: u32,
+    pub bid: u16,
+    /// 1 to `abi::legacy_pbuf::MAX_BUFFERS_PER_SQE`.
+    pub count: u32,
+}
+
+impl ProvideBuffers {
+    /// How many buffers the SQEs provide.
+    pub fn buffer_count(&self) -> u64 {
+        self.sqes.iter().map(|sqe| u64::from(sqe.count)).sum()
+    }
+}
+
+impl ProvideBuffersSqe {
+    /// The SQEs that provide `group`'s buffers in its order: one per run,
+    /// a run longer than one SQE takes split.
+    pub fn for_group(group: &ringplan_image::LegacyBufferGroup) -> Vec<ProvideBuffersSqe> {
+        use ringplan_kernel::abi::legacy_pbuf::MAX_BUFFERS_PER_SQE;
+        let mut sqes = Vec::new();
+        for run in group.buffers.iter().flatten() {
+            let mut done = 0u32;
+            while done < run.count {
+                let count = (run.count - done).min(MAX_BUFFERS_PER_SQE);
+                let addr = u64::from(done)
+                    .checked_mul(u64::from(run.len))
+                    .and_then(|offset| run.addr.checked_add(offset));
+                let bid = u32::from(run.bid)
+                    .checked_add(done)
+                    .and_then(|bid| u16::try_from(bid).ok());
+                // Validation keeps runs within user space and 16-bit bids.
+                let (Some(addr), Some(bid)) = (addr, bid) else {
+                    break;
+                };
+                sqes.push(ProvideBuffersSqe {
+                    addr,
+                    len: run.len,
+                    bid,
+                    count,
+                });
+                done += count;
+            }
+        }
+        sqes
     }
 }
 

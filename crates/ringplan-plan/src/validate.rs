@@ -486,6 +486,7 @@ impl Checker<'_> {
             Op::RegisterPbufRing(register) => {
                 self.check_register_pbuf_ring(index, step, register)?
             }
+            Op::ProvideBuffers(provide) => self.check_provide_buffers(index, step, provide)?,
             Op::InstallFd(install) => self.check_install(index, step, install)?,
             Op::CloseFd(close) => self.check_close(index, step, close)?,
         }
@@ -617,6 +618,58 @@ impl Checker<'_> {
             return Err(PlanInvalid::BuffersBeforeBarrier { step: index });
         }
         self.use_ring_handle(index, step, register.ring_handle)?;
+        Ok(())
+    }
+
+    /// A legacy group's buffers: at least one SQE, each of 1 to the most
+    /// buffers one SQE provides, bids within 16 bits, the buffers inside
+    /// user space; after the barrier (the buffers are the program's), on a
+    /// continuous ring before its SQEs are queued (each SQE moves its SQ
+    /// head, which `restore_completions` leaves for them).
+    fn check_provide_buffers(
+        &mut self,
+        index: usize,
+        step: &Step,
+        provide: &ProvideBuffers,
+    ) -> Result<(), PlanInvalid> {
+        use ringplan_kernel::abi::legacy_pbuf::MAX_BUFFERS_PER_SQE;
+        let bad = |problem: String| PlanInvalid::BadOperands {
+            step: index,
+            op: step.op.name(),
+            problem,
+        };
+        if provide.sqes.is_empty() {
+            return Err(bad("provides no buffers".to_owned()));
+        }
+        for sqe in &provide.sqes {
+            let fits = (1..=MAX_BUFFERS_PER_SQE).contains(&sqe.count)
+                && u32::from(sqe.bid) + sqe.count <= 1 << 16
+                && u64::from(sqe.count)
+                    .checked_mul(u64::from(sqe.len))
+                    .and_then(|bytes| sqe.addr.checked_add(bytes))
+                    .is_some_and(|end| end <= ringplan_image::USER_ADDRESS_LIMIT);
+            if !fits {
+                return Err(bad(format!(
+                    "{} buffers of {} B at {:#x} from bid {}: not 1 to {MAX_BUFFERS_PER_SQE} buffers with 16-bit bids inside user space",
+                    sqe.count, sqe.len, sqe.addr, sqe.bid
+                )));
+            }
+        }
+        let waits_for_barrier = self
+            .barrier
+            .is_some_and(|barrier| step.after.binary_search(&(barrier as StepIndex)).is_ok());
+        if !waits_for_barrier {
+            return Err(PlanInvalid::BuffersBeforeBarrier { step: index });
+        }
+        self.continuous_ring(index, step, provide.ring_handle)?;
+        let ring = provide.ring_handle.0;
+        if self.marks[ring as usize] & continuity::mark::QUEUED != 0 {
+            return Err(bad(
+                "provides buffers after the ring's SQEs were queued".to_owned()
+            ));
+        }
+        let head = self.completions_sq_head.entry(ring).or_insert(0);
+        *head = head.wrapping_add(provide.sqes.len() as u32);
         Ok(())
     }
 
@@ -780,6 +833,7 @@ impl Checker<'_> {
             Op::MemoryBarrier
             | Op::RegisterBuffers(_)
             | Op::RegisterPbufRing(_)
+            | Op::ProvideBuffers(_)
             | Op::QueueSqes(_)
             | Op::EnableRings(_)
             | Op::CloseFd(_) => {}

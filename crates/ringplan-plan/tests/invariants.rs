@@ -197,7 +197,7 @@ fn steps_run_in_phase_order() {
             | Op::RestoreCompletions(_) => Some(0),
             Op::InstallFd(_) => Some(1),
             Op::MemoryBarrier => Some(2),
-            Op::RegisterBuffers(_) | Op::RegisterPbufRing(_) => Some(3),
+            Op::RegisterBuffers(_) | Op::RegisterPbufRing(_) | Op::ProvideBuffers(_) => Some(3),
             Op::QueueSqes(_) => Some(4),
             Op::EnableRings(_) => Some(5),
             Op::CloseFd(_) => None,

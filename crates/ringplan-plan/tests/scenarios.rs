@@ -654,6 +654,32 @@ pub fn pbuf() -> Image {
                 incremental: bgid == 65,
             })
             .collect();
+        // Legacy group 7 holds buffers in two runs (two PROVIDE_BUFFERS
+        // SQEs, which take 2 more positions); group 9 was emptied (left
+        // out).
+        ring.legacy_buffer_groups = vec![
+            ringplan_image::LegacyBufferGroup {
+                bgid: 7,
+                buffers: Some(vec![
+                    ringplan_image::LegacyBufferRun {
+                        addr: 0x7f20_0000_0080,
+                        len: 64,
+                        bid: 2,
+                        count: 2,
+                    },
+                    ringplan_image::LegacyBufferRun {
+                        addr: 0x7f20_0001_0000,
+                        len: 128,
+                        bid: 10,
+                        count: 3,
+                    },
+                ]),
+            },
+            ringplan_image::LegacyBufferGroup {
+                bgid: 9,
+                buffers: Some(Vec::new()),
+            },
+        ];
     }
     image
 }

@@ -203,6 +203,31 @@ fn buffer_rings_are_registered_after_the_barrier_and_before_the_queued_sqes() {
         .filter(|step| step.op.name() == "register_pbuf_ring")
         .count();
     assert_eq!(registered, 2, "one step per buffer ring");
+    // The legacy group with buffers is provided again (its two runs, two
+    // SQEs) after the barrier and before the queued SQEs; the emptied one
+    // is left out; the completions stop 3 + 2 positions short.
+    let provide = position("provide_buffers");
+    assert!(barrier < provide && provide < queue);
+    assert!(plan.steps[queue].after.contains(&(provide as u32)));
+    let provides: Vec<_> = plan
+        .steps
+        .iter()
+        .filter_map(|step| match &step.op {
+            ringplan_plan::Op::ProvideBuffers(provide) => Some(provide),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(provides.len(), 1);
+    assert_eq!((provides[0].bgid, provides[0].sqes.len()), (7, 2));
+    let completions = plan
+        .steps
+        .iter()
+        .find_map(|step| match &step.op {
+            ringplan_plan::Op::RestoreCompletions(restore) => Some(restore.sq_head),
+            _ => None,
+        })
+        .expect("restore_completions");
+    assert_eq!(completions, 5000 - 3 - 2);
 }
 
 #[test]

@@ -150,11 +150,13 @@ fn check_continuity_within(
                 matches!(&step.op, Op::SetupRing(setup)
                     if setup.memory.is_some() && setup.flags & SetupFlags::NO_MMAP.bits() != 0)
             });
-            // A buffer ring's moved head is brought back by reads that move
-            // the positions of a continuous ring: not on a moved one.
-            let moved_head = plan.steps.iter().find(
-                |step| matches!(&step.op, Op::RegisterPbufRing(register) if register.head != 0),
-            );
+            // A buffer ring's moved head is brought back by reads, and a
+            // legacy group's buffers by PROVIDE_BUFFERS SQEs, that move the
+            // positions of a continuous ring: not on a moved one.
+            let moved_head = plan.steps.iter().find(|step| {
+                matches!(&step.op, Op::RegisterPbufRing(register) if register.head != 0)
+                    || matches!(&step.op, Op::ProvideBuffers(_))
+            });
             match program_memory.or(moved_head) {
                 None if options.allow_moved_rings => return Ok(false),
                 Some(step) => {

@@ -8,16 +8,17 @@
 use ringplan_image::{Cqe, ObjectId, SetupFlags};
 use ringplan_kernel::abi::continuity::CQE_SIZE;
 use ringplan_plan::{
-    Handle, PlaceRingMemory, QueueSqes, RegisterPbufRing, RestoreCompletions, SetupRing,
+    Handle, PlaceRingMemory, ProvideBuffers, QueueSqes, RegisterPbufRing, RestoreCompletions,
+    SetupRing,
 };
 use rustix::io::Errno;
 
 use super::{Failure, Run};
 use crate::backend::Backend;
 use crate::continuity::{
-    advance_pbuf_head_in, placement_of, queue_sqes, restore_completions_in, ring_setup_of,
-    ContinuityError, ContinuousRing, OverflowCqe, PbufHeadTarget, PlacedMemory, QueuedSqe,
-    RecordedCompletions, RecordedSubmissions, RingCounters,
+    advance_pbuf_head_in, placement_of, provide_buffers_in, queue_sqes, restore_completions_in,
+    ring_setup_of, ContinuityError, ContinuousRing, OverflowCqe, PbufHeadTarget, PlacedMemory,
+    QueuedSqe, RecordedCompletions, RecordedSubmissions, RingCounters,
 };
 use crate::{ContinuousRingReport, Progress, RingOwner};
 
@@ -267,6 +268,26 @@ impl<B: Backend> Run<'_, B> {
         // barrier (mapped by the memory hook in this process, the target's
         // own otherwise), and the kernel just pinned it at registration.
         let result = unsafe { advance_pbuf_head_in(ring, backend, &target) };
+        result.map_err(|error| self.continuity_failed(error))
+    }
+
+    /// `provide_buffers`: a legacy group's buffers given again by
+    /// `IORING_OP_PROVIDE_BUFFERS` SQEs the ring runs
+    /// (`continuity/legacy_buffers.rs`). Only on a continuous ring
+    /// (preflight refuses it otherwise). An undo closes the ring, and the
+    /// group with it.
+    pub(super) fn provide_buffers(&mut self, provide: &ProvideBuffers) -> Result<(), Failure> {
+        let backend = &mut self.backend;
+        let Some(ring) = (match self.rings.get_mut(&(provide.ring_handle.0 as usize)) {
+            Some(ring) if self.continuous => Some(ring),
+            _ => None,
+        }) else {
+            return Err(Failure {
+                call: "providing a legacy group's buffers (needs the ring restored with its positions)",
+                errno: Errno::INVAL,
+            });
+        };
+        let result = provide_buffers_in(ring, backend, provide);
         result.map_err(|error| self.continuity_failed(error))
     }
 

@@ -126,6 +126,15 @@ impl GraphBuilder<'_> {
                     head: entry.map_or(0, |entry| entry.head),
                 })
             }
+            NodeKind::ProvideBuffers { ring, group } => {
+                let group = ring_at(analysis.image, ring)
+                    .and_then(|recorded| recorded.legacy_buffer_groups.get(group as usize));
+                Op::ProvideBuffers(ProvideBuffers {
+                    ring_handle: ring_handle(ring),
+                    bgid: group.map_or(0, |group| group.bgid),
+                    sqes: group.map(ProvideBuffersSqe::for_group).unwrap_or_default(),
+                })
+            }
             NodeKind::RegisterRingFd { ring, slot } => {
                 let entry = ring_at(analysis.image, ring)
                     .and_then(|recorded| recorded.registered_ring_fds.get(slot as usize).copied());

@@ -87,6 +87,12 @@ pub(super) enum NodeKind {
         ring: u32,
         group: u32,
     },
+    /// A ring's legacy buffer group that holds buffers: the ring's object
+    /// index and the group's index in its `legacy_buffer_groups`.
+    ProvideBuffers {
+        ring: u32,
+        group: u32,
+    },
     RegisterRestrictions(u32),
     RegisterSettings(u32),
     /// A ring's registered ring-fd slot: the ring's object index and the
@@ -154,6 +160,9 @@ pub(super) struct GraphBuilder<'a> {
     register_personalities_nodes: Vec<u32>,
     /// Per ring, its register_pbuf_ring nodes (one per buffer ring).
     register_pbuf_nodes: Vec<Vec<u32>>,
+    /// Per ring, its provide_buffers nodes (one per legacy group with
+    /// buffers).
+    provide_nodes: Vec<Vec<u32>>,
     register_restrictions_nodes: Vec<u32>,
     register_settings_nodes: Vec<u32>,
     /// Per ring, its register_ring_fd nodes (one per slot).
@@ -191,6 +200,7 @@ impl<'a> GraphBuilder<'a> {
             register_buffers_nodes: vec![NO_NODE; object_count],
             register_personalities_nodes: vec![NO_NODE; object_count],
             register_pbuf_nodes: vec![Vec::new(); object_count],
+            provide_nodes: vec![Vec::new(); object_count],
             register_restrictions_nodes: vec![NO_NODE; object_count],
             register_settings_nodes: vec![NO_NODE; object_count],
             register_ring_fd_nodes: vec![Vec::new(); object_count],
@@ -458,6 +468,25 @@ impl<'a> GraphBuilder<'a> {
             self.register_pbuf_nodes[index].push(node);
             close_phase = phase::RELEASE_LATE_RINGS;
         }
+        for (group, legacy) in ring.legacy_buffer_groups.iter().enumerate() {
+            // A group whose buffers were all taken is left out (the
+            // analysis says why); the others after the buffer rings.
+            if legacy.buffer_count() == 0 {
+                continue;
+            }
+            let node = self.add_node(
+                phase::BUFFERS,
+                object_index,
+                2,
+                group as u32,
+                NodeKind::ProvideBuffers {
+                    ring: object_index,
+                    group: group as u32,
+                },
+            );
+            self.provide_nodes[index].push(node);
+            close_phase = phase::RELEASE_LATE_RINGS;
+        }
         if continuity.is_some_and(|continuity| continuity.queue.is_some()) {
             self.queue_sqes_nodes[index] = self.add_node(
                 phase::QUEUE,
@@ -626,7 +655,12 @@ impl<'a> GraphBuilder<'a> {
             self.add_edge(register, close);
         }
 
-        for register in self.register_pbuf_nodes[index].clone() {
+        let provides = self.provide_nodes[index].clone();
+        for register in self.register_pbuf_nodes[index]
+            .clone()
+            .into_iter()
+            .chain(provides)
+        {
             self.add_edge(self.barrier_node, register);
             self.add_edge(create, register);
             self.add_edge(register, close);
@@ -709,6 +743,7 @@ impl<'a> GraphBuilder<'a> {
             | NodeKind::RegisterFiles(index)
             | NodeKind::RegisterPersonalities(index)
             | NodeKind::RegisterPbufRing { ring: index, .. }
+            | NodeKind::ProvideBuffers { ring: index, .. }
             | NodeKind::RegisterRestrictions(index)
             | NodeKind::RegisterSettings(index)
             | NodeKind::RegisterRingFd { ring: index, .. }

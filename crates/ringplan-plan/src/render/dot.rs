@@ -155,6 +155,13 @@ fn dot_label(index: usize, step: &Step) -> String {
             },
             register.ring_handle
         ),
+        Op::ProvideBuffers(provide) => format!(
+            "bgid {}, {} buffers in {} SQE(s) on {}",
+            provide.bgid,
+            provide.buffer_count(),
+            provide.sqes.len(),
+            provide.ring_handle
+        ),
         Op::RegisterRingFd(register) => format!(
             "{} at offset {} of thread {}",
             register.ring_handle, register.offset, register.tid
@@ -388,6 +395,7 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
             | Op::RegisterFiles(_)
             | Op::RegisterPersonalities(_)
             | Op::RegisterPbufRing(_)
+            | Op::ProvideBuffers(_)
             | Op::RegisterRingFd(_)
             | Op::RegisterRestrictions(_)
             | Op::RegisterSettings(_)

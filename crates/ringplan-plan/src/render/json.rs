@@ -122,6 +122,7 @@ enum JsonParameters<'a> {
     RegisterFiles(&'a RegisterFiles),
     RegisterPersonalities(&'a RegisterPersonalities),
     RegisterPbufRing(&'a RegisterPbufRing),
+    ProvideBuffers(&'a ProvideBuffers),
     RegisterRingFd(&'a RegisterRingFd),
     RegisterRestrictions(&'a RegisterRestrictions),
     RegisterSettings(&'a RegisterSettings),
@@ -145,6 +146,7 @@ impl<'a> JsonParameters<'a> {
             Op::RegisterEventfd(parameters) => JsonParameters::RegisterEventfd(parameters),
             Op::RegisterFiles(parameters) => JsonParameters::RegisterFiles(parameters),
             Op::RegisterPbufRing(parameters) => JsonParameters::RegisterPbufRing(parameters),
+            Op::ProvideBuffers(parameters) => JsonParameters::ProvideBuffers(parameters),
             Op::RegisterRingFd(parameters) => JsonParameters::RegisterRingFd(parameters),
             Op::RegisterPersonalities(parameters) => {
                 JsonParameters::RegisterPersonalities(parameters)

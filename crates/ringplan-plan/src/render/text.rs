@@ -230,6 +230,22 @@ fn describe_step(index: usize, step: &Step) -> String {
                 ),
             }
         ),
+        Op::ProvideBuffers(provide) => format!(
+            "{op}{object}: {} IORING_OP_PROVIDE_BUFFERS on {} into legacy group {}, {} buffers (the program's memory): {}; each SQE skips its CQE and moves the SQ head by one",
+            provide.sqes.len(),
+            provide.ring_handle,
+            provide.bgid,
+            provide.buffer_count(),
+            provide
+                .sqes
+                .iter()
+                .map(|sqe| format!(
+                    "{} x {} B at {:#x} bids {}..",
+                    sqe.count, sqe.len, sqe.addr, sqe.bid
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Op::RegisterRingFd(register) => format!(
             "{op}{object}: IORING_REGISTER_RING_FDS of {} at offset {} in thread {}",
             register.ring_handle, register.offset, register.tid
