@@ -499,7 +499,7 @@ fn document_rows() -> Vec<Row> {
                 ring.pbuf_rings = vec![entry];
                 ring.state = None;
             }),
-            expected: "ring #1: its provided buffers cannot be restored: buffer ring 0: the kernel's head is 3, and a new buffer ring starts at 0: only consuming buffers moves it, which needs the ring restored with its positions (the image has no state of it)",
+            expected: "ring #1: its provided buffers cannot be restored: buffer ring 0: the kernel's head is 3, and a new buffer ring starts at 0: only consuming buffers moves it, which needs the ring restored with its positions (the image has no state of it, or the program had none of its memory mapped)",
             planner: true,
         },
         Row {

@@ -663,13 +663,7 @@ fn check_legacy_provides(id: ObjectId, ring: &Ring, continuous: bool) -> Result<
     else {
         return Ok(());
     };
-    let flags = ring.setup.flags.unwrap_or(0);
-    let why = if !continuous {
-        "which needs the ring restored with its positions (the image has no state of it, or the program had \
-         none of its memory mapped)"
-    } else if ring.restrictions.is_some() || flags & SetupFlags::R_DISABLED.bits() != 0 {
-        "which needs SQEs on the ring, and it is set up disabled (IORING_SETUP_R_DISABLED)"
-    } else {
+    let Some(why) = why_no_sqes(ring, continuous, "SQEs") else {
         return Ok(());
     };
     Err(CompileError::CannotRestore {
@@ -683,6 +677,26 @@ fn check_legacy_provides(id: ObjectId, ring: &Ring, continuous: bool) -> Result<
     })
 }
 
+/// Why a ring cannot run the `what` (SQEs, reads) a restore submits to it
+/// to bring state back, if it cannot: they move its positions, so it must
+/// be restored with them, and it must be enabled when they run.
+fn why_no_sqes(ring: &Ring, continuous: bool, what: &str) -> Option<String> {
+    let flags = ring.setup.flags.unwrap_or(0);
+    if !continuous {
+        Some(
+            "which needs the ring restored with its positions (the image has no state of it, or the program \
+             had none of its memory mapped)"
+                .to_owned(),
+        )
+    } else if ring.restrictions.is_some() || flags & SetupFlags::R_DISABLED.bits() != 0 {
+        Some(format!(
+            "which needs {what} on the ring, and it is set up disabled (IORING_SETUP_R_DISABLED)"
+        ))
+    } else {
+        None
+    }
+}
+
 /// A buffer ring whose head moved is brought back by reads the ring runs
 /// (see `RegisterPbufRing`), each moving its SQ head: only on a ring
 /// restored with its positions, enabled when the reads run, and not
@@ -691,15 +705,14 @@ fn check_moved_heads(id: ObjectId, ring: &Ring, continuous: bool) -> Result<(), 
     let Some(entry) = ring.pbuf_rings.iter().find(|entry| entry.head != 0) else {
         return Ok(());
     };
-    let flags = ring.setup.flags.unwrap_or(0);
-    let why = if !continuous {
-        "which needs the ring restored with its positions (the image has no state of it)"
-    } else if ring.restrictions.is_some() || flags & SetupFlags::R_DISABLED.bits() != 0 {
-        "which needs reads on the ring, and it is set up disabled (IORING_SETUP_R_DISABLED)"
-    } else if flags & SetupFlags::IOPOLL.bits() != 0 {
-        "which needs reads on the ring, and an IOPOLL ring reads only files that support polling"
-    } else {
-        return Ok(());
+    let polled = ring.setup.flags.unwrap_or(0) & SetupFlags::IOPOLL.bits() != 0;
+    let why = match why_no_sqes(ring, continuous, "reads") {
+        Some(why) => why,
+        None if polled => {
+            "which needs reads on the ring, and an IOPOLL ring reads only files that support polling"
+                .to_owned()
+        }
+        None => return Ok(()),
     };
     Err(CompileError::CannotRestore {
         ring: id,

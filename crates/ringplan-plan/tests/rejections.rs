@@ -88,7 +88,7 @@ fn buffer_rings_a_restore_cannot_bring_back_are_refused() {
         refused(pbuf_ring(3, 5)),
         "ring #1: its provided buffers cannot be restored: buffer ring 3: the kernel's head is 5, and \
          a new buffer ring starts at 0: only consuming buffers moves it, which needs the ring restored \
-         with its positions (the image has no state of it)"
+         with its positions (the image has no state of it, or the program had none of its memory mapped)"
     );
     // On a ring with its state: the reads move its SQ head one each, so
     // the heads may not add up to more than it; and they need the ring
