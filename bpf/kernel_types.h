@@ -88,6 +88,8 @@ struct task_struct {
  * offset (IO_RINGFD_REG_MAX = 16 slots on 6.1 and 6.18). */
 struct io_uring_task {
 	struct file *registered_rings[16];
+	/* The thread's io-wq (NULL until it first punts work or registers). */
+	struct io_wq *io_wq;
 };
 
 struct inode {
@@ -129,7 +131,45 @@ struct io_ev_fd {
 
 struct io_sq_data {
 	int sq_cpu;
+	/* The SQ thread (NULL while it is being set up or after it exited). */
+	struct task_struct *thread;
 };
+
+/* io-wq CPU affinity (IORING_REGISTER_IOWQ_AFF, issue 15). cpumask_var_t
+ * is a pointer with CONFIG_CPUMASK_OFFSTACK (Debian's 6.1 and 6.12), an
+ * inline `struct cpumask[1]` without (this machine's 6.18): CO-RE matches
+ * a field only to one of the same kind, so each flavour below exists on
+ * exactly the kernels of its kind. 6.3+ keeps the mask in io_wq itself;
+ * 6.1 in one io_wqe per NUMA node (wqes[node]), all set alike by the
+ * registration. Only the first 256 CPUs are read. */
+struct cpumask {
+	unsigned long bits[4];
+};
+
+struct io_wq___mask_pointer {
+	struct cpumask *cpu_mask;
+};
+
+struct io_wq___mask_inline {
+	struct cpumask cpu_mask[1];
+};
+
+struct io_wqe;
+
+struct io_wq___per_node {
+	struct io_wqe *wqes[1];
+};
+
+struct io_wqe___mask_pointer {
+	struct cpumask *cpu_mask;
+};
+
+struct io_wqe___mask_inline {
+	struct cpumask cpu_mask[1];
+};
+
+struct io_wq;
+
 
 /* 6.18 has len (and is_kbuf); 6.12 has len; 6.1 has ubuf_end instead. */
 struct io_mapped_ubuf {
@@ -167,6 +207,12 @@ struct io_file_table {
 struct list_head {
 	struct list_head *next;
 	struct list_head *prev;
+};
+
+/* One thread's use of a ring: ctx->tctx_list links them, newest first. */
+struct io_tctx_node {
+	struct list_head ctx_node;
+	struct task_struct *task;
 };
 
 /* The uapi CQE: its layout is ABI (user_data, res, flags, then big_cqe
@@ -384,6 +430,8 @@ struct io_ring_ctx {
 	unsigned int cached_sq_head;
 	unsigned int cached_cq_tail;
 	struct task_struct *submitter_task;
+	/* The threads that used the ring (struct io_tctx_node), newest first. */
+	struct list_head tctx_list;
 	struct list_head cq_overflow_list;
 	/* The pages of the ring's memory and SQEs: 6.18 */
 	struct io_mapped_region ring_region;

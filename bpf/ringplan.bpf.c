@@ -1024,6 +1024,105 @@ static __always_inline __u64 rsrc_data_tag(struct io_rsrc_data *data, __u32 inde
 	return tag;
 }
 
+/* The CPU mask (first 256 CPUs) of a thread's io-wq into out: false when
+ * the thread has none or this kernel's layout is not one of the four known
+ * (6.3+ io_wq.cpu_mask, 6.1 io_wqe.cpu_mask; each a pointer or inline). */
+static __always_inline bool read_iowq_mask(struct task_struct *task, __u64 out[4])
+{
+	struct io_uring_task *tctx;
+	void *wq;
+	void *holder;
+	bool pointer;
+	__u32 offset;
+	__u32 size;
+
+	if (!task)
+		return false;
+	tctx = BPF_CORE_READ(task, io_uring);
+	if (!tctx || !bpf_core_field_exists(tctx->io_wq))
+		return false;
+	wq = BPF_CORE_READ(tctx, io_wq);
+	if (!wq)
+		return false;
+	if (bpf_core_field_exists(((struct io_wq___mask_pointer *)0)->cpu_mask)) {
+		holder = wq;
+		pointer = true;
+		offset = bpf_core_field_offset(struct io_wq___mask_pointer, cpu_mask);
+		size = sizeof(struct cpumask);
+	} else if (bpf_core_field_exists(((struct io_wq___mask_inline *)0)->cpu_mask)) {
+		holder = wq;
+		pointer = false;
+		offset = bpf_core_field_offset(struct io_wq___mask_inline, cpu_mask);
+		size = bpf_core_field_size(struct io_wq___mask_inline, cpu_mask);
+	} else if (bpf_core_field_exists(((struct io_wq___per_node *)0)->wqes)) {
+		/* 6.1: node 0's io_wqe; the registration sets every node's. */
+		if (bpf_probe_read_kernel(&holder, sizeof(holder),
+					  wq + bpf_core_field_offset(struct io_wq___per_node, wqes)) < 0 ||
+		    !holder)
+			return false;
+		if (bpf_core_field_exists(((struct io_wqe___mask_pointer *)0)->cpu_mask)) {
+			pointer = true;
+			offset = bpf_core_field_offset(struct io_wqe___mask_pointer, cpu_mask);
+			size = sizeof(struct cpumask);
+		} else if (bpf_core_field_exists(((struct io_wqe___mask_inline *)0)->cpu_mask)) {
+			pointer = false;
+			offset = bpf_core_field_offset(struct io_wqe___mask_inline, cpu_mask);
+			size = bpf_core_field_size(struct io_wqe___mask_inline, cpu_mask);
+		} else {
+			return false;
+		}
+	} else {
+		return false;
+	}
+	void *mask = holder + offset;
+	if (pointer && (bpf_probe_read_kernel(&mask, sizeof(mask), mask) < 0 || !mask))
+		return false;
+	/* A kernel built for fewer than 256 CPUs has a shorter inline mask:
+	 * only its own words are read, the rest stay 0. */
+	if (bpf_probe_read_kernel(&out[0], sizeof(__u64), mask) < 0)
+		return false;
+	for (int word = 1; word < 4; word++) {
+		if ((word + 1) * sizeof(__u64) > size)
+			break;
+		if (bpf_probe_read_kernel(&out[word], sizeof(__u64), mask + word * sizeof(__u64)) < 0)
+			return false;
+	}
+	return true;
+}
+
+/* The io-wq affinity of the thread whose io-wq this ring's work goes to:
+ * the SQ thread with SQPOLL, else the SINGLE_ISSUER owner, else the thread
+ * that last began using the ring. */
+static __always_inline void read_iowq_affinity(struct io_ring_ctx *ring, struct rp_ring_record *rec,
+					       __u32 *settings)
+{
+	struct task_struct *task = NULL;
+	struct io_sq_data *sq_data = BPF_CORE_READ(ring, sq_data);
+
+	if (sq_data) {
+		if (!bpf_core_field_exists(sq_data->thread))
+			return;
+		task = BPF_CORE_READ(sq_data, thread);
+		*settings |= RP_SETTINGS_IOWQ_SQ_THREAD;
+	} else {
+		if (bpf_core_field_exists(ring->submitter_task))
+			task = BPF_CORE_READ(ring, submitter_task);
+		if (!task) {
+			if (!bpf_core_field_exists(ring->tctx_list))
+				return;
+			struct list_head *head = &ring->tctx_list;
+			struct list_head *first = BPF_CORE_READ(ring, tctx_list.next);
+			if (first && first != head)
+				task = BPF_CORE_READ((struct io_tctx_node *)((void *)first -
+						     bpf_core_field_offset(struct io_tctx_node, ctx_node)),
+						     task);
+		}
+	}
+	if (task && read_iowq_mask(task, rec->iowq_cpus))
+		rec->iowq_tid = BPF_CORE_READ(task, pid);
+	*settings |= RP_SETTINGS_IOWQ_AFFINITY_KNOWN;
+}
+
 /* The registered settings: the file allocation range, io-wq limits, NAPI
  * (6.9+) and the registered wait region (6.13+). What a kernel lacks is
  * left out of `settings` and said by userspace. */
@@ -1074,6 +1173,7 @@ static __always_inline void read_settings(struct io_ring_ctx *ring, struct rp_ri
 	if ((layout_is_rsrc_nodes() && tags_in_nodes()) ||
 	    (layout_is_fixed_files() && tags_in_rsrc_data()))
 		settings |= RP_SETTINGS_TAGS_KNOWN;
+	read_iowq_affinity(ring, rec, &settings);
 	rec->settings = settings;
 	rec->state_known |= RP_STATE_SETTINGS;
 }

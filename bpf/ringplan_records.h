@@ -197,6 +197,11 @@ enum rp_settings {
 	/* Slot tags can be read on this kernel (6.1-6.12: rsrc_data->tags;
 	 * 6.13+: io_rsrc_node->tag). */
 	RP_SETTINGS_TAGS_KNOWN = 128,
+	/* The io-wq CPU mask of the ring's thread was read: iowq_cpus, and
+	 * iowq_tid (0: no thread, or the thread has no io-wq yet). */
+	RP_SETTINGS_IOWQ_AFFINITY_KNOWN = 256,
+	/* iowq_tid is the ring's SQ thread (SQPOLL), not a submitter. */
+	RP_SETTINGS_IOWQ_SQ_THREAD = 512,
 };
 
 /* What a provided-buffer group is (rp_pbuf_ring_record.kind bits). */
@@ -316,8 +321,15 @@ struct rp_ring_record {
 	__u32 settings;         /* enum rp_settings bits */
 	__u32 napi_track_mode;  /* ctx->napi_track_mode (RP_SETTINGS_NAPI_TRACK_MODE) */
 	__u64 wait_region_size; /* ctx->cq_wait_size (RP_SETTINGS_WAIT_REGION_KNOWN) */
+	/* io-wq CPU affinity (RP_SETTINGS_IOWQ_AFFINITY_KNOWN): the cpu_mask
+	 * (CPUs 0-255) of the io-wq this ring's work goes to: the SQ thread's
+	 * with SQPOLL, else the SINGLE_ISSUER owner's, else that of the
+	 * thread that last began using the ring (ctx->tctx_list's first). */
+	__u64 iowq_cpus[4];
+	__u32 iowq_tid;         /* that thread (task->pid); 0: none */
+	__u32 iowq_reserved;
 };
-_Static_assert(sizeof(struct rp_ring_record) == 264, "rp_ring_record");
+_Static_assert(sizeof(struct rp_ring_record) == 304, "rp_ring_record");
 
 struct rp_pending_request_record {
 	struct rp_header header;

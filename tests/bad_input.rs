@@ -339,6 +339,40 @@ fn document_rows() -> Vec<Row> {
             planner: false,
         },
         Row {
+            name: "iowq-affinity-in-version-4",
+            bytes: mutated(|image| {
+                let ring = ring_v3(image);
+                ring.settings.iowq_affinity = Some(iowq_affinity(vec![0]));
+                image.version = 4;
+            }),
+            expected: "ring #1: has iowq_affinity, which version 4 images do not have",
+            planner: false,
+        },
+        Row {
+            name: "iowq-affinity-no-cpu",
+            bytes: mutated(|image| {
+                ring_v5(image).settings.iowq_affinity = Some(iowq_affinity(vec![]))
+            }),
+            expected: "ring #1: iowq_affinity lists no CPU",
+            planner: false,
+        },
+        Row {
+            name: "iowq-affinity-unordered",
+            bytes: mutated(|image| {
+                ring_v5(image).settings.iowq_affinity = Some(iowq_affinity(vec![1, 0]))
+            }),
+            expected: "ring #1: iowq_affinity CPUs repeated or out of order",
+            planner: false,
+        },
+        Row {
+            name: "iowq-affinity-cpu-beyond",
+            bytes: mutated(|image| {
+                ring_v5(image).settings.iowq_affinity = Some(iowq_affinity(vec![8192]))
+            }),
+            expected: "ring #1: iowq_affinity names a CPU above 8191",
+            planner: false,
+        },
+        Row {
             name: "file-tag-on-empty-slot",
             bytes: mutated(|image| {
                 ring_v3(image).settings.file_tags =
@@ -1529,6 +1563,7 @@ fn ring_v3(image: &mut Image) -> &mut Ring {
     ring_mut(image, 1)
 }
 
+/// Ring #1 of a version 5 image.
 fn ring_v5(image: &mut Image) -> &mut Ring {
     image.version = 5;
     ring_mut(image, 1)
@@ -1549,4 +1584,10 @@ fn legacy_group(bgid: u16, runs: &[(u64, u32, u16, u32)]) -> ringplan_image::Leg
                 .collect(),
         ),
     }
+}
+
+/// An io-wq affinity of `cpus` in the thread the ring's setup flags call
+/// for (the SQ thread's with SQPOLL).
+fn iowq_affinity(cpus: Vec<u32>) -> ringplan_image::IowqAffinity {
+    ringplan_image::IowqAffinity { cpus, tid: None }
 }

@@ -491,6 +491,14 @@ fn check_settings(view: &Value, got: &Value, want: &Value, exact: bool, context:
         want["wait_region"],
         "{context}: wait region"
     );
+    assert_eq!(
+        got_or("iowq_affinity", Value::Null),
+        want["iowq_affinity"],
+        "{context}: io-wq affinity"
+    );
+    if let Some(missing) = want["iowq_affinity_missing"].as_str() {
+        eprintln!("{context}: {missing}");
+    }
     let napi = got_or("napi", Value::Null);
     if want["napi"].is_null() {
         assert!(napi.is_null(), "{context}: no NAPI");
@@ -577,6 +585,49 @@ scenario_tests! {
     legacy_buffers_2000: "legacy-buffers:2000",
     legacy_empty: "legacy-empty",
     settings: "settings",
+    iowq_affinity: "iowq-affinity",
+}
+
+/// The io-wq affinity the `iowq-affinity` scenario registered is the one
+/// the kernel applies, seen from outside: the worker its `IOSQE_ASYNC` NOP
+/// started (`iou-wrk-PID`) may run only on the registered CPUs, while the
+/// process's own threads and its SQ thread keep all of theirs (the
+/// scenario round `bpf::iowq_affinity` compares the image with the
+/// scenario; it is not run here, where it would share its scratch dir).
+#[test]
+fn iowq_affinity_is_where_the_workers_run() {
+    let process = Scenario::start("iowq-affinity");
+    let settings = &process.description["rings"][0]["settings"];
+    let Some(cpus) = settings["iowq_affinity"]["cpus"].as_array() else {
+        eprintln!("skipped: {}", settings["iowq_affinity_missing"]);
+        return;
+    };
+    let cpus: Vec<u32> = cpus
+        .iter()
+        .filter_map(|cpu| cpu.as_u64())
+        .map(|cpu| cpu as u32)
+        .collect();
+    use ringplan_kernel::procfs::cpus;
+    let pid = process.pid();
+    let mut workers = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let tid: u32 = entry
+            .expect("task")
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+            .expect("a tid");
+        let comm =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+        let allowed = cpus::allowed(pid, tid).expect("Cpus_allowed_list");
+        if comm.starts_with("iou-wrk-") {
+            workers += 1;
+            assert_eq!(allowed, cpus, "{comm}: the io-wq worker's CPUs");
+        } else {
+            assert_eq!(allowed, cpus::online().expect("online CPUs"), "{comm}");
+        }
+    }
+    assert!(workers >= 1, "the NOP started an io-wq worker");
 }
 
 #[test]

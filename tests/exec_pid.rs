@@ -646,3 +646,24 @@ fn settings_restored_into_a_running_process() {
     every_step_undone_in_a_new_target(&path);
     drop(scenario);
 }
+
+/// io-wq affinity restored into a running process: `--verify` dumps the
+/// target and compares the CPUs (a new target has not the recorded
+/// thread: the main thread takes it, a note), and a failure at any step,
+/// `register_settings` included, leaves the target as it was.
+#[test]
+fn iowq_affinity_restored_into_a_running_process() {
+    let dir = scratch_dir("exec-pid-iowq-affinity");
+    let (path, image, scenario) = scenario_image("iowq-affinity", &dir, false);
+    let ring = first_ring(&image);
+    if ring.settings.iowq_affinity.is_none() {
+        eprintln!(
+            "skipped: {}",
+            scenario.description["rings"][0]["settings"]["iowq_affinity_missing"]
+        );
+        return;
+    }
+    drop(scenario);
+    drop(verified_in_a_new_target(&path));
+    every_step_undone_in_a_new_target(&path);
+}

@@ -96,6 +96,7 @@ pub fn preflight(
     })?;
     let features = kernel::ask_kernel(&needs.flag_sets, needs.uses_async_eventfd)?;
     kernel::ask_napi(needs.napi_tracking)?;
+    kernel::ask_sq_iowq_affinity(needs.sq_iowq_affinity)?;
     hook.preflight(plan).map_err(ExecError::MemoryUnavailable)?;
 
     Ok(PreflightReport {
@@ -125,6 +126,8 @@ struct PlanNeeds {
     /// The NAPI tracking mode a `register_settings` registers (static
     /// when any does), if any.
     napi_tracking: Option<u8>,
+    /// A `register_settings` sets an SQ thread's io-wq affinity.
+    sq_iowq_affinity: bool,
     /// `(step, cpu)` of every SQ thread pinned to a CPU.
     cpus: Vec<(usize, u32)>,
 }
@@ -139,6 +142,7 @@ impl PlanNeeds {
             flag_sets: BTreeSet::new(),
             uses_async_eventfd: false,
             napi_tracking: None,
+            sq_iowq_affinity: false,
             cpus: Vec::new(),
         };
         let mut external_objects = BTreeSet::new();
@@ -186,6 +190,10 @@ impl PlanNeeds {
                         };
                         needs.napi_tracking = needs.napi_tracking.max(Some(tracking));
                     }
+                    needs.sq_iowq_affinity |= register
+                        .iowq_affinity
+                        .as_ref()
+                        .is_some_and(|affinity| affinity.tid.is_none());
                 }
                 _ => {}
             }

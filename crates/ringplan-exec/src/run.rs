@@ -114,6 +114,9 @@ struct Run<'a, B: Backend> {
     /// Registered ring-fd slots filled so far: (thread, offset, the ring's
     /// handle), unregistered by an undo.
     ring_fd_slots: Vec<(u32, u32, ringplan_plan::Handle)>,
+    /// Threads whose io-wq affinity a `register_settings` set: (thread,
+    /// the ring's handle), put back to the kernel's default by an undo.
+    iowq_affinities: Vec<(u32, ringplan_plan::Handle)>,
     ring_fds: Vec<crate::RestoredRingFd>,
     /// Memfds of placed ring memory kept open for other processes of a
     /// tree to map (`place_ring_memory` with `lend`), by ring.
@@ -313,6 +316,7 @@ pub(crate) fn run_steps<'a, B: Backend>(
         adopted: BTreeMap::new(),
         adopted_fds: BTreeSet::new(),
         ring_fd_slots: Vec::new(),
+        iowq_affinities: Vec::new(),
         ring_fds: Vec::new(),
         lent: Vec::new(),
         lent_elsewhere: lent_elsewhere.unwrap_or(&NOTHING_LENT),
@@ -402,6 +406,10 @@ fn undo_all<B: Backend>(
     // first, each in its thread, while the rings' handles are open.
     for (tid, offset, ring) in std::mem::take(&mut state.ring_fd_slots).into_iter().rev() {
         state.unregister_ring_fd(tid, offset, ring);
+    }
+    // io-wq affinities live in threads, which outlive the rings.
+    for (tid, ring) in std::mem::take(&mut state.iowq_affinities).into_iter().rev() {
+        state.unregister_iowq_affinity(tid, ring);
     }
     let handles = std::mem::take(&mut state.handles);
     for fd in handles.into_iter().flatten() {
@@ -627,7 +635,24 @@ impl<B: Backend> Run<'_, B> {
             Op::RegisterPbufRing(register) => owner_of(register.ring_handle),
             Op::ProvideBuffers(provide) => owner_of(provide.ring_handle),
             Op::RegisterRestrictions(register) => owner_of(register.ring_handle),
-            Op::RegisterSettings(register) => owner_of(register.ring_handle),
+            // The io-wq limits and affinity are the thread's: the owner's,
+            // else the one whose io-wq the affinity was recorded of where
+            // the process has it (a process restored into that is not the
+            // dumped one has other threads: then the backend's own, which
+            // --verify notes).
+            Op::RegisterSettings(register) => match owner_of(register.ring_handle) {
+                Some(owner) => Some(owner),
+                None => {
+                    let recorded = register
+                        .iowq_affinity
+                        .as_ref()
+                        .and_then(|affinity| affinity.tid);
+                    if recorded.is_some() && self.backend.use_thread(recorded).is_ok() {
+                        return Ok(());
+                    }
+                    None
+                }
+            },
             // The kernel keeps registered ring fds per thread: the
             // recorded one (in this process, the calling thread).
             Op::RegisterRingFd(register) => Some(register.tid),

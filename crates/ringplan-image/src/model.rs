@@ -324,6 +324,26 @@ pub struct RingSettings {
     /// restore can refuse it: not restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_region_len: Option<u64>,
+    /// `IORING_REGISTER_IOWQ_AFF` (version 5): the CPUs the io-wq this
+    /// ring's work goes to may use, when they are not the kernel's own
+    /// choice (all possible or all online CPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iowq_affinity: Option<IowqAffinity>,
+}
+
+/// An io-wq's CPU affinity. The kernel keeps it per thread (the io-wq of
+/// the thread's io_uring context), not per ring: the ring records the one
+/// its work goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IowqAffinity {
+    /// Ascending, at least one.
+    pub cpus: Vec<u32>,
+    /// Whose io-wq: a thread of the process (the `SINGLE_ISSUER` owner, or
+    /// else the thread that last began using the ring), as the dumped
+    /// process's pid namespace numbers it; `None` for an `SQPOLL` ring,
+    /// whose work goes to its SQ thread's io-wq (6.6+ registers there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<u32>,
 }
 
 impl RingSettings {

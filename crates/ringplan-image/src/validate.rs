@@ -382,7 +382,56 @@ fn check_settings(version: u32, id: ObjectId, ring: &Ring) -> Result<(), ImageEr
     if settings.wait_region_len == Some(0) {
         return Err(bad_ring(id, "wait_region of 0 bytes"));
     }
+    if let Some(affinity) = &settings.iowq_affinity {
+        check_iowq_affinity(version, id, ring, affinity)?;
+    }
     Ok(())
+}
+
+/// The most CPUs a kernel has (`NR_CPUS` of 8192, x86-64's largest).
+const MOST_CPUS: u32 = 8192;
+
+/// io-wq affinity (version 5): some CPUs, ascending, below 8192; a
+/// thread's only without SQPOLL, the SQ thread's only with it.
+fn check_iowq_affinity(
+    version: u32,
+    id: ObjectId,
+    ring: &Ring,
+    affinity: &IowqAffinity,
+) -> Result<(), ImageError> {
+    if version < 5 {
+        return Err(bad_ring(
+            id,
+            format!("has iowq_affinity, which version {version} images do not have"),
+        ));
+    }
+    if affinity.cpus.is_empty() {
+        return Err(bad_ring(id, "iowq_affinity lists no CPU"));
+    }
+    if !affinity.cpus.windows(2).all(|pair| pair[0] < pair[1]) {
+        return Err(bad_ring(id, "iowq_affinity CPUs repeated or out of order"));
+    }
+    if affinity.cpus.iter().any(|&cpu| cpu >= MOST_CPUS) {
+        return Err(bad_ring(
+            id,
+            format!("iowq_affinity names a CPU above {}", MOST_CPUS - 1),
+        ));
+    }
+    let Some(flags) = ring.setup.flags else {
+        return Ok(());
+    };
+    let sqpoll = flags & SetupFlags::SQPOLL.bits() != 0;
+    match (sqpoll, affinity.tid) {
+        (true, Some(_)) => Err(bad_ring(
+            id,
+            "iowq_affinity of an SQPOLL ring names a thread (its work goes to the SQ thread's io-wq)",
+        )),
+        (false, None) => Err(bad_ring(
+            id,
+            "iowq_affinity names no thread on a ring without SQPOLL",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Tags: ascending slots, each occupied, each tag non-zero (0 is no tag).

@@ -204,6 +204,12 @@ fn settings_json(settings: &RingSettings) -> serde_json::Map<String, Value> {
     if let Some(len) = settings.wait_region_len {
         fields.insert("wait_region".to_owned(), json!({"len": len}));
     }
+    if let Some(affinity) = &settings.iowq_affinity {
+        fields.insert(
+            "iowq_affinity".to_owned(),
+            json!({"cpus": affinity.cpus, "tid": affinity.tid}),
+        );
+    }
     fields
 }
 
@@ -530,6 +536,18 @@ fn write_settings(out: &mut String, ring: &Ring) {
     }
     if let Some(len) = settings.wait_region_len {
         parts.push(format!("wait region of {len} bytes"));
+    }
+    if let Some(affinity) = &settings.iowq_affinity {
+        let cpus = affinity
+            .cpus
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        parts.push(match affinity.tid {
+            Some(tid) => format!("io-wq CPUs {cpus} (thread {tid})"),
+            None => format!("io-wq CPUs {cpus} (SQ thread)"),
+        });
     }
     if !parts.is_empty() {
         let _ = writeln!(out, "    settings: {}", parts.join("; "));

@@ -822,3 +822,65 @@ pub mod legacy_pbuf {
     /// this end is accepted by both.
     pub const BID_END_EVERY_KERNEL: u32 = u16::MAX as u32 - 1;
 }
+
+/// io-wq CPU affinity (`IORING_REGISTER_IOWQ_AFF`, io_uring/register.c):
+/// the argument is a `cpu_set_t`-style bitmap, CPU `n` at bit `n % 64` of
+/// native-endian word `n / 64`, and `nr_args` its length in bytes (the
+/// kernel reads at most its own `cpumask_size()` of it).
+/// `IORING_UNREGISTER_IOWQ_AFF` (rustix's `UnregisterIowqAff`) goes back to
+/// the kernel's default (6.1: each NUMA node's CPUs; 6.3+: the thread's
+/// cpuset).
+pub mod iowq_affinity {
+    /// `IOSQE_ASYNC`: the request goes to the submitting thread's io-wq
+    /// at once, which starts a worker (`iou-wrk-TID`) on the io-wq's CPUs.
+    pub const IOSQE_ASYNC: u8 = 1 << 4;
+    /// `IORING_OP_NOP`.
+    pub const OP_NOP: u8 = 0;
+
+    /// The bitmap of `cpus`, whole 64-bit words (at least one).
+    pub fn mask_bytes(cpus: &[u32]) -> Vec<u8> {
+        let words = cpus
+            .iter()
+            .map(|&cpu| cpu as usize / 64 + 1)
+            .max()
+            .unwrap_or(1);
+        let mut mask = vec![0u64; words];
+        for &cpu in cpus {
+            if let Some(word) = mask.get_mut(cpu as usize / 64) {
+                *word |= 1 << (cpu % 64);
+            }
+        }
+        mask.iter().flat_map(|word| word.to_ne_bytes()).collect()
+    }
+
+    /// The CPUs set in a bitmap of 64-bit words, ascending.
+    pub fn cpus_of_words(words: &[u64]) -> Vec<u32> {
+        let mut cpus = Vec::new();
+        for (index, word) in words.iter().enumerate() {
+            for bit in 0..64u32 {
+                if word & (1 << bit) != 0 {
+                    cpus.push(index as u32 * 64 + bit);
+                }
+            }
+        }
+        cpus
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn masks_and_cpu_lists_round_trip() {
+            assert_eq!(mask_bytes(&[]), vec![0u8; 8]);
+            assert_eq!(mask_bytes(&[0, 3]), 9u64.to_ne_bytes().to_vec());
+            let bytes = mask_bytes(&[1, 64, 130]);
+            assert_eq!(bytes.len(), 24);
+            let words: Vec<u64> = bytes
+                .chunks_exact(8)
+                .map(|chunk| u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])))
+                .collect();
+            assert_eq!(cpus_of_words(&words), vec![1, 64, 130]);
+        }
+    }
+}

@@ -189,6 +189,18 @@ pub fn pbuf_head(ring: std::os::fd::BorrowedFd<'_>, bgid: u16) -> Result<Option<
     }
 }
 
+/// Whether `IORING_REGISTER_IOWQ_AFF` on an `SQPOLL` ring sets the SQ
+/// thread's io-wq (`io_sqpoll_wq_cpu_affinity`, 6.6+) rather than the
+/// caller's: the function is in `/proc/kallsyms` (named even where
+/// addresses are hidden). False when kallsyms cannot be read.
+pub fn sqpoll_iowq_affinity() -> bool {
+    std::fs::read_to_string("/proc/kallsyms").is_ok_and(|symbols| {
+        symbols
+            .lines()
+            .any(|line| line.split_whitespace().nth(2) == Some("io_sqpoll_wq_cpu_affinity"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@
 //! Each parser works on text it is handed, so it can be tested on samples;
 //! each reader names the file it reads in its doc and in its errors.
 
+pub mod cpus;
 pub mod credentials;
 pub mod escape;
 pub mod fd;

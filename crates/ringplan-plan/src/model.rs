@@ -599,13 +599,19 @@ pub struct RegisterRestrictions {
 }
 
 /// Parameters of `register_settings`: each setting the image records, one
-/// `io_uring_register` call each, in this order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `io_uring_register` call each, in this order. The step runs in the
+/// ring's `SINGLE_ISSUER` owner, else in the thread `iowq_affinity` names
+/// (the io-wq limits and affinity are that thread's), else the executor's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterSettings {
     pub ring_handle: Handle,
     pub file_alloc_range: Option<ringplan_image::FileAllocRange>,
     pub iowq_max_workers: Option<ringplan_image::IowqMaxWorkers>,
     pub napi: Option<ringplan_image::Napi>,
+    /// `IORING_REGISTER_IOWQ_AFF`, last (added in image version 5; a
+    /// reader that does not know the key ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iowq_affinity: Option<ringplan_image::IowqAffinity>,
 }
 
 /// Parameters of `enable_rings`.

@@ -1160,13 +1160,26 @@ pub(crate) fn restrictions_problem(restrictions: &ringplan_image::Restrictions) 
 
 /// What is wrong with a `register_settings` step's operands: nothing to
 /// register, io-wq limits the kernel refuses (above `INT_MAX`, or neither
-/// class set), a NAPI timeout the kernel cannot hold in nanoseconds.
+/// class set), a NAPI timeout the kernel cannot hold in nanoseconds, an
+/// io-wq affinity of no CPU, unordered CPUs or one past `NR_CPUS` (8192).
 fn settings_problem(register: &RegisterSettings) -> Option<String> {
     if register.file_alloc_range.is_none()
         && register.iowq_max_workers.is_none()
         && register.napi.is_none()
+        && register.iowq_affinity.is_none()
     {
         return Some("no setting to register".to_owned());
+    }
+    if let Some(affinity) = &register.iowq_affinity {
+        if affinity.cpus.is_empty() {
+            return Some("io-wq affinity lists no CPU".to_owned());
+        }
+        if !affinity.cpus.windows(2).all(|pair| pair[0] < pair[1]) {
+            return Some("io-wq affinity CPUs repeated or out of order".to_owned());
+        }
+        if affinity.cpus.iter().any(|&cpu| cpu >= 8192) {
+            return Some("io-wq affinity names a CPU above 8191".to_owned());
+        }
     }
     if let Some(limits) = register.iowq_max_workers {
         let most = i32::MAX as u32;
@@ -1240,6 +1253,7 @@ mod settings_tests {
             file_alloc_range: range,
             iowq_max_workers: limits,
             napi: None,
+            iowq_affinity: None,
         };
         assert!(settings_problem(&settings(None, None)).is_some());
         let limits = |bounded, unbounded| Some(IowqMaxWorkers { bounded, unbounded });
@@ -1249,5 +1263,24 @@ mod settings_tests {
         let range = |start, len| Some(FileAllocRange { start, len });
         assert_eq!(settings_problem(&settings(range(5, 3), None)), None);
         assert!(settings_problem(&settings(range(u32::MAX, 2), None)).is_some());
+    }
+
+    #[test]
+    fn io_wq_affinity_names_cpus_the_kernel_can_have() {
+        let affinity = |cpus: Vec<u32>| RegisterSettings {
+            ring_handle: Handle(0),
+            file_alloc_range: None,
+            iowq_max_workers: None,
+            napi: None,
+            iowq_affinity: Some(ringplan_image::IowqAffinity { cpus, tid: Some(7) }),
+        };
+        assert_eq!(settings_problem(&affinity(vec![0, 3])), None);
+        assert!(
+            settings_problem(&affinity(vec![])).is_some_and(|problem| problem.contains("no CPU"))
+        );
+        assert!(settings_problem(&affinity(vec![3, 3]))
+            .is_some_and(|problem| problem.contains("out of order")));
+        assert!(settings_problem(&affinity(vec![8192]))
+            .is_some_and(|problem| problem.contains("above 8191")));
     }
 }

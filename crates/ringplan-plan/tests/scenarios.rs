@@ -758,6 +758,7 @@ pub fn settings() -> Image {
             tag: 0x2001,
         }],
         wait_region_len: None,
+        iowq_affinity: None,
     };
     image(vec![
         ring_object(1, cloexec_fds(&[9]), ring),

@@ -169,6 +169,15 @@ pub enum Scenario {
     /// - NAPI busy polling 50 us, prefer busy poll, dynamic tracking, where
     ///   the kernel has it (6.9+; said in `napi_missing` otherwise).
     Settings,
+    /// io-wq CPU affinity (`IORING_REGISTER_IOWQ_AFF`), on a machine of two
+    /// CPUs or more (said in `iowq_affinity_missing` otherwise):
+    /// - ring A: plain, 8 entries, the building thread's io-wq on the last
+    ///   online CPU, then one `IOSQE_ASYNC` NOP on it (its io-wq worker,
+    ///   `iou-wrk-TID`, idles 5 s on that CPU);
+    /// - ring B: `SQPOLL`, 8 entries, idle 1000 ms, its SQ thread's io-wq
+    ///   on the first online CPU where the kernel registers it there (6.6+;
+    ///   said in `iowq_affinity_missing` otherwise).
+    IowqAffinity,
     /// One plain ring (8 entries) set up `R_DISABLED`, a wait region of
     /// one page of its own memory registered
     /// (`IORING_REGISTER_MEM_REGION` with `IORING_MEM_REGION_REG_WAIT_ARG`,
@@ -240,6 +249,7 @@ impl Scenario {
             Scenario::RestrictedEnabled => "restricted-enabled",
             Scenario::Settings => "settings",
             Scenario::WaitRegion => "wait-region",
+            Scenario::IowqAffinity => "iowq-affinity",
             Scenario::Mix => "mix",
             Scenario::Shared => "shared",
             Scenario::SharedSqpoll => "shared-sqpoll",
@@ -270,6 +280,7 @@ impl Scenario {
             | Scenario::RestrictedEnabled
             | Scenario::Settings
             | Scenario::WaitRegion
+            | Scenario::IowqAffinity
             | Scenario::PbufLegacy
             | Scenario::LegacyEmpty
             | Scenario::PbufMmap
@@ -322,6 +333,7 @@ impl FromStr for Scenario {
             "restricted-enabled" => without_count(Scenario::RestrictedEnabled),
             "settings" => without_count(Scenario::Settings),
             "wait-region" => without_count(Scenario::WaitRegion),
+            "iowq-affinity" => without_count(Scenario::IowqAffinity),
             "chain" => with_count("chain", Scenario::Chain),
             "fanout" => with_count("fanout", Scenario::Fanout),
             "files" => with_count("files", Scenario::Files),
@@ -518,6 +530,7 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
             ring.enable()?;
             built.rings.push(ring);
         }
+        Scenario::IowqAffinity => built.build_iowq_affinity()?,
         Scenario::Mix => built.build_mix()?,
         Scenario::Shared => built.build_shared(false)?,
         Scenario::SharedSqpoll => built.build_shared(true)?,
@@ -554,6 +567,33 @@ fn group_member_idle_ms(index: usize) -> u32 {
 }
 
 impl Built {
+    fn build_iowq_affinity(&mut self) -> Result<(), ScenarioError> {
+        let mut plain = ScenarioRing::set_up(&RingRequest::plain(8), "iowq-affinity, ring A")?;
+        let mut sqpoll =
+            ScenarioRing::set_up(&RingRequest::sqpoll(8, 1000), "iowq-affinity, ring B")?;
+        sqpoll.sq_group = Some(sqpoll.fd_number);
+        let online = ringplan_kernel::procfs::cpus::online().unwrap_or_default();
+        match (online.first(), online.last()) {
+            (Some(&first), Some(&last)) if first != last => {
+                plain.set_iowq_affinity(&[last])?;
+                sqpoll.set_iowq_affinity(&[first])?;
+                // A worker of the building thread's io-wq, seen from
+                // outside on the registered CPU.
+                plain.punt_nop("iowq-affinity, ring A")?;
+            }
+            _ => {
+                let missing = format!(
+                    "this machine has {} online CPU(s): a one-CPU mask is every CPU, the kernel's default",
+                    online.len()
+                );
+                plain.settings.iowq_affinity_missing = Some(missing.clone());
+                sqpoll.settings.iowq_affinity_missing = Some(missing);
+            }
+        }
+        self.rings.extend([plain, sqpoll]);
+        Ok(())
+    }
+
     fn build_ring_fds(&mut self) -> Result<(), ScenarioError> {
         let mut first = ScenarioRing::set_up(&RingRequest::plain(4), "ring-fds, first ring")?;
         let mut second = ScenarioRing::set_up(&RingRequest::plain(4), "ring-fds, second ring")?;

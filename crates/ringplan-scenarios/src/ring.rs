@@ -185,6 +185,10 @@ pub(crate) struct ScenarioSettings {
     /// or why the kernel has none (before 6.13).
     pub wait_region: Option<AnonymousMapping>,
     pub wait_region_missing: Option<String>,
+    /// The io-wq CPUs registered (`IORING_REGISTER_IOWQ_AFF`) and whose
+    /// io-wq they went to (a tid; `None`: the SQ thread's), or why not.
+    pub iowq_affinity: Option<(Vec<u32>, Option<u32>)>,
+    pub iowq_affinity_missing: Option<String>,
 }
 
 /// Offsets in a ring's mapped memory (`sq_off`, `cq_off`).
@@ -708,6 +712,18 @@ impl ScenarioRing {
             group.buffers.drain(..usize::from(count));
         }
         Ok(())
+    }
+
+    /// Submits one `IOSQE_ASYNC` NOP and reaps it: the kernel runs it on
+    /// the submitting thread's io-wq (an SQPOLL ring's: the SQ thread's),
+    /// whose new worker idles a few seconds (`IO_WORKER_IDLE_TIMEOUT`, 5 s)
+    /// before it exits, on the io-wq's CPUs.
+    pub(crate) fn punt_nop(&mut self, context: &str) -> Result<(), ScenarioError> {
+        use ringplan_kernel::abi::{continuity::sqe_offset, iowq_affinity};
+        let mut sqe = [0u8; 64];
+        sqe[sqe_offset::OPCODE] = iowq_affinity::OP_NOP;
+        sqe[sqe_offset::FLAGS] = iowq_affinity::IOSQE_ASYNC;
+        self.submit_and_reap(&[sqe], context).map(drop)
     }
 
     /// Queues `sqes` (at most the SQ's size), submits them and waits for

@@ -32,6 +32,8 @@ pub(crate) fn describe(settings: &ScenarioSettings) -> Value {
         "buffer_tags": tags(&settings.buffer_tags),
         "wait_region": settings.wait_region.as_ref().map(|memory| json!({"len": memory.len})),
         "wait_region_missing": settings.wait_region_missing,
+        "iowq_affinity": settings.iowq_affinity.as_ref().map(|(cpus, tid)| json!({"cpus": cpus, "tid": tid})),
+        "iowq_affinity_missing": settings.iowq_affinity_missing,
     })
 }
 
@@ -208,6 +210,31 @@ impl ScenarioRing {
             return Err(self.settings_error("IORING_REGISTER_MEM_REGION", errno));
         }
         self.settings.wait_region = Some(memory);
+        Ok(())
+    }
+
+    /// `IORING_REGISTER_IOWQ_AFF` of `cpus`, which go to the calling
+    /// thread's io-wq, or with `SQPOLL` to the SQ thread's where the kernel
+    /// sends them there (6.6+, `io_sqpoll_wq_cpu_affinity`). An SQPOLL ring
+    /// on an older kernel is noted, not registered: the mask would land on
+    /// the caller's io-wq, not the one the ring's work goes to.
+    pub(crate) fn set_iowq_affinity(&mut self, cpus: &[u32]) -> Result<(), ScenarioError> {
+        let sqpoll = self
+            .flags
+            .contains(rustix::io_uring::IoringSetupFlags::SQPOLL);
+        if sqpoll && !ringplan_kernel::probe::sqpoll_iowq_affinity() {
+            self.settings.iowq_affinity_missing = Some(
+                "this kernel registers an SQPOLL ring's io-wq affinity on the caller's io-wq, not the SQ thread's (before 6.6)"
+                    .to_owned(),
+            );
+            return Ok(());
+        }
+        let mut arg = ringplan_kernel::abi::iowq_affinity::mask_bytes(cpus);
+        let len = u32::try_from(arg.len()).unwrap_or(u32::MAX);
+        self.register_bytes(IoringRegisterOp::RegisterIowqAff, &mut arg, len)
+            .map_err(|errno| self.settings_error("IORING_REGISTER_IOWQ_AFF", errno))?;
+        let tid = (!sqpoll).then(|| rustix::thread::gettid().as_raw_nonzero().get() as u32);
+        self.settings.iowq_affinity = Some((cpus.to_vec(), tid));
         Ok(())
     }
 

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use ringplan_image::{
-    Buffer, Cqe, FileAllocRange, IowqMaxWorkers, Napi, NapiTracking, Personality, Restrictions,
-    RingPositions, RingSettings, SlotTag,
+    Buffer, Cqe, FileAllocRange, IowqAffinity, IowqMaxWorkers, Napi, NapiTracking, Personality,
+    Restrictions, RingPositions, RingSettings, SlotTag,
 };
 use ringplan_kernel::abi::limits::{MAX_BUFFER_SLOTS, MAX_FILE_SLOTS};
 use ringplan_kernel::abi::SetupFlags;
@@ -339,7 +339,7 @@ impl Reading {
             if let Record::Ring(header) = record {
                 if let Some(request) = by_local_fd.get(&header.fd).filter(|r| r.want == Want::Ring)
                 {
-                    self.add_ring(pid, *header, request)?;
+                    self.add_ring(pid, **header, request)?;
                 }
             }
         }
@@ -906,6 +906,34 @@ fn settings_of(header: &RingRecord, facts: &RingFacts) -> Known<RingSettings> {
         buffer_tags: tags(&facts.buffer_tags),
         wait_region_len: (has(bits::WAIT_REGION_KNOWN) && words.wait_region_size > 0)
             .then_some(words.wait_region_size),
+        iowq_affinity: (has(bits::IOWQ_AFFINITY_KNOWN) && words.iowq_tid != 0)
+            .then(|| iowq_affinity_of(&words.iowq_cpus, words.iowq_tid, has(bits::IOWQ_SQ_THREAD)))
+            .flatten(),
+    })
+}
+
+/// The io-wq affinity the program set, from the io-wq's mask: `None` when
+/// it is the kernel's own choice. The kernel starts an io-wq on every
+/// possible CPU (6.3+: the thread's cpuset, all possible CPUs outside one)
+/// or, on 6.1, every CPU of each NUMA node (the online ones), and
+/// `IORING_UNREGISTER_IOWQ_AFF` goes back to that: a mask equal to either
+/// list is not recorded. A cpuset narrower than the system is recorded,
+/// and registering it again gives the same mask.
+fn iowq_affinity_of(words: &[u64; 4], tid: u32, sq_thread: bool) -> Option<IowqAffinity> {
+    use ringplan_kernel::procfs::cpus;
+    let possible = cpus::possible().ok()?;
+    let online = cpus::online().ok()?;
+    // Bits past the possible CPUs are padding of the kernel's mask.
+    let cpus: Vec<u32> = ringplan_kernel::abi::iowq_affinity::cpus_of_words(words)
+        .into_iter()
+        .filter(|cpu| possible.contains(cpu))
+        .collect();
+    if cpus.is_empty() || cpus == possible || cpus == online {
+        return None;
+    }
+    Some(IowqAffinity {
+        cpus,
+        tid: (!sq_thread).then_some(tid),
     })
 }
 

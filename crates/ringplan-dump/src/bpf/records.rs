@@ -71,6 +71,8 @@ pub(crate) mod settings_bits {
     pub(crate) const NAPI_IDS: u32 = rp_settings::RP_SETTINGS_NAPI_IDS.0;
     pub(crate) const WAIT_REGION_KNOWN: u32 = rp_settings::RP_SETTINGS_WAIT_REGION_KNOWN.0;
     pub(crate) const TAGS_KNOWN: u32 = rp_settings::RP_SETTINGS_TAGS_KNOWN.0;
+    pub(crate) const IOWQ_AFFINITY_KNOWN: u32 = rp_settings::RP_SETTINGS_IOWQ_AFFINITY_KNOWN.0;
+    pub(crate) const IOWQ_SQ_THREAD: u32 = rp_settings::RP_SETTINGS_IOWQ_SQ_THREAD.0;
 }
 const KIND_THREAD: u32 = records_h::rp_record_kind::RP_RECORD_THREAD.0;
 const KIND_RING_FD: u32 = records_h::rp_record_kind::RP_RECORD_RING_FD.0;
@@ -404,6 +406,11 @@ pub(crate) struct SettingsWords {
     pub napi_track_mode: u32,
     /// `ctx->cq_wait_size` (with [`settings_bits::WAIT_REGION_KNOWN`]).
     pub wait_region_size: u64,
+    /// The io-wq CPU mask (CPUs 0-255) of [`Self::iowq_tid`] (with
+    /// [`settings_bits::IOWQ_AFFINITY_KNOWN`]).
+    pub iowq_cpus: [u64; 4],
+    /// The thread whose io-wq the ring's work goes to; 0: none has one.
+    pub iowq_tid: u32,
     /// [`settings_bits`].
     pub bits: u32,
 }
@@ -537,7 +544,7 @@ pub(crate) struct ProbeRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Record<'a> {
     Fd(FdRecord<'a>),
-    Ring(RingRecord),
+    Ring(Box<RingRecord>),
     Eventfd(EventfdRecord),
     Chunk(ChunkRecord),
     FileSlot(FileSlotRecord),
@@ -684,7 +691,9 @@ impl<'a> Iterator for Records<'a> {
 fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
     match kind {
         KIND_FD => parse_fd_record(record).map(Record::Fd),
-        KIND_RING => RingRecord::from_c(read_exact(record)?).map(Record::Ring),
+        KIND_RING => {
+            RingRecord::from_c(read_exact(record)?).map(|ring| Record::Ring(Box::new(ring)))
+        }
         KIND_EVENTFD => Ok(Record::Eventfd(EventfdRecord::from_c(read_exact(record)?))),
         KIND_CHUNK => ChunkRecord::from_c(read_exact(record)?).map(Record::Chunk),
         KIND_FILE_SLOT => Ok(Record::FileSlot(FileSlotRecord::from_c(read_exact(
@@ -911,6 +920,8 @@ impl RingRecord {
                 napi_busy_poll_dt: raw.napi_busy_poll_dt,
                 napi_track_mode: raw.napi_track_mode,
                 wait_region_size: raw.wait_region_size,
+                iowq_cpus: raw.iowq_cpus,
+                iowq_tid: raw.iowq_tid,
                 bits: raw.settings,
             }),
         })

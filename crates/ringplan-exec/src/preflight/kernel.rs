@@ -100,6 +100,22 @@ pub(super) fn ask_napi(tracking: Option<u8>) -> Result<(), ExecError> {
     }
 }
 
+/// Refuses a plan that sets an SQ thread's io-wq affinity on a kernel
+/// that would set the registering thread's instead (before 6.6, without
+/// `io_sqpoll_wq_cpu_affinity`): the restored ring's work would not run
+/// where it ran.
+pub(super) fn ask_sq_iowq_affinity(needed: bool) -> Result<(), ExecError> {
+    if needed && !ringplan_kernel::probe::sqpoll_iowq_affinity() {
+        return Err(ExecError::KernelUnsupported {
+            what: "IORING_REGISTER_IOWQ_AFF on an SQPOLL ring's SQ thread (Linux 6.6+: \
+                   io_sqpoll_wq_cpu_affinity; this kernel sets the caller's io-wq)"
+                .to_owned(),
+            errno: Errno::OPNOTSUPP,
+        });
+    }
+    Ok(())
+}
+
 /// The throwaway base ring, set up with `base_flags` (never SQPOLL or
 /// ATTACH_WQ), and the kernel's features it reports.
 fn base_ring(base_flags: u32) -> Result<(std::os::fd::OwnedFd, IoringFeatureFlags), ExecError> {

@@ -507,7 +507,8 @@ impl<B: Backend> Run<'_, B> {
     }
 
     /// `register_settings`: `IORING_REGISTER_FILE_ALLOC_RANGE`,
-    /// `IORING_REGISTER_IOWQ_MAX_WORKERS`, `IORING_REGISTER_NAPI`, each
+    /// `IORING_REGISTER_IOWQ_MAX_WORKERS`, `IORING_REGISTER_NAPI`,
+    /// `IORING_REGISTER_IOWQ_AFF` (the mask's bytes, whole words), each
     /// when recorded. They live in the ring (the io-wq limits also in the
     /// registering thread's io-wq, which outlives the ring: an undo that
     /// closes the ring leaves that thread's workers capped, see the README),
@@ -537,7 +538,38 @@ impl<B: Backend> Run<'_, B> {
                 .io_uring_register(ring, IoringRegisterOp::RegisterNapi, &arg, 1)
                 .map_err(fail("IORING_REGISTER_NAPI"))?;
         }
+        if let Some(affinity) = &register.iowq_affinity {
+            let mask = ringplan_kernel::abi::iowq_affinity::mask_bytes(&affinity.cpus);
+            let len = u32::try_from(mask.len()).map_err(|_| Failure {
+                call: "IORING_REGISTER_IOWQ_AFF",
+                errno: Errno::INVAL,
+            })?;
+            self.backend
+                .io_uring_register(ring, IoringRegisterOp::RegisterIowqAff, &mask, len)
+                .map_err(fail("IORING_REGISTER_IOWQ_AFF"))?;
+            // An SQ thread's io-wq goes with the ring's close; a thread's
+            // stays, so an undo puts it back.
+            if affinity.tid.is_some() {
+                let tid = self.backend.current_thread();
+                self.iowq_affinities.push((tid, register.ring_handle));
+            }
+        }
         Ok(())
+    }
+
+    /// Undoes a thread's `IORING_REGISTER_IOWQ_AFF`:
+    /// `IORING_UNREGISTER_IOWQ_AFF` in that thread, on the ring while it is
+    /// open (the kernel acts on the calling thread's io-wq), which puts the
+    /// kernel's default back. Best effort: an undo goes on.
+    pub(super) fn unregister_iowq_affinity(&mut self, tid: u32, ring: ringplan_plan::Handle) {
+        if self.backend.use_thread(Some(tid)).is_err() {
+            return;
+        }
+        if let Ok(ring) = self.handle(ring) {
+            let _ =
+                self.backend
+                    .io_uring_register(ring, IoringRegisterOp::UnregisterIowqAff, &[], 0);
+        }
     }
 
     /// `enable_rings`: `IORING_REGISTER_ENABLE_RINGS` (in the ring's

@@ -271,6 +271,29 @@ impl<'a> FieldComparison<'a> {
         differ.differ_if_not_equal("file tags", &want.file_tags, &have.file_tags);
         differ.differ_if_not_equal("buffer tags", &want.buffer_tags, &have.buffer_tags);
         differ.differ_if_not_equal("wait region", &want.wait_region_len, &have.wait_region_len);
+        // The io-wq affinity: its CPUs and whether it is the SQ thread's.
+        // Restored in this process it is the calling thread's, not the
+        // recorded one: a note, as for registered ring fds.
+        let affinity_of = |affinity: &Option<ringplan_image::IowqAffinity>| {
+            affinity
+                .as_ref()
+                .map(|affinity| (affinity.cpus.clone(), affinity.tid.is_none()))
+        };
+        differ.differ_if_not_equal(
+            "io-wq affinity",
+            &affinity_of(&want.iowq_affinity),
+            &affinity_of(&have.iowq_affinity),
+        );
+        if let (Some(want), Some(have)) = (&want.iowq_affinity, &have.iowq_affinity) {
+            if let (Some(recorded), Some(restored)) = (want.tid, have.tid) {
+                if recorded != restored {
+                    self.notes.push(format!(
+                        "{}: io-wq affinity recorded for thread {recorded}, restored on thread {restored}",
+                        differ.name()
+                    ));
+                }
+            }
+        }
         self.ring_fd_slots(id, ring, got, differ);
         if continuous {
             // Its memory is placed, not a mapping of the ring fd: the

@@ -166,6 +166,7 @@ impl GraphBuilder<'_> {
                     file_alloc_range: settings.file_alloc_range,
                     iowq_max_workers: settings.iowq_max_workers,
                     napi: settings.napi,
+                    iowq_affinity: settings.iowq_affinity,
                 })
             }
             NodeKind::EnableRings(index) => Op::EnableRings(EnableRings {

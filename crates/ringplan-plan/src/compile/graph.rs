@@ -777,6 +777,7 @@ pub(super) fn has_settings(ring: &Ring) -> bool {
     settings.file_alloc_range.is_some()
         || settings.iowq_max_workers.is_some()
         || settings.napi.is_some()
+        || settings.iowq_affinity.is_some()
 }
 
 pub(super) fn needs_enable(ring: &Ring) -> bool {
