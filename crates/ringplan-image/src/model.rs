@@ -346,6 +346,17 @@ pub struct IowqAffinity {
     pub tid: Option<u32>,
 }
 
+impl IowqAffinity {
+    /// The CPUs as `0,2,3`, for the text views.
+    pub fn cpu_list(&self) -> String {
+        self.cpus
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 impl RingSettings {
     /// Nothing set (the wire leaves the field out).
     pub fn is_empty(&self) -> bool {

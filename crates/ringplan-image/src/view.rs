@@ -538,12 +538,7 @@ fn write_settings(out: &mut String, ring: &Ring) {
         parts.push(format!("wait region of {len} bytes"));
     }
     if let Some(affinity) = &settings.iowq_affinity {
-        let cpus = affinity
-            .cpus
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let cpus = affinity.cpu_list();
         parts.push(match affinity.tid {
             Some(tid) => format!("io-wq CPUs {cpus} (thread {tid})"),
             None => format!("io-wq CPUs {cpus} (SQ thread)"),

@@ -203,12 +203,7 @@ pub(super) fn settings_summary(register: &RegisterSettings) -> String {
         ));
     }
     if let Some(affinity) = &register.iowq_affinity {
-        let cpus = affinity
-            .cpus
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let cpus = affinity.cpu_list();
         parts.push(match affinity.tid {
             Some(tid) => format!("IORING_REGISTER_IOWQ_AFF CPUs {cpus} in thread {tid}"),
             None => format!("IORING_REGISTER_IOWQ_AFF CPUs {cpus} (the SQ thread's io-wq)"),
