@@ -527,18 +527,10 @@ impl ScenarioRing {
         provided: u16,
         consumed: u16,
     ) -> Result<(), ScenarioError> {
-        use ringplan_kernel::abi::continuity::sqe_offset;
         use ringplan_kernel::abi::pbuf;
         use std::sync::atomic::{AtomicU16, Ordering};
         const BUFFER_LEN: u32 = 64;
         let context = format!("buffer ring {bgid}");
-        // Closed on return: the reads complete before.
-        let zero = rustix::fs::open(
-            "/dev/zero",
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|errno| ScenarioError::syscall(format!("open /dev/zero ({context})"), errno))?;
         let Some(ring) = self.pbuf_rings.iter().find(|ring| ring.bgid == bgid) else {
             return Err(ScenarioError::syscall(context, rustix::io::Errno::NOENT));
         };
@@ -564,23 +556,7 @@ impl ScenarioRing {
             // The tail is entry 0's last u16 (`struct io_uring_buf_ring`).
             (*((base + 14) as *const AtomicU16)).store(provided, Ordering::Release);
         }
-        let reads: Vec<[u8; 64]> = (0..consumed)
-            .map(|read| {
-                let mut sqe = [0u8; 64];
-                sqe[sqe_offset::OPCODE] = ringplan_kernel::abi::continuity::OP_READ;
-                sqe[sqe_offset::FLAGS] = pbuf::IOSQE_BUFFER_SELECT;
-                sqe[sqe_offset::FD..sqe_offset::FD + 4]
-                    .copy_from_slice(&zero.as_raw_fd().to_ne_bytes());
-                sqe[sqe_offset::LEN..sqe_offset::LEN + 4]
-                    .copy_from_slice(&BUFFER_LEN.to_ne_bytes());
-                sqe[sqe_offset::USER_DATA..sqe_offset::USER_DATA + 8]
-                    .copy_from_slice(&u64::from(read).to_ne_bytes());
-                sqe[pbuf::SQE_BUF_GROUP_OFFSET..pbuf::SQE_BUF_GROUP_OFFSET + 2]
-                    .copy_from_slice(&bgid.to_ne_bytes());
-                sqe
-            })
-            .collect();
-        for res in self.submit_and_reap(&reads, &context)? {
+        for res in self.read_zero_selecting(bgid, consumed, BUFFER_LEN, &context)? {
             if res != BUFFER_LEN as i32 {
                 return Err(ScenarioError::syscall(
                     format!("a read selecting a buffer from group {bgid} ({context})"),
@@ -666,37 +642,14 @@ impl ScenarioRing {
         bgid: u16,
         count: u16,
     ) -> Result<(), ScenarioError> {
-        use ringplan_kernel::abi::continuity::sqe_offset;
-        use ringplan_kernel::abi::pbuf;
         let context = format!("legacy buffer group {bgid}");
-        let zero = rustix::fs::open(
-            "/dev/zero",
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|errno| ScenarioError::syscall(format!("open /dev/zero ({context})"), errno))?;
         let Some(group) = self.legacy_groups.iter().find(|group| group.bgid == bgid) else {
             return Err(ScenarioError::syscall(context, rustix::io::Errno::NOENT));
         };
         if usize::from(count) > group.buffers.len() {
             return Err(ScenarioError::syscall(context, rustix::io::Errno::INVAL));
         }
-        let reads: Vec<[u8; 64]> = (0..count)
-            .map(|read| {
-                let mut sqe = [0u8; 64];
-                sqe[sqe_offset::OPCODE] = ringplan_kernel::abi::continuity::OP_READ;
-                sqe[sqe_offset::FLAGS] = pbuf::IOSQE_BUFFER_SELECT;
-                sqe[sqe_offset::FD..sqe_offset::FD + 4]
-                    .copy_from_slice(&zero.as_raw_fd().to_ne_bytes());
-                sqe[sqe_offset::LEN..sqe_offset::LEN + 4].copy_from_slice(&16u32.to_ne_bytes());
-                sqe[sqe_offset::USER_DATA..sqe_offset::USER_DATA + 8]
-                    .copy_from_slice(&u64::from(read).to_ne_bytes());
-                sqe[pbuf::SQE_BUF_GROUP_OFFSET..pbuf::SQE_BUF_GROUP_OFFSET + 2]
-                    .copy_from_slice(&bgid.to_ne_bytes());
-                sqe
-            })
-            .collect();
-        for res in self.submit_and_reap(&reads, &context)? {
+        for res in self.read_zero_selecting(bgid, count, 16, &context)? {
             if res < 0 {
                 return Err(ScenarioError::syscall(
                     format!("a read selecting a buffer from legacy group {bgid}"),
@@ -712,6 +665,43 @@ impl ScenarioRing {
             group.buffers.drain(..usize::from(count));
         }
         Ok(())
+    }
+
+    /// Has the ring run `count` reads of `len` bytes from `/dev/zero`, each
+    /// selecting a buffer from group `bgid` (`IOSQE_BUFFER_SELECT`), and
+    /// reaps them: their `res`, in order.
+    fn read_zero_selecting(
+        &mut self,
+        bgid: u16,
+        count: u16,
+        len: u32,
+        context: &str,
+    ) -> Result<Vec<i32>, ScenarioError> {
+        use ringplan_kernel::abi::continuity::{sqe_offset, OP_READ};
+        use ringplan_kernel::abi::pbuf;
+        // Closed on return: the reads complete before.
+        let zero = rustix::fs::open(
+            "/dev/zero",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|errno| ScenarioError::syscall(format!("open /dev/zero ({context})"), errno))?;
+        let reads: Vec<[u8; 64]> = (0..count)
+            .map(|read| {
+                let mut sqe = [0u8; 64];
+                sqe[sqe_offset::OPCODE] = OP_READ;
+                sqe[sqe_offset::FLAGS] = pbuf::IOSQE_BUFFER_SELECT;
+                sqe[sqe_offset::FD..sqe_offset::FD + 4]
+                    .copy_from_slice(&zero.as_raw_fd().to_ne_bytes());
+                sqe[sqe_offset::LEN..sqe_offset::LEN + 4].copy_from_slice(&len.to_ne_bytes());
+                sqe[sqe_offset::USER_DATA..sqe_offset::USER_DATA + 8]
+                    .copy_from_slice(&u64::from(read).to_ne_bytes());
+                sqe[pbuf::SQE_BUF_GROUP_OFFSET..pbuf::SQE_BUF_GROUP_OFFSET + 2]
+                    .copy_from_slice(&bgid.to_ne_bytes());
+                sqe
+            })
+            .collect();
+        self.submit_and_reap(&reads, context)
     }
 
     /// Submits one `IOSQE_ASYNC` NOP and reaps it: the kernel runs it on
