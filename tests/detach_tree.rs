@@ -248,12 +248,7 @@ fn detach_and_check(root: u32, pids: &[u32], dir: &Path, running: bool) -> (Valu
     let before = view(&before);
     let after = view(&after);
     assert_eq!(after["version"], ringplan_image::FORMAT_VERSION);
-    let pids_listed: Vec<u64> = after["processes"]
-        .as_array()
-        .expect("processes")
-        .iter()
-        .map(|process| process["pid"].as_u64().expect("pid"))
-        .collect();
+    let pids_listed = support::tree_pids(&after);
     assert_eq!(
         pids_listed,
         pids.iter().map(|&pid| u64::from(pid)).collect::<Vec<_>>()

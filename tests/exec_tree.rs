@@ -147,15 +147,10 @@ fn restore_into_a_fresh_tree(name: &str) {
     // The recorded processes matched to the fresh ones as `plan exec`
     // matches them: in tree order, siblings by pid (which after a pid
     // wrap-around is not their fork order).
-    let listed = |view: &Value| -> Vec<u64> {
-        view["processes"]
-            .as_array()
-            .expect("processes")
-            .iter()
-            .map(|process| process["pid"].as_u64().expect("pid"))
-            .collect()
-    };
-    let map: BTreeMap<u64, u64> = listed(&before).into_iter().zip(listed(&after)).collect();
+    let map: BTreeMap<u64, u64> = crate::support::tree_pids(&before)
+        .into_iter()
+        .zip(crate::support::tree_pids(&after))
+        .collect();
     assert_eq!(map.len(), 4, "{map:?}");
     for (&recorded, &live) in &map {
         assert_eq!(

@@ -172,12 +172,7 @@ fn check_tree(scenario_name: &str, backend: &str, extra: &[&str]) {
         serde_json::from_slice(&plan_ok(&["show", image, "--objects", "--format", "json"]))
             .expect("JSON view");
     assert_eq!(view["version"], ringplan_image::FORMAT_VERSION);
-    let listed: Vec<u64> = view["processes"]
-        .as_array()
-        .expect("processes")
-        .iter()
-        .map(|process| process["pid"].as_u64().expect("pid"))
-        .collect();
+    let listed = support::tree_pids(&view);
     assert_eq!(
         listed.iter().copied().collect::<BTreeSet<_>>(),
         pids.iter()
@@ -503,12 +498,7 @@ fn a_zombie_child_is_left_out_of_the_tree() {
     let view: Value =
         serde_json::from_slice(&plan_ok(&["show", image, "--objects", "--format", "json"]))
             .expect("JSON view");
-    let listed: Vec<u64> = view["processes"]
-        .as_array()
-        .expect("processes")
-        .iter()
-        .map(|process| process["pid"].as_u64().expect("pid"))
-        .collect();
+    let listed = support::tree_pids(&view);
     assert_eq!(listed.len(), 3, "{listed:?}");
     assert!(!listed.contains(&u64::from(keeper)));
 }

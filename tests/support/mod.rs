@@ -115,6 +115,16 @@ pub fn dump_json(pid: u32, backend: &str, dir: &Path, extra: &[&str]) -> serde_j
     serde_json::from_slice(&json).expect("show --format json prints JSON")
 }
 
+/// The pids a tree image's JSON view lists in `processes`, in tree order.
+pub fn tree_pids(view: &serde_json::Value) -> Vec<u64> {
+    view["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .map(|process| process["pid"].as_u64().expect("pid"))
+        .collect()
+}
+
 /// The objects of a JSON view of one kind, in id order.
 pub fn objects_of_kind<'a>(view: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
     view["objects"]
