@@ -15,24 +15,18 @@
 //! refused before anything is done, naming a ring and why.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 
 use ringplan_image::{Image, ObjectKind, RingRegion};
 use ringplan_kernel::procfs::fdinfo::queues::RingQueues;
 use ringplan_kernel::procfs::{fdinfo, Process};
-use ringplan_scenarios::c_programs;
 use serde_json::Value;
 
 use crate::support::{kernel_has_no_mmap, plan, scratch_dir, PLAN};
 
 fn program() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        c_programs::build("ring_continuity", Path::new(env!("CARGO_TARGET_TMPDIR")))
-            .unwrap_or_else(|error| panic!("{error}"))
-    })
+    crate::support::c_program("ring_continuity")
 }
 
 /// A process that prints one JSON line and waits; killed on drop.

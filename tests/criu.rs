@@ -19,8 +19,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringplan_scenarios::c_programs;
-
 use crate::in_place::{
     can_put_back_a_closed_registered_file, check_records, has_moved_a_ring, proc_state,
     worker_binary,
@@ -139,8 +137,7 @@ fn a_request_that_never_completes_is_named_and_the_program_runs_on() {
     if !criu_works() {
         return;
     }
-    let binary = c_programs::build("detach_target", Path::new(env!("CARGO_TARGET_TMPDIR")))
-        .unwrap_or_else(|error| panic!("{error}"));
+    let binary = crate::support::c_program("detach_target");
     let mut child = Command::new(binary)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

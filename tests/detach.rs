@@ -18,7 +18,6 @@ use ringplan_dump::raw::{Known, PendingKind};
 use ringplan_dump::{BackendChoice, Dumper, RingInFlight, Target};
 use ringplan_image::ObjectKind;
 use ringplan_kernel::procfs::{stat, Process};
-use ringplan_scenarios::c_programs;
 
 use crate::support::{io_threads, kernel_at_least, plan, ring_fds, ring_mappings, scratch_dir};
 
@@ -48,12 +47,7 @@ impl Program {
     }
 
     fn binary() -> &'static Path {
-        static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-        let binary = BINARY.get_or_init(|| {
-            c_programs::build("detach_target", Path::new(env!("CARGO_TARGET_TMPDIR")))
-                .unwrap_or_else(|error| panic!("{error}"))
-        });
-        binary
+        crate::support::c_program("detach_target")
     }
 
     fn launch(mut command: Command) -> Program {

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use ringplan_kernel::abi::SetupFlags;
 use ringplan_kernel::procfs::task::SQ_THREAD_NAME_PREFIX;
 use ringplan_kernel::procfs::{stat, Process};
-use ringplan_scenarios::c_programs;
 use serde_json::{json, Value};
 
 use support::{
@@ -57,11 +56,7 @@ impl TreeWorker {
         let end_file = dir.join("end");
         let _ = std::fs::remove_file(&end_file);
         let end_option = format!("END_FILE={}", end_file.display());
-        static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-        let binary = BINARY.get_or_init(|| {
-            c_programs::build("tree_worker", Path::new(env!("CARGO_TARGET_TMPDIR")))
-                .unwrap_or_else(|error| panic!("{error}"))
-        });
+        let binary = support::c_program("tree_worker");
         let mut child = Command::new(binary)
             .arg(dir)
             .arg(records.to_string())
@@ -727,11 +722,7 @@ fn a_tree_sharing_rings_is_checkpointed_restored_and_finishes() {
     std::fs::create_dir_all(&images).expect("images dir");
     let out = dir.join("out");
     let end = dir.join("end");
-    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let binary = BINARY.get_or_init(|| {
-        c_programs::build("tree_worker", Path::new(env!("CARGO_TARGET_TMPDIR")))
-            .unwrap_or_else(|error| panic!("{error}"))
-    });
+    let binary = support::c_program("tree_worker");
     let output = std::fs::File::create(&out).expect("out");
     let mut child = Command::new("setsid")
         .arg(binary)

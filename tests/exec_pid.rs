@@ -15,7 +15,6 @@ use ringplan_exec::test_hooks::ProcessState;
 use ringplan_image::{Image, ObjectKind};
 use ringplan_kernel::procfs::fd::FdKind;
 use ringplan_kernel::procfs::{fdinfo, stat, Process};
-use ringplan_scenarios::c_programs;
 
 use crate::support::{fail_at_every_step, plan, plan_ok, scratch_dir, Scenario};
 
@@ -39,11 +38,7 @@ pub(crate) struct Target {
 /// binary that runs it: a rebuild while another test runs it would show
 /// the binary deleted in that one's maps.
 pub(crate) fn restore_target() -> &'static Path {
-    static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BINARY.get_or_init(|| {
-        c_programs::build("restore_target", Path::new(env!("CARGO_TARGET_TMPDIR")))
-            .unwrap_or_else(|error| panic!("{error}"))
-    })
+    crate::support::c_program("restore_target")
 }
 
 impl Target {

@@ -17,24 +17,21 @@
 //! kernel without `IORING_SETUP_NO_MMAP` the restore is refused.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 
 use ringplan_exec::test_hooks::ProcessState;
 use ringplan_kernel::procfs::fd::{FdKind, ProcessFds};
 use ringplan_kernel::procfs::fdinfo::queues::RingQueues;
 use ringplan_kernel::procfs::mem::ProcessMemory;
 use ringplan_kernel::procfs::{maps, Process};
-use ringplan_scenarios::c_programs;
 use serde_json::Value;
 
 use crate::continuity::{queues, seen_addresses};
 use crate::support::{fail_at_every_step, kernel_has_no_mmap, plan, scratch_dir, PLAN};
 
-fn program(name: &str) -> PathBuf {
-    c_programs::build(name, Path::new(env!("CARGO_TARGET_TMPDIR")))
-        .unwrap_or_else(|error| panic!("{error}"))
+fn program(name: &'static str) -> &'static Path {
+    crate::support::c_program(name)
 }
 
 /// `ring_detach_self` running, driven through its stdin; killed on drop.
@@ -48,8 +45,7 @@ struct Program {
 
 impl Program {
     fn start(args: &[&str]) -> Program {
-        static BINARY: OnceLock<PathBuf> = OnceLock::new();
-        let binary = BINARY.get_or_init(|| program("ring_detach_self"));
+        let binary = program("ring_detach_self");
         let mut child = Command::new(binary)
             .args(args)
             .stdin(Stdio::piped())

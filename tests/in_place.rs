@@ -14,13 +14,11 @@
 //! detach left it.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ringplan_exec::test_hooks::ProcessState;
-use ringplan_scenarios::c_programs;
 use serde_json::Value;
 
 use crate::support::{
@@ -29,11 +27,7 @@ use crate::support::{
 };
 
 pub(crate) fn worker_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        c_programs::build("ring_worker", Path::new(env!("CARGO_TARGET_TMPDIR")))
-            .unwrap_or_else(|error| panic!("{error}"))
-    })
+    crate::support::c_program("ring_worker")
 }
 
 /// A child whose stdout is read line by line; killed on drop.

@@ -7,11 +7,9 @@
 //! Needs `IORING_SETUP_NO_MMAP` (Linux 6.5): before, `exec --pid` refuses.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 
-use ringplan_scenarios::c_programs;
 use serde_json::{json, Value};
 
 use ringplan_exec::test_hooks::ProcessState;
@@ -21,11 +19,7 @@ use crate::support::{
 };
 
 fn reader_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        c_programs::build("legacy_reader", Path::new(env!("CARGO_TARGET_TMPDIR")))
-            .unwrap_or_else(|error| panic!("{error}"))
-    })
+    crate::support::c_program("legacy_reader")
 }
 
 /// A legacy_reader that has taken its first buffers and waits; killed on

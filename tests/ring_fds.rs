@@ -381,12 +381,8 @@ fn a_ring_fd_thread_the_target_lacks_is_refused() {
 /// later kernel that accepts one fails this test, to be noticed.
 #[test]
 fn the_kernel_refuses_a_ring_in_a_file_table() {
-    let binary = ringplan_scenarios::c_programs::build(
-        "ring_in_file_table",
-        Path::new(env!("CARGO_TARGET_TMPDIR")),
-    )
-    .unwrap_or_else(|error| panic!("{error}"));
-    let output = Command::new(&binary).output().expect("running it");
+    let binary = crate::support::c_program("ring_in_file_table");
+    let output = Command::new(binary).output().expect("running it");
     assert!(
         output.status.success(),
         "{}",

@@ -8,15 +8,13 @@
 //! is killed.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ringplan_dump::{BackendChoice, DumpError, Dumper, Selection, Target};
 use ringplan_image::{Image, ObjectKind};
 use ringplan_kernel::procfs::{stat, Process};
-use ringplan_scenarios::c_programs;
 
 use crate::support::{plan, plan_ok, scratch_dir, write_file, Scenario, TestCgroup, PLAN};
 
@@ -186,11 +184,7 @@ fn a_reused_pid_is_not_read_through_an_old_handle() {
 
 /// Builds tests/programs/churn.c once.
 fn churn_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        c_programs::build("churn", Path::new(env!("CARGO_TARGET_TMPDIR")))
-            .unwrap_or_else(|error| panic!("{error}"))
-    })
+    crate::support::c_program("churn")
 }
 
 /// A running churn program, killed on drop.

@@ -115,6 +115,23 @@ pub fn dump_json(pid: u32, backend: &str, dir: &Path, extra: &[&str]) -> serde_j
     serde_json::from_slice(&json).expect("show --format json prints JSON")
 }
 
+/// `tests/programs/NAME.c`, built once per test binary and shared by
+/// every test that runs it: a rebuild while another test runs it would
+/// show the binary deleted in that one's maps.
+pub fn c_program(name: &'static str) -> &'static Path {
+    static BUILT: std::sync::Mutex<std::collections::BTreeMap<&'static str, &'static Path>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    built.entry(name).or_insert_with(|| {
+        let path =
+            ringplan_scenarios::c_programs::build(name, Path::new(env!("CARGO_TARGET_TMPDIR")))
+                .unwrap_or_else(|error| panic!("{error}"));
+        Box::leak(path.into_boxed_path())
+    })
+}
+
 /// The pids a tree image's JSON view lists in `processes`, in tree order.
 pub fn tree_pids(view: &serde_json::Value) -> Vec<u64> {
     view["processes"]
