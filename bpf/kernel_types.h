@@ -463,7 +463,8 @@ struct io_ring_ctx {
 	/* Registered settings (issue 15). file_alloc_*: 6.1 and 6.18 alike.
 	 * iowq_limits_set: a bool on 6.1, a bitfield since. NAPI (6.9+):
 	 * napi_enabled until 6.12, napi_track_mode (255: inactive) since
-	 * 6.13. The registered wait region (6.13+): cq_wait_arg, cq_wait_size.
+	 * 6.13. The registered wait region (6.13+): cq_wait_arg, cq_wait_size,
+	 * and its memory in param_region.
 	 * Tags on 6.1 and 6.12: file_data and buf_data. */
 	unsigned int file_alloc_start;
 	unsigned int file_alloc_end;
@@ -476,6 +477,7 @@ struct io_ring_ctx {
 	struct list_head napi_list;
 	void *cq_wait_arg;
 	unsigned long cq_wait_size;
+	struct io_mapped_region param_region;
 	struct io_rsrc_data *file_data;
 	struct io_rsrc_data *buf_data;
 };

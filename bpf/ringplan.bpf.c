@@ -1169,6 +1169,20 @@ static __always_inline void read_settings(struct io_ring_ctx *ring, struct rp_ri
 		if (BPF_CORE_READ(ring, cq_wait_arg))
 			rec->wait_region_size = BPF_CORE_READ(ring, cq_wait_size);
 		settings |= RP_SETTINGS_WAIT_REGION_KNOWN;
+		/* The wait arguments are the region's start (cq_wait_arg is
+		 * its mapping): its first page tells where the program has it. */
+		/* Read straight into the record: this function's stack is at
+		 * the verifier's limit. */
+		if (rec->wait_region_size && bpf_core_field_exists(ring->param_region)) {
+			bpf_core_read(&rec->wait_region_page, sizeof(rec->wait_region_page),
+				      &ring->param_region.pages);
+			if (rec->wait_region_page)
+				bpf_probe_read_kernel(&rec->wait_region_page,
+						      sizeof(rec->wait_region_page),
+						      (void *)rec->wait_region_page);
+			if (BPF_CORE_READ(ring, param_region.flags) & IO_REGION_F_USER_PROVIDED)
+				settings |= RP_SETTINGS_WAIT_REGION_USER;
+		}
 	}
 	if ((layout_is_rsrc_nodes() && tags_in_nodes()) ||
 	    (layout_is_fixed_files() && tags_in_rsrc_data()))

@@ -202,6 +202,9 @@ enum rp_settings {
 	RP_SETTINGS_IOWQ_AFFINITY_KNOWN = 256,
 	/* iowq_tid is the ring's SQ thread (SQPOLL), not a submitter. */
 	RP_SETTINGS_IOWQ_SQ_THREAD = 512,
+	/* The wait region is the program's memory (its param_region has
+	 * IO_REGION_F_USER_PROVIDED), not the kernel's. */
+	RP_SETTINGS_WAIT_REGION_USER = 1024,
 };
 
 /* What a provided-buffer group is (rp_pbuf_ring_record.kind bits). */
@@ -312,7 +315,7 @@ struct rp_ring_record {
 	__u64 restriction_register_op; /* ctx->restrictions.register_op[0] */
 	__u64 restriction_sqe_op;      /* ctx->restrictions.sqe_op[0] */
 	__u32 pbuf_count;     /* provided-buffer groups (valid per state_known) */
-	__u32 reserved;
+	__u32 iowq_tid;       /* see iowq_cpus: that thread (task->pid); 0: none */
 	/* Registered settings (valid per RP_STATE_SETTINGS). */
 	__u32 file_alloc_start; /* ctx->file_alloc_start */
 	__u32 file_alloc_end;   /* ctx->file_alloc_end */
@@ -326,9 +329,13 @@ struct rp_ring_record {
 	 * with SQPOLL, else the SINGLE_ISSUER owner's, else that of the
 	 * thread that last began using the ring (ctx->tctx_list's first). */
 	__u64 iowq_cpus[4];
-	__u32 iowq_tid;         /* that thread (task->pid); 0: none */
-	__u32 iowq_reserved;
+	/* The registered wait region's memory (with a wait_region_size): the
+	 * struct page of its first page (ctx->param_region.pages[0]; 0: not
+	 * read); RP_SETTINGS_WAIT_REGION_USER says whose memory it is. */
+	__u64 wait_region_page;
 };
+/* The record is built on the stack of ringplan_chunk_fds, which is at the
+ * verifier's 512 bytes: grow it only by taking space from elsewhere. */
 _Static_assert(sizeof(struct rp_ring_record) == 304, "rp_ring_record");
 
 struct rp_pending_request_record {

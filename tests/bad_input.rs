@@ -349,6 +349,45 @@ fn document_rows() -> Vec<Row> {
             planner: false,
         },
         Row {
+            name: "wait-region-memory-in-version-4",
+            bytes: mutated(|image| {
+                let settings = &mut ring_v3(image).settings;
+                settings.wait_region_len = Some(4096);
+                settings.wait_region_addr = Some(0x7f00_0000_0000);
+                image.version = 4;
+            }),
+            expected: "ring #1: has the wait region's memory, which version 4 images do not have",
+            planner: false,
+        },
+        Row {
+            name: "wait-region-memory-without-length",
+            bytes: mutated(|image| {
+                ring_v5(image).settings.wait_region_addr = Some(0x7f00_0000_0000)
+            }),
+            expected: "ring #1: has the memory of a wait region but no wait_region_len",
+            planner: false,
+        },
+        Row {
+            name: "wait-region-not-whole-pages",
+            bytes: mutated(|image| {
+                let settings = &mut ring_v5(image).settings;
+                settings.wait_region_len = Some(100);
+                settings.wait_region_addr = Some(0x7f00_0000_0000);
+            }),
+            expected: "ring #1: wait region of 100 bytes at 0x7f0000000000 is not whole pages, which the kernel requires",
+            planner: false,
+        },
+        Row {
+            name: "wait-region-beyond-user-space",
+            bytes: mutated(|image| {
+                let settings = &mut ring_v5(image).settings;
+                settings.wait_region_len = Some(8192);
+                settings.wait_region_addr = Some(0x7fff_ffff_f000);
+            }),
+            expected: "ring #1: wait region at 0x7ffffffff000 leaves user space",
+            planner: false,
+        },
+        Row {
             name: "iowq-affinity-no-cpu",
             bytes: mutated(|image| {
                 ring_v5(image).settings.iowq_affinity = Some(iowq_affinity(vec![]))
@@ -537,9 +576,20 @@ fn document_rows() -> Vec<Row> {
             planner: true,
         },
         Row {
-            name: "wait-region",
+            name: "wait-region-without-memory",
             bytes: mutated(|image| ring_v3(image).settings.wait_region_len = Some(4096)),
-            expected: "ring #1: its registered wait region cannot be restored: a wait region of 4096 bytes (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is recorded, but its memory is not captured",
+            expected: "ring #1: its registered wait region cannot be restored: a wait region of 4096 bytes (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is in memory of the program the image does not place (an image before version 5, or memory the dump did not find)",
+            planner: true,
+        },
+        Row {
+            name: "wait-region-in-kernel-memory",
+            bytes: mutated(|image| {
+                let settings = &mut ring_v5(image).settings;
+                settings.wait_region_len = Some(4096);
+                settings.wait_region_addr = Some(0x7f00_0000_0000);
+                settings.wait_region_kernel_memory = true;
+            }),
+            expected: "ring #1: its registered wait region cannot be restored: a wait region of 4096 bytes (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is in kernel memory, which a new ring's region would place where the kernel chooses, not where the program had it",
             planner: true,
         },
         Row {

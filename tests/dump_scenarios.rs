@@ -735,35 +735,42 @@ fn kernel_allocated_buffer_rings_are_dumped_and_refused() {
     );
 }
 
-/// A registered wait region (6.13+) is dumped with its length (the
-/// scenario round compares it) and refused by `plan exec` in one line;
-/// before 6.13 the scenario says the kernel has none and the dump records
-/// none.
+/// A registered wait region (6.13+) is dumped with its length and where
+/// the program has it (the scenario round compares both), and `plan exec
+/// --verify` registers it again: the restored ring, dumped, has the same
+/// region at the same address. Before 6.13 the scenario says the kernel
+/// has none and the dump records none.
 #[test]
-fn wait_regions_are_dumped_and_refused() {
+fn wait_regions_are_dumped_and_restored() {
     round("wait-region", "bpf");
     let process = Scenario::start("wait-region");
     if let Some(missing) =
         process.description["rings"][0]["settings"]["wait_region_missing"].as_str()
     {
-        eprintln!("skipped the refusal: {missing}");
+        eprintln!("skipped the restore: {missing}");
         return;
     }
-    let dir = scratch_dir("dump-wait-region-refused");
+    let dir = scratch_dir("dump-wait-region-restored");
     let image = dir.join("wait-region.img");
     let image = image.to_str().expect("utf-8 path");
     let pid = process.pid().to_string();
     let dump = crate::support::plan(&["dump", "--pid", &pid, "--backend", "bpf", "-o", image]);
-    assert!(dump.status.success());
-    let exec = crate::support::plan(&["exec", image, "--dry-run"]);
-    let stderr = String::from_utf8_lossy(&exec.stderr);
-    assert_eq!(exec.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr
-            .contains("its registered wait region cannot be restored: a wait region of 4096 bytes"),
-        "{stderr}"
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
     );
+    let text = crate::support::plan(&["show", image]);
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        shown.contains("IORING_REGISTER_MEM_REGION (IORING_MEM_REGION_REG_WAIT_ARG)"),
+        "{shown}"
+    );
+    let output = crate::support::plan(&["exec", image, "--verify"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with("verified:"), "{stdout}");
 }
 
 /// Legacy buffer groups (`IORING_OP_PROVIDE_BUFFERS`): the dump captures

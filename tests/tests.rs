@@ -72,6 +72,12 @@
 //! - `reopen`: files reopened by path (always without blocking) keep the
 //!   status flags the image recorded (`O_APPEND`; `O_NONBLOCK` only when
 //!   recorded), seen in `/proc/HOLDER/fdinfo` of `plan exec --hold`.
+//! - `wait_regions`: `tests/programs/wait_waiter.c`, whose waits read
+//!   their arguments from a registered wait region of its own memory,
+//!   taken out with `plan dump --detach` and put back with `plan exec
+//!   --pid`: the kernel then reads the same page (entries written before
+//!   and after); every step of the put-back failed in turn leaves it as
+//!   the detach left it (Linux 6.13+).
 //! - `vanishing`: targets killed mid-dump, a reused pid, a target that never
 //!   stops changing, `--freeze` and `plan freeze` (cgroup and signal) letting
 //!   go on every path, also when `plan` is SIGKILLed.
@@ -97,3 +103,4 @@ mod real_programs;
 mod reopen;
 mod ring_fds;
 mod vanishing;
+mod wait_regions;

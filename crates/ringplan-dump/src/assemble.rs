@@ -18,7 +18,7 @@ use ringplan_image::{
 
 use crate::raw::{
     EventfdKey, FileKey, Known, PbufMemory, RawFdEntry, RawFile, RawFileRole, RawPbufRing, RawRing,
-    RawState, RingKey, UserMemory,
+    RawState, RawWaitRegion, RingKey, UserMemory,
 };
 
 // `O_NONBLOCK` is also `EFD_NONBLOCK`.
@@ -598,7 +598,7 @@ fn build_ring(
         }
     };
     let settings = match &raw_ring.settings {
-        Known::Known(settings) => settings.clone(),
+        Known::Known(settings) => with_wait_region_memory(settings, raw_ring.wait_region.as_ref()),
         Known::Unknown => {
             unknown.push(RingField::Settings);
             RingSettings::default()
@@ -656,6 +656,22 @@ fn build_ring(
         settings,
         registered_ring_fds,
     })
+}
+
+/// The settings with where the wait region's memory was found.
+fn with_wait_region_memory(
+    settings: &RingSettings,
+    region: Option<&RawWaitRegion>,
+) -> RingSettings {
+    let mut settings = settings.clone();
+    if let (Some(_), Some(region)) = (settings.wait_region_len, region) {
+        settings.wait_region_addr = match region.memory {
+            PbufMemory::Found(addr) => Some(addr),
+            PbufMemory::Frame(_) | PbufMemory::NotMapped | PbufMemory::Unknown(_) => None,
+        };
+        settings.wait_region_kernel_memory = region.kernel_memory;
+    }
+    settings
 }
 
 /// A buffer ring as the image holds it: its memory's address where it was

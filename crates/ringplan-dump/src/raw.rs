@@ -162,6 +162,19 @@ pub struct RawRing {
     /// them); unknown to the fdinfo backend and when a thread's slots
     /// could not be read.
     pub registered_ring_fds: Known<Vec<(u32, u32)>>,
+    /// Where the memory of the registered wait region the settings record
+    /// (`wait_region_len`) lies; `None` when there is none or the backend
+    /// cannot say (fdinfo).
+    pub wait_region: Option<RawWaitRegion>,
+}
+
+/// A registered wait region's memory as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawWaitRegion {
+    pub memory: PbufMemory,
+    /// The kernel allocated it (the program maps it from the ring fd);
+    /// otherwise it is the program's own memory.
+    pub kernel_memory: bool,
 }
 
 /// A ring's provided-buffer groups as read.
@@ -193,7 +206,8 @@ pub struct RawPbufRing {
     pub memory: PbufMemory,
 }
 
-/// Where a buffer ring's memory lies in the program, as far as found.
+/// Where a buffer ring's (or a registered wait region's) memory lies in
+/// the program, as far as found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PbufMemory {
     /// The page frame number of its first page, not yet looked up.

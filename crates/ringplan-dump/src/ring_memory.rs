@@ -28,7 +28,7 @@ use ringplan_kernel::abi::linux::PAGE_SIZE;
 use ringplan_kernel::procfs::mem::ProcessMemory;
 use ringplan_kernel::procfs::{pagemap, task, Process};
 
-use crate::raw::{Known, PbufMemory, RawRing, RawRingState, RawState, UserMemory};
+use crate::raw::{Known, PbufMemory, RawRing, RawRingState, RawState, RawWaitRegion, UserMemory};
 
 /// Fills in the entries of every ring of `image` that has a state, from
 /// `pid`'s memory, and checks each SINGLE_ISSUER owner is a thread of
@@ -160,6 +160,31 @@ fn locate_buffer_rings(
     }
 }
 
+/// A registered wait region's memory: the lowest address of the program
+/// that maps its first page (its own memory, or its mapping of the
+/// kernel's).
+fn locate_wait_region(
+    ring: &mut RawRing,
+    found: &Result<std::collections::BTreeMap<u64, u64>, ringplan_kernel::procfs::ProcfsError>,
+) {
+    let Some(region) = &mut ring.wait_region else {
+        return;
+    };
+    let PbufMemory::Frame(frame) = region.memory else {
+        return;
+    };
+    region.memory = match found {
+        Err(error) => PbufMemory::Unknown(format!("reading the target's pagemap: {error}")),
+        Ok(found) => match found.get(&frame) {
+            Some(&addr) => PbufMemory::Found(addr),
+            None if region.kernel_memory => PbufMemory::NotMapped,
+            None => PbufMemory::Unknown(
+                "no mapping of the target shows the wait region's pages".to_owned(),
+            ),
+        },
+    };
+}
+
 /// Finds, for every NO_MMAP ring of `raw` whose pages the backend gave as
 /// frame numbers, where the program has that memory: the lowest address in
 /// `pid` that maps each frame (`/proc/PID/pagemap`, one pass over the
@@ -179,6 +204,18 @@ pub fn locate_user_memory(pid: u32, raw: &mut RawState) {
                     entry.bgid, entry.entries
                 ));
             }
+        }
+    }
+    for ring in raw.rings.values() {
+        if let Some(RawWaitRegion {
+            memory: PbufMemory::Unknown(why),
+            ..
+        }) = &ring.wait_region
+        {
+            raw.notes.push(format!(
+                "the registered wait region: where the program has its memory is unknown ({why}); \
+                 the image has no address for it and a restore refuses it"
+            ));
         }
     }
     raw.notes.sort();
@@ -202,6 +239,13 @@ fn locate_by_frames(pid: u32, raw: &mut RawState) {
                 _ => None,
             }));
         }
+        if let Some(RawWaitRegion {
+            memory: PbufMemory::Frame(frame),
+            ..
+        }) = ring.wait_region
+        {
+            wanted.insert(frame);
+        }
     }
     if wanted.is_empty() {
         return;
@@ -210,6 +254,7 @@ fn locate_by_frames(pid: u32, raw: &mut RawState) {
     let mut offsets = OffsetCache::default();
     for ring in raw.rings.values_mut() {
         locate_buffer_rings(ring, &found);
+        locate_wait_region(ring, &found);
         let (sq_entries, cq_entries, flags) = (ring.sq_entries, ring.cq_entries, ring.flags);
         let Some(state) = &mut ring.state else {
             continue;

@@ -537,6 +537,7 @@ mod tests {
             buffer_groups: Known::Unknown,
             settings: Known::Unknown,
             registered_ring_fds: Known::Unknown,
+            wait_region: None,
         }
     }
 

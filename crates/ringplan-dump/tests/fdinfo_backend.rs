@@ -382,6 +382,7 @@ fn seed_reads_back_field_by_field() {
             buffer_groups: Known::Unknown,
             settings: Known::Unknown,
             registered_ring_fds: Known::Unknown,
+            wait_region: None,
         }
     );
 

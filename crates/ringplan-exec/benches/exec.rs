@@ -338,13 +338,15 @@ fn replay(plan: &Plan) -> BaseRestored {
             // the ring state, so the plans have none of these steps).
             Op::PlaceRingMemory(_) | Op::RestoreCompletions(_) | Op::QueueSqes(_) => None,
             // The bench's scenarios have no personalities, buffer rings
-            // nor registered settings, nor registered ring fds.
+            // nor registered settings or wait regions, nor registered ring
+            // fds.
             Op::RegisterPersonalities(_)
             | Op::RegisterRestrictions(_)
             | Op::EnableRings(_)
             | Op::RegisterPbufRing(_)
             | Op::ProvideBuffers(_)
-            | Op::RegisterSettings(_) => None,
+            | Op::RegisterSettings(_)
+            | Op::RegisterWaitRegion(_) => None,
             Op::RegisterRingFd(_) => None,
             // Nor are they tree plans.
             Op::ReceiveFd(_) => None,

@@ -53,6 +53,9 @@ pub trait Backend {
     /// The number of `fd` in the target process.
     fn number(fd: &Self::Fd) -> RawFd;
 
+    /// The process the backend acts in, as `/proc` names it.
+    fn process(&self) -> ringplan_kernel::procfs::Process;
+
     /// Takes over an fd of this process that the caller supplied for an
     /// external input, as an fd of the target.
     fn adopt(&mut self, fd: OwnedFd) -> Result<Self::Fd, Errno>;
@@ -122,6 +125,18 @@ pub trait Backend {
         tags: &[u8],
         nr: u32,
     ) -> Result<u32, Errno>;
+
+    /// `io_uring_register(ring, IORING_REGISTER_MEM_REGION, &reg, 1)` with
+    /// `IORING_MEM_REGION_REG_WAIT_ARG`: a `struct io_uring_mem_region_reg`
+    /// whose `region_uptr` points at a `struct io_uring_region_desc` of
+    /// `len` bytes of the process's memory at `addr`, both placed in the
+    /// process's memory for the call (rustix has no opcode for it).
+    fn io_uring_register_wait_region(
+        &mut self,
+        ring: RawFd,
+        addr: u64,
+        len: u64,
+    ) -> Result<(), Errno>;
 
     /// `fcntl(fd, F_DUPFD_CLOEXEC, floor)`.
     fn fcntl_dupfd_cloexec(&mut self, fd: RawFd, floor: RawFd) -> Result<Self::Fd, Errno>;
@@ -226,6 +241,10 @@ impl Backend for InProcess {
         fd.as_raw_fd()
     }
 
+    fn process(&self) -> ringplan_kernel::procfs::Process {
+        ringplan_kernel::procfs::Process::Current
+    }
+
     #[inline]
     fn adopt(&mut self, fd: OwnedFd) -> Result<OwnedFd, Errno> {
         Ok(fd)
@@ -322,6 +341,39 @@ impl Backend for InProcess {
                 RSRC_REGISTER_SIZE as u32,
             )
         }
+    }
+
+    fn io_uring_register_wait_region(
+        &mut self,
+        ring: RawFd,
+        addr: u64,
+        len: u64,
+    ) -> Result<(), Errno> {
+        use ringplan_kernel::abi::settings::{
+            mem_region_reg, user_region_desc, IORING_MEM_REGION_REG_WAIT_ARG,
+            IORING_REGISTER_MEM_REGION,
+        };
+        let desc = user_region_desc(addr, len);
+        let reg = mem_region_reg(
+            desc.as_ptr() as u64,
+            u64::from(IORING_MEM_REGION_REG_WAIT_ARG),
+        );
+        // SAFETY: `reg` points at `desc`, both alive for the call; the
+        // kernel reads them (and writes `desc` back) during the call and
+        // pins the memory `desc` names, which it never frees.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                ring,
+                IORING_REGISTER_MEM_REGION,
+                reg.as_ptr(),
+                1,
+            )
+        };
+        if result < 0 {
+            return Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO));
+        }
+        Ok(())
     }
 
     fn fcntl_dupfd_cloexec(&mut self, fd: RawFd, floor: RawFd) -> Result<OwnedFd, Errno> {

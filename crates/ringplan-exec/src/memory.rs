@@ -257,6 +257,35 @@ fn map_range<B: Backend>(
     }
 }
 
+/// The program's memory at `[start, end)` (page-aligned) in the process
+/// `backend` acts in, for a registration that needs it there before the
+/// barrier (a wait region): in another process, its own writable memory
+/// there is used as it is (`Ok(false)`); where nothing is mapped, fresh
+/// anonymous memory is mapped (`Ok(true)`: the caller unmaps it on undo).
+/// In this process the range must be free: the executor's own memory is
+/// never the program's.
+pub(crate) fn program_memory_at<B: Backend>(
+    backend: &mut B,
+    start: u64,
+    end: u64,
+) -> Result<bool, MemoryError> {
+    let process = backend.process();
+    if !B::IN_THIS_PROCESS {
+        let maps = maps::read(process).map_err(|error| MemoryError::Maps(error.into_io_error()))?;
+        match own_memory_covers(&maps, start, end) {
+            Some(true) => return Ok(false),
+            Some(false) => {
+                let by = overlapping_mapping(&maps, start, end)
+                    .unwrap_or_else(|| "a mapping".to_owned());
+                return Err(MemoryError::RangeTaken { start, end, by });
+            }
+            None => {}
+        }
+    }
+    map_range(backend, process, start, end)?;
+    Ok(true)
+}
+
 /// Unmaps `[start, end)`, a range [`map_range`] mapped, in the process
 /// `backend` acts in.
 fn unmap_range<B: Backend>(backend: &mut B, start: u64, end: u64) {

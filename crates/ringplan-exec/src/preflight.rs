@@ -97,6 +97,7 @@ pub fn preflight(
     let features = kernel::ask_kernel(&needs.flag_sets, needs.uses_async_eventfd)?;
     kernel::ask_napi(needs.napi_tracking)?;
     kernel::ask_sq_iowq_affinity(needs.sq_iowq_affinity)?;
+    kernel::ask_wait_regions(needs.wait_region)?;
     hook.preflight(plan).map_err(ExecError::MemoryUnavailable)?;
 
     Ok(PreflightReport {
@@ -128,6 +129,8 @@ struct PlanNeeds {
     napi_tracking: Option<u8>,
     /// A `register_settings` sets an SQ thread's io-wq affinity.
     sq_iowq_affinity: bool,
+    /// A `register_wait_region` registers a wait region.
+    wait_region: bool,
     /// `(step, cpu)` of every SQ thread pinned to a CPU.
     cpus: Vec<(usize, u32)>,
 }
@@ -143,6 +146,7 @@ impl PlanNeeds {
             uses_async_eventfd: false,
             napi_tracking: None,
             sq_iowq_affinity: false,
+            wait_region: false,
             cpus: Vec::new(),
         };
         let mut external_objects = BTreeSet::new();
@@ -179,6 +183,7 @@ impl PlanNeeds {
                     }
                 }
                 Op::RegisterEventfd(register) => needs.uses_async_eventfd |= register.is_async,
+                Op::RegisterWaitRegion(_) => needs.wait_region = true,
                 Op::RegisterSettings(register) => {
                     use ringplan_kernel::abi::settings::{
                         NAPI_TRACKING_DYNAMIC, NAPI_TRACKING_STATIC,

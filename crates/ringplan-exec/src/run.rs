@@ -575,8 +575,12 @@ impl<B: Backend> Run<'_, B> {
                 self.register_ring_fd(step.object, register)?;
                 None
             }
+            Op::RegisterWaitRegion(register) => {
+                self.register_wait_region(register)?;
+                None
+            }
             Op::EnableRings(enable) => {
-                self.enable_rings(enable)?;
+                self.enable_rings(step.object, enable)?;
                 None
             }
             Op::MemoryBarrier => {

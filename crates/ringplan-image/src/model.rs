@@ -320,10 +320,20 @@ pub struct RingSettings {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buffer_tags: Vec<SlotTag>,
     /// Bytes of a registered wait region (`IORING_REGISTER_MEM_REGION`
-    /// with `IORING_MEM_REGION_REG_WAIT_ARG`, 6.13+). Recorded so that a
-    /// restore can refuse it: not restored.
+    /// with `IORING_MEM_REGION_REG_WAIT_ARG`, 6.13+). The wait arguments
+    /// in it are the program's and come back with its memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_region_len: Option<u64>,
+    /// Where the program has the wait region's memory (version 5): the
+    /// address it registered, or for kernel memory where it mapped it.
+    /// `None` with a length: kernel memory the program has not mapped, a
+    /// version 3/4 image, or memory the dump did not find (it said why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_region_addr: Option<u64>,
+    /// The kernel allocated the wait region's memory (version 5; the
+    /// program maps it from the ring fd).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait_region_kernel_memory: bool,
     /// `IORING_REGISTER_IOWQ_AFF` (version 5): the CPUs the io-wq this
     /// ring's work goes to may use, when they are not the kernel's own
     /// choice (all possible or all online CPUs).

@@ -382,8 +382,55 @@ fn check_settings(version: u32, id: ObjectId, ring: &Ring) -> Result<(), ImageEr
     if settings.wait_region_len == Some(0) {
         return Err(bad_ring(id, "wait_region of 0 bytes"));
     }
+    check_wait_region_memory(version, id, settings)?;
     if let Some(affinity) = &settings.iowq_affinity {
         check_iowq_affinity(version, id, ring, affinity)?;
+    }
+    Ok(())
+}
+
+/// Where a wait region's memory is (version 5): only with a length;
+/// page-aligned in user space, whole pages, as the kernel registers it.
+fn check_wait_region_memory(
+    version: u32,
+    id: ObjectId,
+    settings: &RingSettings,
+) -> Result<(), ImageError> {
+    use ringplan_kernel::abi::linux::PAGE_SIZE;
+    if settings.wait_region_addr.is_none() && !settings.wait_region_kernel_memory {
+        return Ok(());
+    }
+    if version < 5 {
+        return Err(bad_ring(
+            id,
+            format!("has the wait region's memory, which version {version} images do not have"),
+        ));
+    }
+    let Some(len) = settings.wait_region_len else {
+        return Err(bad_ring(
+            id,
+            "has the memory of a wait region but no wait_region_len",
+        ));
+    };
+    let Some(addr) = settings.wait_region_addr else {
+        return Ok(());
+    };
+    if addr == 0 || addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        return Err(bad_ring(
+            id,
+            format!(
+                "wait region of {len} bytes at {addr:#x} is not whole pages, which the kernel requires"
+            ),
+        ));
+    }
+    if addr
+        .checked_add(len)
+        .is_none_or(|end| end > USER_ADDRESS_LIMIT)
+    {
+        return Err(bad_ring(
+            id,
+            format!("wait region at {addr:#x} leaves user space"),
+        ));
     }
     Ok(())
 }

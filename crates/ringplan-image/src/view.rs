@@ -202,7 +202,14 @@ fn settings_json(settings: &RingSettings) -> serde_json::Map<String, Value> {
         fields.insert("buffer_tags".to_owned(), json!(tags(&settings.buffer_tags)));
     }
     if let Some(len) = settings.wait_region_len {
-        fields.insert("wait_region".to_owned(), json!({"len": len}));
+        fields.insert(
+            "wait_region".to_owned(),
+            json!({
+                "len": len,
+                "addr": settings.wait_region_addr,
+                "kernel_memory": settings.wait_region_kernel_memory,
+            }),
+        );
     }
     if let Some(affinity) = &settings.iowq_affinity {
         fields.insert(
@@ -535,7 +542,15 @@ fn write_settings(out: &mut String, ring: &Ring) {
         parts.push(format!("{} buffer tags", settings.buffer_tags.len()));
     }
     if let Some(len) = settings.wait_region_len {
-        parts.push(format!("wait region of {len} bytes"));
+        let memory = if settings.wait_region_kernel_memory {
+            "kernel memory"
+        } else {
+            "program memory"
+        };
+        parts.push(match settings.wait_region_addr {
+            Some(addr) => format!("wait region of {len} bytes ({memory} at {addr:#x})"),
+            None => format!("wait region of {len} bytes ({memory}, not found)"),
+        });
     }
     if let Some(affinity) = &settings.iowq_affinity {
         let cpus = affinity.cpu_list();

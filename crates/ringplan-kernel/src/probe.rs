@@ -189,6 +189,77 @@ pub fn pbuf_head(ring: std::os::fd::BorrowedFd<'_>, bgid: u16) -> Result<Option<
     }
 }
 
+/// Whether this kernel registers wait regions (`IORING_REGISTER_MEM_REGION`
+/// with `IORING_MEM_REGION_REG_WAIT_ARG`, Linux 6.13): one page of our own
+/// registered on a 1-entry ring set up `R_DISABLED`, the first time it is
+/// asked in this process; a kernel without the opcode refuses it with
+/// `EINVAL` (`Ok(false)`). Another error is the system's, not an answer.
+pub fn has_wait_regions() -> Result<bool, Errno> {
+    static ANSWER: OnceLock<bool> = OnceLock::new();
+    if let Some(answer) = ANSWER.get() {
+        return Ok(*answer);
+    }
+    let answer = probe_wait_regions()?;
+    Ok(*ANSWER.get_or_init(|| answer))
+}
+
+fn probe_wait_regions() -> Result<bool, Errno> {
+    use crate::abi::settings::{
+        mem_region_reg, user_region_desc, IORING_MEM_REGION_REG_WAIT_ARG,
+        IORING_REGISTER_MEM_REGION,
+    };
+    let page = PAGE_SIZE as usize;
+    // SAFETY: a fresh private mapping at an address the kernel picks; it
+    // aliases nothing and is unmapped below, after the probe ring (which
+    // pins it) is closed.
+    let memory = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            page,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::PRIVATE,
+        )
+    }?;
+    let mut params = io_uring_params::default();
+    params.flags = IoringSetupFlags::R_DISABLED;
+    // SAFETY: `params` is initialized and asks for a plain disabled ring.
+    let answer = match unsafe { io_uring_setup(1, &mut params) } {
+        Ok(ring) => {
+            let desc = user_region_desc(memory as u64, PAGE_SIZE);
+            let reg = mem_region_reg(
+                desc.as_ptr() as u64,
+                u64::from(IORING_MEM_REGION_REG_WAIT_ARG),
+            );
+            // SAFETY: `reg` points at `desc`, which names the page mapped
+            // above; the kernel reads both during the call and pins the
+            // page until the ring, dropped below, goes.
+            let result = unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_register,
+                    std::os::fd::AsRawFd::as_raw_fd(&ring),
+                    IORING_REGISTER_MEM_REGION,
+                    reg.as_ptr(),
+                    1,
+                )
+            };
+            let errno = std::io::Error::last_os_error();
+            drop(ring);
+            match result {
+                0.. => Ok(true),
+                _ => match Errno::from_io_error(&errno) {
+                    Some(Errno::INVAL) => Ok(false),
+                    Some(errno) => Err(errno),
+                    None => Err(Errno::IO),
+                },
+            }
+        }
+        Err(errno) => Err(errno),
+    };
+    // SAFETY: the mapping made above, no longer pinned by any ring.
+    unsafe { rustix::mm::munmap(memory, page) }?;
+    answer
+}
+
 /// Whether `IORING_REGISTER_IOWQ_AFF` on an `SQPOLL` ring sets the SQ
 /// thread's io-wq (`io_sqpoll_wq_cpu_affinity`, 6.6+) rather than the
 /// caller's: the function is in `/proc/kallsyms` (named even where

@@ -726,9 +726,10 @@ fn check_moved_heads(id: ObjectId, ring: &Ring, continuous: bool) -> Result<(), 
 }
 
 /// Registered settings a restore cannot bring back: a registered wait
-/// region (`IORING_REGISTER_MEM_REGION`, 6.13+: only on a ring set up
-/// `R_DISABLED`, and its memory is not captured), NAPI with static
-/// tracking and listed ids (the ids the program added are not captured).
+/// region (`IORING_REGISTER_MEM_REGION`, 6.13+) in kernel memory (a new
+/// ring's would be mapped where the kernel chooses) or whose memory the
+/// image does not place, NAPI with static tracking and listed ids (the
+/// ids the program added are not captured).
 fn check_settings(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
     let settings = &ring.settings;
     let refuse = |what: &'static str, reason: String| CompileError::CannotRestore {
@@ -737,13 +738,28 @@ fn check_settings(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
         reason,
     };
     if let Some(len) = settings.wait_region_len {
-        return Err(refuse(
-            "registered wait region",
-            format!(
-                "a wait region of {len} bytes (IORING_REGISTER_MEM_REGION with \
-                 IORING_MEM_REGION_REG_WAIT_ARG) is recorded, but its memory is not captured"
-            ),
-        ));
+        let why = if settings.wait_region_kernel_memory {
+            Some(
+                "is in kernel memory, which a new ring's region would place where the kernel \
+                 chooses, not where the program had it",
+            )
+        } else if settings.wait_region_addr.is_none() {
+            Some(
+                "is in memory of the program the image does not place (an image before version 5, \
+                 or memory the dump did not find)",
+            )
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(refuse(
+                "registered wait region",
+                format!(
+                    "a wait region of {len} bytes (IORING_REGISTER_MEM_REGION with \
+                     IORING_MEM_REGION_REG_WAIT_ARG) {why}"
+                ),
+            ));
+        }
     }
     if let Some(napi) = settings.napi {
         if napi.tracking == NapiTracking::Static && napi.ids_listed {

@@ -182,10 +182,17 @@ pub enum Op {
     /// (after its file table, which resets the range),
     /// `IORING_REGISTER_IOWQ_MAX_WORKERS`, `IORING_REGISTER_NAPI`.
     RegisterSettings(RegisterSettings),
-    /// `IORING_REGISTER_ENABLE_RINGS`: after every registration and queued
-    /// SQE of the ring (once enabled, its restrictions apply to
-    /// registrations too, and an SQ thread starts); only for a ring the
-    /// image recorded enabled.
+    /// `IORING_REGISTER_MEM_REGION` with `IORING_MEM_REGION_REG_WAIT_ARG`:
+    /// the ring's wait region on the program's memory at its recorded
+    /// address, right after `setup_ring` (the kernel takes one only while
+    /// the ring is `R_DISABLED`, which the planner adds).
+    RegisterWaitRegion(RegisterWaitRegion),
+    /// `IORING_REGISTER_ENABLE_RINGS`: only for a ring the image recorded
+    /// enabled and the planner set up disabled. For restrictions, after
+    /// every registration and queued SQE of the ring (once enabled, its
+    /// restrictions apply to registrations too, and an SQ thread starts);
+    /// for a wait region alone, right after it, before anything else is
+    /// done to the ring.
     EnableRings(EnableRings),
     /// Map memory at a ring's recorded addresses (`MAP_FIXED_NOREPLACE`)
     /// for its `setup_ring` to be created on (`IORING_SETUP_NO_MMAP`).
@@ -230,6 +237,7 @@ impl Op {
             Op::RegisterRingFd(_) => "register_ring_fd",
             Op::RegisterRestrictions(_) => "register_restrictions",
             Op::RegisterSettings(_) => "register_settings",
+            Op::RegisterWaitRegion(_) => "register_wait_region",
             Op::EnableRings(_) => "enable_rings",
             Op::PlaceRingMemory(_) => "place_ring_memory",
             Op::RestoreCompletions(_) => "restore_completions",
@@ -612,6 +620,23 @@ pub struct RegisterSettings {
     /// reader that does not know the key ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iowq_affinity: Option<ringplan_image::IowqAffinity>,
+}
+
+/// Parameters of `register_wait_region`: one
+/// `IORING_REGISTER_MEM_REGION` of `len` bytes of the program's memory at
+/// `addr` (`IORING_MEM_REGION_TYPE_USER`), with
+/// `IORING_MEM_REGION_REG_WAIT_ARG`. The wait arguments in it are the
+/// program's memory: a restore into the program uses that memory as it
+/// is; where nothing is mapped there (a restore into the executor's own
+/// process, or a process without it), the step maps fresh anonymous
+/// memory first (`MAP_FIXED_NOREPLACE`), which an undo unmaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterWaitRegion {
+    pub ring_handle: Handle,
+    /// Page-aligned, in user space.
+    pub addr: u64,
+    /// Whole pages.
+    pub len: u64,
 }
 
 /// Parameters of `enable_rings`.

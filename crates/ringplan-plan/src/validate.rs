@@ -446,6 +446,13 @@ impl Checker<'_> {
                 self.use_ring_handle(index, step, register.ring_handle)?;
                 self.note_registration(index, step, register.ring_handle, false)?;
             }
+            Op::RegisterWaitRegion(register) => {
+                if let Some(problem) = wait_region_problem(register) {
+                    return Err(bad(problem));
+                }
+                self.use_ring_handle(index, step, register.ring_handle)?;
+                self.note_registration(index, step, register.ring_handle, false)?;
+            }
             Op::EnableRings(enable) => self.use_ring_handle(index, step, enable.ring_handle)?,
             Op::RegisterRingFd(register) => {
                 use ringplan_kernel::abi::ring_fd::REGISTERED_RING_FD_SLOTS;
@@ -810,6 +817,7 @@ impl Checker<'_> {
             | Op::RegisterPersonalities(_)
             | Op::RegisterRestrictions(_)
             | Op::RegisterSettings(_)
+            | Op::RegisterWaitRegion(_)
             | Op::RegisterRingFd(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => {
@@ -1156,6 +1164,26 @@ pub(crate) fn restrictions_problem(restrictions: &ringplan_image::Restrictions) 
     }
     let flags = restrictions.sqe_flags_allowed | restrictions.sqe_flags_required;
     (flags & !SQE_FLAGS_MASK != 0).then(|| format!("SQE flags {flags:#x} are not IOSQE_* flags"))
+}
+
+/// What is wrong with a `register_wait_region` step's operands: memory
+/// the kernel does not register (not whole pages, none, or past user
+/// space).
+fn wait_region_problem(register: &RegisterWaitRegion) -> Option<String> {
+    use ringplan_kernel::abi::linux::PAGE_SIZE;
+    let (addr, len) = (register.addr, register.len);
+    if addr == 0 || len == 0 || addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        return Some(format!(
+            "{len} bytes at {addr:#x} are not whole pages, which the kernel requires"
+        ));
+    }
+    if addr
+        .checked_add(len)
+        .is_none_or(|end| end > USER_ADDRESS_LIMIT)
+    {
+        return Some(format!("{len} bytes at {addr:#x} leave user space"));
+    }
+    None
 }
 
 /// What is wrong with a `register_settings` step's operands: nothing to

@@ -27,6 +27,7 @@ fn all_scenarios() -> Vec<(&'static str, Image)> {
         ("pbuf", scenarios::pbuf()),
         ("restricted", scenarios::restricted()),
         ("settings", scenarios::settings()),
+        ("wait_regions", scenarios::wait_regions()),
         ("ring_fds", scenarios::ring_fds()),
     ]
 }
@@ -181,7 +182,18 @@ fn steps_run_in_phase_order() {
     // queued SQEs; closes anywhere after their users.
     for (name, image) in all_scenarios() {
         let plan = plan_of(name, &image);
+        // A ring enabled for its restrictions is enabled last; one set up
+        // disabled for its wait region alone, among the build steps.
+        let restricted: Vec<_> = plan
+            .steps
+            .iter()
+            .filter_map(|step| match &step.op {
+                Op::RegisterRestrictions(register) => Some(register.ring_handle),
+                _ => None,
+            })
+            .collect();
         let phase = |op: &Op| match op {
+            Op::EnableRings(enable) if !restricted.contains(&enable.ring_handle) => Some(0),
             Op::CreateEventfd(_)
             | Op::OpenFile(_)
             | Op::ExternalInput(_)
@@ -192,6 +204,7 @@ fn steps_run_in_phase_order() {
             | Op::RegisterPersonalities(_)
             | Op::RegisterRestrictions(_)
             | Op::RegisterSettings(_)
+            | Op::RegisterWaitRegion(_)
             | Op::RegisterRingFd(_)
             | Op::PlaceRingMemory(_)
             | Op::RestoreCompletions(_) => Some(0),

@@ -549,10 +549,18 @@ fn settings_a_restore_cannot_bring_back_are_refused() {
     let mut ring = plain_ring(4);
     ring.settings.wait_region_len = Some(4096);
     assert_eq!(
+        message(&one_ring(ring.clone())),
+        "ring #1: its registered wait region cannot be restored: a wait region of 4096 bytes \
+         (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is in memory of the program \
+         the image does not place (an image before version 5, or memory the dump did not find)"
+    );
+    ring.settings.wait_region_addr = Some(0x7f00_0000_0000);
+    ring.settings.wait_region_kernel_memory = true;
+    assert_eq!(
         message(&one_ring(ring)),
         "ring #1: its registered wait region cannot be restored: a wait region of 4096 bytes \
-         (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is recorded, but its memory \
-         is not captured"
+         (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is in kernel memory, which a \
+         new ring's region would place where the kernel chooses, not where the program had it"
     );
     let napi = |tracking, ids_listed| {
         let mut ring = plain_ring(4);

@@ -713,6 +713,61 @@ pub fn restricted() -> Image {
     ])
 }
 
+/// Registered wait regions (`IORING_REGISTER_MEM_REGION`) on three rings:
+/// a `SINGLE_ISSUER` ring restored where the program left it, with an
+/// eventfd and a file table (set up disabled, its region registered and
+/// the ring enabled at once, before its positions move and anything else
+/// is registered); one with restrictions too (enabled after every
+/// registration, as restrictions want); one recorded still disabled
+/// (never enabled).
+pub fn wait_regions() -> Image {
+    let region = |addr: u64| RingSettings {
+        wait_region_len: Some(0x1000),
+        wait_region_addr: Some(addr),
+        ..RingSettings::default()
+    };
+    let flags = SetupFlags::SINGLE_ISSUER.bits();
+    let mut moving = plain_ring(8);
+    moving.setup.flags = Some(flags);
+    moving.mappings = page_mappings(&[
+        (RingRegion::SqRing, 0x7f00_0000_0000),
+        (RingRegion::Sqes, 0x7f00_0001_0000),
+    ]);
+    let mut state = ring_state(flags, 8, 40);
+    state.owner_tid = Some(4321);
+    moving.state = Some(Box::new(state));
+    moving.eventfd = Some(RingEventfd {
+        object: ObjectId(4),
+        is_async: false,
+    });
+    moving.files = slots(&[Some(5)]);
+    moving.settings = region(0x7f00_0002_0000);
+
+    let mut restricted = plain_ring(4);
+    restricted.restrictions = Some(Restrictions {
+        register_ops: vec![2],
+        sqe_ops: vec![0],
+        sqe_flags_allowed: 0,
+        sqe_flags_required: 0,
+    });
+    restricted.settings = region(0x7f00_0003_0000);
+
+    let mut disabled = plain_ring(4);
+    disabled.setup.flags = Some(SetupFlags::R_DISABLED.bits());
+    disabled.settings = region(0x7f00_0004_0000);
+    image(vec![
+        ring_object(1, cloexec_fds(&[6]), moving),
+        ring_object(2, cloexec_fds(&[7]), restricted),
+        ring_object(3, cloexec_fds(&[8]), disabled),
+        eventfd_object(4, Vec::new(), 0, false, false),
+        file_object(
+            5,
+            fds(&[9]),
+            path_file("/tmp/data", FileType::Regular, 0o2, 0),
+        ),
+    ])
+}
+
 /// The registered settings of the `settings` scenario (`plan app
 /// settings`): a plain ring with a sparse file table registered with
 /// tags, a file allocation range, io-wq limits, NAPI, and buffers with a
@@ -758,6 +813,8 @@ pub fn settings() -> Image {
             tag: 0x2001,
         }],
         wait_region_len: None,
+        wait_region_addr: None,
+        wait_region_kernel_memory: false,
         iowq_affinity: None,
     };
     image(vec![

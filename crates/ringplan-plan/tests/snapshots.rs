@@ -299,6 +299,56 @@ fn restrictions_come_while_disabled_and_enabling_after_every_registration() {
 }
 
 #[test]
+fn wait_regions_text() {
+    assert_snapshot!(text(&scenarios::wait_regions()));
+}
+
+/// A wait region is registered right after its ring's setup, which is
+/// disabled for it; a ring disabled for it alone is enabled at once, in
+/// its owner thread, before its positions move and before anything else
+/// is registered; one with restrictions is enabled after every
+/// registration; one recorded disabled stays so.
+#[test]
+fn wait_regions_come_while_disabled() {
+    use ringplan_plan::Op;
+    let plan = compile(&scenarios::wait_regions()).expect("the wait region scenario plans");
+    let position = |name: &str, ring: u32| {
+        plan.steps.iter().position(|step| {
+            step.op.name() == name && step.object == Some(ringplan_image::ObjectId(ring))
+        })
+    };
+    let at = |name: &str, ring: u32| {
+        position(name, ring).unwrap_or_else(|| panic!("no {name} step for #{ring}"))
+    };
+    for ring in [1, 2, 3] {
+        let Op::SetupRing(setup) = &plan.steps[at("setup_ring", ring)].op else {
+            panic!("setup_ring");
+        };
+        assert_ne!(
+            setup.flags & ringplan_image::SetupFlags::R_DISABLED.bits(),
+            0,
+            "#{ring} is set up disabled"
+        );
+        let register = at("register_wait_region", ring);
+        assert!(plan.steps[register]
+            .after
+            .contains(&(at("setup_ring", ring) as u32)));
+        if let Some(enable) = position("enable_rings", ring) {
+            assert!(plan.steps[enable].after.contains(&(register as u32)));
+        }
+    }
+    let enable = at("enable_rings", 1);
+    for after in ["restore_completions", "register_eventfd", "register_files"] {
+        let after = at(after, 1);
+        assert!(enable < after);
+        assert!(plan.steps[after].after.contains(&(enable as u32)));
+    }
+    let enable = at("enable_rings", 2);
+    assert!(at("register_restrictions", 2) < enable);
+    assert_eq!(position("enable_rings", 3), None);
+}
+
+#[test]
 fn settings_text() {
     assert_snapshot!(text(&scenarios::settings()));
 }

@@ -182,7 +182,8 @@ pub enum Scenario {
     /// one page of its own memory registered
     /// (`IORING_REGISTER_MEM_REGION` with `IORING_MEM_REGION_REG_WAIT_ARG`,
     /// 6.13+; said in `wait_region_missing` otherwise), then enabled: a
-    /// dump records it and a restore refuses it.
+    /// dump records its length and address, and a restore registers it
+    /// again on the same memory.
     WaitRegion,
     /// A bit of everything:
     /// - ring A: `SQPOLL` (no `SQ_AFF`), 8 entries, idle 2000 ms, and a

@@ -30,7 +30,11 @@ pub(crate) fn describe(settings: &ScenarioSettings) -> Value {
         "napi_missing": settings.napi_missing,
         "file_tags": tags(&settings.file_tags),
         "buffer_tags": tags(&settings.buffer_tags),
-        "wait_region": settings.wait_region.as_ref().map(|memory| json!({"len": memory.len})),
+        "wait_region": settings.wait_region.as_ref().map(|memory| json!({
+            "len": memory.len,
+            "addr": memory.addr,
+            "kernel_memory": false,
+        })),
         "wait_region_missing": settings.wait_region_missing,
         "iowq_affinity": settings.iowq_affinity.as_ref().map(|(cpus, tid)| json!({"cpus": cpus, "tid": tid})),
         "iowq_affinity_missing": settings.iowq_affinity_missing,

@@ -29,7 +29,7 @@ use super::requests::{Planned, Request, Want};
 use crate::raw::{
     Known, PbufMemory, PendingRequest, RawBufferGroups, RawEventfd, RawFdEntry, RawFile,
     RawFileRole, RawInFlight, RawLegacyGroup, RawPbufRing, RawRing, RawRingEventfd, RawRingState,
-    RawState, UserMemory,
+    RawState, RawWaitRegion, UserMemory,
 };
 
 /// The `f_op` of io_uring and eventfd files.
@@ -725,13 +725,17 @@ impl Reading {
             .any(|ring| ring.header.flags & SetupFlags::NO_MMAP.bits() != 0)
     }
 
-    /// Whether a ring has a buffer ring (its memory is then looked for by
-    /// page frame number too).
+    /// Whether a ring has a buffer ring or a registered wait region (their
+    /// memory is then looked for by page frame number too).
     pub(super) fn has_pbuf_ring(&self) -> bool {
         self.rings.values().any(|ring| {
             ring.pbuf_groups
                 .iter()
                 .any(|group| group.is_some_and(|group| group.is_ring))
+                || ring
+                    .header
+                    .settings
+                    .is_some_and(|words| words.wait_region_size > 0)
         })
     }
 
@@ -766,6 +770,7 @@ impl Reading {
                     None
                 };
                 let settings = settings_of(&header, &facts);
+                let wait_region = wait_region_of(&header, frames.as_ref());
                 let buffer_groups = buffer_groups_of(&header, &facts, frames.as_ref());
                 let personalities = personalities_of(&header, facts.personalities);
                 if let Known::Known(groups) = &buffer_groups {
@@ -789,6 +794,7 @@ impl Reading {
                 };
                 let ring = RawRing {
                     settings,
+                    wait_region,
                     registered_ring_fds,
                     buffer_groups,
                     personalities,
@@ -906,9 +912,40 @@ fn settings_of(header: &RingRecord, facts: &RingFacts) -> Known<RingSettings> {
         buffer_tags: tags(&facts.buffer_tags),
         wait_region_len: (has(bits::WAIT_REGION_KNOWN) && words.wait_region_size > 0)
             .then_some(words.wait_region_size),
+        // Where its memory is comes from the page lookup (`RawRing::wait_region`).
+        wait_region_addr: None,
+        wait_region_kernel_memory: false,
         iowq_affinity: (has(bits::IOWQ_AFFINITY_KNOWN) && words.iowq_tid != 0)
             .then(|| iowq_affinity_of(&words.iowq_cpus, words.iowq_tid, has(bits::IOWQ_SQ_THREAD)))
             .flatten(),
+    })
+}
+
+/// Where a registered wait region's memory is, as a page frame number to
+/// look up (the kernel keeps the pinned pages, not the address the
+/// program gave); `None` without one.
+fn wait_region_of(
+    header: &RingRecord,
+    frames: Option<&Result<PageFrames, String>>,
+) -> Option<RawWaitRegion> {
+    let words = header.settings?;
+    if words.wait_region_size == 0 {
+        return None;
+    }
+    let memory = match (frames, words.wait_region_page) {
+        (_, 0) => PbufMemory::Unknown("the kernel did not show the region's pages".to_owned()),
+        (Some(Ok(frames)), page) => match frames.frame_of(page) {
+            Some(frame) => PbufMemory::Frame(frame),
+            None => PbufMemory::Unknown(
+                "the kernel did not show the region's pages where the dumper looks".to_owned(),
+            ),
+        },
+        (Some(Err(why)), _) => PbufMemory::Unknown(why.clone()),
+        (None, _) => PbufMemory::Unknown("not looked for".to_owned()),
+    };
+    Some(RawWaitRegion {
+        memory,
+        kernel_memory: words.bits & super::records::settings_bits::WAIT_REGION_USER == 0,
     })
 }
 

@@ -73,6 +73,7 @@ pub(crate) mod settings_bits {
     pub(crate) const TAGS_KNOWN: u32 = rp_settings::RP_SETTINGS_TAGS_KNOWN.0;
     pub(crate) const IOWQ_AFFINITY_KNOWN: u32 = rp_settings::RP_SETTINGS_IOWQ_AFFINITY_KNOWN.0;
     pub(crate) const IOWQ_SQ_THREAD: u32 = rp_settings::RP_SETTINGS_IOWQ_SQ_THREAD.0;
+    pub(crate) const WAIT_REGION_USER: u32 = rp_settings::RP_SETTINGS_WAIT_REGION_USER.0;
 }
 const KIND_THREAD: u32 = records_h::rp_record_kind::RP_RECORD_THREAD.0;
 const KIND_RING_FD: u32 = records_h::rp_record_kind::RP_RECORD_RING_FD.0;
@@ -411,6 +412,8 @@ pub(crate) struct SettingsWords {
     pub iowq_cpus: [u64; 4],
     /// The thread whose io-wq the ring's work goes to; 0: none has one.
     pub iowq_tid: u32,
+    /// The `struct page` of the wait region's first page (0: not read).
+    pub wait_region_page: u64,
     /// [`settings_bits`].
     pub bits: u32,
 }
@@ -922,6 +925,7 @@ impl RingRecord {
                 wait_region_size: raw.wait_region_size,
                 iowq_cpus: raw.iowq_cpus,
                 iowq_tid: raw.iowq_tid,
+                wait_region_page: raw.wait_region_page,
                 bits: raw.settings,
             }),
         })

@@ -199,6 +199,7 @@ impl StateBuilder {
             buffer_groups: Known::Unknown,
             settings: Known::Unknown,
             registered_ring_fds: Known::Unknown,
+            wait_region: None,
         }
     }
 }

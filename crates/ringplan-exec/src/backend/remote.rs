@@ -180,6 +180,10 @@ impl Backend for RemoteBackend<'_> {
         fd.0
     }
 
+    fn process(&self) -> Process {
+        Process::Pid(self.process.pid())
+    }
+
     fn adopt(&mut self, _fd: OwnedFd) -> Result<RemoteFd, Errno> {
         // Passing an fd of this process into another needs a unix socket
         // inside the target; preflight refuses supplied inputs until then.
@@ -381,6 +385,43 @@ impl Backend for RemoteBackend<'_> {
             )
         })?;
         u32::try_from(returned).map_err(|_| Errno::RANGE)
+    }
+
+    fn io_uring_register_wait_region(
+        &mut self,
+        ring: RawFd,
+        addr: u64,
+        len: u64,
+    ) -> Result<(), Errno> {
+        use ringplan_kernel::abi::settings::{
+            mem_region_reg, user_region_desc, IORING_MEM_REGION_REG_WAIT_ARG,
+            IORING_REGISTER_MEM_REGION, MEM_REGION_REG_SIZE,
+        };
+        // The reg, then the desc, in one placement; the reg's pointer is
+        // written once the placement's address is known.
+        let mut bytes = vec![0u8; MEM_REGION_REG_SIZE];
+        bytes.extend_from_slice(&user_region_desc(addr, len));
+        self.with_memory(&bytes, 0, |this, placed| {
+            let reg = mem_region_reg(
+                placed + MEM_REGION_REG_SIZE as u64,
+                u64::from(IORING_MEM_REGION_REG_WAIT_ARG),
+            );
+            this.process
+                .write_memory(placed, &reg)
+                .map_err(|error| this.broke(error))?;
+            this.call(
+                libc::SYS_io_uring_register,
+                [
+                    ring as u64,
+                    u64::from(IORING_REGISTER_MEM_REGION),
+                    placed,
+                    1,
+                    0,
+                    0,
+                ],
+            )
+        })?;
+        Ok(())
     }
 
     fn fcntl_dupfd_cloexec(&mut self, fd: RawFd, floor: RawFd) -> Result<RemoteFd, Errno> {

@@ -331,6 +331,12 @@ impl<B: Backend> ContinuousRing<B> {
         Ok((fd, view, layout, params, rings_addr))
     }
 
+    /// The ring was enabled (`IORING_REGISTER_ENABLE_RINGS`): NOPs and
+    /// messages may now move its positions.
+    pub(crate) fn mark_enabled(&mut self) {
+        self.flags.remove(SetupFlags::R_DISABLED);
+    }
+
     /// The ring's fd number, in the process that keeps it.
     pub(crate) fn fd_number(&self) -> RawFd {
         B::number(&self.fd)

@@ -116,6 +116,24 @@ pub(super) fn ask_sq_iowq_affinity(needed: bool) -> Result<(), ExecError> {
     Ok(())
 }
 
+/// Refuses a plan that registers a wait region on a kernel without them
+/// (before 6.13: `IORING_REGISTER_MEM_REGION` is unknown).
+pub(super) fn ask_wait_regions(needed: bool) -> Result<(), ExecError> {
+    if !needed {
+        return Ok(());
+    }
+    let unsupported = |errno| ExecError::KernelUnsupported {
+        what: "IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG (Linux 6.13+)"
+            .to_owned(),
+        errno,
+    };
+    match ringplan_kernel::probe::has_wait_regions() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(unsupported(Errno::INVAL)),
+        Err(errno) => Err(unsupported(errno)),
+    }
+}
+
 /// The throwaway base ring, set up with `base_flags` (never SQPOLL or
 /// ATTACH_WQ), and the kernel's features it reports.
 fn base_ring(base_flags: u32) -> Result<(std::os::fd::OwnedFd, IoringFeatureFlags), ExecError> {

@@ -165,6 +165,7 @@ pub(crate) fn preflight_in(
     let features = kernel::ask_kernel(&needs.flag_sets, needs.uses_async_eventfd)?;
     kernel::ask_napi(needs.napi_tracking)?;
     kernel::ask_sq_iowq_affinity(needs.sq_iowq_affinity)?;
+    kernel::ask_wait_regions(needs.wait_region)?;
     Ok(PreflightReport {
         needed_fds: plan.needed_fds.clone(),
         fd_limit_needed: needed,

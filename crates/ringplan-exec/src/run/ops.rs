@@ -9,7 +9,7 @@ use ringplan_image::{FileType, ObjectId, SetupFlags};
 use ringplan_plan::{
     CloseFd, CreateEventfd, EnableRings, ExternalInput, InstallFd, OpenFile, RegisterBuffers,
     RegisterEventfd, RegisterFiles, RegisterPbufRing, RegisterPersonalities, RegisterRestrictions,
-    RegisterRingFd, RegisterSettings, SetupRing,
+    RegisterRingFd, RegisterSettings, RegisterWaitRegion, SetupRing,
 };
 use rustix::event::EventfdFlags;
 use rustix::fs::{Mode, OFlags};
@@ -18,7 +18,7 @@ use rustix::io_uring::{io_uring_params, IoringRegisterOp, IoringSetupFlags};
 
 use super::{fail, Failure, Run, TypeChanged};
 use crate::backend::Backend;
-use crate::memory::BarrierMemory;
+use crate::memory::{program_memory_at, BarrierMemory};
 use crate::reopen;
 use crate::Substitution;
 
@@ -573,13 +573,77 @@ impl<B: Backend> Run<'_, B> {
     }
 
     /// `enable_rings`: `IORING_REGISTER_ENABLE_RINGS` (in the ring's
-    /// recorded owner thread for `SINGLE_ISSUER`: enabling binds it).
-    pub(super) fn enable_rings(&mut self, enable: &EnableRings) -> Result<(), Failure> {
+    /// recorded owner thread for `SINGLE_ISSUER`: enabling binds it, and
+    /// the ring's later steps run there). A continuous ring may then have
+    /// its positions moved; its report names its owner now.
+    pub(super) fn enable_rings(
+        &mut self,
+        object: Option<ObjectId>,
+        enable: &EnableRings,
+    ) -> Result<(), Failure> {
         let ring = self.handle(enable.ring_handle)?;
         self.backend
             .io_uring_register(ring, IoringRegisterOp::RegisterEnableRings, &[], 0)
-            .map(drop)
-            .map_err(fail("IORING_REGISTER_ENABLE_RINGS"))
+            .map_err(fail("IORING_REGISTER_ENABLE_RINGS"))?;
+        let index = enable.ring_handle.0 as usize;
+        let owned = self.plan.steps.get(index).and_then(|step| match &step.op {
+            ringplan_plan::Op::SetupRing(setup)
+                if setup.flags & SetupFlags::SINGLE_ISSUER.bits() != 0 =>
+            {
+                Some(setup.owner_tid)
+            }
+            _ => None,
+        });
+        if let Some(recorded_tid) = owned {
+            let tid = self.backend.current_thread();
+            self.owners.insert(index, tid);
+            if let Some(report) = self
+                .continuous_rings
+                .iter_mut()
+                .find(|report| Some(report.ring) == object)
+            {
+                report.owner = Some(crate::RingOwner { tid, recorded_tid });
+            }
+        }
+        if let Some(ring) = self.rings.get_mut(&index) {
+            ring.mark_enabled();
+        }
+        Ok(())
+    }
+
+    /// `register_wait_region`: the program's memory at the region's range
+    /// (see [`program_memory_at`]: a range the step maps goes with the ring
+    /// regions, unmapped by an undo after the ring is closed), then
+    /// `IORING_REGISTER_MEM_REGION` with `IORING_MEM_REGION_REG_WAIT_ARG`
+    /// on the ring, still disabled.
+    pub(super) fn register_wait_region(
+        &mut self,
+        register: &RegisterWaitRegion,
+    ) -> Result<(), Failure> {
+        let ring = self.handle(register.ring_handle)?;
+        let bad = || Failure {
+            call: "register_wait_region",
+            errno: Errno::INVAL,
+        };
+        let end = register.addr.checked_add(register.len).ok_or_else(bad)?;
+        let range = (
+            usize::try_from(register.addr).map_err(|_| bad())?,
+            usize::try_from(register.len).map_err(|_| bad())?,
+        );
+        match program_memory_at(self.backend, register.addr, end) {
+            Ok(true) => self.ring_regions.push(range),
+            Ok(false) => {}
+            Err(error) => {
+                self.memory_error = Some(error);
+                return Err(Failure {
+                    call: "the wait region's memory",
+                    errno: Errno::FAULT,
+                });
+            }
+        }
+        self.backend
+            .io_uring_register_wait_region(ring, register.addr, register.len)
+            .map_err(fail("IORING_REGISTER_MEM_REGION"))
     }
 
     /// `memory_barrier`: the task's memory is put in place. Its error is

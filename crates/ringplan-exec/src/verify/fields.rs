@@ -270,7 +270,18 @@ impl<'a> FieldComparison<'a> {
         }
         differ.differ_if_not_equal("file tags", &want.file_tags, &have.file_tags);
         differ.differ_if_not_equal("buffer tags", &want.buffer_tags, &have.buffer_tags);
-        differ.differ_if_not_equal("wait region", &want.wait_region_len, &have.wait_region_len);
+        // The wait region: its length, and where the program has it (the
+        // restored region is the same memory, the program's own).
+        let wait_region_of = |settings: &ringplan_image::RingSettings| {
+            settings.wait_region_len.map(|len| {
+                (
+                    len,
+                    settings.wait_region_addr,
+                    settings.wait_region_kernel_memory,
+                )
+            })
+        };
+        differ.differ_if_not_equal("wait region", &wait_region_of(want), &wait_region_of(have));
         // The io-wq affinity: its CPUs and whether it is the SQ thread's.
         // Restored in this process it is the calling thread's, not the
         // recorded one: a note, as for registered ring fds.

@@ -169,6 +169,19 @@ impl GraphBuilder<'_> {
                     iowq_affinity: settings.iowq_affinity,
                 })
             }
+            NodeKind::RegisterWaitRegion(index) => {
+                let settings = ring_at(analysis.image, index).map(|ring| &ring.settings);
+                Op::RegisterWaitRegion(RegisterWaitRegion {
+                    ring_handle: ring_handle(index),
+                    // The analysis refused a region without an address.
+                    addr: settings
+                        .and_then(|settings| settings.wait_region_addr)
+                        .unwrap_or(0),
+                    len: settings
+                        .and_then(|settings| settings.wait_region_len)
+                        .unwrap_or(0),
+                })
+            }
             NodeKind::EnableRings(index) => Op::EnableRings(EnableRings {
                 ring_handle: ring_handle(index),
             }),
@@ -246,14 +259,15 @@ impl GraphBuilder<'_> {
                     let place = self.place_memory_nodes[index];
                     (place != u32::MAX).then(|| handle_of(place).0)
                 });
-                // Restrictions are registered only while a ring is
-                // R_DISABLED: one recorded enabled is set up disabled and
-                // enabled by its `enable_rings` step.
-                let disabled = if ring.restrictions.is_some() {
-                    ringplan_image::SetupFlags::R_DISABLED.bits()
-                } else {
-                    0
-                };
+                // Restrictions and a wait region are registered only
+                // while a ring is R_DISABLED: one recorded enabled is set
+                // up disabled and enabled by its `enable_rings` step.
+                let disabled =
+                    if ring.restrictions.is_some() || ring.settings.wait_region_len.is_some() {
+                        ringplan_image::SetupFlags::R_DISABLED.bits()
+                    } else {
+                        0
+                    };
                 Op::SetupRing(SetupRing {
                     // Analysis refused rings with unknown flags.
                     flags: setup.flags.unwrap_or(0) | disabled,

@@ -45,22 +45,27 @@ pub(super) mod rank {
     pub const TEMPORARY_RING: u8 = 0;
     pub const PLACE_MEMORY: u8 = 1;
     pub const SETUP_RING: u8 = 2;
+    /// While the ring is still disabled, as the kernel requires.
+    pub const REGISTER_WAIT_REGION: u8 = 3;
+    /// A ring set up disabled for its wait region alone is enabled at once:
+    /// `restore_completions` needs it enabled.
+    pub const ENABLE_AFTER_WAIT_REGION: u8 = 4;
     /// Before the eventfd is registered: a NOP's completion would count on
     /// it.
-    pub const RESTORE_COMPLETIONS: u8 = 3;
-    pub const CREATE_EVENTFD: u8 = 4;
-    pub const OPEN_FILE: u8 = 5;
-    pub const REGISTER_EVENTFD: u8 = 6;
-    pub const REGISTER_FILES: u8 = 7;
-    pub const REGISTER_PERSONALITIES: u8 = 8;
-    pub const REGISTER_RESTRICTIONS: u8 = 9;
+    pub const RESTORE_COMPLETIONS: u8 = 5;
+    pub const CREATE_EVENTFD: u8 = 6;
+    pub const OPEN_FILE: u8 = 7;
+    pub const REGISTER_EVENTFD: u8 = 8;
+    pub const REGISTER_FILES: u8 = 9;
+    pub const REGISTER_PERSONALITIES: u8 = 10;
+    pub const REGISTER_RESTRICTIONS: u8 = 11;
     /// After the file table: registering one resets the allocation range.
-    pub const REGISTER_SETTINGS: u8 = 10;
+    pub const REGISTER_SETTINGS: u8 = 12;
     /// After the settings, in slot order.
-    pub const REGISTER_RING_FDS: u8 = 11;
-    pub const CLOSE_TEMPORARY_RING: u8 = 12;
-    pub const CLOSE: u8 = 13;
-    pub const COUNT: usize = 14;
+    pub const REGISTER_RING_FDS: u8 = 13;
+    pub const CLOSE_TEMPORARY_RING: u8 = 14;
+    pub const CLOSE: u8 = 15;
+    pub const COUNT: usize = 16;
 }
 
 /// `(phase, unit, rank, sub, node)` packed into one integer, smallest
@@ -95,6 +100,7 @@ pub(super) enum NodeKind {
     },
     RegisterRestrictions(u32),
     RegisterSettings(u32),
+    RegisterWaitRegion(u32),
     /// A ring's registered ring-fd slot: the ring's object index and the
     /// slot's index in its `registered_ring_fds`.
     RegisterRingFd {
@@ -140,7 +146,7 @@ fn estimate_sizes(analysis: &Analysis<'_>) -> (usize, usize) {
     let fds = analysis.needed_fds.len();
     let rings = analysis.rings.len();
     let temporaries = analysis.temporaries.len();
-    let nodes = 1 + 2 * objects + fds + 7 * rings + 2 * temporaries + analysis.ring_fd_slot_count;
+    let nodes = 1 + 2 * objects + fds + 9 * rings + 2 * temporaries + analysis.ring_fd_slot_count;
     let edges = objects + 2 * fds + 20 * rings + 2 * analysis.file_slot_count + temporaries;
     (nodes, edges)
 }
@@ -167,6 +173,12 @@ pub(super) struct GraphBuilder<'a> {
     register_settings_nodes: Vec<u32>,
     /// Per ring, its register_ring_fd nodes (one per slot).
     register_ring_fd_nodes: Vec<Vec<u32>>,
+    /// Per ring with a wait region: its register_wait_region node, and the
+    /// enable_rings right after it when nothing else keeps the ring
+    /// disabled (or [`NO_NODE`]).
+    register_wait_region_nodes: Vec<u32>,
+    early_enable_nodes: Vec<u32>,
+    /// Per ring enabled after everything done to it (restrictions).
     enable_nodes: Vec<u32>,
     /// Per ring restored continuously: its place_ring_memory,
     /// restore_completions and queue_sqes nodes (or [`NO_NODE`]).
@@ -204,6 +216,8 @@ impl<'a> GraphBuilder<'a> {
             register_restrictions_nodes: vec![NO_NODE; object_count],
             register_settings_nodes: vec![NO_NODE; object_count],
             register_ring_fd_nodes: vec![Vec::new(); object_count],
+            register_wait_region_nodes: vec![NO_NODE; object_count],
+            early_enable_nodes: vec![NO_NODE; object_count],
             enable_nodes: vec![NO_NODE; object_count],
             place_memory_nodes: vec![NO_NODE; object_count],
             restore_completions_nodes: vec![NO_NODE; object_count],
@@ -357,6 +371,24 @@ impl<'a> GraphBuilder<'a> {
     fn add_ring_nodes(&mut self, index: usize, ring: &Ring) -> u32 {
         let object_index = index as u32;
         let continuity = self.analysis.continuity[index].as_ref();
+        if ring.settings.wait_region_len.is_some() {
+            self.register_wait_region_nodes[index] = self.add_node(
+                phase::BUILD,
+                object_index,
+                rank::REGISTER_WAIT_REGION,
+                object_index,
+                NodeKind::RegisterWaitRegion(object_index),
+            );
+            if !needs_enable(ring) && !ring.setup.has(ringplan_image::SetupFlags::R_DISABLED) {
+                self.early_enable_nodes[index] = self.add_node(
+                    phase::BUILD,
+                    object_index,
+                    rank::ENABLE_AFTER_WAIT_REGION,
+                    object_index,
+                    NodeKind::EnableRings(object_index),
+                );
+            }
+        }
         if continuity.is_some_and(|continuity| continuity.completions.is_some()) {
             self.restore_completions_nodes[index] = self.add_node(
                 phase::BUILD,
@@ -575,6 +607,7 @@ impl<'a> GraphBuilder<'a> {
             ),
         };
         self.add_continuity_edges(index, create, close);
+        self.add_wait_region_edges(index, create, close);
         if wq_setup != NO_NODE {
             // The parent's fd must be open while this ring is set up.
             self.add_edge(wq_setup, create);
@@ -698,6 +731,43 @@ impl<'a> GraphBuilder<'a> {
         }
     }
 
+    /// setup_ring -> register_wait_region -> its enable_rings (or the late
+    /// one) -> everything else done to the ring.
+    fn add_wait_region_edges(&mut self, index: usize, create: u32, close: u32) {
+        let register = self.register_wait_region_nodes[index];
+        if register == NO_NODE {
+            return;
+        }
+        self.add_edge(create, register);
+        self.add_edge(register, close);
+        let early = self.early_enable_nodes[index];
+        let late = self.enable_nodes[index];
+        if late != NO_NODE {
+            self.add_edge(register, late);
+        }
+        if early == NO_NODE {
+            return;
+        }
+        self.add_edge(create, early);
+        self.add_edge(register, early);
+        self.add_edge(early, close);
+        let after = [
+            self.restore_completions_nodes[index],
+            self.register_eventfd_nodes[index],
+            self.register_files_nodes[index],
+            self.register_personalities_nodes[index],
+            self.register_settings_nodes[index],
+        ];
+        for node in after
+            .into_iter()
+            .chain(self.register_ring_fd_nodes[index].clone())
+        {
+            if node != NO_NODE {
+                self.add_edge(early, node);
+            }
+        }
+    }
+
     /// place_ring_memory -> setup_ring -> restore_completions -> the
     /// eventfd's registration; barrier, file and buffer registrations ->
     /// queue_sqes -> the ring's close.
@@ -746,6 +816,7 @@ impl<'a> GraphBuilder<'a> {
             | NodeKind::ProvideBuffers { ring: index, .. }
             | NodeKind::RegisterRestrictions(index)
             | NodeKind::RegisterSettings(index)
+            | NodeKind::RegisterWaitRegion(index)
             | NodeKind::RegisterRingFd { ring: index, .. }
             | NodeKind::EnableRings(index)
             | NodeKind::RegisterBuffers(index)
@@ -771,7 +842,8 @@ pub(super) fn has_personalities(ring: &Ring) -> bool {
 /// Whether a ring gets an `enable_rings` step: it has restrictions, which
 /// need it set up `R_DISABLED`, and the image recorded it enabled.
 /// Whether the ring has a setting `register_settings` registers (tags go
-/// with their tables' registrations; a wait region is refused).
+/// with their tables' registrations; a wait region has a step of its
+/// own).
 pub(super) fn has_settings(ring: &Ring) -> bool {
     let settings = &ring.settings;
     settings.file_alloc_range.is_some()

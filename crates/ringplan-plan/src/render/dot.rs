@@ -144,6 +144,10 @@ fn dot_label(index: usize, step: &Step) -> String {
             format!("{} on {}", settings_summary(register), register.ring_handle)
         }
         Op::EnableRings(enable) => format!("{}", enable.ring_handle),
+        Op::RegisterWaitRegion(register) => format!(
+            "{} B at {:#x} on {}",
+            register.len, register.addr, register.ring_handle
+        ),
         Op::RegisterPbufRing(register) => format!(
             "bgid {}, {} entries at {:#x}{} on {}",
             register.bgid,
@@ -399,6 +403,7 @@ fn assign_clusters(plan: &Plan) -> Vec<Option<Cluster>> {
             | Op::RegisterRingFd(_)
             | Op::RegisterRestrictions(_)
             | Op::RegisterSettings(_)
+            | Op::RegisterWaitRegion(_)
             | Op::EnableRings(_)
             | Op::RegisterBuffers(_)
             | Op::PlaceRingMemory(_)

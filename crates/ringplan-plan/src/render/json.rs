@@ -126,6 +126,7 @@ enum JsonParameters<'a> {
     RegisterRingFd(&'a RegisterRingFd),
     RegisterRestrictions(&'a RegisterRestrictions),
     RegisterSettings(&'a RegisterSettings),
+    RegisterWaitRegion(&'a RegisterWaitRegion),
     EnableRings(&'a EnableRings),
     RegisterBuffers(&'a RegisterBuffers),
     PlaceRingMemory(&'a PlaceRingMemory),
@@ -155,6 +156,7 @@ impl<'a> JsonParameters<'a> {
             Op::RegisterRestrictions(parameters) => {
                 JsonParameters::RegisterRestrictions(parameters)
             }
+            Op::RegisterWaitRegion(parameters) => JsonParameters::RegisterWaitRegion(parameters),
             Op::EnableRings(parameters) => JsonParameters::EnableRings(parameters),
             Op::MemoryBarrier => return None,
             Op::RegisterBuffers(parameters) => JsonParameters::RegisterBuffers(parameters),

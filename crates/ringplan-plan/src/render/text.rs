@@ -230,6 +230,10 @@ fn describe_step(index: usize, step: &Step) -> String {
                 ),
             }
         ),
+        Op::RegisterWaitRegion(register) => format!(
+            "{op}{object}: IORING_REGISTER_MEM_REGION (IORING_MEM_REGION_REG_WAIT_ARG) on {}: {} B at {:#x} (the program's memory, or fresh memory where none is mapped)",
+            register.ring_handle, register.len, register.addr
+        ),
         Op::ProvideBuffers(provide) => format!(
             "{op}{object}: {} IORING_OP_PROVIDE_BUFFERS on {} into legacy group {}, {} buffers (the program's memory): {}; each SQE skips its CQE and moves the SQ head by one",
             provide.sqes.len(),

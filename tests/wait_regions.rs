@@ -1,0 +1,142 @@
+//! A registered wait region carried through a take-out:
+//! `tests/programs/wait_waiter.c` keeps the arguments of its waits in one
+//! page of its own memory, registered on its ring
+//! (`IORING_REGISTER_MEM_REGION` with `IORING_MEM_REGION_REG_WAIT_ARG`),
+//! and is taken out with `plan dump --pid P --detach` and put back with
+//! `plan exec IMAGE --pid P`; it then waits through entries it wrote
+//! before and after, and the kernel answers each as the entry says.
+//! Needs Linux 6.13 (wait regions; before, the program says so and the
+//! test stops there).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use serde_json::{json, Value};
+
+use ringplan_exec::test_hooks::ProcessState;
+
+use crate::support::{fail_at_every_step, objects_of_kind, plan_ok, scratch_dir};
+
+/// A wait_waiter that has registered its region and waits for a line;
+/// killed on drop.
+struct Waiter {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Waiter {
+    /// Started and ready, or `None` (said why) where the kernel has no
+    /// wait regions.
+    fn start() -> Option<Waiter> {
+        let mut child = Command::new(crate::support::c_program("wait_waiter"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting wait_waiter");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut waiter = Waiter { child, stdout };
+        let first = waiter.line();
+        if let Some(why) = first["unsupported"].as_str() {
+            eprintln!("skipped: {why} (wait regions are Linux 6.13+)");
+            return None;
+        }
+        assert_eq!(first["ready"], true, "{first}");
+        Some(waiter)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn line(&mut self) -> Value {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("reading wait_waiter");
+        serde_json::from_str(&line).unwrap_or_else(|error| {
+            let _ = self.child.kill();
+            let mut stderr = String::new();
+            if let Some(mut pipe) = self.child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("not a JSON line ({error}): {line:?} {stderr}")
+        })
+    }
+
+    /// Lets it wait again; its done line and exit status.
+    fn finish(mut self) -> (Value, Option<i32>) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").expect("writing go");
+        stdin.flush().expect("flushing");
+        let done = self.line();
+        let status = self.child.wait().expect("waiting for wait_waiter");
+        (done, status.code())
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The one ring's wait region as the image at `image` holds it.
+fn wait_region_of(image: &Path) -> Value {
+    let view: Value = serde_json::from_slice(&plan_ok(&[
+        "show",
+        image.to_str().expect("utf-8 path"),
+        "--objects",
+        "--format",
+        "json",
+    ]))
+    .expect("JSON view");
+    let rings = objects_of_kind(&view, "ring");
+    assert_eq!(rings.len(), 1, "{view:#}");
+    rings[0]["wait_region"].clone()
+}
+
+/// The image holds the region's page where the program has it; a
+/// put-back failed at each of its steps in turn changes nothing; after
+/// the put-back the kernel reads the program's wait arguments from the
+/// same page: the timeouts written before the take-out and after it, and
+/// the region's length.
+#[test]
+fn a_program_waiting_through_a_wait_region_is_taken_out_put_back_and_finishes() {
+    let Some(waiter) = Waiter::start() else {
+        return;
+    };
+    let dir = scratch_dir("wait-region-round-trip");
+    let image = dir.join("waiter.img");
+    let pid = waiter.pid().to_string();
+    plan_ok(&[
+        "dump",
+        "--pid",
+        &pid,
+        "--detach",
+        "-o",
+        image.to_str().expect("utf-8 path"),
+    ]);
+    let region = wait_region_of(&image);
+    assert_eq!(region["len"], 4096, "{region}");
+    assert_eq!(region["kernel_memory"], false, "{region}");
+    let addr = region["addr"].as_u64().expect("the region's address");
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    assert!(
+        maps.lines().any(|line| line
+            .split(['-', ' '])
+            .next()
+            .and_then(|start| u64::from_str_radix(start, 16).ok())
+            == Some(addr)),
+        "the region's address {addr:#x} starts a mapping of the program:\n{maps}"
+    );
+    let image = image.to_str().expect("utf-8 path");
+    let before = ProcessState::capture_of(waiter.pid());
+    fail_at_every_step(image, waiter.pid(), &[], &before, |_| {});
+    plan_ok(&["exec", image, "--pid", &pid]);
+    let (done, code) = waiter.finish();
+    assert_eq!(done, json!({"done": true, "ok": true}));
+    assert_eq!(code, Some(0));
+}
