@@ -510,6 +510,11 @@ fn check_settings(view: &Value, got: &Value, want: &Value, exact: bool, context:
     for key in ["busy_poll_us", "prefer_busy_poll", "tracking"] {
         assert_eq!(napi[key], want["napi"][key], "{context}: NAPI {key}");
     }
+    // Static tracking: the ids the scenario added, in its order.
+    if let Some(ids) = want["napi"].get("static_ids") {
+        assert_eq!(&napi["static_ids"], ids, "{context}: NAPI ids");
+        assert_eq!(napi["ids_listed"], true, "{context}: NAPI ids listed");
+    }
     // The kernel's own view of the scenario's ring.
     use ringplan_kernel::procfs::{fdinfo, Process};
     let pid = view["source"]["pid"].as_u64().expect("pid") as u32;

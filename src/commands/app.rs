@@ -8,7 +8,7 @@ pub struct AppArgs {
     /// seed, chain:N, fanout:N, files:N, closed, creator-closed:N, rings:N, mix,
     /// personalities:N, restricted, restricted-enabled, pbuf[:N],
     /// pbuf-fresh:N, pbuf-legacy, legacy-buffers:N, legacy-empty, pbuf-mmap,
-    /// settings, wait-region, shared,
+    /// settings, iowq-affinity, wait-region, napi-static, shared,
     /// shared-sqpoll (a ring shared with forked children, which the JSON
     /// line lists), tree:N (a ring kept by N forked children), children:N (no ring, N
     /// forked children: a tree to restore a tree image into), ring-fds or

@@ -311,6 +311,13 @@ pub struct RingSettings {
     /// `IORING_REGISTER_NAPI` (6.9+), when registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub napi: Option<Napi>,
+    /// With static NAPI tracking (version 5): the NAPI ids the ring lists
+    /// (`ctx->napi_list`, in the kernel's order), which the program added
+    /// with `IO_URING_NAPI_STATIC_ADD_ID`. `None`: not captured (dynamic
+    /// tracking, whose ids the kernel finds again from the sockets used;
+    /// an image before version 5; a list the dump could not read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub napi_static_ids: Option<Vec<u32>>,
     /// Non-zero tags of registered file slots (`IORING_REGISTER_FILES2`,
     /// `IORING_REGISTER_FILES_UPDATE2`), ascending slot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -401,7 +408,8 @@ pub struct Napi {
     pub tracking: NapiTracking,
     /// The ring listed NAPI instances at the dump (`ctx->napi_list`): with
     /// dynamic tracking the kernel finds them again from the sockets used;
-    /// static ones were added by id and are not recorded.
+    /// static ones were added by id, and version 5 records them
+    /// ([`RingSettings::napi_static_ids`]).
     pub ids_listed: bool,
 }
 

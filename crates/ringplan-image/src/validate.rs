@@ -383,8 +383,45 @@ fn check_settings(version: u32, id: ObjectId, ring: &Ring) -> Result<(), ImageEr
         return Err(bad_ring(id, "wait_region of 0 bytes"));
     }
     check_wait_region_memory(version, id, settings)?;
+    check_napi_static_ids(version, id, settings)?;
     if let Some(affinity) = &settings.iowq_affinity {
         check_iowq_affinity(version, id, ring, affinity)?;
+    }
+    Ok(())
+}
+
+/// NAPI ids (version 5): only with static tracking, exactly when it lists
+/// some, each once.
+fn check_napi_static_ids(
+    version: u32,
+    id: ObjectId,
+    settings: &RingSettings,
+) -> Result<(), ImageError> {
+    let Some(ids) = &settings.napi_static_ids else {
+        return Ok(());
+    };
+    if version < 5 {
+        return Err(bad_ring(
+            id,
+            format!("has napi_static_ids, which version {version} images do not have"),
+        ));
+    }
+    let listed = settings
+        .napi
+        .filter(|napi| napi.tracking == NapiTracking::Static)
+        .map(|napi| napi.ids_listed);
+    if listed != Some(!ids.is_empty()) {
+        return Err(bad_ring(
+            id,
+            "napi_static_ids without static NAPI tracking that lists them",
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(repeated) = ids.iter().find(|napi_id| !seen.insert(**napi_id)) {
+        return Err(bad_ring(
+            id,
+            format!("napi_static_ids lists NAPI id {repeated} twice"),
+        ));
     }
     Ok(())
 }

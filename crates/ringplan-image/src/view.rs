@@ -187,6 +187,7 @@ fn settings_json(settings: &RingSettings) -> serde_json::Map<String, Value> {
                 "prefer_busy_poll": napi.prefer_busy_poll,
                 "tracking": napi.tracking.name(),
                 "ids_listed": napi.ids_listed,
+                "static_ids": settings.napi_static_ids,
             }),
         );
     }
@@ -534,6 +535,10 @@ fn write_settings(out: &mut String, ring: &Ring) {
             },
             napi.tracking.name()
         ));
+        if let Some(ids) = &settings.napi_static_ids {
+            let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+            parts.push(format!("NAPI ids [{}]", ids.join(", ")));
+        }
     }
     if !settings.file_tags.is_empty() {
         parts.push(format!("{} file tags", settings.file_tags.len()));

@@ -751,6 +751,21 @@ pub mod settings {
         bytes
     }
 
+    /// `IO_URING_NAPI_STATIC_ADD_ID` (6.13): the `opcode` that adds the
+    /// NAPI id in `op_param` to a ring with static tracking. The kernel
+    /// refuses ids below `MIN_NAPI_ID` (`NR_CPUS + 1`) and ids it lists
+    /// already; it does not ask whether a device has the id.
+    pub const NAPI_STATIC_ADD_ID: u8 = 1;
+
+    /// The `struct io_uring_napi` that adds NAPI id `id`
+    /// ([`NAPI_STATIC_ADD_ID`]).
+    pub fn napi_static_add(id: u32) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        bytes[5] = NAPI_STATIC_ADD_ID;
+        bytes[8..12].copy_from_slice(&id.to_ne_bytes());
+        bytes
+    }
+
     /// `sizeof(struct io_uring_rsrc_register)`: `u32 nr; u32 flags; u64
     /// resv2; u64 data; u64 tags;`.
     pub const RSRC_REGISTER_SIZE: usize = 32;

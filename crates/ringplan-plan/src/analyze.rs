@@ -728,8 +728,8 @@ fn check_moved_heads(id: ObjectId, ring: &Ring, continuous: bool) -> Result<(), 
 /// Registered settings a restore cannot bring back: a registered wait
 /// region (`IORING_REGISTER_MEM_REGION`, 6.13+) in kernel memory (a new
 /// ring's would be mapped where the kernel chooses) or whose memory the
-/// image does not place, NAPI with static tracking and listed ids (the
-/// ids the program added are not captured).
+/// image does not place, NAPI with static tracking and listed ids the
+/// image does not have.
 fn check_settings(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
     let settings = &ring.settings;
     let refuse = |what: &'static str, reason: String| CompileError::CannotRestore {
@@ -762,11 +762,14 @@ fn check_settings(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
         }
     }
     if let Some(napi) = settings.napi {
-        if napi.tracking == NapiTracking::Static && napi.ids_listed {
+        if napi.tracking == NapiTracking::Static
+            && napi.ids_listed
+            && settings.napi_static_ids.is_none()
+        {
             return Err(refuse(
                 "NAPI settings",
                 "static NAPI tracking with NAPI ids the program added (IO_URING_NAPI_STATIC_ADD_ID), \
-                 which the image does not capture"
+                 which the image does not capture (an image before version 5, or a list the dump could not read)"
                     .to_owned(),
             ));
         }

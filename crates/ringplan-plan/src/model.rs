@@ -616,6 +616,12 @@ pub struct RegisterSettings {
     pub file_alloc_range: Option<ringplan_image::FileAllocRange>,
     pub iowq_max_workers: Option<ringplan_image::IowqMaxWorkers>,
     pub napi: Option<ringplan_image::Napi>,
+    /// With static NAPI tracking: each id added
+    /// (`IO_URING_NAPI_STATIC_ADD_ID`) after the NAPI registration, in
+    /// order (added in image version 5; left out when empty: a reader that
+    /// does not know the key ignores it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub napi_static_ids: Vec<u32>,
     /// `IORING_REGISTER_IOWQ_AFF`, last (added in image version 5; a
     /// reader that does not know the key ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1209,6 +1209,13 @@ fn settings_problem(register: &RegisterSettings) -> Option<String> {
             return Some("io-wq affinity names a CPU above 8191".to_owned());
         }
     }
+    if !register.napi_static_ids.is_empty()
+        && register
+            .napi
+            .is_none_or(|napi| napi.tracking != ringplan_image::NapiTracking::Static)
+    {
+        return Some("NAPI ids added without static NAPI tracking".to_owned());
+    }
     if let Some(limits) = register.iowq_max_workers {
         let most = i32::MAX as u32;
         if limits.bounded > most || limits.unbounded > most {
@@ -1281,6 +1288,7 @@ mod settings_tests {
             file_alloc_range: range,
             iowq_max_workers: limits,
             napi: None,
+            napi_static_ids: Vec::new(),
             iowq_affinity: None,
         };
         assert!(settings_problem(&settings(None, None)).is_some());
@@ -1300,6 +1308,7 @@ mod settings_tests {
             file_alloc_range: None,
             iowq_max_workers: None,
             napi: None,
+            napi_static_ids: Vec::new(),
             iowq_affinity: Some(ringplan_image::IowqAffinity { cpus, tid: Some(7) }),
         };
         assert_eq!(settings_problem(&affinity(vec![0, 3])), None);
@@ -1310,5 +1319,30 @@ mod settings_tests {
             .is_some_and(|problem| problem.contains("out of order")));
         assert!(settings_problem(&affinity(vec![8192]))
             .is_some_and(|problem| problem.contains("above 8191")));
+    }
+
+    #[test]
+    fn napi_ids_are_added_only_with_static_tracking() {
+        let napi = |tracking| RegisterSettings {
+            ring_handle: Handle(0),
+            file_alloc_range: None,
+            iowq_max_workers: None,
+            napi: Some(ringplan_image::Napi {
+                busy_poll_us: 10,
+                prefer_busy_poll: false,
+                tracking,
+                ids_listed: true,
+            }),
+            napi_static_ids: vec![100_000, 100_001],
+            iowq_affinity: None,
+        };
+        assert_eq!(
+            settings_problem(&napi(ringplan_image::NapiTracking::Static)),
+            None
+        );
+        assert!(
+            settings_problem(&napi(ringplan_image::NapiTracking::Dynamic))
+                .is_some_and(|problem| problem.contains("without static NAPI tracking"))
+        );
     }
 }

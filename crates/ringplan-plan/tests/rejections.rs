@@ -577,6 +577,21 @@ fn settings_a_restore_cannot_bring_back_are_refused() {
     // itself, are restored.
     assert!(compile(&napi(NapiTracking::Static, false)).is_ok());
     assert!(compile(&napi(NapiTracking::Dynamic, true)).is_ok());
+    // Static with the ids captured (version 5): added again, in order.
+    let mut image = napi(NapiTracking::Static, true);
+    if let ringplan_image::ObjectKind::Ring(ring) = &mut image.objects[0].kind {
+        ring.settings.napi_static_ids = Some(vec![100_002, 100_000]);
+    }
+    let plan = compile(&image).expect("static NAPI ids the image has are restored");
+    let added: Vec<Vec<u32>> = plan
+        .steps
+        .iter()
+        .filter_map(|step| match &step.op {
+            ringplan_plan::Op::RegisterSettings(register) => Some(register.napi_static_ids.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(added, [vec![100_002, 100_000]]);
     let mut unknown = plain_ring(4);
     unknown.unknown = vec![RingField::Settings];
     assert!(message(&one_ring(unknown)).contains("settings"));

@@ -798,6 +798,7 @@ pub fn settings() -> Image {
             tracking: NapiTracking::Dynamic,
             ids_listed: false,
         }),
+        napi_static_ids: None,
         file_tags: vec![
             SlotTag {
                 slot: 0,

@@ -68,7 +68,8 @@ pub use stop::{StopSignal, StopSignals};
 /// `creator-closed:N`, `rings:N`, `mix`, `personalities:N`, `restricted`,
 /// `restricted-enabled`, `pbuf` (`pbuf:N`), `pbuf-fresh:N`, `pbuf-legacy`,
 /// `legacy-buffers:N`, `legacy-empty`,
-/// `pbuf-mmap`, `settings`, `wait-region`, `shared`, `shared-sqpoll`,
+/// `pbuf-mmap`, `settings`, `wait-region`, `napi-static`, `iowq-affinity`,
+/// `shared`, `shared-sqpoll`,
 /// `tree:N`, `children:N`, `ring-fds`, `ring-fd-only`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scenario {
@@ -185,6 +186,12 @@ pub enum Scenario {
     /// dump records its length and address, and a restore registers it
     /// again on the same memory.
     WaitRegion,
+    /// One plain ring (8 entries) with NAPI busy polling (25 us) and
+    /// static tracking, and NAPI ids 100002, 100000 and 100001 added in
+    /// that order (`IO_URING_NAPI_STATIC_ADD_ID`, 6.13+; said in
+    /// `napi_missing` otherwise): ids no device has, which the kernel
+    /// takes all the same.
+    NapiStatic,
     /// A bit of everything:
     /// - ring A: `SQPOLL` (no `SQ_AFF`), 8 entries, idle 2000 ms, and a
     ///   `dup` of its fd (not close-on-exec);
@@ -250,6 +257,7 @@ impl Scenario {
             Scenario::RestrictedEnabled => "restricted-enabled",
             Scenario::Settings => "settings",
             Scenario::WaitRegion => "wait-region",
+            Scenario::NapiStatic => "napi-static",
             Scenario::IowqAffinity => "iowq-affinity",
             Scenario::Mix => "mix",
             Scenario::Shared => "shared",
@@ -281,6 +289,7 @@ impl Scenario {
             | Scenario::RestrictedEnabled
             | Scenario::Settings
             | Scenario::WaitRegion
+            | Scenario::NapiStatic
             | Scenario::IowqAffinity
             | Scenario::PbufLegacy
             | Scenario::LegacyEmpty
@@ -334,6 +343,7 @@ impl FromStr for Scenario {
             "restricted-enabled" => without_count(Scenario::RestrictedEnabled),
             "settings" => without_count(Scenario::Settings),
             "wait-region" => without_count(Scenario::WaitRegion),
+            "napi-static" => without_count(Scenario::NapiStatic),
             "iowq-affinity" => without_count(Scenario::IowqAffinity),
             "chain" => with_count("chain", Scenario::Chain),
             "fanout" => with_count("fanout", Scenario::Fanout),
@@ -529,6 +539,11 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
             let mut ring = ScenarioRing::set_up(&request, "wait-region")?;
             ring.register_wait_region(4096)?;
             ring.enable()?;
+            built.rings.push(ring);
+        }
+        Scenario::NapiStatic => {
+            let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "napi-static")?;
+            ring.register_napi_static(25, &[100_002, 100_000, 100_001])?;
             built.rings.push(ring);
         }
         Scenario::IowqAffinity => built.build_iowq_affinity()?,

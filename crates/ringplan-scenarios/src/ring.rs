@@ -178,6 +178,8 @@ pub(crate) struct ScenarioSettings {
     /// NAPI (`napi_missing` then says why).
     pub napi: Option<(u32, bool)>,
     pub napi_missing: Option<String>,
+    /// With static NAPI tracking: the ids added, in order.
+    pub napi_static_ids: Option<Vec<u32>>,
     /// Non-zero tags by slot.
     pub file_tags: Vec<(u32, u64)>,
     pub buffer_tags: Vec<(u32, u64)>,

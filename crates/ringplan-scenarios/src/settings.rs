@@ -26,7 +26,10 @@ pub(crate) fn describe(settings: &ScenarioSettings) -> Value {
     json!({
         "file_alloc_range": settings.file_alloc_range.map(|(start, len)| json!({"start": start, "len": len})),
         "iowq_max_workers": settings.iowq_max_workers.map(|(bounded, unbounded)| json!({"bounded": bounded, "unbounded": unbounded})),
-        "napi": settings.napi.map(|(busy_poll_us, prefer)| json!({"busy_poll_us": busy_poll_us, "prefer_busy_poll": prefer, "tracking": "dynamic"})),
+        "napi": settings.napi.map(|(busy_poll_us, prefer)| match &settings.napi_static_ids {
+            Some(ids) => json!({"busy_poll_us": busy_poll_us, "prefer_busy_poll": prefer, "tracking": "static", "static_ids": ids}),
+            None => json!({"busy_poll_us": busy_poll_us, "prefer_busy_poll": prefer, "tracking": "dynamic"}),
+        }),
         "napi_missing": settings.napi_missing,
         "file_tags": tags(&settings.file_tags),
         "buffer_tags": tags(&settings.buffer_tags),
@@ -173,6 +176,38 @@ impl ScenarioRing {
             }
             Err(errno) => Err(self.settings_error("IORING_REGISTER_NAPI", errno)),
         }
+    }
+
+    /// `IORING_REGISTER_NAPI` with static tracking, then each of `ids`
+    /// added (`IO_URING_NAPI_STATIC_ADD_ID`), in order. A kernel without
+    /// static tracking (before 6.13: EINVAL; without NAPI: EOPNOTSUPP) is
+    /// noted, not an error.
+    pub(crate) fn register_napi_static(
+        &mut self,
+        busy_poll_us: u32,
+        ids: &[u32],
+    ) -> Result<(), ScenarioError> {
+        let mut arg = abi::napi(busy_poll_us, false, abi::NAPI_TRACKING_STATIC);
+        match self.register_bytes(IoringRegisterOp::RegisterNapi, &mut arg, 1) {
+            Ok(_) => {}
+            Err(errno) if errno == Errno::INVAL || errno == Errno::OPNOTSUPP => {
+                self.settings.napi_missing = Some(format!(
+                    "IORING_REGISTER_NAPI with static tracking: {errno} (6.13+ with CONFIG_NET_RX_BUSY_POLL)"
+                ));
+                return Ok(());
+            }
+            Err(errno) => return Err(self.settings_error("IORING_REGISTER_NAPI", errno)),
+        }
+        for &id in ids {
+            let mut arg = abi::napi_static_add(id);
+            self.register_bytes(IoringRegisterOp::RegisterNapi, &mut arg, 1)
+                .map_err(|errno| {
+                    self.settings_error("IORING_REGISTER_NAPI (IO_URING_NAPI_STATIC_ADD_ID)", errno)
+                })?;
+        }
+        self.settings.napi = Some((busy_poll_us, false));
+        self.settings.napi_static_ids = Some(ids.to_vec());
+        Ok(())
     }
 
     /// `IORING_REGISTER_MEM_REGION` with `IORING_MEM_REGION_REG_WAIT_ARG`

@@ -908,6 +908,8 @@ fn settings_of(header: &RingRecord, facts: &RingFacts) -> Known<RingSettings> {
         file_alloc_range,
         iowq_max_workers,
         napi,
+        // Filled from the walk of the ring's NAPI list, when it has one.
+        napi_static_ids: None,
         file_tags: tags(&facts.file_tags),
         buffer_tags: tags(&facts.buffer_tags),
         wait_region_len: (has(bits::WAIT_REGION_KNOWN) && words.wait_region_size > 0)

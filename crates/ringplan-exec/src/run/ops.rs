@@ -538,6 +538,12 @@ impl<B: Backend> Run<'_, B> {
                 .io_uring_register(ring, IoringRegisterOp::RegisterNapi, &arg, 1)
                 .map_err(fail("IORING_REGISTER_NAPI"))?;
         }
+        for &id in &register.napi_static_ids {
+            let arg = settings::napi_static_add(id);
+            self.backend
+                .io_uring_register(ring, IoringRegisterOp::RegisterNapi, &arg, 1)
+                .map_err(fail("IORING_REGISTER_NAPI (IO_URING_NAPI_STATIC_ADD_ID)"))?;
+        }
         if let Some(affinity) = &register.iowq_affinity {
             let mask = ringplan_kernel::abi::iowq_affinity::mask_bytes(&affinity.cpus);
             let len = u32::try_from(mask.len()).map_err(|_| Failure {

@@ -166,6 +166,7 @@ impl GraphBuilder<'_> {
                     file_alloc_range: settings.file_alloc_range,
                     iowq_max_workers: settings.iowq_max_workers,
                     napi: settings.napi,
+                    napi_static_ids: settings.napi_static_ids.unwrap_or_default(),
                     iowq_affinity: settings.iowq_affinity,
                 })
             }

@@ -202,6 +202,17 @@ pub(super) fn settings_summary(register: &RegisterSettings) -> String {
             napi.tracking.name()
         ));
     }
+    if !register.napi_static_ids.is_empty() {
+        let ids: Vec<String> = register
+            .napi_static_ids
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        parts.push(format!(
+            "IO_URING_NAPI_STATIC_ADD_ID of NAPI ids [{}]",
+            ids.join(", ")
+        ));
+    }
     if let Some(affinity) = &register.iowq_affinity {
         let cpus = affinity.cpu_list();
         parts.push(match affinity.tid {
