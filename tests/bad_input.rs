@@ -319,6 +319,31 @@ fn document_rows() -> Vec<Row> {
             planner: false,
         },
         Row {
+            name: "pbuf-contents-user-memory",
+            bytes: mutated(|image| {
+                let mut entry = pbuf_ring(0, 8);
+                entry.contents = Some(ringplan_image::PbufRingContents(vec![0; 128]));
+                ring_v5(image).pbuf_rings = vec![entry];
+            }),
+            expected: "ring #1: buffer ring 0 has contents but is not kernel memory the program mapped (contents need mmap and an addr)",
+            planner: false,
+        },
+        Row {
+            name: "pbuf-contents-length",
+            bytes: mutated(|image| ring_v5(image).pbuf_rings = vec![kernel_pbuf_ring(Some(100))]),
+            expected: "ring #1: buffer ring 0: 100 bytes of contents for 8 entries (want 128)",
+            planner: false,
+        },
+        Row {
+            name: "pbuf-contents-in-version-4",
+            bytes: mutated(|image| {
+                ring_v5(image).pbuf_rings = vec![kernel_pbuf_ring(Some(128))];
+                image.version = 4;
+            }),
+            expected: "ring #1: buffer ring 0 has contents, which version 4 images do not have",
+            planner: false,
+        },
+        Row {
             name: "file-alloc-range-outside",
             bytes: mutated(|image| {
                 ring_v3(image).settings.file_alloc_range =
@@ -573,6 +598,22 @@ fn document_rows() -> Vec<Row> {
                 ring.state = None;
             }),
             expected: "ring #1: its provided buffers cannot be restored: buffer ring 0: the kernel's head is 3, and a new buffer ring starts at 0: only consuming buffers moves it, which needs the ring restored with its positions (the image has no state of it, or the program had none of its memory mapped)",
+            planner: true,
+        },
+        Row {
+            name: "pbuf-mmap-not-captured",
+            bytes: mutated(|image| ring_v5(image).pbuf_rings = vec![kernel_pbuf_ring(None)]),
+            expected: "ring #1: its provided buffers cannot be restored: buffer ring 0 is in kernel memory (IOU_PBUF_RING_MMAP) whose entries and tail the image does not hold (the dump said why)",
+            planner: true,
+        },
+        Row {
+            name: "pbuf-mmap-not-mapped",
+            bytes: mutated(|image| {
+                let mut entry = kernel_pbuf_ring(None);
+                entry.addr = None;
+                ring_v5(image).pbuf_rings = vec![entry];
+            }),
+            expected: "ring #1: its provided buffers cannot be restored: buffer ring 0 is in kernel memory (IOU_PBUF_RING_MMAP) the program has not mapped: its entries and tail are only in the kernel, which the dump does not read",
             planner: true,
         },
         Row {
@@ -1540,7 +1581,17 @@ fn pbuf_ring(bgid: u16, entries: u32) -> ringplan_image::PbufRing {
         addr: Some(0x7000_0000_0000),
         mmap: false,
         incremental: false,
+        contents: None,
     }
+}
+
+/// A buffer ring of 8 entries in kernel memory the program mapped, with
+/// `len` bytes of contents when `Some`.
+fn kernel_pbuf_ring(contents: Option<usize>) -> ringplan_image::PbufRing {
+    let mut entry = pbuf_ring(0, 8);
+    entry.mmap = true;
+    entry.contents = contents.map(|len| ringplan_image::PbufRingContents(vec![0; len]));
+    entry
 }
 
 /// Makes the seed a valid tree image (version 4) of its process (as pid

@@ -709,34 +709,66 @@ fn selecting_a_ring_fd_brings_its_dependencies() {
 
 /// A buffer ring in kernel memory (`IOU_PBUF_RING_MMAP`, 6.4+) beside one
 /// on the program's memory: both dumped (the kernel's one at the address
-/// where the program mapped it, `mmap` true), and a restore refused in one
-/// line. Skipped, saying so, before NO_MMAP (6.5; 6.1 has neither).
+/// where the program mapped it, `mmap` true, with its bytes: the 12
+/// entries the scenario wrote, bids 0 to 11 of 64 bytes each, and tail
+/// 12), and restored in-process with `--verify`, which says the ring is
+/// user memory now. Skipped, saying so, before NO_MMAP (6.5; 6.1 has
+/// neither).
 #[test]
-fn kernel_allocated_buffer_rings_are_dumped_and_refused() {
+fn kernel_allocated_buffer_rings_are_dumped_with_their_bytes_and_restored() {
     if !ringplan_kernel::probe::has_no_mmap().unwrap_or(false) {
         eprintln!("skipped: this kernel predates IOU_PBUF_RING_MMAP (6.4)");
         return;
     }
     round("pbuf-mmap", "bpf");
     let process = Scenario::start("pbuf-mmap");
-    let dir = scratch_dir("dump-pbuf-mmap-refused");
+    let dir = scratch_dir("dump-pbuf-mmap");
     let view = dump_json(process.pid(), "bpf", &dir, &[]);
     let ring = view["objects"]
         .as_array()
         .and_then(|objects| objects.iter().find(|object| object["kind"] == "ring"))
         .expect("a ring");
-    assert_eq!(ring["pbuf_rings"][1]["mmap"], true, "{ring}");
+    let kernel_ring = &ring["pbuf_rings"][1];
+    assert_eq!(kernel_ring["mmap"], true, "{ring}");
+    assert_eq!(kernel_ring["head"], 5, "{ring}");
+    assert_eq!(kernel_ring["contents"]["len"], 16 * 16, "{ring}");
+    assert_eq!(kernel_ring["contents"]["tail"], 12, "{ring}");
+    assert!(ring["pbuf_rings"][0].get("contents").is_none(), "{ring}");
     let image = dir.join("mmap.img");
     let image = image.to_str().expect("utf-8 path");
     let pid = process.pid().to_string();
     let dump = crate::support::plan(&["dump", "--pid", &pid, "--backend", "bpf", "-o", image]);
     assert!(dump.status.success());
-    let exec = crate::support::plan(&["exec", image, "--dry-run"]);
+    let decoded =
+        ringplan_image::decode_slice(&std::fs::read(image).expect("the image")).expect("decoding");
+    let ringplan_image::ObjectKind::Ring(decoded_ring) = &decoded.objects[0].kind else {
+        panic!("not a ring: {:?}", decoded.objects[0]);
+    };
+    let contents = &decoded_ring.pbuf_rings[1]
+        .contents
+        .as_ref()
+        .expect("captured")
+        .0;
+    let buffers = kernel_ring["addr"].as_u64().expect("addr");
+    for (index, entry) in contents.chunks(16).take(12).enumerate() {
+        let len = u32::from_ne_bytes(entry[8..12].try_into().expect("4 bytes"));
+        let bid = u16::from_ne_bytes(entry[12..14].try_into().expect("2 bytes"));
+        assert_eq!((len, usize::from(bid)), (64, index), "entry {index}");
+        assert_ne!(
+            u64::from_ne_bytes(entry[..8].try_into().expect("8 bytes")),
+            buffers,
+            "entry {index} points at a buffer, not at the ring"
+        );
+    }
+    let exec = crate::support::plan(&["exec", image, "--verify"]);
     let stderr = String::from_utf8_lossy(&exec.stderr);
-    assert_eq!(exec.status.code(), Some(2), "{stderr}");
+    assert_eq!(exec.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&exec.stdout);
     assert!(
-        stderr.contains("buffer ring 9 is in kernel memory (IOU_PBUF_RING_MMAP)"),
-        "{stderr}"
+        stdout.contains(
+            "buffer ring 9 was in kernel memory (IOU_PBUF_RING_MMAP) and is user memory now"
+        ),
+        "{stdout}"
     );
 }
 

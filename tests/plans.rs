@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::support::plan_ok;
 
-const EXAMPLES: [&str; 14] = [
+const EXAMPLES: [&str; 15] = [
     "seed",
     "chain-64",
     "fanout-64",
@@ -18,6 +18,7 @@ const EXAMPLES: [&str; 14] = [
     "personalities-3",
     "restricted-enabled",
     "pbuf-fresh-2",
+    "pbuf-mmap",
     "settings",
     "ring-fds",
     "ring-fd-only",

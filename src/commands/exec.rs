@@ -288,7 +288,13 @@ fn verify(
         adopted: &[],
         ring_fds: &restored.ring_fds,
     };
-    let comparison = ringplan_exec::verify::compare_run(image, &dump.image, &facts);
+    let mut comparison = ringplan_exec::verify::compare_run(image, &dump.image, &facts);
+    comparison
+        .differences
+        .extend(ringplan_exec::verify::compare_pbuf_contents(
+            image,
+            std::process::id(),
+        ));
     if !comparison.is_faithful() {
         let mut text = String::new();
         for difference in &comparison.differences {

@@ -687,6 +687,8 @@ fn pbuf_ring(raw: &RawPbufRing) -> PbufRing {
         },
         mmap: raw.kernel_memory,
         incremental: raw.incremental,
+        // Read from the program's memory by `ring_memory::complete`.
+        contents: None,
     }
 }
 

@@ -65,16 +65,28 @@ pub fn ring_caveats(image: &Image) -> Vec<String> {
             ));
         }
         for entry in ring.pbuf_rings.iter().filter(|entry| entry.mmap) {
-            caveats.push(format!(
-                "ring {} (fd {fd}): buffer ring {} has kernel-allocated memory (IOU_PBUF_RING_MMAP){}; \
-                 plan exec refuses it (the kernel chooses where such memory is mapped)",
-                object.id,
-                entry.bgid,
-                match entry.addr {
-                    Some(addr) => format!(", mapped by the program at {addr:#x}"),
-                    None => ", which the program has not mapped".to_owned(),
-                }
-            ));
+            let caveat = match (entry.addr, &entry.contents) {
+                // Restorable: say what changes for the program.
+                (Some(addr), Some(_)) => format!(
+                    "buffer ring {} has kernel-allocated memory (IOU_PBUF_RING_MMAP), mapped by the program \
+                     at {addr:#x}; its entries and tail are captured, and a restore puts them back as user \
+                     memory there (the kernel maps a new ring's memory only where it chooses): a program \
+                     that maps it again from the ring fd then gets an error",
+                    entry.bgid
+                ),
+                (Some(addr), None) => format!(
+                    "buffer ring {} has kernel-allocated memory (IOU_PBUF_RING_MMAP), mapped by the program \
+                     at {addr:#x}, whose entries and tail were not captured (the dump says why above); \
+                     plan exec refuses it",
+                    entry.bgid
+                ),
+                (None, _) => format!(
+                    "buffer ring {} has kernel-allocated memory (IOU_PBUF_RING_MMAP), which the program has \
+                     not mapped; plan exec refuses it (its entries and tail are only in the kernel)",
+                    entry.bgid
+                ),
+            };
+            caveats.push(format!("ring {} (fd {fd}): {caveat}", object.id));
         }
         if ring.setup.has(SetupFlags::SINGLE_ISSUER) {
             let owner = match ring.state.as_ref().and_then(|state| state.owner_tid) {

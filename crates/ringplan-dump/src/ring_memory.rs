@@ -14,6 +14,9 @@
 //! program sees is what a restore must put back. A ring with no mapping in
 //! the target (or a NO_MMAP ring whose memory was not found) has its
 //! entries marked unknown, with a warning.
+//! The bytes of a buffer ring in kernel memory (`IOU_PBUF_RING_MMAP`) that
+//! the program mapped are read here too, from that mapping: a detach
+//! unmaps it, and a restore puts them back as user memory.
 //! A running target may move between the BPF read and this one: only a
 //! frozen read (`--freeze`) is exact.
 
@@ -82,10 +85,17 @@ pub(crate) fn complete_in(
         let ObjectKind::Ring(ring) = &mut object.kind else {
             continue;
         };
+        let reading = reader(id, ring);
+        if let Some((pid, _)) = &reading {
+            let memory = memories.entry(*pid).or_insert_with(|| {
+                ProcessMemory::open(Process::Pid(*pid)).map_err(|error| error.to_string())
+            });
+            warnings.extend(capture_kernel_pbuf_rings(memory, ring, id, &fd));
+        }
         let Some(mut state) = ring.state.take() else {
             continue;
         };
-        let read = match reader(id, ring) {
+        let read = match reading {
             None => Err("no process of the dump maps the ring's memory".to_owned()),
             Some((pid, mappings)) => {
                 let memory = memories.entry(pid).or_insert_with(|| {
@@ -131,6 +141,46 @@ pub(crate) fn complete_in(
         ring.state = Some(state);
     }
     Completed { warnings, owners }
+}
+
+/// Reads the bytes of every buffer ring of `ring` in kernel memory that the
+/// program mapped (`IOU_PBUF_RING_MMAP`), from the program's mapping, into
+/// its `contents`: a detach unmaps that memory, and a restore puts these
+/// bytes back as user memory. Returns one warning per ring left without
+/// them (the planner refuses such a ring).
+fn capture_kernel_pbuf_rings(
+    memory: &Result<ProcessMemory, String>,
+    ring: &mut Ring,
+    id: ObjectId,
+    fd: &str,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for entry in ring.pbuf_rings.iter_mut().filter(|entry| entry.mmap) {
+        let Some(addr) = entry.addr else {
+            continue;
+        };
+        let read = match memory {
+            Err(error) => Err(format!("cannot open the target's memory: {error}")),
+            Ok(memory) => usize::try_from(entry.memory_len())
+                .map_err(|_| "too large".to_owned())
+                .and_then(|len| {
+                    let mut bytes = vec![0u8; len];
+                    memory
+                        .read_exact_at(addr, &mut bytes)
+                        .map(|()| bytes)
+                        .map_err(|error| error.to_string())
+                }),
+        };
+        match read {
+            Ok(bytes) => entry.contents = Some(ringplan_image::PbufRingContents(bytes)),
+            Err(why) => warnings.push(format!(
+                "ring {id} ({fd}): buffer ring {} in kernel memory at {addr:#x}: its entries and \
+                 tail are not captured ({why}); it cannot be restored",
+                entry.bgid
+            )),
+        }
+    }
+    warnings
 }
 
 /// A buffer ring's memory: the lowest address of the program that maps

@@ -130,6 +130,57 @@ pub fn compare(
     )
 }
 
+/// The bytes of every buffer ring of `original` that was in kernel memory
+/// (`IOU_PBUF_RING_MMAP`, its bytes in the image) against process `pid`'s
+/// memory at its address, where the restore put them as user memory: one
+/// difference per ring whose memory is not the captured bytes, or cannot be
+/// read. Rings of an object `restored` lacks are the matching's to report.
+/// Meant right after the restore: a program that ran since may have
+/// provided buffers (its entries and tail are its own to change).
+pub fn compare_pbuf_contents(original: &Image, pid: u32) -> Vec<String> {
+    use ringplan_image::ObjectKind;
+    use ringplan_kernel::procfs::{mem::ProcessMemory, Process};
+    let mut differences = Vec::new();
+    let mut memory = None;
+    for object in &original.objects {
+        let ObjectKind::Ring(ring) = &object.kind else {
+            continue;
+        };
+        for entry in &ring.pbuf_rings {
+            let (Some(addr), Some(contents), true) = (entry.addr, &entry.contents, entry.mmap)
+            else {
+                continue;
+            };
+            let name = describe(object);
+            let memory = memory.get_or_insert_with(|| ProcessMemory::open(Process::Pid(pid)));
+            let mut found = vec![0u8; contents.0.len()];
+            let read = match memory {
+                Ok(memory) => memory
+                    .read_exact_at(addr, &mut found)
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            match read {
+                Err(why) => differences.push(format!(
+                    "{name}: buffer ring {}: its memory at {addr:#x} cannot be read ({why})",
+                    entry.bgid
+                )),
+                Ok(()) => {
+                    if let Some(at) = found.iter().zip(&contents.0).position(|(a, b)| a != b) {
+                        differences.push(format!(
+                            "{name}: buffer ring {}: its memory at {addr:#x} differs from the \
+                             captured bytes from byte {at} (entry {}) on",
+                            entry.bgid,
+                            at / 16
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    differences
+}
+
 /// [`compare`], with everything the run reported. Rings restored where the
 /// program left them are compared by their state (memory addresses,
 /// positions, entries, counters, flags), not by their mappings.

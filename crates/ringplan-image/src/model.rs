@@ -12,7 +12,8 @@ pub const FORMAT_VERSION: u32 = 5;
 /// each ring's personalities and restrictions (none in older images,
 /// which did not record them), version 4 adds the processes of a tree
 /// image ([`Image::processes`]; none in older images), version 5 adds the
-/// ring state a version 4 reader would drop without a word (see
+/// ring state a version 4 reader would drop without a word (among it a
+/// kernel-memory buffer ring's [`PbufRing::contents`]; see
 /// docs/image-format.md).
 pub const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
@@ -466,8 +467,9 @@ pub struct RegisteredRingFd {
 
 /// One buffer ring: what the kernel holds of it. Its entries (buffer
 /// addresses, lengths, ids) and its tail are in its memory, which is the
-/// program's and comes back with the program's memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// program's and comes back with the program's memory, except for kernel
+/// memory (`mmap`), whose bytes the image carries in `contents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PbufRing {
     /// The buffer group id SQEs name (`buf_group`).
     pub bgid: u16,
@@ -485,6 +487,52 @@ pub struct PbufRing {
     pub mmap: bool,
     /// Buffers are consumed incrementally (`IOU_PBUF_RING_INC`).
     pub incremental: bool,
+    /// Kernel memory the program mapped (`mmap` with an `addr`): its
+    /// `entries * 16` bytes (the entries, and the tail in the first
+    /// entry's last two bytes) as the program's mapping showed them at the
+    /// dump (version 5). A detach unmaps that memory and the kernel cannot
+    /// map a new ring's where the program had it, so a restore puts these
+    /// bytes in user memory at `addr`. `None`: user memory (the program's
+    /// own, restored with it), or not captured (the dump said why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<PbufRingContents>,
+}
+
+/// The bytes of a kernel-memory buffer ring, a CBOR byte string on the
+/// wire (hex in a human-readable format, as [`SqeBytes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SqeBytes", into = "SqeBytes")]
+pub struct PbufRingContents(pub Vec<u8>);
+
+impl From<SqeBytes> for PbufRingContents {
+    fn from(bytes: SqeBytes) -> Self {
+        PbufRingContents(bytes.0)
+    }
+}
+
+impl From<PbufRingContents> for SqeBytes {
+    fn from(contents: PbufRingContents) -> Self {
+        SqeBytes(contents.0)
+    }
+}
+
+impl PbufRingContents {
+    /// The ring's tail (`struct io_uring_buf_ring`'s `tail`, which
+    /// overlays the first entry's `resv`): how many buffers the program
+    /// has provided (mod 2^16). `None` for fewer than 16 bytes.
+    pub fn tail(&self) -> Option<u16> {
+        let offset = ringplan_kernel::abi::pbuf::TAIL_OFFSET;
+        let bytes = self.0.get(offset..offset + 2)?;
+        Some(u16::from_ne_bytes([bytes[0], bytes[1]]))
+    }
+
+    /// A 64-bit FNV-1a hash of the bytes: what the views show instead of
+    /// them (enough to tell two captures apart, not a digest to trust).
+    pub fn fnv1a64(&self) -> u64 {
+        self.0.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
 }
 
 impl PbufRing {

@@ -626,9 +626,51 @@ fn check_pbuf_rings(version: u32, id: ObjectId, ring: &Ring) -> Result<(), Image
                 ));
             }
         }
+        check_pbuf_contents(version, id, entry)?;
     }
     for group in &ring.legacy_buffer_groups {
         check_legacy_group(version, id, group)?;
+    }
+    Ok(())
+}
+
+/// A buffer ring's captured bytes (version 5): only for kernel memory the
+/// program mapped (`mmap` with an `addr`: other memory is the program's),
+/// and exactly `entries * 16` of them.
+fn check_pbuf_contents(
+    version: u32,
+    id: ObjectId,
+    entry: &crate::PbufRing,
+) -> Result<(), ImageError> {
+    let Some(contents) = &entry.contents else {
+        return Ok(());
+    };
+    let bgid = entry.bgid;
+    if version < 5 {
+        return Err(bad_ring(
+            id,
+            format!("buffer ring {bgid} has contents, which version {version} images do not have"),
+        ));
+    }
+    if !entry.mmap || entry.addr.is_none() {
+        return Err(bad_ring(
+            id,
+            format!(
+                "buffer ring {bgid} has contents but is not kernel memory the program mapped \
+                 (contents need mmap and an addr)"
+            ),
+        ));
+    }
+    if contents.0.len() as u64 != entry.memory_len() {
+        return Err(bad_ring(
+            id,
+            format!(
+                "buffer ring {bgid}: {} bytes of contents for {} entries (want {})",
+                contents.0.len(),
+                entry.entries,
+                entry.memory_len()
+            ),
+        ));
     }
     Ok(())
 }

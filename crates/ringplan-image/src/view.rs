@@ -136,14 +136,7 @@ fn ring_json(ring: &Ring) -> Value {
             "sqe_flags_allowed": r.sqe_flags_allowed,
             "sqe_flags_required": r.sqe_flags_required,
         })),
-        "pbuf_rings": ring.pbuf_rings.iter().map(|b| json!({
-            "bgid": b.bgid,
-            "entries": b.entries,
-            "addr": b.addr,
-            "head": b.head,
-            "mmap": b.mmap,
-            "incremental": b.incremental,
-        })).collect::<Vec<_>>(),
+        "pbuf_rings": ring.pbuf_rings.iter().map(pbuf_ring_json).collect::<Vec<_>>(),
         "legacy_buffer_groups": ring.legacy_buffer_groups.iter().map(|g| json!({
             "bgid": g.bgid,
             "buffers": g.buffers.as_ref().map(|runs| runs.iter().map(|run| json!({
@@ -569,6 +562,31 @@ fn write_settings(out: &mut String, ring: &Ring) {
     }
 }
 
+/// One buffer ring in the JSON view. Captured contents (kernel memory)
+/// show as their length, tail and hash, not their bytes; the key is there
+/// only when they were captured.
+fn pbuf_ring_json(b: &crate::PbufRing) -> serde_json::Value {
+    let mut value = json!({
+        "bgid": b.bgid,
+        "entries": b.entries,
+        "addr": b.addr,
+        "head": b.head,
+        "mmap": b.mmap,
+        "incremental": b.incremental,
+    });
+    if let (Some(contents), Some(object)) = (&b.contents, value.as_object_mut()) {
+        object.insert(
+            "contents".to_owned(),
+            json!({
+                "len": contents.0.len(),
+                "tail": contents.tail(),
+                "fnv1a64": format!("{:016x}", contents.fnv1a64()),
+            }),
+        );
+    }
+    value
+}
+
 /// The buffer rings line: shown only when the ring has some (or they
 /// are unknown).
 fn write_pbuf_rings(out: &mut String, ring: &Ring) {
@@ -583,7 +601,12 @@ fn write_pbuf_rings(out: &mut String, ring: &Ring) {
             .map(|b| {
                 let memory = match (b.addr, b.mmap) {
                     (Some(addr), false) => format!("at {addr:#x}"),
-                    (Some(addr), true) => format!("kernel memory mapped at {addr:#x}"),
+                    (Some(addr), true) => match b.contents.as_ref().and_then(|c| c.tail()) {
+                        Some(tail) => {
+                            format!("kernel memory mapped at {addr:#x}, captured, tail {tail}")
+                        }
+                        None => format!("kernel memory mapped at {addr:#x}, not captured"),
+                    },
                     (None, false) => "memory not found".to_owned(),
                     (None, true) => "kernel memory, not mapped".to_owned(),
                 };

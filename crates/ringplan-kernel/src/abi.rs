@@ -610,6 +610,9 @@ pub mod pbuf {
     pub const IORING_OFF_PBUF_SHIFT: u32 = 16;
     /// `sizeof(struct io_uring_buf)`: one entry of a buffer ring.
     pub const ENTRY_SIZE: u64 = 16;
+    /// Byte offset of `struct io_uring_buf_ring`'s `__u16 tail`, which
+    /// overlays the first entry's `resv`.
+    pub const TAIL_OFFSET: usize = 14;
     /// The most entries a buffer ring has: a power of two below 65536.
     pub const MAX_ENTRIES: u32 = 1 << 15;
     /// Byte offset of `__u16 buf_group` in `struct io_uring_sqe`.

@@ -605,8 +605,9 @@ fn assign_plain_attachments(
 /// restored without them (a program whose reads select buffers from a
 /// group would get -ENOBUFS, or other buffers than it provided): legacy
 /// groups (their buffers are only in the kernel, not in the image), a
-/// buffer ring in kernel memory (`IOU_PBUF_RING_MMAP`: the kernel chooses
-/// where it is mapped) and one whose memory the dump did not find. (A
+/// buffer ring in kernel memory (`IOU_PBUF_RING_MMAP`) that the program
+/// has not mapped or whose bytes the image lacks, and one whose memory the
+/// dump did not find. (A
 /// moved head is `check_moved_heads`'.)
 fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
     // A group whose buffers were all taken is left out: for the kernel an
@@ -632,10 +633,18 @@ fn check_buffer_groups(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
     }
     for entry in &ring.pbuf_rings {
         let bgid = entry.bgid;
-        let reason = if entry.mmap {
+        // Kernel memory the program mapped comes back as user memory at
+        // the same address holding the captured bytes (the kernel would
+        // map a new kernel-allocated ring only where it chooses).
+        let reason = if entry.mmap && entry.addr.is_none() {
             format!(
-                "buffer ring {bgid} is in kernel memory (IOU_PBUF_RING_MMAP), which the kernel maps \
-                 where it chooses, not where the program had it"
+                "buffer ring {bgid} is in kernel memory (IOU_PBUF_RING_MMAP) the program has not \
+                 mapped: its entries and tail are only in the kernel, which the dump does not read"
+            )
+        } else if entry.mmap && entry.contents.is_none() {
+            format!(
+                "buffer ring {bgid} is in kernel memory (IOU_PBUF_RING_MMAP) whose entries and tail \
+                 the image does not hold (the dump said why)"
             )
         } else if entry.addr.is_none() {
             format!("buffer ring {bgid}: where the program has its memory is unknown")

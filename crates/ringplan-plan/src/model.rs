@@ -660,7 +660,13 @@ pub struct EnableRings {
 /// reads that skip their CQEs (each moves the ring's SQ head by one, which
 /// `restore_completions` leaves for it), the program's memory put back
 /// after. Only on a continuous ring set up enabled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A buffer ring the program had in kernel memory (`IOU_PBUF_RING_MMAP`)
+/// carries its captured bytes in `contents`: the step writes them at `addr`
+/// (fresh anonymous memory since the barrier: the program's mapping of the
+/// kernel's memory went with the detach) before registering, so the ring
+/// comes back as user memory holding the same entries and tail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterPbufRing {
     pub ring_handle: Handle,
     pub bgid: u16,
@@ -672,6 +678,11 @@ pub struct RegisterPbufRing {
     /// The kernel's head to bring the new buffer ring to (0: none moved).
     #[serde(default, skip_serializing_if = "is_zero_u16")]
     pub head: u16,
+    /// The ring's `entries * 16` bytes to write at `addr` before
+    /// registering: a ring that was in kernel memory. Absent for the
+    /// program's own memory, which is in place as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<ringplan_image::PbufRingContents>,
 }
 
 fn is_zero_u16(value: &u16) -> bool {

@@ -714,6 +714,16 @@ impl Checker<'_> {
                 register.addr
             )));
         }
+        if let Some(contents) = &register.contents {
+            if contents.0.len() as u64 != register.memory_len() {
+                return Err(bad(format!(
+                    "{} bytes of contents for {} entries (want {})",
+                    contents.0.len(),
+                    register.entries,
+                    register.memory_len()
+                )));
+            }
+        }
         let waits_for_barrier = self
             .barrier
             .is_some_and(|barrier| step.after.binary_search(&(barrier as StepIndex)).is_ok());

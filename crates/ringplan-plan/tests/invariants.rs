@@ -25,6 +25,7 @@ fn all_scenarios() -> Vec<(&'static str, Image)> {
         ("continuity", scenarios::continuity()),
         ("personalities", scenarios::personalities()),
         ("pbuf", scenarios::pbuf()),
+        ("pbuf-mmap", scenarios::pbuf_mmap()),
         ("restricted", scenarios::restricted()),
         ("settings", scenarios::settings()),
         ("wait_regions", scenarios::wait_regions()),

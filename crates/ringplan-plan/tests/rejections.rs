@@ -74,6 +74,7 @@ fn pbuf_ring(bgid: u16, head: u16) -> PbufRing {
         addr: Some(0x7f00_0000_0000),
         mmap: false,
         incremental: false,
+        contents: None,
     }
 }
 
@@ -135,9 +136,22 @@ fn buffer_rings_a_restore_cannot_bring_back_are_refused() {
         restricted.contains("buffer ring 3") || restricted.contains("restrictions"),
         "{restricted}"
     );
+    // Kernel memory: refused when the program has not mapped it, or when
+    // the image lacks its bytes; planned with them.
     let mut kernel_memory = pbuf_ring(3, 0);
     kernel_memory.mmap = true;
-    assert!(refused(kernel_memory).contains("IOU_PBUF_RING_MMAP"));
+    assert_eq!(
+        refused(kernel_memory.clone()),
+        "ring #1: its provided buffers cannot be restored: buffer ring 3 is in kernel memory \
+         (IOU_PBUF_RING_MMAP) whose entries and tail the image does not hold (the dump said why)"
+    );
+    let mut unmapped = kernel_memory.clone();
+    unmapped.addr = None;
+    assert!(refused(unmapped).contains("the program has not mapped"));
+    kernel_memory.contents = Some(ringplan_image::PbufRingContents(vec![0; 8 * 16]));
+    let mut planned = plain_ring(4);
+    planned.pbuf_rings = vec![kernel_memory];
+    assert!(ringplan_plan::compile(&one_ring(planned)).is_ok());
     let mut not_found = pbuf_ring(3, 0);
     not_found.addr = None;
     assert_eq!(

@@ -652,6 +652,7 @@ pub fn pbuf() -> Image {
                 addr: Some(addr),
                 mmap: false,
                 incremental: bgid == 65,
+                contents: None,
             })
             .collect();
         // Legacy group 7 holds buffers in two runs (two PROVIDE_BUFFERS
@@ -680,6 +681,34 @@ pub fn pbuf() -> Image {
                 buffers: Some(Vec::new()),
             },
         ];
+    }
+    image
+}
+
+/// The continuity scenario with a buffer ring the program had in kernel
+/// memory (`IOU_PBUF_RING_MMAP`), bgid 9, 2 entries at head 1, mapped at
+/// 0x7f30_0000_0000: its 32 captured bytes (2 buffers of 64 bytes, bids 4
+/// and 5, tail 2) go into the plan.
+pub fn pbuf_mmap() -> Image {
+    let mut image = continuity();
+    let mut contents = Vec::new();
+    for (index, bid) in [4u16, 5].into_iter().enumerate() {
+        contents.extend_from_slice(&(0x7f40_0000_0000u64 + 64 * index as u64).to_ne_bytes());
+        contents.extend_from_slice(&64u32.to_ne_bytes());
+        contents.extend_from_slice(&bid.to_ne_bytes());
+        // The tail overlays the first entry's last two bytes.
+        contents.extend_from_slice(&(if index == 0 { 2u16 } else { 0 }).to_ne_bytes());
+    }
+    if let ObjectKind::Ring(ring) = &mut image.objects[0].kind {
+        ring.pbuf_rings = vec![PbufRing {
+            bgid: 9,
+            entries: 2,
+            head: 1,
+            addr: Some(0x7f30_0000_0000),
+            mmap: true,
+            incremental: false,
+            contents: Some(ringplan_image::PbufRingContents(contents)),
+        }];
     }
     image
 }

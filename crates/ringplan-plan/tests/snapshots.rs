@@ -177,6 +177,21 @@ fn pbuf_json() {
 }
 
 #[test]
+fn pbuf_mmap_text() {
+    assert_snapshot!(text(&scenarios::pbuf_mmap()));
+}
+
+#[test]
+fn pbuf_mmap_dot() {
+    assert_snapshot!(dot(&scenarios::pbuf_mmap()));
+}
+
+#[test]
+fn pbuf_mmap_json() {
+    assert_snapshot!(json(&scenarios::pbuf_mmap()));
+}
+
+#[test]
 fn buffer_rings_are_registered_after_the_barrier_and_before_the_queued_sqes() {
     let plan = compile(&scenarios::pbuf()).expect("the pbuf scenario plans");
     let position = |name: &str| {

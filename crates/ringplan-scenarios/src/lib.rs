@@ -149,7 +149,8 @@ pub enum Scenario {
     LegacyEmpty,
     /// One plain ring (8 entries) with a buffer ring on its own memory
     /// (bgid 0) and one in kernel memory (`IOU_PBUF_RING_MMAP`, 6.4+; bgid
-    /// 9, 16 entries) that the scenario mapped.
+    /// 9, 16 entries) that the scenario mapped, through which it provided
+    /// 12 buffers and consumed 5 (head 5, tail 12).
     PbufMmap,
     /// One plain ring (8 entries) set up `R_DISABLED`, with restrictions:
     /// register opcodes `PERSONALITY` (9) and `ENABLE_RINGS` (12), SQE
@@ -526,6 +527,9 @@ pub fn build(scenario: &Scenario) -> Result<Built, ScenarioError> {
             let mut ring = ScenarioRing::set_up(&RingRequest::plain(8), "pbuf-mmap")?;
             ring.register_pbuf_ring(0, 8)?;
             ring.register_kernel_pbuf_ring(9, 16)?;
+            // Buffers in the kernel's memory, some taken: the entries, the
+            // tail and the head a restore must bring back.
+            ring.provide_and_consume(9, 12, 5)?;
             built.rings.push(ring);
         }
         Scenario::Restricted => built.build_restricted(false)?,

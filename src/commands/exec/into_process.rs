@@ -238,7 +238,10 @@ fn ms(duration: std::time::Duration) -> f64 {
 /// `--verify` with `--pid`: dumps the process restored into and compares.
 fn verify(input: &str, pid: u32, image: &Image, restored: &RestoredIn) -> Result<(), CliError> {
     let dump = Dumper::new(BackendChoice::Bpf)?.dump(pid, Selection::All)?;
-    let comparison = compare_part(image, &dump.image, restored);
+    let mut comparison = compare_part(image, &dump.image, restored);
+    comparison
+        .differences
+        .extend(ringplan_exec::verify::compare_pbuf_contents(image, pid));
     if !comparison.is_faithful() {
         let mut text = String::new();
         for difference in &comparison.differences {

@@ -16,6 +16,7 @@
 
 use ringplan_kernel::abi::continuity::{sqe_offset, IOSQE_CQE_SKIP_SUCCESS, OP_READ, SQE128_SIZE};
 use ringplan_kernel::abi::pbuf;
+use ringplan_kernel::abi::pbuf::TAIL_OFFSET;
 use ringplan_kernel::abi::SetupFlags;
 
 use super::error::{syscall, ContinuityError};
@@ -36,8 +37,6 @@ pub struct PbufHeadTarget {
 /// Byte offset of `bid` in `struct io_uring_buf`, where each temporary
 /// entry's read writes its byte.
 const ENTRY_BID_OFFSET: u64 = 12;
-/// Byte offset of the ring's tail: entry 0's `resv`.
-const TAIL_OFFSET: usize = 14;
 
 /// [`advance_pbuf_head_in`] for a ring of this process: consumes
 /// `target.head` buffers of the buffer ring just registered on `ring` (head

@@ -364,6 +364,18 @@ impl<B: Backend> Run<'_, B> {
     /// `execute_in`), then its head brought to the recorded one. The
     /// buffer ring lives in the ring, so an undo that closes the ring
     /// unregisters it.
+    ///
+    /// A ring that was in kernel memory carries its bytes: they are
+    /// written at `addr` first (memory the barrier placed, since the
+    /// program's mapping of the kernel's went with the detach), and the
+    /// ring is registered as user memory; the kernel cannot map a new
+    /// kernel-allocated ring at a chosen address. Why here and not at the
+    /// barrier: the barrier places memory for every restorer (a caller's
+    /// [`crate::MemoryHook`] among them) and knows nothing of contents; the
+    /// bytes belong to this step, which must write them before the kernel
+    /// reads the ring (registration, then the head's reads). If the
+    /// registration fails, the bytes found there are written back; the
+    /// barrier's undo unmaps memory it placed.
     pub(super) fn register_pbuf_ring(
         &mut self,
         register: &RegisterPbufRing,
@@ -381,6 +393,10 @@ impl<B: Backend> Run<'_, B> {
             },
             resv: [0; 3],
         };
+        let found = match &register.contents {
+            Some(contents) => Some(self.replace_pbuf_memory(register.addr, &contents.0)?),
+            None => None,
+        };
         let mut bytes = Vec::with_capacity(size_of::<pbuf::BufReg>());
         bytes.extend_from_slice(&reg.ring_addr.to_ne_bytes());
         bytes.extend_from_slice(&reg.ring_entries.to_ne_bytes());
@@ -389,13 +405,43 @@ impl<B: Backend> Run<'_, B> {
         for word in reg.resv {
             bytes.extend_from_slice(&word.to_ne_bytes());
         }
-        self.backend
-            .io_uring_register(ring, IoringRegisterOp::RegisterPbufRing, &bytes, 1)
-            .map_err(fail("IORING_REGISTER_PBUF_RING"))?;
+        let registered =
+            self.backend
+                .io_uring_register(ring, IoringRegisterOp::RegisterPbufRing, &bytes, 1);
+        if let Err(errno) = registered {
+            if let Some(found) = found {
+                // Best effort: the failure reported is the registration's.
+                let _ = self.replace_pbuf_memory(register.addr, &found);
+            }
+            return Err(fail("IORING_REGISTER_PBUF_RING")(errno));
+        }
         if register.head != 0 {
             self.bring_pbuf_head(register)?;
         }
         Ok(())
+    }
+
+    /// Writes `bytes` at `addr` in the process the backend acts in, through
+    /// its `/proc/PID/mem` (this process's too: memory a caller's hook
+    /// failed to place is then an error, not a fault), and returns the
+    /// bytes that were there.
+    fn replace_pbuf_memory(&mut self, addr: u64, bytes: &[u8]) -> Result<Vec<u8>, Failure> {
+        use crate::backend::TargetMemory;
+        use ringplan_kernel::procfs::{mem::ProcessMemory, Process};
+        let call = "writing a kernel-memory buffer ring's captured bytes";
+        let memory = match self.backend.memory().map_err(fail(call))? {
+            TargetMemory::Process(memory) => memory,
+            TargetMemory::Local => ProcessMemory::open_for_writing(Process::Current)
+                .map_err(|_| fail(call)(Errno::ACCESS))?,
+        };
+        let mut found = vec![0u8; bytes.len()];
+        memory
+            .read_exact_at(addr, &mut found)
+            .map_err(|_| fail(call)(Errno::FAULT))?;
+        memory
+            .write_all_at(addr, bytes)
+            .map_err(|_| fail(call)(Errno::FAULT))?;
+        Ok(found)
     }
 
     /// `register_ring_fd`: one `IORING_REGISTER_RING_FDS` of the ring at

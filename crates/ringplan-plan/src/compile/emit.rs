@@ -115,7 +115,7 @@ impl GraphBuilder<'_> {
             }
             NodeKind::RegisterPbufRing { ring, group } => {
                 let entry = ring_at(analysis.image, ring)
-                    .and_then(|recorded| recorded.pbuf_rings.get(group as usize).copied());
+                    .and_then(|recorded| recorded.pbuf_rings.get(group as usize));
                 Op::RegisterPbufRing(RegisterPbufRing {
                     ring_handle: ring_handle(ring),
                     bgid: entry.map_or(0, |entry| entry.bgid),
@@ -124,6 +124,11 @@ impl GraphBuilder<'_> {
                     addr: entry.and_then(|entry| entry.addr).unwrap_or(0),
                     incremental: entry.is_some_and(|entry| entry.incremental),
                     head: entry.map_or(0, |entry| entry.head),
+                    // Kernel memory (the analysis refused one without its
+                    // bytes); `None` for the program's own.
+                    contents: entry
+                        .filter(|entry| entry.mmap)
+                        .and_then(|entry| entry.contents.clone()),
                 })
             }
             NodeKind::ProvideBuffers { ring, group } => {

@@ -149,10 +149,15 @@ fn dot_label(index: usize, step: &Step) -> String {
             register.len, register.addr, register.ring_handle
         ),
         Op::RegisterPbufRing(register) => format!(
-            "bgid {}, {} entries at {:#x}{} on {}",
+            "bgid {}, {} entries at {:#x}{}{} on {}",
             register.bgid,
             register.entries,
             register.addr,
+            if register.contents.is_some() {
+                ", contents written"
+            } else {
+                ""
+            },
             match register.head {
                 0 => String::new(),
                 head => format!(", head to {head}"),

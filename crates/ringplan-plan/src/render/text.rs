@@ -216,13 +216,21 @@ fn describe_step(index: usize, step: &Step) -> String {
             tags_suffix(&register.tags)
         ),
         Op::RegisterPbufRing(register) => format!(
-            "{op}{object}: IORING_REGISTER_PBUF_RING on {}: bgid {}, {} entries at {:#x}+{}{} (the program's memory; {})",
+            "{op}{object}: IORING_REGISTER_PBUF_RING on {}: bgid {}, {} entries at {:#x}+{}{} ({}; {})",
             register.ring_handle,
             register.bgid,
             register.entries,
             register.addr,
             register.memory_len(),
             if register.incremental { ", IOU_PBUF_RING_INC" } else { "" },
+            match &register.contents {
+                None => "the program's memory".to_owned(),
+                Some(contents) => format!(
+                    "was kernel memory: its {} captured bytes written there first, tail {}",
+                    contents.0.len(),
+                    contents.tail().map_or_else(|| "?".to_owned(), |tail| tail.to_string())
+                ),
+            },
             match register.head {
                 0 => "head 0".to_owned(),
                 head => format!(
