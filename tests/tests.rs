@@ -59,6 +59,13 @@
 //!   `plan dump --detach` and put back with `plan exec --pid`: the kernel
 //!   then hands it every remaining buffer, in order, and no more; every
 //!   step of the put-back failed in turn leaves it as the detach left it.
+//! - `pbuf_mmap`: `tests/programs/pbuf_mmap_reader.c`, which reads
+//!   through a buffer ring in kernel memory (`IOU_PBUF_RING_MMAP`), taken
+//!   out mid-work with `plan dump --detach` and put back with `plan exec
+//!   --pid` as user memory holding the captured entries and tail: the
+//!   kernel then hands it the remaining buffers and the ones it provides
+//!   after, in order; every step of the put-back failed in turn leaves it
+//!   as the detach left it; `--verify` explains the change.
 //! - `plans`: the checked-in example plans under `plans/` still match.
 //! - `real_programs`: fio (io_uring engine, with and without registered
 //!   files, fixed buffers, SQPOLL) and `qemu-img bench`, dumped while they do
@@ -98,6 +105,7 @@ mod exec_pid_continuity;
 mod exec_pid_hold;
 mod in_place;
 mod legacy_buffers;
+mod pbuf_mmap;
 mod plans;
 mod real_programs;
 mod reopen;
