@@ -192,6 +192,55 @@ fn a_program_reading_through_a_kernel_memory_buffer_ring_is_taken_out_put_back_a
     assert_eq!(code, Some(0));
 }
 
+/// After the take-out the program maps memory of its own where the buffer
+/// ring was: the put-back refuses in preflight (the ring's bytes would
+/// overwrite it) and leaves that memory as it was.
+#[test]
+fn a_kernel_memory_buffer_ring_is_not_written_over_the_programs_own_memory() {
+    if !kernel_has_no_mmap() {
+        eprintln!("skipped: exec --pid needs IORING_SETUP_NO_MMAP (Linux 6.5)");
+        return;
+    }
+    let dir = scratch_dir("pbuf-mmap-squat");
+    let Some(mut reader) = Reader::start(4, 1) else {
+        return;
+    };
+    let ring_addr = reader.started["ring"].as_u64().expect("ring address");
+    let image = dir.join("pbuf-mmap.img");
+    let image_text = image.to_str().expect("utf-8 path");
+    let pid = reader.pid();
+    let pid_text = pid.to_string();
+    plan_ok(&["dump", "--pid", &pid_text, "--detach", "-o", image_text]);
+    // SIGCONT: the detach left it stopped, and it must answer.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).expect("a pid"),
+        rustix::process::Signal::CONT,
+    )
+    .expect("SIGCONT");
+    let stdin = reader.child.stdin.as_mut().expect("stdin");
+    stdin.write_all(b"squat\n").expect("writing squat");
+    stdin.flush().expect("flushing");
+    assert_eq!(reader.line()["squatted"], ring_addr);
+    let before = ProcessState::capture_of(pid);
+    let refused = plan(&["exec", image_text, "--pid", &pid_text]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("a buffer ring that was in kernel memory is placed there anew"),
+        "{stderr}"
+    );
+    assert_eq!(
+        before.changes_to(&ProcessState::capture_of(pid)),
+        Vec::<String>::new()
+    );
+    let mut found = [0u8; 256];
+    ringplan_kernel::procfs::mem::ProcessMemory::open(ringplan_kernel::procfs::Process::Pid(pid))
+        .expect("its memory")
+        .read_exact_at(ring_addr, &mut found)
+        .expect("reading it");
+    assert!(found.iter().all(|&byte| byte == 0xab), "{found:?}");
+}
+
 /// The same program restored with `--verify` after the put-back: the
 /// comparison says the ring is user memory now and finds no difference.
 #[test]

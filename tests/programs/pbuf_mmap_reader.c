@@ -14,7 +14,9 @@
 //
 // It prints {"pid": P, "taken": TAKEN, "buffers": BUFFERS, "ring": ADDR,
 // "area": ADDR} and waits for a line on stdin (a test takes its ring out and
-// puts it back meanwhile), then takes every remaining buffer the same way,
+// puts it back meanwhile; a line "squat" has it map memory of its own where
+// the buffer ring was, filled with 0xab, and print {"squatted": ADDR}),
+// then takes every remaining buffer the same way,
 // provides 2 more through the ring's tail (bids 200, 201: the ring must
 // still be where the program has it) and takes them, checks that one more
 // read finds the group empty (-ENOBUFS), unregisters the buffer ring and
@@ -186,8 +188,21 @@ int main(int argc, char **argv)
 	       taken, buffers, (unsigned long long)(uintptr_t)br, (unsigned long long)(uintptr_t)area);
 	fflush(stdout);
 	char line[64];
-	if (!fgets(line, sizeof(line), stdin))
-		fail("reading stdin", EPIPE);
+	for (;;) {
+		if (!fgets(line, sizeof(line), stdin))
+			fail("reading stdin", EPIPE);
+		if (strcmp(line, "squat\n") != 0)
+			break;
+		// Its own memory where the buffer ring was (after a take-out
+		// unmapped it): what a restore must not write over.
+		void *squat = mmap(br, br_len, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if (squat != (void *)br)
+			fail("mmap where the buffer ring was", errno);
+		memset(squat, 0xab, br_len);
+		printf("{\"squatted\": %llu}\n", (unsigned long long)(uintptr_t)squat);
+		fflush(stdout);
+	}
 
 	unsigned got_bids[ENTRIES];
 	unsigned long long got_addrs[ENTRIES];

@@ -142,11 +142,35 @@ pub(crate) fn preflight_in(
             Ok(lines) => lines,
             Err(_) => maps::read(process).map_err(|error| unavailable(&error))?,
         };
+        // A buffer ring that was in kernel memory gets its captured bytes
+        // written at its range: it must be free (the detach unmapped the
+        // kernel's memory there), never the process's own, which the step
+        // would overwrite and an undo could not put back.
+        let rewritten: Vec<(u64, u64)> = plan
+            .steps
+            .iter()
+            .filter_map(|step| match &step.op {
+                Op::RegisterPbufRing(register) if register.contents.is_some() => Some((
+                    register.addr,
+                    register.addr.saturating_add(register.memory_len()),
+                )),
+                _ => None,
+            })
+            .collect();
         for (start, end) in ranges {
-            if own_memory_covers(&maps, start, end) == Some(true) {
+            let rewrites = rewritten.iter().any(|&(from, to)| from < end && start < to);
+            if !rewrites && own_memory_covers(&maps, start, end) == Some(true) {
                 continue; // the process's own memory, registered as it is
             }
             if let Some(by) = overlapping_mapping(&maps, start, end) {
+                let by = if rewrites {
+                    format!(
+                        "{by}; a buffer ring that was in kernel memory is placed there anew, \
+                         so the range must be free: take the process out with plan dump --detach"
+                    )
+                } else {
+                    by
+                };
                 return Err(ExecError::BufferTakenIn {
                     pid,
                     start,
