@@ -46,7 +46,9 @@
 #define OFF_PBUF_SHIFT 16
 
 #define GROUP 5
+#ifndef ENTRIES
 #define ENTRIES 16
+#endif
 #define BUFFER 64
 #define FIRST_BID 100
 #define MORE_BID 200

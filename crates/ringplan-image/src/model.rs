@@ -742,7 +742,10 @@ impl<'de> Deserialize<'de> for SqeBytes {
                     .map(SqeBytes)
             }
         }
-        deserializer.deserialize_bytes(Visitor)
+        // byte_buf, not bytes: ciborium reads a byte string longer than its
+        // 4 KiB scratch buffer only so (a kernel-memory buffer ring's bytes
+        // reach 512 KiB).
+        deserializer.deserialize_byte_buf(Visitor)
     }
 }
 

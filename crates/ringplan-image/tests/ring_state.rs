@@ -400,3 +400,41 @@ fn unqueued_sqe_slots_round_trip_and_are_checked() {
         assert!(error.contains(problem), "{error}");
     }
 }
+
+/// A kernel-memory buffer ring's bytes round-trip at the largest size a
+/// ring has (32768 entries, 512 KiB: far beyond the CBOR decoder's 4 KiB
+/// scratch buffer) as one CBOR byte string, and the views show their
+/// length, tail and hash, not the bytes.
+#[test]
+fn the_largest_kernel_memory_buffer_ring_round_trips_as_a_byte_string() {
+    let mut image = image_with_state();
+    let entries = ringplan_kernel::abi::pbuf::MAX_ENTRIES;
+    let mut bytes: Vec<u8> = (0..entries as usize * 16)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    bytes[14..16].copy_from_slice(&7u16.to_ne_bytes());
+    ring(&mut image).pbuf_rings = vec![PbufRing {
+        bgid: 3,
+        entries,
+        head: 2,
+        addr: Some(0x7f00_0010_0000),
+        mmap: true,
+        incremental: false,
+        contents: Some(PbufRingContents(bytes)),
+    }];
+    let encoded = encode_to_vec(&image).expect("encoding");
+    assert_eq!(decode_slice(&encoded).expect("decoding"), image);
+    // 0x5a: a byte string with a 4-byte length, 524288.
+    let header = [0x5a, 0x00, 0x08, 0x00, 0x00];
+    assert!(encoded.windows(header.len()).any(|window| window == header));
+    let view = ringplan_image::view::to_json(&image);
+    let contents = &view["objects"][0]["pbuf_rings"][0]["contents"];
+    assert_eq!(contents["len"], 524_288, "{contents}");
+    assert_eq!(contents["tail"], 7, "{contents}");
+    assert_eq!(
+        contents["fnv1a64"].as_str().map(str::len),
+        Some(16),
+        "{contents}"
+    );
+    assert!(ringplan_image::view::to_text(&image).contains("captured, tail 7"));
+}
