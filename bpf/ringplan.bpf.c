@@ -1643,23 +1643,40 @@ static __always_inline bool buffer_group_is_ring(struct io_buffer_list *bl)
 	return BPF_CORE_READ(bl, buf_nr_pages) != 0;
 }
 
+/* The second word of a list_head (prev), read as read_next reads the
+ * first: a list_head is { next, prev } on every kernel. 0 when unreadable. */
+static __always_inline __u64 read_prev(__u64 node)
+{
+	__u64 prev = 0;
+	bpf_probe_read_kernel(&prev, sizeof(prev), (void *)(node + sizeof(__u64)));
+	return prev;
+}
+
 /* State of a legacy list walk's bpf_loop, on the program's stack. */
 struct legacy_walk {
 	struct seq_file *seq;
 	__u64 head;             /* &bl->buf_list: the walk ends back here */
 	__u64 node;             /* the next node */
+	__u64 prev;             /* the node walked last (a checkpoint's prev) */
 	__u64 fingerprint;
-	__u32 seen;             /* buffers met so far */
-	__u32 start;            /* the first position to write */
+	__u32 seen;             /* the next node's position in the list */
 	__u32 end;              /* past the last position to write */
+	__u32 limit;            /* the position the walk stops at */
 	__u32 written;
+	__u32 visited;
 	__u32 bgid;
 	__u32 state;            /* enum rp_legacy_list_state, once ended */
+	bool first;             /* the first range: writes checkpoints */
 	bool ended;
 };
 
 #define FINGERPRINT_PRIME 0x100000001b3ULL
 
+/* One step of a legacy list walk: the buffer at position walk->seen. The
+ * first range (start 0) walks the whole list, for its length and hash,
+ * and writes a checkpoint where each later range starts; a later range
+ * walks only its own positions, from its checkpoint's node. So each node
+ * is read twice in all, whatever the list's length. */
 static long write_legacy_buffer(__u32 step, void *data)
 {
 	struct legacy_walk *walk = data;
@@ -1675,7 +1692,25 @@ static long write_legacy_buffer(__u32 step, void *data)
 		walk->ended = true;
 		return 1;
 	}
+	if (walk->seen >= walk->limit) {
+		walk->state = RP_LEGACY_LIST_PART;
+		walk->ended = true;
+		return 1;
+	}
+	if (walk->first && walk->seen && walk->seen % RP_LEGACY_BUFFERS_PER_CHUNK == 0) {
+		struct rp_legacy_checkpoint_record point = {
+			.header.kind = RP_RECORD_LEGACY_CHECKPOINT,
+			.header.size = sizeof(point),
+			.node = walk->node,
+			.prev = walk->prev,
+			.fingerprint = walk->fingerprint,
+			.bgid = walk->bgid,
+			.index = walk->seen,
+		};
+		bpf_seq_write(walk->seq, &point, sizeof(point));
+	}
 	__u64 next = read_next(walk->node);
+	walk->visited++;
 	if (!next) {
 		walk->state = RP_LEGACY_LIST_BROKEN;
 		walk->ended = true;
@@ -1690,7 +1725,7 @@ static long write_legacy_buffer(__u32 step, void *data)
 	h = (h ^ rec.addr) * FINGERPRINT_PRIME;
 	h = (h ^ ((__u64)rec.len << 16 | rec.bid)) * FINGERPRINT_PRIME;
 	walk->fingerprint = h;
-	if (walk->seen >= walk->start && walk->seen < walk->end) {
+	if (walk->seen < walk->end) {
 		rec.header.kind = RP_RECORD_LEGACY_BUFFER;
 		rec.header.size = sizeof(rec);
 		rec.bgid = walk->bgid;
@@ -1699,15 +1734,23 @@ static long write_legacy_buffer(__u32 step, void *data)
 		walk->written++;
 	}
 	walk->seen++;
+	walk->prev = walk->node;
 	walk->node = next;
 	return 0;
 }
 
 /* A legacy-buffers request: the buffers of group request->bgid at list
- * positions [start, start + count), then the list record, which says
- * whether the list was walked to its end and hashes all of it. Read
- * without the ring's lock: only a frozen target's list holds still, and
- * userspace compares the hash of one group's answers. */
+ * positions [start, start + count), then the list record. Start 0 walks
+ * the whole list from its head: the list record says whether it reached
+ * the end and hashes all of it, and a checkpoint record before it marks
+ * each later range's start. A later start walks only its range, from the
+ * checkpoint's node its request carries, after checking that the group's
+ * list head is the same and that the node still follows the checkpoint's
+ * prev; userspace checks that the range ends at the next checkpoint (node
+ * and hash) or, for the last, at the head with the whole list's hash. So
+ * a list that changed between the answers is never assembled from parts
+ * of different lists. Read without the ring's lock: only a frozen
+ * target's list holds still. */
 static __always_inline void write_legacy_buffers(struct seq_file *seq, struct file *file,
 						 struct rp_chunk_request *request, __u32 fd)
 {
@@ -1739,25 +1782,38 @@ static __always_inline void write_legacy_buffers(struct seq_file *seq, struct fi
 	}
 	__u32 count = request->count < RP_LEGACY_BUFFERS_PER_CHUNK ? request->count
 								  : RP_LEGACY_BUFFERS_PER_CHUNK;
+	__u64 head = group + bpf_core_field_offset(struct io_buffer_list, buf_list);
+	bool first = request->start == 0;
+	rec.head = head;
+	if (!first && (request->legacy_head != head || request->legacy_node == head ||
+		       read_prev(request->legacy_node) != request->legacy_prev)) {
+		rec.state = RP_LEGACY_LIST_MOVED;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return;
+	}
 	/* The fields the callback changes start as values the verifier does
 	 * not know (see walk_personalities). */
-	__u64 head = group + bpf_core_field_offset(struct io_buffer_list, buf_list);
 	struct legacy_walk walk = {
 		.seq = seq,
 		.head = head,
-		.node = read_next(head),
-		.fingerprint = opaque_zero,
-		.seen = opaque_zero,
-		.start = request->start,
+		.node = first ? read_next(head) : request->legacy_node,
+		.prev = first ? head : request->legacy_prev,
+		.fingerprint = first ? opaque_zero : request->legacy_fingerprint,
+		.seen = request->start,
 		.end = request->start + count,
+		.limit = first ? RP_MAX_LEGACY_BUFFERS : request->start + count,
 		.written = opaque_zero,
+		.visited = opaque_zero,
 		.bgid = request->bgid,
 		.state = RP_LEGACY_LIST_BROKEN + opaque_zero,
+		.first = first,
 		.ended = opaque_zero != 0,
 	};
-	bpf_loop(RP_MAX_LEGACY_BUFFERS + 1, write_legacy_buffer, &walk, 0);
+	bpf_loop((first ? RP_MAX_LEGACY_BUFFERS : count) + 1, write_legacy_buffer, &walk, 0);
 	rec.fingerprint = walk.fingerprint;
+	rec.next = walk.node;
 	rec.written = walk.written;
+	rec.visited = walk.visited;
 	rec.length = walk.seen;
 	rec.state = walk.ended ? walk.state : RP_LEGACY_LIST_TOO_LONG;
 	bpf_seq_write(seq, &rec, sizeof(rec));

@@ -43,6 +43,8 @@ pub struct BpfDumper {
     pub(super) measured_hz: Option<u32>,
     /// The `struct page` array, measured once, when a NO_MMAP ring needs it.
     page_frames: Option<PageFrames>,
+    /// List nodes the legacy groups' walks read in the last read.
+    legacy_nodes_visited: u64,
 }
 
 impl BpfDumper {
@@ -72,6 +74,7 @@ impl BpfDumper {
             self_pid,
             measured_hz: None,
             page_frames: None,
+            legacy_nodes_visited: 0,
         };
         dumper.fops = dumper.probe_fops()?;
         if let Some(bss) = dumper.skeleton.skeleton.maps.bss_data.as_deref_mut() {
@@ -149,7 +152,9 @@ impl BpfDumper {
         let mut reading = Reading::from_target_records(&target_bytes, self.fops)?;
         let thread_bytes = self.run_thread_pass(pid, pidfd)?;
         reading.add_thread_records(&thread_bytes)?;
+        self.legacy_nodes_visited = 0;
         self.read_rings(pid, pidfd, &mut reading)?;
+        self.legacy_nodes_visited = reading.legacy_nodes_visited;
         // The threads' slots again: a slot registered or unregistered
         // while the rings were read makes the read retry (as a changed fd
         // table does), and a ring read by pointer is known to have been
@@ -301,6 +306,16 @@ impl BpfDumper {
         })
     }
 
+    /// How many list nodes the walks of legacy buffer groups read in the
+    /// last [`BpfDumper::read`] (every answer's, re-shown ones included):
+    /// about twice the buffers, since the first range's answer walks the
+    /// whole list and each later one only its own range. Exposed for
+    /// tests, which check that a group costs a number of reads linear in
+    /// its length.
+    pub fn legacy_nodes_visited(&self) -> u64 {
+        self.legacy_nodes_visited
+    }
+
     /// The kernel's id of the walks' program (`ringplan_walk_fds`), once a
     /// ring has needed it; `None` before. A kept dumper loads it once, so
     /// the id stays the same over its later reads (tests check both).
@@ -447,8 +462,9 @@ impl BpfDumper {
         self.run_rounds(pid, pidfd, reading, &rest)?;
         reading.check_tables_complete()?;
         // The buffers of legacy groups, now that the group chunks named
-        // them: a first range of each list, whose answer gives its length,
-        // then the rest.
+        // them: a first range of each list, whose answer walks it all and
+        // gives its length and where each later range starts, then all
+        // the later ranges together, each walking only its own nodes.
         let first_ranges: Vec<Planned> = reading
             .rings
             .values()
