@@ -2,8 +2,9 @@
 /*
  * ringplan's BPF reader of io_uring state: three iter/task_file programs
  * and an iter/task program in one object, of which the dumper loads three
- * on every dump and the fourth, ringplan_walk_fds (the personality and
- * buffer-group walks), only for a ring that has some (see that program).
+ * on every dump and the fourth, ringplan_walk_fds (the personality,
+ * buffer-group and pending-request walks), only for a ring that has some
+ * personalities or groups, or requests in flight (see that program).
  * Most of a load is libbpf's CO-RE candidate search, one scan of the
  * kernel's whole BTF per relocated root type (about 0.7 ms each on 6.18),
  * and the verifier's walk of ringplan_chunk_fds. So the object relocates
@@ -36,8 +37,8 @@
  *   positions, the SINGLE_ISSUER owner and the counters of requests in
  *   flight; whether it has personalities and buffer groups, which
  *   ringplan_walk_fds then counts), after one rp_overflow_cqe_record per
- *   CQE of its overflow list and one rp_pending_request_record per request
- *   waiting on its own (poll-armed, timeouts);
+ *   CQE of its overflow list (the requests waiting on their own, for a
+ *   ring with requests in flight, are ringplan_walk_fds's);
  * - RP_REQUEST_CHUNK: an rp_chunk_record and one slot record per occupied
  *   slot of a range of a registered table (files, buffers; the
  *   personalities and buffer groups are ringplan_walk_fds's). Chunking
@@ -571,11 +572,14 @@ static __always_inline bool walk_timeout_list(struct pending_loop *loop, struct 
 }
 
 /* Writes the requests the kernel keeps waiting on their own (they never
- * complete without an event: poll-armed, timeouts), before the ring
+ * complete without an event: poll-armed, timeouts), before the list
  * record, which then says how many came. Requests in io-wq workers, futex
- * and waitid waits are not listed (they count as in flight all the same). */
+ * and waitid waits are not listed (they count as in flight all the same).
+ * ringplan_walk_fds's (RP_REQUEST_PENDING): these walks are most of what
+ * the verifier would check of ringplan_chunk_fds, and only a ring with
+ * requests in flight needs them. */
 static __always_inline void write_pending_requests(struct seq_file *seq, struct io_ring_ctx *ring,
-						   struct rp_ring_record *rec)
+						   struct rp_pending_list_record *rec)
 {
 	struct pending_loop loop = {
 		.seq = seq,
@@ -597,10 +601,11 @@ static __always_inline void write_pending_requests(struct seq_file *seq, struct 
 				   write_listed_timeout);
 	whole &= walk_timeout_list(&loop, &ring->ltimeout_list, RP_PENDING_LINKED_TIMEOUT,
 				   write_listed_linked_timeout);
-	rec->pending_listed = loop.index;
+	rec->listed = loop.index;
 	if (whole)
 		rec->state_known |= RP_STATE_PENDING;
 }
+
 
 /* Walking the personalities xarray (ctx->personalities: struct cred
  * pointers at ids 1..65535). An entry is a node when its low bits are 10
@@ -1243,7 +1248,6 @@ static __always_inline void write_ring_record(struct seq_file *seq, struct file 
 	read_credentials(ring, &rec);
 	read_settings(ring, &rec);
 	write_overflow_list(seq, ring, &rec);
-	write_pending_requests(seq, ring, &rec);
 	rec.status = RP_CHUNK_OK;
 	bpf_seq_write(seq, &rec, sizeof(rec));
 }
@@ -1819,16 +1823,40 @@ static __always_inline void write_legacy_buffers(struct seq_file *seq, struct fi
 	bpf_seq_write(seq, &rec, sizeof(rec));
 }
 
+/* A pending-requests request: the ring's pending request records, then
+ * the list record. */
+static __always_inline void write_pending_answer(struct seq_file *seq, struct file *file,
+						 struct rp_chunk_request *request, __u32 fd)
+{
+	struct rp_pending_list_record rec = {};
+	struct io_ring_ctx *ring = ring_of_request(file, request);
+
+	rec.header.kind = RP_RECORD_PENDING_LIST;
+	rec.header.size = sizeof(rec);
+	rec.ctx = (__u64)ring;
+	rec.fd = fd;
+	if (request->expected_ctx && rec.ctx != request->expected_ctx) {
+		rec.status = RP_CHUNK_OTHER_RING;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return;
+	}
+	write_pending_requests(seq, ring, &rec);
+	rec.status = RP_CHUNK_OK;
+	bpf_seq_write(seq, &rec, sizeof(rec));
+}
+
 /*
  * ringplan_walk_fds (pass B's walks) answers, like ringplan_chunk_fds and
  * over the same chunk_requests map, the requests that walk a ring's
- * personalities xarray and its provided-buffer groups: walk counts, the
- * chunks of those two tables, and the buffers of legacy groups. It is its
- * own program because the verifier checks each bpf_loop callback at each
- * call site (6.1's cannot share one): these walks cost about four times the rest of pass B to
- * verify. Its autoload is off: the dumper loads it (a second instance of
- * this object, only this program) the first time a ring record says
- * RP_STATE_*_TO_WALK, and keeps it.
+ * personalities xarray and its provided-buffer groups (walk counts, the
+ * chunks of those two tables, and the buffers of legacy groups) and its
+ * requests waiting on their own (cancel hash tables, timeout lists). It
+ * is its own program because the verifier checks each bpf_loop callback
+ * at each call site (6.1's cannot share one): these walks cost several
+ * times the rest of pass B to verify. Its autoload is off: the dumper
+ * loads it (a second instance of this object, only this program) the
+ * first time a ring record says RP_STATE_*_TO_WALK or its counters say
+ * requests are in flight, and keeps it.
  */
 SEC("iter/task_file")
 int ringplan_walk_fds(struct bpf_iter__task_file *ctx)
@@ -1849,6 +1877,8 @@ int ringplan_walk_fds(struct bpf_iter__task_file *ctx)
 		write_walk_chunk(seq, file, request, fd);
 	else if (request->kind == RP_REQUEST_LEGACY_BUFFERS)
 		write_legacy_buffers(seq, file, request, fd);
+	else if (request->kind == RP_REQUEST_PENDING)
+		write_pending_answer(seq, file, request, fd);
 	return 0;
 }
 

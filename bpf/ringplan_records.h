@@ -39,9 +39,10 @@ enum rp_record_kind {
 	/* Pass B, after a ring record: one per CQE of the ring's overflow
 	 * list, in list order (overflow_listed of them). */
 	RP_RECORD_OVERFLOW_CQE = 8,
-	/* Pass B, after a ring record's overflow CQEs: one per request the
-	 * kernel keeps waiting on its own (poll-armed in the cancel hash
-	 * tables, timeouts), pending_listed of them. */
+	/* Pass B (ringplan_walk_fds), the answer to a pending-requests
+	 * request: one per request the kernel keeps waiting on its own
+	 * (poll-armed in the cancel hash tables, timeouts), then one struct
+	 * rp_pending_list_record (RP_RECORD_PENDING_LIST). */
 	RP_RECORD_PENDING_REQUEST = 9,
 	/* Pass B, one per personality in a personalities chunk. */
 	RP_RECORD_PERSONALITY = 10,
@@ -63,6 +64,7 @@ enum rp_record_kind {
 	RP_RECORD_LEGACY_BUFFER = 15,
 	RP_RECORD_LEGACY_LIST = 16,
 	RP_RECORD_LEGACY_CHECKPOINT = 17,
+	RP_RECORD_PENDING_LIST = 18,
 };
 
 /* What a struct file is, as told by its f_op (pass A; pass B reports f_op
@@ -114,6 +116,11 @@ enum rp_request_kind {
 	 * start 0 walks the whole list from its head; a later start walks
 	 * only its range, from the node a checkpoint named. */
 	RP_REQUEST_LEGACY_BUFFERS = 4,
+	/* The requests the ring's kernel keeps waiting on their own
+	 * (ringplan_walk_fds only; asked only of a ring with requests in
+	 * flight): rp_pending_request_records, then an
+	 * rp_pending_list_record. */
+	RP_REQUEST_PENDING = 5,
 };
 
 /* Status of a chunk or ring request, in struct rp_chunk_record and
@@ -153,8 +160,8 @@ enum rp_state_known {
 	 * the kernel's own drain arithmetic. */
 	RP_STATE_DRAIN_SEQUENCE = 16,
 	/* The cancel hash tables and timeout lists were walked to their ends
-	 * within RP_MAX_PENDING_REQUESTS: the pending_listed records that
-	 * follow are all of them. */
+	 * within RP_MAX_PENDING_REQUESTS: the listed records before an
+	 * rp_pending_list_record are all of them. */
 	RP_STATE_PENDING = 32,
 	/* The personalities are counted: personality_count is all of them
 	 * (0 when the xarray is empty, in a ring record; else in a walk-counts
@@ -307,7 +314,9 @@ struct rp_ring_record {
 	__u32 free_cached;      /* entries of ctx->submit_state.free_list (6.16+) */
 	__u32 cq_extra;         /* ctx->cq_extra (before 6.16) */
 	__u32 drain_disabled;   /* ctx->drain_disabled (before 6.16) */
-	__u32 pending_listed;   /* rp_pending_request_records after the overflow CQEs */
+	/* Unused (0): the requests waiting on their own, once listed here,
+	 * are ringplan_walk_fds's answer to RP_REQUEST_PENDING. */
+	__u32 reserved_pending;
 	/* Personalities and restrictions (valid per state_known). */
 	__u32 personality_count; /* entries of ctx->personalities */
 	__u32 personality_next;  /* ctx->pers_next */
@@ -345,6 +354,18 @@ struct rp_pending_request_record {
 	__u32 reserved;
 };
 _Static_assert(sizeof(struct rp_pending_request_record) == 40, "rp_pending_request_record");
+
+/* The end of a pending-requests answer (RP_REQUEST_PENDING), after its
+ * rp_pending_request_records. */
+struct rp_pending_list_record {
+	struct rp_header header;
+	__u64 ctx;            /* io_ring_ctx of the request */
+	__u32 fd;             /* the dumper's local fd */
+	__u32 status;         /* enum rp_chunk_status */
+	__u32 state_known;    /* RP_STATE_PENDING: the records before are all of them */
+	__u32 listed;         /* rp_pending_request_records before this one */
+};
+_Static_assert(sizeof(struct rp_pending_list_record) == 32, "rp_pending_list_record");
 
 /* One CQE of a ring's overflow list (struct io_overflow_cqe's cqe). */
 struct rp_overflow_cqe_record {
@@ -654,10 +675,13 @@ enum rp_limits {
 	RP_MAX_LEGACY_BUFFERS = 65536,
 };
 _Static_assert(sizeof(struct rp_ring_record) +
-		       RP_MAX_OVERFLOW_CQES * sizeof(struct rp_overflow_cqe_record) +
-		       RP_MAX_PENDING_REQUESTS * sizeof(struct rp_pending_request_record) <=
+		       RP_MAX_OVERFLOW_CQES * sizeof(struct rp_overflow_cqe_record) <=
 		       RP_MAX_OBJECT_BYTES,
-	       "ring record, its overflow list and pending requests fit one object");
+	       "ring record and its overflow list fit one object");
+_Static_assert(RP_MAX_PENDING_REQUESTS * sizeof(struct rp_pending_request_record) +
+		       sizeof(struct rp_pending_list_record) <=
+		       RP_MAX_OBJECT_BYTES,
+	       "pending requests and their list record fit one object");
 _Static_assert(sizeof(struct rp_chunk_record) +
 		       RP_FILE_SLOTS_PER_CHUNK * sizeof(struct rp_file_slot_record) <=
 		       RP_MAX_OBJECT_BYTES,
@@ -712,6 +736,7 @@ struct rp_shared_types {
 	struct rp_legacy_buffer_record legacy_buffer_record;
 	struct rp_legacy_list_record legacy_list_record;
 	struct rp_legacy_checkpoint_record legacy_checkpoint_record;
+	struct rp_pending_list_record pending_list_record;
 	enum rp_legacy_list_state legacy_list_state;
 	enum rp_thread_status thread_status;
 	enum rp_record_kind record_kind;

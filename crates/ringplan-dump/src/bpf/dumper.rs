@@ -30,8 +30,10 @@ const _: () = assert!(CHUNKS_PER_ROUND <= records::MAX_CHUNK_REQUESTS);
 pub struct BpfDumper {
     /// Passes A, T and B.
     skeleton: LoadedSkeleton,
-    /// The personality and buffer-group walks (`ringplan_walk_fds`),
-    /// loaded the first time a ring has some and kept for later dumps.
+    /// The personality, buffer-group and pending-request walks
+    /// (`ringplan_walk_fds`), loaded the first time a ring has
+    /// personalities or groups, or requests in flight, and kept for later
+    /// dumps.
     walks: Option<LoadedSkeleton>,
     /// The kernel's io_uring and eventfd `file_operations` addresses,
     /// learnt at load from files of the dumper's own.
@@ -324,10 +326,11 @@ impl BpfDumper {
         libbpf_rs::Program::id_from_fd(walks.skeleton.progs.ringplan_walk_fds.as_fd()).ok()
     }
 
-    /// Loads the personality and buffer-group walks now, if not yet: a
-    /// caller about to stop a process for its dump (`plan checkpoint`)
-    /// loads them first, so that a ring with personalities or buffer
-    /// groups does not lengthen the stop by their load.
+    /// Loads the personality, buffer-group and pending-request walks now,
+    /// if not yet: a caller about to stop a process for its dump (`plan
+    /// checkpoint`) loads them first, so that a ring with personalities,
+    /// buffer groups or requests in flight does not lengthen the stop by
+    /// their load.
     pub fn load_walks(&mut self) -> Result<(), BpfError> {
         self.walks().map(|_| ())
     }
@@ -430,13 +433,22 @@ impl BpfDumper {
         // now. (No speculative first chunk here: a count walk that does
         // not reach the end leaves the table unknown, which a chunk would
         // report as an unknown layout.)
+        // With them, the requests waiting on their own of the rings whose
+        // counters say requests are in flight (or cannot say none are).
         let walk_counts: Vec<Planned> = reading
             .rings
             .values()
-            .filter(|facts| facts.header.to_walk.any())
-            .map(|facts| Planned {
-                ring: facts.header.ctx,
-                want: Want::WalkCounts,
+            .flat_map(|facts| {
+                let ring = facts.header.ctx;
+                let counts = facts.header.to_walk.any().then_some(Planned {
+                    ring,
+                    want: Want::WalkCounts,
+                });
+                let pending = facts.needs_pending_walk().then_some(Planned {
+                    ring,
+                    want: Want::Pending,
+                });
+                counts.into_iter().chain(pending)
             })
             .collect();
         self.run_rounds(pid, pidfd, reading, &walk_counts)?;
@@ -455,6 +467,7 @@ impl BpfDumper {
                         Want::Ring
                         | Want::Probe
                         | Want::WalkCounts
+                        | Want::Pending
                         | Want::LegacyBuffers { .. } => true,
                     })
             })

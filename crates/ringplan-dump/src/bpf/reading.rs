@@ -22,8 +22,9 @@ use super::local_fds::{copy_target_fd, fd_number};
 use super::page_frames::PageFrames;
 use super::records::{
     self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
-    InFlightCounters, Layout, OverflowCqeRecord, PbufRingRecord, PendingRequestRecord, Record,
-    Records, RestrictionWords, RingRecord, Role, Table, ThreadStatus, WalkCountsRecord,
+    InFlightCounters, Layout, OverflowCqeRecord, PbufRingRecord, PendingListRecord,
+    PendingRequestRecord, Record, Records, RestrictionWords, RingRecord, Role, Table, ThreadStatus,
+    WalkCountsRecord,
 };
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
@@ -79,6 +80,10 @@ pub(super) struct RingFacts {
     overflow: Vec<OverflowCqeRecord>,
     /// The pending requests as their records came.
     pending: Vec<PendingRequestRecord>,
+    /// How many pending requests the ring has, when all are listed: 0
+    /// from its header when it has no request in flight, else from
+    /// `ringplan_walk_fds`'s answer ([`RingFacts::needs_pending_walk`]).
+    pending_listed: Option<u32>,
     /// The personalities by ordinal, as their chunks fill them.
     personalities: Vec<Option<Personality>>,
     /// The provided-buffer groups by ordinal, as their chunks fill them.
@@ -93,6 +98,14 @@ pub(super) struct RingFacts {
 }
 
 impl RingFacts {
+    /// Whether the ring's requests waiting on their own must be asked of
+    /// `ringplan_walk_fds`: its header's counters do not say that no
+    /// request is in flight (a ring with none, the seed's, costs no walk
+    /// and no load of that program).
+    pub(super) fn needs_pending_walk(&self) -> bool {
+        self.pending_listed.is_none()
+    }
+
     /// The chunks that read this ring's tables whole.
     pub(super) fn planned_chunks(&self) -> Vec<Planned> {
         let mut chunks = Vec::new();
@@ -311,6 +324,7 @@ impl Reading {
             buffers: vec![None; header.buffer_slots as usize],
             overflow: Vec::new(),
             pending: Vec::new(),
+            pending_listed: (in_flight_count(&header) == Ok(0)).then_some(0),
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
             legacy: BTreeMap::new(),
@@ -421,6 +435,15 @@ impl Reading {
                     }
                 }
                 Record::OverflowCqe(cqe) => self.add_overflow_cqe(&cqe)?,
+                Record::PendingList(list) => {
+                    current = None;
+                    if let Some(request) = by_local_fd
+                        .get(&list.fd)
+                        .filter(|r| r.want == Want::Pending)
+                    {
+                        self.add_pending_list(pid, &list, request)?;
+                    }
+                }
                 Record::PendingRequest(request) => self.add_pending_request(&request)?,
                 other => {
                     return Err(BpfError::Inconsistent {
@@ -466,6 +489,28 @@ impl Reading {
             header.pbuf_count = counts.pbuf_count;
             facts.pbuf_groups = vec![None; counts.pbuf_count.unwrap_or(0) as usize];
         }
+        Ok(())
+    }
+
+    /// The end of a ring's pending-requests answer: how many came, when
+    /// they are all.
+    fn add_pending_list(
+        &mut self,
+        pid: u32,
+        list: &PendingListRecord,
+        request: &Request,
+    ) -> Result<(), BpfError> {
+        if list.status != ChunkStatus::Ok || list.ctx != request.expected_ctx {
+            return Err(BpfError::TargetChanged {
+                pid,
+                what: format!(
+                    "the fd copied for ring {:#x} now refers to something else",
+                    request.expected_ctx
+                ),
+            });
+        }
+        self.ring_of_chunk(list.ctx, "a pending-requests answer")?
+            .pending_listed = list.listed;
         Ok(())
     }
 
@@ -550,7 +595,11 @@ impl Reading {
                 start,
                 count,
             } => Some((request, table, start, count)),
-            Want::Ring | Want::Probe | Want::WalkCounts | Want::LegacyBuffers { .. } => None,
+            Want::Ring
+            | Want::Probe
+            | Want::WalkCounts
+            | Want::Pending
+            | Want::LegacyBuffers { .. } => None,
         }) else {
             // A request of an earlier, failed read that survived: ignore it.
             return Ok(None);
@@ -1039,7 +1088,7 @@ fn restrictions_of(words: RestrictionWords) -> Option<Restrictions> {
 
 /// A ring's requests in flight, from the counters its kernel has.
 fn in_flight(header: &RingRecord, facts: &RingFacts) -> RawInFlight {
-    let pending = match header.pending_listed {
+    let pending = match facts.pending_listed {
         Some(listed) if listed as usize == facts.pending.len() => Known::Known(
             facts
                 .pending
@@ -1310,7 +1359,6 @@ mod tests {
             sqes_page: 0,
             page_struct_size: 0,
             in_flight: InFlightCounters::Unknown,
-            pending_listed: None,
             personalities: None,
             personality_next: 0,
             to_walk: records::ToWalk::default(),
@@ -1367,7 +1415,6 @@ mod tests {
             sqes_page: 0,
             page_struct_size: 0,
             in_flight,
-            pending_listed: None,
             personalities: None,
             personality_next: 0,
             to_walk: records::ToWalk::default(),
@@ -1443,7 +1490,6 @@ mod tests {
             sqes_page: 0,
             page_struct_size: 0,
             in_flight: InFlightCounters::Unknown,
-            pending_listed: None,
             personalities: None,
             personality_next: 0,
             to_walk: records::ToWalk::default(),
@@ -1458,6 +1504,7 @@ mod tests {
             buffers: Vec::new(),
             overflow: Vec::new(),
             pending: Vec::new(),
+            pending_listed: None,
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
             legacy: BTreeMap::new(),
@@ -1474,7 +1521,11 @@ mod tests {
                     start,
                     count,
                 } => Some((table, start, count)),
-                Want::Ring | Want::Probe | Want::WalkCounts | Want::LegacyBuffers { .. } => None,
+                Want::Ring
+                | Want::Probe
+                | Want::WalkCounts
+                | Want::Pending
+                | Want::LegacyBuffers { .. } => None,
             })
             .collect();
         let files: u32 = chunks
@@ -1545,7 +1596,6 @@ mod tests {
                 sqes_page: 0,
                 page_struct_size: 0,
                 in_flight: InFlightCounters::Unknown,
-                pending_listed: None,
                 personalities: None,
                 personality_next: 0,
                 to_walk: records::ToWalk::default(),
@@ -1562,6 +1612,7 @@ mod tests {
                     buffers: Vec::new(),
                     overflow: Vec::new(),
                     pending: Vec::new(),
+                    pending_listed: None,
                     personalities: Vec::new(),
                     pbuf_groups: Vec::new(),
                     legacy: BTreeMap::new(),

@@ -55,6 +55,7 @@ const KIND_WALK_COUNTS: u32 = records_h::rp_record_kind::RP_RECORD_WALK_COUNTS.0
 const KIND_LEGACY_BUFFER: u32 = records_h::rp_record_kind::RP_RECORD_LEGACY_BUFFER.0;
 const KIND_LEGACY_LIST: u32 = records_h::rp_record_kind::RP_RECORD_LEGACY_LIST.0;
 const KIND_LEGACY_CHECKPOINT: u32 = records_h::rp_record_kind::RP_RECORD_LEGACY_CHECKPOINT.0;
+const KIND_PENDING_LIST: u32 = records_h::rp_record_kind::RP_RECORD_PENDING_LIST.0;
 /// `RP_LEGACY_BUFFERS_PER_CHUNK`: the most buffers one legacy-buffers
 /// request reads.
 pub(crate) const LEGACY_BUFFERS_PER_CHUNK: u32 =
@@ -143,6 +144,8 @@ unsafe impl HeaderStruct for records_h::rp_legacy_buffer_record {}
 unsafe impl HeaderStruct for records_h::rp_legacy_list_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_legacy_checkpoint_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_pending_list_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_ring_fd_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
@@ -260,6 +263,9 @@ pub(crate) enum RequestKind {
     WalkCounts,
     /// A range of a legacy group's buffers (`ringplan_walk_fds`).
     LegacyBuffers,
+    /// The requests the ring's kernel keeps waiting on their own
+    /// (`ringplan_walk_fds`).
+    Pending,
 }
 
 impl RequestKind {
@@ -270,6 +276,7 @@ impl RequestKind {
             RequestKind::Probe => records_h::rp_request_kind::RP_REQUEST_PROBE.0,
             RequestKind::WalkCounts => records_h::rp_request_kind::RP_REQUEST_WALK_COUNTS.0,
             RequestKind::LegacyBuffers => records_h::rp_request_kind::RP_REQUEST_LEGACY_BUFFERS.0,
+            RequestKind::Pending => records_h::rp_request_kind::RP_REQUEST_PENDING.0,
         }
     }
 }
@@ -348,9 +355,6 @@ pub(crate) struct RingRecord {
     pub page_struct_size: u32,
     /// The counters of the requests in flight this kernel has.
     pub in_flight: InFlightCounters,
-    /// How many pending request records came before this record, when
-    /// `RP_STATE_PENDING` says they are all of them.
-    pub pending_listed: Option<u32>,
     /// How many personalities the ring has and `ctx->pers_next`, when
     /// `RP_STATE_PERSONALITIES` says they are counted (none, in a ring
     /// record; a [`WalkCountsRecord`] fills in the others).
@@ -563,6 +567,18 @@ pub(crate) enum Record<'a> {
     LegacyBuffer(LegacyBufferRecord),
     LegacyList(LegacyListRecord),
     LegacyCheckpoint(LegacyCheckpointRecord),
+    PendingList(PendingListRecord),
+}
+
+/// `struct rp_pending_list_record`: the end of a pending-requests answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PendingListRecord {
+    pub ctx: u64,
+    pub fd: u32,
+    pub status: ChunkStatus,
+    /// How many pending request records came before it, when they are all
+    /// of the ring's (the tables and lists were walked to their ends).
+    pub listed: Option<u32>,
 }
 
 /// `struct rp_legacy_buffer_record`: one buffer of a legacy group's list.
@@ -844,6 +860,15 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
                 state,
             }))
         }
+        KIND_PENDING_LIST => {
+            let raw: records_h::rp_pending_list_record = read_exact(record)?;
+            Ok(Record::PendingList(PendingListRecord {
+                ctx: raw.ctx,
+                fd: raw.fd,
+                status: ChunkStatus::from_raw(raw.status)?,
+                listed: (raw.state_known & STATE_PENDING != 0).then_some(raw.listed),
+            }))
+        }
         KIND_LEGACY_CHECKPOINT => {
             let raw: records_h::rp_legacy_checkpoint_record = read_exact(record)?;
             Ok(Record::LegacyCheckpoint(LegacyCheckpointRecord {
@@ -954,7 +979,6 @@ impl RingRecord {
             } else {
                 InFlightCounters::Unknown
             },
-            pending_listed: (raw.state_known & STATE_PENDING != 0).then_some(raw.pending_listed),
             personalities: (raw.state_known & STATE_PERSONALITIES != 0)
                 .then_some((raw.personality_count, raw.personality_next)),
             personality_next: raw.personality_next,

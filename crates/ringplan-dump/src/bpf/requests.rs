@@ -35,15 +35,19 @@ pub(super) enum Want {
         count: u32,
         from: LegacyStart,
     },
+    /// The requests the ring's kernel keeps waiting on their own
+    /// (`ringplan_walk_fds`), asked only of a ring with requests in flight.
+    Pending,
 }
 
 impl Want {
-    /// The program that answers this request: the personality and
-    /// buffer-group walks are `ringplan_walk_fds`'s, the rest
-    /// `ringplan_chunk_fds`'s.
+    /// The program that answers this request: the personality,
+    /// buffer-group and pending-request walks are `ringplan_walk_fds`'s,
+    /// the rest `ringplan_chunk_fds`'s.
     pub(super) fn program(self) -> Programs {
         match self {
             Want::WalkCounts
+            | Want::Pending
             | Want::LegacyBuffers { .. }
             | Want::Chunk {
                 table: Table::Personalities | Table::PbufRings,
@@ -113,6 +117,15 @@ impl Request {
                 self.expected_ctx,
                 self.by_pointer,
                 RequestKind::WalkCounts,
+                Table::Files,
+                0,
+                0,
+                (0, LegacyStart::default()),
+            ),
+            Want::Pending => records::chunk_request_bytes(
+                self.expected_ctx,
+                self.by_pointer,
+                RequestKind::Pending,
                 Table::Files,
                 0,
                 0,
