@@ -32,5 +32,6 @@ fn main() {
         items: "buffer rings",
         rounds_variable: "DUMP_PBUF_RINGS_ROUNDS",
         count: |ring| ring.pbuf_rings.len(),
+        longer: &[],
     });
 }

@@ -30,5 +30,6 @@ fn main() {
         items: "personalities",
         rounds_variable: "DUMP_PERSONALITIES_ROUNDS",
         count: |ring| ring.personalities.len(),
+        longer: &[],
     });
 }

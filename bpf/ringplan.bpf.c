@@ -2,8 +2,9 @@
 /*
  * ringplan's BPF reader of io_uring state: three iter/task_file programs
  * and an iter/task program in one object, of which the dumper loads three
- * on every dump and the fourth, ringplan_walk_fds (the personality and
- * buffer-group walks), only for a ring that has some (see that program).
+ * on every dump and the fourth, ringplan_walk_fds (the personality,
+ * buffer-group and pending-request walks), only for a ring that has some
+ * personalities or groups, or requests in flight (see that program).
  * Most of a load is libbpf's CO-RE candidate search, one scan of the
  * kernel's whole BTF per relocated root type (about 0.7 ms each on 6.18),
  * and the verifier's walk of ringplan_chunk_fds. So the object relocates
@@ -36,8 +37,8 @@
  *   positions, the SINGLE_ISSUER owner and the counters of requests in
  *   flight; whether it has personalities and buffer groups, which
  *   ringplan_walk_fds then counts), after one rp_overflow_cqe_record per
- *   CQE of its overflow list and one rp_pending_request_record per request
- *   waiting on its own (poll-armed, timeouts);
+ *   CQE of its overflow list (the requests waiting on their own, for a
+ *   ring with requests in flight, are ringplan_walk_fds's);
  * - RP_REQUEST_CHUNK: an rp_chunk_record and one slot record per occupied
  *   slot of a range of a registered table (files, buffers; the
  *   personalities and buffer groups are ringplan_walk_fds's). Chunking
@@ -571,11 +572,14 @@ static __always_inline bool walk_timeout_list(struct pending_loop *loop, struct 
 }
 
 /* Writes the requests the kernel keeps waiting on their own (they never
- * complete without an event: poll-armed, timeouts), before the ring
+ * complete without an event: poll-armed, timeouts), before the list
  * record, which then says how many came. Requests in io-wq workers, futex
- * and waitid waits are not listed (they count as in flight all the same). */
+ * and waitid waits are not listed (they count as in flight all the same).
+ * ringplan_walk_fds's (RP_REQUEST_PENDING): these walks are most of what
+ * the verifier would check of ringplan_chunk_fds, and only a ring with
+ * requests in flight needs them. */
 static __always_inline void write_pending_requests(struct seq_file *seq, struct io_ring_ctx *ring,
-						   struct rp_ring_record *rec)
+						   struct rp_pending_list_record *rec)
 {
 	struct pending_loop loop = {
 		.seq = seq,
@@ -597,10 +601,11 @@ static __always_inline void write_pending_requests(struct seq_file *seq, struct 
 				   write_listed_timeout);
 	whole &= walk_timeout_list(&loop, &ring->ltimeout_list, RP_PENDING_LINKED_TIMEOUT,
 				   write_listed_linked_timeout);
-	rec->pending_listed = loop.index;
+	rec->listed = loop.index;
 	if (whole)
 		rec->state_known |= RP_STATE_PENDING;
 }
+
 
 /* Walking the personalities xarray (ctx->personalities: struct cred
  * pointers at ids 1..65535). An entry is a node when its low bits are 10
@@ -1257,7 +1262,6 @@ static __always_inline void write_ring_record(struct seq_file *seq, struct file 
 	read_credentials(ring, &rec);
 	read_settings(ring, &rec);
 	write_overflow_list(seq, ring, &rec);
-	write_pending_requests(seq, ring, &rec);
 	rec.status = RP_CHUNK_OK;
 	bpf_seq_write(seq, &rec, sizeof(rec));
 }
@@ -1657,23 +1661,40 @@ static __always_inline bool buffer_group_is_ring(struct io_buffer_list *bl)
 	return BPF_CORE_READ(bl, buf_nr_pages) != 0;
 }
 
+/* The second word of a list_head (prev), read as read_next reads the
+ * first: a list_head is { next, prev } on every kernel. 0 when unreadable. */
+static __always_inline __u64 read_prev(__u64 node)
+{
+	__u64 prev = 0;
+	bpf_probe_read_kernel(&prev, sizeof(prev), (void *)(node + sizeof(__u64)));
+	return prev;
+}
+
 /* State of a legacy list walk's bpf_loop, on the program's stack. */
 struct legacy_walk {
 	struct seq_file *seq;
 	__u64 head;             /* &bl->buf_list: the walk ends back here */
 	__u64 node;             /* the next node */
+	__u64 prev;             /* the node walked last (a checkpoint's prev) */
 	__u64 fingerprint;
-	__u32 seen;             /* buffers met so far */
-	__u32 start;            /* the first position to write */
+	__u32 seen;             /* the next node's position in the list */
 	__u32 end;              /* past the last position to write */
+	__u32 limit;            /* the position the walk stops at */
 	__u32 written;
+	__u32 visited;
 	__u32 bgid;
 	__u32 state;            /* enum rp_legacy_list_state, once ended */
+	bool first;             /* the first range: writes checkpoints */
 	bool ended;
 };
 
 #define FINGERPRINT_PRIME 0x100000001b3ULL
 
+/* One step of a legacy list walk: the buffer at position walk->seen. The
+ * first range (start 0) walks the whole list, for its length and hash,
+ * and writes a checkpoint where each later range starts; a later range
+ * walks only its own positions, from its checkpoint's node. So each node
+ * is read twice in all, whatever the list's length. */
 static long write_legacy_buffer(__u32 step, void *data)
 {
 	struct legacy_walk *walk = data;
@@ -1689,7 +1710,25 @@ static long write_legacy_buffer(__u32 step, void *data)
 		walk->ended = true;
 		return 1;
 	}
+	if (walk->seen >= walk->limit) {
+		walk->state = RP_LEGACY_LIST_PART;
+		walk->ended = true;
+		return 1;
+	}
+	if (walk->first && walk->seen && walk->seen % RP_LEGACY_BUFFERS_PER_CHUNK == 0) {
+		struct rp_legacy_checkpoint_record point = {
+			.header.kind = RP_RECORD_LEGACY_CHECKPOINT,
+			.header.size = sizeof(point),
+			.node = walk->node,
+			.prev = walk->prev,
+			.fingerprint = walk->fingerprint,
+			.bgid = walk->bgid,
+			.index = walk->seen,
+		};
+		bpf_seq_write(walk->seq, &point, sizeof(point));
+	}
 	__u64 next = read_next(walk->node);
+	walk->visited++;
 	if (!next) {
 		walk->state = RP_LEGACY_LIST_BROKEN;
 		walk->ended = true;
@@ -1704,7 +1743,7 @@ static long write_legacy_buffer(__u32 step, void *data)
 	h = (h ^ rec.addr) * FINGERPRINT_PRIME;
 	h = (h ^ ((__u64)rec.len << 16 | rec.bid)) * FINGERPRINT_PRIME;
 	walk->fingerprint = h;
-	if (walk->seen >= walk->start && walk->seen < walk->end) {
+	if (walk->seen < walk->end) {
 		rec.header.kind = RP_RECORD_LEGACY_BUFFER;
 		rec.header.size = sizeof(rec);
 		rec.bgid = walk->bgid;
@@ -1713,15 +1752,23 @@ static long write_legacy_buffer(__u32 step, void *data)
 		walk->written++;
 	}
 	walk->seen++;
+	walk->prev = walk->node;
 	walk->node = next;
 	return 0;
 }
 
 /* A legacy-buffers request: the buffers of group request->bgid at list
- * positions [start, start + count), then the list record, which says
- * whether the list was walked to its end and hashes all of it. Read
- * without the ring's lock: only a frozen target's list holds still, and
- * userspace compares the hash of one group's answers. */
+ * positions [start, start + count), then the list record. Start 0 walks
+ * the whole list from its head: the list record says whether it reached
+ * the end and hashes all of it, and a checkpoint record before it marks
+ * each later range's start. A later start walks only its range, from the
+ * checkpoint's node its request carries, after checking that the group's
+ * list head is the same and that the node still follows the checkpoint's
+ * prev; userspace checks that the range ends at the next checkpoint (node
+ * and hash) or, for the last, at the head with the whole list's hash. So
+ * a list that changed between the answers is never assembled from parts
+ * of different lists. Read without the ring's lock: only a frozen
+ * target's list holds still. */
 static __always_inline void write_legacy_buffers(struct seq_file *seq, struct file *file,
 						 struct rp_chunk_request *request, __u32 fd)
 {
@@ -1753,40 +1800,77 @@ static __always_inline void write_legacy_buffers(struct seq_file *seq, struct fi
 	}
 	__u32 count = request->count < RP_LEGACY_BUFFERS_PER_CHUNK ? request->count
 								  : RP_LEGACY_BUFFERS_PER_CHUNK;
+	__u64 head = group + bpf_core_field_offset(struct io_buffer_list, buf_list);
+	bool first = request->start == 0;
+	rec.head = head;
+	if (!first && (request->legacy_head != head || request->legacy_node == head ||
+		       read_prev(request->legacy_node) != request->legacy_prev)) {
+		rec.state = RP_LEGACY_LIST_MOVED;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return;
+	}
 	/* The fields the callback changes start as values the verifier does
 	 * not know (see walk_personalities). */
-	__u64 head = group + bpf_core_field_offset(struct io_buffer_list, buf_list);
 	struct legacy_walk walk = {
 		.seq = seq,
 		.head = head,
-		.node = read_next(head),
-		.fingerprint = opaque_zero,
-		.seen = opaque_zero,
-		.start = request->start,
+		.node = first ? read_next(head) : request->legacy_node,
+		.prev = first ? head : request->legacy_prev,
+		.fingerprint = first ? opaque_zero : request->legacy_fingerprint,
+		.seen = request->start,
 		.end = request->start + count,
+		.limit = first ? RP_MAX_LEGACY_BUFFERS : request->start + count,
 		.written = opaque_zero,
+		.visited = opaque_zero,
 		.bgid = request->bgid,
 		.state = RP_LEGACY_LIST_BROKEN + opaque_zero,
+		.first = first,
 		.ended = opaque_zero != 0,
 	};
-	bpf_loop(RP_MAX_LEGACY_BUFFERS + 1, write_legacy_buffer, &walk, 0);
+	bpf_loop((first ? RP_MAX_LEGACY_BUFFERS : count) + 1, write_legacy_buffer, &walk, 0);
 	rec.fingerprint = walk.fingerprint;
+	rec.next = walk.node;
 	rec.written = walk.written;
+	rec.visited = walk.visited;
 	rec.length = walk.seen;
 	rec.state = walk.ended ? walk.state : RP_LEGACY_LIST_TOO_LONG;
+	bpf_seq_write(seq, &rec, sizeof(rec));
+}
+
+/* A pending-requests request: the ring's pending request records, then
+ * the list record. */
+static __always_inline void write_pending_answer(struct seq_file *seq, struct file *file,
+						 struct rp_chunk_request *request, __u32 fd)
+{
+	struct rp_pending_list_record rec = {};
+	struct io_ring_ctx *ring = ring_of_request(file, request);
+
+	rec.header.kind = RP_RECORD_PENDING_LIST;
+	rec.header.size = sizeof(rec);
+	rec.ctx = (__u64)ring;
+	rec.fd = fd;
+	if (request->expected_ctx && rec.ctx != request->expected_ctx) {
+		rec.status = RP_CHUNK_OTHER_RING;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return;
+	}
+	write_pending_requests(seq, ring, &rec);
+	rec.status = RP_CHUNK_OK;
 	bpf_seq_write(seq, &rec, sizeof(rec));
 }
 
 /*
  * ringplan_walk_fds (pass B's walks) answers, like ringplan_chunk_fds and
  * over the same chunk_requests map, the requests that walk a ring's
- * personalities xarray and its provided-buffer groups: walk counts, the
- * chunks of those two tables, and the buffers of legacy groups. It is its
- * own program because the verifier checks each bpf_loop callback at each
- * call site (6.1's cannot share one): these walks cost about four times the rest of pass B to
- * verify. Its autoload is off: the dumper loads it (a second instance of
- * this object, only this program) the first time a ring record says
- * RP_STATE_*_TO_WALK, and keeps it.
+ * personalities xarray and its provided-buffer groups (walk counts, the
+ * chunks of those two tables, and the buffers of legacy groups) and its
+ * requests waiting on their own (cancel hash tables, timeout lists). It
+ * is its own program because the verifier checks each bpf_loop callback
+ * at each call site (6.1's cannot share one): these walks cost several
+ * times the rest of pass B to verify. Its autoload is off: the dumper
+ * loads it (a second instance of this object, only this program) the
+ * first time a ring record says RP_STATE_*_TO_WALK or its counters say
+ * requests are in flight, and keeps it.
  */
 SEC("iter/task_file")
 int ringplan_walk_fds(struct bpf_iter__task_file *ctx)
@@ -1807,6 +1891,8 @@ int ringplan_walk_fds(struct bpf_iter__task_file *ctx)
 		write_walk_chunk(seq, file, request, fd);
 	else if (request->kind == RP_REQUEST_LEGACY_BUFFERS)
 		write_legacy_buffers(seq, file, request, fd);
+	else if (request->kind == RP_REQUEST_PENDING)
+		write_pending_answer(seq, file, request, fd);
 	return 0;
 }
 

@@ -39,9 +39,10 @@ enum rp_record_kind {
 	/* Pass B, after a ring record: one per CQE of the ring's overflow
 	 * list, in list order (overflow_listed of them). */
 	RP_RECORD_OVERFLOW_CQE = 8,
-	/* Pass B, after a ring record's overflow CQEs: one per request the
-	 * kernel keeps waiting on its own (poll-armed in the cancel hash
-	 * tables, timeouts), pending_listed of them. */
+	/* Pass B (ringplan_walk_fds), the answer to a pending-requests
+	 * request: one per request the kernel keeps waiting on its own
+	 * (poll-armed in the cancel hash tables, timeouts), then one struct
+	 * rp_pending_list_record (RP_RECORD_PENDING_LIST). */
 	RP_RECORD_PENDING_REQUEST = 9,
 	/* Pass B, one per personality in a personalities chunk. */
 	RP_RECORD_PERSONALITY = 10,
@@ -57,10 +58,13 @@ enum rp_record_kind {
 	RP_RECORD_WALK_COUNTS = 14,
 	/* Pass B (ringplan_walk_fds), the answer to a legacy-buffers
 	 * request: one struct rp_legacy_buffer_record per buffer of the
-	 * asked range of the group's list, in list order, then one struct
-	 * rp_legacy_list_record. */
+	 * asked range of the group's list, in list order (the first range's
+	 * answer also one struct rp_legacy_checkpoint_record per later
+	 * range), then one struct rp_legacy_list_record. */
 	RP_RECORD_LEGACY_BUFFER = 15,
 	RP_RECORD_LEGACY_LIST = 16,
+	RP_RECORD_LEGACY_CHECKPOINT = 17,
+	RP_RECORD_PENDING_LIST = 18,
 };
 
 /* What a struct file is, as told by its f_op (pass A; pass B reports f_op
@@ -108,8 +112,15 @@ enum rp_request_kind {
 	 * (ringplan_walk_fds only): struct rp_walk_counts_record. */
 	RP_REQUEST_WALK_COUNTS = 3,
 	/* The buffers of legacy group `bgid` (IORING_OP_PROVIDE_BUFFERS) at
-	 * list positions [start, start + count) (ringplan_walk_fds only). */
+	 * list positions [start, start + count) (ringplan_walk_fds only):
+	 * start 0 walks the whole list from its head; a later start walks
+	 * only its range, from the node a checkpoint named. */
 	RP_REQUEST_LEGACY_BUFFERS = 4,
+	/* The requests the ring's kernel keeps waiting on their own
+	 * (ringplan_walk_fds only; asked only of a ring with requests in
+	 * flight): rp_pending_request_records, then an
+	 * rp_pending_list_record. */
+	RP_REQUEST_PENDING = 5,
 };
 
 /* Status of a chunk or ring request, in struct rp_chunk_record and
@@ -149,8 +160,8 @@ enum rp_state_known {
 	 * the kernel's own drain arithmetic. */
 	RP_STATE_DRAIN_SEQUENCE = 16,
 	/* The cancel hash tables and timeout lists were walked to their ends
-	 * within RP_MAX_PENDING_REQUESTS: the pending_listed records that
-	 * follow are all of them. */
+	 * within RP_MAX_PENDING_REQUESTS: the listed records before an
+	 * rp_pending_list_record are all of them. */
 	RP_STATE_PENDING = 32,
 	/* The personalities are counted: personality_count is all of them
 	 * (0 when the xarray is empty, in a ring record; else in a walk-counts
@@ -306,7 +317,9 @@ struct rp_ring_record {
 	__u32 free_cached;      /* entries of ctx->submit_state.free_list (6.16+) */
 	__u32 cq_extra;         /* ctx->cq_extra (before 6.16) */
 	__u32 drain_disabled;   /* ctx->drain_disabled (before 6.16) */
-	__u32 pending_listed;   /* rp_pending_request_records after the overflow CQEs */
+	/* Unused (0): the requests waiting on their own, once listed here,
+	 * are ringplan_walk_fds's answer to RP_REQUEST_PENDING. */
+	__u32 reserved_pending;
 	/* Personalities and restrictions (valid per state_known). */
 	__u32 personality_count; /* entries of ctx->personalities */
 	__u32 personality_next;  /* ctx->pers_next */
@@ -348,6 +361,18 @@ struct rp_pending_request_record {
 	__u32 reserved;
 };
 _Static_assert(sizeof(struct rp_pending_request_record) == 40, "rp_pending_request_record");
+
+/* The end of a pending-requests answer (RP_REQUEST_PENDING), after its
+ * rp_pending_request_records. */
+struct rp_pending_list_record {
+	struct rp_header header;
+	__u64 ctx;            /* io_ring_ctx of the request */
+	__u32 fd;             /* the dumper's local fd */
+	__u32 status;         /* enum rp_chunk_status */
+	__u32 state_known;    /* RP_STATE_PENDING: the records before are all of them */
+	__u32 listed;         /* rp_pending_request_records before this one */
+};
+_Static_assert(sizeof(struct rp_pending_list_record) == 32, "rp_pending_list_record");
 
 /* One CQE of a ring's overflow list (struct io_overflow_cqe's cqe). */
 struct rp_overflow_cqe_record {
@@ -476,8 +501,16 @@ struct rp_chunk_request {
 	 * carries the request). */
 	__u32 by_pointer;
 	__u32 bgid;           /* the group of a legacy-buffers request */
+	/* A legacy-buffers request with start > 0, from the first range's
+	 * checkpoint at start: the group's list head (&bl->buf_list), the
+	 * node at position start, the node before it, and the list's hash
+	 * over positions [0, start). */
+	__u64 legacy_head;
+	__u64 legacy_node;
+	__u64 legacy_prev;
+	__u64 legacy_fingerprint;
 };
-_Static_assert(sizeof(struct rp_chunk_request) == 32, "rp_chunk_request");
+_Static_assert(sizeof(struct rp_chunk_request) == 64, "rp_chunk_request");
 
 /* One buffer of a legacy group's list (struct io_buffer). */
 struct rp_legacy_buffer_record {
@@ -502,26 +535,53 @@ enum rp_legacy_list_state {
 	RP_LEGACY_LIST_BROKEN = 2,
 	/* No group has this bgid now, or it is a buffer ring. */
 	RP_LEGACY_LIST_NOT_LEGACY = 3,
+	/* A later range: `count` buffers walked without reaching the head;
+	 * `next` and `fingerprint` say where the walk stopped. */
+	RP_LEGACY_LIST_PART = 4,
+	/* A later range whose start no longer follows the node the first
+	 * range's walk saw before it (its `prev`), or whose group's list
+	 * head moved: the list changed between the answers. */
+	RP_LEGACY_LIST_MOVED = 5,
 };
+
+/* A point of a legacy group's list where a later range starts, written by
+ * the first range's walk (start 0, which walks the whole list) at every
+ * position that is a multiple of RP_LEGACY_BUFFERS_PER_CHUNK: the later
+ * range's request carries it back, and its answer must end where the next
+ * checkpoint is (node and hash), or the list changed in between. */
+struct rp_legacy_checkpoint_record {
+	struct rp_header header;
+	__u64 node;           /* the list node (&io_buffer->list) at `index` */
+	__u64 prev;           /* the node at index - 1 */
+	__u64 fingerprint;    /* the list's hash over positions [0, index) */
+	__u32 bgid;
+	__u32 index;
+};
+_Static_assert(sizeof(struct rp_legacy_checkpoint_record) == 40, "rp_legacy_checkpoint_record");
 
 /* The end of a legacy-buffers answer, after its buffer records. */
 struct rp_legacy_list_record {
 	struct rp_header header;
 	__u64 ctx;            /* io_ring_ctx of the request */
-	/* A hash of every node of the list (its address, addr, len, bid) in
-	 * order: the answers for one group's ranges must agree on it, or the
-	 * list changed between them. */
+	/* The hash (FNV-1a over each node's address, addr, len and bid, in
+	 * order, from the head) of the list up to where this walk stopped:
+	 * the whole list's for RP_LEGACY_LIST_WHOLE, else the hash at `next`,
+	 * which the next checkpoint must repeat. */
 	__u64 fingerprint;
+	__u64 head;           /* &bl->buf_list: the group's list head */
+	__u64 next;           /* the node after the last one walked (head at the end) */
 	__u32 fd;             /* the dumper's local fd */
 	__u32 status;         /* enum rp_chunk_status */
 	__u32 bgid;
 	__u32 start;
 	__u32 written;        /* rp_legacy_buffer_records before this one */
-	__u32 length;         /* buffers in the whole list (RP_LEGACY_LIST_WHOLE) */
+	/* The position the walk stopped at: for RP_LEGACY_LIST_WHOLE the
+	 * whole list's length. */
+	__u32 length;
 	__u32 state;          /* enum rp_legacy_list_state */
-	__u32 reserved;
+	__u32 visited;        /* list nodes this answer's walk read */
 };
-_Static_assert(sizeof(struct rp_legacy_list_record) == 56, "rp_legacy_list_record");
+_Static_assert(sizeof(struct rp_legacy_list_record) == 72, "rp_legacy_list_record");
 
 struct rp_chunk_record {
 	struct rp_header header;
@@ -615,17 +675,20 @@ enum rp_limits {
 	/* Registered ring-fd slots per thread (IO_RINGFD_REG_MAX). */
 	RP_RING_FD_SLOTS = 16,
 	/* A legacy-buffers answer: up to this many buffer records and its
-	 * list record. */
-	RP_LEGACY_BUFFERS_PER_CHUNK = 700,
+	 * list record (the first range's also its checkpoints). */
+	RP_LEGACY_BUFFERS_PER_CHUNK = 600,
 	/* The longest legacy group list walked: a group holds at most 65536
 	 * distinct bids, so a longer list repeats one. */
 	RP_MAX_LEGACY_BUFFERS = 65536,
 };
 _Static_assert(sizeof(struct rp_ring_record) +
-		       RP_MAX_OVERFLOW_CQES * sizeof(struct rp_overflow_cqe_record) +
-		       RP_MAX_PENDING_REQUESTS * sizeof(struct rp_pending_request_record) <=
+		       RP_MAX_OVERFLOW_CQES * sizeof(struct rp_overflow_cqe_record) <=
 		       RP_MAX_OBJECT_BYTES,
-	       "ring record, its overflow list and pending requests fit one object");
+	       "ring record and its overflow list fit one object");
+_Static_assert(RP_MAX_PENDING_REQUESTS * sizeof(struct rp_pending_request_record) +
+		       sizeof(struct rp_pending_list_record) <=
+		       RP_MAX_OBJECT_BYTES,
+	       "pending requests and their list record fit one object");
 _Static_assert(sizeof(struct rp_chunk_record) +
 		       RP_FILE_SLOTS_PER_CHUNK * sizeof(struct rp_file_slot_record) <=
 		       RP_MAX_OBJECT_BYTES,
@@ -643,9 +706,11 @@ _Static_assert(sizeof(struct rp_chunk_record) +
 		       RP_MAX_OBJECT_BYTES,
 	       "buffer-groups chunk fits one object");
 _Static_assert(RP_LEGACY_BUFFERS_PER_CHUNK * sizeof(struct rp_legacy_buffer_record) +
+		       RP_MAX_LEGACY_BUFFERS / RP_LEGACY_BUFFERS_PER_CHUNK *
+			       sizeof(struct rp_legacy_checkpoint_record) +
 		       sizeof(struct rp_legacy_list_record) <=
 		       RP_MAX_OBJECT_BYTES,
-	       "legacy-buffers answer fits one object");
+	       "legacy-buffers answer with its checkpoints fits one object");
 _Static_assert(sizeof(((struct rp_personality_record *)0)->groups) == RP_MAX_GROUPS * 4,
 	       "personality groups");
 _Static_assert(sizeof(struct rp_fd_record) + RP_PATH_MAX + sizeof(struct rp_eventfd_record) <=
@@ -677,6 +742,8 @@ struct rp_shared_types {
 	struct rp_walk_counts_record walk_counts_record;
 	struct rp_legacy_buffer_record legacy_buffer_record;
 	struct rp_legacy_list_record legacy_list_record;
+	struct rp_legacy_checkpoint_record legacy_checkpoint_record;
+	struct rp_pending_list_record pending_list_record;
 	enum rp_legacy_list_state legacy_list_state;
 	enum rp_thread_status thread_status;
 	enum rp_record_kind record_kind;

@@ -883,6 +883,47 @@ fn a_legacy_list_longer_than_the_walk_is_left_uncaptured() {
     );
 }
 
+/// A legacy group's list is read in ranges, and each node at most twice
+/// in all (the first range's answer walks the whole list for its length
+/// and hash, each later one only its own range, from a checkpoint the
+/// first gave), not once per range: 6,000 buffers (ten ranges) cost
+/// between 6,000 and 12,000 node reads (11,400), where a walk of the whole
+/// list per range reads 60,000. Counted, not timed: the walks report the
+/// nodes they read.
+#[test]
+fn a_legacy_list_is_read_in_ranges_at_a_cost_linear_in_its_length() {
+    use ringplan_dump::raw::Known;
+    use ringplan_dump::{BpfDumper, Target};
+
+    const BUFFERS: u64 = 6000;
+    let process = Scenario::start(&format!("legacy-buffers:{BUFFERS}"));
+    let mut dumper = BpfDumper::load().expect("loading the BPF dumper (root)");
+    let target = Target::open(process.pid()).expect("opening the scenario's process");
+    let state = dumper
+        .read(process.pid(), target.pidfd())
+        .expect("reading the scenario");
+    let groups: Vec<_> = state
+        .rings
+        .values()
+        .filter_map(|ring| match &ring.buffer_groups {
+            Known::Known(groups) => Some(groups.legacy.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let buffers = groups[0].buffers.as_ref().expect("the group's buffers");
+    assert_eq!(buffers.len() as u64, BUFFERS);
+    let bids: Vec<u16> = buffers.iter().map(|buffer| buffer.bid).collect();
+    let expected: Vec<u16> = (1..=BUFFERS as u16).collect();
+    assert_eq!(bids, expected, "every buffer once, in list order");
+    let visited = dumper.legacy_nodes_visited();
+    assert!(
+        (BUFFERS..=2 * BUFFERS).contains(&visited),
+        "{visited} list nodes read for {BUFFERS} buffers"
+    );
+}
+
 /// The personality and buffer-group walks are a BPF program of their own,
 /// which a kept dumper (`Dumper`, `plan checkpoint`) loads only when a
 /// ring has personalities or buffer groups, and then once: rings without

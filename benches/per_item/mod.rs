@@ -1,9 +1,10 @@
 //! The machinery shared by the per-item dump benches of issue 15
 //! (`dump_personalities`, `dump_pbuf_rings`): hold a `plan app` scenario
-//! with N items (1, 100, 1000) and one without, time `Dumper::dump` + CBOR
-//! encoding with the BPF program loaded once (median of the rounds, after
-//! 3 warm-up rounds), and print the slope between N = 100 and N = 1000 per
-//! item, and the image's bytes per item, as `TABLE|` lines.
+//! with N items (1, 100, 1000, and any longer ones a series names) and one
+//! without, time `Dumper::dump` + CBOR encoding with the BPF program
+//! loaded once (median of the rounds, after 3 warm-up rounds), and print
+//! the slope between N = 100 and N = 1000 per item, the time per item of
+//! the longer ones, and the image's bytes per item, as `TABLE|` lines.
 
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ pub struct Series {
     pub rounds_variable: &'static str,
     /// How many items a dumped ring holds.
     pub count: fn(&ringplan_image::Ring) -> usize,
+    /// Larger N measured after the slope's, for the time alone: one line
+    /// each, with the time per item over the whole N (for a cost that must
+    /// stay linear far beyond 1000).
+    pub longer: &'static [usize],
 }
 
 /// Median time of `Dumper::dump` + encoding, the image's size, and the
@@ -102,4 +107,19 @@ pub fn run(series: &Series) {
     println!(
         "TABLE|image bytes per {item} (slope 100 -> 1000; {scenario}:1 {one_bytes} B, :1000 {large_bytes} B)|{byte_slope:.1} B|ring without {items} {base_bytes} B|-|linear|-"
     );
+    for &count in series.longer {
+        let held = Held::start(&format!("{scenario}:{count}"));
+        let (time, _, found) = measure(&mut dumper, held.pid, rounds, series);
+        assert_eq!(found, count, "{scenario}:{count} dumps {count} {items}");
+        let per_item = (micros(time) - micros(base_time)) / count as f64;
+        println!(
+            "  {scenario}:{count}: Dumper::dump + encode {:.0} us, {per_item:.3} us per {item} over the ring without",
+            micros(time)
+        );
+        println!(
+            "TABLE|dump time, {scenario}:{count} (Dumper::dump + encode; per {item}: (time - ring without) / {count})|{:.0} us ({per_item:.3} us per {item})|ring without {items} {:.0} us|-|linear|-",
+            micros(time),
+            micros(base_time)
+        );
+    }
 }

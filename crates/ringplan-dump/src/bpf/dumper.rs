@@ -30,8 +30,10 @@ const _: () = assert!(CHUNKS_PER_ROUND <= records::MAX_CHUNK_REQUESTS);
 pub struct BpfDumper {
     /// Passes A, T and B.
     skeleton: LoadedSkeleton,
-    /// The personality and buffer-group walks (`ringplan_walk_fds`),
-    /// loaded the first time a ring has some and kept for later dumps.
+    /// The personality, buffer-group and pending-request walks
+    /// (`ringplan_walk_fds`), loaded the first time a ring has
+    /// personalities or groups, or requests in flight, and kept for later
+    /// dumps.
     walks: Option<LoadedSkeleton>,
     /// The kernel's io_uring and eventfd `file_operations` addresses,
     /// learnt at load from files of the dumper's own.
@@ -43,6 +45,8 @@ pub struct BpfDumper {
     pub(super) measured_hz: Option<u32>,
     /// The `struct page` array, measured once, when a NO_MMAP ring needs it.
     page_frames: Option<PageFrames>,
+    /// List nodes the legacy groups' walks read in the last read.
+    legacy_nodes_visited: u64,
 }
 
 impl BpfDumper {
@@ -72,6 +76,7 @@ impl BpfDumper {
             self_pid,
             measured_hz: None,
             page_frames: None,
+            legacy_nodes_visited: 0,
         };
         dumper.fops = dumper.probe_fops()?;
         if let Some(bss) = dumper.skeleton.skeleton.maps.bss_data.as_deref_mut() {
@@ -149,7 +154,9 @@ impl BpfDumper {
         let mut reading = Reading::from_target_records(&target_bytes, self.fops)?;
         let thread_bytes = self.run_thread_pass(pid, pidfd)?;
         reading.add_thread_records(&thread_bytes)?;
+        self.legacy_nodes_visited = 0;
         self.read_rings(pid, pidfd, &mut reading)?;
+        self.legacy_nodes_visited = reading.legacy_nodes_visited;
         // The threads' slots again: a slot registered or unregistered
         // while the rings were read makes the read retry (as a changed fd
         // table does), and a ring read by pointer is known to have been
@@ -301,6 +308,16 @@ impl BpfDumper {
         })
     }
 
+    /// How many list nodes the walks of legacy buffer groups read in the
+    /// last [`BpfDumper::read`] (every answer's, re-shown ones included):
+    /// about twice the buffers, since the first range's answer walks the
+    /// whole list and each later one only its own range. Exposed for
+    /// tests, which check that a group costs a number of reads linear in
+    /// its length.
+    pub fn legacy_nodes_visited(&self) -> u64 {
+        self.legacy_nodes_visited
+    }
+
     /// The kernel's id of the walks' program (`ringplan_walk_fds`), once a
     /// ring has needed it; `None` before. A kept dumper loads it once, so
     /// the id stays the same over its later reads (tests check both).
@@ -309,10 +326,11 @@ impl BpfDumper {
         libbpf_rs::Program::id_from_fd(walks.skeleton.progs.ringplan_walk_fds.as_fd()).ok()
     }
 
-    /// Loads the personality and buffer-group walks now, if not yet: a
-    /// caller about to stop a process for its dump (`plan checkpoint`)
-    /// loads them first, so that a ring with personalities or buffer
-    /// groups does not lengthen the stop by their load.
+    /// Loads the personality, buffer-group and pending-request walks now,
+    /// if not yet: a caller about to stop a process for its dump (`plan
+    /// checkpoint`) loads them first, so that a ring with personalities,
+    /// buffer groups or requests in flight does not lengthen the stop by
+    /// their load.
     pub fn load_walks(&mut self) -> Result<(), BpfError> {
         self.walks().map(|_| ())
     }
@@ -415,13 +433,22 @@ impl BpfDumper {
         // now. (No speculative first chunk here: a count walk that does
         // not reach the end leaves the table unknown, which a chunk would
         // report as an unknown layout.)
+        // With them, the requests waiting on their own of the rings whose
+        // counters say requests are in flight (or cannot say none are).
         let walk_counts: Vec<Planned> = reading
             .rings
             .values()
-            .filter(|facts| facts.header.to_walk.any())
-            .map(|facts| Planned {
-                ring: facts.header.ctx,
-                want: Want::WalkCounts,
+            .flat_map(|facts| {
+                let ring = facts.header.ctx;
+                let counts = facts.header.to_walk.any().then_some(Planned {
+                    ring,
+                    want: Want::WalkCounts,
+                });
+                let pending = facts.needs_pending_walk().then_some(Planned {
+                    ring,
+                    want: Want::Pending,
+                });
+                counts.into_iter().chain(pending)
             })
             .collect();
         self.run_rounds(pid, pidfd, reading, &walk_counts)?;
@@ -440,6 +467,7 @@ impl BpfDumper {
                         Want::Ring
                         | Want::Probe
                         | Want::WalkCounts
+                        | Want::Pending
                         | Want::LegacyBuffers { .. } => true,
                     })
             })
@@ -447,8 +475,9 @@ impl BpfDumper {
         self.run_rounds(pid, pidfd, reading, &rest)?;
         reading.check_tables_complete()?;
         // The buffers of legacy groups, now that the group chunks named
-        // them: a first range of each list, whose answer gives its length,
-        // then the rest.
+        // them: a first range of each list, whose answer walks it all and
+        // gives its length and where each later range starts, then all
+        // the later ranges together, each walking only its own nodes.
         let first_ranges: Vec<Planned> = reading
             .rings
             .values()

@@ -22,8 +22,9 @@ use super::local_fds::{copy_target_fd, fd_number};
 use super::page_frames::PageFrames;
 use super::records::{
     self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
-    InFlightCounters, Layout, OverflowCqeRecord, PbufRingRecord, PendingRequestRecord, Record,
-    Records, RestrictionWords, RingRecord, Role, Table, ThreadStatus, WalkCountsRecord,
+    InFlightCounters, Layout, OverflowCqeRecord, PbufRingRecord, PendingListRecord,
+    PendingRequestRecord, Record, Records, RestrictionWords, RingRecord, Role, Table, ThreadStatus,
+    WalkCountsRecord,
 };
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
@@ -62,6 +63,9 @@ pub(super) struct Reading {
     /// Rings that only a registered ring-fd slot holds (no fd of the
     /// target), by ctx: their `struct file` and its inode number.
     pub(super) slot_only_rings: BTreeMap<u64, (u64, u64)>,
+    /// List nodes the legacy groups' walks read, over every answer (what
+    /// [`super::BpfDumper::legacy_nodes_visited`] reports).
+    pub(super) legacy_nodes_visited: u64,
 }
 
 /// One ring's header and its tables as the chunks fill them.
@@ -76,6 +80,10 @@ pub(super) struct RingFacts {
     overflow: Vec<OverflowCqeRecord>,
     /// The pending requests as their records came.
     pending: Vec<PendingRequestRecord>,
+    /// How many pending requests the ring has, when all are listed: 0
+    /// from its header when it has no request in flight, else from
+    /// `ringplan_walk_fds`'s answer ([`RingFacts::needs_pending_walk`]).
+    pending_listed: Option<u32>,
     /// The personalities by ordinal, as their chunks fill them.
     personalities: Vec<Option<Personality>>,
     /// The provided-buffer groups by ordinal, as their chunks fill them.
@@ -90,6 +98,14 @@ pub(super) struct RingFacts {
 }
 
 impl RingFacts {
+    /// Whether the ring's requests waiting on their own must be asked of
+    /// `ringplan_walk_fds`: its header's counters do not say that no
+    /// request is in flight (a ring with none, the seed's, costs no walk
+    /// and no load of that program).
+    pub(super) fn needs_pending_walk(&self) -> bool {
+        self.pending_listed.is_none()
+    }
+
     /// The chunks that read this ring's tables whole.
     pub(super) fn planned_chunks(&self) -> Vec<Planned> {
         let mut chunks = Vec::new();
@@ -308,6 +324,7 @@ impl Reading {
             buffers: vec![None; header.buffer_slots as usize],
             overflow: Vec::new(),
             pending: Vec::new(),
+            pending_listed: (in_flight_count(&header) == Ok(0)).then_some(0),
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
             legacy: BTreeMap::new(),
@@ -357,8 +374,10 @@ impl Reading {
         }
         // The chunk whose slot records follow, with its slot range.
         let mut current: Option<(u64, Table, std::ops::Range<u32>)> = None;
-        // The legacy buffers that come before their list record.
+        // The legacy buffers and checkpoints that come before their list
+        // record.
         let mut legacy_buffers = Vec::new();
+        let mut legacy_checkpoints = Vec::new();
         for record in records {
             match record {
                 Record::Ring(_) | Record::WalkCounts(_) => current = None,
@@ -366,11 +385,22 @@ impl Reading {
                     current = None;
                     legacy_buffers.push(buffer);
                 }
+                Record::LegacyCheckpoint(point) => {
+                    current = None;
+                    legacy_checkpoints.push(point);
+                }
                 Record::LegacyList(list) => {
                     current = None;
                     let request = by_local_fd.get(&list.fd).copied();
-                    self.add_legacy_list(pid, &list, request, &legacy_buffers)?;
+                    self.add_legacy_list(
+                        pid,
+                        &list,
+                        request,
+                        &legacy_buffers,
+                        &legacy_checkpoints,
+                    )?;
                     legacy_buffers.clear();
+                    legacy_checkpoints.clear();
                 }
                 Record::Chunk(chunk) => {
                     let request = by_local_fd.get(&chunk.fd).copied();
@@ -405,6 +435,15 @@ impl Reading {
                     }
                 }
                 Record::OverflowCqe(cqe) => self.add_overflow_cqe(&cqe)?,
+                Record::PendingList(list) => {
+                    current = None;
+                    if let Some(request) = by_local_fd
+                        .get(&list.fd)
+                        .filter(|r| r.want == Want::Pending)
+                    {
+                        self.add_pending_list(pid, &list, request)?;
+                    }
+                }
                 Record::PendingRequest(request) => self.add_pending_request(&request)?,
                 other => {
                     return Err(BpfError::Inconsistent {
@@ -450,6 +489,28 @@ impl Reading {
             header.pbuf_count = counts.pbuf_count;
             facts.pbuf_groups = vec![None; counts.pbuf_count.unwrap_or(0) as usize];
         }
+        Ok(())
+    }
+
+    /// The end of a ring's pending-requests answer: how many came, when
+    /// they are all.
+    fn add_pending_list(
+        &mut self,
+        pid: u32,
+        list: &PendingListRecord,
+        request: &Request,
+    ) -> Result<(), BpfError> {
+        if list.status != ChunkStatus::Ok || list.ctx != request.expected_ctx {
+            return Err(BpfError::TargetChanged {
+                pid,
+                what: format!(
+                    "the fd copied for ring {:#x} now refers to something else",
+                    request.expected_ctx
+                ),
+            });
+        }
+        self.ring_of_chunk(list.ctx, "a pending-requests answer")?
+            .pending_listed = list.listed;
         Ok(())
     }
 
@@ -534,7 +595,11 @@ impl Reading {
                 start,
                 count,
             } => Some((request, table, start, count)),
-            Want::Ring | Want::Probe | Want::WalkCounts | Want::LegacyBuffers { .. } => None,
+            Want::Ring
+            | Want::Probe
+            | Want::WalkCounts
+            | Want::Pending
+            | Want::LegacyBuffers { .. } => None,
         }) else {
             // A request of an earlier, failed read that survived: ignore it.
             return Ok(None);
@@ -1062,7 +1127,7 @@ fn restrictions_of(words: RestrictionWords) -> Option<Restrictions> {
 
 /// A ring's requests in flight, from the counters its kernel has.
 fn in_flight(header: &RingRecord, facts: &RingFacts) -> RawInFlight {
-    let pending = match header.pending_listed {
+    let pending = match facts.pending_listed {
         Some(listed) if listed as usize == facts.pending.len() => Known::Known(
             facts
                 .pending
@@ -1333,7 +1398,6 @@ mod tests {
             sqes_page: 0,
             page_struct_size: 0,
             in_flight: InFlightCounters::Unknown,
-            pending_listed: None,
             personalities: None,
             personality_next: 0,
             to_walk: records::ToWalk::default(),
@@ -1390,7 +1454,6 @@ mod tests {
             sqes_page: 0,
             page_struct_size: 0,
             in_flight,
-            pending_listed: None,
             personalities: None,
             personality_next: 0,
             to_walk: records::ToWalk::default(),
@@ -1466,7 +1529,6 @@ mod tests {
             sqes_page: 0,
             page_struct_size: 0,
             in_flight: InFlightCounters::Unknown,
-            pending_listed: None,
             personalities: None,
             personality_next: 0,
             to_walk: records::ToWalk::default(),
@@ -1481,6 +1543,7 @@ mod tests {
             buffers: Vec::new(),
             overflow: Vec::new(),
             pending: Vec::new(),
+            pending_listed: None,
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
             legacy: BTreeMap::new(),
@@ -1497,7 +1560,11 @@ mod tests {
                     start,
                     count,
                 } => Some((table, start, count)),
-                Want::Ring | Want::Probe | Want::WalkCounts | Want::LegacyBuffers { .. } => None,
+                Want::Ring
+                | Want::Probe
+                | Want::WalkCounts
+                | Want::Pending
+                | Want::LegacyBuffers { .. } => None,
             })
             .collect();
         let files: u32 = chunks
@@ -1513,5 +1580,248 @@ mod tests {
         assert_eq!(files, 19_000);
         assert_eq!(buffers, vec![(0, 600), (600, 41)]);
         assert!(chunks.iter().all(|c| c.2 > 0));
+    }
+
+    /// A legacy group of 1,300 buffers read in three ranges (the first
+    /// answer walks it all and gives checkpoints at 600 and 1,200): the
+    /// buffers when every later range ends where the next checkpoint (or
+    /// the head, with the whole list's hash) says, and unknown, not
+    /// spliced, when one does not.
+    mod legacy_ranges {
+        use super::*;
+        use crate::bpf::records::{
+            LegacyBufferRecord, LegacyCheckpointRecord, LegacyListRecord, LegacyListState,
+            LegacyStart, LEGACY_BUFFERS_PER_CHUNK,
+        };
+
+        const RING: u64 = 0x1000;
+        const HEAD: u64 = 0x2000;
+        const LENGTH: u32 = 1300;
+
+        fn node(position: u32) -> u64 {
+            0x10_0000 + u64::from(position) * 64
+        }
+
+        /// The list's hash up to `position`, as opaque to the dumper as
+        /// the walk's.
+        fn hash(position: u32) -> u64 {
+            u64::from(position) * 7919 + 1
+        }
+
+        fn reading() -> Reading {
+            let mut reading = Reading::default();
+            let header = RingRecord {
+                ctx: RING,
+                sq_data: 0,
+                eventfd_ctx: 0,
+                eventfd_count: 0,
+                inode_number: 0,
+                fd: 3,
+                flags: 0,
+                sq_entries: 1,
+                cq_entries: 2,
+                sq_thread_idle_jiffies: 0,
+                sq_cpu: 0,
+                eventfd_async: false,
+                eventfd_flags: 0,
+                file_slots: 0,
+                buffer_slots: 0,
+                layout: Layout::RsrcNodes,
+                status: ChunkStatus::Ok,
+                positions: None,
+                owner_tid: Known::Unknown,
+                overflow_listed: None,
+                rings_page: 0,
+                sqes_page: 0,
+                page_struct_size: 0,
+                in_flight: InFlightCounters::Unknown,
+                personalities: None,
+                personality_next: 0,
+                to_walk: records::ToWalk::default(),
+                restrictions: None,
+                pbuf_count: None,
+                settings: None,
+            };
+            reading.rings.insert(
+                RING,
+                RingFacts {
+                    header,
+                    target_fd: 3,
+                    files: Vec::new(),
+                    buffers: Vec::new(),
+                    overflow: Vec::new(),
+                    pending: Vec::new(),
+                    pending_listed: None,
+                    personalities: Vec::new(),
+                    pbuf_groups: Vec::new(),
+                    legacy: BTreeMap::new(),
+                    file_tags: BTreeMap::new(),
+                    buffer_tags: BTreeMap::new(),
+                    answered: HashSet::new(),
+                },
+            );
+            reading
+        }
+
+        fn request(start: u32, from: LegacyStart) -> Request {
+            let null = std::fs::File::open("/dev/null").expect("/dev/null");
+            Request {
+                local_fd: null.into(),
+                expected_ctx: RING,
+                by_pointer: false,
+                want: Want::LegacyBuffers {
+                    bgid: 7,
+                    start,
+                    count: LEGACY_BUFFERS_PER_CHUNK,
+                    from,
+                },
+            }
+        }
+
+        fn buffers(range: std::ops::Range<u32>) -> Vec<LegacyBufferRecord> {
+            range
+                .map(|position| LegacyBufferRecord {
+                    bgid: 7,
+                    index: position,
+                    buffer: ringplan_image::LegacyBuffer {
+                        addr: 0x7000_0000 + u64::from(position) * 64,
+                        len: 64,
+                        bid: u16::try_from(position).unwrap_or(u16::MAX),
+                    },
+                })
+                .collect()
+        }
+
+        /// The answer for `request`: its range, stopped at `end` (the head
+        /// when `end` is the list's length).
+        fn answer(
+            request: &Request,
+            start: u32,
+            end: u32,
+            state: LegacyListState,
+        ) -> LegacyListRecord {
+            LegacyListRecord {
+                ctx: RING,
+                fd: fd_number(&request.local_fd),
+                status: ChunkStatus::Ok,
+                bgid: 7,
+                start,
+                written: end.min(start + LEGACY_BUFFERS_PER_CHUNK) - start,
+                length: end,
+                fingerprint: hash(end),
+                head: HEAD,
+                next: if end == LENGTH { HEAD } else { node(end) },
+                visited: end - start,
+                state,
+            }
+        }
+
+        /// The first answer applied; the later ranges it plans.
+        fn first(reading: &mut Reading) -> Vec<(u32, LegacyStart)> {
+            let first = request(0, LegacyStart::default());
+            let checkpoints: Vec<LegacyCheckpointRecord> = [600, 1200]
+                .into_iter()
+                .map(|index| LegacyCheckpointRecord {
+                    bgid: 7,
+                    index,
+                    node: node(index),
+                    prev: node(index - 1),
+                    fingerprint: hash(index),
+                })
+                .collect();
+            let list = answer(&first, 0, LENGTH, LegacyListState::Whole);
+            reading
+                .add_legacy_list(1, &list, Some(&first), &buffers(0..600), &checkpoints)
+                .expect("the first answer");
+            reading.rings[&RING]
+                .legacy_rest_ranges()
+                .iter()
+                .filter_map(|planned| match planned.want {
+                    Want::LegacyBuffers { start, from, .. } => Some((start, from)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// Applies the later ranges' answers, `change` altering each.
+        fn read_with(
+            change: impl Fn(u32, &mut LegacyListRecord),
+        ) -> Result<Vec<ringplan_image::LegacyBuffer>, String> {
+            let mut reading = reading();
+            let ranges = first(&mut reading);
+            assert_eq!(
+                ranges,
+                [600, 1200].map(|start| (
+                    start,
+                    LegacyStart {
+                        head: HEAD,
+                        node: node(start),
+                        prev: node(start - 1),
+                        fingerprint: hash(start),
+                    }
+                )),
+            );
+            for (start, from) in ranges {
+                let asked = request(start, from);
+                let end = (start + LEGACY_BUFFERS_PER_CHUNK).min(LENGTH);
+                let state = if end == LENGTH {
+                    LegacyListState::Whole
+                } else {
+                    LegacyListState::Part
+                };
+                let mut list = answer(&asked, start, end, state);
+                change(start, &mut list);
+                let written = buffers(start..start + list.written);
+                reading
+                    .add_legacy_list(1, &list, Some(&asked), &written, &[])
+                    .expect("a later answer");
+            }
+            assert_eq!(reading.legacy_nodes_visited, u64::from(LENGTH) + 700);
+            reading.rings[&RING].legacy_buffers(7)
+        }
+
+        #[test]
+        fn ranges_that_end_at_the_next_checkpoint_make_the_whole_list() {
+            let list = read_with(|_, _| {}).expect("the buffers");
+            let bids: Vec<u16> = list.iter().map(|buffer| buffer.bid).collect();
+            assert_eq!(bids, (0..1300).collect::<Vec<u16>>());
+        }
+
+        #[test]
+        fn a_range_that_ends_elsewhere_leaves_the_list_unknown() {
+            let changed = "its list changed between the reads of its parts";
+            // Its hash differs from the next checkpoint's.
+            let why = read_with(|start, list| {
+                if start == 600 {
+                    list.fingerprint ^= 1;
+                }
+            });
+            assert_eq!(why.err().as_deref(), Some(changed));
+            // It stops at another node.
+            let why = read_with(|start, list| {
+                if start == 600 {
+                    list.next = node(1199);
+                }
+            });
+            assert_eq!(why.err().as_deref(), Some(changed));
+            // The last range does not reach the head: the list grew.
+            let why = read_with(|start, list| {
+                if start == 1200 {
+                    list.state = LegacyListState::Part;
+                    list.length = 1800;
+                    list.written = 600;
+                    list.next = node(1800);
+                }
+            });
+            assert_eq!(why.err().as_deref(), Some(changed));
+            // Its start no longer follows its checkpoint's node.
+            let why = read_with(|start, list| {
+                if start == 1200 {
+                    list.state = LegacyListState::Moved;
+                    list.written = 0;
+                }
+            });
+            assert_eq!(why.err().as_deref(), Some(changed));
+        }
     }
 }

@@ -54,6 +54,8 @@ const STATE_PBUF_RINGS_TO_WALK: u32 = records_h::rp_state_known::RP_STATE_PBUF_R
 const KIND_WALK_COUNTS: u32 = records_h::rp_record_kind::RP_RECORD_WALK_COUNTS.0;
 const KIND_LEGACY_BUFFER: u32 = records_h::rp_record_kind::RP_RECORD_LEGACY_BUFFER.0;
 const KIND_LEGACY_LIST: u32 = records_h::rp_record_kind::RP_RECORD_LEGACY_LIST.0;
+const KIND_LEGACY_CHECKPOINT: u32 = records_h::rp_record_kind::RP_RECORD_LEGACY_CHECKPOINT.0;
+const KIND_PENDING_LIST: u32 = records_h::rp_record_kind::RP_RECORD_PENDING_LIST.0;
 /// `RP_LEGACY_BUFFERS_PER_CHUNK`: the most buffers one legacy-buffers
 /// request reads.
 pub(crate) const LEGACY_BUFFERS_PER_CHUNK: u32 =
@@ -141,6 +143,10 @@ unsafe impl HeaderStruct for records_h::rp_thread_record {}
 unsafe impl HeaderStruct for records_h::rp_legacy_buffer_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_legacy_list_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_legacy_checkpoint_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_pending_list_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_ring_fd_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
@@ -258,6 +264,9 @@ pub(crate) enum RequestKind {
     WalkCounts,
     /// A range of a legacy group's buffers (`ringplan_walk_fds`).
     LegacyBuffers,
+    /// The requests the ring's kernel keeps waiting on their own
+    /// (`ringplan_walk_fds`).
+    Pending,
 }
 
 impl RequestKind {
@@ -268,6 +277,7 @@ impl RequestKind {
             RequestKind::Probe => records_h::rp_request_kind::RP_REQUEST_PROBE.0,
             RequestKind::WalkCounts => records_h::rp_request_kind::RP_REQUEST_WALK_COUNTS.0,
             RequestKind::LegacyBuffers => records_h::rp_request_kind::RP_REQUEST_LEGACY_BUFFERS.0,
+            RequestKind::Pending => records_h::rp_request_kind::RP_REQUEST_PENDING.0,
         }
     }
 }
@@ -346,9 +356,6 @@ pub(crate) struct RingRecord {
     pub page_struct_size: u32,
     /// The counters of the requests in flight this kernel has.
     pub in_flight: InFlightCounters,
-    /// How many pending request records came before this record, when
-    /// `RP_STATE_PENDING` says they are all of them.
-    pub pending_listed: Option<u32>,
     /// How many personalities the ring has and `ctx->pers_next`, when
     /// `RP_STATE_PERSONALITIES` says they are counted (none, in a ring
     /// record; a [`WalkCountsRecord`] fills in the others).
@@ -562,6 +569,19 @@ pub(crate) enum Record<'a> {
     WalkCounts(WalkCountsRecord),
     LegacyBuffer(LegacyBufferRecord),
     LegacyList(LegacyListRecord),
+    LegacyCheckpoint(LegacyCheckpointRecord),
+    PendingList(PendingListRecord),
+}
+
+/// `struct rp_pending_list_record`: the end of a pending-requests answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PendingListRecord {
+    pub ctx: u64,
+    pub fd: u32,
+    pub status: ChunkStatus,
+    /// How many pending request records came before it, when they are all
+    /// of the ring's (the tables and lists were walked to their ends).
+    pub listed: Option<u32>,
 }
 
 /// `struct rp_legacy_buffer_record`: one buffer of a legacy group's list.
@@ -582,9 +602,42 @@ pub(crate) struct LegacyListRecord {
     pub bgid: u16,
     pub start: u32,
     pub written: u32,
+    /// The position the walk stopped at (the whole list's length when
+    /// [`LegacyListState::Whole`]).
     pub length: u32,
+    /// The list's hash up to where the walk stopped.
     pub fingerprint: u64,
+    /// The group's list head (`&bl->buf_list`).
+    pub head: u64,
+    /// The node after the last one walked (`head` at the end).
+    pub next: u64,
+    /// List nodes this answer's walk read.
+    pub visited: u32,
     pub state: LegacyListState,
+}
+
+/// `struct rp_legacy_checkpoint_record`: where a later range of a legacy
+/// group's list starts, as the first range's walk saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LegacyCheckpointRecord {
+    pub bgid: u16,
+    /// The position of `node` in the list.
+    pub index: u32,
+    pub node: u64,
+    /// The node at `index - 1`.
+    pub prev: u64,
+    /// The list's hash over positions `0..index`.
+    pub fingerprint: u64,
+}
+
+/// Where a later range of a legacy group's list starts: what its request
+/// carries back to the walk (from a [`LegacyCheckpointRecord`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct LegacyStart {
+    pub head: u64,
+    pub node: u64,
+    pub prev: u64,
+    pub fingerprint: u64,
 }
 
 /// `enum rp_legacy_list_state`: how a legacy list walk ended.
@@ -598,6 +651,11 @@ pub(crate) enum LegacyListState {
     Broken,
     /// No such group now, or a buffer ring.
     NotLegacy,
+    /// A later range that stopped after its buffers, before the head.
+    Part,
+    /// A later range whose start no longer follows its checkpoint's
+    /// node, or whose group's list head moved.
+    Moved,
 }
 
 /// `struct rp_thread_record`: one thread of the target (pass T).
@@ -783,6 +841,8 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
                 records_h::rp_legacy_list_state::RP_LEGACY_LIST_NOT_LEGACY => {
                     LegacyListState::NotLegacy
                 }
+                records_h::rp_legacy_list_state::RP_LEGACY_LIST_PART => LegacyListState::Part,
+                records_h::rp_legacy_list_state::RP_LEGACY_LIST_MOVED => LegacyListState::Moved,
                 _ => return Err("unknown legacy list state"),
             };
             if raw.written > LEGACY_BUFFERS_PER_CHUNK {
@@ -797,7 +857,29 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
                 written: raw.written,
                 length: raw.length,
                 fingerprint: raw.fingerprint,
+                head: raw.head,
+                next: raw.next,
+                visited: raw.visited,
                 state,
+            }))
+        }
+        KIND_PENDING_LIST => {
+            let raw: records_h::rp_pending_list_record = read_exact(record)?;
+            Ok(Record::PendingList(PendingListRecord {
+                ctx: raw.ctx,
+                fd: raw.fd,
+                status: ChunkStatus::from_raw(raw.status)?,
+                listed: (raw.state_known & STATE_PENDING != 0).then_some(raw.listed),
+            }))
+        }
+        KIND_LEGACY_CHECKPOINT => {
+            let raw: records_h::rp_legacy_checkpoint_record = read_exact(record)?;
+            Ok(Record::LegacyCheckpoint(LegacyCheckpointRecord {
+                bgid: u16::try_from(raw.bgid).map_err(|_| "buffer group id beyond 16 bits")?,
+                index: raw.index,
+                node: raw.node,
+                prev: raw.prev,
+                fingerprint: raw.fingerprint,
             }))
         }
         _ => Err("unknown kind"),
@@ -900,7 +982,6 @@ impl RingRecord {
             } else {
                 InFlightCounters::Unknown
             },
-            pending_listed: (raw.state_known & STATE_PENDING != 0).then_some(raw.pending_listed),
             personalities: (raw.state_known & STATE_PERSONALITIES != 0)
                 .then_some((raw.personality_count, raw.personality_next)),
             personality_next: raw.personality_next,
@@ -1082,7 +1163,8 @@ impl ProbeRecord {
 
 /// The value of the chunk_requests map for one request, a
 /// `struct rp_chunk_request` (`table`, `start` and `count` matter only to
-/// chunk requests).
+/// chunk and legacy-buffers requests, `legacy` (the group and where a
+/// later range starts) only to the latter).
 pub(crate) fn chunk_request_bytes(
     expected_ctx: u64,
     by_pointer: bool,
@@ -1090,7 +1172,7 @@ pub(crate) fn chunk_request_bytes(
     table: Table,
     start: u32,
     count: u32,
-    bgid: u16,
+    (bgid, legacy): (u16, LegacyStart),
 ) -> [u8; CHUNK_REQUEST_LEN] {
     let request = records_h::rp_chunk_request {
         expected_ctx,
@@ -1100,6 +1182,10 @@ pub(crate) fn chunk_request_bytes(
         kind: kind.to_raw(),
         by_pointer: u32::from(by_pointer),
         bgid: u32::from(bgid),
+        legacy_head: legacy.head,
+        legacy_node: legacy.node,
+        legacy_prev: legacy.prev,
+        legacy_fingerprint: legacy.fingerprint,
     };
     let mut value = [0u8; CHUNK_REQUEST_LEN];
     value.copy_from_slice(struct_bytes(&request));

@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 use libbpf_rs::MapCore;
 
 use super::loaded_skeleton::Programs;
-use super::records::{self, RequestKind, Table};
+use super::records::{self, LegacyStart, RequestKind, Table};
 
 /// What a pass-B request asks of a ring (or, for a probe, of any fd).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,17 +26,28 @@ pub(super) enum Want {
     /// `ringplan_walk_fds` when the header leaves them to it).
     WalkCounts,
     /// The buffers of legacy group `bgid` at list positions
-    /// `start..start + count` (`ringplan_walk_fds`).
-    LegacyBuffers { bgid: u16, start: u32, count: u32 },
+    /// `start..start + count` (`ringplan_walk_fds`): from the head when
+    /// `start` is 0 (a walk of the whole list), else from `from`, the
+    /// first range's checkpoint at `start`.
+    LegacyBuffers {
+        bgid: u16,
+        start: u32,
+        count: u32,
+        from: LegacyStart,
+    },
+    /// The requests the ring's kernel keeps waiting on their own
+    /// (`ringplan_walk_fds`), asked only of a ring with requests in flight.
+    Pending,
 }
 
 impl Want {
-    /// The program that answers this request: the personality and
-    /// buffer-group walks are `ringplan_walk_fds`'s, the rest
-    /// `ringplan_chunk_fds`'s.
+    /// The program that answers this request: the personality,
+    /// buffer-group and pending-request walks are `ringplan_walk_fds`'s,
+    /// the rest `ringplan_chunk_fds`'s.
     pub(super) fn program(self) -> Programs {
         match self {
             Want::WalkCounts
+            | Want::Pending
             | Want::LegacyBuffers { .. }
             | Want::Chunk {
                 table: Table::Personalities | Table::PbufRings,
@@ -91,7 +102,7 @@ impl Request {
                 Table::Files,
                 0,
                 0,
-                0,
+                (0, LegacyStart::default()),
             ),
             Want::Probe => records::chunk_request_bytes(
                 self.expected_ctx,
@@ -100,7 +111,7 @@ impl Request {
                 Table::Files,
                 0,
                 0,
-                0,
+                (0, LegacyStart::default()),
             ),
             Want::WalkCounts => records::chunk_request_bytes(
                 self.expected_ctx,
@@ -109,7 +120,16 @@ impl Request {
                 Table::Files,
                 0,
                 0,
+                (0, LegacyStart::default()),
+            ),
+            Want::Pending => records::chunk_request_bytes(
+                self.expected_ctx,
+                self.by_pointer,
+                RequestKind::Pending,
+                Table::Files,
                 0,
+                0,
+                (0, LegacyStart::default()),
             ),
             Want::Chunk {
                 table,
@@ -122,16 +142,21 @@ impl Request {
                 table,
                 start,
                 count,
-                0,
+                (0, LegacyStart::default()),
             ),
-            Want::LegacyBuffers { bgid, start, count } => records::chunk_request_bytes(
+            Want::LegacyBuffers {
+                bgid,
+                start,
+                count,
+                from,
+            } => records::chunk_request_bytes(
                 self.expected_ctx,
                 self.by_pointer,
                 RequestKind::LegacyBuffers,
                 Table::PbufRings,
                 start,
                 count,
-                bgid,
+                (bgid, from),
             ),
         }
     }

@@ -1,10 +1,17 @@
 //! The buffers of a ring's legacy provided-buffer groups
 //! (`IORING_OP_PROVIDE_BUFFERS`) as `ringplan_walk_fds` answers them: each
-//! group's list read in ranges of [`records::LEGACY_BUFFERS_PER_CHUNK`],
-//! every answer walking the whole list to its end and hashing it, so that
-//! answers which disagree (the list changed between them) or a list that
-//! was not walked to its end leave the group's buffers unknown rather than
-//! passing a part for the whole.
+//! group's list read in ranges of [`records::LEGACY_BUFFERS_PER_CHUNK`].
+//! The first range's answer walks the whole list, for its length and hash,
+//! and marks with a checkpoint (node, the node before it, the hash so far)
+//! where each later range starts; the later ranges, asked together in the
+//! next round, each walk only their own nodes from their checkpoint, so a
+//! group costs two reads of each node however long its list. A later
+//! range whose start no longer follows its checkpoint's node, or that does
+//! not end at the next checkpoint (node and hash) or, the last, at the head
+//! with the whole list's hash, means the list changed between the answers;
+//! that, or a list that was not walked to its end, leaves the group's
+//! buffers unknown rather than passing a part, or parts of different lists,
+//! for the whole.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +20,8 @@ use ringplan_image::LegacyBuffer;
 use super::super::error::{BpfError, Pass};
 use super::super::layout;
 use super::super::records::{
-    self, ChunkStatus, LegacyBufferRecord, LegacyListRecord, LegacyListState,
+    self, ChunkStatus, LegacyBufferRecord, LegacyCheckpointRecord, LegacyListRecord,
+    LegacyListState, LegacyStart,
 };
 use super::super::requests::{Planned, Request, Want};
 use super::{Reading, RingFacts};
@@ -21,13 +29,30 @@ use super::{Reading, RingFacts};
 /// One legacy group's list as its answers fill it.
 #[derive(Debug)]
 pub(in crate::bpf) struct LegacyList {
-    /// The whole list's length and hash, from the first answer.
+    /// The whole list's length and hash, and its head (`&bl->buf_list`),
+    /// from the first answer.
     length: u32,
     fingerprint: u64,
+    head: u64,
+    /// Where each later range starts, by its start position (from the
+    /// first answer).
+    checkpoints: BTreeMap<u32, LegacyCheckpointRecord>,
     /// By position from the head.
     buffers: Vec<Option<LegacyBuffer>>,
     /// Why the buffers are unknown, once they are.
     unknown: Option<String>,
+}
+
+impl LegacyList {
+    /// Where a range that starts at `position` must end: the next
+    /// checkpoint's node and hash, or, for the last range, the head and
+    /// the whole list's hash.
+    fn end_of_range_at(&self, position: u32) -> (u64, u64, LegacyListState) {
+        match self.checkpoints.get(&position) {
+            Some(point) => (point.node, point.fingerprint, LegacyListState::Part),
+            None => (self.head, self.fingerprint, LegacyListState::Whole),
+        }
+    }
 }
 
 impl RingFacts {
@@ -46,28 +71,33 @@ impl RingFacts {
     pub(in crate::bpf) fn legacy_first_ranges(&self) -> Vec<Planned> {
         self.legacy_bgids()
             .filter(|bgid| !self.legacy.contains_key(bgid))
-            .map(|bgid| legacy_range(self.header.ctx, bgid, 0))
+            .map(|bgid| legacy_range(self.header.ctx, bgid, 0, LegacyStart::default()))
             .collect()
     }
 
     /// The ranges after the first of every legacy group whose first
-    /// answer came back whole, not yet filled.
+    /// answer came back whole, not yet filled: one per checkpoint, each
+    /// carrying it back to the walk.
     pub(in crate::bpf) fn legacy_rest_ranges(&self) -> Vec<Planned> {
         let mut ranges = Vec::new();
         for (&bgid, list) in &self.legacy {
             if list.unknown.is_some() {
                 continue;
             }
-            let mut start = records::LEGACY_BUFFERS_PER_CHUNK;
-            while start < list.length {
+            for (&start, point) in &list.checkpoints {
                 if list
                     .buffers
                     .get(start as usize)
                     .is_some_and(Option::is_none)
                 {
-                    ranges.push(legacy_range(self.header.ctx, bgid, start));
+                    let from = LegacyStart {
+                        head: list.head,
+                        node: point.node,
+                        prev: point.prev,
+                        fingerprint: point.fingerprint,
+                    };
+                    ranges.push(legacy_range(self.header.ctx, bgid, start, from));
                 }
-                start += records::LEGACY_BUFFERS_PER_CHUNK;
             }
         }
         ranges
@@ -106,30 +136,35 @@ impl RingFacts {
     }
 }
 
-fn legacy_range(ring: u64, bgid: u16, start: u32) -> Planned {
+fn legacy_range(ring: u64, bgid: u16, start: u32, from: LegacyStart) -> Planned {
     Planned {
         ring,
         want: Want::LegacyBuffers {
             bgid,
             start,
             count: records::LEGACY_BUFFERS_PER_CHUNK,
+            from,
         },
     }
 }
 
 impl Reading {
-    /// One legacy-buffers answer: the list record and the buffer records
-    /// that came before it. A re-shown answer finds its range filled and
-    /// changes nothing (its hash is the same).
+    /// One legacy-buffers answer: the list record and the buffer (and, for
+    /// the first range, checkpoint) records that came before it. A
+    /// re-shown answer finds its range filled and changes nothing (its
+    /// hash is the same).
     pub(super) fn add_legacy_list(
         &mut self,
         pid: u32,
         list: &LegacyListRecord,
         request: Option<&Request>,
         buffers: &[LegacyBufferRecord],
+        checkpoints: &[LegacyCheckpointRecord],
     ) -> Result<(), BpfError> {
-        let Some((request, bgid, start, count)) = request.and_then(|request| match request.want {
-            Want::LegacyBuffers { bgid, start, count } => Some((request, bgid, start, count)),
+        let Some((request, bgid, start, from)) = request.and_then(|request| match request.want {
+            Want::LegacyBuffers {
+                bgid, start, from, ..
+            } => Some((request, bgid, start, from)),
             _ => None,
         }) else {
             // A request of an earlier, failed read that survived: ignore it.
@@ -161,28 +196,57 @@ impl Reading {
         if list.written as usize != buffers.len() || buffers.iter().any(|b| b.bgid != bgid) {
             return Err(mismatch("its buffer records do not match its list record"));
         }
+        if checkpoints.iter().any(|point| point.bgid != bgid) {
+            return Err(mismatch("its checkpoints do not match its list record"));
+        }
+        self.legacy_nodes_visited += u64::from(list.visited);
         let facts = self.ring_of_chunk(list.ctx, "a legacy buffer list")?;
         let unknown = match list.state {
             LegacyListState::Whole if list.length > records::MAX_LEGACY_BUFFERS => {
                 return Err(mismatch("a whole list longer than the walk's bound"))
             }
-            LegacyListState::Whole => None,
+            LegacyListState::Part if start == 0 => {
+                return Err(mismatch("the walk of the whole list stopped part way"))
+            }
+            LegacyListState::Whole | LegacyListState::Part => None,
             LegacyListState::TooLong => Some(format!(
                 "its list is longer than {} buffers (a group holds at most that many distinct bids), \
                  the most the dump walks",
                 records::MAX_LEGACY_BUFFERS
             )),
             LegacyListState::Broken => Some("its list changed while it was read".to_owned()),
+            LegacyListState::Moved => {
+                Some("its list changed between the reads of its parts".to_owned())
+            }
             LegacyListState::NotLegacy => {
                 Some("it was no longer a legacy group when its buffers were read".to_owned())
             }
         };
-        let entry = facts.legacy.entry(bgid).or_insert_with(|| LegacyList {
-            length: list.length,
-            fingerprint: list.fingerprint,
-            buffers: vec![None; list.length as usize],
-            unknown: None,
-        });
+        let entry = if start == 0 {
+            let first = facts.legacy.entry(bgid).or_insert_with(|| LegacyList {
+                length: list.length,
+                fingerprint: list.fingerprint,
+                head: list.head,
+                checkpoints: checkpoints
+                    .iter()
+                    .map(|point| (point.index, *point))
+                    .collect(),
+                buffers: vec![None; list.length as usize],
+                unknown: None,
+            });
+            if first.unknown.is_none()
+                && unknown.is_none()
+                && (first.length != list.length || first.fingerprint != list.fingerprint)
+            {
+                first.unknown = Some("its list changed between the reads of its parts".to_owned());
+            }
+            first
+        } else {
+            match facts.legacy.get_mut(&bgid) {
+                Some(entry) => entry,
+                None => return Err(mismatch("a later range asked before the first")),
+            }
+        };
         if entry.unknown.is_some() {
             return Ok(());
         }
@@ -190,17 +254,48 @@ impl Reading {
             entry.unknown = Some(why);
             return Ok(());
         }
-        if entry.length != list.length || entry.fingerprint != list.fingerprint {
-            entry.unknown = Some("its list changed between the reads of its parts".to_owned());
-            return Ok(());
+        let range_end = start.saturating_add(records::LEGACY_BUFFERS_PER_CHUNK);
+        if start == 0 {
+            // The walk writes a checkpoint at every multiple of the range
+            // size inside the list, and nothing else.
+            let expected: Vec<u32> = (1..)
+                .map(|k: u32| k.saturating_mul(records::LEGACY_BUFFERS_PER_CHUNK))
+                .take_while(|&position| position < entry.length)
+                .collect();
+            if !entry.checkpoints.keys().copied().eq(expected) {
+                return Err(mismatch(
+                    "its checkpoints are not one per later range of the list",
+                ));
+            }
+        } else {
+            // The range must end where the first walk saw its end: the
+            // next checkpoint, or the head with the whole list's hash.
+            if entry
+                .checkpoints
+                .get(&start)
+                .map(|point| (point.node, point.prev))
+                != Some((from.node, from.prev))
+            {
+                return Err(mismatch(
+                    "a later range asked from a point the first walk did not give",
+                ));
+            }
+            let (node, fingerprint, state) = entry.end_of_range_at(range_end);
+            let end = range_end.min(entry.length);
+            if list.state != state
+                || list.next != node
+                || list.fingerprint != fingerprint
+                || list.length != end
+            {
+                entry.unknown = Some("its list changed between the reads of its parts".to_owned());
+                return Ok(());
+            }
         }
-        let expected = count
-            .min(records::LEGACY_BUFFERS_PER_CHUNK)
-            .min(list.length.saturating_sub(start));
+        let expected = range_end.min(entry.length).saturating_sub(start);
         if list.written != expected {
             return Err(mismatch(&format!(
                 "{} buffers written from position {start} of {}, {expected} expected",
-                list.written, list.length
+                list.written, entry.length
             )));
         }
         for record in buffers {
