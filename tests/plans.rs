@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::support::plan_ok;
 
-const EXAMPLES: [&str; 15] = [
+const EXAMPLES: [&str; 18] = [
     "seed",
     "chain-64",
     "fanout-64",
@@ -19,7 +19,10 @@ const EXAMPLES: [&str; 15] = [
     "restricted-enabled",
     "pbuf-fresh-2",
     "pbuf-mmap",
+    "pbuf-legacy",
     "settings",
+    "iowq-affinity",
+    "wait-region",
     "ring-fds",
     "ring-fd-only",
     "shared",
