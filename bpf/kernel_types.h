@@ -413,6 +413,12 @@ struct io_buffer {
 	__u16 bgid;
 };
 
+/* 6.9+: one NAPI instance a ring busy-polls, on ctx->napi_list. */
+struct io_napi_entry {
+	unsigned int napi_id;
+	struct list_head list;
+};
+
 struct io_ring_ctx {
 	unsigned int flags;
 	unsigned int sq_thread_idle;

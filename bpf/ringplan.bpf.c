@@ -1859,6 +1859,81 @@ static __always_inline void write_pending_answer(struct seq_file *seq, struct fi
 	bpf_seq_write(seq, &rec, sizeof(rec));
 }
 
+/* State of a NAPI list walk (bpf_loop), on the program's stack. */
+struct napi_loop {
+	struct seq_file *seq;
+	__u64 ctx;
+	__u64 head;
+	__u64 node;
+	__u32 index;
+	bool ended;
+};
+
+/* Writes the NAPI id of the current entry and steps to the next; stops
+ * at the list's head. */
+static long write_napi_id(__u32 step, void *data)
+{
+	struct napi_loop *loop = data;
+	struct rp_napi_id_record rec = {};
+
+	if (!loop->node || loop->node == loop->head) {
+		loop->ended = true;
+		return 1;
+	}
+	if (loop->index >= RP_MAX_NAPI_IDS)
+		return 1;
+	struct io_napi_entry *entry =
+		(void *)(loop->node - bpf_core_field_offset(struct io_napi_entry, list));
+	rec.header.kind = RP_RECORD_NAPI_ID;
+	rec.header.size = sizeof(rec);
+	rec.ctx = loop->ctx;
+	rec.napi_id = BPF_CORE_READ(entry, napi_id);
+	rec.index = loop->index;
+	bpf_seq_write(loop->seq, &rec, sizeof(rec));
+	loop->index++;
+	/* Through a local: BPF_CORE_READ relocates every access in its
+	 * argument, and the loop's own struct is not the kernel's. */
+	struct list_head *node = (void *)loop->node;
+	loop->node = (__u64)BPF_CORE_READ(node, next);
+	return 0;
+}
+
+/* A NAPI-ids request: the ring's NAPI ids in list order, then the list
+ * record, which says how many came and whether they are all. */
+static __always_inline void write_napi_answer(struct seq_file *seq, struct file *file,
+					      struct rp_chunk_request *request, __u32 fd)
+{
+	struct rp_napi_list_record rec = {};
+	struct io_ring_ctx *ring = ring_of_request(file, request);
+
+	rec.header.kind = RP_RECORD_NAPI_LIST;
+	rec.header.size = sizeof(rec);
+	rec.ctx = (__u64)ring;
+	rec.fd = fd;
+	if (request->expected_ctx && rec.ctx != request->expected_ctx) {
+		rec.status = RP_CHUNK_OTHER_RING;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+		return;
+	}
+	if (bpf_core_field_exists(ring->napi_list)) {
+		struct napi_loop loop = {
+			.seq = seq,
+			.ctx = (__u64)ring,
+			.head = (__u64)&ring->napi_list,
+			/* Not a constant 0 to the verifier (see
+			 * walk_hash_table). */
+			.index = opaque_zero,
+		};
+
+		loop.node = (__u64)BPF_CORE_READ(ring, napi_list.next);
+		bpf_loop(RP_MAX_NAPI_IDS + 1, write_napi_id, &loop, 0);
+		rec.whole = loop.ended;
+		rec.listed = loop.index;
+	}
+	rec.status = RP_CHUNK_OK;
+	bpf_seq_write(seq, &rec, sizeof(rec));
+}
+
 /*
  * ringplan_walk_fds (pass B's walks) answers, like ringplan_chunk_fds and
  * over the same chunk_requests map, the requests that walk a ring's
@@ -1893,6 +1968,8 @@ int ringplan_walk_fds(struct bpf_iter__task_file *ctx)
 		write_legacy_buffers(seq, file, request, fd);
 	else if (request->kind == RP_REQUEST_PENDING)
 		write_pending_answer(seq, file, request, fd);
+	else if (request->kind == RP_REQUEST_NAPI_IDS)
+		write_napi_answer(seq, file, request, fd);
 	return 0;
 }
 

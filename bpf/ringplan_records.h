@@ -65,6 +65,11 @@ enum rp_record_kind {
 	RP_RECORD_LEGACY_LIST = 16,
 	RP_RECORD_LEGACY_CHECKPOINT = 17,
 	RP_RECORD_PENDING_LIST = 18,
+	/* Pass B (ringplan_walk_fds), the answer to a NAPI-ids request: one
+	 * struct rp_napi_id_record per entry of ctx->napi_list, in list
+	 * order, then one struct rp_napi_list_record. */
+	RP_RECORD_NAPI_ID = 19,
+	RP_RECORD_NAPI_LIST = 20,
 };
 
 /* What a struct file is, as told by its f_op (pass A; pass B reports f_op
@@ -121,7 +126,15 @@ enum rp_request_kind {
 	 * flight): rp_pending_request_records, then an
 	 * rp_pending_list_record. */
 	RP_REQUEST_PENDING = 5,
+	/* The NAPI ids the ring lists (ringplan_walk_fds only; asked only of
+	 * a ring with static tracking that lists some): rp_napi_id_records,
+	 * then an rp_napi_list_record. */
+	RP_REQUEST_NAPI_IDS = 6,
 };
+
+/* The most NAPI ids a NAPI-ids answer lists; a longer list is not
+ * captured. */
+#define RP_MAX_NAPI_IDS 1000
 
 /* Status of a chunk or ring request, in struct rp_chunk_record and
  * struct rp_ring_record. */
@@ -373,6 +386,26 @@ struct rp_pending_list_record {
 	__u32 listed;         /* rp_pending_request_records before this one */
 };
 _Static_assert(sizeof(struct rp_pending_list_record) == 32, "rp_pending_list_record");
+
+/* One NAPI id of a ring's napi_list (struct io_napi_entry's napi_id). */
+struct rp_napi_id_record {
+	struct rp_header header;
+	__u64 ctx;            /* the ring's io_ring_ctx */
+	__u32 napi_id;
+	__u32 index;          /* its place in the list, from 0 */
+};
+_Static_assert(sizeof(struct rp_napi_id_record) == 24, "rp_napi_id_record");
+
+/* The end of a NAPI-ids answer (RP_REQUEST_NAPI_IDS). */
+struct rp_napi_list_record {
+	struct rp_header header;
+	__u64 ctx;            /* the ring's io_ring_ctx */
+	__u32 fd;             /* the dumper's local fd */
+	__u32 status;         /* enum rp_chunk_status */
+	__u32 whole;          /* 1: the list was walked to its end */
+	__u32 listed;         /* rp_napi_id_records before this one */
+};
+_Static_assert(sizeof(struct rp_napi_list_record) == 32, "rp_napi_list_record");
 
 /* One CQE of a ring's overflow list (struct io_overflow_cqe's cqe). */
 struct rp_overflow_cqe_record {
@@ -689,6 +722,10 @@ _Static_assert(RP_MAX_PENDING_REQUESTS * sizeof(struct rp_pending_request_record
 		       sizeof(struct rp_pending_list_record) <=
 		       RP_MAX_OBJECT_BYTES,
 	       "pending requests and their list record fit one object");
+_Static_assert(RP_MAX_NAPI_IDS * sizeof(struct rp_napi_id_record) +
+		       sizeof(struct rp_napi_list_record) <=
+		       RP_MAX_OBJECT_BYTES,
+	       "NAPI ids and their list record fit one object");
 _Static_assert(sizeof(struct rp_chunk_record) +
 		       RP_FILE_SLOTS_PER_CHUNK * sizeof(struct rp_file_slot_record) <=
 		       RP_MAX_OBJECT_BYTES,
@@ -744,6 +781,8 @@ struct rp_shared_types {
 	struct rp_legacy_list_record legacy_list_record;
 	struct rp_legacy_checkpoint_record legacy_checkpoint_record;
 	struct rp_pending_list_record pending_list_record;
+	struct rp_napi_id_record napi_id_record;
+	struct rp_napi_list_record napi_list_record;
 	enum rp_legacy_list_state legacy_list_state;
 	enum rp_thread_status thread_status;
 	enum rp_record_kind record_kind;

@@ -50,6 +50,16 @@ pub(crate) fn encode(image: &Image) -> Vec<u8> {
     ringplan_image::encode_to_vec(image).expect("encoding a mutated image")
 }
 
+/// Static NAPI tracking that lists ids.
+fn static_napi() -> ringplan_image::Napi {
+    ringplan_image::Napi {
+        busy_poll_us: 10,
+        prefer_busy_poll: false,
+        tracking: ringplan_image::NapiTracking::Static,
+        ids_listed: true,
+    }
+}
+
 fn mutated(change: impl FnOnce(&mut Image)) -> Vec<u8> {
     let mut image = base();
     change(&mut image);
@@ -361,6 +371,35 @@ fn document_rows() -> Vec<Row> {
                 })
             }),
             expected: "ring #1: iowq_max_workers sets neither class",
+            planner: false,
+        },
+        Row {
+            name: "napi-ids-in-version-4",
+            bytes: mutated(|image| {
+                let settings = &mut ring_v3(image).settings;
+                settings.napi = Some(static_napi());
+                settings.napi_static_ids = Some(vec![100_000]);
+                image.version = 4;
+            }),
+            expected: "ring #1: has napi_static_ids, which version 4 images do not have",
+            planner: false,
+        },
+        Row {
+            name: "napi-ids-without-static-tracking",
+            bytes: mutated(|image| {
+                ring_v5(image).settings.napi_static_ids = Some(vec![100_000])
+            }),
+            expected: "ring #1: napi_static_ids without static NAPI tracking that lists them",
+            planner: false,
+        },
+        Row {
+            name: "napi-ids-repeated",
+            bytes: mutated(|image| {
+                let settings = &mut ring_v5(image).settings;
+                settings.napi = Some(static_napi());
+                settings.napi_static_ids = Some(vec![100_000, 100_000]);
+            }),
+            expected: "ring #1: napi_static_ids lists NAPI id 100000 twice",
             planner: false,
         },
         Row {

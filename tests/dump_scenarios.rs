@@ -591,6 +591,7 @@ scenario_tests! {
     legacy_empty: "legacy-empty",
     settings: "settings",
     iowq_affinity: "iowq-affinity",
+    napi_static: "napi-static",
 }
 
 /// The io-wq affinity the `iowq-affinity` scenario registered is the one

@@ -15,7 +15,7 @@ use ringplan_kernel::procfs::{fdinfo, Process};
 
 use crate::support::{plan, plan_ok, scratch_dir, Scenario, PLAN};
 
-const SCENARIOS: [&str; 15] = [
+const SCENARIOS: [&str; 16] = [
     "seed",
     "closed",
     "chain:8",
@@ -31,6 +31,7 @@ const SCENARIOS: [&str; 15] = [
     "legacy-empty",
     "settings",
     "iowq-affinity",
+    "napi-static",
 ];
 
 /// Dumps `pid` with the BPF backend into `dir` and returns the file.

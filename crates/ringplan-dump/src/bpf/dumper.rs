@@ -448,7 +448,11 @@ impl BpfDumper {
                     ring,
                     want: Want::Pending,
                 });
-                counts.into_iter().chain(pending)
+                let napi = facts.needs_napi_walk().then_some(Planned {
+                    ring,
+                    want: Want::NapiIds,
+                });
+                counts.into_iter().chain(pending).chain(napi)
             })
             .collect();
         self.run_rounds(pid, pidfd, reading, &walk_counts)?;
@@ -468,6 +472,7 @@ impl BpfDumper {
                         | Want::Probe
                         | Want::WalkCounts
                         | Want::Pending
+                        | Want::NapiIds
                         | Want::LegacyBuffers { .. } => true,
                     })
             })

@@ -22,9 +22,9 @@ use super::local_fds::{copy_target_fd, fd_number};
 use super::page_frames::PageFrames;
 use super::records::{
     self, BufferSlotRecord, ChunkRecord, ChunkStatus, EventfdRecord, FdRecord, FileSlotRecord,
-    InFlightCounters, Layout, OverflowCqeRecord, PbufRingRecord, PendingListRecord,
-    PendingRequestRecord, Record, Records, RestrictionWords, RingRecord, Role, Table, ThreadStatus,
-    WalkCountsRecord,
+    InFlightCounters, Layout, NapiIdRecord, NapiListRecord, OverflowCqeRecord, PbufRingRecord,
+    PendingListRecord, PendingRequestRecord, Record, Records, RestrictionWords, RingRecord, Role,
+    Table, ThreadStatus, WalkCountsRecord,
 };
 use super::requests::{Planned, Request, Want};
 use crate::raw::{
@@ -84,6 +84,10 @@ pub(super) struct RingFacts {
     /// from its header when it has no request in flight, else from
     /// `ringplan_walk_fds`'s answer ([`RingFacts::needs_pending_walk`]).
     pending_listed: Option<u32>,
+    /// The NAPI ids as their records came, in list order.
+    napi_ids: Vec<NapiIdRecord>,
+    /// How many NAPI ids the ring lists, when its answer came whole.
+    napi_listed: Option<u32>,
     /// The personalities by ordinal, as their chunks fill them.
     personalities: Vec<Option<Personality>>,
     /// The provided-buffer groups by ordinal, as their chunks fill them.
@@ -104,6 +108,27 @@ impl RingFacts {
     /// and no load of that program).
     pub(super) fn needs_pending_walk(&self) -> bool {
         self.pending_listed.is_none()
+    }
+
+    /// Whether the ring's NAPI ids must be asked of `ringplan_walk_fds`:
+    /// it tracks NAPI statically and lists some (dynamic tracking's ids
+    /// the kernel finds again by itself).
+    pub(super) fn needs_napi_walk(&self) -> bool {
+        use super::records::settings_bits as bits;
+        self.header.settings.is_some_and(|words| {
+            words.bits & bits::NAPI_IDS != 0
+                && words.bits & bits::NAPI_TRACK_MODE != 0
+                && words.napi_track_mode
+                    == u32::from(ringplan_kernel::abi::settings::NAPI_TRACKING_STATIC)
+        })
+    }
+
+    /// The NAPI ids of a statically tracking ring, when its answer came
+    /// whole and every id with it.
+    fn napi_static_ids(&self) -> Option<Vec<u32>> {
+        let listed = self.napi_listed?;
+        (self.napi_ids.len() == listed as usize)
+            .then(|| self.napi_ids.iter().map(|record| record.napi_id).collect())
     }
 
     /// The chunks that read this ring's tables whole.
@@ -325,6 +350,8 @@ impl Reading {
             overflow: Vec::new(),
             pending: Vec::new(),
             pending_listed: (in_flight_count(&header) == Ok(0)).then_some(0),
+            napi_ids: Vec::new(),
+            napi_listed: None,
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
             legacy: BTreeMap::new(),
@@ -445,6 +472,19 @@ impl Reading {
                     }
                 }
                 Record::PendingRequest(request) => self.add_pending_request(&request)?,
+                Record::NapiId(id) => {
+                    let facts = self.ring_of_chunk(id.ctx, "a NAPI id")?;
+                    append_in_order(&mut facts.napi_ids, id, id.index, id.ctx, "NAPI id")?;
+                }
+                Record::NapiList(list) => {
+                    current = None;
+                    if let Some(request) = by_local_fd
+                        .get(&list.fd)
+                        .filter(|r| r.want == Want::NapiIds)
+                    {
+                        self.add_napi_list(pid, &list, request)?;
+                    }
+                }
                 other => {
                     return Err(BpfError::Inconsistent {
                         pass: Pass::Chunks,
@@ -511,6 +551,28 @@ impl Reading {
         }
         self.ring_of_chunk(list.ctx, "a pending-requests answer")?
             .pending_listed = list.listed;
+        Ok(())
+    }
+
+    /// The end of a ring's NAPI-ids answer: how many came, when they are
+    /// the whole list.
+    fn add_napi_list(
+        &mut self,
+        pid: u32,
+        list: &NapiListRecord,
+        request: &Request,
+    ) -> Result<(), BpfError> {
+        if list.status != ChunkStatus::Ok || list.ctx != request.expected_ctx {
+            return Err(BpfError::TargetChanged {
+                pid,
+                what: format!(
+                    "the fd copied for ring {:#x} now refers to something else",
+                    request.expected_ctx
+                ),
+            });
+        }
+        self.ring_of_chunk(list.ctx, "a NAPI-ids answer")?
+            .napi_listed = list.listed;
         Ok(())
     }
 
@@ -599,6 +661,7 @@ impl Reading {
             | Want::Probe
             | Want::WalkCounts
             | Want::Pending
+            | Want::NapiIds
             | Want::LegacyBuffers { .. } => None,
         }) else {
             // A request of an earlier, failed read that survived: ignore it.
@@ -973,8 +1036,10 @@ fn settings_of(header: &RingRecord, facts: &RingFacts) -> Known<RingSettings> {
         file_alloc_range,
         iowq_max_workers,
         napi,
-        // Filled from the walk of the ring's NAPI list, when it has one.
-        napi_static_ids: None,
+        // With static tracking, the ids the walk of the ring's list gave.
+        napi_static_ids: napi
+            .filter(|napi| napi.tracking == NapiTracking::Static && napi.ids_listed)
+            .and_then(|_| facts.napi_static_ids()),
         file_tags: tags(&facts.file_tags),
         buffer_tags: tags(&facts.buffer_tags),
         wait_region_len: (has(bits::WAIT_REGION_KNOWN) && words.wait_region_size > 0)
@@ -1544,6 +1609,8 @@ mod tests {
             overflow: Vec::new(),
             pending: Vec::new(),
             pending_listed: None,
+            napi_ids: Vec::new(),
+            napi_listed: None,
             personalities: vec![None; header.personalities.map_or(0, |(count, _)| count) as usize],
             pbuf_groups: vec![None; header.pbuf_count.unwrap_or(0) as usize],
             legacy: BTreeMap::new(),
@@ -1564,6 +1631,7 @@ mod tests {
                 | Want::Probe
                 | Want::WalkCounts
                 | Want::Pending
+                | Want::NapiIds
                 | Want::LegacyBuffers { .. } => None,
             })
             .collect();
@@ -1652,6 +1720,8 @@ mod tests {
                     overflow: Vec::new(),
                     pending: Vec::new(),
                     pending_listed: None,
+                    napi_ids: Vec::new(),
+                    napi_listed: None,
                     personalities: Vec::new(),
                     pbuf_groups: Vec::new(),
                     legacy: BTreeMap::new(),

@@ -56,6 +56,8 @@ const KIND_LEGACY_BUFFER: u32 = records_h::rp_record_kind::RP_RECORD_LEGACY_BUFF
 const KIND_LEGACY_LIST: u32 = records_h::rp_record_kind::RP_RECORD_LEGACY_LIST.0;
 const KIND_LEGACY_CHECKPOINT: u32 = records_h::rp_record_kind::RP_RECORD_LEGACY_CHECKPOINT.0;
 const KIND_PENDING_LIST: u32 = records_h::rp_record_kind::RP_RECORD_PENDING_LIST.0;
+const KIND_NAPI_ID: u32 = records_h::rp_record_kind::RP_RECORD_NAPI_ID.0;
+const KIND_NAPI_LIST: u32 = records_h::rp_record_kind::RP_RECORD_NAPI_LIST.0;
 /// `RP_LEGACY_BUFFERS_PER_CHUNK`: the most buffers one legacy-buffers
 /// request reads.
 pub(crate) const LEGACY_BUFFERS_PER_CHUNK: u32 =
@@ -147,6 +149,10 @@ unsafe impl HeaderStruct for records_h::rp_legacy_list_record {}
 unsafe impl HeaderStruct for records_h::rp_legacy_checkpoint_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_pending_list_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_napi_id_record {}
+// SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
+unsafe impl HeaderStruct for records_h::rp_napi_list_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
 unsafe impl HeaderStruct for records_h::rp_ring_fd_record {}
 // SAFETY: generated from ringplan_records.h: integers, gaps as byte arrays.
@@ -267,6 +273,8 @@ pub(crate) enum RequestKind {
     /// The requests the ring's kernel keeps waiting on their own
     /// (`ringplan_walk_fds`).
     Pending,
+    /// The NAPI ids the ring lists (`ringplan_walk_fds`).
+    NapiIds,
 }
 
 impl RequestKind {
@@ -278,6 +286,7 @@ impl RequestKind {
             RequestKind::WalkCounts => records_h::rp_request_kind::RP_REQUEST_WALK_COUNTS.0,
             RequestKind::LegacyBuffers => records_h::rp_request_kind::RP_REQUEST_LEGACY_BUFFERS.0,
             RequestKind::Pending => records_h::rp_request_kind::RP_REQUEST_PENDING.0,
+            RequestKind::NapiIds => records_h::rp_request_kind::RP_REQUEST_NAPI_IDS.0,
         }
     }
 }
@@ -571,6 +580,27 @@ pub(crate) enum Record<'a> {
     LegacyList(LegacyListRecord),
     LegacyCheckpoint(LegacyCheckpointRecord),
     PendingList(PendingListRecord),
+    NapiId(NapiIdRecord),
+    NapiList(NapiListRecord),
+}
+
+/// `struct rp_napi_id_record`: one NAPI id of a ring's `napi_list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NapiIdRecord {
+    pub ctx: u64,
+    pub napi_id: u32,
+    /// Its place in the list, from 0.
+    pub index: u32,
+}
+
+/// `struct rp_napi_list_record`: the end of a NAPI-ids answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NapiListRecord {
+    pub ctx: u64,
+    pub fd: u32,
+    pub status: ChunkStatus,
+    /// How many id records came before it, when they are the whole list.
+    pub listed: Option<u32>,
 }
 
 /// `struct rp_pending_list_record`: the end of a pending-requests answer.
@@ -870,6 +900,23 @@ fn parse_record(kind: u32, record: &[u8]) -> Result<Record<'_>, &'static str> {
                 fd: raw.fd,
                 status: ChunkStatus::from_raw(raw.status)?,
                 listed: (raw.state_known & STATE_PENDING != 0).then_some(raw.listed),
+            }))
+        }
+        KIND_NAPI_ID => {
+            let raw: records_h::rp_napi_id_record = read_exact(record)?;
+            Ok(Record::NapiId(NapiIdRecord {
+                ctx: raw.ctx,
+                napi_id: raw.napi_id,
+                index: raw.index,
+            }))
+        }
+        KIND_NAPI_LIST => {
+            let raw: records_h::rp_napi_list_record = read_exact(record)?;
+            Ok(Record::NapiList(NapiListRecord {
+                ctx: raw.ctx,
+                fd: raw.fd,
+                status: ChunkStatus::from_raw(raw.status)?,
+                listed: (raw.whole != 0).then_some(raw.listed),
             }))
         }
         KIND_LEGACY_CHECKPOINT => {

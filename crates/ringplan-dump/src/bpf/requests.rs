@@ -38,6 +38,9 @@ pub(super) enum Want {
     /// The requests the ring's kernel keeps waiting on their own
     /// (`ringplan_walk_fds`), asked only of a ring with requests in flight.
     Pending,
+    /// The NAPI ids the ring lists (`ringplan_walk_fds`), asked only of a
+    /// ring with static tracking that lists some.
+    NapiIds,
 }
 
 impl Want {
@@ -48,6 +51,7 @@ impl Want {
         match self {
             Want::WalkCounts
             | Want::Pending
+            | Want::NapiIds
             | Want::LegacyBuffers { .. }
             | Want::Chunk {
                 table: Table::Personalities | Table::PbufRings,
@@ -126,6 +130,15 @@ impl Request {
                 self.expected_ctx,
                 self.by_pointer,
                 RequestKind::Pending,
+                Table::Files,
+                0,
+                0,
+                (0, LegacyStart::default()),
+            ),
+            Want::NapiIds => records::chunk_request_bytes(
+                self.expected_ctx,
+                self.by_pointer,
+                RequestKind::NapiIds,
                 Table::Files,
                 0,
                 0,

@@ -285,6 +285,8 @@ impl<'a> FieldComparison<'a> {
                 format!("{:?}", have.napi),
             );
         }
+        // Static NAPI ids, in the kernel's list order.
+        differ.differ_if_not_equal("NAPI ids", &want.napi_static_ids, &have.napi_static_ids);
         differ.differ_if_not_equal("file tags", &want.file_tags, &have.file_tags);
         differ.differ_if_not_equal("buffer tags", &want.buffer_tags, &have.buffer_tags);
         // The wait region: its length, and where the program has it (the
