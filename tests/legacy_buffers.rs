@@ -6,80 +6,35 @@
 //! that the kernel gave it every remaining buffer in order and then none.
 //! Needs `IORING_SETUP_NO_MMAP` (Linux 6.5): before, `exec --pid` refuses.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
 
 use serde_json::{json, Value};
 
 use ringplan_exec::test_hooks::ProcessState;
 
+use crate::support::line_program::LineProgram;
 use crate::support::{
     fail_at_every_step, kernel_has_no_mmap, objects_of_kind, plan, plan_ok, scratch_dir,
 };
 
-fn reader_binary() -> &'static Path {
-    crate::support::c_program("legacy_reader")
-}
-
-/// A legacy_reader that has taken its first buffers and waits; killed on
-/// drop.
-struct Reader {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-}
+/// A legacy_reader that has taken its first buffers and waits.
+struct Reader(LineProgram);
 
 impl Reader {
     fn start(buffers: u32, taken: u32) -> Reader {
-        let mut child = Command::new(reader_binary())
-            .arg(buffers.to_string())
-            .arg(taken.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting legacy_reader");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut reader = Reader { child, stdout };
-        let waiting = reader.line();
+        let (program, waiting) =
+            LineProgram::start("legacy_reader", &[buffers.to_string(), taken.to_string()]);
         assert_eq!(waiting["taken"], taken, "{waiting}");
-        reader
+        Reader(program)
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn line(&mut self) -> Value {
-        let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .expect("reading legacy_reader");
-        serde_json::from_str(&line).unwrap_or_else(|error| {
-            let _ = self.child.kill();
-            let mut stderr = String::new();
-            if let Some(mut pipe) = self.child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-            }
-            panic!("not a JSON line ({error}): {line:?} {stderr}")
-        })
+        self.0.pid()
     }
 
     /// Lets it read the rest; its done line and exit status.
-    fn finish(mut self) -> (Value, Option<i32>) {
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        stdin.write_all(b"go\n").expect("writing go");
-        stdin.flush().expect("flushing");
-        let done = self.line();
-        let status = self.child.wait().expect("waiting for legacy_reader");
-        (done, status.code())
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn finish(self) -> (Value, Option<i32>) {
+        self.0.finish()
     }
 }
 

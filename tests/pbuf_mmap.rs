@@ -11,22 +11,18 @@
 //! `exec --pid` to put the ring back where the program had it; the buffer
 //! ring itself needs 6.4.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdout, Command, Stdio};
-
 use serde_json::{json, Value};
 
 use ringplan_exec::test_hooks::ProcessState;
 
+use crate::support::line_program::LineProgram;
 use crate::support::{
     fail_at_every_step, kernel_has_no_mmap, objects_of_kind, plan, plan_ok, scratch_dir,
 };
 
-/// A pbuf_mmap_reader that has taken its first buffers and waits; killed
-/// on drop.
+/// A pbuf_mmap_reader that has taken its first buffers and waits.
 struct Reader {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
+    program: LineProgram,
     /// Its first line: pid, taken, buffers, ring (where it mapped the
     /// buffer ring), area (its buffers').
     started: Value,
@@ -36,21 +32,10 @@ impl Reader {
     /// `None` (after saying why) on a kernel without kernel-memory buffer
     /// rings.
     fn start(buffers: u32, taken: u32) -> Option<Reader> {
-        let mut child = Command::new(crate::support::c_program("pbuf_mmap_reader"))
-            .arg(buffers.to_string())
-            .arg(taken.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting pbuf_mmap_reader");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut reader = Reader {
-            child,
-            stdout,
-            started: Value::Null,
-        };
-        let started = reader.line();
+        let (program, started) = LineProgram::start(
+            "pbuf_mmap_reader",
+            &[buffers.to_string(), taken.to_string()],
+        );
         if let Some(errno) = started.get("unsupported") {
             eprintln!(
                 "skipped: this kernel refuses IOU_PBUF_RING_MMAP (errno {errno}; Linux 6.4+)"
@@ -58,44 +43,16 @@ impl Reader {
             return None;
         }
         assert_eq!(started["taken"], taken, "{started}");
-        reader.started = started;
-        Some(reader)
+        Some(Reader { program, started })
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn line(&mut self) -> Value {
-        let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .expect("reading pbuf_mmap_reader");
-        serde_json::from_str(&line).unwrap_or_else(|error| {
-            let _ = self.child.kill();
-            let mut stderr = String::new();
-            if let Some(mut pipe) = self.child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-            }
-            panic!("not a JSON line ({error}): {line:?} {stderr}")
-        })
+        self.program.pid()
     }
 
     /// Lets it read the rest; its done line and exit status.
-    fn finish(mut self) -> (Value, Option<i32>) {
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        stdin.write_all(b"go\n").expect("writing go");
-        stdin.flush().expect("flushing");
-        let done = self.line();
-        let status = self.child.wait().expect("waiting for pbuf_mmap_reader");
-        (done, status.code())
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn finish(self) -> (Value, Option<i32>) {
+        self.program.finish()
     }
 }
 
@@ -217,10 +174,8 @@ fn a_kernel_memory_buffer_ring_is_not_written_over_the_programs_own_memory() {
         rustix::process::Signal::CONT,
     )
     .expect("SIGCONT");
-    let stdin = reader.child.stdin.as_mut().expect("stdin");
-    stdin.write_all(b"squat\n").expect("writing squat");
-    stdin.flush().expect("flushing");
-    assert_eq!(reader.line()["squatted"], ring_addr);
+    reader.program.send("squat");
+    assert_eq!(reader.program.line()["squatted"], ring_addr);
     let before = ProcessState::capture_of(pid);
     let refused = plan(&["exec", image_text, "--pid", &pid_text]);
     let stderr = String::from_utf8_lossy(&refused.stderr);

@@ -8,78 +8,38 @@
 //! Needs Linux 6.13 (wait regions; before, the program says so and the
 //! test stops there).
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
 
 use serde_json::{json, Value};
 
 use ringplan_exec::test_hooks::ProcessState;
 
+use crate::support::line_program::LineProgram;
 use crate::support::{fail_at_every_step, objects_of_kind, plan_ok, scratch_dir};
 
-/// A wait_waiter that has registered its region and waits for a line;
-/// killed on drop.
-struct Waiter {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-}
+/// A wait_waiter that has registered its region and waits for a line.
+struct Waiter(LineProgram);
 
 impl Waiter {
     /// Started and ready, or `None` (said why) where the kernel has no
     /// wait regions.
     fn start() -> Option<Waiter> {
-        let mut child = Command::new(crate::support::c_program("wait_waiter"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting wait_waiter");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut waiter = Waiter { child, stdout };
-        let first = waiter.line();
+        let (program, first) = LineProgram::start("wait_waiter", &[]);
         if let Some(why) = first["unsupported"].as_str() {
             eprintln!("skipped: {why} (wait regions are Linux 6.13+)");
             return None;
         }
         assert_eq!(first["ready"], true, "{first}");
-        Some(waiter)
+        Some(Waiter(program))
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn line(&mut self) -> Value {
-        let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .expect("reading wait_waiter");
-        serde_json::from_str(&line).unwrap_or_else(|error| {
-            let _ = self.child.kill();
-            let mut stderr = String::new();
-            if let Some(mut pipe) = self.child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-            }
-            panic!("not a JSON line ({error}): {line:?} {stderr}")
-        })
+        self.0.pid()
     }
 
     /// Lets it wait again; its done line and exit status.
-    fn finish(mut self) -> (Value, Option<i32>) {
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        stdin.write_all(b"go\n").expect("writing go");
-        stdin.flush().expect("flushing");
-        let done = self.line();
-        let status = self.child.wait().expect("waiting for wait_waiter");
-        (done, status.code())
-    }
-}
-
-impl Drop for Waiter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn finish(self) -> (Value, Option<i32>) {
+        self.0.finish()
     }
 }
 
