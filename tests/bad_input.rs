@@ -332,7 +332,7 @@ fn document_rows() -> Vec<Row> {
             name: "pbuf-contents-user-memory",
             bytes: mutated(|image| {
                 let mut entry = pbuf_ring(0, 8);
-                entry.contents = Some(ringplan_image::PbufRingContents(vec![0; 128]));
+                entry.contents = Some(ringplan_image::KernelMemoryBytes(vec![0; 128]));
                 ring_v5(image).pbuf_rings = vec![entry];
             }),
             expected: "ring #1: buffer ring 0 has contents but is not kernel memory the program mapped (contents need mmap and an addr)",
@@ -429,6 +429,18 @@ fn document_rows() -> Vec<Row> {
                 ring_v5(image).settings.wait_region_addr = Some(0x7f00_0000_0000)
             }),
             expected: "ring #1: has the memory of a wait region but no wait_region_len",
+            planner: false,
+        },
+        Row {
+            name: "wait-region-contents-wrong-length",
+            bytes: mutated(|image| {
+                let settings = &mut ring_v5(image).settings;
+                settings.wait_region_len = Some(4096);
+                settings.wait_region_addr = Some(0x7f00_0000_0000);
+                settings.wait_region_kernel_memory = true;
+                settings.wait_region_contents = Some(ringplan_image::KernelMemoryBytes(vec![0; 10]));
+            }),
+            expected: "ring #1: wait region contents of 10 bytes, not its 4096",
             planner: false,
         },
         Row {
@@ -669,7 +681,7 @@ fn document_rows() -> Vec<Row> {
                 settings.wait_region_addr = Some(0x7f00_0000_0000);
                 settings.wait_region_kernel_memory = true;
             }),
-            expected: "ring #1: its registered wait region cannot be restored: a wait region of 4096 bytes (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is in kernel memory, which a new ring's region would place where the kernel chooses, not where the program had it",
+            expected: "ring #1: its registered wait region cannot be restored: a wait region of 4096 bytes (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is in kernel memory whose bytes the image does not have (the program had it unmapped, or the dump could not read it), which a new ring's region would place where the kernel chooses, not where the program had it",
             planner: true,
         },
         Row {
@@ -1629,7 +1641,7 @@ fn pbuf_ring(bgid: u16, entries: u32) -> ringplan_image::PbufRing {
 fn kernel_pbuf_ring(contents: Option<usize>) -> ringplan_image::PbufRing {
     let mut entry = pbuf_ring(0, 8);
     entry.mmap = true;
-    entry.contents = contents.map(|len| ringplan_image::PbufRingContents(vec![0; len]));
+    entry.contents = contents.map(|len| ringplan_image::KernelMemoryBytes(vec![0; len]));
     entry
 }
 

@@ -23,8 +23,13 @@ struct Waiter(LineProgram);
 impl Waiter {
     /// Started and ready, or `None` (said why) where the kernel has no
     /// wait regions.
-    fn start() -> Option<Waiter> {
-        let (program, first) = LineProgram::start("wait_waiter", &[]);
+    fn start(kernel_memory: bool) -> Option<Waiter> {
+        let args = if kernel_memory {
+            vec!["kernel".to_owned()]
+        } else {
+            Vec::new()
+        };
+        let (program, first) = LineProgram::start("wait_waiter", &args);
         if let Some(why) = first["unsupported"].as_str() {
             eprintln!("skipped: {why} (wait regions are Linux 6.13+)");
             return None;
@@ -65,12 +70,32 @@ fn wait_region_of(image: &Path) -> Value {
 /// the region's length.
 #[test]
 fn a_program_waiting_through_a_wait_region_is_taken_out_put_back_and_finishes() {
-    let Some(waiter) = Waiter::start() else {
+    round_trip(false);
+}
+
+/// The same with the region in kernel memory the program mapped from its
+/// ring fd: the image holds its bytes, and the put-back registers them as
+/// the program's memory at the same address (the detach unmapped the
+/// kernel's), where the program's waits find the entries it wrote.
+#[test]
+fn a_wait_region_in_kernel_memory_comes_back_as_the_programs() {
+    round_trip(true);
+}
+
+fn round_trip(kernel_memory: bool) {
+    let Some(waiter) = Waiter::start(kernel_memory) else {
         return;
     };
-    let dir = scratch_dir("wait-region-round-trip");
+    let dir = scratch_dir(if kernel_memory {
+        "wait-region-kernel-round-trip"
+    } else {
+        "wait-region-round-trip"
+    });
     let image = dir.join("waiter.img");
     let pid = waiter.pid().to_string();
+    // The region's address starts a mapping of the program before the
+    // take-out (which unmaps a kernel region with the ring).
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
     plan_ok(&[
         "dump",
         "--pid",
@@ -81,9 +106,8 @@ fn a_program_waiting_through_a_wait_region_is_taken_out_put_back_and_finishes() 
     ]);
     let region = wait_region_of(&image);
     assert_eq!(region["len"], 4096, "{region}");
-    assert_eq!(region["kernel_memory"], false, "{region}");
+    assert_eq!(region["kernel_memory"], kernel_memory, "{region}");
     let addr = region["addr"].as_u64().expect("the region's address");
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
     assert!(
         maps.lines().any(|line| line
             .split(['-', ' '])

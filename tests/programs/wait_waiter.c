@@ -17,10 +17,14 @@
 // {"done": true, "ok": true} and exits 0. Anything wrong: named on stderr,
 // exit 1. A kernel without wait regions: {"unsupported": "..."}, exit 3.
 //
+// With the argument "kernel", the region is the kernel's memory
+// (IORING_MEM_REGION_TYPE_USER unset), which the program maps from its ring
+// fd at the offset the kernel gave back, and fills there.
+//
 // Debian 12's headers predate wait regions: their structs and flags are
 // spelled out here as the kernel's uapi has them.
 //
-// Usage: wait_waiter
+// Usage: wait_waiter [kernel]
 // Build: cc -O2 -Wall -o wait_waiter wait_waiter.c -luring -lpthread
 #define _GNU_SOURCE
 #include <errno.h>
@@ -128,24 +132,23 @@ static void expect_nop(unsigned index)
 	io_uring_cqe_seen(&ring, cqe);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	int kernel_memory = argc > 1 && strcmp(argv[1], "kernel") == 0;
 	struct io_uring_params params;
 	memset(&params, 0, sizeof(params));
 	params.flags = IORING_SETUP_R_DISABLED;
 	int ret = io_uring_queue_init_params(8, &ring, &params);
 	if (ret < 0)
 		fail("io_uring_queue_init_params", ret);
-	waits = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (waits == MAP_FAILED)
-		fail("mmap", errno);
-	set_wait(1, 20);
-	set_wait(2, 30);
-	struct region_desc desc = {
-		.user_addr = (uint64_t)(uintptr_t)waits,
-		.size = PAGE,
-		.flags = MEM_REGION_TYPE_USER,
-	};
+	struct region_desc desc = { .size = PAGE };
+	if (!kernel_memory) {
+		waits = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (waits == MAP_FAILED)
+			fail("mmap", errno);
+		desc.user_addr = (uint64_t)(uintptr_t)waits;
+		desc.flags = MEM_REGION_TYPE_USER;
+	}
 	struct mem_region_reg reg = {
 		.region_uptr = (uint64_t)(uintptr_t)&desc,
 		.flags = MEM_REGION_REG_WAIT_ARG,
@@ -157,6 +160,14 @@ int main(void)
 		}
 		fail("IORING_REGISTER_MEM_REGION", errno);
 	}
+	if (kernel_memory) {
+		waits = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring.ring_fd,
+			     desc.mmap_offset);
+		if (waits == MAP_FAILED)
+			fail("mmap of the region from the ring fd", errno);
+	}
+	set_wait(1, 20);
+	set_wait(2, 30);
 	// Debian 12's liburing declares io_uring_enable_rings but does not
 	// export it: the call itself.
 	if (syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)

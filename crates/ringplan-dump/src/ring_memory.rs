@@ -91,6 +91,7 @@ pub(crate) fn complete_in(
                 ProcessMemory::open(Process::Pid(*pid)).map_err(|error| error.to_string())
             });
             warnings.extend(capture_kernel_pbuf_rings(memory, ring, id, &fd));
+            warnings.extend(capture_kernel_wait_region(memory, ring, id, &fd));
         }
         let Some(mut state) = ring.state.take() else {
             continue;
@@ -143,6 +144,52 @@ pub(crate) fn complete_in(
     Completed { warnings, owners }
 }
 
+/// `len` bytes of the target's memory at `addr`, or why not.
+fn read_mapped(
+    memory: &Result<ProcessMemory, String>,
+    addr: u64,
+    len: u64,
+) -> Result<Vec<u8>, String> {
+    let memory = memory
+        .as_ref()
+        .map_err(|error| format!("cannot open the target's memory: {error}"))?;
+    let len = usize::try_from(len).map_err(|_| "too large".to_owned())?;
+    let mut bytes = vec![0u8; len];
+    memory
+        .read_exact_at(addr, &mut bytes)
+        .map_err(|error| error.to_string())?;
+    Ok(bytes)
+}
+
+/// Reads the bytes of a wait region in kernel memory that the program
+/// mapped, from its mapping, into `wait_region_contents`, as for buffer
+/// rings ([`capture_kernel_pbuf_rings`]); a warning when it cannot.
+fn capture_kernel_wait_region(
+    memory: &Result<ProcessMemory, String>,
+    ring: &mut Ring,
+    id: ObjectId,
+    fd: &str,
+) -> Option<String> {
+    let settings = &mut ring.settings;
+    let (Some(len), Some(addr), true) = (
+        settings.wait_region_len,
+        settings.wait_region_addr,
+        settings.wait_region_kernel_memory,
+    ) else {
+        return None;
+    };
+    match read_mapped(memory, addr, len) {
+        Ok(bytes) => {
+            settings.wait_region_contents = Some(ringplan_image::KernelMemoryBytes(bytes));
+            None
+        }
+        Err(why) => Some(format!(
+            "ring {id} ({fd}): the wait region in kernel memory at {addr:#x}: its bytes are not \
+             captured ({why}); it cannot be restored"
+        )),
+    }
+}
+
 /// Reads the bytes of every buffer ring of `ring` in kernel memory that the
 /// program mapped (`IOU_PBUF_RING_MMAP`), from the program's mapping, into
 /// its `contents`: a detach unmaps that memory, and a restore puts these
@@ -159,20 +206,8 @@ fn capture_kernel_pbuf_rings(
         let Some(addr) = entry.addr else {
             continue;
         };
-        let read = match memory {
-            Err(error) => Err(format!("cannot open the target's memory: {error}")),
-            Ok(memory) => usize::try_from(entry.memory_len())
-                .map_err(|_| "too large".to_owned())
-                .and_then(|len| {
-                    let mut bytes = vec![0u8; len];
-                    memory
-                        .read_exact_at(addr, &mut bytes)
-                        .map(|()| bytes)
-                        .map_err(|error| error.to_string())
-                }),
-        };
-        match read {
-            Ok(bytes) => entry.contents = Some(ringplan_image::PbufRingContents(bytes)),
+        match read_mapped(memory, addr, entry.memory_len()) {
+            Ok(bytes) => entry.contents = Some(ringplan_image::KernelMemoryBytes(bytes)),
             Err(why) => warnings.push(format!(
                 "ring {id} ({fd}): buffer ring {} in kernel memory at {addr:#x}: its entries and \
                  tail are not captured ({why}); it cannot be restored",

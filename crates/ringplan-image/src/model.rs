@@ -342,6 +342,11 @@ pub struct RingSettings {
     /// program maps it from the ring fd).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub wait_region_kernel_memory: bool,
+    /// A wait region in kernel memory the program mapped: its bytes, read
+    /// from that mapping (version 5; exactly `wait_region_len` of them). A
+    /// restore registers them as user memory at `wait_region_addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_region_contents: Option<KernelMemoryBytes>,
     /// `IORING_REGISTER_IOWQ_AFF` (version 5): the CPUs the io-wq this
     /// ring's work goes to may use, when they are not the kernel's own
     /// choice (all possible or all online CPUs).
@@ -495,28 +500,29 @@ pub struct PbufRing {
     /// bytes in user memory at `addr`. `None`: user memory (the program's
     /// own, restored with it), or not captured (the dump said why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contents: Option<PbufRingContents>,
+    pub contents: Option<KernelMemoryBytes>,
 }
 
-/// The bytes of a kernel-memory buffer ring, a CBOR byte string on the
-/// wire (hex in a human-readable format, as [`SqeBytes`]).
+/// The bytes of kernel memory the program had mapped (a buffer ring's, a
+/// wait region's), which a restore gives back as user memory: a CBOR byte
+/// string on the wire (hex in a human-readable format, as [`SqeBytes`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "SqeBytes", into = "SqeBytes")]
-pub struct PbufRingContents(pub Vec<u8>);
+pub struct KernelMemoryBytes(pub Vec<u8>);
 
-impl From<SqeBytes> for PbufRingContents {
+impl From<SqeBytes> for KernelMemoryBytes {
     fn from(bytes: SqeBytes) -> Self {
-        PbufRingContents(bytes.0)
+        KernelMemoryBytes(bytes.0)
     }
 }
 
-impl From<PbufRingContents> for SqeBytes {
-    fn from(contents: PbufRingContents) -> Self {
+impl From<KernelMemoryBytes> for SqeBytes {
+    fn from(contents: KernelMemoryBytes) -> Self {
         SqeBytes(contents.0)
     }
 }
 
-impl PbufRingContents {
+impl KernelMemoryBytes {
     /// The ring's tail (`struct io_uring_buf_ring`'s `tail`, which
     /// overlays the first entry's `resv`): how many buffers the program
     /// has provided (mod 2^16). `None` for fewer than 16 bytes.

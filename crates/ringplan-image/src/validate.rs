@@ -434,7 +434,10 @@ fn check_wait_region_memory(
     settings: &RingSettings,
 ) -> Result<(), ImageError> {
     use ringplan_kernel::abi::linux::PAGE_SIZE;
-    if settings.wait_region_addr.is_none() && !settings.wait_region_kernel_memory {
+    if settings.wait_region_addr.is_none()
+        && !settings.wait_region_kernel_memory
+        && settings.wait_region_contents.is_none()
+    {
         return Ok(());
     }
     if version < 5 {
@@ -449,6 +452,23 @@ fn check_wait_region_memory(
             "has the memory of a wait region but no wait_region_len",
         ));
     };
+    if let Some(contents) = &settings.wait_region_contents {
+        if !settings.wait_region_kernel_memory || settings.wait_region_addr.is_none() {
+            return Err(bad_ring(
+                id,
+                "has wait region contents but no kernel memory mapped at an address",
+            ));
+        }
+        if contents.0.len() as u64 != len {
+            return Err(bad_ring(
+                id,
+                format!(
+                    "wait region contents of {} bytes, not its {len}",
+                    contents.0.len()
+                ),
+            ));
+        }
+    }
     let Some(addr) = settings.wait_region_addr else {
         return Ok(());
     };

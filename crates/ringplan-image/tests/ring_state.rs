@@ -420,7 +420,7 @@ fn the_largest_kernel_memory_buffer_ring_round_trips_as_a_byte_string() {
         addr: Some(0x7f00_0010_0000),
         mmap: true,
         incremental: false,
-        contents: Some(PbufRingContents(bytes)),
+        contents: Some(KernelMemoryBytes(bytes)),
     }];
     let encoded = encode_to_vec(&image).expect("encoding");
     assert_eq!(decode_slice(&encoded).expect("decoding"), image);

@@ -747,10 +747,11 @@ fn check_settings(id: ObjectId, ring: &Ring) -> Result<(), CompileError> {
         reason,
     };
     if let Some(len) = settings.wait_region_len {
-        let why = if settings.wait_region_kernel_memory {
+        let why = if settings.wait_region_kernel_memory && settings.wait_region_contents.is_none() {
             Some(
-                "is in kernel memory, which a new ring's region would place where the kernel \
-                 chooses, not where the program had it",
+                "is in kernel memory whose bytes the image does not have (the program had it \
+                 unmapped, or the dump could not read it), which a new ring's region would place \
+                 where the kernel chooses, not where the program had it",
             )
         } else if settings.wait_region_addr.is_none() {
             Some(

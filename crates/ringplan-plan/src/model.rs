@@ -636,13 +636,18 @@ pub struct RegisterSettings {
 /// is; where nothing is mapped there (a restore into the executor's own
 /// process, or a process without it), the step maps fresh anonymous
 /// memory first (`MAP_FIXED_NOREPLACE`), which an undo unmaps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterWaitRegion {
     pub ring_handle: Handle,
     /// Page-aligned, in user space.
     pub addr: u64,
     /// Whole pages.
     pub len: u64,
+    /// A region that was in kernel memory: its bytes, which the step
+    /// writes into fresh memory at `addr` before registering it as user
+    /// memory (added in image version 5; left out when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<ringplan_image::KernelMemoryBytes>,
 }
 
 /// Parameters of `enable_rings`.
@@ -682,7 +687,7 @@ pub struct RegisterPbufRing {
     /// registering: a ring that was in kernel memory. Absent for the
     /// program's own memory, which is in place as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contents: Option<ringplan_image::PbufRingContents>,
+    pub contents: Option<ringplan_image::KernelMemoryBytes>,
 }
 
 fn is_zero_u16(value: &u16) -> bool {

@@ -1193,6 +1193,14 @@ fn wait_region_problem(register: &RegisterWaitRegion) -> Option<String> {
     {
         return Some(format!("{len} bytes at {addr:#x} leave user space"));
     }
+    if let Some(contents) = &register.contents {
+        if contents.0.len() as u64 != len {
+            return Some(format!(
+                "contents of {} bytes for a region of {len}",
+                contents.0.len()
+            ));
+        }
+    }
     None
 }
 

@@ -148,7 +148,7 @@ fn buffer_rings_a_restore_cannot_bring_back_are_refused() {
     let mut unmapped = kernel_memory.clone();
     unmapped.addr = None;
     assert!(refused(unmapped).contains("the program has not mapped"));
-    kernel_memory.contents = Some(ringplan_image::PbufRingContents(vec![0; 8 * 16]));
+    kernel_memory.contents = Some(ringplan_image::KernelMemoryBytes(vec![0; 8 * 16]));
     let mut planned = plain_ring(4);
     planned.pbuf_rings = vec![kernel_memory];
     assert!(ringplan_plan::compile(&one_ring(planned)).is_ok());
@@ -573,8 +573,9 @@ fn settings_a_restore_cannot_bring_back_are_refused() {
     assert_eq!(
         message(&one_ring(ring)),
         "ring #1: its registered wait region cannot be restored: a wait region of 4096 bytes \
-         (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is in kernel memory, which a \
-         new ring's region would place where the kernel chooses, not where the program had it"
+         (IORING_REGISTER_MEM_REGION with IORING_MEM_REGION_REG_WAIT_ARG) is in kernel memory whose \
+         bytes the image does not have (the program had it unmapped, or the dump could not read it), \
+         which a new ring's region would place where the kernel chooses, not where the program had it"
     );
     let napi = |tracking, ids_listed| {
         let mut ring = plain_ring(4);

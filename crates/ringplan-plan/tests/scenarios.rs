@@ -707,7 +707,7 @@ pub fn pbuf_mmap() -> Image {
             addr: Some(0x7f30_0000_0000),
             mmap: true,
             incremental: false,
-            contents: Some(ringplan_image::PbufRingContents(contents)),
+            contents: Some(ringplan_image::KernelMemoryBytes(contents)),
         }];
     }
     image
@@ -845,6 +845,7 @@ pub fn settings() -> Image {
         wait_region_len: None,
         wait_region_addr: None,
         wait_region_kernel_memory: false,
+        wait_region_contents: None,
         iowq_affinity: None,
     };
     image(vec![

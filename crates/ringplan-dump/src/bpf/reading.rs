@@ -1047,6 +1047,8 @@ fn settings_of(header: &RingRecord, facts: &RingFacts) -> Known<RingSettings> {
         // Where its memory is comes from the page lookup (`RawRing::wait_region`).
         wait_region_addr: None,
         wait_region_kernel_memory: false,
+        // Read from the program's mapping once found (`ring_memory`).
+        wait_region_contents: None,
         iowq_affinity: (has(bits::IOWQ_AFFINITY_KNOWN) && words.iowq_tid != 0)
             .then(|| iowq_affinity_of(&words.iowq_cpus, words.iowq_tid, has(bits::IOWQ_SQ_THREAD)))
             .flatten(),

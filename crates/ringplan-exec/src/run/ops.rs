@@ -394,7 +394,7 @@ impl<B: Backend> Run<'_, B> {
             resv: [0; 3],
         };
         let found = match &register.contents {
-            Some(contents) => Some(self.replace_pbuf_memory(register.addr, &contents.0)?),
+            Some(contents) => Some(self.replace_memory(register.addr, &contents.0)?),
             None => None,
         };
         let mut bytes = Vec::with_capacity(size_of::<pbuf::BufReg>());
@@ -411,7 +411,7 @@ impl<B: Backend> Run<'_, B> {
         if let Err(errno) = registered {
             if let Some(found) = found {
                 // Best effort: the failure reported is the registration's.
-                let _ = self.replace_pbuf_memory(register.addr, &found);
+                let _ = self.replace_memory(register.addr, &found);
             }
             return Err(fail("IORING_REGISTER_PBUF_RING")(errno));
         }
@@ -425,10 +425,10 @@ impl<B: Backend> Run<'_, B> {
     /// its `/proc/PID/mem` (this process's too: memory a caller's hook
     /// failed to place is then an error, not a fault), and returns the
     /// bytes that were there.
-    fn replace_pbuf_memory(&mut self, addr: u64, bytes: &[u8]) -> Result<Vec<u8>, Failure> {
+    fn replace_memory(&mut self, addr: u64, bytes: &[u8]) -> Result<Vec<u8>, Failure> {
         use crate::backend::TargetMemory;
         use ringplan_kernel::procfs::{mem::ProcessMemory, Process};
-        let call = "writing a kernel-memory buffer ring's captured bytes";
+        let call = "writing captured kernel-memory bytes";
         let memory = match self.backend.memory().map_err(fail(call))? {
             TargetMemory::Process(memory) => memory,
             TargetMemory::Local => ProcessMemory::open_for_writing(Process::Current)
@@ -682,9 +682,8 @@ impl<B: Backend> Run<'_, B> {
             usize::try_from(register.addr).map_err(|_| bad())?,
             usize::try_from(register.len).map_err(|_| bad())?,
         );
-        match program_memory_at(self.backend, register.addr, end) {
-            Ok(true) => self.ring_regions.push(range),
-            Ok(false) => {}
+        let mapped = match program_memory_at(self.backend, register.addr, end) {
+            Ok(mapped) => mapped,
             Err(error) => {
                 self.memory_error = Some(error);
                 return Err(Failure {
@@ -692,6 +691,22 @@ impl<B: Backend> Run<'_, B> {
                     errno: Errno::FAULT,
                 });
             }
+        };
+        if mapped {
+            self.ring_regions.push(range);
+        }
+        // A region that was kernel memory: its captured bytes, into memory
+        // this step mapped (never over the process's own, which an undo
+        // could not give back: `plan dump --detach` leaves the range free).
+        if let Some(contents) = &register.contents {
+            if !mapped {
+                return Err(Failure {
+                    call:
+                        "placing a kernel-memory wait region's bytes over the process's own memory",
+                    errno: Errno::EXIST,
+                });
+            }
+            self.replace_memory(register.addr, &contents.0)?;
         }
         self.backend
             .io_uring_register_wait_region(ring, register.addr, register.len)

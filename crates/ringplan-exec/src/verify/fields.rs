@@ -289,18 +289,28 @@ impl<'a> FieldComparison<'a> {
         differ.differ_if_not_equal("NAPI ids", &want.napi_static_ids, &have.napi_static_ids);
         differ.differ_if_not_equal("file tags", &want.file_tags, &have.file_tags);
         differ.differ_if_not_equal("buffer tags", &want.buffer_tags, &have.buffer_tags);
-        // The wait region: its length, and where the program has it (the
-        // restored region is the same memory, the program's own).
+        // The wait region: its length, and where the program has it. One
+        // that was kernel memory comes back as the program's (a new ring's
+        // kernel region would be mapped where the kernel chooses): a note.
         let wait_region_of = |settings: &ringplan_image::RingSettings| {
-            settings.wait_region_len.map(|len| {
-                (
-                    len,
-                    settings.wait_region_addr,
-                    settings.wait_region_kernel_memory,
-                )
-            })
+            settings
+                .wait_region_len
+                .map(|len| (len, settings.wait_region_addr))
         };
         differ.differ_if_not_equal("wait region", &wait_region_of(want), &wait_region_of(have));
+        if want.wait_region_kernel_memory && !have.wait_region_kernel_memory {
+            self.notes.push(format!(
+                "{}: its wait region was kernel memory and is the program's memory now, at the \
+                 same address (mapping it again from the ring fd fails)",
+                differ.name()
+            ));
+        } else if !want.wait_region_kernel_memory && have.wait_region_kernel_memory {
+            differ.differ(
+                "wait region memory",
+                "the program's".to_owned(),
+                "the kernel's".to_owned(),
+            );
+        }
         // The io-wq affinity: its CPUs and whether it is the SQ thread's.
         // Restored in this process it is the calling thread's, not the
         // recorded one: a note, as for registered ring fds.

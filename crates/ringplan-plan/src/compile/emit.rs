@@ -186,6 +186,7 @@ impl GraphBuilder<'_> {
                     len: settings
                         .and_then(|settings| settings.wait_region_len)
                         .unwrap_or(0),
+                    contents: settings.and_then(|settings| settings.wait_region_contents.clone()),
                 })
             }
             NodeKind::EnableRings(index) => Op::EnableRings(EnableRings {
