@@ -232,7 +232,7 @@ impl PlacedMemory {
         let mut lent = lend_above.map(|floor| (floor, Vec::new()));
         let placed = place_in_target(
             backend,
-            "ring memory",
+            RING_MEMORY,
             placement.backing,
             &rings,
             &mut regions,
@@ -417,6 +417,10 @@ pub(super) fn place(
     }
 }
 
+/// What the rings' range is called in errors; the range the kernel writes
+/// a ring's header into.
+const RING_MEMORY: &str = "ring memory";
+
 /// Places one memory object at every range of `ranges` in the process
 /// `backend` acts in (another one), appending what it placed to
 /// `regions`: a memfd mapped shared at each range, or the program's own
@@ -459,6 +463,14 @@ fn place_in_target<B: Backend>(
                 })?;
             let zeros = vec![0u8; *len];
             let zeroed = memory.write_all_at(*addr as u64, &zeros);
+            // The ring a detach closed on this memory may still be on its
+            // way out: the kernel's exit worker writes its header a last
+            // time when it frees it, which under load came after a new
+            // ring was set up here (its CQ tail then read 1). Zeroed until
+            // it stays so, as an undo puts the program's bytes back.
+            if zeroed.is_ok() && what == RING_MEMORY {
+                put_back_program_memory(backend, &memory, *addr as u64, &zeros);
+            }
             // Saved before any byte changed: a partial write is undone.
             regions.push(PlacedRegion::Program {
                 addr: *addr as u64,
