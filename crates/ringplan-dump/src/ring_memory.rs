@@ -218,56 +218,54 @@ fn capture_kernel_pbuf_rings(
     warnings
 }
 
-/// A buffer ring's memory: the lowest address of the program that maps
-/// its first page. Kernel memory (`IOU_PBUF_RING_MMAP`) that no mapping
-/// shows is not mapped; the program's own memory must be mapped somewhere.
-fn locate_buffer_rings(
-    ring: &mut RawRing,
-    found: &Result<std::collections::BTreeMap<u64, u64>, ringplan_kernel::procfs::ProcfsError>,
-) {
+/// Pages found by frame number (`/proc/PID/pagemap`), or why not.
+type FoundFrames =
+    Result<std::collections::BTreeMap<u64, u64>, ringplan_kernel::procfs::ProcfsError>;
+
+/// Where memory looked for by frame lies: the lowest address of the
+/// program that maps its first page. Kernel memory no mapping shows is
+/// not mapped; the program's own memory must be mapped somewhere. Memory
+/// not looked for by frame is left as it is. `what` names it.
+fn located(
+    memory: &PbufMemory,
+    kernel_memory: bool,
+    found: &FoundFrames,
+    what: &str,
+) -> PbufMemory {
+    let PbufMemory::Frame(frame) = memory else {
+        return memory.clone();
+    };
+    match found {
+        Err(error) => PbufMemory::Unknown(format!("reading the target's pagemap: {error}")),
+        Ok(found) => match found.get(frame) {
+            Some(&addr) => PbufMemory::Found(addr),
+            None if kernel_memory => PbufMemory::NotMapped,
+            None => PbufMemory::Unknown(format!("no mapping of the target shows {what}'s pages")),
+        },
+    }
+}
+
+/// Every buffer ring's memory ([`located`]).
+fn locate_buffer_rings(ring: &mut RawRing, found: &FoundFrames) {
     let Known::Known(groups) = &mut ring.buffer_groups else {
         return;
     };
     for entry in &mut groups.rings {
-        let PbufMemory::Frame(frame) = entry.memory else {
-            continue;
-        };
-        entry.memory = match found {
-            Err(error) => PbufMemory::Unknown(format!("reading the target's pagemap: {error}")),
-            Ok(found) => match found.get(&frame) {
-                Some(&addr) => PbufMemory::Found(addr),
-                None if entry.kernel_memory => PbufMemory::NotMapped,
-                None => PbufMemory::Unknown(
-                    "no mapping of the target shows the buffer ring's pages".to_owned(),
-                ),
-            },
-        };
+        entry.memory = located(&entry.memory, entry.kernel_memory, found, "the buffer ring");
     }
 }
 
-/// A registered wait region's memory: the lowest address of the program
-/// that maps its first page (its own memory, or its mapping of the
-/// kernel's).
-fn locate_wait_region(
-    ring: &mut RawRing,
-    found: &Result<std::collections::BTreeMap<u64, u64>, ringplan_kernel::procfs::ProcfsError>,
-) {
-    let Some(region) = &mut ring.wait_region else {
-        return;
-    };
-    let PbufMemory::Frame(frame) = region.memory else {
-        return;
-    };
-    region.memory = match found {
-        Err(error) => PbufMemory::Unknown(format!("reading the target's pagemap: {error}")),
-        Ok(found) => match found.get(&frame) {
-            Some(&addr) => PbufMemory::Found(addr),
-            None if region.kernel_memory => PbufMemory::NotMapped,
-            None => PbufMemory::Unknown(
-                "no mapping of the target shows the wait region's pages".to_owned(),
-            ),
-        },
-    };
+/// A registered wait region's memory ([`located`]): its own, or its
+/// mapping of the kernel's.
+fn locate_wait_region(ring: &mut RawRing, found: &FoundFrames) {
+    if let Some(region) = &mut ring.wait_region {
+        region.memory = located(
+            &region.memory,
+            region.kernel_memory,
+            found,
+            "the wait region",
+        );
+    }
 }
 
 /// Finds, for every NO_MMAP ring of `raw` whose pages the backend gave as
